@@ -1,0 +1,295 @@
+// SPDX-License-Identifier: BSD-3-Clause
+#include "../kernels.h"
+
+#include <algorithm>
+#include <cmath>
+#include <type_traits>
+#include <vector>
+
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+
+namespace frcnn::ops::detail {
+
+namespace {
+
+// Half tensors are read and written as half but all arithmetic is done in float.
+template<typename scalar_t>
+using acc_t = std::conditional_t<std::is_same_v<scalar_t, at::Half>, float, scalar_t>;
+
+// Geometry of one RoI in feature-map coordinates. The arithmetic follows torchvision's CPU
+// kernel operation by operation so that results agree to the last bit for float and double.
+template<typename T>
+struct RoiGeometry {
+	int64_t batch_index;
+	T start_h, start_w;
+	T bin_h, bin_w;
+	int64_t grid_h, grid_w; // samples per bin along each axis
+};
+
+template<typename T, typename scalar_t>
+RoiGeometry<T> roi_geometry(const scalar_t *roi, T spatial_scale, int64_t pooled_height,
+			    int64_t pooled_width, int64_t sampling_ratio, bool aligned)
+{
+	RoiGeometry<T> g;
+	g.batch_index = static_cast<int64_t>(static_cast<T>(roi[0]));
+
+	// aligned=true shifts by half a pixel so that box corners fall on pixel borders.
+	const T offset = aligned ? static_cast<T>(0.5) : static_cast<T>(0.0);
+	g.start_w = static_cast<T>(roi[1]) * spatial_scale - offset;
+	g.start_h = static_cast<T>(roi[2]) * spatial_scale - offset;
+	const T end_w = static_cast<T>(roi[3]) * spatial_scale - offset;
+	const T end_h = static_cast<T>(roi[4]) * spatial_scale - offset;
+
+	T roi_width = end_w - g.start_w;
+	T roi_height = end_h - g.start_h;
+	if (!aligned) {
+		// The legacy version forces malformed RoIs to be at least 1x1.
+		roi_width = std::max(roi_width, static_cast<T>(1.));
+		roi_height = std::max(roi_height, static_cast<T>(1.));
+	}
+
+	g.bin_h = roi_height / static_cast<T>(pooled_height);
+	g.bin_w = roi_width / static_cast<T>(pooled_width);
+	g.grid_h = sampling_ratio > 0
+			   ? sampling_ratio
+			   : static_cast<int64_t>(std::ceil(roi_height / static_cast<T>(pooled_height)));
+	g.grid_w = sampling_ratio > 0
+			   ? sampling_ratio
+			   : static_cast<int64_t>(std::ceil(roi_width / static_cast<T>(pooled_width)));
+	return g;
+}
+
+// One bilinear sample: four input offsets within a (height x width) plane and their weights.
+// A sample outside the map (beyond one pixel of the border) has valid == false.
+template<typename T>
+struct Sample {
+	int64_t pos1, pos2, pos3, pos4;
+	T w1, w2, w3, w4;
+	bool valid;
+};
+
+template<typename T>
+Sample<T> bilinear_sample(int64_t height, int64_t width, T y, T x)
+{
+	Sample<T> s{};
+	if (y < -1.0 || y > height || x < -1.0 || x > width) {
+		s.valid = false;
+		return s;
+	}
+	s.valid = true;
+
+	if (y <= 0)
+		y = 0;
+	if (x <= 0)
+		x = 0;
+
+	int64_t y_low = static_cast<int64_t>(y);
+	int64_t x_low = static_cast<int64_t>(x);
+	int64_t y_high, x_high;
+	if (y_low >= height - 1) {
+		y_high = y_low = height - 1;
+		y = static_cast<T>(y_low);
+	} else {
+		y_high = y_low + 1;
+	}
+	if (x_low >= width - 1) {
+		x_high = x_low = width - 1;
+		x = static_cast<T>(x_low);
+	} else {
+		x_high = x_low + 1;
+	}
+
+	const T ly = y - y_low;
+	const T lx = x - x_low;
+	const T hy = static_cast<T>(1.) - ly;
+	const T hx = static_cast<T>(1.) - lx;
+	s.w1 = hy * hx;
+	s.w2 = hy * lx;
+	s.w3 = ly * hx;
+	s.w4 = ly * lx;
+	s.pos1 = y_low * width + x_low;
+	s.pos2 = y_low * width + x_high;
+	s.pos3 = y_high * width + x_low;
+	s.pos4 = y_high * width + x_high;
+	return s;
+}
+
+// All samples of one RoI, bin by bin (row-major), grid_h x grid_w samples per bin. They do not
+// depend on the channel, so they are computed once per RoI and reused for every channel.
+template<typename T>
+void precompute_samples(const RoiGeometry<T> &g, int64_t height, int64_t width,
+			int64_t pooled_height, int64_t pooled_width, std::vector<Sample<T>> &samples)
+{
+	samples.clear();
+	samples.reserve(pooled_height * pooled_width * g.grid_h * g.grid_w);
+	for (int64_t ph = 0; ph < pooled_height; ph++) {
+		for (int64_t pw = 0; pw < pooled_width; pw++) {
+			for (int64_t iy = 0; iy < g.grid_h; iy++) {
+				const T y = g.start_h + ph * g.bin_h +
+					    static_cast<T>(iy + .5f) * g.bin_h / static_cast<T>(g.grid_h);
+				for (int64_t ix = 0; ix < g.grid_w; ix++) {
+					const T x = g.start_w + pw * g.bin_w +
+						    static_cast<T>(ix + .5f) * g.bin_w /
+							    static_cast<T>(g.grid_w);
+					samples.push_back(bilinear_sample<T>(height, width, y, x));
+				}
+			}
+		}
+	}
+}
+
+template<typename scalar_t>
+void check_batch_indices(const scalar_t *rois, int64_t num_rois, int64_t batch_size)
+{
+	for (int64_t n = 0; n < num_rois; n++) {
+		const auto value = static_cast<acc_t<scalar_t>>(rois[n * 5]);
+		const auto index = static_cast<int64_t>(value);
+		TORCH_CHECK(std::isfinite(static_cast<double>(value)) && index >= 0 &&
+				    index < batch_size,
+			    "roi_align: rois[", n, ", 0] is the batch index ", static_cast<double>(value),
+			    ", but the input holds ", batch_size, " image(s)");
+	}
+}
+
+template<typename scalar_t>
+void forward_kernel(const scalar_t *input, const scalar_t *rois, scalar_t *output, int64_t num_rois,
+		    int64_t channels, int64_t height, int64_t width, int64_t pooled_height,
+		    int64_t pooled_width, int64_t sampling_ratio, bool aligned, double spatial_scale)
+{
+	using T = acc_t<scalar_t>;
+	const int64_t plane = height * width;
+	const int64_t bins = pooled_height * pooled_width;
+
+	at::parallel_for(0, num_rois, 1, [&](int64_t begin, int64_t end) {
+		std::vector<Sample<T>> samples;
+		for (int64_t n = begin; n < end; n++) {
+			const RoiGeometry<T> g =
+				roi_geometry<T>(rois + n * 5, static_cast<T>(spatial_scale),
+						pooled_height, pooled_width, sampling_ratio, aligned);
+			precompute_samples(g, height, width, pooled_height, pooled_width, samples);
+			const int64_t per_bin = g.grid_h * g.grid_w;
+			const T count = static_cast<T>(std::max<int64_t>(per_bin, 1));
+
+			for (int64_t c = 0; c < channels; c++) {
+				const scalar_t *in = input + (g.batch_index * channels + c) * plane;
+				scalar_t *out = output + (n * channels + c) * bins;
+				const Sample<T> *s = samples.data();
+				for (int64_t bin = 0; bin < bins; bin++) {
+					T value = 0;
+					for (int64_t k = 0; k < per_bin; k++, s++) {
+						if (!s->valid)
+							continue;
+						value += s->w1 * static_cast<T>(in[s->pos1]) +
+							 s->w2 * static_cast<T>(in[s->pos2]) +
+							 s->w3 * static_cast<T>(in[s->pos3]) +
+							 s->w4 * static_cast<T>(in[s->pos4]);
+					}
+					value /= count;
+					out[bin] = static_cast<scalar_t>(value);
+				}
+			}
+		}
+	});
+}
+
+template<typename scalar_t>
+void backward_kernel(const scalar_t *grad, const scalar_t *rois, scalar_t *grad_input,
+		     int64_t num_rois, int64_t channels, int64_t height, int64_t width,
+		     int64_t pooled_height, int64_t pooled_width, int64_t sampling_ratio,
+		     bool aligned, double spatial_scale)
+{
+	using T = acc_t<scalar_t>;
+	const int64_t plane = height * width;
+	const int64_t bins = pooled_height * pooled_width;
+
+	// Every (image, channel) plane of grad_input only receives from the same channel, so the
+	// work is split by channel: no two threads write the same element, and within a plane the
+	// contributions are added in the same order (RoI, bin, sample) as a serial loop would.
+	at::parallel_for(0, channels, 1, [&](int64_t c_begin, int64_t c_end) {
+		std::vector<Sample<T>> samples;
+		for (int64_t n = 0; n < num_rois; n++) {
+			const RoiGeometry<T> g =
+				roi_geometry<T>(rois + n * 5, static_cast<T>(spatial_scale),
+						pooled_height, pooled_width, sampling_ratio, aligned);
+			precompute_samples(g, height, width, pooled_height, pooled_width, samples);
+			const int64_t per_bin = g.grid_h * g.grid_w;
+			const T count = static_cast<T>(per_bin);
+
+			for (int64_t c = c_begin; c < c_end; c++) {
+				scalar_t *gin = grad_input + (g.batch_index * channels + c) * plane;
+				const scalar_t *gout = grad + (n * channels + c) * bins;
+				const Sample<T> *s = samples.data();
+				for (int64_t bin = 0; bin < bins; bin++) {
+					const T g_bin = static_cast<T>(gout[bin]);
+					for (int64_t k = 0; k < per_bin; k++, s++) {
+						if (!s->valid)
+							continue;
+						gin[s->pos1] = static_cast<T>(gin[s->pos1]) + g_bin * s->w1 / count;
+						gin[s->pos2] = static_cast<T>(gin[s->pos2]) + g_bin * s->w2 / count;
+						gin[s->pos3] = static_cast<T>(gin[s->pos3]) + g_bin * s->w3 / count;
+						gin[s->pos4] = static_cast<T>(gin[s->pos4]) + g_bin * s->w4 / count;
+					}
+				}
+			}
+		}
+	});
+}
+
+} // namespace
+
+torch::Tensor roi_align_forward_cpu(const torch::Tensor &input, const torch::Tensor &rois,
+				    double spatial_scale, int64_t pooled_height,
+				    int64_t pooled_width, int64_t sampling_ratio, bool aligned)
+{
+	const int64_t num_rois = rois.size(0);
+	const int64_t channels = input.size(1);
+	const int64_t height = input.size(2);
+	const int64_t width = input.size(3);
+
+	torch::Tensor output =
+		torch::zeros({num_rois, channels, pooled_height, pooled_width}, input.options());
+	if (output.numel() == 0)
+		return output;
+
+	const torch::Tensor in = input.contiguous();
+	const torch::Tensor r = rois.contiguous();
+	AT_DISPATCH_FLOATING_TYPES_AND_HALF(input.scalar_type(), "roi_align_forward_cpu", [&] {
+		check_batch_indices(r.data_ptr<scalar_t>(), num_rois, input.size(0));
+		// Every sample of an empty map reads nothing: the output stays zero.
+		if (height == 0 || width == 0)
+			return;
+		forward_kernel<scalar_t>(in.data_ptr<scalar_t>(), r.data_ptr<scalar_t>(),
+					 output.data_ptr<scalar_t>(), num_rois, channels, height,
+					 width, pooled_height, pooled_width, sampling_ratio, aligned,
+					 spatial_scale);
+	});
+	return output;
+}
+
+torch::Tensor roi_align_backward_cpu(const torch::Tensor &grad, const torch::Tensor &rois,
+				     double spatial_scale, int64_t pooled_height,
+				     int64_t pooled_width, int64_t batch_size, int64_t channels,
+				     int64_t height, int64_t width, int64_t sampling_ratio,
+				     bool aligned)
+{
+	torch::Tensor grad_input =
+		torch::zeros({batch_size, channels, height, width}, grad.options());
+	if (grad.numel() == 0)
+		return grad_input;
+
+	const torch::Tensor g = grad.contiguous();
+	const torch::Tensor r = rois.contiguous();
+	AT_DISPATCH_FLOATING_TYPES_AND_HALF(grad.scalar_type(), "roi_align_backward_cpu", [&] {
+		check_batch_indices(r.data_ptr<scalar_t>(), rois.size(0), batch_size);
+		if (height == 0 || width == 0)
+			return;
+		backward_kernel<scalar_t>(g.data_ptr<scalar_t>(), r.data_ptr<scalar_t>(),
+					  grad_input.data_ptr<scalar_t>(), rois.size(0), channels,
+					  height, width, pooled_height, pooled_width, sampling_ratio,
+					  aligned, spatial_scale);
+	});
+	return grad_input;
+}
+
+} // namespace frcnn::ops::detail

@@ -1,0 +1,31 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// Device kernels behind frcnn::ops. The public functions in boxes.cpp validate their arguments
+// and pick a kernel by device; the kernels assume validated, contiguous inputs.
+#pragma once
+
+#include <torch/types.h>
+
+namespace frcnn::ops::detail {
+
+// Suppression on boxes [N,4] (x1,y1,x2,y2) with scores [N], same dtype. Returns kept indices
+// (int64) in order of decreasing score, ties broken by index.
+torch::Tensor nms_cpu(const torch::Tensor &boxes, const torch::Tensor &scores, double iou_threshold);
+
+// Suppression done independently within each category: idxs [N] int64. Returns a bool mask [N]
+// of the kept boxes; the caller orders them.
+torch::Tensor nms_per_category_cpu(const torch::Tensor &boxes, const torch::Tensor &scores,
+				   const torch::Tensor &idxs, double iou_threshold);
+
+torch::Tensor roi_align_forward_cpu(const torch::Tensor &input, const torch::Tensor &rois,
+				    double spatial_scale, int64_t pooled_height,
+				    int64_t pooled_width, int64_t sampling_ratio, bool aligned);
+
+// Gradient with respect to the input of roi_align_forward_cpu, shaped
+// [batch_size, channels, height, width].
+torch::Tensor roi_align_backward_cpu(const torch::Tensor &grad, const torch::Tensor &rois,
+				     double spatial_scale, int64_t pooled_height,
+				     int64_t pooled_width, int64_t batch_size, int64_t channels,
+				     int64_t height, int64_t width, int64_t sampling_ratio,
+				     bool aligned);
+
+} // namespace frcnn::ops::detail
