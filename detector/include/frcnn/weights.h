@@ -1,0 +1,42 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// Published weights by name, the torch hub cache, and downloads.
+#pragma once
+
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace frcnn {
+
+struct WeightsPreset {
+	std::string name;	 // "coco", "coco-v2", "coco-mobilenet", "coco-mobilenet-320"
+	std::string arch;	 // model preset the file belongs to
+	std::string url;	 // torchvision's published file
+	int num_classes;	 // 91
+	double frozen_bn_eps;	 // 0.0 for the v1 COCO file (torchvision's overwrite_eps), else 1e-5
+};
+
+const std::vector<WeightsPreset> &weights_presets();
+std::optional<WeightsPreset> find_weights_preset(const std::string &name);
+
+// The folder torchvision caches into: $TORCH_HOME/hub/checkpoints, where TORCH_HOME defaults to
+// $XDG_CACHE_HOME/torch, and XDG_CACHE_HOME to ~/.cache.
+std::string hub_checkpoint_dir();
+
+// Called during a download with (bytes so far, total bytes or -1 when unknown).
+using DownloadProgress = std::function<void(long long done, long long total)>;
+
+// Resolves a weights value: a preset name or an http(s) URL is looked up in the cache and
+// downloaded into it if absent (checked against the sha256 prefix in the file name, written to a
+// temporary name and moved into place); anything else is taken as a file path and must exist.
+// Throws frcnn::Error with what to do (e.g. which URL to fetch and where to put the file).
+std::string resolve_weights(const std::string &weights, const DownloadProgress &progress = {});
+
+// A DownloadProgress for command-line tools: draws a one-line bar on stderr when stderr is a
+// terminal, and does nothing otherwise. The line is ended when the download completes
+// (resolve_weights reports done == total once at the end) or, after a failure, when the returned
+// function is destroyed.
+DownloadProgress terminal_progress_bar();
+
+} // namespace frcnn
