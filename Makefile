@@ -1,0 +1,50 @@
+# Set-up, build and test in one place. `make demo` and `make test` work on a fresh Debian 12.
+BUILD ?= build
+MESON_OPTIONS ?=
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+# Every Debian package the build, the tests and the demo need.
+DEB_PACKAGES := \
+	build-essential pkg-config meson ninja-build \
+	libtorch-dev libopenblas0-openmp \
+	libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-tools \
+	gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
+	gstreamer1.0-plugins-ugly gstreamer1.0-libav \
+	libopencv-dev nlohmann-json3-dev libcurl4-openssl-dev libssl-dev ca-certificates libgtest-dev \
+	python3-torch python3-torchvision python3-skimage opencv-doc \
+	python3-gi python3-gst-1.0 gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0
+
+.PHONY: all deps configure build test demo clean
+
+all: build
+
+# Installs only what is missing, so a set-up machine does not need the network.
+deps:
+	@missing=$$(for p in $(DEB_PACKAGES); do \
+		dpkg-query -W -f='$${db:Status-Status}\n' $$p 2>/dev/null | grep -qx installed || echo $$p; \
+	done); \
+	if [ -n "$$missing" ]; then \
+		echo "Installing Debian packages:" $$missing; \
+		$(SUDO) apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+$(BUILD)/build.ninja:
+	meson setup $(BUILD) $(MESON_OPTIONS)
+
+configure: deps $(BUILD)/build.ninja
+
+build: configure
+	ninja -C $(BUILD)
+
+# Runs every test; the last line printed is "N passed, N failed".
+test: build
+	@status=0; rm -f $(BUILD)/*.xml; meson test -C $(BUILD) --print-errorlogs --num-processes 1 || status=1; \
+	/usr/bin/python3 tests/summary.py $(BUILD)/meson-logs/testlog.json || status=1; \
+	exit $$status
+
+demo: build
+	./tests/demo.sh $(BUILD)
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,71 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// The facade that the element and the tools use: raw frames in, plain detections out.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "frcnn/config.h"
+
+namespace frcnn {
+
+enum class PixelFormat {
+	RGB, BGR,			     // 3 bytes per pixel
+	RGBx, BGRx, xRGB, xBGR,		     // 4 bytes, one unused
+	RGBA, BGRA, ARGB, ABGR,		     // 4 bytes, alpha ignored
+	NV12,				     // Y plane + interleaved UV plane at half resolution
+	I420,				     // Y, U, V planes, U and V at half resolution
+};
+
+// A borrowed view of one frame: nothing is copied until the detector converts it.
+struct FrameView {
+	PixelFormat format = PixelFormat::RGB;
+	int width = 0;
+	int height = 0;
+	const uint8_t *planes[3] = {nullptr, nullptr, nullptr};
+	int strides[3] = {0, 0, 0}; // bytes per row of each plane
+};
+
+struct Detection {
+	float x1, y1, x2, y2; // frame pixels
+	int64_t label;
+	float score;
+};
+
+struct DetectorOptions {
+	ModelConfig model;	     // architecture and thresholds
+	std::string weights;	     // checkpoint path (already resolved); empty: random_seed init
+	uint64_t random_seed = 0;    // used only without weights (tests, benchmarks)
+	std::string device = "cpu";  // "cpu", "cuda", "cuda:N"
+	bool fp16 = false;
+	int threads = 0;	     // intra-op threads; 0 = LibTorch's default
+};
+
+class Detector {
+public:
+	// Builds the model and loads the weights. Throws frcnn::Error with a user-facing message.
+	explicit Detector(const DetectorOptions &options);
+	~Detector();
+	Detector(const Detector &) = delete;
+	Detector &operator=(const Detector &) = delete;
+
+	// Runs one batch. Frames may have different sizes and formats.
+	std::vector<std::vector<Detection>> detect(const std::vector<FrameView> &frames);
+
+	const ModelConfig &config() const;
+	void set_score_threshold(double value);
+	void set_nms_threshold(double value);
+	void set_max_detections(int value);
+	void set_image_size(int min_size, int max_size);
+
+	// Whether this build can run on CUDA devices.
+	static bool cuda_built();
+
+private:
+	struct Impl;
+	std::unique_ptr<Impl> impl_;
+};
+
+} // namespace frcnn

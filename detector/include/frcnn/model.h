@@ -1,0 +1,81 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// The Faster R-CNN model as a LibTorch module whose parameter names are torchvision's.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <torch/nn/module.h>
+#include <torch/nn/pimpl.h>
+#include <torch/types.h>
+
+#include "frcnn/checkpoint.h"
+#include "frcnn/config.h"
+
+namespace frcnn {
+
+// Detections of one image, in the pixels of the image given to forward().
+struct Detections {
+	torch::Tensor boxes;  // float [N,4] x1,y1,x2,y2
+	torch::Tensor labels; // int64 [N]
+	torch::Tensor scores; // float [N]
+};
+
+// Target of one image for training: boxes float [N,4] x1,y1,x2,y2 in input pixels, labels int64 [N].
+struct Target {
+	torch::Tensor boxes;
+	torch::Tensor labels;
+};
+
+struct ForwardResult {
+	std::vector<Detections> detections; // eval mode
+	// Training mode: loss_classifier, loss_box_reg, loss_objectness, loss_rpn_box_reg.
+	std::map<std::string, torch::Tensor> losses;
+	// RPN output per image, in the resized (model input) coordinates.
+	std::vector<torch::Tensor> proposals;
+	// (height, width) of each resized image before padding.
+	std::vector<std::pair<int64_t, int64_t>> image_sizes;
+};
+
+class FasterRCNNImpl;
+
+class FasterRCNNImpl : public torch::nn::Module {
+public:
+	explicit FasterRCNNImpl(const ModelConfig &config);
+	~FasterRCNNImpl() override;
+
+	// Eval mode: images are float [3,H,W] RGB in 0..1, of any sizes.
+	std::vector<Detections> forward(const std::vector<torch::Tensor> &images);
+
+	// The whole forward pass with its intermediate results. Training mode needs targets.
+	ForwardResult run(const std::vector<torch::Tensor> &images,
+			  const std::vector<Target> *targets = nullptr);
+
+	// Strict load: every parameter and buffer must be present with its shape; old torchvision
+	// key names (FPN and RPN head before version 2) are renamed as torchvision does. Throws
+	// frcnn::Error naming the missing, unexpected or mis-shaped keys.
+	void load_state_dict(const Checkpoint &checkpoint);
+	// Parameters and buffers under torchvision's names, in the model's order.
+	StateDict state_dict() const;
+
+	const ModelConfig &config() const;
+	// Thresholds that may change after construction (the element's properties).
+	void set_box_score_thresh(double value);
+	void set_box_nms_thresh(double value);
+	void set_box_detections_per_img(int value);
+	void set_image_size(int min_size, int max_size);
+
+	// Applies trainable_backbone_layers (requires_grad off for frozen layers).
+	void freeze_backbone_layers(int trainable_layers);
+
+private:
+	struct Parts;
+	std::unique_ptr<Parts> parts_;
+	ModelConfig config_;
+};
+
+TORCH_MODULE(FasterRCNN);
+
+} // namespace frcnn

@@ -1,0 +1,200 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// ResNet trunk with FrozenBatchNorm2d and the feature pyramid, as torchvision's
+// resnet_fpn_backbone builds them.
+#include <torch/nn/functional/pooling.h>
+#include <torch/nn/functional/upsampling.h>
+#include <torch/nn/init.h>
+#include <torch/nn/modules/activation.h>
+
+#include "frcnn/error.h"
+#include "parts.h"
+
+namespace F = torch::nn::functional;
+
+namespace frcnn::detail {
+
+FrozenBatchNorm2dImpl::FrozenBatchNorm2dImpl(int64_t channels, double eps_)
+	: eps(eps_)
+{
+	weight = register_buffer("weight", torch::ones({channels}));
+	bias = register_buffer("bias", torch::zeros({channels}));
+	running_mean = register_buffer("running_mean", torch::zeros({channels}));
+	running_var = register_buffer("running_var", torch::ones({channels}));
+}
+
+torch::Tensor FrozenBatchNorm2dImpl::forward(const torch::Tensor &x)
+{
+	// Same operations in the same order as torchvision.ops.FrozenBatchNorm2d, so that results
+	// are bit-identical.
+	auto w = weight.reshape({1, -1, 1, 1});
+	auto b = bias.reshape({1, -1, 1, 1});
+	auto rv = running_var.reshape({1, -1, 1, 1});
+	auto rm = running_mean.reshape({1, -1, 1, 1});
+	auto scale = w * (rv + eps).rsqrt();
+	auto shift = b - rm * scale;
+	return x * scale + shift;
+}
+
+namespace {
+
+torch::nn::Conv2d conv(int64_t in, int64_t out, int64_t kernel, int64_t stride, int64_t padding, bool bias)
+{
+	return torch::nn::Conv2d(torch::nn::Conv2dOptions(in, out, kernel)
+					 .stride(stride)
+					 .padding(padding)
+					 .bias(bias));
+}
+
+// torchvision's ResNet init: kaiming_normal_(fan_out, relu) for convolutions.
+void init_resnet_conv(torch::nn::Conv2d &c)
+{
+	torch::NoGradGuard no_grad;
+	torch::nn::init::kaiming_normal_(c->weight, 0.0, torch::kFanOut, torch::kReLU);
+}
+
+} // namespace
+
+ResNetBlockImpl::ResNetBlockImpl(bool bottleneck_, int64_t in_channels, int64_t planes, int64_t stride, double eps)
+	: bottleneck(bottleneck_)
+{
+	const int64_t expansion = bottleneck ? 4 : 1;
+	if (bottleneck) {
+		conv1 = register_module("conv1", conv(in_channels, planes, 1, 1, 0, false));
+		bn1 = register_module("bn1", FrozenBatchNorm2d(planes, eps));
+		conv2 = register_module("conv2", conv(planes, planes, 3, stride, 1, false));
+		bn2 = register_module("bn2", FrozenBatchNorm2d(planes, eps));
+		conv3 = register_module("conv3", conv(planes, planes * expansion, 1, 1, 0, false));
+		bn3 = register_module("bn3", FrozenBatchNorm2d(planes * expansion, eps));
+		init_resnet_conv(conv3);
+	} else {
+		conv1 = register_module("conv1", conv(in_channels, planes, 3, stride, 1, false));
+		bn1 = register_module("bn1", FrozenBatchNorm2d(planes, eps));
+		conv2 = register_module("conv2", conv(planes, planes, 3, 1, 1, false));
+		bn2 = register_module("bn2", FrozenBatchNorm2d(planes, eps));
+	}
+	init_resnet_conv(conv1);
+	init_resnet_conv(conv2);
+	if (stride != 1 || in_channels != planes * expansion) {
+		auto down = conv(in_channels, planes * expansion, 1, stride, 0, false);
+		init_resnet_conv(down);
+		downsample = register_module(
+			"downsample",
+			torch::nn::Sequential(down, FrozenBatchNorm2d(planes * expansion, eps)));
+	}
+}
+
+torch::Tensor ResNetBlockImpl::forward(const torch::Tensor &x)
+{
+	auto out = torch::relu(bn1(conv1(x)));
+	if (bottleneck) {
+		out = torch::relu(bn2(conv2(out)));
+		out = bn3(conv3(out));
+	} else {
+		out = bn2(conv2(out));
+	}
+	auto identity = downsample ? downsample->forward(x) : x;
+	return torch::relu(out + identity);
+}
+
+ResNetBodyImpl::ResNetBodyImpl(const ModelConfig &config)
+{
+	bool bottleneck;
+	std::vector<int> blocks;
+	switch (config.resnet_depth) {
+	case 18: bottleneck = false; blocks = {2, 2, 2, 2}; break;
+	case 34: bottleneck = false; blocks = {3, 4, 6, 3}; break;
+	case 50: bottleneck = true; blocks = {3, 4, 6, 3}; break;
+	case 101: bottleneck = true; blocks = {3, 4, 23, 3}; break;
+	default:
+		throw Error("resnet_depth must be 18, 34, 50 or 101, got " +
+			    std::to_string(config.resnet_depth));
+	}
+	if (config.layer_widths.size() != 4)
+		throw Error("layer_widths must hold 4 widths (layer1..layer4), got " +
+			    std::to_string(config.layer_widths.size()));
+
+	const double eps = config.frozen_bn_eps;
+	conv1 = register_module("conv1", conv(3, config.stem_width, 7, 2, 3, false));
+	init_resnet_conv(conv1);
+	bn1 = register_module("bn1", FrozenBatchNorm2d(config.stem_width, eps));
+
+	const int64_t expansion = bottleneck ? 4 : 1;
+	int64_t in_channels = config.stem_width;
+	for (int i = 0; i < 4; i++) {
+		const int64_t planes = config.layer_widths[i];
+		torch::nn::Sequential layer;
+		for (int b = 0; b < blocks[i]; b++) {
+			const int64_t stride = (b == 0 && i > 0) ? 2 : 1;
+			layer->push_back(ResNetBlock(bottleneck, in_channels, planes, stride, eps));
+			in_channels = planes * expansion;
+		}
+		layers.push_back(register_module("layer" + std::to_string(i + 1), layer));
+		out_channels_.push_back(in_channels);
+	}
+}
+
+std::vector<torch::Tensor> ResNetBodyImpl::forward(const torch::Tensor &x)
+{
+	auto y = torch::relu(bn1(conv1(x)));
+	y = F::max_pool2d(y, F::MaxPool2dFuncOptions(3).stride(2).padding(1));
+	std::vector<torch::Tensor> outputs;
+	for (auto &layer : layers) {
+		y = layer->forward(y);
+		outputs.push_back(y);
+	}
+	return outputs;
+}
+
+FeaturePyramidImpl::FeaturePyramidImpl(const std::vector<int64_t> &in_channels, int64_t out_channels)
+{
+	inner_blocks = register_module("inner_blocks", torch::nn::ModuleList());
+	layer_blocks = register_module("layer_blocks", torch::nn::ModuleList());
+	for (int64_t in : in_channels) {
+		// Each conv sits in a one-element Sequential (torchvision's Conv2dNormActivation with
+		// no norm and no activation), hence the ".0." in the keys.
+		auto inner = conv(in, out_channels, 1, 1, 0, true);
+		auto layer = conv(out_channels, out_channels, 3, 1, 1, true);
+		torch::NoGradGuard no_grad;
+		for (auto *c : {&inner, &layer}) {
+			torch::nn::init::kaiming_uniform_((*c)->weight, 1.0);
+			torch::nn::init::constant_((*c)->bias, 0.0);
+		}
+		inner_blocks->push_back(torch::nn::Sequential(inner));
+		layer_blocks->push_back(torch::nn::Sequential(layer));
+	}
+}
+
+std::vector<torch::Tensor> FeaturePyramidImpl::forward(const std::vector<torch::Tensor> &x)
+{
+	const size_t n = x.size();
+	std::vector<torch::Tensor> results(n);
+	auto last_inner = inner_blocks[n - 1]->as<torch::nn::Sequential>()->forward(x[n - 1]);
+	results[n - 1] = layer_blocks[n - 1]->as<torch::nn::Sequential>()->forward(last_inner);
+	for (size_t i = n - 1; i-- > 0;) {
+		auto lateral = inner_blocks[i]->as<torch::nn::Sequential>()->forward(x[i]);
+		auto top_down = F::interpolate(last_inner,
+					       F::InterpolateFuncOptions()
+						       .size(std::vector<int64_t>{lateral.size(-2), lateral.size(-1)})
+						       .mode(torch::kNearest));
+		last_inner = lateral + top_down;
+		results[i] = layer_blocks[i]->as<torch::nn::Sequential>()->forward(last_inner);
+	}
+	// LastLevelMaxPool: the 'pool' level.
+	results.push_back(F::max_pool2d(results.back(), F::MaxPool2dFuncOptions(1).stride(2).padding(0)));
+	return results;
+}
+
+BackboneImpl::BackboneImpl(const ModelConfig &config)
+{
+	if (config.backbone != "resnet")
+		throw Error("unknown backbone '" + config.backbone + "' (this build knows: resnet)");
+	body = register_module("body", ResNetBody(config));
+	fpn = register_module("fpn", FeaturePyramid(body->out_channels(), config.fpn_channels));
+}
+
+std::vector<torch::Tensor> BackboneImpl::forward(const torch::Tensor &x)
+{
+	return fpn(body(x));
+}
+
+} // namespace frcnn::detail

@@ -1,0 +1,141 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// The Detector facade: device and precision, frames in, plain detections out.
+#include <torch/cuda.h>
+#include <torch/utils.h>
+
+#include "frcnn-build-config.h"
+#include "frcnn/checkpoint.h"
+#include "frcnn/detector.h"
+#include "frcnn/error.h"
+#include "frcnn/frame.h"
+#include "frcnn/model.h"
+
+namespace frcnn {
+
+struct Detector::Impl {
+	DetectorOptions options;
+	torch::Device device{torch::kCPU};
+	FasterRCNN model{nullptr};
+};
+
+namespace {
+
+torch::Device parse_device(const std::string &name)
+{
+	if (name == "cpu")
+		return torch::Device(torch::kCPU);
+	if (name == "cuda" || name.rfind("cuda:", 0) == 0) {
+		if (!Detector::cuda_built())
+			throw Error("device '" + name + "' asked for, but this build has no CUDA support (its "
+				    "LibTorch is CPU-only): set device=cpu, or rebuild against a CUDA-enabled "
+				    "LibTorch (meson option -Dlibtorch=PATH)");
+		int index = 0;
+		if (name.size() > 5) {
+			try {
+				size_t used = 0;
+				index = std::stoi(name.substr(5), &used);
+				if (used != name.size() - 5 || index < 0)
+					throw std::invalid_argument(name);
+			} catch (const std::exception &) {
+				throw Error("bad device '" + name + "': use cpu, cuda or cuda:N");
+			}
+		}
+		if (!torch::cuda::is_available() || index >= (int)torch::cuda::device_count())
+			throw Error("device '" + name + "' is not available: " +
+				    std::to_string(torch::cuda::device_count()) + " CUDA device(s) found");
+		return torch::Device(torch::kCUDA, (c10::DeviceIndex)index);
+	}
+	throw Error("unknown device '" + name + "': use cpu, cuda or cuda:N");
+}
+
+} // namespace
+
+bool Detector::cuda_built()
+{
+	return FRCNN_HAVE_CUDA;
+}
+
+Detector::Detector(const DetectorOptions &options)
+	: impl_(std::make_unique<Impl>())
+{
+	impl_->options = options;
+	impl_->device = parse_device(options.device);
+	if (options.fp16 && !impl_->device.is_cuda())
+		throw Error("precision fp16 needs a CUDA device; use fp32 on the CPU");
+	if (options.threads > 0)
+		torch::set_num_threads(options.threads);
+	try {
+		if (options.weights.empty())
+			torch::manual_seed(options.random_seed);
+		impl_->model = FasterRCNN(options.model);
+		if (!options.weights.empty())
+			impl_->model->load_state_dict(read_checkpoint(options.weights));
+		impl_->model->eval();
+		impl_->model->to(impl_->device, options.fp16 ? torch::kHalf : torch::kFloat32);
+	} catch (const c10::Error &e) {
+		throw Error(std::string("could not build the model: ") + e.what_without_backtrace());
+	}
+}
+
+Detector::~Detector() = default;
+
+const ModelConfig &Detector::config() const
+{
+	return impl_->model->config();
+}
+
+void Detector::set_score_threshold(double value)
+{
+	impl_->model->set_box_score_thresh(value);
+}
+
+void Detector::set_nms_threshold(double value)
+{
+	impl_->model->set_box_nms_thresh(value);
+}
+
+void Detector::set_max_detections(int value)
+{
+	impl_->model->set_box_detections_per_img(value);
+}
+
+void Detector::set_image_size(int min_size, int max_size)
+{
+	impl_->model->set_image_size(min_size, max_size);
+}
+
+std::vector<std::vector<Detection>> Detector::detect(const std::vector<FrameView> &frames)
+{
+	std::vector<std::vector<Detection>> result;
+	if (frames.empty())
+		return result;
+	try {
+		// Inference mode is thread-local: set it here, in whichever thread runs the batch.
+		c10::InferenceMode inference;
+		std::vector<torch::Tensor> images;
+		for (const auto &f : frames) {
+			auto t = frame_to_tensor(f).to(impl_->device);
+			if (impl_->options.fp16)
+				t = t.to(torch::kHalf);
+			images.push_back(t);
+		}
+		auto detections = impl_->model->forward(images);
+		for (auto &d : detections) {
+			auto boxes = d.boxes.to(torch::kCPU, torch::kFloat32).contiguous();
+			auto scores = d.scores.to(torch::kCPU, torch::kFloat32).contiguous();
+			auto labels = d.labels.to(torch::kCPU, torch::kInt64).contiguous();
+			const float *b = boxes.data_ptr<float>();
+			const float *s = scores.data_ptr<float>();
+			const int64_t *l = labels.data_ptr<int64_t>();
+			std::vector<Detection> out;
+			for (int64_t i = 0; i < boxes.size(0); i++)
+				out.push_back({b[4 * i], b[4 * i + 1], b[4 * i + 2], b[4 * i + 3], l[i], s[i]});
+			result.push_back(std::move(out));
+		}
+	} catch (const c10::Error &e) {
+		throw Error(std::string("inference failed: ") + e.what_without_backtrace());
+	}
+	return result;
+}
+
+} // namespace frcnn

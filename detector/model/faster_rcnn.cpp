@@ -1,0 +1,265 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// Model presets, the assembled Faster R-CNN, and loading torchvision state dicts.
+#include <algorithm>
+#include <regex>
+#include <set>
+#include <sstream>
+
+#include "frcnn/error.h"
+#include "frcnn/model.h"
+#include "parts.h"
+
+namespace frcnn {
+
+// --- presets ----------------------------------------------------------------------------------
+
+std::vector<std::string> model_preset_names()
+{
+	return {"fasterrcnn_resnet50_fpn", "tiny"};
+}
+
+ModelConfig model_preset(const std::string &name)
+{
+	ModelConfig c;
+	if (name == "fasterrcnn_resnet50_fpn" || name == "resnet50_fpn") {
+		c.arch = "fasterrcnn_resnet50_fpn";
+		return c; // the defaults are torchvision's
+	}
+	if (name == "tiny") {
+		// Our own small model: ResNet-18 layout at a quarter of the width, a 64-channel FPN and a
+		// 256-wide box head (about 2.3 M parameters), sized for 480-pixel frames.
+		c.arch = "tiny";
+		c.resnet_depth = 18;
+		c.stem_width = 16;
+		c.layer_widths = {16, 32, 64, 128};
+		c.fpn_channels = 64;
+		c.box_head_size = 256;
+		c.min_size = 480;
+		c.max_size = 800;
+		c.rpn_pre_nms_top_n_test = 500;
+		c.rpn_post_nms_top_n_test = 300;
+		c.trainable_backbone_layers = 5;
+		return c;
+	}
+	std::string known;
+	for (const auto &n : model_preset_names())
+		known += (known.empty() ? "" : ", ") + n;
+	throw Error("unknown model '" + name + "' (known models: " + known + ")");
+}
+
+// --- model ------------------------------------------------------------------------------------
+
+struct FasterRCNNImpl::Parts {
+	detail::Backbone backbone{nullptr};
+	detail::RegionProposalNetwork rpn{nullptr};
+	detail::RoIHeads roi_heads{nullptr};
+};
+
+FasterRCNNImpl::FasterRCNNImpl(const ModelConfig &config)
+	: parts_(std::make_unique<Parts>()), config_(config)
+{
+	if (config.min_size < 1 || config.max_size < 1)
+		throw Error("min_size and max_size must be positive");
+	if (config.image_mean.size() != 3 || config.image_std.size() != 3)
+		throw Error("image_mean and image_std must have 3 values (R, G, B)");
+	parts_->backbone = register_module("backbone", detail::Backbone(config));
+	parts_->rpn = register_module("rpn", detail::RegionProposalNetwork(config));
+	parts_->roi_heads = register_module("roi_heads", detail::RoIHeads(config));
+	freeze_backbone_layers(config.trainable_backbone_layers);
+	eval();
+}
+
+FasterRCNNImpl::~FasterRCNNImpl() = default;
+
+const ModelConfig &FasterRCNNImpl::config() const
+{
+	return config_;
+}
+
+void FasterRCNNImpl::set_box_score_thresh(double value)
+{
+	config_.box_score_thresh = value;
+	parts_->roi_heads->config.box_score_thresh = value;
+}
+
+void FasterRCNNImpl::set_box_nms_thresh(double value)
+{
+	config_.box_nms_thresh = value;
+	parts_->roi_heads->config.box_nms_thresh = value;
+}
+
+void FasterRCNNImpl::set_box_detections_per_img(int value)
+{
+	config_.box_detections_per_img = value;
+	parts_->roi_heads->config.box_detections_per_img = value;
+}
+
+void FasterRCNNImpl::set_image_size(int min_size, int max_size)
+{
+	if (min_size < 1 || max_size < 1)
+		throw Error("min_size and max_size must be positive");
+	config_.min_size = min_size;
+	config_.max_size = max_size;
+}
+
+void FasterRCNNImpl::freeze_backbone_layers(int trainable_layers)
+{
+	if (trainable_layers < 0 || trainable_layers > 5)
+		throw Error("trainable_backbone_layers must be in 0..5, got " + std::to_string(trainable_layers));
+	// torchvision: the last `trainable_layers` of [layer4, layer3, layer2, layer1, conv1] train;
+	// with 5, bn1 trains too (FrozenBatchNorm has no parameters, so only convs matter here).
+	static const std::vector<std::string> order{"layer4", "layer3", "layer2", "layer1", "conv1"};
+	std::vector<std::string> trainable(order.begin(), order.begin() + trainable_layers);
+	for (auto &p : parts_->backbone->body->named_parameters(true)) {
+		bool train = std::any_of(trainable.begin(), trainable.end(), [&](const std::string &prefix) {
+			return p.key().rfind(prefix, 0) == 0;
+		});
+		p.value().set_requires_grad(train);
+	}
+	config_.trainable_backbone_layers = trainable_layers;
+}
+
+ForwardResult FasterRCNNImpl::run(const std::vector<torch::Tensor> &images, const std::vector<Target> *targets)
+{
+	if (targets != nullptr && targets->size() != images.size())
+		throw Error("got " + std::to_string(images.size()) + " images but " +
+			    std::to_string(targets->size()) + " targets");
+	if (is_training() && targets == nullptr)
+		throw Error("in training mode, targets should be passed");
+	auto batch = detail::transform_images(config_, images, targets);
+	const auto *resized_targets = targets != nullptr ? &batch.targets : nullptr;
+	auto features = parts_->backbone->forward(batch.batch);
+	auto proposals = parts_->rpn->forward(batch.batch, batch.image_sizes, features, resized_targets);
+	// RoI pooling uses the FPN levels, not 'pool'.
+	std::vector<torch::Tensor> pooled_levels(features.begin(), features.end() - 1);
+	auto heads = parts_->roi_heads->forward(pooled_levels, proposals.boxes, batch.image_sizes, resized_targets);
+
+	ForwardResult result;
+	result.proposals = proposals.boxes;
+	result.image_sizes = batch.image_sizes;
+	for (auto &l : proposals.losses)
+		result.losses.insert(l);
+	for (auto &l : heads.losses)
+		result.losses.insert(l);
+	for (size_t i = 0; i < heads.detections.size(); i++) {
+		auto d = heads.detections[i];
+		d.boxes = detail::resize_boxes(d.boxes, batch.image_sizes[i], batch.original_sizes[i]);
+		result.detections.push_back(d);
+	}
+	return result;
+}
+
+std::vector<Detections> FasterRCNNImpl::forward(const std::vector<torch::Tensor> &images)
+{
+	return run(images).detections;
+}
+
+// --- state dict -------------------------------------------------------------------------------
+
+StateDict FasterRCNNImpl::state_dict() const
+{
+	// Module by module, parameters then buffers: the order of torch.nn.Module.state_dict().
+	StateDict out;
+	for (const auto &m : named_modules("", /*include_self=*/true)) {
+		const std::string prefix = m.key().empty() ? "" : m.key() + ".";
+		for (const auto &p : m.value()->named_parameters(false))
+			out.emplace_back(prefix + p.key(), p.value());
+		for (const auto &b : m.value()->named_buffers(false))
+			out.emplace_back(prefix + b.key(), b.value());
+	}
+	return out;
+}
+
+namespace {
+
+// torchvision >= 0.13 renames the keys of checkpoints saved by older versions (module version
+// missing or < 2) in FeaturePyramidNetwork and RPNHead's _load_from_state_dict.
+std::string upgrade_key(const std::string &key, const std::map<std::string, int64_t> &versions)
+{
+	auto old_version = [&](const std::string &module) {
+		auto it = versions.find(module);
+		return it == versions.end() || it->second < 2;
+	};
+	static const std::regex fpn_old(R"(^(.*fpn\.(?:inner_blocks|layer_blocks)\.\d+)\.(weight|bias)$)");
+	static const std::regex rpn_old(R"(^(.*rpn\.head\.conv)\.(weight|bias)$)");
+	std::smatch m;
+	if (std::regex_match(key, m, fpn_old)) {
+		const std::string module = m[1].str().substr(0, m[1].str().rfind(".fpn.") + 4);
+		if (old_version(module))
+			return m[1].str() + ".0." + m[2].str();
+	}
+	if (std::regex_match(key, m, rpn_old)) {
+		const std::string module = m[1].str().substr(0, m[1].str().size() - 5);
+		if (old_version(module))
+			return m[1].str() + ".0.0." + m[2].str();
+	}
+	return key;
+}
+
+std::string join_some(const std::vector<std::string> &names, size_t limit = 8)
+{
+	std::string s;
+	for (size_t i = 0; i < names.size() && i < limit; i++)
+		s += (i ? ", " : "") + names[i];
+	if (names.size() > limit)
+		s += ", ... (" + std::to_string(names.size() - limit) + " more)";
+	return s;
+}
+
+} // namespace
+
+void FasterRCNNImpl::load_state_dict(const Checkpoint &checkpoint)
+{
+	std::map<std::string, torch::Tensor> own;
+	for (auto &entry : state_dict())
+		own.emplace(entry.first, entry.second);
+
+	std::vector<std::string> unexpected, mismatched, missing;
+	std::map<std::string, torch::Tensor> incoming;
+	for (const auto &entry : checkpoint.tensors) {
+		const std::string key = upgrade_key(entry.first, checkpoint.module_versions);
+		auto it = own.find(key);
+		if (it == own.end()) {
+			// FrozenBatchNorm2d drops num_batches_tracked, as torchvision's does.
+			if (key.size() > 20 && key.compare(key.size() - 20, 20, ".num_batches_tracked") == 0 &&
+			    own.count(key.substr(0, key.size() - 20) + ".running_mean"))
+				continue;
+			unexpected.push_back(entry.first);
+			continue;
+		}
+		if (it->second.sizes() != entry.second.sizes()) {
+			mismatched.push_back(key + " (checkpoint " + c10::str(entry.second.sizes()) + ", model " +
+					     c10::str(it->second.sizes()) + ")");
+			continue;
+		}
+		incoming[key] = entry.second;
+	}
+	for (const auto &entry : own)
+		if (!incoming.count(entry.first) &&
+		    std::find_if(mismatched.begin(), mismatched.end(), [&](const std::string &m) {
+			    return m.rfind(entry.first + " ", 0) == 0;
+		    }) == mismatched.end())
+			missing.push_back(entry.first);
+
+	if (!unexpected.empty() || !mismatched.empty() || !missing.empty()) {
+		std::ostringstream msg;
+		msg << "the weights do not fit model '" << config_.arch << "' with num_classes " << config_.num_classes
+		    << ":";
+		if (!mismatched.empty())
+			msg << " wrong shapes: " << join_some(mismatched, 4) << ";";
+		if (!missing.empty())
+			msg << " missing: " << join_some(missing) << ";";
+		if (!unexpected.empty())
+			msg << " unexpected: " << join_some(unexpected) << ";";
+		msg << " choose the model and number of classes the checkpoint was trained with";
+		throw Error(msg.str());
+	}
+
+	torch::NoGradGuard no_grad;
+	for (auto &entry : incoming) {
+		auto &dst = own.at(entry.first);
+		dst.copy_(entry.second.to(dst.device(), dst.scalar_type()));
+	}
+}
+
+} // namespace frcnn

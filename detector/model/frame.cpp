@@ -1,0 +1,96 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// Raw video frames (packed RGB variants, NV12, I420) to the float RGB tensors the model takes.
+#include <array>
+
+#include "frcnn/error.h"
+#include "frcnn/frame.h"
+
+namespace frcnn {
+
+int packed_bytes_per_pixel(PixelFormat format)
+{
+	switch (format) {
+	case PixelFormat::RGB:
+	case PixelFormat::BGR:
+		return 3;
+	case PixelFormat::NV12:
+	case PixelFormat::I420:
+		return 0;
+	default:
+		return 4;
+	}
+}
+
+namespace {
+
+// Byte offsets of R, G and B inside a packed pixel.
+std::array<int64_t, 3> rgb_offsets(PixelFormat format)
+{
+	switch (format) {
+	case PixelFormat::RGB: return {0, 1, 2};
+	case PixelFormat::BGR: return {2, 1, 0};
+	case PixelFormat::RGBx: case PixelFormat::RGBA: return {0, 1, 2};
+	case PixelFormat::BGRx: case PixelFormat::BGRA: return {2, 1, 0};
+	case PixelFormat::xRGB: case PixelFormat::ARGB: return {1, 2, 3};
+	case PixelFormat::xBGR: case PixelFormat::ABGR: return {3, 2, 1};
+	default: throw Error("not a packed RGB format");
+	}
+}
+
+torch::Tensor plane(const FrameView &f, int index, int64_t height, int64_t width, int64_t pixel_bytes)
+{
+	if (f.planes[index] == nullptr)
+		throw Error("frame plane " + std::to_string(index) + " is missing");
+	if (f.strides[index] < width * pixel_bytes)
+		throw Error("frame plane " + std::to_string(index) + " has a stride of " +
+			    std::to_string(f.strides[index]) + " bytes, less than its row of " +
+			    std::to_string(width * pixel_bytes) + " bytes");
+	// The data is only borrowed: from_blob does not copy, the caller's conversion below does.
+	return torch::from_blob(const_cast<uint8_t *>(f.planes[index]), {height, width, pixel_bytes},
+				{f.strides[index], pixel_bytes, 1}, torch::kUInt8);
+}
+
+} // namespace
+
+torch::Tensor frame_to_tensor(const FrameView &f)
+{
+	if (f.width < 1 || f.height < 1)
+		throw Error("frame size must be positive, got " + std::to_string(f.width) + "x" +
+			    std::to_string(f.height));
+	const int bpp = packed_bytes_per_pixel(f.format);
+	if (bpp > 0) {
+		auto px = plane(f, 0, f.height, f.width, bpp);
+		auto off = rgb_offsets(f.format);
+		auto rgb = torch::stack({px.select(2, off[0]), px.select(2, off[1]), px.select(2, off[2])}, 0);
+		return rgb.to(torch::kFloat32).div_(255.0f);
+	}
+
+	// YUV, BT.601 limited range (what SD video and most cameras use), chroma by nearest neighbour.
+	const int64_t cw = (f.width + 1) / 2, ch = (f.height + 1) / 2;
+	auto y = plane(f, 0, f.height, f.width, 1).select(2, 0).to(torch::kFloat32);
+	torch::Tensor u, v;
+	if (f.format == PixelFormat::NV12) {
+		auto uv = plane(f, 1, ch, cw, 2);
+		u = uv.select(2, 0);
+		v = uv.select(2, 1);
+	} else {
+		u = plane(f, 1, ch, cw, 1).select(2, 0);
+		v = plane(f, 2, ch, cw, 1).select(2, 0);
+	}
+	using torch::indexing::Slice;
+	auto up = [&](const torch::Tensor &c) {
+		return c.to(torch::kFloat32)
+			.repeat_interleave(2, 0)
+			.repeat_interleave(2, 1)
+			.index({Slice(0, f.height), Slice(0, f.width)});
+	};
+	auto yy = (y - 16.0f) * 1.164f;
+	auto uu = up(u) - 128.0f;
+	auto vv = up(v) - 128.0f;
+	auto r = yy + 1.596f * vv;
+	auto g = yy - 0.392f * uu - 0.813f * vv;
+	auto b = yy + 2.017f * uu;
+	return torch::stack({r, g, b}, 0).clamp_(0.0f, 255.0f).div_(255.0f);
+}
+
+} // namespace frcnn

@@ -1,0 +1,215 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// The modules a Faster R-CNN is made of. Each registers its children under torchvision's names, so
+// that the state-dict keys of the assembled model are torchvision's.
+#pragma once
+
+#include <array>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <torch/nn/module.h>
+#include <torch/nn/modules/container/modulelist.h>
+#include <torch/nn/modules/container/sequential.h>
+#include <torch/nn/modules/conv.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/nn/pimpl.h>
+#include <torch/types.h>
+
+#include "frcnn/config.h"
+#include "frcnn/model.h"
+
+namespace frcnn::detail {
+
+// (height, width) of an image.
+using ImageSize = std::pair<int64_t, int64_t>;
+
+// torchvision.ops.FrozenBatchNorm2d: batch norm with fixed statistics, all four tensors buffers.
+struct FrozenBatchNorm2dImpl : torch::nn::Module {
+	FrozenBatchNorm2dImpl(int64_t channels, double eps);
+	torch::Tensor forward(const torch::Tensor &x);
+
+	torch::Tensor weight, bias, running_mean, running_var;
+	double eps;
+};
+TORCH_MODULE(FrozenBatchNorm2d);
+
+// One ResNet block, BasicBlock (ResNet-18/34) or Bottleneck (ResNet-50/101), stride on the 3x3
+// convolution (ResNet v1.5) as torchvision.
+struct ResNetBlockImpl : torch::nn::Module {
+	ResNetBlockImpl(bool bottleneck, int64_t in_channels, int64_t planes, int64_t stride, double eps);
+	torch::Tensor forward(const torch::Tensor &x);
+
+	bool bottleneck;
+	torch::nn::Conv2d conv1{nullptr}, conv2{nullptr}, conv3{nullptr};
+	FrozenBatchNorm2d bn1{nullptr}, bn2{nullptr}, bn3{nullptr};
+	torch::nn::Sequential downsample{nullptr};
+};
+TORCH_MODULE(ResNetBlock);
+
+// torchvision ResNet trunk without avgpool/fc, returning the outputs of layer1..layer4.
+struct ResNetBodyImpl : torch::nn::Module {
+	explicit ResNetBodyImpl(const ModelConfig &config);
+	std::vector<torch::Tensor> forward(const torch::Tensor &x);
+	std::vector<int64_t> out_channels() const { return out_channels_; }
+
+	torch::nn::Conv2d conv1{nullptr};
+	FrozenBatchNorm2d bn1{nullptr};
+	std::vector<torch::nn::Sequential> layers;
+
+private:
+	std::vector<int64_t> out_channels_;
+};
+TORCH_MODULE(ResNetBody);
+
+// torchvision.ops.FeaturePyramidNetwork with LastLevelMaxPool ('pool' level).
+struct FeaturePyramidImpl : torch::nn::Module {
+	FeaturePyramidImpl(const std::vector<int64_t> &in_channels, int64_t out_channels);
+	// Returns the levels '0'..'3' then 'pool'.
+	std::vector<torch::Tensor> forward(const std::vector<torch::Tensor> &x);
+
+	torch::nn::ModuleList inner_blocks{nullptr}, layer_blocks{nullptr};
+};
+TORCH_MODULE(FeaturePyramid);
+
+// BackboneWithFPN: `body` + `fpn`.
+struct BackboneImpl : torch::nn::Module {
+	explicit BackboneImpl(const ModelConfig &config);
+	std::vector<torch::Tensor> forward(const torch::Tensor &x);
+
+	ResNetBody body{nullptr};
+	FeaturePyramid fpn{nullptr};
+};
+TORCH_MODULE(Backbone);
+
+// ---------------------------------------------------------------------------------------------
+// Box coding (torchvision.models.detection._utils.BoxCoder).
+struct BoxCoder {
+	std::array<double, 4> weights;
+	double clip;
+
+	explicit BoxCoder(std::array<double, 4> w);
+	// rel_codes [N, 4*K] against boxes [N,4] -> [N, K, 4]
+	torch::Tensor decode(const torch::Tensor &rel_codes, const torch::Tensor &boxes) const;
+	torch::Tensor encode(const torch::Tensor &reference_boxes, const torch::Tensor &proposals) const;
+};
+
+// anchor_utils.AnchorGenerator.
+class AnchorGenerator {
+public:
+	AnchorGenerator(const std::vector<std::vector<double>> &sizes, const std::vector<double> &ratios);
+	int64_t anchors_per_location(size_t level) const;
+	// Anchors for one image of the padded batch, all levels concatenated.
+	torch::Tensor grid_anchors(const std::vector<torch::Tensor> &features, int64_t batch_height,
+				   int64_t batch_width) const;
+	// Cell anchors of one level (float32, CPU), for tests.
+	const torch::Tensor &cell_anchors(size_t level) const { return cell_anchors_[level]; }
+
+private:
+	std::vector<torch::Tensor> cell_anchors_;
+};
+
+struct RPNHeadImpl : torch::nn::Module {
+	RPNHeadImpl(int64_t channels, int64_t num_anchors, int conv_depth);
+	std::pair<std::vector<torch::Tensor>, std::vector<torch::Tensor>>
+	forward(const std::vector<torch::Tensor> &features);
+
+	torch::nn::ModuleList conv{nullptr}; // of Sequential(conv3x3, ReLU)
+	torch::nn::Conv2d cls_logits{nullptr}, bbox_pred{nullptr};
+};
+TORCH_MODULE(RPNHead);
+
+struct RPNOutput {
+	std::vector<torch::Tensor> boxes;  // per image [K,4]
+	std::vector<torch::Tensor> scores; // per image [K]
+	std::map<std::string, torch::Tensor> losses;
+};
+
+struct RegionProposalNetworkImpl : torch::nn::Module {
+	explicit RegionProposalNetworkImpl(const ModelConfig &config);
+	RPNOutput forward(const torch::Tensor &batch, const std::vector<ImageSize> &image_sizes,
+			  const std::vector<torch::Tensor> &features, const std::vector<Target> *targets);
+
+	ModelConfig config;
+	AnchorGenerator anchor_generator;
+	BoxCoder box_coder;
+	RPNHead head{nullptr};
+	size_t num_levels; // feature maps the RPN runs on
+};
+TORCH_MODULE(RegionProposalNetwork);
+
+// ---------------------------------------------------------------------------------------------
+// poolers.MultiScaleRoIAlign over the first `num_levels` feature maps.
+class MultiScaleRoIAlign {
+public:
+	MultiScaleRoIAlign(size_t num_levels, int64_t output_size, int64_t sampling_ratio);
+	torch::Tensor operator()(const std::vector<torch::Tensor> &features,
+				 const std::vector<torch::Tensor> &proposals,
+				 const std::vector<ImageSize> &image_sizes) const;
+	// LevelMapper: level index (0-based from k_min) of each box.
+	static torch::Tensor map_levels(const torch::Tensor &boxes, int64_t k_min, int64_t k_max);
+	static double infer_scale(int64_t feature_size, int64_t image_size);
+
+private:
+	size_t num_levels_;
+	int64_t output_size_;
+	int64_t sampling_ratio_;
+};
+
+struct TwoMLPHeadImpl : torch::nn::Module {
+	TwoMLPHeadImpl(int64_t in_features, int64_t representation);
+	torch::Tensor forward(const torch::Tensor &x);
+	torch::nn::Linear fc6{nullptr}, fc7{nullptr};
+};
+TORCH_MODULE(TwoMLPHead);
+
+struct FastRCNNPredictorImpl : torch::nn::Module {
+	FastRCNNPredictorImpl(int64_t in_features, int64_t num_classes);
+	std::pair<torch::Tensor, torch::Tensor> forward(const torch::Tensor &x);
+	torch::nn::Linear cls_score{nullptr}, bbox_pred{nullptr};
+};
+TORCH_MODULE(FastRCNNPredictor);
+
+struct RoIHeadsOutput {
+	std::vector<Detections> detections; // in resized image coordinates
+	std::map<std::string, torch::Tensor> losses;
+};
+
+struct RoIHeadsImpl : torch::nn::Module {
+	explicit RoIHeadsImpl(const ModelConfig &config);
+	RoIHeadsOutput forward(const std::vector<torch::Tensor> &features,
+			       const std::vector<torch::Tensor> &proposals,
+			       const std::vector<ImageSize> &image_sizes,
+			       const std::vector<Target> *targets);
+	std::vector<Detections> postprocess(const torch::Tensor &class_logits,
+					    const torch::Tensor &box_regression,
+					    const std::vector<torch::Tensor> &proposals,
+					    const std::vector<ImageSize> &image_sizes) const;
+
+	ModelConfig config;
+	BoxCoder box_coder;
+	MultiScaleRoIAlign box_roi_pool;
+	TwoMLPHead box_head{nullptr};
+	FastRCNNPredictor box_predictor{nullptr};
+};
+TORCH_MODULE(RoIHeads);
+
+// ---------------------------------------------------------------------------------------------
+// GeneralizedRCNNTransform.
+struct TransformedBatch {
+	torch::Tensor batch;		   // [N,3,Hp,Wp], zero padded to a multiple of size_divisible
+	std::vector<ImageSize> image_sizes; // resized sizes before padding
+	std::vector<ImageSize> original_sizes;
+	std::vector<Target> targets;	   // resized targets (training)
+};
+
+// The resized (height, width) torchvision computes for an image of the given size.
+ImageSize resized_size(int64_t height, int64_t width, double min_size, double max_size);
+
+TransformedBatch transform_images(const ModelConfig &config, const std::vector<torch::Tensor> &images,
+				  const std::vector<Target> *targets);
+// Boxes from resized to original image coordinates.
+torch::Tensor resize_boxes(const torch::Tensor &boxes, ImageSize from, ImageSize to);
+
+} // namespace frcnn::detail

@@ -1,0 +1,173 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// Multi-scale RoIAlign, the box head, the predictor and postprocess_detections (torchvision's
+// poolers.py and roi_heads.py), eval mode.
+#include <cmath>
+
+#include <torch/nn/functional/activation.h>
+
+#include "frcnn/error.h"
+#include "frcnn/ops.h"
+#include "parts.h"
+
+namespace frcnn::detail {
+
+MultiScaleRoIAlign::MultiScaleRoIAlign(size_t num_levels, int64_t output_size, int64_t sampling_ratio)
+	: num_levels_(num_levels), output_size_(output_size), sampling_ratio_(sampling_ratio)
+{
+}
+
+double MultiScaleRoIAlign::infer_scale(int64_t feature_size, int64_t image_size)
+{
+	// 2 ** round(log2(feature / image)), the log computed in float32 as torchvision does.
+	const double approx = (double)feature_size / (double)image_size;
+	const float lg = std::log2((float)approx);
+	return std::pow(2.0, (double)std::nearbyint(lg));
+}
+
+torch::Tensor MultiScaleRoIAlign::map_levels(const torch::Tensor &boxes, int64_t k_min, int64_t k_max)
+{
+	// LevelMapper (FPN paper eq. 1) with canonical scale 224 at level 4.
+	auto s = torch::sqrt(ops::box_area(boxes));
+	auto eps = torch::tensor(1e-6, s.options());
+	auto lvl = torch::floor((torch::log2(s / 224) + 4) + eps);
+	lvl = torch::clamp(lvl, (double)k_min, (double)k_max);
+	return lvl.to(torch::kInt64) - k_min;
+}
+
+torch::Tensor MultiScaleRoIAlign::operator()(const std::vector<torch::Tensor> &features,
+					     const std::vector<torch::Tensor> &proposals,
+					     const std::vector<ImageSize> &image_sizes) const
+{
+	if (features.size() < num_levels_)
+		throw Error("RoI pooling needs " + std::to_string(num_levels_) + " feature maps, got " +
+			    std::to_string(features.size()));
+	// Scales come from the largest unpadded image height, as torchvision's _setup_scales
+	// (it uses the first axis only).
+	int64_t max_h = 0, max_w = 0;
+	for (const auto &s : image_sizes) {
+		max_h = std::max(max_h, s.first);
+		max_w = std::max(max_w, s.second);
+	}
+	std::vector<double> scales;
+	for (size_t i = 0; i < num_levels_; i++)
+		scales.push_back(infer_scale(features[i].size(-2), max_h));
+
+	std::vector<torch::Tensor> rois_list;
+	for (size_t i = 0; i < proposals.size(); i++) {
+		const auto &p = proposals[i];
+		rois_list.push_back(torch::cat({torch::full({p.size(0), 1}, (double)i, p.options()), p}, 1));
+	}
+	auto rois = torch::cat(rois_list, 0);
+
+	if (num_levels_ == 1)
+		return ops::roi_align(features[0], rois, scales[0], output_size_, output_size_, sampling_ratio_,
+				      false);
+
+	const int64_t k_min = (int64_t)(-std::log2((float)scales.front()));
+	const int64_t k_max = (int64_t)(-std::log2((float)scales.back()));
+	auto levels = map_levels(torch::cat(proposals, 0), k_min, k_max);
+
+	const int64_t channels = features[0].size(1);
+	auto result = torch::zeros({rois.size(0), channels, output_size_, output_size_}, features[0].options());
+	for (size_t level = 0; level < num_levels_; level++) {
+		auto idx = torch::where(levels == (int64_t)level)[0];
+		auto level_rois = rois.index({idx});
+		auto pooled = ops::roi_align(features[level], level_rois, scales[level], output_size_, output_size_,
+					     sampling_ratio_, false);
+		result.index_put_({idx}, pooled.to(result.scalar_type()));
+	}
+	return result;
+}
+
+TwoMLPHeadImpl::TwoMLPHeadImpl(int64_t in_features, int64_t representation)
+{
+	fc6 = register_module("fc6", torch::nn::Linear(in_features, representation));
+	fc7 = register_module("fc7", torch::nn::Linear(representation, representation));
+}
+
+torch::Tensor TwoMLPHeadImpl::forward(const torch::Tensor &x)
+{
+	return torch::relu(fc7(torch::relu(fc6(x.flatten(1)))));
+}
+
+FastRCNNPredictorImpl::FastRCNNPredictorImpl(int64_t in_features, int64_t num_classes)
+{
+	cls_score = register_module("cls_score", torch::nn::Linear(in_features, num_classes));
+	bbox_pred = register_module("bbox_pred", torch::nn::Linear(in_features, num_classes * 4));
+}
+
+std::pair<torch::Tensor, torch::Tensor> FastRCNNPredictorImpl::forward(const torch::Tensor &x)
+{
+	auto flat = x.flatten(1);
+	return {cls_score(flat), bbox_pred(flat)};
+}
+
+RoIHeadsImpl::RoIHeadsImpl(const ModelConfig &config_)
+	: config(config_),
+	  box_coder({10.0, 10.0, 5.0, 5.0}),
+	  box_roi_pool(4, config_.box_roi_output_size, config_.box_roi_sampling_ratio)
+{
+	if (config.num_classes < 2)
+		throw Error("num_classes must be at least 2 (background + one class), got " +
+			    std::to_string(config.num_classes));
+	const int64_t pooled = config.fpn_channels * config.box_roi_output_size * config.box_roi_output_size;
+	box_head = register_module("box_head", TwoMLPHead(pooled, config.box_head_size));
+	box_predictor = register_module("box_predictor", FastRCNNPredictor(config.box_head_size, config.num_classes));
+}
+
+RoIHeadsOutput RoIHeadsImpl::forward(const std::vector<torch::Tensor> &features,
+				     const std::vector<torch::Tensor> &proposals,
+				     const std::vector<ImageSize> &image_sizes, const std::vector<Target> *targets)
+{
+	if (targets != nullptr)
+		throw Error("training mode is not available in this version of libfrcnn");
+	auto pooled = box_roi_pool(features, proposals, image_sizes);
+	auto [class_logits, box_regression] = box_predictor(box_head(pooled));
+	RoIHeadsOutput out;
+	out.detections = postprocess(class_logits, box_regression, proposals, image_sizes);
+	return out;
+}
+
+std::vector<Detections> RoIHeadsImpl::postprocess(const torch::Tensor &class_logits,
+						  const torch::Tensor &box_regression,
+						  const std::vector<torch::Tensor> &proposals,
+						  const std::vector<ImageSize> &image_sizes) const
+{
+	using torch::indexing::Slice;
+	const int64_t num_classes = class_logits.size(-1);
+	std::vector<int64_t> per_image;
+	for (const auto &p : proposals)
+		per_image.push_back(p.size(0));
+	auto pred_boxes = box_coder.decode(box_regression, torch::cat(proposals, 0));
+	auto pred_scores = torch::softmax(class_logits, -1);
+	auto boxes_list = pred_boxes.split_with_sizes(per_image, 0);
+	auto scores_list = pred_scores.split_with_sizes(per_image, 0);
+
+	std::vector<Detections> result;
+	for (size_t i = 0; i < proposals.size(); i++) {
+		auto boxes = ops::clip_boxes_to_image(boxes_list[i], image_sizes[i].first, image_sizes[i].second);
+		auto scores = scores_list[i];
+		auto labels = torch::arange(num_classes, torch::TensorOptions().dtype(torch::kInt64).device(scores.device()))
+				      .view({1, -1})
+				      .expand_as(scores);
+		// Drop the background class, then one candidate per (proposal, class).
+		boxes = boxes.index({Slice(), Slice(1)}).reshape({-1, 4});
+		scores = scores.index({Slice(), Slice(1)}).reshape(-1);
+		labels = labels.index({Slice(), Slice(1)}).reshape(-1);
+
+		auto inds = torch::where(scores > config.box_score_thresh)[0];
+		boxes = boxes.index({inds});
+		scores = scores.index({inds});
+		labels = labels.index({inds});
+		auto keep = ops::remove_small_boxes(boxes, 1e-2);
+		boxes = boxes.index({keep});
+		scores = scores.index({keep});
+		labels = labels.index({keep});
+		keep = ops::batched_nms(boxes, scores, labels, config.box_nms_thresh);
+		keep = keep.slice(0, 0, config.box_detections_per_img);
+		result.push_back({boxes.index({keep}), labels.index({keep}), scores.index({keep})});
+	}
+	return result;
+}
+
+} // namespace frcnn::detail

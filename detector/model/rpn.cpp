@@ -1,0 +1,255 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// Anchors, box coding and the region proposal network (torchvision's rpn.py, anchor_utils.py and
+// _utils.BoxCoder), eval mode.
+#include <cmath>
+
+#include <torch/nn/init.h>
+#include <torch/nn/modules/activation.h>
+
+#include "frcnn/error.h"
+#include "frcnn/ops.h"
+#include "parts.h"
+
+namespace frcnn::detail {
+
+BoxCoder::BoxCoder(std::array<double, 4> w)
+	: weights(w), clip(std::log(1000.0 / 16))
+{
+}
+
+torch::Tensor BoxCoder::decode(const torch::Tensor &rel_codes, const torch::Tensor &boxes_in) const
+{
+	using torch::indexing::Slice;
+	const int64_t n = boxes_in.size(0);
+	auto boxes = boxes_in.to(rel_codes.dtype());
+	auto widths = boxes.select(1, 2) - boxes.select(1, 0);
+	auto heights = boxes.select(1, 3) - boxes.select(1, 1);
+	auto ctr_x = boxes.select(1, 0) + 0.5 * widths;
+	auto ctr_y = boxes.select(1, 1) + 0.5 * heights;
+
+	auto codes = rel_codes.reshape({n, -1});
+	auto dx = codes.index({Slice(), Slice(0, torch::indexing::None, 4)}) / weights[0];
+	auto dy = codes.index({Slice(), Slice(1, torch::indexing::None, 4)}) / weights[1];
+	auto dw = codes.index({Slice(), Slice(2, torch::indexing::None, 4)}) / weights[2];
+	auto dh = codes.index({Slice(), Slice(3, torch::indexing::None, 4)}) / weights[3];
+	dw = torch::clamp_max(dw, clip);
+	dh = torch::clamp_max(dh, clip);
+
+	auto pred_ctr_x = dx * widths.unsqueeze(1) + ctr_x.unsqueeze(1);
+	auto pred_ctr_y = dy * heights.unsqueeze(1) + ctr_y.unsqueeze(1);
+	auto pred_w = torch::exp(dw) * widths.unsqueeze(1);
+	auto pred_h = torch::exp(dh) * heights.unsqueeze(1);
+	// torchvision multiplies by a 0.5 tensor of the boxes' dtype; a scalar gives the same result.
+	auto half_w = pred_w * 0.5;
+	auto half_h = pred_h * 0.5;
+	auto out = torch::stack({pred_ctr_x - half_w, pred_ctr_y - half_h, pred_ctr_x + half_w, pred_ctr_y + half_h},
+				2);
+	return out.reshape({n, -1, 4});
+}
+
+torch::Tensor BoxCoder::encode(const torch::Tensor &reference_boxes, const torch::Tensor &proposals) const
+{
+	auto wx = weights[0], wy = weights[1], ww = weights[2], wh = weights[3];
+	auto px1 = proposals.select(1, 0).unsqueeze(1), py1 = proposals.select(1, 1).unsqueeze(1);
+	auto px2 = proposals.select(1, 2).unsqueeze(1), py2 = proposals.select(1, 3).unsqueeze(1);
+	auto gx1 = reference_boxes.select(1, 0).unsqueeze(1), gy1 = reference_boxes.select(1, 1).unsqueeze(1);
+	auto gx2 = reference_boxes.select(1, 2).unsqueeze(1), gy2 = reference_boxes.select(1, 3).unsqueeze(1);
+	auto ex_w = px2 - px1, ex_h = py2 - py1;
+	auto ex_cx = px1 + 0.5 * ex_w, ex_cy = py1 + 0.5 * ex_h;
+	auto gt_w = gx2 - gx1, gt_h = gy2 - gy1;
+	auto gt_cx = gx1 + 0.5 * gt_w, gt_cy = gy1 + 0.5 * gt_h;
+	auto tdx = wx * (gt_cx - ex_cx) / ex_w;
+	auto tdy = wy * (gt_cy - ex_cy) / ex_h;
+	auto tdw = ww * torch::log(gt_w / ex_w);
+	auto tdh = wh * torch::log(gt_h / ex_h);
+	return torch::cat({tdx, tdy, tdw, tdh}, 1);
+}
+
+AnchorGenerator::AnchorGenerator(const std::vector<std::vector<double>> &sizes, const std::vector<double> &ratios)
+{
+	for (const auto &level_sizes : sizes) {
+		// float32 throughout, as torchvision: h = sqrt(r), w = 1/h, anchors rounded half to even.
+		auto scales = torch::tensor(level_sizes, torch::kFloat32);
+		auto aspect = torch::tensor(ratios, torch::kFloat32);
+		auto h_ratios = torch::sqrt(aspect);
+		auto w_ratios = 1 / h_ratios;
+		auto ws = (w_ratios.unsqueeze(1) * scales.unsqueeze(0)).view(-1);
+		auto hs = (h_ratios.unsqueeze(1) * scales.unsqueeze(0)).view(-1);
+		auto base = torch::stack({-ws, -hs, ws, hs}, 1) / 2;
+		cell_anchors_.push_back(base.round());
+	}
+}
+
+int64_t AnchorGenerator::anchors_per_location(size_t level) const
+{
+	return cell_anchors_.at(level).size(0);
+}
+
+torch::Tensor AnchorGenerator::grid_anchors(const std::vector<torch::Tensor> &features, int64_t batch_height,
+					    int64_t batch_width) const
+{
+	if (features.size() != cell_anchors_.size())
+		throw Error("the anchor generator has " + std::to_string(cell_anchors_.size()) +
+			    " levels of anchor sizes but the backbone gives " +
+			    std::to_string(features.size()) + " feature maps");
+	std::vector<torch::Tensor> all;
+	for (size_t i = 0; i < features.size(); i++) {
+		const auto &f = features[i];
+		const int64_t gh = f.size(-2), gw = f.size(-1);
+		// Integer strides of the padded batch, separately for each axis (so 'pool' can have a
+		// non-square stride), and no half-stride offset: torchvision's grid.
+		const int64_t stride_h = batch_height / gh;
+		const int64_t stride_w = batch_width / gw;
+		auto opts = torch::TensorOptions().dtype(torch::kInt32).device(f.device());
+		auto shifts_x = torch::arange(0, gw, opts) * stride_w;
+		auto shifts_y = torch::arange(0, gh, opts) * stride_h;
+		auto grid = torch::meshgrid({shifts_y, shifts_x}, "ij");
+		auto sx = grid[1].reshape(-1), sy = grid[0].reshape(-1);
+		auto shifts = torch::stack({sx, sy, sx, sy}, 1);
+		auto base = cell_anchors_[i].to(f.device(), f.scalar_type());
+		all.push_back((shifts.view({-1, 1, 4}) + base.view({1, -1, 4})).reshape({-1, 4}));
+	}
+	return torch::cat(all, 0);
+}
+
+RPNHeadImpl::RPNHeadImpl(int64_t channels, int64_t num_anchors, int conv_depth)
+{
+	conv = register_module("conv", torch::nn::ModuleList());
+	torch::NoGradGuard no_grad;
+	for (int i = 0; i < conv_depth; i++) {
+		// Conv2dNormActivation(norm_layer=None): Sequential(conv, ReLU), hence "conv.i.0.".
+		auto c = torch::nn::Conv2d(torch::nn::Conv2dOptions(channels, channels, 3).padding(1));
+		torch::nn::init::normal_(c->weight, 0.0, 0.01);
+		torch::nn::init::constant_(c->bias, 0.0);
+		conv->push_back(torch::nn::Sequential(c, torch::nn::ReLU()));
+	}
+	cls_logits = register_module("cls_logits",
+				     torch::nn::Conv2d(torch::nn::Conv2dOptions(channels, num_anchors, 1)));
+	bbox_pred = register_module("bbox_pred",
+				    torch::nn::Conv2d(torch::nn::Conv2dOptions(channels, num_anchors * 4, 1)));
+	for (auto *c : {&cls_logits, &bbox_pred}) {
+		torch::nn::init::normal_((*c)->weight, 0.0, 0.01);
+		torch::nn::init::constant_((*c)->bias, 0.0);
+	}
+}
+
+std::pair<std::vector<torch::Tensor>, std::vector<torch::Tensor>>
+RPNHeadImpl::forward(const std::vector<torch::Tensor> &features)
+{
+	std::vector<torch::Tensor> logits, deltas;
+	for (const auto &f : features) {
+		auto t = f;
+		for (const auto &block : *conv)
+			t = block->as<torch::nn::Sequential>()->forward(t);
+		logits.push_back(cls_logits(t));
+		deltas.push_back(bbox_pred(t));
+	}
+	return {logits, deltas};
+}
+
+namespace {
+
+// (N, A*C, H, W) -> (N, H*W*A, C)
+torch::Tensor permute_and_flatten(const torch::Tensor &layer, int64_t n, int64_t c, int64_t h, int64_t w)
+{
+	return layer.view({n, -1, c, h, w}).permute({0, 3, 4, 1, 2}).reshape({n, -1, c});
+}
+
+} // namespace
+
+RegionProposalNetworkImpl::RegionProposalNetworkImpl(const ModelConfig &config_)
+	: config(config_),
+	  anchor_generator(config_.anchor_sizes, config_.aspect_ratios),
+	  box_coder({1.0, 1.0, 1.0, 1.0}),
+	  num_levels(config_.anchor_sizes.size())
+{
+	const int64_t a = anchor_generator.anchors_per_location(0);
+	for (size_t i = 1; i < num_levels; i++)
+		if (anchor_generator.anchors_per_location(i) != a)
+			throw Error("every anchor level must have the same number of anchors per location");
+	head = register_module("head", RPNHead(config.fpn_channels, a, config.rpn_conv_depth));
+}
+
+RPNOutput RegionProposalNetworkImpl::forward(const torch::Tensor &batch, const std::vector<ImageSize> &image_sizes,
+					     const std::vector<torch::Tensor> &features_in,
+					     const std::vector<Target> *targets)
+{
+	// The RPN uses as many feature maps as there are anchor levels, starting from the finest.
+	if (features_in.size() < num_levels)
+		throw Error("the RPN needs " + std::to_string(num_levels) + " feature maps, the backbone gives " +
+			    std::to_string(features_in.size()));
+	std::vector<torch::Tensor> features(features_in.begin(), features_in.begin() + num_levels);
+
+	auto [logits, deltas] = head(features);
+	const int64_t num_images = batch.size(0);
+	auto anchors = anchor_generator.grid_anchors(features, batch.size(-2), batch.size(-1));
+
+	std::vector<int64_t> anchors_per_level;
+	std::vector<torch::Tensor> flat_logits, flat_deltas;
+	for (size_t i = 0; i < logits.size(); i++) {
+		const int64_t n = logits[i].size(0), ac = logits[i].size(1);
+		const int64_t h = logits[i].size(2), w = logits[i].size(3);
+		const int64_t a = deltas[i].size(1) / 4;
+		anchors_per_level.push_back(h * w * a);
+		flat_logits.push_back(permute_and_flatten(logits[i], n, ac / a, h, w));
+		flat_deltas.push_back(permute_and_flatten(deltas[i], n, 4, h, w));
+	}
+	auto objectness = torch::cat(flat_logits, 1).flatten(0, -2);
+	auto box_deltas = torch::cat(flat_deltas, 1).reshape({-1, 4});
+
+	auto all_anchors = anchors.repeat({num_images, 1});
+	auto proposals = box_coder.decode(box_deltas.detach(), all_anchors).view({num_images, -1, 4});
+
+	// filter_proposals
+	RPNOutput out;
+	{
+		torch::NoGradGuard no_grad;
+		auto obj = objectness.detach().reshape({num_images, -1});
+		const bool training = is_training();
+		const int64_t pre_nms = training ? config.rpn_pre_nms_top_n_train : config.rpn_pre_nms_top_n_test;
+		const int64_t post_nms = training ? config.rpn_post_nms_top_n_train : config.rpn_post_nms_top_n_test;
+
+		std::vector<torch::Tensor> level_ids, top_idx;
+		int64_t offset = 0;
+		auto per_level = obj.split_with_sizes(anchors_per_level, 1);
+		for (size_t i = 0; i < per_level.size(); i++) {
+			const int64_t n = per_level[i].size(1);
+			auto idx = std::get<1>(per_level[i].topk(std::min(pre_nms, n), 1));
+			top_idx.push_back(idx + offset);
+			level_ids.push_back(torch::full({idx.size(1)}, (int64_t)i,
+							torch::TensorOptions().dtype(torch::kInt64).device(obj.device())));
+			offset += n;
+		}
+		auto top = torch::cat(top_idx, 1);
+		auto levels = torch::cat(level_ids, 0);
+		auto batch_idx = torch::arange(num_images, top.options()).unsqueeze(1);
+		auto top_obj = obj.index({batch_idx, top});
+		auto top_boxes = proposals.detach().index({batch_idx, top});
+		auto probs = torch::sigmoid(top_obj);
+
+		for (int64_t i = 0; i < num_images; i++) {
+			auto boxes = ops::clip_boxes_to_image(top_boxes[i], image_sizes[i].first, image_sizes[i].second);
+			auto scores = probs[i];
+			auto lvl = levels;
+			auto keep = ops::remove_small_boxes(boxes, 1e-3);
+			boxes = boxes.index({keep});
+			scores = scores.index({keep});
+			lvl = lvl.index({keep});
+			keep = torch::where(scores >= config.rpn_score_thresh)[0];
+			boxes = boxes.index({keep});
+			scores = scores.index({keep});
+			lvl = lvl.index({keep});
+			keep = ops::batched_nms(boxes, scores, lvl, config.rpn_nms_thresh);
+			keep = keep.slice(0, 0, post_nms);
+			out.boxes.push_back(boxes.index({keep}));
+			out.scores.push_back(scores.index({keep}));
+		}
+	}
+
+	if (targets != nullptr)
+		throw Error("training mode is not available in this version of libfrcnn");
+	(void)all_anchors;
+	return out;
+}
+
+} // namespace frcnn::detail

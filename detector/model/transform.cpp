@@ -1,0 +1,96 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// GeneralizedRCNNTransform: normalise, resize, batch with padding, and boxes back to the original
+// image size. The resize arithmetic reproduces torchvision's float32 rounding exactly.
+#include <cmath>
+
+#include <torch/nn/functional/upsampling.h>
+
+#include "frcnn/error.h"
+#include "parts.h"
+
+namespace F = torch::nn::functional;
+
+namespace frcnn::detail {
+
+ImageSize resized_size(int64_t height, int64_t width, double min_size, double max_size)
+{
+	// torchvision: scale = min(min_size / float32(min_side), max_size / float32(max_side)) where a
+	// Python float divided by a tensor runs as tensor.reciprocal() * float, in float32. The scale
+	// goes through .item() (exact in double) and interpolate() floors in * scale in double.
+	const float min_side = (float)std::min(height, width);
+	const float max_side = (float)std::max(height, width);
+	const float by_min = (1.0f / min_side) * (float)min_size;
+	const float by_max = (1.0f / max_side) * (float)max_size;
+	const double scale = (double)std::min(by_min, by_max);
+	return {(int64_t)std::floor((double)height * scale), (int64_t)std::floor((double)width * scale)};
+}
+
+torch::Tensor resize_boxes(const torch::Tensor &boxes, ImageSize from, ImageSize to)
+{
+	auto opts = torch::TensorOptions().dtype(torch::kFloat32).device(boxes.device());
+	auto ratio_h = torch::tensor((float)to.first, opts) / torch::tensor((float)from.first, opts);
+	auto ratio_w = torch::tensor((float)to.second, opts) / torch::tensor((float)from.second, opts);
+	auto b = boxes.unbind(1);
+	return torch::stack({b[0] * ratio_w, b[1] * ratio_h, b[2] * ratio_w, b[3] * ratio_h}, 1);
+}
+
+TransformedBatch transform_images(const ModelConfig &config, const std::vector<torch::Tensor> &images,
+				  const std::vector<Target> *targets)
+{
+	if (images.empty())
+		throw Error("no images given to the model");
+	TransformedBatch out;
+	std::vector<torch::Tensor> resized;
+	for (size_t i = 0; i < images.size(); i++) {
+		const auto &image = images[i];
+		if (image.dim() != 3 || image.size(0) != 3)
+			throw Error("images must be float tensors of shape [3,H,W], got " +
+				    std::string(image.sizes().vec().empty() ? "a scalar" : "") +
+				    c10::str(image.sizes()));
+		if (!image.is_floating_point())
+			throw Error("images must be floating point in 0..1, got " +
+				    std::string(c10::toString(image.scalar_type())));
+		if (image.size(1) < 1 || image.size(2) < 1)
+			throw Error("image " + std::to_string(i) + " is empty: " + c10::str(image.sizes()));
+
+		auto opts = torch::TensorOptions().dtype(image.scalar_type()).device(image.device());
+		auto mean = torch::tensor(config.image_mean, torch::kFloat64).to(opts);
+		auto std_ = torch::tensor(config.image_std, torch::kFloat64).to(opts);
+		auto normalised = (image - mean.view({-1, 1, 1})) / std_.view({-1, 1, 1});
+
+		const ImageSize original{image.size(1), image.size(2)};
+		const ImageSize size = resized_size(original.first, original.second, config.min_size, config.max_size);
+		auto r = F::interpolate(normalised.unsqueeze(0),
+					F::InterpolateFuncOptions()
+						.size(std::vector<int64_t>{size.first, size.second})
+						.mode(torch::kBilinear)
+						.align_corners(false))[0];
+		resized.push_back(r);
+		out.original_sizes.push_back(original);
+		out.image_sizes.push_back(size);
+		if (targets != nullptr) {
+			Target t = (*targets)[i];
+			t.boxes = resize_boxes(t.boxes, original, size);
+			out.targets.push_back(t);
+		}
+	}
+
+	int64_t max_h = 0, max_w = 0;
+	for (const auto &r : resized) {
+		max_h = std::max(max_h, r.size(1));
+		max_w = std::max(max_w, r.size(2));
+	}
+	const double stride = config.size_divisible;
+	max_h = (int64_t)(std::ceil((double)max_h / stride) * stride);
+	max_w = (int64_t)(std::ceil((double)max_w / stride) * stride);
+	out.batch = torch::zeros({(int64_t)resized.size(), 3, max_h, max_w}, resized[0].options());
+	for (size_t i = 0; i < resized.size(); i++) {
+		using torch::indexing::Slice;
+		out.batch[i]
+			.index({Slice(), Slice(0, resized[i].size(1)), Slice(0, resized[i].size(2))})
+			.copy_(resized[i]);
+	}
+	return out;
+}
+
+} // namespace frcnn::detail

@@ -1,0 +1,117 @@
+// SPDX-License-Identifier: BSD-3-Clause
+#include "cli.h"
+
+#include <stdexcept>
+
+#include "frcnn/config.h"
+#include "frcnn/error.h"
+#include "frcnn/weights.h"
+
+namespace frcnn::cli {
+
+namespace {
+
+int to_int(const std::string &name, const std::string &value)
+{
+	try {
+		size_t used = 0;
+		int v = std::stoi(value, &used);
+		if (used == value.size())
+			return v;
+	} catch (const std::exception &) {
+	}
+	throw Error("option " + name + " needs an integer, got '" + value + "'");
+}
+
+double to_double(const std::string &name, const std::string &value)
+{
+	try {
+		size_t used = 0;
+		double v = std::stod(value, &used);
+		if (used == value.size())
+			return v;
+	} catch (const std::exception &) {
+	}
+	throw Error("option " + name + " needs a number, got '" + value + "'");
+}
+
+} // namespace
+
+bool parse_model_option(ModelOptions &o, const std::string &name, const std::string &value)
+{
+	if (name == "--arch")
+		o.arch = value;
+	else if (name == "--weights")
+		o.weights = value;
+	else if (name == "--num-classes")
+		o.num_classes = to_int(name, value);
+	else if (name == "--min-size")
+		o.min_size = to_int(name, value);
+	else if (name == "--max-size")
+		o.max_size = to_int(name, value);
+	else if (name == "--score-threshold")
+		o.score_threshold = to_double(name, value);
+	else if (name == "--device")
+		o.device = value;
+	else if (name == "--precision") {
+		if (value != "fp32" && value != "fp16")
+			throw Error("--precision must be fp32 or fp16, got '" + value + "'");
+		o.fp16 = value == "fp16";
+	} else if (name == "--threads")
+		o.threads = to_int(name, value);
+	else if (name == "--seed")
+		o.seed = to_int(name, value);
+	else
+		return false;
+	return true;
+}
+
+const char *model_options_help()
+{
+	return "  --arch NAME            model preset (fasterrcnn_resnet50_fpn, tiny); default: the weights'\n"
+	       "                         preset, else fasterrcnn_resnet50_fpn\n"
+	       "  --weights W            checkpoint file, preset name (coco, coco-v2, coco-mobilenet,\n"
+	       "                         coco-mobilenet-320) or http(s) URL\n"
+	       "  --num-classes N        number of classes including background (default: the preset's)\n"
+	       "  --min-size N           resize so the short side is N (default: the preset's)\n"
+	       "  --max-size N           ... and the long side at most N\n"
+	       "  --score-threshold F    keep detections scoring above F (default 0.05)\n"
+	       "  --device D             cpu, cuda or cuda:N (default cpu)\n"
+	       "  --precision P          fp32 or fp16 (CUDA only)\n"
+	       "  --threads N            CPU threads (default: LibTorch's)\n";
+}
+
+std::unique_ptr<Detector> make_detector(const ModelOptions &o)
+{
+	DetectorOptions d;
+	auto preset = find_weights_preset(o.weights);
+	std::string arch = o.arch;
+	if (arch.empty())
+		arch = preset ? preset->arch : "fasterrcnn_resnet50_fpn";
+	d.model = model_preset(arch);
+	if (preset) {
+		d.model.frozen_bn_eps = preset->frozen_bn_eps;
+		d.model.num_classes = preset->num_classes;
+	}
+	if (o.num_classes > 0)
+		d.model.num_classes = o.num_classes;
+	if (o.min_size > 0)
+		d.model.min_size = o.min_size;
+	if (o.max_size > 0)
+		d.model.max_size = o.max_size;
+	if (o.score_threshold >= 0)
+		d.model.box_score_thresh = o.score_threshold;
+	if (o.weights.empty()) {
+		if (o.seed < 0)
+			throw Error("no weights given: use --weights FILE|PRESET|URL");
+		d.random_seed = (uint64_t)o.seed;
+	} else {
+		d.weights = resolve_weights(o.weights, terminal_progress_bar());
+	}
+	d.device = o.device;
+	d.fp16 = o.fp16;
+	d.threads = o.threads;
+	return std::make_unique<Detector>(d);
+}
+
+} // namespace frcnn::cli

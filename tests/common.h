@@ -1,0 +1,39 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// Small helpers shared by the test programs.
+#pragma once
+
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+
+namespace frcnn::test {
+
+// Value of an environment variable the test harness sets; throws when it is missing so that a
+// misconfigured run fails instead of silently testing nothing.
+inline std::string env(const char *name)
+{
+	const char *v = std::getenv(name);
+	if (v == nullptr || *v == '\0')
+		throw std::runtime_error(std::string("environment variable ") + name +
+					 " is not set; run the tests through meson test");
+	return v;
+}
+
+inline std::string fixtures(const std::string &file = "")
+{
+	return env("FRCNN_FIXTURES") + (file.empty() ? "" : "/" + file);
+}
+
+inline std::string read_file(const std::string &path)
+{
+	std::ifstream in(path, std::ios::binary);
+	if (!in)
+		throw std::runtime_error("cannot open " + path);
+	std::ostringstream s;
+	s << in.rdbuf();
+	return s.str();
+}
+
+} // namespace frcnn::test

@@ -1,0 +1,245 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// The pieces of the model that are easy to get subtly wrong, against values torchvision computed
+// (tests/reference/model_units_reference.py).
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "common.h"
+#include "frcnn/error.h"
+#include "frcnn/model.h"
+#include "parts.h"
+
+using nlohmann::json;
+using namespace frcnn;
+
+namespace {
+
+json reference()
+{
+	static json ref = json::parse(test::read_file(test::fixtures("expected.json")));
+	return ref;
+}
+
+torch::Tensor to_tensor(const json &j)
+{
+	std::vector<float> flat;
+	std::vector<int64_t> shape;
+	const json *level = &j;
+	while (level->is_array()) {
+		shape.push_back((int64_t)level->size());
+		if (level->empty())
+			break;
+		level = &(*level)[0];
+	}
+	std::function<void(const json &)> walk = [&](const json &v) {
+		if (v.is_array())
+			for (const auto &e : v)
+				walk(e);
+		else
+			flat.push_back(v.get<float>());
+	};
+	walk(j);
+	return torch::tensor(flat).reshape(shape);
+}
+
+} // namespace
+
+TEST(Resize, SizesMatchTorchvision)
+{
+	const json &cases = reference()["resize"];
+	ASSERT_GE(cases.size(), 10u);
+	for (const auto &c : cases) {
+		auto size = detail::resized_size(c["in"][0], c["in"][1], c["min_size"].get<double>(),
+						 c["max_size"].get<double>());
+		EXPECT_EQ(size.first, c["out"][0].get<int64_t>()) << c.dump();
+		EXPECT_EQ(size.second, c["out"][1].get<int64_t>()) << c.dump();
+	}
+}
+
+TEST(Resize, BatchIsPaddedToMultipleOf32)
+{
+	for (const auto &c : reference()["resize"]) {
+		ModelConfig config;
+		config.min_size = c["min_size"];
+		config.max_size = c["max_size"];
+		const int64_t h = c["in"][0], w = c["in"][1];
+		auto batch = detail::transform_images(config, {torch::rand({3, h, w})}, nullptr);
+		EXPECT_EQ(batch.batch.size(2), c["batch"][0].get<int64_t>()) << c.dump();
+		EXPECT_EQ(batch.batch.size(3), c["batch"][1].get<int64_t>()) << c.dump();
+		EXPECT_EQ(batch.image_sizes[0].first, c["out"][0].get<int64_t>());
+		// The padding is zero.
+		EXPECT_EQ(batch.batch.index({0, torch::indexing::Slice(), torch::indexing::Slice(batch.image_sizes[0].first)})
+				  .abs()
+				  .sum()
+				  .item<float>(),
+			  0.0f);
+	}
+}
+
+TEST(Anchors, CellAnchorsAndGridMatchTorchvision)
+{
+	const json &a = reference()["anchors"];
+	ModelConfig config;
+	detail::AnchorGenerator gen(config.anchor_sizes, config.aspect_ratios);
+	for (size_t level = 0; level < 5; level++)
+		EXPECT_TRUE(torch::equal(gen.cell_anchors(level), to_tensor(a["cell_anchors"][level])))
+			<< "level " << level << ": " << gen.cell_anchors(level);
+	std::vector<torch::Tensor> features;
+	for (const auto &s : a["feature_sizes"])
+		features.push_back(torch::zeros({1, 1, s[0].get<int64_t>(), s[1].get<int64_t>()}));
+	auto anchors = gen.grid_anchors(features, a["batch"][0], a["batch"][1]);
+	ASSERT_EQ(anchors.size(0), a["count"].get<int64_t>());
+	for (const auto &[index, expected] : a["samples"].items()) {
+		auto row = anchors[std::stoll(index)];
+		EXPECT_TRUE(torch::equal(row, to_tensor(expected))) << "anchor " << index << ": " << row;
+	}
+	// The 'pool' level of an 800x1088 batch is 13x17: its stride is 61 down and 64 across.
+	const int64_t n = anchors.size(0);
+	auto last = anchors[n - 1];		   // row 12, column 16, third cell anchor
+	auto first = anchors[n - 13 * 17 * 3 + 2]; // row 0, column 0, third cell anchor
+	EXPECT_EQ((last[0] - first[0]).item<float>(), 16 * 64.0f);
+	EXPECT_EQ((last[1] - first[1]).item<float>(), 12 * 61.0f);
+}
+
+TEST(BoxCoder, DecodeAndEncodeMatchTorchvisionIncludingTheClamp)
+{
+	const json &d = reference()["decode"];
+	auto boxes = to_tensor(d["boxes"]);
+	auto codes = to_tensor(d["codes"]);
+	detail::BoxCoder rpn({1, 1, 1, 1}), roi({10, 10, 5, 5});
+	auto rpn_out = rpn.decode(codes, boxes);
+	auto roi_out = roi.decode(codes, boxes);
+	EXPECT_TRUE(torch::allclose(rpn_out, to_tensor(d["rpn"]), 1e-5, 1e-3));
+	EXPECT_TRUE(torch::allclose(roi_out, to_tensor(d["roi"]), 1e-5, 1e-3));
+	// The clamp: a width delta of 50 decodes to exp(log(1000/16)) times the width, not exp(50).
+	const float w0 = (boxes[0][2] - boxes[0][0]).item<float>();
+	const float decoded_w = (rpn_out[0][0][2] - rpn_out[0][0][0]).item<float>();
+	EXPECT_NEAR(decoded_w, w0 * 1000.0f / 16.0f, 1e-3 * w0 * 1000.0f / 16.0f);
+	EXPECT_TRUE(torch::allclose(rpn.encode(to_tensor(d["rpn_encode_gt"]), boxes), to_tensor(d["rpn_encode"]), 1e-4,
+				    1e-4));
+	EXPECT_TRUE(torch::allclose(roi.encode(to_tensor(d["roi_encode_gt"]), boxes), to_tensor(d["roi_encode"]), 1e-4,
+				    1e-4));
+}
+
+TEST(LevelMapper, MatchesTorchvision)
+{
+	const json &l = reference()["levels"];
+	auto levels = detail::MultiScaleRoIAlign::map_levels(to_tensor(l["boxes"]), 2, 5);
+	auto expected = to_tensor(l["levels"]).to(torch::kInt64);
+	EXPECT_TRUE(torch::equal(levels, expected)) << levels << "\nexpected\n" << expected;
+}
+
+TEST(ResizeBoxes, MatchesTorchvision)
+{
+	const json &r = reference()["resize_boxes"];
+	auto out = detail::resize_boxes(to_tensor(r["boxes"]), {r["from"][0], r["from"][1]}, {r["to"][0], r["to"][1]});
+	EXPECT_TRUE(torch::allclose(out, to_tensor(r["out"]), 0, 1e-4));
+}
+
+TEST(StateDict, KeysAreTorchvisions)
+{
+	FasterRCNN model(model_preset("fasterrcnn_resnet50_fpn"));
+	auto sd = model->state_dict();
+	EXPECT_EQ(sd.size(), 295u) << "torchvision's fasterrcnn_resnet50_fpn has 295 tensors";
+	std::map<std::string, std::vector<int64_t>> shapes;
+	for (auto &[k, v] : sd)
+		shapes[k] = v.sizes().vec();
+	EXPECT_EQ(shapes["backbone.body.conv1.weight"], (std::vector<int64_t>{64, 3, 7, 7}));
+	EXPECT_EQ(shapes["backbone.body.layer4.2.bn3.running_var"], (std::vector<int64_t>{2048}));
+	EXPECT_EQ(shapes["backbone.fpn.inner_blocks.3.0.weight"], (std::vector<int64_t>{256, 2048, 1, 1}));
+	EXPECT_EQ(shapes["rpn.head.conv.0.0.weight"], (std::vector<int64_t>{256, 256, 3, 3}));
+	EXPECT_EQ(shapes["rpn.head.cls_logits.weight"], (std::vector<int64_t>{3, 256, 1, 1}));
+	EXPECT_EQ(shapes["roi_heads.box_head.fc6.weight"], (std::vector<int64_t>{1024, 12544}));
+	EXPECT_EQ(shapes["roi_heads.box_predictor.bbox_pred.weight"], (std::vector<int64_t>{364, 1024}));
+	// FrozenBatchNorm2d holds buffers, not parameters, so this is the published num_params.
+	int64_t params = 0;
+	for (auto &p : model->parameters())
+		params += p.numel();
+	EXPECT_EQ(params, 41755286);
+}
+
+TEST(StateDict, RejectsMissingUnexpectedAndMisshapedKeysByName)
+{
+	FasterRCNN model(model_preset("tiny"));
+	Checkpoint good;
+	good.tensors = model->state_dict();
+
+	Checkpoint missing = good;
+	missing.tensors.erase(missing.tensors.begin() + 3);
+	const std::string missing_name = good.tensors[3].first;
+	try {
+		model->load_state_dict(missing);
+		FAIL() << "a missing key was accepted";
+	} catch (const Error &e) {
+		EXPECT_NE(std::string(e.what()).find("missing: " + missing_name), std::string::npos) << e.what();
+	}
+
+	Checkpoint extra = good;
+	extra.tensors.emplace_back("roi_heads.mask_head.weight", torch::zeros({2}));
+	try {
+		model->load_state_dict(extra);
+		FAIL() << "an unexpected key was accepted";
+	} catch (const Error &e) {
+		EXPECT_NE(std::string(e.what()).find("unexpected: roi_heads.mask_head.weight"), std::string::npos)
+			<< e.what();
+	}
+
+	// A checkpoint with a different number of classes: shapes name both sides.
+	ModelConfig other = model_preset("tiny");
+	other.num_classes = 5;
+	Checkpoint wrong;
+	wrong.tensors = FasterRCNN(other)->state_dict();
+	try {
+		model->load_state_dict(wrong);
+		FAIL() << "mis-shaped tensors were accepted";
+	} catch (const Error &e) {
+		const std::string m = e.what();
+		EXPECT_NE(m.find("roi_heads.box_predictor.cls_score.weight (checkpoint [5, 256], model [91, 256])"),
+			  std::string::npos)
+			<< m;
+		EXPECT_NE(m.find("num_classes"), std::string::npos) << m;
+	}
+
+	EXPECT_NO_THROW(model->load_state_dict(good));
+}
+
+TEST(StateDict, RenamesPreVersion2KeysLikeTorchvision)
+{
+	FasterRCNN source(model_preset("tiny"));
+	FasterRCNN target(model_preset("tiny"));
+	Checkpoint old;
+	for (auto &[k, v] : source->state_dict()) {
+		std::string key = k;
+		for (const char *from : {".inner_blocks.", ".layer_blocks."}) {
+			auto pos = key.find(from);
+			if (pos != std::string::npos)
+				key = key.replace(key.find(".0.", pos + 1), 3, ".");
+		}
+		if (key.rfind("rpn.head.conv.0.0.", 0) == 0)
+			key = "rpn.head.conv." + key.substr(18);
+		old.tensors.emplace_back(key, v);
+	}
+	bool renamed = false;
+	for (auto &[k, v] : old.tensors)
+		renamed |= k == "backbone.fpn.inner_blocks.0.weight" || k == "rpn.head.conv.weight";
+	ASSERT_TRUE(renamed);
+	// No _metadata versions: the old names are upgraded.
+	ASSERT_NO_THROW(target->load_state_dict(old));
+	auto a = source->state_dict(), b = target->state_dict();
+	for (size_t i = 0; i < a.size(); i++)
+		EXPECT_TRUE(torch::equal(a[i].second, b[i].second)) << a[i].first;
+	// With version 2 recorded for the modules, old names are not renamed and so do not fit.
+	old.module_versions["backbone.fpn"] = 2;
+	old.module_versions["rpn.head"] = 2;
+	EXPECT_THROW(target->load_state_dict(old), Error);
+}
+
+TEST(Model, RejectsBadImages)
+{
+	FasterRCNN model(model_preset("tiny"));
+	EXPECT_THROW(model->forward({torch::rand({1, 32, 32})}), Error);
+	EXPECT_THROW(model->forward({torch::rand({3, 0, 32})}), Error);
+	EXPECT_THROW(model->forward({}), Error);
+	EXPECT_THROW(model_preset("resnet9000"), Error);
+}

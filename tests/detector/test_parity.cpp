@@ -1,0 +1,178 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// The C++ fasterrcnn_resnet50_fpn against torchvision's, with the same seeded random weights, on
+// real photos at two input sizes (tests/reference/resnet50_reference.py): same proposals, same
+// labels in the same order, boxes within 0.01 px, scores within 1e-4.
+#include <cstdio>
+#include <memory>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "common.h"
+#include "frcnn/checkpoint.h"
+#include "frcnn/model.h"
+
+using nlohmann::json;
+using namespace frcnn;
+
+namespace {
+
+constexpr double kBoxTolerance = 0.01;	 // pixels
+constexpr double kScoreTolerance = 1e-4;
+
+const json &reference()
+{
+	static json ref = json::parse(test::read_file(test::fixtures("expected.json")));
+	return ref;
+}
+
+torch::Tensor rows(const json &j, int64_t columns)
+{
+	std::vector<float> flat;
+	for (const auto &r : j)
+		for (const auto &v : r)
+			flat.push_back(v.get<float>());
+	return torch::tensor(flat).reshape({-1, columns});
+}
+
+torch::Tensor load_rgb(const json &image)
+{
+	const int64_t h = image["height"], w = image["width"];
+	std::string bytes = test::read_file(image["file"].get<std::string>());
+	if ((int64_t)bytes.size() != h * w * 3)
+		throw std::runtime_error("unexpected size of " + image["file"].get<std::string>());
+	auto hwc = torch::from_blob(bytes.data(), {h, w, 3}, torch::kUInt8).clone();
+	return hwc.permute({2, 0, 1}).to(torch::kFloat32) / 255;
+}
+
+class ResNet50Parity : public ::testing::TestWithParam<int> {
+protected:
+	static void SetUpTestSuite()
+	{
+		torch::set_num_threads(2);
+		ModelConfig config = model_preset("fasterrcnn_resnet50_fpn");
+		config.box_score_thresh = 0.0;
+		model_ = std::make_unique<FasterRCNN>(config);
+		(*model_)->load_state_dict(read_checkpoint(test::fixtures("weights.pth")));
+	}
+	static void TearDownTestSuite() { model_.reset(); }
+
+	static std::unique_ptr<FasterRCNN> model_;
+};
+
+std::unique_ptr<FasterRCNN> ResNet50Parity::model_;
+
+void expect_detections_match(const Detections &d, const json &image)
+{
+	const auto expected_boxes = rows(image["boxes"], 4);
+	std::vector<int64_t> expected_labels = image["labels"];
+	std::vector<float> expected_scores = image["scores"];
+	ASSERT_EQ(d.boxes.size(0), (int64_t)expected_labels.size());
+	ASSERT_EQ(expected_labels.size(), 100u) << "the reference should give 100 detections to compare";
+	auto labels = d.labels.contiguous();
+	for (size_t i = 0; i < expected_labels.size(); i++)
+		ASSERT_EQ(labels[i].item<int64_t>(), expected_labels[i]) << "label of detection " << i;
+	auto box_error = (d.boxes - expected_boxes).abs().max().item<double>();
+	EXPECT_LE(box_error, kBoxTolerance);
+	auto score_error = (d.scores - torch::tensor(expected_scores)).abs().max().item<double>();
+	EXPECT_LE(score_error, kScoreTolerance);
+}
+
+} // namespace
+
+TEST_P(ResNet50Parity, ProposalsAndDetectionsMatchTorchvision)
+{
+	const json &c = reference()["cases"][GetParam()];
+	SCOPED_TRACE(c["name"].get<std::string>());
+	FasterRCNN &model = *model_;
+	model->set_image_size(c["min_size"], c["max_size"]);
+
+	std::vector<torch::Tensor> images;
+	for (const auto &image : c["images"])
+		images.push_back(load_rgb(image));
+	ForwardResult result;
+	{
+		torch::NoGradGuard no_grad;
+		result = model->run(images);
+	}
+	ASSERT_EQ(result.detections.size(), images.size());
+	for (size_t i = 0; i < images.size(); i++) {
+		const json &image = c["images"][i];
+		SCOPED_TRACE(image["photo"].get<std::string>());
+		auto expected_proposals = rows(image["proposals"], 4);
+		ASSERT_EQ(result.proposals[i].size(0), expected_proposals.size(0)) << "number of proposals";
+		EXPECT_LE((result.proposals[i] - expected_proposals).abs().max().item<double>(), kBoxTolerance);
+		expect_detections_match(result.detections[i], image);
+	}
+}
+
+INSTANTIATE_TEST_SUITE_P(Photos, ResNet50Parity, ::testing::Values(0, 1));
+
+// The same through the command-line program: image file in, JSON lines out.
+TEST(FrcnnDetect, PrintsTorchvisionsDetections)
+{
+	const json &c = reference()["cases"][1];
+	const json &image = c["images"][0];
+	const std::string cmd = test::env("FRCNN_BUILD_ROOT") + "/detector/tools/frcnn-detect --weights " +
+				test::fixtures("weights.pth") + " --min-size " + std::to_string(c["min_size"].get<int>()) +
+				" --max-size " + std::to_string(c["max_size"].get<int>()) + " --score-threshold 0 " +
+				image["photo"].get<std::string>();
+	std::unique_ptr<FILE, int (*)(FILE *)> pipe(popen(cmd.c_str(), "r"), pclose);
+	ASSERT_TRUE(pipe);
+	std::string out;
+	char buf[65536];
+	size_t n;
+	while ((n = fread(buf, 1, sizeof buf, pipe.get())) > 0)
+		out.append(buf, n);
+	ASSERT_EQ(pclose(pipe.release()), 0) << cmd;
+	ASSERT_EQ(std::count(out.begin(), out.end(), '\n'), 1) << "one line per image";
+	json line = json::parse(out);
+	EXPECT_EQ(line["image"], image["photo"]);
+	EXPECT_EQ(line["width"], image["width"]);
+	EXPECT_EQ(line["height"], image["height"]);
+	Detections d;
+	std::vector<float> boxes, scores;
+	std::vector<int64_t> labels;
+	for (const auto &det : line["detections"]) {
+		for (const auto &v : det["box"])
+			boxes.push_back(v.get<float>());
+		labels.push_back(det["label"]);
+		scores.push_back(det["score"]);
+	}
+	d.boxes = torch::tensor(boxes).reshape({-1, 4});
+	d.labels = torch::tensor(labels);
+	d.scores = torch::tensor(scores);
+	expect_detections_match(d, image);
+}
+
+TEST(FrcnnDetect, BadInputsGiveOneLineErrors)
+{
+	const std::string tool = test::env("FRCNN_BUILD_ROOT") + "/detector/tools/frcnn-detect";
+	const std::string photo = reference()["cases"][1]["images"][0]["photo"];
+	struct Case {
+		std::string args, expect;
+	} cases[] = {
+		{"--weights " + test::fixtures("weights.pth") + " /nonexistent.png", "cannot read image"},
+		{"--weights /nonexistent.pth " + photo, "/nonexistent.pth"},
+		{"--arch tiny --weights " + test::fixtures("weights.pth") + " " + photo, "do not fit"},
+		{"--weights " + test::fixtures("expected.json") + " " + photo, "expected.json"},
+		{"--weights " + test::fixtures("weights.pth") + " --device cuda " + photo, "cuda"},
+		{"--bogus 1 " + photo, "unknown option"},
+	};
+	for (const auto &c : cases) {
+		const std::string cmd = tool + " " + c.args + " 2>&1 >/dev/null";
+		std::unique_ptr<FILE, int (*)(FILE *)> pipe(popen(cmd.c_str(), "r"), pclose);
+		ASSERT_TRUE(pipe);
+		std::string err;
+		char buf[4096];
+		size_t n;
+		while ((n = fread(buf, 1, sizeof buf, pipe.get())) > 0)
+			err.append(buf, n);
+		int status = pclose(pipe.release());
+		EXPECT_NE(status, 0) << c.args;
+		EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << c.args << ": " << err;
+		EXPECT_NE(err.find(c.expect), std::string::npos) << c.args << ": " << err;
+		EXPECT_EQ(err.rfind("frcnn-detect: ", 0), 0u) << err;
+	}
+}
