@@ -139,6 +139,19 @@ void precompute_samples(const RoiGeometry<T> &g, int64_t height, int64_t width,
 	}
 }
 
+// Channels-last access is cache friendly but needs a transposed copy of a planar tensor: worth
+// it once the samples (estimated at 2x2 per bin when adaptive) outnumber the pixels of the map
+// by a margin, as with the hundreds of RoIs a detector pools per image.
+bool prefer_channels_last(int64_t batch_size, int64_t channels, int64_t height, int64_t width,
+			  int64_t num_rois, int64_t pooled_height, int64_t pooled_width,
+			  int64_t sampling_ratio)
+{
+	if (channels <= 1)
+		return false;
+	const int64_t grid = sampling_ratio > 0 ? sampling_ratio * sampling_ratio : 4;
+	return num_rois * pooled_height * pooled_width * grid * 4 >= batch_size * height * width;
+}
+
 template<typename scalar_t>
 void check_batch_indices(const scalar_t *rois, int64_t num_rois, int64_t batch_size)
 {
@@ -193,6 +206,58 @@ void forward_kernel(const scalar_t *input, const scalar_t *rois, scalar_t *outpu
 	});
 }
 
+// The same computation on a channels-last (NHWC) input. A sample's four neighbours then hold
+// all channels side by side, so the inner loop runs over contiguous memory instead of jumping
+// between channel planes (which misses the cache on large maps). Each output element still
+// adds the same terms in the same order as the planar kernel, so results are identical.
+template<typename scalar_t>
+void forward_kernel_channels_last(const scalar_t *input, const scalar_t *rois, scalar_t *output,
+				  int64_t num_rois, int64_t channels, int64_t height,
+				  int64_t width, int64_t pooled_height, int64_t pooled_width,
+				  int64_t sampling_ratio, bool aligned, double spatial_scale)
+{
+	using T = acc_t<scalar_t>;
+	const int64_t plane = height * width;
+	const int64_t bins = pooled_height * pooled_width;
+
+	at::parallel_for(0, num_rois, 1, [&](int64_t begin, int64_t end) {
+		std::vector<Sample<T>> samples;
+		std::vector<T> acc(channels);
+		for (int64_t n = begin; n < end; n++) {
+			const RoiGeometry<T> g =
+				roi_geometry<T>(rois + n * 5, static_cast<T>(spatial_scale),
+						pooled_height, pooled_width, sampling_ratio, aligned);
+			precompute_samples(g, height, width, pooled_height, pooled_width, samples);
+			const int64_t per_bin = g.grid_h * g.grid_w;
+			const T count = static_cast<T>(std::max<int64_t>(per_bin, 1));
+			const scalar_t *in = input + g.batch_index * plane * channels;
+			scalar_t *out = output + n * channels * bins;
+			const Sample<T> *s = samples.data();
+
+			for (int64_t bin = 0; bin < bins; bin++) {
+				std::fill(acc.begin(), acc.end(), static_cast<T>(0));
+				T *a = acc.data();
+				for (int64_t k = 0; k < per_bin; k++, s++) {
+					if (!s->valid)
+						continue;
+					const scalar_t *p1 = in + s->pos1 * channels;
+					const scalar_t *p2 = in + s->pos2 * channels;
+					const scalar_t *p3 = in + s->pos3 * channels;
+					const scalar_t *p4 = in + s->pos4 * channels;
+					const T w1 = s->w1, w2 = s->w2, w3 = s->w3, w4 = s->w4;
+					for (int64_t c = 0; c < channels; c++)
+						a[c] += w1 * static_cast<T>(p1[c]) +
+							w2 * static_cast<T>(p2[c]) +
+							w3 * static_cast<T>(p3[c]) +
+							w4 * static_cast<T>(p4[c]);
+				}
+				for (int64_t c = 0; c < channels; c++)
+					out[c * bins + bin] = static_cast<scalar_t>(a[c] / count);
+			}
+		}
+	});
+}
+
 template<typename scalar_t>
 void backward_kernel(const scalar_t *grad, const scalar_t *rois, scalar_t *grad_input,
 		     int64_t num_rois, int64_t channels, int64_t height, int64_t width,
@@ -236,6 +301,62 @@ void backward_kernel(const scalar_t *grad, const scalar_t *rois, scalar_t *grad_
 	});
 }
 
+// Backward on a channels-last gradient buffer: each thread owns a range of channels, which are
+// contiguous at every pixel. Per element the terms are added in the same order as in
+// backward_kernel, so both give the same values.
+template<typename scalar_t>
+void backward_kernel_channels_last(const scalar_t *grad, const scalar_t *rois, scalar_t *grad_input,
+				   int64_t num_rois, int64_t channels, int64_t height,
+				   int64_t width, int64_t pooled_height, int64_t pooled_width,
+				   int64_t sampling_ratio, bool aligned, double spatial_scale)
+{
+	using T = acc_t<scalar_t>;
+	const int64_t plane = height * width;
+	const int64_t bins = pooled_height * pooled_width;
+	const int64_t grain = std::max<int64_t>(1, std::min<int64_t>(channels, 16));
+
+	at::parallel_for(0, channels, grain, [&](int64_t c_begin, int64_t c_end) {
+		std::vector<Sample<T>> samples;
+		std::vector<T> g_bin(c_end - c_begin);
+		for (int64_t n = 0; n < num_rois; n++) {
+			const RoiGeometry<T> g =
+				roi_geometry<T>(rois + n * 5, static_cast<T>(spatial_scale),
+						pooled_height, pooled_width, sampling_ratio, aligned);
+			precompute_samples(g, height, width, pooled_height, pooled_width, samples);
+			const int64_t per_bin = g.grid_h * g.grid_w;
+			const T count = static_cast<T>(per_bin);
+			scalar_t *gin = grad_input + g.batch_index * plane * channels;
+			const scalar_t *gout = grad + n * channels * bins;
+			const Sample<T> *s = samples.data();
+
+			for (int64_t bin = 0; bin < bins; bin++) {
+				for (int64_t c = c_begin; c < c_end; c++)
+					g_bin[c - c_begin] = static_cast<T>(gout[c * bins + bin]);
+				const T *gb = g_bin.data() - c_begin;
+				for (int64_t k = 0; k < per_bin; k++, s++) {
+					if (!s->valid)
+						continue;
+					scalar_t *p1 = gin + s->pos1 * channels;
+					scalar_t *p2 = gin + s->pos2 * channels;
+					scalar_t *p3 = gin + s->pos3 * channels;
+					scalar_t *p4 = gin + s->pos4 * channels;
+					const T w1 = s->w1, w2 = s->w2, w3 = s->w3, w4 = s->w4;
+					// Sequential per pointer: two of p1..p4 alias when the sample
+					// sits on the border and its neighbours were clamped together.
+					for (int64_t c = c_begin; c < c_end; c++)
+						p1[c] = static_cast<T>(p1[c]) + gb[c] * w1 / count;
+					for (int64_t c = c_begin; c < c_end; c++)
+						p2[c] = static_cast<T>(p2[c]) + gb[c] * w2 / count;
+					for (int64_t c = c_begin; c < c_end; c++)
+						p3[c] = static_cast<T>(p3[c]) + gb[c] * w3 / count;
+					for (int64_t c = c_begin; c < c_end; c++)
+						p4[c] = static_cast<T>(p4[c]) + gb[c] * w4 / count;
+				}
+			}
+		}
+	});
+}
+
 } // namespace
 
 torch::Tensor roi_align_forward_cpu(const torch::Tensor &input, const torch::Tensor &rois,
@@ -252,17 +373,31 @@ torch::Tensor roi_align_forward_cpu(const torch::Tensor &input, const torch::Ten
 	if (output.numel() == 0)
 		return output;
 
-	const torch::Tensor in = input.contiguous();
+	// An input already stored channels-last is read as it is.
+	const bool channels_last =
+		(channels > 1 && !input.is_contiguous() &&
+		 input.is_contiguous(at::MemoryFormat::ChannelsLast)) ||
+		prefer_channels_last(input.size(0), channels, height, width, num_rois, pooled_height,
+				     pooled_width, sampling_ratio);
+
+	const torch::Tensor in = channels_last ? input.contiguous(at::MemoryFormat::ChannelsLast)
+					       : input.contiguous();
 	const torch::Tensor r = rois.contiguous();
 	AT_DISPATCH_FLOATING_TYPES_AND_HALF(input.scalar_type(), "roi_align_forward_cpu", [&] {
 		check_batch_indices(r.data_ptr<scalar_t>(), num_rois, input.size(0));
 		// Every sample of an empty map reads nothing: the output stays zero.
 		if (height == 0 || width == 0)
 			return;
-		forward_kernel<scalar_t>(in.data_ptr<scalar_t>(), r.data_ptr<scalar_t>(),
-					 output.data_ptr<scalar_t>(), num_rois, channels, height,
-					 width, pooled_height, pooled_width, sampling_ratio, aligned,
-					 spatial_scale);
+		if (channels_last)
+			forward_kernel_channels_last<scalar_t>(
+				in.data_ptr<scalar_t>(), r.data_ptr<scalar_t>(),
+				output.data_ptr<scalar_t>(), num_rois, channels, height, width,
+				pooled_height, pooled_width, sampling_ratio, aligned, spatial_scale);
+		else
+			forward_kernel<scalar_t>(in.data_ptr<scalar_t>(), r.data_ptr<scalar_t>(),
+						 output.data_ptr<scalar_t>(), num_rois, channels,
+						 height, width, pooled_height, pooled_width,
+						 sampling_ratio, aligned, spatial_scale);
 	});
 	return output;
 }
@@ -273,23 +408,40 @@ torch::Tensor roi_align_backward_cpu(const torch::Tensor &grad, const torch::Ten
 				     int64_t height, int64_t width, int64_t sampling_ratio,
 				     bool aligned)
 {
+	const int64_t num_rois = rois.size(0);
+	const bool channels_last = prefer_channels_last(batch_size, channels, height, width, num_rois,
+							pooled_height, pooled_width, sampling_ratio);
 	torch::Tensor grad_input =
-		torch::zeros({batch_size, channels, height, width}, grad.options());
+		torch::empty({batch_size, channels, height, width},
+			     grad.options().memory_format(channels_last
+								  ? at::MemoryFormat::ChannelsLast
+								  : at::MemoryFormat::Contiguous))
+			.zero_();
+	TORCH_INTERNAL_ASSERT(!channels_last ||
+			      grad_input.is_contiguous(at::MemoryFormat::ChannelsLast));
 	if (grad.numel() == 0)
-		return grad_input;
+		return grad_input.contiguous();
 
 	const torch::Tensor g = grad.contiguous();
 	const torch::Tensor r = rois.contiguous();
 	AT_DISPATCH_FLOATING_TYPES_AND_HALF(grad.scalar_type(), "roi_align_backward_cpu", [&] {
-		check_batch_indices(r.data_ptr<scalar_t>(), rois.size(0), batch_size);
+		check_batch_indices(r.data_ptr<scalar_t>(), num_rois, batch_size);
 		if (height == 0 || width == 0)
 			return;
-		backward_kernel<scalar_t>(g.data_ptr<scalar_t>(), r.data_ptr<scalar_t>(),
-					  grad_input.data_ptr<scalar_t>(), rois.size(0), channels,
-					  height, width, pooled_height, pooled_width, sampling_ratio,
-					  aligned, spatial_scale);
+		if (channels_last)
+			backward_kernel_channels_last<scalar_t>(
+				g.data_ptr<scalar_t>(), r.data_ptr<scalar_t>(),
+				grad_input.data_ptr<scalar_t>(), num_rois, channels, height, width,
+				pooled_height, pooled_width, sampling_ratio, aligned, spatial_scale);
+		else
+			backward_kernel<scalar_t>(g.data_ptr<scalar_t>(), r.data_ptr<scalar_t>(),
+						  grad_input.data_ptr<scalar_t>(), num_rois,
+						  channels, height, width, pooled_height,
+						  pooled_width, sampling_ratio, aligned,
+						  spatial_scale);
 	});
-	return grad_input;
+	// Callers get the usual planar layout whichever way the kernel worked.
+	return grad_input.contiguous();
 }
 
 } // namespace frcnn::ops::detail

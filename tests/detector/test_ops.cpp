@@ -1,0 +1,394 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// frcnn::ops against torchvision.ops: the reference script (tests/reference/ops_reference.py)
+// writes inputs and torchvision's outputs; every case is rerun here and compared.
+#include <cstdlib>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "frcnn/ops.h"
+
+namespace {
+
+struct Case {
+	std::string name;
+	std::map<std::string, torch::Tensor> tensors;
+
+	const torch::Tensor &at(const std::string &key) const
+	{
+		const auto it = tensors.find(key);
+		if (it == tensors.end())
+			throw std::runtime_error("fixture " + name + " has no entry '" + key + "'");
+		return it->second;
+	}
+	double real(const std::string &key) const { return at(key).item<double>(); }
+	int64_t integer(const std::string &key) const { return at(key).item<int64_t>(); }
+	bool flag(const std::string &key) const { return at(key).item<bool>(); }
+};
+
+std::string fixtures_dir()
+{
+	const char *dir = std::getenv("FRCNN_FIXTURES");
+	return dir ? dir : "";
+}
+
+Case load_case(const std::string &name)
+{
+	const std::string path = fixtures_dir() + "/" + name + ".pt";
+	std::ifstream file(path, std::ios::binary);
+	if (!file)
+		throw std::runtime_error("cannot open fixture " + path);
+	const std::vector<char> data((std::istreambuf_iterator<char>(file)),
+				     std::istreambuf_iterator<char>());
+	Case c;
+	c.name = name;
+	for (const auto &entry : torch::pickle_load(data).toGenericDict())
+		c.tensors[entry.key().toStringRef()] = entry.value().toTensor();
+	return c;
+}
+
+// All cases of one operator listed in the manifest. An empty result is a failure of the test
+// that asked, never a silent pass.
+std::vector<Case> load_cases(const std::string &op)
+{
+	std::vector<Case> cases;
+	const std::string dir = fixtures_dir();
+	if (dir.empty()) {
+		ADD_FAILURE() << "FRCNN_FIXTURES is not set: run the test with `meson test`";
+		return cases;
+	}
+	std::ifstream manifest(dir + "/manifest.txt");
+	if (!manifest) {
+		ADD_FAILURE() << "no manifest.txt in " << dir;
+		return cases;
+	}
+	std::string line;
+	while (std::getline(manifest, line)) {
+		std::istringstream fields(line);
+		std::string case_op, name;
+		if (fields >> case_op >> name && case_op == op)
+			cases.push_back(load_case(name));
+	}
+	EXPECT_FALSE(cases.empty()) << "no fixtures for " << op;
+	return cases;
+}
+
+std::string describe_difference(const torch::Tensor &actual, const torch::Tensor &expected)
+{
+	std::ostringstream out;
+	out << "actual " << actual.sizes() << " " << actual.scalar_type() << ", expected "
+	    << expected.sizes() << " " << expected.scalar_type();
+	if (actual.sizes() == expected.sizes() && actual.numel() > 0) {
+		const torch::Tensor diff = (actual.to(torch::kDouble) - expected.to(torch::kDouble)).abs();
+		out << ", max |difference| " << diff.max().item<double>() << " at flat index "
+		    << diff.flatten().argmax().item<int64_t>();
+	}
+	return out.str();
+}
+
+void expect_equal(const torch::Tensor &actual, const torch::Tensor &expected)
+{
+	EXPECT_EQ(actual.scalar_type(), expected.scalar_type());
+	EXPECT_TRUE(actual.sizes() == expected.sizes() && torch::equal(actual, expected))
+		<< describe_difference(actual, expected) << "\nactual:   " << actual.flatten().slice(0, 0, 40)
+		<< "\nexpected: " << expected.flatten().slice(0, 0, 40);
+}
+
+void expect_close(const torch::Tensor &actual, const torch::Tensor &expected, double tolerance = 1e-5)
+{
+	EXPECT_EQ(actual.scalar_type(), expected.scalar_type());
+	EXPECT_TRUE(actual.sizes() == expected.sizes() &&
+		    torch::allclose(actual, expected, tolerance, tolerance, /*equal_nan=*/true))
+		<< describe_difference(actual, expected);
+}
+
+// Runs fn and checks that it throws c10::Error whose message contains every fragment.
+void expect_error(const std::function<void()> &fn, const std::vector<std::string> &fragments)
+{
+	try {
+		fn();
+		ADD_FAILURE() << "no exception; expected one mentioning '" << fragments.front() << "'";
+	} catch (const c10::Error &e) {
+		const std::string message = e.what_without_backtrace();
+		for (const std::string &fragment : fragments)
+			EXPECT_NE(message.find(fragment), std::string::npos)
+				<< "message '" << message << "' lacks '" << fragment << "'";
+	}
+}
+
+torch::Tensor run_roi_align(const Case &c, const torch::Tensor &input)
+{
+	return frcnn::ops::roi_align(input, c.at("rois"), c.real("spatial_scale"),
+				     c.integer("pooled_height"), c.integer("pooled_width"),
+				     c.integer("sampling_ratio"), c.flag("aligned"));
+}
+
+} // namespace
+
+TEST(Nms, MatchesTorchvision)
+{
+	for (const Case &c : load_cases("nms")) {
+		SCOPED_TRACE(c.name);
+		expect_equal(frcnn::ops::nms(c.at("boxes"), c.at("scores"), c.real("iou_threshold")),
+			     c.at("keep"));
+	}
+}
+
+TEST(Nms, NonContiguousInputs)
+{
+	for (const Case &c : load_cases("nms")) {
+		SCOPED_TRACE(c.name);
+		// Same values through strided views: boxes transposed twice, scores every other one.
+		const torch::Tensor boxes = c.at("boxes").t().contiguous().t();
+		const torch::Tensor scores = c.at("scores").repeat_interleave(2).slice(0, 0, c.at("scores").numel() * 2, 2);
+		ASSERT_FALSE(boxes.numel() > 4 && boxes.is_contiguous());
+		expect_equal(frcnn::ops::nms(boxes, scores, c.real("iou_threshold")), c.at("keep"));
+	}
+}
+
+TEST(Nms, HalfMatchesFloatOfSameValues)
+{
+	// Half boxes are compared in float: the result is that of the float NMS on the rounded values.
+	for (const Case &c : load_cases("nms")) {
+		SCOPED_TRACE(c.name);
+		const torch::Tensor boxes = c.at("boxes").to(torch::kHalf);
+		const torch::Tensor scores = c.at("scores").to(torch::kHalf);
+		expect_equal(frcnn::ops::nms(boxes, scores, c.real("iou_threshold")),
+			     frcnn::ops::nms(boxes.to(torch::kFloat), scores.to(torch::kFloat),
+					     c.real("iou_threshold")));
+	}
+}
+
+TEST(BatchedNms, MatchesTorchvision)
+{
+	bool saw_loop = false, saw_trick = false;
+	for (const Case &c : load_cases("batched_nms")) {
+		SCOPED_TRACE(c.name);
+		(c.at("boxes").numel() > 4000 ? saw_loop : saw_trick) = true;
+		expect_equal(frcnn::ops::batched_nms(c.at("boxes"), c.at("scores"), c.at("idxs"),
+						     c.real("iou_threshold")),
+			     c.at("keep"));
+	}
+	EXPECT_TRUE(saw_loop) << "no fixture exercises the per-category path";
+	EXPECT_TRUE(saw_trick) << "no fixture exercises the coordinate offset path";
+}
+
+TEST(BatchedNms, Int32CategoriesGiveTheSameResult)
+{
+	for (const Case &c : load_cases("batched_nms")) {
+		SCOPED_TRACE(c.name);
+		expect_equal(frcnn::ops::batched_nms(c.at("boxes"), c.at("scores"),
+						     c.at("idxs").to(torch::kInt),
+						     c.real("iou_threshold")),
+			     c.at("keep"));
+	}
+}
+
+TEST(RoiAlign, ForwardMatchesTorchvision)
+{
+	for (const Case &c : load_cases("roi_align")) {
+		SCOPED_TRACE(c.name);
+		expect_close(run_roi_align(c, c.at("input")), c.at("output"));
+	}
+}
+
+TEST(RoiAlign, ForwardInInferenceMode)
+{
+	c10::InferenceMode guard;
+	for (const Case &c : load_cases("roi_align")) {
+		SCOPED_TRACE(c.name);
+		const torch::Tensor input = c.at("input").clone();
+		expect_close(run_roi_align(c, input), c.at("output"));
+	}
+}
+
+TEST(RoiAlign, GradientMatchesTorchvision)
+{
+	for (const Case &c : load_cases("roi_align")) {
+		SCOPED_TRACE(c.name);
+		const torch::Tensor input = c.at("input").clone().requires_grad_(true);
+		const torch::Tensor output = run_roi_align(c, input);
+		ASSERT_TRUE(output.requires_grad());
+		output.backward(c.at("grad_output"));
+		ASSERT_TRUE(input.grad().defined());
+		expect_close(input.grad(), c.at("grad_input"));
+	}
+}
+
+TEST(RoiAlign, ChannelsLastInput)
+{
+	for (const Case &c : load_cases("roi_align")) {
+		SCOPED_TRACE(c.name);
+		const torch::Tensor input =
+			c.at("input").contiguous(at::MemoryFormat::ChannelsLast).requires_grad_(true);
+		const torch::Tensor output = run_roi_align(c, input);
+		expect_close(output, c.at("output"));
+		output.backward(c.at("grad_output"));
+		expect_close(input.grad(), c.at("grad_input"));
+	}
+}
+
+TEST(RoiAlign, NonContiguousRoisAndGradient)
+{
+	for (const Case &c : load_cases("roi_align")) {
+		SCOPED_TRACE(c.name);
+		const torch::Tensor rois = c.at("rois").t().contiguous().t();
+		const torch::Tensor input = c.at("input").clone().requires_grad_(true);
+		const torch::Tensor output = frcnn::ops::roi_align(
+			input, rois, c.real("spatial_scale"), c.integer("pooled_height"),
+			c.integer("pooled_width"), c.integer("sampling_ratio"), c.flag("aligned"));
+		expect_close(output, c.at("output"));
+		// An upstream gradient with unusual strides (a transposed copy, transposed back).
+		const torch::Tensor grad = c.at("grad_output").transpose(0, 1).contiguous().transpose(0, 1);
+		output.backward(grad);
+		expect_close(input.grad(), c.at("grad_input"));
+	}
+}
+
+TEST(RoiAlign, GradientThroughAutogradGraph)
+{
+	// roi_align inside a larger graph: d/dx sum(2 * roi_align(x * 3)) = 6 * roi_align'(x)^T 1.
+	for (const Case &c : load_cases("roi_align")) {
+		SCOPED_TRACE(c.name);
+		const torch::Tensor x = c.at("input").clone().requires_grad_(true);
+		const torch::Tensor y = run_roi_align(c, x * 3);
+		(y * 2).sum().backward();
+
+		const torch::Tensor x1 = c.at("input").clone().requires_grad_(true);
+		run_roi_align(c, x1).sum().backward();
+		expect_close(x.grad(), x1.grad() * 6);
+	}
+}
+
+TEST(RoiAlign, NoGradientForRoisOrFrozenInput)
+{
+	for (const Case &c : load_cases("roi_align")) {
+		SCOPED_TRACE(c.name);
+		const torch::Tensor rois = c.at("rois").clone().requires_grad_(true);
+		const torch::Tensor out = frcnn::ops::roi_align(
+			c.at("input"), rois, c.real("spatial_scale"), c.integer("pooled_height"),
+			c.integer("pooled_width"), c.integer("sampling_ratio"), c.flag("aligned"));
+		EXPECT_FALSE(out.requires_grad());
+	}
+}
+
+TEST(RoiAlign, HalfFollowsFloat)
+{
+	for (const Case &c : load_cases("roi_align")) {
+		if (c.at("input").scalar_type() != torch::kFloat)
+			continue;
+		SCOPED_TRACE(c.name);
+		const torch::Tensor input = c.at("input").to(torch::kHalf);
+		const torch::Tensor rois = c.at("rois").to(torch::kHalf);
+		const torch::Tensor out = frcnn::ops::roi_align(
+			input, rois, c.real("spatial_scale"), c.integer("pooled_height"),
+			c.integer("pooled_width"), c.integer("sampling_ratio"), c.flag("aligned"));
+		ASSERT_EQ(out.scalar_type(), torch::kHalf);
+		// Same computation on the half-rounded values in float; only the output rounding differs.
+		const torch::Tensor expected = frcnn::ops::roi_align(
+			input.to(torch::kFloat), rois.to(torch::kFloat), c.real("spatial_scale"),
+			c.integer("pooled_height"), c.integer("pooled_width"),
+			c.integer("sampling_ratio"), c.flag("aligned"));
+		EXPECT_TRUE(torch::allclose(out.to(torch::kFloat), expected, 1e-3, 1e-3))
+			<< describe_difference(out.to(torch::kFloat), expected);
+	}
+}
+
+TEST(BoxHelpers, MatchTorchvision)
+{
+	for (const Case &c : load_cases("box_helpers")) {
+		SCOPED_TRACE(c.name);
+		const torch::Tensor &boxes = c.at("boxes");
+		expect_close(frcnn::ops::box_area(boxes), c.at("area"), 0);
+		expect_close(frcnn::ops::box_iou(boxes, c.at("other")), c.at("iou"), 0);
+		expect_equal(frcnn::ops::clip_boxes_to_image(boxes, c.integer("height"), c.integer("width")),
+			     c.at("clipped"));
+		expect_equal(frcnn::ops::remove_small_boxes(boxes, c.real("min_size")), c.at("small_kept"));
+	}
+}
+
+TEST(BoxHelpers, ClipKeepsLeadingDimensions)
+{
+	const torch::Tensor boxes = torch::tensor({-5.0f, 2.0f, 50.0f, 70.0f, 1.0f, -1.0f, 3.0f, 4.0f})
+					    .reshape({1, 2, 4});
+	const torch::Tensor clipped = frcnn::ops::clip_boxes_to_image(boxes, 60, 40);
+	expect_equal(clipped, torch::tensor({0.0f, 2.0f, 40.0f, 60.0f, 1.0f, 0.0f, 3.0f, 4.0f})
+				      .reshape({1, 2, 4}));
+}
+
+TEST(Errors, NmsArguments)
+{
+	using frcnn::ops::nms;
+	const torch::Tensor scores = torch::rand({3});
+	expect_error([&] { nms(torch::rand({3, 4, 1}), scores, 0.5); },
+		     {"nms", "boxes", "2D", "got 3D", "[3, 4, 1]"});
+	expect_error([&] { nms(torch::rand({3, 5}), scores, 0.5); }, {"nms", "4 elements", "[3, 5]"});
+	expect_error([&] { nms(torch::rand({3, 4}), torch::rand({3, 1}), 0.5); },
+		     {"scores", "1D", "got 2D", "[3, 1]"});
+	expect_error([&] { nms(torch::rand({3, 4}), torch::rand({2}), 0.5); },
+		     {"same number", "3 and 2"});
+	expect_error([&] { nms(torch::rand({3, 4}).to(torch::kDouble), scores, 0.5); },
+		     {"dtype", "Double", "Float"});
+	expect_error([&] { nms(torch::ones({3, 4}, torch::kLong), scores.to(torch::kLong), 0.5); },
+		     {"floating point", "Long"});
+	expect_error([&] { nms(torch::Tensor(), scores, 0.5); }, {"nms", "boxes", "undefined"});
+}
+
+TEST(Errors, BatchedNmsArguments)
+{
+	using frcnn::ops::batched_nms;
+	const torch::Tensor boxes = torch::rand({4, 4});
+	const torch::Tensor scores = torch::rand({4});
+	expect_error([&] { batched_nms(boxes, scores, torch::zeros({4, 1}, torch::kLong), 0.5); },
+		     {"batched_nms", "idxs", "1D", "got 2D"});
+	expect_error([&] { batched_nms(boxes, scores, torch::zeros({5}, torch::kLong), 0.5); },
+		     {"batched_nms", "idxs", "4 and 5"});
+	expect_error([&] { batched_nms(boxes, scores, torch::zeros({4}), 0.5); },
+		     {"batched_nms", "integer", "Float"});
+	expect_error([&] { batched_nms(torch::rand({4, 3}), scores, torch::zeros({4}, torch::kLong), 0.5); },
+		     {"batched_nms", "4 elements", "[4, 3]"});
+}
+
+TEST(Errors, RoiAlignArguments)
+{
+	using frcnn::ops::roi_align;
+	const torch::Tensor input = torch::rand({2, 3, 8, 8});
+	const torch::Tensor rois = torch::tensor({0.0f, 1.0f, 1.0f, 4.0f, 4.0f}).reshape({1, 5});
+	expect_error([&] { roi_align(torch::rand({3, 8, 8}), rois, 1.0, 7, 7, 2, false); },
+		     {"roi_align", "input", "4D", "got 3D", "[3, 8, 8]"});
+	expect_error([&] { roi_align(input, rois.flatten(), 1.0, 7, 7, 2, false); },
+		     {"roi_align", "rois", "2D", "got 1D", "[5]"});
+	expect_error([&] { roi_align(input, torch::rand({1, 4}), 1.0, 7, 7, 2, false); },
+		     {"roi_align", "5 elements", "[1, 4]"});
+	expect_error([&] { roi_align(input, rois.to(torch::kDouble), 1.0, 7, 7, 2, false); },
+		     {"roi_align", "dtype", "Double", "Float"});
+	expect_error([&] { roi_align(input.to(torch::kLong), rois.to(torch::kLong), 1.0, 7, 7, 2, false); },
+		     {"roi_align", "floating point", "Long"});
+	expect_error([&] { roi_align(input, rois, 1.0, 0, 7, 2, false); },
+		     {"roi_align", "output size", "0x7"});
+	// A batch index past the input's batch would read out of bounds: it is refused.
+	const torch::Tensor bad_index = torch::tensor({2.0f, 1.0f, 1.0f, 4.0f, 4.0f}).reshape({1, 5});
+	expect_error([&] { roi_align(input, bad_index, 1.0, 7, 7, 2, false); },
+		     {"roi_align", "rois[0, 0]", "batch index 2", "2 image(s)"});
+	const torch::Tensor negative = torch::tensor({-1.0f, 1.0f, 1.0f, 4.0f, 4.0f}).reshape({1, 5});
+	expect_error([&] { roi_align(input, negative, 1.0, 7, 7, 2, false); }, {"batch index -1"});
+}
+
+TEST(Errors, BoxHelperArguments)
+{
+	expect_error([] { frcnn::ops::box_area(torch::rand({4})); }, {"box_area", "2D", "got 1D"});
+	expect_error([] { frcnn::ops::box_iou(torch::rand({2, 4}), torch::rand({2, 3})); },
+		     {"box_iou", "boxes2", "4 elements", "[2, 3]"});
+	expect_error([] { frcnn::ops::clip_boxes_to_image(torch::rand({2, 5}), 10, 10); },
+		     {"clip_boxes_to_image", "4 elements", "[2, 5]"});
+	expect_error([] { frcnn::ops::clip_boxes_to_image(torch::rand({2, 4}), -1, 10); },
+		     {"clip_boxes_to_image", "-1x10"});
+	expect_error([] { frcnn::ops::remove_small_boxes(torch::rand({2, 4, 1}), 1.0); },
+		     {"remove_small_boxes", "got 3D"});
+}
