@@ -11,10 +11,11 @@ DEB_PACKAGES := \
 	gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
 	gstreamer1.0-plugins-ugly gstreamer1.0-libav \
 	libopencv-dev nlohmann-json3-dev libcurl4-openssl-dev libssl-dev ca-certificates libgtest-dev \
+	zlib1g-dev clang libclang-rt-14-dev \
 	python3-torch python3-torchvision python3-skimage opencv-doc \
 	python3-gi python3-gst-1.0 gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0
 
-.PHONY: all deps configure build test demo clean
+.PHONY: all deps configure build test demo clean fuzz
 
 all: build
 
@@ -48,3 +49,17 @@ demo: build
 
 clean:
 	rm -rf $(BUILD)
+
+# Fuzzes the checkpoint reader with libFuzzer for FUZZ_SECONDS, from the committed seed corpus;
+# new inputs go to $(FUZZ_BUILD)/corpus, findings to $(FUZZ_BUILD)/crash-* etc.
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	[ -f $(FUZZ_BUILD)/build.ninja ] || CXX=clang++ CC=clang meson setup $(FUZZ_BUILD) $(MESON_OPTIONS) \
+		-Dfuzz=true -Dgstreamer=disabled -Dtests=disabled -Dbuildtype=debugoptimized
+	ninja -C $(FUZZ_BUILD) detector/checkpoint/fuzz/fuzz_checkpoint
+	mkdir -p $(FUZZ_BUILD)/corpus
+	ASAN_OPTIONS=$${ASAN_OPTIONS:-detect_leaks=1} $(FUZZ_BUILD)/detector/checkpoint/fuzz/fuzz_checkpoint \
+		-max_total_time=$(FUZZ_SECONDS) -max_len=65536 -timeout=10 -rss_limit_mb=4096 \
+		-dict=detector/checkpoint/fuzz/checkpoint.dict -artifact_prefix=$(FUZZ_BUILD)/ \
+		$(FUZZ_BUILD)/corpus tests/data/checkpoint-corpus

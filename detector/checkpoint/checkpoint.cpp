@@ -16,7 +16,7 @@
 #include <unistd.h>
 
 #include <caffe2/serialize/inline_container.h>
-#include <torch/torch.h>
+#include <torch/types.h>
 
 #include "frcnn/error.h"
 #include "pickle.h"
