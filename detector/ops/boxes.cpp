@@ -34,17 +34,18 @@ void check_nms_args(const char *op, const torch::Tensor &boxes, const torch::Ten
 	TORCH_CHECK(scores.defined(), op, ": scores is an undefined tensor");
 	TORCH_CHECK(scores.dim() == 1, op, ": scores should be a 1D tensor [N], got ", scores.dim(),
 		    "D with shape ", scores.sizes());
-	TORCH_CHECK(boxes.size(0) == scores.size(0), op,
-		    ": boxes and scores should have the same number of elements in dimension 0, got ",
-		    boxes.size(0), " and ", scores.size(0));
-	TORCH_CHECK(boxes.is_floating_point(), op, ": boxes should be a floating point tensor, got ",
-		    boxes.scalar_type());
+	TORCH_CHECK(
+		boxes.size(0) == scores.size(0), op,
+		": boxes and scores should have the same number of elements in dimension 0, got ",
+		boxes.size(0), " and ", scores.size(0));
+	TORCH_CHECK(boxes.is_floating_point(), op,
+		    ": boxes should be a floating point tensor, got ", boxes.scalar_type());
 	TORCH_CHECK(scores.scalar_type() == boxes.scalar_type(), op,
-		    ": scores should have the same dtype as boxes (", boxes.scalar_type(), "), got ",
-		    scores.scalar_type());
+		    ": scores should have the same dtype as boxes (", boxes.scalar_type(),
+		    "), got ", scores.scalar_type());
 	TORCH_CHECK(scores.device() == boxes.device(), op,
-		    ": boxes and scores should be on the same device, got ", boxes.device(), " and ",
-		    scores.device());
+		    ": boxes and scores should be on the same device, got ", boxes.device(),
+		    " and ", scores.device());
 	check_cpu(op, "boxes", boxes);
 }
 
@@ -63,8 +64,9 @@ torch::Tensor upcast(const torch::Tensor &t)
 		return (t.scalar_type() == torch::kFloat || t.scalar_type() == torch::kDouble)
 			       ? t
 			       : t.to(torch::kFloat);
-	return (t.scalar_type() == torch::kInt || t.scalar_type() == torch::kLong) ? t
-										   : t.to(torch::kInt);
+	return (t.scalar_type() == torch::kInt || t.scalar_type() == torch::kLong)
+		       ? t
+		       : t.to(torch::kInt);
 }
 
 void check_roi_align_args(const torch::Tensor &input, const torch::Tensor &rois,
@@ -74,14 +76,15 @@ void check_roi_align_args(const torch::Tensor &input, const torch::Tensor &rois,
 	TORCH_CHECK(rois.defined(), "roi_align: rois is an undefined tensor");
 	TORCH_CHECK(input.dim() == 4, "roi_align: input should be a 4D tensor [N, C, H, W], got ",
 		    input.dim(), "D with shape ", input.sizes());
-	TORCH_CHECK(rois.dim() == 2, "roi_align: rois should be a 2D tensor [K, 5], got ", rois.dim(),
-		    "D with shape ", rois.sizes());
+	TORCH_CHECK(rois.dim() == 2, "roi_align: rois should be a 2D tensor [K, 5], got ",
+		    rois.dim(), "D with shape ", rois.sizes());
 	TORCH_CHECK(rois.size(1) == 5,
 		    "roi_align: rois should have 5 elements (batch index, x1, y1, x2, y2) in "
 		    "dimension 1, got shape ",
 		    rois.sizes());
 	TORCH_CHECK(input.is_floating_point(),
-		    "roi_align: input should be a floating point tensor, got ", input.scalar_type());
+		    "roi_align: input should be a floating point tensor, got ",
+		    input.scalar_type());
 	TORCH_CHECK(rois.scalar_type() == input.scalar_type(),
 		    "roi_align: rois should have the same dtype as input (", input.scalar_type(),
 		    "), got ", rois.scalar_type());
@@ -96,10 +99,10 @@ void check_roi_align_args(const torch::Tensor &input, const torch::Tensor &rois,
 
 class RoIAlignFunction : public torch::autograd::Function<RoIAlignFunction> {
 public:
-	static torch::Tensor forward(torch::autograd::AutogradContext *ctx, const torch::Tensor &input,
-				     const torch::Tensor &rois, double spatial_scale,
-				     int64_t pooled_height, int64_t pooled_width,
-				     int64_t sampling_ratio, bool aligned)
+	static torch::Tensor forward(torch::autograd::AutogradContext *ctx,
+				     const torch::Tensor &input, const torch::Tensor &rois,
+				     double spatial_scale, int64_t pooled_height,
+				     int64_t pooled_width, int64_t sampling_ratio, bool aligned)
 	{
 		ctx->saved_data["spatial_scale"] = spatial_scale;
 		ctx->saved_data["pooled_height"] = pooled_height;
@@ -124,8 +127,8 @@ public:
 			shape[3], ctx->saved_data["sampling_ratio"].toInt(),
 			ctx->saved_data["aligned"].toBool());
 		// No gradient for rois (as in torchvision) nor for the non-tensor arguments.
-		return {grad_input,	    torch::Tensor(), torch::Tensor(), torch::Tensor(),
-			torch::Tensor(), torch::Tensor(), torch::Tensor()};
+		const torch::Tensor none;
+		return {grad_input, none, none, none, none, none, none};
 	}
 };
 
@@ -142,8 +145,8 @@ torch::Tensor batched_nms(const torch::Tensor &boxes, const torch::Tensor &score
 {
 	check_nms_args("batched_nms", boxes, scores);
 	TORCH_CHECK(idxs.defined(), "batched_nms: idxs is an undefined tensor");
-	TORCH_CHECK(idxs.dim() == 1, "batched_nms: idxs should be a 1D tensor [N], got ", idxs.dim(),
-		    "D with shape ", idxs.sizes());
+	TORCH_CHECK(idxs.dim() == 1, "batched_nms: idxs should be a 1D tensor [N], got ",
+		    idxs.dim(), "D with shape ", idxs.sizes());
 	TORCH_CHECK(idxs.size(0) == boxes.size(0),
 		    "batched_nms: boxes and idxs should have the same number of elements in "
 		    "dimension 0, got ",
@@ -152,20 +155,20 @@ torch::Tensor batched_nms(const torch::Tensor &boxes, const torch::Tensor &score
 			    idxs.scalar_type() != torch::kBool,
 		    "batched_nms: idxs should be an integer tensor, got ", idxs.scalar_type());
 	TORCH_CHECK(idxs.device() == boxes.device(),
-		    "batched_nms: boxes and idxs should be on the same device, got ", boxes.device(),
-		    " and ", idxs.device());
+		    "batched_nms: boxes and idxs should be on the same device, got ",
+		    boxes.device(), " and ", idxs.device());
 
 	// torchvision's choice of strategy, kept so that results match it bit for bit: the
 	// offset trick changes the coordinates, hence the rounding of the IoUs.
 	const int64_t loop_above = boxes.device().is_cpu() ? 4000 : 20000;
 	if (boxes.numel() > loop_above) {
 		const torch::Tensor mask = detail::nms_per_category_cpu(
-			kernel_dtype(boxes), kernel_dtype(scores), idxs.to(torch::kLong).contiguous(),
-			iou_threshold);
+			kernel_dtype(boxes), kernel_dtype(scores),
+			idxs.to(torch::kLong).contiguous(), iou_threshold);
 		const torch::Tensor keep = torch::nonzero(mask).squeeze(1);
 		// Same (unstable) sort as torchvision, so that equal scores come out in its order.
-		const torch::Tensor order =
-			std::get<1>(scores.index_select(0, keep).sort(/*dim=*/-1, /*descending=*/true));
+		const torch::Tensor order = std::get<1>(
+			scores.index_select(0, keep).sort(/*dim=*/-1, /*descending=*/true));
 		return keep.index_select(0, order);
 	}
 
@@ -174,8 +177,8 @@ torch::Tensor batched_nms(const torch::Tensor &boxes, const torch::Tensor &score
 	// Shift each category by its own offset so that boxes of different categories never
 	// overlap, then run a single NMS.
 	const torch::Tensor max_coordinate = boxes.max();
-	const torch::Tensor offsets = idxs.to(boxes.options()) *
-				      (max_coordinate + torch::ones({}, boxes.options()));
+	const torch::Tensor offsets =
+		idxs.to(boxes.options()) * (max_coordinate + torch::ones({}, boxes.options()));
 	return nms(boxes + offsets.unsqueeze(1), scores, iou_threshold);
 }
 
@@ -185,10 +188,10 @@ torch::Tensor roi_align(const torch::Tensor &input, const torch::Tensor &rois, d
 {
 	check_roi_align_args(input, rois, pooled_height, pooled_width);
 	if (torch::GradMode::is_enabled() && input.requires_grad())
-		return RoIAlignFunction::apply(input, rois, spatial_scale, pooled_height, pooled_width,
-					       sampling_ratio, aligned);
-	return detail::roi_align_forward_cpu(input, rois, spatial_scale, pooled_height, pooled_width,
-					     sampling_ratio, aligned);
+		return RoIAlignFunction::apply(input, rois, spatial_scale, pooled_height,
+					       pooled_width, sampling_ratio, aligned);
+	return detail::roi_align_forward_cpu(input, rois, spatial_scale, pooled_height,
+					     pooled_width, sampling_ratio, aligned);
 }
 
 torch::Tensor box_area(const torch::Tensor &boxes)
@@ -203,8 +206,8 @@ torch::Tensor box_iou(const torch::Tensor &boxes1, const torch::Tensor &boxes2)
 	check_boxes("box_iou", "boxes1", boxes1);
 	check_boxes("box_iou", "boxes2", boxes2);
 	TORCH_CHECK(boxes1.device() == boxes2.device(),
-		    "box_iou: boxes1 and boxes2 should be on the same device, got ", boxes1.device(),
-		    " and ", boxes2.device());
+		    "box_iou: boxes1 and boxes2 should be on the same device, got ",
+		    boxes1.device(), " and ", boxes2.device());
 	using torch::indexing::None;
 	using torch::indexing::Slice;
 	const torch::Tensor area1 = box_area(boxes1);
@@ -222,10 +225,11 @@ torch::Tensor box_iou(const torch::Tensor &boxes1, const torch::Tensor &boxes2)
 torch::Tensor clip_boxes_to_image(const torch::Tensor &boxes, int64_t height, int64_t width)
 {
 	TORCH_CHECK(boxes.defined(), "clip_boxes_to_image: boxes is an undefined tensor");
-	TORCH_CHECK(boxes.dim() >= 1 && boxes.size(-1) == 4,
-		    "clip_boxes_to_image: boxes should have 4 elements (x1, y1, x2, y2) in the last "
-		    "dimension, got shape ",
-		    boxes.sizes());
+	TORCH_CHECK(
+		boxes.dim() >= 1 && boxes.size(-1) == 4,
+		"clip_boxes_to_image: boxes should have 4 elements (x1, y1, x2, y2) in the last "
+		"dimension, got shape ",
+		boxes.sizes());
 	TORCH_CHECK(height >= 0 && width >= 0,
 		    "clip_boxes_to_image: the image size should not be negative, got ", height, "x",
 		    width);

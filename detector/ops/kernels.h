@@ -9,7 +9,8 @@ namespace frcnn::ops::detail {
 
 // Suppression on boxes [N,4] (x1,y1,x2,y2) with scores [N], same dtype. Returns kept indices
 // (int64) in order of decreasing score, ties broken by index.
-torch::Tensor nms_cpu(const torch::Tensor &boxes, const torch::Tensor &scores, double iou_threshold);
+torch::Tensor nms_cpu(const torch::Tensor &boxes, const torch::Tensor &scores,
+		      double iou_threshold);
 
 // Suppression done independently within each category: idxs [N] int64. Returns a bool mask [N]
 // of the kept boxes; the caller orders them.

@@ -85,7 +85,8 @@ std::string describe_difference(const torch::Tensor &actual, const torch::Tensor
 	out << "actual " << actual.sizes() << " " << actual.scalar_type() << ", expected "
 	    << expected.sizes() << " " << expected.scalar_type();
 	if (actual.sizes() == expected.sizes() && actual.numel() > 0) {
-		const torch::Tensor diff = (actual.to(torch::kDouble) - expected.to(torch::kDouble)).abs();
+		const torch::Tensor diff =
+			(actual.to(torch::kDouble) - expected.to(torch::kDouble)).abs();
 		out << ", max |difference| " << diff.max().item<double>() << " at flat index "
 		    << diff.flatten().argmax().item<int64_t>();
 	}
@@ -96,11 +97,13 @@ void expect_equal(const torch::Tensor &actual, const torch::Tensor &expected)
 {
 	EXPECT_EQ(actual.scalar_type(), expected.scalar_type());
 	EXPECT_TRUE(actual.sizes() == expected.sizes() && torch::equal(actual, expected))
-		<< describe_difference(actual, expected) << "\nactual:   " << actual.flatten().slice(0, 0, 40)
+		<< describe_difference(actual, expected)
+		<< "\nactual:   " << actual.flatten().slice(0, 0, 40)
 		<< "\nexpected: " << expected.flatten().slice(0, 0, 40);
 }
 
-void expect_close(const torch::Tensor &actual, const torch::Tensor &expected, double tolerance = 1e-5)
+void expect_close(const torch::Tensor &actual, const torch::Tensor &expected,
+		  double tolerance = 1e-5)
 {
 	EXPECT_EQ(actual.scalar_type(), expected.scalar_type());
 	EXPECT_TRUE(actual.sizes() == expected.sizes() &&
@@ -113,7 +116,8 @@ void expect_error(const std::function<void()> &fn, const std::vector<std::string
 {
 	try {
 		fn();
-		ADD_FAILURE() << "no exception; expected one mentioning '" << fragments.front() << "'";
+		ADD_FAILURE() << "no exception; expected one mentioning '" << fragments.front()
+			      << "'";
 	} catch (const c10::Error &e) {
 		const std::string message = e.what_without_backtrace();
 		for (const std::string &fragment : fragments)
@@ -135,8 +139,9 @@ TEST(Nms, MatchesTorchvision)
 {
 	for (const Case &c : load_cases("nms")) {
 		SCOPED_TRACE(c.name);
-		expect_equal(frcnn::ops::nms(c.at("boxes"), c.at("scores"), c.real("iou_threshold")),
-			     c.at("keep"));
+		expect_equal(
+			frcnn::ops::nms(c.at("boxes"), c.at("scores"), c.real("iou_threshold")),
+			c.at("keep"));
 	}
 }
 
@@ -144,9 +149,10 @@ TEST(Nms, NonContiguousInputs)
 {
 	for (const Case &c : load_cases("nms")) {
 		SCOPED_TRACE(c.name);
-		// Same values through strided views: boxes transposed twice, scores every other one.
+		// Same values through strided views: transposed boxes, every other score.
 		const torch::Tensor boxes = c.at("boxes").t().contiguous().t();
-		const torch::Tensor scores = c.at("scores").repeat_interleave(2).slice(0, 0, c.at("scores").numel() * 2, 2);
+		const torch::Tensor scores = c.at("scores").repeat_interleave(2).slice(
+			0, 0, c.at("scores").numel() * 2, 2);
 		ASSERT_FALSE(boxes.numel() > 4 && boxes.is_contiguous());
 		expect_equal(frcnn::ops::nms(boxes, scores, c.real("iou_threshold")), c.at("keep"));
 	}
@@ -154,7 +160,8 @@ TEST(Nms, NonContiguousInputs)
 
 TEST(Nms, HalfMatchesFloatOfSameValues)
 {
-	// Half boxes are compared in float: the result is that of the float NMS on the rounded values.
+	// Half boxes are compared in float: the result is that of the float NMS on the rounded
+	// values.
 	for (const Case &c : load_cases("nms")) {
 		SCOPED_TRACE(c.name);
 		const torch::Tensor boxes = c.at("boxes").to(torch::kHalf);
@@ -225,8 +232,9 @@ TEST(RoiAlign, ChannelsLastInput)
 {
 	for (const Case &c : load_cases("roi_align")) {
 		SCOPED_TRACE(c.name);
-		const torch::Tensor input =
-			c.at("input").contiguous(at::MemoryFormat::ChannelsLast).requires_grad_(true);
+		const torch::Tensor input = c.at("input")
+						    .contiguous(at::MemoryFormat::ChannelsLast)
+						    .requires_grad_(true);
 		const torch::Tensor output = run_roi_align(c, input);
 		expect_close(output, c.at("output"));
 		output.backward(c.at("grad_output"));
@@ -245,7 +253,8 @@ TEST(RoiAlign, NonContiguousRoisAndGradient)
 			c.integer("pooled_width"), c.integer("sampling_ratio"), c.flag("aligned"));
 		expect_close(output, c.at("output"));
 		// An upstream gradient with unusual strides (a transposed copy, transposed back).
-		const torch::Tensor grad = c.at("grad_output").transpose(0, 1).contiguous().transpose(0, 1);
+		const torch::Tensor grad =
+			c.at("grad_output").transpose(0, 1).contiguous().transpose(0, 1);
 		output.backward(grad);
 		expect_close(input.grad(), c.at("grad_input"));
 	}
@@ -290,7 +299,8 @@ TEST(RoiAlign, HalfFollowsFloat)
 			input, rois, c.real("spatial_scale"), c.integer("pooled_height"),
 			c.integer("pooled_width"), c.integer("sampling_ratio"), c.flag("aligned"));
 		ASSERT_EQ(out.scalar_type(), torch::kHalf);
-		// Same computation on the half-rounded values in float; only the output rounding differs.
+		// Same computation on the half-rounded values in float; only the output rounding
+		// differs.
 		const torch::Tensor expected = frcnn::ops::roi_align(
 			input.to(torch::kFloat), rois.to(torch::kFloat), c.real("spatial_scale"),
 			c.integer("pooled_height"), c.integer("pooled_width"),
@@ -307,16 +317,19 @@ TEST(BoxHelpers, MatchTorchvision)
 		const torch::Tensor &boxes = c.at("boxes");
 		expect_close(frcnn::ops::box_area(boxes), c.at("area"), 0);
 		expect_close(frcnn::ops::box_iou(boxes, c.at("other")), c.at("iou"), 0);
-		expect_equal(frcnn::ops::clip_boxes_to_image(boxes, c.integer("height"), c.integer("width")),
+		expect_equal(frcnn::ops::clip_boxes_to_image(boxes, c.integer("height"),
+							     c.integer("width")),
 			     c.at("clipped"));
-		expect_equal(frcnn::ops::remove_small_boxes(boxes, c.real("min_size")), c.at("small_kept"));
+		expect_equal(frcnn::ops::remove_small_boxes(boxes, c.real("min_size")),
+			     c.at("small_kept"));
 	}
 }
 
 TEST(BoxHelpers, ClipKeepsLeadingDimensions)
 {
-	const torch::Tensor boxes = torch::tensor({-5.0f, 2.0f, 50.0f, 70.0f, 1.0f, -1.0f, 3.0f, 4.0f})
-					    .reshape({1, 2, 4});
+	const torch::Tensor boxes =
+		torch::tensor({-5.0f, 2.0f, 50.0f, 70.0f, 1.0f, -1.0f, 3.0f, 4.0f})
+			.reshape({1, 2, 4});
 	const torch::Tensor clipped = frcnn::ops::clip_boxes_to_image(boxes, 60, 40);
 	expect_equal(clipped, torch::tensor({0.0f, 2.0f, 40.0f, 60.0f, 1.0f, 0.0f, 3.0f, 4.0f})
 				      .reshape({1, 2, 4}));
@@ -326,17 +339,36 @@ TEST(Errors, NmsArguments)
 {
 	using frcnn::ops::nms;
 	const torch::Tensor scores = torch::rand({3});
-	expect_error([&] { nms(torch::rand({3, 4, 1}), scores, 0.5); },
-		     {"nms", "boxes", "2D", "got 3D", "[3, 4, 1]"});
-	expect_error([&] { nms(torch::rand({3, 5}), scores, 0.5); }, {"nms", "4 elements", "[3, 5]"});
-	expect_error([&] { nms(torch::rand({3, 4}), torch::rand({3, 1}), 0.5); },
-		     {"scores", "1D", "got 2D", "[3, 1]"});
-	expect_error([&] { nms(torch::rand({3, 4}), torch::rand({2}), 0.5); },
-		     {"same number", "3 and 2"});
-	expect_error([&] { nms(torch::rand({3, 4}).to(torch::kDouble), scores, 0.5); },
-		     {"dtype", "Double", "Float"});
-	expect_error([&] { nms(torch::ones({3, 4}, torch::kLong), scores.to(torch::kLong), 0.5); },
-		     {"floating point", "Long"});
+	expect_error(
+		[&] {
+			nms(torch::rand({3, 4, 1}), scores, 0.5);
+		},
+		{"nms", "boxes", "2D", "got 3D", "[3, 4, 1]"});
+	expect_error(
+		[&] {
+			nms(torch::rand({3, 5}), scores, 0.5);
+		},
+		{"nms", "4 elements", "[3, 5]"});
+	expect_error(
+		[&] {
+			nms(torch::rand({3, 4}), torch::rand({3, 1}), 0.5);
+		},
+		{"scores", "1D", "got 2D", "[3, 1]"});
+	expect_error(
+		[&] {
+			nms(torch::rand({3, 4}), torch::rand({2}), 0.5);
+		},
+		{"same number", "3 and 2"});
+	expect_error(
+		[&] {
+			nms(torch::rand({3, 4}).to(torch::kDouble), scores, 0.5);
+		},
+		{"dtype", "Double", "Float"});
+	expect_error(
+		[&] {
+			nms(torch::ones({3, 4}, torch::kLong), scores.to(torch::kLong), 0.5);
+		},
+		{"floating point", "Long"});
 	expect_error([&] { nms(torch::Tensor(), scores, 0.5); }, {"nms", "boxes", "undefined"});
 }
 
@@ -345,14 +377,21 @@ TEST(Errors, BatchedNmsArguments)
 	using frcnn::ops::batched_nms;
 	const torch::Tensor boxes = torch::rand({4, 4});
 	const torch::Tensor scores = torch::rand({4});
-	expect_error([&] { batched_nms(boxes, scores, torch::zeros({4, 1}, torch::kLong), 0.5); },
-		     {"batched_nms", "idxs", "1D", "got 2D"});
+	expect_error(
+		[&] {
+			batched_nms(boxes, scores, torch::zeros({4, 1}, torch::kLong), 0.5);
+		},
+		{"batched_nms", "idxs", "1D", "got 2D"});
 	expect_error([&] { batched_nms(boxes, scores, torch::zeros({5}, torch::kLong), 0.5); },
 		     {"batched_nms", "idxs", "4 and 5"});
 	expect_error([&] { batched_nms(boxes, scores, torch::zeros({4}), 0.5); },
 		     {"batched_nms", "integer", "Float"});
-	expect_error([&] { batched_nms(torch::rand({4, 3}), scores, torch::zeros({4}, torch::kLong), 0.5); },
-		     {"batched_nms", "4 elements", "[4, 3]"});
+	expect_error(
+		[&] {
+			batched_nms(torch::rand({4, 3}), scores, torch::zeros({4}, torch::kLong),
+				    0.5);
+		},
+		{"batched_nms", "4 elements", "[4, 3]"});
 }
 
 TEST(Errors, RoiAlignArguments)
@@ -360,35 +399,59 @@ TEST(Errors, RoiAlignArguments)
 	using frcnn::ops::roi_align;
 	const torch::Tensor input = torch::rand({2, 3, 8, 8});
 	const torch::Tensor rois = torch::tensor({0.0f, 1.0f, 1.0f, 4.0f, 4.0f}).reshape({1, 5});
-	expect_error([&] { roi_align(torch::rand({3, 8, 8}), rois, 1.0, 7, 7, 2, false); },
-		     {"roi_align", "input", "4D", "got 3D", "[3, 8, 8]"});
+	expect_error(
+		[&] {
+			roi_align(torch::rand({3, 8, 8}), rois, 1.0, 7, 7, 2, false);
+		},
+		{"roi_align", "input", "4D", "got 3D", "[3, 8, 8]"});
 	expect_error([&] { roi_align(input, rois.flatten(), 1.0, 7, 7, 2, false); },
 		     {"roi_align", "rois", "2D", "got 1D", "[5]"});
-	expect_error([&] { roi_align(input, torch::rand({1, 4}), 1.0, 7, 7, 2, false); },
-		     {"roi_align", "5 elements", "[1, 4]"});
+	expect_error(
+		[&] {
+			roi_align(input, torch::rand({1, 4}), 1.0, 7, 7, 2, false);
+		},
+		{"roi_align", "5 elements", "[1, 4]"});
 	expect_error([&] { roi_align(input, rois.to(torch::kDouble), 1.0, 7, 7, 2, false); },
 		     {"roi_align", "dtype", "Double", "Float"});
-	expect_error([&] { roi_align(input.to(torch::kLong), rois.to(torch::kLong), 1.0, 7, 7, 2, false); },
-		     {"roi_align", "floating point", "Long"});
+	expect_error(
+		[&] {
+			roi_align(input.to(torch::kLong), rois.to(torch::kLong), 1.0, 7, 7, 2,
+				  false);
+		},
+		{"roi_align", "floating point", "Long"});
 	expect_error([&] { roi_align(input, rois, 1.0, 0, 7, 2, false); },
 		     {"roi_align", "output size", "0x7"});
 	// A batch index past the input's batch would read out of bounds: it is refused.
-	const torch::Tensor bad_index = torch::tensor({2.0f, 1.0f, 1.0f, 4.0f, 4.0f}).reshape({1, 5});
+	const torch::Tensor bad_index =
+		torch::tensor({2.0f, 1.0f, 1.0f, 4.0f, 4.0f}).reshape({1, 5});
 	expect_error([&] { roi_align(input, bad_index, 1.0, 7, 7, 2, false); },
 		     {"roi_align", "rois[0, 0]", "batch index 2", "2 image(s)"});
-	const torch::Tensor negative = torch::tensor({-1.0f, 1.0f, 1.0f, 4.0f, 4.0f}).reshape({1, 5});
+	const torch::Tensor negative =
+		torch::tensor({-1.0f, 1.0f, 1.0f, 4.0f, 4.0f}).reshape({1, 5});
 	expect_error([&] { roi_align(input, negative, 1.0, 7, 7, 2, false); }, {"batch index -1"});
 }
 
 TEST(Errors, BoxHelperArguments)
 {
 	expect_error([] { frcnn::ops::box_area(torch::rand({4})); }, {"box_area", "2D", "got 1D"});
-	expect_error([] { frcnn::ops::box_iou(torch::rand({2, 4}), torch::rand({2, 3})); },
-		     {"box_iou", "boxes2", "4 elements", "[2, 3]"});
-	expect_error([] { frcnn::ops::clip_boxes_to_image(torch::rand({2, 5}), 10, 10); },
-		     {"clip_boxes_to_image", "4 elements", "[2, 5]"});
-	expect_error([] { frcnn::ops::clip_boxes_to_image(torch::rand({2, 4}), -1, 10); },
-		     {"clip_boxes_to_image", "-1x10"});
-	expect_error([] { frcnn::ops::remove_small_boxes(torch::rand({2, 4, 1}), 1.0); },
-		     {"remove_small_boxes", "got 3D"});
+	expect_error(
+		[] {
+			frcnn::ops::box_iou(torch::rand({2, 4}), torch::rand({2, 3}));
+		},
+		{"box_iou", "boxes2", "4 elements", "[2, 3]"});
+	expect_error(
+		[] {
+			frcnn::ops::clip_boxes_to_image(torch::rand({2, 5}), 10, 10);
+		},
+		{"clip_boxes_to_image", "4 elements", "[2, 5]"});
+	expect_error(
+		[] {
+			frcnn::ops::clip_boxes_to_image(torch::rand({2, 4}), -1, 10);
+		},
+		{"clip_boxes_to_image", "-1x10"});
+	expect_error(
+		[] {
+			frcnn::ops::remove_small_boxes(torch::rand({2, 4, 1}), 1.0);
+		},
+		{"remove_small_boxes", "got 3D"});
 }

@@ -65,7 +65,8 @@ std::vector<scalar_t> box_areas(const scalar_t *boxes, int64_t n)
 // used (not std::stable_sort) so that NaN scores are ordered exactly as torchvision orders them.
 torch::Tensor score_order(const torch::Tensor &scores)
 {
-	return std::get<1>(scores.sort(/*stable=*/true, /*dim=*/0, /*descending=*/true)).contiguous();
+	return std::get<1>(scores.sort(/*stable=*/true, /*dim=*/0, /*descending=*/true))
+		.contiguous();
 }
 
 } // namespace
@@ -84,9 +85,8 @@ torch::Tensor nms_cpu(const torch::Tensor &boxes, const torch::Tensor &scores, d
 		const scalar_t *b = boxes.data_ptr<scalar_t>();
 		const std::vector<scalar_t> areas = box_areas(b, n);
 		std::vector<uint8_t> suppressed(n, 0);
-		suppress<scalar_t>(b, areas.data(), order.data_ptr<int64_t>(), n,
-				   iou_threshold, suppressed.data(), nullptr,
-				   keep.data_ptr<int64_t>(), num_kept);
+		suppress<scalar_t>(b, areas.data(), order.data_ptr<int64_t>(), n, iou_threshold,
+				   suppressed.data(), nullptr, keep.data_ptr<int64_t>(), num_kept);
 	});
 
 	return keep.narrow(0, 0, num_kept);
@@ -105,9 +105,8 @@ torch::Tensor nms_per_category_cpu(const torch::Tensor &boxes, const torch::Tens
 	const torch::Tensor order_t = score_order(scores);
 	std::vector<int64_t> order(order_t.data_ptr<int64_t>(), order_t.data_ptr<int64_t>() + n);
 	const int64_t *category = idxs.data_ptr<int64_t>();
-	std::stable_sort(order.begin(), order.end(), [category](int64_t a, int64_t b) {
-		return category[a] < category[b];
-	});
+	std::stable_sort(order.begin(), order.end(),
+			 [category](int64_t a, int64_t b) { return category[a] < category[b]; });
 
 	AT_DISPATCH_FLOATING_TYPES(boxes.scalar_type(), "nms_per_category_cpu", [&] {
 		const scalar_t *b = boxes.data_ptr<scalar_t>();
@@ -120,7 +119,8 @@ torch::Tensor nms_per_category_cpu(const torch::Tensor &boxes, const torch::Tens
 			while (end < n && category[order[end]] == category[order[start]])
 				end++;
 			suppress<scalar_t>(b, areas.data(), order.data() + start, end - start,
-					   iou_threshold, suppressed.data(), kept_mask, nullptr, unused);
+					   iou_threshold, suppressed.data(), kept_mask, nullptr,
+					   unused);
 			start = end;
 		}
 	});

@@ -51,12 +51,12 @@ RoiGeometry<T> roi_geometry(const scalar_t *roi, T spatial_scale, int64_t pooled
 
 	g.bin_h = roi_height / static_cast<T>(pooled_height);
 	g.bin_w = roi_width / static_cast<T>(pooled_width);
-	g.grid_h = sampling_ratio > 0
-			   ? sampling_ratio
-			   : static_cast<int64_t>(std::ceil(roi_height / static_cast<T>(pooled_height)));
-	g.grid_w = sampling_ratio > 0
-			   ? sampling_ratio
-			   : static_cast<int64_t>(std::ceil(roi_width / static_cast<T>(pooled_width)));
+	// sampling_ratio <= 0 is adaptive: about one sample per input pixel along each axis.
+	const auto adaptive = [](T size, int64_t bins) {
+		return static_cast<int64_t>(std::ceil(size / static_cast<T>(bins)));
+	};
+	g.grid_h = sampling_ratio > 0 ? sampling_ratio : adaptive(roi_height, pooled_height);
+	g.grid_w = sampling_ratio > 0 ? sampling_ratio : adaptive(roi_width, pooled_width);
 	return g;
 }
 
@@ -119,7 +119,8 @@ Sample<T> bilinear_sample(int64_t height, int64_t width, T y, T x)
 // depend on the channel, so they are computed once per RoI and reused for every channel.
 template<typename T>
 void precompute_samples(const RoiGeometry<T> &g, int64_t height, int64_t width,
-			int64_t pooled_height, int64_t pooled_width, std::vector<Sample<T>> &samples)
+			int64_t pooled_height, int64_t pooled_width,
+			std::vector<Sample<T>> &samples)
 {
 	samples.clear();
 	samples.reserve(pooled_height * pooled_width * g.grid_h * g.grid_w);
@@ -127,7 +128,8 @@ void precompute_samples(const RoiGeometry<T> &g, int64_t height, int64_t width,
 		for (int64_t pw = 0; pw < pooled_width; pw++) {
 			for (int64_t iy = 0; iy < g.grid_h; iy++) {
 				const T y = g.start_h + ph * g.bin_h +
-					    static_cast<T>(iy + .5f) * g.bin_h / static_cast<T>(g.grid_h);
+					    static_cast<T>(iy + .5f) * g.bin_h /
+						    static_cast<T>(g.grid_h);
 				for (int64_t ix = 0; ix < g.grid_w; ix++) {
 					const T x = g.start_w + pw * g.bin_w +
 						    static_cast<T>(ix + .5f) * g.bin_w /
@@ -160,15 +162,17 @@ void check_batch_indices(const scalar_t *rois, int64_t num_rois, int64_t batch_s
 		const auto index = static_cast<int64_t>(value);
 		TORCH_CHECK(std::isfinite(static_cast<double>(value)) && index >= 0 &&
 				    index < batch_size,
-			    "roi_align: rois[", n, ", 0] is the batch index ", static_cast<double>(value),
-			    ", but the input holds ", batch_size, " image(s)");
+			    "roi_align: rois[", n, ", 0] is the batch index ",
+			    static_cast<double>(value), ", but the input holds ", batch_size,
+			    " image(s)");
 	}
 }
 
 template<typename scalar_t>
 void forward_kernel(const scalar_t *input, const scalar_t *rois, scalar_t *output, int64_t num_rois,
 		    int64_t channels, int64_t height, int64_t width, int64_t pooled_height,
-		    int64_t pooled_width, int64_t sampling_ratio, bool aligned, double spatial_scale)
+		    int64_t pooled_width, int64_t sampling_ratio, bool aligned,
+		    double spatial_scale)
 {
 	using T = acc_t<scalar_t>;
 	const int64_t plane = height * width;
@@ -177,9 +181,9 @@ void forward_kernel(const scalar_t *input, const scalar_t *rois, scalar_t *outpu
 	at::parallel_for(0, num_rois, 1, [&](int64_t begin, int64_t end) {
 		std::vector<Sample<T>> samples;
 		for (int64_t n = begin; n < end; n++) {
-			const RoiGeometry<T> g =
-				roi_geometry<T>(rois + n * 5, static_cast<T>(spatial_scale),
-						pooled_height, pooled_width, sampling_ratio, aligned);
+			const RoiGeometry<T> g = roi_geometry<T>(
+				rois + n * 5, static_cast<T>(spatial_scale), pooled_height,
+				pooled_width, sampling_ratio, aligned);
 			precompute_samples(g, height, width, pooled_height, pooled_width, samples);
 			const int64_t per_bin = g.grid_h * g.grid_w;
 			const T count = static_cast<T>(std::max<int64_t>(per_bin, 1));
@@ -212,8 +216,8 @@ void forward_kernel(const scalar_t *input, const scalar_t *rois, scalar_t *outpu
 // adds the same terms in the same order as the planar kernel, so results are identical.
 template<typename scalar_t>
 void forward_kernel_channels_last(const scalar_t *input, const scalar_t *rois, scalar_t *output,
-				  int64_t num_rois, int64_t channels, int64_t height,
-				  int64_t width, int64_t pooled_height, int64_t pooled_width,
+				  int64_t num_rois, int64_t channels, int64_t height, int64_t width,
+				  int64_t pooled_height, int64_t pooled_width,
 				  int64_t sampling_ratio, bool aligned, double spatial_scale)
 {
 	using T = acc_t<scalar_t>;
@@ -224,9 +228,9 @@ void forward_kernel_channels_last(const scalar_t *input, const scalar_t *rois, s
 		std::vector<Sample<T>> samples;
 		std::vector<T> acc(channels);
 		for (int64_t n = begin; n < end; n++) {
-			const RoiGeometry<T> g =
-				roi_geometry<T>(rois + n * 5, static_cast<T>(spatial_scale),
-						pooled_height, pooled_width, sampling_ratio, aligned);
+			const RoiGeometry<T> g = roi_geometry<T>(
+				rois + n * 5, static_cast<T>(spatial_scale), pooled_height,
+				pooled_width, sampling_ratio, aligned);
 			precompute_samples(g, height, width, pooled_height, pooled_width, samples);
 			const int64_t per_bin = g.grid_h * g.grid_w;
 			const T count = static_cast<T>(std::max<int64_t>(per_bin, 1));
@@ -274,9 +278,9 @@ void backward_kernel(const scalar_t *grad, const scalar_t *rois, scalar_t *grad_
 	at::parallel_for(0, channels, 1, [&](int64_t c_begin, int64_t c_end) {
 		std::vector<Sample<T>> samples;
 		for (int64_t n = 0; n < num_rois; n++) {
-			const RoiGeometry<T> g =
-				roi_geometry<T>(rois + n * 5, static_cast<T>(spatial_scale),
-						pooled_height, pooled_width, sampling_ratio, aligned);
+			const RoiGeometry<T> g = roi_geometry<T>(
+				rois + n * 5, static_cast<T>(spatial_scale), pooled_height,
+				pooled_width, sampling_ratio, aligned);
 			precompute_samples(g, height, width, pooled_height, pooled_width, samples);
 			const int64_t per_bin = g.grid_h * g.grid_w;
 			const T count = static_cast<T>(per_bin);
@@ -290,10 +294,14 @@ void backward_kernel(const scalar_t *grad, const scalar_t *rois, scalar_t *grad_
 					for (int64_t k = 0; k < per_bin; k++, s++) {
 						if (!s->valid)
 							continue;
-						gin[s->pos1] = static_cast<T>(gin[s->pos1]) + g_bin * s->w1 / count;
-						gin[s->pos2] = static_cast<T>(gin[s->pos2]) + g_bin * s->w2 / count;
-						gin[s->pos3] = static_cast<T>(gin[s->pos3]) + g_bin * s->w3 / count;
-						gin[s->pos4] = static_cast<T>(gin[s->pos4]) + g_bin * s->w4 / count;
+						gin[s->pos1] = static_cast<T>(gin[s->pos1]) +
+							       g_bin * s->w1 / count;
+						gin[s->pos2] = static_cast<T>(gin[s->pos2]) +
+							       g_bin * s->w2 / count;
+						gin[s->pos3] = static_cast<T>(gin[s->pos3]) +
+							       g_bin * s->w3 / count;
+						gin[s->pos4] = static_cast<T>(gin[s->pos4]) +
+							       g_bin * s->w4 / count;
 					}
 				}
 			}
@@ -319,9 +327,9 @@ void backward_kernel_channels_last(const scalar_t *grad, const scalar_t *rois, s
 		std::vector<Sample<T>> samples;
 		std::vector<T> g_bin(c_end - c_begin);
 		for (int64_t n = 0; n < num_rois; n++) {
-			const RoiGeometry<T> g =
-				roi_geometry<T>(rois + n * 5, static_cast<T>(spatial_scale),
-						pooled_height, pooled_width, sampling_ratio, aligned);
+			const RoiGeometry<T> g = roi_geometry<T>(
+				rois + n * 5, static_cast<T>(spatial_scale), pooled_height,
+				pooled_width, sampling_ratio, aligned);
 			precompute_samples(g, height, width, pooled_height, pooled_width, samples);
 			const int64_t per_bin = g.grid_h * g.grid_w;
 			const T count = static_cast<T>(per_bin);
@@ -341,8 +349,9 @@ void backward_kernel_channels_last(const scalar_t *grad, const scalar_t *rois, s
 					scalar_t *p3 = gin + s->pos3 * channels;
 					scalar_t *p4 = gin + s->pos4 * channels;
 					const T w1 = s->w1, w2 = s->w2, w3 = s->w3, w4 = s->w4;
-					// Sequential per pointer: two of p1..p4 alias when the sample
-					// sits on the border and its neighbours were clamped together.
+					// Sequential per pointer: two of p1..p4 alias when the
+					// sample sits on the border and its neighbours were clamped
+					// together.
 					for (int64_t c = c_begin; c < c_end; c++)
 						p1[c] = static_cast<T>(p1[c]) + gb[c] * w1 / count;
 					for (int64_t c = c_begin; c < c_end; c++)
@@ -377,8 +386,8 @@ torch::Tensor roi_align_forward_cpu(const torch::Tensor &input, const torch::Ten
 	const bool channels_last =
 		(channels > 1 && !input.is_contiguous() &&
 		 input.is_contiguous(at::MemoryFormat::ChannelsLast)) ||
-		prefer_channels_last(input.size(0), channels, height, width, num_rois, pooled_height,
-				     pooled_width, sampling_ratio);
+		prefer_channels_last(input.size(0), channels, height, width, num_rois,
+				     pooled_height, pooled_width, sampling_ratio);
 
 	const torch::Tensor in = channels_last ? input.contiguous(at::MemoryFormat::ChannelsLast)
 					       : input.contiguous();
@@ -392,7 +401,8 @@ torch::Tensor roi_align_forward_cpu(const torch::Tensor &input, const torch::Ten
 			forward_kernel_channels_last<scalar_t>(
 				in.data_ptr<scalar_t>(), r.data_ptr<scalar_t>(),
 				output.data_ptr<scalar_t>(), num_rois, channels, height, width,
-				pooled_height, pooled_width, sampling_ratio, aligned, spatial_scale);
+				pooled_height, pooled_width, sampling_ratio, aligned,
+				spatial_scale);
 		else
 			forward_kernel<scalar_t>(in.data_ptr<scalar_t>(), r.data_ptr<scalar_t>(),
 						 output.data_ptr<scalar_t>(), num_rois, channels,
@@ -409,8 +419,9 @@ torch::Tensor roi_align_backward_cpu(const torch::Tensor &grad, const torch::Ten
 				     bool aligned)
 {
 	const int64_t num_rois = rois.size(0);
-	const bool channels_last = prefer_channels_last(batch_size, channels, height, width, num_rois,
-							pooled_height, pooled_width, sampling_ratio);
+	const bool channels_last =
+		prefer_channels_last(batch_size, channels, height, width, num_rois, pooled_height,
+				     pooled_width, sampling_ratio);
 	torch::Tensor grad_input =
 		torch::empty({batch_size, channels, height, width},
 			     grad.options().memory_format(channels_last
@@ -432,7 +443,8 @@ torch::Tensor roi_align_backward_cpu(const torch::Tensor &grad, const torch::Ten
 			backward_kernel_channels_last<scalar_t>(
 				g.data_ptr<scalar_t>(), r.data_ptr<scalar_t>(),
 				grad_input.data_ptr<scalar_t>(), num_rois, channels, height, width,
-				pooled_height, pooled_width, sampling_ratio, aligned, spatial_scale);
+				pooled_height, pooled_width, sampling_ratio, aligned,
+				spatial_scale);
 		else
 			backward_kernel<scalar_t>(g.data_ptr<scalar_t>(), r.data_ptr<scalar_t>(),
 						  grad_input.data_ptr<scalar_t>(), num_rois,
