@@ -3,10 +3,12 @@
 // the zip writer.
 #include "frcnn/checkpoint.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <sstream>
 #include <unordered_map>
 
@@ -88,6 +90,58 @@ std::string quote(const std::string &text)
 	return out + (text.size() > 200 ? "...'" : "'");
 }
 
+struct TarMember {
+	const uint8_t *data;
+	std::size_t size;
+};
+
+// Regular files of a POSIX tar archive, by name.
+std::unordered_map<std::string, TarMember> tar_members(const uint8_t *data, std::size_t size,
+						       const std::function<void(const std::string &)> &fail)
+{
+	constexpr std::size_t kBlock = 512;
+	std::unordered_map<std::string, TarMember> members;
+	std::size_t pos = 0;
+	while (size - pos >= kBlock) {
+		const uint8_t *h = data + pos;
+		if (std::all_of(h, h + kBlock, [](uint8_t b) { return b == 0; }))
+			return members;
+		// The checksum: the header's byte sum with its own field counted as spaces.
+		auto octal = [&](std::size_t at, std::size_t len, const char *what) {
+			uint64_t value = 0;
+			std::size_t i = at;
+			while (i < at + len && h[i] == ' ')
+				i++;
+			for (; i < at + len && h[i] >= '0' && h[i] <= '7'; i++) {
+				if (value >> 60)
+					fail(std::string("the tar header's ") + what + " field overflows");
+				value = value * 8 + (h[i] - '0');
+			}
+			if (i < at + len && h[i] != 0 && h[i] != ' ')
+				fail(std::string("the tar header at byte ") + std::to_string(pos) + " has a malformed " + what);
+			return value;
+		};
+		uint64_t sum = 0;
+		for (std::size_t i = 0; i < kBlock; i++)
+			sum += (i >= 148 && i < 156) ? ' ' : h[i];
+		if (octal(148, 8, "checksum") != sum)
+			fail("the tar header at byte " + std::to_string(pos) + " fails its checksum; the file is corrupt");
+		uint64_t member_size = octal(124, 12, "size");
+		std::string name(reinterpret_cast<const char *>(h), strnlen(reinterpret_cast<const char *>(h), 100));
+		const char type = static_cast<char>(h[156]);
+		pos += kBlock;
+		if (member_size > size - pos)
+			fail("tar member '" + name + "' (" + std::to_string(member_size) + " bytes) runs past the end "
+			     "of the file; the file is truncated");
+		if (type == '0' || type == '\0')
+			members.emplace(name, TarMember{data + pos, static_cast<std::size_t>(member_size)});
+		uint64_t padded = (member_size + kBlock - 1) / kBlock * kBlock;
+		pos = padded > size - pos ? size : pos + padded;
+	}
+	fail("the tar archive ends without its end-of-archive blocks; the file is truncated");
+	return members;
+}
+
 // Reads one checkpoint: owns every value its pickles build until the tensors are copied out.
 class Reader {
 public:
@@ -106,6 +160,7 @@ private:
 
 	Value *read_zip();
 	Value *read_legacy();
+	Value *read_tar();
 	// ('storage', <Type>Storage, key, location, numel, ...): the fields both formats share.
 	struct StorageId {
 		c10::ScalarType dtype;
@@ -317,6 +372,121 @@ Value *Reader::read_legacy()
 	return root;
 }
 
+// torch.save's first format: a tar archive of a storage list ('storages', each an int64 element
+// count and the raw elements after a pickled (key, location, type)), a tensor list ('tensors',
+// each a pickled (key, storage key, type) followed by ndim, sizes, strides and offset), and the
+// object ('pickle'), whose persistent ids are the keys of those tensors and storages.
+Value *Reader::read_tar()
+{
+	auto members = tar_members(data_, size_, [this](const std::string &m) { fail(m); });
+	for (const char *name : {"storages", "tensors", "pickle"}) {
+		if (members.count(name) == 0)
+			fail(std::string("the tar archive has no '") + name + "' member; it is not a torch.save checkpoint");
+	}
+	auto read_i64 = [&](const TarMember &m, std::size_t &pos, const char *what) {
+		if (m.size - pos < 8)
+			fail(std::string("the tar format's ") + what + " list is truncated");
+		uint64_t v = 0;
+		for (int b = 7; b >= 0; b--)
+			v = (v << 8) | m.data[pos + b];
+		pos += 8;
+		return static_cast<int64_t>(v);
+	};
+	auto count_of = [&](Value *n, const TarMember &m, const char *what) {
+		if (n->kind != Kind::Int || n->i < 0 || static_cast<uint64_t>(n->i) > m.size)
+			fail(std::string("the tar format's ") + what + " count is invalid");
+		return n->i;
+	};
+
+	const TarMember &st = members.at("storages");
+	Unpickler storages(st.data, st.size, name_, arena_);
+	int64_t n = count_of(storages.load(0), st, "storage");
+	std::size_t pos = storages.end();
+	for (int64_t i = 0; i < n; i++) {
+		Value *args = storages.load(pos);
+		if (args->kind != Kind::Tuple || args->items.size() != 3 || args->items[0]->kind != Kind::Int ||
+		    args->items[2]->kind != Kind::Global || args->items[2]->global != checkpoint::Global::Storage)
+			fail("the tar format's storage list holds something other than (key, location, type)");
+		pos = storages.end();
+		int64_t numel = read_i64(st, pos, "storage");
+		std::size_t elem = element_size(args->items[2]->dtype);
+		if (numel < 0 || static_cast<uint64_t>(numel) > (st.size - pos) / elem)
+			fail("storage " + std::to_string(args->items[0]->i) + " claims " + bytes_text(numel, elem) +
+			     " but only " + std::to_string(st.size - pos) + " bytes remain");
+		Value *value = storage_value({args->items[2]->dtype, std::to_string(args->items[0]->i), numel});
+		value->storage->data = st.data + pos;
+		pos += numel * elem;
+	}
+	// (view key, root key, offset, numel): storages that are slices of others.
+	Value *views = storages.load(pos);
+	if (views->kind != Kind::List)
+		fail("the tar format's storage view list is a " + std::string(checkpoint::kind_name(views->kind)));
+	for (Value *view : views->items) {
+		const auto &f = view->items;
+		if ((view->kind != Kind::Tuple && view->kind != Kind::List) || f.size() != 4 ||
+		    std::any_of(f.begin(), f.end(), [](Value *v) { return v->kind != Kind::Int; }))
+			fail("the tar format's storage view list holds something other than (key, root, offset, numel)");
+		auto root = storages_.find(std::to_string(f[1]->i));
+		if (root == storages_.end() || root->second->storage->root != nullptr)
+			fail("storage view " + std::to_string(f[0]->i) + " refers to an unknown storage");
+		const StorageInfo &info = *root->second->storage;
+		if (f[2]->i < 0 || f[3]->i < 0 || f[2]->i > info.numel || f[3]->i > info.numel - f[2]->i)
+			fail("storage view " + std::to_string(f[0]->i) + " lies outside its storage");
+		if (storages_.count(std::to_string(f[0]->i)))
+			fail("storage " + std::to_string(f[0]->i) + " is defined twice");
+		Value *value = storage_value({info.dtype, std::to_string(f[0]->i), f[3]->i});
+		value->storage->root = root->second;
+		value->storage->root_offset = f[2]->i;
+	}
+
+	const TarMember &tm = members.at("tensors");
+	Unpickler tensor_list(tm.data, tm.size, name_, arena_);
+	std::unordered_map<std::string, Value *> tensors;
+	n = count_of(tensor_list.load(0), tm, "tensor");
+	pos = tensor_list.end();
+	for (int64_t i = 0; i < n; i++) {
+		Value *args = tensor_list.load(pos);
+		if (args->kind != Kind::Tuple || args->items.size() != 3 || args->items[0]->kind != Kind::Int ||
+		    args->items[1]->kind != Kind::Int)
+			fail("the tar format's tensor list holds something other than (key, storage, type)");
+		pos = tensor_list.end();
+		if (tm.size - pos < 8)
+			fail("the tar format's tensor list is truncated");
+		int32_t ndim = static_cast<int32_t>(tm.data[pos] | tm.data[pos + 1] << 8 | tm.data[pos + 2] << 16 |
+						    uint32_t(tm.data[pos + 3]) << 24);
+		pos += 8; // ndim was once written as 8 bytes
+		if (ndim < 0 || ndim > 64)
+			fail("a tensor in the tar format has " + std::to_string(ndim) + " dimensions");
+		std::vector<int64_t> sizes, strides;
+		for (int32_t d = 0; d < ndim; d++)
+			sizes.push_back(read_i64(tm, pos, "tensor"));
+		for (int32_t d = 0; d < ndim; d++)
+			strides.push_back(read_i64(tm, pos, "tensor"));
+		int64_t offset = read_i64(tm, pos, "tensor");
+		auto storage = storages_.find(std::to_string(args->items[1]->i));
+		if (storage == storages_.end())
+			fail("a tensor in the tar format refers to storage " + std::to_string(args->items[1]->i) +
+			     ", which the file does not hold");
+		tensors[std::to_string(args->items[0]->i)] =
+			tensor_list.make_tensor(storage->second, offset, std::move(sizes), std::move(strides));
+	}
+
+	const TarMember &pm = members.at("pickle");
+	Unpickler main(pm.data, pm.size, name_, arena_, [&](Value *pid) -> Value * {
+		if (pid->kind != Kind::String)
+			fail(std::string("a persistent id is a ") + checkpoint::kind_name(pid->kind) +
+			     "; the tar format refers to tensors by key (a pickled module?)");
+		auto tensor = tensors.find(pid->s);
+		if (tensor != tensors.end())
+			return tensor->second;
+		auto storage = storages_.find(pid->s);
+		if (storage != storages_.end())
+			return storage->second;
+		fail("persistent id " + quote(pid->s) + " names no tensor or storage of the file");
+	});
+	return main.load(0);
+}
+
 torch::Tensor Reader::materialize(const std::string &key, const Value &value)
 {
 	const checkpoint::TensorInfo &t = *value.tensor;
@@ -415,8 +585,7 @@ Checkpoint Reader::read()
 	} else if (size_ >= 2 && data_[0] == 0x80 && data_[1] <= 5) {
 		root = read_legacy();
 	} else if (size_ >= 262 && std::memcmp(data_ + 257, "ustar", 5) == 0) {
-		fail("this is torch's oldest (tar) checkpoint format, which is not supported; load it "
-		     "with torch.load and save it again with torch.save");
+		root = read_tar();
 	} else {
 		std::ostringstream msg;
 		msg << "not a PyTorch checkpoint (" << size_ << " bytes";

@@ -99,6 +99,23 @@ const KnownGlobal kKnownGlobals[] = {
 	{"torch", "ByteStorage", Global::Storage, c10::ScalarType::Byte},
 	{"torch", "BoolStorage", Global::Storage, c10::ScalarType::Bool},
 	{"torch", "UntypedStorage", Global::Storage, c10::ScalarType::Byte},
+	// The tar format names each tensor's type; the dtype comes from its storage.
+	{"torch", "FloatTensor", Global::TensorType, c10::ScalarType::Float},
+	{"torch", "HalfTensor", Global::TensorType, c10::ScalarType::Half},
+	{"torch", "DoubleTensor", Global::TensorType, c10::ScalarType::Double},
+	{"torch", "LongTensor", Global::TensorType, c10::ScalarType::Long},
+	{"torch", "IntTensor", Global::TensorType, c10::ScalarType::Int},
+	{"torch", "ShortTensor", Global::TensorType, c10::ScalarType::Short},
+	{"torch", "CharTensor", Global::TensorType, c10::ScalarType::Char},
+	{"torch", "ByteTensor", Global::TensorType, c10::ScalarType::Byte},
+	{"torch.cuda", "FloatTensor", Global::TensorType, c10::ScalarType::Float},
+	{"torch.cuda", "HalfTensor", Global::TensorType, c10::ScalarType::Half},
+	{"torch.cuda", "DoubleTensor", Global::TensorType, c10::ScalarType::Double},
+	{"torch.cuda", "LongTensor", Global::TensorType, c10::ScalarType::Long},
+	{"torch.cuda", "IntTensor", Global::TensorType, c10::ScalarType::Int},
+	{"torch.cuda", "ShortTensor", Global::TensorType, c10::ScalarType::Short},
+	{"torch.cuda", "CharTensor", Global::TensorType, c10::ScalarType::Char},
+	{"torch.cuda", "ByteTensor", Global::TensorType, c10::ScalarType::Byte},
 	// Files saved from a GPU name the CUDA storage types; the bytes are the same.
 	{"torch.cuda", "FloatStorage", Global::Storage, c10::ScalarType::Float},
 	{"torch.cuda", "HalfStorage", Global::Storage, c10::ScalarType::Half},
@@ -384,14 +401,28 @@ Value *Unpickler::rebuild_tensor(const std::vector<Value *> &args, std::size_t c
 		}
 		return out;
 	};
+	return make_tensor(storage, args[1]->i, int_list(args[2], "size"), int_list(args[3], "stride"));
+}
+
+Value *Unpickler::make_tensor(Value *storage, int64_t offset, std::vector<int64_t> size,
+			      std::vector<int64_t> stride)
+{
+	if (storage->kind != Kind::Storage)
+		fail(std::string("a tensor is built on a ") + kind_name(storage->kind) + ", not a storage");
+	if (offset < 0)
+		fail("a tensor has a negative storage offset");
+	if (size.size() > limits_.max_dims || size.size() != stride.size())
+		fail("a tensor has " + std::to_string(size.size()) + " sizes and " +
+		     std::to_string(stride.size()) + " strides");
+	for (std::size_t d = 0; d < size.size(); d++) {
+		if (size[d] < 0 || stride[d] < 0)
+			fail("a tensor has a negative size or stride");
+	}
 	auto tensor = std::make_unique<TensorInfo>();
 	tensor->storage = storage;
-	tensor->offset = args[1]->i;
-	tensor->size = int_list(args[2], "size");
-	tensor->stride = int_list(args[3], "stride");
-	if (tensor->size.size() != tensor->stride.size())
-		fail("a tensor has " + std::to_string(tensor->size.size()) + " sizes but " +
-		     std::to_string(tensor->stride.size()) + " strides");
+	tensor->offset = offset;
+	tensor->size = std::move(size);
+	tensor->stride = std::move(stride);
 
 	// The last element the view reaches must lie inside its storage; checked now, so that a
 	// hostile size is refused before anything is allocated.
@@ -496,6 +527,7 @@ Value *Unpickler::reduce(Value *callable, Value *args)
 	}
 	case Global::Namespace:
 	case Global::Storage:
+	case Global::TensorType:
 		break;
 	}
 	fail("REDUCE calls '" + callable->s + "', which a checkpoint never calls");

@@ -30,6 +30,7 @@ enum class Global {
 	Parameter,		    // torch.nn.parameter.Parameter
 	Storage,		    // torch.<Type>Storage, torch.cuda.<Type>Storage: a storage's dtype
 	CodecsEncode,		    // _codecs.encode: how protocol 2 writes a bytes object
+	TensorType,		    // torch.<Type>Tensor: a type tag in the tar format's tensor list
 };
 
 enum class Kind {
@@ -123,6 +124,10 @@ public:
 	Value *load(std::size_t offset = 0);
 	// Where the last load() stopped: the first byte after its STOP.
 	std::size_t end() const { return pos_; }
+
+	// A view of `storage`, refused unless it lies inside it. Nothing is allocated.
+	Value *make_tensor(Value *storage, int64_t offset, std::vector<int64_t> size,
+			   std::vector<int64_t> stride);
 
 	// Throws frcnn::Error, naming the checkpoint.
 	[[noreturn]] void fail(const std::string &message) const;

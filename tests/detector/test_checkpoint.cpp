@@ -248,28 +248,36 @@ TEST(Checkpoint, MissingFileAndEmptyInput)
 
 TEST(Checkpoint, TruncatedAtEveryOffset)
 {
-	for (const char *file : {"small_zip.pth", "small_legacy.pth", "tv_legacy.pth"}) {
+	for (const char *file : {"small_zip.pth", "small_legacy.pth", "small_tar.pth", "tv_legacy.pth"}) {
 		SCOPED_TRACE(file);
 		std::vector<uint8_t> bytes = read_file(fixture(file));
 		ASSERT_GT(bytes.size(), 100u);
 		ASSERT_NO_THROW(frcnn::read_checkpoint_bytes(bytes.data(), bytes.size(), file));
-		int refused = 0;
+		// A tar archive ends in zero padding; losing part of it loses nothing.
+		std::size_t data_end = bytes.size();
+		while (data_end > 0 && bytes[data_end - 1] == 0)
+			data_end--;
+		if (std::string(file).find("tar") == std::string::npos)
+			data_end = bytes.size();
+		else
+			ASSERT_LT(data_end, bytes.size() - 512);
+		std::size_t refused = 0;
 		for (std::size_t size = 0; size < bytes.size(); size++) {
 			// A copy of exactly `size` bytes, so that reading past it is caught by sanitizers.
 			std::vector<uint8_t> part(bytes.begin(), bytes.begin() + size);
 			if (!error_of(part.data(), part.size()).empty())
 				refused++;
-			else
+			else if (size < data_end)
 				ADD_FAILURE() << "accepted a copy truncated to " << size << " bytes";
 		}
-		EXPECT_EQ(refused, static_cast<int>(bytes.size()));
+		EXPECT_GE(refused, data_end);
 	}
 }
 
 TEST(Checkpoint, RandomDamageGivesResultOrError)
 {
 	std::mt19937 rng(1234);
-	for (const char *file : {"small_zip.pth", "small_legacy.pth", "mixed_training_zip.pth",
+	for (const char *file : {"small_zip.pth", "small_legacy.pth", "small_tar.pth", "mixed_training_zip.pth",
 				 "mixed_training_legacy.pth"}) {
 		SCOPED_TRACE(file);
 		const std::vector<uint8_t> bytes = read_file(fixture(file));

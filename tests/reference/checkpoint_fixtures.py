@@ -6,7 +6,8 @@ Writes, into --out:
   *.pth           checkpoints in every combination the reader must accept: {zip, legacy} x
                   {OrderedDict state dict with _metadata, plain dict, training checkpoint with
                   "model"}, all dtypes, shared storages and strided views; a small torchvision
-                  model (FPN + RPN head), also with old key names; and hostile files.
+                  model (FPN + RPN head), also with old key names; the first (tar) format; and
+                  hostile files.
   expected/*.bin  the tensors each accepted file must give, contiguous, little-endian.
   manifest.json   {"sets": {SET: [{name, dtype, shape, offset, nbytes}]},
                    "fixtures": [{file, set, module_versions} | {file, error: [substrings]}]}
@@ -27,6 +28,7 @@ import os
 import pickle
 import struct
 import sys
+import tarfile
 import zipfile
 
 import torch
@@ -199,6 +201,65 @@ def write_legacy(path, main_pickle, storages, little_endian=True):
             f.write(data)
 
 
+TAR_TENSOR_TYPES = {torch.float32: torch.FloatTensor, torch.float64: torch.DoubleTensor,
+                    torch.float16: torch.HalfTensor, torch.int64: torch.LongTensor,
+                    torch.int32: torch.IntTensor, torch.int16: torch.ShortTensor,
+                    torch.int8: torch.CharTensor, torch.uint8: torch.ByteTensor}
+TAR_STORAGE_TYPES = {torch.float32: torch.FloatStorage, torch.float64: torch.DoubleStorage,
+                     torch.float16: torch.HalfStorage, torch.int64: torch.LongStorage,
+                     torch.int32: torch.IntStorage, torch.int16: torch.ShortStorage,
+                     torch.int8: torch.CharStorage, torch.uint8: torch.ByteStorage}
+
+
+class TarRef:
+    def __init__(self, key):
+        self.key = key
+
+
+def write_tar(path, sd, main_pickle=None):
+    """torch.save's first format (a tar of 'sys_info', 'pickle', 'tensors', 'storages'), as the
+    first PyTorch releases wrote it; today's torch.load still reads it. Tensors viewing one
+    storage share it, with their offsets and strides."""
+    tensors, storages = [], collections.OrderedDict()
+    obj = collections.OrderedDict()
+    for name, t in sd.items():
+        base = t.storage().data_ptr()
+        if base not in storages:
+            storages[base] = (len(storages) + 100, t)
+        tensors.append((len(tensors) + 1, storages[base][0], t))
+        obj[name] = TarRef(len(tensors))
+
+    class Pickler(pickle.Pickler):
+        def persistent_id(self, o):
+            return str(o.key) if isinstance(o, TarRef) else None
+
+    buf = io.BytesIO()
+    Pickler(buf, protocol=2).dump(obj)
+    tensor_list = io.BytesIO()
+    pickle.dump(len(tensors), tensor_list, protocol=2)
+    for key, storage_key, t in tensors:
+        pickle.dump((key, storage_key, TAR_TENSOR_TYPES[t.dtype]), tensor_list, protocol=2)
+        tensor_list.write(struct.pack("<i", t.dim()) + b"\0\0\0\0")
+        tensor_list.write(struct.pack(f"<{t.dim()}q", *t.shape))
+        tensor_list.write(struct.pack(f"<{t.dim()}q", *t.stride()))
+        tensor_list.write(struct.pack("<q", t.storage_offset()))
+    storage_list = io.BytesIO()
+    pickle.dump(len(storages), storage_list, protocol=2)
+    for storage_key, t in storages.values():
+        pickle.dump((storage_key, "cpu", TAR_STORAGE_TYPES[t.dtype]), storage_list, protocol=2)
+        whole = torch.tensor([], dtype=t.dtype).set_(t.storage())
+        storage_list.write(struct.pack("<q", whole.numel()))
+        storage_list.write(tensor_bytes(whole))
+    pickle.dump([], storage_list, protocol=2)
+    sys_info = pickle.dumps({"protocol_version": PROTOCOL_VERSION, "little_endian": True}, protocol=2)
+    with tarfile.open(path, "w:", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in (("sys_info", sys_info), ("pickle", main_pickle or buf.getvalue()),
+                           ("tensors", tensor_list.getvalue()), ("storages", storage_list.getvalue())):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+
 # --- fixture set -------------------------------------------------------------------------------
 
 class Fixtures:
@@ -259,6 +320,12 @@ def accepted_files(fx):
         fx.ok(f"tv_training_{fmt}.pth", "tv", versions_of(tv))
         fx.save(f"state_dict_key_{fmt}.pth", {"state_dict": tv, "epoch": 1}, legacy)
         fx.ok(f"state_dict_key_{fmt}.pth", "tv", versions_of(tv))
+
+    # The tar format knows neither bfloat16 nor bool, nor _metadata.
+    tar_sd = collections.OrderedDict((k, v) for k, v in mixed.items() if v.dtype in TAR_TENSOR_TYPES)
+    write_tar(fx.path("mixed_tar.pth"), tar_sd)
+    fx.expected_set("tar", tar_sd)
+    fx.ok("mixed_tar.pth", "tar", {})
 
     # Parameters (not just tensors), as torch.save(dict(model.named_parameters())) writes them.
     params = collections.OrderedDict((k, nn.Parameter(v.clone())) for k, v in tv.items()
@@ -395,12 +462,17 @@ def hostile_files(fx):
         f.truncate(os.path.getsize(fx.path("truncated_legacy.pth")) - 3)
     fx.error("truncated_legacy.pth", "truncated")
 
+    write_tar(fx.path("os_system_tar.pth"), small, main_pickle=os_system)
+    fx.error("os_system_tar.pth", "'os.system'", "refusing")
+
     # Small valid files the test truncates at every offset and damages at random.
     fx.save("small_zip.pth", small)
     fx.save("small_legacy.pth", small, legacy=True)
     fx.expected_set("small", small)
     fx.ok("small_zip.pth", "small", {})
     fx.ok("small_legacy.pth", "small", {})
+    write_tar(fx.path("small_tar.pth"), small)
+    fx.ok("small_tar.pth", "small", {})
 
 
 def write_corpus(out):
@@ -422,6 +494,8 @@ def write_corpus(out):
     for name, (obj, legacy) in seeds.items():
         torch.save(obj, os.path.join(out, name + ".pth"), _use_new_zipfile_serialization=not legacy)
     hostile_files(fx)
+    write_tar(os.path.join(out, "plain_tar.pth"), collections.OrderedDict(
+        [("w", small["a.weight"]), ("t", small["a.t"]), ("b", small["a.bias"])]))
     for name in ("os_system_zip.pth", "builtins_eval_zip.pth", "big_endian_zip.pth", "memo_unset_zip.pth",
                  "view_out_of_bounds_zip.pth", "huge_storage_legacy.pth"):
         src = os.path.join(fx.out, name)

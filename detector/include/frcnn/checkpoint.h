@@ -24,11 +24,12 @@ struct Checkpoint {
 	std::map<std::string, int64_t> module_versions;
 };
 
-// Reads a checkpoint written by torch.save: the zip format (torch >= 1.6) and the legacy pickle
-// format (torch < 1.6, or _use_new_zipfile_serialization=False). The oldest (tar) format of
-// torch < 0.4 is refused with an error saying so. The container may be an OrderedDict state dict, a plain dict,
-// or a training checkpoint dict holding the state dict under "model" (or "state_dict").
-// Only the globals a state dict needs are accepted; anything else throws frcnn::Error naming it.
+// Reads a checkpoint written by torch.save: the zip format (torch >= 1.6), the legacy pickle
+// format (older torch, or _use_new_zipfile_serialization=False) and the first, tar format. The
+// container may be an OrderedDict state dict, a plain dict, or a training checkpoint dict
+// holding the state dict under "model" (or "state_dict"). Only the globals a state dict needs
+// are accepted; anything else throws frcnn::Error naming it. The tensors are contiguous and
+// own their memory.
 Checkpoint read_checkpoint(const std::string &path);
 Checkpoint read_checkpoint_bytes(const void *data, std::size_t size, const std::string &name);
 
