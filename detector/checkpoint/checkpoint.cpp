@@ -177,6 +177,7 @@ private:
 	std::string name_;
 	Arena arena_;
 	std::unordered_map<std::string, Value *> storages_;
+	uint64_t output_bytes_ = 0;
 };
 
 Reader::StorageId Reader::parse_storage_id(Value *pid, std::size_t fields)
@@ -501,9 +502,14 @@ torch::Tensor Reader::materialize(const std::string &key, const Value &value)
 	}
 	auto options = torch::TensorOptions().dtype(info->dtype);
 	int64_t numel = 1, last = t.offset;
-	for (std::size_t d = 0; d < t.size.size(); d++) {
+	bool contiguous = true;
+	int64_t expected_stride = 1;
+	for (std::size_t d = t.size.size(); d-- > 0;) {
 		numel *= t.size[d];
 		last += std::max<int64_t>(t.size[d] - 1, 0) * t.stride[d];
+		if (t.size[d] != 1 && t.stride[d] != expected_stride)
+			contiguous = false;
+		expected_stride *= t.size[d];
 	}
 	if (numel == 0)
 		return torch::empty(t.size, options);
@@ -511,18 +517,38 @@ torch::Tensor Reader::materialize(const std::string &key, const Value &value)
 		fail("tensor " + quote(key) + " uses storage " + quote(info->key) +
 		     ", whose bytes are not in the file");
 
-	// Copy the span the view covers into memory of our own (aligned, and outliving the file),
-	// then lay it out contiguously.
+	// Views may repeat a storage's bytes (several tensors on one storage, stride 0); each result
+	// owns its memory, so the total is bounded by the file's size, with room for real sharing.
 	const int64_t extent = last - t.offset + 1;
-	torch::Tensor buffer = torch::empty({extent}, options);
-	std::memcpy(buffer.data_ptr(), base + t.offset * elem, extent * elem);
+	const uint8_t *first = base + t.offset * elem;
+	const bool aligned = reinterpret_cast<uintptr_t>(first) % elem == 0;
+	output_bytes_ += static_cast<uint64_t>(numel) * elem;
+	if (!contiguous && !aligned)
+		output_bytes_ += static_cast<uint64_t>(extent) * elem;
+	const uint64_t budget = 4 * static_cast<uint64_t>(size_) + (uint64_t(64) << 20);
+	if (output_bytes_ > budget)
+		fail("its tensors would take " + std::to_string(output_bytes_) + " bytes or more, over four "
+		     "times the file's size; refusing to expand views that repeat its storages");
+
+	torch::Tensor out;
+	if (contiguous) {
+		out = torch::empty(t.size, options);
+		std::memcpy(out.data_ptr(), first, numel * elem);
+	} else if (aligned) {
+		void *p = const_cast<uint8_t *>(first);
+		out = torch::from_blob(p, t.size, t.stride, options).clone(at::MemoryFormat::Contiguous);
+	} else {
+		// Legacy files place storages at any byte; copy the span to aligned memory first.
+		torch::Tensor span = torch::empty({extent}, options);
+		std::memcpy(span.data_ptr(), first, extent * elem);
+		out = span.as_strided(t.size, t.stride).clone(at::MemoryFormat::Contiguous);
+	}
 	if (big_endian && elem > 1) {
-		auto *bytes = static_cast<uint8_t *>(buffer.data_ptr());
-		for (int64_t i = 0; i < extent; i++)
+		auto *bytes = static_cast<uint8_t *>(out.data_ptr());
+		for (int64_t i = 0; i < numel; i++)
 			std::reverse(bytes + i * elem, bytes + (i + 1) * elem);
 	}
-	torch::Tensor view = buffer.as_strided(t.size, t.stride);
-	return view.is_contiguous() ? view : view.contiguous();
+	return out;
 }
 
 Checkpoint Reader::to_checkpoint(Value *root)

@@ -338,6 +338,16 @@ Value *Unpickler::make(Kind kind)
 	return arena_.make(kind);
 }
 
+void Unpickler::charge(std::size_t copied)
+{
+	// Containers copied from others (a dict passed to OrderedDict(), attributes merged by BUILD)
+	// could otherwise grow far faster than the pickle that asks for them.
+	copied_ += copied;
+	if (copied_ > limits_.max_copied)
+		fail("the pickle copies more than " + std::to_string(limits_.max_copied) +
+		     " container entries, far more than any state dict");
+}
+
 void Unpickler::memo_put(uint64_t index, Value *value)
 {
 	auto it = memo_.find(index);
@@ -475,10 +485,12 @@ Value *Unpickler::reduce(Value *callable, Value *args)
 		if (a.empty())
 			return dict;
 		if (a.size() == 1 && a[0]->kind == Kind::Dict) {
+			charge(a[0]->entries.size());
 			dict->entries = a[0]->entries;
 			return dict;
 		}
 		if (a.size() == 1 && a[0]->kind == Kind::List) {
+			charge(a[0]->items.size());
 			for (Value *pair : a[0]->items) {
 				if ((pair->kind != Kind::Tuple && pair->kind != Kind::List) ||
 				    pair->items.size() != 2)
@@ -546,9 +558,10 @@ void Unpickler::build(Value *target, Value *state)
 			     kind_name(state->kind));
 		if (target->state == nullptr) {
 			target->state = state;
-		} else {
-			for (auto &entry : state->entries)
-				target->state->entries.push_back(entry);
+		} else if (target->state != state) {
+			charge(state->entries.size());
+			std::vector<std::pair<Value *, Value *>> added = state->entries;
+			target->state->entries.insert(target->state->entries.end(), added.begin(), added.end());
 		}
 		return;
 	}
@@ -567,6 +580,7 @@ void Unpickler::build(Value *target, Value *state)
 Value *Unpickler::load(std::size_t offset)
 {
 	pos_ = offset;
+	copied_ = 0;
 	stack_.clear();
 	marks_.clear();
 	memo_.clear();

@@ -110,6 +110,7 @@ struct Limits {
 	std::size_t max_memo = std::size_t(1) << 21;	// memo entries
 	std::size_t max_string = std::size_t(1) << 24;	// bytes in one string
 	std::size_t max_dims = 64;			// dimensions of one tensor
+	std::size_t max_copied = std::size_t(1) << 22;	// entries copied from one container to another
 };
 
 class Unpickler {
@@ -149,6 +150,7 @@ private:
 	Value *reduce(Value *callable, Value *args);
 	Value *rebuild_tensor(const std::vector<Value *> &args, std::size_t count);
 	void build(Value *target, Value *state);
+	void charge(std::size_t copied);
 	void memo_put(uint64_t index, Value *value);
 	Value *memo_get(uint64_t index);
 
@@ -161,6 +163,7 @@ private:
 	Limits limits_;
 	std::vector<Value *> stack_;
 	std::vector<std::size_t> marks_;
+	std::size_t copied_ = 0;
 	std::unordered_map<uint64_t, Value *> memo_;
 };
 

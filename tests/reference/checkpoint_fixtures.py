@@ -420,6 +420,15 @@ def hostile_files(fx):
     fx.error("broadcast_bomb_zip.pth", "refusing to expand")
     zip_pickle("size_overflow_zip.pth", dumps(ordered([("w", Tensor(st, 0, (2**62, 2**62), (0, 0)))])))
     fx.error("size_overflow_zip.pth", "overflow")
+    repeat = ordered((f"w{i}", Tensor(st, 0, (2**23,), (0,))) for i in range(3))
+    zip_pickle("repeated_views_zip.pth", dumps(repeat))
+    fx.error("repeated_views_zip.pth", "over four times the file's size")
+    # OrderedDict(d) for one 5000-entry dict d, 1000 times over: a few KB asking for 5M copies.
+    pkl = b"\x80\x02ccollections\nOrderedDict\nq\x00}q\x01("
+    pkl += b"".join(b"M" + struct.pack("<H", k) + b"N" for k in range(5000)) + b"u"
+    pkl += b"h\x00h\x01\x85R0" * 1000 + b"}."
+    zip_pickle("copy_amplification_zip.pth", pkl)
+    fx.error("copy_amplification_zip.pth", "copies more than")
     zip_pickle("deep_nesting_zip.pth", b"\x80\x02" + b"(]" * 100000 + b".")
     fx.error("deep_nesting_zip.pth", "nests deeper than")
     zip_pickle("deep_lists_zip.pth", b"\x80\x02" + b"]" * 100000 + b"a" * 99999 + b".")
