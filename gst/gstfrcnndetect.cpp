@@ -1,0 +1,1344 @@
+// SPDX-License-Identifier: BSD-3-Clause
+/**
+ * SECTION:element-frcnndetect
+ * @title: frcnndetect
+ *
+ * Runs a torchvision Faster R-CNN detector on video frames and attaches every detection to the
+ * frame as a #GstVideoRegionOfInterestMeta (roi_type = label name, x/y/w/h in pixels) with a
+ * "detection" parameter structure holding label_id, label, confidence and the box normalised to
+ * 0..1.
+ *
+ * Frames are queued and run in batches on the element's own streaming thread, so upstream keeps
+ * decoding while a batch runs. Buffers leave in the order they came, with their timestamps.
+ *
+ * ## Example launch line
+ * |[
+ * gst-launch-1.0 filesrc location=street.mp4 ! decodebin ! frcnndetect weights=coco ! \
+ *     frcnnoverlay ! videoconvert ! autovideosink
+ * ]|
+ */
+
+#include "gstfrcnndetect.h"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <regex>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <gst/video/video.h>
+
+#include "frcnn/config.h"
+#include "frcnn/detector.h"
+#include "frcnn/error.h"
+#include "frcnn/weights.h"
+
+#include "checkpoint_info.h"
+#include "labels.h"
+#include "meta.h"
+
+GST_DEBUG_CATEGORY_STATIC(gst_frcnn_detect_debug);
+#define GST_CAT_DEFAULT gst_frcnn_detect_debug
+
+enum {
+	PROP_0,
+	PROP_MODEL,
+	PROP_WEIGHTS,
+	PROP_NUM_CLASSES,
+	PROP_LABELS,
+	PROP_DEVICE,
+	PROP_PRECISION,
+	PROP_BATCH_SIZE,
+	PROP_BATCH_TIMEOUT,
+	PROP_INTERVAL,
+	PROP_THRESHOLD,
+	PROP_NMS_THRESHOLD,
+	PROP_MIN_SIZE,
+	PROP_MAX_SIZE,
+	PROP_MAX_DETECTIONS,
+	PROP_CLASSES,
+};
+
+#define DEFAULT_PROP_MODEL "fasterrcnn_resnet50_fpn"
+#define DEFAULT_PROP_WEIGHTS nullptr
+#define DEFAULT_PROP_NUM_CLASSES 0
+#define DEFAULT_PROP_LABELS nullptr
+#define DEFAULT_PROP_DEVICE "cpu"
+#define DEFAULT_PROP_PRECISION GST_FRCNN_PRECISION_FP32
+#define DEFAULT_PROP_BATCH_SIZE 1
+#define DEFAULT_PROP_BATCH_TIMEOUT 100
+#define DEFAULT_PROP_INTERVAL 1
+#define DEFAULT_PROP_THRESHOLD 0.5
+#define DEFAULT_PROP_NMS_THRESHOLD 0.5
+#define DEFAULT_PROP_MIN_SIZE 0
+#define DEFAULT_PROP_MAX_SIZE 0
+#define DEFAULT_PROP_MAX_DETECTIONS 100
+#define DEFAULT_PROP_CLASSES nullptr
+
+#define MAX_BATCH_SIZE 64
+
+typedef enum {
+	GST_FRCNN_PRECISION_FP32,
+	GST_FRCNN_PRECISION_FP16,
+} GstFrcnnPrecision;
+
+#define GST_TYPE_FRCNN_PRECISION (gst_frcnn_precision_get_type())
+static GType gst_frcnn_precision_get_type(void)
+{
+	static const GEnumValue values[] = {
+		{ GST_FRCNN_PRECISION_FP32, "32-bit floating point", "fp32" },
+		{ GST_FRCNN_PRECISION_FP16, "16-bit floating point (CUDA devices)", "fp16" },
+		{ 0, nullptr, nullptr },
+	};
+	static gsize type = 0;
+	if (g_once_init_enter(&type))
+		g_once_init_leave(&type, g_enum_register_static("GstFrcnnPrecision", values));
+	return type;
+}
+
+#define FRCNN_DETECT_CAPS \
+	GST_VIDEO_CAPS_MAKE("{ RGB, BGR, RGBx, BGRx, xRGB, xBGR, RGBA, BGRA, ARGB, ABGR, NV12, I420 }")
+
+static GstStaticPadTemplate sink_template = GST_STATIC_PAD_TEMPLATE(
+	"sink", GST_PAD_SINK, GST_PAD_ALWAYS, GST_STATIC_CAPS(FRCNN_DETECT_CAPS));
+
+static GstStaticPadTemplate src_template = GST_STATIC_PAD_TEMPLATE(
+	"src", GST_PAD_SRC, GST_PAD_ALWAYS, GST_STATIC_CAPS(FRCNN_DETECT_CAPS));
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct Settings {
+	std::string model = DEFAULT_PROP_MODEL;
+	bool model_set = false; // the user chose a model (a weights preset must then agree)
+	std::string weights;
+	guint num_classes = DEFAULT_PROP_NUM_CLASSES;
+	std::string labels;
+	std::string device = DEFAULT_PROP_DEVICE;
+	GstFrcnnPrecision precision = DEFAULT_PROP_PRECISION;
+	guint batch_size = DEFAULT_PROP_BATCH_SIZE;
+	guint batch_timeout = DEFAULT_PROP_BATCH_TIMEOUT;
+	guint interval = DEFAULT_PROP_INTERVAL;
+	gdouble threshold = DEFAULT_PROP_THRESHOLD;
+	gdouble nms_threshold = DEFAULT_PROP_NMS_THRESHOLD;
+	guint min_size = DEFAULT_PROP_MIN_SIZE;
+	guint max_size = DEFAULT_PROP_MAX_SIZE;
+	guint max_detections = DEFAULT_PROP_MAX_DETECTIONS;
+	std::string classes;
+};
+
+// The settings that may change while playing; the worker applies them between batches.
+struct RuntimeSettings {
+	gdouble threshold = -1;
+	gdouble nms_threshold = -1;
+	guint min_size = 0;
+	guint max_size = 0;
+	guint max_detections = 0;
+	std::string classes;
+
+	bool operator==(const RuntimeSettings &other) const
+	{
+		return threshold == other.threshold && nms_threshold == other.nms_threshold &&
+		       min_size == other.min_size && max_size == other.max_size &&
+		       max_detections == other.max_detections && classes == other.classes;
+	}
+	bool operator!=(const RuntimeSettings &other) const { return !(*this == other); }
+};
+
+RuntimeSettings runtime_settings(const Settings &settings)
+{
+	RuntimeSettings runtime;
+	runtime.threshold = settings.threshold;
+	runtime.nms_threshold = settings.nms_threshold;
+	runtime.min_size = settings.min_size;
+	runtime.max_size = settings.max_size;
+	runtime.max_detections = settings.max_detections;
+	runtime.classes = settings.classes;
+	return runtime;
+}
+
+// One entry of the queue between the sink pad and the worker: a buffer with the video info of
+// the caps it arrived under, or a serialized event. Owns its reference.
+struct Item {
+	GstBuffer *buffer = nullptr;
+	GstEvent *event = nullptr;
+	GstVideoInfo info;
+	bool infer = false;
+	Clock::time_point arrival;
+
+	Item(GstBuffer *buf, const GstVideoInfo &vinfo, bool run)
+		: buffer(buf), info(vinfo), infer(run), arrival(Clock::now())
+	{
+	}
+	explicit Item(GstEvent *ev)
+		: event(ev), arrival(Clock::now())
+	{
+		gst_video_info_init(&info);
+	}
+	Item(Item &&other) noexcept
+		: buffer(std::exchange(other.buffer, nullptr)),
+		  event(std::exchange(other.event, nullptr)), info(other.info),
+		  infer(other.infer), arrival(other.arrival)
+	{
+	}
+	Item &operator=(Item &&other) noexcept
+	{
+		if (this != &other) {
+			release();
+			buffer = std::exchange(other.buffer, nullptr);
+			event = std::exchange(other.event, nullptr);
+			info = other.info;
+			infer = other.infer;
+			arrival = other.arrival;
+		}
+		return *this;
+	}
+	Item(const Item &) = delete;
+	Item &operator=(const Item &) = delete;
+	~Item() { release(); }
+
+	void release()
+	{
+		if (buffer)
+			gst_buffer_unref(std::exchange(buffer, nullptr));
+		if (event)
+			gst_event_unref(std::exchange(event, nullptr));
+	}
+};
+
+// Frames mapped for one batch; unmapped when the batch is done, whatever happens.
+class MappedFrames {
+public:
+	explicit MappedFrames(std::size_t capacity) : frames_(capacity) {}
+	~MappedFrames()
+	{
+		for (std::size_t i = 0; i < mapped_; i++)
+			gst_video_frame_unmap(&frames_[i]);
+	}
+	MappedFrames(const MappedFrames &) = delete;
+	MappedFrames &operator=(const MappedFrames &) = delete;
+
+	GstVideoFrame *map(GstBuffer *buffer, GstVideoInfo *info)
+	{
+		GstVideoFrame *frame = &frames_[mapped_];
+		if (!gst_video_frame_map(frame, info, buffer, GST_MAP_READ))
+			return nullptr;
+		mapped_++;
+		return frame;
+	}
+
+private:
+	std::vector<GstVideoFrame> frames_;
+	std::size_t mapped_ = 0;
+};
+
+bool to_pixel_format(GstVideoFormat format, frcnn::PixelFormat *out)
+{
+	switch (format) {
+	case GST_VIDEO_FORMAT_RGB: *out = frcnn::PixelFormat::RGB; return true;
+	case GST_VIDEO_FORMAT_BGR: *out = frcnn::PixelFormat::BGR; return true;
+	case GST_VIDEO_FORMAT_RGBx: *out = frcnn::PixelFormat::RGBx; return true;
+	case GST_VIDEO_FORMAT_BGRx: *out = frcnn::PixelFormat::BGRx; return true;
+	case GST_VIDEO_FORMAT_xRGB: *out = frcnn::PixelFormat::xRGB; return true;
+	case GST_VIDEO_FORMAT_xBGR: *out = frcnn::PixelFormat::xBGR; return true;
+	case GST_VIDEO_FORMAT_RGBA: *out = frcnn::PixelFormat::RGBA; return true;
+	case GST_VIDEO_FORMAT_BGRA: *out = frcnn::PixelFormat::BGRA; return true;
+	case GST_VIDEO_FORMAT_ARGB: *out = frcnn::PixelFormat::ARGB; return true;
+	case GST_VIDEO_FORMAT_ABGR: *out = frcnn::PixelFormat::ABGR; return true;
+	case GST_VIDEO_FORMAT_NV12: *out = frcnn::PixelFormat::NV12; return true;
+	case GST_VIDEO_FORMAT_I420: *out = frcnn::PixelFormat::I420; return true;
+	default: return false;
+	}
+}
+
+frcnn::FrameView frame_view(const GstVideoFrame *frame)
+{
+	frcnn::FrameView view;
+	to_pixel_format(GST_VIDEO_FRAME_FORMAT(frame), &view.format);
+	view.width = GST_VIDEO_FRAME_WIDTH(frame);
+	view.height = GST_VIDEO_FRAME_HEIGHT(frame);
+	for (guint plane = 0; plane < GST_VIDEO_FRAME_N_PLANES(frame) && plane < 3; plane++) {
+		view.planes[plane] = static_cast<const uint8_t *>(GST_VIDEO_FRAME_PLANE_DATA(frame, plane));
+		view.strides[plane] = GST_VIDEO_FRAME_PLANE_STRIDE(frame, plane);
+	}
+	return view;
+}
+
+std::string basename_of(const std::string &path)
+{
+	std::size_t slash = path.find_last_of('/');
+	return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
+// The preset a weights value stands for: its name, or the file name torchvision publishes it
+// under (a file fetched by hand still needs the preset's eps and architecture).
+std::optional<frcnn::WeightsPreset> weights_preset_for(const std::string &weights)
+{
+	if (auto preset = frcnn::find_weights_preset(weights))
+		return preset;
+	const std::string name = basename_of(weights);
+	for (const frcnn::WeightsPreset &preset : frcnn::weights_presets()) {
+		if (!name.empty() && basename_of(preset.url) == name)
+			return preset;
+	}
+	return std::nullopt;
+}
+
+std::string preset_names()
+{
+	std::string names;
+	for (const frcnn::WeightsPreset &preset : frcnn::weights_presets())
+		names += (names.empty() ? "" : ", ") + preset.name;
+	return names;
+}
+
+} // namespace
+
+// C++ members of the element, created in _init and deleted in _finalize.
+struct GstFrcnnDetectState {
+	// Protected by the object lock.
+	Settings settings;
+	guint64 settings_generation = 1; // bumped by every change that needs a new model
+
+	// Owned by whoever runs: the state change thread while the pads are inactive, the worker
+	// while they are active.
+	std::unique_ptr<frcnn::Detector> detector;
+	guint64 detector_generation = 0;
+	std::vector<std::string> labels;
+	std::set<int64_t> class_filter;
+	RuntimeSettings applied;
+	int model_min_size = 0;
+	int model_max_size = 0;
+
+	// Protected by mutex: the queue between the sink pad and the worker.
+	std::mutex mutex;
+	std::condition_variable item_added;   // the worker waits on it
+	std::condition_variable item_removed; // chain() and drains wait on it
+	std::deque<Item> items;
+	guint queued_buffers = 0;
+	bool busy = false;			     // the worker holds a batch
+	guint draining = 0;			     // serialized queries waiting: run partial batches now
+	GstFlowReturn srcresult = GST_FLOW_FLUSHING; // why the worker stopped
+	bool have_info = false;
+	GstVideoInfo sink_info;
+	guint64 frame_count = 0;
+
+	// Longest batch run so far, and the part of it the last latency answer included.
+	std::atomic<GstClockTime> batch_time{ 0 };
+	std::atomic<GstClockTime> reported_batch_time{ 0 };
+
+	// Drops everything queued. Called with mutex held.
+	void clear_queue()
+	{
+		items.clear();
+		queued_buffers = 0;
+	}
+};
+
+struct _GstFrcnnDetect {
+	GstElement parent;
+
+	GstPad *sinkpad;
+	GstPad *srcpad;
+
+	GstFrcnnDetectState *state;
+};
+
+G_DEFINE_TYPE(GstFrcnnDetect, gst_frcnn_detect, GST_TYPE_ELEMENT);
+GST_ELEMENT_REGISTER_DEFINE(frcnndetect, "frcnndetect", GST_RANK_NONE, GST_TYPE_FRCNN_DETECT);
+
+static void gst_frcnn_detect_finalize(GObject *object);
+static void gst_frcnn_detect_set_property(GObject *object, guint prop_id, const GValue *value,
+					  GParamSpec *pspec);
+static void gst_frcnn_detect_get_property(GObject *object, guint prop_id, GValue *value,
+					  GParamSpec *pspec);
+static GstStateChangeReturn gst_frcnn_detect_change_state(GstElement *element,
+							  GstStateChange transition);
+static GstFlowReturn gst_frcnn_detect_chain(GstPad *pad, GstObject *parent, GstBuffer *buffer);
+static gboolean gst_frcnn_detect_sink_event(GstPad *pad, GstObject *parent, GstEvent *event);
+static gboolean gst_frcnn_detect_sink_query(GstPad *pad, GstObject *parent, GstQuery *query);
+static gboolean gst_frcnn_detect_src_query(GstPad *pad, GstObject *parent, GstQuery *query);
+static gboolean gst_frcnn_detect_sink_activate_mode(GstPad *pad, GstObject *parent,
+						    GstPadMode mode, gboolean active);
+static gboolean gst_frcnn_detect_src_activate_mode(GstPad *pad, GstObject *parent,
+						   GstPadMode mode, gboolean active);
+static void gst_frcnn_detect_loop(gpointer user_data);
+
+static void gst_frcnn_detect_class_init(GstFrcnnDetectClass *klass)
+{
+	GObjectClass *object_class = G_OBJECT_CLASS(klass);
+	GstElementClass *element_class = GST_ELEMENT_CLASS(klass);
+
+	object_class->finalize = gst_frcnn_detect_finalize;
+	object_class->set_property = gst_frcnn_detect_set_property;
+	object_class->get_property = gst_frcnn_detect_get_property;
+
+	const auto ready = static_cast<GParamFlags>(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
+						    GST_PARAM_MUTABLE_READY);
+	const auto playing = static_cast<GParamFlags>(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
+						      GST_PARAM_MUTABLE_PLAYING);
+
+	g_object_class_install_property(object_class, PROP_MODEL,
+		g_param_spec_string("model", "Model",
+				    "Architecture preset, e.g. fasterrcnn_resnet50_fpn or tiny (an "
+				    "unknown name fails and lists the known ones). A weights preset "
+				    "selects its own model",
+				    DEFAULT_PROP_MODEL, ready));
+	g_object_class_install_property(object_class, PROP_WEIGHTS,
+		g_param_spec_string("weights", "Weights",
+				    "Checkpoint to load: a file path, a preset name (coco, coco-v2, "
+				    "coco-mobilenet, coco-mobilenet-320: downloaded into the torch hub "
+				    "cache when missing) or an http(s) URL",
+				    DEFAULT_PROP_WEIGHTS, ready));
+	g_object_class_install_property(object_class, PROP_NUM_CLASSES,
+		g_param_spec_uint("num-classes", "Number of classes",
+				  "Classes of the model, background included (0 = from the weights)",
+				  0, 100000, DEFAULT_PROP_NUM_CLASSES, ready));
+	g_object_class_install_property(object_class, PROP_LABELS,
+		g_param_spec_string("labels", "Labels",
+				    "File of class names, one per line, background first or left out "
+				    "(default: the COCO names for 91-class models, else \"class N\")",
+				    DEFAULT_PROP_LABELS, ready));
+	g_object_class_install_property(object_class, PROP_DEVICE,
+		g_param_spec_string("device", "Device",
+				    "Where the model runs: cpu, cuda or cuda:N",
+				    DEFAULT_PROP_DEVICE, ready));
+	g_object_class_install_property(object_class, PROP_PRECISION,
+		g_param_spec_enum("precision", "Precision", "Arithmetic of the model",
+				  GST_TYPE_FRCNN_PRECISION, DEFAULT_PROP_PRECISION, ready));
+	g_object_class_install_property(object_class, PROP_BATCH_SIZE,
+		g_param_spec_uint("batch-size", "Batch size", "Frames run together",
+				  1, MAX_BATCH_SIZE, DEFAULT_PROP_BATCH_SIZE, playing));
+	g_object_class_install_property(object_class, PROP_BATCH_TIMEOUT,
+		g_param_spec_uint("batch-timeout", "Batch timeout",
+				  "Milliseconds a frame waits for the batch to fill before a partial "
+				  "batch runs (0 = run what is queued at once)",
+				  0, G_MAXINT, DEFAULT_PROP_BATCH_TIMEOUT, playing));
+	g_object_class_install_property(object_class, PROP_INTERVAL,
+		g_param_spec_uint("interval", "Interval",
+				  "Run the detector on 1 frame in N; the others pass through without "
+				  "new detections",
+				  1, G_MAXINT, DEFAULT_PROP_INTERVAL, playing));
+	g_object_class_install_property(object_class, PROP_THRESHOLD,
+		g_param_spec_double("threshold", "Score threshold",
+				    "Detections scoring below are dropped",
+				    0.0, 1.0, DEFAULT_PROP_THRESHOLD, playing));
+	g_object_class_install_property(object_class, PROP_NMS_THRESHOLD,
+		g_param_spec_double("nms-threshold", "NMS threshold",
+				    "IoU above which the lower scoring of two boxes of a class is "
+				    "dropped",
+				    0.0, 1.0, DEFAULT_PROP_NMS_THRESHOLD, playing));
+	g_object_class_install_property(object_class, PROP_MIN_SIZE,
+		g_param_spec_uint("min-size", "Minimum size",
+				  "Frames are scaled so that their short side is this long, unless "
+				  "the long side would exceed max-size (0 = the model's own)",
+				  0, 8192, DEFAULT_PROP_MIN_SIZE, playing));
+	g_object_class_install_property(object_class, PROP_MAX_SIZE,
+		g_param_spec_uint("max-size", "Maximum size",
+				  "Longest side of a scaled frame (0 = the model's own)",
+				  0, 8192, DEFAULT_PROP_MAX_SIZE, playing));
+	g_object_class_install_property(object_class, PROP_MAX_DETECTIONS,
+		g_param_spec_uint("max-detections", "Maximum detections",
+				  "Most detections kept per frame, best first", 1, 10000,
+				  DEFAULT_PROP_MAX_DETECTIONS, playing));
+	g_object_class_install_property(object_class, PROP_CLASSES,
+		g_param_spec_string("classes", "Classes",
+				    "Only keep these classes: names or ids separated by commas "
+				    "(empty = all)",
+				    DEFAULT_PROP_CLASSES, playing));
+
+	element_class->change_state = GST_DEBUG_FUNCPTR(gst_frcnn_detect_change_state);
+
+	gst_element_class_add_static_pad_template(element_class, &sink_template);
+	gst_element_class_add_static_pad_template(element_class, &src_template);
+	gst_element_class_set_static_metadata(element_class, "Faster R-CNN object detector",
+		"Filter/Analyzer/Video",
+		"Detects objects with a Faster R-CNN model and attaches them as region of "
+		"interest metadata",
+		"gst-frcnn authors");
+
+	gst_type_mark_as_plugin_api(GST_TYPE_FRCNN_PRECISION, static_cast<GstPluginAPIFlags>(0));
+
+	GST_DEBUG_CATEGORY_INIT(gst_frcnn_detect_debug, "frcnndetect", 0,
+				"Faster R-CNN object detector");
+}
+
+static void gst_frcnn_detect_init(GstFrcnnDetect *self)
+{
+	self->state = new GstFrcnnDetectState();
+	gst_video_info_init(&self->state->sink_info);
+
+	self->sinkpad = gst_pad_new_from_static_template(&sink_template, "sink");
+	gst_pad_set_chain_function(self->sinkpad, GST_DEBUG_FUNCPTR(gst_frcnn_detect_chain));
+	gst_pad_set_event_function(self->sinkpad, GST_DEBUG_FUNCPTR(gst_frcnn_detect_sink_event));
+	gst_pad_set_query_function(self->sinkpad, GST_DEBUG_FUNCPTR(gst_frcnn_detect_sink_query));
+	gst_pad_set_activatemode_function(self->sinkpad,
+					  GST_DEBUG_FUNCPTR(gst_frcnn_detect_sink_activate_mode));
+	GST_PAD_SET_PROXY_CAPS(self->sinkpad);
+	GST_PAD_SET_PROXY_ALLOCATION(self->sinkpad);
+	gst_element_add_pad(GST_ELEMENT(self), self->sinkpad);
+
+	self->srcpad = gst_pad_new_from_static_template(&src_template, "src");
+	gst_pad_set_query_function(self->srcpad, GST_DEBUG_FUNCPTR(gst_frcnn_detect_src_query));
+	gst_pad_set_activatemode_function(self->srcpad,
+					  GST_DEBUG_FUNCPTR(gst_frcnn_detect_src_activate_mode));
+	GST_PAD_SET_PROXY_CAPS(self->srcpad);
+	gst_element_add_pad(GST_ELEMENT(self), self->srcpad);
+}
+
+static void gst_frcnn_detect_finalize(GObject *object)
+{
+	GstFrcnnDetect *self = GST_FRCNN_DETECT(object);
+
+	delete self->state;
+
+	G_OBJECT_CLASS(gst_frcnn_detect_parent_class)->finalize(object);
+}
+
+static void set_string(std::string &target, const GValue *value)
+{
+	const gchar *text = g_value_get_string(value);
+	target = text ? text : "";
+}
+
+static void gst_frcnn_detect_set_property(GObject *object, guint prop_id, const GValue *value,
+					  GParamSpec *pspec)
+{
+	GstFrcnnDetect *self = GST_FRCNN_DETECT(object);
+	g_autoptr(GMutexLocker) locker = g_mutex_locker_new(GST_OBJECT_GET_LOCK(self));
+	Settings &settings = self->state->settings;
+
+	switch (prop_id) {
+	case PROP_MODEL:
+		set_string(settings.model, value);
+		if (settings.model.empty())
+			settings.model = DEFAULT_PROP_MODEL;
+		settings.model_set = g_value_get_string(value) != nullptr;
+		break;
+	case PROP_WEIGHTS:
+		set_string(settings.weights, value);
+		break;
+	case PROP_NUM_CLASSES:
+		settings.num_classes = g_value_get_uint(value);
+		break;
+	case PROP_LABELS:
+		set_string(settings.labels, value);
+		break;
+	case PROP_DEVICE:
+		set_string(settings.device, value);
+		break;
+	case PROP_PRECISION:
+		settings.precision = static_cast<GstFrcnnPrecision>(g_value_get_enum(value));
+		break;
+	case PROP_BATCH_SIZE:
+		settings.batch_size = g_value_get_uint(value);
+		break;
+	case PROP_BATCH_TIMEOUT:
+		settings.batch_timeout = g_value_get_uint(value);
+		break;
+	case PROP_INTERVAL:
+		settings.interval = g_value_get_uint(value);
+		break;
+	case PROP_THRESHOLD:
+		settings.threshold = g_value_get_double(value);
+		break;
+	case PROP_NMS_THRESHOLD:
+		settings.nms_threshold = g_value_get_double(value);
+		break;
+	case PROP_MIN_SIZE:
+		settings.min_size = g_value_get_uint(value);
+		break;
+	case PROP_MAX_SIZE:
+		settings.max_size = g_value_get_uint(value);
+		break;
+	case PROP_MAX_DETECTIONS:
+		settings.max_detections = g_value_get_uint(value);
+		break;
+	case PROP_CLASSES:
+		set_string(settings.classes, value);
+		break;
+	default:
+		G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
+		return;
+	}
+
+	switch (prop_id) {
+	case PROP_MODEL:
+	case PROP_WEIGHTS:
+	case PROP_NUM_CLASSES:
+	case PROP_LABELS:
+	case PROP_DEVICE:
+	case PROP_PRECISION:
+		self->state->settings_generation++;
+		break;
+	default:
+		break;
+	}
+}
+
+static void gst_frcnn_detect_get_property(GObject *object, guint prop_id, GValue *value,
+					  GParamSpec *pspec)
+{
+	GstFrcnnDetect *self = GST_FRCNN_DETECT(object);
+	g_autoptr(GMutexLocker) locker = g_mutex_locker_new(GST_OBJECT_GET_LOCK(self));
+	const Settings &settings = self->state->settings;
+
+	switch (prop_id) {
+	case PROP_MODEL:
+		g_value_set_string(value, settings.model.c_str());
+		break;
+	case PROP_WEIGHTS:
+		g_value_set_string(value, settings.weights.empty() ? nullptr : settings.weights.c_str());
+		break;
+	case PROP_NUM_CLASSES:
+		g_value_set_uint(value, settings.num_classes);
+		break;
+	case PROP_LABELS:
+		g_value_set_string(value, settings.labels.empty() ? nullptr : settings.labels.c_str());
+		break;
+	case PROP_DEVICE:
+		g_value_set_string(value, settings.device.c_str());
+		break;
+	case PROP_PRECISION:
+		g_value_set_enum(value, settings.precision);
+		break;
+	case PROP_BATCH_SIZE:
+		g_value_set_uint(value, settings.batch_size);
+		break;
+	case PROP_BATCH_TIMEOUT:
+		g_value_set_uint(value, settings.batch_timeout);
+		break;
+	case PROP_INTERVAL:
+		g_value_set_uint(value, settings.interval);
+		break;
+	case PROP_THRESHOLD:
+		g_value_set_double(value, settings.threshold);
+		break;
+	case PROP_NMS_THRESHOLD:
+		g_value_set_double(value, settings.nms_threshold);
+		break;
+	case PROP_MIN_SIZE:
+		g_value_set_uint(value, settings.min_size);
+		break;
+	case PROP_MAX_SIZE:
+		g_value_set_uint(value, settings.max_size);
+		break;
+	case PROP_MAX_DETECTIONS:
+		g_value_set_uint(value, settings.max_detections);
+		break;
+	case PROP_CLASSES:
+		g_value_set_string(value, settings.classes.empty() ? nullptr : settings.classes.c_str());
+		break;
+	default:
+		G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
+		break;
+	}
+}
+
+/*
+ * Builds the detector from the settings. Every failure posts an error that says which property
+ * to change; the state change then fails.
+ */
+static gboolean gst_frcnn_detect_open(GstFrcnnDetect *self)
+{
+	GstFrcnnDetectState *state = self->state;
+	Settings settings;
+	guint64 generation;
+	{
+		g_autoptr(GMutexLocker) locker = g_mutex_locker_new(GST_OBJECT_GET_LOCK(self));
+		settings = state->settings;
+		generation = state->settings_generation;
+	}
+
+	if (state->detector && state->detector_generation == generation)
+		return TRUE;
+
+	/* Two large models may not fit side by side on a device. */
+	state->detector.reset();
+	state->detector_generation = 0;
+
+	static const std::regex device_pattern("cpu|cuda(:[0-9]+)?");
+	if (!std::regex_match(settings.device, device_pattern)) {
+		GST_ELEMENT_ERROR(self, RESOURCE, SETTINGS,
+				  ("Unknown device '%s': set 'device' to cpu, cuda or cuda:N.",
+				   settings.device.c_str()),
+				  ("device property does not match cpu|cuda|cuda:N"));
+		return FALSE;
+	}
+	if (settings.device != "cpu" && !frcnn::Detector::cuda_built()) {
+		GST_ELEMENT_ERROR(self, RESOURCE, SETTINGS,
+				  ("device=%s needs gst-frcnn built with a CUDA LibTorch, and this "
+				   "build is CPU only: set device=cpu.", settings.device.c_str()),
+				  ("frcnn::Detector::cuda_built() returned false"));
+		return FALSE;
+	}
+
+	if (settings.precision == GST_FRCNN_PRECISION_FP16 && settings.device == "cpu") {
+		GST_ELEMENT_ERROR(self, RESOURCE, SETTINGS,
+				  ("precision=fp16 needs a CUDA device: set precision=fp32 or "
+				   "device=cuda."),
+				  ("fp16 check failed: device is cpu"));
+		return FALSE;
+	}
+
+	if (settings.weights.empty()) {
+		GST_ELEMENT_ERROR(self, RESOURCE, NOT_FOUND,
+				  ("No weights: set 'weights' to a checkpoint file, a preset name "
+				   "(%s) or a URL.", preset_names().c_str()),
+				  ("weights property is empty"));
+		return FALSE;
+	}
+
+	/* A weights preset brings its architecture, class count and batch-norm eps. */
+	std::optional<frcnn::WeightsPreset> preset;
+	frcnn::ModelConfig config;
+	std::string arch = settings.model;
+	try {
+		preset = weights_preset_for(settings.weights);
+		if (preset) {
+			if (settings.model_set && frcnn::model_preset(settings.model).arch !=
+						  frcnn::model_preset(preset->arch).arch) {
+				GST_ELEMENT_ERROR(self, RESOURCE, SETTINGS,
+						  ("The weights '%s' are for model '%s' but model is "
+						   "'%s': set model=%s or leave it unset.",
+						   settings.weights.c_str(), preset->arch.c_str(),
+						   settings.model.c_str(), preset->arch.c_str()),
+						  ("weights preset %s does not match the model property",
+						   preset->name.c_str()));
+				return FALSE;
+			}
+			arch = preset->arch;
+		}
+		config = frcnn::model_preset(arch);
+		if (preset)
+			config.frozen_bn_eps = preset->frozen_bn_eps;
+	} catch (const std::exception &e) {
+		GST_ELEMENT_ERROR(self, RESOURCE, SETTINGS,
+				  ("Unknown model '%s': %s. Set 'model' to one of these.",
+				   arch.c_str(), e.what()),
+				  ("frcnn::model_preset() failed"));
+		return FALSE;
+	}
+
+	std::string path;
+	try {
+		auto progress = [self, last = -1LL](long long done, long long total) mutable {
+			long long percent = total > 0 ? done * 100 / total : done >> 20;
+			if (percent / 10 != last / 10)
+				GST_INFO_OBJECT(self, "downloading weights: %lld%s", percent,
+						total > 0 ? "%" : " MiB");
+			last = percent;
+		};
+		path = frcnn::resolve_weights(settings.weights, progress);
+	} catch (const std::exception &e) {
+		GST_ELEMENT_ERROR(self, RESOURCE, NOT_FOUND,
+				  ("Could not get the weights '%s': %s. Set 'weights' to a readable "
+				   "checkpoint file or a preset name (%s).",
+				   settings.weights.c_str(), e.what(), preset_names().c_str()),
+				  ("frcnn::resolve_weights() failed"));
+		return FALSE;
+	}
+
+	int num_classes = static_cast<int>(settings.num_classes);
+	try {
+		/* Reading the file first tells an unreadable file from one that does not fit. */
+		int file_classes = frcnn::gst::checkpoint_num_classes(path);
+		if (num_classes == 0)
+			num_classes = file_classes > 0 ? file_classes
+					 : preset ? preset->num_classes : config.num_classes;
+	} catch (const std::exception &e) {
+		GST_ELEMENT_ERROR(self, RESOURCE, OPEN_READ,
+				  ("Could not read the weights file '%s': %s. Set 'weights' to a "
+				   "checkpoint written by torch.save or gst-frcnn.",
+				   path.c_str(), e.what()),
+				  ("frcnn::read_checkpoint() failed"));
+		return FALSE;
+	}
+	config.num_classes = num_classes;
+
+	std::vector<std::string> labels;
+	try {
+		labels = settings.labels.empty()
+				 ? frcnn::gst::default_labels(num_classes)
+				 : frcnn::gst::read_labels_file(settings.labels, num_classes);
+	} catch (const std::exception &e) {
+		GST_ELEMENT_ERROR(self, RESOURCE, OPEN_READ,
+				  ("Could not use the labels: %s. Set 'labels' to a file with one "
+				   "class name per line, or unset it.", e.what()),
+				  ("reading labels file '%s' failed", settings.labels.c_str()));
+		return FALSE;
+	}
+
+	std::set<int64_t> class_filter;
+	try {
+		class_filter = frcnn::gst::parse_classes(settings.classes, labels);
+	} catch (const std::exception &e) {
+		GST_ELEMENT_ERROR(self, RESOURCE, SETTINGS,
+				  ("Invalid 'classes': %s.", e.what()),
+				  ("parsing classes '%s' failed", settings.classes.c_str()));
+		return FALSE;
+	}
+
+	state->model_min_size = config.min_size;
+	state->model_max_size = config.max_size;
+	const RuntimeSettings runtime = runtime_settings(settings);
+	config.box_score_thresh = runtime.threshold;
+	config.box_nms_thresh = runtime.nms_threshold;
+	config.box_detections_per_img = static_cast<int>(runtime.max_detections);
+	if (runtime.min_size > 0)
+		config.min_size = static_cast<int>(runtime.min_size);
+	if (runtime.max_size > 0)
+		config.max_size = static_cast<int>(runtime.max_size);
+
+	frcnn::DetectorOptions options;
+	options.model = config;
+	options.weights = path;
+	options.device = settings.device;
+	options.fp16 = settings.precision == GST_FRCNN_PRECISION_FP16;
+
+	try {
+		state->detector = std::make_unique<frcnn::Detector>(options);
+	} catch (const std::exception &e) {
+		GST_ELEMENT_ERROR(self, LIBRARY, INIT,
+				  ("Could not set up model '%s' with %d classes on '%s' from '%s': %s. "
+				   "Set 'model' and 'num-classes' to match the weights, and 'device' "
+				   "to a device that exists.",
+				   config.arch.c_str(), num_classes, settings.device.c_str(),
+				   path.c_str(), e.what()),
+				  ("frcnn::Detector() failed"));
+		return FALSE;
+	}
+
+	GST_INFO_OBJECT(self, "model %s, %d classes, weights %s, device %s", config.arch.c_str(),
+			num_classes, path.c_str(), settings.device.c_str());
+
+	state->detector_generation = generation;
+	state->labels = std::move(labels);
+	state->class_filter = std::move(class_filter);
+	state->applied = runtime;
+	return TRUE;
+}
+
+/* Applies the properties that may change while playing. Runs on the worker, between batches. */
+static void gst_frcnn_detect_apply_runtime_settings(GstFrcnnDetect *self)
+{
+	GstFrcnnDetectState *state = self->state;
+	RuntimeSettings wanted;
+	{
+		g_autoptr(GMutexLocker) locker = g_mutex_locker_new(GST_OBJECT_GET_LOCK(self));
+		wanted = runtime_settings(state->settings);
+	}
+	if (wanted == state->applied)
+		return;
+
+	frcnn::Detector &detector = *state->detector;
+	const RuntimeSettings &applied = state->applied;
+	if (wanted.threshold != applied.threshold)
+		detector.set_score_threshold(wanted.threshold);
+	if (wanted.nms_threshold != applied.nms_threshold)
+		detector.set_nms_threshold(wanted.nms_threshold);
+	if (wanted.max_detections != applied.max_detections)
+		detector.set_max_detections(static_cast<int>(wanted.max_detections));
+	if (wanted.min_size != applied.min_size || wanted.max_size != applied.max_size)
+		detector.set_image_size(wanted.min_size ? wanted.min_size : state->model_min_size,
+					wanted.max_size ? wanted.max_size : state->model_max_size);
+	if (wanted.classes != applied.classes) {
+		try {
+			state->class_filter = frcnn::gst::parse_classes(wanted.classes, state->labels);
+		} catch (const std::exception &e) {
+			GST_ELEMENT_WARNING(self, RESOURCE, SETTINGS,
+					    ("Invalid 'classes', keeping the previous filter: %s.",
+					     e.what()),
+					    ("parsing classes '%s' failed", wanted.classes.c_str()));
+		}
+	}
+	state->applied = wanted;
+}
+
+/* Runs the detector on the frames of the batch that want it and attaches the detections. */
+static GstFlowReturn gst_frcnn_detect_run_batch(GstFrcnnDetect *self, std::vector<Item> &batch)
+{
+	GstFrcnnDetectState *state = self->state;
+
+	std::vector<Item *> frames;
+	for (Item &item : batch) {
+		if (item.buffer && item.infer)
+			frames.push_back(&item);
+	}
+	if (frames.empty())
+		return GST_FLOW_OK;
+
+	gst_frcnn_detect_apply_runtime_settings(self);
+
+	std::vector<std::vector<frcnn::Detection>> results;
+	{
+		MappedFrames mapped(frames.size());
+		std::vector<frcnn::FrameView> views;
+		for (Item *item : frames) {
+			GstVideoFrame *frame = mapped.map(item->buffer, &item->info);
+			if (!frame) {
+				GST_ELEMENT_ERROR(self, STREAM, FAILED,
+						  ("Could not read a video frame."),
+						  ("gst_video_frame_map() failed for a %dx%d %s buffer",
+						   GST_VIDEO_INFO_WIDTH(&item->info),
+						   GST_VIDEO_INFO_HEIGHT(&item->info),
+						   GST_VIDEO_INFO_NAME(&item->info)));
+				return GST_FLOW_ERROR;
+			}
+			views.push_back(frame_view(frame));
+		}
+
+		const Clock::time_point start = Clock::now();
+		try {
+			results = state->detector->detect(views);
+		} catch (const std::exception &e) {
+			GST_ELEMENT_ERROR(self, STREAM, FAILED,
+					  ("Detection failed: %s", e.what()),
+					  ("frcnn::Detector::detect() failed on a batch of %zu frames",
+					   views.size()));
+			return GST_FLOW_ERROR;
+		}
+		const GstClockTime elapsed = std::chrono::duration_cast<std::chrono::nanoseconds>(
+						     Clock::now() - start).count();
+		GST_LOG_OBJECT(self, "batch of %zu frames took %" GST_TIME_FORMAT, views.size(),
+			       GST_TIME_ARGS(elapsed));
+
+		GstClockTime longest = state->batch_time.load();
+		while (elapsed > longest && !state->batch_time.compare_exchange_weak(longest, elapsed))
+			;
+	}
+
+	if (results.size() != frames.size()) {
+		GST_ELEMENT_ERROR(self, STREAM, FAILED, ("Detection failed."),
+				  ("frcnn::Detector::detect() returned %zu results for %zu frames",
+				   results.size(), frames.size()));
+		return GST_FLOW_ERROR;
+	}
+
+	/* The frames are unmapped again, so our reference is the only one. */
+	for (std::size_t i = 0; i < frames.size(); i++) {
+		Item &item = *frames[i];
+		item.buffer = gst_buffer_make_writable(item.buffer);
+		const int width = GST_VIDEO_INFO_WIDTH(&item.info);
+		const int height = GST_VIDEO_INFO_HEIGHT(&item.info);
+		for (const frcnn::Detection &det : results[i]) {
+			if (!state->class_filter.empty() && !state->class_filter.count(det.label))
+				continue;
+			frcnn::gst::add_detection_meta(item.buffer, width, height, det.x1, det.y1,
+						       det.x2, det.y2, det.label,
+						       frcnn::gst::label_name(state->labels, det.label),
+						       det.score);
+		}
+	}
+
+	/* Tell the pipeline when a frame may now wait noticeably longer than it said. */
+	const GstClockTime reported = state->reported_batch_time.load();
+	const GstClockTime longest = state->batch_time.load();
+	if (longest > reported + reported / 4 + GST_MSECOND) {
+		state->reported_batch_time.store(longest);
+		gst_element_post_message(GST_ELEMENT(self),
+					 gst_message_new_latency(GST_OBJECT(self)));
+	}
+
+	return GST_FLOW_OK;
+}
+
+/* Pushes a batch downstream in order. Returns the first flow that was not OK. */
+static GstFlowReturn gst_frcnn_detect_push(GstFrcnnDetect *self, std::vector<Item> &batch)
+{
+	GstFlowReturn ret = GST_FLOW_OK;
+	for (Item &item : batch) {
+		if (item.buffer) {
+			ret = gst_pad_push(self->srcpad, std::exchange(item.buffer, nullptr));
+		} else {
+			const bool eos = GST_EVENT_TYPE(item.event) == GST_EVENT_EOS;
+			gst_pad_push_event(self->srcpad, std::exchange(item.event, nullptr));
+			if (eos)
+				ret = GST_FLOW_EOS;
+		}
+		if (ret != GST_FLOW_OK)
+			break;
+	}
+	batch.clear();
+	return ret;
+}
+
+/*
+ * The worker: takes the next batch off the queue (up to batch-size frames to run, or a
+ * serialized event, which ends a batch so that it stays between the right buffers), runs it and
+ * pushes it on.
+ */
+static void gst_frcnn_detect_loop(gpointer user_data)
+{
+	GstFrcnnDetect *self = GST_FRCNN_DETECT(user_data);
+	GstFrcnnDetectState *state = self->state;
+
+	guint batch_size;
+	std::chrono::milliseconds timeout;
+	{
+		g_autoptr(GMutexLocker) locker = g_mutex_locker_new(GST_OBJECT_GET_LOCK(self));
+		batch_size = state->settings.batch_size;
+		timeout = std::chrono::milliseconds(state->settings.batch_timeout);
+	}
+
+	std::vector<Item> batch;
+	GstFlowReturn ret;
+	{
+		std::unique_lock<std::mutex> lock(state->mutex);
+		state->item_added.wait(lock, [state] {
+			return state->srcresult != GST_FLOW_OK || !state->items.empty();
+		});
+
+		guint to_run = 0;
+		Clock::time_point deadline;
+		bool complete = false;
+		while (state->srcresult == GST_FLOW_OK) {
+			while (!state->items.empty() && to_run < batch_size) {
+				Item &front = state->items.front();
+				if (front.event) {
+					if (batch.empty()) {
+						batch.push_back(std::move(front));
+						state->items.pop_front();
+					}
+					complete = true;
+					break;
+				}
+				if (front.infer && to_run++ == 0)
+					deadline = front.arrival + timeout;
+				batch.push_back(std::move(front));
+				state->items.pop_front();
+				state->queued_buffers--;
+			}
+			state->item_removed.notify_all();
+
+			if (complete || to_run >= batch_size || (to_run == 0 && !batch.empty()))
+				break;
+
+			/* A partial batch: wait for more frames until its first frame is due. */
+			bool more = state->item_added.wait_until(lock, deadline, [state] {
+				return state->srcresult != GST_FLOW_OK || !state->items.empty() ||
+				       state->draining;
+			});
+			if (!more || (state->draining && state->items.empty()))
+				break;
+		}
+
+		ret = state->srcresult;
+		if (ret != GST_FLOW_OK)
+			batch.clear();
+		else
+			state->busy = true;
+	}
+
+	if (ret == GST_FLOW_OK) {
+		ret = gst_frcnn_detect_run_batch(self, batch);
+		const bool own_error = ret != GST_FLOW_OK;
+		if (ret == GST_FLOW_OK)
+			ret = gst_frcnn_detect_push(self, batch);
+		batch.clear();
+
+		std::lock_guard<std::mutex> lock(state->mutex);
+		state->busy = false;
+		if (ret != GST_FLOW_OK && state->srcresult == GST_FLOW_OK)
+			state->srcresult = ret;
+		ret = state->srcresult;
+		state->item_removed.notify_all();
+
+		if (ret == GST_FLOW_OK)
+			return;
+
+		if (!own_error && (ret == GST_FLOW_NOT_LINKED || ret < GST_FLOW_EOS)) {
+			/* Upstream may be waiting on us after its EOS: it will not see this flow. */
+			GST_ELEMENT_FLOW_ERROR(self, ret);
+			gst_pad_push_event(self->srcpad, gst_event_new_eos());
+		}
+	}
+
+	GST_DEBUG_OBJECT(self, "pausing worker: %s", gst_flow_get_name(ret));
+	gst_pad_pause_task(self->srcpad);
+}
+
+static GstFlowReturn gst_frcnn_detect_chain(GstPad *pad, GstObject *parent, GstBuffer *buffer)
+{
+	GstFrcnnDetect *self = GST_FRCNN_DETECT(parent);
+	GstFrcnnDetectState *state = self->state;
+
+	guint capacity, interval;
+	{
+		g_autoptr(GMutexLocker) locker = g_mutex_locker_new(GST_OBJECT_GET_LOCK(self));
+		capacity = 2 * state->settings.batch_size;
+		interval = state->settings.interval;
+	}
+
+	/* Copies the buffer's header at most, not its memory: the detections go on the copy. */
+	buffer = gst_buffer_make_writable(buffer);
+
+	std::unique_lock<std::mutex> lock(state->mutex);
+	if (state->srcresult != GST_FLOW_OK) {
+		GstFlowReturn ret = state->srcresult;
+		lock.unlock();
+		gst_buffer_unref(buffer);
+		return ret;
+	}
+	if (!state->have_info) {
+		lock.unlock();
+		gst_buffer_unref(buffer);
+		GST_ELEMENT_ERROR(self, CORE, NEGOTIATION, ("No caps before the first buffer."),
+				  ("chain() called before a caps event"));
+		return GST_FLOW_NOT_NEGOTIATED;
+	}
+
+	Item item(buffer, state->sink_info, state->frame_count++ % interval == 0);
+
+	state->item_removed.wait(lock, [state, capacity] {
+		return state->srcresult != GST_FLOW_OK || state->queued_buffers < capacity;
+	});
+	if (state->srcresult != GST_FLOW_OK)
+		return state->srcresult;
+
+	state->items.push_back(std::move(item));
+	state->queued_buffers++;
+	state->item_added.notify_one();
+	return GST_FLOW_OK;
+}
+
+static gboolean gst_frcnn_detect_sink_event(GstPad *pad, GstObject *parent, GstEvent *event)
+{
+	GstFrcnnDetect *self = GST_FRCNN_DETECT(parent);
+	GstFrcnnDetectState *state = self->state;
+
+	switch (GST_EVENT_TYPE(event)) {
+	case GST_EVENT_FLUSH_START: {
+		gboolean ret = gst_pad_push_event(self->srcpad, event);
+		{
+			std::lock_guard<std::mutex> lock(state->mutex);
+			state->srcresult = GST_FLOW_FLUSHING;
+			state->clear_queue();
+			state->item_added.notify_all();
+			state->item_removed.notify_all();
+		}
+		/* Waits until the worker has left its current batch. */
+		gst_pad_pause_task(self->srcpad);
+		return ret;
+	}
+	case GST_EVENT_FLUSH_STOP: {
+		gboolean ret = gst_pad_push_event(self->srcpad, event);
+		{
+			std::lock_guard<std::mutex> lock(state->mutex);
+			state->clear_queue();
+			state->srcresult = GST_FLOW_OK;
+			state->frame_count = 0;
+		}
+		if (gst_pad_is_active(self->srcpad))
+			gst_pad_start_task(self->srcpad, gst_frcnn_detect_loop, self, nullptr);
+		return ret;
+	}
+	default:
+		break;
+	}
+
+	if (!GST_EVENT_IS_SERIALIZED(event))
+		return gst_pad_event_default(pad, parent, event);
+
+	GstVideoInfo info;
+	if (GST_EVENT_TYPE(event) == GST_EVENT_CAPS) {
+		GstCaps *caps;
+		gst_event_parse_caps(event, &caps);
+		if (!gst_video_info_from_caps(&info, caps)) {
+			GST_WARNING_OBJECT(self, "invalid caps %" GST_PTR_FORMAT, caps);
+			gst_event_unref(event);
+			return FALSE;
+		}
+	}
+
+	bool restart = false;
+	{
+		std::lock_guard<std::mutex> lock(state->mutex);
+		const GstEventType type = GST_EVENT_TYPE(event);
+		if (state->srcresult == GST_FLOW_EOS &&
+		    (type == GST_EVENT_STREAM_START || type == GST_EVENT_SEGMENT)) {
+			/* A new stream after EOS without a flush. */
+			state->srcresult = GST_FLOW_OK;
+			restart = true;
+		}
+		if (state->srcresult != GST_FLOW_OK) {
+			GST_DEBUG_OBJECT(self, "dropping %" GST_PTR_FORMAT ": %s", event,
+					 gst_flow_get_name(state->srcresult));
+			gst_event_unref(event);
+			return FALSE;
+		}
+		if (type == GST_EVENT_CAPS) {
+			state->sink_info = info;
+			state->have_info = true;
+		} else if (type == GST_EVENT_STREAM_START) {
+			state->frame_count = 0;
+		}
+		state->items.emplace_back(event);
+		state->item_added.notify_one();
+	}
+	if (restart)
+		gst_pad_start_task(self->srcpad, gst_frcnn_detect_loop, self, nullptr);
+	return TRUE;
+}
+
+static gboolean gst_frcnn_detect_sink_query(GstPad *pad, GstObject *parent, GstQuery *query)
+{
+	GstFrcnnDetect *self = GST_FRCNN_DETECT(parent);
+	GstFrcnnDetectState *state = self->state;
+
+	if (GST_QUERY_IS_SERIALIZED(query)) {
+		/* Everything queued before the query must have left, or downstream sees it early. */
+		std::unique_lock<std::mutex> lock(state->mutex);
+		state->draining++;
+		state->item_added.notify_all();
+		state->item_removed.wait(lock, [state] {
+			return state->srcresult != GST_FLOW_OK ||
+			       (state->items.empty() && !state->busy);
+		});
+		state->draining--;
+		if (state->srcresult != GST_FLOW_OK)
+			return FALSE;
+	}
+
+	return gst_pad_query_default(pad, parent, query);
+}
+
+static gboolean gst_frcnn_detect_src_query(GstPad *pad, GstObject *parent, GstQuery *query)
+{
+	GstFrcnnDetect *self = GST_FRCNN_DETECT(parent);
+	GstFrcnnDetectState *state = self->state;
+
+	if (GST_QUERY_TYPE(query) != GST_QUERY_LATENCY)
+		return gst_pad_query_default(pad, parent, query);
+
+	if (!gst_pad_peer_query(self->sinkpad, query))
+		return FALSE;
+
+	gboolean live;
+	GstClockTime min, max;
+	gst_query_parse_latency(query, &live, &min, &max);
+
+	guint batch_size, batch_timeout;
+	{
+		g_autoptr(GMutexLocker) locker = g_mutex_locker_new(GST_OBJECT_GET_LOCK(self));
+		batch_size = state->settings.batch_size;
+		batch_timeout = state->settings.batch_timeout;
+	}
+
+	/*
+	 * A frame waits for its batch to fill, then for the batch before it to finish, then for
+	 * its own: the timeout plus two batch runs at the longest seen so far.
+	 */
+	const GstClockTime batch_time = state->batch_time.load();
+	state->reported_batch_time.store(batch_time);
+	GstClockTime added = 2 * batch_time;
+	if (batch_size > 1)
+		added += batch_timeout * GST_MSECOND;
+
+	min += added;
+	if (GST_CLOCK_TIME_IS_VALID(max))
+		max += added;
+	GST_DEBUG_OBJECT(self, "adding %" GST_TIME_FORMAT " latency", GST_TIME_ARGS(added));
+	gst_query_set_latency(query, live, min, max);
+	return TRUE;
+}
+
+static gboolean gst_frcnn_detect_sink_activate_mode(GstPad *pad, GstObject *parent,
+						    GstPadMode mode, gboolean active)
+{
+	GstFrcnnDetect *self = GST_FRCNN_DETECT(parent);
+	GstFrcnnDetectState *state = self->state;
+
+	if (mode != GST_PAD_MODE_PUSH)
+		return FALSE;
+
+	std::unique_lock<std::mutex> lock(state->mutex);
+	if (active) {
+		state->have_info = false;
+		return TRUE;
+	}
+
+	state->srcresult = GST_FLOW_FLUSHING;
+	state->clear_queue();
+	state->item_added.notify_all();
+	state->item_removed.notify_all();
+	lock.unlock();
+
+	/* chain() may still be running: it returns once it sees the flushing state. */
+	GST_PAD_STREAM_LOCK(pad);
+	GST_PAD_STREAM_UNLOCK(pad);
+	return TRUE;
+}
+
+static gboolean gst_frcnn_detect_src_activate_mode(GstPad *pad, GstObject *parent,
+						   GstPadMode mode, gboolean active)
+{
+	GstFrcnnDetect *self = GST_FRCNN_DETECT(parent);
+	GstFrcnnDetectState *state = self->state;
+
+	if (mode != GST_PAD_MODE_PUSH)
+		return FALSE;
+
+	if (active) {
+		{
+			std::lock_guard<std::mutex> lock(state->mutex);
+			state->clear_queue();
+			state->srcresult = GST_FLOW_OK;
+			state->frame_count = 0;
+			state->busy = false;
+		}
+		return gst_pad_start_task(pad, gst_frcnn_detect_loop, self, nullptr);
+	}
+
+	{
+		std::lock_guard<std::mutex> lock(state->mutex);
+		state->srcresult = GST_FLOW_FLUSHING;
+		state->clear_queue();
+		state->item_added.notify_all();
+		state->item_removed.notify_all();
+	}
+	return gst_pad_stop_task(pad);
+}
+
+static GstStateChangeReturn gst_frcnn_detect_change_state(GstElement *element,
+							  GstStateChange transition)
+{
+	GstFrcnnDetect *self = GST_FRCNN_DETECT(element);
+	GstFrcnnDetectState *state = self->state;
+
+	switch (transition) {
+	case GST_STATE_CHANGE_READY_TO_PAUSED:
+		if (!gst_frcnn_detect_open(self))
+			return GST_STATE_CHANGE_FAILURE;
+		state->batch_time = 0;
+		state->reported_batch_time = 0;
+		break;
+	default:
+		break;
+	}
+
+	GstStateChangeReturn ret =
+		GST_ELEMENT_CLASS(gst_frcnn_detect_parent_class)->change_state(element, transition);
+	if (ret == GST_STATE_CHANGE_FAILURE)
+		return ret;
+
+	switch (transition) {
+	case GST_STATE_CHANGE_READY_TO_NULL:
+		state->detector.reset();
+		state->detector_generation = 0;
+		break;
+	default:
+		break;
+	}
+
+	return ret;
+}

@@ -1,0 +1,330 @@
+// SPDX-License-Identifier: BSD-3-Clause
+/**
+ * SECTION:element-frcnnjson
+ * @title: frcnnjson
+ *
+ * Passes video through unchanged and writes the region of interest metadata of each frame as
+ * one JSON object per line:
+ *
+ * |[
+ * {"frame": 0, "pts": 0, "width": 720, "height": 528,
+ *  "detections": [{"box": [x1, y1, x2, y2], "label": "person", "label_id": 1, "score": 0.93}]}
+ * ]|
+ *
+ * The box is in frame pixels. pts is in nanoseconds, or null for a buffer without one; label_id
+ * and score are null for a region of interest that came without a "detection" parameter.
+ * With post-messages=true the same object is also posted on the bus as an element message named
+ * "frcnnjson" (fields: frame, pts, width, height, detections (count), json (the line)).
+ *
+ * ## Example launch line
+ * |[
+ * gst-launch-1.0 filesrc location=street.mp4 ! decodebin ! frcnndetect weights=coco ! \
+ *     frcnnjson location=detections.jsonl ! fakesink
+ * ]|
+ */
+
+#include "gstfrcnnjson.h"
+
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <string>
+
+#include <glib/gstdio.h>
+#include <gst/video/video.h>
+#include <nlohmann/json.hpp>
+
+#include "meta.h"
+
+GST_DEBUG_CATEGORY_STATIC(gst_frcnn_json_debug);
+#define GST_CAT_DEFAULT gst_frcnn_json_debug
+
+enum {
+	PROP_0,
+	PROP_LOCATION,
+	PROP_POST_MESSAGES,
+};
+
+#define DEFAULT_PROP_LOCATION "-"
+#define DEFAULT_PROP_POST_MESSAGES FALSE
+
+static GstStaticPadTemplate sink_template = GST_STATIC_PAD_TEMPLATE(
+	"sink", GST_PAD_SINK, GST_PAD_ALWAYS, GST_STATIC_CAPS("video/x-raw(ANY)"));
+
+static GstStaticPadTemplate src_template = GST_STATIC_PAD_TEMPLATE(
+	"src", GST_PAD_SRC, GST_PAD_ALWAYS, GST_STATIC_CAPS("video/x-raw(ANY)"));
+
+struct _GstFrcnnJson {
+	GstBaseTransform parent;
+
+	/* Protected by the object lock. */
+	gchar *location;
+	gboolean post_messages;
+
+	/* Streaming thread only (opened in start(), closed in stop()). */
+	FILE *file;
+	gboolean own_file;
+	guint64 frame;
+	gint width;
+	gint height;
+};
+
+G_DEFINE_TYPE(GstFrcnnJson, gst_frcnn_json, GST_TYPE_BASE_TRANSFORM);
+GST_ELEMENT_REGISTER_DEFINE(frcnnjson, "frcnnjson", GST_RANK_NONE, GST_TYPE_FRCNN_JSON);
+
+static void gst_frcnn_json_finalize(GObject *object);
+static void gst_frcnn_json_set_property(GObject *object, guint prop_id, const GValue *value,
+					GParamSpec *pspec);
+static void gst_frcnn_json_get_property(GObject *object, guint prop_id, GValue *value,
+					GParamSpec *pspec);
+static gboolean gst_frcnn_json_start(GstBaseTransform *trans);
+static gboolean gst_frcnn_json_stop(GstBaseTransform *trans);
+static gboolean gst_frcnn_json_set_caps(GstBaseTransform *trans, GstCaps *incaps,
+					GstCaps *outcaps);
+static GstFlowReturn gst_frcnn_json_transform_ip(GstBaseTransform *trans, GstBuffer *buffer);
+
+static void gst_frcnn_json_class_init(GstFrcnnJsonClass *klass)
+{
+	GObjectClass *object_class = G_OBJECT_CLASS(klass);
+	GstElementClass *element_class = GST_ELEMENT_CLASS(klass);
+	GstBaseTransformClass *trans_class = GST_BASE_TRANSFORM_CLASS(klass);
+
+	object_class->finalize = gst_frcnn_json_finalize;
+	object_class->set_property = gst_frcnn_json_set_property;
+	object_class->get_property = gst_frcnn_json_get_property;
+
+	g_object_class_install_property(object_class, PROP_LOCATION,
+		g_param_spec_string("location", "Location",
+				    "File the JSON lines are written to ('-' = standard output, "
+				    "empty = none)",
+				    DEFAULT_PROP_LOCATION,
+				    static_cast<GParamFlags>(G_PARAM_READWRITE |
+							     G_PARAM_STATIC_STRINGS |
+							     GST_PARAM_MUTABLE_READY)));
+	g_object_class_install_property(object_class, PROP_POST_MESSAGES,
+		g_param_spec_boolean("post-messages", "Post messages",
+				     "Also post each frame's detections as an element message",
+				     DEFAULT_PROP_POST_MESSAGES,
+				     static_cast<GParamFlags>(G_PARAM_READWRITE |
+							      G_PARAM_STATIC_STRINGS |
+							      GST_PARAM_MUTABLE_PLAYING)));
+
+	trans_class->start = GST_DEBUG_FUNCPTR(gst_frcnn_json_start);
+	trans_class->stop = GST_DEBUG_FUNCPTR(gst_frcnn_json_stop);
+	trans_class->set_caps = GST_DEBUG_FUNCPTR(gst_frcnn_json_set_caps);
+	trans_class->transform_ip = GST_DEBUG_FUNCPTR(gst_frcnn_json_transform_ip);
+	trans_class->transform_ip_on_passthrough = TRUE;
+	trans_class->passthrough_on_same_caps = TRUE;
+
+	gst_element_class_add_static_pad_template(element_class, &sink_template);
+	gst_element_class_add_static_pad_template(element_class, &src_template);
+	gst_element_class_set_static_metadata(element_class, "Detections to JSON",
+		"Filter/Analyzer/Video",
+		"Writes the region of interest metadata of each frame as a line of JSON",
+		"gst-frcnn authors");
+
+	GST_DEBUG_CATEGORY_INIT(gst_frcnn_json_debug, "frcnnjson", 0, "Detections to JSON");
+}
+
+static void gst_frcnn_json_init(GstFrcnnJson *self)
+{
+	self->location = g_strdup(DEFAULT_PROP_LOCATION);
+	self->post_messages = DEFAULT_PROP_POST_MESSAGES;
+	self->file = nullptr;
+	self->own_file = FALSE;
+
+	gst_base_transform_set_passthrough(GST_BASE_TRANSFORM(self), TRUE);
+}
+
+static void gst_frcnn_json_finalize(GObject *object)
+{
+	GstFrcnnJson *self = GST_FRCNN_JSON(object);
+
+	g_free(self->location);
+
+	G_OBJECT_CLASS(gst_frcnn_json_parent_class)->finalize(object);
+}
+
+static void gst_frcnn_json_set_property(GObject *object, guint prop_id, const GValue *value,
+					GParamSpec *pspec)
+{
+	GstFrcnnJson *self = GST_FRCNN_JSON(object);
+	g_autoptr(GMutexLocker) locker = g_mutex_locker_new(GST_OBJECT_GET_LOCK(self));
+
+	switch (prop_id) {
+	case PROP_LOCATION:
+		g_free(self->location);
+		self->location = g_value_dup_string(value);
+		break;
+	case PROP_POST_MESSAGES:
+		self->post_messages = g_value_get_boolean(value);
+		break;
+	default:
+		G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
+		break;
+	}
+}
+
+static void gst_frcnn_json_get_property(GObject *object, guint prop_id, GValue *value,
+					GParamSpec *pspec)
+{
+	GstFrcnnJson *self = GST_FRCNN_JSON(object);
+	g_autoptr(GMutexLocker) locker = g_mutex_locker_new(GST_OBJECT_GET_LOCK(self));
+
+	switch (prop_id) {
+	case PROP_LOCATION:
+		g_value_set_string(value, self->location);
+		break;
+	case PROP_POST_MESSAGES:
+		g_value_set_boolean(value, self->post_messages);
+		break;
+	default:
+		G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
+		break;
+	}
+}
+
+static gboolean gst_frcnn_json_start(GstBaseTransform *trans)
+{
+	GstFrcnnJson *self = GST_FRCNN_JSON(trans);
+
+	g_autofree gchar *location = nullptr;
+	{
+		g_autoptr(GMutexLocker) locker = g_mutex_locker_new(GST_OBJECT_GET_LOCK(self));
+		location = g_strdup(self->location);
+	}
+
+	self->frame = 0;
+	self->width = 0;
+	self->height = 0;
+	self->file = nullptr;
+	self->own_file = FALSE;
+
+	if (!location || !location[0])
+		return TRUE;
+
+	if (g_str_equal(location, "-")) {
+		self->file = stdout;
+		return TRUE;
+	}
+
+	self->file = g_fopen(location, "w");
+	if (!self->file) {
+		const int err = errno;
+		GST_ELEMENT_ERROR(self, RESOURCE, OPEN_WRITE,
+				  ("Could not open '%s' for writing: %s. Set 'location' to a file "
+				   "in a writable folder, or '-' for standard output.",
+				   location, g_strerror(err)),
+				  ("fopen() failed: %s", g_strerror(err)));
+		return FALSE;
+	}
+	self->own_file = TRUE;
+	return TRUE;
+}
+
+static gboolean gst_frcnn_json_stop(GstBaseTransform *trans)
+{
+	GstFrcnnJson *self = GST_FRCNN_JSON(trans);
+
+	if (self->file && self->own_file) {
+		if (fclose(self->file) != 0) {
+			const int err = errno;
+			self->file = nullptr;
+			GST_ELEMENT_ERROR(self, RESOURCE, CLOSE,
+					  ("Could not finish writing the JSON file: %s.",
+					   g_strerror(err)),
+					  ("fclose() failed: %s", g_strerror(err)));
+			return FALSE;
+		}
+	} else if (self->file) {
+		fflush(self->file);
+	}
+	self->file = nullptr;
+	return TRUE;
+}
+
+static gboolean gst_frcnn_json_set_caps(GstBaseTransform *trans, GstCaps *incaps,
+					GstCaps *outcaps)
+{
+	GstFrcnnJson *self = GST_FRCNN_JSON(trans);
+
+	GstVideoInfo info;
+	if (!gst_video_info_from_caps(&info, incaps)) {
+		GST_WARNING_OBJECT(self, "invalid caps %" GST_PTR_FORMAT, incaps);
+		return FALSE;
+	}
+	self->width = GST_VIDEO_INFO_WIDTH(&info);
+	self->height = GST_VIDEO_INFO_HEIGHT(&info);
+	return TRUE;
+}
+
+/* Rounded to what a reader can use, so that the lines stay short. */
+static double rounded(double value, double scale)
+{
+	return std::round(value * scale) / scale;
+}
+
+static GstFlowReturn gst_frcnn_json_transform_ip(GstBaseTransform *trans, GstBuffer *buffer)
+{
+	GstFrcnnJson *self = GST_FRCNN_JSON(trans);
+
+	gboolean post_messages;
+	{
+		g_autoptr(GMutexLocker) locker = g_mutex_locker_new(GST_OBJECT_GET_LOCK(self));
+		post_messages = self->post_messages;
+	}
+	if (!self->file && !post_messages) {
+		self->frame++;
+		return GST_FLOW_OK;
+	}
+
+	const GstClockTime pts = GST_BUFFER_PTS(buffer);
+	nlohmann::ordered_json line;
+	line["frame"] = self->frame;
+	line["pts"] = GST_CLOCK_TIME_IS_VALID(pts) ? nlohmann::ordered_json(pts)
+						   : nlohmann::ordered_json(nullptr);
+	line["width"] = self->width;
+	line["height"] = self->height;
+	nlohmann::ordered_json detections = nlohmann::ordered_json::array();
+	for (const frcnn::gst::DetectionMeta &det :
+	     frcnn::gst::read_detection_metas(buffer, self->width, self->height)) {
+		nlohmann::ordered_json entry;
+		entry["box"] = { rounded(det.x1, 100), rounded(det.y1, 100),
+				 rounded(det.x2, 100), rounded(det.y2, 100) };
+		entry["label"] = det.label;
+		entry["label_id"] = det.label_id >= 0 ? nlohmann::ordered_json(det.label_id)
+						      : nlohmann::ordered_json(nullptr);
+		entry["score"] = det.score >= 0 ? nlohmann::ordered_json(rounded(det.score, 1e4))
+						: nlohmann::ordered_json(nullptr);
+		detections.push_back(std::move(entry));
+	}
+	const std::size_t count = detections.size();
+	line["detections"] = std::move(detections);
+	const std::string text = line.dump();
+
+	if (self->file) {
+		if (fprintf(self->file, "%s\n", text.c_str()) < 0 || fflush(self->file) != 0) {
+			const int err = errno;
+			GST_ELEMENT_ERROR(self, RESOURCE, WRITE,
+					  ("Could not write the JSON line: %s.", g_strerror(err)),
+					  ("fprintf() failed: %s", g_strerror(err)));
+			return GST_FLOW_ERROR;
+		}
+	}
+
+	if (post_messages) {
+		GstStructure *s = gst_structure_new("frcnnjson",
+			"frame", G_TYPE_UINT64, self->frame,
+			"pts", G_TYPE_UINT64, pts,
+			"width", G_TYPE_INT, self->width,
+			"height", G_TYPE_INT, self->height,
+			"detections", G_TYPE_UINT, static_cast<guint>(count),
+			"json", G_TYPE_STRING, text.c_str(),
+			nullptr);
+		gst_element_post_message(GST_ELEMENT(self),
+					 gst_message_new_element(GST_OBJECT(self), s));
+	}
+
+	self->frame++;
+	return GST_FLOW_OK;
+}

@@ -1,0 +1,397 @@
+// SPDX-License-Identifier: BSD-3-Clause
+/**
+ * SECTION:element-frcnnoverlay
+ * @title: frcnnoverlay
+ *
+ * Draws every #GstVideoRegionOfInterestMeta of a frame onto the frame, in place: the box, and
+ * "label score" above it, in a colour that stays the same for a class. Works for region of
+ * interest metadata from any element; the label and score come from the "detection" parameter
+ * structure when there is one, else the label is the ROI type.
+ *
+ * ## Example launch line
+ * |[
+ * gst-launch-1.0 filesrc location=street.mp4 ! decodebin ! frcnndetect weights=coco ! \
+ *     frcnnoverlay line-thickness=3 ! videoconvert ! autovideosink
+ * ]|
+ */
+
+#include "gstfrcnnoverlay.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <functional>
+#include <string>
+
+#include <gst/video/video.h>
+#include <opencv2/core.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include "meta.h"
+
+GST_DEBUG_CATEGORY_STATIC(gst_frcnn_overlay_debug);
+#define GST_CAT_DEFAULT gst_frcnn_overlay_debug
+
+enum {
+	PROP_0,
+	PROP_LINE_THICKNESS,
+	PROP_TEXT_SCALE,
+	PROP_SHOW,
+};
+
+typedef enum {
+	GST_FRCNN_OVERLAY_SHOW_NONE,
+	GST_FRCNN_OVERLAY_SHOW_LABEL,
+	GST_FRCNN_OVERLAY_SHOW_SCORE,
+	GST_FRCNN_OVERLAY_SHOW_LABEL_SCORE,
+} GstFrcnnOverlayShow;
+
+#define DEFAULT_PROP_LINE_THICKNESS 2
+#define DEFAULT_PROP_TEXT_SCALE 0.5
+#define DEFAULT_PROP_SHOW GST_FRCNN_OVERLAY_SHOW_LABEL_SCORE
+
+#define GST_TYPE_FRCNN_OVERLAY_SHOW (gst_frcnn_overlay_show_get_type())
+static GType gst_frcnn_overlay_show_get_type(void)
+{
+	static const GEnumValue values[] = {
+		{ GST_FRCNN_OVERLAY_SHOW_NONE, "Boxes only", "none" },
+		{ GST_FRCNN_OVERLAY_SHOW_LABEL, "The label", "label" },
+		{ GST_FRCNN_OVERLAY_SHOW_SCORE, "The score", "score" },
+		{ GST_FRCNN_OVERLAY_SHOW_LABEL_SCORE, "The label and the score", "label-score" },
+		{ 0, nullptr, nullptr },
+	};
+	static gsize type = 0;
+	if (g_once_init_enter(&type))
+		g_once_init_leave(&type, g_enum_register_static("GstFrcnnOverlayShow", values));
+	return type;
+}
+
+#define FRCNN_OVERLAY_CAPS \
+	GST_VIDEO_CAPS_MAKE("{ RGB, BGR, RGBx, BGRx, xRGB, xBGR, RGBA, BGRA, ARGB, ABGR, NV12, I420 }")
+
+static GstStaticPadTemplate sink_template = GST_STATIC_PAD_TEMPLATE(
+	"sink", GST_PAD_SINK, GST_PAD_ALWAYS, GST_STATIC_CAPS(FRCNN_OVERLAY_CAPS));
+
+static GstStaticPadTemplate src_template = GST_STATIC_PAD_TEMPLATE(
+	"src", GST_PAD_SRC, GST_PAD_ALWAYS, GST_STATIC_CAPS(FRCNN_OVERLAY_CAPS));
+
+struct _GstFrcnnOverlay {
+	GstVideoFilter parent;
+
+	/* Protected by the object lock. */
+	gint line_thickness;
+	gdouble text_scale;
+	GstFrcnnOverlayShow show;
+};
+
+G_DEFINE_TYPE(GstFrcnnOverlay, gst_frcnn_overlay, GST_TYPE_VIDEO_FILTER);
+GST_ELEMENT_REGISTER_DEFINE(frcnnoverlay, "frcnnoverlay", GST_RANK_NONE, GST_TYPE_FRCNN_OVERLAY);
+
+static void gst_frcnn_overlay_set_property(GObject *object, guint prop_id, const GValue *value,
+					   GParamSpec *pspec);
+static void gst_frcnn_overlay_get_property(GObject *object, guint prop_id, GValue *value,
+					   GParamSpec *pspec);
+static GstFlowReturn gst_frcnn_overlay_transform_frame_ip(GstVideoFilter *filter,
+							  GstVideoFrame *frame);
+
+static void gst_frcnn_overlay_class_init(GstFrcnnOverlayClass *klass)
+{
+	GObjectClass *object_class = G_OBJECT_CLASS(klass);
+	GstElementClass *element_class = GST_ELEMENT_CLASS(klass);
+	GstVideoFilterClass *filter_class = GST_VIDEO_FILTER_CLASS(klass);
+
+	object_class->set_property = gst_frcnn_overlay_set_property;
+	object_class->get_property = gst_frcnn_overlay_get_property;
+
+	const auto flags = static_cast<GParamFlags>(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
+						    GST_PARAM_MUTABLE_PLAYING);
+	g_object_class_install_property(object_class, PROP_LINE_THICKNESS,
+		g_param_spec_int("line-thickness", "Line thickness", "Box outline width in pixels",
+				 1, 100, DEFAULT_PROP_LINE_THICKNESS, flags));
+	g_object_class_install_property(object_class, PROP_TEXT_SCALE,
+		g_param_spec_double("text-scale", "Text scale",
+				    "Size of the text (1.0 is about 22 pixels high)", 0.1, 10.0,
+				    DEFAULT_PROP_TEXT_SCALE, flags));
+	g_object_class_install_property(object_class, PROP_SHOW,
+		g_param_spec_enum("show", "Show", "Text written above each box",
+				  GST_TYPE_FRCNN_OVERLAY_SHOW, DEFAULT_PROP_SHOW, flags));
+
+	filter_class->transform_frame_ip = GST_DEBUG_FUNCPTR(gst_frcnn_overlay_transform_frame_ip);
+
+	gst_element_class_add_static_pad_template(element_class, &sink_template);
+	gst_element_class_add_static_pad_template(element_class, &src_template);
+	gst_element_class_set_static_metadata(element_class, "Detection overlay",
+		"Filter/Effect/Video",
+		"Draws region of interest metadata (boxes, labels, scores) onto the frames",
+		"gst-frcnn authors");
+
+	gst_type_mark_as_plugin_api(GST_TYPE_FRCNN_OVERLAY_SHOW, static_cast<GstPluginAPIFlags>(0));
+
+	GST_DEBUG_CATEGORY_INIT(gst_frcnn_overlay_debug, "frcnnoverlay", 0, "Detection overlay");
+}
+
+static void gst_frcnn_overlay_init(GstFrcnnOverlay *self)
+{
+	self->line_thickness = DEFAULT_PROP_LINE_THICKNESS;
+	self->text_scale = DEFAULT_PROP_TEXT_SCALE;
+	self->show = DEFAULT_PROP_SHOW;
+}
+
+static void gst_frcnn_overlay_set_property(GObject *object, guint prop_id, const GValue *value,
+					   GParamSpec *pspec)
+{
+	GstFrcnnOverlay *self = GST_FRCNN_OVERLAY(object);
+	g_autoptr(GMutexLocker) locker = g_mutex_locker_new(GST_OBJECT_GET_LOCK(self));
+
+	switch (prop_id) {
+	case PROP_LINE_THICKNESS:
+		self->line_thickness = g_value_get_int(value);
+		break;
+	case PROP_TEXT_SCALE:
+		self->text_scale = g_value_get_double(value);
+		break;
+	case PROP_SHOW:
+		self->show = static_cast<GstFrcnnOverlayShow>(g_value_get_enum(value));
+		break;
+	default:
+		G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
+		break;
+	}
+}
+
+static void gst_frcnn_overlay_get_property(GObject *object, guint prop_id, GValue *value,
+					   GParamSpec *pspec)
+{
+	GstFrcnnOverlay *self = GST_FRCNN_OVERLAY(object);
+	g_autoptr(GMutexLocker) locker = g_mutex_locker_new(GST_OBJECT_GET_LOCK(self));
+
+	switch (prop_id) {
+	case PROP_LINE_THICKNESS:
+		g_value_set_int(value, self->line_thickness);
+		break;
+	case PROP_TEXT_SCALE:
+		g_value_set_double(value, self->text_scale);
+		break;
+	case PROP_SHOW:
+		g_value_set_enum(value, self->show);
+		break;
+	default:
+		G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
+		break;
+	}
+}
+
+namespace {
+
+struct Rgb {
+	double r, g, b;
+};
+
+// A colour that depends only on the class: hues spread by the golden ratio, so that
+// neighbouring ids look different.
+Rgb class_colour(const frcnn::gst::DetectionMeta &det)
+{
+	const std::size_t key = det.label_id >= 0 ? static_cast<std::size_t>(det.label_id)
+						  : std::hash<std::string>{}(det.label) % 1000;
+	const double hue = std::fmod(0.1 + key * 0.618033988749895, 1.0) * 6.0;
+	const double s = 0.85, v = 240.0;
+	const int sector = static_cast<int>(hue) % 6;
+	const double f = hue - std::floor(hue);
+	const double p = v * (1 - s), q = v * (1 - s * f), t = v * (1 - s * (1 - f));
+	switch (sector) {
+	case 0: return { v, t, p };
+	case 1: return { q, v, p };
+	case 2: return { p, v, t };
+	case 3: return { p, q, v };
+	case 4: return { t, p, v };
+	default: return { v, p, q };
+	}
+}
+
+// BT.601 limited range, as the detector reads NV12 and I420.
+void rgb_to_yuv(const Rgb &c, double *y, double *u, double *v)
+{
+	*y = 16 + 0.257 * c.r + 0.504 * c.g + 0.098 * c.b;
+	*u = 128 - 0.148 * c.r - 0.291 * c.g + 0.439 * c.b;
+	*v = 128 + 0.439 * c.r - 0.368 * c.g - 0.071 * c.b;
+}
+
+// The colour in the byte order of a packed format; alpha and padding bytes set to 255.
+cv::Scalar packed_colour(GstVideoFormat format, const Rgb &c)
+{
+	switch (format) {
+	case GST_VIDEO_FORMAT_RGB: return cv::Scalar(c.r, c.g, c.b);
+	case GST_VIDEO_FORMAT_BGR: return cv::Scalar(c.b, c.g, c.r);
+	case GST_VIDEO_FORMAT_RGBx:
+	case GST_VIDEO_FORMAT_RGBA: return cv::Scalar(c.r, c.g, c.b, 255);
+	case GST_VIDEO_FORMAT_BGRx:
+	case GST_VIDEO_FORMAT_BGRA: return cv::Scalar(c.b, c.g, c.r, 255);
+	case GST_VIDEO_FORMAT_xRGB:
+	case GST_VIDEO_FORMAT_ARGB: return cv::Scalar(255, c.r, c.g, c.b);
+	case GST_VIDEO_FORMAT_xBGR:
+	case GST_VIDEO_FORMAT_ABGR: return cv::Scalar(255, c.b, c.g, c.r);
+	default: return cv::Scalar();
+	}
+}
+
+// The planes of a frame as OpenCV images over the mapped memory, and how to paint on them.
+class Canvas {
+public:
+	explicit Canvas(GstVideoFrame *frame)
+		: format_(GST_VIDEO_FRAME_FORMAT(frame))
+	{
+		const int width = GST_VIDEO_FRAME_WIDTH(frame);
+		const int height = GST_VIDEO_FRAME_HEIGHT(frame);
+		auto plane = [frame](int index, int rows, int cols, int type) {
+			return cv::Mat(rows, cols, type, GST_VIDEO_FRAME_PLANE_DATA(frame, index),
+				       GST_VIDEO_FRAME_PLANE_STRIDE(frame, index));
+		};
+		const int chroma_width = GST_VIDEO_FRAME_COMP_WIDTH(frame, 1);
+		const int chroma_height = GST_VIDEO_FRAME_COMP_HEIGHT(frame, 1);
+
+		switch (format_) {
+		case GST_VIDEO_FORMAT_NV12:
+			luma_ = plane(0, height, width, CV_8UC1);
+			chroma_[0] = plane(1, chroma_height, chroma_width, CV_8UC2);
+			break;
+		case GST_VIDEO_FORMAT_I420:
+			luma_ = plane(0, height, width, CV_8UC1);
+			chroma_[0] = plane(1, chroma_height, chroma_width, CV_8UC1);
+			chroma_[1] = plane(2, chroma_height, chroma_width, CV_8UC1);
+			break;
+		case GST_VIDEO_FORMAT_RGB:
+		case GST_VIDEO_FORMAT_BGR:
+			packed_ = plane(0, height, width, CV_8UC3);
+			break;
+		default:
+			packed_ = plane(0, height, width, CV_8UC4);
+			break;
+		}
+	}
+
+	// thickness < 0 fills the rectangle.
+	void rectangle(const cv::Rect &rect, const Rgb &colour, int thickness)
+	{
+		if (!packed_.empty()) {
+			cv::rectangle(packed_, rect, packed_colour(format_, colour), thickness);
+			return;
+		}
+
+		double y, u, v;
+		rgb_to_yuv(colour, &y, &u, &v);
+		cv::rectangle(luma_, rect, cv::Scalar(y), thickness);
+		const cv::Rect half(rect.x / 2, rect.y / 2, (rect.width + 1) / 2,
+				    (rect.height + 1) / 2);
+		const int half_thickness = thickness < 0 ? thickness : std::max(1, thickness / 2);
+		if (format_ == GST_VIDEO_FORMAT_NV12) {
+			cv::rectangle(chroma_[0], half, cv::Scalar(u, v), half_thickness);
+		} else {
+			cv::rectangle(chroma_[0], half, cv::Scalar(u), half_thickness);
+			cv::rectangle(chroma_[1], half, cv::Scalar(v), half_thickness);
+		}
+	}
+
+	// Text in black or white: on YUV frames only the luma is written, the chroma of the label
+	// background stays.
+	void text(const std::string &text, cv::Point origin, double scale, bool white)
+	{
+		const int thickness = std::max(1, static_cast<int>(std::lround(scale * 2)));
+		const double level = white ? 255 : 0;
+		if (!packed_.empty()) {
+			cv::putText(packed_, text, origin, cv::FONT_HERSHEY_SIMPLEX, scale,
+				    packed_colour(format_, { level, level, level }), thickness,
+				    cv::LINE_AA);
+		} else {
+			cv::putText(luma_, text, origin, cv::FONT_HERSHEY_SIMPLEX, scale,
+				    cv::Scalar(white ? 235 : 16), thickness, cv::LINE_AA);
+		}
+	}
+
+private:
+	GstVideoFormat format_;
+	cv::Mat packed_;
+	cv::Mat luma_;
+	cv::Mat chroma_[2];
+};
+
+std::string caption(const frcnn::gst::DetectionMeta &det, GstFrcnnOverlayShow show)
+{
+	char score[32] = "";
+	if (det.score >= 0)
+		std::snprintf(score, sizeof(score), "%.2f", det.score);
+
+	switch (show) {
+	case GST_FRCNN_OVERLAY_SHOW_NONE:
+		return {};
+	case GST_FRCNN_OVERLAY_SHOW_LABEL:
+		return det.label;
+	case GST_FRCNN_OVERLAY_SHOW_SCORE:
+		return score;
+	case GST_FRCNN_OVERLAY_SHOW_LABEL_SCORE:
+	default:
+		return score[0] ? det.label + " " + score : det.label;
+	}
+}
+
+} // namespace
+
+static GstFlowReturn gst_frcnn_overlay_transform_frame_ip(GstVideoFilter *filter,
+							  GstVideoFrame *frame)
+{
+	GstFrcnnOverlay *self = GST_FRCNN_OVERLAY(filter);
+
+	gint line_thickness;
+	gdouble text_scale;
+	GstFrcnnOverlayShow show;
+	{
+		g_autoptr(GMutexLocker) locker = g_mutex_locker_new(GST_OBJECT_GET_LOCK(self));
+		line_thickness = self->line_thickness;
+		text_scale = self->text_scale;
+		show = self->show;
+	}
+
+	const int width = GST_VIDEO_FRAME_WIDTH(frame);
+	const int height = GST_VIDEO_FRAME_HEIGHT(frame);
+	const std::vector<frcnn::gst::DetectionMeta> detections =
+		frcnn::gst::read_detection_metas(frame->buffer, width, height);
+	if (detections.empty())
+		return GST_FLOW_OK;
+
+	try {
+		Canvas canvas(frame);
+		for (const frcnn::gst::DetectionMeta &det : detections) {
+			const Rgb colour = class_colour(det);
+			const cv::Rect box(det.x, det.y, det.w, det.h);
+			canvas.rectangle(box, colour, line_thickness);
+
+			const std::string text = caption(det, show);
+			if (text.empty())
+				continue;
+
+			int baseline = 0;
+			const int text_thickness = std::max(1, static_cast<int>(std::lround(text_scale * 2)));
+			const cv::Size size = cv::getTextSize(text, cv::FONT_HERSHEY_SIMPLEX, text_scale,
+							      text_thickness, &baseline);
+			const int pad = 2;
+			const int label_height = size.height + baseline + 2 * pad;
+			/* Above the box, or inside it when the box touches the top of the frame. */
+			int top = static_cast<int>(det.y) - label_height;
+			if (top < 0)
+				top = static_cast<int>(det.y);
+			const cv::Rect background(det.x, top, size.width + 2 * pad, label_height);
+			canvas.rectangle(background, colour, cv::FILLED);
+
+			const double luminance = 0.299 * colour.r + 0.587 * colour.g + 0.114 * colour.b;
+			canvas.text(text, cv::Point(det.x + pad, top + pad + size.height), text_scale,
+				    luminance < 128);
+		}
+	} catch (const cv::Exception &e) {
+		GST_ELEMENT_ERROR(self, STREAM, FAILED, ("Could not draw the detections: %s",
+							   e.what()),
+				  ("OpenCV drawing on a %dx%d %s frame failed", width, height,
+				   GST_VIDEO_INFO_NAME(&frame->info)));
+		return GST_FLOW_ERROR;
+	}
+
+	return GST_FLOW_OK;
+}

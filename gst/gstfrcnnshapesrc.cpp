@@ -1,0 +1,543 @@
+// SPDX-License-Identifier: BSD-3-Clause
+/**
+ * SECTION:element-frcnnshapesrc
+ * @title: frcnnshapesrc
+ *
+ * A video of moving, spinning, overlapping squares, circles and triangles on solid, gradient
+ * and textured backgrounds with pixel noise: the synthetic scenes the shapes model is trained
+ * on. The video is a pure function of `seed` and the frame size, so a run can be repeated
+ * exactly, and the true boxes of every frame are known: with `ground-truth` set, they are written
+ * as JSON lines in frcnnjson's format (score 1), one line per frame:
+ *
+ * |[
+ * {"frame": 0, "pts": 0, "width": 640, "height": 480,
+ *  "detections": [{"box": [x1, y1, x2, y2], "label": "square", "label_id": 1, "score": 1.0}]}
+ * ]|
+ *
+ * Labels: 1 square, 2 circle, 3 triangle. Every `scene-frames` frames the video cuts to a new
+ * background and set of objects; within a scene, objects come and go.
+ *
+ * ## Example launch line
+ * |[
+ * gst-launch-1.0 frcnnshapesrc seed=7 num-buffers=200 ground-truth=truth.jsonl ! \
+ *     video/x-raw,width=640,height=480,framerate=25/1 ! frcnndetect weights=shapes.pth ! \
+ *     frcnnoverlay ! videoconvert ! autovideosink
+ * ]|
+ */
+
+#include "gstfrcnnshapesrc.h"
+
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <memory>
+#include <string>
+
+#include <glib/gstdio.h>
+#include <gst/video/video.h>
+#include <nlohmann/json.hpp>
+
+#include "frcnn/error.h"
+#include "frcnn/shapes.h"
+
+GST_DEBUG_CATEGORY_STATIC(gst_frcnn_shape_src_debug);
+#define GST_CAT_DEFAULT gst_frcnn_shape_src_debug
+
+enum {
+	PROP_0,
+	PROP_SEED,
+	PROP_MIN_OBJECTS,
+	PROP_MAX_OBJECTS,
+	PROP_SCENE_FRAMES,
+	PROP_GROUND_TRUTH,
+	PROP_IS_LIVE,
+};
+
+#define DEFAULT_PROP_SEED 0
+#define DEFAULT_PROP_MIN_OBJECTS 1
+#define DEFAULT_PROP_MAX_OBJECTS 6
+#define DEFAULT_PROP_SCENE_FRAMES 100
+#define DEFAULT_PROP_GROUND_TRUTH ""
+#define DEFAULT_PROP_IS_LIVE FALSE
+
+#define DEFAULT_WIDTH 640
+#define DEFAULT_HEIGHT 480
+#define DEFAULT_FPS_N 25
+#define DEFAULT_FPS_D 1
+
+static GstStaticPadTemplate src_template = GST_STATIC_PAD_TEMPLATE(
+	"src", GST_PAD_SRC, GST_PAD_ALWAYS,
+	GST_STATIC_CAPS("video/x-raw, format = (string) RGB, "
+			"width = (int) [ 8, 16384 ], height = (int) [ 8, 16384 ], "
+			"framerate = (fraction) [ 1/2147483647, 2147483647/1 ], "
+			"pixel-aspect-ratio = (fraction) 1/1"));
+
+namespace {
+
+struct FileCloser {
+	void operator()(FILE *f) const { fclose(f); }
+};
+
+} // namespace
+
+// C++ members of the element, created in _init and deleted in _finalize.
+struct GstFrcnnShapeSrcState {
+	/* Properties, protected by the object lock. */
+	guint64 seed = DEFAULT_PROP_SEED;
+	guint min_objects = DEFAULT_PROP_MIN_OBJECTS;
+	guint max_objects = DEFAULT_PROP_MAX_OBJECTS;
+	guint scene_frames = DEFAULT_PROP_SCENE_FRAMES;
+	std::string ground_truth = DEFAULT_PROP_GROUND_TRUTH;
+
+	/* Written by the streaming thread under the object lock (the latency query reads it). */
+	GstVideoInfo info;
+
+	/* Streaming thread only: set up in start() and set_caps(), reset in stop(). */
+	std::unique_ptr<frcnn::ShapesGenerator> generator;
+	std::unique_ptr<FILE, FileCloser> truth_file;
+	std::string truth_path;
+	guint64 frame = 0; // index of the next frame; the scene drawn and its pts follow from it
+};
+
+struct _GstFrcnnShapeSrc {
+	GstPushSrc parent;
+	GstFrcnnShapeSrcState *state;
+};
+
+G_DEFINE_TYPE(GstFrcnnShapeSrc, gst_frcnn_shape_src, GST_TYPE_PUSH_SRC);
+GST_ELEMENT_REGISTER_DEFINE(frcnnshapesrc, "frcnnshapesrc", GST_RANK_NONE,
+			    GST_TYPE_FRCNN_SHAPE_SRC);
+
+static void gst_frcnn_shape_src_finalize(GObject *object);
+static void gst_frcnn_shape_src_set_property(GObject *object, guint prop_id, const GValue *value,
+					     GParamSpec *pspec);
+static void gst_frcnn_shape_src_get_property(GObject *object, guint prop_id, GValue *value,
+					     GParamSpec *pspec);
+static GstCaps *gst_frcnn_shape_src_fixate(GstBaseSrc *bsrc, GstCaps *caps);
+static gboolean gst_frcnn_shape_src_set_caps(GstBaseSrc *bsrc, GstCaps *caps);
+static gboolean gst_frcnn_shape_src_start(GstBaseSrc *bsrc);
+static gboolean gst_frcnn_shape_src_stop(GstBaseSrc *bsrc);
+static gboolean gst_frcnn_shape_src_is_seekable(GstBaseSrc *bsrc);
+static gboolean gst_frcnn_shape_src_do_seek(GstBaseSrc *bsrc, GstSegment *segment);
+static gboolean gst_frcnn_shape_src_query(GstBaseSrc *bsrc, GstQuery *query);
+static void gst_frcnn_shape_src_get_times(GstBaseSrc *bsrc, GstBuffer *buffer, GstClockTime *start,
+					  GstClockTime *end);
+static GstFlowReturn gst_frcnn_shape_src_fill(GstPushSrc *psrc, GstBuffer *buffer);
+
+static void gst_frcnn_shape_src_class_init(GstFrcnnShapeSrcClass *klass)
+{
+	GObjectClass *object_class = G_OBJECT_CLASS(klass);
+	GstElementClass *element_class = GST_ELEMENT_CLASS(klass);
+	GstBaseSrcClass *bsrc_class = GST_BASE_SRC_CLASS(klass);
+	GstPushSrcClass *psrc_class = GST_PUSH_SRC_CLASS(klass);
+
+	object_class->finalize = gst_frcnn_shape_src_finalize;
+	object_class->set_property = gst_frcnn_shape_src_set_property;
+	object_class->get_property = gst_frcnn_shape_src_get_property;
+
+	const GParamFlags ready = static_cast<GParamFlags>(
+		G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY);
+	g_object_class_install_property(object_class, PROP_SEED,
+		g_param_spec_uint64("seed", "Seed",
+				    "Seed of the video: the same seed and size give the same frames",
+				    0, G_MAXUINT64, DEFAULT_PROP_SEED, ready));
+	g_object_class_install_property(object_class, PROP_MIN_OBJECTS,
+		g_param_spec_uint("min-objects", "Minimum objects",
+				  "Fewest objects on screen at once", 0, 250,
+				  DEFAULT_PROP_MIN_OBJECTS, ready));
+	g_object_class_install_property(object_class, PROP_MAX_OBJECTS,
+		g_param_spec_uint("max-objects", "Maximum objects",
+				  "Most objects on screen at once", 0, 250,
+				  DEFAULT_PROP_MAX_OBJECTS, ready));
+	g_object_class_install_property(object_class, PROP_SCENE_FRAMES,
+		g_param_spec_uint("scene-frames", "Scene frames",
+				  "Frames before the video cuts to a new scene (1: every frame "
+				  "is a scene of its own)",
+				  1, G_MAXINT, DEFAULT_PROP_SCENE_FRAMES, ready));
+	g_object_class_install_property(object_class, PROP_GROUND_TRUTH,
+		g_param_spec_string("ground-truth", "Ground truth",
+				    "File the true boxes of each frame are written to, as JSON "
+				    "lines in frcnnjson's format (empty: none)",
+				    DEFAULT_PROP_GROUND_TRUTH, ready));
+	g_object_class_install_property(object_class, PROP_IS_LIVE,
+		g_param_spec_boolean("is-live", "Is live",
+				     "Act as a live source: frames come at the frame rate",
+				     DEFAULT_PROP_IS_LIVE, ready));
+
+	bsrc_class->fixate = GST_DEBUG_FUNCPTR(gst_frcnn_shape_src_fixate);
+	bsrc_class->set_caps = GST_DEBUG_FUNCPTR(gst_frcnn_shape_src_set_caps);
+	bsrc_class->start = GST_DEBUG_FUNCPTR(gst_frcnn_shape_src_start);
+	bsrc_class->stop = GST_DEBUG_FUNCPTR(gst_frcnn_shape_src_stop);
+	bsrc_class->is_seekable = GST_DEBUG_FUNCPTR(gst_frcnn_shape_src_is_seekable);
+	bsrc_class->do_seek = GST_DEBUG_FUNCPTR(gst_frcnn_shape_src_do_seek);
+	bsrc_class->query = GST_DEBUG_FUNCPTR(gst_frcnn_shape_src_query);
+	bsrc_class->get_times = GST_DEBUG_FUNCPTR(gst_frcnn_shape_src_get_times);
+	psrc_class->fill = GST_DEBUG_FUNCPTR(gst_frcnn_shape_src_fill);
+
+	gst_element_class_add_static_pad_template(element_class, &src_template);
+	gst_element_class_set_static_metadata(element_class, "Synthetic shapes source",
+		"Source/Video",
+		"Moving coloured squares, circles and triangles, with their true boxes",
+		"gst-frcnn authors");
+
+	GST_DEBUG_CATEGORY_INIT(gst_frcnn_shape_src_debug, "frcnnshapesrc", 0,
+				"Synthetic shapes source");
+}
+
+static void gst_frcnn_shape_src_init(GstFrcnnShapeSrc *self)
+{
+	self->state = new GstFrcnnShapeSrcState();
+	gst_video_info_init(&self->state->info);
+
+	gst_base_src_set_format(GST_BASE_SRC(self), GST_FORMAT_TIME);
+	gst_base_src_set_live(GST_BASE_SRC(self), DEFAULT_PROP_IS_LIVE);
+}
+
+static void gst_frcnn_shape_src_finalize(GObject *object)
+{
+	GstFrcnnShapeSrc *self = GST_FRCNN_SHAPE_SRC(object);
+
+	delete self->state;
+
+	G_OBJECT_CLASS(gst_frcnn_shape_src_parent_class)->finalize(object);
+}
+
+static void gst_frcnn_shape_src_set_property(GObject *object, guint prop_id, const GValue *value,
+					     GParamSpec *pspec)
+{
+	GstFrcnnShapeSrc *self = GST_FRCNN_SHAPE_SRC(object);
+	GstFrcnnShapeSrcState *state = self->state;
+
+	/* basesrc takes the object lock itself. */
+	if (prop_id == PROP_IS_LIVE) {
+		gst_base_src_set_live(GST_BASE_SRC(self), g_value_get_boolean(value));
+		return;
+	}
+
+	g_autoptr(GMutexLocker) locker = g_mutex_locker_new(GST_OBJECT_GET_LOCK(self));
+	switch (prop_id) {
+	case PROP_SEED:
+		state->seed = g_value_get_uint64(value);
+		break;
+	case PROP_MIN_OBJECTS:
+		state->min_objects = g_value_get_uint(value);
+		break;
+	case PROP_MAX_OBJECTS:
+		state->max_objects = g_value_get_uint(value);
+		break;
+	case PROP_SCENE_FRAMES:
+		state->scene_frames = g_value_get_uint(value);
+		break;
+	case PROP_GROUND_TRUTH: {
+		const gchar *path = g_value_get_string(value);
+		state->ground_truth = path ? path : "";
+		break;
+	}
+	default:
+		G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
+		break;
+	}
+}
+
+static void gst_frcnn_shape_src_get_property(GObject *object, guint prop_id, GValue *value,
+					     GParamSpec *pspec)
+{
+	GstFrcnnShapeSrc *self = GST_FRCNN_SHAPE_SRC(object);
+	GstFrcnnShapeSrcState *state = self->state;
+
+	if (prop_id == PROP_IS_LIVE) {
+		g_value_set_boolean(value, gst_base_src_is_live(GST_BASE_SRC(self)));
+		return;
+	}
+
+	g_autoptr(GMutexLocker) locker = g_mutex_locker_new(GST_OBJECT_GET_LOCK(self));
+	switch (prop_id) {
+	case PROP_SEED:
+		g_value_set_uint64(value, state->seed);
+		break;
+	case PROP_MIN_OBJECTS:
+		g_value_set_uint(value, state->min_objects);
+		break;
+	case PROP_MAX_OBJECTS:
+		g_value_set_uint(value, state->max_objects);
+		break;
+	case PROP_SCENE_FRAMES:
+		g_value_set_uint(value, state->scene_frames);
+		break;
+	case PROP_GROUND_TRUTH:
+		g_value_set_string(value, state->ground_truth.c_str());
+		break;
+	default:
+		G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
+		break;
+	}
+}
+
+static GstCaps *gst_frcnn_shape_src_fixate(GstBaseSrc *bsrc, GstCaps *caps)
+{
+	caps = gst_caps_truncate(caps);
+	GstStructure *s = gst_caps_get_structure(caps, 0);
+
+	gst_structure_fixate_field_nearest_int(s, "width", DEFAULT_WIDTH);
+	gst_structure_fixate_field_nearest_int(s, "height", DEFAULT_HEIGHT);
+	gst_structure_fixate_field_nearest_fraction(s, "framerate", DEFAULT_FPS_N, DEFAULT_FPS_D);
+
+	return GST_BASE_SRC_CLASS(gst_frcnn_shape_src_parent_class)->fixate(bsrc, caps);
+}
+
+static gboolean gst_frcnn_shape_src_set_caps(GstBaseSrc *bsrc, GstCaps *caps)
+{
+	GstFrcnnShapeSrc *self = GST_FRCNN_SHAPE_SRC(bsrc);
+	GstFrcnnShapeSrcState *state = self->state;
+
+	GstVideoInfo info;
+	if (!gst_video_info_from_caps(&info, caps) || GST_VIDEO_INFO_FPS_N(&info) <= 0) {
+		GST_WARNING_OBJECT(self, "unusable caps %" GST_PTR_FORMAT, caps);
+		return FALSE;
+	}
+
+	frcnn::ShapesOptions options;
+	options.width = GST_VIDEO_INFO_WIDTH(&info);
+	options.height = GST_VIDEO_INFO_HEIGHT(&info);
+	{
+		g_autoptr(GMutexLocker) locker = g_mutex_locker_new(GST_OBJECT_GET_LOCK(self));
+		options.seed = state->seed;
+		options.min_objects = static_cast<int>(state->min_objects);
+		options.max_objects = static_cast<int>(state->max_objects);
+		options.scene_frames = static_cast<int>(state->scene_frames);
+	}
+	if (options.min_objects > options.max_objects) {
+		GST_ELEMENT_ERROR(self, RESOURCE, SETTINGS,
+				  ("'min-objects' (%d) is larger than 'max-objects' (%d).",
+				   options.min_objects, options.max_objects),
+				  (nullptr));
+		return FALSE;
+	}
+	try {
+		state->generator = std::make_unique<frcnn::ShapesGenerator>(options);
+	} catch (const frcnn::Error &e) {
+		GST_ELEMENT_ERROR(self, RESOURCE, SETTINGS, ("%s", e.what()),
+				  ("ShapesGenerator() failed for caps %" GST_PTR_FORMAT, caps));
+		return FALSE;
+	}
+	{
+		g_autoptr(GMutexLocker) locker = g_mutex_locker_new(GST_OBJECT_GET_LOCK(self));
+		state->info = info;
+	}
+	gst_base_src_set_blocksize(bsrc, static_cast<guint>(GST_VIDEO_INFO_SIZE(&info)));
+	GST_DEBUG_OBJECT(self, "drawing %dx%d at %d/%d, seed %" G_GUINT64_FORMAT, options.width,
+			 options.height, GST_VIDEO_INFO_FPS_N(&info), GST_VIDEO_INFO_FPS_D(&info),
+			 options.seed);
+	return TRUE;
+}
+
+static gboolean gst_frcnn_shape_src_start(GstBaseSrc *bsrc)
+{
+	GstFrcnnShapeSrc *self = GST_FRCNN_SHAPE_SRC(bsrc);
+	GstFrcnnShapeSrcState *state = self->state;
+
+	std::string path;
+	{
+		g_autoptr(GMutexLocker) locker = g_mutex_locker_new(GST_OBJECT_GET_LOCK(self));
+		path = state->ground_truth;
+	}
+
+	state->frame = 0;
+	state->truth_path = path;
+	state->truth_file.reset();
+	if (path.empty())
+		return TRUE;
+
+	state->truth_file.reset(g_fopen(path.c_str(), "w"));
+	if (!state->truth_file) {
+		const int err = errno;
+		GST_ELEMENT_ERROR(self, RESOURCE, OPEN_WRITE,
+				  ("Could not open '%s' for writing the ground truth: %s.", path.c_str(),
+				   g_strerror(err)),
+				  ("fopen() failed: %s", g_strerror(err)));
+		return FALSE;
+	}
+	return TRUE;
+}
+
+static gboolean gst_frcnn_shape_src_stop(GstBaseSrc *bsrc)
+{
+	GstFrcnnShapeSrc *self = GST_FRCNN_SHAPE_SRC(bsrc);
+	GstFrcnnShapeSrcState *state = self->state;
+
+	state->generator.reset();
+	{
+		g_autoptr(GMutexLocker) locker = g_mutex_locker_new(GST_OBJECT_GET_LOCK(self));
+		gst_video_info_init(&state->info);
+	}
+	if (state->truth_file) {
+		FILE *file = state->truth_file.release();
+		if (fclose(file) != 0) {
+			const int err = errno;
+			GST_ELEMENT_ERROR(self, RESOURCE, CLOSE,
+					  ("Could not finish writing the ground truth to '%s': %s.",
+					   state->truth_path.c_str(), g_strerror(err)),
+					  ("fclose() failed: %s", g_strerror(err)));
+			return FALSE;
+		}
+	}
+	return TRUE;
+}
+
+static gboolean gst_frcnn_shape_src_is_seekable(GstBaseSrc *bsrc)
+{
+	/* Any frame can be drawn directly. */
+	return TRUE;
+}
+
+static gboolean gst_frcnn_shape_src_do_seek(GstBaseSrc *bsrc, GstSegment *segment)
+{
+	GstFrcnnShapeSrc *self = GST_FRCNN_SHAPE_SRC(bsrc);
+	GstFrcnnShapeSrcState *state = self->state;
+
+	if (segment->rate < 0) {
+		GST_WARNING_OBJECT(self, "reverse playback is not supported");
+		return FALSE;
+	}
+	segment->time = segment->start;
+	const gint fps_n = GST_VIDEO_INFO_FPS_N(&state->info);
+	const gint fps_d = GST_VIDEO_INFO_FPS_D(&state->info);
+	/* Before caps are set (the initial segment) there is no frame rate: start at frame 0. */
+	if (fps_n > 0)
+		state->frame = gst_util_uint64_scale(segment->position, fps_n,
+						      static_cast<guint64>(fps_d) * GST_SECOND);
+	else
+		state->frame = 0;
+	return TRUE;
+}
+
+static GstClockTime frame_time(const GstVideoInfo &info, guint64 frame)
+{
+	return gst_util_uint64_scale(frame, static_cast<guint64>(GST_VIDEO_INFO_FPS_D(&info)) *
+						   GST_SECOND,
+				     GST_VIDEO_INFO_FPS_N(&info));
+}
+
+static gboolean gst_frcnn_shape_src_query(GstBaseSrc *bsrc, GstQuery *query)
+{
+	GstFrcnnShapeSrc *self = GST_FRCNN_SHAPE_SRC(bsrc);
+	GstFrcnnShapeSrcState *state = self->state;
+
+	if (GST_QUERY_TYPE(query) == GST_QUERY_LATENCY) {
+		/* Live: a frame is ready one frame duration after its timestamp. */
+		if (!gst_base_src_is_live(bsrc))
+			return GST_BASE_SRC_CLASS(gst_frcnn_shape_src_parent_class)->query(bsrc, query);
+		GST_OBJECT_LOCK(self);
+		const bool negotiated = GST_VIDEO_INFO_FPS_N(&state->info) > 0;
+		const GstClockTime latency = negotiated ? frame_time(state->info, 1) : 0;
+		GST_OBJECT_UNLOCK(self);
+		if (!negotiated)
+			return FALSE;
+		gst_query_set_latency(query, TRUE, latency, latency);
+		return TRUE;
+	}
+	return GST_BASE_SRC_CLASS(gst_frcnn_shape_src_parent_class)->query(bsrc, query);
+}
+
+static void gst_frcnn_shape_src_get_times(GstBaseSrc *bsrc, GstBuffer *buffer, GstClockTime *start,
+					  GstClockTime *end)
+{
+	*start = GST_CLOCK_TIME_NONE;
+	*end = GST_CLOCK_TIME_NONE;
+	/* Only a live source waits for the clock: it then plays at the frame rate. */
+	if (!gst_base_src_is_live(bsrc))
+		return;
+	const GstClockTime pts = GST_BUFFER_PTS(buffer);
+	if (!GST_CLOCK_TIME_IS_VALID(pts))
+		return;
+	*start = pts;
+	if (GST_BUFFER_DURATION_IS_VALID(buffer))
+		*end = pts + GST_BUFFER_DURATION(buffer);
+}
+
+/* Rounded as frcnnjson rounds its boxes, so that both files read alike. */
+static double rounded(double value)
+{
+	return std::round(value * 100.0) / 100.0;
+}
+
+static bool write_ground_truth(FILE *file, guint64 frame, GstClockTime pts, int width, int height,
+			       const std::vector<frcnn::ShapeObject> &objects)
+{
+	nlohmann::ordered_json line;
+	line["frame"] = frame;
+	line["pts"] = pts;
+	line["width"] = width;
+	line["height"] = height;
+	nlohmann::ordered_json detections = nlohmann::ordered_json::array();
+	for (const frcnn::ShapeObject &o : objects) {
+		nlohmann::ordered_json entry;
+		entry["box"] = { rounded(o.x1), rounded(o.y1), rounded(o.x2), rounded(o.y2) };
+		entry["label"] = o.name;
+		entry["label_id"] = o.label;
+		entry["score"] = 1.0;
+		detections.push_back(std::move(entry));
+	}
+	line["detections"] = std::move(detections);
+	return fprintf(file, "%s\n", line.dump().c_str()) >= 0 && fflush(file) == 0;
+}
+
+static GstFlowReturn gst_frcnn_shape_src_fill(GstPushSrc *psrc, GstBuffer *buffer)
+{
+	GstFrcnnShapeSrc *self = GST_FRCNN_SHAPE_SRC(psrc);
+	GstFrcnnShapeSrcState *state = self->state;
+	GstBaseSrc *bsrc = GST_BASE_SRC(psrc);
+
+	if (!state->generator) {
+		GST_ELEMENT_ERROR(self, CORE, NEGOTIATION, (nullptr),
+				  ("asked for a frame before caps were negotiated"));
+		return GST_FLOW_NOT_NEGOTIATED;
+	}
+
+	const guint64 frame = state->frame;
+	const GstClockTime pts = frame_time(state->info, frame);
+	const GstClockTime next = frame_time(state->info, frame + 1);
+	const GstClockTime stop = bsrc->segment.stop;
+	if (GST_CLOCK_TIME_IS_VALID(stop) && pts >= stop)
+		return GST_FLOW_EOS;
+
+	GstVideoFrame vframe;
+	if (!gst_video_frame_map(&vframe, &state->info, buffer, GST_MAP_WRITE)) {
+		GST_ELEMENT_ERROR(self, RESOURCE, WRITE, (nullptr),
+				  ("could not map a buffer of %" G_GSIZE_FORMAT " bytes for writing",
+				   gst_buffer_get_size(buffer)));
+		return GST_FLOW_ERROR;
+	}
+	std::vector<frcnn::ShapeObject> objects;
+	try {
+		objects = state->generator->render(
+			frame, static_cast<uint8_t *>(GST_VIDEO_FRAME_PLANE_DATA(&vframe, 0)),
+			static_cast<std::size_t>(GST_VIDEO_FRAME_PLANE_STRIDE(&vframe, 0)));
+	} catch (const std::exception &e) {
+		gst_video_frame_unmap(&vframe);
+		GST_ELEMENT_ERROR(self, LIBRARY, FAILED, ("Could not draw frame %" G_GUINT64_FORMAT ".", frame),
+				  ("render() failed: %s", e.what()));
+		return GST_FLOW_ERROR;
+	}
+	gst_video_frame_unmap(&vframe);
+
+	GST_BUFFER_PTS(buffer) = pts;
+	GST_BUFFER_DTS(buffer) = GST_CLOCK_TIME_NONE;
+	GST_BUFFER_DURATION(buffer) = next - pts;
+	GST_BUFFER_OFFSET(buffer) = frame;
+	GST_BUFFER_OFFSET_END(buffer) = frame + 1;
+
+	if (state->truth_file &&
+	    !write_ground_truth(state->truth_file.get(), frame, pts, GST_VIDEO_INFO_WIDTH(&state->info),
+				GST_VIDEO_INFO_HEIGHT(&state->info), objects)) {
+		const int err = errno;
+		GST_ELEMENT_ERROR(self, RESOURCE, WRITE,
+				  ("Could not write the ground truth to '%s': %s.",
+				   state->truth_path.c_str(), g_strerror(err)),
+				  ("fprintf() failed: %s", g_strerror(err)));
+		return GST_FLOW_ERROR;
+	}
+
+	state->frame = frame + 1;
+	return GST_FLOW_OK;
+}

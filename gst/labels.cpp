@@ -1,0 +1,146 @@
+// SPDX-License-Identifier: BSD-3-Clause
+#include "labels.h"
+
+#include <algorithm>
+#include <cctype>
+#include <fstream>
+#include <sstream>
+
+#include "frcnn/error.h"
+
+namespace frcnn::gst {
+
+namespace {
+
+std::string trim(const std::string &text)
+{
+	const char *space = " \t\r\n";
+	std::size_t begin = text.find_first_not_of(space);
+	if (begin == std::string::npos)
+		return {};
+	std::size_t end = text.find_last_not_of(space);
+	return text.substr(begin, end - begin + 1);
+}
+
+bool equal_nocase(const std::string &a, const std::string &b)
+{
+	return a.size() == b.size() &&
+	       std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+		       return std::tolower(static_cast<unsigned char>(x)) ==
+			      std::tolower(static_cast<unsigned char>(y));
+	       });
+}
+
+} // namespace
+
+const std::vector<std::string> &coco_category_names()
+{
+	static const std::vector<std::string> names{
+		"__background__", "person", "bicycle", "car", "motorcycle", "airplane",
+		"bus", "train", "truck", "boat", "traffic light", "fire hydrant",
+		"N/A", "stop sign", "parking meter", "bench", "bird", "cat",
+		"dog", "horse", "sheep", "cow", "elephant", "bear",
+		"zebra", "giraffe", "N/A", "backpack", "umbrella", "N/A",
+		"N/A", "handbag", "tie", "suitcase", "frisbee", "skis",
+		"snowboard", "sports ball", "kite", "baseball bat", "baseball glove", "skateboard",
+		"surfboard", "tennis racket", "bottle", "N/A", "wine glass", "cup",
+		"fork", "knife", "spoon", "bowl", "banana", "apple",
+		"sandwich", "orange", "broccoli", "carrot", "hot dog", "pizza",
+		"donut", "cake", "chair", "couch", "potted plant", "bed",
+		"N/A", "dining table", "N/A", "N/A", "toilet", "N/A",
+		"tv", "laptop", "mouse", "remote", "keyboard", "cell phone",
+		"microwave", "oven", "toaster", "sink", "refrigerator", "N/A",
+		"book", "clock", "vase", "scissors", "teddy bear", "hair drier",
+		"toothbrush",
+	};
+	return names;
+}
+
+std::string label_name(const std::vector<std::string> &labels, int64_t id)
+{
+	if (id >= 0 && static_cast<std::size_t>(id) < labels.size())
+		return labels[id];
+	return "class " + std::to_string(id);
+}
+
+std::vector<std::string> default_labels(int num_classes)
+{
+	if (num_classes == static_cast<int>(coco_category_names().size()))
+		return coco_category_names();
+
+	std::vector<std::string> labels;
+	for (int id = 0; id < num_classes; id++)
+		labels.push_back(id == 0 ? "__background__" : "class " + std::to_string(id));
+	return labels;
+}
+
+std::vector<std::string> read_labels_file(const std::string &path, int num_classes)
+{
+	std::ifstream file(path);
+	if (!file)
+		throw Error("cannot open labels file '" + path + "'");
+
+	std::vector<std::string> lines;
+	std::string line;
+	while (std::getline(file, line))
+		lines.push_back(trim(line));
+	if (file.bad())
+		throw Error("cannot read labels file '" + path + "'");
+	while (!lines.empty() && lines.back().empty())
+		lines.pop_back();
+
+	const int count = static_cast<int>(lines.size());
+	if (count == num_classes)
+		return lines;
+	if (count == num_classes - 1) {
+		lines.insert(lines.begin(), "__background__");
+		return lines;
+	}
+
+	std::ostringstream msg;
+	msg << "labels file '" << path << "' has " << count << " names but the model has "
+	    << num_classes << " classes: give " << num_classes
+	    << " names (background first) or " << num_classes - 1 << " (without background)";
+	throw Error(msg.str());
+}
+
+std::set<int64_t> parse_classes(const std::string &spec, const std::vector<std::string> &labels)
+{
+	std::set<int64_t> ids;
+	std::istringstream stream(spec);
+	std::string token;
+	while (std::getline(stream, token, ',')) {
+		token = trim(token);
+		if (token.empty())
+			continue;
+
+		if (std::all_of(token.begin(), token.end(),
+				[](char c) { return std::isdigit(static_cast<unsigned char>(c)); })) {
+			int64_t id = -1;
+			try {
+				id = std::stoll(token);
+			} catch (const std::out_of_range &) {
+			}
+			if (id < 0 || id >= static_cast<int64_t>(labels.size()))
+				throw Error("class id " + token + " is out of range: the model has " +
+					    std::to_string(labels.size()) + " classes (0.." +
+					    std::to_string(labels.size() - 1) + ")");
+			ids.insert(id);
+			continue;
+		}
+
+		bool found = false;
+		for (std::size_t id = 0; id < labels.size(); id++) {
+			if (equal_nocase(labels[id], token)) {
+				ids.insert(static_cast<int64_t>(id));
+				found = true;
+			}
+		}
+		if (!found)
+			throw Error("unknown class '" + token +
+				    "': use a name from the labels or a class id");
+	}
+	return ids;
+}
+
+} // namespace frcnn::gst

@@ -1,0 +1,35 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// Class names for the element: the COCO names torchvision's detectors use, labels files and the
+// `classes` filter. No GStreamer in here, so the rules can be tested on their own.
+#pragma once
+
+#include <cstdint>
+#include <set>
+#include <string>
+#include <vector>
+
+namespace frcnn::gst {
+
+// torchvision's 91 COCO category names, index = label id, "__background__" at 0 and "N/A" for
+// the ids COCO left unused.
+const std::vector<std::string> &coco_category_names();
+
+// The names used when no labels file is given: the COCO names for a 91-class model, otherwise
+// "class N" for every id N.
+std::vector<std::string> default_labels(int num_classes);
+
+// Reads a labels file: one name per line, trailing empty lines ignored. The file names every
+// class, background first (num_classes lines), or every class but the background
+// (num_classes - 1 lines, the first line naming label 1). Throws frcnn::Error otherwise or when
+// the file cannot be read.
+std::vector<std::string> read_labels_file(const std::string &path, int num_classes);
+
+// Parses a `classes` value: names or ids separated by commas ("person, car, 3"). Names match
+// labels case-insensitively; a name shared by several ids selects them all. Throws frcnn::Error
+// naming the first unknown entry. An empty value gives an empty set (no filter).
+std::set<int64_t> parse_classes(const std::string &spec, const std::vector<std::string> &labels);
+
+// labels[id] when it exists, else "class <id>".
+std::string label_name(const std::vector<std::string> &labels, int64_t id);
+
+} // namespace frcnn::gst

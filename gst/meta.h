@@ -1,0 +1,35 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// The one place that writes and reads detection metadata on buffers.
+//
+// Each detection is a GstVideoRegionOfInterestMeta (roi_type = label name, x/y/w/h in frame
+// pixels) carrying a "detection" GstStructure param with label_id (uint), label (string),
+// confidence (double) and x_min, y_min, x_max, y_max (double, normalised to 0..1), the layout
+// Intel DL Streamer uses. Other representations (GstAnalytics on GStreamer >= 1.24) belong here.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <gst/gst.h>
+
+namespace frcnn::gst {
+
+struct DetectionMeta {
+	double x1, y1, x2, y2; // frame pixels
+	int64_t label_id;      // -1 when the producer gave none
+	std::string label;
+	double score;	       // -1 when the producer gave none
+	// The ROI rectangle as stored in the meta (integer pixels).
+	unsigned int x, y, w, h;
+};
+
+// Adds one detection to a writable buffer. The box is clamped to the frame.
+void add_detection_meta(GstBuffer *buffer, int width, int height, double x1, double y1,
+			double x2, double y2, int64_t label_id, const std::string &label, double score);
+
+// Every region of interest on the buffer, from any producer: the "detection" param gives label,
+// id, score and the unrounded box where present; otherwise the roi_type and the ROI rectangle.
+std::vector<DetectionMeta> read_detection_metas(GstBuffer *buffer, int width, int height);
+
+} // namespace frcnn::gst

@@ -1,0 +1,245 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// Helpers shared by the plugin tests: frames of a real photo in every sink format, with the
+// exact bytes and layout the element receives, and the detections read back from the meta
+// without going through the plugin's own meta code.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <gst/gst.h>
+#include <gst/video/video.h>
+#include <gtest/gtest.h>
+#include <opencv2/core.hpp>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
+namespace gst_test {
+
+inline void init()
+{
+	if (!gst_is_initialized())
+		gst_init(nullptr, nullptr);
+}
+
+inline std::string env(const char *name)
+{
+	const char *value = std::getenv(name);
+	if (!value)
+		ADD_FAILURE() << "environment variable " << name << " is not set (run the tests with meson test)";
+	return value ? value : "";
+}
+
+// The 4-class and 91-class seeded tiny checkpoints.
+inline std::string weights4() { return env("FRCNN_GST_WEIGHTS_4"); }
+inline std::string weights91() { return env("FRCNN_GST_WEIGHTS_91"); }
+
+// A folder for the files a test writes.
+inline std::string out_dir()
+{
+	std::string dir = env("FRCNN_GST_OUT");
+	g_mkdir_with_parents(dir.c_str(), 0755);
+	return dir;
+}
+
+constexpr const char *kPhoto = "/usr/lib/python3/dist-packages/skimage/data/astronaut.png";
+constexpr const char *kVideo = "/usr/share/doc/opencv-doc/examples/data/Megamind.avi";
+
+// The photo, BGR, resized; `shift` crops a different window first, so that frames differ.
+inline cv::Mat photo(int width, int height, int shift = 0)
+{
+	static const cv::Mat image = cv::imread(kPhoto, cv::IMREAD_COLOR);
+	if (image.empty()) {
+		ADD_FAILURE() << "cannot read " << kPhoto;
+		return cv::Mat(height, width, CV_8UC3, cv::Scalar(90, 120, 150));
+	}
+	const int s = shift % 128;
+	cv::Mat crop = image(cv::Rect(s, s / 2, image.cols - 128, image.rows - 128));
+	cv::Mat out;
+	cv::resize(crop, out, cv::Size(width, height), 0, 0, cv::INTER_AREA);
+	return out;
+}
+
+// Byte order of the packed formats: B, G, R taken from the photo, 'A'/'x' a constant that the
+// detector must ignore.
+inline const char *packed_order(GstVideoFormat format)
+{
+	switch (format) {
+	case GST_VIDEO_FORMAT_RGB: return "RGB";
+	case GST_VIDEO_FORMAT_BGR: return "BGR";
+	case GST_VIDEO_FORMAT_RGBx: return "RGBx";
+	case GST_VIDEO_FORMAT_BGRx: return "BGRx";
+	case GST_VIDEO_FORMAT_xRGB: return "xRGB";
+	case GST_VIDEO_FORMAT_xBGR: return "xBGR";
+	case GST_VIDEO_FORMAT_RGBA: return "RGBA";
+	case GST_VIDEO_FORMAT_BGRA: return "BGRA";
+	case GST_VIDEO_FORMAT_ARGB: return "ARGB";
+	case GST_VIDEO_FORMAT_ABGR: return "ABGR";
+	default: return nullptr;
+	}
+}
+
+// One frame as the element receives it. `bytes` holds exactly the buffer's memory, and
+// offsets/strides its layout, so a test can build the library's FrameView on its own.
+struct Frame {
+	GstVideoInfo info;
+	std::vector<uint8_t> bytes;
+	gsize offsets[GST_VIDEO_MAX_PLANES] = {};
+	gint strides[GST_VIDEO_MAX_PLANES] = {};
+	bool video_meta = false; // the layout differs from the default for the caps
+
+	int width() const { return GST_VIDEO_INFO_WIDTH(&info); }
+	int height() const { return GST_VIDEO_INFO_HEIGHT(&info); }
+	guint n_planes() const { return GST_VIDEO_INFO_N_PLANES(&info); }
+
+	GstCaps *caps() const { return gst_video_info_to_caps(&info); }
+
+	GstBuffer *buffer(GstClockTime pts = GST_CLOCK_TIME_NONE,
+			  GstClockTime duration = GST_CLOCK_TIME_NONE) const
+	{
+		GstBuffer *buf = gst_buffer_new_memdup(bytes.data(), bytes.size());
+		if (video_meta)
+			gst_buffer_add_video_meta_full(buf, GST_VIDEO_FRAME_FLAG_NONE,
+						       GST_VIDEO_INFO_FORMAT(&info), width(), height(),
+						       n_planes(), const_cast<gsize *>(offsets),
+						       const_cast<gint *>(strides));
+		GST_BUFFER_PTS(buf) = pts;
+		GST_BUFFER_DURATION(buf) = duration;
+		return buf;
+	}
+
+	const uint8_t *plane(guint index) const { return bytes.data() + offsets[index]; }
+};
+
+// Converts a BGR image into `format`. stride_padding > 0 gives every plane rows that many
+// bytes longer than the default layout (filled with junk), described by a GstVideoMeta.
+inline Frame make_frame(const cv::Mat &bgr, GstVideoFormat format, int stride_padding = 0)
+{
+	Frame frame;
+	const int width = bgr.cols, height = bgr.rows;
+	gst_video_info_set_format(&frame.info, format, width, height);
+	GST_VIDEO_INFO_FPS_N(&frame.info) = 30;
+	GST_VIDEO_INFO_FPS_D(&frame.info) = 1;
+
+	gsize size = 0;
+	for (guint p = 0; p < frame.n_planes(); p++) {
+		if (stride_padding > 0) {
+			frame.strides[p] = GST_VIDEO_INFO_PLANE_STRIDE(&frame.info, p) + stride_padding;
+			frame.offsets[p] = size;
+			size += static_cast<gsize>(frame.strides[p]) *
+				GST_VIDEO_INFO_COMP_HEIGHT(&frame.info, p);
+		} else {
+			frame.strides[p] = GST_VIDEO_INFO_PLANE_STRIDE(&frame.info, p);
+			frame.offsets[p] = GST_VIDEO_INFO_PLANE_OFFSET(&frame.info, p);
+		}
+	}
+	if (stride_padding > 0) {
+		frame.video_meta = true;
+	} else {
+		size = GST_VIDEO_INFO_SIZE(&frame.info);
+	}
+	frame.bytes.assign(size, 0xA5);
+
+	if (const char *order = packed_order(format)) {
+		const int bpp = static_cast<int>(std::strlen(order));
+		for (int y = 0; y < height; y++) {
+			uint8_t *row = frame.bytes.data() + frame.offsets[0] + y * frame.strides[0];
+			const uint8_t *src = bgr.ptr<uint8_t>(y);
+			for (int x = 0; x < width; x++) {
+				for (int c = 0; c < bpp; c++) {
+					uint8_t value = 200;
+					switch (order[c]) {
+					case 'B': value = src[3 * x]; break;
+					case 'G': value = src[3 * x + 1]; break;
+					case 'R': value = src[3 * x + 2]; break;
+					default: break;
+					}
+					row[x * bpp + c] = value;
+				}
+			}
+		}
+		return frame;
+	}
+
+	/* NV12 and I420: full resolution Y, chroma from the even pixels (odd sizes round up). */
+	cv::Mat yuv;
+	cv::cvtColor(bgr, yuv, cv::COLOR_BGR2YUV);
+	const int cw = GST_VIDEO_INFO_COMP_WIDTH(&frame.info, 1);
+	const int ch = GST_VIDEO_INFO_COMP_HEIGHT(&frame.info, 1);
+	for (int y = 0; y < height; y++) {
+		uint8_t *row = frame.bytes.data() + frame.offsets[0] + y * frame.strides[0];
+		for (int x = 0; x < width; x++)
+			row[x] = yuv.at<cv::Vec3b>(y, x)[0];
+	}
+	for (int y = 0; y < ch; y++) {
+		for (int x = 0; x < cw; x++) {
+			const cv::Vec3b px = yuv.at<cv::Vec3b>(std::min(2 * y, height - 1),
+							       std::min(2 * x, width - 1));
+			if (format == GST_VIDEO_FORMAT_NV12) {
+				uint8_t *row = frame.bytes.data() + frame.offsets[1] + y * frame.strides[1];
+				row[2 * x] = px[1];
+				row[2 * x + 1] = px[2];
+			} else {
+				frame.bytes[frame.offsets[1] + y * frame.strides[1] + x] = px[1];
+				frame.bytes[frame.offsets[2] + y * frame.strides[2] + x] = px[2];
+			}
+		}
+	}
+	return frame;
+}
+
+// A detection as read back from a GstVideoRegionOfInterestMeta and its "detection" param.
+struct RoiDetection {
+	std::string roi_type;
+	guint x, y, w, h;
+	bool has_param = false;
+	guint label_id = 0;
+	std::string label;
+	double confidence = 0;
+	double x_min = 0, y_min = 0, x_max = 0, y_max = 0;
+};
+
+inline std::vector<RoiDetection> read_rois(GstBuffer *buffer)
+{
+	std::vector<RoiDetection> rois;
+	gpointer state = nullptr;
+	while (GstMeta *meta = gst_buffer_iterate_meta_filtered(
+		       buffer, &state, GST_VIDEO_REGION_OF_INTEREST_META_API_TYPE)) {
+		auto *roi = reinterpret_cast<GstVideoRegionOfInterestMeta *>(meta);
+		RoiDetection det;
+		det.roi_type = g_quark_to_string(roi->roi_type);
+		det.x = roi->x;
+		det.y = roi->y;
+		det.w = roi->w;
+		det.h = roi->h;
+		GstStructure *s = gst_video_region_of_interest_meta_get_param(roi, "detection");
+		if (s) {
+			det.has_param = true;
+			const gchar *label = gst_structure_get_string(s, "label");
+			det.label = label ? label : "";
+			EXPECT_TRUE(gst_structure_get(s, "label_id", G_TYPE_UINT, &det.label_id,
+						      "confidence", G_TYPE_DOUBLE, &det.confidence,
+						      "x_min", G_TYPE_DOUBLE, &det.x_min,
+						      "y_min", G_TYPE_DOUBLE, &det.y_min,
+						      "x_max", G_TYPE_DOUBLE, &det.x_max,
+						      "y_max", G_TYPE_DOUBLE, &det.y_max, nullptr))
+				<< "the detection param lacks a field or has a wrong type: "
+				<< gst_structure_to_string(s);
+		}
+		rois.push_back(det);
+	}
+	return rois;
+}
+
+// Unrefs a GstBuffer / GstHarness at the end of a scope.
+struct BufferDeleter {
+	void operator()(GstBuffer *buffer) const { gst_buffer_unref(buffer); }
+};
+using BufferPtr = std::unique_ptr<GstBuffer, BufferDeleter>;
+
+} // namespace gst_test

@@ -1,0 +1,888 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// frcnndetect with GstHarness: the meta equals what the library returns for the same frame, in
+// every sink format and layout; batching, EOS, flushes, caps changes, interval, the class
+// filter, latency, and every configuration error.
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <tuple>
+#include <vector>
+
+#include <gst/check/gstharness.h>
+#include <gst/gst.h>
+#include <gst/video/video.h>
+#include <gtest/gtest.h>
+
+#include "frcnn/config.h"
+#include "frcnn/detector.h"
+
+#include "gst_test_utils.h"
+
+namespace {
+
+using gst_test::Frame;
+using gst_test::make_frame;
+using gst_test::photo;
+using Clock = std::chrono::steady_clock;
+
+constexpr double kThreshold = 0.05;
+constexpr int kMinSize = 256;
+
+frcnn::PixelFormat pixel_format(GstVideoFormat format)
+{
+	switch (format) {
+	case GST_VIDEO_FORMAT_RGB: return frcnn::PixelFormat::RGB;
+	case GST_VIDEO_FORMAT_BGR: return frcnn::PixelFormat::BGR;
+	case GST_VIDEO_FORMAT_RGBx: return frcnn::PixelFormat::RGBx;
+	case GST_VIDEO_FORMAT_BGRx: return frcnn::PixelFormat::BGRx;
+	case GST_VIDEO_FORMAT_xRGB: return frcnn::PixelFormat::xRGB;
+	case GST_VIDEO_FORMAT_xBGR: return frcnn::PixelFormat::xBGR;
+	case GST_VIDEO_FORMAT_RGBA: return frcnn::PixelFormat::RGBA;
+	case GST_VIDEO_FORMAT_BGRA: return frcnn::PixelFormat::BGRA;
+	case GST_VIDEO_FORMAT_ARGB: return frcnn::PixelFormat::ARGB;
+	case GST_VIDEO_FORMAT_ABGR: return frcnn::PixelFormat::ABGR;
+	case GST_VIDEO_FORMAT_NV12: return frcnn::PixelFormat::NV12;
+	case GST_VIDEO_FORMAT_I420: return frcnn::PixelFormat::I420;
+	default:
+		ADD_FAILURE() << "no library format for " << gst_video_format_to_string(format);
+		return frcnn::PixelFormat::RGB;
+	}
+}
+
+// The library's view of a test frame, built from the test's own layout, not the element's.
+frcnn::FrameView view_of(const Frame &frame)
+{
+	frcnn::FrameView view;
+	view.format = pixel_format(GST_VIDEO_INFO_FORMAT(&frame.info));
+	view.width = frame.width();
+	view.height = frame.height();
+	for (guint p = 0; p < frame.n_planes(); p++) {
+		view.planes[p] = frame.plane(p);
+		view.strides[p] = frame.strides[p];
+	}
+	return view;
+}
+
+// The library with the settings the tests give the element.
+frcnn::Detector &reference(double threshold = kThreshold, int min_size = kMinSize)
+{
+	static std::map<std::pair<double, int>, std::unique_ptr<frcnn::Detector>> cache;
+	auto &detector = cache[{ threshold, min_size }];
+	if (!detector) {
+		frcnn::DetectorOptions options;
+		options.model = frcnn::model_preset("tiny");
+		options.model.num_classes = 4;
+		options.model.box_score_thresh = threshold;
+		options.model.box_nms_thresh = 0.5;
+		options.model.box_detections_per_img = 100;
+		options.model.min_size = min_size;
+		options.weights = gst_test::weights4();
+		detector = std::make_unique<frcnn::Detector>(options);
+	}
+	return *detector;
+}
+
+std::vector<frcnn::Detection> expected_for(const Frame &frame)
+{
+	return reference().detect({ view_of(frame) }).at(0);
+}
+
+std::string class_name(int64_t id)
+{
+	return "class " + std::to_string(id);
+}
+
+// The buffer's ROI metas equal the library's detections, in order (best first).
+void expect_meta_equals(GstBuffer *buffer, int width, int height,
+			const std::vector<frcnn::Detection> &expected,
+			const std::vector<std::string> &labels = {})
+{
+	const std::vector<gst_test::RoiDetection> rois = gst_test::read_rois(buffer);
+	ASSERT_EQ(rois.size(), expected.size());
+	for (std::size_t i = 0; i < rois.size(); i++) {
+		const gst_test::RoiDetection &roi = rois[i];
+		const frcnn::Detection &det = expected[i];
+		SCOPED_TRACE("detection " + std::to_string(i));
+		const std::string name = det.label < static_cast<int64_t>(labels.size())
+						 ? labels[det.label]
+						 : class_name(det.label);
+		ASSERT_TRUE(roi.has_param);
+		EXPECT_EQ(roi.label_id, det.label);
+		EXPECT_EQ(roi.label, name);
+		EXPECT_EQ(roi.roi_type, name);
+		EXPECT_NEAR(roi.confidence, det.score, 1e-6);
+		EXPECT_NEAR(roi.x_min * width, det.x1, 1e-3);
+		EXPECT_NEAR(roi.y_min * height, det.y1, 1e-3);
+		EXPECT_NEAR(roi.x_max * width, det.x2, 1e-3);
+		EXPECT_NEAR(roi.y_max * height, det.y2, 1e-3);
+		EXPECT_GE(roi.x_min, 0.0);
+		EXPECT_LE(roi.x_max, 1.0);
+		EXPECT_GE(roi.y_min, 0.0);
+		EXPECT_LE(roi.y_max, 1.0);
+		EXPECT_EQ(roi.x, std::lround(det.x1));
+		EXPECT_EQ(roi.y, std::lround(det.y1));
+		EXPECT_EQ(roi.x + roi.w, std::lround(det.x2));
+		EXPECT_EQ(roi.y + roi.h, std::lround(det.y2));
+	}
+}
+
+// A frcnndetect with the tiny test model; `properties` as in gst-launch ("batch-size=4 ...").
+GstElement *make_detect(const std::string &properties = "")
+{
+	gst_test::init();
+	const std::string description = "frcnndetect model=tiny weights=\"" + gst_test::weights4() +
+					"\" threshold=" + std::to_string(kThreshold) +
+					" min-size=" + std::to_string(kMinSize) + " " + properties;
+	GError *error = nullptr;
+	GstElement *element = gst_parse_launch(description.c_str(), &error);
+	EXPECT_EQ(error, nullptr) << (error ? error->message : "");
+	g_clear_error(&error);
+	return element;
+}
+
+struct HarnessDeleter {
+	void operator()(GstHarness *h) const { gst_harness_teardown(h); }
+};
+using HarnessPtr = std::unique_ptr<GstHarness, HarnessDeleter>;
+
+HarnessPtr harness(const std::string &properties = "")
+{
+	GstElement *element = make_detect(properties);
+	gst_object_ref_sink(element);
+	GstHarness *h = gst_harness_new_with_element(element, "sink", "src");
+	gst_object_unref(element);
+	return HarnessPtr(h);
+}
+
+// What reached the harness's sink pad, in order: "B<pts in ms>" or the event's name.
+class FlowRecorder {
+public:
+	explicit FlowRecorder(GstHarness *h)
+	{
+		gst_pad_add_probe(h->sinkpad,
+				  static_cast<GstPadProbeType>(GST_PAD_PROBE_TYPE_BUFFER |
+							       GST_PAD_PROBE_TYPE_EVENT_DOWNSTREAM),
+				  probe, this, nullptr);
+	}
+
+	std::vector<std::string> items()
+	{
+		std::lock_guard<std::mutex> lock(mutex_);
+		return items_;
+	}
+
+private:
+	static GstPadProbeReturn probe(GstPad *, GstPadProbeInfo *info, gpointer data)
+	{
+		auto *self = static_cast<FlowRecorder *>(data);
+		std::string item;
+		if (info->type & GST_PAD_PROBE_TYPE_BUFFER)
+			item = "B" + std::to_string(GST_BUFFER_PTS(GST_PAD_PROBE_INFO_BUFFER(info)) /
+						    GST_MSECOND);
+		else
+			item = GST_EVENT_TYPE_NAME(GST_PAD_PROBE_INFO_EVENT(info));
+		std::lock_guard<std::mutex> lock(self->mutex_);
+		self->items_.push_back(item);
+		return GST_PAD_PROBE_OK;
+	}
+
+	std::mutex mutex_;
+	std::vector<std::string> items_;
+};
+
+std::vector<std::string> buffers_and(const std::vector<std::string> &items, const char *event)
+{
+	std::vector<std::string> out;
+	for (const std::string &item : items)
+		if (item[0] == 'B' || item == event)
+			out.push_back(item);
+	return out;
+}
+
+// --- formats, sizes, layouts ------------------------------------------------------------------
+
+class FormatTest : public ::testing::TestWithParam<GstVideoFormat> {
+};
+
+TEST_P(FormatTest, MetaEqualsLibraryDetections)
+{
+	const GstVideoFormat format = GetParam();
+	const Frame frame = make_frame(photo(320, 240), format);
+	const std::vector<frcnn::Detection> expected = expected_for(frame);
+	/* An empty list would prove nothing. */
+	ASSERT_FALSE(expected.empty());
+
+	HarnessPtr h = harness();
+	gst_harness_set_src_caps(h.get(), frame.caps());
+	gst_test::BufferPtr out(gst_harness_push_and_pull(h.get(), frame.buffer(0, GST_SECOND / 30)));
+	ASSERT_TRUE(out);
+	expect_meta_equals(out.get(), frame.width(), frame.height(), expected);
+
+	/* The frame itself is untouched. */
+	GstMapInfo map;
+	ASSERT_TRUE(gst_buffer_map(out.get(), &map, GST_MAP_READ));
+	ASSERT_EQ(map.size, frame.bytes.size());
+	EXPECT_EQ(std::memcmp(map.data, frame.bytes.data(), map.size), 0);
+	gst_buffer_unmap(out.get(), &map);
+}
+
+TEST_P(FormatTest, OddSizeAndPaddedStrides)
+{
+	const GstVideoFormat format = GetParam();
+	for (int padding : { 0, 52 }) {
+		SCOPED_TRACE("stride padding " + std::to_string(padding));
+		const Frame frame = make_frame(photo(641, 479), format, padding);
+		const std::vector<frcnn::Detection> expected = expected_for(frame);
+		ASSERT_FALSE(expected.empty());
+
+		HarnessPtr h = harness();
+		gst_harness_set_src_caps(h.get(), frame.caps());
+		gst_test::BufferPtr out(gst_harness_push_and_pull(h.get(), frame.buffer(0)));
+		ASSERT_TRUE(out);
+		expect_meta_equals(out.get(), frame.width(), frame.height(), expected);
+	}
+}
+
+INSTANTIATE_TEST_SUITE_P(AllSinkFormats, FormatTest,
+	::testing::Values(GST_VIDEO_FORMAT_RGB, GST_VIDEO_FORMAT_BGR, GST_VIDEO_FORMAT_RGBx,
+			  GST_VIDEO_FORMAT_BGRx, GST_VIDEO_FORMAT_xRGB, GST_VIDEO_FORMAT_xBGR,
+			  GST_VIDEO_FORMAT_RGBA, GST_VIDEO_FORMAT_BGRA, GST_VIDEO_FORMAT_ARGB,
+			  GST_VIDEO_FORMAT_ABGR, GST_VIDEO_FORMAT_NV12, GST_VIDEO_FORMAT_I420),
+	[](const ::testing::TestParamInfo<GstVideoFormat> &info) {
+		return std::string(gst_video_format_to_string(info.param));
+	});
+
+TEST(FrcnnDetect, PackedFormatsAllSeeTheSameImage)
+{
+	/* Every packed layout of one photo is the same picture: the same detections. */
+	const cv::Mat image = photo(320, 240);
+	const Frame rgb = make_frame(image, GST_VIDEO_FORMAT_RGB);
+	const std::vector<frcnn::Detection> expected = expected_for(rgb);
+	ASSERT_FALSE(expected.empty());
+	for (GstVideoFormat format : { GST_VIDEO_FORMAT_BGR, GST_VIDEO_FORMAT_xBGR,
+				       GST_VIDEO_FORMAT_ARGB }) {
+		SCOPED_TRACE(gst_video_format_to_string(format));
+		const Frame frame = make_frame(image, format);
+		HarnessPtr h = harness();
+		gst_harness_set_src_caps(h.get(), frame.caps());
+		gst_test::BufferPtr out(gst_harness_push_and_pull(h.get(), frame.buffer(0)));
+		ASSERT_TRUE(out);
+		expect_meta_equals(out.get(), frame.width(), frame.height(), expected);
+	}
+}
+
+TEST(FrcnnDetect, RejectsOtherFormats)
+{
+	HarnessPtr h = harness();
+	GstPad *sinkpad = gst_element_get_static_pad(h->element, "sink");
+	for (const char *caps : { "video/x-raw,format=GRAY8,width=64,height=64,framerate=30/1",
+				  "video/x-raw,format=YUY2,width=64,height=64,framerate=30/1",
+				  "video/x-raw(memory:GLMemory),format=RGBA,width=64,height=64,framerate=30/1",
+				  "audio/x-raw,format=S16LE,rate=48000,channels=2,layout=interleaved" }) {
+		GstCaps *c = gst_caps_from_string(caps);
+		EXPECT_FALSE(gst_pad_query_accept_caps(sinkpad, c)) << caps;
+		gst_caps_unref(c);
+	}
+	GstCaps *ok = gst_caps_from_string("video/x-raw,format=NV12,width=64,height=64,framerate=30/1");
+	EXPECT_TRUE(gst_pad_query_accept_caps(sinkpad, ok));
+	gst_caps_unref(ok);
+	gst_object_unref(sinkpad);
+}
+
+// --- batching -----------------------------------------------------------------------------------
+
+std::vector<Frame> distinct_frames(int count, int width = 256, int height = 192)
+{
+	std::vector<Frame> frames;
+	for (int i = 0; i < count; i++)
+		frames.push_back(make_frame(photo(width, height, 13 * i), GST_VIDEO_FORMAT_BGRx));
+	return frames;
+}
+
+TEST(FrcnnDetect, BatchesKeepOrderTimestampsAndResults)
+{
+	const int kFrames = 10, kBatch = 4;
+	const std::vector<Frame> frames = distinct_frames(kFrames);
+
+	/* Full batches of 4, then the last 2 when EOS comes: the same calls on the library. */
+	std::vector<std::vector<frcnn::Detection>> expected;
+	for (int start = 0; start < kFrames; start += kBatch) {
+		std::vector<frcnn::FrameView> views;
+		for (int i = start; i < std::min(kFrames, start + kBatch); i++)
+			views.push_back(view_of(frames[i]));
+		for (auto &result : reference().detect(views))
+			expected.push_back(std::move(result));
+	}
+
+	HarnessPtr h = harness("batch-size=4 batch-timeout=60000");
+	FlowRecorder recorder(h.get());
+	gst_harness_set_src_caps(h.get(), frames[0].caps());
+	const GstClockTime duration = GST_SECOND / 30;
+	for (int i = 0; i < kFrames; i++) {
+		GstBuffer *buffer = frames[i].buffer(i * duration, duration);
+		GST_BUFFER_OFFSET(buffer) = i;
+		GST_BUFFER_FLAG_SET(buffer, i % 2 ? GST_BUFFER_FLAG_DELTA_UNIT : 0);
+		ASSERT_EQ(gst_harness_push(h.get(), buffer), GST_FLOW_OK);
+	}
+	const Clock::time_point eos_time = Clock::now();
+	ASSERT_TRUE(gst_harness_push_event(h.get(), gst_event_new_eos()));
+
+	for (int i = 0; i < kFrames; i++) {
+		SCOPED_TRACE("frame " + std::to_string(i));
+		gst_test::BufferPtr out(gst_harness_pull(h.get()));
+		ASSERT_TRUE(out);
+		EXPECT_EQ(GST_BUFFER_PTS(out.get()), i * duration);
+		EXPECT_EQ(GST_BUFFER_DURATION(out.get()), duration);
+		EXPECT_EQ(GST_BUFFER_OFFSET(out.get()), static_cast<guint64>(i));
+		EXPECT_EQ(GST_BUFFER_FLAG_IS_SET(out.get(), GST_BUFFER_FLAG_DELTA_UNIT), i % 2 == 1);
+		expect_meta_equals(out.get(), frames[i].width(), frames[i].height(), expected[i]);
+	}
+	/* The partial batch ran at EOS, long before its 60 s timeout. */
+	EXPECT_LT(Clock::now() - eos_time, std::chrono::seconds(50));
+	EXPECT_EQ(gst_harness_buffers_received(h.get()), static_cast<guint>(kFrames));
+
+	const std::vector<std::string> flow = buffers_and(recorder.items(), "eos");
+	ASSERT_EQ(flow.size(), static_cast<std::size_t>(kFrames + 1));
+	EXPECT_EQ(flow.back(), "eos");
+}
+
+TEST(FrcnnDetect, PartialBatchLeavesAfterTimeout)
+{
+	/* A live-like source: one frame, then nothing. The batch of 4 is never full. */
+	const Frame frame = make_frame(photo(256, 192), GST_VIDEO_FORMAT_RGB);
+
+	/* How long one frame takes here, to allow for a slow or busy machine. */
+	Clock::time_point start = Clock::now();
+	const std::vector<frcnn::Detection> expected = expected_for(frame);
+	const auto inference = Clock::now() - start;
+
+	const auto timeout = std::chrono::milliseconds(400);
+	HarnessPtr h = harness("batch-size=4 batch-timeout=400");
+	gst_harness_set_src_caps(h.get(), frame.caps());
+
+	start = Clock::now();
+	ASSERT_EQ(gst_harness_push(h.get(), frame.buffer(0, GST_SECOND / 30)), GST_FLOW_OK);
+	gst_test::BufferPtr out;
+	while (!out && Clock::now() - start < std::chrono::seconds(60)) {
+		out.reset(gst_harness_try_pull(h.get()));
+		if (!out)
+			std::this_thread::sleep_for(std::chrono::milliseconds(5));
+	}
+	const auto elapsed = Clock::now() - start;
+	ASSERT_TRUE(out) << "the partial batch never left";
+	expect_meta_equals(out.get(), frame.width(), frame.height(), expected);
+
+	/* It waited for the batch to fill... */
+	EXPECT_GE(elapsed, timeout - std::chrono::milliseconds(20));
+	/* ...but not much longer than the timeout plus its own run (generous for busy machines). */
+	EXPECT_LT(elapsed, timeout + 5 * inference + std::chrono::seconds(5));
+}
+
+TEST(FrcnnDetect, LatencyQueryAddsBatchTimeout)
+{
+	HarnessPtr h = harness("batch-size=4 batch-timeout=250");
+	gst_harness_set_upstream_latency(h.get(), 10 * GST_MSECOND);
+	/* Before any batch ran, the element adds only the time a frame waits for its batch. */
+	EXPECT_EQ(gst_harness_query_latency(h.get()), 260 * GST_MSECOND);
+}
+
+TEST(FrcnnDetect, LatencyQueryAddsInferenceTimeOnceKnown)
+{
+	HarnessPtr h = harness("batch-size=1");
+	gst_harness_set_upstream_latency(h.get(), 10 * GST_MSECOND);
+	EXPECT_EQ(gst_harness_query_latency(h.get()), 10 * GST_MSECOND);
+
+	const Frame frame = make_frame(photo(256, 192), GST_VIDEO_FORMAT_RGB);
+	gst_harness_set_src_caps(h.get(), frame.caps());
+	gst_test::BufferPtr out(gst_harness_push_and_pull(h.get(), frame.buffer(0)));
+	ASSERT_TRUE(out);
+	EXPECT_GT(gst_harness_query_latency(h.get()), 10 * GST_MSECOND);
+}
+
+TEST(FrcnnDetect, EosRunsThePartialBatchAndComesLast)
+{
+	const std::vector<Frame> frames = distinct_frames(3);
+	HarnessPtr h = harness("batch-size=4 batch-timeout=60000");
+	FlowRecorder recorder(h.get());
+	gst_harness_set_src_caps(h.get(), frames[0].caps());
+	for (int i = 0; i < 3; i++)
+		ASSERT_EQ(gst_harness_push(h.get(), frames[i].buffer(i * GST_MSECOND * 40)), GST_FLOW_OK);
+
+	/* The batch is not full and its timeout is far: nothing leaves yet. */
+	std::this_thread::sleep_for(std::chrono::milliseconds(300));
+	EXPECT_EQ(gst_harness_buffers_received(h.get()), 0u);
+
+	ASSERT_TRUE(gst_harness_push_event(h.get(), gst_event_new_eos()));
+	for (int i = 0; i < 3; i++) {
+		gst_test::BufferPtr out(gst_harness_pull(h.get()));
+		ASSERT_TRUE(out);
+		EXPECT_EQ(GST_BUFFER_PTS(out.get()), i * GST_MSECOND * 40);
+		EXPECT_FALSE(gst_test::read_rois(out.get()).empty());
+	}
+	GstEvent *event;
+	while ((event = gst_harness_pull_event(h.get())) && GST_EVENT_TYPE(event) != GST_EVENT_EOS)
+		gst_event_unref(event);
+	ASSERT_NE(event, nullptr);
+	gst_event_unref(event);
+
+	EXPECT_EQ(buffers_and(recorder.items(), "eos"),
+		  (std::vector<std::string>{ "B0", "B40", "B80", "eos" }));
+}
+
+TEST(FrcnnDetect, FlushDropsQueuedFramesAndRestarts)
+{
+	const std::vector<Frame> frames = distinct_frames(6);
+	HarnessPtr h = harness("batch-size=4 batch-timeout=60000");
+	gst_harness_set_src_caps(h.get(), frames[0].caps());
+
+	/* Two frames wait for a batch that never fills. */
+	for (int i = 0; i < 2; i++)
+		ASSERT_EQ(gst_harness_push(h.get(), frames[i].buffer(i * GST_SECOND)), GST_FLOW_OK);
+	ASSERT_TRUE(gst_harness_push_event(h.get(), gst_event_new_flush_start()));
+	EXPECT_EQ(gst_harness_push(h.get(), frames[2].buffer(2 * GST_SECOND)), GST_FLOW_FLUSHING);
+	ASSERT_TRUE(gst_harness_push_event(h.get(), gst_event_new_flush_stop(TRUE)));
+
+	GstSegment segment;
+	gst_segment_init(&segment, GST_FORMAT_TIME);
+	segment.start = 100 * GST_SECOND;
+	ASSERT_TRUE(gst_harness_push_event(h.get(), gst_event_new_segment(&segment)));
+	for (int i = 0; i < 4; i++)
+		ASSERT_EQ(gst_harness_push(h.get(), frames[2 + i].buffer((100 + i) * GST_SECOND)),
+			  GST_FLOW_OK);
+	for (int i = 0; i < 4; i++) {
+		gst_test::BufferPtr out(gst_harness_pull(h.get()));
+		ASSERT_TRUE(out);
+		EXPECT_EQ(GST_BUFFER_PTS(out.get()), (100 + i) * GST_SECOND);
+	}
+	EXPECT_EQ(gst_harness_buffers_received(h.get()), 4u);
+}
+
+TEST(FrcnnDetect, FlushWhileABatchRuns)
+{
+	const std::vector<Frame> frames = distinct_frames(8);
+	HarnessPtr h = harness("batch-size=4 batch-timeout=0");
+	gst_harness_set_src_caps(h.get(), frames[0].caps());
+	for (int round = 0; round < 3; round++) {
+		for (int i = 0; i < 8; i++)
+			ASSERT_EQ(gst_harness_push(h.get(), frames[i].buffer(i * GST_SECOND)), GST_FLOW_OK);
+		ASSERT_TRUE(gst_harness_push_event(h.get(), gst_event_new_flush_start()));
+		ASSERT_TRUE(gst_harness_push_event(h.get(), gst_event_new_flush_stop(TRUE)));
+		GstSegment segment;
+		gst_segment_init(&segment, GST_FORMAT_TIME);
+		ASSERT_TRUE(gst_harness_push_event(h.get(), gst_event_new_segment(&segment)));
+	}
+	/* Still working after the flushes. */
+	gst_test::BufferPtr out(gst_harness_push_and_pull(h.get(), frames[0].buffer(42 * GST_SECOND)));
+	ASSERT_TRUE(out);
+	while (GST_BUFFER_PTS(out.get()) != 42 * GST_SECOND) {
+		out.reset(gst_harness_pull(h.get()));
+		ASSERT_TRUE(out);
+	}
+	EXPECT_FALSE(gst_test::read_rois(out.get()).empty());
+}
+
+TEST(FrcnnDetect, CapsChangeMidStream)
+{
+	const Frame a0 = make_frame(photo(320, 240, 0), GST_VIDEO_FORMAT_RGB);
+	const Frame a1 = make_frame(photo(320, 240, 20), GST_VIDEO_FORMAT_RGB);
+	const Frame b0 = make_frame(photo(201, 151, 40), GST_VIDEO_FORMAT_NV12);
+	const Frame b1 = make_frame(photo(201, 151, 60), GST_VIDEO_FORMAT_NV12);
+
+	HarnessPtr h = harness("batch-size=4 batch-timeout=60000");
+	FlowRecorder recorder(h.get());
+	gst_harness_set_src_caps(h.get(), a0.caps());
+	ASSERT_EQ(gst_harness_push(h.get(), a0.buffer(0)), GST_FLOW_OK);
+	ASSERT_EQ(gst_harness_push(h.get(), a1.buffer(1 * GST_MSECOND)), GST_FLOW_OK);
+	gst_harness_set_src_caps(h.get(), b0.caps());
+	ASSERT_EQ(gst_harness_push(h.get(), b0.buffer(2 * GST_MSECOND)), GST_FLOW_OK);
+	ASSERT_EQ(gst_harness_push(h.get(), b1.buffer(3 * GST_MSECOND)), GST_FLOW_OK);
+	ASSERT_TRUE(gst_harness_push_event(h.get(), gst_event_new_eos()));
+
+	for (const Frame *frame : { &a0, &a1, &b0, &b1 }) {
+		gst_test::BufferPtr out(gst_harness_pull(h.get()));
+		ASSERT_TRUE(out);
+		expect_meta_equals(out.get(), frame->width(), frame->height(), expected_for(*frame));
+	}
+
+	/* Each caps event stays in front of its own buffers. */
+	EXPECT_EQ(buffers_and(recorder.items(), "caps"),
+		  (std::vector<std::string>{ "caps", "B0", "B1", "caps", "B2", "B3" }));
+	GstCaps *caps = gst_pad_get_current_caps(h->sinkpad);
+	ASSERT_NE(caps, nullptr);
+	GstVideoInfo info;
+	ASSERT_TRUE(gst_video_info_from_caps(&info, caps));
+	EXPECT_EQ(GST_VIDEO_INFO_FORMAT(&info), GST_VIDEO_FORMAT_NV12);
+	EXPECT_EQ(GST_VIDEO_INFO_WIDTH(&info), 201);
+	gst_caps_unref(caps);
+}
+
+TEST(FrcnnDetect, IntervalRunsOneFrameInThree)
+{
+	const std::vector<Frame> frames = distinct_frames(7);
+	HarnessPtr h = harness("interval=3");
+	gst_harness_set_src_caps(h.get(), frames[0].caps());
+	for (int i = 0; i < 7; i++) {
+		SCOPED_TRACE("frame " + std::to_string(i));
+		gst_test::BufferPtr out(gst_harness_push_and_pull(h.get(), frames[i].buffer(i * GST_SECOND)));
+		ASSERT_TRUE(out);
+		EXPECT_EQ(GST_BUFFER_PTS(out.get()), i * GST_SECOND);
+		if (i % 3 == 0)
+			expect_meta_equals(out.get(), frames[i].width(), frames[i].height(),
+					   expected_for(frames[i]));
+		else
+			EXPECT_TRUE(gst_test::read_rois(out.get()).empty());
+	}
+}
+
+TEST(FrcnnDetect, IntervalWithBatches)
+{
+	/* Skipped frames travel with the batch and keep their place. */
+	const std::vector<Frame> frames = distinct_frames(9);
+	HarnessPtr h = harness("interval=2 batch-size=3 batch-timeout=60000");
+	gst_harness_set_src_caps(h.get(), frames[0].caps());
+	for (int i = 0; i < 9; i++)
+		ASSERT_EQ(gst_harness_push(h.get(), frames[i].buffer(i * GST_SECOND)), GST_FLOW_OK);
+	ASSERT_TRUE(gst_harness_push_event(h.get(), gst_event_new_eos()));
+	for (int i = 0; i < 9; i++) {
+		gst_test::BufferPtr out(gst_harness_pull(h.get()));
+		ASSERT_TRUE(out);
+		EXPECT_EQ(GST_BUFFER_PTS(out.get()), i * GST_SECOND);
+		EXPECT_EQ(gst_test::read_rois(out.get()).empty(), i % 2 == 1) << "frame " << i;
+	}
+}
+
+std::vector<frcnn::Detection> only(const std::vector<frcnn::Detection> &all,
+				   const std::set<int64_t> &labels)
+{
+	std::vector<frcnn::Detection> kept;
+	for (const frcnn::Detection &det : all)
+		if (labels.count(det.label))
+			kept.push_back(det);
+	return kept;
+}
+
+// Labels whose detections on `frame` are a strict, non-empty part of all of them.
+std::set<int64_t> some_labels(const std::vector<frcnn::Detection> &all)
+{
+	std::map<int64_t, int> counts;
+	for (const frcnn::Detection &det : all)
+		counts[det.label]++;
+	EXPECT_GE(counts.size(), 2u) << "the test frame should show at least two classes";
+	return { counts.begin()->first };
+}
+
+TEST(FrcnnDetect, ClassesFilterByNameAndId)
+{
+	const Frame frame = make_frame(photo(320, 240), GST_VIDEO_FORMAT_RGB);
+	const std::vector<frcnn::Detection> all = expected_for(frame);
+	const std::set<int64_t> keep = some_labels(all);
+	const int64_t id = *keep.begin();
+
+	for (const std::string &spec : { class_name(id), std::to_string(id),
+					 "CLASS " + std::to_string(id) }) {
+		SCOPED_TRACE("classes=" + spec);
+		HarnessPtr h = harness("classes=\"" + spec + "\"");
+		gst_harness_set_src_caps(h.get(), frame.caps());
+		gst_test::BufferPtr out(gst_harness_push_and_pull(h.get(), frame.buffer(0)));
+		ASSERT_TRUE(out);
+		const std::vector<frcnn::Detection> kept = only(all, keep);
+		ASSERT_FALSE(kept.empty());
+		ASSERT_LT(kept.size(), all.size());
+		expect_meta_equals(out.get(), frame.width(), frame.height(), kept);
+	}
+}
+
+TEST(FrcnnDetect, LabelsFileNamesTheClasses)
+{
+	const std::string path = gst_test::out_dir() + "/animals.txt";
+	{
+		std::ofstream file(path);
+		file << "cat\ndog\nbird\n\n"; /* no background line; trailing empty line ignored */
+	}
+	const std::vector<std::string> labels{ "__background__", "cat", "dog", "bird" };
+	const Frame frame = make_frame(photo(320, 240), GST_VIDEO_FORMAT_I420);
+	const std::vector<frcnn::Detection> all = expected_for(frame);
+	const int64_t id = *some_labels(all).begin();
+
+	HarnessPtr h = harness("labels=\"" + path + "\" classes=\"" + labels[id] + ", 0\"");
+	gst_harness_set_src_caps(h.get(), frame.caps());
+	gst_test::BufferPtr out(gst_harness_push_and_pull(h.get(), frame.buffer(0)));
+	ASSERT_TRUE(out);
+	expect_meta_equals(out.get(), frame.width(), frame.height(), only(all, { id }), labels);
+}
+
+TEST(FrcnnDetect, DefaultLabelsOfA91ClassModelAreCoco)
+{
+	const Frame frame = make_frame(photo(320, 240), GST_VIDEO_FORMAT_RGB);
+	GstElement *element = make_detect("weights=\"" + gst_test::weights91() + "\" threshold=0.0");
+	gst_object_ref_sink(element);
+	HarnessPtr h(gst_harness_new_with_element(element, "sink", "src"));
+	gst_object_unref(element);
+	gst_harness_set_src_caps(h.get(), frame.caps());
+	gst_test::BufferPtr out(gst_harness_push_and_pull(h.get(), frame.buffer(0)));
+	ASSERT_TRUE(out);
+	const auto rois = gst_test::read_rois(out.get());
+	ASSERT_FALSE(rois.empty());
+	/* torchvision's names, written by the reference script. */
+	std::ifstream file(gst_test::env("FRCNN_FIXTURES") + "/coco_names.txt");
+	std::vector<std::string> coco;
+	for (std::string line; std::getline(file, line);)
+		coco.push_back(line);
+	ASSERT_EQ(coco.size(), 91u);
+	std::set<guint> ids;
+	for (const auto &roi : rois) {
+		ASSERT_LT(roi.label_id, 91u);
+		EXPECT_EQ(roi.label, coco[roi.label_id]);
+		ids.insert(roi.label_id);
+	}
+	EXPECT_GT(ids.size(), 1u);
+}
+
+TEST(FrcnnDetect, PropertiesChangeWhilePlaying)
+{
+	/* Other threads set the properties that may change while playing; frames keep flowing. */
+	const std::vector<Frame> frames = distinct_frames(4);
+	HarnessPtr h = harness("batch-size=2 batch-timeout=5");
+	gst_harness_set_src_caps(h.get(), frames[0].caps());
+
+	std::atomic<bool> stop{ false };
+	std::thread setter([&] {
+		int n = 0;
+		while (!stop) {
+			g_object_set(h->element, "threshold", n % 2 ? 0.05 : 0.3, "classes",
+				     n % 3 ? "" : "class 1, 2", "interval", 1 + n % 2, "min-size",
+				     n % 2 ? 256 : 224, "batch-size", 1 + n % 3, nullptr);
+			gchar *classes = nullptr;
+			g_object_get(h->element, "classes", &classes, nullptr);
+			g_free(classes);
+			n++;
+			std::this_thread::sleep_for(std::chrono::milliseconds(1));
+		}
+	});
+	for (int i = 0; i < 12; i++)
+		ASSERT_EQ(gst_harness_push(h.get(), frames[i % 4].buffer(i * GST_SECOND)), GST_FLOW_OK);
+	ASSERT_TRUE(gst_harness_push_event(h.get(), gst_event_new_eos()));
+	for (int i = 0; i < 12; i++) {
+		gst_test::BufferPtr out(gst_harness_pull(h.get()));
+		ASSERT_TRUE(out);
+		EXPECT_EQ(GST_BUFFER_PTS(out.get()), i * GST_SECOND);
+	}
+	stop = true;
+	setter.join();
+
+	/* Settled values apply to the next frame exactly. */
+	g_object_set(h->element, "threshold", kThreshold, "classes", "", "interval", 1, "min-size",
+		     kMinSize, nullptr);
+	GstSegment segment;
+	gst_segment_init(&segment, GST_FORMAT_TIME);
+	ASSERT_TRUE(gst_harness_push_event(h.get(), gst_event_new_flush_start()));
+	ASSERT_TRUE(gst_harness_push_event(h.get(), gst_event_new_flush_stop(TRUE)));
+	ASSERT_TRUE(gst_harness_push_event(h.get(), gst_event_new_segment(&segment)));
+	gst_test::BufferPtr out(gst_harness_push_and_pull(h.get(), frames[1].buffer(0)));
+	ASSERT_TRUE(out);
+	expect_meta_equals(out.get(), frames[1].width(), frames[1].height(), expected_for(frames[1]));
+}
+
+TEST(FrcnnDetect, ThresholdAndMaxDetections)
+{
+	const Frame frame = make_frame(photo(320, 240), GST_VIDEO_FORMAT_RGB);
+	HarnessPtr h = harness("max-detections=3");
+	gst_harness_set_src_caps(h.get(), frame.caps());
+	gst_test::BufferPtr out(gst_harness_push_and_pull(h.get(), frame.buffer(0)));
+	ASSERT_TRUE(out);
+	std::vector<frcnn::Detection> all = expected_for(frame);
+	ASSERT_GT(all.size(), 3u);
+	all.resize(3);
+	expect_meta_equals(out.get(), frame.width(), frame.height(), all);
+
+	g_object_set(h->element, "threshold", 0.99, nullptr);
+	out.reset(gst_harness_push_and_pull(h.get(), frame.buffer(GST_SECOND)));
+	ASSERT_TRUE(out);
+	EXPECT_TRUE(gst_test::read_rois(out.get()).empty());
+}
+
+// --- errors -------------------------------------------------------------------------------------
+
+struct ErrorCase {
+	const char *name;
+	std::string properties;
+	const char *message_part; // what the message must tell the user
+	GQuark domain;
+};
+
+// Sets up a pipeline with the element, tries PAUSED and returns the error posted on the bus.
+std::string state_change_error(const std::string &properties, GError **error_out)
+{
+	gst_test::init();
+	const std::string description = "fakesrc num-buffers=0 ! frcnndetect name=detect " +
+					properties + " ! fakesink";
+	GError *error = nullptr;
+	GstElement *pipeline = gst_parse_launch(description.c_str(), &error);
+	EXPECT_EQ(error, nullptr) << (error ? error->message : "");
+	g_clear_error(&error);
+	if (!pipeline)
+		return {};
+
+	EXPECT_EQ(gst_element_set_state(pipeline, GST_STATE_PAUSED), GST_STATE_CHANGE_FAILURE);
+
+	std::string text;
+	GstBus *bus = gst_element_get_bus(pipeline);
+	GstMessage *message = gst_bus_pop_filtered(bus, GST_MESSAGE_ERROR);
+	EXPECT_NE(message, nullptr) << "no error on the bus";
+	if (message) {
+		gchar *debug = nullptr;
+		gst_message_parse_error(message, &error, &debug);
+		text = error->message;
+		EXPECT_TRUE(debug && std::string(debug).find("gst_frcnn_detect_open") != std::string::npos)
+			<< "the debug message tells the developer where: " << (debug ? debug : "(none)");
+		EXPECT_STREQ(GST_OBJECT_NAME(GST_MESSAGE_SRC(message)), "detect");
+		g_free(debug);
+		*error_out = error;
+		gst_message_unref(message);
+	}
+	gst_object_unref(bus);
+	gst_element_set_state(pipeline, GST_STATE_NULL);
+	gst_object_unref(pipeline);
+	return text;
+}
+
+class ErrorTest : public ::testing::TestWithParam<ErrorCase> {
+};
+
+TEST_P(ErrorTest, StateChangeFailsWithAMessageThatSaysWhatToSet)
+{
+	const ErrorCase &c = GetParam();
+	GError *error = nullptr;
+	const std::string message = state_change_error(c.properties, &error);
+	ASSERT_NE(error, nullptr);
+	EXPECT_EQ(error->domain, c.domain) << g_quark_to_string(error->domain);
+	EXPECT_NE(message.find(c.message_part), std::string::npos) << message;
+	g_error_free(error);
+}
+
+std::string corrupt_weights()
+{
+	const std::string path = gst_test::out_dir() + "/corrupt.pth";
+	std::ofstream file(path, std::ios::binary);
+	file << "PK\x03\x04 this is not a checkpoint at all";
+	for (int i = 0; i < 1000; i++)
+		file.put(static_cast<char>(i * 7));
+	return path;
+}
+
+std::string bad_labels()
+{
+	const std::string path = gst_test::out_dir() + "/two-names.txt";
+	std::ofstream(path) << "one\ntwo\n";
+	return path;
+}
+
+std::vector<ErrorCase> error_cases()
+{
+	gst_test::init();
+	const std::string w = "weights=\"" + gst_test::weights4() + "\" ";
+	std::vector<ErrorCase> cases{
+		{ "NoWeights", "model=tiny", "set 'weights'", GST_RESOURCE_ERROR },
+		{ "MissingWeights", "model=tiny weights=/nonexistent/tiny.pth", "Set 'weights'",
+		  GST_RESOURCE_ERROR },
+		{ "WeightsAreAFolder", "model=tiny weights=/tmp", "Set 'weights'", GST_RESOURCE_ERROR },
+		{ "CorruptWeights", "model=tiny weights=\"" + corrupt_weights() + "\"", "Set 'weights'",
+		  GST_RESOURCE_ERROR },
+		{ "WeightsDoNotFitTheClasses", "model=tiny num-classes=7 " + w,
+		  "Set 'model' and 'num-classes'", GST_LIBRARY_ERROR },
+		{ "WeightsDoNotFitTheModel", "model=fasterrcnn_resnet50_fpn " + w,
+		  "Set 'model' and 'num-classes'", GST_LIBRARY_ERROR },
+		{ "UnknownModel", "model=nope " + w, "Set 'model'", GST_RESOURCE_ERROR },
+		{ "UnknownDevice", "model=tiny device=tpu " + w, "set 'device'", GST_RESOURCE_ERROR },
+		{ "Fp16OnCpu", "model=tiny precision=fp16 " + w, "set precision=fp32",
+		  GST_RESOURCE_ERROR },
+		{ "MissingLabels", "model=tiny labels=/nonexistent/labels.txt " + w, "Set 'labels'",
+		  GST_RESOURCE_ERROR },
+		{ "LabelsOfTheWrongLength", "model=tiny labels=\"" + bad_labels() + "\" " + w,
+		  "Set 'labels'", GST_RESOURCE_ERROR },
+		{ "UnknownClass", "model=tiny classes=\"class 1, giraffe\" " + w, "giraffe",
+		  GST_RESOURCE_ERROR },
+		{ "ClassIdOutOfRange", "model=tiny classes=9 " + w, "out of range",
+		  GST_RESOURCE_ERROR },
+		{ "PresetForAnotherModel", "model=tiny weights=coco", "set model=fasterrcnn_resnet50_fpn",
+		  GST_RESOURCE_ERROR },
+	};
+	if (!frcnn::Detector::cuda_built())
+		cases.push_back({ "CudaInACpuBuild", "model=tiny device=cuda:0 " + w, "set device=cpu",
+				  GST_RESOURCE_ERROR });
+	return cases;
+}
+
+INSTANTIATE_TEST_SUITE_P(Errors, ErrorTest, ::testing::ValuesIn(error_cases()),
+	[](const ::testing::TestParamInfo<ErrorCase> &info) { return std::string(info.param.name); });
+
+TEST(FrcnnDetect, RecoversAfterAFixedSetting)
+{
+	gst_test::init();
+	GstElement *pipeline = gst_parse_launch("videotestsrc num-buffers=2 ! "
+						"video/x-raw,format=RGB,width=160,height=120 ! "
+						"frcnndetect name=d model=tiny ! fakesink",
+						nullptr);
+	ASSERT_NE(pipeline, nullptr);
+	EXPECT_EQ(gst_element_set_state(pipeline, GST_STATE_PAUSED), GST_STATE_CHANGE_FAILURE);
+	gst_element_set_state(pipeline, GST_STATE_NULL);
+
+	GstElement *detect = gst_bin_get_by_name(GST_BIN(pipeline), "d");
+	g_object_set(detect, "weights", gst_test::weights4().c_str(), "min-size", 128, nullptr);
+	gst_object_unref(detect);
+	EXPECT_NE(gst_element_set_state(pipeline, GST_STATE_PLAYING), GST_STATE_CHANGE_FAILURE);
+	GstBus *bus = gst_element_get_bus(pipeline);
+	GstMessage *message = gst_bus_timed_pop_filtered(
+		bus, 60 * GST_SECOND, static_cast<GstMessageType>(GST_MESSAGE_EOS | GST_MESSAGE_ERROR));
+	ASSERT_NE(message, nullptr);
+	EXPECT_EQ(GST_MESSAGE_TYPE(message), GST_MESSAGE_EOS);
+	gst_message_unref(message);
+	gst_object_unref(bus);
+	gst_element_set_state(pipeline, GST_STATE_NULL);
+	gst_object_unref(pipeline);
+}
+
+TEST(FrcnnDetect, PropertyDefaultsAndRanges)
+{
+	GstElement *element = gst_element_factory_make("frcnndetect", nullptr);
+	ASSERT_NE(element, nullptr);
+	gchar *model = nullptr, *weights = nullptr, *device = nullptr;
+	guint batch_size = 0, interval = 0, max_detections = 0, num_classes = 99;
+	gdouble threshold = 0, nms = 0;
+	g_object_get(element, "model", &model, "weights", &weights, "device", &device, "batch-size",
+		     &batch_size, "interval", &interval, "max-detections", &max_detections,
+		     "num-classes", &num_classes, "threshold", &threshold, "nms-threshold", &nms,
+		     nullptr);
+	EXPECT_STREQ(model, "fasterrcnn_resnet50_fpn");
+	EXPECT_EQ(weights, nullptr);
+	EXPECT_STREQ(device, "cpu");
+	EXPECT_EQ(batch_size, 1u);
+	EXPECT_EQ(interval, 1u);
+	EXPECT_EQ(max_detections, 100u);
+	EXPECT_EQ(num_classes, 0u);
+	EXPECT_DOUBLE_EQ(threshold, 0.5);
+	EXPECT_DOUBLE_EQ(nms, 0.5);
+	g_free(model);
+	g_free(weights);
+	g_free(device);
+
+	GParamSpec *spec = g_object_class_find_property(G_OBJECT_GET_CLASS(element), "batch-size");
+	ASSERT_NE(spec, nullptr);
+	EXPECT_EQ(G_PARAM_SPEC_UINT(spec)->minimum, 1u);
+	EXPECT_EQ(G_PARAM_SPEC_UINT(spec)->maximum, 64u);
+	gst_util_set_object_arg(G_OBJECT(element), "precision", "fp16");
+	gint precision = 0;
+	g_object_get(element, "precision", &precision, nullptr);
+	EXPECT_EQ(precision, 1);
+	gst_object_unref(element);
+}
+
+} // namespace

@@ -1,0 +1,80 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// Class names: the built-in COCO list against torchvision's, labels files and the classes filter.
+
+#include <algorithm>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "frcnn/error.h"
+#include "labels.h"
+
+#include "gst_test_utils.h"
+
+namespace {
+
+using frcnn::gst::parse_classes;
+using frcnn::gst::read_labels_file;
+
+std::string write_file(const std::string &name, const std::string &text)
+{
+	const std::string path = gst_test::out_dir() + "/" + name;
+	std::ofstream(path) << text;
+	return path;
+}
+
+TEST(Labels, CocoNamesAreTorchvisions)
+{
+	std::ifstream file(gst_test::env("FRCNN_FIXTURES") + "/coco_names.txt");
+	ASSERT_TRUE(file) << "torchvision's names were not written";
+	std::vector<std::string> torchvision;
+	for (std::string line; std::getline(file, line);)
+		torchvision.push_back(line);
+	EXPECT_EQ(frcnn::gst::coco_category_names(), torchvision);
+}
+
+TEST(Labels, Defaults)
+{
+	EXPECT_EQ(frcnn::gst::default_labels(91), frcnn::gst::coco_category_names());
+	EXPECT_EQ(frcnn::gst::default_labels(3),
+		  (std::vector<std::string>{ "__background__", "class 1", "class 2" }));
+	EXPECT_EQ(frcnn::gst::label_name({ "bg", "cat" }, 1), "cat");
+	EXPECT_EQ(frcnn::gst::label_name({ "bg", "cat" }, 5), "class 5");
+}
+
+TEST(Labels, FileWithOrWithoutBackground)
+{
+	const std::string with = write_file("with.txt", "background\r\ncat\n dog \n\n\n");
+	EXPECT_EQ(read_labels_file(with, 3), (std::vector<std::string>{ "background", "cat", "dog" }));
+	EXPECT_EQ(read_labels_file(with, 4),
+		  (std::vector<std::string>{ "__background__", "background", "cat", "dog" }));
+	try {
+		read_labels_file(with, 9);
+		FAIL() << "a labels file of the wrong length was accepted";
+	} catch (const frcnn::Error &e) {
+		EXPECT_NE(std::string(e.what()).find("has 3 names but the model has 9 classes"),
+			  std::string::npos) << e.what();
+	}
+	EXPECT_THROW(read_labels_file(gst_test::out_dir() + "/missing.txt", 3), frcnn::Error);
+}
+
+TEST(Labels, ClassesFilter)
+{
+	const std::vector<std::string> labels = frcnn::gst::coco_category_names();
+	EXPECT_TRUE(parse_classes("", labels).empty());
+	EXPECT_TRUE(parse_classes(" , ", labels).empty());
+	EXPECT_EQ(parse_classes("person, Car,3 ,traffic light", labels),
+		  (std::set<int64_t>{ 1, 3, 10 }));
+	/* A name given to several ids selects them all. */
+	const auto unused = std::count(labels.begin(), labels.end(), "N/A");
+	ASSERT_GE(unused, 2);
+	EXPECT_EQ(parse_classes("N/A", labels).size(), static_cast<std::size_t>(unused));
+	EXPECT_THROW(parse_classes("person, unicorn", labels), frcnn::Error);
+	EXPECT_THROW(parse_classes("91", labels), frcnn::Error);
+	EXPECT_THROW(parse_classes("99999999999999999999999", labels), frcnn::Error);
+	EXPECT_EQ(parse_classes("0,90", labels), (std::set<int64_t>{ 0, 90 }));
+}
+
+} // namespace
