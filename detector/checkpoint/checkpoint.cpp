@@ -27,12 +27,12 @@
 namespace frcnn {
 
 using checkpoint::Arena;
+using checkpoint::element_size;
 using checkpoint::Kind;
 using checkpoint::StorageInfo;
 using checkpoint::Unpickler;
 using checkpoint::Value;
 using checkpoint::ZipReader;
-using checkpoint::element_size;
 
 namespace {
 
@@ -47,7 +47,8 @@ public:
 	{
 		fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
 		if (fd_ < 0)
-			throw Error("cannot open checkpoint '" + path + "': " + std::strerror(errno));
+			throw Error("cannot open checkpoint '" + path +
+				    "': " + std::strerror(errno));
 		struct stat st;
 		if (::fstat(fd_, &st) != 0 || !S_ISREG(st.st_mode)) {
 			::close(fd_);
@@ -96,8 +97,9 @@ struct TarMember {
 };
 
 // Regular files of a POSIX tar archive, by name.
-std::unordered_map<std::string, TarMember> tar_members(const uint8_t *data, std::size_t size,
-						       const std::function<void(const std::string &)> &fail)
+std::unordered_map<std::string, TarMember>
+tar_members(const uint8_t *data, std::size_t size,
+	    const std::function<void(const std::string &)> &fail)
 {
 	constexpr std::size_t kBlock = 512;
 	std::unordered_map<std::string, TarMember> members;
@@ -114,27 +116,33 @@ std::unordered_map<std::string, TarMember> tar_members(const uint8_t *data, std:
 				i++;
 			for (; i < at + len && h[i] >= '0' && h[i] <= '7'; i++) {
 				if (value >> 60)
-					fail(std::string("the tar header's ") + what + " field overflows");
+					fail(std::string("the tar header's ") + what +
+					     " field overflows");
 				value = value * 8 + (h[i] - '0');
 			}
 			if (i < at + len && h[i] != 0 && h[i] != ' ')
-				fail(std::string("the tar header at byte ") + std::to_string(pos) + " has a malformed " + what);
+				fail(std::string("the tar header at byte ") + std::to_string(pos) +
+				     " has a malformed " + what);
 			return value;
 		};
 		uint64_t sum = 0;
 		for (std::size_t i = 0; i < kBlock; i++)
 			sum += (i >= 148 && i < 156) ? ' ' : h[i];
 		if (octal(148, 8, "checksum") != sum)
-			fail("the tar header at byte " + std::to_string(pos) + " fails its checksum; the file is corrupt");
+			fail("the tar header at byte " + std::to_string(pos) +
+			     " fails its checksum; the file is corrupt");
 		uint64_t member_size = octal(124, 12, "size");
-		std::string name(reinterpret_cast<const char *>(h), strnlen(reinterpret_cast<const char *>(h), 100));
+		std::string name(reinterpret_cast<const char *>(h),
+				 strnlen(reinterpret_cast<const char *>(h), 100));
 		const char type = static_cast<char>(h[156]);
 		pos += kBlock;
 		if (member_size > size - pos)
-			fail("tar member '" + name + "' (" + std::to_string(member_size) + " bytes) runs past the end "
+			fail("tar member '" + name + "' (" + std::to_string(member_size) +
+			     " bytes) runs past the end "
 			     "of the file; the file is truncated");
 		if (type == '0' || type == '\0')
-			members.emplace(name, TarMember{data + pos, static_cast<std::size_t>(member_size)});
+			members.emplace(
+			    name, TarMember{ data + pos, static_cast<std::size_t>(member_size) });
 		uint64_t padded = (member_size + kBlock - 1) / kBlock * kBlock;
 		pos = padded > size - pos ? size : pos + padded;
 	}
@@ -146,7 +154,7 @@ std::unordered_map<std::string, TarMember> tar_members(const uint8_t *data, std:
 class Reader {
 public:
 	Reader(const uint8_t *data, std::size_t size, std::string name)
-		: data_(data), size_(size), name_(std::move(name))
+	    : data_(data), size_(size), name_(std::move(name))
 	{
 	}
 
@@ -183,20 +191,22 @@ private:
 Reader::StorageId Reader::parse_storage_id(Value *pid, std::size_t fields)
 {
 	if (pid->kind != Kind::Tuple || pid->items.size() < fields)
-		fail(std::string("a persistent id is a ") + checkpoint::kind_name(pid->kind) + " of " +
-		     std::to_string(pid->items.size()) + " items, not a storage reference");
+		fail(std::string("a persistent id is a ") + checkpoint::kind_name(pid->kind) +
+		     " of " + std::to_string(pid->items.size()) +
+		     " items, not a storage reference");
 	const auto &f = pid->items;
 	if ((f[0]->kind != Kind::String && f[0]->kind != Kind::Bytes) || f[0]->s != "storage")
 		fail("a persistent id refers to something other than a storage");
 	if (f[1]->kind != Kind::Global || f[1]->global != checkpoint::Global::Storage)
-		fail(std::string("a storage reference names a ") + checkpoint::kind_name(f[1]->kind) +
+		fail(std::string("a storage reference names a ") +
+		     checkpoint::kind_name(f[1]->kind) +
 		     (f[1]->kind == Kind::Global ? " '" + f[1]->s + "'" : std::string()) +
 		     " instead of a storage type");
 	if (f[2]->kind != Kind::String)
 		fail("a storage key is not a string");
 	if (f[4]->kind != Kind::Int || f[4]->i < 0)
 		fail("storage " + quote(f[2]->s) + " has an invalid element count");
-	return StorageId{f[1]->dtype, f[2]->s, f[4]->i};
+	return StorageId{ f[1]->dtype, f[2]->s, f[4]->i };
 }
 
 Value *Reader::storage_value(const StorageId &id)
@@ -205,7 +215,8 @@ Value *Reader::storage_value(const StorageId &id)
 	if (it != storages_.end()) {
 		const StorageInfo &info = *it->second->storage;
 		if (info.dtype != id.dtype || info.numel != id.numel)
-			fail("storage " + quote(id.key) + " is referenced with two different types or sizes");
+			fail("storage " + quote(id.key) +
+			     " is referenced with two different types or sizes");
 		return it->second;
 	}
 	Value *value = arena_.make(Kind::Storage);
@@ -235,7 +246,8 @@ Value *Reader::read_zip()
 	for (const auto &entry : zip.entries()) {
 		const std::string suffix = "/data.pkl";
 		if (entry.name.size() > suffix.size() &&
-		    entry.name.compare(entry.name.size() - suffix.size(), suffix.size(), suffix) == 0 &&
+		    entry.name.compare(entry.name.size() - suffix.size(), suffix.size(), suffix) ==
+			0 &&
 		    entry.name.find('/') == entry.name.size() - suffix.size()) {
 			pickle = &entry;
 			prefix = entry.name.substr(0, entry.name.size() - suffix.size() + 1);
@@ -243,9 +255,11 @@ Value *Reader::read_zip()
 		}
 	}
 	if (pickle == nullptr)
-		fail("the zip archive has no '<archive>/data.pkl' record; it is not a torch.save checkpoint");
+		fail("the zip archive has no '<archive>/data.pkl' record; it is not a torch.save "
+		     "checkpoint");
 	if (zip.find(prefix + "constants.pkl") != nullptr)
-		fail("this is a TorchScript archive (torch.jit.save), not a checkpoint; save the model's "
+		fail("this is a TorchScript archive (torch.jit.save), not a checkpoint; save the "
+		     "model's "
 		     "state_dict() with torch.save instead");
 
 	bool big_endian = false;
@@ -255,7 +269,8 @@ Value *Reader::read_zip()
 		if (text == "big")
 			big_endian = true;
 		else if (text != "little")
-			fail("the byteorder record says " + quote(text) + ", not 'little' or 'big'");
+			fail("the byteorder record says " + quote(text) +
+			     ", not 'little' or 'big'");
 	}
 
 	ZipReader::Span pkl = zip.read(*pickle);
@@ -267,15 +282,16 @@ Value *Reader::read_zip()
 			return value;
 		const ZipReader::Entry *record = zip.find(prefix + "data/" + id.key);
 		if (record == nullptr)
-			fail("storage " + quote(id.key) + " has no record '" + prefix + "data/" + id.key +
-			     "' in the zip archive");
+			fail("storage " + quote(id.key) + " has no record '" + prefix + "data/" +
+			     id.key + "' in the zip archive");
 		// Checked before the record is read, so that a claimed 1 TB storage fails at once.
 		std::size_t elem = element_size(id.dtype);
 		int64_t nbytes;
 		if (__builtin_mul_overflow(id.numel, static_cast<int64_t>(elem), &nbytes) ||
 		    static_cast<uint64_t>(nbytes) > record->size)
 			fail("storage " + quote(id.key) + " claims " + bytes_text(id.numel, elem) +
-			     " but its record holds only " + std::to_string(record->size) + " bytes");
+			     " but its record holds only " + std::to_string(record->size) +
+			     " bytes");
 		info.data = zip.read(*record).data;
 		info.big_endian = big_endian;
 		return value;
@@ -288,11 +304,13 @@ Value *Reader::read_legacy()
 	Unpickler header(data_, size_, name_, arena_);
 	Value *magic = header.load(0);
 	if (magic->kind != Kind::BigInt || magic->s != std::string(kLegacyMagic, 10))
-		fail("the file starts with a pickle but not with torch.save's magic number; it is not a "
+		fail("the file starts with a pickle but not with torch.save's magic number; it is "
+		     "not a "
 		     "PyTorch checkpoint");
 	Value *version = header.load(header.end());
 	if (version->kind != Kind::Int || version->i != kLegacyProtocolVersion)
-		fail("the legacy format's protocol version is not " + std::to_string(kLegacyProtocolVersion));
+		fail("the legacy format's protocol version is not " +
+		     std::to_string(kLegacyProtocolVersion));
 	Value *sys_info = header.load(header.end());
 	if (sys_info->kind != Kind::Dict)
 		fail("the legacy format's sys_info is not a dict");
@@ -317,13 +335,15 @@ Value *Reader::read_legacy()
 		if (view->kind == Kind::None)
 			return root;
 		// (view key, offset, size): a slice of the root storage, from torch < 0.4.
-		if (view->kind != Kind::Tuple || view->items.size() != 3 || view->items[0]->kind != Kind::String ||
-		    view->items[1]->kind != Kind::Int || view->items[2]->kind != Kind::Int)
+		if (view->kind != Kind::Tuple || view->items.size() != 3 ||
+		    view->items[0]->kind != Kind::String || view->items[1]->kind != Kind::Int ||
+		    view->items[2]->kind != Kind::Int)
 			fail("storage " + quote(id.key) + " has malformed view metadata");
 		const std::string &key = view->items[0]->s;
 		int64_t offset = view->items[1]->i, numel = view->items[2]->i;
 		if (offset < 0 || numel < 0 || offset > id.numel || numel > id.numel - offset)
-			fail("storage view " + quote(key) + " lies outside storage " + quote(id.key));
+			fail("storage view " + quote(key) + " lies outside storage " +
+			     quote(id.key));
 		auto it = views.find(key);
 		if (it != views.end())
 			return it->second;
@@ -342,7 +362,8 @@ Value *Reader::read_legacy()
 	Unpickler keys_reader(data_, size_, name_, arena_);
 	Value *keys = keys_reader.load(main.end());
 	if (keys->kind != Kind::List && keys->kind != Kind::Tuple)
-		fail("the legacy format's storage key list is a " + std::string(checkpoint::kind_name(keys->kind)));
+		fail("the legacy format's storage key list is a " +
+		     std::string(checkpoint::kind_name(keys->kind)));
 	std::size_t pos = keys_reader.end();
 	for (Value *key : keys->items) {
 		if (key->kind != Kind::String)
@@ -350,23 +371,26 @@ Value *Reader::read_legacy()
 			     std::string(checkpoint::kind_name(key->kind)));
 		auto it = storages_.find(key->s);
 		if (it == storages_.end())
-			fail("the file stores storage " + quote(key->s) + ", which nothing refers to");
+			fail("the file stores storage " + quote(key->s) +
+			     ", which nothing refers to");
 		StorageInfo &info = *it->second->storage;
 		if (size_ - pos < 8)
 			fail("the file is truncated in the header of storage " + quote(key->s));
 		int64_t numel = 0;
 		for (int b = 7; b >= 0; b--)
-			numel = static_cast<int64_t>((static_cast<uint64_t>(numel) << 8) | data_[pos + b]);
+			numel = static_cast<int64_t>((static_cast<uint64_t>(numel) << 8) |
+						     data_[pos + b]);
 		pos += 8;
 		std::size_t elem = element_size(info.dtype);
 		if (numel != info.numel)
 			fail("storage " + quote(key->s) + " holds " + std::to_string(numel) +
 			     " elements but is referenced with " + std::to_string(info.numel));
-		uint64_t nbytes = static_cast<uint64_t>(numel) * elem; // numel * elem <= size_, checked above
+		uint64_t nbytes =
+		    static_cast<uint64_t>(numel) * elem; // numel * elem <= size_, checked above
 		if (nbytes > size_ - pos)
 			fail("the file is truncated: storage " + quote(key->s) + " needs " +
-			     std::to_string(nbytes) + " bytes at byte " + std::to_string(pos) + " but only " +
-			     std::to_string(size_ - pos) + " remain");
+			     std::to_string(nbytes) + " bytes at byte " + std::to_string(pos) +
+			     " but only " + std::to_string(size_ - pos) + " remain");
 		info.data = data_ + pos;
 		pos += nbytes;
 	}
@@ -380,9 +404,10 @@ Value *Reader::read_legacy()
 Value *Reader::read_tar()
 {
 	auto members = tar_members(data_, size_, [this](const std::string &m) { fail(m); });
-	for (const char *name : {"storages", "tensors", "pickle"}) {
+	for (const char *name : { "storages", "tensors", "pickle" }) {
 		if (members.count(name) == 0)
-			fail(std::string("the tar archive has no '") + name + "' member; it is not a torch.save checkpoint");
+			fail(std::string("the tar archive has no '") + name +
+			     "' member; it is not a torch.save checkpoint");
 	}
 	auto read_i64 = [&](const TarMember &m, std::size_t &pos, const char *what) {
 		if (m.size - pos < 8)
@@ -405,37 +430,46 @@ Value *Reader::read_tar()
 	std::size_t pos = storages.end();
 	for (int64_t i = 0; i < n; i++) {
 		Value *args = storages.load(pos);
-		if (args->kind != Kind::Tuple || args->items.size() != 3 || args->items[0]->kind != Kind::Int ||
-		    args->items[2]->kind != Kind::Global || args->items[2]->global != checkpoint::Global::Storage)
-			fail("the tar format's storage list holds something other than (key, location, type)");
+		if (args->kind != Kind::Tuple || args->items.size() != 3 ||
+		    args->items[0]->kind != Kind::Int || args->items[2]->kind != Kind::Global ||
+		    args->items[2]->global != checkpoint::Global::Storage)
+			fail("the tar format's storage list holds something other than (key, "
+			     "location, type)");
 		pos = storages.end();
 		int64_t numel = read_i64(st, pos, "storage");
 		std::size_t elem = element_size(args->items[2]->dtype);
 		if (numel < 0 || static_cast<uint64_t>(numel) > (st.size - pos) / elem)
-			fail("storage " + std::to_string(args->items[0]->i) + " claims " + bytes_text(numel, elem) +
-			     " but only " + std::to_string(st.size - pos) + " bytes remain");
-		Value *value = storage_value({args->items[2]->dtype, std::to_string(args->items[0]->i), numel});
+			fail("storage " + std::to_string(args->items[0]->i) + " claims " +
+			     bytes_text(numel, elem) + " but only " +
+			     std::to_string(st.size - pos) + " bytes remain");
+		Value *value = storage_value(
+		    { args->items[2]->dtype, std::to_string(args->items[0]->i), numel });
 		value->storage->data = st.data + pos;
 		pos += numel * elem;
 	}
 	// (view key, root key, offset, numel): storages that are slices of others.
 	Value *views = storages.load(pos);
 	if (views->kind != Kind::List)
-		fail("the tar format's storage view list is a " + std::string(checkpoint::kind_name(views->kind)));
+		fail("the tar format's storage view list is a " +
+		     std::string(checkpoint::kind_name(views->kind)));
 	for (Value *view : views->items) {
 		const auto &f = view->items;
 		if ((view->kind != Kind::Tuple && view->kind != Kind::List) || f.size() != 4 ||
 		    std::any_of(f.begin(), f.end(), [](Value *v) { return v->kind != Kind::Int; }))
-			fail("the tar format's storage view list holds something other than (key, root, offset, numel)");
+			fail("the tar format's storage view list holds something other than (key, "
+			     "root, offset, numel)");
 		auto root = storages_.find(std::to_string(f[1]->i));
 		if (root == storages_.end() || root->second->storage->root != nullptr)
-			fail("storage view " + std::to_string(f[0]->i) + " refers to an unknown storage");
+			fail("storage view " + std::to_string(f[0]->i) +
+			     " refers to an unknown storage");
 		const StorageInfo &info = *root->second->storage;
-		if (f[2]->i < 0 || f[3]->i < 0 || f[2]->i > info.numel || f[3]->i > info.numel - f[2]->i)
-			fail("storage view " + std::to_string(f[0]->i) + " lies outside its storage");
+		if (f[2]->i < 0 || f[3]->i < 0 || f[2]->i > info.numel ||
+		    f[3]->i > info.numel - f[2]->i)
+			fail("storage view " + std::to_string(f[0]->i) +
+			     " lies outside its storage");
 		if (storages_.count(std::to_string(f[0]->i)))
 			fail("storage " + std::to_string(f[0]->i) + " is defined twice");
-		Value *value = storage_value({info.dtype, std::to_string(f[0]->i), f[3]->i});
+		Value *value = storage_value({ info.dtype, std::to_string(f[0]->i), f[3]->i });
 		value->storage->root = root->second;
 		value->storage->root_offset = f[2]->i;
 	}
@@ -447,17 +481,20 @@ Value *Reader::read_tar()
 	pos = tensor_list.end();
 	for (int64_t i = 0; i < n; i++) {
 		Value *args = tensor_list.load(pos);
-		if (args->kind != Kind::Tuple || args->items.size() != 3 || args->items[0]->kind != Kind::Int ||
-		    args->items[1]->kind != Kind::Int)
-			fail("the tar format's tensor list holds something other than (key, storage, type)");
+		if (args->kind != Kind::Tuple || args->items.size() != 3 ||
+		    args->items[0]->kind != Kind::Int || args->items[1]->kind != Kind::Int)
+			fail("the tar format's tensor list holds something other than (key, "
+			     "storage, type)");
 		pos = tensor_list.end();
 		if (tm.size - pos < 8)
 			fail("the tar format's tensor list is truncated");
-		int32_t ndim = static_cast<int32_t>(tm.data[pos] | tm.data[pos + 1] << 8 | tm.data[pos + 2] << 16 |
-						    uint32_t(tm.data[pos + 3]) << 24);
+		int32_t ndim =
+		    static_cast<int32_t>(tm.data[pos] | tm.data[pos + 1] << 8 |
+					 tm.data[pos + 2] << 16 | uint32_t(tm.data[pos + 3]) << 24);
 		pos += 8; // ndim was once written as 8 bytes
 		if (ndim < 0 || ndim > 64)
-			fail("a tensor in the tar format has " + std::to_string(ndim) + " dimensions");
+			fail("a tensor in the tar format has " + std::to_string(ndim) +
+			     " dimensions");
 		std::vector<int64_t> sizes, strides;
 		for (int32_t d = 0; d < ndim; d++)
 			sizes.push_back(read_i64(tm, pos, "tensor"));
@@ -466,16 +503,17 @@ Value *Reader::read_tar()
 		int64_t offset = read_i64(tm, pos, "tensor");
 		auto storage = storages_.find(std::to_string(args->items[1]->i));
 		if (storage == storages_.end())
-			fail("a tensor in the tar format refers to storage " + std::to_string(args->items[1]->i) +
-			     ", which the file does not hold");
-		tensors[std::to_string(args->items[0]->i)] =
-			tensor_list.make_tensor(storage->second, offset, std::move(sizes), std::move(strides));
+			fail("a tensor in the tar format refers to storage " +
+			     std::to_string(args->items[1]->i) + ", which the file does not hold");
+		tensors[std::to_string(args->items[0]->i)] = tensor_list.make_tensor(
+		    storage->second, offset, std::move(sizes), std::move(strides));
 	}
 
 	const TarMember &pm = members.at("pickle");
 	Unpickler main(pm.data, pm.size, name_, arena_, [&](Value *pid) -> Value * {
 		if (pid->kind != Kind::String)
-			fail(std::string("a persistent id is a ") + checkpoint::kind_name(pid->kind) +
+			fail(std::string("a persistent id is a ") +
+			     checkpoint::kind_name(pid->kind) +
 			     "; the tar format refers to tensors by key (a pickled module?)");
 		auto tensor = tensors.find(pid->s);
 		if (tensor != tensors.end())
@@ -517,8 +555,9 @@ torch::Tensor Reader::materialize(const std::string &key, const Value &value)
 		fail("tensor " + quote(key) + " uses storage " + quote(info->key) +
 		     ", whose bytes are not in the file");
 
-	// Views may repeat a storage's bytes (several tensors on one storage, stride 0); each result
-	// owns its memory, so the total is bounded by the file's size, with room for real sharing.
+	// Views may repeat a storage's bytes (several tensors on one storage, stride 0); each
+	// result owns its memory, so the total is bounded by the file's size, with room for real
+	// sharing.
 	const int64_t extent = last - t.offset + 1;
 	const uint8_t *first = base + t.offset * elem;
 	const bool aligned = reinterpret_cast<uintptr_t>(first) % elem == 0;
@@ -527,7 +566,8 @@ torch::Tensor Reader::materialize(const std::string &key, const Value &value)
 		output_bytes_ += static_cast<uint64_t>(extent) * elem;
 	const uint64_t budget = 4 * static_cast<uint64_t>(size_) + (uint64_t(64) << 20);
 	if (output_bytes_ > budget)
-		fail("its tensors would take " + std::to_string(output_bytes_) + " bytes or more, over four "
+		fail("its tensors would take " + std::to_string(output_bytes_) +
+		     " bytes or more, over four "
 		     "times the file's size; refusing to expand views that repeat its storages");
 
 	torch::Tensor out;
@@ -536,10 +576,11 @@ torch::Tensor Reader::materialize(const std::string &key, const Value &value)
 		std::memcpy(out.data_ptr(), first, numel * elem);
 	} else if (aligned) {
 		void *p = const_cast<uint8_t *>(first);
-		out = torch::from_blob(p, t.size, t.stride, options).clone(at::MemoryFormat::Contiguous);
+		out = torch::from_blob(p, t.size, t.stride, options)
+			  .clone(at::MemoryFormat::Contiguous);
 	} else {
 		// Legacy files place storages at any byte; copy the span to aligned memory first.
-		torch::Tensor span = torch::empty({extent}, options);
+		torch::Tensor span = torch::empty({ extent }, options);
 		std::memcpy(span.data_ptr(), first, extent * elem);
 		out = span.as_strided(t.size, t.stride).clone(at::MemoryFormat::Contiguous);
 	}
@@ -559,7 +600,7 @@ Checkpoint Reader::to_checkpoint(Value *root)
 	// A training checkpoint keeps the model's state dict under "model" (torchvision's reference
 	// scripts) or "state_dict"; everything else in it (optimizer, epoch, ...) is ignored.
 	Value *state_dict = root;
-	for (const char *name : {"model", "state_dict"}) {
+	for (const char *name : { "model", "state_dict" }) {
 		Value *inner = root->get(name);
 		if (inner != nullptr && inner->kind == Kind::Dict) {
 			state_dict = inner;
@@ -573,11 +614,12 @@ Checkpoint Reader::to_checkpoint(Value *root)
 	std::vector<const Value *> values;
 	for (const auto &[key, value] : state_dict->entries) {
 		if (key->kind != Kind::String)
-			fail(std::string("the state dict has a ") + checkpoint::kind_name(key->kind) +
+			fail(std::string("the state dict has a ") +
+			     checkpoint::kind_name(key->kind) +
 			     " key; state dict keys are strings");
 		if (value->kind != Kind::Tensor)
-			fail("state dict entry " + quote(key->s) + " is a " + checkpoint::kind_name(value->kind) +
-			     ", not a tensor");
+			fail("state dict entry " + quote(key->s) + " is a " +
+			     checkpoint::kind_name(value->kind) + ", not a tensor");
 		auto [it, inserted] = position.emplace(key->s, values.size());
 		if (inserted) {
 			result.tensors.emplace_back(key->s, torch::Tensor());
@@ -757,7 +799,7 @@ Checkpoint read_checkpoint(const std::string &path)
 
 void write_checkpoint(const std::string &path, const StateDict &tensors)
 {
-	write_checkpoint(path, Checkpoint{tensors, {}});
+	write_checkpoint(path, Checkpoint{ tensors, {} });
 }
 
 void write_checkpoint(const std::string &path, const Checkpoint &checkpoint)
@@ -771,11 +813,13 @@ void write_checkpoint(const std::string &path, const Checkpoint &checkpoint)
 	pickle.op('(');
 	for (const auto &[name, tensor] : checkpoint.tensors) {
 		if (!tensor.defined())
-			throw Error("cannot write checkpoint '" + path + "': tensor '" + name + "' is undefined");
+			throw Error("cannot write checkpoint '" + path + "': tensor '" + name +
+				    "' is undefined");
 		const char *storage_type = storage_type_name(tensor.scalar_type());
 		if (storage_type == nullptr)
-			throw Error("cannot write checkpoint '" + path + "': tensor '" + name + "' has type " +
-				    c10::toString(tensor.scalar_type()) + ", which checkpoints do not hold");
+			throw Error("cannot write checkpoint '" + path + "': tensor '" + name +
+				    "' has type " + c10::toString(tensor.scalar_type()) +
+				    ", which checkpoints do not hold");
 		torch::Tensor data = tensor.detach().to(torch::kCPU).contiguous();
 		const std::string key = std::to_string(storages.size());
 		storages.push_back(data);
@@ -801,7 +845,8 @@ void write_checkpoint(const std::string &path, const Checkpoint &checkpoint)
 	}
 	pickle.op('u');
 	if (!checkpoint.module_versions.empty()) {
-		// state_dict()'s `_metadata` attribute, set the way pickle restores an OrderedDict's
+		// state_dict()'s `_metadata` attribute, set the way pickle restores an
+		// OrderedDict's
 		// __dict__: BUILD with {"_metadata": OrderedDict(prefix -> {"version": N})}.
 		pickle.op('}');
 		pickle.string("_metadata");
@@ -826,14 +871,17 @@ void write_checkpoint(const std::string &path, const Checkpoint &checkpoint)
 	try {
 		std::ofstream out(partial, std::ios::binary | std::ios::trunc);
 		if (!out)
-			throw Error("cannot write checkpoint '" + path + "': cannot create '" + partial +
-				    "': " + std::strerror(errno));
+			throw Error("cannot write checkpoint '" + path + "': cannot create '" +
+				    partial + "': " + std::strerror(errno));
 		{
-			caffe2::serialize::PyTorchStreamWriter writer([&](const void *buf, std::size_t n) -> std::size_t {
-				out.write(static_cast<const char *>(buf), static_cast<std::streamsize>(n));
-				return out ? n : 0;
-			});
-			writer.writeRecord("data.pkl", pickle.bytes().data(), pickle.bytes().size());
+			caffe2::serialize::PyTorchStreamWriter writer(
+			    [&](const void *buf, std::size_t n) -> std::size_t {
+				    out.write(static_cast<const char *>(buf),
+					      static_cast<std::streamsize>(n));
+				    return out ? n : 0;
+			    });
+			writer.writeRecord("data.pkl", pickle.bytes().data(),
+					   pickle.bytes().size());
 			const std::string order = host_is_little_endian() ? "little" : "big";
 			writer.writeRecord("byteorder", order.data(), order.size());
 			for (std::size_t i = 0; i < storages.size(); i++) {
@@ -845,10 +893,11 @@ void write_checkpoint(const std::string &path, const Checkpoint &checkpoint)
 		}
 		out.close();
 		if (!out)
-			throw Error("cannot write checkpoint '" + path + "': writing '" + partial + "' failed");
+			throw Error("cannot write checkpoint '" + path + "': writing '" + partial +
+				    "' failed");
 		if (std::rename(partial.c_str(), path.c_str()) != 0)
-			throw Error("cannot write checkpoint '" + path + "': cannot rename '" + partial +
-				    "' to it: " + std::strerror(errno));
+			throw Error("cannot write checkpoint '" + path + "': cannot rename '" +
+				    partial + "' to it: " + std::strerror(errno));
 	} catch (const Error &) {
 		std::remove(partial.c_str());
 		throw;

@@ -78,55 +78,57 @@ struct KnownGlobal {
 
 // Every global a checkpoint may name. Anything else is refused by name.
 const KnownGlobal kKnownGlobals[] = {
-	{"collections", "OrderedDict", Global::OrderedDict, c10::ScalarType::Undefined},
-	{"collections", "Counter", Global::Counter, c10::ScalarType::Undefined},
-	{"argparse", "Namespace", Global::Namespace, c10::ScalarType::Undefined},
-	{"torch._utils", "_rebuild_tensor", Global::RebuildTensor, c10::ScalarType::Undefined},
-	{"torch._utils", "_rebuild_tensor_v2", Global::RebuildTensorV2, c10::ScalarType::Undefined},
-	{"torch._utils", "_rebuild_parameter", Global::RebuildParameter, c10::ScalarType::Undefined},
-	{"torch._utils", "_rebuild_parameter_with_state", Global::RebuildParameterWithState,
-	 c10::ScalarType::Undefined},
-	{"torch.nn.parameter", "Parameter", Global::Parameter, c10::ScalarType::Undefined},
-	{"_codecs", "encode", Global::CodecsEncode, c10::ScalarType::Undefined},
-	{"torch", "FloatStorage", Global::Storage, c10::ScalarType::Float},
-	{"torch", "HalfStorage", Global::Storage, c10::ScalarType::Half},
-	{"torch", "BFloat16Storage", Global::Storage, c10::ScalarType::BFloat16},
-	{"torch", "DoubleStorage", Global::Storage, c10::ScalarType::Double},
-	{"torch", "LongStorage", Global::Storage, c10::ScalarType::Long},
-	{"torch", "IntStorage", Global::Storage, c10::ScalarType::Int},
-	{"torch", "ShortStorage", Global::Storage, c10::ScalarType::Short},
-	{"torch", "CharStorage", Global::Storage, c10::ScalarType::Char},
-	{"torch", "ByteStorage", Global::Storage, c10::ScalarType::Byte},
-	{"torch", "BoolStorage", Global::Storage, c10::ScalarType::Bool},
-	{"torch", "UntypedStorage", Global::Storage, c10::ScalarType::Byte},
+	{ "collections", "OrderedDict", Global::OrderedDict, c10::ScalarType::Undefined },
+	{ "collections", "Counter", Global::Counter, c10::ScalarType::Undefined },
+	{ "argparse", "Namespace", Global::Namespace, c10::ScalarType::Undefined },
+	{ "torch._utils", "_rebuild_tensor", Global::RebuildTensor, c10::ScalarType::Undefined },
+	{ "torch._utils", "_rebuild_tensor_v2", Global::RebuildTensorV2,
+	  c10::ScalarType::Undefined },
+	{ "torch._utils", "_rebuild_parameter", Global::RebuildParameter,
+	  c10::ScalarType::Undefined },
+	{ "torch._utils", "_rebuild_parameter_with_state", Global::RebuildParameterWithState,
+	  c10::ScalarType::Undefined },
+	{ "torch.nn.parameter", "Parameter", Global::Parameter, c10::ScalarType::Undefined },
+	{ "_codecs", "encode", Global::CodecsEncode, c10::ScalarType::Undefined },
+	{ "torch", "FloatStorage", Global::Storage, c10::ScalarType::Float },
+	{ "torch", "HalfStorage", Global::Storage, c10::ScalarType::Half },
+	{ "torch", "BFloat16Storage", Global::Storage, c10::ScalarType::BFloat16 },
+	{ "torch", "DoubleStorage", Global::Storage, c10::ScalarType::Double },
+	{ "torch", "LongStorage", Global::Storage, c10::ScalarType::Long },
+	{ "torch", "IntStorage", Global::Storage, c10::ScalarType::Int },
+	{ "torch", "ShortStorage", Global::Storage, c10::ScalarType::Short },
+	{ "torch", "CharStorage", Global::Storage, c10::ScalarType::Char },
+	{ "torch", "ByteStorage", Global::Storage, c10::ScalarType::Byte },
+	{ "torch", "BoolStorage", Global::Storage, c10::ScalarType::Bool },
+	{ "torch", "UntypedStorage", Global::Storage, c10::ScalarType::Byte },
 	// The tar format names each tensor's type; the dtype comes from its storage.
-	{"torch", "FloatTensor", Global::TensorType, c10::ScalarType::Float},
-	{"torch", "HalfTensor", Global::TensorType, c10::ScalarType::Half},
-	{"torch", "DoubleTensor", Global::TensorType, c10::ScalarType::Double},
-	{"torch", "LongTensor", Global::TensorType, c10::ScalarType::Long},
-	{"torch", "IntTensor", Global::TensorType, c10::ScalarType::Int},
-	{"torch", "ShortTensor", Global::TensorType, c10::ScalarType::Short},
-	{"torch", "CharTensor", Global::TensorType, c10::ScalarType::Char},
-	{"torch", "ByteTensor", Global::TensorType, c10::ScalarType::Byte},
-	{"torch.cuda", "FloatTensor", Global::TensorType, c10::ScalarType::Float},
-	{"torch.cuda", "HalfTensor", Global::TensorType, c10::ScalarType::Half},
-	{"torch.cuda", "DoubleTensor", Global::TensorType, c10::ScalarType::Double},
-	{"torch.cuda", "LongTensor", Global::TensorType, c10::ScalarType::Long},
-	{"torch.cuda", "IntTensor", Global::TensorType, c10::ScalarType::Int},
-	{"torch.cuda", "ShortTensor", Global::TensorType, c10::ScalarType::Short},
-	{"torch.cuda", "CharTensor", Global::TensorType, c10::ScalarType::Char},
-	{"torch.cuda", "ByteTensor", Global::TensorType, c10::ScalarType::Byte},
+	{ "torch", "FloatTensor", Global::TensorType, c10::ScalarType::Float },
+	{ "torch", "HalfTensor", Global::TensorType, c10::ScalarType::Half },
+	{ "torch", "DoubleTensor", Global::TensorType, c10::ScalarType::Double },
+	{ "torch", "LongTensor", Global::TensorType, c10::ScalarType::Long },
+	{ "torch", "IntTensor", Global::TensorType, c10::ScalarType::Int },
+	{ "torch", "ShortTensor", Global::TensorType, c10::ScalarType::Short },
+	{ "torch", "CharTensor", Global::TensorType, c10::ScalarType::Char },
+	{ "torch", "ByteTensor", Global::TensorType, c10::ScalarType::Byte },
+	{ "torch.cuda", "FloatTensor", Global::TensorType, c10::ScalarType::Float },
+	{ "torch.cuda", "HalfTensor", Global::TensorType, c10::ScalarType::Half },
+	{ "torch.cuda", "DoubleTensor", Global::TensorType, c10::ScalarType::Double },
+	{ "torch.cuda", "LongTensor", Global::TensorType, c10::ScalarType::Long },
+	{ "torch.cuda", "IntTensor", Global::TensorType, c10::ScalarType::Int },
+	{ "torch.cuda", "ShortTensor", Global::TensorType, c10::ScalarType::Short },
+	{ "torch.cuda", "CharTensor", Global::TensorType, c10::ScalarType::Char },
+	{ "torch.cuda", "ByteTensor", Global::TensorType, c10::ScalarType::Byte },
 	// Files saved from a GPU name the CUDA storage types; the bytes are the same.
-	{"torch.cuda", "FloatStorage", Global::Storage, c10::ScalarType::Float},
-	{"torch.cuda", "HalfStorage", Global::Storage, c10::ScalarType::Half},
-	{"torch.cuda", "BFloat16Storage", Global::Storage, c10::ScalarType::BFloat16},
-	{"torch.cuda", "DoubleStorage", Global::Storage, c10::ScalarType::Double},
-	{"torch.cuda", "LongStorage", Global::Storage, c10::ScalarType::Long},
-	{"torch.cuda", "IntStorage", Global::Storage, c10::ScalarType::Int},
-	{"torch.cuda", "ShortStorage", Global::Storage, c10::ScalarType::Short},
-	{"torch.cuda", "CharStorage", Global::Storage, c10::ScalarType::Char},
-	{"torch.cuda", "ByteStorage", Global::Storage, c10::ScalarType::Byte},
-	{"torch.cuda", "BoolStorage", Global::Storage, c10::ScalarType::Bool},
+	{ "torch.cuda", "FloatStorage", Global::Storage, c10::ScalarType::Float },
+	{ "torch.cuda", "HalfStorage", Global::Storage, c10::ScalarType::Half },
+	{ "torch.cuda", "BFloat16Storage", Global::Storage, c10::ScalarType::BFloat16 },
+	{ "torch.cuda", "DoubleStorage", Global::Storage, c10::ScalarType::Double },
+	{ "torch.cuda", "LongStorage", Global::Storage, c10::ScalarType::Long },
+	{ "torch.cuda", "IntStorage", Global::Storage, c10::ScalarType::Int },
+	{ "torch.cuda", "ShortStorage", Global::Storage, c10::ScalarType::Short },
+	{ "torch.cuda", "CharStorage", Global::Storage, c10::ScalarType::Char },
+	{ "torch.cuda", "ByteStorage", Global::Storage, c10::ScalarType::Byte },
+	{ "torch.cuda", "BoolStorage", Global::Storage, c10::ScalarType::Bool },
 };
 
 // Makes untrusted text safe to put in a message: printable ASCII only, and not too long.
@@ -240,8 +242,8 @@ Value *Arena::make(Kind kind)
 
 Unpickler::Unpickler(const uint8_t *data, std::size_t size, std::string name, Arena &arena,
 		     PersistentLoad persistent_load, Limits limits)
-	: data_(data), size_(size), name_(std::move(name)), arena_(arena),
-	  persistent_load_(std::move(persistent_load)), limits_(limits)
+    : data_(data), size_(size), name_(std::move(name)), arena_(arena),
+      persistent_load_(std::move(persistent_load)), limits_(limits)
 {
 }
 
@@ -268,8 +270,8 @@ const uint8_t *Unpickler::read_bytes(std::size_t n)
 {
 	if (n > size_ - pos_) {
 		std::ostringstream msg;
-		msg << "the pickle is truncated: " << n << " bytes needed at byte " << pos_ << " but only "
-		    << size_ - pos_ << " remain (is the file complete?)";
+		msg << "the pickle is truncated: " << n << " bytes needed at byte " << pos_
+		    << " but only " << size_ - pos_ << " remain (is the file complete?)";
 		fail(msg.str());
 	}
 	const uint8_t *p = data_ + pos_;
@@ -284,7 +286,8 @@ std::string Unpickler::read_line()
 	for (std::size_t i = pos_; i < size_ && i - start <= max_line; i++) {
 		if (data_[i] == '\n') {
 			pos_ = i + 1;
-			return std::string(reinterpret_cast<const char *>(data_ + start), i - start);
+			return std::string(reinterpret_cast<const char *>(data_ + start),
+					   i - start);
 		}
 	}
 	if (size_ - start > max_line)
@@ -340,8 +343,8 @@ Value *Unpickler::make(Kind kind)
 
 void Unpickler::charge(std::size_t copied)
 {
-	// Containers copied from others (a dict passed to OrderedDict(), attributes merged by BUILD)
-	// could otherwise grow far faster than the pickle that asks for them.
+	// Containers copied from others (a dict passed to OrderedDict(), attributes merged by
+	// BUILD) could otherwise grow far faster than the pickle that asks for them.
 	copied_ += copied;
 	if (copied_ > limits_.max_copied)
 		fail("the pickle copies more than " + std::to_string(limits_.max_copied) +
@@ -356,7 +359,8 @@ void Unpickler::memo_put(uint64_t index, Value *value)
 		return;
 	}
 	if (memo_.size() >= limits_.max_memo)
-		fail("the pickle memoizes more than " + std::to_string(limits_.max_memo) + " objects");
+		fail("the pickle memoizes more than " + std::to_string(limits_.max_memo) +
+		     " objects");
 	memo_.emplace(index, value);
 }
 
@@ -364,7 +368,8 @@ Value *Unpickler::memo_get(uint64_t index)
 {
 	auto it = memo_.find(index);
 	if (it == memo_.end())
-		fail("malformed pickle: memo entry " + std::to_string(index) + " is used before it is set");
+		fail("malformed pickle: memo entry " + std::to_string(index) +
+		     " is used before it is set");
 	return it->second;
 }
 
@@ -379,16 +384,17 @@ Value *Unpickler::make_global(const std::string &module, const std::string &name
 			return value;
 		}
 	}
-	throw Error("checkpoint '" + name_ + "' refers to '" + printable(module + "." + name) +
-		    "', which a weights file never needs; refusing to load it (a weights file holds a "
-		    "state_dict: save one with torch.save(model.state_dict(), path))");
+	throw Error(
+	    "checkpoint '" + name_ + "' refers to '" + printable(module + "." + name) +
+	    "', which a weights file never needs; refusing to load it (a weights file holds a "
+	    "state_dict: save one with torch.save(model.state_dict(), path))");
 }
 
 Value *Unpickler::rebuild_tensor(const std::vector<Value *> &args, std::size_t count)
 {
 	if (args.size() < count)
-		fail("a tensor is rebuilt from " + std::to_string(args.size()) + " arguments, expected " +
-		     std::to_string(count));
+		fail("a tensor is rebuilt from " + std::to_string(args.size()) +
+		     " arguments, expected " + std::to_string(count));
 	Value *storage = args[0];
 	if (storage->kind != Kind::Storage)
 		fail(std::string("a tensor is rebuilt from a ") + kind_name(storage->kind) +
@@ -400,25 +406,29 @@ Value *Unpickler::rebuild_tensor(const std::vector<Value *> &args, std::size_t c
 			fail(std::string("a tensor's ") + what + " is a " + kind_name(list->kind) +
 			     ", not a tuple");
 		if (list->items.size() > limits_.max_dims)
-			fail(std::string("a tensor's ") + what + " has " + std::to_string(list->items.size()) +
-			     " dimensions, more than " + std::to_string(limits_.max_dims));
+			fail(std::string("a tensor's ") + what + " has " +
+			     std::to_string(list->items.size()) + " dimensions, more than " +
+			     std::to_string(limits_.max_dims));
 		std::vector<int64_t> out;
 		for (Value *item : list->items) {
 			if (item->kind != Kind::Int || item->i < 0)
-				fail(std::string("a tensor's ") + what + " holds something other than a "
+				fail(std::string("a tensor's ") + what +
+				     " holds something other than a "
 				     "non-negative integer");
 			out.push_back(item->i);
 		}
 		return out;
 	};
-	return make_tensor(storage, args[1]->i, int_list(args[2], "size"), int_list(args[3], "stride"));
+	return make_tensor(storage, args[1]->i, int_list(args[2], "size"),
+			   int_list(args[3], "stride"));
 }
 
 Value *Unpickler::make_tensor(Value *storage, int64_t offset, std::vector<int64_t> size,
 			      std::vector<int64_t> stride)
 {
 	if (storage->kind != Kind::Storage)
-		fail(std::string("a tensor is built on a ") + kind_name(storage->kind) + ", not a storage");
+		fail(std::string("a tensor is built on a ") + kind_name(storage->kind) +
+		     ", not a storage");
 	if (offset < 0)
 		fail("a tensor has a negative storage offset");
 	if (size.size() > limits_.max_dims || size.size() != stride.size())
@@ -443,7 +453,8 @@ Value *Unpickler::make_tensor(Value *storage, int64_t offset, std::vector<int64_
 		if (tensor->size[d] == 0)
 			empty = true;
 		if (mul_overflows(numel, tensor->size[d], &numel) ||
-		    mul_overflows(std::max<int64_t>(tensor->size[d] - 1, 0), tensor->stride[d], &reach) ||
+		    mul_overflows(std::max<int64_t>(tensor->size[d] - 1, 0), tensor->stride[d],
+				  &reach) ||
 		    add_overflows(last, reach, &last))
 			fail("a tensor's size and stride overflow 64 bits");
 	}
@@ -453,15 +464,17 @@ Value *Unpickler::make_tensor(Value *storage, int64_t offset, std::vector<int64_
 		msg << "a tensor of size [";
 		for (std::size_t d = 0; d < tensor->size.size(); d++)
 			msg << (d ? ", " : "") << tensor->size[d];
-		msg << "] at offset " << tensor->offset << " reaches element " << last << " of storage '"
-		    << printable(info.key) << "', which holds only " << info.numel << " elements";
+		msg << "] at offset " << tensor->offset << " reaches element " << last
+		    << " of storage '" << printable(info.key) << "', which holds only "
+		    << info.numel << " elements";
 		fail(msg.str());
 	}
 	// Views with zero strides repeat elements; materialising one must not blow up memory.
 	const int64_t max_repeat = int64_t(1) << 24;
 	if (!empty && numel > info.numel && numel > max_repeat)
-		fail("a tensor repeats the " + std::to_string(info.numel) + " elements of its storage into " +
-		     std::to_string(numel) + " elements; refusing to expand it");
+		fail("a tensor repeats the " + std::to_string(info.numel) +
+		     " elements of its storage into " + std::to_string(numel) +
+		     " elements; refusing to expand it");
 
 	Value *value = make(Kind::Tensor);
 	value->tensor = std::move(tensor);
@@ -494,8 +507,10 @@ Value *Unpickler::reduce(Value *callable, Value *args)
 			for (Value *pair : a[0]->items) {
 				if ((pair->kind != Kind::Tuple && pair->kind != Kind::List) ||
 				    pair->items.size() != 2)
-					fail("'" + callable->s + "' is built from a list that holds a " +
-					     kind_name(pair->kind) + " instead of a (key, value) pair");
+					fail("'" + callable->s +
+					     "' is built from a list that holds a " +
+					     kind_name(pair->kind) +
+					     " instead of a (key, value) pair");
 				dict->entries.emplace_back(pair->items[0], pair->items[1]);
 			}
 			return dict;
@@ -514,14 +529,16 @@ Value *Unpickler::reduce(Value *callable, Value *args)
 		return a[0];
 	case Global::CodecsEncode: {
 		if (a.size() != 2 || a[0]->kind != Kind::String || a[1]->kind != Kind::String)
-			fail("'_codecs.encode' is called with arguments other than (text, encoding)");
+			fail("'_codecs.encode' is called with arguments other than (text, "
+			     "encoding)");
 		Value *bytes = make(Kind::Bytes);
 		if (a[1]->s == "utf-8" || a[1]->s == "utf8") {
 			bytes->s = a[0]->s;
 			return bytes;
 		}
 		if (a[1]->s != "latin1" && a[1]->s != "latin-1")
-			fail("'_codecs.encode' is called with encoding '" + printable(a[1]->s) + "'");
+			fail("'_codecs.encode' is called with encoding '" + printable(a[1]->s) +
+			     "'");
 		// Protocol 2 writes bytes as their latin-1 decoding, i.e. code points below 256.
 		const std::string &text = a[0]->s;
 		for (std::size_t i = 0; i < text.size(); i++) {
@@ -529,8 +546,9 @@ Value *Unpickler::reduce(Value *callable, Value *args)
 			if (c < 0x80) {
 				bytes->s += static_cast<char>(c);
 			} else if ((c == 0xc2 || c == 0xc3) && i + 1 < text.size()) {
-				bytes->s += static_cast<char>(((c & 0x03) << 6) |
-							      (static_cast<unsigned char>(text[++i]) & 0x3f));
+				bytes->s += static_cast<char>(
+				    ((c & 0x03) << 6) |
+				    (static_cast<unsigned char>(text[++i]) & 0x3f));
 			} else {
 				fail("'_codecs.encode' is given text that latin-1 cannot encode");
 			}
@@ -548,33 +566,36 @@ Value *Unpickler::reduce(Value *callable, Value *args)
 void Unpickler::build(Value *target, Value *state)
 {
 	if (target->kind == Kind::Dict || target->kind == Kind::Object) {
-		// An object's state is its __dict__, or (__dict__, slots) from protocol 2's copyreg.
+		// An object's state is its __dict__, or (__dict__, slots) from protocol 2's
+		// copyreg.
 		if (state->kind == Kind::Tuple && state->items.size() == 2)
 			state = state->items[0];
 		if (state->kind == Kind::None)
 			return;
 		if (state->kind != Kind::Dict)
-			fail(std::string("BUILD sets a ") + kind_name(target->kind) + "'s attributes from a " +
-			     kind_name(state->kind));
+			fail(std::string("BUILD sets a ") + kind_name(target->kind) +
+			     "'s attributes from a " + kind_name(state->kind));
 		if (target->state == nullptr) {
 			target->state = state;
 		} else if (target->state != state) {
 			charge(state->entries.size());
 			std::vector<std::pair<Value *, Value *>> added = state->entries;
-			target->state->entries.insert(target->state->entries.end(), added.begin(), added.end());
+			target->state->entries.insert(target->state->entries.end(), added.begin(),
+						      added.end());
 		}
 		return;
 	}
 	if (target->kind == Kind::Tensor) {
-		// torch >= 2.0 may set Python attributes of a tensor; they mean nothing to a state dict.
+		// torch >= 2.0 may set Python attributes of a tensor; they mean nothing to a state
+		// dict.
 		bool empty = state->kind == Kind::None ||
 			     ((state->kind == Kind::Dict) && state->entries.empty()) ||
 			     ((state->kind == Kind::Tuple) && state->items.empty());
 		if (state->kind == Kind::Dict || state->kind == Kind::Tuple || empty)
 			return;
 	}
-	fail(std::string("BUILD on a ") + kind_name(target->kind) + " with a " + kind_name(state->kind) +
-	     " is not something a state dict does");
+	fail(std::string("BUILD on a ") + kind_name(target->kind) + " with a " +
+	     kind_name(state->kind) + " is not something a state dict does");
 }
 
 Value *Unpickler::load(std::size_t offset)
@@ -614,11 +635,13 @@ Value *Unpickler::load(std::size_t offset)
 	};
 	auto make_text = [&](Kind kind, uint64_t length) {
 		if (length > limits_.max_string)
-			fail("a string at byte " + std::to_string(pos_) + " claims " + std::to_string(length) +
-			     " bytes, more than the " + std::to_string(limits_.max_string) + " allowed");
+			fail("a string at byte " + std::to_string(pos_) + " claims " +
+			     std::to_string(length) + " bytes, more than the " +
+			     std::to_string(limits_.max_string) + " allowed");
 		const uint8_t *p = read_bytes(static_cast<std::size_t>(length));
 		Value *value = make(kind);
-		value->s.assign(reinterpret_cast<const char *>(p), static_cast<std::size_t>(length));
+		value->s.assign(reinterpret_cast<const char *>(p),
+				static_cast<std::size_t>(length));
 		return value;
 	};
 	auto tuple_of = [&](std::vector<Value *> items) {
@@ -628,8 +651,9 @@ Value *Unpickler::load(std::size_t offset)
 	};
 	auto expect = [&](Value *value, Kind kind, const char *opcode) {
 		if (value->kind != kind)
-			fail(std::string(opcode) + " at byte " + std::to_string(pos_ - 1) + " applies to a " +
-			     kind_name(value->kind) + ", not a " + kind_name(kind));
+			fail(std::string(opcode) + " at byte " + std::to_string(pos_ - 1) +
+			     " applies to a " + kind_name(value->kind) + ", not a " +
+			     kind_name(kind));
 		return value;
 	};
 	auto add_pairs = [&](Value *dict, const std::vector<Value *> &items) {
@@ -647,7 +671,8 @@ Value *Unpickler::load(std::size_t offset)
 		case PROTO: {
 			uint8_t version = read_u8();
 			if (version > 5)
-				fail("pickle protocol " + std::to_string(version) + " is newer than any known (5)");
+				fail("pickle protocol " + std::to_string(version) +
+				     " is newer than any known (5)");
 			break;
 		}
 		case FRAME:
@@ -658,8 +683,9 @@ Value *Unpickler::load(std::size_t offset)
 			return pop();
 		case MARK:
 			if (marks_.size() >= limits_.max_depth)
-				fail("the pickle nests deeper than " + std::to_string(limits_.max_depth) +
-				     " levels at byte " + std::to_string(at) + "; no state dict does");
+				fail("the pickle nests deeper than " +
+				     std::to_string(limits_.max_depth) + " levels at byte " +
+				     std::to_string(at) + "; no state dict does");
 			marks_.push_back(stack_.size());
 			break;
 		case POP:
@@ -701,7 +727,8 @@ Value *Unpickler::load(std::size_t offset)
 		case LONG4: {
 			int32_t n = static_cast<int32_t>(read_uint(4));
 			if (n < 0 || static_cast<std::size_t>(n) > limits_.max_string)
-				fail("an integer at byte " + std::to_string(at) + " has an invalid length");
+				fail("an integer at byte " + std::to_string(at) +
+				     " has an invalid length");
 			push(make_long(read_bytes(n), n));
 			break;
 		}
@@ -728,13 +755,15 @@ Value *Unpickler::load(std::size_t offset)
 			push(make_text(Kind::String, read_uint(8)));
 			break;
 		case SHORT_BINSTRING:
-			// Python 2's str, found in checkpoints written by Python 2: text for our purposes.
+			// Python 2's str, found in checkpoints written by Python 2: text for our
+			// purposes.
 			push(make_text(Kind::String, read_u8()));
 			break;
 		case BINSTRING: {
 			int32_t n = static_cast<int32_t>(read_uint(4));
 			if (n < 0)
-				fail("a string at byte " + std::to_string(at) + " has a negative length");
+				fail("a string at byte " + std::to_string(at) +
+				     " has a negative length");
 			push(make_text(Kind::String, static_cast<uint64_t>(n)));
 			break;
 		}
@@ -756,20 +785,20 @@ Value *Unpickler::load(std::size_t offset)
 			break;
 		case TUPLE1: {
 			Value *a = pop();
-			push(tuple_of({a}));
+			push(tuple_of({ a }));
 			break;
 		}
 		case TUPLE2: {
 			Value *b = pop();
 			Value *a = pop();
-			push(tuple_of({a, b}));
+			push(tuple_of({ a, b }));
 			break;
 		}
 		case TUPLE3: {
 			Value *c = pop();
 			Value *b = pop();
 			Value *a = pop();
-			push(tuple_of({a, b, c}));
+			push(tuple_of({ a, b, c }));
 			break;
 		}
 		case EMPTY_LIST:
@@ -855,8 +884,9 @@ Value *Unpickler::load(std::size_t offset)
 			Value *name = pop();
 			Value *module = pop();
 			if (module->kind != Kind::String || name->kind != Kind::String)
-				fail("STACK_GLOBAL at byte " + std::to_string(at) + " names a global with a " +
-				     kind_name(module->kind) + " and a " + kind_name(name->kind));
+				fail("STACK_GLOBAL at byte " + std::to_string(at) +
+				     " names a global with a " + kind_name(module->kind) +
+				     " and a " + kind_name(name->kind));
 			push(make_global(module->s, name->s));
 			break;
 		}
@@ -875,15 +905,19 @@ Value *Unpickler::load(std::size_t offset)
 		case NEWOBJ_EX: {
 			if (op == NEWOBJ_EX)
 				expect(pop(), Kind::Dict, "NEWOBJ_EX");
-			Value *args = expect(pop(), Kind::Tuple, op == NEWOBJ ? "NEWOBJ" : "NEWOBJ_EX");
-			Value *cls = expect(pop(), Kind::Global, op == NEWOBJ ? "NEWOBJ" : "NEWOBJ_EX");
+			Value *args =
+			    expect(pop(), Kind::Tuple, op == NEWOBJ ? "NEWOBJ" : "NEWOBJ_EX");
+			Value *cls =
+			    expect(pop(), Kind::Global, op == NEWOBJ ? "NEWOBJ" : "NEWOBJ_EX");
 			if (cls->global == Global::Namespace && args->items.empty()) {
 				push(make(Kind::Object));
-			} else if (cls->global == Global::OrderedDict || cls->global == Global::Parameter ||
+			} else if (cls->global == Global::OrderedDict ||
+				   cls->global == Global::Parameter ||
 				   cls->global == Global::Counter) {
 				push(reduce(cls, args));
 			} else {
-				fail("NEWOBJ creates a '" + cls->s + "', which a checkpoint never creates");
+				fail("NEWOBJ creates a '" + cls->s +
+				     "', which a checkpoint never creates");
 			}
 			break;
 		}
@@ -900,7 +934,8 @@ Value *Unpickler::load(std::size_t offset)
 			msg << "pickle opcode 0x" << std::hex << int(op) << std::dec;
 			if (op >= 0x20 && op < 0x7f)
 				msg << " ('" << static_cast<char>(op) << "')";
-			msg << " at byte " << at << " is not one torch.save writes; refusing to load it";
+			msg << " at byte " << at
+			    << " is not one torch.save writes; refusing to load it";
 			fail(msg.str());
 		}
 		}

@@ -20,17 +20,17 @@ namespace frcnn::checkpoint {
 
 // The globals a checkpoint may name. Each is interpreted by the unpickler, never called.
 enum class Global {
-	OrderedDict,		    // collections.OrderedDict: every state_dict() and its _metadata
-	Counter,		    // collections.Counter: MultiStepLR's milestones in training checkpoints
-	Namespace,		    // argparse.Namespace: the "args" torchvision's training scripts save
-	RebuildTensor,		    // torch._utils._rebuild_tensor (torch < 0.4)
-	RebuildTensorV2,	    // torch._utils._rebuild_tensor_v2: every tensor since 0.4
-	RebuildParameter,	    // torch._utils._rebuild_parameter: nn.Parameter values
+	OrderedDict, // collections.OrderedDict: every state_dict() and its _metadata
+	Counter, // collections.Counter: MultiStepLR's milestones in training checkpoints
+	Namespace, // argparse.Namespace: the "args" torchvision's training scripts save
+	RebuildTensor, // torch._utils._rebuild_tensor (torch < 0.4)
+	RebuildTensorV2, // torch._utils._rebuild_tensor_v2: every tensor since 0.4
+	RebuildParameter, // torch._utils._rebuild_parameter: nn.Parameter values
 	RebuildParameterWithState, // torch._utils._rebuild_parameter_with_state (torch >= 2.0)
-	Parameter,		    // torch.nn.parameter.Parameter
-	Storage,		    // torch.<Type>Storage, torch.cuda.<Type>Storage: a storage's dtype
-	CodecsEncode,		    // _codecs.encode: how protocol 2 writes a bytes object
-	TensorType,		    // torch.<Type>Tensor: a type tag in the tar format's tensor list
+	Parameter, // torch.nn.parameter.Parameter
+	Storage, // torch.<Type>Storage, torch.cuda.<Type>Storage: a storage's dtype
+	CodecsEncode, // _codecs.encode: how protocol 2 writes a bytes object
+	TensorType, // torch.<Type>Tensor: a type tag in the tar format's tensor list
 };
 
 enum class Kind {
@@ -59,7 +59,8 @@ struct StorageInfo {
 	c10::ScalarType dtype = c10::ScalarType::Float;
 	std::string key;
 	int64_t numel = 0;
-	// Where the elements are, once the container knows (legacy files store them after the pickle).
+	// Where the elements are, once the container knows (legacy files store them after the
+	// pickle).
 	const uint8_t *data = nullptr;
 	bool big_endian = false;
 	// A legacy view of another storage: elements [root_offset, root_offset + numel) of root.
@@ -76,17 +77,17 @@ struct TensorInfo {
 
 struct Value {
 	Kind kind = Kind::None;
-	int64_t i = 0;			 // Bool, Int
-	double f = 0.0;			 // Float
-	std::string s;			 // String (UTF-8), Bytes, BigInt; Global: its dotted name
-	std::vector<Value *> items;	 // Tuple, List, Set
+	int64_t i = 0; // Bool, Int
+	double f = 0.0; // Float
+	std::string s; // String (UTF-8), Bytes, BigInt; Global: its dotted name
+	std::vector<Value *> items; // Tuple, List, Set
 	std::vector<std::pair<Value *, Value *>> entries; // Dict, in insertion order
-	Value *state = nullptr;		 // Dict, Object: what BUILD set (an OrderedDict's __dict__)
-	bool ordered = false;		 // Dict: an OrderedDict
+	Value *state = nullptr; // Dict, Object: what BUILD set (an OrderedDict's __dict__)
+	bool ordered = false; // Dict: an OrderedDict
 	Global global = Global::OrderedDict; // Global
 	c10::ScalarType dtype = c10::ScalarType::Float; // Global::Storage
-	std::unique_ptr<StorageInfo> storage;		 // Storage
-	std::unique_ptr<TensorInfo> tensor;		 // Tensor
+	std::unique_ptr<StorageInfo> storage; // Storage
+	std::unique_ptr<TensorInfo> tensor; // Tensor
 
 	bool is_string() const { return kind == Kind::String; }
 	// A dict entry by string key (the last one set, as Python's dict keeps it), or nullptr.
@@ -105,17 +106,19 @@ private:
 };
 
 struct Limits {
-	std::size_t max_depth = 256;		// MARKs open at once
+	std::size_t max_depth = 256; // MARKs open at once
 	std::size_t max_objects = std::size_t(1) << 21; // values per checkpoint
-	std::size_t max_memo = std::size_t(1) << 21;	// memo entries
-	std::size_t max_string = std::size_t(1) << 24;	// bytes in one string
-	std::size_t max_dims = 64;			// dimensions of one tensor
-	std::size_t max_copied = std::size_t(1) << 22;	// entries copied from one container to another
+	std::size_t max_memo = std::size_t(1) << 21; // memo entries
+	std::size_t max_string = std::size_t(1) << 24; // bytes in one string
+	std::size_t max_dims = 64; // dimensions of one tensor
+	std::size_t max_copied = std::size_t(1)
+				 << 22; // entries copied from one container to another
 };
 
 class Unpickler {
 public:
-	// Turns a persistent id (the tuple torch.save writes for each storage) into a Storage value.
+	// Turns a persistent id (the tuple torch.save writes for each storage) into a Storage
+	// value.
 	using PersistentLoad = std::function<Value *(Value *pid)>;
 
 	Unpickler(const uint8_t *data, std::size_t size, std::string name, Arena &arena,

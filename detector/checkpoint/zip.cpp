@@ -32,7 +32,7 @@ uint64_t le(const uint8_t *p, std::size_t bytes)
 } // namespace
 
 ZipReader::ZipReader(const uint8_t *data, std::size_t size, std::string name)
-	: data_(data), size_(size), name_(std::move(name))
+    : data_(data), size_(size), name_(std::move(name))
 {
 	parse();
 	verified_.assign(entries_.size(), false);
@@ -56,13 +56,15 @@ void ZipReader::parse()
 	std::size_t eocd = size_;
 	std::size_t lowest = size_ - kEocdSize > 0xffff ? size_ - kEocdSize - 0xffff : 0;
 	for (std::size_t pos = size_ - kEocdSize + 1; pos-- > lowest;) {
-		if (le(data_ + pos, 4) == kEndOfCentralDirectory && pos + kEocdSize + le(data_ + pos + 20, 2) <= size_) {
+		if (le(data_ + pos, 4) == kEndOfCentralDirectory &&
+		    pos + kEocdSize + le(data_ + pos + 20, 2) <= size_) {
 			eocd = pos;
 			break;
 		}
 	}
 	if (eocd == size_)
-		fail("the zip archive has no end-of-central-directory record; the file is truncated or "
+		fail("the zip archive has no end-of-central-directory record; the file is "
+		     "truncated or "
 		     "not a torch.save checkpoint");
 
 	const uint8_t *e = data_ + eocd;
@@ -77,7 +79,8 @@ void ZipReader::parse()
 		uint64_t z64 = le(data_ + eocd - kZip64LocatorSize + 8, 8);
 		if (z64 > size_ || size_ - z64 < kZip64EocdSize ||
 		    le(data_ + z64, 4) != kZip64EndOfCentralDirectory)
-			fail("the zip64 end-of-central-directory record is missing or out of the file");
+			fail("the zip64 end-of-central-directory record is missing or out of the "
+			     "file");
 		count = le(data_ + z64 + 32, 8);
 		cd_size = le(data_ + z64 + 40, 8);
 		cd_offset = le(data_ + z64 + 48, 8);
@@ -102,10 +105,12 @@ void ZipReader::parse()
 		entry.crc32 = le(p + 16, 4);
 		entry.compressed_size = le(p + 20, 4);
 		entry.size = le(p + 24, 4);
-		std::size_t name_len = le(p + 28, 2), extra_len = le(p + 30, 2), comment_len = le(p + 32, 2);
+		std::size_t name_len = le(p + 28, 2), extra_len = le(p + 30, 2),
+			    comment_len = le(p + 32, 2);
 		entry.header_offset = le(p + 42, 4);
 		if (std::size_t(end - p) - kCentralHeaderSize < name_len + extra_len + comment_len)
-			fail("zip central directory record " + std::to_string(n) + " runs past the directory");
+			fail("zip central directory record " + std::to_string(n) +
+			     " runs past the directory");
 		const uint8_t *name = p + kCentralHeaderSize;
 		entry.name.assign(reinterpret_cast<const char *>(name), name_len);
 
@@ -117,11 +122,13 @@ void ZipReader::parse()
 				fail("zip record '" + entry.name + "' has a corrupt extra field");
 			if (id == 0x0001) {
 				const uint8_t *f = x + 4, *f_end = f + len;
-				for (uint64_t *field : {&entry.size, &entry.compressed_size, &entry.header_offset}) {
+				for (uint64_t *field : { &entry.size, &entry.compressed_size,
+							 &entry.header_offset }) {
 					if (*field != 0xffffffffu)
 						continue;
 					if (f_end - f < 8)
-						fail("zip record '" + entry.name + "' has a short zip64 field");
+						fail("zip record '" + entry.name +
+						     "' has a short zip64 field");
 					*field = le(f, 8);
 					f += 8;
 				}
@@ -145,20 +152,22 @@ ZipReader::Span ZipReader::read(const Entry &entry)
 	if (entry.flags & 1)
 		fail("zip record '" + entry.name + "' is encrypted");
 	if (entry.method != 0)
-		fail("zip record '" + entry.name + "' is compressed (method " + std::to_string(entry.method) +
-		     "); torch.save stores records uncompressed");
+		fail("zip record '" + entry.name + "' is compressed (method " +
+		     std::to_string(entry.method) + "); torch.save stores records uncompressed");
 	if (entry.compressed_size != entry.size)
 		fail("zip record '" + entry.name + "' is stored with two different sizes");
 	uint64_t header = entry.header_offset;
-	if (header > size_ || size_ - header < kLocalHeaderSize || le(data_ + header, 4) != kLocalHeader)
-		fail("zip record '" + entry.name + "' has no local header at byte " + std::to_string(header) +
-		     "; the file is truncated or corrupt");
-	uint64_t start = header + kLocalHeaderSize + le(data_ + header + 26, 2) + le(data_ + header + 28, 2);
+	if (header > size_ || size_ - header < kLocalHeaderSize ||
+	    le(data_ + header, 4) != kLocalHeader)
+		fail("zip record '" + entry.name + "' has no local header at byte " +
+		     std::to_string(header) + "; the file is truncated or corrupt");
+	uint64_t start =
+	    header + kLocalHeaderSize + le(data_ + header + 26, 2) + le(data_ + header + 28, 2);
 	if (start > size_ || entry.size > size_ - start)
-		fail("zip record '" + entry.name + "' (" + std::to_string(entry.size) + " bytes at " +
-		     std::to_string(start) + ") runs past the end of the " + std::to_string(size_) +
-		     "-byte file; the file is truncated");
-	Span span{data_ + start, static_cast<std::size_t>(entry.size)};
+		fail("zip record '" + entry.name + "' (" + std::to_string(entry.size) +
+		     " bytes at " + std::to_string(start) + ") runs past the end of the " +
+		     std::to_string(size_) + "-byte file; the file is truncated");
+	Span span{ data_ + start, static_cast<std::size_t>(entry.size) };
 
 	std::size_t index = static_cast<std::size_t>(&entry - entries_.data());
 	// Writers that skip the CRC (torch's compute_crc32=False) leave it 0.
@@ -173,7 +182,8 @@ ZipReader::Span ZipReader::read(const Entry &entry)
 			left -= chunk;
 		}
 		if (crc != entry.crc32)
-			fail("zip record '" + entry.name + "' fails its CRC-32 check; the file is corrupt");
+			fail("zip record '" + entry.name +
+			     "' fails its CRC-32 check; the file is corrupt");
 	}
 	verified_[index] = true;
 	return span;

@@ -26,7 +26,8 @@ std::string env(const char *name)
 {
 	const char *value = std::getenv(name);
 	if (value == nullptr)
-		throw std::runtime_error(std::string("environment variable ") + name + " is not set");
+		throw std::runtime_error(std::string("environment variable ") + name +
+					 " is not set");
 	return value;
 }
 
@@ -40,7 +41,8 @@ std::vector<uint8_t> read_file(const std::string &path)
 	std::ifstream in(path, std::ios::binary);
 	if (!in)
 		throw std::runtime_error("cannot read " + path);
-	return std::vector<uint8_t>(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+	return std::vector<uint8_t>(std::istreambuf_iterator<char>(in),
+				    std::istreambuf_iterator<char>());
 }
 
 const json &manifest()
@@ -52,10 +54,11 @@ const json &manifest()
 torch::ScalarType dtype_named(const std::string &name)
 {
 	static const std::map<std::string, torch::ScalarType> names = {
-		{"float32", torch::kFloat32}, {"float16", torch::kFloat16}, {"bfloat16", torch::kBFloat16},
-		{"float64", torch::kFloat64}, {"int64", torch::kInt64},	    {"int32", torch::kInt32},
-		{"int16", torch::kInt16},     {"int8", torch::kInt8},	    {"uint8", torch::kUInt8},
-		{"bool", torch::kBool},
+		{ "float32", torch::kFloat32 },   { "float16", torch::kFloat16 },
+		{ "bfloat16", torch::kBFloat16 }, { "float64", torch::kFloat64 },
+		{ "int64", torch::kInt64 },       { "int32", torch::kInt32 },
+		{ "int16", torch::kInt16 },       { "int8", torch::kInt8 },
+		{ "uint8", torch::kUInt8 },       { "bool", torch::kBool },
 	};
 	return names.at(name);
 }
@@ -71,11 +74,13 @@ std::vector<Expected> expected_set(const std::string &set)
 	std::vector<Expected> out;
 	for (const json &entry : manifest()["sets"][set]) {
 		std::vector<int64_t> shape = entry["shape"].get<std::vector<int64_t>>();
-		torch::Tensor t = torch::empty(shape, torch::TensorOptions().dtype(dtype_named(entry["dtype"])));
+		torch::Tensor t =
+		    torch::empty(shape, torch::TensorOptions().dtype(dtype_named(entry["dtype"])));
 		std::size_t offset = entry["offset"], nbytes = entry["nbytes"];
-		EXPECT_EQ(nbytes, static_cast<std::size_t>(t.numel() * t.element_size())) << entry["name"];
+		EXPECT_EQ(nbytes, static_cast<std::size_t>(t.numel() * t.element_size()))
+		    << entry["name"];
 		std::memcpy(t.data_ptr(), blob.data() + offset, nbytes);
-		out.push_back({entry["name"], t});
+		out.push_back({ entry["name"], t });
 	}
 	return out;
 }
@@ -134,20 +139,21 @@ std::pair<int, std::string> run(const std::string &command)
 	std::string output;
 	FILE *pipe = popen((command + " 2>&1").c_str(), "r");
 	if (pipe == nullptr)
-		return {-1, "popen failed"};
+		return { -1, "popen failed" };
 	char buf[4096];
 	std::size_t n;
 	while ((n = fread(buf, 1, sizeof(buf), pipe)) > 0)
 		output.append(buf, n);
 	int status = pclose(pipe);
-	return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
+	return { WIFEXITED(status) ? WEXITSTATUS(status) : -1, output };
 }
 
-std::string python_verify(const std::string &written, const std::string &against, const std::string &model)
+std::string python_verify(const std::string &written, const std::string &against,
+			  const std::string &model)
 {
 	return "'" + env("FRCNN_REF_PYTHON") + "' '" + env("FRCNN_SOURCE_ROOT") +
-	       "/tests/reference/checkpoint_fixtures.py' --verify '" + written + "' --against '" + against +
-	       "'" + (model.empty() ? "" : " --model " + model);
+	       "/tests/reference/checkpoint_fixtures.py' --verify '" + written + "' --against '" +
+	       against + "'" + (model.empty() ? "" : " --model " + model);
 }
 
 } // namespace
@@ -170,7 +176,7 @@ TEST(Checkpoint, ReadsEveryFormTorchSaveWrites)
 
 TEST(Checkpoint, ReportsModuleVersionsOfOldKeyCheckpoints)
 {
-	for (const char *file : {"tv_old_keys_zip.pth", "tv_old_keys_legacy.pth"}) {
+	for (const char *file : { "tv_old_keys_zip.pth", "tv_old_keys_legacy.pth" }) {
 		SCOPED_TRACE(file);
 		frcnn::Checkpoint old = frcnn::read_checkpoint(fixture(file));
 		EXPECT_EQ(old.module_versions.count("backbone.fpn"), 0u);
@@ -219,8 +225,9 @@ TEST(Checkpoint, RefusesHostileAndDamagedFiles)
 		}
 		for (const json &part : fx["error"])
 			EXPECT_NE(message.find(part.get<std::string>()), std::string::npos)
-				<< "message: " << message << "\nexpected to contain: " << part;
-		EXPECT_NE(message.find(fixture(file)), std::string::npos) << "names the file: " << message;
+			    << "message: " << message << "\nexpected to contain: " << part;
+		EXPECT_NE(message.find(fixture(file)), std::string::npos)
+		    << "names the file: " << message;
 		checked++;
 	}
 	EXPECT_GE(checked, 25);
@@ -234,9 +241,11 @@ TEST(Checkpoint, RefusesGlobalsByName)
 	} catch (const frcnn::Error &e) {
 		message = e.what();
 	}
-	EXPECT_NE(message.find("refers to 'os.system', which a weights file never needs; refusing to load it"),
-		  std::string::npos)
-		<< message;
+	EXPECT_NE(
+	    message.find(
+		"refers to 'os.system', which a weights file never needs; refusing to load it"),
+	    std::string::npos)
+	    << message;
 }
 
 TEST(Checkpoint, MissingFileAndEmptyInput)
@@ -248,7 +257,8 @@ TEST(Checkpoint, MissingFileAndEmptyInput)
 
 TEST(Checkpoint, TruncatedAtEveryOffset)
 {
-	for (const char *file : {"small_zip.pth", "small_legacy.pth", "small_tar.pth", "tv_legacy.pth"}) {
+	for (const char *file :
+	     { "small_zip.pth", "small_legacy.pth", "small_tar.pth", "tv_legacy.pth" }) {
 		SCOPED_TRACE(file);
 		std::vector<uint8_t> bytes = read_file(fixture(file));
 		ASSERT_GT(bytes.size(), 100u);
@@ -263,12 +273,14 @@ TEST(Checkpoint, TruncatedAtEveryOffset)
 			ASSERT_LT(data_end, bytes.size() - 512);
 		std::size_t refused = 0;
 		for (std::size_t size = 0; size < bytes.size(); size++) {
-			// A copy of exactly `size` bytes, so that reading past it is caught by sanitizers.
+			// A copy of exactly `size` bytes, so that reading past it is caught by
+			// sanitizers.
 			std::vector<uint8_t> part(bytes.begin(), bytes.begin() + size);
 			if (!error_of(part.data(), part.size()).empty())
 				refused++;
 			else if (size < data_end)
-				ADD_FAILURE() << "accepted a copy truncated to " << size << " bytes";
+				ADD_FAILURE()
+				    << "accepted a copy truncated to " << size << " bytes";
 		}
 		EXPECT_GE(refused, data_end);
 	}
@@ -277,8 +289,8 @@ TEST(Checkpoint, TruncatedAtEveryOffset)
 TEST(Checkpoint, RandomDamageGivesResultOrError)
 {
 	std::mt19937 rng(1234);
-	for (const char *file : {"small_zip.pth", "small_legacy.pth", "small_tar.pth", "mixed_training_zip.pth",
-				 "mixed_training_legacy.pth"}) {
+	for (const char *file : { "small_zip.pth", "small_legacy.pth", "small_tar.pth",
+				  "mixed_training_zip.pth", "mixed_training_legacy.pth" }) {
 		SCOPED_TRACE(file);
 		const std::vector<uint8_t> bytes = read_file(fixture(file));
 		int accepted = 0, refused = 0;
@@ -286,7 +298,8 @@ TEST(Checkpoint, RandomDamageGivesResultOrError)
 			std::vector<uint8_t> damaged = bytes;
 			int flips = 1 + rng() % 4;
 			for (int k = 0; k < flips; k++)
-				damaged[rng() % damaged.size()] ^= static_cast<uint8_t>(1 + rng() % 255);
+				damaged[rng() % damaged.size()] ^=
+				    static_cast<uint8_t>(1 + rng() % 255);
 			try {
 				frcnn::read_checkpoint_bytes(damaged.data(), damaged.size(), file);
 				accepted++;
@@ -312,7 +325,9 @@ TEST(Checkpoint, ReadsBackWhatItWrites)
 
 	// Non-contiguous and shared tensors are written as they read, without _metadata.
 	torch::Tensor base = torch::arange(12, torch::kFloat32);
-	frcnn::StateDict sd{{"t", base.view({3, 4}).t()}, {"s", base.slice(0, 2, 5)}, {"d", torch::tensor(3.5, torch::kFloat64)}};
+	frcnn::StateDict sd{ { "t", base.view({ 3, 4 }).t() },
+			     { "s", base.slice(0, 2, 5) },
+			     { "d", torch::tensor(3.5, torch::kFloat64) } };
 	frcnn::write_checkpoint(path, sd);
 	back = frcnn::read_checkpoint(path);
 	ASSERT_EQ(back.tensors.size(), 3u);
@@ -327,13 +342,17 @@ TEST(Checkpoint, WriteRefusesWhatCheckpointsCannotHold)
 {
 	TempDir dir;
 	const std::string path = (dir.path / "bad.pth").string();
-	EXPECT_THROW(frcnn::write_checkpoint(path, frcnn::StateDict{{"c", torch::zeros({2}, torch::kComplexFloat)}}),
+	EXPECT_THROW(
+	    frcnn::write_checkpoint(
+		path, frcnn::StateDict{ { "c", torch::zeros({ 2 }, torch::kComplexFloat) } }),
+	    frcnn::Error);
+	EXPECT_THROW(frcnn::write_checkpoint(path, frcnn::StateDict{ { "u", torch::Tensor() } }),
 		     frcnn::Error);
-	EXPECT_THROW(frcnn::write_checkpoint(path, frcnn::StateDict{{"u", torch::Tensor()}}), frcnn::Error);
 	EXPECT_FALSE(fs::exists(path));
 	EXPECT_FALSE(fs::exists(path + ".partial"));
-	EXPECT_THROW(frcnn::write_checkpoint((dir.path / "no/such/dir/x.pth").string(), frcnn::StateDict{}),
-		     frcnn::Error);
+	EXPECT_THROW(
+	    frcnn::write_checkpoint((dir.path / "no/such/dir/x.pth").string(), frcnn::StateDict{}),
+	    frcnn::Error);
 }
 
 TEST(Checkpoint, PythonLoadsWhatWeWriteWithWeightsOnly)
@@ -352,7 +371,8 @@ TEST(Checkpoint, PythonLoadsWhatWeWriteWithWeightsOnly)
 	frcnn::Checkpoint mixed = frcnn::read_checkpoint(fixture("mixed_plain_zip.pth"));
 	const std::string mixed_path = (dir.path / "mixed.pth").string();
 	frcnn::write_checkpoint(mixed_path, mixed.tensors);
-	std::tie(status, output) = run(python_verify(mixed_path, fixture("mixed_plain_zip.pth"), ""));
+	std::tie(status, output) =
+	    run(python_verify(mixed_path, fixture("mixed_plain_zip.pth"), ""));
 	EXPECT_EQ(status, 0) << output;
 	EXPECT_NE(output.find("checked 17 tensors: ok"), std::string::npos) << output;
 }
@@ -368,7 +388,8 @@ TEST(Checkpoint, SeedCorpusReplays)
 		SCOPED_TRACE(entry.path().string());
 		std::vector<uint8_t> bytes = read_file(entry.path().string());
 		try {
-			frcnn::read_checkpoint_bytes(bytes.data(), bytes.size(), entry.path().filename().string());
+			frcnn::read_checkpoint_bytes(bytes.data(), bytes.size(),
+						     entry.path().filename().string());
 			accepted++;
 		} catch (const frcnn::Error &) {
 		}
