@@ -6,6 +6,7 @@
 #include <vector>
 
 #include <nlohmann/json.hpp>
+#include <opencv2/core/utils/logging.hpp>
 #include <opencv2/imgcodecs.hpp>
 
 #include "cli.h"
@@ -29,6 +30,8 @@ void usage(FILE *out)
 
 int main(int argc, char **argv)
 {
+	// Errors are reported by this program, one line each; OpenCV's own warnings would add more.
+	cv::utils::logging::setLogLevel(cv::utils::logging::LOG_LEVEL_SILENT);
 	frcnn::cli::ModelOptions options;
 	std::vector<std::string> images;
 	try {
@@ -86,11 +89,11 @@ int main(int argc, char **argv)
 			frame.strides[0] = (int)image.step[0];
 			auto detections = detector->detect({frame})[0];
 
-			nlohmann::json out;
+			nlohmann::ordered_json out;
 			out["image"] = path;
 			out["width"] = image.cols;
 			out["height"] = image.rows;
-			out["detections"] = nlohmann::json::array();
+			out["detections"] = nlohmann::ordered_json::array();
 			for (const auto &d : detections)
 				out["detections"].push_back(
 					{{"box", {d.x1, d.y1, d.x2, d.y2}}, {"label", d.label}, {"score", d.score}});

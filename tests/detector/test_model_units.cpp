@@ -12,6 +12,7 @@
 
 using nlohmann::json;
 using namespace frcnn;
+namespace fd = frcnn::detail;
 
 namespace {
 
@@ -50,7 +51,7 @@ TEST(Resize, SizesMatchTorchvision)
 	const json &cases = reference()["resize"];
 	ASSERT_GE(cases.size(), 10u);
 	for (const auto &c : cases) {
-		auto size = detail::resized_size(c["in"][0], c["in"][1], c["min_size"].get<double>(),
+		auto size = fd::resized_size(c["in"][0], c["in"][1], c["min_size"].get<double>(),
 						 c["max_size"].get<double>());
 		EXPECT_EQ(size.first, c["out"][0].get<int64_t>()) << c.dump();
 		EXPECT_EQ(size.second, c["out"][1].get<int64_t>()) << c.dump();
@@ -64,7 +65,7 @@ TEST(Resize, BatchIsPaddedToMultipleOf32)
 		config.min_size = c["min_size"];
 		config.max_size = c["max_size"];
 		const int64_t h = c["in"][0], w = c["in"][1];
-		auto batch = detail::transform_images(config, {torch::rand({3, h, w})}, nullptr);
+		auto batch = fd::transform_images(config, {torch::rand({3, h, w})}, nullptr);
 		EXPECT_EQ(batch.batch.size(2), c["batch"][0].get<int64_t>()) << c.dump();
 		EXPECT_EQ(batch.batch.size(3), c["batch"][1].get<int64_t>()) << c.dump();
 		EXPECT_EQ(batch.image_sizes[0].first, c["out"][0].get<int64_t>());
@@ -81,7 +82,7 @@ TEST(Anchors, CellAnchorsAndGridMatchTorchvision)
 {
 	const json &a = reference()["anchors"];
 	ModelConfig config;
-	detail::AnchorGenerator gen(config.anchor_sizes, config.aspect_ratios);
+	fd::AnchorGenerator gen(config.anchor_sizes, config.aspect_ratios);
 	for (size_t level = 0; level < 5; level++)
 		EXPECT_TRUE(torch::equal(gen.cell_anchors(level), to_tensor(a["cell_anchors"][level])))
 			<< "level " << level << ": " << gen.cell_anchors(level);
@@ -107,7 +108,7 @@ TEST(BoxCoder, DecodeAndEncodeMatchTorchvisionIncludingTheClamp)
 	const json &d = reference()["decode"];
 	auto boxes = to_tensor(d["boxes"]);
 	auto codes = to_tensor(d["codes"]);
-	detail::BoxCoder rpn({1, 1, 1, 1}), roi({10, 10, 5, 5});
+	fd::BoxCoder rpn({1, 1, 1, 1}), roi({10, 10, 5, 5});
 	auto rpn_out = rpn.decode(codes, boxes);
 	auto roi_out = roi.decode(codes, boxes);
 	EXPECT_TRUE(torch::allclose(rpn_out, to_tensor(d["rpn"]), 1e-5, 1e-3));
@@ -125,7 +126,7 @@ TEST(BoxCoder, DecodeAndEncodeMatchTorchvisionIncludingTheClamp)
 TEST(LevelMapper, MatchesTorchvision)
 {
 	const json &l = reference()["levels"];
-	auto levels = detail::MultiScaleRoIAlign::map_levels(to_tensor(l["boxes"]), 2, 5);
+	auto levels = fd::MultiScaleRoIAlign::map_levels(to_tensor(l["boxes"]), 2, 5);
 	auto expected = to_tensor(l["levels"]).to(torch::kInt64);
 	EXPECT_TRUE(torch::equal(levels, expected)) << levels << "\nexpected\n" << expected;
 }
@@ -133,7 +134,7 @@ TEST(LevelMapper, MatchesTorchvision)
 TEST(ResizeBoxes, MatchesTorchvision)
 {
 	const json &r = reference()["resize_boxes"];
-	auto out = detail::resize_boxes(to_tensor(r["boxes"]), {r["from"][0], r["from"][1]}, {r["to"][0], r["to"][1]});
+	auto out = fd::resize_boxes(to_tensor(r["boxes"]), {r["from"][0], r["from"][1]}, {r["to"][0], r["to"][1]});
 	EXPECT_TRUE(torch::allclose(out, to_tensor(r["out"]), 0, 1e-4));
 }
 

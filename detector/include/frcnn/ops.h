@@ -1,0 +1,30 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// Box operators with the semantics of torchvision.ops (0.14).
+#pragma once
+
+#include <torch/types.h>
+
+namespace frcnn::ops {
+
+// Indices of the boxes kept by non-maximum suppression, sorted by decreasing score. A box is
+// suppressed when its IoU with a kept, higher-scoring box is strictly greater than iou_threshold.
+// boxes: float [N,4] (x1,y1,x2,y2), scores: [N].
+torch::Tensor nms(const torch::Tensor &boxes, const torch::Tensor &scores, double iou_threshold);
+
+// NMS done independently per category idxs[i] (int64 [N]); same result order as torchvision.
+torch::Tensor batched_nms(const torch::Tensor &boxes, const torch::Tensor &scores,
+			  const torch::Tensor &idxs, double iou_threshold);
+
+// RoIAlign (Mask R-CNN). input [N,C,H,W]; rois [K,5] (batch index, x1, y1, x2, y2) in input
+// coordinates before spatial_scale. Differentiable with respect to input.
+torch::Tensor roi_align(const torch::Tensor &input, const torch::Tensor &rois, double spatial_scale,
+			int64_t pooled_height, int64_t pooled_width, int64_t sampling_ratio,
+			bool aligned);
+
+// Helpers of torchvision.ops.boxes.
+torch::Tensor box_area(const torch::Tensor &boxes);
+torch::Tensor box_iou(const torch::Tensor &boxes1, const torch::Tensor &boxes2);
+torch::Tensor clip_boxes_to_image(const torch::Tensor &boxes, int64_t height, int64_t width);
+torch::Tensor remove_small_boxes(const torch::Tensor &boxes, double min_size);
+
+} // namespace frcnn::ops
