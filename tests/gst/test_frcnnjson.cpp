@@ -1,0 +1,234 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// frcnnjson: one JSON object per frame, to a file, to standard output and as bus messages.
+
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include <gst/check/gstharness.h>
+#include <gst/gst.h>
+#include <gst/video/video.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "gst_test_utils.h"
+
+namespace {
+
+using nlohmann::json;
+
+constexpr int kWidth = 320, kHeight = 240;
+
+struct HarnessDeleter {
+	void operator()(GstHarness *h) const { gst_harness_teardown(h); }
+};
+using HarnessPtr = std::unique_ptr<GstHarness, HarnessDeleter>;
+
+HarnessPtr json_harness(const std::string &properties)
+{
+	gst_test::init();
+	GError *error = nullptr;
+	GstElement *element = gst_parse_launch(("frcnnjson " + properties).c_str(), &error);
+	EXPECT_EQ(error, nullptr) << (error ? error->message : "");
+	g_clear_error(&error);
+	gst_object_ref_sink(element);
+	GstHarness *h = gst_harness_new_with_element(element, "sink", "src");
+	gst_object_unref(element);
+	gst_harness_set_src_caps_str(h, "video/x-raw,format=NV12,width=320,height=240,framerate=30/1");
+	return HarnessPtr(h);
+}
+
+GstBuffer *frame_buffer(GstClockTime pts)
+{
+	GstBuffer *buffer = gst_buffer_new_allocate(nullptr, kWidth * kHeight * 3 / 2, nullptr);
+	gst_buffer_memset(buffer, 0, 0x42, kWidth * kHeight * 3 / 2);
+	GST_BUFFER_PTS(buffer) = pts;
+	return buffer;
+}
+
+// As frcnndetect writes it: the normalised box in the "detection" param.
+void add_detection(GstBuffer *buffer, double x1, double y1, double x2, double y2, guint id,
+		   const char *label, double score)
+{
+	GstVideoRegionOfInterestMeta *roi = gst_buffer_add_video_region_of_interest_meta(
+		buffer, label, guint(x1), guint(y1), guint(x2 - x1), guint(y2 - y1));
+	gst_video_region_of_interest_meta_add_param(
+		roi, gst_structure_new("detection", "label_id", G_TYPE_UINT, id, "label", G_TYPE_STRING,
+				       label, "confidence", G_TYPE_DOUBLE, score, "x_min",
+				       G_TYPE_DOUBLE, x1 / kWidth, "y_min", G_TYPE_DOUBLE, y1 / kHeight,
+				       "x_max", G_TYPE_DOUBLE, x2 / kWidth, "y_max", G_TYPE_DOUBLE,
+				       y2 / kHeight, nullptr));
+}
+
+std::vector<std::string> read_lines(const std::string &path)
+{
+	std::ifstream file(path);
+	std::vector<std::string> lines;
+	for (std::string line; std::getline(file, line);)
+		lines.push_back(line);
+	return lines;
+}
+
+// Three frames: two detections (one from another producer), none (without a timestamp), one.
+void push_three_frames(GstHarness *h)
+{
+	GstBuffer *a = frame_buffer(0);
+	add_detection(a, 10.25, 20.5, 110.75, 200, 1, "person", 0.912345);
+	gst_buffer_add_video_region_of_interest_meta(a, "face", 30, 40, 20, 25);
+	GstBuffer *b = frame_buffer(GST_CLOCK_TIME_NONE);
+	GstBuffer *c = frame_buffer(66666666);
+	add_detection(c, 0, 0, 320, 240, 3, "car", 0.5);
+
+	for (GstBuffer *buffer : { a, b, c }) {
+		GstBuffer *in = buffer;
+		gst_test::BufferPtr out(gst_harness_push_and_pull(h, buffer));
+		ASSERT_TRUE(out);
+		EXPECT_EQ(out.get(), in) << "passed through, not copied";
+	}
+}
+
+void expect_three_frames(const std::vector<std::string> &lines)
+{
+	ASSERT_EQ(lines.size(), 3u);
+	/* The keys in the documented order. */
+	EXPECT_EQ(lines[1], R"({"frame":1,"pts":null,"width":320,"height":240,"detections":[]})");
+
+	const json first = json::parse(lines[0]);
+	EXPECT_EQ(first["frame"], 0);
+	EXPECT_EQ(first["pts"], 0);
+	EXPECT_EQ(first["width"], kWidth);
+	EXPECT_EQ(first["height"], kHeight);
+	ASSERT_EQ(first["detections"].size(), 2u);
+	const json &person = first["detections"][0];
+	EXPECT_EQ(person["label"], "person");
+	EXPECT_EQ(person["label_id"], 1);
+	EXPECT_NEAR(person["score"].get<double>(), 0.912345, 1e-4);
+	const std::vector<double> box = person["box"];
+	ASSERT_EQ(box.size(), 4u);
+	EXPECT_NEAR(box[0], 10.25, 0.006);
+	EXPECT_NEAR(box[1], 20.5, 0.006);
+	EXPECT_NEAR(box[2], 110.75, 0.006);
+	EXPECT_NEAR(box[3], 200, 0.006);
+	const json &face = first["detections"][1];
+	EXPECT_EQ(face["label"], "face");
+	EXPECT_TRUE(face["label_id"].is_null());
+	EXPECT_TRUE(face["score"].is_null());
+	EXPECT_EQ(face["box"], json({ 30.0, 40.0, 50.0, 65.0 }));
+
+	const json third = json::parse(lines[2]);
+	EXPECT_EQ(third["frame"], 2);
+	EXPECT_EQ(third["pts"], 66666666);
+	ASSERT_EQ(third["detections"].size(), 1u);
+	EXPECT_EQ(third["detections"][0]["box"], json({ 0.0, 0.0, 320.0, 240.0 }));
+	EXPECT_EQ(third["detections"][0]["label_id"], 3);
+}
+
+TEST(FrcnnJson, WritesOneLinePerFrame)
+{
+	const std::string path = gst_test::out_dir() + "/frames.jsonl";
+	{
+		HarnessPtr h = json_harness("location=\"" + path + "\"");
+		push_three_frames(h.get());
+		/* Each line is on disk as soon as its frame has passed. */
+		EXPECT_EQ(read_lines(path).size(), 3u);
+	}
+	expect_three_frames(read_lines(path));
+}
+
+TEST(FrcnnJson, PostsMessages)
+{
+	const std::string path = gst_test::out_dir() + "/messages.jsonl";
+	HarnessPtr h = json_harness("post-messages=true location=\"" + path + "\"");
+	GstBus *bus = gst_bus_new();
+	gst_element_set_bus(h->element, bus);
+	push_three_frames(h.get());
+
+	std::vector<std::string> posted;
+	while (GstMessage *message = gst_bus_pop_filtered(bus, GST_MESSAGE_ELEMENT)) {
+		const GstStructure *s = gst_message_get_structure(message);
+		EXPECT_TRUE(gst_structure_has_name(s, "frcnnjson"));
+		guint64 frame = 0;
+		guint count = 0;
+		gint width = 0;
+		EXPECT_TRUE(gst_structure_get(s, "frame", G_TYPE_UINT64, &frame, "detections",
+					      G_TYPE_UINT, &count, "width", G_TYPE_INT, &width,
+					      nullptr));
+		EXPECT_EQ(frame, posted.size());
+		EXPECT_EQ(width, kWidth);
+		posted.push_back(gst_structure_get_string(s, "json"));
+		EXPECT_EQ(json::parse(posted.back())["detections"].size(), count);
+		gst_message_unref(message);
+	}
+	expect_three_frames(posted);
+	EXPECT_EQ(posted, read_lines(path)) << "the messages carry the lines of the file";
+	gst_element_set_bus(h->element, nullptr);
+	gst_object_unref(bus);
+}
+
+TEST(FrcnnJson, StandardOutput)
+{
+	gst_test::init();
+	gchar *out = nullptr, *err = nullptr;
+	gint status = 0;
+	const gchar *argv[] = { "gst-launch-1.0", "-q", "videotestsrc", "num-buffers=4", "!",
+				"video/x-raw,width=64,height=48", "!", "frcnnjson", "location=-",
+				"!", "fakesink", nullptr };
+	GError *error = nullptr;
+	ASSERT_TRUE(g_spawn_sync(nullptr, const_cast<gchar **>(argv), nullptr, G_SPAWN_SEARCH_PATH,
+				 nullptr, nullptr, &out, &err, &status, &error))
+		<< (error ? error->message : "");
+	EXPECT_TRUE(g_spawn_check_wait_status(status, nullptr)) << err;
+	std::vector<std::string> lines;
+	std::string text(out);
+	for (std::size_t start = 0, end; (end = text.find('\n', start)) != std::string::npos;
+	     start = end + 1)
+		lines.push_back(text.substr(start, end - start));
+	g_free(out);
+	g_free(err);
+	ASSERT_EQ(lines.size(), 4u) << text;
+	for (std::size_t i = 0; i < lines.size(); i++) {
+		const json line = json::parse(lines[i]);
+		EXPECT_EQ(line["frame"], i);
+		EXPECT_EQ(line["width"], 64);
+		EXPECT_EQ(line["height"], 48);
+		EXPECT_TRUE(line["detections"].empty());
+	}
+}
+
+TEST(FrcnnJson, UnwritableLocationFailsTheStateChange)
+{
+	gst_test::init();
+	GstElement *pipeline = gst_parse_launch(
+		"videotestsrc num-buffers=1 ! frcnnjson name=json "
+		"location=/nonexistent/folder/out.jsonl ! fakesink", nullptr);
+	ASSERT_NE(pipeline, nullptr);
+	EXPECT_EQ(gst_element_set_state(pipeline, GST_STATE_PAUSED), GST_STATE_CHANGE_FAILURE);
+	GstBus *bus = gst_element_get_bus(pipeline);
+	GstMessage *message = gst_bus_pop_filtered(bus, GST_MESSAGE_ERROR);
+	ASSERT_NE(message, nullptr);
+	GError *error = nullptr;
+	gst_message_parse_error(message, &error, nullptr);
+	EXPECT_NE(std::string(error->message).find("Set 'location'"), std::string::npos)
+		<< error->message;
+	EXPECT_TRUE(g_error_matches(error, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_OPEN_WRITE));
+	g_error_free(error);
+	gst_message_unref(message);
+	gst_object_unref(bus);
+	gst_element_set_state(pipeline, GST_STATE_NULL);
+	gst_object_unref(pipeline);
+}
+
+TEST(FrcnnJson, FrameCountRestartsWithTheElement)
+{
+	const std::string path = gst_test::out_dir() + "/restart.jsonl";
+	for (int run = 0; run < 2; run++) {
+		HarnessPtr h = json_harness("location=\"" + path + "\"");
+		gst_test::BufferPtr out(gst_harness_push_and_pull(h.get(), frame_buffer(0)));
+		ASSERT_TRUE(out);
+	}
+	const std::vector<std::string> lines = read_lines(path);
+	ASSERT_EQ(lines.size(), 1u) << "the file is rewritten, not appended to";
+	EXPECT_EQ(json::parse(lines[0])["frame"], 0);
+}
+
+} // namespace

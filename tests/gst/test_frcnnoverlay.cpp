@@ -1,0 +1,304 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// frcnnoverlay: draws ROI metas from any producer, in place, in every format, with a colour that
+// is stable per class.
+
+#include <array>
+#include <cmath>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include <gst/check/gstharness.h>
+#include <gst/gst.h>
+#include <gst/video/video.h>
+#include <gtest/gtest.h>
+
+#include "gst_test_utils.h"
+
+namespace {
+
+using gst_test::Frame;
+using gst_test::make_frame;
+
+constexpr int kWidth = 200, kHeight = 150;
+const cv::Scalar kGrey(128, 128, 128);
+
+struct HarnessDeleter {
+	void operator()(GstHarness *h) const { gst_harness_teardown(h); }
+};
+using HarnessPtr = std::unique_ptr<GstHarness, HarnessDeleter>;
+
+HarnessPtr overlay(const char *properties = "")
+{
+	gst_test::init();
+	const std::string description = std::string("frcnnoverlay ") + properties;
+	GError *error = nullptr;
+	GstElement *element = gst_parse_launch(description.c_str(), &error);
+	EXPECT_EQ(error, nullptr) << (error ? error->message : "");
+	g_clear_error(&error);
+	gst_object_ref_sink(element);
+	GstHarness *h = gst_harness_new_with_element(element, "sink", "src");
+	gst_object_unref(element);
+	return HarnessPtr(h);
+}
+
+void add_detection(GstBuffer *buffer, guint x, guint y, guint w, guint h, guint label_id,
+		   const char *label, double score)
+{
+	GstVideoRegionOfInterestMeta *roi =
+		gst_buffer_add_video_region_of_interest_meta(buffer, label, x, y, w, h);
+	gst_video_region_of_interest_meta_add_param(
+		roi, gst_structure_new("detection", "label_id", G_TYPE_UINT, label_id, "label",
+				       G_TYPE_STRING, label, "confidence", G_TYPE_DOUBLE, score,
+				       "x_min", G_TYPE_DOUBLE, double(x) / kWidth, "y_min",
+				       G_TYPE_DOUBLE, double(y) / kHeight, "x_max", G_TYPE_DOUBLE,
+				       double(x + w) / kWidth, "y_max", G_TYPE_DOUBLE,
+				       double(y + h) / kHeight, nullptr));
+}
+
+// A mapped output frame, read back as R,G,B (packed formats) or Y,U,V (planar).
+class Pixels {
+public:
+	Pixels(GstBuffer *buffer, const Frame &layout)
+		: buffer_(buffer), layout_(layout)
+	{
+		mapped_ = gst_buffer_map(buffer, &map_, GST_MAP_READ);
+		EXPECT_TRUE(mapped_);
+		EXPECT_EQ(map_.size, layout.bytes.size());
+	}
+	~Pixels()
+	{
+		if (mapped_)
+			gst_buffer_unmap(buffer_, &map_);
+	}
+	Pixels(const Pixels &) = delete;
+	Pixels &operator=(const Pixels &) = delete;
+
+	std::array<int, 3> at(int x, int y) const
+	{
+		const GstVideoFormat format = GST_VIDEO_INFO_FORMAT(&layout_.info);
+		if (const char *order = gst_test::packed_order(format)) {
+			const int bpp = static_cast<int>(std::strlen(order));
+			const uint8_t *px = map_.data + layout_.offsets[0] + y * layout_.strides[0] +
+					    x * bpp;
+			std::array<int, 3> rgb{};
+			for (int c = 0; c < bpp; c++) {
+				switch (order[c]) {
+				case 'R': rgb[0] = px[c]; break;
+				case 'G': rgb[1] = px[c]; break;
+				case 'B': rgb[2] = px[c]; break;
+				default: break;
+				}
+			}
+			return rgb;
+		}
+		const int y_ = map_.data[layout_.offsets[0] + y * layout_.strides[0] + x];
+		int u, v;
+		if (format == GST_VIDEO_FORMAT_NV12) {
+			const uint8_t *uv = map_.data + layout_.offsets[1] + (y / 2) * layout_.strides[1] +
+					    (x / 2) * 2;
+			u = uv[0];
+			v = uv[1];
+		} else {
+			u = map_.data[layout_.offsets[1] + (y / 2) * layout_.strides[1] + x / 2];
+			v = map_.data[layout_.offsets[2] + (y / 2) * layout_.strides[2] + x / 2];
+		}
+		return { y_, u, v };
+	}
+
+private:
+	GstBuffer *buffer_;
+	const Frame &layout_;
+	GstMapInfo map_ = GST_MAP_INFO_INIT;
+	bool mapped_ = false;
+};
+
+bool packed(GstVideoFormat format)
+{
+	return gst_test::packed_order(format) != nullptr;
+}
+
+std::array<int, 3> yuv_of(const std::array<int, 3> &rgb)
+{
+	const double r = rgb[0], g = rgb[1], b = rgb[2];
+	return { static_cast<int>(std::lround(16 + 0.257 * r + 0.504 * g + 0.098 * b)),
+		 static_cast<int>(std::lround(128 - 0.148 * r - 0.291 * g + 0.439 * b)),
+		 static_cast<int>(std::lround(128 + 0.439 * r - 0.368 * g - 0.071 * b)) };
+}
+
+void expect_near(const std::array<int, 3> &a, const std::array<int, 3> &b, int tolerance,
+		 const char *what)
+{
+	for (int c = 0; c < 3; c++)
+		EXPECT_LE(std::abs(a[c] - b[c]), tolerance) << what << " component " << c << ": "
+							    << a[c] << " vs " << b[c];
+}
+
+// The box colour of label id 3 as drawn on RGB, the reference for the other formats.
+std::array<int, 3> rgb_box_colour()
+{
+	const Frame frame = make_frame(cv::Mat(kHeight, kWidth, CV_8UC3, kGrey), GST_VIDEO_FORMAT_RGB);
+	HarnessPtr h = overlay();
+	gst_harness_set_src_caps(h.get(), frame.caps());
+	GstBuffer *in = frame.buffer(0);
+	add_detection(in, 40, 60, 80, 50, 3, "car", 0.9);
+	gst_test::BufferPtr out(gst_harness_push_and_pull(h.get(), in));
+	if (!out) {
+		ADD_FAILURE() << "no output";
+		return {};
+	}
+	Pixels pixels(out.get(), frame);
+	return pixels.at(40, 80);
+}
+
+class OverlayFormatTest : public ::testing::TestWithParam<GstVideoFormat> {
+};
+
+TEST_P(OverlayFormatTest, DrawsBoxAndLabelInPlace)
+{
+	const GstVideoFormat format = GetParam();
+	const Frame frame = make_frame(cv::Mat(kHeight, kWidth, CV_8UC3, kGrey), format);
+
+	HarnessPtr h = overlay("line-thickness=2 show=label-score");
+	gst_harness_set_src_caps(h.get(), frame.caps());
+	GstBuffer *in = frame.buffer(0);
+	add_detection(in, 40, 60, 80, 50, 3, "car", 0.9);
+	gst_test::BufferPtr out(gst_harness_push_and_pull(h.get(), in));
+	ASSERT_TRUE(out);
+
+	/* The same frame without metadata gives the untouched values. */
+	gst_test::BufferPtr plain(gst_harness_push_and_pull(h.get(), frame.buffer(GST_SECOND)));
+	ASSERT_TRUE(plain);
+	Pixels before(plain.get(), frame);
+	Pixels after(out.get(), frame);
+
+	const std::array<int, 3> background = before.at(100, 140);
+	EXPECT_EQ(after.at(100, 140), background) << "far from the box";
+	EXPECT_EQ(after.at(80, 90), background) << "inside the box: outlines only";
+	EXPECT_EQ(after.at(180, 10), background) << "right of the label";
+
+	const std::array<int, 3> reference = rgb_box_colour();
+	EXPECT_NE(reference, background);
+	for (auto [x, y] : { std::pair{ 40, 80 }, std::pair{ 119, 80 }, std::pair{ 80, 109 } }) {
+		SCOPED_TRACE("edge pixel " + std::to_string(x) + "," + std::to_string(y));
+		if (packed(format))
+			EXPECT_EQ(after.at(x, y), reference);
+		else
+			/* BT.601 limited range, chroma drawn at half resolution. */
+			expect_near(after.at(x, y), yuv_of(reference), 2, "Y,U,V");
+	}
+	/* The label sits above the box: something there changed. */
+	int changed = 0;
+	for (int y = 44; y < 60; y++)
+		for (int x = 40; x < 100; x++)
+			changed += after.at(x, y) != background;
+	EXPECT_GT(changed, 100);
+}
+
+INSTANTIATE_TEST_SUITE_P(AllFormats, OverlayFormatTest,
+	::testing::Values(GST_VIDEO_FORMAT_RGB, GST_VIDEO_FORMAT_BGR, GST_VIDEO_FORMAT_RGBx,
+			  GST_VIDEO_FORMAT_BGRx, GST_VIDEO_FORMAT_xRGB, GST_VIDEO_FORMAT_xBGR,
+			  GST_VIDEO_FORMAT_RGBA, GST_VIDEO_FORMAT_BGRA, GST_VIDEO_FORMAT_ARGB,
+			  GST_VIDEO_FORMAT_ABGR, GST_VIDEO_FORMAT_NV12, GST_VIDEO_FORMAT_I420),
+	[](const ::testing::TestParamInfo<GstVideoFormat> &info) {
+		return std::string(gst_video_format_to_string(info.param));
+	});
+
+TEST(FrcnnOverlay, ColourIsStablePerClass)
+{
+	const Frame frame = make_frame(cv::Mat(kHeight, kWidth, CV_8UC3, kGrey), GST_VIDEO_FORMAT_BGRx);
+	HarnessPtr h = overlay("show=none");
+	gst_harness_set_src_caps(h.get(), frame.caps());
+
+	GstBuffer *first = frame.buffer(0);
+	add_detection(first, 10, 10, 50, 50, 1, "person", 0.8);
+	add_detection(first, 100, 10, 50, 50, 2, "bicycle", 0.7);
+	gst_test::BufferPtr a(gst_harness_push_and_pull(h.get(), first));
+	GstBuffer *second = frame.buffer(GST_SECOND);
+	add_detection(second, 100, 80, 40, 40, 1, "person", 0.3);
+	gst_test::BufferPtr b(gst_harness_push_and_pull(h.get(), second));
+	ASSERT_TRUE(a && b);
+
+	Pixels pa(a.get(), frame), pb(b.get(), frame);
+	EXPECT_EQ(pa.at(10, 30), pb.at(100, 100)) << "same class, same colour";
+	EXPECT_NE(pa.at(10, 30), pa.at(100, 30)) << "another class, another colour";
+}
+
+TEST(FrcnnOverlay, AnyProducerWithoutDetectionParam)
+{
+	/* A face detector that only sets roi_type: drawn with the type as the label. */
+	const Frame frame = make_frame(cv::Mat(kHeight, kWidth, CV_8UC3, kGrey), GST_VIDEO_FORMAT_RGB);
+	HarnessPtr h = overlay();
+	gst_harness_set_src_caps(h.get(), frame.caps());
+	gst_test::BufferPtr plain(gst_harness_push_and_pull(h.get(), frame.buffer(0)));
+	GstBuffer *in = frame.buffer(GST_SECOND);
+	gst_buffer_add_video_region_of_interest_meta(in, "face", 60, 40, 30, 30);
+	gst_test::BufferPtr out(gst_harness_push_and_pull(h.get(), in));
+	ASSERT_TRUE(plain && out);
+	Pixels before(plain.get(), frame), after(out.get(), frame);
+	EXPECT_NE(after.at(60, 55), before.at(60, 55));
+	EXPECT_EQ(after.at(75, 55), before.at(75, 55));
+	int changed = 0;
+	for (int y = 24; y < 40; y++)
+		for (int x = 60; x < 90; x++)
+			changed += after.at(x, y) != before.at(x, y);
+	EXPECT_GT(changed, 30) << "the roi_type is written above the box";
+}
+
+TEST(FrcnnOverlay, ShowAndThickness)
+{
+	const Frame frame = make_frame(cv::Mat(kHeight, kWidth, CV_8UC3, kGrey), GST_VIDEO_FORMAT_RGB);
+	auto draw = [&](const char *properties) {
+		HarnessPtr h = overlay(properties);
+		gst_harness_set_src_caps(h.get(), frame.caps());
+		GstBuffer *in = frame.buffer(0);
+		add_detection(in, 40, 60, 80, 50, 3, "car", 0.9);
+		return gst_test::BufferPtr(gst_harness_push_and_pull(h.get(), in));
+	};
+	gst_test::BufferPtr none = draw("show=none line-thickness=1");
+	gst_test::BufferPtr label = draw("show=label line-thickness=1");
+	gst_test::BufferPtr thick = draw("show=none line-thickness=6");
+	Pixels pn(none.get(), frame), pl(label.get(), frame), pt(thick.get(), frame);
+
+	const std::array<int, 3> grey = pn.at(100, 140);
+	int above_none = 0, above_label = 0;
+	for (int y = 40; y < 59; y++)
+		for (int x = 40; x < 120; x++) {
+			above_none += pn.at(x, y) != grey;
+			above_label += pl.at(x, y) != grey;
+		}
+	EXPECT_EQ(above_none, 0) << "show=none draws no text";
+	EXPECT_GT(above_label, 100);
+
+	EXPECT_EQ(pn.at(43, 80), grey) << "1 pixel line";
+	EXPECT_NE(pt.at(42, 80), grey) << "6 pixel line";
+}
+
+TEST(FrcnnOverlay, BoxesAtAndBeyondTheEdges)
+{
+	const Frame frame = make_frame(cv::Mat(kHeight, kWidth, CV_8UC3, kGrey), GST_VIDEO_FORMAT_I420);
+	HarnessPtr h = overlay();
+	gst_harness_set_src_caps(h.get(), frame.caps());
+	GstBuffer *in = frame.buffer(0);
+	add_detection(in, 0, 0, kWidth, kHeight, 1, "everything", 1.0);
+	add_detection(in, 180, 140, 500, 500, 2, "outside", 0.5);
+	add_detection(in, 10, 10, 0, 0, 2, "empty", 0.5);
+	gst_test::BufferPtr out(gst_harness_push_and_pull(h.get(), in));
+	ASSERT_TRUE(out);
+	EXPECT_EQ(gst_test::read_rois(out.get()).size(), 3u) << "metadata passes on";
+}
+
+TEST(FrcnnOverlay, RejectsOtherFormats)
+{
+	HarnessPtr h = overlay();
+	GstPad *sinkpad = gst_element_get_static_pad(h->element, "sink");
+	for (const char *caps : { "video/x-raw,format=GRAY8,width=64,height=64,framerate=30/1",
+				  "video/x-raw,format=UYVY,width=64,height=64,framerate=30/1" }) {
+		GstCaps *c = gst_caps_from_string(caps);
+		EXPECT_FALSE(gst_pad_query_accept_caps(sinkpad, c)) << caps;
+		gst_caps_unref(c);
+	}
+	gst_object_unref(sinkpad);
+}
+
+} // namespace
