@@ -16,7 +16,7 @@ namespace fd = frcnn::detail;
 
 namespace {
 
-json reference()
+const json &reference()
 {
 	static json ref = json::parse(test::read_file(test::fixtures("expected.json")));
 	return ref;
