@@ -1,0 +1,567 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// Reading ground truth and detections for evaluate_coco() (frcnnjson's JSON lines, COCO files),
+// and writing its results.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "frcnn/error.h"
+#include "frcnn/evaluation.h"
+
+namespace frcnn {
+
+namespace {
+
+using json = nlohmann::json;
+
+std::string read_text(const std::string &path)
+{
+	std::ifstream in(path, std::ios::binary);
+	if (!in)
+		throw Error("cannot open '" + path + "' for reading");
+	std::ostringstream s;
+	s << in.rdbuf();
+	if (in.bad())
+		throw Error("cannot read '" + path + "'");
+	return s.str();
+}
+
+// Where a message about the input points to.
+struct Where {
+	const std::string &path;
+	std::size_t line; // 0: the whole file
+
+	[[noreturn]] void fail(const std::string &what) const
+	{
+		throw Error(path + (line ? ":" + std::to_string(line) : std::string()) + ": " + what);
+	}
+};
+
+struct Line {
+	std::size_t number; // 1-based line number in the file
+	json value;
+};
+
+// Non-empty lines of a JSON-lines file, each parsed.
+std::vector<Line> parse_lines(const std::string &path, const std::string &text)
+{
+	std::vector<Line> lines;
+	std::istringstream in(text);
+	std::string s;
+	std::size_t number = 0;
+	while (std::getline(in, s)) {
+		number++;
+		if (s.find_first_not_of(" \t\r") == std::string::npos)
+			continue;
+		json value = json::parse(s, nullptr, false);
+		if (value.is_discarded())
+			Where{ path, number }.fail("not valid JSON");
+		if (!value.is_object())
+			Where{ path, number }.fail("expected a JSON object per line, got " +
+						   std::string(value.type_name()));
+		lines.push_back({ number, std::move(value) });
+	}
+	return lines;
+}
+
+double number(const json &v, const Where &where, const std::string &what)
+{
+	if (!v.is_number())
+		where.fail(what + " must be a number, got " + v.dump());
+	const double x = v.get<double>();
+	if (!std::isfinite(x))
+		where.fail(what + " must be finite, got " + v.dump());
+	return x;
+}
+
+int64_t integer(const json &v, const Where &where, const std::string &what)
+{
+	if (!v.is_number_integer())
+		where.fail(what + " must be an integer, got " + v.dump());
+	return v.get<int64_t>();
+}
+
+// [x1, y1, x2, y2] from "box", or [x, y, w, h] from a COCO "bbox".
+std::array<double, 4> read_box(const json &entry, const Where &where)
+{
+	const bool coco = !entry.contains("box") && entry.contains("bbox");
+	const json &v = coco ? entry["bbox"] : entry.value("box", json());
+	if (!v.is_array() || v.size() != 4)
+		where.fail(std::string(coco ? "\"bbox\"" : "\"box\"") +
+			   " must be an array of 4 numbers, got " + v.dump());
+	std::array<double, 4> b;
+	for (int k = 0; k < 4; k++)
+		b[k] = number(v[k], where, coco ? "\"bbox\"" : "\"box\"");
+	if (coco) {
+		b[2] += b[0];
+		b[3] += b[1];
+	}
+	if (b[2] < b[0] || b[3] < b[1])
+		where.fail("box " + v.dump() + " has a negative width or height");
+	return b;
+}
+
+// A box's category as the file gives it: an id, a name, or both.
+struct LabelRef {
+	bool has_id = false;
+	int64_t id = 0;
+	std::string name;
+};
+
+LabelRef read_label(const json &entry, const Where &where)
+{
+	LabelRef ref;
+	for (const char *key : { "label_id", "category_id" }) {
+		auto it = entry.find(key);
+		if (it != entry.end() && !it->is_null()) {
+			ref.has_id = true;
+			ref.id = integer(*it, where, std::string("\"") + key + "\"");
+			break;
+		}
+	}
+	auto label = entry.find("label");
+	if (label != entry.end()) {
+		if (label->is_string())
+			ref.name = label->get<std::string>();
+		else if (label->is_number_integer() && !ref.has_id) {
+			ref.has_id = true;
+			ref.id = label->get<int64_t>();
+		} else if (!label->is_null() && !label->is_number_integer())
+			where.fail("\"label\" must be a name or an id, got " + label->dump());
+	}
+	return ref;
+}
+
+bool read_crowd(const json &entry, const Where &where)
+{
+	for (const char *key : { "iscrowd", "crowd" }) {
+		auto it = entry.find(key);
+		if (it == entry.end() || it->is_null())
+			continue;
+		if (it->is_boolean())
+			return it->get<bool>();
+		return integer(*it, where, std::string("\"") + key + "\"") != 0;
+	}
+	return false;
+}
+
+int read_size(const json &line, const char *key, const Where &where)
+{
+	auto it = line.find(key);
+	if (it == line.end() || it->is_null())
+		return 0;
+	return static_cast<int>(integer(*it, where, std::string("\"") + key + "\""));
+}
+
+std::string basename(const std::string &path)
+{
+	const auto slash = path.find_last_of('/');
+	return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
+// Categories of the ground truth, by id and by name.
+class Categories {
+public:
+	explicit Categories(EvalDataset &dataset) : dataset_(dataset)
+	{
+		for (const EvalCategory &c : dataset.categories) {
+			by_id_.emplace(c.id, c.id);
+			by_name_.emplace(c.name, c.id);
+		}
+	}
+
+	// Ground truth: registers the category when new.
+	int64_t add(const LabelRef &ref, const Where &where)
+	{
+		if (ref.has_id) {
+			if (ref.id < 0)
+				where.fail("a category id must not be negative, got " +
+					   std::to_string(ref.id));
+			if (by_id_.count(ref.id) == 0) {
+				const std::string name =
+					ref.name.empty() ? "class " + std::to_string(ref.id) : ref.name;
+				dataset_.categories.push_back({ ref.id, name });
+				by_id_.emplace(ref.id, ref.id);
+				by_name_.emplace(name, ref.id);
+			}
+			return ref.id;
+		}
+		if (ref.name.empty())
+			where.fail("a box has neither \"label_id\" nor \"label\"");
+		auto it = by_name_.find(ref.name);
+		if (it != by_name_.end())
+			return it->second;
+		// Named without an id: a negative id of its own, that no detection id can take.
+		const int64_t id = -static_cast<int64_t>(dataset_.categories.size()) - 1;
+		dataset_.categories.push_back({ id, ref.name });
+		by_id_.emplace(id, id);
+		by_name_.emplace(ref.name, id);
+		return id;
+	}
+
+	// Detections: the ground-truth category, or false for one the ground truth lacks.
+	bool find(const LabelRef &ref, int64_t &id) const
+	{
+		if (ref.has_id && ref.id >= 0 && by_id_.count(ref.id)) {
+			id = ref.id;
+			return true;
+		}
+		if (ref.name.empty())
+			return false;
+		auto it = by_name_.find(ref.name);
+		if (it == by_name_.end() || (ref.has_id && it->second >= 0))
+			return false;
+		id = it->second;
+		return true;
+	}
+
+private:
+	EvalDataset &dataset_;
+	std::map<int64_t, int64_t> by_id_;
+	std::multimap<std::string, int64_t> by_name_;
+};
+
+EvalDataset load_coco_ground_truth(const std::string &path, const json &root)
+{
+	const Where where{ path, 0 };
+	EvalDataset dataset;
+	dataset.coco = true;
+
+	const json &categories = root.value("categories", json::array());
+	if (!categories.is_array())
+		where.fail("\"categories\" must be an array");
+	for (const json &c : categories) {
+		if (!c.is_object() || !c.contains("id"))
+			where.fail("each category needs an \"id\", got " + c.dump());
+		EvalCategory category;
+		category.id = integer(c["id"], where, "a category's \"id\"");
+		category.name = c.value("name", "class " + std::to_string(category.id));
+		dataset.categories.push_back(category);
+	}
+	std::stable_sort(dataset.categories.begin(), dataset.categories.end(),
+			 [](const EvalCategory &a, const EvalCategory &b) { return a.id < b.id; });
+	std::map<int64_t, int> known_categories;
+	for (const EvalCategory &c : dataset.categories)
+		known_categories[c.id]++;
+
+	const json &images = root["images"];
+	if (!images.is_array())
+		where.fail("\"images\" must be an array");
+	std::map<int64_t, std::size_t> image_index;
+	for (const json &im : images) {
+		if (!im.is_object() || !im.contains("id"))
+			where.fail("each image needs an \"id\", got " + im.dump());
+		EvalImage image;
+		image.id = integer(im["id"], where, "an image's \"id\"");
+		if (!image_index.emplace(image.id, dataset.images.size()).second)
+			where.fail("image id " + std::to_string(image.id) + " appears twice");
+		image.name = im.value("file_name", std::string());
+		image.width = read_size(im, "width", where);
+		image.height = read_size(im, "height", where);
+		dataset.images.push_back(std::move(image));
+	}
+
+	const json &annotations = root.value("annotations", json::array());
+	if (!annotations.is_array())
+		where.fail("\"annotations\" must be an array");
+	for (const json &a : annotations) {
+		if (!a.is_object())
+			where.fail("each annotation must be an object, got " + a.dump());
+		const int64_t image_id = integer(a.value("image_id", json()), where,
+						 "an annotation's \"image_id\"");
+		auto im = image_index.find(image_id);
+		if (im == image_index.end())
+			where.fail("an annotation names image " + std::to_string(image_id) +
+				   ", which \"images\" does not list");
+		const int64_t category = integer(a.value("category_id", json()), where,
+						 "an annotation's \"category_id\"");
+		// COCOeval only evaluates the listed categories.
+		if (known_categories.count(category) == 0)
+			continue;
+		const auto b = read_box(a, where);
+		EvalGroundTruth g;
+		g.x1 = b[0], g.y1 = b[1], g.x2 = b[2], g.y2 = b[3];
+		g.category = category;
+		g.crowd = read_crowd(a, where);
+		if (a.contains("area") && !a["area"].is_null())
+			g.area = number(a["area"], where, "an annotation's \"area\"");
+		dataset.images[im->second].ground_truth.push_back(g);
+	}
+	return dataset;
+}
+
+EvalDataset load_lines_ground_truth(const std::string &path, const std::string &text)
+{
+	EvalDataset dataset;
+	Categories categories(dataset);
+	std::map<int64_t, std::size_t> seen;
+	std::size_t position = 0;
+	for (const Line &line : parse_lines(path, text)) {
+		const Where where{ path, line.number };
+		const json &v = line.value;
+		EvalImage image;
+		auto frame = v.find("frame");
+		image.id = frame != v.end() && !frame->is_null() ? integer(*frame, where, "\"frame\"")
+								  : static_cast<int64_t>(position);
+		position++;
+		if (!seen.emplace(image.id, line.number).second)
+			where.fail("frame " + std::to_string(image.id) + " appears twice (first on line " +
+				   std::to_string(seen[image.id]) + ")");
+		if (v.contains("image") && v["image"].is_string())
+			image.name = v["image"].get<std::string>();
+		image.width = read_size(v, "width", where);
+		image.height = read_size(v, "height", where);
+		const json &boxes = v.value("detections", json());
+		if (!boxes.is_array())
+			where.fail("\"detections\" must be an array of boxes");
+		for (const json &entry : boxes) {
+			if (!entry.is_object())
+				where.fail("each box must be an object, got " + entry.dump());
+			const auto b = read_box(entry, where);
+			EvalGroundTruth g;
+			g.x1 = b[0], g.y1 = b[1], g.x2 = b[2], g.y2 = b[3];
+			g.category = categories.add(read_label(entry, where), where);
+			g.crowd = read_crowd(entry, where);
+			if (entry.contains("area") && !entry["area"].is_null())
+				g.area = number(entry["area"], where, "\"area\"");
+			image.ground_truth.push_back(g);
+		}
+		dataset.images.push_back(std::move(image));
+	}
+	// Categories with ids in id order (as COCOeval sorts them), name-only ones after them.
+	std::stable_sort(dataset.categories.begin(), dataset.categories.end(),
+			 [](const EvalCategory &a, const EvalCategory &b) {
+				 if ((a.id < 0) != (b.id < 0))
+					 return a.id >= 0;
+				 return a.id >= 0 ? a.id < b.id : a.id > b.id;
+			 });
+	return dataset;
+}
+
+// Which image of the ground truth a detection line or result belongs to.
+class ImageLookup {
+public:
+	explicit ImageLookup(EvalDataset &dataset) : dataset_(dataset)
+	{
+		for (std::size_t i = 0; i < dataset.images.size(); i++) {
+			const EvalImage &im = dataset.images[i];
+			by_id_.emplace(im.id, i);
+			if (!im.name.empty()) {
+				by_name_.emplace(im.name, i);
+				by_basename_.emplace(basename(im.name), i);
+			}
+		}
+	}
+
+	EvalImage &find(const json &v, std::size_t position, const Where &where) const
+	{
+		auto id = v.find("image_id");
+		if (id != v.end() && !id->is_null()) {
+			const int64_t n = integer(*id, where, "\"image_id\"");
+			auto it = by_id_.find(n);
+			if (it == by_id_.end())
+				where.fail("image_id " + std::to_string(n) + " is not in the ground truth");
+			return dataset_.images[it->second];
+		}
+		auto frame = v.find("frame");
+		if (frame != v.end() && !frame->is_null())
+			return by_frame(integer(*frame, where, "\"frame\""), where);
+		auto name = v.find("image");
+		if (name != v.end() && name->is_string()) {
+			const std::string s = name->get<std::string>();
+			auto it = by_name_.find(s);
+			if (it != by_name_.end())
+				return dataset_.images[it->second];
+			it = by_basename_.find(basename(s));
+			if (it == by_basename_.end())
+				where.fail("image '" + s + "' is not in the ground truth");
+			return dataset_.images[it->second];
+		}
+		return by_frame(static_cast<int64_t>(position), where);
+	}
+
+private:
+	EvalImage &by_frame(int64_t frame, const Where &where) const
+	{
+		if (dataset_.coco) {
+			if (frame < 0 || static_cast<std::size_t>(frame) >= dataset_.images.size())
+				where.fail("frame " + std::to_string(frame) +
+					   " is past the ground truth's " +
+					   std::to_string(dataset_.images.size()) + " images");
+			return dataset_.images[static_cast<std::size_t>(frame)];
+		}
+		auto it = by_id_.find(frame);
+		if (it == by_id_.end())
+			where.fail("frame " + std::to_string(frame) +
+				   " is not in the ground truth; were both files written from the same "
+				   "frames?");
+		return dataset_.images[it->second];
+	}
+
+	EvalDataset &dataset_;
+	std::map<int64_t, std::size_t> by_id_;
+	std::map<std::string, std::size_t> by_name_;
+	std::map<std::string, std::size_t> by_basename_;
+};
+
+void add_detection(EvalImage &image, const Categories &categories, const json &entry,
+		   const Where &where)
+{
+	if (!entry.is_object())
+		where.fail("each detection must be an object, got " + entry.dump());
+	const auto b = read_box(entry, where);
+	const LabelRef label = read_label(entry, where);
+	if (!entry.contains("score") || entry["score"].is_null())
+		where.fail("a detection has no \"score\"");
+	EvalDetection d;
+	d.x1 = b[0], d.y1 = b[1], d.x2 = b[2], d.y2 = b[3];
+	d.score = number(entry["score"], where, "\"score\"");
+	if (!label.has_id && label.name.empty())
+		where.fail("a detection has neither \"label_id\" nor \"label\"");
+	// A category the ground truth does not have is not evaluated (COCOeval's rule).
+	if (!categories.find(label, d.category))
+		return;
+	image.detections.push_back(d);
+}
+
+} // namespace
+
+EvalDataset load_ground_truth(const std::string &path)
+{
+	const std::string text = read_text(path);
+	const json root = json::parse(text, nullptr, false);
+	if (!root.is_discarded() && root.is_object() && root.contains("images"))
+		return load_coco_ground_truth(path, root);
+	return load_lines_ground_truth(path, text);
+}
+
+void load_detections(const std::string &path, EvalDataset &dataset)
+{
+	const std::string text = read_text(path);
+	const Categories categories(dataset);
+	const ImageLookup images(dataset);
+
+	const json root = json::parse(text, nullptr, false);
+	if (!root.is_discarded() && root.is_array()) {
+		// COCO results: [{"image_id", "category_id", "bbox", "score"}, ...]
+		for (std::size_t i = 0; i < root.size(); i++) {
+			const Where where{ path, 0 };
+			const json &r = root[i];
+			if (!r.is_object() || !r.contains("image_id"))
+				where.fail("result " + std::to_string(i) + " has no \"image_id\"");
+			add_detection(images.find(r, i, where), categories, r, where);
+		}
+		return;
+	}
+
+	std::map<int64_t, std::size_t> seen;
+	std::size_t position = 0;
+	for (const Line &line : parse_lines(path, text)) {
+		const Where where{ path, line.number };
+		const json &v = line.value;
+		EvalImage &image = images.find(v, position++, where);
+		if (!seen.emplace(image.id, line.number).second)
+			where.fail("a second line for the frame or image of line " +
+				   std::to_string(seen[image.id]));
+		const int width = read_size(v, "width", where), height = read_size(v, "height", where);
+		if (width > 0 && height > 0 && image.width > 0 && image.height > 0 &&
+		    (width != image.width || height != image.height))
+			where.fail("the frame is " + std::to_string(width) + "x" + std::to_string(height) +
+				   " but the ground truth's is " + std::to_string(image.width) + "x" +
+				   std::to_string(image.height) + "; boxes would not be comparable");
+		const json &boxes = v.value("detections", json());
+		if (!boxes.is_array())
+			where.fail("\"detections\" must be an array of boxes");
+		for (const json &entry : boxes)
+			add_detection(image, categories, entry, where);
+	}
+}
+
+namespace {
+
+// Class names as keys: unique, the id added where a name repeats.
+std::vector<std::string> class_keys(const EvalResult &result)
+{
+	std::map<std::string, int> uses;
+	for (const CategoryResult &c : result.per_class)
+		uses[c.name]++;
+	std::vector<std::string> keys;
+	for (const CategoryResult &c : result.per_class)
+		keys.push_back(uses[c.name] > 1 ? c.name + " (id " + std::to_string(c.id) + ")"
+						: c.name);
+	return keys;
+}
+
+json ap_value(double ap)
+{
+	return ap < 0 ? json(nullptr) : json(ap);
+}
+
+std::string ap_text(double ap)
+{
+	if (ap < 0)
+		return "  n/a";
+	char buffer[32];
+	std::snprintf(buffer, sizeof(buffer), "%.3f", ap);
+	return buffer;
+}
+
+} // namespace
+
+std::string eval_result_json(const EvalResult &result)
+{
+	nlohmann::ordered_json out;
+	out["AP"] = ap_value(result.ap);
+	out["AP50"] = ap_value(result.ap50);
+	out["AP75"] = ap_value(result.ap75);
+	out["APs"] = ap_value(result.ap_small);
+	out["APm"] = ap_value(result.ap_medium);
+	out["APl"] = ap_value(result.ap_large);
+	nlohmann::ordered_json per_class = nlohmann::ordered_json::object();
+	const std::vector<std::string> keys = class_keys(result);
+	for (std::size_t i = 0; i < keys.size(); i++)
+		per_class[keys[i]] = ap_value(result.per_class[i].ap);
+	out["per_class"] = std::move(per_class);
+	out["images"] = result.images;
+	out["ground_truth"] = result.ground_truth;
+	out["detections"] = result.detections;
+	return out.dump();
+}
+
+std::string eval_result_table(const EvalResult &result)
+{
+	std::ostringstream s;
+	s << result.images << " images, " << result.ground_truth << " ground-truth boxes, "
+	  << result.detections << " detections\n\n";
+	s << "AP   " << ap_text(result.ap) << "   IoU 0.50:0.95, all areas, 100 detections per image\n";
+	s << "AP50 " << ap_text(result.ap50) << "   IoU 0.50\n";
+	s << "AP75 " << ap_text(result.ap75) << "   IoU 0.75\n";
+	s << "APs  " << ap_text(result.ap_small) << "   small (area up to 32^2)\n";
+	s << "APm  " << ap_text(result.ap_medium) << "   medium\n";
+	s << "APl  " << ap_text(result.ap_large) << "   large (area from 96^2)\n\n";
+
+	const std::vector<std::string> keys = class_keys(result);
+	std::size_t width = 5;
+	for (const std::string &k : keys)
+		width = std::max(width, k.size());
+	char line[256];
+	std::snprintf(line, sizeof(line), "%-*s  %5s  %5s  %5s  %8s  %10s\n", static_cast<int>(width),
+		      "class", "AP", "AP50", "AP75", "boxes", "detections");
+	s << line;
+	for (std::size_t i = 0; i < keys.size(); i++) {
+		const CategoryResult &c = result.per_class[i];
+		s << keys[i] << std::string(width - keys[i].size(), ' ');
+		std::snprintf(line, sizeof(line), "  %5s  %5s  %5s  %8d  %10d\n", ap_text(c.ap).c_str(),
+			      ap_text(c.ap50).c_str(), ap_text(c.ap75).c_str(), c.ground_truth,
+			      c.detections);
+		s << line;
+	}
+	return s.str();
+}
+
+} // namespace frcnn
