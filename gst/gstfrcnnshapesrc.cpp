@@ -275,7 +275,8 @@ static void gst_frcnn_shape_src_get_property(GObject *object, guint prop_id, GVa
 
 static GstCaps *gst_frcnn_shape_src_fixate(GstBaseSrc *bsrc, GstCaps *caps)
 {
-	caps = gst_caps_truncate(caps);
+	/* truncate() leaves single-structure caps as they are, writable or not. */
+	caps = gst_caps_make_writable(gst_caps_truncate(caps));
 	GstStructure *s = gst_caps_get_structure(caps, 0);
 
 	gst_structure_fixate_field_nearest_int(s, "width", DEFAULT_WIDTH);

@@ -1,0 +1,465 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// frcnnshapesrc: deterministic frames and ground truth, caps negotiation, boxes that match the
+// pixels, seeking, live mode and errors.
+
+#include <array>
+#include <chrono>
+#include <cmath>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <gst/base/gstbasesrc.h>
+#include <gst/check/gstharness.h>
+#include <gst/gst.h>
+#include <gst/video/video.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "frcnn/shapes.h"
+#include "gst_test_utils.h"
+
+namespace {
+
+using nlohmann::json;
+
+struct HarnessDeleter {
+	void operator()(GstHarness *h) const { gst_harness_teardown(h); }
+};
+using HarnessPtr = std::unique_ptr<GstHarness, HarnessDeleter>;
+
+struct ElementDeleter {
+	void operator()(GstElement *e) const
+	{
+		gst_element_set_state(e, GST_STATE_NULL);
+		gst_object_unref(e);
+	}
+};
+using PipelinePtr = std::unique_ptr<GstElement, ElementDeleter>;
+
+// What a run of the source gave: each frame's bytes (rows packed, no padding), its timestamps,
+// the negotiated caps and the ground-truth lines.
+struct SourceRun {
+	int width = 0, height = 0, fps_n = 0, fps_d = 0;
+	std::vector<std::vector<uint8_t>> frames;
+	std::vector<GstClockTime> pts, durations;
+	std::vector<guint64> offsets;
+	std::vector<json> truth;
+};
+
+std::vector<json> read_lines(const std::string &path)
+{
+	std::ifstream file(path);
+	std::vector<json> lines;
+	for (std::string line; std::getline(file, line);)
+		lines.push_back(json::parse(line));
+	return lines;
+}
+
+// Pulls `frames` buffers from a harness around "frcnnshapesrc <properties>" whose sink accepts
+// `sink_caps` (empty: anything).
+SourceRun run_source(const std::string &properties, const std::string &sink_caps, int frames,
+	       const std::string &truth = "")
+{
+	gst_test::init();
+	SourceRun run;
+	std::string launch = "frcnnshapesrc num-buffers=" + std::to_string(frames) + " " + properties;
+	if (!truth.empty())
+		launch += " ground-truth=" + truth;
+	HarnessPtr h(gst_harness_new_parse(launch.c_str()));
+	if (!h) {
+		ADD_FAILURE() << "cannot create " << launch;
+		return run;
+	}
+	if (!sink_caps.empty())
+		gst_harness_set_sink_caps_str(h.get(), sink_caps.c_str());
+	gst_harness_play(h.get());
+
+	for (int i = 0; i < frames; i++) {
+		gst_test::BufferPtr buffer(gst_harness_pull(h.get()));
+		if (!buffer) {
+			ADD_FAILURE() << "no buffer " << i;
+			break;
+		}
+		if (i == 0) {
+			GstCaps *caps = gst_pad_get_current_caps(h->sinkpad);
+			GstVideoInfo info;
+			EXPECT_TRUE(gst_video_info_from_caps(&info, caps));
+			EXPECT_EQ(GST_VIDEO_INFO_FORMAT(&info), GST_VIDEO_FORMAT_RGB);
+			run.width = GST_VIDEO_INFO_WIDTH(&info);
+			run.height = GST_VIDEO_INFO_HEIGHT(&info);
+			run.fps_n = GST_VIDEO_INFO_FPS_N(&info);
+			run.fps_d = GST_VIDEO_INFO_FPS_D(&info);
+			gst_caps_unref(caps);
+		}
+		GstVideoInfo info;
+		gst_video_info_set_format(&info, GST_VIDEO_FORMAT_RGB, run.width, run.height);
+		GstVideoFrame frame;
+		if (!gst_video_frame_map(&frame, &info, buffer.get(), GST_MAP_READ)) {
+			ADD_FAILURE() << "cannot map buffer " << i;
+			break;
+		}
+		std::vector<uint8_t> bytes;
+		const auto *data = static_cast<const uint8_t *>(GST_VIDEO_FRAME_PLANE_DATA(&frame, 0));
+		const int stride = GST_VIDEO_FRAME_PLANE_STRIDE(&frame, 0);
+		for (int y = 0; y < run.height; y++)
+			bytes.insert(bytes.end(), data + y * stride, data + y * stride + run.width * 3);
+		gst_video_frame_unmap(&frame);
+		run.frames.push_back(std::move(bytes));
+		run.pts.push_back(GST_BUFFER_PTS(buffer.get()));
+		run.durations.push_back(GST_BUFFER_DURATION(buffer.get()));
+		run.offsets.push_back(GST_BUFFER_OFFSET(buffer.get()));
+	}
+	h.reset(); // stops the source: the ground-truth file is complete
+	if (!truth.empty())
+		run.truth = read_lines(truth);
+	return run;
+}
+
+std::string out_file(const std::string &name)
+{
+	return gst_test::out_dir() + "/shapessrc_" + name;
+}
+
+TEST(FrcnnShapeSrc, DefaultCaps)
+{
+	const SourceRun run = run_source("", "", 2);
+	EXPECT_EQ(run.width, 640);
+	EXPECT_EQ(run.height, 480);
+	EXPECT_EQ(run.fps_n, 25);
+	EXPECT_EQ(run.fps_d, 1);
+	ASSERT_EQ(run.pts.size(), 2u);
+	EXPECT_EQ(run.pts[0], 0u);
+	EXPECT_EQ(run.pts[1], 40 * GST_MSECOND);
+	EXPECT_EQ(run.durations[0], 40 * GST_MSECOND);
+}
+
+TEST(FrcnnShapeSrc, NegotiatesAnotherSizeAndRate)
+{
+	// An odd width gives RGB rows padded to 4 bytes.
+	const SourceRun run = run_source("seed=3", "video/x-raw,width=101,height=75,framerate=30000/1001",
+				   4);
+	EXPECT_EQ(run.width, 101);
+	EXPECT_EQ(run.height, 75);
+	EXPECT_EQ(run.fps_n, 30000);
+	EXPECT_EQ(run.fps_d, 1001);
+	ASSERT_EQ(run.frames.size(), 4u);
+	for (int i = 0; i < 4; i++) {
+		EXPECT_EQ(run.offsets[i], static_cast<guint64>(i));
+		EXPECT_EQ(run.pts[i], gst_util_uint64_scale(i, 1001 * GST_SECOND, 30000));
+		EXPECT_EQ(run.pts[i] + run.durations[i],
+			  gst_util_uint64_scale(i + 1, 1001 * GST_SECOND, 30000));
+	}
+
+	// The frames are the library's scenes for the same seed and size.
+	frcnn::ShapesOptions options;
+	options.width = 101;
+	options.height = 75;
+	options.seed = 3;
+	frcnn::ShapesGenerator generator(options);
+	for (int i = 0; i < 4; i++)
+		EXPECT_EQ(run.frames[i], generator.scene(static_cast<uint64_t>(i)).rgb) << "frame " << i;
+}
+
+TEST(FrcnnShapeSrc, SameSeedSameFramesAndGroundTruth)
+{
+	const std::string caps = "video/x-raw,width=160,height=120";
+	const SourceRun a = run_source("seed=77", caps, 12, out_file("a.jsonl"));
+	const SourceRun b = run_source("seed=77", caps, 12, out_file("b.jsonl"));
+	const SourceRun c = run_source("seed=78", caps, 12, out_file("c.jsonl"));
+	ASSERT_EQ(a.frames.size(), 12u);
+	ASSERT_EQ(b.frames.size(), 12u);
+	ASSERT_EQ(c.frames.size(), 12u);
+	EXPECT_EQ(a.frames, b.frames);
+	EXPECT_EQ(a.truth, b.truth);
+	int differing = 0;
+	for (int i = 0; i < 12; i++)
+		differing += a.frames[i] != c.frames[i] ? 1 : 0;
+	EXPECT_EQ(differing, 12);
+	EXPECT_NE(a.truth, c.truth);
+	EXPECT_NE(a.frames[0], a.frames[1]) << "the video moves";
+}
+
+TEST(FrcnnShapeSrc, GroundTruthLines)
+{
+	const SourceRun run = run_source("seed=5 max-objects=8", "video/x-raw,width=320,height=240,framerate=10/1",
+				   30, out_file("truth.jsonl"));
+	ASSERT_EQ(run.truth.size(), 30u) << "one line per frame";
+	int boxes = 0;
+	for (std::size_t i = 0; i < run.truth.size(); i++) {
+		const json &line = run.truth[i];
+		EXPECT_EQ(line.at("frame").get<int>(), static_cast<int>(i));
+		EXPECT_EQ(line.at("pts").get<GstClockTime>(), run.pts[i]);
+		EXPECT_EQ(line.at("pts").get<GstClockTime>(), i * 100 * GST_MSECOND);
+		EXPECT_EQ(line.at("width").get<int>(), 320);
+		EXPECT_EQ(line.at("height").get<int>(), 240);
+		for (const json &d : line.at("detections")) {
+			boxes++;
+			const std::vector<double> box = d.at("box");
+			ASSERT_EQ(box.size(), 4u);
+			EXPECT_GE(box[0], 0);
+			EXPECT_GE(box[1], 0);
+			EXPECT_LE(box[2], 320);
+			EXPECT_LE(box[3], 240);
+			EXPECT_GE(box[2] - box[0], 1.99);
+			EXPECT_GE(box[3] - box[1], 1.99);
+			const int id = d.at("label_id");
+			ASSERT_GE(id, 1);
+			ASSERT_LE(id, 3);
+			EXPECT_EQ(d.at("label"), frcnn::shapes_class_names()[id]);
+			EXPECT_EQ(d.at("score").get<double>(), 1.0);
+		}
+	}
+	EXPECT_GT(boxes, 30);
+
+	// The same boxes as the library gives (to the 0.01 px the file keeps).
+	frcnn::ShapesOptions options;
+	options.width = 320;
+	options.height = 240;
+	options.seed = 5;
+	options.max_objects = 8;
+	frcnn::ShapesGenerator generator(options);
+	for (int i : { 0, 17, 29 }) {
+		const auto objects = generator.scene(static_cast<uint64_t>(i)).objects;
+		const json &detections = run.truth[i].at("detections");
+		ASSERT_EQ(detections.size(), objects.size()) << "frame " << i;
+		for (std::size_t k = 0; k < objects.size(); k++) {
+			const std::vector<double> box = detections[k].at("box");
+			EXPECT_NEAR(box[0], objects[k].x1, 0.006);
+			EXPECT_NEAR(box[1], objects[k].y1, 0.006);
+			EXPECT_NEAR(box[2], objects[k].x2, 0.006);
+			EXPECT_NEAR(box[3], objects[k].y2, 0.006);
+			EXPECT_EQ(detections[k].at("label_id").get<int>(), objects[k].label);
+		}
+	}
+}
+
+// The boxes sit on the drawn shapes: for a square or circle whose box overlaps no other box, the
+// pixel at the box centre (the shape) differs from the pixels just outside the middle of each
+// side (the background).
+TEST(FrcnnShapeSrc, BoxesCoverDrawnPixels)
+{
+	const SourceRun run = run_source("seed=21 scene-frames=1", "video/x-raw,width=320,height=240",
+					 100, out_file("cover.jsonl"));
+	ASSERT_EQ(run.truth.size(), 100u);
+	int checked = 0, good = 0;
+	for (std::size_t i = 0; i < run.truth.size(); i++) {
+		const std::vector<uint8_t> &rgb = run.frames[i];
+		auto at = [&](int x, int y) {
+			const uint8_t *p = rgb.data() + (static_cast<std::size_t>(y) * 320 + x) * 3;
+			return std::array<int, 3>{ p[0], p[1], p[2] };
+		};
+		auto distance = [](const std::array<int, 3> &a, const std::array<int, 3> &b) {
+			return std::sqrt(double((a[0] - b[0]) * (a[0] - b[0]) + (a[1] - b[1]) * (a[1] - b[1]) +
+						(a[2] - b[2]) * (a[2] - b[2])));
+		};
+		const json &detections = run.truth[i].at("detections");
+		for (std::size_t k = 0; k < detections.size(); k++) {
+			const int id = detections[k].at("label_id");
+			const std::vector<double> b = detections[k].at("box");
+			if (id == frcnn::kShapeTriangle || b[0] < 4 || b[1] < 4 || b[2] > 316 || b[3] > 236)
+				continue;
+			bool alone = true;
+			for (std::size_t j = 0; j < detections.size(); j++) {
+				const std::vector<double> o = detections[j].at("box");
+				if (j != k && o[0] < b[2] + 4 && b[0] < o[2] + 4 && o[1] < b[3] + 4 &&
+				    b[1] < o[3] + 4)
+					alone = false;
+			}
+			if (!alone)
+				continue;
+			checked++;
+			const int cx = static_cast<int>((b[0] + b[2]) / 2), cy = static_cast<int>((b[1] + b[3]) / 2);
+			const auto centre = at(cx, cy);
+			const bool differs = distance(centre, at(static_cast<int>(b[0]) - 3, cy)) > 40 &&
+					     distance(centre, at(static_cast<int>(b[2]) + 2, cy)) > 40 &&
+					     distance(centre, at(cx, static_cast<int>(b[1]) - 3)) > 40 &&
+					     distance(centre, at(cx, static_cast<int>(b[3]) + 2)) > 40;
+			good += differs ? 1 : 0;
+		}
+	}
+	EXPECT_GE(checked, 40);
+	EXPECT_GE(good, checked * 95 / 100) << good << " of " << checked;
+}
+
+// Runs a pipeline to EOS or error; returns the error message, empty when none.
+std::string play_to_end(GstElement *pipeline, GstClockTime timeout = 20 * GST_SECOND)
+{
+	gst_element_set_state(pipeline, GST_STATE_PLAYING);
+	GstBus *bus = gst_element_get_bus(pipeline);
+	GstMessage *msg = gst_bus_timed_pop_filtered(bus, timeout,
+		static_cast<GstMessageType>(GST_MESSAGE_EOS | GST_MESSAGE_ERROR));
+	std::string error;
+	if (!msg) {
+		error = "timeout";
+	} else if (GST_MESSAGE_TYPE(msg) == GST_MESSAGE_ERROR) {
+		GError *err = nullptr;
+		gst_message_parse_error(msg, &err, nullptr);
+		error = err->message;
+		g_error_free(err);
+	}
+	if (msg)
+		gst_message_unref(msg);
+	gst_object_unref(bus);
+	gst_element_set_state(pipeline, GST_STATE_NULL);
+	return error;
+}
+
+PipelinePtr launch(const std::string &description)
+{
+	gst_test::init();
+	GError *error = nullptr;
+	GstElement *pipeline = gst_parse_launch(description.c_str(), &error);
+	EXPECT_EQ(error, nullptr) << (error ? error->message : "");
+	g_clear_error(&error);
+	return PipelinePtr(pipeline);
+}
+
+void record_pts(GstElement *, GstBuffer *buffer, GstPad *, gpointer data)
+{
+	static_cast<std::vector<GstClockTime> *>(data)->push_back(GST_BUFFER_PTS(buffer));
+}
+
+TEST(FrcnnShapeSrc, SeeksToAnyFrame)
+{
+	PipelinePtr pipeline = launch(
+		"frcnnshapesrc seed=4 ground-truth=" + out_file("seek.jsonl") +
+		" ! video/x-raw,width=64,height=48,framerate=25/1 ! fakesink name=sink sync=false "
+		"signal-handoffs=true");
+	ASSERT_TRUE(pipeline);
+	std::vector<GstClockTime> pts;
+	GstElement *sink = gst_bin_get_by_name(GST_BIN(pipeline.get()), "sink");
+	g_signal_connect(sink, "handoff", G_CALLBACK(record_pts), &pts);
+	gst_object_unref(sink);
+
+	gst_element_set_state(pipeline.get(), GST_STATE_PAUSED);
+	ASSERT_EQ(gst_element_get_state(pipeline.get(), nullptr, nullptr, 10 * GST_SECOND),
+		  GST_STATE_CHANGE_SUCCESS);
+	ASSERT_TRUE(gst_element_seek(pipeline.get(), 1.0, GST_FORMAT_TIME,
+				     static_cast<GstSeekFlags>(GST_SEEK_FLAG_FLUSH |
+							       GST_SEEK_FLAG_ACCURATE),
+				     GST_SEEK_TYPE_SET, GST_SECOND, GST_SEEK_TYPE_SET,
+				     1200 * GST_MSECOND));
+	ASSERT_EQ(gst_element_get_state(pipeline.get(), nullptr, nullptr, 10 * GST_SECOND),
+		  GST_STATE_CHANGE_SUCCESS);
+	pts.clear(); // whatever prerolled before the seek
+	EXPECT_EQ(play_to_end(pipeline.get()), "");
+	pipeline.reset();
+
+	// Frames 25..29 (1.00 s to 1.16 s), then EOS at the segment's stop.
+	const std::vector<GstClockTime> expected{ 1000 * GST_MSECOND, 1040 * GST_MSECOND,
+						  1080 * GST_MSECOND, 1120 * GST_MSECOND,
+						  1160 * GST_MSECOND };
+	EXPECT_EQ(pts, expected);
+	// The ground truth names the frames drawn: the last one written is frame 29, as drawn by
+	// the library.
+	const std::vector<json> truth = read_lines(out_file("seek.jsonl"));
+	ASSERT_FALSE(truth.empty());
+	EXPECT_EQ(truth.back().at("frame").get<int>(), 29);
+	EXPECT_EQ(truth.back().at("pts").get<GstClockTime>(), 1160 * GST_MSECOND);
+	frcnn::ShapesOptions options;
+	options.width = 64;
+	options.height = 48;
+	options.seed = 4;
+	EXPECT_EQ(truth.back().at("detections").size(),
+		  frcnn::ShapesGenerator(options).scene(29).objects.size());
+}
+
+TEST(FrcnnShapeSrc, LiveModeKeepsTheFrameRate)
+{
+	PipelinePtr pipeline = launch(
+		"frcnnshapesrc name=src is-live=true num-buffers=11 ! "
+		"video/x-raw,width=64,height=48,framerate=50/1 ! fakesink sync=true");
+	ASSERT_TRUE(pipeline);
+	GstElement *src = gst_bin_get_by_name(GST_BIN(pipeline.get()), "src");
+	ASSERT_TRUE(src);
+	EXPECT_TRUE(gst_base_src_is_live(GST_BASE_SRC(src)));
+	gst_object_unref(src);
+
+	const auto start = std::chrono::steady_clock::now();
+	EXPECT_EQ(play_to_end(pipeline.get()), "");
+	const double seconds =
+		std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+	// 11 frames at 50/s: the last is due 200 ms after the first.
+	EXPECT_GE(seconds, 0.19);
+
+	// Not live: as fast as it can draw (the same frames in far less time is not guaranteed on
+	// a loaded machine, so only the flag is checked).
+	PipelinePtr offline = launch("frcnnshapesrc name=src ! fakesink");
+	GstElement *src2 = gst_bin_get_by_name(GST_BIN(offline.get()), "src");
+	ASSERT_TRUE(src2);
+	EXPECT_FALSE(gst_base_src_is_live(GST_BASE_SRC(src2)));
+	gst_object_unref(src2);
+}
+
+TEST(FrcnnShapeSrc, Properties)
+{
+	gst_test::init();
+	GstElement *src = gst_element_factory_make("frcnnshapesrc", nullptr);
+	ASSERT_TRUE(src);
+	guint64 seed = 1;
+	guint min_objects = 0, max_objects = 0, scene_frames = 0;
+	gchar *truth = nullptr;
+	g_object_get(src, "seed", &seed, "min-objects", &min_objects, "max-objects", &max_objects,
+		     "scene-frames", &scene_frames, "ground-truth", &truth, nullptr);
+	EXPECT_EQ(seed, 0u);
+	EXPECT_EQ(min_objects, 1u);
+	EXPECT_EQ(max_objects, 6u);
+	EXPECT_EQ(scene_frames, 100u);
+	EXPECT_STREQ(truth, "");
+	g_free(truth);
+
+	g_object_set(src, "seed", G_GUINT64_CONSTANT(18446744073709551615), "min-objects", 2,
+		     "max-objects", 3, "scene-frames", 1, "ground-truth", "/tmp/x.jsonl", nullptr);
+	g_object_get(src, "seed", &seed, "min-objects", &min_objects, "max-objects", &max_objects,
+		     "scene-frames", &scene_frames, "ground-truth", &truth, nullptr);
+	EXPECT_EQ(seed, G_GUINT64_CONSTANT(18446744073709551615));
+	EXPECT_EQ(min_objects, 2u);
+	EXPECT_EQ(max_objects, 3u);
+	EXPECT_EQ(scene_frames, 1u);
+	EXPECT_STREQ(truth, "/tmp/x.jsonl");
+	g_free(truth);
+	gst_object_unref(src);
+
+	// Object counts within the bounds, every frame a new scene.
+	const SourceRun run = run_source("seed=9 min-objects=2 max-objects=3 scene-frames=1",
+				   "video/x-raw,width=160,height=120", 20, out_file("counts.jsonl"));
+	ASSERT_EQ(run.truth.size(), 20u);
+	for (const json &line : run.truth)
+		EXPECT_LE(line.at("detections").size(), 3u);
+}
+
+TEST(FrcnnShapeSrc, Errors)
+{
+	PipelinePtr bad_counts = launch("frcnnshapesrc min-objects=5 max-objects=2 num-buffers=2 ! fakesink");
+	ASSERT_TRUE(bad_counts);
+	const std::string counts_error = play_to_end(bad_counts.get());
+	EXPECT_NE(counts_error.find("'min-objects' (5) is larger than 'max-objects' (2)"),
+		  std::string::npos)
+		<< counts_error;
+
+	PipelinePtr bad_file = launch(
+		"frcnnshapesrc num-buffers=2 ground-truth=/nonexistent-folder/truth.jsonl ! fakesink");
+	ASSERT_TRUE(bad_file);
+	const std::string file_error = play_to_end(bad_file.get());
+	EXPECT_NE(file_error.find("Could not open '/nonexistent-folder/truth.jsonl'"),
+		  std::string::npos)
+		<< file_error;
+
+	// Caps it cannot produce (linked without checks, so that negotiation itself fails).
+	PipelinePtr bad_caps(gst_pipeline_new(nullptr));
+	GstElement *src = gst_element_factory_make("frcnnshapesrc", nullptr);
+	GstElement *filter = gst_element_factory_make("capsfilter", nullptr);
+	GstElement *sink = gst_element_factory_make("fakesink", nullptr);
+	ASSERT_TRUE(src && filter && sink);
+	GstCaps *nv12 = gst_caps_from_string("video/x-raw,format=NV12,width=64,height=48");
+	g_object_set(filter, "caps", nv12, nullptr);
+	gst_caps_unref(nv12);
+	gst_bin_add_many(GST_BIN(bad_caps.get()), src, filter, sink, nullptr);
+	ASSERT_TRUE(gst_element_link_pads_full(src, "src", filter, "sink", GST_PAD_LINK_CHECK_NOTHING));
+	ASSERT_TRUE(gst_element_link_pads_full(filter, "src", sink, "sink", GST_PAD_LINK_CHECK_NOTHING));
+	EXPECT_NE(play_to_end(bad_caps.get()), "");
+}
+
+} // namespace
