@@ -8,6 +8,7 @@
 #include "frcnn/error.h"
 #include "frcnn/model.h"
 #include "parts.h"
+#include "training.h"
 
 namespace frcnn {
 
@@ -126,6 +127,8 @@ ForwardResult FasterRCNNImpl::run(const std::vector<torch::Tensor> &images, cons
 			    std::to_string(targets->size()) + " targets");
 	if (is_training() && targets == nullptr)
 		throw Error("in training mode, targets should be passed");
+	if (targets != nullptr)
+		detail::check_targets(*targets, config_.num_classes);
 	auto batch = detail::transform_images(config_, images, targets);
 	const auto *resized_targets = targets != nullptr ? &batch.targets : nullptr;
 	auto features = parts_->backbone->forward(batch.batch);

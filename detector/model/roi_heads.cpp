@@ -4,10 +4,12 @@
 #include <cmath>
 
 #include <torch/nn/functional/activation.h>
+#include <torch/nn/functional/loss.h>
 
 #include "frcnn/error.h"
 #include "frcnn/ops.h"
 #include "parts.h"
+#include "training.h"
 
 namespace frcnn::detail {
 
@@ -119,12 +121,67 @@ RoIHeadsOutput RoIHeadsImpl::forward(const std::vector<torch::Tensor> &features,
 				     const std::vector<torch::Tensor> &proposals,
 				     const std::vector<ImageSize> &image_sizes, const std::vector<Target> *targets)
 {
-	if (targets != nullptr)
-		throw Error("training mode is not available in this version of libfrcnn");
-	auto pooled = box_roi_pool(features, proposals, image_sizes);
+	if (targets == nullptr) {
+		auto pooled = box_roi_pool(features, proposals, image_sizes);
+		auto [class_logits, box_regression] = box_predictor(box_head(pooled));
+		RoIHeadsOutput out;
+		out.detections = postprocess(class_logits, box_regression, proposals, image_sizes);
+		return out;
+	}
+
+	// select_training_samples: ground truth appended to the proposals, matched, subsampled.
+	const Matcher matcher{config.box_fg_iou_thresh, config.box_bg_iou_thresh, false};
+	std::vector<torch::Tensor> sampled_proposals, labels, matched_gt_boxes, image_labels_list;
+	std::vector<torch::Tensor> all_proposals;
+	for (size_t i = 0; i < proposals.size(); i++) {
+		const auto gt = (*targets)[i].boxes.to(proposals[i].scalar_type());
+		const auto &gt_labels = (*targets)[i].labels;
+		auto props = torch::cat({proposals[i], gt}, 0);
+		torch::Tensor matched, image_labels;
+		if (gt.numel() == 0) {
+			matched = torch::zeros({props.size(0)}, torch::TensorOptions().dtype(torch::kInt64).device(props.device()));
+			image_labels = torch::zeros({props.size(0)}, matched.options());
+		} else {
+			auto matches = matcher(ops::box_iou(gt, props));
+			matched = matches.clamp_min(0);
+			image_labels = gt_labels.index({matched}).to(torch::kInt64);
+			image_labels.masked_fill_(matches == Matcher::kBelowLow, 0);
+			image_labels.masked_fill_(matches == Matcher::kBetween, -1);
+		}
+		all_proposals.push_back(props);
+		labels.push_back(matched);
+		image_labels_list.push_back(image_labels);
+	}
+	const Sampler sampler{config.box_batch_size_per_image, config.box_positive_fraction};
+	auto [pos_masks, neg_masks] = sampler(image_labels_list);
+	std::vector<torch::Tensor> regression_targets, sampled_labels;
+	for (size_t i = 0; i < all_proposals.size(); i++) {
+		auto inds = torch::where(pos_masks[i].to(torch::kBool) | neg_masks[i].to(torch::kBool))[0];
+		auto props = all_proposals[i].index({inds});
+		auto gt = (*targets)[i].boxes.to(props.scalar_type());
+		if (gt.numel() == 0)
+			gt = torch::zeros({1, 4}, props.options());
+		auto matched_gt = gt.index({labels[i].index({inds})});
+		sampled_proposals.push_back(props);
+		sampled_labels.push_back(image_labels_list[i].index({inds}));
+		regression_targets.push_back(box_coder.encode(matched_gt, props));
+	}
+
+	auto pooled = box_roi_pool(features, sampled_proposals, image_sizes);
 	auto [class_logits, box_regression] = box_predictor(box_head(pooled));
+
+	// fastrcnn_loss
+	auto all_labels = torch::cat(sampled_labels, 0);
+	auto all_targets = torch::cat(regression_targets, 0);
 	RoIHeadsOutput out;
-	out.detections = postprocess(class_logits, box_regression, proposals, image_sizes);
+	out.losses["loss_classifier"] = torch::nn::functional::cross_entropy(class_logits, all_labels);
+	auto pos = torch::where(all_labels > 0)[0];
+	auto labels_pos = all_labels.index({pos});
+	const int64_t n = class_logits.size(0);
+	auto per_class = box_regression.reshape({n, box_regression.size(-1) / 4, 4});
+	out.losses["loss_box_reg"] =
+		smooth_l1_sum(per_class.index({pos, labels_pos}), all_targets.index({pos}), 1.0 / 9) /
+		all_labels.numel();
 	return out;
 }
 

@@ -9,6 +9,7 @@
 #include "frcnn/error.h"
 #include "frcnn/ops.h"
 #include "parts.h"
+#include "training.h"
 
 namespace frcnn::detail {
 
@@ -246,9 +247,38 @@ RPNOutput RegionProposalNetworkImpl::forward(const torch::Tensor &batch, const s
 		}
 	}
 
-	if (targets != nullptr)
-		throw Error("training mode is not available in this version of libfrcnn");
-	(void)all_anchors;
+	if (targets != nullptr) {
+		// assign_targets_to_anchors, then compute_loss (rpn.py).
+		const Matcher matcher{config.rpn_fg_iou_thresh, config.rpn_bg_iou_thresh, true};
+		std::vector<torch::Tensor> labels, regression_targets;
+		for (int64_t i = 0; i < num_images; i++) {
+			const auto &gt = (*targets)[i].boxes.to(anchors.scalar_type());
+			torch::Tensor image_labels, matched_gt;
+			if (gt.numel() == 0) {
+				matched_gt = torch::zeros_like(anchors);
+				image_labels = torch::zeros({anchors.size(0)}, anchors.options());
+			} else {
+				auto matches = matcher(ops::box_iou(gt, anchors));
+				matched_gt = gt.index({matches.clamp_min(0)});
+				image_labels = (matches >= 0).to(anchors.scalar_type());
+				image_labels.masked_fill_(matches == Matcher::kBelowLow, 0.0);
+				image_labels.masked_fill_(matches == Matcher::kBetween, -1.0);
+			}
+			labels.push_back(image_labels);
+			regression_targets.push_back(box_coder.encode(matched_gt, anchors));
+		}
+		const Sampler sampler{config.rpn_batch_size_per_image, config.rpn_positive_fraction};
+		auto [pos_masks, neg_masks] = sampler(labels);
+		auto pos = torch::where(torch::cat(pos_masks, 0))[0];
+		auto neg = torch::where(torch::cat(neg_masks, 0))[0];
+		auto sampled = torch::cat({pos, neg}, 0);
+		auto all_labels = torch::cat(labels, 0);
+		auto all_targets = torch::cat(regression_targets, 0);
+		out.losses["loss_rpn_box_reg"] =
+			smooth_l1_sum(box_deltas.index({pos}), all_targets.index({pos}), 1.0 / 9) / sampled.numel();
+		out.losses["loss_objectness"] = torch::binary_cross_entropy_with_logits(
+			objectness.flatten().index({sampled}), all_labels.index({sampled}));
+	}
 	return out;
 }
 
