@@ -24,6 +24,11 @@ FrozenBatchNorm2dImpl::FrozenBatchNorm2dImpl(int64_t channels, double eps_)
 
 torch::Tensor FrozenBatchNorm2dImpl::forward(const torch::Tensor &x)
 {
+	if (calibrate) {
+		torch::NoGradGuard no_grad;
+		running_mean.copy_(x.mean({0, 2, 3}));
+		running_var.copy_(x.var({0, 2, 3}).clamp_min(1e-5));
+	}
 	// Same operations in the same order as torchvision.ops.FrozenBatchNorm2d, so that results
 	// are bit-identical.
 	auto w = weight.reshape({1, -1, 1, 1});

@@ -120,6 +120,27 @@ void FasterRCNNImpl::freeze_backbone_layers(int trainable_layers)
 	config_.trainable_backbone_layers = trainable_layers;
 }
 
+void FasterRCNNImpl::calibrate_frozen_batch_norm(const std::vector<torch::Tensor> &images)
+{
+	std::vector<detail::FrozenBatchNorm2dImpl *> norms;
+	for (auto &m : modules(/*include_self=*/false))
+		if (auto *bn = dynamic_cast<detail::FrozenBatchNorm2dImpl *>(m.get()))
+			norms.push_back(bn);
+	for (auto *bn : norms)
+		bn->calibrate = true;
+	try {
+		torch::NoGradGuard no_grad;
+		auto batch = detail::transform_images(config_, images, nullptr);
+		parts_->backbone->forward(batch.batch);
+	} catch (...) {
+		for (auto *bn : norms)
+			bn->calibrate = false;
+		throw;
+	}
+	for (auto *bn : norms)
+		bn->calibrate = false;
+}
+
 ForwardResult FasterRCNNImpl::run(const std::vector<torch::Tensor> &images, const std::vector<Target> *targets)
 {
 	if (targets != nullptr && targets->size() != images.size())

@@ -32,6 +32,10 @@ struct FrozenBatchNorm2dImpl : torch::nn::Module {
 
 	torch::Tensor weight, bias, running_mean, running_var;
 	double eps;
+	// When set, forward() first takes running_mean and running_var from its input (a
+	// data-dependent initialisation for training from scratch, where frozen statistics of 0
+	// and 1 would leave the activations unnormalised).
+	bool calibrate = false;
 };
 TORCH_MODULE(FrozenBatchNorm2d);
 

@@ -67,6 +67,10 @@ public:
 	void set_box_detections_per_img(int value);
 	void set_image_size(int min_size, int max_size);
 
+	// Sets the frozen batch-norm statistics of the backbone from these images, layer by layer
+	// (for training from scratch; pretrained weights bring their own statistics).
+	void calibrate_frozen_batch_norm(const std::vector<torch::Tensor> &images);
+
 	// Applies trainable_backbone_layers (requires_grad off for frozen layers).
 	void freeze_backbone_layers(int trainable_layers);
 
