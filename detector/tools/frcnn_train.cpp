@@ -1,0 +1,518 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// frcnn-train: trains or fine-tunes a Faster R-CNN on a COCO-format dataset or on synthetic shapes,
+// and writes checkpoints that torchvision can load.
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+#include <opencv2/core/utils/logger.hpp>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+#include <torch/torch.h>
+
+#include "frcnn/checkpoint.h"
+#include "frcnn/error.h"
+#include "frcnn/model.h"
+#include "frcnn/shapes.h"
+#include "frcnn/weights.h"
+
+namespace {
+
+using frcnn::Error;
+
+struct Options {
+	std::string arch = "tiny";
+	int num_classes = 0;
+	int trainable_layers = -1; // -1: the preset's
+	std::string init_weights;  // fine-tune from these
+	std::string synthetic;	   // "shapes"
+	std::string coco_json, images_dir;
+	int epochs = 10;
+	int iterations = 200; // per epoch, synthetic data
+	int batch_size = 4;
+	double lr = 0.01, momentum = 0.9, weight_decay = 1e-4;
+	std::string schedule = "cosine"; // cosine | step | constant
+	std::vector<int> lr_steps;	 // epochs at which step multiplies the rate by 0.1
+	int warmup = 100;		 // iterations of linear warm-up
+	double hflip = 0.5;
+	std::string resume;
+	std::string output;
+	std::string log;
+	uint64_t seed = 0;
+	int threads = 0;
+	int min_size = 0, max_size = 0;
+	int width = 320, height = 240; // synthetic frames
+};
+
+void usage(FILE *out)
+{
+	std::fprintf(out,
+		"Usage: frcnn-train (--synthetic shapes | --coco-json FILE --images DIR) --output FILE [OPTIONS]\n"
+		"Trains a Faster R-CNN and writes its state dict (torchvision-readable zip checkpoint).\n\n"
+		"Model:\n"
+		"  --arch NAME              model preset (default tiny)\n"
+		"  --num-classes N          classes including background (default: 4 for shapes, else the preset's)\n"
+		"  --weights FILE|PRESET    start from these weights (fine-tuning); the box predictor is\n"
+		"                           re-initialised when its number of classes differs\n"
+		"  --trainable-layers N     trainable backbone layers 0..5 (default: the preset's)\n"
+		"  --min-size N, --max-size N   input resize (default: the preset's)\n"
+		"Data:\n"
+		"  --synthetic shapes       endless synthetic shapes (see frcnnshapesrc), --width/--height\n"
+		"                           (default 320x240), --iterations per epoch (default 200)\n"
+		"  --coco-json FILE --images DIR   a COCO instances file; category ids are the labels\n"
+		"  --hflip P                horizontal flip probability (default 0.5)\n"
+		"Optimisation (SGD):\n"
+		"  --epochs N (10)  --batch-size N (4)  --lr F (0.01)  --momentum F (0.9)\n"
+		"  --weight-decay F (1e-4)  --schedule cosine|step|constant  --lr-steps E1,E2  --warmup N (100)\n"
+		"Output:\n"
+		"  --output FILE            checkpoint written after every epoch; FILE.optimizer and\n"
+		"                           FILE.json hold what --resume needs\n"
+		"  --resume FILE            continue from a checkpoint written by --output\n"
+		"  --log FILE               losses as JSON lines, one per iteration\n"
+		"  --seed N, --threads N\n");
+}
+
+struct Sample {
+	torch::Tensor image; // float [3,H,W] 0..1
+	frcnn::Target target;
+};
+
+torch::Tensor rgb_to_tensor(const uint8_t *rgb, int width, int height)
+{
+	return torch::from_blob(const_cast<uint8_t *>(rgb), {height, width, 3}, torch::kUInt8)
+		.permute({2, 0, 1})
+		.to(torch::kFloat32)
+		.div(255.0f);
+}
+
+// A dataset gives sample i; training draws indices from it.
+class Dataset {
+public:
+	virtual ~Dataset() = default;
+	virtual size_t size() const = 0;
+	virtual Sample get(size_t index) const = 0;
+};
+
+class ShapesDataset : public Dataset {
+public:
+	ShapesDataset(int width, int height, uint64_t seed, size_t size)
+		: size_(size)
+	{
+		frcnn::ShapesOptions o;
+		o.width = width;
+		o.height = height;
+		o.seed = seed;
+		o.scene_frames = 1; // independent scenes
+		generator_ = std::make_unique<frcnn::ShapesGenerator>(o);
+	}
+	size_t size() const override { return size_; }
+	Sample get(size_t index) const override
+	{
+		auto scene = generator_->scene(index);
+		Sample s;
+		s.image = rgb_to_tensor(scene.rgb.data(), scene.width, scene.height).clone();
+		std::vector<float> boxes;
+		std::vector<int64_t> labels;
+		for (const auto &o : scene.objects) {
+			boxes.insert(boxes.end(), {o.x1, o.y1, o.x2, o.y2});
+			labels.push_back(o.label);
+		}
+		s.target.boxes = torch::tensor(boxes).reshape({-1, 4});
+		s.target.labels = torch::tensor(labels, torch::kInt64);
+		return s;
+	}
+
+private:
+	size_t size_;
+	std::unique_ptr<frcnn::ShapesGenerator> generator_;
+};
+
+class CocoDataset : public Dataset {
+public:
+	CocoDataset(const std::string &json_path, const std::string &images_dir)
+	{
+		std::ifstream in(json_path);
+		if (!in)
+			throw Error("cannot open the COCO file '" + json_path + "'");
+		nlohmann::json j;
+		try {
+			in >> j;
+		} catch (const std::exception &e) {
+			throw Error("'" + json_path + "' is not valid JSON: " + e.what());
+		}
+		if (!j.contains("images") || !j.contains("annotations"))
+			throw Error("'" + json_path + "' has no \"images\" or \"annotations\": not a COCO instances file");
+		std::map<int64_t, size_t> by_id;
+		for (const auto &image : j["images"]) {
+			by_id[image.at("id").get<int64_t>()] = entries_.size();
+			entries_.push_back({images_dir + "/" + image.at("file_name").get<std::string>(), {}, {}});
+		}
+		for (const auto &a : j["annotations"]) {
+			if (a.value("iscrowd", 0) != 0)
+				continue;
+			auto it = by_id.find(a.at("image_id").get<int64_t>());
+			if (it == by_id.end())
+				continue;
+			const auto &b = a.at("bbox");
+			const float x = b[0], y = b[1], w = b[2], h = b[3];
+			if (w < 1 || h < 1)
+				continue; // torchvision's references drop degenerate boxes too
+			auto &e = entries_[it->second];
+			e.boxes.insert(e.boxes.end(), {x, y, x + w, y + h});
+			const int64_t category = a.at("category_id").get<int64_t>();
+			e.labels.push_back(category);
+			max_label_ = std::max(max_label_, category);
+		}
+		if (entries_.empty())
+			throw Error("'" + json_path + "' lists no images");
+	}
+	size_t size() const override { return entries_.size(); }
+	int64_t max_label() const { return max_label_; }
+	Sample get(size_t index) const override
+	{
+		const auto &e = entries_[index];
+		cv::Mat bgr = cv::imread(e.path, cv::IMREAD_COLOR);
+		if (bgr.empty())
+			throw Error("cannot read training image '" + e.path + "'");
+		cv::Mat rgb;
+		cv::cvtColor(bgr, rgb, cv::COLOR_BGR2RGB);
+		Sample s;
+		s.image = rgb_to_tensor(rgb.data, rgb.cols, rgb.rows).clone();
+		s.target.boxes = torch::tensor(e.boxes).reshape({-1, 4});
+		s.target.labels = torch::tensor(e.labels, torch::kInt64);
+		return s;
+	}
+
+private:
+	struct Entry {
+		std::string path;
+		std::vector<float> boxes;
+		std::vector<int64_t> labels;
+	};
+	std::vector<Entry> entries_;
+	int64_t max_label_ = 0;
+};
+
+Sample hflip(Sample s)
+{
+	const float w = (float)s.image.size(2);
+	s.image = s.image.flip({2});
+	if (s.target.boxes.numel() > 0) {
+		auto b = s.target.boxes;
+		s.target.boxes = torch::stack({w - b.select(1, 2), b.select(1, 1), w - b.select(1, 0), b.select(1, 3)}, 1);
+	}
+	return s;
+}
+
+double learning_rate(const Options &o, int epoch, long long iteration, long long total_iterations)
+{
+	double lr = o.lr;
+	if (o.schedule == "cosine")
+		lr *= 0.5 * (1 + std::cos(M_PI * (double)iteration / (double)std::max(1LL, total_iterations)));
+	else if (o.schedule == "step")
+		for (int s : o.lr_steps)
+			if (epoch >= s)
+				lr *= 0.1;
+	if (iteration < o.warmup) // linear warm-up from a thousandth, as torchvision's references
+		lr *= 0.001 + (1 - 0.001) * (double)iteration / o.warmup;
+	return lr;
+}
+
+std::vector<int> parse_int_list(const std::string &s)
+{
+	std::vector<int> out;
+	size_t start = 0;
+	while (start <= s.size()) {
+		size_t end = s.find(',', start);
+		if (end == std::string::npos)
+			end = s.size();
+		if (end > start)
+			out.push_back(std::stoi(s.substr(start, end - start)));
+		start = end + 1;
+	}
+	return out;
+}
+
+void progress(int epoch, int epochs, int it, int iterations, const std::map<std::string, double> &avg,
+	      double seconds)
+{
+	const bool tty = isatty(STDERR_FILENO);
+	const int width = 24;
+	const int filled = iterations > 0 ? width * it / iterations : width;
+	std::string bar(filled, '=');
+	bar += std::string(width - filled, ' ');
+	double total = 0;
+	for (auto &[k, v] : avg)
+		total += v;
+	char line[512];
+	std::snprintf(line, sizeof line,
+		      "epoch %d/%d [%s] %d/%d loss %.4f (cls %.4f box %.4f obj %.4f rpn %.4f) %.1fs", epoch + 1,
+		      epochs, bar.c_str(), it, iterations, total, avg.count("loss_classifier") ? avg.at("loss_classifier") : 0,
+		      avg.count("loss_box_reg") ? avg.at("loss_box_reg") : 0,
+		      avg.count("loss_objectness") ? avg.at("loss_objectness") : 0,
+		      avg.count("loss_rpn_box_reg") ? avg.at("loss_rpn_box_reg") : 0, seconds);
+	if (tty)
+		std::fprintf(stderr, "\r%s%s", line, it == iterations ? "\n" : "");
+	else if (it == iterations || it % 20 == 0)
+		std::fprintf(stderr, "%s\n", line);
+}
+
+int train(const Options &o)
+{
+	if (o.output.empty())
+		throw Error("no --output given: where should the checkpoint go?");
+	if (o.threads > 0)
+		torch::set_num_threads(o.threads);
+	torch::manual_seed(o.seed);
+
+	std::unique_ptr<Dataset> data;
+	int num_classes = o.num_classes;
+	if (o.synthetic == "shapes") {
+		data = std::make_unique<ShapesDataset>(o.width, o.height, o.seed,
+						       (size_t)o.iterations * o.batch_size * o.epochs);
+		if (num_classes == 0)
+			num_classes = (int)frcnn::shapes_class_names().size();
+	} else if (!o.synthetic.empty()) {
+		throw Error("unknown --synthetic '" + o.synthetic + "' (known: shapes)");
+	} else if (!o.coco_json.empty()) {
+		auto coco = std::make_unique<CocoDataset>(o.coco_json, o.images_dir);
+		if (num_classes == 0)
+			num_classes = (int)coco->max_label() + 1;
+		if (coco->max_label() >= num_classes)
+			throw Error("the dataset has category id " + std::to_string(coco->max_label()) +
+				    " but --num-classes is " + std::to_string(num_classes));
+		data = std::move(coco);
+	} else {
+		throw Error("no data: use --synthetic shapes or --coco-json FILE --images DIR");
+	}
+
+	frcnn::ModelConfig config = frcnn::model_preset(o.arch);
+	config.num_classes = num_classes;
+	if (o.min_size > 0)
+		config.min_size = o.min_size;
+	if (o.max_size > 0)
+		config.max_size = o.max_size;
+	if (o.trainable_layers >= 0)
+		config.trainable_backbone_layers = o.trainable_layers;
+	frcnn::FasterRCNN model(config);
+
+	const bool synthetic = !o.synthetic.empty();
+	const int iterations = synthetic ? o.iterations : (int)((data->size() + o.batch_size - 1) / o.batch_size);
+	int start_epoch = 0;
+	if (!o.resume.empty()) {
+		model->load_state_dict(frcnn::read_checkpoint(o.resume));
+		std::ifstream state(o.resume + ".json");
+		if (!state)
+			throw Error("cannot resume: '" + o.resume + ".json' (written next to the checkpoint) is missing");
+		nlohmann::json j;
+		state >> j;
+		start_epoch = j.at("epoch").get<int>();
+	} else if (!o.init_weights.empty()) {
+		// Fine-tuning: take every tensor whose shape fits; a different number of classes leaves
+		// the box predictor freshly initialised, as torchvision's fine-tuning recipe does.
+		auto source = frcnn::read_checkpoint(frcnn::resolve_weights(o.init_weights));
+		auto own = model->state_dict();
+		std::map<std::string, torch::Tensor> by_name(own.begin(), own.end());
+		frcnn::Checkpoint fitted;
+		for (auto &[k, v] : source.tensors) {
+			auto it = by_name.find(k);
+			if (it != by_name.end() && it->second.sizes() == v.sizes())
+				by_name.erase(it), fitted.tensors.emplace_back(k, v);
+		}
+		for (auto &[k, v] : by_name)
+			fitted.tensors.emplace_back(k, v); // keep our initialisation for the rest
+		fitted.module_versions = source.module_versions;
+		model->load_state_dict(fitted);
+	} else {
+		// From scratch: frozen batch norm gets the statistics of a few training images.
+		std::vector<torch::Tensor> images;
+		for (size_t i = 0; i < std::min<size_t>(16, data->size()); i++)
+			images.push_back(data->get(data->size() - 1 - i).image);
+		model->calibrate_frozen_batch_norm(images);
+	}
+	model->freeze_backbone_layers(config.trainable_backbone_layers);
+	model->train();
+
+	std::vector<torch::Tensor> params;
+	for (auto &p : model->parameters())
+		if (p.requires_grad())
+			params.push_back(p);
+	torch::optim::SGD sgd(params, torch::optim::SGDOptions(o.lr).momentum(o.momentum).weight_decay(o.weight_decay));
+	if (!o.resume.empty()) {
+		auto saved = frcnn::read_checkpoint(o.resume + ".optimizer");
+		auto &state = sgd.state();
+		for (size_t i = 0; i < params.size() && i < saved.tensors.size(); i++) {
+			auto s = std::make_unique<torch::optim::SGDParamState>();
+			s->momentum_buffer(saved.tensors[i].second.clone());
+			state[c10::guts::to_string(params[i].unsafeGetTensorImpl())] = std::move(s);
+		}
+	}
+
+	std::ofstream log;
+	if (!o.log.empty()) {
+		log.open(o.log, start_epoch > 0 ? std::ios::app : std::ios::trunc);
+		if (!log)
+			throw Error("cannot write the log '" + o.log + "'");
+	}
+	std::mt19937_64 rng(o.seed + 1);
+	std::uniform_real_distribution<double> coin(0, 1);
+	const long long total_iterations = (long long)iterations * o.epochs;
+	std::vector<size_t> order(data->size());
+	for (size_t i = 0; i < order.size(); i++)
+		order[i] = i;
+
+	for (int epoch = start_epoch; epoch < o.epochs; epoch++) {
+		if (!synthetic)
+			std::shuffle(order.begin(), order.end(), rng);
+		std::map<std::string, double> average;
+		const auto start = std::chrono::steady_clock::now();
+		for (int it = 0; it < iterations; it++) {
+			const long long global = (long long)epoch * iterations + it;
+			std::vector<torch::Tensor> images;
+			std::vector<frcnn::Target> targets;
+			for (int b = 0; b < o.batch_size; b++) {
+				size_t index = synthetic ? (size_t)global * o.batch_size + b
+							 : order[((size_t)it * o.batch_size + b) % order.size()];
+				Sample s = data->get(index % data->size());
+				if (coin(rng) < o.hflip)
+					s = hflip(std::move(s));
+				images.push_back(s.image);
+				targets.push_back(s.target);
+			}
+			const double lr = learning_rate(o, epoch, global, total_iterations);
+			for (auto &group : sgd.param_groups())
+				static_cast<torch::optim::SGDOptions &>(group.options()).lr(lr);
+			auto result = model->run(images, &targets);
+			torch::Tensor total = torch::zeros({});
+			nlohmann::ordered_json entry{{"epoch", epoch}, {"iteration", global}, {"lr", lr}};
+			for (auto &[name, value] : result.losses) {
+				total = total + value;
+				const double v = value.item<double>();
+				average[name] += (v - average[name]) / (it + 1);
+				entry[name] = v;
+			}
+			if (!std::isfinite(total.item<double>()))
+				throw Error("the loss became " + std::to_string(total.item<double>()) + " at iteration " +
+					    std::to_string(global) + ": lower --lr");
+			sgd.zero_grad();
+			total.backward();
+			sgd.step();
+			if (log)
+				log << entry.dump() << "\n" << std::flush;
+			const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+			progress(epoch, o.epochs, it + 1, iterations, average, seconds);
+		}
+
+		// The checkpoint, then what resuming needs, each written to a temporary name first.
+		model->eval();
+		frcnn::write_checkpoint(o.output + ".tmp", model->state_dict());
+		model->train();
+		std::rename((o.output + ".tmp").c_str(), o.output.c_str());
+		frcnn::StateDict momentum;
+		auto &state = sgd.state();
+		for (size_t i = 0; i < params.size(); i++) {
+			auto it = state.find(c10::guts::to_string(params[i].unsafeGetTensorImpl()));
+			auto buffer = it != state.end()
+					      ? static_cast<torch::optim::SGDParamState &>(*it->second).momentum_buffer()
+					      : torch::zeros_like(params[i]);
+			momentum.emplace_back("momentum." + std::to_string(i), buffer.defined() ? buffer : torch::zeros_like(params[i]));
+		}
+		frcnn::write_checkpoint(o.output + ".optimizer", momentum);
+		std::ofstream state_file(o.output + ".json");
+		state_file << nlohmann::json{{"epoch", epoch + 1}, {"arch", o.arch}, {"num_classes", num_classes}}.dump()
+			   << "\n";
+	}
+	std::fprintf(stderr, "wrote %s\n", o.output.c_str());
+	return 0;
+}
+
+} // namespace
+
+int main(int argc, char **argv)
+{
+	cv::utils::logging::setLogLevel(cv::utils::logging::LOG_LEVEL_SILENT);
+	Options o;
+	try {
+		for (int i = 1; i < argc; i++) {
+			std::string arg = argv[i];
+			if (arg == "--help" || arg == "-h") {
+				usage(stdout);
+				return 0;
+			}
+			std::string value;
+			auto eq = arg.find('=');
+			if (eq != std::string::npos) {
+				value = arg.substr(eq + 1);
+				arg = arg.substr(0, eq);
+			} else if (i + 1 < argc) {
+				value = argv[++i];
+			} else {
+				throw Error("option " + arg + " needs a value (see --help)");
+			}
+			auto to_int = [&]() {
+				try {
+					size_t used;
+					int v = std::stoi(value, &used);
+					if (used == value.size())
+						return v;
+				} catch (const std::exception &) {
+				}
+				throw Error("option " + arg + " needs an integer, got '" + value + "'");
+			};
+			auto to_double = [&]() {
+				try {
+					size_t used;
+					double v = std::stod(value, &used);
+					if (used == value.size())
+						return v;
+				} catch (const std::exception &) {
+				}
+				throw Error("option " + arg + " needs a number, got '" + value + "'");
+			};
+			if (arg == "--arch") o.arch = value;
+			else if (arg == "--num-classes") o.num_classes = to_int();
+			else if (arg == "--trainable-layers") o.trainable_layers = to_int();
+			else if (arg == "--weights") o.init_weights = value;
+			else if (arg == "--synthetic") o.synthetic = value;
+			else if (arg == "--coco-json") o.coco_json = value;
+			else if (arg == "--images") o.images_dir = value;
+			else if (arg == "--epochs") o.epochs = to_int();
+			else if (arg == "--iterations") o.iterations = to_int();
+			else if (arg == "--batch-size") o.batch_size = to_int();
+			else if (arg == "--lr") o.lr = to_double();
+			else if (arg == "--momentum") o.momentum = to_double();
+			else if (arg == "--weight-decay") o.weight_decay = to_double();
+			else if (arg == "--schedule") o.schedule = value;
+			else if (arg == "--lr-steps") o.lr_steps = parse_int_list(value);
+			else if (arg == "--warmup") o.warmup = to_int();
+			else if (arg == "--hflip") o.hflip = to_double();
+			else if (arg == "--resume") o.resume = value;
+			else if (arg == "--output") o.output = value;
+			else if (arg == "--log") o.log = value;
+			else if (arg == "--seed") o.seed = (uint64_t)to_int();
+			else if (arg == "--threads") o.threads = to_int();
+			else if (arg == "--min-size") o.min_size = to_int();
+			else if (arg == "--max-size") o.max_size = to_int();
+			else if (arg == "--width") o.width = to_int();
+			else if (arg == "--height") o.height = to_int();
+			else throw Error("unknown option " + arg + " (see --help)");
+		}
+		if (o.schedule != "cosine" && o.schedule != "step" && o.schedule != "constant")
+			throw Error("--schedule must be cosine, step or constant, got '" + o.schedule + "'");
+		if (o.epochs < 1 || o.batch_size < 1 || o.iterations < 1)
+			throw Error("--epochs, --batch-size and --iterations must be at least 1");
+		return train(o);
+	} catch (const std::exception &e) {
+		std::fprintf(stderr, "\nfrcnn-train: %s\n", e.what());
+		return 1;
+	}
+}
