@@ -378,6 +378,18 @@ TEST(FrcnnShapeSrc, LiveModeKeepsTheFrameRate)
 	gst_object_unref(src);
 
 	const auto start = std::chrono::steady_clock::now();
+	gst_element_set_state(pipeline.get(), GST_STATE_PLAYING);
+	ASSERT_EQ(gst_element_get_state(pipeline.get(), nullptr, nullptr, 10 * GST_SECOND),
+		  GST_STATE_CHANGE_SUCCESS);
+	// A frame is ready one frame duration after its timestamp: 20 ms of latency.
+	GstQuery *query = gst_query_new_latency();
+	ASSERT_TRUE(gst_element_query(pipeline.get(), query));
+	gboolean live = FALSE;
+	GstClockTime min_latency = 0, max_latency = 0;
+	gst_query_parse_latency(query, &live, &min_latency, &max_latency);
+	gst_query_unref(query);
+	EXPECT_TRUE(live);
+	EXPECT_EQ(min_latency, 20 * GST_MSECOND);
 	EXPECT_EQ(play_to_end(pipeline.get()), "");
 	const double seconds =
 		std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
