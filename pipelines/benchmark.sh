@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Headless throughput: frames per second of decode + frcnndetect, nothing drawn or shown.
+#
+#   filesrc ! decodebin ! frcnndetect ! fpsdisplaysink video-sink=fakesink text-overlay=false
+#
+# Without a video, videotestsrc makes frames of --size, so that only the detector is measured.
+set -euo pipefail
+. "$(dirname "$0")/common.sh"
+
+FRAMES=100
+SIZE=1280x720
+
+usage() {
+	cat <<USAGE
+Usage: $(basename "$0") [OPTIONS] [VIDEO]
+
+Runs the detector as fast as it goes and prints the average frame rate.
+
+Benchmark options:
+  --frames N      frames of the synthetic source [$FRAMES] (a VIDEO runs to its end)
+  --size WxH      size of the synthetic frames [$SIZE]
+
+$COMMON_OPTIONS
+
+Examples:
+  $(basename "$0") --weights coco --device cuda --batch-size 8 --precision fp16
+  $(basename "$0") --weights coco --frames 20 --size 640x480
+USAGE
+}
+
+OPTIONS=()
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--frames) FRAMES=$2; shift 2 ;;
+	--size) SIZE=$2; shift 2 ;;
+	*) OPTIONS+=("$1"); shift ;;
+	esac
+done
+frcnn_parse "${OPTIONS[@]+"${OPTIONS[@]}"}"
+[ "${#ARGS[@]}" -le 1 ] || { usage >&2; exit 2; }
+frcnn_detect
+
+if [ "${#ARGS[@]}" -eq 1 ]; then
+	SOURCE=(filesrc location="${ARGS[0]}" ! decodebin)
+else
+	SOURCE=(videotestsrc num-buffers="$FRAMES" pattern=smpte !
+		video/x-raw,format=NV12,width="${SIZE%x*}",height="${SIZE#*x}")
+fi
+PIPELINE=("${SOURCE[@]}" ! "${DETECT[@]}" !
+	fpsdisplaysink video-sink=fakesink text-overlay=false sync=false signal-fps-measurements=true)
+
+if [ "$DRY_RUN" = 1 ]; then
+	frcnn_launch "${PIPELINE[@]}"
+	exit 0
+fi
+frcnn_check_plugin
+
+# fpsdisplaysink reports "rendered: N, dropped: 0, current: X, average: Y" in its last-message;
+# the last report holds the average over the whole run.
+start=$(date +%s.%N)
+log=$(gst-launch-1.0 -v "${PIPELINE[@]}" 2>&1) || { echo "$log" >&2; exit 1; }
+end=$(date +%s.%N)
+report=$(printf '%s\n' "$log" | grep -o 'rendered: [0-9]*, dropped: [0-9]*, current: [0-9.]*, average: [0-9.]*' | tail -n 1 || true)
+echo "fpsdisplaysink: ${report:-no measurement (fewer frames than one measuring interval)}"
+awk -v s="$start" -v e="$end" 'BEGIN { printf "wall time: %.2f s (model loading included)\n", e - s }'

@@ -1,0 +1,98 @@
+# Shared by the pipeline scripts (sourced, not run): the options every script takes, the
+# frcnndetect element they build from them, and running or printing the pipeline.
+#
+# Every frcnndetect option can also come from the environment (FRCNN_WEIGHTS=coco ...), so that a
+# user sets a default once.
+
+FRCNN_WEIGHTS=${FRCNN_WEIGHTS:-coco}
+FRCNN_MODEL=${FRCNN_MODEL:-}
+FRCNN_DEVICE=${FRCNN_DEVICE:-cpu}
+FRCNN_PRECISION=${FRCNN_PRECISION:-fp32}
+FRCNN_BATCH_SIZE=${FRCNN_BATCH_SIZE:-1}
+FRCNN_THRESHOLD=${FRCNN_THRESHOLD:-0.5}
+FRCNN_MIN_SIZE=${FRCNN_MIN_SIZE:-0}
+FRCNN_INTERVAL=${FRCNN_INTERVAL:-1}
+FRCNN_LABELS=${FRCNN_LABELS:-}
+FRCNN_CLASSES=${FRCNN_CLASSES:-}
+DRY_RUN=0
+ARGS=()
+
+COMMON_OPTIONS="Detector options (defaults in brackets; FRCNN_WEIGHTS=... etc. in the environment
+also work):
+  --weights W      checkpoint file, preset name (coco, coco-v2, coco-mobilenet,
+                   coco-mobilenet-320) or URL [$FRCNN_WEIGHTS]
+  --model M        model preset of a weights file, e.g. tiny [the preset's model, else
+                   fasterrcnn_resnet50_fpn]
+  --device D       cpu, cuda or cuda:N [$FRCNN_DEVICE]
+  --precision P    fp32 or fp16 (CUDA) [$FRCNN_PRECISION]
+  --batch-size N   frames per inference batch [$FRCNN_BATCH_SIZE]
+  --threshold S    minimum score [$FRCNN_THRESHOLD]
+  --min-size N     short side the frames are scaled to, 0 = the model's [$FRCNN_MIN_SIZE]
+  --interval N     detect on 1 frame in N [$FRCNN_INTERVAL]
+  --labels FILE    class names, one per line [COCO names for 91-class models]
+  --classes LIST   only these classes, e.g. person,car
+  --dry-run        print the gst-launch-1.0 command instead of running it
+  -h, --help       this help"
+
+# Parses the common options; what remains is left in ARGS. Calls usage() on --help.
+frcnn_parse() {
+	while [ $# -gt 0 ]; do
+		case "$1" in
+		--weights) FRCNN_WEIGHTS=$2; shift 2 ;;
+		--model) FRCNN_MODEL=$2; shift 2 ;;
+		--device) FRCNN_DEVICE=$2; shift 2 ;;
+		--precision) FRCNN_PRECISION=$2; shift 2 ;;
+		--batch-size) FRCNN_BATCH_SIZE=$2; shift 2 ;;
+		--threshold) FRCNN_THRESHOLD=$2; shift 2 ;;
+		--min-size) FRCNN_MIN_SIZE=$2; shift 2 ;;
+		--interval) FRCNN_INTERVAL=$2; shift 2 ;;
+		--labels) FRCNN_LABELS=$2; shift 2 ;;
+		--classes) FRCNN_CLASSES=$2; shift 2 ;;
+		--dry-run) DRY_RUN=1; shift ;;
+		-h | --help) usage; exit 0 ;;
+		--) shift; ARGS+=("$@"); break ;;
+		-*) echo "$(basename "$0"): unknown option $1 (see --help)" >&2; exit 2 ;;
+		*) ARGS+=("$1"); shift ;;
+		esac
+	done
+}
+
+# The frcnndetect element, as gst-launch-1.0 arguments (one word per property).
+frcnn_detect() {
+	DETECT=(frcnndetect "weights=$FRCNN_WEIGHTS" "device=$FRCNN_DEVICE"
+		"precision=$FRCNN_PRECISION" "batch-size=$FRCNN_BATCH_SIZE"
+		"threshold=$FRCNN_THRESHOLD" "min-size=$FRCNN_MIN_SIZE" "interval=$FRCNN_INTERVAL")
+	[ -n "$FRCNN_MODEL" ] && DETECT+=("model=$FRCNN_MODEL")
+	[ -n "$FRCNN_LABELS" ] && DETECT+=("labels=$FRCNN_LABELS")
+	[ -n "$FRCNN_CLASSES" ] && DETECT+=("classes=$FRCNN_CLASSES")
+	return 0
+}
+
+# Fails early, with a hint, when GStreamer cannot find the plugin.
+frcnn_check_plugin() {
+	if ! gst-inspect-1.0 frcnndetect >/dev/null 2>&1; then
+		echo "$(basename "$0"): GStreamer does not find the frcnn plugin." >&2
+		echo "  Install it, or point GST_PLUGIN_PATH at the build: GST_PLUGIN_PATH=build/gst" >&2
+		exit 1
+	fi
+}
+
+# Runs gst-launch-1.0 with the given pipeline (one argument per word), or prints it with
+# --dry-run. -e turns Ctrl-C into an end of stream, so that files are finished properly.
+frcnn_launch() {
+	if [ "$DRY_RUN" = 1 ]; then
+		printf '%q ' gst-launch-1.0 -e "$@"
+		echo
+		return 0
+	fi
+	frcnn_check_plugin
+	gst-launch-1.0 -e "$@"
+}
+
+# The one positional argument a script needs, or usage and exit.
+frcnn_need_args() {
+	if [ "${#ARGS[@]}" -ne "$1" ]; then
+		usage >&2
+		exit 2
+	fi
+}

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# A V4L2 camera, detected live and shown in a window.
+#
+#   v4l2src ! videoconvert ! frcnndetect ! frcnnoverlay ! videoconvert ! autovideosink
+#
+# A live source: keep batch-size 1 (or a small batch with a short --batch-timeout) so that frames
+# are not held waiting for a batch; --interval skips frames when the detector is slower than the
+# camera.
+set -euo pipefail
+. "$(dirname "$0")/common.sh"
+
+BATCH_TIMEOUT=20
+WIDTH=640
+HEIGHT=480
+
+usage() {
+	cat <<USAGE
+Usage: $(basename "$0") [OPTIONS] [DEVICE]
+
+Shows the camera DEVICE [/dev/video0] with the detections drawn on it.
+
+Camera options:
+  --size WxH          capture size [${WIDTH}x${HEIGHT}]
+  --batch-timeout MS  longest wait for a batch to fill [$BATCH_TIMEOUT]
+
+$COMMON_OPTIONS
+
+Example:
+  $(basename "$0") --weights coco-mobilenet-320 --interval 2 /dev/video0
+USAGE
+}
+
+OPTIONS=()
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--size) WIDTH=${2%x*}; HEIGHT=${2#*x}; shift 2 ;;
+	--batch-timeout) BATCH_TIMEOUT=$2; shift 2 ;;
+	*) OPTIONS+=("$1"); shift ;;
+	esac
+done
+frcnn_parse "${OPTIONS[@]+"${OPTIONS[@]}"}"
+[ "${#ARGS[@]}" -le 1 ] || { usage >&2; exit 2; }
+frcnn_detect
+
+# The camera's own format may be anything (YUY2, MJPEG...): videoconvert gives one frcnndetect
+# takes, and leaves NV12/I420/RGB cameras untouched.
+frcnn_launch v4l2src device="${ARGS[0]:-/dev/video0}" ! \
+	video/x-raw,width="$WIDTH",height="$HEIGHT" ! videoconvert ! \
+	"${DETECT[@]}" batch-timeout="$BATCH_TIMEOUT" ! frcnnoverlay ! videoconvert ! \
+	autovideosink sync=false

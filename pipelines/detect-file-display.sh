@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# A video file, decoded, detected, drawn and shown in a window.
+#
+#   filesrc ! decodebin ! frcnndetect ! frcnnoverlay ! videoconvert ! autovideosink
+#
+# frcnndetect takes the decoder's NV12/I420 frames as they are; videoconvert is only there for
+# the display.
+set -euo pipefail
+. "$(dirname "$0")/common.sh"
+
+usage() {
+	cat <<USAGE
+Usage: $(basename "$0") [OPTIONS] VIDEO
+
+Shows VIDEO with the detections drawn on it.
+
+$COMMON_OPTIONS
+
+Example:
+  $(basename "$0") --weights coco street.mp4
+USAGE
+}
+
+frcnn_parse "$@"
+frcnn_need_args 1
+frcnn_detect
+
+frcnn_launch filesrc location="${ARGS[0]}" ! decodebin ! "${DETECT[@]}" ! \
+	frcnnoverlay ! videoconvert ! autovideosink

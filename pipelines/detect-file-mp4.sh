@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# A video file, decoded, detected, drawn and encoded again as H.264 in MP4.
+#
+#   filesrc ! decodebin ! frcnndetect ! frcnnoverlay ! videoconvert ! x264enc ! mp4mux ! filesink
+set -euo pipefail
+. "$(dirname "$0")/common.sh"
+
+usage() {
+	cat <<USAGE
+Usage: $(basename "$0") [OPTIONS] VIDEO OUTPUT.mp4
+
+Writes VIDEO with the detections drawn on it to OUTPUT.mp4 (H.264).
+
+$COMMON_OPTIONS
+
+Example:
+  $(basename "$0") --weights coco --batch-size 4 street.mp4 street-detections.mp4
+USAGE
+}
+
+frcnn_parse "$@"
+frcnn_need_args 2
+frcnn_detect
+
+frcnn_launch filesrc location="${ARGS[0]}" ! decodebin ! "${DETECT[@]}" ! \
+	frcnnoverlay ! videoconvert ! x264enc speed-preset=fast ! mp4mux ! \
+	filesink location="${ARGS[1]}"

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Detections of a video file as JSON lines, one object per frame, no video output.
+#
+#   filesrc ! decodebin ! frcnndetect ! frcnnjson location=OUT ! fakesink
+#
+# Each line: {"frame": n, "pts": ns, "width": W, "height": H,
+#             "detections": [{"box": [x1, y1, x2, y2], "label": "...", "label_id": L, "score": S}]}
+set -euo pipefail
+. "$(dirname "$0")/common.sh"
+
+usage() {
+	cat <<USAGE
+Usage: $(basename "$0") [OPTIONS] VIDEO [OUTPUT.jsonl]
+
+Writes the detections of every frame of VIDEO to OUTPUT.jsonl, or to standard output.
+
+$COMMON_OPTIONS
+
+Example:
+  $(basename "$0") --weights coco --batch-size 8 --classes person,car street.mp4 street.jsonl
+USAGE
+}
+
+frcnn_parse "$@"
+[ "${#ARGS[@]}" -ge 1 ] && [ "${#ARGS[@]}" -le 2 ] || { usage >&2; exit 2; }
+frcnn_detect
+
+# -q keeps gst-launch-1.0's own messages out of standard output.
+if [ "$DRY_RUN" = 1 ]; then
+	frcnn_launch filesrc location="${ARGS[0]}" ! decodebin ! "${DETECT[@]}" ! \
+		frcnnjson location="${ARGS[1]:--}" ! fakesink
+else
+	frcnn_check_plugin
+	gst-launch-1.0 -q filesrc location="${ARGS[0]}" ! decodebin ! "${DETECT[@]}" ! \
+		frcnnjson location="${ARGS[1]:--}" ! fakesink
+fi

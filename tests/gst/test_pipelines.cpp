@@ -1,0 +1,221 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// Real pipelines on a real video: decode -> frcnndetect -> frcnnoverlay -> frcnnjson -> H.264 in
+// MP4, then decode the MP4 again; and a flushing seek while playing.
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <fstream>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include <gst/gst.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "gst_test_utils.h"
+
+namespace {
+
+using nlohmann::json;
+
+// Buffers through a pad: their timestamps, and the flushes seen.
+class PadRecorder {
+public:
+	PadRecorder(GstElement *element, const char *pad_name)
+	{
+		GstPad *pad = gst_element_get_static_pad(element, pad_name);
+		gst_pad_add_probe(pad,
+				  static_cast<GstPadProbeType>(GST_PAD_PROBE_TYPE_BUFFER |
+							       GST_PAD_PROBE_TYPE_EVENT_FLUSH),
+				  probe, this, nullptr);
+		gst_object_unref(pad);
+	}
+
+	std::vector<GstClockTime> pts()
+	{
+		std::lock_guard<std::mutex> lock(mutex_);
+		return pts_;
+	}
+	std::size_t flush_index()
+	{
+		std::lock_guard<std::mutex> lock(mutex_);
+		return flush_index_;
+	}
+	bool wait_for(std::size_t count)
+	{
+		std::unique_lock<std::mutex> lock(mutex_);
+		return cond_.wait_for(lock, std::chrono::seconds(120),
+				      [&] { return pts_.size() >= count; });
+	}
+
+private:
+	static GstPadProbeReturn probe(GstPad *, GstPadProbeInfo *info, gpointer data)
+	{
+		auto *self = static_cast<PadRecorder *>(data);
+		std::lock_guard<std::mutex> lock(self->mutex_);
+		if (info->type & GST_PAD_PROBE_TYPE_BUFFER) {
+			self->pts_.push_back(GST_BUFFER_PTS(GST_PAD_PROBE_INFO_BUFFER(info)));
+		} else if (GST_EVENT_TYPE(GST_PAD_PROBE_INFO_EVENT(info)) == GST_EVENT_FLUSH_STOP) {
+			self->flush_index_ = self->pts_.size();
+		}
+		self->cond_.notify_all();
+		return GST_PAD_PROBE_OK;
+	}
+
+	std::mutex mutex_;
+	std::condition_variable cond_;
+	std::vector<GstClockTime> pts_;
+	std::size_t flush_index_ = 0;
+};
+
+GstElement *launch(const std::string &description)
+{
+	gst_test::init();
+	GError *error = nullptr;
+	GstElement *pipeline = gst_parse_launch(description.c_str(), &error);
+	EXPECT_EQ(error, nullptr) << description << ": " << (error ? error->message : "");
+	g_clear_error(&error);
+	return pipeline;
+}
+
+// Plays to EOS; fails on an error message.
+void run_to_eos(GstElement *pipeline, GstClockTime timeout = 300 * GST_SECOND)
+{
+	ASSERT_NE(gst_element_set_state(pipeline, GST_STATE_PLAYING), GST_STATE_CHANGE_FAILURE);
+	GstBus *bus = gst_element_get_bus(pipeline);
+	GstMessage *message = gst_bus_timed_pop_filtered(
+		bus, timeout, static_cast<GstMessageType>(GST_MESSAGE_EOS | GST_MESSAGE_ERROR));
+	gst_object_unref(bus);
+	ASSERT_NE(message, nullptr) << "no EOS in time";
+	if (GST_MESSAGE_TYPE(message) == GST_MESSAGE_ERROR) {
+		GError *error = nullptr;
+		gchar *debug = nullptr;
+		gst_message_parse_error(message, &error, &debug);
+		ADD_FAILURE() << "error from " << GST_OBJECT_NAME(GST_MESSAGE_SRC(message)) << ": "
+			      << error->message << "\n" << (debug ? debug : "");
+		g_error_free(error);
+		g_free(debug);
+	}
+	gst_message_unref(message);
+	EXPECT_EQ(gst_element_set_state(pipeline, GST_STATE_NULL), GST_STATE_CHANGE_SUCCESS);
+}
+
+std::string quoted(const std::string &path)
+{
+	return "\"" + path + "\"";
+}
+
+TEST(Pipelines, DecodeDetectOverlayJsonEncodeMp4)
+{
+	const std::string dir = gst_test::out_dir();
+	const std::string mp4 = dir + "/megamind.mp4";
+	const std::string jsonl = dir + "/megamind.jsonl";
+	std::remove(mp4.c_str());
+	std::remove(jsonl.c_str());
+
+	GstElement *pipeline = launch(
+		"filesrc location=" + quoted(gst_test::kVideo) + " ! decodebin ! "
+		"frcnndetect name=detect model=tiny weights=" + quoted(gst_test::weights4()) +
+		" threshold=0.3 min-size=256 batch-size=4 ! frcnnoverlay ! "
+		"frcnnjson location=" + quoted(jsonl) + " ! videoconvert ! "
+		"x264enc speed-preset=veryfast ! mp4mux ! filesink location=" + quoted(mp4));
+	ASSERT_NE(pipeline, nullptr);
+	GstElement *detect = gst_bin_get_by_name(GST_BIN(pipeline), "detect");
+	PadRecorder decoded(detect, "sink");
+	PadRecorder detected(detect, "src");
+	gst_object_unref(detect);
+	run_to_eos(pipeline);
+	gst_object_unref(pipeline);
+
+	const std::vector<GstClockTime> frames = decoded.pts();
+	ASSERT_GT(frames.size(), 200u) << "Megamind.avi has a few hundred frames";
+	EXPECT_EQ(detected.pts(), frames) << "every frame leaves, in order, timestamps unchanged";
+
+	/* One JSON line per decoded frame. */
+	std::ifstream file(jsonl);
+	std::vector<json> lines;
+	for (std::string line; std::getline(file, line);)
+		lines.push_back(json::parse(line));
+	ASSERT_EQ(lines.size(), frames.size());
+	std::size_t with_detections = 0;
+	for (std::size_t i = 0; i < lines.size(); i++) {
+		EXPECT_EQ(lines[i]["frame"], i);
+		EXPECT_EQ(lines[i]["pts"], frames[i]);
+		EXPECT_EQ(lines[i]["width"], 720);
+		EXPECT_EQ(lines[i]["height"], 528);
+		with_detections += !lines[i]["detections"].empty();
+		for (const json &det : lines[i]["detections"]) {
+			EXPECT_GE(det["score"].get<double>(), 0.3);
+			EXPECT_EQ(det["label"], "class " + std::to_string(det["label_id"].get<int>()));
+		}
+	}
+	EXPECT_GT(with_detections, 0u);
+
+	/* The MP4 plays: decode it again and count. */
+	GstElement *check = launch("filesrc location=" + quoted(mp4) +
+				   " ! qtdemux ! h264parse ! avdec_h264 name=dec ! fakesink");
+	ASSERT_NE(check, nullptr);
+	GstElement *dec = gst_bin_get_by_name(GST_BIN(check), "dec");
+	PadRecorder replayed(dec, "src");
+	gst_object_unref(dec);
+	run_to_eos(check);
+	gst_object_unref(check);
+	EXPECT_EQ(replayed.pts().size(), frames.size());
+}
+
+TEST(Pipelines, FlushingSeekWhilePlaying)
+{
+	GstElement *pipeline = launch(
+		"filesrc location=" + quoted(gst_test::kVideo) + " ! decodebin ! "
+		"frcnndetect name=detect model=tiny weights=" + quoted(gst_test::weights4()) +
+		" min-size=128 batch-size=4 batch-timeout=50 ! fakesink name=sink sync=false");
+	ASSERT_NE(pipeline, nullptr);
+	GstElement *sink = gst_bin_get_by_name(GST_BIN(pipeline), "sink");
+	GstElement *detect = gst_bin_get_by_name(GST_BIN(pipeline), "detect");
+	PadRecorder out(sink, "sink");
+	PadRecorder in(detect, "sink");
+	gst_object_unref(sink);
+	gst_object_unref(detect);
+
+	ASSERT_NE(gst_element_set_state(pipeline, GST_STATE_PLAYING), GST_STATE_CHANGE_FAILURE);
+	ASSERT_TRUE(out.wait_for(8)) << "no frames before the seek";
+
+	const GstClockTime target = 9 * GST_SECOND;
+	ASSERT_TRUE(gst_element_seek_simple(
+		pipeline, GST_FORMAT_TIME,
+		static_cast<GstSeekFlags>(GST_SEEK_FLAG_FLUSH | GST_SEEK_FLAG_ACCURATE), target));
+	GstBus *bus = gst_element_get_bus(pipeline);
+	GstMessage *message = gst_bus_timed_pop_filtered(
+		bus, 300 * GST_SECOND, static_cast<GstMessageType>(GST_MESSAGE_EOS | GST_MESSAGE_ERROR));
+	gst_object_unref(bus);
+	ASSERT_NE(message, nullptr);
+	EXPECT_EQ(GST_MESSAGE_TYPE(message), GST_MESSAGE_EOS);
+	gst_message_unref(message);
+	gst_element_set_state(pipeline, GST_STATE_NULL);
+	gst_object_unref(pipeline);
+
+	/*
+	 * The decoder gives some frames of this video the same timestamp, so the checks compare the
+	 * element's output with its input rather than expecting increasing timestamps.
+	 */
+	const std::vector<GstClockTime> input = in.pts(), output = out.pts();
+	const std::size_t in_flush = in.flush_index(), out_flush = out.flush_index();
+	ASSERT_GT(out_flush, 0u) << "the flush reached the sink after some frames";
+	ASSERT_LT(out_flush, output.size()) << "frames came after the seek";
+
+	/* Before the flush: what left is the start of what came in (queued frames were dropped). */
+	ASSERT_LE(out_flush, in_flush);
+	EXPECT_TRUE(std::equal(output.begin(), output.begin() + out_flush, input.begin()));
+	/* After it: exactly the frames from the seek target on, in order, up to the end. */
+	const std::vector<GstClockTime> in_after(input.begin() + in_flush, input.end());
+	const std::vector<GstClockTime> out_after(output.begin() + out_flush, output.end());
+	EXPECT_EQ(out_after, in_after);
+	for (GstClockTime pts : out_after)
+		EXPECT_GE(pts, target);
+	EXPECT_GT(output.back(), 11 * GST_SECOND) << "played to the end of the 11.3 s video";
+}
+
+} // namespace
