@@ -1,17 +1,41 @@
 #!/usr/bin/env bash
-# The README's main command: runs the detector on a real photo and prints what it found.
-# With torchvision's COCO weights in the torch hub cache (or downloadable) it uses them; otherwise
-# it runs the small `tiny` model with seeded random weights, which shows the whole path working
-# but detects nothing meaningful (the trained synthetic-shapes demo replaces this).
+# The README's main command: synthetic shapes -> frcnndetect (the shipped shapes model) ->
+# frcnnoverlay -> frcnnjson -> x264enc -> mp4mux, then a summary: frames, frames per second,
+# detections and AP50 against the source's own ground truth.
+#
+# Usage: tests/demo.sh [BUILD_DIR] [OUT_DIR] [FRAMES] [SEED]
 set -euo pipefail
-build=${1:-build}
-photo=/usr/lib/python3/dist-packages/skimage/data/astronaut.png
-tool="$build/detector/tools/frcnn-detect"
-cache="${TORCH_HOME:-${XDG_CACHE_HOME:-$HOME/.cache}/torch}/hub/checkpoints"
-if [ -f "$cache/fasterrcnn_resnet50_fpn_coco-258fb6c6.pth" ]; then
-	echo "Detecting objects in $photo with torchvision's COCO weights:"
-	"$tool" --weights coco "$photo"
-else
-	echo "COCO weights not in $cache: running the tiny model with random weights on $photo"
-	"$tool" --arch tiny --seed 0 --score-threshold 0.0 "$photo"
-fi
+root=$(cd "$(dirname "$0")/.." && pwd)
+build=$(cd "${1:-build}" && pwd)
+out=${2:-$root/demo-output}
+frames=${3:-200}
+seed=${4:-90210}
+mkdir -p "$out"
+
+export GST_PLUGIN_PATH="$build/gst"
+export GST_REGISTRY="$build/demo-registry.bin"
+
+model="$root/tests/data/shapes-tiny.pth"
+labels="$root/tests/data/shapes.labels"
+start=$(date +%s.%N)
+gst-launch-1.0 -q \
+	frcnnshapesrc seed="$seed" num-buffers="$frames" ground-truth="$out/ground-truth.jsonl" \
+	! video/x-raw,format=RGB,width=320,height=240,framerate=25/1 \
+	! frcnndetect model=tiny weights="$model" labels="$labels" min-size=240 max-size=320 threshold="${DEMO_THRESHOLD:-0.5}" \
+	! frcnnoverlay \
+	! frcnnjson location="$out/detections.jsonl" \
+	! videoconvert ! x264enc speed-preset=veryfast ! mp4mux ! filesink location="$out/demo.mp4"
+end=$(date +%s.%N)
+
+count=$(wc -l < "$out/detections.jsonl")
+detections=$(grep -o '"score"' "$out/detections.jsonl" | wc -l)
+ap=$("$build/detector/tools/frcnn-eval" --ground-truth "$out/ground-truth.jsonl" \
+	--detections "$out/detections.jsonl" --json)
+fps=$(echo "$count $start $end" | awk '{printf "%.1f", $1 / ($3 - $2)}')
+ap50=$(echo "$ap" | sed -n 's/.*"AP50": *\([0-9.e+-]*\).*/\1/p')
+ap_all=$(echo "$ap" | sed -n 's/.*"AP": *\([0-9.e+-]*\).*/\1/p')
+echo "frames: $count"
+echo "frames per second: $fps (whole pipeline, including encoding)"
+echo "detections: $detections"
+echo "AP50: $ap50   AP@[.5:.95]: $ap_all   (against frcnnshapesrc's ground truth)"
+echo "video: $out/demo.mp4   detections: $out/detections.jsonl"
