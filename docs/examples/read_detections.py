@@ -77,6 +77,9 @@ def main():
         print(f"frame {state['frames']} pts {buffer.pts / Gst.SECOND:.3f}s: "
               f"{len(detections)} detections")
         for d in detections:
+            if "box" not in d:  # a region from another element, without a "detection" param
+                print(f"  {d['roi_type']:<16} rect {d['rect']}")
+                continue
             x1, y1, x2, y2 = d["box"]
             print(f"  {d['label']:<16} id {d['label_id']:<3} score {d['confidence']:.3f} "
                   f"box ({x1 * width:.1f}, {y1 * height:.1f}, {x2 * width:.1f}, "
