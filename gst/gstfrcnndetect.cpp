@@ -1046,12 +1046,14 @@ static void gst_frcnn_detect_loop(gpointer user_data)
 			ret = gst_frcnn_detect_push(self, batch);
 		batch.clear();
 
-		std::lock_guard<std::mutex> lock(state->mutex);
-		state->busy = false;
-		if (ret != GST_FLOW_OK && state->srcresult == GST_FLOW_OK)
-			state->srcresult = ret;
-		ret = state->srcresult;
-		state->item_removed.notify_all();
+		{
+			std::lock_guard<std::mutex> lock(state->mutex);
+			state->busy = false;
+			if (ret != GST_FLOW_OK && state->srcresult == GST_FLOW_OK)
+				state->srcresult = ret;
+			ret = state->srcresult;
+			state->item_removed.notify_all();
+		}
 
 		if (ret == GST_FLOW_OK)
 			return;

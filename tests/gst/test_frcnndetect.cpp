@@ -859,6 +859,31 @@ TEST(FrcnnDetect, RecoversAfterAFixedSetting)
 	gst_object_unref(pipeline);
 }
 
+TEST(FrcnnDetect, DownstreamFailureEndsTheStream)
+{
+	/* Nothing linked after the detector: the push fails, and the pipeline hears of it. */
+	gst_test::init();
+	const std::string description = "videotestsrc num-buffers=50 ! "
+					"video/x-raw,format=RGB,width=160,height=120 ! "
+					"frcnndetect name=detect model=tiny min-size=128 weights=" +
+					gst_test::weights4();
+	GstElement *pipeline = gst_parse_launch(description.c_str(), nullptr);
+	ASSERT_NE(pipeline, nullptr);
+	ASSERT_NE(gst_element_set_state(pipeline, GST_STATE_PLAYING), GST_STATE_CHANGE_FAILURE);
+	GstBus *bus = gst_element_get_bus(pipeline);
+	GstMessage *message = gst_bus_timed_pop_filtered(bus, 60 * GST_SECOND, GST_MESSAGE_ERROR);
+	ASSERT_NE(message, nullptr) << "no error: the stream hangs";
+	GError *error = nullptr;
+	gst_message_parse_error(message, &error, nullptr);
+	EXPECT_TRUE(g_error_matches(error, GST_STREAM_ERROR, GST_STREAM_ERROR_FAILED))
+		<< error->message;
+	g_error_free(error);
+	gst_message_unref(message);
+	gst_object_unref(bus);
+	EXPECT_EQ(gst_element_set_state(pipeline, GST_STATE_NULL), GST_STATE_CHANGE_SUCCESS);
+	gst_object_unref(pipeline);
+}
+
 TEST(FrcnnDetect, PropertyDefaultsAndRanges)
 {
 	GstElement *element = gst_element_factory_make("frcnndetect", nullptr);
