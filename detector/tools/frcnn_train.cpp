@@ -51,6 +51,7 @@ struct Options {
 	int threads = 0;
 	int min_size = 0, max_size = 0;
 	int width = 320, height = 240; // synthetic frames
+	int rpn_pre_nms = 0, rpn_post_nms = 0, box_batch = 0; // 0: the preset's
 };
 
 void usage(FILE *out)
@@ -65,6 +66,9 @@ void usage(FILE *out)
 		"                           re-initialised when its number of classes differs\n"
 		"  --trainable-layers N     trainable backbone layers 0..5 (default: the preset's)\n"
 		"  --min-size N, --max-size N   input resize (default: the preset's)\n"
+		"  --rpn-pre-nms N, --rpn-post-nms N   RPN proposals kept per image in training before\n"
+		"                           and after NMS (default: the preset's, torchvision: 2000, 2000)\n"
+		"  --box-batch-size N       RoIs sampled per image for the box head (default 512)\n"
 		"Data:\n"
 		"  --synthetic shapes       endless synthetic shapes (see frcnnshapesrc), --width/--height\n"
 		"                           (default 320x240), --iterations per epoch (default 200)\n"
@@ -303,6 +307,12 @@ int train(const Options &o)
 		config.max_size = o.max_size;
 	if (o.trainable_layers >= 0)
 		config.trainable_backbone_layers = o.trainable_layers;
+	if (o.rpn_pre_nms > 0)
+		config.rpn_pre_nms_top_n_train = o.rpn_pre_nms;
+	if (o.rpn_post_nms > 0)
+		config.rpn_post_nms_top_n_train = o.rpn_post_nms;
+	if (o.box_batch > 0)
+		config.box_batch_size_per_image = o.box_batch;
 	frcnn::FasterRCNN model(config);
 
 	const bool synthetic = !o.synthetic.empty();
@@ -503,6 +513,9 @@ int main(int argc, char **argv)
 			else if (arg == "--min-size") o.min_size = to_int();
 			else if (arg == "--max-size") o.max_size = to_int();
 			else if (arg == "--width") o.width = to_int();
+			else if (arg == "--rpn-pre-nms") o.rpn_pre_nms = to_int();
+			else if (arg == "--rpn-post-nms") o.rpn_post_nms = to_int();
+			else if (arg == "--box-batch-size") o.box_batch = to_int();
 			else if (arg == "--height") o.height = to_int();
 			else throw Error("unknown option " + arg + " (see --help)");
 		}
