@@ -63,3 +63,12 @@ fuzz: deps
 		-max_total_time=$(FUZZ_SECONDS) -max_len=65536 -timeout=10 -rss_limit_mb=4096 \
 		-dict=detector/checkpoint/fuzz/checkpoint.dict -artifact_prefix=$(FUZZ_BUILD)/ \
 		$(FUZZ_BUILD)/corpus tests/data/checkpoint-corpus
+
+# CPU benchmark: libfrcnn (frcnn-bench) and torchvision side by side, alternating run by run;
+# prints the medians and their ratio (docs/performance.md). Not a test: it takes minutes and its
+# figures depend on the machine. E.g. BENCH_ARGS="--rounds 3 --sweep --plot docs/performance.png".
+BENCH_ARGS ?=
+.PHONY: bench
+bench: configure
+	ninja -C $(BUILD) detector/tools/frcnn-bench
+	/usr/bin/python3 tests/bench.py --build $(BUILD) $(BENCH_ARGS)

@@ -3,8 +3,10 @@
 
 #include <stdexcept>
 
+#include "frcnn/checkpoint.h"
 #include "frcnn/config.h"
 #include "frcnn/error.h"
+#include "frcnn/model.h"
 #include "frcnn/weights.h"
 
 namespace frcnn::cli {
@@ -68,8 +70,10 @@ bool parse_model_option(ModelOptions &o, const std::string &name, const std::str
 
 const char *model_options_help()
 {
-	return "  --arch NAME            model preset (fasterrcnn_resnet50_fpn, tiny); default: the weights'\n"
-	       "                         preset, else fasterrcnn_resnet50_fpn\n"
+	return "  --arch NAME            model (fasterrcnn_resnet50_fpn, fasterrcnn_resnet50_fpn_v2,\n"
+	       "                         fasterrcnn_mobilenet_v3_large_fpn,\n"
+	       "                         fasterrcnn_mobilenet_v3_large_320_fpn, tiny); default: the\n"
+	       "                         weights preset's, else told from the checkpoint's keys\n"
 	       "  --weights W            checkpoint file, preset name (coco, coco-v2, coco-mobilenet,\n"
 	       "                         coco-mobilenet-320) or http(s) URL\n"
 	       "  --num-classes N        number of classes including background (default: the preset's)\n"
@@ -81,13 +85,19 @@ const char *model_options_help()
 	       "  --threads N            CPU threads (default: LibTorch's)\n";
 }
 
-std::unique_ptr<Detector> make_detector(const ModelOptions &o)
+DetectorOptions detector_options(const ModelOptions &o)
 {
 	DetectorOptions d;
 	auto preset = find_weights_preset(o.weights);
+	if (!o.weights.empty())
+		d.weights = resolve_weights(o.weights, terminal_progress_bar());
 	std::string arch = o.arch;
-	if (arch.empty())
-		arch = preset ? preset->arch : "fasterrcnn_resnet50_fpn";
+	if (arch.empty() && preset)
+		arch = preset->arch;
+	else if (arch.empty() && !d.weights.empty())
+		arch = detect_arch(read_checkpoint(d.weights).tensors); // a checkpoint's keys tell its model
+	else if (arch.empty())
+		arch = "fasterrcnn_resnet50_fpn";
 	d.model = model_preset(arch);
 	if (preset) {
 		d.model.frozen_bn_eps = preset->frozen_bn_eps;
@@ -105,13 +115,16 @@ std::unique_ptr<Detector> make_detector(const ModelOptions &o)
 		if (o.seed < 0)
 			throw Error("no weights given: use --weights FILE|PRESET|URL");
 		d.random_seed = (uint64_t)o.seed;
-	} else {
-		d.weights = resolve_weights(o.weights, terminal_progress_bar());
 	}
 	d.device = o.device;
 	d.fp16 = o.fp16;
 	d.threads = o.threads;
-	return std::make_unique<Detector>(d);
+	return d;
+}
+
+std::unique_ptr<Detector> make_detector(const ModelOptions &options)
+{
+	return std::make_unique<Detector>(detector_options(options));
 }
 
 } // namespace frcnn::cli

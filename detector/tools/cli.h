@@ -10,7 +10,7 @@
 namespace frcnn::cli {
 
 struct ModelOptions {
-	std::string arch;	 // empty: from the weights preset, else fasterrcnn_resnet50_fpn
+	std::string arch;	 // empty: the weights preset's, else detect_arch() of the checkpoint
 	std::string weights;	 // path, preset name or URL
 	int num_classes = 0;	 // 0: the preset's
 	int min_size = 0;	 // 0: the preset's
@@ -28,6 +28,11 @@ bool parse_model_option(ModelOptions &options, const std::string &name, const st
 
 // Usage lines for the model options.
 const char *model_options_help();
+
+// The DetectorOptions make_detector builds from `options`: the preset's model config with the
+// options applied, and the weights resolved (downloading a preset with a progress bar on a
+// terminal). Throws frcnn::Error.
+DetectorOptions detector_options(const ModelOptions &options);
 
 // Resolves the weights (downloading a preset with a progress bar on a terminal) and builds
 // the detector. Throws frcnn::Error.

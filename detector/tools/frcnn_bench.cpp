@@ -1,0 +1,789 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// frcnn-bench: throughput, latency, time per stage, memory and achieved GFLOP/s of a Faster R-CNN
+// on frames decoded from a video or read from image files.
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <numeric>
+#include <string>
+#include <vector>
+
+#include <ATen/record_function.h>
+#include <nlohmann/json.hpp>
+#include <opencv2/core/utils/logger.hpp>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+#include <opencv2/videoio.hpp>
+#include <torch/cuda.h>
+#include <torch/torch.h>
+
+#include "cli.h"
+#include "frcnn/checkpoint.h"
+#include "frcnn/error.h"
+#include "frcnn/frame.h"
+#include "frcnn/model.h"
+#include "parts.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using json = nlohmann::ordered_json;
+
+const char *const kStages[] = {"transform", "backbone_fpn", "rpn", "roi_heads", "postprocess"};
+constexpr size_t kNumStages = 5;
+
+void usage(FILE *out)
+{
+	std::fprintf(out,
+		     "Usage: frcnn-bench [OPTIONS] INPUT...\n"
+		     "Runs a Faster R-CNN on frames and reports frames per second, latency per batch (p50,\n"
+		     "p95), time per stage, peak RSS and achieved GFLOP/s. An INPUT is an image file or a\n"
+		     "video (decoded with OpenCV); frames are taken in order, starting over at the end.\n"
+		     "Decoding is not timed.\n\n"
+		     "Options:\n%s"
+		     "  --seed N               random weights from seed N when no --weights are given; the\n"
+		     "                         frozen batch-norm statistics are then set from the first batch\n"
+		     "                         so that activations stay in the range of a trained model\n"
+		     "  --batch N              frames per batch (default 1)\n"
+		     "  --warmup N             untimed batches first (default 2)\n"
+		     "  --frames N             timed frames, rounded up to whole batches (default 20)\n"
+		     "  --facade               time Detector::detect (what the element runs) instead of the\n"
+		     "                         model's stages one by one; no per-stage times\n"
+		     "  --resize WxH           resize the decoded frames to W x H first (not timed)\n"
+		     "  --channels-last        convolution weights and the input batch in channels-last\n"
+		     "                         memory format (an experiment: the model itself runs NCHW)\n"
+		     "  --rss-at N,N,...       also report the resident set size after N timed frames\n"
+		     "  --profile              one extra pass timing each top-level ATen operator\n"
+		     "  --save-weights FILE    write the model's weights as a checkpoint (torch.load and\n"
+		     "                         torchvision read it) and exit\n"
+		     "  --dump-frames DIR      write the frames a run with these options uses as raw RGB\n"
+		     "                         (DIR/NNNNN.rgb) and DIR/frames.json, and exit\n"
+		     "  --json                 print one JSON object instead of text\n"
+		     "  --help                 show this help\n",
+		     frcnn::cli::model_options_help());
+}
+
+struct BenchOptions {
+	frcnn::cli::ModelOptions model;
+	std::vector<std::string> inputs;
+	int batch = 1;
+	int warmup = 2;
+	int frames = 20;
+	bool facade = false;
+	bool channels_last = false;
+	bool profile = false;
+	int resize_width = 0, resize_height = 0;
+	bool json = false;
+	std::vector<long long> rss_at;
+	std::string save_weights;
+	std::string dump_frames;
+};
+
+int positive(const std::string &name, const std::string &value, int min)
+{
+	try {
+		size_t used = 0;
+		int v = std::stoi(value, &used);
+		if (used == value.size() && v >= min)
+			return v;
+	} catch (const std::exception &) {
+	}
+	throw frcnn::Error("option " + name + " needs an integer >= " + std::to_string(min) + ", got '" + value +
+			   "'");
+}
+
+// --- frames -----------------------------------------------------------------------------------
+
+// The frames of the inputs in order, over and over; each an RGB cv::Mat of its own.
+class FrameSource {
+public:
+	FrameSource(std::vector<std::string> inputs, cv::Size size)
+		: inputs_(std::move(inputs)), size_(size)
+	{
+		for (const auto &path : inputs_)
+			if (!cv::haveImageReader(path)) {
+				cv::VideoCapture probe(path);
+				if (!probe.isOpened())
+					throw frcnn::Error("cannot open '" + path +
+							   "': not an image OpenCV reads, nor a video it can decode");
+			}
+	}
+
+	cv::Mat next()
+	{
+		for (size_t tries = 0; tries <= 2 * inputs_.size(); tries++) {
+			const std::string &path = inputs_[index_];
+			cv::Mat bgr;
+			if (cv::haveImageReader(path)) {
+				bgr = cv::imread(path, cv::IMREAD_COLOR);
+				if (bgr.empty())
+					throw frcnn::Error("cannot read image '" + path + "'");
+				advance();
+			} else {
+				if (!video_.isOpened() && !video_.open(path))
+					throw frcnn::Error("cannot open video '" + path + "'");
+				if (!video_.read(bgr) || bgr.empty()) {
+					video_.release();
+					advance();
+					continue;
+				}
+			}
+			if (size_.width > 0 && bgr.size() != size_)
+				cv::resize(bgr, bgr, size_, 0, 0, cv::INTER_AREA);
+			cv::Mat rgb;
+			cv::cvtColor(bgr, rgb, cv::COLOR_BGR2RGB);
+			return rgb;
+		}
+		throw frcnn::Error("the inputs hold no frames");
+	}
+
+private:
+	void advance() { index_ = (index_ + 1) % inputs_.size(); }
+
+	std::vector<std::string> inputs_;
+	cv::Size size_;
+	size_t index_ = 0;
+	cv::VideoCapture video_;
+};
+
+frcnn::FrameView view_of(const cv::Mat &rgb)
+{
+	frcnn::FrameView v;
+	v.format = frcnn::PixelFormat::RGB;
+	v.width = rgb.cols;
+	v.height = rgb.rows;
+	v.planes[0] = rgb.data;
+	v.strides[0] = (int)rgb.step[0];
+	return v;
+}
+
+// --- memory -----------------------------------------------------------------------------------
+
+double peak_rss_mb()
+{
+	struct rusage usage {};
+	getrusage(RUSAGE_SELF, &usage);
+	return usage.ru_maxrss / 1024.0; // KiB on Linux
+}
+
+double current_rss_mb()
+{
+	std::ifstream statm("/proc/self/statm");
+	long long pages_total = 0, pages_resident = 0;
+	statm >> pages_total >> pages_resident;
+	return pages_resident * (double)sysconf(_SC_PAGESIZE) / (1024.0 * 1024.0);
+}
+
+// --- operator observer: FLOPs and time per operator -------------------------------------------
+
+// Counts the FLOPs of convolutions and matrix products from their input shapes (a multiply-add
+// is two FLOPs), and, when asked, times each top-level operator. It observes the operators the
+// dispatcher runs on this thread only: LibTorch's worker threads run inside those operators.
+struct OpObserver {
+	double flops = 0;
+	bool timing = false;
+	std::map<std::string, double> ms; // top-level operator (or group) -> milliseconds
+	int depth = 0;
+
+	static OpObserver *active;
+};
+OpObserver *OpObserver::active = nullptr;
+
+struct OpContext : at::ObserverContext {
+	Clock::time_point start;
+	std::string name;
+};
+
+std::vector<int64_t> shape_of(const c10::IValue &v)
+{
+	if (v.isTensor() && v.toTensor().defined())
+		return v.toTensor().sizes().vec();
+	return {};
+}
+
+std::vector<int64_t> int_list(const c10::IValue &v)
+{
+	if (v.isIntList())
+		return v.toIntVector();
+	return {};
+}
+
+double op_flops(const std::string &name, c10::ArrayRef<const c10::IValue> in)
+{
+	if (name == "aten::convolution" && in.size() >= 9) {
+		// (input, weight, bias, stride, padding, dilation, transposed, output_padding, groups)
+		const auto x = shape_of(in[0]), w = shape_of(in[1]);
+		if (x.size() != 4 || w.size() != 4)
+			return 0;
+		const auto stride = int_list(in[3]), padding = int_list(in[4]), dilation = int_list(in[5]);
+		if (stride.size() != 2 || padding.size() != 2 || dilation.size() != 2)
+			return 0;
+		double out = 1;
+		for (int d = 0; d < 2; d++)
+			out *= (double)((x[2 + d] + 2 * padding[d] - dilation[d] * (w[2 + d] - 1) - 1) / stride[d] + 1);
+		// weight is [Cout, Cin/groups, kh, kw]
+		return 2.0 * x[0] * w[0] * out * w[1] * w[2] * w[3];
+	}
+	if ((name == "aten::addmm" && in.size() >= 3) || (name == "aten::mm" && in.size() >= 2)) {
+		const auto a = shape_of(in[name == "aten::addmm" ? 1 : 0]), b = shape_of(in[name == "aten::addmm" ? 2 : 1]);
+		if (a.size() == 2 && b.size() == 2)
+			return 2.0 * a[0] * a[1] * b[1];
+	}
+	if (name == "aten::bmm" && in.size() >= 2) {
+		const auto a = shape_of(in[0]), b = shape_of(in[1]);
+		if (a.size() == 3 && b.size() == 3)
+			return 2.0 * a[0] * a[1] * a[2] * b[2];
+	}
+	return 0;
+}
+
+// An element-wise multiply or add of a 4-D activation by a per-channel [1,C,1,1] tensor: what
+// FrozenBatchNorm2d's `x * scale + shift` runs (nothing else in the model has that pattern).
+bool is_frozen_bn(const std::string &name, c10::ArrayRef<const c10::IValue> in)
+{
+	if ((name != "aten::mul" && name != "aten::add") || in.size() < 2)
+		return false;
+	const auto x = shape_of(in[0]), s = shape_of(in[1]);
+	return x.size() == 4 && s.size() == 4 && s[0] == 1 && s[2] == 1 && s[3] == 1 && s[1] == x[1] &&
+	       x[2] * x[3] > 1;
+}
+
+std::unique_ptr<at::ObserverContext> op_start(const at::RecordFunction &fn)
+{
+	OpObserver *o = OpObserver::active;
+	if (o == nullptr)
+		return nullptr;
+	const std::string name = fn.name();
+	o->flops += op_flops(name, fn.inputs());
+	if (!o->timing || o->depth++ != 0)
+		return nullptr;
+	auto ctx = std::make_unique<OpContext>();
+	ctx->name = is_frozen_bn(name, fn.inputs()) ? "FrozenBatchNorm2d (aten::mul/add by [1,C,1,1])" : name;
+	ctx->start = Clock::now();
+	return ctx;
+}
+
+void op_end(const at::RecordFunction &, at::ObserverContext *ctx_base)
+{
+	OpObserver *o = OpObserver::active;
+	if (o == nullptr || !o->timing)
+		return;
+	o->depth--;
+	if (auto *ctx = dynamic_cast<OpContext *>(ctx_base))
+		o->ms[ctx->name] += std::chrono::duration<double, std::milli>(Clock::now() - ctx->start).count();
+}
+
+// Observes the operators run on this thread while it lives.
+class ObserverScope {
+public:
+	explicit ObserverScope(OpObserver &observer)
+	{
+		OpObserver::active = &observer;
+		handle_ = at::addThreadLocalCallback(at::RecordFunctionCallback(op_start, op_end)
+							     .needsInputs(true)
+							     .scopes({at::RecordScope::FUNCTION}));
+	}
+	~ObserverScope()
+	{
+		at::removeCallback(handle_);
+		OpObserver::active = nullptr;
+	}
+	ObserverScope(const ObserverScope &) = delete;
+	ObserverScope &operator=(const ObserverScope &) = delete;
+
+private:
+	at::CallbackHandle handle_;
+};
+
+// --- the model, stage by stage ----------------------------------------------------------------
+
+// The model's parts, run in the order FasterRCNNImpl::run runs them, with a clock between
+// stages. Checked against the model's own forward() during warm-up.
+class StagedModel {
+public:
+	StagedModel(frcnn::FasterRCNN model, torch::Device device, bool channels_last)
+		: model_(std::move(model)), device_(device), channels_last_(channels_last)
+	{
+		if (channels_last_) {
+			torch::NoGradGuard no_grad;
+			for (auto &p : model_->parameters())
+				if (p.dim() == 4)
+					p.set_data(p.contiguous(torch::MemoryFormat::ChannelsLast));
+		}
+		for (const auto &child : model_->named_children()) {
+			if (child.key() == "backbone")
+				backbone_ = std::dynamic_pointer_cast<frcnn::detail::BackboneImpl>(child.value());
+			else if (child.key() == "rpn")
+				rpn_ = std::dynamic_pointer_cast<frcnn::detail::RegionProposalNetworkImpl>(child.value());
+			else if (child.key() == "roi_heads")
+				roi_heads_ = std::dynamic_pointer_cast<frcnn::detail::RoIHeadsImpl>(child.value());
+		}
+		if (!backbone_ || !rpn_ || !roi_heads_)
+			throw frcnn::Error("the model has no backbone, rpn and roi_heads parts to time one by one; "
+					   "use --facade");
+	}
+
+	std::vector<frcnn::Detections> run(const std::vector<cv::Mat> &frames, double *stage_ms)
+	{
+		auto clock = Clock::now();
+		auto lap = [&](size_t stage) {
+			if (device_.is_cuda())
+				torch::cuda::synchronize();
+			const auto now = Clock::now();
+			if (stage_ms)
+				stage_ms[stage] = std::chrono::duration<double, std::milli>(now - clock).count();
+			clock = now;
+		};
+		c10::InferenceMode inference;
+		std::vector<torch::Tensor> images;
+		for (const auto &f : frames)
+			images.push_back(frcnn::frame_to_tensor(view_of(f)).to(device_));
+		auto batch = frcnn::detail::transform_images(model_->config(), images, nullptr);
+		if (channels_last_)
+			batch.batch = batch.batch.contiguous(torch::MemoryFormat::ChannelsLast);
+		lap(0);
+		auto features = backbone_->forward(batch.batch);
+		lap(1);
+		auto proposals = rpn_->forward(batch.batch, batch.image_sizes, features, nullptr);
+		lap(2);
+		std::vector<torch::Tensor> levels(features.begin(), features.end() - 1);
+		auto pooled = roi_heads_->box_roi_pool(levels, proposals.boxes, batch.image_sizes);
+		auto [class_logits, box_regression] =
+			roi_heads_->box_predictor(roi_heads_->box_head.forward(pooled));
+		lap(3);
+		auto detections =
+			roi_heads_->postprocess(class_logits, box_regression, proposals.boxes, batch.image_sizes);
+		for (size_t i = 0; i < detections.size(); i++) {
+			auto &d = detections[i];
+			d.boxes = frcnn::detail::resize_boxes(d.boxes, batch.image_sizes[i], batch.original_sizes[i])
+					  .to(torch::kCPU);
+			d.scores = d.scores.to(torch::kCPU);
+			d.labels = d.labels.to(torch::kCPU);
+		}
+		lap(4);
+		input_shape_ = batch.batch.sizes().vec();
+		return detections;
+	}
+
+	// The model's own forward pass, for the check.
+	std::vector<frcnn::Detections> forward(const std::vector<cv::Mat> &frames)
+	{
+		c10::InferenceMode inference;
+		std::vector<torch::Tensor> images;
+		for (const auto &f : frames)
+			images.push_back(frcnn::frame_to_tensor(view_of(f)).to(device_));
+		auto out = model_->forward(images);
+		for (auto &d : out) {
+			d.boxes = d.boxes.to(torch::kCPU);
+			d.scores = d.scores.to(torch::kCPU);
+			d.labels = d.labels.to(torch::kCPU);
+		}
+		return out;
+	}
+
+	const std::vector<int64_t> &input_shape() const { return input_shape_; }
+
+private:
+	frcnn::FasterRCNN model_;
+	torch::Device device_;
+	bool channels_last_;
+	std::shared_ptr<frcnn::detail::BackboneImpl> backbone_;
+	std::shared_ptr<frcnn::detail::RegionProposalNetworkImpl> rpn_;
+	std::shared_ptr<frcnn::detail::RoIHeadsImpl> roi_heads_;
+	std::vector<int64_t> input_shape_;
+};
+
+// How two runs' detections compare: whether they are identical, else whether the labels are
+// and by how many pixels the boxes differ at most.
+json compare_detections(const std::vector<frcnn::Detections> &a, const std::vector<frcnn::Detections> &b)
+{
+	bool identical = a.size() == b.size(), labels = a.size() == b.size();
+	double max_box_diff = 0;
+	for (size_t i = 0; i < a.size() && labels; i++) {
+		if (!a[i].labels.equal(b[i].labels)) {
+			labels = identical = false;
+			break;
+		}
+		identical = identical && a[i].scores.equal(b[i].scores) && a[i].boxes.equal(b[i].boxes);
+		if (a[i].boxes.numel() > 0)
+			max_box_diff = std::max(max_box_diff, (a[i].boxes - b[i].boxes).abs().max().item<double>());
+	}
+	return {{"identical", identical}, {"labels_equal", labels}, {"max_box_diff_px", max_box_diff}};
+}
+
+// numpy.percentile's default (linear interpolation between closest ranks).
+double percentile(std::vector<double> v, double q)
+{
+	if (v.empty())
+		return 0;
+	std::sort(v.begin(), v.end());
+	const double pos = q / 100.0 * (double)(v.size() - 1);
+	const size_t lo = (size_t)std::floor(pos), hi = std::min(lo + 1, v.size() - 1);
+	return v[lo] + (v[hi] - v[lo]) * (pos - (double)lo);
+}
+
+double round_to(double v, int digits)
+{
+	const double f = std::pow(10.0, digits);
+	return std::round(v * f) / f;
+}
+
+torch::Device device_of(const std::string &name)
+{
+	return name == "cpu" ? torch::Device(torch::kCPU) : torch::Device(name);
+}
+
+BenchOptions parse(int argc, char **argv, bool &help)
+{
+	BenchOptions o;
+	for (int i = 1; i < argc; i++) {
+		std::string arg = argv[i];
+		if (arg == "--help" || arg == "-h") {
+			help = true;
+			return o;
+		}
+		if (arg == "--json") {
+			o.json = true;
+			continue;
+		}
+		if (arg == "--facade") {
+			o.facade = true;
+			continue;
+		}
+		if (arg == "--profile") {
+			o.profile = true;
+			continue;
+		}
+		if (arg == "--channels-last") {
+			o.channels_last = true;
+			continue;
+		}
+		if (arg.rfind("--", 0) == 0) {
+			std::string value;
+			auto eq = arg.find('=');
+			if (eq != std::string::npos) {
+				value = arg.substr(eq + 1);
+				arg = arg.substr(0, eq);
+			} else if (i + 1 < argc) {
+				value = argv[++i];
+			} else {
+				throw frcnn::Error("option " + arg + " needs a value");
+			}
+			if (arg == "--batch")
+				o.batch = positive(arg, value, 1);
+			else if (arg == "--warmup")
+				o.warmup = positive(arg, value, 0);
+			else if (arg == "--frames")
+				o.frames = positive(arg, value, 1);
+			else if (arg == "--resize") {
+				const size_t x = value.find('x');
+				if (x == std::string::npos)
+					throw frcnn::Error("--resize needs WIDTHxHEIGHT, got '" + value + "'");
+				o.resize_width = positive(arg, value.substr(0, x), 1);
+				o.resize_height = positive(arg, value.substr(x + 1), 1);
+			} else if (arg == "--save-weights")
+				o.save_weights = value;
+			else if (arg == "--dump-frames")
+				o.dump_frames = value;
+			else if (arg == "--rss-at") {
+				size_t start = 0;
+				while (start <= value.size()) {
+					size_t comma = value.find(',', start);
+					if (comma == std::string::npos)
+						comma = value.size();
+					o.rss_at.push_back(positive(arg, value.substr(start, comma - start), 1));
+					start = comma + 1;
+				}
+			} else if (!frcnn::cli::parse_model_option(o.model, arg, value))
+				throw frcnn::Error("unknown option " + arg + " (see --help)");
+			continue;
+		}
+		o.inputs.push_back(arg);
+	}
+	if (o.inputs.empty() && o.save_weights.empty())
+		throw frcnn::Error("no input given: a video or image files (see --help)");
+	if (o.model.weights.empty() && o.model.seed < 0 && o.dump_frames.empty())
+		throw frcnn::Error("no weights given: use --weights FILE|PRESET|URL or --seed N");
+	return o;
+}
+
+void dump_frames(const BenchOptions &o, FrameSource &source)
+{
+	const long long batches = o.warmup + (o.frames + o.batch - 1) / o.batch;
+	if (mkdir(o.dump_frames.c_str(), 0755) != 0 && errno != EEXIST)
+		throw frcnn::Error("cannot create directory '" + o.dump_frames + "': " + std::strerror(errno));
+	json manifest;
+	manifest["format"] = "rgb24";
+	manifest["frames"] = json::array();
+	for (long long i = 0; i < batches * o.batch; i++) {
+		cv::Mat rgb = source.next();
+		char name[32];
+		std::snprintf(name, sizeof(name), "%05lld.rgb", i);
+		std::ofstream file(o.dump_frames + "/" + name, std::ios::binary);
+		for (int y = 0; y < rgb.rows; y++)
+			file.write((const char *)rgb.ptr(y), (std::streamsize)rgb.cols * 3);
+		if (!file)
+			throw frcnn::Error("cannot write '" + o.dump_frames + "/" + name + "'");
+		manifest["frames"].push_back({{"file", name}, {"width", rgb.cols}, {"height", rgb.rows}});
+	}
+	std::ofstream(o.dump_frames + "/frames.json") << manifest.dump(1) << "\n";
+}
+
+} // namespace
+
+int main(int argc, char **argv)
+{
+	cv::utils::logging::setLogLevel(cv::utils::logging::LOG_LEVEL_SILENT);
+	BenchOptions o;
+	try {
+		bool help = false;
+		o = parse(argc, argv, help);
+		if (help) {
+			usage(stdout);
+			return 0;
+		}
+	} catch (const frcnn::Error &e) {
+		std::fprintf(stderr, "frcnn-bench: %s\n", e.what());
+		return 2;
+	}
+
+	try {
+		std::unique_ptr<FrameSource> source;
+		if (!o.inputs.empty())
+			source = std::make_unique<FrameSource>(o.inputs, cv::Size(o.resize_width, o.resize_height));
+		if (!o.dump_frames.empty()) {
+			dump_frames(o, *source);
+			return 0;
+		}
+
+		// The model: built here rather than through the Detector facade, so that its parts can
+		// be timed one by one and seeded weights can be calibrated and saved.
+		frcnn::DetectorOptions d = frcnn::cli::detector_options(o.model);
+		if (d.threads > 0)
+			torch::set_num_threads(d.threads);
+		const torch::Device device = device_of(d.device);
+		if (d.fp16)
+			throw frcnn::Error("frcnn-bench runs fp32 only");
+		if (device.is_cuda() && !frcnn::Detector::cuda_built())
+			throw frcnn::Error("device '" + d.device + "' asked for, but this build has no CUDA support");
+		if (d.weights.empty())
+			torch::manual_seed(d.random_seed);
+		frcnn::FasterRCNN model(d.model);
+		std::vector<cv::Mat> first;
+		if (!d.weights.empty()) {
+			model->load_state_dict(frcnn::read_checkpoint(d.weights));
+		} else if (source) {
+			// Statistics from the frames the benchmark runs on: a calibration of the first
+			// batch, so that random weights give activations (and proposals) like a trained
+			// model's rather than growing layer by layer.
+			for (int i = 0; i < o.batch; i++)
+				first.push_back(source->next());
+			std::vector<torch::Tensor> images;
+			for (const auto &f : first)
+				images.push_back(frcnn::frame_to_tensor(view_of(f)));
+			model->calibrate_frozen_batch_norm(images);
+			// Start over, so that the timed run sees the frames from the first.
+			source = std::make_unique<FrameSource>(o.inputs, cv::Size(o.resize_width, o.resize_height));
+		}
+		model->eval();
+		if (!o.save_weights.empty()) {
+			frcnn::Checkpoint checkpoint;
+			checkpoint.tensors = model->state_dict();
+			// The layout of current torchvision: no key renaming on load.
+			checkpoint.module_versions = {{"backbone.fpn", 2}, {"rpn.head", 2}};
+			frcnn::write_checkpoint(o.save_weights, checkpoint);
+			return 0;
+		}
+		model->to(device);
+
+		std::unique_ptr<frcnn::Detector> facade;
+		std::unique_ptr<StagedModel> staged;
+		std::string tmp_weights;
+		if (o.facade) {
+			if (o.channels_last)
+				throw frcnn::Error("--channels-last needs the stage-by-stage run: drop --facade");
+			if (d.weights.empty()) {
+				// The facade loads weights from a file: hand it the calibrated ones.
+				char path[] = "/tmp/frcnn-bench-XXXXXX";
+				int fd = mkstemp(path);
+				if (fd < 0)
+					throw frcnn::Error(std::string("cannot create a temporary file: ") + std::strerror(errno));
+				close(fd);
+				tmp_weights = path;
+				frcnn::write_checkpoint(tmp_weights, model->state_dict());
+				d.weights = tmp_weights;
+			}
+			facade = std::make_unique<frcnn::Detector>(d);
+			if (!tmp_weights.empty())
+				std::remove(tmp_weights.c_str());
+			model = frcnn::FasterRCNN(nullptr);
+		} else {
+			staged = std::make_unique<StagedModel>(model, device, o.channels_last);
+		}
+
+		auto run_batch = [&](const std::vector<cv::Mat> &frames, double *stage_ms) {
+			if (facade) {
+				std::vector<frcnn::FrameView> views;
+				for (const auto &f : frames)
+					views.push_back(view_of(f));
+				auto out = facade->detect(views);
+				std::vector<int> counts;
+				for (auto &v : out)
+					counts.push_back((int)v.size());
+				return counts;
+			}
+			auto out = staged->run(frames, stage_ms);
+			std::vector<int> counts;
+			for (auto &det : out)
+				counts.push_back((int)det.boxes.size(0));
+			return counts;
+		};
+
+		const int timed_batches = (o.frames + o.batch - 1) / o.batch;
+		std::vector<double> latency_ms;
+		std::vector<std::vector<double>> stage_ms(kNumStages);
+		std::vector<int> first_counts;
+		json staged_check = nullptr;
+		std::map<long long, double> rss_at;
+		std::vector<cv::Mat> frames;
+		double timed_ms = 0;
+		for (int b = 0; b < o.warmup + timed_batches; b++) {
+			frames.clear();
+			for (int i = 0; i < o.batch; i++)
+				frames.push_back(source->next());
+			if (b == 0 && staged && o.warmup > 0) {
+				// The parts run one by one must give what the model's forward() gives.
+				auto a = staged->run(frames, nullptr);
+				staged_check = compare_detections(a, staged->forward(frames));
+				continue;
+			}
+			double stages[kNumStages] = {0, 0, 0, 0, 0};
+			const auto start = Clock::now();
+			auto counts = run_batch(frames, stages);
+			const double ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+			if (b < o.warmup)
+				continue;
+			if (first_counts.empty())
+				first_counts = counts;
+			latency_ms.push_back(ms);
+			timed_ms += ms;
+			for (size_t s = 0; s < kNumStages; s++)
+				stage_ms[s].push_back(stages[s]);
+			const long long done = (long long)(b - o.warmup + 1) * o.batch;
+			for (long long n : o.rss_at)
+				if (done >= n && !rss_at.count(n))
+					rss_at[n] = current_rss_mb();
+		}
+
+		// An untimed pass over the last batch counting FLOPs (and timing operators).
+		OpObserver observer;
+		observer.timing = o.profile;
+		double observed_ms = 0;
+		{
+			ObserverScope scope(observer);
+			const auto start = Clock::now();
+			run_batch(frames, nullptr);
+			observed_ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+		}
+
+		const int timed_frames = timed_batches * o.batch;
+		const double fps = timed_frames / (timed_ms / 1000.0);
+		const double gflops_per_frame = observer.flops / o.batch / 1e9;
+		const auto &config = facade ? facade->config() : model->config();
+
+		json out;
+		out["program"] = "frcnn-bench";
+		out["implementation"] = "libfrcnn";
+		out["mode"] = facade ? "facade" : o.channels_last ? "staged, channels-last" : "staged";
+		out["arch"] = config.arch;
+		out["weights"] = d.weights.empty() || !tmp_weights.empty() ? "seed:" + std::to_string(d.random_seed)
+									   : d.weights;
+		out["device"] = d.device;
+		out["threads"] = torch::get_num_threads();
+		out["batch"] = o.batch;
+		out["min_size"] = config.min_size;
+		out["max_size"] = config.max_size;
+		out["inputs"] = o.inputs;
+		out["frame_size"] = {frames[0].cols, frames[0].rows};
+		if (staged)
+			out["model_input"] = staged->input_shape();
+		out["warmup_batches"] = o.warmup;
+		out["frames"] = timed_frames;
+		out["fps"] = round_to(fps, 3);
+		out["latency_ms"] = {{"p50", round_to(percentile(latency_ms, 50), 2)},
+				     {"p95", round_to(percentile(latency_ms, 95), 2)},
+				     {"mean", round_to(timed_ms / (double)latency_ms.size(), 2)},
+				     {"min", round_to(*std::min_element(latency_ms.begin(), latency_ms.end()), 2)}};
+		if (staged) {
+			json stages;
+			for (size_t s = 0; s < kNumStages; s++)
+				stages[kStages[s]] = round_to(percentile(stage_ms[s], 50), 2);
+			out["stages_ms_p50"] = stages;
+		} else {
+			out["stages_ms_p50"] = nullptr;
+		}
+		out["peak_rss_mb"] = round_to(peak_rss_mb(), 1);
+		out["rss_mb"] = round_to(current_rss_mb(), 1);
+		json rss = json::object();
+		for (auto &[n, mb] : rss_at)
+			rss[std::to_string(n)] = round_to(mb, 1);
+		out["rss_mb_after_frames"] = rss;
+		out["gflops_per_frame"] = round_to(gflops_per_frame, 3);
+		out["gflops_per_s"] = round_to(gflops_per_frame * fps, 2);
+		out["flops_method"] = "convolutions and matrix products counted from their shapes on the last batch, "
+				      "2 FLOPs per multiply-add";
+		out["detections_first_batch"] = first_counts;
+		out["staged_vs_forward"] = staged_check;
+		if (o.profile) {
+			std::vector<std::pair<std::string, double>> ops(observer.ms.begin(), observer.ms.end());
+			std::sort(ops.begin(), ops.end(), [](auto &a, auto &b) { return a.second > b.second; });
+			json profile = json::object();
+			for (size_t i = 0; i < ops.size() && i < 15; i++)
+				profile[ops[i].first] = round_to(ops[i].second, 2);
+			out["op_profile_ms"] = {{"batch_ms", round_to(observed_ms, 2)}, {"top_operators", profile}};
+		}
+
+		if (o.json) {
+			std::cout << out.dump() << std::endl;
+			return 0;
+		}
+		std::printf("%s (%s) on %s, %d thread(s), batch %d, min_size %d max_size %d, frames %dx%d\n",
+			    config.arch.c_str(), out["weights"].get<std::string>().c_str(), d.device.c_str(),
+			    torch::get_num_threads(), o.batch, config.min_size, config.max_size, frames[0].cols,
+			    frames[0].rows);
+		std::printf("  %.2f frames/s over %d frames; latency per batch p50 %.1f ms, p95 %.1f ms\n", fps,
+			    timed_frames, percentile(latency_ms, 50), percentile(latency_ms, 95));
+		if (staged) {
+			std::printf("  stages (p50 ms):");
+			for (size_t s = 0; s < kNumStages; s++)
+				std::printf(" %s %.1f", kStages[s], percentile(stage_ms[s], 50));
+			std::printf("\n");
+			if (!staged_check.is_null())
+				std::printf("  stage-by-stage run vs forward(): %s\n", staged_check.dump().c_str());
+		}
+		std::printf("  %.2f GFLOP per frame, %.1f GFLOP/s achieved\n", gflops_per_frame, gflops_per_frame * fps);
+		std::printf("  peak RSS %.1f MiB, RSS now %.1f MiB\n", peak_rss_mb(), current_rss_mb());
+		for (auto &[n, mb] : rss_at)
+			std::printf("  RSS after %lld frames: %.1f MiB\n", n, mb);
+		if (o.profile) {
+			std::printf("  operators (ms in one batch of %.1f ms):\n", observed_ms);
+			for (auto &[name, ms] : out["op_profile_ms"]["top_operators"].items())
+				std::printf("    %8.2f  %s\n", ms.get<double>(), name.c_str());
+		}
+	} catch (const std::exception &e) {
+		std::fprintf(stderr, "frcnn-bench: %s\n", e.what());
+		return 1;
+	}
+	return 0;
+}

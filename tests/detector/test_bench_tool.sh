@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# frcnn-bench and bench_torchvision.py run and report their fields; no speed is checked.
+# 1. tiny, seeded weights, a few frames of a real video, stage by stage: every field present and
+#    consistent (p95 >= p50 > 0, stages within the batch latency, the stage-by-stage run equal to
+#    the model's forward(), RSS after N frames reported), and the same in --facade mode.
+# 2. fasterrcnn_resnet50_fpn at a small input: frcnn-bench saves its weights and dumps its frames,
+#    bench_torchvision.py runs on them, and both count the same FLOPs per frame (within 0.5%) and
+#    the same input shape.
+# 3. Bad options exit with status 2 and a message.
+set -euo pipefail
+bench=$1
+reference=$2
+python=${FRCNN_REF_PYTHON:-/usr/bin/python3}
+video=/usr/share/doc/opencv-doc/examples/data/Megamind.avi
+if [ ! -f "$video" ]; then
+	echo "SKIP: $video missing (Debian package opencv-doc)"
+	exit 77
+fi
+# Threads that sleep at barriers rather than spin: on a machine busy with other work, spinning
+# OpenMP threads slow LibTorch down many times over (see docs/performance.md).
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+
+"$bench" --arch tiny --seed 3 --threads 2 --batch 2 --warmup 1 --frames 4 --rss-at 2,4 --json "$video" \
+	> "$out/staged.json"
+"$bench" --arch tiny --seed 3 --threads 2 --batch 1 --warmup 1 --frames 2 --resize 320x240 --facade --json \
+	"$video" > "$out/facade.json"
+"$python" - "$out/staged.json" "$out/facade.json" <<'PY'
+import json, sys
+staged = json.load(open(sys.argv[1]))
+facade = json.load(open(sys.argv[2]))
+failures = []
+def check(ok, what):
+    if not ok:
+        failures.append(what)
+
+for name, r in (("staged", staged), ("facade", facade)):
+    for key in ("arch", "device", "threads", "batch", "min_size", "max_size", "frame_size", "frames", "fps",
+                "latency_ms", "stages_ms_p50", "peak_rss_mb", "rss_mb", "gflops_per_frame", "gflops_per_s",
+                "flops_method", "detections_first_batch", "staged_vs_forward"):
+        check(key in r, f"{name}: field {key} missing")
+    check(r["arch"] == "tiny", f"{name}: arch {r['arch']}")
+    check(r["threads"] == 2, f"{name}: threads {r['threads']}")
+    check(r["fps"] > 0, f"{name}: fps {r['fps']}")
+    lat = r["latency_ms"]
+    check(0 < lat["min"] <= lat["p50"] <= lat["p95"], f"{name}: latency {lat}")
+    check(r["peak_rss_mb"] > 50 and r["rss_mb"] > 0, f"{name}: RSS {r['peak_rss_mb']} {r['rss_mb']}")
+    check(r["gflops_per_frame"] > 0 and r["gflops_per_s"] > 0, f"{name}: GFLOP {r['gflops_per_frame']}")
+    check(abs(r["gflops_per_s"] - r["gflops_per_frame"] * r["fps"]) <= 0.01 * r["gflops_per_s"] + 0.01,
+          f"{name}: GFLOP/s is not GFLOP per frame x fps")
+    check(len(r["detections_first_batch"]) == r["batch"], f"{name}: detections {r['detections_first_batch']}")
+
+check(staged["batch"] == 2 and staged["frames"] == 4, "staged: batch/frames")
+check(staged["frame_size"] == [720, 528], f"staged: frame size {staged['frame_size']}")
+# 720x528 at min_size 480 (tiny's) is 654x480, padded to multiples of 32.
+check(staged["model_input"] == [2, 3, 480, 672], f"staged: model input {staged.get('model_input')}")
+stages = staged["stages_ms_p50"]
+check(list(stages) == ["transform", "backbone_fpn", "rpn", "roi_heads", "postprocess"], f"stage names {list(stages)}")
+check(all(v > 0 for v in stages.values()), f"stage times {stages}")
+check(sum(stages.values()) <= staged["latency_ms"]["p95"] * 1.05 + 1, f"stages {stages} exceed the latency")
+check(staged["staged_vs_forward"] == {"identical": True, "labels_equal": True, "max_box_diff_px": 0.0},
+      f"stage-by-stage run differs from forward(): {staged['staged_vs_forward']}")
+check(set(staged["rss_mb_after_frames"]) == {"2", "4"}, f"rss after frames {staged['rss_mb_after_frames']}")
+check(facade["mode"] == "facade" and facade["stages_ms_p50"] is None, "facade: mode or stages")
+check(facade["frame_size"] == [320, 240], f"facade: frame size {facade['frame_size']}")
+# Fewer pixels, fewer FLOPs.
+check(facade["gflops_per_frame"] < staged["gflops_per_frame"], "facade at 320x240 counts more FLOPs")
+for f in failures:
+    print("FAIL:", f)
+print("frcnn-bench tiny: %d checks failed" % len(failures))
+sys.exit(1 if failures else 0)
+PY
+
+# torchvision on the same frames and weights, at a small size to stay quick.
+"$bench" --arch fasterrcnn_resnet50_fpn --seed 5 --min-size 160 --max-size 240 --save-weights "$out/w.pth" "$video"
+"$bench" --dump-frames "$out/frames" --batch 1 --warmup 1 --frames 1 "$video"
+"$bench" --arch fasterrcnn_resnet50_fpn --weights "$out/w.pth" --min-size 160 --max-size 240 --threads 2 \
+	--warmup 1 --frames 1 --json "$video" > "$out/cpp.json"
+"$python" "$reference" --frames-dir "$out/frames" --weights "$out/w.pth" --min-size 160 --max-size 240 \
+	--threads 2 --warmup 1 --frames 1 --json > "$out/tv.json"
+"$python" - "$out/frames/frames.json" "$out/cpp.json" "$out/tv.json" <<'PY'
+import json, sys
+manifest = json.load(open(sys.argv[1]))
+cpp = json.load(open(sys.argv[2]))
+tv = json.load(open(sys.argv[3]))
+failures = []
+def check(ok, what):
+    if not ok:
+        failures.append(what)
+
+check(len(manifest["frames"]) == 2 and manifest["frames"][0]["width"] == 720, f"manifest {manifest}")
+for key in cpp:
+    if key != "op_profile_ms":
+        check(key in tv, f"torchvision: field {key} missing")
+check(tv["fps"] > 0 and tv["latency_ms"]["p50"] > 0, "torchvision: fps/latency")
+check(cpp["model_input"] == tv["model_input"], f"input {cpp['model_input']} vs {tv['model_input']}")
+check(tv["staged_vs_forward"]["identical"], f"torchvision staged vs forward {tv['staged_vs_forward']}")
+check(cpp["staged_vs_forward"]["identical"], f"libfrcnn staged vs forward {cpp['staged_vs_forward']}")
+if tv["gflops_per_frame"] is None:
+    failures.append("torchvision: no FLOP count")
+else:
+    rel = abs(cpp["gflops_per_frame"] - tv["gflops_per_frame"]) / tv["gflops_per_frame"]
+    check(rel < 0.005, f"FLOPs per frame: libfrcnn {cpp['gflops_per_frame']} vs torchvision {tv['gflops_per_frame']}")
+for f in failures:
+    print("FAIL:", f)
+print("frcnn-bench vs bench_torchvision.py: GFLOP per frame %s vs %s; %d checks failed"
+      % (cpp["gflops_per_frame"], tv["gflops_per_frame"], len(failures)))
+sys.exit(1 if failures else 0)
+PY
+
+status=0
+if "$bench" --arch tiny --seed 1 --batch 0 "$video" 2> "$out/err"; then
+	echo "FAIL: --batch 0 accepted"; status=1
+else
+	rc=$?
+	[ $rc -eq 2 ] && grep -q -- "--batch" "$out/err" || { echo "FAIL: --batch 0: status $rc, $(cat "$out/err")"; status=1; }
+fi
+if "$bench" --arch tiny --seed 1 "$out/missing.avi" 2> "$out/err"; then
+	echo "FAIL: a missing input accepted"; status=1
+else
+	grep -q "missing.avi" "$out/err" || { echo "FAIL: missing input: $(cat "$out/err")"; status=1; }
+fi
+exit $status

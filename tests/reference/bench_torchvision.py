@@ -1,0 +1,269 @@
+#!/usr/bin/python3
+"""torchvision's Faster R-CNN timed the way frcnn-bench times libfrcnn, for side-by-side figures.
+
+Runs on the frames `frcnn-bench --dump-frames DIR` wrote (raw RGB + DIR/frames.json, in the order
+frcnn-bench uses them), with the weights `frcnn-bench --save-weights FILE` wrote (or any
+torchvision state dict), the same input size, batch, warm-up, frame count and thread count, and
+prints the same fields as `frcnn-bench --json`. Each batch is timed from the uint8 frames to the
+detections in frame pixels, stage by stage as GeneralizedRCNN.forward runs them.
+
+Usage: bench_torchvision.py --frames-dir DIR --weights FILE [--arch NAME] [--min-size N]
+       [--max-size N] [--batch N] [--threads N] [--warmup N] [--frames N] [--channels-last]
+       [--profile] [--json]
+"""
+import argparse
+import json
+import math
+import os
+import resource
+import sys
+import time
+
+import numpy as np
+import torch
+from torchvision.models import resnet50
+from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor
+from torchvision.models.detection.faster_rcnn import FasterRCNN
+from torchvision.ops.misc import FrozenBatchNorm2d
+
+STAGES = ["transform", "backbone_fpn", "rpn", "roi_heads", "postprocess"]
+
+
+def build(arch, min_size, max_size, score_threshold):
+    if arch != "fasterrcnn_resnet50_fpn":
+        sys.exit(f"bench_torchvision.py: unsupported arch {arch!r} (fasterrcnn_resnet50_fpn only)")
+    # What fasterrcnn_resnet50_fpn builds whenever it is given weights: FrozenBatchNorm2d, as
+    # libfrcnn (with weights=None torchvision would switch to BatchNorm2d).
+    backbone = _resnet_fpn_extractor(resnet50(weights=None, norm_layer=FrozenBatchNorm2d), 3)
+    return FasterRCNN(backbone, num_classes=91, min_size=min_size, max_size=max_size,
+                      box_score_thresh=score_threshold)
+
+
+def load_frames(directory):
+    with open(os.path.join(directory, "frames.json")) as f:
+        manifest = json.load(f)
+    frames = []
+    for entry in manifest["frames"]:
+        data = np.fromfile(os.path.join(directory, entry["file"]), dtype=np.uint8)
+        frames.append(data.reshape(entry["height"], entry["width"], 3))
+    if not frames:
+        sys.exit("bench_torchvision.py: no frames in " + directory)
+    return frames
+
+
+def percentile(values, q):
+    return float(np.percentile(np.asarray(values, dtype=np.float64), q)) if values else 0.0
+
+
+def current_rss_mb():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / (1024 * 1024)
+
+
+class StagedModel:
+    """GeneralizedRCNN.forward in eval mode, with a clock between the stages."""
+
+    def __init__(self, model, channels_last=False):
+        self.model = model.to(memory_format=torch.channels_last) if channels_last else model
+        self.channels_last = channels_last
+        self.input_shape = None
+
+    def run(self, frames, stage_ms=None):
+        m = self.model
+        laps = [time.perf_counter()]
+        images = [torch.from_numpy(f).permute(2, 0, 1).float().div(255) for f in frames]
+        original_sizes = [tuple(img.shape[-2:]) for img in images]
+        image_list, _ = m.transform(images)
+        if self.channels_last:
+            image_list.tensors = image_list.tensors.contiguous(memory_format=torch.channels_last)
+        laps.append(time.perf_counter())
+        features = m.backbone(image_list.tensors)
+        laps.append(time.perf_counter())
+        proposals, _ = m.rpn(image_list, features)
+        laps.append(time.perf_counter())
+        heads = m.roi_heads
+        box_features = heads.box_roi_pool(features, proposals, image_list.image_sizes)
+        box_features = heads.box_head(box_features)
+        class_logits, box_regression = heads.box_predictor(box_features)
+        laps.append(time.perf_counter())
+        boxes, scores, labels = heads.postprocess_detections(class_logits, box_regression, proposals,
+                                                             image_list.image_sizes)
+        detections = [{"boxes": b, "labels": l, "scores": s} for b, s, l in zip(boxes, scores, labels)]
+        detections = m.transform.postprocess(detections, image_list.image_sizes, original_sizes)
+        laps.append(time.perf_counter())
+        if stage_ms is not None:
+            for i in range(len(STAGES)):
+                stage_ms.append((laps[i + 1] - laps[i]) * 1000)
+        self.input_shape = list(image_list.tensors.shape)
+        return detections
+
+    def forward(self, frames):
+        return self.model([torch.from_numpy(f).permute(2, 0, 1).float().div(255) for f in frames])
+
+
+def compare_detections(a, b):
+    """As frcnn-bench: identical, else same labels and the largest box difference in pixels."""
+    identical = labels = len(a) == len(b)
+    max_diff = 0.0
+    for x, y in zip(a, b):
+        if not torch.equal(x["labels"], y["labels"]):
+            identical = labels = False
+            break
+        identical = identical and torch.equal(x["scores"], y["scores"]) and torch.equal(x["boxes"], y["boxes"])
+        if x["boxes"].numel():
+            max_diff = max(max_diff, float((x["boxes"] - y["boxes"]).abs().max()))
+    return {"identical": identical, "labels_equal": labels, "max_box_diff_px": max_diff}
+
+
+def count_flops(fn):
+    """FLOPs of the convolutions and matrix products fn runs (2 per multiply-add), from their shapes,
+    as frcnn-bench counts them; None where this torch has no dispatch mode."""
+    try:
+        from torch.utils._python_dispatch import TorchDispatchMode
+    except ImportError:
+        return None
+    aten = torch.ops.aten
+    total = [0.0]
+
+    class Counter(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            packet = func.overloadpacket
+            # In inference mode the composite conv2d and linear reach this mode undecomposed.
+            if packet is aten.convolution or packet is aten.conv2d:
+                x, w = args[0].shape, args[1].shape
+                total[0] += 2.0 * x[0] * w[0] * out.shape[2] * out.shape[3] * w[1] * w[2] * w[3]
+            elif packet is aten.linear:
+                x, w = args[0].shape, args[1].shape
+                total[0] += 2.0 * math.prod(x[:-1]) * w[0] * w[1]
+            elif packet is aten.addmm:
+                total[0] += 2.0 * args[1].shape[0] * args[1].shape[1] * args[2].shape[1]
+            elif packet is aten.mm:
+                total[0] += 2.0 * args[0].shape[0] * args[0].shape[1] * args[1].shape[1]
+            elif packet is aten.bmm:
+                a, b = args[0].shape, args[1].shape
+                total[0] += 2.0 * a[0] * a[1] * a[2] * b[2]
+            return out
+
+    with Counter():
+        fn()
+    return total[0]
+
+
+def profile_ops(fn):
+    """Self CPU time per operator of one call, top 15, in milliseconds."""
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        fn()
+    rows = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)[:15]
+    return {e.key: round(e.self_cpu_time_total / 1000, 2) for e in rows}
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--frames-dir", required=True)
+    p.add_argument("--weights", required=True)
+    p.add_argument("--arch", default="fasterrcnn_resnet50_fpn")
+    p.add_argument("--min-size", type=int, default=800)
+    p.add_argument("--max-size", type=int, default=1333)
+    p.add_argument("--score-threshold", type=float, default=0.05)
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--frames", type=int, default=20)
+    p.add_argument("--channels-last", action="store_true",
+                   help="weights and input batch in channels-last memory format (as frcnn-bench's)")
+    p.add_argument("--profile", action="store_true")
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args()
+
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    frames = load_frames(args.frames_dir)
+    model = build(args.arch, args.min_size, args.max_size, args.score_threshold)
+    model.load_state_dict(torch.load(args.weights, map_location="cpu"))
+    model.eval()
+    staged = StagedModel(model, args.channels_last)
+
+    timed_batches = (args.frames + args.batch - 1) // args.batch
+    needed = (args.warmup + timed_batches) * args.batch
+    if needed > len(frames):
+        print(f"bench_torchvision.py: {len(frames)} frames dumped, {needed} used: they repeat",
+              file=sys.stderr)
+    position = 0
+    latency, stages = [], [[] for _ in STAGES]
+    first_counts, staged_check = None, None
+    batch = None
+    with torch.inference_mode():
+        for b in range(args.warmup + timed_batches):
+            batch = [frames[(position + i) % len(frames)] for i in range(args.batch)]
+            position += args.batch
+            if b == 0 and args.warmup > 0:
+                staged_check = compare_detections(staged.run(batch), staged.forward(batch))
+                continue
+            stage_ms = []
+            start = time.perf_counter()
+            out = staged.run(batch, stage_ms)
+            ms = (time.perf_counter() - start) * 1000
+            if b < args.warmup:
+                continue
+            if first_counts is None:
+                first_counts = [int(d["boxes"].shape[0]) for d in out]
+            latency.append(ms)
+            for s, v in enumerate(stage_ms):
+                stages[s].append(v)
+        flops = count_flops(lambda: staged.run(batch))
+        op_profile = profile_ops(lambda: staged.run(batch)) if args.profile else None
+
+    timed_frames = timed_batches * args.batch
+    fps = timed_frames / (sum(latency) / 1000)
+    gflops_per_frame = flops / args.batch / 1e9 if flops is not None else None
+    out = {
+        "program": "bench_torchvision.py",
+        "implementation": f"torchvision {__import__('torchvision').__version__}, torch {torch.__version__}",
+        "mode": "staged, channels-last" if args.channels_last else "staged",
+        "arch": args.arch,
+        "weights": args.weights,
+        "device": "cpu",
+        "threads": torch.get_num_threads(),
+        "batch": args.batch,
+        "min_size": args.min_size,
+        "max_size": args.max_size,
+        "inputs": [args.frames_dir],
+        "frame_size": [int(batch[0].shape[1]), int(batch[0].shape[0])],
+        "model_input": staged.input_shape,
+        "warmup_batches": args.warmup,
+        "frames": timed_frames,
+        "fps": round(fps, 3),
+        "latency_ms": {"p50": round(percentile(latency, 50), 2), "p95": round(percentile(latency, 95), 2),
+                       "mean": round(sum(latency) / len(latency), 2), "min": round(min(latency), 2)},
+        "stages_ms_p50": {name: round(percentile(stages[i], 50), 2) for i, name in enumerate(STAGES)},
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "rss_mb": round(current_rss_mb(), 1),
+        "rss_mb_after_frames": {},
+        "gflops_per_frame": round(gflops_per_frame, 3) if gflops_per_frame is not None else None,
+        "gflops_per_s": round(gflops_per_frame * fps, 2) if gflops_per_frame is not None else None,
+        "flops_method": "convolutions and matrix products counted from their shapes on the last batch, "
+                        "2 FLOPs per multiply-add",
+        "detections_first_batch": first_counts,
+        "staged_vs_forward": staged_check,
+    }
+    if op_profile is not None:
+        out["op_profile_ms"] = {"top_operators": op_profile}
+    if args.json:
+        print(json.dumps(out))
+        return
+    print(f"{args.arch} (torchvision) on cpu, {out['threads']} thread(s), batch {args.batch}, "
+          f"min_size {args.min_size} max_size {args.max_size}")
+    print(f"  {fps:.2f} frames/s over {timed_frames} frames; latency per batch p50 "
+          f"{out['latency_ms']['p50']:.1f} ms, p95 {out['latency_ms']['p95']:.1f} ms")
+    print("  stages (p50 ms): " + " ".join(f"{k} {v:.1f}" for k, v in out["stages_ms_p50"].items()))
+    if gflops_per_frame is not None:
+        print(f"  {gflops_per_frame:.2f} GFLOP per frame, {out['gflops_per_s']:.1f} GFLOP/s achieved")
+    print(f"  peak RSS {out['peak_rss_mb']:.1f} MiB")
+    if op_profile:
+        for name, ms in op_profile.items():
+            print(f"    {ms:8.2f}  {name}")
+
+
+if __name__ == "__main__":
+    main()
