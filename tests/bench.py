@@ -46,7 +46,8 @@ def machine():
             if line.startswith("model name"):
                 model = line.split(":", 1)[1].strip()
                 break
-    return {"cpu": model, "nproc": os.cpu_count(), "loadavg_start": os.getloadavg()}
+    return {"cpu": model, "nproc": os.cpu_count(), "loadavg_start": os.getloadavg(),
+            "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "(unset)")}
 
 
 def median_of(runs, *path):
@@ -73,32 +74,114 @@ def summarize(runs):
     return s
 
 
+def compare_detections(path_a, path_b):
+    """Detections of the same frames by both programs: counts, whether the labels come in the
+    same order, and the share of A's detections that B has too (same label, every box coordinate
+    within 0.5 px), the way the parity tests compare them."""
+    with open(path_a) as f:
+        a = json.load(f)
+    with open(path_b) as f:
+        b = json.load(f)
+    counts = [len(x) for x in a]
+    same_order = counts == [len(y) for y in b] and all(
+        [d["label"] for d in x] == [d["label"] for d in y] for x, y in zip(a, b))
+    matched = total = 0
+    for x, y in zip(a, b):
+        for d in x:
+            total += 1
+            matched += any(e["label"] == d["label"] and all(abs(u - v) <= 0.5 for u, v in zip(d["box"], e["box"]))
+                           for e in y)
+    return {"counts": counts, "other_counts": [len(y) for y in b], "labels_in_same_order": same_order,
+            "matched_within_0.5px": matched / total if total else 1.0}
+
+
 def compare(case, bench, weights, frames_dir, args, env, extra_cpp=(), extra_tv=()):
-    """Alternates frcnn-bench and bench_torchvision.py for case['rounds'] rounds."""
+    """Alternates frcnn-bench and bench_torchvision.py for case['rounds'] rounds; the first round
+    also compares their detections."""
     common = ["--min-size", str(case["min_size"]), "--batch", str(case["batch"]), "--threads",
               str(args.threads), "--warmup", str(case["warmup"]), "--frames", str(case["frames"])]
     cpp = [bench, "--arch", ARCH, "--weights", weights, "--json", *common, *extra_cpp, VIDEO]
     tv = ["/usr/bin/python3", os.path.join(HERE, "reference", "bench_torchvision.py"), "--arch", ARCH,
           "--weights", weights, "--frames-dir", frames_dir, "--json", *common, *extra_tv]
     runs = {"libfrcnn": [], "torchvision": []}
+    det = {"libfrcnn": os.path.join(frames_dir, "..", "cpp.json"), "torchvision": os.path.join(frames_dir, "..", "tv.json")}
     for r in range(case["rounds"]):
         order = [("libfrcnn", cpp), ("torchvision", tv)]
         if r % 2:
             order.reverse()
         for name, cmd in order:
-            runs[name].append(run_json(cmd, env))
+            runs[name].append(run_json(cmd + (["--detections", det[name]] if r == 0 else []), env))
     result = {"case": case, "libfrcnn": summarize(runs["libfrcnn"]), "torchvision": summarize(runs["torchvision"]),
               "loadavg_end": os.getloadavg(), "runs": runs}
     result["ratio_fps"] = result["libfrcnn"]["fps"] / result["torchvision"]["fps"]
+    result["detections"] = compare_detections(det["libfrcnn"], det["torchvision"])
     log(f"  {case['name']}: libfrcnn {result['libfrcnn']['fps']:.3f} fps, torchvision "
-        f"{result['torchvision']['fps']:.3f} fps, ratio {result['ratio_fps']:.3f}")
+        f"{result['torchvision']['fps']:.3f} fps, ratio {result['ratio_fps']:.3f}; detections {result['detections']}")
+    return result
+
+
+# Runs in a child process (so that GStreamer sees this build's plugin only): plays the pipeline to
+# the end and prints the frames per second at fakesink, from the arrival of frame `warmup` on.
+PIPELINE_SCRIPT = r"""
+import sys, time, json
+import gi
+gi.require_version("Gst", "1.0")
+from gi.repository import Gst
+Gst.init(None)
+description, warmup = sys.argv[1], int(sys.argv[2])
+pipeline = Gst.parse_launch(description)
+arrivals = []
+def probe(pad, info):
+    arrivals.append(time.perf_counter())
+    return Gst.PadProbeReturn.OK
+pipeline.get_by_name("sink").get_static_pad("sink").add_probe(Gst.PadProbeType.BUFFER, probe)
+pipeline.set_state(Gst.State.PLAYING)
+msg = pipeline.get_bus().timed_pop_filtered(Gst.CLOCK_TIME_NONE, Gst.MessageType.EOS | Gst.MessageType.ERROR)
+pipeline.set_state(Gst.State.NULL)
+if msg.type == Gst.MessageType.ERROR:
+    sys.exit("pipeline error: %s" % msg.parse_error()[0].message)
+n = len(arrivals) - 1 - warmup
+print(json.dumps({"frames": len(arrivals), "timed_frames": n,
+                  "fps": n / (arrivals[-1] - arrivals[warmup])}))
+"""
+
+
+def pipeline_vs_bench(bench, build, args, env, tmp):
+    """frcnndetect in filesrc ! decodebin ! frcnndetect ! fakesink against frcnn-bench --facade on
+    the same frames, tiny preset, alternating."""
+    weights = os.path.join(tmp, "tiny.pth")
+    subprocess.run([bench, "--arch", "tiny", "--seed", "1", "--save-weights", weights, VIDEO], check=True, env=env)
+    gst_env = dict(env, GST_PLUGIN_PATH=os.path.join(build, "gst"),
+                   GST_REGISTRY=os.path.join(tmp, "gst-registry.bin"))
+    warmup = 5
+    description = (f"filesrc location={VIDEO} ! decodebin ! frcnndetect model=tiny weights={weights} "
+                   f"! fakesink name=sink sync=false")
+    runs = {"pipeline": [], "frcnn-bench": []}
+    frames = None
+    for r in range(max(2, args.rounds // 2 + 1)):
+        log("  $ gst: " + description)
+        out = subprocess.run(["/usr/bin/python3", "-c", PIPELINE_SCRIPT, description, str(warmup)], check=True,
+                             stdout=subprocess.PIPE, env=gst_env, text=True).stdout
+        p = json.loads(out.strip().splitlines()[-1])
+        runs["pipeline"].append(p)
+        frames = p["timed_frames"]
+        runs["frcnn-bench"].append(run_json(
+            [bench, "--arch", "tiny", "--weights", weights, "--threads", str(args.threads), "--facade",
+             "--warmup", str(warmup + 1), "--frames", str(frames), "--json", VIDEO], env))
+    result = {"pipeline_fps": statistics.median(r["fps"] for r in runs["pipeline"]),
+              "bench_fps": statistics.median(r["fps"] for r in runs["frcnn-bench"]),
+              "frames": frames, "description": description.replace(tmp + "/", ""), "runs": runs}
+    result["ratio"] = result["pipeline_fps"] / result["bench_fps"]
+    log(f"  pipeline {result['pipeline_fps']:.2f} fps, frcnn-bench {result['bench_fps']:.2f} fps, "
+        f"ratio {result['ratio']:.3f}")
     return result
 
 
 def print_table(results):
     m = results["machine"]
     print(f"\nMachine: {m['cpu']}, {m['nproc']} CPUs; load average at start "
-          f"{' '.join(f'{x:.2f}' for x in m['loadavg_start'])}")
+          f"{' '.join(f'{x:.2f}' for x in m['loadavg_start'])}, at end "
+          f"{' '.join(f'{x:.2f}' for x in m['loadavg_end'])}; OMP_WAIT_POLICY {m['OMP_WAIT_POLICY']}")
     print(f"{'case':<26}{'libfrcnn fps':>13}{'torchvision fps':>16}{'ratio':>7}"
           f"{'p50 ms C++/tv':>18}{'GFLOP/s C++/tv':>17}")
     for c in results["comparisons"]:
@@ -107,12 +190,21 @@ def print_table(results):
         print(f"{label:<26}{a['fps']:>13.3f}{b['fps']:>16.3f}{c['ratio_fps']:>7.2f}"
               f"{a['latency_p50_ms']:>9.0f}/{b['latency_p50_ms']:<8.0f}"
               f"{a.get('gflops_per_s', 0):>8.1f}/{b.get('gflops_per_s') or 0:<8.1f}")
+    for c in results["comparisons"]:
+        d = c["detections"]
+        print(f"{c['case']['name']}: detections per frame {d['counts']} vs {d['other_counts']}; labels in the same "
+              f"order: {d['labels_in_same_order']}; found by torchvision within 0.5 px: "
+              f"{100 * d['matched_within_0.5px']:.1f}%")
     for name, t in results.get("tiny", {}).items():
         print(f"tiny 640x480 ({name}): {t['fps']:.2f} fps (runs {t['fps_runs']}), latency p50 {t['latency_p50_ms']:.1f} ms")
+    pipe = results.get("pipeline")
+    if pipe:
+        print(f"tiny, filesrc ! decodebin ! frcnndetect ! fakesink: {pipe['pipeline_fps']:.2f} fps; frcnn-bench "
+              f"--facade on the same frames {pipe['bench_fps']:.2f} fps; ratio {pipe['ratio']:.3f}")
     mem = results.get("memory")
     if mem:
-        print(f"tiny RSS after 200 frames {mem['rss_200']:.1f} MiB, after 2000 frames {mem['rss_2000']:.1f} MiB "
-              f"({100 * (mem['rss_2000'] / mem['rss_200'] - 1):+.2f}%)")
+        print(f"tiny RSS after {mem['frames_first']} frames {mem['rss_first']:.1f} MiB, after "
+              f"{mem['frames_last']} frames {mem['rss_last']:.1f} MiB ({100 * (mem['rss_last'] / mem['rss_first'] - 1):+.2f}%)")
 
 
 def plot(results, path):
@@ -154,7 +246,11 @@ def main():
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--sweep", action="store_true", help="also batch 2 and min_size 320 and 640")
     p.add_argument("--experiments", action="store_true", help="also operator profile and channels-last")
+    p.add_argument("--quick", action="store_true", help="few frames per run (checks that the driver works)")
     p.add_argument("--no-tiny", action="store_true")
+    p.add_argument("--no-compare", action="store_true", help="skip the comparisons with torchvision")
+    p.add_argument("--pipeline", action="store_true",
+                   help="also the GStreamer pipeline against frcnn-bench (needs the plugin in BUILD/gst)")
     p.add_argument("--results", help="write every run and the medians to this JSON file")
     p.add_argument("--plot", help="draw throughput vs batch size and input size into this PNG")
     args = p.parse_args()
@@ -174,6 +270,9 @@ def main():
                   dict(name="size320", batch=1, min_size=320, warmup=1, frames=6, rounds=r),
                   dict(name="size640", batch=1, min_size=640, warmup=1, frames=4, rounds=r)]
 
+    if args.quick:
+        for c in cases:
+            c["frames"] = c["batch"]
     with tempfile.TemporaryDirectory(prefix="frcnn-bench-") as tmp:
         weights = os.path.join(tmp, "weights.pth")
         frames_dir = os.path.join(tmp, "frames")
@@ -184,9 +283,13 @@ def main():
         subprocess.run([bench, "--dump-frames", frames_dir, "--batch", "1", "--warmup", "0", "--frames",
                         str(needed), VIDEO], check=True, env=env)
 
-        for case in cases:
+        for case in ([] if args.no_compare else cases):
             log(f"{case['name']}:")
             results["comparisons"].append(compare(case, bench, weights, frames_dir, args, env))
+
+        if args.pipeline:
+            log("pipeline against frcnn-bench:")
+            results["pipeline"] = pipeline_vs_bench(bench, args.build, args, env, tmp)
 
         if args.experiments:
             case = dict(name="batch1-channels-last", batch=1, min_size=480, warmup=1, frames=6,
@@ -208,14 +311,16 @@ def main():
         tiny = ["--arch", "tiny", "--seed", "1", "--resize", "640x480", "--threads", str(args.threads), "--json"]
         results["tiny"] = {}
         for mode, extra in (("stages", []), ("facade", ["--facade"])):
-            runs = [run_json([bench, *tiny, *extra, "--warmup", "3", "--frames", "100", VIDEO], env)
-                    for _ in range(3)]
+            runs = [run_json([bench, *tiny, *extra, "--warmup", "3", "--frames", "10" if args.quick else "100",
+                              VIDEO], env) for _ in range(3)]
             results["tiny"][mode] = summarize(runs)
         log("tiny preset, memory after 200 and 2000 frames (Detector facade):")
-        m = run_json([bench, *tiny, "--facade", "--warmup", "2", "--frames", "2000", "--rss-at", "200,2000", VIDEO],
-                     env)
-        results["memory"] = {"rss_200": m["rss_mb_after_frames"]["200"],
-                             "rss_2000": m["rss_mb_after_frames"]["2000"], "run": m}
+        first, last = (20, 200) if args.quick else (200, 2000)
+        m = run_json([bench, *tiny, "--facade", "--warmup", "2", "--frames", str(last), "--rss-at",
+                      f"{first},{last}", VIDEO], env)
+        results["memory"] = {"frames_first": first, "frames_last": last,
+                             "rss_first": m["rss_mb_after_frames"][str(first)],
+                             "rss_last": m["rss_mb_after_frames"][str(last)], "run": m}
 
     results["machine"]["loadavg_end"] = os.getloadavg()
     results["seconds"] = round(time.time() - started)

@@ -69,6 +69,8 @@ void usage(FILE *out)
 		     "                         torchvision read it) and exit\n"
 		     "  --dump-frames DIR      write the frames a run with these options uses as raw RGB\n"
 		     "                         (DIR/NNNNN.rgb) and DIR/frames.json, and exit\n"
+		     "  --detections FILE      write the detections of the first timed batch as JSON:\n"
+		     "                         per frame, [{\"box\": [x1,y1,x2,y2], \"label\": L, \"score\": S}]\n"
 		     "  --json                 print one JSON object instead of text\n"
 		     "  --help                 show this help\n",
 		     frcnn::cli::model_options_help());
@@ -88,6 +90,7 @@ struct BenchOptions {
 	std::vector<long long> rss_at;
 	std::string save_weights;
 	std::string dump_frames;
+	std::string detections;
 };
 
 int positive(const std::string &name, const std::string &value, int min)
@@ -496,6 +499,8 @@ BenchOptions parse(int argc, char **argv, bool &help)
 				o.save_weights = value;
 			else if (arg == "--dump-frames")
 				o.dump_frames = value;
+			else if (arg == "--detections")
+				o.detections = value;
 			else if (arg == "--rss-at") {
 				size_t start = 0;
 				while (start <= value.size()) {
@@ -632,28 +637,35 @@ int main(int argc, char **argv)
 			staged = std::make_unique<StagedModel>(model, device, o.channels_last);
 		}
 
+		// Plain detections per frame, as the facade returns them.
 		auto run_batch = [&](const std::vector<cv::Mat> &frames, double *stage_ms) {
 			if (facade) {
 				std::vector<frcnn::FrameView> views;
 				for (const auto &f : frames)
 					views.push_back(view_of(f));
-				auto out = facade->detect(views);
-				std::vector<int> counts;
-				for (auto &v : out)
-					counts.push_back((int)v.size());
-				return counts;
+				return facade->detect(views);
 			}
-			auto out = staged->run(frames, stage_ms);
-			std::vector<int> counts;
-			for (auto &det : out)
-				counts.push_back((int)det.boxes.size(0));
-			return counts;
+			std::vector<std::vector<frcnn::Detection>> out;
+			for (auto &det : staged->run(frames, stage_ms)) {
+				auto boxes = det.boxes.to(torch::kFloat32).contiguous();
+				auto scores = det.scores.to(torch::kFloat32).contiguous();
+				auto labels = det.labels.to(torch::kInt64).contiguous();
+				std::vector<frcnn::Detection> v;
+				for (int64_t i = 0; i < boxes.size(0); i++) {
+					const float *b = boxes.data_ptr<float>() + 4 * i;
+					v.push_back({b[0], b[1], b[2], b[3], labels.data_ptr<int64_t>()[i],
+						     scores.data_ptr<float>()[i]});
+				}
+				out.push_back(std::move(v));
+			}
+			return out;
 		};
 
 		const int timed_batches = (o.frames + o.batch - 1) / o.batch;
 		std::vector<double> latency_ms;
 		std::vector<std::vector<double>> stage_ms(kNumStages);
 		std::vector<int> first_counts;
+		json first_detections = json::array();
 		json staged_check = nullptr;
 		std::map<long long, double> rss_at;
 		std::vector<cv::Mat> frames;
@@ -670,12 +682,21 @@ int main(int argc, char **argv)
 			}
 			double stages[kNumStages] = {0, 0, 0, 0, 0};
 			const auto start = Clock::now();
-			auto counts = run_batch(frames, stages);
+			auto detections = run_batch(frames, stages);
 			const double ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
 			if (b < o.warmup)
 				continue;
-			if (first_counts.empty())
-				first_counts = counts;
+			if (first_counts.empty()) {
+				for (const auto &frame : detections) {
+					first_counts.push_back((int)frame.size());
+					json list = json::array();
+					for (const auto &det : frame)
+						list.push_back({{"box", {det.x1, det.y1, det.x2, det.y2}},
+								{"label", det.label},
+								{"score", det.score}});
+					first_detections.push_back(list);
+				}
+			}
 			latency_ms.push_back(ms);
 			timed_ms += ms;
 			for (size_t s = 0; s < kNumStages; s++)
@@ -754,6 +775,12 @@ int main(int argc, char **argv)
 			out["op_profile_ms"] = {{"batch_ms", round_to(observed_ms, 2)}, {"top_operators", profile}};
 		}
 
+		if (!o.detections.empty()) {
+			std::ofstream file(o.detections);
+			file << first_detections.dump() << "\n";
+			if (!file)
+				throw frcnn::Error("cannot write '" + o.detections + "'");
+		}
 		if (o.json) {
 			std::cout << out.dump() << std::endl;
 			return 0;

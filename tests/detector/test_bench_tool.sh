@@ -22,14 +22,15 @@ export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 
-"$bench" --arch tiny --seed 3 --threads 2 --batch 2 --warmup 1 --frames 4 --rss-at 2,4 --json "$video" \
-	> "$out/staged.json"
+"$bench" --arch tiny --seed 3 --threads 2 --batch 2 --warmup 1 --frames 4 --rss-at 2,4 --json \
+	--detections "$out/detections.json" "$video" > "$out/staged.json"
 "$bench" --arch tiny --seed 3 --threads 2 --batch 1 --warmup 1 --frames 2 --resize 320x240 --facade --json \
 	"$video" > "$out/facade.json"
-"$python" - "$out/staged.json" "$out/facade.json" <<'PY'
+"$python" - "$out/staged.json" "$out/facade.json" "$out/detections.json" <<'PY'
 import json, sys
 staged = json.load(open(sys.argv[1]))
 facade = json.load(open(sys.argv[2]))
+detections = json.load(open(sys.argv[3]))
 failures = []
 def check(ok, what):
     if not ok:
@@ -62,6 +63,9 @@ check(sum(stages.values()) <= staged["latency_ms"]["p95"] * 1.05 + 1, f"stages {
 check(staged["staged_vs_forward"] == {"identical": True, "labels_equal": True, "max_box_diff_px": 0.0},
       f"stage-by-stage run differs from forward(): {staged['staged_vs_forward']}")
 check(set(staged["rss_mb_after_frames"]) == {"2", "4"}, f"rss after frames {staged['rss_mb_after_frames']}")
+check([len(d) for d in detections] == staged["detections_first_batch"], "--detections vs detections_first_batch")
+check(all(set(d) == {"box", "label", "score"} and len(d["box"]) == 4 for f in detections for d in f),
+      "--detections entries")
 check(facade["mode"] == "facade" and facade["stages_ms_p50"] is None, "facade: mode or stages")
 check(facade["frame_size"] == [320, 240], f"facade: frame size {facade['frame_size']}")
 # Fewer pixels, fewer FLOPs.

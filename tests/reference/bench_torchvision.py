@@ -173,6 +173,7 @@ def main():
     p.add_argument("--channels-last", action="store_true",
                    help="weights and input batch in channels-last memory format (as frcnn-bench's)")
     p.add_argument("--profile", action="store_true")
+    p.add_argument("--detections", help="write the detections of the first timed batch as JSON, as frcnn-bench")
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
 
@@ -208,6 +209,8 @@ def main():
                 continue
             if first_counts is None:
                 first_counts = [int(d["boxes"].shape[0]) for d in out]
+                first_detections = [[{"box": b.tolist(), "label": int(l), "score": float(s)}
+                                     for b, l, s in zip(d["boxes"], d["labels"], d["scores"])] for d in out]
             latency.append(ms)
             for s, v in enumerate(stage_ms):
                 stages[s].append(v)
@@ -249,6 +252,9 @@ def main():
     }
     if op_profile is not None:
         out["op_profile_ms"] = {"top_operators": op_profile}
+    if args.detections:
+        with open(args.detections, "w") as f:
+            json.dump(first_detections, f)
     if args.json:
         print(json.dumps(out))
         return
