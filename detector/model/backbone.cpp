@@ -1,10 +1,11 @@
 // SPDX-License-Identifier: BSD-3-Clause
-// ResNet trunk with FrozenBatchNorm2d and the feature pyramid, as torchvision's
-// resnet_fpn_backbone builds them.
+// ResNet trunk, normalisation layers and the feature pyramid, as torchvision's
+// _resnet_fpn_extractor builds them.
 #include <torch/nn/functional/pooling.h>
 #include <torch/nn/functional/upsampling.h>
 #include <torch/nn/init.h>
 #include <torch/nn/modules/activation.h>
+#include <torch/nn/modules/batchnorm.h>
 
 #include "frcnn/error.h"
 #include "parts.h"
@@ -40,6 +41,20 @@ torch::Tensor FrozenBatchNorm2dImpl::forward(const torch::Tensor &x)
 	return x * scale + shift;
 }
 
+torch::nn::AnyModule make_norm(const ModelConfig &config, int64_t channels)
+{
+	if (config.norm == "frozen_bn")
+		return torch::nn::AnyModule(FrozenBatchNorm2d(channels, config.frozen_bn_eps));
+	if (config.norm == "batch_norm")
+		return torch::nn::AnyModule(torch::nn::BatchNorm2d(torch::nn::BatchNorm2dOptions(channels).eps(1e-5)));
+	throw Error("norm must be 'frozen_bn' or 'batch_norm', got '" + config.norm + "'");
+}
+
+bool norm_after_convs(const ModelConfig &config)
+{
+	return config.norm == "batch_norm";
+}
+
 namespace {
 
 torch::nn::Conv2d conv(int64_t in, int64_t out, int64_t kernel, int64_t stride, int64_t padding, bool bias)
@@ -59,43 +74,50 @@ void init_resnet_conv(torch::nn::Conv2d &c)
 
 } // namespace
 
-ResNetBlockImpl::ResNetBlockImpl(bool bottleneck_, int64_t in_channels, int64_t planes, int64_t stride, double eps)
+ResNetBlockImpl::ResNetBlockImpl(const ModelConfig &config, bool bottleneck_, int64_t in_channels, int64_t planes,
+				 int64_t stride)
 	: bottleneck(bottleneck_)
 {
 	const int64_t expansion = bottleneck ? 4 : 1;
 	if (bottleneck) {
 		conv1 = register_module("conv1", conv(in_channels, planes, 1, 1, 0, false));
-		bn1 = register_module("bn1", FrozenBatchNorm2d(planes, eps));
+		bn1 = make_norm(config, planes);
+		register_module("bn1", bn1.ptr());
 		conv2 = register_module("conv2", conv(planes, planes, 3, stride, 1, false));
-		bn2 = register_module("bn2", FrozenBatchNorm2d(planes, eps));
+		bn2 = make_norm(config, planes);
+		register_module("bn2", bn2.ptr());
 		conv3 = register_module("conv3", conv(planes, planes * expansion, 1, 1, 0, false));
-		bn3 = register_module("bn3", FrozenBatchNorm2d(planes * expansion, eps));
+		bn3 = make_norm(config, planes * expansion);
+		register_module("bn3", bn3.ptr());
 		init_resnet_conv(conv3);
 	} else {
 		conv1 = register_module("conv1", conv(in_channels, planes, 3, stride, 1, false));
-		bn1 = register_module("bn1", FrozenBatchNorm2d(planes, eps));
+		bn1 = make_norm(config, planes);
+		register_module("bn1", bn1.ptr());
 		conv2 = register_module("conv2", conv(planes, planes, 3, 1, 1, false));
-		bn2 = register_module("bn2", FrozenBatchNorm2d(planes, eps));
+		bn2 = make_norm(config, planes);
+		register_module("bn2", bn2.ptr());
 	}
 	init_resnet_conv(conv1);
 	init_resnet_conv(conv2);
 	if (stride != 1 || in_channels != planes * expansion) {
 		auto down = conv(in_channels, planes * expansion, 1, stride, 0, false);
 		init_resnet_conv(down);
-		downsample = register_module(
-			"downsample",
-			torch::nn::Sequential(down, FrozenBatchNorm2d(planes * expansion, eps)));
+		torch::nn::Sequential seq;
+		seq->push_back(down);
+		seq->push_back(make_norm(config, planes * expansion));
+		downsample = register_module("downsample", seq);
 	}
 }
 
 torch::Tensor ResNetBlockImpl::forward(const torch::Tensor &x)
 {
-	auto out = torch::relu(bn1(conv1(x)));
+	auto out = torch::relu(bn1.forward(conv1(x)));
 	if (bottleneck) {
-		out = torch::relu(bn2(conv2(out)));
-		out = bn3(conv3(out));
+		out = torch::relu(bn2.forward(conv2(out)));
+		out = bn3.forward(conv3(out));
 	} else {
-		out = bn2(conv2(out));
+		out = bn2.forward(conv2(out));
 	}
 	auto identity = downsample ? downsample->forward(x) : x;
 	return torch::relu(out + identity);
@@ -118,10 +140,10 @@ ResNetBodyImpl::ResNetBodyImpl(const ModelConfig &config)
 		throw Error("layer_widths must hold 4 widths (layer1..layer4), got " +
 			    std::to_string(config.layer_widths.size()));
 
-	const double eps = config.frozen_bn_eps;
 	conv1 = register_module("conv1", conv(3, config.stem_width, 7, 2, 3, false));
 	init_resnet_conv(conv1);
-	bn1 = register_module("bn1", FrozenBatchNorm2d(config.stem_width, eps));
+	bn1 = make_norm(config, config.stem_width);
+	register_module("bn1", bn1.ptr());
 
 	const int64_t expansion = bottleneck ? 4 : 1;
 	int64_t in_channels = config.stem_width;
@@ -130,7 +152,7 @@ ResNetBodyImpl::ResNetBodyImpl(const ModelConfig &config)
 		torch::nn::Sequential layer;
 		for (int b = 0; b < blocks[i]; b++) {
 			const int64_t stride = (b == 0 && i > 0) ? 2 : 1;
-			layer->push_back(ResNetBlock(bottleneck, in_channels, planes, stride, eps));
+			layer->push_back(ResNetBlock(config, bottleneck, in_channels, planes, stride));
 			in_channels = planes * expansion;
 		}
 		layers.push_back(register_module("layer" + std::to_string(i + 1), layer));
@@ -140,7 +162,7 @@ ResNetBodyImpl::ResNetBodyImpl(const ModelConfig &config)
 
 std::vector<torch::Tensor> ResNetBodyImpl::forward(const torch::Tensor &x)
 {
-	auto y = torch::relu(bn1(conv1(x)));
+	auto y = torch::relu(bn1.forward(conv1(x)));
 	y = F::max_pool2d(y, F::MaxPool2dFuncOptions(3).stride(2).padding(1));
 	std::vector<torch::Tensor> outputs;
 	for (auto &layer : layers) {
@@ -150,22 +172,34 @@ std::vector<torch::Tensor> ResNetBodyImpl::forward(const torch::Tensor &x)
 	return outputs;
 }
 
-FeaturePyramidImpl::FeaturePyramidImpl(const std::vector<int64_t> &in_channels, int64_t out_channels)
+FeaturePyramidImpl::FeaturePyramidImpl(const ModelConfig &config, const std::vector<int64_t> &in_channels,
+				       int64_t out_channels)
 {
 	inner_blocks = register_module("inner_blocks", torch::nn::ModuleList());
 	layer_blocks = register_module("layer_blocks", torch::nn::ModuleList());
+	// Conv2dNormActivation without activation: Sequential(conv[, norm]), hence the ".0." in the
+	// keys; with a norm the convolutions have no bias.
+	const bool norm = norm_after_convs(config);
 	for (int64_t in : in_channels) {
-		// Each conv sits in a one-element Sequential (torchvision's Conv2dNormActivation with
-		// no norm and no activation), hence the ".0." in the keys.
-		auto inner = conv(in, out_channels, 1, 1, 0, true);
-		auto layer = conv(out_channels, out_channels, 3, 1, 1, true);
-		torch::NoGradGuard no_grad;
-		for (auto *c : {&inner, &layer}) {
-			torch::nn::init::kaiming_uniform_((*c)->weight, 1.0);
-			torch::nn::init::constant_((*c)->bias, 0.0);
+		auto inner = conv(in, out_channels, 1, 1, 0, !norm);
+		auto layer = conv(out_channels, out_channels, 3, 1, 1, !norm);
+		{
+			torch::NoGradGuard no_grad;
+			for (auto *c : {&inner, &layer}) {
+				torch::nn::init::kaiming_uniform_((*c)->weight, 1.0);
+				if ((*c)->bias.defined())
+					torch::nn::init::constant_((*c)->bias, 0.0);
+			}
 		}
-		inner_blocks->push_back(torch::nn::Sequential(inner));
-		layer_blocks->push_back(torch::nn::Sequential(layer));
+		torch::nn::Sequential inner_seq, layer_seq;
+		inner_seq->push_back(inner);
+		layer_seq->push_back(layer);
+		if (norm) {
+			inner_seq->push_back(make_norm(config, out_channels));
+			layer_seq->push_back(make_norm(config, out_channels));
+		}
+		inner_blocks->push_back(inner_seq);
+		layer_blocks->push_back(layer_seq);
 	}
 }
 
@@ -189,17 +223,33 @@ std::vector<torch::Tensor> FeaturePyramidImpl::forward(const std::vector<torch::
 	return results;
 }
 
+size_t backbone_levels(const ModelConfig &config)
+{
+	if (config.backbone == "resnet")
+		return 4;
+	if (config.backbone == "mobilenet_v3_large")
+		return 2;
+	throw Error("unknown backbone '" + config.backbone + "' (known: resnet, mobilenet_v3_large)");
+}
+
 BackboneImpl::BackboneImpl(const ModelConfig &config)
 {
-	if (config.backbone != "resnet")
-		throw Error("unknown backbone '" + config.backbone + "' (this build knows: resnet)");
-	body = register_module("body", ResNetBody(config));
-	fpn = register_module("fpn", FeaturePyramid(body->out_channels(), config.fpn_channels));
+	std::vector<int64_t> channels;
+	if (config.backbone == "resnet") {
+		resnet = register_module("body", ResNetBody(config));
+		channels = resnet->out_channels();
+	} else if (config.backbone == "mobilenet_v3_large") {
+		mobilenet = register_module("body", MobileNetV3Body(config));
+		channels = mobilenet->out_channels();
+	} else {
+		backbone_levels(config); // throws, naming the known backbones
+	}
+	fpn = register_module("fpn", FeaturePyramid(config, channels, config.fpn_channels));
 }
 
 std::vector<torch::Tensor> BackboneImpl::forward(const torch::Tensor &x)
 {
-	return fpn(body(x));
+	return fpn(resnet ? resnet(x) : mobilenet(x));
 }
 
 } // namespace frcnn::detail

@@ -71,7 +71,17 @@ Detector::Detector(const DetectorOptions &options)
 		if (!options.weights.empty())
 			impl_->model->load_state_dict(read_checkpoint(options.weights));
 		impl_->model->eval();
-		impl_->model->to(impl_->device, options.fp16 ? torch::kHalf : torch::kFloat32);
+		impl_->model->to(impl_->device);
+		if (options.fp16) {
+			// Only the floating-point tensors, as torch.nn.Module.half(): BatchNorm2d's
+			// num_batches_tracked stays an integer.
+			torch::NoGradGuard no_grad;
+			for (auto &t : impl_->model->parameters())
+				t.set_data(t.to(torch::kHalf));
+			for (auto &t : impl_->model->buffers())
+				if (t.is_floating_point())
+					t.set_data(t.to(torch::kHalf));
+		}
 	} catch (const c10::Error &e) {
 		throw Error(std::string("could not build the model: ") + e.what_without_backtrace());
 	}

@@ -16,17 +16,44 @@ namespace frcnn {
 
 std::vector<std::string> model_preset_names()
 {
-	return {"fasterrcnn_resnet50_fpn", "tiny"};
+	return {"fasterrcnn_resnet50_fpn", "fasterrcnn_resnet50_fpn_v2", "fasterrcnn_mobilenet_v3_large_fpn",
+		"fasterrcnn_mobilenet_v3_large_320_fpn", "tiny"};
 }
 
-ModelConfig model_preset(const std::string &name)
+ModelConfig model_preset(const std::string &name_in)
 {
+	// torchvision's names, or the same without the "fasterrcnn_" prefix.
+	const std::string name = name_in.rfind("fasterrcnn_", 0) == 0 ? name_in : "fasterrcnn_" + name_in;
 	ModelConfig c;
-	if (name == "fasterrcnn_resnet50_fpn" || name == "resnet50_fpn") {
-		c.arch = "fasterrcnn_resnet50_fpn";
+	if (name == "fasterrcnn_resnet50_fpn") {
+		c.arch = name;
 		return c; // the defaults are torchvision's
 	}
-	if (name == "tiny") {
+	if (name == "fasterrcnn_resnet50_fpn_v2") {
+		// BatchNorm2d in the backbone, the FPN and a 4-conv box head; a 2-conv RPN head.
+		c.arch = name;
+		c.norm = "batch_norm";
+		c.rpn_conv_depth = 2;
+		c.box_head = "conv_fc";
+		c.box_head_convs = {256, 256, 256, 256};
+		return c;
+	}
+	if (name == "fasterrcnn_mobilenet_v3_large_fpn" || name == "fasterrcnn_mobilenet_v3_large_320_fpn") {
+		// Two stride-32 maps ('0': block 13, '1': block 16) plus 'pool', 5 sizes x 3 ratios of
+		// anchors on each.
+		c.arch = name;
+		c.backbone = "mobilenet_v3_large";
+		c.anchor_sizes = std::vector<std::vector<double>>(3, {32, 64, 128, 256, 512});
+		c.rpn_score_thresh = 0.05;
+		if (name == "fasterrcnn_mobilenet_v3_large_320_fpn") {
+			c.min_size = 320;
+			c.max_size = 640;
+			c.rpn_pre_nms_top_n_test = 150;
+			c.rpn_post_nms_top_n_test = 150;
+		}
+		return c;
+	}
+	if (name_in == "tiny") {
 		// Our own small model: ResNet-18 layout at a quarter of the width, a 64-channel FPN and a
 		// 256-wide box head (about 2.3 M parameters), sized for 480-pixel frames.
 		c.arch = "tiny";
@@ -45,7 +72,7 @@ ModelConfig model_preset(const std::string &name)
 	std::string known;
 	for (const auto &n : model_preset_names())
 		known += (known.empty() ? "" : ", ") + n;
-	throw Error("unknown model '" + name + "' (known models: " + known + ")");
+	throw Error("unknown model '" + name_in + "' (known models: " + known + ")");
 }
 
 // --- model ------------------------------------------------------------------------------------
@@ -105,13 +132,33 @@ void FasterRCNNImpl::set_image_size(int min_size, int max_size)
 
 void FasterRCNNImpl::freeze_backbone_layers(int trainable_layers)
 {
+	auto &backbone = parts_->backbone;
+	if (backbone->mobilenet) {
+		// _mobilenet_extractor: the blocks before the first of the last `trainable_layers` stages
+		// are frozen (stages start at the strided blocks; 0 freezes everything).
+		const auto stages = backbone->mobilenet->stage_indices();
+		const int max_layers = (int)stages.size();
+		if (trainable_layers < 0 || trainable_layers > max_layers)
+			throw Error("trainable_backbone_layers must be in 0.." + std::to_string(max_layers) +
+				    " for MobileNetV3, got " + std::to_string(trainable_layers));
+		const size_t freeze_before = trainable_layers == 0 ? backbone->mobilenet->features.size()
+								   : stages[stages.size() - trainable_layers];
+		for (auto &p : backbone->mobilenet->named_parameters(true)) {
+			const size_t block = std::stoul(p.key().substr(0, p.key().find('.')));
+			p.value().set_requires_grad(block >= freeze_before);
+		}
+		config_.trainable_backbone_layers = trainable_layers;
+		return;
+	}
 	if (trainable_layers < 0 || trainable_layers > 5)
 		throw Error("trainable_backbone_layers must be in 0..5, got " + std::to_string(trainable_layers));
-	// torchvision: the last `trainable_layers` of [layer4, layer3, layer2, layer1, conv1] train;
-	// with 5, bn1 trains too (FrozenBatchNorm has no parameters, so only convs matter here).
+	// torchvision: the last `trainable_layers` of [layer4, layer3, layer2, layer1, conv1] train,
+	// and bn1 with all 5 (it has parameters only when it is a BatchNorm2d).
 	static const std::vector<std::string> order{"layer4", "layer3", "layer2", "layer1", "conv1"};
 	std::vector<std::string> trainable(order.begin(), order.begin() + trainable_layers);
-	for (auto &p : parts_->backbone->body->named_parameters(true)) {
+	if (trainable_layers == 5)
+		trainable.push_back("bn1");
+	for (auto &p : backbone->resnet->named_parameters(true)) {
 		bool train = std::any_of(trainable.begin(), trainable.end(), [&](const std::string &prefix) {
 			return p.key().rfind(prefix, 0) == 0;
 		});
@@ -126,6 +173,10 @@ void FasterRCNNImpl::calibrate_frozen_batch_norm(const std::vector<torch::Tensor
 	for (auto &m : modules(/*include_self=*/false))
 		if (auto *bn = dynamic_cast<detail::FrozenBatchNorm2dImpl *>(m.get()))
 			norms.push_back(bn);
+	auto reset = [&] {
+		for (auto *bn : norms)
+			bn->calibrate = false;
+	};
 	for (auto *bn : norms)
 		bn->calibrate = true;
 	try {
@@ -133,12 +184,10 @@ void FasterRCNNImpl::calibrate_frozen_batch_norm(const std::vector<torch::Tensor
 		auto batch = detail::transform_images(config_, images, nullptr);
 		parts_->backbone->forward(batch.batch);
 	} catch (...) {
-		for (auto *bn : norms)
-			bn->calibrate = false;
+		reset();
 		throw;
 	}
-	for (auto *bn : norms)
-		bn->calibrate = false;
+	reset();
 }
 
 ForwardResult FasterRCNNImpl::run(const std::vector<torch::Tensor> &images, const std::vector<Target> *targets)
@@ -284,6 +333,65 @@ void FasterRCNNImpl::load_state_dict(const Checkpoint &checkpoint)
 		auto &dst = own.at(entry.first);
 		dst.copy_(entry.second.to(dst.device(), dst.scalar_type()));
 	}
+}
+
+// --- architecture of a checkpoint -------------------------------------------------------------
+
+std::string detect_arch(const StateDict &state_dict)
+{
+	std::map<std::string, std::vector<int64_t>> shapes;
+	for (const auto &entry : state_dict)
+		shapes.emplace(entry.first, entry.second.sizes().vec());
+	auto has = [&](const std::string &key) { return shapes.count(key) != 0; };
+	auto blocks = [&](const std::string &layer) {
+		int n = 0;
+		while (has("backbone.body." + layer + "." + std::to_string(n) + ".conv1.weight"))
+			n++;
+		return n;
+	};
+
+	std::string reason;
+	if (has("backbone.body.layer1.0.conv1.weight") && has("backbone.body.conv1.weight")) {
+		const bool bottleneck = has("backbone.body.layer1.0.conv3.weight");
+		const std::vector<int> counts{blocks("layer1"), blocks("layer2"), blocks("layer3"), blocks("layer4")};
+		const int64_t stem = shapes.at("backbone.body.conv1.weight")[0];
+		// v2 is told by its conv box head and normalised FPN, not by num_batches_tracked: a v1
+		// model trained with BatchNorm2d has those too, and they load into FrozenBatchNorm2d.
+		const bool v2 = has("roi_heads.box_head.0.0.weight") || has("backbone.fpn.inner_blocks.0.1.weight");
+		if (bottleneck && counts == std::vector<int>{3, 4, 6, 3} && stem == 64)
+			return v2 ? "fasterrcnn_resnet50_fpn_v2" : "fasterrcnn_resnet50_fpn";
+		if (!bottleneck && !v2 && counts == std::vector<int>{2, 2, 2, 2} && stem == model_preset("tiny").stem_width)
+			return "tiny";
+		std::ostringstream r;
+		r << "a ResNet with " << (bottleneck ? "Bottleneck" : "BasicBlock") << " blocks [" << counts[0] << ", "
+		  << counts[1] << ", " << counts[2] << ", " << counts[3] << "], stem width " << stem
+		  << (v2 ? ", normalised FPN/box head" : "");
+		reason = r.str();
+	} else if (has("backbone.body.0.0.weight") && has("backbone.body.1.block.0.0.weight")) {
+		if (has("backbone.body.16.0.weight") && !has("backbone.body.17.0.weight") &&
+		    shapes.at("backbone.body.16.0.weight")[0] == 960)
+			return "fasterrcnn_mobilenet_v3_large_fpn";
+		reason = "a MobileNet-like backbone that is not MobileNetV3-Large";
+	} else {
+		std::set<std::string> prefixes;
+		for (const auto &entry : state_dict) {
+			// The first two components of each key ("backbone.body", "rpn.head", ...).
+			const auto &k = entry.first;
+			const size_t dot = k.find('.');
+			const size_t second = dot == std::string::npos ? dot : k.find('.', dot + 1);
+			prefixes.insert(k.substr(0, second));
+		}
+		std::vector<std::string> list(prefixes.begin(), prefixes.end());
+		reason = "keys under " + (list.empty() ? std::string("(none)") : join_some(list));
+	}
+	std::string first;
+	for (size_t i = 0; i < state_dict.size() && i < 3; i++)
+		first += (i ? ", " : "") + state_dict[i].first;
+	throw Error("cannot tell which model the checkpoint is for: its " + std::to_string(state_dict.size()) +
+		    " tensors (" + (first.empty() ? "none" : first + ", ...") + ") are " + reason +
+		    ", which fits none of the models (" +
+		    "fasterrcnn_resnet50_fpn, fasterrcnn_resnet50_fpn_v2, fasterrcnn_mobilenet_v3_large_fpn, tiny); "
+		    "name the model explicitly");
 }
 
 } // namespace frcnn

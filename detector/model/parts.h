@@ -10,6 +10,7 @@
 #include <vector>
 
 #include <torch/nn/module.h>
+#include <torch/nn/modules/container/any.h>
 #include <torch/nn/modules/container/modulelist.h>
 #include <torch/nn/modules/container/sequential.h>
 #include <torch/nn/modules/conv.h>
@@ -39,15 +40,22 @@ struct FrozenBatchNorm2dImpl : torch::nn::Module {
 };
 TORCH_MODULE(FrozenBatchNorm2d);
 
+// The normalisation layer config.norm asks for: FrozenBatchNorm2d (eps config.frozen_bn_eps) or
+// torch::nn::BatchNorm2d (eps 1e-5, torchvision's default); its keys are those of torchvision's.
+torch::nn::AnyModule make_norm(const ModelConfig &config, int64_t channels);
+// Whether the FPN and a conv_fc box head have normalisation layers (the v2 model).
+bool norm_after_convs(const ModelConfig &config);
+
 // One ResNet block, BasicBlock (ResNet-18/34) or Bottleneck (ResNet-50/101), stride on the 3x3
 // convolution (ResNet v1.5) as torchvision.
 struct ResNetBlockImpl : torch::nn::Module {
-	ResNetBlockImpl(bool bottleneck, int64_t in_channels, int64_t planes, int64_t stride, double eps);
+	ResNetBlockImpl(const ModelConfig &config, bool bottleneck, int64_t in_channels, int64_t planes,
+			int64_t stride);
 	torch::Tensor forward(const torch::Tensor &x);
 
 	bool bottleneck;
 	torch::nn::Conv2d conv1{nullptr}, conv2{nullptr}, conv3{nullptr};
-	FrozenBatchNorm2d bn1{nullptr}, bn2{nullptr}, bn3{nullptr};
+	torch::nn::AnyModule bn1, bn2, bn3;
 	torch::nn::Sequential downsample{nullptr};
 };
 TORCH_MODULE(ResNetBlock);
@@ -59,7 +67,7 @@ struct ResNetBodyImpl : torch::nn::Module {
 	std::vector<int64_t> out_channels() const { return out_channels_; }
 
 	torch::nn::Conv2d conv1{nullptr};
-	FrozenBatchNorm2d bn1{nullptr};
+	torch::nn::AnyModule bn1;
 	std::vector<torch::nn::Sequential> layers;
 
 private:
@@ -67,22 +75,84 @@ private:
 };
 TORCH_MODULE(ResNetBody);
 
-// torchvision.ops.FeaturePyramidNetwork with LastLevelMaxPool ('pool' level).
+// Conv2dNormActivation: children "0" (convolution) and "1" (normalisation, if any), then the
+// activation (no parameters, so no child).
+enum class Activation { None, ReLU, Hardswish };
+
+struct ConvNormActImpl : torch::nn::Module {
+	ConvNormActImpl(const ModelConfig &config, int64_t in, int64_t out, int64_t kernel, int64_t stride,
+			int64_t groups, bool norm, Activation activation);
+	torch::Tensor forward(const torch::Tensor &x);
+
+	torch::nn::Conv2d conv{nullptr};
+	torch::nn::AnyModule norm;
+	Activation activation;
+};
+TORCH_MODULE(ConvNormAct);
+
+// torchvision.ops.SqueezeExcitation as MobileNetV3 uses it: fc1, ReLU, fc2, hardsigmoid.
+struct SqueezeExcitationImpl : torch::nn::Module {
+	SqueezeExcitationImpl(int64_t channels, int64_t squeeze_channels);
+	torch::Tensor forward(const torch::Tensor &x);
+
+	torch::nn::Conv2d fc1{nullptr}, fc2{nullptr};
+};
+TORCH_MODULE(SqueezeExcitation);
+
+// MobileNetV3's InvertedResidual: `block` = [expand], depthwise, [SE], project.
+struct InvertedResidualImpl : torch::nn::Module {
+	struct Setting {
+		int64_t in, kernel, expanded, out;
+		bool se, hardswish;
+		int64_t stride;
+	};
+	InvertedResidualImpl(const ModelConfig &config, const Setting &s);
+	torch::Tensor forward(const torch::Tensor &x);
+
+	torch::nn::Sequential block{nullptr};
+	bool residual;
+};
+TORCH_MODULE(InvertedResidual);
+
+// mobilenet_v3_large(...).features as _mobilenet_extractor uses it: children "0".."16", the
+// outputs of 13 (160 channels) and 16 (960 channels) returned, both at stride 32.
+struct MobileNetV3BodyImpl : torch::nn::Module {
+	explicit MobileNetV3BodyImpl(const ModelConfig &config);
+	std::vector<torch::Tensor> forward(const torch::Tensor &x);
+	std::vector<int64_t> out_channels() const { return {160, 960}; }
+	// Indices of the strided blocks with the first and last layer ([0, 2, 4, 7, 13, 16]): the
+	// stages trainable_backbone_layers counts.
+	std::vector<size_t> stage_indices() const { return stage_indices_; }
+
+	std::vector<torch::nn::AnyModule> features;
+
+private:
+	std::vector<size_t> stage_indices_;
+};
+TORCH_MODULE(MobileNetV3Body);
+
+// torchvision.ops.FeaturePyramidNetwork with LastLevelMaxPool ('pool' level); with `norm`, every
+// convolution is bias-free and followed by the normalisation layer.
 struct FeaturePyramidImpl : torch::nn::Module {
-	FeaturePyramidImpl(const std::vector<int64_t> &in_channels, int64_t out_channels);
-	// Returns the levels '0'..'3' then 'pool'.
+	FeaturePyramidImpl(const ModelConfig &config, const std::vector<int64_t> &in_channels, int64_t out_channels);
+	// Returns one level per input, then 'pool'.
 	std::vector<torch::Tensor> forward(const std::vector<torch::Tensor> &x);
 
 	torch::nn::ModuleList inner_blocks{nullptr}, layer_blocks{nullptr};
 };
 TORCH_MODULE(FeaturePyramid);
 
+// Feature maps the backbone returns before 'pool' (the ones RoI pooling uses): 4 for ResNet
+// ('0'..'3'), 2 for MobileNetV3 ('0', '1').
+size_t backbone_levels(const ModelConfig &config);
+
 // BackboneWithFPN: `body` + `fpn`.
 struct BackboneImpl : torch::nn::Module {
 	explicit BackboneImpl(const ModelConfig &config);
 	std::vector<torch::Tensor> forward(const torch::Tensor &x);
 
-	ResNetBody body{nullptr};
+	ResNetBody resnet{nullptr};	    // registered as "body" when config.backbone is "resnet"
+	MobileNetV3Body mobilenet{nullptr}; // ... or "mobilenet_v3_large"
 	FeaturePyramid fpn{nullptr};
 };
 TORCH_MODULE(Backbone);
@@ -168,6 +238,16 @@ struct TwoMLPHeadImpl : torch::nn::Module {
 };
 TORCH_MODULE(TwoMLPHead);
 
+// FastRCNNConvFCHead: children "0".."n-1" ConvNormAct(3x3, ReLU), then (after the parameter-free
+// Flatten at "n") the linear at "n+1", followed by ReLU.
+struct ConvFCHeadImpl : torch::nn::Module {
+	ConvFCHeadImpl(const ModelConfig &config, int64_t in_channels, int64_t resolution);
+	torch::Tensor forward(const torch::Tensor &x);
+	std::vector<ConvNormAct> convs;
+	torch::nn::Linear fc{nullptr};
+};
+TORCH_MODULE(ConvFCHead);
+
 struct FastRCNNPredictorImpl : torch::nn::Module {
 	FastRCNNPredictorImpl(int64_t in_features, int64_t num_classes);
 	std::pair<torch::Tensor, torch::Tensor> forward(const torch::Tensor &x);
@@ -194,7 +274,7 @@ struct RoIHeadsImpl : torch::nn::Module {
 	ModelConfig config;
 	BoxCoder box_coder;
 	MultiScaleRoIAlign box_roi_pool;
-	TwoMLPHead box_head{nullptr};
+	torch::nn::AnyModule box_head; // TwoMLPHead or ConvFCHead, per config.box_head
 	FastRCNNPredictor box_predictor{nullptr};
 };
 TORCH_MODULE(RoIHeads);

@@ -92,6 +92,30 @@ torch::Tensor TwoMLPHeadImpl::forward(const torch::Tensor &x)
 	return torch::relu(fc7(torch::relu(fc6(x.flatten(1)))));
 }
 
+ConvFCHeadImpl::ConvFCHeadImpl(const ModelConfig &config, int64_t in_channels, int64_t resolution)
+{
+	int64_t channels = in_channels;
+	for (int out : config.box_head_convs) {
+		if (out < 1)
+			throw Error("box_head_convs must hold positive channel counts, got " + std::to_string(out));
+		convs.push_back(register_module(std::to_string(convs.size()),
+						ConvNormAct(config, channels, out, 3, 1, 1, norm_after_convs(config),
+							    Activation::ReLU)));
+		channels = out;
+	}
+	// Index convs.size() is the Flatten, which has no parameters.
+	fc = register_module(std::to_string(convs.size() + 1),
+			     torch::nn::Linear(channels * resolution * resolution, config.box_head_size));
+}
+
+torch::Tensor ConvFCHeadImpl::forward(const torch::Tensor &x)
+{
+	auto y = x;
+	for (auto &c : convs)
+		y = c(y);
+	return torch::relu(fc(y.flatten(1)));
+}
+
 FastRCNNPredictorImpl::FastRCNNPredictorImpl(int64_t in_features, int64_t num_classes)
 {
 	cls_score = register_module("cls_score", torch::nn::Linear(in_features, num_classes));
@@ -107,13 +131,20 @@ std::pair<torch::Tensor, torch::Tensor> FastRCNNPredictorImpl::forward(const tor
 RoIHeadsImpl::RoIHeadsImpl(const ModelConfig &config_)
 	: config(config_),
 	  box_coder({10.0, 10.0, 5.0, 5.0}),
-	  box_roi_pool(4, config_.box_roi_output_size, config_.box_roi_sampling_ratio)
+	  // torchvision pools from the feature maps named '0'..'3' that the backbone has.
+	  box_roi_pool(backbone_levels(config_), config_.box_roi_output_size, config_.box_roi_sampling_ratio)
 {
 	if (config.num_classes < 2)
 		throw Error("num_classes must be at least 2 (background + one class), got " +
 			    std::to_string(config.num_classes));
 	const int64_t pooled = config.fpn_channels * config.box_roi_output_size * config.box_roi_output_size;
-	box_head = register_module("box_head", TwoMLPHead(pooled, config.box_head_size));
+	if (config.box_head == "two_mlp")
+		box_head = torch::nn::AnyModule(TwoMLPHead(pooled, config.box_head_size));
+	else if (config.box_head == "conv_fc")
+		box_head = torch::nn::AnyModule(ConvFCHead(config, config.fpn_channels, config.box_roi_output_size));
+	else
+		throw Error("box_head must be 'two_mlp' or 'conv_fc', got '" + config.box_head + "'");
+	register_module("box_head", box_head.ptr());
 	box_predictor = register_module("box_predictor", FastRCNNPredictor(config.box_head_size, config.num_classes));
 }
 
@@ -123,7 +154,7 @@ RoIHeadsOutput RoIHeadsImpl::forward(const std::vector<torch::Tensor> &features,
 {
 	if (targets == nullptr) {
 		auto pooled = box_roi_pool(features, proposals, image_sizes);
-		auto [class_logits, box_regression] = box_predictor(box_head(pooled));
+		auto [class_logits, box_regression] = box_predictor(box_head.forward(pooled));
 		RoIHeadsOutput out;
 		out.detections = postprocess(class_logits, box_regression, proposals, image_sizes);
 		return out;
@@ -168,7 +199,7 @@ RoIHeadsOutput RoIHeadsImpl::forward(const std::vector<torch::Tensor> &features,
 	}
 
 	auto pooled = box_roi_pool(features, sampled_proposals, image_sizes);
-	auto [class_logits, box_regression] = box_predictor(box_head(pooled));
+	auto [class_logits, box_regression] = box_predictor(box_head.forward(pooled));
 
 	// fastrcnn_loss
 	auto all_labels = torch::cat(sampled_labels, 0);

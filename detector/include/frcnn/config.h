@@ -11,12 +11,21 @@ struct ModelConfig {
 	std::string arch = "fasterrcnn_resnet50_fpn"; // preset this config came from
 
 	// --- backbone ---------------------------------------------------------------------------
-	std::string backbone = "resnet";  // "resnet"
+	// "resnet" (torchvision's ResNet, returning layer1..layer4) or "mobilenet_v3_large"
+	// (torchvision's MobileNetV3-Large `features`, returning blocks 13 and 16, both at stride 32).
+	std::string backbone = "resnet";
 	int resnet_depth = 50;		  // 18, 34 (BasicBlock) or 50, 101 (Bottleneck)
 	int stem_width = 64;		  // width of conv1 and layer1 (torchvision: 64)
 	std::vector<int> layer_widths{64, 128, 256, 512}; // planes of layer1..4 (x4 for Bottleneck)
-	int trainable_backbone_layers = 3; // 0..5, as torchvision (only matters for training)
+	int trainable_backbone_layers = 3; // 0..5 (ResNet) or 0..6 (MobileNetV3), as torchvision
 	double frozen_bn_eps = 1e-5;	   // FrozenBatchNorm2d eps (0.0 for the v1 COCO weights)
+	// Normalisation layers, as torchvision's pretrained builders choose them:
+	// "frozen_bn": FrozenBatchNorm2d in the backbone; FPN and box head without normalisation
+	//              (fasterrcnn_resnet50_fpn, the MobileNetV3 models);
+	// "batch_norm": BatchNorm2d (eps 1e-5) in the backbone, after every FPN convolution and in
+	//              a conv_fc box head (fasterrcnn_resnet50_fpn_v2). In eval mode it uses its
+	//              running statistics; in training mode, those of the batch.
+	std::string norm = "frozen_bn";
 
 	// --- FPN, anchors, RPN -------------------------------------------------------------------
 	int fpn_channels = 256;
@@ -37,7 +46,11 @@ struct ModelConfig {
 	// --- RoI heads ---------------------------------------------------------------------------
 	int box_roi_output_size = 7;
 	int box_roi_sampling_ratio = 2;
-	int box_head_size = 1024; // representation size of fc6/fc7
+	// "two_mlp": TwoMLPHead (fc6, fc7 of box_head_size); "conv_fc": FastRCNNConvFCHead, one 3x3
+	// convolution (+ norm) + ReLU per entry of box_head_convs, then one box_head_size linear + ReLU.
+	std::string box_head = "two_mlp";
+	std::vector<int> box_head_convs{256, 256, 256, 256}; // conv_fc only: output channels
+	int box_head_size = 1024; // representation size of fc6/fc7 (two_mlp) or of the linear (conv_fc)
 	double box_score_thresh = 0.05;
 	double box_nms_thresh = 0.5;
 	int box_detections_per_img = 100;
@@ -58,10 +71,12 @@ struct ModelConfig {
 // Names accepted by model_preset(): torchvision's names and our own.
 std::vector<std::string> model_preset_names();
 
-// "fasterrcnn_resnet50_fpn" (alias "resnet50_fpn") exactly as torchvision builds it with
-// weights=None; "tiny": a small ResNet-18-style model (narrow widths, 64-channel FPN, 256-wide
-// box head) for tests, the synthetic-shapes model and small CPUs. Throws frcnn::Error for an
-// unknown name, listing the known ones.
+// torchvision's four models, as its builders make them when given weights (so that the published
+// checkpoints load unchanged): "fasterrcnn_resnet50_fpn", "fasterrcnn_resnet50_fpn_v2",
+// "fasterrcnn_mobilenet_v3_large_fpn", "fasterrcnn_mobilenet_v3_large_320_fpn" (aliases without
+// the "fasterrcnn_" prefix); and "tiny": a small ResNet-18-style model (narrow widths, 64-channel
+// FPN, 256-wide box head) for tests, the synthetic-shapes model and small CPUs. Throws
+// frcnn::Error for an unknown name, listing the known ones.
 ModelConfig model_preset(const std::string &name);
 
 } // namespace frcnn

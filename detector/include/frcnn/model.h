@@ -82,4 +82,11 @@ private:
 
 TORCH_MODULE(FasterRCNN);
 
+// The model preset whose parameters a state dict holds, told from its key names and a few shapes:
+// "fasterrcnn_resnet50_fpn", "fasterrcnn_resnet50_fpn_v2", "fasterrcnn_mobilenet_v3_large_fpn" or
+// "tiny". The two MobileNetV3 models have the same parameters (they differ in input size and
+// proposal counts only), so their weights give "fasterrcnn_mobilenet_v3_large_fpn". Throws
+// frcnn::Error describing the keys when they fit none of the presets.
+std::string detect_arch(const StateDict &state_dict);
+
 } // namespace frcnn

@@ -1,0 +1,411 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// fasterrcnn_resnet50_fpn_v2 and the two MobileNetV3-Large FPN models against torchvision's
+// (tests/reference/presets_reference.py), each with seeded random weights: the same state-dict
+// keys and shapes, the same trainable parameters, the same proposals and detections on real photos
+// at two input sizes (labels in the same order, boxes within 0.01 px, scores within 1e-4), the
+// same training losses and gradients; the architecture told from a checkpoint's keys; weights
+// in torch.save's legacy format.
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+#include <set>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "common.h"
+#include "frcnn/checkpoint.h"
+#include "frcnn/error.h"
+#include "frcnn/model.h"
+#include "frcnn/weights.h"
+
+using nlohmann::json;
+using namespace frcnn;
+
+namespace {
+
+constexpr double kBoxTolerance = 0.01; // pixels
+constexpr double kScoreTolerance = 1e-4;
+// A fresh process gives boxes that differ in the last bits (see test_parity.cpp).
+constexpr double kFreshProcessBoxTolerance = 0.5;
+
+const json &reference()
+{
+	static json ref = json::parse(test::read_file(test::fixtures("expected.json")));
+	return ref;
+}
+
+const json &preset_reference(const std::string &name)
+{
+	for (const auto &p : reference()["presets"])
+		if (p["name"] == name)
+			return p;
+	throw std::runtime_error("no reference for preset " + name);
+}
+
+const std::vector<std::string> kPresets{"fasterrcnn_resnet50_fpn_v2", "fasterrcnn_mobilenet_v3_large_fpn",
+					"fasterrcnn_mobilenet_v3_large_320_fpn"};
+
+torch::Tensor rows(const json &j, int64_t columns)
+{
+	std::vector<float> flat;
+	for (const auto &r : j)
+		for (const auto &v : r)
+			flat.push_back(v.get<float>());
+	return torch::tensor(flat).reshape({-1, columns});
+}
+
+torch::Tensor load_photo(const std::string &photo)
+{
+	const json &p = reference()["photos"][photo];
+	const int64_t h = p["height"], w = p["width"];
+	std::string bytes = test::read_file(p["file"].get<std::string>());
+	if ((int64_t)bytes.size() != h * w * 3)
+		throw std::runtime_error("unexpected size of " + p["file"].get<std::string>());
+	auto hwc = torch::from_blob(bytes.data(), {h, w, 3}, torch::kUInt8).clone();
+	return hwc.permute({2, 0, 1}).to(torch::kFloat32) / 255;
+}
+
+// One model per preset with the reference weights, shared by the eval-mode tests.
+FasterRCNN &eval_model(const std::string &name)
+{
+	static std::map<std::string, FasterRCNN> models;
+	auto it = models.find(name);
+	if (it == models.end()) {
+		ModelConfig config = model_preset(name);
+		config.box_score_thresh = 0.0;
+		config.rpn_post_nms_top_n_test = preset_reference(name)["rpn_post_nms_top_n_test"];
+		FasterRCNN model(config);
+		model->load_state_dict(read_checkpoint(preset_reference(name)["weights"]));
+		it = models.emplace(name, model).first;
+	}
+	return it->second;
+}
+
+void expect_detections_match(const Detections &d, const json &image, double box_tolerance)
+{
+	const auto expected_boxes = rows(image["boxes"], 4);
+	std::vector<int64_t> expected_labels = image["labels"];
+	std::vector<float> expected_scores = image["scores"];
+	ASSERT_EQ(expected_labels.size(), 100u) << "the reference should give 100 detections to compare";
+	ASSERT_EQ(d.boxes.size(0), (int64_t)expected_labels.size());
+	auto labels = d.labels.contiguous();
+	for (size_t i = 0; i < expected_labels.size(); i++)
+		ASSERT_EQ(labels[i].item<int64_t>(), expected_labels[i]) << "label of detection " << i;
+	EXPECT_LE((d.boxes - expected_boxes).abs().max().item<double>(), box_tolerance);
+	EXPECT_LE((d.scores - torch::tensor(expected_scores)).abs().max().item<double>(), kScoreTolerance);
+}
+
+double relative_error(const torch::Tensor &a, const torch::Tensor &b)
+{
+	return ((a - b).norm() / b.norm().clamp_min(1e-12)).item<double>();
+}
+
+std::string run_command(const std::string &cmd, int &status)
+{
+	std::unique_ptr<FILE, int (*)(FILE *)> pipe(popen(cmd.c_str(), "r"), pclose);
+	if (!pipe)
+		throw std::runtime_error("cannot run " + cmd);
+	std::string out;
+	char buf[65536];
+	size_t n;
+	while ((n = fread(buf, 1, sizeof buf, pipe.get())) > 0)
+		out.append(buf, n);
+	status = pclose(pipe.release());
+	return out;
+}
+
+} // namespace
+
+// --- presets ----------------------------------------------------------------------------------
+
+TEST(Presets, NamesAliasesAndSettingsAreTorchvisions)
+{
+	auto names = model_preset_names();
+	for (const auto &name : kPresets) {
+		EXPECT_NE(std::find(names.begin(), names.end(), name), names.end()) << name;
+		// The short alias names the same model.
+		EXPECT_EQ(model_preset(name.substr(std::string("fasterrcnn_").size())).arch, name);
+	}
+	const ModelConfig v2 = model_preset("resnet50_fpn_v2");
+	EXPECT_EQ(v2.norm, "batch_norm");
+	EXPECT_EQ(v2.box_head, "conv_fc");
+	EXPECT_EQ(v2.rpn_conv_depth, 2);
+	EXPECT_EQ(v2.min_size, 800);
+	const ModelConfig m = model_preset("mobilenet_v3_large_fpn");
+	EXPECT_EQ(m.backbone, "mobilenet_v3_large");
+	EXPECT_EQ(m.norm, "frozen_bn");
+	EXPECT_EQ(m.frozen_bn_eps, 1e-5);
+	EXPECT_EQ(m.anchor_sizes.size(), 3u);
+	EXPECT_EQ(m.rpn_score_thresh, 0.05);
+	EXPECT_EQ(m.min_size, 800);
+	EXPECT_EQ(m.rpn_post_nms_top_n_test, 1000);
+	const ModelConfig m320 = model_preset("mobilenet_v3_large_320_fpn");
+	EXPECT_EQ(m320.min_size, 320);
+	EXPECT_EQ(m320.max_size, 640);
+	EXPECT_EQ(m320.rpn_pre_nms_top_n_test, 150);
+	EXPECT_EQ(m320.rpn_post_nms_top_n_test, 150);
+	EXPECT_EQ(m320.rpn_score_thresh, 0.05);
+	try {
+		model_preset("mobilenet_v3_small_fpn");
+		FAIL() << "an unknown model was accepted";
+	} catch (const Error &e) {
+		EXPECT_NE(std::string(e.what()).find("fasterrcnn_mobilenet_v3_large_320_fpn"), std::string::npos)
+			<< e.what();
+	}
+}
+
+TEST(Presets, EveryWeightsPresetNamesAModel)
+{
+	for (const auto &w : weights_presets()) {
+		SCOPED_TRACE(w.name);
+		EXPECT_EQ(model_preset(w.arch).arch, w.arch);
+	}
+	EXPECT_EQ(find_weights_preset("coco-v2")->arch, "fasterrcnn_resnet50_fpn_v2");
+	EXPECT_EQ(find_weights_preset("coco-mobilenet")->arch, "fasterrcnn_mobilenet_v3_large_fpn");
+	EXPECT_EQ(find_weights_preset("coco-mobilenet-320")->arch, "fasterrcnn_mobilenet_v3_large_320_fpn");
+}
+
+TEST(Presets, BadSettingsAreRefused)
+{
+	ModelConfig c = model_preset("tiny");
+	c.norm = "group_norm";
+	EXPECT_THROW(FasterRCNN{c}, Error);
+	c = model_preset("tiny");
+	c.box_head = "three_mlp";
+	EXPECT_THROW(FasterRCNN{c}, Error);
+	c = model_preset("tiny");
+	c.backbone = "vgg16";
+	EXPECT_THROW(FasterRCNN{c}, Error);
+	c = model_preset("mobilenet_v3_large_320_fpn");
+	c.trainable_backbone_layers = 7;
+	EXPECT_THROW(FasterRCNN{c}, Error);
+}
+
+// --- per preset ---------------------------------------------------------------------------------
+
+class PresetTest : public ::testing::TestWithParam<std::string> {
+protected:
+	void SetUp() override { torch::set_num_threads(2); }
+};
+
+TEST_P(PresetTest, StateDictKeysAndShapesAreTorchvisions)
+{
+	const json &ref = preset_reference(GetParam());
+	const StateDict ours = eval_model(GetParam())->state_dict();
+	ASSERT_EQ(ours.size(), ref["keys"].size());
+	for (size_t i = 0; i < ours.size(); i++) {
+		ASSERT_EQ(ours[i].first, ref["keys"][i][0].get<std::string>()) << "key " << i;
+		EXPECT_EQ(ours[i].second.sizes().vec(), ref["keys"][i][1].get<std::vector<int64_t>>()) << ours[i].first;
+	}
+}
+
+TEST_P(PresetTest, TrainableParametersAreTorchvisions)
+{
+	FasterRCNN model(model_preset(GetParam()));
+	std::set<std::string> ours, expected;
+	for (const auto &p : model->named_parameters())
+		if (p.value().requires_grad())
+			ours.insert(p.key());
+	for (const auto &k : preset_reference(GetParam())["trainable"])
+		expected.insert(k.get<std::string>());
+	EXPECT_EQ(ours, expected);
+}
+
+TEST_P(PresetTest, ProposalsAndDetectionsMatchTorchvision)
+{
+	FasterRCNN &model = eval_model(GetParam());
+	for (const auto &c : preset_reference(GetParam())["cases"]) {
+		SCOPED_TRACE(c["name"].get<std::string>());
+		model->set_image_size(c["min_size"], c["max_size"]);
+		std::vector<torch::Tensor> images;
+		for (const auto &image : c["images"])
+			images.push_back(load_photo(image["photo"]));
+		ForwardResult result;
+		{
+			torch::NoGradGuard no_grad;
+			result = model->run(images);
+		}
+		ASSERT_EQ(result.detections.size(), images.size());
+		for (size_t i = 0; i < images.size(); i++) {
+			const json &image = c["images"][i];
+			SCOPED_TRACE(image["photo"].get<std::string>());
+			auto expected_proposals = rows(image["proposals"], 4);
+			ASSERT_EQ(result.proposals[i].size(0), expected_proposals.size(0)) << "number of proposals";
+			EXPECT_LE((result.proposals[i] - expected_proposals).abs().max().item<double>(), kBoxTolerance);
+			expect_detections_match(result.detections[i], image, kBoxTolerance);
+		}
+	}
+}
+
+TEST_P(PresetTest, TrainingLossesAndGradientsMatchTorchvision)
+{
+	const json &ref = preset_reference(GetParam());
+	const json &t = ref["training"];
+	ModelConfig config = model_preset(GetParam());
+	config.min_size = t["min_size"];
+	config.max_size = t["max_size"];
+	config.rpn_batch_size_per_image = t["keep_all"];
+	config.box_batch_size_per_image = t["keep_all"];
+	config.rpn_post_nms_top_n_train = t["post_nms_top_n"];
+	FasterRCNN model(config);
+	model->load_state_dict(read_checkpoint(ref["weights"]));
+	model->train();
+	std::vector<torch::Tensor> images;
+	std::vector<Target> targets;
+	for (const auto &image : t["images"]) {
+		images.push_back(load_photo(image["photo"]));
+		targets.push_back({rows(image["boxes"], 4), torch::tensor(image["labels"].get<std::vector<int64_t>>())});
+	}
+	auto result = model->run(images, &targets);
+	ASSERT_EQ(result.losses.size(), 4u);
+	torch::Tensor total = torch::zeros({});
+	for (const auto &[name, expected] : t["losses"].items()) {
+		ASSERT_TRUE(result.losses.count(name)) << name;
+		EXPECT_NEAR(result.losses[name].item<double>(), expected.get<double>(),
+			    1e-4 * std::abs(expected.get<double>()))
+			<< name;
+		total = total + result.losses[name];
+	}
+	total.backward();
+	std::map<std::string, torch::Tensor> params;
+	for (auto &p : model->named_parameters())
+		params[p.key()] = p.value();
+	for (const auto &[name, g] : t["gradients"].items()) {
+		ASSERT_TRUE(params.count(name)) << name;
+		ASSERT_TRUE(params[name].grad().defined()) << name << " got no gradient";
+		std::string bytes = test::read_file(g["file"]);
+		auto expected = torch::from_blob(bytes.data(), g["shape"].get<std::vector<int64_t>>(), torch::kFloat32);
+		EXPECT_LE(relative_error(params[name].grad(), expected), 1e-3) << name;
+	}
+}
+
+TEST_P(PresetTest, ArchitectureIsToldFromTheWeights)
+{
+	const std::string expected = GetParam() == "fasterrcnn_mobilenet_v3_large_320_fpn"
+					     ? "fasterrcnn_mobilenet_v3_large_fpn" // same parameters
+					     : GetParam();
+	EXPECT_EQ(detect_arch(read_checkpoint(preset_reference(GetParam())["weights"]).tensors), expected);
+}
+
+INSTANTIATE_TEST_SUITE_P(Torchvision, PresetTest, ::testing::ValuesIn(kPresets),
+			 [](const ::testing::TestParamInfo<std::string> &info) { return info.param; });
+
+// --- architecture detection -----------------------------------------------------------------------
+
+TEST(DetectArch, KnowsTheOtherPresets)
+{
+	EXPECT_EQ(detect_arch(FasterRCNN(model_preset("fasterrcnn_resnet50_fpn"))->state_dict()),
+		  "fasterrcnn_resnet50_fpn");
+	EXPECT_EQ(detect_arch(FasterRCNN(model_preset("tiny"))->state_dict()), "tiny");
+}
+
+TEST(DetectArch, KeysThatFitNoPresetAreDescribed)
+{
+	auto expect_error = [](const StateDict &sd, const std::string &part) {
+		try {
+			detect_arch(sd);
+			ADD_FAILURE() << "no error; expected one mentioning '" << part << "'";
+		} catch (const Error &e) {
+			const std::string msg = e.what();
+			EXPECT_NE(msg.find("cannot tell"), std::string::npos) << msg;
+			EXPECT_NE(msg.find(part), std::string::npos) << msg;
+		}
+	};
+	expect_error({}, "0 tensors");
+	expect_error({{"features.0.weight", torch::zeros({2})}, {"classifier.1.bias", torch::zeros({2})}},
+		     "classifier.1, features.0");
+
+	// A ResNet whose layer3 lacks its last block: not ResNet-50.
+	StateDict resnet;
+	for (auto &entry : FasterRCNN(model_preset("tiny"))->state_dict())
+		if (entry.first.rfind("backbone.body.layer3.1.", 0) != 0)
+			resnet.push_back(entry);
+	expect_error(resnet, "BasicBlock blocks [2, 2, 1, 2]");
+
+	// MobileNetV3 without its last layer.
+	StateDict mobilenet;
+	for (auto &entry :
+	     read_checkpoint(preset_reference("fasterrcnn_mobilenet_v3_large_fpn")["weights"]).tensors)
+		if (entry.first.rfind("backbone.body.16.", 0) != 0)
+			mobilenet.push_back(entry);
+	expect_error(mobilenet, "not MobileNetV3-Large");
+}
+
+// --- checkpoint formats ---------------------------------------------------------------------------
+
+TEST(Checkpoints, LegacyFormatLoadsTheSameWeights)
+{
+	const json &ref = preset_reference("fasterrcnn_mobilenet_v3_large_320_fpn");
+	ASSERT_TRUE(ref.contains("legacy_weights"));
+	const Checkpoint legacy = read_checkpoint(ref["legacy_weights"]);
+	EXPECT_EQ(detect_arch(legacy.tensors), "fasterrcnn_mobilenet_v3_large_fpn");
+	FasterRCNN model(model_preset("fasterrcnn_mobilenet_v3_large_320_fpn"));
+	model->load_state_dict(legacy);
+	const StateDict expected = eval_model("fasterrcnn_mobilenet_v3_large_320_fpn")->state_dict();
+	const StateDict got = model->state_dict();
+	ASSERT_EQ(got.size(), expected.size());
+	for (size_t i = 0; i < got.size(); i++) {
+		ASSERT_EQ(got[i].first, expected[i].first);
+		EXPECT_TRUE(torch::equal(got[i].second, expected[i].second)) << got[i].first;
+	}
+}
+
+TEST(Checkpoints, WeightsOfOneModelDoNotLoadIntoAnother)
+{
+	const Checkpoint v2 = read_checkpoint(preset_reference("fasterrcnn_resnet50_fpn_v2")["weights"]);
+	FasterRCNN v1(model_preset("fasterrcnn_resnet50_fpn"));
+	try {
+		v1->load_state_dict(v2);
+		FAIL() << "v2 weights loaded into v1";
+	} catch (const Error &e) {
+		const std::string msg = e.what();
+		EXPECT_NE(msg.find("do not fit model 'fasterrcnn_resnet50_fpn'"), std::string::npos) << msg;
+		EXPECT_NE(msg.find("unexpected: backbone.fpn.inner_blocks.0.1.weight"), std::string::npos) << msg;
+	}
+}
+
+// --- command line -----------------------------------------------------------------------------------
+
+// frcnn-detect without --arch tells the model from the weights file.
+TEST(FrcnnDetect, TellsTheModelFromTheWeights)
+{
+	const json &ref = preset_reference("fasterrcnn_mobilenet_v3_large_fpn");
+	const json &c = ref["cases"][1];
+	const json &image = c["images"][0];
+	const std::string photo = "/usr/lib/python3/dist-packages/skimage/data/" + image["photo"].get<std::string>();
+	ASSERT_TRUE(std::filesystem::exists(photo)) << photo;
+	const std::string cmd = test::env("FRCNN_BUILD_ROOT") + "/detector/tools/frcnn-detect --weights " +
+				ref["weights"].get<std::string>() + " --min-size " +
+				std::to_string(c["min_size"].get<int>()) + " --max-size " +
+				std::to_string(c["max_size"].get<int>()) + " --score-threshold 0 " + photo;
+	int status = 0;
+	const std::string out = run_command(cmd, status);
+	ASSERT_EQ(status, 0) << cmd;
+	json line = json::parse(out);
+	std::vector<float> boxes, scores;
+	std::vector<int64_t> labels;
+	for (const auto &det : line["detections"]) {
+		for (const auto &v : det["box"])
+			boxes.push_back(v.get<float>());
+		labels.push_back(det["label"]);
+		scores.push_back(det["score"]);
+	}
+	Detections d{torch::tensor(boxes).reshape({-1, 4}), torch::tensor(labels), torch::tensor(scores)};
+	expect_detections_match(d, image, kFreshProcessBoxTolerance);
+}
+
+TEST(FrcnnDetect, WeightsOfNoKnownModelGiveAOneLineError)
+{
+	const std::string path = test::fixtures("unknown_model.pth");
+	write_checkpoint(path, StateDict{{"encoder.layer.0.weight", torch::zeros({4, 4})}});
+	const std::string cmd = test::env("FRCNN_BUILD_ROOT") + "/detector/tools/frcnn-detect --weights " + path +
+				" /usr/lib/python3/dist-packages/skimage/data/chelsea.png 2>&1 >/dev/null";
+	int status = 0;
+	const std::string err = run_command(cmd, status);
+	EXPECT_NE(status, 0);
+	EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
+	EXPECT_NE(err.find("cannot tell which model"), std::string::npos) << err;
+	EXPECT_NE(err.find("encoder.layer.0.weight"), std::string::npos) << err;
+}
