@@ -19,7 +19,7 @@ model="$root/tests/data/shapes-tiny.pth"
 labels="$root/tests/data/shapes.labels"
 start=$(date +%s.%N)
 gst-launch-1.0 -q \
-	frcnnshapesrc seed="$seed" num-buffers="$frames" ground-truth="$out/ground-truth.jsonl" \
+	frcnnshapesrc seed="$seed" scene-frames=20 num-buffers="$frames" ground-truth="$out/ground-truth.jsonl" \
 	! video/x-raw,format=RGB,width=320,height=240,framerate=25/1 \
 	! frcnndetect model=tiny weights="$model" labels="$labels" min-size=240 max-size=320 threshold="${DEMO_THRESHOLD:-0.5}" \
 	! frcnnoverlay \

@@ -38,7 +38,9 @@ def main():
             entry = json.loads(line)
             ok = entry.get("result") in ("OK", "EXPECTEDFAIL")
             skipped = entry.get("result") == "SKIP"
-            report = os.path.join(build_dir, entry["name"] + ".xml")
+            # meson names a test "project:suite / name"; GoogleTest wrote "name.xml".
+            short = entry["name"].split(" / ")[-1]
+            report = os.path.join(build_dir, short + ".xml")
             if entry.get("protocol", "") == "gtest" or os.path.exists(report):
                 p = f_ = 0
                 if os.path.exists(report) and os.path.getmtime(report) >= os.path.getmtime(log) - 24 * 3600:
