@@ -12,8 +12,9 @@ Then the tiny preset's frames per second on 640x480 frames, and its resident mem
 after 2000 frames. --sweep adds batch 2 and input sizes 320 and 640 (for the plot); --experiments
 adds an operator profile and the channels-last memory format in both programs.
 
-Usage: bench.py --build DIR [--rounds N] [--threads N] [--sweep] [--experiments]
-                [--results FILE] [--plot PNG]
+Usage: bench.py --build DIR [--rounds N] [--threads N] [--sweep | --cases A,B] [--experiments]
+                [--pipeline] [--no-compare] [--no-tiny] [--quick] [--results FILE] [--plot PNG]
+       bench.py --plot-from RESULTS... --plot PNG
 """
 import argparse
 import json
@@ -70,7 +71,8 @@ def summarize(runs):
         s["stages_ms_p50"] = {k: median_of(runs, "stages_ms_p50", k) for k in runs[0]["stages_ms_p50"]}
     s["fps_runs"] = [r["fps"] for r in runs]
     s["detections_first_batch"] = runs[0]["detections_first_batch"]
-    s["staged_vs_forward"] = runs[0]["staged_vs_forward"]
+    s["staged_vs_forward"] = runs[0]["staged_vs_forward"] if runs[0]["staged_vs_forward"] is not None else next(
+        (r["staged_vs_forward"] for r in runs if r["staged_vs_forward"] is not None), None)
     return s
 
 
@@ -110,7 +112,10 @@ def compare(case, bench, weights, frames_dir, args, env, extra_cpp=(), extra_tv=
         if r % 2:
             order.reverse()
         for name, cmd in order:
-            runs[name].append(run_json(cmd + (["--detections", det[name]] if r == 0 else []), env))
+            # The first round checks (stage by stage against forward(), and the detections);
+            # the others only time.
+            extra = ["--detections", det[name]] if r == 0 else ["--no-check"]
+            runs[name].append(run_json(cmd + extra, env))
     result = {"case": case, "libfrcnn": summarize(runs["libfrcnn"]), "torchvision": summarize(runs["torchvision"]),
               "loadavg_end": os.getloadavg(), "runs": runs}
     result["ratio_fps"] = result["libfrcnn"]["fps"] / result["torchvision"]["fps"]
@@ -177,6 +182,41 @@ def pipeline_vs_bench(bench, build, args, env, tmp):
     return result
 
 
+def ab_channels_last(bench, weights, args, env):
+    """frcnn-bench as it is against frcnn-bench --channels-last, alternating, batch 1 at 480."""
+    cmd = [bench, "--arch", ARCH, "--weights", weights, "--min-size", "480", "--threads", str(args.threads),
+           "--warmup", "1", "--frames", "5", "--json", VIDEO]
+    runs = {"nchw": [], "channels_last": []}
+    for r in range(max(2, args.rounds // 2 + 1)):
+        order = [("nchw", cmd), ("channels_last", cmd + ["--channels-last"])]
+        if r % 2:
+            order.reverse()
+        for name, c in order:
+            runs[name].append(run_json(c + (["--no-check"] if r else []), env))
+    result = {k: summarize(v) for k, v in runs.items()}
+    result["ratio_fps"] = result["channels_last"]["fps"] / result["nchw"]["fps"]
+    log(f"  channels-last / NCHW: {result['ratio_fps']:.3f}")
+    return result
+
+
+def ab_wait_policy(bench, args, env):
+    """The tiny preset with OpenMP's default wait policy against OMP_WAIT_POLICY=PASSIVE, alternating."""
+    cmd = [bench, "--arch", "tiny", "--seed", "1", "--resize", "640x480", "--threads", str(args.threads),
+           "--warmup", "3", "--frames", "20", "--json", VIDEO]
+    default_env = {k: v for k, v in env.items() if k != "OMP_WAIT_POLICY"}
+    runs = {"default": [], "PASSIVE": []}
+    for r in range(3):
+        order = [("default", default_env), ("PASSIVE", dict(env, OMP_WAIT_POLICY="PASSIVE"))]
+        if r % 2:
+            order.reverse()
+        for name, e in order:
+            runs[name].append(run_json(cmd, e))
+    result = {k: summarize(v) for k, v in runs.items()}
+    result["ratio_fps"] = result["PASSIVE"]["fps"] / result["default"]["fps"]
+    log(f"  PASSIVE / default: {result['ratio_fps']:.3f}")
+    return result
+
+
 def print_table(results):
     m = results["machine"]
     print(f"\nMachine: {m['cpu']}, {m['nproc']} CPUs; load average at start "
@@ -197,6 +237,19 @@ def print_table(results):
               f"{100 * d['matched_within_0.5px']:.1f}%")
     for name, t in results.get("tiny", {}).items():
         print(f"tiny 640x480 ({name}): {t['fps']:.2f} fps (runs {t['fps_runs']}), latency p50 {t['latency_p50_ms']:.1f} ms")
+    ab = results.get("channels_last_ab")
+    if ab:
+        print(f"libfrcnn batch 1, 480px: NCHW {ab['nchw']['fps']:.3f} fps, channels-last {ab['channels_last']['fps']:.3f} "
+              f"fps; ratio {ab['ratio_fps']:.3f}")
+    prof = results.get("profile")
+    if prof:
+        ops = prof["libfrcnn"]["op_profile_ms"]
+        print(f"libfrcnn operator profile, one batch of {ops['batch_ms']:.0f} ms: " +
+              ", ".join(f"{k} {v:.0f}" for k, v in list(ops["top_operators"].items())[:6]))
+    wp = results.get("wait_policy_ab")
+    if wp:
+        print(f"tiny 640x480, OpenMP wait policy: default {wp['default']['fps']:.2f} fps, PASSIVE "
+              f"{wp['PASSIVE']['fps']:.2f} fps; ratio {wp['ratio_fps']:.2f}")
     pipe = results.get("pipeline")
     if pipe:
         print(f"tiny, filesrc ! decodebin ! frcnndetect ! fakesink: {pipe['pipeline_fps']:.2f} fps; frcnn-bench "
@@ -229,7 +282,11 @@ def plot(results, path):
         ax.set_xticks(xs)
         ax.set_xlabel(xlabel)
         ax.set_ylabel("frames per second (median)")
-        ax.set_ylim(bottom=0)
+        top = max(data[x][impl]["fps"] for x in xs for impl in ("libfrcnn", "torchvision"))
+        ax.set_ylim(0, top * 1.2)
+        for x in xs:
+            ax.annotate(f"x{data[x]['ratio_fps']:.2f}", (x, data[x]["libfrcnn"]["fps"]), textcoords="offset points",
+                        xytext=(0, 8), ha="center", fontsize=8)
         ax.grid(alpha=0.3)
         ax.legend()
     m = results["machine"]
@@ -241,10 +298,13 @@ def plot(results, path):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--build", required=True, help="meson build directory holding frcnn-bench")
+    p.add_argument("--build", help="meson build directory holding frcnn-bench")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--sweep", action="store_true", help="also batch 2 and min_size 320 and 640")
+    p.add_argument("--cases", help="comma-separated cases to compare (batch1, batch4, batch2, size320, size640)")
+    p.add_argument("--plot-from", nargs="+", metavar="RESULTS",
+                   help="draw --plot from these results files (of earlier runs) and exit")
     p.add_argument("--experiments", action="store_true", help="also operator profile and channels-last")
     p.add_argument("--quick", action="store_true", help="few frames per run (checks that the driver works)")
     p.add_argument("--no-tiny", action="store_true")
@@ -254,7 +314,20 @@ def main():
     p.add_argument("--results", help="write every run and the medians to this JSON file")
     p.add_argument("--plot", help="draw throughput vs batch size and input size into this PNG")
     args = p.parse_args()
+    if args.plot_from:
+        merged = None
+        for path in args.plot_from:
+            with open(path) as f:
+                r = json.load(f)
+            if merged is None:
+                merged = r
+            else:
+                merged["comparisons"] += r["comparisons"]
+        plot(merged, args.plot)
+        return
 
+    if not args.build:
+        sys.exit("bench.py: --build DIR is needed")
     bench = os.path.join(args.build, "detector", "tools", "frcnn-bench")
     if not os.access(bench, os.X_OK):
         sys.exit(f"bench.py: {bench} not found: build it first (ninja -C {args.build} detector/tools/frcnn-bench)")
@@ -262,13 +335,15 @@ def main():
     results = {"machine": machine(), "threads": args.threads, "comparisons": []}
     started = time.time()
 
-    cases = [dict(name="batch1", batch=1, min_size=480, warmup=1, frames=6, rounds=args.rounds),
-             dict(name="batch4", batch=4, min_size=480, warmup=1, frames=8, rounds=args.rounds)]
-    if args.sweep:
-        r = max(2, args.rounds // 2 + 1)
-        cases += [dict(name="batch2", batch=2, min_size=480, warmup=1, frames=6, rounds=r),
-                  dict(name="size320", batch=1, min_size=320, warmup=1, frames=6, rounds=r),
-                  dict(name="size640", batch=1, min_size=640, warmup=1, frames=4, rounds=r)]
+    known = {"batch1": dict(batch=1, min_size=480, frames=5), "batch4": dict(batch=4, min_size=480, frames=8),
+             "batch2": dict(batch=2, min_size=480, frames=6), "size320": dict(batch=1, min_size=320, frames=6),
+             "size640": dict(batch=1, min_size=640, frames=4)}
+    names = args.cases.split(",") if args.cases else ["batch1", "batch4"] + (
+        ["batch2", "size320", "size640"] if args.sweep else [])
+    for n in names:
+        if n not in known:
+            sys.exit(f"bench.py: unknown case {n!r} (known: {', '.join(known)})")
+    cases = [dict(name=n, warmup=1, rounds=args.rounds, **known[n]) for n in names]
 
     if args.quick:
         for c in cases:
@@ -279,7 +354,8 @@ def main():
         log("weights (seed 1, batch-norm statistics from the first frame) and frames:")
         subprocess.run([bench, "--arch", ARCH, "--seed", "1", "--min-size", "480", "--save-weights", weights,
                         VIDEO], check=True, env=env)
-        needed = max((c["warmup"] + -(-c["frames"] // c["batch"])) * c["batch"] for c in cases)
+        # Enough frames for every case (the experiments run 1 + 6 frames at batch 1).
+        needed = max([(c["warmup"] + -(-c["frames"] // c["batch"])) * c["batch"] for c in cases] + [8])
         subprocess.run([bench, "--dump-frames", frames_dir, "--batch", "1", "--warmup", "0", "--frames",
                         str(needed), VIDEO], check=True, env=env)
 
@@ -298,6 +374,8 @@ def main():
             c = compare(case, bench, weights, frames_dir, args, env, ["--channels-last"], ["--channels-last"])
             c["experiment"] = True
             results["comparisons"].append(c)
+            log("libfrcnn NCHW against libfrcnn channels-last:")
+            results["channels_last_ab"] = ab_channels_last(bench, weights, args, env)
             log("operator profiles:")
             common = ["--min-size", "480", "--threads", str(args.threads), "--warmup", "1", "--frames", "2",
                       "--profile", "--json"]
@@ -305,6 +383,10 @@ def main():
                 "libfrcnn": run_json([bench, "--arch", ARCH, "--weights", weights, *common, VIDEO], env),
                 "torchvision": run_json(["/usr/bin/python3", os.path.join(HERE, "reference", "bench_torchvision.py"),
                                          "--weights", weights, "--frames-dir", frames_dir, *common], env)}
+
+    if args.experiments and not args.no_tiny:
+        log("tiny preset, OpenMP wait policy:")
+        results["wait_policy_ab"] = ab_wait_policy(bench, args, env)
 
     if not args.no_tiny:
         log("tiny preset, 640x480 frames:")

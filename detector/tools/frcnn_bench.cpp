@@ -63,6 +63,8 @@ void usage(FILE *out)
 		     "  --resize WxH           resize the decoded frames to W x H first (not timed)\n"
 		     "  --channels-last        convolution weights and the input batch in channels-last\n"
 		     "                         memory format (an experiment: the model itself runs NCHW)\n"
+		     "  --no-check             skip the check, in the first warm-up batch, that the stages run\n"
+		     "                         one by one give what the model's forward() gives\n"
 		     "  --rss-at N,N,...       also report the resident set size after N timed frames\n"
 		     "  --profile              one extra pass timing each top-level ATen operator\n"
 		     "  --save-weights FILE    write the model's weights as a checkpoint (torch.load and\n"
@@ -83,6 +85,7 @@ struct BenchOptions {
 	int warmup = 2;
 	int frames = 20;
 	bool facade = false;
+	bool check = true;
 	bool channels_last = false;
 	bool profile = false;
 	int resize_width = 0, resize_height = 0;
@@ -472,6 +475,10 @@ BenchOptions parse(int argc, char **argv, bool &help)
 			o.channels_last = true;
 			continue;
 		}
+		if (arg == "--no-check") {
+			o.check = false;
+			continue;
+		}
 		if (arg.rfind("--", 0) == 0) {
 			std::string value;
 			auto eq = arg.find('=');
@@ -674,7 +681,7 @@ int main(int argc, char **argv)
 			frames.clear();
 			for (int i = 0; i < o.batch; i++)
 				frames.push_back(source->next());
-			if (b == 0 && staged && o.warmup > 0) {
+			if (b == 0 && staged && o.warmup > 0 && o.check) {
 				// The parts run one by one must give what the model's forward() gives.
 				auto a = staged->run(frames, nullptr);
 				staged_check = compare_detections(a, staged->forward(frames));
