@@ -260,6 +260,35 @@ def print_table(results):
               f"{mem['frames_last']} frames {mem['rss_last']:.1f} MiB ({100 * (mem['rss_last'] / mem['rss_first'] - 1):+.2f}%)")
 
 
+def markdown(results):
+    """The tables of docs/performance.md, from merged results."""
+    lines = ["| case | libfrcnn fps | torchvision fps | ratio | latency p50 / p95, ms (libfrcnn) | "
+             "latency p50 / p95, ms (torchvision) | GFLOP/frame | GFLOP/s libfrcnn / torchvision | "
+             "peak RSS MiB libfrcnn / torchvision | rounds | detections found by both |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for c in results["comparisons"]:
+        a, b, case = c["libfrcnn"], c["torchvision"], c["case"]
+        label = f"batch {case['batch']}, min_size {case['min_size']}" + (", channels-last" if c.get("experiment") else "")
+        d = c.get("detections", {})
+        lines.append(f"| {label} | {a['fps']:.3f} | {b['fps']:.3f} | **{c['ratio_fps']:.2f}** | "
+                     f"{a['latency_p50_ms']:.0f} / {a['latency_p95_ms']:.0f} | {b['latency_p50_ms']:.0f} / "
+                     f"{b['latency_p95_ms']:.0f} | {a.get('gflops_per_frame', 0):.1f} | {a.get('gflops_per_s', 0):.1f} / "
+                     f"{b.get('gflops_per_s') or 0:.1f} | {a['peak_rss_mb']:.0f} / {b['peak_rss_mb']:.0f} | "
+                     f"{case['rounds']} | {100 * d.get('matched_within_0.5px', float('nan')):.0f}% |")
+    lines += ["", "| case | implementation | " + " | ".join(STAGE_NAMES) + " |",
+              "|---|---|" + "---|" * len(STAGE_NAMES)]
+    for c in results["comparisons"]:
+        for impl in ("libfrcnn", "torchvision"):
+            st = c[impl].get("stages_ms_p50") or {}
+            lines.append(f"| batch {c['case']['batch']}, {c['case']['min_size']}"
+                         f"{', CL' if c.get('experiment') else ''} | {impl} | " +
+                         " | ".join(f"{st.get(k, 0):.0f}" for k in STAGE_NAMES) + " |")
+    return "\n".join(lines)
+
+
+STAGE_NAMES = ["transform", "backbone_fpn", "rpn", "roi_heads", "postprocess"]
+
+
 def plot(results, path):
     import matplotlib
     matplotlib.use("Agg")
@@ -304,7 +333,8 @@ def main():
     p.add_argument("--sweep", action="store_true", help="also batch 2 and min_size 320 and 640")
     p.add_argument("--cases", help="comma-separated cases to compare (batch1, batch4, batch2, size320, size640)")
     p.add_argument("--plot-from", nargs="+", metavar="RESULTS",
-                   help="draw --plot from these results files (of earlier runs) and exit")
+                   help="draw --plot from these results files (of earlier runs), print their tables in "
+                        "markdown, and exit")
     p.add_argument("--experiments", action="store_true", help="also operator profile and channels-last")
     p.add_argument("--quick", action="store_true", help="few frames per run (checks that the driver works)")
     p.add_argument("--no-tiny", action="store_true")
@@ -323,7 +353,9 @@ def main():
                 merged = r
             else:
                 merged["comparisons"] += r["comparisons"]
-        plot(merged, args.plot)
+        print(markdown(merged))
+        if args.plot:
+            plot(merged, args.plot)
         return
 
     if not args.build:
