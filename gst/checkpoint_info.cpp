@@ -2,17 +2,25 @@
 #include "checkpoint_info.h"
 
 #include "frcnn/checkpoint.h"
+#include "frcnn/error.h"
+#include "frcnn/model.h"
 
 namespace frcnn::gst {
 
-int checkpoint_num_classes(const std::string &path)
+CheckpointInfo checkpoint_info(const std::string &path)
 {
 	const Checkpoint checkpoint = read_checkpoint(path);
+	CheckpointInfo info;
 	for (const auto &[name, tensor] : checkpoint.tensors) {
 		if (name == "roi_heads.box_predictor.cls_score.weight" && tensor.dim() == 2)
-			return static_cast<int>(tensor.size(0));
+			info.num_classes = static_cast<int>(tensor.size(0));
 	}
-	return -1;
+	try {
+		info.arch = detect_arch(checkpoint.tensors);
+	} catch (const Error &) {
+		// Fits no preset: the model property decides, and loading says what does not fit.
+	}
+	return info;
 }
 
 } // namespace frcnn::gst

@@ -7,10 +7,16 @@
 
 namespace frcnn::gst {
 
-// Number of classes of the box predictor in the checkpoint (rows of
-// roi_heads.box_predictor.cls_score.weight), or -1 when the checkpoint has no such tensor.
+struct CheckpointInfo {
+	// Rows of roi_heads.box_predictor.cls_score.weight, or -1 when there is no such tensor.
+	int num_classes = -1;
+	// The model preset whose keys and shapes the checkpoint has (frcnn::detect_arch), or empty
+	// when it fits none.
+	std::string arch;
+};
+
 // Reads the whole file, so a file that is not a readable checkpoint is reported here: throws
 // frcnn::Error.
-int checkpoint_num_classes(const std::string &path);
+CheckpointInfo checkpoint_info(const std::string &path);
 
 } // namespace frcnn::gst

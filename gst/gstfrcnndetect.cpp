@@ -391,7 +391,8 @@ static void gst_frcnn_detect_class_init(GstFrcnnDetectClass *klass)
 		g_param_spec_string("model", "Model",
 				    "Architecture preset, e.g. fasterrcnn_resnet50_fpn or tiny (an "
 				    "unknown name fails and lists the known ones). A weights preset "
-				    "selects its own model",
+				    "selects its own model; left unset, the model is told from the "
+				    "weights file's keys",
 				    DEFAULT_PROP_MODEL, ready));
 	g_object_class_install_property(object_class, PROP_WEIGHTS,
 		g_param_spec_string("weights", "Weights",
@@ -751,7 +752,14 @@ static gboolean gst_frcnn_detect_open(GstFrcnnDetect *self)
 	int num_classes = static_cast<int>(settings.num_classes);
 	try {
 		/* Reading the file first tells an unreadable file from one that does not fit. */
-		int file_classes = frcnn::gst::checkpoint_num_classes(path);
+		const auto info = frcnn::gst::checkpoint_info(path);
+		const int file_classes = info.num_classes;
+		/* Without a model property or weights preset, the checkpoint's keys tell the model. */
+		if (!settings.model_set && !preset && !info.arch.empty() && info.arch != config.arch) {
+			GST_INFO_OBJECT(self, "weights '%s' are a %s checkpoint", path.c_str(),
+					info.arch.c_str());
+			config = frcnn::model_preset(info.arch);
+		}
 		if (num_classes == 0)
 			num_classes = file_classes > 0 ? file_classes
 					 : preset ? preset->num_classes : config.num_classes;

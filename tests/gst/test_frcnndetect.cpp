@@ -628,6 +628,28 @@ TEST(FrcnnDetect, LabelsFileNamesTheClasses)
 	expect_meta_equals(out.get(), frame.width(), frame.height(), only(all, { id }), labels);
 }
 
+TEST(FrcnnDetect, ModelIsToldFromTheWeightsWhenUnset)
+{
+	gst_test::init();
+	const std::string description = "frcnndetect weights=\"" + gst_test::weights4() +
+					"\" threshold=" + std::to_string(kThreshold) +
+					" min-size=" + std::to_string(kMinSize);
+	GError *error = nullptr;
+	GstElement *element = gst_parse_launch(description.c_str(), &error);
+	ASSERT_EQ(error, nullptr) << (error ? error->message : "");
+	gst_object_ref_sink(element);
+	HarnessPtr h(gst_harness_new_with_element(element, "sink", "src"));
+	gst_object_unref(element);
+
+	const Frame frame = make_frame(photo(320, 240), GST_VIDEO_FORMAT_RGB);
+	const std::vector<frcnn::Detection> expected = expected_for(frame);
+	ASSERT_FALSE(expected.empty());
+	gst_harness_set_src_caps(h.get(), frame.caps());
+	gst_test::BufferPtr out(gst_harness_push_and_pull(h.get(), frame.buffer(0)));
+	ASSERT_TRUE(out) << "a tiny checkpoint with model unset should run as the tiny model";
+	expect_meta_equals(out.get(), frame.width(), frame.height(), expected);
+}
+
 TEST(FrcnnDetect, DefaultLabelsOfA91ClassModelAreCoco)
 {
 	const Frame frame = make_frame(photo(320, 240), GST_VIDEO_FORMAT_RGB);
