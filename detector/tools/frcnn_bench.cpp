@@ -242,7 +242,8 @@ double op_flops(const std::string &name, c10::ArrayRef<const c10::IValue> in)
 		return 2.0 * x[0] * w[0] * out * w[1] * w[2] * w[3];
 	}
 	if ((name == "aten::addmm" && in.size() >= 3) || (name == "aten::mm" && in.size() >= 2)) {
-		const auto a = shape_of(in[name == "aten::addmm" ? 1 : 0]), b = shape_of(in[name == "aten::addmm" ? 2 : 1]);
+		const size_t first = name == "aten::addmm" ? 1 : 0; // addmm(bias, a, b)
+		const auto a = shape_of(in[first]), b = shape_of(in[first + 1]);
 		if (a.size() == 2 && b.size() == 2)
 			return 2.0 * a[0] * a[1] * b[1];
 	}
@@ -331,7 +332,8 @@ public:
 			if (child.key() == "backbone")
 				backbone_ = std::dynamic_pointer_cast<frcnn::detail::BackboneImpl>(child.value());
 			else if (child.key() == "rpn")
-				rpn_ = std::dynamic_pointer_cast<frcnn::detail::RegionProposalNetworkImpl>(child.value());
+				rpn_ = std::dynamic_pointer_cast<frcnn::detail::RegionProposalNetworkImpl>(
+					child.value());
 			else if (child.key() == "roi_heads")
 				roi_heads_ = std::dynamic_pointer_cast<frcnn::detail::RoIHeadsImpl>(child.value());
 		}
@@ -630,7 +632,8 @@ int main(int argc, char **argv)
 				char path[] = "/tmp/frcnn-bench-XXXXXX";
 				int fd = mkstemp(path);
 				if (fd < 0)
-					throw frcnn::Error(std::string("cannot create a temporary file: ") + std::strerror(errno));
+					throw frcnn::Error(std::string("cannot create a temporary file: ") +
+							   std::strerror(errno));
 				close(fd);
 				tmp_weights = path;
 				frcnn::write_checkpoint(tmp_weights, model->state_dict());
@@ -806,7 +809,8 @@ int main(int argc, char **argv)
 			if (!staged_check.is_null())
 				std::printf("  stage-by-stage run vs forward(): %s\n", staged_check.dump().c_str());
 		}
-		std::printf("  %.2f GFLOP per frame, %.1f GFLOP/s achieved\n", gflops_per_frame, gflops_per_frame * fps);
+		std::printf("  %.2f GFLOP per frame, %.1f GFLOP/s achieved\n", gflops_per_frame,
+			    gflops_per_frame * fps);
 		std::printf("  peak RSS %.1f MiB, RSS now %.1f MiB\n", peak_rss_mb(), current_rss_mb());
 		for (auto &[n, mb] : rss_at)
 			std::printf("  RSS after %lld frames: %.1f MiB\n", n, mb);
