@@ -257,7 +257,9 @@ def print_table(results):
     mem = results.get("memory")
     if mem:
         print(f"tiny RSS after {mem['frames_first']} frames {mem['rss_first']:.1f} MiB, after "
-              f"{mem['frames_last']} frames {mem['rss_last']:.1f} MiB ({100 * (mem['rss_last'] / mem['rss_first'] - 1):+.2f}%)")
+              f"{mem['frames_last']} frames {mem['rss_last']:.1f} MiB ({100 * (mem['rss_last'] / mem['rss_first'] - 1):+.2f}%); "
+              f"largest up to then {mem['rss_max_first']:.1f} and {mem['rss_max_last']:.1f} MiB "
+              f"({100 * (mem['rss_max_last'] / mem['rss_max_first'] - 1):+.2f}%)")
 
 
 def markdown(results):
@@ -434,7 +436,9 @@ def main():
                       f"{first},{last}", VIDEO], env)
         results["memory"] = {"frames_first": first, "frames_last": last,
                              "rss_first": m["rss_mb_after_frames"][str(first)],
-                             "rss_last": m["rss_mb_after_frames"][str(last)], "run": m}
+                             "rss_last": m["rss_mb_after_frames"][str(last)],
+                             "rss_max_first": m["rss_mb_max_up_to_frames"][str(first)],
+                             "rss_max_last": m["rss_mb_max_up_to_frames"][str(last)], "run": m}
 
     results["machine"]["loadavg_end"] = os.getloadavg()
     results["seconds"] = round(time.time() - started)

@@ -65,7 +65,8 @@ void usage(FILE *out)
 		     "                         memory format (an experiment: the model itself runs NCHW)\n"
 		     "  --no-check             skip the check, in the first warm-up batch, that the stages run\n"
 		     "                         one by one give what the model's forward() gives\n"
-		     "  --rss-at N,N,...       also report the resident set size after N timed frames\n"
+		     "  --rss-at N,N,...       also report the resident set size after N timed frames, and the\n"
+		     "                         largest seen up to then\n"
 		     "  --profile              one extra pass timing each top-level ATen operator\n"
 		     "  --save-weights FILE    write the model's weights as a checkpoint (torch.load and\n"
 		     "                         torchvision read it) and exit\n"
@@ -677,7 +678,8 @@ int main(int argc, char **argv)
 		std::vector<int> first_counts;
 		json first_detections = json::array();
 		json staged_check = nullptr;
-		std::map<long long, double> rss_at;
+		std::map<long long, double> rss_at, rss_max_at;
+		double rss_max = 0;
 		std::vector<cv::Mat> frames;
 		double timed_ms = 0;
 		for (int b = 0; b < o.warmup + timed_batches; b++) {
@@ -711,10 +713,18 @@ int main(int argc, char **argv)
 			timed_ms += ms;
 			for (size_t s = 0; s < kNumStages; s++)
 				stage_ms[s].push_back(stages[s]);
+			// RSS moves up and down by a few MiB as the allocator takes and returns memory:
+			// the largest value so far shows growth better than one sample.
 			const long long done = (long long)(b - o.warmup + 1) * o.batch;
-			for (long long n : o.rss_at)
-				if (done >= n && !rss_at.count(n))
-					rss_at[n] = current_rss_mb();
+			if (!o.rss_at.empty()) {
+				const double rss = current_rss_mb();
+				rss_max = std::max(rss_max, rss);
+				for (long long n : o.rss_at)
+					if (done >= n && !rss_at.count(n)) {
+						rss_at[n] = rss;
+						rss_max_at[n] = rss_max;
+					}
+			}
 		}
 
 		// An untimed pass over the last batch counting FLOPs (and timing operators).
@@ -770,6 +780,10 @@ int main(int argc, char **argv)
 		for (auto &[n, mb] : rss_at)
 			rss[std::to_string(n)] = round_to(mb, 1);
 		out["rss_mb_after_frames"] = rss;
+		json rss_max_json = json::object();
+		for (auto &[n, mb] : rss_max_at)
+			rss_max_json[std::to_string(n)] = round_to(mb, 1);
+		out["rss_mb_max_up_to_frames"] = rss_max_json;
 		out["gflops_per_frame"] = round_to(gflops_per_frame, 3);
 		out["gflops_per_s"] = round_to(gflops_per_frame * fps, 2);
 		out["flops_method"] = "convolutions and matrix products counted from their shapes on the last batch, "
@@ -813,7 +827,7 @@ int main(int argc, char **argv)
 			    gflops_per_frame * fps);
 		std::printf("  peak RSS %.1f MiB, RSS now %.1f MiB\n", peak_rss_mb(), current_rss_mb());
 		for (auto &[n, mb] : rss_at)
-			std::printf("  RSS after %lld frames: %.1f MiB\n", n, mb);
+			std::printf("  RSS after %lld frames: %.1f MiB (largest so far %.1f MiB)\n", n, mb, rss_max_at[n]);
 		if (o.profile) {
 			std::printf("  operators (ms in one batch of %.1f ms):\n", observed_ms);
 			for (auto &[name, ms] : out["op_profile_ms"]["top_operators"].items())
