@@ -418,7 +418,7 @@ def main():
                 "torchvision": run_json(["/usr/bin/python3", os.path.join(HERE, "reference", "bench_torchvision.py"),
                                          "--weights", weights, "--frames-dir", frames_dir, *common], env)}
 
-    if args.experiments and not args.no_tiny:
+    if args.experiments:
         log("tiny preset, OpenMP wait policy:")
         results["wait_policy_ab"] = ab_wait_policy(bench, args, env)
 
