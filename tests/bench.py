@@ -159,8 +159,9 @@ def pipeline_vs_bench(bench, build, args, env, tmp):
     gst_env = dict(env, GST_PLUGIN_PATH=os.path.join(build, "gst"),
                    GST_REGISTRY=os.path.join(tmp, "gst-registry.bin"))
     warmup = 5
+    # threshold: frcnn-bench's (the model's 0.05), not the element's default 0.5.
     description = (f"filesrc location={VIDEO} ! decodebin ! frcnndetect model=tiny weights={weights} "
-                   f"! fakesink name=sink sync=false")
+                   f"threshold=0.05 ! fakesink name=sink sync=false")
     runs = {"pipeline": [], "frcnn-bench": []}
     frames = None
     for r in range(max(2, args.rounds // 2 + 1)):
