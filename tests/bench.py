@@ -277,7 +277,7 @@ def markdown(results):
                      f"{a['latency_p50_ms']:.0f} / {a['latency_p95_ms']:.0f} | {b['latency_p50_ms']:.0f} / "
                      f"{b['latency_p95_ms']:.0f} | {a.get('gflops_per_frame', 0):.1f} | {a.get('gflops_per_s', 0):.1f} / "
                      f"{b.get('gflops_per_s') or 0:.1f} | {a['peak_rss_mb']:.0f} / {b['peak_rss_mb']:.0f} | "
-                     f"{case['rounds']} | {100 * d.get('matched_within_0.5px', float('nan')):.0f}% |")
+                     f"{case['rounds']} | {100 * d.get('matched_within_0.5px', float('nan')):.1f}% |")
     lines += ["", "| case | implementation | " + " | ".join(STAGE_NAMES) + " |",
               "|---|---|" + "---|" * len(STAGE_NAMES)]
     for c in results["comparisons"]:
