@@ -245,6 +245,7 @@ def main():
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "rss_mb": round(current_rss_mb(), 1),
         "rss_mb_after_frames": {},
+        "rss_mb_max_up_to_frames": {},
         "gflops_per_frame": round(gflops_per_frame, 3) if gflops_per_frame is not None else None,
         "gflops_per_s": round(gflops_per_frame * fps, 2) if gflops_per_frame is not None else None,
         "flops_method": "convolutions and matrix products counted from their shapes on the last batch, "
