@@ -17,6 +17,11 @@ DEB_PACKAGES := \
 
 .PHONY: all deps configure build test demo clean fuzz
 
+# nvcc's usual home, searched after the PATH: where a CUDA toolkit is installed the build
+# compiles the CUDA kernels (and links them when LibTorch has CUDA too).
+CUDA_HOME ?= /usr/local/cuda
+export PATH := $(PATH):$(CUDA_HOME)/bin
+
 all: build
 
 # Installs only what is missing, so a set-up machine does not need the network.

@@ -29,7 +29,12 @@ torch::Tensor FrozenBatchNorm2dImpl::forward(const torch::Tensor &x)
 		torch::NoGradGuard no_grad;
 		running_mean.copy_(x.mean({0, 2, 3}));
 		running_var.copy_(x.var({0, 2, 3}).clamp_min(1e-5));
+		unprepare();
 	}
+	if (folded_)
+		return x + shift_;
+	if (scale_.defined())
+		return x * scale_ + shift_;
 	// Same operations in the same order as torchvision.ops.FrozenBatchNorm2d, so that results
 	// are bit-identical.
 	auto w = weight.reshape({1, -1, 1, 1});
@@ -39,6 +44,75 @@ torch::Tensor FrozenBatchNorm2dImpl::forward(const torch::Tensor &x)
 	auto scale = w * (rv + eps).rsqrt();
 	auto shift = b - rm * scale;
 	return x * scale + shift;
+}
+
+void FrozenBatchNorm2dImpl::prepare()
+{
+	if (folded_)
+		return;
+	torch::NoGradGuard no_grad;
+	scale_ = weight.reshape({1, -1, 1, 1}) * (running_var.reshape({1, -1, 1, 1}) + eps).rsqrt();
+	shift_ = bias.reshape({1, -1, 1, 1}) - running_mean.reshape({1, -1, 1, 1}) * scale_;
+}
+
+void FrozenBatchNorm2dImpl::fold_into(torch::Tensor &conv_weight)
+{
+	torch::NoGradGuard no_grad;
+	// In float at least, whatever the model's dtype, before it goes to half.
+	const auto type = weight.scalar_type() == torch::kHalf ? torch::kFloat : weight.scalar_type();
+	auto scale = weight.to(type) * (running_var.to(type) + eps).rsqrt();
+	shift_ = (bias.to(type) - running_mean.to(type) * scale).reshape({1, -1, 1, 1}).to(weight.scalar_type());
+	conv_weight.copy_(conv_weight.to(type) * scale.reshape({-1, 1, 1, 1}));
+	scale_ = torch::Tensor();
+	folded_ = true;
+}
+
+void FrozenBatchNorm2dImpl::unprepare()
+{
+	scale_ = torch::Tensor();
+	shift_ = torch::Tensor();
+	folded_ = false;
+}
+
+void FrozenBatchNorm2dImpl::cast_prepared(torch::ScalarType dtype)
+{
+	if (scale_.defined())
+		scale_ = scale_.to(dtype);
+	if (shift_.defined())
+		shift_ = shift_.to(dtype);
+}
+
+namespace {
+
+void fold_pair(const std::shared_ptr<torch::nn::Module> &conv, const std::shared_ptr<torch::nn::Module> &norm)
+{
+	auto *c = conv->as<torch::nn::Conv2dImpl>();
+	auto *bn = norm->as<FrozenBatchNorm2dImpl>();
+	if (c != nullptr && bn != nullptr && !c->bias.defined())
+		bn->fold_into(c->weight);
+}
+
+} // namespace
+
+void fold_frozen_batch_norm(torch::nn::Module &resnet_body)
+{
+	auto *body = resnet_body.as<ResNetBodyImpl>();
+	if (body == nullptr)
+		return;
+	fold_pair(body->conv1.ptr(), body->bn1.ptr());
+	for (auto &layer : body->layers) {
+		for (size_t i = 0; i < layer->size(); i++) {
+			auto *block = layer->ptr(i)->as<ResNetBlockImpl>();
+			if (block == nullptr)
+				continue;
+			fold_pair(block->conv1.ptr(), block->bn1.ptr());
+			fold_pair(block->conv2.ptr(), block->bn2.ptr());
+			if (block->bottleneck)
+				fold_pair(block->conv3.ptr(), block->bn3.ptr());
+			if (block->downsample)
+				fold_pair(block->downsample->ptr(0), block->downsample->ptr(1));
+		}
+	}
 }
 
 torch::nn::AnyModule make_norm(const ModelConfig &config, int64_t channels)

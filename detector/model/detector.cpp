@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: BSD-3-Clause
 // The Detector facade: device and precision, frames in, plain detections out.
+#include <ATen/Context.h>
 #include <torch/cuda.h>
 #include <torch/utils.h>
 
@@ -71,17 +72,16 @@ Detector::Detector(const DetectorOptions &options)
 		if (!options.weights.empty())
 			impl_->model->load_state_dict(read_checkpoint(options.weights));
 		impl_->model->eval();
-		impl_->model->to(impl_->device);
-		if (options.fp16) {
-			// Only the floating-point tensors, as torch.nn.Module.half(): BatchNorm2d's
-			// num_batches_tracked stays an integer.
-			torch::NoGradGuard no_grad;
-			for (auto &t : impl_->model->parameters())
-				t.set_data(t.to(torch::kHalf));
-			for (auto &t : impl_->model->buffers())
-				if (t.is_floating_point())
-					t.set_data(t.to(torch::kHalf));
+		if (impl_->device.is_cuda()) {
+			// fp32 means fp32: TF32 convolutions and matmuls (LibTorch's default for
+			// cuDNN) would move boxes by tenths of a pixel. Process-wide settings.
+			at::globalContext().setAllowTF32CuDNN(false);
+			at::globalContext().setAllowTF32CuBLAS(false);
+			// A video stream keeps its frame size: let cuDNN time its algorithms once per
+			// input shape and keep the fastest.
+			at::globalContext().setBenchmarkCuDNN(true);
 		}
+		impl_->model->to_device(impl_->device, options.fp16, options.channels_last);
 	} catch (const c10::Error &e) {
 		throw Error(std::string("could not build the model: ") + e.what_without_backtrace());
 	}
@@ -122,14 +122,7 @@ std::vector<std::vector<Detection>> Detector::detect(const std::vector<FrameView
 	try {
 		// Inference mode is thread-local: set it here, in whichever thread runs the batch.
 		c10::InferenceMode inference;
-		std::vector<torch::Tensor> images;
-		for (const auto &f : frames) {
-			auto t = frame_to_tensor(f).to(impl_->device);
-			if (impl_->options.fp16)
-				t = t.to(torch::kHalf);
-			images.push_back(t);
-		}
-		auto detections = impl_->model->forward(images);
+		auto detections = impl_->model->forward_frames(frames);
 		for (auto &d : detections) {
 			auto boxes = d.boxes.to(torch::kCPU, torch::kFloat32).contiguous();
 			auto scores = d.scores.to(torch::kCPU, torch::kFloat32).contiguous();

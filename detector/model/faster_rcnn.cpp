@@ -199,7 +199,12 @@ ForwardResult FasterRCNNImpl::run(const std::vector<torch::Tensor> &images, cons
 		throw Error("in training mode, targets should be passed");
 	if (targets != nullptr)
 		detail::check_targets(*targets, config_.num_classes);
-	auto batch = detail::transform_images(config_, images, targets);
+	return run_transformed(detail::transform_images(config_, images, targets), targets);
+}
+
+ForwardResult FasterRCNNImpl::run_transformed(const detail::TransformedBatch &batch,
+					      const std::vector<Target> *targets)
+{
 	const auto *resized_targets = targets != nullptr ? &batch.targets : nullptr;
 	auto features = parts_->backbone->forward(batch.batch);
 	auto proposals = parts_->rpn->forward(batch.batch, batch.image_sizes, features, resized_targets);
@@ -225,6 +230,48 @@ ForwardResult FasterRCNNImpl::run(const std::vector<torch::Tensor> &images, cons
 std::vector<Detections> FasterRCNNImpl::forward(const std::vector<torch::Tensor> &images)
 {
 	return run(images).detections;
+}
+
+std::vector<Detections> FasterRCNNImpl::forward_frames(const std::vector<FrameView> &frames)
+{
+	if (frames.empty())
+		throw Error("no frames given to the model");
+	const torch::Tensor reference = parts_->backbone->parameters().front();
+	const auto batch = detail::transform_frames(config_, frames, reference.device(),
+						    reference.scalar_type(), channels_last_);
+	return run_transformed(batch).detections;
+}
+
+void FasterRCNNImpl::to_device(torch::Device device, bool fp16, bool channels_last)
+{
+	if (fp16 && !device.is_cuda())
+		throw Error("precision fp16 needs a CUDA device; use fp32 on the CPU");
+	torch::NoGradGuard no_grad;
+	to(device);
+	// fp16: the frozen batch norms of the ResNet trunk go into its convolutions, computed in
+	// float before the weights are halved (fp32 keeps the separate scale, so that it computes
+	// what torchvision computes).
+	if (fp16 && parts_->backbone->resnet)
+		detail::fold_frozen_batch_norm(*parts_->backbone->resnet);
+	for (auto &t : parameters()) {
+		if (fp16)
+			t.set_data(t.to(torch::kHalf));
+		if (channels_last && t.dim() == 4)
+			t.set_data(t.contiguous(torch::MemoryFormat::ChannelsLast));
+	}
+	// Only the floating-point buffers, as torch.nn.Module.half(): BatchNorm2d's
+	// num_batches_tracked stays an integer.
+	for (auto &t : buffers())
+		if (fp16 && t.is_floating_point())
+			t.set_data(t.to(torch::kHalf));
+	for (auto &m : modules(/*include_self=*/false)) {
+		if (auto *bn = dynamic_cast<detail::FrozenBatchNorm2dImpl *>(m.get())) {
+			if (fp16)
+				bn->cast_prepared(torch::kHalf);
+			bn->prepare();
+		}
+	}
+	channels_last_ = channels_last;
 }
 
 // --- state dict -------------------------------------------------------------------------------
@@ -283,6 +330,10 @@ std::string join_some(const std::vector<std::string> &names, size_t limit = 8)
 
 void FasterRCNNImpl::load_state_dict(const Checkpoint &checkpoint)
 {
+	// New statistics (and unfolded weights): scales cached by to_device() no longer hold.
+	for (auto &m : modules(/*include_self=*/false))
+		if (auto *bn = dynamic_cast<detail::FrozenBatchNorm2dImpl *>(m.get()))
+			bn->unprepare();
 	std::map<std::string, torch::Tensor> own;
 	for (auto &entry : state_dict())
 		own.emplace(entry.first, entry.second);

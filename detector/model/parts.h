@@ -19,12 +19,21 @@
 #include <torch/types.h>
 
 #include "frcnn/config.h"
+#include "frcnn/detector.h"
 #include "frcnn/model.h"
 
 namespace frcnn::detail {
 
 // (height, width) of an image.
 using ImageSize = std::pair<int64_t, int64_t>;
+
+// The dtype in which boxes, anchors and scores derived from a tensor are computed: its own, but
+// float for half (an fp16 model runs its convolutions and linear layers in half, its box
+// geometry in float, where half would round coordinates above 1024 to whole pixels).
+inline torch::ScalarType geometry_dtype(const torch::Tensor &t)
+{
+	return t.scalar_type() == torch::kHalf ? torch::kFloat : t.scalar_type();
+}
 
 // torchvision.ops.FrozenBatchNorm2d: batch norm with fixed statistics, all four tensors buffers.
 struct FrozenBatchNorm2dImpl : torch::nn::Module {
@@ -37,8 +46,28 @@ struct FrozenBatchNorm2dImpl : torch::nn::Module {
 	// data-dependent initialisation for training from scratch, where frozen statistics of 0
 	// and 1 would leave the activations unnormalised).
 	bool calibrate = false;
+
+	// Inference on a device (FasterRCNNImpl::to_device). prepare() computes the scale and shift
+	// once instead of at every forward (the same operations, so the same numbers).
+	// fold_into() multiplies the scale into the preceding convolution's weights, after which
+	// forward() only adds the shift: one pass over the activations instead of two, at the price
+	// of a different rounding (used for fp16). unprepare() forgets both (new statistics).
+	void prepare();
+	void fold_into(torch::Tensor &conv_weight);
+	void unprepare();
+	bool folded() const { return folded_; }
+	// The cached shift follows the model to another dtype (fp16).
+	void cast_prepared(torch::ScalarType dtype);
+
+private:
+	torch::Tensor scale_, shift_;
+	bool folded_ = false;
 };
 TORCH_MODULE(FrozenBatchNorm2d);
+
+// Folds every FrozenBatchNorm2d of a ResNet trunk that follows a convolution into it (see
+// FrozenBatchNorm2dImpl::fold_into). Models with BatchNorm2d (v2) are left as they are.
+void fold_frozen_batch_norm(torch::nn::Module &resnet_body);
 
 // The normalisation layer config.norm asks for: FrozenBatchNorm2d (eps config.frozen_bn_eps) or
 // torch::nn::BatchNorm2d (eps 1e-5, torchvision's default); its keys are those of torchvision's.
@@ -293,6 +322,15 @@ ImageSize resized_size(int64_t height, int64_t width, double min_size, double ma
 
 TransformedBatch transform_images(const ModelConfig &config, const std::vector<torch::Tensor> &images,
 				  const std::vector<Target> *targets);
+// Raw frames to the model's batch on `device` in `dtype` (channels-last when asked): what
+// frame_to_tensor, a cast to dtype and transform_images give. On a CUDA device the frame bytes
+// go from pinned memory to the device on the current stream and one kernel per frame converts,
+// normalises, resizes and pads (transform_frames_cuda); elsewhere the CPU path runs.
+TransformedBatch transform_frames(const ModelConfig &config, const std::vector<FrameView> &frames,
+				  torch::Device device, torch::ScalarType dtype, bool channels_last);
+TransformedBatch transform_frames_cuda(const ModelConfig &config, const std::vector<FrameView> &frames,
+				       torch::Device device, torch::ScalarType dtype);
+
 // Boxes from resized to original image coordinates.
 torch::Tensor resize_boxes(const torch::Tensor &boxes, ImageSize from, ImageSize to);
 

@@ -156,7 +156,10 @@ RoIHeadsOutput RoIHeadsImpl::forward(const std::vector<torch::Tensor> &features,
 		auto pooled = box_roi_pool(features, proposals, image_sizes);
 		auto [class_logits, box_regression] = box_predictor(box_head.forward(pooled));
 		RoIHeadsOutput out;
-		out.detections = postprocess(class_logits, box_regression, proposals, image_sizes);
+		// An fp16 model's scores and boxes are computed in float.
+		out.detections = postprocess(class_logits.to(geometry_dtype(class_logits)),
+					     box_regression.to(geometry_dtype(box_regression)), proposals,
+					     image_sizes);
 		return out;
 	}
 

@@ -107,7 +107,8 @@ torch::Tensor AnchorGenerator::grid_anchors(const std::vector<torch::Tensor> &fe
 		auto grid = torch::meshgrid({shifts_y, shifts_x}, "ij");
 		auto sx = grid[1].reshape(-1), sy = grid[0].reshape(-1);
 		auto shifts = torch::stack({sx, sy, sx, sy}, 1);
-		auto base = cell_anchors_[i].to(f.device(), f.scalar_type());
+		// Anchors of an fp16 model stay in float: box geometry is not done in half.
+		auto base = cell_anchors_[i].to(f.device(), geometry_dtype(f));
 		all.push_back((shifts.view({-1, 1, 4}) + base.view({1, -1, 4})).reshape({-1, 4}));
 	}
 	return torch::cat(all, 0);
@@ -195,8 +196,9 @@ RPNOutput RegionProposalNetworkImpl::forward(const torch::Tensor &batch, const s
 		flat_logits.push_back(permute_and_flatten(logits[i], n, ac / a, h, w));
 		flat_deltas.push_back(permute_and_flatten(deltas[i], n, 4, h, w));
 	}
-	auto objectness = torch::cat(flat_logits, 1).flatten(0, -2);
-	auto box_deltas = torch::cat(flat_deltas, 1).reshape({-1, 4});
+	// An fp16 head's outputs are decoded and ranked in float.
+	auto objectness = torch::cat(flat_logits, 1).flatten(0, -2).to(geometry_dtype(logits[0]));
+	auto box_deltas = torch::cat(flat_deltas, 1).reshape({-1, 4}).to(geometry_dtype(deltas[0]));
 
 	auto all_anchors = anchors.repeat({num_images, 1});
 	auto proposals = box_coder.decode(box_deltas.detach(), all_anchors).view({num_images, -1, 4});

@@ -5,7 +5,9 @@
 
 #include <torch/nn/functional/upsampling.h>
 
+#include "frcnn-build-config.h"
 #include "frcnn/error.h"
+#include "frcnn/frame.h"
 #include "parts.h"
 
 namespace F = torch::nn::functional;
@@ -90,6 +92,25 @@ TransformedBatch transform_images(const ModelConfig &config, const std::vector<t
 			.index({Slice(), Slice(0, resized[i].size(1)), Slice(0, resized[i].size(2))})
 			.copy_(resized[i]);
 	}
+	return out;
+}
+
+TransformedBatch transform_frames(const ModelConfig &config, const std::vector<FrameView> &frames,
+				  torch::Device device, torch::ScalarType dtype, bool channels_last)
+{
+	TransformedBatch out;
+#if FRCNN_HAVE_CUDA
+	if (device.is_cuda())
+		out = transform_frames_cuda(config, frames, device, dtype);
+#endif
+	if (!out.batch.defined()) {
+		std::vector<torch::Tensor> images;
+		for (const auto &f : frames)
+			images.push_back(frame_to_tensor(f).to(device, dtype));
+		out = transform_images(config, images, nullptr);
+	}
+	if (channels_last)
+		out.batch = out.batch.contiguous(torch::MemoryFormat::ChannelsLast);
 	return out;
 }
 

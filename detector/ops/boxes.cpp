@@ -4,18 +4,75 @@
 
 #include <torch/autograd.h>
 
+#include "frcnn-build-config.h"
 #include "kernels.h"
 
 namespace frcnn::ops {
 
 namespace {
 
-// Only CPU kernels exist so far; a tensor elsewhere gets an error that says so instead of a
-// crash in a kernel that reads device memory.
-void check_cpu(const char *op, const char *name, const torch::Tensor &t)
+// Kernels exist for the CPU and, in a build against a CUDA-enabled LibTorch, for CUDA; a tensor
+// elsewhere gets an error that says so instead of a crash in a kernel that reads its memory.
+void check_device(const char *op, const char *name, const torch::Tensor &t)
 {
-	TORCH_CHECK(t.device().is_cpu(), op, ": ", name, " is on ", t.device(),
-		    ", but only CPU kernels are built");
+	if (t.device().is_cpu())
+		return;
+	TORCH_CHECK(FRCNN_HAVE_CUDA && t.device().is_cuda(), op, ": ", name, " is on ", t.device(),
+		    ", but only ", FRCNN_HAVE_CUDA ? "CPU and CUDA" : "CPU", " kernels are built");
+}
+
+bool on_cuda(const torch::Tensor &t)
+{
+	return FRCNN_HAVE_CUDA && t.device().is_cuda();
+}
+
+torch::Tensor nms_kernel(const torch::Tensor &boxes, const torch::Tensor &scores, double iou_threshold)
+{
+#if FRCNN_HAVE_CUDA
+	if (boxes.device().is_cuda())
+		return detail::nms_cuda(boxes, scores, iou_threshold);
+#endif
+	return detail::nms_cpu(boxes, scores, iou_threshold);
+}
+
+torch::Tensor nms_per_category_kernel(const torch::Tensor &boxes, const torch::Tensor &scores,
+				      const torch::Tensor &idxs, double iou_threshold)
+{
+#if FRCNN_HAVE_CUDA
+	if (boxes.device().is_cuda())
+		return detail::nms_per_category_cuda(boxes, scores, idxs, iou_threshold);
+#endif
+	return detail::nms_per_category_cpu(boxes, scores, idxs, iou_threshold);
+}
+
+torch::Tensor roi_align_forward_kernel(const torch::Tensor &input, const torch::Tensor &rois,
+				       double spatial_scale, int64_t pooled_height, int64_t pooled_width,
+				       int64_t sampling_ratio, bool aligned)
+{
+#if FRCNN_HAVE_CUDA
+	if (input.device().is_cuda())
+		return detail::roi_align_forward_cuda(input, rois, spatial_scale, pooled_height,
+						      pooled_width, sampling_ratio, aligned);
+#endif
+	return detail::roi_align_forward_cpu(input, rois, spatial_scale, pooled_height, pooled_width,
+					     sampling_ratio, aligned);
+}
+
+torch::Tensor roi_align_backward_kernel(const torch::Tensor &grad, const torch::Tensor &rois,
+					double spatial_scale, int64_t pooled_height,
+					int64_t pooled_width, int64_t batch_size, int64_t channels,
+					int64_t height, int64_t width, int64_t sampling_ratio,
+					bool aligned)
+{
+#if FRCNN_HAVE_CUDA
+	if (grad.device().is_cuda())
+		return detail::roi_align_backward_cuda(grad, rois, spatial_scale, pooled_height,
+						       pooled_width, batch_size, channels, height,
+						       width, sampling_ratio, aligned);
+#endif
+	return detail::roi_align_backward_cpu(grad, rois, spatial_scale, pooled_height, pooled_width,
+					      batch_size, channels, height, width, sampling_ratio,
+					      aligned);
 }
 
 void check_boxes(const char *op, const char *name, const torch::Tensor &boxes)
@@ -46,7 +103,7 @@ void check_nms_args(const char *op, const torch::Tensor &boxes, const torch::Ten
 	TORCH_CHECK(scores.device() == boxes.device(), op,
 		    ": boxes and scores should be on the same device, got ", boxes.device(),
 		    " and ", scores.device());
-	check_cpu(op, "boxes", boxes);
+	check_device(op, "boxes", boxes);
 }
 
 // The kernels work in float or double; half boxes are compared in float.
@@ -85,7 +142,11 @@ void check_roi_align_args(const torch::Tensor &input, const torch::Tensor &rois,
 	TORCH_CHECK(input.is_floating_point(),
 		    "roi_align: input should be a floating point tensor, got ",
 		    input.scalar_type());
-	TORCH_CHECK(rois.scalar_type() == input.scalar_type(),
+	// The one exception to equal dtypes: on CUDA, half features take float rois, so that an
+	// fp16 model pools at coordinates of full precision.
+	const bool half_features = on_cuda(input) && input.scalar_type() == torch::kHalf &&
+				   rois.scalar_type() == torch::kFloat;
+	TORCH_CHECK(rois.scalar_type() == input.scalar_type() || half_features,
 		    "roi_align: rois should have the same dtype as input (", input.scalar_type(),
 		    "), got ", rois.scalar_type());
 	TORCH_CHECK(rois.device() == input.device(),
@@ -94,7 +155,7 @@ void check_roi_align_args(const torch::Tensor &input, const torch::Tensor &rois,
 	TORCH_CHECK(pooled_height > 0 && pooled_width > 0,
 		    "roi_align: the output size should be positive, got ", pooled_height, "x",
 		    pooled_width);
-	check_cpu("roi_align", "input", input);
+	check_device("roi_align", "input", input);
 }
 
 class RoIAlignFunction : public torch::autograd::Function<RoIAlignFunction> {
@@ -111,8 +172,8 @@ public:
 		ctx->saved_data["aligned"] = aligned;
 		ctx->saved_data["input_shape"] = input.sizes().vec();
 		ctx->save_for_backward({rois});
-		return detail::roi_align_forward_cpu(input, rois, spatial_scale, pooled_height,
-						     pooled_width, sampling_ratio, aligned);
+		return roi_align_forward_kernel(input, rois, spatial_scale, pooled_height,
+						pooled_width, sampling_ratio, aligned);
 	}
 
 	static torch::autograd::variable_list backward(torch::autograd::AutogradContext *ctx,
@@ -120,7 +181,7 @@ public:
 	{
 		const torch::Tensor rois = ctx->get_saved_variables()[0];
 		const std::vector<int64_t> shape = ctx->saved_data["input_shape"].toIntVector();
-		const torch::Tensor grad_input = detail::roi_align_backward_cpu(
+		const torch::Tensor grad_input = roi_align_backward_kernel(
 			grad_output[0], rois, ctx->saved_data["spatial_scale"].toDouble(),
 			ctx->saved_data["pooled_height"].toInt(),
 			ctx->saved_data["pooled_width"].toInt(), shape[0], shape[1], shape[2],
@@ -137,7 +198,7 @@ public:
 torch::Tensor nms(const torch::Tensor &boxes, const torch::Tensor &scores, double iou_threshold)
 {
 	check_nms_args("nms", boxes, scores);
-	return detail::nms_cpu(kernel_dtype(boxes), kernel_dtype(scores), iou_threshold);
+	return nms_kernel(kernel_dtype(boxes), kernel_dtype(scores), iou_threshold);
 }
 
 torch::Tensor batched_nms(const torch::Tensor &boxes, const torch::Tensor &scores,
@@ -162,7 +223,7 @@ torch::Tensor batched_nms(const torch::Tensor &boxes, const torch::Tensor &score
 	// offset trick changes the coordinates, hence the rounding of the IoUs.
 	const int64_t loop_above = boxes.device().is_cpu() ? 4000 : 20000;
 	if (boxes.numel() > loop_above) {
-		const torch::Tensor mask = detail::nms_per_category_cpu(
+		const torch::Tensor mask = nms_per_category_kernel(
 			kernel_dtype(boxes), kernel_dtype(scores),
 			idxs.to(torch::kLong).contiguous(), iou_threshold);
 		const torch::Tensor keep = torch::nonzero(mask).squeeze(1);
@@ -190,8 +251,8 @@ torch::Tensor roi_align(const torch::Tensor &input, const torch::Tensor &rois, d
 	if (torch::GradMode::is_enabled() && input.requires_grad())
 		return RoIAlignFunction::apply(input, rois, spatial_scale, pooled_height,
 					       pooled_width, sampling_ratio, aligned);
-	return detail::roi_align_forward_cpu(input, rois, spatial_scale, pooled_height,
-					     pooled_width, sampling_ratio, aligned);
+	return roi_align_forward_kernel(input, rois, spatial_scale, pooled_height, pooled_width,
+					sampling_ratio, aligned);
 }
 
 torch::Tensor box_area(const torch::Tensor &boxes)

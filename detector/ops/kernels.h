@@ -30,3 +30,23 @@ torch::Tensor roi_align_backward_cpu(const torch::Tensor &grad, const torch::Ten
 				     bool aligned);
 
 } // namespace frcnn::ops::detail
+
+// The same operations on CUDA tensors (ops/cuda/ops_cuda.cpp), built only against a CUDA-enabled
+// LibTorch (FRCNN_HAVE_CUDA). They run on the current CUDA stream of the tensors' device.
+namespace frcnn::ops::detail {
+
+torch::Tensor nms_cuda(const torch::Tensor &boxes, const torch::Tensor &scores,
+		       double iou_threshold);
+torch::Tensor nms_per_category_cuda(const torch::Tensor &boxes, const torch::Tensor &scores,
+				    const torch::Tensor &idxs, double iou_threshold);
+// input may be half with float rois (pooled features of an fp16 model, coordinates in float).
+torch::Tensor roi_align_forward_cuda(const torch::Tensor &input, const torch::Tensor &rois,
+				     double spatial_scale, int64_t pooled_height,
+				     int64_t pooled_width, int64_t sampling_ratio, bool aligned);
+torch::Tensor roi_align_backward_cuda(const torch::Tensor &grad, const torch::Tensor &rois,
+				      double spatial_scale, int64_t pooled_height,
+				      int64_t pooled_width, int64_t batch_size, int64_t channels,
+				      int64_t height, int64_t width, int64_t sampling_ratio,
+				      bool aligned);
+
+} // namespace frcnn::ops::detail

@@ -244,3 +244,63 @@ TEST(Model, RejectsBadImages)
 	EXPECT_THROW(model->forward({}), Error);
 	EXPECT_THROW(model_preset("resnet9000"), Error);
 }
+
+namespace {
+
+// A ResNet trunk with random frozen statistics (so that the batch norms do something).
+frcnn::detail::ResNetBody random_trunk(uint64_t seed)
+{
+	torch::manual_seed(seed);
+	frcnn::detail::ResNetBody body(model_preset("tiny"));
+	torch::NoGradGuard no_grad;
+	for (auto &m : body->modules(/*include_self=*/false)) {
+		if (auto *bn = dynamic_cast<frcnn::detail::FrozenBatchNorm2dImpl *>(m.get())) {
+			bn->weight.uniform_(0.5, 1.5);
+			bn->bias.uniform_(-0.5, 0.5);
+			bn->running_mean.uniform_(-0.5, 0.5);
+			bn->running_var.uniform_(0.5, 2.0);
+		}
+	}
+	return body;
+}
+
+} // namespace
+
+TEST(FrozenBatchNorm, PreparedScaleGivesTheSameBits)
+{
+	auto body = random_trunk(1);
+	torch::NoGradGuard no_grad;
+	auto x = torch::randn({2, 3, 64, 96});
+	auto before = body->forward(x);
+	for (auto &m : body->modules(false))
+		if (auto *bn = dynamic_cast<frcnn::detail::FrozenBatchNorm2dImpl *>(m.get()))
+			bn->prepare();
+	auto after = body->forward(x);
+	ASSERT_EQ(before.size(), after.size());
+	for (size_t i = 0; i < before.size(); i++)
+		EXPECT_TRUE(torch::equal(before[i], after[i])) << "level " << i;
+}
+
+TEST(FrozenBatchNorm, FoldingIntoConvolutionsKeepsTheOutput)
+{
+	auto body = random_trunk(2);
+	torch::NoGradGuard no_grad;
+	auto x = torch::randn({2, 3, 64, 96});
+	auto before = body->forward(x);
+	frcnn::detail::fold_frozen_batch_norm(*body);
+	size_t folded = 0, norms = 0;
+	for (auto &m : body->modules(false)) {
+		if (auto *bn = dynamic_cast<frcnn::detail::FrozenBatchNorm2dImpl *>(m.get())) {
+			norms++;
+			folded += bn->folded();
+		}
+	}
+	EXPECT_EQ(folded, norms) << "every batch norm of the trunk follows a convolution";
+	auto after = body->forward(x);
+	for (size_t i = 0; i < before.size(); i++) {
+		const double scale = before[i].abs().max().item<double>();
+		const double diff = (before[i] - after[i]).abs().max().item<double>();
+		EXPECT_LE(diff, 1e-5 * scale) << "level " << i;
+		EXPECT_GT(scale, 0.0);
+	}
+}

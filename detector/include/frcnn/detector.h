@@ -39,7 +39,8 @@ struct DetectorOptions {
 	std::string weights;	     // checkpoint path (already resolved); empty: random_seed init
 	uint64_t random_seed = 0;    // used only without weights (tests, benchmarks)
 	std::string device = "cpu";  // "cpu", "cuda", "cuda:N"
-	bool fp16 = false;
+	bool fp16 = false;	     // CUDA only: convolutions and linear layers in half
+	bool channels_last = false;  // NHWC convolutions (fastest with fp16 on CUDA)
 	int threads = 0;	     // intra-op threads; 0 = LibTorch's default
 };
 

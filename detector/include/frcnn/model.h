@@ -39,6 +39,11 @@ struct ForwardResult {
 	std::vector<std::pair<int64_t, int64_t>> image_sizes;
 };
 
+struct FrameView;
+namespace detail {
+struct TransformedBatch;
+}
+
 class FasterRCNNImpl;
 
 class FasterRCNNImpl : public torch::nn::Module {
@@ -49,9 +54,23 @@ public:
 	// Eval mode: images are float [3,H,W] RGB in 0..1, of any sizes.
 	std::vector<Detections> forward(const std::vector<torch::Tensor> &images);
 
+	// Eval mode on raw frames: converted, normalised, resized and batched on the model's
+	// device, in its dtype (on CUDA by one kernel per frame, from the frame bytes).
+	std::vector<Detections> forward_frames(const std::vector<FrameView> &frames);
+
 	// The whole forward pass with its intermediate results. Training mode needs targets.
 	ForwardResult run(const std::vector<torch::Tensor> &images,
 			  const std::vector<Target> *targets = nullptr);
+	// The same from a batch already transformed (detail::transform_images/transform_frames).
+	ForwardResult run_transformed(const detail::TransformedBatch &batch,
+				      const std::vector<Target> *targets = nullptr);
+
+	// Moves the model to `device` for inference. fp16 (CUDA only) stores the floating-point
+	// parameters and buffers in half, as torch.nn.Module.half(); the model then computes its
+	// convolutions and linear layers in half and its box geometry in float. channels_last
+	// stores the 4-D weights channels-last, so that convolutions run in NHWC (faster with
+	// tensor cores). The device and dtype of the parameters tell forward_frames() where to run.
+	void to_device(torch::Device device, bool fp16, bool channels_last);
 
 	// Strict load: every parameter and buffer must be present with its shape; old torchvision
 	// key names (FPN and RPN head before version 2) are renamed as torchvision does. Throws
@@ -78,6 +97,7 @@ private:
 	struct Parts;
 	std::unique_ptr<Parts> parts_;
 	ModelConfig config_;
+	bool channels_last_ = false; // the batch goes channels-last too (to_device)
 };
 
 TORCH_MODULE(FasterRCNN);

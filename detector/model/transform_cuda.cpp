@@ -1,0 +1,149 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// Frames to the model's batch on a CUDA device: the frame bytes are gathered into one pinned
+// host buffer, copied to the device asynchronously on the current stream, and one kernel per
+// frame writes its normalised, resized, zero-padded image into the batch. Built only against a
+// CUDA-enabled LibTorch.
+#include <cmath>
+#include <cstring>
+
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAGuard.h>
+
+#include "../ops/cuda/launch.h"
+#include "frcnn/error.h"
+#include "frcnn/frame.h"
+#include "parts.h"
+
+namespace frcnn::detail {
+
+namespace {
+
+struct PlaneCopy {
+	const uint8_t *source;
+	int64_t bytes;	 // rows * stride, less the padding after the last row
+	int64_t offset;	 // in the staging buffer
+	int64_t stride;
+};
+
+std::array<int, 3> rgb_offsets(PixelFormat format)
+{
+	switch (format) {
+	case PixelFormat::RGB: case PixelFormat::RGBx: case PixelFormat::RGBA: return {0, 1, 2};
+	case PixelFormat::BGR: case PixelFormat::BGRx: case PixelFormat::BGRA: return {2, 1, 0};
+	case PixelFormat::xRGB: case PixelFormat::ARGB: return {1, 2, 3};
+	case PixelFormat::xBGR: case PixelFormat::ABGR: return {3, 2, 1};
+	default: return {0, 0, 0};
+	}
+}
+
+// The planes of a frame with their row sizes, checked as frame_to_tensor checks them.
+std::vector<std::pair<int64_t, int64_t>> plane_rows(const FrameView &f)
+{
+	if (f.width < 1 || f.height < 1)
+		throw Error("frame size must be positive, got " + std::to_string(f.width) + "x" +
+			    std::to_string(f.height));
+	const int bpp = packed_bytes_per_pixel(f.format);
+	const int64_t cw = (f.width + 1) / 2, ch = (f.height + 1) / 2;
+	std::vector<std::pair<int64_t, int64_t>> rows; // (row count, bytes per row)
+	if (bpp > 0)
+		rows = {{f.height, (int64_t)f.width * bpp}};
+	else if (f.format == PixelFormat::NV12)
+		rows = {{f.height, f.width}, {ch, cw * 2}};
+	else
+		rows = {{f.height, f.width}, {ch, cw}, {ch, cw}};
+	for (size_t i = 0; i < rows.size(); i++) {
+		if (f.planes[i] == nullptr)
+			throw Error("frame plane " + std::to_string(i) + " is missing");
+		if (f.strides[i] < rows[i].second)
+			throw Error("frame plane " + std::to_string(i) + " has a stride of " +
+				    std::to_string(f.strides[i]) + " bytes, less than its row of " +
+				    std::to_string(rows[i].second) + " bytes");
+	}
+	return rows;
+}
+
+} // namespace
+
+TransformedBatch transform_frames_cuda(const ModelConfig &config, const std::vector<FrameView> &frames,
+				       torch::Device device, torch::ScalarType dtype)
+{
+	if (dtype != torch::kFloat && dtype != torch::kHalf)
+		throw Error(std::string("frames are pre-processed on CUDA in float or half, not ") +
+			    c10::toString(dtype));
+	const c10::cuda::CUDAGuard guard(device);
+	TransformedBatch out;
+
+	// Where each plane goes in the staging buffer (rows aligned to nothing: kept as strided).
+	std::vector<std::vector<PlaneCopy>> copies(frames.size());
+	int64_t total = 0;
+	for (size_t i = 0; i < frames.size(); i++) {
+		const auto rows = plane_rows(frames[i]);
+		for (size_t p = 0; p < rows.size(); p++) {
+			const int64_t stride = frames[i].strides[p];
+			const int64_t bytes = (rows[p].first - 1) * stride + rows[p].second;
+			copies[i].push_back({frames[i].planes[p], bytes, total, stride});
+			total += (bytes + 255) / 256 * 256;
+		}
+		const ImageSize original{frames[i].height, frames[i].width};
+		out.original_sizes.push_back(original);
+		out.image_sizes.push_back(resized_size(original.first, original.second, config.min_size,
+						       config.max_size));
+	}
+
+	// LibTorch's caching host allocator keeps the pinned block until the copy that reads it
+	// has run, then reuses it for a later batch.
+	auto staging = torch::empty({total}, torch::TensorOptions().dtype(torch::kByte).pinned_memory(true));
+	uint8_t *host = staging.data_ptr<uint8_t>();
+	for (const auto &frame : copies)
+		for (const auto &c : frame)
+			std::memcpy(host + c.offset, c.source, c.bytes);
+	const auto on_device = staging.to(device, /*non_blocking=*/true);
+	const uint8_t *dev = on_device.data_ptr<uint8_t>();
+
+	int64_t max_h = 0, max_w = 0;
+	for (const auto &s : out.image_sizes) {
+		max_h = std::max(max_h, s.first);
+		max_w = std::max(max_w, s.second);
+	}
+	const double stride = config.size_divisible;
+	max_h = (int64_t)(std::ceil((double)max_h / stride) * stride);
+	max_w = (int64_t)(std::ceil((double)max_w / stride) * stride);
+	out.batch = torch::empty({(int64_t)frames.size(), 3, max_h, max_w},
+				 torch::TensorOptions().dtype(dtype).device(device));
+
+	// The CPU path normalises with the mean and std as tensors of the image's dtype (float).
+	const float mean[3] = {(float)config.image_mean[0], (float)config.image_mean[1], (float)config.image_mean[2]};
+	const float std_[3] = {(float)config.image_std[0], (float)config.image_std[1], (float)config.image_std[2]};
+	const auto stream = at::cuda::getCurrentCUDAStream().stream();
+	const int64_t image_elements = 3 * max_h * max_w;
+	const size_t element = dtype == torch::kHalf ? 2 : 4;
+	for (size_t i = 0; i < frames.size(); i++) {
+		const FrameView &f = frames[i];
+		cuda::FrameDesc desc{};
+		desc.width = f.width;
+		desc.height = f.height;
+		for (size_t p = 0; p < copies[i].size(); p++) {
+			desc.planes[p] = dev + copies[i][p].offset;
+			desc.strides[p] = copies[i][p].stride;
+		}
+		const int bpp = packed_bytes_per_pixel(f.format);
+		if (bpp > 0) {
+			desc.layout = cuda::FrameLayout::Packed;
+			desc.bytes_per_pixel = bpp;
+			const auto offsets = rgb_offsets(f.format);
+			for (int c = 0; c < 3; c++)
+				desc.rgb_offsets[c] = offsets[c];
+		} else {
+			desc.layout = f.format == PixelFormat::NV12 ? cuda::FrameLayout::NV12 : cuda::FrameLayout::I420;
+		}
+		void *image = static_cast<uint8_t *>(out.batch.data_ptr()) + i * image_elements * element;
+		const int error = cuda::preprocess_frame(
+			desc, mean, std_, out.image_sizes[i].first, out.image_sizes[i].second, image,
+			dtype == torch::kHalf ? cuda::Scalar::Half : cuda::Scalar::Float, max_h, max_w, stream);
+		if (error != 0)
+			throw Error(std::string("frame pre-processing on CUDA failed: ") + cuda::error_string(error));
+	}
+	return out;
+}
+
+} // namespace frcnn::detail

@@ -1,0 +1,112 @@
+#!/bin/bash
+# The GPU check, in one go on a machine with an NVIDIA GPU, a CUDA toolkit (nvcc) and a Python
+# whose torch has CUDA (GStreamer and OpenCV not needed):
+#   1. builds libfrcnn, frcnn-bench and the GPU tests against that torch's LibTorch;
+#   2. runs the GPU tests (tests/gpu/test_gpu.cpp): CUDA ops against CPU ops, pre-processing of
+#      every pixel format, GPU fp32 against CPU fp32 detections, fp16 against fp32;
+#   3. measures throughput at 800x1333 (batch 1/4/8, fp32/fp16) next to torchvision eager and
+#      autocast on the same GPU, in the same run (tests/gpu/throughput.py).
+# Everything it prints goes to OUTDIR/gpu-check.log; the test report and the throughput table
+# land beside it. Usage: tests/gpu/run.sh [--no-throughput] [OUTDIR]   (PYTHON=... to pick one)
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+THROUGHPUT=1
+if [ "${1:-}" = "--no-throughput" ]; then
+	THROUGHPUT=0
+	shift
+fi
+OUTDIR=${1:-$ROOT/build-gpu/check}
+BUILD=${BUILD:-$ROOT/build-gpu}
+PY=${PYTHON:-python3}
+mkdir -p "$OUTDIR"
+LOG=$OUTDIR/gpu-check.log
+exec > >(tee "$LOG") 2>&1
+export PYTHONUNBUFFERED=1
+START=$(date +%s)
+failures=()
+
+step() { echo; echo "== $1 ($(( $(date +%s) - START )) s)"; }
+fail() { echo "FAILED: $1"; failures+=("$1"); }
+
+step "machine"
+nvidia-smi --query-gpu=name,driver_version,memory.total,compute_cap --format=csv || fail "nvidia-smi"
+command -v nvcc >/dev/null || export PATH=$PATH:/usr/local/cuda/bin
+nvcc --version | tail -1
+g++ --version | head -1
+TORCH_DIR=$($PY -c 'import os, torch; print(os.path.dirname(torch.__file__))') || { fail "no torch in $PY"; exit 1; }
+$PY -c 'import torch, torchvision; print("torch", torch.__version__, "CUDA", torch.version.cuda, "cuDNN", torch.backends.cudnn.version(), "torchvision", torchvision.__version__, "GPU", torch.cuda.get_device_name(0))'
+ARCH=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -1 | tr -d '.[:space:]')
+echo "LibTorch: $TORCH_DIR, kernels for sm_$ARCH"
+
+step "build"
+# The C++ ABI the torch package was built with (its libraries' std::string symbols depend on it).
+ABI=$($PY -c 'import torch; print(int(torch.compiled_with_cxx11_abi()))')
+if [ ! -f "$BUILD/build.ninja" ]; then
+	meson setup "$BUILD" -Dlibtorch="$TORCH_DIR" -Dcuda=enabled -Dgpu_arch="$ARCH" \
+		-Dgstreamer=disabled -Dtests=disabled -Dbuildtype=release \
+		-Dcpp_args="-D_GLIBCXX_USE_CXX11_ABI=$ABI" || { fail "meson setup"; exit 1; }
+fi
+# -k 0: every compile error in one go; whatever did build still runs below.
+ninja -C "$BUILD" -j "$(nproc)" -k 0 tests/gpu/test_gpu detector/tools/frcnn-bench || fail "build"
+[ -x "$BUILD/tests/gpu/test_gpu" ] || [ -x "$BUILD/detector/tools/frcnn-bench" ] || exit 1
+
+step "inputs"
+PHOTOS=$OUTDIR/photos
+FRAMES=$OUTDIR/frames-1333x800
+mkdir -p "$PHOTOS" "$FRAMES"
+# Photos bundled with scikit-image (no download), as binary PPM; and the same photos resized to
+# 1333x800 for the throughput table (no resize in the model then: 800x1333 inputs).
+$PY - "$PHOTOS" "$FRAMES" <<'PYEOF' || fail "inputs"
+import sys
+import numpy as np
+from PIL import Image
+import skimage.data as data
+photos, frames = sys.argv[1], sys.argv[2]
+written = 0
+for name in ["astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "hubble_deep_field"]:
+    try:
+        img = getattr(data, name)()
+    except Exception as e:
+        print(f"skipped {name}: {e}")
+        continue
+    if img.ndim != 3 or img.shape[2] != 3:
+        continue
+    img = np.ascontiguousarray(img.astype(np.uint8))
+    Image.fromarray(img).save(f"{photos}/{name}.ppm")
+    Image.fromarray(img).resize((1333, 800), Image.BILINEAR).save(f"{frames}/{name}.ppm")
+    print(f"{name}: {img.shape[1]}x{img.shape[0]}")
+    written += 1
+sys.exit(0 if written >= 3 else 1)
+PYEOF
+
+step "GPU tests"
+if [ -x "$BUILD/tests/gpu/test_gpu" ]; then
+	FRCNN_PHOTOS=$PHOTOS FRCNN_TEST_DATA=$ROOT/tests/data \
+		"$BUILD/tests/gpu/test_gpu" --gtest_output="xml:$OUTDIR/test_gpu.xml" || fail "GPU tests"
+fi
+
+if [ "$THROUGHPUT" = 1 ] && [ -x "$BUILD/detector/tools/frcnn-bench" ]; then
+	step "throughput"
+	WEIGHTS=$OUTDIR/resnet50-seeded.pth
+	# Seeded weights with frozen statistics calibrated on the frames: proposals and detections
+	# like a trained model's; the same file for frcnn-bench and torchvision.
+	"$BUILD/detector/tools/frcnn-bench" --arch fasterrcnn_resnet50_fpn --seed 0 \
+		--save-weights "$WEIGHTS" "$FRAMES"/*.ppm || fail "weights"
+	$PY "$ROOT/tests/gpu/throughput.py" --bench "$BUILD/detector/tools/frcnn-bench" \
+		--torchvision-script "$ROOT/tests/reference/bench_torchvision.py" --python "$PY" \
+		--frames "$FRAMES" --weights "$WEIGHTS" --out "$OUTDIR" || fail "throughput"
+	[ -f "$OUTDIR/throughput.md" ] && cat "$OUTDIR/throughput.md"
+fi
+
+step "summary"
+if [ -f "$OUTDIR/test_gpu.xml" ]; then
+	grep -o '<testsuites [^>]*>' "$OUTDIR/test_gpu.xml" | head -1
+	grep -B1 '<failure' "$OUTDIR/test_gpu.xml" | grep -o 'name="[^"]*"' || true
+fi
+echo "wall time $(( $(date +%s) - START )) s"
+if [ ${#failures[@]} -gt 0 ]; then
+	echo "GPU check FAILED: ${failures[*]}"
+	exit 1
+fi
+echo "GPU check passed"

@@ -1,0 +1,474 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// The CUDA path against the CPU path, on a machine with a GPU (tests/gpu/run.sh):
+// - nms, batched_nms and roi_align (forward, backward, half) on random inputs;
+// - frame pre-processing of every pixel format, odd sizes and padded strides;
+// - the detector on GPU fp32 against CPU fp32 (same labels in order, boxes within 0.05 px) with
+//   the trained shapes model on shapes frames and fasterrcnn_resnet50_fpn (seeded weights,
+//   calibrated statistics) on real photos;
+// - GPU fp16 against GPU fp32: matched detections of score >= 0.5 have IoU >= 0.9 for >= 95%.
+// Every measured difference is printed, so the log holds the figures behind each verdict.
+#include <algorithm>
+#include <cstdio>
+#include <dirent.h>
+#include <fstream>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <torch/cuda.h>
+#include <torch/torch.h>
+
+#include "common.h"
+#include "frcnn/checkpoint.h"
+#include "frcnn/detector.h"
+#include "frcnn/error.h"
+#include "frcnn/frame.h"
+#include "frcnn/model.h"
+#include "frcnn/ops.h"
+#include "frcnn/shapes.h"
+#include "parts.h"
+
+using namespace frcnn;
+
+namespace {
+
+constexpr double kBoxTolerance = 0.05; // pixels, GPU fp32 against CPU fp32
+constexpr double kFp16Iou = 0.9;
+constexpr double kFp16Share = 0.95;
+constexpr double kFp16MinScore = 0.5;
+
+const torch::Device kCuda(torch::kCUDA, 0);
+
+torch::Tensor random_boxes(int64_t n, double extent, std::mt19937 &rng, torch::ScalarType dtype)
+{
+	std::uniform_real_distribution<double> pos(0, extent), size(1, extent / 4);
+	std::vector<double> v;
+	for (int64_t i = 0; i < n; i++) {
+		const double x = pos(rng), y = pos(rng);
+		v.insert(v.end(), {x, y, x + size(rng), y + size(rng)});
+	}
+	return torch::tensor(v, torch::kFloat64).reshape({n, 4}).to(dtype);
+}
+
+double max_abs_diff(const torch::Tensor &a, const torch::Tensor &b)
+{
+	if (a.numel() == 0)
+		return 0;
+	return (a.to(torch::kCPU, torch::kFloat64) - b.to(torch::kCPU, torch::kFloat64)).abs().max().item<double>();
+}
+
+// --- ops --------------------------------------------------------------------------------------
+
+TEST(CudaOps, NmsKeepsTheSameBoxesAsTheCpu)
+{
+	std::mt19937 rng(1);
+	for (auto dtype : {torch::kFloat, torch::kDouble}) {
+		for (int64_t n : {0, 1, 63, 64, 65, 1000, 4000}) {
+			for (double threshold : {0.3, 0.5, 0.7}) {
+				auto boxes = random_boxes(n, 400, rng, dtype);
+				auto scores = torch::rand({n}, torch::TensorOptions().dtype(dtype));
+				// Ties in score: the order must still agree (stable, by index).
+				if (n > 10)
+					scores.slice(0, 0, n / 10).fill_(0.5);
+				auto cpu = ops::nms(boxes, scores, threshold);
+				auto gpu = ops::nms(boxes.to(kCuda), scores.to(kCuda), threshold);
+				ASSERT_TRUE(gpu.device().is_cuda());
+				ASSERT_TRUE(torch::equal(cpu, gpu.cpu()))
+					<< "n=" << n << " threshold=" << threshold << " dtype=" << dtype
+					<< ": CPU keeps " << cpu.size(0) << ", CUDA " << gpu.size(0);
+			}
+		}
+	}
+}
+
+TEST(CudaOps, BatchedNmsAgreesOnBothStrategies)
+{
+	std::mt19937 rng(2);
+	// 2000 boxes: the coordinate-offset strategy; 8000: one suppression per category.
+	for (int64_t n : {2000, 8000}) {
+		auto boxes = random_boxes(n, 800, rng, torch::kFloat);
+		auto scores = torch::rand({n});
+		auto idxs = torch::randint(0, 20, {n}, torch::kLong);
+		auto cpu = ops::batched_nms(boxes, scores, idxs, 0.5);
+		auto gpu = ops::batched_nms(boxes.to(kCuda), scores.to(kCuda), idxs.to(kCuda), 0.5);
+		ASSERT_TRUE(torch::equal(cpu, gpu.cpu())) << "n=" << n << ": CPU keeps " << cpu.size(0)
+							  << ", CUDA " << gpu.size(0);
+		std::printf("batched_nms n=%lld: %lld kept on both devices\n", (long long)n, (long long)cpu.size(0));
+	}
+}
+
+torch::Tensor random_rois(int64_t k, int64_t batch, double extent, std::mt19937 &rng, torch::ScalarType dtype)
+{
+	auto boxes = random_boxes(k, extent, rng, torch::kFloat64);
+	// Some RoIs hang over the border, one is degenerate.
+	boxes.slice(0, 0, 3) -= 20;
+	boxes[k - 1] = torch::tensor({5.0, 5.0, 5.0, 5.0}, torch::kFloat64);
+	auto index = torch::randint(0, batch, {k, 1}, torch::kFloat64);
+	return torch::cat({index, boxes}, 1).to(dtype);
+}
+
+TEST(CudaOps, RoIAlignForwardMatchesTheCpu)
+{
+	std::mt19937 rng(3);
+	torch::manual_seed(3);
+	for (auto dtype : {torch::kFloat, torch::kDouble}) {
+		for (bool aligned : {false, true}) {
+			for (int64_t sampling : {0, 2}) {
+				auto input = torch::randn({2, 16, 50, 60}, torch::TensorOptions().dtype(dtype));
+				auto rois = random_rois(200, 2, 200, rng, dtype);
+				auto cpu = ops::roi_align(input, rois, 0.25, 7, 7, sampling, aligned);
+				auto gpu = ops::roi_align(input.to(kCuda), rois.to(kCuda), 0.25, 7, 7, sampling, aligned);
+				const double diff = max_abs_diff(cpu, gpu);
+				const double tolerance = dtype == torch::kFloat ? 1e-5 : 1e-12;
+				EXPECT_LE(diff, tolerance) << "dtype=" << dtype << " aligned=" << aligned
+							   << " sampling=" << sampling;
+				std::printf("roi_align forward %s aligned=%d sampling=%lld: max |CPU - CUDA| = %.3g\n",
+					    c10::toString(dtype), aligned, (long long)sampling, diff);
+				// Channels-last features are read in place: the same values, bit for bit.
+				auto nhwc = ops::roi_align(input.to(kCuda).contiguous(torch::MemoryFormat::ChannelsLast),
+							   rois.to(kCuda), 0.25, 7, 7, sampling, aligned);
+				EXPECT_TRUE(torch::equal(nhwc.cpu(), gpu.cpu())) << "channels-last input";
+			}
+		}
+	}
+}
+
+TEST(CudaOps, RoIAlignHalfFeaturesWithFloatRois)
+{
+	std::mt19937 rng(4);
+	torch::manual_seed(4);
+	auto input = torch::randn({2, 32, 40, 40}).to(kCuda);
+	auto rois = random_rois(100, 2, 160, rng, torch::kFloat).to(kCuda);
+	auto full = ops::roi_align(input, rois, 0.25, 7, 7, 2, false);
+	auto half = ops::roi_align(input.to(torch::kHalf), rois, 0.25, 7, 7, 2, false);
+	ASSERT_EQ(half.scalar_type(), torch::kHalf);
+	const double diff = max_abs_diff(full, half);
+	EXPECT_LE(diff, 1e-2);
+	std::printf("roi_align half features: max |float - half| = %.3g\n", diff);
+}
+
+TEST(CudaOps, RoIAlignBackwardMatchesTheCpu)
+{
+	std::mt19937 rng(5);
+	torch::manual_seed(5);
+	auto input = torch::randn({2, 8, 30, 30});
+	auto rois = random_rois(50, 2, 120, rng, torch::kFloat);
+	auto grad = torch::randn({50, 8, 7, 7});
+	auto run = [&](torch::Device device) {
+		auto x = input.to(device).requires_grad_(true);
+		auto y = ops::roi_align(x, rois.to(device), 0.25, 7, 7, 0, true);
+		y.backward(grad.to(device));
+		return x.grad().cpu();
+	};
+	const double diff = max_abs_diff(run(torch::kCPU), run(kCuda));
+	EXPECT_LE(diff, 1e-5);
+	std::printf("roi_align backward: max |CPU - CUDA| = %.3g\n", diff);
+}
+
+TEST(CudaOps, InvalidBatchIndexGivesZeros)
+{
+	auto input = torch::ones({1, 2, 8, 8}).to(kCuda);
+	auto rois = torch::tensor({{3.0f, 0.0f, 0.0f, 4.0f, 4.0f}}).to(kCuda);
+	auto out = ops::roi_align(input, rois, 1.0, 2, 2, 2, false);
+	EXPECT_EQ(out.abs().sum().item<float>(), 0.0f);
+}
+
+// --- pre-processing ---------------------------------------------------------------------------
+
+// A frame of random bytes in `format` with padded strides; the views point into `storage`.
+FrameView random_frame(PixelFormat format, int width, int height, std::mt19937 &rng,
+		       std::vector<std::vector<uint8_t>> &storage)
+{
+	FrameView f;
+	f.format = format;
+	f.width = width;
+	f.height = height;
+	const int bpp = packed_bytes_per_pixel(format);
+	const int cw = (width + 1) / 2, ch = (height + 1) / 2;
+	std::vector<std::pair<int, int>> planes; // rows, row bytes
+	if (bpp > 0)
+		planes = {{height, width * bpp}};
+	else if (format == PixelFormat::NV12)
+		planes = {{height, width}, {ch, cw * 2}};
+	else
+		planes = {{height, width}, {ch, cw}, {ch, cw}};
+	std::uniform_int_distribution<int> byte(0, 255);
+	storage.resize(planes.size());
+	for (size_t p = 0; p < planes.size(); p++) {
+		const int stride = planes[p].second + 13; // padded rows
+		storage[p].resize((size_t)stride * planes[p].first);
+		for (auto &b : storage[p])
+			b = (uint8_t)byte(rng);
+		f.planes[p] = storage[p].data();
+		f.strides[p] = stride;
+	}
+	return f;
+}
+
+TEST(CudaPreprocessing, EveryFormatMatchesTheCpuPath)
+{
+	const ModelConfig config = model_preset("fasterrcnn_resnet50_fpn");
+	std::mt19937 rng(6);
+	const PixelFormat formats[] = {PixelFormat::RGB,  PixelFormat::BGR,  PixelFormat::RGBx, PixelFormat::BGRx,
+				       PixelFormat::xRGB, PixelFormat::xBGR, PixelFormat::RGBA, PixelFormat::BGRA,
+				       PixelFormat::ARGB, PixelFormat::ABGR, PixelFormat::NV12, PixelFormat::I420};
+	for (auto format : formats) {
+		// Upscaled (641x479 -> 800 short side), downscaled (1920x1080) and unchanged sizes.
+		for (auto size : {std::pair<int, int>{641, 479}, {1920, 1080}, {1333, 800}}) {
+			std::vector<std::vector<uint8_t>> a, b;
+			std::vector<FrameView> frames{random_frame(format, size.first, size.second, rng, a),
+						      random_frame(format, 320, 240, rng, b)};
+			auto cpu = frcnn::detail::transform_frames(config, frames, torch::kCPU, torch::kFloat, false);
+			auto gpu = frcnn::detail::transform_frames(config, frames, kCuda, torch::kFloat, false);
+			ASSERT_EQ(cpu.batch.sizes(), gpu.batch.sizes());
+			ASSERT_EQ(cpu.image_sizes, gpu.image_sizes);
+			const double diff = max_abs_diff(cpu.batch, gpu.batch);
+			EXPECT_LE(diff, 1e-4) << "format " << (int)format << " size " << size.first << "x" << size.second;
+			auto half = frcnn::detail::transform_frames(config, frames, kCuda, torch::kHalf, false);
+			const double half_diff = max_abs_diff(gpu.batch, half.batch);
+			EXPECT_LE(half_diff, 2e-2);
+			std::printf("pre-processing format %2d %4dx%-4d: max |CPU - CUDA| = %.3g, |fp32 - fp16| = %.3g\n",
+				    (int)format, size.first, size.second, diff, half_diff);
+		}
+	}
+}
+
+// --- the detector -----------------------------------------------------------------------------
+
+struct Photo {
+	std::string name;
+	int width = 0, height = 0;
+	std::vector<uint8_t> rgb;
+	FrameView view() const
+	{
+		FrameView f;
+		f.format = PixelFormat::RGB;
+		f.width = width;
+		f.height = height;
+		f.planes[0] = rgb.data();
+		f.strides[0] = width * 3;
+		return f;
+	}
+};
+
+// Binary PPM (P6, maxval 255), as run.sh writes the photos.
+Photo read_ppm(const std::string &path)
+{
+	std::ifstream in(path, std::ios::binary);
+	std::string magic;
+	int maxval = 0;
+	Photo p;
+	in >> magic >> p.width >> p.height >> maxval;
+	in.get();
+	if (!in || magic != "P6" || maxval != 255)
+		throw std::runtime_error(path + " is not a binary PPM with 8-bit samples");
+	p.rgb.resize((size_t)p.width * p.height * 3);
+	in.read(reinterpret_cast<char *>(p.rgb.data()), (std::streamsize)p.rgb.size());
+	if (!in)
+		throw std::runtime_error(path + " is truncated");
+	p.name = path.substr(path.rfind('/') + 1);
+	return p;
+}
+
+std::vector<Photo> photos()
+{
+	const std::string dir = test::env("FRCNN_PHOTOS");
+	std::vector<std::string> names;
+	if (DIR *d = opendir(dir.c_str())) {
+		while (dirent *e = readdir(d))
+			if (std::string(e->d_name).size() > 4 && std::string(e->d_name).substr(std::string(e->d_name).size() - 4) == ".ppm")
+				names.push_back(e->d_name);
+		closedir(d);
+	}
+	std::sort(names.begin(), names.end());
+	std::vector<Photo> out;
+	for (const auto &n : names)
+		out.push_back(read_ppm(dir + "/" + n));
+	if (out.size() < 3)
+		throw std::runtime_error("expected at least 3 photos in " + dir);
+	return out;
+}
+
+std::vector<Photo> shapes_frames(int count)
+{
+	ShapesOptions options;
+	options.width = 320;
+	options.height = 240;
+	options.seed = 90210;
+	options.scene_frames = 1;
+	ShapesGenerator generator(options);
+	std::vector<Photo> out;
+	for (int i = 0; i < count; i++) {
+		Scene s = generator.scene((uint64_t)i);
+		Photo p;
+		p.name = "shapes-" + std::to_string(i);
+		p.width = s.width;
+		p.height = s.height;
+		p.rgb = std::move(s.rgb);
+		out.push_back(std::move(p));
+	}
+	return out;
+}
+
+// fasterrcnn_resnet50_fpn with seeded weights whose frozen statistics are calibrated on the
+// photos (so that activations and proposals look like a trained model's), saved for Detector.
+std::string resnet50_weights(const std::vector<Photo> &images)
+{
+	static std::string path;
+	if (!path.empty())
+		return path;
+	torch::manual_seed(0);
+	FasterRCNN model(model_preset("fasterrcnn_resnet50_fpn"));
+	std::vector<torch::Tensor> tensors;
+	for (const auto &p : images)
+		tensors.push_back(frame_to_tensor(p.view()));
+	model->calibrate_frozen_batch_norm(tensors);
+	path = "/tmp/frcnn-gpu-test-r50.pth";
+	write_checkpoint(path, model->state_dict());
+	return path;
+}
+
+std::vector<std::vector<Detection>> detect(const std::string &arch, const std::string &weights,
+					   const std::string &device, bool fp16, const std::vector<Photo> &images,
+					   int batch, int num_classes = 0, int min_size = 0, int max_size = 0)
+{
+	DetectorOptions o;
+	o.model = model_preset(arch);
+	if (num_classes > 0)
+		o.model.num_classes = num_classes;
+	if (min_size > 0) {
+		o.model.min_size = min_size;
+		o.model.max_size = max_size;
+	}
+	o.model.box_score_thresh = 0.05;
+	o.weights = weights;
+	o.device = device;
+	o.fp16 = fp16;
+	Detector detector(o);
+	std::vector<std::vector<Detection>> out;
+	for (size_t i = 0; i < images.size(); i += batch) {
+		std::vector<FrameView> views;
+		for (size_t j = i; j < std::min(images.size(), i + batch); j++)
+			views.push_back(images[j].view());
+		for (auto &d : detector.detect(views))
+			out.push_back(std::move(d));
+	}
+	return out;
+}
+
+void expect_same_detections(const std::vector<std::vector<Detection>> &cpu,
+			    const std::vector<std::vector<Detection>> &gpu, const char *what)
+{
+	ASSERT_EQ(cpu.size(), gpu.size());
+	double worst_box = 0, worst_score = 0;
+	size_t total = 0;
+	for (size_t i = 0; i < cpu.size(); i++) {
+		ASSERT_EQ(cpu[i].size(), gpu[i].size()) << what << " image " << i;
+		for (size_t k = 0; k < cpu[i].size(); k++) {
+			const Detection &a = cpu[i][k], &b = gpu[i][k];
+			ASSERT_EQ(a.label, b.label) << what << " image " << i << " detection " << k;
+			const double box = std::max({std::abs(a.x1 - b.x1), std::abs(a.y1 - b.y1),
+						     std::abs(a.x2 - b.x2), std::abs(a.y2 - b.y2)});
+			worst_box = std::max(worst_box, box);
+			worst_score = std::max(worst_score, (double)std::abs(a.score - b.score));
+			total++;
+		}
+	}
+	EXPECT_LE(worst_box, kBoxTolerance) << what;
+	EXPECT_GT(total, 0u) << what << ": nothing detected, nothing compared";
+	std::printf("%s: %zu detections, same labels in the same order; max box difference %.4f px, "
+		    "max score difference %.2g\n", what, total, worst_box, worst_score);
+}
+
+double iou(const Detection &a, const Detection &b)
+{
+	const double w = std::max(0.0, (double)std::min(a.x2, b.x2) - std::max(a.x1, b.x1));
+	const double h = std::max(0.0, (double)std::min(a.y2, b.y2) - std::max(a.y1, b.y1));
+	const double inter = w * h;
+	const double uni = (double)(a.x2 - a.x1) * (a.y2 - a.y1) + (double)(b.x2 - b.x1) * (b.y2 - b.y1) - inter;
+	return uni > 0 ? inter / uni : 0;
+}
+
+// Share of the fp32 detections with score >= kFp16MinScore that an fp16 detection of the same
+// label overlaps with IoU >= kFp16Iou.
+void expect_fp16_matches(const std::vector<std::vector<Detection>> &fp32,
+			 const std::vector<std::vector<Detection>> &fp16, const char *what, size_t min_count)
+{
+	ASSERT_EQ(fp32.size(), fp16.size());
+	size_t considered = 0, matched = 0;
+	for (size_t i = 0; i < fp32.size(); i++) {
+		for (const auto &a : fp32[i]) {
+			if (a.score < kFp16MinScore)
+				continue;
+			considered++;
+			double best = 0;
+			for (const auto &b : fp16[i])
+				if (b.label == a.label)
+					best = std::max(best, iou(a, b));
+			if (best >= kFp16Iou)
+				matched++;
+		}
+	}
+	ASSERT_GE(considered, min_count) << what << ": too few detections of score >= 0.5 to judge";
+	const double share = (double)matched / considered;
+	EXPECT_GE(share, kFp16Share) << what;
+	std::printf("%s: fp16 matches %zu of %zu fp32 detections with score >= %.1f at IoU >= %.1f (%.1f%%)\n",
+		    what, matched, considered, kFp16MinScore, kFp16Iou, 100 * share);
+}
+
+TEST(CudaDetector, ShapesModelGpuMatchesCpu)
+{
+	const auto frames = shapes_frames(16);
+	const std::string weights = test::env("FRCNN_TEST_DATA") + "/shapes-tiny.pth";
+	const auto cpu = detect("tiny", weights, "cpu", false, frames, 4, 4, 240, 320);
+	const auto gpu = detect("tiny", weights, "cuda", false, frames, 4, 4, 240, 320);
+	expect_same_detections(cpu, gpu, "shapes model, GPU fp32 vs CPU fp32");
+}
+
+TEST(CudaDetector, ResNet50GpuMatchesCpuOnPhotos)
+{
+	const auto images = photos();
+	const std::string weights = resnet50_weights(images);
+	const auto cpu = detect("fasterrcnn_resnet50_fpn", weights, "cpu", false, images, 2);
+	const auto gpu = detect("fasterrcnn_resnet50_fpn", weights, "cuda", false, images, 2);
+	expect_same_detections(cpu, gpu, "fasterrcnn_resnet50_fpn on photos, GPU fp32 vs CPU fp32");
+}
+
+TEST(CudaDetector, ShapesModelFp16MatchesFp32)
+{
+	const auto frames = shapes_frames(32);
+	const std::string weights = test::env("FRCNN_TEST_DATA") + "/shapes-tiny.pth";
+	const auto fp32 = detect("tiny", weights, "cuda", false, frames, 8, 4, 240, 320);
+	const auto fp16 = detect("tiny", weights, "cuda", true, frames, 8, 4, 240, 320);
+	expect_fp16_matches(fp32, fp16, "shapes model, fp16 vs fp32", 50);
+}
+
+TEST(CudaDetector, ResNet50Fp16MatchesFp32OnPhotos)
+{
+	const auto images = photos();
+	const std::string weights = resnet50_weights(images);
+	const auto fp32 = detect("fasterrcnn_resnet50_fpn", weights, "cuda", false, images, 2);
+	const auto fp16 = detect("fasterrcnn_resnet50_fpn", weights, "cuda", true, images, 2);
+	size_t high = 0;
+	for (const auto &v : fp32)
+		for (const auto &d : v)
+			high += d.score >= kFp16MinScore;
+	std::printf("fasterrcnn_resnet50_fpn (seeded weights): %zu fp32 detections with score >= 0.5\n", high);
+	expect_fp16_matches(fp32, fp16, "fasterrcnn_resnet50_fpn on photos, fp16 vs fp32", 5);
+}
+
+TEST(CudaDetector, BadDeviceIndexIsAClearError)
+{
+	DetectorOptions o;
+	o.model = model_preset("tiny");
+	o.device = "cuda:" + std::to_string(torch::cuda::device_count());
+	try {
+		Detector d(o);
+		FAIL() << "expected an error";
+	} catch (const frcnn::Error &e) {
+		EXPECT_NE(std::string(e.what()).find("not available"), std::string::npos) << e.what();
+	}
+}
+
+} // namespace
