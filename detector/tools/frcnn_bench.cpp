@@ -1,11 +1,18 @@
 // SPDX-License-Identifier: BSD-3-Clause
 // frcnn-bench: throughput, latency, time per stage, memory and achieved GFLOP/s of a Faster R-CNN
 // on frames decoded from a video or read from image files.
+//
+// Built without OpenCV (meson option opencv), it reads binary PPM (P6) images only.
+#ifndef FRCNN_BENCH_OPENCV
+#define FRCNN_BENCH_OPENCV 1
+#endif
+
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <cmath>
@@ -19,12 +26,15 @@
 #include <string>
 #include <vector>
 
+#include <ATen/Context.h>
 #include <ATen/record_function.h>
 #include <nlohmann/json.hpp>
+#if FRCNN_BENCH_OPENCV
 #include <opencv2/core/utils/logger.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 #include <opencv2/videoio.hpp>
+#endif
 #include <torch/cuda.h>
 #include <torch/torch.h>
 
@@ -49,8 +59,8 @@ void usage(FILE *out)
 		     "Usage: frcnn-bench [OPTIONS] INPUT...\n"
 		     "Runs a Faster R-CNN on frames and reports frames per second, latency per batch (p50,\n"
 		     "p95), time per stage, peak RSS and achieved GFLOP/s. An INPUT is an image file or a\n"
-		     "video (decoded with OpenCV); frames are taken in order, starting over at the end.\n"
-		     "Decoding is not timed.\n\n"
+		     "video (decoded with OpenCV; a build without OpenCV reads binary PPM images only);\n"
+		     "frames are taken in order, starting over at the end. Decoding is not timed.\n\n"
 		     "Options:\n%s"
 		     "  --seed N               random weights from seed N when no --weights are given; the\n"
 		     "                         frozen batch-norm statistics are then set from the first batch\n"
@@ -60,9 +70,11 @@ void usage(FILE *out)
 		     "  --frames N             timed frames, rounded up to whole batches (default 20)\n"
 		     "  --facade               time Detector::detect (what the element runs) instead of the\n"
 		     "                         model's stages one by one; no per-stage times\n"
-		     "  --resize WxH           resize the decoded frames to W x H first (not timed)\n"
+		     "  --fp16                 the same as --precision fp16 (CUDA only)\n"
+		     "  --resize WxH           resize the decoded frames to W x H first (not timed; needs\n"
+		     "                         OpenCV)\n"
 		     "  --channels-last        convolution weights and the input batch in channels-last\n"
-		     "                         memory format (an experiment: the model itself runs NCHW)\n"
+		     "                         memory format (NHWC convolutions: fastest with fp16 on CUDA)\n"
 		     "  --no-check             skip the check, in the first warm-up batch, that the stages run\n"
 		     "                         one by one give what the model's forward() gives\n"
 		     "  --rss-at N,N,...       also report the resident set size after N timed frames, and the\n"
@@ -112,12 +124,97 @@ int positive(const std::string &name, const std::string &value, int min)
 
 // --- frames -----------------------------------------------------------------------------------
 
-// The frames of the inputs in order, over and over; each an RGB cv::Mat of its own.
+// One decoded frame: RGB, 3 bytes per pixel, rows packed. The pixels are shared, so that a batch
+// holds frames without copying them.
+struct Image {
+	int width = 0;
+	int height = 0;
+	std::shared_ptr<const std::vector<uint8_t>> rgb;
+
+	const uint8_t *row(int y) const { return rgb->data() + (size_t)y * (size_t)width * 3; }
+};
+
+frcnn::FrameView view_of(const Image &image)
+{
+	frcnn::FrameView v;
+	v.format = frcnn::PixelFormat::RGB;
+	v.width = image.width;
+	v.height = image.height;
+	v.planes[0] = image.rgb->data();
+	v.strides[0] = image.width * 3;
+	return v;
+}
+
+std::vector<frcnn::FrameView> views_of(const std::vector<Image> &frames)
+{
+	std::vector<frcnn::FrameView> views;
+	for (const auto &f : frames)
+		views.push_back(view_of(f));
+	return views;
+}
+
+#if !FRCNN_BENCH_OPENCV
+const char kPpmOnly[] = "this frcnn-bench was built without OpenCV: give binary PPM (P6) images";
+
+// One number of a PPM header, after whitespace and '#' comments; consumes the one whitespace
+// character that ends it (after maxval, the last byte before the pixels).
+long ppm_number(std::istream &in, const std::string &path)
+{
+	int c = in.get();
+	while (c != EOF && (std::isspace(c) || c == '#')) {
+		if (c == '#')
+			while (c != EOF && c != '\n')
+				c = in.get();
+		c = in.get();
+	}
+	long value = 0;
+	int digits = 0;
+	for (; c != EOF && std::isdigit(c) && digits < 7; c = in.get(), digits++)
+		value = value * 10 + (c - '0');
+	if (digits == 0 || c == EOF || !std::isspace(c))
+		throw frcnn::Error("'" + path + "' is not a valid binary PPM (P6) image: bad header");
+	return value;
+}
+
+// A binary PPM (P6) with maxval 255: the one image format read without OpenCV.
+Image read_ppm(const std::string &path)
+{
+	std::ifstream in(path, std::ios::binary);
+	if (!in)
+		throw frcnn::Error("cannot open '" + path + "': " + std::strerror(errno));
+	char magic[2] = {0, 0};
+	in.read(magic, 2);
+	if (!in || magic[0] != 'P' || magic[1] != '6')
+		throw frcnn::Error("cannot read '" + path + "': " + kPpmOnly);
+	Image image;
+	image.width = (int)ppm_number(in, path);
+	image.height = (int)ppm_number(in, path);
+	const long maxval = ppm_number(in, path);
+	if (image.width < 1 || image.height < 1 || image.width > 65535 || image.height > 65535)
+		throw frcnn::Error("'" + path + "': bad PPM size " + std::to_string(image.width) + "x" +
+				   std::to_string(image.height));
+	if (maxval != 255)
+		throw frcnn::Error("'" + path + "': PPM maxval " + std::to_string(maxval) +
+				   ", only 255 (8 bits per channel) is read");
+	auto pixels = std::make_shared<std::vector<uint8_t>>((size_t)image.width * image.height * 3);
+	in.read((char *)pixels->data(), (std::streamsize)pixels->size());
+	if ((size_t)in.gcount() != pixels->size())
+		throw frcnn::Error("'" + path + "': truncated PPM image");
+	image.rgb = std::move(pixels);
+	return image;
+}
+#endif
+
+// The frames of the inputs in order, over and over.
 class FrameSource {
 public:
-	FrameSource(std::vector<std::string> inputs, cv::Size size)
-		: inputs_(std::move(inputs)), size_(size)
+	FrameSource(std::vector<std::string> inputs, int width, int height)
+		: inputs_(std::move(inputs))
+#if FRCNN_BENCH_OPENCV
+		  , size_(width, height)
+#endif
 	{
+#if FRCNN_BENCH_OPENCV
 		for (const auto &path : inputs_)
 			if (!cv::haveImageReader(path)) {
 				cv::VideoCapture probe(path);
@@ -125,10 +222,18 @@ public:
 					throw frcnn::Error("cannot open '" + path +
 							   "': not an image OpenCV reads, nor a video it can decode");
 			}
+#else
+		// No resizing without OpenCV: the option is refused before.
+		(void)width;
+		(void)height;
+		for (const auto &path : inputs_)
+			read_ppm(path);
+#endif
 	}
 
-	cv::Mat next()
+	Image next()
 	{
+#if FRCNN_BENCH_OPENCV
 		for (size_t tries = 0; tries <= 2 * inputs_.size(); tries++) {
 			const std::string &path = inputs_[index_];
 			cv::Mat bgr;
@@ -150,30 +255,33 @@ public:
 				cv::resize(bgr, bgr, size_, 0, 0, cv::INTER_AREA);
 			cv::Mat rgb;
 			cv::cvtColor(bgr, rgb, cv::COLOR_BGR2RGB);
-			return rgb;
+			Image image;
+			image.width = rgb.cols;
+			image.height = rgb.rows;
+			auto pixels = std::make_shared<std::vector<uint8_t>>((size_t)rgb.cols * rgb.rows * 3);
+			for (int y = 0; y < rgb.rows; y++)
+				std::memcpy(pixels->data() + (size_t)y * rgb.cols * 3, rgb.ptr(y), (size_t)rgb.cols * 3);
+			image.rgb = std::move(pixels);
+			return image;
 		}
 		throw frcnn::Error("the inputs hold no frames");
+#else
+		Image image = read_ppm(inputs_[index_]);
+		advance();
+		return image;
+#endif
 	}
 
 private:
 	void advance() { index_ = (index_ + 1) % inputs_.size(); }
 
 	std::vector<std::string> inputs_;
-	cv::Size size_;
 	size_t index_ = 0;
+#if FRCNN_BENCH_OPENCV
+	cv::Size size_;
 	cv::VideoCapture video_;
+#endif
 };
-
-frcnn::FrameView view_of(const cv::Mat &rgb)
-{
-	frcnn::FrameView v;
-	v.format = frcnn::PixelFormat::RGB;
-	v.width = rgb.cols;
-	v.height = rgb.rows;
-	v.planes[0] = rgb.data;
-	v.strides[0] = (int)rgb.step[0];
-	return v;
-}
 
 // --- memory -----------------------------------------------------------------------------------
 
@@ -316,19 +424,16 @@ private:
 
 // --- the model, stage by stage ----------------------------------------------------------------
 
-// The model's parts, run in the order FasterRCNNImpl::run runs them, with a clock between
-// stages. Checked against the model's own forward() during warm-up.
+// The model's parts, run in the order FasterRCNNImpl::run_transformed runs them, from the frames
+// as forward_frames() takes them, with a clock between stages. Checked against the model's own
+// forward_frames() during warm-up. The model is already on its device, in its precision and
+// memory format (FasterRCNNImpl::to_device).
 class StagedModel {
 public:
-	StagedModel(frcnn::FasterRCNN model, torch::Device device, bool channels_last)
-		: model_(std::move(model)), device_(device), channels_last_(channels_last)
+	StagedModel(frcnn::FasterRCNN model, torch::Device device, bool fp16, bool channels_last)
+		: model_(std::move(model)), device_(device), dtype_(fp16 ? torch::kHalf : torch::kFloat),
+		  channels_last_(channels_last)
 	{
-		if (channels_last_) {
-			torch::NoGradGuard no_grad;
-			for (auto &p : model_->parameters())
-				if (p.dim() == 4)
-					p.set_data(p.contiguous(torch::MemoryFormat::ChannelsLast));
-		}
 		for (const auto &child : model_->named_children()) {
 			if (child.key() == "backbone")
 				backbone_ = std::dynamic_pointer_cast<frcnn::detail::BackboneImpl>(child.value());
@@ -343,10 +448,11 @@ public:
 					   "use --facade");
 	}
 
-	std::vector<frcnn::Detections> run(const std::vector<cv::Mat> &frames, double *stage_ms)
+	std::vector<frcnn::Detections> run(const std::vector<Image> &frames, double *stage_ms)
 	{
 		auto clock = Clock::now();
 		auto lap = [&](size_t stage) {
+			// Kernels run asynchronously on CUDA: wait for the stage's before reading the clock.
 			if (device_.is_cuda())
 				torch::cuda::synchronize();
 			const auto now = Clock::now();
@@ -355,12 +461,10 @@ public:
 			clock = now;
 		};
 		c10::InferenceMode inference;
-		std::vector<torch::Tensor> images;
-		for (const auto &f : frames)
-			images.push_back(frcnn::frame_to_tensor(view_of(f)).to(device_));
-		auto batch = frcnn::detail::transform_images(model_->config(), images, nullptr);
-		if (channels_last_)
-			batch.batch = batch.batch.contiguous(torch::MemoryFormat::ChannelsLast);
+		// What forward_frames() runs: on CUDA the frame bytes go to the device and are
+		// converted there, so this stage times the GPU pre-processing.
+		auto batch = frcnn::detail::transform_frames(model_->config(), views_of(frames), device_, dtype_,
+							     channels_last_);
 		lap(0);
 		auto features = backbone_->forward(batch.batch);
 		lap(1);
@@ -371,8 +475,11 @@ public:
 		auto [class_logits, box_regression] =
 			roi_heads_->box_predictor(roi_heads_->box_head.forward(pooled));
 		lap(3);
-		auto detections =
-			roi_heads_->postprocess(class_logits, box_regression, proposals.boxes, batch.image_sizes);
+		// As RoIHeadsImpl::forward: an fp16 model's scores and boxes are computed in float.
+		auto detections = roi_heads_->postprocess(
+			class_logits.to(frcnn::detail::geometry_dtype(class_logits)),
+			box_regression.to(frcnn::detail::geometry_dtype(box_regression)), proposals.boxes,
+			batch.image_sizes);
 		for (size_t i = 0; i < detections.size(); i++) {
 			auto &d = detections[i];
 			d.boxes = frcnn::detail::resize_boxes(d.boxes, batch.image_sizes[i], batch.original_sizes[i])
@@ -386,13 +493,10 @@ public:
 	}
 
 	// The model's own forward pass, for the check.
-	std::vector<frcnn::Detections> forward(const std::vector<cv::Mat> &frames)
+	std::vector<frcnn::Detections> forward(const std::vector<Image> &frames)
 	{
 		c10::InferenceMode inference;
-		std::vector<torch::Tensor> images;
-		for (const auto &f : frames)
-			images.push_back(frcnn::frame_to_tensor(view_of(f)).to(device_));
-		auto out = model_->forward(images);
+		auto out = model_->forward_frames(views_of(frames));
 		for (auto &d : out) {
 			d.boxes = d.boxes.to(torch::kCPU);
 			d.scores = d.scores.to(torch::kCPU);
@@ -406,6 +510,7 @@ public:
 private:
 	frcnn::FasterRCNN model_;
 	torch::Device device_;
+	torch::ScalarType dtype_;
 	bool channels_last_;
 	std::shared_ptr<frcnn::detail::BackboneImpl> backbone_;
 	std::shared_ptr<frcnn::detail::RegionProposalNetworkImpl> rpn_;
@@ -478,6 +583,10 @@ BenchOptions parse(int argc, char **argv, bool &help)
 			o.channels_last = true;
 			continue;
 		}
+		if (arg == "--fp16") {
+			o.model.fp16 = true;
+			continue;
+		}
 		if (arg == "--no-check") {
 			o.check = false;
 			continue;
@@ -530,6 +639,11 @@ BenchOptions parse(int argc, char **argv, bool &help)
 		throw frcnn::Error("no input given: a video or image files (see --help)");
 	if (o.model.weights.empty() && o.model.seed < 0 && o.dump_frames.empty())
 		throw frcnn::Error("no weights given: use --weights FILE|PRESET|URL or --seed N");
+#if !FRCNN_BENCH_OPENCV
+	if (o.resize_width > 0)
+		throw frcnn::Error("--resize needs OpenCV, and this frcnn-bench was built without it: give "
+				   "images of the size wanted");
+#endif
 	return o;
 }
 
@@ -542,15 +656,14 @@ void dump_frames(const BenchOptions &o, FrameSource &source)
 	manifest["format"] = "rgb24";
 	manifest["frames"] = json::array();
 	for (long long i = 0; i < batches * o.batch; i++) {
-		cv::Mat rgb = source.next();
+		const Image rgb = source.next();
 		char name[32];
 		std::snprintf(name, sizeof(name), "%05lld.rgb", i);
 		std::ofstream file(o.dump_frames + "/" + name, std::ios::binary);
-		for (int y = 0; y < rgb.rows; y++)
-			file.write((const char *)rgb.ptr(y), (std::streamsize)rgb.cols * 3);
+		file.write((const char *)rgb.rgb->data(), (std::streamsize)rgb.rgb->size());
 		if (!file)
 			throw frcnn::Error("cannot write '" + o.dump_frames + "/" + name + "'");
-		manifest["frames"].push_back({{"file", name}, {"width", rgb.cols}, {"height", rgb.rows}});
+		manifest["frames"].push_back({{"file", name}, {"width", rgb.width}, {"height", rgb.height}});
 	}
 	std::ofstream(o.dump_frames + "/frames.json") << manifest.dump(1) << "\n";
 }
@@ -559,7 +672,9 @@ void dump_frames(const BenchOptions &o, FrameSource &source)
 
 int main(int argc, char **argv)
 {
+#if FRCNN_BENCH_OPENCV
 	cv::utils::logging::setLogLevel(cv::utils::logging::LOG_LEVEL_SILENT);
+#endif
 	BenchOptions o;
 	try {
 		bool help = false;
@@ -576,7 +691,7 @@ int main(int argc, char **argv)
 	try {
 		std::unique_ptr<FrameSource> source;
 		if (!o.inputs.empty())
-			source = std::make_unique<FrameSource>(o.inputs, cv::Size(o.resize_width, o.resize_height));
+			source = std::make_unique<FrameSource>(o.inputs, o.resize_width, o.resize_height);
 		if (!o.dump_frames.empty()) {
 			dump_frames(o, *source);
 			return 0;
@@ -587,15 +702,23 @@ int main(int argc, char **argv)
 		frcnn::DetectorOptions d = frcnn::cli::detector_options(o.model);
 		if (d.threads > 0)
 			torch::set_num_threads(d.threads);
+		d.channels_last = o.channels_last;
 		const torch::Device device = device_of(d.device);
-		if (d.fp16)
-			throw frcnn::Error("frcnn-bench runs fp32 only");
+		if (d.fp16 && !device.is_cuda())
+			throw frcnn::Error("precision fp16 needs a CUDA device (--device cuda); use fp32 on the CPU");
 		if (device.is_cuda() && !frcnn::Detector::cuda_built())
 			throw frcnn::Error("device '" + d.device + "' asked for, but this build has no CUDA support");
+		if (device.is_cuda()) {
+			// As the Detector sets them, so that the stage-by-stage run and --facade agree:
+			// fp32 without TF32, and cuDNN choosing its algorithms per input shape.
+			at::globalContext().setAllowTF32CuDNN(false);
+			at::globalContext().setAllowTF32CuBLAS(false);
+			at::globalContext().setBenchmarkCuDNN(true);
+		}
 		if (d.weights.empty())
 			torch::manual_seed(d.random_seed);
 		frcnn::FasterRCNN model(d.model);
-		std::vector<cv::Mat> first;
+		std::vector<Image> first;
 		if (!d.weights.empty()) {
 			model->load_state_dict(frcnn::read_checkpoint(d.weights));
 		} else if (source) {
@@ -609,7 +732,7 @@ int main(int argc, char **argv)
 				images.push_back(frcnn::frame_to_tensor(view_of(f)));
 			model->calibrate_frozen_batch_norm(images);
 			// Start over, so that the timed run sees the frames from the first.
-			source = std::make_unique<FrameSource>(o.inputs, cv::Size(o.resize_width, o.resize_height));
+			source = std::make_unique<FrameSource>(o.inputs, o.resize_width, o.resize_height);
 		}
 		model->eval();
 		if (!o.save_weights.empty()) {
@@ -620,14 +743,11 @@ int main(int argc, char **argv)
 			frcnn::write_checkpoint(o.save_weights, checkpoint);
 			return 0;
 		}
-		model->to(device);
 
 		std::unique_ptr<frcnn::Detector> facade;
 		std::unique_ptr<StagedModel> staged;
 		std::string tmp_weights;
 		if (o.facade) {
-			if (o.channels_last)
-				throw frcnn::Error("--channels-last needs the stage-by-stage run: drop --facade");
 			if (d.weights.empty()) {
 				// The facade loads weights from a file: hand it the calibrated ones.
 				char path[] = "/tmp/frcnn-bench-XXXXXX";
@@ -645,17 +765,14 @@ int main(int argc, char **argv)
 				std::remove(tmp_weights.c_str());
 			model = frcnn::FasterRCNN(nullptr);
 		} else {
-			staged = std::make_unique<StagedModel>(model, device, o.channels_last);
+			model->to_device(device, d.fp16, d.channels_last);
+			staged = std::make_unique<StagedModel>(model, device, d.fp16, d.channels_last);
 		}
 
 		// Plain detections per frame, as the facade returns them.
-		auto run_batch = [&](const std::vector<cv::Mat> &frames, double *stage_ms) {
-			if (facade) {
-				std::vector<frcnn::FrameView> views;
-				for (const auto &f : frames)
-					views.push_back(view_of(f));
-				return facade->detect(views);
-			}
+		auto run_batch = [&](const std::vector<Image> &frames, double *stage_ms) {
+			if (facade)
+				return facade->detect(views_of(frames));
 			std::vector<std::vector<frcnn::Detection>> out;
 			for (auto &det : staged->run(frames, stage_ms)) {
 				auto boxes = det.boxes.to(torch::kFloat32).contiguous();
@@ -680,7 +797,7 @@ int main(int argc, char **argv)
 		json staged_check = nullptr;
 		std::map<long long, double> rss_at, rss_max_at;
 		double rss_max = 0;
-		std::vector<cv::Mat> frames;
+		std::vector<Image> frames;
 		double timed_ms = 0;
 		for (int b = 0; b < o.warmup + timed_batches; b++) {
 			frames.clear();
@@ -746,17 +863,19 @@ int main(int argc, char **argv)
 		json out;
 		out["program"] = "frcnn-bench";
 		out["implementation"] = "libfrcnn";
-		out["mode"] = facade ? "facade" : o.channels_last ? "staged, channels-last" : "staged";
+		out["mode"] = std::string(facade ? "facade" : "staged") + (d.channels_last ? ", channels-last" : "");
 		out["arch"] = config.arch;
 		out["weights"] = d.weights.empty() || !tmp_weights.empty() ? "seed:" + std::to_string(d.random_seed)
 									   : d.weights;
 		out["device"] = d.device;
+		out["precision"] = d.fp16 ? "fp16" : "fp32";
+		out["channels_last"] = d.channels_last;
 		out["threads"] = torch::get_num_threads();
 		out["batch"] = o.batch;
 		out["min_size"] = config.min_size;
 		out["max_size"] = config.max_size;
 		out["inputs"] = o.inputs;
-		out["frame_size"] = {frames[0].cols, frames[0].rows};
+		out["frame_size"] = {frames[0].width, frames[0].height};
 		if (staged)
 			out["model_input"] = staged->input_shape();
 		out["warmup_batches"] = o.warmup;
@@ -809,10 +928,10 @@ int main(int argc, char **argv)
 			std::cout << out.dump() << std::endl;
 			return 0;
 		}
-		std::printf("%s (%s) on %s, %d thread(s), batch %d, min_size %d max_size %d, frames %dx%d\n",
+		std::printf("%s (%s) on %s, %s%s, %d thread(s), batch %d, min_size %d max_size %d, frames %dx%d\n",
 			    config.arch.c_str(), out["weights"].get<std::string>().c_str(), d.device.c_str(),
-			    torch::get_num_threads(), o.batch, config.min_size, config.max_size, frames[0].cols,
-			    frames[0].rows);
+			    d.fp16 ? "fp16" : "fp32", d.channels_last ? " channels-last" : "", torch::get_num_threads(),
+			    o.batch, config.min_size, config.max_size, frames[0].width, frames[0].height);
 		std::printf("  %.2f frames/s over %d frames; latency per batch p50 %.1f ms, p95 %.1f ms\n", fps,
 			    timed_frames, percentile(latency_ms, 50), percentile(latency_ms, 95));
 		if (staged) {
