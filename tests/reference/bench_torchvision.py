@@ -2,15 +2,22 @@
 """torchvision's Faster R-CNN timed the way frcnn-bench times libfrcnn, for side-by-side figures.
 
 Runs on the frames `frcnn-bench --dump-frames DIR` wrote (raw RGB + DIR/frames.json, in the order
-frcnn-bench uses them), with the weights `frcnn-bench --save-weights FILE` wrote (or any
-torchvision state dict), the same input size, batch, warm-up, frame count and thread count, and
-prints the same fields as `frcnn-bench --json`. Each batch is timed from the uint8 frames to the
-detections in frame pixels, stage by stage as GeneralizedRCNN.forward runs them.
+frcnn-bench uses them), or on the image files frcnn-bench is given (binary PPM read here, other
+formats with Pillow; taken in order, starting over at the end, as frcnn-bench does), with the
+weights `frcnn-bench --save-weights FILE` wrote (or any torchvision state dict), the same input
+size, batch, warm-up, frame count and thread count, and prints the same fields as
+`frcnn-bench --json`. Each batch is timed from the uint8 frames to the detections in frame
+pixels on the CPU, stage by stage as GeneralizedRCNN.forward runs them.
 
-Usage: bench_torchvision.py --frames-dir DIR --weights FILE [--arch NAME] [--min-size N]
-       [--max-size N] [--batch N] [--threads N] [--warmup N] [--frames N] [--channels-last]
-       [--profile] [--json]
+On CUDA (--device cuda) the uint8 frames are copied to the GPU and converted there, the clocks
+are read after torch.cuda.synchronize(), and fp32 is real fp32 (TF32 off, as libfrcnn);
+--autocast runs each batch under torch.autocast('cuda', dtype=torch.float16).
+
+Usage: bench_torchvision.py (--frames-dir DIR | IMAGE...) --weights FILE [--arch NAME]
+       [--min-size N] [--max-size N] [--batch N] [--threads N] [--warmup N] [--frames N]
+       [--device D] [--autocast] [--cudnn-benchmark] [--channels-last] [--profile] [--json]
 """
+import contextlib
 import argparse
 import json
 import math
@@ -39,6 +46,45 @@ def build(arch, min_size, max_size, score_threshold):
                       box_score_thresh=score_threshold)
 
 
+def read_ppm(path):
+    """A binary PPM (P6, maxval 255) as an [H, W, 3] uint8 array."""
+    with open(path, "rb") as f:
+        data = f.read()
+    fields, pos = [], 2
+    while len(fields) < 3:
+        while pos < len(data) and (data[pos:pos + 1].isspace() or data[pos:pos + 1] == b"#"):
+            if data[pos:pos + 1] == b"#":
+                pos = data.find(b"\n", pos)
+                if pos < 0:
+                    break
+            pos += 1
+        start = pos
+        while pos < len(data) and data[pos:pos + 1].isdigit():
+            pos += 1
+        if pos == start or pos >= len(data):
+            sys.exit(f"bench_torchvision.py: {path}: bad PPM header")
+        fields.append(int(data[start:pos]))
+    width, height, maxval = fields
+    if maxval != 255:
+        sys.exit(f"bench_torchvision.py: {path}: PPM maxval {maxval}, only 255 is read")
+    pixels = np.frombuffer(data, dtype=np.uint8, count=width * height * 3, offset=pos + 1)
+    # A copy: torch.from_numpy wants a writable array.
+    return pixels.reshape(height, width, 3).copy()
+
+
+def read_image(path):
+    with open(path, "rb") as f:
+        magic = f.read(2)
+    if magic == b"P6":
+        return read_ppm(path)
+    try:
+        from PIL import Image
+    except ImportError:
+        sys.exit(f"bench_torchvision.py: {path} is not a binary PPM image, and Pillow is not installed")
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"))
+
+
 def load_frames(directory):
     with open(os.path.join(directory, "frames.json")) as f:
         manifest = json.load(f)
@@ -63,34 +109,54 @@ def current_rss_mb():
 class StagedModel:
     """GeneralizedRCNN.forward in eval mode, with a clock between the stages."""
 
-    def __init__(self, model, channels_last=False):
-        self.model = model.to(memory_format=torch.channels_last) if channels_last else model
+    def __init__(self, model, device, channels_last=False, autocast=False):
+        self.model = model.to(device)
+        if channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.device = device
         self.channels_last = channels_last
+        self.autocast = autocast
         self.input_shape = None
+
+    def precision(self):
+        # torch.autocast('cuda', ...): what a torchvision user runs for fp16 inference.
+        return torch.autocast("cuda", dtype=torch.float16) if self.autocast else contextlib.nullcontext()
+
+    def clock(self):
+        # CUDA kernels run asynchronously: a stage ends when its kernels are done.
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter()
+
+    def images(self, frames):
+        # The uint8 frames go to the device as they are, and are converted there.
+        return [torch.from_numpy(f).to(self.device).permute(2, 0, 1).float().div(255) for f in frames]
 
     def run(self, frames, stage_ms=None):
         m = self.model
-        laps = [time.perf_counter()]
-        images = [torch.from_numpy(f).permute(2, 0, 1).float().div(255) for f in frames]
-        original_sizes = [tuple(img.shape[-2:]) for img in images]
-        image_list, _ = m.transform(images)
-        if self.channels_last:
-            image_list.tensors = image_list.tensors.contiguous(memory_format=torch.channels_last)
-        laps.append(time.perf_counter())
-        features = m.backbone(image_list.tensors)
-        laps.append(time.perf_counter())
-        proposals, _ = m.rpn(image_list, features)
-        laps.append(time.perf_counter())
-        heads = m.roi_heads
-        box_features = heads.box_roi_pool(features, proposals, image_list.image_sizes)
-        box_features = heads.box_head(box_features)
-        class_logits, box_regression = heads.box_predictor(box_features)
-        laps.append(time.perf_counter())
-        boxes, scores, labels = heads.postprocess_detections(class_logits, box_regression, proposals,
-                                                             image_list.image_sizes)
-        detections = [{"boxes": b, "labels": l, "scores": s} for b, s, l in zip(boxes, scores, labels)]
-        detections = m.transform.postprocess(detections, image_list.image_sizes, original_sizes)
-        laps.append(time.perf_counter())
+        laps = [self.clock()]
+        with self.precision():
+            images = self.images(frames)
+            original_sizes = [tuple(img.shape[-2:]) for img in images]
+            image_list, _ = m.transform(images)
+            if self.channels_last:
+                image_list.tensors = image_list.tensors.contiguous(memory_format=torch.channels_last)
+            laps.append(self.clock())
+            features = m.backbone(image_list.tensors)
+            laps.append(self.clock())
+            proposals, _ = m.rpn(image_list, features)
+            laps.append(self.clock())
+            heads = m.roi_heads
+            box_features = heads.box_roi_pool(features, proposals, image_list.image_sizes)
+            box_features = heads.box_head(box_features)
+            class_logits, box_regression = heads.box_predictor(box_features)
+            laps.append(self.clock())
+            boxes, scores, labels = heads.postprocess_detections(class_logits, box_regression, proposals,
+                                                                 image_list.image_sizes)
+            detections = [{"boxes": b, "labels": l, "scores": s} for b, s, l in zip(boxes, scores, labels)]
+            detections = m.transform.postprocess(detections, image_list.image_sizes, original_sizes)
+            detections = [{k: v.cpu() for k, v in d.items()} for d in detections]
+        laps.append(self.clock())
         if stage_ms is not None:
             for i in range(len(STAGES)):
                 stage_ms.append((laps[i + 1] - laps[i]) * 1000)
@@ -98,7 +164,9 @@ class StagedModel:
         return detections
 
     def forward(self, frames):
-        return self.model([torch.from_numpy(f).permute(2, 0, 1).float().div(255) for f in frames])
+        with self.precision():
+            out = self.model(self.images(frames))
+        return [{k: v.cpu() for k, v in d.items()} for d in out]
 
 
 def compare_detections(a, b):
@@ -145,8 +213,12 @@ def count_flops(fn):
                 total[0] += 2.0 * a[0] * a[1] * a[2] * b[2]
             return out
 
-    with Counter():
-        fn()
+    try:
+        with Counter():
+            fn()
+    except Exception as e:  # an untimed extra: a torch whose dispatch mode differs costs the count only
+        print(f"bench_torchvision.py: no FLOP count: {type(e).__name__}: {e}", file=sys.stderr)
+        return None
     return total[0]
 
 
@@ -160,7 +232,9 @@ def profile_ops(fn):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--frames-dir", required=True)
+    p.add_argument("inputs", nargs="*", metavar="IMAGE",
+                   help="image files, as given to frcnn-bench (instead of --frames-dir)")
+    p.add_argument("--frames-dir", help="frames written by frcnn-bench --dump-frames")
     p.add_argument("--weights", required=True)
     p.add_argument("--arch", default="fasterrcnn_resnet50_fpn")
     p.add_argument("--min-size", type=int, default=800)
@@ -170,6 +244,11 @@ def main():
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--frames", type=int, default=20)
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    p.add_argument("--autocast", action="store_true",
+                   help="run under torch.autocast('cuda', dtype=torch.float16) (CUDA only)")
+    p.add_argument("--cudnn-benchmark", action="store_true",
+                   help="torch.backends.cudnn.benchmark = True (cuDNN picks its algorithms per shape)")
     p.add_argument("--channels-last", action="store_true",
                    help="weights and input batch in channels-last memory format (as frcnn-bench's)")
     p.add_argument("--no-check", action="store_true",
@@ -179,17 +258,29 @@ def main():
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
 
+    if bool(args.frames_dir) == bool(args.inputs):
+        p.error("give either --frames-dir DIR or image files")
+    device = torch.device(args.device)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            sys.exit(f"bench_torchvision.py: device {args.device} asked for, but CUDA is not available")
+        # fp32 means fp32, as in libfrcnn: no TF32 convolutions or matrix products.
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cudnn.benchmark = args.cudnn_benchmark
+    elif args.autocast:
+        sys.exit("bench_torchvision.py: --autocast needs a CUDA device (--device cuda)")
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    frames = load_frames(args.frames_dir)
+    frames = load_frames(args.frames_dir) if args.frames_dir else [read_image(path) for path in args.inputs]
     model = build(args.arch, args.min_size, args.max_size, args.score_threshold)
     model.load_state_dict(torch.load(args.weights, map_location="cpu"))
     model.eval()
-    staged = StagedModel(model, args.channels_last)
+    staged = StagedModel(model, device, args.channels_last, args.autocast)
 
     timed_batches = (args.frames + args.batch - 1) // args.batch
     needed = (args.warmup + timed_batches) * args.batch
-    if needed > len(frames):
+    if args.frames_dir and needed > len(frames):
         # frcnn-bench would go on with the video's next frames: the runs would not compare.
         sys.exit(f"bench_torchvision.py: {needed} frames needed, {len(frames)} dumped in {args.frames_dir}")
     position = 0
@@ -228,12 +319,15 @@ def main():
         "mode": "staged, channels-last" if args.channels_last else "staged",
         "arch": args.arch,
         "weights": args.weights,
-        "device": "cpu",
+        "device": args.device,
+        "precision": "autocast-fp16" if args.autocast else "fp32",
+        "channels_last": args.channels_last,
+        "cudnn_benchmark": args.cudnn_benchmark,
         "threads": torch.get_num_threads(),
         "batch": args.batch,
         "min_size": args.min_size,
         "max_size": args.max_size,
-        "inputs": [args.frames_dir],
+        "inputs": [args.frames_dir] if args.frames_dir else args.inputs,
         "frame_size": [int(batch[0].shape[1]), int(batch[0].shape[0])],
         "model_input": staged.input_shape,
         "warmup_batches": args.warmup,
@@ -261,7 +355,8 @@ def main():
     if args.json:
         print(json.dumps(out))
         return
-    print(f"{args.arch} (torchvision) on cpu, {out['threads']} thread(s), batch {args.batch}, "
+    print(f"{args.arch} (torchvision) on {args.device}, {out['precision']}, {out['threads']} thread(s), "
+          f"batch {args.batch}, "
           f"min_size {args.min_size} max_size {args.max_size}")
     print(f"  {fps:.2f} frames/s over {timed_frames} frames; latency per batch p50 "
           f"{out['latency_ms']['p50']:.1f} ms, p95 {out['latency_ms']['p95']:.1f} ms")
