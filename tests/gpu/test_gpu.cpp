@@ -20,6 +20,7 @@
 #include <torch/torch.h>
 
 #include "common.h"
+#include "frcnn-build-config.h"
 #include "frcnn/checkpoint.h"
 #include "frcnn/detector.h"
 #include "frcnn/error.h"
@@ -290,8 +291,21 @@ std::vector<Photo> photos()
 	return out;
 }
 
+// Shapes frames 0..count-1 of seed 90210, 320x240, a scene each (frcnnshapesrc seed=90210
+// scene-frames=1): drawn here when the build has the generator (it needs OpenCV), else read from
+// FRCNN_SHAPES_FRAMES, binary PPMs of those frames in order.
 std::vector<Photo> shapes_frames(int count)
 {
+#if !FRCNN_HAVE_SHAPES
+	const std::string dir = test::env("FRCNN_SHAPES_FRAMES");
+	std::vector<Photo> out;
+	for (int i = 0; i < count; i++) {
+		char name[32];
+		std::snprintf(name, sizeof(name), "/shapes-%02d.ppm", i);
+		out.push_back(read_ppm(dir + name));
+	}
+	return out;
+#else
 	ShapesOptions options;
 	options.width = 320;
 	options.height = 240;
@@ -309,6 +323,7 @@ std::vector<Photo> shapes_frames(int count)
 		out.push_back(std::move(p));
 	}
 	return out;
+#endif
 }
 
 // fasterrcnn_resnet50_fpn with seeded weights whose frozen statistics are calibrated on the
