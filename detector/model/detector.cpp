@@ -123,16 +123,22 @@ std::vector<std::vector<Detection>> Detector::detect(const std::vector<FrameView
 		// Inference mode is thread-local: set it here, in whichever thread runs the batch.
 		c10::InferenceMode inference;
 		auto detections = impl_->model->forward_frames(frames);
+		// One copy to the host for the whole batch: rows of x1, y1, x2, y2, score (float)
+		// and the label beside them (int64).
+		std::vector<torch::Tensor> rows, labels;
 		for (auto &d : detections) {
-			auto boxes = d.boxes.to(torch::kCPU, torch::kFloat32).contiguous();
-			auto scores = d.scores.to(torch::kCPU, torch::kFloat32).contiguous();
-			auto labels = d.labels.to(torch::kCPU, torch::kInt64).contiguous();
-			const float *b = boxes.data_ptr<float>();
-			const float *s = scores.data_ptr<float>();
-			const int64_t *l = labels.data_ptr<int64_t>();
+			rows.push_back(torch::cat({d.boxes.to(torch::kFloat32), d.scores.to(torch::kFloat32).unsqueeze(1)}, 1));
+			labels.push_back(d.labels.to(torch::kInt64));
+		}
+		const auto all_rows = torch::cat(rows, 0).to(torch::kCPU).contiguous();
+		const auto all_labels = torch::cat(labels, 0).to(torch::kCPU).contiguous();
+		const float *r = all_rows.data_ptr<float>();
+		const int64_t *l = all_labels.data_ptr<int64_t>();
+		int64_t at = 0;
+		for (auto &d : detections) {
 			std::vector<Detection> out;
-			for (int64_t i = 0; i < boxes.size(0); i++)
-				out.push_back({b[4 * i], b[4 * i + 1], b[4 * i + 2], b[4 * i + 3], l[i], s[i]});
+			for (int64_t i = 0; i < d.boxes.size(0); i++, at++)
+				out.push_back({r[5 * at], r[5 * at + 1], r[5 * at + 2], r[5 * at + 3], l[at], r[5 * at + 4]});
 			result.push_back(std::move(out));
 		}
 	} catch (const c10::Error &e) {

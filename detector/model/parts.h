@@ -295,10 +295,19 @@ struct RoIHeadsImpl : torch::nn::Module {
 			       const std::vector<torch::Tensor> &proposals,
 			       const std::vector<ImageSize> &image_sizes,
 			       const std::vector<Target> *targets);
+	// torchvision's postprocess_detections. On CUDA it runs as postprocess_batched.
 	std::vector<Detections> postprocess(const torch::Tensor &class_logits,
 					    const torch::Tensor &box_regression,
 					    const std::vector<torch::Tensor> &proposals,
 					    const std::vector<ImageSize> &image_sizes) const;
+	// The same for all images at once: one score filter, one size filter and one NMS whose
+	// categories are (image, class) pairs, instead of a round of each per image (each waits for
+	// the GPU). The same detections, except that NMS always works on the boxes' own coordinates
+	// where torchvision's batched_nms offsets small sets (IoUs may round differently).
+	std::vector<Detections> postprocess_batched(const torch::Tensor &class_logits,
+						    const torch::Tensor &box_regression,
+						    const std::vector<torch::Tensor> &proposals,
+						    const std::vector<ImageSize> &image_sizes) const;
 
 	ModelConfig config;
 	BoxCoder box_coder;

@@ -224,6 +224,8 @@ std::vector<Detections> RoIHeadsImpl::postprocess(const torch::Tensor &class_log
 						  const std::vector<torch::Tensor> &proposals,
 						  const std::vector<ImageSize> &image_sizes) const
 {
+	if (class_logits.is_cuda())
+		return postprocess_batched(class_logits, box_regression, proposals, image_sizes);
 	using torch::indexing::Slice;
 	const int64_t num_classes = class_logits.size(-1);
 	std::vector<int64_t> per_image;
@@ -257,6 +259,75 @@ std::vector<Detections> RoIHeadsImpl::postprocess(const torch::Tensor &class_log
 		keep = ops::batched_nms(boxes, scores, labels, config.box_nms_thresh);
 		keep = keep.slice(0, 0, config.box_detections_per_img);
 		result.push_back({boxes.index({keep}), labels.index({keep}), scores.index({keep})});
+	}
+	return result;
+}
+
+std::vector<Detections> RoIHeadsImpl::postprocess_batched(const torch::Tensor &class_logits,
+							  const torch::Tensor &box_regression,
+							  const std::vector<torch::Tensor> &proposals,
+							  const std::vector<ImageSize> &image_sizes) const
+{
+	using torch::indexing::None;
+	using torch::indexing::Slice;
+	const int64_t num_classes = class_logits.size(-1);
+	const int64_t num_images = (int64_t)proposals.size();
+	const auto device = class_logits.device();
+	const auto long_options = torch::TensorOptions().dtype(torch::kInt64).device(device);
+	std::vector<int64_t> per_image, heights, widths;
+	for (int64_t i = 0; i < num_images; i++) {
+		per_image.push_back(proposals[i].size(0));
+		heights.push_back(image_sizes[i].first);
+		widths.push_back(image_sizes[i].second);
+	}
+	auto boxes = box_coder.decode(box_regression, torch::cat(proposals, 0)); // [R, C, 4]
+	auto scores = torch::softmax(class_logits, -1);				  // [R, C]
+	const int64_t rows = boxes.size(0);
+	auto image_of_row = torch::repeat_interleave(torch::arange(num_images, long_options),
+						     torch::tensor(per_image, torch::kInt64).to(device));
+
+	// clip_boxes_to_image with each row's own image size: clamp(0, size), the same values.
+	auto row_w = torch::tensor(widths, torch::kInt64).to(device).index({image_of_row}).to(boxes.scalar_type());
+	auto row_h = torch::tensor(heights, torch::kInt64).to(device).index({image_of_row}).to(boxes.scalar_type());
+	auto zero = torch::zeros({}, boxes.options());
+	auto x = torch::minimum(torch::maximum(boxes.index({Slice(), Slice(), Slice(0, None, 2)}), zero),
+				row_w.view({-1, 1, 1}));
+	auto y = torch::minimum(torch::maximum(boxes.index({Slice(), Slice(), Slice(1, None, 2)}), zero),
+				row_h.view({-1, 1, 1}));
+	boxes = torch::stack({x, y}, 3).reshape(boxes.sizes());
+
+	// Drop the background class, then one candidate per (proposal, class).
+	auto labels = torch::arange(num_classes, long_options).view({1, -1}).expand({rows, num_classes});
+	auto images = image_of_row.view({-1, 1}).expand({rows, num_classes});
+	boxes = boxes.index({Slice(), Slice(1)}).reshape({-1, 4});
+	scores = scores.index({Slice(), Slice(1)}).reshape(-1);
+	labels = labels.index({Slice(), Slice(1)}).reshape(-1);
+	images = images.index({Slice(), Slice(1)}).reshape(-1);
+
+	auto keep = torch::where(scores > config.box_score_thresh)[0];
+	boxes = boxes.index({keep});
+	scores = scores.index({keep});
+	labels = labels.index({keep});
+	images = images.index({keep});
+	keep = ops::remove_small_boxes(boxes, 1e-2);
+	boxes = boxes.index({keep});
+	scores = scores.index({keep});
+	labels = labels.index({keep});
+	images = images.index({keep});
+	// Kept candidates by decreasing score, then grouped by image (stable: score order within).
+	keep = ops::nms_by_category(boxes, scores, images * num_classes + labels, config.box_nms_thresh);
+	keep = keep.index_select(0, std::get<1>(images.index_select(0, keep).sort(/*stable=*/true, 0, false)));
+	const auto kept_images = images.index_select(0, keep);
+	const auto counts = torch::bincount(kept_images, {}, num_images).to(torch::kCPU);
+	const int64_t *count = counts.data_ptr<int64_t>();
+
+	std::vector<Detections> result;
+	int64_t start = 0;
+	for (int64_t i = 0; i < num_images; i++) {
+		const int64_t n = std::min<int64_t>(count[i], config.box_detections_per_img);
+		auto mine = keep.slice(0, start, start + n);
+		result.push_back({boxes.index({mine}), labels.index({mine}), scores.index({mine})});
+		start += count[i];
 	}
 	return result;
 }

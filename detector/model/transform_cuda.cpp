@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 
+#include <ATen/Parallel.h>
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
 
@@ -94,9 +95,23 @@ TransformedBatch transform_frames_cuda(const ModelConfig &config, const std::vec
 	// has run, then reuses it for a later batch.
 	auto staging = torch::empty({total}, torch::TensorOptions().dtype(torch::kByte).pinned_memory(true));
 	uint8_t *host = staging.data_ptr<uint8_t>();
+	// Gathering the frames is a plain copy of a few MB per frame: done in pieces of 1 MB on
+	// LibTorch's intra-op threads, it takes a fraction of the time one thread needs.
+	struct Piece {
+		const uint8_t *from;
+		uint8_t *to;
+		int64_t bytes;
+	};
+	constexpr int64_t kPiece = 1 << 20;
+	std::vector<Piece> pieces;
 	for (const auto &frame : copies)
 		for (const auto &c : frame)
-			std::memcpy(host + c.offset, c.source, c.bytes);
+			for (int64_t at = 0; at < c.bytes; at += kPiece)
+				pieces.push_back({c.source + at, host + c.offset + at, std::min(kPiece, c.bytes - at)});
+	at::parallel_for(0, (int64_t)pieces.size(), 1, [&](int64_t begin, int64_t end) {
+		for (int64_t i = begin; i < end; i++)
+			std::memcpy(pieces[i].to, pieces[i].from, pieces[i].bytes);
+	});
 	const auto on_device = staging.to(device, /*non_blocking=*/true);
 	const uint8_t *dev = on_device.data_ptr<uint8_t>();
 

@@ -201,23 +201,46 @@ torch::Tensor nms(const torch::Tensor &boxes, const torch::Tensor &scores, doubl
 	return nms_kernel(kernel_dtype(boxes), kernel_dtype(scores), iou_threshold);
 }
 
+namespace {
+
+void check_categories(const char *op, const torch::Tensor &boxes, const torch::Tensor &idxs)
+{
+	TORCH_CHECK(idxs.defined(), op, ": idxs is an undefined tensor");
+	TORCH_CHECK(idxs.dim() == 1, op, ": idxs should be a 1D tensor [N], got ", idxs.dim(),
+		    "D with shape ", idxs.sizes());
+	TORCH_CHECK(idxs.size(0) == boxes.size(0), op,
+		    ": boxes and idxs should have the same number of elements in dimension 0, got ",
+		    boxes.size(0), " and ", idxs.size(0));
+	TORCH_CHECK(!idxs.is_floating_point() && !idxs.is_complex() &&
+			    idxs.scalar_type() != torch::kBool,
+		    op, ": idxs should be an integer tensor, got ", idxs.scalar_type());
+	TORCH_CHECK(idxs.device() == boxes.device(), op,
+		    ": boxes and idxs should be on the same device, got ", boxes.device(), " and ",
+		    idxs.device());
+}
+
+} // namespace
+
+torch::Tensor nms_by_category(const torch::Tensor &boxes, const torch::Tensor &scores,
+			      const torch::Tensor &idxs, double iou_threshold)
+{
+	check_nms_args("nms_by_category", boxes, scores);
+	check_categories("nms_by_category", boxes, idxs);
+	if (boxes.size(0) == 0)
+		return torch::empty({0}, boxes.options().dtype(torch::kLong));
+	const torch::Tensor mask = nms_per_category_kernel(kernel_dtype(boxes), kernel_dtype(scores),
+							   idxs.to(torch::kLong).contiguous(), iou_threshold);
+	const torch::Tensor keep = torch::nonzero(mask).squeeze(1);
+	const torch::Tensor order = std::get<1>(
+		scores.index_select(0, keep).sort(/*stable=*/true, /*dim=*/0, /*descending=*/true));
+	return keep.index_select(0, order);
+}
+
 torch::Tensor batched_nms(const torch::Tensor &boxes, const torch::Tensor &scores,
 			  const torch::Tensor &idxs, double iou_threshold)
 {
 	check_nms_args("batched_nms", boxes, scores);
-	TORCH_CHECK(idxs.defined(), "batched_nms: idxs is an undefined tensor");
-	TORCH_CHECK(idxs.dim() == 1, "batched_nms: idxs should be a 1D tensor [N], got ",
-		    idxs.dim(), "D with shape ", idxs.sizes());
-	TORCH_CHECK(idxs.size(0) == boxes.size(0),
-		    "batched_nms: boxes and idxs should have the same number of elements in "
-		    "dimension 0, got ",
-		    boxes.size(0), " and ", idxs.size(0));
-	TORCH_CHECK(!idxs.is_floating_point() && !idxs.is_complex() &&
-			    idxs.scalar_type() != torch::kBool,
-		    "batched_nms: idxs should be an integer tensor, got ", idxs.scalar_type());
-	TORCH_CHECK(idxs.device() == boxes.device(),
-		    "batched_nms: boxes and idxs should be on the same device, got ",
-		    boxes.device(), " and ", idxs.device());
+	check_categories("batched_nms", boxes, idxs);
 
 	// torchvision's choice of strategy, kept so that results match it bit for bit: the
 	// offset trick changes the coordinates, hence the rounding of the IoUs.

@@ -480,13 +480,21 @@ public:
 			class_logits.to(frcnn::detail::geometry_dtype(class_logits)),
 			box_regression.to(frcnn::detail::geometry_dtype(box_regression)), proposals.boxes,
 			batch.image_sizes);
+		// As Detector::detect: one copy to the host for the whole batch.
+		std::vector<torch::Tensor> boxes, scores, labels;
+		std::vector<int64_t> counts;
 		for (size_t i = 0; i < detections.size(); i++) {
 			auto &d = detections[i];
-			d.boxes = frcnn::detail::resize_boxes(d.boxes, batch.image_sizes[i], batch.original_sizes[i])
-					  .to(torch::kCPU);
-			d.scores = d.scores.to(torch::kCPU);
-			d.labels = d.labels.to(torch::kCPU);
+			boxes.push_back(frcnn::detail::resize_boxes(d.boxes, batch.image_sizes[i], batch.original_sizes[i]));
+			scores.push_back(d.scores);
+			labels.push_back(d.labels);
+			counts.push_back(d.boxes.size(0));
 		}
+		const auto all_boxes = torch::cat(boxes, 0).to(torch::kCPU).split_with_sizes(counts, 0);
+		const auto all_scores = torch::cat(scores, 0).to(torch::kCPU).split_with_sizes(counts, 0);
+		const auto all_labels = torch::cat(labels, 0).to(torch::kCPU).split_with_sizes(counts, 0);
+		for (size_t i = 0; i < detections.size(); i++)
+			detections[i] = {all_boxes[i], all_labels[i], all_scores[i]};
 		lap(4);
 		input_shape_ = batch.batch.sizes().vec();
 		return detections;

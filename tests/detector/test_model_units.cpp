@@ -304,3 +304,36 @@ TEST(FrozenBatchNorm, FoldingIntoConvolutionsKeepsTheOutput)
 		EXPECT_GT(scale, 0.0);
 	}
 }
+
+// The batched post-processing (one filter and one NMS for the whole batch, what CUDA runs) gives
+// the per-image post-processing's detections.
+TEST(RoIHeads, BatchedPostprocessMatchesPerImage)
+{
+	torch::manual_seed(7);
+	ModelConfig config = model_preset("tiny");
+	config.num_classes = 6;
+	config.box_score_thresh = 0.05;
+	frcnn::detail::RoIHeads heads(config);
+	const std::vector<frcnn::detail::ImageSize> sizes{{240, 320}, {480, 640}, {300, 200}};
+	std::vector<torch::Tensor> proposals;
+	for (const auto &s : sizes) {
+		auto xy = torch::rand({400, 2}) * torch::tensor({(float)s.second, (float)s.first});
+		auto wh = torch::rand({400, 2}) * 80 + 1;
+		proposals.push_back(torch::cat({xy, xy + wh}, 1));
+	}
+	const int64_t rows = 3 * 400;
+	auto logits = torch::randn({rows, config.num_classes}) * 3;
+	auto regression = torch::randn({rows, config.num_classes * 4}) * 0.5;
+	torch::NoGradGuard no_grad;
+	auto per_image = heads->postprocess(logits, regression, proposals, sizes);
+	auto batched = heads->postprocess_batched(logits, regression, proposals, sizes);
+	ASSERT_EQ(per_image.size(), batched.size());
+	int64_t total = 0;
+	for (size_t i = 0; i < per_image.size(); i++) {
+		EXPECT_TRUE(torch::equal(per_image[i].labels, batched[i].labels)) << "image " << i;
+		EXPECT_TRUE(torch::equal(per_image[i].scores, batched[i].scores)) << "image " << i;
+		EXPECT_TRUE(torch::equal(per_image[i].boxes, batched[i].boxes)) << "image " << i;
+		total += per_image[i].boxes.size(0);
+	}
+	EXPECT_EQ(total, 3 * config.box_detections_per_img) << "every image should fill its 100 detections";
+}

@@ -92,10 +92,15 @@ TEST(CudaOps, BatchedNmsAgreesOnBothStrategies)
 		auto scores = torch::rand({n});
 		auto idxs = torch::randint(0, 20, {n}, torch::kLong);
 		auto cpu = ops::batched_nms(boxes, scores, idxs, 0.5);
-		auto gpu = ops::batched_nms(boxes.to(kCuda), scores.to(kCuda), idxs.to(kCuda), 0.5);
-		ASSERT_TRUE(torch::equal(cpu, gpu.cpu())) << "n=" << n << ": CPU keeps " << cpu.size(0)
-							  << ", CUDA " << gpu.size(0);
-		std::printf("batched_nms n=%lld: %lld kept on both devices\n", (long long)n, (long long)cpu.size(0));
+		auto gpu = ops::batched_nms(boxes.to(kCuda), scores.to(kCuda), idxs.to(kCuda), 0.5).cpu();
+		// The same boxes kept; in the same order but for boxes of equal score, which the final
+		// sort by score (unstable, as torchvision's) may order differently on each device.
+		ASSERT_EQ(cpu.size(0), gpu.size(0)) << "n=" << n;
+		EXPECT_TRUE(torch::equal(std::get<0>(cpu.sort()), std::get<0>(gpu.sort()))) << "n=" << n;
+		EXPECT_TRUE(torch::equal(scores.index_select(0, cpu), scores.index_select(0, gpu))) << "n=" << n;
+		const int64_t same_place = cpu.eq(gpu).sum().item<int64_t>();
+		std::printf("batched_nms n=%lld: %lld kept on both devices, %lld at the same place (the rest "
+			    "are ties in score)\n", (long long)n, (long long)cpu.size(0), (long long)same_place);
 	}
 }
 
@@ -121,7 +126,9 @@ TEST(CudaOps, RoIAlignForwardMatchesTheCpu)
 				auto cpu = ops::roi_align(input, rois, 0.25, 7, 7, sampling, aligned);
 				auto gpu = ops::roi_align(input.to(kCuda), rois.to(kCuda), 0.25, 7, 7, sampling, aligned);
 				const double diff = max_abs_diff(cpu, gpu);
-				const double tolerance = dtype == torch::kFloat ? 1e-5 : 1e-12;
+				// Relative to the largest input value.
+				const double range = input.abs().max().item<double>();
+				const double tolerance = (dtype == torch::kFloat ? 1e-5 : 1e-12) * range;
 				EXPECT_LE(diff, tolerance) << "dtype=" << dtype << " aligned=" << aligned
 							   << " sampling=" << sampling;
 				std::printf("roi_align forward %s aligned=%d sampling=%lld: max |CPU - CUDA| = %.3g\n",
@@ -459,18 +466,23 @@ TEST(CudaDetector, ShapesModelFp16MatchesFp32)
 	expect_fp16_matches(fp32, fp16, "shapes model, fp16 vs fp32", 50);
 }
 
+// Seeded (untrained) weights spread their scores over 91 classes, so none reaches 0.5: the same
+// check is made on the 10 best fp32 detections of each photo instead.
 TEST(CudaDetector, ResNet50Fp16MatchesFp32OnPhotos)
 {
 	const auto images = photos();
 	const std::string weights = resnet50_weights(images);
 	const auto fp32 = detect("fasterrcnn_resnet50_fpn", weights, "cuda", false, images, 2);
 	const auto fp16 = detect("fasterrcnn_resnet50_fpn", weights, "cuda", true, images, 2);
-	size_t high = 0;
-	for (const auto &v : fp32)
-		for (const auto &d : v)
-			high += d.score >= kFp16MinScore;
-	std::printf("fasterrcnn_resnet50_fpn (seeded weights): %zu fp32 detections with score >= 0.5\n", high);
-	expect_fp16_matches(fp32, fp16, "fasterrcnn_resnet50_fpn on photos, fp16 vs fp32", 5);
+	std::vector<std::vector<Detection>> best(fp32.size());
+	for (size_t i = 0; i < fp32.size(); i++) {
+		// Detections come sorted by score.
+		best[i].assign(fp32[i].begin(), fp32[i].begin() + std::min<size_t>(10, fp32[i].size()));
+		for (auto &d : best[i])
+			d.score = 1.0f; // selected: compared whatever their score
+	}
+	expect_fp16_matches(best, fp16, "fasterrcnn_resnet50_fpn on photos (seeded weights), fp16 vs fp32, "
+			    "10 best of each photo", 5 * images.size());
 }
 
 TEST(CudaDetector, BadDeviceIndexIsAClearError)

@@ -15,6 +15,13 @@ torch::Tensor nms(const torch::Tensor &boxes, const torch::Tensor &scores, doubl
 torch::Tensor batched_nms(const torch::Tensor &boxes, const torch::Tensor &scores,
 			  const torch::Tensor &idxs, double iou_threshold);
 
+// NMS done independently per category idxs[i] on the boxes' own coordinates (batched_nms switches
+// to a coordinate-offset trick for small inputs, as torchvision does, which rounds IoUs
+// differently). Kept indices by decreasing score, equal scores by index. On CUDA one launch
+// handles every category.
+torch::Tensor nms_by_category(const torch::Tensor &boxes, const torch::Tensor &scores,
+			      const torch::Tensor &idxs, double iou_threshold);
+
 // RoIAlign (Mask R-CNN). input [N,C,H,W]; rois [K,5] (batch index, x1, y1, x2, y2) in input
 // coordinates before spatial_scale. Differentiable with respect to input.
 torch::Tensor roi_align(const torch::Tensor &input, const torch::Tensor &rois, double spatial_scale,

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: BSD-3-Clause
 // RoIAlign forward (one thread per output element) and backward (one thread per gradient
 // element, atomic adds into the input gradient). The geometry follows the CPU kernel operation
-// by operation (hence torchvision's), in float for float and half data, in double for double.
+// by operation (hence torchvision's), in float for float and half data, in double for double;
+// the file is compiled without fused multiply-adds, as the CPU kernel is.
 #include "common.cuh"
 
 namespace frcnn::cuda {
