@@ -100,6 +100,13 @@ if [ "$THROUGHPUT" = 1 ] && [ -x "$BUILD/detector/tools/frcnn-bench" ]; then
 		--torchvision-script "$ROOT/tests/reference/bench_torchvision.py" --python "$PY" \
 		--frames "$FRAMES" --weights "$WEIGHTS" --out "$OUTDIR" --rounds 1 || fail "throughput"
 	[ -f "$OUTDIR/throughput.md" ] && cat "$OUTDIR/throughput.md"
+
+	step "where the time goes (fp16, batch 8, channels-last)"
+	# Wall time of each top-level operator as the host sees it: on the GPU, the operators that
+	# wait for it (copies to the host, nonzero) carry the time of the work queued before them.
+	"$BUILD/detector/tools/frcnn-bench" --arch fasterrcnn_resnet50_fpn --weights "$WEIGHTS" \
+		--device cuda --precision fp16 --channels-last --batch 8 --frames 16 --warmup 2 \
+		--profile "$FRAMES"/*.ppm || fail "profile"
 fi
 
 step "summary"
