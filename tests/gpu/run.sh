@@ -84,6 +84,9 @@ step "GPU tests"
 # Without OpenCV the build has no shapes generator: the test reads the frames from here instead
 # (frcnnshapesrc seed=90210 scene-frames=1 num-buffers=32, 320x240 RGB, through pnmenc).
 SHAPES_FRAMES=${FRCNN_SHAPES_FRAMES:-$ROOT/build-gpu-inputs/shapes}
+# torchvision's COCO weights, if this machine has them, for the fp16 check on photos.
+COCO=${FRCNN_COCO_WEIGHTS:-${TORCH_HOME:-$HOME/.cache/torch}/hub/checkpoints/fasterrcnn_resnet50_fpn_coco-258fb6c6.pth}
+[ -f "$COCO" ] && export FRCNN_COCO_WEIGHTS=$COCO || echo "no COCO weights at $COCO: the fp16 check on photos is skipped"
 if [ -x "$BUILD/tests/gpu/test_gpu" ]; then
 	FRCNN_PHOTOS=$PHOTOS FRCNN_TEST_DATA=$ROOT/tests/data FRCNN_SHAPES_FRAMES=$SHAPES_FRAMES \
 		"$BUILD/tests/gpu/test_gpu" --gtest_output="xml:$OUTDIR/test_gpu.xml" || fail "GPU tests"
