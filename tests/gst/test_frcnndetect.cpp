@@ -246,6 +246,29 @@ TEST_P(FormatTest, MetaEqualsLibraryDetections)
 	gst_buffer_unmap(out.get(), &map);
 }
 
+// channels-last=true runs the same model on NHWC data: the same detections up to rounding.
+TEST(FrcnnDetect, ChannelsLastGivesTheSameDetections)
+{
+	const Frame frame = make_frame(photo(320, 240), GST_VIDEO_FORMAT_RGB);
+	const std::vector<frcnn::Detection> expected = expected_for(frame);
+	ASSERT_FALSE(expected.empty());
+	HarnessPtr h = harness("channels-last=true");
+	gst_harness_set_src_caps(h.get(), frame.caps());
+	gst_test::BufferPtr out(gst_harness_push_and_pull(h.get(), frame.buffer(0, GST_SECOND / 30)));
+	ASSERT_TRUE(out);
+	const std::vector<gst_test::RoiDetection> rois = gst_test::read_rois(out.get());
+	ASSERT_EQ(rois.size(), expected.size());
+	for (std::size_t i = 0; i < rois.size(); i++) {
+		SCOPED_TRACE("detection " + std::to_string(i));
+		EXPECT_EQ(rois[i].label_id, expected[i].label);
+		EXPECT_NEAR(rois[i].confidence, expected[i].score, 1e-3);
+		EXPECT_NEAR(rois[i].x_min * frame.width(), expected[i].x1, 0.5);
+		EXPECT_NEAR(rois[i].y_min * frame.height(), expected[i].y1, 0.5);
+		EXPECT_NEAR(rois[i].x_max * frame.width(), expected[i].x2, 0.5);
+		EXPECT_NEAR(rois[i].y_max * frame.height(), expected[i].y2, 0.5);
+	}
+}
+
 TEST_P(FormatTest, OddSizeAndPaddedStrides)
 {
 	const GstVideoFormat format = GetParam();
@@ -934,6 +957,9 @@ TEST(FrcnnDetect, PropertyDefaultsAndRanges)
 	ASSERT_NE(spec, nullptr);
 	EXPECT_EQ(G_PARAM_SPEC_UINT(spec)->minimum, 1u);
 	EXPECT_EQ(G_PARAM_SPEC_UINT(spec)->maximum, 64u);
+	gboolean channels_last = TRUE;
+	g_object_get(element, "channels-last", &channels_last, nullptr);
+	EXPECT_FALSE(channels_last);
 	gst_util_set_object_arg(G_OBJECT(element), "precision", "fp16");
 	gint precision = 0;
 	g_object_get(element, "precision", &precision, nullptr);

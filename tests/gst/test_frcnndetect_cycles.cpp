@@ -10,6 +10,7 @@
 #include <mutex>
 #include <string>
 
+#include <malloc.h>
 #include <unistd.h>
 
 #include <gst/gst.h>
@@ -67,8 +68,12 @@ std::map<std::string, int> alive_since_start(GstTracer *tracer)
 	return alive;
 }
 
+// Resident memory after handing freed heap memory back to the system: what stays is memory in
+// use, not what the allocator keeps around (which varies from run to run by tens of MB after
+// model rebuilds on several threads, and would hide or fake a leak).
 long resident_kib()
 {
+	malloc_trim(0);
 	long pages = 0, resident = 0;
 	FILE *statm = std::fopen("/proc/self/statm", "r");
 	if (statm) {
