@@ -1,0 +1,174 @@
+#!/usr/bin/env bash
+# frcnn-train runs end to end at a tiny size; no accuracy is checked.
+# 1. Synthetic shapes, tiny preset, 3 iterations: the checkpoint loads in torch with
+#    torchvision's key names (a ResNet-18 FPN Faster R-CNN) and 4 classes, the files --resume
+#    needs are written, and the loss log has one line per iteration with finite losses.
+# 2. --resume for a second epoch: the log goes on at iteration 3 and the weights change.
+# 3. A two-image COCO file: the class count comes from the category ids (crowd boxes left out).
+# 4. A missing COCO file, unknown or malformed options and a category id above --num-classes
+#    exit non-zero with a one-line message naming the problem.
+set -euo pipefail
+train=$1
+python=${FRCNN_REF_PYTHON:-/usr/bin/python3}
+# Threads that sleep at barriers rather than spin (see docs/performance.md).
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+
+# Small frames, few proposals and RoIs: each iteration takes a fraction of a second.
+small=(--arch tiny --threads 1 --seed 1 --min-size 128 --max-size 160 --rpn-pre-nms 200 --rpn-post-nms 100
+	--box-batch-size 64 --warmup 2)
+
+"$train" "${small[@]}" --synthetic shapes --width 160 --height 120 --iterations 3 --epochs 1 --batch-size 2 \
+	--output "$out/shapes.pth" --log "$out/shapes.jsonl"
+cp "$out/shapes.pth" "$out/epoch1.pth"
+cp "$out/shapes.jsonl" "$out/epoch1.jsonl"
+"$train" "${small[@]}" --synthetic shapes --width 160 --height 120 --iterations 3 --epochs 2 --batch-size 2 \
+	--resume "$out/shapes.pth" --output "$out/shapes.pth" --log "$out/shapes.jsonl"
+
+# A COCO file: two images with a couple of boxes each, categories 1 and 5 (so 6 classes with the
+# background), a crowd box of category 7 that training leaves out, and a degenerate box.
+mkdir "$out/coco"
+"$python" - "$out/coco" <<'PY'
+import json, os, sys
+import numpy as np
+from PIL import Image
+root = sys.argv[1]
+rng = np.random.default_rng(0)
+images, annotations = [], []
+for i, (w, h) in enumerate(((160, 120), (144, 128))):
+    pixels = np.full((h, w, 3), (40 + 60 * i, 90, 140), np.uint8)
+    pixels = np.clip(pixels + rng.normal(0, 6, pixels.shape), 0, 255).astype(np.uint8)
+    boxes = [(10 + 5 * i, 12, 50, 40, 1), (80, 50 + 4 * i, 40, 60, 5)]
+    for x, y, bw, bh, category in boxes:
+        pixels[y:y + bh, x:x + bw] = (230, 40, 40) if category == 1 else (40, 230, 60)
+        annotations.append({"id": len(annotations) + 1, "image_id": 10 + i, "bbox": [x, y, bw, bh],
+                            "category_id": category, "area": bw * bh, "iscrowd": 0})
+    name = "image%d.png" % i
+    Image.fromarray(pixels).save(os.path.join(root, name))
+    images.append({"id": 10 + i, "file_name": name, "width": w, "height": h})
+annotations.append({"id": 90, "image_id": 10, "bbox": [0, 0, 30, 30], "category_id": 7, "area": 900, "iscrowd": 1})
+annotations.append({"id": 91, "image_id": 11, "bbox": [5, 5, 0, 9], "category_id": 1, "area": 0, "iscrowd": 0})
+json.dump({"images": images, "annotations": annotations,
+           "categories": [{"id": c, "name": "c%d" % c} for c in (1, 5, 7)]},
+          open(os.path.join(root, "instances.json"), "w"))
+PY
+"$train" "${small[@]}" --coco-json "$out/coco/instances.json" --images "$out/coco" --epochs 1 --batch-size 1 \
+	--output "$out/coco.pth" --log "$out/coco.jsonl"
+
+"$python" - "$out" <<'PY'
+import json, math, os, sys
+import torch
+from torchvision.models import resnet18
+from torchvision.models.detection import FasterRCNN
+from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor
+from torchvision.ops.misc import FrozenBatchNorm2d
+out = sys.argv[1]
+failures = []
+def check(ok, what):
+    if not ok:
+        failures.append(what)
+
+# The tiny preset is a ResNet-18 FPN Faster R-CNN at a quarter of the width: torchvision's names.
+reference = list(FasterRCNN(_resnet_fpn_extractor(resnet18(weights=None, norm_layer=FrozenBatchNorm2d), 5),
+                            num_classes=4).state_dict())
+losses = ("loss_box_reg", "loss_classifier", "loss_objectness", "loss_rpn_box_reg")
+
+def load(name):
+    path = os.path.join(out, name)
+    if not os.path.exists(path):
+        failures.append(f"{name} was not written")
+        return None
+    try:
+        return torch.load(path, weights_only=True)
+    except Exception as e:
+        failures.append(f"{name} does not load: {e}")
+        return None
+
+def check_weights(name, classes):
+    sd = load(name)
+    if sd is None:
+        return None
+    check(list(sd) == reference, f"{name}: {len(sd)} keys, not torchvision's {len(reference)} "
+          f"(differing: {sorted(set(sd) ^ set(reference))[:5]})")
+    for key, shape in (("roi_heads.box_predictor.cls_score.weight", (classes, 256)),
+                       ("roi_heads.box_predictor.bbox_pred.weight", (4 * classes, 256)),
+                       ("backbone.body.conv1.weight", (16, 3, 7, 7))):
+        check(key in sd and tuple(sd[key].shape) == shape,
+              f"{name}: {key} {tuple(sd[key].shape) if key in sd else 'missing'}, expected {shape}")
+    check(all(bool(torch.isfinite(v).all()) for v in sd.values() if v.is_floating_point()),
+          f"{name}: non-finite weights")
+    return sd
+
+def check_log(name, epochs):
+    path = os.path.join(out, name)
+    if not os.path.exists(path):
+        failures.append(f"{name} was not written")
+        return []
+    lines = [json.loads(l) for l in open(path) if l.strip()]
+    check([l.get("iteration") for l in lines] == list(range(len(epochs))),
+          f"{name}: iterations {[l.get('iteration') for l in lines]}, expected 0..{len(epochs) - 1}")
+    check([l.get("epoch") for l in lines] == epochs, f"{name}: epochs {[l.get('epoch') for l in lines]}")
+    for l in lines:
+        for key in losses:
+            v = l.get(key)
+            check(isinstance(v, float) and math.isfinite(v) and v >= 0, f"{name}: {key} {v} at {l.get('iteration')}")
+        check(isinstance(l.get("lr"), float) and 0 < l["lr"] <= 0.01, f"{name}: lr {l.get('lr')}")
+    return lines
+
+def check_state(name, epoch, classes):
+    path = os.path.join(out, name + ".json")
+    state = json.load(open(path)) if os.path.exists(path) else None
+    check(state == {"arch": "tiny", "epoch": epoch, "num_classes": classes}, f"{name}.json: {state}")
+    momentum = load(name + ".optimizer")
+    check(momentum is not None and len(momentum) > 0 and all(k.startswith("momentum.") for k in momentum),
+          f"{name}.optimizer: {None if momentum is None else list(momentum)[:3]}")
+
+# 1. One epoch of 3 iterations; warm-up starts at a thousandth of --lr.
+first = check_weights("epoch1.pth", 4)
+lines = check_log("epoch1.jsonl", [0, 0, 0])
+check(bool(lines) and abs(lines[0]["lr"] - 1e-5) < 1e-12, f"warm-up: lr {lines[0]['lr'] if lines else None} at 0")
+# 2. Resumed for a second epoch: the log is appended to, the weights moved on.
+resumed = check_weights("shapes.pth", 4)
+check_log("shapes.jsonl", [0, 0, 0, 1, 1, 1])
+check_state("shapes.pth", 2, 4)
+if first is not None and resumed is not None:
+    changed = [k for k in reference if k in first and k in resumed and not torch.equal(first[k], resumed[k])]
+    check("roi_heads.box_predictor.cls_score.weight" in changed and "rpn.head.cls_logits.weight" in changed,
+          f"resuming left the heads unchanged ({len(changed)} tensors changed)")
+# 3. COCO: categories 1 and 5 make 6 classes (the crowd box of category 7 is left out); 2 images
+#    at batch 1 are 2 iterations an epoch.
+check_weights("coco.pth", 6)
+check_log("coco.jsonl", [0, 0])
+check_state("coco.pth", 1, 6)
+for f in failures:
+    print("FAIL:", f)
+print("frcnn-train runs: %d checks failed" % len(failures))
+sys.exit(1 if failures else 0)
+PY
+
+# Each error: a non-zero status, one line of message with the expected text, no checkpoint.
+status=0
+expect_error() {
+	local text=$1
+	shift
+	local rc=0
+	"$train" "$@" --output "$out/error.pth" > /dev/null 2> "$out/err" || rc=$?
+	local lines
+	lines=$(grep -c . "$out/err" || true)
+	if [ $rc -eq 0 ]; then
+		echo "FAIL: accepted: $*"; status=1
+	elif [ "$lines" -ne 1 ] || ! grep -qF -- "$text" "$out/err"; then
+		echo "FAIL: $*: status $rc, expected one line with \"$text\", got: $(cat "$out/err")"; status=1
+	elif [ -e "$out/error.pth" ]; then
+		echo "FAIL: $*: wrote a checkpoint"; status=1
+	fi
+}
+expect_error "cannot open the COCO file '$out/coco/missing.json'" \
+	--coco-json "$out/coco/missing.json" --images "$out/coco" --threads 1
+expect_error "unknown option --no-such-option" --synthetic shapes --no-such-option 3
+expect_error "option --batch-size needs an integer, got 'two'" --synthetic shapes --batch-size two
+expect_error "the dataset has category id 5 but --num-classes is 3" \
+	--coco-json "$out/coco/instances.json" --images "$out/coco" --num-classes 3 --threads 1
+echo "frcnn-train errors: $([ $status -eq 0 ] && echo ok || echo failed)"
+exit $status
