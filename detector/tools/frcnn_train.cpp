@@ -525,7 +525,8 @@ int main(int argc, char **argv)
 			throw Error("--epochs, --batch-size and --iterations must be at least 1");
 		return train(o);
 	} catch (const std::exception &e) {
-		std::fprintf(stderr, "\nfrcnn-train: %s\n", e.what());
+		// On a terminal the progress bar may hold the line: end it first.
+		std::fprintf(stderr, "%sfrcnn-train: %s\n", isatty(STDERR_FILENO) ? "\n" : "", e.what());
 		return 1;
 	}
 }

@@ -155,7 +155,7 @@ expect_error() {
 	local rc=0
 	"$train" "$@" --output "$out/error.pth" > /dev/null 2> "$out/err" || rc=$?
 	local lines
-	lines=$(grep -c . "$out/err" || true)
+	lines=$(wc -l < "$out/err")
 	if [ $rc -eq 0 ]; then
 		echo "FAIL: accepted: $*"; status=1
 	elif [ "$lines" -ne 1 ] || ! grep -qF -- "$text" "$out/err"; then
