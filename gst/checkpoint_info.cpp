@@ -9,8 +9,10 @@ namespace frcnn::gst {
 
 CheckpointInfo checkpoint_info(const std::string &path)
 {
-	const Checkpoint checkpoint = read_checkpoint(path);
+	auto read = std::make_shared<const Checkpoint>(read_checkpoint(path));
+	const Checkpoint &checkpoint = *read;
 	CheckpointInfo info;
+	info.checkpoint = read;
 	for (const auto &[name, tensor] : checkpoint.tensors) {
 		if (name == "roi_heads.box_predictor.cls_score.weight" && tensor.dim() == 2)
 			info.num_classes = static_cast<int>(tensor.size(0));

@@ -3,11 +3,18 @@
 // that only this file sees LibTorch headers.
 #pragma once
 
+#include <memory>
 #include <string>
+
+namespace frcnn {
+struct Checkpoint;
+}
 
 namespace frcnn::gst {
 
 struct CheckpointInfo {
+	// The checkpoint itself, for frcnn::DetectorOptions::checkpoint (read once, not twice).
+	std::shared_ptr<const Checkpoint> checkpoint;
 	// Rows of roi_heads.box_predictor.cls_score.weight, or -1 when there is no such tensor.
 	int num_classes = -1;
 	// The model preset whose keys and shapes the checkpoint has (frcnn::detect_arch), or empty

@@ -765,9 +765,12 @@ static gboolean gst_frcnn_detect_open(GstFrcnnDetect *self)
 	}
 
 	int num_classes = static_cast<int>(settings.num_classes);
+	/* Read once: what the file holds decides the model, then the model loads from it. */
+	std::shared_ptr<const frcnn::Checkpoint> checkpoint;
 	try {
 		/* Reading the file first tells an unreadable file from one that does not fit. */
 		const auto info = frcnn::gst::checkpoint_info(path);
+		checkpoint = info.checkpoint;
 		const int file_classes = info.num_classes;
 		/* Without a model property or weights preset, the checkpoint's keys tell the model. */
 		if (!settings.model_set && !preset && !info.arch.empty() && info.arch != config.arch) {
@@ -825,6 +828,7 @@ static gboolean gst_frcnn_detect_open(GstFrcnnDetect *self)
 	frcnn::DetectorOptions options;
 	options.model = config;
 	options.weights = path;
+	options.checkpoint = std::move(checkpoint);
 	options.device = settings.device;
 	options.fp16 = settings.precision == GST_FRCNN_PRECISION_FP16;
 	options.channels_last = settings.channels_last;

@@ -66,10 +66,12 @@ Detector::Detector(const DetectorOptions &options)
 	if (options.threads > 0)
 		torch::set_num_threads(options.threads);
 	try {
-		if (options.weights.empty())
+		if (options.weights.empty() && !options.checkpoint)
 			torch::manual_seed(options.random_seed);
 		impl_->model = FasterRCNN(options.model);
-		if (!options.weights.empty())
+		if (options.checkpoint)
+			impl_->model->load_state_dict(*options.checkpoint);
+		else if (!options.weights.empty())
 			impl_->model->load_state_dict(read_checkpoint(options.weights));
 		impl_->model->eval();
 		if (impl_->device.is_cuda()) {

@@ -34,9 +34,14 @@ struct Detection {
 	float score;
 };
 
+struct Checkpoint; // frcnn/checkpoint.h
+
 struct DetectorOptions {
 	ModelConfig model;	     // architecture and thresholds
 	std::string weights;	     // checkpoint path (already resolved); empty: random_seed init
+	// The weights already read (read_checkpoint), for a caller that looked into them first:
+	// used instead of reading `weights` again, which then only names them.
+	std::shared_ptr<const Checkpoint> checkpoint;
 	uint64_t random_seed = 0;    // used only without weights (tests, benchmarks)
 	std::string device = "cpu";  // "cpu", "cuda", "cuda:N"
 	bool fp16 = false;	     // CUDA only: convolutions and linear layers in half
