@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: BSD-3-Clause
 #include "cli.h"
 
+#include <algorithm>
 #include <stdexcept>
 
 #include "frcnn/checkpoint.h"
@@ -11,18 +12,39 @@
 
 namespace frcnn::cli {
 
-namespace {
+Arg next_arg(int argc, char **argv, int &i, std::initializer_list<const char *> flags)
+{
+	const auto is_flag = [&](const std::string &name) {
+		return name == "--help" || std::find(flags.begin(), flags.end(), name) != flags.end();
+	};
+	Arg a{argv[i], ""};
+	if (!a.option() || is_flag(a.name))
+		return a;
+	const auto eq = a.name.find('=');
+	if (eq != std::string::npos) {
+		a.value = a.name.substr(eq + 1);
+		a.name.resize(eq);
+		if (is_flag(a.name)) // "--flag=x" is none of the options
+			throw Error("unknown option " + a.name + " (see --help)");
+	} else if (i + 1 < argc) {
+		a.value = argv[++i];
+	} else {
+		throw Error("option " + a.name + " needs a value");
+	}
+	return a;
+}
 
-int to_int(const std::string &name, const std::string &value)
+int to_int(const std::string &name, const std::string &value, int min)
 {
 	try {
 		size_t used = 0;
 		int v = std::stoi(value, &used);
-		if (used == value.size())
+		if (used == value.size() && v >= min)
 			return v;
 	} catch (const std::exception &) {
 	}
-	throw Error("option " + name + " needs an integer, got '" + value + "'");
+	throw Error("option " + name + " needs an integer" + (min == INT_MIN ? "" : " >= " + std::to_string(min)) +
+		    ", got '" + value + "'");
 }
 
 double to_double(const std::string &name, const std::string &value)
@@ -36,8 +58,6 @@ double to_double(const std::string &name, const std::string &value)
 	}
 	throw Error("option " + name + " needs a number, got '" + value + "'");
 }
-
-} // namespace
 
 bool parse_model_option(ModelOptions &o, const std::string &name, const std::string &value)
 {

@@ -2,6 +2,8 @@
 // What the command-line programs share: model options and building a Detector from them.
 #pragma once
 
+#include <climits>
+#include <initializer_list>
 #include <memory>
 #include <string>
 
@@ -21,6 +23,22 @@ struct ModelOptions {
 	int threads = 0;
 	long long seed = -1;	 // random weights (benchmarks) when no weights are given
 };
+
+// One command-line argument: an option ("--name=value", "--name value" or a flag, which takes no
+// value), or a plain argument, whose text is in `name`.
+struct Arg {
+	std::string name, value;
+	bool option() const { return name.rfind("--", 0) == 0; }
+};
+
+// Reads argv[i], moving i past an option's value when it is the next argument. The options named
+// in `flags`, and --help, take no value. Throws frcnn::Error for an option without its value.
+Arg next_arg(int argc, char **argv, int &i, std::initializer_list<const char *> flags = {});
+
+// The value of option `name` as an integer of at least `min`, or as a number. Throws frcnn::Error
+// ("option --x needs an integer, got 'y'") when it is not one.
+int to_int(const std::string &name, const std::string &value, int min = INT_MIN);
+double to_double(const std::string &name, const std::string &value);
 
 // Handles one model option (`--arch X` etc.). Returns true when `name` was one; throws
 // frcnn::Error for a bad value.

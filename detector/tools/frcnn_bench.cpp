@@ -109,19 +109,6 @@ struct BenchOptions {
 	std::string detections;
 };
 
-int positive(const std::string &name, const std::string &value, int min)
-{
-	try {
-		size_t used = 0;
-		int v = std::stoi(value, &used);
-		if (used == value.size() && v >= min)
-			return v;
-	} catch (const std::exception &) {
-	}
-	throw frcnn::Error("option " + name + " needs an integer >= " + std::to_string(min) + ", got '" + value +
-			   "'");
-}
-
 // --- frames -----------------------------------------------------------------------------------
 
 // One decoded frame: RGB, 3 bytes per pixel, rows packed. The pixels are shared, so that a batch
@@ -569,79 +556,58 @@ torch::Device device_of(const std::string &name)
 BenchOptions parse(int argc, char **argv, bool &help)
 {
 	BenchOptions o;
+	using frcnn::cli::to_int;
 	for (int i = 1; i < argc; i++) {
-		std::string arg = argv[i];
+		const auto a = frcnn::cli::next_arg(
+			argc, argv, i, {"--json", "--facade", "--profile", "--channels-last", "--fp16", "--no-check"});
+		const std::string &arg = a.name, &value = a.value;
 		if (arg == "--help" || arg == "-h") {
 			help = true;
 			return o;
 		}
-		if (arg == "--json") {
+		if (!a.option())
+			o.inputs.push_back(arg);
+		else if (arg == "--json")
 			o.json = true;
-			continue;
-		}
-		if (arg == "--facade") {
+		else if (arg == "--facade")
 			o.facade = true;
-			continue;
-		}
-		if (arg == "--profile") {
+		else if (arg == "--profile")
 			o.profile = true;
-			continue;
-		}
-		if (arg == "--channels-last") {
+		else if (arg == "--channels-last")
 			o.channels_last = true;
-			continue;
-		}
-		if (arg == "--fp16") {
+		else if (arg == "--fp16")
 			o.model.fp16 = true;
-			continue;
-		}
-		if (arg == "--no-check") {
+		else if (arg == "--no-check")
 			o.check = false;
-			continue;
-		}
-		if (arg.rfind("--", 0) == 0) {
-			std::string value;
-			auto eq = arg.find('=');
-			if (eq != std::string::npos) {
-				value = arg.substr(eq + 1);
-				arg = arg.substr(0, eq);
-			} else if (i + 1 < argc) {
-				value = argv[++i];
-			} else {
-				throw frcnn::Error("option " + arg + " needs a value");
+		else if (arg == "--batch")
+			o.batch = to_int(arg, value, 1);
+		else if (arg == "--warmup")
+			o.warmup = to_int(arg, value, 0);
+		else if (arg == "--frames")
+			o.frames = to_int(arg, value, 1);
+		else if (arg == "--resize") {
+			const size_t x = value.find('x');
+			if (x == std::string::npos)
+				throw frcnn::Error("--resize needs WIDTHxHEIGHT, got '" + value + "'");
+			o.resize_width = to_int(arg, value.substr(0, x), 1);
+			o.resize_height = to_int(arg, value.substr(x + 1), 1);
+		} else if (arg == "--save-weights")
+			o.save_weights = value;
+		else if (arg == "--dump-frames")
+			o.dump_frames = value;
+		else if (arg == "--detections")
+			o.detections = value;
+		else if (arg == "--rss-at") {
+			size_t start = 0;
+			while (start <= value.size()) {
+				size_t comma = value.find(',', start);
+				if (comma == std::string::npos)
+					comma = value.size();
+				o.rss_at.push_back(to_int(arg, value.substr(start, comma - start), 1));
+				start = comma + 1;
 			}
-			if (arg == "--batch")
-				o.batch = positive(arg, value, 1);
-			else if (arg == "--warmup")
-				o.warmup = positive(arg, value, 0);
-			else if (arg == "--frames")
-				o.frames = positive(arg, value, 1);
-			else if (arg == "--resize") {
-				const size_t x = value.find('x');
-				if (x == std::string::npos)
-					throw frcnn::Error("--resize needs WIDTHxHEIGHT, got '" + value + "'");
-				o.resize_width = positive(arg, value.substr(0, x), 1);
-				o.resize_height = positive(arg, value.substr(x + 1), 1);
-			} else if (arg == "--save-weights")
-				o.save_weights = value;
-			else if (arg == "--dump-frames")
-				o.dump_frames = value;
-			else if (arg == "--detections")
-				o.detections = value;
-			else if (arg == "--rss-at") {
-				size_t start = 0;
-				while (start <= value.size()) {
-					size_t comma = value.find(',', start);
-					if (comma == std::string::npos)
-						comma = value.size();
-					o.rss_at.push_back(positive(arg, value.substr(start, comma - start), 1));
-					start = comma + 1;
-				}
-			} else if (!frcnn::cli::parse_model_option(o.model, arg, value))
-				throw frcnn::Error("unknown option " + arg + " (see --help)");
-			continue;
-		}
-		o.inputs.push_back(arg);
+		} else if (!frcnn::cli::parse_model_option(o.model, arg, value))
+			throw frcnn::Error("unknown option " + arg + " (see --help)");
 	}
 	if (o.inputs.empty() && o.save_weights.empty())
 		throw frcnn::Error("no input given: a video or image files (see --help)");

@@ -36,27 +36,15 @@ int main(int argc, char **argv)
 	std::vector<std::string> images;
 	try {
 		for (int i = 1; i < argc; i++) {
-			std::string arg = argv[i];
-			if (arg == "--help" || arg == "-h") {
+			const auto arg = frcnn::cli::next_arg(argc, argv, i);
+			if (arg.name == "--help" || arg.name == "-h") {
 				usage(stdout);
 				return 0;
 			}
-			if (arg.rfind("--", 0) == 0) {
-				std::string value;
-				auto eq = arg.find('=');
-				if (eq != std::string::npos) {
-					value = arg.substr(eq + 1);
-					arg = arg.substr(0, eq);
-				} else if (i + 1 < argc) {
-					value = argv[++i];
-				} else {
-					throw frcnn::Error("option " + arg + " needs a value");
-				}
-				if (!frcnn::cli::parse_model_option(options, arg, value))
-					throw frcnn::Error("unknown option " + arg + " (see --help)");
-				continue;
-			}
-			images.push_back(arg);
+			if (!arg.option())
+				images.push_back(arg.name);
+			else if (!frcnn::cli::parse_model_option(options, arg.name, arg.value))
+				throw frcnn::Error("unknown option " + arg.name + " (see --help)");
 		}
 		if (images.empty())
 			throw frcnn::Error("no images given (see --help)");

@@ -4,6 +4,7 @@
 #include <exception>
 #include <string>
 
+#include "cli.h"
 #include "frcnn/error.h"
 #include "frcnn/evaluation.h"
 
@@ -39,46 +40,23 @@ int main(int argc, char **argv)
 	frcnn::EvalParams params;
 	try {
 		for (int i = 1; i < argc; i++) {
-			std::string arg = argv[i];
-			if (arg == "--help" || arg == "-h") {
+			const auto arg = frcnn::cli::next_arg(argc, argv, i, {"--json"});
+			if (arg.name == "--help" || arg.name == "-h") {
 				usage(stdout);
 				return 0;
 			}
-			if (arg == "--json") {
+			if (!arg.option())
+				throw frcnn::Error("unexpected argument '" + arg.name + "' (see --help)");
+			if (arg.name == "--json")
 				as_json = true;
-				continue;
-			}
-			if (arg.rfind("--", 0) != 0)
-				throw frcnn::Error("unexpected argument '" + arg + "' (see --help)");
-			std::string value;
-			const auto eq = arg.find('=');
-			if (eq != std::string::npos) {
-				value = arg.substr(eq + 1);
-				arg = arg.substr(0, eq);
-			} else if (i + 1 < argc) {
-				value = argv[++i];
-			} else {
-				throw frcnn::Error("option " + arg + " needs a value");
-			}
-			if (arg == "--ground-truth") {
-				truth_path = value;
-			} else if (arg == "--detections") {
-				detections_path = value;
-			} else if (arg == "--max-detections") {
-				std::size_t used = 0;
-				int n = 0;
-				try {
-					n = std::stoi(value, &used);
-				} catch (const std::exception &) {
-					used = 0;
-				}
-				if (used != value.size() || n < 1)
-					throw frcnn::Error("--max-detections needs a whole number >= 1, got '" +
-							   value + "'");
-				params.max_detections = n;
-			} else {
-				throw frcnn::Error("unknown option " + arg + " (see --help)");
-			}
+			else if (arg.name == "--ground-truth")
+				truth_path = arg.value;
+			else if (arg.name == "--detections")
+				detections_path = arg.value;
+			else if (arg.name == "--max-detections")
+				params.max_detections = frcnn::cli::to_int(arg.name, arg.value, 1);
+			else
+				throw frcnn::Error("unknown option " + arg.name + " (see --help)");
 		}
 		if (truth_path.empty() || detections_path.empty())
 			throw frcnn::Error("both --ground-truth and --detections are needed (see --help)");

@@ -19,6 +19,7 @@
 #include <opencv2/imgproc.hpp>
 #include <torch/torch.h>
 
+#include "cli.h"
 #include "frcnn/checkpoint.h"
 #include "frcnn/error.h"
 #include "frcnn/model.h"
@@ -240,7 +241,7 @@ std::vector<int> parse_int_list(const std::string &s)
 		if (end == std::string::npos)
 			end = s.size();
 		if (end > start)
-			out.push_back(std::stoi(s.substr(start, end - start)));
+			out.push_back(frcnn::cli::to_int("--lr-steps", s.substr(start, end - start)));
 		start = end + 1;
 	}
 	return out;
@@ -453,41 +454,14 @@ int main(int argc, char **argv)
 	Options o;
 	try {
 		for (int i = 1; i < argc; i++) {
-			std::string arg = argv[i];
+			const auto next = frcnn::cli::next_arg(argc, argv, i);
+			const std::string &arg = next.name, &value = next.value;
 			if (arg == "--help" || arg == "-h") {
 				usage(stdout);
 				return 0;
 			}
-			std::string value;
-			auto eq = arg.find('=');
-			if (eq != std::string::npos) {
-				value = arg.substr(eq + 1);
-				arg = arg.substr(0, eq);
-			} else if (i + 1 < argc) {
-				value = argv[++i];
-			} else {
-				throw Error("option " + arg + " needs a value (see --help)");
-			}
-			auto to_int = [&]() {
-				try {
-					size_t used;
-					int v = std::stoi(value, &used);
-					if (used == value.size())
-						return v;
-				} catch (const std::exception &) {
-				}
-				throw Error("option " + arg + " needs an integer, got '" + value + "'");
-			};
-			auto to_double = [&]() {
-				try {
-					size_t used;
-					double v = std::stod(value, &used);
-					if (used == value.size())
-						return v;
-				} catch (const std::exception &) {
-				}
-				throw Error("option " + arg + " needs a number, got '" + value + "'");
-			};
+			const auto to_int = [&]() { return frcnn::cli::to_int(arg, value); };
+			const auto to_double = [&]() { return frcnn::cli::to_double(arg, value); };
 			if (arg == "--arch") o.arch = value;
 			else if (arg == "--num-classes") o.num_classes = to_int();
 			else if (arg == "--trainable-layers") o.trainable_layers = to_int();
