@@ -1,6 +1,5 @@
 // SPDX-License-Identifier: BSD-3-Clause
 // The Detector facade: device and precision, frames in, plain detections out.
-#include <ATen/Context.h>
 #include <torch/cuda.h>
 #include <torch/utils.h>
 
@@ -74,15 +73,6 @@ Detector::Detector(const DetectorOptions &options)
 		else if (!options.weights.empty())
 			impl_->model->load_state_dict(read_checkpoint(options.weights));
 		impl_->model->eval();
-		if (impl_->device.is_cuda()) {
-			// fp32 means fp32: TF32 convolutions and matmuls (LibTorch's default for
-			// cuDNN) would move boxes by tenths of a pixel. Process-wide settings.
-			at::globalContext().setAllowTF32CuDNN(false);
-			at::globalContext().setAllowTF32CuBLAS(false);
-			// A video stream keeps its frame size: let cuDNN time its algorithms once per
-			// input shape and keep the fastest.
-			at::globalContext().setBenchmarkCuDNN(true);
-		}
 		impl_->model->to_device(impl_->device, options.fp16, options.channels_last);
 	} catch (const c10::Error &e) {
 		throw Error(std::string("could not build the model: ") + e.what_without_backtrace());

@@ -5,6 +5,8 @@
 #include <set>
 #include <sstream>
 
+#include <ATen/Context.h>
+
 #include "frcnn/error.h"
 #include "frcnn/model.h"
 #include "parts.h"
@@ -167,12 +169,23 @@ void FasterRCNNImpl::freeze_backbone_layers(int trainable_layers)
 	config_.trainable_backbone_layers = trainable_layers;
 }
 
-void FasterRCNNImpl::calibrate_frozen_batch_norm(const std::vector<torch::Tensor> &images)
+namespace {
+
+// Every FrozenBatchNorm2d of the model (the trunk's; the FPN and heads have none).
+std::vector<detail::FrozenBatchNorm2dImpl *> frozen_norms(torch::nn::Module &model)
 {
 	std::vector<detail::FrozenBatchNorm2dImpl *> norms;
-	for (auto &m : modules(/*include_self=*/false))
+	for (auto &m : model.modules(/*include_self=*/false))
 		if (auto *bn = dynamic_cast<detail::FrozenBatchNorm2dImpl *>(m.get()))
 			norms.push_back(bn);
+	return norms;
+}
+
+} // namespace
+
+void FasterRCNNImpl::calibrate_frozen_batch_norm(const std::vector<torch::Tensor> &images)
+{
+	const auto norms = frozen_norms(*this);
 	auto reset = [&] {
 		for (auto *bn : norms)
 			bn->calibrate = false;
@@ -247,6 +260,14 @@ void FasterRCNNImpl::to_device(torch::Device device, bool fp16, bool channels_la
 	if (fp16 && !device.is_cuda())
 		throw Error("precision fp16 needs a CUDA device; use fp32 on the CPU");
 	torch::NoGradGuard no_grad;
+	if (device.is_cuda()) {
+		// fp32 means fp32: TF32 convolutions and matmuls (LibTorch's default for cuDNN) would
+		// move boxes by tenths of a pixel. A video stream keeps its frame size: cuDNN times its
+		// algorithms once per input shape and keeps the fastest. Process-wide settings.
+		at::globalContext().setAllowTF32CuDNN(false);
+		at::globalContext().setAllowTF32CuBLAS(false);
+		at::globalContext().setBenchmarkCuDNN(true);
+	}
 	to(device);
 	// fp16: the frozen batch norms of the ResNet trunk go into its convolutions, computed in
 	// float before the weights are halved (fp32 keeps the separate scale, so that it computes
@@ -264,12 +285,10 @@ void FasterRCNNImpl::to_device(torch::Device device, bool fp16, bool channels_la
 	for (auto &t : buffers())
 		if (fp16 && t.is_floating_point())
 			t.set_data(t.to(torch::kHalf));
-	for (auto &m : modules(/*include_self=*/false)) {
-		if (auto *bn = dynamic_cast<detail::FrozenBatchNorm2dImpl *>(m.get())) {
-			if (fp16)
-				bn->cast_prepared(torch::kHalf);
-			bn->prepare();
-		}
+	for (auto *bn : frozen_norms(*this)) {
+		if (fp16)
+			bn->cast_prepared(torch::kHalf);
+		bn->prepare();
 	}
 	channels_last_ = channels_last;
 }
@@ -331,9 +350,8 @@ std::string join_some(const std::vector<std::string> &names, size_t limit = 8)
 void FasterRCNNImpl::load_state_dict(const Checkpoint &checkpoint)
 {
 	// New statistics (and unfolded weights): scales cached by to_device() no longer hold.
-	for (auto &m : modules(/*include_self=*/false))
-		if (auto *bn = dynamic_cast<detail::FrozenBatchNorm2dImpl *>(m.get()))
-			bn->unprepare();
+	for (auto *bn : frozen_norms(*this))
+		bn->unprepare();
 	std::map<std::string, torch::Tensor> own;
 	for (auto &entry : state_dict())
 		own.emplace(entry.first, entry.second);

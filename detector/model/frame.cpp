@@ -21,10 +21,7 @@ int packed_bytes_per_pixel(PixelFormat format)
 	}
 }
 
-namespace {
-
-// Byte offsets of R, G and B inside a packed pixel.
-std::array<int64_t, 3> rgb_offsets(PixelFormat format)
+std::array<int64_t, 3> packed_rgb_offsets(PixelFormat format)
 {
 	switch (format) {
 	case PixelFormat::RGB: return {0, 1, 2};
@@ -36,6 +33,8 @@ std::array<int64_t, 3> rgb_offsets(PixelFormat format)
 	default: throw Error("not a packed RGB format");
 	}
 }
+
+namespace {
 
 torch::Tensor plane(const FrameView &f, int index, int64_t height, int64_t width, int64_t pixel_bytes)
 {
@@ -60,7 +59,7 @@ torch::Tensor frame_to_tensor(const FrameView &f)
 	const int bpp = packed_bytes_per_pixel(f.format);
 	if (bpp > 0) {
 		auto px = plane(f, 0, f.height, f.width, bpp);
-		auto off = rgb_offsets(f.format);
+		auto off = packed_rgb_offsets(f.format);
 		auto rgb = torch::stack({px.select(2, off[0]), px.select(2, off[1]), px.select(2, off[2])}, 0);
 		return rgb.to(torch::kFloat32).div_(255.0f);
 	}

@@ -326,6 +326,10 @@ struct TransformedBatch {
 	std::vector<Target> targets;	   // resized targets (training)
 };
 
+// (height, width) of the padded batch holding images of these resized sizes: the largest of
+// each, rounded up to a multiple of config.size_divisible.
+ImageSize padded_batch_size(const ModelConfig &config, const std::vector<ImageSize> &image_sizes);
+
 // The resized (height, width) torchvision computes for an image of the given size.
 ImageSize resized_size(int64_t height, int64_t width, double min_size, double max_size);
 

@@ -36,6 +36,18 @@ torch::Tensor resize_boxes(const torch::Tensor &boxes, ImageSize from, ImageSize
 	return torch::stack({b[0] * ratio_w, b[1] * ratio_h, b[2] * ratio_w, b[3] * ratio_h}, 1);
 }
 
+ImageSize padded_batch_size(const ModelConfig &config, const std::vector<ImageSize> &image_sizes)
+{
+	int64_t max_h = 0, max_w = 0;
+	for (const auto &s : image_sizes) {
+		max_h = std::max(max_h, s.first);
+		max_w = std::max(max_w, s.second);
+	}
+	const double stride = config.size_divisible;
+	return {(int64_t)(std::ceil((double)max_h / stride) * stride),
+		(int64_t)(std::ceil((double)max_w / stride) * stride)};
+}
+
 TransformedBatch transform_images(const ModelConfig &config, const std::vector<torch::Tensor> &images,
 				  const std::vector<Target> *targets)
 {
@@ -77,15 +89,8 @@ TransformedBatch transform_images(const ModelConfig &config, const std::vector<t
 		}
 	}
 
-	int64_t max_h = 0, max_w = 0;
-	for (const auto &r : resized) {
-		max_h = std::max(max_h, r.size(1));
-		max_w = std::max(max_w, r.size(2));
-	}
-	const double stride = config.size_divisible;
-	max_h = (int64_t)(std::ceil((double)max_h / stride) * stride);
-	max_w = (int64_t)(std::ceil((double)max_w / stride) * stride);
-	out.batch = torch::zeros({(int64_t)resized.size(), 3, max_h, max_w}, resized[0].options());
+	const ImageSize padded = padded_batch_size(config, out.image_sizes);
+	out.batch = torch::zeros({(int64_t)resized.size(), 3, padded.first, padded.second}, resized[0].options());
 	for (size_t i = 0; i < resized.size(); i++) {
 		using torch::indexing::Slice;
 		out.batch[i]

@@ -26,17 +26,6 @@ struct PlaneCopy {
 	int64_t stride;
 };
 
-std::array<int, 3> rgb_offsets(PixelFormat format)
-{
-	switch (format) {
-	case PixelFormat::RGB: case PixelFormat::RGBx: case PixelFormat::RGBA: return {0, 1, 2};
-	case PixelFormat::BGR: case PixelFormat::BGRx: case PixelFormat::BGRA: return {2, 1, 0};
-	case PixelFormat::xRGB: case PixelFormat::ARGB: return {1, 2, 3};
-	case PixelFormat::xBGR: case PixelFormat::ABGR: return {3, 2, 1};
-	default: return {0, 0, 0};
-	}
-}
-
 // The planes of a frame with their row sizes, checked as frame_to_tensor checks them.
 std::vector<std::pair<int64_t, int64_t>> plane_rows(const FrameView &f)
 {
@@ -115,14 +104,7 @@ TransformedBatch transform_frames_cuda(const ModelConfig &config, const std::vec
 	const auto on_device = staging.to(device, /*non_blocking=*/true);
 	const uint8_t *dev = on_device.data_ptr<uint8_t>();
 
-	int64_t max_h = 0, max_w = 0;
-	for (const auto &s : out.image_sizes) {
-		max_h = std::max(max_h, s.first);
-		max_w = std::max(max_w, s.second);
-	}
-	const double stride = config.size_divisible;
-	max_h = (int64_t)(std::ceil((double)max_h / stride) * stride);
-	max_w = (int64_t)(std::ceil((double)max_w / stride) * stride);
+	const auto [max_h, max_w] = padded_batch_size(config, out.image_sizes);
 	out.batch = torch::empty({(int64_t)frames.size(), 3, max_h, max_w},
 				 torch::TensorOptions().dtype(dtype).device(device));
 
@@ -145,7 +127,7 @@ TransformedBatch transform_frames_cuda(const ModelConfig &config, const std::vec
 		if (bpp > 0) {
 			desc.layout = cuda::FrameLayout::Packed;
 			desc.bytes_per_pixel = bpp;
-			const auto offsets = rgb_offsets(f.format);
+			const auto offsets = packed_rgb_offsets(f.format);
 			for (int c = 0; c < 3; c++)
 				desc.rgb_offsets[c] = offsets[c];
 		} else {

@@ -26,7 +26,6 @@
 #include <string>
 #include <vector>
 
-#include <ATen/Context.h>
 #include <ATen/record_function.h>
 #include <nlohmann/json.hpp>
 #if FRCNN_BENCH_OPENCV
@@ -682,13 +681,6 @@ int main(int argc, char **argv)
 			throw frcnn::Error("precision fp16 needs a CUDA device (--device cuda); use fp32 on the CPU");
 		if (device.is_cuda() && !frcnn::Detector::cuda_built())
 			throw frcnn::Error("device '" + d.device + "' asked for, but this build has no CUDA support");
-		if (device.is_cuda()) {
-			// As the Detector sets them, so that the stage-by-stage run and --facade agree:
-			// fp32 without TF32, and cuDNN choosing its algorithms per input shape.
-			at::globalContext().setAllowTF32CuDNN(false);
-			at::globalContext().setAllowTF32CuBLAS(false);
-			at::globalContext().setBenchmarkCuDNN(true);
-		}
 		if (d.weights.empty())
 			torch::manual_seed(d.random_seed);
 		frcnn::FasterRCNN model(d.model);
