@@ -6,7 +6,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Every Debian package the build, the tests and the demo need.
 DEB_PACKAGES := \
 	build-essential pkg-config meson ninja-build \
-	libtorch-dev libopenblas0-openmp \
+	libtorch-dev libopenblas0-openmp libdnnl-dev \
 	libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-tools \
 	gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
 	gstreamer1.0-plugins-ugly gstreamer1.0-libav \

@@ -8,6 +8,7 @@
 #include <torch/nn/modules/batchnorm.h>
 
 #include "frcnn/error.h"
+#include "onednn_convolutions.h"
 #include "parts.h"
 
 namespace F = torch::nn::functional;
@@ -53,6 +54,18 @@ void FrozenBatchNorm2dImpl::prepare()
 	torch::NoGradGuard no_grad;
 	scale_ = weight.reshape({1, -1, 1, 1}) * (running_var.reshape({1, -1, 1, 1}) + eps).rsqrt();
 	shift_ = bias.reshape({1, -1, 1, 1}) - running_mean.reshape({1, -1, 1, 1}) * scale_;
+}
+
+std::pair<torch::Tensor, torch::Tensor> FrozenBatchNorm2dImpl::scale_and_shift() const
+{
+	torch::NoGradGuard no_grad;
+	if (folded_)
+		return {torch::ones_like(shift_), shift_};
+	if (scale_.defined())
+		return {scale_, shift_};
+	auto scale = weight.reshape({1, -1, 1, 1}) * (running_var.reshape({1, -1, 1, 1}) + eps).rsqrt();
+	auto shift = bias.reshape({1, -1, 1, 1}) - running_mean.reshape({1, -1, 1, 1}) * scale;
+	return {scale, shift};
 }
 
 void FrozenBatchNorm2dImpl::fold_into(torch::Tensor &conv_weight)
@@ -323,6 +336,8 @@ BackboneImpl::BackboneImpl(const ModelConfig &config)
 
 std::vector<torch::Tensor> BackboneImpl::forward(const torch::Tensor &x)
 {
+	if (onednn && !is_training() && !torch::GradMode::is_enabled() && OneDnnPlan::accepts(x) && onednn->current())
+		return onednn->backbone(x);
 	return fpn(resnet ? resnet(x) : mobilenet(x));
 }
 

@@ -74,6 +74,9 @@ Detector::Detector(const DetectorOptions &options)
 			impl_->model->load_state_dict(read_checkpoint(options.weights));
 		impl_->model->eval();
 		impl_->model->to_device(impl_->device, options.fp16, options.channels_last);
+		// The choice of CPU kernels means nothing elsewhere.
+		if (impl_->device.is_cpu())
+			impl_->model->set_cpu_convolutions(options.cpu_convolutions);
 	} catch (const c10::Error &e) {
 		throw Error(std::string("could not build the model: ") + e.what_without_backtrace());
 	}
@@ -104,6 +107,11 @@ void Detector::set_max_detections(int value)
 void Detector::set_image_size(int min_size, int max_size)
 {
 	impl_->model->set_image_size(min_size, max_size);
+}
+
+CpuConvolutions Detector::cpu_convolutions() const
+{
+	return impl_->device.is_cpu() ? impl_->model->cpu_convolutions() : CpuConvolutions::LibTorch;
 }
 
 std::vector<std::vector<Detection>> Detector::detect(const std::vector<FrameView> &frames)

@@ -9,6 +9,7 @@
 
 #include "frcnn/error.h"
 #include "frcnn/model.h"
+#include "onednn_convolutions.h"
 #include "parts.h"
 #include "training.h"
 
@@ -75,6 +76,27 @@ ModelConfig model_preset(const std::string &name_in)
 	for (const auto &n : model_preset_names())
 		known += (known.empty() ? "" : ", ") + n;
 	throw Error("unknown model '" + name_in + "' (known models: " + known + ")");
+}
+
+const char *cpu_convolutions_name(CpuConvolutions value)
+{
+	switch (value) {
+	case CpuConvolutions::Auto:
+		return "auto";
+	case CpuConvolutions::LibTorch:
+		return "libtorch";
+	case CpuConvolutions::OneDnn:
+		return "onednn";
+	}
+	return "?";
+}
+
+CpuConvolutions parse_cpu_convolutions(const std::string &name)
+{
+	for (auto value : {CpuConvolutions::Auto, CpuConvolutions::LibTorch, CpuConvolutions::OneDnn})
+		if (name == cpu_convolutions_name(value))
+			return value;
+	throw Error("unknown CPU convolutions '" + name + "': use auto, libtorch or onednn");
 }
 
 // --- model ------------------------------------------------------------------------------------
@@ -218,6 +240,8 @@ ForwardResult FasterRCNNImpl::run(const std::vector<torch::Tensor> &images, cons
 ForwardResult FasterRCNNImpl::run_transformed(const detail::TransformedBatch &batch,
 					      const std::vector<Target> *targets)
 {
+	if (onednn_ && !is_training())
+		refresh_onednn();
 	const auto *resized_targets = targets != nullptr ? &batch.targets : nullptr;
 	auto features = parts_->backbone->forward(batch.batch);
 	auto proposals = parts_->rpn->forward(batch.batch, batch.image_sizes, features, resized_targets);
@@ -291,6 +315,43 @@ void FasterRCNNImpl::to_device(torch::Device device, bool fp16, bool channels_la
 		bn->prepare();
 	}
 	channels_last_ = channels_last;
+}
+
+void FasterRCNNImpl::set_cpu_convolutions(CpuConvolutions kind)
+{
+	const std::string unsupported = detail::onednn_unsupported_reason(config_);
+	if (kind == CpuConvolutions::OneDnn && !unsupported.empty())
+		throw Error("cpu-convolutions=onednn: " + unsupported + "; use libtorch or auto");
+	onednn_ = kind == CpuConvolutions::OneDnn || (kind == CpuConvolutions::Auto && unsupported.empty());
+	parts_->backbone->onednn.reset();
+	parts_->rpn->head->onednn.reset();
+	refresh_onednn();
+}
+
+CpuConvolutions FasterRCNNImpl::cpu_convolutions() const
+{
+	return onednn_ ? CpuConvolutions::OneDnn : CpuConvolutions::LibTorch;
+}
+
+void FasterRCNNImpl::refresh_onednn()
+{
+	auto &plan = parts_->backbone->onednn;
+	if (!onednn_ || (plan && plan->current()))
+		return;
+	// The plan holds float copies of the weights on the CPU; a model elsewhere or in another
+	// dtype does not use it (OneDnnPlan::accepts), and it is made when the model comes back.
+	const torch::Tensor reference = parts_->backbone->parameters().front();
+	if (!reference.device().is_cpu() || reference.scalar_type() != torch::kFloat) {
+		plan.reset();
+		parts_->rpn->head->onednn.reset();
+		return;
+	}
+	try {
+		plan = std::make_shared<detail::OneDnnPlan>(*parts_->backbone, *parts_->rpn->head);
+	} catch (const c10::Error &e) {
+		throw Error(std::string("could not prepare the oneDNN convolutions: ") + e.what_without_backtrace());
+	}
+	parts_->rpn->head->onednn = plan;
 }
 
 // --- state dict -------------------------------------------------------------------------------

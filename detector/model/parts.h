@@ -24,6 +24,8 @@
 
 namespace frcnn::detail {
 
+class OneDnnPlan; // onednn_convolutions.h
+
 // (height, width) of an image.
 using ImageSize = std::pair<int64_t, int64_t>;
 
@@ -56,6 +58,9 @@ struct FrozenBatchNorm2dImpl : torch::nn::Module {
 	void fold_into(torch::Tensor &conv_weight);
 	void unprepare();
 	bool folded() const { return folded_; }
+	// (scale, shift) of forward() as [1, C, 1, 1] tensors, computed as forward() computes them
+	// (scale is 1 when folded).
+	std::pair<torch::Tensor, torch::Tensor> scale_and_shift() const;
 	// The cached shift follows the model to another dtype (fp16).
 	void cast_prepared(torch::ScalarType dtype);
 
@@ -183,6 +188,9 @@ struct BackboneImpl : torch::nn::Module {
 	ResNetBody resnet{nullptr};	    // registered as "body" when config.backbone is "resnet"
 	MobileNetV3Body mobilenet{nullptr}; // ... or "mobilenet_v3_large"
 	FeaturePyramid fpn{nullptr};
+	// When set (FasterRCNNImpl::set_cpu_convolutions), eval-mode CPU float batches without
+	// autograd run through oneDNN, as long as the plan's weights are still the model's.
+	std::shared_ptr<OneDnnPlan> onednn;
 };
 TORCH_MODULE(Backbone);
 
@@ -220,6 +228,7 @@ struct RPNHeadImpl : torch::nn::Module {
 
 	torch::nn::ModuleList conv{nullptr}; // of Sequential(conv3x3, ReLU)
 	torch::nn::Conv2d cls_logits{nullptr}, bbox_pred{nullptr};
+	std::shared_ptr<OneDnnPlan> onednn; // as BackboneImpl::onednn
 };
 TORCH_MODULE(RPNHead);
 

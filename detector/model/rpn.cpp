@@ -8,6 +8,7 @@
 
 #include "frcnn/error.h"
 #include "frcnn/ops.h"
+#include "onednn_convolutions.h"
 #include "parts.h"
 #include "training.h"
 
@@ -138,6 +139,9 @@ RPNHeadImpl::RPNHeadImpl(int64_t channels, int64_t num_anchors, int conv_depth)
 std::pair<std::vector<torch::Tensor>, std::vector<torch::Tensor>>
 RPNHeadImpl::forward(const std::vector<torch::Tensor> &features)
 {
+	if (onednn && !is_training() && !torch::GradMode::is_enabled() && !features.empty() &&
+	    OneDnnPlan::accepts(features.front()) && onednn->current())
+		return onednn->rpn_head(features);
 	std::vector<torch::Tensor> logits, deltas;
 	for (const auto &f : features) {
 		auto t = f;

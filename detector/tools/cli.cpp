@@ -79,7 +79,9 @@ bool parse_model_option(ModelOptions &o, const std::string &name, const std::str
 		if (value != "fp32" && value != "fp16")
 			throw Error("--precision must be fp32 or fp16, got '" + value + "'");
 		o.fp16 = value == "fp16";
-	} else if (name == "--threads")
+	} else if (name == "--cpu-convolutions")
+		o.cpu_convolutions = parse_cpu_convolutions(value);
+	else if (name == "--threads")
 		o.threads = to_int(name, value);
 	else if (name == "--seed")
 		o.seed = to_int(name, value);
@@ -102,6 +104,10 @@ const char *model_options_help()
 	       "  --score-threshold F    keep detections scoring above F (default 0.05)\n"
 	       "  --device D             cpu, cuda or cuda:N (default cpu)\n"
 	       "  --precision P          fp32 or fp16 (CUDA only)\n"
+	       "  --cpu-convolutions K   auto, libtorch or onednn: what runs the backbone, FPN and RPN\n"
+	       "                         head convolutions on the CPU (default auto: onednn where built\n"
+	       "                         and the model is a ResNet-FPN; libtorch gives torchvision's\n"
+	       "                         numbers exactly)\n"
 	       "  --threads N            CPU threads (default: LibTorch's)\n";
 }
 
@@ -138,6 +144,7 @@ DetectorOptions detector_options(const ModelOptions &o)
 	}
 	d.device = o.device;
 	d.fp16 = o.fp16;
+	d.cpu_convolutions = o.cpu_convolutions;
 	d.threads = o.threads;
 	return d;
 }

@@ -20,6 +20,7 @@ struct ModelOptions {
 	double score_threshold = -1; // < 0: the preset's
 	std::string device = "cpu";
 	bool fp16 = false;
+	CpuConvolutions cpu_convolutions = CpuConvolutions::Auto;
 	int threads = 0;
 	long long seed = -1;	 // random weights (benchmarks) when no weights are given
 };

@@ -336,6 +336,17 @@ double op_flops(const std::string &name, c10::ArrayRef<const c10::IValue> in)
 		// weight is [Cout, Cin/groups, kh, kw]
 		return 2.0 * x[0] * w[0] * out * w[1] * w[2] * w[3];
 	}
+	if (name == "frcnn::onednn_convolution" && in.size() >= 4 && in[2].isInt() && in[3].isInt()) {
+		// (input, weight, stride, padding): the oneDNN CPU convolutions. The model's
+		// arithmetic is counted, as for LibTorch's, whatever algorithm computes it.
+		const auto x = shape_of(in[0]), w = shape_of(in[1]);
+		const int64_t stride = in[2].toInt(), padding = in[3].toInt();
+		if (x.size() != 4 || w.size() != 4 || stride < 1)
+			return 0;
+		const double out = (double)((x[2] + 2 * padding - w[2]) / stride + 1) *
+				   (double)((x[3] + 2 * padding - w[3]) / stride + 1);
+		return 2.0 * x[0] * w[0] * out * w[1] * w[2] * w[3];
+	}
 	if ((name == "aten::addmm" && in.size() >= 3) || (name == "aten::mm" && in.size() >= 2)) {
 		const size_t first = name == "aten::addmm" ? 1 : 0; // addmm(bias, a, b)
 		const auto a = shape_of(in[first]), b = shape_of(in[first + 1]);
@@ -732,6 +743,8 @@ int main(int argc, char **argv)
 			model = frcnn::FasterRCNN(nullptr);
 		} else {
 			model->to_device(device, d.fp16, d.channels_last);
+			if (device.is_cpu())
+				model->set_cpu_convolutions(d.cpu_convolutions);
 			staged = std::make_unique<StagedModel>(model, device, d.fp16, d.channels_last);
 		}
 
@@ -836,6 +849,9 @@ int main(int argc, char **argv)
 		out["device"] = d.device;
 		out["precision"] = d.fp16 ? "fp16" : "fp32";
 		out["channels_last"] = d.channels_last;
+		if (device.is_cpu())
+			out["cpu_convolutions"] = frcnn::cpu_convolutions_name(
+				facade ? facade->cpu_convolutions() : model->cpu_convolutions());
 		out["threads"] = torch::get_num_threads();
 		out["batch"] = o.batch;
 		out["min_size"] = config.min_size;

@@ -322,6 +322,7 @@ def main():
         "device": args.device,
         "precision": "autocast-fp16" if args.autocast else "fp32",
         "channels_last": args.channels_last,
+        **({"cpu_convolutions": "libtorch"} if args.device == "cpu" else {}),  # LibTorch's operators
         "cudnn_benchmark": args.cudnn_benchmark,
         "threads": torch.get_num_threads(),
         "batch": args.batch,

@@ -68,6 +68,23 @@ struct ModelConfig {
 	int size_divisible = 32;
 };
 
+// What runs the convolutions of the backbone, the FPN and the RPN head on the CPU in fp32.
+enum class CpuConvolutions {
+	// oneDNN where this build has it and the model is one it covers (a ResNet-FPN with frozen
+	// batch norms: fasterrcnn_resnet50_fpn, tiny), LibTorch otherwise.
+	Auto,
+	// LibTorch's operators, in torchvision's order: the same numbers as torchvision.
+	LibTorch,
+	// oneDNN primitives with the frozen batch norms folded in, ReLU and additions fused, and
+	// Winograd 3x3 convolutions where the CPU has AVX-512: about twice as fast, with boxes
+	// that differ from torchvision's by a small fraction of a pixel (reordered arithmetic).
+	OneDnn,
+};
+
+// "auto", "libtorch", "onednn"; parse_cpu_convolutions throws frcnn::Error for other names.
+const char *cpu_convolutions_name(CpuConvolutions value);
+CpuConvolutions parse_cpu_convolutions(const std::string &name);
+
 // Names accepted by model_preset(): torchvision's names and our own.
 std::vector<std::string> model_preset_names();
 

@@ -46,6 +46,8 @@ struct DetectorOptions {
 	std::string device = "cpu";  // "cpu", "cuda", "cuda:N"
 	bool fp16 = false;	     // CUDA only: convolutions and linear layers in half
 	bool channels_last = false;  // NHWC convolutions (fastest with fp16 on CUDA)
+	// The CPU's convolution kernels (fp32 on the CPU only; see CpuConvolutions).
+	CpuConvolutions cpu_convolutions = CpuConvolutions::Auto;
 	int threads = 0;	     // intra-op threads; 0 = LibTorch's default
 };
 
@@ -65,6 +67,9 @@ public:
 	void set_nms_threshold(double value);
 	void set_max_detections(int value);
 	void set_image_size(int min_size, int max_size);
+	// What runs the convolutions on the CPU: LibTorch or OneDnn (Auto resolved; LibTorch on
+	// other devices, where the choice does not apply).
+	CpuConvolutions cpu_convolutions() const;
 
 	// Whether this build can run on CUDA devices.
 	static bool cuda_built();

@@ -72,6 +72,15 @@ public:
 	// tensor cores). The device and dtype of the parameters tell forward_frames() where to run.
 	void to_device(torch::Device device, bool fp16, bool channels_last);
 
+	// On the CPU in fp32, what runs the convolutions of the backbone, FPN and RPN head in eval
+	// mode (see CpuConvolutions; the default of a new model is LibTorch). oneDNN takes the
+	// weights as they are when this is called, and again at the next forward when they have
+	// changed since (training, load_state_dict). Throws frcnn::Error when OneDnn is asked for
+	// a model or build it does not cover.
+	void set_cpu_convolutions(CpuConvolutions kind);
+	// What runs them now: CpuConvolutions::LibTorch or CpuConvolutions::OneDnn.
+	CpuConvolutions cpu_convolutions() const;
+
 	// Strict load: every parameter and buffer must be present with its shape; old torchvision
 	// key names (FPN and RPN head before version 2) are renamed as torchvision does. Throws
 	// frcnn::Error naming the missing, unexpected or mis-shaped keys.
@@ -98,6 +107,8 @@ private:
 	std::unique_ptr<Parts> parts_;
 	ModelConfig config_;
 	bool channels_last_ = false; // the batch goes channels-last too (to_device)
+	bool onednn_ = false;	     // set_cpu_convolutions chose oneDNN
+	void refresh_onednn();
 };
 
 TORCH_MODULE(FasterRCNN);

@@ -1,0 +1,540 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// oneDNN convolutions for the CPU (see onednn_convolutions.h).
+#include "onednn_convolutions.h"
+
+#include <map>
+#include <mutex>
+#include <tuple>
+
+#include <ATen/Parallel.h>
+#include <ATen/record_function.h>
+#include <torch/nn/functional/pooling.h>
+#include <torch/nn/functional/upsampling.h>
+
+#include "frcnn-build-config.h"
+#include "frcnn/error.h"
+#include "parts.h"
+
+#if FRCNN_HAVE_ONEDNN
+#include <dnnl.hpp>
+#endif
+
+namespace F = torch::nn::functional;
+
+namespace frcnn::detail {
+
+bool onednn_built()
+{
+	return FRCNN_HAVE_ONEDNN != 0;
+}
+
+std::string onednn_unsupported_reason(const ModelConfig &config)
+{
+	if (!onednn_built())
+		return "this build of libfrcnn has no oneDNN (install libdnnl-dev and rebuild)";
+	if (config.backbone != "resnet")
+		return "the oneDNN convolutions cover ResNet backbones, not " + config.backbone;
+	if (config.norm != "frozen_bn")
+		return "the oneDNN convolutions cover models with frozen batch norms, not " + config.norm +
+		       " (" + config.arch + ")";
+	return {};
+}
+
+#if FRCNN_HAVE_ONEDNN
+
+namespace {
+
+using dnnl::memory;
+using Tag = memory::format_tag;
+constexpr auto kF32 = memory::data_type::f32;
+
+dnnl::engine &cpu_engine()
+{
+	static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+	return engine;
+}
+
+// A float tensor as the oneDNN memory it is (channels-last: NHWC), without copying.
+memory wrap_nhwc(const torch::Tensor &t)
+{
+	return memory(memory::desc({t.size(0), t.size(1), t.size(2), t.size(3)}, kF32, Tag::nhwc), cpu_engine(),
+		      t.data_ptr<float>());
+}
+
+// Primitives get their scratch memory from the caller: with oneDNN's own ("library") scratchpad,
+// which is per thread, a primitive made in one thread crashes when another runs it (a pipeline
+// runs each stream in a thread of its own, and makes a new one after every stop).
+dnnl::primitive_attr user_scratchpad()
+{
+	dnnl::primitive_attr attr;
+	attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+	return attr;
+}
+
+// A primitive with the size of scratch memory it needs.
+struct Step {
+	dnnl::primitive primitive;
+	size_t scratchpad_bytes = 0;
+
+	Step() = default;
+	template <typename Primitive>
+	static Step of(const typename Primitive::primitive_desc &pd)
+	{
+		Step step;
+		step.primitive = Primitive(pd);
+		step.scratchpad_bytes = pd.scratchpad_desc().get_size();
+		return step;
+	}
+
+	void run(dnnl::stream &stream, std::unordered_map<int, memory> args, void *scratchpad) const
+	{
+		if (scratchpad_bytes > 0)
+			args[DNNL_ARG_SCRATCHPAD] = memory(memory::desc({(int64_t)scratchpad_bytes}, memory::data_type::u8, Tag::x),
+							   cpu_engine(), scratchpad);
+		primitive.execute(stream, args);
+		stream.wait();
+	}
+};
+
+} // namespace
+
+// Memory that the convolutions of one plan use during a call and not after (Winograd's blocked
+// copies of input and output, and oneDNN's scratch memory, 100 MB and more for a large feature
+// map): kept from call to call, since freshly mapped memory costs a page fault per 4 KiB at
+// every frame. It grows to the largest need and is used by one convolution at a time.
+class OneDnnWorkspace {
+public:
+	struct Lease {
+		std::unique_lock<std::mutex> lock;
+		uint8_t *data;
+	};
+
+	Lease lease(size_t bytes)
+	{
+		std::unique_lock<std::mutex> lock(mutex_);
+		if (!buffer_.defined() || (size_t)buffer_.numel() < bytes)
+			buffer_ = torch::Tensor(), buffer_ = torch::empty({(int64_t)bytes}, torch::kByte);
+		return {std::move(lock), buffer_.data_ptr<uint8_t>()};
+	}
+
+private:
+	std::mutex mutex_;
+	torch::Tensor buffer_;
+};
+
+namespace {
+
+// Offsets of consecutive parts of a workspace, each on its own cache lines.
+size_t aligned(size_t bytes)
+{
+	return (bytes + 4095) / 4096 * 4096;
+}
+
+} // namespace
+
+// One convolution with its epilogue: + bias, [+ addend], [ReLU]. Primitives are made per input
+// size (a stream keeps its size, so there is usually one) and kept.
+class OneDnnConvolution {
+public:
+	struct Spec {
+		torch::Tensor weight;	   // [O, C, kh, kw]: the model's own tensor, not a copy
+		torch::Tensor scale, bias; // [O] float: the batch norm's scale (or 1), the folded bias
+		int64_t stride = 1, padding = 0;
+		bool add = false;  // adds a tensor of the output's shape before the activation
+		bool relu = false;
+	};
+
+	OneDnnConvolution(Spec spec, std::shared_ptr<OneDnnWorkspace> workspace)
+		: spec_(std::move(spec)), workspace_(std::move(workspace))
+	{
+	}
+
+	// x: [N, C, H, W] float, channels-last; addend (when the spec adds): the output's shape,
+	// channels-last. Returns a channels-last tensor.
+	torch::Tensor operator()(const torch::Tensor &x, const torch::Tensor &addend = {})
+	{
+		TORCH_CHECK(x.is_contiguous(at::MemoryFormat::ChannelsLast), "oneDNN convolution input not channels-last");
+		TORCH_CHECK(spec_.add == addend.defined(), "oneDNN convolution: addend given or missing");
+		// Seen by LibTorch's operator observers (profilers, frcnn-bench's FLOP count) as
+		// (input, weight, stride, padding).
+		RECORD_FUNCTION("frcnn::onednn_convolution",
+				std::vector<c10::IValue>({x, spec_.weight, spec_.stride, spec_.padding}));
+		std::lock_guard<std::mutex> lock(mutex_);
+		Plan &plan = plan_for(x.size(0), x.size(2), x.size(3));
+		auto out = torch::empty({x.size(0), spec_.weight.size(0), plan.out_height, plan.out_width},
+					x.options().memory_format(at::MemoryFormat::ChannelsLast));
+		if (spec_.add)
+			TORCH_CHECK(addend.sizes() == out.sizes() &&
+					    addend.is_contiguous(at::MemoryFormat::ChannelsLast),
+				    "oneDNN convolution: addend of another shape or layout");
+		dnnl::stream stream(cpu_engine());
+		memory src = wrap_nhwc(x), dst = wrap_nhwc(out);
+		std::unordered_map<int, memory> args{{DNNL_ARG_WEIGHTS, plan.weights}, {DNNL_ARG_BIAS, bias_memory()}};
+		auto workspace = workspace_->lease(plan.workspace_bytes);
+		void *scratchpad = workspace.data;
+		if (plan.blocked) {
+			// Winograd works on blocked layouts: the input goes in and the output comes out
+			// through reorders; the addend is put in the output first and summed into it.
+			memory blocked_src(plan.src_desc, cpu_engine(), workspace.data + plan.src_offset);
+			memory blocked_dst(plan.dst_desc, cpu_engine(), workspace.data + plan.dst_offset);
+			plan.to_blocked_src.run(stream, {{DNNL_ARG_FROM, src}, {DNNL_ARG_TO, blocked_src}}, scratchpad);
+			if (spec_.add)
+				plan.to_blocked_dst.run(stream, {{DNNL_ARG_FROM, wrap_nhwc(addend)}, {DNNL_ARG_TO, blocked_dst}},
+							scratchpad);
+			args[DNNL_ARG_SRC] = blocked_src;
+			args[DNNL_ARG_DST] = blocked_dst;
+			plan.convolution.run(stream, args, scratchpad);
+			plan.from_blocked_dst.run(stream, {{DNNL_ARG_FROM, blocked_dst}, {DNNL_ARG_TO, dst}}, scratchpad);
+		} else {
+			args[DNNL_ARG_SRC] = src;
+			args[DNNL_ARG_DST] = dst;
+			if (spec_.add)
+				args[DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1] = wrap_nhwc(addend);
+			plan.convolution.run(stream, args, scratchpad);
+		}
+		return out;
+	}
+
+	// oneDNN's name for the implementation it chose at the first size planned (for tests).
+	std::string implementation()
+	{
+		std::lock_guard<std::mutex> lock(mutex_);
+		return plans_.empty() ? std::string() : plans_.begin()->second.implementation;
+	}
+
+private:
+	struct Plan {
+		Step convolution;
+		memory weights; // reordered for the primitive
+		bool blocked = false;
+		memory::desc src_desc, dst_desc; // blocked layouts (blocked only)
+		Step to_blocked_src, to_blocked_dst, from_blocked_dst;
+		// Workspace: scratch memory first, then (blocked) the blocked input and output.
+		size_t workspace_bytes = 0, src_offset = 0, dst_offset = 0;
+		int64_t out_height = 0, out_width = 0;
+		std::string implementation;
+	};
+
+	memory bias_memory()
+	{
+		return memory(memory::desc({spec_.bias.size(0)}, kF32, Tag::x), cpu_engine(), spec_.bias.data_ptr<float>());
+	}
+
+	Plan &plan_for(int64_t batch, int64_t height, int64_t width)
+	{
+		const auto key = std::make_tuple(batch, height, width);
+		auto found = plans_.find(key);
+		if (found != plans_.end())
+			return found->second;
+
+		// The weights are folded for each new input size and kept only as the primitive
+		// wants them (a model would otherwise hold them twice more).
+		torch::Tensor w;
+		{
+			torch::NoGradGuard no_grad;
+			w = (spec_.weight.to(torch::kFloat) * spec_.scale.reshape({-1, 1, 1, 1})).contiguous();
+		}
+		const int64_t out_channels = w.size(0), in_channels = w.size(1), kh = w.size(2), kw = w.size(3);
+		const int64_t s = spec_.stride, p = spec_.padding;
+		Plan plan;
+		plan.out_height = (height + 2 * p - kh) / s + 1;
+		plan.out_width = (width + 2 * p - kw) / s + 1;
+		const memory::dims src_dims{batch, in_channels, height, width};
+		const memory::dims weight_dims{out_channels, in_channels, kh, kw};
+		const memory::dims dst_dims{batch, out_channels, plan.out_height, plan.out_width};
+		const memory::desc bias_desc({out_channels}, kF32, Tag::x);
+
+		auto make = [&](dnnl::algorithm algorithm, Tag layout, bool sum_addend) {
+			dnnl::post_ops ops;
+			if (spec_.add) {
+				if (sum_addend)
+					ops.append_sum(1.0f);
+				else
+					ops.append_binary(dnnl::algorithm::binary_add, memory::desc(dst_dims, kF32, Tag::nhwc));
+			}
+			if (spec_.relu)
+				ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
+			dnnl::primitive_attr attr = user_scratchpad();
+			attr.set_post_ops(ops);
+			dnnl::convolution_forward::desc desc(
+				dnnl::prop_kind::forward_inference, algorithm, memory::desc(src_dims, kF32, layout),
+				memory::desc(weight_dims, kF32, Tag::any), bias_desc, memory::desc(dst_dims, kF32, layout),
+				{s, s}, {p, p}, {p, p});
+			return dnnl::convolution_forward::primitive_desc(desc, attr, cpu_engine());
+		};
+
+		dnnl::convolution_forward::primitive_desc pd;
+		// Winograd F(4x4, 3x3) does 4 times fewer multiplications for a 3x3 stride-1
+		// convolution; oneDNN has it for AVX-512 and channel counts that are multiples of 16.
+		// Elsewhere (other CPUs, shapes) creating it fails and the direct algorithm serves. On
+		// small maps (ResNet's layer4) it gains little and its transformed weights take 4 times
+		// the memory: direct there.
+		constexpr int64_t kWinogradMinPositions = 1024;
+		if (kh == 3 && kw == 3 && s == 1 && p == 1 && plan.out_height * plan.out_width >= kWinogradMinPositions) {
+			try {
+				pd = make(dnnl::algorithm::convolution_winograd, Tag::any, /*sum_addend=*/true);
+				plan.blocked = true;
+			} catch (const dnnl::error &) {
+			}
+		}
+		if (!plan.blocked)
+			pd = make(dnnl::algorithm::convolution_direct, Tag::nhwc, /*sum_addend=*/false);
+
+		auto &engine = cpu_engine();
+		dnnl::stream stream(engine);
+		plan.convolution = Step::of<dnnl::convolution_forward>(pd);
+		plan.implementation = pd.impl_info_str();
+		plan.weights = memory(pd.weights_desc(), engine);
+		memory plain_weights(memory::desc(weight_dims, kF32, Tag::oihw), engine, w.data_ptr<float>());
+		const auto weight_reorder = Step::of<dnnl::reorder>(dnnl::reorder::primitive_desc(
+			engine, plain_weights.get_desc(), engine, pd.weights_desc(), user_scratchpad()));
+		auto weight_scratchpad = torch::empty({(int64_t)weight_reorder.scratchpad_bytes + 1}, torch::kByte);
+		weight_reorder.run(stream, {{DNNL_ARG_FROM, plain_weights}, {DNNL_ARG_TO, plan.weights}},
+				   weight_scratchpad.data_ptr());
+		if (plan.blocked) {
+			const memory::desc src_nhwc(src_dims, kF32, Tag::nhwc), dst_nhwc(dst_dims, kF32, Tag::nhwc);
+			plan.src_desc = pd.src_desc();
+			plan.dst_desc = pd.dst_desc();
+			const auto attr = user_scratchpad();
+			plan.to_blocked_src = Step::of<dnnl::reorder>(dnnl::reorder::primitive_desc(engine, src_nhwc, engine, plan.src_desc, attr));
+			plan.to_blocked_dst = Step::of<dnnl::reorder>(dnnl::reorder::primitive_desc(engine, dst_nhwc, engine, plan.dst_desc, attr));
+			plan.from_blocked_dst =
+				Step::of<dnnl::reorder>(dnnl::reorder::primitive_desc(engine, plan.dst_desc, engine, dst_nhwc, attr));
+		}
+		size_t scratchpad = plan.convolution.scratchpad_bytes;
+		for (const auto *step : {&plan.to_blocked_src, &plan.to_blocked_dst, &plan.from_blocked_dst})
+			scratchpad = std::max(scratchpad, step->scratchpad_bytes);
+		plan.src_offset = aligned(scratchpad);
+		plan.dst_offset = plan.src_offset + (plan.blocked ? aligned(plan.src_desc.get_size()) : 0);
+		plan.workspace_bytes = plan.dst_offset + (plan.blocked ? aligned(plan.dst_desc.get_size()) : 0);
+		return plans_.emplace(key, std::move(plan)).first->second;
+	}
+
+	Spec spec_;
+	std::shared_ptr<OneDnnWorkspace> workspace_;
+	std::map<std::tuple<int64_t, int64_t, int64_t>, Plan> plans_;
+	std::mutex mutex_;
+};
+
+struct OneDnnPlan::Block {
+	std::unique_ptr<OneDnnConvolution> conv1, conv2, conv3, downsample;
+};
+
+namespace {
+
+// A Conv2d and the FrozenBatchNorm2d after it as one convolution with a bias:
+// w * scale per output channel, bias * scale + shift.
+OneDnnConvolution::Spec folded(torch::nn::Conv2dImpl &conv, torch::nn::Module *norm,
+			       std::vector<std::pair<torch::Tensor, int64_t>> &sources)
+{
+	torch::NoGradGuard no_grad;
+	auto remember = [&](const torch::Tensor &t) {
+		if (t.defined())
+			sources.emplace_back(t, t._version());
+	};
+	OneDnnConvolution::Spec spec;
+	const auto &o = conv.options;
+	if (conv.weight.dim() != 4)
+		throw Error("the oneDNN convolutions: unexpected weight shape");
+	const auto kernel = o.kernel_size();
+	if (o.groups() != 1 || o.dilation()->at(0) != 1 || o.dilation()->at(1) != 1 ||
+	    o.stride()->at(0) != o.stride()->at(1) || kernel->at(0) != kernel->at(1) || kernel->at(0) % 2 == 0)
+		throw Error("the oneDNN convolutions support square, odd-sized, undilated convolutions only");
+	spec.stride = o.stride()->at(0);
+	// Every convolution of these models pads by half its kernel (torchvision's ResNet, FPN
+	// and RPN head), which keeps the output at input size / stride.
+	spec.padding = kernel->at(0) / 2;
+	remember(conv.weight);
+	remember(conv.bias);
+	const int64_t out_channels = conv.weight.size(0);
+	auto scale = torch::ones({out_channels});
+	auto bias = conv.bias.defined() ? conv.bias.to(torch::kCPU, torch::kFloat) : torch::zeros({out_channels});
+	if (norm != nullptr) {
+		auto *bn = norm->as<FrozenBatchNorm2dImpl>();
+		if (bn == nullptr)
+			throw Error("the oneDNN convolutions need frozen batch norms");
+		for (const auto *t : {&bn->weight, &bn->bias, &bn->running_mean, &bn->running_var})
+			remember(*t);
+		auto [bn_scale, bn_shift] = bn->scale_and_shift();
+		scale = bn_scale.reshape({-1}).to(torch::kCPU, torch::kFloat);
+		bias = bias * scale + bn_shift.reshape({-1}).to(torch::kCPU, torch::kFloat);
+	}
+	spec.weight = conv.weight;
+	spec.scale = scale.contiguous();
+	spec.bias = bias.contiguous();
+	return spec;
+}
+
+std::unique_ptr<OneDnnConvolution> make_convolution(OneDnnConvolution::Spec spec, bool add, bool relu,
+						    const std::shared_ptr<OneDnnWorkspace> &workspace)
+{
+	spec.add = add;
+	spec.relu = relu;
+	return std::make_unique<OneDnnConvolution>(std::move(spec), workspace);
+}
+
+torch::nn::Conv2dImpl &conv_of(torch::nn::ModuleList &list, size_t i)
+{
+	auto *seq = list[i]->as<torch::nn::Sequential>();
+	auto *conv = seq ? seq->ptr(0)->as<torch::nn::Conv2dImpl>() : nullptr;
+	if (conv == nullptr)
+		throw Error("the oneDNN convolutions: unexpected module layout");
+	return *conv;
+}
+
+} // namespace
+
+OneDnnPlan::OneDnnPlan(BackboneImpl &backbone, RPNHeadImpl &rpn_head)
+	: workspace_(std::make_shared<OneDnnWorkspace>())
+{
+	if (!backbone.resnet)
+		throw Error("the oneDNN convolutions cover ResNet backbones only");
+	auto &body = *backbone.resnet;
+	stem_ = make_convolution(folded(*body.conv1, body.bn1.ptr().get(), sources_), false, true, workspace_);
+	for (auto &layer : body.layers) {
+		std::vector<Block> blocks;
+		for (size_t i = 0; i < layer->size(); i++) {
+			auto *b = layer->ptr(i)->as<ResNetBlockImpl>();
+			if (b == nullptr)
+				throw Error("the oneDNN convolutions: unexpected module layout");
+			Block block;
+			// Bottleneck: relu(bn1(conv1)), relu(bn2(conv2)), relu(bn3(conv3) + identity);
+			// BasicBlock: relu(bn1(conv1)), relu(bn2(conv2) + identity).
+			block.conv1 = make_convolution(folded(*b->conv1, b->bn1.ptr().get(), sources_), false, true, workspace_);
+			block.conv2 = make_convolution(folded(*b->conv2, b->bn2.ptr().get(), sources_), !b->bottleneck, true, workspace_);
+			if (b->bottleneck)
+				block.conv3 = make_convolution(folded(*b->conv3, b->bn3.ptr().get(), sources_), true, true, workspace_);
+			if (b->downsample) {
+				auto *conv = b->downsample->ptr(0)->as<torch::nn::Conv2dImpl>();
+				if (conv == nullptr || b->downsample->size() != 2)
+					throw Error("the oneDNN convolutions: unexpected module layout");
+				block.downsample = make_convolution(folded(*conv, b->downsample->ptr(1).get(), sources_),
+								    false, false, workspace_);
+			}
+			blocks.push_back(std::move(block));
+		}
+		layers_.push_back(std::move(blocks));
+	}
+	auto &fpn = *backbone.fpn;
+	for (size_t i = 0; i < fpn.inner_blocks->size(); i++) {
+		if (fpn.inner_blocks[i]->as<torch::nn::Sequential>()->size() != 1)
+			throw Error("the oneDNN convolutions cover an FPN without normalisation only");
+		// Every lateral but the coarsest adds the top-down path.
+		const bool coarsest = i + 1 == fpn.inner_blocks->size();
+		fpn_inner_.push_back(make_convolution(folded(conv_of(fpn.inner_blocks, i), nullptr, sources_), !coarsest, false, workspace_));
+		fpn_layer_.push_back(make_convolution(folded(conv_of(fpn.layer_blocks, i), nullptr, sources_), false, false, workspace_));
+	}
+	for (size_t i = 0; i < rpn_head.conv->size(); i++)
+		rpn_conv_.push_back(make_convolution(folded(conv_of(rpn_head.conv, i), nullptr, sources_), false, true, workspace_));
+	rpn_cls_ = make_convolution(folded(*rpn_head.cls_logits, nullptr, sources_), false, false, workspace_);
+	rpn_bbox_ = make_convolution(folded(*rpn_head.bbox_pred, nullptr, sources_), false, false, workspace_);
+}
+
+OneDnnPlan::~OneDnnPlan() = default;
+
+bool OneDnnPlan::accepts(const torch::Tensor &batch)
+{
+	return batch.dim() == 4 && batch.device().is_cpu() && batch.scalar_type() == torch::kFloat;
+}
+
+bool OneDnnPlan::current() const
+{
+	for (const auto &[tensor, version] : sources_)
+		if (tensor._version() != version)
+			return false;
+	return true;
+}
+
+std::vector<torch::Tensor> OneDnnPlan::backbone(const torch::Tensor &batch)
+{
+	// LibTorch applies its thread count to each thread that runs an operator; oneDNN runs on
+	// the OpenMP threads of the calling thread.
+	at::init_num_threads();
+	auto y = (*stem_)(batch.contiguous(at::MemoryFormat::ChannelsLast));
+	y = F::max_pool2d(y, F::MaxPool2dFuncOptions(3).stride(2).padding(1))
+		    .contiguous(at::MemoryFormat::ChannelsLast);
+	std::vector<torch::Tensor> stages;
+	for (auto &layer : layers_) {
+		for (auto &block : layer) {
+			auto identity = block.downsample ? (*block.downsample)(y) : y;
+			auto out = (*block.conv1)(y);
+			if (block.conv3) {
+				out = (*block.conv2)(out);
+				y = (*block.conv3)(out, identity);
+			} else {
+				y = (*block.conv2)(out, identity);
+			}
+		}
+		stages.push_back(y);
+	}
+
+	// FeaturePyramidNetwork: lateral 1x1 + nearest-upsampled coarser level, then a 3x3.
+	const size_t n = stages.size();
+	std::vector<torch::Tensor> results(n);
+	auto last_inner = (*fpn_inner_[n - 1])(stages[n - 1]);
+	results[n - 1] = (*fpn_layer_[n - 1])(last_inner);
+	for (size_t i = n - 1; i-- > 0;) {
+		const auto &stage = stages[i];
+		auto top_down = F::interpolate(last_inner, F::InterpolateFuncOptions()
+								   .size(std::vector<int64_t>{stage.size(2), stage.size(3)})
+								   .mode(torch::kNearest))
+					.contiguous(at::MemoryFormat::ChannelsLast);
+		last_inner = (*fpn_inner_[i])(stage, top_down);
+		results[i] = (*fpn_layer_[i])(last_inner);
+	}
+	results.push_back(F::max_pool2d(results.back(), F::MaxPool2dFuncOptions(1).stride(2).padding(0))
+				  .contiguous(at::MemoryFormat::ChannelsLast));
+	return results;
+}
+
+std::pair<std::vector<torch::Tensor>, std::vector<torch::Tensor>>
+OneDnnPlan::rpn_head(const std::vector<torch::Tensor> &features)
+{
+	at::init_num_threads();
+	std::vector<torch::Tensor> logits, deltas;
+	for (const auto &f : features) {
+		auto t = f.contiguous(at::MemoryFormat::ChannelsLast);
+		for (auto &conv : rpn_conv_)
+			t = (*conv)(t);
+		logits.push_back((*rpn_cls_)(t));
+		deltas.push_back((*rpn_bbox_)(t));
+	}
+	return {logits, deltas};
+}
+
+#else // !FRCNN_HAVE_ONEDNN
+
+class OneDnnConvolution {};
+class OneDnnWorkspace {};
+struct OneDnnPlan::Block {};
+
+OneDnnPlan::OneDnnPlan(BackboneImpl &, RPNHeadImpl &)
+{
+	throw Error(onednn_unsupported_reason(ModelConfig{}));
+}
+
+OneDnnPlan::~OneDnnPlan() = default;
+
+bool OneDnnPlan::accepts(const torch::Tensor &)
+{
+	return false;
+}
+
+bool OneDnnPlan::current() const
+{
+	return false;
+}
+
+std::vector<torch::Tensor> OneDnnPlan::backbone(const torch::Tensor &)
+{
+	throw Error(onednn_unsupported_reason(ModelConfig{}));
+}
+
+std::pair<std::vector<torch::Tensor>, std::vector<torch::Tensor>> OneDnnPlan::rpn_head(const std::vector<torch::Tensor> &)
+{
+	throw Error(onednn_unsupported_reason(ModelConfig{}));
+}
+
+#endif
+
+} // namespace frcnn::detail

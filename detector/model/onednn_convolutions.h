@@ -1,0 +1,72 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// The convolutions of a ResNet-FPN model on the CPU as oneDNN primitives (the `onednn` CPU
+// convolutions of DetectorOptions): each frozen batch norm folded into the convolution before
+// it, ReLU and the residual and top-down additions fused into the convolution that precedes
+// them, 3x3 stride-1 convolutions by Winograd's F(4x4, 3x3), activations channels-last. The
+// same model as LibTorch's operators compute, in another order of arithmetic: outputs differ in
+// the last bits of single precision (tests/detector/test_onednn.cpp measures by how much).
+//
+// A plan is built from the model's weights as they are and copies them (folded and reordered
+// for oneDNN). It keeps the identity and version of every tensor it read, so that the model can
+// tell when the weights changed underneath it (training, load_state_dict) and build it anew.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <torch/types.h>
+
+#include "frcnn/config.h"
+
+namespace frcnn::detail {
+
+struct BackboneImpl;
+struct RPNHeadImpl;
+
+// Whether this build has oneDNN (libdnnl).
+bool onednn_built();
+
+// Why the oneDNN convolutions cannot run this model (empty when they can): they cover the
+// ResNet trunks with frozen batch norms and an FPN without normalisation (fasterrcnn_resnet50_fpn,
+// tiny), not MobileNetV3 nor the v2 model with BatchNorm2d.
+std::string onednn_unsupported_reason(const ModelConfig &config);
+
+class OneDnnConvolution;
+class OneDnnWorkspace;
+
+// The backbone (trunk and FPN) and the RPN head of one model.
+class OneDnnPlan {
+public:
+	// Reads the current weights of `backbone` and `rpn_head` (on the CPU, float). Throws
+	// frcnn::Error when the build has no oneDNN or the model is not covered.
+	OneDnnPlan(BackboneImpl &backbone, RPNHeadImpl &rpn_head);
+	~OneDnnPlan();
+	OneDnnPlan(const OneDnnPlan &) = delete;
+	OneDnnPlan &operator=(const OneDnnPlan &) = delete;
+
+	// Whether a batch can take this path: float, on the CPU, four dimensions.
+	static bool accepts(const torch::Tensor &batch);
+	// Whether the weights it was built from are still the model's (same tensors, unmodified).
+	bool current() const;
+
+	// BackboneImpl::forward: the feature maps, then 'pool' (channels-last tensors).
+	std::vector<torch::Tensor> backbone(const torch::Tensor &batch);
+	// RPNHeadImpl::forward: objectness logits and box deltas per feature map.
+	std::pair<std::vector<torch::Tensor>, std::vector<torch::Tensor>>
+	rpn_head(const std::vector<torch::Tensor> &features);
+
+private:
+	struct Block; // one ResNet block
+	std::shared_ptr<OneDnnWorkspace> workspace_;
+	std::unique_ptr<OneDnnConvolution> stem_;
+	std::vector<std::vector<Block>> layers_;
+	std::vector<std::unique_ptr<OneDnnConvolution>> fpn_inner_, fpn_layer_, rpn_conv_;
+	std::unique_ptr<OneDnnConvolution> rpn_cls_, rpn_bbox_;
+	// The tensors the weights came from, with their version counters at that time.
+	std::vector<std::pair<torch::Tensor, int64_t>> sources_;
+};
+
+} // namespace frcnn::detail

@@ -1,0 +1,298 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// The oneDNN CPU convolutions (cpu-convolutions=onednn) against LibTorch's operators on the same
+// model: feature maps and RPN head outputs within float rounding, the trained shapes model's
+// detections unchanged (same labels, boxes within 0.5 px), the plan following the weights when
+// they change, running in threads other than the one that made it, and the models it does not
+// cover. The comparison with torchvision itself is in test_parity.cpp.
+#include <cmath>
+#include <memory>
+#include <thread>
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "common.h"
+#include "frcnn-build-config.h"
+#include "frcnn/checkpoint.h"
+#include "frcnn/detector.h"
+#include "frcnn/error.h"
+#include "frcnn/model.h"
+#include "frcnn/shapes.h"
+#include "onednn_convolutions.h"
+#include "parts.h"
+
+using namespace frcnn;
+
+namespace {
+
+// A picture with edges and smooth regions at every scale (the features of noise would be
+// unlike a photo's): rings and a ramp, per channel.
+torch::Tensor test_image(int64_t height, int64_t width)
+{
+	auto y = torch::arange(height, torch::kFloat).reshape({-1, 1}).expand({height, width});
+	auto x = torch::arange(width, torch::kFloat).reshape({1, -1}).expand({height, width});
+	auto r = ((x - width / 3.0).pow(2) + (y - height / 2.0).pow(2)).sqrt();
+	return torch::stack({(torch::sin(r / 9.0) + 1) / 2, x / width, (torch::cos(y / 17.0 + x / 23.0) + 1) / 2});
+}
+
+std::shared_ptr<frcnn::detail::BackboneImpl> backbone_of(FasterRCNN &model)
+{
+	for (const auto &child : model->named_children())
+		if (child.key() == "backbone")
+			return std::dynamic_pointer_cast<frcnn::detail::BackboneImpl>(child.value());
+	return nullptr;
+}
+
+std::shared_ptr<frcnn::detail::RPNHeadImpl> rpn_head_of(FasterRCNN &model)
+{
+	for (const auto &child : model->named_children())
+		if (child.key() == "rpn")
+			return std::dynamic_pointer_cast<frcnn::detail::RegionProposalNetworkImpl>(child.value())->head.ptr();
+	return nullptr;
+}
+
+// The largest difference between two lists of tensors, relative to the largest magnitude of
+// the reference.
+double relative_difference(const std::vector<torch::Tensor> &a, const std::vector<torch::Tensor> &b)
+{
+	EXPECT_EQ(a.size(), b.size());
+	double worst = 0;
+	for (size_t i = 0; i < std::min(a.size(), b.size()); i++) {
+		EXPECT_EQ(a[i].sizes(), b[i].sizes()) << "tensor " << i;
+		if (a[i].sizes() != b[i].sizes())
+			return INFINITY;
+		const double scale = std::max(a[i].abs().max().item<double>(), 1e-12);
+		worst = std::max(worst, (a[i] - b[i]).abs().max().item<double>() / scale);
+	}
+	return worst;
+}
+
+struct Outputs {
+	std::vector<torch::Tensor> features, logits, deltas;
+};
+
+Outputs run_backbone_and_head(FasterRCNN &model, const torch::Tensor &batch)
+{
+	c10::InferenceMode inference;
+	Outputs out;
+	out.features = backbone_of(model)->forward(batch);
+	auto head = rpn_head_of(model)->forward(std::vector<torch::Tensor>(out.features.begin(), out.features.end()));
+	out.logits = head.first;
+	out.deltas = head.second;
+	return out;
+}
+
+// A model with seeded weights whose frozen statistics come from the test image.
+FasterRCNN calibrated_model(const std::string &arch, uint64_t seed, const torch::Tensor &image)
+{
+	torch::manual_seed(seed);
+	FasterRCNN model(model_preset(arch));
+	model->calibrate_frozen_batch_norm({image});
+	model->eval();
+	return model;
+}
+
+class OneDnn : public ::testing::Test {
+protected:
+	void SetUp() override
+	{
+		if (!frcnn::detail::onednn_built())
+			GTEST_SKIP() << "this build has no oneDNN";
+		torch::set_num_threads(2);
+	}
+};
+
+} // namespace
+
+// Every convolution of the backbone, FPN and RPN head, with the batch norms folded, ReLU and
+// the additions fused, and Winograd: the same outputs within float rounding.
+TEST_F(OneDnn, BackboneAndRpnHeadMatchLibTorch)
+{
+	for (const std::string arch : {"fasterrcnn_resnet50_fpn", "tiny"}) {
+		SCOPED_TRACE(arch);
+		const auto image = test_image(300, 420);
+		FasterRCNN model = calibrated_model(arch, 3, image);
+		// A padded batch of two, as the transform makes it (multiple of 32).
+		const auto batch = torch::stack({image, image.flip({2})}).sub(0.45).div(0.226);
+		const auto padded = torch::constant_pad_nd(batch, {0, 28, 0, 20});
+
+		model->set_cpu_convolutions(CpuConvolutions::LibTorch);
+		const Outputs reference = run_backbone_and_head(model, padded);
+		model->set_cpu_convolutions(CpuConvolutions::OneDnn);
+		ASSERT_EQ(model->cpu_convolutions(), CpuConvolutions::OneDnn);
+		const Outputs fast = run_backbone_and_head(model, padded);
+
+		// Float has 24 bits (6e-8); 60 layers of reordered sums and Winograd's transforms
+		// leave about 1e-5 of the largest value.
+		EXPECT_LT(relative_difference(reference.features, fast.features), 2e-4);
+		EXPECT_LT(relative_difference(reference.logits, fast.logits), 2e-4);
+		EXPECT_LT(relative_difference(reference.deltas, fast.deltas), 2e-4);
+		for (const auto &f : fast.features)
+			EXPECT_TRUE(f.is_contiguous(at::MemoryFormat::ChannelsLast));
+	}
+}
+
+// The trained shapes model (tests/data/shapes-tiny.pth) on generated frames: the detections
+// that LibTorch's operators give, with the oneDNN convolutions.
+TEST_F(OneDnn, TrainedModelKeepsItsDetections)
+{
+#if !FRCNN_HAVE_SHAPES
+	GTEST_SKIP() << "this build has no shapes generator (OpenCV)";
+#else
+	auto checkpoint = read_checkpoint(test::env("FRCNN_SOURCE_ROOT") + "/tests/data/shapes-tiny.pth");
+	ModelConfig config = model_preset("tiny");
+	config.num_classes = 4;
+	config.box_score_thresh = 0.3;
+	FasterRCNN model(config);
+	model->load_state_dict(checkpoint);
+	model->eval();
+
+	ShapesOptions options;
+	options.seed = 1234;
+	options.scene_frames = 1;
+	ShapesGenerator generator(options);
+	int compared = 0;
+	double worst = 0;
+	for (uint64_t index = 0; index < 12; index++) {
+		Scene scene = generator.scene(index);
+		auto image = torch::from_blob(scene.rgb.data(), {scene.height, scene.width, 3}, torch::kUInt8)
+				     .permute({2, 0, 1})
+				     .to(torch::kFloat) /
+			     255;
+		c10::InferenceMode inference;
+		model->set_cpu_convolutions(CpuConvolutions::LibTorch);
+		const auto expected = model->forward({image})[0];
+		model->set_cpu_convolutions(CpuConvolutions::OneDnn);
+		const auto got = model->forward({image})[0];
+		SCOPED_TRACE("frame " + std::to_string(index));
+		ASSERT_EQ(got.labels.size(0), expected.labels.size(0)) << "number of detections";
+		EXPECT_TRUE(torch::equal(got.labels, expected.labels)) << "labels, in order";
+		if (got.boxes.numel() > 0) {
+			const double difference = (got.boxes - expected.boxes).abs().max().item<double>();
+			EXPECT_LE(difference, 0.5) << "box coordinates, pixels";
+			EXPECT_LE((got.scores - expected.scores).abs().max().item<double>(), 1e-3) << "scores";
+			worst = std::max(worst, difference);
+		}
+		compared += (int)got.labels.size(0);
+	}
+	std::printf("%d detections compared, boxes within %.5f px\n", compared, worst);
+	EXPECT_GE(compared, 20) << "too few detections to compare";
+	RecordProperty("detections_compared", compared);
+	RecordProperty("largest_box_difference_px", std::to_string(worst));
+#endif
+}
+
+// The plan copies the weights as they are: when they change (an optimiser step, a checkpoint
+// loaded into the model), the next forward uses the new ones.
+TEST_F(OneDnn, FollowsTheWeightsWhenTheyChange)
+{
+	const auto image = test_image(200, 260);
+	FasterRCNN model = calibrated_model("tiny", 5, image);
+	model->set_cpu_convolutions(CpuConvolutions::OneDnn);
+	const auto batch = torch::constant_pad_nd(image.unsqueeze(0), {0, 28, 0, 24});
+	const Outputs before = run_backbone_and_head(model, batch);
+
+	{
+		torch::NoGradGuard no_grad;
+		for (auto &p : model->named_parameters())
+			if (p.key().find("fpn.layer_blocks.0.0.weight") != std::string::npos)
+				p.value().mul_(-1.5);
+	}
+	model->run({image}); // the model's forward builds the plan anew
+	const Outputs after = run_backbone_and_head(model, batch);
+	model->set_cpu_convolutions(CpuConvolutions::LibTorch);
+	const Outputs reference = run_backbone_and_head(model, batch);
+	EXPECT_GT(relative_difference(before.features, after.features), 0.1) << "the change had no effect";
+	EXPECT_LT(relative_difference(reference.features, after.features), 2e-4) << "not the new weights";
+
+	// Without the model's forward in between, a stale plan is not used either.
+	model->set_cpu_convolutions(CpuConvolutions::OneDnn);
+	{
+		torch::NoGradGuard no_grad;
+		for (auto &p : model->named_parameters())
+			if (p.key().find("rpn.head.conv.0.0.bias") != std::string::npos)
+				p.value().add_(0.25);
+	}
+	const Outputs stale = run_backbone_and_head(model, batch);
+	model->set_cpu_convolutions(CpuConvolutions::LibTorch);
+	const Outputs fresh = run_backbone_and_head(model, batch);
+	EXPECT_LT(relative_difference(fresh.logits, stale.logits), 2e-4);
+}
+
+// A pipeline runs the model in its streaming thread, a new one after each stop: the primitives
+// made in one thread must run in others (oneDNN's own per-thread scratch memory would not).
+TEST_F(OneDnn, RunsInThreadsOtherThanTheOneThatMadeIt)
+{
+	const auto image = test_image(240, 320);
+	FasterRCNN model = calibrated_model("tiny", 7, image);
+	model->set_cpu_convolutions(CpuConvolutions::OneDnn);
+	std::vector<Detections> first;
+	{
+		c10::InferenceMode inference;
+		first = model->forward({image});
+	}
+	for (int round = 0; round < 3; round++) {
+		std::vector<Detections> again;
+		std::thread worker([&] {
+			c10::InferenceMode inference;
+			again = model->forward({image});
+		});
+		worker.join();
+		ASSERT_EQ(again.size(), 1u);
+		EXPECT_TRUE(torch::equal(again[0].boxes, first[0].boxes)) << "round " << round;
+		EXPECT_TRUE(torch::equal(again[0].labels, first[0].labels)) << "round " << round;
+	}
+}
+
+// Training and autograd take LibTorch's path: gradients reach the weights.
+TEST_F(OneDnn, TrainingModeUsesLibTorch)
+{
+	const auto image = test_image(160, 200);
+	FasterRCNN model = calibrated_model("tiny", 9, image);
+	model->set_cpu_convolutions(CpuConvolutions::OneDnn);
+	model->train();
+	const auto batch = torch::constant_pad_nd(image.unsqueeze(0), {0, 24, 0, 0});
+	auto features = backbone_of(model)->forward(batch);
+	ASSERT_TRUE(features[0].requires_grad());
+	features[0].sum().backward();
+	bool some_gradient = false;
+	for (const auto &p : model->parameters())
+		some_gradient = some_gradient || (p.grad().defined() && p.grad().abs().sum().item<double>() > 0);
+	EXPECT_TRUE(some_gradient);
+}
+
+// What it does not cover: told plainly when asked for, left alone by auto.
+TEST_F(OneDnn, ModelsItDoesNotCover)
+{
+	for (const std::string arch : {"fasterrcnn_mobilenet_v3_large_320_fpn", "fasterrcnn_resnet50_fpn_v2"}) {
+		SCOPED_TRACE(arch);
+		FasterRCNN model(model_preset(arch));
+		try {
+			model->set_cpu_convolutions(CpuConvolutions::OneDnn);
+			ADD_FAILURE() << "no error";
+		} catch (const Error &e) {
+			EXPECT_NE(std::string(e.what()).find("cpu-convolutions=onednn"), std::string::npos) << e.what();
+			EXPECT_NE(std::string(e.what()).find("use libtorch or auto"), std::string::npos) << e.what();
+		}
+		model->set_cpu_convolutions(CpuConvolutions::Auto);
+		EXPECT_EQ(model->cpu_convolutions(), CpuConvolutions::LibTorch);
+	}
+	FasterRCNN tiny(model_preset("tiny"));
+	EXPECT_EQ(tiny->cpu_convolutions(), CpuConvolutions::LibTorch) << "a new model computes as torchvision";
+	tiny->set_cpu_convolutions(CpuConvolutions::Auto);
+	EXPECT_EQ(tiny->cpu_convolutions(), CpuConvolutions::OneDnn);
+}
+
+// The Detector facade: auto picks oneDNN on the CPU; names parse both ways.
+TEST_F(OneDnn, DetectorChoosesItByDefault)
+{
+	DetectorOptions options;
+	options.model = model_preset("tiny");
+	options.random_seed = 1;
+	EXPECT_EQ(Detector(options).cpu_convolutions(), CpuConvolutions::OneDnn);
+	options.cpu_convolutions = CpuConvolutions::LibTorch;
+	EXPECT_EQ(Detector(options).cpu_convolutions(), CpuConvolutions::LibTorch);
+	for (auto value : {CpuConvolutions::Auto, CpuConvolutions::LibTorch, CpuConvolutions::OneDnn})
+		EXPECT_EQ(parse_cpu_convolutions(cpu_convolutions_name(value)), value);
+	EXPECT_THROW(parse_cpu_convolutions("mkl"), Error);
+}
