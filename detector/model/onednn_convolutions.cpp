@@ -4,6 +4,7 @@
 
 #include <map>
 #include <mutex>
+#include <optional>
 #include <tuple>
 
 #include <ATen/Parallel.h>
@@ -54,11 +55,19 @@ dnnl::engine &cpu_engine()
 	return engine;
 }
 
-// A float tensor as the oneDNN memory it is (channels-last: NHWC), without copying.
-memory wrap_nhwc(const torch::Tensor &t)
+// A contiguous float tensor as the oneDNN memory it is, channels-last (NHWC) or planar (NCHW),
+// without copying.
+memory wrap(const torch::Tensor &t, bool planar = false)
 {
-	return memory(memory::desc({t.size(0), t.size(1), t.size(2), t.size(3)}, kF32, Tag::nhwc), cpu_engine(),
-		      t.data_ptr<float>());
+	return memory(memory::desc({t.size(0), t.size(1), t.size(2), t.size(3)}, kF32, planar ? Tag::nchw : Tag::nhwc),
+		      cpu_engine(), t.data_ptr<float>());
+}
+
+// Planar input is taken as it is (the batch, whose 3 channels a planar kernel reads best);
+// everything else goes channels-last.
+bool is_planar(const torch::Tensor &t)
+{
+	return t.is_contiguous() && !t.is_contiguous(at::MemoryFormat::ChannelsLast);
 }
 
 // Primitives get their scratch memory from the caller: with oneDNN's own ("library") scratchpad,
@@ -153,14 +162,16 @@ public:
 	// channels-last. Returns a channels-last tensor.
 	torch::Tensor operator()(const torch::Tensor &x, const torch::Tensor &addend = {})
 	{
-		TORCH_CHECK(x.is_contiguous(at::MemoryFormat::ChannelsLast), "oneDNN convolution input not channels-last");
+		const bool planar = is_planar(x);
+		TORCH_CHECK(planar || x.is_contiguous(at::MemoryFormat::ChannelsLast),
+			    "oneDNN convolution input neither planar nor channels-last");
 		TORCH_CHECK(spec_.add == addend.defined(), "oneDNN convolution: addend given or missing");
 		// Seen by LibTorch's operator observers (profilers, frcnn-bench's FLOP count) as
 		// (input, weight, stride, padding).
 		RECORD_FUNCTION("frcnn::onednn_convolution",
 				std::vector<c10::IValue>({x, spec_.weight, spec_.stride, spec_.padding}));
 		std::lock_guard<std::mutex> lock(mutex_);
-		Plan &plan = plan_for(x.size(0), x.size(2), x.size(3));
+		Plan &plan = plan_for(x.size(0), x.size(2), x.size(3), planar);
 		auto out = torch::empty({x.size(0), spec_.weight.size(0), plan.out_height, plan.out_width},
 					x.options().memory_format(at::MemoryFormat::ChannelsLast));
 		if (spec_.add)
@@ -168,48 +179,59 @@ public:
 					    addend.is_contiguous(at::MemoryFormat::ChannelsLast),
 				    "oneDNN convolution: addend of another shape or layout");
 		dnnl::stream stream(cpu_engine());
-		memory src = wrap_nhwc(x), dst = wrap_nhwc(out);
+		memory src = wrap(x, planar), dst = wrap(out);
 		std::unordered_map<int, memory> args{{DNNL_ARG_WEIGHTS, plan.weights}, {DNNL_ARG_BIAS, bias_memory()}};
 		auto workspace = workspace_->lease(plan.workspace_bytes);
 		void *scratchpad = workspace.data;
-		if (plan.blocked) {
-			// Winograd works on blocked layouts: the input goes in and the output comes out
-			// through reorders; the addend is put in the output first and summed into it.
+		// Where the primitive wants other layouts than the tensors' (Winograd's blocked ones,
+		// a blocked output for planar input), the data goes through reorders; an addend is
+		// then put in the output first and summed into it.
+		if (plan.reorder_src) {
 			memory blocked_src(plan.src_desc, cpu_engine(), workspace.data + plan.src_offset);
-			memory blocked_dst(plan.dst_desc, cpu_engine(), workspace.data + plan.dst_offset);
 			plan.to_blocked_src.run(stream, {{DNNL_ARG_FROM, src}, {DNNL_ARG_TO, blocked_src}}, scratchpad);
-			if (spec_.add)
-				plan.to_blocked_dst.run(stream, {{DNNL_ARG_FROM, wrap_nhwc(addend)}, {DNNL_ARG_TO, blocked_dst}},
-							scratchpad);
-			args[DNNL_ARG_SRC] = blocked_src;
-			args[DNNL_ARG_DST] = blocked_dst;
-			plan.convolution.run(stream, args, scratchpad);
-			plan.from_blocked_dst.run(stream, {{DNNL_ARG_FROM, blocked_dst}, {DNNL_ARG_TO, dst}}, scratchpad);
-		} else {
-			args[DNNL_ARG_SRC] = src;
-			args[DNNL_ARG_DST] = dst;
-			if (spec_.add)
-				args[DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1] = wrap_nhwc(addend);
-			plan.convolution.run(stream, args, scratchpad);
+			src = blocked_src;
 		}
+		memory conv_dst = dst;
+		if (plan.reorder_dst)
+			conv_dst = memory(plan.dst_desc, cpu_engine(), workspace.data + plan.dst_offset);
+		if (spec_.add && plan.sum_addend) {
+			if (plan.reorder_dst)
+				plan.to_blocked_dst.run(stream, {{DNNL_ARG_FROM, wrap(addend)}, {DNNL_ARG_TO, conv_dst}},
+							scratchpad);
+			else
+				out.copy_(addend);
+		} else if (spec_.add) {
+			args[DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1] = wrap(addend);
+		}
+		args[DNNL_ARG_SRC] = src;
+		args[DNNL_ARG_DST] = conv_dst;
+		plan.convolution.run(stream, args, scratchpad);
+		if (plan.reorder_dst)
+			plan.from_blocked_dst.run(stream, {{DNNL_ARG_FROM, conv_dst}, {DNNL_ARG_TO, dst}}, scratchpad);
 		return out;
 	}
 
-	// oneDNN's name for the implementation it chose at the first size planned (for tests).
-	std::string implementation()
+	// oneDNN's names of the implementations chosen, one per input size planned.
+	std::vector<std::string> implementations()
 	{
 		std::lock_guard<std::mutex> lock(mutex_);
-		return plans_.empty() ? std::string() : plans_.begin()->second.implementation;
+		std::vector<std::string> names;
+		for (const auto &entry : plans_)
+			names.push_back(entry.second.implementation);
+		return names;
 	}
 
 private:
 	struct Plan {
 		Step convolution;
 		memory weights; // reordered for the primitive
-		bool blocked = false;
-		memory::desc src_desc, dst_desc; // blocked layouts (blocked only)
+		// Whether input and output go through a layout of the primitive's (src_desc, dst_desc).
+		bool reorder_src = false, reorder_dst = false;
+		// Whether the addend is summed into the output (else a binary post-op reads it).
+		bool sum_addend = false;
+		memory::desc src_desc, dst_desc;
 		Step to_blocked_src, to_blocked_dst, from_blocked_dst;
-		// Workspace: scratch memory first, then (blocked) the blocked input and output.
+		// Workspace: scratch memory first, then the reordered input and output.
 		size_t workspace_bytes = 0, src_offset = 0, dst_offset = 0;
 		int64_t out_height = 0, out_width = 0;
 		std::string implementation;
@@ -220,9 +242,9 @@ private:
 		return memory(memory::desc({spec_.bias.size(0)}, kF32, Tag::x), cpu_engine(), spec_.bias.data_ptr<float>());
 	}
 
-	Plan &plan_for(int64_t batch, int64_t height, int64_t width)
+	Plan &plan_for(int64_t batch, int64_t height, int64_t width, bool planar)
 	{
-		const auto key = std::make_tuple(batch, height, width);
+		const auto key = std::make_tuple(batch, height, width, planar);
 		auto found = plans_.find(key);
 		if (found != plans_.end())
 			return found->second;
@@ -244,7 +266,8 @@ private:
 		const memory::dims dst_dims{batch, out_channels, plan.out_height, plan.out_width};
 		const memory::desc bias_desc({out_channels}, kF32, Tag::x);
 
-		auto make = [&](dnnl::algorithm algorithm, Tag layout, bool sum_addend) {
+		const Tag input_layout = planar ? Tag::nchw : Tag::nhwc;
+		auto make = [&](dnnl::algorithm algorithm, Tag src_layout, Tag dst_layout, bool sum_addend) {
 			dnnl::post_ops ops;
 			if (spec_.add) {
 				if (sum_addend)
@@ -257,62 +280,79 @@ private:
 			dnnl::primitive_attr attr = user_scratchpad();
 			attr.set_post_ops(ops);
 			dnnl::convolution_forward::desc desc(
-				dnnl::prop_kind::forward_inference, algorithm, memory::desc(src_dims, kF32, layout),
-				memory::desc(weight_dims, kF32, Tag::any), bias_desc, memory::desc(dst_dims, kF32, layout),
+				dnnl::prop_kind::forward_inference, algorithm, memory::desc(src_dims, kF32, src_layout),
+				memory::desc(weight_dims, kF32, Tag::any), bias_desc, memory::desc(dst_dims, kF32, dst_layout),
 				{s, s}, {p, p}, {p, p});
 			return dnnl::convolution_forward::primitive_desc(desc, attr, cpu_engine());
 		};
 
-		dnnl::convolution_forward::primitive_desc pd;
-		// Winograd F(4x4, 3x3) does 4 times fewer multiplications for a 3x3 stride-1
-		// convolution; oneDNN has it for AVX-512 and channel counts that are multiples of 16.
-		// Elsewhere (other CPUs, shapes) creating it fails and the direct algorithm serves. On
-		// small maps (ResNet's layer4) it gains little and its transformed weights take 4 times
-		// the memory: direct there.
-		constexpr int64_t kWinogradMinPositions = 1024;
-		if (kh == 3 && kw == 3 && s == 1 && p == 1 && plan.out_height * plan.out_width >= kWinogradMinPositions) {
+		// Candidates, best first. Winograd F(4x4, 3x3) does 4 times fewer multiplications for a
+		// 3x3 stride-1 convolution; oneDNN has it for AVX-512 and channel counts that are
+		// multiples of 16 (elsewhere creating it fails). On small maps (ResNet's layer4) it
+		// gains little and its transformed weights take 4 times the memory; with few channels
+		// (the tiny model's 64) the reorders to and from its blocked layout cost more than it
+		// saves. Then the direct algorithm on the tensors' own layouts, unless oneDNN has only
+		// its reference code for them (planar input to a channels-last output): then on
+		// layouts of its choosing, with reorders.
+		constexpr int64_t kWinogradMinPositions = 1024, kWinogradMinChannels = 128;
+		const bool winograd = kh == 3 && kw == 3 && s == 1 && p == 1 &&
+				      plan.out_height * plan.out_width >= kWinogradMinPositions &&
+				      in_channels >= kWinogradMinChannels && out_channels >= kWinogradMinChannels;
+		std::optional<dnnl::convolution_forward::primitive_desc> pd;
+		if (winograd) {
 			try {
-				pd = make(dnnl::algorithm::convolution_winograd, Tag::any, /*sum_addend=*/true);
-				plan.blocked = true;
+				pd = make(dnnl::algorithm::convolution_winograd, Tag::any, Tag::any, /*sum_addend=*/true);
+				plan.sum_addend = true;
 			} catch (const dnnl::error &) {
 			}
 		}
-		if (!plan.blocked)
-			pd = make(dnnl::algorithm::convolution_direct, Tag::nhwc, /*sum_addend=*/false);
+		if (!pd) {
+			pd = make(dnnl::algorithm::convolution_direct, input_layout, Tag::nhwc, /*sum_addend=*/false);
+			if (std::string(pd->impl_info_str()).rfind("ref", 0) == 0) {
+				pd = make(dnnl::algorithm::convolution_direct, Tag::any, Tag::any, /*sum_addend=*/true);
+				plan.sum_addend = true;
+			}
+		}
 
 		auto &engine = cpu_engine();
 		dnnl::stream stream(engine);
-		plan.convolution = Step::of<dnnl::convolution_forward>(pd);
-		plan.implementation = pd.impl_info_str();
-		plan.weights = memory(pd.weights_desc(), engine);
+		plan.convolution = Step::of<dnnl::convolution_forward>(*pd);
+		plan.implementation = pd->impl_info_str();
+		plan.weights = memory(pd->weights_desc(), engine);
 		memory plain_weights(memory::desc(weight_dims, kF32, Tag::oihw), engine, w.data_ptr<float>());
 		const auto weight_reorder = Step::of<dnnl::reorder>(dnnl::reorder::primitive_desc(
-			engine, plain_weights.get_desc(), engine, pd.weights_desc(), user_scratchpad()));
+			engine, plain_weights.get_desc(), engine, pd->weights_desc(), user_scratchpad()));
 		auto weight_scratchpad = torch::empty({(int64_t)weight_reorder.scratchpad_bytes + 1}, torch::kByte);
 		weight_reorder.run(stream, {{DNNL_ARG_FROM, plain_weights}, {DNNL_ARG_TO, plan.weights}},
 				   weight_scratchpad.data_ptr());
-		if (plan.blocked) {
-			const memory::desc src_nhwc(src_dims, kF32, Tag::nhwc), dst_nhwc(dst_dims, kF32, Tag::nhwc);
-			plan.src_desc = pd.src_desc();
-			plan.dst_desc = pd.dst_desc();
-			const auto attr = user_scratchpad();
-			plan.to_blocked_src = Step::of<dnnl::reorder>(dnnl::reorder::primitive_desc(engine, src_nhwc, engine, plan.src_desc, attr));
-			plan.to_blocked_dst = Step::of<dnnl::reorder>(dnnl::reorder::primitive_desc(engine, dst_nhwc, engine, plan.dst_desc, attr));
-			plan.from_blocked_dst =
-				Step::of<dnnl::reorder>(dnnl::reorder::primitive_desc(engine, plan.dst_desc, engine, dst_nhwc, attr));
+
+		const memory::desc src_given(src_dims, kF32, input_layout), dst_given(dst_dims, kF32, Tag::nhwc);
+		const auto attr = user_scratchpad();
+		plan.src_desc = pd->src_desc();
+		plan.dst_desc = pd->dst_desc();
+		plan.reorder_src = plan.src_desc != src_given;
+		plan.reorder_dst = plan.dst_desc != dst_given;
+		if (plan.reorder_src)
+			plan.to_blocked_src = Step::of<dnnl::reorder>(
+				dnnl::reorder::primitive_desc(engine, src_given, engine, plan.src_desc, attr));
+		if (plan.reorder_dst) {
+			plan.to_blocked_dst = Step::of<dnnl::reorder>(
+				dnnl::reorder::primitive_desc(engine, dst_given, engine, plan.dst_desc, attr));
+			plan.from_blocked_dst = Step::of<dnnl::reorder>(
+				dnnl::reorder::primitive_desc(engine, plan.dst_desc, engine, dst_given, attr));
 		}
 		size_t scratchpad = plan.convolution.scratchpad_bytes;
 		for (const auto *step : {&plan.to_blocked_src, &plan.to_blocked_dst, &plan.from_blocked_dst})
 			scratchpad = std::max(scratchpad, step->scratchpad_bytes);
 		plan.src_offset = aligned(scratchpad);
-		plan.dst_offset = plan.src_offset + (plan.blocked ? aligned(plan.src_desc.get_size()) : 0);
-		plan.workspace_bytes = plan.dst_offset + (plan.blocked ? aligned(plan.dst_desc.get_size()) : 0);
+		plan.dst_offset = plan.src_offset + (plan.reorder_src ? aligned(plan.src_desc.get_size()) : 0);
+		plan.workspace_bytes = plan.dst_offset + (plan.reorder_dst ? aligned(plan.dst_desc.get_size()) : 0);
 		return plans_.emplace(key, std::move(plan)).first->second;
 	}
 
 	Spec spec_;
 	std::shared_ptr<OneDnnWorkspace> workspace_;
-	std::map<std::tuple<int64_t, int64_t, int64_t>, Plan> plans_;
+	std::map<std::tuple<int64_t, int64_t, int64_t, bool>, Plan> plans_;
 	std::mutex mutex_;
 };
 
@@ -437,6 +477,24 @@ bool OneDnnPlan::accepts(const torch::Tensor &batch)
 	return batch.dim() == 4 && batch.device().is_cpu() && batch.scalar_type() == torch::kFloat;
 }
 
+std::map<std::string, int> OneDnnPlan::implementations() const
+{
+	std::vector<OneDnnConvolution *> all{stem_.get(), rpn_cls_.get(), rpn_bbox_.get()};
+	for (const auto &layer : layers_)
+		for (const auto &block : layer)
+			for (const auto *conv : {&block.conv1, &block.conv2, &block.conv3, &block.downsample})
+				all.push_back(conv->get());
+	for (const auto *list : {&fpn_inner_, &fpn_layer_, &rpn_conv_})
+		for (const auto &conv : *list)
+			all.push_back(conv.get());
+	std::map<std::string, int> count;
+	for (auto *conv : all)
+		if (conv != nullptr)
+			for (const auto &name : conv->implementations())
+				count[name]++;
+	return count;
+}
+
 bool OneDnnPlan::current() const
 {
 	for (const auto &[tensor, version] : sources_)
@@ -450,7 +508,7 @@ std::vector<torch::Tensor> OneDnnPlan::backbone(const torch::Tensor &batch)
 	// LibTorch applies its thread count to each thread that runs an operator; oneDNN runs on
 	// the OpenMP threads of the calling thread.
 	at::init_num_threads();
-	auto y = (*stem_)(batch.contiguous(at::MemoryFormat::ChannelsLast));
+	auto y = (*stem_)(batch.is_contiguous(at::MemoryFormat::ChannelsLast) ? batch : batch.contiguous());
 	y = F::max_pool2d(y, F::MaxPool2dFuncOptions(3).stride(2).padding(1))
 		    .contiguous(at::MemoryFormat::ChannelsLast);
 	std::vector<torch::Tensor> stages;
@@ -520,9 +578,32 @@ bool OneDnnPlan::accepts(const torch::Tensor &)
 	return false;
 }
 
+std::map<std::string, int> OneDnnPlan::implementations() const
+{
+	std::vector<OneDnnConvolution *> all{stem_.get(), rpn_cls_.get(), rpn_bbox_.get()};
+	for (const auto &layer : layers_)
+		for (const auto &block : layer)
+			for (const auto *conv : {&block.conv1, &block.conv2, &block.conv3, &block.downsample})
+				all.push_back(conv->get());
+	for (const auto *list : {&fpn_inner_, &fpn_layer_, &rpn_conv_})
+		for (const auto &conv : *list)
+			all.push_back(conv.get());
+	std::map<std::string, int> count;
+	for (auto *conv : all)
+		if (conv != nullptr)
+			for (const auto &name : conv->implementations())
+				count[name]++;
+	return count;
+}
+
 bool OneDnnPlan::current() const
 {
 	return false;
+}
+
+std::map<std::string, int> OneDnnPlan::implementations() const
+{
+	return {};
 }
 
 std::vector<torch::Tensor> OneDnnPlan::backbone(const torch::Tensor &)

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <utility>
@@ -51,6 +52,9 @@ public:
 	static bool accepts(const torch::Tensor &batch);
 	// Whether the weights it was built from are still the model's (same tensors, unmodified).
 	bool current() const;
+	// oneDNN's names of the kernels its convolutions run (e.g. "jit_wino_4x3:avx512_core"),
+	// with how many convolutions run each, for the input sizes seen so far.
+	std::map<std::string, int> implementations() const;
 
 	// BackboneImpl::forward: the feature maps, then 'pool' (channels-last tensors).
 	std::vector<torch::Tensor> backbone(const torch::Tensor &batch);

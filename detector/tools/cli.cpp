@@ -106,8 +106,8 @@ const char *model_options_help()
 	       "  --precision P          fp32 or fp16 (CUDA only)\n"
 	       "  --cpu-convolutions K   auto, libtorch or onednn: what runs the backbone, FPN and RPN\n"
 	       "                         head convolutions on the CPU (default auto: onednn where built\n"
-	       "                         and the model is a ResNet-FPN; libtorch gives torchvision's\n"
-	       "                         numbers exactly)\n"
+	       "                         and faster, i.e. for fasterrcnn_resnet50_fpn; libtorch gives\n"
+	       "                         torchvision's numbers exactly)\n"
 	       "  --threads N            CPU threads (default: LibTorch's)\n";
 }
 
