@@ -10,7 +10,8 @@ the rounds, and the ratio of the medians is what to read on a shared, noisy mach
 
 Then the tiny preset's frames per second on 640x480 frames, and its resident memory after 200 and
 after 2000 frames. --sweep adds batch 2 and input sizes 320 and 640 (for the plot); --experiments
-adds an operator profile and the channels-last memory format in both programs.
+adds an operator profile, the channels-last memory format in both programs, and libfrcnn with
+LibTorch's convolutions (--cpu-convolutions libtorch) instead of the default oneDNN ones.
 
 Usage: bench.py --build DIR [--rounds N] [--threads N] [--sweep | --cases A,B] [--experiments]
                 [--pipeline] [--no-compare] [--no-tiny] [--quick] [--results FILE] [--plot PNG]
@@ -271,7 +272,7 @@ def markdown(results):
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for c in results["comparisons"]:
         a, b, case = c["libfrcnn"], c["torchvision"], c["case"]
-        label = f"batch {case['batch']}, min_size {case['min_size']}" + (", channels-last" if c.get("experiment") else "")
+        label = f"batch {case['batch']}, min_size {case['min_size']}" + (f", {c['experiment']}" if c.get("experiment") else "")
         d = c.get("detections", {})
         lines.append(f"| {label} | {a['fps']:.3f} | {b['fps']:.3f} | **{c['ratio_fps']:.2f}** | "
                      f"{a['latency_p50_ms']:.0f} / {a['latency_p95_ms']:.0f} | {b['latency_p50_ms']:.0f} / "
@@ -284,7 +285,7 @@ def markdown(results):
         for impl in ("libfrcnn", "torchvision"):
             st = c[impl].get("stages_ms_p50") or {}
             lines.append(f"| batch {c['case']['batch']}, {c['case']['min_size']}"
-                         f"{', CL' if c.get('experiment') else ''} | {impl} | " +
+                         f"{', ' + c['experiment'] if c.get('experiment') else ''} | {impl} | " +
                          " | ".join(f"{st.get(k, 0):.0f}" for k in STAGE_NAMES) + " |")
     return "\n".join(lines)
 
@@ -338,7 +339,8 @@ def main():
     p.add_argument("--plot-from", nargs="+", metavar="RESULTS",
                    help="draw --plot from these results files (of earlier runs), print their tables in "
                         "markdown, and exit")
-    p.add_argument("--experiments", action="store_true", help="also operator profile and channels-last")
+    p.add_argument("--experiments", action="store_true",
+                   help="also operator profile, channels-last and libfrcnn on LibTorch's convolutions")
     p.add_argument("--quick", action="store_true", help="few frames per run (checks that the driver works)")
     p.add_argument("--no-tiny", action="store_true")
     p.add_argument("--no-compare", action="store_true", help="skip the comparisons with torchvision")
@@ -407,7 +409,15 @@ def main():
                         rounds=max(2, args.rounds // 2 + 1))
             log(f"{case['name']}:")
             c = compare(case, bench, weights, frames_dir, args, env, ["--channels-last"], ["--channels-last"])
-            c["experiment"] = True
+            c["experiment"] = "channels-last"
+            results["comparisons"].append(c)
+            # libfrcnn on LibTorch's convolutions (torchvision's arithmetic), against torchvision:
+            # what the oneDNN convolutions add is the difference to the batch 1 row.
+            case = dict(name="batch1-libtorch-convolutions", batch=1, min_size=480, warmup=1, frames=5,
+                        rounds=max(2, args.rounds // 2 + 1))
+            log(f"{case['name']}:")
+            c = compare(case, bench, weights, frames_dir, args, env, ["--cpu-convolutions", "libtorch"])
+            c["experiment"] = "LibTorch convolutions"
             results["comparisons"].append(c)
             log("libfrcnn NCHW against libfrcnn channels-last:")
             results["channels_last_ab"] = ab_channels_last(bench, weights, args, env)

@@ -910,10 +910,13 @@ int main(int argc, char **argv)
 			std::cout << out.dump() << std::endl;
 			return 0;
 		}
-		std::printf("%s (%s) on %s, %s%s, %d thread(s), batch %d, min_size %d max_size %d, frames %dx%d\n",
+		const std::string convolutions =
+			out.contains("cpu_convolutions") ? ", " + out["cpu_convolutions"].get<std::string>() + " convolutions" : "";
+		std::printf("%s (%s) on %s, %s%s%s, %d thread(s), batch %d, min_size %d max_size %d, frames %dx%d\n",
 			    config.arch.c_str(), out["weights"].get<std::string>().c_str(), d.device.c_str(),
-			    d.fp16 ? "fp16" : "fp32", d.channels_last ? " channels-last" : "", torch::get_num_threads(),
-			    o.batch, config.min_size, config.max_size, frames[0].width, frames[0].height);
+			    d.fp16 ? "fp16" : "fp32", d.channels_last ? " channels-last" : "", convolutions.c_str(),
+			    torch::get_num_threads(), o.batch, config.min_size, config.max_size, frames[0].width,
+			    frames[0].height);
 		std::printf("  %.2f frames/s over %d frames; latency per batch p50 %.1f ms, p95 %.1f ms\n", fps,
 			    timed_frames, percentile(latency_ms, 50), percentile(latency_ms, 95));
 		if (staged) {
