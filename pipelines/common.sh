@@ -8,6 +8,7 @@ FRCNN_WEIGHTS=${FRCNN_WEIGHTS:-coco}
 FRCNN_MODEL=${FRCNN_MODEL:-}
 FRCNN_DEVICE=${FRCNN_DEVICE:-cpu}
 FRCNN_PRECISION=${FRCNN_PRECISION:-fp32}
+FRCNN_CPU_CONVOLUTIONS=${FRCNN_CPU_CONVOLUTIONS:-auto}
 FRCNN_BATCH_SIZE=${FRCNN_BATCH_SIZE:-1}
 FRCNN_THRESHOLD=${FRCNN_THRESHOLD:-0.5}
 FRCNN_MIN_SIZE=${FRCNN_MIN_SIZE:-0}
@@ -25,6 +26,9 @@ also work):
                    fasterrcnn_resnet50_fpn]
   --device D       cpu, cuda or cuda:N [$FRCNN_DEVICE]
   --precision P    fp32 or fp16 (CUDA) [$FRCNN_PRECISION]
+  --cpu-convolutions K
+                   auto, libtorch (torchvision's arithmetic) or onednn (faster) on the CPU
+                   [$FRCNN_CPU_CONVOLUTIONS]
   --batch-size N   frames per inference batch [$FRCNN_BATCH_SIZE]
   --threshold S    minimum score [$FRCNN_THRESHOLD]
   --min-size N     short side the frames are scaled to, 0 = the model's [$FRCNN_MIN_SIZE]
@@ -42,6 +46,7 @@ frcnn_parse() {
 		--model) FRCNN_MODEL=$2; shift 2 ;;
 		--device) FRCNN_DEVICE=$2; shift 2 ;;
 		--precision) FRCNN_PRECISION=$2; shift 2 ;;
+		--cpu-convolutions) FRCNN_CPU_CONVOLUTIONS=$2; shift 2 ;;
 		--batch-size) FRCNN_BATCH_SIZE=$2; shift 2 ;;
 		--threshold) FRCNN_THRESHOLD=$2; shift 2 ;;
 		--min-size) FRCNN_MIN_SIZE=$2; shift 2 ;;
@@ -63,6 +68,7 @@ frcnn_detect() {
 		"precision=$FRCNN_PRECISION" "batch-size=$FRCNN_BATCH_SIZE"
 		"threshold=$FRCNN_THRESHOLD" "min-size=$FRCNN_MIN_SIZE" "interval=$FRCNN_INTERVAL")
 	[ -n "$FRCNN_MODEL" ] && DETECT+=("model=$FRCNN_MODEL")
+	[ "$FRCNN_CPU_CONVOLUTIONS" != auto ] && DETECT+=("cpu-convolutions=$FRCNN_CPU_CONVOLUTIONS")
 	[ -n "$FRCNN_LABELS" ] && DETECT+=("labels=$FRCNN_LABELS")
 	[ -n "$FRCNN_CLASSES" ] && DETECT+=("classes=$FRCNN_CLASSES")
 	return 0

@@ -105,6 +105,18 @@ struct Step {
 	}
 };
 
+// oneDNN's own errors (an unsupported shape, memory) as frcnn::Error with what to do about them.
+template <typename Function>
+auto reporting_errors(Function &&function)
+{
+	try {
+		return function();
+	} catch (const dnnl::error &e) {
+		throw Error(std::string("oneDNN convolution failed: ") + e.what() +
+			    " (status " + std::to_string((int)e.status) + "); cpu-convolutions=libtorch runs without oneDNN");
+	}
+}
+
 } // namespace
 
 // Memory that the convolutions of one plan use during a call and not after (Winograd's blocked
@@ -427,6 +439,11 @@ torch::nn::Conv2dImpl &conv_of(torch::nn::ModuleList &list, size_t i)
 OneDnnPlan::OneDnnPlan(BackboneImpl &backbone, RPNHeadImpl &rpn_head)
 	: workspace_(std::make_shared<OneDnnWorkspace>())
 {
+	reporting_errors([&] { build(backbone, rpn_head); });
+}
+
+void OneDnnPlan::build(BackboneImpl &backbone, RPNHeadImpl &rpn_head)
+{
 	if (!backbone.resnet)
 		throw Error("the oneDNN convolutions cover ResNet backbones only");
 	auto &body = *backbone.resnet;
@@ -505,6 +522,17 @@ bool OneDnnPlan::current() const
 
 std::vector<torch::Tensor> OneDnnPlan::backbone(const torch::Tensor &batch)
 {
+	return reporting_errors([&] { return run_backbone(batch); });
+}
+
+std::pair<std::vector<torch::Tensor>, std::vector<torch::Tensor>>
+OneDnnPlan::rpn_head(const std::vector<torch::Tensor> &features)
+{
+	return reporting_errors([&] { return run_rpn_head(features); });
+}
+
+std::vector<torch::Tensor> OneDnnPlan::run_backbone(const torch::Tensor &batch)
+{
 	// LibTorch applies its thread count to each thread that runs an operator; oneDNN runs on
 	// the OpenMP threads of the calling thread.
 	at::init_num_threads();
@@ -546,7 +574,7 @@ std::vector<torch::Tensor> OneDnnPlan::backbone(const torch::Tensor &batch)
 }
 
 std::pair<std::vector<torch::Tensor>, std::vector<torch::Tensor>>
-OneDnnPlan::rpn_head(const std::vector<torch::Tensor> &features)
+OneDnnPlan::run_rpn_head(const std::vector<torch::Tensor> &features)
 {
 	at::init_num_threads();
 	std::vector<torch::Tensor> logits, deltas;

@@ -64,6 +64,10 @@ public:
 
 private:
 	struct Block; // one ResNet block
+	void build(BackboneImpl &backbone, RPNHeadImpl &rpn_head);
+	std::vector<torch::Tensor> run_backbone(const torch::Tensor &batch);
+	std::pair<std::vector<torch::Tensor>, std::vector<torch::Tensor>>
+	run_rpn_head(const std::vector<torch::Tensor> &features);
 	std::shared_ptr<OneDnnWorkspace> workspace_;
 	std::unique_ptr<OneDnnConvolution> stem_;
 	std::vector<std::vector<Block>> layers_;
