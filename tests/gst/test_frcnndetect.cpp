@@ -21,6 +21,7 @@
 #include <gst/video/video.h>
 #include <gtest/gtest.h>
 
+#include "frcnn-build-config.h"
 #include "frcnn/config.h"
 #include "frcnn/detector.h"
 
@@ -246,13 +247,17 @@ TEST_P(FormatTest, MetaEqualsLibraryDetections)
 	gst_buffer_unmap(out.get(), &map);
 }
 
-// channels-last=true runs the same model on NHWC data: the same detections up to rounding.
-TEST(FrcnnDetect, ChannelsLastGivesTheSameDetections)
+// Settings that run the same model with other kernels: the same detections up to rounding.
+// channels-last=true runs the convolutions on NHWC data; cpu-convolutions=onednn on oneDNN
+// primitives (folded batch norms, fused epilogues), made when the element starts and run in its
+// streaming thread.
+void expect_same_detections_with(const char *settings)
 {
+	SCOPED_TRACE(settings);
 	const Frame frame = make_frame(photo(320, 240), GST_VIDEO_FORMAT_RGB);
 	const std::vector<frcnn::Detection> expected = expected_for(frame);
 	ASSERT_FALSE(expected.empty());
-	HarnessPtr h = harness("channels-last=true");
+	HarnessPtr h = harness(settings);
 	gst_harness_set_src_caps(h.get(), frame.caps());
 	gst_test::BufferPtr out(gst_harness_push_and_pull(h.get(), frame.buffer(0, GST_SECOND / 30)));
 	ASSERT_TRUE(out);
@@ -267,6 +272,20 @@ TEST(FrcnnDetect, ChannelsLastGivesTheSameDetections)
 		EXPECT_NEAR(rois[i].x_max * frame.width(), expected[i].x2, 0.5);
 		EXPECT_NEAR(rois[i].y_max * frame.height(), expected[i].y2, 0.5);
 	}
+}
+
+TEST(FrcnnDetect, ChannelsLastGivesTheSameDetections)
+{
+	expect_same_detections_with("channels-last=true");
+}
+
+TEST(FrcnnDetect, OneDnnConvolutionsGiveTheSameDetections)
+{
+#if FRCNN_HAVE_ONEDNN
+	expect_same_detections_with("cpu-convolutions=onednn");
+#else
+	GTEST_SKIP() << "this build has no oneDNN";
+#endif
 }
 
 TEST_P(FormatTest, OddSizeAndPaddedStrides)
@@ -960,6 +979,12 @@ TEST(FrcnnDetect, PropertyDefaultsAndRanges)
 	gboolean channels_last = TRUE;
 	g_object_get(element, "channels-last", &channels_last, nullptr);
 	EXPECT_FALSE(channels_last);
+	gint cpu_convolutions = -1;
+	g_object_get(element, "cpu-convolutions", &cpu_convolutions, nullptr);
+	EXPECT_EQ(cpu_convolutions, (gint)frcnn::CpuConvolutions::Auto);
+	gst_util_set_object_arg(G_OBJECT(element), "cpu-convolutions", "onednn");
+	g_object_get(element, "cpu-convolutions", &cpu_convolutions, nullptr);
+	EXPECT_EQ(cpu_convolutions, (gint)frcnn::CpuConvolutions::OneDnn);
 	gst_util_set_object_arg(G_OBJECT(element), "precision", "fp16");
 	gint precision = 0;
 	g_object_get(element, "precision", &precision, nullptr);
