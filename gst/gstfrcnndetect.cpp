@@ -121,7 +121,7 @@ static GType gst_frcnn_cpu_convolutions_get_type(void)
 	static const GEnumValue values[] = {
 		{ GST_FRCNN_CPU_CONVOLUTIONS_AUTO,
 		  "oneDNN where the plugin was built with it and it is faster "
-		  "(fasterrcnn_resnet50_fpn), else LibTorch", "auto" },
+		  "(fasterrcnn_resnet50_fpn and its v2), else LibTorch", "auto" },
 		{ GST_FRCNN_CPU_CONVOLUTIONS_LIBTORCH,
 		  "LibTorch's operators: torchvision's arithmetic, the same numbers", "libtorch" },
 		{ GST_FRCNN_CPU_CONVOLUTIONS_ONEDNN,

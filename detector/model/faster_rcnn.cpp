@@ -322,7 +322,7 @@ void FasterRCNNImpl::set_cpu_convolutions(CpuConvolutions kind)
 	const std::string unsupported = detail::onednn_unsupported_reason(config_);
 	if (kind == CpuConvolutions::OneDnn && !unsupported.empty())
 		throw Error("cpu-convolutions=onednn: " + unsupported + "; use libtorch or auto");
-	// Auto: where it pays. With a 256-channel FPN (fasterrcnn_resnet50_fpn) the Winograd
+	// Auto: where it pays. With a 256-channel FPN (fasterrcnn_resnet50_fpn, v2) the Winograd
 	// convolutions of the FPN and RPN head make the model about 1.5 times faster; the tiny
 	// model's 64-channel maps take no Winograd, and oneDNN's direct kernels on channels-last
 	// data were slower there than LibTorch's (docs/performance.md).

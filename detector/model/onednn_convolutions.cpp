@@ -11,6 +11,7 @@
 #include <ATen/record_function.h>
 #include <torch/nn/functional/pooling.h>
 #include <torch/nn/functional/upsampling.h>
+#include <torch/nn/modules/batchnorm.h>
 
 #include "frcnn-build-config.h"
 #include "frcnn/error.h"
@@ -35,9 +36,8 @@ std::string onednn_unsupported_reason(const ModelConfig &config)
 		return "this build of libfrcnn has no oneDNN (install libdnnl-dev and rebuild)";
 	if (config.backbone != "resnet")
 		return "the oneDNN convolutions cover ResNet backbones, not " + config.backbone;
-	if (config.norm != "frozen_bn")
-		return "the oneDNN convolutions cover models with frozen batch norms, not " + config.norm +
-		       " (" + config.arch + ")";
+	if (config.norm != "frozen_bn" && config.norm != "batch_norm")
+		return "the oneDNN convolutions do not cover norm '" + config.norm + "'";
 	return {};
 }
 
@@ -402,12 +402,23 @@ OneDnnConvolution::Spec folded(torch::nn::Conv2dImpl &conv, torch::nn::Module *n
 	auto scale = torch::ones({out_channels});
 	auto bias = conv.bias.defined() ? conv.bias.to(torch::kCPU, torch::kFloat) : torch::zeros({out_channels});
 	if (norm != nullptr) {
-		auto *bn = norm->as<FrozenBatchNorm2dImpl>();
-		if (bn == nullptr)
-			throw Error("the oneDNN convolutions need frozen batch norms");
-		for (const auto *t : {&bn->weight, &bn->bias, &bn->running_mean, &bn->running_var})
-			remember(*t);
-		auto [bn_scale, bn_shift] = bn->scale_and_shift();
+		torch::Tensor bn_scale, bn_shift;
+		if (auto *frozen = norm->as<FrozenBatchNorm2dImpl>()) {
+			for (const auto *t : {&frozen->weight, &frozen->bias, &frozen->running_mean, &frozen->running_var})
+				remember(*t);
+			std::tie(bn_scale, bn_shift) = frozen->scale_and_shift();
+		} else if (auto *bn = norm->as<torch::nn::BatchNorm2dImpl>()) {
+			// BatchNorm2d as it computes in eval mode (the plan serves eval mode only): with
+			// its running statistics, which training updates (a new plan then).
+			if (!bn->options.affine() || !bn->options.track_running_stats())
+				throw Error("the oneDNN convolutions need batch norms with an affine part and running statistics");
+			for (const auto *t : {&bn->weight, &bn->bias, &bn->running_mean, &bn->running_var})
+				remember(*t);
+			bn_scale = bn->weight / (bn->running_var + bn->options.eps()).sqrt();
+			bn_shift = bn->bias - bn->running_mean * bn_scale;
+		} else {
+			throw Error("the oneDNN convolutions: a normalisation that is not a batch norm");
+		}
 		scale = bn_scale.reshape({-1}).to(torch::kCPU, torch::kFloat);
 		bias = bias * scale + bn_shift.reshape({-1}).to(torch::kCPU, torch::kFloat);
 	}
@@ -473,14 +484,24 @@ void OneDnnPlan::build(BackboneImpl &backbone, RPNHeadImpl &rpn_head)
 		layers_.push_back(std::move(blocks));
 	}
 	auto &fpn = *backbone.fpn;
+	// Sequential(conv) or, in the v2 model, Sequential(conv, BatchNorm2d).
+	auto norm_of = [](torch::nn::ModuleList &list, size_t i) -> torch::nn::Module * {
+		auto *seq = list[i]->as<torch::nn::Sequential>();
+		if (seq->size() > 2)
+			throw Error("the oneDNN convolutions: unexpected module layout");
+		return seq->size() == 2 ? seq->ptr(1).get() : nullptr;
+	};
 	for (size_t i = 0; i < fpn.inner_blocks->size(); i++) {
-		if (fpn.inner_blocks[i]->as<torch::nn::Sequential>()->size() != 1)
-			throw Error("the oneDNN convolutions cover an FPN without normalisation only");
 		// Every lateral but the coarsest adds the top-down path.
 		const bool coarsest = i + 1 == fpn.inner_blocks->size();
-		fpn_inner_.push_back(make_convolution(folded(conv_of(fpn.inner_blocks, i), nullptr, sources_), !coarsest, false, workspace_));
-		fpn_layer_.push_back(make_convolution(folded(conv_of(fpn.layer_blocks, i), nullptr, sources_), false, false, workspace_));
+		fpn_inner_.push_back(make_convolution(
+			folded(conv_of(fpn.inner_blocks, i), norm_of(fpn.inner_blocks, i), sources_), !coarsest, false,
+			workspace_));
+		fpn_layer_.push_back(make_convolution(
+			folded(conv_of(fpn.layer_blocks, i), norm_of(fpn.layer_blocks, i), sources_), false, false,
+			workspace_));
 	}
+	// Sequential(conv, ReLU): no normalisation in either model's RPN head.
 	for (size_t i = 0; i < rpn_head.conv->size(); i++)
 		rpn_conv_.push_back(make_convolution(folded(conv_of(rpn_head.conv, i), nullptr, sources_), false, true, workspace_));
 	rpn_cls_ = make_convolution(folded(*rpn_head.cls_logits, nullptr, sources_), false, false, workspace_);

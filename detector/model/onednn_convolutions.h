@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: BSD-3-Clause
 // The convolutions of a ResNet-FPN model on the CPU as oneDNN primitives (the `onednn` CPU
-// convolutions of DetectorOptions): each frozen batch norm folded into the convolution before
+// convolutions of DetectorOptions): each batch norm (frozen, or BatchNorm2d as it computes in eval
+// mode) folded into the convolution before
 // it, ReLU and the residual and top-down additions fused into the convolution that precedes
 // them, 3x3 stride-1 convolutions by Winograd's F(4x4, 3x3), activations channels-last. The
 // same model as LibTorch's operators compute, in another order of arithmetic: outputs differ in
@@ -31,8 +32,7 @@ struct RPNHeadImpl;
 bool onednn_built();
 
 // Why the oneDNN convolutions cannot run this model (empty when they can): they cover the
-// ResNet trunks with frozen batch norms and an FPN without normalisation (fasterrcnn_resnet50_fpn,
-// tiny), not MobileNetV3 nor the v2 model with BatchNorm2d.
+// ResNet-FPN models (fasterrcnn_resnet50_fpn, fasterrcnn_resnet50_fpn_v2, tiny), not MobileNetV3.
 std::string onednn_unsupported_reason(const ModelConfig &config);
 
 class OneDnnConvolution;

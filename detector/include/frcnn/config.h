@@ -70,16 +70,16 @@ struct ModelConfig {
 
 // What runs the convolutions of the backbone, the FPN and the RPN head on the CPU in fp32.
 enum class CpuConvolutions {
-	// oneDNN where this build has it, the model is one it covers (a ResNet-FPN with frozen
-	// batch norms) and it is faster there: fasterrcnn_resnet50_fpn, whose 256-channel FPN takes
-	// Winograd; LibTorch otherwise (tiny, MobileNetV3, v2).
+	// oneDNN where this build has it, the model is one it covers (a ResNet-FPN) and it is
+	// faster there: fasterrcnn_resnet50_fpn and its v2, whose 256-channel FPN takes Winograd;
+	// LibTorch otherwise (tiny, MobileNetV3).
 	Auto,
 	// LibTorch's operators, in torchvision's order: the same numbers as torchvision.
 	LibTorch,
-	// oneDNN primitives with the frozen batch norms folded in, ReLU and additions fused, and
-	// Winograd 3x3 convolutions where the CPU has AVX-512 (fasterrcnn_resnet50_fpn and tiny):
-	// the arithmetic is reordered, so boxes differ from torchvision's by a small fraction of a
-	// pixel.
+	// oneDNN primitives with the batch norms folded in, ReLU and additions fused, and Winograd
+	// 3x3 convolutions where the CPU has AVX-512 (the ResNet-FPN models: fasterrcnn_resnet50_fpn,
+	// its v2 and tiny): the arithmetic is reordered, so boxes differ from torchvision's by a
+	// small fraction of a pixel.
 	OneDnn,
 };
 
