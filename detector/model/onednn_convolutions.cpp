@@ -260,14 +260,15 @@ private:
 		auto found = plans_.find(key);
 		if (found != plans_.end())
 			return found->second;
-
-		// The weights are folded for each new input size and kept only as the primitive
-		// wants them (a model would otherwise hold them twice more).
-		torch::Tensor w;
-		{
-			torch::NoGradGuard no_grad;
-			w = (spec_.weight.to(torch::kFloat) * spec_.scale.reshape({-1, 1, 1, 1})).contiguous();
+		// Every frame size makes primitives of its own (photos of many sizes, a stream whose
+		// caps change): keep those of the last few sizes only.
+		constexpr size_t kMaxPlans = 8;
+		if (plans_.size() >= kMaxPlans) {
+			plans_.erase(plan_order_.front());
+			plan_order_.erase(plan_order_.begin());
 		}
+
+		const auto &w = spec_.weight;
 		const int64_t out_channels = w.size(0), in_channels = w.size(1), kh = w.size(2), kw = w.size(3);
 		const int64_t s = spec_.stride, p = spec_.padding;
 		Plan plan;
@@ -327,17 +328,9 @@ private:
 		}
 
 		auto &engine = cpu_engine();
-		dnnl::stream stream(engine);
 		plan.convolution = Step::of<dnnl::convolution_forward>(*pd);
 		plan.implementation = pd->impl_info_str();
-		plan.weights = memory(pd->weights_desc(), engine);
-		memory plain_weights(memory::desc(weight_dims, kF32, Tag::oihw), engine, w.data_ptr<float>());
-		const auto weight_reorder = Step::of<dnnl::reorder>(dnnl::reorder::primitive_desc(
-			engine, plain_weights.get_desc(), engine, pd->weights_desc(), user_scratchpad()));
-		auto weight_scratchpad = torch::empty({(int64_t)weight_reorder.scratchpad_bytes + 1}, torch::kByte);
-		weight_reorder.run(stream, {{DNNL_ARG_FROM, plain_weights}, {DNNL_ARG_TO, plan.weights}},
-				   weight_scratchpad.data_ptr());
-
+		plan.weights = weights_for(pd->weights_desc(), weight_dims);
 		const memory::desc src_given(src_dims, kF32, input_layout), dst_given(dst_dims, kF32, Tag::nhwc);
 		const auto attr = user_scratchpad();
 		plan.src_desc = pd->src_desc();
@@ -359,12 +352,44 @@ private:
 		plan.src_offset = aligned(scratchpad);
 		plan.dst_offset = plan.src_offset + (plan.reorder_src ? aligned(plan.src_desc.get_size()) : 0);
 		plan.workspace_bytes = plan.dst_offset + (plan.reorder_dst ? aligned(plan.dst_desc.get_size()) : 0);
+		plan_order_.push_back(key);
 		return plans_.emplace(key, std::move(plan)).first->second;
 	}
 
 	Spec spec_;
 	std::shared_ptr<OneDnnWorkspace> workspace_;
-	std::map<std::tuple<int64_t, int64_t, int64_t, bool>, Plan> plans_;
+	using PlanKey = std::tuple<int64_t, int64_t, int64_t, bool>; // batch, height, width, planar
+	std::map<PlanKey, Plan> plans_;
+	std::vector<PlanKey> plan_order_; // oldest first
+
+	// The weights, batch norm folded in, in the layout a primitive wants: shared by the plans
+	// that want the same one (usually all sizes: the layout depends on the channels, not on
+	// the frame size), and kept only that way (the folded float copy is dropped).
+	memory weights_for(const memory::desc &desc, const memory::dims &dims)
+	{
+		for (const auto &[known, weights] : weights_)
+			if (known == desc)
+				return weights;
+		torch::Tensor folded;
+		{
+			torch::NoGradGuard no_grad;
+			folded = (spec_.weight.to(torch::kFloat) * spec_.scale.reshape({-1, 1, 1, 1})).contiguous();
+		}
+		auto &engine = cpu_engine();
+		dnnl::stream stream(engine);
+		memory weights(desc, engine);
+		memory plain(memory::desc(dims, kF32, Tag::oihw), engine, folded.data_ptr<float>());
+		const auto reorder = Step::of<dnnl::reorder>(
+			dnnl::reorder::primitive_desc(engine, plain.get_desc(), engine, desc, user_scratchpad()));
+		auto scratchpad = torch::empty({(int64_t)reorder.scratchpad_bytes + 1}, torch::kByte);
+		reorder.run(stream, {{DNNL_ARG_FROM, plain}, {DNNL_ARG_TO, weights}}, scratchpad.data_ptr());
+		constexpr size_t kMaxLayouts = 4;
+		if (weights_.size() >= kMaxLayouts)
+			weights_.erase(weights_.begin());
+		weights_.emplace_back(desc, weights);
+		return weights;
+	}
+	std::vector<std::pair<memory::desc, memory>> weights_;
 	std::mutex mutex_;
 };
 

@@ -143,8 +143,9 @@ TEST_F(OneDnn, BackboneAndRpnHeadMatchLibTorch)
 		}
 		std::printf("%s: %s\n", arch.c_str(), names.c_str());
 		EXPECT_GE(total, arch == "tiny" ? 30 : 70) << "convolutions planned";
-		if (arch != "tiny" && __builtin_cpu_supports("avx512f"))
+		if (arch != "tiny" && __builtin_cpu_supports("avx512f")) {
 			EXPECT_GE(winograd, 4) << names;
+		}
 	}
 }
 
@@ -233,6 +234,38 @@ TEST_F(OneDnn, FollowsTheWeightsWhenTheyChange)
 	model->set_cpu_convolutions(CpuConvolutions::LibTorch);
 	const Outputs fresh = run_backbone_and_head(model, batch);
 	EXPECT_LT(relative_difference(fresh.logits, stale.logits), 2e-4);
+}
+
+// Photos of many sizes, or a stream whose caps change: each size makes primitives of its own,
+// of which a convolution keeps the last 8 sizes' (the weights are shared between them).
+TEST_F(OneDnn, ManyFrameSizesKeepFewPlans)
+{
+	const auto image = test_image(200, 260);
+	FasterRCNN model = calibrated_model("tiny", 11, image);
+	model->set_cpu_convolutions(CpuConvolutions::OneDnn);
+	auto plans = [&] {
+		int total = 0;
+		for (const auto &[name, count] : backbone_of(model)->onednn->implementations())
+			total += count;
+		return total;
+	};
+	torch::Tensor batch;
+	int first = 0;
+	for (int i = 0; i < 12; i++) {
+		batch = torch::rand({1, 3, 96 + 32 * i, 128});
+		run_backbone_and_head(model, batch);
+		if (i == 0)
+			first = plans();
+	}
+	ASSERT_GT(first, 0);
+	// Without the bound: 12 plans per convolution (60 for those of the RPN head, which run on 5
+	// maps of their own sizes), more than 8 times those of the first size.
+	EXPECT_LE(plans(), 8 * first) << "plans of 12 sizes, at most 8 kept per convolution";
+	EXPECT_GT(plans(), first);
+	const Outputs fast = run_backbone_and_head(model, batch);
+	model->set_cpu_convolutions(CpuConvolutions::LibTorch);
+	const Outputs reference = run_backbone_and_head(model, batch);
+	EXPECT_LT(relative_difference(reference.features, fast.features), 2e-4);
 }
 
 // A pipeline runs the model in its streaming thread, a new one after each stop: the primitives
