@@ -652,24 +652,6 @@ bool OneDnnPlan::accepts(const torch::Tensor &)
 	return false;
 }
 
-std::map<std::string, int> OneDnnPlan::implementations() const
-{
-	std::vector<OneDnnConvolution *> all{stem_.get(), rpn_cls_.get(), rpn_bbox_.get()};
-	for (const auto &layer : layers_)
-		for (const auto &block : layer)
-			for (const auto *conv : {&block.conv1, &block.conv2, &block.conv3, &block.downsample})
-				all.push_back(conv->get());
-	for (const auto *list : {&fpn_inner_, &fpn_layer_, &rpn_conv_})
-		for (const auto &conv : *list)
-			all.push_back(conv.get());
-	std::map<std::string, int> count;
-	for (auto *conv : all)
-		if (conv != nullptr)
-			for (const auto &name : conv->implementations())
-				count[name]++;
-	return count;
-}
-
 bool OneDnnPlan::current() const
 {
 	return false;
