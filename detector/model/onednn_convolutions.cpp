@@ -133,8 +133,10 @@ public:
 	Lease lease(size_t bytes)
 	{
 		std::unique_lock<std::mutex> lock(mutex_);
-		if (!buffer_.defined() || (size_t)buffer_.numel() < bytes)
-			buffer_ = torch::Tensor(), buffer_ = torch::empty({(int64_t)bytes}, torch::kByte);
+		if (!buffer_.defined() || (size_t)buffer_.numel() < bytes) {
+			buffer_ = torch::Tensor(); // the old one goes before the larger one comes
+			buffer_ = torch::empty({(int64_t)bytes}, torch::kByte);
+		}
 		return {std::move(lock), buffer_.data_ptr<uint8_t>()};
 	}
 
@@ -154,7 +156,7 @@ size_t aligned(size_t bytes)
 } // namespace
 
 // One convolution with its epilogue: + bias, [+ addend], [ReLU]. Primitives are made per input
-// size (a stream keeps its size, so there is usually one) and kept.
+// size (a stream keeps its size, so there is usually one; the last 8 sizes are kept).
 class OneDnnConvolution {
 public:
 	struct Spec {
@@ -170,8 +172,9 @@ public:
 	{
 	}
 
-	// x: [N, C, H, W] float, channels-last; addend (when the spec adds): the output's shape,
-	// channels-last. Returns a channels-last tensor.
+	// x: [N, C, H, W] float, channels-last (or planar: the batch into the first convolution);
+	// addend (when the spec adds): the output's shape, channels-last. Returns a channels-last
+	// tensor.
 	torch::Tensor operator()(const torch::Tensor &x, const torch::Tensor &addend = {})
 	{
 		const bool planar = is_planar(x);
