@@ -34,16 +34,7 @@ torch::Tensor FrozenBatchNorm2dImpl::forward(const torch::Tensor &x)
 	}
 	if (folded_)
 		return x + shift_;
-	if (scale_.defined())
-		return x * scale_ + shift_;
-	// Same operations in the same order as torchvision.ops.FrozenBatchNorm2d, so that results
-	// are bit-identical.
-	auto w = weight.reshape({1, -1, 1, 1});
-	auto b = bias.reshape({1, -1, 1, 1});
-	auto rv = running_var.reshape({1, -1, 1, 1});
-	auto rm = running_mean.reshape({1, -1, 1, 1});
-	auto scale = w * (rv + eps).rsqrt();
-	auto shift = b - rm * scale;
+	const auto [scale, shift] = scale_and_shift();
 	return x * scale + shift;
 }
 
@@ -51,9 +42,8 @@ void FrozenBatchNorm2dImpl::prepare()
 {
 	if (folded_)
 		return;
-	torch::NoGradGuard no_grad;
-	scale_ = weight.reshape({1, -1, 1, 1}) * (running_var.reshape({1, -1, 1, 1}) + eps).rsqrt();
-	shift_ = bias.reshape({1, -1, 1, 1}) - running_mean.reshape({1, -1, 1, 1}) * scale_;
+	scale_ = torch::Tensor(); // computed anew from the buffers as they are now
+	std::tie(scale_, shift_) = scale_and_shift();
 }
 
 std::pair<torch::Tensor, torch::Tensor> FrozenBatchNorm2dImpl::scale_and_shift() const
@@ -63,6 +53,8 @@ std::pair<torch::Tensor, torch::Tensor> FrozenBatchNorm2dImpl::scale_and_shift()
 		return {torch::ones_like(shift_), shift_};
 	if (scale_.defined())
 		return {scale_, shift_};
+	// The operations of torchvision.ops.FrozenBatchNorm2d in its order, so that results are
+	// bit-identical.
 	auto scale = weight.reshape({1, -1, 1, 1}) * (running_var.reshape({1, -1, 1, 1}) + eps).rsqrt();
 	auto shift = bias.reshape({1, -1, 1, 1}) - running_mean.reshape({1, -1, 1, 1}) * scale;
 	return {scale, shift};

@@ -70,6 +70,17 @@ torch::Tensor load_photo(const std::string &photo)
 	return hwc.permute({2, 0, 1}).to(torch::kFloat32) / 255;
 }
 
+// The model on one case's photos as one batch, at the case's input size.
+ForwardResult run_case(FasterRCNN &model, const json &c)
+{
+	model->set_image_size(c["min_size"], c["max_size"]);
+	std::vector<torch::Tensor> images;
+	for (const auto &image : c["images"])
+		images.push_back(load_photo(image["photo"]));
+	torch::NoGradGuard no_grad;
+	return model->run(images);
+}
+
 // One model per preset with the reference weights, shared by the eval-mode tests.
 FasterRCNN &eval_model(const std::string &name)
 {
@@ -221,17 +232,9 @@ TEST_P(PresetTest, ProposalsAndDetectionsMatchTorchvision)
 	FasterRCNN &model = eval_model(GetParam());
 	for (const auto &c : preset_reference(GetParam())["cases"]) {
 		SCOPED_TRACE(c["name"].get<std::string>());
-		model->set_image_size(c["min_size"], c["max_size"]);
-		std::vector<torch::Tensor> images;
-		for (const auto &image : c["images"])
-			images.push_back(load_photo(image["photo"]));
-		ForwardResult result;
-		{
-			torch::NoGradGuard no_grad;
-			result = model->run(images);
-		}
-		ASSERT_EQ(result.detections.size(), images.size());
-		for (size_t i = 0; i < images.size(); i++) {
+		const ForwardResult result = run_case(model, c);
+		ASSERT_EQ(result.detections.size(), c["images"].size());
+		for (size_t i = 0; i < result.detections.size(); i++) {
 			const json &image = c["images"][i];
 			SCOPED_TRACE(image["photo"].get<std::string>());
 			auto expected_proposals = rows(image["proposals"], 4);
@@ -254,33 +257,13 @@ TEST(Presets, ResNet50V2OnOneDnnKeepsTorchvisionsDetections)
 	model->set_cpu_convolutions(CpuConvolutions::OneDnn);
 	for (const auto &c : preset_reference(name)["cases"]) {
 		SCOPED_TRACE(c["name"].get<std::string>());
-		model->set_image_size(c["min_size"], c["max_size"]);
-		std::vector<torch::Tensor> images;
-		for (const auto &image : c["images"])
-			images.push_back(load_photo(image["photo"]));
-		ForwardResult result;
-		{
-			torch::NoGradGuard no_grad;
-			result = model->run(images);
-		}
-		ASSERT_EQ(result.detections.size(), images.size());
-		for (size_t i = 0; i < images.size(); i++) {
+		const ForwardResult result = run_case(model, c);
+		ASSERT_EQ(result.detections.size(), c["images"].size());
+		for (size_t i = 0; i < result.detections.size(); i++) {
 			const json &image = c["images"][i];
 			SCOPED_TRACE(image["photo"].get<std::string>());
-			const auto &d = result.detections[i];
-			std::vector<int64_t> expected_labels = image["labels"];
-			ASSERT_EQ(d.labels.size(0), (int64_t)expected_labels.size());
-			// The same labels; two detections of nearly equal score may come in the other order.
-			std::vector<int64_t> labels(d.labels.data_ptr<int64_t>(), d.labels.data_ptr<int64_t>() + d.labels.numel());
-			std::vector<int64_t> sorted_expected = expected_labels;
-			std::sort(labels.begin(), labels.end());
-			std::sort(sorted_expected.begin(), sorted_expected.end());
-			EXPECT_EQ(labels, sorted_expected);
-			const auto a = test::agreement(rows(image["boxes"], 4), torch::tensor(expected_labels), d, 0.5);
-			std::printf("v2 on oneDNN, %s: %ld of %zu within 0.5 px, worst %.3f px\n",
-				    image["photo"].get<std::string>().c_str(), (long)a.found, expected_labels.size(), a.worst);
-			EXPECT_GE(a.found, (int64_t)expected_labels.size() * 90 / 100);
-			EXPECT_LE(a.worst, 2.0);
+			test::expect_reordered_detections_agree(result.detections[i], rows(image["boxes"], 4), image["labels"],
+								"v2 on oneDNN, " + image["photo"].get<std::string>());
 		}
 	}
 	model->set_cpu_convolutions(CpuConvolutions::LibTorch);
