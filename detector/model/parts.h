@@ -37,6 +37,16 @@ inline torch::ScalarType geometry_dtype(const torch::Tensor &t)
 	return t.scalar_type() == torch::kHalf ? torch::kFloat : t.scalar_type();
 }
 
+// A few integers from the host as an int64 tensor on `device`. The copy does not wait for the
+// device: a small pageable buffer is staged by the driver at once, where a blocking copy would
+// first wait for every kernel queued before it.
+torch::Tensor host_integers_to(const std::vector<int64_t> &values, torch::Device device);
+
+// clip_boxes_to_image with a size per box: heights and widths (in the boxes' dtype) broadcast
+// against boxes[..., 0]. The same values as clamp(0, size).
+torch::Tensor clip_boxes_to_sizes(const torch::Tensor &boxes, const torch::Tensor &heights,
+				  const torch::Tensor &widths);
+
 // torchvision.ops.FrozenBatchNorm2d: batch norm with fixed statistics, all four tensors buffers.
 struct FrozenBatchNorm2dImpl : torch::nn::Module {
 	FrozenBatchNorm2dImpl(int64_t channels, double eps);
@@ -242,6 +252,24 @@ struct RegionProposalNetworkImpl : torch::nn::Module {
 	explicit RegionProposalNetworkImpl(const ModelConfig &config);
 	RPNOutput forward(const torch::Tensor &batch, const std::vector<ImageSize> &image_sizes,
 			  const std::vector<torch::Tensor> &features, const std::vector<Target> *targets);
+
+	// filter_proposals after the top-k: per level candidates of each image (top_boxes [N,K,4]
+	// decoded, probs [N,K] objectness after the sigmoid, levels [K]) to at most post_nms
+	// proposals per image, by decreasing score.
+	struct Proposals {
+		std::vector<torch::Tensor> boxes, scores;
+	};
+	// torchvision's own sequence, image by image (the CPU path).
+	Proposals filter_proposals(const torch::Tensor &top_boxes, const torch::Tensor &probs,
+				   const torch::Tensor &levels, const std::vector<ImageSize> &image_sizes,
+				   int64_t post_nms) const;
+	// The same proposals for the whole batch with a single wait for the device (the CUDA path),
+	// where the per-image sequence waits three times per image. Differences: equal scores are
+	// ranked by index, and NMS always works per level on the boxes' own coordinates where
+	// torchvision's batched_nms offsets sets of up to 1000 boxes on the CPU (5000 on CUDA).
+	Proposals filter_proposals_batched(const torch::Tensor &top_boxes, const torch::Tensor &probs,
+					   const torch::Tensor &levels,
+					   const std::vector<ImageSize> &image_sizes, int64_t post_nms) const;
 
 	ModelConfig config;
 	AnchorGenerator anchor_generator;

@@ -2,6 +2,7 @@
 // Multi-scale RoIAlign, the box head, the predictor and postprocess_detections (torchvision's
 // poolers.py and roi_heads.py), eval mode.
 #include <cmath>
+#include <limits>
 
 #include <torch/nn/functional/activation.h>
 #include <torch/nn/functional/loss.h>
@@ -12,6 +13,13 @@
 #include "training.h"
 
 namespace frcnn::detail {
+
+namespace {
+
+// remove_small_boxes' min_size in postprocess_detections.
+constexpr double kMinDetectionSize = 1e-2;
+
+} // namespace
 
 MultiScaleRoIAlign::MultiScaleRoIAlign(size_t num_levels, int64_t output_size, int64_t sampling_ratio)
 	: num_levels_(num_levels), output_size_(output_size), sampling_ratio_(sampling_ratio)
@@ -30,8 +38,9 @@ torch::Tensor MultiScaleRoIAlign::map_levels(const torch::Tensor &boxes, int64_t
 {
 	// LevelMapper (FPN paper eq. 1) with canonical scale 224 at level 4.
 	auto s = torch::sqrt(ops::box_area(boxes));
-	auto eps = torch::tensor(1e-6, s.options());
-	auto lvl = torch::floor((torch::log2(s / 224) + 4) + eps);
+	// torchvision adds eps as a tensor of s's dtype; a scalar is rounded to that dtype too (and
+	// needs no copy to the device).
+	auto lvl = torch::floor((torch::log2(s / 224) + 4) + 1e-6);
 	lvl = torch::clamp(lvl, (double)k_min, (double)k_max);
 	return lvl.to(torch::kInt64) - k_min;
 }
@@ -69,14 +78,23 @@ torch::Tensor MultiScaleRoIAlign::operator()(const std::vector<torch::Tensor> &f
 	const int64_t k_max = (int64_t)(-std::log2((float)scales.back()));
 	auto levels = map_levels(torch::cat(proposals, 0), k_min, k_max);
 
+	// The RoIs sorted by level (stable: by index within a level) and each level's count: one
+	// wait for the device, where selecting each level's RoIs waits once per level. Every RoI
+	// belongs to one level, so every row of the result is written.
+	const auto order = std::get<1>(levels.sort(/*stable=*/true, /*dim=*/0, /*descending=*/false));
+	const auto counts = torch::bincount(levels, {}, (int64_t)num_levels_).to(torch::kCPU);
+	const int64_t *count = counts.data_ptr<int64_t>();
 	const int64_t channels = features[0].size(1);
-	auto result = torch::zeros({rois.size(0), channels, output_size_, output_size_}, features[0].options());
+	auto result = torch::empty({rois.size(0), channels, output_size_, output_size_}, features[0].options());
+	int64_t start = 0;
 	for (size_t level = 0; level < num_levels_; level++) {
-		auto idx = torch::where(levels == (int64_t)level)[0];
-		auto level_rois = rois.index({idx});
-		auto pooled = ops::roi_align(features[level], level_rois, scales[level], output_size_, output_size_,
-					     sampling_ratio_, false);
-		result.index_put_({idx}, pooled.to(result.scalar_type()));
+		if (count[level] == 0)
+			continue;
+		const auto idx = order.narrow(0, start, count[level]);
+		start += count[level];
+		auto pooled = ops::roi_align(features[level], rois.index_select(0, idx), scales[level], output_size_,
+					     output_size_, sampling_ratio_, false);
+		result.index_copy_(0, idx, pooled.to(result.scalar_type()));
 	}
 	return result;
 }
@@ -252,7 +270,7 @@ std::vector<Detections> RoIHeadsImpl::postprocess(const torch::Tensor &class_log
 		boxes = boxes.index({inds});
 		scores = scores.index({inds});
 		labels = labels.index({inds});
-		auto keep = ops::remove_small_boxes(boxes, 1e-2);
+		auto keep = ops::remove_small_boxes(boxes, kMinDetectionSize);
 		boxes = boxes.index({keep});
 		scores = scores.index({keep});
 		labels = labels.index({keep});
@@ -284,17 +302,12 @@ std::vector<Detections> RoIHeadsImpl::postprocess_batched(const torch::Tensor &c
 	auto scores = torch::softmax(class_logits, -1);				  // [R, C]
 	const int64_t rows = boxes.size(0);
 	auto image_of_row = torch::repeat_interleave(torch::arange(num_images, long_options),
-						     torch::tensor(per_image, torch::kInt64).to(device));
+						     host_integers_to(per_image, device));
 
-	// clip_boxes_to_image with each row's own image size: clamp(0, size), the same values.
-	auto row_w = torch::tensor(widths, torch::kInt64).to(device).index({image_of_row}).to(boxes.scalar_type());
-	auto row_h = torch::tensor(heights, torch::kInt64).to(device).index({image_of_row}).to(boxes.scalar_type());
-	auto zero = torch::zeros({}, boxes.options());
-	auto x = torch::minimum(torch::maximum(boxes.index({Slice(), Slice(), Slice(0, None, 2)}), zero),
-				row_w.view({-1, 1, 1}));
-	auto y = torch::minimum(torch::maximum(boxes.index({Slice(), Slice(), Slice(1, None, 2)}), zero),
-				row_h.view({-1, 1, 1}));
-	boxes = torch::stack({x, y}, 3).reshape(boxes.sizes());
+	// clip_boxes_to_image with each row's own image size.
+	const auto dtype = boxes.scalar_type();
+	boxes = clip_boxes_to_sizes(boxes, host_integers_to(heights, device).index({image_of_row}).to(dtype).view({-1, 1}),
+				    host_integers_to(widths, device).index({image_of_row}).to(dtype).view({-1, 1}));
 
 	// Drop the background class, then one candidate per (proposal, class).
 	auto labels = torch::arange(num_classes, long_options).view({1, -1}).expand({rows, num_classes});
@@ -304,21 +317,27 @@ std::vector<Detections> RoIHeadsImpl::postprocess_batched(const torch::Tensor &c
 	labels = labels.index({Slice(), Slice(1)}).reshape(-1);
 	images = images.index({Slice(), Slice(1)}).reshape(-1);
 
-	auto keep = torch::where(scores > config.box_score_thresh)[0];
-	boxes = boxes.index({keep});
-	scores = scores.index({keep});
-	labels = labels.index({keep});
-	images = images.index({keep});
-	keep = ops::remove_small_boxes(boxes, 1e-2);
-	boxes = boxes.index({keep});
-	scores = scores.index({keep});
-	labels = labels.index({keep});
-	images = images.index({keep});
-	// Kept candidates by decreasing score, then grouped by image (stable: score order within).
-	keep = ops::nms_by_category(boxes, scores, images * num_classes + labels, config.box_nms_thresh);
-	keep = keep.index_select(0, std::get<1>(images.index_select(0, keep).sort(/*stable=*/true, 0, false)));
-	const auto kept_images = images.index_select(0, keep);
-	const auto counts = torch::bincount(kept_images, {}, num_images).to(torch::kCPU);
+	// The score threshold and remove_small_boxes as one selection.
+	const auto ws = boxes.select(1, 2) - boxes.select(1, 0);
+	const auto hs = boxes.select(1, 3) - boxes.select(1, 1);
+	const auto candidates = torch::nonzero(scores.gt(config.box_score_thresh)
+						       .logical_and(ws.ge(kMinDetectionSize))
+						       .logical_and(hs.ge(kMinDetectionSize)))
+					.squeeze(1);
+	boxes = boxes.index({candidates});
+	scores = scores.index({candidates});
+	labels = labels.index({candidates});
+	images = images.index({candidates});
+	// NMS per (image, class) pair, then the kept candidates grouped by image, by decreasing score
+	// within (equal scores by index), the suppressed ones after them all: one wait for the device
+	// (the counts) instead of one for the kept list and one for the counts.
+	const auto kept = ops::nms_mask_by_category(boxes, scores, images * num_classes + labels, config.box_nms_thresh);
+	const auto dropped = kept.logical_not();
+	auto keep = std::get<1>(scores.masked_fill(dropped, -std::numeric_limits<double>::infinity())
+					.sort(/*stable=*/true, /*dim=*/0, /*descending=*/true));
+	const auto group = images.masked_fill(dropped, num_images);
+	keep = keep.index_select(0, std::get<1>(group.index_select(0, keep).sort(/*stable=*/true, 0, false)));
+	const auto counts = torch::bincount(group, {}, num_images + 1).to(torch::kCPU);
 	const int64_t *count = counts.data_ptr<int64_t>();
 
 	std::vector<Detections> result;

@@ -2,6 +2,7 @@
 // Anchors, box coding and the region proposal network (torchvision's rpn.py, anchor_utils.py and
 // _utils.BoxCoder), eval mode.
 #include <cmath>
+#include <limits>
 
 #include <torch/nn/init.h>
 #include <torch/nn/modules/activation.h>
@@ -13,6 +14,32 @@
 #include "training.h"
 
 namespace frcnn::detail {
+
+namespace {
+
+// remove_small_boxes' min_size in filter_proposals.
+constexpr double kMinProposalSize = 1e-3;
+
+} // namespace
+
+torch::Tensor host_integers_to(const std::vector<int64_t> &values, torch::Device device)
+{
+	return torch::tensor(values, torch::kInt64).to(device, /*non_blocking=*/true);
+}
+
+torch::Tensor clip_boxes_to_sizes(const torch::Tensor &boxes, const torch::Tensor &heights,
+				  const torch::Tensor &widths)
+{
+	using torch::indexing::Ellipsis;
+	using torch::indexing::None;
+	using torch::indexing::Slice;
+	const auto zero = torch::zeros({}, boxes.options());
+	const auto x = torch::minimum(torch::maximum(boxes.index({Ellipsis, Slice(0, None, 2)}), zero),
+				      widths.unsqueeze(-1));
+	const auto y = torch::minimum(torch::maximum(boxes.index({Ellipsis, Slice(1, None, 2)}), zero),
+				      heights.unsqueeze(-1));
+	return torch::stack({x, y}, -1).reshape(boxes.sizes());
+}
 
 BoxCoder::BoxCoder(std::array<double, 4> w)
 	: weights(w), clip(std::log(1000.0 / 16))
@@ -108,8 +135,9 @@ torch::Tensor AnchorGenerator::grid_anchors(const std::vector<torch::Tensor> &fe
 		auto grid = torch::meshgrid({shifts_y, shifts_x}, "ij");
 		auto sx = grid[1].reshape(-1), sy = grid[0].reshape(-1);
 		auto shifts = torch::stack({sx, sy, sx, sy}, 1);
-		// Anchors of an fp16 model stay in float: box geometry is not done in half.
-		auto base = cell_anchors_[i].to(f.device(), geometry_dtype(f));
+		// Anchors of an fp16 model stay in float: box geometry is not done in half. The copy
+		// of the few cell anchors need not wait for the device (host_integers_to).
+		auto base = cell_anchors_[i].to(f.device(), geometry_dtype(f), /*non_blocking=*/true);
 		all.push_back((shifts.view({-1, 1, 4}) + base.view({1, -1, 4})).reshape({-1, 4}));
 	}
 	return torch::cat(all, 0);
@@ -234,23 +262,10 @@ RPNOutput RegionProposalNetworkImpl::forward(const torch::Tensor &batch, const s
 		auto top_boxes = proposals.detach().index({batch_idx, top});
 		auto probs = torch::sigmoid(top_obj);
 
-		for (int64_t i = 0; i < num_images; i++) {
-			auto boxes = ops::clip_boxes_to_image(top_boxes[i], image_sizes[i].first, image_sizes[i].second);
-			auto scores = probs[i];
-			auto lvl = levels;
-			auto keep = ops::remove_small_boxes(boxes, 1e-3);
-			boxes = boxes.index({keep});
-			scores = scores.index({keep});
-			lvl = lvl.index({keep});
-			keep = torch::where(scores >= config.rpn_score_thresh)[0];
-			boxes = boxes.index({keep});
-			scores = scores.index({keep});
-			lvl = lvl.index({keep});
-			keep = ops::batched_nms(boxes, scores, lvl, config.rpn_nms_thresh);
-			keep = keep.slice(0, 0, post_nms);
-			out.boxes.push_back(boxes.index({keep}));
-			out.scores.push_back(scores.index({keep}));
-		}
+		auto kept = obj.is_cuda() ? filter_proposals_batched(top_boxes, probs, levels, image_sizes, post_nms)
+					  : filter_proposals(top_boxes, probs, levels, image_sizes, post_nms);
+		out.boxes = std::move(kept.boxes);
+		out.scores = std::move(kept.scores);
 	}
 
 	if (targets != nullptr) {
@@ -284,6 +299,79 @@ RPNOutput RegionProposalNetworkImpl::forward(const torch::Tensor &batch, const s
 			smooth_l1_sum(box_deltas.index({pos}), all_targets.index({pos}), 1.0 / 9) / sampled.numel();
 		out.losses["loss_objectness"] = torch::binary_cross_entropy_with_logits(
 			objectness.flatten().index({sampled}), all_labels.index({sampled}));
+	}
+	return out;
+}
+
+RegionProposalNetworkImpl::Proposals
+RegionProposalNetworkImpl::filter_proposals(const torch::Tensor &top_boxes, const torch::Tensor &probs,
+					    const torch::Tensor &levels, const std::vector<ImageSize> &image_sizes,
+					    int64_t post_nms) const
+{
+	Proposals out;
+	for (int64_t i = 0; i < top_boxes.size(0); i++) {
+		auto boxes = ops::clip_boxes_to_image(top_boxes[i], image_sizes[i].first, image_sizes[i].second);
+		auto scores = probs[i];
+		auto lvl = levels;
+		auto keep = ops::remove_small_boxes(boxes, kMinProposalSize);
+		boxes = boxes.index({keep});
+		scores = scores.index({keep});
+		lvl = lvl.index({keep});
+		keep = torch::where(scores >= config.rpn_score_thresh)[0];
+		boxes = boxes.index({keep});
+		scores = scores.index({keep});
+		lvl = lvl.index({keep});
+		keep = ops::batched_nms(boxes, scores, lvl, config.rpn_nms_thresh);
+		keep = keep.slice(0, 0, post_nms);
+		out.boxes.push_back(boxes.index({keep}));
+		out.scores.push_back(scores.index({keep}));
+	}
+	return out;
+}
+
+RegionProposalNetworkImpl::Proposals
+RegionProposalNetworkImpl::filter_proposals_batched(const torch::Tensor &top_boxes, const torch::Tensor &probs,
+						    const torch::Tensor &levels,
+						    const std::vector<ImageSize> &image_sizes, int64_t post_nms) const
+{
+	const int64_t num_images = top_boxes.size(0);
+	const auto device = top_boxes.device();
+	std::vector<int64_t> heights, widths;
+	for (const auto &size : image_sizes) {
+		heights.push_back(size.first);
+		widths.push_back(size.second);
+	}
+	const auto dtype = top_boxes.scalar_type();
+	const auto boxes = clip_boxes_to_sizes(top_boxes, host_integers_to(heights, device).to(dtype).view({-1, 1}),
+					       host_integers_to(widths, device).to(dtype).view({-1, 1}));
+
+	// remove_small_boxes and the score threshold as one mask instead of two selections.
+	const auto ws = boxes.select(2, 2) - boxes.select(2, 0);
+	const auto hs = boxes.select(2, 3) - boxes.select(2, 1);
+	const auto valid = ws.ge(kMinProposalSize).logical_and(hs.ge(kMinProposalSize)).logical_and(
+		probs.ge(config.rpn_score_thresh));
+
+	// NMS on every candidate, those that failed the filters given a score of -inf: they come
+	// after every candidate that passed, in the order of its level's suppression, so they can
+	// only suppress one another, and what the candidates that passed keep is what an NMS of
+	// those alone keeps. Each image's NMS is queued without waiting for the previous one.
+	const double no_score = -std::numeric_limits<double>::infinity();
+	const auto ranked = probs.masked_fill(valid.logical_not(), no_score);
+	std::vector<torch::Tensor> masks;
+	for (int64_t i = 0; i < num_images; i++)
+		masks.push_back(ops::nms_mask_by_category(boxes[i], ranked[i], levels, config.rpn_nms_thresh));
+	const auto keep = torch::stack(masks).logical_and(valid);
+
+	// Each image's kept boxes by decreasing score (equal scores by index), then its first post_nms.
+	const auto order = std::get<1>(
+		probs.masked_fill(keep.logical_not(), no_score).sort(/*stable=*/true, /*dim=*/1, /*descending=*/true));
+	const auto counts = keep.sum(1).clamp_max(post_nms).to(torch::kCPU); // the one wait
+	const int64_t *count = counts.data_ptr<int64_t>();
+	Proposals out;
+	for (int64_t i = 0; i < num_images; i++) {
+		const auto mine = order[i].narrow(0, 0, count[i]);
+		out.boxes.push_back(boxes[i].index_select(0, mine));
+		out.scores.push_back(probs[i].index_select(0, mine));
 	}
 	return out;
 }

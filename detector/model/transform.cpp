@@ -29,9 +29,10 @@ ImageSize resized_size(int64_t height, int64_t width, double min_size, double ma
 
 torch::Tensor resize_boxes(const torch::Tensor &boxes, ImageSize from, ImageSize to)
 {
-	auto opts = torch::TensorOptions().dtype(torch::kFloat32).device(boxes.device());
-	auto ratio_h = torch::tensor((float)to.first, opts) / torch::tensor((float)from.first, opts);
-	auto ratio_w = torch::tensor((float)to.second, opts) / torch::tensor((float)from.second, opts);
+	// torchvision divides two float32 tensors; the same float division here, on the host (no
+	// copies to the device), and the product with a scalar is computed in the boxes' dtype.
+	const double ratio_h = (float)to.first / (float)from.first;
+	const double ratio_w = (float)to.second / (float)from.second;
 	auto b = boxes.unbind(1);
 	return torch::stack({b[0] * ratio_w, b[1] * ratio_h, b[2] * ratio_w, b[3] * ratio_h}, 1);
 }

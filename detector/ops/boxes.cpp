@@ -221,6 +221,17 @@ void check_categories(const char *op, const torch::Tensor &boxes, const torch::T
 
 } // namespace
 
+torch::Tensor nms_mask_by_category(const torch::Tensor &boxes, const torch::Tensor &scores,
+				   const torch::Tensor &idxs, double iou_threshold)
+{
+	check_nms_args("nms_mask_by_category", boxes, scores);
+	check_categories("nms_mask_by_category", boxes, idxs);
+	if (boxes.size(0) == 0)
+		return torch::zeros({0}, boxes.options().dtype(torch::kBool));
+	return nms_per_category_kernel(kernel_dtype(boxes), kernel_dtype(scores),
+				       idxs.to(torch::kLong).contiguous(), iou_threshold);
+}
+
 torch::Tensor nms_by_category(const torch::Tensor &boxes, const torch::Tensor &scores,
 			      const torch::Tensor &idxs, double iou_threshold)
 {
@@ -228,9 +239,8 @@ torch::Tensor nms_by_category(const torch::Tensor &boxes, const torch::Tensor &s
 	check_categories("nms_by_category", boxes, idxs);
 	if (boxes.size(0) == 0)
 		return torch::empty({0}, boxes.options().dtype(torch::kLong));
-	const torch::Tensor mask = nms_per_category_kernel(kernel_dtype(boxes), kernel_dtype(scores),
-							   idxs.to(torch::kLong).contiguous(), iou_threshold);
-	const torch::Tensor keep = torch::nonzero(mask).squeeze(1);
+	const torch::Tensor keep =
+		torch::nonzero(nms_mask_by_category(boxes, scores, idxs, iou_threshold)).squeeze(1);
 	const torch::Tensor order = std::get<1>(
 		scores.index_select(0, keep).sort(/*stable=*/true, /*dim=*/0, /*descending=*/true));
 	return keep.index_select(0, order);

@@ -9,6 +9,7 @@
 #include "frcnn/error.h"
 #include "frcnn/model.h"
 #include "parts.h"
+#include "proposal_cases.h"
 
 using nlohmann::json;
 using namespace frcnn;
@@ -336,4 +337,38 @@ TEST(RoIHeads, BatchedPostprocessMatchesPerImage)
 		total += per_image[i].boxes.size(0);
 	}
 	EXPECT_EQ(total, 3 * config.box_detections_per_img) << "every image should fill its 100 detections";
+}
+
+// The batched proposal filtering (one wait for the device, what CUDA runs) keeps the proposals
+// the per-image filtering keeps: clipped, small boxes and low scores dropped, NMS per level, the
+// best post_nms per image.
+TEST(RPN, BatchedFilteringMatchesPerImage)
+{
+	const auto c = frcnn::test::random_proposal_case(11);
+	ModelConfig config = model_preset("tiny");
+	config.rpn_score_thresh = c.score_thresh;
+	frcnn::detail::RegionProposalNetwork rpn(config);
+	const int64_t num_images = (int64_t)c.sizes.size(), k = c.levels.size(0);
+	torch::NoGradGuard no_grad;
+	for (const int64_t post_nms : {1000, 5000}) {
+		auto per_image = rpn->filter_proposals(c.top_boxes, c.probs, c.levels, c.sizes, post_nms);
+		auto batched = rpn->filter_proposals_batched(c.top_boxes, c.probs, c.levels, c.sizes, post_nms);
+		ASSERT_EQ(per_image.boxes.size(), (size_t)num_images);
+		ASSERT_EQ(batched.boxes.size(), (size_t)num_images);
+		for (int64_t i = 0; i < num_images; i++) {
+			SCOPED_TRACE("post_nms " + std::to_string(post_nms) + ", image " + std::to_string(i));
+			ASSERT_EQ(per_image.boxes[i].size(0), batched.boxes[i].size(0));
+			EXPECT_TRUE(torch::equal(per_image.scores[i], batched.scores[i]))
+				<< "both rank the kept proposals by decreasing score";
+			EXPECT_EQ(frcnn::test::proposal_rows(per_image.boxes[i], per_image.scores[i]),
+				  frcnn::test::proposal_rows(batched.boxes[i], batched.scores[i]));
+		}
+		EXPECT_EQ(batched.boxes[num_images - 1].size(0), 0);
+		// The figures that make the comparison mean something: NMS and both filters were at work.
+		const int64_t kept = per_image.boxes[1].size(0);
+		if (post_nms == 1000)
+			EXPECT_EQ(kept, 1000) << "the 640x480 image has more than post_nms proposals";
+		else
+			EXPECT_LT(kept, k * 8 / 10) << "the score threshold, the size filter and NMS drop proposals";
+	}
 }

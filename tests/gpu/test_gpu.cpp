@@ -30,6 +30,7 @@
 #include "frcnn/model.h"
 #include "frcnn/ops.h"
 #include "frcnn/shapes.h"
+#include "detector/proposal_cases.h"
 #include "parts.h"
 
 using namespace frcnn;
@@ -182,6 +183,93 @@ TEST(CudaOps, InvalidBatchIndexGivesZeros)
 	auto rois = torch::tensor({{3.0f, 0.0f, 0.0f, 4.0f, 4.0f}}).to(kCuda);
 	auto out = ops::roi_align(input, rois, 1.0, 2, 2, 2, false);
 	EXPECT_EQ(out.abs().sum().item<float>(), 0.0f);
+}
+
+// --- the model's batched steps ----------------------------------------------------------------
+
+// The RPN's proposal filtering on CUDA (the batched form, one wait for the device) keeps the
+// proposals the CPU's per-image filtering keeps, in the same score order.
+TEST(CudaModel, ProposalFilteringMatchesTheCpu)
+{
+	const auto c = test::random_proposal_case(11);
+	ModelConfig config = model_preset("tiny");
+	config.rpn_score_thresh = c.score_thresh;
+	frcnn::detail::RegionProposalNetwork rpn(config);
+	torch::NoGradGuard no_grad;
+	for (const int64_t post_nms : {1000, 5000}) {
+		auto cpu = rpn->filter_proposals(c.top_boxes, c.probs, c.levels, c.sizes, post_nms);
+		auto gpu_batched = rpn->filter_proposals_batched(c.top_boxes.to(kCuda), c.probs.to(kCuda),
+								 c.levels.to(kCuda), c.sizes, post_nms);
+		ASSERT_EQ(gpu_batched.boxes.size(), cpu.boxes.size());
+		for (size_t i = 0; i < cpu.boxes.size(); i++) {
+			SCOPED_TRACE("post_nms " + std::to_string(post_nms) + ", image " + std::to_string(i));
+			ASSERT_TRUE(gpu_batched.boxes[i].is_cuda());
+			ASSERT_EQ(cpu.boxes[i].size(0), gpu_batched.boxes[i].size(0));
+			EXPECT_TRUE(torch::equal(cpu.scores[i], gpu_batched.scores[i].cpu()));
+			EXPECT_EQ(test::proposal_rows(cpu.boxes[i], cpu.scores[i]),
+				  test::proposal_rows(gpu_batched.boxes[i], gpu_batched.scores[i]));
+		}
+	}
+}
+
+// postprocess_detections on CUDA (batched) gives the CPU's per-image detections.
+TEST(CudaModel, PostprocessMatchesTheCpu)
+{
+	torch::manual_seed(7);
+	ModelConfig config = model_preset("tiny");
+	config.num_classes = 6;
+	config.box_score_thresh = 0.05;
+	frcnn::detail::RoIHeads heads(config);
+	const std::vector<frcnn::detail::ImageSize> sizes{{240, 320}, {480, 640}, {300, 200}};
+	std::vector<torch::Tensor> proposals, proposals_gpu;
+	for (const auto &s : sizes) {
+		auto xy = torch::rand({400, 2}) * torch::tensor({(float)s.second, (float)s.first});
+		auto wh = torch::rand({400, 2}) * 80 + 1;
+		proposals.push_back(torch::cat({xy, xy + wh}, 1));
+		proposals_gpu.push_back(proposals.back().to(kCuda));
+	}
+	auto logits = torch::randn({3 * 400, config.num_classes}) * 3;
+	auto regression = torch::randn({3 * 400, config.num_classes * 4}) * 0.5;
+	torch::NoGradGuard no_grad;
+	auto cpu = heads->postprocess(logits, regression, proposals, sizes);
+	auto gpu = heads->postprocess(logits.to(kCuda), regression.to(kCuda), proposals_gpu, sizes);
+	ASSERT_EQ(cpu.size(), gpu.size());
+	for (size_t i = 0; i < cpu.size(); i++) {
+		ASSERT_TRUE(gpu[i].boxes.is_cuda());
+		EXPECT_TRUE(torch::equal(cpu[i].labels, gpu[i].labels.cpu())) << "image " << i;
+		EXPECT_TRUE(torch::equal(cpu[i].scores, gpu[i].scores.cpu())) << "image " << i;
+		EXPECT_LE(max_abs_diff(cpu[i].boxes, gpu[i].boxes), 1e-4) << "image " << i;
+		EXPECT_EQ(cpu[i].boxes.size(0), config.box_detections_per_img) << "image " << i;
+	}
+}
+
+// Multi-scale RoIAlign on CUDA pools what the CPU pools, each RoI from its own level.
+TEST(CudaModel, MultiScaleRoIAlignMatchesTheCpu)
+{
+	torch::manual_seed(3);
+	const std::vector<frcnn::detail::ImageSize> sizes{{512, 768}, {480, 640}};
+	std::vector<torch::Tensor> features, features_gpu;
+	for (int64_t stride : {4, 8, 16, 32}) {
+		features.push_back(torch::randn({2, 8, 512 / stride, 768 / stride}));
+		features_gpu.push_back(features.back().to(kCuda));
+	}
+	std::vector<torch::Tensor> proposals, proposals_gpu;
+	for (const auto &s : sizes) {
+		// Sizes from 4 to 600 px, the first 20 over 448 px: every level gets RoIs.
+		auto xy = torch::rand({300, 2}) * torch::tensor({(float)s.second / 2, (float)s.first / 2});
+		auto wh = torch::exp(torch::rand({300, 2}) * std::log(150.0)) * 4;
+		wh.slice(0, 0, 20).copy_(torch::rand({20, 2}) * 100 + 460);
+		proposals.push_back(torch::cat({xy, xy + wh}, 1));
+		proposals_gpu.push_back(proposals.back().to(kCuda));
+	}
+	const frcnn::detail::MultiScaleRoIAlign pool(4, 7, 2);
+	const auto cpu = pool(features, proposals, sizes);
+	const auto gpu = pool(features_gpu, proposals_gpu, sizes);
+	ASSERT_TRUE(gpu.is_cuda());
+	EXPECT_TRUE(torch::equal(cpu, gpu.cpu())) << "max difference " << max_abs_diff(cpu, gpu);
+	const auto levels = frcnn::detail::MultiScaleRoIAlign::map_levels(torch::cat(proposals, 0), 2, 5);
+	for (int64_t level = 0; level < 4; level++)
+		EXPECT_GT((levels == level).sum().item<int64_t>(), 0) << "no RoI on level " << level;
 }
 
 // --- pre-processing ---------------------------------------------------------------------------
@@ -369,6 +457,9 @@ std::vector<std::vector<Detection>> detect(const std::string &arch, const std::s
 	o.weights = weights;
 	o.device = device;
 	o.fp16 = fp16;
+	// The CPU side computes as torchvision does (a oneDNN build's own convolutions round
+	// differently by more than the tolerance with these weights).
+	o.cpu_convolutions = CpuConvolutions::LibTorch;
 	Detector detector(o);
 	std::vector<std::vector<Detection>> out;
 	for (size_t i = 0; i < images.size(); i += batch) {

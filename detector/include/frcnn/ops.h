@@ -22,6 +22,12 @@ torch::Tensor batched_nms(const torch::Tensor &boxes, const torch::Tensor &score
 torch::Tensor nms_by_category(const torch::Tensor &boxes, const torch::Tensor &scores,
 			      const torch::Tensor &idxs, double iou_threshold);
 
+// The boxes nms_by_category keeps, as a mask (bool [N]) in the boxes' order. Nothing waits for
+// the device: on CUDA the mask is computed on the current stream and the host goes on, where
+// the list of indices needs the kept count on the host first.
+torch::Tensor nms_mask_by_category(const torch::Tensor &boxes, const torch::Tensor &scores,
+				   const torch::Tensor &idxs, double iou_threshold);
+
 // RoIAlign (Mask R-CNN). input [N,C,H,W]; rois [K,5] (batch index, x1, y1, x2, y2) in input
 // coordinates before spatial_scale. Differentiable with respect to input.
 torch::Tensor roi_align(const torch::Tensor &input, const torch::Tensor &rois, double spatial_scale,

@@ -1,0 +1,71 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// Proposal candidates as the RPN hands them to its filtering (top-k boxes per level, their
+// objectness), made to exercise every part of it, and the kept proposals as a set.
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <vector>
+
+#include <torch/torch.h>
+
+#include "parts.h"
+
+namespace frcnn::test {
+
+struct ProposalCase {
+	std::vector<detail::ImageSize> sizes;
+	torch::Tensor top_boxes; // [N, K, 4]
+	torch::Tensor probs;	 // [N, K]
+	torch::Tensor levels;	 // [K]
+	double score_thresh;	 // rpn_score_thresh the case is made for
+};
+
+// Four images of different sizes, 5 levels of 600 candidates each (more than the 1000 boxes
+// below which torchvision's batched_nms offsets the boxes on the CPU, so both filterings run
+// NMS on the boxes' own coordinates): corners beyond the image (clipping), boxes just under and
+// on the size limit, near copies of other boxes of their level (NMS), and a last image whose
+// scores are all under the threshold.
+inline ProposalCase random_proposal_case(uint64_t seed)
+{
+	using torch::indexing::Slice;
+	torch::manual_seed(seed);
+	ProposalCase c;
+	c.sizes = {{240, 320}, {480, 640}, {300, 200}, {200, 260}};
+	c.score_thresh = 0.2;
+	const int64_t num_levels = 5, per_level = 600, k = num_levels * per_level;
+	c.levels = torch::arange(num_levels, torch::kInt64).repeat_interleave(per_level);
+	std::vector<torch::Tensor> image_boxes;
+	for (const auto &s : c.sizes) {
+		auto xy = torch::rand({k, 2}) * torch::tensor({(float)s.second + 100, (float)s.first + 100}) - 50;
+		auto wh = torch::rand({k, 2}) * 200;
+		auto boxes = torch::cat({xy, xy + wh}, 1);
+		boxes.index_put_({Slice(0, 20), 2}, boxes.index({Slice(0, 20), 0}) + 5e-4);
+		boxes.index_put_({Slice(20, 40), 3}, boxes.index({Slice(20, 40), 1}) + 1e-3);
+		auto copies = torch::arange(100, 400);
+		boxes.index_put_({copies + 1000}, boxes.index({copies}) + torch::randn({300, 4}) * 4);
+		image_boxes.push_back(boxes);
+	}
+	c.top_boxes = torch::stack(image_boxes);
+	const int64_t num_images = (int64_t)c.sizes.size();
+	c.probs = torch::sigmoid(torch::randn({num_images, k}) * 2);
+	c.probs[num_images - 1] = c.probs[num_images - 1] * (c.score_thresh * 0.95);
+	return c;
+}
+
+// (score, x1, y1, x2, y2) of each proposal, sorted: the proposals as a set, whatever order equal
+// scores came out in.
+inline std::vector<std::array<float, 5>> proposal_rows(const torch::Tensor &boxes, const torch::Tensor &scores)
+{
+	std::vector<std::array<float, 5>> rows;
+	const auto b = boxes.to(torch::kCPU, torch::kFloat).contiguous();
+	const auto s = scores.to(torch::kCPU, torch::kFloat).contiguous();
+	const float *bp = b.data_ptr<float>(), *sp = s.data_ptr<float>();
+	for (int64_t i = 0; i < b.size(0); i++)
+		rows.push_back({sp[i], bp[4 * i], bp[4 * i + 1], bp[4 * i + 2], bp[4 * i + 3]});
+	std::sort(rows.begin(), rows.end());
+	return rows;
+}
+
+} // namespace frcnn::test
