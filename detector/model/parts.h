@@ -361,6 +361,7 @@ struct TransformedBatch {
 	std::vector<ImageSize> image_sizes; // resized sizes before padding
 	std::vector<ImageSize> original_sizes;
 	std::vector<Target> targets;	   // resized targets (training)
+	double host_gather_ms = 0;	   // CUDA: host time spent gathering frame bytes into pinned memory
 };
 
 // (height, width) of the padded batch holding images of these resized sizes: the largest of

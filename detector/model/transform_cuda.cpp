@@ -1,14 +1,16 @@
 // SPDX-License-Identifier: BSD-3-Clause
-// Frames to the model's batch on a CUDA device: the frame bytes are gathered into one pinned
-// host buffer, copied to the device asynchronously on the current stream, and one kernel per
-// frame writes its normalised, resized, zero-padded image into the batch. Built only against a
-// CUDA-enabled LibTorch.
+// Frames to the model's batch on a CUDA device: each frame's bytes are gathered into a pinned
+// host buffer and copied to the device asynchronously on the current stream, and one kernel per
+// frame writes its normalised, resized, zero-padded image into the batch; the gathering of a
+// frame overlaps the copy of the one before. Built only against a CUDA-enabled LibTorch.
+#include <chrono>
 #include <cmath>
 #include <cstring>
 
 #include <ATen/Parallel.h>
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
+#include <torch/version.h>
 
 #include "../ops/cuda/launch.h"
 #include "frcnn/error.h"
@@ -52,6 +54,26 @@ std::vector<std::pair<int64_t, int64_t>> plane_rows(const FrameView &f)
 	return rows;
 }
 
+// A frame's planes into their places in the pinned buffer. A plain copy of a few MB: done in
+// pieces of 1 MB on LibTorch's intra-op threads, it takes a fraction of the time one thread needs.
+void gather(const std::vector<PlaneCopy> &planes, uint8_t *host)
+{
+	struct Piece {
+		const uint8_t *from;
+		uint8_t *to;
+		int64_t bytes;
+	};
+	constexpr int64_t kPiece = 1 << 20;
+	std::vector<Piece> pieces;
+	for (const auto &c : planes)
+		for (int64_t at = 0; at < c.bytes; at += kPiece)
+			pieces.push_back({c.source + at, host + c.offset + at, std::min(kPiece, c.bytes - at)});
+	at::parallel_for(0, (int64_t)pieces.size(), 1, [&](int64_t begin, int64_t end) {
+		for (int64_t i = begin; i < end; i++)
+			std::memcpy(pieces[i].to, pieces[i].from, pieces[i].bytes);
+	});
+}
+
 } // namespace
 
 TransformedBatch transform_frames_cuda(const ModelConfig &config, const std::vector<FrameView> &frames,
@@ -83,27 +105,9 @@ TransformedBatch transform_frames_cuda(const ModelConfig &config, const std::vec
 	// LibTorch's caching host allocator keeps the pinned block until the copy that reads it
 	// has run, then reuses it for a later batch.
 	auto staging = torch::empty({total}, torch::TensorOptions().dtype(torch::kByte).pinned_memory(true));
+	auto on_device = torch::empty({total}, torch::TensorOptions().dtype(torch::kByte).device(device));
 	uint8_t *host = staging.data_ptr<uint8_t>();
-	// Gathering the frames is a plain copy of a few MB per frame: done in pieces of 1 MB on
-	// LibTorch's intra-op threads, it takes a fraction of the time one thread needs.
-	struct Piece {
-		const uint8_t *from;
-		uint8_t *to;
-		int64_t bytes;
-	};
-	constexpr int64_t kPiece = 1 << 20;
-	std::vector<Piece> pieces;
-	for (const auto &frame : copies)
-		for (const auto &c : frame)
-			for (int64_t at = 0; at < c.bytes; at += kPiece)
-				pieces.push_back({c.source + at, host + c.offset + at, std::min(kPiece, c.bytes - at)});
-	at::parallel_for(0, (int64_t)pieces.size(), 1, [&](int64_t begin, int64_t end) {
-		for (int64_t i = begin; i < end; i++)
-			std::memcpy(pieces[i].to, pieces[i].from, pieces[i].bytes);
-	});
-	const auto on_device = staging.to(device, /*non_blocking=*/true);
 	const uint8_t *dev = on_device.data_ptr<uint8_t>();
-
 	const auto [max_h, max_w] = padded_batch_size(config, out.image_sizes);
 	out.batch = torch::empty({(int64_t)frames.size(), 3, max_h, max_w},
 				 torch::TensorOptions().dtype(dtype).device(device));
@@ -114,8 +118,34 @@ TransformedBatch transform_frames_cuda(const ModelConfig &config, const std::vec
 	const auto stream = at::cuda::getCurrentCUDAStream().stream();
 	const int64_t image_elements = 3 * max_h * max_w;
 	const size_t element = dtype == torch::kHalf ? 2 : 4;
+	// Frame by frame: gather its bytes into the pinned buffer, queue their copy to the device and
+	// the frame's kernel, then gather the next frame while the copy engine moves this one. The
+	// caching host allocator must see that each copy reads its block: LibTorch before 2.1 finds
+	// the block by the copy's address only, so that a copy of a slice goes unrecorded (and the
+	// block could be handed out again while the copy still runs); there everything is gathered
+	// first and copied in one piece.
+	constexpr bool kCopyPerFrame = TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1);
+	double gather_ms = 0;
+	auto timed_gather = [&](size_t i) {
+		const auto start = std::chrono::steady_clock::now();
+		gather(copies[i], host);
+		gather_ms += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+	};
+	if (!kCopyPerFrame) {
+		for (size_t i = 0; i < frames.size(); i++)
+			timed_gather(i);
+		on_device.copy_(staging, /*non_blocking=*/true);
+	}
 	for (size_t i = 0; i < frames.size(); i++) {
 		const FrameView &f = frames[i];
+		if (kCopyPerFrame) {
+			timed_gather(i);
+			const int64_t begin = copies[i].front().offset;
+			const int64_t end = copies[i].back().offset + copies[i].back().bytes;
+			on_device.narrow(0, begin, end - begin)
+				.copy_(staging.narrow(0, begin, end - begin), /*non_blocking=*/true);
+		}
+
 		cuda::FrameDesc desc{};
 		desc.width = f.width;
 		desc.height = f.height;
@@ -140,6 +170,7 @@ TransformedBatch transform_frames_cuda(const ModelConfig &config, const std::vec
 		if (error != 0)
 			throw Error(std::string("frame pre-processing on CUDA failed: ") + cuda::error_string(error));
 	}
+	out.host_gather_ms = gather_ms;
 	return out;
 }
 

@@ -462,6 +462,7 @@ public:
 		// converted there, so this stage times the GPU pre-processing.
 		auto batch = frcnn::detail::transform_frames(model_->config(), views_of(frames), device_, dtype_,
 							     channels_last_);
+		host_gather_ms_ = batch.host_gather_ms;
 		lap(0);
 		auto features = backbone_->forward(batch.batch);
 		lap(1);
@@ -511,12 +512,16 @@ public:
 	}
 
 	const std::vector<int64_t> &input_shape() const { return input_shape_; }
+	// CUDA: of the last run's transform stage, the host time spent gathering frame bytes into
+	// pinned memory (the rest is the copies to the device and the kernels).
+	double host_gather_ms() const { return host_gather_ms_; }
 
 private:
 	frcnn::FasterRCNN model_;
 	torch::Device device_;
 	torch::ScalarType dtype_;
 	bool channels_last_;
+	double host_gather_ms_ = 0;
 	std::shared_ptr<frcnn::detail::BackboneImpl> backbone_;
 	std::shared_ptr<frcnn::detail::RegionProposalNetworkImpl> rpn_;
 	std::shared_ptr<frcnn::detail::RoIHeadsImpl> roi_heads_;
@@ -771,6 +776,7 @@ int main(int argc, char **argv)
 		const int timed_batches = (o.frames + o.batch - 1) / o.batch;
 		std::vector<double> latency_ms;
 		std::vector<std::vector<double>> stage_ms(kNumStages);
+		std::vector<double> gather_ms;
 		std::vector<int> first_counts;
 		json first_detections = json::array();
 		json staged_check = nullptr;
@@ -809,6 +815,8 @@ int main(int argc, char **argv)
 			timed_ms += ms;
 			for (size_t s = 0; s < kNumStages; s++)
 				stage_ms[s].push_back(stages[s]);
+			if (staged)
+				gather_ms.push_back(staged->host_gather_ms());
 			// RSS moves up and down by a few MiB as the allocator takes and returns memory:
 			// the largest value so far shows growth better than one sample.
 			const long long done = (long long)(b - o.warmup + 1) * o.batch;
@@ -875,6 +883,8 @@ int main(int argc, char **argv)
 		} else {
 			out["stages_ms_p50"] = nullptr;
 		}
+		const bool gathered = staged && device.is_cuda();
+		out["transform_host_gather_ms_p50"] = gathered ? json(round_to(percentile(gather_ms, 50), 2)) : json(nullptr);
 		out["peak_rss_mb"] = round_to(peak_rss_mb(), 1);
 		out["rss_mb"] = round_to(current_rss_mb(), 1);
 		json rss = json::object();
@@ -923,6 +933,9 @@ int main(int argc, char **argv)
 			std::printf("  stages (p50 ms):");
 			for (size_t s = 0; s < kNumStages; s++)
 				std::printf(" %s %.1f", kStages[s], percentile(stage_ms[s], 50));
+			if (gathered)
+				std::printf(" (of the transform: gathering frames into pinned memory %.2f)",
+					    percentile(gather_ms, 50));
 			std::printf("\n");
 			if (!staged_check.is_null())
 				std::printf("  stage-by-stage run vs forward(): %s\n", staged_check.dump().c_str());

@@ -192,6 +192,9 @@ def markdown(report):
                       f"{res['fps']:.1f} frames/s with a synchronisation between stages):", "",
                   "| " + " | ".join(stages) + " | sum |", "|" + " ---: |" * (len(stages) + 1),
                   "| " + " | ".join(f"{v:.2f}" for v in stages.values()) + f" | {sum(stages.values()):.2f} |"]
+        if res.get("transform_host_gather_ms_p50") is not None:
+            lines += ["", f"Of the transform, gathering the frame bytes into pinned memory on the host: "
+                          f"{res['transform_host_gather_ms_p50']:.2f} ms (the rest: copies to the device, kernels)."]
         if res.get("staged_vs_forward") is not None:
             lines.append("")
             lines.append(f"Stage-by-stage run against the model's forward: `{json.dumps(res['staged_vs_forward'])}`")
