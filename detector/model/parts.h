@@ -42,6 +42,11 @@ inline torch::ScalarType geometry_dtype(const torch::Tensor &t)
 // first wait for every kernel queued before it.
 torch::Tensor host_integers_to(const std::vector<int64_t> &values, torch::Device device);
 
+// How many times each of 0..n-1 occurs in `values` (int64, within that range): bincount with
+// minlength n, which on CUDA first reads the largest and smallest value back (two waits for the
+// device); this counts on the device without reading anything back.
+torch::Tensor count_values(const torch::Tensor &values, int64_t n);
+
 // clip_boxes_to_image with a size per box: heights and widths (in the boxes' dtype) broadcast
 // against boxes[..., 0]. The same values as clamp(0, size).
 torch::Tensor clip_boxes_to_sizes(const torch::Tensor &boxes, const torch::Tensor &heights,

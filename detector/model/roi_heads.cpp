@@ -82,7 +82,7 @@ torch::Tensor MultiScaleRoIAlign::operator()(const std::vector<torch::Tensor> &f
 	// wait for the device, where selecting each level's RoIs waits once per level. Every RoI
 	// belongs to one level, so every row of the result is written.
 	const auto order = std::get<1>(levels.sort(/*stable=*/true, /*dim=*/0, /*descending=*/false));
-	const auto counts = torch::bincount(levels, {}, (int64_t)num_levels_).to(torch::kCPU);
+	const auto counts = count_values(levels, (int64_t)num_levels_).to(torch::kCPU);
 	const int64_t *count = counts.data_ptr<int64_t>();
 	const int64_t channels = features[0].size(1);
 	auto result = torch::empty({rois.size(0), channels, output_size_, output_size_}, features[0].options());
@@ -301,8 +301,9 @@ std::vector<Detections> RoIHeadsImpl::postprocess_batched(const torch::Tensor &c
 	auto boxes = box_coder.decode(box_regression, torch::cat(proposals, 0)); // [R, C, 4]
 	auto scores = torch::softmax(class_logits, -1);				  // [R, C]
 	const int64_t rows = boxes.size(0);
+	// With its output size given, repeat_interleave need not read the counts back from the device.
 	auto image_of_row = torch::repeat_interleave(torch::arange(num_images, long_options),
-						     host_integers_to(per_image, device));
+						     host_integers_to(per_image, device), 0, rows);
 
 	// clip_boxes_to_image with each row's own image size.
 	const auto dtype = boxes.scalar_type();
@@ -337,7 +338,7 @@ std::vector<Detections> RoIHeadsImpl::postprocess_batched(const torch::Tensor &c
 					.sort(/*stable=*/true, /*dim=*/0, /*descending=*/true));
 	const auto group = images.masked_fill(dropped, num_images);
 	keep = keep.index_select(0, std::get<1>(group.index_select(0, keep).sort(/*stable=*/true, 0, false)));
-	const auto counts = torch::bincount(group, {}, num_images + 1).to(torch::kCPU);
+	const auto counts = count_values(group, num_images + 1).to(torch::kCPU);
 	const int64_t *count = counts.data_ptr<int64_t>();
 
 	std::vector<Detections> result;

@@ -27,6 +27,11 @@ torch::Tensor host_integers_to(const std::vector<int64_t> &values, torch::Device
 	return torch::tensor(values, torch::kInt64).to(device, /*non_blocking=*/true);
 }
 
+torch::Tensor count_values(const torch::Tensor &values, int64_t n)
+{
+	return torch::zeros({n}, values.options()).scatter_add_(0, values, torch::ones_like(values));
+}
+
 torch::Tensor clip_boxes_to_sizes(const torch::Tensor &boxes, const torch::Tensor &heights,
 				  const torch::Tensor &widths)
 {

@@ -17,6 +17,13 @@
 #include <string>
 #include <vector>
 
+#include <functional>
+#include <iostream>
+#include <iterator>
+#include <stdexcept>
+#include <unistd.h>
+
+#include <c10/cuda/CUDAFunctions.h>
 #include <gtest/gtest.h>
 #include <torch/cuda.h>
 #include <torch/torch.h>
@@ -548,6 +555,72 @@ TEST(CudaDetector, ResNet50GpuMatchesCpuOnPhotos)
 	const auto cpu = detect("fasterrcnn_resnet50_fpn", weights, "cpu", false, images, 2);
 	const auto gpu = detect("fasterrcnn_resnet50_fpn", weights, "cuda", false, images, 2);
 	expect_same_detections(cpu, gpu, "fasterrcnn_resnet50_fpn on photos, GPU fp32 vs CPU fp32");
+}
+
+// How many times the host waits for the device while `run` runs: LibTorch's synchronisation
+// debug mode warns at each wait (a blocking copy, nonzero, item(), a stream synchronisation),
+// and the warnings, which go to stderr, are counted there.
+int count_device_waits(const std::function<void()> &run)
+{
+	char path[] = "/tmp/frcnn-waits-XXXXXX";
+	const int file = mkstemp(path);
+	if (file < 0)
+		throw std::runtime_error("cannot create a temporary file");
+	std::fflush(stderr);
+	const int saved_stderr = dup(2);
+	dup2(file, 2);
+	struct Restore {
+		int saved, file;
+		~Restore()
+		{
+			c10::cuda::warning_state().set_sync_debug_mode(c10::cuda::SyncDebugMode::L_DISABLED);
+			std::cerr.flush();
+			std::fflush(stderr);
+			dup2(saved, 2);
+			close(saved);
+			close(file);
+		}
+	};
+	{
+		const Restore restore{saved_stderr, file};
+		c10::cuda::warning_state().set_sync_debug_mode(c10::cuda::SyncDebugMode::L_WARN);
+		run();
+	}
+	std::ifstream in(path);
+	const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+	unlink(path);
+	int count = 0;
+	const std::string needle = "called a synchronizing CUDA operation";
+	for (size_t at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1))
+		count++;
+	return count;
+}
+
+// A batch of 8 through Detector::detect (what the element calls) waits for the device a handful
+// of times, not per image: the RPN's filtering once, RoI pooling once, the post-processing
+// twice, the copies of the detections to the host twice.
+TEST(CudaDetector, ABatchWaitsForTheDeviceAFewTimes)
+{
+	const auto frames = shapes_frames(8);
+	DetectorOptions o;
+	o.model = model_preset("fasterrcnn_resnet50_fpn");
+	o.model.min_size = 240;
+	o.model.max_size = 320;
+	o.device = "cuda";
+	Detector detector(o);
+	std::vector<FrameView> views;
+	for (const auto &f : frames)
+		views.push_back(f.view());
+	detector.detect(views); // cuDNN's algorithm search and the caching allocators warm up
+	size_t detections = 0;
+	const int waits = count_device_waits([&] {
+		for (const auto &d : detector.detect(views))
+			detections += d.size();
+	});
+	std::printf("a batch of 8 through Detector::detect: %d waits for the device, %zu detections\n", waits,
+		    detections);
+	EXPECT_GE(waits, 1) << "copying the detections to the host waits: a count of 0 means the counting failed";
+	EXPECT_LE(waits, 6);
 }
 
 TEST(CudaDetector, ShapesModelFp16MatchesFp32)
