@@ -2,6 +2,8 @@
 // The CUDA path against the CPU path, on a machine with a GPU (tests/gpu/run.sh):
 // - nms, batched_nms and roi_align (forward, backward, half) on random inputs;
 // - frame pre-processing of every pixel format, odd sizes and padded strides;
+// - the model's batched steps (proposal filtering, post-processing, multi-scale RoIAlign) against
+//   the CPU's, and how often a batch waits for the device;
 // - the detector on GPU fp32 against CPU fp32 (same labels in order, boxes within 0.05 px) with
 //   the trained shapes model on shapes frames and fasterrcnn_resnet50_fpn (seeded weights,
 //   calibrated statistics) on real photos;
@@ -13,15 +15,14 @@
 #include <cstdio>
 #include <dirent.h>
 #include <fstream>
-#include <random>
-#include <string>
-#include <vector>
-
 #include <functional>
 #include <iostream>
 #include <iterator>
+#include <random>
 #include <stdexcept>
+#include <string>
 #include <unistd.h>
+#include <vector>
 
 #include <c10/cuda/CUDAFunctions.h>
 #include <gtest/gtest.h>
