@@ -317,6 +317,16 @@ void FasterRCNNImpl::to_device(torch::Device device, bool fp16, bool channels_la
 	channels_last_ = channels_last;
 }
 
+namespace {
+
+// The box head when it is convolutional (fasterrcnn_resnet50_fpn_v2's), else null.
+detail::ConvFCHeadImpl *conv_fc_head(detail::RoIHeadsImpl &heads)
+{
+	return dynamic_cast<detail::ConvFCHeadImpl *>(heads.box_head.ptr().get());
+}
+
+} // namespace
+
 void FasterRCNNImpl::set_cpu_convolutions(CpuConvolutions kind)
 {
 	const std::string unsupported = detail::onednn_unsupported_reason(config_);
@@ -330,6 +340,8 @@ void FasterRCNNImpl::set_cpu_convolutions(CpuConvolutions kind)
 	onednn_ = kind == CpuConvolutions::OneDnn || (kind == CpuConvolutions::Auto && unsupported.empty() && pays);
 	parts_->backbone->onednn.reset();
 	parts_->rpn->head->onednn.reset();
+	if (auto *box_head = conv_fc_head(*parts_->roi_heads))
+		box_head->onednn.reset();
 	refresh_onednn();
 }
 
@@ -346,17 +358,22 @@ void FasterRCNNImpl::refresh_onednn()
 	// The plan holds float copies of the weights on the CPU; a model elsewhere or in another
 	// dtype does not use it (OneDnnPlan::accepts), and it is made when the model comes back.
 	const torch::Tensor reference = parts_->backbone->parameters().front();
+	auto *box_head = conv_fc_head(*parts_->roi_heads);
 	if (!reference.device().is_cpu() || reference.scalar_type() != torch::kFloat) {
 		plan.reset();
 		parts_->rpn->head->onednn.reset();
+		if (box_head)
+			box_head->onednn.reset();
 		return;
 	}
 	try {
-		plan = std::make_shared<detail::OneDnnPlan>(*parts_->backbone, *parts_->rpn->head);
+		plan = std::make_shared<detail::OneDnnPlan>(*parts_->backbone, *parts_->rpn->head, box_head);
 	} catch (const c10::Error &e) {
 		throw Error(std::string("could not prepare the oneDNN convolutions: ") + e.what_without_backtrace());
 	}
 	parts_->rpn->head->onednn = plan;
+	if (box_head)
+		box_head->onednn = plan;
 }
 
 // --- state dict -------------------------------------------------------------------------------

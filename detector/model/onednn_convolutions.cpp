@@ -165,6 +165,9 @@ public:
 		int64_t stride = 1, padding = 0;
 		bool add = false;  // adds a tensor of the output's shape before the activation
 		bool relu = false;
+		// Winograd for a 3x3 convolution needs maps of this many positions (see plan_for). The
+		// box head's maps are 7x7, but a thousand of them: over the batch it pays (0).
+		int64_t winograd_min_positions = 1024;
 	};
 
 	OneDnnConvolution(Spec spec, std::shared_ptr<OneDnnWorkspace> workspace)
@@ -310,9 +313,9 @@ private:
 		// saves. Then the direct algorithm on the tensors' own layouts, unless oneDNN has only
 		// its reference code for them (planar input to a channels-last output): then on
 		// layouts of its choosing, with reorders.
-		constexpr int64_t kWinogradMinPositions = 1024, kWinogradMinChannels = 128;
+		constexpr int64_t kWinogradMinChannels = 128;
 		const bool winograd = kh == 3 && kw == 3 && s == 1 && p == 1 &&
-				      plan.out_height * plan.out_width >= kWinogradMinPositions &&
+				      plan.out_height * plan.out_width >= spec_.winograd_min_positions &&
 				      in_channels >= kWinogradMinChannels && out_channels >= kWinogradMinChannels;
 		std::optional<dnnl::convolution_forward::primitive_desc> pd;
 		if (winograd) {
@@ -475,13 +478,13 @@ torch::nn::Conv2dImpl &conv_of(torch::nn::ModuleList &list, size_t i)
 
 } // namespace
 
-OneDnnPlan::OneDnnPlan(BackboneImpl &backbone, RPNHeadImpl &rpn_head)
+OneDnnPlan::OneDnnPlan(BackboneImpl &backbone, RPNHeadImpl &rpn_head, ConvFCHeadImpl *box_head)
 	: workspace_(std::make_shared<OneDnnWorkspace>())
 {
-	reporting_errors([&] { build(backbone, rpn_head); });
+	reporting_errors([&] { build(backbone, rpn_head, box_head); });
 }
 
-void OneDnnPlan::build(BackboneImpl &backbone, RPNHeadImpl &rpn_head)
+void OneDnnPlan::build(BackboneImpl &backbone, RPNHeadImpl &rpn_head, ConvFCHeadImpl *box_head)
 {
 	if (!backbone.resnet)
 		throw Error("the oneDNN convolutions cover ResNet backbones only");
@@ -534,6 +537,15 @@ void OneDnnPlan::build(BackboneImpl &backbone, RPNHeadImpl &rpn_head)
 		rpn_conv_.push_back(make_convolution(folded(conv_of(rpn_head.conv, i), nullptr, sources_), false, true, workspace_));
 	rpn_cls_ = make_convolution(folded(*rpn_head.cls_logits, nullptr, sources_), false, false, workspace_);
 	rpn_bbox_ = make_convolution(folded(*rpn_head.bbox_pred, nullptr, sources_), false, false, workspace_);
+	if (box_head != nullptr) {
+		for (auto &c : box_head->convs) {
+			if (c->activation != Activation::ReLU)
+				throw Error("the oneDNN convolutions: a box head convolution without ReLU");
+			auto spec = folded(*c->conv, c->norm.is_empty() ? nullptr : c->norm.ptr().get(), sources_);
+			spec.winograd_min_positions = 0;
+			box_head_.push_back(make_convolution(std::move(spec), false, true, workspace_));
+		}
+	}
 }
 
 OneDnnPlan::~OneDnnPlan() = default;
@@ -550,7 +562,7 @@ std::map<std::string, int> OneDnnPlan::implementations() const
 		for (const auto &block : layer)
 			for (const auto *conv : {&block.conv1, &block.conv2, &block.conv3, &block.downsample})
 				all.push_back(conv->get());
-	for (const auto *list : {&fpn_inner_, &fpn_layer_, &rpn_conv_})
+	for (const auto *list : {&fpn_inner_, &fpn_layer_, &rpn_conv_, &box_head_})
 		for (const auto &conv : *list)
 			all.push_back(conv.get());
 	std::map<std::string, int> count;
@@ -637,13 +649,24 @@ OneDnnPlan::run_rpn_head(const std::vector<torch::Tensor> &features)
 	return {logits, deltas};
 }
 
+torch::Tensor OneDnnPlan::box_head(const torch::Tensor &pooled)
+{
+	return reporting_errors([&] {
+		at::init_num_threads();
+		auto y = pooled;
+		for (auto &conv : box_head_)
+			y = (*conv)(y.is_contiguous(at::MemoryFormat::ChannelsLast) ? y : y.contiguous());
+		return y;
+	});
+}
+
 #else // !FRCNN_HAVE_ONEDNN
 
 class OneDnnConvolution {};
 class OneDnnWorkspace {};
 struct OneDnnPlan::Block {};
 
-OneDnnPlan::OneDnnPlan(BackboneImpl &, RPNHeadImpl &)
+OneDnnPlan::OneDnnPlan(BackboneImpl &, RPNHeadImpl &, ConvFCHeadImpl *)
 {
 	throw Error(onednn_unsupported_reason(ModelConfig{}));
 }
@@ -671,6 +694,11 @@ std::vector<torch::Tensor> OneDnnPlan::backbone(const torch::Tensor &)
 }
 
 std::pair<std::vector<torch::Tensor>, std::vector<torch::Tensor>> OneDnnPlan::rpn_head(const std::vector<torch::Tensor> &)
+{
+	throw Error(onednn_unsupported_reason(ModelConfig{}));
+}
+
+torch::Tensor OneDnnPlan::box_head(const torch::Tensor &)
 {
 	throw Error(onednn_unsupported_reason(ModelConfig{}));
 }

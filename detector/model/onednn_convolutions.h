@@ -26,6 +26,7 @@
 namespace frcnn::detail {
 
 struct BackboneImpl;
+struct ConvFCHeadImpl;
 struct RPNHeadImpl;
 
 // Whether this build has oneDNN (libdnnl).
@@ -38,12 +39,13 @@ std::string onednn_unsupported_reason(const ModelConfig &config);
 class OneDnnConvolution;
 class OneDnnWorkspace;
 
-// The backbone (trunk and FPN) and the RPN head of one model.
+// The backbone (trunk and FPN), the RPN head and, where the model has one, the convolutional box
+// head (fasterrcnn_resnet50_fpn_v2's FastRCNNConvFCHead) of one model.
 class OneDnnPlan {
 public:
-	// Reads the current weights of `backbone` and `rpn_head` (on the CPU, float). Throws
-	// frcnn::Error when the build has no oneDNN or the model is not covered.
-	OneDnnPlan(BackboneImpl &backbone, RPNHeadImpl &rpn_head);
+	// Reads the current weights of `backbone`, `rpn_head` and `box_head` (when given) (on the
+	// CPU, float). Throws frcnn::Error when the build has no oneDNN or the model is not covered.
+	OneDnnPlan(BackboneImpl &backbone, RPNHeadImpl &rpn_head, ConvFCHeadImpl *box_head = nullptr);
 	~OneDnnPlan();
 	OneDnnPlan(const OneDnnPlan &) = delete;
 	OneDnnPlan &operator=(const OneDnnPlan &) = delete;
@@ -61,10 +63,15 @@ public:
 	// RPNHeadImpl::forward: objectness logits and box deltas per feature map.
 	std::pair<std::vector<torch::Tensor>, std::vector<torch::Tensor>>
 	rpn_head(const std::vector<torch::Tensor> &features);
+	// Whether the plan has the box head's convolutions.
+	bool has_box_head() const { return !box_head_.empty(); }
+	// The convolutions of ConvFCHeadImpl::forward (each with its batch norm and ReLU) on the
+	// pooled regions [R, C, 7, 7]; the flatten and the linear layer stay LibTorch's.
+	torch::Tensor box_head(const torch::Tensor &pooled);
 
 private:
 	struct Block; // one ResNet block
-	void build(BackboneImpl &backbone, RPNHeadImpl &rpn_head);
+	void build(BackboneImpl &backbone, RPNHeadImpl &rpn_head, ConvFCHeadImpl *box_head);
 	std::vector<torch::Tensor> run_backbone(const torch::Tensor &batch);
 	std::pair<std::vector<torch::Tensor>, std::vector<torch::Tensor>>
 	run_rpn_head(const std::vector<torch::Tensor> &features);
@@ -73,6 +80,7 @@ private:
 	std::vector<std::vector<Block>> layers_;
 	std::vector<std::unique_ptr<OneDnnConvolution>> fpn_inner_, fpn_layer_, rpn_conv_;
 	std::unique_ptr<OneDnnConvolution> rpn_cls_, rpn_bbox_;
+	std::vector<std::unique_ptr<OneDnnConvolution>> box_head_;
 	// The tensors the weights came from, with their version counters at that time.
 	std::vector<std::pair<torch::Tensor, int64_t>> sources_;
 };

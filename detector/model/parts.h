@@ -316,6 +316,7 @@ struct ConvFCHeadImpl : torch::nn::Module {
 	torch::Tensor forward(const torch::Tensor &x);
 	std::vector<ConvNormAct> convs;
 	torch::nn::Linear fc{nullptr};
+	std::shared_ptr<OneDnnPlan> onednn; // as BackboneImpl::onednn
 };
 TORCH_MODULE(ConvFCHead);
 

@@ -9,6 +9,7 @@
 
 #include "frcnn/error.h"
 #include "frcnn/ops.h"
+#include "onednn_convolutions.h"
 #include "parts.h"
 #include "training.h"
 
@@ -128,9 +129,16 @@ ConvFCHeadImpl::ConvFCHeadImpl(const ModelConfig &config, int64_t in_channels, i
 
 torch::Tensor ConvFCHeadImpl::forward(const torch::Tensor &x)
 {
-	auto y = x;
-	for (auto &c : convs)
-		y = c(y);
+	torch::Tensor y;
+	if (onednn && !is_training() && !torch::GradMode::is_enabled() && OneDnnPlan::accepts(x) &&
+	    onednn->has_box_head() && onednn->current()) {
+		y = onednn->box_head(x);
+	} else {
+		y = x;
+		for (auto &c : convs)
+			y = c(y);
+	}
+	// flatten copies a channels-last y into the (C, H, W) order the linear layer's weights expect.
 	return torch::relu(fc(y.flatten(1)));
 }
 

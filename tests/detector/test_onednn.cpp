@@ -149,6 +149,52 @@ TEST_F(OneDnn, BackboneAndRpnHeadMatchLibTorch)
 	}
 }
 
+// fasterrcnn_resnet50_fpn_v2's box head (four 3x3 convolutions with batch norm and ReLU on the
+// pooled 7x7 regions, then a linear layer): the same representation with the oneDNN
+// convolutions, Winograd among them (over a batch of regions, though each map is 7x7).
+TEST_F(OneDnn, ConvolutionalBoxHeadMatchesLibTorch)
+{
+	torch::manual_seed(5);
+	FasterRCNN model(model_preset("fasterrcnn_resnet50_fpn_v2"));
+	model->eval();
+	std::shared_ptr<frcnn::detail::ConvFCHeadImpl> head;
+	for (const auto &child : model->named_modules())
+		if (auto h = std::dynamic_pointer_cast<frcnn::detail::ConvFCHeadImpl>(child.value()))
+			head = h;
+	ASSERT_TRUE(head) << "the v2 model has a convolutional box head";
+	{
+		// Batch norm statistics other than 0 and 1, as a trained model has.
+		torch::NoGradGuard no_grad;
+		for (const auto &buffer : head->named_buffers()) {
+			if (buffer.key().find("running_mean") != std::string::npos)
+				buffer.value().uniform_(-0.2, 0.2);
+			if (buffer.key().find("running_var") != std::string::npos)
+				buffer.value().uniform_(0.5, 2.0);
+		}
+	}
+	// Pooled regions, planar as RoIAlign gives them.
+	const auto pooled = torch::randn({300, 256, 7, 7});
+	c10::InferenceMode inference;
+	model->set_cpu_convolutions(CpuConvolutions::LibTorch);
+	ASSERT_FALSE(head->onednn);
+	const auto reference = head->forward(pooled);
+	model->set_cpu_convolutions(CpuConvolutions::OneDnn);
+	ASSERT_TRUE(head->onednn && head->onednn->has_box_head());
+	const auto fast = head->forward(pooled);
+	ASSERT_EQ(reference.sizes(), fast.sizes());
+	const double scale = reference.abs().max().item<double>();
+	EXPECT_GT(scale, 0.0);
+	EXPECT_LT((reference - fast).abs().max().item<double>() / scale, 2e-4);
+
+	int winograd = 0;
+	for (const auto &[name, count] : head->onednn->implementations())
+		winograd += name.find("wino") != std::string::npos ? count : 0;
+	// Only the box head has run: its four convolutions are all the plan has planned.
+	if (__builtin_cpu_supports("avx512f")) {
+		EXPECT_EQ(winograd, 4);
+	}
+}
+
 // The trained shapes model (tests/data/shapes-tiny.pth) on generated frames: the detections
 // that LibTorch's operators give, with the oneDNN convolutions.
 TEST_F(OneDnn, TrainedModelKeepsItsDetections)
