@@ -651,12 +651,29 @@ OneDnnPlan::run_rpn_head(const std::vector<torch::Tensor> &features)
 
 torch::Tensor OneDnnPlan::box_head(const torch::Tensor &pooled)
 {
+	// In chunks of at most 512 regions: Winograd's blocked copies of a convolution's input and
+	// output take 150 MB per 1000 regions, and a batch of 8 frames brings 8000. The last chunk
+	// is padded with empty regions to a multiple of 64, so that a few sizes of primitives serve
+	// every count of regions (the padding's outputs are dropped).
+	constexpr int64_t kChunk = 512, kStep = 64;
 	return reporting_errors([&] {
 		at::init_num_threads();
-		auto y = pooled;
-		for (auto &conv : box_head_)
-			y = (*conv)(y.is_contiguous(at::MemoryFormat::ChannelsLast) ? y : y.contiguous());
-		return y;
+		const int64_t count = pooled.size(0);
+		std::vector<torch::Tensor> outputs;
+		for (int64_t start = 0; start < count; start += kChunk) {
+			const int64_t size = std::min(kChunk, count - start);
+			const int64_t padded = (size + kStep - 1) / kStep * kStep;
+			auto y = pooled.narrow(0, start, size).contiguous();
+			if (padded != size) {
+				auto shape = y.sizes().vec();
+				shape[0] = padded - size;
+				y = torch::cat({y, torch::zeros(shape, y.options())}, 0);
+			}
+			for (auto &conv : box_head_)
+				y = (*conv)(y);
+			outputs.push_back(y.narrow(0, 0, size));
+		}
+		return outputs.size() == 1 ? outputs.front() : torch::cat(outputs, 0);
 	});
 }
 

@@ -66,7 +66,7 @@ public:
 	// Whether the plan has the box head's convolutions.
 	bool has_box_head() const { return !box_head_.empty(); }
 	// The convolutions of ConvFCHeadImpl::forward (each with its batch norm and ReLU) on the
-	// pooled regions [R, C, 7, 7]; the flatten and the linear layer stay LibTorch's.
+	// pooled regions [R, C, 7, 7], R > 0; the flatten and the linear layer stay LibTorch's.
 	torch::Tensor box_head(const torch::Tensor &pooled);
 
 private:

@@ -151,7 +151,8 @@ TEST_F(OneDnn, BackboneAndRpnHeadMatchLibTorch)
 
 // fasterrcnn_resnet50_fpn_v2's box head (four 3x3 convolutions with batch norm and ReLU on the
 // pooled 7x7 regions, then a linear layer): the same representation with the oneDNN
-// convolutions, Winograd among them (over a batch of regions, though each map is 7x7).
+// convolutions, Winograd among them (over a batch of regions, though each map is 7x7), in
+// chunks of 512 regions (the last one padded), and with no regions at all.
 TEST_F(OneDnn, ConvolutionalBoxHeadMatchesLibTorch)
 {
 	torch::manual_seed(5);
@@ -172,8 +173,8 @@ TEST_F(OneDnn, ConvolutionalBoxHeadMatchesLibTorch)
 				buffer.value().uniform_(0.5, 2.0);
 		}
 	}
-	// Pooled regions, planar as RoIAlign gives them.
-	const auto pooled = torch::randn({300, 256, 7, 7});
+	// Pooled regions, planar as RoIAlign gives them: two full chunks and one of 76, padded to 128.
+	const auto pooled = torch::randn({1100, 256, 7, 7});
 	c10::InferenceMode inference;
 	model->set_cpu_convolutions(CpuConvolutions::LibTorch);
 	ASSERT_FALSE(head->onednn);
@@ -189,10 +190,14 @@ TEST_F(OneDnn, ConvolutionalBoxHeadMatchesLibTorch)
 	int winograd = 0;
 	for (const auto &[name, count] : head->onednn->implementations())
 		winograd += name.find("wino") != std::string::npos ? count : 0;
-	// Only the box head has run: its four convolutions are all the plan has planned.
+	// Only the box head has run: its four convolutions at two sizes (512 and 128 regions) are
+	// all the plan has planned.
 	if (__builtin_cpu_supports("avx512f")) {
-		EXPECT_EQ(winograd, 4);
+		EXPECT_EQ(winograd, 4 * 2);
 	}
+
+	const auto none = head->forward(torch::zeros({0, 256, 7, 7}));
+	EXPECT_EQ(none.sizes(), (std::vector<int64_t>{0, reference.size(1)}));
 }
 
 // The trained shapes model (tests/data/shapes-tiny.pth) on generated frames: the detections
