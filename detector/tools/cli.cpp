@@ -104,9 +104,10 @@ const char *model_options_help()
 	       "  --score-threshold F    keep detections scoring above F (default 0.05)\n"
 	       "  --device D             cpu, cuda or cuda:N (default cpu)\n"
 	       "  --precision P          fp32 or fp16 (CUDA only)\n"
-	       "  --cpu-convolutions K   auto, libtorch or onednn: what runs the backbone, FPN and RPN\n"
-	       "                         head convolutions on the CPU (default auto: onednn where built\n"
-	       "                         and faster, i.e. for fasterrcnn_resnet50_fpn; libtorch gives\n"
+	       "  --cpu-convolutions K   auto, libtorch or onednn: what runs the backbone, FPN, RPN head\n"
+	       "                         and convolutional box head convolutions on the CPU (default\n"
+	       "                         auto: onednn where built and faster, i.e. for\n"
+	       "                         fasterrcnn_resnet50_fpn and its v2; libtorch gives\n"
 	       "                         torchvision's numbers exactly)\n"
 	       "  --threads N            CPU threads (default: LibTorch's)\n";
 }

@@ -68,7 +68,8 @@ struct ModelConfig {
 	int size_divisible = 32;
 };
 
-// What runs the convolutions of the backbone, the FPN and the RPN head on the CPU in fp32.
+// What runs the convolutions of the backbone, the FPN, the RPN head and a convolutional box head
+// (fasterrcnn_resnet50_fpn_v2's) on the CPU in fp32.
 enum class CpuConvolutions {
 	// oneDNN where this build has it, the model is one it covers (a ResNet-FPN) and it is
 	// faster there: fasterrcnn_resnet50_fpn and its v2, whose 256-channel FPN takes Winograd;

@@ -72,8 +72,8 @@ public:
 	// tensor cores). The device and dtype of the parameters tell forward_frames() where to run.
 	void to_device(torch::Device device, bool fp16, bool channels_last);
 
-	// On the CPU in fp32, what runs the convolutions of the backbone, FPN and RPN head in eval
-	// mode (see CpuConvolutions; the default of a new model is LibTorch). oneDNN takes the
+	// On the CPU in fp32, what runs the convolutions of the backbone, FPN, RPN head and a
+	// convolutional box head in eval mode (see CpuConvolutions; the default of a new model is LibTorch). oneDNN takes the
 	// weights as they are when this is called, and again at the next forward when they have
 	// changed since (training, load_state_dict). Throws frcnn::Error when OneDnn is asked for
 	// a model or build it does not cover.
