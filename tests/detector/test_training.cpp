@@ -110,9 +110,11 @@ TEST(Training, FrozenLayersGetNoGradient)
 		EXPECT_EQ(p.value().requires_grad(), !frozen) << p.key();
 	}
 	model->freeze_backbone_layers(0);
-	for (auto &p : model->named_parameters())
-		if (p.key().rfind("backbone.body.", 0) == 0)
+	for (auto &p : model->named_parameters()) {
+		if (p.key().rfind("backbone.body.", 0) == 0) {
 			EXPECT_FALSE(p.value().requires_grad()) << p.key();
+		}
+	}
 	EXPECT_THROW(model->freeze_backbone_layers(6), Error);
 }
 
