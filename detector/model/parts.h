@@ -37,9 +37,11 @@ inline torch::ScalarType geometry_dtype(const torch::Tensor &t)
 	return t.scalar_type() == torch::kHalf ? torch::kFloat : t.scalar_type();
 }
 
-// A few integers from the host as an int64 tensor on `device`. The copy does not wait for the
-// device: a small pageable buffer is staged by the driver at once, where a blocking copy would
-// first wait for every kernel queued before it.
+// A small host tensor on `device` without waiting for it: to a CUDA device through pinned memory
+// and a non-blocking copy (LibTorch's host allocator keeps the pinned block until the copy has
+// run), where a blocking copy first waits for every kernel queued before it.
+torch::Tensor to_device_without_waiting(const torch::Tensor &host, torch::Device device);
+// A few integers from the host as an int64 tensor on `device`, the same way.
 torch::Tensor host_integers_to(const std::vector<int64_t> &values, torch::Device device);
 
 // How many times each of 0..n-1 occurs in `values` (int64, within that range): bincount with

@@ -22,9 +22,16 @@ constexpr double kMinProposalSize = 1e-3;
 
 } // namespace
 
+torch::Tensor to_device_without_waiting(const torch::Tensor &host, torch::Device device)
+{
+	if (!device.is_cuda())
+		return host.to(device);
+	return host.pin_memory().to(device, /*non_blocking=*/true);
+}
+
 torch::Tensor host_integers_to(const std::vector<int64_t> &values, torch::Device device)
 {
-	return torch::tensor(values, torch::kInt64).to(device, /*non_blocking=*/true);
+	return to_device_without_waiting(torch::tensor(values, torch::kInt64), device);
 }
 
 torch::Tensor count_values(const torch::Tensor &values, int64_t n)
@@ -140,9 +147,8 @@ torch::Tensor AnchorGenerator::grid_anchors(const std::vector<torch::Tensor> &fe
 		auto grid = torch::meshgrid({shifts_y, shifts_x}, "ij");
 		auto sx = grid[1].reshape(-1), sy = grid[0].reshape(-1);
 		auto shifts = torch::stack({sx, sy, sx, sy}, 1);
-		// Anchors of an fp16 model stay in float: box geometry is not done in half. The copy
-		// of the few cell anchors need not wait for the device (host_integers_to).
-		auto base = cell_anchors_[i].to(f.device(), geometry_dtype(f), /*non_blocking=*/true);
+		// Anchors of an fp16 model stay in float: box geometry is not done in half.
+		auto base = to_device_without_waiting(cell_anchors_[i].to(geometry_dtype(f)), f.device());
 		all.push_back((shifts.view({-1, 1, 4}) + base.view({1, -1, 4})).reshape({-1, 4}));
 	}
 	return torch::cat(all, 0);
