@@ -2,8 +2,9 @@
 # The GPU check, in one go on a machine with an NVIDIA GPU, a CUDA toolkit (nvcc) and a Python
 # whose torch has CUDA (GStreamer and OpenCV not needed):
 #   1. builds libfrcnn, frcnn-bench and the GPU tests against that torch's LibTorch;
-#   2. runs the GPU tests (tests/gpu/test_gpu.cpp): CUDA ops against CPU ops, pre-processing of
-#      every pixel format, GPU fp32 against CPU fp32 detections, fp16 against fp32;
+#   2. runs the GPU tests (tests/gpu/test_gpu.cpp): CUDA ops against CPU ops, the model's batched
+#      steps against the CPU's and the waits for the device in a batch, pre-processing of every
+#      pixel format, GPU fp32 against CPU fp32 detections, fp16 against fp32;
 #   3. measures throughput at 800x1333 (batch 1/4/8, fp32/fp16) next to torchvision eager and
 #      autocast on the same GPU, in the same run (tests/gpu/throughput.py).
 # Everything it prints goes to OUTDIR/gpu-check.log; the test report and the throughput table
