@@ -220,7 +220,8 @@ TEST(CudaModel, ProposalFilteringMatchesTheCpu)
 	}
 }
 
-// postprocess_detections on CUDA (batched) gives the CPU's per-image detections.
+// postprocess_detections on CUDA (batched) gives the CPU's per-image detections: the same labels
+// in the same order; scores and boxes up to the last bits of CUDA's softmax and exp.
 TEST(CudaModel, PostprocessMatchesTheCpu)
 {
 	torch::manual_seed(7);
@@ -244,14 +245,16 @@ TEST(CudaModel, PostprocessMatchesTheCpu)
 	ASSERT_EQ(cpu.size(), gpu.size());
 	for (size_t i = 0; i < cpu.size(); i++) {
 		ASSERT_TRUE(gpu[i].boxes.is_cuda());
+		ASSERT_EQ(cpu[i].labels.size(0), gpu[i].labels.size(0)) << "image " << i;
 		EXPECT_TRUE(torch::equal(cpu[i].labels, gpu[i].labels.cpu())) << "image " << i;
-		EXPECT_TRUE(torch::equal(cpu[i].scores, gpu[i].scores.cpu())) << "image " << i;
-		EXPECT_LE(max_abs_diff(cpu[i].boxes, gpu[i].boxes), 1e-4) << "image " << i;
+		EXPECT_LE(max_abs_diff(cpu[i].scores, gpu[i].scores), 1e-5) << "image " << i;
+		EXPECT_LE(max_abs_diff(cpu[i].boxes, gpu[i].boxes), 1e-3) << "image " << i;
 		EXPECT_EQ(cpu[i].boxes.size(0), config.box_detections_per_img) << "image " << i;
 	}
 }
 
-// Multi-scale RoIAlign on CUDA pools what the CPU pools, each RoI from its own level.
+// Multi-scale RoIAlign on CUDA pools what the CPU pools, each RoI from its own level (a RoI
+// pooled from another level would differ by the size of the features, not by rounding).
 TEST(CudaModel, MultiScaleRoIAlignMatchesTheCpu)
 {
 	torch::manual_seed(3);
@@ -274,7 +277,9 @@ TEST(CudaModel, MultiScaleRoIAlignMatchesTheCpu)
 	const auto cpu = pool(features, proposals, sizes);
 	const auto gpu = pool(features_gpu, proposals_gpu, sizes);
 	ASSERT_TRUE(gpu.is_cuda());
-	EXPECT_TRUE(torch::equal(cpu, gpu.cpu())) << "max difference " << max_abs_diff(cpu, gpu);
+	const double diff = max_abs_diff(cpu, gpu);
+	std::printf("multi-scale RoIAlign, CUDA against CPU: max difference %.3g\n", diff);
+	EXPECT_LE(diff, 1e-5);
 	const auto levels = frcnn::detail::MultiScaleRoIAlign::map_levels(torch::cat(proposals, 0), 2, 5);
 	for (int64_t level = 0; level < 4; level++)
 		EXPECT_GT((levels == level).sum().item<int64_t>(), 0) << "no RoI on level " << level;
