@@ -43,6 +43,9 @@ inline torch::ScalarType geometry_dtype(const torch::Tensor &t)
 torch::Tensor to_device_without_waiting(const torch::Tensor &host, torch::Device device);
 // A few integers from the host as an int64 tensor on `device`, the same way.
 torch::Tensor host_integers_to(const std::vector<int64_t> &values, torch::Device device);
+// The heights and the widths of `sizes` as two tensors [N] of `dtype` on `device`, the same way.
+std::pair<torch::Tensor, torch::Tensor> image_size_tensors(const std::vector<ImageSize> &sizes,
+							  torch::Device device, torch::ScalarType dtype);
 
 // How many times each of 0..n-1 occurs in `values` (int64, within that range): bincount with
 // minlength n, which on CUDA first reads the largest and smallest value back (two waits for the

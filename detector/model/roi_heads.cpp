@@ -300,12 +300,9 @@ std::vector<Detections> RoIHeadsImpl::postprocess_batched(const torch::Tensor &c
 	const int64_t num_images = (int64_t)proposals.size();
 	const auto device = class_logits.device();
 	const auto long_options = torch::TensorOptions().dtype(torch::kInt64).device(device);
-	std::vector<int64_t> per_image, heights, widths;
-	for (int64_t i = 0; i < num_images; i++) {
-		per_image.push_back(proposals[i].size(0));
-		heights.push_back(image_sizes[i].first);
-		widths.push_back(image_sizes[i].second);
-	}
+	std::vector<int64_t> per_image;
+	for (const auto &p : proposals)
+		per_image.push_back(p.size(0));
 	auto boxes = box_coder.decode(box_regression, torch::cat(proposals, 0)); // [R, C, 4]
 	auto scores = torch::softmax(class_logits, -1);				  // [R, C]
 	const int64_t rows = boxes.size(0);
@@ -314,9 +311,9 @@ std::vector<Detections> RoIHeadsImpl::postprocess_batched(const torch::Tensor &c
 						     host_integers_to(per_image, device), 0, rows);
 
 	// clip_boxes_to_image with each row's own image size.
-	const auto dtype = boxes.scalar_type();
-	boxes = clip_boxes_to_sizes(boxes, host_integers_to(heights, device).index({image_of_row}).to(dtype).view({-1, 1}),
-				    host_integers_to(widths, device).index({image_of_row}).to(dtype).view({-1, 1}));
+	const auto [heights, widths] = image_size_tensors(image_sizes, device, boxes.scalar_type());
+	boxes = clip_boxes_to_sizes(boxes, heights.index({image_of_row}).view({-1, 1}),
+				    widths.index({image_of_row}).view({-1, 1}));
 
 	// Drop the background class, then one candidate per (proposal, class).
 	auto labels = torch::arange(num_classes, long_options).view({1, -1}).expand({rows, num_classes});

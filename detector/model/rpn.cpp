@@ -34,6 +34,17 @@ torch::Tensor host_integers_to(const std::vector<int64_t> &values, torch::Device
 	return to_device_without_waiting(torch::tensor(values, torch::kInt64), device);
 }
 
+std::pair<torch::Tensor, torch::Tensor> image_size_tensors(const std::vector<ImageSize> &sizes,
+							  torch::Device device, torch::ScalarType dtype)
+{
+	std::vector<int64_t> heights, widths;
+	for (const auto &size : sizes) {
+		heights.push_back(size.first);
+		widths.push_back(size.second);
+	}
+	return {host_integers_to(heights, device).to(dtype), host_integers_to(widths, device).to(dtype)};
+}
+
 torch::Tensor count_values(const torch::Tensor &values, int64_t n)
 {
 	return torch::zeros({n}, values.options()).scatter_add_(0, values, torch::ones_like(values));
@@ -346,15 +357,8 @@ RegionProposalNetworkImpl::filter_proposals_batched(const torch::Tensor &top_box
 						    const std::vector<ImageSize> &image_sizes, int64_t post_nms) const
 {
 	const int64_t num_images = top_boxes.size(0);
-	const auto device = top_boxes.device();
-	std::vector<int64_t> heights, widths;
-	for (const auto &size : image_sizes) {
-		heights.push_back(size.first);
-		widths.push_back(size.second);
-	}
-	const auto dtype = top_boxes.scalar_type();
-	const auto boxes = clip_boxes_to_sizes(top_boxes, host_integers_to(heights, device).to(dtype).view({-1, 1}),
-					       host_integers_to(widths, device).to(dtype).view({-1, 1}));
+	const auto [heights, widths] = image_size_tensors(image_sizes, top_boxes.device(), top_boxes.scalar_type());
+	const auto boxes = clip_boxes_to_sizes(top_boxes, heights.view({-1, 1}), widths.view({-1, 1}));
 
 	// remove_small_boxes and the score threshold as one mask instead of two selections.
 	const auto ws = boxes.select(2, 2) - boxes.select(2, 0);

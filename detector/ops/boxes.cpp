@@ -219,6 +219,16 @@ void check_categories(const char *op, const torch::Tensor &boxes, const torch::T
 		    idxs.device());
 }
 
+// The per-category NMS kernel on checked arguments: the kept boxes as a mask.
+torch::Tensor per_category_mask(const torch::Tensor &boxes, const torch::Tensor &scores,
+				const torch::Tensor &idxs, double iou_threshold)
+{
+	if (boxes.size(0) == 0)
+		return torch::zeros({0}, boxes.options().dtype(torch::kBool));
+	return nms_per_category_kernel(kernel_dtype(boxes), kernel_dtype(scores),
+				       idxs.to(torch::kLong).contiguous(), iou_threshold);
+}
+
 } // namespace
 
 torch::Tensor nms_mask_by_category(const torch::Tensor &boxes, const torch::Tensor &scores,
@@ -226,10 +236,7 @@ torch::Tensor nms_mask_by_category(const torch::Tensor &boxes, const torch::Tens
 {
 	check_nms_args("nms_mask_by_category", boxes, scores);
 	check_categories("nms_mask_by_category", boxes, idxs);
-	if (boxes.size(0) == 0)
-		return torch::zeros({0}, boxes.options().dtype(torch::kBool));
-	return nms_per_category_kernel(kernel_dtype(boxes), kernel_dtype(scores),
-				       idxs.to(torch::kLong).contiguous(), iou_threshold);
+	return per_category_mask(boxes, scores, idxs, iou_threshold);
 }
 
 torch::Tensor nms_by_category(const torch::Tensor &boxes, const torch::Tensor &scores,
@@ -237,10 +244,8 @@ torch::Tensor nms_by_category(const torch::Tensor &boxes, const torch::Tensor &s
 {
 	check_nms_args("nms_by_category", boxes, scores);
 	check_categories("nms_by_category", boxes, idxs);
-	if (boxes.size(0) == 0)
-		return torch::empty({0}, boxes.options().dtype(torch::kLong));
 	const torch::Tensor keep =
-		torch::nonzero(nms_mask_by_category(boxes, scores, idxs, iou_threshold)).squeeze(1);
+		torch::nonzero(per_category_mask(boxes, scores, idxs, iou_threshold)).squeeze(1);
 	const torch::Tensor order = std::get<1>(
 		scores.index_select(0, keep).sort(/*stable=*/true, /*dim=*/0, /*descending=*/true));
 	return keep.index_select(0, order);
@@ -256,10 +261,8 @@ torch::Tensor batched_nms(const torch::Tensor &boxes, const torch::Tensor &score
 	// offset trick changes the coordinates, hence the rounding of the IoUs.
 	const int64_t loop_above = boxes.device().is_cpu() ? 4000 : 20000;
 	if (boxes.numel() > loop_above) {
-		const torch::Tensor mask = nms_per_category_kernel(
-			kernel_dtype(boxes), kernel_dtype(scores),
-			idxs.to(torch::kLong).contiguous(), iou_threshold);
-		const torch::Tensor keep = torch::nonzero(mask).squeeze(1);
+		const torch::Tensor keep =
+			torch::nonzero(per_category_mask(boxes, scores, idxs, iou_threshold)).squeeze(1);
 		// Same (unstable) sort as torchvision, so that equal scores come out in its order.
 		const torch::Tensor order = std::get<1>(
 			scores.index_select(0, keep).sort(/*dim=*/-1, /*descending=*/true));

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: BSD-3-Clause
 // Proposal candidates as the RPN hands them to its filtering (top-k boxes per level, their
-// objectness), made to exercise every part of it, and the kept proposals as a set.
+// objectness), made to exercise every part of it, and the kept proposals as a set; and box head
+// outputs for the post-processing.
 #pragma once
 
 #include <algorithm>
@@ -51,6 +52,37 @@ inline ProposalCase random_proposal_case(uint64_t seed)
 	const int64_t num_images = (int64_t)c.sizes.size();
 	c.probs = torch::sigmoid(torch::randn({num_images, k}) * 2);
 	c.probs[num_images - 1] = c.probs[num_images - 1] * (c.score_thresh * 0.95);
+	return c;
+}
+
+// Box head outputs for post-processing: a tiny model's RoI heads with 6 classes (score threshold
+// 0.05), three images of different sizes with 400 proposals each, class logits and box deltas
+// spread enough that every image fills its 100 detections.
+struct DetectionCase {
+	ModelConfig config;
+	detail::RoIHeads heads{nullptr};
+	std::vector<detail::ImageSize> sizes;
+	std::vector<torch::Tensor> proposals;
+	torch::Tensor logits, regression;
+};
+
+inline DetectionCase random_detection_case(uint64_t seed)
+{
+	torch::manual_seed(seed);
+	DetectionCase c;
+	c.config = model_preset("tiny");
+	c.config.num_classes = 6;
+	c.config.box_score_thresh = 0.05;
+	c.heads = detail::RoIHeads(c.config);
+	c.sizes = {{240, 320}, {480, 640}, {300, 200}};
+	for (const auto &s : c.sizes) {
+		auto xy = torch::rand({400, 2}) * torch::tensor({(float)s.second, (float)s.first});
+		auto wh = torch::rand({400, 2}) * 80 + 1;
+		c.proposals.push_back(torch::cat({xy, xy + wh}, 1));
+	}
+	const int64_t rows = 3 * 400;
+	c.logits = torch::randn({rows, c.config.num_classes}) * 3;
+	c.regression = torch::randn({rows, c.config.num_classes * 4}) * 0.5;
 	return c;
 }
 

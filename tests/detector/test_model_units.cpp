@@ -310,24 +310,11 @@ TEST(FrozenBatchNorm, FoldingIntoConvolutionsKeepsTheOutput)
 // the per-image post-processing's detections.
 TEST(RoIHeads, BatchedPostprocessMatchesPerImage)
 {
-	torch::manual_seed(7);
-	ModelConfig config = model_preset("tiny");
-	config.num_classes = 6;
-	config.box_score_thresh = 0.05;
-	frcnn::detail::RoIHeads heads(config);
-	const std::vector<frcnn::detail::ImageSize> sizes{{240, 320}, {480, 640}, {300, 200}};
-	std::vector<torch::Tensor> proposals;
-	for (const auto &s : sizes) {
-		auto xy = torch::rand({400, 2}) * torch::tensor({(float)s.second, (float)s.first});
-		auto wh = torch::rand({400, 2}) * 80 + 1;
-		proposals.push_back(torch::cat({xy, xy + wh}, 1));
-	}
-	const int64_t rows = 3 * 400;
-	auto logits = torch::randn({rows, config.num_classes}) * 3;
-	auto regression = torch::randn({rows, config.num_classes * 4}) * 0.5;
+	const auto c = frcnn::test::random_detection_case(7);
+	const auto &config = c.config;
 	torch::NoGradGuard no_grad;
-	auto per_image = heads->postprocess(logits, regression, proposals, sizes);
-	auto batched = heads->postprocess_batched(logits, regression, proposals, sizes);
+	auto per_image = c.heads->postprocess(c.logits, c.regression, c.proposals, c.sizes);
+	auto batched = c.heads->postprocess_batched(c.logits, c.regression, c.proposals, c.sizes);
 	ASSERT_EQ(per_image.size(), batched.size());
 	int64_t total = 0;
 	for (size_t i = 0; i < per_image.size(); i++) {

@@ -224,24 +224,13 @@ TEST(CudaModel, ProposalFilteringMatchesTheCpu)
 // in the same order; scores and boxes up to the last bits of CUDA's softmax and exp.
 TEST(CudaModel, PostprocessMatchesTheCpu)
 {
-	torch::manual_seed(7);
-	ModelConfig config = model_preset("tiny");
-	config.num_classes = 6;
-	config.box_score_thresh = 0.05;
-	frcnn::detail::RoIHeads heads(config);
-	const std::vector<frcnn::detail::ImageSize> sizes{{240, 320}, {480, 640}, {300, 200}};
-	std::vector<torch::Tensor> proposals, proposals_gpu;
-	for (const auto &s : sizes) {
-		auto xy = torch::rand({400, 2}) * torch::tensor({(float)s.second, (float)s.first});
-		auto wh = torch::rand({400, 2}) * 80 + 1;
-		proposals.push_back(torch::cat({xy, xy + wh}, 1));
-		proposals_gpu.push_back(proposals.back().to(kCuda));
-	}
-	auto logits = torch::randn({3 * 400, config.num_classes}) * 3;
-	auto regression = torch::randn({3 * 400, config.num_classes * 4}) * 0.5;
+	const auto c = test::random_detection_case(7);
+	std::vector<torch::Tensor> proposals_gpu;
+	for (const auto &p : c.proposals)
+		proposals_gpu.push_back(p.to(kCuda));
 	torch::NoGradGuard no_grad;
-	auto cpu = heads->postprocess(logits, regression, proposals, sizes);
-	auto gpu = heads->postprocess(logits.to(kCuda), regression.to(kCuda), proposals_gpu, sizes);
+	auto cpu = c.heads->postprocess(c.logits, c.regression, c.proposals, c.sizes);
+	auto gpu = c.heads->postprocess(c.logits.to(kCuda), c.regression.to(kCuda), proposals_gpu, c.sizes);
 	ASSERT_EQ(cpu.size(), gpu.size());
 	for (size_t i = 0; i < cpu.size(); i++) {
 		ASSERT_TRUE(gpu[i].boxes.is_cuda());
@@ -249,7 +238,7 @@ TEST(CudaModel, PostprocessMatchesTheCpu)
 		EXPECT_TRUE(torch::equal(cpu[i].labels, gpu[i].labels.cpu())) << "image " << i;
 		EXPECT_LE(max_abs_diff(cpu[i].scores, gpu[i].scores), 1e-5) << "image " << i;
 		EXPECT_LE(max_abs_diff(cpu[i].boxes, gpu[i].boxes), 1e-3) << "image " << i;
-		EXPECT_EQ(cpu[i].boxes.size(0), config.box_detections_per_img) << "image " << i;
+		EXPECT_EQ(cpu[i].boxes.size(0), c.config.box_detections_per_img) << "image " << i;
 	}
 }
 
