@@ -5,17 +5,22 @@
 
 #include "gstfrcnndetect.h"
 #include "gstfrcnnjson.h"
+#if GST_FRCNN_HAVE_DRAWING
 #include "gstfrcnnoverlay.h"
 #include "gstfrcnnshapesrc.h"
+#endif
 
 static gboolean plugin_init(GstPlugin *plugin)
 {
 	gboolean ret = FALSE;
 
 	ret |= GST_ELEMENT_REGISTER(frcnndetect, plugin);
-	ret |= GST_ELEMENT_REGISTER(frcnnoverlay, plugin);
 	ret |= GST_ELEMENT_REGISTER(frcnnjson, plugin);
+#if GST_FRCNN_HAVE_DRAWING
+	// Both draw with OpenCV: a build without it has the detector and the JSON writer only.
+	ret |= GST_ELEMENT_REGISTER(frcnnoverlay, plugin);
 	ret |= GST_ELEMENT_REGISTER(frcnnshapesrc, plugin);
+#endif
 
 	return ret;
 }

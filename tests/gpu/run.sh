@@ -6,7 +6,10 @@
 #      steps against the CPU's and the waits for the device in a batch, pre-processing of every
 #      pixel format, GPU fp32 against CPU fp32 detections, fp16 against fp32;
 #   3. measures throughput at 800x1333 (batch 1/4/8, fp32/fp16) next to torchvision eager and
-#      autocast on the same GPU, in the same run (tests/gpu/throughput.py).
+#      autocast on the same GPU, in the same run (tests/gpu/throughput.py);
+#   4. where GStreamer is installed, or copied next to it by tests/gpu/bundle-gstreamer.sh
+#      (build-gpu-inputs/gstreamer, or GST_BUNDLE=DIR), builds the plugin and runs frcnndetect on
+#      the GPU through gst-launch-1.0 against the CPU (tests/gpu/element_check.py).
 # Everything it prints goes to OUTDIR/gpu-check.log; the test report and the throughput table
 # land beside it. Usage: tests/gpu/run.sh [--no-throughput] [OUTDIR]   (PYTHON=... to pick one)
 set -uo pipefail
@@ -41,15 +44,23 @@ ARCH=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -1 | tr -
 echo "LibTorch: $TORCH_DIR, kernels for sm_$ARCH"
 
 step "build"
+# GStreamer for the plugin: the system's, else a copy made by tests/gpu/bundle-gstreamer.sh.
+GST_BUNDLE=${GST_BUNDLE:-$ROOT/build-gpu-inputs/gstreamer}
+if ! pkg-config --exists gstreamer-video-1.0 2>/dev/null && [ -f "$GST_BUNDLE/env.sh" ]; then
+	. "$GST_BUNDLE/env.sh"
+	echo "GStreamer from $GST_BUNDLE"
+fi
 # The C++ ABI the torch package was built with (its libraries' std::string symbols depend on it).
 ABI=$($PY -c 'import torch; print(int(torch.compiled_with_cxx11_abi()))')
 if [ ! -f "$BUILD/build.ninja" ]; then
 	meson setup "$BUILD" -Dlibtorch="$TORCH_DIR" -Dcuda=enabled -Dgpu_arch="$ARCH" \
-		-Dgstreamer=disabled -Dtests=disabled -Dbuildtype=release \
+		-Dgstreamer=auto -Dtests=disabled -Dbuildtype=release \
 		-Dcpp_args="-D_GLIBCXX_USE_CXX11_ABI=$ABI" || { fail "meson setup"; exit 1; }
 fi
 # -k 0: every compile error in one go; whatever did build still runs below.
-ninja -C "$BUILD" -j "$(nproc)" -k 0 tests/gpu/test_gpu detector/tools/frcnn-bench || fail "build"
+TARGETS=(tests/gpu/test_gpu detector/tools/frcnn-bench)
+grep -q 'gst/libgstfrcnn.so:' "$BUILD/build.ninja" && TARGETS+=(gst/libgstfrcnn.so)
+ninja -C "$BUILD" -j "$(nproc)" -k 0 "${TARGETS[@]}" || fail "build"
 [ -x "$BUILD/tests/gpu/test_gpu" ] || [ -x "$BUILD/detector/tools/frcnn-bench" ] || exit 1
 
 step "inputs"
@@ -113,6 +124,24 @@ if [ "$THROUGHPUT" = 1 ] && [ -x "$BUILD/detector/tools/frcnn-bench" ]; then
 		--profile "$FRAMES"/*.ppm || fail "profile"
 fi
 
+step "element (frcnndetect through gst-launch-1.0)"
+ELEMENT_RAN=0
+if [ -f "$BUILD/gst/libgstfrcnn.so" ] && command -v gst-launch-1.0 >/dev/null; then
+	ELEMENT_ARGS=()
+	if [ "$THROUGHPUT" = 1 ] && [ -f "${WEIGHTS:-}" ]; then
+		ELEMENT_ARGS=(--throughput-frames "$FRAMES" --throughput-weights "$WEIGHTS"
+			      --bench-json "$OUTDIR/throughput.json")
+	fi
+	$PY "$ROOT/tests/gpu/element_check.py" --plugin-path "$BUILD/gst" --frames "$SHAPES_FRAMES" \
+		--weights "$ROOT/tests/data/shapes-tiny.pth" --device cuda --out "$OUTDIR/element" \
+		"${ELEMENT_ARGS[@]}" || fail "element"
+	[ -f "$OUTDIR/element/element_check.md" ] && cat "$OUTDIR/element/element_check.md"
+	ELEMENT_RAN=1
+else
+	echo "NOT RUN: no GStreamer here (install it, or copy it with tests/gpu/bundle-gstreamer.sh" \
+	     "to build-gpu-inputs/gstreamer), so the plugin was not built"
+fi
+
 step "summary"
 if [ -f "$OUTDIR/test_gpu.xml" ]; then
 	grep -o '<testsuites [^>]*>' "$OUTDIR/test_gpu.xml" | head -1
@@ -123,4 +152,4 @@ if [ ${#failures[@]} -gt 0 ]; then
 	echo "GPU check FAILED: ${failures[*]}"
 	exit 1
 fi
-echo "GPU check passed"
+[ "$ELEMENT_RAN" = 1 ] && echo "GPU check passed" || echo "GPU check passed, without the element check"
