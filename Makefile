@@ -77,3 +77,17 @@ BENCH_ARGS ?=
 bench: configure
 	ninja -C $(BUILD) detector/tools/frcnn-bench
 	/usr/bin/python3 tests/bench.py --build $(BUILD) $(BENCH_ARGS)
+
+# What tests/gpu/run.sh needs from this machine on a GPU machine without OpenCV or GStreamer:
+# the shapes frames (the GPU tests and the element check read them) and a copy of GStreamer to
+# build and run the plugin with (tests/gpu/bundle-gstreamer.sh). Copy build-gpu-inputs along
+# with the source tree.
+GPU_INPUTS ?= build-gpu-inputs
+.PHONY: gpu-inputs
+gpu-inputs: build
+	rm -rf $(GPU_INPUTS)/shapes && mkdir -p $(GPU_INPUTS)/shapes
+	GST_PLUGIN_PATH=$(BUILD)/gst GST_REGISTRY=$(BUILD)/gst-registry.bin gst-launch-1.0 -q \
+		frcnnshapesrc seed=90210 scene-frames=1 num-buffers=32 ! \
+		video/x-raw,format=RGB,width=320,height=240 ! pnmenc ! \
+		multifilesink location=$(GPU_INPUTS)/shapes/shapes-%02d.ppm
+	tests/gpu/bundle-gstreamer.sh $(GPU_INPUTS)/gstreamer

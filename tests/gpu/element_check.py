@@ -26,11 +26,14 @@ Writes OUT/element_check.json and OUT/element_check.md; exits 1 if a check faile
 Standard library only.
 """
 import argparse
+import atexit
 import glob
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 BOX_TOLERANCE = 0.05
@@ -92,11 +95,15 @@ class Runner:
         self.env = dict(os.environ)
         self.env["GST_PLUGIN_PATH"] = args.plugin_path
         self.env["GST_REGISTRY"] = os.path.join(args.out, "gst-registry.bin")
+        # The raw frames (hundreds of MB at 1333x800) and the throughput runs' lines.
+        self.work = tempfile.mkdtemp(prefix="element-check-")
+        atexit.register(shutil.rmtree, self.work, ignore_errors=True)
 
     def launch(self, name, raw, width, height, frames, device, batch, precision="fp32", nv12=False,
-               weights=None, extra=()):
-        """Runs one pipeline. Returns (exit status, output, seconds, JSON lines)."""
-        jsonl = os.path.join(self.args.out, f"{name}.jsonl")
+               weights=None, extra=(), keep=True):
+        """Runs one pipeline. Returns (exit status, output, seconds, JSON lines); the lines stay
+        in OUT when keep, else in the work folder."""
+        jsonl = os.path.join(self.args.out if keep else self.work, f"{name}.jsonl")
         if os.path.exists(jsonl):
             os.remove(jsonl)
         pipeline = [
@@ -221,7 +228,7 @@ def main():
         checks.append({"check": name, "passed": not problems, "problems": problems, "figures": figures or {}})
         log(f"{'ok  ' if not problems else 'FAIL'} {name}" + (": " + "; ".join(problems) if problems else ""))
 
-    raw = os.path.join(args.out, "frames.rgb")
+    raw = os.path.join(runner.work, "frames.rgb")
     width, height, frames = write_raw(args.frames, raw)
     log(f"{frames} frames of {width}x{height} from {args.frames}; device {args.device}")
 
@@ -256,7 +263,7 @@ def main():
     throughput = []
     if args.throughput_frames and args.throughput_weights:
         short, long = (int(n) for n in args.throughput_counts.split(","))
-        traw = os.path.join(args.out, "throughput.rgb")
+        traw = os.path.join(runner.work, "throughput.rgb")
         tw, th, _ = write_raw(args.throughput_frames, traw, long)
         bench = {}
         if args.bench_json and os.path.exists(args.bench_json):
@@ -267,9 +274,12 @@ def main():
             if precision == "fp16" and not on_cuda:
                 continue
             name = f"{precision}{' channels-last' if channels_last else ''} b{batch}"
-            extra = ["channels-last=true"] if channels_last else []
+            # frcnn-bench's score threshold (torchvision's 0.05), so that post-processing has as
+            # many detections to keep in both.
+            extra = ["threshold=0.05"] + (["channels-last=true"] if channels_last else [])
             runs = [runner.launch(f"throughput-{precision}-{n}", traw, tw, th, n, args.device, batch,
-                                  precision=precision, weights=args.throughput_weights, extra=extra)
+                                  precision=precision, weights=args.throughput_weights, extra=extra,
+                                  keep=False)
                     for n in (short, long)]
             problems = [f"exit {r[0]}" for r in runs if r[0] != 0]
             problems += [f"{len(r[3])} lines for {n} frames" for r, n in zip(runs, (short, long)) if len(r[3]) != n]
@@ -281,9 +291,6 @@ def main():
             throughput.append(entry)
             check(f"element throughput {name} ({tw}x{th})", problems + ([] if fps else ["no figure"]), entry)
 
-    for path in (raw, os.path.join(args.out, "throughput.rgb")):
-        if os.path.exists(path):
-            os.remove(path)  # hundreds of MB at 1333x800
     with open(os.path.join(args.out, "element_check.json"), "w") as f:
         json.dump({"device": args.device, "frames": frames, "size": [width, height], "checks": checks,
                    "throughput": throughput}, f, indent=1)

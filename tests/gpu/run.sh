@@ -7,11 +7,12 @@
 #      pixel format, GPU fp32 against CPU fp32 detections, fp16 against fp32;
 #   3. measures throughput at 800x1333 (batch 1/4/8, fp32/fp16) next to torchvision eager and
 #      autocast on the same GPU, in the same run (tests/gpu/throughput.py);
-#   4. where GStreamer is installed, or copied next to it by tests/gpu/bundle-gstreamer.sh
+#   4. where GStreamer is installed, or copied next to it by `make gpu-inputs`
 #      (build-gpu-inputs/gstreamer, or GST_BUNDLE=DIR), builds the plugin and runs frcnndetect on
 #      the GPU through gst-launch-1.0 against the CPU (tests/gpu/element_check.py).
-# Everything it prints goes to OUTDIR/gpu-check.log; the test report and the throughput table
-# land beside it. Usage: tests/gpu/run.sh [--no-throughput] [OUTDIR]   (PYTHON=... to pick one)
+# Everything it prints goes to OUTDIR/gpu-check.log; the test report, the throughput table and
+# the element check's report land beside it (a few MB; the frames and weights it makes go to
+# BUILD/inputs). Usage: tests/gpu/run.sh [--no-throughput] [OUTDIR]   (PYTHON=... to pick one)
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -64,8 +65,8 @@ ninja -C "$BUILD" -j "$(nproc)" -k 0 "${TARGETS[@]}" || fail "build"
 [ -x "$BUILD/tests/gpu/test_gpu" ] || [ -x "$BUILD/detector/tools/frcnn-bench" ] || exit 1
 
 step "inputs"
-PHOTOS=$OUTDIR/photos
-FRAMES=$OUTDIR/frames-1333x800
+PHOTOS=$BUILD/inputs/photos
+FRAMES=$BUILD/inputs/frames-1333x800
 mkdir -p "$PHOTOS" "$FRAMES"
 # Photos bundled with scikit-image (no download), as binary PPM; and the same photos resized to
 # 1333x800 for the throughput table (no resize in the model then: 800x1333 inputs).
@@ -94,7 +95,8 @@ PYEOF
 
 step "GPU tests"
 # Without OpenCV the build has no shapes generator: the test reads the frames from here instead
-# (frcnnshapesrc seed=90210 scene-frames=1 num-buffers=32, 320x240 RGB, through pnmenc).
+# (frcnnshapesrc seed=90210 scene-frames=1 num-buffers=32, 320x240 RGB, through pnmenc: what
+# `make gpu-inputs` writes on a machine with the whole build).
 SHAPES_FRAMES=${FRCNN_SHAPES_FRAMES:-$ROOT/build-gpu-inputs/shapes}
 # torchvision's COCO weights, if this machine has them, for the fp16 check on photos.
 COCO=${FRCNN_COCO_WEIGHTS:-${TORCH_HOME:-$HOME/.cache/torch}/hub/checkpoints/fasterrcnn_resnet50_fpn_coco-258fb6c6.pth}
@@ -106,7 +108,7 @@ fi
 
 if [ "$THROUGHPUT" = 1 ] && [ -x "$BUILD/detector/tools/frcnn-bench" ]; then
 	step "throughput"
-	WEIGHTS=$OUTDIR/resnet50-seeded.pth
+	WEIGHTS=$BUILD/inputs/resnet50-seeded.pth
 	# Seeded weights with frozen statistics calibrated on the frames: proposals and detections
 	# like a trained model's; the same file for frcnn-bench and torchvision.
 	"$BUILD/detector/tools/frcnn-bench" --arch fasterrcnn_resnet50_fpn --seed 0 \
@@ -138,8 +140,8 @@ if [ -f "$BUILD/gst/libgstfrcnn.so" ] && command -v gst-launch-1.0 >/dev/null; t
 	[ -f "$OUTDIR/element/element_check.md" ] && cat "$OUTDIR/element/element_check.md"
 	ELEMENT_RAN=1
 else
-	echo "NOT RUN: no GStreamer here (install it, or copy it with tests/gpu/bundle-gstreamer.sh" \
-	     "to build-gpu-inputs/gstreamer), so the plugin was not built"
+	echo "NOT RUN: no GStreamer here (install it, or copy build-gpu-inputs/ from a machine where" \
+	     "'make gpu-inputs' ran), so the plugin was not built"
 fi
 
 step "summary"
