@@ -72,7 +72,7 @@ while [ ${#queue[@]} -gt 0 ]; do
 	[ -n "${seen[$pkg]:-}" ] && continue
 	seen[$pkg]=1
 	pc="$(pkg-config --variable=pcfiledir "$pkg")/$pkg.pc"
-	sed -e 's|^prefix=.*|prefix=${pcfiledir}/..|' \
+	sed -e 's|^prefix=.*|prefix=${pcfiledir}/../..|' \
 	    -e 's|^exec_prefix=.*|exec_prefix=${prefix}|' \
 	    -e 's|^libdir=.*|libdir=${prefix}/lib|' \
 	    -e 's|^includedir=.*|includedir=${prefix}/include|' \
