@@ -87,15 +87,25 @@ torch::Tensor MultiScaleRoIAlign::operator()(const std::vector<torch::Tensor> &f
 	const int64_t *count = counts.data_ptr<int64_t>();
 	const int64_t channels = features[0].size(1);
 	auto result = torch::empty({rois.size(0), channels, output_size_, output_size_}, features[0].options());
+	// Without a gradient to carry, each level pools straight into its rows of the result.
+	bool differentiable = false;
+	for (size_t level = 0; level < num_levels_; level++)
+		differentiable |= torch::GradMode::is_enabled() && features[level].requires_grad();
 	int64_t start = 0;
 	for (size_t level = 0; level < num_levels_; level++) {
 		if (count[level] == 0)
 			continue;
 		const auto idx = order.narrow(0, start, count[level]);
 		start += count[level];
-		auto pooled = ops::roi_align(features[level], rois.index_select(0, idx), scales[level], output_size_,
-					     output_size_, sampling_ratio_, false);
-		result.index_copy_(0, idx, pooled.to(result.scalar_type()));
+		const auto level_rois = rois.index_select(0, idx);
+		if (differentiable) {
+			auto pooled = ops::roi_align(features[level], level_rois, scales[level], output_size_,
+						     output_size_, sampling_ratio_, false);
+			result.index_copy_(0, idx, pooled.to(result.scalar_type()));
+		} else {
+			ops::roi_align_into(result, idx, features[level], level_rois, scales[level], output_size_,
+					    output_size_, sampling_ratio_, false);
+		}
 	}
 	return result;
 }

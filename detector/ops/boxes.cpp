@@ -291,6 +291,38 @@ torch::Tensor roi_align(const torch::Tensor &input, const torch::Tensor &rois, d
 					sampling_ratio, aligned);
 }
 
+void roi_align_into(torch::Tensor &output, const torch::Tensor &rows, const torch::Tensor &input,
+		    const torch::Tensor &rois, double spatial_scale, int64_t pooled_height,
+		    int64_t pooled_width, int64_t sampling_ratio, bool aligned)
+{
+	check_roi_align_args(input, rois, pooled_height, pooled_width);
+	TORCH_CHECK(!(torch::GradMode::is_enabled() && input.requires_grad()),
+		    "roi_align_into: input requires a gradient; use roi_align, which is differentiable");
+	TORCH_CHECK(output.defined() && output.dim() == 4 && output.size(1) == input.size(1) &&
+			    output.size(2) == pooled_height && output.size(3) == pooled_width,
+		    "roi_align_into: output should be [M, ", input.size(1), ", ", pooled_height, ", ",
+		    pooled_width, "], got ", output.sizes());
+	TORCH_CHECK(output.is_contiguous() && output.scalar_type() == input.scalar_type() &&
+			    output.device() == input.device(),
+		    "roi_align_into: output should be contiguous, of the input's dtype (",
+		    input.scalar_type(), ") and device (", input.device(), "), got ",
+		    output.scalar_type(), " on ", output.device());
+	TORCH_CHECK(rows.dim() == 1 && rows.size(0) == rois.size(0) &&
+			    rows.scalar_type() == torch::kLong && rows.device() == input.device(),
+		    "roi_align_into: rows should be int64 [", rois.size(0), "] on ", input.device(),
+		    ", got ", rows.scalar_type(), " ", rows.sizes(), " on ", rows.device());
+#if FRCNN_HAVE_CUDA
+	if (input.device().is_cuda()) {
+		output.index_copy_(0, rows, detail::roi_align_forward_cuda(input, rois, spatial_scale,
+									   pooled_height, pooled_width,
+									   sampling_ratio, aligned));
+		return;
+	}
+#endif
+	detail::roi_align_forward_cpu_into(output, rows, input, rois, spatial_scale, pooled_height,
+					   pooled_width, sampling_ratio, aligned);
+}
+
 torch::Tensor box_area(const torch::Tensor &boxes)
 {
 	check_boxes("box_area", "boxes", boxes);

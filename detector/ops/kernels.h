@@ -21,6 +21,13 @@ torch::Tensor roi_align_forward_cpu(const torch::Tensor &input, const torch::Ten
 				    double spatial_scale, int64_t pooled_height,
 				    int64_t pooled_width, int64_t sampling_ratio, bool aligned);
 
+// The same pooling written into rows `rows` (int64 [K], contiguous, on the CPU) of `output`
+// (contiguous, input's dtype); the other rows are left as they are.
+void roi_align_forward_cpu_into(torch::Tensor &output, const torch::Tensor &rows,
+				const torch::Tensor &input, const torch::Tensor &rois,
+				double spatial_scale, int64_t pooled_height, int64_t pooled_width,
+				int64_t sampling_ratio, bool aligned);
+
 // Gradient with respect to the input of roi_align_forward_cpu, shaped
 // [batch_size, channels, height, width].
 torch::Tensor roi_align_backward_cpu(const torch::Tensor &grad, const torch::Tensor &rois,

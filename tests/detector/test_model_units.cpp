@@ -306,6 +306,44 @@ TEST(FrozenBatchNorm, FoldingIntoConvolutionsKeepsTheOutput)
 	}
 }
 
+// Multi-scale RoI pooling pools each level straight into its rows of the result when no gradient
+// is wanted, and through the differentiable roi_align and a copy when one is: the same bits.
+TEST(MultiScaleRoIAlign, WithoutGradientGivesTheSameBits)
+{
+	torch::manual_seed(5);
+	const std::vector<fd::ImageSize> sizes = {{256, 320}, {200, 300}};
+	std::vector<torch::Tensor> features;
+	for (int64_t stride : {4, 8, 16, 32})
+		features.push_back(torch::rand({2, 8, 256 / stride, 320 / stride}));
+	// Boxes from 4 to 600 pixels wide (the largest past the image): every level gets some.
+	std::vector<torch::Tensor> proposals;
+	for (int i = 0; i < 2; i++) {
+		const auto xy = torch::rand({300, 2}) * 150;
+		auto wh = torch::exp(torch::rand({300, 2}) * std::log(150.0)) * 4;
+		wh.narrow(0, 0, 20).uniform_(450, 600);
+		proposals.push_back(torch::cat({xy, xy + wh}, 1));
+	}
+	const auto levels = fd::MultiScaleRoIAlign::map_levels(torch::cat(proposals, 0), 2, 5);
+	for (int64_t level = 0; level < 4; level++)
+		ASSERT_GT((levels == level).sum().item<int64_t>(), 10) << "level " << level;
+
+	const fd::MultiScaleRoIAlign pool(4, 7, 2);
+	torch::Tensor pooled;
+	{
+		torch::NoGradGuard no_grad;
+		pooled = pool(features, proposals, sizes);
+	}
+	std::vector<torch::Tensor> trainable;
+	for (const auto &f : features)
+		trainable.push_back(f.clone().requires_grad_(true));
+	const auto differentiable = pool(trainable, proposals, sizes);
+	ASSERT_TRUE(differentiable.requires_grad());
+	EXPECT_TRUE(torch::equal(pooled, differentiable.detach()));
+	differentiable.sum().backward();
+	for (const auto &f : trainable)
+		EXPECT_GT(f.grad().abs().sum().item<double>(), 0.0);
+}
+
 // The batched post-processing (one filter and one NMS for the whole batch, what CUDA runs) gives
 // the per-image post-processing's detections.
 TEST(RoIHeads, BatchedPostprocessMatchesPerImage)

@@ -310,6 +310,39 @@ TEST(RoiAlign, HalfFollowsFloat)
 	}
 }
 
+TEST(RoiAlign, IntoRowsGivesTheSameBitsAndLeavesTheOtherRows)
+{
+	// Every fixture case (planar and channels-last, float and double, aligned or not, adaptive
+	// and fixed sampling) pooled into every other row of a larger output, in reverse order.
+	for (const Case &c : load_cases("roi_align")) {
+		for (const bool channels_last : {false, true}) {
+			SCOPED_TRACE(c.name + (channels_last ? " channels-last" : ""));
+			const torch::Tensor input =
+				channels_last ? c.at("input").contiguous(at::MemoryFormat::ChannelsLast)
+					      : c.at("input");
+			const torch::Tensor expected = run_roi_align(c, input);
+			const int64_t k = expected.size(0);
+			const torch::Tensor rows = (2 * k - 2) - 2 * torch::arange(k, torch::kLong);
+			auto sizes = expected.sizes().vec();
+			sizes[0] = 2 * k + 1;
+			torch::Tensor output = torch::full(sizes, -7.0, expected.options());
+			frcnn::ops::roi_align_into(output, rows, input, c.at("rois"), c.real("spatial_scale"),
+						   c.integer("pooled_height"), c.integer("pooled_width"),
+						   c.integer("sampling_ratio"), c.flag("aligned"));
+			EXPECT_TRUE(torch::equal(output.index_select(0, rows), expected));
+			const torch::Tensor untouched = torch::arange(1, 2 * k + 1, 2, torch::kLong);
+			EXPECT_TRUE((output.index_select(0, untouched) == -7.0).all().item<bool>());
+		}
+	}
+	// An empty map pools zeros into its rows.
+	torch::Tensor output = torch::full({3, 2, 2, 2}, -7.0f);
+	frcnn::ops::roi_align_into(output, torch::tensor({2L}), torch::rand({1, 2, 0, 5}),
+				   torch::tensor({0.0f, 0.0f, 0.0f, 1.0f, 1.0f}).reshape({1, 5}), 1.0, 2, 2, 2,
+				   false);
+	EXPECT_TRUE((output[2] == 0).all().item<bool>());
+	EXPECT_TRUE((output.narrow(0, 0, 2) == -7.0f).all().item<bool>());
+}
+
 TEST(BoxHelpers, MatchTorchvision)
 {
 	for (const Case &c : load_cases("box_helpers")) {
@@ -429,6 +462,32 @@ TEST(Errors, RoiAlignArguments)
 	const torch::Tensor negative =
 		torch::tensor({-1.0f, 1.0f, 1.0f, 4.0f, 4.0f}).reshape({1, 5});
 	expect_error([&] { roi_align(input, negative, 1.0, 7, 7, 2, false); }, {"batch index -1"});
+}
+
+TEST(Errors, RoiAlignIntoArguments)
+{
+	using frcnn::ops::roi_align_into;
+	const torch::Tensor input = torch::rand({2, 3, 8, 8});
+	const torch::Tensor rois = torch::tensor({0.0f, 1.0f, 1.0f, 4.0f, 4.0f}).reshape({1, 5});
+	const torch::Tensor row = torch::tensor({1L});
+	torch::Tensor output = torch::zeros({2, 3, 7, 7});
+	expect_error([&] { roi_align_into(output, torch::tensor({2L}), input, rois, 1.0, 7, 7, 2, false); },
+		     {"roi_align_into", "rows[0] is 2", "2 row(s)"});
+	expect_error([&] { roi_align_into(output, torch::tensor({1, 0}), input, rois, 1.0, 7, 7, 2, false); },
+		     {"roi_align_into", "rows should be int64 [1]"});
+	torch::Tensor narrow = torch::zeros({2, 3, 5, 5});
+	expect_error([&] { roi_align_into(narrow, row, input, rois, 1.0, 7, 7, 2, false); },
+		     {"roi_align_into", "output should be [M, 3, 7, 7]", "[2, 3, 5, 5]"});
+	torch::Tensor doubles = torch::zeros({2, 3, 7, 7}, torch::kDouble);
+	expect_error([&] { roi_align_into(doubles, row, input, rois, 1.0, 7, 7, 2, false); },
+		     {"roi_align_into", "dtype (Float)", "Double"});
+	const torch::Tensor trainable = input.clone().requires_grad_(true);
+	expect_error([&] { roi_align_into(output, row, trainable, rois, 1.0, 7, 7, 2, false); },
+		     {"roi_align_into", "requires a gradient", "roi_align"});
+	// The arguments roi_align checks are checked here too.
+	expect_error([&] { roi_align_into(output, row, input, rois.to(torch::kDouble), 1.0, 7, 7, 2, false); },
+		     {"roi_align", "dtype", "Double", "Float"});
+	EXPECT_TRUE((output == 0).all().item<bool>());
 }
 
 TEST(Errors, BoxHelperArguments)

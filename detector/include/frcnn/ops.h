@@ -34,6 +34,14 @@ torch::Tensor roi_align(const torch::Tensor &input, const torch::Tensor &rois, d
 			int64_t pooled_height, int64_t pooled_width, int64_t sampling_ratio,
 			bool aligned);
 
+// roi_align of `rois` written into rows `rows` (int64 [K]) of `output` ([M, C, pooled_height,
+// pooled_width], contiguous, input's dtype and device); the other rows are left as they are. For
+// pooling several feature maps (an FPN's levels) into one tensor without a copy per map. Not
+// differentiable: input must not require a gradient while grad mode is on.
+void roi_align_into(torch::Tensor &output, const torch::Tensor &rows, const torch::Tensor &input,
+		    const torch::Tensor &rois, double spatial_scale, int64_t pooled_height,
+		    int64_t pooled_width, int64_t sampling_ratio, bool aligned);
+
 // Helpers of torchvision.ops.boxes.
 torch::Tensor box_area(const torch::Tensor &boxes);
 torch::Tensor box_iou(const torch::Tensor &boxes1, const torch::Tensor &boxes2);

@@ -168,10 +168,11 @@ void check_batch_indices(const scalar_t *rois, int64_t num_rois, int64_t batch_s
 	}
 }
 
+// RoI n goes to output row rows[n], or row n without rows.
 template<typename scalar_t>
-void forward_kernel(const scalar_t *input, const scalar_t *rois, scalar_t *output, int64_t num_rois,
-		    int64_t channels, int64_t height, int64_t width, int64_t pooled_height,
-		    int64_t pooled_width, int64_t sampling_ratio, bool aligned,
+void forward_kernel(const scalar_t *input, const scalar_t *rois, scalar_t *output, const int64_t *rows,
+		    int64_t num_rois, int64_t channels, int64_t height, int64_t width,
+		    int64_t pooled_height, int64_t pooled_width, int64_t sampling_ratio, bool aligned,
 		    double spatial_scale)
 {
 	using T = acc_t<scalar_t>;
@@ -188,9 +189,10 @@ void forward_kernel(const scalar_t *input, const scalar_t *rois, scalar_t *outpu
 			const int64_t per_bin = g.grid_h * g.grid_w;
 			const T count = static_cast<T>(std::max<int64_t>(per_bin, 1));
 
+			const int64_t row = rows ? rows[n] : n;
 			for (int64_t c = 0; c < channels; c++) {
 				const scalar_t *in = input + (g.batch_index * channels + c) * plane;
-				scalar_t *out = output + (n * channels + c) * bins;
+				scalar_t *out = output + (row * channels + c) * bins;
 				const Sample<T> *s = samples.data();
 				for (int64_t bin = 0; bin < bins; bin++) {
 					T value = 0;
@@ -216,7 +218,8 @@ void forward_kernel(const scalar_t *input, const scalar_t *rois, scalar_t *outpu
 // adds the same terms in the same order as the planar kernel, so results are identical.
 template<typename scalar_t>
 void forward_kernel_channels_last(const scalar_t *input, const scalar_t *rois, scalar_t *output,
-				  int64_t num_rois, int64_t channels, int64_t height, int64_t width,
+				  const int64_t *rows, int64_t num_rois, int64_t channels,
+				  int64_t height, int64_t width,
 				  int64_t pooled_height, int64_t pooled_width,
 				  int64_t sampling_ratio, bool aligned, double spatial_scale)
 {
@@ -235,7 +238,7 @@ void forward_kernel_channels_last(const scalar_t *input, const scalar_t *rois, s
 			const int64_t per_bin = g.grid_h * g.grid_w;
 			const T count = static_cast<T>(std::max<int64_t>(per_bin, 1));
 			const scalar_t *in = input + g.batch_index * plane * channels;
-			scalar_t *out = output + n * channels * bins;
+			scalar_t *out = output + (rows ? rows[n] : n) * channels * bins;
 			const Sample<T> *s = samples.data();
 
 			for (int64_t bin = 0; bin < bins; bin++) {
@@ -366,21 +369,17 @@ void backward_kernel_channels_last(const scalar_t *grad, const scalar_t *rois, s
 	});
 }
 
-} // namespace
-
-torch::Tensor roi_align_forward_cpu(const torch::Tensor &input, const torch::Tensor &rois,
-				    double spatial_scale, int64_t pooled_height,
-				    int64_t pooled_width, int64_t sampling_ratio, bool aligned)
+// Pools every RoI into output (row n, or rows[n]); output is contiguous, of input's dtype.
+void forward_cpu(const torch::Tensor &input, const torch::Tensor &rois, torch::Tensor &output,
+		 const int64_t *rows, double spatial_scale, int64_t pooled_height, int64_t pooled_width,
+		 int64_t sampling_ratio, bool aligned)
 {
 	const int64_t num_rois = rois.size(0);
 	const int64_t channels = input.size(1);
 	const int64_t height = input.size(2);
 	const int64_t width = input.size(3);
-
-	torch::Tensor output =
-		torch::zeros({num_rois, channels, pooled_height, pooled_width}, input.options());
-	if (output.numel() == 0)
-		return output;
+	if (num_rois == 0 || channels == 0)
+		return;
 
 	// An input already stored channels-last is read as it is.
 	const bool channels_last =
@@ -394,22 +393,52 @@ torch::Tensor roi_align_forward_cpu(const torch::Tensor &input, const torch::Ten
 	const torch::Tensor r = rois.contiguous();
 	AT_DISPATCH_FLOATING_TYPES_AND_HALF(input.scalar_type(), "roi_align_forward_cpu", [&] {
 		check_batch_indices(r.data_ptr<scalar_t>(), num_rois, input.size(0));
-		// Every sample of an empty map reads nothing: the output stays zero.
-		if (height == 0 || width == 0)
+		// Every sample of an empty map reads nothing: the pooled values are zero.
+		if (height == 0 || width == 0) {
+			for (int64_t n = 0; n < num_rois; n++)
+				output[rows ? rows[n] : n].zero_();
 			return;
+		}
 		if (channels_last)
 			forward_kernel_channels_last<scalar_t>(
 				in.data_ptr<scalar_t>(), r.data_ptr<scalar_t>(),
-				output.data_ptr<scalar_t>(), num_rois, channels, height, width,
+				output.data_ptr<scalar_t>(), rows, num_rois, channels, height, width,
 				pooled_height, pooled_width, sampling_ratio, aligned,
 				spatial_scale);
 		else
 			forward_kernel<scalar_t>(in.data_ptr<scalar_t>(), r.data_ptr<scalar_t>(),
-						 output.data_ptr<scalar_t>(), num_rois, channels,
+						 output.data_ptr<scalar_t>(), rows, num_rois, channels,
 						 height, width, pooled_height, pooled_width,
 						 sampling_ratio, aligned, spatial_scale);
 	});
+}
+
+} // namespace
+
+torch::Tensor roi_align_forward_cpu(const torch::Tensor &input, const torch::Tensor &rois,
+				    double spatial_scale, int64_t pooled_height,
+				    int64_t pooled_width, int64_t sampling_ratio, bool aligned)
+{
+	// The kernels write every element: no zeroing first.
+	torch::Tensor output =
+		torch::empty({rois.size(0), input.size(1), pooled_height, pooled_width}, input.options());
+	forward_cpu(input, rois, output, nullptr, spatial_scale, pooled_height, pooled_width,
+		    sampling_ratio, aligned);
 	return output;
+}
+
+void roi_align_forward_cpu_into(torch::Tensor &output, const torch::Tensor &rows,
+				const torch::Tensor &input, const torch::Tensor &rois,
+				double spatial_scale, int64_t pooled_height, int64_t pooled_width,
+				int64_t sampling_ratio, bool aligned)
+{
+	const torch::Tensor r = rows.contiguous();
+	const int64_t *row = r.data_ptr<int64_t>();
+	for (int64_t n = 0; n < r.numel(); n++)
+		TORCH_CHECK(row[n] >= 0 && row[n] < output.size(0), "roi_align_into: rows[", n, "] is ",
+			    row[n], ", but the output holds ", output.size(0), " row(s)");
+	forward_cpu(input, rois, output, row, spatial_scale, pooled_height, pooled_width,
+		    sampling_ratio, aligned);
 }
 
 torch::Tensor roi_align_backward_cpu(const torch::Tensor &grad, const torch::Tensor &rois,
