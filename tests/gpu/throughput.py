@@ -30,7 +30,7 @@ import time
 
 BATCHES = (1, 4, 8)
 # Targets: libfrcnn fp16 batch 8 against torchvision eager fp32 batch 1 and against torchvision
-# autocast batch 8; pre-processing + post-processing under 10% of a batch.
+# autocast batch 8; pre-processing + post-processing adding under 10% to the model's forward.
 TARGET_VS_EAGER = 3.0
 TARGET_VS_AUTOCAST = 1.5
 TARGET_PRE_POST = 0.10
@@ -192,6 +192,10 @@ def markdown(report):
                       f"{res['fps']:.1f} frames/s with a synchronisation between stages):", "",
                   "| " + " | ".join(stages) + " | sum |", "|" + " ---: |" * (len(stages) + 1),
                   "| " + " | ".join(f"{v:.2f}" for v in stages.values()) + f" | {sum(stages.values()):.2f} |"]
+        share = next((r for r in report["ratios"] if r.get("share")), None)
+        if share and share.get("share_of_batch") is not None:
+            lines += ["", f"Pre- and post-processing: {share['value']:.1%} of the model's forward, "
+                          f"{share['share_of_batch']:.1%} of the batch."]
         if res.get("transform_host_gather_ms_p50") is not None:
             lines += ["", f"Of the transform, gathering the frame bytes into pinned memory on the host: "
                           f"{res['transform_host_gather_ms_p50']:.2f} ms (the rest: copies to the device, kernels)."]
@@ -285,13 +289,17 @@ def main():
         ratio_row(f"{best_fp16['name']} / torchvision autocast b8", best_fp16["name"], best_fp16["median_fps"],
                   autocast["name"], autocast["median_fps"], TARGET_VS_AUTOCAST),
     ]
-    share = {"ratio": "pre-processing + post-processing share of a batch (stage-by-stage, fp16 b8)",
-             "share": True, "target": TARGET_PRE_POST, "value": None, "met": None}
+    # The target: what pre- and post-processing add to the model's forward (backbone and FPN,
+    # RPN, RoI heads), not their share of the whole batch (a smaller figure).
+    share = {"ratio": "pre-processing + post-processing added to the model's forward (stage-by-stage, fp16 b8)",
+             "share": True, "target": TARGET_PRE_POST, "value": None, "met": None, "share_of_batch": None}
     if staged["ok"] and staged["result"].get("stages_ms_p50"):
         stages = staged["result"]["stages_ms_p50"]
-        total_ms = sum(stages.values())
-        if total_ms > 0:
-            share["value"] = round((stages["transform"] + stages["postprocess"]) / total_ms, 4)
+        pre_post_ms = stages["transform"] + stages["postprocess"]
+        forward_ms = stages["backbone_fpn"] + stages["rpn"] + stages["roi_heads"]
+        if forward_ms > 0:
+            share["value"] = round(pre_post_ms / forward_ms, 4)
+            share["share_of_batch"] = round(pre_post_ms / (pre_post_ms + forward_ms), 4)
             share["met"] = share["value"] < TARGET_PRE_POST
     ratios.append(share)
 
