@@ -89,9 +89,10 @@ cat > "$DEST/env.sh" <<'ENVEOF'
 GST_BUNDLE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # The common libraries only where the system has none of that name.
 mkdir -p "$GST_BUNDLE/lib/missing"
+known=$({ command -v ldconfig >/dev/null && ldconfig -p || /sbin/ldconfig -p; } 2>/dev/null)
 for lib in "$GST_BUNDLE"/lib/common/*; do
 	name=$(basename "$lib")
-	if ! /sbin/ldconfig -p 2>/dev/null | grep -q "^[[:space:]]*$name "; then
+	if ! grep -q "^[[:space:]]*$name " <<<"$known"; then
 		ln -sf "$lib" "$GST_BUNDLE/lib/missing/$name"
 	fi
 done
