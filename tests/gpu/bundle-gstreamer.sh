@@ -88,7 +88,7 @@ cat > "$DEST/env.sh" <<'ENVEOF'
 # Source this to use the GStreamer in this folder: `. DIR/env.sh`.
 GST_BUNDLE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # The common libraries only where the system has none of that name.
-mkdir -p "$GST_BUNDLE/lib/missing"
+rm -rf "$GST_BUNDLE/lib/missing" && mkdir -p "$GST_BUNDLE/lib/missing"
 known=$({ command -v ldconfig >/dev/null && ldconfig -p || /sbin/ldconfig -p; } 2>/dev/null)
 for lib in "$GST_BUNDLE"/lib/common/*; do
 	name=$(basename "$lib")
