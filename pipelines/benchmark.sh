@@ -50,7 +50,7 @@ PIPELINE=("${SOURCE[@]}" ! "${DETECT[@]}" !
 	fpsdisplaysink video-sink=fakesink text-overlay=false sync=false signal-fps-measurements=true)
 
 if [ "$DRY_RUN" = 1 ]; then
-	frcnn_launch "${PIPELINE[@]}"
+	frcnn_run -v "${PIPELINE[@]}"
 	exit 0
 fi
 frcnn_check_plugin

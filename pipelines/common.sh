@@ -22,8 +22,8 @@ COMMON_OPTIONS="Detector options (defaults in brackets; FRCNN_WEIGHTS=... etc. i
 also work):
   --weights W      checkpoint file, preset name (coco, coco-v2, coco-mobilenet,
                    coco-mobilenet-320) or URL [$FRCNN_WEIGHTS]
-  --model M        model preset of a weights file, e.g. tiny [the preset's model, else
-                   fasterrcnn_resnet50_fpn]
+  --model M        model preset of a weights file, e.g. tiny [the weights preset's model,
+                   else told from the checkpoint's keys]
   --device D       cpu, cuda or cuda:N [$FRCNN_DEVICE]
   --precision P    fp32 or fp16 (CUDA) [$FRCNN_PRECISION]
   --cpu-convolutions K
@@ -83,16 +83,22 @@ frcnn_check_plugin() {
 	fi
 }
 
-# Runs gst-launch-1.0 with the given pipeline (one argument per word), or prints it with
-# --dry-run. -e turns Ctrl-C into an end of stream, so that files are finished properly.
-frcnn_launch() {
+# Runs gst-launch-1.0 with the given options and pipeline (one argument per word), or prints
+# that command with --dry-run.
+frcnn_run() {
 	if [ "$DRY_RUN" = 1 ]; then
-		printf '%q ' gst-launch-1.0 -e "$@"
+		printf '%q ' gst-launch-1.0 "$@"
 		echo
 		return 0
 	fi
 	frcnn_check_plugin
-	gst-launch-1.0 -e "$@"
+	gst-launch-1.0 "$@"
+}
+
+# frcnn_run with -e, which turns Ctrl-C into an end of stream, so that files are finished
+# properly.
+frcnn_launch() {
+	frcnn_run -e "$@"
 }
 
 # The one positional argument a script needs, or usage and exit.

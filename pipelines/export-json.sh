@@ -25,12 +25,6 @@ frcnn_parse "$@"
 [ "${#ARGS[@]}" -ge 1 ] && [ "${#ARGS[@]}" -le 2 ] || { usage >&2; exit 2; }
 frcnn_detect
 
-# -q keeps gst-launch-1.0's own messages out of standard output.
-if [ "$DRY_RUN" = 1 ]; then
-	frcnn_launch filesrc location="${ARGS[0]}" ! decodebin ! "${DETECT[@]}" ! \
-		frcnnjson location="${ARGS[1]:--}" ! fakesink
-else
-	frcnn_check_plugin
-	gst-launch-1.0 -q filesrc location="${ARGS[0]}" ! decodebin ! "${DETECT[@]}" ! \
-		frcnnjson location="${ARGS[1]:--}" ! fakesink
-fi
+# -q keeps gst-launch-1.0's own messages out of standard output (where the lines may go).
+frcnn_run -q filesrc location="${ARGS[0]}" ! decodebin ! "${DETECT[@]}" ! \
+	frcnnjson location="${ARGS[1]:--}" ! fakesink

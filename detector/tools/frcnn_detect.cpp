@@ -22,7 +22,10 @@ void usage(FILE *out)
 		     "  {\"image\": PATH, \"width\": W, \"height\": H, \"detections\": [{\"box\": [x1,y1,x2,y2],\n"
 		     "   \"label\": L, \"score\": S}, ...]}\n"
 		     "boxes in the image's pixels, detections in the model's order (by decreasing score).\n\n"
-		     "Options:\n%s  --help                 show this help\n",
+		     "Options:\n%s"
+		     "  --seed N               random weights from seed N instead of --weights (to try the\n"
+		     "                         program without a checkpoint: the detections mean nothing)\n"
+		     "  --help                 show this help\n",
 		     frcnn::cli::model_options_help());
 }
 

@@ -62,10 +62,12 @@ void usage(FILE *out)
 		"Trains a Faster R-CNN and writes its state dict (torchvision-readable zip checkpoint).\n\n"
 		"Model:\n"
 		"  --arch NAME              model preset (default tiny)\n"
-		"  --num-classes N          classes including background (default: 4 for shapes, else the preset's)\n"
+		"  --num-classes N          classes including background (default: 4 for shapes, the largest\n"
+		"                           category id + 1 for a COCO file)\n"
 		"  --weights FILE|PRESET    start from these weights (fine-tuning); the box predictor is\n"
 		"                           re-initialised when its number of classes differs\n"
-		"  --trainable-layers N     trainable backbone layers 0..5 (default: the preset's)\n"
+		"  --trainable-layers N     trainable backbone layers, 0..5 (ResNet) or 0..6 (MobileNetV3)\n"
+		"                           (default: the preset's)\n"
 		"  --min-size N, --max-size N   input resize (default: the preset's)\n"
 		"  --rpn-pre-nms N, --rpn-post-nms N   RPN proposals kept per image in training before\n"
 		"                           and after NMS (default: the preset's, torchvision: 2000, 2000)\n"
@@ -330,7 +332,8 @@ int train(const Options &o)
 	} else if (!o.init_weights.empty()) {
 		// Fine-tuning: take every tensor whose shape fits; a different number of classes leaves
 		// the box predictor freshly initialised, as torchvision's fine-tuning recipe does.
-		auto source = frcnn::read_checkpoint(frcnn::resolve_weights(o.init_weights));
+		auto source = frcnn::read_checkpoint(
+			frcnn::resolve_weights(o.init_weights, frcnn::terminal_progress_bar()));
 		auto own = model->state_dict();
 		std::map<std::string, torch::Tensor> by_name(own.begin(), own.end());
 		frcnn::Checkpoint fitted;

@@ -21,6 +21,13 @@ done
 ./detect-file-mp4.sh one-argument.avi >/dev/null 2>&1 && fail "detect-file-mp4.sh ran without OUTPUT"
 ./detect-file-display.sh --dry-run --classes person,car a.mp4 | grep -q "classes=person" ||
 	fail "--dry-run does not show the pipeline"
+# A dry run shows the options the real run passes to gst-launch-1.0.
+./detect-file-mp4.sh --dry-run a.mp4 b.mp4 | grep -q "^gst-launch-1.0 -e filesrc" ||
+	fail "detect-file-mp4.sh --dry-run does not show -e"
+./export-json.sh --dry-run a.mp4 | grep -q "^gst-launch-1.0 -q filesrc" ||
+	fail "export-json.sh --dry-run does not show -q"
+./benchmark.sh --dry-run | grep -q "^gst-launch-1.0 -v videotestsrc" ||
+	fail "benchmark.sh --dry-run does not show -v"
 
 common=(--model tiny --weights "$weights" --threshold 0.3 --min-size 160)
 
