@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
@@ -69,18 +70,33 @@ public:
 	// pooled regions [R, C, 7, 7], R > 0; the flatten and the linear layer stay LibTorch's.
 	torch::Tensor box_head(const torch::Tensor &pooled);
 
+	// Whether consecutive convolutions hand their output on in Winograd's blocked layout where
+	// both use it (the default), instead of reordering it to channels-last and back: the same
+	// numbers either way (tests compare the two).
+	void set_chaining(bool chaining) { chaining_ = chaining; }
+	// How many outputs were handed on in the blocked layout so far.
+	size_t chained_handoffs() const { return handoffs_; }
+
 private:
 	struct Block; // one ResNet block
 	void build(BackboneImpl &backbone, RPNHeadImpl &rpn_head, ConvFCHeadImpl *box_head);
 	std::vector<torch::Tensor> run_backbone(const torch::Tensor &batch);
 	std::pair<std::vector<torch::Tensor>, std::vector<torch::Tensor>>
 	run_rpn_head(const std::vector<torch::Tensor> &features);
+	// Runs consecutive convolutions without addends on x.
+	torch::Tensor chain(std::vector<std::unique_ptr<OneDnnConvolution>> &convs, torch::Tensor x);
+	// Memory for a blocked output handed to the next convolution (two, used in turn).
+	void *chain_buffer(int index, size_t bytes);
 	std::shared_ptr<OneDnnWorkspace> workspace_;
 	std::unique_ptr<OneDnnConvolution> stem_;
 	std::vector<std::vector<Block>> layers_;
 	std::vector<std::unique_ptr<OneDnnConvolution>> fpn_inner_, fpn_layer_, rpn_conv_;
 	std::unique_ptr<OneDnnConvolution> rpn_cls_, rpn_bbox_;
 	std::vector<std::unique_ptr<OneDnnConvolution>> box_head_;
+	bool chaining_ = true;
+	size_t handoffs_ = 0;
+	std::mutex chain_mutex_;
+	torch::Tensor chain_buffers_[2];
 	// The tensors the weights came from, with their version counters at that time.
 	std::vector<std::pair<torch::Tensor, int64_t>> sources_;
 };

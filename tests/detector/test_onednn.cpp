@@ -207,6 +207,55 @@ TEST_F(OneDnn, ConvolutionalBoxHeadMatchesLibTorch)
 	EXPECT_EQ(none.sizes(), (std::vector<int64_t>{0, reference.size(1)}));
 }
 
+// Consecutive convolutions that both use Winograd's blocked layout (the v2 model's box head and
+// its two-convolution RPN head) hand their outputs on in it: the same bits as reordering each
+// output to channels-last and back.
+TEST_F(OneDnn, ChainedConvolutionsGiveTheSameBits)
+{
+	if (!__builtin_cpu_supports("avx512f"))
+		GTEST_SKIP() << "Winograd (the blocked layouts chained) needs AVX-512";
+	const auto image = test_image(300, 420);
+	FasterRCNN model = calibrated_model("fasterrcnn_resnet50_fpn_v2", 4, image);
+	std::shared_ptr<frcnn::detail::ConvFCHeadImpl> head;
+	for (const auto &child : model->named_modules())
+		if (auto h = std::dynamic_pointer_cast<frcnn::detail::ConvFCHeadImpl>(child.value()))
+			head = h;
+	ASSERT_TRUE(head);
+	model->set_cpu_convolutions(CpuConvolutions::OneDnn);
+	ASSERT_TRUE(head->onednn);
+	auto &plan = *head->onednn;
+	const auto batch = torch::constant_pad_nd(image.sub(0.45).div(0.226).unsqueeze(0), {0, 28, 0, 20});
+	const auto pooled = torch::randn({600, 256, 7, 7}); // a full chunk and a padded one
+
+	plan.set_chaining(false);
+	const Outputs separate = run_backbone_and_head(model, batch);
+	torch::Tensor separate_head;
+	{
+		c10::InferenceMode inference;
+		separate_head = head->forward(pooled);
+	}
+	EXPECT_EQ(plan.chained_handoffs(), 0u);
+
+	plan.set_chaining(true);
+	const Outputs chained = run_backbone_and_head(model, batch);
+	const size_t rpn_handoffs = plan.chained_handoffs();
+	// The RPN head's two convolutions on the maps large enough for Winograd (P2, P3).
+	EXPECT_GE(rpn_handoffs, 2u);
+	torch::Tensor chained_head;
+	{
+		c10::InferenceMode inference;
+		chained_head = head->forward(pooled);
+	}
+	// Three hand-offs between the box head's four convolutions, for each of the two chunks.
+	EXPECT_EQ(plan.chained_handoffs() - rpn_handoffs, 6u);
+
+	for (size_t i = 0; i < separate.logits.size(); i++) {
+		EXPECT_TRUE(torch::equal(separate.logits[i], chained.logits[i])) << "level " << i;
+		EXPECT_TRUE(torch::equal(separate.deltas[i], chained.deltas[i])) << "level " << i;
+	}
+	EXPECT_TRUE(torch::equal(separate_head, chained_head));
+}
+
 // The trained shapes model (tests/data/shapes-tiny.pth) on generated frames: the detections
 // that LibTorch's operators give, with the oneDNN convolutions.
 TEST_F(OneDnn, TrainedModelKeepsItsDetections)
