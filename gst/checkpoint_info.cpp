@@ -13,10 +13,7 @@ CheckpointInfo checkpoint_info(const std::string &path)
 	const Checkpoint &checkpoint = *read;
 	CheckpointInfo info;
 	info.checkpoint = read;
-	for (const auto &[name, tensor] : checkpoint.tensors) {
-		if (name == "roi_heads.box_predictor.cls_score.weight" && tensor.dim() == 2)
-			info.num_classes = static_cast<int>(tensor.size(0));
-	}
+	info.num_classes = detect_num_classes(checkpoint.tensors);
 	try {
 		info.arch = detect_arch(checkpoint.tensors);
 	} catch (const Error &) {

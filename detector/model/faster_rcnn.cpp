@@ -489,6 +489,14 @@ void FasterRCNNImpl::load_state_dict(const Checkpoint &checkpoint)
 
 // --- architecture of a checkpoint -------------------------------------------------------------
 
+int detect_num_classes(const StateDict &state_dict)
+{
+	for (const auto &[name, tensor] : state_dict)
+		if (name == "roi_heads.box_predictor.cls_score.weight" && tensor.dim() == 2)
+			return (int)tensor.size(0);
+	return -1;
+}
+
 std::string detect_arch(const StateDict &state_dict)
 {
 	std::map<std::string, std::vector<int64_t>> shapes;

@@ -2,6 +2,10 @@
 #include "cli.h"
 
 #include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
 #include <stdexcept>
 
 #include "frcnn/checkpoint.h"
@@ -98,7 +102,8 @@ const char *model_options_help()
 	       "                         weights preset's, else told from the checkpoint's keys\n"
 	       "  --weights W            checkpoint file, preset name (coco, coco-v2, coco-mobilenet,\n"
 	       "                         coco-mobilenet-320) or http(s) URL\n"
-	       "  --num-classes N        number of classes including background (default: the preset's)\n"
+	       "  --num-classes N        number of classes including background (default: the weights'\n"
+	       "                         preset's, else the checkpoint's)\n"
 	       "  --min-size N           resize so the short side is N (default: the preset's)\n"
 	       "  --max-size N           ... and the long side at most N\n"
 	       "  --score-threshold F    keep detections scoring above F (default 0.05)\n"
@@ -118,11 +123,15 @@ DetectorOptions detector_options(const ModelOptions &o)
 	auto preset = find_weights_preset(o.weights);
 	if (!o.weights.empty())
 		d.weights = resolve_weights(o.weights, terminal_progress_bar());
+	// A checkpoint file (not a preset) tells its model by its keys and its number of classes by
+	// the rows of the class scores, where the options do not say: read it once, here.
+	if (!preset && !d.weights.empty() && (o.arch.empty() || o.num_classes <= 0))
+		d.checkpoint = std::make_shared<const Checkpoint>(read_checkpoint(d.weights));
 	std::string arch = o.arch;
 	if (arch.empty() && preset)
 		arch = preset->arch;
-	else if (arch.empty() && !d.weights.empty())
-		arch = detect_arch(read_checkpoint(d.weights).tensors); // a checkpoint's keys tell its model
+	else if (arch.empty() && d.checkpoint)
+		arch = detect_arch(d.checkpoint->tensors);
 	else if (arch.empty())
 		arch = "fasterrcnn_resnet50_fpn";
 	d.model = model_preset(arch);
@@ -130,6 +139,8 @@ DetectorOptions detector_options(const ModelOptions &o)
 		d.model.frozen_bn_eps = preset->frozen_bn_eps;
 		d.model.num_classes = preset->num_classes;
 	}
+	if (o.num_classes <= 0 && d.checkpoint && detect_num_classes(d.checkpoint->tensors) > 0)
+		d.model.num_classes = detect_num_classes(d.checkpoint->tensors);
 	if (o.num_classes > 0)
 		d.model.num_classes = o.num_classes;
 	if (o.min_size > 0)
@@ -153,6 +164,56 @@ DetectorOptions detector_options(const ModelOptions &o)
 std::unique_ptr<Detector> make_detector(const ModelOptions &options)
 {
 	return std::make_unique<Detector>(detector_options(options));
+}
+
+namespace {
+
+// One number of a PPM header, after whitespace and '#' comments; consumes the one whitespace
+// character that ends it (after maxval, the last byte before the pixels).
+long ppm_number(std::istream &in, const std::string &path)
+{
+	int c = in.get();
+	while (c != EOF && (std::isspace(c) || c == '#')) {
+		if (c == '#')
+			while (c != EOF && c != '\n')
+				c = in.get();
+		c = in.get();
+	}
+	long value = 0;
+	int digits = 0;
+	for (; c != EOF && std::isdigit(c) && digits < 7; c = in.get(), digits++)
+		value = value * 10 + (c - '0');
+	if (digits == 0 || c == EOF || !std::isspace(c))
+		throw frcnn::Error("'" + path + "' is not a valid binary PPM (P6) image: bad header");
+	return value;
+}
+
+} // namespace
+
+PpmImage read_ppm(const std::string &path, const std::string &not_ppm)
+{
+	std::ifstream in(path, std::ios::binary);
+	if (!in)
+		throw frcnn::Error("cannot open '" + path + "': " + std::strerror(errno));
+	char magic[2] = {0, 0};
+	in.read(magic, 2);
+	if (!in || magic[0] != 'P' || magic[1] != '6')
+		throw frcnn::Error("cannot read '" + path + "': " + not_ppm);
+	PpmImage image;
+	image.width = (int)ppm_number(in, path);
+	image.height = (int)ppm_number(in, path);
+	const long maxval = ppm_number(in, path);
+	if (image.width < 1 || image.height < 1 || image.width > 65535 || image.height > 65535)
+		throw frcnn::Error("'" + path + "': bad PPM size " + std::to_string(image.width) + "x" +
+				   std::to_string(image.height));
+	if (maxval != 255)
+		throw frcnn::Error("'" + path + "': PPM maxval " + std::to_string(maxval) +
+				   ", only 255 (8 bits per channel) is read");
+	image.rgb.resize((size_t)image.width * image.height * 3);
+	in.read((char *)image.rgb.data(), (std::streamsize)image.rgb.size());
+	if ((size_t)in.gcount() != image.rgb.size())
+		throw frcnn::Error("'" + path + "': truncated PPM image");
+	return image;
 }
 
 } // namespace frcnn::cli

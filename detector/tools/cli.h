@@ -3,9 +3,11 @@
 #pragma once
 
 #include <climits>
+#include <cstdint>
 #include <initializer_list>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "frcnn/detector.h"
 
@@ -56,5 +58,17 @@ DetectorOptions detector_options(const ModelOptions &options);
 // Resolves the weights (downloading a preset with a progress bar on a terminal) and builds
 // the detector. Throws frcnn::Error.
 std::unique_ptr<Detector> make_detector(const ModelOptions &options);
+
+// A binary PPM (P6) image with maxval 255: the one image format the programs read without
+// OpenCV. RGB, 3 bytes per pixel, rows packed.
+struct PpmImage {
+	int width = 0;
+	int height = 0;
+	std::vector<uint8_t> rgb;
+};
+
+// Reads one. Throws frcnn::Error saying what is wrong; `not_ppm` says what to do with a file
+// that is no binary PPM at all.
+PpmImage read_ppm(const std::string &path, const std::string &not_ppm);
 
 } // namespace frcnn::cli

@@ -142,51 +142,13 @@ std::vector<frcnn::FrameView> views_of(const std::vector<Image> &frames)
 #if !FRCNN_BENCH_OPENCV
 const char kPpmOnly[] = "this frcnn-bench was built without OpenCV: give binary PPM (P6) images";
 
-// One number of a PPM header, after whitespace and '#' comments; consumes the one whitespace
-// character that ends it (after maxval, the last byte before the pixels).
-long ppm_number(std::istream &in, const std::string &path)
-{
-	int c = in.get();
-	while (c != EOF && (std::isspace(c) || c == '#')) {
-		if (c == '#')
-			while (c != EOF && c != '\n')
-				c = in.get();
-		c = in.get();
-	}
-	long value = 0;
-	int digits = 0;
-	for (; c != EOF && std::isdigit(c) && digits < 7; c = in.get(), digits++)
-		value = value * 10 + (c - '0');
-	if (digits == 0 || c == EOF || !std::isspace(c))
-		throw frcnn::Error("'" + path + "' is not a valid binary PPM (P6) image: bad header");
-	return value;
-}
-
-// A binary PPM (P6) with maxval 255: the one image format read without OpenCV.
 Image read_ppm(const std::string &path)
 {
-	std::ifstream in(path, std::ios::binary);
-	if (!in)
-		throw frcnn::Error("cannot open '" + path + "': " + std::strerror(errno));
-	char magic[2] = {0, 0};
-	in.read(magic, 2);
-	if (!in || magic[0] != 'P' || magic[1] != '6')
-		throw frcnn::Error("cannot read '" + path + "': " + kPpmOnly);
+	auto ppm = frcnn::cli::read_ppm(path, kPpmOnly);
 	Image image;
-	image.width = (int)ppm_number(in, path);
-	image.height = (int)ppm_number(in, path);
-	const long maxval = ppm_number(in, path);
-	if (image.width < 1 || image.height < 1 || image.width > 65535 || image.height > 65535)
-		throw frcnn::Error("'" + path + "': bad PPM size " + std::to_string(image.width) + "x" +
-				   std::to_string(image.height));
-	if (maxval != 255)
-		throw frcnn::Error("'" + path + "': PPM maxval " + std::to_string(maxval) +
-				   ", only 255 (8 bits per channel) is read");
-	auto pixels = std::make_shared<std::vector<uint8_t>>((size_t)image.width * image.height * 3);
-	in.read((char *)pixels->data(), (std::streamsize)pixels->size());
-	if ((size_t)in.gcount() != pixels->size())
-		throw frcnn::Error("'" + path + "': truncated PPM image");
-	image.rgb = std::move(pixels);
+	image.width = ppm.width;
+	image.height = ppm.height;
+	image.rgb = std::make_shared<std::vector<uint8_t>>(std::move(ppm.rgb));
 	return image;
 }
 #endif

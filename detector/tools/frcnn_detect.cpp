@@ -1,13 +1,20 @@
 // SPDX-License-Identifier: BSD-3-Clause
 // frcnn-detect: runs a Faster R-CNN on image files and prints one JSON object per image.
+// Built without OpenCV (meson option opencv), it reads binary PPM (P6) images only.
 #include <cstdio>
 #include <iostream>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
+
+#ifndef FRCNN_DETECT_OPENCV
+#define FRCNN_DETECT_OPENCV 1
+#endif
+#if FRCNN_DETECT_OPENCV
 #include <opencv2/core/utils/logger.hpp>
 #include <opencv2/imgcodecs.hpp>
+#endif
 
 #include "cli.h"
 #include "frcnn/error.h"
@@ -21,7 +28,11 @@ void usage(FILE *out)
 		     "Runs a Faster R-CNN on each image and prints one JSON line per image:\n"
 		     "  {\"image\": PATH, \"width\": W, \"height\": H, \"detections\": [{\"box\": [x1,y1,x2,y2],\n"
 		     "   \"label\": L, \"score\": S}, ...]}\n"
-		     "boxes in the image's pixels, detections in the model's order (by decreasing score).\n\n"
+		     "boxes in the image's pixels, detections in the model's order (by decreasing score).\n"
+#if !FRCNN_DETECT_OPENCV
+		     "This build has no OpenCV: it reads binary PPM (P6) images only.\n"
+#endif
+		     "\n"
 		     "Options:\n%s"
 		     "  --seed N               random weights from seed N instead of --weights (to try the\n"
 		     "                         program without a checkpoint: the detections mean nothing)\n"
@@ -33,8 +44,10 @@ void usage(FILE *out)
 
 int main(int argc, char **argv)
 {
+#if FRCNN_DETECT_OPENCV
 	// Errors are reported by this program, one line each; OpenCV's own warnings would add more.
 	cv::utils::logging::setLogLevel(cv::utils::logging::LOG_LEVEL_SILENT);
+#endif
 	frcnn::cli::ModelOptions options;
 	std::vector<std::string> images;
 	try {
@@ -69,21 +82,31 @@ int main(int argc, char **argv)
 	int status = 0;
 	for (const auto &path : images) {
 		try {
+			frcnn::FrameView frame;
+#if FRCNN_DETECT_OPENCV
 			cv::Mat image = cv::imread(path, cv::IMREAD_COLOR);
 			if (image.empty())
 				throw frcnn::Error("cannot read image '" + path + "' (missing, unreadable or not an image)");
-			frcnn::FrameView frame;
 			frame.format = frcnn::PixelFormat::BGR;
 			frame.width = image.cols;
 			frame.height = image.rows;
 			frame.planes[0] = image.data;
 			frame.strides[0] = (int)image.step[0];
+#else
+			const auto image = frcnn::cli::read_ppm(
+				path, "this frcnn-detect was built without OpenCV: give binary PPM (P6) images");
+			frame.format = frcnn::PixelFormat::RGB;
+			frame.width = image.width;
+			frame.height = image.height;
+			frame.planes[0] = image.rgb.data();
+			frame.strides[0] = image.width * 3;
+#endif
 			auto detections = detector->detect({frame})[0];
 
 			nlohmann::ordered_json out;
 			out["image"] = path;
-			out["width"] = image.cols;
-			out["height"] = image.rows;
+			out["width"] = frame.width;
+			out["height"] = frame.height;
 			out["detections"] = nlohmann::ordered_json::array();
 			for (const auto &d : detections)
 				out["detections"].push_back(

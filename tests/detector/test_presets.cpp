@@ -426,6 +426,27 @@ TEST(FrcnnDetect, TellsTheModelFromTheWeights)
 	expect_detections_match(d, image, kFreshProcessBoxTolerance);
 }
 
+// Without --num-classes, a weights file gives its own number of classes (the shapes model's 4,
+// where the tiny preset says 91): the same detections as with --num-classes 4.
+TEST(FrcnnDetect, TakesTheNumberOfClassesFromTheWeights)
+{
+	const std::string tool = test::env("FRCNN_BUILD_ROOT") + "/detector/tools/frcnn-detect --weights " +
+				 test::env("FRCNN_TEST_DATA") + "/shapes-tiny.pth --score-threshold 0 ";
+	const std::string photo = "/usr/lib/python3/dist-packages/skimage/data/chelsea.png";
+	int status = 0;
+	const std::string told = run_command(tool + photo, status);
+	ASSERT_EQ(status, 0) << told;
+	const std::string given = run_command(tool + "--num-classes 4 " + photo, status);
+	ASSERT_EQ(status, 0) << given;
+	EXPECT_EQ(told, given);
+	const json line = json::parse(told);
+	ASSERT_GT(line["detections"].size(), 0u);
+	for (const auto &det : line["detections"]) {
+		EXPECT_GE(det["label"].get<int>(), 1);
+		EXPECT_LE(det["label"].get<int>(), 3);
+	}
+}
+
 TEST(FrcnnDetect, WeightsOfNoKnownModelGiveAOneLineError)
 {
 	const std::string path = test::fixtures("unknown_model.pth");

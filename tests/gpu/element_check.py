@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""The frcnndetect element on a GPU, through gst-launch-1.0, against the same element on the CPU.
+"""The frcnndetect element on a GPU, through gst-launch-1.0, against the same element on the CPU
+(and frcnn-detect on the GPU against the CPU).
 
 On the frames of --frames (every *.ppm in name order, read into one raw RGB file) and the weights
 of --weights, each run a pipeline
@@ -19,6 +20,9 @@ and, with --throughput-weights and --throughput-frames, the element's frames per
 --throughput-batch in fp32 and in fp16 with channels-last, from two runs of different lengths
 (so that start-up, model loading and cuDNN's algorithm search cancel out), next to frcnn-bench's
 figures of the same configurations when --bench-json (throughput.json) is given.
+
+With --detect-tool (frcnn-detect), the same frames go through that program too: --device against
+the CPU (same labels, boxes within 0.05 px) and fp16 against fp32 (as above).
 
 With --device cpu it runs on the CPU only (a dry run of the script and the element: the fp16 and
 CUDA device runs must then fail with the CPU-only build's messages).
@@ -93,7 +97,7 @@ class Runner:
     def __init__(self, args):
         self.args = args
         self.env = dict(os.environ)
-        self.env["GST_PLUGIN_PATH"] = args.plugin_path
+        self.env["GST_PLUGIN_PATH"] = args.plugin_path or ""
         self.env["GST_REGISTRY"] = os.path.join(args.out, "gst-registry.bin")
         # The raw frames (hundreds of MB at 1333x800) and the throughput runs' lines.
         self.work = tempfile.mkdtemp(prefix="element-check-")
@@ -134,6 +138,30 @@ class Runner:
         if status != 0:
             log("    " + "\n    ".join(output.strip().splitlines()[-6:]))
         return status, output, seconds, lines
+
+
+def detect_tool(args, name, device, precision="fp32"):
+    """Runs frcnn-detect on the frames. Returns (exit status, output, JSON lines in frcnnjson's
+    form: frame, detections with box, label_id, score)."""
+    frames = sorted(glob.glob(os.path.join(args.frames, "*.ppm")))
+    cmd = [args.detect_tool, "--weights", args.weights, "--device", device, "--precision", precision,
+           "--score-threshold", "0.5", "--cpu-convolutions", "libtorch", *frames]
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
+        status, output = done.returncode, done.stderr
+    except subprocess.TimeoutExpired:
+        return "timeout", f"did not end within {args.timeout} s", []
+    lines = []
+    for index, text in enumerate(line for line in done.stdout.splitlines() if line.startswith("{")):
+        image = json.loads(text)
+        lines.append({"frame": index, "detections": [
+            {"box": d["box"], "label_id": d["label"], "score": d["score"]} for d in image["detections"]]})
+    with open(os.path.join(args.out, f"{name}.jsonl"), "w") as f:
+        f.writelines(json.dumps(line) + "\n" for line in lines)
+    log(f"  {name}: exit {status}, {len(lines)} images")
+    if status != 0:
+        log("    " + "\n    ".join(output.strip().splitlines()[-4:]))
+    return status, output, lines
 
 
 def iou(a, b):
@@ -206,7 +234,9 @@ def expect_failure(result, needle):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--gst-launch", default="gst-launch-1.0")
-    parser.add_argument("--plugin-path", required=True, help="folder of libgstfrcnn.so")
+    parser.add_argument("--plugin-path", help="folder of libgstfrcnn.so")
+    parser.add_argument("--no-element", action="store_true",
+                        help="no GStreamer here: check frcnn-detect only (with --detect-tool)")
     parser.add_argument("--frames", required=True, help="folder of *.ppm frames (the shapes frames)")
     parser.add_argument("--weights", required=True, help="checkpoint for those frames")
     parser.add_argument("--device", default="cuda", help="cuda, or cpu for a dry run")
@@ -216,9 +246,12 @@ def main():
     parser.add_argument("--throughput-counts", default="16,208",
                         help="frames of the short and the long run (default 16,208)")
     parser.add_argument("--bench-json", help="throughput.json of tests/gpu/throughput.py, for comparison")
+    parser.add_argument("--detect-tool", help="frcnn-detect, to check it on the same frames")
     parser.add_argument("--timeout", type=int, default=300, help="seconds a pipeline may take")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
+    if not args.no_element and not args.plugin_path:
+        parser.error("--plugin-path is needed, or --no-element")
     os.makedirs(args.out, exist_ok=True)
     on_cuda = args.device != "cpu"
     runner = Runner(args)
@@ -232,36 +265,52 @@ def main():
     width, height, frames = write_raw(args.frames, raw)
     log(f"{frames} frames of {width}x{height} from {args.frames}; device {args.device}")
 
-    rgb_cpu = runner.launch("rgb-cpu-b1", raw, width, height, frames, "cpu", 1,
-                            extra=["cpu-convolutions=libtorch"])
-    rgb_dev = runner.launch("rgb-dev-b4", raw, width, height, frames, args.device, 4)
-    problems, figures = compare_same(rgb_cpu[3], rgb_dev[3], frames)
-    check(f"RGB: {args.device} batch 4 against CPU batch 1", [f"exit {r[0]}" for r in (rgb_cpu, rgb_dev) if r[0] != 0] + problems, figures)
+    if not args.no_element:
+        rgb_cpu = runner.launch("rgb-cpu-b1", raw, width, height, frames, "cpu", 1,
+                                extra=["cpu-convolutions=libtorch"])
+        rgb_dev = runner.launch("rgb-dev-b4", raw, width, height, frames, args.device, 4)
+        problems, figures = compare_same(rgb_cpu[3], rgb_dev[3], frames)
+        check(f"RGB: {args.device} batch 4 against CPU batch 1", [f"exit {r[0]}" for r in (rgb_cpu, rgb_dev) if r[0] != 0] + problems, figures)
 
-    # A frame count that batches of 5 do not divide: the last batch ends at EOS.
-    odd = frames - 1 if frames % 5 == 0 else frames
-    nv12_cpu = runner.launch("nv12-cpu-b1", raw, width, height, odd, "cpu", 1, nv12=True,
-                             extra=["cpu-convolutions=libtorch"])
-    nv12_dev = runner.launch("nv12-dev-b5", raw, width, height, odd, args.device, 5, nv12=True)
-    problems, figures = compare_same(nv12_cpu[3], nv12_dev[3], odd)
-    check(f"NV12, {odd} frames: {args.device} batch 5 against CPU batch 1",
-          [f"exit {r[0]}" for r in (nv12_cpu, nv12_dev) if r[0] != 0] + problems, figures)
+        # A frame count that batches of 5 do not divide: the last batch ends at EOS.
+        odd = frames - 1 if frames % 5 == 0 else frames
+        nv12_cpu = runner.launch("nv12-cpu-b1", raw, width, height, odd, "cpu", 1, nv12=True,
+                                 extra=["cpu-convolutions=libtorch"])
+        nv12_dev = runner.launch("nv12-dev-b5", raw, width, height, odd, args.device, 5, nv12=True)
+        problems, figures = compare_same(nv12_cpu[3], nv12_dev[3], odd)
+        check(f"NV12, {odd} frames: {args.device} batch 5 against CPU batch 1",
+              [f"exit {r[0]}" for r in (nv12_cpu, nv12_dev) if r[0] != 0] + problems, figures)
 
-    fp16_device = "cuda:0" if on_cuda else "cpu"
-    fp16 = runner.launch("rgb-fp16-b4", raw, width, height, frames, fp16_device, 4, precision="fp16")
-    if on_cuda:
-        problems, figures = compare_fp16(rgb_dev[3], fp16[3])
-        check("fp16 on cuda:0 against fp32", ([f"exit {fp16[0]}"] if fp16[0] != 0 else []) + problems, figures)
-    else:
-        check("fp16 on the CPU fails with the element's message",
-              expect_failure(fp16, "precision=fp16 needs a CUDA device"))
+        fp16_device = "cuda:0" if on_cuda else "cpu"
+        fp16 = runner.launch("rgb-fp16-b4", raw, width, height, frames, fp16_device, 4, precision="fp16")
+        if on_cuda:
+            problems, figures = compare_fp16(rgb_dev[3], fp16[3])
+            check("fp16 on cuda:0 against fp32", ([f"exit {fp16[0]}"] if fp16[0] != 0 else []) + problems, figures)
+        else:
+            check("fp16 on the CPU fails with the element's message",
+                  expect_failure(fp16, "precision=fp16 needs a CUDA device"))
 
-    missing = runner.launch("missing-device", raw, width, height, frames, "cuda:99", 1)
-    check("device cuda:99 fails with the element's message",
-          expect_failure(missing, "is not available" if on_cuda else "built with a CUDA LibTorch"))
+        missing = runner.launch("missing-device", raw, width, height, frames, "cuda:99", 1)
+        check("device cuda:99 fails with the element's message",
+              expect_failure(missing, "is not available" if on_cuda else "built with a CUDA LibTorch"))
+
+    if args.detect_tool:
+        detect_cpu = detect_tool(args, "detect-cpu", "cpu")
+        detect_dev = detect_tool(args, "detect-dev", args.device)
+        problems, figures = compare_same(detect_cpu[2], detect_dev[2], frames)
+        check(f"frcnn-detect: {args.device} against CPU",
+              [f"exit {r[0]}" for r in (detect_cpu, detect_dev) if r[0] != 0] + problems, figures)
+        detect_fp16 = detect_tool(args, "detect-fp16", args.device, "fp16")
+        if on_cuda:
+            problems, figures = compare_fp16(detect_dev[2], detect_fp16[2])
+            check("frcnn-detect: fp16 against fp32",
+                  ([f"exit {detect_fp16[0]}"] if detect_fp16[0] != 0 else []) + problems, figures)
+        else:
+            check("frcnn-detect: fp16 on the CPU fails with the program's message",
+                  expect_failure((detect_fp16[0], detect_fp16[1], 0, []), "fp16 needs a CUDA device"))
 
     throughput = []
-    if args.throughput_frames and args.throughput_weights:
+    if args.throughput_frames and args.throughput_weights and not args.no_element:
         short, long = (int(n) for n in args.throughput_counts.split(","))
         traw = os.path.join(runner.work, "throughput.rgb")
         tw, th, _ = write_raw(args.throughput_frames, traw, long)
@@ -295,7 +344,9 @@ def main():
         json.dump({"device": args.device, "frames": frames, "size": [width, height], "checks": checks,
                    "throughput": throughput}, f, indent=1)
     with open(os.path.join(args.out, "element_check.md"), "w") as f:
-        f.write(f"frcnndetect through gst-launch-1.0, device {args.device}, {frames} frames of {width}x{height}\n\n")
+        f.write(f"frcnndetect through gst-launch-1.0{' (not run: no GStreamer)' if args.no_element else ''}"
+                f"{' and frcnn-detect' if args.detect_tool else ''}, device {args.device}, "
+                f"{frames} frames of {width}x{height}\n\n")
         f.write("| check | result | figures |\n|---|---|---|\n")
         for c in checks:
             figures = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"

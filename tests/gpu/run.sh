@@ -9,7 +9,8 @@
 #      autocast on the same GPU, in the same run (tests/gpu/throughput.py);
 #   4. where GStreamer is installed, or copied next to it by `make gpu-inputs`
 #      (build-gpu-inputs/gstreamer, or GST_BUNDLE=DIR), builds the plugin and runs frcnndetect on
-#      the GPU through gst-launch-1.0 against the CPU (tests/gpu/element_check.py).
+#      the GPU through gst-launch-1.0 against the CPU, and frcnn-detect on the GPU against the CPU
+#      (tests/gpu/element_check.py; without GStreamer, frcnn-detect only).
 # Everything it prints goes to OUTDIR/gpu-check.log; the test report, the throughput table and
 # the element check's report land beside it (a few MB; the frames and weights it makes go to
 # BUILD/inputs). Usage: tests/gpu/run.sh [--no-throughput] [OUTDIR]   (PYTHON=... to pick one)
@@ -59,7 +60,7 @@ if [ ! -f "$BUILD/build.ninja" ]; then
 		-Dcpp_args="-D_GLIBCXX_USE_CXX11_ABI=$ABI" || { fail "meson setup"; exit 1; }
 fi
 # -k 0: every compile error in one go; whatever did build still runs below.
-TARGETS=(tests/gpu/test_gpu detector/tools/frcnn-bench)
+TARGETS=(tests/gpu/test_gpu detector/tools/frcnn-bench detector/tools/frcnn-detect)
 grep -q 'gst/libgstfrcnn.so:' "$BUILD/build.ninja" && TARGETS+=(gst/libgstfrcnn.so)
 ninja -C "$BUILD" -j "$(nproc)" -k 0 "${TARGETS[@]}" || fail "build"
 [ -x "$BUILD/tests/gpu/test_gpu" ] || [ -x "$BUILD/detector/tools/frcnn-bench" ] || exit 1
@@ -126,22 +127,27 @@ if [ "$THROUGHPUT" = 1 ] && [ -x "$BUILD/detector/tools/frcnn-bench" ]; then
 		--profile "$FRAMES"/*.ppm || fail "profile"
 fi
 
-step "element (frcnndetect through gst-launch-1.0)"
+step "element and frcnn-detect (through gst-launch-1.0 and the program)"
 ELEMENT_RAN=0
+ELEMENT_ARGS=()
+[ -x "$BUILD/detector/tools/frcnn-detect" ] && ELEMENT_ARGS+=(--detect-tool "$BUILD/detector/tools/frcnn-detect")
 if [ -f "$BUILD/gst/libgstfrcnn.so" ] && command -v gst-launch-1.0 >/dev/null; then
-	ELEMENT_ARGS=()
+	ELEMENT_ARGS+=(--plugin-path "$BUILD/gst")
 	if [ "$THROUGHPUT" = 1 ] && [ -f "${WEIGHTS:-}" ]; then
-		ELEMENT_ARGS=(--throughput-frames "$FRAMES" --throughput-weights "$WEIGHTS"
-			      --bench-json "$OUTDIR/throughput.json")
+		ELEMENT_ARGS+=(--throughput-frames "$FRAMES" --throughput-weights "$WEIGHTS"
+			       --bench-json "$OUTDIR/throughput.json")
 	fi
-	$PY "$ROOT/tests/gpu/element_check.py" --plugin-path "$BUILD/gst" --frames "$SHAPES_FRAMES" \
+	ELEMENT_RAN=1
+else
+	echo "NOT RUN: the element (no GStreamer here: install it, or copy build-gpu-inputs/ from a" \
+	     "machine where 'make gpu-inputs' ran, so the plugin was not built)"
+	ELEMENT_ARGS+=(--no-element)
+fi
+if [ "$ELEMENT_RAN" = 1 ] || [ -x "$BUILD/detector/tools/frcnn-detect" ]; then
+	$PY "$ROOT/tests/gpu/element_check.py" --frames "$SHAPES_FRAMES" \
 		--weights "$ROOT/tests/data/shapes-tiny.pth" --device cuda --out "$OUTDIR/element" \
 		"${ELEMENT_ARGS[@]}" || fail "element"
 	[ -f "$OUTDIR/element/element_check.md" ] && cat "$OUTDIR/element/element_check.md"
-	ELEMENT_RAN=1
-else
-	echo "NOT RUN: no GStreamer here (install it, or copy build-gpu-inputs/ from a machine where" \
-	     "'make gpu-inputs' ran), so the plugin was not built"
 fi
 
 step "summary"

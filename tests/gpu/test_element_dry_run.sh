@@ -8,6 +8,7 @@ set -euo pipefail
 plugin_dir=$1
 element_check=$2
 weights=$3
+detect_tool=$4
 python=${FRCNN_REF_PYTHON:-/usr/bin/python3}
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 out=$(mktemp -d)
@@ -22,7 +23,7 @@ gst-launch-1.0 -q frcnnshapesrc seed=90210 scene-frames=1 num-buffers=12 ! \
 
 status=0
 "$python" "$element_check" --plugin-path "$plugin_dir" --frames "$out/frames" --weights "$weights" \
-	--device cpu --throughput-frames "$out/frames" --throughput-weights "$weights" \
+	--device cpu --detect-tool "$detect_tool" --throughput-frames "$out/frames" --throughput-weights "$weights" \
 	--throughput-batch 4 --throughput-counts 4,12 --out "$out/report" > "$out/log" 2>&1 || status=$?
 cat "$out/log"
 
@@ -35,19 +36,19 @@ names = [c["check"] for c in report["checks"]]
 problems = []
 if status != 0:
     problems.append(f"element_check.py exited {status}")
-if len(names) != 5:
-    problems.append(f"{len(names)} checks, expected 5: {names}")
+if len(names) != 7:
+    problems.append(f"{len(names)} checks, expected 7: {names}")
 problems += [f"{c['check']}: {c['problems']}" for c in report["checks"] if not c["passed"]]
-same = [c for c in report["checks"] if "against CPU batch 1" in c["check"]]
-if len(same) != 2 or any(c["figures"].get("detections", 0) < 12 for c in same):
+same = [c for c in report["checks"] if "against CPU" in c["check"]]
+if len(same) != 3 or any(c["figures"].get("detections", 0) < 12 for c in same):
     problems.append(f"the comparisons saw too few detections: {[c['figures'] for c in same]}")
 fps = report["throughput"][0]["element_fps"] if report["throughput"] else None
 if not fps or fps <= 0:
     problems.append(f"no throughput figure: {report['throughput']}")
 with open(f"{report_dir}/element_check.md") as f:
     table = f.read()
-if table.count("| passed |") != 5:
-    problems.append("element_check.md does not list 5 passed checks")
+if table.count("| passed |") != 7:
+    problems.append("element_check.md does not list 7 passed checks")
 for p in problems:
     print("FAIL:", p)
 print(f"{len(names)} checks, {sum(c['passed'] for c in report['checks'])} passed; throughput {fps}")

@@ -120,4 +120,8 @@ TORCH_MODULE(FasterRCNN);
 // frcnn::Error describing the keys when they fit none of the presets.
 std::string detect_arch(const StateDict &state_dict);
 
+// The number of classes (background included) of a state dict's box predictor: the rows of
+// roi_heads.box_predictor.cls_score.weight, or -1 when it has no such tensor.
+int detect_num_classes(const StateDict &state_dict);
+
 } // namespace frcnn

@@ -1,0 +1,61 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// What the command-line programs share: the PPM reader that frcnn-detect and frcnn-bench use
+// when built without OpenCV (a GPU machine's build), checked here in every build.
+#include <cstdio>
+#include <fstream>
+#include <functional>
+#include <string>
+
+#include <gtest/gtest.h>
+
+#include "cli.h"
+#include "frcnn/error.h"
+
+namespace {
+
+std::string write_file(const std::string &name, const std::string &bytes)
+{
+	const std::string path = ::testing::TempDir() + "frcnn-cli-" + name;
+	std::ofstream(path, std::ios::binary) << bytes;
+	return path;
+}
+
+void expect_error(const std::function<void()> &read, const std::string &fragment)
+{
+	try {
+		read();
+		ADD_FAILURE() << "no error; expected one saying '" << fragment << "'";
+	} catch (const frcnn::Error &e) {
+		EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
+	}
+}
+
+} // namespace
+
+TEST(ReadPpm, ReadsPixelsAfterAHeaderWithComments)
+{
+	std::string pixels;
+	for (int i = 0; i < 3 * 2 * 3; i++)
+		pixels += (char)(i * 13);
+	const auto path = write_file("good.ppm", "P6\n# made by hand\n3 2 # width height\n255\n" + pixels);
+	const auto image = frcnn::cli::read_ppm(path, "give a PPM");
+	EXPECT_EQ(image.width, 3);
+	EXPECT_EQ(image.height, 2);
+	ASSERT_EQ(image.rgb.size(), pixels.size());
+	EXPECT_EQ(std::string(image.rgb.begin(), image.rgb.end()), pixels);
+}
+
+TEST(ReadPpm, SaysWhatIsWrong)
+{
+	using frcnn::cli::read_ppm;
+	const std::string hint = "this build reads binary PPM (P6) images only";
+	expect_error([&] { read_ppm(::testing::TempDir() + "frcnn-cli-missing.ppm", hint); }, "cannot open");
+	expect_error([&] { read_ppm(write_file("png.ppm", "\x89PNG\r\n\x1a\n"), hint); }, hint);
+	expect_error([&] { read_ppm(write_file("ascii.ppm", "P3\n1 1\n255\n0 0 0\n"), hint); }, hint);
+	expect_error([&] { read_ppm(write_file("header.ppm", "P6\n3 x\n255\n"), hint); }, "bad header");
+	expect_error([&] { read_ppm(write_file("empty.ppm", "P6\n0 2\n255\n"), hint); }, "bad PPM size 0x2");
+	expect_error([&] { read_ppm(write_file("deep.ppm", "P6\n1 1\n65535\n" + std::string(6, 'a')), hint); },
+		     "only 255");
+	expect_error([&] { read_ppm(write_file("short.ppm", "P6\n2 2\n255\n" + std::string(11, 'a')), hint); },
+		     "truncated PPM image");
+}
