@@ -139,10 +139,11 @@ DetectorOptions detector_options(const ModelOptions &o)
 		d.model.frozen_bn_eps = preset->frozen_bn_eps;
 		d.model.num_classes = preset->num_classes;
 	}
-	if (o.num_classes <= 0 && d.checkpoint && detect_num_classes(d.checkpoint->tensors) > 0)
-		d.model.num_classes = detect_num_classes(d.checkpoint->tensors);
 	if (o.num_classes > 0)
 		d.model.num_classes = o.num_classes;
+	else if (const int from_checkpoint = d.checkpoint ? detect_num_classes(d.checkpoint->tensors) : -1;
+		 from_checkpoint > 0)
+		d.model.num_classes = from_checkpoint;
 	if (o.min_size > 0)
 		d.model.min_size = o.min_size;
 	if (o.max_size > 0)

@@ -93,6 +93,24 @@ def write_raw(frames_dir, path, count=None):
     return width, height, count
 
 
+def run_program(cmd, timeout, env=None):
+    """Runs cmd. Returns (exit status or "timeout", stdout, stderr, seconds)."""
+    start = time.monotonic()
+    try:
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+        status, stdout, stderr = done.returncode, done.stdout, done.stderr
+    except subprocess.TimeoutExpired as e:
+        stderr = e.stderr.decode(errors="replace") if isinstance(e.stderr, bytes) else (e.stderr or "")
+        status, stdout, stderr = "timeout", "", f"did not end within {timeout} s\n" + stderr
+    return status, stdout, stderr, time.monotonic() - start
+
+
+def log_run(name, status, seconds, count, unit, output):
+    log(f"  {name}: exit {status}, {seconds:.1f} s, {count} {unit}")
+    if status != 0:
+        log("    " + "\n    ".join(output.strip().splitlines()[-6:]))
+
+
 class Runner:
     def __init__(self, args):
         self.args = args
@@ -121,22 +139,14 @@ class Runner:
             f"batch-size={batch}", f"precision={precision}", *extra, "!",
             "frcnnjson", f"location={jsonl}", "!", "fakesink",
         ]
-        start = time.monotonic()
-        try:
-            done = subprocess.run([self.args.gst_launch, "-q", *pipeline], env=self.env, capture_output=True,
-                                  text=True, timeout=self.args.timeout)
-            status, output = done.returncode, done.stdout + done.stderr
-        except subprocess.TimeoutExpired as e:
-            status = "timeout"
-            output = f"did not end within {self.args.timeout} s\n" + (e.stderr or b"").decode(errors="replace")
-        seconds = time.monotonic() - start
+        status, stdout, stderr, seconds = run_program([self.args.gst_launch, "-q", *pipeline],
+                                                      self.args.timeout, self.env)
+        output = stdout + stderr
         lines = []
         if os.path.exists(jsonl):
             with open(jsonl) as f:
                 lines = [json.loads(line) for line in f if line.strip()]
-        log(f"  {name}: exit {status}, {seconds:.1f} s, {len(lines)} lines")
-        if status != 0:
-            log("    " + "\n    ".join(output.strip().splitlines()[-6:]))
+        log_run(name, status, seconds, len(lines), "lines", output)
         return status, output, seconds, lines
 
 
@@ -146,21 +156,15 @@ def detect_tool(args, name, device, precision="fp32"):
     frames = sorted(glob.glob(os.path.join(args.frames, "*.ppm")))
     cmd = [args.detect_tool, "--weights", args.weights, "--device", device, "--precision", precision,
            "--score-threshold", "0.5", "--cpu-convolutions", "libtorch", *frames]
-    try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
-        status, output = done.returncode, done.stderr
-    except subprocess.TimeoutExpired:
-        return "timeout", f"did not end within {args.timeout} s", []
+    status, stdout, output, seconds = run_program(cmd, args.timeout)
     lines = []
-    for index, text in enumerate(line for line in done.stdout.splitlines() if line.startswith("{")):
+    for index, text in enumerate(line for line in stdout.splitlines() if line.startswith("{")):
         image = json.loads(text)
         lines.append({"frame": index, "detections": [
             {"box": d["box"], "label_id": d["label"], "score": d["score"]} for d in image["detections"]]})
     with open(os.path.join(args.out, f"{name}.jsonl"), "w") as f:
         f.writelines(json.dumps(line) + "\n" for line in lines)
-    log(f"  {name}: exit {status}, {len(lines)} images")
-    if status != 0:
-        log("    " + "\n    ".join(output.strip().splitlines()[-4:]))
+    log_run(name, status, seconds, len(lines), "images", output)
     return status, output, lines
 
 
