@@ -9,7 +9,9 @@
  * 0..1.
  *
  * Frames are queued and run in batches on the element's own streaming thread, so upstream keeps
- * decoding while a batch runs. Buffers leave in the order they came, with their timestamps.
+ * decoding while a batch runs. Each frame to run is copied as it arrives (into page-locked memory
+ * when the device is CUDA, from which the batch goes to the device without another copy on the
+ * host). Buffers leave in the order they came, with their timestamps.
  *
  * ## Example launch line
  * |[
@@ -201,13 +203,16 @@ RuntimeSettings runtime_settings(const Settings &settings)
 }
 
 // One entry of the queue between the sink pad and the worker: a buffer with the video info of
-// the caps it arrived under, or a serialized event. Owns its reference.
+// the caps it arrived under, or a serialized event. Owns its reference. A frame to run also
+// carries a copy of its pixels, made on the sink pad's thread as it arrived (in page-locked
+// memory on CUDA, so that the worker's batch goes to the device without gathering the frames).
 struct Item {
 	GstBuffer *buffer = nullptr;
 	GstEvent *event = nullptr;
 	GstVideoInfo info;
 	bool infer = false;
 	Clock::time_point arrival;
+	frcnn::FrameCopy pixels;
 
 	Item(GstBuffer *buf, const GstVideoInfo &vinfo, bool run)
 		: buffer(buf), info(vinfo), infer(run), arrival(Clock::now())
@@ -221,7 +226,7 @@ struct Item {
 	Item(Item &&other) noexcept
 		: buffer(std::exchange(other.buffer, nullptr)),
 		  event(std::exchange(other.event, nullptr)), info(other.info),
-		  infer(other.infer), arrival(other.arrival)
+		  infer(other.infer), arrival(other.arrival), pixels(std::move(other.pixels))
 	{
 	}
 	Item &operator=(Item &&other) noexcept
@@ -233,6 +238,7 @@ struct Item {
 			info = other.info;
 			infer = other.infer;
 			arrival = other.arrival;
+			pixels = std::move(other.pixels);
 		}
 		return *this;
 	}
@@ -246,33 +252,8 @@ struct Item {
 			gst_buffer_unref(std::exchange(buffer, nullptr));
 		if (event)
 			gst_event_unref(std::exchange(event, nullptr));
+		pixels = frcnn::FrameCopy();
 	}
-};
-
-// Frames mapped for one batch; unmapped when the batch is done, whatever happens.
-class MappedFrames {
-public:
-	explicit MappedFrames(std::size_t capacity) : frames_(capacity) {}
-	~MappedFrames()
-	{
-		for (std::size_t i = 0; i < mapped_; i++)
-			gst_video_frame_unmap(&frames_[i]);
-	}
-	MappedFrames(const MappedFrames &) = delete;
-	MappedFrames &operator=(const MappedFrames &) = delete;
-
-	GstVideoFrame *map(GstBuffer *buffer, GstVideoInfo *info)
-	{
-		GstVideoFrame *frame = &frames_[mapped_];
-		if (!gst_video_frame_map(frame, info, buffer, GST_MAP_READ))
-			return nullptr;
-		mapped_++;
-		return frame;
-	}
-
-private:
-	std::vector<GstVideoFrame> frames_;
-	std::size_t mapped_ = 0;
 };
 
 bool to_pixel_format(GstVideoFormat format, frcnn::PixelFormat *out)
@@ -958,35 +939,23 @@ static GstFlowReturn gst_frcnn_detect_run_batch(GstFrcnnDetect *self, std::vecto
 
 	std::vector<std::vector<frcnn::Detection>> results;
 	{
-		MappedFrames mapped(frames.size());
-		std::vector<frcnn::FrameView> views;
-		for (Item *item : frames) {
-			GstVideoFrame *frame = mapped.map(item->buffer, &item->info);
-			if (!frame) {
-				GST_ELEMENT_ERROR(self, STREAM, FAILED,
-						  ("Could not read a video frame."),
-						  ("gst_video_frame_map() failed for a %dx%d %s buffer",
-						   GST_VIDEO_INFO_WIDTH(&item->info),
-						   GST_VIDEO_INFO_HEIGHT(&item->info),
-						   GST_VIDEO_INFO_NAME(&item->info)));
-				return GST_FLOW_ERROR;
-			}
-			views.push_back(frame_view(frame));
-		}
+		std::vector<frcnn::FrameCopy> pixels;
+		for (Item *item : frames)
+			pixels.push_back(std::exchange(item->pixels, frcnn::FrameCopy()));
 
 		const Clock::time_point start = Clock::now();
 		try {
-			results = state->detector->detect(views);
+			results = state->detector->detect(pixels);
 		} catch (const std::exception &e) {
 			GST_ELEMENT_ERROR(self, STREAM, FAILED,
 					  ("Detection failed: %s", e.what()),
 					  ("frcnn::Detector::detect() failed on a batch of %zu frames",
-					   views.size()));
+					   pixels.size()));
 			return GST_FLOW_ERROR;
 		}
 		const GstClockTime elapsed = std::chrono::duration_cast<std::chrono::nanoseconds>(
 						     Clock::now() - start).count();
-		GST_LOG_OBJECT(self, "batch of %zu frames took %" GST_TIME_FORMAT, views.size(),
+		GST_LOG_OBJECT(self, "batch of %zu frames took %" GST_TIME_FORMAT, pixels.size(),
 			       GST_TIME_ARGS(elapsed));
 
 		GstClockTime longest = state->batch_time.load();
@@ -1001,7 +970,7 @@ static GstFlowReturn gst_frcnn_detect_run_batch(GstFrcnnDetect *self, std::vecto
 		return GST_FLOW_ERROR;
 	}
 
-	/* The frames are unmapped again, so our reference is the only one. */
+	/* The frames were unmapped on arrival, so our reference is the only one. */
 	for (std::size_t i = 0; i < frames.size(); i++) {
 		Item &item = *frames[i];
 		item.buffer = gst_buffer_make_writable(item.buffer);
@@ -1146,6 +1115,31 @@ static void gst_frcnn_detect_loop(gpointer user_data)
 	gst_pad_pause_task(self->srcpad);
 }
 
+/* Copies the pixels of a frame to run into its item (Detector::copy_frame), unmapping it again. */
+static gboolean gst_frcnn_detect_copy_pixels(GstFrcnnDetect *self, Item &item)
+{
+	GstVideoFrame frame;
+	if (!gst_video_frame_map(&frame, &item.info, item.buffer, GST_MAP_READ)) {
+		GST_ELEMENT_ERROR(self, STREAM, FAILED, ("Could not read a video frame."),
+				  ("gst_video_frame_map() failed for a %dx%d %s buffer",
+				   GST_VIDEO_INFO_WIDTH(&item.info), GST_VIDEO_INFO_HEIGHT(&item.info),
+				   GST_VIDEO_INFO_NAME(&item.info)));
+		return FALSE;
+	}
+	gboolean copied = TRUE;
+	try {
+		item.pixels = self->state->detector->copy_frame(frame_view(&frame));
+	} catch (const std::exception &e) {
+		GST_ELEMENT_ERROR(self, STREAM, FAILED, ("Could not copy a video frame: %s", e.what()),
+				  ("frcnn::Detector::copy_frame() failed for a %dx%d %s frame",
+				   GST_VIDEO_INFO_WIDTH(&item.info), GST_VIDEO_INFO_HEIGHT(&item.info),
+				   GST_VIDEO_INFO_NAME(&item.info)));
+		copied = FALSE;
+	}
+	gst_video_frame_unmap(&frame);
+	return copied;
+}
+
 static GstFlowReturn gst_frcnn_detect_chain(GstPad *pad, GstObject *parent, GstBuffer *buffer)
 {
 	GstFrcnnDetect *self = GST_FRCNN_DETECT(parent);
@@ -1177,6 +1171,13 @@ static GstFlowReturn gst_frcnn_detect_chain(GstPad *pad, GstObject *parent, GstB
 	}
 
 	Item item(buffer, state->sink_info, state->frame_count++ % interval == 0);
+	/* Outside the lock: the worker runs on while the frame is copied. */
+	if (item.infer) {
+		lock.unlock();
+		if (!gst_frcnn_detect_copy_pixels(self, item))
+			return GST_FLOW_ERROR;
+		lock.lock();
+	}
 
 	state->item_removed.wait(lock, [state, capacity] {
 		return state->srcresult != GST_FLOW_OK || state->queued_buffers < capacity;

@@ -9,6 +9,7 @@
 #include "frcnn/error.h"
 #include "frcnn/frame.h"
 #include "frcnn/model.h"
+#include "parts.h"
 
 namespace frcnn {
 
@@ -114,7 +115,13 @@ CpuConvolutions Detector::cpu_convolutions() const
 	return impl_->device.is_cpu() ? impl_->model->cpu_convolutions() : CpuConvolutions::LibTorch;
 }
 
-std::vector<std::vector<Detection>> Detector::detect(const std::vector<FrameView> &frames)
+namespace {
+
+// One batch through the model, its detections copied to the host in one piece: rows of x1, y1,
+// x2, y2, score and label, all float (a class index below 2^24 is exact in float), so that the
+// host waits for the device once.
+std::vector<std::vector<Detection>> run_batch(FasterRCNN &model, const std::vector<FrameView> &frames,
+					      const std::vector<torch::Tensor> &frame_memory)
 {
 	std::vector<std::vector<Detection>> result;
 	if (frames.empty())
@@ -122,29 +129,56 @@ std::vector<std::vector<Detection>> Detector::detect(const std::vector<FrameView
 	try {
 		// Inference mode is thread-local: set it here, in whichever thread runs the batch.
 		c10::InferenceMode inference;
-		auto detections = impl_->model->forward_frames(frames);
-		// One copy to the host for the whole batch: rows of x1, y1, x2, y2, score (float)
-		// and the label beside them (int64).
-		std::vector<torch::Tensor> rows, labels;
-		for (auto &d : detections) {
-			rows.push_back(torch::cat({d.boxes.to(torch::kFloat32), d.scores.to(torch::kFloat32).unsqueeze(1)}, 1));
-			labels.push_back(d.labels.to(torch::kInt64));
-		}
+		auto detections = model->forward_frames(frames, frame_memory);
+		std::vector<torch::Tensor> rows;
+		for (auto &d : detections)
+			rows.push_back(torch::cat({d.boxes.to(torch::kFloat32), d.scores.to(torch::kFloat32).unsqueeze(1),
+						   d.labels.to(torch::kFloat32).unsqueeze(1)},
+						  1));
 		const auto all_rows = torch::cat(rows, 0).to(torch::kCPU).contiguous();
-		const auto all_labels = torch::cat(labels, 0).to(torch::kCPU).contiguous();
 		const float *r = all_rows.data_ptr<float>();
-		const int64_t *l = all_labels.data_ptr<int64_t>();
 		int64_t at = 0;
 		for (auto &d : detections) {
 			std::vector<Detection> out;
-			for (int64_t i = 0; i < d.boxes.size(0); i++, at++)
-				out.push_back({r[5 * at], r[5 * at + 1], r[5 * at + 2], r[5 * at + 3], l[at], r[5 * at + 4]});
+			for (int64_t i = 0; i < d.boxes.size(0); i++, at++) {
+				const float *row = r + 6 * at;
+				out.push_back({row[0], row[1], row[2], row[3], (int64_t)row[5], row[4]});
+			}
 			result.push_back(std::move(out));
 		}
 	} catch (const c10::Error &e) {
 		throw Error(std::string("inference failed: ") + e.what_without_backtrace());
 	}
 	return result;
+}
+
+} // namespace
+
+std::vector<std::vector<Detection>> Detector::detect(const std::vector<FrameView> &frames)
+{
+	return run_batch(impl_->model, frames, {});
+}
+
+std::vector<std::vector<Detection>> Detector::detect(const std::vector<FrameCopy> &frames)
+{
+	std::vector<FrameView> views;
+	std::vector<torch::Tensor> memory;
+	for (const auto &frame : frames) {
+		if (frame.empty())
+			throw Error("detect() was given an empty FrameCopy: make frame copies with copy_frame()");
+		views.push_back(frame.view());
+		memory.push_back(*std::static_pointer_cast<const torch::Tensor>(frame.bytes_));
+	}
+	return run_batch(impl_->model, views, memory);
+}
+
+FrameCopy Detector::copy_frame(const FrameView &frame) const
+{
+	FrameCopy copy;
+	// Page-locked on CUDA, so that the device reads the bytes with no further copy on the host.
+	auto bytes = detail::copy_frame_bytes(frame, impl_->device.is_cuda(), &copy.view_);
+	copy.bytes_ = std::make_shared<const torch::Tensor>(std::move(bytes));
+	return copy;
 }
 
 } // namespace frcnn

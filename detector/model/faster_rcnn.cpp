@@ -269,13 +269,14 @@ std::vector<Detections> FasterRCNNImpl::forward(const std::vector<torch::Tensor>
 	return run(images).detections;
 }
 
-std::vector<Detections> FasterRCNNImpl::forward_frames(const std::vector<FrameView> &frames)
+std::vector<Detections> FasterRCNNImpl::forward_frames(const std::vector<FrameView> &frames,
+						       const std::vector<torch::Tensor> &frame_memory)
 {
 	if (frames.empty())
 		throw Error("no frames given to the model");
 	const torch::Tensor reference = parts_->backbone->parameters().front();
 	const auto batch = detail::transform_frames(config_, frames, reference.device(),
-						    reference.scalar_type(), channels_last_);
+						    reference.scalar_type(), channels_last_, frame_memory);
 	return run_transformed(batch).detections;
 }
 

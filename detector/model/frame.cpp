@@ -34,16 +34,36 @@ std::array<int64_t, 3> packed_rgb_offsets(PixelFormat format)
 	}
 }
 
+std::vector<PlaneExtent> frame_planes(const FrameView &f)
+{
+	if (f.width < 1 || f.height < 1)
+		throw Error("frame size must be positive, got " + std::to_string(f.width) + "x" +
+			    std::to_string(f.height));
+	const int bpp = packed_bytes_per_pixel(f.format);
+	const int64_t cw = (f.width + 1) / 2, ch = (f.height + 1) / 2;
+	std::vector<PlaneExtent> planes;
+	if (bpp > 0)
+		planes = {{f.height, (int64_t)f.width * bpp}};
+	else if (f.format == PixelFormat::NV12)
+		planes = {{f.height, f.width}, {ch, cw * 2}};
+	else
+		planes = {{f.height, f.width}, {ch, cw}, {ch, cw}};
+	for (size_t i = 0; i < planes.size(); i++) {
+		if (f.planes[i] == nullptr)
+			throw Error("frame plane " + std::to_string(i) + " is missing");
+		if (f.strides[i] < planes[i].row_bytes)
+			throw Error("frame plane " + std::to_string(i) + " has a stride of " +
+				    std::to_string(f.strides[i]) + " bytes, less than its row of " +
+				    std::to_string(planes[i].row_bytes) + " bytes");
+	}
+	return planes;
+}
+
 namespace {
 
+// A plane of a frame that frame_planes() has checked.
 torch::Tensor plane(const FrameView &f, int index, int64_t height, int64_t width, int64_t pixel_bytes)
 {
-	if (f.planes[index] == nullptr)
-		throw Error("frame plane " + std::to_string(index) + " is missing");
-	if (f.strides[index] < width * pixel_bytes)
-		throw Error("frame plane " + std::to_string(index) + " has a stride of " +
-			    std::to_string(f.strides[index]) + " bytes, less than its row of " +
-			    std::to_string(width * pixel_bytes) + " bytes");
 	// The data is only borrowed: from_blob does not copy, the caller's conversion below does.
 	return torch::from_blob(const_cast<uint8_t *>(f.planes[index]), {height, width, pixel_bytes},
 				{f.strides[index], pixel_bytes, 1}, torch::kUInt8);
@@ -53,9 +73,7 @@ torch::Tensor plane(const FrameView &f, int index, int64_t height, int64_t width
 
 torch::Tensor frame_to_tensor(const FrameView &f)
 {
-	if (f.width < 1 || f.height < 1)
-		throw Error("frame size must be positive, got " + std::to_string(f.width) + "x" +
-			    std::to_string(f.height));
+	frame_planes(f);
 	const int bpp = packed_bytes_per_pixel(f.format);
 	if (bpp > 0) {
 		auto px = plane(f, 0, f.height, f.width, bpp);

@@ -388,10 +388,20 @@ TransformedBatch transform_images(const ModelConfig &config, const std::vector<t
 // frame_to_tensor, a cast to dtype and transform_images give. On a CUDA device the frame bytes
 // go from pinned memory to the device on the current stream and one kernel per frame converts,
 // normalises, resizes and pads (transform_frames_cuda); elsewhere the CPU path runs.
+// frame_memory, when given, holds for each frame nothing or the bytes its view points into,
+// already in pinned memory (Detector::copy_frame): on CUDA those go to the device as they are,
+// without being gathered again.
 TransformedBatch transform_frames(const ModelConfig &config, const std::vector<FrameView> &frames,
-				  torch::Device device, torch::ScalarType dtype, bool channels_last);
+				  torch::Device device, torch::ScalarType dtype, bool channels_last,
+				  const std::vector<torch::Tensor> &frame_memory = {});
 TransformedBatch transform_frames_cuda(const ModelConfig &config, const std::vector<FrameView> &frames,
-				       torch::Device device, torch::ScalarType dtype);
+				       torch::Device device, torch::ScalarType dtype,
+				       const std::vector<torch::Tensor> &frame_memory);
+
+// A frame's planes copied into one new byte tensor (page-locked when `pinned`), each plane at a
+// multiple of 64 bytes with the frame's strides; *view is set to the frame in the copy.
+// Throws frcnn::Error on a bad view or when the memory cannot be had.
+torch::Tensor copy_frame_bytes(const FrameView &frame, bool pinned, FrameView *view);
 
 // Boxes from resized to original image coordinates.
 torch::Tensor resize_boxes(const torch::Tensor &boxes, ImageSize from, ImageSize to);

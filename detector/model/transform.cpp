@@ -2,6 +2,7 @@
 // GeneralizedRCNNTransform: normalise, resize, batch with padding, and boxes back to the original
 // image size. The resize arithmetic reproduces torchvision's float32 rounding exactly.
 #include <cmath>
+#include <cstring>
 
 #include <torch/nn/functional/upsampling.h>
 
@@ -101,13 +102,46 @@ TransformedBatch transform_images(const ModelConfig &config, const std::vector<t
 	return out;
 }
 
+torch::Tensor copy_frame_bytes(const FrameView &frame, bool pinned, FrameView *view)
+{
+	const auto planes = frame_planes(frame);
+	int64_t offsets[3] = {0, 0, 0};
+	int64_t total = 0;
+	for (size_t p = 0; p < planes.size(); p++) {
+		offsets[p] = total;
+		total += (plane_span(planes[p], frame.strides[p]) + 63) / 64 * 64;
+	}
+	torch::Tensor bytes;
+	try {
+		bytes = torch::empty({total}, torch::TensorOptions().dtype(torch::kByte).pinned_memory(pinned));
+	} catch (const c10::Error &e) {
+		throw Error("could not allocate " + std::to_string(total) + " bytes for a copy of a frame: " +
+			    e.what_without_backtrace());
+	}
+	*view = frame;
+	uint8_t *base = bytes.data_ptr<uint8_t>();
+	for (size_t p = 0; p < 3; p++) {
+		if (p < planes.size()) {
+			std::memcpy(base + offsets[p], frame.planes[p], plane_span(planes[p], frame.strides[p]));
+			view->planes[p] = base + offsets[p];
+		} else {
+			view->planes[p] = nullptr;
+			view->strides[p] = 0;
+		}
+	}
+	return bytes;
+}
+
 TransformedBatch transform_frames(const ModelConfig &config, const std::vector<FrameView> &frames,
-				  torch::Device device, torch::ScalarType dtype, bool channels_last)
+				  torch::Device device, torch::ScalarType dtype, bool channels_last,
+				  const std::vector<torch::Tensor> &frame_memory)
 {
 	TransformedBatch out;
 #if FRCNN_HAVE_CUDA
 	if (device.is_cuda())
-		out = transform_frames_cuda(config, frames, device, dtype);
+		out = transform_frames_cuda(config, frames, device, dtype, frame_memory);
+#else
+	(void)frame_memory; // the CPU path reads the views, wherever their bytes are
 #endif
 	if (!out.batch.defined()) {
 		std::vector<torch::Tensor> images;

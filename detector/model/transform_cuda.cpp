@@ -2,7 +2,8 @@
 // Frames to the model's batch on a CUDA device: each frame's bytes are gathered into a pinned
 // host buffer and copied to the device asynchronously on the current stream, and one kernel per
 // frame writes its normalised, resized, zero-padded image into the batch; the gathering of a
-// frame overlaps the copy of the one before. Built only against a CUDA-enabled LibTorch.
+// frame overlaps the copy of the one before. Frames whose bytes are already in pinned memory
+// (Detector::copy_frame) skip the gathering. Built only against a CUDA-enabled LibTorch.
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -24,35 +25,9 @@ namespace {
 struct PlaneCopy {
 	const uint8_t *source;
 	int64_t bytes;	 // rows * stride, less the padding after the last row
-	int64_t offset;	 // in the staging buffer
+	int64_t offset;	 // on the device, and for a gathered frame also in the staging buffer
 	int64_t stride;
 };
-
-// The planes of a frame with their row sizes, checked as frame_to_tensor checks them.
-std::vector<std::pair<int64_t, int64_t>> plane_rows(const FrameView &f)
-{
-	if (f.width < 1 || f.height < 1)
-		throw Error("frame size must be positive, got " + std::to_string(f.width) + "x" +
-			    std::to_string(f.height));
-	const int bpp = packed_bytes_per_pixel(f.format);
-	const int64_t cw = (f.width + 1) / 2, ch = (f.height + 1) / 2;
-	std::vector<std::pair<int64_t, int64_t>> rows; // (row count, bytes per row)
-	if (bpp > 0)
-		rows = {{f.height, (int64_t)f.width * bpp}};
-	else if (f.format == PixelFormat::NV12)
-		rows = {{f.height, f.width}, {ch, cw * 2}};
-	else
-		rows = {{f.height, f.width}, {ch, cw}, {ch, cw}};
-	for (size_t i = 0; i < rows.size(); i++) {
-		if (f.planes[i] == nullptr)
-			throw Error("frame plane " + std::to_string(i) + " is missing");
-		if (f.strides[i] < rows[i].second)
-			throw Error("frame plane " + std::to_string(i) + " has a stride of " +
-				    std::to_string(f.strides[i]) + " bytes, less than its row of " +
-				    std::to_string(rows[i].second) + " bytes");
-	}
-	return rows;
-}
 
 // A frame's planes into their places in the pinned buffer. A plain copy of a few MB: done in
 // pieces of 256 KB on LibTorch's intra-op threads (a dozen pieces for a 1333x800 RGB frame), it
@@ -78,36 +53,67 @@ void gather(const std::vector<PlaneCopy> &planes, uint8_t *host)
 } // namespace
 
 TransformedBatch transform_frames_cuda(const ModelConfig &config, const std::vector<FrameView> &frames,
-				       torch::Device device, torch::ScalarType dtype)
+				       torch::Device device, torch::ScalarType dtype,
+				       const std::vector<torch::Tensor> &frame_memory)
 {
 	if (dtype != torch::kFloat && dtype != torch::kHalf)
 		throw Error(std::string("frames are pre-processed on CUDA in float or half, not ") +
 			    c10::toString(dtype));
+	if (!frame_memory.empty() && frame_memory.size() != frames.size())
+		throw Error("frame memory given for " + std::to_string(frame_memory.size()) + " of " +
+			    std::to_string(frames.size()) + " frames");
 	const c10::cuda::CUDAGuard guard(device);
 	TransformedBatch out;
 
-	// Where each plane goes in the staging buffer (rows aligned to nothing: kept as strided).
+	// Where each plane goes on the device. The frames to gather come first, so that the pinned
+	// staging buffer maps onto the start of the device buffer; a frame already in pinned memory
+	// (Detector::copy_frame) keeps its own layout and goes to the device as one block.
+	auto held = [&](size_t i) { return !frame_memory.empty() && frame_memory[i].defined(); };
+	auto aligned = [](int64_t bytes) { return (bytes + 255) / 256 * 256; };
 	std::vector<std::vector<PlaneCopy>> copies(frames.size());
-	int64_t total = 0;
+	std::vector<int64_t> block_offset(frames.size(), 0);
+	int64_t gathered = 0;
 	for (size_t i = 0; i < frames.size(); i++) {
-		const auto rows = plane_rows(frames[i]);
-		for (size_t p = 0; p < rows.size(); p++) {
+		const auto planes = frame_planes(frames[i]);
+		for (size_t p = 0; p < planes.size(); p++) {
 			const int64_t stride = frames[i].strides[p];
-			const int64_t bytes = (rows[p].first - 1) * stride + rows[p].second;
-			copies[i].push_back({frames[i].planes[p], bytes, total, stride});
-			total += (bytes + 255) / 256 * 256;
+			const int64_t bytes = plane_span(planes[p], stride);
+			int64_t offset = 0;
+			if (held(i)) {
+				const auto *base = static_cast<const uint8_t *>(frame_memory[i].data_ptr());
+				offset = frames[i].planes[p] - base;
+				if (offset < 0 || offset + bytes > frame_memory[i].numel())
+					throw Error("frame plane " + std::to_string(p) + " lies outside the frame's memory");
+			} else {
+				offset = gathered;
+				gathered += aligned(bytes);
+			}
+			copies[i].push_back({frames[i].planes[p], bytes, offset, stride});
 		}
 		const ImageSize original{frames[i].height, frames[i].width};
 		out.original_sizes.push_back(original);
 		out.image_sizes.push_back(resized_size(original.first, original.second, config.min_size,
 						       config.max_size));
 	}
+	int64_t total = gathered;
+	for (size_t i = 0; i < frames.size(); i++) {
+		if (!held(i))
+			continue;
+		block_offset[i] = total;
+		for (auto &c : copies[i])
+			c.offset += total;
+		total += aligned(frame_memory[i].numel());
+	}
 
 	// LibTorch's caching host allocator keeps the pinned block until the copy that reads it
 	// has run, then reuses it for a later batch.
-	auto staging = torch::empty({total}, torch::TensorOptions().dtype(torch::kByte).pinned_memory(true));
+	torch::Tensor staging;
+	uint8_t *host = nullptr;
+	if (gathered > 0) {
+		staging = torch::empty({gathered}, torch::TensorOptions().dtype(torch::kByte).pinned_memory(true));
+		host = staging.data_ptr<uint8_t>();
+	}
 	auto on_device = torch::empty({total}, torch::TensorOptions().dtype(torch::kByte).device(device));
-	uint8_t *host = staging.data_ptr<uint8_t>();
 	const uint8_t *dev = on_device.data_ptr<uint8_t>();
 	const auto [max_h, max_w] = padded_batch_size(config, out.image_sizes);
 	out.batch = torch::empty({(int64_t)frames.size(), 3, max_h, max_w},
@@ -132,14 +138,20 @@ TransformedBatch transform_frames_cuda(const ModelConfig &config, const std::vec
 		gather(copies[i], host);
 		gather_ms += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
 	};
-	if (!kCopyPerFrame) {
+	if (!kCopyPerFrame && gathered > 0) {
 		for (size_t i = 0; i < frames.size(); i++)
-			timed_gather(i);
-		on_device.copy_(staging, /*non_blocking=*/true);
+			if (!held(i))
+				timed_gather(i);
+		on_device.narrow(0, 0, gathered).copy_(staging, /*non_blocking=*/true);
 	}
 	for (size_t i = 0; i < frames.size(); i++) {
 		const FrameView &f = frames[i];
-		if (kCopyPerFrame) {
+		if (held(i)) {
+			// The whole block from its start, so that the caching host allocator of any
+			// LibTorch version sees which block the copy reads.
+			on_device.narrow(0, block_offset[i], frame_memory[i].numel())
+				.copy_(frame_memory[i], /*non_blocking=*/true);
+		} else if (kCopyPerFrame) {
 			timed_gather(i);
 			const int64_t begin = copies[i].front().offset;
 			const int64_t end = copies[i].back().offset + copies[i].back().bytes;

@@ -69,6 +69,10 @@ void usage(FILE *out)
 		     "  --frames N             timed frames, rounded up to whole batches (default 20)\n"
 		     "  --facade               time Detector::detect (what the element runs) instead of the\n"
 		     "                         model's stages one by one; no per-stage times\n"
+		     "  --frame-copies         before each timed batch, copy its frames as frcnndetect does\n"
+		     "                         when they arrive (Detector::copy_frame: page-locked memory on\n"
+		     "                         CUDA, so that the batch sends them to the device without\n"
+		     "                         gathering them first); the copying is timed apart\n"
 		     "  --fp16                 the same as --precision fp16 (CUDA only)\n"
 		     "  --resize WxH           resize the decoded frames to W x H first (not timed; needs\n"
 		     "                         OpenCV)\n"
@@ -97,6 +101,7 @@ struct BenchOptions {
 	int warmup = 2;
 	int frames = 20;
 	bool facade = false;
+	bool frame_copies = false;
 	bool check = true;
 	bool channels_last = false;
 	bool profile = false;
@@ -407,7 +412,9 @@ public:
 					   "use --facade");
 	}
 
-	std::vector<frcnn::Detections> run(const std::vector<Image> &frames, double *stage_ms)
+	// frame_memory: see frcnn::detail::transform_frames (with --frame-copies).
+	std::vector<frcnn::Detections> run(const std::vector<frcnn::FrameView> &frames,
+					   const std::vector<torch::Tensor> &frame_memory, double *stage_ms)
 	{
 		auto clock = Clock::now();
 		auto lap = [&](size_t stage) {
@@ -422,8 +429,8 @@ public:
 		c10::InferenceMode inference;
 		// What forward_frames() runs: on CUDA the frame bytes go to the device and are
 		// converted there, so this stage times the GPU pre-processing.
-		auto batch = frcnn::detail::transform_frames(model_->config(), views_of(frames), device_, dtype_,
-							     channels_last_);
+		auto batch = frcnn::detail::transform_frames(model_->config(), frames, device_, dtype_,
+							     channels_last_, frame_memory);
 		host_gather_ms_ = batch.host_gather_ms;
 		lap(0);
 		auto features = backbone_->forward(batch.batch);
@@ -440,21 +447,23 @@ public:
 			class_logits.to(frcnn::detail::geometry_dtype(class_logits)),
 			box_regression.to(frcnn::detail::geometry_dtype(box_regression)), proposals.boxes,
 			batch.image_sizes);
-		// As Detector::detect: one copy to the host for the whole batch.
-		std::vector<torch::Tensor> boxes, scores, labels;
+		// As Detector::detect: one copy to the host for the whole batch, rows of the box, the
+		// score and the label in float.
+		std::vector<torch::Tensor> rows;
 		std::vector<int64_t> counts;
 		for (size_t i = 0; i < detections.size(); i++) {
 			auto &d = detections[i];
-			boxes.push_back(frcnn::detail::resize_boxes(d.boxes, batch.image_sizes[i], batch.original_sizes[i]));
-			scores.push_back(d.scores);
-			labels.push_back(d.labels);
+			const auto boxes =
+				frcnn::detail::resize_boxes(d.boxes, batch.image_sizes[i], batch.original_sizes[i]);
+			rows.push_back(torch::cat({boxes.to(torch::kFloat32), d.scores.to(torch::kFloat32).unsqueeze(1),
+						   d.labels.to(torch::kFloat32).unsqueeze(1)},
+						  1));
 			counts.push_back(d.boxes.size(0));
 		}
-		const auto all_boxes = torch::cat(boxes, 0).to(torch::kCPU).split_with_sizes(counts, 0);
-		const auto all_scores = torch::cat(scores, 0).to(torch::kCPU).split_with_sizes(counts, 0);
-		const auto all_labels = torch::cat(labels, 0).to(torch::kCPU).split_with_sizes(counts, 0);
+		const auto on_host = torch::cat(rows, 0).to(torch::kCPU).split_with_sizes(counts, 0);
 		for (size_t i = 0; i < detections.size(); i++)
-			detections[i] = {all_boxes[i], all_labels[i], all_scores[i]};
+			detections[i] = {on_host[i].narrow(1, 0, 4), on_host[i].select(1, 5).to(torch::kInt64),
+					 on_host[i].select(1, 4)};
 		lap(4);
 		input_shape_ = batch.batch.sizes().vec();
 		return detections;
@@ -536,7 +545,8 @@ BenchOptions parse(int argc, char **argv, bool &help)
 	using frcnn::cli::to_int;
 	for (int i = 1; i < argc; i++) {
 		const auto a = frcnn::cli::next_arg(
-			argc, argv, i, {"--json", "--facade", "--profile", "--channels-last", "--fp16", "--no-check"});
+			argc, argv, i, {"--json", "--facade", "--frame-copies", "--profile", "--channels-last", "--fp16",
+					     "--no-check"});
 		const std::string &arg = a.name, &value = a.value;
 		if (arg == "--help" || arg == "-h") {
 			help = true;
@@ -548,6 +558,8 @@ BenchOptions parse(int argc, char **argv, bool &help)
 			o.json = true;
 		else if (arg == "--facade")
 			o.facade = true;
+		else if (arg == "--frame-copies")
+			o.frame_copies = true;
 		else if (arg == "--profile")
 			o.profile = true;
 		else if (arg == "--channels-last")
@@ -715,12 +727,34 @@ int main(int argc, char **argv)
 			staged = std::make_unique<StagedModel>(model, device, d.fp16, d.channels_last);
 		}
 
+		// A batch as run_batch takes it: the frames, or with --frame-copies their copies.
+		struct BatchInput {
+			std::vector<frcnn::FrameView> views;
+			std::vector<frcnn::FrameCopy> copies;	// the facade's
+			std::vector<torch::Tensor> memory;	// the stage-by-stage run's
+		};
+		auto batch_input = [&](const std::vector<Image> &frames) {
+			BatchInput in;
+			for (const auto &f : frames) {
+				if (!o.frame_copies) {
+					in.views.push_back(view_of(f));
+				} else if (facade) {
+					in.copies.push_back(facade->copy_frame(view_of(f)));
+					in.views.push_back(in.copies.back().view());
+				} else {
+					frcnn::FrameView v;
+					in.memory.push_back(frcnn::detail::copy_frame_bytes(view_of(f), device.is_cuda(), &v));
+					in.views.push_back(v);
+				}
+			}
+			return in;
+		};
 		// Plain detections per frame, as the facade returns them.
-		auto run_batch = [&](const std::vector<Image> &frames, double *stage_ms) {
+		auto run_batch = [&](const BatchInput &in, double *stage_ms) {
 			if (facade)
-				return facade->detect(views_of(frames));
+				return o.frame_copies ? facade->detect(in.copies) : facade->detect(in.views);
 			std::vector<std::vector<frcnn::Detection>> out;
-			for (auto &det : staged->run(frames, stage_ms)) {
+			for (auto &det : staged->run(in.views, in.memory, stage_ms)) {
 				auto boxes = det.boxes.to(torch::kFloat32).contiguous();
 				auto scores = det.scores.to(torch::kFloat32).contiguous();
 				auto labels = det.labels.to(torch::kInt64).contiguous();
@@ -738,7 +772,7 @@ int main(int argc, char **argv)
 		const int timed_batches = (o.frames + o.batch - 1) / o.batch;
 		std::vector<double> latency_ms;
 		std::vector<std::vector<double>> stage_ms(kNumStages);
-		std::vector<double> gather_ms;
+		std::vector<double> gather_ms, copy_ms;
 		std::vector<int> first_counts;
 		json first_detections = json::array();
 		json staged_check = nullptr;
@@ -752,13 +786,17 @@ int main(int argc, char **argv)
 				frames.push_back(source->next());
 			if (b == 0 && staged && o.warmup > 0 && o.check) {
 				// The parts run one by one must give what the model's forward() gives.
-				auto a = staged->run(frames, nullptr);
+				auto a = staged->run(views_of(frames), {}, nullptr);
 				staged_check = compare_detections(a, staged->forward(frames));
 				continue;
 			}
 			double stages[kNumStages] = {0, 0, 0, 0, 0};
+			const auto copy_start = Clock::now();
+			const BatchInput input = batch_input(frames);
+			const double copy_batch_ms =
+				std::chrono::duration<double, std::milli>(Clock::now() - copy_start).count();
 			const auto start = Clock::now();
-			auto detections = run_batch(frames, stages);
+			auto detections = run_batch(input, stages);
 			const double ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
 			if (b < o.warmup)
 				continue;
@@ -779,6 +817,7 @@ int main(int argc, char **argv)
 				stage_ms[s].push_back(stages[s]);
 			if (staged)
 				gather_ms.push_back(staged->host_gather_ms());
+			copy_ms.push_back(copy_batch_ms);
 			// RSS moves up and down by a few MiB as the allocator takes and returns memory:
 			// the largest value so far shows growth better than one sample.
 			const long long done = (long long)(b - o.warmup + 1) * o.batch;
@@ -800,7 +839,7 @@ int main(int argc, char **argv)
 		{
 			ObserverScope scope(observer);
 			const auto start = Clock::now();
-			run_batch(frames, nullptr);
+			run_batch(batch_input(frames), nullptr);
 			observed_ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
 		}
 
@@ -847,6 +886,10 @@ int main(int argc, char **argv)
 		}
 		const bool gathered = staged && device.is_cuda();
 		out["transform_host_gather_ms_p50"] = gathered ? json(round_to(percentile(gather_ms, 50), 2)) : json(nullptr);
+		out["frame_copies"] = o.frame_copies;
+		// Not part of the latency: frcnndetect copies each frame on its sink pad's thread as it
+		// arrives, while the batch before runs.
+		out["frame_copy_ms_p50"] = o.frame_copies ? json(round_to(percentile(copy_ms, 50), 2)) : json(nullptr);
 		out["peak_rss_mb"] = round_to(peak_rss_mb(), 1);
 		out["rss_mb"] = round_to(current_rss_mb(), 1);
 		json rss = json::object();
@@ -902,6 +945,10 @@ int main(int argc, char **argv)
 			if (!staged_check.is_null())
 				std::printf("  stage-by-stage run vs forward(): %s\n", staged_check.dump().c_str());
 		}
+		if (o.frame_copies)
+			std::printf("  frames copied ahead of each batch (Detector::copy_frame), not timed in the "
+				    "latency: %.2f ms per batch (p50)\n",
+				    percentile(copy_ms, 50));
 		std::printf("  %.2f GFLOP per frame, %.1f GFLOP/s achieved\n", gflops_per_frame,
 			    gflops_per_frame * fps);
 		std::printf("  peak RSS %.1f MiB, RSS now %.1f MiB\n", peak_rss_mb(), current_rss_mb());

@@ -2,7 +2,8 @@
 # frcnn-bench and bench_torchvision.py run and report their fields; no speed is checked.
 # 1. tiny, seeded weights, a few frames of a real video, stage by stage: every field present and
 #    consistent (p95 >= p50 > 0, stages within the batch latency, the stage-by-stage run equal to
-#    the model's forward(), RSS after N frames reported), and the same in --facade mode.
+#    the model's forward(), RSS after N frames reported), and the same in --facade mode; with
+#    --frame-copies, in both modes, the same detections and the copying timed apart.
 # 2. fasterrcnn_resnet50_fpn at a small input: frcnn-bench saves its weights and dumps its frames,
 #    bench_torchvision.py runs on them, and both count the same FLOPs per frame (within 0.5%) and
 #    the same input shape.
@@ -25,12 +26,17 @@ trap 'rm -rf "$out"' EXIT
 "$bench" --arch tiny --seed 3 --threads 2 --batch 2 --warmup 1 --frames 4 --rss-at 2,4 --json \
 	--detections "$out/detections.json" "$video" > "$out/staged.json"
 "$bench" --arch tiny --seed 3 --threads 2 --batch 1 --warmup 1 --frames 2 --resize 320x240 --facade --json \
-	"$video" > "$out/facade.json"
-"$python" - "$out/staged.json" "$out/facade.json" "$out/detections.json" <<'PY'
+	--detections "$out/facade-detections.json" "$video" > "$out/facade.json"
+"$bench" --arch tiny --seed 3 --threads 2 --batch 2 --warmup 1 --frames 4 --frame-copies --json \
+	--detections "$out/copies-detections.json" "$video" > "$out/staged-copies.json"
+"$bench" --arch tiny --seed 3 --threads 2 --batch 1 --warmup 1 --frames 2 --resize 320x240 --facade --frame-copies \
+	--json --detections "$out/facade-copies-detections.json" "$video" > "$out/facade-copies.json"
+"$python" - "$out" <<'PY'
 import json, sys
-staged = json.load(open(sys.argv[1]))
-facade = json.load(open(sys.argv[2]))
-detections = json.load(open(sys.argv[3]))
+out = sys.argv[1]
+staged = json.load(open(out + "/staged.json"))
+facade = json.load(open(out + "/facade.json"))
+detections = json.load(open(out + "/detections.json"))
 failures = []
 def check(ok, what):
     if not ok:
@@ -70,6 +76,18 @@ check(facade["mode"] == "facade" and facade["stages_ms_p50"] is None, "facade: m
 check(facade["frame_size"] == [320, 240], f"facade: frame size {facade['frame_size']}")
 # Fewer pixels, fewer FLOPs.
 check(facade["gflops_per_frame"] < staged["gflops_per_frame"], "facade at 320x240 counts more FLOPs")
+# Frames copied ahead (Detector::copy_frame) give the same detections, bit for bit.
+runs = {"staged": (staged, "detections.json", "copies-detections.json"),
+        "facade": (facade, "facade-detections.json", "facade-copies-detections.json")}
+for name, (plain, plain_detections, copies_detections) in runs.items():
+    copies = json.load(open(f"{out}/{name}-copies.json"))
+    check(plain["frame_copies"] is False and plain["frame_copy_ms_p50"] is None, f"{name}: frame copies reported")
+    check(copies["frame_copies"] is True and copies["frame_copy_ms_p50"] > 0,
+          f"{name} --frame-copies: copy time {copies.get('frame_copy_ms_p50')}")
+    check(json.load(open(f"{out}/{plain_detections}")) == json.load(open(f"{out}/{copies_detections}")),
+          f"{name} --frame-copies: other detections")
+check(json.load(open(out + "/staged-copies.json"))["staged_vs_forward"]["identical"] is True,
+      "staged --frame-copies: the stage-by-stage check")
 for f in failures:
     print("FAIL:", f)
 print("frcnn-bench tiny: %d checks failed" % len(failures))

@@ -61,9 +61,14 @@ for c in configs:
         check(all(not r["ok"] for r in runs), f"{c['name']}: fp16 on the CPU should fail")
         check(all("CUDA" in r.get("stderr_tail", "") or "cuda" in r.get("stderr_tail", "") for r in runs),
               f"{c['name']}: the failure should say that it needs CUDA: {[r.get('stderr_tail') for r in runs]}")
-check(report["staged"] is not None and not report["staged"]["ok"], "the fp16 stage-by-stage run fails on the CPU")
-check(len(report["ratios"]) == 3 and all(r["value"] is None for r in report["ratios"]),
+for key in ("staged", "staged_copies"):
+    check(report.get(key) is not None and not report[key]["ok"], f"the fp16 stage-by-stage run ({key}) fails on the CPU")
+check("--frame-copies" in report["staged_copies"]["command"] and "--frame-copies" not in report["staged"]["command"],
+      "only the second stage-by-stage run copies the frames before the batch")
+check(len(report["ratios"]) == 4 and all(r["value"] is None for r in report["ratios"]),
       "no ratio without fp16 runs")
+check([r.get("decides_target") for r in report["ratios"] if r.get("share")] == [False, True],
+      "the pre- and post-processing target is decided by the run that copies frames as the element does")
 for needle in ("libfrcnn fp32 b8", "torchvision fp32 b1", "## Failed runs", "needs a CUDA device"):
     check(needle in md, f"throughput.md mentions {needle!r}")
 for f in failures:

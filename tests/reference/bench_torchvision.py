@@ -339,6 +339,9 @@ def main():
         "stages_ms_p50": {name: round(percentile(stages[i], 50), 2) for i, name in enumerate(STAGES)},
         # The frames are tensors already: no gathering of frame bytes into pinned memory to time.
         "transform_host_gather_ms_p50": None,
+        # Frames are not copied ahead of the batch (frcnn-bench --frame-copies has no counterpart).
+        "frame_copies": False,
+        "frame_copy_ms_p50": None,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "rss_mb": round(current_rss_mb(), 1),
         "rss_mb_after_frames": {},

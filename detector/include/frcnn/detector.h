@@ -28,6 +28,25 @@ struct FrameView {
 	int strides[3] = {0, 0, 0}; // bytes per row of each plane
 };
 
+// A frame's bytes copied ahead of Detector::detect() into memory that the detector's device
+// reads directly: page-locked host memory for a CUDA device, from which detect() sends the bytes
+// to the device as they are, rather than first gathering them into page-locked memory itself;
+// plain memory on the CPU. Detector::copy_frame() makes one, and may run on another thread while
+// a batch runs: frcnndetect copies each frame as it arrives, while the batch before it runs.
+// Holds its bytes, read-only, shared between the copies of this object.
+class FrameCopy {
+public:
+	FrameCopy() = default;
+	// The frame, its planes pointing into the copied bytes (strides as in the original).
+	const FrameView &view() const { return view_; }
+	bool empty() const { return bytes_ == nullptr; }
+
+private:
+	friend class Detector;
+	FrameView view_;
+	std::shared_ptr<const void> bytes_; // the memory's owner, as Detector allocated it
+};
+
 struct Detection {
 	float x1, y1, x2, y2; // frame pixels
 	int64_t label;
@@ -61,6 +80,12 @@ public:
 
 	// Runs one batch. Frames may have different sizes and formats.
 	std::vector<std::vector<Detection>> detect(const std::vector<FrameView> &frames);
+	// The same from frames copied with copy_frame() (by this detector or one on the same device).
+	std::vector<std::vector<Detection>> detect(const std::vector<FrameCopy> &frames);
+
+	// Copies a frame for a later detect(); see FrameCopy. Safe to call from another thread
+	// while detect() runs. Throws frcnn::Error on a bad view or when no memory is left.
+	FrameCopy copy_frame(const FrameView &frame) const;
 
 	const ModelConfig &config() const;
 	void set_score_threshold(double value);

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <array>
+#include <vector>
 
 #include <torch/types.h>
 
@@ -12,6 +13,23 @@ namespace frcnn {
 // Converts a frame to a float [3,H,W] RGB tensor in 0..1 on the CPU (NV12/I420: BT.601
 // limited range, chroma upsampled by nearest neighbour). Throws frcnn::Error on a bad view.
 torch::Tensor frame_to_tensor(const FrameView &frame);
+
+// One plane of a frame: its rows and the bytes of pixels in a row (the stride may be larger).
+struct PlaneExtent {
+	int64_t rows;
+	int64_t row_bytes;
+};
+
+// The planes a frame of its format has, checked against the view: a positive size, every plane
+// present, no stride shorter than its row. Throws frcnn::Error naming what is wrong.
+std::vector<PlaneExtent> frame_planes(const FrameView &frame);
+
+// The bytes a plane spans in memory: its rows at the plane's stride, without the padding after
+// the last row (which the buffer need not hold).
+inline int64_t plane_span(const PlaneExtent &plane, int64_t stride)
+{
+	return (plane.rows - 1) * stride + plane.row_bytes;
+}
 
 // Bytes per pixel of a packed format (3 or 4); 0 for planar formats.
 int packed_bytes_per_pixel(PixelFormat format);

@@ -56,7 +56,9 @@ public:
 
 	// Eval mode on raw frames: converted, normalised, resized and batched on the model's
 	// device, in its dtype (on CUDA by one kernel per frame, from the frame bytes).
-	std::vector<Detections> forward_frames(const std::vector<FrameView> &frames);
+	// frame_memory: see detail::transform_frames (what Detector passes for its frame copies).
+	std::vector<Detections> forward_frames(const std::vector<FrameView> &frames,
+					       const std::vector<torch::Tensor> &frame_memory = {});
 
 	// The whole forward pass with its intermediate results. Training mode needs targets.
 	ForwardResult run(const std::vector<torch::Tensor> &images,

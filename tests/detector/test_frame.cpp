@@ -1,0 +1,219 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// Frame copies (Detector::copy_frame): what the element makes of each frame as it arrives, so
+// that a batch later runs from the copies. They must give exactly what the frames give.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstring>
+#include <thread>
+#include <vector>
+
+#include "common.h"
+#include "frcnn/detector.h"
+#include "frcnn/error.h"
+#include "frcnn/frame.h"
+#include "frcnn/model.h"
+#include "frcnn/shapes.h"
+
+using namespace frcnn;
+
+namespace {
+
+// A frame in some layout, with the bytes it points into.
+struct TestFrame {
+	std::vector<std::vector<uint8_t>> planes;
+	FrameView view;
+};
+
+// Shapes scene `index` (320x240 RGB) in `format`, each row padded by `pad` bytes.
+TestFrame shapes_frame(uint64_t index, PixelFormat format, int pad)
+{
+	ShapesOptions options;
+	options.width = 320;
+	options.height = 240;
+	options.seed = 7;
+	options.scene_frames = 1;
+	const Scene scene = ShapesGenerator(options).scene(index);
+	const int w = scene.width, h = scene.height;
+	auto rgb = [&](int x, int y, int c) { return (int)scene.rgb[((size_t)y * w + x) * 3 + c]; };
+
+	TestFrame f;
+	f.view.format = format;
+	f.view.width = w;
+	f.view.height = h;
+	if (format == PixelFormat::RGB || format == PixelFormat::BGRx) {
+		const int bpp = packed_bytes_per_pixel(format);
+		const auto offsets = packed_rgb_offsets(format);
+		const int stride = w * bpp + pad;
+		f.planes.assign(1, std::vector<uint8_t>((size_t)stride * h, 0xee));
+		for (int y = 0; y < h; y++)
+			for (int x = 0; x < w; x++)
+				for (int c = 0; c < 3; c++)
+					f.planes[0][(size_t)y * stride + x * bpp + offsets[c]] = (uint8_t)rgb(x, y, c);
+		f.view.strides[0] = stride;
+	} else { // NV12: BT.601 limited range, chroma from the top-left pixel of each 2x2 block
+		const int cw = (w + 1) / 2, ch = (h + 1) / 2;
+		const int strides[2] = {w + pad, 2 * cw + pad};
+		f.planes.push_back(std::vector<uint8_t>((size_t)strides[0] * h, 0xee));
+		f.planes.push_back(std::vector<uint8_t>((size_t)strides[1] * ch, 0xee));
+		auto clamp = [](double v) { return (uint8_t)std::clamp(v + 0.5, 0.0, 255.0); };
+		for (int y = 0; y < h; y++)
+			for (int x = 0; x < w; x++) {
+				const double r = rgb(x, y, 0), g = rgb(x, y, 1), b = rgb(x, y, 2);
+				f.planes[0][(size_t)y * strides[0] + x] = clamp(16 + 0.257 * r + 0.504 * g + 0.098 * b);
+				if (x % 2 == 0 && y % 2 == 0) {
+					uint8_t *uv = &f.planes[1][(size_t)(y / 2) * strides[1] + x];
+					uv[0] = clamp(128 - 0.148 * r - 0.291 * g + 0.439 * b);
+					uv[1] = clamp(128 + 0.439 * r - 0.368 * g - 0.071 * b);
+				}
+			}
+		f.view.strides[0] = strides[0];
+		f.view.strides[1] = strides[1];
+	}
+	for (size_t p = 0; p < f.planes.size(); p++)
+		f.view.planes[p] = f.planes[p].data();
+	return f;
+}
+
+Detector &shapes_detector()
+{
+	static std::unique_ptr<Detector> detector;
+	if (!detector) {
+		DetectorOptions options;
+		options.model = model_preset("tiny");
+		options.model.num_classes = 4;
+		options.model.min_size = 240;
+		options.model.max_size = 320;
+		options.model.box_score_thresh = 0.3;
+		options.weights = test::env("FRCNN_TEST_DATA") + "/shapes-tiny.pth";
+		detector = std::make_unique<Detector>(options);
+	}
+	return *detector;
+}
+
+void expect_identical(const std::vector<std::vector<Detection>> &a, const std::vector<std::vector<Detection>> &b)
+{
+	ASSERT_EQ(a.size(), b.size());
+	for (size_t i = 0; i < a.size(); i++) {
+		ASSERT_EQ(a[i].size(), b[i].size()) << "frame " << i;
+		for (size_t k = 0; k < a[i].size(); k++) {
+			EXPECT_EQ(a[i][k].label, b[i][k].label);
+			EXPECT_EQ(a[i][k].score, b[i][k].score);
+			EXPECT_EQ(a[i][k].x1, b[i][k].x1);
+			EXPECT_EQ(a[i][k].y1, b[i][k].y1);
+			EXPECT_EQ(a[i][k].x2, b[i][k].x2);
+			EXPECT_EQ(a[i][k].y2, b[i][k].y2);
+		}
+	}
+}
+
+size_t count(const std::vector<std::vector<Detection>> &detections)
+{
+	size_t n = 0;
+	for (const auto &d : detections)
+		n += d.size();
+	return n;
+}
+
+} // namespace
+
+TEST(FrameCopy, DetectsExactlyWhatTheFramesGive)
+{
+	Detector &detector = shapes_detector();
+	std::vector<TestFrame> frames;
+	frames.push_back(shapes_frame(0, PixelFormat::RGB, 0));
+	frames.push_back(shapes_frame(1, PixelFormat::BGRx, 12));
+	frames.push_back(shapes_frame(2, PixelFormat::NV12, 7));
+	frames.push_back(shapes_frame(3, PixelFormat::RGB, 5));
+	std::vector<FrameView> views;
+	std::vector<FrameCopy> copies;
+	for (const auto &f : frames) {
+		views.push_back(f.view);
+		copies.push_back(detector.copy_frame(f.view));
+	}
+	const auto from_views = detector.detect(views);
+	const auto from_copies = detector.detect(copies);
+	EXPECT_GE(count(from_views), 4u) << "the shapes model should find shapes in 4 scenes";
+	expect_identical(from_views, from_copies);
+}
+
+TEST(FrameCopy, HoldsItsOwnBytesWithTheFrameStrides)
+{
+	TestFrame frame = shapes_frame(5, PixelFormat::NV12, 9);
+	const FrameCopy copy = shapes_detector().copy_frame(frame.view);
+	ASSERT_FALSE(copy.empty());
+	const FrameView &v = copy.view();
+	EXPECT_EQ(v.format, PixelFormat::NV12);
+	EXPECT_EQ(v.width, frame.view.width);
+	EXPECT_EQ(v.height, frame.view.height);
+	const auto planes = frame_planes(frame.view);
+	ASSERT_EQ(planes.size(), 2u);
+	for (size_t p = 0; p < planes.size(); p++) {
+		EXPECT_EQ(v.strides[p], frame.view.strides[p]);
+		EXPECT_NE(v.planes[p], frame.view.planes[p]);
+		EXPECT_EQ(reinterpret_cast<uintptr_t>(v.planes[p]) % 64, 0u) << "plane " << p;
+		for (int64_t row = 0; row < planes[p].rows; row++)
+			ASSERT_EQ(std::memcmp(v.planes[p] + row * v.strides[p], frame.view.planes[p] + row * v.strides[p],
+					      planes[p].row_bytes),
+				  0)
+				<< "plane " << p << " row " << row;
+	}
+	EXPECT_EQ(v.planes[2], nullptr);
+
+	// The frame's memory may be reused once copied: the copy still gives the frame's detections.
+	const auto before = shapes_detector().detect(std::vector<FrameView>{frame.view});
+	for (auto &plane : frame.planes)
+		std::fill(plane.begin(), plane.end(), 0);
+	expect_identical(before, shapes_detector().detect(std::vector<FrameCopy>{copy}));
+	EXPECT_GT(count(before), 0u);
+}
+
+// What the element does: frames are copied on one thread while a batch runs on another.
+TEST(FrameCopy, CopiedOnAnotherThreadWhileABatchRuns)
+{
+	Detector &detector = shapes_detector();
+	std::vector<TestFrame> frames;
+	std::vector<FrameView> views;
+	for (uint64_t i = 0; i < 8; i++) {
+		frames.push_back(shapes_frame(10 + i, i % 2 ? PixelFormat::NV12 : PixelFormat::RGB, 3));
+		views.push_back(frames.back().view);
+	}
+	const auto expected = detector.detect(views);
+	std::vector<FrameCopy> copies;
+	std::thread copier([&] {
+		for (const auto &v : views)
+			copies.push_back(detector.copy_frame(v));
+	});
+	std::vector<std::vector<Detection>> during;
+	for (int round = 0; round < 2; round++)
+		during = detector.detect(views);
+	copier.join();
+	expect_identical(expected, during);
+	expect_identical(expected, detector.detect(copies));
+	EXPECT_GT(count(expected), 0u);
+}
+
+TEST(FrameCopy, BadFramesAndEmptyCopiesAreClearErrors)
+{
+	Detector &detector = shapes_detector();
+	TestFrame frame = shapes_frame(0, PixelFormat::NV12, 0);
+	auto expect_error = [](const std::function<void()> &run, const std::string &needle) {
+		try {
+			run();
+			ADD_FAILURE() << "no error; expected one saying '" << needle << "'";
+		} catch (const Error &e) {
+			EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+		}
+	};
+	FrameView missing = frame.view;
+	missing.planes[1] = nullptr;
+	expect_error([&] { detector.copy_frame(missing); }, "frame plane 1 is missing");
+	FrameView narrow = frame.view;
+	narrow.strides[0] = narrow.width - 1;
+	expect_error([&] { detector.copy_frame(narrow); }, "less than its row");
+	FrameView empty_size = frame.view;
+	empty_size.height = 0;
+	expect_error([&] { detector.copy_frame(empty_size); }, "frame size must be positive");
+	expect_error([&] { detector.detect(std::vector<FrameCopy>{FrameCopy()}); }, "empty FrameCopy");
+	EXPECT_TRUE(detector.detect(std::vector<FrameCopy>{}).empty());
+}
