@@ -130,12 +130,19 @@ std::vector<std::vector<Detection>> run_batch(FasterRCNN &model, const std::vect
 		// Inference mode is thread-local: set it here, in whichever thread runs the batch.
 		c10::InferenceMode inference;
 		auto detections = model->forward_frames(frames, frame_memory);
-		std::vector<torch::Tensor> rows;
-		for (auto &d : detections)
-			rows.push_back(torch::cat({d.boxes.to(torch::kFloat32), d.scores.to(torch::kFloat32).unsqueeze(1),
-						   d.labels.to(torch::kFloat32).unsqueeze(1)},
-						  1));
-		const auto all_rows = torch::cat(rows, 0).to(torch::kCPU).contiguous();
+		std::vector<torch::Tensor> boxes, scores, labels;
+		for (auto &d : detections) {
+			boxes.push_back(d.boxes);
+			scores.push_back(d.scores);
+			labels.push_back(d.labels);
+		}
+		// Whole-batch operations, not per image: on CUDA each is a kernel launch.
+		const auto all_rows = torch::cat({torch::cat(boxes, 0).to(torch::kFloat32),
+						  torch::cat(scores, 0).to(torch::kFloat32).unsqueeze(1),
+						  torch::cat(labels, 0).to(torch::kFloat32).unsqueeze(1)},
+						 1)
+					      .to(torch::kCPU)
+					      .contiguous();
 		const float *r = all_rows.data_ptr<float>();
 		int64_t at = 0;
 		for (auto &d : detections) {

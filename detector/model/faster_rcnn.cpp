@@ -256,10 +256,13 @@ ForwardResult FasterRCNNImpl::run_transformed(const detail::TransformedBatch &ba
 		result.losses.insert(l);
 	for (auto &l : heads.losses)
 		result.losses.insert(l);
-	for (size_t i = 0; i < heads.detections.size(); i++) {
-		auto d = heads.detections[i];
-		d.boxes = detail::resize_boxes(d.boxes, batch.image_sizes[i], batch.original_sizes[i]);
-		result.detections.push_back(d);
+	std::vector<torch::Tensor> boxes;
+	for (const auto &d : heads.detections)
+		boxes.push_back(d.boxes);
+	if (!heads.detections.empty()) {
+		const auto resized = detail::resize_boxes(boxes, batch.image_sizes, batch.original_sizes);
+		for (size_t i = 0; i < heads.detections.size(); i++)
+			result.detections.push_back({resized[i], heads.detections[i].labels, heads.detections[i].scores});
 	}
 	return result;
 }

@@ -405,5 +405,9 @@ torch::Tensor copy_frame_bytes(const FrameView &frame, bool pinned, FrameView *v
 
 // Boxes from resized to original image coordinates.
 torch::Tensor resize_boxes(const torch::Tensor &boxes, ImageSize from, ImageSize to);
+// The same for the boxes of each image of a batch (float or double), in one product: rows of
+// one tensor, split by image.
+std::vector<torch::Tensor> resize_boxes(const std::vector<torch::Tensor> &boxes, const std::vector<ImageSize> &from,
+					const std::vector<ImageSize> &to);
 
 } // namespace frcnn::detail

@@ -356,14 +356,25 @@ std::vector<Detections> RoIHeadsImpl::postprocess_batched(const torch::Tensor &c
 	const auto counts = count_values(group, num_images + 1).to(torch::kCPU);
 	const int64_t *count = counts.data_ptr<int64_t>();
 
-	std::vector<Detections> result;
+	// Each image's best box_detections_per_img, gathered for the whole batch at once: one
+	// selection per tensor rather than one per tensor and image; an image's detections are
+	// then rows of the result.
+	std::vector<torch::Tensor> chosen;
+	std::vector<int64_t> chosen_counts;
 	int64_t start = 0;
 	for (int64_t i = 0; i < num_images; i++) {
 		const int64_t n = std::min<int64_t>(count[i], config.box_detections_per_img);
-		auto mine = keep.slice(0, start, start + n);
-		result.push_back({boxes.index({mine}), labels.index({mine}), scores.index({mine})});
+		chosen.push_back(keep.slice(0, start, start + n));
+		chosen_counts.push_back(n);
 		start += count[i];
 	}
+	const auto selected = torch::cat(chosen, 0);
+	const auto image_boxes = boxes.index_select(0, selected).split_with_sizes(chosen_counts, 0);
+	const auto image_labels = labels.index_select(0, selected).split_with_sizes(chosen_counts, 0);
+	const auto image_scores = scores.index_select(0, selected).split_with_sizes(chosen_counts, 0);
+	std::vector<Detections> result;
+	for (int64_t i = 0; i < num_images; i++)
+		result.push_back({image_boxes[i], image_labels[i], image_scores[i]});
 	return result;
 }
 

@@ -447,20 +447,24 @@ public:
 			class_logits.to(frcnn::detail::geometry_dtype(class_logits)),
 			box_regression.to(frcnn::detail::geometry_dtype(box_regression)), proposals.boxes,
 			batch.image_sizes);
-		// As Detector::detect: one copy to the host for the whole batch, rows of the box, the
-		// score and the label in float.
-		std::vector<torch::Tensor> rows;
+		// As FasterRCNNImpl::run_transformed and Detector::detect: the boxes back to frame
+		// pixels for the whole batch, then one copy to the host, rows of the box, the score and
+		// the label in float.
+		std::vector<torch::Tensor> boxes, scores, labels;
 		std::vector<int64_t> counts;
-		for (size_t i = 0; i < detections.size(); i++) {
-			auto &d = detections[i];
-			const auto boxes =
-				frcnn::detail::resize_boxes(d.boxes, batch.image_sizes[i], batch.original_sizes[i]);
-			rows.push_back(torch::cat({boxes.to(torch::kFloat32), d.scores.to(torch::kFloat32).unsqueeze(1),
-						   d.labels.to(torch::kFloat32).unsqueeze(1)},
-						  1));
+		for (const auto &d : detections) {
+			boxes.push_back(d.boxes);
+			scores.push_back(d.scores);
+			labels.push_back(d.labels);
 			counts.push_back(d.boxes.size(0));
 		}
-		const auto on_host = torch::cat(rows, 0).to(torch::kCPU).split_with_sizes(counts, 0);
+		boxes = frcnn::detail::resize_boxes(boxes, batch.image_sizes, batch.original_sizes);
+		const auto on_host = torch::cat({torch::cat(boxes, 0).to(torch::kFloat32),
+						 torch::cat(scores, 0).to(torch::kFloat32).unsqueeze(1),
+						 torch::cat(labels, 0).to(torch::kFloat32).unsqueeze(1)},
+						1)
+					     .to(torch::kCPU)
+					     .split_with_sizes(counts, 0);
 		for (size_t i = 0; i < detections.size(); i++)
 			detections[i] = {on_host[i].narrow(1, 0, 4), on_host[i].select(1, 5).to(torch::kInt64),
 					 on_host[i].select(1, 4)};

@@ -139,6 +139,28 @@ TEST(ResizeBoxes, MatchesTorchvision)
 	EXPECT_TRUE(torch::allclose(out, to_tensor(r["out"]), 0, 1e-4));
 }
 
+// The whole batch's boxes resized in one product (what the model runs) give the bits of the
+// single image's form, for images of other sizes, an image without boxes, float and double.
+TEST(ResizeBoxes, BatchFormGivesTheSameBitsAsPerImage)
+{
+	torch::manual_seed(3);
+	const std::vector<fd::ImageSize> resized{{800, 1066}, {800, 1333}, {480, 640}, {600, 600}};
+	const std::vector<fd::ImageSize> original{{480, 640}, {1080, 1920}, {479, 641}, {333, 777}};
+	for (auto dtype : {torch::kFloat, torch::kDouble}) {
+		std::vector<torch::Tensor> boxes;
+		for (int64_t n : {17, 100, 0, 3})
+			boxes.push_back(torch::rand({n, 4}, dtype) * 800);
+		const auto batch = fd::resize_boxes(boxes, resized, original);
+		ASSERT_EQ(batch.size(), boxes.size());
+		for (size_t i = 0; i < boxes.size(); i++) {
+			const auto single = fd::resize_boxes(boxes[i], resized[i], original[i]);
+			EXPECT_EQ(batch[i].scalar_type(), dtype);
+			EXPECT_TRUE(torch::equal(batch[i], single)) << "image " << i << ", " << dtype;
+		}
+	}
+	EXPECT_THROW(fd::resize_boxes(std::vector<torch::Tensor>{torch::zeros({1, 4})}, resized, original), frcnn::Error);
+}
+
 TEST(StateDict, KeysAreTorchvisions)
 {
 	FasterRCNN model(model_preset("fasterrcnn_resnet50_fpn"));
