@@ -64,12 +64,15 @@ torch::Tensor MultiScaleRoIAlign::operator()(const std::vector<torch::Tensor> &f
 	for (size_t i = 0; i < num_levels_; i++)
 		scales.push_back(infer_scale(features[i].size(-2), max_h));
 
-	std::vector<torch::Tensor> rois_list;
-	for (size_t i = 0; i < proposals.size(); i++) {
-		const auto &p = proposals[i];
-		rois_list.push_back(torch::cat({torch::full({p.size(0), 1}, (double)i, p.options()), p}, 1));
-	}
-	auto rois = torch::cat(rois_list, 0);
+	// Rows of (image index, box) for the whole batch: the image indices made on the host, so that
+	// the batch takes a few operations rather than two per image.
+	const auto boxes = torch::cat(proposals, 0);
+	std::vector<int64_t> image_of_row;
+	image_of_row.reserve(boxes.size(0));
+	for (size_t i = 0; i < proposals.size(); i++)
+		image_of_row.insert(image_of_row.end(), proposals[i].size(0), (int64_t)i);
+	const auto rois = torch::cat(
+		{host_integers_to(image_of_row, boxes.device()).to(boxes.scalar_type()).unsqueeze(1), boxes}, 1);
 
 	if (num_levels_ == 1)
 		return ops::roi_align(features[0], rois, scales[0], output_size_, output_size_, sampling_ratio_,
@@ -77,7 +80,7 @@ torch::Tensor MultiScaleRoIAlign::operator()(const std::vector<torch::Tensor> &f
 
 	const int64_t k_min = (int64_t)(-std::log2((float)scales.front()));
 	const int64_t k_max = (int64_t)(-std::log2((float)scales.back()));
-	auto levels = map_levels(torch::cat(proposals, 0), k_min, k_max);
+	auto levels = map_levels(boxes, k_min, k_max);
 
 	// The RoIs sorted by level (stable: by index within a level) and each level's count: one
 	// wait for the device, where selecting each level's RoIs waits once per level. Every RoI
