@@ -69,6 +69,7 @@ enum {
 	PROP_MAX_SIZE,
 	PROP_MAX_DETECTIONS,
 	PROP_CLASSES,
+	PROP_QOS,
 };
 
 #define DEFAULT_PROP_MODEL "fasterrcnn_resnet50_fpn"
@@ -88,6 +89,7 @@ enum {
 #define DEFAULT_PROP_MAX_SIZE 0
 #define DEFAULT_PROP_MAX_DETECTIONS 100
 #define DEFAULT_PROP_CLASSES nullptr
+#define DEFAULT_PROP_QOS FALSE
 
 #define MAX_BATCH_SIZE 64
 
@@ -170,6 +172,7 @@ struct Settings {
 	guint max_size = DEFAULT_PROP_MAX_SIZE;
 	guint max_detections = DEFAULT_PROP_MAX_DETECTIONS;
 	std::string classes;
+	gboolean qos = DEFAULT_PROP_QOS;
 };
 
 // The settings that may change while playing; the worker applies them between batches.
@@ -213,6 +216,9 @@ struct Item {
 	bool infer = false;
 	Clock::time_point arrival;
 	frcnn::FrameCopy pixels;
+	// Where the buffer falls in its segment, for QoS (GST_CLOCK_TIME_NONE when unknown).
+	GstClockTime running_time = GST_CLOCK_TIME_NONE;
+	GstClockTime stream_time = GST_CLOCK_TIME_NONE;
 
 	Item(GstBuffer *buf, const GstVideoInfo &vinfo, bool run)
 		: buffer(buf), info(vinfo), infer(run), arrival(Clock::now())
@@ -226,7 +232,8 @@ struct Item {
 	Item(Item &&other) noexcept
 		: buffer(std::exchange(other.buffer, nullptr)),
 		  event(std::exchange(other.event, nullptr)), info(other.info),
-		  infer(other.infer), arrival(other.arrival), pixels(std::move(other.pixels))
+		  infer(other.infer), arrival(other.arrival), pixels(std::move(other.pixels)),
+		  running_time(other.running_time), stream_time(other.stream_time)
 	{
 	}
 	Item &operator=(Item &&other) noexcept
@@ -239,6 +246,8 @@ struct Item {
 			infer = other.infer;
 			arrival = other.arrival;
 			pixels = std::move(other.pixels);
+			running_time = other.running_time;
+			stream_time = other.stream_time;
 		}
 		return *this;
 	}
@@ -345,7 +354,22 @@ struct GstFrcnnDetectState {
 	GstFlowReturn srcresult = GST_FLOW_FLUSHING; // why the worker stopped
 	bool have_info = false;
 	GstVideoInfo sink_info;
+	GstSegment segment;		     // the sink pad's, for the running time of each buffer
 	guint64 frame_count = 0;
+
+	// QoS: frames whose running time is not after this are late downstream; set from the QOS
+	// events on the source pad (any thread), read by the worker.
+	std::atomic<GstClockTime> qos_earliest_time{ GST_CLOCK_TIME_NONE };
+	std::atomic<double> qos_proportion{ 1.0 };
+	std::atomic<GstClockTime> frame_duration{ 0 }; // from the caps' frame rate, 0 when unknown
+	guint64 qos_processed = 0; // the worker's: frames detected, and frames skipped as late
+	guint64 qos_skipped = 0;
+
+	void reset_qos()
+	{
+		qos_earliest_time = GST_CLOCK_TIME_NONE;
+		qos_proportion = 1.0;
+	}
 
 	// Longest batch run so far, and the part of it the last latency answer included.
 	std::atomic<GstClockTime> batch_time{ 0 };
@@ -382,6 +406,7 @@ static GstFlowReturn gst_frcnn_detect_chain(GstPad *pad, GstObject *parent, GstB
 static gboolean gst_frcnn_detect_sink_event(GstPad *pad, GstObject *parent, GstEvent *event);
 static gboolean gst_frcnn_detect_sink_query(GstPad *pad, GstObject *parent, GstQuery *query);
 static gboolean gst_frcnn_detect_src_query(GstPad *pad, GstObject *parent, GstQuery *query);
+static gboolean gst_frcnn_detect_src_event(GstPad *pad, GstObject *parent, GstEvent *event);
 static gboolean gst_frcnn_detect_sink_activate_mode(GstPad *pad, GstObject *parent,
 						    GstPadMode mode, gboolean active);
 static gboolean gst_frcnn_detect_src_activate_mode(GstPad *pad, GstObject *parent,
@@ -483,6 +508,12 @@ static void gst_frcnn_detect_class_init(GstFrcnnDetectClass *klass)
 				    "Only keep these classes: names or ids separated by commas "
 				    "(empty = all)",
 				    DEFAULT_PROP_CLASSES, playing));
+	g_object_class_install_property(object_class, PROP_QOS,
+		g_param_spec_boolean("qos", "QoS",
+				     "Handle Quality-of-Service events: frames that downstream reports "
+				     "as already late pass through without detection, so that the "
+				     "detector catches up (a QoS message counts them)",
+				     DEFAULT_PROP_QOS, playing));
 
 	element_class->change_state = GST_DEBUG_FUNCPTR(gst_frcnn_detect_change_state);
 
@@ -504,6 +535,7 @@ static void gst_frcnn_detect_init(GstFrcnnDetect *self)
 {
 	self->state = new GstFrcnnDetectState();
 	gst_video_info_init(&self->state->sink_info);
+	gst_segment_init(&self->state->segment, GST_FORMAT_TIME);
 
 	self->sinkpad = gst_pad_new_from_static_template(&sink_template, "sink");
 	gst_pad_set_chain_function(self->sinkpad, GST_DEBUG_FUNCPTR(gst_frcnn_detect_chain));
@@ -517,6 +549,7 @@ static void gst_frcnn_detect_init(GstFrcnnDetect *self)
 
 	self->srcpad = gst_pad_new_from_static_template(&src_template, "src");
 	gst_pad_set_query_function(self->srcpad, GST_DEBUG_FUNCPTR(gst_frcnn_detect_src_query));
+	gst_pad_set_event_function(self->srcpad, GST_DEBUG_FUNCPTR(gst_frcnn_detect_src_event));
 	gst_pad_set_activatemode_function(self->srcpad,
 					  GST_DEBUG_FUNCPTR(gst_frcnn_detect_src_activate_mode));
 	GST_PAD_SET_PROXY_CAPS(self->srcpad);
@@ -581,6 +614,9 @@ static void gst_frcnn_detect_set_property(GObject *object, guint prop_id, const 
 		break;
 	case PROP_INTERVAL:
 		settings.interval = g_value_get_uint(value);
+		break;
+	case PROP_QOS:
+		settings.qos = g_value_get_boolean(value);
 		break;
 	case PROP_THRESHOLD:
 		settings.threshold = g_value_get_double(value);
@@ -661,6 +697,9 @@ static void gst_frcnn_detect_get_property(GObject *object, guint prop_id, GValue
 		break;
 	case PROP_INTERVAL:
 		g_value_set_uint(value, settings.interval);
+		break;
+	case PROP_QOS:
+		g_value_set_boolean(value, settings.qos);
 		break;
 	case PROP_THRESHOLD:
 		g_value_set_double(value, settings.threshold);
@@ -1019,6 +1058,33 @@ static GstFlowReturn gst_frcnn_detect_push(GstFrcnnDetect *self, std::vector<Ite
 }
 
 /*
+ * QoS: a frame whose running time is not after the earliest time downstream can still use is
+ * not run (it passes through without detections). Returns the QoS message to post for it, or
+ * nullptr when the frame is run. Called by the worker with the queue's lock held.
+ */
+static GstMessage *gst_frcnn_detect_skip_if_late(GstFrcnnDetect *self, Item &item)
+{
+	GstFrcnnDetectState *state = self->state;
+	const GstClockTime earliest = state->qos_earliest_time.load();
+	if (!GST_CLOCK_TIME_IS_VALID(item.running_time) || !GST_CLOCK_TIME_IS_VALID(earliest) ||
+	    item.running_time > earliest) {
+		state->qos_processed++;
+		return nullptr;
+	}
+	item.infer = false;
+	item.pixels = frcnn::FrameCopy();
+	state->qos_skipped++;
+	GST_LOG_OBJECT(self, "skipping a late frame: running time %" GST_TIME_FORMAT ", earliest %" GST_TIME_FORMAT,
+		       GST_TIME_ARGS(item.running_time), GST_TIME_ARGS(earliest));
+	GstMessage *message = gst_message_new_qos(GST_OBJECT(self), FALSE, item.running_time, item.stream_time,
+						  GST_BUFFER_PTS(item.buffer), GST_BUFFER_DURATION(item.buffer));
+	gst_message_set_qos_values(message, GST_CLOCK_DIFF(item.running_time, earliest),
+				   state->qos_proportion.load(), 1000000);
+	gst_message_set_qos_stats(message, GST_FORMAT_BUFFERS, state->qos_processed, state->qos_skipped);
+	return message;
+}
+
+/*
  * The worker: takes the next batch off the queue (up to batch-size frames to run, or a
  * serialized event, which ends a batch so that it stays between the right buffers), runs it and
  * pushes it on.
@@ -1030,13 +1096,16 @@ static void gst_frcnn_detect_loop(gpointer user_data)
 
 	guint batch_size;
 	std::chrono::milliseconds timeout;
+	bool qos;
 	{
 		g_autoptr(GMutexLocker) locker = g_mutex_locker_new(GST_OBJECT_GET_LOCK(self));
 		batch_size = state->settings.batch_size;
 		timeout = std::chrono::milliseconds(state->settings.batch_timeout);
+		qos = state->settings.qos;
 	}
 
 	std::vector<Item> batch;
+	std::vector<GstMessage *> qos_messages; // posted once the queue's lock is released
 	GstFlowReturn ret;
 	{
 		std::unique_lock<std::mutex> lock(state->mutex);
@@ -1057,6 +1126,11 @@ static void gst_frcnn_detect_loop(gpointer user_data)
 					}
 					complete = true;
 					break;
+				}
+				if (qos && front.infer) {
+					GstMessage *late = gst_frcnn_detect_skip_if_late(self, front);
+					if (late)
+						qos_messages.push_back(late);
 				}
 				if (front.infer && to_run++ == 0)
 					deadline = front.arrival + timeout;
@@ -1084,6 +1158,8 @@ static void gst_frcnn_detect_loop(gpointer user_data)
 		else
 			state->busy = true;
 	}
+	for (GstMessage *message : qos_messages)
+		gst_element_post_message(GST_ELEMENT(self), message);
 
 	if (ret == GST_FLOW_OK) {
 		ret = gst_frcnn_detect_run_batch(self, batch);
@@ -1171,6 +1247,12 @@ static GstFlowReturn gst_frcnn_detect_chain(GstPad *pad, GstObject *parent, GstB
 	}
 
 	Item item(buffer, state->sink_info, state->frame_count++ % interval == 0);
+	const GstClockTime timestamp =
+		GST_BUFFER_PTS_IS_VALID(buffer) ? GST_BUFFER_PTS(buffer) : GST_BUFFER_DTS(buffer);
+	if (state->segment.format == GST_FORMAT_TIME && GST_CLOCK_TIME_IS_VALID(timestamp)) {
+		item.running_time = gst_segment_to_running_time(&state->segment, GST_FORMAT_TIME, timestamp);
+		item.stream_time = gst_segment_to_stream_time(&state->segment, GST_FORMAT_TIME, timestamp);
+	}
 	/* Outside the lock: the worker runs on while the frame is copied. */
 	if (item.infer) {
 		lock.unlock();
@@ -1217,7 +1299,9 @@ static gboolean gst_frcnn_detect_sink_event(GstPad *pad, GstObject *parent, GstE
 			state->clear_queue();
 			state->srcresult = GST_FLOW_OK;
 			state->frame_count = 0;
+			gst_segment_init(&state->segment, GST_FORMAT_TIME);
 		}
+		state->reset_qos();
 		if (gst_pad_is_active(self->srcpad))
 			gst_pad_start_task(self->srcpad, gst_frcnn_detect_loop, self, nullptr);
 		return ret;
@@ -1259,6 +1343,12 @@ static gboolean gst_frcnn_detect_sink_event(GstPad *pad, GstObject *parent, GstE
 		if (type == GST_EVENT_CAPS) {
 			state->sink_info = info;
 			state->have_info = true;
+			state->frame_duration = GST_VIDEO_INFO_FPS_N(&info) > 0
+				? gst_util_uint64_scale(GST_SECOND, GST_VIDEO_INFO_FPS_D(&info),
+							GST_VIDEO_INFO_FPS_N(&info))
+				: 0;
+		} else if (type == GST_EVENT_SEGMENT) {
+			gst_event_copy_segment(event, &state->segment);
 		} else if (type == GST_EVENT_STREAM_START) {
 			state->frame_count = 0;
 		}
@@ -1268,6 +1358,38 @@ static gboolean gst_frcnn_detect_sink_event(GstPad *pad, GstObject *parent, GstE
 	if (restart)
 		gst_pad_start_task(self->srcpad, gst_frcnn_detect_loop, self, nullptr);
 	return TRUE;
+}
+
+/*
+ * QOS events from downstream: a frame that reaches a sink later than it should (diff > 0) makes
+ * the frames up to twice as late again, plus a frame, not worth running (as video decoders
+ * reckon it); early ones (diff <= 0) move the earliest time forward by as much. Forwarded
+ * upstream as every event.
+ */
+static gboolean gst_frcnn_detect_src_event(GstPad *pad, GstObject *parent, GstEvent *event)
+{
+	GstFrcnnDetect *self = GST_FRCNN_DETECT(parent);
+	GstFrcnnDetectState *state = self->state;
+	if (GST_EVENT_TYPE(event) == GST_EVENT_QOS) {
+		GstQOSType type;
+		gdouble proportion;
+		GstClockTimeDiff diff;
+		GstClockTime timestamp;
+		gst_event_parse_qos(event, &type, &proportion, &diff, &timestamp);
+		if (GST_CLOCK_TIME_IS_VALID(timestamp)) {
+			GstClockTime earliest;
+			if (diff > 0)
+				earliest = timestamp + 2 * diff + state->frame_duration.load();
+			else
+				earliest = (GstClockTime)-diff > timestamp ? 0 : timestamp + diff;
+			state->qos_earliest_time = earliest;
+			state->qos_proportion = proportion;
+			GST_LOG_OBJECT(self, "QoS: proportion %g, diff %" G_GINT64_FORMAT ", timestamp %" GST_TIME_FORMAT
+				       ": earliest time %" GST_TIME_FORMAT,
+				       proportion, diff, GST_TIME_ARGS(timestamp), GST_TIME_ARGS(earliest));
+		}
+	}
+	return gst_pad_event_default(pad, parent, event);
 }
 
 static gboolean gst_frcnn_detect_sink_query(GstPad *pad, GstObject *parent, GstQuery *query)
@@ -1401,6 +1523,10 @@ static GstStateChangeReturn gst_frcnn_detect_change_state(GstElement *element,
 			return GST_STATE_CHANGE_FAILURE;
 		state->batch_time = 0;
 		state->reported_batch_time = 0;
+		gst_segment_init(&state->segment, GST_FORMAT_TIME);
+		state->reset_qos();
+		state->qos_processed = 0;
+		state->qos_skipped = 0;
 		break;
 	default:
 		break;

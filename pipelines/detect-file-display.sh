@@ -25,5 +25,7 @@ frcnn_parse "$@"
 frcnn_need_args 1
 frcnn_detect
 
-frcnn_launch filesrc location="${ARGS[0]}" ! decodebin ! "${DETECT[@]}" ! \
+# The window plays in real time: with qos=true, frames the detector could only finish after
+# their time on screen pass through without detection, so that it keeps up.
+frcnn_launch filesrc location="${ARGS[0]}" ! decodebin ! "${DETECT[@]}" qos=true ! \
 	frcnnoverlay ! videoconvert ! autovideosink

@@ -21,6 +21,9 @@ done
 ./detect-file-mp4.sh one-argument.avi >/dev/null 2>&1 && fail "detect-file-mp4.sh ran without OUTPUT"
 ./detect-file-display.sh --dry-run --classes person,car a.mp4 | grep -q "classes=person" ||
 	fail "--dry-run does not show the pipeline"
+# The display plays in real time: the detector skips frames that would be late (QoS).
+./detect-file-display.sh --dry-run a.mp4 | grep -q "frcnndetect .*qos=true" ||
+	fail "detect-file-display.sh does not turn QoS on"
 # A dry run shows the options the real run passes to gst-launch-1.0.
 ./detect-file-mp4.sh --dry-run a.mp4 b.mp4 | grep -q "^gst-launch-1.0 -e filesrc" ||
 	fail "detect-file-mp4.sh --dry-run does not show -e"

@@ -4,6 +4,7 @@
 // filter, latency, and every configuration error.
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <fstream>
@@ -590,6 +591,76 @@ TEST(FrcnnDetect, IntervalRunsOneFrameInThree)
 					   expected_for(frames[i]));
 		else
 			EXPECT_TRUE(gst_test::read_rois(out.get()).empty());
+	}
+}
+
+// QoS messages the element posted on its bus, as (running time in ms, processed, skipped).
+std::vector<std::array<guint64, 3>> qos_messages(GstBus *bus)
+{
+	std::vector<std::array<guint64, 3>> out;
+	while (GstMessage *message = gst_bus_pop_filtered(bus, GST_MESSAGE_QOS)) {
+		gboolean live;
+		guint64 running_time, stream_time, timestamp, duration, processed, dropped;
+		GstFormat format;
+		gst_message_parse_qos(message, &live, &running_time, &stream_time, &timestamp, &duration);
+		gst_message_parse_qos_stats(message, &format, &processed, &dropped);
+		EXPECT_EQ(format, GST_FORMAT_BUFFERS);
+		out.push_back({ running_time / GST_MSECOND, processed, dropped });
+		gst_message_unref(message);
+	}
+	return out;
+}
+
+// With qos=true, frames that downstream reports as too late to matter pass through without
+// detections, and a QoS message says so; without it, and after a flush, every frame is run.
+TEST(FrcnnDetect, QosSkipsFramesDownstreamReportsLate)
+{
+	const std::vector<Frame> frames = distinct_frames(2);
+	for (const bool qos : { true, false }) {
+		SCOPED_TRACE(qos ? "qos=true" : "qos=false");
+		HarnessPtr h = harness(qos ? "qos=true" : "");
+		GstBus *bus = gst_bus_new();
+		gst_element_set_bus(h->element, bus);
+		gst_harness_set_src_caps(h.get(), frames[0].caps());
+		auto run = [&](GstClockTime pts) {
+			gst_test::BufferPtr out(gst_harness_push_and_pull(h.get(), frames[pts / GST_MSECOND % 2].buffer(pts)));
+			EXPECT_TRUE(out);
+			return out && !gst_test::read_rois(out.get()).empty();
+		};
+		EXPECT_TRUE(run(0));
+
+		/* A sink saw the frame at 0 ms 200 ms late: frames up to twice that, plus a frame (1/30 s),
+		 * are not worth running. */
+		ASSERT_TRUE(gst_harness_push_upstream_event(
+			h.get(), gst_event_new_qos(GST_QOS_TYPE_UNDERFLOW, 0.5, 200 * GST_MSECOND, 0)));
+		bool forwarded = false;
+		while (GstEvent *event = gst_harness_try_pull_upstream_event(h.get())) {
+			forwarded |= GST_EVENT_TYPE(event) == GST_EVENT_QOS;
+			gst_event_unref(event);
+		}
+		EXPECT_TRUE(forwarded) << "the QoS event goes on upstream";
+
+		const GstClockTime earliest = 400 * GST_MSECOND + gst_util_uint64_scale(GST_SECOND, 1, 30);
+		EXPECT_EQ(run(40 * GST_MSECOND), !qos);
+		EXPECT_EQ(run(earliest), !qos);
+		EXPECT_TRUE(run(earliest + 1));
+		const auto messages = qos_messages(bus);
+		if (qos) {
+			using Message = std::array<guint64, 3>;
+			EXPECT_EQ(messages, (std::vector<Message>{ { 40, 1, 1 }, { earliest / GST_MSECOND, 1, 2 } }));
+		} else {
+			EXPECT_TRUE(messages.empty());
+		}
+
+		/* A flush forgets the lateness. */
+		ASSERT_TRUE(gst_harness_push_event(h.get(), gst_event_new_flush_start()));
+		ASSERT_TRUE(gst_harness_push_event(h.get(), gst_event_new_flush_stop(TRUE)));
+		GstSegment segment;
+		gst_segment_init(&segment, GST_FORMAT_TIME);
+		ASSERT_TRUE(gst_harness_push_event(h.get(), gst_event_new_segment(&segment)));
+		EXPECT_TRUE(run(40 * GST_MSECOND));
+		gst_element_set_bus(h->element, nullptr);
+		gst_object_unref(bus);
 	}
 }
 
