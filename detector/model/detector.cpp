@@ -121,7 +121,7 @@ namespace {
 // x2, y2, score and label, all float (a class index below 2^24 is exact in float), so that the
 // host waits for the device once.
 std::vector<std::vector<Detection>> run_batch(FasterRCNN &model, const std::vector<FrameView> &frames,
-					      const std::vector<torch::Tensor> &frame_memory)
+					      const std::vector<detail::FrameMemory> &frame_memory)
 {
 	std::vector<std::vector<Detection>> result;
 	if (frames.empty())
@@ -169,12 +169,12 @@ std::vector<std::vector<Detection>> Detector::detect(const std::vector<FrameView
 std::vector<std::vector<Detection>> Detector::detect(const std::vector<FrameCopy> &frames)
 {
 	std::vector<FrameView> views;
-	std::vector<torch::Tensor> memory;
+	std::vector<detail::FrameMemory> memory;
 	for (const auto &frame : frames) {
 		if (frame.empty())
 			throw Error("detect() was given an empty FrameCopy: make frame copies with copy_frame()");
 		views.push_back(frame.view());
-		memory.push_back(*std::static_pointer_cast<const torch::Tensor>(frame.bytes_));
+		memory.push_back(*std::static_pointer_cast<const detail::FrameMemory>(frame.bytes_));
 	}
 	return run_batch(impl_->model, views, memory);
 }
@@ -182,9 +182,9 @@ std::vector<std::vector<Detection>> Detector::detect(const std::vector<FrameCopy
 FrameCopy Detector::copy_frame(const FrameView &frame) const
 {
 	FrameCopy copy;
-	// Page-locked on CUDA, so that the device reads the bytes with no further copy on the host.
-	auto bytes = detail::copy_frame_bytes(frame, impl_->device.is_cuda(), &copy.view_);
-	copy.bytes_ = std::make_shared<const torch::Tensor>(std::move(bytes));
+	// On CUDA the bytes go on to the device now, so that the batch finds them there.
+	auto memory = detail::copy_frame_memory(frame, impl_->device, &copy.view_);
+	copy.bytes_ = std::make_shared<const detail::FrameMemory>(std::move(memory));
 	return copy;
 }
 

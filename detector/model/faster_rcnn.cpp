@@ -272,8 +272,13 @@ std::vector<Detections> FasterRCNNImpl::forward(const std::vector<torch::Tensor>
 	return run(images).detections;
 }
 
+std::vector<Detections> FasterRCNNImpl::forward_frames(const std::vector<FrameView> &frames)
+{
+	return forward_frames(frames, {});
+}
+
 std::vector<Detections> FasterRCNNImpl::forward_frames(const std::vector<FrameView> &frames,
-						       const std::vector<torch::Tensor> &frame_memory)
+						       const std::vector<detail::FrameMemory> &frame_memory)
 {
 	if (frames.empty())
 		throw Error("no frames given to the model");

@@ -367,6 +367,11 @@ TORCH_MODULE(RoIHeads);
 
 // ---------------------------------------------------------------------------------------------
 // GeneralizedRCNNTransform.
+struct FrameMemory {
+	torch::Tensor host;   // uint8, the frame's planes as copy_frame_bytes lays them out
+	torch::Tensor device; // the same bytes on the model's CUDA device, or undefined
+};
+
 struct TransformedBatch {
 	torch::Tensor batch;		   // [N,3,Hp,Wp], zero padded to a multiple of size_divisible
 	std::vector<ImageSize> image_sizes; // resized sizes before padding
@@ -388,20 +393,28 @@ TransformedBatch transform_images(const ModelConfig &config, const std::vector<t
 // frame_to_tensor, a cast to dtype and transform_images give. On a CUDA device the frame bytes
 // go from pinned memory to the device on the current stream and one kernel per frame converts,
 // normalises, resizes and pads (transform_frames_cuda); elsewhere the CPU path runs.
-// frame_memory, when given, holds for each frame nothing or the bytes its view points into,
-// already in pinned memory (Detector::copy_frame): on CUDA those go to the device as they are,
-// without being gathered again.
+// frame_memory, when given, holds for each frame nothing or the memory of its copy
+// (copy_frame_memory; the view points into its host bytes): on CUDA a copy already on the device
+// is read there, and one in pinned memory goes to the device as it is, without being gathered.
 TransformedBatch transform_frames(const ModelConfig &config, const std::vector<FrameView> &frames,
 				  torch::Device device, torch::ScalarType dtype, bool channels_last,
-				  const std::vector<torch::Tensor> &frame_memory = {});
+				  const std::vector<FrameMemory> &frame_memory = {});
 TransformedBatch transform_frames_cuda(const ModelConfig &config, const std::vector<FrameView> &frames,
 				       torch::Device device, torch::ScalarType dtype,
-				       const std::vector<torch::Tensor> &frame_memory);
+				       const std::vector<FrameMemory> &frame_memory);
 
 // A frame's planes copied into one new byte tensor (page-locked when `pinned`), each plane at a
 // multiple of 64 bytes with the frame's strides; *view is set to the frame in the copy.
 // Throws frcnn::Error on a bad view or when the memory cannot be had.
 torch::Tensor copy_frame_bytes(const FrameView &frame, bool pinned, FrameView *view);
+// The same bytes, on a CUDA device, copied there on a stream of their own; returns when they
+// are there (CUDA builds only).
+torch::Tensor upload_frame_bytes_cuda(const torch::Tensor &host, torch::Device device);
+
+// A frame copied ahead of its batch for `device` (Detector::copy_frame): its bytes on the host,
+// where *view points (page-locked for a CUDA device), and for a CUDA device the same bytes
+// already on it.
+FrameMemory copy_frame_memory(const FrameView &frame, torch::Device device, FrameView *view);
 
 // Boxes from resized to original image coordinates.
 torch::Tensor resize_boxes(const torch::Tensor &boxes, ImageSize from, ImageSize to);

@@ -158,9 +158,26 @@ torch::Tensor copy_frame_bytes(const FrameView &frame, bool pinned, FrameView *v
 	return bytes;
 }
 
+FrameMemory copy_frame_memory(const FrameView &frame, torch::Device device, FrameView *view)
+{
+	FrameMemory memory;
+	memory.host = copy_frame_bytes(frame, device.is_cuda(), view);
+#if FRCNN_HAVE_CUDA
+	if (device.is_cuda()) {
+		try {
+			memory.device = upload_frame_bytes_cuda(memory.host, device);
+		} catch (const c10::Error &e) {
+			throw Error(std::string("could not copy a frame to ") + device.str() + ": " +
+				    e.what_without_backtrace());
+		}
+	}
+#endif
+	return memory;
+}
+
 TransformedBatch transform_frames(const ModelConfig &config, const std::vector<FrameView> &frames,
 				  torch::Device device, torch::ScalarType dtype, bool channels_last,
-				  const std::vector<torch::Tensor> &frame_memory)
+				  const std::vector<FrameMemory> &frame_memory)
 {
 	TransformedBatch out;
 #if FRCNN_HAVE_CUDA

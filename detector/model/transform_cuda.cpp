@@ -10,7 +10,9 @@
 
 #include <ATen/Parallel.h>
 #include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
 #include <torch/version.h>
 
 #include "../ops/cuda/launch.h"
@@ -25,7 +27,7 @@ namespace {
 struct PlaneCopy {
 	const uint8_t *source;
 	int64_t bytes;	 // rows * stride, less the padding after the last row
-	int64_t offset;	 // on the device, and for a gathered frame also in the staging buffer
+	int64_t offset;	 // from the frame's base, on the device and in its host buffer
 	int64_t stride;
 };
 
@@ -52,9 +54,24 @@ void gather(const std::vector<PlaneCopy> &planes, uint8_t *host)
 
 } // namespace
 
+torch::Tensor upload_frame_bytes_cuda(const torch::Tensor &host, torch::Device device)
+{
+	const c10::cuda::CUDAGuard guard(device);
+	// On a stream of its own from LibTorch's pool (non-blocking: it does not wait for the batch
+	// that runs meanwhile on the detector's stream), so that the copy engine moves the bytes
+	// while the GPU computes. Waiting for the copy here, on the caller's thread, leaves nothing
+	// for the batch to wait for.
+	const c10::cuda::CUDAStream stream = c10::cuda::getStreamFromPool(/*isHighPriority=*/false, device.index());
+	const c10::cuda::CUDAStreamGuard on_stream(stream);
+	auto on_device = torch::empty({host.numel()}, torch::TensorOptions().dtype(torch::kByte).device(device));
+	on_device.copy_(host, /*non_blocking=*/true);
+	stream.synchronize();
+	return on_device;
+}
+
 TransformedBatch transform_frames_cuda(const ModelConfig &config, const std::vector<FrameView> &frames,
 				       torch::Device device, torch::ScalarType dtype,
-				       const std::vector<torch::Tensor> &frame_memory)
+				       const std::vector<FrameMemory> &frame_memory)
 {
 	if (dtype != torch::kFloat && dtype != torch::kHalf)
 		throw Error(std::string("frames are pre-processed on CUDA in float or half, not ") +
@@ -63,29 +80,37 @@ TransformedBatch transform_frames_cuda(const ModelConfig &config, const std::vec
 		throw Error("frame memory given for " + std::to_string(frame_memory.size()) + " of " +
 			    std::to_string(frames.size()) + " frames");
 	const c10::cuda::CUDAGuard guard(device);
+	const auto current = at::cuda::getCurrentCUDAStream();
 	TransformedBatch out;
 
-	// Where each plane goes on the device. The frames to gather come first, so that the pinned
-	// staging buffer maps onto the start of the device buffer; a frame already in pinned memory
-	// (Detector::copy_frame) keeps its own layout and goes to the device as one block.
-	auto held = [&](size_t i) { return !frame_memory.empty() && frame_memory[i].defined(); };
+	// Where each plane is read on the device: at an offset from its frame's base there. Frames to
+	// gather come first in the device buffer, so that the pinned staging buffer maps onto its
+	// start; a frame already in pinned memory (Detector::copy_frame) keeps its own layout and
+	// goes to the device as one block; a frame already on the device is read where it is.
+	auto held = [&](size_t i) { return !frame_memory.empty() && frame_memory[i].host.defined(); };
+	auto resident = [&](size_t i) { return held(i) && frame_memory[i].device.defined(); };
 	auto aligned = [](int64_t bytes) { return (bytes + 255) / 256 * 256; };
 	std::vector<std::vector<PlaneCopy>> copies(frames.size());
-	std::vector<int64_t> block_offset(frames.size(), 0);
+	std::vector<int64_t> block_offset(frames.size(), 0); // of each frame in the device buffer
 	int64_t gathered = 0;
 	for (size_t i = 0; i < frames.size(); i++) {
 		const auto planes = frame_planes(frames[i]);
+		if (held(i))
+			block_offset[i] = -1; // placed below
+		else
+			block_offset[i] = gathered;
 		for (size_t p = 0; p < planes.size(); p++) {
 			const int64_t stride = frames[i].strides[p];
 			const int64_t bytes = plane_span(planes[p], stride);
-			int64_t offset = 0;
+			int64_t offset = 0; // from the frame's base
 			if (held(i)) {
-				const auto *base = static_cast<const uint8_t *>(frame_memory[i].data_ptr());
+				const auto *base = static_cast<const uint8_t *>(frame_memory[i].host.data_ptr());
 				offset = frames[i].planes[p] - base;
-				if (offset < 0 || offset + bytes > frame_memory[i].numel())
+				if (offset < 0 || offset + bytes > frame_memory[i].host.numel() ||
+				    (resident(i) && offset + bytes > frame_memory[i].device.numel()))
 					throw Error("frame plane " + std::to_string(p) + " lies outside the frame's memory");
 			} else {
-				offset = gathered;
+				offset = gathered - block_offset[i];
 				gathered += aligned(bytes);
 			}
 			copies[i].push_back({frames[i].planes[p], bytes, offset, stride});
@@ -96,13 +121,22 @@ TransformedBatch transform_frames_cuda(const ModelConfig &config, const std::vec
 						       config.max_size));
 	}
 	int64_t total = gathered;
+	std::vector<torch::Tensor> on_device_frames(frames.size());
 	for (size_t i = 0; i < frames.size(); i++) {
 		if (!held(i))
 			continue;
+		if (resident(i)) {
+			auto bytes = frame_memory[i].device;
+			if (bytes.device() != device)
+				bytes = bytes.to(device);
+			// Uploaded on another stream: its memory must not go back to that stream's pool
+			// before this stream's kernels have read it.
+			c10::cuda::CUDACachingAllocator::recordStream(bytes.storage().data_ptr(), current);
+			on_device_frames[i] = bytes;
+			continue;
+		}
 		block_offset[i] = total;
-		for (auto &c : copies[i])
-			c.offset += total;
-		total += aligned(frame_memory[i].numel());
+		total += aligned(frame_memory[i].host.numel());
 	}
 
 	// LibTorch's caching host allocator keeps the pinned block until the copy that reads it
@@ -115,6 +149,9 @@ TransformedBatch transform_frames_cuda(const ModelConfig &config, const std::vec
 	}
 	auto on_device = torch::empty({total}, torch::TensorOptions().dtype(torch::kByte).device(device));
 	const uint8_t *dev = on_device.data_ptr<uint8_t>();
+	auto device_base = [&](size_t i) {
+		return resident(i) ? static_cast<const uint8_t *>(on_device_frames[i].data_ptr()) : dev + block_offset[i];
+	};
 	const auto [max_h, max_w] = padded_batch_size(config, out.image_sizes);
 	out.batch = torch::empty({(int64_t)frames.size(), 3, max_h, max_w},
 				 torch::TensorOptions().dtype(dtype).device(device));
@@ -122,7 +159,7 @@ TransformedBatch transform_frames_cuda(const ModelConfig &config, const std::vec
 	// The CPU path normalises with the mean and std as tensors of the image's dtype (float).
 	const float mean[3] = {(float)config.image_mean[0], (float)config.image_mean[1], (float)config.image_mean[2]};
 	const float std_[3] = {(float)config.image_std[0], (float)config.image_std[1], (float)config.image_std[2]};
-	const auto stream = at::cuda::getCurrentCUDAStream().stream();
+	const auto stream = current.stream();
 	const int64_t image_elements = 3 * max_h * max_w;
 	const size_t element = dtype == torch::kHalf ? 2 : 4;
 	// Frame by frame: gather its bytes into the pinned buffer, queue their copy to the device and
@@ -135,7 +172,7 @@ TransformedBatch transform_frames_cuda(const ModelConfig &config, const std::vec
 	double gather_ms = 0;
 	auto timed_gather = [&](size_t i) {
 		const auto start = std::chrono::steady_clock::now();
-		gather(copies[i], host);
+		gather(copies[i], host + block_offset[i]);
 		gather_ms += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
 	};
 	if (!kCopyPerFrame && gathered > 0) {
@@ -146,15 +183,17 @@ TransformedBatch transform_frames_cuda(const ModelConfig &config, const std::vec
 	}
 	for (size_t i = 0; i < frames.size(); i++) {
 		const FrameView &f = frames[i];
-		if (held(i)) {
+		if (resident(i)) {
+			// Its bytes are on the device already.
+		} else if (held(i)) {
 			// The whole block from its start, so that the caching host allocator of any
 			// LibTorch version sees which block the copy reads.
-			on_device.narrow(0, block_offset[i], frame_memory[i].numel())
-				.copy_(frame_memory[i], /*non_blocking=*/true);
+			on_device.narrow(0, block_offset[i], frame_memory[i].host.numel())
+				.copy_(frame_memory[i].host, /*non_blocking=*/true);
 		} else if (kCopyPerFrame) {
 			timed_gather(i);
-			const int64_t begin = copies[i].front().offset;
-			const int64_t end = copies[i].back().offset + copies[i].back().bytes;
+			const int64_t begin = block_offset[i] + copies[i].front().offset;
+			const int64_t end = block_offset[i] + copies[i].back().offset + copies[i].back().bytes;
 			on_device.narrow(0, begin, end - begin)
 				.copy_(staging.narrow(0, begin, end - begin), /*non_blocking=*/true);
 		}
@@ -163,7 +202,7 @@ TransformedBatch transform_frames_cuda(const ModelConfig &config, const std::vec
 		desc.width = f.width;
 		desc.height = f.height;
 		for (size_t p = 0; p < copies[i].size(); p++) {
-			desc.planes[p] = dev + copies[i][p].offset;
+			desc.planes[p] = device_base(i) + copies[i][p].offset;
 			desc.strides[p] = copies[i][p].stride;
 		}
 		const int bpp = packed_bytes_per_pixel(f.format);

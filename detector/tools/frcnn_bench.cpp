@@ -70,9 +70,9 @@ void usage(FILE *out)
 		     "  --facade               time Detector::detect (what the element runs) instead of the\n"
 		     "                         model's stages one by one; no per-stage times\n"
 		     "  --frame-copies         before each timed batch, copy its frames as frcnndetect does\n"
-		     "                         when they arrive (Detector::copy_frame: page-locked memory on\n"
-		     "                         CUDA, so that the batch sends them to the device without\n"
-		     "                         gathering them first); the copying is timed apart\n"
+		     "                         when they arrive (Detector::copy_frame: on CUDA through\n"
+		     "                         page-locked memory to the device, so that the batch starts\n"
+		     "                         with them there); the copying is timed apart\n"
 		     "  --fp16                 the same as --precision fp16 (CUDA only)\n"
 		     "  --resize WxH           resize the decoded frames to W x H first (not timed; needs\n"
 		     "                         OpenCV)\n"
@@ -414,7 +414,7 @@ public:
 
 	// frame_memory: see frcnn::detail::transform_frames (with --frame-copies).
 	std::vector<frcnn::Detections> run(const std::vector<frcnn::FrameView> &frames,
-					   const std::vector<torch::Tensor> &frame_memory, double *stage_ms)
+					   const std::vector<frcnn::detail::FrameMemory> &frame_memory, double *stage_ms)
 	{
 		auto clock = Clock::now();
 		auto lap = [&](size_t stage) {
@@ -735,7 +735,7 @@ int main(int argc, char **argv)
 		struct BatchInput {
 			std::vector<frcnn::FrameView> views;
 			std::vector<frcnn::FrameCopy> copies;	// the facade's
-			std::vector<torch::Tensor> memory;	// the stage-by-stage run's
+			std::vector<frcnn::detail::FrameMemory> memory; // the stage-by-stage run's
 		};
 		auto batch_input = [&](const std::vector<Image> &frames) {
 			BatchInput in;
@@ -747,7 +747,7 @@ int main(int argc, char **argv)
 					in.views.push_back(in.copies.back().view());
 				} else {
 					frcnn::FrameView v;
-					in.memory.push_back(frcnn::detail::copy_frame_bytes(view_of(f), device.is_cuda(), &v));
+					in.memory.push_back(frcnn::detail::copy_frame_memory(view_of(f), device, &v));
 					in.views.push_back(v);
 				}
 			}

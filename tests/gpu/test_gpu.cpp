@@ -334,9 +334,10 @@ TEST(CudaPreprocessing, EveryFormatMatchesTheCpuPath)
 	}
 }
 
-// Frames already in pinned memory (Detector::copy_frame, as frcnndetect copies each frame on
-// arrival) go to the device as they are; the others are gathered first. Either way, and mixed in
-// one batch, the batch must be the same bits.
+// Frames copied ahead of the batch (Detector::copy_frame, as frcnndetect copies each frame on
+// arrival) are read on the device where the copy put them; frames only in pinned memory go to
+// the device as they are; the others are gathered first. Every way, and mixed in one batch, the
+// batch must be the same bits.
 TEST(CudaPreprocessing, CopiedFramesGiveTheSameBatchAsGatheredOnes)
 {
 	const ModelConfig config = model_preset("fasterrcnn_resnet50_fpn");
@@ -347,23 +348,26 @@ TEST(CudaPreprocessing, CopiedFramesGiveTheSameBatchAsGatheredOnes)
 					    random_frame(PixelFormat::I420, 320, 240, rng, storage[2]),
 					    random_frame(PixelFormat::RGB, 1920, 1080, rng, storage[3])};
 	std::vector<FrameView> copied_views(frames.size());
-	std::vector<torch::Tensor> all_copied, some_copied(frames.size());
+	std::vector<frcnn::detail::FrameMemory> on_device, pinned_only;
 	for (size_t i = 0; i < frames.size(); i++) {
-		all_copied.push_back(frcnn::detail::copy_frame_bytes(frames[i], /*pinned=*/true, &copied_views[i]));
-		ASSERT_TRUE(all_copied.back().is_pinned());
+		on_device.push_back(frcnn::detail::copy_frame_memory(frames[i], kCuda, &copied_views[i]));
+		ASSERT_TRUE(on_device.back().host.is_pinned());
+		ASSERT_TRUE(on_device.back().device.is_cuda());
+		pinned_only.push_back({on_device.back().host, torch::Tensor()});
 	}
-	std::vector<FrameView> mixed_views = frames;
-	for (size_t i : {1, 2}) {
-		mixed_views[i] = copied_views[i];
-		some_copied[i] = all_copied[i];
-	}
+	// Frame 0 gathered, 1 and 2 on the device, 3 from pinned memory.
+	std::vector<FrameView> mixed_views = copied_views;
+	mixed_views[0] = frames[0];
+	std::vector<frcnn::detail::FrameMemory> mixed{{}, on_device[1], on_device[2], pinned_only[3]};
 	for (auto dtype : {torch::kFloat, torch::kHalf}) {
 		const auto gathered = frcnn::detail::transform_frames(config, frames, kCuda, dtype, false);
-		const auto copied = frcnn::detail::transform_frames(config, copied_views, kCuda, dtype, false, all_copied);
-		const auto mixed = frcnn::detail::transform_frames(config, mixed_views, kCuda, dtype, false, some_copied);
-		EXPECT_TRUE(torch::equal(gathered.batch, copied.batch)) << "all frames copied, " << dtype;
-		EXPECT_TRUE(torch::equal(gathered.batch, mixed.batch)) << "frames 1 and 2 copied, " << dtype;
-		EXPECT_EQ(gathered.image_sizes, copied.image_sizes);
+		const auto resident = frcnn::detail::transform_frames(config, copied_views, kCuda, dtype, false, on_device);
+		const auto pinned = frcnn::detail::transform_frames(config, copied_views, kCuda, dtype, false, pinned_only);
+		const auto both = frcnn::detail::transform_frames(config, mixed_views, kCuda, dtype, false, mixed);
+		EXPECT_TRUE(torch::equal(gathered.batch, resident.batch)) << "frames on the device, " << dtype;
+		EXPECT_TRUE(torch::equal(gathered.batch, pinned.batch)) << "frames in pinned memory, " << dtype;
+		EXPECT_TRUE(torch::equal(gathered.batch, both.batch)) << "gathered, on the device and pinned, " << dtype;
+		EXPECT_EQ(gathered.image_sizes, resident.image_sizes);
 	}
 }
 

@@ -28,16 +28,17 @@ struct FrameView {
 	int strides[3] = {0, 0, 0}; // bytes per row of each plane
 };
 
-// A frame's bytes copied ahead of Detector::detect() into memory that the detector's device
-// reads directly: page-locked host memory for a CUDA device, from which detect() sends the bytes
-// to the device as they are, rather than first gathering them into page-locked memory itself;
-// plain memory on the CPU. Detector::copy_frame() makes one, and may run on another thread while
-// a batch runs: frcnndetect copies each frame as it arrives, while the batch before it runs.
-// Holds its bytes, read-only, shared between the copies of this object.
+// A frame's bytes copied ahead of Detector::detect(), so that the batch need not move them: for a
+// CUDA device into page-locked host memory and on to the device (on a stream of its own, while
+// whatever batch runs goes on), where detect() reads them; plain memory on the CPU.
+// Detector::copy_frame() makes one, and may run on another thread while a batch runs:
+// frcnndetect copies each frame as it arrives, while the batch before it runs. Holds its bytes,
+// read-only, shared between the copies of this object.
 class FrameCopy {
 public:
 	FrameCopy() = default;
-	// The frame, its planes pointing into the copied bytes (strides as in the original).
+	// The frame, its planes pointing into the copied bytes on the host (strides as in the
+	// original).
 	const FrameView &view() const { return view_; }
 	bool empty() const { return bytes_ == nullptr; }
 

@@ -42,6 +42,7 @@ struct ForwardResult {
 struct FrameView;
 namespace detail {
 struct TransformedBatch;
+struct FrameMemory;
 }
 
 class FasterRCNNImpl;
@@ -56,9 +57,11 @@ public:
 
 	// Eval mode on raw frames: converted, normalised, resized and batched on the model's
 	// device, in its dtype (on CUDA by one kernel per frame, from the frame bytes).
-	// frame_memory: see detail::transform_frames (what Detector passes for its frame copies).
+	std::vector<Detections> forward_frames(const std::vector<FrameView> &frames);
+	// The same for frames copied ahead, with their memory (see detail::transform_frames; what
+	// Detector runs for its frame copies).
 	std::vector<Detections> forward_frames(const std::vector<FrameView> &frames,
-					       const std::vector<torch::Tensor> &frame_memory = {});
+					       const std::vector<detail::FrameMemory> &frame_memory);
 
 	// The whole forward pass with its intermediate results. Training mode needs targets.
 	ForwardResult run(const std::vector<torch::Tensor> &images,
