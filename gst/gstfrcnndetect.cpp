@@ -9,9 +9,10 @@
  * 0..1.
  *
  * Frames are queued and run in batches on the element's own streaming thread, so upstream keeps
- * decoding while a batch runs. Each frame to run is copied as it arrives (into page-locked memory
- * when the device is CUDA, from which the batch goes to the device without another copy on the
- * host). Buffers leave in the order they came, with their timestamps.
+ * decoding while a batch runs. Each frame to run is copied as it arrives (on to the GPU when the
+ * device is CUDA, so that its batch starts with the frames there). Buffers leave in the order
+ * they came, with their timestamps. With #GstFrcnnDetect:qos, frames that downstream reports as
+ * already late pass through without detection.
  *
  * ## Example launch line
  * |[
@@ -207,8 +208,8 @@ RuntimeSettings runtime_settings(const Settings &settings)
 
 // One entry of the queue between the sink pad and the worker: a buffer with the video info of
 // the caps it arrived under, or a serialized event. Owns its reference. A frame to run also
-// carries a copy of its pixels, made on the sink pad's thread as it arrived (in page-locked
-// memory on CUDA, so that the worker's batch goes to the device without gathering the frames).
+// carries a copy of its pixels, made on the sink pad's thread as it arrived (on the device with
+// CUDA, so that the worker's batch starts with its frames there).
 struct Item {
 	GstBuffer *buffer = nullptr;
 	GstEvent *event = nullptr;
