@@ -372,6 +372,31 @@ struct FrameMemory {
 	torch::Tensor device; // the same bytes on the model's CUDA device, or undefined
 };
 
+// Where a batch's frames are on their way to a CUDA device (transform_frames_cuda), worked out
+// on the host so that it can be checked anywhere. Frames to gather come first in the device
+// buffer, so that the pinned staging buffer maps onto its start; a frame copied ahead into
+// pinned memory keeps its own layout and goes to the device as one block; a frame copied ahead
+// onto the device is read where it is. A plane is read at its offset from its frame's base.
+struct FrameUploadPlan {
+	enum class Source { Gathered, PinnedBlock, OnDevice };
+	struct Plane {
+		const uint8_t *source; // the plane in the frame's view
+		int64_t bytes;	       // its rows at its stride, less the padding after the last row
+		int64_t offset;	       // from the frame's base
+		int64_t stride;
+	};
+	struct Frame {
+		Source source = Source::Gathered;
+		int64_t block_offset = 0; // the frame's base in the device buffer (not OnDevice)
+		std::vector<Plane> planes;
+	};
+	int64_t gathered = 0; // bytes of the staging buffer: the start of the device buffer
+	int64_t total = 0;    // bytes of the device buffer
+	std::vector<Frame> frames;
+};
+// Throws frcnn::Error on a bad view, or a plane outside the memory given for its frame.
+FrameUploadPlan plan_frame_upload(const std::vector<FrameView> &frames, const std::vector<FrameMemory> &frame_memory);
+
 struct TransformedBatch {
 	torch::Tensor batch;		   // [N,3,Hp,Wp], zero padded to a multiple of size_divisible
 	std::vector<ImageSize> image_sizes; // resized sizes before padding

@@ -158,6 +158,52 @@ torch::Tensor copy_frame_bytes(const FrameView &frame, bool pinned, FrameView *v
 	return bytes;
 }
 
+FrameUploadPlan plan_frame_upload(const std::vector<FrameView> &frames, const std::vector<FrameMemory> &frame_memory)
+{
+	if (!frame_memory.empty() && frame_memory.size() != frames.size())
+		throw Error("frame memory given for " + std::to_string(frame_memory.size()) + " of " +
+			    std::to_string(frames.size()) + " frames");
+	using Source = FrameUploadPlan::Source;
+	auto aligned = [](int64_t bytes) { return (bytes + 255) / 256 * 256; };
+	FrameUploadPlan plan;
+	plan.frames.resize(frames.size());
+	for (size_t i = 0; i < frames.size(); i++) {
+		auto &frame = plan.frames[i];
+		const FrameMemory *memory = frame_memory.empty() || !frame_memory[i].host.defined() ? nullptr : &frame_memory[i];
+		frame.source = memory == nullptr	  ? Source::Gathered
+			       : memory->device.defined() ? Source::OnDevice
+							  : Source::PinnedBlock;
+		if (frame.source == Source::Gathered)
+			frame.block_offset = plan.gathered;
+		const auto planes = frame_planes(frames[i]);
+		for (size_t p = 0; p < planes.size(); p++) {
+			const int64_t stride = frames[i].strides[p];
+			const int64_t bytes = plane_span(planes[p], stride);
+			int64_t offset = 0;
+			if (memory != nullptr) {
+				offset = frames[i].planes[p] - static_cast<const uint8_t *>(memory->host.data_ptr());
+				const int64_t size = memory->device.defined()
+							     ? std::min(memory->host.numel(), memory->device.numel())
+							     : memory->host.numel();
+				if (offset < 0 || offset + bytes > size)
+					throw Error("frame plane " + std::to_string(p) + " lies outside the frame's memory");
+			} else {
+				offset = plan.gathered - frame.block_offset;
+				plan.gathered += aligned(bytes);
+			}
+			frame.planes.push_back({frames[i].planes[p], bytes, offset, stride});
+		}
+	}
+	plan.total = plan.gathered;
+	for (size_t i = 0; i < frames.size(); i++) {
+		if (plan.frames[i].source != Source::PinnedBlock)
+			continue;
+		plan.frames[i].block_offset = plan.total;
+		plan.total += aligned(frame_memory[i].host.numel());
+	}
+	return plan;
+}
+
 FrameMemory copy_frame_memory(const FrameView &frame, torch::Device device, FrameView *view)
 {
 	FrameMemory memory;

@@ -24,17 +24,10 @@ namespace frcnn::detail {
 
 namespace {
 
-struct PlaneCopy {
-	const uint8_t *source;
-	int64_t bytes;	 // rows * stride, less the padding after the last row
-	int64_t offset;	 // from the frame's base, on the device and in its host buffer
-	int64_t stride;
-};
-
 // A frame's planes into their places in the pinned buffer. A plain copy of a few MB: done in
 // pieces of 256 KB on LibTorch's intra-op threads (a dozen pieces for a 1333x800 RGB frame), it
 // takes a fraction of the time one thread needs.
-void gather(const std::vector<PlaneCopy> &planes, uint8_t *host)
+void gather(const std::vector<FrameUploadPlan::Plane> &planes, uint8_t *host)
 {
 	struct Piece {
 		const uint8_t *from;
@@ -76,81 +69,44 @@ TransformedBatch transform_frames_cuda(const ModelConfig &config, const std::vec
 	if (dtype != torch::kFloat && dtype != torch::kHalf)
 		throw Error(std::string("frames are pre-processed on CUDA in float or half, not ") +
 			    c10::toString(dtype));
-	if (!frame_memory.empty() && frame_memory.size() != frames.size())
-		throw Error("frame memory given for " + std::to_string(frame_memory.size()) + " of " +
-			    std::to_string(frames.size()) + " frames");
 	const c10::cuda::CUDAGuard guard(device);
 	const auto current = at::cuda::getCurrentCUDAStream();
+	using Source = FrameUploadPlan::Source;
+	const FrameUploadPlan plan = plan_frame_upload(frames, frame_memory);
 	TransformedBatch out;
-
-	// Where each plane is read on the device: at an offset from its frame's base there. Frames to
-	// gather come first in the device buffer, so that the pinned staging buffer maps onto its
-	// start; a frame already in pinned memory (Detector::copy_frame) keeps its own layout and
-	// goes to the device as one block; a frame already on the device is read where it is.
-	auto held = [&](size_t i) { return !frame_memory.empty() && frame_memory[i].host.defined(); };
-	auto resident = [&](size_t i) { return held(i) && frame_memory[i].device.defined(); };
-	auto aligned = [](int64_t bytes) { return (bytes + 255) / 256 * 256; };
-	std::vector<std::vector<PlaneCopy>> copies(frames.size());
-	std::vector<int64_t> block_offset(frames.size(), 0); // of each frame in the device buffer
-	int64_t gathered = 0;
-	for (size_t i = 0; i < frames.size(); i++) {
-		const auto planes = frame_planes(frames[i]);
-		if (held(i))
-			block_offset[i] = -1; // placed below
-		else
-			block_offset[i] = gathered;
-		for (size_t p = 0; p < planes.size(); p++) {
-			const int64_t stride = frames[i].strides[p];
-			const int64_t bytes = plane_span(planes[p], stride);
-			int64_t offset = 0; // from the frame's base
-			if (held(i)) {
-				const auto *base = static_cast<const uint8_t *>(frame_memory[i].host.data_ptr());
-				offset = frames[i].planes[p] - base;
-				if (offset < 0 || offset + bytes > frame_memory[i].host.numel() ||
-				    (resident(i) && offset + bytes > frame_memory[i].device.numel()))
-					throw Error("frame plane " + std::to_string(p) + " lies outside the frame's memory");
-			} else {
-				offset = gathered - block_offset[i];
-				gathered += aligned(bytes);
-			}
-			copies[i].push_back({frames[i].planes[p], bytes, offset, stride});
-		}
-		const ImageSize original{frames[i].height, frames[i].width};
+	for (const auto &f : frames) {
+		const ImageSize original{f.height, f.width};
 		out.original_sizes.push_back(original);
 		out.image_sizes.push_back(resized_size(original.first, original.second, config.min_size,
 						       config.max_size));
 	}
-	int64_t total = gathered;
 	std::vector<torch::Tensor> on_device_frames(frames.size());
 	for (size_t i = 0; i < frames.size(); i++) {
-		if (!held(i))
+		if (plan.frames[i].source != Source::OnDevice)
 			continue;
-		if (resident(i)) {
-			auto bytes = frame_memory[i].device;
-			if (bytes.device() != device)
-				bytes = bytes.to(device);
-			// Uploaded on another stream: its memory must not go back to that stream's pool
-			// before this stream's kernels have read it.
-			c10::cuda::CUDACachingAllocator::recordStream(bytes.storage().data_ptr(), current);
-			on_device_frames[i] = bytes;
-			continue;
-		}
-		block_offset[i] = total;
-		total += aligned(frame_memory[i].host.numel());
+		auto bytes = frame_memory[i].device;
+		if (bytes.device() != device)
+			bytes = bytes.to(device);
+		// Copied on another stream: its memory must not go back to that stream's pool before
+		// this stream's kernels have read it.
+		c10::cuda::CUDACachingAllocator::recordStream(bytes.storage().data_ptr(), current);
+		on_device_frames[i] = bytes;
 	}
 
 	// LibTorch's caching host allocator keeps the pinned block until the copy that reads it
 	// has run, then reuses it for a later batch.
 	torch::Tensor staging;
 	uint8_t *host = nullptr;
-	if (gathered > 0) {
-		staging = torch::empty({gathered}, torch::TensorOptions().dtype(torch::kByte).pinned_memory(true));
+	if (plan.gathered > 0) {
+		staging = torch::empty({plan.gathered}, torch::TensorOptions().dtype(torch::kByte).pinned_memory(true));
 		host = staging.data_ptr<uint8_t>();
 	}
-	auto on_device = torch::empty({total}, torch::TensorOptions().dtype(torch::kByte).device(device));
+	auto on_device = torch::empty({plan.total}, torch::TensorOptions().dtype(torch::kByte).device(device));
 	const uint8_t *dev = on_device.data_ptr<uint8_t>();
 	auto device_base = [&](size_t i) {
-		return resident(i) ? static_cast<const uint8_t *>(on_device_frames[i].data_ptr()) : dev + block_offset[i];
+		return plan.frames[i].source == Source::OnDevice
+			       ? static_cast<const uint8_t *>(on_device_frames[i].data_ptr())
+			       : dev + plan.frames[i].block_offset;
 	};
 	const auto [max_h, max_w] = padded_batch_size(config, out.image_sizes);
 	out.batch = torch::empty({(int64_t)frames.size(), 3, max_h, max_w},
@@ -172,38 +128,37 @@ TransformedBatch transform_frames_cuda(const ModelConfig &config, const std::vec
 	double gather_ms = 0;
 	auto timed_gather = [&](size_t i) {
 		const auto start = std::chrono::steady_clock::now();
-		gather(copies[i], host + block_offset[i]);
+		gather(plan.frames[i].planes, host + plan.frames[i].block_offset);
 		gather_ms += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
 	};
-	if (!kCopyPerFrame && gathered > 0) {
+	if (!kCopyPerFrame && plan.gathered > 0) {
 		for (size_t i = 0; i < frames.size(); i++)
-			if (!held(i))
+			if (plan.frames[i].source == Source::Gathered)
 				timed_gather(i);
-		on_device.narrow(0, 0, gathered).copy_(staging, /*non_blocking=*/true);
+		on_device.narrow(0, 0, plan.gathered).copy_(staging, /*non_blocking=*/true);
 	}
 	for (size_t i = 0; i < frames.size(); i++) {
 		const FrameView &f = frames[i];
-		if (resident(i)) {
-			// Its bytes are on the device already.
-		} else if (held(i)) {
+		const auto &placed = plan.frames[i];
+		if (placed.source == Source::PinnedBlock) {
 			// The whole block from its start, so that the caching host allocator of any
 			// LibTorch version sees which block the copy reads.
-			on_device.narrow(0, block_offset[i], frame_memory[i].host.numel())
+			on_device.narrow(0, placed.block_offset, frame_memory[i].host.numel())
 				.copy_(frame_memory[i].host, /*non_blocking=*/true);
-		} else if (kCopyPerFrame) {
+		} else if (placed.source == Source::Gathered && kCopyPerFrame) {
 			timed_gather(i);
-			const int64_t begin = block_offset[i] + copies[i].front().offset;
-			const int64_t end = block_offset[i] + copies[i].back().offset + copies[i].back().bytes;
+			const int64_t begin = placed.block_offset + placed.planes.front().offset;
+			const int64_t end = placed.block_offset + placed.planes.back().offset + placed.planes.back().bytes;
 			on_device.narrow(0, begin, end - begin)
 				.copy_(staging.narrow(0, begin, end - begin), /*non_blocking=*/true);
-		}
+		} // else on the device already
 
 		cuda::FrameDesc desc{};
 		desc.width = f.width;
 		desc.height = f.height;
-		for (size_t p = 0; p < copies[i].size(); p++) {
-			desc.planes[p] = device_base(i) + copies[i][p].offset;
-			desc.strides[p] = copies[i][p].stride;
+		for (size_t p = 0; p < placed.planes.size(); p++) {
+			desc.planes[p] = device_base(i) + placed.planes[p].offset;
+			desc.strides[p] = placed.planes[p].stride;
 		}
 		const int bpp = packed_bytes_per_pixel(f.format);
 		if (bpp > 0) {

@@ -14,6 +14,7 @@
 #include "frcnn/frame.h"
 #include "frcnn/model.h"
 #include "frcnn/shapes.h"
+#include "parts.h"
 
 using namespace frcnn;
 
@@ -216,4 +217,93 @@ TEST(FrameCopy, BadFramesAndEmptyCopiesAreClearErrors)
 	expect_error([&] { detector.copy_frame(empty_size); }, "frame size must be positive");
 	expect_error([&] { detector.detect(std::vector<FrameCopy>{FrameCopy()}); }, "empty FrameCopy");
 	EXPECT_TRUE(detector.detect(std::vector<FrameCopy>{}).empty());
+}
+
+// The layout the CUDA path moves a batch's frames to the device by (plan_frame_upload), emulated
+// in host memory: frames to gather, frames copied into a pinned block and frames already on the
+// device, mixed in one batch, must each be found byte for byte where the kernels will read them.
+TEST(FrameUpload, EveryPlaneIsReadWhereItWasPut)
+{
+	using Source = frcnn::detail::FrameUploadPlan::Source;
+	std::vector<TestFrame> frames;
+	frames.push_back(shapes_frame(0, PixelFormat::NV12, 7));
+	frames.push_back(shapes_frame(1, PixelFormat::BGRx, 12));
+	frames.push_back(shapes_frame(2, PixelFormat::RGB, 0));
+	frames.push_back(shapes_frame(3, PixelFormat::NV12, 3));
+	frames.push_back(shapes_frame(4, PixelFormat::RGB, 5));
+	const std::vector<Source> sources{Source::Gathered, Source::PinnedBlock, Source::OnDevice, Source::PinnedBlock,
+					  Source::Gathered};
+	std::vector<FrameView> views;
+	std::vector<frcnn::detail::FrameMemory> memory(frames.size());
+	for (size_t i = 0; i < frames.size(); i++) {
+		FrameView view = frames[i].view;
+		if (sources[i] != Source::Gathered) {
+			memory[i] = frcnn::detail::copy_frame_memory(frames[i].view, torch::kCPU, &view);
+			// Another buffer stands in for the device's copy.
+			if (sources[i] == Source::OnDevice)
+				memory[i].device = memory[i].host.clone();
+		}
+		views.push_back(view);
+	}
+	const auto plan = frcnn::detail::plan_frame_upload(views, memory);
+	ASSERT_EQ(plan.frames.size(), frames.size());
+
+	// What the CUDA path does: gather into the staging buffer, copy it to the start of the device
+	// buffer, copy each pinned block to its place; frames on the device stay where they are.
+	std::vector<uint8_t> staging(plan.gathered, 0xaa), device(plan.total, 0xaa);
+	std::vector<std::pair<int64_t, int64_t>> regions; // [begin, end) in the device buffer
+	for (size_t i = 0; i < frames.size(); i++) {
+		const auto &placed = plan.frames[i];
+		ASSERT_EQ(placed.source, sources[i]) << "frame " << i;
+		ASSERT_EQ(placed.planes.size(), frame_planes(views[i]).size());
+		if (placed.source == Source::Gathered) {
+			for (const auto &plane : placed.planes) {
+				const int64_t at = placed.block_offset + plane.offset;
+				ASSERT_TRUE(at >= 0 && at + plane.bytes <= plan.gathered) << "frame " << i;
+				EXPECT_EQ(at % 256, 0) << "frame " << i;
+				std::memcpy(staging.data() + at, plane.source, plane.bytes);
+				regions.push_back({at, at + plane.bytes});
+			}
+		} else if (placed.source == Source::PinnedBlock) {
+			const int64_t size = memory[i].host.numel();
+			ASSERT_TRUE(placed.block_offset >= plan.gathered && placed.block_offset + size <= plan.total);
+			EXPECT_EQ(placed.block_offset % 256, 0) << "frame " << i;
+			regions.push_back({placed.block_offset, placed.block_offset + size});
+		}
+	}
+	std::sort(regions.begin(), regions.end());
+	for (size_t r = 1; r < regions.size(); r++)
+		EXPECT_LE(regions[r - 1].second, regions[r].first) << "regions of the device buffer overlap";
+	std::memcpy(device.data(), staging.data(), staging.size());
+	for (size_t i = 0; i < frames.size(); i++)
+		if (plan.frames[i].source == Source::PinnedBlock)
+			std::memcpy(device.data() + plan.frames[i].block_offset, memory[i].host.data_ptr(),
+				    memory[i].host.numel());
+
+	for (size_t i = 0; i < frames.size(); i++) {
+		const auto &placed = plan.frames[i];
+		const uint8_t *base = placed.source == Source::OnDevice
+					      ? static_cast<const uint8_t *>(memory[i].device.data_ptr())
+					      : device.data() + placed.block_offset;
+		const auto extents = frame_planes(frames[i].view);
+		for (size_t p = 0; p < extents.size(); p++) {
+			EXPECT_EQ(placed.planes[p].stride, frames[i].view.strides[p]);
+			for (int64_t row = 0; row < extents[p].rows; row++) {
+				const uint8_t *read = base + placed.planes[p].offset + row * placed.planes[p].stride;
+				const uint8_t *original = frames[i].view.planes[p] + row * frames[i].view.strides[p];
+				ASSERT_EQ(std::memcmp(read, original, extents[p].row_bytes), 0)
+					<< "frame " << i << " plane " << p << " row " << row;
+			}
+		}
+	}
+
+	// A view that does not point into the memory given for its frame is refused.
+	std::vector<FrameView> strays = views;
+	strays[1] = frames[1].view;
+	try {
+		frcnn::detail::plan_frame_upload(strays, memory);
+		ADD_FAILURE() << "a plane outside its frame's memory was accepted";
+	} catch (const Error &e) {
+		EXPECT_NE(std::string(e.what()).find("lies outside the frame's memory"), std::string::npos) << e.what();
+	}
 }
