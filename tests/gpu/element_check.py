@@ -321,7 +321,12 @@ def main():
         bench = {}
         if args.bench_json and os.path.exists(args.bench_json):
             with open(args.bench_json) as f:
-                bench = {c["name"]: c.get("median_fps") for c in json.load(f).get("configs", [])}
+                report = json.load(f)
+            bench = {c["name"]: c.get("median_fps") for c in report.get("configs", [])}
+            # The facade with its frames copied before each batch, as the element copies them.
+            copies = report.get("facade_copies") or {}
+            if copies.get("ok"):
+                bench[copies["config"]] = copies["result"]["fps"]
         batch = args.throughput_batch
         for precision, channels_last in (("fp32", False), ("fp16", True)):
             if precision == "fp16" and not on_cuda:
@@ -340,6 +345,7 @@ def main():
             bench_median = bench.get(f"libfrcnn {name}")
             entry = {"config": name, "frames": [short, long], "seconds": [runs[0][2], runs[1][2]],
                      "element_fps": fps, "bench_facade_fps": bench_median,
+                     "bench_facade_frame_copies_fps": bench.get(f"libfrcnn {name}, frames copied before the batch"),
                      "element_vs_bench": fps / bench_median if fps and bench_median else None}
             throughput.append(entry)
             check(f"element throughput {name} ({tw}x{th})", problems + ([] if fps else ["no figure"]), entry)

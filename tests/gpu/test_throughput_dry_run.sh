@@ -61,6 +61,9 @@ for c in configs:
         check(all(not r["ok"] for r in runs), f"{c['name']}: fp16 on the CPU should fail")
         check(all("CUDA" in r.get("stderr_tail", "") or "cuda" in r.get("stderr_tail", "") for r in runs),
               f"{c['name']}: the failure should say that it needs CUDA: {[r.get('stderr_tail') for r in runs]}")
+fc = report.get("facade_copies")
+check(fc is not None and not fc["ok"] and "--frame-copies" in fc["command"] and "--facade" in fc["command"],
+      "the fp16 run with frames copied before each batch runs the facade with --frame-copies, and fails on the CPU")
 for key in ("staged", "staged_copies"):
     check(report.get(key) is not None and not report[key]["ok"], f"the fp16 stage-by-stage run ({key}) fails on the CPU")
 check("--frame-copies" in report["staged_copies"]["command"] and "--frame-copies" not in report["staged"]["command"],

@@ -6,7 +6,9 @@ Runs, side by side and alternating program by program, on the same frames (every
   - frcnn-bench --facade (Detector::detect, the product path: pre-processing on the GPU, the
     model, post-processing), batch 1/4/8, fp32, fp16, and fp16 with channels-last;
   - bench_torchvision.py (torchvision eager), batch 1/4/8, fp32 and under autocast (fp16);
-then two frcnn-bench stage-by-stage runs at batch 8 in fp16, for the share of pre-processing and
+then the fastest fp16 batch-8 configuration once more with its frames copied before each batch
+(--frame-copies, what frcnndetect does with each frame as it arrives), and two frcnn-bench
+stage-by-stage runs at batch 8 in fp16, for the share of pre-processing and
 post-processing in a batch: one with the frames gathered into pinned memory inside the batch,
 one with the frames copied into pinned memory before it (--frame-copies), as frcnndetect copies
 each frame on its sink pad's thread when it arrives, while the batch before runs. fp32 is real fp32 on both sides (no TF32); cuDNN picks its
@@ -190,6 +192,12 @@ def markdown(report):
         value = fmt(r["value"] * 100) + "%" if r.get("share") and r["value"] is not None else (
             fmt(r["value"], 2) + "x" if r["value"] is not None else "n/a")
         lines.append(f"| {r['ratio']} | {value} | {target} | {met} |")
+    fc = report.get("facade_copies")
+    if fc and fc["ok"]:
+        res = fc["result"]
+        lines += ["", f"{fc['config']} (`--frame-copies`, as frcnndetect runs): {res['fps']:.1f} frames/s, "
+                      f"latency p50 {res['latency_ms']['p50']:.1f} ms; copying a batch's frames, on the "
+                      f"caller's thread before the batch: {res['frame_copy_ms_p50']:.2f} ms (p50)."]
     staged_runs = [r for r in (report["staged"], report.get("staged_copies")) if r]
     done = [r for r in staged_runs if r["ok"] and r["result"].get("stages_ms_p50")]
     if done:
@@ -219,6 +227,8 @@ def markdown(report):
                               f"`{json.dumps(res['staged_vs_forward'])}`"]
     failed = [r for c in report["configs"] for r in c["runs"] if not r["ok"]]
     failed += [r for r in staged_runs if not r["ok"]]
+    if fc and not fc["ok"]:
+        failed.append(fc)
     if failed:
         lines += ["", "## Failed runs", ""]
         for r in failed:
@@ -262,10 +272,11 @@ def main():
 
     matrix = configs()
     runs = {c["name"]: [] for c in matrix}
-    total = args.rounds * len(matrix) + 2
+    total = args.rounds * len(matrix) + 3
     done = 0
     started = time.monotonic()
-    log(f"throughput: {len(matrix)} configurations x {args.rounds} round(s) + 2 stage-by-stage runs, "
+    log(f"throughput: {len(matrix)} configurations x {args.rounds} round(s) + 1 run with frame copies "
+        f"+ 2 stage-by-stage runs, "
         f"{len(images)} frames from {args.frames}")
     for round_index in range(args.rounds):
         # Every other round in reverse, so that a drift of the machine's speed over the run
@@ -290,6 +301,12 @@ def main():
     best_fp16 = max(fp16_b8, key=lambda c: c["median_fps"] if c["median_fps"] is not None else -1)
     staged_config = dict(best_fp16, name="libfrcnn fp16 b8 stage by stage" +
                          (", channels-last" if best_fp16["channels_last"] else ""))
+    facade_copies_config = dict(best_fp16, name=best_fp16["name"] + ", frames copied before the batch")
+    facade_copies = run_one(facade_copies_config, args, images, frame_copies=True)
+    done += 1
+    log(f"[{done}/{total}] {time.monotonic() - started:6.1f}s {facade_copies_config['name']}: " +
+        (f"{facade_copies['result']['fps']:.2f} frames/s" if facade_copies["ok"]
+         else f"FAILED ({facade_copies['error']})"))
     copies_config = dict(staged_config, name=staged_config["name"] + ", frames copied before the batch")
     staged_runs = []
     for config, copies in ((staged_config, False), (copies_config, True)):
@@ -345,6 +362,7 @@ def main():
             "wall_s": round(time.monotonic() - started, 1),
         },
         "configs": report_configs,
+        "facade_copies": facade_copies,
         "staged": staged,
         "staged_copies": staged_copies,
         "ratios": ratios,
@@ -357,7 +375,7 @@ def main():
     for r in ratios:
         log(f"  {r['ratio']}: {r['value']} (target {r['target']}, met {r['met']})")
     failed = sum(1 for c in report_configs for r in c["runs"] if not r["ok"]) + sum(
-        0 if r["ok"] else 1 for r in staged_runs)
+        0 if r["ok"] else 1 for r in staged_runs + [facade_copies])
     if failed:
         log(f"throughput: {failed} run(s) failed (see throughput.md)")
     return 1 if failed else 0
