@@ -7,6 +7,8 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <map>
+#include <mutex>
 
 #include <ATen/Parallel.h>
 #include <ATen/cuda/CUDAContext.h>
@@ -47,14 +49,31 @@ void gather(const std::vector<FrameUploadPlan::Plane> &planes, uint8_t *host)
 
 } // namespace
 
+namespace {
+
+// The stream frame copies go to a device on: one per device for the process, taken once from
+// LibTorch's pool (non-blocking: it does not wait for the batches that run meanwhile on the
+// detectors' streams). One stream, so that the caching allocator hands the memory of a used copy
+// to the next one instead of keeping blocks for each of the pool's streams.
+c10::cuda::CUDAStream upload_stream(c10::DeviceIndex device)
+{
+	static std::mutex mutex;
+	static std::map<c10::DeviceIndex, c10::cuda::CUDAStream> streams;
+	const std::lock_guard<std::mutex> lock(mutex);
+	auto it = streams.find(device);
+	if (it == streams.end())
+		it = streams.emplace(device, c10::cuda::getStreamFromPool(/*isHighPriority=*/false, device)).first;
+	return it->second;
+}
+
+} // namespace
+
 torch::Tensor upload_frame_bytes_cuda(const torch::Tensor &host, torch::Device device)
 {
 	const c10::cuda::CUDAGuard guard(device);
-	// On a stream of its own from LibTorch's pool (non-blocking: it does not wait for the batch
-	// that runs meanwhile on the detector's stream), so that the copy engine moves the bytes
-	// while the GPU computes. Waiting for the copy here, on the caller's thread, leaves nothing
-	// for the batch to wait for.
-	const c10::cuda::CUDAStream stream = c10::cuda::getStreamFromPool(/*isHighPriority=*/false, device.index());
+	// The copy engine moves the bytes while the GPU computes. Waiting for the copy here, on the
+	// caller's thread, leaves nothing for the batch to wait for.
+	const c10::cuda::CUDAStream stream = upload_stream(guard.current_device().index());
 	const c10::cuda::CUDAStreamGuard on_stream(stream);
 	auto on_device = torch::empty({host.numel()}, torch::TensorOptions().dtype(torch::kByte).device(device));
 	on_device.copy_(host, /*non_blocking=*/true);
@@ -85,8 +104,8 @@ TransformedBatch transform_frames_cuda(const ModelConfig &config, const std::vec
 		if (plan.frames[i].source != Source::OnDevice)
 			continue;
 		auto bytes = frame_memory[i].device;
-		if (bytes.device() != device)
-			bytes = bytes.to(device);
+		if (bytes.device() != guard.current_device()) // "cuda" names the current device
+			bytes = bytes.to(guard.current_device());
 		// Copied on another stream: its memory must not go back to that stream's pool before
 		// this stream's kernels have read it.
 		c10::cuda::CUDACachingAllocator::recordStream(bytes.storage().data_ptr(), current);
