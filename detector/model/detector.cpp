@@ -117,46 +117,19 @@ CpuConvolutions Detector::cpu_convolutions() const
 
 namespace {
 
-// One batch through the model, its detections copied to the host in one piece: rows of x1, y1,
-// x2, y2, score and label, all float (a class index below 2^24 is exact in float), so that the
-// host waits for the device once.
+// One batch through the model, its detections on the host.
 std::vector<std::vector<Detection>> run_batch(FasterRCNN &model, const std::vector<FrameView> &frames,
 					      const std::vector<detail::FrameMemory> &frame_memory)
 {
-	std::vector<std::vector<Detection>> result;
 	if (frames.empty())
-		return result;
+		return {};
 	try {
 		// Inference mode is thread-local: set it here, in whichever thread runs the batch.
 		c10::InferenceMode inference;
-		auto detections = model->forward_frames(frames, frame_memory);
-		std::vector<torch::Tensor> boxes, scores, labels;
-		for (auto &d : detections) {
-			boxes.push_back(d.boxes);
-			scores.push_back(d.scores);
-			labels.push_back(d.labels);
-		}
-		// Whole-batch operations, not per image: on CUDA each is a kernel launch.
-		const auto all_rows = torch::cat({torch::cat(boxes, 0).to(torch::kFloat32),
-						  torch::cat(scores, 0).to(torch::kFloat32).unsqueeze(1),
-						  torch::cat(labels, 0).to(torch::kFloat32).unsqueeze(1)},
-						 1)
-					      .to(torch::kCPU)
-					      .contiguous();
-		const float *r = all_rows.data_ptr<float>();
-		int64_t at = 0;
-		for (auto &d : detections) {
-			std::vector<Detection> out;
-			for (int64_t i = 0; i < d.boxes.size(0); i++, at++) {
-				const float *row = r + 6 * at;
-				out.push_back({row[0], row[1], row[2], row[3], (int64_t)row[5], row[4]});
-			}
-			result.push_back(std::move(out));
-		}
+		return detail::detections_to_host(model->forward_frames(frames, frame_memory));
 	} catch (const c10::Error &e) {
 		throw Error(std::string("inference failed: ") + e.what_without_backtrace());
 	}
-	return result;
 }
 
 } // namespace

@@ -43,6 +43,9 @@ inline torch::ScalarType geometry_dtype(const torch::Tensor &t)
 torch::Tensor to_device_without_waiting(const torch::Tensor &host, torch::Device device);
 // A few integers from the host as an int64 tensor on `device`, the same way.
 torch::Tensor host_integers_to(const std::vector<int64_t> &values, torch::Device device);
+// For rows that hold rows_per_image[0] rows of image 0, then those of image 1, and so on: the
+// image of each row (int64 on `device`), made on the host and sent the same way.
+torch::Tensor image_of_each_row(const std::vector<int64_t> &rows_per_image, torch::Device device);
 // The heights and the widths of `sizes` as two tensors [N] of `dtype` on `device`, the same way.
 std::pair<torch::Tensor, torch::Tensor> image_size_tensors(const std::vector<ImageSize> &sizes,
 							  torch::Device device, torch::ScalarType dtype);
@@ -440,6 +443,10 @@ torch::Tensor upload_frame_bytes_cuda(const torch::Tensor &host, torch::Device d
 // where *view points (page-locked for a CUDA device), and for a CUDA device the same bytes
 // already on it.
 FrameMemory copy_frame_memory(const FrameView &frame, torch::Device device, FrameView *view);
+
+// A batch's detections on the host, in one copy (one wait for the device): rows of box, score
+// and label in float (a class index below 2^24 is exact), split back into frames.
+std::vector<std::vector<Detection>> detections_to_host(const std::vector<Detections> &detections);
 
 // Boxes from resized to original image coordinates.
 torch::Tensor resize_boxes(const torch::Tensor &boxes, ImageSize from, ImageSize to);

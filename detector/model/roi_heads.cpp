@@ -64,15 +64,13 @@ torch::Tensor MultiScaleRoIAlign::operator()(const std::vector<torch::Tensor> &f
 	for (size_t i = 0; i < num_levels_; i++)
 		scales.push_back(infer_scale(features[i].size(-2), max_h));
 
-	// Rows of (image index, box) for the whole batch: the image indices made on the host, so that
-	// the batch takes a few operations rather than two per image.
+	// Rows of (image index, box) for the whole batch: a few operations rather than two per image.
 	const auto boxes = torch::cat(proposals, 0);
-	std::vector<int64_t> image_of_row;
-	image_of_row.reserve(boxes.size(0));
-	for (size_t i = 0; i < proposals.size(); i++)
-		image_of_row.insert(image_of_row.end(), proposals[i].size(0), (int64_t)i);
+	std::vector<int64_t> per_image;
+	for (const auto &p : proposals)
+		per_image.push_back(p.size(0));
 	const auto rois = torch::cat(
-		{host_integers_to(image_of_row, boxes.device()).to(boxes.scalar_type()).unsqueeze(1), boxes}, 1);
+		{image_of_each_row(per_image, boxes.device()).to(boxes.scalar_type()).unsqueeze(1), boxes}, 1);
 
 	if (num_levels_ == 1)
 		return ops::roi_align(features[0], rois, scales[0], output_size_, output_size_, sampling_ratio_,
@@ -319,9 +317,7 @@ std::vector<Detections> RoIHeadsImpl::postprocess_batched(const torch::Tensor &c
 	auto boxes = box_coder.decode(box_regression, torch::cat(proposals, 0)); // [R, C, 4]
 	auto scores = torch::softmax(class_logits, -1);				  // [R, C]
 	const int64_t rows = boxes.size(0);
-	// With its output size given, repeat_interleave need not read the counts back from the device.
-	auto image_of_row = torch::repeat_interleave(torch::arange(num_images, long_options),
-						     host_integers_to(per_image, device), 0, rows);
+	const auto image_of_row = image_of_each_row(per_image, device);
 
 	// clip_boxes_to_image with each row's own image size.
 	const auto [heights, widths] = image_size_tensors(image_sizes, device, boxes.scalar_type());

@@ -34,6 +34,14 @@ torch::Tensor host_integers_to(const std::vector<int64_t> &values, torch::Device
 	return to_device_without_waiting(torch::tensor(values, torch::kInt64), device);
 }
 
+torch::Tensor image_of_each_row(const std::vector<int64_t> &rows_per_image, torch::Device device)
+{
+	std::vector<int64_t> images;
+	for (size_t i = 0; i < rows_per_image.size(); i++)
+		images.insert(images.end(), rows_per_image[i], (int64_t)i);
+	return host_integers_to(images, device);
+}
+
 std::pair<torch::Tensor, torch::Tensor> image_size_tensors(const std::vector<ImageSize> &sizes,
 							  torch::Device device, torch::ScalarType dtype)
 {

@@ -64,6 +64,34 @@ std::vector<torch::Tensor> resize_boxes(const std::vector<torch::Tensor> &boxes,
 	return (all * factors).split_with_sizes(counts, 0);
 }
 
+std::vector<std::vector<Detection>> detections_to_host(const std::vector<Detections> &detections)
+{
+	std::vector<std::vector<Detection>> result;
+	if (detections.empty())
+		return result;
+	std::vector<torch::Tensor> boxes, scores, labels;
+	for (const auto &d : detections) {
+		boxes.push_back(d.boxes);
+		scores.push_back(d.scores);
+		labels.push_back(d.labels);
+	}
+	// Whole-batch operations, not per image: on CUDA each is a kernel launch.
+	const auto rows = torch::cat({torch::cat(boxes, 0).to(torch::kFloat32),
+				      torch::cat(scores, 0).to(torch::kFloat32).unsqueeze(1),
+				      torch::cat(labels, 0).to(torch::kFloat32).unsqueeze(1)},
+				     1)
+				  .to(torch::kCPU)
+				  .contiguous();
+	const float *r = rows.data_ptr<float>();
+	for (const auto &d : detections) {
+		std::vector<Detection> out;
+		for (int64_t i = 0; i < d.boxes.size(0); i++, r += 6)
+			out.push_back({r[0], r[1], r[2], r[3], (int64_t)r[5], r[4]});
+		result.push_back(std::move(out));
+	}
+	return result;
+}
+
 ImageSize padded_batch_size(const ModelConfig &config, const std::vector<ImageSize> &image_sizes)
 {
 	int64_t max_h = 0, max_w = 0;

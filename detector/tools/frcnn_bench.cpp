@@ -412,8 +412,9 @@ public:
 					   "use --facade");
 	}
 
-	// frame_memory: see frcnn::detail::transform_frames (with --frame-copies).
-	std::vector<frcnn::Detections> run(const std::vector<frcnn::FrameView> &frames,
+	// Plain detections per frame, as the facade returns them. frame_memory: see
+	// frcnn::detail::transform_frames (with --frame-copies).
+	std::vector<std::vector<frcnn::Detection>> run(const std::vector<frcnn::FrameView> &frames,
 					   const std::vector<frcnn::detail::FrameMemory> &frame_memory, double *stage_ms)
 	{
 		auto clock = Clock::now();
@@ -448,42 +449,24 @@ public:
 			box_regression.to(frcnn::detail::geometry_dtype(box_regression)), proposals.boxes,
 			batch.image_sizes);
 		// As FasterRCNNImpl::run_transformed and Detector::detect: the boxes back to frame
-		// pixels for the whole batch, then one copy to the host, rows of the box, the score and
-		// the label in float.
-		std::vector<torch::Tensor> boxes, scores, labels;
-		std::vector<int64_t> counts;
-		for (const auto &d : detections) {
+		// pixels for the whole batch, then the detections to the host in one copy.
+		std::vector<torch::Tensor> boxes;
+		for (const auto &d : detections)
 			boxes.push_back(d.boxes);
-			scores.push_back(d.scores);
-			labels.push_back(d.labels);
-			counts.push_back(d.boxes.size(0));
-		}
 		boxes = frcnn::detail::resize_boxes(boxes, batch.image_sizes, batch.original_sizes);
-		const auto on_host = torch::cat({torch::cat(boxes, 0).to(torch::kFloat32),
-						 torch::cat(scores, 0).to(torch::kFloat32).unsqueeze(1),
-						 torch::cat(labels, 0).to(torch::kFloat32).unsqueeze(1)},
-						1)
-					     .to(torch::kCPU)
-					     .split_with_sizes(counts, 0);
 		for (size_t i = 0; i < detections.size(); i++)
-			detections[i] = {on_host[i].narrow(1, 0, 4), on_host[i].select(1, 5).to(torch::kInt64),
-					 on_host[i].select(1, 4)};
+			detections[i].boxes = boxes[i];
+		auto on_host = frcnn::detail::detections_to_host(detections);
 		lap(4);
 		input_shape_ = batch.batch.sizes().vec();
-		return detections;
+		return on_host;
 	}
 
 	// The model's own forward pass, for the check.
-	std::vector<frcnn::Detections> forward(const std::vector<Image> &frames)
+	std::vector<std::vector<frcnn::Detection>> forward(const std::vector<Image> &frames)
 	{
 		c10::InferenceMode inference;
-		auto out = model_->forward_frames(views_of(frames));
-		for (auto &d : out) {
-			d.boxes = d.boxes.to(torch::kCPU);
-			d.scores = d.scores.to(torch::kCPU);
-			d.labels = d.labels.to(torch::kCPU);
-		}
-		return out;
+		return frcnn::detail::detections_to_host(model_->forward_frames(views_of(frames)));
 	}
 
 	const std::vector<int64_t> &input_shape() const { return input_shape_; }
@@ -505,18 +488,22 @@ private:
 
 // How two runs' detections compare: whether they are identical, else whether the labels are
 // and by how many pixels the boxes differ at most.
-json compare_detections(const std::vector<frcnn::Detections> &a, const std::vector<frcnn::Detections> &b)
+json compare_detections(const std::vector<std::vector<frcnn::Detection>> &a,
+			const std::vector<std::vector<frcnn::Detection>> &b)
 {
 	bool identical = a.size() == b.size(), labels = a.size() == b.size();
 	double max_box_diff = 0;
 	for (size_t i = 0; i < a.size() && labels; i++) {
-		if (!a[i].labels.equal(b[i].labels)) {
-			labels = identical = false;
-			break;
+		labels = a[i].size() == b[i].size();
+		for (size_t k = 0; k < a[i].size() && labels; k++) {
+			const frcnn::Detection &x = a[i][k], &y = b[i][k];
+			labels = x.label == y.label;
+			const double box = std::max({std::abs(x.x1 - y.x1), std::abs(x.y1 - y.y1), std::abs(x.x2 - y.x2),
+						     std::abs(x.y2 - y.y2)});
+			max_box_diff = std::max(max_box_diff, box);
+			identical = identical && labels && box == 0 && x.score == y.score;
 		}
-		identical = identical && a[i].scores.equal(b[i].scores) && a[i].boxes.equal(b[i].boxes);
-		if (a[i].boxes.numel() > 0)
-			max_box_diff = std::max(max_box_diff, (a[i].boxes - b[i].boxes).abs().max().item<double>());
+		identical = identical && labels;
 	}
 	return {{"identical", identical}, {"labels_equal", labels}, {"max_box_diff_px", max_box_diff}};
 }
@@ -753,24 +740,11 @@ int main(int argc, char **argv)
 			}
 			return in;
 		};
-		// Plain detections per frame, as the facade returns them.
+		// Plain detections per frame.
 		auto run_batch = [&](const BatchInput &in, double *stage_ms) {
 			if (facade)
 				return o.frame_copies ? facade->detect(in.copies) : facade->detect(in.views);
-			std::vector<std::vector<frcnn::Detection>> out;
-			for (auto &det : staged->run(in.views, in.memory, stage_ms)) {
-				auto boxes = det.boxes.to(torch::kFloat32).contiguous();
-				auto scores = det.scores.to(torch::kFloat32).contiguous();
-				auto labels = det.labels.to(torch::kInt64).contiguous();
-				std::vector<frcnn::Detection> v;
-				for (int64_t i = 0; i < boxes.size(0); i++) {
-					const float *b = boxes.data_ptr<float>() + 4 * i;
-					v.push_back({b[0], b[1], b[2], b[3], labels.data_ptr<int64_t>()[i],
-						     scores.data_ptr<float>()[i]});
-				}
-				out.push_back(std::move(v));
-			}
-			return out;
+			return staged->run(in.views, in.memory, stage_ms);
 		};
 
 		const int timed_batches = (o.frames + o.batch - 1) / o.batch;

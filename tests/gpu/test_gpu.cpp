@@ -480,9 +480,9 @@ std::string resnet50_weights(const std::vector<Photo> &images)
 	return path;
 }
 
-std::vector<std::vector<Detection>> detect(const std::string &arch, const std::string &weights,
-					   const std::string &device, bool fp16, const std::vector<Photo> &images,
-					   int batch, int num_classes = 0, int min_size = 0, int max_size = 0)
+// The detector the GPU-against-CPU checks compare: score threshold 0.05 (torchvision's).
+DetectorOptions detector_options(const std::string &arch, const std::string &weights, const std::string &device,
+				 bool fp16, int num_classes = 0, int min_size = 0, int max_size = 0)
 {
 	DetectorOptions o;
 	o.model = model_preset(arch);
@@ -499,7 +499,14 @@ std::vector<std::vector<Detection>> detect(const std::string &arch, const std::s
 	// The CPU side computes as torchvision does (a oneDNN build's own convolutions round
 	// differently by more than the tolerance with these weights).
 	o.cpu_convolutions = CpuConvolutions::LibTorch;
-	Detector detector(o);
+	return o;
+}
+
+std::vector<std::vector<Detection>> detect(const std::string &arch, const std::string &weights,
+					   const std::string &device, bool fp16, const std::vector<Photo> &images,
+					   int batch, int num_classes = 0, int min_size = 0, int max_size = 0)
+{
+	Detector detector(detector_options(arch, weights, device, fp16, num_classes, min_size, max_size));
 	std::vector<std::vector<Detection>> out;
 	for (size_t i = 0; i < images.size(); i += batch) {
 		std::vector<FrameView> views;
@@ -585,15 +592,8 @@ TEST(CudaDetector, ShapesModelGpuMatchesCpu)
 TEST(CudaDetector, FrameCopiesGiveTheSameDetections)
 {
 	const auto frames = shapes_frames(8);
-	DetectorOptions o;
-	o.model = model_preset("tiny");
-	o.model.num_classes = 4;
-	o.model.min_size = 240;
-	o.model.max_size = 320;
-	o.model.box_score_thresh = 0.05;
-	o.weights = test::env("FRCNN_TEST_DATA") + "/shapes-tiny.pth";
-	o.device = "cuda";
-	Detector detector(o);
+	Detector detector(
+		detector_options("tiny", test::env("FRCNN_TEST_DATA") + "/shapes-tiny.pth", "cuda", false, 4, 240, 320));
 	std::vector<FrameView> views;
 	std::vector<FrameCopy> copies;
 	for (const auto &f : frames) {
