@@ -208,15 +208,15 @@ RuntimeSettings runtime_settings(const Settings &settings)
 
 // One entry of the queue between the sink pad and the worker: a buffer with the video info of
 // the caps it arrived under, or a serialized event. Owns its reference. A frame to run also
-// carries a copy of its pixels, made on the sink pad's thread as it arrived (on the device with
-// CUDA, so that the worker's batch starts with its frames there).
+// holds its pixels, taken on the sink pad's thread as it arrived: the frame mapped on the CPU,
+// a copy on the device with CUDA (so that the worker's batch starts with its frames there).
 struct Item {
 	GstBuffer *buffer = nullptr;
 	GstEvent *event = nullptr;
 	GstVideoInfo info;
 	bool infer = false;
 	Clock::time_point arrival;
-	frcnn::FrameCopy pixels;
+	frcnn::HeldFrame pixels;
 	// Where the buffer falls in its segment, for QoS (GST_CLOCK_TIME_NONE when unknown).
 	GstClockTime running_time = GST_CLOCK_TIME_NONE;
 	GstClockTime stream_time = GST_CLOCK_TIME_NONE;
@@ -262,7 +262,7 @@ struct Item {
 			gst_buffer_unref(std::exchange(buffer, nullptr));
 		if (event)
 			gst_event_unref(std::exchange(event, nullptr));
-		pixels = frcnn::FrameCopy();
+		pixels = frcnn::HeldFrame();
 	}
 };
 
@@ -979,9 +979,9 @@ static GstFlowReturn gst_frcnn_detect_run_batch(GstFrcnnDetect *self, std::vecto
 
 	std::vector<std::vector<frcnn::Detection>> results;
 	{
-		std::vector<frcnn::FrameCopy> pixels;
+		std::vector<frcnn::HeldFrame> pixels;
 		for (Item *item : frames)
-			pixels.push_back(std::exchange(item->pixels, frcnn::FrameCopy()));
+			pixels.push_back(std::exchange(item->pixels, frcnn::HeldFrame()));
 
 		const Clock::time_point start = Clock::now();
 		try {
@@ -1010,7 +1010,7 @@ static GstFlowReturn gst_frcnn_detect_run_batch(GstFrcnnDetect *self, std::vecto
 		return GST_FLOW_ERROR;
 	}
 
-	/* The frames were unmapped on arrival, so our reference is the only one. */
+	/* The frames' maps went with the pixels above, so our reference is the only one. */
 	for (std::size_t i = 0; i < frames.size(); i++) {
 		Item &item = *frames[i];
 		item.buffer = gst_buffer_make_writable(item.buffer);
@@ -1073,7 +1073,7 @@ static GstMessage *gst_frcnn_detect_skip_if_late(GstFrcnnDetect *self, Item &ite
 		return nullptr;
 	}
 	item.infer = false;
-	item.pixels = frcnn::FrameCopy();
+	item.pixels = frcnn::HeldFrame();
 	state->qos_skipped++;
 	GST_LOG_OBJECT(self, "skipping a late frame: running time %" GST_TIME_FORMAT ", earliest %" GST_TIME_FORMAT,
 		       GST_TIME_ARGS(item.running_time), GST_TIME_ARGS(earliest));
@@ -1192,29 +1192,48 @@ static void gst_frcnn_detect_loop(gpointer user_data)
 	gst_pad_pause_task(self->srcpad);
 }
 
-/* Copies the pixels of a frame to run into its item (Detector::copy_frame), unmapping it again. */
-static gboolean gst_frcnn_detect_copy_pixels(GstFrcnnDetect *self, Item &item)
+/*
+ * Maps a frame for reading. The frame holds a reference to the buffer and is unmapped when the
+ * last holder lets it go, on whichever thread that is. nullptr when the buffer cannot be mapped.
+ */
+static std::shared_ptr<const GstVideoFrame> map_frame(const GstVideoInfo *info, GstBuffer *buffer)
 {
-	GstVideoFrame frame;
-	if (!gst_video_frame_map(&frame, &item.info, item.buffer, GST_MAP_READ)) {
+	auto frame = std::make_unique<GstVideoFrame>();
+	if (!gst_video_frame_map(frame.get(), const_cast<GstVideoInfo *>(info), buffer, GST_MAP_READ))
+		return nullptr;
+	return std::shared_ptr<const GstVideoFrame>(frame.release(), [](const GstVideoFrame *mapped) {
+		auto *f = const_cast<GstVideoFrame *>(mapped);
+		gst_video_frame_unmap(f);
+		delete f;
+	});
+}
+
+/*
+ * Holds the pixels of a frame to run in its item (Detector::hold_frame): on the CPU the frame
+ * stays mapped until its batch has run, which reads it in place; on CUDA its bytes are copied
+ * to the device now and it is unmapped again.
+ */
+static gboolean gst_frcnn_detect_hold_pixels(GstFrcnnDetect *self, Item &item)
+{
+	std::shared_ptr<const GstVideoFrame> frame = map_frame(&item.info, item.buffer);
+	if (!frame) {
 		GST_ELEMENT_ERROR(self, STREAM, FAILED, ("Could not read a video frame."),
 				  ("gst_video_frame_map() failed for a %dx%d %s buffer",
 				   GST_VIDEO_INFO_WIDTH(&item.info), GST_VIDEO_INFO_HEIGHT(&item.info),
 				   GST_VIDEO_INFO_NAME(&item.info)));
 		return FALSE;
 	}
-	gboolean copied = TRUE;
 	try {
-		item.pixels = self->state->detector->copy_frame(frame_view(&frame));
+		const frcnn::FrameView view = frame_view(frame.get());
+		item.pixels = self->state->detector->hold_frame(view, std::move(frame));
 	} catch (const std::exception &e) {
-		GST_ELEMENT_ERROR(self, STREAM, FAILED, ("Could not copy a video frame: %s", e.what()),
-				  ("frcnn::Detector::copy_frame() failed for a %dx%d %s frame",
+		GST_ELEMENT_ERROR(self, STREAM, FAILED, ("Could not hold a video frame: %s", e.what()),
+				  ("frcnn::Detector::hold_frame() failed for a %dx%d %s frame",
 				   GST_VIDEO_INFO_WIDTH(&item.info), GST_VIDEO_INFO_HEIGHT(&item.info),
 				   GST_VIDEO_INFO_NAME(&item.info)));
-		copied = FALSE;
+		return FALSE;
 	}
-	gst_video_frame_unmap(&frame);
-	return copied;
+	return TRUE;
 }
 
 static GstFlowReturn gst_frcnn_detect_chain(GstPad *pad, GstObject *parent, GstBuffer *buffer)
@@ -1254,10 +1273,10 @@ static GstFlowReturn gst_frcnn_detect_chain(GstPad *pad, GstObject *parent, GstB
 		item.running_time = gst_segment_to_running_time(&state->segment, GST_FORMAT_TIME, timestamp);
 		item.stream_time = gst_segment_to_stream_time(&state->segment, GST_FORMAT_TIME, timestamp);
 	}
-	/* Outside the lock: the worker runs on while the frame is copied. */
+	/* Outside the lock: the worker runs on while the frame is copied (CUDA). */
 	if (item.infer) {
 		lock.unlock();
-		if (!gst_frcnn_detect_copy_pixels(self, item))
+		if (!gst_frcnn_detect_hold_pixels(self, item))
 			return GST_FLOW_ERROR;
 		lock.lock();
 	}

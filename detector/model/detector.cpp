@@ -139,26 +139,40 @@ std::vector<std::vector<Detection>> Detector::detect(const std::vector<FrameView
 	return run_batch(impl_->model, frames, {});
 }
 
-std::vector<std::vector<Detection>> Detector::detect(const std::vector<FrameCopy> &frames)
+std::vector<std::vector<Detection>> Detector::detect(const std::vector<HeldFrame> &frames)
 {
 	std::vector<FrameView> views;
 	std::vector<detail::FrameMemory> memory;
 	for (const auto &frame : frames) {
 		if (frame.empty())
-			throw Error("detect() was given an empty FrameCopy: make frame copies with copy_frame()");
+			throw Error("detect() was given an empty HeldFrame: make them with copy_frame() or hold_frame()");
 		views.push_back(frame.view());
 		memory.push_back(*std::static_pointer_cast<const detail::FrameMemory>(frame.bytes_));
 	}
 	return run_batch(impl_->model, views, memory);
 }
 
-FrameCopy Detector::copy_frame(const FrameView &frame) const
+HeldFrame Detector::copy_frame(const FrameView &frame) const
 {
-	FrameCopy copy;
+	HeldFrame held;
 	// On CUDA the bytes go on to the device now, so that the batch finds them there.
-	auto memory = detail::copy_frame_memory(frame, impl_->device, &copy.view_);
-	copy.bytes_ = std::make_shared<const detail::FrameMemory>(std::move(memory));
-	return copy;
+	auto memory = detail::copy_frame_memory(frame, impl_->device, &held.view_);
+	held.bytes_ = std::make_shared<const detail::FrameMemory>(std::move(memory));
+	return held;
+}
+
+HeldFrame Detector::hold_frame(const FrameView &frame, std::shared_ptr<const void> owner) const
+{
+	if (!impl_->device.is_cpu())
+		return copy_frame(frame); // `owner` goes when this returns
+	// The CPU reads the bytes where they lie: check the view now, not in the batch.
+	frame_planes(frame);
+	detail::FrameMemory memory;
+	memory.owner = std::move(owner);
+	HeldFrame held;
+	held.view_ = frame;
+	held.bytes_ = std::make_shared<const detail::FrameMemory>(std::move(memory));
+	return held;
 }
 
 } // namespace frcnn

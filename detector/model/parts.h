@@ -370,9 +370,13 @@ TORCH_MODULE(RoIHeads);
 
 // ---------------------------------------------------------------------------------------------
 // GeneralizedRCNNTransform.
+// The memory of a held frame (Detector::copy_frame, hold_frame). A copy has `host` and, for a
+// CUDA device, `device`; a frame held without a copy has only `owner`, the caller's object that
+// keeps the view's bytes alive.
 struct FrameMemory {
 	torch::Tensor host;   // uint8, the frame's planes as copy_frame_bytes lays them out
 	torch::Tensor device; // the same bytes on the model's CUDA device, or undefined
+	std::shared_ptr<const void> owner;
 };
 
 // Where a batch's frames are on their way to a CUDA device (transform_frames_cuda), worked out

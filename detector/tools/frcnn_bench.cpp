@@ -69,8 +69,8 @@ void usage(FILE *out)
 		     "  --frames N             timed frames, rounded up to whole batches (default 20)\n"
 		     "  --facade               time Detector::detect (what the element runs) instead of the\n"
 		     "                         model's stages one by one; no per-stage times\n"
-		     "  --frame-copies         before each timed batch, copy its frames as frcnndetect does\n"
-		     "                         when they arrive (Detector::copy_frame: on CUDA through\n"
+		     "  --frame-copies         before each timed batch, copy its frames as frcnndetect does on\n"
+		     "                         CUDA when they arrive (Detector::copy_frame: on CUDA through\n"
 		     "                         page-locked memory to the device, so that the batch starts\n"
 		     "                         with them there); the copying is timed apart\n"
 		     "  --fp16                 the same as --precision fp16 (CUDA only)\n"
@@ -721,7 +721,7 @@ int main(int argc, char **argv)
 		// A batch as run_batch takes it: the frames, or with --frame-copies their copies.
 		struct BatchInput {
 			std::vector<frcnn::FrameView> views;
-			std::vector<frcnn::FrameCopy> copies;	// the facade's
+			std::vector<frcnn::HeldFrame> copies;	// the facade's
 			std::vector<frcnn::detail::FrameMemory> memory; // the stage-by-stage run's
 		};
 		auto batch_input = [&](const std::vector<Image> &frames) {

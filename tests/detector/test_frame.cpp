@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: BSD-3-Clause
-// Frame copies (Detector::copy_frame): what the element makes of each frame as it arrives, so
-// that a batch later runs from the copies. They must give exactly what the frames give.
+// Held frames: copies (Detector::copy_frame) and frames held in place (Detector::hold_frame, what
+// the element makes of each frame as it arrives, so that a batch later runs from them). They must
+// give exactly what the frames give.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
 #include <thread>
 #include <vector>
 
@@ -118,7 +120,7 @@ size_t count(const std::vector<std::vector<Detection>> &detections)
 
 } // namespace
 
-TEST(FrameCopy, DetectsExactlyWhatTheFramesGive)
+TEST(HeldFrame, DetectsExactlyWhatTheFramesGive)
 {
 	Detector &detector = shapes_detector();
 	std::vector<TestFrame> frames;
@@ -127,21 +129,22 @@ TEST(FrameCopy, DetectsExactlyWhatTheFramesGive)
 	frames.push_back(shapes_frame(2, PixelFormat::NV12, 7));
 	frames.push_back(shapes_frame(3, PixelFormat::RGB, 5));
 	std::vector<FrameView> views;
-	std::vector<FrameCopy> copies;
+	std::vector<HeldFrame> copies, held;
 	for (const auto &f : frames) {
 		views.push_back(f.view);
 		copies.push_back(detector.copy_frame(f.view));
+		held.push_back(detector.hold_frame(f.view, nullptr)); // `frames` outlives them
 	}
 	const auto from_views = detector.detect(views);
-	const auto from_copies = detector.detect(copies);
 	EXPECT_GE(count(from_views), 4u) << "the shapes model should find shapes in 4 scenes";
-	expect_identical(from_views, from_copies);
+	expect_identical(from_views, detector.detect(copies));
+	expect_identical(from_views, detector.detect(held));
 }
 
-TEST(FrameCopy, HoldsItsOwnBytesWithTheFrameStrides)
+TEST(HeldFrame, CopyHoldsItsOwnBytesWithTheFrameStrides)
 {
 	TestFrame frame = shapes_frame(5, PixelFormat::NV12, 9);
-	const FrameCopy copy = shapes_detector().copy_frame(frame.view);
+	const HeldFrame copy = shapes_detector().copy_frame(frame.view);
 	ASSERT_FALSE(copy.empty());
 	const FrameView &v = copy.view();
 	EXPECT_EQ(v.format, PixelFormat::NV12);
@@ -165,12 +168,42 @@ TEST(FrameCopy, HoldsItsOwnBytesWithTheFrameStrides)
 	const auto before = shapes_detector().detect(std::vector<FrameView>{frame.view});
 	for (auto &plane : frame.planes)
 		std::fill(plane.begin(), plane.end(), 0);
-	expect_identical(before, shapes_detector().detect(std::vector<FrameCopy>{copy}));
+	expect_identical(before, shapes_detector().detect(std::vector<HeldFrame>{copy}));
 	EXPECT_GT(count(before), 0u);
 }
 
+// hold_frame on the CPU copies nothing: the batch reads the frame where it lies, and the held
+// frame keeps the frame's owner for as long as it, or a copy of it, lives.
+TEST(HeldFrame, HoldFrameOnTheCpuReadsInPlaceAndKeepsTheOwner)
+{
+	Detector &detector = shapes_detector();
+	auto frame = std::make_shared<TestFrame>(shapes_frame(6, PixelFormat::NV12, 5));
+	const std::weak_ptr<TestFrame> watch = frame;
+	const FrameView view = frame->view;
+	const auto expected = detector.detect(std::vector<FrameView>{view});
+	HeldFrame held = detector.hold_frame(view, frame);
+	frame.reset();
+	ASSERT_FALSE(watch.expired()) << "a held frame must keep its owner";
+	ASSERT_FALSE(held.empty());
+	EXPECT_EQ(held.view().format, view.format);
+	EXPECT_EQ(held.view().width, view.width);
+	EXPECT_EQ(held.view().height, view.height);
+	for (int p = 0; p < 3; p++) {
+		EXPECT_EQ(held.view().planes[p], view.planes[p]) << "plane " << p << " was copied";
+		EXPECT_EQ(held.view().strides[p], view.strides[p]);
+	}
+
+	HeldFrame copy = held;
+	held = HeldFrame();
+	EXPECT_FALSE(watch.expired()) << "a copy of a held frame must keep the owner too";
+	expect_identical(expected, detector.detect(std::vector<HeldFrame>{copy}));
+	EXPECT_GT(count(expected), 0u);
+	copy = HeldFrame();
+	EXPECT_TRUE(watch.expired()) << "the owner must go with the last held frame";
+}
+
 // What the element does: frames are copied on one thread while a batch runs on another.
-TEST(FrameCopy, CopiedOnAnotherThreadWhileABatchRuns)
+TEST(HeldFrame, CopiedOnAnotherThreadWhileABatchRuns)
 {
 	Detector &detector = shapes_detector();
 	std::vector<TestFrame> frames;
@@ -180,7 +213,7 @@ TEST(FrameCopy, CopiedOnAnotherThreadWhileABatchRuns)
 		views.push_back(frames.back().view);
 	}
 	const auto expected = detector.detect(views);
-	std::vector<FrameCopy> copies;
+	std::vector<HeldFrame> copies;
 	std::thread copier([&] {
 		for (const auto &v : views)
 			copies.push_back(detector.copy_frame(v));
@@ -194,7 +227,7 @@ TEST(FrameCopy, CopiedOnAnotherThreadWhileABatchRuns)
 	EXPECT_GT(count(expected), 0u);
 }
 
-TEST(FrameCopy, BadFramesAndEmptyCopiesAreClearErrors)
+TEST(HeldFrame, BadFramesAndEmptyHeldFramesAreClearErrors)
 {
 	Detector &detector = shapes_detector();
 	TestFrame frame = shapes_frame(0, PixelFormat::NV12, 0);
@@ -215,8 +248,14 @@ TEST(FrameCopy, BadFramesAndEmptyCopiesAreClearErrors)
 	FrameView empty_size = frame.view;
 	empty_size.height = 0;
 	expect_error([&] { detector.copy_frame(empty_size); }, "frame size must be positive");
-	expect_error([&] { detector.detect(std::vector<FrameCopy>{FrameCopy()}); }, "empty FrameCopy");
-	EXPECT_TRUE(detector.detect(std::vector<FrameCopy>{}).empty());
+	expect_error([&] { detector.detect(std::vector<HeldFrame>{HeldFrame()}); }, "empty HeldFrame");
+	// hold_frame checks the view when it is called, not in the batch, and lets the owner go.
+	auto owner = std::make_shared<int>(0);
+	const std::weak_ptr<int> watch = owner;
+	expect_error([&] { detector.hold_frame(missing, std::move(owner)); }, "frame plane 1 is missing");
+	EXPECT_TRUE(watch.expired()) << "a frame that could not be held must not keep its owner";
+	expect_error([&] { detector.hold_frame(narrow, nullptr); }, "less than its row");
+	EXPECT_TRUE(detector.detect(std::vector<HeldFrame>{}).empty());
 }
 
 // The layout the CUDA path moves a batch's frames to the device by (plan_frame_upload), emulated

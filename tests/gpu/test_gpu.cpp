@@ -353,7 +353,7 @@ TEST(CudaPreprocessing, CopiedFramesGiveTheSameBatchAsGatheredOnes)
 		on_device.push_back(frcnn::detail::copy_frame_memory(frames[i], kCuda, &copied_views[i]));
 		ASSERT_TRUE(on_device.back().host.is_pinned());
 		ASSERT_TRUE(on_device.back().device.is_cuda());
-		pinned_only.push_back({on_device.back().host, torch::Tensor()});
+		pinned_only.push_back({on_device.back().host, torch::Tensor(), nullptr});
 	}
 	// Frame 0 gathered, 1 and 2 on the device, 3 from pinned memory.
 	std::vector<FrameView> mixed_views = copied_views;
@@ -587,34 +587,45 @@ TEST(CudaDetector, ShapesModelGpuMatchesCpu)
 	expect_same_detections(cpu, gpu, "shapes model, GPU fp32 vs CPU fp32");
 }
 
-// Detector::detect on frames copied with copy_frame (page-locked), as the element runs it, gives
-// the same detections as on the frames themselves.
+// Detector::detect on frames copied with copy_frame (page-locked, then on the device), and on
+// frames held with hold_frame, as the element runs it (which on CUDA copies the same way and lets
+// the frame's owner go at once), gives the same detections as on the frames themselves.
 TEST(CudaDetector, FrameCopiesGiveTheSameDetections)
 {
 	const auto frames = shapes_frames(8);
 	Detector detector(
 		detector_options("tiny", test::env("FRCNN_TEST_DATA") + "/shapes-tiny.pth", "cuda", false, 4, 240, 320));
 	std::vector<FrameView> views;
-	std::vector<FrameCopy> copies;
+	std::vector<HeldFrame> copies, held;
 	for (const auto &f : frames) {
 		views.push_back(f.view());
 		copies.push_back(detector.copy_frame(f.view()));
+		auto owner = std::make_shared<int>(0);
+		const std::weak_ptr<int> watch = owner;
+		held.push_back(detector.hold_frame(f.view(), std::move(owner)));
+		EXPECT_TRUE(watch.expired()) << "hold_frame on CUDA must copy the frame and let its owner go";
+		EXPECT_NE(held.back().view().planes[0], f.view().planes[0]);
 	}
 	const auto from_views = detector.detect(views);
-	const auto from_copies = detector.detect(copies);
-	ASSERT_EQ(from_views.size(), from_copies.size());
 	size_t total = 0;
-	for (size_t i = 0; i < from_views.size(); i++) {
-		ASSERT_EQ(from_views[i].size(), from_copies[i].size()) << "frame " << i;
-		for (size_t k = 0; k < from_views[i].size(); k++, total++) {
-			const Detection &a = from_views[i][k], &b = from_copies[i][k];
-			EXPECT_TRUE(a.label == b.label && a.score == b.score && a.x1 == b.x1 && a.y1 == b.y1 &&
-				    a.x2 == b.x2 && a.y2 == b.y2)
-				<< "frame " << i << " detection " << k;
+	auto expect_identical = [&](const std::vector<std::vector<Detection>> &other, const char *what) {
+		ASSERT_EQ(from_views.size(), other.size()) << what;
+		total = 0;
+		for (size_t i = 0; i < from_views.size(); i++) {
+			ASSERT_EQ(from_views[i].size(), other[i].size()) << what << ", frame " << i;
+			for (size_t k = 0; k < from_views[i].size(); k++, total++) {
+				const Detection &a = from_views[i][k], &b = other[i][k];
+				EXPECT_TRUE(a.label == b.label && a.score == b.score && a.x1 == b.x1 &&
+					    a.y1 == b.y1 && a.x2 == b.x2 && a.y2 == b.y2)
+					<< what << ", frame " << i << " detection " << k;
+			}
 		}
-	}
+	};
+	expect_identical(detector.detect(copies), "copy_frame");
+	expect_identical(detector.detect(held), "hold_frame");
 	EXPECT_GT(total, 0u);
-	std::printf("shapes model on CUDA, frame copies vs frames: %zu detections, identical\n", total);
+	std::printf("shapes model on CUDA, frame copies and held frames vs frames: %zu detections, identical\n",
+		    total);
 }
 
 TEST(CudaDetector, ResNet50GpuMatchesCpuOnPhotos)

@@ -442,6 +442,52 @@ TEST(FrcnnDetect, PartialBatchLeavesAfterTimeout)
 	EXPECT_LT(elapsed, timeout + 5 * inference + std::chrono::seconds(5));
 }
 
+// On the CPU the element reads each frame where it lies: the buffer stays mapped from its arrival
+// until its batch has run, and the map is gone before the detections are attached. Shown by changing the
+// bytes of a frame that waits for its batch (which no upstream element may do): the detections
+// are those of the new bytes; a copy made on arrival would give those of the old ones.
+TEST(FrcnnDetect, ReadsFramesInPlaceOnTheCpu)
+{
+	const Frame before = make_frame(photo(256, 192, 0), GST_VIDEO_FORMAT_BGRx);
+	const Frame after = make_frame(photo(256, 192, 100), GST_VIDEO_FORMAT_BGRx);
+	ASSERT_EQ(before.bytes.size(), after.bytes.size());
+	const std::vector<frcnn::Detection> expected = expected_for(after);
+	const std::vector<frcnn::Detection> of_before = expected_for(before);
+	ASSERT_FALSE(expected.empty());
+	auto same = [](const std::vector<frcnn::Detection> &a, const std::vector<frcnn::Detection> &b) {
+		if (a.size() != b.size())
+			return false;
+		for (std::size_t i = 0; i < a.size(); i++)
+			if (a[i].label != b[i].label || a[i].score != b[i].score || a[i].x1 != b[i].x1)
+				return false;
+		return true;
+	};
+	ASSERT_FALSE(same(expected, of_before)) << "the two photos must give different detections";
+
+	std::vector<uint8_t> memory = before.bytes; // the first buffer's memory, not copied
+	HarnessPtr h = harness("batch-size=2 batch-timeout=60000");
+	gst_harness_set_src_caps(h.get(), before.caps());
+	GstBuffer *buffer = gst_buffer_new_wrapped_full(GST_MEMORY_FLAG_READONLY, memory.data(), memory.size(), 0,
+							memory.size(), nullptr, nullptr);
+	GST_BUFFER_PTS(buffer) = 0;
+	GST_BUFFER_DURATION(buffer) = GST_SECOND / 30;
+	ASSERT_EQ(gst_harness_push(h.get(), buffer), GST_FLOW_OK);
+	/* The batch of 2 waits for a second frame: the first one's bytes change meanwhile. */
+	std::copy(after.bytes.begin(), after.bytes.end(), memory.begin());
+	ASSERT_EQ(gst_harness_push(h.get(), after.buffer(GST_SECOND / 30, GST_SECOND / 30)), GST_FLOW_OK);
+
+	for (int i = 0; i < 2; i++) {
+		SCOPED_TRACE("frame " + std::to_string(i));
+		gst_test::BufferPtr out(gst_harness_pull(h.get()));
+		ASSERT_TRUE(out);
+		expect_meta_equals(out.get(), after.width(), after.height(), expected);
+		/* The buffer pushed in comes out: were the frame still mapped when the detections
+		   were attached, the element would have had to attach them to a copy of it. */
+		if (i == 0)
+			EXPECT_EQ(out.get(), buffer) << "the frame was still mapped";
+	}
+}
+
 TEST(FrcnnDetect, LatencyQueryAddsBatchTimeout)
 {
 	HarnessPtr h = harness("batch-size=4 batch-timeout=250");

@@ -28,17 +28,19 @@ struct FrameView {
 	int strides[3] = {0, 0, 0}; // bytes per row of each plane
 };
 
-// A frame's bytes copied ahead of Detector::detect(), so that the batch need not move them: for a
-// CUDA device into page-locked host memory and on to the device (on a stream of its own, while
-// whatever batch runs goes on), where detect() reads them; plain memory on the CPU.
-// Detector::copy_frame() makes one, and may run on another thread while a batch runs:
-// frcnndetect copies each frame as it arrives, while the batch before it runs. Holds its bytes,
-// read-only, shared between the copies of this object.
-class FrameCopy {
+// A frame held for a later Detector::detect(), so that the batch need not move its bytes.
+// Detector::copy_frame() copies them: for a CUDA device into page-locked host memory and on to the
+// device (on a stream of its own, while whatever batch runs goes on), where detect() reads them;
+// plain memory on the CPU. Detector::hold_frame() copies them only where they must move (a CUDA
+// device); on the CPU it keeps the frame's owner and the batch reads the bytes where they lie.
+// Both may run on another thread while a batch runs: frcnndetect holds each frame as it arrives,
+// while the batch before it runs. Read-only; what it holds is shared between the copies of this
+// object and let go when the last one goes.
+class HeldFrame {
 public:
-	FrameCopy() = default;
-	// The frame, its planes pointing into the copied bytes on the host (strides as in the
-	// original).
+	HeldFrame() = default;
+	// The frame: its planes point into the copied bytes, or into the owner's (strides as in
+	// the original).
 	const FrameView &view() const { return view_; }
 	bool empty() const { return bytes_ == nullptr; }
 
@@ -81,12 +83,20 @@ public:
 
 	// Runs one batch. Frames may have different sizes and formats.
 	std::vector<std::vector<Detection>> detect(const std::vector<FrameView> &frames);
-	// The same from frames copied with copy_frame() (by this detector or one on the same device).
-	std::vector<std::vector<Detection>> detect(const std::vector<FrameCopy> &frames);
+	// The same from held frames (copy_frame(), hold_frame()), made by this detector or one on
+	// the same device.
+	std::vector<std::vector<Detection>> detect(const std::vector<HeldFrame> &frames);
 
-	// Copies a frame for a later detect(); see FrameCopy. Safe to call from another thread
+	// Copies a frame for a later detect(); see HeldFrame. Safe to call from another thread
 	// while detect() runs. Throws frcnn::Error on a bad view or when no memory is left.
-	FrameCopy copy_frame(const FrameView &frame) const;
+	HeldFrame copy_frame(const FrameView &frame) const;
+	// Holds a frame for a later detect() with as few copies as the device allows. On the CPU
+	// nothing is copied: the HeldFrame keeps `owner`, which must keep the view's bytes alive and
+	// unchanged until the HeldFrame and its copies are gone. On a CUDA device the bytes are
+	// copied as copy_frame() copies them and `owner` is let go before this returns. Safe to call
+	// from another thread while detect() runs. Throws frcnn::Error on a bad view (then `owner`
+	// is let go too).
+	HeldFrame hold_frame(const FrameView &frame, std::shared_ptr<const void> owner) const;
 
 	const ModelConfig &config() const;
 	void set_score_threshold(double value);
