@@ -14,6 +14,9 @@
 
 #include "frcnn/ops.h"
 
+#include "../../detector/ops/cuda/nms_steps.h"
+#include "../../detector/ops/kernels.h"
+
 namespace {
 
 struct Case {
@@ -195,6 +198,75 @@ TEST(BatchedNms, Int32CategoriesGiveTheSameResult)
 						     c.real("iou_threshold")),
 			     c.at("keep"));
 	}
+}
+
+// The CUDA NMS settles each category's boxes on its own, the categories in parallel. Its steps
+// (nms_steps.h) and the segment ends it is given (nms_segment_ends), run here on the host in the
+// kernels' order, must keep exactly the boxes the CPU kernel keeps: many categories, some
+// spanning several 64-box words and sharing words with their neighbours, and one category alone.
+TEST(NmsSteps, CategoriesSettledApartKeepWhatTheCpuKernelKeeps)
+{
+	using namespace frcnn::cuda::nms_steps;
+	torch::manual_seed(3);
+	struct Setup {
+		int64_t n;
+		int64_t categories; // 0: none (one segment)
+	};
+	for (const Setup setup : {Setup{700, 9}, Setup{1000, 3}, Setup{300, 120}, Setup{200, 0}, Setup{1, 4}, Setup{129, 1}}) {
+		SCOPED_TRACE("n " + std::to_string(setup.n) + ", categories " + std::to_string(setup.categories));
+		// Crowded boxes, so that many overlap above the threshold.
+		const auto centre = torch::rand({setup.n, 2}) * (setup.categories > 50 ? 4 : 60);
+		const auto size = torch::rand({setup.n, 2}) * 30 + 5;
+		const auto boxes = torch::cat({centre - size / 2, centre + size / 2}, 1);
+		const auto scores = torch::rand({setup.n});
+		const auto idxs = setup.categories > 0 ? torch::randint(setup.categories, {setup.n}, torch::kLong)
+						       : torch::zeros({setup.n}, torch::kLong);
+		const double threshold = 0.5;
+
+		// The order the CUDA glue sorts into: by score, then (stably) by category.
+		auto order = std::get<1>(scores.sort(/*stable=*/true, 0, /*descending=*/true));
+		if (setup.categories > 0)
+			order = order.index_select(
+				0, std::get<1>(idxs.index_select(0, order).sort(/*stable=*/true, 0, false)));
+		const auto sorted_boxes = boxes.index_select(0, order).contiguous();
+		const auto sorted_categories = idxs.index_select(0, order).contiguous();
+		const int64_t *categories = setup.categories > 0 ? sorted_categories.data_ptr<int64_t>() : nullptr;
+		const auto ends = frcnn::ops::detail::nms_segment_ends(sorted_categories);
+		const int64_t *segment_ends = setup.categories > 0 ? ends.data_ptr<int64_t>() : nullptr;
+
+		const int64_t words = (setup.n + 63) / 64;
+		std::vector<uint64_t> mask(setup.n * words, ~0ULL), removed(words, ~0ULL);
+		std::vector<uint8_t> keep(setup.n, 2);
+		fill_mask_on_host(sorted_boxes.data_ptr<float>(), categories, setup.n, words, threshold, mask.data());
+		suppress_on_host(mask.data(), setup.n, words, categories, segment_ends, removed.data(), keep.data());
+
+		auto kept = torch::zeros({setup.n}, torch::kBool);
+		for (int64_t i = 0; i < setup.n; i++) {
+			ASSERT_LE(keep[i], 1) << "box " << i << " was never settled";
+			if (keep[i])
+				kept[order[i].item<int64_t>()] = true;
+		}
+		const auto expected = frcnn::ops::nms_mask_by_category(boxes, scores, idxs, threshold);
+		EXPECT_TRUE(torch::equal(kept, expected))
+			<< kept.sum().item<int64_t>() << " kept against " << expected.sum().item<int64_t>();
+		if (setup.n > 1) {
+			EXPECT_LT(expected.sum().item<int64_t>(), setup.n - setup.n / 10) << "too few boxes overlap to tell";
+		}
+	}
+}
+
+TEST(NmsSteps, SegmentEndsOfSortedCategories)
+{
+	const auto categories = torch::tensor({2, 2, 2, 5, 7, 7, 9}, torch::kLong);
+	const auto ends = frcnn::ops::detail::nms_segment_ends(categories);
+	ASSERT_EQ(ends.size(0), 7);
+	// At each category's first box: one past its last.
+	EXPECT_EQ(ends[0].item<int64_t>(), 3);
+	EXPECT_EQ(ends[3].item<int64_t>(), 4);
+	EXPECT_EQ(ends[4].item<int64_t>(), 6);
+	EXPECT_EQ(ends[6].item<int64_t>(), 7);
+	EXPECT_EQ(frcnn::ops::detail::nms_segment_ends(torch::zeros({5}, torch::kLong))[0].item<int64_t>(), 5);
+	EXPECT_EQ(frcnn::ops::detail::nms_segment_ends(torch::empty({0}, torch::kLong)).size(0), 0);
 }
 
 TEST(RoiAlign, ForwardMatchesTorchvision)

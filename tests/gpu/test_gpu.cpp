@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: BSD-3-Clause
 // The CUDA path against the CPU path, on a machine with a GPU (tests/gpu/run.sh):
-// - nms, batched_nms and roi_align (forward, backward, half) on random inputs;
+// - nms, nms by category, batched_nms and roi_align (forward, backward, half) on random inputs;
 // - frame pre-processing of every pixel format, odd sizes and padded strides;
 // - the model's batched steps (proposal filtering, post-processing, multi-scale RoIAlign) against
 //   the CPU's, and how often a batch waits for the device;
@@ -89,6 +89,31 @@ TEST(CudaOps, NmsKeepsTheSameBoxesAsTheCpu)
 				ASSERT_TRUE(torch::equal(cpu, gpu.cpu()))
 					<< "n=" << n << " threshold=" << threshold << " dtype=" << dtype
 					<< ": CPU keeps " << cpu.size(0) << ", CUDA " << gpu.size(0);
+			}
+		}
+	}
+}
+
+// The categories are settled in parallel on CUDA, one segment of boxes per block: few and many
+// categories, segments within one 64-box word, spanning several and sharing words.
+TEST(CudaOps, NmsByCategoryKeepsTheSameBoxesAsTheCpu)
+{
+	std::mt19937 rng(4);
+	for (auto dtype : {torch::kFloat, torch::kDouble}) {
+		for (int64_t n : {1, 65, 700, 5000, 20000}) {
+			for (int64_t categories : {1, 3, 9, 728}) {
+				auto boxes = random_boxes(n, 300, rng, dtype);
+				auto scores = torch::rand({n}, torch::TensorOptions().dtype(dtype));
+				if (n > 10)
+					scores.slice(0, 0, n / 10).fill_(0.5);
+				auto idxs = torch::randint(0, categories, {n}, torch::kLong);
+				auto cpu = ops::nms_mask_by_category(boxes, scores, idxs, 0.5);
+				auto gpu = ops::nms_mask_by_category(boxes.to(kCuda), scores.to(kCuda), idxs.to(kCuda), 0.5);
+				ASSERT_TRUE(gpu.device().is_cuda());
+				ASSERT_TRUE(torch::equal(cpu, gpu.cpu()))
+					<< "n=" << n << " categories=" << categories << " dtype=" << dtype
+					<< ": CPU keeps " << cpu.sum().item<int64_t>() << ", CUDA "
+					<< gpu.sum().item<int64_t>();
 			}
 		}
 	}

@@ -1,32 +1,21 @@
 // SPDX-License-Identifier: BSD-3-Clause
 // Bitmask NMS: one kernel fills, for every box, a mask of the later boxes it overlaps above the
-// threshold (64 boxes per word); a second kernel, one block, walks the boxes in score order and
-// keeps each box that no kept box suppressed. Nothing is copied to the host.
+// threshold (64 boxes per word); a second kernel settles each segment of boxes of one category
+// in one block, walking its boxes in score order and keeping each box that no kept box
+// suppressed, the segments in parallel. Nothing is copied to the host. The steps are in
+// nms_steps.h, shared with a host emulation that the CPU tests run.
 //
 // Compiled with --fmad=false: the IoUs must round as the CPU kernel's (and torchvision's CPU
 // kernel's) do, or a box whose IoU lands next to the threshold could be kept on one device and
 // not on the other.
 #include "common.cuh"
+#include "nms_steps.h"
 
 namespace frcnn::cuda {
 
 namespace {
 
-constexpr int kBoxesPerWord = 64;
-
-template<typename T>
-__device__ __forceinline__ bool overlaps(const T *a, T area_a, const T *b, T area_b, double threshold)
-{
-	const T xx1 = a[0] > b[0] ? a[0] : b[0];
-	const T yy1 = a[1] > b[1] ? a[1] : b[1];
-	const T xx2 = a[2] < b[2] ? a[2] : b[2];
-	const T yy2 = a[3] < b[3] ? a[3] : b[3];
-	const T w = xx2 - xx1 > T(0) ? xx2 - xx1 : T(0);
-	const T h = yy2 - yy1 > T(0) ? yy2 - yy1 : T(0);
-	const T inter = w * h;
-	const T iou = inter / (area_a + area_b - inter);
-	return static_cast<double>(iou) > threshold;
-}
+using nms_steps::kBoxesPerWord;
 
 // Block (column block, row block) of 64 x 64 box pairs; thread t handles the row box.
 template<typename T>
@@ -46,7 +35,7 @@ __global__ void nms_mask_kernel(const T *boxes, const int64_t *categories, int64
 		const T *b = boxes + (col_start + t) * 4;
 		for (int k = 0; k < 4; k++)
 			col_boxes[t * 4 + k] = b[k];
-		col_areas[t] = (b[2] - b[0]) * (b[3] - b[1]);
+		col_areas[t] = nms_steps::area(b);
 		col_categories[t] = categories != nullptr ? categories[col_start + t] : 0;
 	}
 	__syncthreads();
@@ -55,62 +44,61 @@ __global__ void nms_mask_kernel(const T *boxes, const int64_t *categories, int64
 	if (row >= n)
 		return;
 	const T *a = boxes + row * 4;
-	const T area_a = (a[2] - a[0]) * (a[3] - a[1]);
+	const T area_a = nms_steps::area(a);
 	const int64_t category = categories != nullptr ? categories[row] : 0;
 	uint64_t bits = 0;
 	// Only later boxes can be suppressed by this one.
 	const int first = row_block == col_block ? t + 1 : 0;
 	for (int j = first; j < col_count; j++) {
 		if (col_categories[j] == category &&
-		    overlaps(a, area_a, col_boxes + j * 4, col_areas[j], threshold))
+		    nms_steps::overlaps(a, area_a, col_boxes + j * 4, col_areas[j], threshold))
 			bits |= 1ULL << j;
 	}
 	mask[row * words + col_block] = bits;
 }
 
-// One block. removed[] (shared) holds the boxes suppressed so far; the boxes are visited 64 at a
-// time: one thread settles the 64 in order, using the masks among them, then all threads fold
-// the masks of the kept ones into the later words.
-__global__ void nms_reduce_kernel(const uint64_t *mask, int64_t n, int64_t words, uint8_t *keep)
+// Each block takes the segments that start at its positions (a grid-stride loop over the boxes).
+// A segment is settled a word (64 boxes) at a time: one thread settles the word's boxes in
+// order, using their masks among themselves, then all threads fold the masks of the kept ones
+// into the segment's later words. removed[] (shared, `words` words) holds the segment's boxes
+// removed so far; a word shared with a neighbouring segment only ever gets bits of this one's
+// boxes, since masks never cross categories.
+__global__ void nms_reduce_kernel(const uint64_t *mask, int64_t n, int64_t words, const int64_t *categories,
+				  const int64_t *segment_ends, uint8_t *keep)
 {
 	extern __shared__ uint64_t removed[];
 	__shared__ uint64_t diagonal[kBoxesPerWord];
 	__shared__ uint64_t kept_bits;
-	for (int64_t w = threadIdx.x; w < words; w += blockDim.x)
-		removed[w] = 0;
-	__syncthreads();
-	for (int64_t block = 0; block < words; block++) {
-		const int64_t base = block * kBoxesPerWord;
-		const int count = static_cast<int>((n - base < kBoxesPerWord ? n - base : kBoxesPerWord));
-		if (threadIdx.x < count)
-			diagonal[threadIdx.x] = mask[(base + threadIdx.x) * words + block];
+	for (int64_t begin = blockIdx.x; begin < n; begin += gridDim.x) {
+		if (!nms_steps::starts_segment(categories, begin))
+			continue; // the same for every thread of the block
+		const int64_t end = nms_steps::segment_end(segment_ends, begin, n);
+		const int64_t first_word = begin / kBoxesPerWord, last_word = (end - 1) / kBoxesPerWord;
+		for (int64_t w = first_word + threadIdx.x; w <= last_word; w += blockDim.x)
+			removed[w] = 0;
 		__syncthreads();
-		if (threadIdx.x == 0) {
-			uint64_t gone = removed[block];
-			uint64_t kept = 0;
-			for (int k = 0; k < count; k++) {
-				if (!((gone >> k) & 1ULL)) {
-					kept |= 1ULL << k;
-					gone |= diagonal[k];
-				}
-			}
-			kept_bits = kept;
+		for (int64_t w = first_word; w <= last_word; w++) {
+			const nms_steps::WordBoxes boxes = nms_steps::word_boxes(w, begin, end);
+			const int64_t i = boxes.lo + threadIdx.x;
+			if (i < boxes.hi)
+				diagonal[i - w * kBoxesPerWord] = mask[i * words + w];
+			__syncthreads();
+			if (threadIdx.x == 0)
+				kept_bits = nms_steps::settle_word(diagonal, w, boxes, removed[w]);
+			__syncthreads();
+			const uint64_t kept = kept_bits;
+			if (i < boxes.hi)
+				keep[i] = static_cast<uint8_t>((kept >> (i - w * kBoxesPerWord)) & 1ULL);
+			for (int64_t column = w + 1 + threadIdx.x; column <= last_word; column += blockDim.x)
+				removed[column] = nms_steps::fold_word(mask, words, w, kept, column, removed[column]);
+			__syncthreads();
 		}
-		__syncthreads();
-		const uint64_t kept = kept_bits;
-		if (threadIdx.x < count)
-			keep[base + threadIdx.x] = static_cast<uint8_t>((kept >> threadIdx.x) & 1ULL);
-		for (int64_t w = block + 1 + threadIdx.x; w < words; w += blockDim.x) {
-			uint64_t acc = removed[w];
-			for (uint64_t bits = kept; bits != 0; bits &= bits - 1) {
-				const int k = __ffsll(static_cast<long long>(bits)) - 1;
-				acc |= mask[(base + k) * words + w];
-			}
-			removed[w] = acc;
-		}
-		__syncthreads();
 	}
 }
+
+// Blocks of the reduction when there are categories: enough to settle many segments at once;
+// the grid-stride loop gives each block the segments starting at its positions.
+constexpr int64_t kMaxReduceBlocks = 1024;
 
 } // namespace
 
@@ -119,12 +107,16 @@ const char *error_string(int error)
 	return cudaGetErrorString(static_cast<cudaError_t>(error));
 }
 
-int nms(const void *boxes, Scalar scalar, const int64_t *categories, int64_t n, double threshold,
-	uint64_t *mask, uint8_t *keep, Stream stream)
+int nms(const void *boxes, Scalar scalar, const int64_t *categories, const int64_t *segment_ends, int64_t n,
+	double threshold, uint64_t *mask, uint8_t *keep, Stream stream)
 {
 	if (n == 0)
 		return 0;
 	const int64_t words = nms_words(n);
+	// The reduction keeps one bit per box of a segment in shared memory.
+	const size_t shared = static_cast<size_t>(words) * sizeof(uint64_t);
+	if (shared > 48 * 1024 || (categories == nullptr) != (segment_ends == nullptr))
+		return static_cast<int>(cudaErrorInvalidValue);
 	auto s = static_cast<cudaStream_t>(stream);
 	const dim3 grid(static_cast<unsigned int>(words), static_cast<unsigned int>(words));
 	if (scalar == Scalar::Double)
@@ -137,10 +129,9 @@ int nms(const void *boxes, Scalar scalar, const int64_t *categories, int64_t n, 
 		return static_cast<int>(cudaErrorInvalidValue);
 	if (int e = detail::launch_result())
 		return e;
-	const size_t shared = static_cast<size_t>(words) * sizeof(uint64_t);
-	if (shared > 48 * 1024)
-		return static_cast<int>(cudaErrorInvalidValue);
-	nms_reduce_kernel<<<1, 256, shared, s>>>(mask, n, words, keep);
+	const int64_t blocks = categories == nullptr ? 1 : (n < kMaxReduceBlocks ? n : kMaxReduceBlocks);
+	nms_reduce_kernel<<<static_cast<unsigned int>(blocks), 256, shared, s>>>(mask, n, words, categories,
+										segment_ends, keep);
 	return detail::launch_result();
 }
 

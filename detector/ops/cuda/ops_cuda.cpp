@@ -34,7 +34,8 @@ void check_launch(const char *op, int error)
 // The largest box count one NMS handles: its reduction keeps one bit per box in shared memory.
 constexpr int64_t kMaxNmsBoxes = 48 * 1024 * 8;
 
-// keep flags [n] (uint8) of boxes already in score order.
+// keep flags [n] (uint8) of boxes already in score order, or, with categories, in category
+// order and then in score order.
 torch::Tensor suppress(const torch::Tensor &sorted_boxes, const torch::Tensor &sorted_categories,
 		       double iou_threshold)
 {
@@ -43,10 +44,13 @@ torch::Tensor suppress(const torch::Tensor &sorted_boxes, const torch::Tensor &s
 	const int64_t words = cuda::nms_words(n);
 	auto mask = torch::empty({n * words}, sorted_boxes.options().dtype(torch::kLong));
 	auto keep = torch::empty({n}, sorted_boxes.options().dtype(torch::kByte));
+	const bool categories = sorted_categories.defined();
+	// Where each category's boxes end, so that the categories are settled in parallel.
+	const torch::Tensor segment_ends = categories ? nms_segment_ends(sorted_categories) : torch::Tensor();
 	check_launch("nms", cuda::nms(sorted_boxes.data_ptr(), scalar_of(sorted_boxes),
-				      sorted_categories.defined() ? sorted_categories.data_ptr<int64_t>()
-								  : nullptr,
-				      n, iou_threshold, reinterpret_cast<uint64_t *>(mask.data_ptr<int64_t>()),
+				      categories ? sorted_categories.data_ptr<int64_t>() : nullptr,
+				      categories ? segment_ends.data_ptr<int64_t>() : nullptr, n, iou_threshold,
+				      reinterpret_cast<uint64_t *>(mask.data_ptr<int64_t>()),
 				      keep.data_ptr<uint8_t>(), current_stream()));
 	return keep;
 }
