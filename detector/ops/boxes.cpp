@@ -231,24 +231,6 @@ torch::Tensor per_category_mask(const torch::Tensor &boxes, const torch::Tensor 
 
 } // namespace
 
-namespace detail {
-
-torch::Tensor nms_segment_ends(const torch::Tensor &sorted_categories)
-{
-	const int64_t n = sorted_categories.size(0);
-	const auto options = sorted_categories.options().dtype(torch::kLong);
-	if (n == 0)
-		return torch::empty({0}, options);
-	// Where each category starts, and for every index the first start after it (n past the last).
-	auto starts = torch::ones({n}, options.dtype(torch::kBool));
-	starts.slice(0, 1).copy_(sorted_categories.slice(0, 1).ne(sorted_categories.slice(0, 0, n - 1)));
-	const auto start_or_n = torch::arange(n, options).masked_fill(starts.logical_not(), n);
-	const auto first_start_from = std::get<0>(start_or_n.flip(0).cummin(0)).flip(0);
-	return torch::cat({first_start_from.slice(0, 1), torch::full({1}, n, options)});
-}
-
-} // namespace detail
-
 torch::Tensor nms_mask_by_category(const torch::Tensor &boxes, const torch::Tensor &scores,
 				   const torch::Tensor &idxs, double iou_threshold)
 {

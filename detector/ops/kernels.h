@@ -17,12 +17,6 @@ torch::Tensor nms_cpu(const torch::Tensor &boxes, const torch::Tensor &scores,
 torch::Tensor nms_per_category_cpu(const torch::Tensor &boxes, const torch::Tensor &scores,
 				   const torch::Tensor &idxs, double iou_threshold);
 
-// For categories [n] (int64) in ascending order: at the first index of each category, one past
-// its last; at the other indices the same for the next category (what the CUDA NMS reads at
-// the start of each segment of one category). Tensor operations on the categories' device,
-// with no wait for it.
-torch::Tensor nms_segment_ends(const torch::Tensor &sorted_categories);
-
 torch::Tensor roi_align_forward_cpu(const torch::Tensor &input, const torch::Tensor &rois,
 				    double spatial_scale, int64_t pooled_height,
 				    int64_t pooled_width, int64_t sampling_ratio, bool aligned);

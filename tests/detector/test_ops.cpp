@@ -15,7 +15,6 @@
 #include "frcnn/ops.h"
 
 #include "../../detector/ops/cuda/nms_steps.h"
-#include "../../detector/ops/kernels.h"
 
 namespace {
 
@@ -201,8 +200,7 @@ TEST(BatchedNms, Int32CategoriesGiveTheSameResult)
 }
 
 // The CUDA NMS settles each category's boxes on its own, the categories in parallel. Its steps
-// (nms_steps.h) and the segment ends it is given (nms_segment_ends), run here on the host in the
-// kernels' order, must keep exactly the boxes the CPU kernel keeps: many categories, some
+// (nms_steps.h), run here on the host in the kernels' order, must keep exactly the boxes the CPU kernel keeps: many categories, some
 // spanning several 64-box words and sharing words with their neighbours, and one category alone.
 TEST(NmsSteps, CategoriesSettledApartKeepWhatTheCpuKernelKeeps)
 {
@@ -231,14 +229,12 @@ TEST(NmsSteps, CategoriesSettledApartKeepWhatTheCpuKernelKeeps)
 		const auto sorted_boxes = boxes.index_select(0, order).contiguous();
 		const auto sorted_categories = idxs.index_select(0, order).contiguous();
 		const int64_t *categories = setup.categories > 0 ? sorted_categories.data_ptr<int64_t>() : nullptr;
-		const auto ends = frcnn::ops::detail::nms_segment_ends(sorted_categories);
-		const int64_t *segment_ends = setup.categories > 0 ? ends.data_ptr<int64_t>() : nullptr;
 
 		const int64_t words = (setup.n + 63) / 64;
 		std::vector<uint64_t> mask(setup.n * words, ~0ULL), removed(words, ~0ULL);
 		std::vector<uint8_t> keep(setup.n, 2);
 		fill_mask_on_host(sorted_boxes.data_ptr<float>(), categories, setup.n, words, threshold, mask.data());
-		suppress_on_host(mask.data(), setup.n, words, categories, segment_ends, removed.data(), keep.data());
+		suppress_on_host(mask.data(), setup.n, words, categories, removed.data(), keep.data());
 
 		auto kept = torch::zeros({setup.n}, torch::kBool);
 		for (int64_t i = 0; i < setup.n; i++) {
@@ -255,18 +251,26 @@ TEST(NmsSteps, CategoriesSettledApartKeepWhatTheCpuKernelKeeps)
 	}
 }
 
-TEST(NmsSteps, SegmentEndsOfSortedCategories)
+TEST(NmsSteps, SegmentEndsAtTheNextCategory)
 {
-	const auto categories = torch::tensor({2, 2, 2, 5, 7, 7, 9}, torch::kLong);
-	const auto ends = frcnn::ops::detail::nms_segment_ends(categories);
-	ASSERT_EQ(ends.size(0), 7);
-	// At each category's first box: one past its last.
-	EXPECT_EQ(ends[0].item<int64_t>(), 3);
-	EXPECT_EQ(ends[3].item<int64_t>(), 4);
-	EXPECT_EQ(ends[4].item<int64_t>(), 6);
-	EXPECT_EQ(ends[6].item<int64_t>(), 7);
-	EXPECT_EQ(frcnn::ops::detail::nms_segment_ends(torch::zeros({5}, torch::kLong))[0].item<int64_t>(), 5);
-	EXPECT_EQ(frcnn::ops::detail::nms_segment_ends(torch::empty({0}, torch::kLong)).size(0), 0);
+	using frcnn::cuda::nms_steps::segment_end;
+	const std::vector<int64_t> categories{2, 2, 2, 5, 7, 7, 9};
+	const int64_t n = (int64_t)categories.size();
+	// From each category's first box: one past its last.
+	EXPECT_EQ(segment_end(categories.data(), 0, n), 3);
+	EXPECT_EQ(segment_end(categories.data(), 3, n), 4);
+	EXPECT_EQ(segment_end(categories.data(), 4, n), 6);
+	EXPECT_EQ(segment_end(categories.data(), 6, n), 7);
+	// Exactly one box ends each segment but the last.
+	for (int64_t begin : {0, 3, 4, 6}) {
+		int64_t boundaries = 0;
+		for (int64_t j = begin + 1; j < n; j++)
+			boundaries += frcnn::cuda::nms_steps::ends_segment_at(categories.data(), begin, j);
+		EXPECT_EQ(boundaries, begin == 6 ? 0 : 1) << "segment at " << begin;
+	}
+	const std::vector<int64_t> one(5, 0);
+	EXPECT_EQ(segment_end(one.data(), 0, 5), 5);
+	EXPECT_EQ(segment_end(nullptr, 0, 5), 5);
 }
 
 TEST(RoiAlign, ForwardMatchesTorchvision)

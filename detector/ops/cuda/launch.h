@@ -21,14 +21,13 @@ const char *error_string(int error);
 inline int64_t nms_words(int64_t n) { return (n + 63) / 64; }
 
 // Greedy NMS over boxes [n,4] (x1,y1,x2,y2, Float or Double). categories [n] (int64)
-// restricts suppression to boxes of the same category: the boxes are then sorted by category,
-// and by decreasing score within one, and segment_ends [n] gives, at the first box of each
-// category, one past its last (ops::detail::nms_segment_ends); the categories are settled in
-// parallel. Both nullptr: all boxes are one category, sorted by decreasing score. mask is
-// scratch of n * nms_words(n) words; keep [n] receives 1 for each kept box, 0 for the others.
-// The IoU arithmetic is the CPU kernel's, operation by operation, so both keep the same boxes.
-int nms(const void *boxes, Scalar scalar, const int64_t *categories, const int64_t *segment_ends, int64_t n,
-	double threshold, uint64_t *mask, uint8_t *keep, Stream stream);
+// restricts suppression to boxes of the same category: the boxes of a category are then
+// contiguous, sorted by decreasing score, and the categories are settled in parallel. nullptr
+// puts all boxes in one category, sorted by decreasing score. mask is scratch of
+// n * nms_words(n) words; keep [n] receives 1 for each kept box, 0 for the others. The IoU
+// arithmetic is the CPU kernel's, operation by operation, so both keep the same boxes.
+int nms(const void *boxes, Scalar scalar, const int64_t *categories, int64_t n, double threshold,
+	uint64_t *mask, uint8_t *keep, Stream stream);
 
 // --- roi_align --------------------------------------------------------------------------------
 struct RoIAlignShape {

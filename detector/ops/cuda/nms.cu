@@ -57,6 +57,30 @@ __global__ void nms_mask_kernel(const T *boxes, const int64_t *categories, int64
 	mask[row * words + col_block] = bits;
 }
 
+// One past the last box of the segment that starts at `begin`, searched by all the threads of the
+// block, blockDim.x boxes at a time (nms_steps::segment_end on the host).
+__device__ int64_t find_segment_end(const int64_t *categories, int64_t begin, int64_t n)
+{
+	__shared__ int64_t found;
+	if (categories == nullptr)
+		return n;
+	if (threadIdx.x == 0)
+		found = n;
+	__syncthreads();
+	for (int64_t base = begin + 1; base < n; base += blockDim.x) {
+		const int64_t j = base + threadIdx.x;
+		if (j < n && nms_steps::ends_segment_at(categories, begin, j))
+			found = j; // one thread at most
+		__syncthreads();
+		const int64_t end = found;
+		// Everyone has read `found` before anyone can look further on.
+		__syncthreads();
+		if (end < n)
+			return end;
+	}
+	return n;
+}
+
 // Each block takes the segments that start at its positions (a grid-stride loop over the boxes).
 // A segment is settled a word (64 boxes) at a time: one thread settles the word's boxes in
 // order, using their masks among themselves, then all threads fold the masks of the kept ones
@@ -64,7 +88,7 @@ __global__ void nms_mask_kernel(const T *boxes, const int64_t *categories, int64
 // removed so far; a word shared with a neighbouring segment only ever gets bits of this one's
 // boxes, since masks never cross categories.
 __global__ void nms_reduce_kernel(const uint64_t *mask, int64_t n, int64_t words, const int64_t *categories,
-				  const int64_t *segment_ends, uint8_t *keep)
+				  uint8_t *keep)
 {
 	extern __shared__ uint64_t removed[];
 	__shared__ uint64_t diagonal[kBoxesPerWord];
@@ -72,7 +96,7 @@ __global__ void nms_reduce_kernel(const uint64_t *mask, int64_t n, int64_t words
 	for (int64_t begin = blockIdx.x; begin < n; begin += gridDim.x) {
 		if (!nms_steps::starts_segment(categories, begin))
 			continue; // the same for every thread of the block
-		const int64_t end = nms_steps::segment_end(segment_ends, begin, n);
+		const int64_t end = find_segment_end(categories, begin, n);
 		const int64_t first_word = begin / kBoxesPerWord, last_word = (end - 1) / kBoxesPerWord;
 		for (int64_t w = first_word + threadIdx.x; w <= last_word; w += blockDim.x)
 			removed[w] = 0;
@@ -107,15 +131,15 @@ const char *error_string(int error)
 	return cudaGetErrorString(static_cast<cudaError_t>(error));
 }
 
-int nms(const void *boxes, Scalar scalar, const int64_t *categories, const int64_t *segment_ends, int64_t n,
-	double threshold, uint64_t *mask, uint8_t *keep, Stream stream)
+int nms(const void *boxes, Scalar scalar, const int64_t *categories, int64_t n, double threshold,
+	uint64_t *mask, uint8_t *keep, Stream stream)
 {
 	if (n == 0)
 		return 0;
 	const int64_t words = nms_words(n);
 	// The reduction keeps one bit per box of a segment in shared memory.
 	const size_t shared = static_cast<size_t>(words) * sizeof(uint64_t);
-	if (shared > 48 * 1024 || (categories == nullptr) != (segment_ends == nullptr))
+	if (shared > 48 * 1024)
 		return static_cast<int>(cudaErrorInvalidValue);
 	auto s = static_cast<cudaStream_t>(stream);
 	const dim3 grid(static_cast<unsigned int>(words), static_cast<unsigned int>(words));
@@ -130,8 +154,7 @@ int nms(const void *boxes, Scalar scalar, const int64_t *categories, const int64
 	if (int e = detail::launch_result())
 		return e;
 	const int64_t blocks = categories == nullptr ? 1 : (n < kMaxReduceBlocks ? n : kMaxReduceBlocks);
-	nms_reduce_kernel<<<static_cast<unsigned int>(blocks), 256, shared, s>>>(mask, n, words, categories,
-										segment_ends, keep);
+	nms_reduce_kernel<<<static_cast<unsigned int>(blocks), 256, shared, s>>>(mask, n, words, categories, keep);
 	return detail::launch_result();
 }
 

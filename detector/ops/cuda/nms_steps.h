@@ -52,11 +52,23 @@ FRCNN_HOST_DEVICE inline bool starts_segment(const int64_t *categories, int64_t 
 	return categories != nullptr && categories[i] != categories[i - 1];
 }
 
-// One past the last box of the segment that starts at `begin`: segment_ends[begin] (see
-// ops::detail::nms_segment_ends), or n without categories.
-FRCNN_HOST_DEVICE inline int64_t segment_end(const int64_t *segment_ends, int64_t begin, int64_t n)
+// Whether box j (> 0) is the first of a segment that follows the one starting at `begin`: the
+// boxes of a category are contiguous, so exactly one box is, unless that segment is the last.
+FRCNN_HOST_DEVICE inline bool ends_segment_at(const int64_t *categories, int64_t begin, int64_t j)
 {
-	return segment_ends != nullptr ? segment_ends[begin] : n;
+	return categories[j] != categories[begin] && categories[j - 1] == categories[begin];
+}
+
+// One past the last box of the segment that starts at `begin` (the kernel searches for it with
+// all the threads of a block).
+inline int64_t segment_end(const int64_t *categories, int64_t begin, int64_t n)
+{
+	if (categories == nullptr)
+		return n;
+	for (int64_t j = begin + 1; j < n; j++)
+		if (ends_segment_at(categories, begin, j))
+			return j;
+	return n;
 }
 
 // Boxes [lo, hi) of word w that belong to the segment [begin, end).
@@ -133,13 +145,13 @@ inline void fill_mask_on_host(const T *boxes, const int64_t *categories, int64_t
 // by word, the kept boxes' masks folded into the segment's later words. removed_scratch holds
 // `words` words. For tests.
 inline void suppress_on_host(const uint64_t *mask, int64_t n, int64_t words, const int64_t *categories,
-			     const int64_t *segment_ends, uint64_t *removed_scratch, uint8_t *keep)
+			     uint64_t *removed_scratch, uint8_t *keep)
 {
 	uint64_t diagonal[kBoxesPerWord];
 	for (int64_t begin = 0; begin < n; begin++) {
 		if (!starts_segment(categories, begin))
 			continue;
-		const int64_t end = segment_end(segment_ends, begin, n);
+		const int64_t end = segment_end(categories, begin, n);
 		const int64_t first_word = begin / kBoxesPerWord, last_word = (end - 1) / kBoxesPerWord;
 		for (int64_t w = first_word; w <= last_word; w++)
 			removed_scratch[w] = 0;

@@ -44,13 +44,10 @@ torch::Tensor suppress(const torch::Tensor &sorted_boxes, const torch::Tensor &s
 	const int64_t words = cuda::nms_words(n);
 	auto mask = torch::empty({n * words}, sorted_boxes.options().dtype(torch::kLong));
 	auto keep = torch::empty({n}, sorted_boxes.options().dtype(torch::kByte));
-	const bool categories = sorted_categories.defined();
-	// Where each category's boxes end, so that the categories are settled in parallel.
-	const torch::Tensor segment_ends = categories ? nms_segment_ends(sorted_categories) : torch::Tensor();
 	check_launch("nms", cuda::nms(sorted_boxes.data_ptr(), scalar_of(sorted_boxes),
-				      categories ? sorted_categories.data_ptr<int64_t>() : nullptr,
-				      categories ? segment_ends.data_ptr<int64_t>() : nullptr, n, iou_threshold,
-				      reinterpret_cast<uint64_t *>(mask.data_ptr<int64_t>()),
+				      sorted_categories.defined() ? sorted_categories.data_ptr<int64_t>()
+								  : nullptr,
+				      n, iou_threshold, reinterpret_cast<uint64_t *>(mask.data_ptr<int64_t>()),
 				      keep.data_ptr<uint8_t>(), current_stream()));
 	return keep;
 }
