@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: BSD-3-Clause
 #include "../kernels.h"
+#include "../roi_align_steps.h"
 
 #include <algorithm>
 #include <cmath>
@@ -17,103 +18,12 @@ namespace {
 template<typename scalar_t>
 using acc_t = std::conditional_t<std::is_same_v<scalar_t, at::Half>, float, scalar_t>;
 
-// Geometry of one RoI in feature-map coordinates. The arithmetic follows torchvision's CPU
-// kernel operation by operation so that results agree to the last bit for float and double.
-template<typename T>
-struct RoiGeometry {
-	int64_t batch_index;
-	T start_h, start_w;
-	T bin_h, bin_w;
-	int64_t grid_h, grid_w; // samples per bin along each axis
-};
-
-template<typename T, typename scalar_t>
-RoiGeometry<T> roi_geometry(const scalar_t *roi, T spatial_scale, int64_t pooled_height,
-			    int64_t pooled_width, int64_t sampling_ratio, bool aligned)
-{
-	RoiGeometry<T> g;
-	g.batch_index = static_cast<int64_t>(static_cast<T>(roi[0]));
-
-	// aligned=true shifts by half a pixel so that box corners fall on pixel borders.
-	const T offset = aligned ? static_cast<T>(0.5) : static_cast<T>(0.0);
-	g.start_w = static_cast<T>(roi[1]) * spatial_scale - offset;
-	g.start_h = static_cast<T>(roi[2]) * spatial_scale - offset;
-	const T end_w = static_cast<T>(roi[3]) * spatial_scale - offset;
-	const T end_h = static_cast<T>(roi[4]) * spatial_scale - offset;
-
-	T roi_width = end_w - g.start_w;
-	T roi_height = end_h - g.start_h;
-	if (!aligned) {
-		// The legacy version forces malformed RoIs to be at least 1x1.
-		roi_width = std::max(roi_width, static_cast<T>(1.));
-		roi_height = std::max(roi_height, static_cast<T>(1.));
-	}
-
-	g.bin_h = roi_height / static_cast<T>(pooled_height);
-	g.bin_w = roi_width / static_cast<T>(pooled_width);
-	// sampling_ratio <= 0 is adaptive: about one sample per input pixel along each axis.
-	const auto adaptive = [](T size, int64_t bins) {
-		return static_cast<int64_t>(std::ceil(size / static_cast<T>(bins)));
-	};
-	g.grid_h = sampling_ratio > 0 ? sampling_ratio : adaptive(roi_height, pooled_height);
-	g.grid_w = sampling_ratio > 0 ? sampling_ratio : adaptive(roi_width, pooled_width);
-	return g;
-}
-
-// One bilinear sample: four input offsets within a (height x width) plane and their weights.
-// A sample outside the map (beyond one pixel of the border) has valid == false.
-template<typename T>
-struct Sample {
-	int64_t pos1, pos2, pos3, pos4;
-	T w1, w2, w3, w4;
-	bool valid;
-};
-
-template<typename T>
-Sample<T> bilinear_sample(int64_t height, int64_t width, T y, T x)
-{
-	Sample<T> s{};
-	if (y < -1.0 || y > height || x < -1.0 || x > width) {
-		s.valid = false;
-		return s;
-	}
-	s.valid = true;
-
-	if (y <= 0)
-		y = 0;
-	if (x <= 0)
-		x = 0;
-
-	int64_t y_low = static_cast<int64_t>(y);
-	int64_t x_low = static_cast<int64_t>(x);
-	int64_t y_high, x_high;
-	if (y_low >= height - 1) {
-		y_high = y_low = height - 1;
-		y = static_cast<T>(y_low);
-	} else {
-		y_high = y_low + 1;
-	}
-	if (x_low >= width - 1) {
-		x_high = x_low = width - 1;
-		x = static_cast<T>(x_low);
-	} else {
-		x_high = x_low + 1;
-	}
-
-	const T ly = y - y_low;
-	const T lx = x - x_low;
-	const T hy = static_cast<T>(1.) - ly;
-	const T hx = static_cast<T>(1.) - lx;
-	s.w1 = hy * hx;
-	s.w2 = hy * lx;
-	s.w3 = ly * hx;
-	s.w4 = ly * lx;
-	s.pos1 = y_low * width + x_low;
-	s.pos2 = y_low * width + x_high;
-	s.pos3 = y_high * width + x_low;
-	s.pos4 = y_high * width + x_high;
-	return s;
-}
+using roi_align_steps::bilinear_sample;
+using roi_align_steps::roi_geometry;
+using roi_align_steps::RoiGeometry;
+using roi_align_steps::Sample;
+using roi_align_steps::sample_x;
+using roi_align_steps::sample_y;
 
 // All samples of one RoI, bin by bin (row-major), grid_h x grid_w samples per bin. They do not
 // depend on the channel, so they are computed once per RoI and reused for every channel.
@@ -127,15 +37,9 @@ void precompute_samples(const RoiGeometry<T> &g, int64_t height, int64_t width,
 	for (int64_t ph = 0; ph < pooled_height; ph++) {
 		for (int64_t pw = 0; pw < pooled_width; pw++) {
 			for (int64_t iy = 0; iy < g.grid_h; iy++) {
-				const T y = g.start_h + ph * g.bin_h +
-					    static_cast<T>(iy + .5f) * g.bin_h /
-						    static_cast<T>(g.grid_h);
-				for (int64_t ix = 0; ix < g.grid_w; ix++) {
-					const T x = g.start_w + pw * g.bin_w +
-						    static_cast<T>(ix + .5f) * g.bin_w /
-							    static_cast<T>(g.grid_w);
-					samples.push_back(bilinear_sample<T>(height, width, y, x));
-				}
+				const T y = sample_y(g, ph, iy);
+				for (int64_t ix = 0; ix < g.grid_w; ix++)
+					samples.push_back(bilinear_sample<T>(height, width, y, sample_x(g, pw, ix)));
 			}
 		}
 	}

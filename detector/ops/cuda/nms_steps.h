@@ -12,11 +12,7 @@
 
 #include <cstdint>
 
-#if defined(__CUDACC__)
-#define FRCNN_HOST_DEVICE __host__ __device__
-#else
-#define FRCNN_HOST_DEVICE
-#endif
+#include "../host_device.h"
 
 namespace frcnn::cuda::nms_steps {
 

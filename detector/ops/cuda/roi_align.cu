@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: BSD-3-Clause
 // RoIAlign forward (one thread per output element) and backward (one thread per gradient
-// element, atomic adds into the input gradient). The geometry follows the CPU kernel operation
-// by operation (hence torchvision's), in float for float and half data, in double for double;
-// the file is compiled without fused multiply-adds, as the CPU kernel is.
+// element, atomic adds into the input gradient). The geometry and the bilinear weights are the
+// CPU kernel's (roi_align_steps.h), in float for float and half data, in double for double; the
+// file is compiled without fused multiply-adds, as the CPU kernel is.
 #include "common.cuh"
+#include "../roi_align_steps.h"
 
 namespace frcnn::cuda {
 
@@ -13,97 +14,17 @@ using detail::acc_t;
 using detail::load;
 using detail::store;
 
-template<typename T>
-struct Geometry {
-	int64_t batch_index;
-	T start_h, start_w, bin_h, bin_w;
-	int64_t grid_h, grid_w;
-};
+using ops::roi_align_steps::bilinear_sample;
+using ops::roi_align_steps::RoiGeometry;
+using ops::roi_align_steps::Sample;
+using ops::roi_align_steps::sample_x;
+using ops::roi_align_steps::sample_y;
 
 template<typename T, typename R>
-__device__ Geometry<T> geometry(const R *roi, const RoIAlignShape &s)
+__device__ RoiGeometry<T> geometry(const R *roi, const RoIAlignShape &s)
 {
-	Geometry<T> g;
-	g.batch_index = static_cast<int64_t>(static_cast<T>(roi[0]));
-	const T scale = static_cast<T>(s.spatial_scale);
-	const T offset = s.aligned ? static_cast<T>(0.5) : static_cast<T>(0.0);
-	g.start_w = static_cast<T>(roi[1]) * scale - offset;
-	g.start_h = static_cast<T>(roi[2]) * scale - offset;
-	const T end_w = static_cast<T>(roi[3]) * scale - offset;
-	const T end_h = static_cast<T>(roi[4]) * scale - offset;
-	T roi_width = end_w - g.start_w;
-	T roi_height = end_h - g.start_h;
-	if (!s.aligned) {
-		roi_width = roi_width > T(1) ? roi_width : T(1);
-		roi_height = roi_height > T(1) ? roi_height : T(1);
-	}
-	g.bin_h = roi_height / static_cast<T>(s.pooled_height);
-	g.bin_w = roi_width / static_cast<T>(s.pooled_width);
-	g.grid_h = s.sampling_ratio > 0 ? s.sampling_ratio
-					: static_cast<int64_t>(ceil(roi_height / static_cast<T>(s.pooled_height)));
-	g.grid_w = s.sampling_ratio > 0 ? s.sampling_ratio
-					: static_cast<int64_t>(ceil(roi_width / static_cast<T>(s.pooled_width)));
-	return g;
-}
-
-template<typename T>
-struct Sample {
-	int64_t pos1, pos2, pos3, pos4;
-	T w1, w2, w3, w4;
-};
-
-// False for a sample more than one pixel outside the map.
-template<typename T>
-__device__ bool bilinear(int64_t height, int64_t width, T y, T x, Sample<T> &s)
-{
-	if (y < T(-1.0) || y > static_cast<T>(height) || x < T(-1.0) || x > static_cast<T>(width))
-		return false;
-	if (y <= T(0))
-		y = T(0);
-	if (x <= T(0))
-		x = T(0);
-	int64_t y_low = static_cast<int64_t>(y);
-	int64_t x_low = static_cast<int64_t>(x);
-	int64_t y_high, x_high;
-	if (y_low >= height - 1) {
-		y_high = y_low = height - 1;
-		y = static_cast<T>(y_low);
-	} else {
-		y_high = y_low + 1;
-	}
-	if (x_low >= width - 1) {
-		x_high = x_low = width - 1;
-		x = static_cast<T>(x_low);
-	} else {
-		x_high = x_low + 1;
-	}
-	const T ly = y - static_cast<T>(y_low);
-	const T lx = x - static_cast<T>(x_low);
-	const T hy = T(1) - ly;
-	const T hx = T(1) - lx;
-	s.w1 = hy * hx;
-	s.w2 = hy * lx;
-	s.w3 = ly * hx;
-	s.w4 = ly * lx;
-	s.pos1 = y_low * width + x_low;
-	s.pos2 = y_low * width + x_high;
-	s.pos3 = y_high * width + x_low;
-	s.pos4 = y_high * width + x_high;
-	return true;
-}
-
-template<typename T>
-__device__ __forceinline__ T sample_y(const Geometry<T> &g, int64_t ph, int64_t iy)
-{
-	return g.start_h + static_cast<T>(ph) * g.bin_h +
-	       static_cast<T>(iy + .5f) * g.bin_h / static_cast<T>(g.grid_h);
-}
-
-template<typename T>
-__device__ __forceinline__ T sample_x(const Geometry<T> &g, int64_t pw, int64_t ix)
-{
-	return g.start_w + static_cast<T>(pw) * g.bin_w +
-	       static_cast<T>(ix + .5f) * g.bin_w / static_cast<T>(g.grid_w);
+	return ops::roi_align_steps::roi_geometry<T>(roi, static_cast<T>(s.spatial_scale), s.pooled_height,
+						     s.pooled_width, s.sampling_ratio, s.aligned);
 }
 
 template<typename S, typename R>
@@ -130,7 +51,7 @@ __global__ void forward_kernel(const S *input, const R *rois, RoIAlignShape shap
 			n = item / shape.pooled_width / shape.pooled_height / shape.channels;
 		}
 		const int64_t index = ((n * shape.channels + c) * shape.pooled_height + ph) * shape.pooled_width + pw;
-		const Geometry<T> g = geometry<T>(rois + n * 5, shape);
+		const RoiGeometry<T> g = geometry<T>(rois + n * 5, shape);
 		if (g.batch_index < 0 || g.batch_index >= shape.batch_size) {
 			store(output + index, T(0));
 			continue;
@@ -145,8 +66,8 @@ __global__ void forward_kernel(const S *input, const R *rois, RoIAlignShape shap
 		for (int64_t iy = 0; iy < g.grid_h; iy++) {
 			const T y = sample_y(g, ph, iy);
 			for (int64_t ix = 0; ix < g.grid_w; ix++) {
-				Sample<T> s;
-				if (!bilinear(shape.height, shape.width, y, sample_x(g, pw, ix), s))
+				const Sample<T> s = bilinear_sample(shape.height, shape.width, y, sample_x(g, pw, ix));
+				if (!s.valid)
 					continue;
 				value += s.w1 * load(in + s.pos1 * step) + s.w2 * load(in + s.pos2 * step) +
 					 s.w3 * load(in + s.pos3 * step) + s.w4 * load(in + s.pos4 * step);
@@ -167,7 +88,7 @@ __global__ void backward_kernel(const T *grad, const T *rois, RoIAlignShape shap
 		const int64_t ph = (index / shape.pooled_width) % shape.pooled_height;
 		const int64_t c = (index / shape.pooled_width / shape.pooled_height) % shape.channels;
 		const int64_t n = index / shape.pooled_width / shape.pooled_height / shape.channels;
-		const Geometry<T> g = geometry<T>(rois + n * 5, shape);
+		const RoiGeometry<T> g = geometry<T>(rois + n * 5, shape);
 		if (g.batch_index < 0 || g.batch_index >= shape.batch_size)
 			continue;
 		T *gin = grad_input + (g.batch_index * shape.channels + c) * plane;
@@ -176,8 +97,8 @@ __global__ void backward_kernel(const T *grad, const T *rois, RoIAlignShape shap
 		for (int64_t iy = 0; iy < g.grid_h; iy++) {
 			const T y = sample_y(g, ph, iy);
 			for (int64_t ix = 0; ix < g.grid_w; ix++) {
-				Sample<T> s;
-				if (!bilinear(shape.height, shape.width, y, sample_x(g, pw, ix), s))
+				const Sample<T> s = bilinear_sample(shape.height, shape.width, y, sample_x(g, pw, ix));
+				if (!s.valid)
 					continue;
 				atomicAdd(gin + s.pos1, g_bin * s.w1 / count);
 				atomicAdd(gin + s.pos2, g_bin * s.w2 / count);
