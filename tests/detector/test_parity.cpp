@@ -12,6 +12,7 @@
 
 #include "agreement.h"
 #include "common.h"
+#include "reference_json.h"
 #include "frcnn/checkpoint.h"
 #include "frcnn/model.h"
 #include "onednn_convolutions.h"
@@ -20,41 +21,6 @@ using nlohmann::json;
 using namespace frcnn;
 
 namespace {
-
-constexpr double kBoxTolerance = 0.01;	 // pixels
-constexpr double kScoreTolerance = 1e-4;
-// LibTorch's own CPU kernels give results that differ in the last float bits with the memory
-// layout of their inputs (torchvision on the same image differs from itself by up to ~0.3 px on
-// these random weights between a fresh process and one that ran other images first). The
-// in-process cases above repeat the reference script's sequence exactly; the command-line
-// program runs in a fresh process on an OpenCV-decoded BGR frame, so its boxes are compared
-// with this tolerance, its labels and scores as strictly as above.
-constexpr double kFreshProcessBoxTolerance = 0.5;
-
-const json &reference()
-{
-	static json ref = json::parse(test::read_file(test::fixtures("expected.json")));
-	return ref;
-}
-
-torch::Tensor rows(const json &j, int64_t columns)
-{
-	std::vector<float> flat;
-	for (const auto &r : j)
-		for (const auto &v : r)
-			flat.push_back(v.get<float>());
-	return torch::tensor(flat).reshape({-1, columns});
-}
-
-torch::Tensor load_rgb(const json &image)
-{
-	const int64_t h = image["height"], w = image["width"];
-	std::string bytes = test::read_file(image["file"].get<std::string>());
-	if ((int64_t)bytes.size() != h * w * 3)
-		throw std::runtime_error("unexpected size of " + image["file"].get<std::string>());
-	auto hwc = torch::from_blob(bytes.data(), {h, w, 3}, torch::kUInt8).clone();
-	return hwc.permute({2, 0, 1}).to(torch::kFloat32) / 255;
-}
 
 class ResNet50Parity : public ::testing::TestWithParam<int> {
 protected:
@@ -73,48 +39,21 @@ protected:
 
 std::unique_ptr<FasterRCNN> ResNet50Parity::model_;
 
-void expect_detections_match(const Detections &d, const json &image, double box_tolerance = kBoxTolerance)
-{
-	const auto expected_boxes = rows(image["boxes"], 4);
-	std::vector<int64_t> expected_labels = image["labels"];
-	std::vector<float> expected_scores = image["scores"];
-	ASSERT_EQ(d.boxes.size(0), (int64_t)expected_labels.size());
-	ASSERT_EQ(expected_labels.size(), 100u) << "the reference should give 100 detections to compare";
-	auto labels = d.labels.contiguous();
-	for (size_t i = 0; i < expected_labels.size(); i++)
-		ASSERT_EQ(labels[i].item<int64_t>(), expected_labels[i]) << "label of detection " << i;
-	auto box_error = (d.boxes - expected_boxes).abs().max().item<double>();
-	EXPECT_LE(box_error, box_tolerance);
-	auto score_error = (d.scores - torch::tensor(expected_scores)).abs().max().item<double>();
-	EXPECT_LE(score_error, kScoreTolerance);
-}
-
-// The model on one case's photos as one batch, at the case's input size.
-ForwardResult run_case(FasterRCNN &model, const json &c)
-{
-	model->set_image_size(c["min_size"], c["max_size"]);
-	std::vector<torch::Tensor> images;
-	for (const auto &image : c["images"])
-		images.push_back(load_rgb(image));
-	torch::NoGradGuard no_grad;
-	return model->run(images);
-}
-
 } // namespace
 
 TEST_P(ResNet50Parity, ProposalsAndDetectionsMatchTorchvision)
 {
-	const json &c = reference()["cases"][GetParam()];
+	const json &c = test::expected_json()["cases"][GetParam()];
 	SCOPED_TRACE(c["name"].get<std::string>());
-	const ForwardResult result = run_case(*model_, c);
+	const ForwardResult result = test::run_case(*model_, c, test::load_raw_rgb);
 	ASSERT_EQ(result.detections.size(), c["images"].size());
 	for (size_t i = 0; i < result.detections.size(); i++) {
 		const json &image = c["images"][i];
 		SCOPED_TRACE(image["photo"].get<std::string>());
-		auto expected_proposals = rows(image["proposals"], 4);
+		auto expected_proposals = test::json_rows(image["proposals"], 4);
 		ASSERT_EQ(result.proposals[i].size(0), expected_proposals.size(0)) << "number of proposals";
-		EXPECT_LE((result.proposals[i] - expected_proposals).abs().max().item<double>(), kBoxTolerance);
-		expect_detections_match(result.detections[i], image);
+		EXPECT_LE((result.proposals[i] - expected_proposals).abs().max().item<double>(), test::kBoxTolerance);
+		test::expect_detections_match(result.detections[i], image);
 	}
 }
 
@@ -129,18 +68,18 @@ TEST_P(ResNet50Parity, OneDnnConvolutionsKeepTorchvisionsDetections)
 {
 	if (!frcnn::detail::onednn_built())
 		GTEST_SKIP() << "this build has no oneDNN";
-	const json &c = reference()["cases"][GetParam()];
+	const json &c = test::expected_json()["cases"][GetParam()];
 	SCOPED_TRACE(c["name"].get<std::string>());
 	FasterRCNN &model = *model_;
 	model->set_cpu_convolutions(CpuConvolutions::OneDnn);
-	const ForwardResult result = run_case(model, c);
+	const ForwardResult result = test::run_case(model, c, test::load_raw_rgb);
 	model->set_cpu_convolutions(CpuConvolutions::LibTorch);
 	ASSERT_EQ(result.detections.size(), c["images"].size());
 	for (size_t i = 0; i < result.detections.size(); i++) {
 		const json &image = c["images"][i];
 		SCOPED_TRACE(image["photo"].get<std::string>());
 		const auto &d = result.detections[i];
-		test::expect_reordered_detections_agree(d, rows(image["boxes"], 4), image["labels"],
+		test::expect_reordered_detections_agree(d, test::json_rows(image["boxes"], 4), image["labels"],
 							"onednn " + image["photo"].get<std::string>());
 		if (HasFatalFailure())
 			return;
@@ -156,7 +95,7 @@ INSTANTIATE_TEST_SUITE_P(Photos, ResNet50Parity, ::testing::Values(0, 1));
 // The same through the command-line program: image file in, JSON lines out.
 TEST(FrcnnDetect, PrintsTorchvisionsDetections)
 {
-	const json &c = reference()["cases"][1];
+	const json &c = test::expected_json()["cases"][1];
 	const json &image = c["images"][0];
 	// LibTorch's convolutions: torchvision's arithmetic (the default, onednn, is compared above).
 	const std::string cmd = test::env("FRCNN_BUILD_ROOT") + "/detector/tools/frcnn-detect --cpu-convolutions libtorch --weights " +
@@ -188,13 +127,13 @@ TEST(FrcnnDetect, PrintsTorchvisionsDetections)
 	d.boxes = torch::tensor(boxes).reshape({-1, 4});
 	d.labels = torch::tensor(labels);
 	d.scores = torch::tensor(scores);
-	expect_detections_match(d, image, kFreshProcessBoxTolerance);
+	test::expect_detections_match(d, image, test::kFreshProcessBoxTolerance);
 }
 
 TEST(FrcnnDetect, BadInputsGiveOneLineErrors)
 {
 	const std::string tool = test::env("FRCNN_BUILD_ROOT") + "/detector/tools/frcnn-detect";
-	const std::string photo = reference()["cases"][1]["images"][0]["photo"];
+	const std::string photo = test::expected_json()["cases"][1]["images"][0]["photo"];
 	struct Case {
 		std::string args, expect;
 	} cases[] = {

@@ -17,6 +17,7 @@
 
 #include "agreement.h"
 #include "common.h"
+#include "reference_json.h"
 #include "frcnn/checkpoint.h"
 #include "frcnn/error.h"
 #include "frcnn/model.h"
@@ -28,20 +29,9 @@ using namespace frcnn;
 
 namespace {
 
-constexpr double kBoxTolerance = 0.01; // pixels
-constexpr double kScoreTolerance = 1e-4;
-// A fresh process gives boxes that differ in the last bits (see test_parity.cpp).
-constexpr double kFreshProcessBoxTolerance = 0.5;
-
-const json &reference()
-{
-	static json ref = json::parse(test::read_file(test::fixtures("expected.json")));
-	return ref;
-}
-
 const json &preset_reference(const std::string &name)
 {
-	for (const auto &p : reference()["presets"])
+	for (const auto &p : test::expected_json()["presets"])
 		if (p["name"] == name)
 			return p;
 	throw std::runtime_error("no reference for preset " + name);
@@ -50,35 +40,15 @@ const json &preset_reference(const std::string &name)
 const std::vector<std::string> kPresets{"fasterrcnn_resnet50_fpn_v2", "fasterrcnn_mobilenet_v3_large_fpn",
 					"fasterrcnn_mobilenet_v3_large_320_fpn"};
 
-torch::Tensor rows(const json &j, int64_t columns)
-{
-	std::vector<float> flat;
-	for (const auto &r : j)
-		for (const auto &v : r)
-			flat.push_back(v.get<float>());
-	return torch::tensor(flat).reshape({-1, columns});
-}
-
 torch::Tensor load_photo(const std::string &photo)
 {
-	const json &p = reference()["photos"][photo];
-	const int64_t h = p["height"], w = p["width"];
-	std::string bytes = test::read_file(p["file"].get<std::string>());
-	if ((int64_t)bytes.size() != h * w * 3)
-		throw std::runtime_error("unexpected size of " + p["file"].get<std::string>());
-	auto hwc = torch::from_blob(bytes.data(), {h, w, 3}, torch::kUInt8).clone();
-	return hwc.permute({2, 0, 1}).to(torch::kFloat32) / 255;
+	return test::load_raw_rgb(test::expected_json()["photos"][photo]);
 }
 
 // The model on one case's photos as one batch, at the case's input size.
 ForwardResult run_case(FasterRCNN &model, const json &c)
 {
-	model->set_image_size(c["min_size"], c["max_size"]);
-	std::vector<torch::Tensor> images;
-	for (const auto &image : c["images"])
-		images.push_back(load_photo(image["photo"]));
-	torch::NoGradGuard no_grad;
-	return model->run(images);
+	return test::run_case(model, c, [](const json &image) { return load_photo(image["photo"]); });
 }
 
 // One model per preset with the reference weights, shared by the eval-mode tests.
@@ -95,20 +65,6 @@ FasterRCNN &eval_model(const std::string &name)
 		it = models.emplace(name, model).first;
 	}
 	return it->second;
-}
-
-void expect_detections_match(const Detections &d, const json &image, double box_tolerance)
-{
-	const auto expected_boxes = rows(image["boxes"], 4);
-	std::vector<int64_t> expected_labels = image["labels"];
-	std::vector<float> expected_scores = image["scores"];
-	ASSERT_EQ(expected_labels.size(), 100u) << "the reference should give 100 detections to compare";
-	ASSERT_EQ(d.boxes.size(0), (int64_t)expected_labels.size());
-	auto labels = d.labels.contiguous();
-	for (size_t i = 0; i < expected_labels.size(); i++)
-		ASSERT_EQ(labels[i].item<int64_t>(), expected_labels[i]) << "label of detection " << i;
-	EXPECT_LE((d.boxes - expected_boxes).abs().max().item<double>(), box_tolerance);
-	EXPECT_LE((d.scores - torch::tensor(expected_scores)).abs().max().item<double>(), kScoreTolerance);
 }
 
 double relative_error(const torch::Tensor &a, const torch::Tensor &b)
@@ -237,10 +193,10 @@ TEST_P(PresetTest, ProposalsAndDetectionsMatchTorchvision)
 		for (size_t i = 0; i < result.detections.size(); i++) {
 			const json &image = c["images"][i];
 			SCOPED_TRACE(image["photo"].get<std::string>());
-			auto expected_proposals = rows(image["proposals"], 4);
+			auto expected_proposals = test::json_rows(image["proposals"], 4);
 			ASSERT_EQ(result.proposals[i].size(0), expected_proposals.size(0)) << "number of proposals";
-			EXPECT_LE((result.proposals[i] - expected_proposals).abs().max().item<double>(), kBoxTolerance);
-			expect_detections_match(result.detections[i], image, kBoxTolerance);
+			EXPECT_LE((result.proposals[i] - expected_proposals).abs().max().item<double>(), test::kBoxTolerance);
+			test::expect_detections_match(result.detections[i], image, test::kBoxTolerance);
 		}
 	}
 }
@@ -262,7 +218,7 @@ TEST(Presets, ResNet50V2OnOneDnnKeepsTorchvisionsDetections)
 		for (size_t i = 0; i < result.detections.size(); i++) {
 			const json &image = c["images"][i];
 			SCOPED_TRACE(image["photo"].get<std::string>());
-			test::expect_reordered_detections_agree(result.detections[i], rows(image["boxes"], 4), image["labels"],
+			test::expect_reordered_detections_agree(result.detections[i], test::json_rows(image["boxes"], 4), image["labels"],
 								"v2 on oneDNN, " + image["photo"].get<std::string>());
 		}
 	}
@@ -286,7 +242,7 @@ TEST_P(PresetTest, TrainingLossesAndGradientsMatchTorchvision)
 	std::vector<Target> targets;
 	for (const auto &image : t["images"]) {
 		images.push_back(load_photo(image["photo"]));
-		targets.push_back({rows(image["boxes"], 4), torch::tensor(image["labels"].get<std::vector<int64_t>>())});
+		targets.push_back({test::json_rows(image["boxes"], 4), torch::tensor(image["labels"].get<std::vector<int64_t>>())});
 	}
 	auto result = model->run(images, &targets);
 	ASSERT_EQ(result.losses.size(), 4u);
@@ -423,7 +379,7 @@ TEST(FrcnnDetect, TellsTheModelFromTheWeights)
 		scores.push_back(det["score"]);
 	}
 	Detections d{torch::tensor(boxes).reshape({-1, 4}), torch::tensor(labels), torch::tensor(scores)};
-	expect_detections_match(d, image, kFreshProcessBoxTolerance);
+	test::expect_detections_match(d, image, test::kFreshProcessBoxTolerance);
 }
 
 // Without --num-classes, a weights file gives its own number of classes (the shapes model's 4,
