@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: BSD-3-Clause
 // Multi-scale RoIAlign, the box head, the predictor and postprocess_detections (torchvision's
 // poolers.py and roi_heads.py), eval mode.
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -9,6 +10,7 @@
 
 #include "frcnn/error.h"
 #include "frcnn/ops.h"
+#include "../ops/kernels.h"
 #include "onednn_convolutions.h"
 #include "parts.h"
 #include "training.h"
@@ -346,7 +348,10 @@ std::vector<Detections> RoIHeadsImpl::postprocess_batched(const torch::Tensor &c
 	// NMS per (image, class) pair, then the kept candidates grouped by image, by decreasing score
 	// within (equal scores by index), the suppressed ones after them all: one wait for the device
 	// (the counts) instead of one for the kept list and one for the counts.
-	const auto kept = ops::nms_mask_by_category(boxes, scores, images * num_classes + labels, config.box_nms_thresh);
+	// An (image, class) pair has at most one candidate per proposal of its image.
+	const int64_t most_proposals = *std::max_element(per_image.begin(), per_image.end());
+	const auto kept = ops::detail::nms_mask_by_category_within(boxes, scores, images * num_classes + labels,
+								   config.box_nms_thresh, most_proposals);
 	const auto dropped = kept.logical_not();
 	auto keep = std::get<1>(scores.masked_fill(dropped, -std::numeric_limits<double>::infinity())
 					.sort(/*stable=*/true, /*dim=*/0, /*descending=*/true));

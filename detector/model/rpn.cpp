@@ -9,6 +9,7 @@
 
 #include "frcnn/error.h"
 #include "frcnn/ops.h"
+#include "../ops/kernels.h"
 #include "onednn_convolutions.h"
 #include "parts.h"
 #include "training.h"
@@ -377,13 +378,17 @@ RegionProposalNetworkImpl::filter_proposals_batched(const torch::Tensor &top_box
 	// NMS on every candidate, those that failed the filters given a score of -inf: they come
 	// after every candidate that passed, in the order of its level's suppression, so they can
 	// only suppress one another, and what the candidates that passed keep is what an NMS of
-	// those alone keeps. Each image's NMS is queued without waiting for the previous one.
+	// those alone keeps. One NMS for the batch, a category per image and level (level ids are
+	// below the candidates of an image): no category has more boxes than an image has.
 	const double no_score = -std::numeric_limits<double>::infinity();
 	const auto ranked = probs.masked_fill(valid.logical_not(), no_score);
-	std::vector<torch::Tensor> masks;
-	for (int64_t i = 0; i < num_images; i++)
-		masks.push_back(ops::nms_mask_by_category(boxes[i], ranked[i], levels, config.rpn_nms_thresh));
-	const auto keep = torch::stack(masks).logical_and(valid);
+	const int64_t per_image = boxes.size(1);
+	const auto categories =
+		(torch::arange(num_images, levels.options()).mul(per_image).view({-1, 1}) + levels.view({1, -1})).reshape(-1);
+	const auto keep = ops::detail::nms_mask_by_category_within(boxes.reshape({-1, 4}), ranked.reshape(-1), categories,
+								   config.rpn_nms_thresh, per_image)
+				  .view({num_images, per_image})
+				  .logical_and(valid);
 
 	// Each image's kept boxes by decreasing score (equal scores by index), then its first post_nms.
 	const auto order = std::get<1>(

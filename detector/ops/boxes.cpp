@@ -36,11 +36,13 @@ torch::Tensor nms_kernel(const torch::Tensor &boxes, const torch::Tensor &scores
 }
 
 torch::Tensor nms_per_category_kernel(const torch::Tensor &boxes, const torch::Tensor &scores,
-				      const torch::Tensor &idxs, double iou_threshold)
+				      const torch::Tensor &idxs, double iou_threshold, int64_t max_per_category)
 {
 #if FRCNN_HAVE_CUDA
 	if (boxes.device().is_cuda())
-		return detail::nms_per_category_cuda(boxes, scores, idxs, iou_threshold);
+		return detail::nms_per_category_cuda(boxes, scores, idxs, iou_threshold, max_per_category);
+#else
+	(void)max_per_category; // the CPU kernel visits each category's boxes only
 #endif
 	return detail::nms_per_category_cpu(boxes, scores, idxs, iou_threshold);
 }
@@ -221,12 +223,12 @@ void check_categories(const char *op, const torch::Tensor &boxes, const torch::T
 
 // The per-category NMS kernel on checked arguments: the kept boxes as a mask.
 torch::Tensor per_category_mask(const torch::Tensor &boxes, const torch::Tensor &scores,
-				const torch::Tensor &idxs, double iou_threshold)
+				const torch::Tensor &idxs, double iou_threshold, int64_t max_per_category = 0)
 {
 	if (boxes.size(0) == 0)
 		return torch::zeros({0}, boxes.options().dtype(torch::kBool));
 	return nms_per_category_kernel(kernel_dtype(boxes), kernel_dtype(scores),
-				       idxs.to(torch::kLong).contiguous(), iou_threshold);
+				       idxs.to(torch::kLong).contiguous(), iou_threshold, max_per_category);
 }
 
 } // namespace
@@ -238,6 +240,20 @@ torch::Tensor nms_mask_by_category(const torch::Tensor &boxes, const torch::Tens
 	check_categories("nms_mask_by_category", boxes, idxs);
 	return per_category_mask(boxes, scores, idxs, iou_threshold);
 }
+
+namespace detail {
+
+torch::Tensor nms_mask_by_category_within(const torch::Tensor &boxes, const torch::Tensor &scores,
+					  const torch::Tensor &idxs, double iou_threshold, int64_t max_per_category)
+{
+	check_nms_args("nms_mask_by_category", boxes, scores);
+	check_categories("nms_mask_by_category", boxes, idxs);
+	TORCH_CHECK(max_per_category >= 0, "nms_mask_by_category: max_per_category must not be negative, got ",
+		    max_per_category);
+	return per_category_mask(boxes, scores, idxs, iou_threshold, max_per_category);
+}
+
+} // namespace detail
 
 torch::Tensor nms_by_category(const torch::Tensor &boxes, const torch::Tensor &scores,
 			      const torch::Tensor &idxs, double iou_threshold)

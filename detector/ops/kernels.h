@@ -17,6 +17,15 @@ torch::Tensor nms_cpu(const torch::Tensor &boxes, const torch::Tensor &scores,
 torch::Tensor nms_per_category_cpu(const torch::Tensor &boxes, const torch::Tensor &scores,
 				   const torch::Tensor &idxs, double iou_threshold);
 
+// ops::nms_mask_by_category for a caller that knows how many boxes one category has at most
+// (max_per_category > 0; 0: unknown): on CUDA the suppression mask then holds, for each box,
+// only the words that its category can reach, which cuts the memory and work of a large
+// batch of small categories (the proposals of a batch, one category per image and level; the
+// detections of a batch, one per image and class). The caller guarantees the bound: with a
+// category larger than it, CUDA keeps the wrong boxes. The CPU kernel ignores it.
+torch::Tensor nms_mask_by_category_within(const torch::Tensor &boxes, const torch::Tensor &scores,
+					  const torch::Tensor &idxs, double iou_threshold, int64_t max_per_category);
+
 torch::Tensor roi_align_forward_cpu(const torch::Tensor &input, const torch::Tensor &rois,
 				    double spatial_scale, int64_t pooled_height,
 				    int64_t pooled_width, int64_t sampling_ratio, bool aligned);
@@ -44,8 +53,9 @@ namespace frcnn::ops::detail {
 
 torch::Tensor nms_cuda(const torch::Tensor &boxes, const torch::Tensor &scores,
 		       double iou_threshold);
+// max_per_category: as nms_mask_by_category_within takes it.
 torch::Tensor nms_per_category_cuda(const torch::Tensor &boxes, const torch::Tensor &scores,
-				    const torch::Tensor &idxs, double iou_threshold);
+				    const torch::Tensor &idxs, double iou_threshold, int64_t max_per_category = 0);
 // input may be half with float rois (pooled features of an fp16 model, coordinates in float).
 torch::Tensor roi_align_forward_cuda(const torch::Tensor &input, const torch::Tensor &rois,
 				     double spatial_scale, int64_t pooled_height,

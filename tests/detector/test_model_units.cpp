@@ -386,6 +386,29 @@ TEST(RoIHeads, BatchedPostprocessMatchesPerImage)
 	EXPECT_EQ(total, 3 * config.box_detections_per_img) << "every image should fill its 100 detections";
 }
 
+// Two images with the same proposals and the same scores: the batched post-processing must not
+// let one image's detections suppress the other's (its categories are (image, class) pairs).
+TEST(RoIHeads, BatchedPostprocessKeepsImagesApart)
+{
+	auto c = frcnn::test::random_detection_case(9);
+	const int64_t rows = c.proposals[0].size(0);
+	c.sizes = {c.sizes[0], c.sizes[0]};
+	c.proposals = {c.proposals[0], c.proposals[0].clone()};
+	c.logits = torch::cat({c.logits.narrow(0, 0, rows), c.logits.narrow(0, 0, rows)});
+	c.regression = torch::cat({c.regression.narrow(0, 0, rows), c.regression.narrow(0, 0, rows)});
+	torch::NoGradGuard no_grad;
+	const auto batched = c.heads->postprocess_batched(c.logits, c.regression, c.proposals, c.sizes);
+	const auto alone = c.heads->postprocess(c.logits.narrow(0, 0, rows), c.regression.narrow(0, 0, rows),
+					      {c.proposals[0]}, {c.sizes[0]});
+	ASSERT_EQ(batched.size(), 2u);
+	ASSERT_GT(alone[0].boxes.size(0), 0);
+	for (size_t i = 0; i < 2; i++) {
+		EXPECT_TRUE(torch::equal(batched[i].boxes, alone[0].boxes)) << "image " << i;
+		EXPECT_TRUE(torch::equal(batched[i].labels, alone[0].labels)) << "image " << i;
+		EXPECT_TRUE(torch::equal(batched[i].scores, alone[0].scores)) << "image " << i;
+	}
+}
+
 // The batched proposal filtering (one wait for the device, what CUDA runs) keeps the proposals
 // the per-image filtering keeps: clipped, small boxes and low scores dropped, NMS per level, the
 // best post_nms per image.

@@ -40,6 +40,7 @@
 #include "frcnn/shapes.h"
 #include "detector/proposal_cases.h"
 #include "parts.h"
+#include "../../detector/ops/kernels.h"
 
 using namespace frcnn;
 
@@ -95,7 +96,8 @@ TEST(CudaOps, NmsKeepsTheSameBoxesAsTheCpu)
 }
 
 // The categories are settled in parallel on CUDA, one segment of boxes per block: few and many
-// categories, segments within one 64-box word, spanning several and sharing words.
+// categories, segments within one 64-box word, spanning several and sharing words; the whole
+// suppression mask, and only the words the largest category can reach.
 TEST(CudaOps, NmsByCategoryKeepsTheSameBoxesAsTheCpu)
 {
 	std::mt19937 rng(4);
@@ -114,6 +116,14 @@ TEST(CudaOps, NmsByCategoryKeepsTheSameBoxesAsTheCpu)
 					<< "n=" << n << " categories=" << categories << " dtype=" << dtype
 					<< ": CPU keeps " << cpu.sum().item<int64_t>() << ", CUDA "
 					<< gpu.sum().item<int64_t>();
+				// With the mask cut to what the largest category reaches.
+				const int64_t largest = idxs.bincount().max().item<int64_t>();
+				auto within = ops::detail::nms_mask_by_category_within(
+					boxes.to(kCuda), scores.to(kCuda), idxs.to(kCuda), 0.5, largest);
+				ASSERT_TRUE(torch::equal(cpu, within.cpu()))
+					<< "n=" << n << " categories=" << categories << " dtype=" << dtype
+					<< ", at most " << largest << " boxes a category: CPU keeps "
+					<< cpu.sum().item<int64_t>() << ", CUDA " << within.sum().item<int64_t>();
 			}
 		}
 	}

@@ -23,11 +23,14 @@ inline int64_t nms_words(int64_t n) { return (n + 63) / 64; }
 // Greedy NMS over boxes [n,4] (x1,y1,x2,y2, Float or Double). categories [n] (int64)
 // restricts suppression to boxes of the same category: the boxes of a category are then
 // contiguous, sorted by decreasing score, and the categories are settled in parallel. nullptr
-// puts all boxes in one category, sorted by decreasing score. mask is scratch of
-// n * nms_words(n) words; keep [n] receives 1 for each kept box, 0 for the others. The IoU
-// arithmetic is the CPU kernel's, operation by operation, so both keep the same boxes.
-int nms(const void *boxes, Scalar scalar, const int64_t *categories, int64_t n, double threshold,
-	uint64_t *mask, uint8_t *keep, Stream stream);
+// puts all boxes in one category, sorted by decreasing score. max_per_category, with categories:
+// 0, or a bound on the boxes of any one category, which the caller guarantees (a smaller bound
+// than the truth gives wrong results); the mask then holds only the words a category can reach.
+// mask is scratch of n * nms_steps::mask_span(n, max_per_category) words (nms_steps.h); keep [n]
+// receives 1 for each kept box, 0 for the others. The IoU arithmetic is the CPU kernel's,
+// operation by operation, so both keep the same boxes.
+int nms(const void *boxes, Scalar scalar, const int64_t *categories, int64_t n, int64_t max_per_category,
+	double threshold, uint64_t *mask, uint8_t *keep, Stream stream);
 
 // --- roi_align --------------------------------------------------------------------------------
 struct RoIAlignShape {

@@ -17,13 +17,14 @@ namespace {
 
 using nms_steps::kBoxesPerWord;
 
-// Block (column block, row block) of 64 x 64 box pairs; thread t handles the row box.
+// Block (x, row block) takes the 64 x 64 box pairs of column block row block + x, the x-th
+// word of the row boxes' masks; thread t handles the row box.
 template<typename T>
 __global__ void nms_mask_kernel(const T *boxes, const int64_t *categories, int64_t n, int64_t words,
-				double threshold, uint64_t *mask)
+				int64_t span, double threshold, uint64_t *mask)
 {
-	const int64_t row_block = blockIdx.y, col_block = blockIdx.x;
-	if (col_block < row_block)
+	const int64_t row_block = blockIdx.y, col_block = row_block + blockIdx.x;
+	if (col_block >= words)
 		return;
 	__shared__ T col_boxes[kBoxesPerWord * 4];
 	__shared__ T col_areas[kBoxesPerWord];
@@ -54,7 +55,7 @@ __global__ void nms_mask_kernel(const T *boxes, const int64_t *categories, int64
 		    nms_steps::overlaps(a, area_a, col_boxes + j * 4, col_areas[j], threshold))
 			bits |= 1ULL << j;
 	}
-	mask[row * words + col_block] = bits;
+	mask[nms_steps::mask_index(span, row, col_block)] = bits;
 }
 
 // One past the last box of the segment that starts at `begin`, searched by all the threads of the
@@ -84,10 +85,11 @@ __device__ int64_t find_segment_end(const int64_t *categories, int64_t begin, in
 // Each block takes the segments that start at its positions (a grid-stride loop over the boxes).
 // A segment is settled a word (64 boxes) at a time: one thread settles the word's boxes in
 // order, using their masks among themselves, then all threads fold the masks of the kept ones
-// into the segment's later words. removed[] (shared, `words` words) holds the segment's boxes
-// removed so far; a word shared with a neighbouring segment only ever gets bits of this one's
-// boxes, since masks never cross categories.
-__global__ void nms_reduce_kernel(const uint64_t *mask, int64_t n, int64_t words, const int64_t *categories,
+// into the segment's later words. removed[] (shared, `span` words: as many as a segment can
+// straddle) holds the segment's boxes removed so far, from its first word on; a word shared with
+// a neighbouring segment only ever gets bits of this one's boxes, since masks never cross
+// categories.
+__global__ void nms_reduce_kernel(const uint64_t *mask, int64_t n, int64_t span, const int64_t *categories,
 				  uint8_t *keep)
 {
 	extern __shared__ uint64_t removed[];
@@ -99,26 +101,29 @@ __global__ void nms_reduce_kernel(const uint64_t *mask, int64_t n, int64_t words
 		const int64_t end = find_segment_end(categories, begin, n);
 		const int64_t first_word = begin / kBoxesPerWord, last_word = (end - 1) / kBoxesPerWord;
 		for (int64_t w = first_word + threadIdx.x; w <= last_word; w += blockDim.x)
-			removed[w] = 0;
+			removed[w - first_word] = 0;
 		__syncthreads();
 		for (int64_t w = first_word; w <= last_word; w++) {
 			const nms_steps::WordBoxes boxes = nms_steps::word_boxes(w, begin, end);
 			const int64_t i = boxes.lo + threadIdx.x;
 			if (i < boxes.hi)
-				diagonal[i - w * kBoxesPerWord] = mask[i * words + w];
+				diagonal[i - w * kBoxesPerWord] = mask[nms_steps::mask_index(span, i, w)];
 			__syncthreads();
 			if (threadIdx.x == 0)
-				kept_bits = nms_steps::settle_word(diagonal, w, boxes, removed[w]);
+				kept_bits = nms_steps::settle_word(diagonal, w, boxes, removed[w - first_word]);
 			__syncthreads();
 			const uint64_t kept = kept_bits;
 			if (i < boxes.hi)
 				keep[i] = static_cast<uint8_t>((kept >> (i - w * kBoxesPerWord)) & 1ULL);
 			for (int64_t column = w + 1 + threadIdx.x; column <= last_word; column += blockDim.x)
-				removed[column] = nms_steps::fold_word(mask, words, w, kept, column, removed[column]);
+				removed[column - first_word] =
+					nms_steps::fold_word(mask, span, w, kept, column, removed[column - first_word]);
 			__syncthreads();
 		}
 	}
 }
+
+constexpr size_t kMaxShared = 48 * 1024;
 
 // Blocks of the reduction when there are categories: enough to settle many segments at once;
 // the grid-stride loop gives each block the segments starting at its positions.
@@ -131,30 +136,32 @@ const char *error_string(int error)
 	return cudaGetErrorString(static_cast<cudaError_t>(error));
 }
 
-int nms(const void *boxes, Scalar scalar, const int64_t *categories, int64_t n, double threshold,
-	uint64_t *mask, uint8_t *keep, Stream stream)
+int nms(const void *boxes, Scalar scalar, const int64_t *categories, int64_t n, int64_t max_per_category,
+	double threshold, uint64_t *mask, uint8_t *keep, Stream stream)
 {
 	if (n == 0)
 		return 0;
 	const int64_t words = nms_words(n);
-	// The reduction keeps one bit per box of a segment in shared memory.
-	const size_t shared = static_cast<size_t>(words) * sizeof(uint64_t);
-	if (shared > 48 * 1024)
+	const int64_t span = nms_steps::mask_span(n, categories != nullptr ? max_per_category : 0);
+	// The reduction keeps one bit per box of a segment in shared memory; a grid has at most
+	// 65535 rows of blocks.
+	const size_t shared = static_cast<size_t>(span) * sizeof(uint64_t);
+	if (shared > kMaxShared || words > 65535)
 		return static_cast<int>(cudaErrorInvalidValue);
 	auto s = static_cast<cudaStream_t>(stream);
-	const dim3 grid(static_cast<unsigned int>(words), static_cast<unsigned int>(words));
+	const dim3 grid(static_cast<unsigned int>(span), static_cast<unsigned int>(words));
 	if (scalar == Scalar::Double)
 		nms_mask_kernel<double><<<grid, kBoxesPerWord, 0, s>>>(
-			static_cast<const double *>(boxes), categories, n, words, threshold, mask);
+			static_cast<const double *>(boxes), categories, n, words, span, threshold, mask);
 	else if (scalar == Scalar::Float)
 		nms_mask_kernel<float><<<grid, kBoxesPerWord, 0, s>>>(
-			static_cast<const float *>(boxes), categories, n, words, threshold, mask);
+			static_cast<const float *>(boxes), categories, n, words, span, threshold, mask);
 	else
 		return static_cast<int>(cudaErrorInvalidValue);
 	if (int e = detail::launch_result())
 		return e;
 	const int64_t blocks = categories == nullptr ? 1 : (n < kMaxReduceBlocks ? n : kMaxReduceBlocks);
-	nms_reduce_kernel<<<static_cast<unsigned int>(blocks), 256, shared, s>>>(mask, n, words, categories, keep);
+	nms_reduce_kernel<<<static_cast<unsigned int>(blocks), 256, shared, s>>>(mask, n, span, categories, keep);
 	return detail::launch_result();
 }
 

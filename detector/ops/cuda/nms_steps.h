@@ -3,11 +3,12 @@
 // call them, and a CPU test runs them in the kernels' order (suppress_on_host) against the CPU
 // kernel. Plain C++ with no CUDA headers, so that the host compiler takes this file as it is.
 //
-// The boxes are sorted by category, then by decreasing score within a category. The mask holds,
-// for each box i, `words` words; bit j of word w is set when box w*64+j comes after i, has its
-// category and overlaps it above the threshold. Only the words at or after a box's own word are
-// written (and read). A segment is the run of boxes of one category: suppression never crosses
-// it, so that each segment is settled on its own, in parallel with the others.
+// The boxes are sorted by category, then by decreasing score within a category. Bit j of mask
+// word w of box i is set when box w*64+j comes after i, has its category and overlaps it above
+// the threshold. A box's mask holds `span` words, from its own word on (mask_word): the words a
+// category's boxes can reach, when no category has more than (span - 1) * 64 boxes, or all the
+// words from the box's own. A segment is the run of boxes of one category: suppression never
+// crosses it, so that each segment is settled on its own, in parallel with the others.
 #pragma once
 
 #include <cstdint>
@@ -38,6 +39,23 @@ template<typename T>
 FRCNN_HOST_DEVICE inline T area(const T *box)
 {
 	return (box[2] - box[0]) * (box[3] - box[1]);
+}
+
+// Words of mask a box keeps: enough for a category of up to max_per_category boxes (0: no
+// bound), which may straddle one more word than its size needs, and no more than there are.
+FRCNN_HOST_DEVICE inline int64_t mask_span(int64_t n, int64_t max_per_category)
+{
+	const int64_t words = (n + kBoxesPerWord - 1) / kBoxesPerWord;
+	if (max_per_category <= 0)
+		return words;
+	const int64_t reach = (max_per_category + kBoxesPerWord - 1) / kBoxesPerWord + 1;
+	return reach < words ? reach : words;
+}
+
+// Where mask word w (from box i's own word to span - 1 words after it) of box i is.
+FRCNN_HOST_DEVICE inline int64_t mask_index(int64_t span, int64_t i, int64_t w)
+{
+	return i * span + (w - i / kBoxesPerWord);
 }
 
 // Whether a segment starts at box i. Without categories all boxes are one segment.
@@ -105,24 +123,25 @@ FRCNN_HOST_DEVICE inline int lowest_bit(uint64_t bits)
 }
 
 // `removed` (word `column` of the segment) with the boxes that the kept boxes of word w remove.
-FRCNN_HOST_DEVICE inline uint64_t fold_word(const uint64_t *mask, int64_t words, int64_t w, uint64_t kept,
+FRCNN_HOST_DEVICE inline uint64_t fold_word(const uint64_t *mask, int64_t span, int64_t w, uint64_t kept,
 					    int64_t column, uint64_t removed)
 {
 	for (uint64_t bits = kept; bits != 0; bits &= bits - 1)
-		removed |= mask[(w * kBoxesPerWord + lowest_bit(bits)) * words + column];
+		removed |= mask[mask_index(span, w * kBoxesPerWord + lowest_bit(bits), column)];
 	return removed;
 }
 
-// What nms_mask_kernel writes, on the host: for each box, the words from its own word on.
-// For tests.
+// What nms_mask_kernel writes, on the host: for each box, `span` words from its own word on
+// (fewer at the end). For tests.
 template<typename T>
-inline void fill_mask_on_host(const T *boxes, const int64_t *categories, int64_t n, int64_t words,
+inline void fill_mask_on_host(const T *boxes, const int64_t *categories, int64_t n, int64_t span,
 			      double threshold, uint64_t *mask)
 {
+	const int64_t words = (n + kBoxesPerWord - 1) / kBoxesPerWord;
 	for (int64_t row = 0; row < n; row++) {
 		const T *a = boxes + row * 4;
 		const int64_t row_word = row / kBoxesPerWord;
-		for (int64_t column = row_word; column < words; column++) {
+		for (int64_t column = row_word; column < words && column < row_word + span; column++) {
 			uint64_t bits = 0;
 			for (int k = 0; k < kBoxesPerWord; k++) {
 				const int64_t j = column * kBoxesPerWord + k;
@@ -132,15 +151,15 @@ inline void fill_mask_on_host(const T *boxes, const int64_t *categories, int64_t
 				if (same && overlaps(a, area(a), boxes + j * 4, area(boxes + j * 4), threshold))
 					bits |= 1ULL << k;
 			}
-			mask[row * words + column] = bits;
+			mask[mask_index(span, row, column)] = bits;
 		}
 	}
 }
 
 // What nms_reduce_kernel does, one step after the other on the host: each segment settled word
 // by word, the kept boxes' masks folded into the segment's later words. removed_scratch holds
-// `words` words. For tests.
-inline void suppress_on_host(const uint64_t *mask, int64_t n, int64_t words, const int64_t *categories,
+// `span` words, from the segment's first word on. For tests.
+inline void suppress_on_host(const uint64_t *mask, int64_t n, int64_t span, const int64_t *categories,
 			     uint64_t *removed_scratch, uint8_t *keep)
 {
 	uint64_t diagonal[kBoxesPerWord];
@@ -150,16 +169,17 @@ inline void suppress_on_host(const uint64_t *mask, int64_t n, int64_t words, con
 		const int64_t end = segment_end(categories, begin, n);
 		const int64_t first_word = begin / kBoxesPerWord, last_word = (end - 1) / kBoxesPerWord;
 		for (int64_t w = first_word; w <= last_word; w++)
-			removed_scratch[w] = 0;
+			removed_scratch[w - first_word] = 0;
 		for (int64_t w = first_word; w <= last_word; w++) {
 			const WordBoxes boxes = word_boxes(w, begin, end);
 			for (int64_t i = boxes.lo; i < boxes.hi; i++)
-				diagonal[i - w * kBoxesPerWord] = mask[i * words + w];
-			const uint64_t kept = settle_word(diagonal, w, boxes, removed_scratch[w]);
+				diagonal[i - w * kBoxesPerWord] = mask[mask_index(span, i, w)];
+			const uint64_t kept = settle_word(diagonal, w, boxes, removed_scratch[w - first_word]);
 			for (int64_t i = boxes.lo; i < boxes.hi; i++)
 				keep[i] = static_cast<uint8_t>((kept >> (i - w * kBoxesPerWord)) & 1ULL);
 			for (int64_t column = w + 1; column <= last_word; column++)
-				removed_scratch[column] = fold_word(mask, words, w, kept, column, removed_scratch[column]);
+				removed_scratch[column - first_word] =
+					fold_word(mask, span, w, kept, column, removed_scratch[column - first_word]);
 		}
 	}
 }

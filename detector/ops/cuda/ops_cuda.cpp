@@ -6,6 +6,7 @@
 
 #include "../kernels.h"
 #include "launch.h"
+#include "nms_steps.h"
 
 namespace frcnn::ops::detail {
 
@@ -31,23 +32,29 @@ void check_launch(const char *op, int error)
 	TORCH_CHECK(error == 0, op, ": CUDA kernel launch failed: ", cuda::error_string(error));
 }
 
-// The largest box count one NMS handles: its reduction keeps one bit per box in shared memory.
-constexpr int64_t kMaxNmsBoxes = 48 * 1024 * 8;
+// The most boxes one NMS settles as one category: its reduction keeps a bit per box of a
+// category in shared memory (48 KB, less a word it may straddle). The mask kernel's grid has a
+// row of blocks for each 64 boxes, at most 65535.
+constexpr int64_t kMaxMaskSpan = 48 * 1024 / 8;
+constexpr int64_t kMaxNmsBoxes = 65535 * 64;
 
 // keep flags [n] (uint8) of boxes already in score order, or, with categories, in category
-// order and then in score order.
+// order and then in score order; max_per_category as cuda::nms takes it.
 torch::Tensor suppress(const torch::Tensor &sorted_boxes, const torch::Tensor &sorted_categories,
-		       double iou_threshold)
+		       double iou_threshold, int64_t max_per_category = 0)
 {
 	const int64_t n = sorted_boxes.size(0);
 	TORCH_CHECK(n <= kMaxNmsBoxes, "nms: at most ", kMaxNmsBoxes, " boxes on CUDA, got ", n);
-	const int64_t words = cuda::nms_words(n);
-	auto mask = torch::empty({n * words}, sorted_boxes.options().dtype(torch::kLong));
+	const bool categories = sorted_categories.defined();
+	const int64_t span = cuda::nms_steps::mask_span(n, categories ? max_per_category : 0);
+	TORCH_CHECK(span <= kMaxMaskSpan, "nms: at most ", (kMaxMaskSpan - 1) * 64, " boxes in one category on CUDA, got ",
+		    categories && max_per_category > 0 ? max_per_category : n);
+	auto mask = torch::empty({n * span}, sorted_boxes.options().dtype(torch::kLong));
 	auto keep = torch::empty({n}, sorted_boxes.options().dtype(torch::kByte));
 	check_launch("nms", cuda::nms(sorted_boxes.data_ptr(), scalar_of(sorted_boxes),
-				      sorted_categories.defined() ? sorted_categories.data_ptr<int64_t>()
-								  : nullptr,
-				      n, iou_threshold, reinterpret_cast<uint64_t *>(mask.data_ptr<int64_t>()),
+				      categories ? sorted_categories.data_ptr<int64_t>() : nullptr, n,
+				      max_per_category, iou_threshold,
+				      reinterpret_cast<uint64_t *>(mask.data_ptr<int64_t>()),
 				      keep.data_ptr<uint8_t>(), current_stream()));
 	return keep;
 }
@@ -78,7 +85,7 @@ torch::Tensor nms_cuda(const torch::Tensor &boxes, const torch::Tensor &scores, 
 }
 
 torch::Tensor nms_per_category_cuda(const torch::Tensor &boxes, const torch::Tensor &scores,
-				    const torch::Tensor &idxs, double iou_threshold)
+				    const torch::Tensor &idxs, double iou_threshold, int64_t max_per_category)
 {
 	const c10::cuda::CUDAGuard guard(boxes.device());
 	torch::Tensor mask = torch::zeros({boxes.size(0)}, boxes.options().dtype(torch::kBool));
@@ -91,7 +98,7 @@ torch::Tensor nms_per_category_cuda(const torch::Tensor &boxes, const torch::Ten
 		std::get<1>(idxs.index_select(0, order).sort(/*stable=*/true, /*dim=*/0, /*descending=*/false));
 	order = order.index_select(0, by_category);
 	const torch::Tensor keep = suppress(boxes.index_select(0, order).contiguous(),
-					    idxs.index_select(0, order).contiguous(), iou_threshold);
+					    idxs.index_select(0, order).contiguous(), iou_threshold, max_per_category);
 	mask.index_put_({order}, keep.to(torch::kBool));
 	return mask;
 }
