@@ -1227,7 +1227,7 @@ static gboolean gst_frcnn_detect_hold_pixels(GstFrcnnDetect *self, Item &item)
 		const frcnn::FrameView view = frame_view(frame.get());
 		item.pixels = self->state->detector->hold_frame(view, std::move(frame));
 	} catch (const std::exception &e) {
-		GST_ELEMENT_ERROR(self, STREAM, FAILED, ("Could not hold a video frame: %s", e.what()),
+		GST_ELEMENT_ERROR(self, STREAM, FAILED, ("Could not prepare a video frame for detection: %s", e.what()),
 				  ("frcnn::Detector::hold_frame() failed for a %dx%d %s frame",
 				   GST_VIDEO_INFO_WIDTH(&item.info), GST_VIDEO_INFO_HEIGHT(&item.info),
 				   GST_VIDEO_INFO_NAME(&item.info)));

@@ -5,7 +5,7 @@
 //
 // The boxes are sorted by category, then by decreasing score within a category. Bit j of mask
 // word w of box i is set when box w*64+j comes after i, has its category and overlaps it above
-// the threshold. A box's mask holds `span` words, from its own word on (mask_word): the words a
+// the threshold. A box's mask holds `span` words, from its own word on (mask_index): the words a
 // category's boxes can reach, when no category has more than (span - 1) * 64 boxes, or all the
 // words from the box's own. A segment is the run of boxes of one category: suppression never
 // crosses it, so that each segment is settled on its own, in parallel with the others.
