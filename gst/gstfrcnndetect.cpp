@@ -9,9 +9,9 @@
  * 0..1.
  *
  * Frames are queued and run in batches on the element's own streaming thread, so upstream keeps
- * decoding while a batch runs. Each frame to run is copied as it arrives (on to the GPU when the
- * device is CUDA, so that its batch starts with the frames there). Buffers leave in the order
- * they came, with their timestamps. With #GstFrcnnDetect:qos, frames that downstream reports as
+ * decoding while a batch runs. On the CPU the model reads each frame in place; with a CUDA
+ * device each frame to run is copied on to the GPU as it arrives, so that its batch starts with
+ * the frames there. Buffers leave in the order they came, with their timestamps. With #GstFrcnnDetect:qos, frames that downstream reports as
  * already late pass through without detection.
  *
  * ## Example launch line

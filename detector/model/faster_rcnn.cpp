@@ -256,14 +256,8 @@ ForwardResult FasterRCNNImpl::run_transformed(const detail::TransformedBatch &ba
 		result.losses.insert(l);
 	for (auto &l : heads.losses)
 		result.losses.insert(l);
-	std::vector<torch::Tensor> boxes;
-	for (const auto &d : heads.detections)
-		boxes.push_back(d.boxes);
-	if (!heads.detections.empty()) {
-		const auto resized = detail::resize_boxes(boxes, batch.image_sizes, batch.original_sizes);
-		for (size_t i = 0; i < heads.detections.size(); i++)
-			result.detections.push_back({resized[i], heads.detections[i].labels, heads.detections[i].scores});
-	}
+	result.detections =
+		detail::boxes_to_original_sizes(std::move(heads.detections), batch.image_sizes, batch.original_sizes);
 	return result;
 }
 

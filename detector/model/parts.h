@@ -458,5 +458,9 @@ torch::Tensor resize_boxes(const torch::Tensor &boxes, ImageSize from, ImageSize
 // one tensor, split by image.
 std::vector<torch::Tensor> resize_boxes(const std::vector<torch::Tensor> &boxes, const std::vector<ImageSize> &from,
 					const std::vector<ImageSize> &to);
+// A batch's detections (none in training) with their boxes from resized to original image
+// coordinates, by the batch form above.
+std::vector<Detections> boxes_to_original_sizes(std::vector<Detections> detections, const std::vector<ImageSize> &from,
+						const std::vector<ImageSize> &to);
 
 } // namespace frcnn::detail

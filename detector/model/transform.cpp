@@ -64,6 +64,20 @@ std::vector<torch::Tensor> resize_boxes(const std::vector<torch::Tensor> &boxes,
 	return (all * factors).split_with_sizes(counts, 0);
 }
 
+std::vector<Detections> boxes_to_original_sizes(std::vector<Detections> detections, const std::vector<ImageSize> &from,
+						const std::vector<ImageSize> &to)
+{
+	if (detections.empty()) // training gives none
+		return detections;
+	std::vector<torch::Tensor> boxes;
+	for (const auto &d : detections)
+		boxes.push_back(d.boxes);
+	boxes = resize_boxes(boxes, from, to);
+	for (size_t i = 0; i < detections.size(); i++)
+		detections[i].boxes = boxes[i];
+	return detections;
+}
+
 std::vector<std::vector<Detection>> detections_to_host(const std::vector<Detections> &detections)
 {
 	std::vector<std::vector<Detection>> result;

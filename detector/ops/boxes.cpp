@@ -236,9 +236,7 @@ torch::Tensor per_category_mask(const torch::Tensor &boxes, const torch::Tensor 
 torch::Tensor nms_mask_by_category(const torch::Tensor &boxes, const torch::Tensor &scores,
 				   const torch::Tensor &idxs, double iou_threshold)
 {
-	check_nms_args("nms_mask_by_category", boxes, scores);
-	check_categories("nms_mask_by_category", boxes, idxs);
-	return per_category_mask(boxes, scores, idxs, iou_threshold);
+	return detail::nms_mask_by_category_within(boxes, scores, idxs, iou_threshold, 0);
 }
 
 namespace detail {

@@ -450,13 +450,8 @@ public:
 			batch.image_sizes);
 		// As FasterRCNNImpl::run_transformed and Detector::detect: the boxes back to frame
 		// pixels for the whole batch, then the detections to the host in one copy.
-		std::vector<torch::Tensor> boxes;
-		for (const auto &d : detections)
-			boxes.push_back(d.boxes);
-		boxes = frcnn::detail::resize_boxes(boxes, batch.image_sizes, batch.original_sizes);
-		for (size_t i = 0; i < detections.size(); i++)
-			detections[i].boxes = boxes[i];
-		auto on_host = frcnn::detail::detections_to_host(detections);
+		auto on_host = frcnn::detail::detections_to_host(
+			frcnn::detail::boxes_to_original_sizes(std::move(detections), batch.image_sizes, batch.original_sizes));
 		lap(4);
 		input_shape_ = batch.batch.sizes().vec();
 		return on_host;

@@ -233,7 +233,7 @@ TEST(NmsSteps, CategoriesSettledApartKeepWhatTheCpuKernelKeeps)
 		const auto expected = frcnn::ops::nms_mask_by_category(boxes, scores, idxs, threshold);
 		// The whole mask, and only the words that the largest category can reach (as the
 		// batched proposals and detections run it).
-		const int64_t words = (setup.n + 63) / 64;
+		const int64_t words = mask_words(setup.n);
 		const int64_t largest = setup.categories > 0 ? idxs.bincount().max().item<int64_t>() : setup.n;
 		for (const int64_t bound : {int64_t(0), largest}) {
 			const int64_t span = mask_span(setup.n, setup.categories > 0 ? bound : 0);

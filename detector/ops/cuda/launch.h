@@ -17,9 +17,6 @@ enum class Scalar : int { Float = 0, Double = 1, Half = 2 };
 const char *error_string(int error);
 
 // --- nms --------------------------------------------------------------------------------------
-// Words of 64 bits per row of the suppression mask for n boxes.
-inline int64_t nms_words(int64_t n) { return (n + 63) / 64; }
-
 // Greedy NMS over boxes [n,4] (x1,y1,x2,y2, Float or Double). categories [n] (int64)
 // restricts suppression to boxes of the same category: the boxes of a category are then
 // contiguous, sorted by decreasing score, and the categories are settled in parallel. nullptr

@@ -141,7 +141,7 @@ int nms(const void *boxes, Scalar scalar, const int64_t *categories, int64_t n, 
 {
 	if (n == 0)
 		return 0;
-	const int64_t words = nms_words(n);
+	const int64_t words = nms_steps::mask_words(n);
 	const int64_t span = nms_steps::mask_span(n, categories != nullptr ? max_per_category : 0);
 	// The reduction keeps one bit per box of a segment in shared memory; a grid has at most
 	// 65535 rows of blocks.

@@ -41,14 +41,20 @@ FRCNN_HOST_DEVICE inline T area(const T *box)
 	return (box[2] - box[0]) * (box[3] - box[1]);
 }
 
+// Words of 64 bits that hold a bit for each of n boxes.
+FRCNN_HOST_DEVICE inline int64_t mask_words(int64_t n)
+{
+	return (n + kBoxesPerWord - 1) / kBoxesPerWord;
+}
+
 // Words of mask a box keeps: enough for a category of up to max_per_category boxes (0: no
 // bound), which may straddle one more word than its size needs, and no more than there are.
 FRCNN_HOST_DEVICE inline int64_t mask_span(int64_t n, int64_t max_per_category)
 {
-	const int64_t words = (n + kBoxesPerWord - 1) / kBoxesPerWord;
+	const int64_t words = mask_words(n);
 	if (max_per_category <= 0)
 		return words;
-	const int64_t reach = (max_per_category + kBoxesPerWord - 1) / kBoxesPerWord + 1;
+	const int64_t reach = mask_words(max_per_category) + 1;
 	return reach < words ? reach : words;
 }
 
@@ -137,7 +143,7 @@ template<typename T>
 inline void fill_mask_on_host(const T *boxes, const int64_t *categories, int64_t n, int64_t span,
 			      double threshold, uint64_t *mask)
 {
-	const int64_t words = (n + kBoxesPerWord - 1) / kBoxesPerWord;
+	const int64_t words = mask_words(n);
 	for (int64_t row = 0; row < n; row++) {
 		const T *a = boxes + row * 4;
 		const int64_t row_word = row / kBoxesPerWord;
