@@ -92,6 +92,7 @@ __device__ int64_t find_segment_end(const int64_t *categories, int64_t begin, in
 __global__ void nms_reduce_kernel(const uint64_t *mask, int64_t n, int64_t span, const int64_t *categories,
 				  uint8_t *keep)
 {
+	// nms_steps::kReduceStaticSharedWords counts these and find_segment_end's word.
 	extern __shared__ uint64_t removed[];
 	__shared__ uint64_t diagonal[kBoxesPerWord];
 	__shared__ uint64_t kept_bits;
@@ -123,8 +124,6 @@ __global__ void nms_reduce_kernel(const uint64_t *mask, int64_t n, int64_t span,
 	}
 }
 
-constexpr size_t kMaxShared = 48 * 1024;
-
 // Blocks of the reduction when there are categories: enough to settle many segments at once;
 // the grid-stride loop gives each block the segments starting at its positions.
 constexpr int64_t kMaxReduceBlocks = 1024;
@@ -146,7 +145,7 @@ int nms(const void *boxes, Scalar scalar, const int64_t *categories, int64_t n, 
 	// The reduction keeps one bit per box of a segment in shared memory; a grid has at most
 	// 65535 rows of blocks.
 	const size_t shared = static_cast<size_t>(span) * sizeof(uint64_t);
-	if (shared > kMaxShared || words > 65535)
+	if (span > nms_steps::kMaxSpan || words > 65535)
 		return static_cast<int>(cudaErrorInvalidValue);
 	auto s = static_cast<cudaStream_t>(stream);
 	const dim3 grid(static_cast<unsigned int>(span), static_cast<unsigned int>(words));

@@ -41,6 +41,13 @@ FRCNN_HOST_DEVICE inline T area(const T *box)
 	return (box[2] - box[0]) * (box[3] - box[1]);
 }
 
+// The most mask words a box can keep (mask_span): the reduction holds that many words of removed
+// bits in shared memory, beside its own (a word per box of the word being settled, the kept bits
+// and the segment's end), within the 48 KB every CUDA device gives a block without opting in.
+constexpr int64_t kSharedBytesPerBlock = 48 * 1024;
+constexpr int64_t kReduceStaticSharedWords = kBoxesPerWord + 2;
+constexpr int64_t kMaxSpan = kSharedBytesPerBlock / 8 - kReduceStaticSharedWords;
+
 // Words of 64 bits that hold a bit for each of n boxes.
 FRCNN_HOST_DEVICE inline int64_t mask_words(int64_t n)
 {

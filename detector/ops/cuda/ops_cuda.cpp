@@ -33,9 +33,9 @@ void check_launch(const char *op, int error)
 }
 
 // The most boxes one NMS settles as one category: its reduction keeps a bit per box of a
-// category in shared memory (48 KB, less a word it may straddle). The mask kernel's grid has a
-// row of blocks for each 64 boxes, at most 65535.
-constexpr int64_t kMaxMaskSpan = 48 * 1024 / 8;
+// category in shared memory (nms_steps::kMaxSpan words, less a word it may straddle). The mask
+// kernel's grid has a row of blocks for each 64 boxes, at most 65535.
+constexpr int64_t kMaxMaskSpan = cuda::nms_steps::kMaxSpan;
 constexpr int64_t kMaxNmsBoxes = 65535 * 64;
 
 // keep flags [n] (uint8) of boxes already in score order, or, with categories, in category
