@@ -363,7 +363,8 @@ struct GstFrcnnDetectState {
 	std::atomic<GstClockTime> qos_earliest_time{ GST_CLOCK_TIME_NONE };
 	std::atomic<double> qos_proportion{ 1.0 };
 	std::atomic<GstClockTime> frame_duration{ 0 }; // from the caps' frame rate, 0 when unknown
-	guint64 qos_processed = 0; // the worker's: frames detected, and frames skipped as late
+	// Frames detected, and frames skipped as late (under the queue's lock).
+	guint64 qos_processed = 0;
 	guint64 qos_skipped = 0;
 
 	void reset_qos()
@@ -1061,15 +1062,19 @@ static GstFlowReturn gst_frcnn_detect_push(GstFrcnnDetect *self, std::vector<Ite
 /*
  * QoS: a frame whose running time is not after the earliest time downstream can still use is
  * not run (it passes through without detections). Returns the QoS message to post for it, or
- * nullptr when the frame is run. Called by the worker with the queue's lock held.
+ * nullptr when the frame is run. Called with the queue's lock held: on the sink pad's thread as
+ * the frame arrives (a late frame is then not even mapped or copied to the device; a frame in
+ * time is judged again later), and by the worker as it takes the frame into a batch (`final`:
+ * a frame in time then counts as processed).
  */
-static GstMessage *gst_frcnn_detect_skip_if_late(GstFrcnnDetect *self, Item &item)
+static GstMessage *gst_frcnn_detect_skip_if_late(GstFrcnnDetect *self, Item &item, bool final)
 {
 	GstFrcnnDetectState *state = self->state;
 	const GstClockTime earliest = state->qos_earliest_time.load();
 	if (!GST_CLOCK_TIME_IS_VALID(item.running_time) || !GST_CLOCK_TIME_IS_VALID(earliest) ||
 	    item.running_time > earliest) {
-		state->qos_processed++;
+		if (final)
+			state->qos_processed++;
 		return nullptr;
 	}
 	item.infer = false;
@@ -1129,7 +1134,7 @@ static void gst_frcnn_detect_loop(gpointer user_data)
 					break;
 				}
 				if (qos && front.infer) {
-					GstMessage *late = gst_frcnn_detect_skip_if_late(self, front);
+					GstMessage *late = gst_frcnn_detect_skip_if_late(self, front, true);
 					if (late)
 						qos_messages.push_back(late);
 				}
@@ -1242,10 +1247,12 @@ static GstFlowReturn gst_frcnn_detect_chain(GstPad *pad, GstObject *parent, GstB
 	GstFrcnnDetectState *state = self->state;
 
 	guint capacity, interval;
+	bool qos;
 	{
 		g_autoptr(GMutexLocker) locker = g_mutex_locker_new(GST_OBJECT_GET_LOCK(self));
 		capacity = 2 * state->settings.batch_size;
 		interval = state->settings.interval;
+		qos = state->settings.qos;
 	}
 
 	/* Copies the buffer's header at most, not its memory: the detections go on the copy. */
@@ -1273,10 +1280,14 @@ static GstFlowReturn gst_frcnn_detect_chain(GstPad *pad, GstObject *parent, GstB
 		item.running_time = gst_segment_to_running_time(&state->segment, GST_FORMAT_TIME, timestamp);
 		item.stream_time = gst_segment_to_stream_time(&state->segment, GST_FORMAT_TIME, timestamp);
 	}
+	/* A frame already late downstream goes by without its pixels. */
+	GstMessage *late = qos && item.infer ? gst_frcnn_detect_skip_if_late(self, item, false) : nullptr;
 	/* Outside the lock: the worker runs on while the frame is copied (CUDA). */
-	if (item.infer) {
+	if (late || item.infer) {
 		lock.unlock();
-		if (!gst_frcnn_detect_hold_pixels(self, item))
+		if (late)
+			gst_element_post_message(GST_ELEMENT(self), late);
+		if (item.infer && !gst_frcnn_detect_hold_pixels(self, item))
 			return GST_FLOW_ERROR;
 		lock.lock();
 	}

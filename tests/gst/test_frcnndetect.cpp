@@ -483,8 +483,9 @@ TEST(FrcnnDetect, ReadsFramesInPlaceOnTheCpu)
 		expect_meta_equals(out.get(), after.width(), after.height(), expected);
 		/* The buffer pushed in comes out: were the frame still mapped when the detections
 		   were attached, the element would have had to attach them to a copy of it. */
-		if (i == 0)
+		if (i == 0) {
 			EXPECT_EQ(out.get(), buffer) << "the frame was still mapped";
+		}
 	}
 }
 
@@ -708,6 +709,47 @@ TEST(FrcnnDetect, QosSkipsFramesDownstreamReportsLate)
 		gst_element_set_bus(h->element, nullptr);
 		gst_object_unref(bus);
 	}
+}
+
+// A frame that is late when it arrives is skipped there and then (its QoS message is on the bus
+// before the push returns, while the batch it joins still waits for frames): it is neither mapped
+// nor copied to the device. It keeps its place among the frames run around it.
+TEST(FrcnnDetect, QosSkipsALateFrameAsItArrives)
+{
+	const std::vector<Frame> frames = distinct_frames(3);
+	HarnessPtr h = harness("qos=true batch-size=2 batch-timeout=60000");
+	GstBus *bus = gst_bus_new();
+	gst_element_set_bus(h->element, bus);
+	gst_harness_set_src_caps(h.get(), frames[0].caps());
+	/* The first frame is in time whenever the worker takes it, before or after the QoS event. */
+	const GstClockTime pts[3] = { GST_SECOND, 40 * GST_MSECOND, 2 * GST_SECOND };
+	ASSERT_EQ(gst_harness_push(h.get(), frames[0].buffer(pts[0])), GST_FLOW_OK);
+	/* Frames up to 400 ms and a frame are late now. */
+	ASSERT_TRUE(gst_harness_push_upstream_event(
+		h.get(), gst_event_new_qos(GST_QOS_TYPE_UNDERFLOW, 0.5, 200 * GST_MSECOND, 0)));
+	ASSERT_EQ(gst_harness_push(h.get(), frames[1].buffer(pts[1])), GST_FLOW_OK);
+
+	const auto messages = qos_messages(bus);
+	ASSERT_EQ(messages.size(), 1u) << "the late frame's QoS message, posted as it arrived";
+	EXPECT_EQ(messages[0][0], 40u);
+	EXPECT_EQ(messages[0][2], 1u) << "one frame skipped";
+	EXPECT_EQ(gst_harness_buffers_received(h.get()), 0u) << "the batch still waits for its second frame";
+
+	ASSERT_EQ(gst_harness_push(h.get(), frames[2].buffer(pts[2])), GST_FLOW_OK);
+	for (int i = 0; i < 3; i++) {
+		SCOPED_TRACE("frame " + std::to_string(i));
+		gst_test::BufferPtr out(gst_harness_pull(h.get()));
+		ASSERT_TRUE(out);
+		EXPECT_EQ(GST_BUFFER_PTS(out.get()), pts[i]);
+		if (i == 1) {
+			EXPECT_TRUE(gst_test::read_rois(out.get()).empty());
+		} else {
+			expect_meta_equals(out.get(), frames[i].width(), frames[i].height(), expected_for(frames[i]));
+		}
+	}
+	EXPECT_TRUE(qos_messages(bus).empty()) << "no frame judged twice";
+	gst_element_set_bus(h->element, nullptr);
+	gst_object_unref(bus);
 }
 
 TEST(FrcnnDetect, IntervalWithBatches)
