@@ -5,10 +5,6 @@ box decoding with its clamp, the FPN level mapper and resize_boxes.
 
 Usage: model_units_reference.py --out DIR [--stamp FILE]
 """
-import argparse
-import json
-import os
-
 import torch
 from torchvision.models.detection import _utils as det_utils
 from torchvision.models.detection.anchor_utils import AnchorGenerator
@@ -16,13 +12,11 @@ from torchvision.models.detection.image_list import ImageList
 from torchvision.models.detection.transform import GeneralizedRCNNTransform, resize_boxes
 from torchvision.ops.poolers import LevelMapper
 
+from reference_common import output_args, write_expected
+
 
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--out", required=True)
-    parser.add_argument("--stamp")
-    args = parser.parse_args()
-    os.makedirs(args.out, exist_ok=True)
+    args = output_args()
     torch.manual_seed(0)
     ref = {}
 
@@ -78,10 +72,7 @@ def main():
     ref["resize_boxes"] = {"boxes": rb.tolist(), "from": [799, 1066], "to": [375, 500],
                            "out": resize_boxes(rb, [799, 1066], [375, 500]).tolist()}
 
-    with open(os.path.join(args.out, "expected.json"), "w") as f:
-        json.dump(ref, f)
-    if args.stamp:
-        open(args.stamp, "w").write("ok\n")
+    write_expected(args, ref)
 
 
 if __name__ == "__main__":

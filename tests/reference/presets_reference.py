@@ -15,15 +15,11 @@ One model's weights are also saved in torch.save's legacy (pre-zip) format.
 
 Usage: presets_reference.py --out DIR [--stamp FILE]
 """
-import argparse
-import json
 import math
 import os
 
-import numpy as np
 import torch
 import torchvision
-from PIL import Image
 from torch import nn
 from torchvision.models import mobilenet_v3_large, resnet50
 from torchvision.models.detection.anchor_utils import AnchorGenerator
@@ -32,7 +28,9 @@ from torchvision.models.detection.faster_rcnn import FasterRCNN, FastRCNNConvFCH
 from torchvision.models.detection.rpn import RPNHead
 from torchvision.ops.misc import FrozenBatchNorm2d
 
-PHOTOS = "/usr/lib/python3/dist-packages/skimage/data"
+from reference_common import (calibrate_norms, load_rgb, output_args, photo_tensor, random_targets, set_size,
+                              spread_class_scores, write_expected)
+
 KEEP_ALL = 10 ** 7
 
 # name, seed, (case name, min_size, max_size, photos run as one batch) x 2, gradients compared
@@ -56,14 +54,6 @@ TRAIN_SIZE = (256, 400)
 # Proposals per image after NMS in training (torchvision: 2000): fewer keep the check quick, as
 # every one goes through the box head.
 TRAIN_POST_NMS = 300
-
-
-def load_rgb(name):
-    return np.asarray(Image.open(os.path.join(PHOTOS, name)).convert("RGB"))
-
-
-def to_tensor(name):
-    return torch.from_numpy(load_rgb(name).copy()).permute(2, 0, 1).float() / 255
 
 
 def build(name, min_size, max_size):
@@ -90,37 +80,12 @@ def build(name, min_size, max_size):
     return FasterRCNN(backbone, 91, rpn_anchor_generator=anchors, **kwargs)
 
 
-def set_size(model, min_size, max_size):
-    model.transform.min_size = (min_size,)
-    model.transform.max_size = max_size
-    # MultiScaleRoIAlign caches its scales on the first call.
-    model.roi_heads.box_roi_pool.scales = None
-    model.roi_heads.box_roi_pool.map_levels = None
-
-
 def calibrate(model, name, seed, min_size, max_size):
     set_size(model, min_size, max_size)
     model.eval()
     gen = torch.Generator().manual_seed(seed + 1)
-
-    # Every normalisation layer gets the statistics of its input on a real photo (perturbed), and
-    # a random affine part, so that all its tensors matter.
-    def stats(module, inputs):
-        x = inputs[0]
-        n = x.shape[1]
-        module.running_mean.copy_(x.mean(dim=(0, 2, 3)))
-        module.running_var.copy_(x.var(dim=(0, 2, 3)) * (0.8 + 0.4 * torch.rand(n, generator=gen)))
-        module.weight.copy_(0.5 + torch.rand(n, generator=gen))
-        module.bias.copy_(0.1 * torch.randn(n, generator=gen))
-        if getattr(module, "num_batches_tracked", None) is not None:
-            module.num_batches_tracked.fill_(int(torch.randint(1, 10 ** 6, (1,), generator=gen)))
-
-    norms = [m for m in model.modules() if isinstance(m, (FrozenBatchNorm2d, nn.BatchNorm2d))]
-    hooks = [m.register_forward_pre_hook(stats) for m in norms]
-    with torch.no_grad():
-        model([to_tensor("astronaut.png")])
-    for h in hooks:
-        h.remove()
+    norms = calibrate_norms(model, (FrozenBatchNorm2d, nn.BatchNorm2d), gen,
+                            lambda: model([photo_tensor("astronaut.png")]))
     called = sum(1 for m in norms if m.running_var.sum() != m.running_var.numel())
     assert called == len(norms), f"{name}: {len(norms) - called} normalisation layers not calibrated"
 
@@ -131,29 +96,16 @@ def calibrate(model, name, seed, min_size, max_size):
         hook = model.rpn.head.register_forward_hook(lambda m, i, o: captured.__setitem__("rpn", o[0]))
         with torch.no_grad():
             set_size(model, min_size, max_size)
-            model([to_tensor("astronaut.png")])
+            model([photo_tensor("astronaut.png")])
             hook.remove()
             logits = torch.cat([x.flatten() for x in captured["rpn"]])
             model.rpn.head.cls_logits.bias.add_(math.log(0.05 / 0.95) - torch.quantile(logits, 0.97).item())
 
-    # Class logits spread by about 2: softmax scores neither all equal nor saturated at 1.
-    hook = model.roi_heads.box_predictor.cls_score.register_forward_hook(
-        lambda m, i, o: captured.__setitem__("cls", o))
-    with torch.no_grad():
-        set_size(model, min_size, max_size)
-        model([to_tensor("coffee.png")])
-        hook.remove()
-        factor = 2.0 / captured["cls"].std().item()
-        model.roi_heads.box_predictor.cls_score.weight.mul_(factor)
-        model.roi_heads.box_predictor.cls_score.bias.mul_(factor)
+    spread_class_scores(model, "coffee.png", min_size, max_size)
 
 
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--out", required=True)
-    parser.add_argument("--stamp")
-    args = parser.parse_args()
-    os.makedirs(args.out, exist_ok=True)
+    args = output_args()
     torch.set_num_threads(2)
 
     photos = {}
@@ -165,12 +117,7 @@ def main():
 
     gen = torch.Generator().manual_seed(1)
     train_images = ["astronaut.png", "coffee.png"]
-    targets = []
-    for photo in train_images:
-        h, w = photos[photo]["height"], photos[photo]["width"]
-        xy = torch.rand(4, 2, generator=gen) * torch.tensor([w * 0.6, h * 0.6])
-        wh = 20 + torch.rand(4, 2, generator=gen) * torch.tensor([w * 0.35, h * 0.35])
-        targets.append({"boxes": torch.cat([xy, xy + wh], 1), "labels": torch.randint(1, 91, (4,), generator=gen)})
+    targets = random_targets(gen, [(photos[p]["height"], photos[p]["width"]) for p in train_images], 91)
 
     manifest = {"torchvision": torchvision.__version__, "photos": photos, "presets": []}
     for name, seed, cases, gradients in PRESETS:
@@ -192,7 +139,7 @@ def main():
         for case, min_size, max_size, names in cases:
             set_size(model, min_size, max_size)
             with torch.no_grad():
-                detections = model([to_tensor(p) for p in names])
+                detections = model([photo_tensor(p) for p in names])
             images = []
             for photo, det, props in zip(names, detections, captured["proposals"]):
                 images.append({"photo": photo, "boxes": det["boxes"].tolist(), "labels": det["labels"].tolist(),
@@ -205,7 +152,7 @@ def main():
         model.roi_heads.fg_bg_sampler.batch_size_per_image = KEEP_ALL
         model.rpn._post_nms_top_n["training"] = TRAIN_POST_NMS
         model.train()
-        losses = model([to_tensor(p) for p in train_images], [dict(t) for t in targets])
+        losses = model([photo_tensor(p) for p in train_images], [dict(t) for t in targets])
         sum(losses.values()).backward()
         params = dict(model.named_parameters())
         grads = {}
@@ -221,10 +168,7 @@ def main():
             "losses": {k: v.item() for k, v in losses.items()}, "gradients": grads}
         manifest["presets"].append(entry)
 
-    with open(os.path.join(args.out, "expected.json"), "w") as f:
-        json.dump(manifest, f)
-    if args.stamp:
-        open(args.stamp, "w").write("ok\n")
+    write_expected(args, manifest)
 
 
 if __name__ == "__main__":

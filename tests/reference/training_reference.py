@@ -8,19 +8,16 @@ is kept. Records the four losses and the gradients of a few parameters.
 
 Usage: training_reference.py --out DIR [--stamp FILE]
 """
-import argparse
-import json
 import os
 
-import numpy as np
 import torch
-from PIL import Image
 from torchvision.models import resnet18
 from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor
 from torchvision.models.detection.faster_rcnn import FasterRCNN
 from torchvision.ops.misc import FrozenBatchNorm2d
 
-PHOTOS = "/usr/lib/python3/dist-packages/skimage/data"
+from reference_common import load_rgb, output_args, random_targets, write_expected
+
 KEEP_ALL = 10 ** 7
 GRADIENTS = [
     "roi_heads.box_predictor.cls_score.weight",
@@ -34,11 +31,7 @@ GRADIENTS = [
 
 
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--out", required=True)
-    parser.add_argument("--stamp")
-    args = parser.parse_args()
-    os.makedirs(args.out, exist_ok=True)
+    args = output_args()
     torch.set_num_threads(2)
     torch.manual_seed(0)
 
@@ -47,21 +40,16 @@ def main():
                        rpn_batch_size_per_image=KEEP_ALL, box_batch_size_per_image=KEEP_ALL)
     torch.save(model.state_dict(), os.path.join(args.out, "weights.pth"))
 
-    images, targets, records = [], [], []
-    gen = torch.Generator().manual_seed(1)
+    images, records = [], []
     for photo in ("astronaut.png", "coffee.png"):
-        rgb = np.asarray(Image.open(os.path.join(PHOTOS, photo)).convert("RGB")).copy()
+        rgb = load_rgb(photo).copy()
         raw = os.path.join(args.out, photo + ".rgb")
         rgb.tofile(raw)
-        h, w = rgb.shape[:2]
-        n = 4
-        xy = torch.rand(n, 2, generator=gen) * torch.tensor([w * 0.6, h * 0.6])
-        wh = 20 + torch.rand(n, 2, generator=gen) * torch.tensor([w * 0.35, h * 0.35])
-        boxes = torch.cat([xy, xy + wh], 1)
-        labels = torch.randint(1, 7, (n,), generator=gen)
         images.append(torch.from_numpy(rgb).permute(2, 0, 1).float() / 255)
-        targets.append({"boxes": boxes, "labels": labels})
-        records.append({"file": raw, "height": h, "width": w, "boxes": boxes.tolist(), "labels": labels.tolist()})
+        records.append({"file": raw, "height": rgb.shape[0], "width": rgb.shape[1]})
+    targets = random_targets(torch.Generator().manual_seed(1), [(r["height"], r["width"]) for r in records], 7)
+    for record, target in zip(records, targets):
+        record.update(boxes=target["boxes"].tolist(), labels=target["labels"].tolist())
 
     model.train()
     losses = model(images, targets)
@@ -75,10 +63,7 @@ def main():
         grads[name] = {"file": path, "shape": list(g.shape)}
     ref = {"num_classes": 7, "min_size": 256, "max_size": 400, "keep_all": KEEP_ALL, "images": records,
            "losses": {k: v.item() for k, v in losses.items()}, "gradients": grads}
-    with open(os.path.join(args.out, "expected.json"), "w") as f:
-        json.dump(ref, f)
-    if args.stamp:
-        open(args.stamp, "w").write("ok\n")
+    write_expected(args, ref)
 
 
 if __name__ == "__main__":
