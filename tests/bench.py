@@ -10,8 +10,9 @@ the rounds, and the ratio of the medians is what to read on a shared, noisy mach
 
 Then the tiny preset's frames per second on 640x480 frames, and its resident memory after 200 and
 after 2000 frames. --sweep adds batch 2 and input sizes 320 and 640 (for the plot); --experiments
-adds an operator profile, the channels-last memory format in both programs, and libfrcnn with
-LibTorch's convolutions (--cpu-convolutions libtorch) instead of the default oneDNN ones.
+adds an operator profile, the channels-last memory format in both programs, libfrcnn with
+LibTorch's convolutions (--cpu-convolutions libtorch) instead of the default oneDNN ones, and for
+the tiny preset: OpenMP's wait policy, glibc keeping freed memory, oneDNN against LibTorch.
 
 Usage: bench.py --build DIR [--rounds N] [--threads N] [--sweep | --cases A,B] [--experiments]
                 [--pipeline] [--no-compare] [--no-tiny] [--quick] [--results FILE] [--plot PNG]
@@ -219,6 +220,47 @@ def ab_wait_policy(bench, args, env):
     return result
 
 
+# glibc keeps freed memory for the next frame instead of giving it back and faulting it in again
+# (docs/performance.md, "Memory: keep freed pages").
+KEEP_FREED_MEMORY = "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=268435456"
+
+
+def ab_tiny(cmd, variants):
+    """The tiny preset, 640x480 frames, Detector facade, under each of `variants` (name -> (extra
+    arguments, environment)), alternating, 5 rounds (the order turned every round)."""
+    runs = {name: [] for name in variants}
+    for r in range(5):
+        order = list(variants.items())
+        if r % 2:
+            order.reverse()
+        for name, (extra, e) in order:
+            runs[name].append(run_json(cmd + extra, e))
+    return {k: summarize(v) for k, v in runs.items()}
+
+
+def ab_memory_settings(bench, args, env):
+    """glibc's default against KEEP_FREED_MEMORY, tiny preset."""
+    cmd = [bench, "--arch", "tiny", "--seed", "1", "--resize", "640x480", "--threads", str(args.threads),
+           "--facade", "--warmup", "3", "--frames", "40", "--json", VIDEO]
+    default_env = {k: v for k, v in env.items() if k != "GLIBC_TUNABLES"}
+    result = ab_tiny(cmd, {"default": ([], default_env),
+                                 "keep_freed": ([], dict(env, GLIBC_TUNABLES=KEEP_FREED_MEMORY))})
+    result["ratio_fps"] = result["keep_freed"]["fps"] / result["default"]["fps"]
+    log(f"  keep freed memory / glibc's default: {result['ratio_fps']:.3f}")
+    return result
+
+
+def ab_tiny_convolutions(bench, args, env):
+    """The tiny preset on oneDNN's convolutions against LibTorch's."""
+    cmd = [bench, "--arch", "tiny", "--seed", "1", "--resize", "640x480", "--threads", str(args.threads),
+           "--facade", "--warmup", "3", "--frames", "40", "--json", VIDEO]
+    result = ab_tiny(cmd, {"libtorch": (["--cpu-convolutions", "libtorch"], env),
+                                 "onednn": (["--cpu-convolutions", "onednn"], env)})
+    result["ratio_fps"] = result["onednn"]["fps"] / result["libtorch"]["fps"]
+    log(f"  tiny, oneDNN / LibTorch convolutions: {result['ratio_fps']:.3f}")
+    return result
+
+
 def print_table(results):
     m = results["machine"]
     print(f"\nMachine: {m['cpu']}, {m['nproc']} CPUs; load average at start "
@@ -252,6 +294,14 @@ def print_table(results):
     if wp:
         print(f"tiny 640x480, OpenMP wait policy: default {wp['default']['fps']:.2f} fps, PASSIVE "
               f"{wp['PASSIVE']['fps']:.2f} fps; ratio {wp['ratio_fps']:.2f}")
+    ms = results.get("memory_settings_ab")
+    if ms:
+        print(f"tiny 640x480, glibc's default {ms['default']['fps']:.2f} fps, keeping freed memory "
+              f"({KEEP_FREED_MEMORY}) {ms['keep_freed']['fps']:.2f} fps; ratio {ms['ratio_fps']:.3f}")
+    tc = results.get("tiny_convolutions_ab")
+    if tc:
+        print(f"tiny 640x480, LibTorch's convolutions {tc['libtorch']['fps']:.2f} fps, oneDNN's "
+              f"{tc['onednn']['fps']:.2f} fps; ratio {tc['ratio_fps']:.3f}")
     pipe = results.get("pipeline")
     if pipe:
         print(f"tiny, filesrc ! decodebin ! frcnndetect ! fakesink: {pipe['pipeline_fps']:.2f} fps; frcnn-bench "
@@ -432,6 +482,10 @@ def main():
     if args.experiments:
         log("tiny preset, OpenMP wait policy:")
         results["wait_policy_ab"] = ab_wait_policy(bench, args, env)
+        log("tiny preset, glibc keeping freed memory:")
+        results["memory_settings_ab"] = ab_memory_settings(bench, args, env)
+        log("tiny preset, oneDNN against LibTorch convolutions:")
+        results["tiny_convolutions_ab"] = ab_tiny_convolutions(bench, args, env)
 
     if not args.no_tiny:
         log("tiny preset, 640x480 frames:")

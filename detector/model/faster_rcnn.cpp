@@ -335,12 +335,8 @@ void FasterRCNNImpl::set_cpu_convolutions(CpuConvolutions kind)
 	const std::string unsupported = detail::onednn_unsupported_reason(config_);
 	if (kind == CpuConvolutions::OneDnn && !unsupported.empty())
 		throw Error("cpu-convolutions=onednn: " + unsupported + "; use libtorch or auto");
-	// Auto: where it pays. With a 256-channel FPN (fasterrcnn_resnet50_fpn, v2) the Winograd
-	// convolutions of the FPN and RPN head make the model about 1.5 times faster; the tiny
-	// model's 64-channel maps take no Winograd, and oneDNN's direct kernels on channels-last
-	// data were slower there than LibTorch's (docs/performance.md).
-	const bool pays = config_.fpn_channels >= 128;
-	onednn_ = kind == CpuConvolutions::OneDnn || (kind == CpuConvolutions::Auto && unsupported.empty() && pays);
+	// Auto: where it pays (docs/performance.md).
+	onednn_ = kind == CpuConvolutions::OneDnn || (kind == CpuConvolutions::Auto && detail::onednn_pays(config_));
 	parts_->backbone->onednn.reset();
 	parts_->rpn->head->onednn.reset();
 	if (auto *box_head = conv_fc_head(*parts_->roi_heads))

@@ -37,6 +37,20 @@ bool onednn_built();
 // ResNet-FPN models (fasterrcnn_resnet50_fpn, fasterrcnn_resnet50_fpn_v2, tiny), not MobileNetV3.
 std::string onednn_unsupported_reason(const ModelConfig &config);
 
+// The fewest channels with which the FPN's output convolutions and the RPN head's take
+// Winograd (the trunk's need 128): Winograd's rounding passes through no more than a layer or
+// two after them.
+constexpr int64_t kWinogradMinChannelsAfterTrunk = 64;
+
+// Whether this CPU has oneDNN's Winograd convolutions (AVX-512).
+bool onednn_has_winograd();
+
+// Whether the oneDNN convolutions run a model they cover faster than LibTorch's (what `auto`
+// picks): where its FPN and RPN head take Winograd. With 256 FPN channels
+// (fasterrcnn_resnet50_fpn, v2) they gain on any CPU (the folded batch norms and fused
+// epilogues in the trunk too); the tiny model's 64 gain only with Winograd.
+bool onednn_pays(const ModelConfig &config);
+
 class OneDnnConvolution;
 class OneDnnWorkspace;
 
