@@ -672,7 +672,7 @@ std::vector<torch::Tensor> OneDnnPlan::run_backbone(const torch::Tensor &batch)
 {
 	// LibTorch applies its thread count to each thread that runs an operator; oneDNN runs on
 	// the OpenMP threads of the calling thread.
-	at::init_num_threads();
+	at::internal::lazy_init_num_threads();
 	auto y = (*stem_)(batch.is_contiguous(at::MemoryFormat::ChannelsLast) ? batch : batch.contiguous());
 	y = F::max_pool2d(y, F::MaxPool2dFuncOptions(3).stride(2).padding(1))
 		    .contiguous(at::MemoryFormat::ChannelsLast);
@@ -713,7 +713,7 @@ std::vector<torch::Tensor> OneDnnPlan::run_backbone(const torch::Tensor &batch)
 std::pair<std::vector<torch::Tensor>, std::vector<torch::Tensor>>
 OneDnnPlan::run_rpn_head(const std::vector<torch::Tensor> &features)
 {
-	at::init_num_threads();
+	at::internal::lazy_init_num_threads();
 	std::vector<torch::Tensor> logits, deltas;
 	for (const auto &f : features) {
 		auto t = chain(rpn_conv_, f.contiguous(at::MemoryFormat::ChannelsLast));
@@ -780,7 +780,7 @@ torch::Tensor OneDnnPlan::box_head(const torch::Tensor &pooled)
 	// every count of regions (the padding's outputs are dropped).
 	constexpr int64_t kChunk = 512, kStep = 64;
 	return reporting_errors([&] {
-		at::init_num_threads();
+		at::internal::lazy_init_num_threads();
 		const int64_t count = pooled.size(0);
 		std::vector<torch::Tensor> outputs;
 		for (int64_t start = 0; start < count; start += kChunk) {
