@@ -29,6 +29,9 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 VIDEO = "/usr/share/doc/opencv-doc/examples/data/Megamind.avi"
+# glibc keeps freed memory for the next frame instead of giving it back and faulting it in again
+# (docs/performance.md, "Memory: keep freed pages").
+KEEP_FREED_MEMORY = "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=268435456"
 ARCH = "fasterrcnn_resnet50_fpn"
 
 
@@ -164,13 +167,16 @@ def pipeline_vs_bench(bench, build, args, env, tmp):
     # threshold: frcnn-bench's (the model's 0.05), not the element's default 0.5.
     description = (f"filesrc location={VIDEO} ! decodebin ! frcnndetect model=tiny weights={weights} "
                    f"threshold=0.05 ! fakesink name=sink sync=false")
+    def run_pipeline(e):
+        log("  $ gst: " + description)
+        out = subprocess.run(["/usr/bin/python3", "-c", PIPELINE_SCRIPT, description, str(warmup)], check=True,
+                             stdout=subprocess.PIPE, env=e, text=True).stdout
+        return json.loads(out.strip().splitlines()[-1])
+
     runs = {"pipeline": [], "frcnn-bench": []}
     frames = None
     for r in range(max(2, args.rounds // 2 + 1)):
-        log("  $ gst: " + description)
-        out = subprocess.run(["/usr/bin/python3", "-c", PIPELINE_SCRIPT, description, str(warmup)], check=True,
-                             stdout=subprocess.PIPE, env=gst_env, text=True).stdout
-        p = json.loads(out.strip().splitlines()[-1])
+        p = run_pipeline(gst_env)
         runs["pipeline"].append(p)
         frames = p["timed_frames"]
         runs["frcnn-bench"].append(run_json(
@@ -182,6 +188,21 @@ def pipeline_vs_bench(bench, build, args, env, tmp):
     result["ratio"] = result["pipeline_fps"] / result["bench_fps"]
     log(f"  pipeline {result['pipeline_fps']:.2f} fps, frcnn-bench {result['bench_fps']:.2f} fps, "
         f"ratio {result['ratio']:.3f}")
+
+    # The same pipeline with glibc's default against glibc keeping freed memory: the element runs
+    # the model on a thread of its own, whose arena gives memory back more readily.
+    memory = {"default": [], "keep_freed": []}
+    default_env = {k: v for k, v in gst_env.items() if k != "GLIBC_TUNABLES"}
+    for r in range(4):
+        order = [("default", default_env), ("keep_freed", dict(gst_env, GLIBC_TUNABLES=KEEP_FREED_MEMORY))]
+        if r % 2:
+            order.reverse()
+        for name, e in order:
+            memory[name].append(run_pipeline(e)["fps"])
+    result["memory_settings"] = {name: {"fps": statistics.median(v), "fps_runs": v} for name, v in memory.items()}
+    result["memory_settings"]["ratio_fps"] = (result["memory_settings"]["keep_freed"]["fps"] /
+                                              result["memory_settings"]["default"]["fps"])
+    log(f"  pipeline, keep freed memory / glibc's default: {result['memory_settings']['ratio_fps']:.3f}")
     return result
 
 
@@ -218,11 +239,6 @@ def ab_wait_policy(bench, args, env):
     result["ratio_fps"] = result["PASSIVE"]["fps"] / result["default"]["fps"]
     log(f"  PASSIVE / default: {result['ratio_fps']:.3f}")
     return result
-
-
-# glibc keeps freed memory for the next frame instead of giving it back and faulting it in again
-# (docs/performance.md, "Memory: keep freed pages").
-KEEP_FREED_MEMORY = "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=268435456"
 
 
 def ab_tiny(cmd, variants):
@@ -290,22 +306,22 @@ def print_table(results):
         ops = prof["libfrcnn"]["op_profile_ms"]
         print(f"libfrcnn operator profile, one batch of {ops['batch_ms']:.0f} ms: " +
               ", ".join(f"{k} {v:.0f}" for k, v in list(ops["top_operators"].items())[:6]))
-    wp = results.get("wait_policy_ab")
-    if wp:
-        print(f"tiny 640x480, OpenMP wait policy: default {wp['default']['fps']:.2f} fps, PASSIVE "
-              f"{wp['PASSIVE']['fps']:.2f} fps; ratio {wp['ratio_fps']:.2f}")
-    ms = results.get("memory_settings_ab")
-    if ms:
-        print(f"tiny 640x480, glibc's default {ms['default']['fps']:.2f} fps, keeping freed memory "
-              f"({KEEP_FREED_MEMORY}) {ms['keep_freed']['fps']:.2f} fps; ratio {ms['ratio_fps']:.3f}")
-    tc = results.get("tiny_convolutions_ab")
-    if tc:
-        print(f"tiny 640x480, LibTorch's convolutions {tc['libtorch']['fps']:.2f} fps, oneDNN's "
-              f"{tc['onednn']['fps']:.2f} fps; ratio {tc['ratio_fps']:.3f}")
+    for key, what in (("wait_policy_ab", "OpenMP wait policy"),
+                      ("memory_settings_ab", f"glibc keeping freed memory ({KEEP_FREED_MEMORY})"),
+                      ("tiny_convolutions_ab", "oneDNN's convolutions against LibTorch's")):
+        ab = results.get(key)
+        if ab:
+            print(f"tiny 640x480, {what}: " +
+                  ", ".join(f"{name} {ab[name]['fps']:.2f} fps" for name in ab if name != "ratio_fps") +
+                  f"; ratio {ab['ratio_fps']:.3f}")
     pipe = results.get("pipeline")
     if pipe:
         print(f"tiny, filesrc ! decodebin ! frcnndetect ! fakesink: {pipe['pipeline_fps']:.2f} fps; frcnn-bench "
               f"--facade on the same frames {pipe['bench_fps']:.2f} fps; ratio {pipe['ratio']:.3f}")
+        ms = pipe.get("memory_settings")
+        if ms:
+            print(f"the same pipeline, glibc's default {ms['default']['fps']:.2f} fps, keeping freed memory "
+                  f"{ms['keep_freed']['fps']:.2f} fps; ratio {ms['ratio_fps']:.3f}")
     mem = results.get("memory")
     if mem:
         print(f"tiny RSS after {mem['frames_first']} frames {mem['rss_first']:.1f} MiB, after "
