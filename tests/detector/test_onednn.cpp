@@ -465,7 +465,8 @@ std::set<std::string> process_threads()
 // A thread count given to the Detector is applied once, not at every batch. Applying it again
 // (LibTorch's at::init_num_threads sets the count anew, and LibTorch then rebuilds its thread
 // pool) started fresh threads at every batch, which spun on the cores the convolutions needed:
-// the tiny model ran 1.5 times slower with threads = 2 than with the same 2 threads by default.
+// the tiny model ran 1.5 times slower with threads = 2 than with the same 2 threads taken from
+// OMP_NUM_THREADS.
 TEST_F(OneDnn, BatchesStartNoThreads)
 {
 	DetectorOptions options;
