@@ -191,14 +191,9 @@ def pipeline_vs_bench(bench, build, args, env, tmp):
 
     # The same pipeline with glibc's default against glibc keeping freed memory: the element runs
     # the model on a thread of its own, whose arena gives memory back more readily.
-    memory = {"default": [], "keep_freed": []}
     default_env = {k: v for k, v in gst_env.items() if k != "GLIBC_TUNABLES"}
-    for r in range(4):
-        order = [("default", default_env), ("keep_freed", dict(gst_env, GLIBC_TUNABLES=KEEP_FREED_MEMORY))]
-        if r % 2:
-            order.reverse()
-        for name, e in order:
-            memory[name].append(run_pipeline(e)["fps"])
+    memory = alternate({"default": default_env, "keep_freed": dict(gst_env, GLIBC_TUNABLES=KEEP_FREED_MEMORY)}, 4,
+                       lambda e, r: run_pipeline(e)["fps"])
     result["memory_settings"] = {name: {"fps": statistics.median(v), "fps_runs": v} for name, v in memory.items()}
     result["memory_settings"]["ratio_fps"] = (result["memory_settings"]["keep_freed"]["fps"] /
                                               result["memory_settings"]["default"]["fps"])
@@ -206,75 +201,71 @@ def pipeline_vs_bench(bench, build, args, env, tmp):
     return result
 
 
+def alternate(variants, rounds, run):
+    """Runs each of `variants` (name -> what `run(variant, round)` takes) once a round, `rounds`
+    rounds, the order turned every round so that all see the same load; name -> their results."""
+    runs = {name: [] for name in variants}
+    for r in range(rounds):
+        order = list(variants.items())
+        if r % 2:
+            order.reverse()
+        for name, variant in order:
+            runs[name].append(run(variant, r))
+    return runs
+
+
+def ab_result(runs, base, other, label):
+    """The summaries of alternating runs, with the ratio of `other`'s frames per second to `base`'s."""
+    result = {k: summarize(v) for k, v in runs.items()}
+    result["ratio_fps"] = result[other]["fps"] / result[base]["fps"]
+    log(f"  {label}: {result['ratio_fps']:.3f}")
+    return result
+
+
 def ab_channels_last(bench, weights, args, env):
     """frcnn-bench as it is against frcnn-bench --channels-last, alternating, batch 1 at 480."""
     cmd = [bench, "--arch", ARCH, "--weights", weights, "--min-size", "480", "--threads", str(args.threads),
            "--warmup", "1", "--frames", "5", "--json", VIDEO]
-    runs = {"nchw": [], "channels_last": []}
-    for r in range(max(2, args.rounds // 2 + 1)):
-        order = [("nchw", cmd), ("channels_last", cmd + ["--channels-last"])]
-        if r % 2:
-            order.reverse()
-        for name, c in order:
-            runs[name].append(run_json(c + (["--no-check"] if r else []), env))
-    result = {k: summarize(v) for k, v in runs.items()}
-    result["ratio_fps"] = result["channels_last"]["fps"] / result["nchw"]["fps"]
-    log(f"  channels-last / NCHW: {result['ratio_fps']:.3f}")
-    return result
+    runs = alternate({"nchw": cmd, "channels_last": cmd + ["--channels-last"]}, max(2, args.rounds // 2 + 1),
+                     lambda c, r: run_json(c + (["--no-check"] if r else []), env))
+    return ab_result(runs, "nchw", "channels_last", "channels-last / NCHW")
+
+
+def tiny_command(bench, args, *extra):
+    """frcnn-bench on the tiny preset with seeded weights, 640x480 frames."""
+    return [bench, "--arch", "tiny", "--seed", "1", "--resize", "640x480", "--threads", str(args.threads),
+            *extra, "--json", VIDEO]
 
 
 def ab_wait_policy(bench, args, env):
     """The tiny preset with OpenMP's default wait policy against OMP_WAIT_POLICY=PASSIVE, alternating."""
-    cmd = [bench, "--arch", "tiny", "--seed", "1", "--resize", "640x480", "--threads", str(args.threads),
-           "--warmup", "3", "--frames", "20", "--json", VIDEO]
+    cmd = tiny_command(bench, args, "--warmup", "3", "--frames", "20")
     default_env = {k: v for k, v in env.items() if k != "OMP_WAIT_POLICY"}
-    runs = {"default": [], "PASSIVE": []}
-    for r in range(3):
-        order = [("default", default_env), ("PASSIVE", dict(env, OMP_WAIT_POLICY="PASSIVE"))]
-        if r % 2:
-            order.reverse()
-        for name, e in order:
-            runs[name].append(run_json(cmd, e))
-    result = {k: summarize(v) for k, v in runs.items()}
-    result["ratio_fps"] = result["PASSIVE"]["fps"] / result["default"]["fps"]
-    log(f"  PASSIVE / default: {result['ratio_fps']:.3f}")
-    return result
+    runs = alternate({"default": default_env, "PASSIVE": dict(env, OMP_WAIT_POLICY="PASSIVE")}, 3,
+                     lambda e, r: run_json(cmd, e))
+    return ab_result(runs, "default", "PASSIVE", "PASSIVE / default")
 
 
-def ab_tiny(cmd, variants):
+def ab_tiny(bench, args, variants):
     """The tiny preset, 640x480 frames, Detector facade, under each of `variants` (name -> (extra
-    arguments, environment)), alternating, 5 rounds (the order turned every round)."""
-    runs = {name: [] for name in variants}
-    for r in range(5):
-        order = list(variants.items())
-        if r % 2:
-            order.reverse()
-        for name, (extra, e) in order:
-            runs[name].append(run_json(cmd + extra, e))
-    return {k: summarize(v) for k, v in runs.items()}
+    arguments, environment)), alternating, 5 rounds."""
+    cmd = tiny_command(bench, args, "--facade", "--warmup", "3", "--frames", "40")
+    return alternate(variants, 5, lambda v, r: run_json(cmd + v[0], v[1]))
 
 
 def ab_memory_settings(bench, args, env):
     """glibc's default against KEEP_FREED_MEMORY, tiny preset."""
-    cmd = [bench, "--arch", "tiny", "--seed", "1", "--resize", "640x480", "--threads", str(args.threads),
-           "--facade", "--warmup", "3", "--frames", "40", "--json", VIDEO]
     default_env = {k: v for k, v in env.items() if k != "GLIBC_TUNABLES"}
-    result = ab_tiny(cmd, {"default": ([], default_env),
+    runs = ab_tiny(bench, args, {"default": ([], default_env),
                                  "keep_freed": ([], dict(env, GLIBC_TUNABLES=KEEP_FREED_MEMORY))})
-    result["ratio_fps"] = result["keep_freed"]["fps"] / result["default"]["fps"]
-    log(f"  keep freed memory / glibc's default: {result['ratio_fps']:.3f}")
-    return result
+    return ab_result(runs, "default", "keep_freed", "keep freed memory / glibc's default")
 
 
 def ab_tiny_convolutions(bench, args, env):
     """The tiny preset on oneDNN's convolutions against LibTorch's."""
-    cmd = [bench, "--arch", "tiny", "--seed", "1", "--resize", "640x480", "--threads", str(args.threads),
-           "--facade", "--warmup", "3", "--frames", "40", "--json", VIDEO]
-    result = ab_tiny(cmd, {"libtorch": (["--cpu-convolutions", "libtorch"], env),
+    runs = ab_tiny(bench, args, {"libtorch": (["--cpu-convolutions", "libtorch"], env),
                                  "onednn": (["--cpu-convolutions", "onednn"], env)})
-    result["ratio_fps"] = result["onednn"]["fps"] / result["libtorch"]["fps"]
-    log(f"  tiny, oneDNN / LibTorch convolutions: {result['ratio_fps']:.3f}")
-    return result
+    return ab_result(runs, "libtorch", "onednn", "tiny, oneDNN / LibTorch convolutions")
 
 
 def print_table(results):
