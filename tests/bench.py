@@ -13,6 +13,9 @@ after 2000 frames. --sweep adds batch 2 and input sizes 320 and 640 (for the plo
 adds an operator profile, the channels-last memory format in both programs, libfrcnn with
 LibTorch's convolutions (--cpu-convolutions libtorch) instead of the default oneDNN ones, and for
 the tiny preset: OpenMP's wait policy, glibc keeping freed memory, oneDNN against LibTorch.
+--pipeline adds frcnndetect in `filesrc ! decodebin ! frcnndetect ! fakesink` against frcnn-bench
+on the same frames, and that pipeline with glibc keeping freed memory and with the element's
+`threads` against LibTorch's own thread count.
 
 Usage: bench.py --build DIR [--rounds N] [--threads N] [--sweep | --cases A,B] [--experiments]
                 [--pipeline] [--no-compare] [--no-tiny] [--quick] [--results FILE] [--plot PNG]
@@ -165,11 +168,14 @@ def pipeline_vs_bench(bench, build, args, env, tmp):
                    GST_REGISTRY=os.path.join(tmp, "gst-registry.bin"))
     warmup = 5
     # threshold: frcnn-bench's (the model's 0.05), not the element's default 0.5.
-    description = (f"filesrc location={VIDEO} ! decodebin ! frcnndetect model=tiny weights={weights} "
-                   f"threshold=0.05 ! fakesink name=sink sync=false")
-    def run_pipeline(e):
-        log("  $ gst: " + description)
-        out = subprocess.run(["/usr/bin/python3", "-c", PIPELINE_SCRIPT, description, str(warmup)], check=True,
+    def describe(properties=""):
+        return (f"filesrc location={VIDEO} ! decodebin ! frcnndetect model=tiny weights={weights} "
+                f"threshold=0.05{properties} ! fakesink name=sink sync=false")
+    description = describe()
+    def run_pipeline(e, properties=""):
+        d = describe(properties)
+        log("  $ gst: " + d)
+        out = subprocess.run(["/usr/bin/python3", "-c", PIPELINE_SCRIPT, d, str(warmup)], check=True,
                              stdout=subprocess.PIPE, env=e, text=True).stdout
         return json.loads(out.strip().splitlines()[-1])
 
@@ -198,6 +204,17 @@ def pipeline_vs_bench(bench, build, args, env, tmp):
     result["memory_settings"]["ratio_fps"] = (result["memory_settings"]["keep_freed"]["fps"] /
                                               result["memory_settings"]["default"]["fps"])
     log(f"  pipeline, keep freed memory / glibc's default: {result['memory_settings']['ratio_fps']:.3f}")
+
+    # The element's `threads` against LibTorch's own count, in a program that sets no
+    # OMP_NUM_THREADS (LibTorch counts physical cores, which some machines under-report).
+    no_count_env = {k: v for k, v in gst_env.items() if k != "OMP_NUM_THREADS"}
+    threads = alternate({"libtorch_default": "", "property": f" threads={args.threads}"}, 4,
+                        lambda properties, r: run_pipeline(no_count_env, properties)["fps"])
+    result["threads_property"] = {name: {"fps": statistics.median(v), "fps_runs": v} for name, v in threads.items()}
+    result["threads_property"]["ratio_fps"] = (result["threads_property"]["property"]["fps"] /
+                                               result["threads_property"]["libtorch_default"]["fps"])
+    log(f"  pipeline, threads={args.threads} / LibTorch's default count: "
+        f"{result['threads_property']['ratio_fps']:.3f}")
     return result
 
 
@@ -313,6 +330,10 @@ def print_table(results):
         if ms:
             print(f"the same pipeline, glibc's default {ms['default']['fps']:.2f} fps, keeping freed memory "
                   f"{ms['keep_freed']['fps']:.2f} fps; ratio {ms['ratio_fps']:.3f}")
+        tp = pipe.get("threads_property")
+        if tp:
+            print(f"the same pipeline without OMP_NUM_THREADS, LibTorch's count {tp['libtorch_default']['fps']:.2f} "
+                  f"fps, threads={results['threads']} {tp['property']['fps']:.2f} fps; ratio {tp['ratio_fps']:.3f}")
     mem = results.get("memory")
     if mem:
         print(f"tiny RSS after {mem['frames_first']} frames {mem['rss_first']:.1f} MiB, after "

@@ -3,7 +3,9 @@
 #pragma once
 
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -34,6 +36,15 @@ inline std::string read_file(const std::string &path)
 	std::ostringstream s;
 	s << in.rdbuf();
 	return s.str();
+}
+
+// The ids of the process's threads, to tell which ones something started.
+inline std::set<std::string> process_threads()
+{
+	std::set<std::string> ids;
+	for (const auto &entry : std::filesystem::directory_iterator("/proc/self/task"))
+		ids.insert(entry.path().filename().string());
+	return ids;
 }
 
 } // namespace frcnn::test

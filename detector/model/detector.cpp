@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: BSD-3-Clause
 // The Detector facade: device and precision, frames in, plain detections out.
+#include <ATen/Parallel.h>
 #include <torch/cuda.h>
 #include <torch/utils.h>
 
@@ -56,6 +57,35 @@ bool Detector::cuda_built()
 	return FRCNN_HAVE_CUDA;
 }
 
+void set_cpu_threads(int threads)
+{
+	if (threads < 1)
+		throw Error("the number of CPU threads must be at least 1, not " + std::to_string(threads));
+	// LibTorch's once-per-thread set-up first: it would otherwise set the process's count on
+	// this thread at its first operator, over the one set here.
+	at::internal::lazy_init_num_threads();
+	if (at::get_num_threads() == threads)
+		return;
+	try {
+		at::set_num_threads(threads);
+	} catch (const c10::Error &e) {
+		// LibTorch's own thread pool (a build without OpenMP) takes a count only before its
+		// first parallel work.
+		throw Error("could not set " + std::to_string(threads) + " CPU threads: " +
+			    e.what_without_backtrace());
+	}
+}
+
+int cpu_threads()
+{
+	return at::get_num_threads();
+}
+
+int default_cpu_threads()
+{
+	return at::intraop_default_num_threads();
+}
+
 Detector::Detector(const DetectorOptions &options)
 	: impl_(std::make_unique<Impl>())
 {
@@ -64,7 +94,7 @@ Detector::Detector(const DetectorOptions &options)
 	if (options.fp16 && !impl_->device.is_cuda())
 		throw Error("precision fp16 needs a CUDA device; use fp32 on the CPU");
 	if (options.threads > 0)
-		torch::set_num_threads(options.threads);
+		set_cpu_threads(options.threads);
 	try {
 		if (options.weights.empty() && !options.checkpoint)
 			torch::manual_seed(options.random_seed);

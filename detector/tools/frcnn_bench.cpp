@@ -650,7 +650,7 @@ int main(int argc, char **argv)
 		// be timed one by one and seeded weights can be calibrated and saved.
 		frcnn::DetectorOptions d = frcnn::cli::detector_options(o.model);
 		if (d.threads > 0)
-			torch::set_num_threads(d.threads);
+			frcnn::set_cpu_threads(d.threads);
 		d.channels_last = o.channels_last;
 		const torch::Device device = device_of(d.device);
 		if (d.fp16 && !device.is_cuda())

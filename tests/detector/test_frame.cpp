@@ -6,7 +6,9 @@
 
 #include <algorithm>
 #include <cstring>
+#include <future>
 #include <memory>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -345,4 +347,41 @@ TEST(FrameUpload, EveryPlaneIsReadWhereItWasPut)
 	} catch (const Error &e) {
 		EXPECT_NE(std::string(e.what()).find("lies outside the frame's memory"), std::string::npos) << e.what();
 	}
+}
+
+// frcnn::set_cpu_threads sets the calling thread's count and leaves another thread's alone (the
+// element sets it on its streaming thread, each element its own); setting the count a thread
+// already has starts nothing (the element sets it before every batch, and a new count rebuilds
+// LibTorch's thread pool); a count below 1 is an error.
+TEST(CpuThreads, BelongToTheCallingThread)
+{
+	EXPECT_THROW(frcnn::set_cpu_threads(0), frcnn::Error);
+
+	std::promise<void> first_set, second_set;
+	int first_after = 0, second_after = 0;
+	std::vector<std::string> started;
+	std::thread first([&] {
+		frcnn::set_cpu_threads(3);
+		first_set.set_value();
+		second_set.get_future().wait();
+		first_after = frcnn::cpu_threads();
+		const auto before = frcnn::test::process_threads();
+		for (int i = 0; i < 3; i++)
+			frcnn::set_cpu_threads(3);
+		for (const auto &id : frcnn::test::process_threads())
+			if (!before.count(id))
+				started.push_back(id);
+	});
+	std::thread second([&] {
+		frcnn::cpu_threads(); // this thread has its count before the first sets another
+		first_set.get_future().wait();
+		frcnn::set_cpu_threads(1);
+		second_after = frcnn::cpu_threads();
+		second_set.set_value();
+	});
+	second.join();
+	first.join();
+	EXPECT_EQ(first_after, 3) << "another thread's count does not change this one's";
+	EXPECT_EQ(second_after, 1);
+	EXPECT_TRUE(started.empty()) << started.size() << " threads started by setting the same count";
 }

@@ -5,7 +5,6 @@
 // they change, running in threads other than the one that made it, and the models it does not
 // cover. The comparison with torchvision itself is in test_parity.cpp.
 #include <cmath>
-#include <filesystem>
 #include <memory>
 #include <set>
 #include <string>
@@ -453,15 +452,6 @@ TEST_F(OneDnn, ModelsItDoesNotCover)
 	EXPECT_EQ(tiny->cpu_convolutions(), CpuConvolutions::OneDnn);
 }
 
-// The threads of this process, by id.
-std::set<std::string> process_threads()
-{
-	std::set<std::string> ids;
-	for (const auto &entry : std::filesystem::directory_iterator("/proc/self/task"))
-		ids.insert(entry.path().filename().string());
-	return ids;
-}
-
 // A thread count given to the Detector is applied once, not at every batch. Applying it again
 // (LibTorch's at::init_num_threads sets the count anew, and LibTorch then rebuilds its thread
 // pool) started fresh threads at every batch, which spun on the cores the convolutions needed:
@@ -487,11 +477,11 @@ TEST_F(OneDnn, BatchesStartNoThreads)
 	// The first batches may start the threads they need.
 	detector.detect({view});
 	detector.detect({view});
-	const auto before = process_threads();
+	const auto before = test::process_threads();
 	for (int i = 0; i < 4; i++)
 		detector.detect({view});
 	std::vector<std::string> started;
-	for (const auto &id : process_threads())
+	for (const auto &id : test::process_threads())
 		if (!before.count(id))
 			started.push_back(id);
 	EXPECT_TRUE(started.empty()) << started.size() << " threads started while batches ran";

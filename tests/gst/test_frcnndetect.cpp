@@ -755,6 +755,53 @@ TEST(FrcnnDetect, QosSkipsALateFrameAsItArrives)
 	gst_object_unref(bus);
 }
 
+// How many threads of this process are named `name`. A pad's task names its thread
+// "<element>:<pad>", and the threads that thread starts (its OpenMP team) inherit the name.
+int threads_named(const std::string &name)
+{
+	int count = 0;
+	GDir *dir = g_dir_open("/proc/self/task", 0, nullptr);
+	if (!dir) {
+		ADD_FAILURE() << "cannot list /proc/self/task";
+		return -1;
+	}
+	while (const char *id = g_dir_read_name(dir)) {
+		std::ifstream comm(std::string("/proc/self/task/") + id + "/comm");
+		std::string thread_name;
+		if (std::getline(comm, thread_name) && thread_name == name)
+			count++;
+	}
+	g_dir_close(dir);
+	return count;
+}
+
+// `threads` gives the element's worker its own number of CPU threads (the tests' environment
+// sets OMP_NUM_THREADS=2 for the rest of the process), from the next batch when it changes while
+// playing. The worker's batches start their threads with its name.
+TEST(FrcnnDetect, ThreadsSetsTheWorkersCpuThreads)
+{
+	const std::vector<Frame> frames = distinct_frames(3);
+	HarnessPtr one = harness("name=one threads=1");
+	HarnessPtr three = harness("name=three threads=3");
+	for (GstHarness *h : { one.get(), three.get() }) {
+		gst_harness_set_src_caps(h, frames[0].caps());
+		ASSERT_EQ(gst_harness_push(h, frames[0].buffer(0)), GST_FLOW_OK);
+		gst_test::BufferPtr out(gst_harness_pull(h));
+		ASSERT_TRUE(out);
+		expect_meta_equals(out.get(), frames[0].width(), frames[0].height(), expected_for(frames[0]));
+	}
+	EXPECT_EQ(threads_named("one:src"), 1) << "threads=1 runs on the worker alone";
+	EXPECT_GE(threads_named("three:src"), 3) << "threads=3 runs on the worker and 2 more";
+
+	g_object_set(one->element, "threads", 4u, nullptr);
+	ASSERT_EQ(gst_harness_push(one.get(), frames[1].buffer(GST_SECOND)), GST_FLOW_OK);
+	gst_test::BufferPtr out(gst_harness_pull(one.get()));
+	ASSERT_TRUE(out);
+	expect_meta_equals(out.get(), frames[1].width(), frames[1].height(), expected_for(frames[1]));
+	EXPECT_GE(threads_named("one:src"), 4) << "the new count applies from the next batch";
+	EXPECT_GE(threads_named("three:src"), 3) << "the other element keeps its own";
+}
+
 TEST(FrcnnDetect, IntervalWithBatches)
 {
 	/* Skipped frames travel with the batch and keep their place. */
@@ -1138,6 +1185,12 @@ TEST(FrcnnDetect, PropertyDefaultsAndRanges)
 	ASSERT_NE(spec, nullptr);
 	EXPECT_EQ(G_PARAM_SPEC_UINT(spec)->minimum, 1u);
 	EXPECT_EQ(G_PARAM_SPEC_UINT(spec)->maximum, 64u);
+	guint threads = 99;
+	g_object_get(element, "threads", &threads, nullptr);
+	EXPECT_EQ(threads, 0u) << "the process's count unless asked";
+	spec = g_object_class_find_property(G_OBJECT_GET_CLASS(element), "threads");
+	ASSERT_NE(spec, nullptr);
+	EXPECT_TRUE(spec->flags & GST_PARAM_MUTABLE_PLAYING);
 	gboolean channels_last = TRUE;
 	g_object_get(element, "channels-last", &channels_last, nullptr);
 	EXPECT_FALSE(channels_last);

@@ -70,7 +70,7 @@ struct DetectorOptions {
 	bool channels_last = false;  // NHWC convolutions (fastest with fp16 on CUDA)
 	// The CPU's convolution kernels (fp32 on the CPU only; see CpuConvolutions).
 	CpuConvolutions cpu_convolutions = CpuConvolutions::Auto;
-	int threads = 0;	     // intra-op threads; 0 = LibTorch's default
+	int threads = 0;	     // CPU threads (set_cpu_threads) from the constructing thread; 0 = as they are
 };
 
 class Detector {
@@ -114,5 +114,17 @@ private:
 	struct Impl;
 	std::unique_ptr<Impl> impl_;
 };
+
+// How many threads the CPU work that the calling thread starts runs on: LibTorch's operators and
+// the oneDNN convolutions. The count belongs to the calling thread (each thread has its own team),
+// and LibTorch also takes it as the count of threads that have not run any of its operators yet.
+// Does nothing when the thread's count is already `threads`, so it may be called before every
+// batch (setting another count restarts LibTorch's thread pools). Throws frcnn::Error if
+// `threads` < 1.
+void set_cpu_threads(int threads);
+// The calling thread's count.
+int cpu_threads();
+// LibTorch's count for a thread given none: OMP_NUM_THREADS, else the cores it finds.
+int default_cpu_threads();
 
 } // namespace frcnn

@@ -1,0 +1,87 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// docs/elements.md against the elements as gst-inspect-1.0 shows them: every property of each
+// element has a row in its section's table, and every row names a property the element has.
+
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <gst/gst.h>
+#include <gtest/gtest.h>
+
+#include "gst_test_utils.h"
+
+namespace {
+
+// The lines of docs/elements.md from "## <element>" to the next "## " heading.
+std::vector<std::string> section_of(const std::string &element)
+{
+	const std::string path = gst_test::env("FRCNN_SOURCE_ROOT") + "/docs/elements.md";
+	std::ifstream in(path);
+	EXPECT_TRUE(in) << "cannot read " << path;
+	std::vector<std::string> lines;
+	bool inside = false;
+	for (std::string line; std::getline(in, line);) {
+		if (line.rfind("## ", 0) == 0)
+			inside = line == "## " + element;
+		else if (inside)
+			lines.push_back(line);
+	}
+	return lines;
+}
+
+// The names of the property rows of a section: table rows whose first cell is one `name`.
+std::set<std::string> documented_properties(const std::vector<std::string> &section)
+{
+	std::set<std::string> names;
+	for (const std::string &line : section) {
+		if (line.rfind("| `", 0) != 0)
+			continue;
+		const std::size_t end = line.find('|', 1);
+		std::string cell = line.substr(1, end == std::string::npos ? std::string::npos : end - 1);
+		cell.erase(0, cell.find_first_not_of(' '));
+		cell.erase(cell.find_last_not_of(' ') + 1);
+		if (cell.size() > 2 && cell.front() == '`' && cell.back() == '`' &&
+		    cell.find('`', 1) == cell.size() - 1 && cell.find(' ') == std::string::npos)
+			names.insert(cell.substr(1, cell.size() - 2));
+	}
+	return names;
+}
+
+class ElementsDoc : public ::testing::TestWithParam<const char *> {};
+
+TEST_P(ElementsDoc, EveryPropertyHasARowAndEveryRowAProperty)
+{
+	gst_test::init();
+	const std::string name = GetParam();
+	GstElement *element = gst_element_factory_make(name.c_str(), nullptr);
+	ASSERT_NE(element, nullptr) << name << " is not in the plugin";
+	const std::vector<std::string> section = section_of(name);
+	ASSERT_FALSE(section.empty()) << "docs/elements.md has no section '## " << name << "'";
+	const std::set<std::string> documented = documented_properties(section);
+	ASSERT_FALSE(documented.empty()) << "the section of " << name << " has no property table";
+
+	guint count = 0;
+	GParamSpec **specs = g_object_class_list_properties(G_OBJECT_GET_CLASS(element), &count);
+	for (guint i = 0; i < count; i++) {
+		// The element's own properties; the inherited ones are GStreamer's to document.
+		if (specs[i]->owner_type != G_OBJECT_TYPE(element))
+			continue;
+		EXPECT_TRUE(documented.count(specs[i]->name))
+			<< name << "'s property '" << specs[i]->name << "' has no row in docs/elements.md";
+		EXPECT_STRNE(g_param_spec_get_blurb(specs[i]), "")
+			<< name << "'s property '" << specs[i]->name << "' has no description";
+	}
+	g_free(specs);
+	for (const std::string &property : documented)
+		EXPECT_NE(g_object_class_find_property(G_OBJECT_GET_CLASS(element), property.c_str()), nullptr)
+			<< "docs/elements.md documents '" << property << "', which " << name << " does not have";
+	gst_object_unref(element);
+}
+
+INSTANTIATE_TEST_SUITE_P(Elements, ElementsDoc,
+			 ::testing::Values("frcnndetect", "frcnnoverlay", "frcnnjson", "frcnnshapesrc"));
+
+} // namespace
