@@ -6,7 +6,6 @@
 // cover. The comparison with torchvision itself is in test_parity.cpp.
 #include <cmath>
 #include <memory>
-#include <set>
 #include <string>
 #include <thread>
 #include <vector>

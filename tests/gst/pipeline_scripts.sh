@@ -24,6 +24,10 @@ done
 # The display plays in real time: the detector skips frames that would be late (QoS).
 ./detect-file-display.sh --dry-run a.mp4 | grep -q "frcnndetect .*qos=true" ||
 	fail "detect-file-display.sh does not turn QoS on"
+FRCNN_THREADS=3 ./export-json.sh --dry-run a.mp4 | grep -q "frcnndetect .*threads=3" ||
+	fail "export-json.sh does not pass FRCNN_THREADS"
+./detect-file-mp4.sh --dry-run --threads 2 a.mp4 b.mp4 | grep -q "frcnndetect .*threads=2" ||
+	fail "detect-file-mp4.sh does not pass --threads"
 # A dry run shows the options the real run passes to gst-launch-1.0.
 ./detect-file-mp4.sh --dry-run a.mp4 b.mp4 | grep -q "^gst-launch-1.0 -e filesrc" ||
 	fail "detect-file-mp4.sh --dry-run does not show -e"
@@ -35,7 +39,7 @@ done
 common=(--model tiny --weights "$weights" --threshold 0.3 --min-size 160)
 
 # JSON export: one line per decoded frame.
-./export-json.sh "${common[@]}" --interval 4 "$video" "$out/export.jsonl"
+./export-json.sh "${common[@]}" --threads 2 --interval 4 "$video" "$out/export.jsonl"
 frames=$(wc -l < "$out/export.jsonl")
 [ "$frames" -gt 200 ] || fail "export-json.sh wrote $frames lines"
 ./export-json.sh "${common[@]}" --interval 50 "$video" > "$out/stdout.jsonl"
