@@ -3,6 +3,7 @@
 #include "onednn_convolutions.h"
 
 #include <algorithm>
+#include <cstdlib>
 
 #include <map>
 #include <mutex>
@@ -139,12 +140,110 @@ auto reporting_errors(Function &&function)
 
 } // namespace
 
+// The convolutions' outputs, feature maps of up to several MB each, in blocks kept for the next
+// batches: memory that goes back to glibc is often given back to the system (a pipeline's
+// streaming thread has an arena of its own, which does so readily) and faulted in again, a 4 KiB
+// page at a time, at every frame. A block returns to the pool when the last tensor on it is let
+// go, on whatever thread; blocks that no batch took for kIdleBatches batches are freed (after a
+// change of frame size, or a smaller last batch). Small outputs come from LibTorch as usual.
+class OneDnnOutputPool : public std::enable_shared_from_this<OneDnnOutputPool> {
+public:
+	static constexpr size_t kMinBytes = 128 * 1024; // glibc's own mmap threshold to begin with
+	static constexpr uint64_t kIdleBatches = 2;
+
+	~OneDnnOutputPool()
+	{
+		for (auto &entry : free_)
+			std::free(entry.second.data);
+	}
+
+	// A float tensor of `shape` [N, C, H, W], channels-last.
+	torch::Tensor channels_last(const std::vector<int64_t> &shape)
+	{
+		const int64_t n = shape[0], c = shape[1], h = shape[2], w = shape[3];
+		const size_t bytes = (size_t)(n * c * h * w) * sizeof(float);
+		const auto options = torch::TensorOptions(torch::kFloat);
+		if (bytes < kMinBytes)
+			return torch::empty(shape, options.memory_format(at::MemoryFormat::ChannelsLast));
+		const size_t size = (bytes + 4095) / 4096 * 4096;
+		void *data = take(size);
+		std::shared_ptr<OneDnnOutputPool> self = shared_from_this();
+		return torch::from_blob(data, shape, {h * w * c, 1, w * c, c},
+					[self, size](void *block) { self->give_back(block, size); }, options);
+	}
+
+	// Called as each batch starts: frees the blocks idle for too long.
+	void next_batch()
+	{
+		std::lock_guard<std::mutex> lock(mutex_);
+		batch_++;
+		for (auto it = free_.begin(); it != free_.end();) {
+			if (batch_ - it->second.last_batch > kIdleBatches) {
+				std::free(it->second.data);
+				it = free_.erase(it);
+			} else {
+				++it;
+			}
+		}
+	}
+
+	OneDnnOutputMemory memory()
+	{
+		std::lock_guard<std::mutex> lock(mutex_);
+		OneDnnOutputMemory m;
+		m.blocks_made = made_;
+		m.blocks_kept = free_.size();
+		for (const auto &entry : free_)
+			m.bytes_kept += entry.first;
+		return m;
+	}
+
+private:
+	struct Block {
+		void *data;
+		uint64_t last_batch; // the batch that gave it back
+	};
+
+	void *take(size_t size)
+	{
+		{
+			std::lock_guard<std::mutex> lock(mutex_);
+			auto it = free_.find(size);
+			if (it != free_.end()) {
+				void *data = it->second.data;
+				free_.erase(it);
+				return data;
+			}
+		}
+		void *data = std::aligned_alloc(64, size);
+		if (data == nullptr)
+			throw std::bad_alloc();
+		std::lock_guard<std::mutex> lock(mutex_);
+		made_++;
+		return data;
+	}
+
+	void give_back(void *data, size_t size)
+	{
+		std::lock_guard<std::mutex> lock(mutex_);
+		free_.emplace(size, Block{data, batch_});
+	}
+
+	std::mutex mutex_;
+	std::multimap<size_t, Block> free_; // by size
+	uint64_t batch_ = 0;
+	size_t made_ = 0;
+};
+
 // Memory that the convolutions of one plan use during a call and not after (Winograd's blocked
 // copies of input and output, and oneDNN's scratch memory, 100 MB and more for a large feature
 // map): kept from call to call, since freshly mapped memory costs a page fault per 4 KiB at
-// every frame. It grows to the largest need and is used by one convolution at a time.
+// every frame. It grows to the largest need and is used by one convolution at a time. Their
+// outputs come from `outputs`.
 class OneDnnWorkspace {
 public:
+	const std::shared_ptr<OneDnnOutputPool> outputs = std::make_shared<OneDnnOutputPool>();
+
 	struct Lease {
 		std::unique_lock<std::mutex> lock;
 		uint8_t *data;
@@ -258,9 +357,8 @@ private:
 		TORCH_CHECK(blocked_dst == nullptr || (plan.reorder_dst && blocked_dst->get_desc() == plan.dst_desc),
 			    "oneDNN convolution: a chained output in another layout than the primitive's");
 		const std::vector<int64_t> out_shape{x.size(0), spec_.weight.size(0), plan.out_height, plan.out_width};
-		auto out = torch::empty(out_shape, blocked_dst ? torch::TensorOptions(torch::kFloat).device(torch::kMeta)
-							       : torch::TensorOptions(torch::kFloat).memory_format(
-									 at::MemoryFormat::ChannelsLast));
+		auto out = blocked_dst ? torch::empty(out_shape, torch::TensorOptions(torch::kFloat).device(torch::kMeta))
+				       : workspace_->outputs->channels_last(out_shape);
 		if (spec_.add)
 			TORCH_CHECK(addend.sizes() == out.sizes() &&
 					    addend.is_contiguous(at::MemoryFormat::ChannelsLast),
@@ -662,6 +760,11 @@ std::vector<torch::Tensor> OneDnnPlan::backbone(const torch::Tensor &batch)
 	return reporting_errors([&] { return run_backbone(batch); });
 }
 
+OneDnnOutputMemory OneDnnPlan::output_memory() const
+{
+	return workspace_->outputs->memory();
+}
+
 std::pair<std::vector<torch::Tensor>, std::vector<torch::Tensor>>
 OneDnnPlan::rpn_head(const std::vector<torch::Tensor> &features)
 {
@@ -670,6 +773,7 @@ OneDnnPlan::rpn_head(const std::vector<torch::Tensor> &features)
 
 std::vector<torch::Tensor> OneDnnPlan::run_backbone(const torch::Tensor &batch)
 {
+	workspace_->outputs->next_batch();
 	// LibTorch applies its thread count to each thread that runs an operator; oneDNN runs on
 	// the OpenMP threads of the calling thread.
 	at::internal::lazy_init_num_threads();
@@ -823,6 +927,11 @@ bool OneDnnPlan::current() const
 }
 
 std::map<std::string, int> OneDnnPlan::implementations() const
+{
+	return {};
+}
+
+OneDnnOutputMemory OneDnnPlan::output_memory() const
 {
 	return {};
 }

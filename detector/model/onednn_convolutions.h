@@ -54,6 +54,13 @@ bool onednn_pays(const ModelConfig &config);
 class OneDnnConvolution;
 class OneDnnWorkspace;
 
+// The memory the convolutions' outputs take from (OneDnnPlan::output_memory).
+struct OneDnnOutputMemory {
+	size_t blocks_made = 0;	 // allocated so far
+	size_t blocks_kept = 0;	 // free, kept for the next batches
+	size_t bytes_kept = 0;
+};
+
 // The backbone (trunk and FPN), the RPN head and, where the model has one, the convolutional box
 // head (fasterrcnn_resnet50_fpn_v2's FastRCNNConvFCHead) of one model.
 class OneDnnPlan {
@@ -78,6 +85,10 @@ public:
 	// RPNHeadImpl::forward: objectness logits and box deltas per feature map.
 	std::pair<std::vector<torch::Tensor>, std::vector<torch::Tensor>>
 	rpn_head(const std::vector<torch::Tensor> &features);
+	// The outputs of the convolutions (all but the smallest) take blocks of memory that are
+	// kept for the next batches when they are let go, and freed when no batch took them for
+	// two batches: after the first batch of a size, batches of that size allocate nothing.
+	OneDnnOutputMemory output_memory() const;
 	// Whether the plan has the box head's convolutions.
 	bool has_box_head() const { return !box_head_.empty(); }
 	// The convolutions of ConvFCHeadImpl::forward (each with its batch norm and ReLU) on the

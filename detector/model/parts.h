@@ -431,6 +431,10 @@ TransformedBatch transform_images(const ModelConfig &config, const std::vector<t
 TransformedBatch transform_frames(const ModelConfig &config, const std::vector<FrameView> &frames,
 				  torch::Device device, torch::ScalarType dtype, bool channels_last,
 				  const std::vector<FrameMemory> &frame_memory = {});
+// The CPU path of transform_frames for float: each frame converted and normalised in one pass
+// (ops::detail::normalised_frame_cpu), then resized and padded as transform_images does: the
+// same bits as frame_to_tensor and transform_images give.
+TransformedBatch transform_frames_cpu(const ModelConfig &config, const std::vector<FrameView> &frames);
 TransformedBatch transform_frames_cuda(const ModelConfig &config, const std::vector<FrameView> &frames,
 				       torch::Device device, torch::ScalarType dtype,
 				       const std::vector<FrameMemory> &frame_memory);

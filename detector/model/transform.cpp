@@ -10,6 +10,7 @@
 #include "frcnn/error.h"
 #include "frcnn/frame.h"
 #include "parts.h"
+#include "../ops/kernels.h"
 
 namespace F = torch::nn::functional;
 
@@ -118,33 +119,19 @@ ImageSize padded_batch_size(const ModelConfig &config, const std::vector<ImageSi
 		(int64_t)(std::ceil((double)max_w / stride) * stride)};
 }
 
-TransformedBatch transform_images(const ModelConfig &config, const std::vector<torch::Tensor> &images,
-				  const std::vector<Target> *targets)
+namespace {
+
+// Normalised images [3, H, W] resized as torchvision resizes them (bilinear, the model's min and
+// max size) and zero padded into one batch; the targets' boxes follow the resize.
+TransformedBatch resize_into_batch(const ModelConfig &config, const std::vector<torch::Tensor> &normalised,
+				   const std::vector<Target> *targets)
 {
-	if (images.empty())
-		throw Error("no images given to the model");
 	TransformedBatch out;
 	std::vector<torch::Tensor> resized;
-	for (size_t i = 0; i < images.size(); i++) {
-		const auto &image = images[i];
-		if (image.dim() != 3 || image.size(0) != 3)
-			throw Error("images must be float tensors of shape [3,H,W], got " +
-				    std::string(image.sizes().vec().empty() ? "a scalar" : "") +
-				    c10::str(image.sizes()));
-		if (!image.is_floating_point())
-			throw Error("images must be floating point in 0..1, got " +
-				    std::string(c10::toString(image.scalar_type())));
-		if (image.size(1) < 1 || image.size(2) < 1)
-			throw Error("image " + std::to_string(i) + " is empty: " + c10::str(image.sizes()));
-
-		auto opts = torch::TensorOptions().dtype(image.scalar_type()).device(image.device());
-		auto mean = torch::tensor(config.image_mean, torch::kFloat64).to(opts);
-		auto std_ = torch::tensor(config.image_std, torch::kFloat64).to(opts);
-		auto normalised = (image - mean.view({-1, 1, 1})) / std_.view({-1, 1, 1});
-
-		const ImageSize original{image.size(1), image.size(2)};
+	for (size_t i = 0; i < normalised.size(); i++) {
+		const ImageSize original{normalised[i].size(1), normalised[i].size(2)};
 		const ImageSize size = resized_size(original.first, original.second, config.min_size, config.max_size);
-		auto r = F::interpolate(normalised.unsqueeze(0),
+		auto r = F::interpolate(normalised[i].unsqueeze(0),
 					F::InterpolateFuncOptions()
 						.size(std::vector<int64_t>{size.first, size.second})
 						.mode(torch::kBilinear)
@@ -168,6 +155,53 @@ TransformedBatch transform_images(const ModelConfig &config, const std::vector<t
 			.copy_(resized[i]);
 	}
 	return out;
+}
+
+} // namespace
+
+TransformedBatch transform_images(const ModelConfig &config, const std::vector<torch::Tensor> &images,
+				  const std::vector<Target> *targets)
+{
+	if (images.empty())
+		throw Error("no images given to the model");
+	std::vector<torch::Tensor> normalised;
+	for (size_t i = 0; i < images.size(); i++) {
+		const auto &image = images[i];
+		if (image.dim() != 3 || image.size(0) != 3)
+			throw Error("images must be float tensors of shape [3,H,W], got " +
+				    std::string(image.sizes().vec().empty() ? "a scalar" : "") +
+				    c10::str(image.sizes()));
+		if (!image.is_floating_point())
+			throw Error("images must be floating point in 0..1, got " +
+				    std::string(c10::toString(image.scalar_type())));
+		if (image.size(1) < 1 || image.size(2) < 1)
+			throw Error("image " + std::to_string(i) + " is empty: " + c10::str(image.sizes()));
+
+		auto opts = torch::TensorOptions().dtype(image.scalar_type()).device(image.device());
+		auto mean = torch::tensor(config.image_mean, torch::kFloat64).to(opts);
+		auto std_ = torch::tensor(config.image_std, torch::kFloat64).to(opts);
+		normalised.push_back((image - mean.view({-1, 1, 1})) / std_.view({-1, 1, 1}));
+	}
+	return resize_into_batch(config, normalised, targets);
+}
+
+TransformedBatch transform_frames_cpu(const ModelConfig &config, const std::vector<FrameView> &frames)
+{
+	if (frames.empty())
+		throw Error("no images given to the model");
+	// The mean and std of transform_images: the config's doubles as float tensors.
+	float mean[3], std_[3];
+	for (int c = 0; c < 3; c++) {
+		mean[c] = static_cast<float>(config.image_mean[c]);
+		std_[c] = static_cast<float>(config.image_std[c]);
+	}
+	std::vector<torch::Tensor> normalised;
+	for (const auto &f : frames) {
+		frame_planes(f); // a clear error for a bad view
+		normalised.push_back(torch::empty({3, f.height, f.width}, torch::kFloat));
+		ops::detail::normalised_frame_cpu(f, mean, std_, normalised.back());
+	}
+	return resize_into_batch(config, normalised, nullptr);
 }
 
 torch::Tensor copy_frame_bytes(const FrameView &frame, bool pinned, FrameView *view)
@@ -274,6 +308,8 @@ TransformedBatch transform_frames(const ModelConfig &config, const std::vector<F
 #else
 	(void)frame_memory; // the CPU path reads the views, wherever their bytes are
 #endif
+	if (!out.batch.defined() && device.is_cpu() && dtype == torch::kFloat)
+		out = transform_frames_cpu(config, frames);
 	if (!out.batch.defined()) {
 		std::vector<torch::Tensor> images;
 		for (const auto &f : frames)

@@ -5,7 +5,14 @@
 
 #include <torch/types.h>
 
+#include "frcnn/detector.h"
+
 namespace frcnn::ops::detail {
+
+// A frame's bytes (a valid view) as its normalised image: `out` (contiguous float [3, height,
+// width]) receives the frame as RGB in 0..1 less mean, over std. The same bits as frame_to_tensor
+// and transform_images' normalisation, in one pass over the frame; rows in parallel.
+void normalised_frame_cpu(const FrameView &frame, const float mean[3], const float std[3], torch::Tensor &out);
 
 // Suppression on boxes [N,4] (x1,y1,x2,y2) with scores [N], same dtype. Returns kept indices
 // (int64) in order of decreasing score, ties broken by index.

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "common.h"
+#include "random_frames.h"
 #include "frcnn/detector.h"
 #include "frcnn/error.h"
 #include "frcnn/frame.h"
@@ -384,4 +385,43 @@ TEST(CpuThreads, BelongToTheCallingThread)
 	EXPECT_EQ(first_after, 3) << "another thread's count does not change this one's";
 	EXPECT_EQ(second_after, 1);
 	EXPECT_TRUE(started.empty()) << started.size() << " threads started by setting the same count";
+}
+
+// The CPU pre-processing in one pass per frame gives the bits of the LibTorch path it replaces
+// (frame_to_tensor, then transform_images: normalise, interpolate, pad), for every pixel format,
+// frames scaled up, down and not at all, odd sizes and padded rows, in one batch of two sizes.
+TEST(CpuPreprocessing, EveryFormatGivesTheBitsOfTheLibTorchPath)
+{
+	const ModelConfig config = model_preset("fasterrcnn_resnet50_fpn");
+	std::mt19937 rng(6);
+	for (auto format : test::all_pixel_formats()) {
+		for (auto size : {std::pair<int, int>{641, 479}, {1920, 1080}, {1333, 800}, {37, 23}}) {
+			SCOPED_TRACE("format " + std::to_string((int)format) + ", " + std::to_string(size.first) +
+				     "x" + std::to_string(size.second));
+			std::vector<std::vector<uint8_t>> a, b;
+			const std::vector<FrameView> frames{
+				test::random_frame(format, size.first, size.second, rng, a),
+				test::random_frame(format, 320, 241, rng, b)};
+			const auto fused = frcnn::detail::transform_frames_cpu(config, frames);
+			std::vector<torch::Tensor> images;
+			for (const auto &f : frames)
+				images.push_back(frame_to_tensor(f));
+			const auto reference = frcnn::detail::transform_images(config, images, nullptr);
+			ASSERT_EQ(fused.batch.sizes(), reference.batch.sizes());
+			EXPECT_EQ(fused.image_sizes, reference.image_sizes);
+			EXPECT_EQ(fused.original_sizes, reference.original_sizes);
+			const auto differ = fused.batch.ne(reference.batch);
+			EXPECT_EQ(differ.sum().item<int64_t>(), 0)
+				<< "largest difference " << (fused.batch - reference.batch).abs().max().item<float>();
+		}
+	}
+	// What Detector::detect runs on the CPU.
+	std::vector<std::vector<uint8_t>> storage;
+	const FrameView frame = test::random_frame(PixelFormat::I420, 720, 528, rng, storage);
+	const auto batch = frcnn::detail::transform_frames(config, {frame}, torch::kCPU, torch::kFloat, false);
+	EXPECT_TRUE(torch::equal(batch.batch, frcnn::detail::transform_frames_cpu(config, {frame}).batch));
+	EXPECT_THROW(frcnn::detail::transform_frames_cpu(config, {}), Error);
+	FrameView bad = frame;
+	bad.planes[2] = nullptr;
+	EXPECT_THROW(frcnn::detail::transform_frames_cpu(config, {bad}), Error);
 }

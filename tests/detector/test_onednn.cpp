@@ -373,6 +373,47 @@ TEST_F(OneDnn, ManyFrameSizesKeepFewPlans)
 	EXPECT_LT(relative_difference(reference.features, fast.features), 2e-4);
 }
 
+// The convolutions' outputs come from blocks kept from batch to batch: after the first batch of a
+// size, batches of that size allocate none; outputs still held are never handed out again; the
+// blocks of a size no longer run are freed after two batches.
+TEST_F(OneDnn, OutputsReuseTheirMemoryBatchAfterBatch)
+{
+	const auto image = test_image(200, 260);
+	FasterRCNN model = calibrated_model("tiny", 11, image);
+	model->set_cpu_convolutions(CpuConvolutions::OneDnn);
+	const auto batch = torch::stack({image}).sub(0.45).div(0.226);
+	const auto other = batch.flip({3});
+
+	const Outputs expected = run_backbone_and_head(model, batch);
+	ASSERT_TRUE(backbone_of(model)->onednn);
+	const auto &plan = *backbone_of(model)->onednn;
+	const size_t made = plan.output_memory().blocks_made;
+	ASSERT_GT(made, 0u) << "the outputs come from the pool";
+	const Outputs held = run_backbone_and_head(model, other);
+	std::vector<torch::Tensor> held_copies;
+	for (const auto &f : held.features)
+		held_copies.push_back(f.clone());
+	EXPECT_GT(plan.output_memory().blocks_made, made) << "held outputs are not handed out again";
+	size_t made_after_first = 0;
+	for (int i = 0; i < 4; i++) {
+		const Outputs again = run_backbone_and_head(model, batch);
+		EXPECT_EQ(relative_difference(expected.features, again.features), 0.0);
+		EXPECT_EQ(relative_difference(expected.logits, again.logits), 0.0);
+		if (i == 0)
+			made_after_first = plan.output_memory().blocks_made;
+	}
+	EXPECT_EQ(plan.output_memory().blocks_made, made_after_first)
+		<< "with the same outputs held, batches of one size allocate nothing";
+	EXPECT_EQ(relative_difference(held_copies, held.features), 0.0) << "outputs still held are left alone";
+	const size_t kept_for_the_size = plan.output_memory().bytes_kept;
+	EXPECT_GT(kept_for_the_size, 0u);
+
+	const auto smaller = torch::rand({1, 3, 128, 160});
+	for (int i = 0; i < 4; i++)
+		run_backbone_and_head(model, smaller);
+	EXPECT_LT(plan.output_memory().bytes_kept, kept_for_the_size) << "the larger size's blocks are freed";
+}
+
 // A pipeline runs the model in its streaming thread, a new one after each stop: the primitives
 // made in one thread must run in others (oneDNN's own per-thread scratch memory would not).
 TEST_F(OneDnn, RunsInThreadsOtherThanTheOneThatMadeIt)

@@ -30,6 +30,7 @@
 #include <torch/torch.h>
 
 #include "common.h"
+#include "random_frames.h"
 #include "frcnn-build-config.h"
 #include "frcnn/checkpoint.h"
 #include "frcnn/detector.h"
@@ -43,6 +44,7 @@
 #include "../../detector/ops/kernels.h"
 
 using namespace frcnn;
+using frcnn::test::random_frame;
 
 namespace {
 
@@ -311,44 +313,11 @@ TEST(CudaModel, MultiScaleRoIAlignMatchesTheCpu)
 
 // --- pre-processing ---------------------------------------------------------------------------
 
-// A frame of random bytes in `format` with padded strides; the views point into `storage`.
-FrameView random_frame(PixelFormat format, int width, int height, std::mt19937 &rng,
-		       std::vector<std::vector<uint8_t>> &storage)
-{
-	FrameView f;
-	f.format = format;
-	f.width = width;
-	f.height = height;
-	const int bpp = packed_bytes_per_pixel(format);
-	const int cw = (width + 1) / 2, ch = (height + 1) / 2;
-	std::vector<std::pair<int, int>> planes; // rows, row bytes
-	if (bpp > 0)
-		planes = {{height, width * bpp}};
-	else if (format == PixelFormat::NV12)
-		planes = {{height, width}, {ch, cw * 2}};
-	else
-		planes = {{height, width}, {ch, cw}, {ch, cw}};
-	std::uniform_int_distribution<int> byte(0, 255);
-	storage.resize(planes.size());
-	for (size_t p = 0; p < planes.size(); p++) {
-		const int stride = planes[p].second + 13; // padded rows
-		storage[p].resize((size_t)stride * planes[p].first);
-		for (auto &b : storage[p])
-			b = (uint8_t)byte(rng);
-		f.planes[p] = storage[p].data();
-		f.strides[p] = stride;
-	}
-	return f;
-}
-
 TEST(CudaPreprocessing, EveryFormatMatchesTheCpuPath)
 {
 	const ModelConfig config = model_preset("fasterrcnn_resnet50_fpn");
 	std::mt19937 rng(6);
-	const PixelFormat formats[] = {PixelFormat::RGB,  PixelFormat::BGR,  PixelFormat::RGBx, PixelFormat::BGRx,
-				       PixelFormat::xRGB, PixelFormat::xBGR, PixelFormat::RGBA, PixelFormat::BGRA,
-				       PixelFormat::ARGB, PixelFormat::ABGR, PixelFormat::NV12, PixelFormat::I420};
-	for (auto format : formats) {
+	for (auto format : test::all_pixel_formats()) {
 		// Upscaled (641x479 -> 800 short side), downscaled (1920x1080) and unchanged sizes.
 		for (auto size : {std::pair<int, int>{641, 479}, {1920, 1080}, {1333, 800}}) {
 			std::vector<std::vector<uint8_t>> a, b;
