@@ -346,7 +346,7 @@ struct GstFrcnnDetectState {
 	std::set<int64_t> class_filter;
 	RuntimeSettings applied;
 	bool threads_set = false;	// the worker set its CPU thread count from `threads`
-	guint threads_failed = 0;	// a count that could not be set (warned about once)
+	gint64 threads_failed = -1;	// a `threads` that could not be set (warned about once)
 	int logged_threads = 0;		// the count last logged
 	int model_min_size = 0;
 	int model_max_size = 0;
@@ -960,9 +960,9 @@ static void gst_frcnn_detect_apply_threads(GstFrcnnDetect *self, guint threads)
 		try {
 			frcnn::set_cpu_threads(count);
 			state->threads_set = threads > 0;
-			state->threads_failed = 0;
+			state->threads_failed = -1;
 		} catch (const std::exception &e) {
-			if (state->threads_failed != threads) {
+			if (state->threads_failed != static_cast<gint64>(threads)) {
 				GST_ELEMENT_WARNING(self, RESOURCE, SETTINGS,
 						    ("Could not set 'threads' to %u, keeping %d CPU "
 						     "threads: %s.", threads, frcnn::cpu_threads(), e.what()),
