@@ -167,9 +167,14 @@ public:
 			return torch::empty(shape, options.memory_format(at::MemoryFormat::ChannelsLast));
 		const size_t size = (bytes + 4095) / 4096 * 4096;
 		void *data = take(size);
-		std::shared_ptr<OneDnnOutputPool> self = shared_from_this();
-		return torch::from_blob(data, shape, {h * w * c, 1, w * c, c},
-					[self, size](void *block) { self->give_back(block, size); }, options);
+		try {
+			std::shared_ptr<OneDnnOutputPool> self = shared_from_this();
+			return torch::from_blob(data, shape, {h * w * c, 1, w * c, c},
+						[self, size](void *block) { self->give_back(block, size); }, options);
+		} catch (...) {
+			give_back(data, size);
+			throw;
+		}
 	}
 
 	// Called as each batch starts: frees the blocks idle for too long.
