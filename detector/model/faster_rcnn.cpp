@@ -105,6 +105,7 @@ struct FasterRCNNImpl::Parts {
 	detail::Backbone backbone{nullptr};
 	detail::RegionProposalNetwork rpn{nullptr};
 	detail::RoIHeads roi_heads{nullptr};
+	detail::TransformBuffers transform_buffers;
 };
 
 FasterRCNNImpl::FasterRCNNImpl(const ModelConfig &config)
@@ -278,7 +279,8 @@ std::vector<Detections> FasterRCNNImpl::forward_frames(const std::vector<FrameVi
 		throw Error("no frames given to the model");
 	const torch::Tensor reference = parts_->backbone->parameters().front();
 	const auto batch = detail::transform_frames(config_, frames, reference.device(),
-						    reference.scalar_type(), channels_last_, frame_memory);
+						    reference.scalar_type(), channels_last_, frame_memory,
+						    &parts_->transform_buffers);
 	return run_transformed(batch).detections;
 }
 

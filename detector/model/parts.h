@@ -5,6 +5,7 @@
 
 #include <array>
 #include <map>
+#include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
@@ -419,22 +420,36 @@ ImageSize padded_batch_size(const ModelConfig &config, const std::vector<ImageSi
 // The resized (height, width) torchvision computes for an image of the given size.
 ImageSize resized_size(int64_t height, int64_t width, double min_size, double max_size);
 
+// Memory the CPU pre-processing of one model reuses from batch to batch: the normalised frames,
+// the resized images and the batch (a few MB each, which freshly allocated cost a page fault per
+// 4 KiB at every frame). A buffer is reused only when nothing but this holds it (a batch kept by
+// its caller is never written again); one batch at a time takes them (another one waiting for
+// the lock allocates its own).
+struct TransformBuffers {
+	std::mutex mutex;
+	std::vector<torch::Tensor> normalised, resized;
+	torch::Tensor batch;
+};
+
 TransformedBatch transform_images(const ModelConfig &config, const std::vector<torch::Tensor> &images,
 				  const std::vector<Target> *targets);
 // Raw frames to the model's batch on `device` in `dtype` (channels-last when asked): what
 // frame_to_tensor, a cast to dtype and transform_images give. On a CUDA device the frame bytes
 // go from pinned memory to the device on the current stream and one kernel per frame converts,
-// normalises, resizes and pads (transform_frames_cuda); elsewhere the CPU path runs.
+// normalises, resizes and pads (transform_frames_cuda); elsewhere the CPU path runs
+// (transform_frames_cpu for float, in `buffers` when given).
 // frame_memory, when given, holds for each frame nothing or the memory of its copy
 // (copy_frame_memory; the view points into its host bytes): on CUDA a copy already on the device
 // is read there, and one in pinned memory goes to the device as it is, without being gathered.
 TransformedBatch transform_frames(const ModelConfig &config, const std::vector<FrameView> &frames,
 				  torch::Device device, torch::ScalarType dtype, bool channels_last,
-				  const std::vector<FrameMemory> &frame_memory = {});
+				  const std::vector<FrameMemory> &frame_memory = {},
+				  TransformBuffers *buffers = nullptr);
 // The CPU path of transform_frames for float: each frame converted and normalised in one pass
 // (ops::detail::normalised_frame_cpu), then resized and padded as transform_images does: the
-// same bits as frame_to_tensor and transform_images give.
-TransformedBatch transform_frames_cpu(const ModelConfig &config, const std::vector<FrameView> &frames);
+// same bits as frame_to_tensor and transform_images give. With `buffers`, in their memory.
+TransformedBatch transform_frames_cpu(const ModelConfig &config, const std::vector<FrameView> &frames,
+				      TransformBuffers *buffers = nullptr);
 TransformedBatch transform_frames_cuda(const ModelConfig &config, const std::vector<FrameView> &frames,
 				       torch::Device device, torch::ScalarType dtype,
 				       const std::vector<FrameMemory> &frame_memory);

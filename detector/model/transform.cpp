@@ -121,22 +121,39 @@ ImageSize padded_batch_size(const ModelConfig &config, const std::vector<ImageSi
 
 namespace {
 
+// `slot` as a float tensor of `shape` when only the slot holds it, else a new one put there.
+torch::Tensor reusable(torch::Tensor &slot, at::IntArrayRef shape)
+{
+	if (!slot.defined() || slot.sizes() != shape || slot.use_count() != 1 || slot.storage().use_count() != 1)
+		slot = torch::empty(shape, torch::kFloat);
+	return slot;
+}
+
 // Normalised images [3, H, W] resized as torchvision resizes them (bilinear, the model's min and
-// max size) and zero padded into one batch; the targets' boxes follow the resize.
+// max size) and zero padded into one batch; the targets' boxes follow the resize. With `buffers`
+// (float images, the lock held) the resized images and the batch are written into their memory.
 TransformedBatch resize_into_batch(const ModelConfig &config, const std::vector<torch::Tensor> &normalised,
-				   const std::vector<Target> *targets)
+				   const std::vector<Target> *targets, TransformBuffers *buffers = nullptr)
 {
 	TransformedBatch out;
 	std::vector<torch::Tensor> resized;
+	if (buffers != nullptr && buffers->resized.size() < normalised.size())
+		buffers->resized.resize(normalised.size());
 	for (size_t i = 0; i < normalised.size(); i++) {
 		const ImageSize original{normalised[i].size(1), normalised[i].size(2)};
 		const ImageSize size = resized_size(original.first, original.second, config.min_size, config.max_size);
-		auto r = F::interpolate(normalised[i].unsqueeze(0),
-					F::InterpolateFuncOptions()
-						.size(std::vector<int64_t>{size.first, size.second})
-						.mode(torch::kBilinear)
-						.align_corners(false))[0];
-		resized.push_back(r);
+		if (buffers != nullptr) {
+			// What interpolate runs, into memory of the buffers'.
+			auto r = reusable(buffers->resized[i], {1, 3, size.first, size.second});
+			at::upsample_bilinear2d_out(r, normalised[i].unsqueeze(0), {size.first, size.second}, false);
+			resized.push_back(r[0]);
+		} else {
+			resized.push_back(F::interpolate(normalised[i].unsqueeze(0),
+							 F::InterpolateFuncOptions()
+								 .size(std::vector<int64_t>{size.first, size.second})
+								 .mode(torch::kBilinear)
+								 .align_corners(false))[0]);
+		}
 		out.original_sizes.push_back(original);
 		out.image_sizes.push_back(size);
 		if (targets != nullptr) {
@@ -147,7 +164,13 @@ TransformedBatch resize_into_batch(const ModelConfig &config, const std::vector<
 	}
 
 	const ImageSize padded = padded_batch_size(config, out.image_sizes);
-	out.batch = torch::zeros({(int64_t)resized.size(), 3, padded.first, padded.second}, resized[0].options());
+	const std::vector<int64_t> shape{(int64_t)resized.size(), 3, padded.first, padded.second};
+	if (buffers != nullptr) {
+		out.batch = reusable(buffers->batch, shape);
+		out.batch.zero_();
+	} else {
+		out.batch = torch::zeros(shape, resized[0].options());
+	}
 	for (size_t i = 0; i < resized.size(); i++) {
 		using torch::indexing::Slice;
 		out.batch[i]
@@ -185,10 +208,19 @@ TransformedBatch transform_images(const ModelConfig &config, const std::vector<t
 	return resize_into_batch(config, normalised, targets);
 }
 
-TransformedBatch transform_frames_cpu(const ModelConfig &config, const std::vector<FrameView> &frames)
+TransformedBatch transform_frames_cpu(const ModelConfig &config, const std::vector<FrameView> &frames,
+				      TransformBuffers *buffers)
 {
 	if (frames.empty())
 		throw Error("no images given to the model");
+	std::unique_lock<std::mutex> lock;
+	if (buffers != nullptr) {
+		lock = std::unique_lock<std::mutex>(buffers->mutex, std::try_to_lock);
+		if (!lock.owns_lock())
+			buffers = nullptr;
+		else if (buffers->normalised.size() < frames.size())
+			buffers->normalised.resize(frames.size());
+	}
 	// The mean and std of transform_images: the config's doubles as float tensors.
 	float mean[3], std_[3];
 	for (int c = 0; c < 3; c++) {
@@ -196,12 +228,15 @@ TransformedBatch transform_frames_cpu(const ModelConfig &config, const std::vect
 		std_[c] = static_cast<float>(config.image_std[c]);
 	}
 	std::vector<torch::Tensor> normalised;
-	for (const auto &f : frames) {
+	for (size_t i = 0; i < frames.size(); i++) {
+		const FrameView &f = frames[i];
 		frame_planes(f); // a clear error for a bad view
-		normalised.push_back(torch::empty({3, f.height, f.width}, torch::kFloat));
+		const std::vector<int64_t> shape{3, f.height, f.width};
+		normalised.push_back(buffers != nullptr ? reusable(buffers->normalised[i], shape)
+							: torch::empty(shape, torch::kFloat));
 		ops::detail::normalised_frame_cpu(f, mean, std_, normalised.back());
 	}
-	return resize_into_batch(config, normalised, nullptr);
+	return resize_into_batch(config, normalised, nullptr, buffers);
 }
 
 torch::Tensor copy_frame_bytes(const FrameView &frame, bool pinned, FrameView *view)
@@ -299,7 +334,7 @@ FrameMemory copy_frame_memory(const FrameView &frame, torch::Device device, Fram
 
 TransformedBatch transform_frames(const ModelConfig &config, const std::vector<FrameView> &frames,
 				  torch::Device device, torch::ScalarType dtype, bool channels_last,
-				  const std::vector<FrameMemory> &frame_memory)
+				  const std::vector<FrameMemory> &frame_memory, TransformBuffers *buffers)
 {
 	TransformedBatch out;
 #if FRCNN_HAVE_CUDA
@@ -309,7 +344,7 @@ TransformedBatch transform_frames(const ModelConfig &config, const std::vector<F
 	(void)frame_memory; // the CPU path reads the views, wherever their bytes are
 #endif
 	if (!out.batch.defined() && device.is_cpu() && dtype == torch::kFloat)
-		out = transform_frames_cpu(config, frames);
+		out = transform_frames_cpu(config, frames, buffers);
 	if (!out.batch.defined()) {
 		std::vector<torch::Tensor> images;
 		for (const auto &f : frames)

@@ -425,3 +425,37 @@ TEST(CpuPreprocessing, EveryFormatGivesTheBitsOfTheLibTorchPath)
 	bad.planes[2] = nullptr;
 	EXPECT_THROW(frcnn::detail::transform_frames_cpu(config, {bad}), Error);
 }
+
+// The pre-processing's buffers: a batch is written into memory of the model's only when nothing
+// else holds it, and gives the same bits as without buffers, whatever the sizes that came before.
+TEST(CpuPreprocessing, BuffersAreReusedOnlyWhenFree)
+{
+	const ModelConfig config = model_preset("tiny");
+	std::mt19937 rng(8);
+	std::vector<std::vector<uint8_t>> a, b, c;
+	const FrameView first = test::random_frame(PixelFormat::I420, 720, 528, rng, a);
+	const FrameView second = test::random_frame(PixelFormat::BGRx, 720, 528, rng, b);
+	const FrameView other_size = test::random_frame(PixelFormat::NV12, 333, 250, rng, c);
+	auto plain = [&](const FrameView &f) { return frcnn::detail::transform_frames_cpu(config, {f}).batch; };
+	frcnn::detail::TransformBuffers buffers;
+	auto buffered = [&](const FrameView &f) {
+		return frcnn::detail::transform_frames_cpu(config, {f}, &buffers).batch;
+	};
+
+	torch::Tensor held = buffered(first);
+	EXPECT_TRUE(torch::equal(held, plain(first)));
+	const torch::Tensor held_copy = held.clone();
+	torch::Tensor next = buffered(second);
+	EXPECT_NE(next.data_ptr(), held.data_ptr()) << "a batch still held is not written again";
+	EXPECT_TRUE(torch::equal(held, held_copy));
+	EXPECT_TRUE(torch::equal(next, plain(second)));
+
+	const void *memory = next.data_ptr();
+	held = torch::Tensor();
+	next = torch::Tensor();
+	const torch::Tensor again = buffered(first);
+	EXPECT_EQ(again.data_ptr(), memory) << "a batch let go is written again";
+	EXPECT_TRUE(torch::equal(again, held_copy));
+	EXPECT_TRUE(torch::equal(buffered(other_size), plain(other_size)));
+	EXPECT_TRUE(torch::equal(buffered(second), plain(second)));
+}
