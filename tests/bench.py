@@ -200,21 +200,16 @@ def pipeline_vs_bench(bench, build, args, env, tmp):
     default_env = {k: v for k, v in gst_env.items() if k != "GLIBC_TUNABLES"}
     memory = alternate({"default": default_env, "keep_freed": dict(gst_env, GLIBC_TUNABLES=KEEP_FREED_MEMORY)}, 4,
                        lambda e, r: run_pipeline(e)["fps"])
-    result["memory_settings"] = {name: {"fps": statistics.median(v), "fps_runs": v} for name, v in memory.items()}
-    result["memory_settings"]["ratio_fps"] = (result["memory_settings"]["keep_freed"]["fps"] /
-                                              result["memory_settings"]["default"]["fps"])
-    log(f"  pipeline, keep freed memory / glibc's default: {result['memory_settings']['ratio_fps']:.3f}")
+    result["memory_settings"] = fps_ab_result(memory, "default", "keep_freed",
+                                              "pipeline, keep freed memory / glibc's default")
 
     # The element's `threads` against LibTorch's own count, in a program that sets no
     # OMP_NUM_THREADS (LibTorch counts physical cores, which some machines under-report).
     no_count_env = {k: v for k, v in gst_env.items() if k != "OMP_NUM_THREADS"}
     threads = alternate({"libtorch_default": "", "property": f" threads={args.threads}"}, 4,
                         lambda properties, r: run_pipeline(no_count_env, properties)["fps"])
-    result["threads_property"] = {name: {"fps": statistics.median(v), "fps_runs": v} for name, v in threads.items()}
-    result["threads_property"]["ratio_fps"] = (result["threads_property"]["property"]["fps"] /
-                                               result["threads_property"]["libtorch_default"]["fps"])
-    log(f"  pipeline, threads={args.threads} / LibTorch's default count: "
-        f"{result['threads_property']['ratio_fps']:.3f}")
+    result["threads_property"] = fps_ab_result(threads, "libtorch_default", "property",
+                                               f"pipeline, threads={args.threads} / LibTorch's default count")
     return result
 
 
@@ -229,6 +224,14 @@ def alternate(variants, rounds, run):
         for name, variant in order:
             runs[name].append(run(variant, r))
     return runs
+
+
+def fps_ab_result(runs, base, other, label):
+    """ab_result for runs that are frames per second alone (pipelines)."""
+    result = {name: {"fps": statistics.median(v), "fps_runs": v} for name, v in runs.items()}
+    result["ratio_fps"] = result[other]["fps"] / result[base]["fps"]
+    log(f"  {label}: {result['ratio_fps']:.3f}")
+    return result
 
 
 def ab_result(runs, base, other, label):

@@ -4,15 +4,12 @@
 #include <cmath>
 #include <cstring>
 
-#include <torch/nn/functional/upsampling.h>
 
 #include "frcnn-build-config.h"
 #include "frcnn/error.h"
 #include "frcnn/frame.h"
 #include "parts.h"
 #include "../ops/kernels.h"
-
-namespace F = torch::nn::functional;
 
 namespace frcnn::detail {
 
@@ -121,12 +118,16 @@ ImageSize padded_batch_size(const ModelConfig &config, const std::vector<ImageSi
 
 namespace {
 
-// `slot` as a float tensor of `shape` when only the slot holds it, else a new one put there.
-torch::Tensor reusable(torch::Tensor &slot, at::IntArrayRef shape)
+// A tensor of `shape`: the one in `slot` when only the slot holds it (and it fits), else a new
+// one, put in the slot when there is one.
+torch::Tensor reusable(torch::Tensor *slot, at::IntArrayRef shape, const torch::TensorOptions &options)
 {
-	if (!slot.defined() || slot.sizes() != shape || slot.use_count() != 1 || slot.storage().use_count() != 1)
-		slot = torch::empty(shape, torch::kFloat);
-	return slot;
+	if (slot == nullptr)
+		return torch::empty(shape, options);
+	if (!slot->defined() || slot->sizes() != shape || slot->dtype() != options.dtype() ||
+	    slot->device() != options.device() || slot->use_count() != 1 || slot->storage().use_count() != 1)
+		*slot = torch::empty(shape, options);
+	return *slot;
 }
 
 // Normalised images [3, H, W] resized as torchvision resizes them (bilinear, the model's min and
@@ -142,18 +143,11 @@ TransformedBatch resize_into_batch(const ModelConfig &config, const std::vector<
 	for (size_t i = 0; i < normalised.size(); i++) {
 		const ImageSize original{normalised[i].size(1), normalised[i].size(2)};
 		const ImageSize size = resized_size(original.first, original.second, config.min_size, config.max_size);
-		if (buffers != nullptr) {
-			// What interpolate runs, into memory of the buffers'.
-			auto r = reusable(buffers->resized[i], {1, 3, size.first, size.second});
-			at::upsample_bilinear2d_out(r, normalised[i].unsqueeze(0), {size.first, size.second}, false);
-			resized.push_back(r[0]);
-		} else {
-			resized.push_back(F::interpolate(normalised[i].unsqueeze(0),
-							 F::InterpolateFuncOptions()
-								 .size(std::vector<int64_t>{size.first, size.second})
-								 .mode(torch::kBilinear)
-								 .align_corners(false))[0]);
-		}
+		// What interpolate (bilinear, align_corners=false, to a size) runs.
+		auto r = reusable(buffers != nullptr ? &buffers->resized[i] : nullptr, {1, 3, size.first, size.second},
+				  normalised[i].options());
+		at::upsample_bilinear2d_out(r, normalised[i].unsqueeze(0), {size.first, size.second}, false);
+		resized.push_back(r[0]);
 		out.original_sizes.push_back(original);
 		out.image_sizes.push_back(size);
 		if (targets != nullptr) {
@@ -165,12 +159,8 @@ TransformedBatch resize_into_batch(const ModelConfig &config, const std::vector<
 
 	const ImageSize padded = padded_batch_size(config, out.image_sizes);
 	const std::vector<int64_t> shape{(int64_t)resized.size(), 3, padded.first, padded.second};
-	if (buffers != nullptr) {
-		out.batch = reusable(buffers->batch, shape);
-		out.batch.zero_();
-	} else {
-		out.batch = torch::zeros(shape, resized[0].options());
-	}
+	out.batch = reusable(buffers != nullptr ? &buffers->batch : nullptr, shape, resized[0].options());
+	out.batch.zero_();
 	for (size_t i = 0; i < resized.size(); i++) {
 		using torch::indexing::Slice;
 		out.batch[i]
@@ -232,8 +222,8 @@ TransformedBatch transform_frames_cpu(const ModelConfig &config, const std::vect
 		const FrameView &f = frames[i];
 		frame_planes(f); // a clear error for a bad view
 		const std::vector<int64_t> shape{3, f.height, f.width};
-		normalised.push_back(buffers != nullptr ? reusable(buffers->normalised[i], shape)
-							: torch::empty(shape, torch::kFloat));
+		normalised.push_back(reusable(buffers != nullptr ? &buffers->normalised[i] : nullptr, shape,
+					      torch::kFloat));
 		ops::detail::normalised_frame_cpu(f, mean, std_, normalised.back());
 	}
 	return resize_into_batch(config, normalised, nullptr, buffers);
