@@ -429,9 +429,10 @@ public:
 		};
 		c10::InferenceMode inference;
 		// What forward_frames() runs: on CUDA the frame bytes go to the device and are
-		// converted there, so this stage times the GPU pre-processing.
+		// converted there, so this stage times the GPU pre-processing; on the CPU in memory
+		// kept from batch to batch, as the model keeps its own.
 		auto batch = frcnn::detail::transform_frames(model_->config(), frames, device_, dtype_,
-							     channels_last_, frame_memory);
+							     channels_last_, frame_memory, &transform_buffers_);
 		host_gather_ms_ = batch.host_gather_ms;
 		lap(0);
 		auto features = backbone_->forward(batch.batch);
@@ -478,6 +479,7 @@ private:
 	std::shared_ptr<frcnn::detail::BackboneImpl> backbone_;
 	std::shared_ptr<frcnn::detail::RegionProposalNetworkImpl> rpn_;
 	std::shared_ptr<frcnn::detail::RoIHeadsImpl> roi_heads_;
+	frcnn::detail::TransformBuffers transform_buffers_;
 	std::vector<int64_t> input_shape_;
 };
 

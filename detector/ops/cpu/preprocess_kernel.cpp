@@ -6,6 +6,7 @@
 // Built without fused multiply-adds (see ../meson.build), like the operators it follows.
 #include <algorithm>
 #include <array>
+#include <vector>
 
 #include <ATen/Parallel.h>
 
@@ -16,31 +17,50 @@ namespace frcnn::ops::detail {
 
 namespace {
 
-// Rows of one frame as three planes of normalised R, G and B.
+// A frame's rows as three planes of normalised R, G and B. The arithmetic on each byte value is
+// done once, into tables of 256 entries (the same operations on the same value give the same
+// bits): a packed format's channel is then one lookup, and YUV's products one lookup each, so
+// that what remains per pixel are the sums and the normalisation, in loops over whole rows that
+// the compiler vectorises.
 class RowConverter {
 public:
 	RowConverter(const FrameView &frame, const float mean[3], const float std[3])
 		: frame_(frame), bytes_per_pixel_(packed_bytes_per_pixel(frame.format)),
 		  mean_{mean[0], mean[1], mean[2]}, std_{std[0], std[1], std[2]}
 	{
-		if (bytes_per_pixel_ > 0)
+		if (bytes_per_pixel_ > 0) {
 			offsets_ = packed_rgb_offsets(frame.format);
+			for (int c = 0; c < 3; c++)
+				for (int v = 0; v < 256; v++)
+					// frame_to_tensor's to(float) and div_(255), then (image - mean) / std.
+					normalised_[c][v] = (static_cast<float>(v) / 255.0f - mean_[c]) / std_[c];
+			return;
+		}
+		// BT.601 limited range, as frame_to_tensor computes it.
+		for (int v = 0; v < 256; v++) {
+			const float centred = static_cast<float>(v) - 128.0f;
+			luma_[v] = (static_cast<float>(v) - 16.0f) * 1.164f;
+			red_v_[v] = 1.596f * centred;
+			green_u_[v] = 0.392f * centred;
+			green_v_[v] = 0.813f * centred;
+			blue_u_[v] = 2.017f * centred;
+		}
 	}
 
-	void convert(int64_t y, float *r, float *g, float *b) const
+	// `scratch`: 3 * width floats.
+	void convert(int64_t y, float *r, float *g, float *b, float *scratch) const
 	{
 		const int64_t width = frame_.width;
 		if (bytes_per_pixel_ > 0) {
 			const uint8_t *p = frame_.planes[0] + y * frame_.strides[0];
 			for (int64_t x = 0; x < width; x++, p += bytes_per_pixel_) {
-				// frame_to_tensor's to(float) and div_(255), then (image - mean) / std.
-				r[x] = (static_cast<float>(p[offsets_[0]]) / 255.0f - mean_[0]) / std_[0];
-				g[x] = (static_cast<float>(p[offsets_[1]]) / 255.0f - mean_[1]) / std_[1];
-				b[x] = (static_cast<float>(p[offsets_[2]]) / 255.0f - mean_[2]) / std_[2];
+				r[x] = normalised_[0][p[offsets_[0]]];
+				g[x] = normalised_[1][p[offsets_[1]]];
+				b[x] = normalised_[2][p[offsets_[2]]];
 			}
 			return;
 		}
-		// BT.601 limited range, chroma of the 2x2 block (nearest), as frame_to_tensor computes it.
+		// Chroma of the 2x2 block (nearest).
 		const uint8_t *luma = frame_.planes[0] + y * frame_.strides[0];
 		const uint8_t *u_row = frame_.planes[1] + (y / 2) * frame_.strides[1];
 		const uint8_t *v_row;
@@ -52,25 +72,37 @@ public:
 			v_row = frame_.planes[2] + (y / 2) * frame_.strides[2];
 			chroma_step = 1;
 		}
-		auto unit = [](float c) { return std::min(std::max(c, 0.0f), 255.0f) / 255.0f; };
+		float *red = scratch, *green = scratch + width, *blue = scratch + 2 * width;
 		for (int64_t x = 0; x < width; x++) {
-			const float yy = (static_cast<float>(luma[x]) - 16.0f) * 1.164f;
-			const float uu = static_cast<float>(u_row[(x / 2) * chroma_step]) - 128.0f;
-			const float vv = static_cast<float>(v_row[(x / 2) * chroma_step]) - 128.0f;
-			const float red = yy + 1.596f * vv;
-			const float green = yy - 0.392f * uu - 0.813f * vv;
-			const float blue = yy + 2.017f * uu;
-			r[x] = (unit(red) - mean_[0]) / std_[0];
-			g[x] = (unit(green) - mean_[1]) / std_[1];
-			b[x] = (unit(blue) - mean_[2]) / std_[2];
+			const float yy = luma_[luma[x]];
+			const uint8_t u = u_row[(x / 2) * chroma_step], v = v_row[(x / 2) * chroma_step];
+			red[x] = yy + red_v_[v];
+			green[x] = yy - green_u_[u] - green_v_[v];
+			blue[x] = yy + blue_u_[u];
 		}
+		normalise(red, width, 0, r);
+		normalise(green, width, 1, g);
+		normalise(blue, width, 2, b);
 	}
 
 private:
+	// A colour value clamped to 0..255 as a unit value, then (value - mean) / std.
+	void normalise(const float *colour, int64_t width, int channel, float *out) const
+	{
+		const float mean = mean_[channel], std = std_[channel];
+		for (int64_t x = 0; x < width; x++) {
+			const float c = colour[x];
+			const float clamped = c < 0.0f ? 0.0f : (c > 255.0f ? 255.0f : c);
+			out[x] = (clamped / 255.0f - mean) / std;
+		}
+	}
+
 	const FrameView &frame_;
 	int bytes_per_pixel_;
 	std::array<int64_t, 3> offsets_{};
 	float mean_[3], std_[3];
+	float normalised_[3][256];
+	float luma_[256], red_v_[256], green_u_[256], green_v_[256], blue_u_[256];
 };
 
 } // namespace
@@ -84,9 +116,10 @@ void normalised_frame_cpu(const FrameView &frame, const float mean[3], const flo
 	float *data = out.data_ptr<float>();
 	const RowConverter converter(frame, mean, std);
 	at::parallel_for(0, frame.height, 8, [&](int64_t begin, int64_t end) {
+		std::vector<float> scratch(3 * static_cast<size_t>(frame.width));
 		for (int64_t y = begin; y < end; y++) {
 			float *r = data + y * frame.width;
-			converter.convert(y, r, r + plane, r + 2 * plane);
+			converter.convert(y, r, r + plane, r + 2 * plane, scratch.data());
 		}
 	});
 }
