@@ -402,7 +402,9 @@ def plot(results, path):
             ax.annotate(f"x{data[x]['ratio_fps']:.2f}", (x, data[x]["libfrcnn"]["fps"]), textcoords="offset points",
                         xytext=(0, 8), ha="center", fontsize=8)
         ax.grid(alpha=0.3)
-        ax.legend()
+        # Room for the ratios over the outer points; the legend below the curves.
+        ax.margins(x=0.1)
+        ax.legend(loc="lower left")
     m = results["machine"]
     fig.suptitle(f"{ARCH}, {results['threads']} threads, {m['cpu']}", fontsize=9)
     fig.tight_layout()
