@@ -28,6 +28,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -72,6 +73,7 @@ enum {
 	PROP_CLASSES,
 	PROP_QOS,
 	PROP_THREADS,
+	PROP_MODEL_INSTANCE_ID,
 };
 
 #define DEFAULT_PROP_MODEL "fasterrcnn_resnet50_fpn"
@@ -93,6 +95,7 @@ enum {
 #define DEFAULT_PROP_CLASSES nullptr
 #define DEFAULT_PROP_QOS FALSE
 #define DEFAULT_PROP_THREADS 0
+#define DEFAULT_PROP_MODEL_INSTANCE_ID nullptr
 #define MAX_THREADS 1024
 
 #define MAX_BATCH_SIZE 64
@@ -178,6 +181,7 @@ struct Settings {
 	std::string classes;
 	gboolean qos = DEFAULT_PROP_QOS;
 	guint threads = DEFAULT_PROP_THREADS;
+	std::string model_instance_id;
 };
 
 // The settings that may change while playing; the worker applies them between batches.
@@ -332,6 +336,31 @@ std::string preset_names()
 
 } // namespace
 
+// A loaded model, the element's own or shared by the elements that give the same
+// model-instance-id. Batches of the elements that share it run one at a time, each with its own
+// element's thresholds and sizes.
+struct LoadedModel {
+	std::string settings;		// what it was loaded from (model_settings_text)
+	std::mutex run;			// held by the batch that runs
+	std::unique_ptr<frcnn::Detector> detector;
+	int num_classes = 0;
+	int min_size = 0, max_size = 0; // the model's own image sizes
+};
+
+// The models loaded under a model-instance-id, while an element holds them. The mutex is held
+// while an id is looked up and its model loaded, so that elements starting together load it once.
+struct SharedModels {
+	std::mutex mutex;
+	std::map<std::string, std::weak_ptr<LoadedModel>> by_id;
+};
+
+SharedModels &shared_models()
+{
+	// Never destroyed: elements may be finalized after static destructors have run.
+	static SharedModels *models = new SharedModels;
+	return *models;
+}
+
 // C++ members of the element, created in _init and deleted in _finalize.
 struct GstFrcnnDetectState {
 	// Protected by the object lock.
@@ -340,16 +369,15 @@ struct GstFrcnnDetectState {
 
 	// Owned by whoever runs: the state change thread while the pads are inactive, the worker
 	// while they are active.
-	std::unique_ptr<frcnn::Detector> detector;
+	std::shared_ptr<LoadedModel> model;
 	guint64 detector_generation = 0;
+	bool model_shared = false; // loaded under a model-instance-id
 	std::vector<std::string> labels;
 	std::set<int64_t> class_filter;
 	RuntimeSettings applied;
 	bool threads_set = false;	// the worker set its CPU thread count from `threads`
 	gint64 threads_failed = -1;	// a `threads` that could not be set (warned about once)
 	int logged_threads = 0;		// the count last logged
-	int model_min_size = 0;
-	int model_max_size = 0;
 
 	// Protected by mutex: the queue between the sink pad and the worker.
 	std::mutex mutex;
@@ -530,6 +558,13 @@ static void gst_frcnn_detect_class_init(GstFrcnnDetectClass *klass)
 				  "finds). Each element has its own; LibTorch also takes the last one "
 				  "set for threads of the process that have not used it yet",
 				  0, MAX_THREADS, DEFAULT_PROP_THREADS, playing));
+	g_object_class_install_property(object_class, PROP_MODEL_INSTANCE_ID,
+		g_param_spec_string("model-instance-id", "Model instance id",
+				    "Elements with the same id share one loaded model (their model, "
+				    "weights, num-classes, device, precision, channels-last and "
+				    "cpu-convolutions must be equal); their batches take turns, each "
+				    "with its own thresholds and sizes. Empty: a model of its own",
+				    DEFAULT_PROP_MODEL_INSTANCE_ID, ready));
 
 	element_class->change_state = GST_DEBUG_FUNCPTR(gst_frcnn_detect_change_state);
 
@@ -655,6 +690,9 @@ static void gst_frcnn_detect_set_property(GObject *object, guint prop_id, const 
 	case PROP_CLASSES:
 		set_string(settings.classes, value);
 		break;
+	case PROP_MODEL_INSTANCE_ID:
+		set_string(settings.model_instance_id, value);
+		break;
 	default:
 		G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
 		return;
@@ -669,6 +707,7 @@ static void gst_frcnn_detect_set_property(GObject *object, guint prop_id, const 
 	case PROP_PRECISION:
 	case PROP_CHANNELS_LAST:
 	case PROP_CPU_CONVOLUTIONS:
+	case PROP_MODEL_INSTANCE_ID:
 		self->state->settings_generation++;
 		break;
 	default:
@@ -741,15 +780,125 @@ static void gst_frcnn_detect_get_property(GObject *object, guint prop_id, GValue
 	case PROP_CLASSES:
 		g_value_set_string(value, settings.classes.empty() ? nullptr : settings.classes.c_str());
 		break;
+	case PROP_MODEL_INSTANCE_ID:
+		g_value_set_string(value, settings.model_instance_id.empty() ? nullptr
+									  : settings.model_instance_id.c_str());
+		break;
 	default:
 		G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
 		break;
 	}
 }
 
+/* The settings a model is loaded from, written as gst-launch would set them. */
+static std::string model_settings_text(const Settings &settings)
+{
+	const char *precision = settings.precision == GST_FRCNN_PRECISION_FP16 ? "fp16" : "fp32";
+	const char *convolutions = "auto";
+	if (settings.cpu_convolutions == GST_FRCNN_CPU_CONVOLUTIONS_ONEDNN)
+		convolutions = "onednn";
+	else if (settings.cpu_convolutions == GST_FRCNN_CPU_CONVOLUTIONS_LIBTORCH)
+		convolutions = "libtorch";
+	return std::string("model=") + (settings.model_set ? settings.model : "(unset)") +
+	       " weights=" + settings.weights + " num-classes=" + std::to_string(settings.num_classes) +
+	       " device=" + settings.device + " precision=" + precision +
+	       " channels-last=" + (settings.channels_last ? "true" : "false") +
+	       " cpu-convolutions=" + convolutions;
+}
+
 /*
- * Builds the detector from the settings. Every failure posts an error that says which property
- * to change; the state change then fails.
+ * Loads the model the settings name into `model`: gets and reads the weights, tells the model and
+ * its classes from them where the settings leave it open, and builds the detector. Every failure
+ * posts an error that says which property to change.
+ */
+static gboolean gst_frcnn_detect_load_model(GstFrcnnDetect *self, const Settings &settings,
+					    const std::optional<frcnn::WeightsPreset> &preset,
+					    frcnn::ModelConfig config, LoadedModel &model)
+{
+	std::string path;
+	try {
+		auto progress = [self, last = -1LL](long long done, long long total) mutable {
+			long long percent = total > 0 ? done * 100 / total : done >> 20;
+			if (percent / 10 != last / 10)
+				GST_INFO_OBJECT(self, "downloading weights: %lld%s", percent,
+						total > 0 ? "%" : " MiB");
+			last = percent;
+		};
+		path = frcnn::resolve_weights(settings.weights, progress);
+	} catch (const std::exception &e) {
+		GST_ELEMENT_ERROR(self, RESOURCE, NOT_FOUND,
+				  ("Could not get the weights '%s': %s. Set 'weights' to a readable "
+				   "checkpoint file or a preset name (%s).",
+				   settings.weights.c_str(), e.what(), preset_names().c_str()),
+				  ("frcnn::resolve_weights() failed"));
+		return FALSE;
+	}
+
+	int num_classes = static_cast<int>(settings.num_classes);
+	/* Read once: what the file holds decides the model, then the model loads from it. */
+	std::shared_ptr<const frcnn::Checkpoint> checkpoint;
+	try {
+		/* Reading the file first tells an unreadable file from one that does not fit. */
+		const auto info = frcnn::gst::checkpoint_info(path);
+		checkpoint = info.checkpoint;
+		const int file_classes = info.num_classes;
+		/* Without a model property or weights preset, the checkpoint's keys tell the model. */
+		if (!settings.model_set && !preset && !info.arch.empty() && info.arch != config.arch) {
+			GST_INFO_OBJECT(self, "weights '%s' are a %s checkpoint", path.c_str(),
+					info.arch.c_str());
+			config = frcnn::model_preset(info.arch);
+		}
+		if (num_classes == 0)
+			num_classes = file_classes > 0 ? file_classes
+					 : preset ? preset->num_classes : config.num_classes;
+	} catch (const std::exception &e) {
+		GST_ELEMENT_ERROR(self, RESOURCE, OPEN_READ,
+				  ("Could not read the weights file '%s': %s. Set 'weights' to a "
+				   "checkpoint written by torch.save or gst-frcnn.",
+				   path.c_str(), e.what()),
+				  ("frcnn::read_checkpoint() failed"));
+		return FALSE;
+	}
+	config.num_classes = num_classes;
+	model.num_classes = num_classes;
+	model.min_size = config.min_size;
+	model.max_size = config.max_size;
+
+	/* The element's own thresholds and sizes are set before each batch. */
+	frcnn::DetectorOptions options;
+	options.model = config;
+	options.weights = path;
+	options.checkpoint = std::move(checkpoint);
+	options.device = settings.device;
+	options.fp16 = settings.precision == GST_FRCNN_PRECISION_FP16;
+	options.channels_last = settings.channels_last;
+	static_assert((int)GST_FRCNN_CPU_CONVOLUTIONS_ONEDNN == (int)frcnn::CpuConvolutions::OneDnn &&
+			      (int)GST_FRCNN_CPU_CONVOLUTIONS_LIBTORCH == (int)frcnn::CpuConvolutions::LibTorch,
+		      "GstFrcnnCpuConvolutions follows frcnn::CpuConvolutions");
+	options.cpu_convolutions = static_cast<frcnn::CpuConvolutions>(settings.cpu_convolutions);
+
+	try {
+		model.detector = std::make_unique<frcnn::Detector>(options);
+	} catch (const std::exception &e) {
+		GST_ELEMENT_ERROR(self, LIBRARY, INIT,
+				  ("Could not set up model '%s' with %d classes on '%s' from '%s': %s. "
+				   "Set 'model' and 'num-classes' to match the weights, and 'device' "
+				   "to a device that exists.",
+				   config.arch.c_str(), num_classes, settings.device.c_str(),
+				   path.c_str(), e.what()),
+				  ("frcnn::Detector() failed"));
+		return FALSE;
+	}
+
+	GST_INFO_OBJECT(self, "model %s, %d classes, weights %s, device %s", config.arch.c_str(),
+			num_classes, path.c_str(), settings.device.c_str());
+	return TRUE;
+}
+
+/*
+ * Builds the detector from the settings, or takes the one loaded under the same
+ * model-instance-id. Every failure posts an error that says which property to change; the state
+ * change then fails.
  */
 static gboolean gst_frcnn_detect_open(GstFrcnnDetect *self)
 {
@@ -762,11 +911,11 @@ static gboolean gst_frcnn_detect_open(GstFrcnnDetect *self)
 		generation = state->settings_generation;
 	}
 
-	if (state->detector && state->detector_generation == generation)
+	if (state->model && state->detector_generation == generation)
 		return TRUE;
 
 	/* Two large models may not fit side by side on a device. */
-	state->detector.reset();
+	state->model.reset();
 	state->detector_generation = 0;
 
 	static const std::regex device_pattern("cpu|cuda(:[0-9]+)?");
@@ -832,57 +981,47 @@ static gboolean gst_frcnn_detect_open(GstFrcnnDetect *self)
 		return FALSE;
 	}
 
-	std::string path;
-	try {
-		auto progress = [self, last = -1LL](long long done, long long total) mutable {
-			long long percent = total > 0 ? done * 100 / total : done >> 20;
-			if (percent / 10 != last / 10)
-				GST_INFO_OBJECT(self, "downloading weights: %lld%s", percent,
-						total > 0 ? "%" : " MiB");
-			last = percent;
-		};
-		path = frcnn::resolve_weights(settings.weights, progress);
-	} catch (const std::exception &e) {
-		GST_ELEMENT_ERROR(self, RESOURCE, NOT_FOUND,
-				  ("Could not get the weights '%s': %s. Set 'weights' to a readable "
-				   "checkpoint file or a preset name (%s).",
-				   settings.weights.c_str(), e.what(), preset_names().c_str()),
-				  ("frcnn::resolve_weights() failed"));
-		return FALSE;
-	}
-
-	int num_classes = static_cast<int>(settings.num_classes);
-	/* Read once: what the file holds decides the model, then the model loads from it. */
-	std::shared_ptr<const frcnn::Checkpoint> checkpoint;
-	try {
-		/* Reading the file first tells an unreadable file from one that does not fit. */
-		const auto info = frcnn::gst::checkpoint_info(path);
-		checkpoint = info.checkpoint;
-		const int file_classes = info.num_classes;
-		/* Without a model property or weights preset, the checkpoint's keys tell the model. */
-		if (!settings.model_set && !preset && !info.arch.empty() && info.arch != config.arch) {
-			GST_INFO_OBJECT(self, "weights '%s' are a %s checkpoint", path.c_str(),
-					info.arch.c_str());
-			config = frcnn::model_preset(info.arch);
+	/*
+	 * Under a model-instance-id, the model that another element loaded with the same settings,
+	 * else one loaded here and registered for the others. The registry stays locked meanwhile,
+	 * so that elements starting together load it once.
+	 */
+	std::shared_ptr<LoadedModel> model;
+	std::unique_lock<std::mutex> registry;
+	const std::string loaded_from = model_settings_text(settings);
+	const std::string &id = settings.model_instance_id;
+	if (!id.empty()) {
+		registry = std::unique_lock<std::mutex>(shared_models().mutex);
+		model = shared_models().by_id[id].lock();
+		if (model && model->settings != loaded_from) {
+			GST_ELEMENT_ERROR(self, RESOURCE, SETTINGS,
+					  ("model-instance-id '%s' is in use by a model loaded with other "
+					   "settings (%s; this element has %s): give this element the same "
+					   "model settings or another model-instance-id.",
+					   id.c_str(), model->settings.c_str(), loaded_from.c_str()),
+					  ("the settings differ from those of the shared model"));
+			return FALSE;
 		}
-		if (num_classes == 0)
-			num_classes = file_classes > 0 ? file_classes
-					 : preset ? preset->num_classes : config.num_classes;
-	} catch (const std::exception &e) {
-		GST_ELEMENT_ERROR(self, RESOURCE, OPEN_READ,
-				  ("Could not read the weights file '%s': %s. Set 'weights' to a "
-				   "checkpoint written by torch.save or gst-frcnn.",
-				   path.c_str(), e.what()),
-				  ("frcnn::read_checkpoint() failed"));
-		return FALSE;
+		if (model)
+			GST_INFO_OBJECT(self, "shares the model loaded under model-instance-id '%s'",
+					id.c_str());
 	}
-	config.num_classes = num_classes;
+	if (!model) {
+		model = std::make_shared<LoadedModel>();
+		model->settings = loaded_from;
+		if (!gst_frcnn_detect_load_model(self, settings, preset, config, *model))
+			return FALSE;
+		if (!id.empty())
+			shared_models().by_id[id] = model;
+	}
+	if (registry.owns_lock())
+		registry.unlock();
 
 	std::vector<std::string> labels;
 	try {
 		labels = settings.labels.empty()
-				 ? frcnn::gst::default_labels(num_classes)
-				 : frcnn::gst::read_labels_file(settings.labels, num_classes);
+				 ? frcnn::gst::default_labels(model->num_classes)
+				 : frcnn::gst::read_labels_file(settings.labels, model->num_classes);
 	} catch (const std::exception &e) {
 		GST_ELEMENT_ERROR(self, RESOURCE, OPEN_READ,
 				  ("Could not use the labels: %s. Set 'labels' to a file with one "
@@ -901,49 +1040,13 @@ static gboolean gst_frcnn_detect_open(GstFrcnnDetect *self)
 		return FALSE;
 	}
 
-	state->model_min_size = config.min_size;
-	state->model_max_size = config.max_size;
-	const RuntimeSettings runtime = runtime_settings(settings);
-	config.box_score_thresh = runtime.threshold;
-	config.box_nms_thresh = runtime.nms_threshold;
-	config.box_detections_per_img = static_cast<int>(runtime.max_detections);
-	if (runtime.min_size > 0)
-		config.min_size = static_cast<int>(runtime.min_size);
-	if (runtime.max_size > 0)
-		config.max_size = static_cast<int>(runtime.max_size);
-
-	frcnn::DetectorOptions options;
-	options.model = config;
-	options.weights = path;
-	options.checkpoint = std::move(checkpoint);
-	options.device = settings.device;
-	options.fp16 = settings.precision == GST_FRCNN_PRECISION_FP16;
-	options.channels_last = settings.channels_last;
-	static_assert((int)GST_FRCNN_CPU_CONVOLUTIONS_ONEDNN == (int)frcnn::CpuConvolutions::OneDnn &&
-			      (int)GST_FRCNN_CPU_CONVOLUTIONS_LIBTORCH == (int)frcnn::CpuConvolutions::LibTorch,
-		      "GstFrcnnCpuConvolutions follows frcnn::CpuConvolutions");
-	options.cpu_convolutions = static_cast<frcnn::CpuConvolutions>(settings.cpu_convolutions);
-
-	try {
-		state->detector = std::make_unique<frcnn::Detector>(options);
-	} catch (const std::exception &e) {
-		GST_ELEMENT_ERROR(self, LIBRARY, INIT,
-				  ("Could not set up model '%s' with %d classes on '%s' from '%s': %s. "
-				   "Set 'model' and 'num-classes' to match the weights, and 'device' "
-				   "to a device that exists.",
-				   config.arch.c_str(), num_classes, settings.device.c_str(),
-				   path.c_str(), e.what()),
-				  ("frcnn::Detector() failed"));
-		return FALSE;
-	}
-
-	GST_INFO_OBJECT(self, "model %s, %d classes, weights %s, device %s", config.arch.c_str(),
-			num_classes, path.c_str(), settings.device.c_str());
-
+	state->model = std::move(model);
+	state->model_shared = !id.empty();
 	state->detector_generation = generation;
 	state->labels = std::move(labels);
 	state->class_filter = std::move(class_filter);
-	state->applied = runtime;
+	/* Nothing applied yet: the first batch sets the element's thresholds and sizes. */
+	state->applied = RuntimeSettings();
 	return TRUE;
 }
 
@@ -978,7 +1081,11 @@ static void gst_frcnn_detect_apply_threads(GstFrcnnDetect *self, guint threads)
 	}
 }
 
-/* Applies the properties that may change while playing. Runs on the worker, between batches. */
+/*
+ * Applies the properties that may change while playing. Runs on the worker, between batches,
+ * holding the model's turn: a shared model may have run another element's batch with that
+ * element's thresholds and sizes since, so they are all set again.
+ */
 static void gst_frcnn_detect_apply_runtime_settings(GstFrcnnDetect *self)
 {
 	GstFrcnnDetectState *state = self->state;
@@ -990,20 +1097,22 @@ static void gst_frcnn_detect_apply_runtime_settings(GstFrcnnDetect *self)
 		threads = state->settings.threads;
 	}
 	gst_frcnn_detect_apply_threads(self, threads);
-	if (wanted == state->applied)
+	const bool all = state->model_shared;
+	if (wanted == state->applied && !all)
 		return;
 
-	frcnn::Detector &detector = *state->detector;
+	LoadedModel &model = *state->model;
+	frcnn::Detector &detector = *model.detector;
 	const RuntimeSettings &applied = state->applied;
-	if (wanted.threshold != applied.threshold)
+	if (all || wanted.threshold != applied.threshold)
 		detector.set_score_threshold(wanted.threshold);
-	if (wanted.nms_threshold != applied.nms_threshold)
+	if (all || wanted.nms_threshold != applied.nms_threshold)
 		detector.set_nms_threshold(wanted.nms_threshold);
-	if (wanted.max_detections != applied.max_detections)
+	if (all || wanted.max_detections != applied.max_detections)
 		detector.set_max_detections(static_cast<int>(wanted.max_detections));
-	if (wanted.min_size != applied.min_size || wanted.max_size != applied.max_size)
-		detector.set_image_size(wanted.min_size ? wanted.min_size : state->model_min_size,
-					wanted.max_size ? wanted.max_size : state->model_max_size);
+	if (all || wanted.min_size != applied.min_size || wanted.max_size != applied.max_size)
+		detector.set_image_size(wanted.min_size ? wanted.min_size : model.min_size,
+					wanted.max_size ? wanted.max_size : model.max_size);
 	if (wanted.classes != applied.classes) {
 		try {
 			state->class_filter = frcnn::gst::parse_classes(wanted.classes, state->labels);
@@ -1030,8 +1139,6 @@ static GstFlowReturn gst_frcnn_detect_run_batch(GstFrcnnDetect *self, std::vecto
 	if (frames.empty())
 		return GST_FLOW_OK;
 
-	gst_frcnn_detect_apply_runtime_settings(self);
-
 	std::vector<std::vector<frcnn::Detection>> results;
 	{
 		std::vector<frcnn::HeldFrame> pixels;
@@ -1039,8 +1146,11 @@ static GstFlowReturn gst_frcnn_detect_run_batch(GstFrcnnDetect *self, std::vecto
 			pixels.push_back(std::exchange(item->pixels, frcnn::HeldFrame()));
 
 		const Clock::time_point start = Clock::now();
+		/* Elements sharing the model take turns; waiting is part of the batch's time. */
+		std::lock_guard<std::mutex> turn(state->model->run);
+		gst_frcnn_detect_apply_runtime_settings(self);
 		try {
-			results = state->detector->detect(pixels);
+			results = state->model->detector->detect(pixels);
 		} catch (const std::exception &e) {
 			GST_ELEMENT_ERROR(self, STREAM, FAILED,
 					  ("Detection failed: %s", e.what()),
@@ -1284,7 +1394,7 @@ static gboolean gst_frcnn_detect_hold_pixels(GstFrcnnDetect *self, Item &item)
 	}
 	try {
 		const frcnn::FrameView view = frame_view(frame.get());
-		item.pixels = self->state->detector->hold_frame(view, std::move(frame));
+		item.pixels = self->state->model->detector->hold_frame(view, std::move(frame));
 	} catch (const std::exception &e) {
 		GST_ELEMENT_ERROR(self, STREAM, FAILED, ("Could not prepare a video frame for detection: %s", e.what()),
 				  ("frcnn::Detector::hold_frame() failed for a %dx%d %s frame",
@@ -1624,7 +1734,7 @@ static GstStateChangeReturn gst_frcnn_detect_change_state(GstElement *element,
 
 	switch (transition) {
 	case GST_STATE_CHANGE_READY_TO_NULL:
-		state->detector.reset();
+		state->model.reset();
 		state->detector_generation = 0;
 		break;
 	default:

@@ -7,6 +7,7 @@
 #include <array>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <fstream>
 #include <map>
 #include <memory>
@@ -1023,7 +1024,9 @@ std::string state_change_error(const std::string &properties, GError **error_out
 		gchar *debug = nullptr;
 		gst_message_parse_error(message, &error, &debug);
 		text = error->message;
-		EXPECT_TRUE(debug && std::string(debug).find("gst_frcnn_detect_open") != std::string::npos)
+		const std::string where = debug ? debug : "";
+		EXPECT_TRUE(where.find("gst_frcnn_detect_open") != std::string::npos ||
+			    where.find("gst_frcnn_detect_load_model") != std::string::npos)
 			<< "the debug message tells the developer where: " << (debug ? debug : "(none)");
 		EXPECT_STREQ(GST_OBJECT_NAME(GST_MESSAGE_SRC(message)), "detect");
 		g_free(debug);
@@ -1204,7 +1207,86 @@ TEST(FrcnnDetect, PropertyDefaultsAndRanges)
 	gint precision = 0;
 	g_object_get(element, "precision", &precision, nullptr);
 	EXPECT_EQ(precision, 1);
+	gchar *instance_id = g_strdup("unset");
+	g_object_get(element, "model-instance-id", &instance_id, nullptr);
+	EXPECT_EQ(instance_id, nullptr) << "a model of its own unless asked";
+	g_free(instance_id);
+	spec = g_object_class_find_property(G_OBJECT_GET_CLASS(element), "model-instance-id");
+	ASSERT_NE(spec, nullptr);
+	EXPECT_FALSE(spec->flags & GST_PARAM_MUTABLE_PLAYING);
 	gst_object_unref(element);
+}
+
+// Pushes the frames into the harness and checks each output against the library's detections.
+void expect_detections_of(GstHarness *h, const std::vector<Frame> &frames,
+			  const std::vector<std::vector<frcnn::Detection>> &expected)
+{
+	gst_harness_set_src_caps(h, frames[0].caps());
+	const GstClockTime duration = GST_SECOND / 30;
+	for (std::size_t i = 0; i < frames.size(); i++)
+		ASSERT_EQ(gst_harness_push(h, frames[i].buffer(i * duration, duration)), GST_FLOW_OK);
+	ASSERT_TRUE(gst_harness_push_event(h, gst_event_new_eos()));
+	for (std::size_t i = 0; i < frames.size(); i++) {
+		SCOPED_TRACE("frame " + std::to_string(i));
+		gst_test::BufferPtr out(gst_harness_pull(h));
+		ASSERT_TRUE(out);
+		expect_meta_equals(out.get(), frames[i].width(), frames[i].height(), expected[i]);
+	}
+}
+
+// Elements with the same model-instance-id load the model once: the second one starts after
+// the weights file is gone, which an element loading its own cannot. Their batches run on the
+// shared model at the same time from two threads, each with its own threshold and batch size.
+TEST(FrcnnDetect, ModelInstanceIdSharesOneModel)
+{
+	const std::string copy = gst_test::out_dir() + "/shared-model.pth";
+	{
+		std::ifstream in(gst_test::weights4(), std::ios::binary);
+		std::ofstream out(copy, std::ios::binary);
+		out << in.rdbuf();
+		ASSERT_TRUE(out.good());
+	}
+	const std::string weights = "weights=\"" + copy + "\" ";
+	HarnessPtr first = harness(weights + "model-instance-id=cameras");
+	ASSERT_EQ(std::remove(copy.c_str()), 0);
+	HarnessPtr second = harness(weights + "model-instance-id=cameras threshold=0.3 batch-size=2");
+
+	GError *error = nullptr;
+	std::string message = state_change_error("model=tiny " + weights + "model-instance-id=other", &error);
+	EXPECT_NE(message.find("Could not get the weights"), std::string::npos)
+		<< "another id loads its own model: " << message;
+	g_clear_error(&error);
+	message = state_change_error("model=tiny weights=\"" + gst_test::weights4() +
+					     "\" model-instance-id=cameras", &error);
+	EXPECT_NE(message.find("model-instance-id 'cameras' is in use by a model loaded with other settings"),
+		  std::string::npos) << message;
+	EXPECT_TRUE(error && error->domain == GST_RESOURCE_ERROR);
+	g_clear_error(&error);
+
+	const std::vector<Frame> frames = distinct_frames(6);
+	std::vector<std::vector<frcnn::Detection>> low, high;
+	for (const Frame &frame : frames) {
+		low.push_back(reference(kThreshold).detect({ view_of(frame) }).at(0));
+		high.push_back(reference(0.3).detect({ view_of(frame) }).at(0));
+	}
+	std::size_t low_count = 0, high_count = 0;
+	for (std::size_t i = 0; i < frames.size(); i++) {
+		low_count += low[i].size();
+		high_count += high[i].size();
+	}
+	ASSERT_GT(low_count, high_count) << "the two thresholds must give different detections";
+	std::thread other([&] { expect_detections_of(second.get(), frames, high); });
+	expect_detections_of(first.get(), frames, low);
+	other.join();
+
+	/* The model stays while one element holds it; once none does, the id is free again. */
+	first.reset();
+	HarnessPtr again = harness(weights + "model-instance-id=cameras threshold=0.3");
+	expect_detections_of(again.get(), frames, high);
+	second.reset();
+	again.reset();
+	HarnessPtr fresh = harness("model-instance-id=cameras");
+	expect_detections_of(fresh.get(), frames, low);
 }
 
 } // namespace
