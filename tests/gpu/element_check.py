@@ -16,6 +16,8 @@ whose JSON lines are compared:
     found in fp16 (same label, IoU >= 0.9); on a CPU device, the element's error instead;
   - a device that does not exist (cuda:99): the pipeline fails, with the element's message, and
     does not hang;
+  - two elements on the branches of a tee sharing one model on --device (model-instance-id),
+    at batch 4 and 3, each against the --device batch 4 run: the same detections;
 and, with --throughput-weights and --throughput-frames, the element's frames per second at
 --throughput-batch in fp32 and in fp16 with channels-last, from two runs of different lengths
 (so that start-up, model loading and cuDNN's algorithm search cancel out), next to frcnn-bench's
@@ -121,6 +123,35 @@ class Runner:
         self.work = tempfile.mkdtemp(prefix="element-check-")
         atexit.register(shutil.rmtree, self.work, ignore_errors=True)
 
+    def source(self, raw, width, height, frames):
+        return ["filesrc", f"location={raw}", f"blocksize={width * height * 3}", f"num-buffers={frames}", "!",
+                "rawvideoparse", f"width={width}", f"height={height}", "format=rgb", "framerate=30/1", "!"]
+
+    def read_lines(self, jsonl):
+        if not os.path.exists(jsonl):
+            return []
+        with open(jsonl) as f:
+            return [json.loads(line) for line in f if line.strip()]
+
+    def launch_shared(self, name, raw, width, height, frames, device, batches):
+        """Runs one pipeline whose tee feeds an frcnndetect per batch size, all with one
+        model-instance-id. Returns (exit status, output, seconds, JSON lines of each branch)."""
+        pipeline = self.source(raw, width, height, frames) + ["tee", "name=t"]
+        outputs = []
+        for i, batch in enumerate(batches):
+            jsonl = os.path.join(self.args.out, f"{name}-{i}.jsonl")
+            if os.path.exists(jsonl):
+                os.remove(jsonl)
+            outputs.append(jsonl)
+            pipeline += ["t.", "!", "queue", "!", "frcnndetect", f"weights={self.args.weights}", f"device={device}",
+                         f"batch-size={batch}", "model-instance-id=element-check", "!",
+                         "frcnnjson", f"location={jsonl}", "!", "fakesink"]
+        status, stdout, stderr, seconds = run_program([self.args.gst_launch, "-q", *pipeline],
+                                                      self.args.timeout, self.env)
+        lines = [self.read_lines(jsonl) for jsonl in outputs]
+        log_run(name, status, seconds, sum(len(l) for l in lines), "lines", stdout + stderr)
+        return status, stdout + stderr, seconds, lines
+
     def launch(self, name, raw, width, height, frames, device, batch, precision="fp32", nv12=False,
                weights=None, extra=(), keep=True):
         """Runs one pipeline. Returns (exit status, output, seconds, JSON lines); the lines stay
@@ -128,10 +159,7 @@ class Runner:
         jsonl = os.path.join(self.args.out if keep else self.work, f"{name}.jsonl")
         if os.path.exists(jsonl):
             os.remove(jsonl)
-        pipeline = [
-            "filesrc", f"location={raw}", f"blocksize={width * height * 3}", f"num-buffers={frames}", "!",
-            "rawvideoparse", f"width={width}", f"height={height}", "format=rgb", "framerate=30/1", "!",
-        ]
+        pipeline = self.source(raw, width, height, frames)
         if nv12:
             pipeline += ["videoconvert", "!", "video/x-raw,format=NV12", "!"]
         pipeline += [
@@ -142,10 +170,7 @@ class Runner:
         status, stdout, stderr, seconds = run_program([self.args.gst_launch, "-q", *pipeline],
                                                       self.args.timeout, self.env)
         output = stdout + stderr
-        lines = []
-        if os.path.exists(jsonl):
-            with open(jsonl) as f:
-                lines = [json.loads(line) for line in f if line.strip()]
+        lines = self.read_lines(jsonl)
         log_run(name, status, seconds, len(lines), "lines", output)
         return status, output, seconds, lines
 
@@ -293,6 +318,15 @@ def main():
         else:
             check("fp16 on the CPU fails with the element's message",
                   expect_failure(fp16, "precision=fp16 needs a CUDA device"))
+
+        shared = runner.launch_shared("shared-model", raw, width, height, frames, args.device, (4, 3))
+        problems, figures = [], {}
+        for i, lines in enumerate(shared[3]):
+            branch_problems, figures[f"branch {i} detections"] = compare_same(rgb_dev[3], lines, frames)
+            problems += [f"branch {i}: {p}" for p in branch_problems]
+        check(f"two elements sharing one model on {args.device} (batch 4 and 3) against one",
+              ([f"exit {shared[0]}"] if shared[0] != 0 else []) + problems,
+              {k: v["detections"] for k, v in figures.items()})
 
         missing = runner.launch("missing-device", raw, width, height, frames, "cuda:99", 1)
         check("device cuda:99 fails with the element's message",
