@@ -9,7 +9,7 @@ cd "$root/pipelines"
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
 for script in detect-file-display.sh detect-file-mp4.sh detect-camera.sh detect-rtsp.sh \
-	export-json.sh benchmark.sh; do
+	detect-streams.sh export-json.sh benchmark.sh; do
 	[ -x "$script" ] || fail "$script is not executable"
 	bash -n "$script" || fail "$script: syntax"
 	"./$script" --help | grep -q "^Usage: $script" || fail "$script --help prints no usage"
@@ -35,6 +35,14 @@ FRCNN_THREADS=3 ./export-json.sh --dry-run a.mp4 | grep -q "frcnndetect .*thread
 	fail "export-json.sh --dry-run does not show -q"
 ./benchmark.sh --dry-run | grep -q "^gst-launch-1.0 -v videotestsrc" ||
 	fail "benchmark.sh --dry-run does not show -v"
+# Several sources: one detector each, all on one shared model, in a grid of 2 columns for 3.
+streams=$(./detect-streams.sh --dry-run --tile 100x50 a.mp4 rtsp://camera/stream c.mp4)
+[ "$(grep -o "model-instance-id=detect-streams" <<<"$streams" | wc -l)" = 3 ] ||
+	fail "detect-streams.sh does not share one model between its 3 detectors: $streams"
+grep -q "sink_2::xpos=0 sink_2::ypos=50" <<<"$streams" && grep -q "uri=rtsp://camera/stream" <<<"$streams" ||
+	fail "detect-streams.sh: unexpected grid or sources: $streams"
+./detect-streams.sh --tile big a.mp4 >/dev/null 2>&1 && fail "detect-streams.sh accepted --tile big"
+./detect-streams.sh >/dev/null 2>&1 && fail "detect-streams.sh ran without a source"
 
 common=(--model tiny --weights "$weights" --threshold 0.3 --min-size 160)
 
@@ -52,6 +60,15 @@ head -n 1 "$out/stdout.jsonl" | grep -q '^{"frame":0,"pts":0,"width":720,"height
 decoded=$(gst-launch-1.0 -q filesrc location="$out/boxes.mp4" ! qtdemux ! h264parse ! avdec_h264 ! \
 	frcnnjson location=- ! fakesink | wc -l)
 [ "$decoded" = "$frames" ] || fail "the MP4 has $decoded frames, the video $frames"
+
+# Two sources side by side: the grid decodes to as many frames as the video, twice as wide.
+./detect-streams.sh "${common[@]}" --interval 8 --tile 320x240 --output "$out/grid.mp4" "$video" "$video" >/dev/null
+gst-launch-1.0 -q filesrc location="$out/grid.mp4" ! qtdemux ! h264parse ! avdec_h264 ! \
+	frcnnjson location="$out/grid.jsonl" ! fakesink
+grid_frames=$(wc -l < "$out/grid.jsonl")
+[ "$grid_frames" -ge $((frames - 2)) ] || fail "the grid has $grid_frames frames, the video $frames"
+head -n 1 "$out/grid.jsonl" | grep -q '"width":640,"height":240' ||
+	fail "detect-streams.sh: unexpected grid size $(head -n 1 "$out/grid.jsonl")"
 
 # Benchmark on synthetic frames: prints a wall time, and a rate when it ran long enough.
 ./benchmark.sh "${common[@]}" --frames 12 --size 320x240 > "$out/bench.txt"
