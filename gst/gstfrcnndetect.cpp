@@ -992,7 +992,9 @@ static gboolean gst_frcnn_detect_open(GstFrcnnDetect *self)
 	const std::string &id = settings.model_instance_id;
 	if (!id.empty()) {
 		registry = std::unique_lock<std::mutex>(shared_models().mutex);
-		model = shared_models().by_id[id].lock();
+		const auto found = shared_models().by_id.find(id);
+		if (found != shared_models().by_id.end())
+			model = found->second.lock(); // empty once its last element let it go
 		if (model && model->settings != loaded_from) {
 			GST_ELEMENT_ERROR(self, RESOURCE, SETTINGS,
 					  ("model-instance-id '%s' is in use by a model loaded with other "

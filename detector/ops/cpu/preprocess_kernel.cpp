@@ -47,7 +47,10 @@ public:
 		}
 	}
 
-	// `scratch`: 3 * width floats.
+	// Floats of scratch memory convert() needs per row (YUV's colours before their clamp).
+	int64_t scratch_size() const { return bytes_per_pixel_ > 0 ? 0 : 3 * static_cast<int64_t>(frame_.width); }
+
+	// `scratch`: scratch_size() floats.
 	void convert(int64_t y, float *r, float *g, float *b, float *scratch) const
 	{
 		const int64_t width = frame_.width;
@@ -116,7 +119,7 @@ void normalised_frame_cpu(const FrameView &frame, const float mean[3], const flo
 	float *data = out.data_ptr<float>();
 	const RowConverter converter(frame, mean, std);
 	at::parallel_for(0, frame.height, 8, [&](int64_t begin, int64_t end) {
-		std::vector<float> scratch(3 * static_cast<size_t>(frame.width));
+		std::vector<float> scratch(static_cast<size_t>(converter.scratch_size()));
 		for (int64_t y = begin; y < end; y++) {
 			float *r = data + y * frame.width;
 			converter.convert(y, r, r + plane, r + 2 * plane, scratch.data());
