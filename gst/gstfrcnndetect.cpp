@@ -48,6 +48,7 @@
 #include "checkpoint_info.h"
 #include "labels.h"
 #include "meta.h"
+#include "run_queue.h"
 
 GST_DEBUG_CATEGORY_STATIC(gst_frcnn_detect_debug);
 #define GST_CAT_DEFAULT gst_frcnn_detect_debug
@@ -337,12 +338,13 @@ std::string preset_names()
 } // namespace
 
 // A loaded model, the element's own or shared by the elements that give the same
-// model-instance-id. Batches of the elements that share it run one at a time, each with its own
-// element's thresholds and sizes.
+// model-instance-id. Batches of the elements that share it wait for it in one queue: they run
+// one at a time, each with its own element's thresholds and sizes, and batches of several
+// elements with the same settings and frame size run together (see RunQueue).
 struct LoadedModel {
 	std::string settings;		// what it was loaded from (model_settings_text)
-	std::mutex run;			// held by the batch that runs
 	std::unique_ptr<frcnn::Detector> detector;
+	std::unique_ptr<frcnn::gst::RunQueue> runs; // runs batches on `detector`
 	int num_classes = 0;
 	int min_size = 0, max_size = 0; // the model's own image sizes
 };
@@ -371,7 +373,6 @@ struct GstFrcnnDetectState {
 	// while they are active.
 	std::shared_ptr<LoadedModel> model;
 	guint64 detector_generation = 0;
-	bool model_shared = false; // loaded under a model-instance-id
 	std::vector<std::string> labels;
 	std::set<int64_t> class_filter;
 	RuntimeSettings applied;
@@ -889,6 +890,17 @@ static gboolean gst_frcnn_detect_load_model(GstFrcnnDetect *self, const Settings
 				  ("frcnn::Detector() failed"));
 		return FALSE;
 	}
+	/* Every run sets the thresholds and sizes of its batches: batches of elements sharing the
+	 * model may want others than the run before. */
+	model.runs = std::make_unique<frcnn::gst::RunQueue>(
+		[detector = model.detector.get()](const std::vector<frcnn::HeldFrame> &frames,
+						  const frcnn::gst::RunSettings &run) {
+			detector->set_score_threshold(run.score_threshold);
+			detector->set_nms_threshold(run.nms_threshold);
+			detector->set_max_detections(run.max_detections);
+			detector->set_image_size(run.min_size, run.max_size);
+			return detector->detect(frames);
+		});
 
 	GST_INFO_OBJECT(self, "model %s, %d classes, weights %s, device %s", config.arch.c_str(),
 			num_classes, path.c_str(), settings.device.c_str());
@@ -1043,11 +1055,10 @@ static gboolean gst_frcnn_detect_open(GstFrcnnDetect *self)
 	}
 
 	state->model = std::move(model);
-	state->model_shared = !id.empty();
 	state->detector_generation = generation;
 	state->labels = std::move(labels);
 	state->class_filter = std::move(class_filter);
-	/* Nothing applied yet: the first batch sets the element's thresholds and sizes. */
+	/* Nothing applied yet: the first batch takes up the element's class filter. */
 	state->applied = RuntimeSettings();
 	return TRUE;
 }
@@ -1084,11 +1095,11 @@ static void gst_frcnn_detect_apply_threads(GstFrcnnDetect *self, guint threads)
 }
 
 /*
- * Applies the properties that may change while playing. Runs on the worker, between batches,
- * holding the model's turn: a shared model may have run another element's batch with that
- * element's thresholds and sizes since, so they are all set again.
+ * Takes up the properties that may change while playing, on the worker between batches: the
+ * thread count and the class filter here, the detector settings the batch runs with returned
+ * (the run sets them on the model, which other elements may share).
  */
-static void gst_frcnn_detect_apply_runtime_settings(GstFrcnnDetect *self)
+static frcnn::gst::RunSettings gst_frcnn_detect_update_settings(GstFrcnnDetect *self)
 {
 	GstFrcnnDetectState *state = self->state;
 	RuntimeSettings wanted;
@@ -1099,23 +1110,8 @@ static void gst_frcnn_detect_apply_runtime_settings(GstFrcnnDetect *self)
 		threads = state->settings.threads;
 	}
 	gst_frcnn_detect_apply_threads(self, threads);
-	const bool all = state->model_shared;
-	if (wanted == state->applied && !all)
-		return;
 
-	LoadedModel &model = *state->model;
-	frcnn::Detector &detector = *model.detector;
-	const RuntimeSettings &applied = state->applied;
-	if (all || wanted.threshold != applied.threshold)
-		detector.set_score_threshold(wanted.threshold);
-	if (all || wanted.nms_threshold != applied.nms_threshold)
-		detector.set_nms_threshold(wanted.nms_threshold);
-	if (all || wanted.max_detections != applied.max_detections)
-		detector.set_max_detections(static_cast<int>(wanted.max_detections));
-	if (all || wanted.min_size != applied.min_size || wanted.max_size != applied.max_size)
-		detector.set_image_size(wanted.min_size ? wanted.min_size : model.min_size,
-					wanted.max_size ? wanted.max_size : model.max_size);
-	if (wanted.classes != applied.classes) {
+	if (wanted.classes != state->applied.classes) {
 		try {
 			state->class_filter = frcnn::gst::parse_classes(wanted.classes, state->labels);
 		} catch (const std::exception &e) {
@@ -1126,10 +1122,20 @@ static void gst_frcnn_detect_apply_runtime_settings(GstFrcnnDetect *self)
 		}
 	}
 	state->applied = wanted;
+
+	const LoadedModel &model = *state->model;
+	frcnn::gst::RunSettings run;
+	run.score_threshold = wanted.threshold;
+	run.nms_threshold = wanted.nms_threshold;
+	run.max_detections = static_cast<int>(wanted.max_detections);
+	run.min_size = wanted.min_size ? static_cast<int>(wanted.min_size) : model.min_size;
+	run.max_size = wanted.max_size ? static_cast<int>(wanted.max_size) : model.max_size;
+	return run;
 }
 
 /* Runs the detector on the frames of the batch that want it and attaches the detections. */
-static GstFlowReturn gst_frcnn_detect_run_batch(GstFrcnnDetect *self, std::vector<Item> &batch)
+static GstFlowReturn gst_frcnn_detect_run_batch(GstFrcnnDetect *self, std::vector<Item> &batch,
+					      guint batch_size)
 {
 	GstFrcnnDetectState *state = self->state;
 
@@ -1143,38 +1149,40 @@ static GstFlowReturn gst_frcnn_detect_run_batch(GstFrcnnDetect *self, std::vecto
 
 	std::vector<std::vector<frcnn::Detection>> results;
 	{
-		std::vector<frcnn::HeldFrame> pixels;
+		frcnn::gst::RunRequest request;
 		for (Item *item : frames)
-			pixels.push_back(std::exchange(item->pixels, frcnn::HeldFrame()));
+			request.frames.push_back(std::exchange(item->pixels, frcnn::HeldFrame()));
+		request.batch_size = batch_size;
+		request.settings = gst_frcnn_detect_update_settings(self);
 
-		const Clock::time_point start = Clock::now();
 		/* Elements sharing the model take turns; waiting is part of the batch's time. */
-		std::lock_guard<std::mutex> turn(state->model->run);
-		gst_frcnn_detect_apply_runtime_settings(self);
-		try {
-			results = state->model->detector->detect(pixels);
-		} catch (const std::exception &e) {
-			GST_ELEMENT_ERROR(self, STREAM, FAILED,
-					  ("Detection failed: %s", e.what()),
-					  ("frcnn::Detector::detect() failed on a batch of %zu frames",
-					   pixels.size()));
-			return GST_FLOW_ERROR;
-		}
+		const Clock::time_point start = Clock::now();
+		GST_LOG_OBJECT(self, "batch of %zu frames waits for the model", request.frames.size());
+		state->model->runs->run(request);
 		const GstClockTime elapsed = std::chrono::duration_cast<std::chrono::nanoseconds>(
 						     Clock::now() - start).count();
-		GST_LOG_OBJECT(self, "batch of %zu frames took %" GST_TIME_FORMAT, pixels.size(),
+		/* The frames' maps go with the request's pixels. */
+		const std::size_t count = request.frames.size();
+		request.frames.clear();
+		if (!request.error.empty()) {
+			GST_ELEMENT_ERROR(self, STREAM, FAILED,
+					  ("Detection failed: %s", request.error.c_str()),
+					  ("frcnn::Detector::detect() failed on a batch of %zu frames "
+					   "(%zu frames of %zu elements' batches in all)",
+					   count, request.run_frames, request.run_requests));
+			return GST_FLOW_ERROR;
+		}
+		if (request.run_requests > 1)
+			GST_DEBUG_OBJECT(self, "batch of %zu frames ran together with other elements': "
+					 "%zu frames of %zu batches", count, request.run_frames,
+					 request.run_requests);
+		GST_LOG_OBJECT(self, "batch of %zu frames took %" GST_TIME_FORMAT, count,
 			       GST_TIME_ARGS(elapsed));
+		results = std::move(request.results);
 
 		GstClockTime longest = state->batch_time.load();
 		while (elapsed > longest && !state->batch_time.compare_exchange_weak(longest, elapsed))
 			;
-	}
-
-	if (results.size() != frames.size()) {
-		GST_ELEMENT_ERROR(self, STREAM, FAILED, ("Detection failed."),
-				  ("frcnn::Detector::detect() returned %zu results for %zu frames",
-				   results.size(), frames.size()));
-		return GST_FLOW_ERROR;
 	}
 
 	/* The frames' maps went with the pixels above, so our reference is the only one. */
@@ -1334,7 +1342,7 @@ static void gst_frcnn_detect_loop(gpointer user_data)
 		gst_element_post_message(GST_ELEMENT(self), message);
 
 	if (ret == GST_FLOW_OK) {
-		ret = gst_frcnn_detect_run_batch(self, batch);
+		ret = gst_frcnn_detect_run_batch(self, batch, batch_size);
 		const bool own_error = ret != GST_FLOW_OK;
 		if (ret == GST_FLOW_OK)
 			ret = gst_frcnn_detect_push(self, batch);

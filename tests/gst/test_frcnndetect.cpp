@@ -1289,4 +1289,105 @@ TEST(FrcnnDetect, ModelInstanceIdSharesOneModel)
 	expect_detections_of(fresh.get(), frames, low);
 }
 
+// Counts the element's debug lines that say a batch ran together with other elements' batches,
+// and tells when an element's batch starts to wait for the model.
+class RunLog {
+public:
+	RunLog()
+	{
+		gst_debug_set_threshold_for_name("frcnndetect", GST_LEVEL_LOG);
+		gst_debug_remove_log_function(gst_debug_log_default);
+		gst_debug_add_log_function(log, this, nullptr);
+	}
+	~RunLog()
+	{
+		gst_debug_remove_log_function(log);
+		gst_debug_add_log_function(gst_debug_log_default, nullptr, nullptr);
+		gst_debug_set_threshold_for_name("frcnndetect", GST_LEVEL_NONE);
+	}
+
+	// Lines of element `name` that contain `text`.
+	int count(const std::string &name, const std::string &text)
+	{
+		std::lock_guard<std::mutex> lock(mutex_);
+		return static_cast<int>(std::count(lines_.begin(), lines_.end(), name + ": " + text));
+	}
+	bool wait_for(const std::string &name, const std::string &text)
+	{
+		const auto give_up = Clock::now() + std::chrono::seconds(60);
+		while (count(name, text) == 0 && Clock::now() < give_up)
+			std::this_thread::sleep_for(std::chrono::milliseconds(1));
+		return count(name, text) > 0;
+	}
+	void clear()
+	{
+		std::lock_guard<std::mutex> lock(mutex_);
+		lines_.clear();
+	}
+
+private:
+	static void log(GstDebugCategory *category, GstDebugLevel, const gchar *, const gchar *, gint,
+			GObject *object, GstDebugMessage *message, gpointer data)
+	{
+		if (std::string(gst_debug_category_get_name(category)) != "frcnndetect" ||
+		    !object || !GST_IS_OBJECT(object))
+			return;
+		auto *self = static_cast<RunLog *>(data);
+		std::lock_guard<std::mutex> lock(self->mutex_);
+		self->lines_.push_back(std::string(GST_OBJECT_NAME(object)) + ": " +
+				       gst_debug_message_get(message));
+	}
+
+	std::mutex mutex_;
+	std::vector<std::string> lines_;
+};
+
+// Batches of elements that share a model, with the same settings and frame size, that wait
+// while the model runs another batch, run as one batch, and each frame gets its own detections:
+// the library's for that frame alone. A long batch of a third element (another threshold, so it
+// never runs with theirs) keeps the model busy while they come.
+TEST(FrcnnDetect, ModelInstanceIdRunsWaitingBatchesOfSeveralElementsTogether)
+{
+	const std::string shared = "model-instance-id=together ";
+	HarnessPtr busy = harness(shared + "name=busy threshold=0.3 batch-size=8 batch-timeout=60000");
+	HarnessPtr first = harness(shared + "name=first batch-size=2 batch-timeout=0");
+	HarnessPtr second = harness(shared + "name=second batch-size=2 batch-timeout=0");
+	const std::vector<Frame> long_batch = distinct_frames(8, 640, 480);
+	const std::vector<Frame> frames = distinct_frames(2);
+	gst_harness_set_src_caps(busy.get(), long_batch[0].caps());
+	gst_harness_set_src_caps(first.get(), frames[0].caps());
+	gst_harness_set_src_caps(second.get(), frames[0].caps());
+	const std::string together = "batch of 1 frames ran together with other elements': 2 frames of 2 batches";
+
+	RunLog log;
+	const GstClockTime duration = GST_SECOND / 30;
+	/* The two batches must come while the long one runs: a machine busy elsewhere may delay
+	 * them past its end, so a few tries are allowed for them to meet. */
+	int attempts = 0, met = 0;
+	for (; attempts < 3 && met == 0; attempts++) {
+		SCOPED_TRACE("attempt " + std::to_string(attempts));
+		log.clear();
+		const GstClockTime pts = attempts * 8 * duration;
+		for (std::size_t i = 0; i < long_batch.size(); i++)
+			ASSERT_EQ(gst_harness_push(busy.get(), long_batch[i].buffer(pts + i * duration, duration)),
+				  GST_FLOW_OK);
+		ASSERT_TRUE(log.wait_for("busy", "batch of 8 frames waits for the model"));
+		ASSERT_EQ(gst_harness_push(first.get(), frames[0].buffer(pts, duration)), GST_FLOW_OK);
+		ASSERT_EQ(gst_harness_push(second.get(), frames[1].buffer(pts, duration)), GST_FLOW_OK);
+
+		for (std::size_t i = 0; i < long_batch.size(); i++)
+			gst_test::BufferPtr(gst_harness_pull(busy.get()));
+		gst_test::BufferPtr out_first(gst_harness_pull(first.get()));
+		gst_test::BufferPtr out_second(gst_harness_pull(second.get()));
+		ASSERT_TRUE(out_first && out_second);
+		expect_meta_equals(out_first.get(), frames[0].width(), frames[0].height(), expected_for(frames[0]));
+		expect_meta_equals(out_second.get(), frames[1].width(), frames[1].height(), expected_for(frames[1]));
+		const int first_met = log.count("first", together), second_met = log.count("second", together);
+		EXPECT_EQ(first_met, second_met) << "a run of two batches is reported by both";
+		met = first_met;
+	}
+	EXPECT_EQ(met, 1) << "the two batches never ran together in " << attempts << " attempts";
+	EXPECT_EQ(log.count("busy", "batch of 8 frames ran together with other elements': 10 frames of 2 batches"), 0);
+}
+
 } // namespace

@@ -1,0 +1,119 @@
+// SPDX-License-Identifier: BSD-3-Clause
+#include "run_queue.h"
+
+#include <algorithm>
+#include <exception>
+
+namespace frcnn::gst {
+
+namespace {
+
+// Whether every frame of the request has this size.
+bool all_frames_sized(const RunRequest &request, int width, int height)
+{
+	return std::all_of(request.frames.begin(), request.frames.end(), [&](const HeldFrame &frame) {
+		return frame.view().width == width && frame.view().height == height;
+	});
+}
+
+} // namespace
+
+bool RunQueue::can_run_together(const RunRequest &first, const RunRequest &later)
+{
+	if (first.settings != later.settings || first.frames.empty() || later.frames.empty())
+		return false;
+	/* A batch is padded to its largest frame: frames of one size are padded as they would be
+	 * in a run of their own. */
+	const FrameView &size = first.frames.front().view();
+	return all_frames_sized(first, size.width, size.height) &&
+	       all_frames_sized(later, size.width, size.height);
+}
+
+std::vector<RunRequest *> RunQueue::take_next_run()
+{
+	std::vector<RunRequest *> run{ waiting_.front() };
+	waiting_.pop_front();
+	std::size_t frames = run.front()->frames.size();
+	std::size_t limit = run.front()->batch_size;
+	for (auto it = waiting_.begin(); it != waiting_.end();) {
+		RunRequest *later = *it;
+		const std::size_t later_limit = std::max(limit, later->batch_size);
+		if (can_run_together(*run.front(), *later) && frames + later->frames.size() <= later_limit) {
+			run.push_back(later);
+			frames += later->frames.size();
+			limit = later_limit;
+			it = waiting_.erase(it);
+		} else {
+			++it;
+		}
+	}
+	return run;
+}
+
+void RunQueue::run_together(const std::vector<RunRequest *> &requests)
+{
+	std::vector<HeldFrame> frames;
+	for (const RunRequest *request : requests)
+		frames.insert(frames.end(), request->frames.begin(), request->frames.end());
+
+	std::vector<std::vector<Detection>> results;
+	std::string error;
+	try {
+		results = run_(frames, requests.front()->settings);
+		if (results.size() != frames.size())
+			error = "the model returned " + std::to_string(results.size()) + " results for " +
+				std::to_string(frames.size()) + " frames";
+	} catch (const std::exception &e) {
+		error = e.what();
+		if (error.empty())
+			error = "unknown error";
+	} catch (...) {
+		error = "unknown error";
+	}
+
+	std::size_t next = 0;
+	for (RunRequest *request : requests) {
+		request->run_frames = frames.size();
+		request->run_requests = requests.size();
+		request->error = error;
+		request->results.clear();
+		if (error.empty()) {
+			for (std::size_t i = 0; i < request->frames.size(); i++)
+				request->results.push_back(std::move(results[next++]));
+		}
+	}
+}
+
+std::size_t RunQueue::waiting()
+{
+	std::lock_guard<std::mutex> lock(mutex_);
+	return waiting_.size();
+}
+
+void RunQueue::run(RunRequest &request)
+{
+	request.done = false;
+	request.results.clear();
+	request.error.clear();
+	std::unique_lock<std::mutex> lock(mutex_);
+	waiting_.push_back(&request);
+	while (!request.done) {
+		if (running_) {
+			finished_.wait(lock);
+			continue;
+		}
+		/* Our turn: the first request that waits runs, with those that can join it (ours
+		 * among them or not; if not, ours waits for the next turn). */
+		running_ = true;
+		const std::vector<RunRequest *> requests = take_next_run();
+		lock.unlock();
+		run_together(requests);
+		lock.lock();
+		for (RunRequest *finished : requests)
+			finished->done = true;
+		running_ = false;
+		finished_.notify_all();
+	}
+}
+
+} // namespace frcnn::gst

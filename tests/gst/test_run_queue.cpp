@@ -1,0 +1,325 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// The queue of batches in front of a shared model: which batches run together, in what order,
+// and that each gets its own frames' results. The model is a stand-in that records its runs and
+// can be held in the middle of one, so that batches pile up behind it as they do behind a busy
+// model.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <stdexcept>
+#include <thread>
+#include <vector>
+
+#include "frcnn/config.h"
+#include "frcnn/detector.h"
+#include "run_queue.h"
+
+namespace {
+
+using frcnn::gst::RunQueue;
+using frcnn::gst::RunRequest;
+using frcnn::gst::RunSettings;
+
+// Frames whose pixels all have one value, the frame's mark: the stand-in model reports it back
+// as the label of the frame's one detection.
+class Frames {
+public:
+	Frames()
+	{
+		frcnn::DetectorOptions options;
+		options.model = frcnn::model_preset("tiny");
+		options.model.num_classes = 4;
+		options.random_seed = 1;
+		detector_ = std::make_unique<frcnn::Detector>(options);
+	}
+
+	frcnn::HeldFrame frame(uint8_t mark, int width = 64, int height = 48)
+	{
+		auto bytes = std::make_shared<std::vector<uint8_t>>(width * height * 3, mark);
+		frcnn::FrameView view;
+		view.format = frcnn::PixelFormat::RGB;
+		view.width = width;
+		view.height = height;
+		view.planes[0] = bytes->data();
+		view.strides[0] = width * 3;
+		return detector_->hold_frame(view, bytes);
+	}
+
+private:
+	std::unique_ptr<frcnn::Detector> detector_;
+};
+
+// A run the stand-in model made: the marks of its frames and its settings.
+struct ModelRun {
+	std::vector<int64_t> marks;
+	RunSettings settings;
+};
+
+// The stand-in model. While held, a run that starts waits until it is let go.
+class Model {
+public:
+	RunQueue::RunFunction function()
+	{
+		return [this](const std::vector<frcnn::HeldFrame> &frames, const RunSettings &settings) {
+			ModelRun run{ {}, settings };
+			std::vector<std::vector<frcnn::Detection>> results;
+			for (const frcnn::HeldFrame &frame : frames) {
+				const int64_t mark = frame.view().planes[0][0];
+				run.marks.push_back(mark);
+				results.push_back({ frcnn::Detection{ 0, 0, 1, 1, mark, 0.5f } });
+			}
+			std::unique_lock<std::mutex> lock(mutex_);
+			runs_.push_back(run);
+			changed_.notify_all();
+			changed_.wait(lock, [this] { return !held_; });
+			if (fail_size_ && frames.size() == fail_size_)
+				throw std::runtime_error("out of memory");
+			return results;
+		};
+	}
+
+	void hold()
+	{
+		std::lock_guard<std::mutex> lock(mutex_);
+		held_ = true;
+	}
+	void let_go()
+	{
+		std::lock_guard<std::mutex> lock(mutex_);
+		held_ = false;
+		changed_.notify_all();
+	}
+	void fail_runs_of(std::size_t frames) { fail_size_ = frames; }
+
+	// Waits until `count` runs have started.
+	bool wait_for_runs(std::size_t count)
+	{
+		std::unique_lock<std::mutex> lock(mutex_);
+		return changed_.wait_for(lock, std::chrono::seconds(30),
+					 [&] { return runs_.size() >= count; });
+	}
+	std::vector<ModelRun> runs()
+	{
+		std::lock_guard<std::mutex> lock(mutex_);
+		return runs_;
+	}
+
+private:
+	std::mutex mutex_;
+	std::condition_variable changed_;
+	bool held_ = false;
+	std::size_t fail_size_ = 0;
+	std::vector<ModelRun> runs_;
+};
+
+RunSettings settings(double threshold = 0.5, int min_size = 480)
+{
+	RunSettings run;
+	run.score_threshold = threshold;
+	run.min_size = min_size;
+	run.max_size = 800;
+	return run;
+}
+
+RunRequest request(std::vector<frcnn::HeldFrame> frames, std::size_t batch_size,
+		   const RunSettings &run = settings())
+{
+	RunRequest request;
+	request.frames = std::move(frames);
+	request.batch_size = batch_size;
+	request.settings = run;
+	return request;
+}
+
+// Runs requests on threads of their own, queued in the order given.
+class Submitter {
+public:
+	explicit Submitter(RunQueue &queue) : queue_(queue) {}
+	~Submitter() { join(); }
+
+	// Queues the request from a new thread and returns once it waits in the queue.
+	void submit(RunRequest &request)
+	{
+		const std::size_t before = queue_.waiting();
+		threads_.emplace_back([this, &request] { queue_.run(request); });
+		const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+		while (queue_.waiting() == before && std::chrono::steady_clock::now() < give_up)
+			std::this_thread::sleep_for(std::chrono::milliseconds(1));
+		ASSERT_EQ(queue_.waiting(), before + 1);
+	}
+	void join()
+	{
+		for (std::thread &thread : threads_)
+			thread.join();
+		threads_.clear();
+	}
+
+private:
+	RunQueue &queue_;
+	std::vector<std::thread> threads_;
+};
+
+std::vector<int64_t> marks_of(const RunRequest &request)
+{
+	std::vector<int64_t> marks;
+	for (const auto &detections : request.results) {
+		EXPECT_EQ(detections.size(), 1u);
+		marks.push_back(detections.empty() ? -1 : detections[0].label);
+	}
+	return marks;
+}
+
+TEST(RunQueue, ABatchAloneRunsAloneOnItsOwnThread)
+{
+	Frames frames;
+	Model model;
+	RunQueue queue(model.function());
+	RunRequest only = request({ frames.frame(1), frames.frame(2) }, 4, settings(0.25));
+	queue.run(only);
+	EXPECT_TRUE(only.done);
+	EXPECT_TRUE(only.error.empty());
+	EXPECT_EQ(only.run_frames, 2u);
+	EXPECT_EQ(only.run_requests, 1u);
+	EXPECT_EQ(marks_of(only), (std::vector<int64_t>{ 1, 2 }));
+	const std::vector<ModelRun> runs = model.runs();
+	ASSERT_EQ(runs.size(), 1u);
+	EXPECT_EQ(runs[0].settings, settings(0.25));
+	EXPECT_EQ(queue.waiting(), 0u);
+}
+
+TEST(RunQueue, BatchesThatWaitedForTheModelRunTogether)
+{
+	Frames frames;
+	Model model;
+	RunQueue queue(model.function());
+	model.hold();
+	RunRequest busy = request({ frames.frame(1) }, 2);
+	RunRequest second = request({ frames.frame(2) }, 2);
+	RunRequest third = request({ frames.frame(3) }, 2);
+	{
+		Submitter submitter(queue);
+		std::thread first([&] { queue.run(busy); });
+		ASSERT_TRUE(model.wait_for_runs(1));
+		submitter.submit(second);
+		submitter.submit(third);
+		model.let_go();
+		first.join();
+	}
+	const std::vector<ModelRun> runs = model.runs();
+	ASSERT_EQ(runs.size(), 2u);
+	EXPECT_EQ(runs[0].marks, (std::vector<int64_t>{ 1 }));
+	EXPECT_EQ(runs[1].marks, (std::vector<int64_t>{ 2, 3 }));
+	EXPECT_EQ(busy.run_requests, 1u);
+	for (const RunRequest *together : { &second, &third }) {
+		EXPECT_TRUE(together->error.empty());
+		EXPECT_EQ(together->run_frames, 2u);
+		EXPECT_EQ(together->run_requests, 2u);
+	}
+	EXPECT_EQ(marks_of(second), (std::vector<int64_t>{ 2 }));
+	EXPECT_EQ(marks_of(third), (std::vector<int64_t>{ 3 }));
+}
+
+TEST(RunQueue, OnlyBatchesWithTheSameSettingsAndFrameSizeRunTogether)
+{
+	Frames frames;
+	Model model;
+	RunQueue queue(model.function());
+	model.hold();
+	RunRequest busy = request({ frames.frame(1) }, 8);
+	RunRequest first = request({ frames.frame(2) }, 8);
+	RunRequest other_threshold = request({ frames.frame(3) }, 8, settings(0.3));
+	RunRequest other_size = request({ frames.frame(4) }, 8, settings(0.5, 320));
+	RunRequest other_frames = request({ frames.frame(5, 32, 24) }, 8);
+	RunRequest same = request({ frames.frame(6), frames.frame(7) }, 8);
+	{
+		Submitter submitter(queue);
+		std::thread running([&] { queue.run(busy); });
+		ASSERT_TRUE(model.wait_for_runs(1));
+		for (RunRequest *waiting : { &first, &other_threshold, &other_size, &other_frames, &same })
+			submitter.submit(*waiting);
+		model.let_go();
+		running.join();
+	}
+	/* The first in the queue goes first, taking along what fits; the rest in queue order. */
+	const std::vector<ModelRun> runs = model.runs();
+	ASSERT_EQ(runs.size(), 5u);
+	EXPECT_EQ(runs[1].marks, (std::vector<int64_t>{ 2, 6, 7 }));
+	EXPECT_EQ(runs[2].marks, (std::vector<int64_t>{ 3 }));
+	EXPECT_EQ(runs[2].settings, settings(0.3));
+	EXPECT_EQ(runs[3].marks, (std::vector<int64_t>{ 4 }));
+	EXPECT_EQ(runs[3].settings, settings(0.5, 320));
+	EXPECT_EQ(runs[4].marks, (std::vector<int64_t>{ 5 }));
+	EXPECT_EQ(marks_of(same), (std::vector<int64_t>{ 6, 7 }));
+	EXPECT_EQ(same.run_requests, 2u);
+	for (const RunRequest *alone : { &other_threshold, &other_size, &other_frames })
+		EXPECT_EQ(alone->run_requests, 1u);
+}
+
+TEST(RunQueue, ARunHoldsAtMostTheLargestBatchSizeOfItsBatches)
+{
+	Frames frames;
+	Model model;
+	RunQueue queue(model.function());
+	model.hold();
+	RunRequest busy = request({ frames.frame(1) }, 1);
+	RunRequest full = request({ frames.frame(2), frames.frame(3) }, 2);
+	RunRequest small = request({ frames.frame(4) }, 2);     // 3 frames would pass its 2
+	RunRequest larger = request({ frames.frame(5) }, 3);    // 3 frames are within its 3
+	RunRequest too_many = request({ frames.frame(6) }, 3);  // 4 would pass every batch size
+	{
+		Submitter submitter(queue);
+		std::thread running([&] { queue.run(busy); });
+		ASSERT_TRUE(model.wait_for_runs(1));
+		for (RunRequest *waiting : { &full, &small, &larger, &too_many })
+			submitter.submit(*waiting);
+		model.let_go();
+		running.join();
+	}
+	const std::vector<ModelRun> runs = model.runs();
+	ASSERT_EQ(runs.size(), 3u);
+	EXPECT_EQ(runs[1].marks, (std::vector<int64_t>{ 2, 3, 5 }));
+	EXPECT_EQ(runs[2].marks, (std::vector<int64_t>{ 4, 6 }));
+	EXPECT_EQ(marks_of(full), (std::vector<int64_t>{ 2, 3 }));
+	EXPECT_EQ(marks_of(larger), (std::vector<int64_t>{ 5 }));
+	EXPECT_EQ(marks_of(small), (std::vector<int64_t>{ 4 }));
+	EXPECT_EQ(marks_of(too_many), (std::vector<int64_t>{ 6 }));
+}
+
+TEST(RunQueue, AFailedRunFailsEveryBatchOfItAndOnlyThose)
+{
+	Frames frames;
+	Model model;
+	model.fail_runs_of(2);
+	RunQueue queue(model.function());
+	model.hold();
+	RunRequest busy = request({ frames.frame(1) }, 4);
+	RunRequest second = request({ frames.frame(2) }, 4);
+	RunRequest third = request({ frames.frame(3) }, 4);
+	{
+		Submitter submitter(queue);
+		std::thread running([&] { queue.run(busy); });
+		ASSERT_TRUE(model.wait_for_runs(1));
+		submitter.submit(second);
+		submitter.submit(third);
+		model.let_go();
+		running.join();
+	}
+	EXPECT_TRUE(busy.error.empty());
+	EXPECT_EQ(marks_of(busy), (std::vector<int64_t>{ 1 }));
+	for (const RunRequest *failed : { &second, &third }) {
+		EXPECT_EQ(failed->error, "out of memory");
+		EXPECT_TRUE(failed->results.empty());
+		EXPECT_EQ(failed->run_requests, 2u);
+	}
+	/* The queue goes on after a failed run. */
+	RunRequest after = request({ frames.frame(4) }, 4);
+	queue.run(after);
+	EXPECT_TRUE(after.error.empty());
+	EXPECT_EQ(marks_of(after), (std::vector<int64_t>{ 4 }));
+}
+
+} // namespace
