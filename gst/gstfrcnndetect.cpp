@@ -564,7 +564,9 @@ static void gst_frcnn_detect_class_init(GstFrcnnDetectClass *klass)
 				    "Elements with the same id share one loaded model (their model, "
 				    "weights, num-classes, device, precision, channels-last and "
 				    "cpu-convolutions must be equal); their batches take turns, each "
-				    "with its own thresholds and sizes. Empty: a model of its own",
+				    "with its own thresholds and sizes, and batches that wait together "
+				    "with equal thresholds, sizes and frame sizes run as one, up to the "
+				    "largest batch-size among them. Empty: a model of its own",
 				    DEFAULT_PROP_MODEL_INSTANCE_ID, ready));
 
 	element_class->change_state = GST_DEBUG_FUNCPTR(gst_frcnn_detect_change_state);

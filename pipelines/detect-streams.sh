@@ -16,6 +16,8 @@ Usage: $(basename "$0") [OPTIONS] SOURCE...
 Detects on every SOURCE (a file, or a URI: rtsp://..., file:///..., v4l2:///dev/video0) with one
 model shared by all, and shows them in a grid, or writes the grid to a file with --output. Each
 source's frames are detected on their own streaming thread; the batches take turns on the model.
+With --batch-size N, frames of several sources that wait for the model together run as one batch
+of up to N (no batch waits for more frames: batch-timeout=0).
 
 Grid options:
   --tile WxH       size of each source in the grid [$TILE]
@@ -62,7 +64,7 @@ for i in "${!ARGS[@]}"; do
 	*) uri="file://$(realpath "$source")" ;;
 	esac
 	MIXER+=("sink_$i::xpos=$(((i % COLUMNS) * TILE_W))" "sink_$i::ypos=$(((i / COLUMNS) * TILE_H))")
-	BRANCHES+=(uridecodebin "uri=$uri" ! videoconvert ! "${DETECT[@]}" model-instance-id=detect-streams !
+	BRANCHES+=(uridecodebin "uri=$uri" ! videoconvert ! "${DETECT[@]}" model-instance-id=detect-streams batch-timeout=0 !
 		frcnnoverlay ! videoconvert ! videoscale ! "video/x-raw,width=$TILE_W,height=$TILE_H,pixel-aspect-ratio=1/1" !
 		queue ! "grid.sink_$i")
 done

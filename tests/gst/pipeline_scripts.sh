@@ -39,6 +39,8 @@ FRCNN_THREADS=3 ./export-json.sh --dry-run a.mp4 | grep -q "frcnndetect .*thread
 streams=$(./detect-streams.sh --dry-run --tile 100x50 a.mp4 rtsp://camera/stream c.mp4)
 [ "$(grep -o "model-instance-id=detect-streams" <<<"$streams" | wc -l)" = 3 ] ||
 	fail "detect-streams.sh does not share one model between its 3 detectors: $streams"
+[ "$(grep -o "batch-timeout=0" <<<"$streams" | wc -l)" = 3 ] ||
+	fail "detect-streams.sh lets its detectors wait for batches to fill: $streams"
 grep -q "sink_2::xpos=0 sink_2::ypos=50" <<<"$streams" && grep -q "uri=rtsp://camera/stream" <<<"$streams" ||
 	fail "detect-streams.sh: unexpected grid or sources: $streams"
 ./detect-streams.sh --tile big a.mp4 >/dev/null 2>&1 && fail "detect-streams.sh accepted --tile big"
