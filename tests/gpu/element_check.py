@@ -18,6 +18,9 @@ whose JSON lines are compared:
     does not hang;
   - two elements on the branches of a tee sharing one model on --device (model-instance-id),
     at batch 4 and 3, each against the --device batch 4 run: the same detections;
+  - four such elements at batch-size=4 batch-timeout=0, whose batches that wait for the model
+    together run as one (reported: how many of the elements' batches ran with others'), each
+    against the --device batch 4 run: the same detections;
 and, with --throughput-weights and --throughput-frames, the element's frames per second at
 --throughput-batch in fp32 and in fp16 with channels-last, from two runs of different lengths
 (so that start-up, model loading and cuDNN's algorithm search cancel out), next to frcnn-bench's
@@ -133,9 +136,10 @@ class Runner:
         with open(jsonl) as f:
             return [json.loads(line) for line in f if line.strip()]
 
-    def launch_shared(self, name, raw, width, height, frames, device, batches):
+    def launch_shared(self, name, raw, width, height, frames, device, batches, extra=()):
         """Runs one pipeline whose tee feeds an frcnndetect per batch size, all with one
-        model-instance-id. Returns (exit status, output, seconds, JSON lines of each branch)."""
+        model-instance-id, with the element's debug log at level 5 (it says which batches ran
+        together). Returns (exit status, output, seconds, JSON lines of each branch)."""
         pipeline = self.source(raw, width, height, frames) + ["tee", "name=t"]
         outputs = []
         for i, batch in enumerate(batches):
@@ -144,10 +148,11 @@ class Runner:
                 os.remove(jsonl)
             outputs.append(jsonl)
             pipeline += ["t.", "!", "queue", "!", "frcnndetect", f"weights={self.args.weights}", f"device={device}",
-                         f"batch-size={batch}", "model-instance-id=element-check", "!",
+                         f"batch-size={batch}", "model-instance-id=element-check", *extra, "!",
                          "frcnnjson", f"location={jsonl}", "!", "fakesink"]
+        env = dict(self.env, GST_DEBUG="frcnndetect:5", GST_DEBUG_NO_COLOR="1")
         status, stdout, stderr, seconds = run_program([self.args.gst_launch, "-q", *pipeline],
-                                                      self.args.timeout, self.env)
+                                                      self.args.timeout, env)
         lines = [self.read_lines(jsonl) for jsonl in outputs]
         log_run(name, status, seconds, sum(len(l) for l in lines), "lines", stdout + stderr)
         return status, stdout + stderr, seconds, lines
@@ -327,6 +332,18 @@ def main():
         check(f"two elements sharing one model on {args.device} (batch 4 and 3) against one",
               ([f"exit {shared[0]}"] if shared[0] != 0 else []) + problems,
               {k: v["detections"] for k, v in figures.items()})
+
+        together = runner.launch_shared("shared-together", raw, width, height, frames, args.device,
+                                        (4, 4, 4, 4), extra=["batch-timeout=0"])
+        problems, figures = [], {}
+        for i, lines in enumerate(together[3]):
+            branch_problems, branch = compare_same(rgb_dev[3], lines, frames)
+            figures[f"branch {i} detections"] = branch["detections"]
+            problems += [f"branch {i}: {p}" for p in branch_problems]
+        # Timing decides how many batches meet at the model: a figure, not a condition.
+        figures["batches that ran with others'"] = together[1].count("ran together with other elements'")
+        check(f"four elements sharing one model on {args.device} (batch 4, no timeout) against one",
+              ([f"exit {together[0]}"] if together[0] != 0 else []) + problems, figures)
 
         missing = runner.launch("missing-device", raw, width, height, frames, "cuda:99", 1)
         check("device cuda:99 fails with the element's message",
