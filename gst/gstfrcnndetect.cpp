@@ -48,6 +48,7 @@
 #include "checkpoint_info.h"
 #include "labels.h"
 #include "meta.h"
+#include "region.h"
 #include "run_queue.h"
 
 GST_DEBUG_CATEGORY_STATIC(gst_frcnn_detect_debug);
@@ -75,6 +76,7 @@ enum {
 	PROP_QOS,
 	PROP_THREADS,
 	PROP_MODEL_INSTANCE_ID,
+	PROP_REGION,
 };
 
 #define DEFAULT_PROP_MODEL "fasterrcnn_resnet50_fpn"
@@ -97,6 +99,7 @@ enum {
 #define DEFAULT_PROP_QOS FALSE
 #define DEFAULT_PROP_THREADS 0
 #define DEFAULT_PROP_MODEL_INSTANCE_ID nullptr
+#define DEFAULT_PROP_REGION nullptr
 #define MAX_THREADS 1024
 
 #define MAX_BATCH_SIZE 64
@@ -183,6 +186,7 @@ struct Settings {
 	gboolean qos = DEFAULT_PROP_QOS;
 	guint threads = DEFAULT_PROP_THREADS;
 	std::string model_instance_id;
+	std::string region;
 };
 
 // The settings that may change while playing; the worker applies them between batches.
@@ -229,6 +233,8 @@ struct Item {
 	// Where the buffer falls in its segment, for QoS (GST_CLOCK_TIME_NONE when unknown).
 	GstClockTime running_time = GST_CLOCK_TIME_NONE;
 	GstClockTime stream_time = GST_CLOCK_TIME_NONE;
+	// Where the rectangle the detector sees starts in the frame (`region`).
+	int region_x = 0, region_y = 0;
 
 	Item(GstBuffer *buf, const GstVideoInfo &vinfo, bool run)
 		: buffer(buf), info(vinfo), infer(run), arrival(Clock::now())
@@ -243,7 +249,8 @@ struct Item {
 		: buffer(std::exchange(other.buffer, nullptr)),
 		  event(std::exchange(other.event, nullptr)), info(other.info),
 		  infer(other.infer), arrival(other.arrival), pixels(std::move(other.pixels)),
-		  running_time(other.running_time), stream_time(other.stream_time)
+		  running_time(other.running_time), stream_time(other.stream_time),
+		  region_x(other.region_x), region_y(other.region_y)
 	{
 	}
 	Item &operator=(Item &&other) noexcept
@@ -258,6 +265,8 @@ struct Item {
 			pixels = std::move(other.pixels);
 			running_time = other.running_time;
 			stream_time = other.stream_time;
+			region_x = other.region_x;
+			region_y = other.region_y;
 		}
 		return *this;
 	}
@@ -376,6 +385,10 @@ struct GstFrcnnDetectState {
 	std::vector<std::string> labels;
 	std::set<int64_t> class_filter;
 	RuntimeSettings applied;
+	// The `region` in use, and the text it was parsed from: set at start, then taken up by the
+	// sink pad's thread as frames arrive.
+	std::optional<frcnn::gst::Region> region;
+	std::string region_text;
 	bool threads_set = false;	// the worker set its CPU thread count from `threads`
 	gint64 threads_failed = -1;	// a `threads` that could not be set (warned about once)
 	int logged_threads = 0;		// the count last logged
@@ -568,6 +581,14 @@ static void gst_frcnn_detect_class_init(GstFrcnnDetectClass *klass)
 				    "with equal thresholds, sizes and frame sizes run as one, up to the "
 				    "largest batch-size among them. Empty: a model of its own",
 				    DEFAULT_PROP_MODEL_INSTANCE_ID, ready));
+	g_object_class_install_property(object_class, PROP_REGION,
+		g_param_spec_string("region", "Region",
+				    "The rectangle of each frame the detector looks at, "
+				    "\"x,y,width,height\" in frame pixels (cut to the frame; on NV12 and "
+				    "I420 frames its left and top edges move to even coordinates); "
+				    "detections are still given in the whole frame's coordinates. Empty: "
+				    "the whole frame",
+				    DEFAULT_PROP_REGION, playing));
 
 	element_class->change_state = GST_DEBUG_FUNCPTR(gst_frcnn_detect_change_state);
 
@@ -696,6 +717,9 @@ static void gst_frcnn_detect_set_property(GObject *object, guint prop_id, const 
 	case PROP_MODEL_INSTANCE_ID:
 		set_string(settings.model_instance_id, value);
 		break;
+	case PROP_REGION:
+		set_string(settings.region, value);
+		break;
 	default:
 		G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
 		return;
@@ -786,6 +810,9 @@ static void gst_frcnn_detect_get_property(GObject *object, guint prop_id, GValue
 	case PROP_MODEL_INSTANCE_ID:
 		g_value_set_string(value, settings.model_instance_id.empty() ? nullptr
 									  : settings.model_instance_id.c_str());
+		break;
+	case PROP_REGION:
+		g_value_set_string(value, settings.region.empty() ? nullptr : settings.region.c_str());
 		break;
 	default:
 		G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
@@ -923,6 +950,18 @@ static gboolean gst_frcnn_detect_open(GstFrcnnDetect *self)
 		g_autoptr(GMutexLocker) locker = g_mutex_locker_new(GST_OBJECT_GET_LOCK(self));
 		settings = state->settings;
 		generation = state->settings_generation;
+	}
+
+	try {
+		state->region = frcnn::gst::parse_region(settings.region);
+		state->region_text = settings.region;
+	} catch (const std::exception &e) {
+		GST_ELEMENT_ERROR(self, RESOURCE, SETTINGS,
+				  ("Invalid 'region' '%s': %s. Set 'region' to x,y,width,height in "
+				   "frame pixels (e.g. 100,50,640,360), or leave it empty.",
+				   settings.region.c_str(), e.what()),
+				  ("parsing region '%s' failed", settings.region.c_str()));
+		return FALSE;
 	}
 
 	if (state->model && state->detector_generation == generation)
@@ -1193,11 +1232,13 @@ static GstFlowReturn gst_frcnn_detect_run_batch(GstFrcnnDetect *self, std::vecto
 		item.buffer = gst_buffer_make_writable(item.buffer);
 		const int width = GST_VIDEO_INFO_WIDTH(&item.info);
 		const int height = GST_VIDEO_INFO_HEIGHT(&item.info);
+		/* Detections in the region's pixels go on the frame in the frame's pixels. */
+		const float dx = static_cast<float>(item.region_x), dy = static_cast<float>(item.region_y);
 		for (const frcnn::Detection &det : results[i]) {
 			if (!state->class_filter.empty() && !state->class_filter.count(det.label))
 				continue;
-			frcnn::gst::add_detection_meta(item.buffer, width, height, det.x1, det.y1,
-						       det.x2, det.y2, det.label,
+			frcnn::gst::add_detection_meta(item.buffer, width, height, det.x1 + dx, det.y1 + dy,
+						       det.x2 + dx, det.y2 + dy, det.label,
 						       frcnn::gst::label_name(state->labels, det.label),
 						       det.score);
 		}
@@ -1394,6 +1435,34 @@ static std::shared_ptr<const GstVideoFrame> map_frame(const GstVideoInfo *info, 
  * stays mapped until its batch has run, which reads it in place; on CUDA its bytes are copied
  * to the device now and it is unmapped again.
  */
+/*
+ * The region frames are cut to, as the `region` property now says: a new value is taken up by
+ * the first frame after it (an invalid one is warned about and the previous region kept). On the
+ * sink pad's thread.
+ */
+static const std::optional<frcnn::gst::Region> &gst_frcnn_detect_region(GstFrcnnDetect *self)
+{
+	GstFrcnnDetectState *state = self->state;
+	std::string text;
+	{
+		g_autoptr(GMutexLocker) locker = g_mutex_locker_new(GST_OBJECT_GET_LOCK(self));
+		if (state->settings.region == state->region_text)
+			return state->region;
+		text = state->settings.region;
+	}
+	try {
+		state->region = frcnn::gst::parse_region(text);
+		GST_INFO_OBJECT(self, "region now %s", state->region ? state->region->text().c_str() : "the whole frame");
+	} catch (const std::exception &e) {
+		GST_ELEMENT_WARNING(self, RESOURCE, SETTINGS,
+				    ("Invalid 'region' '%s', keeping the previous region: %s.", text.c_str(),
+				     e.what()),
+				    ("parsing region '%s' failed", text.c_str()));
+	}
+	state->region_text = text;
+	return state->region;
+}
+
 static gboolean gst_frcnn_detect_hold_pixels(GstFrcnnDetect *self, Item &item)
 {
 	std::shared_ptr<const GstVideoFrame> frame = map_frame(&item.info, item.buffer);
@@ -1404,8 +1473,26 @@ static gboolean gst_frcnn_detect_hold_pixels(GstFrcnnDetect *self, Item &item)
 				   GST_VIDEO_INFO_NAME(&item.info)));
 		return FALSE;
 	}
+	frcnn::FrameView view = frame_view(frame.get());
+	if (const std::optional<frcnn::gst::Region> &wanted = gst_frcnn_detect_region(self)) {
+		const bool chroma_420 = view.format == frcnn::PixelFormat::NV12 ||
+					view.format == frcnn::PixelFormat::I420;
+		try {
+			const frcnn::gst::Region region = frcnn::gst::fit_region(*wanted, view.width,
+										 view.height, chroma_420);
+			view = frcnn::crop_frame(view, region.x, region.y, region.width, region.height);
+			item.region_x = region.x;
+			item.region_y = region.y;
+		} catch (const std::exception &e) {
+			GST_ELEMENT_ERROR(self, STREAM, FAILED,
+					  ("No part of the region is in the frame: %s. Set 'region' to a "
+					   "rectangle inside the frame, or leave it empty.", e.what()),
+					  ("fitting region %s to a %dx%d frame failed", wanted->text().c_str(),
+					   view.width, view.height));
+			return FALSE;
+		}
+	}
 	try {
-		const frcnn::FrameView view = frame_view(frame.get());
 		item.pixels = self->state->model->detector->hold_frame(view, std::move(frame));
 	} catch (const std::exception &e) {
 		GST_ELEMENT_ERROR(self, STREAM, FAILED, ("Could not prepare a video frame for detection: %s", e.what()),

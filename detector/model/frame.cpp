@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: BSD-3-Clause
 // Raw video frames (packed RGB variants, NV12, I420) to the float RGB tensors the model takes.
 #include <array>
+#include <string>
 
 #include "frcnn/error.h"
 #include "frcnn/frame.h"
@@ -57,6 +58,37 @@ std::vector<PlaneExtent> frame_planes(const FrameView &f)
 				    std::to_string(planes[i].row_bytes) + " bytes");
 	}
 	return planes;
+}
+
+FrameView crop_frame(const FrameView &frame, int x, int y, int width, int height)
+{
+	const std::string rectangle = std::to_string(width) + "x" + std::to_string(height) + " at " +
+				      std::to_string(x) + "," + std::to_string(y);
+	if (width < 1 || height < 1 || x < 0 || y < 0 || x > frame.width - width ||
+	    y > frame.height - height)
+		throw Error("the rectangle " + rectangle + " does not lie inside the " +
+			    std::to_string(frame.width) + "x" + std::to_string(frame.height) + " frame");
+	const int bpp = packed_bytes_per_pixel(frame.format);
+	if (bpp == 0 && (x % 2 || y % 2))
+		throw Error("the rectangle " + rectangle + " of a 4:2:0 frame must start at even " +
+			    "coordinates");
+	frame_planes(frame);
+
+	FrameView crop = frame;
+	crop.width = width;
+	crop.height = height;
+	if (bpp > 0) {
+		crop.planes[0] += (int64_t)y * frame.strides[0] + (int64_t)x * bpp;
+		return crop;
+	}
+	crop.planes[0] += (int64_t)y * frame.strides[0] + x;
+	if (frame.format == PixelFormat::NV12) {
+		crop.planes[1] += (int64_t)(y / 2) * frame.strides[1] + x; // x / 2 pairs of U and V
+	} else {
+		crop.planes[1] += (int64_t)(y / 2) * frame.strides[1] + x / 2;
+		crop.planes[2] += (int64_t)(y / 2) * frame.strides[2] + x / 2;
+	}
+	return crop;
 }
 
 namespace {

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <future>
 #include <memory>
@@ -458,4 +459,97 @@ TEST(CpuPreprocessing, BuffersAreReusedOnlyWhenFree)
 	EXPECT_TRUE(torch::equal(again, held_copy));
 	EXPECT_TRUE(torch::equal(buffered(other_size), plain(other_size)));
 	EXPECT_TRUE(torch::equal(buffered(second), plain(second)));
+}
+
+namespace {
+
+// The rectangle of `frame` copied into planes of its own (tightly packed), as a frame of its own.
+TestFrame copy_rectangle(const FrameView &frame, int x, int y, int width, int height)
+{
+	TestFrame copy;
+	copy.view.format = frame.format;
+	copy.view.width = width;
+	copy.view.height = height;
+	const int bpp = packed_bytes_per_pixel(frame.format);
+	struct Part {
+		int x_bytes, rows_from, rows, row_bytes;
+	};
+	std::vector<Part> parts;
+	const int cw = (width + 1) / 2, ch = (height + 1) / 2;
+	if (bpp > 0) {
+		parts.push_back({x * bpp, y, height, width * bpp});
+	} else if (frame.format == PixelFormat::NV12) {
+		parts.push_back({x, y, height, width});
+		parts.push_back({x, y / 2, ch, cw * 2});
+	} else {
+		parts.push_back({x, y, height, width});
+		parts.push_back({x / 2, y / 2, ch, cw});
+		parts.push_back({x / 2, y / 2, ch, cw});
+	}
+	for (size_t p = 0; p < parts.size(); p++) {
+		const Part &part = parts[p];
+		copy.planes.emplace_back((size_t)part.rows * part.row_bytes);
+		for (int row = 0; row < part.rows; row++)
+			std::memcpy(&copy.planes[p][(size_t)row * part.row_bytes],
+				    frame.planes[p] + (size_t)(part.rows_from + row) * frame.strides[p] + part.x_bytes,
+				    part.row_bytes);
+		copy.view.strides[p] = part.row_bytes;
+	}
+	for (size_t p = 0; p < copy.planes.size(); p++)
+		copy.view.planes[p] = copy.planes[p].data();
+	return copy;
+}
+
+} // namespace
+
+// A cropped view reads the rectangle's own pixels: in every format, the same tensor as a copy
+// of the rectangle, and the detector finds the same in both.
+TEST(CropFrame, ViewsTheRectangleWithoutCopying)
+{
+	std::mt19937 rng(11);
+	for (PixelFormat format : test::all_pixel_formats()) {
+		SCOPED_TRACE("format " + std::to_string((int)format));
+		std::vector<std::vector<uint8_t>> storage;
+		const FrameView frame = test::random_frame(format, 99, 71, rng, storage);
+		for (auto [x, y, w, h] : {std::array<int, 4>{0, 0, 99, 71}, {10, 4, 33, 21}, {64, 40, 35, 31}}) {
+			SCOPED_TRACE(std::to_string(w) + "x" + std::to_string(h) + " at " + std::to_string(x) +
+				     "," + std::to_string(y));
+			const FrameView crop = crop_frame(frame, x, y, w, h);
+			EXPECT_EQ(crop.width, w);
+			EXPECT_EQ(crop.height, h);
+			const TestFrame copy = copy_rectangle(frame, x, y, w, h);
+			EXPECT_TRUE(torch::equal(frame_to_tensor(crop), frame_to_tensor(copy.view)));
+		}
+	}
+
+	const TestFrame scene = shapes_frame(3, PixelFormat::NV12, 5);
+	const FrameView crop = crop_frame(scene.view, 100, 60, 180, 150);
+	const TestFrame copy = copy_rectangle(scene.view, 100, 60, 180, 150);
+	const auto in_place = shapes_detector().detect(std::vector<FrameView>{crop});
+	expect_identical(in_place, shapes_detector().detect(std::vector<FrameView>{copy.view}));
+	EXPECT_GT(count(in_place), 0u);
+}
+
+TEST(CropFrame, RectanglesOutsideTheFrameOrOffTheChromaGridAreErrors)
+{
+	std::mt19937 rng(12);
+	std::vector<std::vector<uint8_t>> storage;
+	const FrameView rgb = test::random_frame(PixelFormat::RGB, 64, 48, rng, storage);
+	EXPECT_THROW(crop_frame(rgb, 0, 0, 0, 10), Error);
+	EXPECT_THROW(crop_frame(rgb, -1, 0, 10, 10), Error);
+	EXPECT_THROW(crop_frame(rgb, 60, 0, 5, 10), Error);
+	EXPECT_THROW(crop_frame(rgb, 0, 40, 10, 9), Error);
+	EXPECT_NO_THROW(crop_frame(rgb, 63, 47, 1, 1));
+	EXPECT_NO_THROW(crop_frame(rgb, 1, 1, 10, 10));
+	try {
+		crop_frame(rgb, 60, 0, 5, 10);
+	} catch (const Error &e) {
+		EXPECT_NE(std::string(e.what()).find("5x10 at 60,0 does not lie inside the 64x48 frame"),
+			  std::string::npos) << e.what();
+	}
+	std::vector<std::vector<uint8_t>> yuv_storage;
+	const FrameView i420 = test::random_frame(PixelFormat::I420, 64, 48, rng, yuv_storage);
+	EXPECT_THROW(crop_frame(i420, 1, 0, 10, 10), Error);
+	EXPECT_THROW(crop_frame(i420, 0, 3, 10, 10), Error);
+	EXPECT_NO_THROW(crop_frame(i420, 2, 4, 11, 13));
 }

@@ -1097,6 +1097,9 @@ std::vector<ErrorCase> error_cases()
 		  GST_RESOURCE_ERROR },
 		{ "ClassIdOutOfRange", "model=tiny classes=9 " + w, "out of range",
 		  GST_RESOURCE_ERROR },
+		{ "MalformedRegion", "model=tiny region=10,10,0,5 " + w,
+		  "Invalid 'region' '10,10,0,5': the width and height must be positive. Set 'region'",
+		  GST_RESOURCE_ERROR },
 		{ "PresetForAnotherModel", "model=tiny weights=coco", "set model=fasterrcnn_resnet50_fpn",
 		  GST_RESOURCE_ERROR },
 	};
@@ -1214,6 +1217,17 @@ TEST(FrcnnDetect, PropertyDefaultsAndRanges)
 	spec = g_object_class_find_property(G_OBJECT_GET_CLASS(element), "model-instance-id");
 	ASSERT_NE(spec, nullptr);
 	EXPECT_FALSE(spec->flags & GST_PARAM_MUTABLE_PLAYING);
+	gchar *region = g_strdup("unset");
+	g_object_get(element, "region", &region, nullptr);
+	EXPECT_EQ(region, nullptr) << "the whole frame unless asked";
+	g_free(region);
+	g_object_set(element, "region", "1,2,3,4", nullptr);
+	g_object_get(element, "region", &region, nullptr);
+	EXPECT_STREQ(region, "1,2,3,4");
+	g_free(region);
+	spec = g_object_class_find_property(G_OBJECT_GET_CLASS(element), "region");
+	ASSERT_NE(spec, nullptr);
+	EXPECT_TRUE(spec->flags & GST_PARAM_MUTABLE_PLAYING);
 	gst_object_unref(element);
 }
 
@@ -1287,6 +1301,104 @@ TEST(FrcnnDetect, ModelInstanceIdSharesOneModel)
 	again.reset();
 	HarnessPtr fresh = harness("model-instance-id=cameras");
 	expect_detections_of(fresh.get(), frames, low);
+}
+
+// The library's detections on a rectangle of the frame, moved into the frame's pixels.
+std::vector<frcnn::Detection> expected_in(const Frame &frame, int x, int y, int width, int height)
+{
+	std::vector<frcnn::Detection> detections =
+		reference().detect({ frcnn::crop_frame(view_of(frame), x, y, width, height) }).at(0);
+	for (frcnn::Detection &det : detections) {
+		det.x1 += x;
+		det.x2 += x;
+		det.y1 += y;
+		det.y2 += y;
+	}
+	return detections;
+}
+
+// The first detections differ (else a test of the region could pass on the whole frame).
+bool differ(const std::vector<frcnn::Detection> &a, const std::vector<frcnn::Detection> &b)
+{
+	return a.size() != b.size() || (!a.empty() && (a[0].x1 != b[0].x1 || a[0].y1 != b[0].y1 ||
+						       a[0].label != b[0].label));
+}
+
+// The detector sees only the region; its detections come in the frame's pixels. On 4:2:0 frames
+// the region starts at even coordinates, its right and bottom edges staying; a region partly
+// outside the frame is cut to it.
+TEST(FrcnnDetect, RegionDetectsInsideItInFramePixels)
+{
+	struct Case {
+		GstVideoFormat format;
+		std::string region;
+		int x, y, width, height; // what the detector must see
+	};
+	for (const Case &c : { Case{ GST_VIDEO_FORMAT_BGRx, "41,31,150,101", 41, 31, 150, 101 },
+			       Case{ GST_VIDEO_FORMAT_I420, "41,31,150,101", 40, 30, 151, 102 },
+			       Case{ GST_VIDEO_FORMAT_NV12, "41,31,150,101", 40, 30, 151, 102 },
+			       Case{ GST_VIDEO_FORMAT_RGB, "100,64,500,500", 100, 64, 156, 128 } }) {
+		SCOPED_TRACE(std::string(gst_video_format_to_string(c.format)) + " region " + c.region);
+		const Frame frame = make_frame(photo(256, 192, 5), c.format);
+		const std::vector<frcnn::Detection> expected = expected_in(frame, c.x, c.y, c.width, c.height);
+		ASSERT_FALSE(expected.empty());
+		ASSERT_TRUE(differ(expected, expected_for(frame)));
+		HarnessPtr h = harness("region=" + c.region);
+		gst_harness_set_src_caps(h.get(), frame.caps());
+		gst_test::BufferPtr out(gst_harness_push_and_pull(h.get(), frame.buffer(0)));
+		ASSERT_TRUE(out);
+		expect_meta_equals(out.get(), frame.width(), frame.height(), expected);
+	}
+}
+
+// A new region applies from the next frame; an invalid one is warned about and the previous
+// region kept; a region outside the frames stops the stream with an error that says so.
+TEST(FrcnnDetect, RegionChangesWhilePlaying)
+{
+	const Frame frame = make_frame(photo(256, 192, 5), GST_VIDEO_FORMAT_RGB);
+	HarnessPtr h = harness("region=0,0,128,96");
+	GstBus *bus = gst_bus_new();
+	gst_element_set_bus(h->element, bus);
+	gst_harness_set_src_caps(h.get(), frame.caps());
+	auto run = [&](GstClockTime pts, const std::vector<frcnn::Detection> &expected) {
+		gst_test::BufferPtr out(gst_harness_push_and_pull(h.get(), frame.buffer(pts)));
+		ASSERT_TRUE(out);
+		expect_meta_equals(out.get(), frame.width(), frame.height(), expected);
+	};
+	const std::vector<frcnn::Detection> corner = expected_in(frame, 0, 0, 128, 96);
+	const std::vector<frcnn::Detection> middle = expected_in(frame, 64, 48, 128, 96);
+	ASSERT_TRUE(differ(corner, middle));
+	run(0, corner);
+
+	g_object_set(h->element, "region", "64,48,128,96", nullptr);
+	run(GST_MSECOND, middle);
+
+	g_object_set(h->element, "region", "64,48,128", nullptr);
+	run(2 * GST_MSECOND, middle);
+	GstMessage *warning = gst_bus_pop_filtered(bus, GST_MESSAGE_WARNING);
+	ASSERT_NE(warning, nullptr) << "no warning for an invalid region";
+	GError *error = nullptr;
+	gst_message_parse_warning(warning, &error, nullptr);
+	EXPECT_NE(std::string(error->message).find("Invalid 'region' '64,48,128', keeping the previous region: 3 numbers instead of 4"),
+		  std::string::npos) << error->message;
+	g_clear_error(&error);
+	gst_message_unref(warning);
+
+	g_object_set(h->element, "region", nullptr, nullptr);
+	run(3 * GST_MSECOND, expected_for(frame));
+
+	g_object_set(h->element, "region", "256,0,10,10", nullptr);
+	EXPECT_EQ(gst_harness_push(h.get(), frame.buffer(4 * GST_MSECOND)), GST_FLOW_ERROR);
+	GstMessage *message = gst_bus_pop_filtered(bus, GST_MESSAGE_ERROR);
+	ASSERT_NE(message, nullptr) << "no error for a region outside the frame";
+	gst_message_parse_error(message, &error, nullptr);
+	EXPECT_TRUE(g_error_matches(error, GST_STREAM_ERROR, GST_STREAM_ERROR_FAILED));
+	EXPECT_NE(std::string(error->message).find("No part of the region is in the frame: the region 256,0,10,10 lies outside the 256x192 frames. Set 'region'"),
+		  std::string::npos) << error->message;
+	g_clear_error(&error);
+	gst_message_unref(message);
+	gst_element_set_bus(h->element, nullptr);
+	gst_object_unref(bus);
 }
 
 // Counts the element's debug lines that say a batch ran together with other elements' batches,

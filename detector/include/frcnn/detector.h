@@ -28,6 +28,12 @@ struct FrameView {
 	int strides[3] = {0, 0, 0}; // bytes per row of each plane
 };
 
+// The rectangle of `frame` at (x, y) of width x height pixels, as a view of the same memory:
+// nothing is copied. For NV12 and I420, x and y must be even (a chroma sample covers 2x2 pixels).
+// Throws frcnn::Error when the rectangle is empty, does not lie inside the frame or is not so
+// aligned.
+FrameView crop_frame(const FrameView &frame, int x, int y, int width, int height);
+
 // A frame held for a later Detector::detect(), so that the batch need not move its bytes.
 // Detector::copy_frame() copies them: for a CUDA device into page-locked host memory and on to the
 // device (on a stream of its own, while whatever batch runs goes on), where detect() reads them;

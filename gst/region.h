@@ -1,0 +1,33 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// The element's `region`: the rectangle of each frame the detector looks at. No GStreamer in
+// here, so the rules can be tested on their own.
+#pragma once
+
+#include <optional>
+#include <string>
+
+namespace frcnn::gst {
+
+// A rectangle in frame pixels.
+struct Region {
+	int x = 0, y = 0, width = 0, height = 0;
+
+	bool operator==(const Region &other) const
+	{
+		return x == other.x && y == other.y && width == other.width && height == other.height;
+	}
+	std::string text() const; // "x,y,width,height"
+};
+
+// Parses "x,y,width,height" (pixels; spaces around the numbers allowed; width and height
+// positive). An empty value gives no region (the whole frame). Throws frcnn::Error saying what
+// is wrong otherwise.
+std::optional<Region> parse_region(const std::string &text);
+
+// The part of `region` inside a frame of frame_width x frame_height. With `even_start` (4:2:0
+// frames, whose chroma samples cover 2x2 pixels) its left and top edges move left and up to even
+// coordinates, its right and bottom edges staying. Throws frcnn::Error when no part of it lies
+// inside the frame.
+Region fit_region(const Region &region, int frame_width, int frame_height, bool even_start);
+
+} // namespace frcnn::gst

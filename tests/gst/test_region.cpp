@@ -1,0 +1,69 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// frcnndetect's `region`: what it accepts and how it is fitted to a frame.
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "frcnn/error.h"
+#include "region.h"
+
+namespace {
+
+using frcnn::gst::fit_region;
+using frcnn::gst::parse_region;
+using frcnn::gst::Region;
+
+std::string error_of(const std::string &text)
+{
+	try {
+		parse_region(text);
+	} catch (const frcnn::Error &e) {
+		return e.what();
+	}
+	return "(no error)";
+}
+
+TEST(Region, ParsesFourPixelCounts)
+{
+	EXPECT_EQ(parse_region("1,2,3,4"), (Region{ 1, 2, 3, 4 }));
+	EXPECT_EQ(parse_region(" 10 , 20 ,300,\t400 "), (Region{ 10, 20, 300, 400 }));
+	EXPECT_EQ(parse_region(""), std::nullopt);
+	EXPECT_EQ(parse_region("  "), std::nullopt);
+	EXPECT_EQ(parse_region("0,0,1,1")->text(), "0,0,1,1");
+}
+
+TEST(Region, SaysWhatIsWrongWithAValue)
+{
+	EXPECT_EQ(error_of("1,2,3"), "3 numbers instead of 4");
+	EXPECT_EQ(error_of("1,2,3,4,5"), "5 numbers instead of 4");
+	EXPECT_EQ(error_of("a,2,3,4"), "'a' is not a pixel count");
+	EXPECT_EQ(error_of("1,,3,4"), "'' is not a pixel count");
+	EXPECT_EQ(error_of("1.5,2,3,4"), "'1.5' is not a pixel count");
+	EXPECT_EQ(error_of("-1,2,3,4"), "'-1' is not a pixel count");
+	EXPECT_EQ(error_of("1,2,99999999999999999999,4"), "'99999999999999999999' is not a pixel count");
+	EXPECT_EQ(error_of("1,2,0,4"), "the width and height must be positive");
+}
+
+TEST(Region, IsCutToTheFrame)
+{
+	EXPECT_EQ(fit_region({ 10, 20, 30, 40 }, 100, 80, false), (Region{ 10, 20, 30, 40 }));
+	EXPECT_EQ(fit_region({ 90, 70, 30, 40 }, 100, 80, false), (Region{ 90, 70, 10, 10 }));
+	EXPECT_EQ(fit_region({ 0, 0, 1000, 1000 }, 100, 80, false), (Region{ 0, 0, 100, 80 }));
+	EXPECT_THROW(fit_region({ 100, 0, 10, 10 }, 100, 80, false), frcnn::Error);
+	EXPECT_THROW(fit_region({ 0, 80, 10, 10 }, 100, 80, false), frcnn::Error);
+	try {
+		fit_region({ 200, 10, 5, 5 }, 100, 80, false);
+	} catch (const frcnn::Error &e) {
+		EXPECT_STREQ(e.what(), "the region 200,10,5,5 lies outside the 100x80 frames");
+	}
+}
+
+TEST(Region, StartsOnTheChromaGridOf420Frames)
+{
+	/* The left and top edges move to even coordinates; the right and bottom edges stay. */
+	EXPECT_EQ(fit_region({ 11, 21, 30, 40 }, 100, 80, true), (Region{ 10, 20, 31, 41 }));
+	EXPECT_EQ(fit_region({ 11, 21, 30, 40 }, 100, 80, false), (Region{ 11, 21, 30, 40 }));
+	EXPECT_EQ(fit_region({ 99, 79, 5, 5 }, 100, 80, true), (Region{ 98, 78, 2, 2 }));
+}
+
+} // namespace
