@@ -16,6 +16,7 @@ FRCNN_INTERVAL=${FRCNN_INTERVAL:-1}
 FRCNN_LABELS=${FRCNN_LABELS:-}
 FRCNN_CLASSES=${FRCNN_CLASSES:-}
 FRCNN_THREADS=${FRCNN_THREADS:-0}
+FRCNN_REGION=${FRCNN_REGION:-}
 DRY_RUN=0
 ARGS=()
 
@@ -36,6 +37,7 @@ also work):
   --interval N     detect on 1 frame in N [$FRCNN_INTERVAL]
   --labels FILE    class names, one per line [COCO names for 91-class models]
   --classes LIST   only these classes, e.g. person,car
+  --region X,Y,W,H detect only in this rectangle of the frame (pixels) [the whole frame]
   --threads N      CPU threads of the detector, 0 = OMP_NUM_THREADS or LibTorch's count of
                    physical cores [$FRCNN_THREADS]
   --dry-run        print the gst-launch-1.0 command instead of running it
@@ -56,6 +58,7 @@ frcnn_parse() {
 		--interval) FRCNN_INTERVAL=$2; shift 2 ;;
 		--labels) FRCNN_LABELS=$2; shift 2 ;;
 		--classes) FRCNN_CLASSES=$2; shift 2 ;;
+		--region) FRCNN_REGION=$2; shift 2 ;;
 		--threads) FRCNN_THREADS=$2; shift 2 ;;
 		--dry-run) DRY_RUN=1; shift ;;
 		-h | --help) usage; exit 0 ;;
@@ -75,6 +78,7 @@ frcnn_detect() {
 	[ "$FRCNN_CPU_CONVOLUTIONS" != auto ] && DETECT+=("cpu-convolutions=$FRCNN_CPU_CONVOLUTIONS")
 	[ -n "$FRCNN_LABELS" ] && DETECT+=("labels=$FRCNN_LABELS")
 	[ -n "$FRCNN_CLASSES" ] && DETECT+=("classes=$FRCNN_CLASSES")
+	[ -n "$FRCNN_REGION" ] && DETECT+=("region=$FRCNN_REGION")
 	[ "$FRCNN_THREADS" != 0 ] && DETECT+=("threads=$FRCNN_THREADS")
 	return 0
 }

@@ -12,6 +12,8 @@ whose JSON lines are compared:
   - NV12 frames (pre-processing from NV12 on the device), --device at batch 5 against the CPU at
     batch 1, with a frame count that is not a multiple of 5 (EOS in the middle of a batch): a line
     for every frame, the same detections;
+  - a region (region=...) of NV12 frames starting at odd coordinates, --device at batch 4
+    against the CPU at batch 1: the same detections;
   - precision=fp16 on device cuda:0 against fp32: >= 95% of the fp32 detections with score >= 0.5
     found in fp16 (same label, IoU >= 0.9); on a CPU device, the element's error instead;
   - a device that does not exist (cuda:99): the pipeline fails, with the element's message, and
@@ -314,6 +316,17 @@ def main():
         problems, figures = compare_same(nv12_cpu[3], nv12_dev[3], odd)
         check(f"NV12, {odd} frames: {args.device} batch 5 against CPU batch 1",
               [f"exit {r[0]}" for r in (nv12_cpu, nv12_dev) if r[0] != 0] + problems, figures)
+
+        # Most of the frame, from odd coordinates (moved to even ones on NV12): the device reads
+        # a cropped view with the frame's strides.
+        region = f"region={width // 8 + 1},{height // 8 + 1},{width * 3 // 4},{height * 3 // 4}"
+        region_cpu = runner.launch("region-cpu-b1", raw, width, height, frames, "cpu", 1, nv12=True,
+                                   extra=["cpu-convolutions=libtorch", region])
+        region_dev = runner.launch("region-dev-b4", raw, width, height, frames, args.device, 4, nv12=True,
+                                   extra=[region])
+        problems, figures = compare_same(region_cpu[3], region_dev[3], frames)
+        check(f"NV12 {region}: {args.device} batch 4 against CPU batch 1",
+              [f"exit {r[0]}" for r in (region_cpu, region_dev) if r[0] != 0] + problems, figures)
 
         fp16_device = "cuda:0" if on_cuda else "cpu"
         fp16 = runner.launch("rgb-fp16-b4", raw, width, height, frames, fp16_device, 4, precision="fp16")

@@ -21,6 +21,10 @@ done
 ./detect-file-mp4.sh one-argument.avi >/dev/null 2>&1 && fail "detect-file-mp4.sh ran without OUTPUT"
 ./detect-file-display.sh --dry-run --classes person,car a.mp4 | grep -q "classes=person" ||
 	fail "--dry-run does not show the pipeline"
+./detect-file-display.sh --dry-run --region 10,20,300,200 a.mp4 | grep -qF 'region=10\,20\,300\,200' ||
+	fail "detect-file-display.sh does not pass --region"
+FRCNN_REGION=0,0,64,64 ./export-json.sh --dry-run a.mp4 | grep -qF 'region=0\,0\,64\,64' ||
+	fail "export-json.sh does not take FRCNN_REGION"
 # The display plays in real time: the detector skips frames that would be late (QoS).
 ./detect-file-display.sh --dry-run a.mp4 | grep -q "frcnndetect .*qos=true" ||
 	fail "detect-file-display.sh does not turn QoS on"
