@@ -1431,11 +1431,6 @@ static std::shared_ptr<const GstVideoFrame> map_frame(const GstVideoInfo *info, 
 }
 
 /*
- * Holds the pixels of a frame to run in its item (Detector::hold_frame): on the CPU the frame
- * stays mapped until its batch has run, which reads it in place; on CUDA its bytes are copied
- * to the device now and it is unmapped again.
- */
-/*
  * The region frames are cut to, as the `region` property now says: a new value is taken up by
  * the first frame after it (an invalid one is warned about and the previous region kept). On the
  * sink pad's thread.
@@ -1452,17 +1447,23 @@ static const std::optional<frcnn::gst::Region> &gst_frcnn_detect_region(GstFrcnn
 	}
 	try {
 		state->region = frcnn::gst::parse_region(text);
-		GST_INFO_OBJECT(self, "region now %s", state->region ? state->region->text().c_str() : "the whole frame");
+		GST_INFO_OBJECT(self, "region now %s",
+				state->region ? state->region->text().c_str() : "the whole frame");
 	} catch (const std::exception &e) {
 		GST_ELEMENT_WARNING(self, RESOURCE, SETTINGS,
-				    ("Invalid 'region' '%s', keeping the previous region: %s.", text.c_str(),
-				     e.what()),
+				    ("Invalid 'region' '%s', keeping the previous region: %s.",
+				     text.c_str(), e.what()),
 				    ("parsing region '%s' failed", text.c_str()));
 	}
 	state->region_text = text;
 	return state->region;
 }
 
+/*
+ * Holds the pixels of a frame to run in its item (Detector::hold_frame), those of its `region`
+ * when one is set: on the CPU the frame stays mapped until its batch has run, which reads it in
+ * place; on CUDA its bytes are copied to the device now and it is unmapped again.
+ */
 static gboolean gst_frcnn_detect_hold_pixels(GstFrcnnDetect *self, Item &item)
 {
 	std::shared_ptr<const GstVideoFrame> frame = map_frame(&item.info, item.buffer);
