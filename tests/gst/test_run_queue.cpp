@@ -5,11 +5,13 @@
 // model.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <random>
 #include <stdexcept>
 #include <thread>
 #include <vector>
@@ -320,6 +322,76 @@ TEST(RunQueue, AFailedRunFailsEveryBatchOfItAndOnlyThose)
 	queue.run(after);
 	EXPECT_TRUE(after.error.empty());
 	EXPECT_EQ(marks_of(after), (std::vector<int64_t>{ 4 }));
+}
+
+// Many threads queueing batches of random sizes, settings and frame sizes at once: every batch
+// gets the results of its own frames, no run mixes settings or frame sizes or holds more frames
+// than the largest batch size among its batches (4; a batch alone may pass its own), and none is
+// lost or run twice.
+TEST(RunQueue, ManyThreadsGetTheirOwnResults)
+{
+	Frames frames;
+	std::mutex runs_mutex;
+	std::vector<std::vector<int64_t>> runs;
+	std::atomic<int> bad_runs{ 0 };
+	RunQueue queue([&](const std::vector<frcnn::HeldFrame> &held, const RunSettings &settings) {
+		std::vector<std::vector<frcnn::Detection>> results;
+		std::vector<int64_t> marks;
+		for (const frcnn::HeldFrame &frame : held) {
+			/* Each frame's mark says which setting and size its batch has (see below). */
+			const int64_t mark = frame.view().planes[0][0];
+			if ((mark % 2 == 0) != (settings.score_threshold == 0.5) ||
+			    frame.view().width != held[0].view().width)
+				bad_runs++;
+			marks.push_back(mark);
+			results.push_back({ frcnn::Detection{ 0, 0, 1, 1, mark, 0.5f } });
+		}
+		std::lock_guard<std::mutex> lock(runs_mutex);
+		runs.push_back(marks);
+		return results;
+	});
+
+	constexpr int kThreads = 8, kBatches = 40;
+	std::vector<std::vector<frcnn::HeldFrame>> pool; // frames by mark, made before the threads run
+	for (int mark = 0; mark < 256; mark++) {
+		const int width = mark % 4 < 2 ? 64 : 32;
+		pool.push_back({ frames.frame(static_cast<uint8_t>(mark), width, 48) });
+	}
+	std::atomic<int> wrong{ 0 };
+	std::atomic<int> frames_run{ 0 };
+	std::vector<std::thread> threads;
+	for (int t = 0; t < kThreads; t++) {
+		threads.emplace_back([&, t] {
+			std::mt19937 rng(t);
+			for (int b = 0; b < kBatches; b++) {
+				const int kind = static_cast<int>(rng() % 4); // setting = kind % 2, size = kind / 2
+				const std::size_t count = 1 + rng() % 3;
+				RunRequest request;
+				std::vector<int64_t> marks;
+				for (std::size_t i = 0; i < count; i++) {
+					const int mark = static_cast<int>(rng() % 64) * 4 + kind;
+					marks.push_back(mark);
+					request.frames.push_back(pool[mark][0]);
+				}
+				request.batch_size = 1 + rng() % 4;
+				request.settings = settings(kind % 2 == 0 ? 0.5 : 0.25);
+				queue.run(request);
+				if (!request.done || !request.error.empty() || marks_of(request) != marks ||
+				    request.run_frames > 4)
+					wrong++;
+				frames_run += static_cast<int>(count);
+			}
+		});
+	}
+	for (std::thread &thread : threads)
+		thread.join();
+	EXPECT_EQ(wrong.load(), 0);
+	EXPECT_EQ(bad_runs.load(), 0);
+	std::size_t total = 0;
+	for (const auto &run : runs)
+		total += run.size();
+	EXPECT_EQ(total, static_cast<std::size_t>(frames_run.load())) << "every frame runs once";
+	EXPECT_EQ(queue.waiting(), 0u);
 }
 
 } // namespace
