@@ -28,6 +28,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <limits>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -77,6 +78,7 @@ enum {
 	PROP_THREADS,
 	PROP_MODEL_INSTANCE_ID,
 	PROP_REGION,
+	PROP_CLASS_THRESHOLDS,
 };
 
 #define DEFAULT_PROP_MODEL "fasterrcnn_resnet50_fpn"
@@ -100,6 +102,7 @@ enum {
 #define DEFAULT_PROP_THREADS 0
 #define DEFAULT_PROP_MODEL_INSTANCE_ID nullptr
 #define DEFAULT_PROP_REGION nullptr
+#define DEFAULT_PROP_CLASS_THRESHOLDS nullptr
 #define MAX_THREADS 1024
 
 #define MAX_BATCH_SIZE 64
@@ -187,6 +190,7 @@ struct Settings {
 	guint threads = DEFAULT_PROP_THREADS;
 	std::string model_instance_id;
 	std::string region;
+	std::string class_thresholds;
 };
 
 // The settings that may change while playing; the worker applies them between batches.
@@ -197,12 +201,14 @@ struct RuntimeSettings {
 	guint max_size = 0;
 	guint max_detections = 0;
 	std::string classes;
+	std::string class_thresholds;
 
 	bool operator==(const RuntimeSettings &other) const
 	{
 		return threshold == other.threshold && nms_threshold == other.nms_threshold &&
 		       min_size == other.min_size && max_size == other.max_size &&
-		       max_detections == other.max_detections && classes == other.classes;
+		       max_detections == other.max_detections && classes == other.classes &&
+		       class_thresholds == other.class_thresholds;
 	}
 	bool operator!=(const RuntimeSettings &other) const { return !(*this == other); }
 };
@@ -216,6 +222,7 @@ RuntimeSettings runtime_settings(const Settings &settings)
 	runtime.max_size = settings.max_size;
 	runtime.max_detections = settings.max_detections;
 	runtime.classes = settings.classes;
+	runtime.class_thresholds = settings.class_thresholds;
 	return runtime;
 }
 
@@ -384,6 +391,7 @@ struct GstFrcnnDetectState {
 	guint64 detector_generation = 0;
 	std::vector<std::string> labels;
 	std::set<int64_t> class_filter;
+	std::map<int64_t, double> class_thresholds; // `class-thresholds`, by class id
 	RuntimeSettings applied;
 	// The `region` in use, and the text it was parsed from: set at start, then taken up by the
 	// sink pad's thread as frames arrive.
@@ -589,6 +597,13 @@ static void gst_frcnn_detect_class_init(GstFrcnnDetectClass *klass)
 				    "detections are still given in the whole frame's coordinates. Empty: "
 				    "the whole frame",
 				    DEFAULT_PROP_REGION, playing));
+	g_object_class_install_property(object_class, PROP_CLASS_THRESHOLDS,
+		g_param_spec_string("class-thresholds", "Class thresholds",
+				    "Score thresholds of single classes, \"class=score\" separated by "
+				    "commas, the class a name or an id (e.g. \"person=0.7,car=0.3\"); "
+				    "the other classes keep 'threshold'. max-detections then counts the "
+				    "detections each class's threshold keeps",
+				    DEFAULT_PROP_CLASS_THRESHOLDS, playing));
 
 	element_class->change_state = GST_DEBUG_FUNCPTR(gst_frcnn_detect_change_state);
 
@@ -720,6 +735,9 @@ static void gst_frcnn_detect_set_property(GObject *object, guint prop_id, const 
 	case PROP_REGION:
 		set_string(settings.region, value);
 		break;
+	case PROP_CLASS_THRESHOLDS:
+		set_string(settings.class_thresholds, value);
+		break;
 	default:
 		G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
 		return;
@@ -813,6 +831,10 @@ static void gst_frcnn_detect_get_property(GObject *object, guint prop_id, GValue
 		break;
 	case PROP_REGION:
 		g_value_set_string(value, settings.region.empty() ? nullptr : settings.region.c_str());
+		break;
+	case PROP_CLASS_THRESHOLDS:
+		g_value_set_string(value, settings.class_thresholds.empty() ? nullptr
+									 : settings.class_thresholds.c_str());
 		break;
 	default:
 		G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
@@ -1094,12 +1116,24 @@ static gboolean gst_frcnn_detect_open(GstFrcnnDetect *self)
 				  ("parsing classes '%s' failed", settings.classes.c_str()));
 		return FALSE;
 	}
+	std::map<int64_t, double> class_thresholds;
+	try {
+		class_thresholds = frcnn::gst::parse_class_thresholds(settings.class_thresholds, labels);
+	} catch (const std::exception &e) {
+		GST_ELEMENT_ERROR(self, RESOURCE, SETTINGS,
+				  ("Invalid 'class-thresholds': %s. Set it to class=score entries "
+				   "separated by commas (e.g. person=0.7,car=0.3), or leave it empty.",
+				   e.what()),
+				  ("parsing class-thresholds '%s' failed", settings.class_thresholds.c_str()));
+		return FALSE;
+	}
 
 	state->model = std::move(model);
 	state->detector_generation = generation;
 	state->labels = std::move(labels);
 	state->class_filter = std::move(class_filter);
-	/* Nothing applied yet: the first batch takes up the element's class filter. */
+	state->class_thresholds = std::move(class_thresholds);
+	/* Nothing applied yet: the first batch takes up the element's class filters. */
 	state->applied = RuntimeSettings();
 	return TRUE;
 }
@@ -1162,6 +1196,18 @@ static frcnn::gst::RunSettings gst_frcnn_detect_update_settings(GstFrcnnDetect *
 					    ("parsing classes '%s' failed", wanted.classes.c_str()));
 		}
 	}
+	if (wanted.class_thresholds != state->applied.class_thresholds) {
+		try {
+			state->class_thresholds =
+				frcnn::gst::parse_class_thresholds(wanted.class_thresholds, state->labels);
+		} catch (const std::exception &e) {
+			GST_ELEMENT_WARNING(self, RESOURCE, SETTINGS,
+					    ("Invalid 'class-thresholds', keeping the previous ones: %s.",
+					     e.what()),
+					    ("parsing class-thresholds '%s' failed",
+					     wanted.class_thresholds.c_str()));
+		}
+	}
 	state->applied = wanted;
 
 	const LoadedModel &model = *state->model;
@@ -1169,9 +1215,37 @@ static frcnn::gst::RunSettings gst_frcnn_detect_update_settings(GstFrcnnDetect *
 	run.score_threshold = wanted.threshold;
 	run.nms_threshold = wanted.nms_threshold;
 	run.max_detections = static_cast<int>(wanted.max_detections);
+	/* With thresholds of single classes, the model keeps every detection above the lowest
+	 * threshold, and the batch keeps those above their class's threshold, then the best
+	 * max-detections (NMS is by class, so a class's detections are those its threshold alone
+	 * would give). */
+	if (!state->class_thresholds.empty()) {
+		for (const auto &[label, threshold] : state->class_thresholds)
+			run.score_threshold = std::min(run.score_threshold, threshold);
+		run.max_detections = std::numeric_limits<int>::max();
+	}
 	run.min_size = wanted.min_size ? static_cast<int>(wanted.min_size) : model.min_size;
 	run.max_size = wanted.max_size ? static_cast<int>(wanted.max_size) : model.max_size;
 	return run;
+}
+
+/*
+ * Keeps the detections (best first) whose score is above their class's threshold, `threshold`
+ * for a class without one of its own, then the best `max_detections`. The model compares its
+ * float scores with a threshold in float, and so does this.
+ */
+static void keep_above_class_thresholds(std::vector<frcnn::Detection> &detections,
+					const std::map<int64_t, double> &class_thresholds,
+					double threshold, guint max_detections)
+{
+	auto dropped = [&](const frcnn::Detection &det) {
+		const auto own = class_thresholds.find(det.label);
+		const double wanted = own == class_thresholds.end() ? threshold : own->second;
+		return !(det.score > static_cast<float>(wanted));
+	};
+	detections.erase(std::remove_if(detections.begin(), detections.end(), dropped), detections.end());
+	if (detections.size() > max_detections)
+		detections.resize(max_detections);
 }
 
 /* Runs the detector on the frames of the batch that want it and attaches the detections. */
@@ -1232,6 +1306,9 @@ static GstFlowReturn gst_frcnn_detect_run_batch(GstFrcnnDetect *self, std::vecto
 		item.buffer = gst_buffer_make_writable(item.buffer);
 		const int width = GST_VIDEO_INFO_WIDTH(&item.info);
 		const int height = GST_VIDEO_INFO_HEIGHT(&item.info);
+		if (!state->class_thresholds.empty())
+			keep_above_class_thresholds(results[i], state->class_thresholds,
+						    state->applied.threshold, state->applied.max_detections);
 		/* Detections in the region's pixels go on the frame in the frame's pixels. */
 		const float dx = static_cast<float>(item.region_x), dy = static_cast<float>(item.region_y);
 		for (const frcnn::Detection &det : results[i]) {

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 
@@ -141,6 +142,33 @@ std::set<int64_t> parse_classes(const std::string &spec, const std::vector<std::
 				    "': use a name from the labels or a class id");
 	}
 	return ids;
+}
+
+std::map<int64_t, double> parse_class_thresholds(const std::string &spec,
+						 const std::vector<std::string> &labels)
+{
+	std::map<int64_t, double> thresholds;
+	std::istringstream stream(spec);
+	std::string entry;
+	while (std::getline(stream, entry, ',')) {
+		entry = trim(entry);
+		if (entry.empty())
+			continue;
+		const std::size_t equals = entry.rfind('=');
+		if (equals == std::string::npos)
+			throw Error("'" + entry + "' is not class=score");
+		const std::string name = trim(entry.substr(0, equals));
+		const std::string number = trim(entry.substr(equals + 1));
+		if (name.empty())
+			throw Error("'" + entry + "' names no class");
+		char *end = nullptr;
+		const double score = number.empty() ? -1 : std::strtod(number.c_str(), &end);
+		if (number.empty() || *end != '\0' || !(score >= 0 && score <= 1))
+			throw Error("the score of '" + entry + "' is not a number from 0 to 1");
+		for (int64_t id : parse_classes(name, labels))
+			thresholds[id] = score;
+	}
+	return thresholds;
 }
 
 } // namespace frcnn::gst

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <set>
 #include <string>
 #include <vector>
@@ -28,6 +29,13 @@ std::vector<std::string> read_labels_file(const std::string &path, int num_class
 // labels case-insensitively; a name shared by several ids selects them all. Throws frcnn::Error
 // naming the first unknown entry. An empty value gives an empty set (no filter).
 std::set<int64_t> parse_classes(const std::string &spec, const std::vector<std::string> &labels);
+
+// Parses a `class-thresholds` value: entries "class=score" separated by commas, the class a
+// name or an id as in parse_classes() (a name shared by several ids sets them all), the score in
+// 0..1 ("person=0.7, car=0.3, 3=0.4"). Throws frcnn::Error naming the first bad entry. An empty
+// value gives an empty map.
+std::map<int64_t, double> parse_class_thresholds(const std::string &spec,
+						 const std::vector<std::string> &labels);
 
 // labels[id] when it exists, else "class <id>".
 std::string label_name(const std::vector<std::string> &labels, int64_t id);

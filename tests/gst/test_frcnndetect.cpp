@@ -76,10 +76,11 @@ frcnn::FrameView view_of(const Frame &frame)
 
 // The library with the settings the tests give the element.
 frcnn::Detector &reference(double threshold = kThreshold, int min_size = kMinSize,
-			   frcnn::CpuConvolutions convolutions = frcnn::CpuConvolutions::Auto)
+			   frcnn::CpuConvolutions convolutions = frcnn::CpuConvolutions::Auto,
+			   int max_detections = 100)
 {
-	static std::map<std::tuple<double, int, frcnn::CpuConvolutions>, std::unique_ptr<frcnn::Detector>> cache;
-	auto &detector = cache[{ threshold, min_size, convolutions }];
+	static std::map<std::tuple<double, int, frcnn::CpuConvolutions, int>, std::unique_ptr<frcnn::Detector>> cache;
+	auto &detector = cache[{ threshold, min_size, convolutions, max_detections }];
 	if (!detector) {
 		frcnn::DetectorOptions options;
 		options.cpu_convolutions = convolutions;
@@ -87,7 +88,7 @@ frcnn::Detector &reference(double threshold = kThreshold, int min_size = kMinSiz
 		options.model.num_classes = 4;
 		options.model.box_score_thresh = threshold;
 		options.model.box_nms_thresh = 0.5;
-		options.model.box_detections_per_img = 100;
+		options.model.box_detections_per_img = max_detections;
 		options.model.min_size = min_size;
 		options.weights = gst_test::weights4();
 		detector = std::make_unique<frcnn::Detector>(options);
@@ -1097,6 +1098,9 @@ std::vector<ErrorCase> error_cases()
 		  GST_RESOURCE_ERROR },
 		{ "ClassIdOutOfRange", "model=tiny classes=9 " + w, "out of range",
 		  GST_RESOURCE_ERROR },
+		{ "BadClassThreshold", "model=tiny class-thresholds=1=2 " + w,
+		  "Invalid 'class-thresholds': the score of '1=2' is not a number from 0 to 1. Set it",
+		  GST_RESOURCE_ERROR },
 		{ "MalformedRegion", "model=tiny region=10,10,0,5 " + w,
 		  "Invalid 'region' '10,10,0,5': the width and height must be positive. Set 'region'",
 		  GST_RESOURCE_ERROR },
@@ -1399,6 +1403,58 @@ TEST(FrcnnDetect, RegionChangesWhilePlaying)
 	gst_message_unref(message);
 	gst_element_set_bus(h->element, nullptr);
 	gst_object_unref(bus);
+}
+
+// What class-thresholds "1=0.32,2=0.26" with threshold 0.3 must give: each class's detections
+// at its own threshold, as the library gives them, best first, then the best `max_detections`.
+// (The test model's scores lie between 0.25 and 0.55.)
+std::vector<frcnn::Detection> expected_with_class_thresholds(const Frame &frame, std::size_t max_detections)
+{
+	std::vector<frcnn::Detection> kept;
+	for (const auto &[label, threshold] : std::map<int64_t, double>{ { 1, 0.32 }, { 2, 0.26 }, { 3, 0.3 } }) {
+		/* Every detection of the class: no other class's may take its place among the best. */
+		const std::vector<frcnn::Detection> all =
+			reference(threshold, kMinSize, frcnn::CpuConvolutions::Auto, 100000).detect({ view_of(frame) }).at(0);
+		for (const frcnn::Detection &det : all)
+			if (det.label == label)
+				kept.push_back(det);
+	}
+	std::stable_sort(kept.begin(), kept.end(),
+			 [](const frcnn::Detection &a, const frcnn::Detection &b) { return a.score > b.score; });
+	if (kept.size() > max_detections)
+		kept.resize(max_detections);
+	return kept;
+}
+
+TEST(FrcnnDetect, ClassThresholdsKeepEachClassAboveItsOwn)
+{
+	const std::vector<Frame> frames = distinct_frames(3);
+	std::vector<std::vector<frcnn::Detection>> expected, best_three;
+	for (const Frame &frame : frames) {
+		expected.push_back(expected_with_class_thresholds(frame, 100));
+		best_three.push_back(expected_with_class_thresholds(frame, 3));
+		ASSERT_GT(expected.back().size(), 3u);
+	}
+	/* The thresholds change the result both ways: class 1 loses detections, class 2 gains. */
+	std::size_t class1_plain = 0, class1 = 0, class2_plain = 0, class2 = 0;
+	for (std::size_t i = 0; i < frames.size(); i++) {
+		const std::vector<frcnn::Detection> plain = reference(0.3).detect({ view_of(frames[i]) }).at(0);
+		for (const frcnn::Detection &det : plain) {
+			class1_plain += det.label == 1;
+			class2_plain += det.label == 2;
+		}
+		for (const frcnn::Detection &det : expected[i]) {
+			class1 += det.label == 1;
+			class2 += det.label == 2;
+		}
+	}
+	ASSERT_LT(class1, class1_plain);
+	ASSERT_GT(class2, class2_plain);
+
+	HarnessPtr h = harness("threshold=0.3 class-thresholds=\"1=0.32, 2=0.26\"");
+	expect_detections_of(h.get(), frames, expected);
+	HarnessPtr three = harness("threshold=0.3 class-thresholds=1=0.32,2=0.26 max-detections=3 batch-size=3");
+	expect_detections_of(three.get(), frames, best_three);
 }
 
 // Counts the element's debug lines that say a batch ran together with other elements' batches,

@@ -77,4 +77,35 @@ TEST(Labels, ClassesFilter)
 	EXPECT_EQ(parse_classes("0,90", labels), (std::set<int64_t>{ 0, 90 }));
 }
 
+std::string class_thresholds_error(const std::string &spec)
+{
+	try {
+		frcnn::gst::parse_class_thresholds(spec, frcnn::gst::coco_category_names());
+	} catch (const frcnn::Error &e) {
+		return e.what();
+	}
+	return "(no error)";
+}
+
+TEST(Labels, ClassThresholds)
+{
+	using frcnn::gst::parse_class_thresholds;
+	const std::vector<std::string> labels = frcnn::gst::coco_category_names();
+	EXPECT_TRUE(parse_class_thresholds("", labels).empty());
+	EXPECT_TRUE(parse_class_thresholds(" , ", labels).empty());
+	EXPECT_EQ(parse_class_thresholds("person=0.7, Car = 0.3,3=0.4 ,traffic light=1,4=0", labels),
+		  (std::map<int64_t, double>{ { 1, 0.7 }, { 3, 0.4 }, { 10, 1.0 }, { 4, 0.0 } }))
+		<< "a later entry for the same class wins";
+	const auto unused = std::count(labels.begin(), labels.end(), "N/A");
+	EXPECT_EQ(parse_class_thresholds("N/A=0.9", labels).size(), static_cast<std::size_t>(unused));
+	EXPECT_EQ(class_thresholds_error("person"), "'person' is not class=score");
+	EXPECT_EQ(class_thresholds_error("=0.5"), "'=0.5' names no class");
+	EXPECT_EQ(class_thresholds_error("person=high"), "the score of 'person=high' is not a number from 0 to 1");
+	EXPECT_EQ(class_thresholds_error("person=1.5"), "the score of 'person=1.5' is not a number from 0 to 1");
+	EXPECT_EQ(class_thresholds_error("person="), "the score of 'person=' is not a number from 0 to 1");
+	EXPECT_EQ(class_thresholds_error("person=nan"), "the score of 'person=nan' is not a number from 0 to 1");
+	EXPECT_NE(class_thresholds_error("unicorn=0.5").find("unknown class 'unicorn'"), std::string::npos);
+	EXPECT_NE(class_thresholds_error("91=0.5").find("out of range"), std::string::npos);
+}
+
 } // namespace
