@@ -17,6 +17,7 @@ FRCNN_LABELS=${FRCNN_LABELS:-}
 FRCNN_CLASSES=${FRCNN_CLASSES:-}
 FRCNN_THREADS=${FRCNN_THREADS:-0}
 FRCNN_REGION=${FRCNN_REGION:-}
+FRCNN_CLASS_THRESHOLDS=${FRCNN_CLASS_THRESHOLDS:-}
 DRY_RUN=0
 ARGS=()
 
@@ -37,6 +38,8 @@ also work):
   --interval N     detect on 1 frame in N [$FRCNN_INTERVAL]
   --labels FILE    class names, one per line [COCO names for 91-class models]
   --classes LIST   only these classes, e.g. person,car
+  --class-thresholds LIST
+                   minimum scores of single classes, e.g. person=0.7,car=0.3
   --region X,Y,W,H detect only in this rectangle of the frame (pixels) [the whole frame]
   --threads N      CPU threads of the detector, 0 = OMP_NUM_THREADS or LibTorch's count of
                    physical cores [$FRCNN_THREADS]
@@ -59,6 +62,7 @@ frcnn_parse() {
 		--labels) FRCNN_LABELS=$2; shift 2 ;;
 		--classes) FRCNN_CLASSES=$2; shift 2 ;;
 		--region) FRCNN_REGION=$2; shift 2 ;;
+		--class-thresholds) FRCNN_CLASS_THRESHOLDS=$2; shift 2 ;;
 		--threads) FRCNN_THREADS=$2; shift 2 ;;
 		--dry-run) DRY_RUN=1; shift ;;
 		-h | --help) usage; exit 0 ;;
@@ -79,6 +83,7 @@ frcnn_detect() {
 	[ -n "$FRCNN_LABELS" ] && DETECT+=("labels=$FRCNN_LABELS")
 	[ -n "$FRCNN_CLASSES" ] && DETECT+=("classes=$FRCNN_CLASSES")
 	[ -n "$FRCNN_REGION" ] && DETECT+=("region=$FRCNN_REGION")
+	[ -n "$FRCNN_CLASS_THRESHOLDS" ] && DETECT+=("class-thresholds=$FRCNN_CLASS_THRESHOLDS")
 	[ "$FRCNN_THREADS" != 0 ] && DETECT+=("threads=$FRCNN_THREADS")
 	return 0
 }

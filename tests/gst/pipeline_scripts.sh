@@ -23,6 +23,8 @@ done
 	fail "--dry-run does not show the pipeline"
 ./detect-file-display.sh --dry-run --region 10,20,300,200 a.mp4 | grep -qF 'region=10\,20\,300\,200' ||
 	fail "detect-file-display.sh does not pass --region"
+./detect-file-mp4.sh --dry-run --class-thresholds person=0.7 a.mp4 b.mp4 | grep -qF 'class-thresholds=person=0.7' ||
+	fail "detect-file-mp4.sh does not pass --class-thresholds"
 FRCNN_REGION=0,0,64,64 ./export-json.sh --dry-run a.mp4 | grep -qF 'region=0\,0\,64\,64' ||
 	fail "export-json.sh does not take FRCNN_REGION"
 # The display plays in real time: the detector skips frames that would be late (QoS).
