@@ -8,6 +8,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <initializer_list>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -175,6 +176,24 @@ std::vector<int64_t> marks_of(const RunRequest &request)
 	return marks;
 }
 
+// Runs `busy` on a thread of its own and, while the model holds that run, queues `waiting` in
+// their order; then lets the model go and returns once every request has run.
+void run_behind(RunQueue &queue, Model &model, RunRequest &busy,
+		std::initializer_list<RunRequest *> waiting)
+{
+	model.hold();
+	Submitter submitter(queue);
+	std::thread running([&] { queue.run(busy); });
+	const bool started = model.wait_for_runs(1);
+	EXPECT_TRUE(started) << "the first run never started";
+	if (started) {
+		for (RunRequest *request : waiting)
+			submitter.submit(*request);
+	}
+	model.let_go();
+	running.join();
+}
+
 TEST(RunQueue, ABatchAloneRunsAloneOnItsOwnThread)
 {
 	Frames frames;
@@ -198,19 +217,10 @@ TEST(RunQueue, BatchesThatWaitedForTheModelRunTogether)
 	Frames frames;
 	Model model;
 	RunQueue queue(model.function());
-	model.hold();
 	RunRequest busy = request({ frames.frame(1) }, 2);
 	RunRequest second = request({ frames.frame(2) }, 2);
 	RunRequest third = request({ frames.frame(3) }, 2);
-	{
-		Submitter submitter(queue);
-		std::thread first([&] { queue.run(busy); });
-		ASSERT_TRUE(model.wait_for_runs(1));
-		submitter.submit(second);
-		submitter.submit(third);
-		model.let_go();
-		first.join();
-	}
+	run_behind(queue, model, busy, { &second, &third });
 	const std::vector<ModelRun> runs = model.runs();
 	ASSERT_EQ(runs.size(), 2u);
 	EXPECT_EQ(runs[0].marks, (std::vector<int64_t>{ 1 }));
@@ -230,22 +240,13 @@ TEST(RunQueue, OnlyBatchesWithTheSameSettingsAndFrameSizeRunTogether)
 	Frames frames;
 	Model model;
 	RunQueue queue(model.function());
-	model.hold();
 	RunRequest busy = request({ frames.frame(1) }, 8);
 	RunRequest first = request({ frames.frame(2) }, 8);
 	RunRequest other_threshold = request({ frames.frame(3) }, 8, settings(0.3));
 	RunRequest other_size = request({ frames.frame(4) }, 8, settings(0.5, 320));
 	RunRequest other_frames = request({ frames.frame(5, 32, 24) }, 8);
 	RunRequest same = request({ frames.frame(6), frames.frame(7) }, 8);
-	{
-		Submitter submitter(queue);
-		std::thread running([&] { queue.run(busy); });
-		ASSERT_TRUE(model.wait_for_runs(1));
-		for (RunRequest *waiting : { &first, &other_threshold, &other_size, &other_frames, &same })
-			submitter.submit(*waiting);
-		model.let_go();
-		running.join();
-	}
+	run_behind(queue, model, busy, { &first, &other_threshold, &other_size, &other_frames, &same });
 	/* The first in the queue goes first, taking along what fits; the rest in queue order. */
 	const std::vector<ModelRun> runs = model.runs();
 	ASSERT_EQ(runs.size(), 5u);
@@ -266,21 +267,12 @@ TEST(RunQueue, ARunHoldsAtMostTheLargestBatchSizeOfItsBatches)
 	Frames frames;
 	Model model;
 	RunQueue queue(model.function());
-	model.hold();
 	RunRequest busy = request({ frames.frame(1) }, 1);
 	RunRequest full = request({ frames.frame(2), frames.frame(3) }, 2);
 	RunRequest small = request({ frames.frame(4) }, 2);     // 3 frames would pass its 2
 	RunRequest larger = request({ frames.frame(5) }, 3);    // 3 frames are within its 3
 	RunRequest too_many = request({ frames.frame(6) }, 3);  // 4 would pass every batch size
-	{
-		Submitter submitter(queue);
-		std::thread running([&] { queue.run(busy); });
-		ASSERT_TRUE(model.wait_for_runs(1));
-		for (RunRequest *waiting : { &full, &small, &larger, &too_many })
-			submitter.submit(*waiting);
-		model.let_go();
-		running.join();
-	}
+	run_behind(queue, model, busy, { &full, &small, &larger, &too_many });
 	const std::vector<ModelRun> runs = model.runs();
 	ASSERT_EQ(runs.size(), 3u);
 	EXPECT_EQ(runs[1].marks, (std::vector<int64_t>{ 2, 3, 5 }));
@@ -297,19 +289,10 @@ TEST(RunQueue, AFailedRunFailsEveryBatchOfItAndOnlyThose)
 	Model model;
 	model.fail_runs_of(2);
 	RunQueue queue(model.function());
-	model.hold();
 	RunRequest busy = request({ frames.frame(1) }, 4);
 	RunRequest second = request({ frames.frame(2) }, 4);
 	RunRequest third = request({ frames.frame(3) }, 4);
-	{
-		Submitter submitter(queue);
-		std::thread running([&] { queue.run(busy); });
-		ASSERT_TRUE(model.wait_for_runs(1));
-		submitter.submit(second);
-		submitter.submit(third);
-		model.let_go();
-		running.join();
-	}
+	run_behind(queue, model, busy, { &second, &third });
 	EXPECT_TRUE(busy.error.empty());
 	EXPECT_EQ(marks_of(busy), (std::vector<int64_t>{ 1 }));
 	for (const RunRequest *failed : { &second, &third }) {
