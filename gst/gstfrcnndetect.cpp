@@ -379,6 +379,15 @@ SharedModels &shared_models()
 	return *models;
 }
 
+// What setting up a model gives the element: the model, and the class names and filters that
+// depend on its classes.
+struct ModelSetup {
+	std::shared_ptr<LoadedModel> model;
+	std::vector<std::string> labels;
+	std::set<int64_t> class_filter;
+	std::map<int64_t, double> class_thresholds;
+};
+
 // C++ members of the element, created in _init and deleted in _finalize.
 struct GstFrcnnDetectState {
 	// Protected by the object lock.
@@ -859,13 +868,26 @@ static std::string model_settings_text(const Settings &settings)
 }
 
 /*
+ * Posts a problem of setting up a model: an error when the element starts (the state change then
+ * fails), a warning when the weights change while it plays (it keeps the model it has).
+ */
+#define GST_FRCNN_DETECT_PROBLEM(self, while_playing, domain, code, text, debug)   \
+	G_STMT_START {                                                                \
+		if (while_playing)                                                    \
+			GST_ELEMENT_WARNING(self, domain, code, text, debug);         \
+		else                                                                  \
+			GST_ELEMENT_ERROR(self, domain, code, text, debug);           \
+	} G_STMT_END
+
+/*
  * Loads the model the settings name into `model`: gets and reads the weights, tells the model and
  * its classes from them where the settings leave it open, and builds the detector. Every failure
  * posts an error that says which property to change.
  */
 static gboolean gst_frcnn_detect_load_model(GstFrcnnDetect *self, const Settings &settings,
 					    const std::optional<frcnn::WeightsPreset> &preset,
-					    frcnn::ModelConfig config, LoadedModel &model)
+					    frcnn::ModelConfig config, LoadedModel &model,
+					    bool while_playing)
 {
 	std::string path;
 	try {
@@ -878,7 +900,7 @@ static gboolean gst_frcnn_detect_load_model(GstFrcnnDetect *self, const Settings
 		};
 		path = frcnn::resolve_weights(settings.weights, progress);
 	} catch (const std::exception &e) {
-		GST_ELEMENT_ERROR(self, RESOURCE, NOT_FOUND,
+		GST_FRCNN_DETECT_PROBLEM(self, while_playing, RESOURCE, NOT_FOUND,
 				  ("Could not get the weights '%s': %s. Set 'weights' to a readable "
 				   "checkpoint file or a preset name (%s).",
 				   settings.weights.c_str(), e.what(), preset_names().c_str()),
@@ -904,7 +926,7 @@ static gboolean gst_frcnn_detect_load_model(GstFrcnnDetect *self, const Settings
 			num_classes = file_classes > 0 ? file_classes
 					 : preset ? preset->num_classes : config.num_classes;
 	} catch (const std::exception &e) {
-		GST_ELEMENT_ERROR(self, RESOURCE, OPEN_READ,
+		GST_FRCNN_DETECT_PROBLEM(self, while_playing, RESOURCE, OPEN_READ,
 				  ("Could not read the weights file '%s': %s. Set 'weights' to a "
 				   "checkpoint written by torch.save or gst-frcnn.",
 				   path.c_str(), e.what()),
@@ -932,7 +954,7 @@ static gboolean gst_frcnn_detect_load_model(GstFrcnnDetect *self, const Settings
 	try {
 		model.detector = std::make_unique<frcnn::Detector>(options);
 	} catch (const std::exception &e) {
-		GST_ELEMENT_ERROR(self, LIBRARY, INIT,
+		GST_FRCNN_DETECT_PROBLEM(self, while_playing, LIBRARY, INIT,
 				  ("Could not set up model '%s' with %d classes on '%s' from '%s': %s. "
 				   "Set 'model' and 'num-classes' to match the weights, and 'device' "
 				   "to a device that exists.",
@@ -956,6 +978,166 @@ static gboolean gst_frcnn_detect_load_model(GstFrcnnDetect *self, const Settings
 	GST_INFO_OBJECT(self, "model %s, %d classes, weights %s, device %s", config.arch.c_str(),
 			num_classes, path.c_str(), settings.device.c_str());
 	return TRUE;
+}
+
+/*
+ * Builds the model the settings name, or takes the one loaded under the same model-instance-id,
+ * with the class names and filters that depend on its classes. Every failure posts a message that
+ * says which property to change (see GST_FRCNN_DETECT_PROBLEM) and returns nothing.
+ */
+static std::optional<ModelSetup> gst_frcnn_detect_setup_model(GstFrcnnDetect *self,
+							      const Settings &settings,
+							      bool while_playing)
+{
+	static const std::regex device_pattern("cpu|cuda(:[0-9]+)?");
+	if (!std::regex_match(settings.device, device_pattern)) {
+		GST_FRCNN_DETECT_PROBLEM(self, while_playing, RESOURCE, SETTINGS,
+				  ("Unknown device '%s': set 'device' to cpu, cuda or cuda:N.",
+				   settings.device.c_str()),
+				  ("device property does not match cpu|cuda|cuda:N"));
+		return std::nullopt;
+	}
+	if (settings.device != "cpu" && !frcnn::Detector::cuda_built()) {
+		GST_FRCNN_DETECT_PROBLEM(self, while_playing, RESOURCE, SETTINGS,
+				  ("device=%s needs gst-frcnn built with a CUDA LibTorch, and this "
+				   "build is CPU only: set device=cpu.", settings.device.c_str()),
+				  ("frcnn::Detector::cuda_built() returned false"));
+		return std::nullopt;
+	}
+
+	if (settings.precision == GST_FRCNN_PRECISION_FP16 && settings.device == "cpu") {
+		GST_FRCNN_DETECT_PROBLEM(self, while_playing, RESOURCE, SETTINGS,
+				  ("precision=fp16 needs a CUDA device: set precision=fp32 or "
+				   "device=cuda."),
+				  ("fp16 check failed: device is cpu"));
+		return std::nullopt;
+	}
+
+	if (settings.weights.empty()) {
+		GST_FRCNN_DETECT_PROBLEM(self, while_playing, RESOURCE, NOT_FOUND,
+				  ("No weights: set 'weights' to a checkpoint file, a preset name "
+				   "(%s) or a URL.", preset_names().c_str()),
+				  ("weights property is empty"));
+		return std::nullopt;
+	}
+
+	/* A weights preset brings its architecture, class count and batch-norm eps. */
+	std::optional<frcnn::WeightsPreset> preset;
+	frcnn::ModelConfig config;
+	std::string arch = settings.model;
+	try {
+		preset = weights_preset_for(settings.weights);
+		if (preset) {
+			if (settings.model_set && frcnn::model_preset(settings.model).arch !=
+						  frcnn::model_preset(preset->arch).arch) {
+				GST_FRCNN_DETECT_PROBLEM(self, while_playing, RESOURCE, SETTINGS,
+						  ("The weights '%s' are for model '%s' but model is "
+						   "'%s': set model=%s or leave it unset.",
+						   settings.weights.c_str(), preset->arch.c_str(),
+						   settings.model.c_str(), preset->arch.c_str()),
+						  ("weights preset %s does not match the model property",
+						   preset->name.c_str()));
+				return std::nullopt;
+			}
+			arch = preset->arch;
+		}
+		config = frcnn::model_preset(arch);
+		if (preset)
+			config.frozen_bn_eps = preset->frozen_bn_eps;
+	} catch (const std::exception &e) {
+		GST_FRCNN_DETECT_PROBLEM(self, while_playing, RESOURCE, SETTINGS,
+				  ("Unknown model '%s': %s. Set 'model' to one of these.",
+				   arch.c_str(), e.what()),
+				  ("frcnn::model_preset() failed"));
+		return std::nullopt;
+	}
+
+	/*
+	 * Under a model-instance-id, the model that another element loaded with the same settings,
+	 * else one loaded here and registered for the others. The registry stays locked meanwhile,
+	 * so that elements starting together load it once.
+	 */
+	std::shared_ptr<LoadedModel> model;
+	std::unique_lock<std::mutex> registry;
+	const std::string loaded_from = model_settings_text(settings);
+	const std::string &id = settings.model_instance_id;
+	if (!id.empty()) {
+		registry = std::unique_lock<std::mutex>(shared_models().mutex);
+		const auto found = shared_models().by_id.find(id);
+		if (found != shared_models().by_id.end())
+			model = found->second.lock(); // empty once its last element let it go
+		if (model && model->settings != loaded_from) {
+			GST_FRCNN_DETECT_PROBLEM(self, while_playing, RESOURCE, SETTINGS,
+					  ("model-instance-id '%s' is in use by a model loaded with other "
+					   "settings (%s; this element has %s): give this element the same "
+					   "model settings or another model-instance-id.",
+					   id.c_str(), model->settings.c_str(), loaded_from.c_str()),
+					  ("the settings differ from those of the shared model"));
+			return std::nullopt;
+		}
+		if (model)
+			GST_INFO_OBJECT(self, "shares the model loaded under model-instance-id '%s'",
+					id.c_str());
+	}
+	if (!model) {
+		model = std::make_shared<LoadedModel>();
+		model->settings = loaded_from;
+		if (!gst_frcnn_detect_load_model(self, settings, preset, config, *model, while_playing))
+			return std::nullopt;
+		if (!id.empty())
+			shared_models().by_id[id] = model;
+	}
+	if (registry.owns_lock())
+		registry.unlock();
+
+	std::vector<std::string> labels;
+	try {
+		labels = settings.labels.empty()
+				 ? frcnn::gst::default_labels(model->num_classes)
+				 : frcnn::gst::read_labels_file(settings.labels, model->num_classes);
+	} catch (const std::exception &e) {
+		GST_FRCNN_DETECT_PROBLEM(self, while_playing, RESOURCE, OPEN_READ,
+				  ("Could not use the labels: %s. Set 'labels' to a file with one "
+				   "class name per line, or unset it.", e.what()),
+				  ("reading labels file '%s' failed", settings.labels.c_str()));
+		return std::nullopt;
+	}
+
+	std::set<int64_t> class_filter;
+	try {
+		class_filter = frcnn::gst::parse_classes(settings.classes, labels);
+	} catch (const std::exception &e) {
+		GST_FRCNN_DETECT_PROBLEM(self, while_playing, RESOURCE, SETTINGS,
+				  ("Invalid 'classes': %s.", e.what()),
+				  ("parsing classes '%s' failed", settings.classes.c_str()));
+		return std::nullopt;
+	}
+	std::map<int64_t, double> class_thresholds;
+	try {
+		class_thresholds = frcnn::gst::parse_class_thresholds(settings.class_thresholds, labels);
+	} catch (const std::exception &e) {
+		GST_FRCNN_DETECT_PROBLEM(self, while_playing, RESOURCE, SETTINGS,
+				  ("Invalid 'class-thresholds': %s. Set it to class=score entries "
+				   "separated by commas (e.g. person=0.7,car=0.3), or leave it empty.",
+				   e.what()),
+				  ("parsing class-thresholds '%s' failed", settings.class_thresholds.c_str()));
+		return std::nullopt;
+	}
+
+	return ModelSetup{ std::move(model), std::move(labels), std::move(class_filter),
+			   std::move(class_thresholds) };
+}
+
+/* Makes a set-up model the element's; the first batch takes up its class filters. */
+static void gst_frcnn_detect_install_model(GstFrcnnDetect *self, ModelSetup setup, guint64 generation)
+{
+	GstFrcnnDetectState *state = self->state;
+	state->model = std::move(setup.model);
+	state->detector_generation = generation;
+	state->labels = std::move(setup.labels);
+	state->class_filter = std::move(setup.class_filter);
+	state->class_thresholds = std::move(setup.class_thresholds);
+	state->applied = RuntimeSettings();
 }
 
 /*
@@ -993,148 +1175,10 @@ static gboolean gst_frcnn_detect_open(GstFrcnnDetect *self)
 	state->model.reset();
 	state->detector_generation = 0;
 
-	static const std::regex device_pattern("cpu|cuda(:[0-9]+)?");
-	if (!std::regex_match(settings.device, device_pattern)) {
-		GST_ELEMENT_ERROR(self, RESOURCE, SETTINGS,
-				  ("Unknown device '%s': set 'device' to cpu, cuda or cuda:N.",
-				   settings.device.c_str()),
-				  ("device property does not match cpu|cuda|cuda:N"));
+	std::optional<ModelSetup> setup = gst_frcnn_detect_setup_model(self, settings, false);
+	if (!setup)
 		return FALSE;
-	}
-	if (settings.device != "cpu" && !frcnn::Detector::cuda_built()) {
-		GST_ELEMENT_ERROR(self, RESOURCE, SETTINGS,
-				  ("device=%s needs gst-frcnn built with a CUDA LibTorch, and this "
-				   "build is CPU only: set device=cpu.", settings.device.c_str()),
-				  ("frcnn::Detector::cuda_built() returned false"));
-		return FALSE;
-	}
-
-	if (settings.precision == GST_FRCNN_PRECISION_FP16 && settings.device == "cpu") {
-		GST_ELEMENT_ERROR(self, RESOURCE, SETTINGS,
-				  ("precision=fp16 needs a CUDA device: set precision=fp32 or "
-				   "device=cuda."),
-				  ("fp16 check failed: device is cpu"));
-		return FALSE;
-	}
-
-	if (settings.weights.empty()) {
-		GST_ELEMENT_ERROR(self, RESOURCE, NOT_FOUND,
-				  ("No weights: set 'weights' to a checkpoint file, a preset name "
-				   "(%s) or a URL.", preset_names().c_str()),
-				  ("weights property is empty"));
-		return FALSE;
-	}
-
-	/* A weights preset brings its architecture, class count and batch-norm eps. */
-	std::optional<frcnn::WeightsPreset> preset;
-	frcnn::ModelConfig config;
-	std::string arch = settings.model;
-	try {
-		preset = weights_preset_for(settings.weights);
-		if (preset) {
-			if (settings.model_set && frcnn::model_preset(settings.model).arch !=
-						  frcnn::model_preset(preset->arch).arch) {
-				GST_ELEMENT_ERROR(self, RESOURCE, SETTINGS,
-						  ("The weights '%s' are for model '%s' but model is "
-						   "'%s': set model=%s or leave it unset.",
-						   settings.weights.c_str(), preset->arch.c_str(),
-						   settings.model.c_str(), preset->arch.c_str()),
-						  ("weights preset %s does not match the model property",
-						   preset->name.c_str()));
-				return FALSE;
-			}
-			arch = preset->arch;
-		}
-		config = frcnn::model_preset(arch);
-		if (preset)
-			config.frozen_bn_eps = preset->frozen_bn_eps;
-	} catch (const std::exception &e) {
-		GST_ELEMENT_ERROR(self, RESOURCE, SETTINGS,
-				  ("Unknown model '%s': %s. Set 'model' to one of these.",
-				   arch.c_str(), e.what()),
-				  ("frcnn::model_preset() failed"));
-		return FALSE;
-	}
-
-	/*
-	 * Under a model-instance-id, the model that another element loaded with the same settings,
-	 * else one loaded here and registered for the others. The registry stays locked meanwhile,
-	 * so that elements starting together load it once.
-	 */
-	std::shared_ptr<LoadedModel> model;
-	std::unique_lock<std::mutex> registry;
-	const std::string loaded_from = model_settings_text(settings);
-	const std::string &id = settings.model_instance_id;
-	if (!id.empty()) {
-		registry = std::unique_lock<std::mutex>(shared_models().mutex);
-		const auto found = shared_models().by_id.find(id);
-		if (found != shared_models().by_id.end())
-			model = found->second.lock(); // empty once its last element let it go
-		if (model && model->settings != loaded_from) {
-			GST_ELEMENT_ERROR(self, RESOURCE, SETTINGS,
-					  ("model-instance-id '%s' is in use by a model loaded with other "
-					   "settings (%s; this element has %s): give this element the same "
-					   "model settings or another model-instance-id.",
-					   id.c_str(), model->settings.c_str(), loaded_from.c_str()),
-					  ("the settings differ from those of the shared model"));
-			return FALSE;
-		}
-		if (model)
-			GST_INFO_OBJECT(self, "shares the model loaded under model-instance-id '%s'",
-					id.c_str());
-	}
-	if (!model) {
-		model = std::make_shared<LoadedModel>();
-		model->settings = loaded_from;
-		if (!gst_frcnn_detect_load_model(self, settings, preset, config, *model))
-			return FALSE;
-		if (!id.empty())
-			shared_models().by_id[id] = model;
-	}
-	if (registry.owns_lock())
-		registry.unlock();
-
-	std::vector<std::string> labels;
-	try {
-		labels = settings.labels.empty()
-				 ? frcnn::gst::default_labels(model->num_classes)
-				 : frcnn::gst::read_labels_file(settings.labels, model->num_classes);
-	} catch (const std::exception &e) {
-		GST_ELEMENT_ERROR(self, RESOURCE, OPEN_READ,
-				  ("Could not use the labels: %s. Set 'labels' to a file with one "
-				   "class name per line, or unset it.", e.what()),
-				  ("reading labels file '%s' failed", settings.labels.c_str()));
-		return FALSE;
-	}
-
-	std::set<int64_t> class_filter;
-	try {
-		class_filter = frcnn::gst::parse_classes(settings.classes, labels);
-	} catch (const std::exception &e) {
-		GST_ELEMENT_ERROR(self, RESOURCE, SETTINGS,
-				  ("Invalid 'classes': %s.", e.what()),
-				  ("parsing classes '%s' failed", settings.classes.c_str()));
-		return FALSE;
-	}
-	std::map<int64_t, double> class_thresholds;
-	try {
-		class_thresholds = frcnn::gst::parse_class_thresholds(settings.class_thresholds, labels);
-	} catch (const std::exception &e) {
-		GST_ELEMENT_ERROR(self, RESOURCE, SETTINGS,
-				  ("Invalid 'class-thresholds': %s. Set it to class=score entries "
-				   "separated by commas (e.g. person=0.7,car=0.3), or leave it empty.",
-				   e.what()),
-				  ("parsing class-thresholds '%s' failed", settings.class_thresholds.c_str()));
-		return FALSE;
-	}
-
-	state->model = std::move(model);
-	state->detector_generation = generation;
-	state->labels = std::move(labels);
-	state->class_filter = std::move(class_filter);
-	state->class_thresholds = std::move(class_thresholds);
-	/* Nothing applied yet: the first batch takes up the element's class filters. */
-	state->applied = RuntimeSettings();
+	gst_frcnn_detect_install_model(self, std::move(*setup), generation);
 	return TRUE;
 }
 

@@ -1027,6 +1027,7 @@ std::string state_change_error(const std::string &properties, GError **error_out
 		text = error->message;
 		const std::string where = debug ? debug : "";
 		EXPECT_TRUE(where.find("gst_frcnn_detect_open") != std::string::npos ||
+			    where.find("gst_frcnn_detect_setup_model") != std::string::npos ||
 			    where.find("gst_frcnn_detect_load_model") != std::string::npos)
 			<< "the debug message tells the developer where: " << (debug ? debug : "(none)");
 		EXPECT_STREQ(GST_OBJECT_NAME(GST_MESSAGE_SRC(message)), "detect");
