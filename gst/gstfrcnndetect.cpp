@@ -28,6 +28,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <future>
 #include <limits>
 #include <map>
 #include <memory>
@@ -396,8 +397,16 @@ struct GstFrcnnDetectState {
 
 	// Owned by whoever runs: the state change thread while the pads are inactive, the worker
 	// while they are active.
+	// The chain function takes its own reference to `model` under `mutex`, and the worker
+	// replaces it under `mutex` when weights changed while playing.
 	std::shared_ptr<LoadedModel> model;
 	guint64 detector_generation = 0;
+	Settings loaded_settings; // what `model` was set up from
+	// Weights changed while playing: the model being set up for them on a thread of its own,
+	// and the settings generation it is for (kept after a refusal, so that it is not retried).
+	std::future<std::optional<ModelSetup>> reload;
+	guint64 reload_generation = 0;
+	Settings reload_settings;
 	std::vector<std::string> labels;
 	std::set<int64_t> class_filter;
 	std::map<int64_t, double> class_thresholds; // `class-thresholds`, by class id
@@ -506,8 +515,10 @@ static void gst_frcnn_detect_class_init(GstFrcnnDetectClass *klass)
 		g_param_spec_string("weights", "Weights",
 				    "Checkpoint to load: a file path, a preset name (coco, coco-v2, "
 				    "coco-mobilenet, coco-mobilenet-320: downloaded into the torch hub "
-				    "cache when missing) or an http(s) URL",
-				    DEFAULT_PROP_WEIGHTS, ready));
+				    "cache when missing) or an http(s) URL. Changed while playing, the "
+				    "new weights are loaded in the background and the batches go on with "
+				    "the old ones until they are ready (a message tells when)",
+				    DEFAULT_PROP_WEIGHTS, playing));
 	g_object_class_install_property(object_class, PROP_NUM_CLASSES,
 		g_param_spec_uint("num-classes", "Number of classes",
 				  "Classes of the model, background included (0 = from the weights)",
@@ -1129,11 +1140,13 @@ static std::optional<ModelSetup> gst_frcnn_detect_setup_model(GstFrcnnDetect *se
 }
 
 /* Makes a set-up model the element's; the first batch takes up its class filters. */
-static void gst_frcnn_detect_install_model(GstFrcnnDetect *self, ModelSetup setup, guint64 generation)
+static void gst_frcnn_detect_install_model(GstFrcnnDetect *self, ModelSetup setup,
+					   const Settings &settings, guint64 generation)
 {
 	GstFrcnnDetectState *state = self->state;
 	state->model = std::move(setup.model);
 	state->detector_generation = generation;
+	state->loaded_settings = settings;
 	state->labels = std::move(setup.labels);
 	state->class_filter = std::move(setup.class_filter);
 	state->class_thresholds = std::move(setup.class_thresholds);
@@ -1178,7 +1191,7 @@ static gboolean gst_frcnn_detect_open(GstFrcnnDetect *self)
 	std::optional<ModelSetup> setup = gst_frcnn_detect_setup_model(self, settings, false);
 	if (!setup)
 		return FALSE;
-	gst_frcnn_detect_install_model(self, std::move(*setup), generation);
+	gst_frcnn_detect_install_model(self, std::move(*setup), settings, generation);
 	return TRUE;
 }
 
@@ -1211,6 +1224,83 @@ static void gst_frcnn_detect_apply_threads(GstFrcnnDetect *self, guint threads)
 		GST_INFO_OBJECT(self, "batches run on %d CPU threads", now);
 		state->logged_threads = now;
 	}
+}
+
+/*
+ * Weights changed while playing: on the worker, between batches. The first batch after the change
+ * starts setting up a model for the new weights on a thread of its own (with the element's
+ * model, num-classes and labels as they are then), while the batches go on with the model they
+ * have; the first batch after that has finished runs on the new model, or, if it failed (a
+ * warning says why), on the old one still. The frames already held for the old model run on the
+ * new one: both are on the same device. A change of device, precision, channels-last,
+ * cpu-convolutions or model-instance-id, and any change on a shared model, waits for the next
+ * start (a warning says so).
+ */
+static void gst_frcnn_detect_take_reload(GstFrcnnDetect *self)
+{
+	GstFrcnnDetectState *state = self->state;
+	std::optional<ModelSetup> setup = state->reload.get();
+	if (!setup)
+		return;
+	std::lock_guard<std::mutex> lock(state->mutex);
+	gst_frcnn_detect_install_model(self, std::move(*setup), state->reload_settings,
+				       state->reload_generation);
+	GST_INFO_OBJECT(self, "now running on the weights '%s'", state->reload_settings.weights.c_str());
+}
+
+static void gst_frcnn_detect_check_reload(GstFrcnnDetect *self)
+{
+	GstFrcnnDetectState *state = self->state;
+	if (state->reload.valid()) {
+		if (state->reload.wait_for(std::chrono::seconds(0)) != std::future_status::ready)
+			return;
+		gst_frcnn_detect_take_reload(self);
+	}
+
+	Settings settings;
+	guint64 generation;
+	{
+		g_autoptr(GMutexLocker) locker = g_mutex_locker_new(GST_OBJECT_GET_LOCK(self));
+		settings = state->settings;
+		generation = state->settings_generation;
+	}
+	if (generation == state->detector_generation || generation == state->reload_generation)
+		return;
+	state->reload_generation = generation;
+
+	const Settings &loaded = state->loaded_settings;
+	if (!loaded.model_instance_id.empty() || settings.model_instance_id != loaded.model_instance_id ||
+	    settings.device != loaded.device || settings.precision != loaded.precision ||
+	    settings.channels_last != loaded.channels_last ||
+	    settings.cpu_convolutions != loaded.cpu_convolutions) {
+		GST_ELEMENT_WARNING(self, RESOURCE, SETTINGS,
+				    ("The model settings changed while playing take effect at the next "
+				     "start: only 'weights' (with 'model', 'num-classes' and 'labels') "
+				     "changes while playing, and not on a model shared under a "
+				     "model-instance-id."),
+				    ("now %s; loaded %s", model_settings_text(settings).c_str(),
+				     model_settings_text(loaded).c_str()));
+		return;
+	}
+	GST_INFO_OBJECT(self, "setting up the weights '%s' while playing", settings.weights.c_str());
+	state->reload_settings = settings;
+	state->reload = std::async(std::launch::async, [self, settings]() {
+		std::optional<ModelSetup> setup = gst_frcnn_detect_setup_model(self, settings, true);
+		if (setup)
+			GST_ELEMENT_INFO(self, RESOURCE, SETTINGS,
+					 ("Loaded the weights '%s': the next batch runs on them.",
+					  settings.weights.c_str()),
+					 ("set up while playing"));
+		return setup;
+	});
+}
+
+/* Waits for a model being set up while playing, and makes it the element's if it was. */
+static void gst_frcnn_detect_finish_reload(GstFrcnnDetect *self)
+{
+	GstFrcnnDetectState *state = self->state;
+	if (state->reload.valid())
+		gst_frcnn_detect_take_reload(self);
 }
 
 /*
@@ -1306,6 +1396,7 @@ static GstFlowReturn gst_frcnn_detect_run_batch(GstFrcnnDetect *self, std::vecto
 	if (frames.empty())
 		return GST_FLOW_OK;
 
+	gst_frcnn_detect_check_reload(self);
 	std::vector<std::vector<frcnn::Detection>> results;
 	{
 		frcnn::gst::RunRequest request;
@@ -1585,7 +1676,8 @@ static const std::optional<frcnn::gst::Region> &gst_frcnn_detect_region(GstFrcnn
  * when one is set: on the CPU the frame stays mapped until its batch has run, which reads it in
  * place; on CUDA its bytes are copied to the device now and it is unmapped again.
  */
-static gboolean gst_frcnn_detect_hold_pixels(GstFrcnnDetect *self, Item &item)
+static gboolean gst_frcnn_detect_hold_pixels(GstFrcnnDetect *self, Item &item,
+					     const LoadedModel &model)
 {
 	std::shared_ptr<const GstVideoFrame> frame = map_frame(&item.info, item.buffer);
 	if (!frame) {
@@ -1615,7 +1707,7 @@ static gboolean gst_frcnn_detect_hold_pixels(GstFrcnnDetect *self, Item &item)
 		}
 	}
 	try {
-		item.pixels = self->state->model->detector->hold_frame(view, std::move(frame));
+		item.pixels = model.detector->hold_frame(view, std::move(frame));
 	} catch (const std::exception &e) {
 		GST_ELEMENT_ERROR(self, STREAM, FAILED, ("Could not prepare a video frame for detection: %s", e.what()),
 				  ("frcnn::Detector::hold_frame() failed for a %dx%d %s frame",
@@ -1667,12 +1759,14 @@ static GstFlowReturn gst_frcnn_detect_chain(GstPad *pad, GstObject *parent, GstB
 	}
 	/* A frame already late downstream goes by without its pixels. */
 	GstMessage *late = qos && item.infer ? gst_frcnn_detect_skip_if_late(self, item, false) : nullptr;
-	/* Outside the lock: the worker runs on while the frame is copied (CUDA). */
+	/* Outside the lock: the worker runs on while the frame is copied (CUDA). Our own reference
+	 * to the model: the worker may replace the element's meanwhile. */
+	const std::shared_ptr<LoadedModel> model = state->model;
 	if (late || item.infer) {
 		lock.unlock();
 		if (late)
 			gst_element_post_message(GST_ELEMENT(self), late);
-		if (item.infer && !gst_frcnn_detect_hold_pixels(self, item))
+		if (item.infer && !gst_frcnn_detect_hold_pixels(self, item, *model))
 			return GST_FLOW_ERROR;
 		lock.lock();
 	}
@@ -1954,9 +2048,14 @@ static GstStateChangeReturn gst_frcnn_detect_change_state(GstElement *element,
 		return ret;
 
 	switch (transition) {
+	case GST_STATE_CHANGE_PAUSED_TO_READY:
+		/* The worker has stopped; a model being set up is kept for the next start. */
+		gst_frcnn_detect_finish_reload(self);
+		break;
 	case GST_STATE_CHANGE_READY_TO_NULL:
 		state->model.reset();
 		state->detector_generation = 0;
+		state->reload_generation = 0;
 		break;
 	default:
 		break;

@@ -28,6 +28,7 @@
 #include "frcnn/detector.h"
 
 #include "gst_test_utils.h"
+#include "labels.h"
 
 namespace {
 
@@ -1456,6 +1457,89 @@ TEST(FrcnnDetect, ClassThresholdsKeepEachClassAboveItsOwn)
 	expect_detections_of(h.get(), frames, expected);
 	HarnessPtr three = harness("threshold=0.3 class-thresholds=1=0.32,2=0.26 max-detections=3 batch-size=3");
 	expect_detections_of(three.get(), frames, best_three);
+}
+
+// The text of the next message of `type` on the bus, waiting up to a minute; empty if none.
+std::string next_message_text(GstBus *bus, GstMessageType type)
+{
+	GstMessage *message = gst_bus_timed_pop_filtered(bus, 60 * GST_SECOND, type);
+	if (!message)
+		return {};
+	GError *error = nullptr;
+	if (type == GST_MESSAGE_INFO)
+		gst_message_parse_info(message, &error, nullptr);
+	else if (type == GST_MESSAGE_WARNING)
+		gst_message_parse_warning(message, &error, nullptr);
+	else
+		gst_message_parse_error(message, &error, nullptr);
+	std::string text = error ? error->message : "(no text)";
+	g_clear_error(&error);
+	gst_message_unref(message);
+	return text;
+}
+
+// New weights set while playing are loaded beside the running model, which goes on until they
+// are ready; weights that cannot be loaded leave it running, with a warning; model settings that
+// cannot change while playing wait for the next start, with a warning.
+TEST(FrcnnDetect, WeightsChangeWhilePlaying)
+{
+	const std::vector<Frame> frames = distinct_frames(3);
+	frcnn::DetectorOptions options;
+	options.model = frcnn::model_preset("tiny");
+	options.model.num_classes = 91;
+	options.model.box_score_thresh = kThreshold;
+	options.model.min_size = kMinSize;
+	options.weights = gst_test::weights91();
+	frcnn::Detector coco_reference(options);
+	const std::vector<std::string> coco = frcnn::gst::coco_category_names();
+
+	HarnessPtr h = harness();
+	GstBus *bus = gst_bus_new();
+	gst_element_set_bus(h->element, bus);
+	gst_harness_set_src_caps(h.get(), frames[0].caps());
+	GstClockTime pts = 0;
+	auto expect_old_model = [&](const Frame &frame) {
+		gst_test::BufferPtr out(gst_harness_push_and_pull(h.get(), frame.buffer(pts++ * GST_MSECOND)));
+		ASSERT_TRUE(out);
+		expect_meta_equals(out.get(), frame.width(), frame.height(), expected_for(frame));
+	};
+	auto expect_new_model = [&](const Frame &frame) {
+		gst_test::BufferPtr out(gst_harness_push_and_pull(h.get(), frame.buffer(pts++ * GST_MSECOND)));
+		ASSERT_TRUE(out);
+		expect_meta_equals(out.get(), frame.width(), frame.height(),
+				   coco_reference.detect({ view_of(frame) }).at(0), coco);
+	};
+	expect_old_model(frames[0]);
+
+	g_object_set(h->element, "weights", gst_test::weights91().c_str(), nullptr);
+	/* This batch starts the loading and runs on the old model. */
+	expect_old_model(frames[1]);
+	EXPECT_NE(next_message_text(bus, GST_MESSAGE_INFO).find("Loaded the weights"), std::string::npos);
+	expect_new_model(frames[2]);
+	expect_new_model(frames[0]);
+
+	g_object_set(h->element, "weights", "/nonexistent/weights.pth", nullptr);
+	expect_new_model(frames[1]);
+	EXPECT_NE(next_message_text(bus, GST_MESSAGE_WARNING).find("Could not get the weights '/nonexistent/weights.pth'"),
+		  std::string::npos);
+	expect_new_model(frames[2]);
+
+	g_object_set(h->element, "cpu-convolutions", frcnn::CpuConvolutions::LibTorch, nullptr);
+	expect_new_model(frames[0]);
+	EXPECT_NE(next_message_text(bus, GST_MESSAGE_WARNING).find("take effect at the next start"),
+		  std::string::npos);
+	EXPECT_EQ(gst_bus_pop_filtered(bus, GST_MESSAGE_ERROR), nullptr);
+
+	/* Stopping while weights load waits for them, and they are the model of the next start. */
+	g_object_set(h->element, "cpu-convolutions", frcnn::CpuConvolutions::Auto, "weights",
+		     gst_test::weights4().c_str(), nullptr);
+	expect_new_model(frames[1]);
+	gst_element_set_bus(h->element, nullptr);
+	gst_object_unref(bus);
+	ASSERT_EQ(gst_element_set_state(h->element, GST_STATE_READY), GST_STATE_CHANGE_SUCCESS);
+	ASSERT_EQ(gst_element_set_state(h->element, GST_STATE_PLAYING), GST_STATE_CHANGE_SUCCESS);
+	gst_harness_set_src_caps(h.get(), frames[0].caps());
+	expect_old_model(frames[2]);
 }
 
 // Counts the element's debug lines that say a batch ran together with other elements' batches,
