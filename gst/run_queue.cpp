@@ -52,13 +52,18 @@ std::vector<RunRequest *> RunQueue::take_next_run()
 
 void RunQueue::run_together(const std::vector<RunRequest *> &requests)
 {
-	std::vector<HeldFrame> frames;
+	std::size_t frame_count = 0;
 	for (const RunRequest *request : requests)
-		frames.insert(frames.end(), request->frames.begin(), request->frames.end());
+		frame_count += request->frames.size();
 
+	/* Nothing may escape: the waiting threads must hear how the run ended. */
 	std::vector<std::vector<Detection>> results;
 	std::string error;
 	try {
+		std::vector<HeldFrame> frames;
+		frames.reserve(frame_count);
+		for (const RunRequest *request : requests)
+			frames.insert(frames.end(), request->frames.begin(), request->frames.end());
 		results = run_(frames, requests.front()->settings);
 		if (results.size() != frames.size())
 			error = "the model returned " + std::to_string(results.size()) + " results for " +
@@ -73,7 +78,7 @@ void RunQueue::run_together(const std::vector<RunRequest *> &requests)
 
 	std::size_t next = 0;
 	for (RunRequest *request : requests) {
-		request->run_frames = frames.size();
+		request->run_frames = frame_count;
 		request->run_requests = requests.size();
 		request->error = error;
 		request->results.clear();
