@@ -1530,6 +1530,22 @@ TEST(FrcnnDetect, WeightsChangeWhilePlaying)
 		  std::string::npos);
 	EXPECT_EQ(gst_bus_pop_filtered(bus, GST_MESSAGE_ERROR), nullptr);
 
+	/* A model shared under a model-instance-id keeps its weights while playing. */
+	{
+		HarnessPtr shared = harness("model-instance-id=reload");
+		GstBus *shared_bus = gst_bus_new();
+		gst_element_set_bus(shared->element, shared_bus);
+		gst_harness_set_src_caps(shared.get(), frames[0].caps());
+		g_object_set(shared->element, "weights", gst_test::weights91().c_str(), nullptr);
+		gst_test::BufferPtr out(gst_harness_push_and_pull(shared.get(), frames[0].buffer(0)));
+		ASSERT_TRUE(out);
+		expect_meta_equals(out.get(), frames[0].width(), frames[0].height(), expected_for(frames[0]));
+		EXPECT_NE(next_message_text(shared_bus, GST_MESSAGE_WARNING).find("not on a model shared"),
+			  std::string::npos);
+		gst_element_set_bus(shared->element, nullptr);
+		gst_object_unref(shared_bus);
+	}
+
 	/* Stopping while weights load waits for them, and they are the model of the next start. */
 	g_object_set(h->element, "cpu-convolutions", frcnn::CpuConvolutions::Auto, "weights",
 		     gst_test::weights4().c_str(), nullptr);
