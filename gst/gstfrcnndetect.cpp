@@ -203,15 +203,6 @@ struct RuntimeSettings {
 	guint max_detections = 0;
 	std::string classes;
 	std::string class_thresholds;
-
-	bool operator==(const RuntimeSettings &other) const
-	{
-		return threshold == other.threshold && nms_threshold == other.nms_threshold &&
-		       min_size == other.min_size && max_size == other.max_size &&
-		       max_detections == other.max_detections && classes == other.classes &&
-		       class_thresholds == other.class_thresholds;
-	}
-	bool operator!=(const RuntimeSettings &other) const { return !(*this == other); }
 };
 
 RuntimeSettings runtime_settings(const Settings &settings)
@@ -1257,16 +1248,16 @@ static void gst_frcnn_detect_check_reload(GstFrcnnDetect *self)
 		gst_frcnn_detect_take_reload(self);
 	}
 
+	/* Every batch comes here: the settings are copied only when they changed. */
 	Settings settings;
-	guint64 generation;
 	{
 		g_autoptr(GMutexLocker) locker = g_mutex_locker_new(GST_OBJECT_GET_LOCK(self));
+		const guint64 generation = state->settings_generation;
+		if (generation == state->detector_generation || generation == state->reload_generation)
+			return;
+		state->reload_generation = generation;
 		settings = state->settings;
-		generation = state->settings_generation;
 	}
-	if (generation == state->detector_generation || generation == state->reload_generation)
-		return;
-	state->reload_generation = generation;
 
 	const Settings &loaded = state->loaded_settings;
 	if (!loaded.model_instance_id.empty() || settings.model_instance_id != loaded.model_instance_id ||

@@ -32,6 +32,20 @@ bool equal_nocase(const std::string &a, const std::string &b)
 	       });
 }
 
+// The entries of a comma-separated value, trimmed, empty ones left out.
+std::vector<std::string> comma_entries(const std::string &spec)
+{
+	std::vector<std::string> entries;
+	std::istringstream stream(spec);
+	std::string entry;
+	while (std::getline(stream, entry, ',')) {
+		entry = trim(entry);
+		if (!entry.empty())
+			entries.push_back(entry);
+	}
+	return entries;
+}
+
 } // namespace
 
 const std::vector<std::string> &coco_category_names()
@@ -108,12 +122,7 @@ std::vector<std::string> read_labels_file(const std::string &path, int num_class
 std::set<int64_t> parse_classes(const std::string &spec, const std::vector<std::string> &labels)
 {
 	std::set<int64_t> ids;
-	std::istringstream stream(spec);
-	std::string token;
-	while (std::getline(stream, token, ',')) {
-		token = trim(token);
-		if (token.empty())
-			continue;
+	for (const std::string &token : comma_entries(spec)) {
 
 		if (std::all_of(token.begin(), token.end(),
 				[](char c) { return std::isdigit(static_cast<unsigned char>(c)); })) {
@@ -148,12 +157,7 @@ std::map<int64_t, double> parse_class_thresholds(const std::string &spec,
 						 const std::vector<std::string> &labels)
 {
 	std::map<int64_t, double> thresholds;
-	std::istringstream stream(spec);
-	std::string entry;
-	while (std::getline(stream, entry, ',')) {
-		entry = trim(entry);
-		if (entry.empty())
-			continue;
+	for (const std::string &entry : comma_entries(spec)) {
 		const std::size_t equals = entry.rfind('=');
 		if (equals == std::string::npos)
 			throw Error("'" + entry + "' is not class=score");
