@@ -4,6 +4,7 @@
 Reads meson's testlog.json; for a GoogleTest program it counts the cases in the XML report that
 program wrote. A program that failed without reporting a failed case (a crash, a timeout) counts
 as one more failure. Skipped cases count as neither. Exits non-zero when anything failed.
+Several logs (runs of parts of the tests in one build) are added up.
 """
 import json
 import os
@@ -23,14 +24,13 @@ def gtest_counts(path):
     return passed, failed
 
 
-def main():
-    log = sys.argv[1] if len(sys.argv) > 1 else "build/meson-logs/testlog.json"
+def log_counts(log):
+    """(passed, failed) of one meson test log."""
     build_dir = os.path.dirname(os.path.dirname(os.path.abspath(log)))
     passed = failed = 0
     if not os.path.exists(log):
         print("no test log at %s: the build or the test run failed" % log, file=sys.stderr)
-        print("0 passed, 1 failed")
-        return 1
+        return 0, 1
     with open(log) as f:
         for line in f:
             if not line.strip():
@@ -56,6 +56,16 @@ def main():
                 passed += 1
             elif not skipped:
                 failed += 1
+    return passed, failed
+
+
+def main():
+    logs = sys.argv[1:] or ["build/meson-logs/testlog.json"]
+    passed = failed = 0
+    for log in logs:
+        p, f_ = log_counts(log)
+        passed += p
+        failed += f_
     print("%d passed, %d failed" % (passed, failed))
     return 1 if failed else 0
 

@@ -26,7 +26,17 @@
 #include <string>
 #include <vector>
 
+/* LibTorch is built with NDEBUG. Without it (a debug build of this program), the inline
+ * RecordFunction::inputs() would check a flag that only exists in debug builds of LibTorch: it
+ * reads a padding byte of the library's object and may stop the program at random. The header is
+ * read here as the library was built; its include guard keeps it so for the headers below. */
+#ifdef NDEBUG
 #include <ATen/record_function.h>
+#else
+#define NDEBUG
+#include <ATen/record_function.h>
+#undef NDEBUG
+#endif
 #include <nlohmann/json.hpp>
 #if FRCNN_BENCH_OPENCV
 #include <opencv2/core/utils/logger.hpp>

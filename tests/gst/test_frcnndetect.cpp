@@ -1216,17 +1216,20 @@ TEST(FrcnnDetect, PropertyDefaultsAndRanges)
 	gint precision = 0;
 	g_object_get(element, "precision", &precision, nullptr);
 	EXPECT_EQ(precision, 1);
-	gchar *instance_id = g_strdup("unset");
+	gchar unset[] = "unset";
+	gchar *instance_id = unset; // g_object_get() must overwrite it with NULL
 	g_object_get(element, "model-instance-id", &instance_id, nullptr);
 	EXPECT_EQ(instance_id, nullptr) << "a model of its own unless asked";
-	g_free(instance_id);
+	if (instance_id != unset)
+		g_free(instance_id);
 	spec = g_object_class_find_property(G_OBJECT_GET_CLASS(element), "model-instance-id");
 	ASSERT_NE(spec, nullptr);
 	EXPECT_FALSE(spec->flags & GST_PARAM_MUTABLE_PLAYING);
-	gchar *region = g_strdup("unset");
+	gchar *region = unset; // g_object_get() must overwrite it with NULL
 	g_object_get(element, "region", &region, nullptr);
 	EXPECT_EQ(region, nullptr) << "the whole frame unless asked";
-	g_free(region);
+	if (region != unset)
+		g_free(region);
 	g_object_set(element, "region", "1,2,3,4", nullptr);
 	g_object_get(element, "region", &region, nullptr);
 	EXPECT_STREQ(region, "1,2,3,4");
