@@ -429,6 +429,25 @@ std::string join_some(const std::vector<std::string> &names, size_t limit = 8)
 	return s;
 }
 
+// The model a checkpoint holds, in words ("model 'tiny' with num_classes 4"), or empty when it is
+// none the library knows: what a user should choose when the weights do not fit.
+std::string checkpoint_model(const StateDict &tensors)
+{
+	std::string arch;
+	try {
+		arch = detect_arch(tensors);
+	} catch (const Error &) {
+		return "";
+	}
+	std::string words = "model '" + arch + "'";
+	if (arch == "fasterrcnn_mobilenet_v3_large_fpn")
+		words += " (or 'fasterrcnn_mobilenet_v3_large_320_fpn': the weights are the same)";
+	const int classes = detect_num_classes(tensors);
+	if (classes > 0)
+		words += " with num_classes " + std::to_string(classes);
+	return words;
+}
+
 } // namespace
 
 void FasterRCNNImpl::load_state_dict(const Checkpoint &checkpoint)
@@ -477,6 +496,9 @@ void FasterRCNNImpl::load_state_dict(const Checkpoint &checkpoint)
 			msg << " missing: " << join_some(missing) << ";";
 		if (!unexpected.empty())
 			msg << " unexpected: " << join_some(unexpected) << ";";
+		const std::string held = checkpoint_model(checkpoint.tensors);
+		if (!held.empty())
+			msg << " the checkpoint holds " << held << ";";
 		msg << " choose the model and number of classes the checkpoint was trained with";
 		throw Error(msg.str());
 	}

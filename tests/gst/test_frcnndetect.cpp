@@ -1085,9 +1085,11 @@ std::vector<ErrorCase> error_cases()
 		{ "CorruptWeights", "model=tiny weights=\"" + corrupt_weights() + "\"", "Set 'weights'",
 		  GST_RESOURCE_ERROR },
 		{ "WeightsDoNotFitTheClasses", "model=tiny num-classes=7 " + w,
-		  "Set 'model' and 'num-classes'", GST_LIBRARY_ERROR },
+		  "the checkpoint holds model 'tiny' with num_classes 4;", GST_LIBRARY_ERROR },
 		{ "WeightsDoNotFitTheModel", "model=fasterrcnn_resnet50_fpn " + w,
-		  "Set 'model' and 'num-classes'", GST_LIBRARY_ERROR },
+		  "the checkpoint holds model 'tiny' with num_classes 4; choose the model and number of "
+		  "classes the checkpoint was trained with. Set 'model' and 'num-classes'",
+		  GST_LIBRARY_ERROR },
 		{ "UnknownModel", "model=nope " + w, "Set 'model'", GST_RESOURCE_ERROR },
 		{ "UnknownDevice", "model=tiny device=tpu " + w, "set 'device'", GST_RESOURCE_ERROR },
 		{ "Fp16OnCpu", "model=tiny precision=fp16 " + w, "set precision=fp32",
