@@ -49,7 +49,8 @@ void add_detection_meta(GstBuffer *buffer, int width, int height, double x1, dou
 
 	GstStructure *param = gst_structure_new(
 		kDetectionParam,
-		"label_id", G_TYPE_UINT, static_cast<guint>(std::max<int64_t>(label_id, 0)),
+		/* A gint, as Intel DL Streamer writes and reads it (its converters ask for G_TYPE_INT). */
+		"label_id", G_TYPE_INT, static_cast<gint>(std::clamp<int64_t>(label_id, 0, G_MAXINT)),
 		"label", G_TYPE_STRING, label.c_str(),
 		"confidence", G_TYPE_DOUBLE, score,
 		"x_min", G_TYPE_DOUBLE, width > 0 ? x1 / width : 0.0,
@@ -86,9 +87,13 @@ std::vector<DetectionMeta> read_detection_metas(GstBuffer *buffer, int width, in
 		const GstStructure *param =
 			gst_video_region_of_interest_meta_get_param(roi, kDetectionParam);
 		if (param) {
-			guint id;
-			if (gst_structure_get_uint(param, "label_id", &id))
+			/* A gint as frcnndetect and DL Streamer write it; a guint from other producers. */
+			gint id;
+			guint unsigned_id;
+			if (gst_structure_get_int(param, "label_id", &id))
 				det.label_id = id;
+			else if (gst_structure_get_uint(param, "label_id", &unsigned_id))
+				det.label_id = unsigned_id;
 			const gchar *label = gst_structure_get_string(param, "label");
 			if (label)
 				det.label = label;

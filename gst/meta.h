@@ -2,7 +2,7 @@
 // The one place that writes and reads detection metadata on buffers.
 //
 // Each detection is a GstVideoRegionOfInterestMeta (roi_type = label name, x/y/w/h in frame
-// pixels) carrying a "detection" GstStructure param with label_id (uint), label (string),
+// pixels) carrying a "detection" GstStructure param with label_id (int), label (string),
 // confidence (double) and x_min, y_min, x_max, y_max (double, normalised to 0..1), the layout
 // Intel DL Streamer uses. Other representations (GstAnalytics on GStreamer >= 1.24) belong here.
 #pragma once

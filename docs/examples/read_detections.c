@@ -29,10 +29,10 @@ static void print_detections(GstBuffer *buffer, gint width, gint height)
 							GST_VIDEO_REGION_OF_INTEREST_META_API_TYPE))) {
 		GstVideoRegionOfInterestMeta *roi = (GstVideoRegionOfInterestMeta *)meta;
 		GstStructure *s = gst_video_region_of_interest_meta_get_param(roi, "detection");
-		guint label_id = 0;
+		gint label_id = 0;
 		gdouble confidence = 0, x_min = 0, y_min = 0, x_max = 0, y_max = 0;
 
-		if (!s || !gst_structure_get(s, "label_id", G_TYPE_UINT, &label_id,
+		if (!s || !gst_structure_get(s, "label_id", G_TYPE_INT, &label_id,
 					     "confidence", G_TYPE_DOUBLE, &confidence,
 					     "x_min", G_TYPE_DOUBLE, &x_min, "y_min", G_TYPE_DOUBLE, &y_min,
 					     "x_max", G_TYPE_DOUBLE, &x_max, "y_max", G_TYPE_DOUBLE, &y_max,
@@ -42,7 +42,7 @@ static void print_detections(GstBuffer *buffer, gint width, gint height)
 				roi->y, roi->w, roi->h);
 			continue;
 		}
-		g_print("  %-16s id %-3u score %.3f box (%.1f, %.1f, %.1f, %.1f)\n",
+		g_print("  %-16s id %-3d score %.3f box (%.1f, %.1f, %.1f, %.1f)\n",
 			gst_structure_get_string(s, "label"), label_id, confidence, x_min * width,
 			y_min * height, x_max * width, y_max * height);
 	}

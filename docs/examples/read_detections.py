@@ -35,7 +35,7 @@ def read_detections(buffer):
         }
         param = roi.get_param("detection")
         if param is not None:
-            ok_id, label_id = param.get_uint("label_id")
+            ok_id, label_id = param.get_int("label_id")
             ok_score, confidence = param.get_double("confidence")
             box = [param.get_double(name)[1] for name in ("x_min", "y_min", "x_max", "y_max")]
             detection.update(label=param.get_string("label"),

@@ -198,7 +198,7 @@ struct RoiDetection {
 	std::string roi_type;
 	guint x, y, w, h;
 	bool has_param = false;
-	guint label_id = 0;
+	gint label_id = 0;
 	std::string label;
 	double confidence = 0;
 	double x_min = 0, y_min = 0, x_max = 0, y_max = 0;
@@ -222,7 +222,7 @@ inline std::vector<RoiDetection> read_rois(GstBuffer *buffer)
 			det.has_param = true;
 			const gchar *label = gst_structure_get_string(s, "label");
 			det.label = label ? label : "";
-			EXPECT_TRUE(gst_structure_get(s, "label_id", G_TYPE_UINT, &det.label_id,
+			EXPECT_TRUE(gst_structure_get(s, "label_id", G_TYPE_INT, &det.label_id,
 						      "confidence", G_TYPE_DOUBLE, &det.confidence,
 						      "x_min", G_TYPE_DOUBLE, &det.x_min,
 						      "y_min", G_TYPE_DOUBLE, &det.y_min,

@@ -924,7 +924,8 @@ TEST(FrcnnDetect, DefaultLabelsOfA91ClassModelAreCoco)
 	ASSERT_EQ(coco.size(), 91u);
 	std::set<guint> ids;
 	for (const auto &roi : rois) {
-		ASSERT_LT(roi.label_id, 91u);
+		ASSERT_GE(roi.label_id, 0);
+		ASSERT_LT(roi.label_id, 91);
 		EXPECT_EQ(roi.label, coco[roi.label_id]);
 		ids.insert(roi.label_id);
 	}

@@ -46,14 +46,15 @@ GstBuffer *frame_buffer(GstClockTime pts)
 	return buffer;
 }
 
-// As frcnndetect writes it: the normalised box in the "detection" param.
+// As frcnndetect writes it: the normalised box in the "detection" param, label_id a gint (other
+// producers may write a guint).
 void add_detection(GstBuffer *buffer, double x1, double y1, double x2, double y2, guint id,
-		   const char *label, double score)
+		   const char *label, double score, GType id_type = G_TYPE_INT)
 {
 	GstVideoRegionOfInterestMeta *roi = gst_buffer_add_video_region_of_interest_meta(
 		buffer, label, guint(x1), guint(y1), guint(x2 - x1), guint(y2 - y1));
 	gst_video_region_of_interest_meta_add_param(
-		roi, gst_structure_new("detection", "label_id", G_TYPE_UINT, id, "label", G_TYPE_STRING,
+		roi, gst_structure_new("detection", "label_id", id_type, id, "label", G_TYPE_STRING,
 				       label, "confidence", G_TYPE_DOUBLE, score, "x_min",
 				       G_TYPE_DOUBLE, x1 / kWidth, "y_min", G_TYPE_DOUBLE, y1 / kHeight,
 				       "x_max", G_TYPE_DOUBLE, x2 / kWidth, "y_max", G_TYPE_DOUBLE,
@@ -69,7 +70,8 @@ std::vector<std::string> read_lines(const std::string &path)
 	return lines;
 }
 
-// Three frames: two detections (one from another producer), none (without a timestamp), one.
+// Three frames: two detections (one from another producer), none (without a timestamp), one
+// (with an unsigned label_id).
 void push_three_frames(GstHarness *h)
 {
 	GstBuffer *a = frame_buffer(0);
@@ -77,7 +79,7 @@ void push_three_frames(GstHarness *h)
 	gst_buffer_add_video_region_of_interest_meta(a, "face", 30, 40, 20, 25);
 	GstBuffer *b = frame_buffer(GST_CLOCK_TIME_NONE);
 	GstBuffer *c = frame_buffer(66666666);
-	add_detection(c, 0, 0, 320, 240, 3, "car", 0.5);
+	add_detection(c, 0, 0, 320, 240, 3, "car", 0.5, G_TYPE_UINT);
 
 	for (GstBuffer *buffer : { a, b, c }) {
 		GstBuffer *in = buffer;
