@@ -16,6 +16,15 @@
  * With post-messages=true the same object is also posted on the bus as an element message named
  * "frcnnjson" (fields: frame, pts, width, height, detections (count), json (the line)).
  *
+ * With format=dlstreamer each line is instead the object Intel DL Streamer's gvametaconvert
+ * writes (with add-empty-results=true), for tools that read that format:
+ *
+ * |[
+ * {"objects": [{"detection": {"bounding_box": {"x_max": .., "x_min": .., "y_max": .., "y_min": ..},
+ *   "confidence": 0.93, "label": "person", "label_id": 1}, "h": .., "roi_type": "person",
+ *   "w": .., "x": .., "y": ..}], "resolution": {"height": 528, "width": 720}, "timestamp": 0}
+ * ]|
+ *
  * ## Example launch line
  * |[
  * gst-launch-1.0 filesrc location=street.mp4 ! decodebin ! frcnndetect weights=coco ! \
@@ -29,6 +38,7 @@
 #include <cmath>
 #include <cstdio>
 #include <string>
+#include <vector>
 
 #include <glib/gstdio.h>
 #include <gst/video/video.h>
@@ -43,10 +53,33 @@ enum {
 	PROP_0,
 	PROP_LOCATION,
 	PROP_POST_MESSAGES,
+	PROP_FORMAT,
 };
+
+typedef enum {
+	GST_FRCNN_JSON_FORMAT_FRCNN,
+	GST_FRCNN_JSON_FORMAT_DLSTREAMER,
+} GstFrcnnJsonFormat;
 
 #define DEFAULT_PROP_LOCATION "-"
 #define DEFAULT_PROP_POST_MESSAGES FALSE
+#define DEFAULT_PROP_FORMAT GST_FRCNN_JSON_FORMAT_FRCNN
+
+#define GST_TYPE_FRCNN_JSON_FORMAT (gst_frcnn_json_format_get_type())
+static GType gst_frcnn_json_format_get_type(void)
+{
+	static const GEnumValue values[] = {
+		{ GST_FRCNN_JSON_FORMAT_FRCNN,
+		  "frame, pts, width, height and detections with boxes in pixels", "frcnn" },
+		{ GST_FRCNN_JSON_FORMAT_DLSTREAMER,
+		  "Intel DL Streamer gvametaconvert's objects, resolution and timestamp", "dlstreamer" },
+		{ 0, nullptr, nullptr },
+	};
+	static gsize type = 0;
+	if (g_once_init_enter(&type))
+		g_once_init_leave(&type, g_enum_register_static("GstFrcnnJsonFormat", values));
+	return type;
+}
 
 static GstStaticPadTemplate sink_template = GST_STATIC_PAD_TEMPLATE(
 	"sink", GST_PAD_SINK, GST_PAD_ALWAYS, GST_STATIC_CAPS("video/x-raw(ANY)"));
@@ -60,6 +93,7 @@ struct _GstFrcnnJson {
 	/* Protected by the object lock. */
 	gchar *location;
 	gboolean post_messages;
+	GstFrcnnJsonFormat format;
 
 	/* Streaming thread only (opened in start(), closed in stop()). */
 	FILE *file;
@@ -108,6 +142,13 @@ static void gst_frcnn_json_class_init(GstFrcnnJsonClass *klass)
 				     static_cast<GParamFlags>(G_PARAM_READWRITE |
 							      G_PARAM_STATIC_STRINGS |
 							      GST_PARAM_MUTABLE_PLAYING)));
+	g_object_class_install_property(object_class, PROP_FORMAT,
+		g_param_spec_enum("format", "Format",
+				  "Layout of each line: frcnn's own, or the JSON Intel DL Streamer's "
+				  "gvametaconvert writes",
+				  GST_TYPE_FRCNN_JSON_FORMAT, DEFAULT_PROP_FORMAT,
+				  static_cast<GParamFlags>(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
+							   GST_PARAM_MUTABLE_PLAYING)));
 
 	trans_class->start = GST_DEBUG_FUNCPTR(gst_frcnn_json_start);
 	trans_class->stop = GST_DEBUG_FUNCPTR(gst_frcnn_json_stop);
@@ -123,6 +164,8 @@ static void gst_frcnn_json_class_init(GstFrcnnJsonClass *klass)
 		"Writes the region of interest metadata of each frame as a line of JSON",
 		"gst-frcnn authors");
 
+	gst_type_mark_as_plugin_api(GST_TYPE_FRCNN_JSON_FORMAT, static_cast<GstPluginAPIFlags>(0));
+
 	GST_DEBUG_CATEGORY_INIT(gst_frcnn_json_debug, "frcnnjson", 0, "Detections to JSON");
 }
 
@@ -130,6 +173,7 @@ static void gst_frcnn_json_init(GstFrcnnJson *self)
 {
 	self->location = g_strdup(DEFAULT_PROP_LOCATION);
 	self->post_messages = DEFAULT_PROP_POST_MESSAGES;
+	self->format = DEFAULT_PROP_FORMAT;
 	self->file = nullptr;
 	self->own_file = FALSE;
 
@@ -159,6 +203,9 @@ static void gst_frcnn_json_set_property(GObject *object, guint prop_id, const GV
 	case PROP_POST_MESSAGES:
 		self->post_messages = g_value_get_boolean(value);
 		break;
+	case PROP_FORMAT:
+		self->format = static_cast<GstFrcnnJsonFormat>(g_value_get_enum(value));
+		break;
 	default:
 		G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
 		break;
@@ -177,6 +224,9 @@ static void gst_frcnn_json_get_property(GObject *object, guint prop_id, GValue *
 		break;
 	case PROP_POST_MESSAGES:
 		g_value_set_boolean(value, self->post_messages);
+		break;
+	case PROP_FORMAT:
+		g_value_set_enum(value, self->format);
 		break;
 	default:
 		G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
@@ -264,21 +314,11 @@ static double rounded(double value, double scale)
 	return std::round(value * scale) / scale;
 }
 
-static GstFlowReturn gst_frcnn_json_transform_ip(GstBaseTransform *trans, GstBuffer *buffer)
+/* frcnn's own line: frame, pts, width, height, detections (box in pixels, label, label_id,
+ * score), keys in this order. */
+static std::string frcnn_line(GstFrcnnJson *self, GstClockTime pts,
+			      const std::vector<frcnn::gst::DetectionMeta> &metas)
 {
-	GstFrcnnJson *self = GST_FRCNN_JSON(trans);
-
-	gboolean post_messages;
-	{
-		g_autoptr(GMutexLocker) locker = g_mutex_locker_new(GST_OBJECT_GET_LOCK(self));
-		post_messages = self->post_messages;
-	}
-	if (!self->file && !post_messages) {
-		self->frame++;
-		return GST_FLOW_OK;
-	}
-
-	const GstClockTime pts = GST_BUFFER_PTS(buffer);
 	nlohmann::ordered_json line;
 	line["frame"] = self->frame;
 	line["pts"] = GST_CLOCK_TIME_IS_VALID(pts) ? nlohmann::ordered_json(pts)
@@ -286,8 +326,7 @@ static GstFlowReturn gst_frcnn_json_transform_ip(GstBaseTransform *trans, GstBuf
 	line["width"] = self->width;
 	line["height"] = self->height;
 	nlohmann::ordered_json detections = nlohmann::ordered_json::array();
-	for (const frcnn::gst::DetectionMeta &det :
-	     frcnn::gst::read_detection_metas(buffer, self->width, self->height)) {
+	for (const frcnn::gst::DetectionMeta &det : metas) {
 		nlohmann::ordered_json entry;
 		entry["box"] = { rounded(det.x1, 100), rounded(det.y1, 100),
 				 rounded(det.x2, 100), rounded(det.y2, 100) };
@@ -298,9 +337,67 @@ static GstFlowReturn gst_frcnn_json_transform_ip(GstBaseTransform *trans, GstBuf
 						: nlohmann::ordered_json(nullptr);
 		detections.push_back(std::move(entry));
 	}
-	const std::size_t count = detections.size();
 	line["detections"] = std::move(detections);
-	const std::string text = line.dump();
+	return line.dump();
+}
+
+/* The object DL Streamer's gvametaconvert writes for a frame (json format, add-empty-results):
+ * "resolution", "timestamp" (the stream time in nanoseconds, left out for a buffer without one)
+ * and, when the frame has regions of interest, "objects": each the ROI rectangle, its roi_type
+ * and, from a "detection" param with a box, "detection" (the normalised bounding_box, confidence,
+ * label_id, and the roi_type as label). Keys sorted, as nlohmann::json writes them there too. */
+static std::string dlstreamer_line(GstFrcnnJson *self, GstClockTime pts,
+				   const std::vector<frcnn::gst::DetectionMeta> &metas)
+{
+	nlohmann::json line;
+	line["resolution"] = { { "width", self->width }, { "height", self->height } };
+	const GstSegment &segment = GST_BASE_TRANSFORM(self)->segment;
+	const guint64 stream_time = gst_segment_to_stream_time(&segment, GST_FORMAT_TIME, pts);
+	if (GST_CLOCK_TIME_IS_VALID(stream_time))
+		line["timestamp"] = stream_time - segment.time;
+	for (const frcnn::gst::DetectionMeta &det : metas) {
+		nlohmann::json object = { { "x", det.x }, { "y", det.y }, { "w", det.w }, { "h", det.h } };
+		if (!det.roi_type.empty())
+			object["roi_type"] = det.roi_type;
+		if (det.has_box) {
+			nlohmann::json detection;
+			detection["bounding_box"] = { { "x_min", det.x_min }, { "x_max", det.x_max },
+						      { "y_min", det.y_min }, { "y_max", det.y_max } };
+			if (det.score >= 0)
+				detection["confidence"] = det.score;
+			if (det.label_id >= 0)
+				detection["label_id"] = det.label_id;
+			if (!det.roi_type.empty())
+				detection["label"] = det.roi_type;
+			object["detection"] = std::move(detection);
+		}
+		line["objects"].push_back(std::move(object));
+	}
+	return line.dump();
+}
+
+static GstFlowReturn gst_frcnn_json_transform_ip(GstBaseTransform *trans, GstBuffer *buffer)
+{
+	GstFrcnnJson *self = GST_FRCNN_JSON(trans);
+
+	gboolean post_messages;
+	GstFrcnnJsonFormat format;
+	{
+		g_autoptr(GMutexLocker) locker = g_mutex_locker_new(GST_OBJECT_GET_LOCK(self));
+		post_messages = self->post_messages;
+		format = self->format;
+	}
+	if (!self->file && !post_messages) {
+		self->frame++;
+		return GST_FLOW_OK;
+	}
+
+	const GstClockTime pts = GST_BUFFER_PTS(buffer);
+	const std::vector<frcnn::gst::DetectionMeta> metas =
+		frcnn::gst::read_detection_metas(buffer, self->width, self->height);
+	const std::string text = format == GST_FRCNN_JSON_FORMAT_DLSTREAMER ? dlstreamer_line(self, pts, metas)
+									   : frcnn_line(self, pts, metas);
+	const std::size_t count = metas.size();
 
 	if (self->file) {
 		if (fprintf(self->file, "%s\n", text.c_str()) < 0 || fflush(self->file) != 0) {

@@ -82,7 +82,8 @@ std::vector<DetectionMeta> read_detection_metas(GstBuffer *buffer, int width, in
 		det.label_id = -1;
 		det.score = -1;
 		const gchar *type = g_quark_to_string(roi->roi_type);
-		det.label = type ? type : "";
+		det.roi_type = type ? type : "";
+		det.label = det.roi_type;
 
 		const GstStructure *param =
 			gst_video_region_of_interest_meta_get_param(roi, kDetectionParam);
@@ -101,15 +102,15 @@ std::vector<DetectionMeta> read_detection_metas(GstBuffer *buffer, int width, in
 			if (gst_structure_get_double(param, "confidence", &value))
 				det.score = value;
 
-			double box[4];
-			if (gst_structure_get(param, "x_min", G_TYPE_DOUBLE, &box[0],
-					      "y_min", G_TYPE_DOUBLE, &box[1],
-					      "x_max", G_TYPE_DOUBLE, &box[2],
-					      "y_max", G_TYPE_DOUBLE, &box[3], nullptr)) {
-				det.x1 = box[0] * width;
-				det.y1 = box[1] * height;
-				det.x2 = box[2] * width;
-				det.y2 = box[3] * height;
+			if (gst_structure_get(param, "x_min", G_TYPE_DOUBLE, &det.x_min,
+					      "y_min", G_TYPE_DOUBLE, &det.y_min,
+					      "x_max", G_TYPE_DOUBLE, &det.x_max,
+					      "y_max", G_TYPE_DOUBLE, &det.y_max, nullptr)) {
+				det.has_box = true;
+				det.x1 = det.x_min * width;
+				det.y1 = det.y_min * height;
+				det.x2 = det.x_max * width;
+				det.y2 = det.y_max * height;
 			}
 		}
 		result.push_back(std::move(det));

@@ -20,8 +20,12 @@ struct DetectionMeta {
 	int64_t label_id;      // -1 when the producer gave none
 	std::string label;
 	double score;	       // -1 when the producer gave none
-	// The ROI rectangle as stored in the meta (integer pixels).
+	// The ROI rectangle as stored in the meta (integer pixels), and its type.
 	unsigned int x, y, w, h;
+	std::string roi_type;
+	// The "detection" param's box as written (normalised to 0..1), when it has one.
+	bool has_box = false;
+	double x_min = 0, y_min = 0, x_max = 0, y_max = 0;
 };
 
 // Adds one detection to a writable buffer. The box is clamped to the frame.

@@ -5,6 +5,7 @@
 #
 # Each line: {"frame": n, "pts": ns, "width": W, "height": H,
 #             "detections": [{"box": [x1, y1, x2, y2], "label": "...", "label_id": L, "score": S}]}
+# FRCNN_JSON_FORMAT=dlstreamer writes Intel DL Streamer's gvametaconvert layout instead.
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
 
@@ -13,6 +14,8 @@ usage() {
 Usage: $(basename "$0") [OPTIONS] VIDEO [OUTPUT.jsonl]
 
 Writes the detections of every frame of VIDEO to OUTPUT.jsonl, or to standard output.
+FRCNN_JSON_FORMAT=dlstreamer in the environment writes the lines in Intel DL Streamer's
+gvametaconvert layout (frcnnjson format=dlstreamer).
 
 $COMMON_OPTIONS
 
@@ -27,4 +30,4 @@ frcnn_detect
 
 # -q keeps gst-launch-1.0's own messages out of standard output (where the lines may go).
 frcnn_run -q filesrc location="${ARGS[0]}" ! decodebin ! "${DETECT[@]}" ! \
-	frcnnjson location="${ARGS[1]:--}" ! fakesink
+	frcnnjson location="${ARGS[1]:--}" format="${FRCNN_JSON_FORMAT:-frcnn}" ! fakesink

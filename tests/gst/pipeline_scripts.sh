@@ -32,6 +32,8 @@ FRCNN_REGION=0,0,64,64 ./export-json.sh --dry-run a.mp4 | grep -qF 'region=0\,0\
 	fail "detect-file-display.sh does not turn QoS on"
 FRCNN_THREADS=3 ./export-json.sh --dry-run a.mp4 | grep -q "frcnndetect .*threads=3" ||
 	fail "export-json.sh does not pass FRCNN_THREADS"
+FRCNN_JSON_FORMAT=dlstreamer ./export-json.sh --dry-run a.mp4 | grep -q "frcnnjson .*format=dlstreamer" ||
+	fail "export-json.sh does not pass FRCNN_JSON_FORMAT"
 ./detect-file-mp4.sh --dry-run --threads 2 a.mp4 b.mp4 | grep -q "frcnndetect .*threads=2" ||
 	fail "detect-file-mp4.sh does not pass --threads"
 # A dry run shows the options the real run passes to gst-launch-1.0.

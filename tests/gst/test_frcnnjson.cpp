@@ -167,6 +167,64 @@ TEST(FrcnnJson, PostsMessages)
 	gst_object_unref(bus);
 }
 
+// format=dlstreamer: the object DL Streamer's gvametaconvert writes, keys sorted; the box and
+// score as the metadata holds them, the timestamp in stream time.
+TEST(FrcnnJson, DlStreamerFormat)
+{
+	const std::string path = gst_test::out_dir() + "/dlstreamer.jsonl";
+	{
+		HarnessPtr h = json_harness("format=dlstreamer location=\"" + path + "\"");
+		push_three_frames(h.get());
+
+		/* A new segment: its stream time starts 2 s into the position of the buffers. */
+		GstSegment segment;
+		gst_segment_init(&segment, GST_FORMAT_TIME);
+		segment.start = segment.position = 2 * GST_SECOND;
+		segment.time = 5 * GST_SECOND;
+		ASSERT_TRUE(gst_harness_push_event(h.get(), gst_event_new_segment(&segment)));
+		gst_test::BufferPtr out(gst_harness_push_and_pull(h.get(), frame_buffer(2500 * GST_MSECOND)));
+		ASSERT_TRUE(out);
+	}
+	const std::vector<std::string> lines = read_lines(path);
+	ASSERT_EQ(lines.size(), 4u);
+
+	const json first = json::parse(lines[0]);
+	EXPECT_EQ(lines[0].rfind(R"({"objects":[{"detection":{"bounding_box":{"x_max":)", 0), 0u)
+		<< "keys sorted: " << lines[0];
+	EXPECT_EQ(first["resolution"], json({ { "width", kWidth }, { "height", kHeight } }));
+	EXPECT_EQ(first["timestamp"], 0);
+	ASSERT_EQ(first["objects"].size(), 2u);
+	const json &person = first["objects"][0];
+	EXPECT_EQ(person["x"], 10);
+	EXPECT_EQ(person["y"], 20);
+	EXPECT_EQ(person["w"], 100);
+	EXPECT_EQ(person["h"], 179);
+	EXPECT_EQ(person["roi_type"], "person");
+	const json &detection = person["detection"];
+	EXPECT_EQ(detection["label"], "person");
+	EXPECT_EQ(detection["label_id"], 1);
+	EXPECT_EQ(detection["confidence"].get<double>(), 0.912345) << "the score unrounded";
+	EXPECT_EQ(detection["bounding_box"], json({ { "x_min", 10.25 / kWidth },
+						    { "y_min", 20.5 / kHeight },
+						    { "x_max", 110.75 / kWidth },
+						    { "y_max", 200.0 / kHeight } }));
+	const json &face = first["objects"][1];
+	EXPECT_EQ(face, json({ { "x", 30 }, { "y", 40 }, { "w", 20 }, { "h", 25 }, { "roi_type", "face" } }))
+		<< "another producer's region: its rectangle and type only";
+
+	EXPECT_EQ(lines[1], R"({"resolution":{"height":240,"width":320}})")
+		<< "no timestamp without a pts, no objects without regions";
+
+	const json third = json::parse(lines[2]);
+	EXPECT_EQ(third["timestamp"], 66666666);
+	ASSERT_EQ(third["objects"].size(), 1u);
+	EXPECT_EQ(third["objects"][0]["detection"]["label_id"], 3) << "an unsigned label_id too";
+
+	const json fourth = json::parse(lines[3]);
+	EXPECT_EQ(fourth["timestamp"], 500 * GST_MSECOND) << "stream time since the segment's start";
+	EXPECT_FALSE(fourth.contains("objects"));
+}
+
 TEST(FrcnnJson, StandardOutput)
 {
 	gst_test::init();
