@@ -80,6 +80,7 @@ enum {
 	PROP_MODEL_INSTANCE_ID,
 	PROP_REGION,
 	PROP_CLASS_THRESHOLDS,
+	PROP_STATS,
 };
 
 #define DEFAULT_PROP_MODEL "fasterrcnn_resnet50_fpn"
@@ -443,6 +444,28 @@ struct GstFrcnnDetectState {
 	std::atomic<GstClockTime> batch_time{ 0 };
 	std::atomic<GstClockTime> reported_batch_time{ 0 };
 
+	// What the element did since it last started (the `stats` property): counted by the sink
+	// pad's thread and the worker, read by any thread.
+	struct Stats {
+		std::atomic<guint64> frames{ 0 };		// buffers that came in
+		std::atomic<guint64> detected{ 0 };		// frames run through the model
+		std::atomic<guint64> skipped_interval{ 0 };	// not run because of `interval`
+		std::atomic<guint64> skipped_late{ 0 };		// not run: late downstream (`qos`)
+		std::atomic<guint64> batches{ 0 };
+		std::atomic<guint64> batches_with_others{ 0 }; // ran with other elements' frames
+		std::atomic<guint64> detections{ 0 };		// regions of interest attached
+		std::atomic<GstClockTime> batch_time{ 0 };	// the batches' times added up
+		std::atomic<GstClockTime> last_batch_time{ 0 };
+
+		void reset()
+		{
+			for (std::atomic<guint64> *counter :
+			     { &frames, &detected, &skipped_interval, &skipped_late, &batches,
+			       &batches_with_others, &detections, &batch_time, &last_batch_time })
+				counter->store(0);
+		}
+	} stats;
+
 	// Drops everything queued. Called with mutex held.
 	void clear_queue()
 	{
@@ -615,6 +638,15 @@ static void gst_frcnn_detect_class_init(GstFrcnnDetectClass *klass)
 				    "the other classes keep 'threshold'. max-detections then counts the "
 				    "detections each class's threshold keeps",
 				    DEFAULT_PROP_CLASS_THRESHOLDS, playing));
+	g_object_class_install_property(object_class, PROP_STATS,
+		g_param_spec_boxed("stats", "Statistics",
+				   "What the element did since it last started, as a GstStructure: "
+				   "frames, frames-detected, frames-skipped-interval, "
+				   "frames-skipped-late, batches, batches-with-others, detections "
+				   "(guint64), mean-batch-size, model-frames-per-second (gdouble), "
+				   "mean-batch-time, last-batch-time (guint64, ns)",
+				   GST_TYPE_STRUCTURE,
+				   static_cast<GParamFlags>(G_PARAM_READABLE | G_PARAM_STATIC_STRINGS)));
 
 	element_class->change_state = GST_DEBUG_FUNCPTR(gst_frcnn_detect_change_state);
 
@@ -771,6 +803,28 @@ static void gst_frcnn_detect_set_property(GObject *object, guint prop_id, const 
 	}
 }
 
+/* The `stats` property's structure. The counters are read one by one while the element may run:
+ * together they are a moment's picture up to the frames in flight. */
+static GstStructure *gst_frcnn_detect_stats(const GstFrcnnDetectState::Stats &stats)
+{
+	const guint64 detected = stats.detected.load(), batches = stats.batches.load();
+	const GstClockTime batch_time = stats.batch_time.load();
+	return gst_structure_new("frcnndetect-stats",
+		"frames", G_TYPE_UINT64, stats.frames.load(),
+		"frames-detected", G_TYPE_UINT64, detected,
+		"frames-skipped-interval", G_TYPE_UINT64, stats.skipped_interval.load(),
+		"frames-skipped-late", G_TYPE_UINT64, stats.skipped_late.load(),
+		"batches", G_TYPE_UINT64, batches,
+		"batches-with-others", G_TYPE_UINT64, stats.batches_with_others.load(),
+		"detections", G_TYPE_UINT64, stats.detections.load(),
+		"mean-batch-size", G_TYPE_DOUBLE, batches ? double(detected) / double(batches) : 0.0,
+		"model-frames-per-second", G_TYPE_DOUBLE,
+		batch_time ? double(detected) * GST_SECOND / double(batch_time) : 0.0,
+		"mean-batch-time", G_TYPE_UINT64, batches ? batch_time / batches : guint64(0),
+		"last-batch-time", G_TYPE_UINT64, stats.last_batch_time.load(),
+		nullptr);
+}
+
 static void gst_frcnn_detect_get_property(GObject *object, guint prop_id, GValue *value,
 					  GParamSpec *pspec)
 {
@@ -846,6 +900,9 @@ static void gst_frcnn_detect_get_property(GObject *object, guint prop_id, GValue
 	case PROP_CLASS_THRESHOLDS:
 		g_value_set_string(value, settings.class_thresholds.empty() ? nullptr
 									 : settings.class_thresholds.c_str());
+		break;
+	case PROP_STATS:
+		g_value_take_boxed(value, gst_frcnn_detect_stats(self->state->stats));
 		break;
 	default:
 		G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
@@ -1421,6 +1478,13 @@ static GstFlowReturn gst_frcnn_detect_run_batch(GstFrcnnDetect *self, std::vecto
 			       GST_TIME_ARGS(elapsed));
 		results = std::move(request.results);
 
+		state->stats.batches++;
+		state->stats.detected += count;
+		if (request.run_requests > 1)
+			state->stats.batches_with_others++;
+		state->stats.batch_time += elapsed;
+		state->stats.last_batch_time = elapsed;
+
 		GstClockTime longest = state->batch_time.load();
 		while (elapsed > longest && !state->batch_time.compare_exchange_weak(longest, elapsed))
 			;
@@ -1444,6 +1508,7 @@ static GstFlowReturn gst_frcnn_detect_run_batch(GstFrcnnDetect *self, std::vecto
 						       det.x2 + dx, det.y2 + dy, det.label,
 						       frcnn::gst::label_name(state->labels, det.label),
 						       det.score);
+			state->stats.detections++;
 		}
 	}
 
@@ -1500,6 +1565,7 @@ static GstMessage *gst_frcnn_detect_skip_if_late(GstFrcnnDetect *self, Item &ite
 	item.infer = false;
 	item.pixels = frcnn::HeldFrame();
 	state->qos_skipped++;
+	state->stats.skipped_late++;
 	GST_LOG_OBJECT(self, "skipping a late frame: running time %" GST_TIME_FORMAT ", earliest %" GST_TIME_FORMAT,
 		       GST_TIME_ARGS(item.running_time), GST_TIME_ARGS(earliest));
 	GstMessage *message = gst_message_new_qos(GST_OBJECT(self), FALSE, item.running_time, item.stream_time,
@@ -1742,6 +1808,9 @@ static GstFlowReturn gst_frcnn_detect_chain(GstPad *pad, GstObject *parent, GstB
 	}
 
 	Item item(buffer, state->sink_info, state->frame_count++ % interval == 0);
+	state->stats.frames++;
+	if (!item.infer)
+		state->stats.skipped_interval++;
 	const GstClockTime timestamp =
 		GST_BUFFER_PTS_IS_VALID(buffer) ? GST_BUFFER_PTS(buffer) : GST_BUFFER_DTS(buffer);
 	if (state->segment.format == GST_FORMAT_TIME && GST_CLOCK_TIME_IS_VALID(timestamp)) {
@@ -2028,6 +2097,7 @@ static GstStateChangeReturn gst_frcnn_detect_change_state(GstElement *element,
 		state->reset_qos();
 		state->qos_processed = 0;
 		state->qos_skipped = 0;
+		state->stats.reset();
 		break;
 	default:
 		break;

@@ -112,6 +112,11 @@ def main():
               file=sys.stderr)
         return 1
     loop.run()
+    # What the element did since it started.
+    stats = detect.get_property("stats")
+    print(f"model: {stats.get_uint64('frames-detected')[1]} frames in "
+          f"{stats.get_uint64('batches')[1]} batches, "
+          f"{stats.get_double('model-frames-per-second')[1]:.1f} frames/s")
     pipeline.set_state(Gst.State.NULL)
     bus.remove_signal_watch()
 

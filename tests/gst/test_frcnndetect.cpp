@@ -666,6 +666,30 @@ std::vector<std::array<guint64, 3>> qos_messages(GstBus *bus)
 
 // With qos=true, frames that downstream reports as too late to matter pass through without
 // detections, and a QoS message says so; without it, and after a flush, every frame is run.
+// The `stats` property's counters, by name (its doubles as they are, its integers converted).
+std::map<std::string, double> stats_of(GstElement *element)
+{
+	GstStructure *stats = nullptr;
+	g_object_get(element, "stats", &stats, nullptr);
+	std::map<std::string, double> values;
+	EXPECT_NE(stats, nullptr);
+	if (!stats)
+		return values;
+	EXPECT_TRUE(gst_structure_has_name(stats, "frcnndetect-stats"));
+	for (gint i = 0; i < gst_structure_n_fields(stats); i++) {
+		const gchar *name = gst_structure_nth_field_name(stats, i);
+		const GValue *value = gst_structure_get_value(stats, name);
+		if (G_VALUE_HOLDS_UINT64(value))
+			values[name] = double(g_value_get_uint64(value));
+		else if (G_VALUE_HOLDS_DOUBLE(value))
+			values[name] = g_value_get_double(value);
+		else
+			ADD_FAILURE() << name << " is a " << G_VALUE_TYPE_NAME(value);
+	}
+	gst_structure_free(stats);
+	return values;
+}
+
 TEST(FrcnnDetect, QosSkipsFramesDownstreamReportsLate)
 {
 	const std::vector<Frame> frames = distinct_frames(2);
@@ -701,6 +725,7 @@ TEST(FrcnnDetect, QosSkipsFramesDownstreamReportsLate)
 		if (qos) {
 			using Message = std::array<guint64, 3>;
 			EXPECT_EQ(messages, (std::vector<Message>{ { 40, 1, 1 }, { earliest / GST_MSECOND, 1, 2 } }));
+			EXPECT_EQ(stats_of(h->element)["frames-skipped-late"], 2);
 		} else {
 			EXPECT_TRUE(messages.empty());
 		}
@@ -820,6 +845,45 @@ TEST(FrcnnDetect, IntervalWithBatches)
 		EXPECT_EQ(GST_BUFFER_PTS(out.get()), i * GST_SECOND);
 		EXPECT_EQ(gst_test::read_rois(out.get()).empty(), i % 2 == 1) << "frame " << i;
 	}
+}
+
+TEST(FrcnnDetect, StatsCountFramesBatchesAndDetections)
+{
+	const std::vector<Frame> frames = distinct_frames(9);
+	HarnessPtr h = harness("interval=2 batch-size=3 batch-timeout=60000");
+	gst_harness_set_src_caps(h.get(), frames[0].caps());
+	for (int i = 0; i < 9; i++)
+		ASSERT_EQ(gst_harness_push(h.get(), frames[i].buffer(i * GST_SECOND)), GST_FLOW_OK);
+	ASSERT_TRUE(gst_harness_push_event(h.get(), gst_event_new_eos()));
+	std::size_t detections = 0;
+	for (int i = 0; i < 9; i++) {
+		gst_test::BufferPtr out(gst_harness_pull(h.get()));
+		ASSERT_TRUE(out);
+		detections += gst_test::read_rois(out.get()).size();
+	}
+	ASSERT_GT(detections, 0u);
+
+	std::map<std::string, double> stats = stats_of(h->element);
+	EXPECT_EQ(stats.size(), 11u);
+	EXPECT_EQ(stats["frames"], 9);
+	EXPECT_EQ(stats["frames-detected"], 5) << "frames 0, 2, 4, 6, 8";
+	EXPECT_EQ(stats["frames-skipped-interval"], 4);
+	EXPECT_EQ(stats["frames-skipped-late"], 0);
+	EXPECT_EQ(stats["batches"], 2) << "3 frames, then the 2 left at EOS";
+	EXPECT_EQ(stats["batches-with-others"], 0);
+	EXPECT_EQ(stats["mean-batch-size"], 2.5);
+	EXPECT_EQ(stats["detections"], double(detections));
+	EXPECT_GT(stats["last-batch-time"], 0);
+	EXPECT_GE(stats["mean-batch-time"], stats["last-batch-time"] / 2) << "the mean of two batches";
+	EXPECT_NEAR(stats["model-frames-per-second"], 5 * 1e9 / (2 * stats["mean-batch-time"]),
+		    1e-6 * stats["model-frames-per-second"]);
+
+	/* A new start counts from zero. */
+	ASSERT_EQ(gst_element_set_state(h->element, GST_STATE_NULL), GST_STATE_CHANGE_SUCCESS);
+	ASSERT_EQ(gst_element_set_state(h->element, GST_STATE_PLAYING), GST_STATE_CHANGE_SUCCESS);
+	stats = stats_of(h->element);
+	for (const auto &[name, value] : stats)
+		EXPECT_EQ(value, 0) << name;
 }
 
 std::vector<frcnn::Detection> only(const std::vector<frcnn::Detection> &all,
@@ -1663,6 +1727,11 @@ TEST(FrcnnDetect, ModelInstanceIdRunsWaitingBatchesOfSeveralElementsTogether)
 	}
 	EXPECT_EQ(met, 1) << "the two batches never ran together in " << attempts << " attempts";
 	EXPECT_EQ(log.count("busy", "batch of 8 frames ran together with other elements': 10 frames of 2 batches"), 0);
+	/* The statistics tell the same: each of the two ran one batch with the other's. */
+	EXPECT_EQ(stats_of(first->element)["batches-with-others"], 1);
+	EXPECT_EQ(stats_of(second->element)["batches-with-others"], 1);
+	EXPECT_EQ(stats_of(busy->element)["batches-with-others"], 0);
+	EXPECT_EQ(stats_of(first->element)["batches"], attempts);
 }
 
 } // namespace
