@@ -1533,6 +1533,13 @@ static GstFlowReturn gst_frcnn_detect_push(GstFrcnnDetect *self, std::vector<Ite
 			ret = gst_pad_push(self->srcpad, std::exchange(item.buffer, nullptr));
 		} else {
 			const bool eos = GST_EVENT_TYPE(item.event) == GST_EVENT_EOS;
+			/* The stream's statistics, on the bus before the pipeline's EOS message:
+			 * `gst-launch-1.0 -m` prints them. */
+			if (eos)
+				gst_element_post_message(
+					GST_ELEMENT(self),
+					gst_message_new_element(GST_OBJECT(self),
+								gst_frcnn_detect_stats(self->state->stats)));
 			gst_pad_push_event(self->srcpad, std::exchange(item.event, nullptr));
 			if (eos)
 				ret = GST_FLOW_EOS;

@@ -49,8 +49,9 @@ fi
 PIPELINE=("${SOURCE[@]}" ! "${DETECT[@]}" !
 	fpsdisplaysink video-sink=fakesink text-overlay=false sync=false signal-fps-measurements=true)
 
+# -v: fpsdisplaysink's measurements; -m: frcnndetect's statistics at EOS.
 if [ "$DRY_RUN" = 1 ]; then
-	frcnn_run -v "${PIPELINE[@]}"
+	frcnn_run -v -m "${PIPELINE[@]}"
 	exit 0
 fi
 frcnn_check_plugin
@@ -58,8 +59,15 @@ frcnn_check_plugin
 # fpsdisplaysink reports "rendered: N, dropped: 0, current: X, average: Y" in its last-message;
 # the last report holds the average over the whole run.
 start=$(date +%s.%N)
-log=$(gst-launch-1.0 -v "${PIPELINE[@]}" 2>&1) || { echo "$log" >&2; exit 1; }
+log=$(gst-launch-1.0 -v -m "${PIPELINE[@]}" 2>&1) || { echo "$log" >&2; exit 1; }
 end=$(date +%s.%N)
 report=$(printf '%s\n' "$log" | grep -o 'rendered: [0-9]*, dropped: [0-9]*, current: [0-9.]*, average: [0-9.]*' | tail -n 1 || true)
 echo "fpsdisplaysink: ${report:-no measurement (fewer frames than one measuring interval)}"
+stats=$(printf '%s\n' "$log" | grep -o 'frcnndetect-stats, .*' | tail -n 1 || true)
+field() { printf '%s\n' "$stats" | grep -o "$1=([a-z0-9]*)[0-9.e+-]*" | sed 's/.*)//'; }
+if [ -n "$stats" ]; then
+	awk -v n="$(field frames-detected)" -v b="$(field batches)" -v m="$(field mean-batch-size)" \
+		-v f="$(field model-frames-per-second)" \
+		'BEGIN { printf "frcnndetect: %d frames run in %d batches (%.2f a batch), %.2f frames/s of the batches\x27 own time\n", n, b, m, f }'
+fi
 awk -v s="$start" -v e="$end" 'BEGIN { printf "wall time: %.2f s (model loading included)\n", e - s }'

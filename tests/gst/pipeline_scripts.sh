@@ -41,8 +41,8 @@ FRCNN_JSON_FORMAT=dlstreamer ./export-json.sh --dry-run a.mp4 | grep -q "frcnnjs
 	fail "detect-file-mp4.sh --dry-run does not show -e"
 ./export-json.sh --dry-run a.mp4 | grep -q "^gst-launch-1.0 -q filesrc" ||
 	fail "export-json.sh --dry-run does not show -q"
-./benchmark.sh --dry-run | grep -q "^gst-launch-1.0 -v videotestsrc" ||
-	fail "benchmark.sh --dry-run does not show -v"
+./benchmark.sh --dry-run | grep -q "^gst-launch-1.0 -v -m videotestsrc" ||
+	fail "benchmark.sh --dry-run does not show -v -m"
 # Several sources: one detector each, all on one shared model, in a grid of 2 columns for 3.
 streams=$(./detect-streams.sh --dry-run --tile 100x50 a.mp4 rtsp://camera/stream c.mp4)
 [ "$(grep -o "model-instance-id=detect-streams" <<<"$streams" | wc -l)" = 3 ] ||
@@ -83,4 +83,6 @@ head -n 1 "$out/grid.jsonl" | grep -q '"width":640,"height":240' ||
 # Benchmark on synthetic frames: prints a wall time, and a rate when it ran long enough.
 ./benchmark.sh "${common[@]}" --frames 12 --size 320x240 > "$out/bench.txt"
 grep -q "^wall time: " "$out/bench.txt" || fail "benchmark.sh: $(cat "$out/bench.txt")"
+grep -q "^frcnndetect: 12 frames run in 12 batches (1.00 a batch), [0-9.]* frames/s" "$out/bench.txt" ||
+	fail "benchmark.sh does not report frcnndetect's statistics: $(cat "$out/bench.txt")"
 echo "pipeline scripts: ok ($frames frames)"

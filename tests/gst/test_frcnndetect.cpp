@@ -830,12 +830,14 @@ TEST(FrcnnDetect, ThreadsSetsTheWorkersCpuThreads)
 	EXPECT_GE(threads_named("three:src"), 3) << "the other element keeps its own";
 }
 
-// Also the `stats` of such a stream.
+// Also the `stats` of such a stream, and their message at EOS.
 TEST(FrcnnDetect, IntervalWithBatches)
 {
 	/* Skipped frames travel with the batch and keep their place. */
 	const std::vector<Frame> frames = distinct_frames(9);
 	HarnessPtr h = harness("interval=2 batch-size=3 batch-timeout=60000");
+	GstBus *bus = gst_bus_new();
+	gst_element_set_bus(h->element, bus);
 	gst_harness_set_src_caps(h.get(), frames[0].caps());
 	for (int i = 0; i < 9; i++)
 		ASSERT_EQ(gst_harness_push(h.get(), frames[i].buffer(i * GST_SECOND)), GST_FLOW_OK);
@@ -863,6 +865,20 @@ TEST(FrcnnDetect, IntervalWithBatches)
 	EXPECT_GE(stats["mean-batch-time"], stats["last-batch-time"] / 2) << "the mean of two batches";
 	EXPECT_NEAR(stats["model-frames-per-second"], 5 * 1e9 / (2 * stats["mean-batch-time"]),
 		    1e-6 * stats["model-frames-per-second"]);
+
+	/* At EOS the same went on the bus. */
+	GstMessage *message = gst_bus_pop_filtered(bus, GST_MESSAGE_ELEMENT);
+	ASSERT_NE(message, nullptr) << "no statistics on the bus at EOS";
+	const GstStructure *posted = gst_message_get_structure(message);
+	EXPECT_TRUE(gst_structure_has_name(posted, "frcnndetect-stats"));
+	guint64 posted_frames = 0, posted_detections = 0;
+	EXPECT_TRUE(gst_structure_get(posted, "frames", G_TYPE_UINT64, &posted_frames, "detections",
+				      G_TYPE_UINT64, &posted_detections, nullptr));
+	EXPECT_EQ(posted_frames, 9u);
+	EXPECT_EQ(posted_detections, detections);
+	gst_message_unref(message);
+	gst_element_set_bus(h->element, nullptr);
+	gst_object_unref(bus);
 
 	/* A new start counts from zero. */
 	ASSERT_EQ(gst_element_set_state(h->element, GST_STATE_NULL), GST_STATE_CHANGE_SUCCESS);
