@@ -76,7 +76,9 @@ fuzz: deps
 SANITIZE_BUILD ?= build-asan
 # Tests that start programs built elsewhere (gst-launch-1.0, Python) which load the sanitized
 # plugin: they need the sanitizer runtime preloaded, and run without the leak check, which would
-# report the memory those programs keep at exit.
+# report the memory those programs keep at exit. They run first: GStreamer's plugin scanner (also
+# a program built elsewhere) then fills the tests' registry with the sanitized plugin, and loads
+# every other plugin installed, some of which keep memory, without the leak check.
 SANITIZE_PRELOADED_TESTS := frcnnjson python_example pipeline_scripts gpu_element_dry_run shapes_model_e2e
 # Measures leaks by the resident memory of glibc's allocator, which AddressSanitizer replaces
 # (LeakSanitizer checks the same cycles in frcnndetect's tests).
@@ -91,13 +93,13 @@ sanitize: deps
 	@status=0; rm -f $(SANITIZE_BUILD)/*.xml; \
 	in_process=$$(meson test -C $(SANITIZE_BUILD) --list 2>/dev/null | sed 's|.* / ||' | \
 		grep -vxF $(foreach t,$(SANITIZE_PRELOADED_TESTS) $(SANITIZE_LEFT_OUT_TESTS),-e $(t))); \
-	$(SANITIZE_ENV) ASAN_OPTIONS=detect_leaks=1:fast_unwind_on_malloc=0 \
-		meson test -C $(SANITIZE_BUILD) --print-errorlogs --num-processes 1 -t 10 \
-		--logbase in-process $$in_process || status=1; \
 	$(SANITIZE_ENV) ASAN_OPTIONS=detect_leaks=0 \
 		LD_PRELOAD="$$($(CXX) -print-file-name=libasan.so):$$($(CXX) -print-file-name=libubsan.so)" \
 		meson test -C $(SANITIZE_BUILD) --print-errorlogs --num-processes 1 -t 10 \
 		--logbase preloaded $(SANITIZE_PRELOADED_TESTS) || status=1; \
+	$(SANITIZE_ENV) ASAN_OPTIONS=detect_leaks=1:fast_unwind_on_malloc=0 \
+		meson test -C $(SANITIZE_BUILD) --print-errorlogs --num-processes 1 -t 10 \
+		--logbase in-process $$in_process || status=1; \
 	/usr/bin/python3 tests/summary.py $(SANITIZE_BUILD)/meson-logs/in-process.json \
 		$(SANITIZE_BUILD)/meson-logs/preloaded.json || status=1; \
 	exit $$status
