@@ -1501,6 +1501,7 @@ static GstFlowReturn gst_frcnn_detect_run_batch(GstFrcnnDetect *self, std::vecto
 						    state->applied.threshold, state->applied.max_detections);
 		/* Detections in the region's pixels go on the frame in the frame's pixels. */
 		const float dx = static_cast<float>(item.region_x), dy = static_cast<float>(item.region_y);
+		guint64 attached = 0;
 		for (const frcnn::Detection &det : results[i]) {
 			if (!state->class_filter.empty() && !state->class_filter.count(det.label))
 				continue;
@@ -1508,8 +1509,9 @@ static GstFlowReturn gst_frcnn_detect_run_batch(GstFrcnnDetect *self, std::vecto
 						       det.x2 + dx, det.y2 + dy, det.label,
 						       frcnn::gst::label_name(state->labels, det.label),
 						       det.score);
-			state->stats.detections++;
+			attached++;
 		}
+		state->stats.detections += attached;
 	}
 
 	/* Tell the pipeline when a frame may now wait noticeably longer than it said. */
