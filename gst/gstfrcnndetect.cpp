@@ -80,6 +80,8 @@ enum {
 	PROP_MODEL_INSTANCE_ID,
 	PROP_REGION,
 	PROP_CLASS_THRESHOLDS,
+	PROP_INFERENCE_REGION,
+	PROP_OBJECT_CLASS,
 	PROP_STATS,
 };
 
@@ -105,6 +107,8 @@ enum {
 #define DEFAULT_PROP_MODEL_INSTANCE_ID nullptr
 #define DEFAULT_PROP_REGION nullptr
 #define DEFAULT_PROP_CLASS_THRESHOLDS nullptr
+#define DEFAULT_PROP_INFERENCE_REGION GST_FRCNN_INFERENCE_REGION_FULL_FRAME
+#define DEFAULT_PROP_OBJECT_CLASS nullptr
 #define MAX_THREADS 1024
 
 #define MAX_BATCH_SIZE 64
@@ -156,6 +160,29 @@ static GType gst_frcnn_cpu_convolutions_get_type(void)
 	return type;
 }
 
+// What the detector runs on in each frame; the names are Intel DL Streamer's.
+typedef enum {
+	GST_FRCNN_INFERENCE_REGION_FULL_FRAME,
+	GST_FRCNN_INFERENCE_REGION_ROI_LIST,
+} GstFrcnnInferenceRegion;
+
+#define GST_TYPE_FRCNN_INFERENCE_REGION (gst_frcnn_inference_region_get_type())
+static GType gst_frcnn_inference_region_get_type(void)
+{
+	static const GEnumValue values[] = {
+		{ GST_FRCNN_INFERENCE_REGION_FULL_FRAME,
+		  "the whole frame, or its 'region' where one is set", "full-frame" },
+		{ GST_FRCNN_INFERENCE_REGION_ROI_LIST,
+		  "each region of interest attached upstream (of an 'object-class'), as an image "
+		  "of its own; the detections name it as their parent", "roi-list" },
+		{ 0, nullptr, nullptr },
+	};
+	static gsize type = 0;
+	if (g_once_init_enter(&type))
+		g_once_init_leave(&type, g_enum_register_static("GstFrcnnInferenceRegion", values));
+	return type;
+}
+
 #define FRCNN_DETECT_CAPS \
 	GST_VIDEO_CAPS_MAKE("{ RGB, BGR, RGBx, BGRx, xRGB, xBGR, RGBA, BGRA, ARGB, ABGR, NV12, I420 }")
 
@@ -193,6 +220,8 @@ struct Settings {
 	std::string model_instance_id;
 	std::string region;
 	std::string class_thresholds;
+	GstFrcnnInferenceRegion inference_region = DEFAULT_PROP_INFERENCE_REGION;
+	std::string object_class;
 };
 
 // The settings that may change while playing; the worker applies them between batches.
@@ -219,22 +248,29 @@ RuntimeSettings runtime_settings(const Settings &settings)
 	return runtime;
 }
 
+// A rectangle of a frame that the detector runs on as an image of its own: the whole frame, the
+// `region`, or one of the regions of interest attached upstream (inference-region=roi-list).
+struct ItemImage {
+	frcnn::HeldFrame pixels;
+	int x = 0, y = 0;    // where it starts in the frame
+	gint parent_id = -1; // the id of the region of interest it is, -1 for none
+};
+
 // One entry of the queue between the sink pad and the worker: a buffer with the video info of
 // the caps it arrived under, or a serialized event. Owns its reference. A frame to run also
-// holds its pixels, taken on the sink pad's thread as it arrived: the frame mapped on the CPU,
-// a copy on the device with CUDA (so that the worker's batch starts with its frames there).
+// holds the pixels of its images, taken on the sink pad's thread as it arrived: the frame
+// mapped on the CPU, copies on the device with CUDA (so that the worker's batch starts with
+// its frames there).
 struct Item {
 	GstBuffer *buffer = nullptr;
 	GstEvent *event = nullptr;
 	GstVideoInfo info;
 	bool infer = false;
 	Clock::time_point arrival;
-	frcnn::HeldFrame pixels;
+	std::vector<ItemImage> images; // none for a frame without regions of interest (roi-list)
 	// Where the buffer falls in its segment, for QoS (GST_CLOCK_TIME_NONE when unknown).
 	GstClockTime running_time = GST_CLOCK_TIME_NONE;
 	GstClockTime stream_time = GST_CLOCK_TIME_NONE;
-	// Where the rectangle the detector sees starts in the frame (`region`).
-	int region_x = 0, region_y = 0;
 
 	Item(GstBuffer *buf, const GstVideoInfo &vinfo, bool run)
 		: buffer(buf), info(vinfo), infer(run), arrival(Clock::now())
@@ -248,9 +284,8 @@ struct Item {
 	Item(Item &&other) noexcept
 		: buffer(std::exchange(other.buffer, nullptr)),
 		  event(std::exchange(other.event, nullptr)), info(other.info),
-		  infer(other.infer), arrival(other.arrival), pixels(std::move(other.pixels)),
-		  running_time(other.running_time), stream_time(other.stream_time),
-		  region_x(other.region_x), region_y(other.region_y)
+		  infer(other.infer), arrival(other.arrival), images(std::move(other.images)),
+		  running_time(other.running_time), stream_time(other.stream_time)
 	{
 	}
 	Item &operator=(Item &&other) noexcept
@@ -262,11 +297,9 @@ struct Item {
 			info = other.info;
 			infer = other.infer;
 			arrival = other.arrival;
-			pixels = std::move(other.pixels);
+			images = std::move(other.images);
 			running_time = other.running_time;
 			stream_time = other.stream_time;
-			region_x = other.region_x;
-			region_y = other.region_y;
 		}
 		return *this;
 	}
@@ -280,7 +313,7 @@ struct Item {
 			gst_buffer_unref(std::exchange(buffer, nullptr));
 		if (event)
 			gst_event_unref(std::exchange(event, nullptr));
-		pixels = frcnn::HeldFrame();
+		images.clear();
 	}
 };
 
@@ -449,6 +482,7 @@ struct GstFrcnnDetectState {
 	struct Stats {
 		std::atomic<guint64> frames{ 0 };		// buffers that came in
 		std::atomic<guint64> detected{ 0 };		// frames run through the model
+		std::atomic<guint64> images{ 0 };		// images of these (roi-list: regions)
 		std::atomic<guint64> skipped_interval{ 0 };	// not run because of `interval`
 		std::atomic<guint64> skipped_late{ 0 };		// not run: late downstream (`qos`)
 		std::atomic<guint64> batches{ 0 };
@@ -460,7 +494,7 @@ struct GstFrcnnDetectState {
 		void reset()
 		{
 			for (std::atomic<guint64> *counter :
-			     { &frames, &detected, &skipped_interval, &skipped_late, &batches,
+			     { &frames, &detected, &images, &skipped_interval, &skipped_late, &batches,
 			       &batches_with_others, &detections, &batch_time, &last_batch_time })
 				counter->store(0);
 		}
@@ -638,10 +672,23 @@ static void gst_frcnn_detect_class_init(GstFrcnnDetectClass *klass)
 				    "the other classes keep 'threshold'. max-detections then counts the "
 				    "detections each class's threshold keeps",
 				    DEFAULT_PROP_CLASS_THRESHOLDS, playing));
+	g_object_class_install_property(object_class, PROP_INFERENCE_REGION,
+		g_param_spec_enum("inference-region", "Inference region",
+				  "What the detector runs on: the whole frame (or its 'region'), or "
+				  "each region of interest attached upstream as an image of its own "
+				  "(roi-list), e.g. the detections of another frcnndetect; these "
+				  "detections are given in frame pixels with the region's id as their "
+				  "parent_id, and batch-size counts images",
+				  GST_TYPE_FRCNN_INFERENCE_REGION, DEFAULT_PROP_INFERENCE_REGION, ready));
+	g_object_class_install_property(object_class, PROP_OBJECT_CLASS,
+		g_param_spec_string("object-class", "Object class",
+				    "With inference-region=roi-list: the types (labels) of the regions "
+				    "of interest to detect in, separated by commas (empty = all)",
+				    DEFAULT_PROP_OBJECT_CLASS, playing));
 	g_object_class_install_property(object_class, PROP_STATS,
 		g_param_spec_boxed("stats", "Statistics",
 				   "What the element did since it last started, as a GstStructure: "
-				   "frames, frames-detected, frames-skipped-interval, "
+				   "frames, frames-detected, images-detected, frames-skipped-interval, "
 				   "frames-skipped-late, batches, batches-with-others, detections "
 				   "(guint64), mean-batch-size, model-frames-per-second (gdouble), "
 				   "mean-batch-time, last-batch-time (guint64, ns)",
@@ -659,6 +706,7 @@ static void gst_frcnn_detect_class_init(GstFrcnnDetectClass *klass)
 		"gst-frcnn authors");
 
 	gst_type_mark_as_plugin_api(GST_TYPE_FRCNN_PRECISION, static_cast<GstPluginAPIFlags>(0));
+	gst_type_mark_as_plugin_api(GST_TYPE_FRCNN_INFERENCE_REGION, static_cast<GstPluginAPIFlags>(0));
 
 	GST_DEBUG_CATEGORY_INIT(gst_frcnn_detect_debug, "frcnndetect", 0,
 				"Faster R-CNN object detector");
@@ -781,6 +829,12 @@ static void gst_frcnn_detect_set_property(GObject *object, guint prop_id, const 
 	case PROP_CLASS_THRESHOLDS:
 		set_string(settings.class_thresholds, value);
 		break;
+	case PROP_INFERENCE_REGION:
+		settings.inference_region = static_cast<GstFrcnnInferenceRegion>(g_value_get_enum(value));
+		break;
+	case PROP_OBJECT_CLASS:
+		set_string(settings.object_class, value);
+		break;
 	default:
 		G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
 		return;
@@ -808,16 +862,18 @@ static void gst_frcnn_detect_set_property(GObject *object, guint prop_id, const 
 static GstStructure *gst_frcnn_detect_stats(const GstFrcnnDetectState::Stats &stats)
 {
 	const guint64 detected = stats.detected.load(), batches = stats.batches.load();
+	const guint64 images = stats.images.load();
 	const GstClockTime batch_time = stats.batch_time.load();
 	return gst_structure_new("frcnndetect-stats",
 		"frames", G_TYPE_UINT64, stats.frames.load(),
 		"frames-detected", G_TYPE_UINT64, detected,
+		"images-detected", G_TYPE_UINT64, images,
 		"frames-skipped-interval", G_TYPE_UINT64, stats.skipped_interval.load(),
 		"frames-skipped-late", G_TYPE_UINT64, stats.skipped_late.load(),
 		"batches", G_TYPE_UINT64, batches,
 		"batches-with-others", G_TYPE_UINT64, stats.batches_with_others.load(),
 		"detections", G_TYPE_UINT64, stats.detections.load(),
-		"mean-batch-size", G_TYPE_DOUBLE, batches ? double(detected) / double(batches) : 0.0,
+		"mean-batch-size", G_TYPE_DOUBLE, batches ? double(images) / double(batches) : 0.0,
 		"model-frames-per-second", G_TYPE_DOUBLE,
 		batch_time ? double(detected) * GST_SECOND / double(batch_time) : 0.0,
 		"mean-batch-time", G_TYPE_UINT64, batches ? batch_time / batches : guint64(0),
@@ -900,6 +956,13 @@ static void gst_frcnn_detect_get_property(GObject *object, guint prop_id, GValue
 	case PROP_CLASS_THRESHOLDS:
 		g_value_set_string(value, settings.class_thresholds.empty() ? nullptr
 									 : settings.class_thresholds.c_str());
+		break;
+	case PROP_INFERENCE_REGION:
+		g_value_set_enum(value, settings.inference_region);
+		break;
+	case PROP_OBJECT_CLASS:
+		g_value_set_string(value, settings.object_class.empty() ? nullptr
+								     : settings.object_class.c_str());
 		break;
 	case PROP_STATS:
 		g_value_take_boxed(value, gst_frcnn_detect_stats(self->state->stats));
@@ -1228,6 +1291,14 @@ static gboolean gst_frcnn_detect_open(GstFrcnnDetect *self)
 				  ("parsing region '%s' failed", settings.region.c_str()));
 		return FALSE;
 	}
+	if (state->region && settings.inference_region == GST_FRCNN_INFERENCE_REGION_ROI_LIST) {
+		GST_ELEMENT_ERROR(self, RESOURCE, SETTINGS,
+				  ("'region' and inference-region=roi-list exclude each other: the "
+				   "detector runs on the regions of interest attached upstream. Leave "
+				   "'region' empty, or set inference-region=full-frame."),
+				  ("region '%s' with inference-region=roi-list", settings.region.c_str()));
+		return FALSE;
+	}
 
 	if (state->model && state->detector_generation == generation)
 		return TRUE;
@@ -1430,28 +1501,26 @@ static void keep_above_class_thresholds(std::vector<frcnn::Detection> &detection
 		detections.resize(max_detections);
 }
 
-/* Runs the detector on the frames of the batch that want it and attaches the detections. */
-static GstFlowReturn gst_frcnn_detect_run_batch(GstFrcnnDetect *self, std::vector<Item> &batch,
-					      guint batch_size)
+/*
+ * Runs the model on `images` (the pixels are let go as they run) in runs of at most batch_size,
+ * with the current detector settings: one list of detections per image. Posts an error message
+ * and returns false when a run fails.
+ */
+static bool gst_frcnn_detect_run_images(GstFrcnnDetect *self, std::vector<ItemImage *> &images,
+					guint batch_size,
+					std::vector<std::vector<frcnn::Detection>> &results)
 {
 	GstFrcnnDetectState *state = self->state;
-
-	std::vector<Item *> frames;
-	for (Item &item : batch) {
-		if (item.buffer && item.infer)
-			frames.push_back(&item);
-	}
-	if (frames.empty())
-		return GST_FLOW_OK;
-
-	gst_frcnn_detect_check_reload(self);
-	std::vector<std::vector<frcnn::Detection>> results;
-	{
+	const frcnn::gst::RunSettings settings = gst_frcnn_detect_update_settings(self);
+	results.clear();
+	results.reserve(images.size());
+	for (std::size_t first = 0; first < images.size(); first += batch_size) {
 		frcnn::gst::RunRequest request;
-		for (Item *item : frames)
-			request.frames.push_back(std::exchange(item->pixels, frcnn::HeldFrame()));
+		const std::size_t end = std::min<std::size_t>(images.size(), first + batch_size);
+		for (std::size_t i = first; i < end; i++)
+			request.frames.push_back(std::exchange(images[i]->pixels, frcnn::HeldFrame()));
 		request.batch_size = batch_size;
-		request.settings = gst_frcnn_detect_update_settings(self);
+		request.settings = settings;
 
 		/* Elements sharing the model take turns; waiting is part of the batch's time. */
 		const Clock::time_point start = Clock::now();
@@ -1465,10 +1534,10 @@ static GstFlowReturn gst_frcnn_detect_run_batch(GstFrcnnDetect *self, std::vecto
 		if (!request.error.empty()) {
 			GST_ELEMENT_ERROR(self, STREAM, FAILED,
 					  ("Detection failed: %s", request.error.c_str()),
-					  ("frcnn::Detector::detect() failed on a batch of %zu frames "
-					   "(%zu frames of %zu elements' batches in all)",
+					  ("frcnn::Detector::detect() failed on a batch of %zu images "
+					   "(%zu images of %zu elements' batches in all)",
 					   count, request.run_frames, request.run_requests));
-			return GST_FLOW_ERROR;
+			return false;
 		}
 		if (request.run_requests > 1)
 			GST_DEBUG_OBJECT(self, "batch of %zu frames ran together with other elements': "
@@ -1476,10 +1545,11 @@ static GstFlowReturn gst_frcnn_detect_run_batch(GstFrcnnDetect *self, std::vecto
 					 request.run_requests);
 		GST_LOG_OBJECT(self, "batch of %zu frames took %" GST_TIME_FORMAT, count,
 			       GST_TIME_ARGS(elapsed));
-		results = std::move(request.results);
+		for (std::vector<frcnn::Detection> &detections : request.results)
+			results.push_back(std::move(detections));
 
 		state->stats.batches++;
-		state->stats.detected += count;
+		state->stats.images += count;
 		if (request.run_requests > 1)
 			state->stats.batches_with_others++;
 		state->stats.batch_time += elapsed;
@@ -1489,27 +1559,59 @@ static GstFlowReturn gst_frcnn_detect_run_batch(GstFrcnnDetect *self, std::vecto
 		while (elapsed > longest && !state->batch_time.compare_exchange_weak(longest, elapsed))
 			;
 	}
+	return true;
+}
 
-	/* The frames' maps went with the pixels above, so our reference is the only one. */
-	for (std::size_t i = 0; i < frames.size(); i++) {
-		Item &item = *frames[i];
-		item.buffer = gst_buffer_make_writable(item.buffer);
-		const int width = GST_VIDEO_INFO_WIDTH(&item.info);
-		const int height = GST_VIDEO_INFO_HEIGHT(&item.info);
-		if (!state->class_thresholds.empty())
-			keep_above_class_thresholds(results[i], state->class_thresholds,
-						    state->applied.threshold, state->applied.max_detections);
-		/* Detections in the region's pixels go on the frame in the frame's pixels. */
-		const float dx = static_cast<float>(item.region_x), dy = static_cast<float>(item.region_y);
+/* Runs the detector on the images of the frames of the batch that want it and attaches the
+ * detections. */
+static GstFlowReturn gst_frcnn_detect_run_batch(GstFrcnnDetect *self, std::vector<Item> &batch,
+					      guint batch_size)
+{
+	GstFrcnnDetectState *state = self->state;
+
+	std::vector<Item *> frames;
+	std::vector<ItemImage *> images;
+	for (Item &item : batch) {
+		if (item.buffer && item.infer && !item.images.empty()) {
+			frames.push_back(&item);
+			for (ItemImage &image : item.images)
+				images.push_back(&image);
+		}
+	}
+	if (frames.empty())
+		return GST_FLOW_OK;
+
+	gst_frcnn_detect_check_reload(self);
+	std::vector<std::vector<frcnn::Detection>> results;
+	if (!gst_frcnn_detect_run_images(self, images, batch_size, results))
+		return GST_FLOW_ERROR;
+	state->stats.detected += frames.size();
+
+	/* The frames' maps went with the pixels, so our reference is the only one. */
+	auto result = results.begin();
+	for (Item *item : frames) {
+		item->buffer = gst_buffer_make_writable(item->buffer);
+		const int width = GST_VIDEO_INFO_WIDTH(&item->info);
+		const int height = GST_VIDEO_INFO_HEIGHT(&item->info);
 		guint64 attached = 0;
-		for (const frcnn::Detection &det : results[i]) {
-			if (!state->class_filter.empty() && !state->class_filter.count(det.label))
-				continue;
-			frcnn::gst::add_detection_meta(item.buffer, width, height, det.x1 + dx, det.y1 + dy,
-						       det.x2 + dx, det.y2 + dy, det.label,
-						       frcnn::gst::label_name(state->labels, det.label),
-						       det.score);
-			attached++;
+		for (const ItemImage &image : item->images) {
+			std::vector<frcnn::Detection> &detections = *result++;
+			if (!state->class_thresholds.empty())
+				keep_above_class_thresholds(detections, state->class_thresholds,
+							    state->applied.threshold,
+							    state->applied.max_detections);
+			/* Detections in the image's pixels go on the frame in the frame's pixels. */
+			const float dx = static_cast<float>(image.x), dy = static_cast<float>(image.y);
+			for (const frcnn::Detection &det : detections) {
+				if (!state->class_filter.empty() && !state->class_filter.count(det.label))
+					continue;
+				frcnn::gst::add_detection_meta(item->buffer, width, height, det.x1 + dx,
+							       det.y1 + dy, det.x2 + dx, det.y2 + dy,
+							       det.label,
+							       frcnn::gst::label_name(state->labels, det.label),
+							       det.score, image.parent_id);
+				attached++;
+			}
 		}
 		state->stats.detections += attached;
 	}
@@ -1572,7 +1674,7 @@ static GstMessage *gst_frcnn_detect_skip_if_late(GstFrcnnDetect *self, Item &ite
 		return nullptr;
 	}
 	item.infer = false;
-	item.pixels = frcnn::HeldFrame();
+	item.images.clear();
 	state->qos_skipped++;
 	state->stats.skipped_late++;
 	GST_LOG_OBJECT(self, "skipping a late frame: running time %" GST_TIME_FORMAT ", earliest %" GST_TIME_FORMAT,
@@ -1633,8 +1735,13 @@ static void gst_frcnn_detect_loop(gpointer user_data)
 					if (late)
 						qos_messages.push_back(late);
 				}
-				if (front.infer && to_run++ == 0)
-					deadline = front.arrival + timeout;
+				/* Frames count by the images they bring (regions of interest with
+				 * inference-region=roi-list); one without any passes on at once. */
+				if (front.infer && !front.images.empty()) {
+					if (to_run == 0)
+						deadline = front.arrival + timeout;
+					to_run += static_cast<guint>(front.images.size());
+				}
 				batch.push_back(std::move(front));
 				state->items.pop_front();
 				state->queued_buffers--;
@@ -1737,13 +1844,119 @@ static const std::optional<frcnn::gst::Region> &gst_frcnn_detect_region(GstFrcnn
 	return state->region;
 }
 
+// A rectangle of a frame to run as an image, and the region of interest it is (-1: none).
+struct ImageRectangle {
+	frcnn::gst::Region rect;
+	gint parent_id = -1;
+};
+
 /*
- * Holds the pixels of a frame to run in its item (Detector::hold_frame), those of its `region`
- * when one is set: on the CPU the frame stays mapped until its batch has run, which reads it in
- * place; on CUDA its bytes are copied to the device now and it is unmapped again.
+ * The rectangle of a frame that inference-region=full-frame runs on: the frame, or its `region`.
+ * Posts an error message and returns false when the region has no part in the frame.
+ */
+static bool gst_frcnn_detect_frame_rectangle(GstFrcnnDetect *self, const GstVideoInfo &info,
+					     ImageRectangle *rectangle)
+{
+	const int width = GST_VIDEO_INFO_WIDTH(&info), height = GST_VIDEO_INFO_HEIGHT(&info);
+	const std::optional<frcnn::gst::Region> &wanted = gst_frcnn_detect_region(self);
+	if (!wanted) {
+		rectangle->rect = frcnn::gst::Region{ 0, 0, width, height };
+		return true;
+	}
+	const GstVideoFormat format = GST_VIDEO_INFO_FORMAT(&info);
+	try {
+		rectangle->rect = frcnn::gst::fit_region(*wanted, width, height,
+							 format == GST_VIDEO_FORMAT_NV12 ||
+								 format == GST_VIDEO_FORMAT_I420);
+	} catch (const std::exception &e) {
+		GST_ELEMENT_ERROR(self, STREAM, FAILED,
+				  ("No part of the region is in the frame: %s. Set 'region' to a "
+				   "rectangle inside the frame, or leave it empty.", e.what()),
+				  ("fitting region %s to a %dx%d frame failed", wanted->text().c_str(),
+				   width, height));
+		return false;
+	}
+	return true;
+}
+
+/*
+ * The regions of interest on a frame that inference-region=roi-list runs on: those of the
+ * `object-class` types, cut to the frame (on 4:2:0 frames starting at even coordinates), in the
+ * order of the metadata. Those with no part in the frame are left out. On the sink pad's thread,
+ * before this element adds any.
+ */
+static std::vector<ImageRectangle> gst_frcnn_detect_regions_of_interest(
+	GstFrcnnDetect *self, GstBuffer *buffer, const GstVideoInfo &info,
+	const frcnn::gst::ObjectClasses &classes)
+{
+	const GstVideoFormat format = GST_VIDEO_INFO_FORMAT(&info);
+	const bool chroma_420 = format == GST_VIDEO_FORMAT_NV12 || format == GST_VIDEO_FORMAT_I420;
+	std::vector<ImageRectangle> rectangles;
+	gpointer state = nullptr;
+	while (GstMeta *meta = gst_buffer_iterate_meta_filtered(
+		       buffer, &state, GST_VIDEO_REGION_OF_INTEREST_META_API_TYPE)) {
+		const auto *roi = reinterpret_cast<const GstVideoRegionOfInterestMeta *>(meta);
+		const gchar *type = g_quark_to_string(roi->roi_type);
+		if (!classes.takes(type ? type : ""))
+			continue;
+		const std::optional<frcnn::gst::Region> inside = frcnn::gst::fit_rectangle(
+			roi->x, roi->y, roi->w, roi->h, GST_VIDEO_INFO_WIDTH(&info),
+			GST_VIDEO_INFO_HEIGHT(&info), chroma_420);
+		if (!inside) {
+			GST_LOG_OBJECT(self, "region of interest %d (%u,%u %ux%u) has no pixels in the frame",
+				       roi->id, roi->x, roi->y, roi->w, roi->h);
+			continue;
+		}
+		rectangles.push_back(ImageRectangle{ *inside, roi->id });
+	}
+	return rectangles;
+}
+
+/*
+ * The rectangles of a frame to run as images, as gst_frcnn_detect_frame_rectangle() or
+ * gst_frcnn_detect_regions_of_interest() give them. Returns false after posting an error.
+ * On the sink pad's thread.
+ */
+static bool gst_frcnn_detect_rectangles(GstFrcnnDetect *self, const Item &item,
+					GstFrcnnInferenceRegion inference_region,
+					const std::string &object_class,
+					std::vector<ImageRectangle> *rectangles)
+{
+	if (inference_region == GST_FRCNN_INFERENCE_REGION_FULL_FRAME) {
+		ImageRectangle rectangle;
+		if (!gst_frcnn_detect_frame_rectangle(self, item.info, &rectangle))
+			return false;
+		rectangles->push_back(rectangle);
+		return true;
+	}
+	GstFrcnnDetectState *state = self->state;
+	std::string region;
+	{
+		g_autoptr(GMutexLocker) locker = g_mutex_locker_new(GST_OBJECT_GET_LOCK(self));
+		region = state->settings.region;
+	}
+	/* The start refused both; a region set since is not used (said once for each value). */
+	if (region != state->region_text) {
+		state->region_text = region;
+		if (!region.empty())
+			GST_ELEMENT_WARNING(self, RESOURCE, SETTINGS,
+					    ("'region' is not used with inference-region=roi-list: the "
+					     "detector runs on the regions of interest attached upstream."),
+					    ("region '%s' set while playing", region.c_str()));
+	}
+	*rectangles = gst_frcnn_detect_regions_of_interest(self, item.buffer, item.info,
+							   frcnn::gst::ObjectClasses(object_class));
+	return true;
+}
+
+/*
+ * Holds the pixels of the frame's `rectangles` as the item's images (Detector::hold_frame). On
+ * the CPU the frame stays mapped until its batch has run, which reads it in place; on CUDA the
+ * images' bytes are copied to the device now and it is unmapped again.
  */
 static gboolean gst_frcnn_detect_hold_pixels(GstFrcnnDetect *self, Item &item,
-					     const LoadedModel &model)
+					     const LoadedModel &model,
+					     const std::vector<ImageRectangle> &rectangles)
 {
 	std::shared_ptr<const GstVideoFrame> frame = map_frame(&item.info, item.buffer);
 	if (!frame) {
@@ -1753,27 +1966,20 @@ static gboolean gst_frcnn_detect_hold_pixels(GstFrcnnDetect *self, Item &item,
 				   GST_VIDEO_INFO_NAME(&item.info)));
 		return FALSE;
 	}
-	frcnn::FrameView view = frame_view(frame.get());
-	if (const std::optional<frcnn::gst::Region> &wanted = gst_frcnn_detect_region(self)) {
-		const bool chroma_420 = view.format == frcnn::PixelFormat::NV12 ||
-					view.format == frcnn::PixelFormat::I420;
-		try {
-			const frcnn::gst::Region region = frcnn::gst::fit_region(*wanted, view.width,
-										 view.height, chroma_420);
-			view = frcnn::crop_frame(view, region.x, region.y, region.width, region.height);
-			item.region_x = region.x;
-			item.region_y = region.y;
-		} catch (const std::exception &e) {
-			GST_ELEMENT_ERROR(self, STREAM, FAILED,
-					  ("No part of the region is in the frame: %s. Set 'region' to a "
-					   "rectangle inside the frame, or leave it empty.", e.what()),
-					  ("fitting region %s to a %dx%d frame failed", wanted->text().c_str(),
-					   view.width, view.height));
-			return FALSE;
-		}
-	}
+	const frcnn::FrameView view = frame_view(frame.get());
 	try {
-		item.pixels = model.detector->hold_frame(view, std::move(frame));
+		for (const ImageRectangle &rectangle : rectangles) {
+			const frcnn::gst::Region &r = rectangle.rect;
+			const bool whole = r.x == 0 && r.y == 0 && r.width == view.width &&
+					   r.height == view.height;
+			ItemImage image;
+			image.pixels = model.detector->hold_frame(
+				whole ? view : frcnn::crop_frame(view, r.x, r.y, r.width, r.height), frame);
+			image.x = r.x;
+			image.y = r.y;
+			image.parent_id = rectangle.parent_id;
+			item.images.push_back(std::move(image));
+		}
 	} catch (const std::exception &e) {
 		GST_ELEMENT_ERROR(self, STREAM, FAILED, ("Could not prepare a video frame for detection: %s", e.what()),
 				  ("frcnn::Detector::hold_frame() failed for a %dx%d %s frame",
@@ -1791,11 +1997,15 @@ static GstFlowReturn gst_frcnn_detect_chain(GstPad *pad, GstObject *parent, GstB
 
 	guint capacity, interval;
 	bool qos;
+	GstFrcnnInferenceRegion inference_region;
+	std::string object_class;
 	{
 		g_autoptr(GMutexLocker) locker = g_mutex_locker_new(GST_OBJECT_GET_LOCK(self));
 		capacity = 2 * state->settings.batch_size;
 		interval = state->settings.interval;
 		qos = state->settings.qos;
+		inference_region = state->settings.inference_region;
+		object_class = state->settings.object_class;
 	}
 
 	/* Copies the buffer's header at most, not its memory: the detections go on the copy. */
@@ -1835,8 +2045,15 @@ static GstFlowReturn gst_frcnn_detect_chain(GstPad *pad, GstObject *parent, GstB
 		lock.unlock();
 		if (late)
 			gst_element_post_message(GST_ELEMENT(self), late);
-		if (item.infer && !gst_frcnn_detect_hold_pixels(self, item, *model))
-			return GST_FLOW_ERROR;
+		if (item.infer) {
+			std::vector<ImageRectangle> rectangles;
+			if (!gst_frcnn_detect_rectangles(self, item, inference_region, object_class,
+							 &rectangles))
+				return GST_FLOW_ERROR;
+			if (!rectangles.empty() &&
+			    !gst_frcnn_detect_hold_pixels(self, item, *model, rectangles))
+				return GST_FLOW_ERROR;
+		}
 		lock.lock();
 	}
 

@@ -22,7 +22,8 @@ double clamp(double value, double low, double high)
 } // namespace
 
 void add_detection_meta(GstBuffer *buffer, int width, int height, double x1, double y1,
-			double x2, double y2, int64_t label_id, const std::string &label, double score)
+			double x2, double y2, int64_t label_id, const std::string &label, double score,
+			int parent_id)
 {
 	x1 = clamp(x1, 0, width);
 	x2 = clamp(x2, x1, width);
@@ -46,6 +47,8 @@ void add_detection_meta(GstBuffer *buffer, int width, int height, double x1, dou
 	GstVideoRegionOfInterestMeta *roi = gst_buffer_add_video_region_of_interest_meta(
 		buffer, label.c_str(), left, top, right - left, bottom - top);
 	roi->id = next_id;
+	/* GStreamer starts it at 0, a valid id: -1 says that the detection has no parent. */
+	roi->parent_id = parent_id;
 
 	GstStructure *param = gst_structure_new(
 		kDetectionParam,
@@ -75,6 +78,8 @@ std::vector<DetectionMeta> read_detection_metas(GstBuffer *buffer, int width, in
 		det.y = roi->y;
 		det.w = roi->w;
 		det.h = roi->h;
+		det.id = roi->id;
+		det.parent_id = roi->parent_id;
 		det.x1 = roi->x;
 		det.y1 = roi->y;
 		det.x2 = static_cast<double>(roi->x) + roi->w;

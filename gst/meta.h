@@ -20,17 +20,21 @@ struct DetectionMeta {
 	int64_t label_id;      // -1 when the producer gave none
 	std::string label;
 	double score;	       // -1 when the producer gave none
-	// The ROI rectangle as stored in the meta (integer pixels), and its type.
+	// The ROI rectangle as stored in the meta (integer pixels), its type, its id and the id of
+	// the region it was found in.
 	unsigned int x, y, w, h;
 	std::string roi_type;
+	int id = 0, parent_id = 0;
 	// The "detection" param's box as written (normalised to 0..1), when it has one.
 	bool has_box = false;
 	double x_min = 0, y_min = 0, x_max = 0, y_max = 0;
 };
 
-// Adds one detection to a writable buffer. The box is clamped to the frame.
+// Adds one detection to a writable buffer. The box is clamped to the frame. Its id is the next
+// free one on the buffer; `parent_id` names the region of interest it was found in, -1 none.
 void add_detection_meta(GstBuffer *buffer, int width, int height, double x1, double y1,
-			double x2, double y2, int64_t label_id, const std::string &label, double score);
+			double x2, double y2, int64_t label_id, const std::string &label, double score,
+			int parent_id = -1);
 
 // Every region of interest on the buffer, from any producer: the "detection" param gives label,
 // id, score and the unrounded box where present; otherwise the roi_type and the ROI rectangle.

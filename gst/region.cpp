@@ -47,19 +47,51 @@ std::optional<Region> parse_region(const std::string &text)
 		       static_cast<int>(numbers[2]), static_cast<int>(numbers[3]) };
 }
 
+std::optional<Region> fit_rectangle(unsigned int x, unsigned int y, unsigned int width,
+				    unsigned int height, int frame_width, int frame_height,
+				    bool even_start)
+{
+	/* In 64 bits: metadata may hold any unsigned values. */
+	const long long right = std::min<long long>(static_cast<long long>(x) + width, frame_width);
+	const long long bottom = std::min<long long>(static_cast<long long>(y) + height, frame_height);
+	long long left = std::min<long long>(x, frame_width), top = std::min<long long>(y, frame_height);
+	if (left >= right || top >= bottom)
+		return std::nullopt;
+	if (even_start) {
+		left -= left % 2;
+		top -= top % 2;
+	}
+	return Region{ static_cast<int>(left), static_cast<int>(top), static_cast<int>(right - left),
+		       static_cast<int>(bottom - top) };
+}
+
 Region fit_region(const Region &region, int frame_width, int frame_height, bool even_start)
 {
-	int x1 = std::min(region.x, frame_width), y1 = std::min(region.y, frame_height);
-	const int x2 = std::min(region.x + region.width, frame_width);
-	const int y2 = std::min(region.y + region.height, frame_height);
-	if (x1 >= x2 || y1 >= y2)
+	const std::optional<Region> inside =
+		fit_rectangle(region.x, region.y, region.width, region.height, frame_width,
+			      frame_height, even_start);
+	if (!inside)
 		throw Error("the region " + region.text() + " lies outside the " +
 			    std::to_string(frame_width) + "x" + std::to_string(frame_height) + " frames");
-	if (even_start) {
-		x1 -= x1 % 2;
-		y1 -= y1 % 2;
+	return *inside;
+}
+
+ObjectClasses::ObjectClasses(const std::string &text)
+{
+	std::size_t start = 0;
+	while (start <= text.size()) {
+		const std::size_t comma = std::min(text.find(',', start), text.size());
+		const std::string part = text.substr(start, comma - start);
+		const std::size_t first = part.find_first_not_of(" \t");
+		if (first != std::string::npos)
+			names_.insert(part.substr(first, part.find_last_not_of(" \t") - first + 1));
+		start = comma + 1;
 	}
-	return Region{ x1, y1, x2 - x1, y2 - y1 };
+}
+
+bool ObjectClasses::takes(const std::string &type) const
+{
+	return names_.empty() || names_.count(type) > 0;
 }
 
 } // namespace frcnn::gst

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <optional>
+#include <set>
 #include <string>
 
 namespace frcnn::gst {
@@ -29,5 +30,23 @@ std::optional<Region> parse_region(const std::string &text);
 // coordinates, its right and bottom edges staying. Throws frcnn::Error when no part of it lies
 // inside the frame.
 Region fit_region(const Region &region, int frame_width, int frame_height, bool even_start);
+
+// The same for a rectangle as region-of-interest metadata gives it (unsigned, unchecked):
+// nothing when it is empty or no part of it lies inside the frame.
+std::optional<Region> fit_rectangle(unsigned int x, unsigned int y, unsigned int width,
+				    unsigned int height, int frame_width, int frame_height,
+				    bool even_start);
+
+// The element's `object-class`: region-of-interest types (label names) separated by commas,
+// spaces around them ignored. Empty: every type.
+class ObjectClasses {
+public:
+	explicit ObjectClasses(const std::string &text = "");
+	bool takes(const std::string &type) const;
+	bool all() const { return names_.empty(); }
+
+private:
+	std::set<std::string> names_;
+};
 
 } // namespace frcnn::gst

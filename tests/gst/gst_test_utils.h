@@ -197,6 +197,7 @@ inline Frame make_frame(const cv::Mat &bgr, GstVideoFormat format, int stride_pa
 struct RoiDetection {
 	std::string roi_type;
 	guint x, y, w, h;
+	gint id = 0, parent_id = 0;
 	bool has_param = false;
 	gint label_id = 0;
 	std::string label;
@@ -217,6 +218,8 @@ inline std::vector<RoiDetection> read_rois(GstBuffer *buffer)
 		det.y = roi->y;
 		det.w = roi->w;
 		det.h = roi->h;
+		det.id = roi->id;
+		det.parent_id = roi->parent_id;
 		GstStructure *s = gst_video_region_of_interest_meta_get_param(roi, "detection");
 		if (s) {
 			det.has_param = true;

@@ -107,12 +107,15 @@ std::string class_name(int64_t id)
 	return "class " + std::to_string(id);
 }
 
-// The buffer's ROI metas equal the library's detections, in order (best first).
+// The buffer's ROI metas equal the library's detections, in order (best first); from the
+// `first` meta on when the frame came with others. Each has the next id, and no parent.
 void expect_meta_equals(GstBuffer *buffer, int width, int height,
 			const std::vector<frcnn::Detection> &expected,
-			const std::vector<std::string> &labels = {})
+			const std::vector<std::string> &labels = {}, std::size_t first = 0)
 {
-	const std::vector<gst_test::RoiDetection> rois = gst_test::read_rois(buffer);
+	std::vector<gst_test::RoiDetection> rois = gst_test::read_rois(buffer);
+	ASSERT_GE(rois.size(), first);
+	rois.erase(rois.begin(), rois.begin() + first);
 	ASSERT_EQ(rois.size(), expected.size());
 	for (std::size_t i = 0; i < rois.size(); i++) {
 		const gst_test::RoiDetection &roi = rois[i];
@@ -138,6 +141,10 @@ void expect_meta_equals(GstBuffer *buffer, int width, int height,
 		EXPECT_EQ(roi.y, std::lround(det.y1));
 		EXPECT_EQ(roi.x + roi.w, std::lround(det.x2));
 		EXPECT_EQ(roi.y + roi.h, std::lround(det.y2));
+		if (first == 0) {
+			EXPECT_EQ(roi.id, static_cast<gint>(i));
+			EXPECT_EQ(roi.parent_id, -1);
+		}
 	}
 }
 
@@ -852,9 +859,10 @@ TEST(FrcnnDetect, IntervalWithBatches)
 	}
 
 	std::map<std::string, double> stats = stats_of(h->element);
-	EXPECT_EQ(stats.size(), 11u);
+	EXPECT_EQ(stats.size(), 12u);
 	EXPECT_EQ(stats["frames"], 9);
 	EXPECT_EQ(stats["frames-detected"], 5) << "frames 0, 2, 4, 6, 8";
+	EXPECT_EQ(stats["images-detected"], 5) << "a frame is an image of its own";
 	EXPECT_EQ(stats["frames-skipped-interval"], 4);
 	EXPECT_EQ(stats["frames-skipped-late"], 0);
 	EXPECT_EQ(stats["batches"], 2) << "3 frames, then the 2 left at EOS";
@@ -866,7 +874,8 @@ TEST(FrcnnDetect, IntervalWithBatches)
 	EXPECT_NEAR(stats["model-frames-per-second"], 5 * 1e9 / (2 * stats["mean-batch-time"]),
 		    1e-6 * stats["model-frames-per-second"]);
 
-	/* At EOS the same went on the bus. */
+	/* At EOS the same went on the bus, before the EOS went downstream. */
+	ASSERT_TRUE(pull_until_eos(h.get()));
 	GstMessage *message = gst_bus_pop_filtered(bus, GST_MESSAGE_ELEMENT);
 	ASSERT_NE(message, nullptr) << "no statistics on the bus at EOS";
 	const GstStructure *posted = gst_message_get_structure(message);
@@ -1177,6 +1186,10 @@ std::vector<ErrorCase> error_cases()
 		  GST_RESOURCE_ERROR },
 		{ "PresetForAnotherModel", "model=tiny weights=coco", "set model=fasterrcnn_resnet50_fpn",
 		  GST_RESOURCE_ERROR },
+		{ "RegionWithRoiList", "model=tiny region=0,0,10,10 inference-region=roi-list " + w,
+		  "'region' and inference-region=roi-list exclude each other: the detector runs on the "
+		  "regions of interest attached upstream. Leave 'region' empty, or set "
+		  "inference-region=full-frame.", GST_RESOURCE_ERROR },
 	};
 	if (!frcnn::Detector::cuda_built())
 		cases.push_back({ "CudaInACpuBuild", "model=tiny device=cuda:0 " + w, "set device=cpu",
@@ -1475,6 +1488,281 @@ TEST(FrcnnDetect, RegionChangesWhilePlaying)
 		  std::string::npos) << error->message;
 	g_clear_error(&error);
 	gst_message_unref(message);
+	gst_element_set_bus(h->element, nullptr);
+	gst_object_unref(bus);
+}
+
+// --- inference-region=roi-list --------------------------------------------------------------
+
+// Attaches a region of interest as another element would: a type, a rectangle and an id.
+void add_roi(GstBuffer *buffer, const char *type, guint x, guint y, guint w, guint h, gint id)
+{
+	GstVideoRegionOfInterestMeta *roi =
+		gst_buffer_add_video_region_of_interest_meta(buffer, type, x, y, w, h);
+	roi->id = id;
+}
+
+// An element with inference-region=roi-list. Its batches run on as many CPU threads as the
+// library's here: a batch of several images split among another count of threads rounds its
+// sums differently, which reorders the test model's close scores.
+HarnessPtr roi_harness(const std::string &properties = "")
+{
+	return harness("inference-region=roi-list threads=" + std::to_string(frcnn::cpu_threads()) +
+		       " " + properties);
+}
+
+// A region of interest as the element must run it: where the detector looks, and whose it is.
+struct ExpectedRegion {
+	int x, y, width, height;
+	gint parent_id;
+};
+
+// The library's detections in each region of the frame, in the frame's pixels, run as the
+// element runs them: the regions in batches of `batch_size` images (a batch pads its images to
+// the largest, which changes the numbers a little). One list per region.
+std::vector<std::vector<frcnn::Detection>> expected_in_regions(const Frame &frame,
+							       const std::vector<ExpectedRegion> &regions,
+							       std::size_t batch_size)
+{
+	std::vector<std::vector<frcnn::Detection>> lists;
+	for (std::size_t first = 0; first < regions.size(); first += batch_size) {
+		std::vector<frcnn::FrameView> views;
+		for (std::size_t i = first; i < std::min(regions.size(), first + batch_size); i++) {
+			const ExpectedRegion &r = regions[i];
+			views.push_back(frcnn::crop_frame(view_of(frame), r.x, r.y, r.width, r.height));
+		}
+		for (std::vector<frcnn::Detection> &list : reference().detect(views)) {
+			const ExpectedRegion &r = regions[lists.size()];
+			for (frcnn::Detection &det : list) {
+				det.x1 += r.x;
+				det.x2 += r.x;
+				det.y1 += r.y;
+				det.y2 += r.y;
+			}
+			lists.push_back(std::move(list));
+		}
+	}
+	return lists;
+}
+
+// The metas from the `first` on are the `expected` detections of each region, region by region
+// (best first in each), with the region's id as their parent and ids after those on the buffer
+// before.
+void expect_detections_in_regions(GstBuffer *buffer, const Frame &frame, std::size_t first,
+				  const std::vector<ExpectedRegion> &regions,
+				  const std::vector<std::vector<frcnn::Detection>> &lists)
+{
+	ASSERT_EQ(regions.size(), lists.size());
+	std::vector<frcnn::Detection> expected;
+	std::vector<gint> parents;
+	for (std::size_t i = 0; i < regions.size(); i++) {
+		EXPECT_FALSE(lists[i].empty()) << "a region without detections proves little";
+		expected.insert(expected.end(), lists[i].begin(), lists[i].end());
+		parents.insert(parents.end(), lists[i].size(), regions[i].parent_id);
+	}
+	expect_meta_equals(buffer, frame.width(), frame.height(), expected, {}, first);
+	const std::vector<gst_test::RoiDetection> rois = gst_test::read_rois(buffer);
+	ASSERT_EQ(rois.size(), first + parents.size());
+	std::set<gint> ids;
+	for (std::size_t i = 0; i < rois.size(); i++)
+		EXPECT_TRUE(ids.insert(rois[i].id).second) << "id " << rois[i].id << " twice";
+	for (std::size_t i = 0; i < parents.size(); i++)
+		EXPECT_EQ(rois[first + i].parent_id, parents[i]) << "detection " << i;
+}
+
+// The same for the regions of one frame run in batches of `batch_size`.
+void expect_detections_in_regions(GstBuffer *buffer, const Frame &frame, std::size_t first,
+				  const std::vector<ExpectedRegion> &regions, std::size_t batch_size = 1)
+{
+	expect_detections_in_regions(buffer, frame, first, regions,
+				     expected_in_regions(frame, regions, batch_size));
+}
+
+// Each region of interest on the frame is an image of its own; the detections come in the
+// frame's pixels and name their region as the parent. A region partly outside the frame is cut
+// to it, one outside it or empty is left out; on 4:2:0 frames regions start at even
+// coordinates. The regions that came with the frame stay as they were.
+TEST(FrcnnDetect, RoiListDetectsInsideEachRegion)
+{
+	for (GstVideoFormat format : { GST_VIDEO_FORMAT_BGRx, GST_VIDEO_FORMAT_NV12 }) {
+		const bool chroma_420 = format == GST_VIDEO_FORMAT_NV12;
+		SCOPED_TRACE(gst_video_format_to_string(format));
+		const Frame frame = make_frame(photo(256, 192, 5), format);
+		HarnessPtr h = roi_harness("batch-size=4");
+		gst_harness_set_src_caps(h.get(), frame.caps());
+		GstBuffer *in = frame.buffer(0);
+		add_roi(in, "person", 41, 31, 150, 101, 3);
+		add_roi(in, "car", 100, 64, 500, 500, 8);
+		add_roi(in, "person", 300, 10, 20, 20, 9); // outside the frame
+		add_roi(in, "person", 10, 10, 0, 20, 10);  // empty
+		gst_test::BufferPtr out(gst_harness_push_and_pull(h.get(), in));
+		ASSERT_TRUE(out);
+
+		const std::vector<gst_test::RoiDetection> rois = gst_test::read_rois(out.get());
+		ASSERT_GE(rois.size(), 4u);
+		EXPECT_EQ(rois[0].roi_type, "person");
+		EXPECT_EQ(rois[0].x, 41u);
+		EXPECT_EQ(rois[0].id, 3);
+		EXPECT_FALSE(rois[0].has_param);
+		EXPECT_EQ(rois[1].w, 500u);
+		const std::vector<ExpectedRegion> regions{
+			chroma_420 ? ExpectedRegion{ 40, 30, 151, 102, 3 } : ExpectedRegion{ 41, 31, 150, 101, 3 },
+			ExpectedRegion{ 100, 64, 156, 128, 8 },
+		};
+		expect_detections_in_regions(out.get(), frame, 4, regions, 4);
+
+		const std::map<std::string, double> stats = stats_of(h->element);
+		EXPECT_EQ(stats.at("frames-detected"), 1);
+		EXPECT_EQ(stats.at("images-detected"), 2);
+		EXPECT_EQ(stats.at("batches"), 1);
+		EXPECT_EQ(stats.at("mean-batch-size"), 2);
+	}
+}
+
+// `object-class` picks the regions by type, also while playing; a frame without regions (of
+// those types) passes at once, with no detections, and is not counted as detected.
+TEST(FrcnnDetect, RoiListObjectClassPicksTheRegions)
+{
+	const Frame frame = make_frame(photo(256, 192, 5), GST_VIDEO_FORMAT_RGB);
+	HarnessPtr h = roi_harness("object-class=\" car , bus\"");
+	gst_harness_set_src_caps(h.get(), frame.caps());
+	auto push = [&](GstClockTime pts) {
+		GstBuffer *in = frame.buffer(pts);
+		add_roi(in, "person", 41, 31, 150, 101, 0);
+		add_roi(in, "car", 100, 64, 156, 128, 1);
+		return gst_test::BufferPtr(gst_harness_push_and_pull(h.get(), in));
+	};
+	const ExpectedRegion person{ 41, 31, 150, 101, 0 }, car{ 100, 64, 156, 128, 1 };
+
+	gst_test::BufferPtr out = push(0);
+	ASSERT_TRUE(out);
+	expect_detections_in_regions(out.get(), frame, 2, { car });
+
+	g_object_set(h->element, "object-class", "person", nullptr);
+	out = push(GST_MSECOND);
+	ASSERT_TRUE(out);
+	expect_detections_in_regions(out.get(), frame, 2, { person });
+
+	g_object_set(h->element, "object-class", nullptr, nullptr);
+	out = push(2 * GST_MSECOND);
+	ASSERT_TRUE(out);
+	expect_detections_in_regions(out.get(), frame, 2, { person, car });
+
+	g_object_set(h->element, "object-class", "bus", nullptr);
+	out = push(3 * GST_MSECOND);
+	ASSERT_TRUE(out);
+	EXPECT_EQ(gst_test::read_rois(out.get()).size(), 2u);
+	out.reset(gst_harness_push_and_pull(h.get(), frame.buffer(4 * GST_MSECOND)));
+	ASSERT_TRUE(out);
+	EXPECT_TRUE(gst_test::read_rois(out.get()).empty());
+
+	const std::map<std::string, double> stats = stats_of(h->element);
+	EXPECT_EQ(stats.at("frames"), 5);
+	EXPECT_EQ(stats.at("frames-detected"), 3);
+	EXPECT_EQ(stats.at("images-detected"), 4);
+}
+
+// batch-size counts images: the regions of a frame run in batches of at most that many, and a
+// batch holds the regions of several frames.
+TEST(FrcnnDetect, RoiListBatchSizeCountsRegions)
+{
+	const Frame frame = make_frame(photo(256, 192, 5), GST_VIDEO_FORMAT_RGB);
+	const std::vector<ExpectedRegion> regions{ { 41, 31, 150, 101, 0 }, { 100, 64, 156, 128, 1 },
+						   { 0, 0, 128, 96, 2 } };
+	struct Case {
+		guint batch_size;
+		int frames;
+		double batches;
+	};
+	for (const Case &c : { Case{ 2, 1, 2 }, Case{ 6, 2, 1 }, Case{ 4, 2, 2 } }) {
+		SCOPED_TRACE("batch-size " + std::to_string(c.batch_size));
+		HarnessPtr h = roi_harness("batch-timeout=10000 batch-size=" +
+				       std::to_string(c.batch_size));
+		gst_harness_set_src_caps(h.get(), frame.caps());
+		for (int f = 0; f < c.frames; f++) {
+			GstBuffer *in = frame.buffer(f * GST_MSECOND);
+			for (const ExpectedRegion &r : regions)
+				add_roi(in, "thing", r.x, r.y, r.width, r.height, r.parent_id);
+			ASSERT_EQ(gst_harness_push(h.get(), in), GST_FLOW_OK);
+		}
+		/* A full batch runs without waiting for the timeout; batches hold images of
+		 * both frames. */
+		std::vector<ExpectedRegion> all;
+		for (int f = 0; f < c.frames; f++)
+			all.insert(all.end(), regions.begin(), regions.end());
+		const std::vector<std::vector<frcnn::Detection>> lists =
+			expected_in_regions(frame, all, c.batch_size);
+		for (int f = 0; f < c.frames; f++) {
+			gst_test::BufferPtr out(gst_harness_pull(h.get()));
+			ASSERT_TRUE(out);
+			expect_detections_in_regions(
+				out.get(), frame, regions.size(), regions,
+				{ lists.begin() + 3 * f, lists.begin() + 3 * f + 3 });
+		}
+		const std::map<std::string, double> stats = stats_of(h->element);
+		EXPECT_EQ(stats.at("images-detected"), 3.0 * c.frames);
+		EXPECT_EQ(stats.at("batches"), c.batches);
+	}
+}
+
+// The detections of one frcnndetect are the regions of the next: each detection of the second
+// lies in a detection of the first, which it names as its parent.
+TEST(FrcnnDetect, RoiListRunsInTheDetectionsOfAnotherDetector)
+{
+	const Frame frame = make_frame(photo(256, 192, 5), GST_VIDEO_FORMAT_I420);
+	HarnessPtr first = harness("max-detections=3");
+	HarnessPtr second = roi_harness();
+	gst_harness_set_src_caps(first.get(), frame.caps());
+	gst_harness_set_src_caps(second.get(), frame.caps());
+	gst_test::BufferPtr found(gst_harness_push_and_pull(first.get(), frame.buffer(0)));
+	ASSERT_TRUE(found);
+	const std::vector<gst_test::RoiDetection> parents = gst_test::read_rois(found.get());
+	ASSERT_EQ(parents.size(), 3u);
+
+	std::vector<ExpectedRegion> regions;
+	for (const gst_test::RoiDetection &p : parents) {
+		/* Cut to the frame, starting at even coordinates (I420). */
+		const int x = p.x - p.x % 2, y = p.y - p.y % 2;
+		const int right = std::min<int>(p.x + p.w, frame.width());
+		const int bottom = std::min<int>(p.y + p.h, frame.height());
+		regions.push_back({ x, y, right - x, bottom - y, p.id });
+	}
+	gst_test::BufferPtr out(gst_harness_push_and_pull(second.get(), found.release()));
+	ASSERT_TRUE(out);
+	expect_detections_in_regions(out.get(), frame, parents.size(), regions);
+	const std::vector<gst_test::RoiDetection> rois = gst_test::read_rois(out.get());
+	for (std::size_t i = parents.size(); i < rois.size(); i++) {
+		const gst_test::RoiDetection &parent = parents.at(rois[i].parent_id);
+		EXPECT_GE(rois[i].x + 1, parent.x);
+		EXPECT_LE(rois[i].x + rois[i].w, parent.x + parent.w);
+	}
+}
+
+// A region set while playing is not used with roi-list, and a warning says so once.
+TEST(FrcnnDetect, RoiListWarnsAboutARegionSetWhilePlaying)
+{
+	const Frame frame = make_frame(photo(256, 192, 5), GST_VIDEO_FORMAT_RGB);
+	HarnessPtr h = roi_harness();
+	GstBus *bus = gst_bus_new();
+	gst_element_set_bus(h->element, bus);
+	gst_harness_set_src_caps(h.get(), frame.caps());
+	g_object_set(h->element, "region", "0,0,64,64", nullptr);
+	for (GstClockTime pts : { GstClockTime(0), GstClockTime(GST_MSECOND) }) {
+		GstBuffer *in = frame.buffer(pts);
+		add_roi(in, "car", 100, 64, 156, 128, 0);
+		gst_test::BufferPtr out(gst_harness_push_and_pull(h.get(), in));
+		ASSERT_TRUE(out);
+		expect_detections_in_regions(out.get(), frame, 1, { { 100, 64, 156, 128, 0 } });
+	}
+	GstMessage *warning = gst_bus_pop_filtered(bus, GST_MESSAGE_WARNING);
+	ASSERT_NE(warning, nullptr) << "no warning for an unused region";
+	GError *error = nullptr;
+	gst_message_parse_warning(warning, &error, nullptr);
+	EXPECT_NE(std::string(error->message).find("'region' is not used with inference-region=roi-list"),
+		  std::string::npos) << error->message;
+	g_clear_error(&error);
+	gst_message_unref(warning);
+	EXPECT_EQ(gst_bus_pop_filtered(bus, GST_MESSAGE_WARNING), nullptr) << "warned twice";
 	gst_element_set_bus(h->element, nullptr);
 	gst_object_unref(bus);
 }

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: BSD-3-Clause
-// frcnndetect's `region`: what it accepts and how it is fitted to a frame.
+// frcnndetect's `region`: what it accepts and how it is fitted to a frame; the regions of
+// interest of inference-region=roi-list: how they are fitted, and which `object-class` takes.
 #include <gtest/gtest.h>
 
 #include <string>
@@ -9,7 +10,9 @@
 
 namespace {
 
+using frcnn::gst::fit_rectangle;
 using frcnn::gst::fit_region;
+using frcnn::gst::ObjectClasses;
 using frcnn::gst::parse_region;
 using frcnn::gst::Region;
 
@@ -64,6 +67,37 @@ TEST(Region, StartsOnTheChromaGridOf420Frames)
 	EXPECT_EQ(fit_region({ 11, 21, 30, 40 }, 100, 80, true), (Region{ 10, 20, 31, 41 }));
 	EXPECT_EQ(fit_region({ 11, 21, 30, 40 }, 100, 80, false), (Region{ 11, 21, 30, 40 }));
 	EXPECT_EQ(fit_region({ 99, 79, 5, 5 }, 100, 80, true), (Region{ 98, 78, 2, 2 }));
+}
+
+TEST(Region, RegionsOfInterestAreCutToTheFrameOrLeftOut)
+{
+	EXPECT_EQ(fit_rectangle(10, 20, 30, 40, 100, 80, false), (Region{ 10, 20, 30, 40 }));
+	EXPECT_EQ(fit_rectangle(11, 21, 30, 40, 100, 80, true), (Region{ 10, 20, 31, 41 }));
+	EXPECT_EQ(fit_rectangle(90, 70, 30, 40, 100, 80, false), (Region{ 90, 70, 10, 10 }));
+	/* Metadata may hold anything: no overflow past the frame. */
+	EXPECT_EQ(fit_rectangle(5, 6, 4294967295u, 4294967295u, 100, 80, false), (Region{ 5, 6, 95, 74 }));
+	EXPECT_EQ(fit_rectangle(4294967295u, 0, 10, 10, 100, 80, false), std::nullopt);
+	EXPECT_EQ(fit_rectangle(100, 0, 10, 10, 100, 80, false), std::nullopt);
+	EXPECT_EQ(fit_rectangle(10, 10, 0, 10, 100, 80, false), std::nullopt);
+	EXPECT_EQ(fit_rectangle(10, 10, 10, 0, 100, 80, true), std::nullopt);
+}
+
+TEST(Region, ObjectClassTakesTheNamedTypes)
+{
+	const ObjectClasses all;
+	EXPECT_TRUE(all.all());
+	EXPECT_TRUE(all.takes("person"));
+	EXPECT_TRUE(all.takes(""));
+	EXPECT_TRUE(ObjectClasses(" , ").all());
+
+	const ObjectClasses some(" car,person ,, traffic light");
+	EXPECT_FALSE(some.all());
+	EXPECT_TRUE(some.takes("car"));
+	EXPECT_TRUE(some.takes("person"));
+	EXPECT_TRUE(some.takes("traffic light"));
+	EXPECT_FALSE(some.takes("traffic"));
+	EXPECT_FALSE(some.takes("Car"));
+	EXPECT_FALSE(some.takes(""));
 }
 
 } // namespace
