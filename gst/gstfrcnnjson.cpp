@@ -8,11 +8,14 @@
  *
  * |[
  * {"frame": 0, "pts": 0, "width": 720, "height": 528,
- *  "detections": [{"box": [x1, y1, x2, y2], "label": "person", "label_id": 1, "score": 0.93}]}
+ *  "detections": [{"box": [x1, y1, x2, y2], "label": "person", "label_id": 1, "score": 0.93,
+ *                  "id": 0, "parent_id": -1}]}
  * ]|
  *
  * The box is in frame pixels. pts is in nanoseconds, or null for a buffer without one; label_id
- * and score are null for a region of interest that came without a "detection" parameter.
+ * and score are null for a region of interest that came without a "detection" parameter. id and
+ * parent_id are the region of interest's (frcnndetect: parent_id -1, or with
+ * inference-region=roi-list the id of the region the detection was found in).
  * With post-messages=true the same object is also posted on the bus as an element message named
  * "frcnnjson" (fields: frame, pts, width, height, detections (count), json (the line)).
  *
@@ -315,7 +318,7 @@ static double rounded(double value, double scale)
 }
 
 /* frcnn's own line: frame, pts, width, height, detections (box in pixels, label, label_id,
- * score), keys in this order. */
+ * score, id, parent_id), keys in this order. */
 static std::string frcnn_line(GstFrcnnJson *self, GstClockTime pts,
 			      const std::vector<frcnn::gst::DetectionMeta> &metas)
 {
@@ -335,6 +338,8 @@ static std::string frcnn_line(GstFrcnnJson *self, GstClockTime pts,
 						      : nlohmann::ordered_json(nullptr);
 		entry["score"] = det.score >= 0 ? nlohmann::ordered_json(rounded(det.score, 1e4))
 						: nlohmann::ordered_json(nullptr);
+		entry["id"] = det.id;
+		entry["parent_id"] = det.parent_id;
 		detections.push_back(std::move(entry));
 	}
 	line["detections"] = std::move(detections);

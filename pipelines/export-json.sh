@@ -4,7 +4,8 @@
 #   filesrc ! decodebin ! frcnndetect ! frcnnjson location=OUT ! fakesink
 #
 # Each line: {"frame": n, "pts": ns, "width": W, "height": H,
-#             "detections": [{"box": [x1, y1, x2, y2], "label": "...", "label_id": L, "score": S}]}
+#             "detections": [{"box": [x1, y1, x2, y2], "label": "...", "label_id": L, "score": S,
+#                             "id": I, "parent_id": P}]}
 # FRCNN_JSON_FORMAT=dlstreamer writes Intel DL Streamer's gvametaconvert layout instead.
 set -euo pipefail
 . "$(dirname "$0")/common.sh"

@@ -14,6 +14,9 @@ whose JSON lines are compared:
     for every frame, the same detections;
   - a region (region=...) of NV12 frames starting at odd coordinates, --device at batch 4
     against the CPU at batch 1: the same detections;
+  - inference-region=roi-list on NV12 frames, inside the regions a first frcnndetect (on the
+    CPU) found: --device at batch 4 against the CPU at batch 4 (a batch pads its regions to the
+    largest, so both run the same batches): the same detections;
   - precision=fp16 on device cuda:0 against fp32: >= 95% of the fp32 detections with score >= 0.5
     found in fp16 (same label, IoU >= 0.9); on a CPU device, the element's error instead;
   - a device that does not exist (cuda:99): the pipeline fails, with the element's message, and
@@ -160,15 +163,17 @@ class Runner:
         return status, stdout + stderr, seconds, lines
 
     def launch(self, name, raw, width, height, frames, device, batch, precision="fp32", nv12=False,
-               weights=None, extra=(), keep=True):
-        """Runs one pipeline. Returns (exit status, output, seconds, JSON lines); the lines stay
-        in OUT when keep, else in the work folder."""
+               weights=None, extra=(), keep=True, before=()):
+        """Runs one pipeline, with the elements of `before` (gst-launch-1.0 words) in front of
+        the frcnndetect. Returns (exit status, output, seconds, JSON lines); the lines stay in OUT
+        when keep, else in the work folder."""
         jsonl = os.path.join(self.args.out if keep else self.work, f"{name}.jsonl")
         if os.path.exists(jsonl):
             os.remove(jsonl)
         pipeline = self.source(raw, width, height, frames)
         if nv12:
             pipeline += ["videoconvert", "!", "video/x-raw,format=NV12", "!"]
+        pipeline += list(before)
         pipeline += [
             "frcnndetect", f"weights={weights or self.args.weights}", f"device={device}",
             f"batch-size={batch}", f"precision={precision}", *extra, "!",
@@ -327,6 +332,24 @@ def main():
         problems, figures = compare_same(region_cpu[3], region_dev[3], frames)
         check(f"NV12 {region}: {args.device} batch 4 against CPU batch 1",
               [f"exit {r[0]}" for r in (region_cpu, region_dev) if r[0] != 0] + problems, figures)
+
+        # A second detector inside the first one's detections: each region an image of its own,
+        # cropped on the device from the NV12 frame. The first runs on the CPU in both, so that
+        # both second detectors get the same regions.
+        first = ["frcnndetect", f"weights={args.weights}", "device=cpu", "cpu-convolutions=libtorch",
+                 "max-detections=6", "!"]
+        rois_cpu = runner.launch("roi-list-cpu-b4", raw, width, height, frames, "cpu", 4, nv12=True,
+                                 extra=["cpu-convolutions=libtorch", "inference-region=roi-list"], before=first)
+        rois_dev = runner.launch("roi-list-dev-b4", raw, width, height, frames, args.device, 4, nv12=True,
+                                 extra=["inference-region=roi-list"], before=first)
+        problems, figures = compare_same(rois_cpu[3], rois_dev[3], frames)
+        # frcnnjson lists the first detector's detections too: those found in a region name it.
+        figures["detections in regions"] = sum(1 for line in rois_dev[3] for d in line["detections"]
+                                               if d.get("parent_id", -1) >= 0)
+        if figures["detections in regions"] == 0:
+            problems.append("no detection inside a region")
+        check(f"NV12 inference-region=roi-list: {args.device} batch 4 against CPU batch 4",
+              [f"exit {r[0]}" for r in (rois_cpu, rois_dev) if r[0] != 0] + problems, figures)
 
         fp16_device = "cuda:0" if on_cuda else "cpu"
         fp16 = runner.launch("rgb-fp16-b4", raw, width, height, frames, fp16_device, 4, precision="fp16")

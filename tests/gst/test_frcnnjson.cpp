@@ -48,8 +48,9 @@ GstBuffer *frame_buffer(GstClockTime pts)
 
 // As frcnndetect writes it: the normalised box in the "detection" param, label_id a gint (other
 // producers may write a guint).
-void add_detection(GstBuffer *buffer, double x1, double y1, double x2, double y2, guint id,
-		   const char *label, double score, GType id_type = G_TYPE_INT)
+GstVideoRegionOfInterestMeta *add_detection(GstBuffer *buffer, double x1, double y1, double x2,
+					    double y2, guint id, const char *label, double score,
+					    GType id_type = G_TYPE_INT)
 {
 	GstVideoRegionOfInterestMeta *roi = gst_buffer_add_video_region_of_interest_meta(
 		buffer, label, guint(x1), guint(y1), guint(x2 - x1), guint(y2 - y1));
@@ -59,6 +60,7 @@ void add_detection(GstBuffer *buffer, double x1, double y1, double x2, double y2
 				       G_TYPE_DOUBLE, x1 / kWidth, "y_min", G_TYPE_DOUBLE, y1 / kHeight,
 				       "x_max", G_TYPE_DOUBLE, x2 / kWidth, "y_max", G_TYPE_DOUBLE,
 				       y2 / kHeight, nullptr));
+	return roi;
 }
 
 std::vector<std::string> read_lines(const std::string &path)
@@ -70,13 +72,16 @@ std::vector<std::string> read_lines(const std::string &path)
 	return lines;
 }
 
-// Three frames: two detections (one from another producer), none (without a timestamp), one
-// (with an unsigned label_id).
+// Three frames: two detections (one from another producer, found inside the first), none
+// (without a timestamp), one (with an unsigned label_id).
 void push_three_frames(GstHarness *h)
 {
 	GstBuffer *a = frame_buffer(0);
-	add_detection(a, 10.25, 20.5, 110.75, 200, 1, "person", 0.912345);
-	gst_buffer_add_video_region_of_interest_meta(a, "face", 30, 40, 20, 25);
+	add_detection(a, 10.25, 20.5, 110.75, 200, 1, "person", 0.912345)->parent_id = -1;
+	GstVideoRegionOfInterestMeta *face =
+		gst_buffer_add_video_region_of_interest_meta(a, "face", 30, 40, 20, 25);
+	face->id = 7;
+	face->parent_id = 0;
 	GstBuffer *b = frame_buffer(GST_CLOCK_TIME_NONE);
 	GstBuffer *c = frame_buffer(66666666);
 	add_detection(c, 0, 0, 320, 240, 3, "car", 0.5, G_TYPE_UINT);
@@ -111,7 +116,11 @@ void expect_three_frames(const std::vector<std::string> &lines)
 	EXPECT_NEAR(box[1], 20.5, 0.006);
 	EXPECT_NEAR(box[2], 110.75, 0.006);
 	EXPECT_NEAR(box[3], 200, 0.006);
+	EXPECT_EQ(person["id"], 0);
+	EXPECT_EQ(person["parent_id"], -1);
 	const json &face = first["detections"][1];
+	EXPECT_EQ(face["id"], 7);
+	EXPECT_EQ(face["parent_id"], 0);
 	EXPECT_EQ(face["label"], "face");
 	EXPECT_TRUE(face["label_id"].is_null());
 	EXPECT_TRUE(face["score"].is_null());
@@ -123,6 +132,9 @@ void expect_three_frames(const std::vector<std::string> &lines)
 	ASSERT_EQ(third["detections"].size(), 1u);
 	EXPECT_EQ(third["detections"][0]["box"], json({ 0.0, 0.0, 320.0, 240.0 }));
 	EXPECT_EQ(third["detections"][0]["label_id"], 3);
+	/* The keys in the documented order. */
+	EXPECT_NE(lines[2].find(R"({"box":[0.0,0.0,320.0,240.0],"label":"car","label_id":3,"score":0.5,"id":0,"parent_id":0})"),
+		  std::string::npos) << lines[2];
 }
 
 TEST(FrcnnJson, WritesOneLinePerFrame)
