@@ -1585,6 +1585,11 @@ static GstFlowReturn gst_frcnn_detect_run_batch(GstFrcnnDetect *self, std::vecto
 	std::vector<std::vector<frcnn::Detection>> results;
 	if (!gst_frcnn_detect_run_images(self, images, batch_size, results))
 		return GST_FLOW_ERROR;
+	if (results.size() != images.size()) {
+		GST_ELEMENT_ERROR(self, STREAM, FAILED, ("Detection failed: the model gave %zu results "
+				  "for %zu images.", results.size(), images.size()), (nullptr));
+		return GST_FLOW_ERROR;
+	}
 	state->stats.detected += frames.size();
 
 	/* The frames' maps went with the pixels, so our reference is the only one. */
