@@ -32,6 +32,8 @@ def read_detections(buffer):
         detection = {
             "roi_type": GLib.quark_to_string(roi.roi_type),
             "rect": (roi.x, roi.y, roi.w, roi.h),  # frame pixels
+            # -1, or the id of the region it was found in (inference-region=roi-list)
+            "parent_id": roi.parent_id,
         }
         param = roi.get_param("detection")
         if param is not None:
