@@ -628,7 +628,7 @@ static void gst_frcnn_detect_class_init(GstFrcnnDetectClass *klass)
 				  0, 8192, DEFAULT_PROP_MAX_SIZE, playing));
 	g_object_class_install_property(object_class, PROP_MAX_DETECTIONS,
 		g_param_spec_uint("max-detections", "Maximum detections",
-				  "Most detections kept per frame, best first", 1, 10000,
+				  "Most detections kept per frame (per region with inference-region=roi-list), best first", 1, 10000,
 				  DEFAULT_PROP_MAX_DETECTIONS, playing));
 	g_object_class_install_property(object_class, PROP_CLASSES,
 		g_param_spec_string("classes", "Classes",
