@@ -1415,6 +1415,25 @@ bool differ(const std::vector<frcnn::Detection> &a, const std::vector<frcnn::Det
 						       a[0].label != b[0].label));
 }
 
+// The text of the next message of `type` on the bus, waiting up to a minute; empty if none.
+std::string next_message_text(GstBus *bus, GstMessageType type)
+{
+	GstMessage *message = gst_bus_timed_pop_filtered(bus, 60 * GST_SECOND, type);
+	if (!message)
+		return {};
+	GError *error = nullptr;
+	if (type == GST_MESSAGE_INFO)
+		gst_message_parse_info(message, &error, nullptr);
+	else if (type == GST_MESSAGE_WARNING)
+		gst_message_parse_warning(message, &error, nullptr);
+	else
+		gst_message_parse_error(message, &error, nullptr);
+	std::string text = error ? error->message : "(no text)";
+	g_clear_error(&error);
+	gst_message_unref(message);
+	return text;
+}
+
 // The detector sees only the region; its detections come in the frame's pixels. On 4:2:0 frames
 // the region starts at even coordinates, its right and bottom edges staying; a region partly
 // outside the frame is cut to it.
@@ -1466,14 +1485,9 @@ TEST(FrcnnDetect, RegionChangesWhilePlaying)
 
 	g_object_set(h->element, "region", "64,48,128", nullptr);
 	run(2 * GST_MSECOND, middle);
-	GstMessage *warning = gst_bus_pop_filtered(bus, GST_MESSAGE_WARNING);
-	ASSERT_NE(warning, nullptr) << "no warning for an invalid region";
-	GError *error = nullptr;
-	gst_message_parse_warning(warning, &error, nullptr);
-	EXPECT_NE(std::string(error->message).find("Invalid 'region' '64,48,128', keeping the previous region: 3 numbers instead of 4"),
-		  std::string::npos) << error->message;
-	g_clear_error(&error);
-	gst_message_unref(warning);
+	const std::string warning = next_message_text(bus, GST_MESSAGE_WARNING);
+	EXPECT_NE(warning.find("Invalid 'region' '64,48,128', keeping the previous region: 3 numbers instead of 4"),
+		  std::string::npos) << warning;
 
 	g_object_set(h->element, "region", nullptr, nullptr);
 	run(3 * GST_MSECOND, expected_for(frame));
@@ -1482,6 +1496,7 @@ TEST(FrcnnDetect, RegionChangesWhilePlaying)
 	EXPECT_EQ(gst_harness_push(h.get(), frame.buffer(4 * GST_MSECOND)), GST_FLOW_ERROR);
 	GstMessage *message = gst_bus_pop_filtered(bus, GST_MESSAGE_ERROR);
 	ASSERT_NE(message, nullptr) << "no error for a region outside the frame";
+	GError *error = nullptr;
 	gst_message_parse_error(message, &error, nullptr);
 	EXPECT_TRUE(g_error_matches(error, GST_STREAM_ERROR, GST_STREAM_ERROR_FAILED));
 	EXPECT_NE(std::string(error->message).find("No part of the region is in the frame: the region 256,0,10,10 lies outside the 256x192 frames. Set 'region'"),
@@ -1754,14 +1769,9 @@ TEST(FrcnnDetect, RoiListWarnsAboutARegionSetWhilePlaying)
 		ASSERT_TRUE(out);
 		expect_detections_in_regions(out.get(), frame, 1, { { 100, 64, 156, 128, 0 } });
 	}
-	GstMessage *warning = gst_bus_pop_filtered(bus, GST_MESSAGE_WARNING);
-	ASSERT_NE(warning, nullptr) << "no warning for an unused region";
-	GError *error = nullptr;
-	gst_message_parse_warning(warning, &error, nullptr);
-	EXPECT_NE(std::string(error->message).find("'region' is not used with inference-region=roi-list"),
-		  std::string::npos) << error->message;
-	g_clear_error(&error);
-	gst_message_unref(warning);
+	const std::string warning = next_message_text(bus, GST_MESSAGE_WARNING);
+	EXPECT_NE(warning.find("'region' is not used with inference-region=roi-list"), std::string::npos)
+		<< warning;
 	EXPECT_EQ(gst_bus_pop_filtered(bus, GST_MESSAGE_WARNING), nullptr) << "warned twice";
 	gst_element_set_bus(h->element, nullptr);
 	gst_object_unref(bus);
@@ -1817,25 +1827,6 @@ TEST(FrcnnDetect, ClassThresholdsKeepEachClassAboveItsOwn)
 	expect_detections_of(h.get(), frames, expected);
 	HarnessPtr three = harness("threshold=0.3 class-thresholds=1=0.32,2=0.26 max-detections=3 batch-size=3");
 	expect_detections_of(three.get(), frames, best_three);
-}
-
-// The text of the next message of `type` on the bus, waiting up to a minute; empty if none.
-std::string next_message_text(GstBus *bus, GstMessageType type)
-{
-	GstMessage *message = gst_bus_timed_pop_filtered(bus, 60 * GST_SECOND, type);
-	if (!message)
-		return {};
-	GError *error = nullptr;
-	if (type == GST_MESSAGE_INFO)
-		gst_message_parse_info(message, &error, nullptr);
-	else if (type == GST_MESSAGE_WARNING)
-		gst_message_parse_warning(message, &error, nullptr);
-	else
-		gst_message_parse_error(message, &error, nullptr);
-	std::string text = error ? error->message : "(no text)";
-	g_clear_error(&error);
-	gst_message_unref(message);
-	return text;
 }
 
 // New weights set while playing are loaded beside the running model, which goes on until they
