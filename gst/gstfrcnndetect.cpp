@@ -82,6 +82,7 @@ enum {
 	PROP_CLASS_THRESHOLDS,
 	PROP_INFERENCE_REGION,
 	PROP_OBJECT_CLASS,
+	PROP_OBJECT_MIN_SIZE,
 	PROP_STATS,
 };
 
@@ -109,6 +110,7 @@ enum {
 #define DEFAULT_PROP_CLASS_THRESHOLDS nullptr
 #define DEFAULT_PROP_INFERENCE_REGION GST_FRCNN_INFERENCE_REGION_FULL_FRAME
 #define DEFAULT_PROP_OBJECT_CLASS nullptr
+#define DEFAULT_PROP_OBJECT_MIN_SIZE 0
 #define MAX_THREADS 1024
 
 #define MAX_BATCH_SIZE 64
@@ -222,6 +224,7 @@ struct Settings {
 	std::string class_thresholds;
 	GstFrcnnInferenceRegion inference_region = DEFAULT_PROP_INFERENCE_REGION;
 	std::string object_class;
+	guint object_min_size = DEFAULT_PROP_OBJECT_MIN_SIZE;
 };
 
 // The settings that may change while playing; the worker applies them between batches.
@@ -685,6 +688,13 @@ static void gst_frcnn_detect_class_init(GstFrcnnDetectClass *klass)
 				    "With inference-region=roi-list: the types (labels) of the regions "
 				    "of interest to detect in, separated by commas (empty = all)",
 				    DEFAULT_PROP_OBJECT_CLASS, playing));
+	g_object_class_install_property(object_class, PROP_OBJECT_MIN_SIZE,
+		g_param_spec_uint("object-min-size", "Object minimum size",
+				  "With inference-region=roi-list: regions of interest narrower or "
+				  "lower than this many pixels (in the frame) are left out, since "
+				  "each region is scaled up to min-size and costs about as much as a "
+				  "frame (0 = none)",
+				  0, 8192, DEFAULT_PROP_OBJECT_MIN_SIZE, playing));
 	g_object_class_install_property(object_class, PROP_STATS,
 		g_param_spec_boxed("stats", "Statistics",
 				   "What the element did since it last started, as a GstStructure: "
@@ -835,6 +845,9 @@ static void gst_frcnn_detect_set_property(GObject *object, guint prop_id, const 
 	case PROP_OBJECT_CLASS:
 		set_string(settings.object_class, value);
 		break;
+	case PROP_OBJECT_MIN_SIZE:
+		settings.object_min_size = g_value_get_uint(value);
+		break;
 	default:
 		G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
 		return;
@@ -963,6 +976,9 @@ static void gst_frcnn_detect_get_property(GObject *object, guint prop_id, GValue
 	case PROP_OBJECT_CLASS:
 		g_value_set_string(value, settings.object_class.empty() ? nullptr
 								     : settings.object_class.c_str());
+		break;
+	case PROP_OBJECT_MIN_SIZE:
+		g_value_set_uint(value, settings.object_min_size);
 		break;
 	case PROP_STATS:
 		g_value_take_boxed(value, gst_frcnn_detect_stats(self->state->stats));
@@ -1887,12 +1903,12 @@ static bool gst_frcnn_detect_frame_rectangle(GstFrcnnDetect *self, const GstVide
 /*
  * The regions of interest on a frame that inference-region=roi-list runs on: those of the
  * `object-class` types, cut to the frame (on 4:2:0 frames starting at even coordinates), in the
- * order of the metadata. Those with no part in the frame are left out. On the sink pad's thread,
- * before this element adds any.
+ * order of the metadata. Those with no part in the frame, or narrower or lower than `min_size`
+ * in it, are left out. On the sink pad's thread, before this element adds any.
  */
 static std::vector<ImageRectangle> gst_frcnn_detect_regions_of_interest(
 	GstFrcnnDetect *self, GstBuffer *buffer, const GstVideoInfo &info,
-	const frcnn::gst::ObjectClasses &classes)
+	const frcnn::gst::ObjectClasses &classes, guint min_size)
 {
 	const GstVideoFormat format = GST_VIDEO_INFO_FORMAT(&info);
 	const bool chroma_420 = format == GST_VIDEO_FORMAT_NV12 || format == GST_VIDEO_FORMAT_I420;
@@ -1912,6 +1928,11 @@ static std::vector<ImageRectangle> gst_frcnn_detect_regions_of_interest(
 				       roi->id, roi->x, roi->y, roi->w, roi->h);
 			continue;
 		}
+		if (inside->width < static_cast<int>(min_size) || inside->height < static_cast<int>(min_size)) {
+			GST_LOG_OBJECT(self, "region of interest %d (%s) is smaller than object-min-size %u",
+				       roi->id, inside->text().c_str(), min_size);
+			continue;
+		}
 		rectangles.push_back(ImageRectangle{ *inside, roi->id });
 	}
 	return rectangles;
@@ -1924,7 +1945,7 @@ static std::vector<ImageRectangle> gst_frcnn_detect_regions_of_interest(
  */
 static bool gst_frcnn_detect_rectangles(GstFrcnnDetect *self, const Item &item,
 					GstFrcnnInferenceRegion inference_region,
-					const std::string &object_class,
+					const std::string &object_class, guint object_min_size,
 					std::vector<ImageRectangle> *rectangles)
 {
 	if (inference_region == GST_FRCNN_INFERENCE_REGION_FULL_FRAME) {
@@ -1950,7 +1971,8 @@ static bool gst_frcnn_detect_rectangles(GstFrcnnDetect *self, const Item &item,
 					    ("region '%s' set while playing", region.c_str()));
 	}
 	*rectangles = gst_frcnn_detect_regions_of_interest(self, item.buffer, item.info,
-							   frcnn::gst::ObjectClasses(object_class));
+							   frcnn::gst::ObjectClasses(object_class),
+							   object_min_size);
 	return true;
 }
 
@@ -2004,6 +2026,7 @@ static GstFlowReturn gst_frcnn_detect_chain(GstPad *pad, GstObject *parent, GstB
 	bool qos;
 	GstFrcnnInferenceRegion inference_region;
 	std::string object_class;
+	guint object_min_size;
 	{
 		g_autoptr(GMutexLocker) locker = g_mutex_locker_new(GST_OBJECT_GET_LOCK(self));
 		capacity = 2 * state->settings.batch_size;
@@ -2011,6 +2034,7 @@ static GstFlowReturn gst_frcnn_detect_chain(GstPad *pad, GstObject *parent, GstB
 		qos = state->settings.qos;
 		inference_region = state->settings.inference_region;
 		object_class = state->settings.object_class;
+		object_min_size = state->settings.object_min_size;
 	}
 
 	/* Copies the buffer's header at most, not its memory: the detections go on the copy. */
@@ -2053,7 +2077,7 @@ static GstFlowReturn gst_frcnn_detect_chain(GstPad *pad, GstObject *parent, GstB
 		if (item.infer) {
 			std::vector<ImageRectangle> rectangles;
 			if (!gst_frcnn_detect_rectangles(self, item, inference_region, object_class,
-							 &rectangles))
+							 object_min_size, &rectangles))
 				return GST_FLOW_ERROR;
 			if (!rectangles.empty() &&
 			    !gst_frcnn_detect_hold_pixels(self, item, *model, rectangles))

@@ -1319,6 +1319,29 @@ TEST(FrcnnDetect, PropertyDefaultsAndRanges)
 	spec = g_object_class_find_property(G_OBJECT_GET_CLASS(element), "region");
 	ASSERT_NE(spec, nullptr);
 	EXPECT_TRUE(spec->flags & GST_PARAM_MUTABLE_PLAYING);
+
+	/* The whole frame unless asked; then the regions of interest of every type and size. */
+	gint inference_region = -1;
+	gchar *object_class = unset;
+	guint object_min_size = 99;
+	g_object_get(element, "inference-region", &inference_region, "object-class", &object_class,
+		     "object-min-size", &object_min_size, nullptr);
+	EXPECT_EQ(inference_region, 0);
+	EXPECT_EQ(object_class, nullptr);
+	if (object_class != unset)
+		g_free(object_class);
+	EXPECT_EQ(object_min_size, 0u);
+	gst_util_set_object_arg(G_OBJECT(element), "inference-region", "roi-list");
+	g_object_get(element, "inference-region", &inference_region, nullptr);
+	EXPECT_EQ(inference_region, 1);
+	spec = g_object_class_find_property(G_OBJECT_GET_CLASS(element), "inference-region");
+	ASSERT_NE(spec, nullptr);
+	EXPECT_FALSE(spec->flags & GST_PARAM_MUTABLE_PLAYING);
+	for (const char *name : { "object-class", "object-min-size" }) {
+		spec = g_object_class_find_property(G_OBJECT_GET_CLASS(element), name);
+		ASSERT_NE(spec, nullptr) << name;
+		EXPECT_TRUE(spec->flags & GST_PARAM_MUTABLE_PLAYING) << name;
+	}
 	gst_object_unref(element);
 }
 
@@ -1675,6 +1698,36 @@ TEST(FrcnnDetect, RoiListObjectClassPicksTheRegions)
 	EXPECT_EQ(stats.at("frames"), 5);
 	EXPECT_EQ(stats.at("frames-detected"), 3);
 	EXPECT_EQ(stats.at("images-detected"), 4);
+}
+
+// `object-min-size` leaves out the regions narrower or lower than it in the frame (measured
+// after cutting them to the frame), also while playing.
+TEST(FrcnnDetect, RoiListObjectMinSizeLeavesSmallRegionsOut)
+{
+	const Frame frame = make_frame(photo(256, 192, 5), GST_VIDEO_FORMAT_RGB);
+	HarnessPtr h = roi_harness("object-min-size=110");
+	gst_harness_set_src_caps(h.get(), frame.caps());
+	auto push = [&](GstClockTime pts) {
+		GstBuffer *in = frame.buffer(pts);
+		add_roi(in, "person", 41, 31, 150, 101, 0);
+		add_roi(in, "car", 100, 64, 500, 500, 1); // 156x128 in the frame
+		return gst_test::BufferPtr(gst_harness_push_and_pull(h.get(), in));
+	};
+	const ExpectedRegion person{ 41, 31, 150, 101, 0 }, car{ 100, 64, 156, 128, 1 };
+
+	gst_test::BufferPtr out = push(0);
+	ASSERT_TRUE(out);
+	expect_detections_in_regions(out.get(), frame, 2, { car });
+
+	g_object_set(h->element, "object-min-size", 129u, nullptr);
+	out = push(GST_MSECOND);
+	ASSERT_TRUE(out);
+	EXPECT_EQ(gst_test::read_rois(out.get()).size(), 2u);
+
+	g_object_set(h->element, "object-min-size", 0u, nullptr);
+	out = push(2 * GST_MSECOND);
+	ASSERT_TRUE(out);
+	expect_detections_in_regions(out.get(), frame, 2, { person, car });
 }
 
 // batch-size counts images: the regions of a frame run in batches of at most that many, and a
