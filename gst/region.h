@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: BSD-3-Clause
-// The element's `region`: the rectangle of each frame the detector looks at. No GStreamer in
-// here, so the rules can be tested on their own.
+// The rectangles of a frame the element's detector looks at: its `region`, or the regions of
+// interest of inference-region=roi-list (cut to the frame, picked by `object-class`). No
+// GStreamer in here, so the rules can be tested on their own.
 #pragma once
 
 #include <optional>
