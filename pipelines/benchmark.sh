@@ -46,7 +46,7 @@ else
 	SOURCE=(videotestsrc num-buffers="$FRAMES" pattern=smpte !
 		video/x-raw,format=NV12,width="${SIZE%x*}",height="${SIZE#*x}")
 fi
-PIPELINE=("${SOURCE[@]}" ! "${DETECT[@]}" !
+PIPELINE=("${SOURCE[@]}" ! "${DETECT[@]}" "${SECOND[@]}" !
 	fpsdisplaysink video-sink=fakesink text-overlay=false sync=false signal-fps-measurements=true)
 
 # -v: fpsdisplaysink's measurements; -m: frcnndetect's statistics at EOS.
@@ -63,11 +63,20 @@ log=$(gst-launch-1.0 -v -m "${PIPELINE[@]}" 2>&1) || { echo "$log" >&2; exit 1; 
 end=$(date +%s.%N)
 report=$(printf '%s\n' "$log" | grep -o 'rendered: [0-9]*, dropped: [0-9]*, current: [0-9.]*, average: [0-9.]*' | tail -n 1 || true)
 echo "fpsdisplaysink: ${report:-no measurement (fewer frames than one measuring interval)}"
-stats=$(printf '%s\n' "$log" | grep -o 'frcnndetect-stats, .*' | tail -n 1 || true)
+# One statistics message per frcnndetect, the first detector's first (each posts its own as the
+# end of the stream reaches it).
+all_stats=$(printf '%s\n' "$log" | grep -o 'frcnndetect-stats, .*' || true)
+stats=$(printf '%s\n' "$all_stats" | sed -n 1p)
 field() { printf '%s\n' "$stats" | grep -o "$1=([a-z0-9]*)[0-9.e+-]*" | sed 's/.*)//'; }
 if [ -n "$stats" ]; then
 	awk -v n="$(field frames-detected)" -v b="$(field batches)" -v m="$(field mean-batch-size)" \
 		-v f="$(field model-frames-per-second)" \
 		'BEGIN { printf "frcnndetect: %d frames run in %d batches (%.2f a batch), %.2f frames/s of the batches\x27 own time\n", n, b, m, f }'
+fi
+stats=$(printf '%s\n' "$all_stats" | sed -n 2p)
+if [ -n "$stats" ]; then
+	awk -v i="$(field images-detected)" -v n="$(field frames-detected)" -v b="$(field batches)" \
+		-v m="$(field mean-batch-size)" -v t="$(field mean-batch-time)" \
+		'BEGIN { printf "second frcnndetect: %d regions of %d frames run in %d batches (%.2f a batch), %.2f regions/s of the batches\x27 own time\n", i, n, b, m, (t > 0 ? m * 1e9 / t : 0) }'
 fi
 awk -v s="$start" -v e="$end" 'BEGIN { printf "wall time: %.2f s (model loading included)\n", e - s }'

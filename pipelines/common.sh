@@ -18,6 +18,7 @@ FRCNN_CLASSES=${FRCNN_CLASSES:-}
 FRCNN_THREADS=${FRCNN_THREADS:-0}
 FRCNN_REGION=${FRCNN_REGION:-}
 FRCNN_CLASS_THRESHOLDS=${FRCNN_CLASS_THRESHOLDS:-}
+FRCNN_SECOND=${FRCNN_SECOND:-}
 DRY_RUN=0
 ARGS=()
 
@@ -43,6 +44,10 @@ also work):
   --region X,Y,W,H detect only in this rectangle of the frame (pixels) [the whole frame]
   --threads N      CPU threads of the detector, 0 = OMP_NUM_THREADS or LibTorch's count of
                    physical cores [$FRCNN_THREADS]
+  --second PROPS   a second frcnndetect after the first, run inside the regions the first
+                   found (inference-region=roi-list), on --device with --precision and these
+                   properties (separated by spaces), e.g.
+                   \"weights=plates.pth labels=plates.txt object-class=car\" [none]
   --dry-run        print the gst-launch-1.0 command instead of running it
   -h, --help       this help"
 
@@ -64,6 +69,7 @@ frcnn_parse() {
 		--region) FRCNN_REGION=$2; shift 2 ;;
 		--class-thresholds) FRCNN_CLASS_THRESHOLDS=$2; shift 2 ;;
 		--threads) FRCNN_THREADS=$2; shift 2 ;;
+		--second) FRCNN_SECOND=$2; shift 2 ;;
 		--dry-run) DRY_RUN=1; shift ;;
 		-h | --help) usage; exit 0 ;;
 		--) shift; ARGS+=("$@"); break ;;
@@ -73,7 +79,9 @@ frcnn_parse() {
 	done
 }
 
-# The frcnndetect element, as gst-launch-1.0 arguments (one word per property).
+# The frcnndetect element, as gst-launch-1.0 arguments (one word per property), in DETECT; the
+# second one of --second in SECOND: empty, or "!" and the element, to go after the first's own
+# properties.
 frcnn_detect() {
 	DETECT=(frcnndetect "weights=$FRCNN_WEIGHTS" "device=$FRCNN_DEVICE"
 		"precision=$FRCNN_PRECISION" "batch-size=$FRCNN_BATCH_SIZE"
@@ -85,6 +93,13 @@ frcnn_detect() {
 	[ -n "$FRCNN_REGION" ] && DETECT+=("region=$FRCNN_REGION")
 	[ -n "$FRCNN_CLASS_THRESHOLDS" ] && DETECT+=("class-thresholds=$FRCNN_CLASS_THRESHOLDS")
 	[ "$FRCNN_THREADS" != 0 ] && DETECT+=("threads=$FRCNN_THREADS")
+	SECOND=()
+	if [ -n "$FRCNN_SECOND" ]; then
+		local properties
+		read -r -a properties <<<"$FRCNN_SECOND"
+		SECOND=(! frcnndetect inference-region=roi-list "device=$FRCNN_DEVICE"
+			"precision=$FRCNN_PRECISION" "${properties[@]}")
+	fi
 	return 0
 }
 

@@ -46,5 +46,5 @@ frcnn_detect
 # takes, and leaves NV12/I420/RGB cameras untouched.
 frcnn_launch v4l2src device="${ARGS[0]:-/dev/video0}" ! \
 	video/x-raw,width="$WIDTH",height="$HEIGHT" ! videoconvert ! \
-	"${DETECT[@]}" batch-timeout="$BATCH_TIMEOUT" ! frcnnoverlay ! videoconvert ! \
+	"${DETECT[@]}" batch-timeout="$BATCH_TIMEOUT" "${SECOND[@]}" ! frcnnoverlay ! videoconvert ! \
 	autovideosink sync=false

@@ -27,5 +27,5 @@ frcnn_detect
 
 # The window plays in real time: with qos=true, frames the detector could only finish after
 # their time on screen pass through without detection, so that it keeps up.
-frcnn_launch filesrc location="${ARGS[0]}" ! decodebin ! "${DETECT[@]}" qos=true ! \
+frcnn_launch filesrc location="${ARGS[0]}" ! decodebin ! "${DETECT[@]}" qos=true "${SECOND[@]}" ! \
 	frcnnoverlay ! videoconvert ! autovideosink

@@ -22,6 +22,6 @@ frcnn_parse "$@"
 frcnn_need_args 2
 frcnn_detect
 
-frcnn_launch filesrc location="${ARGS[0]}" ! decodebin ! "${DETECT[@]}" ! \
+frcnn_launch filesrc location="${ARGS[0]}" ! decodebin ! "${DETECT[@]}" "${SECOND[@]}" ! \
 	frcnnoverlay ! videoconvert ! x264enc speed-preset=fast ! mp4mux ! \
 	filesink location="${ARGS[1]}"

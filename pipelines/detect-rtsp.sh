@@ -37,7 +37,7 @@ frcnn_parse "${OPTIONS[@]+"${OPTIONS[@]}"}"
 frcnn_need_args 1
 frcnn_detect
 
-SOURCE=(rtspsrc location="${ARGS[0]}" latency="$LATENCY" ! decodebin ! "${DETECT[@]}" !
+SOURCE=(rtspsrc location="${ARGS[0]}" latency="$LATENCY" ! decodebin ! "${DETECT[@]}" "${SECOND[@]}" !
 	frcnnoverlay ! videoconvert)
 if [ -n "$OUTPUT" ]; then
 	frcnn_launch "${SOURCE[@]}" ! x264enc tune=zerolatency ! mp4mux ! filesink location="$OUTPUT"

@@ -49,6 +49,8 @@ if ! [[ "$TILE" =~ ^([0-9]+)x([0-9]+)$ ]]; then
 fi
 TILE_W=${BASH_REMATCH[1]} TILE_H=${BASH_REMATCH[2]}
 frcnn_detect
+# The second detectors (--second) share a model of their own.
+[ "${#SECOND[@]}" -gt 0 ] && SECOND+=(model-instance-id=detect-streams-second batch-timeout=0)
 
 # As close to a square grid as the count allows: columns = ceil(sqrt(N)).
 COUNT=${#ARGS[@]}
@@ -64,7 +66,7 @@ for i in "${!ARGS[@]}"; do
 	*) uri="file://$(realpath "$source")" ;;
 	esac
 	MIXER+=("sink_$i::xpos=$(((i % COLUMNS) * TILE_W))" "sink_$i::ypos=$(((i / COLUMNS) * TILE_H))")
-	BRANCHES+=(uridecodebin "uri=$uri" ! videoconvert ! "${DETECT[@]}" model-instance-id=detect-streams batch-timeout=0 !
+	BRANCHES+=(uridecodebin "uri=$uri" ! videoconvert ! "${DETECT[@]}" model-instance-id=detect-streams batch-timeout=0 "${SECOND[@]}" !
 		frcnnoverlay ! videoconvert ! videoscale ! "video/x-raw,width=$TILE_W,height=$TILE_H,pixel-aspect-ratio=1/1" !
 		queue ! "grid.sink_$i")
 done

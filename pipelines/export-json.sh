@@ -30,5 +30,5 @@ frcnn_parse "$@"
 frcnn_detect
 
 # -q keeps gst-launch-1.0's own messages out of standard output (where the lines may go).
-frcnn_run -q filesrc location="${ARGS[0]}" ! decodebin ! "${DETECT[@]}" ! \
+frcnn_run -q filesrc location="${ARGS[0]}" ! decodebin ! "${DETECT[@]}" "${SECOND[@]}" ! \
 	frcnnjson location="${ARGS[1]:--}" format="${FRCNN_JSON_FORMAT:-frcnn}" ! fakesink

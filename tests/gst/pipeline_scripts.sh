@@ -52,6 +52,15 @@ streams=$(./detect-streams.sh --dry-run --tile 100x50 a.mp4 rtsp://camera/stream
 grep -q "sink_2::xpos=0 sink_2::ypos=50" <<<"$streams" && grep -q "uri=rtsp://camera/stream" <<<"$streams" ||
 	fail "detect-streams.sh: unexpected grid or sources: $streams"
 ./detect-streams.sh --tile big a.mp4 >/dev/null 2>&1 && fail "detect-streams.sh accepted --tile big"
+# --second: a detector inside the first one's regions, after the first's own properties.
+./detect-file-display.sh --dry-run --second "weights=x.pth object-class=car" a.mp4 |
+	grep -qF 'qos=true \! frcnndetect inference-region=roi-list device=cpu precision=fp32 weights=x.pth object-class=car \! frcnnoverlay' ||
+	fail "detect-file-display.sh does not add the --second detector"
+FRCNN_SECOND=weights=x.pth ./export-json.sh --dry-run a.mp4 | grep -qF '\! frcnndetect inference-region=roi-list device=cpu precision=fp32 weights=x.pth \! frcnnjson' ||
+	fail "export-json.sh does not take FRCNN_SECOND"
+[ "$(./detect-streams.sh --dry-run --second weights=x.pth a.mp4 b.mp4 | grep -o "model-instance-id=detect-streams-second" | wc -l)" = 2 ] ||
+	fail "detect-streams.sh does not share one model between its second detectors"
+grep -q "inference-region" <<<"$streams" && fail "detect-streams.sh adds a second detector unasked"
 ./detect-streams.sh >/dev/null 2>&1 && fail "detect-streams.sh ran without a source"
 
 common=(--model tiny --weights "$weights" --threshold 0.3 --min-size 160)
@@ -85,4 +94,11 @@ head -n 1 "$out/grid.jsonl" | grep -q '"width":640,"height":240' ||
 grep -q "^wall time: " "$out/bench.txt" || fail "benchmark.sh: $(cat "$out/bench.txt")"
 grep -q "^frcnndetect: 12 frames run in 12 batches (1.00 a batch), [0-9.]* frames/s" "$out/bench.txt" ||
 	fail "benchmark.sh does not report frcnndetect's statistics: $(cat "$out/bench.txt")"
+grep -q "^second" "$out/bench.txt" && fail "benchmark.sh reports a second detector unasked"
+# With a second detector inside the first one's detections (the larger ones, 4 at a time).
+./benchmark.sh "${common[@]}" --frames 12 --size 320x240 \
+	--second "model=tiny weights=$weights threshold=0.3 min-size=160 object-min-size=100 batch-size=4" > "$out/bench2.txt"
+grep -q "^frcnndetect: 12 frames run in 12 batches" "$out/bench2.txt" &&
+	grep -q "^second frcnndetect: [1-9][0-9]* regions of [1-9][0-9]* frames run in [1-9][0-9]* batches ([0-9.]* a batch), [0-9.]* regions/s" "$out/bench2.txt" ||
+	fail "benchmark.sh --second: $(cat "$out/bench2.txt")"
 echo "pipeline scripts: ok ($frames frames)"
