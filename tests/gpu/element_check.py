@@ -15,8 +15,8 @@ whose JSON lines are compared:
   - a region (region=...) of NV12 frames starting at odd coordinates, --device at batch 4
     against the CPU at batch 1: the same detections;
   - inference-region=roi-list on NV12 frames, inside the regions a first frcnndetect (on the
-    CPU) found: --device at batch 4 against the CPU at batch 4 (a batch pads its regions to the
-    largest, so both run the same batches): the same detections;
+    CPU) found: --device at batch 4 against the CPU at batch 4, without a batch timeout (a batch
+    pads its regions to the largest, so both must run the same batches): the same detections;
   - precision=fp16 on device cuda:0 against fp32: >= 95% of the fp32 detections with score >= 0.5
     found in fp16 (same label, IoU >= 0.9); on a CPU device, the element's error instead;
   - a device that does not exist (cuda:99): the pipeline fails, with the element's message, and
@@ -335,13 +335,15 @@ def main():
 
         # A second detector inside the first one's detections: each region an image of its own,
         # cropped on the device from the NV12 frame. The first runs on the CPU in both, so that
-        # both second detectors get the same regions.
+        # both second detectors get the same regions; with no timeout that could end a batch
+        # early, both batch them alike (a batch pads its regions to the largest).
         first = ["frcnndetect", f"weights={args.weights}", "device=cpu", "cpu-convolutions=libtorch",
                  "max-detections=6", "!"]
+        second = ["inference-region=roi-list", "batch-timeout=600000"]
         rois_cpu = runner.launch("roi-list-cpu-b4", raw, width, height, frames, "cpu", 4, nv12=True,
-                                 extra=["cpu-convolutions=libtorch", "inference-region=roi-list"], before=first)
+                                 extra=["cpu-convolutions=libtorch", *second], before=first)
         rois_dev = runner.launch("roi-list-dev-b4", raw, width, height, frames, args.device, 4, nv12=True,
-                                 extra=["inference-region=roi-list"], before=first)
+                                 extra=second, before=first)
         problems, figures = compare_same(rois_cpu[3], rois_dev[3], frames)
         # frcnnjson lists the first detector's detections too: those found in a region name it.
         figures["detections in regions"] = sum(1 for line in rois_dev[3] for d in line["detections"]
