@@ -1908,7 +1908,7 @@ static bool gst_frcnn_detect_frame_rectangle(GstFrcnnDetect *self, const GstVide
  */
 static std::vector<ImageRectangle> gst_frcnn_detect_regions_of_interest(
 	GstFrcnnDetect *self, GstBuffer *buffer, const GstVideoInfo &info,
-	const frcnn::gst::ObjectClasses &classes, guint min_size)
+	const std::set<std::string> &classes, guint min_size)
 {
 	const GstVideoFormat format = GST_VIDEO_INFO_FORMAT(&info);
 	const bool chroma_420 = format == GST_VIDEO_FORMAT_NV12 || format == GST_VIDEO_FORMAT_I420;
@@ -1918,7 +1918,7 @@ static std::vector<ImageRectangle> gst_frcnn_detect_regions_of_interest(
 		       buffer, &state, GST_VIDEO_REGION_OF_INTEREST_META_API_TYPE)) {
 		const auto *roi = reinterpret_cast<const GstVideoRegionOfInterestMeta *>(meta);
 		const gchar *type = g_quark_to_string(roi->roi_type);
-		if (!classes.takes(type ? type : ""))
+		if (!classes.empty() && !classes.count(type ? type : ""))
 			continue;
 		const std::optional<frcnn::gst::Region> inside = frcnn::gst::fit_rectangle(
 			roi->x, roi->y, roi->w, roi->h, GST_VIDEO_INFO_WIDTH(&info),
@@ -1971,7 +1971,7 @@ static bool gst_frcnn_detect_rectangles(GstFrcnnDetect *self, const Item &item,
 					    ("region '%s' set while playing", region.c_str()));
 	}
 	*rectangles = gst_frcnn_detect_regions_of_interest(self, item.buffer, item.info,
-							   frcnn::gst::ObjectClasses(object_class),
+							   frcnn::gst::parse_object_classes(object_class),
 							   object_min_size);
 	return true;
 }

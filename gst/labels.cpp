@@ -71,6 +71,12 @@ const std::vector<std::string> &coco_category_names()
 	return names;
 }
 
+std::set<std::string> parse_object_classes(const std::string &spec)
+{
+	const std::vector<std::string> entries = comma_entries(spec);
+	return std::set<std::string>(entries.begin(), entries.end());
+}
+
 std::string label_name(const std::vector<std::string> &labels, int64_t id)
 {
 	if (id >= 0 && static_cast<std::size_t>(id) < labels.size())

@@ -76,22 +76,4 @@ Region fit_region(const Region &region, int frame_width, int frame_height, bool 
 	return *inside;
 }
 
-ObjectClasses::ObjectClasses(const std::string &text)
-{
-	std::size_t start = 0;
-	while (start <= text.size()) {
-		const std::size_t comma = std::min(text.find(',', start), text.size());
-		const std::string part = text.substr(start, comma - start);
-		const std::size_t first = part.find_first_not_of(" \t");
-		if (first != std::string::npos)
-			names_.insert(part.substr(first, part.find_last_not_of(" \t") - first + 1));
-		start = comma + 1;
-	}
-}
-
-bool ObjectClasses::takes(const std::string &type) const
-{
-	return names_.empty() || names_.count(type) > 0;
-}
-
 } // namespace frcnn::gst

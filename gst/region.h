@@ -1,11 +1,10 @@
 // SPDX-License-Identifier: BSD-3-Clause
 // The rectangles of a frame the element's detector looks at: its `region`, or the regions of
-// interest of inference-region=roi-list (cut to the frame, picked by `object-class`). No
-// GStreamer in here, so the rules can be tested on their own.
+// interest of inference-region=roi-list cut to the frame. No GStreamer in here, so the rules can
+// be tested on their own.
 #pragma once
 
 #include <optional>
-#include <set>
 #include <string>
 
 namespace frcnn::gst {
@@ -37,17 +36,5 @@ Region fit_region(const Region &region, int frame_width, int frame_height, bool 
 std::optional<Region> fit_rectangle(unsigned int x, unsigned int y, unsigned int width,
 				    unsigned int height, int frame_width, int frame_height,
 				    bool even_start);
-
-// The element's `object-class`: region-of-interest types (label names) separated by commas,
-// spaces around them ignored. Empty: every type.
-class ObjectClasses {
-public:
-	explicit ObjectClasses(const std::string &text = "");
-	bool takes(const std::string &type) const;
-	bool all() const { return names_.empty(); }
-
-private:
-	std::set<std::string> names_;
-};
 
 } // namespace frcnn::gst

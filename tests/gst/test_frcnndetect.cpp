@@ -1657,6 +1657,17 @@ TEST(FrcnnDetect, RoiListDetectsInsideEachRegion)
 	}
 }
 
+// Pushes the frame with two regions of interest, a person (id 0) and a car (id 1) of
+// `car_width` x `car_height` from 100,64, and takes what comes out.
+gst_test::BufferPtr push_person_and_car(GstHarness *h, const Frame &frame, GstClockTime pts,
+					guint car_width, guint car_height)
+{
+	GstBuffer *in = frame.buffer(pts);
+	add_roi(in, "person", 41, 31, 150, 101, 0);
+	add_roi(in, "car", 100, 64, car_width, car_height, 1);
+	return gst_test::BufferPtr(gst_harness_push_and_pull(h, in));
+}
+
 // `object-class` picks the regions by type, also while playing; a frame without regions (of
 // those types) passes at once, with no detections, and is not counted as detected.
 TEST(FrcnnDetect, RoiListObjectClassPicksTheRegions)
@@ -1664,12 +1675,7 @@ TEST(FrcnnDetect, RoiListObjectClassPicksTheRegions)
 	const Frame frame = make_frame(photo(256, 192, 5), GST_VIDEO_FORMAT_RGB);
 	HarnessPtr h = roi_harness("object-class=\" car , bus\"");
 	gst_harness_set_src_caps(h.get(), frame.caps());
-	auto push = [&](GstClockTime pts) {
-		GstBuffer *in = frame.buffer(pts);
-		add_roi(in, "person", 41, 31, 150, 101, 0);
-		add_roi(in, "car", 100, 64, 156, 128, 1);
-		return gst_test::BufferPtr(gst_harness_push_and_pull(h.get(), in));
-	};
+	auto push = [&](GstClockTime pts) { return push_person_and_car(h.get(), frame, pts, 156, 128); };
 	const ExpectedRegion person{ 41, 31, 150, 101, 0 }, car{ 100, 64, 156, 128, 1 };
 
 	gst_test::BufferPtr out = push(0);
@@ -1707,12 +1713,8 @@ TEST(FrcnnDetect, RoiListObjectMinSizeLeavesSmallRegionsOut)
 	const Frame frame = make_frame(photo(256, 192, 5), GST_VIDEO_FORMAT_RGB);
 	HarnessPtr h = roi_harness("object-min-size=110");
 	gst_harness_set_src_caps(h.get(), frame.caps());
-	auto push = [&](GstClockTime pts) {
-		GstBuffer *in = frame.buffer(pts);
-		add_roi(in, "person", 41, 31, 150, 101, 0);
-		add_roi(in, "car", 100, 64, 500, 500, 1); // 156x128 in the frame
-		return gst_test::BufferPtr(gst_harness_push_and_pull(h.get(), in));
-	};
+	/* A car of 500x500 is 156x128 in the frame. */
+	auto push = [&](GstClockTime pts) { return push_person_and_car(h.get(), frame, pts, 500, 500); };
 	const ExpectedRegion person{ 41, 31, 150, 101, 0 }, car{ 100, 64, 156, 128, 1 };
 
 	gst_test::BufferPtr out = push(0);

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <fstream>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -16,6 +17,7 @@
 namespace {
 
 using frcnn::gst::parse_classes;
+using frcnn::gst::parse_object_classes;
 using frcnn::gst::read_labels_file;
 
 std::string write_file(const std::string &name, const std::string &text)
@@ -85,6 +87,16 @@ std::string class_thresholds_error(const std::string &spec)
 		return e.what();
 	}
 	return "(no error)";
+}
+
+// `object-class`: the types exactly as written, spaces around them ignored; empty takes every type.
+TEST(Labels, ObjectClasses)
+{
+	EXPECT_TRUE(parse_object_classes("").empty());
+	EXPECT_TRUE(parse_object_classes(" , ").empty());
+	EXPECT_EQ(parse_object_classes(" car,person ,, traffic light"),
+		  (std::set<std::string>{ "car", "person", "traffic light" }));
+	EXPECT_EQ(parse_object_classes("Car").count("car"), 0u) << "types are compared exactly";
 }
 
 TEST(Labels, ClassThresholds)

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: BSD-3-Clause
 // frcnndetect's `region`: what it accepts and how it is fitted to a frame; the regions of
-// interest of inference-region=roi-list: how they are fitted, and which `object-class` takes.
+// interest of inference-region=roi-list: how they are fitted.
 #include <gtest/gtest.h>
 
 #include <string>
@@ -12,7 +12,6 @@ namespace {
 
 using frcnn::gst::fit_rectangle;
 using frcnn::gst::fit_region;
-using frcnn::gst::ObjectClasses;
 using frcnn::gst::parse_region;
 using frcnn::gst::Region;
 
@@ -80,24 +79,6 @@ TEST(Region, RegionsOfInterestAreCutToTheFrameOrLeftOut)
 	EXPECT_EQ(fit_rectangle(100, 0, 10, 10, 100, 80, false), std::nullopt);
 	EXPECT_EQ(fit_rectangle(10, 10, 0, 10, 100, 80, false), std::nullopt);
 	EXPECT_EQ(fit_rectangle(10, 10, 10, 0, 100, 80, true), std::nullopt);
-}
-
-TEST(Region, ObjectClassTakesTheNamedTypes)
-{
-	const ObjectClasses all;
-	EXPECT_TRUE(all.all());
-	EXPECT_TRUE(all.takes("person"));
-	EXPECT_TRUE(all.takes(""));
-	EXPECT_TRUE(ObjectClasses(" , ").all());
-
-	const ObjectClasses some(" car,person ,, traffic light");
-	EXPECT_FALSE(some.all());
-	EXPECT_TRUE(some.takes("car"));
-	EXPECT_TRUE(some.takes("person"));
-	EXPECT_TRUE(some.takes("traffic light"));
-	EXPECT_FALSE(some.takes("traffic"));
-	EXPECT_FALSE(some.takes("Car"));
-	EXPECT_FALSE(some.takes(""));
 }
 
 } // namespace
