@@ -205,4 +205,16 @@ HeldFrame Detector::hold_frame(const FrameView &frame, std::shared_ptr<const voi
 	return held;
 }
 
+HeldFrame crop_frame(const HeldFrame &frame, int x, int y, int width, int height)
+{
+	if (frame.empty())
+		throw Error("crop_frame() was given an empty HeldFrame");
+	HeldFrame crop;
+	// The planes move within the same memory: the upload plan of a batch finds a rectangle's
+	// planes at their offsets from the memory's start, on the host and on the device alike.
+	crop.view_ = crop_frame(frame.view_, x, y, width, height);
+	crop.bytes_ = frame.bytes_;
+	return crop;
+}
+
 } // namespace frcnn

@@ -231,6 +231,48 @@ TEST(HeldFrame, CopiedOnAnotherThreadWhileABatchRuns)
 	EXPECT_GT(count(expected), 0u);
 }
 
+// crop_frame of a held frame (what frcnndetect does with each region of interest of a frame it
+// held once): the same bytes, the rectangle's planes inside them, and the detections of the
+// rectangle cut from the frame itself; the bytes stay as long as any crop of them.
+TEST(HeldFrame, CropsOfAHeldFrameDetectAsCropsOfTheFrame)
+{
+	Detector &detector = shapes_detector();
+	struct Rect {
+		int x, y, width, height;
+	};
+	const std::vector<Rect> rects{{0, 0, 320, 240}, {0, 0, 160, 120}, {100, 40, 180, 180}, {158, 62, 162, 178}};
+	for (PixelFormat format : {PixelFormat::NV12, PixelFormat::BGRx, PixelFormat::RGB}) {
+		const TestFrame frame = shapes_frame(3, format, 6);
+		std::vector<FrameView> cut;
+		std::vector<HeldFrame> from_copy, from_held;
+		HeldFrame copy = detector.copy_frame(frame.view);
+		const HeldFrame held = detector.hold_frame(frame.view, nullptr); // `frame` outlives it
+		for (const Rect &r : rects) {
+			cut.push_back(crop_frame(frame.view, r.x, r.y, r.width, r.height));
+			from_copy.push_back(crop_frame(copy, r.x, r.y, r.width, r.height));
+			from_held.push_back(crop_frame(held, r.x, r.y, r.width, r.height));
+			// A view into the same memory, moved as the frame's view moves.
+			const FrameView expected = crop_frame(copy.view(), r.x, r.y, r.width, r.height);
+			for (int p = 0; p < 3; p++) {
+				EXPECT_EQ(from_copy.back().view().planes[p], expected.planes[p]) << "plane " << p;
+				EXPECT_EQ(from_copy.back().view().strides[p], expected.strides[p]) << "plane " << p;
+				EXPECT_EQ(from_held.back().view().planes[p], cut.back().planes[p]) << "plane " << p;
+			}
+			EXPECT_EQ(from_copy.back().view().width, r.width);
+			EXPECT_EQ(from_copy.back().view().height, r.height);
+		}
+		// A crop of a crop: (58, 22) inside (100, 40) is the last rectangle.
+		const HeldFrame nested = crop_frame(crop_frame(copy, 100, 40, 220, 200), 58, 22, 162, 178);
+		EXPECT_EQ(nested.view().planes[0], from_copy.back().view().planes[0]);
+
+		copy = HeldFrame(); // the crops keep the copied bytes
+		const auto expected = detector.detect(cut);
+		EXPECT_GT(count(expected), 0u);
+		expect_identical(expected, detector.detect(from_copy));
+		expect_identical(expected, detector.detect(from_held));
+	}
+}
+
 TEST(HeldFrame, BadFramesAndEmptyHeldFramesAreClearErrors)
 {
 	Detector &detector = shapes_detector();
@@ -260,6 +302,12 @@ TEST(HeldFrame, BadFramesAndEmptyHeldFramesAreClearErrors)
 	EXPECT_TRUE(watch.expired()) << "a frame that could not be held must not keep its owner";
 	expect_error([&] { detector.hold_frame(narrow, nullptr); }, "less than its row");
 	EXPECT_TRUE(detector.detect(std::vector<HeldFrame>{}).empty());
+	// Crops of held frames: as crop_frame of a view, and not of an empty HeldFrame.
+	const HeldFrame copy = detector.copy_frame(frame.view);
+	expect_error([&] { crop_frame(HeldFrame(), 0, 0, 2, 2); }, "empty HeldFrame");
+	expect_error([&] { crop_frame(copy, 1, 0, 2, 2); }, "must start at even coordinates");
+	expect_error([&] { crop_frame(copy, 300, 0, 40, 2); }, "does not lie inside the 320x240 frame");
+	expect_error([&] { crop_frame(copy, 0, 0, 0, 2); }, "does not lie inside");
 }
 
 // The layout the CUDA path moves a batch's frames to the device by (plan_frame_upload), emulated
@@ -348,6 +396,54 @@ TEST(FrameUpload, EveryPlaneIsReadWhereItWasPut)
 		ADD_FAILURE() << "a plane outside its frame's memory was accepted";
 	} catch (const Error &e) {
 		EXPECT_NE(std::string(e.what()).find("lies outside the frame's memory"), std::string::npos) << e.what();
+	}
+}
+
+// Rectangles cut from frames copied ahead (crop_frame of a HeldFrame), in a pinned block or on the
+// device: the plan reads each rectangle's planes at their offsets inside the frame's memory, and
+// many rectangles of one frame share that memory without another copy.
+TEST(FrameUpload, RectanglesOfACopiedFrameAreReadInsideItsMemory)
+{
+	using Source = frcnn::detail::FrameUploadPlan::Source;
+	for (Source source : {Source::PinnedBlock, Source::OnDevice}) {
+		for (PixelFormat format : {PixelFormat::NV12, PixelFormat::BGRx}) {
+			const TestFrame frame = shapes_frame(2, format, 10);
+			FrameView copied;
+			auto memory = frcnn::detail::copy_frame_memory(frame.view, torch::kCPU, &copied);
+			if (source == Source::OnDevice)
+				memory.device = memory.host.clone(); // stands in for the device's copy
+			const std::vector<std::array<int, 4>> rects{{0, 0, 320, 240}, {42, 18, 100, 60}, {200, 100, 120, 140}};
+			std::vector<FrameView> views, originals;
+			for (const auto &r : rects) {
+				views.push_back(crop_frame(copied, r[0], r[1], r[2], r[3]));
+				originals.push_back(crop_frame(frame.view, r[0], r[1], r[2], r[3]));
+			}
+			const auto plan = frcnn::detail::plan_frame_upload(
+				views, std::vector<frcnn::detail::FrameMemory>(views.size(), memory));
+			ASSERT_EQ(plan.gathered, 0) << "nothing of a copied frame is gathered again";
+			std::vector<uint8_t> device(plan.total, 0xaa);
+			for (const auto &placed : plan.frames) {
+				ASSERT_EQ(placed.source, source);
+				if (source == Source::PinnedBlock)
+					std::memcpy(device.data() + placed.block_offset, memory.host.data_ptr(),
+						    memory.host.numel());
+			}
+			for (size_t i = 0; i < views.size(); i++) {
+				const auto &placed = plan.frames[i];
+				const uint8_t *base = source == Source::OnDevice
+							      ? static_cast<const uint8_t *>(memory.device.data_ptr())
+							      : device.data() + placed.block_offset;
+				const auto extents = frame_planes(originals[i]);
+				ASSERT_EQ(placed.planes.size(), extents.size());
+				for (size_t p = 0; p < extents.size(); p++)
+					for (int64_t row = 0; row < extents[p].rows; row++)
+						ASSERT_EQ(std::memcmp(base + placed.planes[p].offset + row * placed.planes[p].stride,
+								      originals[i].planes[p] + row * originals[i].strides[p],
+								      extents[p].row_bytes),
+							  0)
+							<< "rectangle " << i << " plane " << p << " row " << row;
+			}
+		}
 	}
 }
 

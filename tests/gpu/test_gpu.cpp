@@ -632,6 +632,46 @@ TEST(CudaDetector, FrameCopiesGiveTheSameDetections)
 		    total);
 }
 
+// Rectangles cut from a frame held once (crop_frame of a HeldFrame, as frcnndetect's
+// inference-region=roi-list runs the regions of a frame): one copy of the frame on the device, each
+// rectangle read out of it, and the detections of the same rectangles cut from the frame itself.
+TEST(CudaDetector, RectanglesOfAHeldFrameGiveTheirDetections)
+{
+	const auto frames = shapes_frames(4);
+	Detector detector(
+		detector_options("tiny", test::env("FRCNN_TEST_DATA") + "/shapes-tiny.pth", "cuda", false, 4, 240, 320));
+	const int rects[3][4] = {{0, 0, 320, 240}, {40, 20, 200, 160}, {160, 100, 160, 140}};
+	std::vector<FrameView> cut;
+	std::vector<HeldFrame> crops;
+	for (const auto &f : frames) {
+		const HeldFrame held = detector.hold_frame(f.view(), nullptr);
+		for (const auto &r : rects) {
+			cut.push_back(frcnn::crop_frame(f.view(), r[0], r[1], r[2], r[3]));
+			crops.push_back(frcnn::crop_frame(held, r[0], r[1], r[2], r[3]));
+			EXPECT_EQ(crops.back().view().planes[0],
+				  held.view().planes[0] + r[1] * held.view().strides[0] + r[0] * 3)
+				<< "a rectangle of a held frame must point into the frame's copy";
+		}
+	}
+	const auto expected = detector.detect(cut);
+	const auto from_crops = detector.detect(crops);
+	ASSERT_EQ(expected.size(), from_crops.size());
+	size_t total = 0;
+	for (size_t i = 0; i < expected.size(); i++) {
+		ASSERT_EQ(expected[i].size(), from_crops[i].size()) << "rectangle " << i;
+		for (size_t k = 0; k < expected[i].size(); k++, total++) {
+			const Detection &a = expected[i][k], &b = from_crops[i][k];
+			EXPECT_TRUE(a.label == b.label && a.score == b.score && a.x1 == b.x1 && a.y1 == b.y1 &&
+				    a.x2 == b.x2 && a.y2 == b.y2)
+				<< "rectangle " << i << " detection " << k;
+		}
+	}
+	EXPECT_GT(total, 0u);
+	std::printf("shapes model on CUDA, rectangles of held frames vs rectangles of frames: %zu detections, "
+		    "identical\n",
+		    total);
+}
+
 TEST(CudaDetector, ResNet50GpuMatchesCpuOnPhotos)
 {
 	const auto images = photos();

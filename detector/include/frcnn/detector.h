@@ -52,9 +52,16 @@ public:
 
 private:
 	friend class Detector;
+	friend HeldFrame crop_frame(const HeldFrame &frame, int x, int y, int width, int height);
 	FrameView view_;
 	std::shared_ptr<const void> bytes_; // the memory's owner, as Detector allocated it
 };
+
+// The rectangle of a held frame, holding the same bytes: nothing is copied or moved, also on a
+// CUDA device, where the batch reads the rectangle out of the frame's copy there. One copy of a
+// frame thus serves all the rectangles cut from it (frcnndetect's regions of interest). Checks
+// and errors as crop_frame() of a view; also throws frcnn::Error for an empty HeldFrame.
+HeldFrame crop_frame(const HeldFrame &frame, int x, int y, int width, int height);
 
 struct Detection {
 	float x1, y1, x2, y2; // frame pixels
