@@ -1977,14 +1977,18 @@ static bool gst_frcnn_detect_rectangles(GstFrcnnDetect *self, const Item &item,
 }
 
 /*
- * Holds the pixels of the frame's `rectangles` as the item's images (Detector::hold_frame). On
- * the CPU the frame stays mapped until its batch has run, which reads it in place; on CUDA the
- * images' bytes are copied to the device now and it is unmapped again.
+ * Holds the pixels of the frame's `rectangles` as the item's images. The frame is held once
+ * (Detector::hold_frame), only the rectangle around all of them, and each image is a rectangle of
+ * that (frcnn::crop_frame of a HeldFrame). On the CPU the frame stays mapped until its batch has
+ * run, which reads it in place; on CUDA the bytes are copied to the device now, in one copy
+ * however many regions the frame has, and the frame is unmapped again.
  */
 static gboolean gst_frcnn_detect_hold_pixels(GstFrcnnDetect *self, Item &item,
 					     const LoadedModel &model,
 					     const std::vector<ImageRectangle> &rectangles)
 {
+	if (rectangles.empty())
+		return TRUE;
 	std::shared_ptr<const GstVideoFrame> frame = map_frame(&item.info, item.buffer);
 	if (!frame) {
 		GST_ELEMENT_ERROR(self, STREAM, FAILED, ("Could not read a video frame."),
@@ -1994,14 +1998,26 @@ static gboolean gst_frcnn_detect_hold_pixels(GstFrcnnDetect *self, Item &item,
 		return FALSE;
 	}
 	const frcnn::FrameView view = frame_view(frame.get());
+	/* The rectangles start at even coordinates in 4:2:0 frames (fit_rectangle), so does this. */
+	int left = view.width, top = view.height, right = 0, bottom = 0;
+	for (const ImageRectangle &rectangle : rectangles) {
+		const frcnn::gst::Region &r = rectangle.rect;
+		left = std::min(left, r.x);
+		top = std::min(top, r.y);
+		right = std::max(right, r.x + r.width);
+		bottom = std::max(bottom, r.y + r.height);
+	}
+	const frcnn::gst::Region around{left, top, right - left, bottom - top};
 	try {
+		const bool whole = around == frcnn::gst::Region{0, 0, view.width, view.height};
+		const frcnn::HeldFrame held = model.detector->hold_frame(
+			whole ? view : frcnn::crop_frame(view, left, top, around.width, around.height), frame);
+		frame.reset(); /* the held frame keeps it as long as its images need it */
 		for (const ImageRectangle &rectangle : rectangles) {
 			const frcnn::gst::Region &r = rectangle.rect;
-			const bool whole = r.x == 0 && r.y == 0 && r.width == view.width &&
-					   r.height == view.height;
 			ItemImage image;
-			image.pixels = model.detector->hold_frame(
-				whole ? view : frcnn::crop_frame(view, r.x, r.y, r.width, r.height), frame);
+			image.pixels = r == around ? held
+						   : frcnn::crop_frame(held, r.x - left, r.y - top, r.width, r.height);
 			image.x = r.x;
 			image.y = r.y;
 			image.parent_id = rectangle.parent_id;
