@@ -334,7 +334,8 @@ def main():
               [f"exit {r[0]}" for r in (region_cpu, region_dev) if r[0] != 0] + problems, figures)
 
         # A second detector inside the first one's detections: each region an image of its own,
-        # cropped on the device from the NV12 frame. The first runs on the CPU in both, so that
+        # read on the device out of one copy of the NV12 frame (the rectangle around its regions).
+        # The first runs on the CPU in both, so that
         # both second detectors get the same regions; with no timeout that could end a batch
         # early, both batch them alike (a batch pads its regions to the largest).
         first = ["frcnndetect", f"weights={args.weights}", "device=cpu", "cpu-convolutions=libtorch",
