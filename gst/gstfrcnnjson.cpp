@@ -19,6 +19,10 @@
  * With post-messages=true the same object is also posted on the bus as an element message named
  * "frcnnjson" (fields: frame, pts, width, height, detections (count), json (the line)).
  *
+ * source (a name or URI for the stream) and tags (a JSON object) are written into every line as
+ * "source" and "tags", as gvametaconvert does, so that the lines of several streams say which
+ * stream they come from.
+ *
  * With format=dlstreamer each line is instead the object Intel DL Streamer's gvametaconvert
  * writes (with add-empty-results=true), for tools that read that format:
  *
@@ -57,6 +61,8 @@ enum {
 	PROP_LOCATION,
 	PROP_POST_MESSAGES,
 	PROP_FORMAT,
+	PROP_SOURCE,
+	PROP_TAGS,
 };
 
 typedef enum {
@@ -67,6 +73,7 @@ typedef enum {
 #define DEFAULT_PROP_LOCATION "-"
 #define DEFAULT_PROP_POST_MESSAGES FALSE
 #define DEFAULT_PROP_FORMAT GST_FRCNN_JSON_FORMAT_FRCNN
+#define TAGS_EXAMPLE "tags='{\"camera\":\"north\"}'"
 
 #define GST_TYPE_FRCNN_JSON_FORMAT (gst_frcnn_json_format_get_type())
 static GType gst_frcnn_json_format_get_type(void)
@@ -90,6 +97,15 @@ static GstStaticPadTemplate sink_template = GST_STATIC_PAD_TEMPLATE(
 static GstStaticPadTemplate src_template = GST_STATIC_PAD_TEMPLATE(
 	"src", GST_PAD_SRC, GST_PAD_ALWAYS, GST_STATIC_CAPS("video/x-raw(ANY)"));
 
+/* The tags the lines carry: the last value of 'tags' that was a JSON object, read in both key
+ * orders the two formats write. */
+struct LineTags {
+	std::string text;		  /* the value they were read from */
+	nlohmann::ordered_json in_order; /* null for none */
+	nlohmann::json sorted;
+	std::string refused;		  /* the last value that was not an object (warned about) */
+};
+
 struct _GstFrcnnJson {
 	GstBaseTransform parent;
 
@@ -97,6 +113,11 @@ struct _GstFrcnnJson {
 	gchar *location;
 	gboolean post_messages;
 	GstFrcnnJsonFormat format;
+	gchar *source;
+	gchar *tags;
+
+	/* Streaming thread only (start() and the frames). */
+	LineTags *line_tags;
 
 	/* Streaming thread only (opened in start(), closed in stop()). */
 	FILE *file;
@@ -145,6 +166,22 @@ static void gst_frcnn_json_class_init(GstFrcnnJsonClass *klass)
 				     static_cast<GParamFlags>(G_PARAM_READWRITE |
 							      G_PARAM_STATIC_STRINGS |
 							      GST_PARAM_MUTABLE_PLAYING)));
+	g_object_class_install_property(object_class, PROP_SOURCE,
+		g_param_spec_string("source", "Source",
+				    "A name or URI of the stream, written as \"source\" in every line "
+				    "(DL Streamer's gvametaconvert source); empty: none",
+				    nullptr,
+				    (GParamFlags)(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
+						  GST_PARAM_MUTABLE_PLAYING)));
+	g_object_class_install_property(object_class, PROP_TAGS,
+		g_param_spec_string("tags", "Tags",
+				    "A JSON object written as \"tags\" in every line, e.g. "
+				    TAGS_EXAMPLE " (DL Streamer's gvametaconvert tags); empty: none. "
+				    "Anything else fails the start; set while playing, it is warned "
+				    "about and the lines keep the tags they had",
+				    nullptr,
+				    (GParamFlags)(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
+						  GST_PARAM_MUTABLE_PLAYING)));
 	g_object_class_install_property(object_class, PROP_FORMAT,
 		g_param_spec_enum("format", "Format",
 				  "Layout of each line: frcnn's own, or the JSON Intel DL Streamer's "
@@ -177,6 +214,9 @@ static void gst_frcnn_json_init(GstFrcnnJson *self)
 	self->location = g_strdup(DEFAULT_PROP_LOCATION);
 	self->post_messages = DEFAULT_PROP_POST_MESSAGES;
 	self->format = DEFAULT_PROP_FORMAT;
+	self->source = nullptr;
+	self->tags = nullptr;
+	self->line_tags = new LineTags();
 	self->file = nullptr;
 	self->own_file = FALSE;
 
@@ -188,6 +228,9 @@ static void gst_frcnn_json_finalize(GObject *object)
 	GstFrcnnJson *self = GST_FRCNN_JSON(object);
 
 	g_free(self->location);
+	g_free(self->source);
+	g_free(self->tags);
+	delete self->line_tags;
 
 	G_OBJECT_CLASS(gst_frcnn_json_parent_class)->finalize(object);
 }
@@ -208,6 +251,14 @@ static void gst_frcnn_json_set_property(GObject *object, guint prop_id, const GV
 		break;
 	case PROP_FORMAT:
 		self->format = static_cast<GstFrcnnJsonFormat>(g_value_get_enum(value));
+		break;
+	case PROP_SOURCE:
+		g_free(self->source);
+		self->source = g_value_dup_string(value);
+		break;
+	case PROP_TAGS:
+		g_free(self->tags);
+		self->tags = g_value_dup_string(value);
 		break;
 	default:
 		G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
@@ -231,10 +282,46 @@ static void gst_frcnn_json_get_property(GObject *object, guint prop_id, GValue *
 	case PROP_FORMAT:
 		g_value_set_enum(value, self->format);
 		break;
+	case PROP_SOURCE:
+		g_value_set_string(value, self->source);
+		break;
+	case PROP_TAGS:
+		g_value_set_string(value, self->tags);
+		break;
 	default:
 		G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
 		break;
 	}
+}
+
+/*
+ * Reads `text` into `tags` (an empty text: no tags). Returns false, saying why in `problem`,
+ * when the text is not a JSON object.
+ */
+static bool read_tags(const std::string &text, LineTags *tags, std::string *problem)
+{
+	nlohmann::ordered_json value;
+	if (!text.empty()) {
+		try {
+			value = nlohmann::ordered_json::parse(text);
+		} catch (const nlohmann::json::parse_error &e) {
+			/* "[json.exception.parse_error.101] parse error at ...": the part after the id. */
+			const std::string what = e.what();
+			const std::size_t end = what.find("] ");
+			*problem = "it is not JSON (" +
+				   (end == std::string::npos ? what : what.substr(end + 2)) + ")";
+			return false;
+		}
+		if (!value.is_object()) {
+			*problem = std::string("it is a JSON ") + value.type_name() + ", not an object";
+			return false;
+		}
+	}
+	tags->text = text;
+	tags->sorted = value.is_null() ? nlohmann::json() : nlohmann::json::parse(value.dump());
+	tags->in_order = std::move(value);
+	tags->refused.clear();
+	return true;
 }
 
 static gboolean gst_frcnn_json_start(GstBaseTransform *trans)
@@ -242,9 +329,21 @@ static gboolean gst_frcnn_json_start(GstBaseTransform *trans)
 	GstFrcnnJson *self = GST_FRCNN_JSON(trans);
 
 	g_autofree gchar *location = nullptr;
+	std::string tags;
 	{
 		g_autoptr(GMutexLocker) locker = g_mutex_locker_new(GST_OBJECT_GET_LOCK(self));
 		location = g_strdup(self->location);
+		tags = self->tags ? self->tags : "";
+	}
+
+	*self->line_tags = LineTags();
+	std::string problem;
+	if (!read_tags(tags, self->line_tags, &problem)) {
+		GST_ELEMENT_ERROR(self, RESOURCE, SETTINGS,
+				  ("'tags' must be a JSON object, e.g. " TAGS_EXAMPLE ", but %s.",
+				   problem.c_str()),
+				  ("tags '%s'", tags.c_str()));
+		return FALSE;
 	}
 
 	self->frame = 0;
@@ -317,9 +416,9 @@ static double rounded(double value, double scale)
 	return std::round(value * scale) / scale;
 }
 
-/* frcnn's own line: frame, pts, width, height, detections (box in pixels, label, label_id,
- * score, id, parent_id), keys in this order. */
-static std::string frcnn_line(GstFrcnnJson *self, GstClockTime pts,
+/* frcnn's own line: frame, pts, width, height, source and tags (when set), detections (box in
+ * pixels, label, label_id, score, id, parent_id), keys in this order. */
+static std::string frcnn_line(GstFrcnnJson *self, GstClockTime pts, const std::string &source,
 			      const std::vector<frcnn::gst::DetectionMeta> &metas)
 {
 	nlohmann::ordered_json line;
@@ -328,6 +427,10 @@ static std::string frcnn_line(GstFrcnnJson *self, GstClockTime pts,
 						   : nlohmann::ordered_json(nullptr);
 	line["width"] = self->width;
 	line["height"] = self->height;
+	if (!source.empty())
+		line["source"] = source;
+	if (!self->line_tags->in_order.is_null())
+		line["tags"] = self->line_tags->in_order;
 	nlohmann::ordered_json detections = nlohmann::ordered_json::array();
 	for (const frcnn::gst::DetectionMeta &det : metas) {
 		nlohmann::ordered_json entry;
@@ -347,15 +450,19 @@ static std::string frcnn_line(GstFrcnnJson *self, GstClockTime pts,
 }
 
 /* The object DL Streamer's gvametaconvert writes for a frame (json format, add-empty-results):
- * "resolution", "timestamp" (the stream time in nanoseconds, left out for a buffer without one)
- * and, when the frame has regions of interest, "objects": each the ROI rectangle, its roi_type
+ * "resolution", "timestamp" (the stream time in nanoseconds, left out for a buffer without one),
+ * "source" and "tags" when set, and, when the frame has regions of interest, "objects": each the ROI rectangle, its roi_type
  * and, from a "detection" param with a box, "detection" (the normalised bounding_box, confidence,
  * label_id, and the roi_type as label). Keys sorted, as nlohmann::json writes them there too. */
-static std::string dlstreamer_line(GstFrcnnJson *self, GstClockTime pts,
+static std::string dlstreamer_line(GstFrcnnJson *self, GstClockTime pts, const std::string &source,
 				   const std::vector<frcnn::gst::DetectionMeta> &metas)
 {
 	nlohmann::json line;
 	line["resolution"] = { { "width", self->width }, { "height", self->height } };
+	if (!source.empty())
+		line["source"] = source;
+	if (!self->line_tags->sorted.is_null())
+		line["tags"] = self->line_tags->sorted;
 	const GstSegment &segment = GST_BASE_TRANSFORM(self)->segment;
 	const guint64 stream_time = gst_segment_to_stream_time(&segment, GST_FORMAT_TIME, pts);
 	if (GST_CLOCK_TIME_IS_VALID(stream_time))
@@ -387,21 +494,39 @@ static GstFlowReturn gst_frcnn_json_transform_ip(GstBaseTransform *trans, GstBuf
 
 	gboolean post_messages;
 	GstFrcnnJsonFormat format;
+	std::string source, tags;
 	{
 		g_autoptr(GMutexLocker) locker = g_mutex_locker_new(GST_OBJECT_GET_LOCK(self));
 		post_messages = self->post_messages;
 		format = self->format;
+		source = self->source ? self->source : "";
+		tags = self->tags ? self->tags : "";
 	}
 	if (!self->file && !post_messages) {
 		self->frame++;
 		return GST_FLOW_OK;
 	}
 
+	/* 'tags' changed while playing: a value that is not an object is said once and not used. */
+	LineTags &line_tags = *self->line_tags;
+	if (tags != line_tags.text && tags != line_tags.refused) {
+		std::string problem;
+		if (!read_tags(tags, &line_tags, &problem)) {
+			line_tags.refused = tags;
+			GST_ELEMENT_WARNING(self, RESOURCE, SETTINGS,
+					    ("'tags' must be a JSON object, e.g. " TAGS_EXAMPLE ", but %s: "
+					     "the lines keep the tags they had.",
+					     problem.c_str()),
+					    ("tags '%s' set while playing", tags.c_str()));
+		}
+	}
+
 	const GstClockTime pts = GST_BUFFER_PTS(buffer);
 	const std::vector<frcnn::gst::DetectionMeta> metas =
 		frcnn::gst::read_detection_metas(buffer, self->width, self->height);
-	const std::string text = format == GST_FRCNN_JSON_FORMAT_DLSTREAMER ? dlstreamer_line(self, pts, metas)
-									   : frcnn_line(self, pts, metas);
+	const std::string text = format == GST_FRCNN_JSON_FORMAT_DLSTREAMER
+					 ? dlstreamer_line(self, pts, source, metas)
+					 : frcnn_line(self, pts, source, metas);
 	const std::size_t count = metas.size();
 
 	if (self->file) {

@@ -304,3 +304,139 @@ TEST(FrcnnJson, FrameCountRestartsWithTheElement)
 }
 
 } // namespace
+
+namespace {
+
+// The first error or warning message on `element`'s bus, as text ("" for none).
+std::string bus_text(GstBus *bus, GstMessageType type)
+{
+	GstMessage *message = gst_bus_pop_filtered(bus, type);
+	if (!message)
+		return "";
+	GError *error = nullptr;
+	if (type == GST_MESSAGE_ERROR)
+		gst_message_parse_error(message, &error, nullptr);
+	else
+		gst_message_parse_warning(message, &error, nullptr);
+	const bool settings = g_error_matches(error, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_SETTINGS);
+	std::string text = std::string(settings ? "" : "(not a settings error) ") + error->message;
+	g_error_free(error);
+	gst_message_unref(message);
+	return text;
+}
+
+} // namespace
+
+// source and tags go into every line, after height in frcnn's order (the tags' keys as given),
+// keys sorted in DL Streamer's, as gvametaconvert writes them.
+TEST(FrcnnJson, SourceAndTagsInEveryLine)
+{
+	const std::string props = R"(source="rtsp://cam/1" tags="{\"zone\":\"north\",\"camera\":{\"floor\":2},\"ids\":[1,2]}")";
+	const std::string path = gst_test::out_dir() + "/tags.jsonl";
+	const std::string dl_path = gst_test::out_dir() + "/tags-dlstreamer.jsonl";
+	{
+		HarnessPtr h = json_harness(props + " location=\"" + path + "\"");
+		push_three_frames(h.get());
+	}
+	{
+		HarnessPtr h = json_harness(props + " format=dlstreamer location=\"" + dl_path + "\"");
+		push_three_frames(h.get());
+	}
+	const json tags = { { "zone", "north" }, { "camera", { { "floor", 2 } } }, { "ids", { 1, 2 } } };
+	const std::vector<std::string> lines = read_lines(path);
+	ASSERT_EQ(lines.size(), 3u);
+	EXPECT_EQ(lines[1], R"({"frame":1,"pts":null,"width":320,"height":240,"source":"rtsp://cam/1",)"
+			    R"("tags":{"zone":"north","camera":{"floor":2},"ids":[1,2]},"detections":[]})");
+	for (const std::string &line : lines) {
+		const json frame = json::parse(line);
+		EXPECT_EQ(frame["source"], "rtsp://cam/1");
+		EXPECT_EQ(frame["tags"], tags);
+	}
+	EXPECT_EQ(json::parse(lines[0])["detections"].size(), 2u) << "the detections as without tags";
+
+	const std::vector<std::string> dl_lines = read_lines(dl_path);
+	ASSERT_EQ(dl_lines.size(), 3u);
+	EXPECT_EQ(dl_lines[1], R"({"resolution":{"height":240,"width":320},"source":"rtsp://cam/1",)"
+			       R"("tags":{"camera":{"floor":2},"ids":[1,2],"zone":"north"}})");
+	for (const std::string &line : dl_lines) {
+		const json frame = json::parse(line);
+		EXPECT_EQ(frame["source"], "rtsp://cam/1");
+		EXPECT_EQ(frame["tags"], tags);
+	}
+	EXPECT_EQ(json::parse(dl_lines[0])["objects"].size(), 2u);
+}
+
+// tags that are not a JSON object fail the start with a message that says what they must be.
+TEST(FrcnnJson, TagsThatAreNoObjectFailTheStart)
+{
+	gst_test::init();
+	const std::vector<std::pair<std::string, std::string>> cases = {
+		{ "[1,2]", "it is a JSON array, not an object" },
+		{ "\"north\"", "it is a JSON string, not an object" },
+		{ "{camera:1}", "it is not JSON (parse error at line 1, column 2" },
+		{ "{\"camera\":1", "it is not JSON (parse error" },
+	};
+	for (const auto &[tags, problem] : cases) {
+		GstElement *pipeline = gst_pipeline_new(nullptr);
+		GstElement *source = gst_element_factory_make("videotestsrc", nullptr);
+		GstElement *element = gst_element_factory_make("frcnnjson", nullptr);
+		GstElement *sink = gst_element_factory_make("fakesink", nullptr);
+		ASSERT_TRUE(pipeline && source && element && sink);
+		g_object_set(source, "num-buffers", 1, nullptr);
+		g_object_set(element, "tags", tags.c_str(), "location", "", nullptr);
+		gst_bin_add_many(GST_BIN(pipeline), source, element, sink, nullptr);
+		ASSERT_TRUE(gst_element_link_many(source, element, sink, nullptr));
+		EXPECT_EQ(gst_element_set_state(pipeline, GST_STATE_PAUSED), GST_STATE_CHANGE_FAILURE) << tags;
+		GstBus *bus = gst_element_get_bus(pipeline);
+		const std::string error = bus_text(bus, GST_MESSAGE_ERROR);
+		EXPECT_EQ(error.rfind("'tags' must be a JSON object, e.g. tags='{\"camera\":\"north\"}', but " + problem, 0), 0u)
+			<< tags << ": " << error;
+		gst_object_unref(bus);
+		gst_element_set_state(pipeline, GST_STATE_NULL);
+		gst_object_unref(pipeline);
+	}
+}
+
+// source and tags may change while playing: the next line has the new ones. tags that are not an
+// object then are warned about once, and the lines keep the tags they had; empty tags remove them.
+TEST(FrcnnJson, SourceAndTagsChangeWhilePlaying)
+{
+	const std::string path = gst_test::out_dir() + "/tags-playing.jsonl";
+	HarnessPtr h = json_harness("location=\"" + path + "\"");
+	GstBus *bus = gst_bus_new();
+	gst_element_set_bus(h->element, bus);
+	auto push = [&] {
+		gst_test::BufferPtr out(gst_harness_push_and_pull(h.get(), frame_buffer(0)));
+		ASSERT_TRUE(out);
+	};
+	push();
+	g_object_set(h->element, "source", "cam-2", "tags", "{\"shift\":\"night\"}", nullptr);
+	push();
+	g_object_set(h->element, "tags", "{\"shift\":", nullptr);
+	push();
+	push();
+	g_object_set(h->element, "source", "", "tags", "", nullptr);
+	push();
+
+	const std::vector<std::string> lines = read_lines(path);
+	ASSERT_EQ(lines.size(), 5u);
+	std::vector<json> frames;
+	for (const std::string &line : lines)
+		frames.push_back(json::parse(line));
+	EXPECT_FALSE(frames[0].contains("source"));
+	EXPECT_FALSE(frames[0].contains("tags"));
+	for (int i : { 1, 2, 3 }) {
+		EXPECT_EQ(frames[i]["source"], "cam-2") << "line " << i;
+		EXPECT_EQ(frames[i]["tags"], json({ { "shift", "night" } })) << "line " << i;
+	}
+	EXPECT_FALSE(frames[4].contains("source"));
+	EXPECT_FALSE(frames[4].contains("tags"));
+
+	const std::string warning = bus_text(bus, GST_MESSAGE_WARNING);
+	EXPECT_EQ(warning.rfind("'tags' must be a JSON object", 0), 0u) << warning;
+	EXPECT_NE(warning.find("the lines keep the tags they had"), std::string::npos) << warning;
+	EXPECT_EQ(bus_text(bus, GST_MESSAGE_WARNING), "") << "one warning for one value";
+	EXPECT_EQ(bus_text(bus, GST_MESSAGE_ERROR), "");
+	gst_element_set_bus(h->element, nullptr);
+	gst_object_unref(bus);
+}
