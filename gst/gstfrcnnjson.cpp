@@ -116,10 +116,8 @@ struct _GstFrcnnJson {
 	gchar *source;
 	gchar *tags;
 
-	/* Streaming thread only (start() and the frames). */
-	LineTags *line_tags;
-
 	/* Streaming thread only (opened in start(), closed in stop()). */
+	LineTags *line_tags; /* allocated with the element, read in start() */
 	FILE *file;
 	gboolean own_file;
 	guint64 frame;
@@ -171,8 +169,9 @@ static void gst_frcnn_json_class_init(GstFrcnnJsonClass *klass)
 				    "A name or URI of the stream, written as \"source\" in every line "
 				    "(DL Streamer's gvametaconvert source); empty: none",
 				    nullptr,
-				    (GParamFlags)(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
-						  GST_PARAM_MUTABLE_PLAYING)));
+				    static_cast<GParamFlags>(G_PARAM_READWRITE |
+							     G_PARAM_STATIC_STRINGS |
+							     GST_PARAM_MUTABLE_PLAYING)));
 	g_object_class_install_property(object_class, PROP_TAGS,
 		g_param_spec_string("tags", "Tags",
 				    "A JSON object written as \"tags\" in every line, e.g. "
@@ -180,8 +179,9 @@ static void gst_frcnn_json_class_init(GstFrcnnJsonClass *klass)
 				    "Anything else fails the start; set while playing, it is warned "
 				    "about and the lines keep the tags they had",
 				    nullptr,
-				    (GParamFlags)(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
-						  GST_PARAM_MUTABLE_PLAYING)));
+				    static_cast<GParamFlags>(G_PARAM_READWRITE |
+							     G_PARAM_STATIC_STRINGS |
+							     GST_PARAM_MUTABLE_PLAYING)));
 	g_object_class_install_property(object_class, PROP_FORMAT,
 		g_param_spec_enum("format", "Format",
 				  "Layout of each line: frcnn's own, or the JSON Intel DL Streamer's "
@@ -451,9 +451,10 @@ static std::string frcnn_line(GstFrcnnJson *self, GstClockTime pts, const std::s
 
 /* The object DL Streamer's gvametaconvert writes for a frame (json format, add-empty-results):
  * "resolution", "timestamp" (the stream time in nanoseconds, left out for a buffer without one),
- * "source" and "tags" when set, and, when the frame has regions of interest, "objects": each the ROI rectangle, its roi_type
- * and, from a "detection" param with a box, "detection" (the normalised bounding_box, confidence,
- * label_id, and the roi_type as label). Keys sorted, as nlohmann::json writes them there too. */
+ * "source" and "tags" when set, and, when the frame has regions of interest, "objects": each the
+ * ROI rectangle, its roi_type and, from a "detection" param with a box, "detection" (the
+ * normalised bounding_box, confidence, label_id, and the roi_type as label). Keys sorted, as
+ * nlohmann::json writes them there too. */
 static std::string dlstreamer_line(GstFrcnnJson *self, GstClockTime pts, const std::string &source,
 				   const std::vector<frcnn::gst::DetectionMeta> &metas)
 {
