@@ -74,12 +74,13 @@ fuzz: deps
 # Not part of `make test`: the build takes about half an hour on 2 cores, the tests about ten
 # minutes. The last line printed is "N passed, N failed".
 SANITIZE_BUILD ?= build-asan
-# Tests that start programs built elsewhere (gst-launch-1.0, Python) which load the sanitized
-# plugin: they need the sanitizer runtime preloaded, and run without the leak check, which would
-# report the memory those programs keep at exit. They run first: GStreamer's plugin scanner (also
-# a program built elsewhere) then fills the tests' registry with the sanitized plugin, and loads
-# every other plugin installed, some of which keep memory, without the leak check.
-SANITIZE_PRELOADED_TESTS := frcnnjson python_example pipeline_scripts gpu_element_dry_run shapes_model_e2e
+# Tests that start programs built elsewhere (gst-launch-1.0, Python, a program built against the
+# installed library) which load the sanitized plugin or library: they need the sanitizer runtime
+# preloaded, and run without the leak check, which would report the memory those programs keep at
+# exit. They run first: GStreamer's plugin scanner (also a program built elsewhere) then fills
+# the tests' registry with the sanitized plugin, and loads every other plugin installed, some of
+# which keep memory, without the leak check.
+SANITIZE_PRELOADED_TESTS := frcnnjson python_example pipeline_scripts gpu_element_dry_run shapes_model_e2e install
 # Measures leaks by the resident memory of glibc's allocator, which AddressSanitizer replaces
 # (LeakSanitizer checks the same cycles in frcnndetect's tests).
 SANITIZE_LEFT_OUT_TESTS := frcnndetect_cycles
