@@ -23,8 +23,11 @@
  * "source" and "tags", as gvametaconvert does, so that the lines of several streams say which
  * stream they come from.
  *
+ * With add-empty-results=false frames without regions of interest get no line (nor message).
+ *
  * With format=dlstreamer each line is instead the object Intel DL Streamer's gvametaconvert
- * writes (with add-empty-results=true), for tools that read that format:
+ * writes (with add-empty-results=true, unless set false here too), for tools that read that
+ * format:
  *
  * |[
  * {"objects": [{"detection": {"bounding_box": {"x_max": .., "x_min": .., "y_max": .., "y_min": ..},
@@ -63,6 +66,7 @@ enum {
 	PROP_FORMAT,
 	PROP_SOURCE,
 	PROP_TAGS,
+	PROP_ADD_EMPTY_RESULTS,
 };
 
 typedef enum {
@@ -73,6 +77,7 @@ typedef enum {
 #define DEFAULT_PROP_LOCATION "-"
 #define DEFAULT_PROP_POST_MESSAGES FALSE
 #define DEFAULT_PROP_FORMAT GST_FRCNN_JSON_FORMAT_FRCNN
+#define DEFAULT_PROP_ADD_EMPTY_RESULTS TRUE
 #define TAGS_EXAMPLE "tags='{\"camera\":\"north\"}'"
 
 #define GST_TYPE_FRCNN_JSON_FORMAT (gst_frcnn_json_format_get_type())
@@ -115,6 +120,7 @@ struct _GstFrcnnJson {
 	GstFrcnnJsonFormat format;
 	gchar *source;
 	gchar *tags;
+	gboolean add_empty_results;
 
 	/* Streaming thread only (opened in start(), closed in stop()). */
 	LineTags *line_tags; /* allocated with the element, read in start() */
@@ -182,6 +188,15 @@ static void gst_frcnn_json_class_init(GstFrcnnJsonClass *klass)
 				    static_cast<GParamFlags>(G_PARAM_READWRITE |
 							     G_PARAM_STATIC_STRINGS |
 							     GST_PARAM_MUTABLE_PLAYING)));
+	g_object_class_install_property(object_class, PROP_ADD_EMPTY_RESULTS,
+		g_param_spec_boolean("add-empty-results", "Add empty results",
+				     "Also write a line (and post a message) for a frame without regions "
+				     "of interest; false leaves those frames out (DL Streamer's "
+				     "gvametaconvert default), their frame numbers then missing",
+				     DEFAULT_PROP_ADD_EMPTY_RESULTS,
+				     static_cast<GParamFlags>(G_PARAM_READWRITE |
+							      G_PARAM_STATIC_STRINGS |
+							      GST_PARAM_MUTABLE_PLAYING)));
 	g_object_class_install_property(object_class, PROP_FORMAT,
 		g_param_spec_enum("format", "Format",
 				  "Layout of each line: frcnn's own, or the JSON Intel DL Streamer's "
@@ -216,6 +231,7 @@ static void gst_frcnn_json_init(GstFrcnnJson *self)
 	self->format = DEFAULT_PROP_FORMAT;
 	self->source = nullptr;
 	self->tags = nullptr;
+	self->add_empty_results = DEFAULT_PROP_ADD_EMPTY_RESULTS;
 	self->line_tags = new LineTags();
 	self->file = nullptr;
 	self->own_file = FALSE;
@@ -260,6 +276,9 @@ static void gst_frcnn_json_set_property(GObject *object, guint prop_id, const GV
 		g_free(self->tags);
 		self->tags = g_value_dup_string(value);
 		break;
+	case PROP_ADD_EMPTY_RESULTS:
+		self->add_empty_results = g_value_get_boolean(value);
+		break;
 	default:
 		G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
 		break;
@@ -287,6 +306,9 @@ static void gst_frcnn_json_get_property(GObject *object, guint prop_id, GValue *
 		break;
 	case PROP_TAGS:
 		g_value_set_string(value, self->tags);
+		break;
+	case PROP_ADD_EMPTY_RESULTS:
+		g_value_set_boolean(value, self->add_empty_results);
 		break;
 	default:
 		G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
@@ -496,12 +518,14 @@ static GstFlowReturn gst_frcnn_json_transform_ip(GstBaseTransform *trans, GstBuf
 	gboolean post_messages;
 	GstFrcnnJsonFormat format;
 	std::string source, tags;
+	gboolean add_empty_results;
 	{
 		g_autoptr(GMutexLocker) locker = g_mutex_locker_new(GST_OBJECT_GET_LOCK(self));
 		post_messages = self->post_messages;
 		format = self->format;
 		source = self->source ? self->source : "";
 		tags = self->tags ? self->tags : "";
+		add_empty_results = self->add_empty_results;
 	}
 	if (!self->file && !post_messages) {
 		self->frame++;
@@ -525,6 +549,10 @@ static GstFlowReturn gst_frcnn_json_transform_ip(GstBaseTransform *trans, GstBuf
 	const GstClockTime pts = GST_BUFFER_PTS(buffer);
 	const std::vector<frcnn::gst::DetectionMeta> metas =
 		frcnn::gst::read_detection_metas(buffer, self->width, self->height);
+	if (metas.empty() && !add_empty_results) {
+		self->frame++;
+		return GST_FLOW_OK;
+	}
 	const std::string text = format == GST_FRCNN_JSON_FORMAT_DLSTREAMER
 					 ? dlstreamer_line(self, pts, source, metas)
 					 : frcnn_line(self, pts, source, metas);

@@ -440,3 +440,41 @@ TEST(FrcnnJson, SourceAndTagsChangeWhilePlaying)
 	gst_element_set_bus(h->element, nullptr);
 	gst_object_unref(bus);
 }
+
+// add-empty-results=false (DL Streamer's default) leaves frames without regions of interest out of
+// the file and the messages; the frame numbers of the others stay as they were.
+TEST(FrcnnJson, AddEmptyResultsFalseLeavesEmptyFramesOut)
+{
+	for (const char *format : { "frcnn", "dlstreamer" }) {
+		const std::string path = gst_test::out_dir() + "/no-empty-" + format + ".jsonl";
+		HarnessPtr h = json_harness(std::string("add-empty-results=false post-messages=true format=") +
+					    format + " location=\"" + path + "\"");
+		GstBus *bus = gst_bus_new();
+		gst_element_set_bus(h->element, bus);
+		push_three_frames(h.get());
+		const std::vector<std::string> lines = read_lines(path);
+		ASSERT_EQ(lines.size(), 2u) << format << ": the frame without regions is left out";
+		std::vector<guint64> posted;
+		while (GstMessage *message = gst_bus_pop_filtered(bus, GST_MESSAGE_ELEMENT)) {
+			guint64 frame = 0;
+			EXPECT_TRUE(gst_structure_get_uint64(gst_message_get_structure(message), "frame", &frame));
+			posted.push_back(frame);
+			gst_message_unref(message);
+		}
+		EXPECT_EQ(posted, std::vector<guint64>({ 0, 2 })) << format;
+		if (std::string(format) == "frcnn") {
+			EXPECT_EQ(json::parse(lines[0])["frame"], 0);
+			EXPECT_EQ(json::parse(lines[1])["frame"], 2);
+		} else {
+			EXPECT_EQ(json::parse(lines[0])["objects"].size(), 2u);
+			EXPECT_EQ(json::parse(lines[1])["timestamp"], 66666666);
+		}
+		/* Back to every frame while playing. */
+		g_object_set(h->element, "add-empty-results", TRUE, nullptr);
+		gst_test::BufferPtr out(gst_harness_push_and_pull(h.get(), frame_buffer(0)));
+		ASSERT_TRUE(out);
+		EXPECT_EQ(read_lines(path).size(), 3u) << format;
+		gst_element_set_bus(h->element, nullptr);
+		gst_object_unref(bus);
+	}
+}
