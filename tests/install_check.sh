@@ -27,14 +27,15 @@ find_one frcnn-bench >/dev/null # built in every build (frcnn-detect needs OpenC
 libdir=$(dirname "$lib")
 echo "installed: $lib, $pc, $(dirname "$header")"
 
-# A program that knows the library only through pkg-config: the Detector facade on the test
-# weights, with the model's header (which includes LibTorch's) in too.
-cat >"$out/consumer.cpp" <<'CPP'
+# A program that knows the library only through pkg-config: every installed header (each must
+# build with frcnn.pc's flags; the model's include LibTorch's), the Detector facade on the test
+# weights.
+for installed in "$(dirname "$header")"/*.h; do
+	echo "#include \"frcnn/$(basename "$installed")\""
+done >"$out/consumer.cpp"
+cat >>"$out/consumer.cpp" <<'CPP'
 #include <cstdio>
 #include <vector>
-
-#include "frcnn/detector.h"
-#include "frcnn/model.h" // LibTorch's headers through frcnn.pc's flags
 
 int main(int argc, char **argv)
 {
