@@ -2007,17 +2007,16 @@ static gboolean gst_frcnn_detect_hold_pixels(GstFrcnnDetect *self, Item &item,
 		right = std::max(right, r.x + r.width);
 		bottom = std::max(bottom, r.y + r.height);
 	}
-	const frcnn::gst::Region around{left, top, right - left, bottom - top};
 	try {
-		const bool whole = around == frcnn::gst::Region{0, 0, view.width, view.height};
+		/* A crop is a view of the same bytes: cutting the whole frame, or a rectangle that is
+		 * all of `held`, costs nothing. */
 		const frcnn::HeldFrame held = model.detector->hold_frame(
-			whole ? view : frcnn::crop_frame(view, left, top, around.width, around.height), frame);
+			frcnn::crop_frame(view, left, top, right - left, bottom - top), frame);
 		frame.reset(); /* the held frame keeps it as long as its images need it */
 		for (const ImageRectangle &rectangle : rectangles) {
 			const frcnn::gst::Region &r = rectangle.rect;
 			ItemImage image;
-			image.pixels = r == around ? held
-						   : frcnn::crop_frame(held, r.x - left, r.y - top, r.width, r.height);
+			image.pixels = frcnn::crop_frame(held, r.x - left, r.y - top, r.width, r.height);
 			image.x = r.x;
 			image.y = r.y;
 			image.parent_id = rectangle.parent_id;
