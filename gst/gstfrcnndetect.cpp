@@ -118,6 +118,7 @@ enum {
 typedef enum {
 	GST_FRCNN_PRECISION_FP32,
 	GST_FRCNN_PRECISION_FP16,
+	GST_FRCNN_PRECISION_BF16,
 } GstFrcnnPrecision;
 
 #define GST_TYPE_FRCNN_PRECISION (gst_frcnn_precision_get_type())
@@ -126,6 +127,9 @@ static GType gst_frcnn_precision_get_type(void)
 	static const GEnumValue values[] = {
 		{ GST_FRCNN_PRECISION_FP32, "32-bit floating point", "fp32" },
 		{ GST_FRCNN_PRECISION_FP16, "16-bit floating point (CUDA devices)", "fp16" },
+		{ GST_FRCNN_PRECISION_BF16,
+		  "bfloat16 (CPUs with AVX-512 BF16 or AMX: about twice as fast as fp32 there, boxes within a pixel or so)",
+		  "bf16" },
 		{ 0, nullptr, nullptr },
 	};
 	static gsize type = 0;
@@ -992,7 +996,7 @@ static void gst_frcnn_detect_get_property(GObject *object, guint prop_id, GValue
 /* The settings a model is loaded from, written as gst-launch would set them. */
 static std::string model_settings_text(const Settings &settings)
 {
-	const char *precision = settings.precision == GST_FRCNN_PRECISION_FP16 ? "fp16" : "fp32";
+	const char *precision = frcnn::precision_name(static_cast<frcnn::Precision>(settings.precision));
 	const char *convolutions = "auto";
 	if (settings.cpu_convolutions == GST_FRCNN_CPU_CONVOLUTIONS_ONEDNN)
 		convolutions = "onednn";
@@ -1082,7 +1086,10 @@ static gboolean gst_frcnn_detect_load_model(GstFrcnnDetect *self, const Settings
 	options.weights = path;
 	options.checkpoint = std::move(checkpoint);
 	options.device = settings.device;
-	options.fp16 = settings.precision == GST_FRCNN_PRECISION_FP16;
+	static_assert((int)GST_FRCNN_PRECISION_FP16 == (int)frcnn::Precision::Fp16 &&
+			      (int)GST_FRCNN_PRECISION_BF16 == (int)frcnn::Precision::Bf16,
+		      "GstFrcnnPrecision follows frcnn::Precision");
+	options.precision = static_cast<frcnn::Precision>(settings.precision);
 	options.channels_last = settings.channels_last;
 	static_assert((int)GST_FRCNN_CPU_CONVOLUTIONS_ONEDNN == (int)frcnn::CpuConvolutions::OneDnn &&
 			      (int)GST_FRCNN_CPU_CONVOLUTIONS_LIBTORCH == (int)frcnn::CpuConvolutions::LibTorch,
@@ -1145,9 +1152,23 @@ static std::optional<ModelSetup> gst_frcnn_detect_setup_model(GstFrcnnDetect *se
 
 	if (settings.precision == GST_FRCNN_PRECISION_FP16 && settings.device == "cpu") {
 		GST_FRCNN_DETECT_PROBLEM(self, while_playing, RESOURCE, SETTINGS,
-				  ("precision=fp16 needs a CUDA device: set precision=fp32 or "
-				   "device=cuda."),
+				  ("precision=fp16 needs a CUDA device: set precision=fp32 (or bf16) "
+				   "or device=cuda."),
 				  ("fp16 check failed: device is cpu"));
+		return std::nullopt;
+	}
+	if (settings.precision == GST_FRCNN_PRECISION_BF16 && settings.device != "cpu") {
+		GST_FRCNN_DETECT_PROBLEM(self, while_playing, RESOURCE, SETTINGS,
+				  ("precision=bf16 is for the CPU: set precision=fp16 (or fp32) "
+				   "with device=%s, or device=cpu.", settings.device.c_str()),
+				  ("bf16 check failed: device is %s", settings.device.c_str()));
+		return std::nullopt;
+	}
+	if (settings.precision == GST_FRCNN_PRECISION_BF16 && !frcnn::cpu_has_bf16()) {
+		GST_FRCNN_DETECT_PROBLEM(self, while_playing, RESOURCE, SETTINGS,
+				  ("precision=bf16 needs a CPU with bfloat16 instructions (AVX-512 BF16 "
+				   "or AMX), which this one lacks: set precision=fp32."),
+				  ("frcnn::cpu_has_bf16() returned false"));
 		return std::nullopt;
 	}
 

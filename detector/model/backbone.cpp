@@ -328,7 +328,7 @@ BackboneImpl::BackboneImpl(const ModelConfig &config)
 
 std::vector<torch::Tensor> BackboneImpl::forward(const torch::Tensor &x)
 {
-	if (onednn && !is_training() && !torch::GradMode::is_enabled() && OneDnnPlan::accepts(x) && onednn->current())
+	if (onednn && !is_training() && !torch::GradMode::is_enabled() && onednn->accepts(x) && onednn->current())
 		return onednn->backbone(x);
 	return fpn(resnet ? resnet(x) : mobilenet(x));
 }

@@ -91,8 +91,8 @@ Detector::Detector(const DetectorOptions &options)
 {
 	impl_->options = options;
 	impl_->device = parse_device(options.device);
-	if (options.fp16 && !impl_->device.is_cuda())
-		throw Error("precision fp16 needs a CUDA device; use fp32 on the CPU");
+	// Before the weights are read: a precision the device cannot run fails at once.
+	detail::check_precision(impl_->device, options.precision);
 	if (options.threads > 0)
 		set_cpu_threads(options.threads);
 	try {
@@ -104,7 +104,7 @@ Detector::Detector(const DetectorOptions &options)
 		else if (!options.weights.empty())
 			impl_->model->load_state_dict(read_checkpoint(options.weights));
 		impl_->model->eval();
-		impl_->model->to_device(impl_->device, options.fp16, options.channels_last);
+		impl_->model->to_device(impl_->device, options.precision, options.channels_last);
 		// The choice of CPU kernels means nothing elsewhere.
 		if (impl_->device.is_cpu())
 			impl_->model->set_cpu_convolutions(options.cpu_convolutions);

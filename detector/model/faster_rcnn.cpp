@@ -99,6 +99,39 @@ CpuConvolutions parse_cpu_convolutions(const std::string &name)
 	throw Error("unknown CPU convolutions '" + name + "': use auto, libtorch or onednn");
 }
 
+const char *precision_name(Precision value)
+{
+	switch (value) {
+	case Precision::Fp32:
+		return "fp32";
+	case Precision::Fp16:
+		return "fp16";
+	case Precision::Bf16:
+		return "bf16";
+	}
+	return "?";
+}
+
+Precision parse_precision(const std::string &name)
+{
+	for (auto value : {Precision::Fp32, Precision::Fp16, Precision::Bf16})
+		if (name == precision_name(value))
+			return value;
+	throw Error("unknown precision '" + name + "': use fp32, fp16 (CUDA) or bf16 (CPU)");
+}
+
+bool cpu_has_bf16()
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+	__builtin_cpu_init();
+	return __builtin_cpu_supports("avx512bf16") || __builtin_cpu_supports("amx-bf16");
+#else
+	// Only x86's bfloat16 instructions are known here: elsewhere bf16 is refused rather than
+	// run on a path nobody measured.
+	return false;
+#endif
+}
+
 // --- model ------------------------------------------------------------------------------------
 
 struct FasterRCNNImpl::Parts {
@@ -235,7 +268,13 @@ ForwardResult FasterRCNNImpl::run(const std::vector<torch::Tensor> &images, cons
 		throw Error("in training mode, targets should be passed");
 	if (targets != nullptr)
 		detail::check_targets(*targets, config_.num_classes);
-	return run_transformed(detail::transform_images(config_, images, targets), targets);
+	auto batch = detail::transform_images(config_, images, targets);
+	// Float images into a model of reduced precision (to_device): normalised and resized in
+	// float, as forward_frames() does, then rounded once.
+	const auto dtype = parts_->backbone->parameters().front().scalar_type();
+	if (batch.batch.scalar_type() == torch::kFloat && (dtype == torch::kHalf || dtype == torch::kBFloat16))
+		batch.batch = batch.batch.to(dtype);
+	return run_transformed(batch, targets);
 }
 
 ForwardResult FasterRCNNImpl::run_transformed(const detail::TransformedBatch &batch,
@@ -284,10 +323,23 @@ std::vector<Detections> FasterRCNNImpl::forward_frames(const std::vector<FrameVi
 	return run_transformed(batch).detections;
 }
 
-void FasterRCNNImpl::to_device(torch::Device device, bool fp16, bool channels_last)
+void detail::check_precision(torch::Device device, Precision precision)
 {
-	if (fp16 && !device.is_cuda())
-		throw Error("precision fp16 needs a CUDA device; use fp32 on the CPU");
+	if (precision == Precision::Fp16 && !device.is_cuda())
+		throw Error("precision fp16 needs a CUDA device; use fp32 or bf16 on the CPU");
+	if (precision == Precision::Bf16 && !device.is_cpu())
+		throw Error("precision bf16 is for the CPU; use fp16 or fp32 on CUDA");
+	if (precision == Precision::Bf16 && !cpu_has_bf16())
+		throw Error("precision bf16 needs a CPU with bfloat16 instructions (AVX-512 BF16 or AMX), "
+			    "which this one lacks; use fp32");
+}
+
+void FasterRCNNImpl::to_device(torch::Device device, Precision precision, bool channels_last)
+{
+	detail::check_precision(device, precision);
+	// Reduced precision: half on CUDA, bfloat16 on the CPU.
+	const bool reduced = precision != Precision::Fp32;
+	const auto dtype = precision == Precision::Fp16 ? torch::kHalf : torch::kBFloat16;
 	torch::NoGradGuard no_grad;
 	if (device.is_cuda()) {
 		// fp32 means fp32: TF32 convolutions and matmuls (LibTorch's default for cuDNN) would
@@ -298,25 +350,25 @@ void FasterRCNNImpl::to_device(torch::Device device, bool fp16, bool channels_la
 		at::globalContext().setBenchmarkCuDNN(true);
 	}
 	to(device);
-	// fp16: the frozen batch norms of the ResNet trunk go into its convolutions, computed in
-	// float before the weights are halved (fp32 keeps the separate scale, so that it computes
-	// what torchvision computes).
-	if (fp16 && parts_->backbone->resnet)
+	// fp16 and bf16: the frozen batch norms of the ResNet trunk go into its convolutions,
+	// computed in float before the weights are rounded (fp32 keeps the separate scale, so that
+	// it computes what torchvision computes).
+	if (reduced && parts_->backbone->resnet)
 		detail::fold_frozen_batch_norm(*parts_->backbone->resnet);
 	for (auto &t : parameters()) {
-		if (fp16)
-			t.set_data(t.to(torch::kHalf));
+		if (reduced)
+			t.set_data(t.to(dtype));
 		if (channels_last && t.dim() == 4)
 			t.set_data(t.contiguous(torch::MemoryFormat::ChannelsLast));
 	}
 	// Only the floating-point buffers, as torch.nn.Module.half(): BatchNorm2d's
 	// num_batches_tracked stays an integer.
 	for (auto &t : buffers())
-		if (fp16 && t.is_floating_point())
-			t.set_data(t.to(torch::kHalf));
+		if (reduced && t.is_floating_point())
+			t.set_data(t.to(dtype));
 	for (auto *bn : frozen_norms(*this)) {
-		if (fp16)
-			bn->cast_prepared(torch::kHalf);
+		if (reduced)
+			bn->cast_prepared(dtype);
 		bn->prepare();
 	}
 	channels_last_ = channels_last;
@@ -356,11 +408,13 @@ void FasterRCNNImpl::refresh_onednn()
 	auto &plan = parts_->backbone->onednn;
 	if (!onednn_ || (plan && plan->current()))
 		return;
-	// The plan holds float copies of the weights on the CPU; a model elsewhere or in another
-	// dtype does not use it (OneDnnPlan::accepts), and it is made when the model comes back.
+	// The plan holds copies of the weights on the CPU, in float or bfloat16 (a bf16 model); a
+	// model elsewhere or in another dtype does not use it (OneDnnPlan::accepts), and it is made
+	// when the model comes back.
 	const torch::Tensor reference = parts_->backbone->parameters().front();
 	auto *box_head = conv_fc_head(*parts_->roi_heads);
-	if (!reference.device().is_cpu() || reference.scalar_type() != torch::kFloat) {
+	const auto dtype = reference.scalar_type();
+	if (!reference.device().is_cpu() || (dtype != torch::kFloat && dtype != torch::kBFloat16)) {
 		plan.reset();
 		parts_->rpn->head->onednn.reset();
 		if (box_head)

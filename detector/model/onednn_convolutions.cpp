@@ -70,18 +70,25 @@ using dnnl::memory;
 using Tag = memory::format_tag;
 constexpr auto kF32 = memory::data_type::f32;
 
+// oneDNN's name of a tensor element type: float, or bfloat16 for a bf16 model.
+memory::data_type data_type_of(torch::ScalarType type)
+{
+	return type == torch::kBFloat16 ? memory::data_type::bf16 : kF32;
+}
+
 dnnl::engine &cpu_engine()
 {
 	static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
 	return engine;
 }
 
-// A contiguous float tensor as the oneDNN memory it is, channels-last (NHWC) or planar (NCHW),
-// without copying.
+// A contiguous float or bfloat16 tensor as the oneDNN memory it is, channels-last (NHWC) or
+// planar (NCHW), without copying.
 memory wrap(const torch::Tensor &t, bool planar = false)
 {
-	return memory(memory::desc({t.size(0), t.size(1), t.size(2), t.size(3)}, kF32, planar ? Tag::nchw : Tag::nhwc),
-		      cpu_engine(), t.data_ptr<float>());
+	return memory(memory::desc({t.size(0), t.size(1), t.size(2), t.size(3)}, data_type_of(t.scalar_type()),
+				   planar ? Tag::nchw : Tag::nhwc),
+		      cpu_engine(), t.data_ptr());
 }
 
 // Planar input is taken as it is (the batch, whose 3 channels a planar kernel reads best);
@@ -157,12 +164,12 @@ public:
 			std::free(entry.second.data);
 	}
 
-	// A float tensor of `shape` [N, C, H, W], channels-last.
-	torch::Tensor channels_last(const std::vector<int64_t> &shape)
+	// A tensor of `shape` [N, C, H, W] and `dtype`, channels-last.
+	torch::Tensor channels_last(const std::vector<int64_t> &shape, torch::ScalarType dtype)
 	{
 		const int64_t n = shape[0], c = shape[1], h = shape[2], w = shape[3];
-		const size_t bytes = (size_t)(n * c * h * w) * sizeof(float);
-		const auto options = torch::TensorOptions(torch::kFloat);
+		const size_t bytes = (size_t)(n * c * h * w) * c10::elementSize(dtype);
+		const auto options = torch::TensorOptions(dtype);
 		if (bytes < kMinBytes)
 			return torch::empty(shape, options.memory_format(at::MemoryFormat::ChannelsLast));
 		const size_t size = (bytes + 4095) / 4096 * 4096;
@@ -286,6 +293,9 @@ public:
 	struct Spec {
 		torch::Tensor weight;	   // [O, C, kh, kw]: the model's own tensor, not a copy
 		torch::Tensor scale, bias; // [O] float: the batch norm's scale (or 1), the folded bias
+		// Of the activations, and of the weights as the primitive reads them: float, or
+		// bfloat16 (the bias stays float).
+		torch::ScalarType dtype = torch::kFloat;
 		int64_t stride = 1, padding = 0;
 		bool add = false;  // adds a tensor of the output's shape before the activation
 		bool relu = false;
@@ -301,7 +311,7 @@ public:
 	{
 	}
 
-	// x: [N, C, H, W] float, channels-last (or planar: the batch into the first convolution);
+	// x: [N, C, H, W] of the spec's dtype, channels-last (or planar: the batch into the first convolution);
 	// addend (when the spec adds): the output's shape, channels-last. Returns a channels-last
 	// tensor.
 	torch::Tensor operator()(const torch::Tensor &x, const torch::Tensor &addend = {})
@@ -333,6 +343,7 @@ public:
 		TORCH_CHECK(!spec_.add, "oneDNN convolution: a convolution with an addend in a chain");
 		return run(x, {}, blocked_src, blocked_dst);
 	}
+	torch::ScalarType dtype() const { return spec_.dtype; }
 	// oneDNN's names of the implementations chosen, one per input size planned.
 	std::vector<std::string> implementations()
 	{
@@ -351,6 +362,8 @@ private:
 		TORCH_CHECK(blocked_src != nullptr || planar || x.is_contiguous(at::MemoryFormat::ChannelsLast),
 			    "oneDNN convolution input neither planar nor channels-last");
 		TORCH_CHECK(spec_.add == addend.defined(), "oneDNN convolution: addend given or missing");
+		TORCH_CHECK(x.scalar_type() == spec_.dtype && (!addend.defined() || addend.scalar_type() == spec_.dtype),
+			    "oneDNN convolution: input of type ", x.scalar_type(), " for a convolution in ", spec_.dtype);
 		// Seen by LibTorch's operator observers (profilers, frcnn-bench's FLOP count) as
 		// (input, weight, stride, padding).
 		RECORD_FUNCTION("frcnn::onednn_convolution",
@@ -362,8 +375,8 @@ private:
 		TORCH_CHECK(blocked_dst == nullptr || (plan.reorder_dst && blocked_dst->get_desc() == plan.dst_desc),
 			    "oneDNN convolution: a chained output in another layout than the primitive's");
 		const std::vector<int64_t> out_shape{x.size(0), spec_.weight.size(0), plan.out_height, plan.out_width};
-		auto out = blocked_dst ? torch::empty(out_shape, torch::TensorOptions(torch::kFloat).device(torch::kMeta))
-				       : workspace_->outputs->channels_last(out_shape);
+		auto out = blocked_dst ? torch::empty(out_shape, torch::TensorOptions(spec_.dtype).device(torch::kMeta))
+				       : workspace_->outputs->channels_last(out_shape, spec_.dtype);
 		if (spec_.add)
 			TORCH_CHECK(addend.sizes() == out.sizes() &&
 					    addend.is_contiguous(at::MemoryFormat::ChannelsLast),
@@ -456,6 +469,7 @@ private:
 		const memory::dims weight_dims{out_channels, in_channels, kh, kw};
 		const memory::dims dst_dims{batch, out_channels, plan.out_height, plan.out_width};
 		const memory::desc bias_desc({out_channels}, kF32, Tag::x);
+		const auto type = data_type_of(spec_.dtype);
 
 		const Tag input_layout = planar ? Tag::nchw : Tag::nhwc;
 		auto make = [&](dnnl::algorithm algorithm, Tag src_layout, Tag dst_layout, bool sum_addend) {
@@ -464,15 +478,15 @@ private:
 				if (sum_addend)
 					ops.append_sum(1.0f);
 				else
-					ops.append_binary(dnnl::algorithm::binary_add, memory::desc(dst_dims, kF32, Tag::nhwc));
+					ops.append_binary(dnnl::algorithm::binary_add, memory::desc(dst_dims, type, Tag::nhwc));
 			}
 			if (spec_.relu)
 				ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
 			dnnl::primitive_attr attr = user_scratchpad();
 			attr.set_post_ops(ops);
 			dnnl::convolution_forward::desc desc(
-				dnnl::prop_kind::forward_inference, algorithm, memory::desc(src_dims, kF32, src_layout),
-				memory::desc(weight_dims, kF32, Tag::any), bias_desc, memory::desc(dst_dims, kF32, dst_layout),
+				dnnl::prop_kind::forward_inference, algorithm, memory::desc(src_dims, type, src_layout),
+				memory::desc(weight_dims, type, Tag::any), bias_desc, memory::desc(dst_dims, type, dst_layout),
 				{s, s}, {p, p}, {p, p});
 			return dnnl::convolution_forward::primitive_desc(desc, attr, cpu_engine());
 		};
@@ -485,8 +499,8 @@ private:
 		// the trunk keeps it for 128 channels and more (see the Spec's users). Then the direct
 		// algorithm on the tensors' own layouts, unless oneDNN has only its reference code for
 		// them (planar input to a channels-last output): then on layouts of its choosing, with
-		// reorders.
-		const bool winograd = kh == 3 && kw == 3 && s == 1 && p == 1 &&
+		// reorders. oneDNN's Winograd is for float only.
+		const bool winograd = spec_.dtype == torch::kFloat && kh == 3 && kw == 3 && s == 1 && p == 1 &&
 				      plan.out_height * plan.out_width >= spec_.winograd_min_positions &&
 				      in_channels >= spec_.winograd_min_channels &&
 				      out_channels >= spec_.winograd_min_channels;
@@ -510,7 +524,7 @@ private:
 		plan.convolution = Step::of<dnnl::convolution_forward>(*pd);
 		plan.implementation = pd->impl_info_str();
 		plan.weights = weights_for(pd->weights_desc(), weight_dims);
-		const memory::desc src_given(src_dims, kF32, input_layout), dst_given(dst_dims, kF32, Tag::nhwc);
+		const memory::desc src_given(src_dims, type, input_layout), dst_given(dst_dims, type, Tag::nhwc);
 		const auto attr = user_scratchpad();
 		plan.src_desc = pd->src_desc();
 		plan.dst_desc = pd->dst_desc();
@@ -541,9 +555,10 @@ private:
 	std::map<PlanKey, Plan> plans_;
 	std::vector<PlanKey> plan_order_; // oldest first
 
-	// The weights, batch norm folded in, in the layout a primitive wants: shared by the plans
-	// that want the same one (usually all sizes: the layout depends on the channels, not on
-	// the frame size), and kept only that way (the folded float copy is dropped).
+	// The weights, batch norm folded in, in the layout and type a primitive wants (folded in
+	// float, then rounded once by the reorder for bfloat16): shared by the plans that want the
+	// same one (usually all sizes: the layout depends on the channels, not on the frame size),
+	// and kept only that way (the folded float copy is dropped).
 	memory weights_for(const memory::desc &desc, const memory::dims &dims)
 	{
 		for (const auto &[known, weights] : weights_)
@@ -618,8 +633,10 @@ OneDnnConvolution::Spec folded(torch::nn::Conv2dImpl &conv, torch::nn::Module *n
 				throw Error("the oneDNN convolutions need batch norms with an affine part and running statistics");
 			for (const auto *t : {&bn->weight, &bn->bias, &bn->running_mean, &bn->running_var})
 				remember(*t);
-			bn_scale = bn->weight / (bn->running_var + bn->options.eps()).sqrt();
-			bn_shift = bn->bias - bn->running_mean * bn_scale;
+			// In float, also for a bf16 model.
+			const auto weight = bn->weight.to(torch::kFloat), running_var = bn->running_var.to(torch::kFloat);
+			bn_scale = weight / (running_var + bn->options.eps()).sqrt();
+			bn_shift = bn->bias.to(torch::kFloat) - bn->running_mean.to(torch::kFloat) * bn_scale;
 		} else {
 			throw Error("the oneDNN convolutions: a normalisation that is not a batch norm");
 		}
@@ -637,6 +654,9 @@ std::unique_ptr<OneDnnConvolution> make_convolution(OneDnnConvolution::Spec spec
 {
 	spec.add = add;
 	spec.relu = relu;
+	// The model's own dtype: float, or bfloat16 for a bf16 model (whose weights are already
+	// rounded to it; folding a batch norm in rounds them once more).
+	spec.dtype = spec.weight.scalar_type() == torch::kBFloat16 ? torch::kBFloat16 : torch::kFloat;
 	return std::make_unique<OneDnnConvolution>(std::move(spec), workspace);
 }
 
@@ -729,9 +749,9 @@ void OneDnnPlan::build(BackboneImpl &backbone, RPNHeadImpl &rpn_head, ConvFCHead
 
 OneDnnPlan::~OneDnnPlan() = default;
 
-bool OneDnnPlan::accepts(const torch::Tensor &batch)
+bool OneDnnPlan::accepts(const torch::Tensor &batch) const
 {
-	return batch.dim() == 4 && batch.device().is_cpu() && batch.scalar_type() == torch::kFloat;
+	return batch.dim() == 4 && batch.device().is_cpu() && batch.scalar_type() == stem_->dtype();
 }
 
 std::map<std::string, int> OneDnnPlan::implementations() const
@@ -921,7 +941,7 @@ OneDnnPlan::OneDnnPlan(BackboneImpl &, RPNHeadImpl &, ConvFCHeadImpl *)
 
 OneDnnPlan::~OneDnnPlan() = default;
 
-bool OneDnnPlan::accepts(const torch::Tensor &)
+bool OneDnnPlan::accepts(const torch::Tensor &) const
 {
 	return false;
 }

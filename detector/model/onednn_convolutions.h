@@ -66,14 +66,16 @@ struct OneDnnOutputMemory {
 class OneDnnPlan {
 public:
 	// Reads the current weights of `backbone`, `rpn_head` and `box_head` (when given) (on the
-	// CPU, float). Throws frcnn::Error when the build has no oneDNN or the model is not covered.
+	// CPU, float or bfloat16: the convolutions then run in that type). Throws frcnn::Error
+	// when the build has no oneDNN or the model is not covered.
 	OneDnnPlan(BackboneImpl &backbone, RPNHeadImpl &rpn_head, ConvFCHeadImpl *box_head = nullptr);
 	~OneDnnPlan();
 	OneDnnPlan(const OneDnnPlan &) = delete;
 	OneDnnPlan &operator=(const OneDnnPlan &) = delete;
 
-	// Whether a batch can take this path: float, on the CPU, four dimensions.
-	static bool accepts(const torch::Tensor &batch);
+	// Whether a batch can take this path: on the CPU, four dimensions, of the type of the
+	// weights the plan was built from.
+	bool accepts(const torch::Tensor &batch) const;
 	// Whether the weights it was built from are still the model's (same tensors, unmodified).
 	bool current() const;
 	// oneDNN's names of the kernels its convolutions run (e.g. "jit_wino_4x3:avx512_core"),

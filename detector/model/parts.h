@@ -31,12 +31,18 @@ class OneDnnPlan; // onednn_convolutions.h
 using ImageSize = std::pair<int64_t, int64_t>;
 
 // The dtype in which boxes, anchors and scores derived from a tensor are computed: its own, but
-// float for half (an fp16 model runs its convolutions and linear layers in half, its box
-// geometry in float, where half would round coordinates above 1024 to whole pixels).
+// float for half and bfloat16 (an fp16 or bf16 model runs its convolutions and linear layers in
+// that precision, its box geometry in float, where half would round coordinates above 1024 to
+// whole pixels, and bfloat16 those above 256).
 inline torch::ScalarType geometry_dtype(const torch::Tensor &t)
 {
-	return t.scalar_type() == torch::kHalf ? torch::kFloat : t.scalar_type();
+	const auto type = t.scalar_type();
+	return type == torch::kHalf || type == torch::kBFloat16 ? torch::kFloat : type;
 }
+
+// Throws frcnn::Error when `precision` cannot run on `device`: fp16 off CUDA, bf16 off the CPU
+// or on a CPU without bfloat16 instructions.
+void check_precision(torch::Device device, Precision precision);
 
 // A small host tensor on `device` without waiting for it: to a CUDA device through pinned memory
 // and a non-blocking copy (LibTorch's host allocator keeps the pinned block until the copy has

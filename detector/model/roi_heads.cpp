@@ -143,7 +143,7 @@ ConvFCHeadImpl::ConvFCHeadImpl(const ModelConfig &config, int64_t in_channels, i
 torch::Tensor ConvFCHeadImpl::forward(const torch::Tensor &x)
 {
 	torch::Tensor y;
-	if (onednn && !is_training() && !torch::GradMode::is_enabled() && OneDnnPlan::accepts(x) && x.size(0) > 0 &&
+	if (onednn && !is_training() && !torch::GradMode::is_enabled() && onednn->accepts(x) && x.size(0) > 0 &&
 	    onednn->has_box_head() && onednn->current()) {
 		y = onednn->box_head(x);
 	} else {

@@ -199,7 +199,7 @@ std::pair<std::vector<torch::Tensor>, std::vector<torch::Tensor>>
 RPNHeadImpl::forward(const std::vector<torch::Tensor> &features)
 {
 	if (onednn && !is_training() && !torch::GradMode::is_enabled() && !features.empty() &&
-	    OneDnnPlan::accepts(features.front()) && onednn->current())
+	    onednn->accepts(features.front()) && onednn->current())
 		return onednn->rpn_head(features);
 	std::vector<torch::Tensor> logits, deltas;
 	for (const auto &f : features) {

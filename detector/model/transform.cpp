@@ -333,8 +333,12 @@ TransformedBatch transform_frames(const ModelConfig &config, const std::vector<F
 #else
 	(void)frame_memory; // the CPU path reads the views, wherever their bytes are
 #endif
-	if (!out.batch.defined() && device.is_cpu() && dtype == torch::kFloat)
+	if (!out.batch.defined() && device.is_cpu() && (dtype == torch::kFloat || dtype == torch::kBFloat16)) {
 		out = transform_frames_cpu(config, frames, buffers);
+		// A bf16 model's batch: normalised and resized in float, then rounded once.
+		if (dtype != torch::kFloat)
+			out.batch = out.batch.to(dtype);
+	}
 	if (!out.batch.defined()) {
 		std::vector<torch::Tensor> images;
 		for (const auto &f : frames)

@@ -144,11 +144,14 @@ void check_roi_align_args(const torch::Tensor &input, const torch::Tensor &rois,
 	TORCH_CHECK(input.is_floating_point(),
 		    "roi_align: input should be a floating point tensor, got ",
 		    input.scalar_type());
-	// The one exception to equal dtypes: on CUDA, half features take float rois, so that an
-	// fp16 model pools at coordinates of full precision.
-	const bool half_features = on_cuda(input) && input.scalar_type() == torch::kHalf &&
-				   rois.scalar_type() == torch::kFloat;
-	TORCH_CHECK(rois.scalar_type() == input.scalar_type() || half_features,
+	// The one exception to equal dtypes: features of reduced precision take float rois, so that
+	// an fp16 model (on CUDA) or a bf16 model (on the CPU) pools at coordinates of full
+	// precision.
+	const auto features = input.scalar_type();
+	const bool reduced_features =
+		((features == torch::kHalf && on_cuda(input)) || (features == torch::kBFloat16 && !on_cuda(input))) &&
+		rois.scalar_type() == torch::kFloat;
+	TORCH_CHECK(rois.scalar_type() == input.scalar_type() || reduced_features,
 		    "roi_align: rois should have the same dtype as input (", input.scalar_type(),
 		    "), got ", rois.scalar_type());
 	TORCH_CHECK(rois.device() == input.device(),

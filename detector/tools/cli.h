@@ -21,7 +21,7 @@ struct ModelOptions {
 	int max_size = 0;
 	double score_threshold = -1; // < 0: the preset's
 	std::string device = "cpu";
-	bool fp16 = false;
+	Precision precision = Precision::Fp32;
 	CpuConvolutions cpu_convolutions = CpuConvolutions::Auto;
 	int threads = 0;
 	long long seed = -1;	 // random weights (benchmarks) when no weights are given

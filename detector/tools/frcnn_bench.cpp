@@ -404,9 +404,9 @@ private:
 // memory format (FasterRCNNImpl::to_device).
 class StagedModel {
 public:
-	StagedModel(frcnn::FasterRCNN model, torch::Device device, bool fp16, bool channels_last)
-		: model_(std::move(model)), device_(device), dtype_(fp16 ? torch::kHalf : torch::kFloat),
-		  channels_last_(channels_last)
+	StagedModel(frcnn::FasterRCNN model, torch::Device device, bool channels_last)
+		: model_(std::move(model)), device_(device),
+		  dtype_(model_->parameters().front().scalar_type()), channels_last_(channels_last)
 	{
 		for (const auto &child : model_->named_children()) {
 			if (child.key() == "backbone")
@@ -454,7 +454,7 @@ public:
 		auto [class_logits, box_regression] =
 			roi_heads_->box_predictor(roi_heads_->box_head.forward(pooled));
 		lap(3);
-		// As RoIHeadsImpl::forward: an fp16 model's scores and boxes are computed in float.
+		// As RoIHeadsImpl::forward: an fp16 or bf16 model's scores and boxes are computed in float.
 		auto detections = roi_heads_->postprocess(
 			class_logits.to(frcnn::detail::geometry_dtype(class_logits)),
 			box_regression.to(frcnn::detail::geometry_dtype(box_regression)), proposals.boxes,
@@ -563,7 +563,7 @@ BenchOptions parse(int argc, char **argv, bool &help)
 		else if (arg == "--channels-last")
 			o.channels_last = true;
 		else if (arg == "--fp16")
-			o.model.fp16 = true;
+			o.model.precision = frcnn::Precision::Fp16;
 		else if (arg == "--no-check")
 			o.check = false;
 		else if (arg == "--batch")
@@ -665,10 +665,9 @@ int main(int argc, char **argv)
 			frcnn::set_cpu_threads(d.threads);
 		d.channels_last = o.channels_last;
 		const torch::Device device = device_of(d.device);
-		if (d.fp16 && !device.is_cuda())
-			throw frcnn::Error("precision fp16 needs a CUDA device (--device cuda); use fp32 on the CPU");
 		if (device.is_cuda() && !frcnn::Detector::cuda_built())
 			throw frcnn::Error("device '" + d.device + "' asked for, but this build has no CUDA support");
+		frcnn::detail::check_precision(device, d.precision);
 		if (d.weights.empty())
 			torch::manual_seed(d.random_seed);
 		frcnn::FasterRCNN model(d.model);
@@ -719,10 +718,10 @@ int main(int argc, char **argv)
 				std::remove(tmp_weights.c_str());
 			model = frcnn::FasterRCNN(nullptr);
 		} else {
-			model->to_device(device, d.fp16, d.channels_last);
+			model->to_device(device, d.precision, d.channels_last);
 			if (device.is_cpu())
 				model->set_cpu_convolutions(d.cpu_convolutions);
-			staged = std::make_unique<StagedModel>(model, device, d.fp16, d.channels_last);
+			staged = std::make_unique<StagedModel>(model, device, d.channels_last);
 		}
 
 		// A batch as run_batch takes it: the frames, or with --frame-copies their copies.
@@ -841,7 +840,7 @@ int main(int argc, char **argv)
 		out["weights"] = d.weights.empty() || !tmp_weights.empty() ? "seed:" + std::to_string(d.random_seed)
 									   : d.weights;
 		out["device"] = d.device;
-		out["precision"] = d.fp16 ? "fp16" : "fp32";
+		out["precision"] = frcnn::precision_name(d.precision);
 		out["channels_last"] = d.channels_last;
 		if (device.is_cpu())
 			out["cpu_convolutions"] = frcnn::cpu_convolutions_name(
@@ -914,7 +913,7 @@ int main(int argc, char **argv)
 			out.contains("cpu_convolutions") ? ", " + out["cpu_convolutions"].get<std::string>() + " convolutions" : "";
 		std::printf("%s (%s) on %s, %s%s%s, %d thread(s), batch %d, min_size %d max_size %d, frames %dx%d\n",
 			    config.arch.c_str(), out["weights"].get<std::string>().c_str(), d.device.c_str(),
-			    d.fp16 ? "fp16" : "fp32", d.channels_last ? " channels-last" : "", convolutions.c_str(),
+			    frcnn::precision_name(d.precision), d.channels_last ? " channels-last" : "", convolutions.c_str(),
 			    torch::get_num_threads(), o.batch, config.min_size, config.max_size, frames[0].width,
 			    frames[0].height);
 		std::printf("  %.2f frames/s over %d frames; latency per batch p50 %.1f ms, p95 %.1f ms\n", fps,

@@ -396,6 +396,53 @@ TEST(RoiAlign, HalfFollowsFloat)
 	}
 }
 
+// A bf16 model on the CPU pools its bfloat16 features at float coordinates: the same arithmetic,
+// in float, as on the bfloat16 values converted to float, rounded once at the end; planar and
+// channels-last, into rows too.
+TEST(RoiAlign, BFloat16FeaturesWithFloatRois)
+{
+	for (const Case &c : load_cases("roi_align")) {
+		if (c.at("input").scalar_type() != torch::kFloat)
+			continue;
+		for (const bool channels_last : {false, true}) {
+			SCOPED_TRACE(c.name + (channels_last ? " channels-last" : ""));
+			torch::Tensor input = c.at("input").to(torch::kBFloat16);
+			if (channels_last)
+				input = input.contiguous(at::MemoryFormat::ChannelsLast);
+			const torch::Tensor rois = c.at("rois"); // float
+			const torch::Tensor out = frcnn::ops::roi_align(
+				input, rois, c.real("spatial_scale"), c.integer("pooled_height"),
+				c.integer("pooled_width"), c.integer("sampling_ratio"), c.flag("aligned"));
+			ASSERT_EQ(out.scalar_type(), torch::kBFloat16);
+			const torch::Tensor expected =
+				frcnn::ops::roi_align(input.to(torch::kFloat), rois, c.real("spatial_scale"),
+						      c.integer("pooled_height"), c.integer("pooled_width"),
+						      c.integer("sampling_ratio"), c.flag("aligned"))
+					.to(torch::kBFloat16);
+			EXPECT_TRUE(torch::equal(out, expected)) << describe_difference(out.to(torch::kFloat),
+											 expected.to(torch::kFloat));
+			torch::Tensor into = torch::zeros_like(out);
+			frcnn::ops::roi_align_into(into, torch::arange(out.size(0), torch::kLong), input, rois,
+						   c.real("spatial_scale"), c.integer("pooled_height"),
+						   c.integer("pooled_width"), c.integer("sampling_ratio"), c.flag("aligned"));
+			EXPECT_TRUE(torch::equal(into, expected));
+		}
+	}
+	// Only float coordinates go with bfloat16 features; half features take half rois on the CPU.
+	expect_error(
+		[] {
+			frcnn::ops::roi_align(torch::rand({1, 2, 8, 8}).to(torch::kBFloat16),
+					      torch::tensor({0.0, 1.0, 1.0, 4.0, 4.0}, torch::kDouble).reshape({1, 5}), 1.0, 2, 2, 2, false);
+		},
+		{"roi_align", "dtype", "BFloat16", "Double"});
+	expect_error(
+		[] {
+			frcnn::ops::roi_align(torch::rand({1, 2, 8, 8}).to(torch::kHalf),
+					      torch::tensor({0.0f, 1.0f, 1.0f, 4.0f, 4.0f}).reshape({1, 5}), 1.0, 2, 2, 2, false);
+		},
+		{"roi_align", "dtype", "Half", "Float"});
+}
+
 TEST(RoiAlign, IntoRowsGivesTheSameBitsAndLeavesTheOtherRows)
 {
 	// Every fixture case (planar and channels-last, float and double, aligned or not, adaptive

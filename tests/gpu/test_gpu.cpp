@@ -499,7 +499,7 @@ DetectorOptions detector_options(const std::string &arch, const std::string &wei
 	o.model.box_score_thresh = 0.05;
 	o.weights = weights;
 	o.device = device;
-	o.fp16 = fp16;
+	o.precision = fp16 ? Precision::Fp16 : Precision::Fp32;
 	// The CPU side computes as torchvision does (a oneDNN build's own convolutions round
 	// differently by more than the tolerance with these weights).
 	o.cpu_convolutions = CpuConvolutions::LibTorch;
@@ -774,7 +774,7 @@ TEST(CudaDetector, ResNet50Fp16MatchesFp32OnPhotos)
 		options.model.frozen_bn_eps = 0.0; // the v1 COCO weights' (torchvision's overwrite_eps)
 		options.weights = weights;
 		options.device = "cuda";
-		options.fp16 = fp16;
+		options.precision = fp16 ? Precision::Fp16 : Precision::Fp32;
 		Detector detector(options);
 		std::vector<std::vector<Detection>> out;
 		for (const auto &p : images)

@@ -88,6 +88,27 @@ enum class CpuConvolutions {
 const char *cpu_convolutions_name(CpuConvolutions value);
 CpuConvolutions parse_cpu_convolutions(const std::string &name);
 
+// The arithmetic of the model's convolutions and linear layers. Box geometry (anchors, box
+// decoding, scores, NMS) stays in float whatever the precision: reduced precision would round
+// the coordinates of large frames to whole pixels.
+enum class Precision {
+	// torchvision's arithmetic: the same numbers (on LibTorch's convolutions).
+	Fp32,
+	// IEEE half, on CUDA devices (tensor cores).
+	Fp16,
+	// bfloat16, on CPUs with bfloat16 instructions (AVX-512 BF16 or AMX): about twice as fast
+	// as fp32 there; boxes move by a pixel or so, as with fp16.
+	Bf16,
+};
+
+// "fp32", "fp16", "bf16"; parse_precision throws frcnn::Error for other names.
+const char *precision_name(Precision value);
+Precision parse_precision(const std::string &name);
+
+// Whether this CPU computes bfloat16 in hardware (AVX-512 BF16 or AMX-BF16), which
+// Precision::Bf16 on the CPU needs.
+bool cpu_has_bf16();
+
 // Names accepted by model_preset(): torchvision's names and our own.
 std::vector<std::string> model_preset_names();
 

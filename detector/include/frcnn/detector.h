@@ -79,7 +79,9 @@ struct DetectorOptions {
 	std::shared_ptr<const Checkpoint> checkpoint;
 	uint64_t random_seed = 0;    // used only without weights (tests, benchmarks)
 	std::string device = "cpu";  // "cpu", "cuda", "cuda:N"
-	bool fp16 = false;	     // CUDA only: convolutions and linear layers in half
+	// Arithmetic of the convolutions and linear layers: fp16 on CUDA only, bf16 on CPUs with
+	// bfloat16 instructions only (see Precision).
+	Precision precision = Precision::Fp32;
 	bool channels_last = false;  // NHWC convolutions (fastest with fp16 on CUDA)
 	// The CPU's convolution kernels (fp32 on the CPU only; see CpuConvolutions).
 	CpuConvolutions cpu_convolutions = CpuConvolutions::Auto;

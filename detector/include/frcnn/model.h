@@ -70,12 +70,14 @@ public:
 	ForwardResult run_transformed(const detail::TransformedBatch &batch,
 				      const std::vector<Target> *targets = nullptr);
 
-	// Moves the model to `device` for inference. fp16 (CUDA only) stores the floating-point
-	// parameters and buffers in half, as torch.nn.Module.half(); the model then computes its
-	// convolutions and linear layers in half and its box geometry in float. channels_last
+	// Moves the model to `device` for inference. Fp16 (CUDA only) stores the floating-point
+	// parameters and buffers in half, as torch.nn.Module.half(), Bf16 (CPUs with bfloat16
+	// instructions only) in bfloat16; the model then computes its convolutions and linear
+	// layers in that precision and its box geometry in float. Throws frcnn::Error for a
+	// precision the device cannot run (see Precision). channels_last
 	// stores the 4-D weights channels-last, so that convolutions run in NHWC (faster with
 	// tensor cores). The device and dtype of the parameters tell forward_frames() where to run.
-	void to_device(torch::Device device, bool fp16, bool channels_last);
+	void to_device(torch::Device device, Precision precision, bool channels_last);
 
 	// On the CPU in fp32, what runs the convolutions of the backbone, FPN, RPN head and a
 	// convolutional box head in eval mode (see CpuConvolutions; the default of a new model is LibTorch). oneDNN takes the

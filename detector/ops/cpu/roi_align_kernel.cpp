@@ -14,9 +14,10 @@ namespace frcnn::ops::detail {
 
 namespace {
 
-// Half tensors are read and written as half but all arithmetic is done in float.
+// Half and bfloat16 tensors are read and written as such but all arithmetic is done in float.
 template<typename scalar_t>
-using acc_t = std::conditional_t<std::is_same_v<scalar_t, at::Half>, float, scalar_t>;
+using acc_t = std::conditional_t<std::is_same_v<scalar_t, at::Half> || std::is_same_v<scalar_t, at::BFloat16>,
+				 float, scalar_t>;
 
 using roi_align_steps::bilinear_sample;
 using roi_align_steps::roi_geometry;
@@ -72,9 +73,10 @@ void check_batch_indices(const scalar_t *rois, int64_t num_rois, int64_t batch_s
 	}
 }
 
-// RoI n goes to output row rows[n], or row n without rows.
-template<typename scalar_t>
-void forward_kernel(const scalar_t *input, const scalar_t *rois, scalar_t *output, const int64_t *rows,
+// RoI n goes to output row rows[n], or row n without rows. The rois are of the input's type, or
+// float for features of reduced precision.
+template<typename scalar_t, typename roi_t>
+void forward_kernel(const scalar_t *input, const roi_t *rois, scalar_t *output, const int64_t *rows,
 		    int64_t num_rois, int64_t channels, int64_t height, int64_t width,
 		    int64_t pooled_height, int64_t pooled_width, int64_t sampling_ratio, bool aligned,
 		    double spatial_scale)
@@ -120,8 +122,8 @@ void forward_kernel(const scalar_t *input, const scalar_t *rois, scalar_t *outpu
 // all channels side by side, so the inner loop runs over contiguous memory instead of jumping
 // between channel planes (which misses the cache on large maps). Each output element still
 // adds the same terms in the same order as the planar kernel, so results are identical.
-template<typename scalar_t>
-void forward_kernel_channels_last(const scalar_t *input, const scalar_t *rois, scalar_t *output,
+template<typename scalar_t, typename roi_t>
+void forward_kernel_channels_last(const scalar_t *input, const roi_t *rois, scalar_t *output,
 				  const int64_t *rows, int64_t num_rois, int64_t channels,
 				  int64_t height, int64_t width,
 				  int64_t pooled_height, int64_t pooled_width,
@@ -295,25 +297,28 @@ void forward_cpu(const torch::Tensor &input, const torch::Tensor &rois, torch::T
 	const torch::Tensor in = channels_last ? input.contiguous(at::MemoryFormat::ChannelsLast)
 					       : input.contiguous();
 	const torch::Tensor r = rois.contiguous();
-	AT_DISPATCH_FLOATING_TYPES_AND_HALF(input.scalar_type(), "roi_align_forward_cpu", [&] {
-		check_batch_indices(r.data_ptr<scalar_t>(), num_rois, input.size(0));
+	AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "roi_align_forward_cpu", [&] {
 		// Every sample of an empty map reads nothing: the pooled values are zero.
-		if (height == 0 || width == 0) {
-			for (int64_t n = 0; n < num_rois; n++)
-				output[rows ? rows[n] : n].zero_();
-			return;
-		}
-		if (channels_last)
-			forward_kernel_channels_last<scalar_t>(
-				in.data_ptr<scalar_t>(), r.data_ptr<scalar_t>(),
-				output.data_ptr<scalar_t>(), rows, num_rois, channels, height, width,
-				pooled_height, pooled_width, sampling_ratio, aligned,
-				spatial_scale);
+		const bool empty_map = height == 0 || width == 0;
+		const auto pool = [&](const auto *roi_rows) {
+			check_batch_indices(roi_rows, num_rois, input.size(0));
+			if (empty_map) {
+				for (int64_t n = 0; n < num_rois; n++)
+					output[rows ? rows[n] : n].zero_();
+			} else if (channels_last) {
+				forward_kernel_channels_last(in.data_ptr<scalar_t>(), roi_rows, output.data_ptr<scalar_t>(),
+							     rows, num_rois, channels, height, width, pooled_height,
+							     pooled_width, sampling_ratio, aligned, spatial_scale);
+			} else {
+				forward_kernel(in.data_ptr<scalar_t>(), roi_rows, output.data_ptr<scalar_t>(), rows,
+					       num_rois, channels, height, width, pooled_height, pooled_width,
+					       sampling_ratio, aligned, spatial_scale);
+			}
+		};
+		if (r.scalar_type() == input.scalar_type())
+			pool(r.data_ptr<scalar_t>());
 		else
-			forward_kernel<scalar_t>(in.data_ptr<scalar_t>(), r.data_ptr<scalar_t>(),
-						 output.data_ptr<scalar_t>(), rows, num_rois, channels,
-						 height, width, pooled_height, pooled_width,
-						 sampling_ratio, aligned, spatial_scale);
+			pool(r.data_ptr<float>()); // reduced-precision features (check_roi_align_args)
 	});
 }
 
