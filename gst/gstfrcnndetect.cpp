@@ -128,7 +128,7 @@ static GType gst_frcnn_precision_get_type(void)
 		{ GST_FRCNN_PRECISION_FP32, "32-bit floating point", "fp32" },
 		{ GST_FRCNN_PRECISION_FP16, "16-bit floating point (CUDA devices)", "fp16" },
 		{ GST_FRCNN_PRECISION_BF16,
-		  "bfloat16 (CPUs with AVX-512 BF16 or AMX: about twice as fast as fp32 there, boxes within a pixel or so)",
+		  "bfloat16 (CPUs with AVX-512 BF16 or AMX: faster than fp32 there, the same detections up to rounding)",
 		  "bf16" },
 		{ 0, nullptr, nullptr },
 	};
@@ -598,7 +598,7 @@ static void gst_frcnn_detect_class_init(GstFrcnnDetectClass *klass)
 	g_object_class_install_property(object_class, PROP_CPU_CONVOLUTIONS,
 		g_param_spec_enum("cpu-convolutions", "CPU convolutions",
 				  "What runs the backbone, FPN, RPN head and convolutional box head "
-				  "convolutions on the CPU (fp32): libtorch gives torchvision's numbers "
+				  "convolutions on the CPU (fp32 and bf16): libtorch gives torchvision's numbers "
 				  "exactly, onednn runs fasterrcnn_resnet50_fpn (and its v2) about 1.85 "
 				  "(1.9) times as fast",
 				  GST_TYPE_FRCNN_CPU_CONVOLUTIONS, DEFAULT_PROP_CPU_CONVOLUTIONS, ready));

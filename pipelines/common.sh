@@ -29,7 +29,7 @@ also work):
   --model M        model preset of a weights file, e.g. tiny [the weights preset's model,
                    else told from the checkpoint's keys]
   --device D       cpu, cuda or cuda:N [$FRCNN_DEVICE]
-  --precision P    fp32 or fp16 (CUDA) [$FRCNN_PRECISION]
+  --precision P    fp32, fp16 (CUDA) or bf16 (CPUs with AVX-512 BF16 or AMX) [$FRCNN_PRECISION]
   --cpu-convolutions K
                    auto, libtorch (torchvision's arithmetic) or onednn (faster) on the CPU
                    [$FRCNN_CPU_CONVOLUTIONS]

@@ -59,3 +59,19 @@ TEST(ReadPpm, SaysWhatIsWrong)
 	expect_error([&] { read_ppm(write_file("short.ppm", "P6\n2 2\n255\n" + std::string(11, 'a')), hint); },
 		     "truncated PPM image");
 }
+
+// --precision of frcnn-detect, frcnn-bench and frcnn-eval reaches the detector's options.
+TEST(ModelOptions, PrecisionByName)
+{
+	frcnn::cli::ModelOptions options;
+	EXPECT_TRUE(frcnn::cli::parse_model_option(options, "--precision", "bf16"));
+	EXPECT_EQ(options.precision, frcnn::Precision::Bf16);
+	options.arch = "tiny";
+	options.seed = 1; // seeded weights: nothing to read
+	EXPECT_EQ(frcnn::cli::detector_options(options).precision, frcnn::Precision::Bf16);
+	EXPECT_TRUE(frcnn::cli::parse_model_option(options, "--precision", "fp16"));
+	EXPECT_EQ(options.precision, frcnn::Precision::Fp16);
+	expect_error([&] { frcnn::cli::parse_model_option(options, "--precision", "half"); },
+		     "unknown precision 'half': use fp32, fp16 (CUDA) or bf16 (CPU)");
+	EXPECT_NE(std::string(frcnn::cli::model_options_help()).find("bf16"), std::string::npos);
+}

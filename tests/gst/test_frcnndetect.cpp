@@ -78,13 +78,16 @@ frcnn::FrameView view_of(const Frame &frame)
 // The library with the settings the tests give the element.
 frcnn::Detector &reference(double threshold = kThreshold, int min_size = kMinSize,
 			   frcnn::CpuConvolutions convolutions = frcnn::CpuConvolutions::Auto,
-			   int max_detections = 100)
+			   int max_detections = 100, frcnn::Precision precision = frcnn::Precision::Fp32)
 {
-	static std::map<std::tuple<double, int, frcnn::CpuConvolutions, int>, std::unique_ptr<frcnn::Detector>> cache;
-	auto &detector = cache[{ threshold, min_size, convolutions, max_detections }];
+	static std::map<std::tuple<double, int, frcnn::CpuConvolutions, int, frcnn::Precision>,
+			std::unique_ptr<frcnn::Detector>>
+		cache;
+	auto &detector = cache[{ threshold, min_size, convolutions, max_detections, precision }];
 	if (!detector) {
 		frcnn::DetectorOptions options;
 		options.cpu_convolutions = convolutions;
+		options.precision = precision;
 		options.model = frcnn::model_preset("tiny");
 		options.model.num_classes = 4;
 		options.model.box_score_thresh = threshold;
@@ -300,6 +303,33 @@ TEST(FrcnnDetect, OneDnnConvolutionsGiveTheSameDetections)
 #else
 	GTEST_SKIP() << "this build has no oneDNN";
 #endif
+}
+
+// precision=bf16 runs the model in bfloat16 (on a CPU with the instructions for it): the
+// detections of the library's bf16 detector, which are not fp32's.
+TEST(FrcnnDetect, Bf16RunsTheModelInBfloat16)
+{
+	if (!frcnn::cpu_has_bf16())
+		GTEST_SKIP() << "this CPU has no bfloat16 instructions: precision=bf16 fails the start here, "
+				"which Errors/ErrorTest.*/Bf16WithoutTheInstructions checks";
+	const Frame frame = make_frame(photo(320, 240), GST_VIDEO_FORMAT_RGB);
+	const std::vector<frcnn::Detection> bf16 =
+		reference(kThreshold, kMinSize, frcnn::CpuConvolutions::Auto, 100, frcnn::Precision::Bf16)
+			.detect({ view_of(frame) })
+			.at(0);
+	const std::vector<frcnn::Detection> fp32 = expected_for(frame);
+	ASSERT_FALSE(bf16.empty());
+	// Otherwise the test could not tell bf16 from fp32.
+	bool differs = bf16.size() != fp32.size();
+	for (std::size_t i = 0; !differs && i < bf16.size(); i++)
+		differs = bf16[i].score != fp32[i].score || bf16[i].x1 != fp32[i].x1;
+	ASSERT_TRUE(differs) << "bf16 and fp32 give the same bits on this frame";
+
+	HarnessPtr h = harness("precision=bf16");
+	gst_harness_set_src_caps(h.get(), frame.caps());
+	gst_test::BufferPtr out(gst_harness_push_and_pull(h.get(), frame.buffer(0, GST_SECOND / 30)));
+	ASSERT_TRUE(out);
+	expect_meta_equals(out.get(), frame.width(), frame.height(), bf16);
 }
 
 TEST_P(FormatTest, OddSizeAndPaddedStrides)
@@ -1194,6 +1224,15 @@ std::vector<ErrorCase> error_cases()
 	if (!frcnn::Detector::cuda_built())
 		cases.push_back({ "CudaInACpuBuild", "model=tiny device=cuda:0 " + w, "set device=cpu",
 				  GST_RESOURCE_ERROR });
+	else
+		cases.push_back({ "Bf16OnCuda", "model=tiny device=cuda precision=bf16 " + w,
+				  "precision=bf16 is for the CPU: set precision=fp16 (or fp32) with device=cuda, or device=cpu.",
+				  GST_RESOURCE_ERROR });
+	if (!frcnn::cpu_has_bf16())
+		cases.push_back({ "Bf16WithoutTheInstructions", "model=tiny precision=bf16 " + w,
+				  "precision=bf16 needs a CPU with bfloat16 instructions (AVX-512 BF16 or AMX), which this "
+				  "one lacks: set precision=fp32.",
+				  GST_RESOURCE_ERROR });
 	return cases;
 }
 
@@ -1297,7 +1336,10 @@ TEST(FrcnnDetect, PropertyDefaultsAndRanges)
 	gst_util_set_object_arg(G_OBJECT(element), "precision", "fp16");
 	gint precision = 0;
 	g_object_get(element, "precision", &precision, nullptr);
-	EXPECT_EQ(precision, 1);
+	EXPECT_EQ(precision, (gint)frcnn::Precision::Fp16);
+	gst_util_set_object_arg(G_OBJECT(element), "precision", "bf16");
+	g_object_get(element, "precision", &precision, nullptr);
+	EXPECT_EQ(precision, (gint)frcnn::Precision::Bf16);
 	gchar unset[] = "unset";
 	gchar *instance_id = unset; // g_object_get() must overwrite it with NULL
 	g_object_get(element, "model-instance-id", &instance_id, nullptr);

@@ -69,16 +69,17 @@ struct ModelConfig {
 };
 
 // What runs the convolutions of the backbone, the FPN, the RPN head and a convolutional box head
-// (fasterrcnn_resnet50_fpn_v2's) on the CPU in fp32.
+// (fasterrcnn_resnet50_fpn_v2's) on the CPU, in fp32 or bf16.
 enum class CpuConvolutions {
 	// oneDNN where this build has it, the model is one it covers (a ResNet-FPN) and it is
-	// faster there: fasterrcnn_resnet50_fpn and its v2, whose 256-channel FPN takes Winograd;
-	// LibTorch otherwise (tiny, MobileNetV3).
+	// faster there: fasterrcnn_resnet50_fpn and its v2, whose 256-channel FPN takes Winograd,
+	// and tiny on CPUs with AVX-512 (Winograd for its 64 channels; every CPU with bf16 has
+	// it, and tiny in bf16 gains there too); LibTorch otherwise (MobileNetV3, tiny elsewhere).
 	Auto,
 	// LibTorch's operators, in torchvision's order: the same numbers as torchvision.
 	LibTorch,
-	// oneDNN primitives with the batch norms folded in, ReLU and additions fused, and Winograd
-	// 3x3 convolutions where the CPU has AVX-512 (the ResNet-FPN models: fasterrcnn_resnet50_fpn,
+	// oneDNN primitives with the batch norms folded in, ReLU and additions fused, and (fp32)
+	// Winograd 3x3 convolutions where the CPU has AVX-512 (the ResNet-FPN models: fasterrcnn_resnet50_fpn,
 	// its v2 and tiny): the arithmetic is reordered, so boxes differ from torchvision's by a
 	// small fraction of a pixel.
 	OneDnn,
@@ -96,8 +97,8 @@ enum class Precision {
 	Fp32,
 	// IEEE half, on CUDA devices (tensor cores).
 	Fp16,
-	// bfloat16, on CPUs with bfloat16 instructions (AVX-512 BF16 or AMX): about twice as fast
-	// as fp32 there; boxes move by a pixel or so, as with fp16.
+	// bfloat16, on CPUs with bfloat16 instructions (AVX-512 BF16 or AMX): faster than fp32
+	// there (docs/performance.md); the same detections up to rounding, as with fp16.
 	Bf16,
 };
 

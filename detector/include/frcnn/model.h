@@ -79,7 +79,7 @@ public:
 	// tensor cores). The device and dtype of the parameters tell forward_frames() where to run.
 	void to_device(torch::Device device, Precision precision, bool channels_last);
 
-	// On the CPU in fp32, what runs the convolutions of the backbone, FPN, RPN head and a
+	// On the CPU (fp32 or bf16), what runs the convolutions of the backbone, FPN, RPN head and a
 	// convolutional box head in eval mode (see CpuConvolutions; the default of a new model is LibTorch). oneDNN takes the
 	// weights as they are when this is called, and again at the next forward when they have
 	// changed since (training, load_state_dict). Throws frcnn::Error when OneDnn is asked for
