@@ -588,7 +588,9 @@ static void gst_frcnn_detect_class_init(GstFrcnnDetectClass *klass)
 				    "Where the model runs: cpu, cuda or cuda:N",
 				    DEFAULT_PROP_DEVICE, ready));
 	g_object_class_install_property(object_class, PROP_PRECISION,
-		g_param_spec_enum("precision", "Precision", "Arithmetic of the model",
+		g_param_spec_enum("precision", "Precision",
+				  "Arithmetic of the model's convolutions and linear layers (box geometry stays in float): "
+				  "fp16 on CUDA devices, bf16 on CPUs with bfloat16 instructions",
 				  GST_TYPE_FRCNN_PRECISION, DEFAULT_PROP_PRECISION, ready));
 	g_object_class_install_property(object_class, PROP_CHANNELS_LAST,
 		g_param_spec_boolean("channels-last", "Channels last",
