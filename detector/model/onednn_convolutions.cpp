@@ -304,6 +304,9 @@ public:
 		int64_t winograd_min_positions = 1024;
 		// And this many input and output channels (see plan_for).
 		int64_t winograd_min_channels = 128;
+		// In a bf16 model, whether the convolution takes Winograd in float (see plan_for): for
+		// chains of them, which hand on float and convert only at their ends.
+		bool float_winograd_in_bf16 = false;
 	};
 
 	OneDnnConvolution(Spec spec, std::shared_ptr<OneDnnWorkspace> workspace)
@@ -502,12 +505,15 @@ private:
 		// the trunk keeps it for 128 channels and more (see the Spec's users). Then the direct
 		// algorithm on the tensors' own layouts, unless oneDNN has only its reference code for
 		// them (planar input to a channels-last output): then on layouts of its choosing, with
-		// reorders. oneDNN's Winograd is for float only: a bf16 model runs it in float all the
-		// same, its input converted by the reorder into Winograd's blocked layout and its output
-		// by the reorder out of it, which run anyway (a chain of them hands on float). On a CPU
-		// with AVX-512 BF16 (no AMX) float Winograd takes 0.84 times the time of the direct
-		// bfloat16 kernel for fasterrcnn_resnet50_fpn's and 0.72 times for the v2 box head's.
-		const bool winograd = kh == 3 && kw == 3 && s == 1 && p == 1 &&
+		// reorders. oneDNN's Winograd is for float only. A bf16 model runs it in float where the
+		// spec says so, its input converted by the reorder into Winograd's blocked layout and
+		// its output by the reorder out of it, which run anyway: for chains of Winograd
+		// convolutions (the v2 model's box head and RPN head), which hand on float between
+		// them. On a CPU with AVX-512 BF16 (no AMX) float Winograd took 0.72 times the time of
+		// the direct bfloat16 kernel for the v2 box head's; for single convolutions (the trunk,
+		// the FPN, a one-convolution RPN head) the conversions ate the gain or more.
+		const bool winograd = (spec_.dtype == torch::kFloat || spec_.float_winograd_in_bf16) &&
+				      kh == 3 && kw == 3 && s == 1 && p == 1 &&
 				      plan.out_height * plan.out_width >= spec_.winograd_min_positions &&
 				      in_channels >= spec_.winograd_min_channels &&
 				      out_channels >= spec_.winograd_min_channels;
@@ -739,6 +745,7 @@ void OneDnnPlan::build(BackboneImpl &backbone, RPNHeadImpl &rpn_head, ConvFCHead
 	for (size_t i = 0; i < rpn_head.conv->size(); i++) {
 		auto conv = folded(conv_of(rpn_head.conv, i), nullptr, sources_);
 		conv.winograd_min_channels = kWinogradMinChannelsAfterTrunk;
+		conv.float_winograd_in_bf16 = rpn_head.conv->size() > 1; // a chain (the v2 model's)
 		rpn_conv_.push_back(make_convolution(std::move(conv), false, true, workspace_));
 	}
 	rpn_cls_ = make_convolution(folded(*rpn_head.cls_logits, nullptr, sources_), false, false, workspace_);
@@ -749,6 +756,7 @@ void OneDnnPlan::build(BackboneImpl &backbone, RPNHeadImpl &rpn_head, ConvFCHead
 				throw Error("the oneDNN convolutions: a box head convolution without ReLU");
 			auto spec = folded(*c->conv, c->norm.is_empty() ? nullptr : c->norm.ptr().get(), sources_);
 			spec.winograd_min_positions = 0;
+			spec.float_winograd_in_bf16 = true; // a chain of four
 			box_head_.push_back(make_convolution(std::move(spec), false, true, workspace_));
 		}
 	}
