@@ -7,6 +7,10 @@
 
 #include <ATen/Context.h>
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <cpuid.h>
+#endif
+
 #include "frcnn/error.h"
 #include "frcnn/model.h"
 #include "onednn_convolutions.h"
@@ -123,8 +127,23 @@ Precision parse_precision(const std::string &name)
 bool cpu_has_bf16()
 {
 #if defined(__x86_64__) && defined(__GNUC__)
-	__builtin_cpu_init();
-	return __builtin_cpu_supports("avx512bf16") || __builtin_cpu_supports("amx-bf16");
+	// Read from CPUID rather than __builtin_cpu_supports, whose names for these features vary
+	// with the compiler's version. AVX-512 BF16 (leaf 7, subleaf 1, EAX bit 5), with AVX-512
+	// (leaf 7, EBX bit 16) and its registers enabled by the system (XCR0: XMM, YMM, opmask,
+	// ZMM). The CPUs with AMX-BF16 have AVX-512 BF16 too.
+	unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+	if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx) || !(ecx & (1u << 27))) // OSXSAVE
+		return false;
+	unsigned xcr0 = 0, xcr0_high = 0;
+	__asm__ volatile("xgetbv" : "=a"(xcr0), "=d"(xcr0_high) : "c"(0));
+	constexpr unsigned kAvx512State = 0xe6;
+	if ((xcr0 & kAvx512State) != kAvx512State)
+		return false;
+	if (!__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx) || !(ebx & (1u << 16)))
+		return false;
+	if (!__get_cpuid_count(7, 1, &eax, &ebx, &ecx, &edx))
+		return false;
+	return (eax & (1u << 5)) != 0;
 #else
 	// Only x86's bfloat16 instructions are known here: elsewhere bf16 is refused rather than
 	// run on a path nobody measured.
