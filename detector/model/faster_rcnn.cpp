@@ -391,6 +391,10 @@ void FasterRCNNImpl::to_device(torch::Device device, Precision precision, bool c
 		bn->prepare();
 	}
 	channels_last_ = channels_last;
+	// A oneDNN plan holds the weights as they were, in their dtype: made anew from these (cast
+	// in place, they keep their version counters, so the plan would not know it is stale).
+	if (onednn_)
+		set_cpu_convolutions(CpuConvolutions::OneDnn);
 }
 
 namespace {

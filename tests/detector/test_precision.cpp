@@ -19,9 +19,13 @@
 #include "frcnn/model.h"
 #include "frcnn/shapes.h"
 #include "onednn_convolutions.h"
+#include "frcnn/ops.h"
+#include "model_parts.h"
 #include "parts.h"
 
 using namespace frcnn;
+using frcnn::test::backbone_of;
+using frcnn::test::test_image;
 
 namespace {
 
@@ -35,37 +39,6 @@ std::string error_of(const std::function<void()> &f)
 	return "(no error)";
 }
 
-std::shared_ptr<frcnn::detail::BackboneImpl> backbone_of(FasterRCNN &model)
-{
-	for (const auto &child : model->named_children())
-		if (child.key() == "backbone")
-			return std::dynamic_pointer_cast<frcnn::detail::BackboneImpl>(child.value());
-	return nullptr;
-}
-
-// A picture with edges and smooth regions at every scale: rings and a ramp, per channel.
-torch::Tensor test_image(int64_t height, int64_t width)
-{
-	auto y = torch::arange(height, torch::kFloat).reshape({-1, 1}).expand({height, width});
-	auto x = torch::arange(width, torch::kFloat).reshape({1, -1}).expand({height, width});
-	auto r = ((x - width / 3.0).pow(2) + (y - height / 2.0).pow(2)).sqrt();
-	return torch::stack({(torch::sin(r / 9.0) + 1) / 2, x / width, (torch::cos(y / 17.0 + x / 23.0) + 1) / 2});
-}
-
-double iou(const torch::Tensor &a, const torch::Tensor &b)
-{
-	const auto x1 = std::max(a[0].item<double>(), b[0].item<double>());
-	const auto y1 = std::max(a[1].item<double>(), b[1].item<double>());
-	const auto x2 = std::min(a[2].item<double>(), b[2].item<double>());
-	const auto y2 = std::min(a[3].item<double>(), b[3].item<double>());
-	const auto inter = std::max(0.0, x2 - x1) * std::max(0.0, y2 - y1);
-	auto area = [](const torch::Tensor &t) {
-		return (t[2].item<double>() - t[0].item<double>()) * (t[3].item<double>() - t[1].item<double>());
-	};
-	const double total = area(a) + area(b) - inter;
-	return total > 0 ? inter / total : 0;
-}
-
 // The reduced-precision target of the GPU path, here for bf16: of the fp32 detections scoring
 // 0.5 or more, the share that a detection of the same label matches at IoU >= 0.9.
 struct Matched {
@@ -75,18 +48,13 @@ struct Matched {
 Matched match(const Detections &fp32, const Detections &reduced)
 {
 	Matched m;
-	for (int64_t i = 0; i < fp32.labels.size(0); i++) {
-		if (fp32.scores[i].item<double>() < 0.5)
-			continue;
-		m.compared++;
-		for (int64_t j = 0; j < reduced.labels.size(0); j++) {
-			if (reduced.labels[j].item<int64_t>() == fp32.labels[i].item<int64_t>() &&
-			    iou(fp32.boxes[i], reduced.boxes[j]) >= 0.9) {
-				m.matched++;
-				break;
-			}
-		}
-	}
+	const auto confident = fp32.scores >= 0.5;
+	m.compared = confident.sum().item<int64_t>();
+	if (m.compared == 0 || reduced.boxes.size(0) == 0)
+		return m;
+	const auto same_label = fp32.labels.unsqueeze(1) == reduced.labels.unsqueeze(0);
+	const auto overlapping = ops::box_iou(fp32.boxes, reduced.boxes) >= 0.9;
+	m.matched = ((same_label & overlapping).any(1) & confident).sum().item<int64_t>();
 	return m;
 }
 
@@ -335,8 +303,9 @@ TEST_F(Bf16, DetectorTakesFrames)
 				continue;
 			compared++;
 			const auto found = std::any_of(got[0].begin(), got[0].end(), [&](const Detection &g) {
-				return g.label == e.label && iou(torch::tensor({e.x1, e.y1, e.x2, e.y2}),
-								   torch::tensor({g.x1, g.y1, g.x2, g.y2})) >= 0.9;
+				const auto iou = ops::box_iou(torch::tensor({{e.x1, e.y1, e.x2, e.y2}}),
+							      torch::tensor({{g.x1, g.y1, g.x2, g.y2}}));
+				return g.label == e.label && iou.item<double>() >= 0.9;
 			});
 			EXPECT_TRUE(found) << "frame " << index << ": label " << e.label << " at " << e.x1 << "," << e.y1;
 		}
@@ -355,10 +324,7 @@ TEST_F(Bf16, ChainedWinogradRunsInFloat)
 	torch::manual_seed(11);
 	FasterRCNN model(model_preset("fasterrcnn_resnet50_fpn_v2"));
 	model->eval();
-	std::shared_ptr<frcnn::detail::RoIHeadsImpl> heads;
-	for (const auto &child : model->named_children())
-		if (child.key() == "roi_heads")
-			heads = std::dynamic_pointer_cast<frcnn::detail::RoIHeadsImpl>(child.value());
+	const auto heads = frcnn::test::roi_heads_of(model);
 	ASSERT_TRUE(heads);
 	c10::InferenceMode inference;
 	const auto pooled = torch::rand({600, 256, 7, 7});
@@ -382,4 +348,32 @@ TEST_F(Bf16, ChainedWinogradRunsInFloat)
 	// or F(2x2, 3x3) by map size; everything else in bfloat16.
 	EXPECT_GE(kernels.winograd, 4) << kernels.names;
 	EXPECT_EQ(kernels.bf16 + kernels.winograd, kernels.all) << kernels.names;
+}
+
+// The oneDNN plan is made from the weights as they are: a model that chose it in fp32 and is then
+// moved to bf16 runs the bfloat16 plan, not LibTorch's convolutions beside a stale float one.
+TEST_F(Bf16, PlanFollowsTheModelToBf16)
+{
+	if (!frcnn::detail::onednn_built())
+		GTEST_SKIP() << "this build has no oneDNN";
+	const auto image = test_image(240, 320);
+	torch::manual_seed(5);
+	// The v2 model: its batch norms are not folded on the way (only frozen ones are), so no
+	// weight the plan read is written in place.
+	FasterRCNN model(model_preset("fasterrcnn_resnet50_fpn_v2"));
+	model->eval();
+	model->set_cpu_convolutions(CpuConvolutions::OneDnn);
+	c10::InferenceMode inference;
+	model->forward({image});
+	EXPECT_EQ(count_kernels(*backbone_of(model)->onednn).bf16, 0);
+	model->to_device(torch::kCPU, Precision::Bf16, false);
+	model->forward({image});
+	EXPECT_EQ(model->cpu_convolutions(), CpuConvolutions::OneDnn);
+	const auto plan = backbone_of(model)->onednn;
+	ASSERT_TRUE(plan);
+	const auto kernels = count_kernels(*plan);
+	EXPECT_GT(kernels.all, 30) << kernels.names;
+	// bfloat16 kernels, and float Winograd for its RPN head's chain of two.
+	EXPECT_EQ(kernels.bf16 + kernels.winograd, kernels.all) << kernels.names;
+	EXPECT_GT(kernels.bf16, kernels.all / 2) << kernels.names;
 }

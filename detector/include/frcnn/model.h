@@ -82,7 +82,7 @@ public:
 	// On the CPU (fp32 or bf16), what runs the convolutions of the backbone, FPN, RPN head and a
 	// convolutional box head in eval mode (see CpuConvolutions; the default of a new model is LibTorch). oneDNN takes the
 	// weights as they are when this is called, and again at the next forward when they have
-	// changed since (training, load_state_dict). Throws frcnn::Error when OneDnn is asked for
+	// changed since (training, load_state_dict), or at to_device(). Throws frcnn::Error when OneDnn is asked for
 	// a model or build it does not cover.
 	void set_cpu_convolutions(CpuConvolutions kind);
 	// What runs them now: CpuConvolutions::LibTorch or CpuConvolutions::OneDnn.
