@@ -1,5 +1,9 @@
 // SPDX-License-Identifier: BSD-3-Clause
 // The Detector facade: device and precision, frames in, plain detections out.
+#include <unistd.h>
+
+#include <filesystem>
+
 #include <ATen/Parallel.h>
 #include <torch/cuda.h>
 #include <torch/utils.h>
@@ -18,6 +22,9 @@ struct Detector::Impl {
 	DetectorOptions options;
 	torch::Device device{torch::kCPU};
 	FasterRCNN model{nullptr};
+
+	// Int8: once enough frames have been observed, quantizes on their ranges and keeps them.
+	void finish_calibration();
 };
 
 namespace {
@@ -91,6 +98,18 @@ Detector::Detector(const DetectorOptions &options)
 {
 	impl_->options = options;
 	impl_->device = parse_device(options.device);
+	if (options.precision == Precision::Int8 && options.int8_calibration_frames < 1)
+		throw Error("int8 calibration needs at least 1 frame, not " + std::to_string(options.int8_calibration_frames));
+	if (options.precision == Precision::Int8 && !options.int8_calibration.empty() &&
+	    access(options.int8_calibration.c_str(), F_OK) != 0) {
+		// Written after the calibration frames: a folder it cannot go to fails now, not then.
+		auto folder = std::filesystem::path(options.int8_calibration).parent_path();
+		if (folder.empty())
+			folder = ".";
+		if (access(folder.c_str(), W_OK) != 0)
+			throw Error("cannot write the 8-bit calibration '" + options.int8_calibration + "': folder '" +
+				    folder.string() + "' " + (access(folder.c_str(), F_OK) == 0 ? "is not writable" : "does not exist"));
+	}
 	// Before the weights are read: a precision the device cannot run fails at once.
 	detail::check_precision(impl_->device, options.precision);
 	if (options.threads > 0)
@@ -108,6 +127,14 @@ Detector::Detector(const DetectorOptions &options)
 		// The choice of CPU kernels means nothing elsewhere.
 		if (impl_->device.is_cpu())
 			impl_->model->set_cpu_convolutions(options.cpu_convolutions);
+		if (options.precision == Precision::Int8 && !options.int8_calibration.empty() &&
+		    access(options.int8_calibration.c_str(), F_OK) == 0) {
+			try {
+				impl_->model->set_int8_calibration(load_int8_calibration(options.int8_calibration));
+			} catch (const Error &e) {
+				throw Error(std::string(e.what()) + "; remove the file to calibrate anew on this model");
+			}
+		}
 	} catch (const c10::Error &e) {
 		throw Error(std::string("could not build the model: ") + e.what_without_backtrace());
 	}
@@ -145,6 +172,23 @@ CpuConvolutions Detector::cpu_convolutions() const
 	return impl_->device.is_cpu() ? impl_->model->cpu_convolutions() : CpuConvolutions::LibTorch;
 }
 
+bool Detector::int8_calibrated() const
+{
+	return impl_->model->int8_calibrated();
+}
+
+void Detector::Impl::finish_calibration()
+{
+	if (options.precision != Precision::Int8 || model->int8_calibrated())
+		return;
+	const auto observed = model->int8_observed();
+	if (observed.frames < options.int8_calibration_frames)
+		return;
+	model->set_int8_calibration(observed);
+	if (!options.int8_calibration.empty())
+		save_int8_calibration(observed, options.int8_calibration);
+}
+
 namespace {
 
 // One batch through the model, its detections on the host.
@@ -166,7 +210,9 @@ std::vector<std::vector<Detection>> run_batch(FasterRCNN &model, const std::vect
 
 std::vector<std::vector<Detection>> Detector::detect(const std::vector<FrameView> &frames)
 {
-	return run_batch(impl_->model, frames, {});
+	auto detections = run_batch(impl_->model, frames, {});
+	impl_->finish_calibration();
+	return detections;
 }
 
 std::vector<std::vector<Detection>> Detector::detect(const std::vector<HeldFrame> &frames)
@@ -179,7 +225,9 @@ std::vector<std::vector<Detection>> Detector::detect(const std::vector<HeldFrame
 		views.push_back(frame.view());
 		memory.push_back(*std::static_pointer_cast<const detail::FrameMemory>(frame.bytes_));
 	}
-	return run_batch(impl_->model, views, memory);
+	auto detections = run_batch(impl_->model, views, memory);
+	impl_->finish_calibration();
+	return detections;
 }
 
 HeldFrame Detector::copy_frame(const FrameView &frame) const

@@ -112,16 +112,18 @@ const char *precision_name(Precision value)
 		return "fp16";
 	case Precision::Bf16:
 		return "bf16";
+	case Precision::Int8:
+		return "int8";
 	}
 	return "?";
 }
 
 Precision parse_precision(const std::string &name)
 {
-	for (auto value : {Precision::Fp32, Precision::Fp16, Precision::Bf16})
+	for (auto value : {Precision::Fp32, Precision::Fp16, Precision::Bf16, Precision::Int8})
 		if (name == precision_name(value))
 			return value;
-	throw Error("unknown precision '" + name + "': use fp32, fp16 (CUDA) or bf16 (CPU)");
+	throw Error("unknown precision '" + name + "': use fp32, fp16 (CUDA), bf16 or int8 (CPU)");
 }
 
 bool cpu_has_bf16()
@@ -302,6 +304,8 @@ ForwardResult FasterRCNNImpl::run_transformed(const detail::TransformedBatch &ba
 	if (onednn_ && !is_training())
 		refresh_onednn();
 	const auto *resized_targets = targets != nullptr ? &batch.targets : nullptr;
+	if (int8_ && !int8_calibration_ && !is_training())
+		int8_frames_observed_ += (int64_t)batch.image_sizes.size();
 	auto features = parts_->backbone->forward(batch.batch);
 	auto proposals = parts_->rpn->forward(batch.batch, batch.image_sizes, features, resized_targets);
 	// RoI pooling uses the FPN levels, not 'pool'.
@@ -351,13 +355,24 @@ void detail::check_precision(torch::Device device, Precision precision)
 	if (precision == Precision::Bf16 && !cpu_has_bf16())
 		throw Error("precision bf16 needs a CPU with bfloat16 instructions (AVX-512 BF16 or AMX), "
 			    "which this one lacks; use fp32");
+	if (precision == Precision::Int8 && !device.is_cpu())
+		throw Error("precision int8 is for the CPU; use fp16 or fp32 on CUDA");
+	if (precision == Precision::Int8 && !detail::onednn_built())
+		throw Error("precision int8 runs on oneDNN, which this build of libfrcnn lacks (install "
+			    "libdnnl-dev and rebuild); use fp32");
 }
 
 void FasterRCNNImpl::to_device(torch::Device device, Precision precision, bool channels_last)
 {
 	detail::check_precision(device, precision);
-	// Reduced precision: half on CUDA, bfloat16 on the CPU.
-	const bool reduced = precision != Precision::Fp32;
+	if (precision == Precision::Int8) {
+		const std::string unsupported = detail::onednn_unsupported_reason(config_);
+		if (!unsupported.empty())
+			throw Error("precision int8 runs on the oneDNN convolutions: " + unsupported + "; use fp32");
+	}
+	// Reduced precision: half on CUDA, bfloat16 on the CPU. 8 bits keep the float weights: the
+	// oneDNN plan quantizes its copies.
+	const bool reduced = precision == Precision::Fp16 || precision == Precision::Bf16;
 	const auto dtype = precision == Precision::Fp16 ? torch::kHalf : torch::kBFloat16;
 	torch::NoGradGuard no_grad;
 	if (device.is_cuda()) {
@@ -391,10 +406,50 @@ void FasterRCNNImpl::to_device(torch::Device device, Precision precision, bool c
 		bn->prepare();
 	}
 	channels_last_ = channels_last;
+	int8_ = precision == Precision::Int8;
+	int8_calibration_.reset();
 	// A oneDNN plan holds the weights as they were, in their dtype: made anew from these (cast
 	// in place, they keep their version counters, so the plan would not know it is stale).
-	if (onednn_)
+	// 8 bits run on it only.
+	if (onednn_ || int8_)
 		set_cpu_convolutions(CpuConvolutions::OneDnn);
+}
+
+void FasterRCNNImpl::set_int8_calibration(const Int8Calibration &calibration)
+{
+	if (!int8_)
+		throw Error("an 8-bit calibration is for a model in precision int8 (to_device)");
+	if (calibration.arch != config_.arch)
+		throw Error("the 8-bit calibration was made for " + calibration.arch + ", not " + config_.arch);
+	auto previous = int8_calibration_;
+	int8_calibration_ = std::make_shared<const Int8Calibration>(calibration);
+	parts_->backbone->onednn.reset();
+	try {
+		refresh_onednn();
+	} catch (...) {
+		// As it was: still observing, or on the calibration before.
+		int8_calibration_ = previous;
+		parts_->backbone->onednn.reset();
+		refresh_onednn();
+		throw;
+	}
+}
+
+Int8Calibration FasterRCNNImpl::int8_observed() const
+{
+	Int8Calibration observed;
+	observed.arch = config_.arch;
+	observed.frames = int8_frames_observed_;
+	const auto &plan = parts_->backbone->onednn;
+	if (int8_ && plan && !plan->int8())
+		observed.ranges = plan->observed_ranges();
+	return observed;
+}
+
+bool FasterRCNNImpl::int8_calibrated() const
+{
+	const auto &plan = parts_->backbone->onednn;
+	return int8_ && plan && plan->int8();
 }
 
 namespace {
@@ -405,6 +460,12 @@ detail::ConvFCHeadImpl *conv_fc_head(detail::RoIHeadsImpl &heads)
 	return dynamic_cast<detail::ConvFCHeadImpl *>(heads.box_head.ptr().get());
 }
 
+// The box head when it is torchvision's TwoMLPHead, else null.
+detail::TwoMLPHeadImpl *mlp_head(detail::RoIHeadsImpl &heads)
+{
+	return dynamic_cast<detail::TwoMLPHeadImpl *>(heads.box_head.ptr().get());
+}
+
 } // namespace
 
 void FasterRCNNImpl::set_cpu_convolutions(CpuConvolutions kind)
@@ -412,12 +473,17 @@ void FasterRCNNImpl::set_cpu_convolutions(CpuConvolutions kind)
 	const std::string unsupported = detail::onednn_unsupported_reason(config_);
 	if (kind == CpuConvolutions::OneDnn && !unsupported.empty())
 		throw Error("cpu-convolutions=onednn: " + unsupported + "; use libtorch or auto");
-	// Auto: where it pays (docs/performance.md).
-	onednn_ = kind == CpuConvolutions::OneDnn || (kind == CpuConvolutions::Auto && detail::onednn_pays(config_));
+	if (int8_ && kind == CpuConvolutions::LibTorch)
+		throw Error("precision int8 runs on the oneDNN convolutions: set cpu-convolutions to onednn or auto");
+	// Auto: where it pays (docs/performance.md); always for 8 bits.
+	onednn_ = int8_ || kind == CpuConvolutions::OneDnn ||
+		  (kind == CpuConvolutions::Auto && detail::onednn_pays(config_));
 	parts_->backbone->onednn.reset();
 	parts_->rpn->head->onednn.reset();
 	if (auto *box_head = conv_fc_head(*parts_->roi_heads))
 		box_head->onednn.reset();
+	if (auto *head = mlp_head(*parts_->roi_heads))
+		head->onednn.reset();
 	refresh_onednn();
 }
 
@@ -436,22 +502,37 @@ void FasterRCNNImpl::refresh_onednn()
 	// when the model comes back.
 	const torch::Tensor reference = parts_->backbone->parameters().front();
 	auto *box_head = conv_fc_head(*parts_->roi_heads);
+	// TwoMLPHead's linear layers go through the plan in int8 only (in float LibTorch's run
+	// them, as fast).
+	auto *linear_head = int8_ ? mlp_head(*parts_->roi_heads) : nullptr;
 	const auto dtype = reference.scalar_type();
 	if (!reference.device().is_cpu() || (dtype != torch::kFloat && dtype != torch::kBFloat16)) {
 		plan.reset();
 		parts_->rpn->head->onednn.reset();
 		if (box_head)
 			box_head->onednn.reset();
+		if (auto *head = mlp_head(*parts_->roi_heads))
+			head->onednn.reset();
 		return;
 	}
+	// 8 bits: on the calibration, else a float plan that observes the ranges for one (anew
+	// with every new plan: new weights make new ranges).
+	const bool int8 = int8_ && int8_calibration_;
 	try {
-		plan = std::make_shared<detail::OneDnnPlan>(*parts_->backbone, *parts_->rpn->head, box_head);
+		plan = std::make_shared<detail::OneDnnPlan>(*parts_->backbone, *parts_->rpn->head, box_head,
+							    int8 ? &int8_calibration_->ranges : nullptr, linear_head);
 	} catch (const c10::Error &e) {
 		throw Error(std::string("could not prepare the oneDNN convolutions: ") + e.what_without_backtrace());
+	}
+	if (int8_ && !int8) {
+		plan->set_observing(true);
+		int8_frames_observed_ = 0;
 	}
 	parts_->rpn->head->onednn = plan;
 	if (box_head)
 		box_head->onednn = plan;
+	if (linear_head)
+		linear_head->onednn = plan;
 }
 
 // --- state dict -------------------------------------------------------------------------------

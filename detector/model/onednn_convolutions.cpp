@@ -3,12 +3,14 @@
 #include "onednn_convolutions.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 
 #include <map>
 #include <mutex>
 #include <optional>
 #include <tuple>
+#include <type_traits>
 
 #include <ATen/Parallel.h>
 #include <ATen/record_function.h>
@@ -307,11 +309,36 @@ public:
 		// In a bf16 model, whether the convolution takes Winograd in float (see plan_for): for
 		// chains of them, which hand on float and convert only at their ends.
 		bool float_winograd_in_bf16 = false;
+		// 8 bits (OneDnnPlan::quantized_names): the convolution's name in the state dict,
+		// whether an 8-bit plan quantizes it, whether its input comes out of a ReLU (then
+		// unsigned: all 8 bits for the magnitude), and, in an 8-bit plan, its input's range
+		// (the input is quantized by range / 255 or / 127; larger values saturate).
+		std::string name;
+		bool quantized = false;
+		bool unsigned_input = false;
+		float int8_range = 0;
 	};
 
 	OneDnnConvolution(Spec spec, std::shared_ptr<OneDnnWorkspace> workspace)
 		: spec_(std::move(spec)), workspace_(std::move(workspace))
 	{
+		if (spec_.int8_range > 0)
+			prepare_int8();
+	}
+
+	const Spec &spec() const { return spec_; }
+	// Observing: keeps the largest absolute value of the inputs (OneDnnPlan::set_observing).
+	void set_observing(bool observing)
+	{
+		std::lock_guard<std::mutex> lock(mutex_);
+		if (observing && !observing_)
+			observed_range_ = 0;
+		observing_ = observing;
+	}
+	float observed_range()
+	{
+		std::lock_guard<std::mutex> lock(mutex_);
+		return observed_range_;
 	}
 
 	// x: [N, C, H, W] of the spec's dtype, channels-last (or planar: the batch into the first convolution);
@@ -372,6 +399,10 @@ private:
 		RECORD_FUNCTION("frcnn::onednn_convolution",
 				std::vector<c10::IValue>({x, spec_.weight, spec_.stride, spec_.padding}));
 		std::lock_guard<std::mutex> lock(mutex_);
+		if (observing_) {
+			TORCH_CHECK(blocked_src == nullptr, "oneDNN convolution: a chained input while observing");
+			observed_range_ = std::max(observed_range_, x.abs().max().item<float>());
+		}
 		Plan &plan = plan_for(x.size(0), x.size(2), x.size(3), planar);
 		TORCH_CHECK(blocked_src == nullptr || (plan.reorder_src && blocked_src->get_desc() == plan.src_desc),
 			    "oneDNN convolution: a chained input in another layout than the primitive's");
@@ -445,7 +476,32 @@ private:
 
 	memory bias_memory()
 	{
-		return memory(memory::desc({spec_.bias.size(0)}, kF32, Tag::x), cpu_engine(), spec_.bias.data_ptr<float>());
+		const auto &bias = spec_.int8_range > 0 ? int8_bias_ : spec_.bias;
+		return memory(memory::desc({bias.size(0)}, kF32, Tag::x), cpu_engine(), bias.data_ptr<float>());
+	}
+
+	memory::data_type quantized_input_type() const
+	{
+		return spec_.unsigned_input ? memory::data_type::u8 : memory::data_type::s8;
+	}
+
+	// The scales of an 8-bit convolution: the input's from its range, each output channel's
+	// weights' from their largest magnitude (symmetric, to +-127).
+	void prepare_int8()
+	{
+		TORCH_CHECK(spec_.dtype == torch::kFloat, "oneDNN convolution: 8 bits from float weights only");
+		TORCH_CHECK(std::isfinite(spec_.int8_range), "oneDNN convolution: range of ", spec_.name, " not finite");
+		torch::NoGradGuard no_grad;
+		const auto folded = spec_.weight.to(torch::kFloat) * spec_.scale.reshape({-1, 1, 1, 1});
+		auto weight_scale = folded.abs().amax({1, 2, 3}) / 127.0f;
+		// A channel of zeros: any scale quantizes it to zeros.
+		weight_scale = torch::where(weight_scale > 0, weight_scale, torch::ones_like(weight_scale)).contiguous();
+		input_scale_ = spec_.int8_range / (spec_.unsigned_input ? 255.0f : 127.0f);
+		const auto output_scale = (weight_scale * input_scale_).contiguous();
+		int8_bias_ = (spec_.bias / output_scale).contiguous();
+		output_scales_.assign(output_scale.data_ptr<float>(), output_scale.data_ptr<float>() + output_scale.numel());
+		const auto inverse = (1.0f / weight_scale).contiguous();
+		weight_quantizers_.assign(inverse.data_ptr<float>(), inverse.data_ptr<float>() + inverse.numel());
 	}
 
 	Plan &plan_for(int64_t batch, int64_t height, int64_t width, bool planar)
@@ -512,7 +568,33 @@ private:
 		// them. On a CPU with AVX-512 BF16 (no AMX) float Winograd took 0.72 times the time of
 		// the direct bfloat16 kernel for the v2 box head's; for single convolutions (the trunk,
 		// the FPN, a one-convolution RPN head) the conversions ate the gain or more.
-		const bool winograd = (spec_.dtype == torch::kFloat || spec_.float_winograd_in_bf16) &&
+		// 8 bits: the input quantized into the primitive's layout by the reorder in (which
+		// scales it by 1 / input scale), the weights per output channel; the primitive adds
+		// the bias and scales its 32-bit sums back to float (oneDNN 2 adds the bias before
+		// the output scale, hence the bias divided by it), then adds and rectifies in float.
+		// Direct convolutions only: oneDNN has no 8-bit Winograd for these.
+		const bool int8 = spec_.int8_range > 0;
+		auto make_int8 = [&](Tag src_layout, Tag dst_layout, bool sum_addend) {
+			dnnl::post_ops ops;
+			if (spec_.add) {
+				if (sum_addend)
+					ops.append_sum(1.0f);
+				else
+					ops.append_binary(dnnl::algorithm::binary_add, memory::desc(dst_dims, kF32, Tag::nhwc));
+			}
+			if (spec_.relu)
+				ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
+			dnnl::primitive_attr attr = user_scratchpad();
+			attr.set_post_ops(ops);
+			attr.set_output_scales(1 << 1, output_scales_);
+			dnnl::convolution_forward::desc desc(
+				dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
+				memory::desc(src_dims, quantized_input_type(), src_layout),
+				memory::desc(weight_dims, memory::data_type::s8, Tag::any), bias_desc,
+				memory::desc(dst_dims, kF32, dst_layout), {s, s}, {p, p}, {p, p});
+			return dnnl::convolution_forward::primitive_desc(desc, attr, cpu_engine());
+		};
+		const bool winograd = !int8 && (spec_.dtype == torch::kFloat || spec_.float_winograd_in_bf16) &&
 				      kh == 3 && kw == 3 && s == 1 && p == 1 &&
 				      plan.out_height * plan.out_width >= spec_.winograd_min_positions &&
 				      in_channels >= spec_.winograd_min_channels &&
@@ -523,6 +605,13 @@ private:
 				pd = make(dnnl::algorithm::convolution_winograd, Tag::any, Tag::any, /*sum_addend=*/true, kF32);
 				plan.sum_addend = true;
 			} catch (const dnnl::error &) {
+			}
+		}
+		if (int8) {
+			pd = make_int8(Tag::nhwc, Tag::nhwc, /*sum_addend=*/false);
+			if (std::string(pd->impl_info_str()).rfind("ref", 0) == 0) {
+				pd = make_int8(Tag::any, Tag::any, /*sum_addend=*/true);
+				plan.sum_addend = true;
 			}
 		}
 		if (!pd) {
@@ -543,9 +632,16 @@ private:
 		plan.dst_desc = pd->dst_desc();
 		plan.reorder_src = plan.src_desc != src_given;
 		plan.reorder_dst = plan.dst_desc != dst_given;
-		if (plan.reorder_src)
+		if (int8) {
+			// Quantizes: round(x / input scale), saturated to 8 bits.
+			auto quantize = user_scratchpad();
+			quantize.set_output_scales(0, {1.0f / input_scale_});
+			plan.to_blocked_src = Step::of<dnnl::reorder>(
+				dnnl::reorder::primitive_desc(engine, src_given, engine, plan.src_desc, quantize));
+		} else if (plan.reorder_src) {
 			plan.to_blocked_src = Step::of<dnnl::reorder>(
 				dnnl::reorder::primitive_desc(engine, src_given, engine, plan.src_desc, attr));
+		}
 		if (plan.reorder_dst) {
 			plan.to_blocked_dst = Step::of<dnnl::reorder>(
 				dnnl::reorder::primitive_desc(engine, dst_given, engine, plan.dst_desc, attr));
@@ -586,8 +682,11 @@ private:
 		dnnl::stream stream(engine);
 		memory weights(desc, engine);
 		memory plain(memory::desc(dims, kF32, Tag::oihw), engine, folded.data_ptr<float>());
+		auto attr = user_scratchpad();
+		if (spec_.int8_range > 0) // to 8 bits, output channel by output channel
+			attr.set_output_scales(1 << 0, weight_quantizers_);
 		const auto reorder = Step::of<dnnl::reorder>(
-			dnnl::reorder::primitive_desc(engine, plain.get_desc(), engine, desc, user_scratchpad()));
+			dnnl::reorder::primitive_desc(engine, plain.get_desc(), engine, desc, attr));
 		auto scratchpad = torch::empty({(int64_t)reorder.scratchpad_bytes + 1}, torch::kByte);
 		reorder.run(stream, {{DNNL_ARG_FROM, plain}, {DNNL_ARG_TO, weights}}, scratchpad.data_ptr());
 		constexpr size_t kMaxLayouts = 4;
@@ -597,6 +696,182 @@ private:
 		return weights;
 	}
 	std::vector<std::pair<memory::desc, memory>> weights_;
+	// 8 bits (prepare_int8).
+	float input_scale_ = 1;
+	std::vector<float> output_scales_, weight_quantizers_;
+	torch::Tensor int8_bias_;
+	bool observing_ = false;
+	float observed_range_ = 0;
+	std::mutex mutex_;
+};
+
+// A linear layer of the box head with its ReLU, on rows [R, K] of float. In 8 bits (an
+// int8_range): the rows quantized by the reorder in, the weights per output feature, oneDNN's
+// inner product summing in 32 bits and scaling back to float (the bias divided by the output
+// scale, as for the convolutions); primitives per row count, the last 8 kept. Otherwise
+// LibTorch's linear layer, as the module computes it.
+class OneDnnLinear {
+public:
+	struct Spec {
+		torch::Tensor weight, bias; // the module's own [N, K] and [N]
+		std::string name;
+		bool unsigned_input = false;
+		float int8_range = 0;
+	};
+
+	OneDnnLinear(Spec spec, std::shared_ptr<OneDnnWorkspace> workspace)
+		: spec_(std::move(spec)), workspace_(std::move(workspace))
+	{
+		if (spec_.int8_range > 0)
+			prepare_int8();
+	}
+
+	const Spec &spec() const { return spec_; }
+	void set_observing(bool observing)
+	{
+		std::lock_guard<std::mutex> lock(mutex_);
+		if (observing && !observing_)
+			observed_range_ = 0;
+		observing_ = observing;
+	}
+	float observed_range()
+	{
+		std::lock_guard<std::mutex> lock(mutex_);
+		return observed_range_;
+	}
+	std::vector<std::string> implementations()
+	{
+		std::lock_guard<std::mutex> lock(mutex_);
+		std::vector<std::string> names;
+		for (const auto &entry : plans_)
+			names.push_back(entry.second.implementation);
+		return names;
+	}
+
+	torch::Tensor operator()(const torch::Tensor &rows)
+	{
+		TORCH_CHECK(rows.dim() == 2 && rows.scalar_type() == torch::kFloat && rows.size(1) == spec_.weight.size(1),
+			    "oneDNN linear layer: rows of another shape or type");
+		std::unique_lock<std::mutex> lock(mutex_);
+		if (observing_ && rows.numel() > 0)
+			observed_range_ = std::max(observed_range_, rows.abs().max().item<float>());
+		if (spec_.int8_range <= 0 || rows.size(0) == 0) {
+			lock.unlock();
+			return torch::relu(torch::linear(rows, spec_.weight, spec_.bias));
+		}
+		RECORD_FUNCTION("frcnn::onednn_linear", std::vector<c10::IValue>({rows, spec_.weight}));
+		const auto x = rows.contiguous();
+		const int64_t count = x.size(0), in_features = x.size(1), out_features = spec_.weight.size(0);
+		Plan &plan = plan_for(count);
+		auto out = torch::empty({count, out_features});
+		auto workspace = workspace_->lease(plan.workspace_bytes);
+		dnnl::stream stream(cpu_engine());
+		memory given(memory::desc({count, in_features}, kF32, Tag::nc), cpu_engine(), x.data_ptr());
+		memory quantized(plan.src_desc, cpu_engine(), workspace.data + plan.src_offset);
+		plan.quantize.run(stream, {{DNNL_ARG_FROM, given}, {DNNL_ARG_TO, quantized}}, workspace.data);
+		memory dst(memory::desc({count, out_features}, kF32, Tag::nc), cpu_engine(), out.data_ptr());
+		memory bias(memory::desc({out_features}, kF32, Tag::x), cpu_engine(), int8_bias_.data_ptr());
+		plan.product.run(stream,
+				 {{DNNL_ARG_SRC, quantized}, {DNNL_ARG_WEIGHTS, plan.weights}, {DNNL_ARG_BIAS, bias},
+				  {DNNL_ARG_DST, dst}},
+				 workspace.data);
+		return out;
+	}
+
+private:
+	struct Plan {
+		Step quantize, product;
+		memory weights;
+		memory::desc src_desc;
+		size_t workspace_bytes = 0, src_offset = 0;
+		std::string implementation;
+	};
+
+	void prepare_int8()
+	{
+		torch::NoGradGuard no_grad;
+		TORCH_CHECK(spec_.weight.scalar_type() == torch::kFloat, "oneDNN linear layer: 8 bits from float weights only");
+		auto weight_scale = spec_.weight.abs().amax({1}) / 127.0f;
+		weight_scale = torch::where(weight_scale > 0, weight_scale, torch::ones_like(weight_scale)).contiguous();
+		input_scale_ = spec_.int8_range / (spec_.unsigned_input ? 255.0f : 127.0f);
+		const auto output_scale = (weight_scale * input_scale_).contiguous();
+		const auto bias = spec_.bias.defined() ? spec_.bias.to(torch::kFloat) : torch::zeros({spec_.weight.size(0)});
+		int8_bias_ = (bias / output_scale).contiguous();
+		output_scales_.assign(output_scale.data_ptr<float>(), output_scale.data_ptr<float>() + output_scale.numel());
+		const auto inverse = (1.0f / weight_scale).contiguous();
+		weight_quantizers_.assign(inverse.data_ptr<float>(), inverse.data_ptr<float>() + inverse.numel());
+	}
+
+	Plan &plan_for(int64_t count)
+	{
+		auto found = plans_.find(count);
+		if (found != plans_.end())
+			return found->second;
+		constexpr size_t kMaxPlans = 8;
+		if (plans_.size() >= kMaxPlans) {
+			plans_.erase(plan_order_.front());
+			plan_order_.erase(plan_order_.begin());
+		}
+		auto &engine = cpu_engine();
+		const int64_t in_features = spec_.weight.size(1), out_features = spec_.weight.size(0);
+		const auto input_type = spec_.unsigned_input ? memory::data_type::u8 : memory::data_type::s8;
+		dnnl::post_ops ops;
+		ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
+		dnnl::primitive_attr attr = user_scratchpad();
+		attr.set_post_ops(ops);
+		attr.set_output_scales(1 << 1, output_scales_);
+		const dnnl::inner_product_forward::desc desc(
+			dnnl::prop_kind::forward_inference, memory::desc({count, in_features}, input_type, Tag::nc),
+			memory::desc({out_features, in_features}, memory::data_type::s8, Tag::any),
+			memory::desc({out_features}, kF32, Tag::x), memory::desc({count, out_features}, kF32, Tag::nc));
+		const dnnl::inner_product_forward::primitive_desc pd(desc, attr, engine);
+		Plan plan;
+		plan.product = Step::of<dnnl::inner_product_forward>(pd);
+		plan.implementation = pd.impl_info_str();
+		plan.src_desc = pd.src_desc();
+		auto quantize = user_scratchpad();
+		quantize.set_output_scales(0, {1.0f / input_scale_});
+		plan.quantize = Step::of<dnnl::reorder>(dnnl::reorder::primitive_desc(
+			engine, memory::desc({count, in_features}, kF32, Tag::nc), engine, plan.src_desc, quantize));
+		plan.weights = weights_for(pd.weights_desc());
+		plan.src_offset = aligned(std::max(plan.product.scratchpad_bytes, plan.quantize.scratchpad_bytes));
+		plan.workspace_bytes = plan.src_offset + aligned(plan.src_desc.get_size());
+		plan_order_.push_back(count);
+		return plans_.emplace(count, std::move(plan)).first->second;
+	}
+
+	// The weights in 8 bits in the primitive's layout, shared by the plans that want the same.
+	memory weights_for(const memory::desc &desc)
+	{
+		for (const auto &[known, weights] : weights_)
+			if (known == desc)
+				return weights;
+		auto &engine = cpu_engine();
+		const auto plain_weights = spec_.weight.to(torch::kFloat).contiguous();
+		memory plain(memory::desc({plain_weights.size(0), plain_weights.size(1)}, kF32, Tag::ab), engine,
+			     plain_weights.data_ptr());
+		memory weights(desc, engine);
+		auto attr = user_scratchpad();
+		attr.set_output_scales(1 << 0, weight_quantizers_);
+		const auto reorder =
+			Step::of<dnnl::reorder>(dnnl::reorder::primitive_desc(engine, plain.get_desc(), engine, desc, attr));
+		auto scratchpad = torch::empty({(int64_t)reorder.scratchpad_bytes + 1}, torch::kByte);
+		dnnl::stream stream(engine);
+		reorder.run(stream, {{DNNL_ARG_FROM, plain}, {DNNL_ARG_TO, weights}}, scratchpad.data_ptr());
+		weights_.emplace_back(desc, weights);
+		return weights;
+	}
+
+	Spec spec_;
+	std::shared_ptr<OneDnnWorkspace> workspace_;
+	std::map<int64_t, Plan> plans_; // by row count
+	std::vector<int64_t> plan_order_;
+	std::vector<std::pair<memory::desc, memory>> weights_;
+	float input_scale_ = 1;
+	std::vector<float> output_scales_, weight_quantizers_;
+	torch::Tensor int8_bias_;
+	bool observing_ = false;
+	float observed_range_ = 0;
 	std::mutex mutex_;
 };
 
@@ -684,36 +959,74 @@ torch::nn::Conv2dImpl &conv_of(torch::nn::ModuleList &list, size_t i)
 
 } // namespace
 
-OneDnnPlan::OneDnnPlan(BackboneImpl &backbone, RPNHeadImpl &rpn_head, ConvFCHeadImpl *box_head)
+OneDnnPlan::OneDnnPlan(BackboneImpl &backbone, RPNHeadImpl &rpn_head, ConvFCHeadImpl *box_head,
+		       const Int8Ranges *int8_ranges, TwoMLPHeadImpl *mlp_head)
 	: workspace_(std::make_shared<OneDnnWorkspace>())
 {
-	reporting_errors([&] { build(backbone, rpn_head, box_head); });
+	reporting_errors([&] { build(backbone, rpn_head, box_head, int8_ranges, mlp_head); });
 }
 
-void OneDnnPlan::build(BackboneImpl &backbone, RPNHeadImpl &rpn_head, ConvFCHeadImpl *box_head)
+void OneDnnPlan::build(BackboneImpl &backbone, RPNHeadImpl &rpn_head, ConvFCHeadImpl *box_head,
+		       const Int8Ranges *int8_ranges, TwoMLPHeadImpl *mlp_head)
 {
 	if (!backbone.resnet)
 		throw Error("the oneDNN convolutions cover ResNet backbones only");
+	int8_ = int8_ranges != nullptr;
+	// A convolution of quantized_names(), with its range in an 8-bit plan.
+	auto quantized = [&](auto spec, std::string name, bool unsigned_input) {
+		spec.name = std::move(name);
+		spec.unsigned_input = unsigned_input;
+		if (int8_ranges != nullptr) {
+			const auto found = int8_ranges->find(spec.name);
+			if (found == int8_ranges->end())
+				throw Error("the 8-bit calibration has no range for " + spec.name +
+					    " (made for another model?)");
+			if (!std::isfinite(found->second) || found->second < 0)
+				throw Error("the 8-bit calibration's range for " + spec.name + " is not a finite, positive number");
+			// An input that was zero throughout: any scale will do.
+			spec.int8_range = found->second > 0 ? found->second : 1.0f;
+			if (spec.weight.scalar_type() != torch::kFloat)
+				throw Error("8-bit convolutions are made from float weights");
+		}
+		if constexpr (std::is_same_v<decltype(spec), OneDnnConvolution::Spec>)
+			spec.quantized = true;
+		return spec;
+	};
+	// The box head's linear layers, each with its ReLU.
+	auto linear = [&](torch::nn::Linear &layer, const std::string &name, bool unsigned_input) {
+		sources_.emplace_back(layer->weight, layer->weight._version());
+		sources_.emplace_back(layer->bias, layer->bias._version());
+		OneDnnLinear::Spec spec;
+		spec.weight = layer->weight;
+		spec.bias = layer->bias;
+		linears_.push_back(std::make_unique<OneDnnLinear>(quantized(spec, name, unsigned_input), workspace_));
+	};
 	auto &body = *backbone.resnet;
 	stem_ = make_convolution(folded(*body.conv1, body.bn1.ptr().get(), sources_), false, true, workspace_);
-	for (auto &layer : body.layers) {
+	for (size_t l = 0; l < body.layers.size(); l++) {
+		auto &layer = body.layers[l];
 		std::vector<Block> blocks;
 		for (size_t i = 0; i < layer->size(); i++) {
 			auto *b = layer->ptr(i)->as<ResNetBlockImpl>();
 			if (b == nullptr)
 				throw Error("the oneDNN convolutions: unexpected module layout");
 			Block block;
+			// Every input in the trunk comes out of a ReLU (or the max pool after one).
+			const std::string prefix = "backbone.body.layer" + std::to_string(l + 1) + "." + std::to_string(i) + ".";
+			auto trunk = [&](torch::nn::Conv2dImpl &conv, torch::nn::Module *norm, const std::string &name) {
+				return quantized(folded(conv, norm, sources_), prefix + name, true);
+			};
 			// Bottleneck: relu(bn1(conv1)), relu(bn2(conv2)), relu(bn3(conv3) + identity);
 			// BasicBlock: relu(bn1(conv1)), relu(bn2(conv2) + identity).
-			block.conv1 = make_convolution(folded(*b->conv1, b->bn1.ptr().get(), sources_), false, true, workspace_);
-			block.conv2 = make_convolution(folded(*b->conv2, b->bn2.ptr().get(), sources_), !b->bottleneck, true, workspace_);
+			block.conv1 = make_convolution(trunk(*b->conv1, b->bn1.ptr().get(), "conv1"), false, true, workspace_);
+			block.conv2 = make_convolution(trunk(*b->conv2, b->bn2.ptr().get(), "conv2"), !b->bottleneck, true, workspace_);
 			if (b->bottleneck)
-				block.conv3 = make_convolution(folded(*b->conv3, b->bn3.ptr().get(), sources_), true, true, workspace_);
+				block.conv3 = make_convolution(trunk(*b->conv3, b->bn3.ptr().get(), "conv3"), true, true, workspace_);
 			if (b->downsample) {
 				auto *conv = b->downsample->ptr(0)->as<torch::nn::Conv2dImpl>();
 				if (conv == nullptr || b->downsample->size() != 2)
 					throw Error("the oneDNN convolutions: unexpected module layout");
-				block.downsample = make_convolution(folded(*conv, b->downsample->ptr(1).get(), sources_),
+				block.downsample = make_convolution(trunk(*conv, b->downsample->ptr(1).get(), "downsample.0"),
 								    false, false, workspace_);
 			}
 			blocks.push_back(std::move(block));
@@ -734,16 +1047,23 @@ void OneDnnPlan::build(BackboneImpl &backbone, RPNHeadImpl &rpn_head, ConvFCHead
 	for (size_t i = 0; i < fpn.inner_blocks->size(); i++) {
 		// Every lateral but the coarsest adds the top-down path.
 		const bool coarsest = i + 1 == fpn.inner_blocks->size();
+		const auto index = std::to_string(i);
+		// The laterals read the trunk's stages (after a ReLU); the output convolutions sums of
+		// laterals (signed).
 		fpn_inner_.push_back(make_convolution(
-			folded(conv_of(fpn.inner_blocks, i), norm_of(fpn.inner_blocks, i), sources_), !coarsest, false,
-			workspace_));
-		auto layer = folded(conv_of(fpn.layer_blocks, i), norm_of(fpn.layer_blocks, i), sources_);
+			quantized(folded(conv_of(fpn.inner_blocks, i), norm_of(fpn.inner_blocks, i), sources_),
+				  "backbone.fpn.inner_blocks." + index + ".0", true),
+			!coarsest, false, workspace_));
+		auto layer = quantized(folded(conv_of(fpn.layer_blocks, i), norm_of(fpn.layer_blocks, i), sources_),
+				       "backbone.fpn.layer_blocks." + index + ".0", false);
 		layer.winograd_min_channels = kWinogradMinChannelsAfterTrunk;
 		fpn_layer_.push_back(make_convolution(std::move(layer), false, false, workspace_));
 	}
 	// Sequential(conv, ReLU): no normalisation in either model's RPN head.
 	for (size_t i = 0; i < rpn_head.conv->size(); i++) {
-		auto conv = folded(conv_of(rpn_head.conv, i), nullptr, sources_);
+		// The first reads the FPN's maps (signed), a second (v2) the first's ReLU.
+		auto conv = quantized(folded(conv_of(rpn_head.conv, i), nullptr, sources_),
+				      "rpn.head.conv." + std::to_string(i) + ".0", i > 0);
 		conv.winograd_min_channels = kWinogradMinChannelsAfterTrunk;
 		conv.float_winograd_in_bf16 = rpn_head.conv->size() > 1; // a chain (the v2 model's)
 		rpn_conv_.push_back(make_convolution(std::move(conv), false, true, workspace_));
@@ -759,7 +1079,22 @@ void OneDnnPlan::build(BackboneImpl &backbone, RPNHeadImpl &rpn_head, ConvFCHead
 			spec.float_winograd_in_bf16 = true; // a chain of four
 			box_head_.push_back(make_convolution(std::move(spec), false, true, workspace_));
 		}
+		// After the convolutions' ReLU; its index follows the parameter-free Flatten.
+		linear(box_head->fc, "roi_heads.box_head." + std::to_string(box_head->convs.size() + 1), true);
+	} else if (mlp_head != nullptr) {
+		// fc6 reads the pooled regions of the FPN's maps (signed), fc7 fc6's ReLU.
+		linear(mlp_head->fc6, "roi_heads.box_head.fc6", false);
+		linear(mlp_head->fc7, "roi_heads.box_head.fc7", true);
 	}
+}
+
+torch::Tensor OneDnnPlan::box_head_linear(size_t index, const torch::Tensor &rows)
+{
+	TORCH_CHECK(index < linears_.size(), "oneDNN plan: no box head linear layer ", index);
+	return reporting_errors([&] {
+		at::internal::lazy_init_num_threads();
+		return (*linears_[index])(rows);
+	});
 }
 
 OneDnnPlan::~OneDnnPlan() = default;
@@ -767,6 +1102,52 @@ OneDnnPlan::~OneDnnPlan() = default;
 bool OneDnnPlan::accepts(const torch::Tensor &batch) const
 {
 	return batch.dim() == 4 && batch.device().is_cpu() && batch.scalar_type() == stem_->dtype();
+}
+
+std::vector<OneDnnConvolution *> OneDnnPlan::quantized() const
+{
+	std::vector<OneDnnConvolution *> all;
+	for (const auto &layer : layers_)
+		for (const auto &block : layer)
+			for (const auto *conv : {&block.conv1, &block.conv2, &block.conv3, &block.downsample})
+				if (*conv)
+					all.push_back(conv->get());
+	for (const auto *list : {&fpn_inner_, &fpn_layer_, &rpn_conv_})
+		for (const auto &conv : *list)
+			all.push_back(conv.get());
+	return all;
+}
+
+std::vector<std::string> OneDnnPlan::quantized_names() const
+{
+	std::vector<std::string> names;
+	for (auto *conv : quantized())
+		names.push_back(conv->spec().name);
+	for (const auto &layer : linears_)
+		names.push_back(layer->spec().name);
+	return names;
+}
+
+void OneDnnPlan::set_observing(bool observing)
+{
+	if (observing && int8_)
+		throw Error("an 8-bit plan does not observe ranges: they come from a float one");
+	std::lock_guard<std::mutex> lock(chain_mutex_);
+	observing_ = observing;
+	for (auto *conv : quantized())
+		conv->set_observing(observing);
+	for (auto &layer : linears_)
+		layer->set_observing(observing);
+}
+
+Int8Ranges OneDnnPlan::observed_ranges() const
+{
+	Int8Ranges ranges;
+	for (auto *conv : quantized())
+		ranges[conv->spec().name] = conv->observed_range();
+	for (const auto &layer : linears_)
+		ranges[layer->spec().name] = layer->observed_range();
+	return ranges;
 }
 
 std::map<std::string, int> OneDnnPlan::implementations() const
@@ -784,6 +1165,9 @@ std::map<std::string, int> OneDnnPlan::implementations() const
 		if (conv != nullptr)
 			for (const auto &name : conv->implementations())
 				count[name]++;
+	for (const auto &layer : linears_)
+		for (const auto &name : layer->implementations())
+			count[name]++;
 	return count;
 }
 
@@ -875,7 +1259,7 @@ torch::Tensor OneDnnPlan::chain(std::vector<std::unique_ptr<OneDnnConvolution>> 
 	const size_t n = convs.size();
 	std::vector<bool> hand_on(n, false); // whether link k gives the next one its blocked output
 	std::vector<OneDnnConvolution::Layouts> layouts;
-	if (chaining_ && n > 1) {
+	if (chaining_ && !observing_ && n > 1) {
 		int64_t height = x.size(2), width = x.size(3);
 		for (size_t k = 0; k < n; k++) {
 			layouts.push_back(convs[k]->layouts(x.size(0), height, width, k == 0 && is_planar(x)));
@@ -949,7 +1333,9 @@ class OneDnnConvolution {};
 class OneDnnWorkspace {};
 struct OneDnnPlan::Block {};
 
-OneDnnPlan::OneDnnPlan(BackboneImpl &, RPNHeadImpl &, ConvFCHeadImpl *)
+class OneDnnLinear {};
+
+OneDnnPlan::OneDnnPlan(BackboneImpl &, RPNHeadImpl &, ConvFCHeadImpl *, const Int8Ranges *, TwoMLPHeadImpl *)
 {
 	throw Error(onednn_unsupported_reason(ModelConfig{}));
 }
@@ -971,6 +1357,20 @@ std::map<std::string, int> OneDnnPlan::implementations() const
 	return {};
 }
 
+std::vector<std::string> OneDnnPlan::quantized_names() const
+{
+	return {};
+}
+
+void OneDnnPlan::set_observing(bool)
+{
+}
+
+Int8Ranges OneDnnPlan::observed_ranges() const
+{
+	return {};
+}
+
 OneDnnOutputMemory OneDnnPlan::output_memory() const
 {
 	return {};
@@ -987,6 +1387,11 @@ std::pair<std::vector<torch::Tensor>, std::vector<torch::Tensor>> OneDnnPlan::rp
 }
 
 torch::Tensor OneDnnPlan::box_head(const torch::Tensor &)
+{
+	throw Error(onednn_unsupported_reason(ModelConfig{}));
+}
+
+torch::Tensor OneDnnPlan::box_head_linear(size_t, const torch::Tensor &)
 {
 	throw Error(onednn_unsupported_reason(ModelConfig{}));
 }

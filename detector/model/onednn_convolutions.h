@@ -8,7 +8,9 @@
 // the last bits of single precision (tests/detector/test_onednn.cpp measures by how much).
 //
 // A plan is built from the model's weights as they are and copies them (folded and reordered
-// for oneDNN). It keeps the identity and version of every tensor it read, so that the model can
+// for oneDNN). An 8-bit plan (Precision::Int8) quantizes them per output channel and the input
+// of each convolution it quantizes by a scale fixed from a calibrated range (the largest
+// absolute value its input took on calibration frames, which a float plan observes). It keeps the identity and version of every tensor it read, so that the model can
 // tell when the weights changed underneath it (training, load_state_dict) and build it anew.
 #pragma once
 
@@ -29,6 +31,7 @@ namespace frcnn::detail {
 struct BackboneImpl;
 struct ConvFCHeadImpl;
 struct RPNHeadImpl;
+struct TwoMLPHeadImpl;
 
 // Whether this build has oneDNN (libdnnl).
 bool onednn_built();
@@ -52,6 +55,7 @@ bool onednn_has_winograd();
 bool onednn_pays(const ModelConfig &config);
 
 class OneDnnConvolution;
+class OneDnnLinear;
 class OneDnnWorkspace;
 
 // The memory the convolutions' outputs take from (OneDnnPlan::output_memory).
@@ -61,14 +65,22 @@ struct OneDnnOutputMemory {
 	size_t bytes_kept = 0;
 };
 
+// The calibrated input ranges of an 8-bit plan's convolutions, by the name of the convolution
+// in the state dict (e.g. "backbone.body.layer1.0.conv2").
+using Int8Ranges = std::map<std::string, float>;
+
 // The backbone (trunk and FPN), the RPN head and, where the model has one, the convolutional box
 // head (fasterrcnn_resnet50_fpn_v2's FastRCNNConvFCHead) of one model.
 class OneDnnPlan {
 public:
 	// Reads the current weights of `backbone`, `rpn_head` and `box_head` (when given) (on the
-	// CPU, float or bfloat16: the convolutions then run in that type). Throws frcnn::Error
-	// when the build has no oneDNN or the model is not covered.
-	OneDnnPlan(BackboneImpl &backbone, RPNHeadImpl &rpn_head, ConvFCHeadImpl *box_head = nullptr);
+	// CPU, float or bfloat16: the convolutions then run in that type). With `int8_ranges`
+	// (float weights only), the convolutions that quantized_names() lists run in 8 bits, each
+	// input scaled by its range. The linear layers of the box head (`box_head`'s, or
+	// `mlp_head`'s when given) are in the plan too (box_head_linear). Throws frcnn::Error when
+	// the build has no oneDNN, the model is not covered or a range is missing.
+	OneDnnPlan(BackboneImpl &backbone, RPNHeadImpl &rpn_head, ConvFCHeadImpl *box_head = nullptr,
+		   const Int8Ranges *int8_ranges = nullptr, TwoMLPHeadImpl *mlp_head = nullptr);
 	~OneDnnPlan();
 	OneDnnPlan(const OneDnnPlan &) = delete;
 	OneDnnPlan &operator=(const OneDnnPlan &) = delete;
@@ -91,6 +103,27 @@ public:
 	// kept for the next batches when they are let go, and freed when no batch took them for
 	// two batches: after the first batch of a size, batches of that size allocate nothing.
 	OneDnnOutputMemory output_memory() const;
+	// The layers an 8-bit plan quantizes: the convolutions of the trunk's blocks, the FPN and
+	// the RPN head's shared convolution(s), and the box head's linear layers before the
+	// predictor; the stem (3 input channels, little of the work), the RPN's objectness and
+	// box outputs, the v2 box head's convolutions and the predictor (the precision of scores
+	// and box deltas) stay float.
+	std::vector<std::string> quantized_names() const;
+
+	// How many of the box head's linear layers the plan has (2 for TwoMLPHead, 1 for the v2
+	// head, 0 without a head), and layer `index` (0-based) with its ReLU on rows [R, K] of
+	// float: in 8 bits in an 8-bit plan, else LibTorch's linear layer as the module runs it
+	// (observed while observing).
+	size_t box_head_linears() const { return linears_.size(); }
+	torch::Tensor box_head_linear(size_t index, const torch::Tensor &rows);
+	// Whether its convolutions run in 8 bits.
+	bool int8() const { return int8_; }
+	// While observing (a float plan only), each convolution of quantized_names() keeps the
+	// largest absolute value its input has taken since observing began; observed_ranges()
+	// gives them (the ranges of an 8-bit plan). Handing on blocked outputs pauses meanwhile.
+	void set_observing(bool observing);
+	Int8Ranges observed_ranges() const;
+
 	// Whether the plan has the box head's convolutions.
 	bool has_box_head() const { return !box_head_.empty(); }
 	// The convolutions of ConvFCHeadImpl::forward (each with its batch norm and ReLU) on the
@@ -106,7 +139,12 @@ public:
 
 private:
 	struct Block; // one ResNet block
-	void build(BackboneImpl &backbone, RPNHeadImpl &rpn_head, ConvFCHeadImpl *box_head);
+	void build(BackboneImpl &backbone, RPNHeadImpl &rpn_head, ConvFCHeadImpl *box_head,
+		   const Int8Ranges *int8_ranges, TwoMLPHeadImpl *mlp_head);
+	// The convolutions of quantized_names(), in that order.
+	std::vector<OneDnnConvolution *> quantized() const;
+	bool int8_ = false;
+	bool observing_ = false;
 	std::vector<torch::Tensor> run_backbone(const torch::Tensor &batch);
 	std::pair<std::vector<torch::Tensor>, std::vector<torch::Tensor>>
 	run_rpn_head(const std::vector<torch::Tensor> &features);
@@ -120,6 +158,7 @@ private:
 	std::vector<std::unique_ptr<OneDnnConvolution>> fpn_inner_, fpn_layer_, rpn_conv_;
 	std::unique_ptr<OneDnnConvolution> rpn_cls_, rpn_bbox_;
 	std::vector<std::unique_ptr<OneDnnConvolution>> box_head_;
+	std::vector<std::unique_ptr<OneDnnLinear>> linears_;
 	bool chaining_ = true;
 	size_t handoffs_ = 0;
 	std::mutex chain_mutex_;

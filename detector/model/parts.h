@@ -321,6 +321,9 @@ struct TwoMLPHeadImpl : torch::nn::Module {
 	TwoMLPHeadImpl(int64_t in_features, int64_t representation);
 	torch::Tensor forward(const torch::Tensor &x);
 	torch::nn::Linear fc6{nullptr}, fc7{nullptr};
+	// Set in precision int8 (FasterRCNNImpl::refresh_onednn): fc6 and fc7 run through the plan
+	// (OneDnnPlan::box_head_linear) in eval mode, as BackboneImpl::onednn.
+	std::shared_ptr<OneDnnPlan> onednn;
 };
 TORCH_MODULE(TwoMLPHead);
 

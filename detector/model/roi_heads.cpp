@@ -121,6 +121,9 @@ TwoMLPHeadImpl::TwoMLPHeadImpl(int64_t in_features, int64_t representation)
 
 torch::Tensor TwoMLPHeadImpl::forward(const torch::Tensor &x)
 {
+	if (onednn && !is_training() && !torch::GradMode::is_enabled() && x.device().is_cpu() &&
+	    x.scalar_type() == torch::kFloat && onednn->box_head_linears() == 2 && onednn->current())
+		return onednn->box_head_linear(1, onednn->box_head_linear(0, x.flatten(1)));
 	return torch::relu(fc7(torch::relu(fc6(x.flatten(1)))));
 }
 
@@ -152,6 +155,9 @@ torch::Tensor ConvFCHeadImpl::forward(const torch::Tensor &x)
 			y = c(y);
 	}
 	// flatten copies a channels-last y into the (C, H, W) order the linear layer's weights expect.
+	if (onednn && !is_training() && !torch::GradMode::is_enabled() && y.device().is_cpu() &&
+	    y.scalar_type() == torch::kFloat && onednn->box_head_linears() == 1 && onednn->current())
+		return onednn->box_head_linear(0, y.flatten(1));
 	return torch::relu(fc(y.flatten(1)));
 }
 

@@ -83,6 +83,10 @@ bool parse_model_option(ModelOptions &o, const std::string &name, const std::str
 		o.precision = parse_precision(value);
 	else if (name == "--cpu-convolutions")
 		o.cpu_convolutions = parse_cpu_convolutions(value);
+	else if (name == "--int8-calibration")
+		o.int8_calibration = value;
+	else if (name == "--int8-calibration-frames")
+		o.int8_calibration_frames = to_int(name, value, 1);
 	else if (name == "--threads")
 		o.threads = to_int(name, value);
 	else if (name == "--seed")
@@ -106,9 +110,13 @@ const char *model_options_help()
 	       "  --max-size N           ... and the long side at most N\n"
 	       "  --score-threshold F    keep detections scoring above F (default 0.05)\n"
 	       "  --device D             cpu, cuda or cuda:N (default cpu)\n"
-	       "  --precision P          fp32, fp16 (CUDA only) or bf16 (CPUs with AVX-512 BF16 or\n"
+	       "  --precision P          fp32, fp16 (CUDA only), bf16 (CPUs with AVX-512 BF16 or\n"
 	       "                         AMX: faster than fp32 there, the same detections up to\n"
-	       "                         rounding)\n"
+	       "                         rounding) or int8 (CPU, the ResNet-FPN models: 8-bit\n"
+	       "                         convolutions calibrated on the first frames; close to fp32)\n"
+	       "  --int8-calibration F   int8: read the calibration from F, or, when F does not\n"
+	       "                         exist, calibrate and write it there\n"
+	       "  --int8-calibration-frames N  int8: frames to calibrate on (default 16)\n"
 	       "  --cpu-convolutions K   auto, libtorch or onednn: what runs the backbone, FPN, RPN head\n"
 	       "                         and convolutional box head convolutions on the CPU (default\n"
 	       "                         auto: onednn where built and faster, i.e. for\n"
@@ -158,6 +166,8 @@ DetectorOptions detector_options(const ModelOptions &o)
 	d.device = o.device;
 	d.precision = o.precision;
 	d.cpu_convolutions = o.cpu_convolutions;
+	d.int8_calibration = o.int8_calibration;
+	d.int8_calibration_frames = o.int8_calibration_frames;
 	d.threads = o.threads;
 	return d;
 }

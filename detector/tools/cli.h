@@ -23,6 +23,8 @@ struct ModelOptions {
 	std::string device = "cpu";
 	Precision precision = Precision::Fp32;
 	CpuConvolutions cpu_convolutions = CpuConvolutions::Auto;
+	std::string int8_calibration; // DetectorOptions::int8_calibration
+	int int8_calibration_frames = 16;
 	int threads = 0;
 	long long seed = -1;	 // random weights (benchmarks) when no weights are given
 };

@@ -723,6 +723,33 @@ int main(int argc, char **argv)
 				model->set_cpu_convolutions(d.cpu_convolutions);
 			staged = std::make_unique<StagedModel>(model, device, d.channels_last);
 		}
+		// int8: calibrated before the warm-up, on the first frames (as the Detector does in a
+		// stream), or from the calibration file; the timed batches all run in 8 bits.
+		double int8_calibration_ms = 0;
+		if (d.precision == frcnn::Precision::Int8) {
+			const auto start = Clock::now();
+			FrameSource calibration_source(o.inputs, o.resize_width, o.resize_height);
+			if (!facade && !d.int8_calibration.empty() && access(d.int8_calibration.c_str(), F_OK) == 0)
+				model->set_int8_calibration(frcnn::load_int8_calibration(d.int8_calibration));
+			while (facade ? !facade->int8_calibrated() : !model->int8_calibrated()) {
+				std::vector<Image> images;
+				for (int i = 0; i < o.batch; i++)
+					images.push_back(calibration_source.next());
+				if (facade) {
+					facade->detect(views_of(images));
+					continue;
+				}
+				c10::InferenceMode inference;
+				model->forward_frames(views_of(images));
+				const auto observed = model->int8_observed();
+				if (observed.frames >= d.int8_calibration_frames) {
+					model->set_int8_calibration(observed);
+					if (!d.int8_calibration.empty())
+						frcnn::save_int8_calibration(observed, d.int8_calibration);
+				}
+			}
+			int8_calibration_ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+		}
 
 		// A batch as run_batch takes it: the frames, or with --frame-copies their copies.
 		struct BatchInput {
@@ -841,6 +868,10 @@ int main(int argc, char **argv)
 									   : d.weights;
 		out["device"] = d.device;
 		out["precision"] = frcnn::precision_name(d.precision);
+		if (d.precision == frcnn::Precision::Int8) {
+			out["int8_calibration_frames"] = d.int8_calibration_frames;
+			out["int8_calibration_ms"] = int8_calibration_ms;
+		}
 		out["channels_last"] = d.channels_last;
 		if (device.is_cpu())
 			out["cpu_convolutions"] = frcnn::cpu_convolutions_name(

@@ -72,6 +72,24 @@ TEST(ModelOptions, PrecisionByName)
 	EXPECT_TRUE(frcnn::cli::parse_model_option(options, "--precision", "fp16"));
 	EXPECT_EQ(options.precision, frcnn::Precision::Fp16);
 	expect_error([&] { frcnn::cli::parse_model_option(options, "--precision", "half"); },
-		     "unknown precision 'half': use fp32, fp16 (CUDA) or bf16 (CPU)");
+		     "unknown precision 'half': use fp32, fp16 (CUDA), bf16 or int8 (CPU)");
 	EXPECT_NE(std::string(frcnn::cli::model_options_help()).find("bf16"), std::string::npos);
+}
+
+// --precision int8 and its calibration options reach the detector's options.
+TEST(ModelOptions, Int8Calibration)
+{
+	frcnn::cli::ModelOptions options;
+	EXPECT_TRUE(frcnn::cli::parse_model_option(options, "--precision", "int8"));
+	EXPECT_TRUE(frcnn::cli::parse_model_option(options, "--int8-calibration", "model.int8.json"));
+	EXPECT_TRUE(frcnn::cli::parse_model_option(options, "--int8-calibration-frames", "40"));
+	options.arch = "tiny";
+	options.seed = 1;
+	const auto d = frcnn::cli::detector_options(options);
+	EXPECT_EQ(d.precision, frcnn::Precision::Int8);
+	EXPECT_EQ(d.int8_calibration, "model.int8.json");
+	EXPECT_EQ(d.int8_calibration_frames, 40);
+	expect_error([&] { frcnn::cli::parse_model_option(options, "--int8-calibration-frames", "0"); },
+		     "option --int8-calibration-frames needs an integer >= 1, got '0'");
+	EXPECT_NE(std::string(frcnn::cli::model_options_help()).find("--int8-calibration F"), std::string::npos);
 }

@@ -100,9 +100,15 @@ enum class Precision {
 	// bfloat16, on CPUs with bfloat16 instructions (AVX-512 BF16 or AMX): faster than fp32
 	// there (docs/performance.md); the same detections up to rounding, as with fp16.
 	Bf16,
+	// 8-bit integer convolutions on the CPU (oneDNN; the ResNet-FPN models): the weights of
+	// each output channel and the input of each convolution scaled to 8 bits, the inputs'
+	// scales calibrated on frames (FasterRCNNImpl::set_int8_calibration), accumulated in 32
+	// bits; the stem, the RPN's output convolutions and the linear layers stay fp32. Fastest
+	// on CPUs with VNNI (AVX-512 VNNI, AVX-VNNI, AMX); detections close to fp32's, not equal.
+	Int8,
 };
 
-// "fp32", "fp16", "bf16"; parse_precision throws frcnn::Error for other names.
+// "fp32", "fp16", "bf16", "int8"; parse_precision throws frcnn::Error for other names.
 const char *precision_name(Precision value);
 Precision parse_precision(const std::string &name);
 

@@ -80,8 +80,14 @@ struct DetectorOptions {
 	uint64_t random_seed = 0;    // used only without weights (tests, benchmarks)
 	std::string device = "cpu";  // "cpu", "cuda", "cuda:N"
 	// Arithmetic of the convolutions and linear layers: fp16 on CUDA only, bf16 on CPUs with
-	// bfloat16 instructions only (see Precision).
+	// bfloat16 instructions only, int8 on the CPU for the ResNet-FPN models (see Precision).
 	Precision precision = Precision::Fp32;
+	// Int8: the calibration file. When it exists, its ranges are used from the first frame
+	// (it must be for this model); otherwise the detector calibrates on the first
+	// `int8_calibration_frames` frames it is given (running them in float: their detections
+	// are fp32's) and then writes it there, for the next start. Empty: calibrate, keep nothing.
+	std::string int8_calibration;
+	int int8_calibration_frames = 16;
 	bool channels_last = false;  // NHWC convolutions (fastest with fp16 on CUDA)
 	// The CPU's convolution kernels (fp32 and bf16 on the CPU; see CpuConvolutions).
 	CpuConvolutions cpu_convolutions = CpuConvolutions::Auto;
@@ -121,6 +127,9 @@ public:
 	// What runs the convolutions on the CPU: LibTorch or OneDnn (Auto resolved; LibTorch on
 	// other devices, where the choice does not apply).
 	CpuConvolutions cpu_convolutions() const;
+	// Int8: whether the convolutions run in 8 bits yet (false while calibrating, and for the
+	// other precisions).
+	bool int8_calibrated() const;
 
 	// Whether this build can run on CUDA devices.
 	static bool cuda_built();

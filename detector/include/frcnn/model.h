@@ -39,6 +39,22 @@ struct ForwardResult {
 	std::vector<std::pair<int64_t, int64_t>> image_sizes;
 };
 
+// The calibration of a model in 8 bits (Precision::Int8): for each convolution it quantizes
+// (named as in the state dict, e.g. "backbone.body.layer1.0.conv2"), the largest absolute
+// value its input took on the calibration frames; its input is then scaled so that this
+// value is the largest 8-bit one.
+struct Int8Calibration {
+	std::string arch;	// the model's preset (ModelConfig::arch)
+	int64_t frames = 0;	// how many frames (images) the ranges were taken from
+	std::map<std::string, float> ranges;
+};
+
+// Writes a calibration as a JSON file (written to a temporary file first, then renamed over
+// `path`), reads one back. Throw frcnn::Error saying what is wrong (unreadable, not JSON, not
+// a calibration, a range not a finite number >= 0).
+void save_int8_calibration(const Int8Calibration &calibration, const std::string &path);
+Int8Calibration load_int8_calibration(const std::string &path);
+
 struct FrameView;
 namespace detail {
 struct TransformedBatch;
@@ -79,6 +95,18 @@ public:
 	// tensor cores). The device and dtype of the parameters tell forward_frames() where to run.
 	void to_device(torch::Device device, Precision precision, bool channels_last);
 
+	// Int8 (to_device on the CPU; the ResNet-FPN models, on the oneDNN convolutions, which
+	// to_device chooses): until it has a calibration, the model runs in float and observes the
+	// ranges of the inputs of the convolutions it will quantize (int8_observed()); with one,
+	// those run in 8 bits. Throws frcnn::Error when the model is not in Int8 or the
+	// calibration is for another model (a name missing, a range not finite).
+	void set_int8_calibration(const Int8Calibration &calibration);
+	// The ranges observed since to_device(Int8) (or the weights last changed), with the
+	// number of images they come from.
+	Int8Calibration int8_observed() const;
+	// Whether the model runs in 8 bits now (Int8 and calibrated).
+	bool int8_calibrated() const;
+
 	// On the CPU (fp32 or bf16), what runs the convolutions of the backbone, FPN, RPN head and a
 	// convolutional box head in eval mode (see CpuConvolutions; the default of a new model is LibTorch). oneDNN takes the
 	// weights as they are when this is called, and again at the next forward when they have
@@ -115,6 +143,10 @@ private:
 	ModelConfig config_;
 	bool channels_last_ = false; // the batch goes channels-last too (to_device)
 	bool onednn_ = false;	     // set_cpu_convolutions chose oneDNN
+	bool int8_ = false;	     // to_device(Int8)
+	// The calibration set (else the model observes), and the images observed so far.
+	std::shared_ptr<const Int8Calibration> int8_calibration_;
+	int64_t int8_frames_observed_ = 0;
 	void refresh_onednn();
 };
 

@@ -1,0 +1,92 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// The calibration of an 8-bit model as a JSON file:
+//   {"format": "frcnn-int8-calibration", "version": 1, "arch": "fasterrcnn_resnet50_fpn",
+//    "frames": 16, "ranges": {"backbone.body.layer1.0.conv1": 2.71, ...}}
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include "frcnn/error.h"
+#include "frcnn/model.h"
+
+namespace frcnn {
+
+namespace {
+
+constexpr const char *kFormat = "frcnn-int8-calibration";
+constexpr int kVersion = 1;
+
+} // namespace
+
+void save_int8_calibration(const Int8Calibration &calibration, const std::string &path)
+{
+	nlohmann::json ranges = nlohmann::json::object();
+	for (const auto &[name, range] : calibration.ranges)
+		ranges[name] = range;
+	const nlohmann::json document{{"format", kFormat},   {"version", kVersion},
+				      {"arch", calibration.arch}, {"frames", calibration.frames},
+				      {"ranges", ranges}};
+	// Into a file of its own first: a reader never sees half a calibration, and an old one
+	// stays whole when writing fails.
+	const std::string temporary = path + ".tmp" + std::to_string(::getpid());
+	{
+		std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
+		out << document.dump(1, '\t') << '\n';
+		out.flush();
+		if (!out) {
+			std::remove(temporary.c_str());
+			throw Error("cannot write the 8-bit calibration '" + path + "'");
+		}
+	}
+	if (std::rename(temporary.c_str(), path.c_str()) != 0) {
+		const std::string reason = std::strerror(errno);
+		std::remove(temporary.c_str());
+		throw Error("cannot write the 8-bit calibration '" + path + "': " + reason);
+	}
+}
+
+Int8Calibration load_int8_calibration(const std::string &path)
+{
+	std::ifstream in(path, std::ios::binary);
+	if (!in)
+		throw Error("cannot open the 8-bit calibration '" + path + "'");
+	std::ostringstream text;
+	text << in.rdbuf();
+	auto fail = [&](const std::string &what) -> Error {
+		return Error("'" + path + "' is not an 8-bit calibration: " + what);
+	};
+	nlohmann::json document;
+	try {
+		document = nlohmann::json::parse(text.str());
+	} catch (const nlohmann::json::exception &e) {
+		throw fail(std::string("not JSON (") + e.what() + ")");
+	}
+	if (!document.is_object() || document.value("format", nlohmann::json()) != kFormat)
+		throw fail(std::string("no \"format\": \"") + kFormat + "\"");
+	if (document.value("version", nlohmann::json()) != kVersion)
+		throw fail("version " + document.value("version", nlohmann::json()).dump() + ", not " +
+			   std::to_string(kVersion));
+	const auto arch = document.value("arch", nlohmann::json());
+	const auto frames = document.value("frames", nlohmann::json());
+	const auto ranges = document.value("ranges", nlohmann::json());
+	if (!arch.is_string() || !frames.is_number_integer() || !ranges.is_object() || ranges.empty())
+		throw fail("\"arch\" (a string), \"frames\" (an integer) or \"ranges\" (an object of numbers) missing");
+	Int8Calibration calibration;
+	calibration.arch = arch.get<std::string>();
+	calibration.frames = frames.get<int64_t>();
+	for (const auto &[name, value] : ranges.items()) {
+		if (!value.is_number() || !std::isfinite(value.get<double>()) || value.get<double>() < 0)
+			throw fail("the range of " + name + " is not a finite number >= 0");
+		calibration.ranges[name] = value.get<float>();
+	}
+	return calibration;
+}
+
+} // namespace frcnn
