@@ -11,6 +11,8 @@
 #include <cpuid.h>
 #endif
 
+#include <zlib.h>
+
 #include "frcnn/error.h"
 #include "frcnn/model.h"
 #include "onednn_convolutions.h"
@@ -421,6 +423,9 @@ void FasterRCNNImpl::set_int8_calibration(const Int8Calibration &calibration)
 		throw Error("an 8-bit calibration is for a model in precision int8 (to_device)");
 	if (calibration.arch != config_.arch)
 		throw Error("the 8-bit calibration was made for " + calibration.arch + ", not " + config_.arch);
+	if (calibration.weights_crc32 != weights_checksum())
+		throw Error("the 8-bit calibration was made for other weights (CRC-32 " +
+			    std::to_string(calibration.weights_crc32) + ", these " + std::to_string(weights_checksum()) + ")");
 	auto previous = int8_calibration_;
 	int8_calibration_ = std::make_shared<const Int8Calibration>(calibration);
 	parts_->backbone->onednn.reset();
@@ -439,11 +444,24 @@ Int8Calibration FasterRCNNImpl::int8_observed() const
 {
 	Int8Calibration observed;
 	observed.arch = config_.arch;
+	observed.weights_crc32 = weights_checksum();
 	observed.frames = int8_frames_observed_;
 	const auto &plan = parts_->backbone->onednn;
 	if (int8_ && plan && !plan->int8())
 		observed.ranges = plan->observed_ranges();
 	return observed;
+}
+
+uint32_t FasterRCNNImpl::weights_checksum() const
+{
+	uLong crc = crc32(0L, Z_NULL, 0);
+	for (const auto &[name, tensor] : state_dict()) {
+		if (!tensor.is_floating_point())
+			continue;
+		const auto values = tensor.detach().to(torch::kCPU, torch::kFloat).contiguous();
+		crc = crc32_z(crc, static_cast<const Bytef *>(values.data_ptr()), (z_size_t)values.nbytes());
+	}
+	return (uint32_t)crc;
 }
 
 bool FasterRCNNImpl::int8_calibrated() const

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: BSD-3-Clause
 // The calibration of an 8-bit model as a JSON file:
 //   {"format": "frcnn-int8-calibration", "version": 1, "arch": "fasterrcnn_resnet50_fpn",
-//    "frames": 16, "ranges": {"backbone.body.layer1.0.conv1": 2.71, ...}}
+//    "weights_crc32": 1234567890, "frames": 16, "ranges": {"backbone.body.layer1.0.conv1": 2.71, ...}}
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
@@ -30,8 +30,11 @@ void save_int8_calibration(const Int8Calibration &calibration, const std::string
 	nlohmann::json ranges = nlohmann::json::object();
 	for (const auto &[name, range] : calibration.ranges)
 		ranges[name] = range;
-	const nlohmann::json document{{"format", kFormat},   {"version", kVersion},
-				      {"arch", calibration.arch}, {"frames", calibration.frames},
+	const nlohmann::json document{{"format", kFormat},
+				      {"version", kVersion},
+				      {"arch", calibration.arch},
+				      {"weights_crc32", calibration.weights_crc32},
+				      {"frames", calibration.frames},
 				      {"ranges", ranges}};
 	// Into a file of its own first: a reader never sees half a calibration, and an old one
 	// stays whole when writing fails.
@@ -76,10 +79,14 @@ Int8Calibration load_int8_calibration(const std::string &path)
 	const auto arch = document.value("arch", nlohmann::json());
 	const auto frames = document.value("frames", nlohmann::json());
 	const auto ranges = document.value("ranges", nlohmann::json());
-	if (!arch.is_string() || !frames.is_number_integer() || !ranges.is_object() || ranges.empty())
-		throw fail("\"arch\" (a string), \"frames\" (an integer) or \"ranges\" (an object of numbers) missing");
+	const auto crc = document.value("weights_crc32", nlohmann::json());
+	if (!arch.is_string() || !frames.is_number_integer() || !crc.is_number_unsigned() || !ranges.is_object() ||
+	    ranges.empty())
+		throw fail("\"arch\" (a string), \"weights_crc32\", \"frames\" (integers) or \"ranges\" (an object "
+			   "of numbers) missing");
 	Int8Calibration calibration;
 	calibration.arch = arch.get<std::string>();
+	calibration.weights_crc32 = crc.get<uint32_t>();
 	calibration.frames = frames.get<int64_t>();
 	for (const auto &[name, value] : ranges.items()) {
 		if (!value.is_number() || !std::isfinite(value.get<double>()) || value.get<double>() < 0)

@@ -171,6 +171,11 @@ TEST_F(Int8, RefusesWhatItCannotRun)
 	EXPECT_TRUE(contains(message, "made for fasterrcnn_resnet50_fpn, not tiny")) << message;
 
 	calibration.arch = "tiny";
+	calibration.weights_crc32 = model->weights_checksum() + 1;
+	message = error_of([&] { model->set_int8_calibration(calibration); });
+	EXPECT_TRUE(contains(message, "the 8-bit calibration was made for other weights")) << message;
+
+	calibration.weights_crc32 = model->weights_checksum();
 	calibration.ranges = {{"backbone.body.layer1.0.conv1", 1.0f}};
 	message = error_of([&] { model->set_int8_calibration(calibration); });
 	EXPECT_TRUE(contains(message, "has no range for backbone.body.layer1.0.conv2")) << message;
@@ -377,6 +382,7 @@ TEST_F(Int8, CalibrationFileErrors)
 	TempDir dir;
 	Int8Calibration calibration;
 	calibration.arch = "tiny";
+	calibration.weights_crc32 = 4000000000u;
 	calibration.frames = 7;
 	calibration.ranges = {{"a.b", 1.5f}, {"c", 0.0f}};
 	const std::string file = (dir.path / "c.json").string();
@@ -384,6 +390,7 @@ TEST_F(Int8, CalibrationFileErrors)
 	const auto back = load_int8_calibration(file);
 	EXPECT_EQ(back.arch, "tiny");
 	EXPECT_EQ(back.frames, 7);
+	EXPECT_EQ(back.weights_crc32, 4000000000u);
 	EXPECT_EQ(back.ranges, calibration.ranges);
 	EXPECT_EQ(std::distance(fs::directory_iterator(dir.path), fs::directory_iterator()), 1)
 		<< "a temporary file was left";
@@ -397,7 +404,11 @@ TEST_F(Int8, CalibrationFileErrors)
 	write(R"({"format": "something else"})");
 	message = error_of([&] { load_int8_calibration(file); });
 	EXPECT_TRUE(contains(message, "no \"format\": \"frcnn-int8-calibration\"")) << message;
-	write(R"({"format": "frcnn-int8-calibration", "version": 1, "arch": "tiny", "frames": 2, "ranges": {"x": -1}})");
+	write(R"({"format": "frcnn-int8-calibration", "version": 1, "arch": "tiny", "frames": 2, "ranges": {"x": 1}})");
+	message = error_of([&] { load_int8_calibration(file); });
+	EXPECT_TRUE(contains(message, "\"weights_crc32\", \"frames\" (integers)")) << message;
+	write(R"({"format": "frcnn-int8-calibration", "version": 1, "arch": "tiny", "weights_crc32": 5, "frames": 2,
+		  "ranges": {"x": -1}})");
 	message = error_of([&] { load_int8_calibration(file); });
 	EXPECT_TRUE(contains(message, "the range of x is not a finite number >= 0")) << message;
 	message = error_of([&] { load_int8_calibration((dir.path / "missing.json").string()); });
@@ -411,11 +422,15 @@ TEST_F(Int8, CalibrationFileErrors)
 	message = error_of([&] { Detector detector(options); });
 	EXPECT_TRUE(contains(message, "the range of x is not a finite number >= 0; remove the file to calibrate anew"))
 		<< message;
-	// One of another model.
+	// One of another model, or of other weights.
 	calibration.arch = "fasterrcnn_resnet50_fpn";
 	save_int8_calibration(calibration, file);
 	message = error_of([&] { Detector detector(options); });
 	EXPECT_TRUE(contains(message, "made for fasterrcnn_resnet50_fpn, not tiny")) << message;
+	calibration.arch = "tiny";
+	save_int8_calibration(calibration, file);
+	message = error_of([&] { Detector detector(options); });
+	EXPECT_TRUE(contains(message, "made for other weights")) << message;
 	// A folder it could not write to fails at once, not after the calibration frames.
 	options.int8_calibration = (dir.path / "no-such-folder" / "c.json").string();
 	message = error_of([&] { Detector detector(options); });

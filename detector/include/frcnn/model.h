@@ -45,6 +45,9 @@ struct ForwardResult {
 // value is the largest 8-bit one.
 struct Int8Calibration {
 	std::string arch;	// the model's preset (ModelConfig::arch)
+	// CRC-32 of the model's weights (FasterRCNNImpl::weights_checksum): ranges fit the
+	// weights they were observed with only.
+	uint32_t weights_crc32 = 0;
 	int64_t frames = 0;	// how many frames (images) the ranges were taken from
 	std::map<std::string, float> ranges;
 };
@@ -106,6 +109,8 @@ public:
 	Int8Calibration int8_observed() const;
 	// Whether the model runs in 8 bits now (Int8 and calibrated).
 	bool int8_calibrated() const;
+	// CRC-32 of the bytes of the state dict's floating-point tensors, as float, in its order.
+	uint32_t weights_checksum() const;
 
 	// On the CPU (fp32 or bf16), what runs the convolutions of the backbone, FPN, RPN head and a
 	// convolutional box head in eval mode (see CpuConvolutions; the default of a new model is LibTorch). oneDNN takes the
