@@ -64,6 +64,8 @@ enum {
 	PROP_LABELS,
 	PROP_DEVICE,
 	PROP_PRECISION,
+	PROP_INT8_CALIBRATION,
+	PROP_INT8_CALIBRATION_FRAMES,
 	PROP_CHANNELS_LAST,
 	PROP_CPU_CONVOLUTIONS,
 	PROP_BATCH_SIZE,
@@ -92,6 +94,8 @@ enum {
 #define DEFAULT_PROP_LABELS nullptr
 #define DEFAULT_PROP_DEVICE "cpu"
 #define DEFAULT_PROP_PRECISION GST_FRCNN_PRECISION_FP32
+#define DEFAULT_PROP_INT8_CALIBRATION nullptr
+#define DEFAULT_PROP_INT8_CALIBRATION_FRAMES 16
 #define DEFAULT_PROP_CHANNELS_LAST FALSE
 #define DEFAULT_PROP_CPU_CONVOLUTIONS GST_FRCNN_CPU_CONVOLUTIONS_AUTO
 #define DEFAULT_PROP_BATCH_SIZE 1
@@ -119,6 +123,7 @@ typedef enum {
 	GST_FRCNN_PRECISION_FP32,
 	GST_FRCNN_PRECISION_FP16,
 	GST_FRCNN_PRECISION_BF16,
+	GST_FRCNN_PRECISION_INT8,
 } GstFrcnnPrecision;
 
 #define GST_TYPE_FRCNN_PRECISION (gst_frcnn_precision_get_type())
@@ -130,6 +135,10 @@ static GType gst_frcnn_precision_get_type(void)
 		{ GST_FRCNN_PRECISION_BF16,
 		  "bfloat16 (CPUs with AVX-512 BF16 or AMX: faster than fp32 there, the same detections up to rounding)",
 		  "bf16" },
+		{ GST_FRCNN_PRECISION_INT8,
+		  "8-bit integers (CPU, the ResNet-FPN models: convolutions and box head in 8 bits on ranges calibrated "
+		  "on the first frames; detections close to fp32's)",
+		  "int8" },
 		{ 0, nullptr, nullptr },
 	};
 	static gsize type = 0;
@@ -210,6 +219,8 @@ struct Settings {
 	std::string labels;
 	std::string device = DEFAULT_PROP_DEVICE;
 	GstFrcnnPrecision precision = DEFAULT_PROP_PRECISION;
+	std::string int8_calibration;
+	guint int8_calibration_frames = DEFAULT_PROP_INT8_CALIBRATION_FRAMES;
 	gboolean channels_last = DEFAULT_PROP_CHANNELS_LAST;
 	GstFrcnnCpuConvolutions cpu_convolutions = DEFAULT_PROP_CPU_CONVOLUTIONS;
 	guint batch_size = DEFAULT_PROP_BATCH_SIZE;
@@ -590,8 +601,21 @@ static void gst_frcnn_detect_class_init(GstFrcnnDetectClass *klass)
 	g_object_class_install_property(object_class, PROP_PRECISION,
 		g_param_spec_enum("precision", "Precision",
 				  "Arithmetic of the model's convolutions and linear layers (box geometry stays in float): "
-				  "fp16 on CUDA devices, bf16 on CPUs with bfloat16 instructions",
+				  "fp16 on CUDA devices, bf16 on CPUs with bfloat16 instructions, int8 on the CPU "
+				  "(fasterrcnn_resnet50_fpn, its v2 and tiny)",
 				  GST_TYPE_FRCNN_PRECISION, DEFAULT_PROP_PRECISION, ready));
+	g_object_class_install_property(object_class, PROP_INT8_CALIBRATION,
+		g_param_spec_string("int8-calibration", "Int8 calibration",
+				    "With precision=int8: a file of the ranges of the layers' inputs. When it "
+				    "exists (written for the same model and weights) it is used from the first "
+				    "frame; else the element calibrates on the first int8-calibration-frames "
+				    "frames (detected in fp32) and writes it. Empty: calibrate at every start",
+				    DEFAULT_PROP_INT8_CALIBRATION, ready));
+	g_object_class_install_property(object_class, PROP_INT8_CALIBRATION_FRAMES,
+		g_param_spec_uint("int8-calibration-frames", "Int8 calibration frames",
+				  "With precision=int8 and no calibration file yet: the frames (images with "
+				  "inference-region=roi-list) detected in fp32 while the ranges are measured",
+				  1, 100000, DEFAULT_PROP_INT8_CALIBRATION_FRAMES, ready));
 	g_object_class_install_property(object_class, PROP_CHANNELS_LAST,
 		g_param_spec_boolean("channels-last", "Channels last",
 				     "Run the convolutions on channels-last (NHWC) data: faster with "
@@ -797,6 +821,12 @@ static void gst_frcnn_detect_set_property(GObject *object, guint prop_id, const 
 	case PROP_PRECISION:
 		settings.precision = static_cast<GstFrcnnPrecision>(g_value_get_enum(value));
 		break;
+	case PROP_INT8_CALIBRATION:
+		set_string(settings.int8_calibration, value);
+		break;
+	case PROP_INT8_CALIBRATION_FRAMES:
+		settings.int8_calibration_frames = g_value_get_uint(value);
+		break;
 	case PROP_CHANNELS_LAST:
 		settings.channels_last = g_value_get_boolean(value);
 		break;
@@ -866,6 +896,8 @@ static void gst_frcnn_detect_set_property(GObject *object, guint prop_id, const 
 	case PROP_LABELS:
 	case PROP_DEVICE:
 	case PROP_PRECISION:
+	case PROP_INT8_CALIBRATION:
+	case PROP_INT8_CALIBRATION_FRAMES:
 	case PROP_CHANNELS_LAST:
 	case PROP_CPU_CONVOLUTIONS:
 	case PROP_MODEL_INSTANCE_ID:
@@ -925,6 +957,12 @@ static void gst_frcnn_detect_get_property(GObject *object, guint prop_id, GValue
 		break;
 	case PROP_PRECISION:
 		g_value_set_enum(value, settings.precision);
+		break;
+	case PROP_INT8_CALIBRATION:
+		g_value_set_string(value, settings.int8_calibration.empty() ? nullptr : settings.int8_calibration.c_str());
+		break;
+	case PROP_INT8_CALIBRATION_FRAMES:
+		g_value_set_uint(value, settings.int8_calibration_frames);
 		break;
 	case PROP_CHANNELS_LAST:
 		g_value_set_boolean(value, settings.channels_last);
@@ -1007,6 +1045,10 @@ static std::string model_settings_text(const Settings &settings)
 	return std::string("model=") + (settings.model_set ? settings.model : "(unset)") +
 	       " weights=" + settings.weights + " num-classes=" + std::to_string(settings.num_classes) +
 	       " device=" + settings.device + " precision=" + precision +
+	       (settings.precision == GST_FRCNN_PRECISION_INT8
+			? " int8-calibration=" + settings.int8_calibration +
+				  " int8-calibration-frames=" + std::to_string(settings.int8_calibration_frames)
+			: std::string()) +
 	       " channels-last=" + (settings.channels_last ? "true" : "false") +
 	       " cpu-convolutions=" + convolutions;
 }
@@ -1089,9 +1131,23 @@ static gboolean gst_frcnn_detect_load_model(GstFrcnnDetect *self, const Settings
 	options.checkpoint = std::move(checkpoint);
 	options.device = settings.device;
 	static_assert((int)GST_FRCNN_PRECISION_FP16 == (int)frcnn::Precision::Fp16 &&
-			      (int)GST_FRCNN_PRECISION_BF16 == (int)frcnn::Precision::Bf16,
+			      (int)GST_FRCNN_PRECISION_BF16 == (int)frcnn::Precision::Bf16 &&
+			      (int)GST_FRCNN_PRECISION_INT8 == (int)frcnn::Precision::Int8,
 		      "GstFrcnnPrecision follows frcnn::Precision");
 	options.precision = static_cast<frcnn::Precision>(settings.precision);
+	options.int8_calibration = settings.int8_calibration;
+	options.int8_calibration_frames = static_cast<int>(settings.int8_calibration_frames);
+	if (settings.precision == GST_FRCNN_PRECISION_INT8) {
+		const std::string unsupported = frcnn::int8_unsupported_reason(config);
+		if (!unsupported.empty()) {
+			GST_FRCNN_DETECT_PROBLEM(self, while_playing, RESOURCE, SETTINGS,
+					  ("precision=int8 cannot run model '%s': %s. Set precision=fp32 (or bf16), "
+					   "or use fasterrcnn_resnet50_fpn, its v2 or tiny.",
+					   config.arch.c_str(), unsupported.c_str()),
+					  ("frcnn::int8_unsupported_reason()"));
+			return FALSE;
+		}
+	}
 	options.channels_last = settings.channels_last;
 	static_assert((int)GST_FRCNN_CPU_CONVOLUTIONS_ONEDNN == (int)frcnn::CpuConvolutions::OneDnn &&
 			      (int)GST_FRCNN_CPU_CONVOLUTIONS_LIBTORCH == (int)frcnn::CpuConvolutions::LibTorch,
@@ -1100,6 +1156,14 @@ static gboolean gst_frcnn_detect_load_model(GstFrcnnDetect *self, const Settings
 
 	try {
 		model.detector = std::make_unique<frcnn::Detector>(options);
+	} catch (const frcnn::CalibrationError &e) {
+		GST_FRCNN_DETECT_PROBLEM(self, while_playing, RESOURCE, SETTINGS,
+				  ("Could not use the int8 calibration '%s': %s. Set 'int8-calibration' to a "
+				   "file of this model and weights, or to a new file in a writable folder "
+				   "(the element calibrates and writes it), or leave it empty.",
+				   settings.int8_calibration.c_str(), e.what()),
+				  ("frcnn::Detector() failed on the int8 calibration"));
+		return FALSE;
 	} catch (const std::exception &e) {
 		GST_FRCNN_DETECT_PROBLEM(self, while_playing, LIBRARY, INIT,
 				  ("Could not set up model '%s' with %d classes on '%s' from '%s': %s. "
@@ -1164,6 +1228,13 @@ static std::optional<ModelSetup> gst_frcnn_detect_setup_model(GstFrcnnDetect *se
 				  ("precision=bf16 is for the CPU: set precision=fp16 (or fp32) "
 				   "with device=%s, or device=cpu.", settings.device.c_str()),
 				  ("bf16 check failed: device is %s", settings.device.c_str()));
+		return std::nullopt;
+	}
+	if (settings.precision == GST_FRCNN_PRECISION_INT8 && settings.device != "cpu") {
+		GST_FRCNN_DETECT_PROBLEM(self, while_playing, RESOURCE, SETTINGS,
+				  ("precision=int8 is for the CPU: set precision=fp16 (or fp32) "
+				   "with device=%s, or device=cpu.", settings.device.c_str()),
+				  ("int8 check failed: device is %s", settings.device.c_str()));
 		return std::nullopt;
 	}
 	if (settings.precision == GST_FRCNN_PRECISION_BF16 && !frcnn::cpu_has_bf16()) {
@@ -1429,6 +1500,8 @@ static void gst_frcnn_detect_check_reload(GstFrcnnDetect *self)
 	const Settings &loaded = state->loaded_settings;
 	if (!loaded.model_instance_id.empty() || settings.model_instance_id != loaded.model_instance_id ||
 	    settings.device != loaded.device || settings.precision != loaded.precision ||
+	    settings.int8_calibration != loaded.int8_calibration ||
+	    settings.int8_calibration_frames != loaded.int8_calibration_frames ||
 	    settings.channels_last != loaded.channels_last ||
 	    settings.cpu_convolutions != loaded.cpu_convolutions) {
 		GST_ELEMENT_WARNING(self, RESOURCE, SETTINGS,

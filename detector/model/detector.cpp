@@ -107,7 +107,7 @@ Detector::Detector(const DetectorOptions &options)
 		if (folder.empty())
 			folder = ".";
 		if (access(folder.c_str(), W_OK) != 0)
-			throw Error("cannot write the 8-bit calibration '" + options.int8_calibration + "': folder '" +
+			throw CalibrationError("cannot write the 8-bit calibration '" + options.int8_calibration + "': folder '" +
 				    folder.string() + "' " + (access(folder.c_str(), F_OK) == 0 ? "is not writable" : "does not exist"));
 	}
 	// Before the weights are read: a precision the device cannot run fails at once.
@@ -132,7 +132,7 @@ Detector::Detector(const DetectorOptions &options)
 			try {
 				impl_->model->set_int8_calibration(load_int8_calibration(options.int8_calibration));
 			} catch (const Error &e) {
-				throw Error(std::string(e.what()) + "; remove the file to calibrate anew on this model");
+				throw CalibrationError(std::string(e.what()) + "; remove the file to calibrate anew on this model");
 			}
 		}
 	} catch (const c10::Error &e) {
@@ -185,8 +185,13 @@ void Detector::Impl::finish_calibration()
 	if (observed.frames < options.int8_calibration_frames)
 		return;
 	model->set_int8_calibration(observed);
-	if (!options.int8_calibration.empty())
-		save_int8_calibration(observed, options.int8_calibration);
+	if (!options.int8_calibration.empty()) {
+		try {
+			save_int8_calibration(observed, options.int8_calibration);
+		} catch (const Error &e) {
+			throw CalibrationError(e.what());
+		}
+	}
 }
 
 namespace {

@@ -364,11 +364,16 @@ void detail::check_precision(torch::Device device, Precision precision)
 			    "libdnnl-dev and rebuild); use fp32");
 }
 
+std::string int8_unsupported_reason(const ModelConfig &config)
+{
+	return detail::onednn_unsupported_reason(config);
+}
+
 void FasterRCNNImpl::to_device(torch::Device device, Precision precision, bool channels_last)
 {
 	detail::check_precision(device, precision);
 	if (precision == Precision::Int8) {
-		const std::string unsupported = detail::onednn_unsupported_reason(config_);
+		const std::string unsupported = int8_unsupported_reason(config_);
 		if (!unsupported.empty())
 			throw Error("precision int8 runs on the oneDNN convolutions: " + unsupported + "; use fp32");
 	}

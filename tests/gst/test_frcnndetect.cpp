@@ -26,6 +26,7 @@
 #include "frcnn-build-config.h"
 #include "frcnn/config.h"
 #include "frcnn/detector.h"
+#include "frcnn/model.h"
 
 #include "gst_test_utils.h"
 #include "labels.h"
@@ -330,6 +331,49 @@ TEST(FrcnnDetect, Bf16RunsTheModelInBfloat16)
 	gst_test::BufferPtr out(gst_harness_push_and_pull(h.get(), frame.buffer(0, GST_SECOND / 30)));
 	ASSERT_TRUE(out);
 	expect_meta_equals(out.get(), frame.width(), frame.height(), bf16);
+}
+
+// precision=int8: the first int8-calibration-frames frames are detected in fp32 while the
+// ranges are measured, the next ones in 8 bits, as the library's Detector does; the calibration
+// file is written when the calibration ends.
+TEST(FrcnnDetect, Int8CalibratesOnTheFirstFramesThenRunsIn8Bits)
+{
+	if (!frcnn::int8_unsupported_reason(frcnn::model_preset("tiny")).empty())
+		GTEST_SKIP() << "int8 needs oneDNN, which this build lacks";
+	const Frame first = make_frame(photo(320, 240), GST_VIDEO_FORMAT_RGB);
+	const Frame second = make_frame(photo(320, 240, 1), GST_VIDEO_FORMAT_RGB);
+	frcnn::DetectorOptions options;
+	options.model = frcnn::model_preset("tiny");
+	options.model.num_classes = 4;
+	options.model.box_score_thresh = kThreshold;
+	options.model.box_nms_thresh = 0.5;
+	options.model.min_size = kMinSize;
+	options.weights = gst_test::weights4();
+	options.precision = frcnn::Precision::Int8;
+	options.int8_calibration_frames = 1;
+	frcnn::Detector int8(options);
+	const auto calibrating = int8.detect({ view_of(first) }).at(0);
+	ASSERT_TRUE(int8.int8_calibrated());
+	const auto quantized = int8.detect({ view_of(second) }).at(0);
+	const auto fp32 = expected_for(second);
+	ASSERT_FALSE(quantized.empty());
+	bool differs = quantized.size() != fp32.size();
+	for (std::size_t i = 0; !differs && i < quantized.size(); i++)
+		differs = quantized[i].score != fp32[i].score || quantized[i].x1 != fp32[i].x1;
+	ASSERT_TRUE(differs) << "int8 and fp32 give the same bits on this frame";
+
+	const std::string file = gst_test::out_dir() + "/tiny4.int8.json";
+	std::remove(file.c_str());
+	HarnessPtr h = harness("precision=int8 int8-calibration-frames=1 int8-calibration=\"" + file + "\"");
+	gst_harness_set_src_caps(h.get(), first.caps());
+	gst_test::BufferPtr out(gst_harness_push_and_pull(h.get(), first.buffer(0, GST_SECOND / 30)));
+	ASSERT_TRUE(out);
+	expect_meta_equals(out.get(), first.width(), first.height(), expected_for(first));
+	EXPECT_EQ(calibrating.size(), expected_for(first).size()) << "the calibration frame is fp32's";
+	out.reset(gst_harness_push_and_pull(h.get(), second.buffer(GST_SECOND / 30, GST_SECOND / 30)));
+	ASSERT_TRUE(out);
+	expect_meta_equals(out.get(), second.width(), second.height(), quantized);
+	EXPECT_EQ(frcnn::load_int8_calibration(file).frames, 1);
 }
 
 TEST_P(FormatTest, OddSizeAndPaddedStrides)
@@ -1227,6 +1271,25 @@ std::vector<ErrorCase> error_cases()
 	else
 		cases.push_back({ "Bf16OnCuda", "model=tiny device=cuda precision=bf16 " + w,
 				  "precision=bf16 is for the CPU: set precision=fp16 (or fp32) with device=cuda, or device=cpu.",
+				  GST_RESOURCE_ERROR });
+	if (frcnn::int8_unsupported_reason(frcnn::model_preset("tiny")).empty()) {
+		cases.push_back({ "Int8OnMobileNet", "model=fasterrcnn_mobilenet_v3_large_fpn precision=int8 " + w,
+				  "precision=int8 cannot run model 'fasterrcnn_mobilenet_v3_large_fpn': the oneDNN "
+				  "convolutions cover ResNet backbones, not mobilenet_v3_large. Set precision=fp32",
+				  GST_RESOURCE_ERROR });
+		cases.push_back({ "Int8CalibrationInAMissingFolder",
+				  "model=tiny precision=int8 int8-calibration=/nonexistent/folder/c.json " + w,
+				  "Could not use the int8 calibration '/nonexistent/folder/c.json': cannot write the "
+				  "8-bit calibration '/nonexistent/folder/c.json': folder '/nonexistent/folder' does not "
+				  "exist. Set 'int8-calibration'",
+				  GST_RESOURCE_ERROR });
+		cases.push_back({ "Int8CalibrationNotJson",
+				  "model=tiny precision=int8 int8-calibration=\"" + bad_labels() + "\" " + w,
+				  "is not an 8-bit calibration: not JSON", GST_RESOURCE_ERROR });
+	}
+	if (frcnn::Detector::cuda_built())
+		cases.push_back({ "Int8OnCuda", "model=tiny device=cuda precision=int8 " + w,
+				  "precision=int8 is for the CPU: set precision=fp16 (or fp32) with device=cuda, or device=cpu.",
 				  GST_RESOURCE_ERROR });
 	if (!frcnn::cpu_has_bf16())
 		cases.push_back({ "Bf16WithoutTheInstructions", "model=tiny precision=bf16 " + w,

@@ -112,6 +112,10 @@ enum class Precision {
 const char *precision_name(Precision value);
 Precision parse_precision(const std::string &name);
 
+// Why Precision::Int8 cannot run this model in this build (empty when it can): it runs on
+// the oneDNN convolutions, for the ResNet-FPN models.
+std::string int8_unsupported_reason(const ModelConfig &config);
+
 // Whether this CPU computes bfloat16 in hardware (AVX-512 BF16 or AMX-BF16), which
 // Precision::Bf16 on the CPU needs.
 bool cpu_has_bf16();

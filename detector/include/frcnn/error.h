@@ -13,4 +13,11 @@ public:
 	explicit Error(const std::string &message) : std::runtime_error(message) {}
 };
 
+// An 8-bit calibration file that cannot be used: unreadable, malformed, of another model or
+// other weights, or a place it cannot be written to (DetectorOptions::int8_calibration).
+class CalibrationError : public Error {
+public:
+	explicit CalibrationError(const std::string &message) : Error(message) {}
+};
+
 } // namespace frcnn
