@@ -684,8 +684,8 @@ static void gst_frcnn_detect_class_init(GstFrcnnDetectClass *klass)
 	g_object_class_install_property(object_class, PROP_MODEL_INSTANCE_ID,
 		g_param_spec_string("model-instance-id", "Model instance id",
 				    "Elements with the same id share one loaded model (their model, "
-				    "weights, num-classes, device, precision, channels-last and "
-				    "cpu-convolutions must be equal); their batches take turns, each "
+				    "weights, num-classes, device, precision, int8-calibration(-frames), "
+				    "channels-last and cpu-convolutions must be equal); their batches take turns, each "
 				    "with its own thresholds and sizes, and batches that wait together "
 				    "with equal thresholds, sizes and frame sizes run as one, up to the "
 				    "largest batch-size among them. Empty: a model of its own",

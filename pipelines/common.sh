@@ -19,6 +19,7 @@ FRCNN_THREADS=${FRCNN_THREADS:-0}
 FRCNN_REGION=${FRCNN_REGION:-}
 FRCNN_CLASS_THRESHOLDS=${FRCNN_CLASS_THRESHOLDS:-}
 FRCNN_SECOND=${FRCNN_SECOND:-}
+FRCNN_INT8_CALIBRATION=${FRCNN_INT8_CALIBRATION:-}
 DRY_RUN=0
 ARGS=()
 
@@ -29,7 +30,11 @@ also work):
   --model M        model preset of a weights file, e.g. tiny [the weights preset's model,
                    else told from the checkpoint's keys]
   --device D       cpu, cuda or cuda:N [$FRCNN_DEVICE]
-  --precision P    fp32, fp16 (CUDA) or bf16 (CPUs with AVX-512 BF16 or AMX) [$FRCNN_PRECISION]
+  --precision P    fp32, fp16 (CUDA), bf16 (CPUs with AVX-512 BF16 or AMX) or int8 (CPU;
+                   fasterrcnn_resnet50_fpn, its v2 and tiny) [$FRCNN_PRECISION]
+  --int8-calibration FILE
+                   with --precision int8: the calibration file, read when it exists, else
+                   written after calibrating on the first frames [calibrate at every start]
   --cpu-convolutions K
                    auto, libtorch (torchvision's arithmetic) or onednn (faster) on the CPU
                    [$FRCNN_CPU_CONVOLUTIONS]
@@ -59,6 +64,7 @@ frcnn_parse() {
 		--model) FRCNN_MODEL=$2; shift 2 ;;
 		--device) FRCNN_DEVICE=$2; shift 2 ;;
 		--precision) FRCNN_PRECISION=$2; shift 2 ;;
+		--int8-calibration) FRCNN_INT8_CALIBRATION=$2; shift 2 ;;
 		--cpu-convolutions) FRCNN_CPU_CONVOLUTIONS=$2; shift 2 ;;
 		--batch-size) FRCNN_BATCH_SIZE=$2; shift 2 ;;
 		--threshold) FRCNN_THRESHOLD=$2; shift 2 ;;
@@ -87,6 +93,7 @@ frcnn_detect() {
 		"precision=$FRCNN_PRECISION" "batch-size=$FRCNN_BATCH_SIZE"
 		"threshold=$FRCNN_THRESHOLD" "min-size=$FRCNN_MIN_SIZE" "interval=$FRCNN_INTERVAL")
 	[ -n "$FRCNN_MODEL" ] && DETECT+=("model=$FRCNN_MODEL")
+	[ -n "$FRCNN_INT8_CALIBRATION" ] && DETECT+=("int8-calibration=$FRCNN_INT8_CALIBRATION")
 	[ "$FRCNN_CPU_CONVOLUTIONS" != auto ] && DETECT+=("cpu-convolutions=$FRCNN_CPU_CONVOLUTIONS")
 	[ -n "$FRCNN_LABELS" ] && DETECT+=("labels=$FRCNN_LABELS")
 	[ -n "$FRCNN_CLASSES" ] && DETECT+=("classes=$FRCNN_CLASSES")

@@ -1071,10 +1071,13 @@ void OneDnnPlan::build(BackboneImpl &backbone, RPNHeadImpl &rpn_head, ConvFCHead
 	rpn_cls_ = make_convolution(folded(*rpn_head.cls_logits, nullptr, sources_), false, false, workspace_);
 	rpn_bbox_ = make_convolution(folded(*rpn_head.bbox_pred, nullptr, sources_), false, false, workspace_);
 	if (box_head != nullptr) {
-		for (auto &c : box_head->convs) {
+		for (size_t i = 0; i < box_head->convs.size(); i++) {
+			auto &c = box_head->convs[i];
 			if (c->activation != Activation::ReLU)
 				throw Error("the oneDNN convolutions: a box head convolution without ReLU");
-			auto spec = folded(*c->conv, c->norm.is_empty() ? nullptr : c->norm.ptr().get(), sources_);
+			// The first reads the pooled regions (signed), the others a ReLU.
+			auto spec = quantized(folded(*c->conv, c->norm.is_empty() ? nullptr : c->norm.ptr().get(), sources_),
+					      "roi_heads.box_head." + std::to_string(i) + ".0", i > 0);
 			spec.winograd_min_positions = 0;
 			spec.float_winograd_in_bf16 = true; // a chain of four
 			box_head_.push_back(make_convolution(std::move(spec), false, true, workspace_));
@@ -1112,7 +1115,7 @@ std::vector<OneDnnConvolution *> OneDnnPlan::quantized() const
 			for (const auto *conv : {&block.conv1, &block.conv2, &block.conv3, &block.downsample})
 				if (*conv)
 					all.push_back(conv->get());
-	for (const auto *list : {&fpn_inner_, &fpn_layer_, &rpn_conv_})
+	for (const auto *list : {&fpn_inner_, &fpn_layer_, &rpn_conv_, &box_head_})
 		for (const auto &conv : *list)
 			all.push_back(conv.get());
 	return all;

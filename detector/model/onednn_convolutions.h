@@ -103,11 +103,11 @@ public:
 	// kept for the next batches when they are let go, and freed when no batch took them for
 	// two batches: after the first batch of a size, batches of that size allocate nothing.
 	OneDnnOutputMemory output_memory() const;
-	// The layers an 8-bit plan quantizes: the convolutions of the trunk's blocks, the FPN and
-	// the RPN head's shared convolution(s), and the box head's linear layers before the
-	// predictor; the stem (3 input channels, little of the work), the RPN's objectness and
-	// box outputs, the v2 box head's convolutions and the predictor (the precision of scores
-	// and box deltas) stay float.
+	// The layers an 8-bit plan quantizes: the convolutions of the trunk's blocks, the FPN,
+	// the RPN head's shared convolution(s) and the v2 box head, and the box head's linear
+	// layers before the predictor; the stem (3 input channels, little of the work), the RPN's
+	// objectness and box outputs and the predictor (the precision of scores and box deltas)
+	// stay float.
 	std::vector<std::string> quantized_names() const;
 
 	// How many of the box head's linear layers the plan has (2 for TwoMLPHead, 1 for the v2

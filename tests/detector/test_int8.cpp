@@ -217,7 +217,8 @@ TEST_F(Int8, EveryResNetArchitectureQuantizes)
 		const size_t per_block = arch == "tiny" ? 2 : 3;
 		const size_t rpn_convs = arch == "fasterrcnn_resnet50_fpn_v2" ? 2 : 1;
 		// And the box head's linear layers: TwoMLPHead's fc6 and fc7, the v2 head's one.
-		const size_t linears = arch == "fasterrcnn_resnet50_fpn_v2" ? 1 : 2;
+		// With the v2 head's four convolutions.
+		const size_t linears = arch == "fasterrcnn_resnet50_fpn_v2" ? 1 + 4 : 2;
 		EXPECT_EQ(names.size(), blocks * per_block + downsamples + 2 * 4 + rpn_convs + linears);
 		EXPECT_EQ(std::count(names.begin(), names.end(),
 				     arch == "fasterrcnn_resnet50_fpn_v2" ? "roi_heads.box_head.5" : "roi_heads.box_head.fc7"),
