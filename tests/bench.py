@@ -288,16 +288,16 @@ def ab_tiny_convolutions(bench, args, env):
     return ab_result(runs, "libtorch", "onednn", "tiny, oneDNN / LibTorch convolutions")
 
 
-def ab_precision(bench, weights, args, env):
-    """fasterrcnn_resnet50_fpn in fp32 against bf16 (libfrcnn's defaults otherwise), batch 1 at 480,
-    alternating; and the tiny preset the same way."""
+def ab_precision(bench, weights, args, env, precision):
+    """fasterrcnn_resnet50_fpn in fp32 against `precision` (bf16 or int8; libfrcnn's defaults
+    otherwise), batch 1 at 480, alternating; and the tiny preset the same way."""
     cmd = [bench, "--arch", ARCH, "--weights", weights, "--min-size", "480", "--threads", str(args.threads),
            "--warmup", "1", "--frames", "5", "--json", VIDEO]
-    runs = alternate({"fp32": cmd, "bf16": cmd + ["--precision", "bf16"]}, args.rounds,
+    runs = alternate({"fp32": cmd, precision: cmd + ["--precision", precision]}, args.rounds,
                      lambda c, r: run_json(c + (["--no-check"] if r else []), env))
-    result = {"resnet50": ab_result(runs, "fp32", "bf16", "fasterrcnn_resnet50_fpn, bf16 / fp32")}
-    runs = ab_tiny(bench, args, {"fp32": ([], env), "bf16": (["--precision", "bf16"], env)})
-    result["tiny"] = ab_result(runs, "fp32", "bf16", "tiny, bf16 / fp32")
+    result = {"resnet50": ab_result(runs, "fp32", precision, f"fasterrcnn_resnet50_fpn, {precision} / fp32")}
+    runs = ab_tiny(bench, args, {"fp32": ([], env), precision: (["--precision", precision], env)})
+    result["tiny"] = ab_result(runs, "fp32", precision, f"tiny, {precision} / fp32")
     return result
 
 
@@ -350,10 +350,12 @@ def print_table(results):
         if tp:
             print(f"the same pipeline without OMP_NUM_THREADS, LibTorch's count {tp['libtorch_default']['fps']:.2f} "
                   f"fps, threads={results['threads']} {tp['property']['fps']:.2f} fps; ratio {tp['ratio_fps']:.3f}")
-    for model, ab in results.get("precision_ab", {}).items():
-        print(f"{model}, libfrcnn fp32 {ab['fp32']['fps']:.3f} fps against bf16 {ab['bf16']['fps']:.3f} fps "
-              f"(runs {ab['fp32']['fps_runs']} and {ab['bf16']['fps_runs']}); ratio {ab['ratio_fps']:.3f}; stages "
-              f"(p50 ms) fp32 {ab['fp32'].get('stages_ms_p50')}, bf16 {ab['bf16'].get('stages_ms_p50')}")
+    for precision, models in results.get("precision_ab", {}).items():
+        for model, ab in models.items():
+            print(f"{model}, libfrcnn fp32 {ab['fp32']['fps']:.3f} fps against {precision} "
+                  f"{ab[precision]['fps']:.3f} fps (runs {ab['fp32']['fps_runs']} and {ab[precision]['fps_runs']}); "
+                  f"ratio {ab['ratio_fps']:.3f}; stages (p50 ms) fp32 {ab['fp32'].get('stages_ms_p50')}, "
+                  f"{precision} {ab[precision].get('stages_ms_p50')}")
     mem = results.get("memory")
     if mem:
         print(f"tiny RSS after {mem['frames_first']} frames {mem['rss_first']:.1f} MiB, after "
@@ -444,6 +446,10 @@ def main():
     p.add_argument("--bf16", action="store_true",
                    help="also libfrcnn in bf16 (CPUs with AVX-512 BF16 or AMX) against torchvision fp32 at batch "
                         "1 and 4, and libfrcnn bf16 against fp32 (fasterrcnn_resnet50_fpn and tiny)")
+    p.add_argument("--int8", action="store_true",
+                   help="also libfrcnn in int8 (calibrated on the first 16 frames, before the timed ones) against "
+                        "torchvision fp32 at batch 1 and 4, and libfrcnn int8 against fp32 (fasterrcnn_resnet50_fpn "
+                        "and tiny)")
     p.add_argument("--quick", action="store_true", help="few frames per run (checks that the driver works)")
     p.add_argument("--no-tiny", action="store_true")
     p.add_argument("--no-compare", action="store_true", help="skip the comparisons with torchvision")
@@ -485,11 +491,12 @@ def main():
             sys.exit(f"bench.py: unknown case {n!r} (known: {', '.join(known)})")
     cases = [dict(name=n, warmup=1, rounds=args.rounds, **known[n]) for n in names]
 
-    bf16_cases = [dict(name="batch1-bf16", batch=1, min_size=480, warmup=1, frames=5, rounds=args.rounds),
-                  dict(name="batch4-bf16", batch=4, min_size=480, warmup=1, frames=8, rounds=args.rounds)
-                  ] if args.bf16 else []
+    reduced = [p for p in ("bf16", "int8") if getattr(args, p)]
+    reduced_cases = [dict(name=f"batch{batch}-{precision}", precision=precision, batch=batch, min_size=480,
+                          warmup=1, frames=frames, rounds=args.rounds)
+                     for precision in reduced for batch, frames in ((1, 5), (4, 8))]
     if args.quick:
-        for c in cases + bf16_cases:
+        for c in cases + reduced_cases:
             c["frames"] = c["batch"]
     with tempfile.TemporaryDirectory(prefix="frcnn-bench-") as tmp:
         weights = os.path.join(tmp, "weights.pth")
@@ -498,7 +505,7 @@ def main():
         subprocess.run([bench, "--arch", ARCH, "--seed", "1", "--min-size", "480", "--save-weights", weights,
                         VIDEO], check=True, env=env)
         # Enough frames for every case (the experiments run 1 + 6 frames at batch 1).
-        needed = max([(c["warmup"] + -(-c["frames"] // c["batch"])) * c["batch"] for c in cases + bf16_cases] + [8])
+        needed = max([(c["warmup"] + -(-c["frames"] // c["batch"])) * c["batch"] for c in cases + reduced_cases] + [8])
         subprocess.run([bench, "--dump-frames", frames_dir, "--batch", "1", "--warmup", "0", "--frames",
                         str(needed), VIDEO], check=True, env=env)
 
@@ -506,14 +513,15 @@ def main():
             log(f"{case['name']}:")
             results["comparisons"].append(compare(case, bench, weights, frames_dir, args, env))
 
-        for case in bf16_cases:
-            log(f"{case['name']} (libfrcnn bf16, torchvision fp32):")
-            c = compare(case, bench, weights, frames_dir, args, env, ["--precision", "bf16"])
-            c["experiment"] = "bf16"
+        for case in reduced_cases:
+            precision = case.pop("precision")
+            log(f"{case['name']} (libfrcnn {precision}, torchvision fp32):")
+            c = compare(case, bench, weights, frames_dir, args, env, ["--precision", precision])
+            c["experiment"] = precision
             results["comparisons"].append(c)
-        if args.bf16:
-            log("libfrcnn fp32 against bf16:")
-            results["precision_ab"] = ab_precision(bench, weights, args, env)
+        for precision in reduced:
+            log(f"libfrcnn fp32 against {precision}:")
+            results.setdefault("precision_ab", {})[precision] = ab_precision(bench, weights, args, env, precision)
 
         if args.pipeline:
             log("pipeline against frcnn-bench:")

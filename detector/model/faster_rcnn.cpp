@@ -433,13 +433,13 @@ void FasterRCNNImpl::set_int8_calibration(const Int8Calibration &calibration)
 			    std::to_string(calibration.weights_crc32) + ", these " + std::to_string(weights_checksum()) + ")");
 	auto previous = int8_calibration_;
 	int8_calibration_ = std::make_shared<const Int8Calibration>(calibration);
-	parts_->backbone->onednn.reset();
+	drop_onednn();
 	try {
 		refresh_onednn();
 	} catch (...) {
 		// As it was: still observing, or on the calibration before.
 		int8_calibration_ = previous;
-		parts_->backbone->onednn.reset();
+		drop_onednn();
 		refresh_onednn();
 		throw;
 	}
@@ -501,13 +501,20 @@ void FasterRCNNImpl::set_cpu_convolutions(CpuConvolutions kind)
 	// Auto: where it pays (docs/performance.md); always for 8 bits.
 	onednn_ = int8_ || kind == CpuConvolutions::OneDnn ||
 		  (kind == CpuConvolutions::Auto && detail::onednn_pays(config_));
+	drop_onednn();
+	refresh_onednn();
+}
+
+void FasterRCNNImpl::drop_onednn()
+{
+	// Every holder lets go: the plan's memory (its copies of the weights, hundreds of MB) is
+	// freed before a new one is made.
 	parts_->backbone->onednn.reset();
 	parts_->rpn->head->onednn.reset();
 	if (auto *box_head = conv_fc_head(*parts_->roi_heads))
 		box_head->onednn.reset();
 	if (auto *head = mlp_head(*parts_->roi_heads))
 		head->onednn.reset();
-	refresh_onednn();
 }
 
 CpuConvolutions FasterRCNNImpl::cpu_convolutions() const
@@ -520,6 +527,7 @@ void FasterRCNNImpl::refresh_onednn()
 	auto &plan = parts_->backbone->onednn;
 	if (!onednn_ || (plan && plan->current()))
 		return;
+	drop_onednn();
 	// The plan holds copies of the weights on the CPU, in float or bfloat16 (a bf16 model); a
 	// model elsewhere or in another dtype does not use it (OneDnnPlan::accepts), and it is made
 	// when the model comes back.

@@ -324,6 +324,12 @@ double op_flops(const std::string &name, c10::ArrayRef<const c10::IValue> in)
 				   (double)((x[3] + 2 * padding - w[3]) / stride + 1);
 		return 2.0 * x[0] * w[0] * out * w[1] * w[2] * w[3];
 	}
+	if (name == "frcnn::onednn_linear" && in.size() >= 2) {
+		// (rows [M, K], weight [N, K]): the box head's linear layers in 8 bits.
+		const auto x = shape_of(in[0]), w = shape_of(in[1]);
+		if (x.size() == 2 && w.size() == 2)
+			return 2.0 * x[0] * x[1] * w[0];
+	}
 	if ((name == "aten::addmm" && in.size() >= 3) || (name == "aten::mm" && in.size() >= 2)) {
 		const size_t first = name == "aten::addmm" ? 1 : 0; // addmm(bias, a, b)
 		const auto a = shape_of(in[first]), b = shape_of(in[first + 1]);

@@ -153,6 +153,7 @@ private:
 	std::shared_ptr<const Int8Calibration> int8_calibration_;
 	int64_t int8_frames_observed_ = 0;
 	void refresh_onednn();
+	void drop_onednn();
 };
 
 TORCH_MODULE(FasterRCNN);
