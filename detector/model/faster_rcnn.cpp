@@ -428,9 +428,10 @@ void FasterRCNNImpl::set_int8_calibration(const Int8Calibration &calibration)
 		throw Error("an 8-bit calibration is for a model in precision int8 (to_device)");
 	if (calibration.arch != config_.arch)
 		throw Error("the 8-bit calibration was made for " + calibration.arch + ", not " + config_.arch);
-	if (calibration.weights_crc32 != weights_checksum())
+	refresh_onednn(); // the checksum of the weights as they are now
+	if (calibration.weights_crc32 != int8_weights_crc32_)
 		throw Error("the 8-bit calibration was made for other weights (CRC-32 " +
-			    std::to_string(calibration.weights_crc32) + ", these " + std::to_string(weights_checksum()) + ")");
+			    std::to_string(calibration.weights_crc32) + ", these " + std::to_string(int8_weights_crc32_) + ")");
 	auto previous = int8_calibration_;
 	int8_calibration_ = std::make_shared<const Int8Calibration>(calibration);
 	drop_onednn();
@@ -449,7 +450,7 @@ Int8Calibration FasterRCNNImpl::int8_observed() const
 {
 	Int8Calibration observed;
 	observed.arch = config_.arch;
-	observed.weights_crc32 = weights_checksum();
+	observed.weights_crc32 = int8_weights_crc32_;
 	observed.frames = int8_frames_observed_;
 	const auto &plan = parts_->backbone->onednn;
 	if (int8_ && plan && !plan->int8())
@@ -547,7 +548,13 @@ void FasterRCNNImpl::refresh_onednn()
 		return;
 	}
 	// 8 bits: on the calibration, else a float plan that observes the ranges for one (anew
-	// with every new plan: new weights make new ranges).
+	// with every new plan: new weights make new ranges, and a calibration of the weights
+	// before is dropped).
+	if (int8_) {
+		int8_weights_crc32_ = weights_checksum();
+		if (int8_calibration_ && int8_calibration_->weights_crc32 != int8_weights_crc32_)
+			int8_calibration_.reset();
+	}
 	const bool int8 = int8_ && int8_calibration_;
 	try {
 		plan = std::make_shared<detail::OneDnnPlan>(*parts_->backbone, *parts_->rpn->head, box_head,

@@ -265,6 +265,41 @@ TEST_F(Int8, EveryResNetArchitectureQuantizes)
 	}
 }
 
+// A calibration holds for the weights it was observed with: weights that change (training,
+// load_state_dict) make the model observe again, and a calibration of the weights before is
+// refused.
+TEST_F(Int8, NewWeightsDropTheCalibration)
+{
+	ModelConfig config = model_preset("tiny");
+	torch::manual_seed(3);
+	FasterRCNN model(config);
+	const auto image = test_image(120, 160);
+	model->calibrate_frozen_batch_norm({image});
+	model->eval();
+	model->to_device(torch::kCPU, Precision::Int8, false);
+	{
+		c10::InferenceMode inference;
+		model->forward({image});
+	}
+	const auto calibration = model->int8_observed();
+	EXPECT_EQ(calibration.weights_crc32, model->weights_checksum());
+	model->set_int8_calibration(calibration);
+	ASSERT_TRUE(model->int8_calibrated());
+	{
+		torch::NoGradGuard no_grad;
+		model->parameters().front().mul_(1.01);
+	}
+	{
+		c10::InferenceMode inference;
+		model->forward({image});
+	}
+	EXPECT_FALSE(model->int8_calibrated()) << "still quantizing on the ranges of other weights";
+	EXPECT_EQ(model->int8_observed().frames, 1);
+	EXPECT_NE(model->int8_observed().weights_crc32, calibration.weights_crc32);
+	const auto message = error_of([&] { model->set_int8_calibration(calibration); });
+	EXPECT_TRUE(contains(message, "made for other weights")) << message;
+}
+
 // The trained shapes model (tests/data/shapes-tiny.pth) calibrated on 16 scenes and run on 16
 // others: of its fp32 detections (the same oneDNN plan in float) scoring 0.5 or more, the share
 // an 8-bit detection of the same label finds again at IoU >= 0.9.

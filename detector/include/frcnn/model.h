@@ -100,9 +100,10 @@ public:
 
 	// Int8 (to_device on the CPU; the ResNet-FPN models, on the oneDNN convolutions, which
 	// to_device chooses): until it has a calibration, the model runs in float and observes the
-	// ranges of the inputs of the convolutions it will quantize (int8_observed()); with one,
-	// those run in 8 bits. Throws frcnn::Error when the model is not in Int8 or the
-	// calibration is for another model (a name missing, a range not finite).
+	// ranges of the inputs of the layers it will quantize (int8_observed()); with one, those
+	// run in 8 bits. New weights (load_state_dict, training) drop the calibration: the model
+	// observes again. Throws frcnn::Error when the model is not in Int8 or the calibration is
+	// for another model or other weights (a name missing, a range not finite).
 	void set_int8_calibration(const Int8Calibration &calibration);
 	// The ranges observed since to_device(Int8) (or the weights last changed), with the
 	// number of images they come from.
@@ -152,6 +153,7 @@ private:
 	// The calibration set (else the model observes), and the images observed so far.
 	std::shared_ptr<const Int8Calibration> int8_calibration_;
 	int64_t int8_frames_observed_ = 0;
+	uint32_t int8_weights_crc32_ = 0; // weights_checksum() when the plan was made
 	void refresh_onednn();
 	void drop_onednn();
 };
