@@ -1177,13 +1177,18 @@ static gboolean gst_frcnn_detect_load_model(GstFrcnnDetect *self, const Settings
 	/* Every run sets the thresholds and sizes of its batches: batches of elements sharing the
 	 * model may want others than the run before. */
 	model.runs = std::make_unique<frcnn::gst::RunQueue>(
-		[detector = model.detector.get()](const std::vector<frcnn::HeldFrame> &frames,
-						  const frcnn::gst::RunSettings &run) {
+		[detector = model.detector.get(),
+		 settings_precision_is_int8 = settings.precision == GST_FRCNN_PRECISION_INT8](
+			const std::vector<frcnn::HeldFrame> &frames, const frcnn::gst::RunSettings &run) {
 			detector->set_score_threshold(run.score_threshold);
 			detector->set_nms_threshold(run.nms_threshold);
 			detector->set_max_detections(run.max_detections);
 			detector->set_image_size(run.min_size, run.max_size);
-			return detector->detect(frames);
+			const bool calibrating = settings_precision_is_int8 && !detector->int8_calibrated();
+			auto detections = detector->detect(frames);
+			if (calibrating && detector->int8_calibrated())
+				GST_INFO("int8: calibrated, the next batches run in 8 bits");
+			return detections;
 		});
 
 	GST_INFO_OBJECT(self, "model %s, %d classes, weights %s, device %s", config.arch.c_str(),

@@ -10,7 +10,6 @@
 #include <mutex>
 #include <optional>
 #include <tuple>
-#include <type_traits>
 
 #include <ATen/Parallel.h>
 #include <ATen/record_function.h>
@@ -318,11 +317,10 @@ public:
 		// chains of them, which hand on float and convert only at their ends.
 		bool float_winograd_in_bf16 = false;
 		// 8 bits (OneDnnPlan::quantized_names): the convolution's name in the state dict,
-		// whether an 8-bit plan quantizes it, whether its input comes out of a ReLU (then
-		// unsigned: all 8 bits for the magnitude), and, in an 8-bit plan, its input's range
-		// (the input is quantized by range / 255 or / 127; larger values saturate).
+		// whether its input comes out of a ReLU (then unsigned: all 8 bits for the
+		// magnitude), and, in an 8-bit plan, its input's range (the input is quantized by
+		// range / 255 or / 127; larger values saturate).
 		std::string name;
-		bool quantized = false;
 		bool unsigned_input = false;
 		float int8_range = 0;
 	};
@@ -990,20 +988,19 @@ void OneDnnPlan::build(BackboneImpl &backbone, RPNHeadImpl &rpn_head, ConvFCHead
 				throw Error("the 8-bit calibration has no range for " + spec.name +
 					    " (made for another model?)");
 			if (!std::isfinite(found->second) || found->second < 0)
-				throw Error("the 8-bit calibration's range for " + spec.name + " is not a finite, positive number");
+				throw Error("the 8-bit calibration's range for " + spec.name + " is not a finite number >= 0");
 			// An input that was zero throughout: any scale will do.
 			spec.int8_range = found->second > 0 ? found->second : 1.0f;
 			if (spec.weight.scalar_type() != torch::kFloat)
-				throw Error("8-bit convolutions are made from float weights");
+				throw Error("8-bit layers are made from float weights");
 		}
-		if constexpr (std::is_same_v<decltype(spec), OneDnnConvolution::Spec>)
-			spec.quantized = true;
 		return spec;
 	};
 	// The box head's linear layers, each with its ReLU.
 	auto linear = [&](torch::nn::Linear &layer, const std::string &name, bool unsigned_input) {
 		sources_.emplace_back(layer->weight, layer->weight._version());
-		sources_.emplace_back(layer->bias, layer->bias._version());
+		if (layer->bias.defined())
+			sources_.emplace_back(layer->bias, layer->bias._version());
 		OneDnnLinear::Spec spec;
 		spec.weight = layer->weight;
 		spec.bias = layer->bias;
