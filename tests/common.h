@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <set>
 #include <sstream>
 #include <stdexcept>
@@ -37,6 +38,32 @@ inline std::string read_file(const std::string &path)
 	s << in.rdbuf();
 	return s.str();
 }
+
+// The message of the exception `f` throws, or "(no error)".
+inline std::string error_of(const std::function<void()> &f)
+{
+	try {
+		f();
+	} catch (const std::exception &e) {
+		return e.what();
+	}
+	return "(no error)";
+}
+
+// A new folder under the system's temporary folder, removed with what it holds at the end.
+struct TempDir {
+	explicit TempDir(const std::string &prefix = "frcnn-test")
+	{
+		std::string pattern = (std::filesystem::temp_directory_path() / (prefix + "-XXXXXX")).string();
+		if (mkdtemp(pattern.data()) == nullptr)
+			throw std::runtime_error("mkdtemp failed");
+		path = pattern;
+	}
+	~TempDir() { std::filesystem::remove_all(path); }
+	TempDir(const TempDir &) = delete;
+	TempDir &operator=(const TempDir &) = delete;
+	std::filesystem::path path;
+};
 
 // The ids of the process's threads, to tell which ones something started.
 inline std::set<std::string> process_threads()

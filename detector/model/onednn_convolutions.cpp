@@ -134,12 +134,91 @@ struct Step {
 	}
 };
 
-// The largest absolute value of a tensor, in one pass and without a copy (x.abs() of the box
-// head's input would take 50 MB a frame).
-float largest_magnitude(const torch::Tensor &x)
+// The largest absolute value a layer's input takes while observing (OneDnnPlan::set_observing),
+// found in one pass without a copy (x.abs() of the box head's input would take 50 MB a frame).
+class RangeObserver {
+public:
+	void set_observing(bool observing)
+	{
+		std::lock_guard<std::mutex> lock(mutex_);
+		if (observing && !observing_)
+			range_ = 0;
+		observing_ = observing;
+	}
+	bool observing()
+	{
+		std::lock_guard<std::mutex> lock(mutex_);
+		return observing_;
+	}
+	void observe(const torch::Tensor &x)
+	{
+		std::lock_guard<std::mutex> lock(mutex_);
+		if (!observing_ || x.numel() == 0)
+			return;
+		const auto [least, most] = at::aminmax(x);
+		range_ = std::max({range_, -least.item<float>(), most.item<float>()});
+	}
+	float range()
+	{
+		std::lock_guard<std::mutex> lock(mutex_);
+		return range_;
+	}
+
+private:
+	std::mutex mutex_;
+	bool observing_ = false;
+	float range_ = 0;
+};
+
+// The scales of an 8-bit layer (a convolution or a linear layer): the input's from its range
+// (range / 255 for an input out of a ReLU, unsigned, else range / 127), each output channel's
+// weights' from their largest magnitude (symmetric, to +-127).
+struct Int8Scales {
+	float input = 1;
+	std::vector<float> output;	      // per output channel: input scale x its weights' scale
+	std::vector<float> weight_quantizers; // per output channel: 1 / its weights' scale
+	torch::Tensor bias;		      // the float bias / output scale: oneDNN 2 adds it before scaling
+
+	// weight: float [O, ...] (a convolution's with its batch norm folded in); bias: float [O]
+	// or undefined.
+	static Int8Scales of(const torch::Tensor &weight, const torch::Tensor &bias, float range, bool unsigned_input)
+	{
+		TORCH_CHECK(weight.scalar_type() == torch::kFloat, "oneDNN: 8 bits from float weights only");
+		TORCH_CHECK(std::isfinite(range) && range > 0, "oneDNN: an 8-bit range not finite and positive");
+		torch::NoGradGuard no_grad;
+		std::vector<int64_t> reduced;
+		for (int64_t d = 1; d < weight.dim(); d++)
+			reduced.push_back(d);
+		auto weight_scale = weight.abs().amax(reduced) / 127.0f;
+		// A channel of zeros: any scale quantizes it to zeros.
+		weight_scale = torch::where(weight_scale > 0, weight_scale, torch::ones_like(weight_scale)).contiguous();
+		Int8Scales scales;
+		scales.input = range / (unsigned_input ? 255.0f : 127.0f);
+		const auto output = (weight_scale * scales.input).contiguous();
+		scales.bias = ((bias.defined() ? bias.to(torch::kFloat) : torch::zeros_like(output)) / output).contiguous();
+		scales.output.assign(output.data_ptr<float>(), output.data_ptr<float>() + output.numel());
+		const auto inverse = (1.0f / weight_scale).contiguous();
+		scales.weight_quantizers.assign(inverse.data_ptr<float>(), inverse.data_ptr<float>() + inverse.numel());
+		return scales;
+	}
+};
+
+// Float weights (`plain`, in `plain_desc`'s layout) reordered into `desc`, the layout and type a
+// primitive wants; with `quantizers` (8 bits), each output channel multiplied by its own first.
+dnnl::memory reordered_weights(const dnnl::memory::desc &plain_desc, const torch::Tensor &plain,
+			       const dnnl::memory::desc &desc, const std::vector<float> *quantizers)
 {
-	const auto [least, most] = at::aminmax(x);
-	return std::max(-least.item<float>(), most.item<float>());
+	auto &engine = cpu_engine();
+	dnnl::memory from(plain_desc, engine, plain.data_ptr());
+	dnnl::memory weights(desc, engine);
+	auto attr = user_scratchpad();
+	if (quantizers != nullptr)
+		attr.set_output_scales(1 << 0, *quantizers);
+	const auto reorder = Step::of<dnnl::reorder>(dnnl::reorder::primitive_desc(engine, plain_desc, engine, desc, attr));
+	auto scratchpad = torch::empty({(int64_t)reorder.scratchpad_bytes + 1}, torch::kByte);
+	dnnl::stream stream(engine);
+	reorder.run(stream, {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, weights}}, scratchpad.data_ptr());
+	return weights;
 }
 
 // oneDNN's own errors (an unsupported shape, memory) as frcnn::Error with what to do about them.
@@ -328,24 +407,14 @@ public:
 	OneDnnConvolution(Spec spec, std::shared_ptr<OneDnnWorkspace> workspace)
 		: spec_(std::move(spec)), workspace_(std::move(workspace))
 	{
-		if (spec_.int8_range > 0)
-			prepare_int8();
+		if (spec_.int8_range > 0) {
+			TORCH_CHECK(spec_.dtype == torch::kFloat, "oneDNN convolution: 8 bits from float weights only");
+			int8_ = Int8Scales::of(folded_weight(), spec_.bias, spec_.int8_range, spec_.unsigned_input);
+		}
 	}
 
 	const Spec &spec() const { return spec_; }
-	// Observing: keeps the largest absolute value of the inputs (OneDnnPlan::set_observing).
-	void set_observing(bool observing)
-	{
-		std::lock_guard<std::mutex> lock(mutex_);
-		if (observing && !observing_)
-			observed_range_ = 0;
-		observing_ = observing;
-	}
-	float observed_range()
-	{
-		std::lock_guard<std::mutex> lock(mutex_);
-		return observed_range_;
-	}
+	RangeObserver &observer() { return observer_; }
 
 	// x: [N, C, H, W] of the spec's dtype, channels-last (or planar: the batch into the first convolution);
 	// addend (when the spec adds): the output's shape, channels-last. Returns a channels-last
@@ -404,11 +473,11 @@ private:
 		// (input, weight, stride, padding).
 		RECORD_FUNCTION("frcnn::onednn_convolution",
 				std::vector<c10::IValue>({x, spec_.weight, spec_.stride, spec_.padding}));
+		if (blocked_src == nullptr)
+			observer_.observe(x);
+		else
+			TORCH_CHECK(!observer_.observing(), "oneDNN convolution: a chained input while observing");
 		std::lock_guard<std::mutex> lock(mutex_);
-		if (observing_) {
-			TORCH_CHECK(blocked_src == nullptr, "oneDNN convolution: a chained input while observing");
-			observed_range_ = std::max(observed_range_, largest_magnitude(x));
-		}
 		Plan &plan = plan_for(x.size(0), x.size(2), x.size(3), planar);
 		TORCH_CHECK(blocked_src == nullptr || (plan.reorder_src && blocked_src->get_desc() == plan.src_desc),
 			    "oneDNN convolution: a chained input in another layout than the primitive's");
@@ -482,32 +551,20 @@ private:
 
 	memory bias_memory()
 	{
-		const auto &bias = spec_.int8_range > 0 ? int8_bias_ : spec_.bias;
+		const auto &bias = spec_.int8_range > 0 ? int8_.bias : spec_.bias;
 		return memory(memory::desc({bias.size(0)}, kF32, Tag::x), cpu_engine(), bias.data_ptr<float>());
+	}
+
+	// The weights with the batch norm's scale folded in, float.
+	torch::Tensor folded_weight() const
+	{
+		torch::NoGradGuard no_grad;
+		return (spec_.weight.to(torch::kFloat) * spec_.scale.reshape({-1, 1, 1, 1})).contiguous();
 	}
 
 	memory::data_type quantized_input_type() const
 	{
 		return spec_.unsigned_input ? memory::data_type::u8 : memory::data_type::s8;
-	}
-
-	// The scales of an 8-bit convolution: the input's from its range, each output channel's
-	// weights' from their largest magnitude (symmetric, to +-127).
-	void prepare_int8()
-	{
-		TORCH_CHECK(spec_.dtype == torch::kFloat, "oneDNN convolution: 8 bits from float weights only");
-		TORCH_CHECK(std::isfinite(spec_.int8_range), "oneDNN convolution: range of ", spec_.name, " not finite");
-		torch::NoGradGuard no_grad;
-		const auto folded = spec_.weight.to(torch::kFloat) * spec_.scale.reshape({-1, 1, 1, 1});
-		auto weight_scale = folded.abs().amax({1, 2, 3}) / 127.0f;
-		// A channel of zeros: any scale quantizes it to zeros.
-		weight_scale = torch::where(weight_scale > 0, weight_scale, torch::ones_like(weight_scale)).contiguous();
-		input_scale_ = spec_.int8_range / (spec_.unsigned_input ? 255.0f : 127.0f);
-		const auto output_scale = (weight_scale * input_scale_).contiguous();
-		int8_bias_ = (spec_.bias / output_scale).contiguous();
-		output_scales_.assign(output_scale.data_ptr<float>(), output_scale.data_ptr<float>() + output_scale.numel());
-		const auto inverse = (1.0f / weight_scale).contiguous();
-		weight_quantizers_.assign(inverse.data_ptr<float>(), inverse.data_ptr<float>() + inverse.numel());
 	}
 
 	Plan &plan_for(int64_t batch, int64_t height, int64_t width, bool planar)
@@ -592,7 +649,7 @@ private:
 				ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
 			dnnl::primitive_attr attr = user_scratchpad();
 			attr.set_post_ops(ops);
-			attr.set_output_scales(1 << 1, output_scales_);
+			attr.set_output_scales(1 << 1, int8_.output);
 			dnnl::convolution_forward::desc desc(
 				dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
 				memory::desc(src_dims, quantized_input_type(), src_layout),
@@ -641,7 +698,7 @@ private:
 		if (int8) {
 			// Quantizes: round(x / input scale), saturated to 8 bits.
 			auto quantize = user_scratchpad();
-			quantize.set_output_scales(0, {1.0f / input_scale_});
+			quantize.set_output_scales(0, {1.0f / int8_.input});
 			plan.to_blocked_src = Step::of<dnnl::reorder>(
 				dnnl::reorder::primitive_desc(engine, src_given, engine, plan.src_desc, quantize));
 		} else if (plan.reorder_src) {
@@ -679,22 +736,8 @@ private:
 		for (const auto &[known, weights] : weights_)
 			if (known == desc)
 				return weights;
-		torch::Tensor folded;
-		{
-			torch::NoGradGuard no_grad;
-			folded = (spec_.weight.to(torch::kFloat) * spec_.scale.reshape({-1, 1, 1, 1})).contiguous();
-		}
-		auto &engine = cpu_engine();
-		dnnl::stream stream(engine);
-		memory weights(desc, engine);
-		memory plain(memory::desc(dims, kF32, Tag::oihw), engine, folded.data_ptr<float>());
-		auto attr = user_scratchpad();
-		if (spec_.int8_range > 0) // to 8 bits, output channel by output channel
-			attr.set_output_scales(1 << 0, weight_quantizers_);
-		const auto reorder = Step::of<dnnl::reorder>(
-			dnnl::reorder::primitive_desc(engine, plain.get_desc(), engine, desc, attr));
-		auto scratchpad = torch::empty({(int64_t)reorder.scratchpad_bytes + 1}, torch::kByte);
-		reorder.run(stream, {{DNNL_ARG_FROM, plain}, {DNNL_ARG_TO, weights}}, scratchpad.data_ptr());
+		const auto weights = reordered_weights(memory::desc(dims, kF32, Tag::oihw), folded_weight(), desc,
+						       spec_.int8_range > 0 ? &int8_.weight_quantizers : nullptr);
 		constexpr size_t kMaxLayouts = 4;
 		if (weights_.size() >= kMaxLayouts)
 			weights_.erase(weights_.begin());
@@ -702,12 +745,8 @@ private:
 		return weights;
 	}
 	std::vector<std::pair<memory::desc, memory>> weights_;
-	// 8 bits (prepare_int8).
-	float input_scale_ = 1;
-	std::vector<float> output_scales_, weight_quantizers_;
-	torch::Tensor int8_bias_;
-	bool observing_ = false;
-	float observed_range_ = 0;
+	Int8Scales int8_; // with an int8_range
+	RangeObserver observer_;
 	std::mutex mutex_;
 };
 
@@ -729,22 +768,11 @@ public:
 		: spec_(std::move(spec)), workspace_(std::move(workspace))
 	{
 		if (spec_.int8_range > 0)
-			prepare_int8();
+			int8_ = Int8Scales::of(spec_.weight, spec_.bias, spec_.int8_range, spec_.unsigned_input);
 	}
 
 	const Spec &spec() const { return spec_; }
-	void set_observing(bool observing)
-	{
-		std::lock_guard<std::mutex> lock(mutex_);
-		if (observing && !observing_)
-			observed_range_ = 0;
-		observing_ = observing;
-	}
-	float observed_range()
-	{
-		std::lock_guard<std::mutex> lock(mutex_);
-		return observed_range_;
-	}
+	RangeObserver &observer() { return observer_; }
 	std::vector<std::string> implementations()
 	{
 		std::lock_guard<std::mutex> lock(mutex_);
@@ -758,13 +786,10 @@ public:
 	{
 		TORCH_CHECK(rows.dim() == 2 && rows.scalar_type() == torch::kFloat && rows.size(1) == spec_.weight.size(1),
 			    "oneDNN linear layer: rows of another shape or type");
-		std::unique_lock<std::mutex> lock(mutex_);
-		if (observing_ && rows.numel() > 0)
-			observed_range_ = std::max(observed_range_, largest_magnitude(rows));
-		if (spec_.int8_range <= 0 || rows.size(0) == 0) {
-			lock.unlock();
+		observer_.observe(rows);
+		if (spec_.int8_range <= 0 || rows.size(0) == 0)
 			return torch::relu(torch::linear(rows, spec_.weight, spec_.bias));
-		}
+		std::lock_guard<std::mutex> lock(mutex_);
 		RECORD_FUNCTION("frcnn::onednn_linear", std::vector<c10::IValue>({rows, spec_.weight}));
 		const auto x = rows.contiguous();
 		const int64_t count = x.size(0), in_features = x.size(1), out_features = spec_.weight.size(0);
@@ -776,7 +801,7 @@ public:
 		memory quantized(plan.src_desc, cpu_engine(), workspace.data + plan.src_offset);
 		plan.quantize.run(stream, {{DNNL_ARG_FROM, given}, {DNNL_ARG_TO, quantized}}, workspace.data);
 		memory dst(memory::desc({count, out_features}, kF32, Tag::nc), cpu_engine(), out.data_ptr());
-		memory bias(memory::desc({out_features}, kF32, Tag::x), cpu_engine(), int8_bias_.data_ptr());
+		memory bias(memory::desc({out_features}, kF32, Tag::x), cpu_engine(), int8_.bias.data_ptr());
 		plan.product.run(stream,
 				 {{DNNL_ARG_SRC, quantized}, {DNNL_ARG_WEIGHTS, plan.weights}, {DNNL_ARG_BIAS, bias},
 				  {DNNL_ARG_DST, dst}},
@@ -792,21 +817,6 @@ private:
 		size_t workspace_bytes = 0, src_offset = 0;
 		std::string implementation;
 	};
-
-	void prepare_int8()
-	{
-		torch::NoGradGuard no_grad;
-		TORCH_CHECK(spec_.weight.scalar_type() == torch::kFloat, "oneDNN linear layer: 8 bits from float weights only");
-		auto weight_scale = spec_.weight.abs().amax({1}) / 127.0f;
-		weight_scale = torch::where(weight_scale > 0, weight_scale, torch::ones_like(weight_scale)).contiguous();
-		input_scale_ = spec_.int8_range / (spec_.unsigned_input ? 255.0f : 127.0f);
-		const auto output_scale = (weight_scale * input_scale_).contiguous();
-		const auto bias = spec_.bias.defined() ? spec_.bias.to(torch::kFloat) : torch::zeros({spec_.weight.size(0)});
-		int8_bias_ = (bias / output_scale).contiguous();
-		output_scales_.assign(output_scale.data_ptr<float>(), output_scale.data_ptr<float>() + output_scale.numel());
-		const auto inverse = (1.0f / weight_scale).contiguous();
-		weight_quantizers_.assign(inverse.data_ptr<float>(), inverse.data_ptr<float>() + inverse.numel());
-	}
 
 	Plan &plan_for(int64_t count)
 	{
@@ -825,7 +835,7 @@ private:
 		ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
 		dnnl::primitive_attr attr = user_scratchpad();
 		attr.set_post_ops(ops);
-		attr.set_output_scales(1 << 1, output_scales_);
+		attr.set_output_scales(1 << 1, int8_.output);
 		const dnnl::inner_product_forward::desc desc(
 			dnnl::prop_kind::forward_inference, memory::desc({count, in_features}, input_type, Tag::nc),
 			memory::desc({out_features, in_features}, memory::data_type::s8, Tag::any),
@@ -836,7 +846,7 @@ private:
 		plan.implementation = pd.impl_info_str();
 		plan.src_desc = pd.src_desc();
 		auto quantize = user_scratchpad();
-		quantize.set_output_scales(0, {1.0f / input_scale_});
+		quantize.set_output_scales(0, {1.0f / int8_.input});
 		plan.quantize = Step::of<dnnl::reorder>(dnnl::reorder::primitive_desc(
 			engine, memory::desc({count, in_features}, kF32, Tag::nc), engine, plan.src_desc, quantize));
 		plan.weights = weights_for(pd.weights_desc());
@@ -852,18 +862,9 @@ private:
 		for (const auto &[known, weights] : weights_)
 			if (known == desc)
 				return weights;
-		auto &engine = cpu_engine();
-		const auto plain_weights = spec_.weight.to(torch::kFloat).contiguous();
-		memory plain(memory::desc({plain_weights.size(0), plain_weights.size(1)}, kF32, Tag::ab), engine,
-			     plain_weights.data_ptr());
-		memory weights(desc, engine);
-		auto attr = user_scratchpad();
-		attr.set_output_scales(1 << 0, weight_quantizers_);
-		const auto reorder =
-			Step::of<dnnl::reorder>(dnnl::reorder::primitive_desc(engine, plain.get_desc(), engine, desc, attr));
-		auto scratchpad = torch::empty({(int64_t)reorder.scratchpad_bytes + 1}, torch::kByte);
-		dnnl::stream stream(engine);
-		reorder.run(stream, {{DNNL_ARG_FROM, plain}, {DNNL_ARG_TO, weights}}, scratchpad.data_ptr());
+		const auto plain = spec_.weight.to(torch::kFloat).contiguous();
+		const auto weights = reordered_weights(memory::desc({plain.size(0), plain.size(1)}, kF32, Tag::ab), plain,
+						       desc, &int8_.weight_quantizers);
 		weights_.emplace_back(desc, weights);
 		return weights;
 	}
@@ -873,11 +874,8 @@ private:
 	std::map<int64_t, Plan> plans_; // by row count
 	std::vector<int64_t> plan_order_;
 	std::vector<std::pair<memory::desc, memory>> weights_;
-	float input_scale_ = 1;
-	std::vector<float> output_scales_, weight_quantizers_;
-	torch::Tensor int8_bias_;
-	bool observing_ = false;
-	float observed_range_ = 0;
+	Int8Scales int8_; // with an int8_range
+	RangeObserver observer_;
 	std::mutex mutex_;
 };
 
@@ -1143,18 +1141,18 @@ void OneDnnPlan::set_observing(bool observing)
 	std::lock_guard<std::mutex> lock(chain_mutex_);
 	observing_ = observing;
 	for (auto *conv : quantized())
-		conv->set_observing(observing);
+		conv->observer().set_observing(observing);
 	for (auto &layer : linears_)
-		layer->set_observing(observing);
+		layer->observer().set_observing(observing);
 }
 
 Int8Ranges OneDnnPlan::observed_ranges() const
 {
 	Int8Ranges ranges;
 	for (auto *conv : quantized())
-		ranges[conv->spec().name] = conv->observed_range();
+		ranges[conv->spec().name] = conv->observer().range();
 	for (const auto &layer : linears_)
-		ranges[layer->spec().name] = layer->observed_range();
+		ranges[layer->spec().name] = layer->observer().range();
 	return ranges;
 }
 

@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
+#include "common.h"
 #include "frcnn/checkpoint.h"
 #include "frcnn/error.h"
 
@@ -122,17 +123,7 @@ std::string error_of(const void *data, std::size_t size)
 	return "";
 }
 
-struct TempDir {
-	TempDir()
-	{
-		std::string tmpl = (fs::temp_directory_path() / "frcnn-ckpt-XXXXXX").string();
-		if (mkdtemp(tmpl.data()) == nullptr)
-			throw std::runtime_error("mkdtemp failed");
-		path = tmpl;
-	}
-	~TempDir() { fs::remove_all(path); }
-	fs::path path;
-};
+using frcnn::test::TempDir;
 
 // Runs a command, returning its exit status and what it printed.
 std::pair<int, std::string> run(const std::string &command)

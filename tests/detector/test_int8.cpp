@@ -28,37 +28,17 @@
 
 using namespace frcnn;
 using frcnn::test::backbone_of;
+using frcnn::test::error_of;
+using frcnn::test::TempDir;
 using frcnn::test::test_image;
 namespace fs = std::filesystem;
 
 namespace {
 
-std::string error_of(const std::function<void()> &f)
-{
-	try {
-		f();
-	} catch (const Error &e) {
-		return e.what();
-	}
-	return "(no error)";
-}
-
 bool contains(const std::string &text, const std::string &part)
 {
 	return text.find(part) != std::string::npos;
 }
-
-struct TempDir {
-	TempDir()
-	{
-		std::string pattern = (fs::temp_directory_path() / "frcnn-int8-XXXXXX").string();
-		if (mkdtemp(pattern.data()) == nullptr)
-			throw std::runtime_error("mkdtemp failed");
-		path = pattern;
-	}
-	~TempDir() { fs::remove_all(path); }
-	fs::path path;
-};
 
 // Cosine similarity of two tensors' values.
 double cosine(const torch::Tensor &a, const torch::Tensor &b)
@@ -88,14 +68,6 @@ std::vector<Scene> shapes_scenes(uint64_t seed, int count)
 	for (int i = 0; i < count; i++)
 		scenes.push_back(generator.scene((uint64_t)i));
 	return scenes;
-}
-
-torch::Tensor image_of(Scene &scene)
-{
-	return torch::from_blob(scene.rgb.data(), {scene.height, scene.width, 3}, torch::kUInt8)
-		       .permute({2, 0, 1})
-		       .to(torch::kFloat) /
-	       255;
 }
 
 FrameView frame_of(Scene &scene)

@@ -25,19 +25,10 @@
 
 using namespace frcnn;
 using frcnn::test::backbone_of;
+using frcnn::test::error_of;
 using frcnn::test::test_image;
 
 namespace {
-
-std::string error_of(const std::function<void()> &f)
-{
-	try {
-		f();
-	} catch (const Error &e) {
-		return e.what();
-	}
-	return "(no error)";
-}
 
 // The reduced-precision target of the GPU path, here for bf16: of the fp32 detections scoring
 // 0.5 or more, the share that a detection of the same label matches at IoU >= 0.9.
