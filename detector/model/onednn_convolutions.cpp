@@ -594,25 +594,37 @@ private:
 		const auto type = data_type_of(spec_.dtype);
 
 		const Tag input_layout = planar ? Tag::nchw : Tag::nhwc;
+		// 8 bits: the input quantized into the primitive's layout by the reorder in (which
+		// scales it by 1 / input scale), the weights per output channel; the primitive adds
+		// the bias and scales its 32-bit sums back to float (oneDNN 2 adds the bias before
+		// the output scale, hence the bias divided by it), then adds and rectifies in float.
+		// Direct convolutions only: oneDNN has no 8-bit Winograd for these.
+		const bool int8 = spec_.int8_range > 0;
 		// conv_type: the data type the primitive computes in (the tensors' own, or float for
-		// Winograd in a bf16 model, see below).
+		// Winograd in a bf16 model, see below); 8 bits read 8-bit input and weights and write
+		// float.
 		auto make = [&](dnnl::algorithm algorithm, Tag src_layout, Tag dst_layout, bool sum_addend,
 				memory::data_type conv_type) {
+			const auto src_type = int8 ? quantized_input_type() : conv_type;
+			const auto weight_type = int8 ? memory::data_type::s8 : conv_type;
+			const auto dst_type = int8 ? kF32 : conv_type;
 			dnnl::post_ops ops;
 			if (spec_.add) {
 				if (sum_addend)
 					ops.append_sum(1.0f);
 				else
-					ops.append_binary(dnnl::algorithm::binary_add, memory::desc(dst_dims, conv_type, Tag::nhwc));
+					ops.append_binary(dnnl::algorithm::binary_add, memory::desc(dst_dims, dst_type, Tag::nhwc));
 			}
 			if (spec_.relu)
 				ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
 			dnnl::primitive_attr attr = user_scratchpad();
 			attr.set_post_ops(ops);
+			if (int8)
+				attr.set_output_scales(1 << 1, int8_.output);
 			dnnl::convolution_forward::desc desc(
-				dnnl::prop_kind::forward_inference, algorithm, memory::desc(src_dims, conv_type, src_layout),
-				memory::desc(weight_dims, conv_type, Tag::any), bias_desc,
-				memory::desc(dst_dims, conv_type, dst_layout), {s, s}, {p, p}, {p, p});
+				dnnl::prop_kind::forward_inference, algorithm, memory::desc(src_dims, src_type, src_layout),
+				memory::desc(weight_dims, weight_type, Tag::any), bias_desc,
+				memory::desc(dst_dims, dst_type, dst_layout), {s, s}, {p, p}, {p, p});
 			return dnnl::convolution_forward::primitive_desc(desc, attr, cpu_engine());
 		};
 
@@ -631,32 +643,6 @@ private:
 		// them. On a CPU with AVX-512 BF16 (no AMX) float Winograd took 0.72 times the time of
 		// the direct bfloat16 kernel for the v2 box head's; for single convolutions (the trunk,
 		// the FPN, a one-convolution RPN head) the conversions ate the gain or more.
-		// 8 bits: the input quantized into the primitive's layout by the reorder in (which
-		// scales it by 1 / input scale), the weights per output channel; the primitive adds
-		// the bias and scales its 32-bit sums back to float (oneDNN 2 adds the bias before
-		// the output scale, hence the bias divided by it), then adds and rectifies in float.
-		// Direct convolutions only: oneDNN has no 8-bit Winograd for these.
-		const bool int8 = spec_.int8_range > 0;
-		auto make_int8 = [&](Tag src_layout, Tag dst_layout, bool sum_addend) {
-			dnnl::post_ops ops;
-			if (spec_.add) {
-				if (sum_addend)
-					ops.append_sum(1.0f);
-				else
-					ops.append_binary(dnnl::algorithm::binary_add, memory::desc(dst_dims, kF32, Tag::nhwc));
-			}
-			if (spec_.relu)
-				ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
-			dnnl::primitive_attr attr = user_scratchpad();
-			attr.set_post_ops(ops);
-			attr.set_output_scales(1 << 1, int8_.output);
-			dnnl::convolution_forward::desc desc(
-				dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
-				memory::desc(src_dims, quantized_input_type(), src_layout),
-				memory::desc(weight_dims, memory::data_type::s8, Tag::any), bias_desc,
-				memory::desc(dst_dims, kF32, dst_layout), {s, s}, {p, p}, {p, p});
-			return dnnl::convolution_forward::primitive_desc(desc, attr, cpu_engine());
-		};
 		const bool winograd = !int8 && (spec_.dtype == torch::kFloat || spec_.float_winograd_in_bf16) &&
 				      kh == 3 && kw == 3 && s == 1 && p == 1 &&
 				      plan.out_height * plan.out_width >= spec_.winograd_min_positions &&
@@ -668,13 +654,6 @@ private:
 				pd = make(dnnl::algorithm::convolution_winograd, Tag::any, Tag::any, /*sum_addend=*/true, kF32);
 				plan.sum_addend = true;
 			} catch (const dnnl::error &) {
-			}
-		}
-		if (int8) {
-			pd = make_int8(Tag::nhwc, Tag::nhwc, /*sum_addend=*/false);
-			if (std::string(pd->impl_info_str()).rfind("ref", 0) == 0) {
-				pd = make_int8(Tag::any, Tag::any, /*sum_addend=*/true);
-				plan.sum_addend = true;
 			}
 		}
 		if (!pd) {
