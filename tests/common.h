@@ -2,6 +2,9 @@
 // Small helpers shared by the test programs.
 #pragma once
 
+#include <sys/wait.h>
+
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -10,6 +13,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 namespace frcnn::test {
 
@@ -64,6 +68,22 @@ struct TempDir {
 	TempDir &operator=(const TempDir &) = delete;
 	std::filesystem::path path;
 };
+
+// Runs a shell command: its exit status (-1 when it did not exit) and what it printed on
+// standard output and standard error.
+inline std::pair<int, std::string> run_command(const std::string &command)
+{
+	std::string output;
+	FILE *pipe = popen((command + " 2>&1").c_str(), "r");
+	if (pipe == nullptr)
+		return {-1, "popen failed"};
+	char buffer[4096];
+	std::size_t n;
+	while ((n = fread(buffer, 1, sizeof(buffer), pipe)) > 0)
+		output.append(buffer, n);
+	const int status = pclose(pipe);
+	return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
+}
 
 // The ids of the process's threads, to tell which ones something started.
 inline std::set<std::string> process_threads()

@@ -1,8 +1,12 @@
 // SPDX-License-Identifier: BSD-3-Clause
 // frcnn-detect: runs a Faster R-CNN on image files and prints one JSON object per image.
 // Built without OpenCV (meson option opencv), it reads binary PPM (P6) images only.
+#include <unistd.h>
+
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -29,6 +33,9 @@ void usage(FILE *out)
 		     "  {\"image\": PATH, \"width\": W, \"height\": H, \"detections\": [{\"box\": [x1,y1,x2,y2],\n"
 		     "   \"label\": L, \"score\": S}, ...]}\n"
 		     "boxes in the image's pixels, detections in the model's order (by decreasing score).\n"
+		     "With --precision int8 and no calibration file to read, the first\n"
+		     "--int8-calibration-frames images (all, when there are fewer) calibrate the model\n"
+		     "first: every image's detections are then 8-bit ones.\n"
 #if !FRCNN_DETECT_OPENCV
 		     "This build has no OpenCV: it reads binary PPM (P6) images only.\n"
 #endif
@@ -71,6 +78,13 @@ int main(int argc, char **argv)
 		return 2;
 	}
 
+	// int8 without a calibration file to read: calibrate on the first images (all of them when
+	// there are fewer), before any is printed, so that every image's detections are 8-bit ones.
+	const bool calibrate = options.precision == frcnn::Precision::Int8 &&
+			       (options.int8_calibration.empty() || access(options.int8_calibration.c_str(), F_OK) != 0);
+	if (calibrate)
+		options.int8_calibration_frames = std::min(options.int8_calibration_frames, (int)images.size());
+
 	std::unique_ptr<frcnn::Detector> detector;
 	try {
 		detector = frcnn::cli::make_detector(options);
@@ -79,28 +93,54 @@ int main(int argc, char **argv)
 		return 1;
 	}
 
+	// One image: its pixels, and a view of them.
+	struct Image {
+#if FRCNN_DETECT_OPENCV
+		cv::Mat pixels;
+#else
+		frcnn::cli::PpmImage pixels;
+#endif
+		frcnn::FrameView frame;
+	};
+	auto read_image = [](const std::string &path) {
+		Image image;
+#if FRCNN_DETECT_OPENCV
+		image.pixels = cv::imread(path, cv::IMREAD_COLOR);
+		if (image.pixels.empty())
+			throw frcnn::Error("cannot read image '" + path + "' (missing, unreadable or not an image)");
+		image.frame.format = frcnn::PixelFormat::BGR;
+		image.frame.width = image.pixels.cols;
+		image.frame.height = image.pixels.rows;
+		image.frame.planes[0] = image.pixels.data;
+		image.frame.strides[0] = (int)image.pixels.step[0];
+#else
+		image.pixels = frcnn::cli::read_ppm(
+			path, "this frcnn-detect was built without OpenCV: give binary PPM (P6) images");
+		image.frame.format = frcnn::PixelFormat::RGB;
+		image.frame.width = image.pixels.width;
+		image.frame.height = image.pixels.height;
+		image.frame.planes[0] = image.pixels.rgb.data();
+		image.frame.strides[0] = image.pixels.width * 3;
+#endif
+		return image;
+	};
+
 	int status = 0;
+	if (calibrate) {
+		try {
+			for (size_t i = 0; i < images.size() && !detector->int8_calibrated(); i++) {
+				const auto image = read_image(images[i]);
+				detector->detect({image.frame});
+			}
+		} catch (const std::exception &e) {
+			std::fprintf(stderr, "frcnn-detect: int8 calibration: %s\n", e.what());
+			return 1;
+		}
+	}
 	for (const auto &path : images) {
 		try {
-			frcnn::FrameView frame;
-#if FRCNN_DETECT_OPENCV
-			cv::Mat image = cv::imread(path, cv::IMREAD_COLOR);
-			if (image.empty())
-				throw frcnn::Error("cannot read image '" + path + "' (missing, unreadable or not an image)");
-			frame.format = frcnn::PixelFormat::BGR;
-			frame.width = image.cols;
-			frame.height = image.rows;
-			frame.planes[0] = image.data;
-			frame.strides[0] = (int)image.step[0];
-#else
-			const auto image = frcnn::cli::read_ppm(
-				path, "this frcnn-detect was built without OpenCV: give binary PPM (P6) images");
-			frame.format = frcnn::PixelFormat::RGB;
-			frame.width = image.width;
-			frame.height = image.height;
-			frame.planes[0] = image.rgb.data();
-			frame.strides[0] = image.width * 3;
-#endif
+			const auto image = read_image(path);
+			const auto &frame = image.frame;
 			auto detections = detector->detect({frame})[0];
 
 			nlohmann::ordered_json out;

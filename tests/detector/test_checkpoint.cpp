@@ -128,16 +128,7 @@ using frcnn::test::TempDir;
 // Runs a command, returning its exit status and what it printed.
 std::pair<int, std::string> run(const std::string &command)
 {
-	std::string output;
-	FILE *pipe = popen((command + " 2>&1").c_str(), "r");
-	if (pipe == nullptr)
-		return { -1, "popen failed" };
-	char buf[4096];
-	std::size_t n;
-	while ((n = fread(buf, 1, sizeof(buf), pipe)) > 0)
-		output.append(buf, n);
-	int status = pclose(pipe);
-	return { WIFEXITED(status) ? WEXITSTATUS(status) : -1, output };
+	return frcnn::test::run_command(command);
 }
 
 std::string python_verify(const std::string &written, const std::string &against,

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -388,6 +389,42 @@ TEST_F(Int8, DetectorCalibratesWritesAndReadsBack)
 	EXPECT_FALSE(same(quantized[0], float_ones[0]) && same(quantized[1], float_ones[1]));
 	EXPECT_EQ(load_int8_calibration(file).ranges, saved.ranges) << "the file was not written again";
 #endif
+}
+
+// frcnn-detect calibrates on its images before it prints any (all of them, when there are fewer
+// than --int8-calibration-frames), so that every line is an 8-bit one; with --int8-calibration
+// the next run reads the file and prints the same.
+TEST_F(Int8, DetectToolCalibratesOnItsImagesFirst)
+{
+	TempDir dir;
+	const std::string file = (dir.path / "shapes.int8.json").string();
+	const std::string images = " /usr/lib/python3/dist-packages/skimage/data/astronaut.png"
+				   " /usr/lib/python3/dist-packages/skimage/data/coffee.png";
+	const std::string tool = test::env("FRCNN_BUILD_ROOT") + "/detector/tools/frcnn-detect --weights " +
+				 test::env("FRCNN_SOURCE_ROOT") + "/tests/data/shapes-tiny.pth --score-threshold 0.3 ";
+	auto json_lines = [](const std::string &output) {
+		std::string lines;
+		std::istringstream in(output);
+		for (std::string line; std::getline(in, line);)
+			if (line.rfind("{", 0) == 0)
+				lines += line + "\n";
+		return lines;
+	};
+	const auto [first_status, first] = test::run_command(tool + "--precision int8 --int8-calibration " + file + images);
+	ASSERT_EQ(first_status, 0) << first;
+	const auto written = load_int8_calibration(file);
+	EXPECT_EQ(written.frames, 2) << "calibrated on both images (fewer than the default 16)";
+	const auto [second_status, second] = test::run_command(tool + "--precision int8 --int8-calibration " + file + images);
+	ASSERT_EQ(second_status, 0) << second;
+	const auto [fp32_status, fp32] = test::run_command(tool + images);
+	ASSERT_EQ(fp32_status, 0) << fp32;
+	const auto int8_lines = json_lines(first);
+	EXPECT_EQ(std::count(int8_lines.begin(), int8_lines.end(), '\n'), 2) << first;
+	EXPECT_NE(int8_lines.find("\"label\""), std::string::npos) << "no detections to compare: " << first;
+	EXPECT_EQ(int8_lines, json_lines(second)) << "the calibration read back gives other detections";
+	const auto first_line = [](const std::string &lines) { return lines.substr(0, lines.find('\n')); };
+	EXPECT_NE(first_line(int8_lines), first_line(json_lines(fp32)))
+		<< "the first image's detections are fp32's: not calibrated first";
 }
 
 TEST_F(Int8, CalibrationFileErrors)
