@@ -1228,18 +1228,13 @@ static std::optional<ModelSetup> gst_frcnn_detect_setup_model(GstFrcnnDetect *se
 				  ("fp16 check failed: device is cpu"));
 		return std::nullopt;
 	}
-	if (settings.precision == GST_FRCNN_PRECISION_BF16 && settings.device != "cpu") {
+	if ((settings.precision == GST_FRCNN_PRECISION_BF16 || settings.precision == GST_FRCNN_PRECISION_INT8) &&
+	    settings.device != "cpu") {
+		const char *precision = frcnn::precision_name(static_cast<frcnn::Precision>(settings.precision));
 		GST_FRCNN_DETECT_PROBLEM(self, while_playing, RESOURCE, SETTINGS,
-				  ("precision=bf16 is for the CPU: set precision=fp16 (or fp32) "
-				   "with device=%s, or device=cpu.", settings.device.c_str()),
-				  ("bf16 check failed: device is %s", settings.device.c_str()));
-		return std::nullopt;
-	}
-	if (settings.precision == GST_FRCNN_PRECISION_INT8 && settings.device != "cpu") {
-		GST_FRCNN_DETECT_PROBLEM(self, while_playing, RESOURCE, SETTINGS,
-				  ("precision=int8 is for the CPU: set precision=fp16 (or fp32) "
-				   "with device=%s, or device=cpu.", settings.device.c_str()),
-				  ("int8 check failed: device is %s", settings.device.c_str()));
+				  ("precision=%s is for the CPU: set precision=fp16 (or fp32) "
+				   "with device=%s, or device=cpu.", precision, settings.device.c_str()),
+				  ("%s check failed: device is %s", precision, settings.device.c_str()));
 		return std::nullopt;
 	}
 	if (settings.precision == GST_FRCNN_PRECISION_BF16 && !frcnn::cpu_has_bf16()) {

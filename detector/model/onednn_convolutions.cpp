@@ -134,6 +134,16 @@ struct Step {
 	}
 };
 
+// oneDNN's names of the implementations of a layer's plans (a map of plans by input size).
+template <typename Plans>
+std::vector<std::string> implementation_names(const Plans &plans)
+{
+	std::vector<std::string> names;
+	for (const auto &entry : plans)
+		names.push_back(entry.second.implementation);
+	return names;
+}
+
 // The largest absolute value a layer's input takes while observing (OneDnnPlan::set_observing),
 // found in one pass without a copy (x.abs() of the box head's input would take 50 MB a frame).
 class RangeObserver {
@@ -453,10 +463,7 @@ public:
 	std::vector<std::string> implementations()
 	{
 		std::lock_guard<std::mutex> lock(mutex_);
-		std::vector<std::string> names;
-		for (const auto &entry : plans_)
-			names.push_back(entry.second.implementation);
-		return names;
+		return implementation_names(plans_);
 	}
 
 private:
@@ -755,10 +762,7 @@ public:
 	std::vector<std::string> implementations()
 	{
 		std::lock_guard<std::mutex> lock(mutex_);
-		std::vector<std::string> names;
-		for (const auto &entry : plans_)
-			names.push_back(entry.second.implementation);
-		return names;
+		return implementation_names(plans_);
 	}
 
 	torch::Tensor operator()(const torch::Tensor &rows)

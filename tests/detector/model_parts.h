@@ -3,6 +3,7 @@
 #pragma once
 
 #include <memory>
+#include <string>
 
 #include <torch/torch.h>
 
@@ -19,6 +20,28 @@ inline torch::Tensor test_image(int64_t height, int64_t width)
 	auto x = torch::arange(width, torch::kFloat).reshape({1, -1}).expand({height, width});
 	auto r = ((x - width / 3.0).pow(2) + (y - height / 2.0).pow(2)).sqrt();
 	return torch::stack({(torch::sin(r / 9.0) + 1) / 2, x / width, (torch::cos(y / 17.0 + x / 23.0) + 1) / 2});
+}
+
+// A model of preset `arch` for picture-sized inputs (240 x 320, every detection kept), its
+// seeded weights' frozen batch norms calibrated on `image`, in eval mode.
+inline FasterRCNN seeded_model(const std::string &arch, const torch::Tensor &image)
+{
+	ModelConfig config = model_preset(arch);
+	config.min_size = 240;
+	config.max_size = 320;
+	config.box_score_thresh = 0.0;
+	torch::manual_seed(7);
+	FasterRCNN model(config);
+	model->calibrate_frozen_batch_norm({image});
+	model->eval();
+	return model;
+}
+
+// Cosine similarity of two tensors' values.
+inline double cosine(const torch::Tensor &a, const torch::Tensor &b)
+{
+	const auto x = a.to(torch::kDouble).flatten(), y = b.to(torch::kDouble).flatten();
+	return (x.dot(y) / (x.norm() * y.norm())).item<double>();
 }
 
 inline std::shared_ptr<frcnn::detail::BackboneImpl> backbone_of(FasterRCNN &model)

@@ -29,6 +29,7 @@
 
 using namespace frcnn;
 using frcnn::test::backbone_of;
+using frcnn::test::cosine;
 using frcnn::test::error_of;
 using frcnn::test::TempDir;
 using frcnn::test::test_image;
@@ -39,13 +40,6 @@ namespace {
 bool contains(const std::string &text, const std::string &part)
 {
 	return text.find(part) != std::string::npos;
-}
-
-// Cosine similarity of two tensors' values.
-double cosine(const torch::Tensor &a, const torch::Tensor &b)
-{
-	const auto x = a.to(torch::kDouble).flatten(), y = b.to(torch::kDouble).flatten();
-	return (x.dot(y) / (x.norm() * y.norm())).item<double>();
 }
 
 class Int8 : public ::testing::Test {
@@ -166,18 +160,11 @@ TEST_F(Int8, EveryResNetArchitectureQuantizes)
 	const auto image = test_image(240, 320);
 	for (const std::string arch : {"fasterrcnn_resnet50_fpn", "fasterrcnn_resnet50_fpn_v2", "tiny"}) {
 		SCOPED_TRACE(arch);
-		ModelConfig config = model_preset(arch);
-		config.min_size = 240;
-		config.max_size = 320;
-		config.box_score_thresh = 0.0;
-		torch::manual_seed(7);
-		FasterRCNN model(config);
-		model->calibrate_frozen_batch_norm({image});
-		model->eval();
+		FasterRCNN model = frcnn::test::seeded_model(arch, image);
 		model->to_device(torch::kCPU, Precision::Fp32, false);
 		model->set_cpu_convolutions(CpuConvolutions::OneDnn);
 		c10::InferenceMode inference;
-		const auto batch = frcnn::detail::transform_images(config, {image}, nullptr).batch;
+		const auto batch = frcnn::detail::transform_images(model->config(), {image}, nullptr).batch;
 		const auto expected = backbone_of(model)->forward(batch);
 
 		model->to_device(torch::kCPU, Precision::Int8, false);

@@ -209,16 +209,9 @@ TEST_F(Bf16, EveryArchitectureRuns)
 	for (const std::string arch : {"fasterrcnn_resnet50_fpn", "fasterrcnn_resnet50_fpn_v2",
 				       "fasterrcnn_mobilenet_v3_large_fpn", "fasterrcnn_mobilenet_v3_large_320_fpn", "tiny"}) {
 		SCOPED_TRACE(arch);
-		ModelConfig config = model_preset(arch);
-		config.min_size = 240;
-		config.max_size = 320;
-		config.box_score_thresh = 0.0;
-		torch::manual_seed(7);
-		FasterRCNN model(config);
-		model->calibrate_frozen_batch_norm({image});
-		model->eval();
+		FasterRCNN model = frcnn::test::seeded_model(arch, image);
 		c10::InferenceMode inference;
-		const auto batch = frcnn::detail::transform_images(config, {image}, nullptr).batch;
+		const auto batch = frcnn::detail::transform_images(model->config(), {image}, nullptr).batch;
 		const auto expected = backbone_of(model)->forward(batch);
 		model->to_device(torch::kCPU, Precision::Bf16, false);
 		model->set_cpu_convolutions(CpuConvolutions::Auto);
@@ -227,8 +220,7 @@ TEST_F(Bf16, EveryArchitectureRuns)
 		double least = 1;
 		for (size_t i = 0; i < got.size(); i++) {
 			EXPECT_EQ(got[i].scalar_type(), torch::kBFloat16);
-			const auto a = got[i].to(torch::kFloat).flatten(), b = expected[i].flatten();
-			least = std::min(least, (a.dot(b) / (a.norm() * b.norm())).item<double>());
+			least = std::min(least, frcnn::test::cosine(got[i], expected[i]));
 		}
 		std::printf("%s: cosine similarity of bf16 and fp32 features >= %.4f (%s convolutions)\n", arch.c_str(),
 			    least, cpu_convolutions_name(model->cpu_convolutions()));
