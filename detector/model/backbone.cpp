@@ -99,9 +99,24 @@ void fold_pair(const std::shared_ptr<torch::nn::Module> &conv, const std::shared
 
 } // namespace
 
-void fold_frozen_batch_norm(torch::nn::Module &resnet_body)
+void fold_frozen_batch_norm(torch::nn::Module &trunk)
 {
-	auto *body = resnet_body.as<ResNetBodyImpl>();
+	if (auto *mobilenet = trunk.as<MobileNetV3BodyImpl>()) {
+		// Every convolution of MobileNetV3 has its batch norm: the plain layers and each part
+		// of a block but the squeeze-and-excitation.
+		auto fold = [](torch::nn::Module &module) {
+			if (auto *c = module.as<ConvNormActImpl>(); c != nullptr && !c->norm.is_empty())
+				fold_pair(c->conv.ptr(), c->norm.ptr());
+		};
+		for (auto &feature : mobilenet->features) {
+			fold(*feature.ptr());
+			if (auto *block = feature.ptr()->as<InvertedResidualImpl>())
+				for (const auto &part : block->block->children())
+					fold(*part);
+		}
+		return;
+	}
+	auto *body = trunk.as<ResNetBodyImpl>();
 	if (body == nullptr)
 		return;
 	fold_pair(body->conv1.ptr(), body->bn1.ptr());

@@ -366,7 +366,7 @@ void detail::check_precision(torch::Device device, Precision precision)
 
 std::string int8_unsupported_reason(const ModelConfig &config)
 {
-	return detail::onednn_unsupported_reason(config);
+	return detail::onednn_int8_unsupported_reason(config);
 }
 
 void FasterRCNNImpl::to_device(torch::Device device, Precision precision, bool channels_last)
@@ -391,11 +391,13 @@ void FasterRCNNImpl::to_device(torch::Device device, Precision precision, bool c
 		at::globalContext().setBenchmarkCuDNN(true);
 	}
 	to(device);
-	// fp16 and bf16: the frozen batch norms of the ResNet trunk go into its convolutions,
-	// computed in float before the weights are rounded (fp32 keeps the separate scale, so that
-	// it computes what torchvision computes).
+	// fp16 and bf16: the frozen batch norms of the trunk go into its convolutions, computed in
+	// float before the weights are rounded (fp32 keeps the separate scale, so that it computes
+	// what torchvision computes).
 	if (reduced && parts_->backbone->resnet)
 		detail::fold_frozen_batch_norm(*parts_->backbone->resnet);
+	if (reduced && parts_->backbone->mobilenet)
+		detail::fold_frozen_batch_norm(*parts_->backbone->mobilenet);
 	for (auto &t : parameters()) {
 		if (reduced)
 			t.set_data(t.to(dtype));

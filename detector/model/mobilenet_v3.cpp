@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: BSD-3-Clause
 // MobileNetV3-Large `features` as torchvision's _mobilenet_extractor uses them for detection, and
 // the Conv2dNormActivation block it (and the conv_fc box head) are made of.
+#include <algorithm>
+
 #include <torch/nn/functional/pooling.h>
 #include <torch/nn/init.h>
 
@@ -132,11 +134,12 @@ MobileNetV3BodyImpl::MobileNetV3BodyImpl(const ModelConfig &config)
 std::vector<torch::Tensor> MobileNetV3BodyImpl::forward(const torch::Tensor &x)
 {
 	// _mobilenet_extractor returns the last two stages: the outputs of blocks 13 and 16.
+	const auto returned = returned_indices();
 	std::vector<torch::Tensor> outputs;
 	auto y = x;
 	for (size_t i = 0; i < features.size(); i++) {
 		y = features[i].forward(y);
-		if (i == 13 || i == 16)
+		if (std::find(returned.begin(), returned.end(), i) != returned.end())
 			outputs.push_back(y);
 	}
 	return outputs;

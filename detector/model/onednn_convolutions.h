@@ -37,8 +37,12 @@ struct TwoMLPHeadImpl;
 bool onednn_built();
 
 // Why the oneDNN convolutions cannot run this model (empty when they can): they cover the
-// ResNet-FPN models (fasterrcnn_resnet50_fpn, fasterrcnn_resnet50_fpn_v2, tiny), not MobileNetV3.
+// ResNet-FPN models (fasterrcnn_resnet50_fpn, fasterrcnn_resnet50_fpn_v2, tiny) and the
+// MobileNetV3-Large ones (fasterrcnn_mobilenet_v3_large_fpn, _320_fpn).
 std::string onednn_unsupported_reason(const ModelConfig &config);
+
+// Why they cannot run it in 8 bits (empty when they can): the ResNet-FPN models only.
+std::string onednn_int8_unsupported_reason(const ModelConfig &config);
 
 // The fewest channels with which the FPN's output convolutions and the RPN head's take
 // Winograd (the trunk's need 128): Winograd's rounding passes through no more than a layer or
@@ -49,9 +53,10 @@ constexpr int64_t kWinogradMinChannelsAfterTrunk = 64;
 bool onednn_has_winograd();
 
 // Whether the oneDNN convolutions run a model they cover faster than LibTorch's (what `auto`
-// picks): where its FPN and RPN head take Winograd. With 256 FPN channels
-// (fasterrcnn_resnet50_fpn, v2) they gain on any CPU (the folded batch norms and fused
-// epilogues in the trunk too); the tiny model's 64 gain only with Winograd.
+// picks): MobileNetV3 on any CPU; the ResNet models where their FPN and RPN head take
+// Winograd. With 256 FPN channels (fasterrcnn_resnet50_fpn, v2) they gain on any CPU (the
+// folded batch norms and fused epilogues in the trunk too); the tiny model's 64 gain only with
+// Winograd.
 bool onednn_pays(const ModelConfig &config);
 
 class OneDnnConvolution;
@@ -70,7 +75,9 @@ struct OneDnnOutputMemory {
 using Int8Ranges = std::map<std::string, float>;
 
 // The backbone (trunk and FPN), the RPN head and, where the model has one, the convolutional box
-// head (fasterrcnn_resnet50_fpn_v2's FastRCNNConvFCHead) of one model.
+// head (fasterrcnn_resnet50_fpn_v2's FastRCNNConvFCHead) of one model. The trunk is a ResNet or
+// MobileNetV3-Large (its squeeze-and-excitation layers stay LibTorch's: a few hundred values
+// per image).
 class OneDnnPlan {
 public:
 	// Reads the current weights of `backbone`, `rpn_head` and `box_head` (when given) (on the
@@ -138,7 +145,8 @@ public:
 	size_t chained_handoffs() const { return handoffs_; }
 
 private:
-	struct Block; // one ResNet block
+	struct Block;	     // one ResNet block
+	struct MobileLayer; // one layer of MobileNetV3's features
 	void build(BackboneImpl &backbone, RPNHeadImpl &rpn_head, ConvFCHeadImpl *box_head,
 		   const Int8Ranges *int8_ranges, TwoMLPHeadImpl *mlp_head);
 	// The convolutions of quantized_names(), in that order.
@@ -146,6 +154,12 @@ private:
 	bool int8_ = false;
 	bool observing_ = false;
 	std::vector<torch::Tensor> run_backbone(const torch::Tensor &batch);
+	// The trunk's stages the FPN reads.
+	std::vector<torch::Tensor> run_resnet(const torch::Tensor &batch);
+	std::vector<torch::Tensor> run_mobilenet(const torch::Tensor &batch);
+	std::vector<torch::Tensor> run_fpn(const std::vector<torch::Tensor> &stages);
+	// The convolutions of the trunk, the FPN and the heads.
+	std::vector<OneDnnConvolution *> convolutions() const;
 	std::pair<std::vector<torch::Tensor>, std::vector<torch::Tensor>>
 	run_rpn_head(const std::vector<torch::Tensor> &features);
 	// Runs consecutive convolutions without addends on x.
@@ -153,8 +167,10 @@ private:
 	// Memory for a blocked output handed to the next convolution (two, used in turn).
 	void *chain_buffer(int index, size_t bytes);
 	std::shared_ptr<OneDnnWorkspace> workspace_;
-	std::unique_ptr<OneDnnConvolution> stem_;
+	torch::ScalarType dtype_ = torch::kFloat; // of the weights, activations and input
+	std::unique_ptr<OneDnnConvolution> stem_; // ResNet's
 	std::vector<std::vector<Block>> layers_;
+	std::vector<MobileLayer> mobile_; // MobileNetV3's features
 	std::vector<std::unique_ptr<OneDnnConvolution>> fpn_inner_, fpn_layer_, rpn_conv_;
 	std::unique_ptr<OneDnnConvolution> rpn_cls_, rpn_bbox_;
 	std::vector<std::unique_ptr<OneDnnConvolution>> box_head_;

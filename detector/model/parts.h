@@ -100,9 +100,9 @@ private:
 };
 TORCH_MODULE(FrozenBatchNorm2d);
 
-// Folds every FrozenBatchNorm2d of a ResNet trunk that follows a convolution into it (see
-// FrozenBatchNorm2dImpl::fold_into). Models with BatchNorm2d (v2) are left as they are.
-void fold_frozen_batch_norm(torch::nn::Module &resnet_body);
+// Folds every FrozenBatchNorm2d of a ResNet or MobileNetV3 trunk that follows a convolution into
+// it (see FrozenBatchNorm2dImpl::fold_into). Models with BatchNorm2d (v2) are left as they are.
+void fold_frozen_batch_norm(torch::nn::Module &trunk);
 
 // The normalisation layer config.norm asks for: FrozenBatchNorm2d (eps config.frozen_bn_eps) or
 // torch::nn::BatchNorm2d (eps 1e-5, torchvision's default); its keys are those of torchvision's.
@@ -184,6 +184,8 @@ struct MobileNetV3BodyImpl : torch::nn::Module {
 	explicit MobileNetV3BodyImpl(const ModelConfig &config);
 	std::vector<torch::Tensor> forward(const torch::Tensor &x);
 	std::vector<int64_t> out_channels() const { return {160, 960}; }
+	// The features whose outputs forward() returns.
+	static std::vector<size_t> returned_indices() { return {13, 16}; }
 	// Indices of the strided blocks with the first and last layer ([0, 2, 4, 7, 13, 16]): the
 	// stages trainable_backbone_layers counts.
 	std::vector<size_t> stage_indices() const { return stage_indices_; }

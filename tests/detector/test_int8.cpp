@@ -107,7 +107,7 @@ TEST(Int8Errors, WithoutOneDnn)
 	EXPECT_TRUE(contains(message, "precision int8 runs on oneDNN, which this build of libfrcnn lacks")) << message;
 }
 
-// What int8 cannot do says so: MobileNetV3 (no oneDNN plan), LibTorch's convolutions, a
+// What int8 cannot do says so: MobileNetV3 (a float oneDNN plan only), LibTorch's convolutions, a
 // calibration on a float model or of another model, a calibration missing a convolution.
 TEST_F(Int8, RefusesWhatItCannotRun)
 {
@@ -115,7 +115,7 @@ TEST_F(Int8, RefusesWhatItCannotRun)
 	mobilenet->eval();
 	auto message = error_of([&] { mobilenet->to_device(torch::kCPU, Precision::Int8, false); });
 	EXPECT_TRUE(contains(message, "precision int8 runs on the oneDNN convolutions: the oneDNN convolutions cover "
-				      "ResNet backbones, not mobilenet_v3_large; use fp32"))
+				      "ResNet backbones in 8 bits, not mobilenet_v3_large; use fp32"))
 		<< message;
 
 	ModelConfig config = model_preset("tiny");

@@ -201,17 +201,18 @@ TEST_P(PresetTest, ProposalsAndDetectionsMatchTorchvision)
 	}
 }
 
-// The v2 model (BatchNorm2d in the trunk and the FPN, folded in eval mode) with the oneDNN CPU
-// convolutions: reordered arithmetic, held to what test_parity holds fasterrcnn_resnet50_fpn to:
-// the same labels, 90% of the boxes within 0.5 px of torchvision's, all within 2 px.
-TEST(Presets, ResNet50V2OnOneDnnKeepsTorchvisionsDetections)
+// The presets with the oneDNN CPU convolutions: the v2 model (BatchNorm2d in the trunk and the
+// FPN, folded in eval mode) and the MobileNetV3 ones (frozen batch norms folded, hardswish fused,
+// depthwise convolutions channels-last): reordered arithmetic, held to what test_parity holds
+// fasterrcnn_resnet50_fpn to: the same labels, 90% of the boxes within 0.5 px of torchvision's,
+// all within 2 px.
+TEST_P(PresetTest, OnOneDnnKeepsTorchvisionsDetections)
 {
 	if (!frcnn::detail::onednn_built())
 		GTEST_SKIP() << "this build has no oneDNN";
-	const std::string name = "fasterrcnn_resnet50_fpn_v2";
-	FasterRCNN &model = eval_model(name);
+	FasterRCNN &model = eval_model(GetParam());
 	model->set_cpu_convolutions(CpuConvolutions::OneDnn);
-	for (const auto &c : preset_reference(name)["cases"]) {
+	for (const auto &c : preset_reference(GetParam())["cases"]) {
 		SCOPED_TRACE(c["name"].get<std::string>());
 		const ForwardResult result = run_case(model, c);
 		ASSERT_EQ(result.detections.size(), c["images"].size());
@@ -219,7 +220,7 @@ TEST(Presets, ResNet50V2OnOneDnnKeepsTorchvisionsDetections)
 			const json &image = c["images"][i];
 			SCOPED_TRACE(image["photo"].get<std::string>());
 			test::expect_reordered_detections_agree(result.detections[i], test::json_rows(image["boxes"], 4), image["labels"],
-								"v2 on oneDNN, " + image["photo"].get<std::string>());
+								GetParam() + " on oneDNN, " + image["photo"].get<std::string>());
 		}
 	}
 	model->set_cpu_convolutions(CpuConvolutions::LibTorch);

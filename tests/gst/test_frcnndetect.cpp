@@ -1275,7 +1275,7 @@ std::vector<ErrorCase> error_cases()
 	if (frcnn::int8_unsupported_reason(frcnn::model_preset("tiny")).empty()) {
 		cases.push_back({ "Int8OnMobileNet", "model=fasterrcnn_mobilenet_v3_large_fpn precision=int8 " + w,
 				  "precision=int8 cannot run model 'fasterrcnn_mobilenet_v3_large_fpn': the oneDNN "
-				  "convolutions cover ResNet backbones, not mobilenet_v3_large. Set precision=fp32",
+				  "convolutions cover ResNet backbones in 8 bits, not mobilenet_v3_large. Set precision=fp32",
 				  GST_RESOURCE_ERROR });
 		cases.push_back({ "Int8CalibrationInAMissingFolder",
 				  "model=tiny precision=int8 int8-calibration=/nonexistent/folder/c.json " + w,
