@@ -15,10 +15,13 @@ LibTorch's convolutions (--cpu-convolutions libtorch) instead of the default one
 the tiny preset: OpenMP's wait policy, glibc keeping freed memory, oneDNN against LibTorch.
 --pipeline adds frcnndetect in `filesrc ! decodebin ! frcnndetect ! fakesink` against frcnn-bench
 on the same frames, and that pipeline with glibc keeping freed memory and with the element's
-`threads` against LibTorch's own thread count.
+`threads` against LibTorch's own thread count. --mobilenet adds the two MobileNetV3 models (their
+own seeded weights, batch 1 at their own input sizes) against torchvision, with libfrcnn on its
+default (oneDNN) convolutions and on LibTorch's.
 
 Usage: bench.py --build DIR [--rounds N] [--threads N] [--sweep | --cases A,B] [--experiments]
-                [--pipeline] [--no-compare] [--no-tiny] [--quick] [--results FILE] [--plot PNG]
+                [--pipeline] [--mobilenet] [--no-compare] [--no-tiny] [--quick] [--results FILE]
+                [--plot PNG]
        bench.py --plot-from RESULTS... --plot PNG
 """
 import argparse
@@ -108,10 +111,13 @@ def compare_detections(path_a, path_b):
 def compare(case, bench, weights, frames_dir, args, env, extra_cpp=(), extra_tv=()):
     """Alternates frcnn-bench and bench_torchvision.py for case['rounds'] rounds; the first round
     also compares their detections."""
+    arch = case.get("arch", ARCH)
     common = ["--min-size", str(case["min_size"]), "--batch", str(case["batch"]), "--threads",
               str(args.threads), "--warmup", str(case["warmup"]), "--frames", str(case["frames"])]
-    cpp = [bench, "--arch", ARCH, "--weights", weights, "--json", *common, *extra_cpp, VIDEO]
-    tv = ["/usr/bin/python3", os.path.join(HERE, "reference", "bench_torchvision.py"), "--arch", ARCH,
+    if "max_size" in case:
+        common += ["--max-size", str(case["max_size"])]
+    cpp = [bench, "--arch", arch, "--weights", weights, "--json", *common, *extra_cpp, VIDEO]
+    tv = ["/usr/bin/python3", os.path.join(HERE, "reference", "bench_torchvision.py"), "--arch", arch,
           "--weights", weights, "--frames-dir", frames_dir, "--json", *common, *extra_tv]
     runs = {"libfrcnn": [], "torchvision": []}
     det = {"libfrcnn": os.path.join(frames_dir, "..", "cpp.json"), "torchvision": os.path.join(frames_dir, "..", "tv.json")}
@@ -301,17 +307,37 @@ def ab_precision(bench, weights, args, env, precision):
     return result
 
 
+def compare_mobilenet(bench, frames_dir, args, env, tmp):
+    """The MobileNetV3 models at batch 1 and their own input sizes against torchvision, each with
+    its own seeded weights: libfrcnn on its default convolutions (oneDNN), then on LibTorch's."""
+    comparisons = []
+    for arch, min_size, max_size, frames in (("fasterrcnn_mobilenet_v3_large_fpn", 800, 1333, 8),
+                                             ("fasterrcnn_mobilenet_v3_large_320_fpn", 320, 640, 16)):
+        weights = os.path.join(tmp, arch + ".pth")
+        subprocess.run([bench, "--arch", arch, "--seed", "1", "--save-weights", weights, VIDEO], check=True, env=env)
+        for experiment, extra in ((None, []), ("LibTorch convolutions", ["--cpu-convolutions", "libtorch"])):
+            case = dict(name=arch.replace("fasterrcnn_", "") + ("-libtorch" if experiment else ""), arch=arch,
+                        batch=1, min_size=min_size, max_size=max_size, warmup=2,
+                        frames=1 if args.quick else frames, rounds=args.rounds)
+            log(f"{case['name']}:")
+            c = compare(case, bench, weights, frames_dir, args, env, extra)
+            if experiment:
+                c["experiment"] = experiment
+            comparisons.append(c)
+    return comparisons
+
+
 def print_table(results):
     m = results["machine"]
     print(f"\nMachine: {m['cpu']}, {m['nproc']} CPUs; load average at start "
           f"{' '.join(f'{x:.2f}' for x in m['loadavg_start'])}, at end "
           f"{' '.join(f'{x:.2f}' for x in m['loadavg_end'])}; OMP_WAIT_POLICY {m['OMP_WAIT_POLICY']}")
-    print(f"{'case':<26}{'libfrcnn fps':>13}{'torchvision fps':>16}{'ratio':>7}"
+    print(f"{'case':<36}{'libfrcnn fps':>13}{'torchvision fps':>16}{'ratio':>7}"
           f"{'p50 ms C++/tv':>18}{'GFLOP/s C++/tv':>17}")
     for c in results["comparisons"]:
         a, b = c["libfrcnn"], c["torchvision"]
         label = f"{c['case']['name']} (b{c['case']['batch']}, {c['case']['min_size']}px)"
-        print(f"{label:<26}{a['fps']:>13.3f}{b['fps']:>16.3f}{c['ratio_fps']:>7.2f}"
+        print(f"{label:<36}{a['fps']:>13.3f}{b['fps']:>16.3f}{c['ratio_fps']:>7.2f}"
               f"{a['latency_p50_ms']:>9.0f}/{b['latency_p50_ms']:<8.0f}"
               f"{a.get('gflops_per_s', 0):>8.1f}/{b.get('gflops_per_s') or 0:<8.1f}")
     for c in results["comparisons"]:
@@ -372,7 +398,8 @@ def markdown(results):
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for c in results["comparisons"]:
         a, b, case = c["libfrcnn"], c["torchvision"], c["case"]
-        label = f"batch {case['batch']}, min_size {case['min_size']}" + (f", {c['experiment']}" if c.get("experiment") else "")
+        label = (case.get("arch", "") + ", " if case.get("arch") else "") + \
+            f"batch {case['batch']}, min_size {case['min_size']}" + (f", {c['experiment']}" if c.get("experiment") else "")
         d = c.get("detections", {})
         lines.append(f"| {label} | {a['fps']:.3f} | {b['fps']:.3f} | **{c['ratio_fps']:.2f}** | "
                      f"{a['latency_p50_ms']:.0f} / {a['latency_p95_ms']:.0f} | {b['latency_p50_ms']:.0f} / "
@@ -384,7 +411,8 @@ def markdown(results):
     for c in results["comparisons"]:
         for impl in ("libfrcnn", "torchvision"):
             st = c[impl].get("stages_ms_p50") or {}
-            lines.append(f"| batch {c['case']['batch']}, {c['case']['min_size']}"
+            lines.append(f"| {c['case']['arch'] + ', ' if c['case'].get('arch') else ''}"
+                         f"batch {c['case']['batch']}, {c['case']['min_size']}"
                          f"{', ' + c['experiment'] if c.get('experiment') else ''} | {impl} | " +
                          " | ".join(f"{st.get(k, 0):.0f}" for k in STAGE_NAMES) + " |")
     return "\n".join(lines)
@@ -400,7 +428,7 @@ def plot(results, path):
 
     by_batch, by_size = {}, {}
     for c in results["comparisons"]:
-        if c.get("experiment"):
+        if c.get("experiment") or c["case"].get("arch"):
             continue
         if c["case"]["min_size"] == 480:
             by_batch[c["case"]["batch"]] = c
@@ -450,6 +478,8 @@ def main():
                    help="also libfrcnn in int8 (calibrated on the first 16 frames, before the timed ones) against "
                         "torchvision fp32 at batch 1 and 4, and libfrcnn int8 against fp32 (fasterrcnn_resnet50_fpn "
                         "and tiny)")
+    p.add_argument("--mobilenet", action="store_true",
+                   help="also the MobileNetV3 models against torchvision (oneDNN and LibTorch convolutions)")
     p.add_argument("--quick", action="store_true", help="few frames per run (checks that the driver works)")
     p.add_argument("--no-tiny", action="store_true")
     p.add_argument("--no-compare", action="store_true", help="skip the comparisons with torchvision")
@@ -505,7 +535,8 @@ def main():
         subprocess.run([bench, "--arch", ARCH, "--seed", "1", "--min-size", "480", "--save-weights", weights,
                         VIDEO], check=True, env=env)
         # Enough frames for every case (the experiments run 1 + 6 frames at batch 1).
-        needed = max([(c["warmup"] + -(-c["frames"] // c["batch"])) * c["batch"] for c in cases + reduced_cases] + [8])
+        needed = max([(c["warmup"] + -(-c["frames"] // c["batch"])) * c["batch"] for c in cases + reduced_cases] +
+                     [8, 18 if args.mobilenet else 0])
         subprocess.run([bench, "--dump-frames", frames_dir, "--batch", "1", "--warmup", "0", "--frames",
                         str(needed), VIDEO], check=True, env=env)
 
@@ -522,6 +553,9 @@ def main():
         for precision in reduced:
             log(f"libfrcnn fp32 against {precision}:")
             results.setdefault("precision_ab", {})[precision] = ab_precision(bench, weights, args, env, precision)
+
+        if args.mobilenet:
+            results["comparisons"] += compare_mobilenet(bench, frames_dir, args, env, tmp)
 
         if args.pipeline:
             log("pipeline against frcnn-bench:")

@@ -41,9 +41,11 @@ torch::Tensor ConvNormActImpl::forward(const torch::Tensor &x)
 	auto y = conv(x);
 	if (!norm.is_empty())
 		y = norm.forward(y);
+	// In place, as torchvision's Conv2dNormActivation (inplace=True): y is this layer's own, and
+	// a pass that writes a new map costs as much as the activation itself.
 	switch (activation) {
-	case Activation::ReLU: return torch::relu(y);
-	case Activation::Hardswish: return torch::hardswish(y);
+	case Activation::ReLU: return torch::relu_(y);
+	case Activation::Hardswish: return torch::hardswish_(y);
 	case Activation::None: break;
 	}
 	return y;

@@ -682,7 +682,8 @@ private:
 		// the direct bfloat16 kernel for the v2 box head's; for single convolutions (the trunk,
 		// the FPN, a one-convolution RPN head) the conversions ate the gain or more.
 		const bool winograd = !int8 && groups == 1 &&
-				      (spec_.dtype == torch::kFloat || spec_.float_winograd_in_bf16) && kh == 3 && kw == 3 && s == 1 && p == 1 &&
+				      (spec_.dtype == torch::kFloat || spec_.float_winograd_in_bf16) &&
+				      kh == 3 && kw == 3 && s == 1 && p == 1 &&
 				      plan.out_height * plan.out_width >= spec_.winograd_min_positions &&
 				      in_channels >= spec_.winograd_min_channels &&
 				      out_channels >= spec_.winograd_min_channels;
@@ -1053,7 +1054,8 @@ void OneDnnPlan::build(BackboneImpl &backbone, RPNHeadImpl &rpn_head, ConvFCHead
 				// Bottleneck: relu(bn1(conv1)), relu(bn2(conv2)), relu(bn3(conv3) + identity);
 				// BasicBlock: relu(bn1(conv1)), relu(bn2(conv2) + identity).
 				block.conv1 = make_convolution(trunk(*b->conv1, b->bn1.ptr().get(), "conv1"), false, Activation::ReLU, workspace_);
-				block.conv2 = make_convolution(trunk(*b->conv2, b->bn2.ptr().get(), "conv2"), !b->bottleneck, Activation::ReLU, workspace_);
+				block.conv2 = make_convolution(trunk(*b->conv2, b->bn2.ptr().get(), "conv2"), !b->bottleneck,
+							       Activation::ReLU, workspace_);
 				if (b->bottleneck)
 					block.conv3 = make_convolution(trunk(*b->conv3, b->bn3.ptr().get(), "conv3"), true, Activation::ReLU, workspace_);
 				if (b->downsample) {

@@ -120,8 +120,8 @@ const char *model_options_help()
 	       "  --cpu-convolutions K   auto, libtorch or onednn: what runs the backbone, FPN, RPN head\n"
 	       "                         and convolutional box head convolutions on the CPU (default\n"
 	       "                         auto: onednn where built and faster, i.e. for\n"
-	       "                         fasterrcnn_resnet50_fpn and its v2; libtorch gives\n"
-	       "                         torchvision's numbers exactly)\n"
+	       "                         fasterrcnn_resnet50_fpn, its v2 and the MobileNetV3\n"
+	       "                         models; libtorch gives torchvision's numbers exactly)\n"
 	       "  --threads N            CPU threads (default: LibTorch's)\n";
 }
 

@@ -4,7 +4,8 @@
 #    consistent (p95 >= p50 > 0, stages within the batch latency, the stage-by-stage run equal to
 #    the model's forward(), RSS after N frames reported), and the same in --facade mode; with
 #    --frame-copies, in both modes, the same detections and the copying timed apart.
-# 2. fasterrcnn_resnet50_fpn at a small input: frcnn-bench saves its weights and dumps its frames,
+# 2. fasterrcnn_resnet50_fpn and fasterrcnn_mobilenet_v3_large_320_fpn at a small input:
+#    frcnn-bench saves their weights and dumps its frames,
 #    bench_torchvision.py runs on them, and both count the same FLOPs per frame (within 0.5%) and
 #    the same input shape.
 # 3. Bad options exit with status 2 and a message.
@@ -94,24 +95,28 @@ print("frcnn-bench tiny: %d checks failed" % len(failures))
 sys.exit(1 if failures else 0)
 PY
 
-# torchvision on the same frames and weights, at a small size to stay quick.
-"$bench" --arch fasterrcnn_resnet50_fpn --seed 5 --min-size 160 --max-size 240 --save-weights "$out/w.pth" "$video"
+# torchvision on the same frames and weights, at a small size to stay quick: a ResNet-50 and a
+# MobileNetV3 model (both on libfrcnn's default, the oneDNN convolutions where built).
 "$bench" --dump-frames "$out/frames" --batch 1 --warmup 1 --frames 1 "$video"
-"$bench" --arch fasterrcnn_resnet50_fpn --weights "$out/w.pth" --min-size 160 --max-size 240 --threads 2 \
+for arch in fasterrcnn_resnet50_fpn fasterrcnn_mobilenet_v3_large_320_fpn; do
+"$bench" --arch $arch --seed 5 --min-size 160 --max-size 240 --save-weights "$out/w.pth" "$video"
+"$bench" --arch $arch --weights "$out/w.pth" --min-size 160 --max-size 240 --threads 2 \
 	--warmup 1 --frames 1 --json "$video" > "$out/cpp.json"
-"$python" "$reference" --frames-dir "$out/frames" --weights "$out/w.pth" --min-size 160 --max-size 240 \
-	--threads 2 --warmup 1 --frames 1 --json > "$out/tv.json"
-"$python" - "$out/frames/frames.json" "$out/cpp.json" "$out/tv.json" <<'PY'
+"$python" "$reference" --arch $arch --frames-dir "$out/frames" --weights "$out/w.pth" --min-size 160 \
+	--max-size 240 --threads 2 --warmup 1 --frames 1 --json > "$out/tv.json"
+"$python" - "$out/frames/frames.json" "$out/cpp.json" "$out/tv.json" $arch <<'PY'
 import json, sys
 manifest = json.load(open(sys.argv[1]))
 cpp = json.load(open(sys.argv[2]))
 tv = json.load(open(sys.argv[3]))
+arch = sys.argv[4]
 failures = []
 def check(ok, what):
     if not ok:
         failures.append(what)
 
 check(len(manifest["frames"]) == 2 and manifest["frames"][0]["width"] == 720, f"manifest {manifest}")
+check(cpp["arch"] == arch and tv["arch"] == arch, f"arch {cpp['arch']} and {tv['arch']}, not {arch}")
 for key in cpp:
     if key != "op_profile_ms":
         check(key in tv, f"torchvision: field {key} missing")
@@ -126,10 +131,11 @@ else:
     check(rel < 0.005, f"FLOPs per frame: libfrcnn {cpp['gflops_per_frame']} vs torchvision {tv['gflops_per_frame']}")
 for f in failures:
     print("FAIL:", f)
-print("frcnn-bench vs bench_torchvision.py: GFLOP per frame %s vs %s; %d checks failed"
-      % (cpp["gflops_per_frame"], tv["gflops_per_frame"], len(failures)))
+print("%s, frcnn-bench vs bench_torchvision.py: GFLOP per frame %s vs %s; %d checks failed"
+      % (arch, cpp["gflops_per_frame"], tv["gflops_per_frame"], len(failures)))
 sys.exit(1 if failures else 0)
 PY
+done
 
 status=0
 if "$bench" --arch tiny --seed 1 --batch 0 "$video" 2> "$out/err"; then

@@ -28,22 +28,37 @@ import time
 
 import numpy as np
 import torch
-from torchvision.models import resnet50
-from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor
+from torchvision.models import mobilenet_v3_large, resnet50
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.backbone_utils import _mobilenet_extractor, _resnet_fpn_extractor
 from torchvision.models.detection.faster_rcnn import FasterRCNN
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 STAGES = ["transform", "backbone_fpn", "rpn", "roi_heads", "postprocess"]
 
 
+ARCHS = ("fasterrcnn_resnet50_fpn", "fasterrcnn_mobilenet_v3_large_fpn", "fasterrcnn_mobilenet_v3_large_320_fpn")
+
+
 def build(arch, min_size, max_size, score_threshold):
-    if arch != "fasterrcnn_resnet50_fpn":
-        sys.exit(f"bench_torchvision.py: unsupported arch {arch!r} (fasterrcnn_resnet50_fpn only)")
-    # What fasterrcnn_resnet50_fpn builds whenever it is given weights: FrozenBatchNorm2d, as
+    # What torchvision's builders make whenever they are given weights: FrozenBatchNorm2d, as
     # libfrcnn (with weights=None torchvision would switch to BatchNorm2d).
-    backbone = _resnet_fpn_extractor(resnet50(weights=None, norm_layer=FrozenBatchNorm2d), 3)
-    return FasterRCNN(backbone, num_classes=91, min_size=min_size, max_size=max_size,
-                      box_score_thresh=score_threshold)
+    if arch == "fasterrcnn_resnet50_fpn":
+        backbone = _resnet_fpn_extractor(resnet50(weights=None, norm_layer=FrozenBatchNorm2d), 3)
+        return FasterRCNN(backbone, num_classes=91, min_size=min_size, max_size=max_size,
+                          box_score_thresh=score_threshold)
+    if arch not in ARCHS:
+        sys.exit(f"bench_torchvision.py: unsupported arch {arch!r} (known: {', '.join(ARCHS)})")
+    # _fasterrcnn_mobilenet_v3_large_fpn: the last two stages, three anchor levels, proposals
+    # scoring at least 0.05; the 320 model keeps 150 of them before and after NMS.
+    backbone = _mobilenet_extractor(mobilenet_v3_large(weights=None, norm_layer=FrozenBatchNorm2d), True, 3)
+    anchor_sizes = ((32, 64, 128, 256, 512,),) * 3
+    anchors = AnchorGenerator(anchor_sizes, ((0.5, 1.0, 2.0),) * len(anchor_sizes))
+    kwargs = dict(rpn_score_thresh=0.05)
+    if arch == "fasterrcnn_mobilenet_v3_large_320_fpn":
+        kwargs.update(rpn_pre_nms_top_n_test=150, rpn_post_nms_top_n_test=150)
+    return FasterRCNN(backbone, 91, rpn_anchor_generator=anchors, min_size=min_size, max_size=max_size,
+                      box_score_thresh=score_threshold, **kwargs)
 
 
 def read_ppm(path):

@@ -71,17 +71,18 @@ struct ModelConfig {
 // What runs the convolutions of the backbone, the FPN, the RPN head and a convolutional box head
 // (fasterrcnn_resnet50_fpn_v2's) on the CPU, in fp32 or bf16.
 enum class CpuConvolutions {
-	// oneDNN where this build has it, the model is one it covers (a ResNet-FPN) and it is
-	// faster there: fasterrcnn_resnet50_fpn and its v2, whose 256-channel FPN takes Winograd,
-	// and tiny on CPUs with AVX-512 (Winograd for its 64 channels; every CPU with bf16 has
-	// it, and tiny in bf16 gains there too); LibTorch otherwise (MobileNetV3, tiny elsewhere).
+	// oneDNN where this build has it and it is faster: the MobileNetV3 models (their
+	// depthwise convolutions fused with their batch norms and activations, several times
+	// LibTorch's speed on any CPU), fasterrcnn_resnet50_fpn and its v2, whose 256-channel FPN
+	// takes Winograd, and tiny on CPUs with AVX-512 (Winograd for its 64 channels; every CPU
+	// with bf16 has it, and tiny in bf16 gains there too); LibTorch otherwise (tiny elsewhere).
 	Auto,
 	// LibTorch's operators, in torchvision's order: the same numbers as torchvision.
 	LibTorch,
-	// oneDNN primitives with the batch norms folded in, ReLU and additions fused, and (fp32)
-	// Winograd 3x3 convolutions where the CPU has AVX-512 (the ResNet-FPN models: fasterrcnn_resnet50_fpn,
-	// its v2 and tiny): the arithmetic is reordered, so boxes differ from torchvision's by a
-	// small fraction of a pixel.
+	// oneDNN primitives with the batch norms folded in, ReLU, hardswish and additions fused, and
+	// (fp32) Winograd 3x3 convolutions where the CPU has AVX-512 (every preset: the ResNet-FPN
+	// models and the MobileNetV3 ones): the arithmetic is reordered, so boxes differ from
+	// torchvision's by a small fraction of a pixel.
 	OneDnn,
 };
 
