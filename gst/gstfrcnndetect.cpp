@@ -136,8 +136,8 @@ static GType gst_frcnn_precision_get_type(void)
 		  "bfloat16 (CPUs with AVX-512 BF16 or AMX: faster than fp32 there, the same detections up to rounding)",
 		  "bf16" },
 		{ GST_FRCNN_PRECISION_INT8,
-		  "8-bit integers (CPU, the ResNet-FPN models: convolutions and box head in 8 bits on ranges calibrated "
-		  "on the first frames; detections close to fp32's)",
+		  "8-bit integers (CPU: convolutions and box head in 8 bits on ranges calibrated on the first "
+		  "frames; detections close to fp32's)",
 		  "int8" },
 		{ 0, nullptr, nullptr },
 	};
@@ -602,8 +602,7 @@ static void gst_frcnn_detect_class_init(GstFrcnnDetectClass *klass)
 	g_object_class_install_property(object_class, PROP_PRECISION,
 		g_param_spec_enum("precision", "Precision",
 				  "Arithmetic of the model's convolutions and linear layers (box geometry stays in float): "
-				  "fp16 on CUDA devices, bf16 on CPUs with bfloat16 instructions, int8 on the CPU "
-				  "(fasterrcnn_resnet50_fpn, its v2 and tiny)",
+				  "fp16 on CUDA devices, bf16 on CPUs with bfloat16 instructions, int8 on the CPU",
 				  GST_TYPE_FRCNN_PRECISION, DEFAULT_PROP_PRECISION, ready));
 	g_object_class_install_property(object_class, PROP_INT8_CALIBRATION,
 		g_param_spec_string("int8-calibration", "Int8 calibration",
@@ -1142,8 +1141,7 @@ static gboolean gst_frcnn_detect_load_model(GstFrcnnDetect *self, const Settings
 		const std::string unsupported = frcnn::int8_unsupported_reason(config);
 		if (!unsupported.empty()) {
 			GST_FRCNN_DETECT_PROBLEM(self, while_playing, RESOURCE, SETTINGS,
-					  ("precision=int8 cannot run model '%s': %s. Set precision=fp32 (or bf16), "
-					   "or use fasterrcnn_resnet50_fpn, its v2 or tiny.",
+					  ("precision=int8 cannot run model '%s': %s. Set precision=fp32 (or bf16).",
 					   config.arch.c_str(), unsupported.c_str()),
 					  ("frcnn::int8_unsupported_reason()"));
 			return FALSE;

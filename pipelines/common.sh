@@ -30,8 +30,8 @@ also work):
   --model M        model preset of a weights file, e.g. tiny [the weights preset's model,
                    else told from the checkpoint's keys]
   --device D       cpu, cuda or cuda:N [$FRCNN_DEVICE]
-  --precision P    fp32, fp16 (CUDA), bf16 (CPUs with AVX-512 BF16 or AMX) or int8 (CPU;
-                   fasterrcnn_resnet50_fpn, its v2 and tiny) [$FRCNN_PRECISION]
+  --precision P    fp32, fp16 (CUDA), bf16 (CPUs with AVX-512 BF16 or AMX) or int8 (CPU)
+                   [$FRCNN_PRECISION]
   --int8-calibration FILE
                    with --precision int8: the calibration file, read when it exists, else
                    written after calibrating on the first frames [calibrate at every start]

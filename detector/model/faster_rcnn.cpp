@@ -366,7 +366,7 @@ void detail::check_precision(torch::Device device, Precision precision)
 
 std::string int8_unsupported_reason(const ModelConfig &config)
 {
-	return detail::onednn_int8_unsupported_reason(config);
+	return detail::onednn_unsupported_reason(config);
 }
 
 void FasterRCNNImpl::to_device(torch::Device device, Precision precision, bool channels_last)

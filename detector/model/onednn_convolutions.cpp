@@ -45,16 +45,6 @@ std::string onednn_unsupported_reason(const ModelConfig &config)
 	return {};
 }
 
-std::string onednn_int8_unsupported_reason(const ModelConfig &config)
-{
-	const auto unsupported = onednn_unsupported_reason(config);
-	if (!unsupported.empty())
-		return unsupported;
-	if (config.backbone != "resnet")
-		return "the oneDNN convolutions cover ResNet backbones in 8 bits, not " + config.backbone;
-	return {};
-}
-
 bool onednn_has_winograd()
 {
 #if FRCNN_HAVE_ONEDNN
@@ -1005,8 +995,6 @@ void OneDnnPlan::build(BackboneImpl &backbone, RPNHeadImpl &rpn_head, ConvFCHead
 	if (!backbone.resnet && !backbone.mobilenet)
 		throw Error("the oneDNN convolutions cover ResNet and MobileNetV3 backbones only");
 	int8_ = int8_ranges != nullptr;
-	if (int8_ && !backbone.resnet)
-		throw Error("the oneDNN convolutions run ResNet backbones only in 8 bits");
 	// A convolution of quantized_names(), with its range in an 8-bit plan.
 	auto quantized = [&](auto spec, std::string name, bool unsigned_input) {
 		spec.name = std::move(name);

@@ -41,9 +41,6 @@ bool onednn_built();
 // MobileNetV3-Large ones (fasterrcnn_mobilenet_v3_large_fpn, _320_fpn).
 std::string onednn_unsupported_reason(const ModelConfig &config);
 
-// Why they cannot run it in 8 bits (empty when they can): the ResNet-FPN models only.
-std::string onednn_int8_unsupported_reason(const ModelConfig &config);
-
 // The fewest channels with which the FPN's output convolutions and the RPN head's take
 // Winograd (the trunk's need 128): Winograd's rounding passes through no more than a layer or
 // two after them.
@@ -110,11 +107,13 @@ public:
 	// kept for the next batches when they are let go, and freed when no batch took them for
 	// two batches: after the first batch of a size, batches of that size allocate nothing.
 	OneDnnOutputMemory output_memory() const;
-	// The layers an 8-bit plan quantizes: the convolutions of the trunk's blocks, the FPN,
-	// the RPN head's shared convolution(s) and the v2 box head, and the box head's linear
+	// The layers an 8-bit plan quantizes: the convolutions of a ResNet trunk's blocks, the
+	// FPN, the RPN head's shared convolution(s) and the v2 box head, and the box head's linear
 	// layers before the predictor; the stem (3 input channels, little of the work), the RPN's
 	// objectness and box outputs and the predictor (the precision of scores and box deltas)
-	// stay float.
+	// stay float, and so does MobileNetV3's trunk (its depthwise convolutions read and write
+	// more than they compute: 8 bits would save little but the memory of its weights, and its
+	// squeeze-and-excitation scales sit between convolutions).
 	std::vector<std::string> quantized_names() const;
 
 	// How many of the box head's linear layers the plan has (2 for TwoMLPHead, 1 for the v2

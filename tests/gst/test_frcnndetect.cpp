@@ -1273,10 +1273,6 @@ std::vector<ErrorCase> error_cases()
 				  "precision=bf16 is for the CPU: set precision=fp16 (or fp32) with device=cuda, or device=cpu.",
 				  GST_RESOURCE_ERROR });
 	if (frcnn::int8_unsupported_reason(frcnn::model_preset("tiny")).empty()) {
-		cases.push_back({ "Int8OnMobileNet", "model=fasterrcnn_mobilenet_v3_large_fpn precision=int8 " + w,
-				  "precision=int8 cannot run model 'fasterrcnn_mobilenet_v3_large_fpn': the oneDNN "
-				  "convolutions cover ResNet backbones in 8 bits, not mobilenet_v3_large. Set precision=fp32",
-				  GST_RESOURCE_ERROR });
 		cases.push_back({ "Int8CalibrationInAMissingFolder",
 				  "model=tiny precision=int8 int8-calibration=/nonexistent/folder/c.json " + w,
 				  "Could not use the int8 calibration '/nonexistent/folder/c.json': cannot write the "

@@ -101,10 +101,10 @@ enum class Precision {
 	// bfloat16, on CPUs with bfloat16 instructions (AVX-512 BF16 or AMX): faster than fp32
 	// there (docs/performance.md); the same detections up to rounding, as with fp16.
 	Bf16,
-	// 8-bit integer convolutions on the CPU (oneDNN; the ResNet-FPN models): the weights of
-	// each output channel and the input of each convolution scaled to 8 bits, the inputs'
-	// scales calibrated on frames (FasterRCNNImpl::set_int8_calibration), accumulated in 32
-	// bits; the stem, the RPN's output convolutions and the linear layers stay fp32. Fastest
+	// 8-bit integer convolutions on the CPU (oneDNN; MobileNetV3's trunk stays fp32): the
+	// weights of each output channel and the input of each convolution scaled to 8 bits, the
+	// inputs' scales calibrated on frames (FasterRCNNImpl::set_int8_calibration), accumulated
+	// in 32 bits; the stem, the RPN's output convolutions and the box predictor stay fp32. Fastest
 	// on CPUs with VNNI (AVX-512 VNNI, AVX-VNNI, AMX); detections close to fp32's, not equal.
 	Int8,
 };
@@ -114,7 +114,7 @@ const char *precision_name(Precision value);
 Precision parse_precision(const std::string &name);
 
 // Why Precision::Int8 cannot run this model in this build (empty when it can): it runs on
-// the oneDNN convolutions, for the ResNet-FPN models.
+// the oneDNN convolutions, which a build without oneDNN lacks.
 std::string int8_unsupported_reason(const ModelConfig &config);
 
 // Whether this CPU computes bfloat16 in hardware (AVX-512 BF16 or AMX-BF16), which

@@ -80,7 +80,7 @@ struct DetectorOptions {
 	uint64_t random_seed = 0;    // used only without weights (tests, benchmarks)
 	std::string device = "cpu";  // "cpu", "cuda", "cuda:N"
 	// Arithmetic of the convolutions and linear layers: fp16 on CUDA only, bf16 on CPUs with
-	// bfloat16 instructions only, int8 on the CPU for the ResNet-FPN models (see Precision).
+	// bfloat16 instructions only, int8 on the CPU (see Precision).
 	Precision precision = Precision::Fp32;
 	// Int8: the calibration file. When it exists, its ranges are used from the first frame
 	// (it must be for this model); otherwise the detector calibrates on the first

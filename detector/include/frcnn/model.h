@@ -98,7 +98,7 @@ public:
 	// tensor cores). The device and dtype of the parameters tell forward_frames() where to run.
 	void to_device(torch::Device device, Precision precision, bool channels_last);
 
-	// Int8 (to_device on the CPU; the ResNet-FPN models, on the oneDNN convolutions, which
+	// Int8 (to_device on the CPU; on the oneDNN convolutions, which
 	// to_device chooses): until it has a calibration, the model runs in float and observes the
 	// ranges of the inputs of the layers it will quantize (int8_observed()); with one, those
 	// run in 8 bits. New weights (load_state_dict, training) drop the calibration: the model
