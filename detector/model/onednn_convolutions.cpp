@@ -1025,7 +1025,8 @@ void OneDnnPlan::build(BackboneImpl &backbone, RPNHeadImpl &rpn_head, ConvFCHead
 	};
 	if (backbone.resnet) {
 		auto &body = *backbone.resnet;
-		stem_ = make_convolution(folded(*body.conv1, body.bn1.ptr().get(), sources_), false, Activation::ReLU, workspace_);
+		stem_ = make_convolution(folded(*body.conv1, body.bn1.ptr().get(), sources_), false, Activation::ReLU,
+					 workspace_);
 		for (size_t l = 0; l < body.layers.size(); l++) {
 			auto &layer = body.layers[l];
 			std::vector<Block> blocks;
@@ -1035,17 +1036,20 @@ void OneDnnPlan::build(BackboneImpl &backbone, RPNHeadImpl &rpn_head, ConvFCHead
 					throw Error("the oneDNN convolutions: unexpected module layout");
 				Block block;
 				// Every input in the trunk comes out of a ReLU (or the max pool after one).
-				const std::string prefix = "backbone.body.layer" + std::to_string(l + 1) + "." + std::to_string(i) + ".";
+				const std::string prefix =
+					"backbone.body.layer" + std::to_string(l + 1) + "." + std::to_string(i) + ".";
 				auto trunk = [&](torch::nn::Conv2dImpl &conv, torch::nn::Module *norm, const std::string &name) {
 					return quantized(folded(conv, norm, sources_), prefix + name, true);
 				};
 				// Bottleneck: relu(bn1(conv1)), relu(bn2(conv2)), relu(bn3(conv3) + identity);
 				// BasicBlock: relu(bn1(conv1)), relu(bn2(conv2) + identity).
-				block.conv1 = make_convolution(trunk(*b->conv1, b->bn1.ptr().get(), "conv1"), false, Activation::ReLU, workspace_);
+				block.conv1 = make_convolution(trunk(*b->conv1, b->bn1.ptr().get(), "conv1"), false,
+							       Activation::ReLU, workspace_);
 				block.conv2 = make_convolution(trunk(*b->conv2, b->bn2.ptr().get(), "conv2"), !b->bottleneck,
 							       Activation::ReLU, workspace_);
 				if (b->bottleneck)
-					block.conv3 = make_convolution(trunk(*b->conv3, b->bn3.ptr().get(), "conv3"), true, Activation::ReLU, workspace_);
+					block.conv3 = make_convolution(trunk(*b->conv3, b->bn3.ptr().get(), "conv3"), true,
+								       Activation::ReLU, workspace_);
 				if (b->downsample) {
 					auto *conv = b->downsample->ptr(0)->as<torch::nn::Conv2dImpl>();
 					if (conv == nullptr || b->downsample->size() != 2)
