@@ -39,6 +39,7 @@
 #include "frcnn/model.h"
 #include "frcnn/ops.h"
 #include "frcnn/shapes.h"
+#include "detector/model_parts.h"
 #include "detector/proposal_cases.h"
 #include "parts.h"
 #include "../../detector/ops/kernels.h"
@@ -754,6 +755,46 @@ TEST(CudaDetector, ShapesModelFp16MatchesFp32)
 	const auto fp32 = detect("tiny", weights, "cuda", false, frames, 8, 4, 240, 320);
 	const auto fp16 = detect("tiny", weights, "cuda", true, frames, 8, 4, 240, 320);
 	expect_fp16_matches(fp32, fp16, "shapes model, fp16 vs fp32", 50);
+}
+
+// Every architecture in fp16 on the GPU (the frozen batch norms of the ResNet and MobileNetV3
+// trunks folded into their convolutions, the v2 model's BatchNorm2d, its convolutional box head):
+// its features point where fp32's do on the same device, its detections are float and inside the
+// image. Seeded weights amplify rounding (test_precision's bf16 test says how much), so the
+// features are held to a cosine similarity, as there; the trained shapes model's test above holds
+// the detections to the fp16 target.
+TEST(CudaModel, EveryArchitectureRunsInFp16)
+{
+	const auto image = frcnn::test::test_image(240, 320);
+	for (const std::string arch : {"fasterrcnn_resnet50_fpn", "fasterrcnn_resnet50_fpn_v2",
+				       "fasterrcnn_mobilenet_v3_large_fpn", "fasterrcnn_mobilenet_v3_large_320_fpn", "tiny"}) {
+		SCOPED_TRACE(arch);
+		FasterRCNN model = frcnn::test::seeded_model(arch, image);
+		c10::InferenceMode inference;
+		model->to_device(kCuda, Precision::Fp32, false);
+		const auto batch = frcnn::detail::transform_images(model->config(), {image}, nullptr).batch.to(kCuda);
+		const auto expected = frcnn::test::backbone_of(model)->forward(batch);
+		model->to_device(kCuda, Precision::Fp16, false);
+		const auto got = frcnn::test::backbone_of(model)->forward(batch.to(torch::kHalf));
+		ASSERT_EQ(got.size(), expected.size());
+		double least = 1;
+		for (size_t i = 0; i < got.size(); i++) {
+			EXPECT_EQ(got[i].scalar_type(), torch::kHalf);
+			least = std::min(least, frcnn::test::cosine(got[i], expected[i]));
+		}
+		std::printf("%s: cosine similarity of fp16 and fp32 features on CUDA >= %.4f\n", arch.c_str(), least);
+		EXPECT_GT(least, 0.75);
+
+		const auto detections = model->forward({image.to(kCuda)})[0];
+		EXPECT_GT(detections.labels.size(0), 0);
+		EXPECT_EQ(detections.boxes.scalar_type(), torch::kFloat);
+		if (detections.boxes.numel() > 0) {
+			EXPECT_TRUE(torch::isfinite(detections.boxes).all().item<bool>());
+			EXPECT_GE(detections.boxes.min().item<double>(), 0.0);
+			EXPECT_LE(detections.boxes.select(1, 2).max().item<double>(), 320.0);
+			EXPECT_LE(detections.boxes.select(1, 3).max().item<double>(), 240.0);
+		}
+	}
 }
 
 // The fp16 criterion needs a trained model: seeded weights spread their scores over 91 classes
