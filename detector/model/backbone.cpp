@@ -93,7 +93,8 @@ void fold_pair(const std::shared_ptr<torch::nn::Module> &conv, const std::shared
 {
 	auto *c = conv->as<torch::nn::Conv2dImpl>();
 	auto *bn = norm->as<FrozenBatchNorm2dImpl>();
-	if (c != nullptr && bn != nullptr && !c->bias.defined())
+	// Once: a second to_device in a reduced precision would scale the weights again.
+	if (c != nullptr && bn != nullptr && !c->bias.defined() && !bn->folded())
 		bn->fold_into(c->weight);
 }
 

@@ -360,3 +360,26 @@ TEST_F(Bf16, PlanFollowsTheModelToBf16)
 	EXPECT_EQ(kernels.bf16 + kernels.winograd, kernels.all) << kernels.names;
 	EXPECT_GT(kernels.bf16, kernels.all / 2) << kernels.names;
 }
+
+// to_device in a reduced precision a second time (an application that sets it again) folds the
+// frozen batch norms once: the features stay those of the first time, for a ResNet trunk and a
+// MobileNetV3 one, on LibTorch's convolutions (which read the folded weights themselves).
+TEST_F(Bf16, ToDeviceAgainFoldsTheBatchNormsOnce)
+{
+	const auto image = test_image(240, 320);
+	for (const std::string arch : {"tiny", "fasterrcnn_mobilenet_v3_large_320_fpn"}) {
+		SCOPED_TRACE(arch);
+		FasterRCNN model = frcnn::test::seeded_model(arch, image);
+		c10::InferenceMode inference;
+		const auto batch = frcnn::detail::transform_images(model->config(), {image}, nullptr).batch;
+		model->to_device(torch::kCPU, Precision::Bf16, false);
+		model->set_cpu_convolutions(CpuConvolutions::LibTorch);
+		const auto once = backbone_of(model)->forward(batch.to(torch::kBFloat16));
+		model->to_device(torch::kCPU, Precision::Bf16, false);
+		model->set_cpu_convolutions(CpuConvolutions::LibTorch);
+		const auto twice = backbone_of(model)->forward(batch.to(torch::kBFloat16));
+		ASSERT_EQ(once.size(), twice.size());
+		for (size_t i = 0; i < once.size(); i++)
+			EXPECT_TRUE(once[i].equal(twice[i])) << "level " << i;
+	}
+}
