@@ -100,7 +100,7 @@ torch::Tensor InvertedResidualImpl::forward(const torch::Tensor &x)
 {
 	auto y = block->forward(x);
 	if (residual)
-		y = y + x;
+		y.add_(x); // in place, as torchvision's (result += input)
 	return y;
 }
 
