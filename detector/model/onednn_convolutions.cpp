@@ -971,6 +971,27 @@ std::unique_ptr<OneDnnConvolution> make_convolution(OneDnnConvolution::Spec spec
 	return std::make_unique<OneDnnConvolution>(std::move(spec), workspace);
 }
 
+// A layer of OneDnnPlan::quantized_names() (a convolution's or linear layer's spec) with its name,
+// whether its input is unsigned, and in an 8-bit plan its input's range.
+template <typename Spec>
+Spec quantizable(Spec spec, std::string name, bool unsigned_input, const Int8Ranges *int8_ranges)
+{
+	spec.name = std::move(name);
+	spec.unsigned_input = unsigned_input;
+	if (int8_ranges != nullptr) {
+		const auto found = int8_ranges->find(spec.name);
+		if (found == int8_ranges->end())
+			throw Error("the 8-bit calibration has no range for " + spec.name + " (made for another model?)");
+		if (!std::isfinite(found->second) || found->second < 0)
+			throw Error("the 8-bit calibration's range for " + spec.name + " is not a finite number >= 0");
+		// An input that was zero throughout: any scale will do.
+		spec.int8_range = found->second > 0 ? found->second : 1.0f;
+		if (spec.weight.scalar_type() != torch::kFloat)
+			throw Error("8-bit layers are made from float weights");
+	}
+	return spec;
+}
+
 torch::nn::Conv2dImpl &conv_of(torch::nn::ModuleList &list, size_t i)
 {
 	auto *seq = list[i]->as<torch::nn::Sequential>();
@@ -995,23 +1016,8 @@ void OneDnnPlan::build(BackboneImpl &backbone, RPNHeadImpl &rpn_head, ConvFCHead
 	if (!backbone.resnet && !backbone.mobilenet)
 		throw Error("the oneDNN convolutions cover ResNet and MobileNetV3 backbones only");
 	int8_ = int8_ranges != nullptr;
-	// A convolution of quantized_names(), with its range in an 8-bit plan.
 	auto quantized = [&](auto spec, std::string name, bool unsigned_input) {
-		spec.name = std::move(name);
-		spec.unsigned_input = unsigned_input;
-		if (int8_ranges != nullptr) {
-			const auto found = int8_ranges->find(spec.name);
-			if (found == int8_ranges->end())
-				throw Error("the 8-bit calibration has no range for " + spec.name +
-					    " (made for another model?)");
-			if (!std::isfinite(found->second) || found->second < 0)
-				throw Error("the 8-bit calibration's range for " + spec.name + " is not a finite number >= 0");
-			// An input that was zero throughout: any scale will do.
-			spec.int8_range = found->second > 0 ? found->second : 1.0f;
-			if (spec.weight.scalar_type() != torch::kFloat)
-				throw Error("8-bit layers are made from float weights");
-		}
-		return spec;
+		return quantizable(std::move(spec), std::move(name), unsigned_input, int8_ranges);
 	};
 	// The box head's linear layers, each with its ReLU.
 	auto linear = [&](torch::nn::Linear &layer, const std::string &name, bool unsigned_input) {
@@ -1023,87 +1029,10 @@ void OneDnnPlan::build(BackboneImpl &backbone, RPNHeadImpl &rpn_head, ConvFCHead
 		spec.bias = layer->bias;
 		linears_.push_back(std::make_unique<OneDnnLinear>(quantized(spec, name, unsigned_input), workspace_));
 	};
-	if (backbone.resnet) {
-		auto &body = *backbone.resnet;
-		stem_ = make_convolution(folded(*body.conv1, body.bn1.ptr().get(), sources_), false, Activation::ReLU,
-					 workspace_);
-		for (size_t l = 0; l < body.layers.size(); l++) {
-			auto &layer = body.layers[l];
-			std::vector<Block> blocks;
-			for (size_t i = 0; i < layer->size(); i++) {
-				auto *b = layer->ptr(i)->as<ResNetBlockImpl>();
-				if (b == nullptr)
-					throw Error("the oneDNN convolutions: unexpected module layout");
-				Block block;
-				// Every input in the trunk comes out of a ReLU (or the max pool after one).
-				const std::string prefix =
-					"backbone.body.layer" + std::to_string(l + 1) + "." + std::to_string(i) + ".";
-				auto trunk = [&](torch::nn::Conv2dImpl &conv, torch::nn::Module *norm, const std::string &name) {
-					return quantized(folded(conv, norm, sources_), prefix + name, true);
-				};
-				// Bottleneck: relu(bn1(conv1)), relu(bn2(conv2)), relu(bn3(conv3) + identity);
-				// BasicBlock: relu(bn1(conv1)), relu(bn2(conv2) + identity).
-				block.conv1 = make_convolution(trunk(*b->conv1, b->bn1.ptr().get(), "conv1"), false,
-							       Activation::ReLU, workspace_);
-				block.conv2 = make_convolution(trunk(*b->conv2, b->bn2.ptr().get(), "conv2"), !b->bottleneck,
-							       Activation::ReLU, workspace_);
-				if (b->bottleneck)
-					block.conv3 = make_convolution(trunk(*b->conv3, b->bn3.ptr().get(), "conv3"), true,
-								       Activation::ReLU, workspace_);
-				if (b->downsample) {
-					auto *conv = b->downsample->ptr(0)->as<torch::nn::Conv2dImpl>();
-					if (conv == nullptr || b->downsample->size() != 2)
-						throw Error("the oneDNN convolutions: unexpected module layout");
-					block.downsample = make_convolution(trunk(*conv, b->downsample->ptr(1).get(), "downsample.0"),
-									    false, Activation::None, workspace_);
-				}
-				blocks.push_back(std::move(block));
-			}
-			layers_.push_back(std::move(blocks));
-		}
-	} else {
-		// MobileNetV3's features: a convolution with its batch norm and activation (the first
-		// and the last), else an inverted residual block: [1x1 expansion], depthwise kxk,
-		// [squeeze-and-excitation], 1x1 projection (+ the block's input where it keeps its
-		// size and channels).
-		auto &features = backbone.mobilenet->features;
-		const auto returned = backbone.mobilenet->returned_indices();
-		auto convolution = [&](ConvNormActImpl &c, bool add) {
-			return make_convolution(folded(*c.conv, c.norm.is_empty() ? nullptr : c.norm.ptr().get(), sources_),
-						add, c.activation, workspace_);
-		};
-		for (size_t i = 0; i < features.size(); i++) {
-			MobileLayer layer;
-			layer.stage = std::find(returned.begin(), returned.end(), i) != returned.end();
-			const auto module = features[i].ptr();
-			if (auto *c = module->as<ConvNormActImpl>()) {
-				layer.spatial = convolution(*c, false);
-			} else if (auto *block = module->as<InvertedResidualImpl>()) {
-				layer.residual = block->residual;
-				const size_t n = block->block->size();
-				for (size_t k = 0; k < n; k++) {
-					auto part = block->block->ptr(k);
-					if (auto *se = part->as<SqueezeExcitationImpl>()) {
-						layer.squeeze = se;
-					} else if (auto *c = part->as<ConvNormActImpl>()) {
-						if (k + 1 == n)
-							layer.project = convolution(*c, block->residual);
-						else if (c->conv->options.groups() > 1)
-							layer.spatial = convolution(*c, false);
-						else
-							layer.expand = convolution(*c, false);
-					} else {
-						throw Error("the oneDNN convolutions: unexpected module layout");
-					}
-				}
-				if (!layer.spatial || !layer.project)
-					throw Error("the oneDNN convolutions: unexpected module layout");
-			} else {
-				throw Error("the oneDNN convolutions: unexpected module layout");
-			}
-			mobile_.push_back(std::move(layer));
-		}
-	}
+	if (backbone.resnet)
+		build_resnet(*backbone.resnet, int8_ranges);
+	else
+		build_mobilenet(*backbone.mobilenet);
 	dtype_ = (stem_ ? stem_ : mobile_.front().spatial)->dtype();
 	const bool stages_rectified = !backbone.resnet.is_empty();
 	auto &fpn = *backbone.fpn;
@@ -1161,6 +1090,91 @@ void OneDnnPlan::build(BackboneImpl &backbone, RPNHeadImpl &rpn_head, ConvFCHead
 		// fc6 reads the pooled regions of the FPN's maps (signed), fc7 fc6's ReLU.
 		linear(mlp_head->fc6, "roi_heads.box_head.fc6", false);
 		linear(mlp_head->fc7, "roi_heads.box_head.fc7", true);
+	}
+}
+
+void OneDnnPlan::build_resnet(ResNetBodyImpl &body, const Int8Ranges *int8_ranges)
+{
+	stem_ = make_convolution(folded(*body.conv1, body.bn1.ptr().get(), sources_), false, Activation::ReLU,
+				 workspace_);
+	for (size_t l = 0; l < body.layers.size(); l++) {
+		auto &layer = body.layers[l];
+		std::vector<Block> blocks;
+		for (size_t i = 0; i < layer->size(); i++) {
+			auto *b = layer->ptr(i)->as<ResNetBlockImpl>();
+			if (b == nullptr)
+				throw Error("the oneDNN convolutions: unexpected module layout");
+			Block block;
+			const std::string prefix =
+				"backbone.body.layer" + std::to_string(l + 1) + "." + std::to_string(i) + ".";
+			auto trunk = [&](torch::nn::Conv2dImpl &conv, torch::nn::Module *norm, const std::string &name) {
+				// Every input in the trunk comes out of a ReLU (or the max pool after one).
+				return quantizable(folded(conv, norm, sources_), prefix + name, true, int8_ranges);
+			};
+			// Bottleneck: relu(bn1(conv1)), relu(bn2(conv2)), relu(bn3(conv3) + identity);
+			// BasicBlock: relu(bn1(conv1)), relu(bn2(conv2) + identity).
+			block.conv1 = make_convolution(trunk(*b->conv1, b->bn1.ptr().get(), "conv1"), false,
+						       Activation::ReLU, workspace_);
+			block.conv2 = make_convolution(trunk(*b->conv2, b->bn2.ptr().get(), "conv2"), !b->bottleneck,
+						       Activation::ReLU, workspace_);
+			if (b->bottleneck)
+				block.conv3 = make_convolution(trunk(*b->conv3, b->bn3.ptr().get(), "conv3"), true,
+							       Activation::ReLU, workspace_);
+			if (b->downsample) {
+				auto *conv = b->downsample->ptr(0)->as<torch::nn::Conv2dImpl>();
+				if (conv == nullptr || b->downsample->size() != 2)
+					throw Error("the oneDNN convolutions: unexpected module layout");
+				block.downsample = make_convolution(trunk(*conv, b->downsample->ptr(1).get(), "downsample.0"),
+								    false, Activation::None, workspace_);
+			}
+			blocks.push_back(std::move(block));
+		}
+		layers_.push_back(std::move(blocks));
+	}
+}
+
+void OneDnnPlan::build_mobilenet(MobileNetV3BodyImpl &body)
+{
+	// MobileNetV3's features: a convolution with its batch norm and activation (the first
+	// and the last), else an inverted residual block: [1x1 expansion], depthwise kxk,
+	// [squeeze-and-excitation], 1x1 projection (+ the block's input where it keeps its
+	// size and channels).
+	auto &features = body.features;
+	const auto returned = body.returned_indices();
+	auto convolution = [&](ConvNormActImpl &c, bool add) {
+		return make_convolution(folded(*c.conv, c.norm.is_empty() ? nullptr : c.norm.ptr().get(), sources_),
+					add, c.activation, workspace_);
+	};
+	for (size_t i = 0; i < features.size(); i++) {
+		MobileLayer layer;
+		layer.stage = std::find(returned.begin(), returned.end(), i) != returned.end();
+		const auto module = features[i].ptr();
+		if (auto *c = module->as<ConvNormActImpl>()) {
+			layer.spatial = convolution(*c, false);
+		} else if (auto *block = module->as<InvertedResidualImpl>()) {
+			layer.residual = block->residual;
+			const size_t n = block->block->size();
+			for (size_t k = 0; k < n; k++) {
+				auto part = block->block->ptr(k);
+				if (auto *se = part->as<SqueezeExcitationImpl>()) {
+					layer.squeeze = se;
+				} else if (auto *c = part->as<ConvNormActImpl>()) {
+					if (k + 1 == n)
+						layer.project = convolution(*c, block->residual);
+					else if (c->conv->options.groups() > 1)
+						layer.spatial = convolution(*c, false);
+					else
+						layer.expand = convolution(*c, false);
+				} else {
+					throw Error("the oneDNN convolutions: unexpected module layout");
+				}
+			}
+			if (!layer.spatial || !layer.project)
+				throw Error("the oneDNN convolutions: unexpected module layout");
+		} else {
+			throw Error("the oneDNN convolutions: unexpected module layout");
+		}
+		mobile_.push_back(std::move(layer));
 	}
 }
 

@@ -30,6 +30,8 @@ namespace frcnn::detail {
 
 struct BackboneImpl;
 struct ConvFCHeadImpl;
+struct MobileNetV3BodyImpl;
+struct ResNetBodyImpl;
 struct RPNHeadImpl;
 struct TwoMLPHeadImpl;
 
@@ -148,6 +150,10 @@ private:
 	struct MobileLayer; // one layer of MobileNetV3's features
 	void build(BackboneImpl &backbone, RPNHeadImpl &rpn_head, ConvFCHeadImpl *box_head,
 		   const Int8Ranges *int8_ranges, TwoMLPHeadImpl *mlp_head);
+	// The trunk's convolutions (build's parts): a ResNet's (in 8 bits with `int8_ranges`), or
+	// MobileNetV3's (float only).
+	void build_resnet(ResNetBodyImpl &body, const Int8Ranges *int8_ranges);
+	void build_mobilenet(MobileNetV3BodyImpl &body);
 	// The convolutions of quantized_names(), in that order.
 	std::vector<OneDnnConvolution *> quantized() const;
 	bool int8_ = false;
