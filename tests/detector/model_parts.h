@@ -5,6 +5,7 @@
 #include <memory>
 #include <string>
 
+#include <gtest/gtest.h>
 #include <torch/torch.h>
 
 #include "frcnn/model.h"
@@ -35,6 +36,23 @@ inline FasterRCNN seeded_model(const std::string &arch, const torch::Tensor &ima
 	model->calibrate_frozen_batch_norm({image});
 	model->eval();
 	return model;
+}
+
+// Detections of a model in reduced precision: some, their boxes and scores float, finite and
+// inside a `width` x `height` image.
+inline void expect_detections_in_image(const Detections &detections, double width, double height)
+{
+	EXPECT_GT(detections.labels.size(0), 0);
+	EXPECT_EQ(detections.boxes.scalar_type(), torch::kFloat);
+	if (detections.boxes.numel() == 0)
+		return;
+	const auto boxes = detections.boxes.cpu(), scores = detections.scores.cpu();
+	EXPECT_TRUE(torch::isfinite(boxes).all().item<bool>());
+	EXPECT_GE(boxes.min().item<double>(), 0.0);
+	EXPECT_LE(boxes.select(1, 2).max().item<double>(), width);
+	EXPECT_LE(boxes.select(1, 3).max().item<double>(), height);
+	EXPECT_GE(scores.min().item<double>(), 0.0);
+	EXPECT_LE(scores.max().item<double>(), 1.0);
 }
 
 // Cosine similarity of two tensors' values.

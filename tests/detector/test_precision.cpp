@@ -228,17 +228,7 @@ TEST_F(Bf16, EveryArchitectureRuns)
 		// the others; wrong weights or a wrong layout give about 0.
 		EXPECT_GT(least, 0.75);
 
-		const auto detections = model->forward({image})[0];
-		EXPECT_GT(detections.labels.size(0), 0);
-		EXPECT_EQ(detections.boxes.scalar_type(), torch::kFloat);
-		if (detections.boxes.numel() > 0) {
-			EXPECT_TRUE(torch::isfinite(detections.boxes).all().item<bool>());
-			EXPECT_GE(detections.boxes.min().item<double>(), 0.0);
-			EXPECT_LE(detections.boxes.select(1, 2).max().item<double>(), 320.0);
-			EXPECT_LE(detections.boxes.select(1, 3).max().item<double>(), 240.0);
-			EXPECT_GE(detections.scores.min().item<double>(), 0.0);
-			EXPECT_LE(detections.scores.max().item<double>(), 1.0);
-		}
+		frcnn::test::expect_detections_in_image(model->forward({image})[0], 320, 240);
 	}
 }
 

@@ -785,15 +785,7 @@ TEST(CudaModel, EveryArchitectureRunsInFp16)
 		std::printf("%s: cosine similarity of fp16 and fp32 features on CUDA >= %.4f\n", arch.c_str(), least);
 		EXPECT_GT(least, 0.75);
 
-		const auto detections = model->forward({image.to(kCuda)})[0];
-		EXPECT_GT(detections.labels.size(0), 0);
-		EXPECT_EQ(detections.boxes.scalar_type(), torch::kFloat);
-		if (detections.boxes.numel() > 0) {
-			EXPECT_TRUE(torch::isfinite(detections.boxes).all().item<bool>());
-			EXPECT_GE(detections.boxes.min().item<double>(), 0.0);
-			EXPECT_LE(detections.boxes.select(1, 2).max().item<double>(), 320.0);
-			EXPECT_LE(detections.boxes.select(1, 3).max().item<double>(), 240.0);
-		}
+		frcnn::test::expect_detections_in_image(model->forward({image.to(kCuda)})[0], 320, 240);
 	}
 }
 
