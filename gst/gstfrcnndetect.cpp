@@ -626,7 +626,7 @@ static void gst_frcnn_detect_class_init(GstFrcnnDetectClass *klass)
 				  "What runs the backbone, FPN, RPN head and convolutional box head "
 				  "convolutions on the CPU (fp32 and bf16): libtorch gives torchvision's numbers "
 				  "exactly, onednn runs fasterrcnn_resnet50_fpn (and its v2) about 1.85 "
-				  "(1.9) times as fast, the MobileNetV3 models 2.7 to 4.7 times",
+				  "(1.9) times as fast, the MobileNetV3 models 2.5 to 4.3 times",
 				  GST_TYPE_FRCNN_CPU_CONVOLUTIONS, DEFAULT_PROP_CPU_CONVOLUTIONS, ready));
 	g_object_class_install_property(object_class, PROP_BATCH_SIZE,
 		g_param_spec_uint("batch-size", "Batch size", "Frames run together",
