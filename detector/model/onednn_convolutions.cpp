@@ -140,14 +140,44 @@ struct Step {
 	}
 };
 
-// oneDNN's names of the implementations of a layer's plans (a map of plans by input size).
-template <typename Plans>
-std::vector<std::string> implementation_names(const Plans &plans)
+// A layer's primitives, planned per input size. Every frame size makes primitives of its own
+// (photos of many sizes, a stream whose caps change): those of the last few sizes are kept.
+template <typename Key, typename Plan>
+class RecentPlans {
+public:
+	Plan *find(const Key &key)
+	{
+		const auto found = plans_.find(key);
+		return found == plans_.end() ? nullptr : &found->second;
+	}
+	Plan &add(const Key &key, Plan plan)
+	{
+		if (plans_.size() >= kMaxPlans) {
+			plans_.erase(order_.front());
+			order_.erase(order_.begin());
+		}
+		order_.push_back(key);
+		return plans_.emplace(key, std::move(plan)).first->second;
+	}
+	// oneDNN's names of the implementations planned.
+	std::vector<std::string> implementation_names() const
+	{
+		std::vector<std::string> names;
+		for (const auto &entry : plans_)
+			names.push_back(entry.second.implementation);
+		return names;
+	}
+
+private:
+	static constexpr size_t kMaxPlans = 8;
+	std::map<Key, Plan> plans_;
+	std::vector<Key> order_; // oldest first
+};
+
+// The 8-bit type of a layer's quantized input: unsigned out of a ReLU, else signed.
+memory::data_type quantized_type(bool unsigned_input)
 {
-	std::vector<std::string> names;
-	for (const auto &entry : plans)
-		names.push_back(entry.second.implementation);
-	return names;
+	return unsigned_input ? memory::data_type::u8 : memory::data_type::s8;
 }
 
 // The largest absolute value a layer's input takes while observing (OneDnnPlan::set_observing),
@@ -472,7 +502,7 @@ public:
 	std::vector<std::string> implementations()
 	{
 		std::lock_guard<std::mutex> lock(mutex_);
-		return implementation_names(plans_);
+		return plans_.implementation_names();
 	}
 
 private:
@@ -588,24 +618,11 @@ private:
 		return {spec_.groups, w.size(0) / spec_.groups, w.size(1), w.size(2), w.size(3)};
 	}
 
-	memory::data_type quantized_input_type() const
-	{
-		return spec_.unsigned_input ? memory::data_type::u8 : memory::data_type::s8;
-	}
-
 	Plan &plan_for(int64_t batch, int64_t height, int64_t width, bool planar)
 	{
 		const auto key = std::make_tuple(batch, height, width, planar);
-		auto found = plans_.find(key);
-		if (found != plans_.end())
-			return found->second;
-		// Every frame size makes primitives of its own (photos of many sizes, a stream whose
-		// caps change): keep those of the last few sizes only.
-		constexpr size_t kMaxPlans = 8;
-		if (plans_.size() >= kMaxPlans) {
-			plans_.erase(plan_order_.front());
-			plan_order_.erase(plan_order_.begin());
-		}
+		if (Plan *known = plans_.find(key))
+			return *known;
 
 		const auto &w = spec_.weight;
 		const int64_t groups = spec_.groups;
@@ -632,7 +649,7 @@ private:
 		// float.
 		auto make = [&](dnnl::algorithm algorithm, Tag src_layout, Tag dst_layout, bool sum_addend,
 				memory::data_type conv_type) {
-			const auto src_type = int8 ? quantized_input_type() : conv_type;
+			const auto src_type = int8 ? quantized_type(spec_.unsigned_input) : conv_type;
 			const auto weight_type = int8 ? memory::data_type::s8 : conv_type;
 			const auto dst_type = int8 ? kF32 : conv_type;
 			dnnl::post_ops ops;
@@ -726,15 +743,13 @@ private:
 		plan.src_offset = aligned(scratchpad);
 		plan.dst_offset = plan.src_offset + (plan.reorder_src ? aligned(plan.src_desc.get_size()) : 0);
 		plan.workspace_bytes = plan.dst_offset + (plan.reorder_dst ? aligned(plan.dst_desc.get_size()) : 0);
-		plan_order_.push_back(key);
-		return plans_.emplace(key, std::move(plan)).first->second;
+		return plans_.add(key, std::move(plan));
 	}
 
 	Spec spec_;
 	std::shared_ptr<OneDnnWorkspace> workspace_;
 	using PlanKey = std::tuple<int64_t, int64_t, int64_t, bool>; // batch, height, width, planar
-	std::map<PlanKey, Plan> plans_;
-	std::vector<PlanKey> plan_order_; // oldest first
+	RecentPlans<PlanKey, Plan> plans_;
 
 	// The weights, batch norm folded in, in the layout and type a primitive wants (folded in
 	// float, then rounded once by the reorder for bfloat16): shared by the plans that want the
@@ -786,7 +801,7 @@ public:
 	std::vector<std::string> implementations()
 	{
 		std::lock_guard<std::mutex> lock(mutex_);
-		return implementation_names(plans_);
+		return plans_.implementation_names();
 	}
 
 	torch::Tensor operator()(const torch::Tensor &rows)
@@ -827,17 +842,11 @@ private:
 
 	Plan &plan_for(int64_t count)
 	{
-		auto found = plans_.find(count);
-		if (found != plans_.end())
-			return found->second;
-		constexpr size_t kMaxPlans = 8;
-		if (plans_.size() >= kMaxPlans) {
-			plans_.erase(plan_order_.front());
-			plan_order_.erase(plan_order_.begin());
-		}
+		if (Plan *known = plans_.find(count))
+			return *known;
 		auto &engine = cpu_engine();
 		const int64_t in_features = spec_.weight.size(1), out_features = spec_.weight.size(0);
-		const auto input_type = spec_.unsigned_input ? memory::data_type::u8 : memory::data_type::s8;
+		const auto input_type = quantized_type(spec_.unsigned_input);
 		dnnl::post_ops ops;
 		ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
 		dnnl::primitive_attr attr = user_scratchpad();
@@ -859,8 +868,7 @@ private:
 		plan.weights = weights_for(pd.weights_desc());
 		plan.src_offset = aligned(std::max(plan.product.scratchpad_bytes, plan.quantize.scratchpad_bytes));
 		plan.workspace_bytes = plan.src_offset + aligned(plan.src_desc.get_size());
-		plan_order_.push_back(count);
-		return plans_.emplace(count, std::move(plan)).first->second;
+		return plans_.add(count, std::move(plan));
 	}
 
 	// The weights in 8 bits in the primitive's layout, shared by the plans that want the same.
@@ -878,8 +886,7 @@ private:
 
 	Spec spec_;
 	std::shared_ptr<OneDnnWorkspace> workspace_;
-	std::map<int64_t, Plan> plans_; // by row count
-	std::vector<int64_t> plan_order_;
+	RecentPlans<int64_t, Plan> plans_; // by row count
 	std::vector<std::pair<memory::desc, memory>> weights_;
 	Int8Scales int8_; // with an int8_range
 	RangeObserver observer_;

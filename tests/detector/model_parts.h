@@ -8,7 +8,9 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include "frcnn/frame.h"
 #include "frcnn/model.h"
+#include "frcnn/shapes.h"
 #include "parts.h"
 
 namespace frcnn::test {
@@ -53,6 +55,18 @@ inline void expect_detections_in_image(const Detections &detections, double widt
 	EXPECT_LE(boxes.select(1, 3).max().item<double>(), height);
 	EXPECT_GE(scores.min().item<double>(), 0.0);
 	EXPECT_LE(scores.max().item<double>(), 1.0);
+}
+
+// A shapes scene's RGB bytes as a frame (no copy: the scene must outlive it).
+inline FrameView frame_of(Scene &scene)
+{
+	FrameView frame;
+	frame.format = PixelFormat::RGB;
+	frame.width = scene.width;
+	frame.height = scene.height;
+	frame.planes[0] = scene.rgb.data();
+	frame.strides[0] = scene.width * 3;
+	return frame;
 }
 
 // Cosine similarity of two tensors' values.

@@ -31,6 +31,7 @@ using namespace frcnn;
 using frcnn::test::backbone_of;
 using frcnn::test::cosine;
 using frcnn::test::error_of;
+using frcnn::test::frame_of;
 using frcnn::test::TempDir;
 using frcnn::test::test_image;
 namespace fs = std::filesystem;
@@ -63,17 +64,6 @@ std::vector<Scene> shapes_scenes(uint64_t seed, int count)
 	for (int i = 0; i < count; i++)
 		scenes.push_back(generator.scene((uint64_t)i));
 	return scenes;
-}
-
-FrameView frame_of(Scene &scene)
-{
-	FrameView frame;
-	frame.format = PixelFormat::RGB;
-	frame.width = scene.width;
-	frame.height = scene.height;
-	frame.planes[0] = scene.rgb.data();
-	frame.strides[0] = scene.width * 3;
-	return frame;
 }
 
 DetectorOptions shapes_detector_options()

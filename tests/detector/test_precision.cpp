@@ -254,12 +254,7 @@ TEST_F(Bf16, DetectorTakesFrames)
 	int compared = 0;
 	for (uint64_t index = 0; index < 4; index++) {
 		Scene scene = generator.scene(index);
-		FrameView frame;
-		frame.format = PixelFormat::RGB;
-		frame.width = scene.width;
-		frame.height = scene.height;
-		frame.planes[0] = scene.rgb.data();
-		frame.strides[0] = scene.width * 3;
+		const FrameView frame = frcnn::test::frame_of(scene);
 		const auto expected = fp32.detect({frame, frame});
 		const auto got = bf16.detect({frame, frame});
 		ASSERT_EQ(got.size(), 2u);
