@@ -200,7 +200,7 @@ static GType gst_frcnn_inference_region_get_type(void)
 }
 
 #define FRCNN_DETECT_CAPS \
-	GST_VIDEO_CAPS_MAKE("{ RGB, BGR, RGBx, BGRx, xRGB, xBGR, RGBA, BGRA, ARGB, ABGR, NV12, I420 }")
+	GST_VIDEO_CAPS_MAKE(FRCNN_VIDEO_FORMATS)
 
 static GstStaticPadTemplate sink_template = GST_STATIC_PAD_TEMPLATE(
 	"sink", GST_PAD_SINK, GST_PAD_ALWAYS, GST_STATIC_CAPS(FRCNN_DETECT_CAPS));
@@ -351,8 +351,25 @@ bool to_pixel_format(GstVideoFormat format, frcnn::PixelFormat *out)
 	case GST_VIDEO_FORMAT_ABGR: *out = frcnn::PixelFormat::ABGR; return true;
 	case GST_VIDEO_FORMAT_NV12: *out = frcnn::PixelFormat::NV12; return true;
 	case GST_VIDEO_FORMAT_I420: *out = frcnn::PixelFormat::I420; return true;
+	case GST_VIDEO_FORMAT_GRAY8: *out = frcnn::PixelFormat::GRAY8; return true;
+	case GST_VIDEO_FORMAT_NV21: *out = frcnn::PixelFormat::NV21; return true;
+	case GST_VIDEO_FORMAT_YV12: *out = frcnn::PixelFormat::YV12; return true;
+	case GST_VIDEO_FORMAT_Y42B: *out = frcnn::PixelFormat::Y42B; return true;
+	case GST_VIDEO_FORMAT_Y444: *out = frcnn::PixelFormat::Y444; return true;
+	case GST_VIDEO_FORMAT_YUY2: *out = frcnn::PixelFormat::YUY2; return true;
+	case GST_VIDEO_FORMAT_UYVY: *out = frcnn::PixelFormat::UYVY; return true;
+	case GST_VIDEO_FORMAT_YVYU: *out = frcnn::PixelFormat::YVYU; return true;
 	default: return false;
 	}
+}
+
+// Where rectangles of the frames may start: on their chroma samples, as crop_frame() requires.
+frcnn::gst::StartGrid start_grid(const GstVideoInfo &info)
+{
+	frcnn::PixelFormat format;
+	if (!to_pixel_format(GST_VIDEO_INFO_FORMAT(&info), &format))
+		return {};
+	return { frcnn::chroma_needs_even_x(format), frcnn::chroma_needs_even_y(format) };
 }
 
 frcnn::FrameView frame_view(const GstVideoFrame *frame)
@@ -693,8 +710,9 @@ static void gst_frcnn_detect_class_init(GstFrcnnDetectClass *klass)
 	g_object_class_install_property(object_class, PROP_REGION,
 		g_param_spec_string("region", "Region",
 				    "The rectangle of each frame the detector looks at, "
-				    "\"x,y,width,height\" in frame pixels (cut to the frame; on NV12 and "
-				    "I420 frames its left and top edges move to even coordinates); "
+				    "\"x,y,width,height\" in frame pixels (cut to the frame; its left edge "
+				    "moves to an even x on 4:2:0 and 4:2:2 frames, its top edge to an even y "
+				    "on 4:2:0 frames); "
 				    "detections are still given in the whole frame's coordinates. Empty: "
 				    "the whole frame",
 				    DEFAULT_PROP_REGION, playing));
@@ -1979,11 +1997,8 @@ static bool gst_frcnn_detect_frame_rectangle(GstFrcnnDetect *self, const GstVide
 		rectangle->rect = frcnn::gst::Region{ 0, 0, width, height };
 		return true;
 	}
-	const GstVideoFormat format = GST_VIDEO_INFO_FORMAT(&info);
 	try {
-		rectangle->rect = frcnn::gst::fit_region(*wanted, width, height,
-							 format == GST_VIDEO_FORMAT_NV12 ||
-								 format == GST_VIDEO_FORMAT_I420);
+		rectangle->rect = frcnn::gst::fit_region(*wanted, width, height, start_grid(info));
 	} catch (const std::exception &e) {
 		GST_ELEMENT_ERROR(self, STREAM, FAILED,
 				  ("No part of the region is in the frame: %s. Set 'region' to a "
@@ -1997,7 +2012,7 @@ static bool gst_frcnn_detect_frame_rectangle(GstFrcnnDetect *self, const GstVide
 
 /*
  * The regions of interest on a frame that inference-region=roi-list runs on: those of the
- * `object-class` types, cut to the frame (on 4:2:0 frames starting at even coordinates), in the
+ * `object-class` types, cut to the frame (starting on a chroma sample, as `region`), in the
  * order of the metadata. Those with no part in the frame, or narrower or lower than `min_size`
  * in it, are left out. On the sink pad's thread, before this element adds any.
  */
@@ -2005,8 +2020,7 @@ static std::vector<ImageRectangle> gst_frcnn_detect_regions_of_interest(
 	GstFrcnnDetect *self, GstBuffer *buffer, const GstVideoInfo &info,
 	const std::set<std::string> &classes, guint min_size)
 {
-	const GstVideoFormat format = GST_VIDEO_INFO_FORMAT(&info);
-	const bool chroma_420 = format == GST_VIDEO_FORMAT_NV12 || format == GST_VIDEO_FORMAT_I420;
+	const frcnn::gst::StartGrid grid = start_grid(info);
 	std::vector<ImageRectangle> rectangles;
 	gpointer state = nullptr;
 	while (GstMeta *meta = gst_buffer_iterate_meta_filtered(
@@ -2017,7 +2031,7 @@ static std::vector<ImageRectangle> gst_frcnn_detect_regions_of_interest(
 			continue;
 		const std::optional<frcnn::gst::Region> inside = frcnn::gst::fit_rectangle(
 			roi->x, roi->y, roi->w, roi->h, GST_VIDEO_INFO_WIDTH(&info),
-			GST_VIDEO_INFO_HEIGHT(&info), chroma_420);
+			GST_VIDEO_INFO_HEIGHT(&info), grid);
 		if (!inside) {
 			GST_LOG_OBJECT(self, "region of interest %d (%u,%u %ux%u) has no pixels in the frame",
 				       roi->id, roi->x, roi->y, roi->w, roi->h);
@@ -2093,7 +2107,7 @@ static gboolean gst_frcnn_detect_hold_pixels(GstFrcnnDetect *self, Item &item,
 		return FALSE;
 	}
 	const frcnn::FrameView view = frame_view(frame.get());
-	/* The rectangles start at even coordinates in 4:2:0 frames (fit_rectangle), so does this. */
+	/* The rectangles start on chroma samples (fit_rectangle), so does the one around them. */
 	int left = view.width, top = view.height, right = 0, bottom = 0;
 	for (const ImageRectangle &rectangle : rectangles) {
 		const frcnn::gst::Region &r = rectangle.rect;

@@ -18,6 +18,7 @@
 #include "gstfrcnnoverlay.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdio>
 #include <functional>
@@ -67,7 +68,7 @@ static GType gst_frcnn_overlay_show_get_type(void)
 }
 
 #define FRCNN_OVERLAY_CAPS \
-	GST_VIDEO_CAPS_MAKE("{ RGB, BGR, RGBx, BGRx, xRGB, xBGR, RGBA, BGRA, ARGB, ABGR, NV12, I420 }")
+	GST_VIDEO_CAPS_MAKE(FRCNN_VIDEO_FORMATS)
 
 static GstStaticPadTemplate sink_template = GST_STATIC_PAD_TEMPLATE(
 	"sink", GST_PAD_SINK, GST_PAD_ALWAYS, GST_STATIC_CAPS(FRCNN_OVERLAY_CAPS));
@@ -208,7 +209,7 @@ Rgb class_colour(const frcnn::gst::DetectionMeta &det)
 	}
 }
 
-// BT.601 limited range, as the detector reads NV12 and I420.
+// BT.601 limited range, as the detector reads YUV frames.
 void rgb_to_yuv(const Rgb &c, double *y, double *u, double *v)
 {
 	*y = 16 + 0.257 * c.r + 0.504 * c.g + 0.098 * c.b;
@@ -230,8 +231,27 @@ cv::Scalar packed_colour(GstVideoFormat format, const Rgb &c)
 	case GST_VIDEO_FORMAT_ARGB: return cv::Scalar(255, c.r, c.g, c.b);
 	case GST_VIDEO_FORMAT_xBGR:
 	case GST_VIDEO_FORMAT_ABGR: return cv::Scalar(255, c.b, c.g, c.r);
+	case GST_VIDEO_FORMAT_GRAY8: return cv::Scalar(0.299 * c.r + 0.587 * c.g + 0.114 * c.b);
 	default: return cv::Scalar();
 	}
+}
+
+// The outline of `rect` `thickness` pixels wide as four filled bands, the lines centred on its
+// edges as cv::rectangle() draws them.
+std::array<cv::Rect, 4> outline_bands(const cv::Rect &rect, int thickness)
+{
+	const int before = thickness / 2;
+	const int left = rect.x - before, top = rect.y - before;
+	const int right = rect.x + rect.width - 1 - before, bottom = rect.y + rect.height - 1 - before;
+	const int across = right - left + thickness, down = bottom - top + thickness;
+	return { cv::Rect(left, top, across, thickness), cv::Rect(left, bottom, across, thickness),
+		 cv::Rect(left, top, thickness, down), cv::Rect(right, top, thickness, down) };
+}
+
+// x / 2^shift rounded down, also for negative x.
+int floor_shift(int x, int shift)
+{
+	return x >= 0 ? x >> shift : -((-x + (1 << shift) - 1) >> shift);
 }
 
 // The planes of a frame as OpenCV images over the mapped memory, and how to paint on them.
@@ -246,22 +266,45 @@ public:
 			return cv::Mat(rows, cols, type, GST_VIDEO_FRAME_PLANE_DATA(frame, index),
 				       GST_VIDEO_FRAME_PLANE_STRIDE(frame, index));
 		};
+		auto component = [frame](int index) {
+			return cv::Mat(GST_VIDEO_FRAME_COMP_HEIGHT(frame, index),
+				       GST_VIDEO_FRAME_COMP_WIDTH(frame, index), CV_8UC1,
+				       GST_VIDEO_FRAME_COMP_DATA(frame, index),
+				       GST_VIDEO_FRAME_COMP_STRIDE(frame, index));
+		};
 		const int chroma_width = GST_VIDEO_FRAME_COMP_WIDTH(frame, 1);
 		const int chroma_height = GST_VIDEO_FRAME_COMP_HEIGHT(frame, 1);
+		x_shift_ = GST_VIDEO_FORMAT_INFO_W_SUB(frame->info.finfo, 1);
+		y_shift_ = GST_VIDEO_FORMAT_INFO_H_SUB(frame->info.finfo, 1);
 
 		switch (format_) {
 		case GST_VIDEO_FORMAT_NV12:
+		case GST_VIDEO_FORMAT_NV21:
 			luma_ = plane(0, height, width, CV_8UC1);
-			chroma_[0] = plane(1, chroma_height, chroma_width, CV_8UC2);
+			chroma_pairs_ = plane(1, chroma_height, chroma_width, CV_8UC2);
 			break;
 		case GST_VIDEO_FORMAT_I420:
+		case GST_VIDEO_FORMAT_YV12:
+		case GST_VIDEO_FORMAT_Y42B:
+		case GST_VIDEO_FORMAT_Y444:
 			luma_ = plane(0, height, width, CV_8UC1);
-			chroma_[0] = plane(1, chroma_height, chroma_width, CV_8UC1);
-			chroma_[1] = plane(2, chroma_height, chroma_width, CV_8UC1);
+			chroma_[0] = component(1);
+			chroma_[1] = component(2);
+			break;
+		case GST_VIDEO_FORMAT_YUY2:
+		case GST_VIDEO_FORMAT_UYVY:
+		case GST_VIDEO_FORMAT_YVYU:
+			// Four bytes for each two pixels of a row; and each pixel's luma byte with
+			// a chroma byte (U or V, by the pixel's column), for the text.
+			pixel_pairs_ = plane(0, height, chroma_width, CV_8UC4);
+			pixels_ = plane(0, height, width, CV_8UC2);
 			break;
 		case GST_VIDEO_FORMAT_RGB:
 		case GST_VIDEO_FORMAT_BGR:
 			packed_ = plane(0, height, width, CV_8UC3);
+			break;
+		case GST_VIDEO_FORMAT_GRAY8:
+			packed_ = plane(0, height, width, CV_8UC1);
 			break;
 		default:
 			packed_ = plane(0, height, width, CV_8UC4);
@@ -279,39 +322,77 @@ public:
 
 		double y, u, v;
 		rgb_to_yuv(colour, &y, &u, &v);
-		cv::rectangle(luma_, rect, cv::Scalar(y), thickness);
-		const cv::Rect half(rect.x / 2, rect.y / 2, (rect.width + 1) / 2,
-				    (rect.height + 1) / 2);
-		const int half_thickness = thickness < 0 ? thickness : std::max(1, thickness / 2);
-		if (format_ == GST_VIDEO_FORMAT_NV12) {
-			cv::rectangle(chroma_[0], half, cv::Scalar(u, v), half_thickness);
-		} else {
-			cv::rectangle(chroma_[0], half, cv::Scalar(u), half_thickness);
-			cv::rectangle(chroma_[1], half, cv::Scalar(v), half_thickness);
+		// Each band paints its pixels' luma and every chroma sample that covers one of them,
+		// so that a line has its colour however thin, at the price of a tint beside it.
+		auto fill = [&](const cv::Rect &band) {
+			if (band.width <= 0 || band.height <= 0)
+				return;
+			const int x0 = floor_shift(band.x, x_shift_);
+			const int y0 = floor_shift(band.y, y_shift_);
+			const cv::Rect chroma(x0, y0, floor_shift(band.x + band.width - 1, x_shift_) - x0 + 1,
+					      floor_shift(band.y + band.height - 1, y_shift_) - y0 + 1);
+			if (!pixel_pairs_.empty()) {
+				// A pair of pixels shares its chroma: whole pairs, luma included.
+				cv::rectangle(pixel_pairs_, chroma, pair_colour(y, u, v), cv::FILLED);
+				return;
+			}
+			cv::rectangle(luma_, band, cv::Scalar(y), cv::FILLED);
+			if (!chroma_pairs_.empty()) {
+				const bool v_first = format_ == GST_VIDEO_FORMAT_NV21;
+				cv::rectangle(chroma_pairs_, chroma, v_first ? cv::Scalar(v, u) : cv::Scalar(u, v),
+					      cv::FILLED);
+			} else {
+				cv::rectangle(chroma_[0], chroma, cv::Scalar(u), cv::FILLED);
+				cv::rectangle(chroma_[1], chroma, cv::Scalar(v), cv::FILLED);
+			}
+		};
+		if (thickness < 0) {
+			fill(rect);
+			return;
 		}
+		for (const cv::Rect &band : outline_bands(rect, thickness))
+			fill(band);
 	}
 
-	// Text in black or white: on YUV frames only the luma is written, the chroma of the label
-	// background stays.
+	// Text in black or white: on planar and semi-planar YUV frames only the luma is written, the
+	// chroma of the label background stays; on packed 4:2:2 frames the chroma under the
+	// letters turns neutral with them.
 	void text(const std::string &text, cv::Point origin, double scale, bool white)
 	{
 		const int thickness = std::max(1, static_cast<int>(std::lround(scale * 2)));
 		const double level = white ? 255 : 0;
+		cv::Mat target = luma_;
+		cv::Scalar ink(white ? 235 : 16);
 		if (!packed_.empty()) {
-			cv::putText(packed_, text, origin, cv::FONT_HERSHEY_SIMPLEX, scale,
-				    packed_colour(format_, { level, level, level }), thickness,
-				    cv::LINE_AA);
-		} else {
-			cv::putText(luma_, text, origin, cv::FONT_HERSHEY_SIMPLEX, scale,
-				    cv::Scalar(white ? 235 : 16), thickness, cv::LINE_AA);
+			target = packed_;
+			ink = packed_colour(format_, { level, level, level });
+		} else if (!pixels_.empty()) {
+			target = pixels_;
+			ink = format_ == GST_VIDEO_FORMAT_UYVY ? cv::Scalar(128, white ? 235 : 16)
+							       : cv::Scalar(white ? 235 : 16, 128);
 		}
+		cv::putText(target, text, origin, cv::FONT_HERSHEY_SIMPLEX, scale, ink, thickness,
+			    cv::LINE_AA);
 	}
 
 private:
+	// The four bytes of a pair of pixels of one colour, in the format's order.
+	cv::Scalar pair_colour(double y, double u, double v) const
+	{
+		switch (format_) {
+		case GST_VIDEO_FORMAT_UYVY: return cv::Scalar(u, y, v, y);
+		case GST_VIDEO_FORMAT_YVYU: return cv::Scalar(y, v, y, u);
+		default: return cv::Scalar(y, u, y, v); // YUY2
+		}
+	}
+
 	GstVideoFormat format_;
-	cv::Mat packed_;
-	cv::Mat luma_;
-	cv::Mat chroma_[2];
+	int x_shift_ = 0, y_shift_ = 0; // log2 of the chroma subsampling
+	cv::Mat packed_;		// packed RGB and grey
+	cv::Mat luma_;			// planar and semi-planar YUV
+	cv::Mat chroma_pairs_;		// semi-planar: U and V (NV12) or V and U (NV21)
+	cv::Mat chroma_[2];		// planar: U, V
+	cv::Mat pixel_pairs_, pixels_;	// packed 4:2:2
 };
 
 std::string caption(const frcnn::gst::DetectionMeta &det, GstFrcnnOverlayShow show)

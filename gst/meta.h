@@ -13,6 +13,13 @@
 
 #include <gst/gst.h>
 
+// The raw video formats of the frames frcnndetect reads and frcnnoverlay draws on: packed RGB in
+// every byte order, grey, and YUV (4:2:0, 4:2:2 and 4:4:4; planar, semi-planar and packed), read
+// as BT.601 limited range.
+#define FRCNN_VIDEO_FORMATS                                                                 \
+	"{ RGB, BGR, RGBx, BGRx, xRGB, xBGR, RGBA, BGRA, ARGB, ABGR, NV12, NV21, I420, YV12, " \
+	"Y42B, Y444, YUY2, UYVY, YVYU, GRAY8 }"
+
 namespace frcnn::gst {
 
 struct DetectionMeta {

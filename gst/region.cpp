@@ -49,7 +49,7 @@ std::optional<Region> parse_region(const std::string &text)
 
 std::optional<Region> fit_rectangle(unsigned int x, unsigned int y, unsigned int width,
 				    unsigned int height, int frame_width, int frame_height,
-				    bool even_start)
+				    StartGrid grid)
 {
 	/* In 64 bits: metadata may hold any unsigned values. */
 	const long long right = std::min<long long>(static_cast<long long>(x) + width, frame_width);
@@ -57,19 +57,19 @@ std::optional<Region> fit_rectangle(unsigned int x, unsigned int y, unsigned int
 	long long left = std::min<long long>(x, frame_width), top = std::min<long long>(y, frame_height);
 	if (left >= right || top >= bottom)
 		return std::nullopt;
-	if (even_start) {
+	if (grid.even_x)
 		left -= left % 2;
+	if (grid.even_y)
 		top -= top % 2;
-	}
 	return Region{ static_cast<int>(left), static_cast<int>(top), static_cast<int>(right - left),
 		       static_cast<int>(bottom - top) };
 }
 
-Region fit_region(const Region &region, int frame_width, int frame_height, bool even_start)
+Region fit_region(const Region &region, int frame_width, int frame_height, StartGrid grid)
 {
 	const std::optional<Region> inside =
 		fit_rectangle(region.x, region.y, region.width, region.height, frame_width,
-			      frame_height, even_start);
+			      frame_height, grid);
 	if (!inside)
 		throw Error("the region " + region.text() + " lies outside the " +
 			    std::to_string(frame_width) + "x" + std::to_string(frame_height) + " frames");

@@ -25,16 +25,22 @@ struct Region {
 // is wrong otherwise.
 std::optional<Region> parse_region(const std::string &text);
 
-// The part of `region` inside a frame of frame_width x frame_height. With `even_start` (4:2:0
-// frames, whose chroma samples cover 2x2 pixels) its left and top edges move left and up to even
-// coordinates, its right and bottom edges staying. Throws frcnn::Error when no part of it lies
-// inside the frame.
-Region fit_region(const Region &region, int frame_width, int frame_height, bool even_start);
+// Where a rectangle of a frame may start: where a chroma sample starts. Columns are even in 4:2:2
+// and 4:2:0 frames (a chroma sample covers two pixels of a row), rows in 4:2:0 frames.
+struct StartGrid {
+	bool even_x = false;
+	bool even_y = false;
+};
+
+// The part of `region` inside a frame of frame_width x frame_height, its left and top edges moved
+// left and up onto the frame's start grid, its right and bottom edges staying. Throws
+// frcnn::Error when no part of it lies inside the frame.
+Region fit_region(const Region &region, int frame_width, int frame_height, StartGrid grid);
 
 // The same for a rectangle as region-of-interest metadata gives it (unsigned, unchecked):
 // nothing when it is empty or no part of it lies inside the frame.
 std::optional<Region> fit_rectangle(unsigned int x, unsigned int y, unsigned int width,
 				    unsigned int height, int frame_width, int frame_height,
-				    bool even_start);
+				    StartGrid grid);
 
 } // namespace frcnn::gst

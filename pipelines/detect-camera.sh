@@ -42,8 +42,8 @@ frcnn_parse "${OPTIONS[@]+"${OPTIONS[@]}"}"
 [ "${#ARGS[@]}" -le 1 ] || { usage >&2; exit 2; }
 frcnn_detect
 
-# The camera's own format may be anything (YUY2, MJPEG...): videoconvert gives one frcnndetect
-# takes, and leaves NV12/I420/RGB cameras untouched.
+# frcnndetect and frcnnoverlay take what cameras give (YUY2, UYVY, NV12, I420, GRAY8, RGB...):
+# videoconvert passes those through untouched and converts only a format they do not take.
 frcnn_launch v4l2src device="${ARGS[0]:-/dev/video0}" ! \
 	video/x-raw,width="$WIDTH",height="$HEIGHT" ! videoconvert ! \
 	"${DETECT[@]}" batch-timeout="$BATCH_TIMEOUT" "${SECOND[@]}" ! frcnnoverlay ! videoconvert ! \

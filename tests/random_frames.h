@@ -23,12 +23,18 @@ inline FrameView random_frame(PixelFormat format, int width, int height, std::mt
 	const int bpp = packed_bytes_per_pixel(format);
 	const int cw = (width + 1) / 2, ch = (height + 1) / 2;
 	std::vector<std::pair<int, int>> planes; // rows, row bytes
-	if (bpp > 0)
-		planes = {{height, width * bpp}};
-	else if (format == PixelFormat::NV12)
-		planes = {{height, width}, {ch, cw * 2}};
-	else
-		planes = {{height, width}, {ch, cw}, {ch, cw}};
+	switch (format) {
+	case PixelFormat::NV12:
+	case PixelFormat::NV21: planes = {{height, width}, {ch, cw * 2}}; break;
+	case PixelFormat::I420:
+	case PixelFormat::YV12: planes = {{height, width}, {ch, cw}, {ch, cw}}; break;
+	case PixelFormat::Y42B: planes = {{height, width}, {height, cw}, {height, cw}}; break;
+	case PixelFormat::Y444: planes = {{height, width}, {height, width}, {height, width}}; break;
+	case PixelFormat::YUY2:
+	case PixelFormat::UYVY:
+	case PixelFormat::YVYU: planes = {{height, cw * 4}}; break;
+	default: planes = {{height, width * bpp}}; break;
+	}
 	std::uniform_int_distribution<int> byte(0, 255);
 	storage.resize(planes.size());
 	for (size_t p = 0; p < planes.size(); p++) {
@@ -48,7 +54,9 @@ inline const std::vector<PixelFormat> &all_pixel_formats()
 	static const std::vector<PixelFormat> formats{
 		PixelFormat::RGB,  PixelFormat::BGR,  PixelFormat::RGBx, PixelFormat::BGRx,
 		PixelFormat::xRGB, PixelFormat::xBGR, PixelFormat::RGBA, PixelFormat::BGRA,
-		PixelFormat::ARGB, PixelFormat::ABGR, PixelFormat::NV12, PixelFormat::I420};
+		PixelFormat::ARGB, PixelFormat::ABGR, PixelFormat::NV12, PixelFormat::I420,
+		PixelFormat::GRAY8, PixelFormat::NV21, PixelFormat::YV12, PixelFormat::Y42B,
+		PixelFormat::Y444, PixelFormat::YUY2, PixelFormat::UYVY, PixelFormat::YVYU};
 	return formats;
 }
 

@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: BSD-3-Clause
-// Raw video frames (packed RGB variants, NV12, I420) to the float RGB tensors the model takes.
+// Raw video frames (packed RGB variants, grey, YUV) to the float RGB tensors the model takes.
+#include <algorithm>
 #include <array>
 #include <string>
 
+#include "../ops/yuv_layout.h"
 #include "frcnn/error.h"
 #include "frcnn/frame.h"
 
@@ -14,11 +16,13 @@ int packed_bytes_per_pixel(PixelFormat format)
 	case PixelFormat::RGB:
 	case PixelFormat::BGR:
 		return 3;
-	case PixelFormat::NV12:
-	case PixelFormat::I420:
-		return 0;
-	default:
+	case PixelFormat::RGBx: case PixelFormat::BGRx: case PixelFormat::xRGB: case PixelFormat::xBGR:
+	case PixelFormat::RGBA: case PixelFormat::BGRA: case PixelFormat::ARGB: case PixelFormat::ABGR:
 		return 4;
+	case PixelFormat::GRAY8:
+		return 1;
+	default:
+		return 0;
 	}
 }
 
@@ -31,8 +35,36 @@ std::array<int64_t, 3> packed_rgb_offsets(PixelFormat format)
 	case PixelFormat::BGRx: case PixelFormat::BGRA: return {2, 1, 0};
 	case PixelFormat::xRGB: case PixelFormat::ARGB: return {1, 2, 3};
 	case PixelFormat::xBGR: case PixelFormat::ABGR: return {3, 2, 1};
+	case PixelFormat::GRAY8: return {0, 0, 0};
 	default: throw Error("not a packed RGB format");
 	}
+}
+
+YuvLayout yuv_layout(PixelFormat format)
+{
+	// luma step and offset, U and V planes, U and V offsets, chroma step, x and y shifts
+	switch (format) {
+	case PixelFormat::NV12: return {1, 0, 1, 1, 0, 1, 2, 1, 1};
+	case PixelFormat::NV21: return {1, 0, 1, 1, 1, 0, 2, 1, 1};
+	case PixelFormat::I420: return {1, 0, 1, 2, 0, 0, 1, 1, 1};
+	case PixelFormat::YV12: return {1, 0, 2, 1, 0, 0, 1, 1, 1};
+	case PixelFormat::Y42B: return {1, 0, 1, 2, 0, 0, 1, 1, 0};
+	case PixelFormat::Y444: return {1, 0, 1, 2, 0, 0, 1, 0, 0};
+	case PixelFormat::YUY2: return {2, 0, 0, 0, 1, 3, 4, 1, 0};
+	case PixelFormat::UYVY: return {2, 1, 0, 0, 0, 2, 4, 1, 0};
+	case PixelFormat::YVYU: return {2, 0, 0, 0, 3, 1, 4, 1, 0};
+	default: throw Error("not a YUV format");
+	}
+}
+
+bool chroma_needs_even_x(PixelFormat format)
+{
+	return packed_bytes_per_pixel(format) == 0 && yuv_layout(format).x_shift > 0;
+}
+
+bool chroma_needs_even_y(PixelFormat format)
+{
+	return packed_bytes_per_pixel(format) == 0 && yuv_layout(format).y_shift > 0;
 }
 
 std::vector<PlaneExtent> frame_planes(const FrameView &f)
@@ -41,14 +73,24 @@ std::vector<PlaneExtent> frame_planes(const FrameView &f)
 		throw Error("frame size must be positive, got " + std::to_string(f.width) + "x" +
 			    std::to_string(f.height));
 	const int bpp = packed_bytes_per_pixel(f.format);
-	const int64_t cw = (f.width + 1) / 2, ch = (f.height + 1) / 2;
 	std::vector<PlaneExtent> planes;
-	if (bpp > 0)
+	if (bpp > 0) {
 		planes = {{f.height, (int64_t)f.width * bpp}};
-	else if (f.format == PixelFormat::NV12)
-		planes = {{f.height, f.width}, {ch, cw * 2}};
-	else
-		planes = {{f.height, f.width}, {ch, cw}, {ch, cw}};
+	} else {
+		// Each plane spans the rows and the bytes of the samples it holds.
+		const YuvLayout layout = yuv_layout(f.format);
+		auto holds = [&planes](int plane, int64_t rows, int64_t samples, int64_t step, int64_t offset) {
+			if (planes.size() <= static_cast<size_t>(plane))
+				planes.resize(plane + 1, PlaneExtent{0, 0});
+			planes[plane].rows = std::max(planes[plane].rows, rows);
+			planes[plane].row_bytes = std::max(planes[plane].row_bytes, (samples - 1) * step + offset + 1);
+		};
+		const int64_t chroma_width = ((int64_t)f.width + (1 << layout.x_shift) - 1) >> layout.x_shift;
+		const int64_t chroma_height = ((int64_t)f.height + (1 << layout.y_shift) - 1) >> layout.y_shift;
+		holds(0, f.height, f.width, layout.luma_step, layout.luma_offset);
+		holds(layout.u_plane, chroma_height, chroma_width, layout.chroma_step, layout.u_offset);
+		holds(layout.v_plane, chroma_height, chroma_width, layout.chroma_step, layout.v_offset);
+	}
 	for (size_t i = 0; i < planes.size(); i++) {
 		if (f.planes[i] == nullptr)
 			throw Error("frame plane " + std::to_string(i) + " is missing");
@@ -68,26 +110,27 @@ FrameView crop_frame(const FrameView &frame, int x, int y, int width, int height
 	    y > frame.height - height)
 		throw Error("the rectangle " + rectangle + " does not lie inside the " +
 			    std::to_string(frame.width) + "x" + std::to_string(frame.height) + " frame");
-	const int bpp = packed_bytes_per_pixel(frame.format);
-	if (bpp == 0 && (x % 2 || y % 2))
-		throw Error("the rectangle " + rectangle + " of a 4:2:0 frame must start at even " +
-			    "coordinates");
+	const bool even_x = chroma_needs_even_x(frame.format), even_y = chroma_needs_even_y(frame.format);
+	if ((even_x && x % 2) || (even_y && y % 2))
+		throw Error("the rectangle " + rectangle + " of a " + (even_y ? "4:2:0" : "4:2:2") +
+			    " frame must start at " + (even_y ? "even coordinates" : "an even x"));
 	frame_planes(frame);
 
 	FrameView crop = frame;
 	crop.width = width;
 	crop.height = height;
+	const int bpp = packed_bytes_per_pixel(frame.format);
 	if (bpp > 0) {
 		crop.planes[0] += (int64_t)y * frame.strides[0] + (int64_t)x * bpp;
 		return crop;
 	}
-	crop.planes[0] += (int64_t)y * frame.strides[0] + x;
-	if (frame.format == PixelFormat::NV12) {
-		crop.planes[1] += (int64_t)(y / 2) * frame.strides[1] + x; // x / 2 pairs of U and V
-	} else {
-		crop.planes[1] += (int64_t)(y / 2) * frame.strides[1] + x / 2;
-		crop.planes[2] += (int64_t)(y / 2) * frame.strides[2] + x / 2;
-	}
+	// The rectangle's first pixel is the first of a chroma sample: each plane's first byte moves
+	// to the bytes of that pixel (in packed 4:2:2, luma and chroma agree on it).
+	const YuvLayout layout = yuv_layout(frame.format);
+	crop.planes[0] += luma_byte(layout, frame.strides[0], y, x) - layout.luma_offset;
+	for (int p = 1; p < 3; p++)
+		if (p == layout.u_plane || p == layout.v_plane)
+			crop.planes[p] += chroma_byte(layout, frame.strides[p], y, x, 0);
 	return crop;
 }
 
@@ -115,22 +158,22 @@ torch::Tensor frame_to_tensor(const FrameView &f)
 	}
 
 	// YUV, BT.601 limited range (what SD video and most cameras use), chroma by nearest neighbour.
-	const int64_t cw = (f.width + 1) / 2, ch = (f.height + 1) / 2;
-	auto y = plane(f, 0, f.height, f.width, 1).select(2, 0).to(torch::kFloat32);
-	torch::Tensor u, v;
-	if (f.format == PixelFormat::NV12) {
-		auto uv = plane(f, 1, ch, cw, 2);
-		u = uv.select(2, 0);
-		v = uv.select(2, 1);
-	} else {
-		u = plane(f, 1, ch, cw, 1).select(2, 0);
-		v = plane(f, 2, ch, cw, 1).select(2, 0);
-	}
+	const YuvLayout layout = yuv_layout(f.format);
+	const int64_t cw = ((int64_t)f.width + (1 << layout.x_shift) - 1) >> layout.x_shift;
+	const int64_t ch = ((int64_t)f.height + (1 << layout.y_shift) - 1) >> layout.y_shift;
+	auto samples = [&](int index, int64_t offset, int64_t height, int64_t width, int64_t step) {
+		// Borrowed, as plane() above.
+		return torch::from_blob(const_cast<uint8_t *>(f.planes[index]) + offset, {height, width},
+					{f.strides[index], step}, torch::kUInt8);
+	};
+	auto y = samples(0, layout.luma_offset, f.height, f.width, layout.luma_step).to(torch::kFloat32);
+	const auto u = samples(layout.u_plane, layout.u_offset, ch, cw, layout.chroma_step);
+	const auto v = samples(layout.v_plane, layout.v_offset, ch, cw, layout.chroma_step);
 	using torch::indexing::Slice;
 	auto up = [&](const torch::Tensor &c) {
 		return c.to(torch::kFloat32)
-			.repeat_interleave(2, 0)
-			.repeat_interleave(2, 1)
+			.repeat_interleave(1 << layout.y_shift, 0)
+			.repeat_interleave(1 << layout.x_shift, 1)
 			.index({Slice(0, f.height), Slice(0, f.width)});
 	};
 	auto yy = (y - 16.0f) * 1.164f;

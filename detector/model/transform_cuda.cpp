@@ -187,7 +187,8 @@ TransformedBatch transform_frames_cuda(const ModelConfig &config, const std::vec
 			for (int c = 0; c < 3; c++)
 				desc.rgb_offsets[c] = offsets[c];
 		} else {
-			desc.layout = f.format == PixelFormat::NV12 ? cuda::FrameLayout::NV12 : cuda::FrameLayout::I420;
+			desc.layout = cuda::FrameLayout::Yuv;
+			desc.yuv = yuv_layout(f.format);
 		}
 		void *image = static_cast<uint8_t *>(out.batch.data_ptr()) + i * image_elements * element;
 		const int error = cuda::preprocess_frame(

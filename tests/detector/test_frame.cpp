@@ -7,8 +7,10 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
+#include <functional>
 #include <future>
 #include <memory>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -21,6 +23,8 @@
 #include "frcnn/model.h"
 #include "frcnn/shapes.h"
 #include "parts.h"
+#include "../../detector/ops/kernels.h"
+#include "../../detector/ops/yuv_layout.h"
 
 using namespace frcnn;
 
@@ -571,16 +575,16 @@ TestFrame copy_rectangle(const FrameView &frame, int x, int y, int width, int he
 		int x_bytes, rows_from, rows, row_bytes;
 	};
 	std::vector<Part> parts;
-	const int cw = (width + 1) / 2, ch = (height + 1) / 2;
 	if (bpp > 0) {
 		parts.push_back({x * bpp, y, height, width * bpp});
-	} else if (frame.format == PixelFormat::NV12) {
-		parts.push_back({x, y, height, width});
-		parts.push_back({x, y / 2, ch, cw * 2});
 	} else {
-		parts.push_back({x, y, height, width});
-		parts.push_back({x / 2, y / 2, ch, cw});
-		parts.push_back({x / 2, y / 2, ch, cw});
+		// The rectangle's samples, where the format's layout puts them.
+		const YuvLayout layout = yuv_layout(frame.format);
+		const auto planes = frame_planes(crop_frame(frame, x, y, width, height));
+		parts.push_back({x * layout.luma_step, y, height, static_cast<int>(planes[0].row_bytes)});
+		for (size_t p = 1; p < planes.size(); p++)
+			parts.push_back({(x >> layout.x_shift) * layout.chroma_step, y >> layout.y_shift,
+					 static_cast<int>(planes[p].rows), static_cast<int>(planes[p].row_bytes)});
 	}
 	for (size_t p = 0; p < parts.size(); p++) {
 		const Part &part = parts[p];
@@ -607,7 +611,9 @@ TEST(CropFrame, ViewsTheRectangleWithoutCopying)
 		SCOPED_TRACE("format " + std::to_string((int)format));
 		std::vector<std::vector<uint8_t>> storage;
 		const FrameView frame = test::random_frame(format, 99, 71, rng, storage);
-		for (auto [x, y, w, h] : {std::array<int, 4>{0, 0, 99, 71}, {10, 4, 33, 21}, {64, 40, 35, 31}}) {
+		const bool odd_y = !chroma_needs_even_y(format), odd_x = !chroma_needs_even_x(format);
+		for (auto [x, y, w, h] : {std::array<int, 4>{0, 0, 99, 71}, {10, 4, 33, 21}, {64, 40, 35, 31},
+					  {odd_x ? 9 : 8, odd_y ? 5 : 6, 31, 20}}) {
 			SCOPED_TRACE(std::to_string(w) + "x" + std::to_string(h) + " at " + std::to_string(x) +
 				     "," + std::to_string(y));
 			const FrameView crop = crop_frame(frame, x, y, w, h);
@@ -648,4 +654,192 @@ TEST(CropFrame, RectanglesOutsideTheFrameOrOffTheChromaGridAreErrors)
 	EXPECT_THROW(crop_frame(i420, 1, 0, 10, 10), Error);
 	EXPECT_THROW(crop_frame(i420, 0, 3, 10, 10), Error);
 	EXPECT_NO_THROW(crop_frame(i420, 2, 4, 11, 13));
+	// 4:2:2: a chroma sample covers two pixels of a row.
+	for (PixelFormat format : {PixelFormat::YUY2, PixelFormat::Y42B}) {
+		std::vector<std::vector<uint8_t>> storage_422;
+		const FrameView frame = test::random_frame(format, 64, 48, rng, storage_422);
+		EXPECT_THROW(crop_frame(frame, 1, 0, 10, 10), Error);
+		EXPECT_NO_THROW(crop_frame(frame, 2, 3, 11, 13));
+		try {
+			crop_frame(frame, 3, 2, 10, 10);
+			ADD_FAILURE() << "an odd x was taken";
+		} catch (const Error &e) {
+			EXPECT_NE(std::string(e.what()).find("of a 4:2:2 frame must start at an even x"),
+				  std::string::npos) << e.what();
+		}
+	}
+	std::vector<std::vector<uint8_t>> storage_444;
+	const FrameView y444 = test::random_frame(PixelFormat::Y444, 64, 48, rng, storage_444);
+	EXPECT_NO_THROW(crop_frame(y444, 1, 3, 11, 13));
+}
+
+namespace {
+
+// A sample value of component 0 (Y), 1 (U) or 2 (V) for pixel (y, x).
+using SampleAt = std::function<uint8_t(int component, int y, int x)>;
+
+// A frame of `format` whose samples come from `sample`: each chroma sample takes the value of
+// the top-left pixel it covers. The bytes are placed as the format's definition says (GStreamer's
+// and the FOURCCs'), spelled out here on their own rather than read from the library's layouts,
+// so that the test checks those. Rows are padded.
+TestFrame yuv_frame(PixelFormat format, int width, int height, const SampleAt &sample)
+{
+	TestFrame f;
+	f.view.format = format;
+	f.view.width = width;
+	f.view.height = height;
+	const bool full_chroma = format == PixelFormat::Y444;
+	const bool chroma_420 = format == PixelFormat::NV12 || format == PixelFormat::NV21 ||
+				format == PixelFormat::I420 || format == PixelFormat::YV12;
+	const int xs = full_chroma ? 0 : 1, ys = chroma_420 ? 1 : 0;
+	const int cw = (width + (1 << xs) - 1) >> xs, ch = (height + (1 << ys) - 1) >> ys;
+	auto add_plane = [&f](int rows, int row_bytes) {
+		const int stride = row_bytes + 7;
+		f.planes.emplace_back((size_t)stride * rows, 0x5a);
+		f.view.strides[f.planes.size() - 1] = stride;
+		return f.planes.size() - 1;
+	};
+	auto put = [&f](size_t plane, int row, int byte, uint8_t value) {
+		f.planes[plane][(size_t)row * f.view.strides[plane] + byte] = value;
+	};
+
+	const char *packed_order = format == PixelFormat::YUY2	 ? "YUYV"
+				   : format == PixelFormat::UYVY ? "UYVY"
+				   : format == PixelFormat::YVYU ? "YVYU"
+								 : nullptr;
+	if (packed_order != nullptr) {
+		const size_t plane = add_plane(height, 4 * cw);
+		for (int y = 0; y < height; y++)
+			for (int pair = 0; pair < cw; pair++) {
+				int luma_seen = 0;
+				for (int k = 0; k < 4; k++) {
+					const char c = packed_order[k];
+					const int x = 2 * pair + (c == 'Y' ? luma_seen++ : 0);
+					const int component = c == 'Y' ? 0 : c == 'U' ? 1 : 2;
+					// The second pixel of an odd width's last pair is outside the frame.
+					put(plane, y, 4 * pair + k, x < width ? sample(component, y, x) : 0xee);
+				}
+			}
+	} else {
+		const size_t luma = add_plane(height, width);
+		for (int y = 0; y < height; y++)
+			for (int x = 0; x < width; x++)
+				put(luma, y, x, sample(0, y, x));
+		if (format == PixelFormat::NV12 || format == PixelFormat::NV21) {
+			const size_t chroma = add_plane(ch, 2 * cw);
+			const int u_byte = format == PixelFormat::NV12 ? 0 : 1;
+			for (int cy = 0; cy < ch; cy++)
+				for (int cx = 0; cx < cw; cx++) {
+					put(chroma, cy, 2 * cx + u_byte, sample(1, cy << ys, cx << xs));
+					put(chroma, cy, 2 * cx + 1 - u_byte, sample(2, cy << ys, cx << xs));
+				}
+		} else {
+			// YV12 stores its V plane before its U plane.
+			const size_t first = add_plane(ch, cw), second = add_plane(ch, cw);
+			const size_t u = format == PixelFormat::YV12 ? second : first;
+			const size_t v = format == PixelFormat::YV12 ? first : second;
+			for (int cy = 0; cy < ch; cy++)
+				for (int cx = 0; cx < cw; cx++) {
+					put(u, cy, cx, sample(1, cy << ys, cx << xs));
+					put(v, cy, cx, sample(2, cy << ys, cx << xs));
+				}
+		}
+	}
+	for (size_t p = 0; p < f.planes.size(); p++)
+		f.view.planes[p] = f.planes[p].data();
+	return f;
+}
+
+// Random samples: luma per pixel, chroma per block of (1 << xs) x (1 << ys) pixels.
+SampleAt random_samples(uint32_t seed, int xs, int ys)
+{
+	return [seed, xs, ys](int component, int y, int x) {
+		if (component > 0) {
+			y >>= ys;
+			x >>= xs;
+		}
+		std::seed_seq seq{seed, (uint32_t)component, (uint32_t)y, (uint32_t)x};
+		std::array<uint32_t, 1> value;
+		seq.generate(value.begin(), value.end());
+		return (uint8_t)(value[0] >> 24);
+	};
+}
+
+} // namespace
+
+// Every YUV format reads its samples where its definition puts them: a frame of each format
+// gives the same image as Y444 (chroma at every pixel) of the same samples, at odd and even
+// sizes. Y444's reading is tied to I420's, whose colours the next test checks.
+TEST(FrameToTensor, YuvFormatsReadTheirSamplesWhereTheyLie)
+{
+	struct Family {
+		int xs, ys;
+		std::vector<PixelFormat> formats;
+	};
+	const std::vector<Family> families{
+		{1, 1, {PixelFormat::I420, PixelFormat::YV12, PixelFormat::NV12, PixelFormat::NV21}},
+		{1, 0, {PixelFormat::Y42B, PixelFormat::YUY2, PixelFormat::UYVY, PixelFormat::YVYU}},
+		{0, 0, {PixelFormat::Y444}}};
+	uint32_t seed = 1;
+	for (const Family &family : families)
+		for (PixelFormat format : family.formats)
+			for (auto [width, height] : {std::pair<int, int>{64, 48}, {37, 23}, {1, 1}, {2, 3}}) {
+				SCOPED_TRACE("format " + std::to_string((int)format) + ", " + std::to_string(width) +
+					     "x" + std::to_string(height));
+				const SampleAt samples = random_samples(seed++, family.xs, family.ys);
+				const TestFrame frame = yuv_frame(format, width, height, samples);
+				const TestFrame full = yuv_frame(PixelFormat::Y444, width, height, samples);
+				const torch::Tensor image = frame_to_tensor(frame.view);
+				EXPECT_TRUE(torch::equal(image, frame_to_tensor(full.view)));
+				// The one-pass CPU kernel reads the same samples.
+				const float mean[3] = {0, 0, 0}, std[3] = {1, 1, 1};
+				torch::Tensor kernel = torch::empty({3, height, width});
+				ops::detail::normalised_frame_cpu(frame.view, mean, std, kernel);
+				EXPECT_TRUE(torch::equal(image, kernel));
+			}
+}
+
+// BT.601 limited range: the colours a camera's YUV stands for, against the standard's matrix.
+TEST(FrameToTensor, YuvColoursAreBt601LimitedRange)
+{
+	struct Colour {
+		uint8_t y, u, v;
+		float r, g, b; // 0..255
+	};
+	// Black, white, and the 75% red, green and blue of SMPTE colour bars.
+	const std::vector<Colour> colours{{16, 128, 128, 0, 0, 0},	 {235, 128, 128, 255, 255, 255},
+					  {65, 100, 212, 191, 0, 0},	 {112, 72, 58, 0, 191, 0},
+					  {35, 212, 114, 0, 0, 191}};
+	for (PixelFormat format : {PixelFormat::I420, PixelFormat::YUY2, PixelFormat::NV21}) {
+		for (const Colour &c : colours) {
+			const TestFrame frame = yuv_frame(format, 4, 2, [&c](int component, int, int) {
+				return component == 0 ? c.y : component == 1 ? c.u : c.v;
+			});
+			const torch::Tensor image = frame_to_tensor(frame.view) * 255.0f;
+			// Within 1.5 of 255: the rounded coefficients of the 8-bit matrix.
+			EXPECT_NEAR(image[0][1][2].item<float>(), c.r, 1.5) << (int)c.y << "," << (int)c.u << "," << (int)c.v;
+			EXPECT_NEAR(image[1][1][2].item<float>(), c.g, 1.5) << (int)c.y << "," << (int)c.u << "," << (int)c.v;
+			EXPECT_NEAR(image[2][1][2].item<float>(), c.b, 1.5) << (int)c.y << "," << (int)c.u << "," << (int)c.v;
+		}
+	}
+}
+
+// A grey frame is an RGB frame with equal channels (full range, as GStreamer's GRAY8).
+TEST(FrameToTensor, GreyIsRgbWithEqualChannels)
+{
+	std::mt19937 rng(13);
+	std::vector<std::vector<uint8_t>> storage;
+	const FrameView grey = test::random_frame(PixelFormat::GRAY8, 37, 23, rng, storage);
+	std::vector<uint8_t> rgb(37 * 23 * 3);
+	for (int y = 0; y < 23; y++)
+		for (int x = 0; x < 37; x++)
+			for (int c = 0; c < 3; c++)
+				rgb[(y * 37 + x) * 3 + c] = grey.planes[0][y * grey.strides[0] + x];
+	FrameView view;
+	view.format = PixelFormat::RGB;
+	view.width = 37;
+	view.height = 23;
+	view.planes[0] = rgb.data();
+	view.strides[0] = 37 * 3;
+	EXPECT_TRUE(torch::equal(frame_to_tensor(grey), frame_to_tensor(view)));
 }

@@ -4,7 +4,7 @@
 
 On the frames of --frames (every *.ppm in name order, read into one raw RGB file) and the weights
 of --weights, each run a pipeline
-    filesrc ! rawvideoparse ! [videoconvert ! NV12 !] frcnndetect ... ! frcnnjson ! fakesink
+    filesrc ! rawvideoparse ! [videoconvert ! NV12 or YUY2 !] frcnndetect ... ! frcnnjson ! fakesink
 whose JSON lines are compared:
   - RGB frames, --device at batch 4 against the CPU at batch 1: the same labels in the same order
     on every frame, boxes within 0.05 px, scores within 2e-4 (frcnnjson rounds boxes to 0.01 and
@@ -12,7 +12,7 @@ whose JSON lines are compared:
   - NV12 frames (pre-processing from NV12 on the device), --device at batch 5 against the CPU at
     batch 1, with a frame count that is not a multiple of 5 (EOS in the middle of a batch): a line
     for every frame, the same detections;
-  - a region (region=...) of NV12 frames starting at odd coordinates, --device at batch 4
+  - a region (region=...) of YUY2 frames starting at odd coordinates, --device at batch 4
     against the CPU at batch 1: the same detections;
   - inference-region=roi-list on NV12 frames, inside the regions a first frcnndetect (on the
     CPU) found: --device at batch 4 against the CPU at batch 4, without a batch timeout (a batch
@@ -162,7 +162,7 @@ class Runner:
         log_run(name, status, seconds, sum(len(l) for l in lines), "lines", stdout + stderr)
         return status, stdout + stderr, seconds, lines
 
-    def launch(self, name, raw, width, height, frames, device, batch, precision="fp32", nv12=False,
+    def launch(self, name, raw, width, height, frames, device, batch, precision="fp32", convert=None,
                weights=None, extra=(), keep=True, before=()):
         """Runs one pipeline, with the elements of `before` (gst-launch-1.0 words) in front of
         the frcnndetect. Returns (exit status, output, seconds, JSON lines); the lines stay in OUT
@@ -171,8 +171,8 @@ class Runner:
         if os.path.exists(jsonl):
             os.remove(jsonl)
         pipeline = self.source(raw, width, height, frames)
-        if nv12:
-            pipeline += ["videoconvert", "!", "video/x-raw,format=NV12", "!"]
+        if convert:
+            pipeline += ["videoconvert", "!", f"video/x-raw,format={convert}", "!"]
         pipeline += list(before)
         pipeline += [
             "frcnndetect", f"weights={weights or self.args.weights}", f"device={device}",
@@ -315,22 +315,22 @@ def main():
 
         # A frame count that batches of 5 do not divide: the last batch ends at EOS.
         odd = frames - 1 if frames % 5 == 0 else frames
-        nv12_cpu = runner.launch("nv12-cpu-b1", raw, width, height, odd, "cpu", 1, nv12=True,
+        nv12_cpu = runner.launch("nv12-cpu-b1", raw, width, height, odd, "cpu", 1, convert="NV12",
                                  extra=["cpu-convolutions=libtorch"])
-        nv12_dev = runner.launch("nv12-dev-b5", raw, width, height, odd, args.device, 5, nv12=True)
+        nv12_dev = runner.launch("nv12-dev-b5", raw, width, height, odd, args.device, 5, convert="NV12")
         problems, figures = compare_same(nv12_cpu[3], nv12_dev[3], odd)
         check(f"NV12, {odd} frames: {args.device} batch 5 against CPU batch 1",
               [f"exit {r[0]}" for r in (nv12_cpu, nv12_dev) if r[0] != 0] + problems, figures)
 
-        # Most of the frame, from odd coordinates (moved to even ones on NV12): the device reads
-        # a cropped view with the frame's strides.
+        # Most of the frame, from odd coordinates (x moved to an even one on YUY2, a camera's
+        # packed 4:2:2): the device reads a cropped view with the frame's strides.
         region = f"region={width // 8 + 1},{height // 8 + 1},{width * 3 // 4},{height * 3 // 4}"
-        region_cpu = runner.launch("region-cpu-b1", raw, width, height, frames, "cpu", 1, nv12=True,
+        region_cpu = runner.launch("region-cpu-b1", raw, width, height, frames, "cpu", 1, convert="YUY2",
                                    extra=["cpu-convolutions=libtorch", region])
-        region_dev = runner.launch("region-dev-b4", raw, width, height, frames, args.device, 4, nv12=True,
+        region_dev = runner.launch("region-dev-b4", raw, width, height, frames, args.device, 4, convert="YUY2",
                                    extra=[region])
         problems, figures = compare_same(region_cpu[3], region_dev[3], frames)
-        check(f"NV12 {region}: {args.device} batch 4 against CPU batch 1",
+        check(f"YUY2 {region}: {args.device} batch 4 against CPU batch 1",
               [f"exit {r[0]}" for r in (region_cpu, region_dev) if r[0] != 0] + problems, figures)
 
         # A second detector inside the first one's detections: each region an image of its own,
@@ -341,9 +341,9 @@ def main():
         first = ["frcnndetect", f"weights={args.weights}", "device=cpu", "cpu-convolutions=libtorch",
                  "max-detections=6", "!"]
         second = ["inference-region=roi-list", "batch-timeout=600000"]
-        rois_cpu = runner.launch("roi-list-cpu-b4", raw, width, height, frames, "cpu", 4, nv12=True,
+        rois_cpu = runner.launch("roi-list-cpu-b4", raw, width, height, frames, "cpu", 4, convert="NV12",
                                  extra=["cpu-convolutions=libtorch", *second], before=first)
-        rois_dev = runner.launch("roi-list-dev-b4", raw, width, height, frames, args.device, 4, nv12=True,
+        rois_dev = runner.launch("roi-list-dev-b4", raw, width, height, frames, args.device, 4, convert="NV12",
                                  extra=second, before=first)
         problems, figures = compare_same(rois_cpu[3], rois_dev[3], frames)
         # frcnnjson lists the first detector's detections too: those found in a region name it.

@@ -166,29 +166,31 @@ inline Frame make_frame(const cv::Mat &bgr, GstVideoFormat format, int stride_pa
 		return frame;
 	}
 
-	/* NV12 and I420: full resolution Y, chroma from the even pixels (odd sizes round up). */
+	if (format == GST_VIDEO_FORMAT_GRAY8) {
+		cv::Mat grey;
+		cv::cvtColor(bgr, grey, cv::COLOR_BGR2GRAY);
+		for (int y = 0; y < height; y++)
+			std::memcpy(frame.bytes.data() + frame.offsets[0] + y * frame.strides[0], grey.ptr<uint8_t>(y),
+				    width);
+		return frame;
+	}
+
+	/* YUV: each chroma sample from the pixel at its top left, placed where GStreamer's
+	 * description of the format puts it (plane, offset in a pixel, bytes between samples). */
 	cv::Mat yuv;
 	cv::cvtColor(bgr, yuv, cv::COLOR_BGR2YUV);
-	const int cw = GST_VIDEO_INFO_COMP_WIDTH(&frame.info, 1);
-	const int ch = GST_VIDEO_INFO_COMP_HEIGHT(&frame.info, 1);
-	for (int y = 0; y < height; y++) {
-		uint8_t *row = frame.bytes.data() + frame.offsets[0] + y * frame.strides[0];
-		for (int x = 0; x < width; x++)
-			row[x] = yuv.at<cv::Vec3b>(y, x)[0];
-	}
-	for (int y = 0; y < ch; y++) {
-		for (int x = 0; x < cw; x++) {
-			const cv::Vec3b px = yuv.at<cv::Vec3b>(std::min(2 * y, height - 1),
-							       std::min(2 * x, width - 1));
-			if (format == GST_VIDEO_FORMAT_NV12) {
-				uint8_t *row = frame.bytes.data() + frame.offsets[1] + y * frame.strides[1];
-				row[2 * x] = px[1];
-				row[2 * x + 1] = px[2];
-			} else {
-				frame.bytes[frame.offsets[1] + y * frame.strides[1] + x] = px[1];
-				frame.bytes[frame.offsets[2] + y * frame.strides[2] + x] = px[2];
-			}
-		}
+	const GstVideoFormatInfo *finfo = frame.info.finfo;
+	for (guint c = 0; c < 3; c++) {
+		const guint plane = GST_VIDEO_FORMAT_INFO_PLANE(finfo, c);
+		const int offset = GST_VIDEO_FORMAT_INFO_POFFSET(finfo, c);
+		const int step = GST_VIDEO_FORMAT_INFO_PSTRIDE(finfo, c);
+		const int x_shift = GST_VIDEO_FORMAT_INFO_W_SUB(finfo, c);
+		const int y_shift = GST_VIDEO_FORMAT_INFO_H_SUB(finfo, c);
+		for (int y = 0; y < GST_VIDEO_INFO_COMP_HEIGHT(&frame.info, c); y++)
+			for (int x = 0; x < GST_VIDEO_INFO_COMP_WIDTH(&frame.info, c); x++)
+				frame.bytes[frame.offsets[plane] + y * frame.strides[plane] + offset + x * step] =
+					yuv.at<cv::Vec3b>(std::min(y << y_shift, height - 1),
+							  std::min(x << x_shift, width - 1))[c];
 	}
 	return frame;
 }

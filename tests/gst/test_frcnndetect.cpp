@@ -56,6 +56,14 @@ frcnn::PixelFormat pixel_format(GstVideoFormat format)
 	case GST_VIDEO_FORMAT_ABGR: return frcnn::PixelFormat::ABGR;
 	case GST_VIDEO_FORMAT_NV12: return frcnn::PixelFormat::NV12;
 	case GST_VIDEO_FORMAT_I420: return frcnn::PixelFormat::I420;
+	case GST_VIDEO_FORMAT_GRAY8: return frcnn::PixelFormat::GRAY8;
+	case GST_VIDEO_FORMAT_NV21: return frcnn::PixelFormat::NV21;
+	case GST_VIDEO_FORMAT_YV12: return frcnn::PixelFormat::YV12;
+	case GST_VIDEO_FORMAT_Y42B: return frcnn::PixelFormat::Y42B;
+	case GST_VIDEO_FORMAT_Y444: return frcnn::PixelFormat::Y444;
+	case GST_VIDEO_FORMAT_YUY2: return frcnn::PixelFormat::YUY2;
+	case GST_VIDEO_FORMAT_UYVY: return frcnn::PixelFormat::UYVY;
+	case GST_VIDEO_FORMAT_YVYU: return frcnn::PixelFormat::YVYU;
 	default:
 		ADD_FAILURE() << "no library format for " << gst_video_format_to_string(format);
 		return frcnn::PixelFormat::RGB;
@@ -397,27 +405,38 @@ INSTANTIATE_TEST_SUITE_P(AllSinkFormats, FormatTest,
 	::testing::Values(GST_VIDEO_FORMAT_RGB, GST_VIDEO_FORMAT_BGR, GST_VIDEO_FORMAT_RGBx,
 			  GST_VIDEO_FORMAT_BGRx, GST_VIDEO_FORMAT_xRGB, GST_VIDEO_FORMAT_xBGR,
 			  GST_VIDEO_FORMAT_RGBA, GST_VIDEO_FORMAT_BGRA, GST_VIDEO_FORMAT_ARGB,
-			  GST_VIDEO_FORMAT_ABGR, GST_VIDEO_FORMAT_NV12, GST_VIDEO_FORMAT_I420),
+			  GST_VIDEO_FORMAT_ABGR, GST_VIDEO_FORMAT_NV12, GST_VIDEO_FORMAT_I420,
+			  GST_VIDEO_FORMAT_NV21, GST_VIDEO_FORMAT_YV12, GST_VIDEO_FORMAT_Y42B,
+			  GST_VIDEO_FORMAT_Y444, GST_VIDEO_FORMAT_YUY2, GST_VIDEO_FORMAT_UYVY,
+			  GST_VIDEO_FORMAT_YVYU, GST_VIDEO_FORMAT_GRAY8),
 	[](const ::testing::TestParamInfo<GstVideoFormat> &info) {
 		return std::string(gst_video_format_to_string(info.param));
 	});
 
-TEST(FrcnnDetect, PackedFormatsAllSeeTheSameImage)
+TEST(FrcnnDetect, LayoutsOfOnePictureAllSeeTheSameImage)
 {
-	/* Every packed layout of one photo is the same picture: the same detections. */
-	const cv::Mat image = photo(320, 240);
-	const Frame rgb = make_frame(image, GST_VIDEO_FORMAT_RGB);
-	const std::vector<frcnn::Detection> expected = expected_for(rgb);
-	ASSERT_FALSE(expected.empty());
-	for (GstVideoFormat format : { GST_VIDEO_FORMAT_BGR, GST_VIDEO_FORMAT_xBGR,
-				       GST_VIDEO_FORMAT_ARGB }) {
-		SCOPED_TRACE(gst_video_format_to_string(format));
-		const Frame frame = make_frame(image, format);
-		HarnessPtr h = harness();
-		gst_harness_set_src_caps(h.get(), frame.caps());
-		gst_test::BufferPtr out(gst_harness_push_and_pull(h.get(), frame.buffer(0)));
-		ASSERT_TRUE(out);
-		expect_meta_equals(out.get(), frame.width(), frame.height(), expected);
+	/* The formats of a family hold the same samples of a photo in other places (packed RGB in
+	 * every byte order; YUV of one chroma subsampling): the same detections. Each family is
+	 * checked against the library on its first format. */
+	const cv::Mat image = photo(321, 241);
+	for (const std::vector<GstVideoFormat> &family :
+	     { std::vector<GstVideoFormat>{ GST_VIDEO_FORMAT_RGB, GST_VIDEO_FORMAT_BGR, GST_VIDEO_FORMAT_xBGR,
+					    GST_VIDEO_FORMAT_ARGB },
+	       std::vector<GstVideoFormat>{ GST_VIDEO_FORMAT_I420, GST_VIDEO_FORMAT_YV12, GST_VIDEO_FORMAT_NV12,
+					    GST_VIDEO_FORMAT_NV21 },
+	       std::vector<GstVideoFormat>{ GST_VIDEO_FORMAT_Y42B, GST_VIDEO_FORMAT_YUY2, GST_VIDEO_FORMAT_UYVY,
+					    GST_VIDEO_FORMAT_YVYU } }) {
+		const std::vector<frcnn::Detection> expected = expected_for(make_frame(image, family.front()));
+		ASSERT_FALSE(expected.empty());
+		for (GstVideoFormat format : family) {
+			SCOPED_TRACE(gst_video_format_to_string(format));
+			const Frame frame = make_frame(image, format);
+			HarnessPtr h = harness();
+			gst_harness_set_src_caps(h.get(), frame.caps());
+			gst_test::BufferPtr out(gst_harness_push_and_pull(h.get(), frame.buffer(0)));
+			ASSERT_TRUE(out);
+			expect_meta_equals(out.get(), frame.width(), frame.height(), expected);
+		}
 	}
 }
 
@@ -425,8 +444,9 @@ TEST(FrcnnDetect, RejectsOtherFormats)
 {
 	HarnessPtr h = harness();
 	GstPad *sinkpad = gst_element_get_static_pad(h->element, "sink");
-	for (const char *caps : { "video/x-raw,format=GRAY8,width=64,height=64,framerate=30/1",
-				  "video/x-raw,format=YUY2,width=64,height=64,framerate=30/1",
+	for (const char *caps : { "video/x-raw,format=GRAY16_LE,width=64,height=64,framerate=30/1",
+				  "video/x-raw,format=v210,width=64,height=64,framerate=30/1",
+				  "video/x-raw,format=P010_10LE,width=64,height=64,framerate=30/1",
 				  "video/x-raw(memory:GLMemory),format=RGBA,width=64,height=64,framerate=30/1",
 				  "audio/x-raw,format=S16LE,rate=48000,channels=2,layout=interleaved" }) {
 		GstCaps *c = gst_caps_from_string(caps);
@@ -1559,7 +1579,8 @@ std::string next_message_text(GstBus *bus, GstMessageType type)
 }
 
 // The detector sees only the region; its detections come in the frame's pixels. On 4:2:0 frames
-// the region starts at even coordinates, its right and bottom edges staying; a region partly
+// the region starts at even coordinates, on 4:2:2 frames at an even x, its right and bottom edges
+// staying; a region partly
 // outside the frame is cut to it.
 TEST(FrcnnDetect, RegionDetectsInsideItInFramePixels)
 {
@@ -1571,6 +1592,9 @@ TEST(FrcnnDetect, RegionDetectsInsideItInFramePixels)
 	for (const Case &c : { Case{ GST_VIDEO_FORMAT_BGRx, "41,31,150,101", 41, 31, 150, 101 },
 			       Case{ GST_VIDEO_FORMAT_I420, "41,31,150,101", 40, 30, 151, 102 },
 			       Case{ GST_VIDEO_FORMAT_NV12, "41,31,150,101", 40, 30, 151, 102 },
+			       Case{ GST_VIDEO_FORMAT_YUY2, "41,31,150,101", 40, 31, 151, 101 },
+			       Case{ GST_VIDEO_FORMAT_Y42B, "41,31,150,101", 40, 31, 151, 101 },
+			       Case{ GST_VIDEO_FORMAT_Y444, "41,31,150,101", 41, 31, 150, 101 },
 			       Case{ GST_VIDEO_FORMAT_RGB, "100,64,500,500", 100, 64, 156, 128 } }) {
 		SCOPED_TRACE(std::string(gst_video_format_to_string(c.format)) + " region " + c.region);
 		const Frame frame = make_frame(photo(256, 192, 5), c.format);

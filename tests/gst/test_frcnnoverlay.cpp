@@ -93,18 +93,20 @@ public:
 			}
 			return rgb;
 		}
-		const int y_ = map_.data[layout_.offsets[0] + y * layout_.strides[0] + x];
-		int u, v;
-		if (format == GST_VIDEO_FORMAT_NV12) {
-			const uint8_t *uv = map_.data + layout_.offsets[1] + (y / 2) * layout_.strides[1] +
-					    (x / 2) * 2;
-			u = uv[0];
-			v = uv[1];
-		} else {
-			u = map_.data[layout_.offsets[1] + (y / 2) * layout_.strides[1] + x / 2];
-			v = map_.data[layout_.offsets[2] + (y / 2) * layout_.strides[2] + x / 2];
+		/* Grey: the level thrice. YUV: Y, U and V of the pixel, where GStreamer's description
+		 * of the format puts them. */
+		const GstVideoFormatInfo *finfo = layout_.info.finfo;
+		std::array<int, 3> values{};
+		for (guint c = 0; c < 3; c++) {
+			const guint component = format == GST_VIDEO_FORMAT_GRAY8 ? 0 : c;
+			const guint plane = GST_VIDEO_FORMAT_INFO_PLANE(finfo, component);
+			values[c] = map_.data[layout_.offsets[plane] +
+					      (y >> GST_VIDEO_FORMAT_INFO_H_SUB(finfo, component)) * layout_.strides[plane] +
+					      GST_VIDEO_FORMAT_INFO_POFFSET(finfo, component) +
+					      (x >> GST_VIDEO_FORMAT_INFO_W_SUB(finfo, component)) *
+						      GST_VIDEO_FORMAT_INFO_PSTRIDE(finfo, component)];
 		}
-		return { y_, u, v };
+		return values;
 	}
 
 private:
@@ -182,11 +184,16 @@ TEST_P(OverlayFormatTest, DrawsBoxAndLabelInPlace)
 	EXPECT_NE(reference, background);
 	for (auto [x, y] : { std::pair{ 40, 80 }, std::pair{ 119, 80 }, std::pair{ 80, 109 } }) {
 		SCOPED_TRACE("edge pixel " + std::to_string(x) + "," + std::to_string(y));
-		if (packed(format))
+		if (packed(format)) {
 			EXPECT_EQ(after.at(x, y), reference);
-		else
-			/* BT.601 limited range, chroma drawn at half resolution. */
+		} else if (format == GST_VIDEO_FORMAT_GRAY8) {
+			const int grey = static_cast<int>(std::lround(0.299 * reference[0] + 0.587 * reference[1] +
+								      0.114 * reference[2]));
+			expect_near(after.at(x, y), { grey, grey, grey }, 1, "grey");
+		} else {
+			/* BT.601 limited range, chroma drawn at the format's resolution. */
 			expect_near(after.at(x, y), yuv_of(reference), 2, "Y,U,V");
+		}
 	}
 	/* The label sits above the box: something there changed. */
 	int changed = 0;
@@ -200,7 +207,10 @@ INSTANTIATE_TEST_SUITE_P(AllFormats, OverlayFormatTest,
 	::testing::Values(GST_VIDEO_FORMAT_RGB, GST_VIDEO_FORMAT_BGR, GST_VIDEO_FORMAT_RGBx,
 			  GST_VIDEO_FORMAT_BGRx, GST_VIDEO_FORMAT_xRGB, GST_VIDEO_FORMAT_xBGR,
 			  GST_VIDEO_FORMAT_RGBA, GST_VIDEO_FORMAT_BGRA, GST_VIDEO_FORMAT_ARGB,
-			  GST_VIDEO_FORMAT_ABGR, GST_VIDEO_FORMAT_NV12, GST_VIDEO_FORMAT_I420),
+			  GST_VIDEO_FORMAT_ABGR, GST_VIDEO_FORMAT_NV12, GST_VIDEO_FORMAT_I420,
+			  GST_VIDEO_FORMAT_NV21, GST_VIDEO_FORMAT_YV12, GST_VIDEO_FORMAT_Y42B,
+			  GST_VIDEO_FORMAT_Y444, GST_VIDEO_FORMAT_YUY2, GST_VIDEO_FORMAT_UYVY,
+			  GST_VIDEO_FORMAT_YVYU, GST_VIDEO_FORMAT_GRAY8),
 	[](const ::testing::TestParamInfo<GstVideoFormat> &info) {
 		return std::string(gst_video_format_to_string(info.param));
 	});
@@ -294,8 +304,8 @@ TEST(FrcnnOverlay, RejectsOtherFormats)
 {
 	HarnessPtr h = overlay();
 	GstPad *sinkpad = gst_element_get_static_pad(h->element, "sink");
-	for (const char *caps : { "video/x-raw,format=GRAY8,width=64,height=64,framerate=30/1",
-				  "video/x-raw,format=UYVY,width=64,height=64,framerate=30/1" }) {
+	for (const char *caps : { "video/x-raw,format=GRAY16_LE,width=64,height=64,framerate=30/1",
+				  "video/x-raw,format=v210,width=64,height=64,framerate=30/1" }) {
 		GstCaps *c = gst_caps_from_string(caps);
 		EXPECT_FALSE(gst_pad_query_accept_caps(sinkpad, c)) << caps;
 		gst_caps_unref(c);

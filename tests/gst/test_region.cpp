@@ -48,13 +48,13 @@ TEST(Region, SaysWhatIsWrongWithAValue)
 
 TEST(Region, IsCutToTheFrame)
 {
-	EXPECT_EQ(fit_region({ 10, 20, 30, 40 }, 100, 80, false), (Region{ 10, 20, 30, 40 }));
-	EXPECT_EQ(fit_region({ 90, 70, 30, 40 }, 100, 80, false), (Region{ 90, 70, 10, 10 }));
-	EXPECT_EQ(fit_region({ 0, 0, 1000, 1000 }, 100, 80, false), (Region{ 0, 0, 100, 80 }));
-	EXPECT_THROW(fit_region({ 100, 0, 10, 10 }, 100, 80, false), frcnn::Error);
-	EXPECT_THROW(fit_region({ 0, 80, 10, 10 }, 100, 80, false), frcnn::Error);
+	EXPECT_EQ(fit_region({ 10, 20, 30, 40 }, 100, 80, {}), (Region{ 10, 20, 30, 40 }));
+	EXPECT_EQ(fit_region({ 90, 70, 30, 40 }, 100, 80, {}), (Region{ 90, 70, 10, 10 }));
+	EXPECT_EQ(fit_region({ 0, 0, 1000, 1000 }, 100, 80, {}), (Region{ 0, 0, 100, 80 }));
+	EXPECT_THROW(fit_region({ 100, 0, 10, 10 }, 100, 80, {}), frcnn::Error);
+	EXPECT_THROW(fit_region({ 0, 80, 10, 10 }, 100, 80, {}), frcnn::Error);
 	try {
-		fit_region({ 200, 10, 5, 5 }, 100, 80, false);
+		fit_region({ 200, 10, 5, 5 }, 100, 80, {});
 	} catch (const frcnn::Error &e) {
 		EXPECT_STREQ(e.what(), "the region 200,10,5,5 lies outside the 100x80 frames");
 	}
@@ -63,22 +63,24 @@ TEST(Region, IsCutToTheFrame)
 TEST(Region, StartsOnTheChromaGridOf420Frames)
 {
 	/* The left and top edges move to even coordinates; the right and bottom edges stay. */
-	EXPECT_EQ(fit_region({ 11, 21, 30, 40 }, 100, 80, true), (Region{ 10, 20, 31, 41 }));
-	EXPECT_EQ(fit_region({ 11, 21, 30, 40 }, 100, 80, false), (Region{ 11, 21, 30, 40 }));
-	EXPECT_EQ(fit_region({ 99, 79, 5, 5 }, 100, 80, true), (Region{ 98, 78, 2, 2 }));
+	EXPECT_EQ(fit_region({ 11, 21, 30, 40 }, 100, 80, { true, true }), (Region{ 10, 20, 31, 41 }));
+	EXPECT_EQ(fit_region({ 11, 21, 30, 40 }, 100, 80, {}), (Region{ 11, 21, 30, 40 }));
+	EXPECT_EQ(fit_region({ 99, 79, 5, 5 }, 100, 80, { true, true }), (Region{ 98, 78, 2, 2 }));
+	/* 4:2:2: only the left edge moves. */
+	EXPECT_EQ(fit_region({ 11, 21, 30, 40 }, 100, 80, { true, false }), (Region{ 10, 21, 31, 40 }));
 }
 
 TEST(Region, RegionsOfInterestAreCutToTheFrameOrLeftOut)
 {
-	EXPECT_EQ(fit_rectangle(10, 20, 30, 40, 100, 80, false), (Region{ 10, 20, 30, 40 }));
-	EXPECT_EQ(fit_rectangle(11, 21, 30, 40, 100, 80, true), (Region{ 10, 20, 31, 41 }));
-	EXPECT_EQ(fit_rectangle(90, 70, 30, 40, 100, 80, false), (Region{ 90, 70, 10, 10 }));
+	EXPECT_EQ(fit_rectangle(10, 20, 30, 40, 100, 80, {}), (Region{ 10, 20, 30, 40 }));
+	EXPECT_EQ(fit_rectangle(11, 21, 30, 40, 100, 80, { true, true }), (Region{ 10, 20, 31, 41 }));
+	EXPECT_EQ(fit_rectangle(90, 70, 30, 40, 100, 80, {}), (Region{ 90, 70, 10, 10 }));
 	/* Metadata may hold anything: no overflow past the frame. */
-	EXPECT_EQ(fit_rectangle(5, 6, 4294967295u, 4294967295u, 100, 80, false), (Region{ 5, 6, 95, 74 }));
-	EXPECT_EQ(fit_rectangle(4294967295u, 0, 10, 10, 100, 80, false), std::nullopt);
-	EXPECT_EQ(fit_rectangle(100, 0, 10, 10, 100, 80, false), std::nullopt);
-	EXPECT_EQ(fit_rectangle(10, 10, 0, 10, 100, 80, false), std::nullopt);
-	EXPECT_EQ(fit_rectangle(10, 10, 10, 0, 100, 80, true), std::nullopt);
+	EXPECT_EQ(fit_rectangle(5, 6, 4294967295u, 4294967295u, 100, 80, {}), (Region{ 5, 6, 95, 74 }));
+	EXPECT_EQ(fit_rectangle(4294967295u, 0, 10, 10, 100, 80, {}), std::nullopt);
+	EXPECT_EQ(fit_rectangle(100, 0, 10, 10, 100, 80, {}), std::nullopt);
+	EXPECT_EQ(fit_rectangle(10, 10, 0, 10, 100, 80, {}), std::nullopt);
+	EXPECT_EQ(fit_rectangle(10, 10, 10, 0, 100, 80, { true, true }), std::nullopt);
 }
 
 } // namespace

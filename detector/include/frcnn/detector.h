@@ -17,7 +17,21 @@ enum class PixelFormat {
 	RGBA, BGRA, ARGB, ABGR,		     // 4 bytes, alpha ignored
 	NV12,				     // Y plane + interleaved UV plane at half resolution
 	I420,				     // Y, U, V planes, U and V at half resolution
+	GRAY8,				     // 1 byte per pixel, full range: R = G = B = the byte
+	NV21,				     // NV12 with V before U
+	YV12,				     // I420 with the V plane before U: planes[1] V, planes[2] U
+	Y42B,				     // Y, U, V planes, U and V at half width, full height (4:2:2)
+	Y444,				     // Y, U, V planes, all at full resolution
+	YUY2,				     // packed 4:2:2, 4 bytes per 2 pixels: Y0 U Y1 V
+	UYVY,				     // packed 4:2:2: U Y0 V Y1
+	YVYU,				     // packed 4:2:2: Y0 V Y1 U
 };
+// The YUV formats are read as BT.601 limited range (what SD video and most cameras use).
+
+// Whether a format's chroma samples cover pixel pairs or 2x2 blocks, so that a rectangle of its
+// frames must start at an even x (4:2:2, 4:2:0) or an even x and y (4:2:0).
+bool chroma_needs_even_x(PixelFormat format);
+bool chroma_needs_even_y(PixelFormat format);
 
 // A borrowed view of one frame: nothing is copied until the detector converts it.
 struct FrameView {
@@ -29,7 +43,8 @@ struct FrameView {
 };
 
 // The rectangle of `frame` at (x, y) of width x height pixels, as a view of the same memory:
-// nothing is copied. For NV12 and I420, x and y must be even (a chroma sample covers 2x2 pixels).
+// nothing is copied. Where a chroma sample covers several pixels, the rectangle starts on one:
+// at an even x for 4:2:2 and 4:2:0 formats, and an even y for 4:2:0 (NV12, NV21, I420, YV12).
 // Throws frcnn::Error when the rectangle is empty, does not lie inside the frame or is not so
 // aligned.
 FrameView crop_frame(const FrameView &frame, int x, int y, int width, int height);

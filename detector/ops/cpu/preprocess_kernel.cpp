@@ -11,6 +11,7 @@
 #include <ATen/Parallel.h>
 
 #include "../kernels.h"
+#include "../yuv_layout.h"
 #include "frcnn/frame.h"
 
 namespace frcnn::ops::detail {
@@ -36,6 +37,7 @@ public:
 					normalised_[c][v] = (static_cast<float>(v) / 255.0f - mean_[c]) / std_[c];
 			return;
 		}
+		layout_ = yuv_layout(frame.format);
 		// BT.601 limited range, as frame_to_tensor computes it.
 		for (int v = 0; v < 256; v++) {
 			const float centred = static_cast<float>(v) - 128.0f;
@@ -63,22 +65,16 @@ public:
 			}
 			return;
 		}
-		// Chroma of the 2x2 block (nearest).
-		const uint8_t *luma = frame_.planes[0] + y * frame_.strides[0];
-		const uint8_t *u_row = frame_.planes[1] + (y / 2) * frame_.strides[1];
-		const uint8_t *v_row;
-		int64_t chroma_step;
-		if (frame_.format == PixelFormat::NV12) {
-			v_row = u_row + 1;
-			chroma_step = 2;
-		} else {
-			v_row = frame_.planes[2] + (y / 2) * frame_.strides[2];
-			chroma_step = 1;
-		}
+		// Chroma of the sample covering the pixel (nearest).
+		const YuvLayout &l = layout_;
+		const uint8_t *luma = frame_.planes[0] + luma_byte(l, frame_.strides[0], y, 0);
+		const uint8_t *u_row = frame_.planes[l.u_plane] + chroma_byte(l, frame_.strides[l.u_plane], y, 0, l.u_offset);
+		const uint8_t *v_row = frame_.planes[l.v_plane] + chroma_byte(l, frame_.strides[l.v_plane], y, 0, l.v_offset);
 		float *red = scratch, *green = scratch + width, *blue = scratch + 2 * width;
 		for (int64_t x = 0; x < width; x++) {
-			const float yy = luma_[luma[x]];
-			const uint8_t u = u_row[(x / 2) * chroma_step], v = v_row[(x / 2) * chroma_step];
+			const float yy = luma_[luma[x * l.luma_step]];
+			const int64_t chroma = (x >> l.x_shift) * l.chroma_step;
+			const uint8_t u = u_row[chroma], v = v_row[chroma];
 			red[x] = yy + red_v_[v];
 			green[x] = yy - green_u_[u] - green_v_[v];
 			blue[x] = yy + blue_u_[u];
@@ -103,6 +99,7 @@ private:
 	const FrameView &frame_;
 	int bytes_per_pixel_;
 	std::array<int64_t, 3> offsets_{};
+	YuvLayout layout_{};
 	float mean_[3], std_[3];
 	float normalised_[3][256];
 	float luma_[256], red_v_[256], green_u_[256], green_v_[256], blue_u_[256];

@@ -8,6 +8,8 @@
 
 #include <cstdint>
 
+#include "../yuv_layout.h"
+
 namespace frcnn::cuda {
 
 using Stream = void *; // cudaStream_t
@@ -52,7 +54,7 @@ int roi_align_backward(const void *grad, Scalar scalar, const void *rois, const 
 		       void *grad_input, Stream stream);
 
 // --- frame pre-processing ---------------------------------------------------------------------
-enum class FrameLayout : int { Packed = 0, NV12 = 1, I420 = 2 };
+enum class FrameLayout : int { Packed = 0, Yuv = 1 };
 
 // One frame in device memory.
 struct FrameDesc {
@@ -60,8 +62,9 @@ struct FrameDesc {
 	int width, height;
 	const uint8_t *planes[3];
 	int64_t strides[3];	// bytes per row of each plane
-	int bytes_per_pixel;	// Packed: 3 or 4
+	int bytes_per_pixel;	// Packed: 1, 3 or 4
 	int rgb_offsets[3];	// Packed: byte offsets of R, G and B in a pixel
+	YuvLayout yuv;		// Yuv: where the samples lie
 };
 
 // Writes one image of the model's batch: out is [3, padded_height, padded_width] (Float or

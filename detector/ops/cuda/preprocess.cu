@@ -14,7 +14,8 @@ struct Rgb {
 	float r, g, b;
 };
 
-// RGB in 0..1 of pixel (y, x). YUV: BT.601 limited range, chroma of the 2x2 block (nearest).
+// RGB in 0..1 of pixel (y, x). YUV: BT.601 limited range, chroma of the sample that covers the
+// pixel (nearest).
 __device__ __forceinline__ Rgb pixel(const FrameDesc &f, int64_t y, int64_t x)
 {
 	if (f.layout == FrameLayout::Packed) {
@@ -23,16 +24,10 @@ __device__ __forceinline__ Rgb pixel(const FrameDesc &f, int64_t y, int64_t x)
 			static_cast<float>(p[f.rgb_offsets[1]]) / 255.0f,
 			static_cast<float>(p[f.rgb_offsets[2]]) / 255.0f};
 	}
-	const float luma = static_cast<float>(f.planes[0][y * f.strides[0] + x]);
-	float u, v;
-	if (f.layout == FrameLayout::NV12) {
-		const uint8_t *uv = f.planes[1] + (y / 2) * f.strides[1] + (x / 2) * 2;
-		u = static_cast<float>(uv[0]);
-		v = static_cast<float>(uv[1]);
-	} else {
-		u = static_cast<float>(f.planes[1][(y / 2) * f.strides[1] + x / 2]);
-		v = static_cast<float>(f.planes[2][(y / 2) * f.strides[2] + x / 2]);
-	}
+	const YuvLayout &l = f.yuv;
+	const float luma = static_cast<float>(f.planes[0][luma_byte(l, f.strides[0], y, x)]);
+	const float u = static_cast<float>(f.planes[l.u_plane][chroma_byte(l, f.strides[l.u_plane], y, x, l.u_offset)]);
+	const float v = static_cast<float>(f.planes[l.v_plane][chroma_byte(l, f.strides[l.v_plane], y, x, l.v_offset)]);
 	// The CPU path's tensor operations, one rounding each.
 	const float yy = __fmul_rn(luma - 16.0f, 1.164f);
 	const float uu = u - 128.0f;

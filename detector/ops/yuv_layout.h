@@ -1,0 +1,43 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// Where the Y, U and V samples of a YUV frame lie in its planes: one description for every YUV
+// pixel format (planar, semi-planar and packed 4:2:2), read the same way by frame_to_tensor, the
+// CPU pre-processing kernel and the CUDA one. Plain C++ (no LibTorch, no CUDA headers), so that
+// nvcc reads it too.
+#pragma once
+
+#include <cstdint>
+
+#include "host_device.h"
+
+namespace frcnn {
+
+enum class PixelFormat; // frcnn/detector.h
+
+struct YuvLayout {
+	int luma_step;	       // bytes from one luma sample to the next in a row: 1, or 2 in packed 4:2:2
+	int luma_offset;       // byte of a row's first luma sample
+	int u_plane, v_plane;  // planes holding the U and the V samples (0 in packed 4:2:2)
+	int u_offset, v_offset; // byte of a row's first U and first V sample in its plane
+	int chroma_step;       // bytes from one U (or V) sample to the next in a row
+	int x_shift, y_shift;  // a chroma sample covers (1 << x_shift) x (1 << y_shift) pixels
+};
+
+// The layout of a YUV pixel format (frame.cpp); throws frcnn::Error for a packed RGB or grey one.
+YuvLayout yuv_layout(PixelFormat format);
+
+// Byte of pixel (y, x)'s luma sample in plane 0 of `stride` bytes per row.
+FRCNN_HOST_DEVICE inline int64_t luma_byte(const YuvLayout &layout, int64_t stride, int64_t y, int64_t x)
+{
+	return y * stride + x * layout.luma_step + layout.luma_offset;
+}
+
+// Byte of the chroma sample covering pixel (y, x) in its plane of `stride` bytes per row;
+// `offset` is the layout's u_offset or v_offset. Chroma is taken from the sample that covers the
+// pixel (nearest neighbour), as frame_to_tensor upsamples it.
+FRCNN_HOST_DEVICE inline int64_t chroma_byte(const YuvLayout &layout, int64_t stride, int64_t y, int64_t x,
+					     int offset)
+{
+	return (y >> layout.y_shift) * stride + (x >> layout.x_shift) * layout.chroma_step + offset;
+}
+
+} // namespace frcnn
