@@ -10,8 +10,9 @@
 
 namespace frcnn {
 
-// Converts a frame to a float [3,H,W] RGB tensor in 0..1 on the CPU (NV12/I420: BT.601
-// limited range, chroma upsampled by nearest neighbour). Throws frcnn::Error on a bad view.
+// Converts a frame to a float [3,H,W] RGB tensor in 0..1 on the CPU (YUV formats: BT.601
+// limited range, chroma upsampled by nearest neighbour; GRAY8: the byte in all three channels).
+// Throws frcnn::Error on a bad view.
 torch::Tensor frame_to_tensor(const FrameView &frame);
 
 // One plane of a frame: its rows and the bytes of pixels in a row (the stride may be larger).
@@ -31,11 +32,11 @@ inline int64_t plane_span(const PlaneExtent &plane, int64_t stride)
 	return (plane.rows - 1) * stride + plane.row_bytes;
 }
 
-// Bytes per pixel of a packed format (3 or 4); 0 for planar formats.
+// Bytes per pixel of a packed RGB or grey format (1, 3 or 4); 0 for YUV formats.
 int packed_bytes_per_pixel(PixelFormat format);
 
-// Byte offsets of R, G and B inside a pixel of a packed format; throws frcnn::Error for a
-// planar one.
+// Byte offsets of R, G and B inside a pixel of a packed RGB format (all 0 for GRAY8); throws
+// frcnn::Error for a YUV one.
 std::array<int64_t, 3> packed_rgb_offsets(PixelFormat format);
 
 } // namespace frcnn
