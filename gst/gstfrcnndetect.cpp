@@ -372,10 +372,26 @@ frcnn::gst::StartGrid start_grid(const GstVideoInfo &info)
 	return { frcnn::chroma_needs_even_x(format), frcnn::chroma_needs_even_y(format) };
 }
 
+// The library's matrix for a colorimetry's: SMPTE 240M's is nearly BT.709's and FCC's nearly
+// BT.601's; an unknown one is taken as BT.601.
+frcnn::YuvMatrix yuv_matrix(GstVideoColorMatrix matrix)
+{
+	switch (matrix) {
+	case GST_VIDEO_COLOR_MATRIX_BT709:
+	case GST_VIDEO_COLOR_MATRIX_SMPTE240M: return frcnn::YuvMatrix::BT709;
+	case GST_VIDEO_COLOR_MATRIX_BT2020: return frcnn::YuvMatrix::BT2020;
+	default: return frcnn::YuvMatrix::BT601;
+	}
+}
+
 frcnn::FrameView frame_view(const GstVideoFrame *frame)
 {
 	frcnn::FrameView view;
 	to_pixel_format(GST_VIDEO_FRAME_FORMAT(frame), &view.format);
+	/* The colours as the caps' colorimetry says (GStreamer gives caps without one its default
+	 * for the size: BT.709 for HD), as videoconvert reads them. */
+	view.matrix = yuv_matrix(frame->info.colorimetry.matrix);
+	view.full_range = frame->info.colorimetry.range == GST_VIDEO_COLOR_RANGE_0_255;
 	view.width = GST_VIDEO_FRAME_WIDTH(frame);
 	view.height = GST_VIDEO_FRAME_HEIGHT(frame);
 	for (guint plane = 0; plane < GST_VIDEO_FRAME_N_PLANES(frame) && plane < 3; plane++) {

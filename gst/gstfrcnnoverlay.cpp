@@ -209,13 +209,31 @@ Rgb class_colour(const frcnn::gst::DetectionMeta &det)
 	}
 }
 
-// BT.601 limited range, as the detector reads YUV frames.
-void rgb_to_yuv(const Rgb &c, double *y, double *u, double *v)
-{
-	*y = 16 + 0.257 * c.r + 0.504 * c.g + 0.098 * c.b;
-	*u = 128 - 0.148 * c.r - 0.291 * c.g + 0.439 * c.b;
-	*v = 128 + 0.439 * c.r - 0.368 * c.g - 0.071 * c.b;
-}
+// How a frame's YUV values stand for colours: its colorimetry's matrix and range (BT.601 when it
+// names no matrix), as frcnndetect reads them.
+struct YuvEncoding {
+	double kr = 0.299, kb = 0.114; // luma weights of red and blue
+	bool full_range = false;
+
+	explicit YuvEncoding(const GstVideoColorimetry &colorimetry)
+		: full_range(colorimetry.range == GST_VIDEO_COLOR_RANGE_0_255)
+	{
+		gdouble r, b;
+		if (gst_video_color_matrix_get_Kr_Kb(colorimetry.matrix, &r, &b)) {
+			kr = r;
+			kb = b;
+		}
+	}
+
+	void encode(const Rgb &c, double *y, double *u, double *v) const
+	{
+		const double luma = (kr * c.r + (1 - kr - kb) * c.g + kb * c.b) / 255;
+		const double cb = (c.b / 255 - luma) / (2 * (1 - kb)), cr = (c.r / 255 - luma) / (2 * (1 - kr));
+		*y = full_range ? 255 * luma : 16 + 219 * luma;
+		*u = 128 + (full_range ? 255 : 224) * cb;
+		*v = 128 + (full_range ? 255 : 224) * cr;
+	}
+};
 
 // The colour in the byte order of a packed format; alpha and padding bytes set to 255.
 cv::Scalar packed_colour(GstVideoFormat format, const Rgb &c)
@@ -258,7 +276,7 @@ int floor_shift(int x, int shift)
 class Canvas {
 public:
 	explicit Canvas(GstVideoFrame *frame)
-		: format_(GST_VIDEO_FRAME_FORMAT(frame))
+		: format_(GST_VIDEO_FRAME_FORMAT(frame)), yuv_(frame->info.colorimetry)
 	{
 		const int width = GST_VIDEO_FRAME_WIDTH(frame);
 		const int height = GST_VIDEO_FRAME_HEIGHT(frame);
@@ -321,7 +339,7 @@ public:
 		}
 
 		double y, u, v;
-		rgb_to_yuv(colour, &y, &u, &v);
+		yuv_.encode(colour, &y, &u, &v);
 		// Each band paints its pixels' luma and every chroma sample that covers one of them,
 		// so that a line has its colour however thin, at the price of a tint beside it.
 		auto fill = [&](const cv::Rect &band) {
@@ -361,15 +379,16 @@ public:
 	{
 		const int thickness = std::max(1, static_cast<int>(std::lround(scale * 2)));
 		const double level = white ? 255 : 0;
+		double luma, u, v;
+		yuv_.encode({ level, level, level }, &luma, &u, &v);
 		cv::Mat target = luma_;
-		cv::Scalar ink(white ? 235 : 16);
+		cv::Scalar ink(luma);
 		if (!packed_.empty()) {
 			target = packed_;
 			ink = packed_colour(format_, { level, level, level });
 		} else if (!pixels_.empty()) {
 			target = pixels_;
-			ink = format_ == GST_VIDEO_FORMAT_UYVY ? cv::Scalar(128, white ? 235 : 16)
-							       : cv::Scalar(white ? 235 : 16, 128);
+			ink = format_ == GST_VIDEO_FORMAT_UYVY ? cv::Scalar(u, luma) : cv::Scalar(luma, u);
 		}
 		cv::putText(target, text, origin, cv::FONT_HERSHEY_SIMPLEX, scale, ink, thickness,
 			    cv::LINE_AA);
@@ -387,6 +406,7 @@ private:
 	}
 
 	GstVideoFormat format_;
+	YuvEncoding yuv_;
 	int x_shift_ = 0, y_shift_ = 0; // log2 of the chroma subsampling
 	cv::Mat packed_;		// packed RGB and grey
 	cv::Mat luma_;			// planar and semi-planar YUV

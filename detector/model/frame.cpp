@@ -57,6 +57,31 @@ YuvLayout yuv_layout(PixelFormat format)
 	}
 }
 
+YuvToRgb yuv_to_rgb(YuvMatrix matrix, bool full_range)
+{
+	// The luma weights of red and blue (Kr, Kb) of each standard.
+	double kr = 0.299, kb = 0.114;
+	if (matrix == YuvMatrix::BT709) {
+		kr = 0.2126;
+		kb = 0.0722;
+	} else if (matrix == YuvMatrix::BT2020) {
+		kr = 0.2627;
+		kb = 0.0593;
+	}
+	const double kg = 1.0 - kr - kb;
+	// Limited range: luma spans 219 of the 255 steps, chroma 224.
+	const double luma_scale = full_range ? 1.0 : 255.0 / 219.0;
+	const double chroma_scale = full_range ? 1.0 : 255.0 / 224.0;
+	YuvToRgb c;
+	c.luma_offset = full_range ? 0.0f : 16.0f;
+	c.luma_scale = static_cast<float>(luma_scale);
+	c.red_v = static_cast<float>(2.0 * (1.0 - kr) * chroma_scale);
+	c.green_u = static_cast<float>(2.0 * (1.0 - kb) * kb / kg * chroma_scale);
+	c.green_v = static_cast<float>(2.0 * (1.0 - kr) * kr / kg * chroma_scale);
+	c.blue_u = static_cast<float>(2.0 * (1.0 - kb) * chroma_scale);
+	return c;
+}
+
 bool chroma_needs_even_x(PixelFormat format)
 {
 	return packed_bytes_per_pixel(format) == 0 && yuv_layout(format).x_shift > 0;
@@ -157,8 +182,9 @@ torch::Tensor frame_to_tensor(const FrameView &f)
 		return rgb.to(torch::kFloat32).div_(255.0f);
 	}
 
-	// YUV, BT.601 limited range (what SD video and most cameras use), chroma by nearest neighbour.
+	// YUV in the frame's matrix and range, chroma by nearest neighbour.
 	const YuvLayout layout = yuv_layout(f.format);
+	const YuvToRgb c = yuv_to_rgb(f.matrix, f.full_range);
 	const int64_t cw = ((int64_t)f.width + (1 << layout.x_shift) - 1) >> layout.x_shift;
 	const int64_t ch = ((int64_t)f.height + (1 << layout.y_shift) - 1) >> layout.y_shift;
 	auto samples = [&](int index, int64_t offset, int64_t height, int64_t width, int64_t step) {
@@ -176,12 +202,12 @@ torch::Tensor frame_to_tensor(const FrameView &f)
 			.repeat_interleave(1 << layout.x_shift, 1)
 			.index({Slice(0, f.height), Slice(0, f.width)});
 	};
-	auto yy = (y - 16.0f) * 1.164f;
+	auto yy = (y - c.luma_offset) * c.luma_scale;
 	auto uu = up(u) - 128.0f;
 	auto vv = up(v) - 128.0f;
-	auto r = yy + 1.596f * vv;
-	auto g = yy - 0.392f * uu - 0.813f * vv;
-	auto b = yy + 2.017f * uu;
+	auto r = yy + c.red_v * vv;
+	auto g = yy - c.green_u * uu - c.green_v * vv;
+	auto b = yy + c.blue_u * uu;
 	return torch::stack({r, g, b}, 0).clamp_(0.0f, 255.0f).div_(255.0f);
 }
 

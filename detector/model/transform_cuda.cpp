@@ -189,6 +189,7 @@ TransformedBatch transform_frames_cuda(const ModelConfig &config, const std::vec
 		} else {
 			desc.layout = cuda::FrameLayout::Yuv;
 			desc.yuv = yuv_layout(f.format);
+			desc.colours = yuv_to_rgb(f.matrix, f.full_range);
 		}
 		void *image = static_cast<uint8_t *>(out.batch.data_ptr()) + i * image_elements * element;
 		const int error = cuda::preprocess_frame(

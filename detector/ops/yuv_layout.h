@@ -12,6 +12,7 @@
 namespace frcnn {
 
 enum class PixelFormat; // frcnn/detector.h
+enum class YuvMatrix;	 // frcnn/detector.h
 
 struct YuvLayout {
 	int luma_step;	       // bytes from one luma sample to the next in a row: 1, or 2 in packed 4:2:2
@@ -24,6 +25,20 @@ struct YuvLayout {
 
 // The layout of a YUV pixel format (frame.cpp); throws frcnn::Error for a packed RGB or grey one.
 YuvLayout yuv_layout(PixelFormat format);
+
+// The arithmetic of a YUV sample's colour, R, G and B in 0..255 before they are clamped to it:
+//   luma = (Y - luma_offset) * luma_scale
+//   R = luma + red_v * (V - 128)
+//   G = luma - green_u * (U - 128) - green_v * (V - 128)
+//   B = luma + blue_u * (U - 128)
+// in float, one rounding per operation, in that order wherever it is computed.
+struct YuvToRgb {
+	float luma_offset, luma_scale;
+	float red_v, green_u, green_v, blue_u;
+};
+
+// The coefficients of a matrix and range (frame.cpp), from the standard's luma weights.
+YuvToRgb yuv_to_rgb(YuvMatrix matrix, bool full_range);
 
 // Byte of pixel (y, x)'s luma sample in plane 0 of `stride` bytes per row.
 FRCNN_HOST_DEVICE inline int64_t luma_byte(const YuvLayout &layout, int64_t stride, int64_t y, int64_t x)

@@ -500,9 +500,11 @@ TEST(CpuPreprocessing, EveryFormatGivesTheBitsOfTheLibTorchPath)
 			SCOPED_TRACE("format " + std::to_string((int)format) + ", " + std::to_string(size.first) +
 				     "x" + std::to_string(size.second));
 			std::vector<std::vector<uint8_t>> a, b;
-			const std::vector<FrameView> frames{
-				test::random_frame(format, size.first, size.second, rng, a),
-				test::random_frame(format, 320, 241, rng, b)};
+			std::vector<FrameView> frames{test::random_frame(format, size.first, size.second, rng, a),
+						      test::random_frame(format, 320, 241, rng, b)};
+			// Every matrix and range, for the YUV formats.
+			frames[1].matrix = static_cast<YuvMatrix>(size.first % 3);
+			frames[1].full_range = size.second % 2 == 0;
 			const auto fused = frcnn::detail::transform_frames_cpu(config, frames);
 			std::vector<torch::Tensor> images;
 			for (const auto &f : frames)
@@ -822,6 +824,44 @@ TEST(FrameToTensor, YuvColoursAreBt601LimitedRange)
 			EXPECT_NEAR(image[2][1][2].item<float>(), c.b, 1.5) << (int)c.y << "," << (int)c.u << "," << (int)c.v;
 		}
 	}
+}
+
+// Every matrix in either range: the colours of the standard's own encoding of them.
+TEST(FrameToTensor, YuvColoursFollowTheMatrixAndRange)
+{
+	struct Standard {
+		YuvMatrix matrix;
+		double kr, kb; // the luma weights of red and blue, as the standards give them
+	};
+	const std::vector<std::array<double, 3>> colours{{0, 0, 0},	  {255, 255, 255}, {191, 0, 0},
+							 {0, 191, 0},	  {0, 0, 191},	   {191, 191, 0},
+							 {40, 120, 220}, {250, 10, 130}};
+	for (const Standard &s : {Standard{YuvMatrix::BT601, 0.299, 0.114}, Standard{YuvMatrix::BT709, 0.2126, 0.0722},
+				  Standard{YuvMatrix::BT2020, 0.2627, 0.0593}})
+		for (bool full_range : {false, true})
+			for (const auto &rgb : colours) {
+				SCOPED_TRACE("matrix " + std::to_string((int)s.matrix) + (full_range ? " full" : " limited") +
+					     " range, colour " + std::to_string(rgb[0]) + "," + std::to_string(rgb[1]) +
+					     "," + std::to_string(rgb[2]));
+				// The encoding: E'y from the weights, then the colour differences scaled to
+				// +-0.5, both quantised to 8 bits in the range.
+				const double r = rgb[0] / 255, g = rgb[1] / 255, b = rgb[2] / 255;
+				const double luma = s.kr * r + (1 - s.kr - s.kb) * g + s.kb * b;
+				const double cb = (b - luma) / (2 * (1 - s.kb)), cr = (r - luma) / (2 * (1 - s.kr));
+				auto byte = [](double v) { return (uint8_t)std::lround(std::clamp(v, 0.0, 255.0)); };
+				const uint8_t y = byte(full_range ? 255 * luma : 16 + 219 * luma);
+				const uint8_t u = byte(128 + (full_range ? 255 : 224) * cb);
+				const uint8_t v = byte(128 + (full_range ? 255 : 224) * cr);
+				TestFrame frame = yuv_frame(PixelFormat::NV12, 2, 2, [&](int component, int, int) {
+					return component == 0 ? y : component == 1 ? u : v;
+				});
+				frame.view.matrix = s.matrix;
+				frame.view.full_range = full_range;
+				const torch::Tensor image = frame_to_tensor(frame.view) * 255.0f;
+				// Within 2 of 255: the rounding of the three bytes.
+				for (int channel = 0; channel < 3; channel++)
+					EXPECT_NEAR(image[channel][1][1].item<float>(), rgb[channel], 2.0) << "channel " << channel;
+			}
 }
 
 // A grey frame is an RGB frame with equal channels (full range, as GStreamer's GRAY8).

@@ -324,6 +324,9 @@ TEST(CudaPreprocessing, EveryFormatMatchesTheCpuPath)
 			std::vector<std::vector<uint8_t>> a, b;
 			std::vector<FrameView> frames{random_frame(format, size.first, size.second, rng, a),
 						      random_frame(format, 320, 240, rng, b)};
+			// Every matrix and range, for the YUV formats.
+			frames[1].matrix = static_cast<YuvMatrix>(size.first % 3);
+			frames[1].full_range = size.second % 2 == 0;
 			auto cpu = frcnn::detail::transform_frames(config, frames, torch::kCPU, torch::kFloat, false);
 			auto gpu = frcnn::detail::transform_frames(config, frames, kCuda, torch::kFloat, false);
 			ASSERT_EQ(cpu.batch.sizes(), gpu.batch.sizes());

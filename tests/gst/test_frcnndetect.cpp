@@ -81,6 +81,12 @@ frcnn::FrameView view_of(const Frame &frame)
 		view.planes[p] = frame.plane(p);
 		view.strides[p] = frame.strides[p];
 	}
+	/* The colorimetry of the caps (the element's; the tests use these three). */
+	const GstVideoColorimetry &colours = frame.info.colorimetry;
+	view.matrix = colours.matrix == GST_VIDEO_COLOR_MATRIX_BT709	 ? frcnn::YuvMatrix::BT709
+		      : colours.matrix == GST_VIDEO_COLOR_MATRIX_BT2020 ? frcnn::YuvMatrix::BT2020
+									 : frcnn::YuvMatrix::BT601;
+	view.full_range = colours.range == GST_VIDEO_COLOR_RANGE_0_255;
 	return view;
 }
 
@@ -437,6 +443,36 @@ TEST(FrcnnDetect, LayoutsOfOnePictureAllSeeTheSameImage)
 			ASSERT_TRUE(out);
 			expect_meta_equals(out.get(), frame.width(), frame.height(), expected);
 		}
+	}
+}
+
+TEST(FrcnnDetect, ReadsYuvInTheColorimetryOfTheCaps)
+{
+	/* The same bytes under caps of other colorimetries are other colours: each as the library
+	 * reads them in that matrix and range. Caps without one get GStreamer's default for the
+	 * size (BT.601 here). */
+	const cv::Mat image = photo(320, 240);
+	std::vector<std::vector<frcnn::Detection>> seen;
+	for (const char *colorimetry : { "bt601", "bt709", "bt2020", "1:4:0:0" /* JPEG: full range */ }) {
+		SCOPED_TRACE(colorimetry);
+		Frame frame = make_frame(image, GST_VIDEO_FORMAT_NV12);
+		ASSERT_TRUE(gst_video_colorimetry_from_string(&frame.info.colorimetry, colorimetry));
+		const std::vector<frcnn::Detection> expected = expected_for(frame);
+		ASSERT_FALSE(expected.empty());
+		for (const auto &other : seen)
+			ASSERT_FALSE(other.size() == expected.size() &&
+				     std::equal(other.begin(), other.end(), expected.begin(),
+						[](const frcnn::Detection &a, const frcnn::Detection &b) {
+							return a.label == b.label && a.score == b.score;
+						}))
+				<< "the colorimetries must give other detections for the test to tell them apart";
+		seen.push_back(expected);
+
+		HarnessPtr h = harness();
+		gst_harness_set_src_caps(h.get(), frame.caps());
+		gst_test::BufferPtr out(gst_harness_push_and_pull(h.get(), frame.buffer(0)));
+		ASSERT_TRUE(out);
+		expect_meta_equals(out.get(), frame.width(), frame.height(), expected);
 	}
 }
 

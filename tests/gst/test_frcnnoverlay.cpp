@@ -121,12 +121,24 @@ bool packed(GstVideoFormat format)
 	return gst_test::packed_order(format) != nullptr;
 }
 
+// BT.601 limited range (the default colorimetry of the tests' frames).
 std::array<int, 3> yuv_of(const std::array<int, 3> &rgb)
 {
 	const double r = rgb[0], g = rgb[1], b = rgb[2];
 	return { static_cast<int>(std::lround(16 + 0.257 * r + 0.504 * g + 0.098 * b)),
 		 static_cast<int>(std::lround(128 - 0.148 * r - 0.291 * g + 0.439 * b)),
 		 static_cast<int>(std::lround(128 + 0.439 * r - 0.368 * g - 0.071 * b)) };
+}
+
+// Another matrix (the luma weights kr, kb of red and blue) and range.
+std::array<int, 3> yuv_of(const std::array<int, 3> &rgb, double kr, double kb, bool full_range)
+{
+	const double luma = (kr * rgb[0] + (1 - kr - kb) * rgb[1] + kb * rgb[2]) / 255;
+	const double cb = (rgb[2] / 255.0 - luma) / (2 * (1 - kb)), cr = (rgb[0] / 255.0 - luma) / (2 * (1 - kr));
+	const double luma_steps = full_range ? 255 : 219, chroma_steps = full_range ? 255 : 224;
+	return { static_cast<int>(std::lround((full_range ? 0 : 16) + luma_steps * luma)),
+		 static_cast<int>(std::lround(128 + chroma_steps * cb)),
+		 static_cast<int>(std::lround(128 + chroma_steps * cr)) };
 }
 
 void expect_near(const std::array<int, 3> &a, const std::array<int, 3> &b, int tolerance,
@@ -214,6 +226,34 @@ INSTANTIATE_TEST_SUITE_P(AllFormats, OverlayFormatTest,
 	[](const ::testing::TestParamInfo<GstVideoFormat> &info) {
 		return std::string(gst_video_format_to_string(info.param));
 	});
+
+TEST(FrcnnOverlay, DrawsInTheColorimetryOfTheCaps)
+{
+	/* A box on HD video (BT.709) and on a decoded JPEG (full range) has the colour it has on
+	 * RGB, in the frame's own encoding. */
+	const std::array<int, 3> reference = rgb_box_colour();
+	struct Case {
+		const char *colorimetry;
+		double kr, kb;
+		bool full_range;
+	};
+	for (const Case &c : { Case{ "bt709", 0.2126, 0.0722, false }, Case{ "1:4:0:0", 0.299, 0.114, true },
+			       Case{ "bt2020", 0.2627, 0.0593, false } }) {
+		SCOPED_TRACE(c.colorimetry);
+		Frame frame = make_frame(cv::Mat(kHeight, kWidth, CV_8UC3, kGrey), GST_VIDEO_FORMAT_I420);
+		ASSERT_TRUE(gst_video_colorimetry_from_string(&frame.info.colorimetry, c.colorimetry));
+		HarnessPtr h = overlay("line-thickness=2");
+		gst_harness_set_src_caps(h.get(), frame.caps());
+		GstBuffer *in = frame.buffer(0);
+		add_detection(in, 40, 60, 80, 50, 3, "car", 0.9);
+		gst_test::BufferPtr out(gst_harness_push_and_pull(h.get(), in));
+		ASSERT_TRUE(out);
+		Pixels pixels(out.get(), frame);
+		const std::array<int, 3> expected = yuv_of(reference, c.kr, c.kb, c.full_range);
+		EXPECT_NE(expected, yuv_of(reference)) << "the encodings must differ for the test to tell";
+		expect_near(pixels.at(40, 80), expected, 1, "Y,U,V");
+	}
+}
 
 TEST(FrcnnOverlay, ColourIsStablePerClass)
 {

@@ -26,7 +26,10 @@ enum class PixelFormat {
 	UYVY,				     // packed 4:2:2: U Y0 V Y1
 	YVYU,				     // packed 4:2:2: Y0 V Y1 U
 };
-// The YUV formats are read as BT.601 limited range (what SD video and most cameras use).
+
+// The matrix by which a YUV frame's values stand for colours (GStreamer's colorimetry matrix):
+// BT.601 for SD video and most cameras, BT.709 for HD video, BT.2020 for UHD.
+enum class YuvMatrix { BT601, BT709, BT2020 };
 
 // Whether a format's chroma samples cover pixel pairs or 2x2 blocks, so that a rectangle of its
 // frames must start at an even x (4:2:2, 4:2:0) or an even x and y (4:2:0).
@@ -40,6 +43,10 @@ struct FrameView {
 	int height = 0;
 	const uint8_t *planes[3] = {nullptr, nullptr, nullptr};
 	int strides[3] = {0, 0, 0}; // bytes per row of each plane
+	// YUV formats only: their colours. Limited range is video's (luma 16 to 235, chroma 16 to
+	// 240), full range JPEG's (0 to 255).
+	YuvMatrix matrix = YuvMatrix::BT601;
+	bool full_range = false;
 };
 
 // The rectangle of `frame` at (x, y) of width x height pixels, as a view of the same memory:

@@ -38,14 +38,15 @@ public:
 			return;
 		}
 		layout_ = yuv_layout(frame.format);
-		// BT.601 limited range, as frame_to_tensor computes it.
+		// The frame's matrix and range, as frame_to_tensor computes them.
+		const YuvToRgb c = yuv_to_rgb(frame.matrix, frame.full_range);
 		for (int v = 0; v < 256; v++) {
 			const float centred = static_cast<float>(v) - 128.0f;
-			luma_[v] = (static_cast<float>(v) - 16.0f) * 1.164f;
-			red_v_[v] = 1.596f * centred;
-			green_u_[v] = 0.392f * centred;
-			green_v_[v] = 0.813f * centred;
-			blue_u_[v] = 2.017f * centred;
+			luma_[v] = (static_cast<float>(v) - c.luma_offset) * c.luma_scale;
+			red_v_[v] = c.red_v * centred;
+			green_u_[v] = c.green_u * centred;
+			green_v_[v] = c.green_v * centred;
+			blue_u_[v] = c.blue_u * centred;
 		}
 	}
 

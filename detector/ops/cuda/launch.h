@@ -65,6 +65,7 @@ struct FrameDesc {
 	int bytes_per_pixel;	// Packed: 1, 3 or 4
 	int rgb_offsets[3];	// Packed: byte offsets of R, G and B in a pixel
 	YuvLayout yuv;		// Yuv: where the samples lie
+	YuvToRgb colours;	// Yuv: their colours
 };
 
 // Writes one image of the model's batch: out is [3, padded_height, padded_width] (Float or

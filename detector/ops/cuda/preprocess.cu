@@ -14,8 +14,8 @@ struct Rgb {
 	float r, g, b;
 };
 
-// RGB in 0..1 of pixel (y, x). YUV: BT.601 limited range, chroma of the sample that covers the
-// pixel (nearest).
+// RGB in 0..1 of pixel (y, x). YUV: in the frame's matrix and range, chroma of the sample that
+// covers the pixel (nearest).
 __device__ __forceinline__ Rgb pixel(const FrameDesc &f, int64_t y, int64_t x)
 {
 	if (f.layout == FrameLayout::Packed) {
@@ -29,12 +29,13 @@ __device__ __forceinline__ Rgb pixel(const FrameDesc &f, int64_t y, int64_t x)
 	const float u = static_cast<float>(f.planes[l.u_plane][chroma_byte(l, f.strides[l.u_plane], y, x, l.u_offset)]);
 	const float v = static_cast<float>(f.planes[l.v_plane][chroma_byte(l, f.strides[l.v_plane], y, x, l.v_offset)]);
 	// The CPU path's tensor operations, one rounding each.
-	const float yy = __fmul_rn(luma - 16.0f, 1.164f);
+	const YuvToRgb &c = f.colours;
+	const float yy = __fmul_rn(luma - c.luma_offset, c.luma_scale);
 	const float uu = u - 128.0f;
 	const float vv = v - 128.0f;
-	const float r = __fadd_rn(yy, __fmul_rn(1.596f, vv));
-	const float g = __fsub_rn(__fsub_rn(yy, __fmul_rn(0.392f, uu)), __fmul_rn(0.813f, vv));
-	const float b = __fadd_rn(yy, __fmul_rn(2.017f, uu));
+	const float r = __fadd_rn(yy, __fmul_rn(c.red_v, vv));
+	const float g = __fsub_rn(__fsub_rn(yy, __fmul_rn(c.green_u, uu)), __fmul_rn(c.green_v, vv));
+	const float b = __fadd_rn(yy, __fmul_rn(c.blue_u, uu));
 	auto unit = [](float c) { return fminf(fmaxf(c, 0.0f), 255.0f) / 255.0f; };
 	return {unit(r), unit(g), unit(b)};
 }
