@@ -326,8 +326,15 @@ TEST(FrameUpload, EveryPlaneIsReadWhereItWasPut)
 	frames.push_back(shapes_frame(2, PixelFormat::RGB, 0));
 	frames.push_back(shapes_frame(3, PixelFormat::NV12, 3));
 	frames.push_back(shapes_frame(4, PixelFormat::RGB, 5));
+	// The other plane layouts: 4:2:2 planar (chroma of full height), packed, V before U.
+	std::mt19937 rng(14);
+	for (PixelFormat format : {PixelFormat::Y42B, PixelFormat::YUY2, PixelFormat::YV12}) {
+		TestFrame frame;
+		frame.view = test::random_frame(format, 97, 61, rng, frame.planes);
+		frames.push_back(std::move(frame));
+	}
 	const std::vector<Source> sources{Source::Gathered, Source::PinnedBlock, Source::OnDevice, Source::PinnedBlock,
-					  Source::Gathered};
+					  Source::Gathered, Source::PinnedBlock, Source::Gathered, Source::OnDevice};
 	std::vector<FrameView> views;
 	std::vector<frcnn::detail::FrameMemory> memory(frames.size());
 	for (size_t i = 0; i < frames.size(); i++) {
@@ -410,8 +417,14 @@ TEST(FrameUpload, RectanglesOfACopiedFrameAreReadInsideItsMemory)
 {
 	using Source = frcnn::detail::FrameUploadPlan::Source;
 	for (Source source : {Source::PinnedBlock, Source::OnDevice}) {
-		for (PixelFormat format : {PixelFormat::NV12, PixelFormat::BGRx}) {
-			const TestFrame frame = shapes_frame(2, format, 10);
+		for (PixelFormat format : {PixelFormat::NV12, PixelFormat::BGRx, PixelFormat::YUY2, PixelFormat::Y42B}) {
+			TestFrame frame;
+			if (format == PixelFormat::NV12 || format == PixelFormat::BGRx) {
+				frame = shapes_frame(2, format, 10);
+			} else {
+				std::mt19937 rng(15);
+				frame.view = test::random_frame(format, 320, 240, rng, frame.planes);
+			}
 			FrameView copied;
 			auto memory = frcnn::detail::copy_frame_memory(frame.view, torch::kCPU, &copied);
 			if (source == Source::OnDevice)
