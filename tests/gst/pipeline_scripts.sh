@@ -43,6 +43,11 @@ FRCNN_JSON_FORMAT=dlstreamer ./export-json.sh --dry-run a.mp4 | grep -q "frcnnjs
 	fail "export-json.sh --dry-run does not show -q"
 ./benchmark.sh --dry-run | grep -q "^gst-launch-1.0 -v -m videotestsrc" ||
 	fail "benchmark.sh --dry-run does not show -v -m"
+./detect-camera.sh --dry-run --mjpeg --size 1280x720 /dev/video2 |
+	grep -qF 'device=/dev/video2 \! image/jpeg\,width=1280\,height=720 \! jpegdec \! videoconvert \! frcnndetect' ||
+	fail "detect-camera.sh --mjpeg does not decode the camera's JPEG"
+./detect-camera.sh --dry-run | grep -qF 'v4l2src device=/dev/video0 \! video/x-raw\,width=640\,height=480 \! videoconvert' ||
+	fail "detect-camera.sh does not take raw frames by default"
 # Several sources: one detector each, all on one shared model, in a grid of 2 columns for 3.
 streams=$(./detect-streams.sh --dry-run --tile 100x50 a.mp4 rtsp://camera/stream c.mp4)
 [ "$(grep -o "model-instance-id=detect-streams" <<<"$streams" | wc -l)" = 3 ] ||
