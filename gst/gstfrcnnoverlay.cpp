@@ -372,17 +372,21 @@ public:
 			fill(band);
 	}
 
-	// Text in black or white: on planar and semi-planar YUV frames only the luma is written, the
-	// chroma of the label background stays; on packed 4:2:2 frames the chroma under the
-	// letters turns neutral with them.
+	// Text in black or white. On YUV frames the chroma under the letters turns neutral with
+	// them: where a chroma sample stands for several pixels, by the share of them the letters
+	// cover, so that the letters are grey, not tinted by the label's colour.
 	void text(const std::string &text, cv::Point origin, double scale, bool white)
 	{
 		const int thickness = std::max(1, static_cast<int>(std::lround(scale * 2)));
 		const double level = white ? 255 : 0;
 		double luma, u, v;
 		yuv_.encode({ level, level, level }, &luma, &u, &v);
-		cv::Mat target = luma_;
-		cv::Scalar ink(luma);
+		if (!luma_.empty()) {
+			text_with_chroma(text, origin, scale, thickness, luma, u);
+			return;
+		}
+		cv::Mat target;
+		cv::Scalar ink;
 		if (!packed_.empty()) {
 			target = packed_;
 			ink = packed_colour(format_, { level, level, level });
@@ -390,11 +394,68 @@ public:
 			target = pixels_;
 			ink = format_ == GST_VIDEO_FORMAT_UYVY ? cv::Scalar(u, luma) : cv::Scalar(luma, u);
 		}
-		cv::putText(target, text, origin, cv::FONT_HERSHEY_SIMPLEX, scale, ink, thickness,
+		cv::putText(target, text, origin, kFont, scale, ink, thickness,
 			    cv::LINE_AA);
 	}
 
 private:
+	static constexpr int kFont = cv::FONT_HERSHEY_SIMPLEX;
+
+	// Planar and semi-planar YUV: the letters drawn as coverage (0 to 255, antialiased) into a
+	// mask of the text's rectangle, then blended into the luma pixel by pixel and into each
+	// chroma sample by the mean coverage of the pixels it stands for.
+	void text_with_chroma(const std::string &text, cv::Point origin, double scale, int thickness,
+			      double luma, double neutral)
+	{
+		int baseline = 0;
+		const cv::Size size = cv::getTextSize(text, kFont, scale, thickness, &baseline);
+		const int margin = thickness + 2;
+		const int x_step = 1 << x_shift_, y_step = 1 << y_shift_;
+		// The rectangle on the chroma grid, so that each sample's pixels are in it or outside.
+		const int left = floor_shift(origin.x - margin, x_shift_) * x_step;
+		const int top = floor_shift(origin.y - size.height - margin, y_shift_) * y_step;
+		const cv::Rect area = cv::Rect(left, top, origin.x + size.width + margin - left,
+					       origin.y + baseline + margin - top) &
+				      cv::Rect(0, 0, luma_.cols, luma_.rows);
+		if (area.empty())
+			return;
+		cv::Mat coverage = cv::Mat::zeros(area.size(), CV_8UC1);
+		cv::putText(coverage, text, origin - area.tl(), kFont, scale, cv::Scalar(255), thickness,
+			    cv::LINE_AA);
+		auto blend = [](uint8_t value, double target, double alpha) {
+			return cv::saturate_cast<uint8_t>(value + (target - value) * alpha);
+		};
+		for (int y = 0; y < area.height; y++) {
+			uint8_t *row = luma_.ptr<uint8_t>(area.y + y) + area.x;
+			const uint8_t *cover = coverage.ptr<uint8_t>(y);
+			for (int x = 0; x < area.width; x++)
+				if (cover[x] > 0)
+					row[x] = blend(row[x], luma, cover[x] / 255.0);
+		}
+		// area.x and area.y are on the grid (the frame's edges are).
+		for (int cy = area.y >> y_shift_; cy << y_shift_ < area.y + area.height; cy++)
+			for (int cx = area.x >> x_shift_; cx << x_shift_ < area.x + area.width; cx++) {
+				int sum = 0, pixels = 0;
+				for (int y = cy * y_step; y < std::min((cy + 1) * y_step, area.y + area.height); y++)
+					for (int x = cx * x_step; x < std::min((cx + 1) * x_step, area.x + area.width); x++) {
+						sum += coverage.at<uint8_t>(y - area.y, x - area.x);
+						pixels++;
+					}
+				if (sum == 0)
+					continue;
+				const double alpha = sum / (255.0 * pixels);
+				if (!chroma_pairs_.empty()) {
+					cv::Vec2b &pair = chroma_pairs_.at<cv::Vec2b>(cy, cx);
+					pair[0] = blend(pair[0], neutral, alpha);
+					pair[1] = blend(pair[1], neutral, alpha);
+				} else {
+					uint8_t &cb = chroma_[0].at<uint8_t>(cy, cx), &cr = chroma_[1].at<uint8_t>(cy, cx);
+					cb = blend(cb, neutral, alpha);
+					cr = blend(cr, neutral, alpha);
+				}
+			}
+	}
+
 	// The four bytes of a pair of pixels of one colour, in the format's order.
 	cv::Scalar pair_colour(double y, double u, double v) const
 	{

@@ -213,6 +213,19 @@ TEST_P(OverlayFormatTest, DrawsBoxAndLabelInPlace)
 		for (int x = 40; x < 100; x++)
 			changed += after.at(x, y) != background;
 	EXPECT_GT(changed, 100);
+
+	if (!packed(format) && format != GST_VIDEO_FORMAT_GRAY8) {
+		/* The letters' chroma turns neutral with them (the label's colour is far from it). */
+		auto saturation = [](const std::array<int, 3> &yuv) {
+			return std::abs(yuv[1] - 128) + std::abs(yuv[2] - 128);
+		};
+		int least = saturation(yuv_of(reference));
+		for (int y = 44; y < 60; y++)
+			for (int x = 40; x < 100; x++)
+				least = std::min(least, saturation(after.at(x, y)));
+		EXPECT_LT(least, saturation(yuv_of(reference)) / 2)
+			<< "the label's chroma is " << saturation(yuv_of(reference)) << " from neutral";
+	}
 }
 
 INSTANTIATE_TEST_SUITE_P(AllFormats, OverlayFormatTest,
