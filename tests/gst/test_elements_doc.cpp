@@ -81,6 +81,48 @@ TEST_P(ElementsDoc, EveryPropertyHasARowAndEveryRowAProperty)
 	gst_object_unref(element);
 }
 
+// The caps block of frcnndetect's section names the formats of its sink pad, no more, no fewer
+// (frcnnoverlay's section says it takes the same).
+TEST(ElementsDoc, TheCapsBlockListsTheFormatsTheElementTakes)
+{
+	gst_test::init();
+	std::string listed;
+	bool inside = false;
+	for (const std::string &line : section_of("frcnndetect")) {
+		if (line.find("format: {") != std::string::npos)
+			inside = true;
+		if (inside)
+			listed += line;
+		if (inside && line.find('}') != std::string::npos)
+			break;
+	}
+	ASSERT_FALSE(listed.empty()) << "no 'format: { ... }' in frcnndetect's section";
+	std::set<std::string> documented;
+	std::istringstream words(listed.substr(listed.find('{') + 1, listed.find('}') - listed.find('{') - 1));
+	for (std::string word; std::getline(words, word, ',');) {
+		word.erase(0, word.find_first_not_of(" \t"));
+		word.erase(word.find_last_not_of(" \t") + 1);
+		documented.insert(word);
+	}
+
+	for (const char *name : { "frcnndetect", "frcnnoverlay" }) {
+		SCOPED_TRACE(name);
+		GstElement *element = gst_element_factory_make(name, nullptr);
+		ASSERT_NE(element, nullptr);
+		GstPad *sink = gst_element_get_static_pad(element, "sink");
+		GstCaps *caps = gst_pad_get_pad_template_caps(sink);
+		std::set<std::string> taken;
+		const GValue *formats = gst_structure_get_value(gst_caps_get_structure(caps, 0), "format");
+		ASSERT_TRUE(formats && GST_VALUE_HOLDS_LIST(formats));
+		for (guint i = 0; i < gst_value_list_get_size(formats); i++)
+			taken.insert(g_value_get_string(gst_value_list_get_value(formats, i)));
+		EXPECT_EQ(documented, taken);
+		gst_caps_unref(caps);
+		gst_object_unref(sink);
+		gst_object_unref(element);
+	}
+}
+
 INSTANTIATE_TEST_SUITE_P(Elements, ElementsDoc,
 			 ::testing::Values("frcnndetect", "frcnnoverlay", "frcnnjson", "frcnnshapesrc"));
 
