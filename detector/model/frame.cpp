@@ -7,6 +7,7 @@
 #include "../ops/yuv_layout.h"
 #include "frcnn/error.h"
 #include "frcnn/frame.h"
+#include "parts.h"
 
 namespace frcnn {
 
@@ -158,6 +159,34 @@ FrameView crop_frame(const FrameView &frame, int x, int y, int width, int height
 			crop.planes[p] += chroma_byte(layout, frame.strides[p], y, x, 0);
 	return crop;
 }
+
+namespace detail {
+
+cuda::FrameDesc describe_frame(const FrameView &f)
+{
+	cuda::FrameDesc desc{};
+	desc.width = f.width;
+	desc.height = f.height;
+	for (int p = 0; p < 3; p++) {
+		desc.planes[p] = f.planes[p];
+		desc.strides[p] = f.strides[p];
+	}
+	const int bpp = packed_bytes_per_pixel(f.format);
+	if (bpp > 0) {
+		desc.layout = cuda::FrameLayout::Packed;
+		desc.bytes_per_pixel = bpp;
+		const auto offsets = packed_rgb_offsets(f.format);
+		for (int c = 0; c < 3; c++)
+			desc.rgb_offsets[c] = static_cast<int>(offsets[c]);
+	} else {
+		desc.layout = cuda::FrameLayout::Yuv;
+		desc.yuv = yuv_layout(f.format);
+		desc.colours = yuv_to_rgb(f.matrix, f.full_range);
+	}
+	return desc;
+}
+
+} // namespace detail
 
 namespace {
 

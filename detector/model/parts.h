@@ -19,6 +19,7 @@
 #include <torch/nn/pimpl.h>
 #include <torch/types.h>
 
+#include "../ops/cuda/launch.h"
 #include "frcnn/config.h"
 #include "frcnn/detector.h"
 #include "frcnn/model.h"
@@ -464,6 +465,9 @@ TransformedBatch transform_frames_cpu(const ModelConfig &config, const std::vect
 TransformedBatch transform_frames_cuda(const ModelConfig &config, const std::vector<FrameView> &frames,
 				       torch::Device device, torch::ScalarType dtype,
 				       const std::vector<FrameMemory> &frame_memory);
+// How the CUDA pre-processing kernel is told of a frame (a valid view): its layout, colours and
+// size, with the view's planes and strides (transform_frames_cuda puts the device's there).
+cuda::FrameDesc describe_frame(const FrameView &frame);
 
 // A frame's planes copied into one new byte tensor (page-locked when `pinned`), each plane at a
 // multiple of 64 bytes with the frame's strides; *view is set to the frame in the copy.

@@ -172,24 +172,10 @@ TransformedBatch transform_frames_cuda(const ModelConfig &config, const std::vec
 				.copy_(staging.narrow(0, begin, end - begin), /*non_blocking=*/true);
 		} // else on the device already
 
-		cuda::FrameDesc desc{};
-		desc.width = f.width;
-		desc.height = f.height;
+		cuda::FrameDesc desc = describe_frame(f);
 		for (size_t p = 0; p < placed.planes.size(); p++) {
 			desc.planes[p] = device_base(i) + placed.planes[p].offset;
 			desc.strides[p] = placed.planes[p].stride;
-		}
-		const int bpp = packed_bytes_per_pixel(f.format);
-		if (bpp > 0) {
-			desc.layout = cuda::FrameLayout::Packed;
-			desc.bytes_per_pixel = bpp;
-			const auto offsets = packed_rgb_offsets(f.format);
-			for (int c = 0; c < 3; c++)
-				desc.rgb_offsets[c] = offsets[c];
-		} else {
-			desc.layout = cuda::FrameLayout::Yuv;
-			desc.yuv = yuv_layout(f.format);
-			desc.colours = yuv_to_rgb(f.matrix, f.full_range);
 		}
 		void *image = static_cast<uint8_t *>(out.batch.data_ptr()) + i * image_elements * element;
 		const int error = cuda::preprocess_frame(

@@ -24,6 +24,7 @@
 #include "frcnn/shapes.h"
 #include "parts.h"
 #include "../../detector/ops/kernels.h"
+#include "../../detector/ops/cuda/preprocess_steps.h"
 #include "../../detector/ops/yuv_layout.h"
 
 using namespace frcnn;
@@ -895,4 +896,52 @@ TEST(FrameToTensor, GreyIsRgbWithEqualChannels)
 	view.planes[0] = rgb.data();
 	view.strides[0] = 37 * 3;
 	EXPECT_TRUE(torch::equal(frame_to_tensor(grey), frame_to_tensor(view)));
+}
+
+// The CUDA pre-processing kernel's arithmetic (preprocess_steps.h), run here on the host over
+// the description the kernel gets (describe_frame): every format, colorimetry and size gives
+// the CPU path's image, so the kernel reads what the CPU reads before a GPU runs it. Within a
+// bound, not equal: the kernel computes the resize's source coordinates in float, as
+// LibTorch's CUDA kernel does (and its CPU kernel in the 2.x LibTorch of the last GPU run, which
+// gave the same bits there), LibTorch 1.13's CPU kernel in double; the coordinates then differ
+// by up to half a float step (3e-5 pixels at x = 640), a value by that much of the difference
+// between two neighbours (up to 4.4 on noise), and nvcc may fuse the resizing's multiply-adds.
+// A sample read from the wrong place, or in the wrong colours, is off by 0.05 and more. On the
+// GPU, CudaPreprocessing.EveryFormatMatchesTheCpuPath checks the kernel itself.
+TEST(CudaPreprocessingSteps, EmulatedOnTheHostGiveTheCpuPath)
+{
+	const ModelConfig config = model_preset("fasterrcnn_resnet50_fpn");
+	float mean[3], std[3];
+	for (int c = 0; c < 3; c++) {
+		mean[c] = static_cast<float>(config.image_mean[c]);
+		std[c] = static_cast<float>(config.image_std[c]);
+	}
+	std::mt19937 rng(16);
+	int round = 0;
+	for (PixelFormat format : test::all_pixel_formats())
+		for (auto size : {std::pair<int, int>{641, 479}, {1333, 800}, {37, 23}}) {
+			SCOPED_TRACE("format " + std::to_string((int)format) + ", " + std::to_string(size.first) + "x" +
+				     std::to_string(size.second));
+			std::vector<std::vector<uint8_t>> storage;
+			FrameView frame = test::random_frame(format, size.first, size.second, rng, storage);
+			frame.matrix = static_cast<YuvMatrix>(round % 3);
+			frame.full_range = round++ % 2 == 1;
+			const auto cpu = frcnn::detail::transform_frames_cpu(config, {frame});
+			const auto [resized_height, resized_width] = cpu.image_sizes[0];
+			const torch::Tensor batch = cpu.batch[0].contiguous();
+			const int64_t height = batch.size(1), width = batch.size(2);
+			const cuda::FrameDesc desc = frcnn::detail::describe_frame(frame);
+			const float *expected = batch.data_ptr<float>();
+			double largest = 0;
+			for (int64_t y = 0; y < height; y++)
+				for (int64_t x = 0; x < width; x++) {
+					cuda::steps::Rgb value{0, 0, 0};
+					if (y < resized_height && x < resized_width)
+						value = cuda::steps::resized_pixel(desc, mean, std, resized_height, resized_width, y, x);
+					const float got[3] = {value.r, value.g, value.b};
+					for (int c = 0; c < 3; c++)
+						largest = std::max(largest, (double)std::abs(got[c] - expected[(c * height + y) * width + x]));
+				}
+			EXPECT_LE(largest, 3e-4);
+		}
 }

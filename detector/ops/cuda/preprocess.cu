@@ -1,66 +1,15 @@
 // SPDX-License-Identifier: BSD-3-Clause
 // Raw frame bytes to one normalised, resized, padded image of the model's batch, in one launch:
-// each output pixel converts its four source taps to RGB, normalises them and blends them.
-// The operations are the CPU path's (frame_to_tensor, normalise, bilinear interpolate), in float.
+// each output pixel converts its four source taps to RGB, normalises them and blends them
+// (preprocess_steps.h, shared with a host emulation that the CPU tests run).
 #include "common.cuh"
+#include "preprocess_steps.h"
 
 namespace frcnn::cuda {
 
 namespace {
 
 using detail::store;
-
-struct Rgb {
-	float r, g, b;
-};
-
-// RGB in 0..1 of pixel (y, x). YUV: in the frame's matrix and range, chroma of the sample that
-// covers the pixel (nearest).
-__device__ __forceinline__ Rgb pixel(const FrameDesc &f, int64_t y, int64_t x)
-{
-	if (f.layout == FrameLayout::Packed) {
-		const uint8_t *p = f.planes[0] + y * f.strides[0] + x * f.bytes_per_pixel;
-		return {static_cast<float>(p[f.rgb_offsets[0]]) / 255.0f,
-			static_cast<float>(p[f.rgb_offsets[1]]) / 255.0f,
-			static_cast<float>(p[f.rgb_offsets[2]]) / 255.0f};
-	}
-	const YuvLayout &l = f.yuv;
-	const float luma = static_cast<float>(f.planes[0][luma_byte(l, f.strides[0], y, x)]);
-	const float u = static_cast<float>(f.planes[l.u_plane][chroma_byte(l, f.strides[l.u_plane], y, x, l.u_offset)]);
-	const float v = static_cast<float>(f.planes[l.v_plane][chroma_byte(l, f.strides[l.v_plane], y, x, l.v_offset)]);
-	// The CPU path's tensor operations, one rounding each.
-	const YuvToRgb &c = f.colours;
-	const float yy = __fmul_rn(luma - c.luma_offset, c.luma_scale);
-	const float uu = u - 128.0f;
-	const float vv = v - 128.0f;
-	const float r = __fadd_rn(yy, __fmul_rn(c.red_v, vv));
-	const float g = __fsub_rn(__fsub_rn(yy, __fmul_rn(c.green_u, uu)), __fmul_rn(c.green_v, vv));
-	const float b = __fadd_rn(yy, __fmul_rn(c.blue_u, uu));
-	auto unit = [](float c) { return fminf(fmaxf(c, 0.0f), 255.0f) / 255.0f; };
-	return {unit(r), unit(g), unit(b)};
-}
-
-// Source index and weights of torch's bilinear upsampling (align_corners = false, no scale
-// given): src = scale * (dst + 0.5) - 0.5 clamped at 0, scale = in / out in float.
-struct Taps {
-	int64_t i0, i1;
-	float w0, w1;
-};
-
-__device__ __forceinline__ Taps taps(int64_t dst, int64_t in_size, int64_t out_size)
-{
-	const float scale = static_cast<float>(in_size) / static_cast<float>(out_size);
-	float src = scale * (static_cast<float>(dst) + 0.5f) - 0.5f;
-	if (src < 0.0f)
-		src = 0.0f;
-	Taps t;
-	t.i0 = static_cast<int64_t>(src);
-	t.i1 = t.i0 < in_size - 1 ? t.i0 + 1 : t.i0;
-	const float lambda = fminf(fmaxf(src - static_cast<float>(t.i0), 0.0f), 1.0f);
-	t.w1 = lambda;
-	t.w0 = 1.0f - lambda;
-	return t;
-}
 
 template<typename S>
 __global__ void preprocess_kernel(FrameDesc frame, float3 mean, float3 std_, int64_t resized_height,
@@ -77,18 +26,11 @@ __global__ void preprocess_kernel(FrameDesc frame, float3 mean, float3 std_, int
 			store(out + 2 * plane + index, 0.0f);
 			continue;
 		}
-		const Taps ty = taps(y, frame.height, resized_height);
-		const Taps tx = taps(x, frame.width, resized_width);
-		const Rgb p00 = pixel(frame, ty.i0, tx.i0), p01 = pixel(frame, ty.i0, tx.i1);
-		const Rgb p10 = pixel(frame, ty.i1, tx.i0), p11 = pixel(frame, ty.i1, tx.i1);
-		auto blend = [&](float v00, float v01, float v10, float v11, float m, float s) {
-			const float n00 = (v00 - m) / s, n01 = (v01 - m) / s;
-			const float n10 = (v10 - m) / s, n11 = (v11 - m) / s;
-			return ty.w0 * (tx.w0 * n00 + tx.w1 * n01) + ty.w1 * (tx.w0 * n10 + tx.w1 * n11);
-		};
-		store(out + index, blend(p00.r, p01.r, p10.r, p11.r, mean.x, std_.x));
-		store(out + plane + index, blend(p00.g, p01.g, p10.g, p11.g, mean.y, std_.y));
-		store(out + 2 * plane + index, blend(p00.b, p01.b, p10.b, p11.b, mean.z, std_.z));
+		const float m[3] = {mean.x, mean.y, mean.z}, d[3] = {std_.x, std_.y, std_.z};
+		const steps::Rgb value = steps::resized_pixel(frame, m, d, resized_height, resized_width, y, x);
+		store(out + index, value.r);
+		store(out + plane + index, value.g);
+		store(out + 2 * plane + index, value.b);
 	}
 }
 
