@@ -194,6 +194,16 @@ HarnessPtr harness(const std::string &properties = "")
 	return HarnessPtr(h);
 }
 
+// The detections a default element attaches to `frame`, pushed alone, are `expected`.
+void expect_element_detects(const Frame &frame, const std::vector<frcnn::Detection> &expected)
+{
+	HarnessPtr h = harness();
+	gst_harness_set_src_caps(h.get(), frame.caps());
+	gst_test::BufferPtr out(gst_harness_push_and_pull(h.get(), frame.buffer(0)));
+	ASSERT_TRUE(out);
+	expect_meta_equals(out.get(), frame.width(), frame.height(), expected);
+}
+
 // What reached the harness's sink pad, in order: "B<pts in ms>" or the event's name.
 class FlowRecorder {
 public:
@@ -399,11 +409,7 @@ TEST_P(FormatTest, OddSizeAndPaddedStrides)
 		const std::vector<frcnn::Detection> expected = expected_for(frame);
 		ASSERT_FALSE(expected.empty());
 
-		HarnessPtr h = harness();
-		gst_harness_set_src_caps(h.get(), frame.caps());
-		gst_test::BufferPtr out(gst_harness_push_and_pull(h.get(), frame.buffer(0)));
-		ASSERT_TRUE(out);
-		expect_meta_equals(out.get(), frame.width(), frame.height(), expected);
+		expect_element_detects(frame, expected);
 	}
 }
 
@@ -437,11 +443,7 @@ TEST(FrcnnDetect, LayoutsOfOnePictureAllSeeTheSameImage)
 		for (GstVideoFormat format : family) {
 			SCOPED_TRACE(gst_video_format_to_string(format));
 			const Frame frame = make_frame(image, format);
-			HarnessPtr h = harness();
-			gst_harness_set_src_caps(h.get(), frame.caps());
-			gst_test::BufferPtr out(gst_harness_push_and_pull(h.get(), frame.buffer(0)));
-			ASSERT_TRUE(out);
-			expect_meta_equals(out.get(), frame.width(), frame.height(), expected);
+			expect_element_detects(frame, expected);
 		}
 	}
 }
@@ -468,11 +470,7 @@ TEST(FrcnnDetect, ReadsYuvInTheColorimetryOfTheCaps)
 				<< "the colorimetries must give other detections for the test to tell them apart";
 		seen.push_back(expected);
 
-		HarnessPtr h = harness();
-		gst_harness_set_src_caps(h.get(), frame.caps());
-		gst_test::BufferPtr out(gst_harness_push_and_pull(h.get(), frame.buffer(0)));
-		ASSERT_TRUE(out);
-		expect_meta_equals(out.get(), frame.width(), frame.height(), expected);
+		expect_element_detects(frame, expected);
 	}
 }
 

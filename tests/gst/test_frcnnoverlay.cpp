@@ -149,15 +149,21 @@ void expect_near(const std::array<int, 3> &a, const std::array<int, 3> &b, int t
 							    << a[c] << " vs " << b[c];
 }
 
+// `frame` with a "car" (label id 3, 40,60 80x50) drawn by an overlay of `properties`.
+gst_test::BufferPtr draw_car(const Frame &frame, const char *properties = "")
+{
+	HarnessPtr h = overlay(properties);
+	gst_harness_set_src_caps(h.get(), frame.caps());
+	GstBuffer *in = frame.buffer(0);
+	add_detection(in, 40, 60, 80, 50, 3, "car", 0.9);
+	return gst_test::BufferPtr(gst_harness_push_and_pull(h.get(), in));
+}
+
 // The box colour of label id 3 as drawn on RGB, the reference for the other formats.
 std::array<int, 3> rgb_box_colour()
 {
 	const Frame frame = make_frame(cv::Mat(kHeight, kWidth, CV_8UC3, kGrey), GST_VIDEO_FORMAT_RGB);
-	HarnessPtr h = overlay();
-	gst_harness_set_src_caps(h.get(), frame.caps());
-	GstBuffer *in = frame.buffer(0);
-	add_detection(in, 40, 60, 80, 50, 3, "car", 0.9);
-	gst_test::BufferPtr out(gst_harness_push_and_pull(h.get(), in));
+	gst_test::BufferPtr out = draw_car(frame);
 	if (!out) {
 		ADD_FAILURE() << "no output";
 		return {};
@@ -174,14 +180,12 @@ TEST_P(OverlayFormatTest, DrawsBoxAndLabelInPlace)
 	const GstVideoFormat format = GetParam();
 	const Frame frame = make_frame(cv::Mat(kHeight, kWidth, CV_8UC3, kGrey), format);
 
-	HarnessPtr h = overlay("line-thickness=2 show=label-score");
-	gst_harness_set_src_caps(h.get(), frame.caps());
-	GstBuffer *in = frame.buffer(0);
-	add_detection(in, 40, 60, 80, 50, 3, "car", 0.9);
-	gst_test::BufferPtr out(gst_harness_push_and_pull(h.get(), in));
+	gst_test::BufferPtr out = draw_car(frame, "line-thickness=2 show=label-score");
 	ASSERT_TRUE(out);
 
 	/* The same frame without metadata gives the untouched values. */
+	HarnessPtr h = overlay("line-thickness=2 show=label-score");
+	gst_harness_set_src_caps(h.get(), frame.caps());
 	gst_test::BufferPtr plain(gst_harness_push_and_pull(h.get(), frame.buffer(GST_SECOND)));
 	ASSERT_TRUE(plain);
 	Pixels before(plain.get(), frame);
@@ -255,11 +259,7 @@ TEST(FrcnnOverlay, DrawsInTheColorimetryOfTheCaps)
 		SCOPED_TRACE(c.colorimetry);
 		Frame frame = make_frame(cv::Mat(kHeight, kWidth, CV_8UC3, kGrey), GST_VIDEO_FORMAT_I420);
 		ASSERT_TRUE(gst_video_colorimetry_from_string(&frame.info.colorimetry, c.colorimetry));
-		HarnessPtr h = overlay("line-thickness=2");
-		gst_harness_set_src_caps(h.get(), frame.caps());
-		GstBuffer *in = frame.buffer(0);
-		add_detection(in, 40, 60, 80, 50, 3, "car", 0.9);
-		gst_test::BufferPtr out(gst_harness_push_and_pull(h.get(), in));
+		gst_test::BufferPtr out = draw_car(frame, "line-thickness=2");
 		ASSERT_TRUE(out);
 		Pixels pixels(out.get(), frame);
 		const std::array<int, 3> expected = yuv_of(reference, c.kr, c.kb, c.full_range);
@@ -313,16 +313,9 @@ TEST(FrcnnOverlay, AnyProducerWithoutDetectionParam)
 TEST(FrcnnOverlay, ShowAndThickness)
 {
 	const Frame frame = make_frame(cv::Mat(kHeight, kWidth, CV_8UC3, kGrey), GST_VIDEO_FORMAT_RGB);
-	auto draw = [&](const char *properties) {
-		HarnessPtr h = overlay(properties);
-		gst_harness_set_src_caps(h.get(), frame.caps());
-		GstBuffer *in = frame.buffer(0);
-		add_detection(in, 40, 60, 80, 50, 3, "car", 0.9);
-		return gst_test::BufferPtr(gst_harness_push_and_pull(h.get(), in));
-	};
-	gst_test::BufferPtr none = draw("show=none line-thickness=1");
-	gst_test::BufferPtr label = draw("show=label line-thickness=1");
-	gst_test::BufferPtr thick = draw("show=none line-thickness=6");
+	gst_test::BufferPtr none = draw_car(frame, "show=none line-thickness=1");
+	gst_test::BufferPtr label = draw_car(frame, "show=label line-thickness=1");
+	gst_test::BufferPtr thick = draw_car(frame, "show=none line-thickness=6");
 	Pixels pn(none.get(), frame), pl(label.get(), frame), pt(thick.get(), frame);
 
 	const std::array<int, 3> grey = pn.at(100, 140);
