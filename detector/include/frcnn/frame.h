@@ -10,8 +10,8 @@
 
 namespace frcnn {
 
-// Converts a frame to a float [3,H,W] RGB tensor in 0..1 on the CPU (YUV formats: BT.601
-// limited range, chroma upsampled by nearest neighbour; GRAY8: the byte in all three channels).
+// Converts a frame to a float [3,H,W] RGB tensor in 0..1 on the CPU (YUV formats: in the view's
+// matrix and range, chroma upsampled by nearest neighbour; GRAY8: the byte in all three channels).
 // Throws frcnn::Error on a bad view.
 torch::Tensor frame_to_tensor(const FrameView &frame);
 
