@@ -945,3 +945,35 @@ TEST(CudaPreprocessingSteps, EmulatedOnTheHostGiveTheCpuPath)
 			EXPECT_LE(largest, 3e-4);
 		}
 }
+
+// Any rectangle on a frame's chroma grid, of any format, size and stride: the crop reads exactly
+// the frame's pixels inside it (frame_to_tensor of the crop is that part of the frame's), and
+// its planes lie inside the frame's memory (AddressSanitizer builds check each byte read).
+TEST(CropFrame, AnyRectangleOnTheGridReadsThatPartOfTheFrame)
+{
+	std::mt19937 rng(17);
+	auto below = [&rng](int n) { return std::uniform_int_distribution<int>(0, n - 1)(rng); };
+	for (int round = 0; round < 300; round++) {
+		const PixelFormat format = test::all_pixel_formats()[below((int)test::all_pixel_formats().size())];
+		const int width = 1 + below(40), height = 1 + below(30);
+		SCOPED_TRACE("round " + std::to_string(round) + ": format " + std::to_string((int)format) + ", " +
+			     std::to_string(width) + "x" + std::to_string(height));
+		std::vector<std::vector<uint8_t>> storage;
+		FrameView frame = test::random_frame(format, width, height, rng, storage);
+		frame.matrix = static_cast<YuvMatrix>(below(3));
+		frame.full_range = below(2) == 1;
+		const int x_step = chroma_needs_even_x(format) ? 2 : 1, y_step = chroma_needs_even_y(format) ? 2 : 1;
+		const int x = below((width + x_step - 1) / x_step) * x_step, y = below((height + y_step - 1) / y_step) * y_step;
+		const int w = 1 + below(width - x), h = 1 + below(height - y);
+		const FrameView crop = crop_frame(frame, x, y, w, h);
+		using torch::indexing::Slice;
+		const torch::Tensor part = frame_to_tensor(frame).index({Slice(), Slice(y, y + h), Slice(x, x + w)});
+		EXPECT_TRUE(torch::equal(frame_to_tensor(crop), part)) << w << "x" << h << " at " << x << "," << y;
+		const auto planes = frame_planes(crop);
+		for (size_t p = 0; p < planes.size(); p++) {
+			const uint8_t *begin = storage[p].data(), *end = begin + storage[p].size();
+			EXPECT_TRUE(crop.planes[p] >= begin && crop.planes[p] + plane_span(planes[p], crop.strides[p]) <= end)
+				<< "plane " << p << " of the crop leaves the frame's memory";
+		}
+	}
+}
