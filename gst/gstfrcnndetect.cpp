@@ -2287,6 +2287,18 @@ static gboolean gst_frcnn_detect_sink_event(GstPad *pad, GstObject *parent, GstE
 			gst_event_unref(event);
 			return FALSE;
 		}
+		if (GST_VIDEO_INFO_IS_YUV(&info)) {
+			/* What the colours will be read as, for a user who wonders. */
+			gchar *colorimetry = gst_video_colorimetry_to_string(&info.colorimetry);
+			GST_INFO_OBJECT(self, "%s frames of %dx%d, read in colorimetry %s (%s matrix, %s range)",
+					GST_VIDEO_INFO_NAME(&info), GST_VIDEO_INFO_WIDTH(&info),
+					GST_VIDEO_INFO_HEIGHT(&info), colorimetry ? colorimetry : "unknown",
+					yuv_matrix(info.colorimetry.matrix) == frcnn::YuvMatrix::BT709	   ? "BT.709"
+					: yuv_matrix(info.colorimetry.matrix) == frcnn::YuvMatrix::BT2020 ? "BT.2020"
+													   : "BT.601",
+					info.colorimetry.range == GST_VIDEO_COLOR_RANGE_0_255 ? "full" : "limited");
+			g_free(colorimetry);
+		}
 	}
 
 	bool restart = false;
