@@ -359,6 +359,10 @@ bool to_pixel_format(GstVideoFormat format, frcnn::PixelFormat *out)
 	case GST_VIDEO_FORMAT_YUY2: *out = frcnn::PixelFormat::YUY2; return true;
 	case GST_VIDEO_FORMAT_UYVY: *out = frcnn::PixelFormat::UYVY; return true;
 	case GST_VIDEO_FORMAT_YVYU: *out = frcnn::PixelFormat::YVYU; return true;
+	case GST_VIDEO_FORMAT_VYUY: *out = frcnn::PixelFormat::VYUY; return true;
+	case GST_VIDEO_FORMAT_NV16: *out = frcnn::PixelFormat::NV16; return true;
+	case GST_VIDEO_FORMAT_NV61: *out = frcnn::PixelFormat::NV61; return true;
+	case GST_VIDEO_FORMAT_NV24: *out = frcnn::PixelFormat::NV24; return true;
 	default: return false;
 	}
 }

@@ -298,6 +298,9 @@ public:
 		switch (format_) {
 		case GST_VIDEO_FORMAT_NV12:
 		case GST_VIDEO_FORMAT_NV21:
+		case GST_VIDEO_FORMAT_NV16:
+		case GST_VIDEO_FORMAT_NV61:
+		case GST_VIDEO_FORMAT_NV24:
 			luma_ = plane(0, height, width, CV_8UC1);
 			chroma_pairs_ = plane(1, chroma_height, chroma_width, CV_8UC2);
 			break;
@@ -312,6 +315,7 @@ public:
 		case GST_VIDEO_FORMAT_YUY2:
 		case GST_VIDEO_FORMAT_UYVY:
 		case GST_VIDEO_FORMAT_YVYU:
+		case GST_VIDEO_FORMAT_VYUY:
 			// Four bytes for each two pixels of a row; and each pixel's luma byte with
 			// a chroma byte (U or V, by the pixel's column), for the text.
 			pixel_pairs_ = plane(0, height, chroma_width, CV_8UC4);
@@ -356,7 +360,7 @@ public:
 			}
 			cv::rectangle(luma_, band, cv::Scalar(y), cv::FILLED);
 			if (!chroma_pairs_.empty()) {
-				const bool v_first = format_ == GST_VIDEO_FORMAT_NV21;
+				const bool v_first = format_ == GST_VIDEO_FORMAT_NV21 || format_ == GST_VIDEO_FORMAT_NV61;
 				cv::rectangle(chroma_pairs_, chroma, v_first ? cv::Scalar(v, u) : cv::Scalar(u, v),
 					      cv::FILLED);
 			} else {
@@ -392,7 +396,9 @@ public:
 			ink = packed_colour(format_, { level, level, level });
 		} else if (!pixels_.empty()) {
 			target = pixels_;
-			ink = format_ == GST_VIDEO_FORMAT_UYVY ? cv::Scalar(u, luma) : cv::Scalar(luma, u);
+			// Chroma first in UYVY and VYUY, luma first in YUY2 and YVYU.
+			const bool chroma_first = format_ == GST_VIDEO_FORMAT_UYVY || format_ == GST_VIDEO_FORMAT_VYUY;
+			ink = chroma_first ? cv::Scalar(u, luma) : cv::Scalar(luma, u);
 		}
 		cv::putText(target, text, origin, kFont, scale, ink, thickness,
 			    cv::LINE_AA);
@@ -462,6 +468,7 @@ private:
 		switch (format_) {
 		case GST_VIDEO_FORMAT_UYVY: return cv::Scalar(u, y, v, y);
 		case GST_VIDEO_FORMAT_YVYU: return cv::Scalar(y, v, y, u);
+		case GST_VIDEO_FORMAT_VYUY: return cv::Scalar(v, y, u, y);
 		default: return cv::Scalar(y, u, y, v); // YUY2
 		}
 	}
@@ -471,7 +478,7 @@ private:
 	int x_shift_ = 0, y_shift_ = 0; // log2 of the chroma subsampling
 	cv::Mat packed_;		// packed RGB and grey
 	cv::Mat luma_;			// planar and semi-planar YUV
-	cv::Mat chroma_pairs_;		// semi-planar: U and V (NV12) or V and U (NV21)
+	cv::Mat chroma_pairs_;		// semi-planar: U and V (NV12, NV16, NV24) or V and U (NV21, NV61)
 	cv::Mat chroma_[2];		// planar: U, V
 	cv::Mat pixel_pairs_, pixels_;	// packed 4:2:2
 };

@@ -18,7 +18,7 @@
 // as BT.601 limited range.
 #define FRCNN_VIDEO_FORMATS                                                                 \
 	"{ RGB, BGR, RGBx, BGRx, xRGB, xBGR, RGBA, BGRA, ARGB, ABGR, NV12, NV21, I420, YV12, " \
-	"Y42B, Y444, YUY2, UYVY, YVYU, GRAY8 }"
+	"NV16, NV61, Y42B, NV24, Y444, YUY2, UYVY, YVYU, VYUY, GRAY8 }"
 
 namespace frcnn::gst {
 

@@ -29,10 +29,14 @@ inline FrameView random_frame(PixelFormat format, int width, int height, std::mt
 	case PixelFormat::I420:
 	case PixelFormat::YV12: planes = {{height, width}, {ch, cw}, {ch, cw}}; break;
 	case PixelFormat::Y42B: planes = {{height, width}, {height, cw}, {height, cw}}; break;
+	case PixelFormat::NV16:
+	case PixelFormat::NV61: planes = {{height, width}, {height, cw * 2}}; break;
+	case PixelFormat::NV24: planes = {{height, width}, {height, width * 2}}; break;
 	case PixelFormat::Y444: planes = {{height, width}, {height, width}, {height, width}}; break;
 	case PixelFormat::YUY2:
 	case PixelFormat::UYVY:
-	case PixelFormat::YVYU: planes = {{height, cw * 4}}; break;
+	case PixelFormat::YVYU:
+	case PixelFormat::VYUY: planes = {{height, cw * 4}}; break;
 	default: planes = {{height, width * bpp}}; break;
 	}
 	std::uniform_int_distribution<int> byte(0, 255);
@@ -56,7 +60,8 @@ inline const std::vector<PixelFormat> &all_pixel_formats()
 		PixelFormat::xRGB, PixelFormat::xBGR, PixelFormat::RGBA, PixelFormat::BGRA,
 		PixelFormat::ARGB, PixelFormat::ABGR, PixelFormat::NV12, PixelFormat::I420,
 		PixelFormat::GRAY8, PixelFormat::NV21, PixelFormat::YV12, PixelFormat::Y42B,
-		PixelFormat::Y444, PixelFormat::YUY2, PixelFormat::UYVY, PixelFormat::YVYU};
+		PixelFormat::Y444, PixelFormat::YUY2, PixelFormat::UYVY, PixelFormat::YVYU,
+		PixelFormat::VYUY, PixelFormat::NV16, PixelFormat::NV61, PixelFormat::NV24};
 	return formats;
 }
 

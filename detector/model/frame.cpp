@@ -54,6 +54,10 @@ YuvLayout yuv_layout(PixelFormat format)
 	case PixelFormat::YUY2: return {2, 0, 0, 0, 1, 3, 4, 1, 0};
 	case PixelFormat::UYVY: return {2, 1, 0, 0, 0, 2, 4, 1, 0};
 	case PixelFormat::YVYU: return {2, 0, 0, 0, 3, 1, 4, 1, 0};
+	case PixelFormat::VYUY: return {2, 1, 0, 0, 2, 0, 4, 1, 0};
+	case PixelFormat::NV16: return {1, 0, 1, 1, 0, 1, 2, 1, 0};
+	case PixelFormat::NV61: return {1, 0, 1, 1, 1, 0, 2, 1, 0};
+	case PixelFormat::NV24: return {1, 0, 1, 1, 0, 1, 2, 0, 0};
 	default: throw Error("not a YUV format");
 	}
 }

@@ -704,7 +704,7 @@ TestFrame yuv_frame(PixelFormat format, int width, int height, const SampleAt &s
 	f.view.format = format;
 	f.view.width = width;
 	f.view.height = height;
-	const bool full_chroma = format == PixelFormat::Y444;
+	const bool full_chroma = format == PixelFormat::Y444 || format == PixelFormat::NV24;
 	const bool chroma_420 = format == PixelFormat::NV12 || format == PixelFormat::NV21 ||
 				format == PixelFormat::I420 || format == PixelFormat::YV12;
 	const int xs = full_chroma ? 0 : 1, ys = chroma_420 ? 1 : 0;
@@ -722,6 +722,7 @@ TestFrame yuv_frame(PixelFormat format, int width, int height, const SampleAt &s
 	const char *packed_order = format == PixelFormat::YUY2	 ? "YUYV"
 				   : format == PixelFormat::UYVY ? "UYVY"
 				   : format == PixelFormat::YVYU ? "YVYU"
+				   : format == PixelFormat::VYUY ? "VYUY"
 								 : nullptr;
 	if (packed_order != nullptr) {
 		const size_t plane = add_plane(height, 4 * cw);
@@ -741,9 +742,11 @@ TestFrame yuv_frame(PixelFormat format, int width, int height, const SampleAt &s
 		for (int y = 0; y < height; y++)
 			for (int x = 0; x < width; x++)
 				put(luma, y, x, sample(0, y, x));
-		if (format == PixelFormat::NV12 || format == PixelFormat::NV21) {
+		if (format == PixelFormat::NV12 || format == PixelFormat::NV21 || format == PixelFormat::NV16 ||
+		    format == PixelFormat::NV61 || format == PixelFormat::NV24) {
+			// Semi-planar: U and V interleaved, V first in NV21 and NV61.
 			const size_t chroma = add_plane(ch, 2 * cw);
-			const int u_byte = format == PixelFormat::NV12 ? 0 : 1;
+			const int u_byte = format == PixelFormat::NV21 || format == PixelFormat::NV61 ? 1 : 0;
 			for (int cy = 0; cy < ch; cy++)
 				for (int cx = 0; cx < cw; cx++) {
 					put(chroma, cy, 2 * cx + u_byte, sample(1, cy << ys, cx << xs));
@@ -794,8 +797,10 @@ TEST(FrameToTensor, YuvFormatsReadTheirSamplesWhereTheyLie)
 	};
 	const std::vector<Family> families{
 		{1, 1, {PixelFormat::I420, PixelFormat::YV12, PixelFormat::NV12, PixelFormat::NV21}},
-		{1, 0, {PixelFormat::Y42B, PixelFormat::YUY2, PixelFormat::UYVY, PixelFormat::YVYU}},
-		{0, 0, {PixelFormat::Y444}}};
+		{1, 0,
+		 {PixelFormat::Y42B, PixelFormat::NV16, PixelFormat::NV61, PixelFormat::YUY2, PixelFormat::UYVY,
+		  PixelFormat::YVYU, PixelFormat::VYUY}},
+		{0, 0, {PixelFormat::Y444, PixelFormat::NV24}}};
 	uint32_t seed = 1;
 	for (const Family &family : families)
 		for (PixelFormat format : family.formats)

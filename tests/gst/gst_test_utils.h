@@ -84,6 +84,19 @@ inline const char *packed_order(GstVideoFormat format)
 	}
 }
 
+// The byte offset of component `c` (0 Y, 1 U, 2 V) in a pixel of `finfo`'s format, as the
+// format's packing writes it. GStreamer 1.22's table gives VYUY the offsets of UYVY (U first),
+// while its packing (videoconvert's output) and the FOURCC put V first: those are taken here.
+inline int component_offset(const GstVideoFormatInfo *finfo, guint c)
+{
+	if (GST_VIDEO_FORMAT_INFO_FORMAT(finfo) == GST_VIDEO_FORMAT_VYUY &&
+	    GST_VIDEO_FORMAT_INFO_POFFSET(finfo, 1) == 0) {
+		const int vyuy[3] = { 1, 2, 0 };
+		return vyuy[c];
+	}
+	return GST_VIDEO_FORMAT_INFO_POFFSET(finfo, c);
+}
+
 // One frame as the element receives it. `bytes` holds exactly the buffer's memory, and
 // offsets/strides its layout, so a test can build the library's FrameView on its own.
 struct Frame {
@@ -182,7 +195,7 @@ inline Frame make_frame(const cv::Mat &bgr, GstVideoFormat format, int stride_pa
 	const GstVideoFormatInfo *finfo = frame.info.finfo;
 	for (guint c = 0; c < 3; c++) {
 		const guint plane = GST_VIDEO_FORMAT_INFO_PLANE(finfo, c);
-		const int offset = GST_VIDEO_FORMAT_INFO_POFFSET(finfo, c);
+		const int offset = component_offset(finfo, c);
 		const int step = GST_VIDEO_FORMAT_INFO_PSTRIDE(finfo, c);
 		const int x_shift = GST_VIDEO_FORMAT_INFO_W_SUB(finfo, c);
 		const int y_shift = GST_VIDEO_FORMAT_INFO_H_SUB(finfo, c);

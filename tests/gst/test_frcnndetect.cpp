@@ -64,6 +64,10 @@ frcnn::PixelFormat pixel_format(GstVideoFormat format)
 	case GST_VIDEO_FORMAT_YUY2: return frcnn::PixelFormat::YUY2;
 	case GST_VIDEO_FORMAT_UYVY: return frcnn::PixelFormat::UYVY;
 	case GST_VIDEO_FORMAT_YVYU: return frcnn::PixelFormat::YVYU;
+	case GST_VIDEO_FORMAT_VYUY: return frcnn::PixelFormat::VYUY;
+	case GST_VIDEO_FORMAT_NV16: return frcnn::PixelFormat::NV16;
+	case GST_VIDEO_FORMAT_NV61: return frcnn::PixelFormat::NV61;
+	case GST_VIDEO_FORMAT_NV24: return frcnn::PixelFormat::NV24;
 	default:
 		ADD_FAILURE() << "no library format for " << gst_video_format_to_string(format);
 		return frcnn::PixelFormat::RGB;
@@ -420,7 +424,8 @@ INSTANTIATE_TEST_SUITE_P(AllSinkFormats, FormatTest,
 			  GST_VIDEO_FORMAT_ABGR, GST_VIDEO_FORMAT_NV12, GST_VIDEO_FORMAT_I420,
 			  GST_VIDEO_FORMAT_NV21, GST_VIDEO_FORMAT_YV12, GST_VIDEO_FORMAT_Y42B,
 			  GST_VIDEO_FORMAT_Y444, GST_VIDEO_FORMAT_YUY2, GST_VIDEO_FORMAT_UYVY,
-			  GST_VIDEO_FORMAT_YVYU, GST_VIDEO_FORMAT_GRAY8),
+			  GST_VIDEO_FORMAT_YVYU, GST_VIDEO_FORMAT_VYUY, GST_VIDEO_FORMAT_NV16,
+			  GST_VIDEO_FORMAT_NV61, GST_VIDEO_FORMAT_NV24, GST_VIDEO_FORMAT_GRAY8),
 	[](const ::testing::TestParamInfo<GstVideoFormat> &info) {
 		return std::string(gst_video_format_to_string(info.param));
 	});
@@ -436,8 +441,10 @@ TEST(FrcnnDetect, LayoutsOfOnePictureAllSeeTheSameImage)
 					    GST_VIDEO_FORMAT_ARGB },
 	       std::vector<GstVideoFormat>{ GST_VIDEO_FORMAT_I420, GST_VIDEO_FORMAT_YV12, GST_VIDEO_FORMAT_NV12,
 					    GST_VIDEO_FORMAT_NV21 },
-	       std::vector<GstVideoFormat>{ GST_VIDEO_FORMAT_Y42B, GST_VIDEO_FORMAT_YUY2, GST_VIDEO_FORMAT_UYVY,
-					    GST_VIDEO_FORMAT_YVYU } }) {
+	       std::vector<GstVideoFormat>{ GST_VIDEO_FORMAT_Y42B, GST_VIDEO_FORMAT_NV16, GST_VIDEO_FORMAT_NV61,
+					    GST_VIDEO_FORMAT_YUY2, GST_VIDEO_FORMAT_UYVY, GST_VIDEO_FORMAT_YVYU,
+					    GST_VIDEO_FORMAT_VYUY },
+	       std::vector<GstVideoFormat>{ GST_VIDEO_FORMAT_Y444, GST_VIDEO_FORMAT_NV24 } }) {
 		const std::vector<frcnn::Detection> expected = expected_for(make_frame(image, family.front()));
 		ASSERT_FALSE(expected.empty());
 		for (GstVideoFormat format : family) {

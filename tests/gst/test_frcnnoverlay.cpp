@@ -102,7 +102,7 @@ public:
 			const guint plane = GST_VIDEO_FORMAT_INFO_PLANE(finfo, component);
 			values[c] = map_.data[layout_.offsets[plane] +
 					      (y >> GST_VIDEO_FORMAT_INFO_H_SUB(finfo, component)) * layout_.strides[plane] +
-					      GST_VIDEO_FORMAT_INFO_POFFSET(finfo, component) +
+					      gst_test::component_offset(finfo, component) +
 					      (x >> GST_VIDEO_FORMAT_INFO_W_SUB(finfo, component)) *
 						      GST_VIDEO_FORMAT_INFO_PSTRIDE(finfo, component)];
 		}
@@ -239,7 +239,8 @@ INSTANTIATE_TEST_SUITE_P(AllFormats, OverlayFormatTest,
 			  GST_VIDEO_FORMAT_ABGR, GST_VIDEO_FORMAT_NV12, GST_VIDEO_FORMAT_I420,
 			  GST_VIDEO_FORMAT_NV21, GST_VIDEO_FORMAT_YV12, GST_VIDEO_FORMAT_Y42B,
 			  GST_VIDEO_FORMAT_Y444, GST_VIDEO_FORMAT_YUY2, GST_VIDEO_FORMAT_UYVY,
-			  GST_VIDEO_FORMAT_YVYU, GST_VIDEO_FORMAT_GRAY8),
+			  GST_VIDEO_FORMAT_YVYU, GST_VIDEO_FORMAT_VYUY, GST_VIDEO_FORMAT_NV16,
+			  GST_VIDEO_FORMAT_NV61, GST_VIDEO_FORMAT_NV24, GST_VIDEO_FORMAT_GRAY8),
 	[](const ::testing::TestParamInfo<GstVideoFormat> &info) {
 		return std::string(gst_video_format_to_string(info.param));
 	});

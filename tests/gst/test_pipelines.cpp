@@ -218,4 +218,47 @@ TEST(Pipelines, FlushingSeekWhilePlaying)
 	EXPECT_GT(output.back(), 11 * GST_SECOND) << "played to the end of the 11.3 s video";
 }
 
+// The video's frames converted by videoconvert (GStreamer's own packing of each format) into the
+// formats of a family, which hold the same samples in other places: frcnndetect finds the same in
+// each. This checks the element's reading of every format against GStreamer's writing of it,
+// apart from the tests' own frame writers. Each family's frames are converted once to its first
+// format, then without resampling to the others (converted straight from the decoder's I420,
+// videoconvert's paths to the formats of one family resample chroma differently).
+TEST(Pipelines, EveryLayoutOfTheSameSamplesGivesTheSameDetections)
+{
+	const std::string dir = gst_test::out_dir();
+	constexpr std::size_t kFrames = 3; // the first frames, the same in every run
+	auto detections = [&](const std::string &family, const std::string &format) {
+		const std::string jsonl = dir + "/layout-" + format + ".jsonl";
+		std::remove(jsonl.c_str());
+		GstElement *pipeline = launch(
+			"filesrc location=" + quoted(gst_test::kVideo) + " ! decodebin ! identity eos-after=" +
+			std::to_string(kFrames) + " ! videoconvert ! video/x-raw,format=" + family +
+			" ! videoconvert chroma-mode=none dither=none ! video/x-raw,format=" + format +
+			" ! frcnndetect model=tiny weights=" + quoted(gst_test::weights4()) +
+			" threshold=0.05 min-size=256 ! frcnnjson location=" + quoted(jsonl) + " ! fakesink");
+		std::vector<json> frames;
+		if (pipeline == nullptr)
+			return frames;
+		run_to_eos(pipeline);
+		gst_object_unref(pipeline);
+		std::ifstream file(jsonl);
+		for (std::string line; std::getline(file, line) && frames.size() < kFrames;)
+			frames.push_back(json::parse(line)["detections"]);
+		return frames;
+	};
+	for (const std::vector<std::string> &family :
+	     { std::vector<std::string>{ "RGB", "BGR", "RGBx", "xBGR", "ARGB", "BGRA" },
+	       std::vector<std::string>{ "I420", "YV12", "NV12", "NV21" },
+	       std::vector<std::string>{ "Y42B", "NV16", "NV61", "YUY2", "UYVY", "YVYU", "VYUY" },
+	       std::vector<std::string>{ "Y444", "NV24" } }) {
+		const std::vector<json> expected = detections(family.front(), family.front());
+		ASSERT_EQ(expected.size(), kFrames) << family.front();
+		ASSERT_FALSE(expected.front().empty()) << family.front();
+		for (std::size_t i = 1; i < family.size(); i++)
+			EXPECT_TRUE(detections(family.front(), family[i]) == expected)
+				<< family[i] << " gives other detections than " << family.front();
+	}
+}
+
 } // namespace

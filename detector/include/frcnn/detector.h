@@ -25,6 +25,10 @@ enum class PixelFormat {
 	YUY2,				     // packed 4:2:2, 4 bytes per 2 pixels: Y0 U Y1 V
 	UYVY,				     // packed 4:2:2: U Y0 V Y1
 	YVYU,				     // packed 4:2:2: Y0 V Y1 U
+	NV16,				     // Y plane + interleaved UV plane at half width, full height
+	NV61,				     // NV16 with V before U
+	NV24,				     // Y plane + interleaved UV plane at full resolution
+	VYUY,				     // packed 4:2:2: V Y0 U Y1
 };
 
 // The matrix by which a YUV frame's values stand for colours (GStreamer's colorimetry matrix):
