@@ -363,6 +363,10 @@ bool to_pixel_format(GstVideoFormat format, frcnn::PixelFormat *out)
 	case GST_VIDEO_FORMAT_NV16: *out = frcnn::PixelFormat::NV16; return true;
 	case GST_VIDEO_FORMAT_NV61: *out = frcnn::PixelFormat::NV61; return true;
 	case GST_VIDEO_FORMAT_NV24: *out = frcnn::PixelFormat::NV24; return true;
+	case GST_VIDEO_FORMAT_P010_10LE: *out = frcnn::PixelFormat::P010_10LE; return true;
+	case GST_VIDEO_FORMAT_I420_10LE: *out = frcnn::PixelFormat::I420_10LE; return true;
+	case GST_VIDEO_FORMAT_I422_10LE: *out = frcnn::PixelFormat::I422_10LE; return true;
+	case GST_VIDEO_FORMAT_Y444_10LE: *out = frcnn::PixelFormat::Y444_10LE; return true;
 	default: return false;
 	}
 }

@@ -210,13 +210,14 @@ Rgb class_colour(const frcnn::gst::DetectionMeta &det)
 }
 
 // How a frame's YUV values stand for colours: its colorimetry's matrix and range (BT.601 when it
-// names no matrix), as frcnndetect reads them.
+// names no matrix), as frcnndetect reads them, in samples of `depth` bits.
 struct YuvEncoding {
 	double kr = 0.299, kb = 0.114; // luma weights of red and blue
 	bool full_range = false;
+	int depth = 8;
 
-	explicit YuvEncoding(const GstVideoColorimetry &colorimetry)
-		: full_range(colorimetry.range == GST_VIDEO_COLOR_RANGE_0_255)
+	YuvEncoding(const GstVideoColorimetry &colorimetry, int depth)
+		: full_range(colorimetry.range == GST_VIDEO_COLOR_RANGE_0_255), depth(depth)
 	{
 		gdouble r, b;
 		if (gst_video_color_matrix_get_Kr_Kb(colorimetry.matrix, &r, &b)) {
@@ -229,9 +230,11 @@ struct YuvEncoding {
 	{
 		const double luma = (kr * c.r + (1 - kr - kb) * c.g + kb * c.b) / 255;
 		const double cb = (c.b / 255 - luma) / (2 * (1 - kb)), cr = (c.r / 255 - luma) / (2 * (1 - kr));
-		*y = full_range ? 255 * luma : 16 + 219 * luma;
-		*u = 128 + (full_range ? 255 : 224) * cb;
-		*v = 128 + (full_range ? 255 : 224) * cr;
+		// Full range: all 2^depth - 1 steps; limited: 8 bits' levels times 2^(depth - 8).
+		const double steps = (1 << depth) - 1, more_bits = 1 << (depth - 8), centre = 1 << (depth - 1);
+		*y = full_range ? steps * luma : (16 + 219 * luma) * more_bits;
+		*u = centre + (full_range ? steps : 224 * more_bits) * cb;
+		*v = centre + (full_range ? steps : 224 * more_bits) * cr;
 	}
 };
 
@@ -272,11 +275,16 @@ int floor_shift(int x, int shift)
 	return x >= 0 ? x >> shift : -((-x + (1 << shift) - 1) >> shift);
 }
 
-// The planes of a frame as OpenCV images over the mapped memory, and how to paint on them.
+// The planes of a frame as OpenCV images over the mapped memory, and how to paint on them. YUV
+// samples of more than 8 bits are 16-bit words in the host's byte order (the formats' LE), the
+// sample in their bits from shift_ up.
 class Canvas {
 public:
 	explicit Canvas(GstVideoFrame *frame)
-		: format_(GST_VIDEO_FRAME_FORMAT(frame)), yuv_(frame->info.colorimetry)
+		: format_(GST_VIDEO_FRAME_FORMAT(frame)),
+		  yuv_(frame->info.colorimetry, GST_VIDEO_FORMAT_INFO_DEPTH(frame->info.finfo, 0)),
+		  shift_(GST_VIDEO_FORMAT_INFO_SHIFT(frame->info.finfo, 0)),
+		  depth_(yuv_.depth > 8 ? CV_16U : CV_8U)
 	{
 		const int width = GST_VIDEO_FRAME_WIDTH(frame);
 		const int height = GST_VIDEO_FRAME_HEIGHT(frame);
@@ -284,9 +292,9 @@ public:
 			return cv::Mat(rows, cols, type, GST_VIDEO_FRAME_PLANE_DATA(frame, index),
 				       GST_VIDEO_FRAME_PLANE_STRIDE(frame, index));
 		};
-		auto component = [frame](int index) {
+		auto component = [frame, this](int index) {
 			return cv::Mat(GST_VIDEO_FRAME_COMP_HEIGHT(frame, index),
-				       GST_VIDEO_FRAME_COMP_WIDTH(frame, index), CV_8UC1,
+				       GST_VIDEO_FRAME_COMP_WIDTH(frame, index), CV_MAKETYPE(depth_, 1),
 				       GST_VIDEO_FRAME_COMP_DATA(frame, index),
 				       GST_VIDEO_FRAME_COMP_STRIDE(frame, index));
 		};
@@ -301,14 +309,18 @@ public:
 		case GST_VIDEO_FORMAT_NV16:
 		case GST_VIDEO_FORMAT_NV61:
 		case GST_VIDEO_FORMAT_NV24:
-			luma_ = plane(0, height, width, CV_8UC1);
-			chroma_pairs_ = plane(1, chroma_height, chroma_width, CV_8UC2);
+		case GST_VIDEO_FORMAT_P010_10LE:
+			luma_ = plane(0, height, width, CV_MAKETYPE(depth_, 1));
+			chroma_pairs_ = plane(1, chroma_height, chroma_width, CV_MAKETYPE(depth_, 2));
 			break;
 		case GST_VIDEO_FORMAT_I420:
 		case GST_VIDEO_FORMAT_YV12:
 		case GST_VIDEO_FORMAT_Y42B:
 		case GST_VIDEO_FORMAT_Y444:
-			luma_ = plane(0, height, width, CV_8UC1);
+		case GST_VIDEO_FORMAT_I420_10LE:
+		case GST_VIDEO_FORMAT_I422_10LE:
+		case GST_VIDEO_FORMAT_Y444_10LE:
+			luma_ = plane(0, height, width, CV_MAKETYPE(depth_, 1));
 			chroma_[0] = component(1);
 			chroma_[1] = component(2);
 			break;
@@ -344,6 +356,9 @@ public:
 
 		double y, u, v;
 		yuv_.encode(colour, &y, &u, &v);
+		y = word(y);
+		u = word(u);
+		v = word(v);
 		// Each band paints its pixels' luma and every chroma sample that covers one of them,
 		// so that a line has its colour however thin, at the price of a tint beside it.
 		auto fill = [&](const cv::Rect &band) {
@@ -386,7 +401,10 @@ public:
 		double luma, u, v;
 		yuv_.encode({ level, level, level }, &luma, &u, &v);
 		if (!luma_.empty()) {
-			text_with_chroma(text, origin, scale, thickness, luma, u);
+			if (depth_ == CV_16U)
+				text_with_chroma<uint16_t>(text, origin, scale, thickness, luma, u);
+			else
+				text_with_chroma<uint8_t>(text, origin, scale, thickness, luma, u);
 			return;
 		}
 		cv::Mat target;
@@ -407,9 +425,13 @@ public:
 private:
 	static constexpr int kFont = cv::FONT_HERSHEY_SIMPLEX;
 
+	// A sample's value as the word that holds it.
+	double word(double sample) const { return std::round(sample) * (1 << shift_); }
+
 	// Planar and semi-planar YUV: the letters drawn as coverage (0 to 255, antialiased) into a
 	// mask of the text's rectangle, then blended into the luma pixel by pixel and into each
-	// chroma sample by the mean coverage of the pixels it stands for.
+	// chroma sample by the mean coverage of the pixels it stands for. T: the sample's word.
+	template<typename T>
 	void text_with_chroma(const std::string &text, cv::Point origin, double scale, int thickness,
 			      double luma, double neutral)
 	{
@@ -428,11 +450,15 @@ private:
 		cv::Mat coverage = cv::Mat::zeros(area.size(), CV_8UC1);
 		cv::putText(coverage, text, origin - area.tl(), kFont, scale, cv::Scalar(255), thickness,
 			    cv::LINE_AA);
-		auto blend = [](uint8_t value, double target, double alpha) {
-			return cv::saturate_cast<uint8_t>(value + (target - value) * alpha);
+		// On the samples' values: the bits of a word outside its sample stay 0.
+		const int shift = shift_, most = (1 << yuv_.depth) - 1;
+		auto blend = [shift, most](T value, double target, double alpha) {
+			const double sample = value >> shift;
+			const int blended = cvRound(sample + (target - sample) * alpha);
+			return static_cast<T>(std::clamp(blended, 0, most) << shift);
 		};
 		for (int y = 0; y < area.height; y++) {
-			uint8_t *row = luma_.ptr<uint8_t>(area.y + y) + area.x;
+			T *row = luma_.ptr<T>(area.y + y) + area.x;
 			const uint8_t *cover = coverage.ptr<uint8_t>(y);
 			for (int x = 0; x < area.width; x++)
 				if (cover[x] > 0)
@@ -451,11 +477,11 @@ private:
 					continue;
 				const double alpha = sum / (255.0 * pixels);
 				if (!chroma_pairs_.empty()) {
-					cv::Vec2b &pair = chroma_pairs_.at<cv::Vec2b>(cy, cx);
+					cv::Vec<T, 2> &pair = chroma_pairs_.at<cv::Vec<T, 2>>(cy, cx);
 					pair[0] = blend(pair[0], neutral, alpha);
 					pair[1] = blend(pair[1], neutral, alpha);
 				} else {
-					uint8_t &cb = chroma_[0].at<uint8_t>(cy, cx), &cr = chroma_[1].at<uint8_t>(cy, cx);
+					T &cb = chroma_[0].at<T>(cy, cx), &cr = chroma_[1].at<T>(cy, cx);
 					cb = blend(cb, neutral, alpha);
 					cr = blend(cr, neutral, alpha);
 				}
@@ -475,6 +501,8 @@ private:
 
 	GstVideoFormat format_;
 	YuvEncoding yuv_;
+	int shift_;			// of a YUV sample in its word
+	int depth_;			// of the YUV planes' elements: CV_8U, or CV_16U for more than 8 bits
 	int x_shift_ = 0, y_shift_ = 0; // log2 of the chroma subsampling
 	cv::Mat packed_;		// packed RGB and grey
 	cv::Mat luma_;			// planar and semi-planar YUV

@@ -58,11 +58,16 @@ YuvLayout yuv_layout(PixelFormat format)
 	case PixelFormat::NV16: return {1, 0, 1, 1, 0, 1, 2, 1, 0};
 	case PixelFormat::NV61: return {1, 0, 1, 1, 1, 0, 2, 1, 0};
 	case PixelFormat::NV24: return {1, 0, 1, 1, 0, 1, 2, 0, 0};
+	// then bytes per sample, the sample's shift in its word, bits per sample
+	case PixelFormat::P010_10LE: return {2, 0, 1, 1, 0, 2, 4, 1, 1, 2, 6, 10};
+	case PixelFormat::I420_10LE: return {2, 0, 1, 2, 0, 0, 2, 1, 1, 2, 0, 10};
+	case PixelFormat::I422_10LE: return {2, 0, 1, 2, 0, 0, 2, 1, 0, 2, 0, 10};
+	case PixelFormat::Y444_10LE: return {2, 0, 1, 2, 0, 0, 2, 0, 0, 2, 0, 10};
 	default: throw Error("not a YUV format");
 	}
 }
 
-YuvToRgb yuv_to_rgb(YuvMatrix matrix, bool full_range)
+YuvToRgb yuv_to_rgb(YuvMatrix matrix, bool full_range, int bits)
 {
 	// The luma weights of red and blue (Kr, Kb) of each standard.
 	double kr = 0.299, kb = 0.114;
@@ -74,11 +79,15 @@ YuvToRgb yuv_to_rgb(YuvMatrix matrix, bool full_range)
 		kb = 0.0593;
 	}
 	const double kg = 1.0 - kr - kb;
-	// Limited range: luma spans 219 of the 255 steps, chroma 224.
-	const double luma_scale = full_range ? 1.0 : 255.0 / 219.0;
-	const double chroma_scale = full_range ? 1.0 : 255.0 / 224.0;
+	// Full range spans all 2^bits - 1 steps; limited range's luma 219 steps of 8 bits and
+	// chroma 224, times 2^(bits - 8) in more bits (BT.2100), from an offset scaled alike.
+	// Chroma is centred on 2^(bits - 1) either way.
+	const double steps = (1 << bits) - 1, more_bits = 1 << (bits - 8);
+	const double luma_scale = 255.0 / (full_range ? steps : 219.0 * more_bits);
+	const double chroma_scale = 255.0 / (full_range ? steps : 224.0 * more_bits);
 	YuvToRgb c;
-	c.luma_offset = full_range ? 0.0f : 16.0f;
+	c.luma_offset = full_range ? 0.0f : static_cast<float>(16.0 * more_bits);
+	c.chroma_offset = static_cast<float>(1 << (bits - 1));
 	c.luma_scale = static_cast<float>(luma_scale);
 	c.red_v = static_cast<float>(2.0 * (1.0 - kr) * chroma_scale);
 	c.green_u = static_cast<float>(2.0 * (1.0 - kb) * kb / kg * chroma_scale);
@@ -109,11 +118,12 @@ std::vector<PlaneExtent> frame_planes(const FrameView &f)
 	} else {
 		// Each plane spans the rows and the bytes of the samples it holds.
 		const YuvLayout layout = yuv_layout(f.format);
-		auto holds = [&planes](int plane, int64_t rows, int64_t samples, int64_t step, int64_t offset) {
+		auto holds = [&planes, &layout](int plane, int64_t rows, int64_t samples, int64_t step, int64_t offset) {
 			if (planes.size() <= static_cast<size_t>(plane))
 				planes.resize(plane + 1, PlaneExtent{0, 0});
 			planes[plane].rows = std::max(planes[plane].rows, rows);
-			planes[plane].row_bytes = std::max(planes[plane].row_bytes, (samples - 1) * step + offset + 1);
+			planes[plane].row_bytes =
+				std::max(planes[plane].row_bytes, (samples - 1) * step + offset + layout.sample_bytes);
 		};
 		const int64_t chroma_width = ((int64_t)f.width + (1 << layout.x_shift) - 1) >> layout.x_shift;
 		const int64_t chroma_height = ((int64_t)f.height + (1 << layout.y_shift) - 1) >> layout.y_shift;
@@ -185,7 +195,7 @@ cuda::FrameDesc describe_frame(const FrameView &f)
 	} else {
 		desc.layout = cuda::FrameLayout::Yuv;
 		desc.yuv = yuv_layout(f.format);
-		desc.colours = yuv_to_rgb(f.matrix, f.full_range);
+		desc.colours = yuv_to_rgb(f.matrix, f.full_range, desc.yuv.bits);
 	}
 	return desc;
 }
@@ -217,27 +227,38 @@ torch::Tensor frame_to_tensor(const FrameView &f)
 
 	// YUV in the frame's matrix and range, chroma by nearest neighbour.
 	const YuvLayout layout = yuv_layout(f.format);
-	const YuvToRgb c = yuv_to_rgb(f.matrix, f.full_range);
+	const YuvToRgb c = yuv_to_rgb(f.matrix, f.full_range, layout.bits);
 	const int64_t cw = ((int64_t)f.width + (1 << layout.x_shift) - 1) >> layout.x_shift;
 	const int64_t ch = ((int64_t)f.height + (1 << layout.y_shift) - 1) >> layout.y_shift;
-	auto samples = [&](int index, int64_t offset, int64_t height, int64_t width, int64_t step) {
+	auto bytes = [&](int index, int64_t offset, int64_t height, int64_t width, int64_t step) {
 		// Borrowed, as plane() above.
 		return torch::from_blob(const_cast<uint8_t *>(f.planes[index]) + offset, {height, width},
 					{f.strides[index], step}, torch::kUInt8);
 	};
-	auto y = samples(0, layout.luma_offset, f.height, f.width, layout.luma_step).to(torch::kFloat32);
+	// The samples' values as floats: bytes, or little-endian words' bits.
+	auto samples = [&](int index, int64_t offset, int64_t height, int64_t width, int64_t step) {
+		if (layout.sample_bytes == 1)
+			return bytes(index, offset, height, width, step).to(torch::kFloat32);
+		const auto low = bytes(index, offset, height, width, step).to(torch::kInt32);
+		const auto high = bytes(index, offset + 1, height, width, step).to(torch::kInt32);
+		return high.mul(256)
+			.add_(low)
+			.bitwise_right_shift(layout.sample_shift)
+			.bitwise_and_((1 << layout.bits) - 1)
+			.to(torch::kFloat32);
+	};
+	auto y = samples(0, layout.luma_offset, f.height, f.width, layout.luma_step);
 	const auto u = samples(layout.u_plane, layout.u_offset, ch, cw, layout.chroma_step);
 	const auto v = samples(layout.v_plane, layout.v_offset, ch, cw, layout.chroma_step);
 	using torch::indexing::Slice;
 	auto up = [&](const torch::Tensor &c) {
-		return c.to(torch::kFloat32)
-			.repeat_interleave(1 << layout.y_shift, 0)
+		return c.repeat_interleave(1 << layout.y_shift, 0)
 			.repeat_interleave(1 << layout.x_shift, 1)
 			.index({Slice(0, f.height), Slice(0, f.width)});
 	};
 	auto yy = (y - c.luma_offset) * c.luma_scale;
-	auto uu = up(u) - 128.0f;
-	auto vv = up(v) - 128.0f;
+	auto uu = up(u) - c.chroma_offset;
+	auto vv = up(v) - c.chroma_offset;
 	auto r = yy + c.red_v * vv;
 	auto g = yy - c.green_u * uu - c.green_v * vv;
 	auto b = yy + c.blue_u * uu;

@@ -327,15 +327,16 @@ TEST(FrameUpload, EveryPlaneIsReadWhereItWasPut)
 	frames.push_back(shapes_frame(2, PixelFormat::RGB, 0));
 	frames.push_back(shapes_frame(3, PixelFormat::NV12, 3));
 	frames.push_back(shapes_frame(4, PixelFormat::RGB, 5));
-	// The other plane layouts: 4:2:2 planar (chroma of full height), packed, V before U.
+	// The other plane layouts: 4:2:2 planar (chroma of full height), packed, V before U, 10 bits.
 	std::mt19937 rng(14);
-	for (PixelFormat format : {PixelFormat::Y42B, PixelFormat::YUY2, PixelFormat::YV12}) {
+	for (PixelFormat format : {PixelFormat::Y42B, PixelFormat::YUY2, PixelFormat::YV12, PixelFormat::P010_10LE}) {
 		TestFrame frame;
 		frame.view = test::random_frame(format, 97, 61, rng, frame.planes);
 		frames.push_back(std::move(frame));
 	}
 	const std::vector<Source> sources{Source::Gathered, Source::PinnedBlock, Source::OnDevice, Source::PinnedBlock,
-					  Source::Gathered, Source::PinnedBlock, Source::Gathered, Source::OnDevice};
+					  Source::Gathered, Source::PinnedBlock, Source::Gathered, Source::OnDevice,
+					  Source::Gathered};
 	std::vector<FrameView> views;
 	std::vector<frcnn::detail::FrameMemory> memory(frames.size());
 	for (size_t i = 0; i < frames.size(); i++) {
@@ -691,32 +692,53 @@ TEST(CropFrame, RectanglesOutsideTheFrameOrOffTheChromaGridAreErrors)
 
 namespace {
 
-// A sample value of component 0 (Y), 1 (U) or 2 (V) for pixel (y, x).
-using SampleAt = std::function<uint8_t(int component, int y, int x)>;
+// A sample value of component 0 (Y), 1 (U) or 2 (V) for pixel (y, x): 0..255, or 0..1023 in a
+// 10-bit format.
+using SampleAt = std::function<int(int component, int y, int x)>;
 
 // A frame of `format` whose samples come from `sample`: each chroma sample takes the value of
 // the top-left pixel it covers. The bytes are placed as the format's definition says (GStreamer's
 // and the FOURCCs'), spelled out here on their own rather than read from the library's layouts,
-// so that the test checks those. Rows are padded.
+// so that the test checks those. Rows are padded. The 10-bit formats are their 8-bit namesakes
+// with a little-endian 16-bit word for each byte, the sample in its top 10 bits (P010) or its
+// low 10 (the others); the word's other bits are set to a pattern that must not be read.
 TestFrame yuv_frame(PixelFormat format, int width, int height, const SampleAt &sample)
 {
 	TestFrame f;
 	f.view.format = format;
 	f.view.width = width;
 	f.view.height = height;
+	const int sample_bytes = format == PixelFormat::P010_10LE || format == PixelFormat::I420_10LE ||
+						 format == PixelFormat::I422_10LE || format == PixelFormat::Y444_10LE
+					 ? 2
+					 : 1;
+	if (sample_bytes == 2)
+		format = format == PixelFormat::P010_10LE   ? PixelFormat::NV12
+			 : format == PixelFormat::I420_10LE ? PixelFormat::I420
+			 : format == PixelFormat::I422_10LE ? PixelFormat::Y42B
+							    : PixelFormat::Y444;
+	const bool top_bits = f.view.format == PixelFormat::P010_10LE;
 	const bool full_chroma = format == PixelFormat::Y444 || format == PixelFormat::NV24;
 	const bool chroma_420 = format == PixelFormat::NV12 || format == PixelFormat::NV21 ||
 				format == PixelFormat::I420 || format == PixelFormat::YV12;
 	const int xs = full_chroma ? 0 : 1, ys = chroma_420 ? 1 : 0;
 	const int cw = (width + (1 << xs) - 1) >> xs, ch = (height + (1 << ys) - 1) >> ys;
-	auto add_plane = [&f](int rows, int row_bytes) {
-		const int stride = row_bytes + 7;
+	// Sizes and places in samples.
+	auto add_plane = [&f, sample_bytes](int rows, int row_samples) {
+		const int stride = (row_samples + 7) * sample_bytes;
 		f.planes.emplace_back((size_t)stride * rows, 0x5a);
 		f.view.strides[f.planes.size() - 1] = stride;
 		return f.planes.size() - 1;
 	};
-	auto put = [&f](size_t plane, int row, int byte, uint8_t value) {
-		f.planes[plane][(size_t)row * f.view.strides[plane] + byte] = value;
+	auto put = [&f, sample_bytes, top_bits](size_t plane, int row, int index, int value) {
+		uint8_t *at = &f.planes[plane][(size_t)row * f.view.strides[plane] + (size_t)index * sample_bytes];
+		if (sample_bytes == 1) {
+			*at = (uint8_t)value;
+			return;
+		}
+		const int word = top_bits ? value << 6 | 0x2b : value | 0xa400;
+		at[0] = (uint8_t)(word & 0xff);
+		at[1] = (uint8_t)(word >> 8);
 	};
 
 	const char *packed_order = format == PixelFormat::YUY2	 ? "YUYV"
@@ -770,9 +792,9 @@ TestFrame yuv_frame(PixelFormat format, int width, int height, const SampleAt &s
 }
 
 // Random samples: luma per pixel, chroma per block of (1 << xs) x (1 << ys) pixels.
-SampleAt random_samples(uint32_t seed, int xs, int ys)
+SampleAt random_samples(uint32_t seed, int xs, int ys, int bits = 8)
 {
-	return [seed, xs, ys](int component, int y, int x) {
+	return [seed, xs, ys, bits](int component, int y, int x) {
 		if (component > 0) {
 			y >>= ys;
 			x >>= xs;
@@ -780,7 +802,7 @@ SampleAt random_samples(uint32_t seed, int xs, int ys)
 		std::seed_seq seq{seed, (uint32_t)component, (uint32_t)y, (uint32_t)x};
 		std::array<uint32_t, 1> value;
 		seq.generate(value.begin(), value.end());
-		return (uint8_t)(value[0] >> 24);
+		return (int)(value[0] >> (32 - bits));
 	};
 }
 
@@ -800,16 +822,21 @@ TEST(FrameToTensor, YuvFormatsReadTheirSamplesWhereTheyLie)
 		{1, 0,
 		 {PixelFormat::Y42B, PixelFormat::NV16, PixelFormat::NV61, PixelFormat::YUY2, PixelFormat::UYVY,
 		  PixelFormat::YVYU, PixelFormat::VYUY}},
-		{0, 0, {PixelFormat::Y444, PixelFormat::NV24}}};
+		{0, 0, {PixelFormat::Y444, PixelFormat::NV24}},
+		{1, 1, {PixelFormat::I420_10LE, PixelFormat::P010_10LE}},
+		{1, 0, {PixelFormat::I422_10LE}},
+		{0, 0, {PixelFormat::Y444_10LE}}};
 	uint32_t seed = 1;
 	for (const Family &family : families)
 		for (PixelFormat format : family.formats)
 			for (auto [width, height] : {std::pair<int, int>{64, 48}, {37, 23}, {1, 1}, {2, 3}}) {
 				SCOPED_TRACE("format " + std::to_string((int)format) + ", " + std::to_string(width) +
 					     "x" + std::to_string(height));
-				const SampleAt samples = random_samples(seed++, family.xs, family.ys);
+				const int bits = yuv_layout(format).bits;
+				const SampleAt samples = random_samples(seed++, family.xs, family.ys, bits);
 				const TestFrame frame = yuv_frame(format, width, height, samples);
-				const TestFrame full = yuv_frame(PixelFormat::Y444, width, height, samples);
+				const TestFrame full = yuv_frame(bits == 8 ? PixelFormat::Y444 : PixelFormat::Y444_10LE,
+								 width, height, samples);
 				const torch::Tensor image = frame_to_tensor(frame.view);
 				EXPECT_TRUE(torch::equal(image, frame_to_tensor(full.view)));
 				// The one-pass CPU kernel reads the same samples.
@@ -845,6 +872,31 @@ TEST(FrameToTensor, YuvColoursAreBt601LimitedRange)
 	}
 }
 
+// Limited range in 10 bits is 8 bits' levels times 4 (BT.2100): 10-bit samples four times the
+// 8-bit ones give the 8-bit frame's image, bit for bit, in every 10-bit format.
+TEST(FrameToTensor, TenBitSamplesOfEightBitLevelsGiveTheEightBitImage)
+{
+	uint32_t seed = 100;
+	for (auto [ten, eight] : {std::pair{PixelFormat::P010_10LE, PixelFormat::NV12},
+				  std::pair{PixelFormat::I420_10LE, PixelFormat::I420},
+				  std::pair{PixelFormat::I422_10LE, PixelFormat::Y42B},
+				  std::pair{PixelFormat::Y444_10LE, PixelFormat::Y444}}) {
+		SCOPED_TRACE("format " + std::to_string((int)ten));
+		const YuvLayout layout = yuv_layout(eight);
+		const SampleAt samples = random_samples(seed++, layout.x_shift, layout.y_shift);
+		const TestFrame frame = yuv_frame(ten, 37, 24, [&](int c, int y, int x) { return 4 * samples(c, y, x); });
+		const torch::Tensor image = frame_to_tensor(frame.view);
+		for (YuvMatrix matrix : {YuvMatrix::BT601, YuvMatrix::BT709, YuvMatrix::BT2020}) {
+			TestFrame reference = yuv_frame(eight, 37, 24, samples);
+			reference.view.matrix = matrix;
+			FrameView view = frame.view;
+			view.matrix = matrix;
+			EXPECT_TRUE(torch::equal(frame_to_tensor(view), frame_to_tensor(reference.view)));
+		}
+		EXPECT_GT(image.std().item<float>(), 0.1f) << "the samples vary";
+	}
+}
+
 // Every matrix in either range: the colours of the standard's own encoding of them.
 TEST(FrameToTensor, YuvColoursFollowTheMatrixAndRange)
 {
@@ -858,29 +910,37 @@ TEST(FrameToTensor, YuvColoursFollowTheMatrixAndRange)
 	for (const Standard &s : {Standard{YuvMatrix::BT601, 0.299, 0.114}, Standard{YuvMatrix::BT709, 0.2126, 0.0722},
 				  Standard{YuvMatrix::BT2020, 0.2627, 0.0593}})
 		for (bool full_range : {false, true})
-			for (const auto &rgb : colours) {
-				SCOPED_TRACE("matrix " + std::to_string((int)s.matrix) + (full_range ? " full" : " limited") +
-					     " range, colour " + std::to_string(rgb[0]) + "," + std::to_string(rgb[1]) +
-					     "," + std::to_string(rgb[2]));
-				// The encoding: E'y from the weights, then the colour differences scaled to
-				// +-0.5, both quantised to 8 bits in the range.
-				const double r = rgb[0] / 255, g = rgb[1] / 255, b = rgb[2] / 255;
-				const double luma = s.kr * r + (1 - s.kr - s.kb) * g + s.kb * b;
-				const double cb = (b - luma) / (2 * (1 - s.kb)), cr = (r - luma) / (2 * (1 - s.kr));
-				auto byte = [](double v) { return (uint8_t)std::lround(std::clamp(v, 0.0, 255.0)); };
-				const uint8_t y = byte(full_range ? 255 * luma : 16 + 219 * luma);
-				const uint8_t u = byte(128 + (full_range ? 255 : 224) * cb);
-				const uint8_t v = byte(128 + (full_range ? 255 : 224) * cr);
-				TestFrame frame = yuv_frame(PixelFormat::NV12, 2, 2, [&](int component, int, int) {
-					return component == 0 ? y : component == 1 ? u : v;
-				});
-				frame.view.matrix = s.matrix;
-				frame.view.full_range = full_range;
-				const torch::Tensor image = frame_to_tensor(frame.view) * 255.0f;
-				// Within 2 of 255: the rounding of the three bytes.
-				for (int channel = 0; channel < 3; channel++)
-					EXPECT_NEAR(image[channel][1][1].item<float>(), rgb[channel], 2.0) << "channel " << channel;
-			}
+			for (int bits : {8, 10})
+				for (const auto &rgb : colours) {
+					SCOPED_TRACE("matrix " + std::to_string((int)s.matrix) +
+						     (full_range ? " full" : " limited") + " range, " +
+						     std::to_string(bits) + " bits, colour " + std::to_string(rgb[0]) + "," +
+						     std::to_string(rgb[1]) + "," + std::to_string(rgb[2]));
+					// The encoding: E'y from the weights, then the colour differences scaled
+					// to +-0.5, both quantised to `bits` bits in the range (BT.2100's
+					// arithmetic, BT.601's and BT.709's in 8 bits).
+					const double r = rgb[0] / 255, g = rgb[1] / 255, b = rgb[2] / 255;
+					const double luma = s.kr * r + (1 - s.kr - s.kb) * g + s.kb * b;
+					const double cb = (b - luma) / (2 * (1 - s.kb)), cr = (r - luma) / (2 * (1 - s.kr));
+					const double steps = (1 << bits) - 1, more_bits = 1 << (bits - 8);
+					auto sample = [steps](double v) { return (int)std::lround(std::clamp(v, 0.0, steps)); };
+					const int y = sample(full_range ? steps * luma : (16 + 219 * luma) * more_bits);
+					const double chroma_steps = full_range ? steps : 224 * more_bits;
+					const int u = sample((1 << (bits - 1)) + chroma_steps * cb);
+					const int v = sample((1 << (bits - 1)) + chroma_steps * cr);
+					TestFrame frame = yuv_frame(bits == 8 ? PixelFormat::NV12 : PixelFormat::P010_10LE, 2, 2,
+								    [&](int component, int, int) {
+									    return component == 0 ? y : component == 1 ? u : v;
+								    });
+					frame.view.matrix = s.matrix;
+					frame.view.full_range = full_range;
+					const torch::Tensor image = frame_to_tensor(frame.view) * 255.0f;
+					// Within 2 of 255 in 8 bits (the rounding of the three samples), 0.6 in
+					// 10 (four times finer).
+					for (int channel = 0; channel < 3; channel++)
+						EXPECT_NEAR(image[channel][1][1].item<float>(), rgb[channel], bits == 8 ? 2.0 : 0.6)
+							<< "channel " << channel;
+				}
 }
 
 // A grey frame is an RGB frame with equal channels (full range, as GStreamer's GRAY8).

@@ -29,6 +29,11 @@ enum class PixelFormat {
 	NV61,				     // NV16 with V before U
 	NV24,				     // Y plane + interleaved UV plane at full resolution
 	VYUY,				     // packed 4:2:2: V Y0 U Y1
+	// 10-bit YUV (HEVC, VP9 and AV1 decoders), each sample in two bytes, little-endian:
+	P010_10LE,			     // NV12 of 16-bit words, the sample in their top 10 bits
+	I420_10LE,			     // I420 of 16-bit words, the sample in their low 10 bits
+	I422_10LE,			     // Y42B of 16-bit words, the sample in their low 10 bits
+	Y444_10LE,			     // Y444 of 16-bit words, the sample in their low 10 bits
 };
 
 // The matrix by which a YUV frame's values stand for colours (GStreamer's colorimetry matrix):
@@ -48,7 +53,7 @@ struct FrameView {
 	const uint8_t *planes[3] = {nullptr, nullptr, nullptr};
 	int strides[3] = {0, 0, 0}; // bytes per row of each plane
 	// YUV formats only: their colours. Limited range is video's (luma 16 to 235, chroma 16 to
-	// 240), full range JPEG's (0 to 255).
+	// 240; in 10 bits 64 to 940 and 64 to 960), full range JPEG's (0 to 255; 0 to 1023).
 	YuvMatrix matrix = YuvMatrix::BT601;
 	bool full_range = false;
 };

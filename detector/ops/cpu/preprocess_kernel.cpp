@@ -18,11 +18,11 @@ namespace frcnn::ops::detail {
 
 namespace {
 
-// A frame's rows as three planes of normalised R, G and B. The arithmetic on each byte value is
-// done once, into tables of 256 entries (the same operations on the same value give the same
-// bits): a packed format's channel is then one lookup, and YUV's products one lookup each, so
-// that what remains per pixel are the sums and the normalisation, in loops over whole rows that
-// the compiler vectorises.
+// A frame's rows as three planes of normalised R, G and B. The arithmetic on each sample value
+// is done once, into tables of 256 entries (1024 for 10-bit samples; the same operations on the
+// same value give the same bits): a packed format's channel is then one lookup, and YUV's
+// products one lookup each, so that what remains per pixel are the sums and the normalisation,
+// in loops over whole rows that the compiler vectorises.
 class RowConverter {
 public:
 	RowConverter(const FrameView &frame, const float mean[3], const float std[3])
@@ -39,9 +39,9 @@ public:
 		}
 		layout_ = yuv_layout(frame.format);
 		// The frame's matrix and range, as frame_to_tensor computes them.
-		const YuvToRgb c = yuv_to_rgb(frame.matrix, frame.full_range);
-		for (int v = 0; v < 256; v++) {
-			const float centred = static_cast<float>(v) - 128.0f;
+		const YuvToRgb c = yuv_to_rgb(frame.matrix, frame.full_range, layout_.bits);
+		for (int v = 0; v < 1 << layout_.bits; v++) {
+			const float centred = static_cast<float>(v) - c.chroma_offset;
 			luma_[v] = (static_cast<float>(v) - c.luma_offset) * c.luma_scale;
 			red_v_[v] = c.red_v * centred;
 			green_u_[v] = c.green_u * centred;
@@ -66,26 +66,36 @@ public:
 			}
 			return;
 		}
-		// Chroma of the sample covering the pixel (nearest).
-		const YuvLayout &l = layout_;
-		const uint8_t *luma = frame_.planes[0] + luma_byte(l, frame_.strides[0], y, 0);
-		const uint8_t *u_row = frame_.planes[l.u_plane] + chroma_byte(l, frame_.strides[l.u_plane], y, 0, l.u_offset);
-		const uint8_t *v_row = frame_.planes[l.v_plane] + chroma_byte(l, frame_.strides[l.v_plane], y, 0, l.v_offset);
 		float *red = scratch, *green = scratch + width, *blue = scratch + 2 * width;
-		for (int64_t x = 0; x < width; x++) {
-			const float yy = luma_[luma[x * l.luma_step]];
-			const int64_t chroma = (x >> l.x_shift) * l.chroma_step;
-			const uint8_t u = u_row[chroma], v = v_row[chroma];
-			red[x] = yy + red_v_[v];
-			green[x] = yy - green_u_[u] - green_v_[v];
-			blue[x] = yy + blue_u_[u];
-		}
+		if (layout_.sample_bytes == 1)
+			colours(y, [](const uint8_t *p) { return static_cast<int>(*p); }, red, green, blue);
+		else
+			colours(y, [this](const uint8_t *p) { return sample_value(layout_, p); }, red, green, blue);
 		normalise(red, width, 0, r);
 		normalise(green, width, 1, g);
 		normalise(blue, width, 2, b);
 	}
 
 private:
+	// Row y's YUV colours before their clamp; `value` reads the sample at a byte. Chroma of the
+	// sample covering the pixel (nearest).
+	template<typename SampleValue>
+	void colours(int64_t y, SampleValue value, float *red, float *green, float *blue) const
+	{
+		const YuvLayout &l = layout_;
+		const uint8_t *luma = frame_.planes[0] + luma_byte(l, frame_.strides[0], y, 0);
+		const uint8_t *u_row = frame_.planes[l.u_plane] + chroma_byte(l, frame_.strides[l.u_plane], y, 0, l.u_offset);
+		const uint8_t *v_row = frame_.planes[l.v_plane] + chroma_byte(l, frame_.strides[l.v_plane], y, 0, l.v_offset);
+		for (int64_t x = 0; x < frame_.width; x++) {
+			const float yy = luma_[value(luma + x * l.luma_step)];
+			const int64_t chroma = (x >> l.x_shift) * l.chroma_step;
+			const int u = value(u_row + chroma), v = value(v_row + chroma);
+			red[x] = yy + red_v_[v];
+			green[x] = yy - green_u_[u] - green_v_[v];
+			blue[x] = yy + blue_u_[u];
+		}
+	}
+
 	// A colour value clamped to 0..255 as a unit value, then (value - mean) / std.
 	void normalise(const float *colour, int64_t width, int channel, float *out) const
 	{
@@ -103,7 +113,8 @@ private:
 	YuvLayout layout_{};
 	float mean_[3], std_[3];
 	float normalised_[3][256];
-	float luma_[256], red_v_[256], green_u_[256], green_v_[256], blue_u_[256];
+	// Indexed by a YUV sample's value.
+	float luma_[1024], red_v_[1024], green_u_[1024], green_v_[1024], blue_u_[1024];
 };
 
 } // namespace
