@@ -38,6 +38,8 @@ inline std::string env(const char *name)
 // The 4-class and 91-class seeded tiny checkpoints.
 inline std::string weights4() { return env("FRCNN_GST_WEIGHTS_4"); }
 inline std::string weights91() { return env("FRCNN_GST_WEIGHTS_91"); }
+// The shipped model of frcnnshapesrc's shapes (the demo's), which finds them with scores near 1.
+inline std::string shapes_weights() { return env("FRCNN_TEST_DATA") + "/shapes-tiny.pth"; }
 
 // A folder for the files a test writes.
 inline std::string out_dir()
@@ -86,7 +88,9 @@ inline const char *packed_order(GstVideoFormat format)
 
 // The byte offset of component `c` (0 Y, 1 U, 2 V) in a pixel of `finfo`'s format, as the
 // format's packing writes it. GStreamer 1.22's table gives VYUY the offsets of UYVY (U first),
-// while its packing (videoconvert's output) and the FOURCC put V first: those are taken here.
+// while its packing (videoconvert's output) and the FOURCC put V first; and it puts P010's V
+// one byte after U, inside U's 16-bit word, while its packing puts V in the next word (byte 2).
+// The packings' offsets are taken here.
 inline int component_offset(const GstVideoFormatInfo *finfo, guint c)
 {
 	if (GST_VIDEO_FORMAT_INFO_FORMAT(finfo) == GST_VIDEO_FORMAT_VYUY &&
@@ -94,6 +98,9 @@ inline int component_offset(const GstVideoFormatInfo *finfo, guint c)
 		const int vyuy[3] = { 1, 2, 0 };
 		return vyuy[c];
 	}
+	if (GST_VIDEO_FORMAT_INFO_FORMAT(finfo) == GST_VIDEO_FORMAT_P010_10LE && c == 2 &&
+	    GST_VIDEO_FORMAT_INFO_POFFSET(finfo, 2) == 1)
+		return 2;
 	return GST_VIDEO_FORMAT_INFO_POFFSET(finfo, c);
 }
 
@@ -189,7 +196,9 @@ inline Frame make_frame(const cv::Mat &bgr, GstVideoFormat format, int stride_pa
 	}
 
 	/* YUV: each chroma sample from the pixel at its top left, placed where GStreamer's
-	 * description of the format puts it (plane, offset in a pixel, bytes between samples). */
+	 * description of the format puts it (plane, offset in a pixel, bytes between samples). In
+	 * more bits (10) the same levels: the 8-bit sample times 2^(depth - 8), shifted in its
+	 * little-endian word as the format says. */
 	cv::Mat yuv;
 	cv::cvtColor(bgr, yuv, cv::COLOR_BGR2YUV);
 	const GstVideoFormatInfo *finfo = frame.info.finfo;
@@ -199,11 +208,21 @@ inline Frame make_frame(const cv::Mat &bgr, GstVideoFormat format, int stride_pa
 		const int step = GST_VIDEO_FORMAT_INFO_PSTRIDE(finfo, c);
 		const int x_shift = GST_VIDEO_FORMAT_INFO_W_SUB(finfo, c);
 		const int y_shift = GST_VIDEO_FORMAT_INFO_H_SUB(finfo, c);
+		const int depth = GST_VIDEO_FORMAT_INFO_DEPTH(finfo, c);
+		const int shift = GST_VIDEO_FORMAT_INFO_SHIFT(finfo, c);
 		for (int y = 0; y < GST_VIDEO_INFO_COMP_HEIGHT(&frame.info, c); y++)
-			for (int x = 0; x < GST_VIDEO_INFO_COMP_WIDTH(&frame.info, c); x++)
-				frame.bytes[frame.offsets[plane] + y * frame.strides[plane] + offset + x * step] =
-					yuv.at<cv::Vec3b>(std::min(y << y_shift, height - 1),
-							  std::min(x << x_shift, width - 1))[c];
+			for (int x = 0; x < GST_VIDEO_INFO_COMP_WIDTH(&frame.info, c); x++) {
+				uint8_t *at = &frame.bytes[frame.offsets[plane] + y * frame.strides[plane] + offset + x * step];
+				const int value = yuv.at<cv::Vec3b>(std::min(y << y_shift, height - 1),
+								    std::min(x << x_shift, width - 1))[c];
+				if (depth == 8) {
+					*at = static_cast<uint8_t>(value);
+				} else {
+					const int word = (value << (depth - 8)) << shift;
+					at[0] = static_cast<uint8_t>(word & 0xff);
+					at[1] = static_cast<uint8_t>(word >> 8);
+				}
+			}
 	}
 	return frame;
 }

@@ -57,7 +57,8 @@ void add_detection(GstBuffer *buffer, guint x, guint y, guint w, guint h, guint 
 				       double(y + h) / kHeight, nullptr));
 }
 
-// A mapped output frame, read back as R,G,B (packed formats) or Y,U,V (planar).
+// A mapped output frame, read back as R,G,B (packed formats) or Y,U,V (planar; 10-bit samples as
+// 8-bit levels, rounded).
 class Pixels {
 public:
 	Pixels(GstBuffer *buffer, const Frame &layout)
@@ -100,11 +101,22 @@ public:
 		for (guint c = 0; c < 3; c++) {
 			const guint component = format == GST_VIDEO_FORMAT_GRAY8 ? 0 : c;
 			const guint plane = GST_VIDEO_FORMAT_INFO_PLANE(finfo, component);
-			values[c] = map_.data[layout_.offsets[plane] +
-					      (y >> GST_VIDEO_FORMAT_INFO_H_SUB(finfo, component)) * layout_.strides[plane] +
-					      gst_test::component_offset(finfo, component) +
-					      (x >> GST_VIDEO_FORMAT_INFO_W_SUB(finfo, component)) *
-						      GST_VIDEO_FORMAT_INFO_PSTRIDE(finfo, component)];
+			const uint8_t *at = map_.data + layout_.offsets[plane] +
+					    (y >> GST_VIDEO_FORMAT_INFO_H_SUB(finfo, component)) * layout_.strides[plane] +
+					    gst_test::component_offset(finfo, component) +
+					    (x >> GST_VIDEO_FORMAT_INFO_W_SUB(finfo, component)) *
+						    GST_VIDEO_FORMAT_INFO_PSTRIDE(finfo, component);
+			const int depth = GST_VIDEO_FORMAT_INFO_DEPTH(finfo, component);
+			if (depth == 8) {
+				values[c] = at[0];
+				continue;
+			}
+			// A little-endian word: the sample in its bits from `shift` up, the others 0.
+			const int word = at[0] | at[1] << 8, shift = GST_VIDEO_FORMAT_INFO_SHIFT(finfo, component);
+			const int sample = word >> shift;
+			EXPECT_EQ(word & ~(((1 << depth) - 1) << shift), 0)
+				<< "bits outside the sample at " << x << "," << y;
+			values[c] = static_cast<int>(std::lround(sample / double(1 << (depth - 8))));
 		}
 		return values;
 	}
@@ -240,7 +252,9 @@ INSTANTIATE_TEST_SUITE_P(AllFormats, OverlayFormatTest,
 			  GST_VIDEO_FORMAT_NV21, GST_VIDEO_FORMAT_YV12, GST_VIDEO_FORMAT_Y42B,
 			  GST_VIDEO_FORMAT_Y444, GST_VIDEO_FORMAT_YUY2, GST_VIDEO_FORMAT_UYVY,
 			  GST_VIDEO_FORMAT_YVYU, GST_VIDEO_FORMAT_VYUY, GST_VIDEO_FORMAT_NV16,
-			  GST_VIDEO_FORMAT_NV61, GST_VIDEO_FORMAT_NV24, GST_VIDEO_FORMAT_GRAY8),
+			  GST_VIDEO_FORMAT_NV61, GST_VIDEO_FORMAT_NV24, GST_VIDEO_FORMAT_GRAY8,
+			  GST_VIDEO_FORMAT_P010_10LE, GST_VIDEO_FORMAT_I420_10LE, GST_VIDEO_FORMAT_I422_10LE,
+			  GST_VIDEO_FORMAT_Y444_10LE),
 	[](const ::testing::TestParamInfo<GstVideoFormat> &info) {
 		return std::string(gst_video_format_to_string(info.param));
 	});
@@ -248,17 +262,21 @@ INSTANTIATE_TEST_SUITE_P(AllFormats, OverlayFormatTest,
 TEST(FrcnnOverlay, DrawsInTheColorimetryOfTheCaps)
 {
 	/* A box on HD video (BT.709) and on a decoded JPEG (full range) has the colour it has on
-	 * RGB, in the frame's own encoding. */
+	 * RGB, in the frame's own encoding; in 8 and in 10 bits. */
 	const std::array<int, 3> reference = rgb_box_colour();
 	struct Case {
 		const char *colorimetry;
 		double kr, kb;
 		bool full_range;
+		GstVideoFormat format;
 	};
-	for (const Case &c : { Case{ "bt709", 0.2126, 0.0722, false }, Case{ "1:4:0:0", 0.299, 0.114, true },
-			       Case{ "bt2020", 0.2627, 0.0593, false } }) {
-		SCOPED_TRACE(c.colorimetry);
-		Frame frame = make_frame(cv::Mat(kHeight, kWidth, CV_8UC3, kGrey), GST_VIDEO_FORMAT_I420);
+	for (const Case &c : { Case{ "bt709", 0.2126, 0.0722, false, GST_VIDEO_FORMAT_I420 },
+			       Case{ "1:4:0:0", 0.299, 0.114, true, GST_VIDEO_FORMAT_I420 },
+			       Case{ "bt2020", 0.2627, 0.0593, false, GST_VIDEO_FORMAT_I420 },
+			       Case{ "bt2020", 0.2627, 0.0593, false, GST_VIDEO_FORMAT_P010_10LE },
+			       Case{ "1:4:0:0", 0.299, 0.114, true, GST_VIDEO_FORMAT_I420_10LE } }) {
+		SCOPED_TRACE(std::string(c.colorimetry) + " " + gst_video_format_to_string(c.format));
+		Frame frame = make_frame(cv::Mat(kHeight, kWidth, CV_8UC3, kGrey), c.format);
 		ASSERT_TRUE(gst_video_colorimetry_from_string(&frame.info.colorimetry, c.colorimetry));
 		gst_test::BufferPtr out = draw_car(frame, "line-thickness=2");
 		ASSERT_TRUE(out);
