@@ -367,6 +367,10 @@ bool to_pixel_format(GstVideoFormat format, frcnn::PixelFormat *out)
 	case GST_VIDEO_FORMAT_I420_10LE: *out = frcnn::PixelFormat::I420_10LE; return true;
 	case GST_VIDEO_FORMAT_I422_10LE: *out = frcnn::PixelFormat::I422_10LE; return true;
 	case GST_VIDEO_FORMAT_Y444_10LE: *out = frcnn::PixelFormat::Y444_10LE; return true;
+	case GST_VIDEO_FORMAT_P012_LE: *out = frcnn::PixelFormat::P012_LE; return true;
+	case GST_VIDEO_FORMAT_I420_12LE: *out = frcnn::PixelFormat::I420_12LE; return true;
+	case GST_VIDEO_FORMAT_I422_12LE: *out = frcnn::PixelFormat::I422_12LE; return true;
+	case GST_VIDEO_FORMAT_Y444_12LE: *out = frcnn::PixelFormat::Y444_12LE; return true;
 	default: return false;
 	}
 }

@@ -13,8 +13,8 @@
 namespace frcnn::test {
 
 // A frame of random bytes in `format` with padded strides (odd: rows of 16-bit samples start at
-// odd addresses too); the views point into `storage`. In 10-bit formats the bits of a word
-// outside its sample are random as well.
+// odd addresses too); the views point into `storage`. In 10- and 12-bit formats the bits of a
+// word outside its sample are random as well.
 inline FrameView random_frame(PixelFormat format, int width, int height, std::mt19937 &rng,
 			      std::vector<std::vector<uint8_t>> &storage)
 {
@@ -40,10 +40,14 @@ inline FrameView random_frame(PixelFormat format, int width, int height, std::mt
 	case PixelFormat::YVYU:
 	case PixelFormat::VYUY: planes = {{height, cw * 4}}; break;
 	// Two bytes per sample.
-	case PixelFormat::P010_10LE: planes = {{height, width * 2}, {ch, cw * 4}}; break;
-	case PixelFormat::I420_10LE: planes = {{height, width * 2}, {ch, cw * 2}, {ch, cw * 2}}; break;
-	case PixelFormat::I422_10LE: planes = {{height, width * 2}, {height, cw * 2}, {height, cw * 2}}; break;
-	case PixelFormat::Y444_10LE: planes = {{height, width * 2}, {height, width * 2}, {height, width * 2}}; break;
+	case PixelFormat::P010_10LE:
+	case PixelFormat::P012_LE: planes = {{height, width * 2}, {ch, cw * 4}}; break;
+	case PixelFormat::I420_10LE:
+	case PixelFormat::I420_12LE: planes = {{height, width * 2}, {ch, cw * 2}, {ch, cw * 2}}; break;
+	case PixelFormat::I422_10LE:
+	case PixelFormat::I422_12LE: planes = {{height, width * 2}, {height, cw * 2}, {height, cw * 2}}; break;
+	case PixelFormat::Y444_10LE:
+	case PixelFormat::Y444_12LE: planes = {{height, width * 2}, {height, width * 2}, {height, width * 2}}; break;
 	default: planes = {{height, width * bpp}}; break;
 	}
 	std::uniform_int_distribution<int> byte(0, 255);
@@ -69,7 +73,8 @@ inline const std::vector<PixelFormat> &all_pixel_formats()
 		PixelFormat::GRAY8, PixelFormat::NV21, PixelFormat::YV12, PixelFormat::Y42B,
 		PixelFormat::Y444, PixelFormat::YUY2, PixelFormat::UYVY, PixelFormat::YVYU,
 		PixelFormat::VYUY, PixelFormat::NV16, PixelFormat::NV61, PixelFormat::NV24,
-		PixelFormat::P010_10LE, PixelFormat::I420_10LE, PixelFormat::I422_10LE, PixelFormat::Y444_10LE};
+		PixelFormat::P010_10LE, PixelFormat::I420_10LE, PixelFormat::I422_10LE, PixelFormat::Y444_10LE,
+		PixelFormat::P012_LE, PixelFormat::I420_12LE, PixelFormat::I422_12LE, PixelFormat::Y444_12LE};
 	return formats;
 }
 

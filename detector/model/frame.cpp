@@ -63,6 +63,10 @@ YuvLayout yuv_layout(PixelFormat format)
 	case PixelFormat::I420_10LE: return {2, 0, 1, 2, 0, 0, 2, 1, 1, 2, 0, 10};
 	case PixelFormat::I422_10LE: return {2, 0, 1, 2, 0, 0, 2, 1, 0, 2, 0, 10};
 	case PixelFormat::Y444_10LE: return {2, 0, 1, 2, 0, 0, 2, 0, 0, 2, 0, 10};
+	case PixelFormat::P012_LE: return {2, 0, 1, 1, 0, 2, 4, 1, 1, 2, 4, 12};
+	case PixelFormat::I420_12LE: return {2, 0, 1, 2, 0, 0, 2, 1, 1, 2, 0, 12};
+	case PixelFormat::I422_12LE: return {2, 0, 1, 2, 0, 0, 2, 1, 0, 2, 0, 12};
+	case PixelFormat::Y444_12LE: return {2, 0, 1, 2, 0, 0, 2, 0, 0, 2, 0, 12};
 	default: throw Error("not a YUV format");
 	}
 }

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: BSD-3-Clause
 // Where the Y, U and V samples of a YUV frame lie in its planes: one description for every YUV
-// pixel format (planar, semi-planar and packed 4:2:2; 8 and 10 bits), read the same way by frame_to_tensor, the
+// pixel format (planar, semi-planar and packed 4:2:2; 8, 10 and 12 bits), read the same way by frame_to_tensor, the
 // CPU pre-processing kernel and the CUDA one. Plain C++ (no LibTorch, no CUDA headers), so that
 // nvcc reads it too.
 #pragma once
@@ -22,8 +22,8 @@ struct YuvLayout {
 	int chroma_step;       // bytes from one U (or V) sample to the next in a row
 	int x_shift, y_shift;  // a chroma sample covers (1 << x_shift) x (1 << y_shift) pixels
 	// A sample is one byte, or a little-endian 16-bit word whose bits from sample_shift up
-	// hold its `bits` bits (P010: the top 10, shift 6; I420_10LE: the low 10, shift 0). The
-	// word's other bits are not read.
+	// hold its `bits` bits (P010: the top 10, shift 6; I420_10LE: the low 10, shift 0; 12 at
+	// most). The word's other bits are not read.
 	int sample_bytes = 1;
 	int sample_shift = 0;
 	int bits = 8;
@@ -38,7 +38,7 @@ YuvLayout yuv_layout(PixelFormat format);
 //   G = luma - green_u * (U - chroma_offset) - green_v * (V - chroma_offset)
 //   B = luma + blue_u * (U - chroma_offset)
 // in float, one rounding per operation, in that order wherever it is computed. Y, U and V are
-// the samples' values (0..255 in 8 bits, 0..1023 in 10).
+// the samples' values (0..255 in 8 bits, 0..1023 in 10, 0..4095 in 12).
 struct YuvToRgb {
 	float luma_offset, luma_scale;
 	float red_v, green_u, green_v, blue_u;

@@ -693,31 +693,42 @@ TEST(CropFrame, RectanglesOutsideTheFrameOrOffTheChromaGridAreErrors)
 namespace {
 
 // A sample value of component 0 (Y), 1 (U) or 2 (V) for pixel (y, x): 0..255, or 0..1023 in a
-// 10-bit format.
+// 10-bit format, 0..4095 in a 12-bit one.
 using SampleAt = std::function<int(int component, int y, int x)>;
 
 // A frame of `format` whose samples come from `sample`: each chroma sample takes the value of
 // the top-left pixel it covers. The bytes are placed as the format's definition says (GStreamer's
 // and the FOURCCs'), spelled out here on their own rather than read from the library's layouts,
-// so that the test checks those. Rows are padded. The 10-bit formats are their 8-bit namesakes
-// with a little-endian 16-bit word for each byte, the sample in its top 10 bits (P010) or its
-// low 10 (the others); the word's other bits are set to a pattern that must not be read.
+// so that the test checks those. Rows are padded. The 10- and 12-bit formats are their 8-bit
+// namesakes with a little-endian 16-bit word for each byte, the sample in its top bits (P010,
+// P012) or its low bits (the others); the word's other bits are set to a pattern that must not
+// be read.
 TestFrame yuv_frame(PixelFormat format, int width, int height, const SampleAt &sample)
 {
 	TestFrame f;
 	f.view.format = format;
 	f.view.width = width;
 	f.view.height = height;
-	const int sample_bytes = format == PixelFormat::P010_10LE || format == PixelFormat::I420_10LE ||
-						 format == PixelFormat::I422_10LE || format == PixelFormat::Y444_10LE
-					 ? 2
-					 : 1;
-	if (sample_bytes == 2)
-		format = format == PixelFormat::P010_10LE   ? PixelFormat::NV12
-			 : format == PixelFormat::I420_10LE ? PixelFormat::I420
-			 : format == PixelFormat::I422_10LE ? PixelFormat::Y42B
-							    : PixelFormat::Y444;
-	const bool top_bits = f.view.format == PixelFormat::P010_10LE;
+	struct Wide {
+		PixelFormat format, namesake;
+		int top_shift; // of the sample in its word, when it holds it in its top bits
+		int junk;      // the word's bits outside the sample
+	};
+	int sample_bytes = 1, top_shift = 0, junk = 0;
+	for (const Wide &wide : {Wide{PixelFormat::P010_10LE, PixelFormat::NV12, 6, 0x2b},
+				 Wide{PixelFormat::I420_10LE, PixelFormat::I420, 0, 0xa400},
+				 Wide{PixelFormat::I422_10LE, PixelFormat::Y42B, 0, 0xa400},
+				 Wide{PixelFormat::Y444_10LE, PixelFormat::Y444, 0, 0xa400},
+				 Wide{PixelFormat::P012_LE, PixelFormat::NV12, 4, 0xb},
+				 Wide{PixelFormat::I420_12LE, PixelFormat::I420, 0, 0xa000},
+				 Wide{PixelFormat::I422_12LE, PixelFormat::Y42B, 0, 0xa000},
+				 Wide{PixelFormat::Y444_12LE, PixelFormat::Y444, 0, 0xa000}})
+		if (format == wide.format) {
+			format = wide.namesake;
+			sample_bytes = 2;
+			top_shift = wide.top_shift;
+			junk = wide.junk;
+		}
 	const bool full_chroma = format == PixelFormat::Y444 || format == PixelFormat::NV24;
 	const bool chroma_420 = format == PixelFormat::NV12 || format == PixelFormat::NV21 ||
 				format == PixelFormat::I420 || format == PixelFormat::YV12;
@@ -730,13 +741,13 @@ TestFrame yuv_frame(PixelFormat format, int width, int height, const SampleAt &s
 		f.view.strides[f.planes.size() - 1] = stride;
 		return f.planes.size() - 1;
 	};
-	auto put = [&f, sample_bytes, top_bits](size_t plane, int row, int index, int value) {
+	auto put = [&f, sample_bytes, top_shift, junk](size_t plane, int row, int index, int value) {
 		uint8_t *at = &f.planes[plane][(size_t)row * f.view.strides[plane] + (size_t)index * sample_bytes];
 		if (sample_bytes == 1) {
 			*at = (uint8_t)value;
 			return;
 		}
-		const int word = top_bits ? value << 6 | 0x2b : value | 0xa400;
+		const int word = value << top_shift | junk;
 		at[0] = (uint8_t)(word & 0xff);
 		at[1] = (uint8_t)(word >> 8);
 	};
@@ -825,7 +836,10 @@ TEST(FrameToTensor, YuvFormatsReadTheirSamplesWhereTheyLie)
 		{0, 0, {PixelFormat::Y444, PixelFormat::NV24}},
 		{1, 1, {PixelFormat::I420_10LE, PixelFormat::P010_10LE}},
 		{1, 0, {PixelFormat::I422_10LE}},
-		{0, 0, {PixelFormat::Y444_10LE}}};
+		{0, 0, {PixelFormat::Y444_10LE}},
+		{1, 1, {PixelFormat::I420_12LE, PixelFormat::P012_LE}},
+		{1, 0, {PixelFormat::I422_12LE}},
+		{0, 0, {PixelFormat::Y444_12LE}}};
 	uint32_t seed = 1;
 	for (const Family &family : families)
 		for (PixelFormat format : family.formats)
@@ -835,7 +849,9 @@ TEST(FrameToTensor, YuvFormatsReadTheirSamplesWhereTheyLie)
 				const int bits = yuv_layout(format).bits;
 				const SampleAt samples = random_samples(seed++, family.xs, family.ys, bits);
 				const TestFrame frame = yuv_frame(format, width, height, samples);
-				const TestFrame full = yuv_frame(bits == 8 ? PixelFormat::Y444 : PixelFormat::Y444_10LE,
+				const TestFrame full = yuv_frame(bits == 8    ? PixelFormat::Y444
+								 : bits == 10 ? PixelFormat::Y444_10LE
+									      : PixelFormat::Y444_12LE,
 								 width, height, samples);
 				const torch::Tensor image = frame_to_tensor(frame.view);
 				EXPECT_TRUE(torch::equal(image, frame_to_tensor(full.view)));
@@ -872,19 +888,26 @@ TEST(FrameToTensor, YuvColoursAreBt601LimitedRange)
 	}
 }
 
-// Limited range in 10 bits is 8 bits' levels times 4 (BT.2100): 10-bit samples four times the
-// 8-bit ones give the 8-bit frame's image, bit for bit, in every 10-bit format.
-TEST(FrameToTensor, TenBitSamplesOfEightBitLevelsGiveTheEightBitImage)
+// Limited range in more bits is 8 bits' levels times 2^(bits - 8) (BT.2100): 10-bit samples four
+// times the 8-bit ones, and 12-bit ones 16 times, give the 8-bit frame's image, bit for bit, in
+// every 10- and 12-bit format.
+TEST(FrameToTensor, WiderSamplesOfEightBitLevelsGiveTheEightBitImage)
 {
 	uint32_t seed = 100;
-	for (auto [ten, eight] : {std::pair{PixelFormat::P010_10LE, PixelFormat::NV12},
-				  std::pair{PixelFormat::I420_10LE, PixelFormat::I420},
-				  std::pair{PixelFormat::I422_10LE, PixelFormat::Y42B},
-				  std::pair{PixelFormat::Y444_10LE, PixelFormat::Y444}}) {
-		SCOPED_TRACE("format " + std::to_string((int)ten));
+	for (auto [wide, eight] : {std::pair{PixelFormat::P010_10LE, PixelFormat::NV12},
+				   std::pair{PixelFormat::I420_10LE, PixelFormat::I420},
+				   std::pair{PixelFormat::I422_10LE, PixelFormat::Y42B},
+				   std::pair{PixelFormat::Y444_10LE, PixelFormat::Y444},
+				   std::pair{PixelFormat::P012_LE, PixelFormat::NV12},
+				   std::pair{PixelFormat::I420_12LE, PixelFormat::I420},
+				   std::pair{PixelFormat::I422_12LE, PixelFormat::Y42B},
+				   std::pair{PixelFormat::Y444_12LE, PixelFormat::Y444}}) {
+		SCOPED_TRACE("format " + std::to_string((int)wide));
 		const YuvLayout layout = yuv_layout(eight);
+		const int scale = 1 << (yuv_layout(wide).bits - 8);
 		const SampleAt samples = random_samples(seed++, layout.x_shift, layout.y_shift);
-		const TestFrame frame = yuv_frame(ten, 37, 24, [&](int c, int y, int x) { return 4 * samples(c, y, x); });
+		const TestFrame frame =
+			yuv_frame(wide, 37, 24, [&](int c, int y, int x) { return scale * samples(c, y, x); });
 		const torch::Tensor image = frame_to_tensor(frame.view);
 		for (YuvMatrix matrix : {YuvMatrix::BT601, YuvMatrix::BT709, YuvMatrix::BT2020}) {
 			TestFrame reference = yuv_frame(eight, 37, 24, samples);
@@ -910,7 +933,7 @@ TEST(FrameToTensor, YuvColoursFollowTheMatrixAndRange)
 	for (const Standard &s : {Standard{YuvMatrix::BT601, 0.299, 0.114}, Standard{YuvMatrix::BT709, 0.2126, 0.0722},
 				  Standard{YuvMatrix::BT2020, 0.2627, 0.0593}})
 		for (bool full_range : {false, true})
-			for (int bits : {8, 10})
+			for (int bits : {8, 10, 12})
 				for (const auto &rgb : colours) {
 					SCOPED_TRACE("matrix " + std::to_string((int)s.matrix) +
 						     (full_range ? " full" : " limited") + " range, " +
@@ -928,7 +951,10 @@ TEST(FrameToTensor, YuvColoursFollowTheMatrixAndRange)
 					const double chroma_steps = full_range ? steps : 224 * more_bits;
 					const int u = sample((1 << (bits - 1)) + chroma_steps * cb);
 					const int v = sample((1 << (bits - 1)) + chroma_steps * cr);
-					TestFrame frame = yuv_frame(bits == 8 ? PixelFormat::NV12 : PixelFormat::P010_10LE, 2, 2,
+					TestFrame frame = yuv_frame(bits == 8    ? PixelFormat::NV12
+								    : bits == 10 ? PixelFormat::P010_10LE
+										 : PixelFormat::P012_LE,
+								    2, 2,
 								    [&](int component, int, int) {
 									    return component == 0 ? y : component == 1 ? u : v;
 								    });
@@ -936,9 +962,10 @@ TEST(FrameToTensor, YuvColoursFollowTheMatrixAndRange)
 					frame.view.full_range = full_range;
 					const torch::Tensor image = frame_to_tensor(frame.view) * 255.0f;
 					// Within 2 of 255 in 8 bits (the rounding of the three samples), 0.6 in
-					// 10 (four times finer).
+					// 10 (four times finer), 0.15 in 12.
+					const double tolerance = bits == 8 ? 2.0 : 0.6 / (1 << (bits - 10));
 					for (int channel = 0; channel < 3; channel++)
-						EXPECT_NEAR(image[channel][1][1].item<float>(), rgb[channel], bits == 8 ? 2.0 : 0.6)
+						EXPECT_NEAR(image[channel][1][1].item<float>(), rgb[channel], tolerance)
 							<< "channel " << channel;
 				}
 }

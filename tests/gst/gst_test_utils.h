@@ -88,9 +88,9 @@ inline const char *packed_order(GstVideoFormat format)
 
 // The byte offset of component `c` (0 Y, 1 U, 2 V) in a pixel of `finfo`'s format, as the
 // format's packing writes it. GStreamer 1.22's table gives VYUY the offsets of UYVY (U first),
-// while its packing (videoconvert's output) and the FOURCC put V first; and it puts P010's V
-// one byte after U, inside U's 16-bit word, while its packing puts V in the next word (byte 2).
-// The packings' offsets are taken here.
+// while its packing (videoconvert's output) and the FOURCC put V first; and it puts P010's and
+// P012's V one byte after U, inside U's 16-bit word, while its packing puts V in the next word
+// (byte 2). The packings' offsets are taken here.
 inline int component_offset(const GstVideoFormatInfo *finfo, guint c)
 {
 	if (GST_VIDEO_FORMAT_INFO_FORMAT(finfo) == GST_VIDEO_FORMAT_VYUY &&
@@ -98,8 +98,9 @@ inline int component_offset(const GstVideoFormatInfo *finfo, guint c)
 		const int vyuy[3] = { 1, 2, 0 };
 		return vyuy[c];
 	}
-	if (GST_VIDEO_FORMAT_INFO_FORMAT(finfo) == GST_VIDEO_FORMAT_P010_10LE && c == 2 &&
-	    GST_VIDEO_FORMAT_INFO_POFFSET(finfo, 2) == 1)
+	if ((GST_VIDEO_FORMAT_INFO_FORMAT(finfo) == GST_VIDEO_FORMAT_P010_10LE ||
+	     GST_VIDEO_FORMAT_INFO_FORMAT(finfo) == GST_VIDEO_FORMAT_P012_LE) &&
+	    c == 2 && GST_VIDEO_FORMAT_INFO_POFFSET(finfo, 2) == 1)
 		return 2;
 	return GST_VIDEO_FORMAT_INFO_POFFSET(finfo, c);
 }
@@ -197,7 +198,7 @@ inline Frame make_frame(const cv::Mat &bgr, GstVideoFormat format, int stride_pa
 
 	/* YUV: each chroma sample from the pixel at its top left, placed where GStreamer's
 	 * description of the format puts it (plane, offset in a pixel, bytes between samples). In
-	 * more bits (10) the same levels: the 8-bit sample times 2^(depth - 8), shifted in its
+	 * more bits (10, 12) the same levels: the 8-bit sample times 2^(depth - 8), shifted in its
 	 * little-endian word as the format says. */
 	cv::Mat yuv;
 	cv::cvtColor(bgr, yuv, cv::COLOR_BGR2YUV);

@@ -72,6 +72,10 @@ frcnn::PixelFormat pixel_format(GstVideoFormat format)
 	case GST_VIDEO_FORMAT_I420_10LE: return frcnn::PixelFormat::I420_10LE;
 	case GST_VIDEO_FORMAT_I422_10LE: return frcnn::PixelFormat::I422_10LE;
 	case GST_VIDEO_FORMAT_Y444_10LE: return frcnn::PixelFormat::Y444_10LE;
+	case GST_VIDEO_FORMAT_P012_LE: return frcnn::PixelFormat::P012_LE;
+	case GST_VIDEO_FORMAT_I420_12LE: return frcnn::PixelFormat::I420_12LE;
+	case GST_VIDEO_FORMAT_I422_12LE: return frcnn::PixelFormat::I422_12LE;
+	case GST_VIDEO_FORMAT_Y444_12LE: return frcnn::PixelFormat::Y444_12LE;
 	default:
 		ADD_FAILURE() << "no library format for " << gst_video_format_to_string(format);
 		return frcnn::PixelFormat::RGB;
@@ -431,7 +435,8 @@ INSTANTIATE_TEST_SUITE_P(AllSinkFormats, FormatTest,
 			  GST_VIDEO_FORMAT_YVYU, GST_VIDEO_FORMAT_VYUY, GST_VIDEO_FORMAT_NV16,
 			  GST_VIDEO_FORMAT_NV61, GST_VIDEO_FORMAT_NV24, GST_VIDEO_FORMAT_GRAY8,
 			  GST_VIDEO_FORMAT_P010_10LE, GST_VIDEO_FORMAT_I420_10LE, GST_VIDEO_FORMAT_I422_10LE,
-			  GST_VIDEO_FORMAT_Y444_10LE),
+			  GST_VIDEO_FORMAT_Y444_10LE, GST_VIDEO_FORMAT_P012_LE, GST_VIDEO_FORMAT_I420_12LE,
+			  GST_VIDEO_FORMAT_I422_12LE, GST_VIDEO_FORMAT_Y444_12LE),
 	[](const ::testing::TestParamInfo<GstVideoFormat> &info) {
 		return std::string(gst_video_format_to_string(info.param));
 	});
@@ -439,18 +444,20 @@ INSTANTIATE_TEST_SUITE_P(AllSinkFormats, FormatTest,
 TEST(FrcnnDetect, LayoutsOfOnePictureAllSeeTheSameImage)
 {
 	/* The formats of a family hold the same samples of a photo in other places (packed RGB in
-	 * every byte order; YUV of one chroma subsampling, in 8 bits or the same levels in 10): the
+	 * every byte order; YUV of one chroma subsampling, in 8 bits or the same levels in more): the
 	 * same detections. Each family is checked against the library on its first format. */
 	const cv::Mat image = photo(321, 241);
 	for (const std::vector<GstVideoFormat> &family :
 	     { std::vector<GstVideoFormat>{ GST_VIDEO_FORMAT_RGB, GST_VIDEO_FORMAT_BGR, GST_VIDEO_FORMAT_xBGR,
 					    GST_VIDEO_FORMAT_ARGB },
 	       std::vector<GstVideoFormat>{ GST_VIDEO_FORMAT_I420, GST_VIDEO_FORMAT_YV12, GST_VIDEO_FORMAT_NV12,
-					    GST_VIDEO_FORMAT_NV21, GST_VIDEO_FORMAT_I420_10LE, GST_VIDEO_FORMAT_P010_10LE },
+					    GST_VIDEO_FORMAT_NV21, GST_VIDEO_FORMAT_I420_10LE, GST_VIDEO_FORMAT_P010_10LE,
+					    GST_VIDEO_FORMAT_I420_12LE, GST_VIDEO_FORMAT_P012_LE },
 	       std::vector<GstVideoFormat>{ GST_VIDEO_FORMAT_Y42B, GST_VIDEO_FORMAT_NV16, GST_VIDEO_FORMAT_NV61,
 					    GST_VIDEO_FORMAT_YUY2, GST_VIDEO_FORMAT_UYVY, GST_VIDEO_FORMAT_YVYU,
-					    GST_VIDEO_FORMAT_VYUY, GST_VIDEO_FORMAT_I422_10LE },
-	       std::vector<GstVideoFormat>{ GST_VIDEO_FORMAT_Y444, GST_VIDEO_FORMAT_NV24, GST_VIDEO_FORMAT_Y444_10LE } }) {
+					    GST_VIDEO_FORMAT_VYUY, GST_VIDEO_FORMAT_I422_10LE, GST_VIDEO_FORMAT_I422_12LE },
+	       std::vector<GstVideoFormat>{ GST_VIDEO_FORMAT_Y444, GST_VIDEO_FORMAT_NV24, GST_VIDEO_FORMAT_Y444_10LE,
+					    GST_VIDEO_FORMAT_Y444_12LE } }) {
 		const std::vector<frcnn::Detection> expected = expected_for(make_frame(image, family.front()));
 		ASSERT_FALSE(expected.empty());
 		for (GstVideoFormat format : family) {
@@ -493,7 +500,7 @@ TEST(FrcnnDetect, RejectsOtherFormats)
 	GstPad *sinkpad = gst_element_get_static_pad(h->element, "sink");
 	for (const char *caps : { "video/x-raw,format=GRAY16_LE,width=64,height=64,framerate=30/1",
 				  "video/x-raw,format=v210,width=64,height=64,framerate=30/1",
-				  "video/x-raw,format=I420_12LE,width=64,height=64,framerate=30/1",
+				  "video/x-raw,format=P016_LE,width=64,height=64,framerate=30/1",
 				  "video/x-raw(memory:GLMemory),format=RGBA,width=64,height=64,framerate=30/1",
 				  "audio/x-raw,format=S16LE,rate=48000,channels=2,layout=interleaved" }) {
 		GstCaps *c = gst_caps_from_string(caps);
@@ -1644,6 +1651,7 @@ TEST(FrcnnDetect, RegionDetectsInsideItInFramePixels)
 			       Case{ GST_VIDEO_FORMAT_Y444, "41,31,150,101", 41, 31, 150, 101 },
 			       Case{ GST_VIDEO_FORMAT_P010_10LE, "41,31,150,101", 40, 30, 151, 102 },
 			       Case{ GST_VIDEO_FORMAT_I422_10LE, "41,31,150,101", 40, 31, 151, 101 },
+			       Case{ GST_VIDEO_FORMAT_P012_LE, "41,31,150,101", 40, 30, 151, 102 },
 			       Case{ GST_VIDEO_FORMAT_RGB, "100,64,500,500", 100, 64, 156, 128 } }) {
 		SCOPED_TRACE(std::string(gst_video_format_to_string(c.format)) + " region " + c.region);
 		const Frame frame = make_frame(photo(256, 192, 5), c.format);

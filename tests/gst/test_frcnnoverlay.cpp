@@ -57,8 +57,8 @@ void add_detection(GstBuffer *buffer, guint x, guint y, guint w, guint h, guint 
 				       double(y + h) / kHeight, nullptr));
 }
 
-// A mapped output frame, read back as R,G,B (packed formats) or Y,U,V (planar; 10-bit samples as
-// 8-bit levels, rounded).
+// A mapped output frame, read back as R,G,B (packed formats) or Y,U,V (planar; 10- and 12-bit
+// samples as 8-bit levels, rounded).
 class Pixels {
 public:
 	Pixels(GstBuffer *buffer, const Frame &layout)
@@ -254,7 +254,8 @@ INSTANTIATE_TEST_SUITE_P(AllFormats, OverlayFormatTest,
 			  GST_VIDEO_FORMAT_YVYU, GST_VIDEO_FORMAT_VYUY, GST_VIDEO_FORMAT_NV16,
 			  GST_VIDEO_FORMAT_NV61, GST_VIDEO_FORMAT_NV24, GST_VIDEO_FORMAT_GRAY8,
 			  GST_VIDEO_FORMAT_P010_10LE, GST_VIDEO_FORMAT_I420_10LE, GST_VIDEO_FORMAT_I422_10LE,
-			  GST_VIDEO_FORMAT_Y444_10LE),
+			  GST_VIDEO_FORMAT_Y444_10LE, GST_VIDEO_FORMAT_P012_LE, GST_VIDEO_FORMAT_I420_12LE,
+			  GST_VIDEO_FORMAT_I422_12LE, GST_VIDEO_FORMAT_Y444_12LE),
 	[](const ::testing::TestParamInfo<GstVideoFormat> &info) {
 		return std::string(gst_video_format_to_string(info.param));
 	});
@@ -262,7 +263,7 @@ INSTANTIATE_TEST_SUITE_P(AllFormats, OverlayFormatTest,
 TEST(FrcnnOverlay, DrawsInTheColorimetryOfTheCaps)
 {
 	/* A box on HD video (BT.709) and on a decoded JPEG (full range) has the colour it has on
-	 * RGB, in the frame's own encoding; in 8 and in 10 bits. */
+	 * RGB, in the frame's own encoding; in 8, 10 and 12 bits. */
 	const std::array<int, 3> reference = rgb_box_colour();
 	struct Case {
 		const char *colorimetry;
@@ -274,7 +275,9 @@ TEST(FrcnnOverlay, DrawsInTheColorimetryOfTheCaps)
 			       Case{ "1:4:0:0", 0.299, 0.114, true, GST_VIDEO_FORMAT_I420 },
 			       Case{ "bt2020", 0.2627, 0.0593, false, GST_VIDEO_FORMAT_I420 },
 			       Case{ "bt2020", 0.2627, 0.0593, false, GST_VIDEO_FORMAT_P010_10LE },
-			       Case{ "1:4:0:0", 0.299, 0.114, true, GST_VIDEO_FORMAT_I420_10LE } }) {
+			       Case{ "1:4:0:0", 0.299, 0.114, true, GST_VIDEO_FORMAT_I420_10LE },
+			       Case{ "bt2020", 0.2627, 0.0593, false, GST_VIDEO_FORMAT_P012_LE },
+			       Case{ "1:4:0:0", 0.299, 0.114, true, GST_VIDEO_FORMAT_Y444_12LE } }) {
 		SCOPED_TRACE(std::string(c.colorimetry) + " " + gst_video_format_to_string(c.format));
 		Frame frame = make_frame(cv::Mat(kHeight, kWidth, CV_8UC3, kGrey), c.format);
 		ASSERT_TRUE(gst_video_colorimetry_from_string(&frame.info.colorimetry, c.colorimetry));

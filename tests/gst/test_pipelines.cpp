@@ -282,7 +282,8 @@ TEST(Pipelines, EveryLayoutOfTheSameSamplesGivesTheSameDetections)
 	       std::vector<std::string>{ "I420", "YV12", "NV12", "NV21" },
 	       std::vector<std::string>{ "Y42B", "NV16", "NV61", "YUY2", "UYVY", "YVYU", "VYUY" },
 	       std::vector<std::string>{ "Y444", "NV24" },
-	       std::vector<std::string>{ "I420_10LE", "P010_10LE" } }) {
+	       std::vector<std::string>{ "I420_10LE", "P010_10LE" },
+	       std::vector<std::string>{ "I420_12LE", "P012_LE" } }) {
 		const std::vector<json> expected = converted_detections(family.front(), family.front());
 		ASSERT_EQ(expected.size(), kLayoutFrames) << family.front();
 		ASSERT_FALSE(expected.front().empty()) << family.front();
@@ -292,13 +293,13 @@ TEST(Pipelines, EveryLayoutOfTheSameSamplesGivesTheSameDetections)
 	}
 }
 
-// videoconvert's 10-bit frames (its 8-bit samples widened to 10 bits: the same levels to within
-// three quarters of an 8-bit step) are the same picture as its 8-bit ones: each detection of the
-// 8-bit frames with a score of 0.2 or more is found in the 10-bit ones, of the same class, at the
-// same place and with nearly the same score. This checks the element's reading of each 10-bit
-// format's samples and levels against GStreamer's writing of them. On the shapes and their model,
-// whose detections such a change does not move (the 4-class weights' on the video are too faint).
-TEST(Pipelines, TenBitFramesSeeWhatTheirEightBitSamplesShow)
+// videoconvert's 10- and 12-bit frames (its 8-bit samples widened: the same levels to within an
+// 8-bit step) are the same picture as its 8-bit ones: each detection of the 8-bit frames with a
+// score of 0.2 or more is found in the wider ones, of the same class, at the same place and with
+// nearly the same score. This checks the element's reading of each such format's samples and
+// levels against GStreamer's writing of them. On the shapes and their model, whose detections
+// such a change does not move (the 4-class weights' on the video are too faint).
+TEST(Pipelines, WiderFramesSeeWhatTheirEightBitSamplesShow)
 {
 	const std::string shapes = "frcnnshapesrc seed=7 num-buffers=" + std::to_string(kLayoutFrames) +
 				   " ! video/x-raw,format=RGB,width=320,height=240";
@@ -307,7 +308,9 @@ TEST(Pipelines, TenBitFramesSeeWhatTheirEightBitSamplesShow)
 	for (auto [eight, ten] : { std::pair<std::string, std::string>{ "I420", "I420_10LE" },
 				   std::pair<std::string, std::string>{ "I420", "P010_10LE" },
 				   std::pair<std::string, std::string>{ "Y42B", "I422_10LE" },
-				   std::pair<std::string, std::string>{ "Y444", "Y444_10LE" } }) {
+				   std::pair<std::string, std::string>{ "Y444", "Y444_10LE" },
+				   std::pair<std::string, std::string>{ "I420", "P012_LE" },
+				   std::pair<std::string, std::string>{ "Y42B", "I422_12LE" } }) {
 		SCOPED_TRACE(eight + " and " + ten);
 		const std::vector<json> reference = converted_detections(eight, eight, shapes, shapes_detector);
 		const std::vector<json> wide = converted_detections(eight, ten, shapes, shapes_detector);
@@ -332,14 +335,15 @@ TEST(Pipelines, TenBitFramesSeeWhatTheirEightBitSamplesShow)
 	}
 }
 
-// 10-bit HEVC files, as cameras and phones record them, go from the decoder into frcnndetect and
-// frcnnoverlay as it gives them (the software decoder's I420_10LE, I422_10LE and Y444_10LE; a caps
-// filter checks that nothing converted them), and the shapes in them are found: of the true boxes
-// the source wrote, 90% or more have a detection of their class at IoU 0.5 or more.
-TEST(Pipelines, TenBitHevcFilesDecodeStraightIntoTheElements)
+// 10-bit (and 12-bit) HEVC files, as cameras and phones record them, go from the decoder into
+// frcnndetect and frcnnoverlay as it gives them (the software decoder's I420_10LE, I422_10LE,
+// Y444_10LE, I420_12LE; a caps filter checks that nothing converted them), and the shapes in them
+// are found: of the true boxes the source wrote, 90% or more have a detection of their class at
+// IoU 0.5 or more.
+TEST(Pipelines, HighBitDepthHevcFilesDecodeStraightIntoTheElements)
 {
 	constexpr int kFrames = 20;
-	for (const std::string format : { "I420_10LE", "I422_10LE", "Y444_10LE" }) {
+	for (const std::string format : { "I420_10LE", "I422_10LE", "Y444_10LE", "I420_12LE" }) {
 		SCOPED_TRACE(format);
 		const std::string video = gst_test::out_dir() + "/shapes-" + format + ".mkv";
 		const std::string truth = gst_test::out_dir() + "/shapes-" + format + "-truth.jsonl";

@@ -29,11 +29,15 @@ enum class PixelFormat {
 	NV61,				     // NV16 with V before U
 	NV24,				     // Y plane + interleaved UV plane at full resolution
 	VYUY,				     // packed 4:2:2: V Y0 U Y1
-	// 10-bit YUV (HEVC, VP9 and AV1 decoders), each sample in two bytes, little-endian:
+	// 10- and 12-bit YUV (HEVC, VP9 and AV1 decoders), each sample in a little-endian 16-bit word:
 	P010_10LE,			     // NV12 of 16-bit words, the sample in their top 10 bits
 	I420_10LE,			     // I420 of 16-bit words, the sample in their low 10 bits
 	I422_10LE,			     // Y42B of 16-bit words, the sample in their low 10 bits
 	Y444_10LE,			     // Y444 of 16-bit words, the sample in their low 10 bits
+	P012_LE,			     // NV12 of 16-bit words, the sample in their top 12 bits
+	I420_12LE,			     // I420 of 16-bit words, the sample in their low 12 bits
+	I422_12LE,			     // Y42B of 16-bit words, the sample in their low 12 bits
+	Y444_12LE,			     // Y444 of 16-bit words, the sample in their low 12 bits
 };
 
 // The matrix by which a YUV frame's values stand for colours (GStreamer's colorimetry matrix):
@@ -53,7 +57,8 @@ struct FrameView {
 	const uint8_t *planes[3] = {nullptr, nullptr, nullptr};
 	int strides[3] = {0, 0, 0}; // bytes per row of each plane
 	// YUV formats only: their colours. Limited range is video's (luma 16 to 235, chroma 16 to
-	// 240; in 10 bits 64 to 940 and 64 to 960), full range JPEG's (0 to 255; 0 to 1023).
+	// 240; in 10 bits 64 to 940 and 64 to 960, 8 bits' levels times 4, in 12 bits times 16), full
+	// range JPEG's (0 to 255; 0 to 1023 in 10 bits, 0 to 4095 in 12).
 	YuvMatrix matrix = YuvMatrix::BT601;
 	bool full_range = false;
 };

@@ -19,7 +19,7 @@ namespace frcnn::ops::detail {
 namespace {
 
 // A frame's rows as three planes of normalised R, G and B. The arithmetic on each sample value
-// is done once, into tables of 256 entries (1024 for 10-bit samples; the same operations on the
+// is done once, into tables of 256 entries (1 << bits for YUV samples of more bits; the same operations on the
 // same value give the same bits): a packed format's channel is then one lookup, and YUV's
 // products one lookup each, so that what remains per pixel are the sums and the normalisation,
 // in loops over whole rows that the compiler vectorises.
@@ -40,7 +40,10 @@ public:
 		layout_ = yuv_layout(frame.format);
 		// The frame's matrix and range, as frame_to_tensor computes them.
 		const YuvToRgb c = yuv_to_rgb(frame.matrix, frame.full_range, layout_.bits);
-		for (int v = 0; v < 1 << layout_.bits; v++) {
+		const size_t values = size_t{1} << layout_.bits;
+		for (auto *table : {&luma_, &red_v_, &green_u_, &green_v_, &blue_u_})
+			table->resize(values);
+		for (int v = 0; v < static_cast<int>(values); v++) {
 			const float centred = static_cast<float>(v) - c.chroma_offset;
 			luma_[v] = (static_cast<float>(v) - c.luma_offset) * c.luma_scale;
 			red_v_[v] = c.red_v * centred;
@@ -114,7 +117,7 @@ private:
 	float mean_[3], std_[3];
 	float normalised_[3][256];
 	// Indexed by a YUV sample's value.
-	float luma_[1024], red_v_[1024], green_u_[1024], green_v_[1024], blue_u_[1024];
+	std::vector<float> luma_, red_v_, green_u_, green_v_, blue_u_;
 };
 
 } // namespace
