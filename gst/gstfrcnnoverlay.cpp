@@ -429,8 +429,9 @@ public:
 private:
 	static constexpr int kFont = cv::FONT_HERSHEY_SIMPLEX;
 
-	// A sample's value as the word that holds it.
-	double word(double sample) const { return std::round(sample) * (1 << shift_); }
+	// A sample's value as the word that holds it (rounded by OpenCV's drawing where the sample
+	// is the word's low bits).
+	double word(double sample) const { return shift_ == 0 ? sample : cvRound(sample) * (1 << shift_); }
 
 	// Planar and semi-planar YUV: the letters drawn as coverage (0 to 255, antialiased) into a
 	// mask of the text's rectangle, then blended into the luma pixel by pixel and into each

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: BSD-3-Clause
 // Where the Y, U and V samples of a YUV frame lie in its planes: one description for every YUV
-// pixel format (planar, semi-planar and packed 4:2:2; 8, 10 and 12 bits), read the same way by frame_to_tensor, the
-// CPU pre-processing kernel and the CUDA one. Plain C++ (no LibTorch, no CUDA headers), so that
-// nvcc reads it too.
+// pixel format (planar, semi-planar and packed 4:2:2; 8, 10 and 12 bits), read the same way by
+// frame_to_tensor, the CPU pre-processing kernel and the CUDA one. Plain C++ (no LibTorch, no
+// CUDA headers), so that nvcc reads it too.
 #pragma once
 
 #include <cstdint>
