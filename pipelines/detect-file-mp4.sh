@@ -22,6 +22,8 @@ frcnn_parse "$@"
 frcnn_need_args 2
 frcnn_detect
 
+# The decoder's frames go into frcnndetect as they come (10- and 12-bit ones too); the output is
+# 8-bit 4:2:0 H.264, which every player takes.
 frcnn_launch filesrc location="${ARGS[0]}" ! decodebin ! "${DETECT[@]}" "${SECOND[@]}" ! \
-	frcnnoverlay ! videoconvert ! x264enc speed-preset=fast ! mp4mux ! \
+	frcnnoverlay ! videoconvert ! video/x-raw,format=I420 ! x264enc speed-preset=fast ! mp4mux ! \
 	filesink location="${ARGS[1]}"

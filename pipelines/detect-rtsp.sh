@@ -40,7 +40,9 @@ frcnn_detect
 SOURCE=(rtspsrc location="${ARGS[0]}" latency="$LATENCY" ! decodebin ! "${DETECT[@]}" "${SECOND[@]}" !
 	frcnnoverlay ! videoconvert)
 if [ -n "$OUTPUT" ]; then
-	frcnn_launch "${SOURCE[@]}" ! x264enc tune=zerolatency ! mp4mux ! filesink location="$OUTPUT"
+	# 8-bit 4:2:0 H.264, which every player takes, whatever the stream's depth.
+	frcnn_launch "${SOURCE[@]}" ! video/x-raw,format=I420 ! x264enc tune=zerolatency ! mp4mux ! \
+		filesink location="$OUTPUT"
 else
 	frcnn_launch "${SOURCE[@]}" ! autovideosink
 fi
