@@ -36,6 +36,15 @@ FRCNN_JSON_FORMAT=dlstreamer ./export-json.sh --dry-run a.mp4 | grep -q "frcnnjs
 	fail "export-json.sh does not pass FRCNN_JSON_FORMAT"
 ./detect-file-mp4.sh --dry-run --threads 2 a.mp4 b.mp4 | grep -q "frcnndetect .*threads=2" ||
 	fail "detect-file-mp4.sh does not pass --threads"
+# The decoder's frames go straight into the detector; the MP4 files are 8-bit 4:2:0 H.264 (a 10-bit
+# video would otherwise be encoded as High 10, which few players take).
+./detect-file-mp4.sh --dry-run a.mp4 b.mp4 |
+	grep -qF 'decodebin \! frcnndetect' ||
+	fail "detect-file-mp4.sh converts the decoder's frames before the detector"
+./detect-file-mp4.sh --dry-run a.mp4 b.mp4 | grep -qF 'video/x-raw\,format=I420 \! x264enc' ||
+	fail "detect-file-mp4.sh does not encode 8-bit 4:2:0"
+./detect-rtsp.sh --dry-run --output b.mp4 rtsp://camera/stream | grep -qF 'video/x-raw\,format=I420 \! x264enc' ||
+	fail "detect-rtsp.sh --output does not encode 8-bit 4:2:0"
 # A dry run shows the options the real run passes to gst-launch-1.0.
 ./detect-file-mp4.sh --dry-run a.mp4 b.mp4 | grep -q "^gst-launch-1.0 -e filesrc" ||
 	fail "detect-file-mp4.sh --dry-run does not show -e"
