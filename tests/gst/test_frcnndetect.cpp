@@ -755,6 +755,8 @@ TEST(FrcnnDetect, CapsChangeMidStream)
 	const Frame a1 = make_frame(photo(320, 240, 20), GST_VIDEO_FORMAT_RGB);
 	const Frame b0 = make_frame(photo(201, 151, 40), GST_VIDEO_FORMAT_NV12);
 	const Frame b1 = make_frame(photo(201, 151, 60), GST_VIDEO_FORMAT_NV12);
+	// A stream that turns to 10 bits (a broadcast's HEVC programme after an 8-bit one).
+	const Frame c0 = make_frame(photo(256, 144, 80), GST_VIDEO_FORMAT_P010_10LE);
 
 	HarnessPtr h = harness("batch-size=4 batch-timeout=60000");
 	FlowRecorder recorder(h.get());
@@ -764,9 +766,11 @@ TEST(FrcnnDetect, CapsChangeMidStream)
 	gst_harness_set_src_caps(h.get(), b0.caps());
 	ASSERT_EQ(gst_harness_push(h.get(), b0.buffer(2 * GST_MSECOND)), GST_FLOW_OK);
 	ASSERT_EQ(gst_harness_push(h.get(), b1.buffer(3 * GST_MSECOND)), GST_FLOW_OK);
+	gst_harness_set_src_caps(h.get(), c0.caps());
+	ASSERT_EQ(gst_harness_push(h.get(), c0.buffer(4 * GST_MSECOND)), GST_FLOW_OK);
 	ASSERT_TRUE(gst_harness_push_event(h.get(), gst_event_new_eos()));
 
-	for (const Frame *frame : { &a0, &a1, &b0, &b1 }) {
+	for (const Frame *frame : { &a0, &a1, &b0, &b1, &c0 }) {
 		gst_test::BufferPtr out(gst_harness_pull(h.get()));
 		ASSERT_TRUE(out);
 		expect_meta_equals(out.get(), frame->width(), frame->height(), expected_for(*frame));
@@ -774,13 +778,13 @@ TEST(FrcnnDetect, CapsChangeMidStream)
 
 	/* Each caps event stays in front of its own buffers. */
 	EXPECT_EQ(buffers_and(recorder.items(), "caps"),
-		  (std::vector<std::string>{ "caps", "B0", "B1", "caps", "B2", "B3" }));
+		  (std::vector<std::string>{ "caps", "B0", "B1", "caps", "B2", "B3", "caps", "B4" }));
 	GstCaps *caps = gst_pad_get_current_caps(h->sinkpad);
 	ASSERT_NE(caps, nullptr);
 	GstVideoInfo info;
 	ASSERT_TRUE(gst_video_info_from_caps(&info, caps));
-	EXPECT_EQ(GST_VIDEO_INFO_FORMAT(&info), GST_VIDEO_FORMAT_NV12);
-	EXPECT_EQ(GST_VIDEO_INFO_WIDTH(&info), 201);
+	EXPECT_EQ(GST_VIDEO_INFO_FORMAT(&info), GST_VIDEO_FORMAT_P010_10LE);
+	EXPECT_EQ(GST_VIDEO_INFO_WIDTH(&info), 256);
 	gst_caps_unref(caps);
 }
 
