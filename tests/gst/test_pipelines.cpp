@@ -305,15 +305,15 @@ TEST(Pipelines, WiderFramesSeeWhatTheirEightBitSamplesShow)
 				   " ! video/x-raw,format=RGB,width=320,height=240";
 	const std::string shapes_detector =
 		"model=tiny weights=" + quoted(gst_test::shapes_weights()) + " min-size=240 max-size=320";
-	for (auto [eight, ten] : { std::pair<std::string, std::string>{ "I420", "I420_10LE" },
+	for (auto [eight, wider] : { std::pair<std::string, std::string>{ "I420", "I420_10LE" },
 				   std::pair<std::string, std::string>{ "I420", "P010_10LE" },
 				   std::pair<std::string, std::string>{ "Y42B", "I422_10LE" },
 				   std::pair<std::string, std::string>{ "Y444", "Y444_10LE" },
 				   std::pair<std::string, std::string>{ "I420", "P012_LE" },
 				   std::pair<std::string, std::string>{ "Y42B", "I422_12LE" } }) {
-		SCOPED_TRACE(eight + " and " + ten);
+		SCOPED_TRACE(eight + " and " + wider);
 		const std::vector<json> reference = converted_detections(eight, eight, shapes, shapes_detector);
-		const std::vector<json> wide = converted_detections(eight, ten, shapes, shapes_detector);
+		const std::vector<json> wide = converted_detections(eight, wider, shapes, shapes_detector);
 		ASSERT_EQ(reference.size(), kLayoutFrames);
 		ASSERT_EQ(wide.size(), kLayoutFrames);
 		int compared = 0;
