@@ -3,12 +3,14 @@
 #
 #   filesrc ! decodebin ! frcnndetect ! fpsdisplaysink video-sink=fakesink text-overlay=false
 #
-# Without a video, videotestsrc makes frames of --size, so that only the detector is measured.
+# Without a video, videotestsrc makes frames of --size and --format, so that only the detector is
+# measured.
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
 
 FRAMES=100
 SIZE=1280x720
+FORMAT=NV12
 
 usage() {
 	cat <<USAGE
@@ -19,12 +21,15 @@ Runs the detector as fast as it goes and prints the average frame rate.
 Benchmark options:
   --frames N      frames of the synthetic source [$FRAMES] (a VIDEO runs to its end)
   --size WxH      size of the synthetic frames [$SIZE]
+  --format F      pixel format of the synthetic frames, any that frcnndetect takes (NV12, I420,
+                  YUY2, BGRx, RGB, P010_10LE, ...: see gst-inspect-1.0 frcnndetect) [$FORMAT]
 
 $COMMON_OPTIONS
 
 Examples:
   $(basename "$0") --weights coco --device cuda --batch-size 8 --precision fp16
   $(basename "$0") --weights coco --frames 20 --size 640x480
+  $(basename "$0") --weights coco --format P010_10LE --size 3840x2160
 USAGE
 }
 
@@ -33,6 +38,7 @@ while [ $# -gt 0 ]; do
 	case "$1" in
 	--frames) FRAMES=$2; shift 2 ;;
 	--size) SIZE=$2; shift 2 ;;
+	--format) FORMAT=$2; shift 2 ;;
 	*) OPTIONS+=("$1"); shift ;;
 	esac
 done
@@ -44,7 +50,7 @@ if [ "${#ARGS[@]}" -eq 1 ]; then
 	SOURCE=(filesrc location="${ARGS[0]}" ! decodebin)
 else
 	SOURCE=(videotestsrc num-buffers="$FRAMES" pattern=smpte !
-		video/x-raw,format=NV12,width="${SIZE%x*}",height="${SIZE#*x}")
+		video/x-raw,format="$FORMAT",width="${SIZE%x*}",height="${SIZE#*x}")
 fi
 PIPELINE=("${SOURCE[@]}" ! "${DETECT[@]}" "${SECOND[@]}" !
 	fpsdisplaysink video-sink=fakesink text-overlay=false sync=false signal-fps-measurements=true)

@@ -52,6 +52,9 @@ FRCNN_JSON_FORMAT=dlstreamer ./export-json.sh --dry-run a.mp4 | grep -q "frcnnjs
 	fail "export-json.sh --dry-run does not show -q"
 ./benchmark.sh --dry-run | grep -q "^gst-launch-1.0 -v -m videotestsrc" ||
 	fail "benchmark.sh --dry-run does not show -v -m"
+./benchmark.sh --dry-run --format P010_10LE --size 640x360 |
+	grep -qF 'video/x-raw\,format=P010_10LE\,width=640\,height=360 \! frcnndetect' ||
+	fail "benchmark.sh --format does not set the synthetic frames' format"
 ./detect-camera.sh --dry-run --mjpeg --size 1280x720 /dev/video2 |
 	grep -qF 'device=/dev/video2 \! image/jpeg\,width=1280\,height=720 \! jpegdec \! videoconvert \! frcnndetect' ||
 	fail "detect-camera.sh --mjpeg does not decode the camera's JPEG"
