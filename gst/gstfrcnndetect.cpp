@@ -371,6 +371,8 @@ bool to_pixel_format(GstVideoFormat format, frcnn::PixelFormat *out)
 	case GST_VIDEO_FORMAT_I420_12LE: *out = frcnn::PixelFormat::I420_12LE; return true;
 	case GST_VIDEO_FORMAT_I422_12LE: *out = frcnn::PixelFormat::I422_12LE; return true;
 	case GST_VIDEO_FORMAT_Y444_12LE: *out = frcnn::PixelFormat::Y444_12LE; return true;
+	case GST_VIDEO_FORMAT_Y210: *out = frcnn::PixelFormat::Y210; return true;
+	case GST_VIDEO_FORMAT_Y212_LE: *out = frcnn::PixelFormat::Y212_LE; return true;
 	default: return false;
 	}
 }

@@ -275,6 +275,15 @@ int floor_shift(int x, int shift)
 	return x >= 0 ? x >> shift : -((-x + (1 << shift) - 1) >> shift);
 }
 
+// The shift of a YUV sample in its 16-bit word. GStreamer 1.22's table gives Y210 none, while its
+// packing (videoconvert's) and the format's definition put the 10 bits at the top of the word.
+int sample_shift(const GstVideoFormatInfo *finfo)
+{
+	if (GST_VIDEO_FORMAT_INFO_FORMAT(finfo) == GST_VIDEO_FORMAT_Y210 && GST_VIDEO_FORMAT_INFO_SHIFT(finfo, 0) == 0)
+		return 16 - GST_VIDEO_FORMAT_INFO_DEPTH(finfo, 0);
+	return GST_VIDEO_FORMAT_INFO_SHIFT(finfo, 0);
+}
+
 // The planes of a frame as OpenCV images over the mapped memory, and how to paint on them. YUV
 // samples of more than 8 bits are 16-bit words in the host's byte order (the formats' LE), the
 // sample in their bits from shift_ up.
@@ -283,8 +292,7 @@ public:
 	explicit Canvas(GstVideoFrame *frame)
 		: format_(GST_VIDEO_FRAME_FORMAT(frame)),
 		  yuv_(frame->info.colorimetry, GST_VIDEO_FORMAT_INFO_DEPTH(frame->info.finfo, 0)),
-		  shift_(GST_VIDEO_FORMAT_INFO_SHIFT(frame->info.finfo, 0)),
-		  depth_(yuv_.depth > 8 ? CV_16U : CV_8U)
+		  shift_(sample_shift(frame->info.finfo)), depth_(yuv_.depth > 8 ? CV_16U : CV_8U)
 	{
 		const int width = GST_VIDEO_FRAME_WIDTH(frame);
 		const int height = GST_VIDEO_FRAME_HEIGHT(frame);
@@ -332,10 +340,12 @@ public:
 		case GST_VIDEO_FORMAT_UYVY:
 		case GST_VIDEO_FORMAT_YVYU:
 		case GST_VIDEO_FORMAT_VYUY:
-			// Four bytes for each two pixels of a row; and each pixel's luma byte with
-			// a chroma byte (U or V, by the pixel's column), for the text.
-			pixel_pairs_ = plane(0, height, chroma_width, CV_8UC4);
-			pixels_ = plane(0, height, width, CV_8UC2);
+		case GST_VIDEO_FORMAT_Y210:
+		case GST_VIDEO_FORMAT_Y212_LE:
+			// Four samples for each two pixels of a row; and each pixel's luma sample with
+			// a chroma sample (U or V, by the pixel's column), for the text.
+			pixel_pairs_ = plane(0, height, chroma_width, CV_MAKETYPE(depth_, 4));
+			pixels_ = plane(0, height, width, CV_MAKETYPE(depth_, 2));
 			break;
 		case GST_VIDEO_FORMAT_RGB:
 		case GST_VIDEO_FORMAT_BGR:
@@ -420,8 +430,10 @@ public:
 			target = pixels_;
 			// Chroma first in UYVY and VYUY, luma first in YUY2 and YVYU.
 			const bool chroma_first = format_ == GST_VIDEO_FORMAT_UYVY || format_ == GST_VIDEO_FORMAT_VYUY;
-			ink = chroma_first ? cv::Scalar(u, luma) : cv::Scalar(luma, u);
+			ink = chroma_first ? cv::Scalar(word(u), word(luma)) : cv::Scalar(word(luma), word(u));
 		}
+		// OpenCV antialiases on 8-bit images only: on 16-bit words (Y210) the letters are
+		// drawn in whole words, the bits below the sample left 0.
 		cv::putText(target, text, origin, kFont, scale, ink, thickness,
 			    cv::LINE_AA);
 	}
@@ -500,7 +512,7 @@ private:
 		case GST_VIDEO_FORMAT_UYVY: return cv::Scalar(u, y, v, y);
 		case GST_VIDEO_FORMAT_YVYU: return cv::Scalar(y, v, y, u);
 		case GST_VIDEO_FORMAT_VYUY: return cv::Scalar(v, y, u, y);
-		default: return cv::Scalar(y, u, y, v); // YUY2
+		default: return cv::Scalar(y, u, y, v); // YUY2, Y210, Y212_LE
 		}
 	}
 

@@ -19,7 +19,8 @@
 #define FRCNN_VIDEO_FORMATS                                                                 \
 	"{ RGB, BGR, RGBx, BGRx, xRGB, xBGR, RGBA, BGRA, ARGB, ABGR, NV12, NV21, I420, YV12, " \
 	"NV16, NV61, Y42B, NV24, Y444, YUY2, UYVY, YVYU, VYUY, GRAY8, " \
-	"P010_10LE, I420_10LE, I422_10LE, Y444_10LE, P012_LE, I420_12LE, I422_12LE, Y444_12LE }"
+	"P010_10LE, I420_10LE, I422_10LE, Y444_10LE, P012_LE, I420_12LE, I422_12LE, Y444_12LE, " \
+	"Y210, Y212_LE }"
 
 namespace frcnn::gst {
 

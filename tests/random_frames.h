@@ -48,6 +48,8 @@ inline FrameView random_frame(PixelFormat format, int width, int height, std::mt
 	case PixelFormat::I422_12LE: planes = {{height, width * 2}, {height, cw * 2}, {height, cw * 2}}; break;
 	case PixelFormat::Y444_10LE:
 	case PixelFormat::Y444_12LE: planes = {{height, width * 2}, {height, width * 2}, {height, width * 2}}; break;
+	case PixelFormat::Y210:
+	case PixelFormat::Y212_LE: planes = {{height, cw * 8}}; break;
 	default: planes = {{height, width * bpp}}; break;
 	}
 	std::uniform_int_distribution<int> byte(0, 255);
@@ -74,7 +76,8 @@ inline const std::vector<PixelFormat> &all_pixel_formats()
 		PixelFormat::Y444, PixelFormat::YUY2, PixelFormat::UYVY, PixelFormat::YVYU,
 		PixelFormat::VYUY, PixelFormat::NV16, PixelFormat::NV61, PixelFormat::NV24,
 		PixelFormat::P010_10LE, PixelFormat::I420_10LE, PixelFormat::I422_10LE, PixelFormat::Y444_10LE,
-		PixelFormat::P012_LE, PixelFormat::I420_12LE, PixelFormat::I422_12LE, PixelFormat::Y444_12LE};
+		PixelFormat::P012_LE, PixelFormat::I420_12LE, PixelFormat::I422_12LE, PixelFormat::Y444_12LE,
+		PixelFormat::Y210, PixelFormat::Y212_LE};
 	return formats;
 }
 

@@ -67,6 +67,8 @@ YuvLayout yuv_layout(PixelFormat format)
 	case PixelFormat::I420_12LE: return {2, 0, 1, 2, 0, 0, 2, 1, 1, 2, 0, 12};
 	case PixelFormat::I422_12LE: return {2, 0, 1, 2, 0, 0, 2, 1, 0, 2, 0, 12};
 	case PixelFormat::Y444_12LE: return {2, 0, 1, 2, 0, 0, 2, 0, 0, 2, 0, 12};
+	case PixelFormat::Y210: return {4, 0, 0, 0, 2, 6, 8, 1, 0, 2, 6, 10};
+	case PixelFormat::Y212_LE: return {4, 0, 0, 0, 2, 6, 8, 1, 0, 2, 4, 12};
 	default: throw Error("not a YUV format");
 	}
 }

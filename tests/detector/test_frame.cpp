@@ -701,8 +701,8 @@ using SampleAt = std::function<int(int component, int y, int x)>;
 // and the FOURCCs'), spelled out here on their own rather than read from the library's layouts,
 // so that the test checks those. Rows are padded. The 10- and 12-bit formats are their 8-bit
 // namesakes with a little-endian 16-bit word for each byte, the sample in its top bits (P010,
-// P012) or its low bits (the others); the word's other bits are set to a pattern that must not
-// be read.
+// P012, Y210, Y212) or its low bits (the others); the word's other bits are set to a pattern that
+// must not be read.
 TestFrame yuv_frame(PixelFormat format, int width, int height, const SampleAt &sample)
 {
 	TestFrame f;
@@ -722,7 +722,9 @@ TestFrame yuv_frame(PixelFormat format, int width, int height, const SampleAt &s
 				 Wide{PixelFormat::P012_LE, PixelFormat::NV12, 4, 0xb},
 				 Wide{PixelFormat::I420_12LE, PixelFormat::I420, 0, 0xa000},
 				 Wide{PixelFormat::I422_12LE, PixelFormat::Y42B, 0, 0xa000},
-				 Wide{PixelFormat::Y444_12LE, PixelFormat::Y444, 0, 0xa000}})
+				 Wide{PixelFormat::Y444_12LE, PixelFormat::Y444, 0, 0xa000},
+				 Wide{PixelFormat::Y210, PixelFormat::YUY2, 6, 0x2b},
+				 Wide{PixelFormat::Y212_LE, PixelFormat::YUY2, 4, 0xb}})
 		if (format == wide.format) {
 			format = wide.namesake;
 			sample_bytes = 2;
@@ -835,10 +837,10 @@ TEST(FrameToTensor, YuvFormatsReadTheirSamplesWhereTheyLie)
 		  PixelFormat::YVYU, PixelFormat::VYUY}},
 		{0, 0, {PixelFormat::Y444, PixelFormat::NV24}},
 		{1, 1, {PixelFormat::I420_10LE, PixelFormat::P010_10LE}},
-		{1, 0, {PixelFormat::I422_10LE}},
+		{1, 0, {PixelFormat::I422_10LE, PixelFormat::Y210}},
 		{0, 0, {PixelFormat::Y444_10LE}},
 		{1, 1, {PixelFormat::I420_12LE, PixelFormat::P012_LE}},
-		{1, 0, {PixelFormat::I422_12LE}},
+		{1, 0, {PixelFormat::I422_12LE, PixelFormat::Y212_LE}},
 		{0, 0, {PixelFormat::Y444_12LE}}};
 	uint32_t seed = 1;
 	for (const Family &family : families)
@@ -901,7 +903,9 @@ TEST(FrameToTensor, WiderSamplesOfEightBitLevelsGiveTheEightBitImage)
 				   std::pair{PixelFormat::P012_LE, PixelFormat::NV12},
 				   std::pair{PixelFormat::I420_12LE, PixelFormat::I420},
 				   std::pair{PixelFormat::I422_12LE, PixelFormat::Y42B},
-				   std::pair{PixelFormat::Y444_12LE, PixelFormat::Y444}}) {
+				   std::pair{PixelFormat::Y444_12LE, PixelFormat::Y444},
+				   std::pair{PixelFormat::Y210, PixelFormat::YUY2},
+				   std::pair{PixelFormat::Y212_LE, PixelFormat::YUY2}}) {
 		SCOPED_TRACE("format " + std::to_string((int)wide));
 		const YuvLayout layout = yuv_layout(eight);
 		const int scale = 1 << (yuv_layout(wide).bits - 8);

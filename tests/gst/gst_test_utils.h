@@ -88,9 +88,10 @@ inline const char *packed_order(GstVideoFormat format)
 
 // The byte offset of component `c` (0 Y, 1 U, 2 V) in a pixel of `finfo`'s format, as the
 // format's packing writes it. GStreamer 1.22's table gives VYUY the offsets of UYVY (U first),
-// while its packing (videoconvert's output) and the FOURCC put V first; and it puts P010's and
+// while its packing (videoconvert's output) and the FOURCC put V first; it puts P010's and
 // P012's V one byte after U, inside U's 16-bit word, while its packing puts V in the next word
-// (byte 2). The packings' offsets are taken here.
+// (byte 2); and it puts all three samples of Y210 and Y212 at byte 0, packed as YUY2 of 16-bit
+// words. The packings' offsets are taken here.
 inline int component_offset(const GstVideoFormatInfo *finfo, guint c)
 {
 	if (GST_VIDEO_FORMAT_INFO_FORMAT(finfo) == GST_VIDEO_FORMAT_VYUY &&
@@ -98,11 +99,26 @@ inline int component_offset(const GstVideoFormatInfo *finfo, guint c)
 		const int vyuy[3] = { 1, 2, 0 };
 		return vyuy[c];
 	}
+	if ((GST_VIDEO_FORMAT_INFO_FORMAT(finfo) == GST_VIDEO_FORMAT_Y210 ||
+	     GST_VIDEO_FORMAT_INFO_FORMAT(finfo) == GST_VIDEO_FORMAT_Y212_LE) &&
+	    GST_VIDEO_FORMAT_INFO_POFFSET(finfo, 2) == 0) {
+		const int y210[3] = { 0, 2, 6 };
+		return y210[c];
+	}
 	if ((GST_VIDEO_FORMAT_INFO_FORMAT(finfo) == GST_VIDEO_FORMAT_P010_10LE ||
 	     GST_VIDEO_FORMAT_INFO_FORMAT(finfo) == GST_VIDEO_FORMAT_P012_LE) &&
 	    c == 2 && GST_VIDEO_FORMAT_INFO_POFFSET(finfo, 2) == 1)
 		return 2;
 	return GST_VIDEO_FORMAT_INFO_POFFSET(finfo, c);
+}
+
+// The shift of component `c`'s sample in its 16-bit word, as the format's packing writes it.
+// GStreamer 1.22's table gives Y210 none, while its packing puts the 10 bits at the top.
+inline int component_shift(const GstVideoFormatInfo *finfo, guint c)
+{
+	if (GST_VIDEO_FORMAT_INFO_FORMAT(finfo) == GST_VIDEO_FORMAT_Y210 && GST_VIDEO_FORMAT_INFO_SHIFT(finfo, c) == 0)
+		return 16 - GST_VIDEO_FORMAT_INFO_DEPTH(finfo, c);
+	return GST_VIDEO_FORMAT_INFO_SHIFT(finfo, c);
 }
 
 // One frame as the element receives it. `bytes` holds exactly the buffer's memory, and
@@ -210,7 +226,7 @@ inline Frame make_frame(const cv::Mat &bgr, GstVideoFormat format, int stride_pa
 		const int x_shift = GST_VIDEO_FORMAT_INFO_W_SUB(finfo, c);
 		const int y_shift = GST_VIDEO_FORMAT_INFO_H_SUB(finfo, c);
 		const int depth = GST_VIDEO_FORMAT_INFO_DEPTH(finfo, c);
-		const int shift = GST_VIDEO_FORMAT_INFO_SHIFT(finfo, c);
+		const int shift = component_shift(finfo, c);
 		for (int y = 0; y < GST_VIDEO_INFO_COMP_HEIGHT(&frame.info, c); y++)
 			for (int x = 0; x < GST_VIDEO_INFO_COMP_WIDTH(&frame.info, c); x++) {
 				uint8_t *at = &frame.bytes[frame.offsets[plane] + y * frame.strides[plane] + offset + x * step];

@@ -76,6 +76,8 @@ frcnn::PixelFormat pixel_format(GstVideoFormat format)
 	case GST_VIDEO_FORMAT_I420_12LE: return frcnn::PixelFormat::I420_12LE;
 	case GST_VIDEO_FORMAT_I422_12LE: return frcnn::PixelFormat::I422_12LE;
 	case GST_VIDEO_FORMAT_Y444_12LE: return frcnn::PixelFormat::Y444_12LE;
+	case GST_VIDEO_FORMAT_Y210: return frcnn::PixelFormat::Y210;
+	case GST_VIDEO_FORMAT_Y212_LE: return frcnn::PixelFormat::Y212_LE;
 	default:
 		ADD_FAILURE() << "no library format for " << gst_video_format_to_string(format);
 		return frcnn::PixelFormat::RGB;
@@ -436,7 +438,8 @@ INSTANTIATE_TEST_SUITE_P(AllSinkFormats, FormatTest,
 			  GST_VIDEO_FORMAT_NV61, GST_VIDEO_FORMAT_NV24, GST_VIDEO_FORMAT_GRAY8,
 			  GST_VIDEO_FORMAT_P010_10LE, GST_VIDEO_FORMAT_I420_10LE, GST_VIDEO_FORMAT_I422_10LE,
 			  GST_VIDEO_FORMAT_Y444_10LE, GST_VIDEO_FORMAT_P012_LE, GST_VIDEO_FORMAT_I420_12LE,
-			  GST_VIDEO_FORMAT_I422_12LE, GST_VIDEO_FORMAT_Y444_12LE),
+			  GST_VIDEO_FORMAT_I422_12LE, GST_VIDEO_FORMAT_Y444_12LE, GST_VIDEO_FORMAT_Y210,
+			  GST_VIDEO_FORMAT_Y212_LE),
 	[](const ::testing::TestParamInfo<GstVideoFormat> &info) {
 		return std::string(gst_video_format_to_string(info.param));
 	});
@@ -455,7 +458,8 @@ TEST(FrcnnDetect, LayoutsOfOnePictureAllSeeTheSameImage)
 					    GST_VIDEO_FORMAT_I420_12LE, GST_VIDEO_FORMAT_P012_LE },
 	       std::vector<GstVideoFormat>{ GST_VIDEO_FORMAT_Y42B, GST_VIDEO_FORMAT_NV16, GST_VIDEO_FORMAT_NV61,
 					    GST_VIDEO_FORMAT_YUY2, GST_VIDEO_FORMAT_UYVY, GST_VIDEO_FORMAT_YVYU,
-					    GST_VIDEO_FORMAT_VYUY, GST_VIDEO_FORMAT_I422_10LE, GST_VIDEO_FORMAT_I422_12LE },
+					    GST_VIDEO_FORMAT_VYUY, GST_VIDEO_FORMAT_I422_10LE, GST_VIDEO_FORMAT_I422_12LE,
+					    GST_VIDEO_FORMAT_Y210, GST_VIDEO_FORMAT_Y212_LE },
 	       std::vector<GstVideoFormat>{ GST_VIDEO_FORMAT_Y444, GST_VIDEO_FORMAT_NV24, GST_VIDEO_FORMAT_Y444_10LE,
 					    GST_VIDEO_FORMAT_Y444_12LE } }) {
 		const std::vector<frcnn::Detection> expected = expected_for(make_frame(image, family.front()));
@@ -1656,6 +1660,7 @@ TEST(FrcnnDetect, RegionDetectsInsideItInFramePixels)
 			       Case{ GST_VIDEO_FORMAT_P010_10LE, "41,31,150,101", 40, 30, 151, 102 },
 			       Case{ GST_VIDEO_FORMAT_I422_10LE, "41,31,150,101", 40, 31, 151, 101 },
 			       Case{ GST_VIDEO_FORMAT_P012_LE, "41,31,150,101", 40, 30, 151, 102 },
+			       Case{ GST_VIDEO_FORMAT_Y210, "41,31,150,101", 40, 31, 151, 101 },
 			       Case{ GST_VIDEO_FORMAT_RGB, "100,64,500,500", 100, 64, 156, 128 } }) {
 		SCOPED_TRACE(std::string(gst_video_format_to_string(c.format)) + " region " + c.region);
 		const Frame frame = make_frame(photo(256, 192, 5), c.format);

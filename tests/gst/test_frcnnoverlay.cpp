@@ -112,7 +112,7 @@ public:
 				continue;
 			}
 			// A little-endian word: the sample in its bits from `shift` up, the others 0.
-			const int word = at[0] | at[1] << 8, shift = GST_VIDEO_FORMAT_INFO_SHIFT(finfo, component);
+			const int word = at[0] | at[1] << 8, shift = gst_test::component_shift(finfo, component);
 			const int sample = word >> shift;
 			EXPECT_EQ(word & ~(((1 << depth) - 1) << shift), 0)
 				<< "bits outside the sample at " << x << "," << y;
@@ -255,7 +255,8 @@ INSTANTIATE_TEST_SUITE_P(AllFormats, OverlayFormatTest,
 			  GST_VIDEO_FORMAT_NV61, GST_VIDEO_FORMAT_NV24, GST_VIDEO_FORMAT_GRAY8,
 			  GST_VIDEO_FORMAT_P010_10LE, GST_VIDEO_FORMAT_I420_10LE, GST_VIDEO_FORMAT_I422_10LE,
 			  GST_VIDEO_FORMAT_Y444_10LE, GST_VIDEO_FORMAT_P012_LE, GST_VIDEO_FORMAT_I420_12LE,
-			  GST_VIDEO_FORMAT_I422_12LE, GST_VIDEO_FORMAT_Y444_12LE),
+			  GST_VIDEO_FORMAT_I422_12LE, GST_VIDEO_FORMAT_Y444_12LE, GST_VIDEO_FORMAT_Y210,
+			  GST_VIDEO_FORMAT_Y212_LE),
 	[](const ::testing::TestParamInfo<GstVideoFormat> &info) {
 		return std::string(gst_video_format_to_string(info.param));
 	});
@@ -277,7 +278,8 @@ TEST(FrcnnOverlay, DrawsInTheColorimetryOfTheCaps)
 			       Case{ "bt2020", 0.2627, 0.0593, false, GST_VIDEO_FORMAT_P010_10LE },
 			       Case{ "1:4:0:0", 0.299, 0.114, true, GST_VIDEO_FORMAT_I420_10LE },
 			       Case{ "bt2020", 0.2627, 0.0593, false, GST_VIDEO_FORMAT_P012_LE },
-			       Case{ "1:4:0:0", 0.299, 0.114, true, GST_VIDEO_FORMAT_Y444_12LE } }) {
+			       Case{ "1:4:0:0", 0.299, 0.114, true, GST_VIDEO_FORMAT_Y444_12LE },
+			       Case{ "bt709", 0.2126, 0.0722, false, GST_VIDEO_FORMAT_Y210 } }) {
 		SCOPED_TRACE(std::string(c.colorimetry) + " " + gst_video_format_to_string(c.format));
 		Frame frame = make_frame(cv::Mat(kHeight, kWidth, CV_8UC3, kGrey), c.format);
 		ASSERT_TRUE(gst_video_colorimetry_from_string(&frame.info.colorimetry, c.colorimetry));

@@ -38,6 +38,8 @@ enum class PixelFormat {
 	I420_12LE,			     // I420 of 16-bit words, the sample in their low 12 bits
 	I422_12LE,			     // Y42B of 16-bit words, the sample in their low 12 bits
 	Y444_12LE,			     // Y444 of 16-bit words, the sample in their low 12 bits
+	Y210,				     // YUY2 of 16-bit words, the sample in their top 10 bits
+	Y212_LE,			     // YUY2 of 16-bit words, the sample in their top 12 bits
 };
 
 // The matrix by which a YUV frame's values stand for colours (GStreamer's colorimetry matrix):
