@@ -86,6 +86,30 @@ inline const char *packed_order(GstVideoFormat format)
 	}
 }
 
+// Every raw format frcnndetect and frcnnoverlay take (their sink template's list), for the tests
+// that run each.
+inline const std::vector<GstVideoFormat> &all_formats()
+{
+	static const std::vector<GstVideoFormat> formats{
+		GST_VIDEO_FORMAT_RGB,	    GST_VIDEO_FORMAT_BGR,	GST_VIDEO_FORMAT_RGBx,	    GST_VIDEO_FORMAT_BGRx,
+		GST_VIDEO_FORMAT_xRGB,	    GST_VIDEO_FORMAT_xBGR,	GST_VIDEO_FORMAT_RGBA,	    GST_VIDEO_FORMAT_BGRA,
+		GST_VIDEO_FORMAT_ARGB,	    GST_VIDEO_FORMAT_ABGR,	GST_VIDEO_FORMAT_NV12,	    GST_VIDEO_FORMAT_I420,
+		GST_VIDEO_FORMAT_NV21,	    GST_VIDEO_FORMAT_YV12,	GST_VIDEO_FORMAT_Y42B,	    GST_VIDEO_FORMAT_Y444,
+		GST_VIDEO_FORMAT_YUY2,	    GST_VIDEO_FORMAT_UYVY,	GST_VIDEO_FORMAT_YVYU,	    GST_VIDEO_FORMAT_VYUY,
+		GST_VIDEO_FORMAT_NV16,	    GST_VIDEO_FORMAT_NV61,	GST_VIDEO_FORMAT_NV24,	    GST_VIDEO_FORMAT_GRAY8,
+		GST_VIDEO_FORMAT_P010_10LE, GST_VIDEO_FORMAT_I420_10LE, GST_VIDEO_FORMAT_I422_10LE, GST_VIDEO_FORMAT_Y444_10LE,
+		GST_VIDEO_FORMAT_P012_LE,   GST_VIDEO_FORMAT_I420_12LE, GST_VIDEO_FORMAT_I422_12LE, GST_VIDEO_FORMAT_Y444_12LE,
+		GST_VIDEO_FORMAT_Y210,	    GST_VIDEO_FORMAT_Y212_LE,
+	};
+	return formats;
+}
+
+// A parameterised test's name for its format (INSTANTIATE_TEST_SUITE_P over all_formats()).
+inline std::string format_name(const ::testing::TestParamInfo<GstVideoFormat> &info)
+{
+	return gst_video_format_to_string(info.param);
+}
+
 // The byte offset of component `c` (0 Y, 1 U, 2 V) in a pixel of `finfo`'s format, as the
 // format's packing writes it. GStreamer 1.22's table gives VYUY the offsets of UYVY (U first),
 // while its packing (videoconvert's output) and the FOURCC put V first; it puts P010's and

@@ -82,7 +82,7 @@ TEST_P(ElementsDoc, EveryPropertyHasARowAndEveryRowAProperty)
 }
 
 // The caps block of frcnndetect's section names the formats of its sink pad, no more, no fewer
-// (frcnnoverlay's section says it takes the same).
+// (frcnnoverlay's section says it takes the same), and the element tests' list is the same.
 TEST(ElementsDoc, TheCapsBlockListsTheFormatsTheElementTakes)
 {
 	gst_test::init();
@@ -117,6 +117,11 @@ TEST(ElementsDoc, TheCapsBlockListsTheFormatsTheElementTakes)
 		for (guint i = 0; i < gst_value_list_get_size(formats); i++)
 			taken.insert(g_value_get_string(gst_value_list_get_value(formats, i)));
 		EXPECT_EQ(documented, taken);
+		// The element tests run every format it takes.
+		std::set<std::string> tested;
+		for (GstVideoFormat format : gst_test::all_formats())
+			tested.insert(gst_video_format_to_string(format));
+		EXPECT_EQ(tested, taken);
 		gst_caps_unref(caps);
 		gst_object_unref(sink);
 		gst_object_unref(element);
