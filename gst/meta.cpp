@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <memory>
 
 #include <gst/video/video.h>
 
@@ -19,7 +20,138 @@ double clamp(double value, double low, double high)
 	return std::min(std::max(value, low), high);
 }
 
+// --- GstFrcnnDetectionParamsMeta (see meta.h) ---
+
+struct StructureFree {
+	void operator()(GstStructure *structure) const { gst_structure_free(structure); }
+};
+
+// The param of one region of interest: which region (id and type) and a copy of its param.
+struct KeptParam {
+	gint roi_id;
+	GQuark roi_type;
+	std::unique_ptr<GstStructure, StructureFree> param;
+};
+
+struct DetectionParamsMeta {
+	GstMeta meta;
+	std::vector<KeptParam> *kept;
+};
+
+const GstMetaInfo *detection_params_meta_get_info();
+
+const KeptParam *kept_param_of(const DetectionParamsMeta &meta, const GstVideoRegionOfInterestMeta &roi)
+{
+	for (const KeptParam &kept : *meta.kept)
+		if (kept.roi_id == roi.id && kept.roi_type == roi.roi_type)
+			return &kept;
+	return nullptr;
+}
+
+// Puts the kept params back on the regions of interest of `buffer` that lost theirs. A buffer's
+// metas are transformed in the order they were added, each added after those before it on the
+// new buffer: the regions of interest older than this meta are there when its transform runs.
+void restore_params(GstBuffer *buffer, const DetectionParamsMeta &meta)
+{
+	gpointer state = nullptr;
+	while (GstMeta *item = gst_buffer_iterate_meta_filtered(
+		       buffer, &state, GST_VIDEO_REGION_OF_INTEREST_META_API_TYPE)) {
+		auto *roi = reinterpret_cast<GstVideoRegionOfInterestMeta *>(item);
+		if (gst_video_region_of_interest_meta_get_param(roi, kDetectionParam))
+			continue;
+		if (const KeptParam *kept = kept_param_of(meta, *roi))
+			gst_video_region_of_interest_meta_add_param(roi,
+								    gst_structure_copy(kept->param.get()));
+	}
+}
+
+gboolean params_meta_init(GstMeta *meta, gpointer, GstBuffer *)
+{
+	reinterpret_cast<DetectionParamsMeta *>(meta)->kept = new std::vector<KeptParam>();
+	return TRUE;
+}
+
+void params_meta_free(GstMeta *meta, GstBuffer *)
+{
+	auto *params = reinterpret_cast<DetectionParamsMeta *>(meta);
+	delete params->kept;
+	params->kept = nullptr;
+}
+
+gboolean params_meta_transform(GstBuffer *dest, GstMeta *meta, GstBuffer *, GQuark type, gpointer)
+{
+	/* The params hold boxes normalised to the frame, true of a copy and of a scaled frame
+	 * alike. The region-of-interest metas take no other transform, nor does this one. */
+	if (!GST_META_TRANSFORM_IS_COPY(type) && !GST_VIDEO_META_TRANSFORM_IS_SCALE(type))
+		return FALSE;
+	const auto *source = reinterpret_cast<DetectionParamsMeta *>(meta);
+	auto *target = reinterpret_cast<DetectionParamsMeta *>(
+		gst_buffer_add_meta(dest, detection_params_meta_get_info(), nullptr));
+	if (!target)
+		return FALSE;
+	for (const KeptParam &kept : *source->kept)
+		target->kept->push_back({ kept.roi_id, kept.roi_type,
+					  std::unique_ptr<GstStructure, StructureFree>(
+						  gst_structure_copy(kept.param.get())) });
+	restore_params(dest, *target);
+	return TRUE;
+}
+
+const GstMetaInfo *detection_params_meta_get_info()
+{
+	static const GstMetaInfo *const info = [] {
+		/* Registered once per process, even where this code is in it twice. */
+		const GstMetaInfo *registered = gst_meta_get_info("GstFrcnnDetectionParamsMeta");
+		if (!registered)
+			registered = gst_meta_register(detection_params_meta_api_get_type(),
+						       "GstFrcnnDetectionParamsMeta",
+						       sizeof(DetectionParamsMeta), params_meta_init,
+						       params_meta_free, params_meta_transform);
+		return registered;
+	}();
+	return info;
+}
+
+// Keeps a copy of the param of `roi` in the buffer's GstFrcnnDetectionParamsMeta, which it
+// (re)adds after `roi`: the meta must be newer than the regions it serves (restore_params).
+void keep_param(GstBuffer *buffer, const GstVideoRegionOfInterestMeta &roi, const GstStructure *param)
+{
+	std::unique_ptr<std::vector<KeptParam>> kept(new std::vector<KeptParam>());
+	if (auto *older = reinterpret_cast<DetectionParamsMeta *>(
+		    gst_buffer_get_meta(buffer, detection_params_meta_api_get_type()))) {
+		std::swap(*kept, *older->kept);
+		if (!gst_buffer_remove_meta(buffer, &older->meta)) {
+			/* A locked meta stays where it is, and keeps the params. */
+			std::swap(*kept, *older->kept);
+			older->kept->push_back({ roi.id, roi.roi_type,
+						 std::unique_ptr<GstStructure, StructureFree>(
+							 gst_structure_copy(param)) });
+			return;
+		}
+	}
+	kept->push_back({ roi.id, roi.roi_type,
+			  std::unique_ptr<GstStructure, StructureFree>(gst_structure_copy(param)) });
+	auto *meta = reinterpret_cast<DetectionParamsMeta *>(
+		gst_buffer_add_meta(buffer, detection_params_meta_get_info(), nullptr));
+	if (meta)
+		std::swap(*meta->kept, *kept);
+}
+
 } // namespace
+
+GType detection_params_meta_api_get_type()
+{
+	static const GType type = [] {
+		/* The tags of GstVideoRegionOfInterestMeta: elements keep, scale or drop both alike. */
+		static const gchar *tags[] = { GST_META_TAG_VIDEO_STR, GST_META_TAG_VIDEO_ORIENTATION_STR,
+					       GST_META_TAG_VIDEO_SIZE_STR, nullptr };
+		GType registered = g_type_from_name("GstFrcnnDetectionParamsMetaAPI");
+		if (!registered)
+			registered = gst_meta_api_type_register("GstFrcnnDetectionParamsMetaAPI", tags);
+		return registered;
+	}();
+	return type;
+}
 
 void add_detection_meta(GstBuffer *buffer, int width, int height, double x1, double y1,
 			double x2, double y2, int64_t label_id, const std::string &label, double score,
@@ -61,6 +193,7 @@ void add_detection_meta(GstBuffer *buffer, int width, int height, double x1, dou
 		"x_max", G_TYPE_DOUBLE, width > 0 ? x2 / width : 0.0,
 		"y_max", G_TYPE_DOUBLE, height > 0 ? y2 / height : 0.0,
 		nullptr);
+	keep_param(buffer, *roi, param);
 	/* The meta takes ownership of the structure. */
 	gst_video_region_of_interest_meta_add_param(roi, param);
 }

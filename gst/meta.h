@@ -39,6 +39,17 @@ struct DetectionMeta {
 	double x_min = 0, y_min = 0, x_max = 0, y_max = 0;
 };
 
+// GStreamer's own transform of a GstVideoRegionOfInterestMeta drops its params when an element
+// scales the frames (videoscale, videoconvertscale): the rectangle is scaled, the "detection"
+// param with the label id, the score and the unrounded box is lost. So that detections keep
+// them downstream of such elements, add_detection_meta also keeps a copy of each param in one
+// GstFrcnnDetectionParamsMeta per buffer, which goes wherever the region-of-interest metas go
+// (the same tags, copied and scaled with them) and puts each param back on its region of
+// interest (the one of the same id and type) when a scaling dropped it. The meta sits after the
+// regions it serves in the buffer's list of metas (it moves behind each region added), so that
+// its transform runs after theirs.
+GType detection_params_meta_api_get_type();
+
 // Adds one detection to a writable buffer. The box is clamped to the frame. Its id is the next
 // free one on the buffer; `parent_id` names the region of interest it was found in, -1 none.
 void add_detection_meta(GstBuffer *buffer, int width, int height, double x1, double y1,

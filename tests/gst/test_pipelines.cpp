@@ -218,6 +218,47 @@ TEST(Pipelines, FlushingSeekWhilePlaying)
 	EXPECT_GT(output.back(), 11 * GST_SECOND) << "played to the end of the 11.3 s video";
 }
 
+// GStreamer's scaling of a region of interest keeps its rectangle but drops its params:
+// frcnndetect's detections keep theirs (label id, score, unrounded box) through videoscale and
+// frcnnoverlay behind it. The same detections, read by frcnnjson before and after the scaling.
+TEST(Pipelines, DetectionsKeepLabelsAndScoresThroughScaling)
+{
+	const std::string full = gst_test::out_dir() + "/scaling-full.jsonl";
+	const std::string half = gst_test::out_dir() + "/scaling-half.jsonl";
+	GstElement *pipeline = launch(
+		"frcnnshapesrc seed=3 num-buffers=4 ! video/x-raw,format=RGB,width=640,height=480 ! "
+		"frcnndetect model=tiny weights=" + quoted(gst_test::shapes_weights()) +
+		" ! tee name=t t. ! queue ! frcnnjson location=" + quoted(full) + " ! fakesink "
+		"t. ! queue ! videoscale ! video/x-raw,width=320,height=240 ! frcnnoverlay ! "
+		"frcnnjson location=" + quoted(half) + " ! fakesink");
+	ASSERT_NE(pipeline, nullptr);
+	run_to_eos(pipeline);
+	gst_object_unref(pipeline);
+
+	std::ifstream full_file(full), half_file(half);
+	std::string full_line, half_line;
+	int frames = 0, detections = 0;
+	while (std::getline(full_file, full_line)) {
+		ASSERT_TRUE(std::getline(half_file, half_line)) << "frame " << frames;
+		const json a = json::parse(full_line)["detections"], b = json::parse(half_line)["detections"];
+		ASSERT_EQ(b.size(), a.size()) << "frame " << frames;
+		for (std::size_t i = 0; i < a.size(); i++) {
+			SCOPED_TRACE("frame " + std::to_string(frames) + ": " + a[i].dump() + " and " + b[i].dump());
+			EXPECT_EQ(b[i]["label"], a[i]["label"]);
+			EXPECT_EQ(b[i]["label_id"], a[i]["label_id"]);
+			EXPECT_FALSE(b[i]["score"].is_null());
+			EXPECT_EQ(b[i]["score"], a[i]["score"]);
+			EXPECT_EQ(b[i]["id"], a[i]["id"]);
+			for (int k = 0; k < 4; k++) /* frcnnjson writes 2 decimals */
+				EXPECT_NEAR(b[i]["box"][k].get<double>(), a[i]["box"][k].get<double>() / 2, 0.011);
+			detections++;
+		}
+		frames++;
+	}
+	EXPECT_EQ(frames, 4);
+	EXPECT_GT(detections, 4);
+}
+
 constexpr std::size_t kLayoutFrames = 3; // the first frames of a video, the same in every run
 
 // Intersection over union of two [x1, y1, x2, y2] boxes of frcnnjson's lines.

@@ -1,0 +1,262 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// The detection metadata through GStreamer's own elements: a scaling element (videoscale,
+// videoconvertscale) keeps each detection's "detection" param (label id, score, normalised box),
+// which GStreamer's transform of GstVideoRegionOfInterestMeta alone drops.
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <gst/check/gstharness.h>
+#include <gst/gst.h>
+#include <gst/video/video.h>
+#include <gtest/gtest.h>
+
+#include "gst_test_utils.h"
+#include "meta.h"
+
+namespace {
+
+constexpr int kWidth = 640, kHeight = 480;
+
+struct BufferUnref {
+	void operator()(GstBuffer *buffer) const { gst_buffer_unref(buffer); }
+};
+using BufferPtr = std::unique_ptr<GstBuffer, BufferUnref>;
+
+BufferPtr frame()
+{
+	gst_test::init();
+	const gsize size = kWidth * kHeight * 3 / 2;
+	GstBuffer *buffer = gst_buffer_new_allocate(nullptr, size, nullptr);
+	gst_buffer_memset(buffer, 0, 0x60, size);
+	GST_BUFFER_PTS(buffer) = 0;
+	return BufferPtr(buffer);
+}
+
+// A region of interest as read straight from the buffer.
+struct Region {
+	std::string type;
+	int id = 0, parent_id = 0;
+	guint x = 0, y = 0, w = 0, h = 0;
+	bool has_param = false;
+	int label_id = -1;
+	std::string label;
+	double confidence = -1, x_min = -1, y_min = -1, x_max = -1, y_max = -1;
+};
+
+std::vector<Region> regions(GstBuffer *buffer)
+{
+	std::vector<Region> result;
+	gpointer state = nullptr;
+	while (GstMeta *meta = gst_buffer_iterate_meta_filtered(
+		       buffer, &state, GST_VIDEO_REGION_OF_INTEREST_META_API_TYPE)) {
+		auto *roi = reinterpret_cast<GstVideoRegionOfInterestMeta *>(meta);
+		Region region;
+		region.type = g_quark_to_string(roi->roi_type);
+		region.id = roi->id;
+		region.parent_id = roi->parent_id;
+		region.x = roi->x;
+		region.y = roi->y;
+		region.w = roi->w;
+		region.h = roi->h;
+		if (const GstStructure *s = gst_video_region_of_interest_meta_get_param(roi, "detection")) {
+			region.has_param = true;
+			EXPECT_TRUE(gst_structure_get_int(s, "label_id", &region.label_id));
+			const gchar *label = gst_structure_get_string(s, "label");
+			region.label = label ? label : "";
+			EXPECT_TRUE(gst_structure_get(s, "confidence", G_TYPE_DOUBLE, &region.confidence,
+						      "x_min", G_TYPE_DOUBLE, &region.x_min, "y_min",
+						      G_TYPE_DOUBLE, &region.y_min, "x_max", G_TYPE_DOUBLE,
+						      &region.x_max, "y_max", G_TYPE_DOUBLE, &region.y_max,
+						      nullptr));
+		}
+		result.push_back(region);
+	}
+	return result;
+}
+
+// Pushes `buffer` (NV12 frames of width x height) through `elements` and returns what comes out.
+BufferPtr through(const std::string &elements, GstBuffer *buffer, int width = kWidth, int height = kHeight)
+{
+	gst_test::init();
+	GstHarness *h = gst_harness_new_parse(elements.c_str());
+	if (!h) {
+		ADD_FAILURE() << "cannot make " << elements;
+		return nullptr;
+	}
+	gst_harness_set_src_caps_str(h, ("video/x-raw,format=NV12,width=" + std::to_string(width) +
+					 ",height=" + std::to_string(height) + ",framerate=25/1")
+						.c_str());
+	BufferPtr result(gst_harness_push_and_pull(h, gst_buffer_ref(buffer)));
+	EXPECT_TRUE(result) << "no buffer out of " << elements;
+	gst_harness_teardown(h);
+	return result;
+}
+
+// Three detections, as frcnndetect attaches them.
+BufferPtr frame_with_detections()
+{
+	BufferPtr buffer = frame();
+	frcnn::gst::add_detection_meta(buffer.get(), kWidth, kHeight, 10.4, 20.6, 110.2, 220.8, 1,
+				       "person", 0.91);
+	frcnn::gst::add_detection_meta(buffer.get(), kWidth, kHeight, 300.5, 100.25, 420.75, 161.5,
+				       3, "car", 0.625);
+	frcnn::gst::add_detection_meta(buffer.get(), kWidth, kHeight, 500, 400, 639.9, 479.9, 3,
+				       "car", 0.5);
+	return buffer;
+}
+
+// `after` holds the regions of `before` (on a frame of from_width x from_height) with their
+// params, the rectangles scaled to to_width x to_height as GStreamer scales them.
+void expect_same_detections(const std::vector<Region> &before, const std::vector<Region> &after,
+			    int to_width, int to_height, int from_width = kWidth, int from_height = kHeight)
+{
+	ASSERT_EQ(after.size(), before.size());
+	for (std::size_t i = 0; i < before.size(); i++) {
+		SCOPED_TRACE("region " + std::to_string(i));
+		const Region &b = before[i], &a = after[i];
+		ASSERT_TRUE(b.has_param);
+		EXPECT_TRUE(a.has_param);
+		EXPECT_EQ(a.type, b.type);
+		EXPECT_EQ(a.id, b.id);
+		EXPECT_EQ(a.parent_id, b.parent_id);
+		EXPECT_EQ(a.label_id, b.label_id);
+		EXPECT_EQ(a.label, b.label);
+		EXPECT_EQ(a.confidence, b.confidence);
+		EXPECT_EQ(a.x_min, b.x_min);
+		EXPECT_EQ(a.y_min, b.y_min);
+		EXPECT_EQ(a.x_max, b.x_max);
+		EXPECT_EQ(a.y_max, b.y_max);
+		EXPECT_EQ(a.x, b.x * to_width / from_width);
+		EXPECT_EQ(a.y, b.y * to_height / from_height);
+		EXPECT_EQ(a.w, b.w * to_width / from_width);
+		EXPECT_EQ(a.h, b.h * to_height / from_height);
+	}
+}
+
+TEST(DetectionMeta, ParamsGoThroughScalingElements)
+{
+	BufferPtr input = frame_with_detections();
+	const std::vector<Region> before = regions(input.get());
+	ASSERT_EQ(before.size(), 3u);
+
+	for (const std::string scaler : { "videoscale", "videoconvertscale" }) {
+		SCOPED_TRACE(scaler);
+		BufferPtr half = through(scaler + " ! capsfilter caps=video/x-raw,width=320,height=240", input.get());
+		ASSERT_TRUE(half);
+		expect_same_detections(before, regions(half.get()), 320, 240);
+	}
+
+	// Twice, the second time from a buffer that has been scaled once.
+	BufferPtr twice = through("videoscale ! capsfilter caps=video/x-raw,width=320,height=240 ! videoscale ! "
+				  "capsfilter caps=video/x-raw,width=1280,height=720",
+				  input.get());
+	ASSERT_TRUE(twice);
+	const std::vector<Region> after = regions(twice.get());
+	ASSERT_EQ(after.size(), before.size());
+	for (std::size_t i = 0; i < after.size(); i++) {
+		EXPECT_TRUE(after[i].has_param) << i;
+		EXPECT_EQ(after[i].confidence, before[i].confidence) << i;
+		EXPECT_EQ(after[i].x_min, before[i].x_min) << i;
+		EXPECT_EQ(after[i].y_max, before[i].y_max) << i;
+	}
+
+	// A copy (gst_buffer_copy, as gst_buffer_make_writable makes) keeps them, and can be scaled.
+	BufferPtr copy(gst_buffer_copy(input.get()));
+	expect_same_detections(before, regions(copy.get()), kWidth, kHeight);
+	BufferPtr scaled_copy = through("videoscale ! capsfilter caps=video/x-raw,width=320,height=240", copy.get());
+	ASSERT_TRUE(scaled_copy);
+	expect_same_detections(before, regions(scaled_copy.get()), 320, 240);
+}
+
+// The readers of the elements (frcnnoverlay, frcnnjson) read the scaled frame's detections in its
+// pixels, unrounded, with their labels and scores.
+TEST(DetectionMeta, ReadersSeeTheScaledBoxes)
+{
+	BufferPtr input = frame_with_detections();
+	BufferPtr half = through("videoscale ! capsfilter caps=video/x-raw,width=320,height=240", input.get());
+	ASSERT_TRUE(half);
+	const std::vector<frcnn::gst::DetectionMeta> full = frcnn::gst::read_detection_metas(input.get(), kWidth, kHeight);
+	const std::vector<frcnn::gst::DetectionMeta> scaled = frcnn::gst::read_detection_metas(half.get(), 320, 240);
+	ASSERT_EQ(scaled.size(), full.size());
+	for (std::size_t i = 0; i < full.size(); i++) {
+		EXPECT_EQ(scaled[i].label, full[i].label);
+		EXPECT_EQ(scaled[i].label_id, full[i].label_id);
+		EXPECT_EQ(scaled[i].score, full[i].score);
+		EXPECT_TRUE(scaled[i].has_box);
+		EXPECT_NEAR(scaled[i].x1, full[i].x1 / 2, 1e-9);
+		EXPECT_NEAR(scaled[i].y1, full[i].y1 / 2, 1e-9);
+		EXPECT_NEAR(scaled[i].x2, full[i].x2 / 2, 1e-9);
+		EXPECT_NEAR(scaled[i].y2, full[i].y2 / 2, 1e-9);
+	}
+	EXPECT_NEAR(full[0].x1, 10.4, 1e-9);
+}
+
+// A second detector (inference-region=roi-list) adds its detections to a frame that has been
+// scaled after the first: the params of both go through the next scaling.
+TEST(DetectionMeta, DetectionsAddedAfterAScalingKeepTheirsToo)
+{
+	BufferPtr input = frame_with_detections();
+	BufferPtr scaled = through("videoscale ! capsfilter caps=video/x-raw,width=320,height=240", input.get());
+	ASSERT_TRUE(scaled);
+	BufferPtr writable(gst_buffer_copy(scaled.get()));
+	frcnn::gst::add_detection_meta(writable.get(), 320, 240, 10, 15, 30, 45, 5, "wheel", 0.75, 1);
+	frcnn::gst::add_detection_meta(writable.get(), 320, 240, 165, 55, 175, 65, 6, "mirror",
+				       0.375, 1);
+	const std::vector<Region> before = regions(writable.get());
+	ASSERT_EQ(before.size(), 5u);
+	EXPECT_EQ(before[3].id, 3);
+	EXPECT_EQ(before[3].parent_id, 1);
+
+	BufferPtr smaller = through("videoscale ! capsfilter caps=video/x-raw,width=160,height=120", writable.get(), 320, 240);
+	ASSERT_TRUE(smaller);
+	expect_same_detections(before, regions(smaller.get()), 160, 120, 320, 240);
+}
+
+// Regions of interest of another producer keep what they came with: no param is given to one
+// that had none, one whose param another element replaced keeps the new one.
+TEST(DetectionMeta, OtherRegionsKeepWhatTheyHave)
+{
+	BufferPtr input = frame();
+	GstVideoRegionOfInterestMeta *face =
+		gst_buffer_add_video_region_of_interest_meta(input.get(), "face", 40, 40, 80, 80);
+	face->id = 0;
+	frcnn::gst::add_detection_meta(input.get(), kWidth, kHeight, 10, 20, 110, 220, 1, "person", 0.9);
+	std::vector<Region> before = regions(input.get());
+	ASSERT_EQ(before.size(), 2u);
+	EXPECT_EQ(before[1].id, 1);
+
+	BufferPtr half = through("videoscale ! capsfilter caps=video/x-raw,width=320,height=240", input.get());
+	ASSERT_TRUE(half);
+	const std::vector<Region> after = regions(half.get());
+	ASSERT_EQ(after.size(), 2u);
+	EXPECT_EQ(after[0].type, "face");
+	EXPECT_FALSE(after[0].has_param);
+	EXPECT_TRUE(after[1].has_param);
+	EXPECT_EQ(after[1].confidence, 0.9);
+}
+
+// Where GStreamer's elements drop or keep the regions of interest, they drop or keep the kept
+// params alike: both have the same tags.
+TEST(DetectionMeta, KeptParamsHaveTheTagsOfTheRegions)
+{
+	gst_test::init();
+	const GType params = frcnn::gst::detection_params_meta_api_get_type();
+	ASSERT_NE(params, G_TYPE_INVALID);
+	for (const char *tag : { GST_META_TAG_VIDEO_STR, GST_META_TAG_VIDEO_ORIENTATION_STR,
+				 GST_META_TAG_VIDEO_SIZE_STR, GST_META_TAG_VIDEO_COLORSPACE_STR,
+				 GST_META_TAG_MEMORY_STR })
+		EXPECT_EQ(gst_meta_api_type_has_tag(params, g_quark_from_string(tag)),
+			  gst_meta_api_type_has_tag(GST_VIDEO_REGION_OF_INTEREST_META_API_TYPE,
+						    g_quark_from_string(tag)))
+			<< tag;
+
+	BufferPtr input = frame_with_detections();
+	BufferPtr cropped = through("videocrop left=8", input.get());
+	ASSERT_TRUE(cropped);
+	EXPECT_TRUE(regions(cropped.get()).empty());
+	EXPECT_EQ(gst_buffer_get_meta(cropped.get(), params), nullptr);
+}
+
+} // namespace
