@@ -2402,7 +2402,11 @@ static gboolean gst_frcnn_detect_sink_query(GstPad *pad, GstObject *parent, GstQ
 			return FALSE;
 	}
 
-	return gst_pad_query_default(pad, parent, query);
+	if (!gst_pad_query_default(pad, parent, query))
+		return FALSE;
+	if (GST_QUERY_TYPE(query) == GST_QUERY_ALLOCATION)
+		frcnn::gst::refuse_crop_meta(query);
+	return TRUE;
 }
 
 static gboolean gst_frcnn_detect_src_query(GstPad *pad, GstObject *parent, GstQuery *query)

@@ -95,6 +95,18 @@ static void gst_frcnn_overlay_get_property(GObject *object, guint prop_id, GValu
 static GstFlowReturn gst_frcnn_overlay_transform_frame_ip(GstVideoFilter *filter,
 							  GstVideoFrame *frame);
 
+/* The metas downstream takes, passed upstream (GstBaseTransform's way), but for the crop meta:
+ * the overlay draws on the frame of the caps. */
+static gboolean gst_frcnn_overlay_propose_allocation(GstBaseTransform *transform,
+						     GstQuery *decide_query, GstQuery *query)
+{
+	if (!GST_BASE_TRANSFORM_CLASS(gst_frcnn_overlay_parent_class)
+		     ->propose_allocation(transform, decide_query, query))
+		return FALSE;
+	frcnn::gst::refuse_crop_meta(query);
+	return TRUE;
+}
+
 static void gst_frcnn_overlay_class_init(GstFrcnnOverlayClass *klass)
 {
 	GObjectClass *object_class = G_OBJECT_CLASS(klass);
@@ -118,6 +130,8 @@ static void gst_frcnn_overlay_class_init(GstFrcnnOverlayClass *klass)
 				  GST_TYPE_FRCNN_OVERLAY_SHOW, DEFAULT_PROP_SHOW, flags));
 
 	filter_class->transform_frame_ip = GST_DEBUG_FUNCPTR(gst_frcnn_overlay_transform_frame_ip);
+	GST_BASE_TRANSFORM_CLASS(klass)->propose_allocation =
+		GST_DEBUG_FUNCPTR(gst_frcnn_overlay_propose_allocation);
 
 	gst_element_class_add_static_pad_template(element_class, &sink_template);
 	gst_element_class_add_static_pad_template(element_class, &src_template);

@@ -198,6 +198,13 @@ void add_detection_meta(GstBuffer *buffer, int width, int height, double x1, dou
 	gst_video_region_of_interest_meta_add_param(roi, param);
 }
 
+void refuse_crop_meta(GstQuery *allocation)
+{
+	guint index;
+	while (gst_query_find_allocation_meta(allocation, GST_VIDEO_CROP_META_API_TYPE, &index))
+		gst_query_remove_nth_allocation_meta(allocation, index);
+}
+
 std::vector<DetectionMeta> read_detection_metas(GstBuffer *buffer, int width, int height)
 {
 	std::vector<DetectionMeta> result;

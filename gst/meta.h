@@ -60,4 +60,10 @@ void add_detection_meta(GstBuffer *buffer, int width, int height, double x1, dou
 // id, score and the unrounded box where present; otherwise the roi_type and the ROI rectangle.
 std::vector<DetectionMeta> read_detection_metas(GstBuffer *buffer, int width, int height);
 
+// Takes GstVideoCropMeta out of the answer to an ALLOCATION query that an element passes
+// upstream. With it, an element in front that crops (videocrop, a decoder) may hand over whole
+// frames with the rectangle to show in a meta, which frcnndetect and frcnnoverlay would read
+// and draw on as the frame of the caps: without it, it crops them itself.
+void refuse_crop_meta(GstQuery *allocation);
+
 } // namespace frcnn::gst

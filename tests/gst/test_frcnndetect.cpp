@@ -1661,6 +1661,52 @@ TEST(FrcnnDetect, RegionDetectsInsideItInFramePixels)
 	}
 }
 
+// An element in front that crops (videocrop) hands over whole frames with a GstVideoCropMeta
+// naming the rectangle to show where the elements behind take that meta (display sinks do; here
+// the harness's sink). frcnndetect does not take it (it would read the whole frame as the
+// frame of the caps), so the element in front crops the frames itself: the detections are the
+// cropped frame's, in its pixels.
+TEST(FrcnnDetect, AnElementInFrontThatCropsCropsTheFrames)
+{
+	for (GstVideoFormat format : { GST_VIDEO_FORMAT_RGB, GST_VIDEO_FORMAT_NV12, GST_VIDEO_FORMAT_YUY2 }) {
+		SCOPED_TRACE(gst_video_format_to_string(format));
+		const Frame frame = make_frame(photo(256, 192, 5), format);
+		const int left = 40, top = 30, right = 26, bottom = 60;
+		const int width = frame.width() - left - right, height = frame.height() - top - bottom;
+		/* The best 20 of the seeded model's faint detections: those further down have nearly
+		 * equal scores, whose order the threads' arithmetic may swap. */
+		const std::vector<frcnn::Detection> expected =
+			reference(kThreshold, kMinSize, frcnn::CpuConvolutions::Auto, 20)
+				.detect({ frcnn::crop_frame(view_of(frame), left, top, width, height) })
+				.at(0);
+		ASSERT_FALSE(expected.empty());
+
+		GstElement *detect = make_detect("max-detections=20");
+		GstElement *crop = gst_element_factory_make("videocrop", nullptr);
+		ASSERT_NE(crop, nullptr);
+		g_object_set(crop, "left", left, "top", top, "right", right, "bottom", bottom, nullptr);
+		GstElement *bin = gst_bin_new(nullptr);
+		gst_bin_add_many(GST_BIN(bin), crop, detect, nullptr);
+		ASSERT_TRUE(gst_element_link(crop, detect));
+		GstPad *sink = gst_element_get_static_pad(crop, "sink");
+		GstPad *src = gst_element_get_static_pad(detect, "src");
+		gst_element_add_pad(bin, gst_ghost_pad_new("sink", sink));
+		gst_element_add_pad(bin, gst_ghost_pad_new("src", src));
+		gst_object_unref(sink);
+		gst_object_unref(src);
+		gst_object_ref_sink(bin);
+		HarnessPtr h(gst_harness_new_with_element(bin, "sink", "src"));
+		gst_object_unref(bin);
+		gst_harness_add_propose_allocation_meta(h.get(), GST_VIDEO_CROP_META_API_TYPE, nullptr);
+		gst_harness_add_propose_allocation_meta(h.get(), GST_VIDEO_META_API_TYPE, nullptr);
+		gst_harness_set_src_caps(h.get(), frame.caps());
+		gst_test::BufferPtr out(gst_harness_push_and_pull(h.get(), frame.buffer(0)));
+		ASSERT_TRUE(out);
+		EXPECT_EQ(gst_buffer_get_video_crop_meta(out.get()), nullptr);
+		expect_meta_equals(out.get(), width, height, expected);
+	}
+}
+
 // A new region applies from the next frame; an invalid one is warned about and the previous
 // region kept; a region outside the frames stops the stream with an error that says so.
 TEST(FrcnnDetect, RegionChangesWhilePlaying)

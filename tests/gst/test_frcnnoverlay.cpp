@@ -320,6 +320,25 @@ TEST(FrcnnOverlay, AnyProducerWithoutDetectionParam)
 	EXPECT_GT(changed, 30) << "the roi_type is written above the box";
 }
 
+// The overlay draws on the frame of the caps: it takes no GstVideoCropMeta (whole frames with
+// the rectangle to show), though the elements behind it do, so that an element in front that
+// crops crops the frames itself. The other metas they take are passed on.
+TEST(FrcnnOverlay, TakesNoCropMeta)
+{
+	const Frame frame = make_frame(cv::Mat(kHeight, kWidth, CV_8UC3, kGrey), GST_VIDEO_FORMAT_RGB);
+	HarnessPtr h = overlay();
+	gst_harness_add_propose_allocation_meta(h.get(), GST_VIDEO_CROP_META_API_TYPE, nullptr);
+	gst_harness_add_propose_allocation_meta(h.get(), GST_VIDEO_META_API_TYPE, nullptr);
+	gst_harness_set_src_caps(h.get(), frame.caps());
+	GstCaps *caps = frame.caps();
+	GstQuery *query = gst_query_new_allocation(caps, TRUE);
+	gst_caps_unref(caps);
+	ASSERT_TRUE(gst_pad_peer_query(h->srcpad, query));
+	EXPECT_TRUE(gst_query_find_allocation_meta(query, GST_VIDEO_META_API_TYPE, nullptr));
+	EXPECT_FALSE(gst_query_find_allocation_meta(query, GST_VIDEO_CROP_META_API_TYPE, nullptr));
+	gst_query_unref(query);
+}
+
 TEST(FrcnnOverlay, ShowAndThickness)
 {
 	const Frame frame = make_frame(cv::Mat(kHeight, kWidth, CV_8UC3, kGrey), GST_VIDEO_FORMAT_RGB);
