@@ -485,6 +485,9 @@ struct GstFrcnnDetectState {
 	// Protected by the object lock.
 	Settings settings;
 	guint64 settings_generation = 1; // bumped by every change that needs a new model
+	// batch-size changed: the chain function asks upstream to reconfigure, so that it asks
+	// again how many buffers to keep (gst_frcnn_detect_ask_for_buffers).
+	std::atomic<bool> batch_size_changed{ false };
 
 	// Owned by whoever runs: the state change thread while the pads are inactive, the worker
 	// while they are active.
@@ -882,6 +885,8 @@ static void gst_frcnn_detect_set_property(GObject *object, guint prop_id, const 
 		settings.cpu_convolutions = static_cast<GstFrcnnCpuConvolutions>(g_value_get_enum(value));
 		break;
 	case PROP_BATCH_SIZE:
+		if (settings.batch_size != g_value_get_uint(value))
+			self->state->batch_size_changed = true;
 		settings.batch_size = g_value_get_uint(value);
 		break;
 	case PROP_BATCH_TIMEOUT:
@@ -2176,6 +2181,9 @@ static GstFlowReturn gst_frcnn_detect_chain(GstPad *pad, GstObject *parent, GstB
 	GstFrcnnDetect *self = GST_FRCNN_DETECT(parent);
 	GstFrcnnDetectState *state = self->state;
 
+	if (state->batch_size_changed.exchange(false))
+		gst_pad_push_event(self->sinkpad, gst_event_new_reconfigure());
+
 	guint capacity, interval;
 	bool qos;
 	GstFrcnnInferenceRegion inference_region;
@@ -2383,6 +2391,35 @@ static gboolean gst_frcnn_detect_src_event(GstPad *pad, GstObject *parent, GstEv
 	return gst_pad_event_default(pad, parent, event);
 }
 
+/* The element keeps the buffers of a batch while it runs, and of the next one as it fills: a
+ * source or decoder whose frames come from a pool of its own (a camera, a hardware decoder) must
+ * have that many more than the elements behind ask for, or each batch waits out its timeout for
+ * frames the pool cannot give. Asked for in the ALLOCATION query's answer, where such elements
+ * read it (the minimum of its first pool; a pool entry without a pool where downstream named
+ * none). */
+static void gst_frcnn_detect_ask_for_buffers(GstQuery *query, guint held)
+{
+	if (gst_query_get_n_allocation_pools(query) == 0) {
+		GstCaps *caps = nullptr;
+		gboolean need_pool;
+		gst_query_parse_allocation(query, &caps, &need_pool);
+		GstVideoInfo info;
+		if (caps && gst_video_info_from_caps(&info, caps))
+			gst_query_add_allocation_pool(query, nullptr, GST_VIDEO_INFO_SIZE(&info), held, 0);
+		return;
+	}
+	GstBufferPool *pool = nullptr;
+	guint size, min, max;
+	gst_query_parse_nth_allocation_pool(query, 0, &pool, &size, &min, &max);
+	/* Both bounds: what the elements behind keep, and the element's own. */
+	min += held;
+	if (max != 0)
+		max += held;
+	gst_query_set_nth_allocation_pool(query, 0, pool, size, min, max);
+	if (pool)
+		gst_object_unref(pool);
+}
+
 static gboolean gst_frcnn_detect_sink_query(GstPad *pad, GstObject *parent, GstQuery *query)
 {
 	GstFrcnnDetect *self = GST_FRCNN_DETECT(parent);
@@ -2404,8 +2441,16 @@ static gboolean gst_frcnn_detect_sink_query(GstPad *pad, GstObject *parent, GstQ
 
 	if (!gst_pad_query_default(pad, parent, query))
 		return FALSE;
-	if (GST_QUERY_TYPE(query) == GST_QUERY_ALLOCATION)
+	if (GST_QUERY_TYPE(query) == GST_QUERY_ALLOCATION) {
 		frcnn::gst::refuse_crop_meta(query);
+		guint batch_size;
+		{
+			g_autoptr(GMutexLocker) locker = g_mutex_locker_new(GST_OBJECT_GET_LOCK(self));
+			batch_size = state->settings.batch_size;
+			state->batch_size_changed = false; /* answered for the size in use */
+		}
+		gst_frcnn_detect_ask_for_buffers(query, 2 * batch_size);
+	}
 	return TRUE;
 }
 

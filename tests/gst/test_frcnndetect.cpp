@@ -1661,6 +1661,66 @@ TEST(FrcnnDetect, RegionDetectsInsideItInFramePixels)
 	}
 }
 
+// The answer to an ALLOCATION query, asked from upstream: (min, max) of its first pool,
+// (0, 0) if it has none.
+std::pair<guint, guint> allocation_pool(GstHarness *h, GstCaps *caps)
+{
+	GstQuery *query = gst_query_new_allocation(caps, TRUE);
+	EXPECT_TRUE(gst_pad_peer_query(h->srcpad, query));
+	std::pair<guint, guint> result{ 0, 0 };
+	if (gst_query_get_n_allocation_pools(query) > 0) {
+		GstBufferPool *pool = nullptr;
+		guint size;
+		gst_query_parse_nth_allocation_pool(query, 0, &pool, &size, &result.first, &result.second);
+		EXPECT_GT(size, 0u);
+		if (pool)
+			gst_object_unref(pool);
+	}
+	gst_query_unref(query);
+	return result;
+}
+
+// The element keeps a batch's buffers while it runs and the next batch's as it fills: it asks
+// the elements in front (cameras and hardware decoders have pools of their own) for 2 x
+// batch-size buffers more than the elements behind it want, and asks again (a reconfigure
+// event) when batch-size changes.
+TEST(FrcnnDetect, AsksUpstreamForTheBuffersItKeeps)
+{
+	const Frame frame = make_frame(photo(64, 48), GST_VIDEO_FORMAT_NV12);
+	HarnessPtr h = harness("batch-size=4 batch-timeout=0");
+	gst_harness_set_src_caps(h.get(), frame.caps());
+	GstCaps *caps = frame.caps();
+	EXPECT_EQ(allocation_pool(h.get(), caps), std::make_pair(8u, 0u)) << "no pool behind";
+
+	/* A pool behind (min 3, max 5): its minimum and maximum grow by 8. */
+	gulong probe = gst_pad_add_probe(
+		h->sinkpad, static_cast<GstPadProbeType>(GST_PAD_PROBE_TYPE_QUERY_DOWNSTREAM | GST_PAD_PROBE_TYPE_PULL),
+		[](GstPad *, GstPadProbeInfo *info, gpointer) {
+			GstQuery *query = GST_PAD_PROBE_INFO_QUERY(info);
+			if (GST_QUERY_TYPE(query) == GST_QUERY_ALLOCATION)
+				gst_query_add_allocation_pool(query, nullptr, 4608, 3, 5);
+			return GST_PAD_PROBE_OK;
+		},
+		nullptr, nullptr);
+	EXPECT_EQ(allocation_pool(h.get(), caps), std::make_pair(11u, 13u));
+	gst_pad_remove_probe(h->sinkpad, probe);
+
+	/* A new batch size: upstream is told to reconfigure, and the answer follows it. */
+	while (GstEvent *event = gst_harness_try_pull_upstream_event(h.get()))
+		gst_event_unref(event);
+	g_object_set(h->element, "batch-size", 6, nullptr);
+	gst_test::BufferPtr out(gst_harness_push_and_pull(h.get(), frame.buffer(0)));
+	ASSERT_TRUE(out);
+	bool reconfigure = false;
+	while (GstEvent *event = gst_harness_try_pull_upstream_event(h.get())) {
+		reconfigure |= GST_EVENT_TYPE(event) == GST_EVENT_RECONFIGURE;
+		gst_event_unref(event);
+	}
+	EXPECT_TRUE(reconfigure);
+	EXPECT_EQ(allocation_pool(h.get(), caps), std::make_pair(12u, 0u));
+	gst_caps_unref(caps);
+}
+
 // An element in front that crops (videocrop) hands over whole frames with a GstVideoCropMeta
 // naming the rectangle to show where the elements behind take that meta (display sinks do; here
 // the harness's sink). frcnndetect does not take it (it would read the whole frame as the
