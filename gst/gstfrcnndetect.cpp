@@ -2135,10 +2135,18 @@ static gboolean gst_frcnn_detect_hold_pixels(GstFrcnnDetect *self, Item &item,
 		return TRUE;
 	std::shared_ptr<const GstVideoFrame> frame = map_frame(&item.info, item.buffer);
 	if (!frame) {
-		GST_ELEMENT_ERROR(self, STREAM, FAILED, ("Could not read a video frame."),
-				  ("gst_video_frame_map() failed for a %dx%d %s buffer",
+		/* Mostly a buffer too small for its caps (a source or an application that sends
+		 * buffers of another size than the caps it set). */
+		GST_ELEMENT_ERROR(self, STREAM, FAILED,
+				  ("Could not read a %dx%d %s frame from a buffer of %" G_GSIZE_FORMAT
+				   " bytes (the frame takes %" G_GSIZE_FORMAT " bytes, or as its video "
+				   "meta says): the element in front must send buffers that hold frames "
+				   "of its caps.",
 				   GST_VIDEO_INFO_WIDTH(&item.info), GST_VIDEO_INFO_HEIGHT(&item.info),
-				   GST_VIDEO_INFO_NAME(&item.info)));
+				   GST_VIDEO_INFO_NAME(&item.info), gst_buffer_get_size(item.buffer),
+				   GST_VIDEO_INFO_SIZE(&item.info)),
+				  ("gst_video_frame_map() failed%s",
+				   gst_buffer_get_video_meta(item.buffer) ? " (the buffer has a GstVideoMeta)" : ""));
 		return FALSE;
 	}
 	const frcnn::FrameView view = frame_view(frame.get());

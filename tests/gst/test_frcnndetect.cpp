@@ -1767,6 +1767,26 @@ TEST(FrcnnDetect, AnElementInFrontThatCropsCropsTheFrames)
 	}
 }
 
+// A buffer too small for the frame of its caps is refused with an error that says so.
+TEST(FrcnnDetect, ABufferTooSmallForItsCapsIsAnError)
+{
+	const Frame frame = make_frame(photo(64, 48), GST_VIDEO_FORMAT_RGB);
+	HarnessPtr h = harness();
+	GstBus *bus = gst_bus_new();
+	gst_element_set_bus(h->element, bus);
+	gst_harness_set_src_caps(h.get(), frame.caps());
+	GstBuffer *small = gst_buffer_new_allocate(nullptr, 64 * 48, nullptr);
+	gst_buffer_memset(small, 0, 0x80, 64 * 48);
+	EXPECT_EQ(gst_harness_push(h.get(), small), GST_FLOW_ERROR);
+	const std::string text = next_message_text(bus, GST_MESSAGE_ERROR);
+	EXPECT_NE(text.find("Could not read a 64x48 RGB frame from a buffer of 3072 bytes (the frame "
+			    "takes 9216 bytes"),
+		  std::string::npos)
+		<< text;
+	gst_element_set_bus(h->element, nullptr);
+	gst_object_unref(bus);
+}
+
 // A new region applies from the next frame; an invalid one is warned about and the previous
 // region kept; a region outside the frames stops the stream with an error that says so.
 TEST(FrcnnDetect, RegionChangesWhilePlaying)
