@@ -19,10 +19,7 @@ namespace {
 
 constexpr int kWidth = 640, kHeight = 480;
 
-struct BufferUnref {
-	void operator()(GstBuffer *buffer) const { gst_buffer_unref(buffer); }
-};
-using BufferPtr = std::unique_ptr<GstBuffer, BufferUnref>;
+using gst_test::BufferPtr;
 
 BufferPtr frame()
 {
@@ -34,47 +31,8 @@ BufferPtr frame()
 	return BufferPtr(buffer);
 }
 
-// A region of interest as read straight from the buffer.
-struct Region {
-	std::string type;
-	int id = 0, parent_id = 0;
-	guint x = 0, y = 0, w = 0, h = 0;
-	bool has_param = false;
-	int label_id = -1;
-	std::string label;
-	double confidence = -1, x_min = -1, y_min = -1, x_max = -1, y_max = -1;
-};
-
-std::vector<Region> regions(GstBuffer *buffer)
-{
-	std::vector<Region> result;
-	gpointer state = nullptr;
-	while (GstMeta *meta = gst_buffer_iterate_meta_filtered(
-		       buffer, &state, GST_VIDEO_REGION_OF_INTEREST_META_API_TYPE)) {
-		auto *roi = reinterpret_cast<GstVideoRegionOfInterestMeta *>(meta);
-		Region region;
-		region.type = g_quark_to_string(roi->roi_type);
-		region.id = roi->id;
-		region.parent_id = roi->parent_id;
-		region.x = roi->x;
-		region.y = roi->y;
-		region.w = roi->w;
-		region.h = roi->h;
-		if (const GstStructure *s = gst_video_region_of_interest_meta_get_param(roi, "detection")) {
-			region.has_param = true;
-			EXPECT_TRUE(gst_structure_get_int(s, "label_id", &region.label_id));
-			const gchar *label = gst_structure_get_string(s, "label");
-			region.label = label ? label : "";
-			EXPECT_TRUE(gst_structure_get(s, "confidence", G_TYPE_DOUBLE, &region.confidence,
-						      "x_min", G_TYPE_DOUBLE, &region.x_min, "y_min",
-						      G_TYPE_DOUBLE, &region.y_min, "x_max", G_TYPE_DOUBLE,
-						      &region.x_max, "y_max", G_TYPE_DOUBLE, &region.y_max,
-						      nullptr));
-		}
-		result.push_back(region);
-	}
-	return result;
-}
+using Region = gst_test::RoiDetection;
+using gst_test::read_rois;
 
 // Pushes `buffer` (NV12 frames of width x height) through `elements` and returns what comes out.
 BufferPtr through(const std::string &elements, GstBuffer *buffer, int width = kWidth, int height = kHeight)
@@ -118,7 +76,7 @@ void expect_same_detections(const std::vector<Region> &before, const std::vector
 		const Region &b = before[i], &a = after[i];
 		ASSERT_TRUE(b.has_param);
 		EXPECT_TRUE(a.has_param);
-		EXPECT_EQ(a.type, b.type);
+		EXPECT_EQ(a.roi_type, b.roi_type);
 		EXPECT_EQ(a.id, b.id);
 		EXPECT_EQ(a.parent_id, b.parent_id);
 		EXPECT_EQ(a.label_id, b.label_id);
@@ -138,14 +96,14 @@ void expect_same_detections(const std::vector<Region> &before, const std::vector
 TEST(DetectionMeta, ParamsGoThroughScalingElements)
 {
 	BufferPtr input = frame_with_detections();
-	const std::vector<Region> before = regions(input.get());
+	const std::vector<Region> before = read_rois(input.get());
 	ASSERT_EQ(before.size(), 3u);
 
 	for (const std::string scaler : { "videoscale", "videoconvertscale" }) {
 		SCOPED_TRACE(scaler);
 		BufferPtr half = through(scaler + " ! capsfilter caps=video/x-raw,width=320,height=240", input.get());
 		ASSERT_TRUE(half);
-		expect_same_detections(before, regions(half.get()), 320, 240);
+		expect_same_detections(before, read_rois(half.get()), 320, 240);
 	}
 
 	// Twice, the second time from a buffer that has been scaled once.
@@ -153,7 +111,7 @@ TEST(DetectionMeta, ParamsGoThroughScalingElements)
 				  "capsfilter caps=video/x-raw,width=1280,height=720",
 				  input.get());
 	ASSERT_TRUE(twice);
-	const std::vector<Region> after = regions(twice.get());
+	const std::vector<Region> after = read_rois(twice.get());
 	ASSERT_EQ(after.size(), before.size());
 	for (std::size_t i = 0; i < after.size(); i++) {
 		EXPECT_TRUE(after[i].has_param) << i;
@@ -164,10 +122,10 @@ TEST(DetectionMeta, ParamsGoThroughScalingElements)
 
 	// A copy (gst_buffer_copy, as gst_buffer_make_writable makes) keeps them, and can be scaled.
 	BufferPtr copy(gst_buffer_copy(input.get()));
-	expect_same_detections(before, regions(copy.get()), kWidth, kHeight);
+	expect_same_detections(before, read_rois(copy.get()), kWidth, kHeight);
 	BufferPtr scaled_copy = through("videoscale ! capsfilter caps=video/x-raw,width=320,height=240", copy.get());
 	ASSERT_TRUE(scaled_copy);
-	expect_same_detections(before, regions(scaled_copy.get()), 320, 240);
+	expect_same_detections(before, read_rois(scaled_copy.get()), 320, 240);
 }
 
 // The readers of the elements (frcnnoverlay, frcnnjson) read the scaled frame's detections in its
@@ -204,14 +162,14 @@ TEST(DetectionMeta, DetectionsAddedAfterAScalingKeepTheirsToo)
 	frcnn::gst::add_detection_meta(writable.get(), 320, 240, 10, 15, 30, 45, 5, "wheel", 0.75, 1);
 	frcnn::gst::add_detection_meta(writable.get(), 320, 240, 165, 55, 175, 65, 6, "mirror",
 				       0.375, 1);
-	const std::vector<Region> before = regions(writable.get());
+	const std::vector<Region> before = read_rois(writable.get());
 	ASSERT_EQ(before.size(), 5u);
 	EXPECT_EQ(before[3].id, 3);
 	EXPECT_EQ(before[3].parent_id, 1);
 
 	BufferPtr smaller = through("videoscale ! capsfilter caps=video/x-raw,width=160,height=120", writable.get(), 320, 240);
 	ASSERT_TRUE(smaller);
-	expect_same_detections(before, regions(smaller.get()), 160, 120, 320, 240);
+	expect_same_detections(before, read_rois(smaller.get()), 160, 120, 320, 240);
 }
 
 // Regions of interest of another producer keep what they came with: no param is given to one
@@ -223,15 +181,15 @@ TEST(DetectionMeta, OtherRegionsKeepWhatTheyHave)
 		gst_buffer_add_video_region_of_interest_meta(input.get(), "face", 40, 40, 80, 80);
 	face->id = 0;
 	frcnn::gst::add_detection_meta(input.get(), kWidth, kHeight, 10, 20, 110, 220, 1, "person", 0.9);
-	std::vector<Region> before = regions(input.get());
+	std::vector<Region> before = read_rois(input.get());
 	ASSERT_EQ(before.size(), 2u);
 	EXPECT_EQ(before[1].id, 1);
 
 	BufferPtr half = through("videoscale ! capsfilter caps=video/x-raw,width=320,height=240", input.get());
 	ASSERT_TRUE(half);
-	const std::vector<Region> after = regions(half.get());
+	const std::vector<Region> after = read_rois(half.get());
 	ASSERT_EQ(after.size(), 2u);
-	EXPECT_EQ(after[0].type, "face");
+	EXPECT_EQ(after[0].roi_type, "face");
 	EXPECT_FALSE(after[0].has_param);
 	EXPECT_TRUE(after[1].has_param);
 	EXPECT_EQ(after[1].confidence, 0.9);
@@ -255,7 +213,7 @@ TEST(DetectionMeta, KeptParamsHaveTheTagsOfTheRegions)
 	BufferPtr input = frame_with_detections();
 	BufferPtr cropped = through("videocrop left=8", input.get());
 	ASSERT_TRUE(cropped);
-	EXPECT_TRUE(regions(cropped.get()).empty());
+	EXPECT_TRUE(read_rois(cropped.get()).empty());
 	EXPECT_EQ(gst_buffer_get_meta(cropped.get(), params), nullptr);
 }
 
