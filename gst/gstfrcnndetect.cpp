@@ -1762,7 +1762,7 @@ static GstFlowReturn gst_frcnn_detect_run_batch(GstFrcnnDetect *self, std::vecto
 		item->buffer = gst_buffer_make_writable(item->buffer);
 		const int width = GST_VIDEO_INFO_WIDTH(&item->info);
 		const int height = GST_VIDEO_INFO_HEIGHT(&item->info);
-		guint64 attached = 0;
+		std::vector<frcnn::gst::NewDetection> attach;
 		for (const ItemImage &image : item->images) {
 			std::vector<frcnn::Detection> &detections = *result++;
 			if (!state->class_thresholds.empty())
@@ -1774,15 +1774,13 @@ static GstFlowReturn gst_frcnn_detect_run_batch(GstFrcnnDetect *self, std::vecto
 			for (const frcnn::Detection &det : detections) {
 				if (!state->class_filter.empty() && !state->class_filter.count(det.label))
 					continue;
-				frcnn::gst::add_detection_meta(item->buffer, width, height, det.x1 + dx,
-							       det.y1 + dy, det.x2 + dx, det.y2 + dy,
-							       det.label,
-							       frcnn::gst::label_name(state->labels, det.label),
-							       det.score, image.parent_id);
-				attached++;
+				attach.push_back({ det.x1 + dx, det.y1 + dy, det.x2 + dx, det.y2 + dy,
+						   det.label, frcnn::gst::label_name(state->labels, det.label),
+						   det.score, image.parent_id });
 			}
 		}
-		state->stats.detections += attached;
+		frcnn::gst::add_detection_metas(item->buffer, width, height, attach);
+		state->stats.detections += attach.size();
 	}
 
 	/* Tell the pipeline when a frame may now wait noticeably longer than it said. */

@@ -112,9 +112,10 @@ const GstMetaInfo *detection_params_meta_get_info()
 	return info;
 }
 
-// Keeps a copy of the param of `roi` in the buffer's GstFrcnnDetectionParamsMeta, which it
-// (re)adds after `roi`: the meta must be newer than the regions it serves (restore_params).
-void keep_param(GstBuffer *buffer, const GstVideoRegionOfInterestMeta &roi, const GstStructure *param)
+// Keeps the params of regions of interest just added (`added`) in the buffer's
+// GstFrcnnDetectionParamsMeta, which it (re)adds after them: the meta must be newer than the
+// regions it serves (restore_params).
+void keep_params(GstBuffer *buffer, std::vector<KeptParam> &&added)
 {
 	std::unique_ptr<std::vector<KeptParam>> kept(new std::vector<KeptParam>());
 	if (auto *older = reinterpret_cast<DetectionParamsMeta *>(
@@ -123,14 +124,13 @@ void keep_param(GstBuffer *buffer, const GstVideoRegionOfInterestMeta &roi, cons
 		if (!gst_buffer_remove_meta(buffer, &older->meta)) {
 			/* A locked meta stays where it is, and keeps the params. */
 			std::swap(*kept, *older->kept);
-			older->kept->push_back({ roi.id, roi.roi_type,
-						 std::unique_ptr<GstStructure, StructureFree>(
-							 gst_structure_copy(param)) });
+			for (KeptParam &param : added)
+				older->kept->push_back(std::move(param));
 			return;
 		}
 	}
-	kept->push_back({ roi.id, roi.roi_type,
-			  std::unique_ptr<GstStructure, StructureFree>(gst_structure_copy(param)) });
+	for (KeptParam &param : added)
+		kept->push_back(std::move(param));
 	auto *meta = reinterpret_cast<DetectionParamsMeta *>(
 		gst_buffer_add_meta(buffer, detection_params_meta_get_info(), nullptr));
 	if (meta)
@@ -153,19 +153,11 @@ GType detection_params_meta_api_get_type()
 	return type;
 }
 
-void add_detection_meta(GstBuffer *buffer, int width, int height, double x1, double y1,
-			double x2, double y2, int64_t label_id, const std::string &label, double score,
-			int parent_id)
+void add_detection_metas(GstBuffer *buffer, int width, int height,
+			 const std::vector<NewDetection> &detections)
 {
-	x1 = clamp(x1, 0, width);
-	x2 = clamp(x2, x1, width);
-	y1 = clamp(y1, 0, height);
-	y2 = clamp(y2, y1, height);
-
-	const long left = std::lround(x1);
-	const long top = std::lround(y1);
-	const long right = std::max(left, std::lround(x2));
-	const long bottom = std::max(top, std::lround(y2));
+	if (detections.empty())
+		return;
 
 	// Ids unique within the buffer, so that readers can fetch metas with
 	// gst_buffer_get_video_region_of_interest_meta_id().
@@ -176,26 +168,52 @@ void add_detection_meta(GstBuffer *buffer, int width, int height, double x1, dou
 		next_id = std::max(next_id,
 				   reinterpret_cast<GstVideoRegionOfInterestMeta *>(meta)->id + 1);
 
-	GstVideoRegionOfInterestMeta *roi = gst_buffer_add_video_region_of_interest_meta(
-		buffer, label.c_str(), left, top, right - left, bottom - top);
-	roi->id = next_id;
-	/* GStreamer starts it at 0, a valid id: -1 says that the detection has no parent. */
-	roi->parent_id = parent_id;
+	std::vector<KeptParam> kept;
+	kept.reserve(detections.size());
+	for (const NewDetection &det : detections) {
+		const double x1 = clamp(det.x1, 0, width);
+		const double x2 = clamp(det.x2, x1, width);
+		const double y1 = clamp(det.y1, 0, height);
+		const double y2 = clamp(det.y2, y1, height);
 
-	GstStructure *param = gst_structure_new(
-		kDetectionParam,
-		/* A gint, as Intel DL Streamer writes and reads it (its converters ask for G_TYPE_INT). */
-		"label_id", G_TYPE_INT, static_cast<gint>(std::clamp<int64_t>(label_id, 0, G_MAXINT)),
-		"label", G_TYPE_STRING, label.c_str(),
-		"confidence", G_TYPE_DOUBLE, score,
-		"x_min", G_TYPE_DOUBLE, width > 0 ? x1 / width : 0.0,
-		"y_min", G_TYPE_DOUBLE, height > 0 ? y1 / height : 0.0,
-		"x_max", G_TYPE_DOUBLE, width > 0 ? x2 / width : 0.0,
-		"y_max", G_TYPE_DOUBLE, height > 0 ? y2 / height : 0.0,
-		nullptr);
-	keep_param(buffer, *roi, param);
-	/* The meta takes ownership of the structure. */
-	gst_video_region_of_interest_meta_add_param(roi, param);
+		const long left = std::lround(x1);
+		const long top = std::lround(y1);
+		const long right = std::max(left, std::lround(x2));
+		const long bottom = std::max(top, std::lround(y2));
+
+		GstVideoRegionOfInterestMeta *roi = gst_buffer_add_video_region_of_interest_meta(
+			buffer, det.label.c_str(), left, top, right - left, bottom - top);
+		roi->id = next_id++;
+		/* GStreamer starts it at 0, a valid id: -1 says that the detection has no parent. */
+		roi->parent_id = det.parent_id;
+
+		GstStructure *param = gst_structure_new(
+			kDetectionParam,
+			/* A gint, as Intel DL Streamer writes and reads it (its converters ask for
+			 * G_TYPE_INT). */
+			"label_id", G_TYPE_INT,
+			static_cast<gint>(std::clamp<int64_t>(det.label_id, 0, G_MAXINT)),
+			"label", G_TYPE_STRING, det.label.c_str(),
+			"confidence", G_TYPE_DOUBLE, det.score,
+			"x_min", G_TYPE_DOUBLE, width > 0 ? x1 / width : 0.0,
+			"y_min", G_TYPE_DOUBLE, height > 0 ? y1 / height : 0.0,
+			"x_max", G_TYPE_DOUBLE, width > 0 ? x2 / width : 0.0,
+			"y_max", G_TYPE_DOUBLE, height > 0 ? y2 / height : 0.0,
+			nullptr);
+		kept.push_back({ roi->id, roi->roi_type,
+				 std::unique_ptr<GstStructure, StructureFree>(gst_structure_copy(param)) });
+		/* The meta takes ownership of the structure. */
+		gst_video_region_of_interest_meta_add_param(roi, param);
+	}
+	keep_params(buffer, std::move(kept));
+}
+
+void add_detection_meta(GstBuffer *buffer, int width, int height, double x1, double y1,
+			double x2, double y2, int64_t label_id, const std::string &label, double score,
+			int parent_id)
+{
+	add_detection_metas(buffer, width, height,
+			    { NewDetection{ x1, y1, x2, y2, label_id, label, score, parent_id } });
 }
 
 void refuse_crop_meta(GstQuery *allocation)

@@ -50,8 +50,22 @@ struct DetectionMeta {
 // its transform runs after theirs.
 GType detection_params_meta_api_get_type();
 
-// Adds one detection to a writable buffer. The box is clamped to the frame. Its id is the next
-// free one on the buffer; `parent_id` names the region of interest it was found in, -1 none.
+// A detection to add: its box in frame pixels, class, name and score, and the id of the region of
+// interest it was found in (-1: none).
+struct NewDetection {
+	double x1, y1, x2, y2;
+	int64_t label_id;
+	std::string label;
+	double score;
+	int parent_id = -1;
+};
+
+// Adds detections to a writable buffer, in their order. Each box is clamped to the frame. Their
+// ids follow the highest on the buffer.
+void add_detection_metas(GstBuffer *buffer, int width, int height,
+			 const std::vector<NewDetection> &detections);
+
+// The same for one detection.
 void add_detection_meta(GstBuffer *buffer, int width, int height, double x1, double y1,
 			double x2, double y2, int64_t label_id, const std::string &label, double score,
 			int parent_id = -1);

@@ -56,12 +56,10 @@ BufferPtr through(const std::string &elements, GstBuffer *buffer, int width = kW
 BufferPtr frame_with_detections()
 {
 	BufferPtr buffer = frame();
-	frcnn::gst::add_detection_meta(buffer.get(), kWidth, kHeight, 10.4, 20.6, 110.2, 220.8, 1,
-				       "person", 0.91);
-	frcnn::gst::add_detection_meta(buffer.get(), kWidth, kHeight, 300.5, 100.25, 420.75, 161.5,
-				       3, "car", 0.625);
-	frcnn::gst::add_detection_meta(buffer.get(), kWidth, kHeight, 500, 400, 639.9, 479.9, 3,
-				       "car", 0.5);
+	frcnn::gst::add_detection_metas(buffer.get(), kWidth, kHeight,
+					{ { 10.4, 20.6, 110.2, 220.8, 1, "person", 0.91 },
+					  { 300.5, 100.25, 420.75, 161.5, 3, "car", 0.625 },
+					  { 500, 400, 639.9, 479.9, 3, "car", 0.5 } });
 	return buffer;
 }
 
@@ -170,6 +168,35 @@ TEST(DetectionMeta, DetectionsAddedAfterAScalingKeepTheirsToo)
 	BufferPtr smaller = through("videoscale ! capsfilter caps=video/x-raw,width=160,height=120", writable.get(), 320, 240);
 	ASSERT_TRUE(smaller);
 	expect_same_detections(before, read_rois(smaller.get()), 160, 120, 320, 240);
+}
+
+// The detections of one call take the ids after the highest on the buffer, in their order, with
+// their boxes clamped to the frame (the param's unrounded, the rectangle's rounded).
+TEST(DetectionMeta, IdsFollowTheBuffersAndBoxesStayInTheFrame)
+{
+	BufferPtr buffer = frame();
+	GstVideoRegionOfInterestMeta *face =
+		gst_buffer_add_video_region_of_interest_meta(buffer.get(), "face", 40, 40, 80, 80);
+	face->id = 7;
+	frcnn::gst::add_detection_metas(buffer.get(), kWidth, kHeight,
+					{ { -20.0, 10.4, 100.0, 50.0, 2, "bicycle", 0.8, 7 },
+					  { 600.0, 470.0, 700.0, 500.0, 1, "person", 0.7 } });
+	const std::vector<Region> rois = read_rois(buffer.get());
+	ASSERT_EQ(rois.size(), 3u);
+	EXPECT_EQ(rois[1].id, 8);
+	EXPECT_EQ(rois[1].parent_id, 7);
+	EXPECT_EQ(rois[1].label, "bicycle");
+	EXPECT_EQ(rois[1].x, 0u);
+	EXPECT_EQ(rois[1].y, 10u);
+	EXPECT_EQ(rois[1].w, 100u);
+	EXPECT_DOUBLE_EQ(rois[1].x_min, 0.0);
+	EXPECT_DOUBLE_EQ(rois[1].y_min, 10.4 / kHeight);
+	EXPECT_EQ(rois[2].id, 9);
+	EXPECT_EQ(rois[2].parent_id, -1);
+	EXPECT_EQ(rois[2].x + rois[2].w, guint(kWidth));
+	EXPECT_EQ(rois[2].y + rois[2].h, guint(kHeight));
+	EXPECT_DOUBLE_EQ(rois[2].x_max, 1.0);
+	EXPECT_DOUBLE_EQ(rois[2].y_max, 1.0);
 }
 
 // Regions of interest of another producer keep what they came with: no param is given to one
