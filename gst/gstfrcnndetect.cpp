@@ -383,7 +383,10 @@ frcnn::gst::StartGrid start_grid(const GstVideoInfo &info)
 	frcnn::PixelFormat format;
 	if (!to_pixel_format(GST_VIDEO_INFO_FORMAT(&info), &format))
 		return {};
-	return { frcnn::chroma_needs_even_x(format), frcnn::chroma_needs_even_y(format) };
+	/* Interlaced 4:2:0 frames' chroma by field: all of a stream's frames as such, those of a
+	 * mixed one too (its progressive frames take the coarser grid as well). */
+	return { frcnn::chroma_needs_even_x(format),
+		 frcnn::rectangle_row_step(format, GST_VIDEO_INFO_IS_INTERLACED(&info)) };
 }
 
 // The library's matrix for a colorimetry's: SMPTE 240M's is nearly BT.709's and FCC's nearly
@@ -408,6 +411,9 @@ frcnn::FrameView frame_view(const GstVideoFrame *frame)
 	view.full_range = frame->info.colorimetry.range == GST_VIDEO_COLOR_RANGE_0_255;
 	view.width = GST_VIDEO_FRAME_WIDTH(frame);
 	view.height = GST_VIDEO_FRAME_HEIGHT(frame);
+	/* Fields woven into the frame: every frame of interlace-mode=interleaved, those of a mixed
+	 * stream that carry the interlaced flag. */
+	view.interlaced = GST_VIDEO_FRAME_IS_INTERLACED(frame);
 	for (guint plane = 0; plane < GST_VIDEO_FRAME_N_PLANES(frame) && plane < 3; plane++) {
 		view.planes[plane] = static_cast<const uint8_t *>(GST_VIDEO_FRAME_PLANE_DATA(frame, plane));
 		view.strides[plane] = GST_VIDEO_FRAME_PLANE_STRIDE(frame, plane);

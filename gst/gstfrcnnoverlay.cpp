@@ -314,16 +314,19 @@ public:
 			return cv::Mat(rows, cols, type, GST_VIDEO_FRAME_PLANE_DATA(frame, index),
 				       GST_VIDEO_FRAME_PLANE_STRIDE(frame, index));
 		};
-		auto component = [frame, this](int index) {
-			return cv::Mat(GST_VIDEO_FRAME_COMP_HEIGHT(frame, index),
-				       GST_VIDEO_FRAME_COMP_WIDTH(frame, index), CV_MAKETYPE(depth_, 1),
+		x_shift_ = GST_VIDEO_FORMAT_INFO_W_SUB(frame->info.finfo, 1);
+		y_shift_ = GST_VIDEO_FORMAT_INFO_H_SUB(frame->info.finfo, 1);
+		// An interlaced 4:2:0 frame's chroma rows alternate between its fields, as its rows
+		// do (each field's rows rounded up to whole chroma samples: GStreamer's layout).
+		field_chroma_ = GST_VIDEO_FRAME_IS_INTERLACED(frame) && y_shift_ == 1;
+		const int chroma_width = GST_VIDEO_FRAME_COMP_WIDTH(frame, 1);
+		const int chroma_height =
+			field_chroma_ ? (height + 3) / 4 * 2 : GST_VIDEO_FRAME_COMP_HEIGHT(frame, 1);
+		auto component = [frame, this, chroma_width, chroma_height](int index) {
+			return cv::Mat(chroma_height, chroma_width, CV_MAKETYPE(depth_, 1),
 				       GST_VIDEO_FRAME_COMP_DATA(frame, index),
 				       GST_VIDEO_FRAME_COMP_STRIDE(frame, index));
 		};
-		const int chroma_width = GST_VIDEO_FRAME_COMP_WIDTH(frame, 1);
-		const int chroma_height = GST_VIDEO_FRAME_COMP_HEIGHT(frame, 1);
-		x_shift_ = GST_VIDEO_FORMAT_INFO_W_SUB(frame->info.finfo, 1);
-		y_shift_ = GST_VIDEO_FORMAT_INFO_H_SUB(frame->info.finfo, 1);
 
 		switch (format_) {
 		case GST_VIDEO_FORMAT_NV12:
@@ -402,13 +405,31 @@ public:
 				return;
 			}
 			cv::rectangle(luma_, band, cv::Scalar(y), cv::FILLED);
-			if (!chroma_pairs_.empty()) {
-				const bool v_first = format_ == GST_VIDEO_FORMAT_NV21 || format_ == GST_VIDEO_FORMAT_NV61;
-				cv::rectangle(chroma_pairs_, chroma, v_first ? cv::Scalar(v, u) : cv::Scalar(u, v),
-					      cv::FILLED);
-			} else {
-				cv::rectangle(chroma_[0], chroma, cv::Scalar(u), cv::FILLED);
-				cv::rectangle(chroma_[1], chroma, cv::Scalar(v), cv::FILLED);
+			const bool v_first = format_ == GST_VIDEO_FORMAT_NV21 || format_ == GST_VIDEO_FORMAT_NV61;
+			auto paint = [&](const cv::Mat &pairs, const cv::Mat &cb, const cv::Mat &cr,
+					 const cv::Rect &rect) {
+				if (!pairs.empty())
+					cv::rectangle(pairs, rect, v_first ? cv::Scalar(v, u) : cv::Scalar(u, v),
+						      cv::FILLED);
+				else {
+					cv::rectangle(cb, rect, cv::Scalar(u), cv::FILLED);
+					cv::rectangle(cr, rect, cv::Scalar(v), cv::FILLED);
+				}
+			};
+			if (!field_chroma_) {
+				paint(chroma_pairs_, chroma_[0], chroma_[1], chroma);
+				return;
+			}
+			// Each field's rows of the band paint that field's chroma rows: row y is the
+			// field's row y / 2, in its chroma row y / 4.
+			for (int field = 0; field < 2; field++) {
+				const int first = band.y + ((band.y % 2) != field);
+				const int last = band.y + band.height - 1 - (((band.y + band.height - 1) % 2) != field);
+				if (first > last)
+					continue;
+				const cv::Rect rows(chroma.x, first / 4, chroma.width, last / 4 - first / 4 + 1);
+				paint(field_rows(chroma_pairs_, field), field_rows(chroma_[0], field),
+				      field_rows(chroma_[1], field), rows);
 			}
 		};
 		if (thickness < 0) {
@@ -470,9 +491,11 @@ private:
 		const cv::Size size = cv::getTextSize(text, kFont, scale, thickness, &baseline);
 		const int margin = thickness + 2;
 		const int x_step = 1 << x_shift_, y_step = 1 << y_shift_;
-		// The rectangle on the chroma grid, so that each sample's pixels are in it or outside.
+		// The rectangle on the chroma grid, so that each sample's pixels are in it or outside
+		// (field chroma: each pair of rows of a field, 4 rows of the frame).
+		const int row_group = field_chroma_ ? 2 : y_shift_;
 		const int left = floor_shift(origin.x - margin, x_shift_) * x_step;
-		const int top = floor_shift(origin.y - size.height - margin, y_shift_) * y_step;
+		const int top = floor_shift(origin.y - size.height - margin, row_group) * (1 << row_group);
 		const cv::Rect area = cv::Rect(left, top, origin.x + size.width + margin - left,
 					       origin.y + baseline + margin - top) &
 				      cv::Rect(0, 0, luma_.cols, luma_.rows);
@@ -495,11 +518,20 @@ private:
 				if (cover[x] > 0)
 					row[x] = blend(row[x], luma, cover[x] / 255.0);
 		}
-		// area.x and area.y are on the grid (the frame's edges are).
-		for (int cy = area.y >> y_shift_; cy << y_shift_ < area.y + area.height; cy++)
+		// area.x and area.y are on the grid (the frame's edges are). The rows a chroma row
+		// stands for: y_step of them from cy * y_step, or in field chroma its field's two
+		// rows of a group of 4 (row 2k: rows 4k and 4k + 2; row 2k + 1: 4k + 1 and 4k + 3).
+		auto first_row = [this, y_step](int cy) {
+			return field_chroma_ ? (cy >> 1) * 4 + (cy & 1) : cy * y_step;
+		};
+		const int row_stride = field_chroma_ ? 2 : 1;
+		const int cy_end = field_chroma_ ? (area.y + area.height + 3) / 4 * 2
+						 : (area.y + area.height + y_step - 1) / y_step;
+		for (int cy = field_chroma_ ? area.y / 2 : area.y >> y_shift_; cy < cy_end; cy++)
 			for (int cx = area.x >> x_shift_; cx << x_shift_ < area.x + area.width; cx++) {
 				int sum = 0, pixels = 0;
-				for (int y = cy * y_step; y < std::min((cy + 1) * y_step, area.y + area.height); y++)
+				for (int k = 0, y = first_row(cy); k < y_step && y < area.y + area.height;
+				     k++, y += row_stride)
 					for (int x = cx * x_step; x < std::min((cx + 1) * x_step, area.x + area.width); x++) {
 						sum += coverage.at<uint8_t>(y - area.y, x - area.x);
 						pixels++;
@@ -519,6 +551,15 @@ private:
 			}
 	}
 
+	// The rows of a chroma plane that belong to a field (0: top, 1: bottom), as an image.
+	static cv::Mat field_rows(const cv::Mat &plane, int field)
+	{
+		if (plane.empty() || plane.rows <= field)
+			return cv::Mat();
+		return cv::Mat((plane.rows - field + 1) / 2, plane.cols, plane.type(),
+			       plane.data + field * plane.step[0], plane.step[0] * 2);
+	}
+
 	// The four bytes of a pair of pixels of one colour, in the format's order.
 	cv::Scalar pair_colour(double y, double u, double v) const
 	{
@@ -535,6 +576,7 @@ private:
 	int shift_;			// of a YUV sample in its word
 	int depth_;			// of the YUV planes' elements: CV_8U, or CV_16U for more than 8 bits
 	int x_shift_ = 0, y_shift_ = 0; // log2 of the chroma subsampling
+	bool field_chroma_ = false;	// interlaced 4:2:0: chroma rows by field
 	cv::Mat packed_;		// packed RGB and grey
 	cv::Mat luma_;			// planar and semi-planar YUV
 	cv::Mat chroma_pairs_;		// semi-planar: U and V (NV12, NV16, NV24) or V and U (NV21, NV61)

@@ -59,8 +59,8 @@ std::optional<Region> fit_rectangle(unsigned int x, unsigned int y, unsigned int
 		return std::nullopt;
 	if (grid.even_x)
 		left -= left % 2;
-	if (grid.even_y)
-		top -= top % 2;
+	if (grid.row_step > 1)
+		top -= top % grid.row_step;
 	return Region{ static_cast<int>(left), static_cast<int>(top), static_cast<int>(right - left),
 		       static_cast<int>(bottom - top) };
 }

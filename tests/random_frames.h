@@ -14,16 +14,18 @@ namespace frcnn::test {
 
 // A frame of random bytes in `format` with padded strides (odd: rows of 16-bit samples start at
 // odd addresses too); the views point into `storage`. In 10- and 12-bit formats the bits of a
-// word outside its sample are random as well.
+// word outside its sample are random as well. `interlaced`: an interlaced frame, whose 4:2:0
+// chroma has (height + 3) / 4 * 2 rows.
 inline FrameView random_frame(PixelFormat format, int width, int height, std::mt19937 &rng,
-			      std::vector<std::vector<uint8_t>> &storage)
+			      std::vector<std::vector<uint8_t>> &storage, bool interlaced = false)
 {
 	FrameView f;
 	f.format = format;
 	f.width = width;
 	f.height = height;
+	f.interlaced = interlaced;
 	const int bpp = packed_bytes_per_pixel(format);
-	const int cw = (width + 1) / 2, ch = (height + 1) / 2;
+	const int cw = (width + 1) / 2, ch = interlaced ? (height + 3) / 4 * 2 : (height + 1) / 2;
 	std::vector<std::pair<int, int>> planes; // rows, row bytes
 	switch (format) {
 	case PixelFormat::NV12:

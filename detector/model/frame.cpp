@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <string>
+#include <vector>
 
 #include "../ops/yuv_layout.h"
 #include "frcnn/error.h"
@@ -73,6 +74,23 @@ YuvLayout yuv_layout(PixelFormat format)
 	}
 }
 
+YuvLayout yuv_layout(const FrameView &frame)
+{
+	YuvLayout layout = yuv_layout(frame.format);
+	layout.field_chroma = frame.interlaced && layout.y_shift == 1;
+	return layout;
+}
+
+// The chroma rows of a frame of `height` rows.
+static int64_t chroma_rows(const YuvLayout &layout, int64_t height)
+{
+	// Interlaced 4:2:0: each field's rows rounded up to whole chroma samples (GStreamer's
+	// layout; (height + 1) / 2 would miss the bottom field's last row where height is 4k + 2).
+	if (layout.field_chroma)
+		return (height + 3) / 4 * 2;
+	return (height + (1 << layout.y_shift) - 1) >> layout.y_shift;
+}
+
 YuvToRgb yuv_to_rgb(YuvMatrix matrix, bool full_range, int bits)
 {
 	// The luma weights of red and blue (Kr, Kb) of each standard.
@@ -112,6 +130,13 @@ bool chroma_needs_even_y(PixelFormat format)
 	return packed_bytes_per_pixel(format) == 0 && yuv_layout(format).y_shift > 0;
 }
 
+int rectangle_row_step(PixelFormat format, bool interlaced)
+{
+	if (!chroma_needs_even_y(format))
+		return 1;
+	return interlaced ? 4 : 2;
+}
+
 std::vector<PlaneExtent> frame_planes(const FrameView &f)
 {
 	if (f.width < 1 || f.height < 1)
@@ -123,7 +148,7 @@ std::vector<PlaneExtent> frame_planes(const FrameView &f)
 		planes = {{f.height, (int64_t)f.width * bpp}};
 	} else {
 		// Each plane spans the rows and the bytes of the samples it holds.
-		const YuvLayout layout = yuv_layout(f.format);
+		const YuvLayout layout = yuv_layout(f);
 		auto holds = [&planes, &layout](int plane, int64_t rows, int64_t samples, int64_t step, int64_t offset) {
 			if (planes.size() <= static_cast<size_t>(plane))
 				planes.resize(plane + 1, PlaneExtent{0, 0});
@@ -132,7 +157,7 @@ std::vector<PlaneExtent> frame_planes(const FrameView &f)
 				std::max(planes[plane].row_bytes, (samples - 1) * step + offset + layout.sample_bytes);
 		};
 		const int64_t chroma_width = ((int64_t)f.width + (1 << layout.x_shift) - 1) >> layout.x_shift;
-		const int64_t chroma_height = ((int64_t)f.height + (1 << layout.y_shift) - 1) >> layout.y_shift;
+		const int64_t chroma_height = chroma_rows(layout, f.height);
 		holds(0, f.height, f.width, layout.luma_step, layout.luma_offset);
 		holds(layout.u_plane, chroma_height, chroma_width, layout.chroma_step, layout.u_offset);
 		holds(layout.v_plane, chroma_height, chroma_width, layout.chroma_step, layout.v_offset);
@@ -157,9 +182,14 @@ FrameView crop_frame(const FrameView &frame, int x, int y, int width, int height
 		throw Error("the rectangle " + rectangle + " does not lie inside the " +
 			    std::to_string(frame.width) + "x" + std::to_string(frame.height) + " frame");
 	const bool even_x = chroma_needs_even_x(frame.format), even_y = chroma_needs_even_y(frame.format);
-	if ((even_x && x % 2) || (even_y && y % 2))
-		throw Error("the rectangle " + rectangle + " of a " + (even_y ? "4:2:0" : "4:2:2") +
-			    " frame must start at " + (even_y ? "even coordinates" : "an even x"));
+	const int row_step = rectangle_row_step(frame.format, frame.interlaced);
+	if ((even_x && x % 2) || y % row_step)
+		throw Error("the rectangle " + rectangle + " of a " +
+			    (row_step == 4 ? "4:2:0 interlaced" : even_y ? "4:2:0" : "4:2:2") +
+			    " frame must start at " +
+			    (row_step == 4 ? "an even x and a y that is a multiple of 4"
+			     : even_y	   ? "even coordinates"
+					   : "an even x"));
 	frame_planes(frame);
 
 	FrameView crop = frame;
@@ -172,7 +202,7 @@ FrameView crop_frame(const FrameView &frame, int x, int y, int width, int height
 	}
 	// The rectangle's first pixel is the first of a chroma sample: each plane's first byte moves
 	// to the bytes of that pixel (in packed 4:2:2, luma and chroma agree on it).
-	const YuvLayout layout = yuv_layout(frame.format);
+	const YuvLayout layout = yuv_layout(frame);
 	crop.planes[0] += luma_byte(layout, frame.strides[0], y, x) - layout.luma_offset;
 	for (int p = 1; p < 3; p++)
 		if (p == layout.u_plane || p == layout.v_plane)
@@ -200,7 +230,7 @@ cuda::FrameDesc describe_frame(const FrameView &f)
 			desc.rgb_offsets[c] = static_cast<int>(offsets[c]);
 	} else {
 		desc.layout = cuda::FrameLayout::Yuv;
-		desc.yuv = yuv_layout(f.format);
+		desc.yuv = yuv_layout(f);
 		desc.colours = yuv_to_rgb(f.matrix, f.full_range, desc.yuv.bits);
 	}
 	return desc;
@@ -232,10 +262,10 @@ torch::Tensor frame_to_tensor(const FrameView &f)
 	}
 
 	// YUV in the frame's matrix and range, chroma by nearest neighbour.
-	const YuvLayout layout = yuv_layout(f.format);
+	const YuvLayout layout = yuv_layout(f);
 	const YuvToRgb c = yuv_to_rgb(f.matrix, f.full_range, layout.bits);
 	const int64_t cw = ((int64_t)f.width + (1 << layout.x_shift) - 1) >> layout.x_shift;
-	const int64_t ch = ((int64_t)f.height + (1 << layout.y_shift) - 1) >> layout.y_shift;
+	const int64_t ch = chroma_rows(layout, f.height);
 	auto bytes = [&](int index, int64_t offset, int64_t height, int64_t width, int64_t step) {
 		// Borrowed, as plane() above.
 		return torch::from_blob(const_cast<uint8_t *>(f.planes[index]) + offset, {height, width},
@@ -257,10 +287,15 @@ torch::Tensor frame_to_tensor(const FrameView &f)
 	const auto u = samples(layout.u_plane, layout.u_offset, ch, cw, layout.chroma_step);
 	const auto v = samples(layout.v_plane, layout.v_offset, ch, cw, layout.chroma_step);
 	using torch::indexing::Slice;
+	// Each row's chroma row (chroma_row(): the row's own field's in field chroma).
+	std::vector<int64_t> rows(f.height);
+	for (int64_t y = 0; y < f.height; y++)
+		rows[y] = chroma_row(layout, y);
+	const auto row_index = torch::tensor(rows, torch::kInt64);
 	auto up = [&](const torch::Tensor &c) {
-		return c.repeat_interleave(1 << layout.y_shift, 0)
+		return c.index_select(0, row_index)
 			.repeat_interleave(1 << layout.x_shift, 1)
-			.index({Slice(0, f.height), Slice(0, f.width)});
+			.index({Slice(), Slice(0, f.width)});
 	};
 	auto yy = (y - c.luma_offset) * c.luma_scale;
 	auto uu = up(u) - c.chroma_offset;

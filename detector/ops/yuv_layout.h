@@ -12,6 +12,7 @@
 namespace frcnn {
 
 enum class PixelFormat; // frcnn/detector.h
+struct FrameView;	 // frcnn/detector.h
 enum class YuvMatrix;	 // frcnn/detector.h
 
 struct YuvLayout {
@@ -27,10 +28,15 @@ struct YuvLayout {
 	int sample_bytes = 1;
 	int sample_shift = 0;
 	int bits = 8;
+	// 4:2:0 chroma of an interlaced frame (FrameView::interlaced): chroma row 2k stands for rows
+	// 4k and 4k + 2 (top field), row 2k + 1 for rows 4k + 1 and 4k + 3 (bottom field).
+	bool field_chroma = false;
 };
 
 // The layout of a YUV pixel format (frame.cpp); throws frcnn::Error for a packed RGB or grey one.
 YuvLayout yuv_layout(PixelFormat format);
+// The same for a frame: its format's, with field_chroma where it is an interlaced 4:2:0 frame.
+YuvLayout yuv_layout(const FrameView &frame);
 
 // The arithmetic of a YUV sample's colour, R, G and B in 0..255 before they are clamped to it:
 //   luma = (Y - luma_offset) * luma_scale
@@ -55,13 +61,19 @@ FRCNN_HOST_DEVICE inline int64_t luma_byte(const YuvLayout &layout, int64_t stri
 	return y * stride + x * layout.luma_step + layout.luma_offset;
 }
 
+// The chroma row that covers row y: y's field's row in a frame of field chroma.
+FRCNN_HOST_DEVICE inline int64_t chroma_row(const YuvLayout &layout, int64_t y)
+{
+	return layout.field_chroma ? ((y >> 2) << 1) | (y & 1) : y >> layout.y_shift;
+}
+
 // Byte of the chroma sample covering pixel (y, x) in its plane of `stride` bytes per row;
 // `offset` is the layout's u_offset or v_offset. Chroma is taken from the sample that covers the
 // pixel (nearest neighbour), as frame_to_tensor upsamples it.
 FRCNN_HOST_DEVICE inline int64_t chroma_byte(const YuvLayout &layout, int64_t stride, int64_t y, int64_t x,
 					     int offset)
 {
-	return (y >> layout.y_shift) * stride + (x >> layout.x_shift) * layout.chroma_step + offset;
+	return chroma_row(layout, y) * stride + (x >> layout.x_shift) * layout.chroma_step + offset;
 }
 
 // The value of the sample whose first byte is `p`.

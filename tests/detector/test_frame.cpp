@@ -544,6 +544,30 @@ TEST(CpuPreprocessing, EveryFormatGivesTheBitsOfTheLibTorchPath)
 	EXPECT_THROW(frcnn::detail::transform_frames_cpu(config, {bad}), Error);
 }
 
+// The same for interlaced 4:2:0 frames, whose rows take their own field's chroma.
+TEST(CpuPreprocessing, InterlacedFramesGiveTheBitsOfTheLibTorchPath)
+{
+	const ModelConfig config = model_preset("fasterrcnn_resnet50_fpn");
+	std::mt19937 rng(26);
+	for (PixelFormat format : {PixelFormat::NV12, PixelFormat::NV21, PixelFormat::I420, PixelFormat::YV12,
+				   PixelFormat::P010_10LE, PixelFormat::I420_10LE, PixelFormat::P012_LE,
+				   PixelFormat::I420_12LE})
+		for (auto size : {std::pair<int, int>{720, 486}, {1920, 1080}, {37, 22}}) {
+			SCOPED_TRACE("format " + std::to_string((int)format) + ", " + std::to_string(size.first) +
+				     "x" + std::to_string(size.second));
+			std::vector<std::vector<uint8_t>> storage;
+			const FrameView frame = test::random_frame(format, size.first, size.second, rng, storage, true);
+			const auto fused = frcnn::detail::transform_frames_cpu(config, {frame});
+			const auto reference = frcnn::detail::transform_images(config, {frame_to_tensor(frame)}, nullptr);
+			ASSERT_EQ(fused.batch.sizes(), reference.batch.sizes());
+			EXPECT_TRUE(torch::equal(fused.batch, reference.batch))
+				<< "largest difference " << (fused.batch - reference.batch).abs().max().item<float>();
+			FrameView progressive = frame;
+			progressive.interlaced = false;
+			EXPECT_FALSE(torch::equal(fused.batch, frcnn::detail::transform_frames_cpu(config, {progressive}).batch));
+		}
+}
+
 // The pre-processing's buffers: a batch is written into memory of the model's only when nothing
 // else holds it, and gives the same bits as without buffers, whatever the sizes that came before.
 TEST(CpuPreprocessing, BuffersAreReusedOnlyWhenFree)
@@ -688,6 +712,23 @@ TEST(CropFrame, RectanglesOutsideTheFrameOrOffTheChromaGridAreErrors)
 	std::vector<std::vector<uint8_t>> storage_444;
 	const FrameView y444 = test::random_frame(PixelFormat::Y444, 64, 48, rng, storage_444);
 	EXPECT_NO_THROW(crop_frame(y444, 1, 3, 11, 13));
+	// Interlaced 4:2:0: a rectangle starts on a chroma row of the top field, so that its rows
+	// keep their fields' chroma.
+	std::vector<std::vector<uint8_t>> interlaced_storage;
+	const FrameView interlaced = test::random_frame(PixelFormat::NV12, 64, 48, rng, interlaced_storage, true);
+	EXPECT_NO_THROW(crop_frame(interlaced, 2, 4, 11, 13));
+	try {
+		crop_frame(interlaced, 2, 2, 10, 10);
+		ADD_FAILURE() << "y = 2 was taken";
+	} catch (const Error &e) {
+		EXPECT_NE(std::string(e.what()).find("of a 4:2:0 interlaced frame must start at an even x and a y "
+						     "that is a multiple of 4"),
+			  std::string::npos) << e.what();
+	}
+	std::vector<std::vector<uint8_t>> interlaced_422_storage;
+	const FrameView interlaced_422 =
+		test::random_frame(PixelFormat::YUY2, 64, 48, rng, interlaced_422_storage, true);
+	EXPECT_NO_THROW(crop_frame(interlaced_422, 2, 3, 11, 13)) << "4:2:2 has chroma in every row";
 }
 
 namespace {
@@ -703,7 +744,8 @@ using SampleAt = std::function<int(int component, int y, int x)>;
 // namesakes with a little-endian 16-bit word for each byte, the sample in its top bits (P010,
 // P012, Y210, Y212) or its low bits (the others); the word's other bits are set to a pattern that
 // must not be read.
-TestFrame yuv_frame(PixelFormat format, int width, int height, const SampleAt &sample)
+TestFrame yuv_frame(PixelFormat format, int width, int height, const SampleAt &sample,
+		    int chroma_rows = 0)
 {
 	TestFrame f;
 	f.view.format = format;
@@ -735,7 +777,8 @@ TestFrame yuv_frame(PixelFormat format, int width, int height, const SampleAt &s
 	const bool chroma_420 = format == PixelFormat::NV12 || format == PixelFormat::NV21 ||
 				format == PixelFormat::I420 || format == PixelFormat::YV12;
 	const int xs = full_chroma ? 0 : 1, ys = chroma_420 ? 1 : 0;
-	const int cw = (width + (1 << xs) - 1) >> xs, ch = (height + (1 << ys) - 1) >> ys;
+	const int cw = (width + (1 << xs) - 1) >> xs;
+	const int ch = chroma_rows > 0 ? chroma_rows : (height + (1 << ys) - 1) >> ys;
 	// Sizes and places in samples.
 	auto add_plane = [&f, sample_bytes](int rows, int row_samples) {
 		const int stride = (row_samples + 7) * sample_bytes;
@@ -890,6 +933,60 @@ TEST(FrameToTensor, YuvColoursAreBt601LimitedRange)
 	}
 }
 
+// An interlaced 4:2:0 frame (FrameView::interlaced) holds two fields, the top one in the even
+// rows, and its chroma rows alternate between them as well: each row takes its colour from its own
+// field's chroma (field row r from the field's chroma row r / 2), as a Y444 frame of those
+// samples shows; read as a progressive frame, the same bytes give other colours. Heights of each
+// remainder by 4 (the bottom field's last row of a 4k + 2 high frame has a chroma row of its own,
+// GStreamer's (height + 3) / 4 * 2).
+TEST(FrameToTensor, InterlacedChromaRowsBelongToTheirFields)
+{
+	uint32_t seed = 300;
+	for (auto [format, y444] : {std::pair{PixelFormat::NV12, PixelFormat::Y444},
+				    std::pair{PixelFormat::NV21, PixelFormat::Y444},
+				    std::pair{PixelFormat::I420, PixelFormat::Y444},
+				    std::pair{PixelFormat::YV12, PixelFormat::Y444},
+				    std::pair{PixelFormat::P010_10LE, PixelFormat::Y444_10LE},
+				    std::pair{PixelFormat::I420_10LE, PixelFormat::Y444_10LE},
+				    std::pair{PixelFormat::P012_LE, PixelFormat::Y444_12LE},
+				    std::pair{PixelFormat::I420_12LE, PixelFormat::Y444_12LE}})
+		for (int height : {8, 10, 7, 5, 2, 1}) {
+			SCOPED_TRACE("format " + std::to_string((int)format) + ", height " + std::to_string(height));
+			const int width = 6, bits = yuv_layout(format).bits;
+			const SampleAt luma = random_samples(seed++, 0, 0, bits);
+			// One value per chroma sample of the plane (row, column), put there by
+			// yuv_frame, which reads a 4:2:0 plane's row r at pixel row 2r.
+			const SampleAt plane = random_samples(seed++, 0, 0, bits);
+			const SampleAt in_plane = [&](int c, int y, int x) {
+				return c == 0 ? luma(0, y, x) : plane(c, y / 2, x / 2);
+			};
+			const SampleAt in_fields = [&](int c, int y, int x) {
+				if (c == 0)
+					return luma(0, y, x);
+				const int field = y % 2, field_row = y / 2, field_chroma_row = field_row / 2;
+				return plane(c, 2 * field_chroma_row + field, x / 2);
+			};
+			TestFrame frame = yuv_frame(format, width, height, in_plane, (height + 3) / 4 * 2);
+			frame.view.interlaced = true;
+			const TestFrame reference = yuv_frame(y444, width, height, in_fields);
+			const torch::Tensor image = frame_to_tensor(frame.view);
+			EXPECT_TRUE(torch::equal(image, frame_to_tensor(reference.view)));
+			EXPECT_EQ(frame_planes(frame.view)[1].rows, (height + 3) / 4 * 2);
+			frame.view.interlaced = false;
+			if (height >= 3)
+				EXPECT_FALSE(torch::equal(image, frame_to_tensor(frame.view)));
+		}
+	// Other formats have chroma in every row: interlaced or not, they read alike.
+	std::mt19937 rng(30);
+	for (PixelFormat format : {PixelFormat::YUY2, PixelFormat::Y42B, PixelFormat::NV24, PixelFormat::RGB}) {
+		std::vector<std::vector<uint8_t>> storage;
+		FrameView frame = test::random_frame(format, 9, 7, rng, storage);
+		const torch::Tensor progressive = frame_to_tensor(frame);
+		frame.interlaced = true;
+		EXPECT_TRUE(torch::equal(frame_to_tensor(frame), progressive)) << (int)format;
+	}
+}
+
 // Limited range in more bits is 8 bits' levels times 2^(bits - 8) (BT.2100): 10-bit samples four
 // times the 8-bit ones, and 12-bit ones 16 times, give the 8-bit frame's image, bit for bit, in
 // every 10- and 12-bit format.
@@ -1015,11 +1112,13 @@ TEST(CudaPreprocessingSteps, EmulatedOnTheHostGiveTheCpuPath)
 	std::mt19937 rng(16);
 	int round = 0;
 	for (PixelFormat format : test::all_pixel_formats())
-		for (auto size : {std::pair<int, int>{641, 479}, {1333, 800}, {37, 23}}) {
+		for (auto size : {std::pair<int, int>{641, 479}, {1333, 800}, {37, 23}, {38, 22}}) {
+			// The last size as an interlaced frame (4:2:0 chroma by field).
+			const bool interlaced = size.second == 22;
 			SCOPED_TRACE("format " + std::to_string((int)format) + ", " + std::to_string(size.first) + "x" +
-				     std::to_string(size.second));
+				     std::to_string(size.second) + (interlaced ? " interlaced" : ""));
 			std::vector<std::vector<uint8_t>> storage;
-			FrameView frame = test::random_frame(format, size.first, size.second, rng, storage);
+			FrameView frame = test::random_frame(format, size.first, size.second, rng, storage, interlaced);
 			frame.matrix = static_cast<YuvMatrix>(round % 3);
 			frame.full_range = round++ % 2 == 1;
 			const auto cpu = frcnn::detail::transform_frames_cpu(config, {frame});
@@ -1052,13 +1151,16 @@ TEST(CropFrame, AnyRectangleOnTheGridReadsThatPartOfTheFrame)
 	for (int round = 0; round < 300; round++) {
 		const PixelFormat format = test::all_pixel_formats()[below((int)test::all_pixel_formats().size())];
 		const int width = 1 + below(40), height = 1 + below(30);
-		SCOPED_TRACE("round " + std::to_string(round) + ": format " + std::to_string((int)format) + ", " +
-			     std::to_string(width) + "x" + std::to_string(height));
 		std::vector<std::vector<uint8_t>> storage;
-		FrameView frame = test::random_frame(format, width, height, rng, storage);
+		const bool interlaced = below(2) == 1;
+		SCOPED_TRACE("round " + std::to_string(round) + ": format " + std::to_string((int)format) + ", " +
+			     std::to_string(width) + "x" + std::to_string(height) + (interlaced ? " interlaced" : ""));
+		FrameView frame = test::random_frame(format, width, height, rng, storage, interlaced);
 		frame.matrix = static_cast<YuvMatrix>(below(3));
 		frame.full_range = below(2) == 1;
-		const int x_step = chroma_needs_even_x(format) ? 2 : 1, y_step = chroma_needs_even_y(format) ? 2 : 1;
+		const int x_step = chroma_needs_even_x(format) ? 2 : 1;
+		const int y_step = rectangle_row_step(format, interlaced);
+		EXPECT_EQ(y_step, chroma_needs_even_y(format) ? (interlaced ? 4 : 2) : 1);
 		const int x = below((width + x_step - 1) / x_step) * x_step, y = below((height + y_step - 1) / y_step) * y_step;
 		const int w = 1 + below(width - x), h = 1 + below(height - y);
 		const FrameView crop = crop_frame(frame, x, y, w, h);

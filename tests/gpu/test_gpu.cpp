@@ -322,8 +322,12 @@ TEST(CudaPreprocessing, EveryFormatMatchesTheCpuPath)
 		// Upscaled (641x479 -> 800 short side), downscaled (1920x1080) and unchanged sizes.
 		for (auto size : {std::pair<int, int>{641, 479}, {1920, 1080}, {1333, 800}}) {
 			std::vector<std::vector<uint8_t>> a, b;
+			// With the 1080-line frames, the second frame interlaced (4:2:0 chroma by field),
+			// 242 lines high: its chroma has the extra row of GStreamer's interlaced layout,
+			// which the copy to the device must take.
 			std::vector<FrameView> frames{random_frame(format, size.first, size.second, rng, a),
-						      random_frame(format, 320, 240, rng, b)};
+						      random_frame(format, 320, size.second == 1080 ? 242 : 240,
+								   rng, b, size.second == 1080)};
 			// Every matrix and range, for the YUV formats.
 			frames[1].matrix = static_cast<YuvMatrix>(size.first % 3);
 			frames[1].full_range = size.second % 2 == 0;

@@ -1787,6 +1787,61 @@ TEST(FrcnnDetect, ABufferTooSmallForItsCapsIsAnError)
 	gst_object_unref(bus);
 }
 
+// Interlaced video (interlace-mode=interleaved; or mixed, where the buffer's flag says so): the
+// element reads a 4:2:0 frame's chroma rows by field, as the library reads an interlaced
+// FrameView, and a region starts on a chroma row of the top field (a row that is a multiple of 4).
+// A progressive frame of a mixed stream is read as such.
+TEST(FrcnnDetect, ReadsInterlacedFramesByField)
+{
+	for (GstVideoFormat format : { GST_VIDEO_FORMAT_NV12, GST_VIDEO_FORMAT_I420, GST_VIDEO_FORMAT_P010_10LE }) {
+		SCOPED_TRACE(gst_video_format_to_string(format));
+		/* 192 rows: the interlaced layout of the planes is the progressive one. */
+		Frame frame = make_frame(photo(256, 192, 5), format);
+		frcnn::FrameView view = view_of(frame);
+		view.interlaced = true;
+		const std::vector<frcnn::Detection> by_field = reference().detect({ view }).at(0);
+		const std::vector<frcnn::Detection> progressive = expected_for(frame);
+		ASSERT_FALSE(by_field.empty());
+		ASSERT_TRUE(differ(by_field, progressive));
+
+		frame.info.interlace_mode = GST_VIDEO_INTERLACE_MODE_INTERLEAVED;
+		{
+			HarnessPtr h = harness();
+			gst_harness_set_src_caps(h.get(), frame.caps());
+			gst_test::BufferPtr out(gst_harness_push_and_pull(h.get(), frame.buffer(0)));
+			ASSERT_TRUE(out);
+			expect_meta_equals(out.get(), frame.width(), frame.height(), by_field);
+		}
+		{
+			HarnessPtr h = harness("region=41,31,150,101");
+			gst_harness_set_src_caps(h.get(), frame.caps());
+			gst_test::BufferPtr out(gst_harness_push_and_pull(h.get(), frame.buffer(0)));
+			ASSERT_TRUE(out);
+			std::vector<frcnn::Detection> inside =
+				reference().detect({ frcnn::crop_frame(view, 40, 28, 151, 104) }).at(0);
+			for (frcnn::Detection &det : inside) {
+				det.x1 += 40;
+				det.x2 += 40;
+				det.y1 += 28;
+				det.y2 += 28;
+			}
+			expect_meta_equals(out.get(), frame.width(), frame.height(), inside);
+		}
+
+		frame.info.interlace_mode = GST_VIDEO_INTERLACE_MODE_MIXED;
+		HarnessPtr h = harness();
+		gst_harness_set_src_caps(h.get(), frame.caps());
+		GstBuffer *interlaced = frame.buffer(0);
+		GST_BUFFER_FLAG_SET(interlaced, GST_VIDEO_BUFFER_FLAG_INTERLACED);
+		gst_test::BufferPtr out(gst_harness_push_and_pull(h.get(), interlaced));
+		ASSERT_TRUE(out);
+		expect_meta_equals(out.get(), frame.width(), frame.height(), by_field);
+		out.reset(gst_harness_push_and_pull(h.get(), frame.buffer(GST_MSECOND)));
+		ASSERT_TRUE(out);
+		expect_meta_equals(out.get(), frame.width(), frame.height(), progressive);
+	}
+}
+
 // A new region applies from the next frame; an invalid one is warned about and the previous
 // region kept; a region outside the frames stops the stream with an error that says so.
 TEST(FrcnnDetect, RegionChangesWhilePlaying)

@@ -320,6 +320,62 @@ TEST(FrcnnOverlay, AnyProducerWithoutDetectionParam)
 	EXPECT_GT(changed, 30) << "the roi_type is written above the box";
 }
 
+// Interlaced 4:2:0 frames: a row's chroma is its own field's (chroma row 2k belongs to the top
+// field's rows 4k and 4k + 2, row 2k + 1 to the bottom field's 4k + 1 and 4k + 3), so a line
+// drawn on one row of the bottom field paints a chroma row of the bottom field. 46 rows, 4k + 2:
+// GStreamer's layout has the bottom field's last chroma row too, which a box down to the last
+// row paints. Text is drawn as well.
+TEST(FrcnnOverlay, DrawsInterlacedFramesByField)
+{
+	for (GstVideoFormat format : { GST_VIDEO_FORMAT_NV12, GST_VIDEO_FORMAT_I420 }) {
+		SCOPED_TRACE(gst_video_format_to_string(format));
+		GstVideoInfo info;
+		gst_video_info_set_interlaced_format(&info, format, GST_VIDEO_INTERLACE_MODE_INTERLEAVED, 64, 46);
+		HarnessPtr h = overlay("line-thickness=1 show=none");
+		gst_harness_set_src_caps(h.get(), gst_video_info_to_caps(&info));
+		GstBuffer *in = gst_buffer_new_allocate(nullptr, GST_VIDEO_INFO_SIZE(&info), nullptr);
+		gst_buffer_memset(in, 0, 128, GST_VIDEO_INFO_SIZE(&info));
+		GstVideoRegionOfInterestMeta *box = gst_buffer_add_video_region_of_interest_meta(in, "car", 8, 9, 40, 37);
+		box->id = 0;
+		gst_test::BufferPtr out(gst_harness_push_and_pull(h.get(), in));
+		ASSERT_TRUE(out);
+		GstVideoFrame frame;
+		ASSERT_TRUE(gst_video_frame_map(&frame, &info, out.get(), GST_MAP_READ));
+		/* U of chroma row `row`, column 14 (pixels 28 and 29: inside the box, off its sides). */
+		auto u = [&](int row) {
+			const uint8_t *plane = static_cast<const uint8_t *>(GST_VIDEO_FRAME_COMP_DATA(&frame, 1));
+			const int step = GST_VIDEO_FRAME_COMP_PSTRIDE(&frame, 1);
+			return plane[row * GST_VIDEO_FRAME_COMP_STRIDE(&frame, 1) + 14 * step];
+		};
+		/* The top edge, row 9: the bottom field's row 4, its chroma row 2, the plane's row 5. */
+		EXPECT_NE(u(5), 128);
+		EXPECT_EQ(u(4), 128) << "row 9 painted the top field's chroma";
+		EXPECT_EQ(u(6), 128);
+		/* The bottom edge, row 45: the bottom field's row 22, its chroma row 11, the plane's
+		 * row 23 (the 24th: (46 + 3) / 4 * 2 rows). */
+		EXPECT_NE(u(23), 128);
+		EXPECT_EQ(u(22), 128);
+		gst_video_frame_unmap(&frame);
+
+		/* Text: drawn, in both fields. */
+		g_object_set(h->element, "show", 1 /* label */, nullptr);
+		GstBuffer *text_in = gst_buffer_new_allocate(nullptr, GST_VIDEO_INFO_SIZE(&info), nullptr);
+		gst_buffer_memset(text_in, 0, 128, GST_VIDEO_INFO_SIZE(&info));
+		gst_buffer_add_video_region_of_interest_meta(text_in, "car", 4, 24, 50, 20);
+		gst_test::BufferPtr text_out(gst_harness_push_and_pull(h.get(), text_in));
+		ASSERT_TRUE(text_out);
+		ASSERT_TRUE(gst_video_frame_map(&frame, &info, text_out.get(), GST_MAP_READ));
+		int changed[2] = { 0, 0 };
+		for (int y = 0; y < 22; y++)
+			for (int x = 4; x < 54; x++)
+				changed[y % 2] += static_cast<const uint8_t *>(GST_VIDEO_FRAME_PLANE_DATA(&frame, 0))
+							  [y * GST_VIDEO_FRAME_PLANE_STRIDE(&frame, 0) + x] != 128;
+		EXPECT_GT(changed[0], 10);
+		EXPECT_GT(changed[1], 10);
+		gst_video_frame_unmap(&frame);
+	}
+}
+
 // The overlay draws on the frame of the caps: it takes no GstVideoCropMeta (whole frames with
 // the rectangle to show), though the elements behind it do, so that an element in front that
 // crops crops the frames itself. The other metas they take are passed on.

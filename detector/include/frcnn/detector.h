@@ -50,6 +50,9 @@ enum class YuvMatrix { BT601, BT709, BT2020 };
 // frames must start at an even x (4:2:2, 4:2:0) or an even x and y (4:2:0).
 bool chroma_needs_even_x(PixelFormat format);
 bool chroma_needs_even_y(PixelFormat format);
+// The rows a rectangle of a frame may start at: multiples of this. 1; 2 for 4:2:0 formats; 4 for
+// interlaced 4:2:0 frames (FrameView::interlaced), whose chroma rows alternate between the fields.
+int rectangle_row_step(PixelFormat format, bool interlaced = false);
 
 // A borrowed view of one frame: nothing is copied until the detector converts it.
 struct FrameView {
@@ -63,11 +66,18 @@ struct FrameView {
 	// range JPEG's (0 to 255; 0 to 1023 in 10 bits, 0 to 4095 in 12).
 	YuvMatrix matrix = YuvMatrix::BT601;
 	bool full_range = false;
+	// Interlaced video: two fields woven into the frame, the top one in the even rows. A 4:2:0
+	// frame's chroma rows then alternate between the fields as its luma rows do: chroma row 2k
+	// belongs to rows 4k and 4k + 2 (top field), row 2k + 1 to rows 4k + 1 and 4k + 3 (bottom
+	// field); such a frame has (height + 3) / 4 * 2 chroma rows, as GStreamer lays it out. Other
+	// formats are read alike either way.
+	bool interlaced = false;
 };
 
 // The rectangle of `frame` at (x, y) of width x height pixels, as a view of the same memory:
 // nothing is copied. Where a chroma sample covers several pixels, the rectangle starts on one:
-// at an even x for 4:2:2 and 4:2:0 formats, and an even y for 4:2:0 (NV12, NV21, I420, YV12).
+// at an even x for 4:2:2 and 4:2:0 formats, and an even y for 4:2:0 (NV12, NV21, I420, YV12);
+// interlaced 4:2:0 frames at a y that is a multiple of 4 (rectangle_row_step).
 // Throws frcnn::Error when the rectangle is empty, does not lie inside the frame or is not so
 // aligned.
 FrameView crop_frame(const FrameView &frame, int x, int y, int width, int height);

@@ -37,7 +37,7 @@ public:
 					normalised_[c][v] = (static_cast<float>(v) / 255.0f - mean_[c]) / std_[c];
 			return;
 		}
-		layout_ = yuv_layout(frame.format);
+		layout_ = yuv_layout(frame);
 		// The frame's matrix and range, as frame_to_tensor computes them.
 		const YuvToRgb c = yuv_to_rgb(frame.matrix, frame.full_range, layout_.bits);
 		const size_t values = size_t{1} << layout_.bits;
