@@ -2451,18 +2451,19 @@ static gboolean gst_frcnn_detect_sink_query(GstPad *pad, GstObject *parent, GstQ
 			return FALSE;
 	}
 
-	if (!gst_pad_query_default(pad, parent, query))
-		return FALSE;
-	if (GST_QUERY_TYPE(query) == GST_QUERY_ALLOCATION) {
-		frcnn::gst::refuse_crop_meta(query);
-		guint batch_size;
-		{
-			g_autoptr(GMutexLocker) locker = g_mutex_locker_new(GST_OBJECT_GET_LOCK(self));
-			batch_size = state->settings.batch_size;
-			state->batch_size_changed = false; /* answered for the size in use */
-		}
-		gst_frcnn_detect_ask_for_buffers(query, 2 * batch_size);
+	const gboolean answered = gst_pad_query_default(pad, parent, query);
+	if (GST_QUERY_TYPE(query) != GST_QUERY_ALLOCATION)
+		return answered;
+	/* Answered even where the elements behind did not (fakesink): the buffers the element
+	 * keeps are its own need. */
+	frcnn::gst::refuse_crop_meta(query);
+	guint batch_size;
+	{
+		g_autoptr(GMutexLocker) locker = g_mutex_locker_new(GST_OBJECT_GET_LOCK(self));
+		batch_size = state->settings.batch_size;
+		state->batch_size_changed = false; /* answered for the size in use */
 	}
+	gst_frcnn_detect_ask_for_buffers(query, 2 * batch_size);
 	return TRUE;
 }
 

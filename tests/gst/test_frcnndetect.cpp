@@ -1705,6 +1705,18 @@ TEST(FrcnnDetect, AsksUpstreamForTheBuffersItKeeps)
 	EXPECT_EQ(allocation_pool(h.get(), caps), std::make_pair(11u, 13u));
 	gst_pad_remove_probe(h->sinkpad, probe);
 
+	/* Nothing behind answers (fakesink does not): the element still asks for its own. */
+	probe = gst_pad_add_probe(
+		h->sinkpad, GST_PAD_PROBE_TYPE_QUERY_DOWNSTREAM,
+		[](GstPad *, GstPadProbeInfo *info, gpointer) {
+			return GST_QUERY_TYPE(GST_PAD_PROBE_INFO_QUERY(info)) == GST_QUERY_ALLOCATION
+				       ? GST_PAD_PROBE_DROP
+				       : GST_PAD_PROBE_OK;
+		},
+		nullptr, nullptr);
+	EXPECT_EQ(allocation_pool(h.get(), caps), std::make_pair(8u, 0u));
+	gst_pad_remove_probe(h->sinkpad, probe);
+
 	/* A new batch size: upstream is told to reconfigure, and the answer follows it. */
 	while (GstEvent *event = gst_harness_try_pull_upstream_event(h.get()))
 		gst_event_unref(event);
