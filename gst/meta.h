@@ -42,12 +42,12 @@ struct DetectionMeta {
 // GStreamer's own transform of a GstVideoRegionOfInterestMeta drops its params when an element
 // scales the frames (videoscale, videoconvertscale): the rectangle is scaled, the "detection"
 // param with the label id, the score and the unrounded box is lost. So that detections keep
-// them downstream of such elements, add_detection_meta also keeps a copy of each param in one
+// them downstream of such elements, add_detection_metas also keeps a copy of each param in one
 // GstFrcnnDetectionParamsMeta per buffer, which goes wherever the region-of-interest metas go
 // (the same tags, copied and scaled with them) and puts each param back on its region of
 // interest (the one of the same id and type) when a scaling dropped it. The meta sits after the
-// regions it serves in the buffer's list of metas (it moves behind each region added), so that
-// its transform runs after theirs.
+// regions it serves in the buffer's list of metas (it moves behind the regions each call adds),
+// so that its transform runs after theirs.
 GType detection_params_meta_api_get_type();
 
 // A detection to add: its box in frame pixels, class, name and score, and the id of the region of
