@@ -85,6 +85,7 @@ enum {
 	PROP_INFERENCE_REGION,
 	PROP_OBJECT_CLASS,
 	PROP_OBJECT_MIN_SIZE,
+	PROP_SQUARE_PIXELS,
 	PROP_STATS,
 };
 
@@ -115,6 +116,7 @@ enum {
 #define DEFAULT_PROP_INFERENCE_REGION GST_FRCNN_INFERENCE_REGION_FULL_FRAME
 #define DEFAULT_PROP_OBJECT_CLASS nullptr
 #define DEFAULT_PROP_OBJECT_MIN_SIZE 0
+#define DEFAULT_PROP_SQUARE_PIXELS TRUE
 #define MAX_THREADS 1024
 
 #define MAX_BATCH_SIZE 64
@@ -241,6 +243,7 @@ struct Settings {
 	GstFrcnnInferenceRegion inference_region = DEFAULT_PROP_INFERENCE_REGION;
 	std::string object_class;
 	guint object_min_size = DEFAULT_PROP_OBJECT_MIN_SIZE;
+	gboolean square_pixels = DEFAULT_PROP_SQUARE_PIXELS;
 };
 
 // The settings that may change while playing; the worker applies them between batches.
@@ -401,7 +404,18 @@ frcnn::YuvMatrix yuv_matrix(GstVideoColorMatrix matrix)
 	}
 }
 
-frcnn::FrameView frame_view(const GstVideoFrame *frame)
+// The pixel shape of a stream's frames (GStreamer's 1/1 for caps without one; a ratio that is
+// not positive is taken as square).
+frcnn::PixelAspectRatio pixel_aspect_ratio(const GstVideoInfo &info)
+{
+	if (GST_VIDEO_INFO_PAR_N(&info) < 1 || GST_VIDEO_INFO_PAR_D(&info) < 1)
+		return {};
+	return { GST_VIDEO_INFO_PAR_N(&info), GST_VIDEO_INFO_PAR_D(&info) };
+}
+
+/* The frame as the library reads it; with `square_pixels`, its pixels' shape as the caps say
+ * (else square: the stored pixels as they are). */
+frcnn::FrameView frame_view(const GstVideoFrame *frame, bool square_pixels)
 {
 	frcnn::FrameView view;
 	to_pixel_format(GST_VIDEO_FRAME_FORMAT(frame), &view.format);
@@ -414,6 +428,8 @@ frcnn::FrameView frame_view(const GstVideoFrame *frame)
 	/* Fields woven into the frame: every frame of interlace-mode=interleaved, those of a mixed
 	 * stream that carry the interlaced flag. */
 	view.interlaced = GST_VIDEO_FRAME_IS_INTERLACED(frame);
+	if (square_pixels)
+		view.pixel_aspect_ratio = pixel_aspect_ratio(frame->info);
 	for (guint plane = 0; plane < GST_VIDEO_FRAME_N_PLANES(frame) && plane < 3; plane++) {
 		view.planes[plane] = static_cast<const uint8_t *>(GST_VIDEO_FRAME_PLANE_DATA(frame, plane));
 		view.strides[plane] = GST_VIDEO_FRAME_PLANE_STRIDE(frame, plane);
@@ -751,7 +767,7 @@ static void gst_frcnn_detect_class_init(GstFrcnnDetectClass *klass)
 				    "The rectangle of each frame the detector looks at, "
 				    "\"x,y,width,height\" in frame pixels (cut to the frame; its left edge "
 				    "moves to an even x on 4:2:0 and 4:2:2 frames, its top edge to an even y "
-				    "on 4:2:0 frames); "
+				    "on 4:2:0 frames, to a multiple of 4 on interlaced 4:2:0 frames); "
 				    "detections are still given in the whole frame's coordinates. Empty: "
 				    "the whole frame",
 				    DEFAULT_PROP_REGION, playing));
@@ -782,6 +798,14 @@ static void gst_frcnn_detect_class_init(GstFrcnnDetectClass *klass)
 				  "each region is scaled up to min-size and costs about as much as a "
 				  "frame (0 = none)",
 				  0, 8192, DEFAULT_PROP_OBJECT_MIN_SIZE, playing));
+	g_object_class_install_property(object_class, PROP_SQUARE_PIXELS,
+		g_param_spec_boolean("square-pixels", "Square pixels",
+				     "Frames whose pixels are not square (the caps' pixel-aspect-ratio "
+				     "is not 1/1: anamorphic SD video, HDV) are resized for the model to "
+				     "square pixels, as a display shows them, so that objects keep their "
+				     "shapes; detections stay in the frame's pixels. false: the model "
+				     "sees the stored pixels, as torchvision run on the decoded frames",
+				     DEFAULT_PROP_SQUARE_PIXELS, playing));
 	g_object_class_install_property(object_class, PROP_STATS,
 		g_param_spec_boxed("stats", "Statistics",
 				   "What the element did since it last started, as a GstStructure: "
@@ -943,6 +967,9 @@ static void gst_frcnn_detect_set_property(GObject *object, guint prop_id, const 
 	case PROP_OBJECT_MIN_SIZE:
 		settings.object_min_size = g_value_get_uint(value);
 		break;
+	case PROP_SQUARE_PIXELS:
+		settings.square_pixels = g_value_get_boolean(value);
+		break;
 	default:
 		G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
 		return;
@@ -1082,6 +1109,9 @@ static void gst_frcnn_detect_get_property(GObject *object, guint prop_id, GValue
 		break;
 	case PROP_OBJECT_MIN_SIZE:
 		g_value_set_uint(value, settings.object_min_size);
+		break;
+	case PROP_SQUARE_PIXELS:
+		g_value_set_boolean(value, settings.square_pixels);
 		break;
 	case PROP_STATS:
 		g_value_take_boxed(value, gst_frcnn_detect_stats(self->state->stats));
@@ -2153,7 +2183,12 @@ static gboolean gst_frcnn_detect_hold_pixels(GstFrcnnDetect *self, Item &item,
 				   gst_buffer_get_video_meta(item.buffer) ? " (the buffer has a GstVideoMeta)" : ""));
 		return FALSE;
 	}
-	const frcnn::FrameView view = frame_view(frame.get());
+	gboolean square_pixels;
+	{
+		g_autoptr(GMutexLocker) locker = g_mutex_locker_new(GST_OBJECT_GET_LOCK(self));
+		square_pixels = self->state->settings.square_pixels;
+	}
+	const frcnn::FrameView view = frame_view(frame.get(), square_pixels);
 	/* The rectangles start on chroma samples (fit_rectangle), so does the one around them. */
 	int left = view.width, top = view.height, right = 0, bottom = 0;
 	for (const ImageRectangle &rectangle : rectangles) {
@@ -2333,6 +2368,13 @@ static gboolean gst_frcnn_detect_sink_event(GstPad *pad, GstObject *parent, GstE
 					info.colorimetry.range == GST_VIDEO_COLOR_RANGE_0_255 ? "full" : "limited");
 			g_free(colorimetry);
 		}
+		const frcnn::PixelAspectRatio pixels = pixel_aspect_ratio(info);
+		if (!pixels.square())
+			GST_INFO_OBJECT(self, "pixels %d/%d as wide as high: the model sees the frames as "
+					      "%.0fx%d unless square-pixels=false",
+					pixels.numerator, pixels.denominator,
+					(double)GST_VIDEO_INFO_WIDTH(&info) * pixels.numerator / pixels.denominator,
+					GST_VIDEO_INFO_HEIGHT(&info));
 	}
 
 	bool restart = false;

@@ -8,11 +8,15 @@ namespace frcnn::gst {
 
 namespace {
 
-// Whether every frame of the request has this size.
-bool all_frames_sized(const RunRequest &request, int width, int height)
+// Whether every frame of the request has this size and shape of pixels (which sets the size it
+// is resized to).
+bool all_frames_sized(const RunRequest &request, const FrameView &size)
 {
 	return std::all_of(request.frames.begin(), request.frames.end(), [&](const HeldFrame &frame) {
-		return frame.view().width == width && frame.view().height == height;
+		const FrameView &view = frame.view();
+		return view.width == size.width && view.height == size.height &&
+		       view.pixel_aspect_ratio.numerator == size.pixel_aspect_ratio.numerator &&
+		       view.pixel_aspect_ratio.denominator == size.pixel_aspect_ratio.denominator;
 	});
 }
 
@@ -25,8 +29,7 @@ bool RunQueue::can_run_together(const RunRequest &first, const RunRequest &later
 	/* A batch is padded to its largest frame: frames of one size are padded as they would be
 	 * in a run of their own. */
 	const FrameView &size = first.frames.front().view();
-	return all_frames_sized(first, size.width, size.height) &&
-	       all_frames_sized(later, size.width, size.height);
+	return all_frames_sized(first, size) && all_frames_sized(later, size);
 }
 
 std::vector<RunRequest *> RunQueue::take_next_run()

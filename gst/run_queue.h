@@ -49,10 +49,11 @@ struct RunRequest {
 
 // Batches wait here for their turn on one model. Whoever's turn it is runs, on its own thread,
 // the first batch that waits together with the later ones that can go with it: the same
-// RunSettings, frames of one size (so that no frame is padded differently than in a run of its
-// own), and no more frames in all than the largest batch_size among them. An element has one
-// batch at a time in the queue, so a run gathers the batches of several elements that came
-// while the model was busy: frames of several streams go through the model as one batch.
+// RunSettings, frames of one size and shape of pixels (so that no frame is padded differently
+// than in a run of its own), and no more frames in all than the largest batch_size among them.
+// An element has one batch at a time in the queue, so a run gathers the batches of several
+// elements that came while the model was busy: frames of several streams go through the model
+// as one batch.
 class RunQueue {
 public:
 	// Runs frames through the model with the given settings: one list of detections per frame.

@@ -142,6 +142,10 @@ std::vector<PlaneExtent> frame_planes(const FrameView &f)
 	if (f.width < 1 || f.height < 1)
 		throw Error("frame size must be positive, got " + std::to_string(f.width) + "x" +
 			    std::to_string(f.height));
+	if (f.pixel_aspect_ratio.numerator < 1 || f.pixel_aspect_ratio.denominator < 1)
+		throw Error("the pixel aspect ratio must be positive, got " +
+			    std::to_string(f.pixel_aspect_ratio.numerator) + ":" +
+			    std::to_string(f.pixel_aspect_ratio.denominator));
 	const int bpp = packed_bytes_per_pixel(f.format);
 	std::vector<PlaneExtent> planes;
 	if (bpp > 0) {

@@ -431,6 +431,11 @@ ImageSize padded_batch_size(const ModelConfig &config, const std::vector<ImageSi
 
 // The resized (height, width) torchvision computes for an image of the given size.
 ImageSize resized_size(int64_t height, int64_t width, double min_size, double max_size);
+// The same for a frame of pixels of this shape: the size of the frame of square pixels a display
+// shows (width * numerator / denominator wide), resized as torchvision resizes an image of that
+// size (each side at least 1). Square pixels: the size above.
+ImageSize resized_size(int64_t height, int64_t width, PixelAspectRatio pixel_aspect_ratio, double min_size,
+		       double max_size);
 
 // Memory the CPU pre-processing of one model reuses from batch to batch: the normalised frames,
 // the resized images and the batch (a few MB each, which freshly allocated cost a page fault per
@@ -443,8 +448,11 @@ struct TransformBuffers {
 	torch::Tensor batch;
 };
 
+// Images [3,H,W] in 0..1 to the model's batch. `pixel_aspect_ratios`, when given, holds one per
+// image (see resized_size); without, the pixels are square.
 TransformedBatch transform_images(const ModelConfig &config, const std::vector<torch::Tensor> &images,
-				  const std::vector<Target> *targets);
+				  const std::vector<Target> *targets,
+				  const std::vector<PixelAspectRatio> *pixel_aspect_ratios = nullptr);
 // Raw frames to the model's batch on `device` in `dtype` (channels-last when asked): what
 // frame_to_tensor, a cast to dtype and transform_images give. On a CUDA device the frame bytes
 // go from pinned memory to the device on the current stream and one kernel per frame converts,

@@ -26,6 +26,23 @@ ImageSize resized_size(int64_t height, int64_t width, double min_size, double ma
 	return {(int64_t)std::floor((double)height * scale), (int64_t)std::floor((double)width * scale)};
 }
 
+ImageSize resized_size(int64_t height, int64_t width, PixelAspectRatio pixel_aspect_ratio, double min_size,
+		       double max_size)
+{
+	if (pixel_aspect_ratio.square())
+		return resized_size(height, width, min_size, max_size);
+	// torchvision's arithmetic on the displayed size, whose width need not be whole: for one
+	// that is, the size resized_size gives for it.
+	const double display_width = (double)width * pixel_aspect_ratio.numerator / pixel_aspect_ratio.denominator;
+	const float min_side = (float)std::min((double)height, display_width);
+	const float max_side = (float)std::max((double)height, display_width);
+	const float by_min = (1.0f / min_side) * (float)min_size;
+	const float by_max = (1.0f / max_side) * (float)max_size;
+	const double scale = (double)std::min(by_min, by_max);
+	return {std::max<int64_t>(1, (int64_t)std::floor((double)height * scale)),
+		std::max<int64_t>(1, (int64_t)std::floor(display_width * scale))};
+}
+
 torch::Tensor resize_boxes(const torch::Tensor &boxes, ImageSize from, ImageSize to)
 {
 	// torchvision divides two float32 tensors; the same float division here, on the host (no
@@ -134,15 +151,22 @@ torch::Tensor reusable(torch::Tensor *slot, at::IntArrayRef shape, const torch::
 // max size) and zero padded into one batch; the targets' boxes follow the resize. With `buffers`
 // (float images, the lock held) the resized images and the batch are written into their memory.
 TransformedBatch resize_into_batch(const ModelConfig &config, const std::vector<torch::Tensor> &normalised,
-				   const std::vector<Target> *targets, TransformBuffers *buffers = nullptr)
+				   const std::vector<Target> *targets, const std::vector<PixelAspectRatio> *pixel_aspect_ratios,
+				   TransformBuffers *buffers = nullptr)
 {
+	if (pixel_aspect_ratios != nullptr && pixel_aspect_ratios->size() != normalised.size())
+		throw Error(std::to_string(pixel_aspect_ratios->size()) + " pixel aspect ratios given for " +
+			    std::to_string(normalised.size()) + " images");
 	TransformedBatch out;
 	std::vector<torch::Tensor> resized;
 	if (buffers != nullptr && buffers->resized.size() < normalised.size())
 		buffers->resized.resize(normalised.size());
 	for (size_t i = 0; i < normalised.size(); i++) {
 		const ImageSize original{normalised[i].size(1), normalised[i].size(2)};
-		const ImageSize size = resized_size(original.first, original.second, config.min_size, config.max_size);
+		const ImageSize size = resized_size(original.first, original.second,
+						    pixel_aspect_ratios != nullptr ? (*pixel_aspect_ratios)[i]
+										   : PixelAspectRatio{},
+						    config.min_size, config.max_size);
 		// What interpolate (bilinear, align_corners=false, to a size) runs.
 		auto r = reusable(buffers != nullptr ? &buffers->resized[i] : nullptr, {1, 3, size.first, size.second},
 				  normalised[i].options());
@@ -173,7 +197,8 @@ TransformedBatch resize_into_batch(const ModelConfig &config, const std::vector<
 } // namespace
 
 TransformedBatch transform_images(const ModelConfig &config, const std::vector<torch::Tensor> &images,
-				  const std::vector<Target> *targets)
+				  const std::vector<Target> *targets,
+				  const std::vector<PixelAspectRatio> *pixel_aspect_ratios)
 {
 	if (images.empty())
 		throw Error("no images given to the model");
@@ -195,8 +220,20 @@ TransformedBatch transform_images(const ModelConfig &config, const std::vector<t
 		auto std_ = torch::tensor(config.image_std, torch::kFloat64).to(opts);
 		normalised.push_back((image - mean.view({-1, 1, 1})) / std_.view({-1, 1, 1}));
 	}
-	return resize_into_batch(config, normalised, targets);
+	return resize_into_batch(config, normalised, targets, pixel_aspect_ratios);
 }
+
+namespace {
+
+std::vector<PixelAspectRatio> pixel_aspect_ratios_of(const std::vector<FrameView> &frames)
+{
+	std::vector<PixelAspectRatio> ratios;
+	for (const auto &f : frames)
+		ratios.push_back(f.pixel_aspect_ratio);
+	return ratios;
+}
+
+} // namespace
 
 TransformedBatch transform_frames_cpu(const ModelConfig &config, const std::vector<FrameView> &frames,
 				      TransformBuffers *buffers)
@@ -226,7 +263,8 @@ TransformedBatch transform_frames_cpu(const ModelConfig &config, const std::vect
 					      torch::kFloat));
 		ops::detail::normalised_frame_cpu(f, mean, std_, normalised.back());
 	}
-	return resize_into_batch(config, normalised, nullptr, buffers);
+	const auto ratios = pixel_aspect_ratios_of(frames);
+	return resize_into_batch(config, normalised, nullptr, &ratios, buffers);
 }
 
 torch::Tensor copy_frame_bytes(const FrameView &frame, bool pinned, FrameView *view)
@@ -343,7 +381,8 @@ TransformedBatch transform_frames(const ModelConfig &config, const std::vector<F
 		std::vector<torch::Tensor> images;
 		for (const auto &f : frames)
 			images.push_back(frame_to_tensor(f).to(device, dtype));
-		out = transform_images(config, images, nullptr);
+		const auto ratios = pixel_aspect_ratios_of(frames);
+		out = transform_images(config, images, nullptr, &ratios);
 	}
 	if (channels_last)
 		out.batch = out.batch.contiguous(torch::MemoryFormat::ChannelsLast);

@@ -96,8 +96,8 @@ TransformedBatch transform_frames_cuda(const ModelConfig &config, const std::vec
 	for (const auto &f : frames) {
 		const ImageSize original{f.height, f.width};
 		out.original_sizes.push_back(original);
-		out.image_sizes.push_back(resized_size(original.first, original.second, config.min_size,
-						       config.max_size));
+		out.image_sizes.push_back(resized_size(original.first, original.second, f.pixel_aspect_ratio,
+						       config.min_size, config.max_size));
 	}
 	std::vector<torch::Tensor> on_device_frames(frames.size());
 	for (size_t i = 0; i < frames.size(); i++) {

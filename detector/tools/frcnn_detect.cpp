@@ -41,10 +41,30 @@ void usage(FILE *out)
 #endif
 		     "\n"
 		     "Options:\n%s"
+		     "  --pixel-aspect-ratio N:D  the shape of the images' pixels, width:height (default\n"
+		     "                         1:1): images of pixels that are not square, such as frames\n"
+		     "                         of anamorphic video (720x576 at 64:45 shows as 1024x576), are\n"
+		     "                         resized for the model as a display shows them; boxes stay in\n"
+		     "                         the image's pixels\n"
 		     "  --seed N               random weights from seed N instead of --weights (to try the\n"
 		     "                         program without a checkpoint: the detections mean nothing)\n"
 		     "  --help                 show this help\n",
 		     frcnn::cli::model_options_help());
+}
+
+// "N:D" (or "N/D") with both positive.
+frcnn::PixelAspectRatio parse_pixel_aspect_ratio(const std::string &name, const std::string &value)
+{
+	const auto separator = value.find_first_of(":/");
+	if (separator != std::string::npos) {
+		try {
+			const int numerator = frcnn::cli::to_int(name, value.substr(0, separator), 1);
+			const int denominator = frcnn::cli::to_int(name, value.substr(separator + 1), 1);
+			return {numerator, denominator};
+		} catch (const frcnn::Error &) {
+		}
+	}
+	throw frcnn::Error("option " + name + " needs two positive integers N:D, got '" + value + "'");
 }
 
 } // namespace
@@ -56,6 +76,7 @@ int main(int argc, char **argv)
 	cv::utils::logging::setLogLevel(cv::utils::logging::LOG_LEVEL_SILENT);
 #endif
 	frcnn::cli::ModelOptions options;
+	frcnn::PixelAspectRatio pixel_aspect_ratio;
 	std::vector<std::string> images;
 	try {
 		for (int i = 1; i < argc; i++) {
@@ -66,6 +87,8 @@ int main(int argc, char **argv)
 			}
 			if (!arg.option())
 				images.push_back(arg.name);
+			else if (arg.name == "--pixel-aspect-ratio")
+				pixel_aspect_ratio = parse_pixel_aspect_ratio(arg.name, arg.value);
 			else if (!frcnn::cli::parse_model_option(options, arg.name, arg.value))
 				throw frcnn::Error("unknown option " + arg.name + " (see --help)");
 		}
@@ -102,7 +125,7 @@ int main(int argc, char **argv)
 #endif
 		frcnn::FrameView frame;
 	};
-	auto read_image = [](const std::string &path) {
+	auto read_image = [&pixel_aspect_ratio](const std::string &path) {
 		Image image;
 #if FRCNN_DETECT_OPENCV
 		image.pixels = cv::imread(path, cv::IMREAD_COLOR);
@@ -122,6 +145,7 @@ int main(int argc, char **argv)
 		image.frame.planes[0] = image.pixels.rgb.data();
 		image.frame.strides[0] = image.pixels.width * 3;
 #endif
+		image.frame.pixel_aspect_ratio = pixel_aspect_ratio;
 		return image;
 	};
 

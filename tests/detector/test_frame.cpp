@@ -1175,3 +1175,146 @@ TEST(CropFrame, AnyRectangleOnTheGridReadsThatPartOfTheFrame)
 		}
 	}
 }
+
+// Frames of pixels that are not square are resized as the frame of square pixels a display shows
+// would be: to the size torchvision computes for that frame.
+TEST(PixelAspectRatio, FramesTakeTheSizeOfTheirDisplayedShape)
+{
+	using frcnn::detail::ImageSize;
+	using frcnn::detail::resized_size;
+	struct Case {
+		int64_t height, width;
+		PixelAspectRatio pixel_aspect_ratio;
+		int64_t displayed_width;
+	};
+	// PAL 16:9 and 4:3, HDV, NTSC-sized 4:3 from 720, pixels higher than wide, the element test's.
+	for (const Case &c : {Case{576, 720, {64, 45}, 1024}, Case{576, 720, {16, 15}, 768},
+			      Case{1080, 1440, {4, 3}, 1920}, Case{480, 720, {8, 9}, 640}, Case{200, 100, {1, 2}, 50},
+			      Case{240, 180, {9, 5}, 324}})
+		for (auto [min_size, max_size] : {std::pair<double, double>{800, 1333}, {240, 320}, {320, 640}}) {
+			SCOPED_TRACE(std::to_string(c.width) + "x" + std::to_string(c.height) + " at " +
+				     std::to_string(c.pixel_aspect_ratio.numerator) + ":" +
+				     std::to_string(c.pixel_aspect_ratio.denominator) + ", sizes " +
+				     std::to_string(min_size) + " " + std::to_string(max_size));
+			EXPECT_EQ(resized_size(c.height, c.width, c.pixel_aspect_ratio, min_size, max_size),
+				  resized_size(c.height, c.displayed_width, min_size, max_size));
+		}
+	// Square pixels, however written: the frame as it is stored.
+	EXPECT_EQ(resized_size(479, 641, {3, 3}, 800, 1333), resized_size(479, 641, 800, 1333));
+	// A displayed width that is not whole (DV's 10:11 pixels: 720x480 shows as 654.5x480).
+	const ImageSize dv = resized_size(480, 720, {10, 11}, 800, 1333);
+	EXPECT_NEAR((double)dv.first, 800, 1);
+	EXPECT_NEAR((double)dv.second, 800 * (720.0 * 10 / 11) / 480, 1);
+	// However narrow the pixels, at least one of them.
+	EXPECT_EQ(resized_size(480, 640, {1, 100000}, 800, 1333).second, 1);
+
+	// A ratio that is not positive is a clear error.
+	std::vector<std::vector<uint8_t>> storage;
+	std::mt19937 rng(30);
+	FrameView bad = test::random_frame(PixelFormat::RGB, 16, 16, rng, storage);
+	bad.pixel_aspect_ratio = {0, 1};
+	EXPECT_THROW(frame_planes(bad), Error);
+	bad.pixel_aspect_ratio = {4, -3};
+	EXPECT_THROW(frame_planes(bad), Error);
+}
+
+// The batch of such a frame: its normalised pixels interpolated to that size as torchvision's
+// interpolate() to a size interpolates (bilinear, align_corners false), on the CPU path and the
+// LibTorch one, and the size it came from is the frame's own (the boxes go back to its pixels).
+TEST(PixelAspectRatio, TheBatchHoldsTheFrameInterpolatedToThatSize)
+{
+	using frcnn::detail::ImageSize;
+	const ModelConfig config = model_preset("fasterrcnn_resnet50_fpn");
+	std::mt19937 rng(31);
+	for (PixelFormat format : {PixelFormat::NV12, PixelFormat::BGRx, PixelFormat::YUY2, PixelFormat::P010_10LE}) {
+		SCOPED_TRACE("format " + std::to_string((int)format));
+		std::vector<std::vector<uint8_t>> storage;
+		FrameView frame = test::random_frame(format, 360, 288, rng, storage);
+		frame.pixel_aspect_ratio = {64, 45}; // shows as 512x288
+		const ImageSize size = frcnn::detail::resized_size(288, 512, config.min_size, config.max_size);
+
+		FrameView stored = frame;
+		stored.pixel_aspect_ratio = {};
+		const auto mean = torch::tensor(config.image_mean, torch::kFloat64).to(torch::kFloat).view({-1, 1, 1});
+		const auto std_ = torch::tensor(config.image_std, torch::kFloat64).to(torch::kFloat).view({-1, 1, 1});
+		const auto normalised = (frame_to_tensor(stored) - mean) / std_;
+		const auto expected = at::upsample_bilinear2d(normalised.unsqueeze(0), std::vector<int64_t>{size.first, size.second},
+							      false, c10::nullopt, c10::nullopt)[0];
+
+		const auto cpu = frcnn::detail::transform_frames(config, {frame}, torch::kCPU, torch::kFloat, false);
+		// The LibTorch path (what other dtypes take): the same size, the same pixels up to rounding.
+		const auto wider = frcnn::detail::transform_frames(config, {frame}, torch::kCPU, torch::kDouble, false);
+		for (const auto *batch : {&cpu, &wider}) {
+			ASSERT_EQ(batch->image_sizes, std::vector<ImageSize>{size});
+			EXPECT_EQ(batch->original_sizes, std::vector<ImageSize>({{288, 360}}));
+		}
+		using torch::indexing::Slice;
+		const auto image = cpu.batch[0].index({Slice(), Slice(0, size.first), Slice(0, size.second)});
+		EXPECT_TRUE(torch::equal(image, expected))
+			<< "largest difference " << (image - expected).abs().max().item<float>();
+		EXPECT_EQ(cpu.batch[0].abs().sum().item<double>(), image.abs().sum().item<double>()) << "zero padding";
+		const auto wider_image = wider.batch[0].index({Slice(), Slice(0, size.first), Slice(0, size.second)});
+		EXPECT_LT((wider_image.to(torch::kFloat) - expected).abs().max().item<float>(), 1e-4);
+	}
+}
+
+// A frame squeezed to half its width and said to have pixels twice as wide as high gives the
+// detections of the frame it was squeezed from (in the squeezed frame's pixels): the model sees
+// the shapes as they are, not half as wide.
+TEST(PixelAspectRatio, ASqueezedFrameGivesTheDetectionsOfTheFrameItShows)
+{
+	Detector &detector = shapes_detector();
+	size_t detections = 0;
+	double overlap = 0;
+	for (uint64_t index = 0; index < 6; index++) {
+		SCOPED_TRACE("scene " + std::to_string(index));
+		const TestFrame shown = shapes_frame(index, PixelFormat::RGB, 0); // 320x240
+		// Each pixel of the squeezed frame is the mean of the two it stands for.
+		std::vector<uint8_t> squeezed(160 * 240 * 3);
+		for (int y = 0; y < 240; y++)
+			for (int x = 0; x < 160; x++)
+				for (int c = 0; c < 3; c++) {
+					const uint8_t *row = shown.planes[0].data() + (size_t)y * 320 * 3;
+					squeezed[((size_t)y * 160 + x) * 3 + c] =
+						(uint8_t)((row[(2 * x) * 3 + c] + row[(2 * x + 1) * 3 + c] + 1) / 2);
+				}
+		FrameView frame;
+		frame.format = PixelFormat::RGB;
+		frame.width = 160;
+		frame.height = 240;
+		frame.planes[0] = squeezed.data();
+		frame.strides[0] = 160 * 3;
+		frame.pixel_aspect_ratio = {2, 1};
+
+		const auto expected = detector.detect({shown.view})[0];
+		const auto found = detector.detect({frame})[0];
+		for (const Detection &d : found) {
+			EXPECT_GE(d.x1, 0.0f);
+			EXPECT_LE(d.x2, 160.0f) << "boxes in the squeezed frame's pixels";
+		}
+		// Each confident detection of the shown frame is found, half as wide, with its label; on
+		// the whole they overlap closely (the squeezed frame's pixels are means of two: its
+		// boxes are not quite the same). Read as square pixels, the model sees the shapes half as
+		// wide: it finds some of them, misses others (IoU 0) and overlaps them worse on the whole
+		// (about 0.7 against 0.95 here).
+		for (const Detection &e : expected) {
+			if (e.score < 0.5)
+				continue;
+			detections++;
+			float best = 0;
+			for (const Detection &d : found) {
+				if (d.label != e.label)
+					continue;
+				const float iw = std::min(e.x2, 2 * d.x2) - std::max(e.x1, 2 * d.x1);
+				const float ih = std::min(e.y2, d.y2) - std::max(e.y1, d.y1);
+				const float inter = std::max(0.0f, iw) * std::max(0.0f, ih);
+				const float uni = (e.x2 - e.x1) * (e.y2 - e.y1) + 2 * (d.x2 - d.x1) * (d.y2 - d.y1) - inter;
+				best = std::max(best, inter / uni);
+			}
+			EXPECT_GE(best, 0.6f) << "label " << e.label << " at " << e.x1 << "," << e.y1;
+			overlap += best;
+		}
+	}
+	ASSERT_GE(detections, 10u) << "too few detections for the test to mean anything";
+	EXPECT_GE(overlap / detections, 0.9) << "mean IoU";
+}

@@ -407,6 +407,37 @@ TEST(FrcnnDetect, TakesTheNumberOfClassesFromTheWeights)
 	}
 }
 
+// --pixel-aspect-ratio N:D: the image read as pixels N/D as wide as high (other detections than
+// its square reading, the same for the same ratio however written, boxes in the image's own
+// pixels); 1:1 is the default; a ratio that is not two positive integers is a one-line error.
+TEST(FrcnnDetect, TakesThePixelAspectRatio)
+{
+	const std::string tool = test::env("FRCNN_BUILD_ROOT") + "/detector/tools/frcnn-detect --weights " +
+				 test::env("FRCNN_TEST_DATA") + "/shapes-tiny.pth --score-threshold 0.2 ";
+	const std::string photo = "/usr/lib/python3/dist-packages/skimage/data/chelsea.png"; // 451x300
+	int status = 0;
+	const std::string square = run_command(tool + photo, status);
+	ASSERT_EQ(status, 0) << square;
+	const std::string wide = run_command(tool + "--pixel-aspect-ratio 2:1 " + photo, status);
+	ASSERT_EQ(status, 0) << wide;
+	EXPECT_NE(wide, square);
+	EXPECT_EQ(run_command(tool + "--pixel-aspect-ratio=4/2 " + photo, status), wide);
+	EXPECT_EQ(run_command(tool + "--pixel-aspect-ratio 1:1 " + photo, status), square);
+	const json line = json::parse(wide);
+	EXPECT_EQ(line["width"], 451);
+	ASSERT_GT(line["detections"].size(), 0u);
+	for (const auto &det : line["detections"])
+		EXPECT_LE(det["box"][2].get<float>(), 451.0f);
+
+	for (const char *bad : {"0:1", "2", "a:b", "3:-2", "2:1:1"}) {
+		const std::string err =
+			run_command(tool + "--pixel-aspect-ratio " + bad + " " + photo + " 2>&1 >/dev/null", status);
+		EXPECT_NE(status, 0) << bad;
+		EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
+		EXPECT_NE(err.find("--pixel-aspect-ratio needs two positive integers"), std::string::npos) << err;
+	}
+}
+
 TEST(FrcnnDetect, WeightsOfNoKnownModelGiveAOneLineError)
 {
 	const std::string path = test::fixtures("unknown_model.pth");

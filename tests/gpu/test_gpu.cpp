@@ -331,6 +331,10 @@ TEST(CudaPreprocessing, EveryFormatMatchesTheCpuPath)
 			// Every matrix and range, for the YUV formats.
 			frames[1].matrix = static_cast<YuvMatrix>(size.first % 3);
 			frames[1].full_range = size.second % 2 == 0;
+			// With the 479-line frames, the second frame's pixels not square (each axis
+			// scaled by a factor of its own).
+			if (size.second == 479)
+				frames[1].pixel_aspect_ratio = {64, 45};
 			auto cpu = frcnn::detail::transform_frames(config, frames, torch::kCPU, torch::kFloat, false);
 			auto gpu = frcnn::detail::transform_frames(config, frames, kCuda, torch::kFloat, false);
 			ASSERT_EQ(cpu.batch.sizes(), gpu.batch.sizes());

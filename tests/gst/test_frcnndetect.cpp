@@ -1506,11 +1506,14 @@ TEST(FrcnnDetect, PropertyDefaultsAndRanges)
 	spec = g_object_class_find_property(G_OBJECT_GET_CLASS(element), "inference-region");
 	ASSERT_NE(spec, nullptr);
 	EXPECT_FALSE(spec->flags & GST_PARAM_MUTABLE_PLAYING);
-	for (const char *name : { "object-class", "object-min-size" }) {
+	for (const char *name : { "object-class", "object-min-size", "square-pixels" }) {
 		spec = g_object_class_find_property(G_OBJECT_GET_CLASS(element), name);
 		ASSERT_NE(spec, nullptr) << name;
 		EXPECT_TRUE(spec->flags & GST_PARAM_MUTABLE_PLAYING) << name;
 	}
+	gboolean square_pixels = FALSE;
+	g_object_get(element, "square-pixels", &square_pixels, nullptr);
+	EXPECT_TRUE(square_pixels) << "frames are seen as a display shows them unless asked";
 	gst_object_unref(element);
 }
 
@@ -1856,6 +1859,48 @@ TEST(FrcnnDetect, ReadsInterlacedFramesByField)
 
 // A new region applies from the next frame; an invalid one is warned about and the previous
 // region kept; a region outside the frames stops the stream with an error that says so.
+TEST(FrcnnDetect, FramesOfPixelsThatAreNotSquareAreSeenAsADisplayShowsThem)
+{
+	/* Caps whose pixels are 9/5 as wide as high (a 180x240 frame that shows as 324x240): the
+	 * library's detections of the frame read so, in the frame's pixels; with square-pixels=false
+	 * those of the stored pixels. Caps of 1/1 pixels and caps without the field are read alike. */
+	Frame frame = make_frame(photo(180, 240, 5), GST_VIDEO_FORMAT_NV12);
+	const std::vector<frcnn::Detection> stored = expected_for(frame);
+	frcnn::FrameView wide_view = view_of(frame);
+	wide_view.pixel_aspect_ratio = { 9, 5 };
+	const std::vector<frcnn::Detection> wide = reference().detect({ wide_view }).at(0);
+	ASSERT_FALSE(wide.empty());
+	ASSERT_TRUE(differ(wide, stored)) << "the pixels' shape must change the detections for the test to see it";
+	for (const frcnn::Detection &d : wide)
+		EXPECT_LE(d.x2, 180.0f) << "boxes in the frame's pixels";
+
+	frame.info.par_n = 9;
+	frame.info.par_d = 5;
+	expect_element_detects(frame, wide);
+	{
+		HarnessPtr h = harness("square-pixels=false");
+		gst_harness_set_src_caps(h.get(), frame.caps());
+		gst_test::BufferPtr out(gst_harness_push_and_pull(h.get(), frame.buffer(0)));
+		ASSERT_TRUE(out);
+		expect_meta_equals(out.get(), frame.width(), frame.height(), stored);
+	}
+	/* Changed while playing: from the next frame. */
+	{
+		HarnessPtr h = harness();
+		gst_harness_set_src_caps(h.get(), frame.caps());
+		gst_test::BufferPtr first(gst_harness_push_and_pull(h.get(), frame.buffer(0)));
+		ASSERT_TRUE(first);
+		expect_meta_equals(first.get(), frame.width(), frame.height(), wide);
+		g_object_set(h->element, "square-pixels", FALSE, nullptr);
+		gst_test::BufferPtr second(gst_harness_push_and_pull(h.get(), frame.buffer(1)));
+		ASSERT_TRUE(second);
+		expect_meta_equals(second.get(), frame.width(), frame.height(), stored);
+	}
+	frame.info.par_n = 1;
+	frame.info.par_d = 1;
+	expect_element_detects(frame, stored);
+}
+
 TEST(FrcnnDetect, RegionChangesWhilePlaying)
 {
 	const Frame frame = make_frame(photo(256, 192, 5), GST_VIDEO_FORMAT_RGB);

@@ -40,13 +40,15 @@ public:
 		detector_ = std::make_unique<frcnn::Detector>(options);
 	}
 
-	frcnn::HeldFrame frame(uint8_t mark, int width = 64, int height = 48)
+	frcnn::HeldFrame frame(uint8_t mark, int width = 64, int height = 48,
+			       frcnn::PixelAspectRatio pixel_aspect_ratio = {})
 	{
 		auto bytes = std::make_shared<std::vector<uint8_t>>(width * height * 3, mark);
 		frcnn::FrameView view;
 		view.format = frcnn::PixelFormat::RGB;
 		view.width = width;
 		view.height = height;
+		view.pixel_aspect_ratio = pixel_aspect_ratio;
 		view.planes[0] = bytes->data();
 		view.strides[0] = width * 3;
 		return detector_->hold_frame(view, bytes);
@@ -235,7 +237,7 @@ TEST(RunQueue, BatchesThatWaitedForTheModelRunTogether)
 	EXPECT_EQ(marks_of(third), (std::vector<int64_t>{ 3 }));
 }
 
-TEST(RunQueue, OnlyBatchesWithTheSameSettingsAndFrameSizeRunTogether)
+TEST(RunQueue, OnlyBatchesWithTheSameSettingsFrameSizeAndPixelShapeRunTogether)
 {
 	Frames frames;
 	Model model;
@@ -245,20 +247,23 @@ TEST(RunQueue, OnlyBatchesWithTheSameSettingsAndFrameSizeRunTogether)
 	RunRequest other_threshold = request({ frames.frame(3) }, 8, settings(0.3));
 	RunRequest other_size = request({ frames.frame(4) }, 8, settings(0.5, 320));
 	RunRequest other_frames = request({ frames.frame(5, 32, 24) }, 8);
+	/* Frames of one size whose pixels are not square are resized to another size. */
+	RunRequest other_pixels = request({ frames.frame(8, 64, 48, { 4, 3 }) }, 8);
 	RunRequest same = request({ frames.frame(6), frames.frame(7) }, 8);
-	run_behind(queue, model, busy, { &first, &other_threshold, &other_size, &other_frames, &same });
+	run_behind(queue, model, busy, { &first, &other_threshold, &other_size, &other_frames, &other_pixels, &same });
 	/* The first in the queue goes first, taking along what fits; the rest in queue order. */
 	const std::vector<ModelRun> runs = model.runs();
-	ASSERT_EQ(runs.size(), 5u);
+	ASSERT_EQ(runs.size(), 6u);
 	EXPECT_EQ(runs[1].marks, (std::vector<int64_t>{ 2, 6, 7 }));
 	EXPECT_EQ(runs[2].marks, (std::vector<int64_t>{ 3 }));
 	EXPECT_EQ(runs[2].settings, settings(0.3));
 	EXPECT_EQ(runs[3].marks, (std::vector<int64_t>{ 4 }));
 	EXPECT_EQ(runs[3].settings, settings(0.5, 320));
 	EXPECT_EQ(runs[4].marks, (std::vector<int64_t>{ 5 }));
+	EXPECT_EQ(runs[5].marks, (std::vector<int64_t>{ 8 }));
 	EXPECT_EQ(marks_of(same), (std::vector<int64_t>{ 6, 7 }));
 	EXPECT_EQ(same.run_requests, 2u);
-	for (const RunRequest *alone : { &other_threshold, &other_size, &other_frames })
+	for (const RunRequest *alone : { &other_threshold, &other_size, &other_frames, &other_pixels })
 		EXPECT_EQ(alone->run_requests, 1u);
 }
 

@@ -54,6 +54,13 @@ bool chroma_needs_even_y(PixelFormat format);
 // interlaced 4:2:0 frames (FrameView::interlaced), whose chroma rows alternate between the fields.
 int rectangle_row_step(PixelFormat format, bool interlaced = false);
 
+// The width : height of one pixel.
+struct PixelAspectRatio {
+	int numerator = 1;
+	int denominator = 1;
+	bool square() const { return numerator == denominator; }
+};
+
 // A borrowed view of one frame: nothing is copied until the detector converts it.
 struct FrameView {
 	PixelFormat format = PixelFormat::RGB;
@@ -72,6 +79,13 @@ struct FrameView {
 	// field); such a frame has (height + 3) / 4 * 2 chroma rows, as GStreamer lays it out. Other
 	// formats are read alike either way.
 	bool interlaced = false;
+	// The shape of a pixel, width : height (a video's pixel-aspect-ratio); both positive. Frames
+	// of pixels that are not square (anamorphic video: 720x576 at 64:45 shows as 1024x576, 1440x1080
+	// at 4:3 as 1920x1080) are resized for the model as the frame of width * numerator /
+	// denominator by height square pixels that a display shows would be, so that objects have
+	// their true shapes; the detections stay in the frame's own pixels. 1:1 (the default) is
+	// torchvision's resize of the frame as it is stored.
+	PixelAspectRatio pixel_aspect_ratio;
 };
 
 // The rectangle of `frame` at (x, y) of width x height pixels, as a view of the same memory:
