@@ -86,6 +86,7 @@ enum {
 	PROP_OBJECT_CLASS,
 	PROP_OBJECT_MIN_SIZE,
 	PROP_SQUARE_PIXELS,
+	PROP_TONE_MAPPING,
 	PROP_STATS,
 };
 
@@ -117,6 +118,7 @@ enum {
 #define DEFAULT_PROP_OBJECT_CLASS nullptr
 #define DEFAULT_PROP_OBJECT_MIN_SIZE 0
 #define DEFAULT_PROP_SQUARE_PIXELS TRUE
+#define DEFAULT_PROP_TONE_MAPPING TRUE
 #define MAX_THREADS 1024
 
 #define MAX_BATCH_SIZE 64
@@ -244,6 +246,7 @@ struct Settings {
 	std::string object_class;
 	guint object_min_size = DEFAULT_PROP_OBJECT_MIN_SIZE;
 	gboolean square_pixels = DEFAULT_PROP_SQUARE_PIXELS;
+	gboolean tone_mapping = DEFAULT_PROP_TONE_MAPPING;
 };
 
 // The settings that may change while playing; the worker applies them between batches.
@@ -413,9 +416,20 @@ frcnn::PixelAspectRatio pixel_aspect_ratio(const GstVideoInfo &info)
 	return { GST_VIDEO_INFO_PAR_N(&info), GST_VIDEO_INFO_PAR_D(&info) };
 }
 
+// The library's transfer function for a colorimetry's: PQ and HLG; the others are SDR curves.
+frcnn::TransferFunction transfer_function(GstVideoTransferFunction transfer)
+{
+	switch (transfer) {
+	case GST_VIDEO_TRANSFER_SMPTE2084: return frcnn::TransferFunction::PQ;
+	case GST_VIDEO_TRANSFER_ARIB_STD_B67: return frcnn::TransferFunction::HLG;
+	default: return frcnn::TransferFunction::SDR;
+	}
+}
+
 /* The frame as the library reads it; with `square_pixels`, its pixels' shape as the caps say
- * (else square: the stored pixels as they are). */
-frcnn::FrameView frame_view(const GstVideoFrame *frame, bool square_pixels)
+ * (else square: the stored pixels as they are); with `tone_mapping`, HDR video as HDR (else as
+ * if it were SDR). */
+frcnn::FrameView frame_view(const GstVideoFrame *frame, bool square_pixels, bool tone_mapping)
 {
 	frcnn::FrameView view;
 	to_pixel_format(GST_VIDEO_FRAME_FORMAT(frame), &view.format);
@@ -430,6 +444,8 @@ frcnn::FrameView frame_view(const GstVideoFrame *frame, bool square_pixels)
 	view.interlaced = GST_VIDEO_FRAME_IS_INTERLACED(frame);
 	if (square_pixels)
 		view.pixel_aspect_ratio = pixel_aspect_ratio(frame->info);
+	if (tone_mapping)
+		view.transfer = transfer_function(frame->info.colorimetry.transfer);
 	for (guint plane = 0; plane < GST_VIDEO_FRAME_N_PLANES(frame) && plane < 3; plane++) {
 		view.planes[plane] = static_cast<const uint8_t *>(GST_VIDEO_FRAME_PLANE_DATA(frame, plane));
 		view.strides[plane] = GST_VIDEO_FRAME_PLANE_STRIDE(frame, plane);
@@ -806,6 +822,14 @@ static void gst_frcnn_detect_class_init(GstFrcnnDetectClass *klass)
 				     "shapes; detections stay in the frame's pixels. false: the model "
 				     "sees the stored pixels, as torchvision run on the decoded frames",
 				     DEFAULT_PROP_SQUARE_PIXELS, playing));
+	g_object_class_install_property(object_class, PROP_TONE_MAPPING,
+		g_param_spec_boolean("tone-mapping", "Tone mapping",
+				     "HDR video (the caps' colorimetry has the PQ or HLG transfer: HDR10, "
+				     "HLG broadcasts and phones) is mapped to the picture an SDR display "
+				     "shows (BT.2408's reference white as SDR white, highlights compressed), "
+				     "which is what the model was trained on. false: the signal as it is, "
+				     "as if it were SDR",
+				     DEFAULT_PROP_TONE_MAPPING, playing));
 	g_object_class_install_property(object_class, PROP_STATS,
 		g_param_spec_boxed("stats", "Statistics",
 				   "What the element did since it last started, as a GstStructure: "
@@ -970,6 +994,9 @@ static void gst_frcnn_detect_set_property(GObject *object, guint prop_id, const 
 	case PROP_SQUARE_PIXELS:
 		settings.square_pixels = g_value_get_boolean(value);
 		break;
+	case PROP_TONE_MAPPING:
+		settings.tone_mapping = g_value_get_boolean(value);
+		break;
 	default:
 		G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
 		return;
@@ -1112,6 +1139,9 @@ static void gst_frcnn_detect_get_property(GObject *object, guint prop_id, GValue
 		break;
 	case PROP_SQUARE_PIXELS:
 		g_value_set_boolean(value, settings.square_pixels);
+		break;
+	case PROP_TONE_MAPPING:
+		g_value_set_boolean(value, settings.tone_mapping);
 		break;
 	case PROP_STATS:
 		g_value_take_boxed(value, gst_frcnn_detect_stats(self->state->stats));
@@ -2183,12 +2213,13 @@ static gboolean gst_frcnn_detect_hold_pixels(GstFrcnnDetect *self, Item &item,
 				   gst_buffer_get_video_meta(item.buffer) ? " (the buffer has a GstVideoMeta)" : ""));
 		return FALSE;
 	}
-	gboolean square_pixels;
+	gboolean square_pixels, tone_mapping;
 	{
 		g_autoptr(GMutexLocker) locker = g_mutex_locker_new(GST_OBJECT_GET_LOCK(self));
 		square_pixels = self->state->settings.square_pixels;
+		tone_mapping = self->state->settings.tone_mapping;
 	}
-	const frcnn::FrameView view = frame_view(frame.get(), square_pixels);
+	const frcnn::FrameView view = frame_view(frame.get(), square_pixels, tone_mapping);
 	/* The rectangles start on chroma samples (fit_rectangle), so does the one around them. */
 	int left = view.width, top = view.height, right = 0, bottom = 0;
 	for (const ImageRectangle &rectangle : rectangles) {
@@ -2368,6 +2399,10 @@ static gboolean gst_frcnn_detect_sink_event(GstPad *pad, GstObject *parent, GstE
 					info.colorimetry.range == GST_VIDEO_COLOR_RANGE_0_255 ? "full" : "limited");
 			g_free(colorimetry);
 		}
+		if (transfer_function(info.colorimetry.transfer) != frcnn::TransferFunction::SDR)
+			GST_INFO_OBJECT(self, "HDR video (%s transfer): mapped to SDR for the model unless "
+					      "tone-mapping=false",
+					info.colorimetry.transfer == GST_VIDEO_TRANSFER_SMPTE2084 ? "PQ" : "HLG");
 		const frcnn::PixelAspectRatio pixels = pixel_aspect_ratio(info);
 		if (!pixels.square())
 			GST_INFO_OBJECT(self, "pixels %d/%d as wide as high: the model sees the frames as "

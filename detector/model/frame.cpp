@@ -2,9 +2,11 @@
 // Raw video frames (packed RGB variants, grey, YUV) to the float RGB tensors the model takes.
 #include <algorithm>
 #include <array>
+#include <cmath>
 #include <string>
 #include <vector>
 
+#include "../ops/transfer.h"
 #include "../ops/yuv_layout.h"
 #include "frcnn/error.h"
 #include "frcnn/frame.h"
@@ -118,6 +120,61 @@ YuvToRgb yuv_to_rgb(YuvMatrix matrix, bool full_range, int bits)
 	c.green_v = static_cast<float>(2.0 * (1.0 - kr) * kr / kg * chroma_scale);
 	c.blue_u = static_cast<float>(2.0 * (1.0 - kb) * chroma_scale);
 	return c;
+}
+
+namespace {
+
+// Light in cd/m2 of a PQ signal (SMPTE ST 2084's EOTF).
+double pq_light(double signal)
+{
+	const double m1 = 2610.0 / 16384, m2 = 2523.0 / 4096 * 128;
+	const double c1 = 3424.0 / 4096, c2 = 2413.0 / 4096 * 32, c3 = 2392.0 / 4096 * 32;
+	const double power = std::pow(signal, 1.0 / m2);
+	return 10000.0 * std::pow(std::max(power - c1, 0.0) / (c2 - c3 * power), 1.0 / m1);
+}
+
+// Light in cd/m2 of an HLG signal on a 1000 cd/m2 display: the inverse of ARIB STD-B67's OETF,
+// then BT.2100's system gamma of 1.2 for that display, on the channel alone.
+double hlg_light(double signal)
+{
+	const double a = 0.17883277, b = 1.0 - 4.0 * a, c = 0.5 - a * std::log(4.0 * a);
+	const double scene = signal <= 0.5 ? signal * signal / 3.0 : (std::exp((signal - c) / a) + b) / 12.0;
+	return 1000.0 * std::pow(scene, 1.2);
+}
+
+// The SDR signal that shows `light` (cd/m2): relative to BT.2408's reference white of 203 cd/m2,
+// as it is up to 3/4 of it and compressed above (slope 1 at the knee, towards 1), then BT.1886's
+// inverse.
+double sdr_signal_of_light(double light)
+{
+	const double knee = 0.75;
+	double relative = light / 203.0;
+	if (relative > knee)
+		relative = knee + (1.0 - knee) * (1.0 - std::exp(-(relative - knee) / (1.0 - knee)));
+	return std::pow(relative, 1.0 / 2.4);
+}
+
+using TransferTable = std::array<float, kTransferIntervals + 1>;
+
+TransferTable make_transfer_table(double (*light)(double))
+{
+	TransferTable table;
+	for (int i = 0; i <= kTransferIntervals; i++)
+		table[i] = static_cast<float>(sdr_signal_of_light(light(static_cast<double>(i) / kTransferIntervals)));
+	return table;
+}
+
+} // namespace
+
+const float *sdr_table(TransferFunction transfer)
+{
+	static const TransferTable pq = make_transfer_table(pq_light);
+	static const TransferTable hlg = make_transfer_table(hlg_light);
+	switch (transfer) {
+	case TransferFunction::PQ: return pq.data();
+	case TransferFunction::HLG: return hlg.data();
+	default: return nullptr;
+	}
 }
 
 bool chroma_needs_even_x(PixelFormat format)
@@ -237,12 +294,27 @@ cuda::FrameDesc describe_frame(const FrameView &f)
 		desc.yuv = yuv_layout(f);
 		desc.colours = yuv_to_rgb(f.matrix, f.full_range, desc.yuv.bits);
 	}
+	desc.transfer_table = sdr_table(f.transfer); // the host's; transform_frames_cuda puts the device's
 	return desc;
 }
 
 } // namespace detail
 
 namespace {
+
+// The signals (0..1) of an HDR frame as SDR: sdr_signal() on each, in tensor operations.
+torch::Tensor to_sdr(torch::Tensor signal, TransferFunction transfer)
+{
+	const float *table = sdr_table(transfer);
+	if (table == nullptr)
+		return signal;
+	const auto values = torch::from_blob(const_cast<float *>(table), {kTransferIntervals + 1}, torch::kFloat32);
+	const auto position = signal * static_cast<float>(kTransferIntervals);
+	const auto index = position.to(torch::kInt64).clamp_max_(kTransferIntervals - 1);
+	const auto fraction = position - index.to(torch::kFloat32);
+	const auto low = values.index({index}), high = values.index({index + 1});
+	return low + fraction * (high - low);
+}
 
 // A plane of a frame that frame_planes() has checked.
 torch::Tensor plane(const FrameView &f, int index, int64_t height, int64_t width, int64_t pixel_bytes)
@@ -262,7 +334,7 @@ torch::Tensor frame_to_tensor(const FrameView &f)
 		auto px = plane(f, 0, f.height, f.width, bpp);
 		auto off = packed_rgb_offsets(f.format);
 		auto rgb = torch::stack({px.select(2, off[0]), px.select(2, off[1]), px.select(2, off[2])}, 0);
-		return rgb.to(torch::kFloat32).div_(255.0f);
+		return to_sdr(rgb.to(torch::kFloat32).div_(255.0f), f.transfer);
 	}
 
 	// YUV in the frame's matrix and range, chroma by nearest neighbour.
@@ -307,7 +379,7 @@ torch::Tensor frame_to_tensor(const FrameView &f)
 	auto r = yy + c.red_v * vv;
 	auto g = yy - c.green_u * uu - c.green_v * vv;
 	auto b = yy + c.blue_u * uu;
-	return torch::stack({r, g, b}, 0).clamp_(0.0f, 255.0f).div_(255.0f);
+	return to_sdr(torch::stack({r, g, b}, 0).clamp_(0.0f, 255.0f).div_(255.0f), f.transfer);
 }
 
 } // namespace frcnn

@@ -18,6 +18,7 @@
 #include <torch/version.h>
 
 #include "../ops/cuda/launch.h"
+#include "../ops/transfer.h"
 #include "frcnn/error.h"
 #include "frcnn/frame.h"
 #include "parts.h"
@@ -64,6 +65,24 @@ c10::cuda::CUDAStream upload_stream(c10::DeviceIndex device)
 	if (it == streams.end())
 		it = streams.emplace(device, c10::cuda::getStreamFromPool(/*isHighPriority=*/false, device)).first;
 	return it->second;
+}
+
+// The table of an HDR transfer function (sdr_table) in the memory of a device, copied there
+// the first time a frame needs it; null for SDR. Kept for the process (never freed: no device
+// memory is given back while the process ends).
+const float *device_transfer_table(TransferFunction transfer, c10::DeviceIndex device)
+{
+	const float *host = sdr_table(transfer);
+	if (host == nullptr)
+		return nullptr;
+	static std::mutex mutex;
+	static auto *tables = new std::map<std::pair<int, c10::DeviceIndex>, torch::Tensor>();
+	const std::lock_guard<std::mutex> lock(mutex);
+	torch::Tensor &table = (*tables)[{static_cast<int>(transfer), device}];
+	if (!table.defined())
+		table = torch::from_blob(const_cast<float *>(host), {kTransferIntervals + 1}, torch::kFloat32)
+				.to(torch::Device(torch::kCUDA, device));
+	return table.data_ptr<float>();
 }
 
 } // namespace
@@ -177,6 +196,7 @@ TransformedBatch transform_frames_cuda(const ModelConfig &config, const std::vec
 			desc.planes[p] = device_base(i) + placed.planes[p].offset;
 			desc.strides[p] = placed.planes[p].stride;
 		}
+		desc.transfer_table = device_transfer_table(f.transfer, guard.current_device().index());
 		void *image = static_cast<uint8_t *>(out.batch.data_ptr()) + i * image_elements * element;
 		const int error = cuda::preprocess_frame(
 			desc, mean, std_, out.image_sizes[i].first, out.image_sizes[i].second, image,

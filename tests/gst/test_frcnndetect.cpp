@@ -1506,7 +1506,7 @@ TEST(FrcnnDetect, PropertyDefaultsAndRanges)
 	spec = g_object_class_find_property(G_OBJECT_GET_CLASS(element), "inference-region");
 	ASSERT_NE(spec, nullptr);
 	EXPECT_FALSE(spec->flags & GST_PARAM_MUTABLE_PLAYING);
-	for (const char *name : { "object-class", "object-min-size", "square-pixels" }) {
+	for (const char *name : { "object-class", "object-min-size", "square-pixels", "tone-mapping" }) {
 		spec = g_object_class_find_property(G_OBJECT_GET_CLASS(element), name);
 		ASSERT_NE(spec, nullptr) << name;
 		EXPECT_TRUE(spec->flags & GST_PARAM_MUTABLE_PLAYING) << name;
@@ -1514,6 +1514,9 @@ TEST(FrcnnDetect, PropertyDefaultsAndRanges)
 	gboolean square_pixels = FALSE;
 	g_object_get(element, "square-pixels", &square_pixels, nullptr);
 	EXPECT_TRUE(square_pixels) << "frames are seen as a display shows them unless asked";
+	gboolean tone_mapping = FALSE;
+	g_object_get(element, "tone-mapping", &tone_mapping, nullptr);
+	EXPECT_TRUE(tone_mapping) << "HDR video is seen as SDR shows it unless asked";
 	gst_object_unref(element);
 }
 
@@ -1899,6 +1902,37 @@ TEST(FrcnnDetect, FramesOfPixelsThatAreNotSquareAreSeenAsADisplayShowsThem)
 	frame.info.par_n = 1;
 	frame.info.par_d = 1;
 	expect_element_detects(frame, stored);
+}
+
+TEST(FrcnnDetect, HdrVideoIsMappedToSdr)
+{
+	/* The same 10-bit bytes under PQ and HLG caps are other pictures: each as the library maps
+	 * that transfer to SDR; with tone-mapping=false as the code values of BT.2020 SDR. */
+	const Frame sdr_frame = make_frame(photo(320, 240, 7), GST_VIDEO_FORMAT_P010_10LE);
+	std::vector<std::vector<frcnn::Detection>> seen;
+	for (const char *colorimetry : { "bt2020", "bt2100-pq", "bt2100-hlg" }) {
+		SCOPED_TRACE(colorimetry);
+		Frame frame = sdr_frame;
+		ASSERT_TRUE(gst_video_colorimetry_from_string(&frame.info.colorimetry, colorimetry));
+		frcnn::FrameView view = view_of(frame);
+		const std::vector<frcnn::Detection> as_sdr = reference().detect({ view }).at(0);
+		view.transfer = frame.info.colorimetry.transfer == GST_VIDEO_TRANSFER_SMPTE2084 ? frcnn::TransferFunction::PQ
+				: frame.info.colorimetry.transfer == GST_VIDEO_TRANSFER_ARIB_STD_B67
+					? frcnn::TransferFunction::HLG
+					: frcnn::TransferFunction::SDR;
+		const std::vector<frcnn::Detection> expected = reference().detect({ view }).at(0);
+		ASSERT_FALSE(expected.empty());
+		for (const auto &other : seen)
+			ASSERT_TRUE(differ(other, expected)) << "the transfers must give other detections for the test to tell them apart";
+		seen.push_back(expected);
+		expect_element_detects(frame, expected);
+
+		HarnessPtr h = harness("tone-mapping=false");
+		gst_harness_set_src_caps(h.get(), frame.caps());
+		gst_test::BufferPtr out(gst_harness_push_and_pull(h.get(), frame.buffer(0)));
+		ASSERT_TRUE(out);
+		expect_meta_equals(out.get(), frame.width(), frame.height(), as_sdr);
+	}
 }
 
 TEST(FrcnnDetect, RegionChangesWhilePlaying)

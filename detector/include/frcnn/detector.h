@@ -46,6 +46,17 @@ enum class PixelFormat {
 // BT.601 for SD video and most cameras, BT.709 for HD video, BT.2020 for UHD.
 enum class YuvMatrix { BT601, BT709, BT2020 };
 
+// How a frame's signal stands for light (GStreamer's colorimetry transfer). SDR: as on an SDR
+// display (BT.709, sRGB, BT.2020's SDR curves), read as it is. The HDR ones, PQ (SMPTE ST 2084:
+// HDR10, Dolby Vision's base layer) and HLG (ARIB STD-B67: broadcast, phones), are mapped to the
+// picture an SDR display would show, which is what the model was trained on: the light each
+// signal stands for (PQ: absolute, up to 10000 cd/m2; HLG: on a 1000 cd/m2 display, its system
+// gamma 1.2 applied to each colour channel), BT.2408's reference white (203 cd/m2) as SDR's white,
+// highlights above 3/4 of it compressed smoothly towards white, each channel alike, then
+// encoded for an SDR display (BT.1886, gamma 2.4). The colour primaries are not converted
+// (BT.2020's colours are read as they are, as for BT.2020 SDR video).
+enum class TransferFunction { SDR, PQ, HLG };
+
 // Whether a format's chroma samples cover pixel pairs or 2x2 blocks, so that a rectangle of its
 // frames must start at an even x (4:2:2, 4:2:0) or an even x and y (4:2:0).
 bool chroma_needs_even_x(PixelFormat format);
@@ -86,6 +97,8 @@ struct FrameView {
 	// their true shapes; the detections stay in the frame's own pixels. 1:1 (the default) is
 	// torchvision's resize of the frame as it is stored.
 	PixelAspectRatio pixel_aspect_ratio;
+	// HDR video (PQ, HLG) is mapped to SDR for the model; see TransferFunction. Any format.
+	TransferFunction transfer = TransferFunction::SDR;
 };
 
 // The rectangle of `frame` at (x, y) of width x height pixels, as a view of the same memory:

@@ -11,6 +11,7 @@
 #include <ATen/Parallel.h>
 
 #include "../kernels.h"
+#include "../transfer.h"
 #include "../yuv_layout.h"
 #include "frcnn/frame.h"
 
@@ -27,14 +28,15 @@ class RowConverter {
 public:
 	RowConverter(const FrameView &frame, const float mean[3], const float std[3])
 		: frame_(frame), bytes_per_pixel_(packed_bytes_per_pixel(frame.format)),
-		  mean_{mean[0], mean[1], mean[2]}, std_{std[0], std[1], std[2]}
+		  mean_{mean[0], mean[1], mean[2]}, std_{std[0], std[1], std[2]}, transfer_table_(sdr_table(frame.transfer))
 	{
 		if (bytes_per_pixel_ > 0) {
 			offsets_ = packed_rgb_offsets(frame.format);
 			for (int c = 0; c < 3; c++)
 				for (int v = 0; v < 256; v++)
-					// frame_to_tensor's to(float) and div_(255), then (image - mean) / std.
-					normalised_[c][v] = (static_cast<float>(v) / 255.0f - mean_[c]) / std_[c];
+					// frame_to_tensor's to(float) and div_(255) (an HDR signal then as
+					// SDR), then (image - mean) / std.
+					normalised_[c][v] = (shown(static_cast<float>(v) / 255.0f) - mean_[c]) / std_[c];
 			return;
 		}
 		layout_ = yuv_layout(frame);
@@ -99,10 +101,30 @@ private:
 		}
 	}
 
-	// A colour value clamped to 0..255 as a unit value, then (value - mean) / std.
+	// A signal (0..1) as it is shown: an HDR frame's as SDR, an SDR frame's as it is.
+	float shown(float signal) const
+	{
+		return transfer_table_ == nullptr ? signal : sdr_signal(transfer_table_, signal);
+	}
+
+	// A colour value clamped to 0..255 as a unit value (an HDR signal then as SDR), then
+	// (value - mean) / std.
 	void normalise(const float *colour, int64_t width, int channel, float *out) const
 	{
 		const float mean = mean_[channel], std = std_[channel];
+		if (transfer_table_ != nullptr) {
+			// In three loops, so that the two without the table's lookups vectorise.
+			for (int64_t x = 0; x < width; x++) {
+				const float c = colour[x];
+				const float clamped = c < 0.0f ? 0.0f : (c > 255.0f ? 255.0f : c);
+				out[x] = clamped / 255.0f;
+			}
+			for (int64_t x = 0; x < width; x++)
+				out[x] = sdr_signal(transfer_table_, out[x]);
+			for (int64_t x = 0; x < width; x++)
+				out[x] = (out[x] - mean) / std;
+			return;
+		}
 		for (int64_t x = 0; x < width; x++) {
 			const float c = colour[x];
 			const float clamped = c < 0.0f ? 0.0f : (c > 255.0f ? 255.0f : c);
@@ -115,6 +137,7 @@ private:
 	std::array<int64_t, 3> offsets_{};
 	YuvLayout layout_{};
 	float mean_[3], std_[3];
+	const float *transfer_table_; // HDR video's (sdr_table), or null
 	float normalised_[3][256];
 	// Indexed by a YUV sample's value.
 	std::vector<float> luma_, red_v_, green_u_, green_v_, blue_u_;

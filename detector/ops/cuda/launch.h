@@ -66,6 +66,8 @@ struct FrameDesc {
 	int rgb_offsets[3];	// Packed: byte offsets of R, G and B in a pixel
 	YuvLayout yuv;		// Yuv: where the samples lie
 	YuvToRgb colours;	// Yuv: their colours
+	// HDR video: the table of its transfer function (transfer.h), in device memory; null: SDR.
+	const float *transfer_table;
 };
 
 // Writes one image of the model's batch: out is [3, padded_height, padded_width] (Float or

@@ -11,6 +11,7 @@
 #include <cstdint>
 
 #include "../host_device.h"
+#include "../transfer.h"
 #include "launch.h"
 
 namespace frcnn::cuda::steps {
@@ -49,15 +50,24 @@ struct Rgb {
 	float r, g, b;
 };
 
+// The SDR picture of an HDR frame's signals (transfer.h); SDR frames' as they are.
+FRCNN_HOST_DEVICE inline Rgb shown_on_sdr(const FrameDesc &f, Rgb signal)
+{
+	if (f.transfer_table == nullptr)
+		return signal;
+	return {sdr_signal(f.transfer_table, signal.r), sdr_signal(f.transfer_table, signal.g),
+		sdr_signal(f.transfer_table, signal.b)};
+}
+
 // RGB in 0..1 of pixel (y, x). YUV: in the frame's matrix and range, chroma of the sample that
-// covers the pixel (nearest).
+// covers the pixel (nearest). HDR video: as SDR.
 FRCNN_HOST_DEVICE inline Rgb pixel(const FrameDesc &f, int64_t y, int64_t x)
 {
 	if (f.layout == FrameLayout::Packed) {
 		const uint8_t *p = f.planes[0] + y * f.strides[0] + x * f.bytes_per_pixel;
-		return {static_cast<float>(p[f.rgb_offsets[0]]) / 255.0f,
-			static_cast<float>(p[f.rgb_offsets[1]]) / 255.0f,
-			static_cast<float>(p[f.rgb_offsets[2]]) / 255.0f};
+		return shown_on_sdr(f, {static_cast<float>(p[f.rgb_offsets[0]]) / 255.0f,
+					static_cast<float>(p[f.rgb_offsets[1]]) / 255.0f,
+					static_cast<float>(p[f.rgb_offsets[2]]) / 255.0f});
 	}
 	const YuvLayout &l = f.yuv;
 	const float luma = static_cast<float>(sample_value(l, f.planes[0] + luma_byte(l, f.strides[0], y, x)));
@@ -74,7 +84,7 @@ FRCNN_HOST_DEVICE inline Rgb pixel(const FrameDesc &f, int64_t y, int64_t x)
 	const float g = sub(sub(yy, mul(c.green_u, uu)), mul(c.green_v, vv));
 	const float b = add(yy, mul(c.blue_u, uu));
 	auto unit = [](float value) { return (value < 0.0f ? 0.0f : value > 255.0f ? 255.0f : value) / 255.0f; };
-	return {unit(r), unit(g), unit(b)};
+	return shown_on_sdr(f, {unit(r), unit(g), unit(b)});
 }
 
 // Source index and weights of torch's bilinear upsampling (align_corners = false, no scale
