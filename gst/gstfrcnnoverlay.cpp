@@ -28,6 +28,7 @@
 #include <opencv2/core.hpp>
 #include <opencv2/imgproc.hpp>
 
+#include "frcnn/frame.h"
 #include "meta.h"
 
 GST_DEBUG_CATEGORY_STATIC(gst_frcnn_overlay_debug);
@@ -229,6 +230,7 @@ struct YuvEncoding {
 	double kr = 0.299, kb = 0.114; // luma weights of red and blue
 	bool full_range = false;
 	int depth = 8;
+	frcnn::TransferFunction transfer = frcnn::TransferFunction::SDR;
 
 	YuvEncoding(const GstVideoColorimetry &colorimetry, int depth)
 		: full_range(colorimetry.range == GST_VIDEO_COLOR_RANGE_0_255), depth(depth)
@@ -238,10 +240,19 @@ struct YuvEncoding {
 			kr = r;
 			kb = b;
 		}
+		/* HDR video: the colours as its SDR picture shows them (frcnndetect's mapping), not
+		 * as signals near the transfer's peak (a white box at 10000 cd/m2 in PQ). */
+		if (colorimetry.transfer == GST_VIDEO_TRANSFER_SMPTE2084)
+			transfer = frcnn::TransferFunction::PQ;
+		else if (colorimetry.transfer == GST_VIDEO_TRANSFER_ARIB_STD_B67)
+			transfer = frcnn::TransferFunction::HLG;
 	}
 
-	void encode(const Rgb &c, double *y, double *u, double *v) const
+	void encode(const Rgb &colour, double *y, double *u, double *v) const
 	{
+		const Rgb c = { 255 * frcnn::hdr_signal(transfer, colour.r / 255),
+				255 * frcnn::hdr_signal(transfer, colour.g / 255),
+				255 * frcnn::hdr_signal(transfer, colour.b / 255) };
 		const double luma = (kr * c.r + (1 - kr - kb) * c.g + kb * c.b) / 255;
 		const double cb = (c.b / 255 - luma) / (2 * (1 - kb)), cr = (c.r / 255 - luma) / (2 * (1 - kr));
 		// Full range: all 2^depth - 1 steps; limited: 8 bits' levels times 2^(depth - 8).

@@ -124,34 +124,59 @@ YuvToRgb yuv_to_rgb(YuvMatrix matrix, bool full_range, int bits)
 
 namespace {
 
+// SMPTE ST 2084 (PQ)'s constants.
+constexpr double kPqM1 = 2610.0 / 16384, kPqM2 = 2523.0 / 4096 * 128;
+constexpr double kPqC1 = 3424.0 / 4096, kPqC2 = 2413.0 / 4096 * 32, kPqC3 = 2392.0 / 4096 * 32;
+// ARIB STD-B67 (HLG)'s, and the display HLG is shown on: 1000 cd/m2, system gamma 1.2.
+constexpr double kHlgA = 0.17883277, kHlgB = 1.0 - 4.0 * kHlgA;
+const double kHlgC = 0.5 - kHlgA * std::log(4.0 * kHlgA);
+constexpr double kHlgPeak = 1000.0, kHlgGamma = 1.2;
+// BT.2408's reference white (SDR white in HDR video), the share of it above which highlights are
+// compressed, and the SDR display's gamma (BT.1886).
+constexpr double kReferenceWhite = 203.0, kKnee = 0.75, kSdrGamma = 2.4;
+
 // Light in cd/m2 of a PQ signal (SMPTE ST 2084's EOTF).
 double pq_light(double signal)
 {
-	const double m1 = 2610.0 / 16384, m2 = 2523.0 / 4096 * 128;
-	const double c1 = 3424.0 / 4096, c2 = 2413.0 / 4096 * 32, c3 = 2392.0 / 4096 * 32;
-	const double power = std::pow(signal, 1.0 / m2);
-	return 10000.0 * std::pow(std::max(power - c1, 0.0) / (c2 - c3 * power), 1.0 / m1);
+	const double power = std::pow(signal, 1.0 / kPqM2);
+	return 10000.0 * std::pow(std::max(power - kPqC1, 0.0) / (kPqC2 - kPqC3 * power), 1.0 / kPqM1);
 }
 
-// Light in cd/m2 of an HLG signal on a 1000 cd/m2 display: the inverse of ARIB STD-B67's OETF,
-// then BT.2100's system gamma of 1.2 for that display, on the channel alone.
+double pq_signal(double light)
+{
+	const double y = std::pow(std::clamp(light / 10000.0, 0.0, 1.0), kPqM1);
+	return std::pow((kPqC1 + kPqC2 * y) / (1.0 + kPqC3 * y), kPqM2);
+}
+
+// Light in cd/m2 of an HLG signal on its display: the inverse of ARIB STD-B67's OETF, then
+// BT.2100's system gamma, on the channel alone.
 double hlg_light(double signal)
 {
-	const double a = 0.17883277, b = 1.0 - 4.0 * a, c = 0.5 - a * std::log(4.0 * a);
-	const double scene = signal <= 0.5 ? signal * signal / 3.0 : (std::exp((signal - c) / a) + b) / 12.0;
-	return 1000.0 * std::pow(scene, 1.2);
+	const double scene = signal <= 0.5 ? signal * signal / 3.0 : (std::exp((signal - kHlgC) / kHlgA) + kHlgB) / 12.0;
+	return kHlgPeak * std::pow(scene, kHlgGamma);
 }
 
-// The SDR signal that shows `light` (cd/m2): relative to BT.2408's reference white of 203 cd/m2,
-// as it is up to 3/4 of it and compressed above (slope 1 at the knee, towards 1), then BT.1886's
-// inverse.
+double hlg_signal(double light)
+{
+	const double scene = std::pow(std::clamp(light / kHlgPeak, 0.0, 1.0), 1.0 / kHlgGamma);
+	return scene <= 1.0 / 12.0 ? std::sqrt(3.0 * scene) : kHlgA * std::log(12.0 * scene - kHlgB) + kHlgC;
+}
+
+// The SDR signal that shows `light` (cd/m2): relative to BT.2408's reference white, as it is up
+// to kKnee of it and compressed above (slope 1 at the knee, towards 1), then BT.1886's inverse.
 double sdr_signal_of_light(double light)
 {
-	const double knee = 0.75;
-	double relative = light / 203.0;
-	if (relative > knee)
-		relative = knee + (1.0 - knee) * (1.0 - std::exp(-(relative - knee) / (1.0 - knee)));
-	return std::pow(relative, 1.0 / 2.4);
+	double relative = light / kReferenceWhite;
+	if (relative > kKnee)
+		relative = kKnee + (1.0 - kKnee) * (1.0 - std::exp(-(relative - kKnee) / (1.0 - kKnee)));
+	return std::pow(relative, 1.0 / kSdrGamma);
+}
+
+// The light of an SDR signal put into HDR video as BT.2408 puts SDR content (and graphics):
+// BT.1886's display light, its white at the reference white.
+double light_of_sdr_signal(double signal)
+{
+	return std::pow(std::clamp(signal, 0.0, 1.0), kSdrGamma) * kReferenceWhite;
 }
 
 using TransferTable = std::array<float, kTransferIntervals + 1>;
@@ -174,6 +199,15 @@ const float *sdr_table(TransferFunction transfer)
 	case TransferFunction::PQ: return pq.data();
 	case TransferFunction::HLG: return hlg.data();
 	default: return nullptr;
+	}
+}
+
+double hdr_signal(TransferFunction transfer, double sdr_signal)
+{
+	switch (transfer) {
+	case TransferFunction::PQ: return pq_signal(light_of_sdr_signal(sdr_signal));
+	case TransferFunction::HLG: return hlg_signal(light_of_sdr_signal(sdr_signal));
+	default: return std::clamp(sdr_signal, 0.0, 1.0);
 	}
 }
 

@@ -13,6 +13,7 @@
 #include <gst/video/video.h>
 #include <gtest/gtest.h>
 
+#include "frcnn/frame.h"
 #include "gst_test_utils.h"
 
 namespace {
@@ -275,6 +276,46 @@ TEST(FrcnnOverlay, DrawsInTheColorimetryOfTheCaps)
 		const std::array<int, 3> expected = yuv_of(reference, c.kr, c.kb, c.full_range);
 		EXPECT_NE(expected, yuv_of(reference)) << "the encodings must differ for the test to tell";
 		expect_near(pixels.at(40, 80), expected, 1, "Y,U,V");
+	}
+}
+
+TEST(FrcnnOverlay, DrawsIntoHdrVideoAsItsSdrPictureShows)
+{
+	/* A box on PQ and HLG video: the colour it has on RGB where HDR video is shown on SDR, as
+	 * frcnndetect reads it (BT.2408's SDR white at 203 cd/m2; the detector's highlight
+	 * compression makes the brightest channel, 240, about 0.93 instead of 0.94), not the code
+	 * values of SDR, which in PQ stand for light near its peak. */
+	const std::array<int, 3> reference = rgb_box_colour();
+	for (const char *colorimetry : { "bt2100-pq", "bt2100-hlg" }) {
+		SCOPED_TRACE(colorimetry);
+		Frame frame = make_frame(cv::Mat(kHeight, kWidth, CV_8UC3, kGrey), GST_VIDEO_FORMAT_P010_10LE);
+		ASSERT_TRUE(gst_video_colorimetry_from_string(&frame.info.colorimetry, colorimetry));
+		gst_test::BufferPtr out = draw_car(frame, "line-thickness=2");
+		ASSERT_TRUE(out);
+		GstMapInfo map;
+		ASSERT_TRUE(gst_buffer_map(out.get(), &map, GST_MAP_READ));
+		frcnn::FrameView view;
+		view.format = frcnn::PixelFormat::P010_10LE;
+		view.width = frame.width();
+		view.height = frame.height();
+		for (int p = 0; p < 2; p++) {
+			view.planes[p] = map.data + frame.offsets[p];
+			view.strides[p] = frame.strides[p];
+		}
+		view.matrix = frcnn::YuvMatrix::BT2020;
+		const bool pq = frame.info.colorimetry.transfer == GST_VIDEO_TRANSFER_SMPTE2084;
+		view.transfer = pq ? frcnn::TransferFunction::PQ : frcnn::TransferFunction::HLG;
+		const torch::Tensor shown = frcnn::frame_to_tensor(view);
+		view.transfer = frcnn::TransferFunction::SDR;
+		const torch::Tensor signal = frcnn::frame_to_tensor(view);
+		gst_buffer_unmap(out.get(), &map);
+		double largest_signal_difference = 0;
+		for (int c = 0; c < 3; c++) {
+			EXPECT_NEAR(shown[c][80][40].item<float>(), reference[c] / 255.0, 0.02) << "channel " << c;
+			largest_signal_difference = std::max(
+				largest_signal_difference, std::abs(signal[c][80][40].item<double>() - reference[c] / 255.0));
+		}
+		EXPECT_GT(largest_signal_difference, 0.1) << "the signal is HDR's, not the SDR colour's";
 	}
 }
 
