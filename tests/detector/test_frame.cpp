@@ -88,6 +88,18 @@ TestFrame shapes_frame(uint64_t index, PixelFormat format, int pad)
 	return f;
 }
 
+// A view of `width` x `height` RGB pixels without padding.
+FrameView rgb_view(const uint8_t *rgb, int width, int height)
+{
+	FrameView view;
+	view.format = PixelFormat::RGB;
+	view.width = width;
+	view.height = height;
+	view.planes[0] = rgb;
+	view.strides[0] = width * 3;
+	return view;
+}
+
 Detector &shapes_detector()
 {
 	static std::unique_ptr<Detector> detector;
@@ -1084,13 +1096,7 @@ TEST(FrameToTensor, GreyIsRgbWithEqualChannels)
 		for (int x = 0; x < 37; x++)
 			for (int c = 0; c < 3; c++)
 				rgb[(y * 37 + x) * 3 + c] = grey.planes[0][y * grey.strides[0] + x];
-	FrameView view;
-	view.format = PixelFormat::RGB;
-	view.width = 37;
-	view.height = 23;
-	view.planes[0] = rgb.data();
-	view.strides[0] = 37 * 3;
-	EXPECT_TRUE(torch::equal(frame_to_tensor(grey), frame_to_tensor(view)));
+	EXPECT_TRUE(torch::equal(frame_to_tensor(grey), frame_to_tensor(rgb_view(rgb.data(), 37, 23))));
 }
 
 // The CUDA pre-processing kernel's arithmetic (preprocess_steps.h), run here on the host over
@@ -1283,12 +1289,7 @@ TEST(PixelAspectRatio, ASqueezedFrameGivesTheDetectionsOfTheFrameItShows)
 					squeezed[((size_t)y * 160 + x) * 3 + c] =
 						(uint8_t)((row[(2 * x) * 3 + c] + row[(2 * x + 1) * 3 + c] + 1) / 2);
 				}
-		FrameView frame;
-		frame.format = PixelFormat::RGB;
-		frame.width = 160;
-		frame.height = 240;
-		frame.planes[0] = squeezed.data();
-		frame.strides[0] = 160 * 3;
+		FrameView frame = rgb_view(squeezed.data(), 160, 240);
 		frame.pixel_aspect_ratio = {2, 1};
 
 		const auto expected = detector.detect({shown.view})[0];

@@ -208,10 +208,12 @@ HarnessPtr harness(const std::string &properties = "")
 	return HarnessPtr(h);
 }
 
-// The detections a default element attaches to `frame`, pushed alone, are `expected`.
-void expect_element_detects(const Frame &frame, const std::vector<frcnn::Detection> &expected)
+// The detections an element (default, or of `properties`) attaches to `frame`, pushed alone, are
+// `expected`.
+void expect_element_detects(const Frame &frame, const std::vector<frcnn::Detection> &expected,
+			    const std::string &properties = "")
 {
-	HarnessPtr h = harness();
+	HarnessPtr h = harness(properties);
 	gst_harness_set_src_caps(h.get(), frame.caps());
 	gst_test::BufferPtr out(gst_harness_push_and_pull(h.get(), frame.buffer(0)));
 	ASSERT_TRUE(out);
@@ -1880,13 +1882,7 @@ TEST(FrcnnDetect, FramesOfPixelsThatAreNotSquareAreSeenAsADisplayShowsThem)
 	frame.info.par_n = 9;
 	frame.info.par_d = 5;
 	expect_element_detects(frame, wide);
-	{
-		HarnessPtr h = harness("square-pixels=false");
-		gst_harness_set_src_caps(h.get(), frame.caps());
-		gst_test::BufferPtr out(gst_harness_push_and_pull(h.get(), frame.buffer(0)));
-		ASSERT_TRUE(out);
-		expect_meta_equals(out.get(), frame.width(), frame.height(), stored);
-	}
+	expect_element_detects(frame, stored, "square-pixels=false");
 	/* Changed while playing: from the next frame. */
 	{
 		HarnessPtr h = harness();
@@ -1926,12 +1922,7 @@ TEST(FrcnnDetect, HdrVideoIsMappedToSdr)
 			ASSERT_TRUE(differ(other, expected)) << "the transfers must give other detections for the test to tell them apart";
 		seen.push_back(expected);
 		expect_element_detects(frame, expected);
-
-		HarnessPtr h = harness("tone-mapping=false");
-		gst_harness_set_src_caps(h.get(), frame.caps());
-		gst_test::BufferPtr out(gst_harness_push_and_pull(h.get(), frame.buffer(0)));
-		ASSERT_TRUE(out);
-		expect_meta_equals(out.get(), frame.width(), frame.height(), as_sdr);
+		expect_element_detects(frame, as_sdr, "tone-mapping=false");
 	}
 }
 
