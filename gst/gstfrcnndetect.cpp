@@ -87,6 +87,8 @@ enum {
 	PROP_OBJECT_MIN_SIZE,
 	PROP_SQUARE_PIXELS,
 	PROP_TONE_MAPPING,
+	PROP_MIN_BOX_SIZE,
+	PROP_MAX_BOX_SIZE,
 	PROP_STATS,
 };
 
@@ -119,6 +121,8 @@ enum {
 #define DEFAULT_PROP_OBJECT_MIN_SIZE 0
 #define DEFAULT_PROP_SQUARE_PIXELS TRUE
 #define DEFAULT_PROP_TONE_MAPPING TRUE
+#define DEFAULT_PROP_MIN_BOX_SIZE 0
+#define DEFAULT_PROP_MAX_BOX_SIZE 0
 #define MAX_THREADS 1024
 
 #define MAX_BATCH_SIZE 64
@@ -247,6 +251,8 @@ struct Settings {
 	guint object_min_size = DEFAULT_PROP_OBJECT_MIN_SIZE;
 	gboolean square_pixels = DEFAULT_PROP_SQUARE_PIXELS;
 	gboolean tone_mapping = DEFAULT_PROP_TONE_MAPPING;
+	guint min_box_size = DEFAULT_PROP_MIN_BOX_SIZE;
+	guint max_box_size = DEFAULT_PROP_MAX_BOX_SIZE;
 };
 
 // The settings that may change while playing; the worker applies them between batches.
@@ -258,6 +264,8 @@ struct RuntimeSettings {
 	guint max_detections = 0;
 	std::string classes;
 	std::string class_thresholds;
+	guint min_box_size = 0;
+	guint max_box_size = 0;
 };
 
 RuntimeSettings runtime_settings(const Settings &settings)
@@ -270,6 +278,8 @@ RuntimeSettings runtime_settings(const Settings &settings)
 	runtime.max_detections = settings.max_detections;
 	runtime.classes = settings.classes;
 	runtime.class_thresholds = settings.class_thresholds;
+	runtime.min_box_size = settings.min_box_size;
+	runtime.max_box_size = settings.max_box_size;
 	return runtime;
 }
 
@@ -749,7 +759,8 @@ static void gst_frcnn_detect_class_init(GstFrcnnDetectClass *klass)
 				  0, 8192, DEFAULT_PROP_MAX_SIZE, playing));
 	g_object_class_install_property(object_class, PROP_MAX_DETECTIONS,
 		g_param_spec_uint("max-detections", "Maximum detections",
-				  "Most detections kept per frame (per region with inference-region=roi-list), best first", 1, 10000,
+				  "Most detections kept per frame (per region with inference-region=roi-list), best first, "
+				  "of those that classes, class-thresholds and the box sizes keep", 1, 10000,
 				  DEFAULT_PROP_MAX_DETECTIONS, playing));
 	g_object_class_install_property(object_class, PROP_CLASSES,
 		g_param_spec_string("classes", "Classes",
@@ -830,6 +841,17 @@ static void gst_frcnn_detect_class_init(GstFrcnnDetectClass *klass)
 				     "which is what the model was trained on. false: the signal as it is, "
 				     "as if it were SDR",
 				     DEFAULT_PROP_TONE_MAPPING, playing));
+	g_object_class_install_property(object_class, PROP_MIN_BOX_SIZE,
+		g_param_spec_uint("min-box-size", "Minimum box size",
+				  "Detections whose box is narrower or lower than this many frame "
+				  "pixels are dropped (before max-detections counts them), e.g. far-away "
+				  "false alarms of a fixed camera (0 = none)",
+				  0, G_MAXINT, DEFAULT_PROP_MIN_BOX_SIZE, playing));
+	g_object_class_install_property(object_class, PROP_MAX_BOX_SIZE,
+		g_param_spec_uint("max-box-size", "Maximum box size",
+				  "Detections whose box is wider or higher than this many frame pixels "
+				  "are dropped (before max-detections counts them) (0 = none)",
+				  0, G_MAXINT, DEFAULT_PROP_MAX_BOX_SIZE, playing));
 	g_object_class_install_property(object_class, PROP_STATS,
 		g_param_spec_boxed("stats", "Statistics",
 				   "What the element did since it last started, as a GstStructure: "
@@ -997,6 +1019,12 @@ static void gst_frcnn_detect_set_property(GObject *object, guint prop_id, const 
 	case PROP_TONE_MAPPING:
 		settings.tone_mapping = g_value_get_boolean(value);
 		break;
+	case PROP_MIN_BOX_SIZE:
+		settings.min_box_size = g_value_get_uint(value);
+		break;
+	case PROP_MAX_BOX_SIZE:
+		settings.max_box_size = g_value_get_uint(value);
+		break;
 	default:
 		G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
 		return;
@@ -1142,6 +1170,12 @@ static void gst_frcnn_detect_get_property(GObject *object, guint prop_id, GValue
 		break;
 	case PROP_TONE_MAPPING:
 		g_value_set_boolean(value, settings.tone_mapping);
+		break;
+	case PROP_MIN_BOX_SIZE:
+		g_value_set_uint(value, settings.min_box_size);
+		break;
+	case PROP_MAX_BOX_SIZE:
+		g_value_set_uint(value, settings.max_box_size);
 		break;
 	case PROP_STATS:
 		g_value_take_boxed(value, gst_frcnn_detect_stats(self->state->stats));
@@ -1652,6 +1686,14 @@ static void gst_frcnn_detect_finish_reload(GstFrcnnDetect *self)
 		gst_frcnn_detect_take_reload(self);
 }
 
+/* Whether the element filters single detections after the model (classes, class-thresholds,
+ * box sizes), as they are applied. */
+static bool filters_detections(const GstFrcnnDetectState &state)
+{
+	return !state.class_filter.empty() || !state.class_thresholds.empty() || state.applied.min_box_size > 0 ||
+	       state.applied.max_box_size > 0;
+}
+
 /*
  * Takes up the properties that may change while playing, on the worker between batches: the
  * thread count and the class filter here, the detector settings the batch runs with returned
@@ -1699,36 +1741,45 @@ static frcnn::gst::RunSettings gst_frcnn_detect_update_settings(GstFrcnnDetect *
 	run.nms_threshold = wanted.nms_threshold;
 	run.max_detections = static_cast<int>(wanted.max_detections);
 	/* With thresholds of single classes, the model keeps every detection above the lowest
-	 * threshold, and the batch keeps those above their class's threshold, then the best
-	 * max-detections (NMS is by class, so a class's detections are those its threshold alone
-	 * would give). */
-	if (!state->class_thresholds.empty()) {
-		for (const auto &[label, threshold] : state->class_thresholds)
-			run.score_threshold = std::min(run.score_threshold, threshold);
+	 * threshold, and the batch keeps those above their class's threshold (NMS is by class, so
+	 * a class's detections are those its threshold alone would give). With any filter of single
+	 * detections (classes, class thresholds, box sizes), the model keeps them all and the batch
+	 * the best max-detections of those the filters keep (keep_wanted_detections). */
+	for (const auto &[label, threshold] : state->class_thresholds)
+		run.score_threshold = std::min(run.score_threshold, threshold);
+	if (filters_detections(*state))
 		run.max_detections = std::numeric_limits<int>::max();
-	}
 	run.min_size = wanted.min_size ? static_cast<int>(wanted.min_size) : model.min_size;
 	run.max_size = wanted.max_size ? static_cast<int>(wanted.max_size) : model.max_size;
 	return run;
 }
 
 /*
- * Keeps the detections (best first) whose score is above their class's threshold, `threshold`
- * for a class without one of its own, then the best `max_detections`. The model compares its
- * float scores with a threshold in float, and so does this.
+ * Keeps the detections (best first) of the `classes`, whose score is above their class's
+ * threshold (`threshold` for a class without one of its own) and whose box is within the box
+ * sizes, then the best `max-detections`. The model compares its float scores with a threshold
+ * in float, and so does this.
  */
-static void keep_above_class_thresholds(std::vector<frcnn::Detection> &detections,
-					const std::map<int64_t, double> &class_thresholds,
-					double threshold, guint max_detections)
+static void keep_wanted_detections(std::vector<frcnn::Detection> &detections, const GstFrcnnDetectState &state)
 {
+	const RuntimeSettings &applied = state.applied;
 	auto dropped = [&](const frcnn::Detection &det) {
-		const auto own = class_thresholds.find(det.label);
-		const double wanted = own == class_thresholds.end() ? threshold : own->second;
-		return !(det.score > static_cast<float>(wanted));
+		if (!state.class_filter.empty() && !state.class_filter.count(det.label))
+			return true;
+		const auto own = state.class_thresholds.find(det.label);
+		const double wanted = own == state.class_thresholds.end() ? applied.threshold : own->second;
+		if (!(det.score > static_cast<float>(wanted)))
+			return true;
+		const float width = det.x2 - det.x1, height = det.y2 - det.y1;
+		if (applied.min_box_size > 0 &&
+		    (width < static_cast<float>(applied.min_box_size) || height < static_cast<float>(applied.min_box_size)))
+			return true;
+		return applied.max_box_size > 0 && (width > static_cast<float>(applied.max_box_size) ||
+						    height > static_cast<float>(applied.max_box_size));
 	};
 	detections.erase(std::remove_if(detections.begin(), detections.end(), dropped), detections.end());
-	if (detections.size() > max_detections)
-		detections.resize(max_detections);
+	if (detections.size() > applied.max_detections)
+		detections.resize(applied.max_detections);
 }
 
 /*
@@ -1831,15 +1882,11 @@ static GstFlowReturn gst_frcnn_detect_run_batch(GstFrcnnDetect *self, std::vecto
 		std::vector<frcnn::gst::NewDetection> attach;
 		for (const ItemImage &image : item->images) {
 			std::vector<frcnn::Detection> &detections = *result++;
-			if (!state->class_thresholds.empty())
-				keep_above_class_thresholds(detections, state->class_thresholds,
-							    state->applied.threshold,
-							    state->applied.max_detections);
+			if (filters_detections(*state))
+				keep_wanted_detections(detections, *state);
 			/* Detections in the image's pixels go on the frame in the frame's pixels. */
 			const float dx = static_cast<float>(image.x), dy = static_cast<float>(image.y);
 			for (const frcnn::Detection &det : detections) {
-				if (!state->class_filter.empty() && !state->class_filter.count(det.label))
-					continue;
 				attach.push_back({ det.x1 + dx, det.y1 + dy, det.x2 + dx, det.y2 + dy,
 						   det.label, frcnn::gst::label_name(state->labels, det.label),
 						   det.score, image.parent_id });

@@ -1051,6 +1051,19 @@ std::vector<frcnn::Detection> only(const std::vector<frcnn::Detection> &all,
 	return kept;
 }
 
+bool differ(const std::vector<frcnn::Detection> &a, const std::vector<frcnn::Detection> &b);
+
+// What `classes` keeps of a frame: the best max-detections (100) of the labels' detections, of
+// all that the model finds.
+std::vector<frcnn::Detection> of_classes(const Frame &frame, const std::set<int64_t> &labels)
+{
+	std::vector<frcnn::Detection> kept =
+		only(reference(kThreshold, kMinSize, frcnn::CpuConvolutions::Auto, 100000).detect({ view_of(frame) }).at(0),
+		     labels);
+	kept.resize(std::min<std::size_t>(kept.size(), 100));
+	return kept;
+}
+
 // Labels whose detections on `frame` are a strict, non-empty part of all of them.
 std::set<int64_t> some_labels(const std::vector<frcnn::Detection> &all)
 {
@@ -1075,11 +1088,66 @@ TEST(FrcnnDetect, ClassesFilterByNameAndId)
 		gst_harness_set_src_caps(h.get(), frame.caps());
 		gst_test::BufferPtr out(gst_harness_push_and_pull(h.get(), frame.buffer(0)));
 		ASSERT_TRUE(out);
-		const std::vector<frcnn::Detection> kept = only(all, keep);
+		const std::vector<frcnn::Detection> kept = of_classes(frame, keep);
 		ASSERT_FALSE(kept.empty());
-		ASSERT_LT(kept.size(), all.size());
+		const std::vector<frcnn::Detection> unfiltered = of_classes(frame, { 1, 2, 3 });
+		ASSERT_FALSE(std::all_of(unfiltered.begin(), unfiltered.end(),
+					 [id](const frcnn::Detection &d) { return d.label == id; }))
+			<< "other classes must be among the best for the test to see them go";
 		expect_meta_equals(out.get(), frame.width(), frame.height(), kept);
 	}
+}
+
+// `classes`, `min-box-size` and `max-box-size` drop single detections before `max-detections`
+// counts them: the best N of those they keep, not those they keep of the best N.
+TEST(FrcnnDetect, FiltersOfDetectionsComeBeforeMaxDetections)
+{
+	const Frame frame = make_frame(photo(320, 240), GST_VIDEO_FORMAT_RGB);
+	const std::vector<frcnn::Detection> all =
+		reference(kThreshold, kMinSize, frcnn::CpuConvolutions::Auto, 100000).detect({ view_of(frame) }).at(0);
+	ASSERT_GT(all.size(), 20u);
+	auto best = [](std::vector<frcnn::Detection> detections, std::size_t count) {
+		detections.resize(std::min(count, detections.size()));
+		return detections;
+	};
+
+	/* The classes: the best 3 of a class that has fewer among the best 3 of all. */
+	int64_t id = -1;
+	for (const frcnn::Detection &d : all)
+		if (only(all, { d.label }).size() > 3 && only(best(all, 3), { d.label }).size() < 3)
+			id = d.label;
+	ASSERT_GE(id, 0) << "no class for the test";
+	const std::vector<frcnn::Detection> of_class = only(all, { id });
+	expect_element_detects(frame, best(of_class, 3), "classes=" + std::to_string(id) + " max-detections=3");
+
+	/* Box sizes: between the smallest third's and the largest third's (in whole pixels). */
+	std::vector<float> shorter, longer;
+	for (const frcnn::Detection &d : all) {
+		shorter.push_back(std::min(d.x2 - d.x1, d.y2 - d.y1));
+		longer.push_back(std::max(d.x2 - d.x1, d.y2 - d.y1));
+	}
+	std::sort(shorter.begin(), shorter.end());
+	std::sort(longer.begin(), longer.end());
+	const int min_size = static_cast<int>(std::ceil(shorter[shorter.size() / 3]));
+	const int max_size = static_cast<int>(std::floor(longer[longer.size() * 2 / 3]));
+	std::vector<frcnn::Detection> sized, larger, smaller;
+	for (const frcnn::Detection &d : all) {
+		const float w = d.x2 - d.x1, h = d.y2 - d.y1;
+		const bool big_enough = w >= min_size && h >= min_size, small_enough = w <= max_size && h <= max_size;
+		if (big_enough && small_enough)
+			sized.push_back(d);
+		if (big_enough)
+			larger.push_back(d);
+		if (small_enough)
+			smaller.push_back(d);
+	}
+	ASSERT_GT(sized.size(), 5u);
+	ASSERT_LT(sized.size(), all.size());
+	ASSERT_TRUE(differ(best(sized, 5), best(all, 5)));
+	const std::string sizes = " min-box-size=" + std::to_string(min_size) + " max-box-size=" + std::to_string(max_size);
+	expect_element_detects(frame, best(sized, 5), "max-detections=5" + sizes);
+	expect_element_detects(frame, best(larger, 5), "max-detections=5 min-box-size=" + std::to_string(min_size));
+	expect_element_detects(frame, best(smaller, 5), "max-detections=5 max-box-size=" + std::to_string(max_size));
 }
 
 TEST(FrcnnDetect, LabelsFileNamesTheClasses)
@@ -1098,7 +1166,7 @@ TEST(FrcnnDetect, LabelsFileNamesTheClasses)
 	gst_harness_set_src_caps(h.get(), frame.caps());
 	gst_test::BufferPtr out(gst_harness_push_and_pull(h.get(), frame.buffer(0)));
 	ASSERT_TRUE(out);
-	expect_meta_equals(out.get(), frame.width(), frame.height(), only(all, { id }), labels);
+	expect_meta_equals(out.get(), frame.width(), frame.height(), of_classes(frame, { id }), labels);
 }
 
 TEST(FrcnnDetect, ModelIsToldFromTheWeightsWhenUnset)
@@ -1508,7 +1576,8 @@ TEST(FrcnnDetect, PropertyDefaultsAndRanges)
 	spec = g_object_class_find_property(G_OBJECT_GET_CLASS(element), "inference-region");
 	ASSERT_NE(spec, nullptr);
 	EXPECT_FALSE(spec->flags & GST_PARAM_MUTABLE_PLAYING);
-	for (const char *name : { "object-class", "object-min-size", "square-pixels", "tone-mapping" }) {
+	for (const char *name :
+	     { "object-class", "object-min-size", "square-pixels", "tone-mapping", "min-box-size", "max-box-size" }) {
 		spec = g_object_class_find_property(G_OBJECT_GET_CLASS(element), name);
 		ASSERT_NE(spec, nullptr) << name;
 		EXPECT_TRUE(spec->flags & GST_PARAM_MUTABLE_PLAYING) << name;
