@@ -429,7 +429,8 @@ struct TransformedBatch {
 // each, rounded up to a multiple of config.size_divisible.
 ImageSize padded_batch_size(const ModelConfig &config, const std::vector<ImageSize> &image_sizes);
 
-// The resized (height, width) torchvision computes for an image of the given size.
+// The resized (height, width) torchvision computes for an image of the given size; each side at
+// least 1 (where torchvision's would be 0 and its resize fails).
 ImageSize resized_size(int64_t height, int64_t width, double min_size, double max_size);
 // The same for a frame of pixels of this shape: the size of the frame of square pixels a display
 // shows (width * numerator / denominator wide), resized as torchvision resizes an image of that

@@ -13,34 +13,39 @@
 
 namespace frcnn::detail {
 
-ImageSize resized_size(int64_t height, int64_t width, double min_size, double max_size)
+namespace {
+
+// torchvision: scale = min(min_size / float32(min_side), max_size / float32(max_side)) where a
+// Python float divided by a tensor runs as tensor.reciprocal() * float, in float32. The scale
+// goes through .item() (exact in double) and interpolate() floors in * scale in double. Each
+// side at least 1 (where torchvision's would be 0, its interpolate() fails).
+ImageSize scaled_size(double height, double width, double min_size, double max_size)
 {
-	// torchvision: scale = min(min_size / float32(min_side), max_size / float32(max_side)) where a
-	// Python float divided by a tensor runs as tensor.reciprocal() * float, in float32. The scale
-	// goes through .item() (exact in double) and interpolate() floors in * scale in double.
 	const float min_side = (float)std::min(height, width);
 	const float max_side = (float)std::max(height, width);
 	const float by_min = (1.0f / min_side) * (float)min_size;
 	const float by_max = (1.0f / max_side) * (float)max_size;
 	const double scale = (double)std::min(by_min, by_max);
-	return {(int64_t)std::floor((double)height * scale), (int64_t)std::floor((double)width * scale)};
+	return {std::max<int64_t>(1, (int64_t)std::floor(height * scale)),
+		std::max<int64_t>(1, (int64_t)std::floor(width * scale))};
+}
+
+} // namespace
+
+ImageSize resized_size(int64_t height, int64_t width, double min_size, double max_size)
+{
+	return scaled_size((double)height, (double)width, min_size, max_size);
 }
 
 ImageSize resized_size(int64_t height, int64_t width, PixelAspectRatio pixel_aspect_ratio, double min_size,
 		       double max_size)
 {
-	if (pixel_aspect_ratio.square())
-		return resized_size(height, width, min_size, max_size);
-	// torchvision's arithmetic on the displayed size, whose width need not be whole: for one
-	// that is, the size resized_size gives for it.
-	const double display_width = (double)width * pixel_aspect_ratio.numerator / pixel_aspect_ratio.denominator;
-	const float min_side = (float)std::min((double)height, display_width);
-	const float max_side = (float)std::max((double)height, display_width);
-	const float by_min = (1.0f / min_side) * (float)min_size;
-	const float by_max = (1.0f / max_side) * (float)max_size;
-	const double scale = (double)std::min(by_min, by_max);
-	return {std::max<int64_t>(1, (int64_t)std::floor((double)height * scale)),
-		std::max<int64_t>(1, (int64_t)std::floor(display_width * scale))};
+	// The displayed size, whose width need not be whole (for one that is: the size of a frame
+	// of that width).
+	const double displayed_width =
+		(double)width * pixel_aspect_ratio.numerator / pixel_aspect_ratio.denominator;
+	return scaled_size((double)height, pixel_aspect_ratio.square() ? (double)width : displayed_width, min_size,
+			   max_size);
 }
 
 torch::Tensor resize_boxes(const torch::Tensor &boxes, ImageSize from, ImageSize to)

@@ -1214,8 +1214,9 @@ TEST(PixelAspectRatio, FramesTakeTheSizeOfTheirDisplayedShape)
 	const ImageSize dv = resized_size(480, 720, {10, 11}, 800, 1333);
 	EXPECT_NEAR((double)dv.first, 800, 1);
 	EXPECT_NEAR((double)dv.second, 800 * (720.0 * 10 / 11) / 480, 1);
-	// However narrow the pixels, at least one of them.
+	// However narrow the pixels, or the frame, at least one of them.
 	EXPECT_EQ(resized_size(480, 640, {1, 100000}, 800, 1333).second, 1);
+	EXPECT_EQ(resized_size(1, 5000, 800, 1333).first, 1);
 
 	// A ratio that is not positive is a clear error.
 	std::vector<std::vector<uint8_t>> storage;
