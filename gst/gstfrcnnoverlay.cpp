@@ -28,7 +28,7 @@
 #include <opencv2/core.hpp>
 #include <opencv2/imgproc.hpp>
 
-#include "frcnn/frame.h"
+#include "frcnn/detector.h"
 #include "meta.h"
 
 GST_DEBUG_CATEGORY_STATIC(gst_frcnn_overlay_debug);

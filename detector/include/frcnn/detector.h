@@ -57,6 +57,13 @@ enum class YuvMatrix { BT601, BT709, BT2020 };
 // (BT.2020's colours are read as they are, as for BT.2020 SDR video).
 enum class TransferFunction { SDR, PQ, HLG };
 
+// The signal of `transfer` (0..1) for an SDR signal (0..1) put into HDR video as BT.2408 puts SDR
+// content and graphics: the light an SDR display gives it (BT.1886), SDR white at the reference
+// white of 203 cd/m2. What draws into HDR video (frcnnoverlay) so that its colours look as they
+// do in SDR; the detector's mapping to SDR (see TransferFunction) reads such signals back as they
+// were up to the highlights' compression (white as 0.96). SDR: the signal itself.
+double hdr_signal(TransferFunction transfer, double sdr_signal);
+
 // Whether a format's chroma samples cover pixel pairs or 2x2 blocks, so that a rectangle of its
 // frames must start at an even x (4:2:2, 4:2:0) or an even x and y (4:2:0).
 bool chroma_needs_even_x(PixelFormat format);

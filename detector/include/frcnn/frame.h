@@ -15,13 +15,6 @@ namespace frcnn {
 // Throws frcnn::Error on a bad view.
 torch::Tensor frame_to_tensor(const FrameView &frame);
 
-// The signal of `transfer` (0..1) for an SDR signal (0..1) put into HDR video as BT.2408 puts SDR
-// content and graphics: the light an SDR display gives it (BT.1886), SDR white at the reference
-// white of 203 cd/m2. What draws into HDR video (frcnnoverlay) so that its colours look as they
-// do in SDR; the detector's mapping to SDR (see TransferFunction) reads such signals back as they
-// were up to the highlights' compression (white as 0.96). SDR: the signal itself.
-double hdr_signal(TransferFunction transfer, double sdr_signal);
-
 // One plane of a frame: its rows and the bytes of pixels in a row (the stride may be larger).
 struct PlaneExtent {
 	int64_t rows;
