@@ -14,6 +14,9 @@ whose JSON lines are compared:
     for every frame, the same detections;
   - a region (region=...) of YUY2 frames starting at odd coordinates, --device at batch 4
     against the CPU at batch 1: the same detections;
+  - PQ video of pixels 4/3 as wide as high (P010_10LE, colorimetry bt2100-pq: the mapping to
+    SDR by the table on the device, each axis resized by its own factor), --device at batch 4
+    against the CPU at batch 1: the same detections;
   - inference-region=roi-list on NV12 frames, inside the regions a first frcnndetect (on the
     CPU) found: --device at batch 4 against the CPU at batch 4, without a batch timeout (a batch
     pads its regions to the largest, so both must run the same batches): the same detections;
@@ -131,9 +134,10 @@ class Runner:
         self.work = tempfile.mkdtemp(prefix="element-check-")
         atexit.register(shutil.rmtree, self.work, ignore_errors=True)
 
-    def source(self, raw, width, height, frames):
+    def source(self, raw, width, height, frames, pixel_aspect_ratio="1/1"):
         return ["filesrc", f"location={raw}", f"blocksize={width * height * 3}", f"num-buffers={frames}", "!",
-                "rawvideoparse", f"width={width}", f"height={height}", "format=rgb", "framerate=30/1", "!"]
+                "rawvideoparse", f"width={width}", f"height={height}", "format=rgb", "framerate=30/1",
+                f"pixel-aspect-ratio={pixel_aspect_ratio}", "!"]
 
     def read_lines(self, jsonl):
         if not os.path.exists(jsonl):
@@ -163,14 +167,15 @@ class Runner:
         return status, stdout + stderr, seconds, lines
 
     def launch(self, name, raw, width, height, frames, device, batch, precision="fp32", convert=None,
-               weights=None, extra=(), keep=True, before=()):
+               weights=None, extra=(), keep=True, before=(), pixel_aspect_ratio="1/1"):
         """Runs one pipeline, with the elements of `before` (gst-launch-1.0 words) in front of
-        the frcnndetect. Returns (exit status, output, seconds, JSON lines); the lines stay in OUT
-        when keep, else in the work folder."""
+        the frcnndetect; `convert`: the format (and further caps fields) videoconvert gives it.
+        Returns (exit status, output, seconds, JSON lines); the lines stay in OUT when keep, else
+        in the work folder."""
         jsonl = os.path.join(self.args.out if keep else self.work, f"{name}.jsonl")
         if os.path.exists(jsonl):
             os.remove(jsonl)
-        pipeline = self.source(raw, width, height, frames)
+        pipeline = self.source(raw, width, height, frames, pixel_aspect_ratio)
         if convert:
             pipeline += ["videoconvert", "!", f"video/x-raw,format={convert}", "!"]
         pipeline += list(before)
@@ -332,6 +337,16 @@ def main():
         problems, figures = compare_same(region_cpu[3], region_dev[3], frames)
         check(f"YUY2 {region}: {args.device} batch 4 against CPU batch 1",
               [f"exit {r[0]}" for r in (region_cpu, region_dev) if r[0] != 0] + problems, figures)
+
+        # HDR video of pixels that are not square: the device maps PQ to SDR by its copy of the
+        # table, and resizes each axis by its own factor.
+        hdr = dict(convert="P010_10LE,colorimetry=bt2100-pq", pixel_aspect_ratio="4/3")
+        hdr_cpu = runner.launch("pq-4x3-cpu-b1", raw, width, height, frames, "cpu", 1,
+                                extra=["cpu-convolutions=libtorch"], **hdr)
+        hdr_dev = runner.launch("pq-4x3-dev-b4", raw, width, height, frames, args.device, 4, **hdr)
+        problems, figures = compare_same(hdr_cpu[3], hdr_dev[3], frames)
+        check(f"PQ P010 with 4/3 pixels: {args.device} batch 4 against CPU batch 1",
+              [f"exit {r[0]}" for r in (hdr_cpu, hdr_dev) if r[0] != 0] + problems, figures)
 
         # A second detector inside the first one's detections: each region an image of its own,
         # read on the device out of one copy of the NV12 frame (the rectangle around its regions).

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The GPU check's element script (tests/gpu/element_check.py, run by tests/gpu/run.sh) as a dry
 # run on the CPU: frcnndetect through gst-launch-1.0 at batch 4 and 5 (EOS in the middle of a
-# batch) against batch 1, from RGB and from NV12 (and a region of it, and the regions of interest a
-# first detector found, at batch 4), the same detections; two elements sharing one
+# batch) against batch 1, from RGB and from NV12 (and a region of it, PQ video of 4/3 pixels, and
+# the regions of interest a first detector found, at batch 4), the same detections; two elements sharing one
 # model against one, and four whose waiting batches run together; precision=fp16 and
 # device=cuda:99 failing with the CPU-only build's messages; the throughput runs giving a figure.
 # This keeps the script and the pipelines it runs working where there is no GPU.
@@ -38,19 +38,19 @@ names = [c["check"] for c in report["checks"]]
 problems = []
 if status != 0:
     problems.append(f"element_check.py exited {status}")
-if len(names) != 11:
-    problems.append(f"{len(names)} checks, expected 11: {names}")
+if len(names) != 12:
+    problems.append(f"{len(names)} checks, expected 12: {names}")
 problems += [f"{c['check']}: {c['problems']}" for c in report["checks"] if not c["passed"]]
 same = [c for c in report["checks"] if "against CPU" in c["check"]]
-if len(same) != 5 or any(c["figures"].get("detections", 0) < 12 for c in same):
+if len(same) != 6 or any(c["figures"].get("detections", 0) < 12 for c in same):
     problems.append(f"the comparisons saw too few detections: {[c['figures'] for c in same]}")
 fps = report["throughput"][0]["element_fps"] if report["throughput"] else None
 if not fps or fps <= 0:
     problems.append(f"no throughput figure: {report['throughput']}")
 with open(f"{report_dir}/element_check.md") as f:
     table = f.read()
-if table.count("| passed |") != 11:
-    problems.append("element_check.md does not list 11 passed checks")
+if table.count("| passed |") != 12:
+    problems.append("element_check.md does not list 12 passed checks")
 shared = [c for c in report["checks"] if "sharing one model" in c["check"]]
 if len(shared) != 2 or any(min(v for k, v in c["figures"].items() if k.endswith("detections")) < 12
                            for c in shared):
