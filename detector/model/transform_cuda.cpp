@@ -68,8 +68,9 @@ c10::cuda::CUDAStream upload_stream(c10::DeviceIndex device)
 }
 
 // The table of an HDR transfer function (sdr_table) in the memory of a device, copied there
-// the first time a frame needs it; null for SDR. Kept for the process (never freed: no device
-// memory is given back while the process ends).
+// the first time a frame needs it; null for SDR. The copy is a blocking one (it waits for the
+// stream), so that kernels on any stream, other detectors' included, find the table complete.
+// Kept for the process (never freed: no device memory is given back while the process ends).
 const float *device_transfer_table(TransferFunction transfer, c10::DeviceIndex device)
 {
 	const float *host = sdr_table(transfer);
