@@ -84,6 +84,12 @@ void usage(FILE *out)
 		     "                         page-locked memory to the device, so that the batch starts\n"
 		     "                         with them there); the copying is timed apart\n"
 		     "  --fp16                 the same as --precision fp16 (CUDA only)\n"
+		     "  --pixel-format F       hand the frames to the detector as RGB (default), NV12, I420\n"
+		     "                         or P010_10LE (converted first, not timed: BT.709, limited\n"
+		     "                         range), to time the pre-processing of a decoder's frames\n"
+		     "  --transfer T           sdr (default), pq or hlg: the frames' transfer function (HDR\n"
+		     "                         video is mapped to SDR in the pre-processing; the bytes are\n"
+		     "                         the same, only the reading differs)\n"
 		     "  --resize WxH           resize the decoded frames to W x H first (not timed; needs\n"
 		     "                         OpenCV)\n"
 		     "  --channels-last        convolution weights and the input batch in channels-last\n"
@@ -116,6 +122,8 @@ struct BenchOptions {
 	bool channels_last = false;
 	bool profile = false;
 	int resize_width = 0, resize_height = 0;
+	frcnn::PixelFormat pixel_format = frcnn::PixelFormat::RGB;
+	frcnn::TransferFunction transfer = frcnn::TransferFunction::SDR;
 	bool json = false;
 	std::vector<long long> rss_at;
 	std::string save_weights;
@@ -125,12 +133,18 @@ struct BenchOptions {
 
 // --- frames -----------------------------------------------------------------------------------
 
-// One decoded frame: RGB, 3 bytes per pixel, rows packed. The pixels are shared, so that a batch
-// holds frames without copying them.
+// One decoded frame: RGB, 3 bytes per pixel, rows packed; with --pixel-format, also its bytes in
+// that format, which the detector is given. The pixels are shared, so that a batch holds frames
+// without copying them.
 struct Image {
 	int width = 0;
 	int height = 0;
 	std::shared_ptr<const std::vector<uint8_t>> rgb;
+	frcnn::PixelFormat format = frcnn::PixelFormat::RGB;
+	std::shared_ptr<const std::vector<uint8_t>> converted; // planes of `format`, one after the other
+	size_t offsets[3] = {0, 0, 0};
+	int strides[3] = {0, 0, 0};
+	frcnn::TransferFunction transfer = frcnn::TransferFunction::SDR;
 
 	const uint8_t *row(int y) const { return rgb->data() + (size_t)y * (size_t)width * 3; }
 };
@@ -138,12 +152,82 @@ struct Image {
 frcnn::FrameView view_of(const Image &image)
 {
 	frcnn::FrameView v;
-	v.format = frcnn::PixelFormat::RGB;
+	v.format = image.format;
 	v.width = image.width;
 	v.height = image.height;
-	v.planes[0] = image.rgb->data();
-	v.strides[0] = image.width * 3;
+	v.transfer = image.transfer;
+	if (image.format == frcnn::PixelFormat::RGB) {
+		v.planes[0] = image.rgb->data();
+		v.strides[0] = image.width * 3;
+		return v;
+	}
+	for (int p = 0; p < 3; p++) {
+		v.planes[p] = image.strides[p] > 0 ? image.converted->data() + image.offsets[p] : nullptr;
+		v.strides[p] = image.strides[p];
+	}
+	v.matrix = frcnn::YuvMatrix::BT709;
 	return v;
+}
+
+// The frame's RGB pixels as NV12, I420 or P010_10LE (BT.709, limited range; each chroma sample the
+// mean of the 2x2 pixels it covers), for --pixel-format.
+void convert_image(Image &image, frcnn::PixelFormat format)
+{
+	image.format = format;
+	if (format == frcnn::PixelFormat::RGB)
+		return;
+	const int w = image.width, h = image.height, cw = (w + 1) / 2, ch = (h + 1) / 2;
+	const bool words = format == frcnn::PixelFormat::P010_10LE;
+	const int bytes = words ? 2 : 1;
+	const double levels = words ? 4.0 : 1.0; // 10-bit levels are 8-bit ones times 4
+	auto out = std::make_shared<std::vector<uint8_t>>();
+	if (format == frcnn::PixelFormat::I420) {
+		image.strides[0] = w, image.strides[1] = image.strides[2] = cw;
+		image.offsets[1] = (size_t)w * h;
+		image.offsets[2] = image.offsets[1] + (size_t)cw * ch;
+		out->resize(image.offsets[2] + (size_t)cw * ch);
+	} else { // NV12, P010_10LE: luma, then U and V interleaved
+		image.strides[0] = w * bytes, image.strides[1] = 2 * cw * bytes, image.strides[2] = 0;
+		image.offsets[1] = (size_t)image.strides[0] * h;
+		out->resize(image.offsets[1] + (size_t)image.strides[1] * ch);
+	}
+	auto put = [&](size_t at, double level) {
+		const int v = std::clamp((int)std::lround(level * levels), 0, words ? 1023 : 255);
+		if (words) {
+			(*out)[at] = (uint8_t)((v << 6) & 0xff);
+			(*out)[at + 1] = (uint8_t)((v << 6) >> 8);
+		} else {
+			(*out)[at] = (uint8_t)v;
+		}
+	};
+	const double kr = 0.2126, kb = 0.0722, kg = 1 - kr - kb;
+	for (int y = 0; y < h; y++)
+		for (int x = 0; x < w; x++) {
+			const uint8_t *p = image.row(y) + x * 3;
+			put((size_t)y * image.strides[0] + (size_t)x * bytes, 16 + 219 * (kr * p[0] + kg * p[1] + kb * p[2]) / 255);
+		}
+	for (int cy = 0; cy < ch; cy++)
+		for (int cx = 0; cx < cw; cx++) {
+			double r = 0, g = 0, b = 0;
+			int n = 0;
+			for (int y = 2 * cy; y < std::min(h, 2 * cy + 2); y++)
+				for (int x = 2 * cx; x < std::min(w, 2 * cx + 2); x++, n++) {
+					const uint8_t *p = image.row(y) + x * 3;
+					r += p[0], g += p[1], b += p[2];
+				}
+			r /= n * 255.0, g /= n * 255.0, b /= n * 255.0;
+			const double luma = kr * r + kg * g + kb * b;
+			const double u = 128 + 224 * (b - luma) / (2 * (1 - kb)), v = 128 + 224 * (r - luma) / (2 * (1 - kr));
+			if (format == frcnn::PixelFormat::I420) {
+				put(image.offsets[1] + (size_t)cy * cw + cx, u);
+				put(image.offsets[2] + (size_t)cy * cw + cx, v);
+			} else {
+				const size_t at = image.offsets[1] + (size_t)cy * image.strides[1] + (size_t)cx * 2 * bytes;
+				put(at, u);
+				put(at + bytes, v);
+			}
+		}
+	image.converted = std::move(out);
 }
 
 std::vector<frcnn::FrameView> views_of(const std::vector<Image> &frames)
@@ -171,8 +255,10 @@ Image read_ppm(const std::string &path)
 // The frames of the inputs in order, over and over.
 class FrameSource {
 public:
-	FrameSource(std::vector<std::string> inputs, int width, int height)
-		: inputs_(std::move(inputs))
+	FrameSource(std::vector<std::string> inputs, int width, int height,
+		    frcnn::PixelFormat format = frcnn::PixelFormat::RGB,
+		    frcnn::TransferFunction transfer = frcnn::TransferFunction::SDR)
+		: inputs_(std::move(inputs)), format_(format), transfer_(transfer)
 #if FRCNN_BENCH_OPENCV
 		  , size_(width, height)
 #endif
@@ -195,6 +281,15 @@ public:
 	}
 
 	Image next()
+	{
+		Image image = next_rgb();
+		convert_image(image, format_);
+		image.transfer = transfer_;
+		return image;
+	}
+
+private:
+	Image next_rgb()
 	{
 #if FRCNN_BENCH_OPENCV
 		for (size_t tries = 0; tries <= 2 * inputs_.size(); tries++) {
@@ -235,10 +330,11 @@ public:
 #endif
 	}
 
-private:
 	void advance() { index_ = (index_ + 1) % inputs_.size(); }
 
 	std::vector<std::string> inputs_;
+	frcnn::PixelFormat format_;
+	frcnn::TransferFunction transfer_;
 	size_t index_ = 0;
 #if FRCNN_BENCH_OPENCV
 	cv::Size size_;
@@ -578,7 +674,25 @@ BenchOptions parse(int argc, char **argv, bool &help)
 			o.warmup = to_int(arg, value, 0);
 		else if (arg == "--frames")
 			o.frames = to_int(arg, value, 1);
-		else if (arg == "--resize") {
+		else if (arg == "--pixel-format") {
+			const std::map<std::string, frcnn::PixelFormat> formats{{"RGB", frcnn::PixelFormat::RGB},
+										{"NV12", frcnn::PixelFormat::NV12},
+										{"I420", frcnn::PixelFormat::I420},
+										{"P010_10LE", frcnn::PixelFormat::P010_10LE}};
+			const auto it = formats.find(value);
+			if (it == formats.end())
+				throw frcnn::Error("--pixel-format needs RGB, NV12, I420 or P010_10LE, got '" + value + "'");
+			o.pixel_format = it->second;
+		} else if (arg == "--transfer") {
+			if (value == "sdr")
+				o.transfer = frcnn::TransferFunction::SDR;
+			else if (value == "pq")
+				o.transfer = frcnn::TransferFunction::PQ;
+			else if (value == "hlg")
+				o.transfer = frcnn::TransferFunction::HLG;
+			else
+				throw frcnn::Error("--transfer needs sdr, pq or hlg, got '" + value + "'");
+		} else if (arg == "--resize") {
 			const size_t x = value.find('x');
 			if (x == std::string::npos)
 				throw frcnn::Error("--resize needs WIDTHxHEIGHT, got '" + value + "'");
@@ -658,7 +772,7 @@ int main(int argc, char **argv)
 	try {
 		std::unique_ptr<FrameSource> source;
 		if (!o.inputs.empty())
-			source = std::make_unique<FrameSource>(o.inputs, o.resize_width, o.resize_height);
+			source = std::make_unique<FrameSource>(o.inputs, o.resize_width, o.resize_height, o.pixel_format, o.transfer);
 		if (!o.dump_frames.empty()) {
 			dump_frames(o, *source);
 			return 0;
@@ -691,7 +805,7 @@ int main(int argc, char **argv)
 				images.push_back(frcnn::frame_to_tensor(view_of(f)));
 			model->calibrate_frozen_batch_norm(images);
 			// Start over, so that the timed run sees the frames from the first.
-			source = std::make_unique<FrameSource>(o.inputs, o.resize_width, o.resize_height);
+			source = std::make_unique<FrameSource>(o.inputs, o.resize_width, o.resize_height, o.pixel_format, o.transfer);
 		}
 		model->eval();
 		if (!o.save_weights.empty()) {
@@ -734,7 +848,8 @@ int main(int argc, char **argv)
 		double int8_calibration_ms = 0;
 		if (d.precision == frcnn::Precision::Int8) {
 			const auto start = Clock::now();
-			FrameSource calibration_source(o.inputs, o.resize_width, o.resize_height);
+			FrameSource calibration_source(o.inputs, o.resize_width, o.resize_height, o.pixel_format,
+						       o.transfer);
 			if (!facade && !d.int8_calibration.empty() && access(d.int8_calibration.c_str(), F_OK) == 0)
 				model->set_int8_calibration(frcnn::load_int8_calibration(d.int8_calibration));
 			while (facade ? !facade->int8_calibrated() : !model->int8_calibrated()) {
@@ -884,6 +999,13 @@ int main(int argc, char **argv)
 				facade ? facade->cpu_convolutions() : model->cpu_convolutions());
 		out["threads"] = torch::get_num_threads();
 		out["batch"] = o.batch;
+		out["pixel_format"] = o.pixel_format == frcnn::PixelFormat::RGB	    ? "RGB"
+				      : o.pixel_format == frcnn::PixelFormat::NV12 ? "NV12"
+				      : o.pixel_format == frcnn::PixelFormat::I420 ? "I420"
+										   : "P010_10LE";
+		out["transfer"] = o.transfer == frcnn::TransferFunction::PQ    ? "pq"
+				  : o.transfer == frcnn::TransferFunction::HLG ? "hlg"
+									       : "sdr";
 		out["min_size"] = config.min_size;
 		out["max_size"] = config.max_size;
 		out["inputs"] = o.inputs;

@@ -3,12 +3,14 @@
 # 1. tiny, seeded weights, a few frames of a real video, stage by stage: every field present and
 #    consistent (p95 >= p50 > 0, stages within the batch latency, the stage-by-stage run equal to
 #    the model's forward(), RSS after N frames reported), and the same in --facade mode; with
-#    --frame-copies, in both modes, the same detections and the copying timed apart.
+#    --frame-copies, in both modes, the same detections and the copying timed apart; with
+#    --pixel-format P010_10LE and --transfer pq, the fields say so and the PQ reading of the same
+#    bytes gives other detections than their SDR one.
 # 2. fasterrcnn_resnet50_fpn and fasterrcnn_mobilenet_v3_large_320_fpn at a small input:
 #    frcnn-bench saves their weights and dumps its frames,
 #    bench_torchvision.py runs on them, and both count the same FLOPs per frame (within 0.5%) and
 #    the same input shape.
-# 3. Bad options exit with status 2 and a message.
+# 3. Bad options exit with status 2 and a message that names them.
 set -euo pipefail
 bench=$1
 reference=$2
@@ -32,6 +34,11 @@ trap 'rm -rf "$out"' EXIT
 	--detections "$out/copies-detections.json" "$video" > "$out/staged-copies.json"
 "$bench" --arch tiny --seed 3 --threads 2 --batch 1 --warmup 1 --frames 2 --resize 320x240 --facade --frame-copies \
 	--json --detections "$out/facade-copies-detections.json" "$video" > "$out/facade-copies.json"
+for transfer in sdr pq; do
+	"$bench" --arch tiny --seed 3 --threads 2 --batch 1 --warmup 1 --frames 2 --resize 320x240 --facade --json \
+		--pixel-format P010_10LE --transfer $transfer --detections "$out/p010-$transfer-detections.json" \
+		"$video" > "$out/p010-$transfer.json"
+done
 "$python" - "$out" <<'PY'
 import json, sys
 out = sys.argv[1]
@@ -89,6 +96,15 @@ for name, (plain, plain_detections, copies_detections) in runs.items():
           f"{name} --frame-copies: other detections")
 check(json.load(open(out + "/staged-copies.json"))["staged_vs_forward"]["identical"] is True,
       "staged --frame-copies: the stage-by-stage check")
+# Frames handed over as P010, read as SDR and as PQ.
+check(staged["pixel_format"] == "RGB" and staged["transfer"] == "sdr", "the default frames: not RGB SDR")
+p010 = {t: json.load(open(f"{out}/p010-{t}.json")) for t in ("sdr", "pq")}
+for t, r in p010.items():
+    check(r["pixel_format"] == "P010_10LE" and r["transfer"] == t, f"P010 {t}: fields {r['pixel_format']} {r['transfer']}")
+    check(r["fps"] > 0 and r["frame_size"] == [320, 240], f"P010 {t}: fps or frame size")
+p010_detections = {t: json.load(open(f"{out}/p010-{t}-detections.json")) for t in ("sdr", "pq")}
+check(all(p010_detections.values()) and p010_detections["sdr"] != p010_detections["pq"],
+      "P010: the PQ reading gives the SDR reading's detections")
 for f in failures:
     print("FAIL:", f)
 print("frcnn-bench tiny: %d checks failed" % len(failures))
@@ -144,6 +160,14 @@ else
 	rc=$?
 	[ $rc -eq 2 ] && grep -q -- "--batch" "$out/err" || { echo "FAIL: --batch 0: status $rc, $(cat "$out/err")"; status=1; }
 fi
+for bad in "--pixel-format YUY2" "--transfer hdr10"; do
+	if "$bench" --arch tiny --seed 1 $bad "$video" 2> "$out/err"; then
+		echo "FAIL: $bad accepted"; status=1
+	else
+		rc=$?
+		[ $rc -eq 2 ] && grep -q -- "${bad% *}" "$out/err" || { echo "FAIL: $bad: status $rc, $(cat "$out/err")"; status=1; }
+	fi
+done
 if "$bench" --arch tiny --seed 1 "$out/missing.avi" 2> "$out/err"; then
 	echo "FAIL: a missing input accepted"; status=1
 else

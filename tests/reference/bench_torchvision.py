@@ -341,6 +341,8 @@ def main():
         "cudnn_benchmark": args.cudnn_benchmark,
         "threads": torch.get_num_threads(),
         "batch": args.batch,
+        "pixel_format": "RGB",  # frames as uint8 RGB tensors, SDR, as frcnn-bench's default
+        "transfer": "sdr",
         "min_size": args.min_size,
         "max_size": args.max_size,
         "inputs": [args.frames_dir] if args.frames_dir else args.inputs,
