@@ -225,7 +225,8 @@ Rgb class_colour(const frcnn::gst::DetectionMeta &det)
 }
 
 // How a frame's YUV values stand for colours: its colorimetry's matrix and range (BT.601 when it
-// names no matrix), as frcnndetect reads them, in samples of `depth` bits.
+// names no matrix), as frcnndetect reads them, in samples of `depth` bits; and for every format,
+// YUV or RGB, its transfer (HDR video's signals for a colour).
 struct YuvEncoding {
 	double kr = 0.299, kb = 0.114; // luma weights of red and blue
 	bool full_range = false;
@@ -248,11 +249,17 @@ struct YuvEncoding {
 			transfer = frcnn::TransferFunction::HLG;
 	}
 
+	// The signals (0..255) of an SDR colour in the frame's transfer: the colour itself in SDR
+	// video, RGB frames included.
+	Rgb signal(const Rgb &colour) const
+	{
+		return { 255 * frcnn::hdr_signal(transfer, colour.r / 255), 255 * frcnn::hdr_signal(transfer, colour.g / 255),
+			 255 * frcnn::hdr_signal(transfer, colour.b / 255) };
+	}
+
 	void encode(const Rgb &colour, double *y, double *u, double *v) const
 	{
-		const Rgb c = { 255 * frcnn::hdr_signal(transfer, colour.r / 255),
-				255 * frcnn::hdr_signal(transfer, colour.g / 255),
-				255 * frcnn::hdr_signal(transfer, colour.b / 255) };
+		const Rgb c = signal(colour);
 		const double luma = (kr * c.r + (1 - kr - kb) * c.g + kb * c.b) / 255;
 		const double cb = (c.b / 255 - luma) / (2 * (1 - kb)), cr = (c.r / 255 - luma) / (2 * (1 - kr));
 		// Full range: all 2^depth - 1 steps; limited: 8 bits' levels times 2^(depth - 8).
@@ -392,7 +399,7 @@ public:
 	void rectangle(const cv::Rect &rect, const Rgb &colour, int thickness)
 	{
 		if (!packed_.empty()) {
-			cv::rectangle(packed_, rect, packed_colour(format_, colour), thickness);
+			cv::rectangle(packed_, rect, packed_colour(format_, yuv_.signal(colour)), thickness);
 			return;
 		}
 
@@ -471,7 +478,7 @@ public:
 		cv::Scalar ink;
 		if (!packed_.empty()) {
 			target = packed_;
-			ink = packed_colour(format_, { level, level, level });
+			ink = packed_colour(format_, yuv_.signal({ level, level, level }));
 		} else if (!pixels_.empty()) {
 			target = pixels_;
 			// Chroma first in UYVY and VYUY, luma first in YUY2 and YVYU.

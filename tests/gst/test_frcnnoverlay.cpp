@@ -317,6 +317,18 @@ TEST(FrcnnOverlay, DrawsIntoHdrVideoAsItsSdrPictureShows)
 		}
 		EXPECT_GT(largest_signal_difference, 0.1) << "the signal is HDR's, not the SDR colour's";
 	}
+	/* RGB frames of HDR video alike (caps of RGBA with the PQ transfer): the box's bytes are the
+	 * PQ signals of its colour, which the detector's mapping reads as that colour. */
+	Frame frame = make_frame(cv::Mat(kHeight, kWidth, CV_8UC3, kGrey), GST_VIDEO_FORMAT_RGBA);
+	ASSERT_TRUE(gst_video_colorimetry_from_string(&frame.info.colorimetry, "1:1:14:9"));
+	ASSERT_EQ(frame.info.colorimetry.transfer, GST_VIDEO_TRANSFER_SMPTE2084);
+	gst_test::BufferPtr out = draw_car(frame, "line-thickness=2");
+	ASSERT_TRUE(out);
+	Pixels pixels(out.get(), frame);
+	const std::array<int, 3> drawn = pixels.at(40, 80);
+	for (int c = 0; c < 3; c++)
+		EXPECT_NEAR(drawn[c], std::lround(255 * frcnn::hdr_signal(frcnn::TransferFunction::PQ, reference[c] / 255.0)), 1)
+			<< "channel " << c;
 }
 
 TEST(FrcnnOverlay, ColourIsStablePerClass)
