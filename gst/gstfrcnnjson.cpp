@@ -12,7 +12,8 @@
  *                  "id": 0, "parent_id": -1}]}
  * ]|
  *
- * The box is in frame pixels. pts is in nanoseconds, or null for a buffer without one; label_id
+ * The box is in frame pixels; frames whose pixels are not square (anamorphic video) also have
+ * "pixel_aspect_ratio": [n, d] after "height" (a pixel is n/d as wide as high). pts is in nanoseconds, or null for a buffer without one; label_id
  * and score are null for a region of interest that came without a "detection" parameter. id and
  * parent_id are the region of interest's (frcnndetect: parent_id -1, or with
  * inference-region=roi-list the id of the region the detection was found in).
@@ -129,6 +130,7 @@ struct _GstFrcnnJson {
 	guint64 frame;
 	gint width;
 	gint height;
+	gint par_n, par_d; /* the frames' pixel aspect ratio */
 };
 
 G_DEFINE_TYPE(GstFrcnnJson, gst_frcnn_json, GST_TYPE_BASE_TRANSFORM);
@@ -371,6 +373,7 @@ static gboolean gst_frcnn_json_start(GstBaseTransform *trans)
 	self->frame = 0;
 	self->width = 0;
 	self->height = 0;
+	self->par_n = self->par_d = 1;
 	self->file = nullptr;
 	self->own_file = FALSE;
 
@@ -429,6 +432,8 @@ static gboolean gst_frcnn_json_set_caps(GstBaseTransform *trans, GstCaps *incaps
 	}
 	self->width = GST_VIDEO_INFO_WIDTH(&info);
 	self->height = GST_VIDEO_INFO_HEIGHT(&info);
+	self->par_n = GST_VIDEO_INFO_PAR_N(&info);
+	self->par_d = GST_VIDEO_INFO_PAR_D(&info);
 	return TRUE;
 }
 
@@ -438,8 +443,9 @@ static double rounded(double value, double scale)
 	return std::round(value * scale) / scale;
 }
 
-/* frcnn's own line: frame, pts, width, height, source and tags (when set), detections (box in
- * pixels, label, label_id, score, id, parent_id), keys in this order. */
+/* frcnn's own line: frame, pts, width, height, pixel_aspect_ratio (for pixels that are not
+ * square), source and tags (when set), detections (box in pixels, label, label_id, score, id,
+ * parent_id), keys in this order. */
 static std::string frcnn_line(GstFrcnnJson *self, GstClockTime pts, const std::string &source,
 			      const std::vector<frcnn::gst::DetectionMeta> &metas)
 {
@@ -449,6 +455,9 @@ static std::string frcnn_line(GstFrcnnJson *self, GstClockTime pts, const std::s
 						   : nlohmann::ordered_json(nullptr);
 	line["width"] = self->width;
 	line["height"] = self->height;
+	/* Anamorphic video: what a reader needs to draw the boxes on the frame as it is shown. */
+	if (self->par_n != self->par_d && self->par_n > 0 && self->par_d > 0)
+		line["pixel_aspect_ratio"] = { self->par_n, self->par_d };
 	if (!source.empty())
 		line["source"] = source;
 	if (!self->line_tags->in_order.is_null())

@@ -478,3 +478,27 @@ TEST(FrcnnJson, AddEmptyResultsFalseLeavesEmptyFramesOut)
 		gst_object_unref(bus);
 	}
 }
+
+namespace {
+
+// Anamorphic video: its lines say the pixels' shape after the height (in the documented order);
+// square pixels' lines leave it out, as before (caps may change in the middle of a stream).
+TEST(FrcnnJson, PixelAspectRatioOfAnamorphicVideo)
+{
+	const std::string path = gst_test::out_dir() + "/anamorphic.jsonl";
+	HarnessPtr h = json_harness("location=\"" + path + "\"");
+	gst_harness_set_src_caps_str(h.get(), "video/x-raw,format=NV12,width=320,height=240,framerate=30/1,"
+					      "pixel-aspect-ratio=64/45");
+	gst_test::BufferPtr first(gst_harness_push_and_pull(h.get(), frame_buffer(0)));
+	ASSERT_TRUE(first);
+	gst_harness_set_src_caps_str(h.get(), "video/x-raw,format=NV12,width=320,height=240,framerate=30/1,"
+					      "pixel-aspect-ratio=1/1");
+	gst_test::BufferPtr second(gst_harness_push_and_pull(h.get(), frame_buffer(33333333)));
+	ASSERT_TRUE(second);
+	const std::vector<std::string> lines = read_lines(path);
+	ASSERT_EQ(lines.size(), 2u);
+	EXPECT_EQ(lines[0], R"({"frame":0,"pts":0,"width":320,"height":240,"pixel_aspect_ratio":[64,45],"detections":[]})");
+	EXPECT_EQ(lines[1], R"({"frame":1,"pts":33333333,"width":320,"height":240,"detections":[]})");
+}
+
+} // namespace
