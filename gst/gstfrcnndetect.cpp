@@ -389,6 +389,7 @@ bool to_pixel_format(GstVideoFormat format, frcnn::PixelFormat *out)
 	case GST_VIDEO_FORMAT_Y444_12LE: *out = frcnn::PixelFormat::Y444_12LE; return true;
 	case GST_VIDEO_FORMAT_Y210: *out = frcnn::PixelFormat::Y210; return true;
 	case GST_VIDEO_FORMAT_Y212_LE: *out = frcnn::PixelFormat::Y212_LE; return true;
+	case GST_VIDEO_FORMAT_v210: *out = frcnn::PixelFormat::v210; return true;
 	default: return false;
 	}
 }
@@ -401,7 +402,7 @@ frcnn::gst::StartGrid start_grid(const GstVideoInfo &info)
 		return {};
 	/* Interlaced 4:2:0 frames' chroma by field: all of a stream's frames as such, those of a
 	 * mixed one too (its progressive frames take the coarser grid as well). */
-	return { frcnn::chroma_needs_even_x(format),
+	return { frcnn::rectangle_column_step(format),
 		 frcnn::rectangle_row_step(format, GST_VIDEO_INFO_IS_INTERLACED(&info)) };
 }
 

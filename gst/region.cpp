@@ -57,8 +57,8 @@ std::optional<Region> fit_rectangle(unsigned int x, unsigned int y, unsigned int
 	long long left = std::min<long long>(x, frame_width), top = std::min<long long>(y, frame_height);
 	if (left >= right || top >= bottom)
 		return std::nullopt;
-	if (grid.even_x)
-		left -= left % 2;
+	if (grid.column_step > 1)
+		left -= left % grid.column_step;
 	if (grid.row_step > 1)
 		top -= top % grid.row_step;
 	return Region{ static_cast<int>(left), static_cast<int>(top), static_cast<int>(right - left),

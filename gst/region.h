@@ -26,10 +26,11 @@ struct Region {
 std::optional<Region> parse_region(const std::string &text);
 
 // Where a rectangle of a frame may start: where a chroma sample starts. Columns are even in 4:2:2
-// and 4:2:0 frames (a chroma sample covers two pixels of a row); rows are even in 4:2:0 frames,
-// and multiples of 4 in interlaced ones (a chroma row of the top field).
+// and 4:2:0 frames (a chroma sample covers two pixels of a row), multiples of 6 in v210 ones (6
+// pixels' samples share 4 words); rows are even in 4:2:0 frames, and multiples of 4 in
+// interlaced ones (a chroma row of the top field).
 struct StartGrid {
-	bool even_x = false;
+	int column_step = 1;
 	int row_step = 1;
 };
 

@@ -52,6 +52,7 @@ inline FrameView random_frame(PixelFormat format, int width, int height, std::mt
 	case PixelFormat::Y444_12LE: planes = {{height, width * 2}, {height, width * 2}, {height, width * 2}}; break;
 	case PixelFormat::Y210:
 	case PixelFormat::Y212_LE: planes = {{height, cw * 8}}; break;
+	case PixelFormat::v210: planes = {{height, (width + 5) / 6 * 16}}; break; // 6 pixels in 4 words
 	default: planes = {{height, width * bpp}}; break;
 	}
 	std::uniform_int_distribution<int> byte(0, 255);
@@ -79,7 +80,7 @@ inline const std::vector<PixelFormat> &all_pixel_formats()
 		PixelFormat::VYUY, PixelFormat::NV16, PixelFormat::NV61, PixelFormat::NV24,
 		PixelFormat::P010_10LE, PixelFormat::I420_10LE, PixelFormat::I422_10LE, PixelFormat::Y444_10LE,
 		PixelFormat::P012_LE, PixelFormat::I420_12LE, PixelFormat::I422_12LE, PixelFormat::Y444_12LE,
-		PixelFormat::Y210, PixelFormat::Y212_LE};
+		PixelFormat::Y210, PixelFormat::Y212_LE, PixelFormat::v210};
 	return formats;
 }
 

@@ -72,6 +72,8 @@ YuvLayout yuv_layout(PixelFormat format)
 	case PixelFormat::Y444_12LE: return {2, 0, 1, 2, 0, 0, 2, 0, 0, 2, 0, 12};
 	case PixelFormat::Y210: return {4, 0, 0, 0, 2, 6, 8, 1, 0, 2, 6, 10};
 	case PixelFormat::Y212_LE: return {4, 0, 0, 0, 2, 6, 8, 1, 0, 2, 4, 12};
+	// UYVY's order, positions in samples, three to a 32-bit word
+	case PixelFormat::v210: return {2, 1, 0, 0, 0, 2, 4, 1, 0, 4, 0, 10, false, true};
 	default: throw Error("not a YUV format");
 	}
 }
@@ -211,9 +213,14 @@ double hdr_signal(TransferFunction transfer, double sdr_signal)
 	}
 }
 
-bool chroma_needs_even_x(PixelFormat format)
+int rectangle_column_step(PixelFormat format)
 {
-	return packed_bytes_per_pixel(format) == 0 && yuv_layout(format).x_shift > 0;
+	if (packed_bytes_per_pixel(format) > 0)
+		return 1;
+	const YuvLayout layout = yuv_layout(format);
+	if (layout.word_triplets)
+		return 6; // 6 pixels' 12 samples fill 4 words
+	return 1 << layout.x_shift;
 }
 
 bool chroma_needs_even_y(PixelFormat format)
@@ -249,7 +256,7 @@ std::vector<PlaneExtent> frame_planes(const FrameView &f)
 				planes.resize(plane + 1, PlaneExtent{0, 0});
 			planes[plane].rows = std::max(planes[plane].rows, rows);
 			planes[plane].row_bytes =
-				std::max(planes[plane].row_bytes, (samples - 1) * step + offset + layout.sample_bytes);
+				std::max(planes[plane].row_bytes, row_bytes_through(layout, (samples - 1) * step + offset));
 		};
 		const int64_t chroma_width = ((int64_t)f.width + (1 << layout.x_shift) - 1) >> layout.x_shift;
 		const int64_t chroma_height = chroma_rows(layout, f.height);
@@ -276,15 +283,20 @@ FrameView crop_frame(const FrameView &frame, int x, int y, int width, int height
 	    y > frame.height - height)
 		throw Error("the rectangle " + rectangle + " does not lie inside the " +
 			    std::to_string(frame.width) + "x" + std::to_string(frame.height) + " frame");
-	const bool even_x = chroma_needs_even_x(frame.format), even_y = chroma_needs_even_y(frame.format);
+	const bool even_y = chroma_needs_even_y(frame.format);
+	const int column_step = rectangle_column_step(frame.format);
 	const int row_step = rectangle_row_step(frame.format, frame.interlaced);
-	if ((even_x && x % 2) || y % row_step)
+	if (x % column_step || y % row_step)
 		throw Error("the rectangle " + rectangle + " of a " +
-			    (row_step == 4 ? "4:2:0 interlaced" : even_y ? "4:2:0" : "4:2:2") +
+			    (column_step == 6    ? "v210"
+			     : row_step == 4 ? "4:2:0 interlaced"
+			     : even_y	     ? "4:2:0"
+					     : "4:2:2") +
 			    " frame must start at " +
-			    (row_step == 4 ? "an even x and a y that is a multiple of 4"
-			     : even_y	   ? "even coordinates"
-					   : "an even x"));
+			    (column_step == 6    ? "an x that is a multiple of 6"
+			     : row_step == 4 ? "an even x and a y that is a multiple of 4"
+			     : even_y	     ? "even coordinates"
+					     : "an even x"));
 	frame_planes(frame);
 
 	FrameView crop = frame;
@@ -298,10 +310,12 @@ FrameView crop_frame(const FrameView &frame, int x, int y, int width, int height
 	// The rectangle's first pixel is the first of a chroma sample: each plane's first byte moves
 	// to the bytes of that pixel (in packed 4:2:2, luma and chroma agree on it).
 	const YuvLayout layout = yuv_layout(frame);
-	crop.planes[0] += luma_byte(layout, frame.strides[0], y, x) - layout.luma_offset;
+	crop.planes[0] += y * static_cast<int64_t>(frame.strides[0]) +
+			  position_byte(layout, luma_position(layout, x) - layout.luma_offset);
 	for (int p = 1; p < 3; p++)
 		if (p == layout.u_plane || p == layout.v_plane)
-			crop.planes[p] += chroma_byte(layout, frame.strides[p], y, x, 0);
+			crop.planes[p] += chroma_row(layout, y) * static_cast<int64_t>(frame.strides[p]) +
+					  position_byte(layout, chroma_position(layout, x, 0));
 	return crop;
 }
 
@@ -383,6 +397,19 @@ torch::Tensor frame_to_tensor(const FrameView &f)
 	};
 	// The samples' values as floats: bytes, or little-endian words' bits.
 	auto samples = [&](int index, int64_t offset, int64_t height, int64_t width, int64_t step) {
+		if (layout.word_triplets) {
+			// The row's words, each split into its three samples, in order.
+			const int64_t words = row_bytes_through(layout, (width - 1) * step + offset) / 4;
+			auto word = torch::zeros({height, words}, torch::kInt64);
+			for (int byte = 0; byte < 4; byte++)
+				word.add_(bytes(index, byte, height, words, 4).to(torch::kInt64).mul(int64_t{1} << (8 * byte)));
+			const auto row = torch::stack({word.bitwise_and(0x3ff), word.bitwise_right_shift(10).bitwise_and_(0x3ff),
+						       word.bitwise_right_shift(20).bitwise_and_(0x3ff)},
+						      2)
+						 .reshape({height, words * 3});
+			using torch::indexing::Slice;
+			return row.index({Slice(), Slice(offset, offset + (width - 1) * step + 1, step)}).to(torch::kFloat32);
+		}
 		if (layout.sample_bytes == 1)
 			return bytes(index, offset, height, width, step).to(torch::kFloat32);
 		const auto low = bytes(index, offset, height, width, step).to(torch::kInt32);

@@ -636,7 +636,9 @@ TestFrame copy_rectangle(const FrameView &frame, int x, int y, int width, int he
 		// The rectangle's samples, where the format's layout puts them.
 		const YuvLayout layout = yuv_layout(frame.format);
 		const auto planes = frame_planes(crop_frame(frame, x, y, width, height));
-		parts.push_back({x * layout.luma_step, y, height, static_cast<int>(planes[0].row_bytes)});
+		// v210: 16 bytes for each 6 pixels.
+		const int x_bytes = frame.format == PixelFormat::v210 ? x / 6 * 16 : x * layout.luma_step;
+		parts.push_back({x_bytes, y, height, static_cast<int>(planes[0].row_bytes)});
 		for (size_t p = 1; p < planes.size(); p++)
 			parts.push_back({(x >> layout.x_shift) * layout.chroma_step, y >> layout.y_shift,
 					 static_cast<int>(planes[p].rows), static_cast<int>(planes[p].row_bytes)});
@@ -666,9 +668,13 @@ TEST(CropFrame, ViewsTheRectangleWithoutCopying)
 		SCOPED_TRACE("format " + std::to_string((int)format));
 		std::vector<std::vector<uint8_t>> storage;
 		const FrameView frame = test::random_frame(format, 99, 71, rng, storage);
-		const bool odd_y = !chroma_needs_even_y(format), odd_x = !chroma_needs_even_x(format);
-		for (auto [x, y, w, h] : {std::array<int, 4>{0, 0, 99, 71}, {10, 4, 33, 21}, {64, 40, 35, 31},
-					  {odd_x ? 9 : 8, odd_y ? 5 : 6, 31, 20}}) {
+		const bool odd_y = !chroma_needs_even_y(format);
+		const int column_step = format == PixelFormat::v210 ? 6 : packed_bytes_per_pixel(format) > 0 ? 1
+			: yuv_layout(format).x_shift > 0 ? 2 : 1;
+		EXPECT_EQ(rectangle_column_step(format), column_step);
+		auto on_grid = [column_step](int x) { return x - x % column_step; };
+		for (auto [x, y, w, h] : {std::array<int, 4>{0, 0, 99, 71}, {on_grid(10), 4, 33, 21}, {on_grid(64), 40, 35, 31},
+					  {column_step == 1 ? 9 : on_grid(8), odd_y ? 5 : 6, 31, 20}}) {
 			SCOPED_TRACE(std::to_string(w) + "x" + std::to_string(h) + " at " + std::to_string(x) +
 				     "," + std::to_string(y));
 			const FrameView crop = crop_frame(frame, x, y, w, h);
@@ -720,6 +726,19 @@ TEST(CropFrame, RectanglesOutsideTheFrameOrOffTheChromaGridAreErrors)
 			ADD_FAILURE() << "an odd x was taken";
 		} catch (const Error &e) {
 			EXPECT_NE(std::string(e.what()).find("of a 4:2:2 frame must start at an even x"),
+				  std::string::npos) << e.what();
+		}
+	}
+	// v210: 6 pixels' samples share 4 words.
+	std::vector<std::vector<uint8_t>> storage_v210;
+	const FrameView v210 = test::random_frame(PixelFormat::v210, 64, 48, rng, storage_v210);
+	EXPECT_NO_THROW(crop_frame(v210, 12, 3, 11, 13));
+	for (int x : {2, 4, 9, 10}) {
+		try {
+			crop_frame(v210, x, 0, 10, 10);
+			ADD_FAILURE() << "x = " << x << " was taken";
+		} catch (const Error &e) {
+			EXPECT_NE(std::string(e.what()).find("of a v210 frame must start at an x that is a multiple of 6"),
 				  std::string::npos) << e.what();
 		}
 	}
@@ -811,6 +830,31 @@ TestFrame yuv_frame(PixelFormat format, int width, int height, const SampleAt &s
 		at[1] = (uint8_t)(word >> 8);
 	};
 
+	if (format == PixelFormat::v210) {
+		// UYVY's samples, 10 bits each, three to a little-endian 32-bit word from bit 0: each 6
+		// pixels' 12 samples in 4 words. Samples past the width in a row's last group and the
+		// top 2 bits of every word are patterns that must not be read.
+		const int groups = (width + 5) / 6, stride = groups * 16 + 12;
+		f.planes.emplace_back((size_t)stride * height, 0x5a);
+		f.view.strides[0] = stride;
+		for (int y = 0; y < height; y++)
+			for (int group = 0; group < groups; group++) {
+				uint32_t words[4] = {0x80000000u, 0xc0000000u, 0x40000000u, 0x80000000u};
+				for (int k = 0; k < 12; k++) {
+					const char c = "UYVY"[k % 4];
+					const int x = 6 * group + 2 * (k / 4) + (k % 4 == 3 ? 1 : 0);
+					const int component = c == 'Y' ? 0 : c == 'U' ? 1 : 2;
+					const int value = x < width ? sample(component, y, x) : 0x3ee;
+					words[k / 3] |= static_cast<uint32_t>(value) << (10 * (k % 3));
+				}
+				uint8_t *at = &f.planes[0][(size_t)y * stride + 16 * group];
+				for (int w = 0; w < 4; w++)
+					for (int b = 0; b < 4; b++)
+						at[4 * w + b] = (uint8_t)(words[w] >> (8 * b));
+			}
+		f.view.planes[0] = f.planes[0].data();
+		return f;
+	}
 	const char *packed_order = format == PixelFormat::YUY2	 ? "YUYV"
 				   : format == PixelFormat::UYVY ? "UYVY"
 				   : format == PixelFormat::YVYU ? "YVYU"
@@ -894,7 +938,7 @@ TEST(FrameToTensor, YuvFormatsReadTheirSamplesWhereTheyLie)
 		  PixelFormat::YVYU, PixelFormat::VYUY}},
 		{0, 0, {PixelFormat::Y444, PixelFormat::NV24}},
 		{1, 1, {PixelFormat::I420_10LE, PixelFormat::P010_10LE}},
-		{1, 0, {PixelFormat::I422_10LE, PixelFormat::Y210}},
+		{1, 0, {PixelFormat::I422_10LE, PixelFormat::Y210, PixelFormat::v210}},
 		{0, 0, {PixelFormat::Y444_10LE}},
 		{1, 1, {PixelFormat::I420_12LE, PixelFormat::P012_LE}},
 		{1, 0, {PixelFormat::I422_12LE, PixelFormat::Y212_LE}},
@@ -920,6 +964,23 @@ TEST(FrameToTensor, YuvFormatsReadTheirSamplesWhereTheyLie)
 				ops::detail::normalised_frame_cpu(frame.view, mean, std, kernel);
 				EXPECT_TRUE(torch::equal(image, kernel));
 			}
+}
+
+// A v210 row is read up to the word that holds its last sample: 4 bytes for each 3 samples, the
+// words of a group of 6 pixels in order (U Y V, Y U Y, V Y U, Y V Y), not the whole group.
+TEST(FrameToTensor, V210RowsAreReadUpToTheWordOfTheirLastSample)
+{
+	std::mt19937 rng(40);
+	for (auto [width, row_bytes] : {std::pair{1, 4}, {2, 8}, {3, 12}, {5, 16}, {6, 16}, {7, 20}, {48, 128}}) {
+		SCOPED_TRACE("width " + std::to_string(width));
+		std::vector<std::vector<uint8_t>> storage;
+		FrameView frame = test::random_frame(PixelFormat::v210, width, 3, rng, storage);
+		frame.strides[0] = row_bytes;
+		EXPECT_EQ(frame_planes(frame)[0].row_bytes, row_bytes);
+		EXPECT_NO_THROW(frame_to_tensor(frame));
+		frame.strides[0] = row_bytes - 1;
+		EXPECT_THROW(frame_to_tensor(frame), Error);
+	}
 }
 
 // BT.601 limited range: the colours a camera's YUV stands for, against the standard's matrix.
@@ -1016,7 +1077,8 @@ TEST(FrameToTensor, WiderSamplesOfEightBitLevelsGiveTheEightBitImage)
 				   std::pair{PixelFormat::I422_12LE, PixelFormat::Y42B},
 				   std::pair{PixelFormat::Y444_12LE, PixelFormat::Y444},
 				   std::pair{PixelFormat::Y210, PixelFormat::YUY2},
-				   std::pair{PixelFormat::Y212_LE, PixelFormat::YUY2}}) {
+				   std::pair{PixelFormat::Y212_LE, PixelFormat::YUY2},
+				   std::pair{PixelFormat::v210, PixelFormat::UYVY}}) {
 		SCOPED_TRACE("format " + std::to_string((int)wide));
 		const YuvLayout layout = yuv_layout(eight);
 		const int scale = 1 << (yuv_layout(wide).bits - 8);
@@ -1167,7 +1229,7 @@ TEST(CropFrame, AnyRectangleOnTheGridReadsThatPartOfTheFrame)
 		FrameView frame = test::random_frame(format, width, height, rng, storage, interlaced);
 		frame.matrix = static_cast<YuvMatrix>(below(3));
 		frame.full_range = below(2) == 1;
-		const int x_step = chroma_needs_even_x(format) ? 2 : 1;
+		const int x_step = rectangle_column_step(format);
 		const int y_step = rectangle_row_step(format, interlaced);
 		EXPECT_EQ(y_step, chroma_needs_even_y(format) ? (interlaced ? 4 : 2) : 1);
 		const int x = below((width + x_step - 1) / x_step) * x_step, y = below((height + y_step - 1) / y_step) * y_step;

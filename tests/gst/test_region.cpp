@@ -63,27 +63,30 @@ TEST(Region, IsCutToTheFrame)
 TEST(Region, StartsOnTheChromaGridOf420Frames)
 {
 	/* The left and top edges move to even coordinates; the right and bottom edges stay. */
-	EXPECT_EQ(fit_region({ 11, 21, 30, 40 }, 100, 80, { true, 2 }), (Region{ 10, 20, 31, 41 }));
+	EXPECT_EQ(fit_region({ 11, 21, 30, 40 }, 100, 80, { 2, 2 }), (Region{ 10, 20, 31, 41 }));
 	EXPECT_EQ(fit_region({ 11, 21, 30, 40 }, 100, 80, {}), (Region{ 11, 21, 30, 40 }));
-	EXPECT_EQ(fit_region({ 99, 79, 5, 5 }, 100, 80, { true, 2 }), (Region{ 98, 78, 2, 2 }));
+	EXPECT_EQ(fit_region({ 99, 79, 5, 5 }, 100, 80, { 2, 2 }), (Region{ 98, 78, 2, 2 }));
 	/* Interlaced 4:2:0: the top edge moves onto a multiple of 4 (a chroma row of the top field). */
-	EXPECT_EQ(fit_region({ 11, 23, 30, 40 }, 100, 80, { true, 4 }), (Region{ 10, 20, 31, 43 }));
-	EXPECT_EQ(fit_region({ 11, 24, 30, 40 }, 100, 80, { true, 4 }), (Region{ 10, 24, 31, 40 }));
+	EXPECT_EQ(fit_region({ 11, 23, 30, 40 }, 100, 80, { 2, 4 }), (Region{ 10, 20, 31, 43 }));
+	EXPECT_EQ(fit_region({ 11, 24, 30, 40 }, 100, 80, { 2, 4 }), (Region{ 10, 24, 31, 40 }));
 	/* 4:2:2: only the left edge moves. */
-	EXPECT_EQ(fit_region({ 11, 21, 30, 40 }, 100, 80, { true, 1 }), (Region{ 10, 21, 31, 40 }));
+	EXPECT_EQ(fit_region({ 11, 21, 30, 40 }, 100, 80, { 2, 1 }), (Region{ 10, 21, 31, 40 }));
+	/* v210: the left edge moves onto a multiple of 6 (the first pixel of a group of words). */
+	EXPECT_EQ(fit_region({ 17, 21, 30, 40 }, 100, 80, { 6, 1 }), (Region{ 12, 21, 35, 40 }));
+	EXPECT_EQ(fit_region({ 99, 0, 5, 5 }, 100, 80, { 6, 1 }), (Region{ 96, 0, 4, 5 }));
 }
 
 TEST(Region, RegionsOfInterestAreCutToTheFrameOrLeftOut)
 {
 	EXPECT_EQ(fit_rectangle(10, 20, 30, 40, 100, 80, {}), (Region{ 10, 20, 30, 40 }));
-	EXPECT_EQ(fit_rectangle(11, 21, 30, 40, 100, 80, { true, 2 }), (Region{ 10, 20, 31, 41 }));
+	EXPECT_EQ(fit_rectangle(11, 21, 30, 40, 100, 80, { 2, 2 }), (Region{ 10, 20, 31, 41 }));
 	EXPECT_EQ(fit_rectangle(90, 70, 30, 40, 100, 80, {}), (Region{ 90, 70, 10, 10 }));
 	/* Metadata may hold anything: no overflow past the frame. */
 	EXPECT_EQ(fit_rectangle(5, 6, 4294967295u, 4294967295u, 100, 80, {}), (Region{ 5, 6, 95, 74 }));
 	EXPECT_EQ(fit_rectangle(4294967295u, 0, 10, 10, 100, 80, {}), std::nullopt);
 	EXPECT_EQ(fit_rectangle(100, 0, 10, 10, 100, 80, {}), std::nullopt);
 	EXPECT_EQ(fit_rectangle(10, 10, 0, 10, 100, 80, {}), std::nullopt);
-	EXPECT_EQ(fit_rectangle(10, 10, 10, 0, 100, 80, { true, 2 }), std::nullopt);
+	EXPECT_EQ(fit_rectangle(10, 10, 10, 0, 100, 80, { 2, 2 }), std::nullopt);
 }
 
 } // namespace

@@ -40,6 +40,9 @@ enum class PixelFormat {
 	Y444_12LE,			     // Y444 of 16-bit words, the sample in their low 12 bits
 	Y210,				     // YUY2 of 16-bit words, the sample in their top 10 bits
 	Y212_LE,			     // YUY2 of 16-bit words, the sample in their top 12 bits
+	v210,				     // packed 4:2:2 in UYVY's order, 10-bit samples three to a
+					     // little-endian 32-bit word (bits 0-9, 10-19, 20-29): 6 pixels
+					     // in 16 bytes (SDI capture cards)
 };
 
 // The matrix by which a YUV frame's values stand for colours (GStreamer's colorimetry matrix):
@@ -64,9 +67,12 @@ enum class TransferFunction { SDR, PQ, HLG };
 // were up to the highlights' compression (white as 0.96). SDR: the signal itself.
 double hdr_signal(TransferFunction transfer, double sdr_signal);
 
-// Whether a format's chroma samples cover pixel pairs or 2x2 blocks, so that a rectangle of its
-// frames must start at an even x (4:2:2, 4:2:0) or an even x and y (4:2:0).
-bool chroma_needs_even_x(PixelFormat format);
+// The columns a rectangle of a frame may start at: multiples of this. 1; 2 for 4:2:2 and 4:2:0
+// formats, whose chroma samples cover pixel pairs; 6 for v210, whose words hold 6 pixels' samples
+// together.
+int rectangle_column_step(PixelFormat format);
+// Whether a format's chroma samples cover 2x2 blocks (4:2:0), so that a rectangle of its frames
+// must start at an even y.
 bool chroma_needs_even_y(PixelFormat format);
 // The rows a rectangle of a frame may start at: multiples of this. 1; 2 for 4:2:0 formats; 4 for
 // interlaced 4:2:0 frames (FrameView::interlaced), whose chroma rows alternate between the fields.
@@ -110,8 +116,9 @@ struct FrameView {
 
 // The rectangle of `frame` at (x, y) of width x height pixels, as a view of the same memory:
 // nothing is copied. Where a chroma sample covers several pixels, the rectangle starts on one:
-// at an even x for 4:2:2 and 4:2:0 formats, and an even y for 4:2:0 (NV12, NV21, I420, YV12);
-// interlaced 4:2:0 frames at a y that is a multiple of 4 (rectangle_row_step).
+// at an even x for 4:2:2 and 4:2:0 formats (a multiple of 6 for v210: rectangle_column_step),
+// and an even y for 4:2:0 (NV12, NV21, I420, YV12); interlaced 4:2:0 frames at a y that is a
+// multiple of 4 (rectangle_row_step).
 // Throws frcnn::Error when the rectangle is empty, does not lie inside the frame or is not so
 // aligned.
 FrameView crop_frame(const FrameView &frame, int x, int y, int width, int height);

@@ -73,28 +73,31 @@ public:
 		}
 		float *red = scratch, *green = scratch + width, *blue = scratch + 2 * width;
 		if (layout_.sample_bytes == 1)
-			colours(y, [](const uint8_t *p) { return static_cast<int>(*p); }, red, green, blue);
+			colours(y, [](const uint8_t *row, int64_t position) { return static_cast<int>(row[position]); },
+				red, green, blue);
 		else
-			colours(y, [this](const uint8_t *p) { return sample_value(layout_, p); }, red, green, blue);
+			colours(y, [this](const uint8_t *row, int64_t position) { return sample_value(layout_, row, position); },
+				red, green, blue);
 		normalise(red, width, 0, r);
 		normalise(green, width, 1, g);
 		normalise(blue, width, 2, b);
 	}
 
 private:
-	// Row y's YUV colours before their clamp; `value` reads the sample at a byte. Chroma of the
-	// sample covering the pixel (nearest).
+	// Row y's YUV colours before their clamp; `value` reads the sample at a position of a row.
+	// Chroma of the sample covering the pixel (nearest).
 	template<typename SampleValue>
 	void colours(int64_t y, SampleValue value, float *red, float *green, float *blue) const
 	{
 		const YuvLayout &l = layout_;
-		const uint8_t *luma = frame_.planes[0] + luma_byte(l, frame_.strides[0], y, 0);
-		const uint8_t *u_row = frame_.planes[l.u_plane] + chroma_byte(l, frame_.strides[l.u_plane], y, 0, l.u_offset);
-		const uint8_t *v_row = frame_.planes[l.v_plane] + chroma_byte(l, frame_.strides[l.v_plane], y, 0, l.v_offset);
+		const uint8_t *luma = frame_.planes[0] + y * frame_.strides[0];
+		const int64_t row = chroma_row(l, y);
+		const uint8_t *u_row = frame_.planes[l.u_plane] + row * frame_.strides[l.u_plane];
+		const uint8_t *v_row = frame_.planes[l.v_plane] + row * frame_.strides[l.v_plane];
 		for (int64_t x = 0; x < frame_.width; x++) {
-			const float yy = luma_[value(luma + x * l.luma_step)];
-			const int64_t chroma = (x >> l.x_shift) * l.chroma_step;
-			const int u = value(u_row + chroma), v = value(v_row + chroma);
+			const float yy = luma_[value(luma, luma_position(l, x))];
+			const int u = value(u_row, chroma_position(l, x, l.u_offset));
+			const int v = value(v_row, chroma_position(l, x, l.v_offset));
 			red[x] = yy + red_v_[v];
 			green[x] = yy - green_u_[u] - green_v_[v];
 			blue[x] = yy + blue_u_[u];

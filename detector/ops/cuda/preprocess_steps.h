@@ -70,11 +70,9 @@ FRCNN_HOST_DEVICE inline Rgb pixel(const FrameDesc &f, int64_t y, int64_t x)
 					static_cast<float>(p[f.rgb_offsets[2]]) / 255.0f});
 	}
 	const YuvLayout &l = f.yuv;
-	const float luma = static_cast<float>(sample_value(l, f.planes[0] + luma_byte(l, f.strides[0], y, x)));
-	const float u = static_cast<float>(
-		sample_value(l, f.planes[l.u_plane] + chroma_byte(l, f.strides[l.u_plane], y, x, l.u_offset)));
-	const float v = static_cast<float>(
-		sample_value(l, f.planes[l.v_plane] + chroma_byte(l, f.strides[l.v_plane], y, x, l.v_offset)));
+	const float luma = static_cast<float>(luma_value(l, f.planes[0], f.strides[0], y, x));
+	const float u = static_cast<float>(chroma_value(l, f.planes[l.u_plane], f.strides[l.u_plane], y, x, l.u_offset));
+	const float v = static_cast<float>(chroma_value(l, f.planes[l.v_plane], f.strides[l.v_plane], y, x, l.v_offset));
 	// The CPU path's tensor operations, one rounding each.
 	const YuvToRgb &c = f.colours;
 	const float yy = mul(sub(luma, c.luma_offset), c.luma_scale);
