@@ -794,7 +794,8 @@ static void gst_frcnn_detect_class_init(GstFrcnnDetectClass *klass)
 		g_param_spec_string("region", "Region",
 				    "The rectangle of each frame the detector looks at, "
 				    "\"x,y,width,height\" in frame pixels (cut to the frame; its left edge "
-				    "moves to an even x on 4:2:0 and 4:2:2 frames, its top edge to an even y "
+				    "moves to an even x on 4:2:0 and 4:2:2 frames, to a multiple of 6 on v210 "
+				    "frames, its top edge to an even y "
 				    "on 4:2:0 frames, to a multiple of 4 on interlaced 4:2:0 frames); "
 				    "detections are still given in the whole frame's coordinates. Empty: "
 				    "the whole frame",

@@ -22,7 +22,9 @@
 #include <cmath>
 #include <cstdio>
 #include <functional>
+#include <memory>
 #include <string>
+#include <vector>
 
 #include <gst/video/video.h>
 #include <opencv2/core.hpp>
@@ -316,6 +318,67 @@ int sample_shift(const GstVideoFormatInfo *finfo)
 	return GST_VIDEO_FORMAT_INFO_SHIFT(finfo, 0);
 }
 
+// The rows of a v210 frame (UYVY's samples, 10 bits each, three to a little-endian 32-bit word)
+// as packed 4:2:2 of 16-bit words, the sample in their low bits, for OpenCV to draw on: each row
+// is unpacked the first time a drawing reaches it and packed back when this goes, so that only
+// the rows drawn on are touched, and in them only the bits of the frame's samples.
+class V210Rows {
+public:
+	V210Rows(uint8_t *data, int stride, int height, int pairs)
+		: data_(data), stride_(stride), samples_(4 * pairs), image_(height, pairs, CV_16UC4),
+		  unpacked_(static_cast<size_t>(height), false)
+	{
+	}
+	V210Rows(const V210Rows &) = delete;
+	V210Rows &operator=(const V210Rows &) = delete;
+	~V210Rows()
+	{
+		for (int y = 0; y < image_.rows; y++) {
+			if (!unpacked_[y])
+				continue;
+			uint8_t *row = data_ + static_cast<std::ptrdiff_t>(y) * stride_;
+			const uint16_t *samples = image_.ptr<uint16_t>(y);
+			for (int i = 0; i < samples_; i++) {
+				uint8_t *word = row + i / 3 * 4;
+				const int shift = 10 * (i % 3);
+				const uint32_t value = (read_word(word) & ~(0x3ffu << shift)) |
+						       static_cast<uint32_t>(samples[i] & 0x3ff) << shift;
+				for (int b = 0; b < 4; b++)
+					word[b] = static_cast<uint8_t>(value >> (8 * b));
+			}
+		}
+	}
+
+	// The samples as an image of pixel pairs (U, Y, V, Y).
+	cv::Mat &image() { return image_; }
+
+	// Rows first to last (cut to the frame) unpacked, ready to be drawn on.
+	void reach(int first, int last)
+	{
+		for (int y = std::max(first, 0); y <= std::min(last, image_.rows - 1); y++) {
+			if (unpacked_[y])
+				continue;
+			const uint8_t *row = data_ + static_cast<std::ptrdiff_t>(y) * stride_;
+			uint16_t *samples = image_.ptr<uint16_t>(y);
+			for (int i = 0; i < samples_; i++)
+				samples[i] = static_cast<uint16_t>(read_word(row + i / 3 * 4) >> (10 * (i % 3)) & 0x3ff);
+			unpacked_[y] = true;
+		}
+	}
+
+private:
+	static uint32_t read_word(const uint8_t *p)
+	{
+		return p[0] | p[1] << 8 | p[2] << 16 | static_cast<uint32_t>(p[3]) << 24;
+	}
+
+	uint8_t *data_;
+	int stride_;
+	int samples_; // of a row: 4 for each pair of pixels, the last one's second Y included
+	cv::Mat image_;
+	std::vector<bool> unpacked_;
+};
+
 // The planes of a frame as OpenCV images over the mapped memory, and how to paint on them. YUV
 // samples of more than 8 bits are 16-bit words in the host's byte order (the formats' LE), the
 // sample in their bits from shift_ up.
@@ -324,7 +387,8 @@ public:
 	explicit Canvas(GstVideoFrame *frame)
 		: format_(GST_VIDEO_FRAME_FORMAT(frame)),
 		  yuv_(frame->info.colorimetry, GST_VIDEO_FORMAT_INFO_DEPTH(frame->info.finfo, 0)),
-		  shift_(sample_shift(frame->info.finfo)), depth_(yuv_.depth > 8 ? CV_16U : CV_8U)
+		  shift_(format_ == GST_VIDEO_FORMAT_v210 ? 0 : sample_shift(frame->info.finfo)),
+		  depth_(yuv_.depth > 8 ? CV_16U : CV_8U)
 	{
 		const int width = GST_VIDEO_FRAME_WIDTH(frame);
 		const int height = GST_VIDEO_FRAME_HEIGHT(frame);
@@ -382,6 +446,13 @@ public:
 			pixel_pairs_ = plane(0, height, chroma_width, CV_MAKETYPE(depth_, 4));
 			pixels_ = plane(0, height, width, CV_MAKETYPE(depth_, 2));
 			break;
+		case GST_VIDEO_FORMAT_v210:
+			// Drawn as UYVY of 16-bit words, on the rows each drawing reaches.
+			v210_ = std::make_unique<V210Rows>(static_cast<uint8_t *>(GST_VIDEO_FRAME_PLANE_DATA(frame, 0)),
+							   GST_VIDEO_FRAME_PLANE_STRIDE(frame, 0), height, chroma_width);
+			pixel_pairs_ = v210_->image();
+			pixels_ = cv::Mat(height, width, CV_16UC2, pixel_pairs_.data, pixel_pairs_.step);
+			break;
 		case GST_VIDEO_FORMAT_RGB:
 		case GST_VIDEO_FORMAT_BGR:
 			packed_ = plane(0, height, width, CV_8UC3);
@@ -419,6 +490,8 @@ public:
 					      floor_shift(band.y + band.height - 1, y_shift_) - y0 + 1);
 			if (!pixel_pairs_.empty()) {
 				// A pair of pixels shares its chroma: whole pairs, luma included.
+				if (v210_)
+					v210_->reach(chroma.y, chroma.y + chroma.height - 1);
 				cv::rectangle(pixel_pairs_, chroma, pair_colour(y, u, v), cv::FILLED);
 				return;
 			}
@@ -482,11 +555,19 @@ public:
 		} else if (!pixels_.empty()) {
 			target = pixels_;
 			// Chroma first in UYVY and VYUY, luma first in YUY2 and YVYU.
-			const bool chroma_first = format_ == GST_VIDEO_FORMAT_UYVY || format_ == GST_VIDEO_FORMAT_VYUY;
+			const bool chroma_first = format_ == GST_VIDEO_FORMAT_UYVY || format_ == GST_VIDEO_FORMAT_VYUY ||
+						  format_ == GST_VIDEO_FORMAT_v210;
 			ink = chroma_first ? cv::Scalar(word(u), word(luma)) : cv::Scalar(word(luma), word(u));
+			if (v210_) {
+				// The rows the letters may reach: those of their box, and the strokes around.
+				int baseline = 0;
+				const cv::Size size = cv::getTextSize(text, kFont, scale, thickness, &baseline);
+				const int margin = thickness + 2;
+				v210_->reach(origin.y - size.height - margin, origin.y + baseline + margin);
+			}
 		}
-		// OpenCV antialiases on 8-bit images only: on 16-bit words (Y210) the letters are
-		// drawn in whole words, the bits below the sample left 0.
+		// OpenCV antialiases on 8-bit images only: on 16-bit words (Y210, v210's unpacked
+		// rows) the letters are drawn in whole words, the bits below the sample left 0.
 		cv::putText(target, text, origin, kFont, scale, ink, thickness,
 			    cv::LINE_AA);
 	}
@@ -582,7 +663,8 @@ private:
 	cv::Scalar pair_colour(double y, double u, double v) const
 	{
 		switch (format_) {
-		case GST_VIDEO_FORMAT_UYVY: return cv::Scalar(u, y, v, y);
+		case GST_VIDEO_FORMAT_UYVY:
+		case GST_VIDEO_FORMAT_v210: return cv::Scalar(u, y, v, y);
 		case GST_VIDEO_FORMAT_YVYU: return cv::Scalar(y, v, y, u);
 		case GST_VIDEO_FORMAT_VYUY: return cv::Scalar(v, y, u, y);
 		default: return cv::Scalar(y, u, y, v); // YUY2, Y210, Y212_LE
@@ -600,6 +682,7 @@ private:
 	cv::Mat chroma_pairs_;		// semi-planar: U and V (NV12, NV16, NV24) or V and U (NV21, NV61)
 	cv::Mat chroma_[2];		// planar: U, V
 	cv::Mat pixel_pairs_, pixels_;	// packed 4:2:2
+	std::unique_ptr<V210Rows> v210_; // v210: the rows drawn on, as packed 4:2:2 (pixel_pairs_)
 };
 
 std::string caption(const frcnn::gst::DetectionMeta &det, GstFrcnnOverlayShow show)

@@ -99,7 +99,7 @@ inline const std::vector<GstVideoFormat> &all_formats()
 		GST_VIDEO_FORMAT_NV16,	    GST_VIDEO_FORMAT_NV61,	GST_VIDEO_FORMAT_NV24,	    GST_VIDEO_FORMAT_GRAY8,
 		GST_VIDEO_FORMAT_P010_10LE, GST_VIDEO_FORMAT_I420_10LE, GST_VIDEO_FORMAT_I422_10LE, GST_VIDEO_FORMAT_Y444_10LE,
 		GST_VIDEO_FORMAT_P012_LE,   GST_VIDEO_FORMAT_I420_12LE, GST_VIDEO_FORMAT_I422_12LE, GST_VIDEO_FORMAT_Y444_12LE,
-		GST_VIDEO_FORMAT_Y210,	    GST_VIDEO_FORMAT_Y212_LE,
+		GST_VIDEO_FORMAT_Y210,	    GST_VIDEO_FORMAT_Y212_LE,	GST_VIDEO_FORMAT_v210,
 	};
 	return formats;
 }
@@ -143,6 +143,26 @@ inline int component_shift(const GstVideoFormatInfo *finfo, guint c)
 	if (GST_VIDEO_FORMAT_INFO_FORMAT(finfo) == GST_VIDEO_FORMAT_Y210 && GST_VIDEO_FORMAT_INFO_SHIFT(finfo, c) == 0)
 		return 16 - GST_VIDEO_FORMAT_INFO_DEPTH(finfo, c);
 	return GST_VIDEO_FORMAT_INFO_SHIFT(finfo, c);
+}
+
+// v210's samples: UYVY's, 10 bits each, three to a little-endian 32-bit word from bit 0 (6
+// pixels' 12 samples in 4 words). The sample at `position` of a row (position 4k: pixel 2k's U,
+// 4k + 1: its Y, 4k + 2: its V, 4k + 3: pixel 2k + 1's Y).
+inline int v210_sample(const uint8_t *row, int position)
+{
+	const uint8_t *word = row + position / 3 * 4;
+	const uint32_t value = word[0] | word[1] << 8 | word[2] << 16 | static_cast<uint32_t>(word[3]) << 24;
+	return static_cast<int>(value >> (10 * (position % 3)) & 0x3ff);
+}
+
+inline void set_v210_sample(uint8_t *row, int position, int sample)
+{
+	uint8_t *word = row + position / 3 * 4;
+	uint32_t value = word[0] | word[1] << 8 | word[2] << 16 | static_cast<uint32_t>(word[3]) << 24;
+	const int shift = 10 * (position % 3);
+	value = (value & ~(0x3ffu << shift)) | static_cast<uint32_t>(sample & 0x3ff) << shift;
+	for (int b = 0; b < 4; b++)
+		word[b] = static_cast<uint8_t>(value >> (8 * b));
 }
 
 // One frame as the element receives it. `bytes` holds exactly the buffer's memory, and
@@ -233,6 +253,25 @@ inline Frame make_frame(const cv::Mat &bgr, GstVideoFormat format, int stride_pa
 		for (int y = 0; y < height; y++)
 			std::memcpy(frame.bytes.data() + frame.offsets[0] + y * frame.strides[0], grey.ptr<uint8_t>(y),
 				    width);
+		return frame;
+	}
+
+	if (format == GST_VIDEO_FORMAT_v210) {
+		/* The 8-bit samples times 4, each chroma sample from the left pixel of its pair;
+		 * the words' top 2 bits stay as the fill left them (not read). */
+		cv::Mat yuv;
+		cv::cvtColor(bgr, yuv, cv::COLOR_BGR2YUV);
+		for (int y = 0; y < height; y++) {
+			uint8_t *row = frame.bytes.data() + frame.offsets[0] + y * frame.strides[0];
+			for (int x = 0; x < width; x++) {
+				const cv::Vec3b &pixel = yuv.at<cv::Vec3b>(y, x);
+				set_v210_sample(row, 2 * x + 1, 4 * pixel[0]);
+				if (x % 2 == 0) {
+					set_v210_sample(row, 2 * x, 4 * pixel[1]);
+					set_v210_sample(row, 2 * x + 2, 4 * pixel[2]);
+				}
+			}
+		}
 		return frame;
 	}
 

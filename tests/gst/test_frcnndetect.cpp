@@ -78,6 +78,7 @@ frcnn::PixelFormat pixel_format(GstVideoFormat format)
 	case GST_VIDEO_FORMAT_Y444_12LE: return frcnn::PixelFormat::Y444_12LE;
 	case GST_VIDEO_FORMAT_Y210: return frcnn::PixelFormat::Y210;
 	case GST_VIDEO_FORMAT_Y212_LE: return frcnn::PixelFormat::Y212_LE;
+	case GST_VIDEO_FORMAT_v210: return frcnn::PixelFormat::v210;
 	default:
 		ADD_FAILURE() << "no library format for " << gst_video_format_to_string(format);
 		return frcnn::PixelFormat::RGB;
@@ -447,7 +448,7 @@ TEST(FrcnnDetect, LayoutsOfOnePictureAllSeeTheSameImage)
 	       std::vector<GstVideoFormat>{ GST_VIDEO_FORMAT_Y42B, GST_VIDEO_FORMAT_NV16, GST_VIDEO_FORMAT_NV61,
 					    GST_VIDEO_FORMAT_YUY2, GST_VIDEO_FORMAT_UYVY, GST_VIDEO_FORMAT_YVYU,
 					    GST_VIDEO_FORMAT_VYUY, GST_VIDEO_FORMAT_I422_10LE, GST_VIDEO_FORMAT_I422_12LE,
-					    GST_VIDEO_FORMAT_Y210, GST_VIDEO_FORMAT_Y212_LE },
+					    GST_VIDEO_FORMAT_Y210, GST_VIDEO_FORMAT_Y212_LE, GST_VIDEO_FORMAT_v210 },
 	       std::vector<GstVideoFormat>{ GST_VIDEO_FORMAT_Y444, GST_VIDEO_FORMAT_NV24, GST_VIDEO_FORMAT_Y444_10LE,
 					    GST_VIDEO_FORMAT_Y444_12LE } }) {
 		const std::vector<frcnn::Detection> expected = expected_for(make_frame(image, family.front()));
@@ -491,7 +492,7 @@ TEST(FrcnnDetect, RejectsOtherFormats)
 	HarnessPtr h = harness();
 	GstPad *sinkpad = gst_element_get_static_pad(h->element, "sink");
 	for (const char *caps : { "video/x-raw,format=GRAY16_LE,width=64,height=64,framerate=30/1",
-				  "video/x-raw,format=v210,width=64,height=64,framerate=30/1",
+				  "video/x-raw,format=GBR,width=64,height=64,framerate=30/1",
 				  "video/x-raw,format=P016_LE,width=64,height=64,framerate=30/1",
 				  "video/x-raw(memory:GLMemory),format=RGBA,width=64,height=64,framerate=30/1",
 				  "audio/x-raw,format=S16LE,rate=48000,channels=2,layout=interleaved" }) {
@@ -1929,6 +1930,26 @@ TEST(FrcnnDetect, ReadsInterlacedFramesByField)
 		ASSERT_TRUE(out);
 		expect_meta_equals(out.get(), frame.width(), frame.height(), progressive);
 	}
+}
+
+// v210's 6 pixels share 4 words: a region's left edge moves onto a multiple of 6 columns (41 to
+// 36), its right edge staying, and the detections are those of that rectangle.
+TEST(FrcnnDetect, RegionsOfV210FramesStartOnAGroupOfWords)
+{
+	const Frame frame = make_frame(photo(321, 241), GST_VIDEO_FORMAT_v210);
+	HarnessPtr h = harness("region=41,31,150,101");
+	gst_harness_set_src_caps(h.get(), frame.caps());
+	gst_test::BufferPtr out(gst_harness_push_and_pull(h.get(), frame.buffer(0)));
+	ASSERT_TRUE(out);
+	std::vector<frcnn::Detection> inside = reference().detect({ frcnn::crop_frame(view_of(frame), 36, 31, 155, 101) }).at(0);
+	ASSERT_FALSE(inside.empty());
+	for (frcnn::Detection &det : inside) {
+		det.x1 += 36;
+		det.x2 += 36;
+		det.y1 += 31;
+		det.y2 += 31;
+	}
+	expect_meta_equals(out.get(), frame.width(), frame.height(), inside);
 }
 
 // A new region applies from the next frame; an invalid one is warned about and the previous

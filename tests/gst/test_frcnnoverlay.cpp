@@ -95,6 +95,15 @@ public:
 			}
 			return rgb;
 		}
+		if (format == GST_VIDEO_FORMAT_v210) {
+			const uint8_t *row = map_.data + layout_.offsets[0] + y * layout_.strides[0];
+			const int pair = 4 * (x / 2);
+			std::array<int, 3> values{ gst_test::v210_sample(row, 2 * x + 1), gst_test::v210_sample(row, pair),
+						   gst_test::v210_sample(row, pair + 2) };
+			for (int &value : values)
+				value = static_cast<int>(std::lround(value / 4.0));
+			return values;
+		}
 		/* Grey: the level thrice. YUV: Y, U and V of the pixel, where GStreamer's description
 		 * of the format puts them. */
 		const GstVideoFormatInfo *finfo = layout_.info.finfo;
@@ -489,7 +498,7 @@ TEST(FrcnnOverlay, RejectsOtherFormats)
 	HarnessPtr h = overlay();
 	GstPad *sinkpad = gst_element_get_static_pad(h->element, "sink");
 	for (const char *caps : { "video/x-raw,format=GRAY16_LE,width=64,height=64,framerate=30/1",
-				  "video/x-raw,format=v210,width=64,height=64,framerate=30/1" }) {
+				  "video/x-raw,format=GBR,width=64,height=64,framerate=30/1" }) {
 		GstCaps *c = gst_caps_from_string(caps);
 		EXPECT_FALSE(gst_pad_query_accept_caps(sinkpad, c)) << caps;
 		gst_caps_unref(c);

@@ -325,7 +325,7 @@ TEST(Pipelines, EveryLayoutOfTheSameSamplesGivesTheSameDetections)
 	       std::vector<std::string>{ "Y444", "NV24" },
 	       std::vector<std::string>{ "I420_10LE", "P010_10LE" },
 	       std::vector<std::string>{ "I420_12LE", "P012_LE" },
-	       std::vector<std::string>{ "I422_10LE", "Y210" },
+	       std::vector<std::string>{ "I422_10LE", "Y210", "v210" },
 	       std::vector<std::string>{ "I422_12LE", "Y212_LE" } }) {
 		const std::vector<json> expected = converted_detections(family.front(), family.front());
 		ASSERT_EQ(expected.size(), kLayoutFrames) << family.front();
@@ -354,7 +354,8 @@ TEST(Pipelines, WiderFramesSeeWhatTheirEightBitSamplesShow)
 				   std::pair<std::string, std::string>{ "Y444", "Y444_10LE" },
 				   std::pair<std::string, std::string>{ "I420", "P012_LE" },
 				   std::pair<std::string, std::string>{ "Y42B", "I422_12LE" },
-				   std::pair<std::string, std::string>{ "YUY2", "Y210" } }) {
+				   std::pair<std::string, std::string>{ "YUY2", "Y210" },
+				   std::pair<std::string, std::string>{ "UYVY", "v210" } }) {
 		SCOPED_TRACE(eight + " and " + wider);
 		const std::vector<json> reference = converted_detections(eight, eight, shapes, shapes_detector);
 		const std::vector<json> wide = converted_detections(eight, wider, shapes, shapes_detector);
