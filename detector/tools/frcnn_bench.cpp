@@ -84,9 +84,10 @@ void usage(FILE *out)
 		     "                         page-locked memory to the device, so that the batch starts\n"
 		     "                         with them there); the copying is timed apart\n"
 		     "  --fp16                 the same as --precision fp16 (CUDA only)\n"
-		     "  --pixel-format F       hand the frames to the detector as RGB (default), NV12, I420\n"
-		     "                         or P010_10LE (converted first, not timed: BT.709, limited\n"
-		     "                         range), to time the pre-processing of a decoder's frames\n"
+		     "  --pixel-format F       hand the frames to the detector as RGB (default), NV12, I420,\n"
+		     "                         P010_10LE or v210 (converted first, not timed: BT.709,\n"
+		     "                         limited range), to time the pre-processing of a decoder's\n"
+		     "                         or a capture card's frames\n"
 		     "  --transfer T           sdr (default), pq or hlg: the frames' transfer function (HDR\n"
 		     "                         video is mapped to SDR in the pre-processing; the bytes are\n"
 		     "                         the same, only the reading differs)\n"
@@ -169,13 +170,52 @@ frcnn::FrameView view_of(const Image &image)
 	return v;
 }
 
+// BT.709's limited-range Y, U and V (8-bit levels) of an RGB colour of 0..1.
+std::array<double, 3> bt709_levels(double r, double g, double b)
+{
+	const double kr = 0.2126, kb = 0.0722, kg = 1 - kr - kb;
+	const double luma = kr * r + kg * g + kb * b;
+	return {16 + 219 * luma, 128 + 224 * (b - luma) / (2 * (1 - kb)), 128 + 224 * (r - luma) / (2 * (1 - kr))};
+}
+
+// The frame's RGB pixels as v210 (each chroma sample the mean of the 2 pixels it covers; rows of
+// GStreamer's stride, a multiple of 128 bytes).
+void convert_to_v210(Image &image)
+{
+	const int w = image.width, h = image.height;
+	image.strides[0] = (w + 47) / 48 * 128;
+	auto out = std::make_shared<std::vector<uint8_t>>((size_t)image.strides[0] * h, 0);
+	auto put = [](uint8_t *row, int position, double level) {
+		const uint32_t v = (uint32_t)std::clamp((int)std::lround(level * 4), 0, 1023);
+		uint8_t *word = row + position / 3 * 4;
+		const int shift = 10 * (position % 3);
+		const uint32_t value = (word[0] | word[1] << 8 | word[2] << 16 | (uint32_t)word[3] << 24) | v << shift;
+		for (int b = 0; b < 4; b++)
+			word[b] = (uint8_t)(value >> (8 * b));
+	};
+	for (int y = 0; y < h; y++) {
+		uint8_t *row = out->data() + (size_t)y * image.strides[0];
+		for (int x = 0; x < w; x += 2) {
+			const uint8_t *p = image.row(y) + x * 3, *q = x + 1 < w ? p + 3 : p;
+			put(row, 2 * x + 1, bt709_levels(p[0] / 255.0, p[1] / 255.0, p[2] / 255.0)[0]);
+			put(row, 2 * x + 3, bt709_levels(q[0] / 255.0, q[1] / 255.0, q[2] / 255.0)[0]);
+			const auto pair = bt709_levels((p[0] + q[0]) / 510.0, (p[1] + q[1]) / 510.0, (p[2] + q[2]) / 510.0);
+			put(row, 2 * x, pair[1]);
+			put(row, 2 * x + 2, pair[2]);
+		}
+	}
+	image.converted = std::move(out);
+}
+
 // The frame's RGB pixels as NV12, I420 or P010_10LE (BT.709, limited range; each chroma sample the
-// mean of the 2x2 pixels it covers), for --pixel-format.
+// mean of the 2x2 pixels it covers), or v210, for --pixel-format.
 void convert_image(Image &image, frcnn::PixelFormat format)
 {
 	image.format = format;
 	if (format == frcnn::PixelFormat::RGB)
 		return;
+	if (format == frcnn::PixelFormat::v210)
+		return convert_to_v210(image);
 	const int w = image.width, h = image.height, cw = (w + 1) / 2, ch = (h + 1) / 2;
 	const bool words = format == frcnn::PixelFormat::P010_10LE;
 	const int bytes = words ? 2 : 1;
@@ -200,11 +240,10 @@ void convert_image(Image &image, frcnn::PixelFormat format)
 			(*out)[at] = (uint8_t)v;
 		}
 	};
-	const double kr = 0.2126, kb = 0.0722, kg = 1 - kr - kb;
 	for (int y = 0; y < h; y++)
 		for (int x = 0; x < w; x++) {
 			const uint8_t *p = image.row(y) + x * 3;
-			put((size_t)y * image.strides[0] + (size_t)x * bytes, 16 + 219 * (kr * p[0] + kg * p[1] + kb * p[2]) / 255);
+			put((size_t)y * image.strides[0] + (size_t)x * bytes, bt709_levels(p[0] / 255.0, p[1] / 255.0, p[2] / 255.0)[0]);
 		}
 	for (int cy = 0; cy < ch; cy++)
 		for (int cx = 0; cx < cw; cx++) {
@@ -215,9 +254,8 @@ void convert_image(Image &image, frcnn::PixelFormat format)
 					const uint8_t *p = image.row(y) + x * 3;
 					r += p[0], g += p[1], b += p[2];
 				}
-			r /= n * 255.0, g /= n * 255.0, b /= n * 255.0;
-			const double luma = kr * r + kg * g + kb * b;
-			const double u = 128 + 224 * (b - luma) / (2 * (1 - kb)), v = 128 + 224 * (r - luma) / (2 * (1 - kr));
+			const auto levels = bt709_levels(r / (n * 255.0), g / (n * 255.0), b / (n * 255.0));
+			const double u = levels[1], v = levels[2];
 			if (format == frcnn::PixelFormat::I420) {
 				put(image.offsets[1] + (size_t)cy * cw + cx, u);
 				put(image.offsets[2] + (size_t)cy * cw + cx, v);
@@ -678,10 +716,11 @@ BenchOptions parse(int argc, char **argv, bool &help)
 			const std::map<std::string, frcnn::PixelFormat> formats{{"RGB", frcnn::PixelFormat::RGB},
 										{"NV12", frcnn::PixelFormat::NV12},
 										{"I420", frcnn::PixelFormat::I420},
-										{"P010_10LE", frcnn::PixelFormat::P010_10LE}};
+										{"P010_10LE", frcnn::PixelFormat::P010_10LE},
+										{"v210", frcnn::PixelFormat::v210}};
 			const auto it = formats.find(value);
 			if (it == formats.end())
-				throw frcnn::Error("--pixel-format needs RGB, NV12, I420 or P010_10LE, got '" + value + "'");
+				throw frcnn::Error("--pixel-format needs RGB, NV12, I420, P010_10LE or v210, got '" + value + "'");
 			o.pixel_format = it->second;
 		} else if (arg == "--transfer") {
 			if (value == "sdr")
@@ -1002,6 +1041,7 @@ int main(int argc, char **argv)
 		out["pixel_format"] = o.pixel_format == frcnn::PixelFormat::RGB	    ? "RGB"
 				      : o.pixel_format == frcnn::PixelFormat::NV12 ? "NV12"
 				      : o.pixel_format == frcnn::PixelFormat::I420 ? "I420"
+				      : o.pixel_format == frcnn::PixelFormat::v210 ? "v210"
 										   : "P010_10LE";
 		out["transfer"] = o.transfer == frcnn::TransferFunction::PQ    ? "pq"
 				  : o.transfer == frcnn::TransferFunction::HLG ? "hlg"

@@ -5,7 +5,7 @@
 #    the model's forward(), RSS after N frames reported), and the same in --facade mode; with
 #    --frame-copies, in both modes, the same detections and the copying timed apart; with
 #    --pixel-format P010_10LE and --transfer pq, the fields say so and the PQ reading of the same
-#    bytes gives other detections than their SDR one.
+#    bytes gives other detections than their SDR one; --pixel-format v210 runs and says so.
 # 2. fasterrcnn_resnet50_fpn and fasterrcnn_mobilenet_v3_large_320_fpn at a small input:
 #    frcnn-bench saves their weights and dumps its frames,
 #    bench_torchvision.py runs on them, and both count the same FLOPs per frame (within 0.5%) and
@@ -39,6 +39,8 @@ for transfer in sdr pq; do
 		--pixel-format P010_10LE --transfer $transfer --detections "$out/p010-$transfer-detections.json" \
 		"$video" > "$out/p010-$transfer.json"
 done
+"$bench" --arch tiny --seed 3 --threads 2 --batch 1 --warmup 1 --frames 2 --resize 320x240 --facade --json \
+	--pixel-format v210 --detections "$out/v210-detections.json" "$video" > "$out/v210.json"
 "$python" - "$out" <<'PY'
 import json, sys
 out = sys.argv[1]
@@ -105,6 +107,10 @@ for t, r in p010.items():
 p010_detections = {t: json.load(open(f"{out}/p010-{t}-detections.json")) for t in ("sdr", "pq")}
 check(all(p010_detections.values()) and p010_detections["sdr"] != p010_detections["pq"],
       "P010: the PQ reading gives the SDR reading's detections")
+v210 = json.load(open(out + "/v210.json"))
+check(v210["pixel_format"] == "v210" and v210["fps"] > 0 and v210["frame_size"] == [320, 240],
+      f"v210: fields {v210['pixel_format']} {v210['fps']} {v210['frame_size']}")
+check(any(json.load(open(out + "/v210-detections.json"))), "v210: no detections")
 for f in failures:
     print("FAIL:", f)
 print("frcnn-bench tiny: %d checks failed" % len(failures))

@@ -975,9 +975,17 @@ TEST(FrameToTensor, V210RowsAreReadUpToTheWordOfTheirLastSample)
 		SCOPED_TRACE("width " + std::to_string(width));
 		std::vector<std::vector<uint8_t>> storage;
 		FrameView frame = test::random_frame(PixelFormat::v210, width, 3, rng, storage);
+		// Rows of exactly that many bytes, the last one at the end of its memory (AddressSanitizer
+		// builds check that nothing past it is read).
+		std::vector<uint8_t> rows(storage[0].begin(), storage[0].begin() + 3 * row_bytes);
+		frame.planes[0] = rows.data();
 		frame.strides[0] = row_bytes;
 		EXPECT_EQ(frame_planes(frame)[0].row_bytes, row_bytes);
-		EXPECT_NO_THROW(frame_to_tensor(frame));
+		const torch::Tensor image = frame_to_tensor(frame);
+		const float mean[3] = {0, 0, 0}, std[3] = {1, 1, 1};
+		torch::Tensor kernel = torch::empty({3, 3, width});
+		ops::detail::normalised_frame_cpu(frame, mean, std, kernel);
+		EXPECT_TRUE(torch::equal(image, kernel));
 		frame.strides[0] = row_bytes - 1;
 		EXPECT_THROW(frame_to_tensor(frame), Error);
 	}

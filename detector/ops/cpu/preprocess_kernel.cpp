@@ -4,8 +4,11 @@
 // order, so that the image has the same bits, without the dozen frame-sized float tensors those
 // operators make and free at every frame (chroma upsampled, each step of the colour conversion).
 // Built without fused multiply-adds (see ../meson.build), like the operators it follows.
+#include <endian.h>
+
 #include <algorithm>
 #include <array>
+#include <cstring>
 #include <vector>
 
 #include <ATen/Parallel.h>
@@ -55,11 +58,29 @@ public:
 		}
 	}
 
-	// Floats of scratch memory convert() needs per row (YUV's colours before their clamp).
-	int64_t scratch_size() const { return bytes_per_pixel_ > 0 ? 0 : 3 * static_cast<int64_t>(frame_.width); }
+	// The memory convert() works in, for one thread's rows.
+	struct Scratch {
+		std::vector<float> colours;	// YUV's colours of a row before their clamp
+		std::vector<uint16_t> samples; // v210: a row's samples, unpacked
+	};
 
-	// `scratch`: scratch_size() floats.
-	void convert(int64_t y, float *r, float *g, float *b, float *scratch) const
+	Scratch make_scratch() const
+	{
+		Scratch scratch;
+		if (bytes_per_pixel_ == 0)
+			scratch.colours.resize(3 * static_cast<size_t>(frame_.width));
+		if (layout_.word_triplets) {
+			// The words up to the one of the row's last sample, and no further (the row may
+			// end there: frame_planes()).
+			const int64_t last = std::max(luma_position(layout_, frame_.width - 1),
+						      chroma_position(layout_, frame_.width - 1,
+								      std::max(layout_.u_offset, layout_.v_offset)));
+			scratch.samples.resize(static_cast<size_t>(row_bytes_through(layout_, last) / 4 * 3));
+		}
+		return scratch;
+	}
+
+	void convert(int64_t y, float *r, float *g, float *b, Scratch &scratch) const
 	{
 		const int64_t width = frame_.width;
 		if (bytes_per_pixel_ > 0) {
@@ -71,8 +92,24 @@ public:
 			}
 			return;
 		}
-		float *red = scratch, *green = scratch + width, *blue = scratch + 2 * width;
-		if (layout_.sample_bytes == 1)
+		float *red = scratch.colours.data(), *green = red + width, *blue = red + 2 * width;
+		if (layout_.word_triplets) {
+			// The row's words split into their samples first, in a loop of its own that
+			// vectorises, then read as an array (plane 0 holds luma and chroma, one row each).
+			const uint8_t *row = frame_.planes[0] + y * frame_.strides[0];
+			uint16_t *samples = scratch.samples.data();
+			const int64_t words = static_cast<int64_t>(scratch.samples.size()) / 3;
+			for (int64_t i = 0; i < words; i++) {
+				uint32_t word;
+				std::memcpy(&word, row + 4 * i, 4);
+				word = le32toh(word);
+				samples[3 * i] = static_cast<uint16_t>(word & 0x3ff);
+				samples[3 * i + 1] = static_cast<uint16_t>((word >> 10) & 0x3ff);
+				samples[3 * i + 2] = static_cast<uint16_t>((word >> 20) & 0x3ff);
+			}
+			colours(y, [samples](const uint8_t *, int64_t position) { return static_cast<int>(samples[position]); },
+				red, green, blue);
+		} else if (layout_.sample_bytes == 1)
 			colours(y, [](const uint8_t *row, int64_t position) { return static_cast<int>(row[position]); },
 				red, green, blue);
 		else
@@ -157,10 +194,10 @@ void normalised_frame_cpu(const FrameView &frame, const float mean[3], const flo
 	float *data = out.data_ptr<float>();
 	const RowConverter converter(frame, mean, std);
 	at::parallel_for(0, frame.height, 8, [&](int64_t begin, int64_t end) {
-		std::vector<float> scratch(static_cast<size_t>(converter.scratch_size()));
+		RowConverter::Scratch scratch = converter.make_scratch();
 		for (int64_t y = begin; y < end; y++) {
 			float *r = data + y * frame.width;
-			converter.convert(y, r, r + plane, r + 2 * plane, scratch.data());
+			converter.convert(y, r, r + plane, r + 2 * plane, scratch);
 		}
 	});
 }
