@@ -4,7 +4,7 @@
 
 On the frames of --frames (every *.ppm in name order, read into one raw RGB file) and the weights
 of --weights, each run a pipeline
-    filesrc ! rawvideoparse ! [videoconvert ! NV12 or YUY2 !] frcnndetect ... ! frcnnjson ! fakesink
+    filesrc ! rawvideoparse ! [videoconvert ! NV12, v210 or P010_10LE !] frcnndetect ... ! frcnnjson ! fakesink
 whose JSON lines are compared:
   - RGB frames, --device at batch 4 against the CPU at batch 1: the same labels in the same order
     on every frame, boxes within 0.05 px, scores within 2e-4 (frcnnjson rounds boxes to 0.01 and
@@ -12,8 +12,9 @@ whose JSON lines are compared:
   - NV12 frames (pre-processing from NV12 on the device), --device at batch 5 against the CPU at
     batch 1, with a frame count that is not a multiple of 5 (EOS in the middle of a batch): a line
     for every frame, the same detections;
-  - a region (region=...) of YUY2 frames starting at odd coordinates, --device at batch 4
-    against the CPU at batch 1: the same detections;
+  - a region (region=...) of v210 frames (10-bit 4:2:2, three samples to a 32-bit word)
+    starting at odd coordinates (x moved to a multiple of 6), --device at batch 4 against the
+    CPU at batch 1: the same detections;
   - PQ video of pixels 4/3 as wide as high (P010_10LE, colorimetry bt2100-pq: the mapping to
     SDR by the table on the device, each axis resized by its own factor), --device at batch 4
     against the CPU at batch 1: the same detections;
@@ -327,15 +328,15 @@ def main():
         check(f"NV12, {odd} frames: {args.device} batch 5 against CPU batch 1",
               [f"exit {r[0]}" for r in (nv12_cpu, nv12_dev) if r[0] != 0] + problems, figures)
 
-        # Most of the frame, from odd coordinates (x moved to an even one on YUY2, a camera's
-        # packed 4:2:2): the device reads a cropped view with the frame's strides.
+        # Most of the frame, from odd coordinates (x moved to a multiple of 6 on v210, a capture
+        # card's packed 10-bit 4:2:2): the device reads a cropped view with the frame's strides.
         region = f"region={width // 8 + 1},{height // 8 + 1},{width * 3 // 4},{height * 3 // 4}"
-        region_cpu = runner.launch("region-cpu-b1", raw, width, height, frames, "cpu", 1, convert="YUY2",
+        region_cpu = runner.launch("region-cpu-b1", raw, width, height, frames, "cpu", 1, convert="v210",
                                    extra=["cpu-convolutions=libtorch", region])
-        region_dev = runner.launch("region-dev-b4", raw, width, height, frames, args.device, 4, convert="YUY2",
+        region_dev = runner.launch("region-dev-b4", raw, width, height, frames, args.device, 4, convert="v210",
                                    extra=[region])
         problems, figures = compare_same(region_cpu[3], region_dev[3], frames)
-        check(f"YUY2 {region}: {args.device} batch 4 against CPU batch 1",
+        check(f"v210 {region}: {args.device} batch 4 against CPU batch 1",
               [f"exit {r[0]}" for r in (region_cpu, region_dev) if r[0] != 0] + problems, figures)
 
         # HDR video of pixels that are not square: the device maps PQ to SDR by its copy of the
