@@ -48,6 +48,7 @@
 #include "frcnn/weights.h"
 
 #include "checkpoint_info.h"
+#include "colorimetry.h"
 #include "labels.h"
 #include "meta.h"
 #include "region.h"
@@ -427,16 +428,6 @@ frcnn::PixelAspectRatio pixel_aspect_ratio(const GstVideoInfo &info)
 	return { GST_VIDEO_INFO_PAR_N(&info), GST_VIDEO_INFO_PAR_D(&info) };
 }
 
-// The library's transfer function for a colorimetry's: PQ and HLG; the others are SDR curves.
-frcnn::TransferFunction transfer_function(GstVideoTransferFunction transfer)
-{
-	switch (transfer) {
-	case GST_VIDEO_TRANSFER_SMPTE2084: return frcnn::TransferFunction::PQ;
-	case GST_VIDEO_TRANSFER_ARIB_STD_B67: return frcnn::TransferFunction::HLG;
-	default: return frcnn::TransferFunction::SDR;
-	}
-}
-
 /* The frame as the library reads it; with `square_pixels`, its pixels' shape as the caps say
  * (else square: the stored pixels as they are); with `tone_mapping`, HDR video as HDR (else as
  * if it were SDR). */
@@ -456,7 +447,7 @@ frcnn::FrameView frame_view(const GstVideoFrame *frame, bool square_pixels, bool
 	if (square_pixels)
 		view.pixel_aspect_ratio = pixel_aspect_ratio(frame->info);
 	if (tone_mapping)
-		view.transfer = transfer_function(frame->info.colorimetry.transfer);
+		view.transfer = frcnn::gst::transfer_function(frame->info.colorimetry.transfer);
 	for (guint plane = 0; plane < GST_VIDEO_FRAME_N_PLANES(frame) && plane < 3; plane++) {
 		view.planes[plane] = static_cast<const uint8_t *>(GST_VIDEO_FRAME_PLANE_DATA(frame, plane));
 		view.strides[plane] = GST_VIDEO_FRAME_PLANE_STRIDE(frame, plane);
@@ -2448,7 +2439,7 @@ static gboolean gst_frcnn_detect_sink_event(GstPad *pad, GstObject *parent, GstE
 					info.colorimetry.range == GST_VIDEO_COLOR_RANGE_0_255 ? "full" : "limited");
 			g_free(colorimetry);
 		}
-		if (transfer_function(info.colorimetry.transfer) != frcnn::TransferFunction::SDR)
+		if (frcnn::gst::transfer_function(info.colorimetry.transfer) != frcnn::TransferFunction::SDR)
 			GST_INFO_OBJECT(self, "HDR video (%s transfer): mapped to SDR for the model unless "
 					      "tone-mapping=false",
 					info.colorimetry.transfer == GST_VIDEO_TRANSFER_SMPTE2084 ? "PQ" : "HLG");

@@ -30,6 +30,7 @@
 #include <opencv2/core.hpp>
 #include <opencv2/imgproc.hpp>
 
+#include "colorimetry.h"
 #include "frcnn/detector.h"
 #include "meta.h"
 
@@ -233,22 +234,19 @@ struct YuvEncoding {
 	double kr = 0.299, kb = 0.114; // luma weights of red and blue
 	bool full_range = false;
 	int depth = 8;
-	frcnn::TransferFunction transfer = frcnn::TransferFunction::SDR;
+	/* HDR video: the colours as its SDR picture shows them (frcnndetect's mapping), not as
+	 * signals near the transfer's peak (a white box at 10000 cd/m2 in PQ). */
+	frcnn::TransferFunction transfer;
 
 	YuvEncoding(const GstVideoColorimetry &colorimetry, int depth)
-		: full_range(colorimetry.range == GST_VIDEO_COLOR_RANGE_0_255), depth(depth)
+		: full_range(colorimetry.range == GST_VIDEO_COLOR_RANGE_0_255), depth(depth),
+		  transfer(frcnn::gst::transfer_function(colorimetry.transfer))
 	{
 		gdouble r, b;
 		if (gst_video_color_matrix_get_Kr_Kb(colorimetry.matrix, &r, &b)) {
 			kr = r;
 			kb = b;
 		}
-		/* HDR video: the colours as its SDR picture shows them (frcnndetect's mapping), not
-		 * as signals near the transfer's peak (a white box at 10000 cd/m2 in PQ). */
-		if (colorimetry.transfer == GST_VIDEO_TRANSFER_SMPTE2084)
-			transfer = frcnn::TransferFunction::PQ;
-		else if (colorimetry.transfer == GST_VIDEO_TRANSFER_ARIB_STD_B67)
-			transfer = frcnn::TransferFunction::HLG;
 	}
 
 	// The signals (0..255) of an SDR colour in the frame's transfer: the colour itself in SDR
@@ -291,16 +289,15 @@ cv::Scalar packed_colour(GstVideoFormat format, const Rgb &c)
 	}
 }
 
-// The outline of `rect` `thickness` pixels wide as four filled bands, the lines centred on its
-// edges as cv::rectangle() draws them.
-std::array<cv::Rect, 4> outline_bands(const cv::Rect &rect, int thickness)
+// The outline of `rect` as four filled bands, the lines centred on its edges as cv::rectangle()
+// draws them: the top and bottom ones `rows` pixels high, the left and right ones `columns` wide.
+std::array<cv::Rect, 4> outline_bands(const cv::Rect &rect, int rows, int columns)
 {
-	const int before = thickness / 2;
-	const int left = rect.x - before, top = rect.y - before;
-	const int right = rect.x + rect.width - 1 - before, bottom = rect.y + rect.height - 1 - before;
-	const int across = right - left + thickness, down = bottom - top + thickness;
-	return { cv::Rect(left, top, across, thickness), cv::Rect(left, bottom, across, thickness),
-		 cv::Rect(left, top, thickness, down), cv::Rect(right, top, thickness, down) };
+	const int left = rect.x - columns / 2, top = rect.y - rows / 2;
+	const int right = rect.x + rect.width - 1 - columns / 2, bottom = rect.y + rect.height - 1 - rows / 2;
+	const int across = right - left + columns, down = bottom - top + rows;
+	return { cv::Rect(left, top, across, rows), cv::Rect(left, bottom, across, rows),
+		 cv::Rect(left, top, columns, down), cv::Rect(right, top, columns, down) };
 }
 
 // x / 2^shift rounded down, also for negative x.
@@ -388,10 +385,14 @@ public:
 		: format_(GST_VIDEO_FRAME_FORMAT(frame)),
 		  yuv_(frame->info.colorimetry, GST_VIDEO_FORMAT_INFO_DEPTH(frame->info.finfo, 0)),
 		  shift_(format_ == GST_VIDEO_FORMAT_v210 ? 0 : sample_shift(frame->info.finfo)),
-		  depth_(yuv_.depth > 8 ? CV_16U : CV_8U)
+		  depth_(yuv_.depth > 8 ? CV_16U : CV_8U), width_(GST_VIDEO_FRAME_WIDTH(frame)),
+		  height_(GST_VIDEO_FRAME_HEIGHT(frame))
 	{
-		const int width = GST_VIDEO_FRAME_WIDTH(frame);
-		const int height = GST_VIDEO_FRAME_HEIGHT(frame);
+		const int width = width_, height = height_;
+		// Caps without a pixel-aspect-ratio (or a ratio that is not positive): square pixels.
+		if (GST_VIDEO_INFO_PAR_N(&frame->info) > 0 && GST_VIDEO_INFO_PAR_D(&frame->info) > 0)
+			pixel_aspect_ratio_ =
+				static_cast<double>(GST_VIDEO_INFO_PAR_N(&frame->info)) / GST_VIDEO_INFO_PAR_D(&frame->info);
 		auto plane = [frame](int index, int rows, int cols, int type) {
 			return cv::Mat(rows, cols, type, GST_VIDEO_FRAME_PLANE_DATA(frame, index),
 				       GST_VIDEO_FRAME_PLANE_STRIDE(frame, index));
@@ -470,7 +471,13 @@ public:
 	void rectangle(const cv::Rect &rect, const Rgb &colour, int thickness)
 	{
 		if (!packed_.empty()) {
-			cv::rectangle(packed_, rect, packed_colour(format_, yuv_.signal(colour)), thickness);
+			const cv::Scalar ink = packed_colour(format_, yuv_.signal(colour));
+			if (thickness < 0) {
+				cv::rectangle(packed_, rect, ink, cv::FILLED);
+				return;
+			}
+			for (const cv::Rect &band : outline_bands(rect, thickness, line_columns(thickness)))
+				cv::rectangle(packed_, band, ink, cv::FILLED);
 			return;
 		}
 
@@ -527,49 +534,62 @@ public:
 			fill(rect);
 			return;
 		}
-		for (const cv::Rect &band : outline_bands(rect, thickness))
+		for (const cv::Rect &band : outline_bands(rect, thickness, line_columns(thickness)))
 			fill(band);
 	}
 
-	// Text in black or white. On YUV frames the chroma under the letters turns neutral with
-	// them: where a chroma sample stands for several pixels, by the share of them the letters
-	// cover, so that the letters are grey, not tinted by the label's colour.
+	// Text in black or white, drawn as a display shows the frame: on frames whose pixels are not
+	// square the letters are drawn at the shape they show in, then brought to the stored pixels,
+	// so that they look as on any other frame. On YUV frames the chroma under the letters turns
+	// neutral with them: where a chroma sample stands for several pixels, by the share of them
+	// the letters cover, so that the letters are grey, not tinted by the label's colour.
 	void text(const std::string &text, cv::Point origin, double scale, bool white)
 	{
-		const int thickness = std::max(1, static_cast<int>(std::lround(scale * 2)));
+		const int thickness = text_thickness(scale);
+		int baseline = 0;
+		const cv::Size size = cv::getTextSize(text, kFont, scale, thickness, &baseline);
+		const int margin = thickness + 2;
+		// The rectangle the letters may cover, on the chroma grid, so that each sample's pixels
+		// are in it or outside (field chroma: each pair of rows of a field, 4 rows of the frame).
+		const int row_group = field_chroma_ ? 2 : y_shift_;
+		const int left = floor_shift(origin.x - margin, x_shift_) * (1 << x_shift_);
+		const int top = floor_shift(origin.y - size.height - margin, row_group) * (1 << row_group);
+		const int right = origin.x + stored_width(size.width) + margin;
+		const cv::Rect area = cv::Rect(left, top, right - left, origin.y + baseline + margin - top) &
+				      cv::Rect(0, 0, width_, height_);
+		if (area.empty())
+			return;
+		if (v210_)
+			v210_->reach(area.y, area.y + area.height - 1);
+		const cv::Mat coverage = text_coverage(text, origin, scale, thickness, area);
+
 		const double level = white ? 255 : 0;
-		double luma, u, v;
-		yuv_.encode({ level, level, level }, &luma, &u, &v);
-		if (!luma_.empty()) {
-			if (depth_ == CV_16U)
-				text_with_chroma<uint16_t>(text, origin, scale, thickness, luma, u);
-			else
-				text_with_chroma<uint8_t>(text, origin, scale, thickness, luma, u);
+		if (!packed_.empty()) {
+			blend_packed(coverage, area, packed_colour(format_, yuv_.signal({ level, level, level })));
 			return;
 		}
-		cv::Mat target;
-		cv::Scalar ink;
-		if (!packed_.empty()) {
-			target = packed_;
-			ink = packed_colour(format_, yuv_.signal({ level, level, level }));
-		} else if (!pixels_.empty()) {
-			target = pixels_;
-			// Chroma first in UYVY and VYUY, luma first in YUY2 and YVYU.
-			const bool chroma_first = format_ == GST_VIDEO_FORMAT_UYVY || format_ == GST_VIDEO_FORMAT_VYUY ||
-						  format_ == GST_VIDEO_FORMAT_v210;
-			ink = chroma_first ? cv::Scalar(word(u), word(luma)) : cv::Scalar(word(luma), word(u));
-			if (v210_) {
-				// The rows the letters may reach: those of their box, and the strokes around.
-				int baseline = 0;
-				const cv::Size size = cv::getTextSize(text, kFont, scale, thickness, &baseline);
-				const int margin = thickness + 2;
-				v210_->reach(origin.y - size.height - margin, origin.y + baseline + margin);
-			}
-		}
-		// OpenCV antialiases on 8-bit images only: on 16-bit words (Y210, v210's unpacked
-		// rows) the letters are drawn in whole words, the bits below the sample left 0.
-		cv::putText(target, text, origin, kFont, scale, ink, thickness,
-			    cv::LINE_AA);
+		double luma, u, v;
+		yuv_.encode({ level, level, level }, &luma, &u, &v);
+		if (depth_ == CV_16U)
+			blend_yuv<uint16_t>(coverage, area, luma, u);
+		else
+			blend_yuv<uint8_t>(coverage, area, luma, u);
+	}
+
+	// The width in stored pixels of `display_width` pixels as shown.
+	int stored_width(int display_width) const
+	{
+		return static_cast<int>(std::ceil(display_width / pixel_aspect_ratio_));
+	}
+
+	static int text_thickness(double scale) { return std::max(1, static_cast<int>(std::lround(scale * 2))); }
+
+	// The columns of a vertical line as wide as a horizontal one of `thickness` rows shows.
+	int line_columns(int thickness) const
+	{
+		if (pixel_aspect_ratio_ == 1.0)
+			return thickness;
+		return std::max(1, static_cast<int>(std::lround(thickness / pixel_aspect_ratio_)));
 	}
 
 private:
@@ -579,30 +599,55 @@ private:
 	// is the word's low bits).
 	double word(double sample) const { return shift_ == 0 ? sample : cvRound(sample) * (1 << shift_); }
 
-	// Planar and semi-planar YUV: the letters drawn as coverage (0 to 255, antialiased) into a
-	// mask of the text's rectangle, then blended into the luma pixel by pixel and into each
-	// chroma sample by the mean coverage of the pixels it stands for. T: the sample's word.
-	template<typename T>
-	void text_with_chroma(const std::string &text, cv::Point origin, double scale, int thickness,
-			      double luma, double neutral)
+	// How much the letters cover each pixel of `area` (0 to 255, antialiased). On pixels that
+	// are not square, drawn at the width a display shows `area` in, then resampled to its
+	// stored width.
+	cv::Mat text_coverage(const std::string &text, cv::Point origin, double scale, int thickness,
+			      const cv::Rect &area) const
 	{
-		int baseline = 0;
-		const cv::Size size = cv::getTextSize(text, kFont, scale, thickness, &baseline);
-		const int margin = thickness + 2;
-		const int x_step = 1 << x_shift_, y_step = 1 << y_shift_;
-		// The rectangle on the chroma grid, so that each sample's pixels are in it or outside
-		// (field chroma: each pair of rows of a field, 4 rows of the frame).
-		const int row_group = field_chroma_ ? 2 : y_shift_;
-		const int left = floor_shift(origin.x - margin, x_shift_) * x_step;
-		const int top = floor_shift(origin.y - size.height - margin, row_group) * (1 << row_group);
-		const cv::Rect area = cv::Rect(left, top, origin.x + size.width + margin - left,
-					       origin.y + baseline + margin - top) &
-				      cv::Rect(0, 0, luma_.cols, luma_.rows);
-		if (area.empty())
-			return;
 		cv::Mat coverage = cv::Mat::zeros(area.size(), CV_8UC1);
-		cv::putText(coverage, text, origin - area.tl(), kFont, scale, cv::Scalar(255), thickness,
-			    cv::LINE_AA);
+		if (pixel_aspect_ratio_ == 1.0) {
+			cv::putText(coverage, text, origin - area.tl(), kFont, scale, cv::Scalar(255), thickness,
+				    cv::LINE_AA);
+			return coverage;
+		}
+		const int shown_width = std::max(1, static_cast<int>(std::lround(area.width * pixel_aspect_ratio_)));
+		cv::Mat shown = cv::Mat::zeros(area.height, shown_width, CV_8UC1);
+		const cv::Point shown_origin(static_cast<int>(std::lround((origin.x - area.x) * pixel_aspect_ratio_)),
+					     origin.y - area.y);
+		cv::putText(shown, text, shown_origin, kFont, scale, cv::Scalar(255), thickness, cv::LINE_AA);
+		cv::resize(shown, coverage, area.size(), 0, 0,
+			   pixel_aspect_ratio_ > 1.0 ? cv::INTER_AREA : cv::INTER_LINEAR);
+		return coverage;
+	}
+
+	// Packed RGB and grey: each byte of a covered pixel towards the ink's, by the coverage
+	// (alpha and padding bytes too: the ink has 255 there).
+	void blend_packed(const cv::Mat &coverage, const cv::Rect &area, const cv::Scalar &ink)
+	{
+		const int channels = packed_.channels();
+		for (int y = 0; y < area.height; y++) {
+			uint8_t *row = packed_.ptr<uint8_t>(area.y + y) + static_cast<std::ptrdiff_t>(area.x) * channels;
+			const uint8_t *cover = coverage.ptr<uint8_t>(y);
+			for (int x = 0; x < area.width; x++) {
+				if (cover[x] == 0)
+					continue;
+				const double alpha = cover[x] / 255.0;
+				for (int c = 0; c < channels; c++) {
+					uint8_t &byte = row[x * channels + c];
+					byte = cv::saturate_cast<uint8_t>(byte + (ink[c] - byte) * alpha);
+				}
+			}
+		}
+	}
+
+	// YUV: the coverage blended into each luma sample pixel by pixel and into each chroma
+	// sample by the mean coverage of the pixels it stands for, towards the ink's luma and
+	// neutral chroma. Planar, semi-planar and packed 4:2:2 (pixels_: a pixel's luma and a
+	// chroma sample, U or V by its column; a pair's two chroma samples). T: the sample's word.
+	template<typename T>
+	void blend_yuv(const cv::Mat &coverage, const cv::Rect &area, double luma, double neutral)
+	{
 		// On the samples' values: the bits of a word outside its sample stay 0.
 		const int shift = shift_, most = (1 << yuv_.depth) - 1;
 		auto blend = [shift, most](T value, double target, double alpha) {
@@ -610,16 +655,27 @@ private:
 			const int blended = cvRound(sample + (target - sample) * alpha);
 			return static_cast<T>(std::clamp(blended, 0, most) << shift);
 		};
+		const bool packed_pairs = !pixels_.empty();
+		// In packed 4:2:2, which of a pixel's two samples is its luma: chroma comes first in
+		// UYVY, VYUY and v210, luma in YUY2, YVYU, Y210 and Y212.
+		const int luma_index = format_ == GST_VIDEO_FORMAT_UYVY || format_ == GST_VIDEO_FORMAT_VYUY ||
+					       format_ == GST_VIDEO_FORMAT_v210
+				       ? 1
+				       : 0;
 		for (int y = 0; y < area.height; y++) {
-			T *row = luma_.ptr<T>(area.y + y) + area.x;
 			const uint8_t *cover = coverage.ptr<uint8_t>(y);
-			for (int x = 0; x < area.width; x++)
-				if (cover[x] > 0)
-					row[x] = blend(row[x], luma, cover[x] / 255.0);
+			for (int x = 0; x < area.width; x++) {
+				if (cover[x] == 0)
+					continue;
+				T &sample = packed_pairs ? pixels_.at<cv::Vec<T, 2>>(area.y + y, area.x + x)[luma_index]
+							 : luma_.at<T>(area.y + y, area.x + x);
+				sample = blend(sample, luma, cover[x] / 255.0);
+			}
 		}
 		// area.x and area.y are on the grid (the frame's edges are). The rows a chroma row
 		// stands for: y_step of them from cy * y_step, or in field chroma its field's two
 		// rows of a group of 4 (row 2k: rows 4k and 4k + 2; row 2k + 1: 4k + 1 and 4k + 3).
+		const int x_step = 1 << x_shift_, y_step = 1 << y_shift_;
 		auto first_row = [this, y_step](int cy) {
 			return field_chroma_ ? (cy >> 1) * 4 + (cy & 1) : cy * y_step;
 		};
@@ -638,7 +694,11 @@ private:
 				if (sum == 0)
 					continue;
 				const double alpha = sum / (255.0 * pixels);
-				if (!chroma_pairs_.empty()) {
+				if (packed_pairs) {
+					cv::Vec<T, 4> &pair = pixel_pairs_.at<cv::Vec<T, 4>>(cy, cx);
+					pair[1 - luma_index] = blend(pair[1 - luma_index], neutral, alpha);
+					pair[3 - luma_index] = blend(pair[3 - luma_index], neutral, alpha);
+				} else if (!chroma_pairs_.empty()) {
 					cv::Vec<T, 2> &pair = chroma_pairs_.at<cv::Vec<T, 2>>(cy, cx);
 					pair[0] = blend(pair[0], neutral, alpha);
 					pair[1] = blend(pair[1], neutral, alpha);
@@ -683,6 +743,8 @@ private:
 	cv::Mat chroma_[2];		// planar: U, V
 	cv::Mat pixel_pairs_, pixels_;	// packed 4:2:2
 	std::unique_ptr<V210Rows> v210_; // v210: the rows drawn on, as packed 4:2:2 (pixel_pairs_)
+	int width_, height_;
+	double pixel_aspect_ratio_ = 1.0; // width : height of a pixel
 };
 
 std::string caption(const frcnn::gst::DetectionMeta &det, GstFrcnnOverlayShow show)
@@ -740,16 +802,16 @@ static GstFlowReturn gst_frcnn_overlay_transform_frame_ip(GstVideoFilter *filter
 				continue;
 
 			int baseline = 0;
-			const int text_thickness = std::max(1, static_cast<int>(std::lround(text_scale * 2)));
 			const cv::Size size = cv::getTextSize(text, cv::FONT_HERSHEY_SIMPLEX, text_scale,
-							      text_thickness, &baseline);
+							      Canvas::text_thickness(text_scale), &baseline);
 			const int pad = 2;
 			const int label_height = size.height + baseline + 2 * pad;
 			/* Above the box, or inside it when the box touches the top of the frame. */
 			int top = static_cast<int>(det.y) - label_height;
 			if (top < 0)
 				top = static_cast<int>(det.y);
-			const cv::Rect background(det.x, top, size.width + 2 * pad, label_height);
+			/* The text's width as shown, in the frame's pixels (fewer where they are wider than high). */
+			const cv::Rect background(det.x, top, canvas.stored_width(size.width) + 2 * pad, label_height);
 			canvas.rectangle(background, colour, cv::FILLED);
 
 			const double luminance = 0.299 * colour.r + 0.587 * colour.g + 0.114 * colour.b;

@@ -479,6 +479,77 @@ TEST(FrcnnOverlay, ShowAndThickness)
 	EXPECT_NE(pt.at(42, 80), grey) << "6 pixel line";
 }
 
+// On frames whose pixels are not square (the caps' pixel-aspect-ratio) the label is drawn as a
+// display shows the frame: its letters and background as wide as on square pixels once the frame
+// is stretched (half as many columns with pixels twice as wide as high, twice as many with pixels
+// half as wide), its rows unchanged; the box's vertical lines alike. The label's columns and
+// its letters' span are counted on the label's rows; luma only on YUV frames.
+TEST(FrcnnOverlay, LabelsOfFramesOfPixelsThatAreNotSquareShowAsOnSquarePixels)
+{
+	struct Extents {
+		int label = 0, letters = 0, line = 0, rows = 0;
+	};
+	auto extents = [](GstVideoFormat format, int par_n, int par_d) {
+		Frame frame = make_frame(cv::Mat(kHeight, kWidth, CV_8UC3, kGrey), format);
+		GST_VIDEO_INFO_PAR_N(&frame.info) = par_n;
+		GST_VIDEO_INFO_PAR_D(&frame.info) = par_d;
+		gst_test::BufferPtr out = draw_car(frame, "line-thickness=8 show=label-score");
+		Extents e;
+		if (!out) {
+			ADD_FAILURE() << "no output";
+			return e;
+		}
+		Pixels pixels(out.get(), frame);
+		const bool yuv = !gst_test::packed_order(format);
+		const std::array<int, 3> grey = pixels.at(150, 140);
+		auto differs = [&](const std::array<int, 3> &a, const std::array<int, 3> &b) {
+			return yuv ? std::abs(a[0] - b[0]) > 2 : a != b;
+		};
+		// The label's background: its top row, above the letters.
+		const int top_row = [&] {
+			for (int y = 0; y < 60; y++)
+				if (differs(pixels.at(45, y), grey))
+					return y;
+			return 60;
+		}();
+		const std::array<int, 3> fill = pixels.at(41, top_row);
+		for (int x = 40; x < kWidth && differs(pixels.at(x, top_row), grey); x++)
+			e.label++;
+		// The letters: the columns between the first and the last one with a pixel of neither
+		// the label's colour nor the frame's; the rows of the label down to the box's line.
+		int first = kWidth, last = -1;
+		for (int y = top_row; y < 56; y++)
+			for (int x = 40; x < 40 + e.label; x++)
+				if (differs(pixels.at(x, y), fill) && differs(pixels.at(x, y), grey)) {
+					first = std::min(first, x);
+					last = std::max(last, x);
+				}
+		e.letters = last - first + 1;
+		e.rows = 60 - top_row;
+		// The box's left line, on a row of the box below the label.
+		for (int x = 25; x < 55; x++)
+			e.line += differs(pixels.at(x, 90), grey);
+		return e;
+	};
+	for (GstVideoFormat format : { GST_VIDEO_FORMAT_RGB, GST_VIDEO_FORMAT_BGRx, GST_VIDEO_FORMAT_NV12,
+				       GST_VIDEO_FORMAT_YUY2, GST_VIDEO_FORMAT_v210 }) {
+		SCOPED_TRACE(gst_video_format_to_string(format));
+		const Extents square = extents(format, 1, 1), wide = extents(format, 2, 1), narrow = extents(format, 1, 2);
+		ASSERT_GT(square.letters, 20);
+		EXPECT_EQ(square.line, 8);
+		// Packed 4:2:2 paints whole pairs of pixels: the label's width rounded up to one.
+		const int pad = 2 * 2;
+		EXPECT_NEAR(wide.label - pad, (square.label - pad) / 2.0, 2);
+		EXPECT_NEAR(narrow.label - pad, (square.label - pad) * 2.0, 2);
+		EXPECT_NEAR(wide.letters, square.letters / 2.0, 2);
+		EXPECT_NEAR(narrow.letters, square.letters * 2.0, 3);
+		EXPECT_EQ(wide.rows, square.rows);
+		EXPECT_EQ(narrow.rows, square.rows);
+		EXPECT_EQ(wide.line, 4);
+		EXPECT_EQ(narrow.line, 16);
+	}
+}
+
 TEST(FrcnnOverlay, BoxesAtAndBeyondTheEdges)
 {
 	const Frame frame = make_frame(cv::Mat(kHeight, kWidth, CV_8UC3, kGrey), GST_VIDEO_FORMAT_I420);
