@@ -8,7 +8,7 @@ mkdir -p "$out"
 cd "$root/pipelines"
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
-for script in detect-file-display.sh detect-file-mp4.sh detect-camera.sh detect-rtsp.sh \
+for script in detect-file-display.sh detect-file-mp4.sh detect-camera.sh detect-sdi.sh detect-rtsp.sh \
 	detect-streams.sh export-json.sh benchmark.sh; do
 	[ -x "$script" ] || fail "$script is not executable"
 	bash -n "$script" || fail "$script: syntax"
@@ -55,6 +55,11 @@ FRCNN_JSON_FORMAT=dlstreamer ./export-json.sh --dry-run a.mp4 | grep -q "frcnnjs
 ./benchmark.sh --dry-run --format P010_10LE --size 640x360 |
 	grep -qF 'video/x-raw\,format=P010_10LE\,width=640\,height=360 \! frcnndetect' ||
 	fail "benchmark.sh --format does not set the synthetic frames' format"
+# A capture card's frames (UYVY, v210) go straight into the detector; a pixel format needs a mode.
+./detect-sdi.sh --dry-run --mode 1080i50 --10bit --connection sdi 1 |
+	grep -qF 'decklinkvideosrc device-number=1 mode=1080i50 video-format=10bit-yuv connection=sdi \! frcnndetect' ||
+	fail "detect-sdi.sh does not pass the card's mode, format and connection to frcnndetect's input"
+./detect-sdi.sh --dry-run --10bit >/dev/null 2>&1 && fail "detect-sdi.sh took --10bit without --mode"
 ./detect-camera.sh --dry-run --mjpeg --size 1280x720 /dev/video2 |
 	grep -qF 'device=/dev/video2 \! image/jpeg\,width=1280\,height=720 \! jpegdec \! videoconvert \! frcnndetect' ||
 	fail "detect-camera.sh --mjpeg does not decode the camera's JPEG"
