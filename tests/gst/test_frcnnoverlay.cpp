@@ -5,6 +5,7 @@
 #include <array>
 #include <cmath>
 #include <cstring>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -562,6 +563,78 @@ TEST(FrcnnOverlay, BoxesAtAndBeyondTheEdges)
 	gst_test::BufferPtr out(gst_harness_push_and_pull(h.get(), in));
 	ASSERT_TRUE(out);
 	EXPECT_EQ(gst_test::read_rois(out.get()).size(), 3u) << "metadata passes on";
+}
+
+// Whatever it draws (boxes partly or wholly outside the frame, long labels, any text size and
+// line width, pixels of any shape, odd sizes, every format), the overlay writes only inside the
+// frame: the padding at the end of each row and the memory after the buffer keep their bytes.
+// Sanitizer builds check each access as well.
+TEST(FrcnnOverlay, DrawsOnlyInsideTheFrame)
+{
+	std::mt19937 rng(5);
+	auto below = [&rng](int n) { return std::uniform_int_distribution<int>(0, n - 1)(rng); };
+	const std::pair<int, int> ratios[] = { { 1, 1 }, { 2, 1 }, { 1, 2 }, { 64, 45 }, { 10, 11 }, { 4, 3 } };
+	const char *shows[] = { "none", "label", "score", "label-score" };
+	const std::vector<GstVideoFormat> &formats = gst_test::all_formats();
+	int drawn = 0;
+	for (int round = 0; round < 1000; round++) {
+		const GstVideoFormat format = formats[below(static_cast<int>(formats.size()))];
+		const int width = 1 + below(90), height = 1 + below(60);
+		// Rows padded by whole 32-bit words, as GStreamer's buffers' are (OpenCV's images of
+		// 16-bit samples need rows of whole samples).
+		const int padding = below(2) ? 0 : 4 * (1 + below(6));
+		const auto [par_n, par_d] = ratios[below(6)];
+		const std::string properties = "line-thickness=" + std::to_string(1 + below(12)) +
+					       " text-scale=" + std::to_string(0.1 + below(25) / 10.0) +
+					       " show=" + shows[below(4)];
+		SCOPED_TRACE("round " + std::to_string(round) + ": " + gst_video_format_to_string(format) + " " +
+			     std::to_string(width) + "x" + std::to_string(height) + ", padding " +
+			     std::to_string(padding) + ", pixels " + std::to_string(par_n) + ":" +
+			     std::to_string(par_d) + ", " + properties);
+		cv::Mat image(height, width, CV_8UC3);
+		cv::randu(image, 0, 256);
+		Frame frame = make_frame(image, format, padding);
+		GST_VIDEO_INFO_PAR_N(&frame.info) = par_n;
+		GST_VIDEO_INFO_PAR_D(&frame.info) = par_d;
+		HarnessPtr h = overlay(properties.c_str());
+		gst_harness_set_src_caps(h.get(), frame.caps());
+
+		// The frame's bytes and a guard after them, in memory the buffer wraps.
+		constexpr std::size_t kGuard = 256;
+		std::vector<uint8_t> memory(frame.bytes);
+		memory.resize(frame.bytes.size() + kGuard, 0x3c);
+		const std::vector<uint8_t> original = memory;
+		GstBuffer *in = gst_buffer_new_wrapped_full(static_cast<GstMemoryFlags>(0), memory.data(), memory.size(),
+							    0, frame.bytes.size(), nullptr, nullptr);
+		if (frame.video_meta)
+			gst_buffer_add_video_meta_full(in, GST_VIDEO_FRAME_FLAG_NONE, format, width, height,
+						       frame.n_planes(), frame.offsets, frame.strides);
+		for (int k = 1 + below(5); k > 0; k--) {
+			const std::string label(below(30), static_cast<char>('a' + below(26)));
+			add_detection(in, below(width + 20), below(height + 20), below(3 * width), below(3 * height),
+				      below(90), label.c_str(), below(101) / 100.0);
+		}
+		gst_test::BufferPtr out(gst_harness_push_and_pull(h.get(), in));
+		ASSERT_TRUE(out);
+		GstMapInfo map;
+		ASSERT_TRUE(gst_buffer_map(out.get(), &map, GST_MAP_READ));
+		const bool in_place = map.data == memory.data();
+		gst_buffer_unmap(out.get(), &map);
+		ASSERT_TRUE(in_place) << "the overlay drew on a copy";
+		drawn += memory != original;
+
+		for (std::size_t i = frame.bytes.size(); i < memory.size(); i++)
+			ASSERT_EQ(memory[i], original[i]) << "byte " << i - frame.bytes.size() << " after the buffer";
+		for (guint p = 0; padding > 0 && p < frame.n_planes(); p++)
+			for (int y = 0; y < GST_VIDEO_INFO_COMP_HEIGHT(&frame.info, p); y++) {
+				const std::size_t row_end = frame.offsets[p] + static_cast<std::size_t>(y) * frame.strides[p] +
+							    frame.strides[p] - padding;
+				for (int i = 0; i < padding; i++)
+					ASSERT_EQ(memory[row_end + i], original[row_end + i])
+						<< "plane " << p << ", row " << y << ": padding byte " << i;
+			}
+	}
+	EXPECT_GT(drawn, 600) << "rounds that drew something";
 }
 
 TEST(FrcnnOverlay, RejectsOtherFormats)
