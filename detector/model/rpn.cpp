@@ -88,6 +88,12 @@ torch::Tensor BoxCoder::decode(const torch::Tensor &rel_codes, const torch::Tens
 	auto ctr_x = boxes.select(1, 0) + 0.5 * widths;
 	auto ctr_y = boxes.select(1, 1) + 0.5 * heights;
 
+	if (n == 0) {
+		// No boxes (an RPN whose score threshold left no proposal): none decoded, in the
+		// shape of their codes, as torchvision decodes them.
+		const int64_t per_box = rel_codes.dim() == 2 ? rel_codes.size(1) / 4 : 1;
+		return torch::empty({0, per_box, 4}, rel_codes.options());
+	}
 	auto codes = rel_codes.reshape({n, -1});
 	auto dx = codes.index({Slice(), Slice(0, torch::indexing::None, 4)}) / weights[0];
 	auto dy = codes.index({Slice(), Slice(1, torch::indexing::None, 4)}) / weights[1];

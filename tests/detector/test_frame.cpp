@@ -142,6 +142,60 @@ size_t count(const std::vector<std::vector<Detection>> &detections)
 
 } // namespace
 
+// A frame the RPN finds nothing in (every proposal below its score threshold, as happens with
+// fasterrcnn_mobilenet_v3_large_320_fpn's threshold of 0.05 on a blank frame) has no detections,
+// as in torchvision, alone or in a batch with frames that have some; on every CPU path.
+TEST(Detector, FramesWithoutProposalsHaveNoDetections)
+{
+	std::vector<TestFrame> frames;
+	frames.push_back(shapes_frame(0, PixelFormat::RGB, 0));
+	frames.push_back(shapes_frame(1, PixelFormat::NV12, 7));
+	const std::vector<FrameView> views{frames[0].view, frames[1].view};
+	std::vector<std::pair<CpuConvolutions, Precision>> paths{{CpuConvolutions::LibTorch, Precision::Fp32}};
+	if (int8_unsupported_reason(model_preset("tiny")).empty()) // a build with oneDNN
+		paths.insert(paths.end(), {{CpuConvolutions::OneDnn, Precision::Fp32}, {CpuConvolutions::OneDnn, Precision::Int8}});
+	if (cpu_has_bf16())
+		paths.push_back({CpuConvolutions::OneDnn, Precision::Bf16});
+	for (auto [convolutions, precision] : paths) {
+		SCOPED_TRACE("convolutions " + std::string(cpu_convolutions_name(convolutions)) + ", precision " +
+			     std::to_string(static_cast<int>(precision)));
+		DetectorOptions options;
+		options.model = model_preset("tiny");
+		options.model.num_classes = 4;
+		options.model.min_size = 240;
+		options.model.max_size = 320;
+		options.model.rpn_score_thresh = 2.0; // above every objectness probability
+		options.weights = test::env("FRCNN_TEST_DATA") + "/shapes-tiny.pth";
+		options.cpu_convolutions = convolutions;
+		options.precision = precision;
+		options.int8_calibration_frames = 1;
+		Detector detector(options);
+		for (int round = 0; round < 2; round++) { // int8: calibrating, then in 8 bits
+			const auto detections = detector.detect(views);
+			ASSERT_EQ(detections.size(), 2u);
+			EXPECT_TRUE(detections[0].empty() && detections[1].empty()) << "round " << round;
+		}
+	}
+	// In a batch with a frame that has proposals (a threshold the first frame's objects pass,
+	// the second one blank): the first frame's detections, none for the second.
+	DetectorOptions options;
+	options.model = model_preset("tiny");
+	options.model.num_classes = 4;
+	options.model.min_size = 240;
+	options.model.max_size = 320;
+	options.model.box_score_thresh = 0.3;
+	options.model.rpn_score_thresh = 0.5;
+	options.weights = test::env("FRCNN_TEST_DATA") + "/shapes-tiny.pth";
+	Detector detector(options);
+	TestFrame blank = shapes_frame(2, PixelFormat::RGB, 0);
+	std::fill(blank.planes[0].begin(), blank.planes[0].end(), 0);
+	const auto alone = detector.detect(std::vector<FrameView>{frames[0].view}).at(0);
+	ASSERT_FALSE(alone.empty());
+	const auto batch = detector.detect(std::vector<FrameView>{frames[0].view, blank.view});
+	expect_identical({batch.at(0)}, {alone});
+	EXPECT_TRUE(batch.at(1).empty());
+}
+
 TEST(HeldFrame, DetectsExactlyWhatTheFramesGive)
 {
 	Detector &detector = shapes_detector();

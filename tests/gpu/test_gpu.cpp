@@ -605,6 +605,27 @@ TEST(CudaDetector, ShapesModelGpuMatchesCpu)
 	expect_same_detections(cpu, gpu, "shapes model, GPU fp32 vs CPU fp32");
 }
 
+// Frames the RPN finds nothing in (every proposal below its score threshold) have no
+// detections on the GPU, in fp32 and fp16, as on the CPU (Detector.FramesWithoutProposalsHave-
+// NoDetections): no kernel is launched on nothing.
+TEST(CudaDetector, FramesWithoutProposalsHaveNoDetections)
+{
+	const auto frames = shapes_frames(3);
+	std::vector<FrameView> views;
+	for (const auto &f : frames)
+		views.push_back(f.view());
+	for (bool fp16 : {false, true}) {
+		DetectorOptions options =
+			detector_options("tiny", test::env("FRCNN_TEST_DATA") + "/shapes-tiny.pth", "cuda", fp16, 4, 240, 320);
+		options.model.rpn_score_thresh = 2.0; // above every objectness probability
+		Detector detector(options);
+		const auto detections = detector.detect(views);
+		ASSERT_EQ(detections.size(), views.size());
+		for (const auto &list : detections)
+			EXPECT_TRUE(list.empty()) << (fp16 ? "fp16" : "fp32");
+	}
+}
+
 // Detector::detect on frames copied with copy_frame (page-locked, then on the device), and on
 // frames held with hold_frame, as the element runs it (which on CUDA copies the same way and lets
 // the frame's owner go at once), gives the same detections as on the frames themselves.
