@@ -790,6 +790,22 @@ static GstFlowReturn gst_frcnn_overlay_transform_frame_ip(GstVideoFilter *filter
 	if (detections.empty())
 		return GST_FLOW_OK;
 
+	/* OpenCV's images of 16-bit samples need rows of whole samples (GStreamer's own layouts
+	 * have them; a producer's GstVideoMeta could say otherwise). */
+	if (GST_VIDEO_FORMAT_INFO_DEPTH(frame->info.finfo, 0) > 8 && GST_VIDEO_FRAME_FORMAT(frame) != GST_VIDEO_FORMAT_v210) {
+		for (guint p = 0; p < GST_VIDEO_FRAME_N_PLANES(frame); p++)
+			if (GST_VIDEO_FRAME_PLANE_STRIDE(frame, p) % 2 != 0) {
+				GST_ELEMENT_ERROR(self, STREAM, FORMAT,
+						  ("Cannot draw on %s frames whose rows are an odd number of bytes "
+						   "apart (plane %u: %d bytes): their 16-bit samples must start on "
+						   "even bytes. Put videoconvert in front of frcnnoverlay.",
+						   GST_VIDEO_INFO_NAME(&frame->info), p,
+						   GST_VIDEO_FRAME_PLANE_STRIDE(frame, p)),
+						  (nullptr));
+				return GST_FLOW_ERROR;
+			}
+	}
+
 	try {
 		Canvas canvas(frame);
 		for (const frcnn::gst::DetectionMeta &det : detections) {

@@ -637,6 +637,37 @@ TEST(FrcnnOverlay, DrawsOnlyInsideTheFrame)
 	EXPECT_GT(drawn, 600) << "rounds that drew something";
 }
 
+// Rows of 16-bit samples an odd number of bytes apart (a producer's GstVideoMeta may say so;
+// GStreamer's own layouts never do) cannot be drawn on: a stream error that says what to do, no
+// crash, the frame not passed on.
+TEST(FrcnnOverlay, OddStridesOf16BitSamplesAreAClearError)
+{
+	const Frame frame = make_frame(cv::Mat(kHeight, kWidth, CV_8UC3, kGrey), GST_VIDEO_FORMAT_P010_10LE, 3);
+	HarnessPtr h = overlay();
+	GstBus *bus = gst_bus_new();
+	gst_element_set_bus(h->element, bus);
+	gst_harness_set_src_caps(h.get(), frame.caps());
+	GstBuffer *in = frame.buffer(0);
+	add_detection(in, 40, 60, 80, 50, 3, "car", 0.9);
+	EXPECT_EQ(gst_harness_push(h.get(), in), GST_FLOW_ERROR);
+	GstMessage *message = gst_bus_pop_filtered(bus, GST_MESSAGE_ERROR);
+	ASSERT_NE(message, nullptr) << "no error on the bus";
+	GError *error = nullptr;
+	gst_message_parse_error(message, &error, nullptr);
+	ASSERT_EQ(frame.strides[0] % 2, 1);
+	EXPECT_EQ(std::string(error->message),
+		  "Cannot draw on P010_10LE frames whose rows are an odd number of bytes apart (plane 0: " +
+			  std::to_string(frame.strides[0]) +
+			  " bytes): their 16-bit samples must start on even bytes. Put videoconvert in front of "
+			  "frcnnoverlay.");
+	g_error_free(error);
+	gst_message_unref(message);
+	/* The same frame without detections passes: nothing to draw. */
+	EXPECT_EQ(gst_harness_push(h.get(), frame.buffer(GST_SECOND)), GST_FLOW_OK);
+	gst_element_set_bus(h->element, nullptr);
+	gst_object_unref(bus);
+}
+
 TEST(FrcnnOverlay, RejectsOtherFormats)
 {
 	HarnessPtr h = overlay();
