@@ -101,6 +101,36 @@ TEST(Training, LossesAndGradientsMatchTorchvision)
 	}
 }
 
+// An image without objects (an empty target: COCO's images without annotations) trains as in
+// torchvision: all its proposals are background, it adds to the classification losses only.
+TEST(Training, ImagesWithoutObjectsTrainAsInTorchvision)
+{
+	torch::set_num_threads(2);
+	FasterRCNN model(reference_config());
+	model->load_state_dict(read_checkpoint(test::fixtures("weights.pth")));
+	model->train();
+	auto batch = reference_batch();
+	batch.targets[1] = {torch::zeros({0, 4}), torch::zeros({0}, torch::kInt64)};
+	auto result = model->run(batch.images, &batch.targets);
+	ASSERT_EQ(result.losses.size(), 4u);
+	torch::Tensor total = torch::zeros({});
+	for (const auto &[name, expected] : reference()["losses_second_without_objects"].items()) {
+		ASSERT_TRUE(result.losses.count(name)) << name;
+		const double got = result.losses[name].item<double>();
+		EXPECT_NEAR(got, expected.get<double>(), 1e-4 * std::abs(expected.get<double>())) << name;
+		// Not the losses of the batch with both images' objects.
+		EXPECT_NE(expected.get<double>(), reference()["losses"][name].get<double>()) << name;
+		total = total + result.losses[name];
+	}
+	total.backward();
+	for (auto &p : model->named_parameters()) {
+		if (!p.value().requires_grad())
+			continue;
+		ASSERT_TRUE(p.value().grad().defined() && torch::isfinite(p.value().grad()).all().item<bool>())
+			<< p.key();
+	}
+}
+
 TEST(Training, FrozenLayersGetNoGradient)
 {
 	FasterRCNN model(reference_config()); // trainable_backbone_layers 3: conv1 and layer1 frozen

@@ -4,7 +4,9 @@
 A ResNet-18-FPN Faster R-CNN (torchvision's _resnet_fpn_extractor with FrozenBatchNorm2d, as
 fasterrcnn_resnet50_fpn builds its backbone) with seeded random weights, two real photos and fixed
 targets. The samplers are made deterministic by a batch_size_per_image so large that every candidate
-is kept. Records the four losses and the gradients of a few parameters.
+is kept. Records the four losses and the gradients of a few parameters; and the losses of the
+same batch with the second photo's target empty (an image without objects, whose proposals are
+all background).
 
 Usage: training_reference.py --out DIR [--stamp FILE]
 """
@@ -61,8 +63,13 @@ def main():
         path = os.path.join(args.out, name + ".grad")
         g.detach().numpy().astype("<f4").tofile(path)
         grads[name] = {"file": path, "shape": list(g.shape)}
+    model.zero_grad()
+    without_objects = [targets[0], {"boxes": torch.zeros((0, 4)), "labels": torch.zeros((0,), dtype=torch.int64)}]
+    negative_losses = model(images, without_objects)
+    sum(negative_losses.values()).backward()
     ref = {"num_classes": 7, "min_size": 256, "max_size": 400, "keep_all": KEEP_ALL, "images": records,
-           "losses": {k: v.item() for k, v in losses.items()}, "gradients": grads}
+           "losses": {k: v.item() for k, v in losses.items()}, "gradients": grads,
+           "losses_second_without_objects": {k: v.item() for k, v in negative_losses.items()}}
     write_expected(args, ref)
 
 
