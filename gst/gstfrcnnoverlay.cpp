@@ -28,6 +28,7 @@
 
 #include <gst/video/video.h>
 #include <opencv2/core.hpp>
+#include <opencv2/freetype.hpp>
 #include <opencv2/imgproc.hpp>
 
 #include "colorimetry.h"
@@ -42,6 +43,7 @@ enum {
 	PROP_LINE_THICKNESS,
 	PROP_TEXT_SCALE,
 	PROP_SHOW,
+	PROP_FONT,
 };
 
 typedef enum {
@@ -80,6 +82,56 @@ static GstStaticPadTemplate sink_template = GST_STATIC_PAD_TEMPLATE(
 static GstStaticPadTemplate src_template = GST_STATIC_PAD_TEMPLATE(
 	"src", GST_PAD_SRC, GST_PAD_ALWAYS, GST_STATIC_CAPS(FRCNN_OVERLAY_CAPS));
 
+namespace {
+
+// The font of the labels: OpenCV's built-in Hershey simplex (ASCII only: other characters come
+// out as '?'), or a TrueType or OpenType file drawn through FreeType (every script its glyphs
+// cover). A text scale of 1.0 makes capitals about 22 pixels high in either.
+class LabelFont {
+public:
+	LabelFont() = default;
+	// Throws cv::Exception when FreeType cannot read the file.
+	explicit LabelFont(const std::string &file) : face_(cv::freetype::createFreeType2())
+	{
+		face_->loadFontData(file, 0);
+	}
+
+	// The text's size above its baseline, and below it in *baseline.
+	cv::Size size(const std::string &text, double scale, int *baseline) const
+	{
+		if (face_)
+			return face_->getTextSize(text, pixel_height(scale), -1, baseline);
+		return cv::getTextSize(text, kHershey, scale, stroke(scale), baseline);
+	}
+
+	// The text's coverage (255: full, antialiased) added to an 8-bit image, its baseline starting
+	// at `origin`.
+	void draw(cv::Mat &coverage, const std::string &text, cv::Point origin, double scale) const
+	{
+		if (!face_) {
+			cv::putText(coverage, text, origin, kHershey, scale, cv::Scalar(255), stroke(scale), cv::LINE_AA);
+			return;
+		}
+		// OpenCV's FreeType drawing takes 3-channel images only.
+		cv::Mat drawn = cv::Mat::zeros(coverage.size(), CV_8UC3), channel;
+		face_->putText(drawn, text, origin, pixel_height(scale), cv::Scalar(255, 255, 255), -1, cv::LINE_AA, true);
+		cv::extractChannel(drawn, channel, 0);
+		cv::max(coverage, channel, coverage);
+	}
+
+	// The width of Hershey's strokes, also the margin a text may reach past its size.
+	static int stroke(double scale) { return std::max(1, static_cast<int>(std::lround(scale * 2))); }
+
+private:
+	static constexpr int kHershey = cv::FONT_HERSHEY_SIMPLEX;
+	// An em of 30 pixels gives capitals of about 22 in common fonts, as Hershey's at 1.0.
+	static int pixel_height(double scale) { return std::max(4, static_cast<int>(std::lround(30 * scale))); }
+
+	cv::Ptr<cv::freetype::FreeType2> face_;
+};
+
+} // namespace
+
 struct _GstFrcnnOverlay {
 	GstVideoFilter parent;
 
@@ -87,6 +139,11 @@ struct _GstFrcnnOverlay {
 	gint line_thickness;
 	gdouble text_scale;
 	GstFrcnnOverlayShow show;
+	gchar *font;
+	/* The font drawn with: the last one that loaded (owned; the drawing takes a reference). */
+	std::shared_ptr<const LabelFont> *label_font;
+	/* Why the font of `font` did not load (owned), or nullptr. */
+	gchar *font_error;
 };
 
 G_DEFINE_TYPE(GstFrcnnOverlay, gst_frcnn_overlay, GST_TYPE_VIDEO_FILTER);
@@ -96,6 +153,8 @@ static void gst_frcnn_overlay_set_property(GObject *object, guint prop_id, const
 					   GParamSpec *pspec);
 static void gst_frcnn_overlay_get_property(GObject *object, guint prop_id, GValue *value,
 					   GParamSpec *pspec);
+static void gst_frcnn_overlay_finalize(GObject *object);
+static gboolean gst_frcnn_overlay_start(GstBaseTransform *transform);
 static GstFlowReturn gst_frcnn_overlay_transform_frame_ip(GstVideoFilter *filter,
 							  GstVideoFrame *frame);
 
@@ -119,6 +178,7 @@ static void gst_frcnn_overlay_class_init(GstFrcnnOverlayClass *klass)
 
 	object_class->set_property = gst_frcnn_overlay_set_property;
 	object_class->get_property = gst_frcnn_overlay_get_property;
+	object_class->finalize = gst_frcnn_overlay_finalize;
 
 	const auto flags = static_cast<GParamFlags>(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
 						    GST_PARAM_MUTABLE_PLAYING);
@@ -132,10 +192,20 @@ static void gst_frcnn_overlay_class_init(GstFrcnnOverlayClass *klass)
 	g_object_class_install_property(object_class, PROP_SHOW,
 		g_param_spec_enum("show", "Show", "Text written above each box",
 				  GST_TYPE_FRCNN_OVERLAY_SHOW, DEFAULT_PROP_SHOW, flags));
+	g_object_class_install_property(object_class, PROP_FONT,
+		g_param_spec_string("font", "Font",
+				    "TrueType or OpenType font file of the text, drawn through FreeType: labels "
+				    "in any script the font covers (e.g. "
+				    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf). Empty: OpenCV's built-in "
+				    "Hershey font, ASCII only (other characters come out as '?'). A file that "
+				    "cannot be read fails the start; set while playing, it is warned about and "
+				    "the text keeps its font",
+				    nullptr, flags));
 
 	filter_class->transform_frame_ip = GST_DEBUG_FUNCPTR(gst_frcnn_overlay_transform_frame_ip);
 	GST_BASE_TRANSFORM_CLASS(klass)->propose_allocation =
 		GST_DEBUG_FUNCPTR(gst_frcnn_overlay_propose_allocation);
+	GST_BASE_TRANSFORM_CLASS(klass)->start = GST_DEBUG_FUNCPTR(gst_frcnn_overlay_start);
 
 	gst_element_class_add_static_pad_template(element_class, &sink_template);
 	gst_element_class_add_static_pad_template(element_class, &src_template);
@@ -154,12 +224,82 @@ static void gst_frcnn_overlay_init(GstFrcnnOverlay *self)
 	self->line_thickness = DEFAULT_PROP_LINE_THICKNESS;
 	self->text_scale = DEFAULT_PROP_TEXT_SCALE;
 	self->show = DEFAULT_PROP_SHOW;
+	self->label_font = new std::shared_ptr<const LabelFont>(std::make_shared<LabelFont>());
+}
+
+static void gst_frcnn_overlay_finalize(GObject *object)
+{
+	GstFrcnnOverlay *self = GST_FRCNN_OVERLAY(object);
+	delete self->label_font;
+	g_free(self->font);
+	g_free(self->font_error);
+	G_OBJECT_CLASS(gst_frcnn_overlay_parent_class)->finalize(object);
+}
+
+/* A font file that did not load fails the start. */
+static gboolean gst_frcnn_overlay_start(GstBaseTransform *transform)
+{
+	GstFrcnnOverlay *self = GST_FRCNN_OVERLAY(transform);
+	g_autofree gchar *error = nullptr;
+	{
+		g_autoptr(GMutexLocker) locker = g_mutex_locker_new(GST_OBJECT_GET_LOCK(self));
+		error = g_strdup(self->font_error);
+	}
+	if (error != nullptr) {
+		GST_ELEMENT_ERROR(self, RESOURCE, OPEN_READ, ("%s", error), (nullptr));
+		return FALSE;
+	}
+	return TRUE;
+}
+
+/* The font of `file` (empty: the built-in one); on failure nullptr and *error a message that says
+ * what to do. Reads the file: not under the object lock. */
+static std::shared_ptr<const LabelFont> load_label_font(const gchar *file, std::string *error)
+{
+	if (file == nullptr || *file == '\0')
+		return std::make_shared<LabelFont>();
+	const std::string advice = " Set 'font' to a TrueType or OpenType file, e.g. "
+				   "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf (Debian package "
+				   "fonts-dejavu-core), or leave it empty for the built-in font.";
+	if (!g_file_test(file, G_FILE_TEST_IS_REGULAR)) {
+		*error = std::string("Could not load the font '") + file + "': no such file." + advice;
+		return nullptr;
+	}
+	try {
+		return std::make_shared<LabelFont>(file);
+	} catch (const cv::Exception &e) {
+		*error = std::string("Could not load the font '") + file +
+			 "': FreeType cannot read it (not a TrueType or OpenType font?)." + advice;
+		return nullptr;
+	}
 }
 
 static void gst_frcnn_overlay_set_property(GObject *object, guint prop_id, const GValue *value,
 					   GParamSpec *pspec)
 {
 	GstFrcnnOverlay *self = GST_FRCNN_OVERLAY(object);
+	if (prop_id == PROP_FONT) {
+		const gchar *file = g_value_get_string(value);
+		std::string error;
+		std::shared_ptr<const LabelFont> font = load_label_font(file, &error);
+		bool warn = false;
+		{
+			g_autoptr(GMutexLocker) locker = g_mutex_locker_new(GST_OBJECT_GET_LOCK(self));
+			g_free(self->font);
+			self->font = g_strdup(file);
+			g_clear_pointer(&self->font_error, g_free);
+			if (font)
+				*self->label_font = std::move(font);
+			else if (GST_STATE(self) >= GST_STATE_PAUSED)
+				warn = true; /* the text keeps the font it has */
+			else
+				self->font_error = g_strdup(error.c_str());
+		}
+		if (warn)
+			GST_ELEMENT_WARNING(self, RESOURCE, OPEN_READ, ("%s The text keeps its font.", error.c_str()),
+					    (nullptr));
+		return;
+	}
 	g_autoptr(GMutexLocker) locker = g_mutex_locker_new(GST_OBJECT_GET_LOCK(self));
 
 	switch (prop_id) {
@@ -193,6 +333,9 @@ static void gst_frcnn_overlay_get_property(GObject *object, guint prop_id, GValu
 		break;
 	case PROP_SHOW:
 		g_value_set_enum(value, self->show);
+		break;
+	case PROP_FONT:
+		g_value_set_string(value, self->font);
 		break;
 	default:
 		G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
@@ -543,12 +686,11 @@ public:
 	// so that they look as on any other frame. On YUV frames the chroma under the letters turns
 	// neutral with them: where a chroma sample stands for several pixels, by the share of them
 	// the letters cover, so that the letters are grey, not tinted by the label's colour.
-	void text(const std::string &text, cv::Point origin, double scale, bool white)
+	void text(const LabelFont &font, const std::string &text, cv::Point origin, double scale, bool white)
 	{
-		const int thickness = text_thickness(scale);
 		int baseline = 0;
-		const cv::Size size = cv::getTextSize(text, kFont, scale, thickness, &baseline);
-		const int margin = thickness + 2;
+		const cv::Size size = font.size(text, scale, &baseline);
+		const int margin = LabelFont::stroke(scale) + 2;
 		// The rectangle the letters may cover, on the chroma grid, so that each sample's pixels
 		// are in it or outside (field chroma: each pair of rows of a field, 4 rows of the frame).
 		const int row_group = field_chroma_ ? 2 : y_shift_;
@@ -561,7 +703,7 @@ public:
 			return;
 		if (v210_)
 			v210_->reach(area.y, area.y + area.height - 1);
-		const cv::Mat coverage = text_coverage(text, origin, scale, thickness, area);
+		const cv::Mat coverage = text_coverage(font, text, origin, scale, area);
 
 		const double level = white ? 255 : 0;
 		if (!packed_.empty()) {
@@ -582,8 +724,6 @@ public:
 		return static_cast<int>(std::ceil(display_width / pixel_aspect_ratio_));
 	}
 
-	static int text_thickness(double scale) { return std::max(1, static_cast<int>(std::lround(scale * 2))); }
-
 	// The columns of a vertical line as wide as a horizontal one of `thickness` rows shows.
 	int line_columns(int thickness) const
 	{
@@ -593,8 +733,6 @@ public:
 	}
 
 private:
-	static constexpr int kFont = cv::FONT_HERSHEY_SIMPLEX;
-
 	// A sample's value as the word that holds it (rounded by OpenCV's drawing where the sample
 	// is the word's low bits).
 	double word(double sample) const { return shift_ == 0 ? sample : cvRound(sample) * (1 << shift_); }
@@ -602,20 +740,19 @@ private:
 	// How much the letters cover each pixel of `area` (0 to 255, antialiased). On pixels that
 	// are not square, drawn at the width a display shows `area` in, then resampled to its
 	// stored width.
-	cv::Mat text_coverage(const std::string &text, cv::Point origin, double scale, int thickness,
+	cv::Mat text_coverage(const LabelFont &font, const std::string &text, cv::Point origin, double scale,
 			      const cv::Rect &area) const
 	{
 		cv::Mat coverage = cv::Mat::zeros(area.size(), CV_8UC1);
 		if (pixel_aspect_ratio_ == 1.0) {
-			cv::putText(coverage, text, origin - area.tl(), kFont, scale, cv::Scalar(255), thickness,
-				    cv::LINE_AA);
+			font.draw(coverage, text, origin - area.tl(), scale);
 			return coverage;
 		}
 		const int shown_width = std::max(1, static_cast<int>(std::lround(area.width * pixel_aspect_ratio_)));
 		cv::Mat shown = cv::Mat::zeros(area.height, shown_width, CV_8UC1);
 		const cv::Point shown_origin(static_cast<int>(std::lround((origin.x - area.x) * pixel_aspect_ratio_)),
 					     origin.y - area.y);
-		cv::putText(shown, text, shown_origin, kFont, scale, cv::Scalar(255), thickness, cv::LINE_AA);
+		font.draw(shown, text, shown_origin, scale);
 		cv::resize(shown, coverage, area.size(), 0, 0,
 			   pixel_aspect_ratio_ > 1.0 ? cv::INTER_AREA : cv::INTER_LINEAR);
 		return coverage;
@@ -776,11 +913,13 @@ static GstFlowReturn gst_frcnn_overlay_transform_frame_ip(GstVideoFilter *filter
 	gint line_thickness;
 	gdouble text_scale;
 	GstFrcnnOverlayShow show;
+	std::shared_ptr<const LabelFont> font;
 	{
 		g_autoptr(GMutexLocker) locker = g_mutex_locker_new(GST_OBJECT_GET_LOCK(self));
 		line_thickness = self->line_thickness;
 		text_scale = self->text_scale;
 		show = self->show;
+		font = *self->label_font;
 	}
 
 	const int width = GST_VIDEO_FRAME_WIDTH(frame);
@@ -818,8 +957,7 @@ static GstFlowReturn gst_frcnn_overlay_transform_frame_ip(GstVideoFilter *filter
 				continue;
 
 			int baseline = 0;
-			const cv::Size size = cv::getTextSize(text, cv::FONT_HERSHEY_SIMPLEX, text_scale,
-							      Canvas::text_thickness(text_scale), &baseline);
+			const cv::Size size = font->size(text, text_scale, &baseline);
 			const int pad = 2;
 			const int label_height = size.height + baseline + 2 * pad;
 			/* Above the box, or inside it when the box touches the top of the frame. */
@@ -831,7 +969,7 @@ static GstFlowReturn gst_frcnn_overlay_transform_frame_ip(GstVideoFilter *filter
 			canvas.rectangle(background, colour, cv::FILLED);
 
 			const double luminance = 0.299 * colour.r + 0.587 * colour.g + 0.114 * colour.b;
-			canvas.text(text, cv::Point(det.x + pad, top + pad + size.height), text_scale,
+			canvas.text(*font, text, cv::Point(det.x + pad, top + pad + size.height), text_scale,
 				    luminance < 128);
 		}
 	} catch (const cv::Exception &e) {

@@ -640,6 +640,125 @@ TEST(FrcnnOverlay, DrawsOnlyInsideTheFrame)
 // Rows of 16-bit samples an odd number of bytes apart (a producer's GstVideoMeta may say so;
 // GStreamer's own layouts never do) cannot be drawn on: a stream error that says what to do, no
 // crash, the frame not passed on.
+constexpr const char *kFont = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"; // fonts-dejavu-core
+
+// The pixels of the label a "car" detection labelled `label` gets (the rows above the box, as
+// far right as the widest label), and the rows in it holding the letters' ink (neither the
+// label's colour nor the frame's grey).
+struct DrawnLabel {
+	std::vector<std::array<int, 3>> pixels;
+	int ink_rows = 0;
+};
+
+DrawnLabel draw_label(const std::string &properties, const char *label)
+{
+	const Frame frame = make_frame(cv::Mat(kHeight, kWidth, CV_8UC3, kGrey), GST_VIDEO_FORMAT_RGB);
+	HarnessPtr h = overlay(("show=label " + properties).c_str());
+	gst_harness_set_src_caps(h.get(), frame.caps());
+	GstBuffer *in = frame.buffer(0);
+	add_detection(in, 20, 90, 150, 50, 3, label, 0.9);
+	gst_test::BufferPtr out(gst_harness_push_and_pull(h.get(), in));
+	DrawnLabel drawn;
+	if (!out) {
+		ADD_FAILURE() << "no output";
+		return drawn;
+	}
+	Pixels pixels(out.get(), frame);
+	const std::array<int, 3> grey = pixels.at(190, 5), fill = pixels.at(21, 88);
+	for (int y = 0; y < 88; y++) {
+		bool ink = false;
+		for (int x = 20; x < kWidth; x++) {
+			drawn.pixels.push_back(pixels.at(x, y));
+			ink = ink || (pixels.at(x, y) != grey && pixels.at(x, y) != fill);
+		}
+		drawn.ink_rows += ink;
+	}
+	return drawn;
+}
+
+// With `font` (a TrueType or OpenType file) the labels are drawn through FreeType, in any script
+// the font covers: a Cyrillic label is not the row of '?' that the built-in font (ASCII only)
+// makes of it. At text-scale 1.0 capitals are about 22 pixels high in both.
+TEST(FrcnnOverlay, AFontDrawsLabelsInAnyScript)
+{
+	ASSERT_TRUE(g_file_test(kFont, G_FILE_TEST_IS_REGULAR)) << kFont << " is missing (Debian package fonts-dejavu-core)";
+	const std::string font = std::string("font=") + kFont;
+	const char *cyrillic = "\u043c\u0430\u0448\u0438\u043d\u0430"; // "car" in Russian
+	// A '?' for each byte of the UTF-8 text.
+	const std::string question_marks(std::strlen(cyrillic), '?');
+	EXPECT_EQ(draw_label("", cyrillic).pixels, draw_label("", question_marks.c_str()).pixels)
+		<< "the built-in font draws other characters than ASCII as '?'";
+	const DrawnLabel drawn = draw_label(font, cyrillic);
+	EXPECT_NE(drawn.pixels, draw_label(font, question_marks.c_str()).pixels);
+	EXPECT_NE(drawn.pixels, draw_label("", cyrillic).pixels) << "the font is not used";
+	EXPECT_GT(drawn.ink_rows, 5);
+	for (const char *properties : { "text-scale=1.0", "text-scale=1.0 font=" }) {
+		SCOPED_TRACE(properties);
+		const std::string with_font = std::string(properties) + (std::string(properties).back() == '=' ? kFont : "");
+		EXPECT_NEAR(draw_label(with_font, "HH").ink_rows, 22, 4);
+	}
+}
+
+// A font file that cannot be read fails the start with a message that says what to do; set while
+// playing, it is warned about and the labels keep the font they have.
+TEST(FrcnnOverlay, AFontThatCannotBeReadIsAClearError)
+{
+	gst_test::init();
+	GError *error = nullptr;
+	GstElement *pipeline = gst_parse_launch(
+		"videotestsrc num-buffers=1 ! frcnnoverlay name=overlay font=/no/such/font.ttf ! fakesink", &error);
+	ASSERT_EQ(error, nullptr) << error->message;
+	EXPECT_EQ(gst_element_set_state(pipeline, GST_STATE_PAUSED), GST_STATE_CHANGE_FAILURE);
+	GstBus *bus = gst_element_get_bus(pipeline);
+	GstMessage *message = gst_bus_pop_filtered(bus, GST_MESSAGE_ERROR);
+	ASSERT_NE(message, nullptr) << "no error on the bus";
+	gst_message_parse_error(message, &error, nullptr);
+	EXPECT_STREQ(error->message, "Could not load the font '/no/such/font.ttf': no such file. Set 'font' to a "
+				     "TrueType or OpenType file, e.g. /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf "
+				     "(Debian package fonts-dejavu-core), or leave it empty for the built-in font.");
+	g_clear_error(&error);
+	gst_message_unref(message);
+	gst_object_unref(bus);
+	gst_element_set_state(pipeline, GST_STATE_NULL);
+	gst_object_unref(pipeline);
+
+	/* While playing: a warning, and the labels as before. */
+	const std::string font = std::string("font=") + kFont;
+	const Frame frame = make_frame(cv::Mat(kHeight, kWidth, CV_8UC3, kGrey), GST_VIDEO_FORMAT_RGB);
+	HarnessPtr h = overlay(("show=label " + font).c_str());
+	GstBus *playing_bus = gst_bus_new();
+	gst_element_set_bus(h->element, playing_bus);
+	gst_harness_set_src_caps(h.get(), frame.caps());
+	auto labelled = [&](GstClockTime pts) {
+		GstBuffer *in = frame.buffer(pts);
+		add_detection(in, 20, 90, 150, 50, 3, "car", 0.9);
+		return gst_test::BufferPtr(gst_harness_push_and_pull(h.get(), in));
+	};
+	gst_test::BufferPtr before = labelled(0);
+	g_object_set(h->element, "font", "/etc/hostname", nullptr);
+	message = gst_bus_pop_filtered(playing_bus, GST_MESSAGE_WARNING);
+	ASSERT_NE(message, nullptr) << "no warning on the bus";
+	gst_message_parse_warning(message, &error, nullptr);
+	EXPECT_STREQ(error->message, "Could not load the font '/etc/hostname': FreeType cannot read it (not a TrueType "
+				     "or OpenType font?). Set 'font' to a TrueType or OpenType file, e.g. "
+				     "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf (Debian package fonts-dejavu-core), "
+				     "or leave it empty for the built-in font. The text keeps its font.");
+	g_clear_error(&error);
+	gst_message_unref(message);
+	gst_test::BufferPtr after = labelled(GST_SECOND);
+	ASSERT_TRUE(before && after);
+	Pixels a(before.get(), frame), b(after.get(), frame);
+	for (int y = 60; y < 90; y++)
+		for (int x = 20; x < 120; x++)
+			ASSERT_EQ(a.at(x, y), b.at(x, y)) << x << "," << y;
+	gchar *value = nullptr;
+	g_object_get(h->element, "font", &value, nullptr);
+	EXPECT_STREQ(value, "/etc/hostname") << "the property reads back as set";
+	g_free(value);
+	gst_element_set_bus(h->element, nullptr);
+	gst_object_unref(playing_bus);
+}
+
 TEST(FrcnnOverlay, OddStridesOf16BitSamplesAreAClearError)
 {
 	const Frame frame = make_frame(cv::Mat(kHeight, kWidth, CV_8UC3, kGrey), GST_VIDEO_FORMAT_P010_10LE, 3);
