@@ -6,7 +6,9 @@
  * Draws every #GstVideoRegionOfInterestMeta of a frame onto the frame, in place: the box, and
  * "label score" above it, in a colour that stays the same for a class. Works for region of
  * interest metadata from any element; the label and score come from the "detection" parameter
- * structure when there is one, else the label is the ROI type.
+ * structure when there is one, else the label is the ROI type. On frames whose pixels are not
+ * square the labels are drawn as the display shows them. "font" names a TrueType or OpenType file
+ * for labels in any script (the built-in font is ASCII only).
  *
  * ## Example launch line
  * |[
