@@ -536,10 +536,10 @@ void FasterRCNNImpl::refresh_onednn()
 	// when the model comes back.
 	const torch::Tensor reference = parts_->backbone->parameters().front();
 	auto *box_head = conv_fc_head(*parts_->roi_heads);
-	// TwoMLPHead's linear layers go through the plan in int8 only (in float LibTorch's run
-	// them, as fast).
-	auto *linear_head = int8_ ? mlp_head(*parts_->roi_heads) : nullptr;
 	const auto dtype = reference.scalar_type();
+	// TwoMLPHead's linear layers go through the plan in int8 and in float (oneDNN's matmul,
+	// about twice LibTorch's speed on OpenBLAS); a bfloat16 model's stay LibTorch's.
+	auto *linear_head = int8_ || dtype == torch::kFloat ? mlp_head(*parts_->roi_heads) : nullptr;
 	if (!reference.device().is_cpu() || (dtype != torch::kFloat && dtype != torch::kBFloat16)) {
 		plan.reset();
 		parts_->rpn->head->onednn.reset();

@@ -778,8 +778,11 @@ private:
 // A linear layer of the box head with its ReLU, on rows [R, K] of float. In 8 bits (an
 // int8_range): the rows quantized by the reorder in, the weights per output feature, oneDNN's
 // inner product summing in 32 bits and scaling back to float (the bias divided by the output
-// scale, as for the convolutions); primitives per row count, the last 8 kept. Otherwise
-// LibTorch's linear layer, as the module computes it.
+// scale, as for the convolutions); primitives per row count, the last 8 kept. In float: one
+// oneDNN matmul for every row count (the rows a runtime dimension), reading the module's weights
+// [N, K] where they lie as the transposed [K, N] it multiplies by, the bias and the ReLU fused:
+// about twice the speed of LibTorch's linear layer on OpenBLAS at the box head's sizes (fc6 of
+// 1000 regions: 12544 by 1024), the sums in another order (within float rounding of it).
 class OneDnnLinear {
 public:
 	struct Spec {
@@ -809,8 +812,10 @@ public:
 		TORCH_CHECK(rows.dim() == 2 && rows.scalar_type() == torch::kFloat && rows.size(1) == spec_.weight.size(1),
 			    "oneDNN linear layer: rows of another shape or type");
 		observer_.observe(rows);
-		if (spec_.int8_range <= 0 || rows.size(0) == 0)
+		if (rows.size(0) == 0 || !(spec_.int8_range > 0 || float_weights()))
 			return torch::relu(torch::linear(rows, spec_.weight, spec_.bias));
+		if (spec_.int8_range <= 0)
+			return float_product(rows);
 		std::lock_guard<std::mutex> lock(mutex_);
 		RECORD_FUNCTION("frcnn::onednn_linear", std::vector<c10::IValue>({rows, spec_.weight}));
 		const auto x = rows.contiguous();
@@ -839,6 +844,49 @@ private:
 		size_t workspace_bytes = 0, src_offset = 0;
 		std::string implementation;
 	};
+
+	// Whether the float product can read the module's weights and bias where they lie.
+	bool float_weights() const
+	{
+		return spec_.weight.scalar_type() == torch::kFloat && spec_.weight.is_contiguous() &&
+		       spec_.weight.dim() == 2 &&
+		       (!spec_.bias.defined() || (spec_.bias.scalar_type() == torch::kFloat && spec_.bias.is_contiguous()));
+	}
+
+	torch::Tensor float_product(const torch::Tensor &rows)
+	{
+		std::lock_guard<std::mutex> lock(mutex_);
+		RECORD_FUNCTION("frcnn::onednn_linear", std::vector<c10::IValue>({rows, spec_.weight}));
+		const int64_t in_features = spec_.weight.size(1), out_features = spec_.weight.size(0);
+		auto &engine = cpu_engine();
+		const bool bias = spec_.bias.defined();
+		if (!float_product_) {
+			dnnl::post_ops ops;
+			ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
+			dnnl::primitive_attr attr;
+			attr.set_post_ops(ops);
+			const dnnl::matmul::desc desc(
+				memory::desc({DNNL_RUNTIME_DIM_VAL, in_features}, kF32, Tag::ab),
+				memory::desc({in_features, out_features}, kF32, Tag::ba),
+				bias ? memory::desc({1, out_features}, kF32, Tag::ab) : memory::desc(),
+				memory::desc({DNNL_RUNTIME_DIM_VAL, out_features}, kF32, Tag::ab));
+			float_product_ = dnnl::matmul(dnnl::matmul::primitive_desc(desc, attr, engine));
+		}
+		const auto x = rows.contiguous();
+		const int64_t count = x.size(0);
+		auto out = torch::empty({count, out_features});
+		dnnl::stream stream(engine);
+		std::unordered_map<int, memory> args{
+			{DNNL_ARG_SRC, memory(memory::desc({count, in_features}, kF32, Tag::ab), engine, x.data_ptr())},
+			{DNNL_ARG_WEIGHTS, memory(memory::desc({in_features, out_features}, kF32, Tag::ba), engine,
+						  spec_.weight.data_ptr())},
+			{DNNL_ARG_DST, memory(memory::desc({count, out_features}, kF32, Tag::ab), engine, out.data_ptr())}};
+		if (bias)
+			args[DNNL_ARG_BIAS] = memory(memory::desc({1, out_features}, kF32, Tag::ab), engine, spec_.bias.data_ptr());
+		float_product_.execute(stream, args);
+		stream.wait();
+		return out;
+	}
 
 	Plan &plan_for(int64_t count)
 	{
@@ -889,6 +937,7 @@ private:
 	RecentPlans<int64_t, Plan> plans_; // by row count
 	std::vector<std::pair<memory::desc, memory>> weights_;
 	Int8Scales int8_; // with an int8_range
+	dnnl::matmul float_product_; // without one, made at the first rows
 	RangeObserver observer_;
 	std::mutex mutex_;
 };

@@ -120,8 +120,8 @@ public:
 
 	// How many of the box head's linear layers the plan has (2 for TwoMLPHead, 1 for the v2
 	// head, 0 without a head), and layer `index` (0-based) with its ReLU on rows [R, K] of
-	// float: in 8 bits in an 8-bit plan, else LibTorch's linear layer as the module runs it
-	// (observed while observing).
+	// float: in 8 bits in an 8-bit plan, else oneDNN's float matmul (LibTorch's linear layer for
+	// no rows, or weights it cannot read in place) (observed while observing).
 	size_t box_head_linears() const { return linears_.size(); }
 	torch::Tensor box_head_linear(size_t index, const torch::Tensor &rows);
 	// Whether its convolutions run in 8 bits.

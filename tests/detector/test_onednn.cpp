@@ -197,6 +197,42 @@ TEST_F(OneDnn, ConvolutionalBoxHeadMatchesLibTorch)
 	EXPECT_EQ(none.sizes(), (std::vector<int64_t>{0, reference.size(1)}));
 }
 
+// TwoMLPHead's two linear layers with their ReLUs (fc6: 12544 by 1024, fc7: 1024 by 1024) on
+// oneDNN's float matmul, one primitive for every region count: within float rounding of
+// LibTorch's (the sums in another order, so not its bits), for no regions, one, an odd count and
+// a thousand (fasterrcnn_resnet50_fpn's proposals).
+TEST_F(OneDnn, LinearBoxHeadMatchesLibTorch)
+{
+	torch::manual_seed(6);
+	FasterRCNN model(model_preset("fasterrcnn_mobilenet_v3_large_320_fpn"));
+	model->eval();
+	std::shared_ptr<frcnn::detail::TwoMLPHeadImpl> head;
+	for (const auto &child : model->named_modules())
+		if (auto h = std::dynamic_pointer_cast<frcnn::detail::TwoMLPHeadImpl>(child.value()))
+			head = h;
+	ASSERT_TRUE(head) << "the model has TwoMLPHead";
+	c10::InferenceMode inference;
+	for (int64_t regions : {0, 1, 37, 1000}) {
+		SCOPED_TRACE(std::to_string(regions) + " regions");
+		// Pooled regions as RoIAlign gives them: mostly small positive values.
+		const auto pooled = torch::rand({regions, 256, 7, 7});
+		model->set_cpu_convolutions(CpuConvolutions::LibTorch);
+		ASSERT_FALSE(head->onednn);
+		const auto reference = head->forward(pooled);
+		model->set_cpu_convolutions(CpuConvolutions::OneDnn);
+		ASSERT_TRUE(head->onednn && head->onednn->box_head_linears() == 2);
+		const auto fast = head->forward(pooled);
+		ASSERT_EQ(reference.sizes(), fast.sizes());
+		if (regions == 0)
+			continue;
+		const double scale = reference.abs().max().item<double>();
+		EXPECT_GT(scale, 0.0);
+		EXPECT_LT((reference - fast).abs().max().item<double>() / scale, 1e-5);
+		if (regions == 1000)
+			EXPECT_FALSE(torch::equal(reference, fast)) << "LibTorch's bits: the oneDNN product did not run";
+	}
+}
+
 // Consecutive convolutions that both use Winograd's blocked layout (the v2 model's box head and
 // its two-convolution RPN head) hand their outputs on in it: the same bits as reordering each
 // output to channels-last and back.
