@@ -100,19 +100,24 @@ FrameView rgb_view(const uint8_t *rgb, int width, int height)
 	return view;
 }
 
+// The shapes model (tests/data) at the scenes' size, detections scoring 0.3 or more.
+DetectorOptions shapes_options()
+{
+	DetectorOptions options;
+	options.model = model_preset("tiny");
+	options.model.num_classes = 4;
+	options.model.min_size = 240;
+	options.model.max_size = 320;
+	options.model.box_score_thresh = 0.3;
+	options.weights = test::env("FRCNN_TEST_DATA") + "/shapes-tiny.pth";
+	return options;
+}
+
 Detector &shapes_detector()
 {
 	static std::unique_ptr<Detector> detector;
-	if (!detector) {
-		DetectorOptions options;
-		options.model = model_preset("tiny");
-		options.model.num_classes = 4;
-		options.model.min_size = 240;
-		options.model.max_size = 320;
-		options.model.box_score_thresh = 0.3;
-		options.weights = test::env("FRCNN_TEST_DATA") + "/shapes-tiny.pth";
-		detector = std::make_unique<Detector>(options);
-	}
+	if (!detector)
+		detector = std::make_unique<Detector>(shapes_options());
 	return *detector;
 }
 
@@ -159,13 +164,8 @@ TEST(Detector, FramesWithoutProposalsHaveNoDetections)
 	for (auto [convolutions, precision] : paths) {
 		SCOPED_TRACE("convolutions " + std::string(cpu_convolutions_name(convolutions)) + ", precision " +
 			     std::to_string(static_cast<int>(precision)));
-		DetectorOptions options;
-		options.model = model_preset("tiny");
-		options.model.num_classes = 4;
-		options.model.min_size = 240;
-		options.model.max_size = 320;
+		DetectorOptions options = shapes_options();
 		options.model.rpn_score_thresh = 2.0; // above every objectness probability
-		options.weights = test::env("FRCNN_TEST_DATA") + "/shapes-tiny.pth";
 		options.cpu_convolutions = convolutions;
 		options.precision = precision;
 		options.int8_calibration_frames = 1;
@@ -178,14 +178,8 @@ TEST(Detector, FramesWithoutProposalsHaveNoDetections)
 	}
 	// In a batch with a frame that has proposals (a threshold the first frame's objects pass,
 	// the second one blank): the first frame's detections, none for the second.
-	DetectorOptions options;
-	options.model = model_preset("tiny");
-	options.model.num_classes = 4;
-	options.model.min_size = 240;
-	options.model.max_size = 320;
-	options.model.box_score_thresh = 0.3;
+	DetectorOptions options = shapes_options();
 	options.model.rpn_score_thresh = 0.5;
-	options.weights = test::env("FRCNN_TEST_DATA") + "/shapes-tiny.pth";
 	Detector detector(options);
 	TestFrame blank = shapes_frame(2, PixelFormat::RGB, 0);
 	std::fill(blank.planes[0].begin(), blank.planes[0].end(), 0);
