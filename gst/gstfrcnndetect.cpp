@@ -391,6 +391,8 @@ bool to_pixel_format(GstVideoFormat format, frcnn::PixelFormat *out)
 	case GST_VIDEO_FORMAT_Y210: *out = frcnn::PixelFormat::Y210; return true;
 	case GST_VIDEO_FORMAT_Y212_LE: *out = frcnn::PixelFormat::Y212_LE; return true;
 	case GST_VIDEO_FORMAT_v210: *out = frcnn::PixelFormat::v210; return true;
+	case GST_VIDEO_FORMAT_AYUV: *out = frcnn::PixelFormat::AYUV; return true;
+	case GST_VIDEO_FORMAT_VUYA: *out = frcnn::PixelFormat::VUYA; return true;
 	default: return false;
 	}
 }

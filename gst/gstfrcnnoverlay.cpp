@@ -616,7 +616,7 @@ public:
 	void rectangle(const cv::Rect &rect, const Rgb &colour, int thickness)
 	{
 		if (!packed_.empty()) {
-			const cv::Scalar ink = packed_colour(format_, yuv_.signal(colour));
+			const cv::Scalar ink = packed_ink(colour);
 			if (thickness < 0) {
 				cv::rectangle(packed_, rect, ink, cv::FILLED);
 				return;
@@ -709,7 +709,7 @@ public:
 
 		const double level = white ? 255 : 0;
 		if (!packed_.empty()) {
-			blend_packed(coverage, area, packed_colour(format_, yuv_.signal({ level, level, level })));
+			blend_packed(coverage, area, packed_ink({ level, level, level }));
 			return;
 		}
 		double luma, u, v;
@@ -735,6 +735,17 @@ public:
 	}
 
 private:
+	// A colour in the bytes of a packed pixel: RGB (or grey) in the format's order, or for packed
+	// 4:4:4 YUV its Y, U and V in the caps' colorimetry; alpha and padding bytes 255.
+	cv::Scalar packed_ink(const Rgb &colour) const
+	{
+		if (format_ != GST_VIDEO_FORMAT_AYUV && format_ != GST_VIDEO_FORMAT_VUYA)
+			return packed_colour(format_, yuv_.signal(colour));
+		double y, u, v;
+		yuv_.encode(colour, &y, &u, &v);
+		return format_ == GST_VIDEO_FORMAT_AYUV ? cv::Scalar(255, y, u, v) : cv::Scalar(v, u, y, 255);
+	}
+
 	// A sample's value as the word that holds it (rounded by OpenCV's drawing where the sample
 	// is the word's low bits).
 	double word(double sample) const { return shift_ == 0 ? sample : cvRound(sample) * (1 << shift_); }
@@ -876,7 +887,7 @@ private:
 	int depth_;			// of the YUV planes' elements: CV_8U, or CV_16U for more than 8 bits
 	int x_shift_ = 0, y_shift_ = 0; // log2 of the chroma subsampling
 	bool field_chroma_ = false;	// interlaced 4:2:0: chroma rows by field
-	cv::Mat packed_;		// packed RGB and grey
+	cv::Mat packed_;		// packed RGB, grey and packed 4:4:4 YUV (AYUV, VUYA)
 	cv::Mat luma_;			// planar and semi-planar YUV
 	cv::Mat chroma_pairs_;		// semi-planar: U and V (NV12, NV16, NV24) or V and U (NV21, NV61)
 	cv::Mat chroma_[2];		// planar: U, V

@@ -53,6 +53,8 @@ inline FrameView random_frame(PixelFormat format, int width, int height, std::mt
 	case PixelFormat::Y210:
 	case PixelFormat::Y212_LE: planes = {{height, cw * 8}}; break;
 	case PixelFormat::v210: planes = {{height, (width + 5) / 6 * 16}}; break; // 6 pixels in 4 words
+	case PixelFormat::AYUV:
+	case PixelFormat::VUYA: planes = {{height, width * 4}}; break;
 	default: planes = {{height, width * bpp}}; break;
 	}
 	std::uniform_int_distribution<int> byte(0, 255);
@@ -80,7 +82,7 @@ inline const std::vector<PixelFormat> &all_pixel_formats()
 		PixelFormat::VYUY, PixelFormat::NV16, PixelFormat::NV61, PixelFormat::NV24,
 		PixelFormat::P010_10LE, PixelFormat::I420_10LE, PixelFormat::I422_10LE, PixelFormat::Y444_10LE,
 		PixelFormat::P012_LE, PixelFormat::I420_12LE, PixelFormat::I422_12LE, PixelFormat::Y444_12LE,
-		PixelFormat::Y210, PixelFormat::Y212_LE, PixelFormat::v210};
+		PixelFormat::Y210, PixelFormat::Y212_LE, PixelFormat::v210, PixelFormat::AYUV, PixelFormat::VUYA};
 	return formats;
 }
 

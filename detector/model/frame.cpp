@@ -74,6 +74,9 @@ YuvLayout yuv_layout(PixelFormat format)
 	case PixelFormat::Y212_LE: return {4, 0, 0, 0, 2, 6, 8, 1, 0, 2, 4, 12};
 	// UYVY's order, positions in samples, three to a 32-bit word
 	case PixelFormat::v210: return {2, 1, 0, 0, 0, 2, 4, 1, 0, 4, 0, 10, false, true};
+	// packed 4:4:4 with an alpha byte
+	case PixelFormat::AYUV: return {4, 1, 0, 0, 2, 3, 4, 0, 0};
+	case PixelFormat::VUYA: return {4, 2, 0, 0, 1, 0, 4, 0, 0};
 	default: throw Error("not a YUV format");
 	}
 }

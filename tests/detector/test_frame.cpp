@@ -903,6 +903,21 @@ TestFrame yuv_frame(PixelFormat format, int width, int height, const SampleAt &s
 		f.view.planes[0] = f.planes[0].data();
 		return f;
 	}
+	if (format == PixelFormat::AYUV || format == PixelFormat::VUYA) {
+		// Packed 4:4:4: each pixel's 4 bytes in the format's order, the alpha byte a pattern that
+		// must not be read.
+		const char *order = format == PixelFormat::AYUV ? "AYUV" : "VUYA";
+		const size_t plane = add_plane(height, 4 * width);
+		for (int y = 0; y < height; y++)
+			for (int x = 0; x < width; x++)
+				for (int k = 0; k < 4; k++) {
+					const char c = order[k];
+					put(plane, y, 4 * x + k,
+					    c == 'A' ? 0x3c : sample(c == 'Y' ? 0 : c == 'U' ? 1 : 2, y, x));
+				}
+		f.view.planes[0] = f.planes[0].data();
+		return f;
+	}
 	const char *packed_order = format == PixelFormat::YUY2	 ? "YUYV"
 				   : format == PixelFormat::UYVY ? "UYVY"
 				   : format == PixelFormat::YVYU ? "YVYU"
@@ -984,7 +999,7 @@ TEST(FrameToTensor, YuvFormatsReadTheirSamplesWhereTheyLie)
 		{1, 0,
 		 {PixelFormat::Y42B, PixelFormat::NV16, PixelFormat::NV61, PixelFormat::YUY2, PixelFormat::UYVY,
 		  PixelFormat::YVYU, PixelFormat::VYUY}},
-		{0, 0, {PixelFormat::Y444, PixelFormat::NV24}},
+		{0, 0, {PixelFormat::Y444, PixelFormat::NV24, PixelFormat::AYUV, PixelFormat::VUYA}},
 		{1, 1, {PixelFormat::I420_10LE, PixelFormat::P010_10LE}},
 		{1, 0, {PixelFormat::I422_10LE, PixelFormat::Y210, PixelFormat::v210}},
 		{0, 0, {PixelFormat::Y444_10LE}},

@@ -79,6 +79,8 @@ frcnn::PixelFormat pixel_format(GstVideoFormat format)
 	case GST_VIDEO_FORMAT_Y210: return frcnn::PixelFormat::Y210;
 	case GST_VIDEO_FORMAT_Y212_LE: return frcnn::PixelFormat::Y212_LE;
 	case GST_VIDEO_FORMAT_v210: return frcnn::PixelFormat::v210;
+	case GST_VIDEO_FORMAT_AYUV: return frcnn::PixelFormat::AYUV;
+	case GST_VIDEO_FORMAT_VUYA: return frcnn::PixelFormat::VUYA;
 	default:
 		ADD_FAILURE() << "no library format for " << gst_video_format_to_string(format);
 		return frcnn::PixelFormat::RGB;
@@ -450,7 +452,7 @@ TEST(FrcnnDetect, LayoutsOfOnePictureAllSeeTheSameImage)
 					    GST_VIDEO_FORMAT_VYUY, GST_VIDEO_FORMAT_I422_10LE, GST_VIDEO_FORMAT_I422_12LE,
 					    GST_VIDEO_FORMAT_Y210, GST_VIDEO_FORMAT_Y212_LE, GST_VIDEO_FORMAT_v210 },
 	       std::vector<GstVideoFormat>{ GST_VIDEO_FORMAT_Y444, GST_VIDEO_FORMAT_NV24, GST_VIDEO_FORMAT_Y444_10LE,
-					    GST_VIDEO_FORMAT_Y444_12LE } }) {
+					    GST_VIDEO_FORMAT_Y444_12LE, GST_VIDEO_FORMAT_AYUV, GST_VIDEO_FORMAT_VUYA } }) {
 		const std::vector<frcnn::Detection> expected = expected_for(make_frame(image, family.front()));
 		ASSERT_FALSE(expected.empty());
 		for (GstVideoFormat format : family) {

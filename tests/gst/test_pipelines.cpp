@@ -322,7 +322,7 @@ TEST(Pipelines, EveryLayoutOfTheSameSamplesGivesTheSameDetections)
 	     { std::vector<std::string>{ "RGB", "BGR", "RGBx", "xBGR", "ARGB", "BGRA" },
 	       std::vector<std::string>{ "I420", "YV12", "NV12", "NV21" },
 	       std::vector<std::string>{ "Y42B", "NV16", "NV61", "YUY2", "UYVY", "YVYU", "VYUY" },
-	       std::vector<std::string>{ "Y444", "NV24" },
+	       std::vector<std::string>{ "Y444", "NV24", "AYUV", "VUYA" },
 	       std::vector<std::string>{ "I420_10LE", "P010_10LE" },
 	       std::vector<std::string>{ "I420_12LE", "P012_LE" },
 	       std::vector<std::string>{ "I422_10LE", "Y210", "v210" },

@@ -43,6 +43,8 @@ enum class PixelFormat {
 	v210,				     // packed 4:2:2 in UYVY's order, 10-bit samples three to a
 					     // little-endian 32-bit word (bits 0-9, 10-19, 20-29): 6 pixels
 					     // in 16 bytes (SDI capture cards)
+	AYUV,				     // packed 4:4:4, 4 bytes per pixel: A Y U V (alpha ignored)
+	VUYA,				     // packed 4:4:4: V U Y A (VA-API's 8-bit 4:4:4)
 };
 
 // The matrix by which a YUV frame's values stand for colours (GStreamer's colorimetry matrix):
