@@ -69,14 +69,10 @@ public:
 		Scratch scratch;
 		if (bytes_per_pixel_ == 0)
 			scratch.colours.resize(3 * static_cast<size_t>(frame_.width));
-		if (layout_.word_triplets) {
-			// The words up to the one of the row's last sample, and no further (the row may
-			// end there: frame_planes()).
-			const int64_t last = std::max(luma_position(layout_, frame_.width - 1),
-						      chroma_position(layout_, frame_.width - 1,
-								      std::max(layout_.u_offset, layout_.v_offset)));
-			scratch.samples.resize(static_cast<size_t>(row_bytes_through(layout_, last) / 4 * 3));
-		}
+		// The words of a row up to the one of its last sample, and no further (the row may end
+		// there), three samples each.
+		if (layout_.word_triplets)
+			scratch.samples.resize(static_cast<size_t>(frame_planes(frame_)[0].row_bytes / 4 * 3));
 		return scratch;
 	}
 
