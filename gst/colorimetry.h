@@ -19,4 +19,15 @@ inline TransferFunction transfer_function(GstVideoTransferFunction transfer)
 	}
 }
 
+// The library's colour primaries for a colorimetry's: BT.2020 and Display P3 (SMPTE EG 432) are
+// converted to BT.709's; the others are read as BT.709 (SD video's, BT.601's, are close to it).
+inline ColourPrimaries colour_primaries(GstVideoColorPrimaries primaries)
+{
+	switch (primaries) {
+	case GST_VIDEO_COLOR_PRIMARIES_BT2020: return ColourPrimaries::BT2020;
+	case GST_VIDEO_COLOR_PRIMARIES_SMPTEEG432: return ColourPrimaries::DisplayP3;
+	default: return ColourPrimaries::BT709;
+	}
+}
+
 } // namespace frcnn::gst

@@ -431,8 +431,8 @@ frcnn::PixelAspectRatio pixel_aspect_ratio(const GstVideoInfo &info)
 }
 
 /* The frame as the library reads it; with `square_pixels`, its pixels' shape as the caps say
- * (else square: the stored pixels as they are); with `tone_mapping`, HDR video as HDR (else as
- * if it were SDR). */
+ * (else square: the stored pixels as they are); with `tone_mapping`, HDR video as HDR and
+ * wide-gamut video in its primaries (else as if it were SDR in BT.709's). */
 frcnn::FrameView frame_view(const GstVideoFrame *frame, bool square_pixels, bool tone_mapping)
 {
 	frcnn::FrameView view;
@@ -448,8 +448,10 @@ frcnn::FrameView frame_view(const GstVideoFrame *frame, bool square_pixels, bool
 	view.interlaced = GST_VIDEO_FRAME_IS_INTERLACED(frame);
 	if (square_pixels)
 		view.pixel_aspect_ratio = pixel_aspect_ratio(frame->info);
-	if (tone_mapping)
+	if (tone_mapping) {
 		view.transfer = frcnn::gst::transfer_function(frame->info.colorimetry.transfer);
+		view.primaries = frcnn::gst::colour_primaries(frame->info.colorimetry.primaries);
+	}
 	for (guint plane = 0; plane < GST_VIDEO_FRAME_N_PLANES(frame) && plane < 3; plane++) {
 		view.planes[plane] = static_cast<const uint8_t *>(GST_VIDEO_FRAME_PLANE_DATA(frame, plane));
 		view.strides[plane] = GST_VIDEO_FRAME_PLANE_STRIDE(frame, plane);
@@ -833,8 +835,9 @@ static void gst_frcnn_detect_class_init(GstFrcnnDetectClass *klass)
 				     "HDR video (the caps' colorimetry has the PQ or HLG transfer: HDR10, "
 				     "HLG broadcasts and phones) is mapped to the picture an SDR display "
 				     "shows (BT.2408's reference white as SDR white, highlights compressed), "
+				     "and wide-gamut colours (BT.2020 or Display P3 primaries) to BT.709's, "
 				     "which is what the model was trained on. false: the signal as it is, "
-				     "as if it were SDR",
+				     "as if it were SDR in BT.709's primaries",
 				     DEFAULT_PROP_TONE_MAPPING, playing));
 	g_object_class_install_property(object_class, PROP_MIN_BOX_SIZE,
 		g_param_spec_uint("min-box-size", "Minimum box size",
@@ -2445,6 +2448,11 @@ static gboolean gst_frcnn_detect_sink_event(GstPad *pad, GstObject *parent, GstE
 			GST_INFO_OBJECT(self, "HDR video (%s transfer): mapped to SDR for the model unless "
 					      "tone-mapping=false",
 					info.colorimetry.transfer == GST_VIDEO_TRANSFER_SMPTE2084 ? "PQ" : "HLG");
+		if (frcnn::gst::colour_primaries(info.colorimetry.primaries) != frcnn::ColourPrimaries::BT709)
+			GST_INFO_OBJECT(self, "wide-gamut video (%s primaries): its colours converted to BT.709's "
+					      "for the model unless tone-mapping=false",
+					info.colorimetry.primaries == GST_VIDEO_COLOR_PRIMARIES_BT2020 ? "BT.2020"
+													: "Display P3");
 		const frcnn::PixelAspectRatio pixels = pixel_aspect_ratio(info);
 		if (!pixels.square())
 			GST_INFO_OBJECT(self, "pixels %d/%d as wide as high: the model sees the frames as "

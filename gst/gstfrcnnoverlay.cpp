@@ -374,7 +374,7 @@ Rgb class_colour(const frcnn::gst::DetectionMeta &det)
 
 // How a frame's YUV values stand for colours: its colorimetry's matrix and range (BT.601 when it
 // names no matrix), as frcnndetect reads them, in samples of `depth` bits; and for every format,
-// YUV or RGB, its transfer (HDR video's signals for a colour).
+// YUV or RGB, its primaries and transfer (wide-gamut and HDR video's signals for a colour).
 struct YuvEncoding {
 	double kr = 0.299, kb = 0.114; // luma weights of red and blue
 	bool full_range = false;
@@ -382,10 +382,14 @@ struct YuvEncoding {
 	/* HDR video: the colours as its SDR picture shows them (frcnndetect's mapping), not as
 	 * signals near the transfer's peak (a white box at 10000 cd/m2 in PQ). */
 	frcnn::TransferFunction transfer;
+	/* Wide-gamut video: the colours as frcnndetect reads them back in BT.709's primaries, not
+	 * the more saturated ones the same signals stand for in BT.2020's. */
+	frcnn::ColourPrimaries primaries;
 
 	YuvEncoding(const GstVideoColorimetry &colorimetry, int depth)
 		: full_range(colorimetry.range == GST_VIDEO_COLOR_RANGE_0_255), depth(depth),
-		  transfer(frcnn::gst::transfer_function(colorimetry.transfer))
+		  transfer(frcnn::gst::transfer_function(colorimetry.transfer)),
+		  primaries(frcnn::gst::colour_primaries(colorimetry.primaries))
 	{
 		gdouble r, b;
 		if (gst_video_color_matrix_get_Kr_Kb(colorimetry.matrix, &r, &b)) {
@@ -394,12 +398,14 @@ struct YuvEncoding {
 		}
 	}
 
-	// The signals (0..255) of an SDR colour in the frame's transfer: the colour itself in SDR
-	// video, RGB frames included.
+	// The signals (0..255) of an SDR BT.709 colour in the frame's primaries and transfer: the
+	// colour itself in SDR BT.709 video, RGB frames included.
 	Rgb signal(const Rgb &colour) const
 	{
-		return { 255 * frcnn::hdr_signal(transfer, colour.r / 255), 255 * frcnn::hdr_signal(transfer, colour.g / 255),
-			 255 * frcnn::hdr_signal(transfer, colour.b / 255) };
+		const std::array<double, 3> sdr =
+			frcnn::signals_in_primaries(primaries, { colour.r / 255, colour.g / 255, colour.b / 255 });
+		return { 255 * frcnn::hdr_signal(transfer, sdr[0]), 255 * frcnn::hdr_signal(transfer, sdr[1]),
+			 255 * frcnn::hdr_signal(transfer, sdr[2]) };
 	}
 
 	void encode(const Rgb &colour, double *y, double *u, double *v) const

@@ -167,14 +167,21 @@ double hlg_signal(double light)
 	return scene <= 1.0 / 12.0 ? std::sqrt(3.0 * scene) : kHlgA * std::log(12.0 * scene - kHlgB) + kHlgC;
 }
 
-// The SDR signal that shows `light` (cd/m2): relative to BT.2408's reference white, as it is up
-// to kKnee of it and compressed above (slope 1 at the knee, towards 1), then BT.1886's inverse.
-double sdr_signal_of_light(double light)
+// The light an SDR display shows for `light` (cd/m2), relative to its white: relative to
+// BT.2408's reference white, as it is up to kKnee of it and compressed above (slope 1 at the
+// knee, towards 1).
+double sdr_light_of_light(double light)
 {
 	double relative = light / kReferenceWhite;
 	if (relative > kKnee)
 		relative = kKnee + (1.0 - kKnee) * (1.0 - std::exp(-(relative - kKnee) / (1.0 - kKnee)));
-	return std::pow(relative, 1.0 / kSdrGamma);
+	return relative;
+}
+
+// The SDR signal that shows `light` (cd/m2): sdr_light_of_light, then BT.1886's inverse.
+double sdr_signal_of_light(double light)
+{
+	return std::pow(sdr_light_of_light(light), 1.0 / kSdrGamma);
 }
 
 // The light of an SDR signal put into HDR video as BT.2408 puts SDR content (and graphics):
@@ -194,7 +201,121 @@ TransferTable make_transfer_table(double (*light)(double))
 	return table;
 }
 
+// Colour primaries: the chromaticities (x, y) of red, green, blue and the white point.
+struct Chromaticities {
+	double red[2], green[2], blue[2], white[2];
+};
+
+constexpr Chromaticities kBt709{{0.640, 0.330}, {0.300, 0.600}, {0.150, 0.060}, {0.3127, 0.3290}};
+constexpr Chromaticities kBt2020{{0.708, 0.292}, {0.170, 0.797}, {0.131, 0.046}, {0.3127, 0.3290}};
+constexpr Chromaticities kDisplayP3{{0.680, 0.320}, {0.265, 0.690}, {0.150, 0.060}, {0.3127, 0.3290}};
+
+using Matrix3 = std::array<std::array<double, 3>, 3>;
+
+Matrix3 product(const Matrix3 &a, const Matrix3 &b)
+{
+	Matrix3 p{};
+	for (int i = 0; i < 3; i++)
+		for (int j = 0; j < 3; j++)
+			for (int k = 0; k < 3; k++)
+				p[i][j] += a[i][k] * b[k][j];
+	return p;
+}
+
+Matrix3 inverse(const Matrix3 &m)
+{
+	Matrix3 inv{};
+	const double det = m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1]) -
+			   m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0]) +
+			   m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0]);
+	for (int i = 0; i < 3; i++)
+		for (int j = 0; j < 3; j++) {
+			// The cofactor of (j, i), by the cyclic order of the other rows and columns.
+			const int r0 = (j + 1) % 3, r1 = (j + 2) % 3, c0 = (i + 1) % 3, c1 = (i + 2) % 3;
+			inv[i][j] = (m[r0][c0] * m[r1][c1] - m[r0][c1] * m[r1][c0]) / det;
+		}
+	return inv;
+}
+
+// XYZ of linear RGB in these primaries (SMPTE RP 177's normalised primary matrix): the primaries'
+// XYZ (Y = 1) as columns, each scaled so that R = G = B = 1 is the white point at Y = 1.
+Matrix3 rgb_to_xyz(const Chromaticities &c)
+{
+	auto xyz = [](const double xy[2]) {
+		return std::array<double, 3>{xy[0] / xy[1], 1.0, (1.0 - xy[0] - xy[1]) / xy[1]};
+	};
+	const std::array<double, 3> r = xyz(c.red), g = xyz(c.green), b = xyz(c.blue), w = xyz(c.white);
+	const Matrix3 primaries{{{r[0], g[0], b[0]}, {r[1], g[1], b[1]}, {r[2], g[2], b[2]}}};
+	const Matrix3 inv = inverse(primaries);
+	Matrix3 npm{};
+	for (int j = 0; j < 3; j++) {
+		const double scale = inv[j][0] * w[0] + inv[j][1] * w[1] + inv[j][2] * w[2];
+		for (int i = 0; i < 3; i++)
+			npm[i][j] = primaries[i][j] * scale;
+	}
+	return npm;
+}
+
+const Chromaticities *chromaticities(ColourPrimaries primaries)
+{
+	switch (primaries) {
+	case ColourPrimaries::BT2020: return &kBt2020;
+	case ColourPrimaries::DisplayP3: return &kDisplayP3;
+	default: return nullptr;
+	}
+}
+
+// Linear BT.709 light of linear light in `primaries` (the same white).
+Matrix3 to_bt709_matrix(const Chromaticities &primaries)
+{
+	return product(inverse(rgb_to_xyz(kBt709)), rgb_to_xyz(primaries));
+}
+
+PrimariesConversion make_primaries_conversion(const Chromaticities &primaries)
+{
+	PrimariesConversion conversion;
+	const Matrix3 matrix = to_bt709_matrix(primaries);
+	for (int i = 0; i < 3; i++)
+		for (int j = 0; j < 3; j++)
+			conversion.matrix[i][j] = static_cast<float>(matrix[i][j]);
+	for (int i = 0; i <= kTransferIntervals; i++) {
+		const double x = static_cast<double>(i) / kTransferIntervals;
+		conversion.light[static_cast<int>(TransferFunction::SDR)][i] = static_cast<float>(std::pow(x, kSdrGamma));
+		conversion.light[static_cast<int>(TransferFunction::PQ)][i] = static_cast<float>(sdr_light_of_light(pq_light(x)));
+		conversion.light[static_cast<int>(TransferFunction::HLG)][i] = static_cast<float>(sdr_light_of_light(hlg_light(x)));
+		conversion.signal[i] = static_cast<float>(std::pow(x * x, 1.0 / kSdrGamma));
+	}
+	return conversion;
+}
+
 } // namespace
+
+const PrimariesConversion *primaries_conversion(ColourPrimaries primaries)
+{
+	static const PrimariesConversion bt2020 = make_primaries_conversion(kBt2020);
+	static const PrimariesConversion display_p3 = make_primaries_conversion(kDisplayP3);
+	switch (primaries) {
+	case ColourPrimaries::BT2020: return &bt2020;
+	case ColourPrimaries::DisplayP3: return &display_p3;
+	default: return nullptr;
+	}
+}
+
+std::array<double, 3> signals_in_primaries(ColourPrimaries primaries, const std::array<double, 3> &bt709_signals)
+{
+	const Chromaticities *target = chromaticities(primaries);
+	if (target == nullptr)
+		return bt709_signals;
+	const Matrix3 from_bt709 = inverse(to_bt709_matrix(*target));
+	std::array<double, 3> light, signals;
+	for (int c = 0; c < 3; c++)
+		light[c] = std::pow(std::clamp(bt709_signals[c], 0.0, 1.0), kSdrGamma);
+	for (int c = 0; c < 3; c++) {
+		const double mixed = from_bt709[c][0] * light[0] + from_bt709[c][1] * light[1] + from_bt709[c][2] * light[2];
+		signals[c] = std::pow(std::clamp(mixed, 0.0, 1.0), 1.0 / kSdrGamma);
+	}
+	return signals;
+}
 
 const float *sdr_table(TransferFunction transfer)
 {
@@ -345,7 +466,10 @@ cuda::FrameDesc describe_frame(const FrameView &f)
 		desc.yuv = yuv_layout(f);
 		desc.colours = yuv_to_rgb(f.matrix, f.full_range, desc.yuv.bits);
 	}
-	desc.transfer_table = sdr_table(f.transfer); // the host's; transform_frames_cuda puts the device's
+	// The host's tables; transform_frames_cuda puts the device's.
+	desc.transfer_table = sdr_table(f.transfer);
+	desc.primaries = primaries_conversion(f.primaries);
+	desc.primaries_light = desc.primaries == nullptr ? nullptr : desc.primaries->light[static_cast<int>(f.transfer)];
 	return desc;
 }
 
@@ -353,18 +477,34 @@ cuda::FrameDesc describe_frame(const FrameView &f)
 
 namespace {
 
-// The signals (0..1) of an HDR frame as SDR: sdr_signal() on each, in tensor operations.
-torch::Tensor to_sdr(torch::Tensor signal, TransferFunction transfer)
+// interpolated() of a table (kTransferIntervals + 1 points) on each value, in tensor operations.
+torch::Tensor interpolated(const float *table, const torch::Tensor &x)
 {
-	const float *table = sdr_table(transfer);
-	if (table == nullptr)
-		return signal;
 	const auto values = torch::from_blob(const_cast<float *>(table), {kTransferIntervals + 1}, torch::kFloat32);
-	const auto position = signal * static_cast<float>(kTransferIntervals);
+	const auto position = x * static_cast<float>(kTransferIntervals);
 	const auto index = position.to(torch::kInt64).clamp_max_(kTransferIntervals - 1);
 	const auto fraction = position - index.to(torch::kFloat32);
 	const auto low = values.index({index}), high = values.index({index + 1});
 	return low + fraction * (high - low);
+}
+
+// The signals (0..1, [3, H, W]) of a frame as an SDR display shows them in BT.709: a wide-gamut
+// frame's by to_bt709(), an HDR frame's by sdr_signal() on each, in tensor operations.
+torch::Tensor to_sdr(const torch::Tensor &signal, const FrameView &f)
+{
+	const PrimariesConversion *conversion = primaries_conversion(f.primaries);
+	if (conversion == nullptr) {
+		const float *table = sdr_table(f.transfer);
+		return table == nullptr ? signal : interpolated(table, signal);
+	}
+	const auto light = interpolated(conversion->light[static_cast<int>(f.transfer)], signal);
+	std::vector<torch::Tensor> channels;
+	for (int c = 0; c < 3; c++) {
+		const float *row = conversion->matrix[c];
+		const auto mixed = (light[0] * row[0] + light[1] * row[1]) + light[2] * row[2];
+		channels.push_back(interpolated(conversion->signal, mixed.clamp(0.0f, 1.0f).sqrt()));
+	}
+	return torch::stack(channels, 0);
 }
 
 // A plane of a frame that frame_planes() has checked.
@@ -385,7 +525,7 @@ torch::Tensor frame_to_tensor(const FrameView &f)
 		auto px = plane(f, 0, f.height, f.width, bpp);
 		auto off = packed_rgb_offsets(f.format);
 		auto rgb = torch::stack({px.select(2, off[0]), px.select(2, off[1]), px.select(2, off[2])}, 0);
-		return to_sdr(rgb.to(torch::kFloat32).div_(255.0f), f.transfer);
+		return to_sdr(rgb.to(torch::kFloat32).div_(255.0f), f);
 	}
 
 	// YUV in the frame's matrix and range, chroma by nearest neighbour.
@@ -443,7 +583,7 @@ torch::Tensor frame_to_tensor(const FrameView &f)
 	auto r = yy + c.red_v * vv;
 	auto g = yy - c.green_u * uu - c.green_v * vv;
 	auto b = yy + c.blue_u * uu;
-	return to_sdr(torch::stack({r, g, b}, 0).clamp_(0.0f, 255.0f).div_(255.0f), f.transfer);
+	return to_sdr(torch::stack({r, g, b}, 0).clamp_(0.0f, 255.0f).div_(255.0f), f);
 }
 
 } // namespace frcnn

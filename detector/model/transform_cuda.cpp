@@ -86,6 +86,27 @@ const float *device_transfer_table(TransferFunction transfer, c10::DeviceIndex d
 	return table.data_ptr<float>();
 }
 
+// The conversion of wide-gamut colours (primaries_conversion) in the memory of a device, copied
+// there as the transfer tables are; null for BT.709.
+const PrimariesConversion *device_primaries_conversion(ColourPrimaries primaries, c10::DeviceIndex device)
+{
+	const PrimariesConversion *host = primaries_conversion(primaries);
+	if (host == nullptr)
+		return nullptr;
+	static std::mutex mutex;
+	static auto *conversions = new std::map<std::pair<int, c10::DeviceIndex>, torch::Tensor>();
+	const std::lock_guard<std::mutex> lock(mutex);
+	torch::Tensor &conversion = (*conversions)[{static_cast<int>(primaries), device}];
+	if (!conversion.defined()) {
+		static_assert(sizeof(PrimariesConversion) % sizeof(float) == 0, "a conversion is floats only");
+		conversion = torch::from_blob(const_cast<PrimariesConversion *>(host),
+					      {static_cast<int64_t>(sizeof(PrimariesConversion) / sizeof(float))},
+					      torch::kFloat32)
+				     .to(torch::Device(torch::kCUDA, device));
+	}
+	return reinterpret_cast<const PrimariesConversion *>(conversion.data_ptr<float>());
+}
+
 } // namespace
 
 torch::Tensor upload_frame_bytes_cuda(const torch::Tensor &host, torch::Device device)
@@ -198,6 +219,10 @@ TransformedBatch transform_frames_cuda(const ModelConfig &config, const std::vec
 			desc.strides[p] = placed.planes[p].stride;
 		}
 		desc.transfer_table = device_transfer_table(f.transfer, guard.current_device().index());
+		desc.primaries = device_primaries_conversion(f.primaries, guard.current_device().index());
+		if (desc.primaries != nullptr)
+			// An address in the device's copy, not read here.
+			desc.primaries_light = desc.primaries->light[static_cast<int>(f.transfer)];
 		void *image = static_cast<uint8_t *>(out.batch.data_ptr()) + i * image_elements * element;
 		const int error = cuda::preprocess_frame(
 			desc, mean, std_, out.image_sizes[i].first, out.image_sizes[i].second, image,

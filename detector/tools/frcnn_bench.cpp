@@ -91,6 +91,9 @@ void usage(FILE *out)
 		     "  --transfer T           sdr (default), pq or hlg: the frames' transfer function (HDR\n"
 		     "                         video is mapped to SDR in the pre-processing; the bytes are\n"
 		     "                         the same, only the reading differs)\n"
+		     "  --primaries P          bt709 (default), bt2020 or p3: the frames' colour primaries\n"
+		     "                         (wide-gamut colours are converted to BT.709's in the\n"
+		     "                         pre-processing; the bytes are the same)\n"
 		     "  --resize WxH           resize the decoded frames to W x H first (not timed; needs\n"
 		     "                         OpenCV)\n"
 		     "  --channels-last        convolution weights and the input batch in channels-last\n"
@@ -125,6 +128,7 @@ struct BenchOptions {
 	int resize_width = 0, resize_height = 0;
 	frcnn::PixelFormat pixel_format = frcnn::PixelFormat::RGB;
 	frcnn::TransferFunction transfer = frcnn::TransferFunction::SDR;
+	frcnn::ColourPrimaries primaries = frcnn::ColourPrimaries::BT709;
 	bool json = false;
 	std::vector<long long> rss_at;
 	std::string save_weights;
@@ -146,6 +150,7 @@ struct Image {
 	size_t offsets[3] = {0, 0, 0};
 	int strides[3] = {0, 0, 0};
 	frcnn::TransferFunction transfer = frcnn::TransferFunction::SDR;
+	frcnn::ColourPrimaries primaries = frcnn::ColourPrimaries::BT709;
 
 	const uint8_t *row(int y) const { return rgb->data() + (size_t)y * (size_t)width * 3; }
 };
@@ -157,6 +162,7 @@ frcnn::FrameView view_of(const Image &image)
 	v.width = image.width;
 	v.height = image.height;
 	v.transfer = image.transfer;
+	v.primaries = image.primaries;
 	if (image.format == frcnn::PixelFormat::RGB) {
 		v.planes[0] = image.rgb->data();
 		v.strides[0] = image.width * 3;
@@ -295,8 +301,9 @@ class FrameSource {
 public:
 	FrameSource(std::vector<std::string> inputs, int width, int height,
 		    frcnn::PixelFormat format = frcnn::PixelFormat::RGB,
-		    frcnn::TransferFunction transfer = frcnn::TransferFunction::SDR)
-		: inputs_(std::move(inputs)), format_(format), transfer_(transfer)
+		    frcnn::TransferFunction transfer = frcnn::TransferFunction::SDR,
+		    frcnn::ColourPrimaries primaries = frcnn::ColourPrimaries::BT709)
+		: inputs_(std::move(inputs)), format_(format), transfer_(transfer), primaries_(primaries)
 #if FRCNN_BENCH_OPENCV
 		  , size_(width, height)
 #endif
@@ -323,6 +330,7 @@ public:
 		Image image = next_rgb();
 		convert_image(image, format_);
 		image.transfer = transfer_;
+		image.primaries = primaries_;
 		return image;
 	}
 
@@ -373,6 +381,7 @@ private:
 	std::vector<std::string> inputs_;
 	frcnn::PixelFormat format_;
 	frcnn::TransferFunction transfer_;
+	frcnn::ColourPrimaries primaries_;
 	size_t index_ = 0;
 #if FRCNN_BENCH_OPENCV
 	cv::Size size_;
@@ -731,6 +740,15 @@ BenchOptions parse(int argc, char **argv, bool &help)
 				o.transfer = frcnn::TransferFunction::HLG;
 			else
 				throw frcnn::Error("--transfer needs sdr, pq or hlg, got '" + value + "'");
+		} else if (arg == "--primaries") {
+			if (value == "bt709")
+				o.primaries = frcnn::ColourPrimaries::BT709;
+			else if (value == "bt2020")
+				o.primaries = frcnn::ColourPrimaries::BT2020;
+			else if (value == "p3")
+				o.primaries = frcnn::ColourPrimaries::DisplayP3;
+			else
+				throw frcnn::Error("--primaries needs bt709, bt2020 or p3, got '" + value + "'");
 		} else if (arg == "--resize") {
 			const size_t x = value.find('x');
 			if (x == std::string::npos)
@@ -811,7 +829,8 @@ int main(int argc, char **argv)
 	try {
 		std::unique_ptr<FrameSource> source;
 		if (!o.inputs.empty())
-			source = std::make_unique<FrameSource>(o.inputs, o.resize_width, o.resize_height, o.pixel_format, o.transfer);
+			source = std::make_unique<FrameSource>(o.inputs, o.resize_width, o.resize_height, o.pixel_format, o.transfer,
+							       o.primaries);
 		if (!o.dump_frames.empty()) {
 			dump_frames(o, *source);
 			return 0;
@@ -844,7 +863,8 @@ int main(int argc, char **argv)
 				images.push_back(frcnn::frame_to_tensor(view_of(f)));
 			model->calibrate_frozen_batch_norm(images);
 			// Start over, so that the timed run sees the frames from the first.
-			source = std::make_unique<FrameSource>(o.inputs, o.resize_width, o.resize_height, o.pixel_format, o.transfer);
+			source = std::make_unique<FrameSource>(o.inputs, o.resize_width, o.resize_height, o.pixel_format, o.transfer,
+							       o.primaries);
 		}
 		model->eval();
 		if (!o.save_weights.empty()) {
@@ -888,7 +908,7 @@ int main(int argc, char **argv)
 		if (d.precision == frcnn::Precision::Int8) {
 			const auto start = Clock::now();
 			FrameSource calibration_source(o.inputs, o.resize_width, o.resize_height, o.pixel_format,
-						       o.transfer);
+						       o.transfer, o.primaries);
 			if (!facade && !d.int8_calibration.empty() && access(d.int8_calibration.c_str(), F_OK) == 0)
 				model->set_int8_calibration(frcnn::load_int8_calibration(d.int8_calibration));
 			while (facade ? !facade->int8_calibrated() : !model->int8_calibrated()) {
@@ -1046,6 +1066,9 @@ int main(int argc, char **argv)
 		out["transfer"] = o.transfer == frcnn::TransferFunction::PQ    ? "pq"
 				  : o.transfer == frcnn::TransferFunction::HLG ? "hlg"
 									       : "sdr";
+		out["primaries"] = o.primaries == frcnn::ColourPrimaries::BT2020	 ? "bt2020"
+				   : o.primaries == frcnn::ColourPrimaries::DisplayP3 ? "p3"
+										      : "bt709";
 		out["min_size"] = config.min_size;
 		out["max_size"] = config.max_size;
 		out["inputs"] = o.inputs;

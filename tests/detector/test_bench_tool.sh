@@ -5,7 +5,8 @@
 #    the model's forward(), RSS after N frames reported), and the same in --facade mode; with
 #    --frame-copies, in both modes, the same detections and the copying timed apart; with
 #    --pixel-format P010_10LE and --transfer pq, the fields say so and the PQ reading of the same
-#    bytes gives other detections than their SDR one; --pixel-format v210 runs and says so.
+#    bytes gives other detections than their SDR one, and --primaries bt2020 others again;
+#    --pixel-format v210 runs and says so.
 # 2. fasterrcnn_resnet50_fpn and fasterrcnn_mobilenet_v3_large_320_fpn at a small input:
 #    frcnn-bench saves their weights and dumps its frames,
 #    bench_torchvision.py runs on them, and both count the same FLOPs per frame (within 0.5%) and
@@ -39,6 +40,9 @@ for transfer in sdr pq; do
 		--pixel-format P010_10LE --transfer $transfer --detections "$out/p010-$transfer-detections.json" \
 		"$video" > "$out/p010-$transfer.json"
 done
+"$bench" --arch tiny --seed 3 --threads 2 --batch 1 --warmup 1 --frames 2 --resize 320x240 --facade --json \
+	--pixel-format P010_10LE --transfer pq --primaries bt2020 --detections "$out/p010-pq-bt2020-detections.json" \
+	"$video" > "$out/p010-pq-bt2020.json"
 "$bench" --arch tiny --seed 3 --threads 2 --batch 1 --warmup 1 --frames 2 --resize 320x240 --facade --json \
 	--pixel-format v210 --detections "$out/v210-detections.json" "$video" > "$out/v210.json"
 "$python" - "$out" <<'PY'
@@ -99,7 +103,8 @@ for name, (plain, plain_detections, copies_detections) in runs.items():
 check(json.load(open(out + "/staged-copies.json"))["staged_vs_forward"]["identical"] is True,
       "staged --frame-copies: the stage-by-stage check")
 # Frames handed over as P010, read as SDR and as PQ.
-check(staged["pixel_format"] == "RGB" and staged["transfer"] == "sdr", "the default frames: not RGB SDR")
+check(staged["pixel_format"] == "RGB" and staged["transfer"] == "sdr" and staged["primaries"] == "bt709",
+      "the default frames: not RGB SDR BT.709")
 p010 = {t: json.load(open(f"{out}/p010-{t}.json")) for t in ("sdr", "pq")}
 for t, r in p010.items():
     check(r["pixel_format"] == "P010_10LE" and r["transfer"] == t, f"P010 {t}: fields {r['pixel_format']} {r['transfer']}")
@@ -107,6 +112,12 @@ for t, r in p010.items():
 p010_detections = {t: json.load(open(f"{out}/p010-{t}-detections.json")) for t in ("sdr", "pq")}
 check(all(p010_detections.values()) and p010_detections["sdr"] != p010_detections["pq"],
       "P010: the PQ reading gives the SDR reading's detections")
+wide = json.load(open(out + "/p010-pq-bt2020.json"))
+check(wide["transfer"] == "pq" and wide["primaries"] == "bt2020" and wide["fps"] > 0,
+      f"P010 PQ BT.2020: fields {wide['transfer']} {wide['primaries']} {wide['fps']}")
+wide_detections = json.load(open(out + "/p010-pq-bt2020-detections.json"))
+check(wide_detections and wide_detections != p010_detections["pq"],
+      "P010 PQ: the BT.2020 reading gives the BT.709 reading's detections")
 v210 = json.load(open(out + "/v210.json"))
 check(v210["pixel_format"] == "v210" and v210["fps"] > 0 and v210["frame_size"] == [320, 240],
       f"v210: fields {v210['pixel_format']} {v210['fps']} {v210['frame_size']}")
@@ -166,7 +177,7 @@ else
 	rc=$?
 	[ $rc -eq 2 ] && grep -q -- "--batch" "$out/err" || { echo "FAIL: --batch 0: status $rc, $(cat "$out/err")"; status=1; }
 fi
-for bad in "--pixel-format YUY2" "--transfer hdr10"; do
+for bad in "--pixel-format YUY2" "--transfer hdr10" "--primaries srgb"; do
 	if "$bench" --arch tiny --seed 1 $bad "$video" 2> "$out/err"; then
 		echo "FAIL: $bad accepted"; status=1
 	else

@@ -572,16 +572,19 @@ TEST(CpuPreprocessing, EveryFormatGivesTheBitsOfTheLibTorchPath)
 	const ModelConfig config = model_preset("fasterrcnn_resnet50_fpn");
 	std::mt19937 rng(6);
 	for (auto format : test::all_pixel_formats()) {
+		int size_index = 0;
 		for (auto size : {std::pair<int, int>{641, 479}, {1920, 1080}, {1333, 800}, {37, 23}}) {
 			SCOPED_TRACE("format " + std::to_string((int)format) + ", " + std::to_string(size.first) +
 				     "x" + std::to_string(size.second));
 			std::vector<std::vector<uint8_t>> a, b;
 			std::vector<FrameView> frames{test::random_frame(format, size.first, size.second, rng, a),
 						      test::random_frame(format, 320, 241, rng, b)};
-			// Every matrix and range, for the YUV formats; SDR, PQ and HLG, for all.
+			// Every matrix and range, for the YUV formats; SDR, PQ and HLG, and every set of
+			// primaries, for all (HLG and PQ with BT.2020's among them).
 			frames[1].matrix = static_cast<YuvMatrix>(size.first % 3);
 			frames[1].full_range = size.second % 2 == 0;
 			frames[1].transfer = static_cast<TransferFunction>(size.first % 3);
+			frames[1].primaries = static_cast<ColourPrimaries>(++size_index % 3);
 			const auto fused = frcnn::detail::transform_frames_cpu(config, frames);
 			std::vector<torch::Tensor> images;
 			for (const auto &f : frames)
@@ -1119,8 +1122,9 @@ TEST(FrameToTensor, InterlacedChromaRowsBelongToTheirFields)
 			EXPECT_TRUE(torch::equal(image, frame_to_tensor(reference.view)));
 			EXPECT_EQ(frame_planes(frame.view)[1].rows, (height + 3) / 4 * 2);
 			frame.view.interlaced = false;
-			if (height >= 3)
+			if (height >= 3) {
 				EXPECT_FALSE(torch::equal(image, frame_to_tensor(frame.view)));
+			}
 		}
 	// Other formats have chroma in every row: interlaced or not, they read alike.
 	std::mt19937 rng(30);
@@ -1262,6 +1266,7 @@ TEST(CudaPreprocessingSteps, EmulatedOnTheHostGiveTheCpuPath)
 			FrameView frame = test::random_frame(format, size.first, size.second, rng, storage, interlaced);
 			frame.matrix = static_cast<YuvMatrix>(round % 3);
 			frame.transfer = static_cast<TransferFunction>(round / 3 % 3);
+			frame.primaries = static_cast<ColourPrimaries>(round / 9 % 3);
 			frame.full_range = round++ % 2 == 1;
 			const auto cpu = frcnn::detail::transform_frames_cpu(config, {frame});
 			const auto [resized_height, resized_width] = cpu.image_sizes[0];
@@ -1656,4 +1661,174 @@ TEST(HdrVideo, TheModelSeesHdrVideoAsItsSdrPicture)
 		EXPECT_GE(found, 0.95 * detections)
 			<< found << " of " << detections << " found (" << found_as_sdr << " in the signal read as SDR)";
 	}
+}
+
+namespace {
+
+// The published matrices from linear light in wide primaries to BT.709's: ITU-R BT.2087's for
+// BT.2020 (to 4 decimals), and Display P3's (SMPTE EG 432's primaries, D65; CSS Color 4's).
+using Matrix3 = std::array<std::array<double, 3>, 3>;
+constexpr Matrix3 kBt2087{{{1.6605, -0.5876, -0.0728}, {-0.1246, 1.1329, -0.0083}, {-0.0182, -0.1006, 1.1187}}};
+constexpr Matrix3 kDisplayP3ToBt709{
+	{{1.2249401, -0.2249404, 0.0}, {-0.0420569, 1.0420571, 0.0}, {-0.0196376, -0.0786361, 1.0982735}}};
+
+Matrix3 inverse(const Matrix3 &m)
+{
+	const double det = m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1]) -
+			   m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0]) +
+			   m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0]);
+	Matrix3 inv{};
+	inv[0][0] = (m[1][1] * m[2][2] - m[1][2] * m[2][1]) / det;
+	inv[0][1] = (m[0][2] * m[2][1] - m[0][1] * m[2][2]) / det;
+	inv[0][2] = (m[0][1] * m[1][2] - m[0][2] * m[1][1]) / det;
+	inv[1][0] = (m[1][2] * m[2][0] - m[1][0] * m[2][2]) / det;
+	inv[1][1] = (m[0][0] * m[2][2] - m[0][2] * m[2][0]) / det;
+	inv[1][2] = (m[0][2] * m[1][0] - m[0][0] * m[1][2]) / det;
+	inv[2][0] = (m[1][0] * m[2][1] - m[1][1] * m[2][0]) / det;
+	inv[2][1] = (m[0][1] * m[2][0] - m[0][0] * m[2][1]) / det;
+	inv[2][2] = (m[0][0] * m[1][1] - m[0][1] * m[1][0]) / det;
+	return inv;
+}
+
+std::array<double, 3> times(const Matrix3 &m, const std::array<double, 3> &v)
+{
+	return {m[0][0] * v[0] + m[0][1] * v[1] + m[0][2] * v[2], m[1][0] * v[0] + m[1][1] * v[1] + m[1][2] * v[2],
+		m[2][0] * v[0] + m[2][1] * v[1] + m[2][2] * v[2]};
+}
+
+} // namespace
+
+// The conversions' matrices are the published ones; their tables follow the curves: the light of
+// a signal (SDR's, BT.1886's; PQ's and HLG's, that of their SDR picture) to 2e-5, and the SDR
+// signal of a light, on the grid of its square root, to 2e-4 (1e-5 away from black). BT.709's
+// primaries need none.
+TEST(WideGamutVideo, TheConversionsFollowTheStandards)
+{
+	EXPECT_EQ(primaries_conversion(ColourPrimaries::BT709), nullptr);
+	for (auto [primaries, published] : {std::pair{ColourPrimaries::BT2020, kBt2087},
+					    std::pair{ColourPrimaries::DisplayP3, kDisplayP3ToBt709}}) {
+		SCOPED_TRACE(primaries == ColourPrimaries::BT2020 ? "BT.2020" : "Display P3");
+		const PrimariesConversion *conversion = primaries_conversion(primaries);
+		ASSERT_NE(conversion, nullptr);
+		for (int i = 0; i < 3; i++)
+			for (int j = 0; j < 3; j++)
+				EXPECT_NEAR(conversion->matrix[i][j], published[i][j], 1e-4) << i << ", " << j;
+		double light_error[3] = {0, 0, 0}, signal_error = 0, signal_error_above_black = 0;
+		for (int i = 0; i <= 100000; i++) {
+			const double x = i / 100000.0;
+			const double light[3] = {std::pow(x, 2.4), std::pow(sdr_signal_of(pq_light_of(x)), 2.4),
+						 std::pow(sdr_signal_of(hlg_light_of(x)), 2.4)};
+			for (int t = 0; t < 3; t++)
+				light_error[t] = std::max(
+					light_error[t], std::abs(interpolated(conversion->light[t], static_cast<float>(x)) - light[t]));
+			const double error = std::abs(interpolated(conversion->signal, static_cast<float>(std::sqrt(x))) -
+						      std::pow(x, 1 / 2.4));
+			signal_error = std::max(signal_error, error);
+			if (x > 0.01)
+				signal_error_above_black = std::max(signal_error_above_black, error);
+		}
+		for (int t = 0; t < 3; t++)
+			EXPECT_LE(light_error[t], 2e-5) << "transfer " << t;
+		EXPECT_LE(signal_error, 2e-4);
+		EXPECT_LE(signal_error_above_black, 1e-5);
+	}
+}
+
+// A BT.709 picture put into BT.2020 video (SDR, PQ and HLG, as BT.2408 puts SDR content into HDR)
+// or into Display P3 video reads as that picture, up to 10-bit rounding; read in its own
+// primaries, the same frame is another, paler picture. Colours of the wide gamut outside
+// BT.709's are clipped to it: BT.2020's green reads as BT.709's.
+TEST(WideGamutVideo, FramesShowTheirBt709Picture)
+{
+	torch::manual_seed(34);
+	const int64_t height = 24, width = 40;
+	// SDR signals below the knee's (0.75 of white: signal 0.887), saturated colours among them;
+	// none near black, where BT.1886's steep signal of little light would turn the frame's
+	// 10-bit rounding into large errors.
+	const auto picture = torch::rand({3, height, width}) * 0.73f + 0.15f;
+	struct Case {
+		ColourPrimaries primaries;
+		TransferFunction transfer;
+		const char *name;
+	};
+	for (const Case &c : {Case{ColourPrimaries::BT2020, TransferFunction::SDR, "BT.2020 SDR"},
+			      Case{ColourPrimaries::BT2020, TransferFunction::PQ, "BT.2020 PQ"},
+			      Case{ColourPrimaries::BT2020, TransferFunction::HLG, "BT.2020 HLG"},
+			      Case{ColourPrimaries::DisplayP3, TransferFunction::SDR, "Display P3"}}) {
+		SCOPED_TRACE(c.name);
+		const Matrix3 from_bt709 = inverse(c.primaries == ColourPrimaries::BT2020 ? kBt2087 : kDisplayP3ToBt709);
+		auto signal = torch::empty_like(picture);
+		const auto p = picture.accessor<float, 3>();
+		auto s = signal.accessor<float, 3>();
+		for (int64_t y = 0; y < height; y++)
+			for (int64_t x = 0; x < width; x++) {
+				std::array<double, 3> light;
+				for (int ch = 0; ch < 3; ch++)
+					light[ch] = std::pow(p[ch][y][x], 2.4);
+				const auto wide = times(from_bt709, light);
+				for (int ch = 0; ch < 3; ch++) {
+					const double l = std::max(wide[ch], 0.0);
+					s[ch][y][x] = static_cast<float>(c.transfer == TransferFunction::PQ	  ? pq_signal_of(203 * l)
+									 : c.transfer == TransferFunction::HLG ? hlg_signal_of(203 * l)
+													       : std::pow(l, 1 / 2.4));
+				}
+			}
+		std::vector<std::vector<uint8_t>> storage;
+		FrameView frame = bt2020_frame(signal, storage);
+		frame.transfer = c.transfer;
+		const auto own_primaries = frame_to_tensor(frame);
+		frame.primaries = c.primaries;
+		const auto shown = frame_to_tensor(frame);
+		const auto error = (shown - picture).abs();
+		// PQ's 10 bits are the coarsest at SDR's levels: 0.023 at most there.
+		EXPECT_LE(error.max().item<float>(), 0.03);
+		EXPECT_LE(error.mean().item<float>(), 0.002);
+		EXPECT_GE((own_primaries - picture).abs().mean().item<float>(), 0.02);
+		// Paler: the channels of a pixel closer together.
+		auto spread = [](const torch::Tensor &image) {
+			return (std::get<0>(image.max(0)) - std::get<0>(image.min(0))).mean().item<float>();
+		};
+		EXPECT_LT(spread(own_primaries), spread(shown) - 0.05);
+	}
+	// The wide gamut's own green: outside BT.709's, clipped to BT.709's green.
+	const auto green = torch::tensor({0.0f, 1.0f, 0.0f}).reshape({3, 1, 1}).expand({3, 2, 2}).contiguous();
+	std::vector<std::vector<uint8_t>> storage;
+	FrameView frame = bt2020_frame(green, storage);
+	frame.primaries = ColourPrimaries::BT2020;
+	const auto shown = frame_to_tensor(frame);
+	EXPECT_TRUE(torch::allclose(shown, green, 0, 2e-3)) << shown;
+}
+
+// What frcnnoverlay draws into wide-gamut video: the signals in the frame's primaries of a
+// BT.709 colour, which the detector's conversion reads back as that colour (within 5e-4; 2e-3
+// near black).
+TEST(WideGamutVideo, ColoursDrawnInWidePrimariesReadBackAsDrawn)
+{
+	std::mt19937 rng(35);
+	std::uniform_real_distribution<double> unit(0.0, 1.0);
+	for (ColourPrimaries primaries : {ColourPrimaries::BT2020, ColourPrimaries::DisplayP3}) {
+		SCOPED_TRACE(primaries == ColourPrimaries::BT2020 ? "BT.2020" : "Display P3");
+		const Matrix3 from_bt709 = inverse(primaries == ColourPrimaries::BT2020 ? kBt2087 : kDisplayP3ToBt709);
+		for (int round = 0; round < 1000; round++) {
+			const std::array<double, 3> colour{unit(rng), unit(rng), unit(rng)};
+			const auto drawn = signals_in_primaries(primaries, colour);
+			// The signals of the published matrix's light.
+			std::array<double, 3> light;
+			for (int c = 0; c < 3; c++)
+				light[c] = std::pow(colour[c], 2.4);
+			const auto expected = times(from_bt709, light);
+			float r = static_cast<float>(drawn[0]), g = static_cast<float>(drawn[1]), b = static_cast<float>(drawn[2]);
+			const PrimariesConversion &conversion = *primaries_conversion(primaries);
+			to_bt709(conversion, conversion.light[static_cast<int>(TransferFunction::SDR)], r, g, b);
+			const float read[3] = {r, g, b};
+			for (int c = 0; c < 3; c++) {
+				EXPECT_NEAR(drawn[c], std::pow(std::max(expected[c], 0.0), 1 / 2.4), 2e-4);
+				// Near black, the table of the light of a signal makes the most of its
+				// error: within half an 8-bit level.
+				EXPECT_NEAR(read[c], colour[c], colour[c] < 0.01 ? 2e-3 : 5e-4);
+			}
+		}
+	}
+	const std::array<double, 3> grey{0.25, 0.5, 0.75};
+	EXPECT_EQ(signals_in_primaries(ColourPrimaries::BT709, grey), grey);
 }

@@ -335,8 +335,10 @@ TEST(CudaPreprocessing, EveryFormatMatchesTheCpuPath)
 			// scaled by a factor of its own).
 			if (size.second == 479)
 				frames[1].pixel_aspect_ratio = {64, 45};
-			// SDR, PQ and HLG (the HDR ones mapped to SDR by the table on the device).
+			// SDR, PQ and HLG (the HDR ones mapped to SDR by the table on the device); every
+			// set of primaries (the wide ones converted by the device's copy of the tables).
 			frames[1].transfer = static_cast<TransferFunction>(size.first % 3);
+			frames[1].primaries = size.second == 1080 ? ColourPrimaries::DisplayP3 : ColourPrimaries::BT2020;
 			auto cpu = frcnn::detail::transform_frames(config, frames, torch::kCPU, torch::kFloat, false);
 			auto gpu = frcnn::detail::transform_frames(config, frames, kCuda, torch::kFloat, false);
 			ASSERT_EQ(cpu.batch.sizes(), gpu.batch.sizes());

@@ -98,12 +98,16 @@ frcnn::FrameView view_of(const Frame &frame)
 		view.planes[p] = frame.plane(p);
 		view.strides[p] = frame.strides[p];
 	}
-	/* The colorimetry of the caps (the element's; the tests use these three). */
+	/* The colorimetry of the caps (the element's; the tests use these matrices and primaries),
+	 * but the transfer: the tests of HDR video set it. */
 	const GstVideoColorimetry &colours = frame.info.colorimetry;
 	view.matrix = colours.matrix == GST_VIDEO_COLOR_MATRIX_BT709	 ? frcnn::YuvMatrix::BT709
 		      : colours.matrix == GST_VIDEO_COLOR_MATRIX_BT2020 ? frcnn::YuvMatrix::BT2020
 									 : frcnn::YuvMatrix::BT601;
 	view.full_range = colours.range == GST_VIDEO_COLOR_RANGE_0_255;
+	view.primaries = colours.primaries == GST_VIDEO_COLOR_PRIMARIES_BT2020	   ? frcnn::ColourPrimaries::BT2020
+			 : colours.primaries == GST_VIDEO_COLOR_PRIMARIES_SMPTEEG432 ? frcnn::ColourPrimaries::DisplayP3
+										      : frcnn::ColourPrimaries::BT709;
 	return view;
 }
 
@@ -1989,7 +1993,8 @@ TEST(FrcnnDetect, FramesOfPixelsThatAreNotSquareAreSeenAsADisplayShowsThem)
 TEST(FrcnnDetect, HdrVideoIsMappedToSdr)
 {
 	/* The same 10-bit bytes under PQ and HLG caps are other pictures: each as the library maps
-	 * that transfer to SDR; with tone-mapping=false as the code values of BT.2020 SDR. */
+	 * that transfer to SDR, in BT.2020's primaries converted to BT.709's; with
+	 * tone-mapping=false as the code values of BT.709 SDR. */
 	const Frame sdr_frame = make_frame(photo(320, 240, 7), GST_VIDEO_FORMAT_P010_10LE);
 	std::vector<std::vector<frcnn::Detection>> seen;
 	for (const char *colorimetry : { "bt2020", "bt2100-pq", "bt2100-hlg" }) {
@@ -1997,11 +2002,14 @@ TEST(FrcnnDetect, HdrVideoIsMappedToSdr)
 		Frame frame = sdr_frame;
 		ASSERT_TRUE(gst_video_colorimetry_from_string(&frame.info.colorimetry, colorimetry));
 		frcnn::FrameView view = view_of(frame);
+		ASSERT_EQ(view.primaries, frcnn::ColourPrimaries::BT2020);
+		view.primaries = frcnn::ColourPrimaries::BT709;
 		const std::vector<frcnn::Detection> as_sdr = reference().detect({ view }).at(0);
 		view.transfer = frame.info.colorimetry.transfer == GST_VIDEO_TRANSFER_SMPTE2084 ? frcnn::TransferFunction::PQ
 				: frame.info.colorimetry.transfer == GST_VIDEO_TRANSFER_ARIB_STD_B67
 					? frcnn::TransferFunction::HLG
 					: frcnn::TransferFunction::SDR;
+		view.primaries = frcnn::ColourPrimaries::BT2020;
 		const std::vector<frcnn::Detection> expected = reference().detect({ view }).at(0);
 		ASSERT_FALSE(expected.empty());
 		for (const auto &other : seen)
@@ -2009,6 +2017,46 @@ TEST(FrcnnDetect, HdrVideoIsMappedToSdr)
 		seen.push_back(expected);
 		expect_element_detects(frame, expected);
 		expect_element_detects(frame, as_sdr, "tone-mapping=false");
+	}
+}
+
+TEST(FrcnnDetect, WideGamutColoursAreReadAsBt709s)
+{
+	/* The same RGB bytes under caps of BT.709, BT.2020 and Display P3 primaries (SDR) are other
+	 * pictures: each as the library converts those primaries to BT.709's; with
+	 * tone-mapping=false all read as BT.709's. A photo's colours move little between gamuts,
+	 * so the frame is made of saturated bands (the model's detections then differ). */
+	cv::Mat bands = photo(320, 240, 7);
+	for (int y = 0; y < bands.rows; y++)
+		for (int x = 0; x < bands.cols; x++) {
+			cv::Vec3b &pixel = bands.at<cv::Vec3b>(y, x);
+			const int band = (x / 40 + y / 60) % 3;
+			for (int c = 0; c < 3; c++)
+				pixel[c] = c == band ? std::max<uint8_t>(pixel[c], 200) : pixel[c] / 4;
+		}
+	const Frame bt709_frame = make_frame(bands, GST_VIDEO_FORMAT_RGB);
+	struct Case {
+		GstVideoColorPrimaries caps;
+		frcnn::ColourPrimaries library;
+	};
+	std::vector<std::vector<frcnn::Detection>> seen;
+	for (const Case &c : { Case{ GST_VIDEO_COLOR_PRIMARIES_BT709, frcnn::ColourPrimaries::BT709 },
+			       Case{ GST_VIDEO_COLOR_PRIMARIES_BT2020, frcnn::ColourPrimaries::BT2020 },
+			       Case{ GST_VIDEO_COLOR_PRIMARIES_SMPTEEG432, frcnn::ColourPrimaries::DisplayP3 } }) {
+		SCOPED_TRACE(gst_video_color_primaries_to_iso(c.caps));
+		Frame frame = bt709_frame;
+		frame.info.colorimetry.primaries = c.caps;
+		frcnn::FrameView view = view_of(frame);
+		ASSERT_EQ(view.primaries, c.library);
+		const std::vector<frcnn::Detection> expected = reference().detect({ view }).at(0);
+		view.primaries = frcnn::ColourPrimaries::BT709;
+		const std::vector<frcnn::Detection> as_bt709 = reference().detect({ view }).at(0);
+		ASSERT_FALSE(expected.empty());
+		for (const auto &other : seen)
+			ASSERT_TRUE(differ(other, expected)) << "the primaries must give other detections for the test to tell them apart";
+		seen.push_back(expected);
+		expect_element_detects(frame, expected);
+		expect_element_detects(frame, as_bt709, "tone-mapping=false");
 	}
 }
 

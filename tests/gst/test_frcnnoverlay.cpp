@@ -153,8 +153,8 @@ std::array<int, 3> yuv_of(const std::array<int, 3> &rgb)
 		 static_cast<int>(std::lround(128 + 0.439 * r - 0.368 * g - 0.071 * b)) };
 }
 
-// Another matrix (the luma weights kr, kb of red and blue) and range.
-std::array<int, 3> yuv_of(const std::array<int, 3> &rgb, double kr, double kb, bool full_range)
+// Another matrix (the luma weights kr, kb of red and blue) and range, of R, G, B in 0..255.
+std::array<int, 3> yuv_of(const std::array<double, 3> &rgb, double kr, double kb, bool full_range)
 {
 	const double luma = (kr * rgb[0] + (1 - kr - kb) * rgb[1] + kb * rgb[2]) / 255;
 	const double cb = (rgb[2] / 255.0 - luma) / (2 * (1 - kb)), cr = (rgb[0] / 255.0 - luma) / (2 * (1 - kr));
@@ -261,8 +261,11 @@ INSTANTIATE_TEST_SUITE_P(AllFormats, OverlayFormatTest,
 TEST(FrcnnOverlay, DrawsInTheColorimetryOfTheCaps)
 {
 	/* A box on HD video (BT.709) and on a decoded JPEG (full range) has the colour it has on
-	 * RGB, in the frame's own encoding; in 8, 10 and 12 bits. */
+	 * RGB, in the frame's own encoding; in 8, 10 and 12 bits. On UHD video (BT.2020) the same
+	 * colour in BT.2020's primaries. */
 	const std::array<int, 3> reference = rgb_box_colour();
+	const std::array<double, 3> in_bt2020 = frcnn::signals_in_primaries(
+		frcnn::ColourPrimaries::BT2020, { reference[0] / 255.0, reference[1] / 255.0, reference[2] / 255.0 });
 	struct Case {
 		const char *colorimetry;
 		double kr, kb;
@@ -283,7 +286,11 @@ TEST(FrcnnOverlay, DrawsInTheColorimetryOfTheCaps)
 		gst_test::BufferPtr out = draw_car(frame, "line-thickness=2");
 		ASSERT_TRUE(out);
 		Pixels pixels(out.get(), frame);
-		const std::array<int, 3> expected = yuv_of(reference, c.kr, c.kb, c.full_range);
+		const bool bt2020 = frame.info.colorimetry.primaries == GST_VIDEO_COLOR_PRIMARIES_BT2020;
+		const std::array<double, 3> colour =
+			bt2020 ? std::array<double, 3>{ 255 * in_bt2020[0], 255 * in_bt2020[1], 255 * in_bt2020[2] }
+			       : std::array<double, 3>{ double(reference[0]), double(reference[1]), double(reference[2]) };
+		const std::array<int, 3> expected = yuv_of(colour, c.kr, c.kb, c.full_range);
 		EXPECT_NE(expected, yuv_of(reference)) << "the encodings must differ for the test to tell";
 		expect_near(pixels.at(40, 80), expected, 1, "Y,U,V");
 	}
@@ -293,8 +300,9 @@ TEST(FrcnnOverlay, DrawsIntoHdrVideoAsItsSdrPictureShows)
 {
 	/* A box on PQ and HLG video: the colour it has on RGB where HDR video is shown on SDR, as
 	 * frcnndetect reads it (BT.2408's SDR white at 203 cd/m2; the detector's highlight
-	 * compression makes the brightest channel, 240, about 0.93 instead of 0.94), not the code
-	 * values of SDR, which in PQ stand for light near its peak. */
+	 * compression makes the brightest channel, 240, about 0.93 instead of 0.94; BT.2020's
+	 * primaries converted to BT.709's), not the code values of SDR, which in PQ stand for light
+	 * near its peak. */
 	const std::array<int, 3> reference = rgb_box_colour();
 	for (const char *colorimetry : { "bt2100-pq", "bt2100-hlg" }) {
 		SCOPED_TRACE(colorimetry);
@@ -315,8 +323,10 @@ TEST(FrcnnOverlay, DrawsIntoHdrVideoAsItsSdrPictureShows)
 		view.matrix = frcnn::YuvMatrix::BT2020;
 		const bool pq = frame.info.colorimetry.transfer == GST_VIDEO_TRANSFER_SMPTE2084;
 		view.transfer = pq ? frcnn::TransferFunction::PQ : frcnn::TransferFunction::HLG;
+		view.primaries = frcnn::ColourPrimaries::BT2020;
 		const torch::Tensor shown = frcnn::frame_to_tensor(view);
 		view.transfer = frcnn::TransferFunction::SDR;
+		view.primaries = frcnn::ColourPrimaries::BT709;
 		const torch::Tensor signal = frcnn::frame_to_tensor(view);
 		gst_buffer_unmap(out.get(), &map);
 		double largest_signal_difference = 0;
@@ -327,17 +337,21 @@ TEST(FrcnnOverlay, DrawsIntoHdrVideoAsItsSdrPictureShows)
 		}
 		EXPECT_GT(largest_signal_difference, 0.1) << "the signal is HDR's, not the SDR colour's";
 	}
-	/* RGB frames of HDR video alike (caps of RGBA with the PQ transfer): the box's bytes are the
-	 * PQ signals of its colour, which the detector's mapping reads as that colour. */
+	/* RGB frames of HDR video alike (caps of RGBA with the PQ transfer and BT.2020's primaries):
+	 * the box's bytes are the PQ signals of its colour in BT.2020's primaries, which the
+	 * detector's mapping reads as that colour. */
 	Frame frame = make_frame(cv::Mat(kHeight, kWidth, CV_8UC3, kGrey), GST_VIDEO_FORMAT_RGBA);
-	ASSERT_TRUE(gst_video_colorimetry_from_string(&frame.info.colorimetry, "1:1:14:9"));
+	ASSERT_TRUE(gst_video_colorimetry_from_string(&frame.info.colorimetry, "1:1:14:7"));
 	ASSERT_EQ(frame.info.colorimetry.transfer, GST_VIDEO_TRANSFER_SMPTE2084);
+	ASSERT_EQ(frame.info.colorimetry.primaries, GST_VIDEO_COLOR_PRIMARIES_BT2020);
 	gst_test::BufferPtr out = draw_car(frame, "line-thickness=2");
 	ASSERT_TRUE(out);
 	Pixels pixels(out.get(), frame);
 	const std::array<int, 3> drawn = pixels.at(40, 80);
+	const std::array<double, 3> in_bt2020 = frcnn::signals_in_primaries(
+		frcnn::ColourPrimaries::BT2020, { reference[0] / 255.0, reference[1] / 255.0, reference[2] / 255.0 });
 	for (int c = 0; c < 3; c++)
-		EXPECT_NEAR(drawn[c], std::lround(255 * frcnn::hdr_signal(frcnn::TransferFunction::PQ, reference[c] / 255.0)), 1)
+		EXPECT_NEAR(drawn[c], std::lround(255 * frcnn::hdr_signal(frcnn::TransferFunction::PQ, in_bt2020[c])), 1)
 			<< "channel " << c;
 }
 

@@ -341,8 +341,9 @@ def main():
         "cudnn_benchmark": args.cudnn_benchmark,
         "threads": torch.get_num_threads(),
         "batch": args.batch,
-        "pixel_format": "RGB",  # frames as uint8 RGB tensors, SDR, as frcnn-bench's default
+        "pixel_format": "RGB",  # frames as uint8 RGB tensors, SDR BT.709, as frcnn-bench's default
         "transfer": "sdr",
+        "primaries": "bt709",
         "min_size": args.min_size,
         "max_size": args.max_size,
         "inputs": [args.frames_dir] if args.frames_dir else args.inputs,

@@ -2,6 +2,7 @@
 // The facade that the element and the tools use: raw frames in, plain detections out.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -58,9 +59,26 @@ enum class YuvMatrix { BT601, BT709, BT2020 };
 // signal stands for (PQ: absolute, up to 10000 cd/m2; HLG: on a 1000 cd/m2 display, its system
 // gamma 1.2 applied to each colour channel), BT.2408's reference white (203 cd/m2) as SDR's white,
 // highlights above 3/4 of it compressed smoothly towards white, each channel alike, then
-// encoded for an SDR display (BT.1886, gamma 2.4). The colour primaries are not converted
-// (BT.2020's colours are read as they are, as for BT.2020 SDR video).
+// encoded for an SDR display (BT.1886, gamma 2.4). The colour primaries are another matter: see
+// ColourPrimaries.
 enum class TransferFunction { SDR, PQ, HLG };
+
+// The colours a frame's red, green and blue stand for (GStreamer's colorimetry primaries).
+// BT.709: HD video's and sRGB's, which the model was trained on, read as they are (so are the
+// close primaries of SD video, BT.601's). The wider gamuts of BT.2020 (UHD and HDR video: HDR10,
+// HLG broadcasts and phones) and Display P3 (SMPTE EG 432: P3 with D65 white, some cameras' and
+// phones' video) are converted to BT.709's as an SDR display shows them: the SDR signals (after
+// TransferFunction's mapping) to their light (BT.1886), the light by the 3x3 matrix of the two
+// sets of primaries (same white, D65), colours outside BT.709's gamut clipped to it, then the
+// signals of that light. Read as they are, such colours look washed out (BT.2020's red is far
+// redder than BT.709's).
+enum class ColourPrimaries { BT709, BT2020, DisplayP3 };
+
+// The SDR signals (0..1; R, G, B) in `primaries` of an SDR colour given in BT.709's: the same
+// colour (a BT.709 colour lies inside the wider gamuts), light converted by the matrix between
+// the primaries; BT.709: the signals themselves. What draws into wide-gamut video
+// (frcnnoverlay), before hdr_signal() for HDR video.
+std::array<double, 3> signals_in_primaries(ColourPrimaries primaries, const std::array<double, 3> &bt709_signals);
 
 // The signal of `transfer` (0..1) for an SDR signal (0..1) put into HDR video as BT.2408 puts SDR
 // content and graphics: the light an SDR display gives it (BT.1886), SDR white at the reference
@@ -114,6 +132,8 @@ struct FrameView {
 	PixelAspectRatio pixel_aspect_ratio;
 	// HDR video (PQ, HLG) is mapped to SDR for the model; see TransferFunction. Any format.
 	TransferFunction transfer = TransferFunction::SDR;
+	// Wide-gamut video's colours are converted to BT.709's; see ColourPrimaries. Any format.
+	ColourPrimaries primaries = ColourPrimaries::BT709;
 };
 
 // The rectangle of `frame` at (x, y) of width x height pixels, as a view of the same memory:

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cmath>
 #include <cstring>
 #include <vector>
 
@@ -31,15 +32,20 @@ class RowConverter {
 public:
 	RowConverter(const FrameView &frame, const float mean[3], const float std[3])
 		: frame_(frame), bytes_per_pixel_(packed_bytes_per_pixel(frame.format)),
-		  mean_{mean[0], mean[1], mean[2]}, std_{std[0], std[1], std[2]}, transfer_table_(sdr_table(frame.transfer))
+		  mean_{mean[0], mean[1], mean[2]}, std_{std[0], std[1], std[2]}, transfer_table_(sdr_table(frame.transfer)),
+		  conversion_(primaries_conversion(frame.primaries)),
+		  light_table_(conversion_ == nullptr ? nullptr : conversion_->light[static_cast<int>(frame.transfer)])
 	{
 		if (bytes_per_pixel_ > 0) {
 			offsets_ = packed_rgb_offsets(frame.format);
+			for (int v = 0; v < 256; v++)
+				// frame_to_tensor's to(float) and div_(255) (an HDR signal then as SDR; a
+				// wide-gamut frame's signal as its light).
+				byte_values_[v] = by_table(static_cast<float>(v) / 255.0f);
 			for (int c = 0; c < 3; c++)
 				for (int v = 0; v < 256; v++)
-					// frame_to_tensor's to(float) and div_(255) (an HDR signal then as
-					// SDR), then (image - mean) / std.
-					normalised_[c][v] = (shown(static_cast<float>(v) / 255.0f) - mean_[c]) / std_[c];
+					// Then (image - mean) / std, where the primaries are BT.709's.
+					normalised_[c][v] = (byte_values_[v] - mean_[c]) / std_[c];
 			return;
 		}
 		layout_ = yuv_layout(frame);
@@ -60,14 +66,15 @@ public:
 
 	// The memory convert() works in, for one thread's rows.
 	struct Scratch {
-		std::vector<float> colours;	// YUV's colours of a row before their clamp
+		// YUV's colours of a row before their clamp; a wide-gamut row's light in BT.709
+		std::vector<float> colours;
 		std::vector<uint16_t> samples; // v210: a row's samples, unpacked
 	};
 
 	Scratch make_scratch() const
 	{
 		Scratch scratch;
-		if (bytes_per_pixel_ == 0)
+		if (bytes_per_pixel_ == 0 || conversion_ != nullptr)
 			scratch.colours.resize(3 * static_cast<size_t>(frame_.width));
 		// The words of a row up to the one of its last sample, and no further (the row may end
 		// there), three samples each.
@@ -81,11 +88,20 @@ public:
 		const int64_t width = frame_.width;
 		if (bytes_per_pixel_ > 0) {
 			const uint8_t *p = frame_.planes[0] + y * frame_.strides[0];
-			for (int64_t x = 0; x < width; x++, p += bytes_per_pixel_) {
-				r[x] = normalised_[0][p[offsets_[0]]];
-				g[x] = normalised_[1][p[offsets_[1]]];
-				b[x] = normalised_[2][p[offsets_[2]]];
+			if (conversion_ == nullptr) {
+				for (int64_t x = 0; x < width; x++, p += bytes_per_pixel_) {
+					r[x] = normalised_[0][p[offsets_[0]]];
+					g[x] = normalised_[1][p[offsets_[1]]];
+					b[x] = normalised_[2][p[offsets_[2]]];
+				}
+				return;
 			}
+			for (int64_t x = 0; x < width; x++, p += bytes_per_pixel_) {
+				r[x] = byte_values_[p[offsets_[0]]];
+				g[x] = byte_values_[p[offsets_[1]]];
+				b[x] = byte_values_[p[offsets_[2]]];
+			}
+			to_bt709_and_normalise(width, r, g, b, scratch);
 			return;
 		}
 		float *red = scratch.colours.data(), *green = red + width, *blue = red + 2 * width;
@@ -111,9 +127,16 @@ public:
 		else
 			colours(y, [this](const uint8_t *row, int64_t position) { return sample_value(layout_, row, position); },
 				red, green, blue);
-		normalise(red, width, 0, r);
-		normalise(green, width, 1, g);
-		normalise(blue, width, 2, b);
+		if (conversion_ == nullptr) {
+			normalise(red, width, 0, r);
+			normalise(green, width, 1, g);
+			normalise(blue, width, 2, b);
+			return;
+		}
+		unit_values(red, width, r);
+		unit_values(green, width, g);
+		unit_values(blue, width, b);
+		to_bt709_and_normalise(width, r, g, b, scratch);
 	}
 
 private:
@@ -137,10 +160,55 @@ private:
 		}
 	}
 
-	// A signal (0..1) as it is shown: an HDR frame's as SDR, an SDR frame's as it is.
-	float shown(float signal) const
+	// The table a frame's signals (0..1) are read by: a wide-gamut frame's light of its transfer
+	// (to_bt709), else an HDR frame's SDR signals (sdr_signal); null: an SDR BT.709 frame's,
+	// read as they are.
+	const float *signal_table() const { return light_table_ != nullptr ? light_table_ : transfer_table_; }
+
+	// A signal (0..1) by signal_table().
+	float by_table(float signal) const
 	{
-		return transfer_table_ == nullptr ? signal : sdr_signal(transfer_table_, signal);
+		const float *table = signal_table();
+		return table == nullptr ? signal : interpolated(table, signal);
+	}
+
+	// Colour values clamped to 0..255 as unit values, then by signal_table().
+	void unit_values(const float *colour, int64_t width, float *out) const
+	{
+		// In two loops, so that the one without the table's lookups vectorises.
+		for (int64_t x = 0; x < width; x++) {
+			const float c = colour[x];
+			const float clamped = c < 0.0f ? 0.0f : (c > 255.0f ? 255.0f : c);
+			out[x] = clamped / 255.0f;
+		}
+		if (const float *table = signal_table())
+			for (int64_t x = 0; x < width; x++)
+				out[x] = interpolated(table, out[x]);
+	}
+
+	// A wide-gamut frame's row of light in BT.709's primaries as SDR signals, then (value -
+	// mean) / std: to_bt709()'s operations after the light, each over the row in a loop of its
+	// own, so that those without table lookups (the matrix, the clip, the square root, the
+	// normalisation) vectorise.
+	void to_bt709_and_normalise(int64_t width, float *r, float *g, float *b, Scratch &scratch) const
+	{
+		const PrimariesConversion &conversion = *conversion_;
+		float *const channels[3] = {r, g, b};
+		for (int c = 0; c < 3; c++) {
+			const float *row = conversion.matrix[c];
+			float *root = scratch.colours.data() + c * width;
+			for (int64_t x = 0; x < width; x++)
+				root[x] = bt709_root(row, r[x], g[x], b[x]);
+		}
+		for (int c = 0; c < 3; c++) {
+			const float *root = scratch.colours.data() + c * width;
+			float *out = channels[c];
+			const float mean = mean_[c], std = std_[c];
+			for (int64_t x = 0; x < width; x++)
+				out[x] = interpolated(conversion.signal, root[x]);
+			for (int64_t x = 0; x < width; x++)
+				out[x] = (out[x] - mean) / std;
+		}
 	}
 
 	// A colour value clamped to 0..255 as a unit value (an HDR signal then as SDR), then
@@ -149,14 +217,7 @@ private:
 	{
 		const float mean = mean_[channel], std = std_[channel];
 		if (transfer_table_ != nullptr) {
-			// In three loops, so that the two without the table's lookups vectorise.
-			for (int64_t x = 0; x < width; x++) {
-				const float c = colour[x];
-				const float clamped = c < 0.0f ? 0.0f : (c > 255.0f ? 255.0f : c);
-				out[x] = clamped / 255.0f;
-			}
-			for (int64_t x = 0; x < width; x++)
-				out[x] = sdr_signal(transfer_table_, out[x]);
+			unit_values(colour, width, out);
 			for (int64_t x = 0; x < width; x++)
 				out[x] = (out[x] - mean) / std;
 			return;
@@ -174,7 +235,10 @@ private:
 	YuvLayout layout_{};
 	float mean_[3], std_[3];
 	const float *transfer_table_; // HDR video's (sdr_table), or null
-	float normalised_[3][256];
+	const PrimariesConversion *conversion_; // wide-gamut video's (primaries_conversion), or null
+	const float *light_table_;		// its table of the light of the frame's transfer
+	float byte_values_[256];		// packed formats: a byte's value by signal_table()
+	float normalised_[3][256];		// and normalised, where the primaries are BT.709's
 	// Indexed by a YUV sample's value.
 	std::vector<float> luma_, red_v_, green_u_, green_v_, blue_u_;
 };

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 
+#include "../transfer.h"
 #include "../yuv_layout.h"
 
 namespace frcnn::cuda {
@@ -68,6 +69,11 @@ struct FrameDesc {
 	YuvToRgb colours;	// Yuv: their colours
 	// HDR video: the table of its transfer function (transfer.h), in device memory; null: SDR.
 	const float *transfer_table;
+	// Wide-gamut video: the conversion of its colours to BT.709's (transfer.h), in device
+	// memory, and its table of the light of the frame's transfer (in it); null: BT.709's
+	// primaries (the transfer's table then maps HDR video).
+	const PrimariesConversion *primaries;
+	const float *primaries_light;
 };
 
 // Writes one image of the model's batch: out is [3, padded_height, padded_width] (Float or

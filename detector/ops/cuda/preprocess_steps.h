@@ -50,9 +50,14 @@ struct Rgb {
 	float r, g, b;
 };
 
-// The SDR picture of an HDR frame's signals (transfer.h); SDR frames' as they are.
+// The SDR picture of an HDR frame's signals, a wide-gamut frame's colours in BT.709's primaries
+// (transfer.h); SDR BT.709 frames' as they are.
 FRCNN_HOST_DEVICE inline Rgb shown_on_sdr(const FrameDesc &f, Rgb signal)
 {
+	if (f.primaries != nullptr) {
+		to_bt709(*f.primaries, f.primaries_light, signal.r, signal.g, signal.b);
+		return signal;
+	}
 	if (f.transfer_table == nullptr)
 		return signal;
 	return {sdr_signal(f.transfer_table, signal.r), sdr_signal(f.transfer_table, signal.g),
