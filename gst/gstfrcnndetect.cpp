@@ -393,6 +393,8 @@ bool to_pixel_format(GstVideoFormat format, frcnn::PixelFormat *out)
 	case GST_VIDEO_FORMAT_v210: *out = frcnn::PixelFormat::v210; return true;
 	case GST_VIDEO_FORMAT_AYUV: *out = frcnn::PixelFormat::AYUV; return true;
 	case GST_VIDEO_FORMAT_VUYA: *out = frcnn::PixelFormat::VUYA; return true;
+	case GST_VIDEO_FORMAT_P016_LE: *out = frcnn::PixelFormat::P016_LE; return true;
+	case GST_VIDEO_FORMAT_Y444_16LE: *out = frcnn::PixelFormat::Y444_16LE; return true;
 	default: return false;
 	}
 }
@@ -718,9 +720,11 @@ static void gst_frcnn_detect_class_init(GstFrcnnDetectClass *klass)
 	g_object_class_install_property(object_class, PROP_CPU_CONVOLUTIONS,
 		g_param_spec_enum("cpu-convolutions", "CPU convolutions",
 				  "What runs the backbone, FPN, RPN head and convolutional box head "
-				  "convolutions on the CPU (fp32 and bf16): libtorch gives torchvision's numbers "
-				  "exactly, onednn runs fasterrcnn_resnet50_fpn (and its v2) about 1.85 "
-				  "(1.9) times as fast, the MobileNetV3 models 2.5 to 4.3 times",
+				  "convolutions on the CPU (fp32 and bf16), and in fp32 the box head's linear "
+				  "layers: libtorch gives torchvision's numbers exactly, onednn runs "
+				  "fasterrcnn_resnet50_fpn (and its v2) at least 1.85 (1.9) times as fast, the "
+				  "MobileNetV3 models 2.5 to 4.3 times (measured with LibTorch's linear layers; "
+				  "oneDNN's are faster still: docs/performance.md)",
 				  GST_TYPE_FRCNN_CPU_CONVOLUTIONS, DEFAULT_PROP_CPU_CONVOLUTIONS, ready));
 	g_object_class_install_property(object_class, PROP_BATCH_SIZE,
 		g_param_spec_uint("batch-size", "Batch size", "Frames run together",

@@ -570,6 +570,7 @@ public:
 		case GST_VIDEO_FORMAT_NV24:
 		case GST_VIDEO_FORMAT_P010_10LE:
 		case GST_VIDEO_FORMAT_P012_LE:
+		case GST_VIDEO_FORMAT_P016_LE:
 			luma_ = plane(0, height, width, CV_MAKETYPE(depth_, 1));
 			chroma_pairs_ = plane(1, chroma_height, chroma_width, CV_MAKETYPE(depth_, 2));
 			break;
@@ -583,6 +584,7 @@ public:
 		case GST_VIDEO_FORMAT_I420_12LE:
 		case GST_VIDEO_FORMAT_I422_12LE:
 		case GST_VIDEO_FORMAT_Y444_12LE:
+		case GST_VIDEO_FORMAT_Y444_16LE:
 			luma_ = plane(0, height, width, CV_MAKETYPE(depth_, 1));
 			chroma_[0] = component(1);
 			chroma_[1] = component(2);

@@ -43,13 +43,15 @@ inline FrameView random_frame(PixelFormat format, int width, int height, std::mt
 	case PixelFormat::VYUY: planes = {{height, cw * 4}}; break;
 	// Two bytes per sample.
 	case PixelFormat::P010_10LE:
-	case PixelFormat::P012_LE: planes = {{height, width * 2}, {ch, cw * 4}}; break;
+	case PixelFormat::P012_LE:
+	case PixelFormat::P016_LE: planes = {{height, width * 2}, {ch, cw * 4}}; break;
 	case PixelFormat::I420_10LE:
 	case PixelFormat::I420_12LE: planes = {{height, width * 2}, {ch, cw * 2}, {ch, cw * 2}}; break;
 	case PixelFormat::I422_10LE:
 	case PixelFormat::I422_12LE: planes = {{height, width * 2}, {height, cw * 2}, {height, cw * 2}}; break;
 	case PixelFormat::Y444_10LE:
-	case PixelFormat::Y444_12LE: planes = {{height, width * 2}, {height, width * 2}, {height, width * 2}}; break;
+	case PixelFormat::Y444_12LE:
+	case PixelFormat::Y444_16LE: planes = {{height, width * 2}, {height, width * 2}, {height, width * 2}}; break;
 	case PixelFormat::Y210:
 	case PixelFormat::Y212_LE: planes = {{height, cw * 8}}; break;
 	case PixelFormat::v210: planes = {{height, (width + 5) / 6 * 16}}; break; // 6 pixels in 4 words
@@ -82,7 +84,8 @@ inline const std::vector<PixelFormat> &all_pixel_formats()
 		PixelFormat::VYUY, PixelFormat::NV16, PixelFormat::NV61, PixelFormat::NV24,
 		PixelFormat::P010_10LE, PixelFormat::I420_10LE, PixelFormat::I422_10LE, PixelFormat::Y444_10LE,
 		PixelFormat::P012_LE, PixelFormat::I420_12LE, PixelFormat::I422_12LE, PixelFormat::Y444_12LE,
-		PixelFormat::Y210, PixelFormat::Y212_LE, PixelFormat::v210, PixelFormat::AYUV, PixelFormat::VUYA};
+		PixelFormat::Y210, PixelFormat::Y212_LE, PixelFormat::v210, PixelFormat::AYUV, PixelFormat::VUYA,
+		PixelFormat::P016_LE, PixelFormat::Y444_16LE};
 	return formats;
 }
 

@@ -77,6 +77,9 @@ YuvLayout yuv_layout(PixelFormat format)
 	// packed 4:4:4 with an alpha byte
 	case PixelFormat::AYUV: return {4, 1, 0, 0, 2, 3, 4, 0, 0};
 	case PixelFormat::VUYA: return {4, 2, 0, 0, 1, 0, 4, 0, 0};
+	// samples of 16 bits
+	case PixelFormat::P016_LE: return {2, 0, 1, 1, 0, 2, 4, 1, 1, 2, 0, 16};
+	case PixelFormat::Y444_16LE: return {2, 0, 1, 2, 0, 0, 2, 0, 0, 2, 0, 16};
 	default: throw Error("not a YUV format");
 	}
 }

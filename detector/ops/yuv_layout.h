@@ -25,8 +25,8 @@ struct YuvLayout {
 	int chroma_step;       // from one U (or V) sample to the next in a row
 	int x_shift, y_shift;  // a chroma sample covers (1 << x_shift) x (1 << y_shift) pixels
 	// A sample is one byte, or a little-endian 16-bit word whose bits from sample_shift up
-	// hold its `bits` bits (P010: the top 10, shift 6; I420_10LE: the low 10, shift 0; 12 at
-	// most). The word's other bits are not read. (v210: 4, its 32-bit words; see word_triplets.)
+	// hold its `bits` bits (P010: the top 10, shift 6; I420_10LE: the low 10, shift 0; P016:
+	// all 16). The word's other bits are not read. (v210: 4, its 32-bit words; see word_triplets.)
 	int sample_bytes = 1;
 	int sample_shift = 0;
 	int bits = 8;

@@ -850,7 +850,9 @@ TestFrame yuv_frame(PixelFormat format, int width, int height, const SampleAt &s
 				 Wide{PixelFormat::I422_12LE, PixelFormat::Y42B, 0, 0xa000},
 				 Wide{PixelFormat::Y444_12LE, PixelFormat::Y444, 0, 0xa000},
 				 Wide{PixelFormat::Y210, PixelFormat::YUY2, 6, 0x2b},
-				 Wide{PixelFormat::Y212_LE, PixelFormat::YUY2, 4, 0xb}})
+				 Wide{PixelFormat::Y212_LE, PixelFormat::YUY2, 4, 0xb},
+				 Wide{PixelFormat::P016_LE, PixelFormat::NV12, 0, 0},
+				 Wide{PixelFormat::Y444_16LE, PixelFormat::Y444, 0, 0}})
 		if (format == wide.format) {
 			format = wide.namesake;
 			sample_bytes = 2;
@@ -1008,7 +1010,9 @@ TEST(FrameToTensor, YuvFormatsReadTheirSamplesWhereTheyLie)
 		{0, 0, {PixelFormat::Y444_10LE}},
 		{1, 1, {PixelFormat::I420_12LE, PixelFormat::P012_LE}},
 		{1, 0, {PixelFormat::I422_12LE, PixelFormat::Y212_LE}},
-		{0, 0, {PixelFormat::Y444_12LE}}};
+		{0, 0, {PixelFormat::Y444_12LE}},
+		{1, 1, {PixelFormat::P016_LE}},
+		{0, 0, {PixelFormat::Y444_16LE}}};
 	uint32_t seed = 1;
 	for (const Family &family : families)
 		for (PixelFormat format : family.formats)
@@ -1020,7 +1024,8 @@ TEST(FrameToTensor, YuvFormatsReadTheirSamplesWhereTheyLie)
 				const TestFrame frame = yuv_frame(format, width, height, samples);
 				const TestFrame full = yuv_frame(bits == 8    ? PixelFormat::Y444
 								 : bits == 10 ? PixelFormat::Y444_10LE
-									      : PixelFormat::Y444_12LE,
+								 : bits == 12 ? PixelFormat::Y444_12LE
+									      : PixelFormat::Y444_16LE,
 								 width, height, samples);
 				const torch::Tensor image = frame_to_tensor(frame.view);
 				EXPECT_TRUE(torch::equal(image, frame_to_tensor(full.view)));
@@ -1153,7 +1158,9 @@ TEST(FrameToTensor, WiderSamplesOfEightBitLevelsGiveTheEightBitImage)
 				   std::pair{PixelFormat::Y444_12LE, PixelFormat::Y444},
 				   std::pair{PixelFormat::Y210, PixelFormat::YUY2},
 				   std::pair{PixelFormat::Y212_LE, PixelFormat::YUY2},
-				   std::pair{PixelFormat::v210, PixelFormat::UYVY}}) {
+				   std::pair{PixelFormat::v210, PixelFormat::UYVY},
+				   std::pair{PixelFormat::P016_LE, PixelFormat::NV12},
+				   std::pair{PixelFormat::Y444_16LE, PixelFormat::Y444}}) {
 		SCOPED_TRACE("format " + std::to_string((int)wide));
 		const YuvLayout layout = yuv_layout(eight);
 		const int scale = 1 << (yuv_layout(wide).bits - 8);
@@ -1185,7 +1192,7 @@ TEST(FrameToTensor, YuvColoursFollowTheMatrixAndRange)
 	for (const Standard &s : {Standard{YuvMatrix::BT601, 0.299, 0.114}, Standard{YuvMatrix::BT709, 0.2126, 0.0722},
 				  Standard{YuvMatrix::BT2020, 0.2627, 0.0593}})
 		for (bool full_range : {false, true})
-			for (int bits : {8, 10, 12})
+			for (int bits : {8, 10, 12, 16})
 				for (const auto &rgb : colours) {
 					SCOPED_TRACE("matrix " + std::to_string((int)s.matrix) +
 						     (full_range ? " full" : " limited") + " range, " +
@@ -1205,7 +1212,8 @@ TEST(FrameToTensor, YuvColoursFollowTheMatrixAndRange)
 					const int v = sample((1 << (bits - 1)) + chroma_steps * cr);
 					TestFrame frame = yuv_frame(bits == 8    ? PixelFormat::NV12
 								    : bits == 10 ? PixelFormat::P010_10LE
-										 : PixelFormat::P012_LE,
+								    : bits == 12 ? PixelFormat::P012_LE
+										 : PixelFormat::P016_LE,
 								    2, 2,
 								    [&](int component, int, int) {
 									    return component == 0 ? y : component == 1 ? u : v;

@@ -100,7 +100,7 @@ inline const std::vector<GstVideoFormat> &all_formats()
 		GST_VIDEO_FORMAT_P010_10LE, GST_VIDEO_FORMAT_I420_10LE, GST_VIDEO_FORMAT_I422_10LE, GST_VIDEO_FORMAT_Y444_10LE,
 		GST_VIDEO_FORMAT_P012_LE,   GST_VIDEO_FORMAT_I420_12LE, GST_VIDEO_FORMAT_I422_12LE, GST_VIDEO_FORMAT_Y444_12LE,
 		GST_VIDEO_FORMAT_Y210,	    GST_VIDEO_FORMAT_Y212_LE,	GST_VIDEO_FORMAT_v210,	    GST_VIDEO_FORMAT_AYUV,
-		GST_VIDEO_FORMAT_VUYA,
+		GST_VIDEO_FORMAT_VUYA,	    GST_VIDEO_FORMAT_P016_LE,	GST_VIDEO_FORMAT_Y444_16LE,
 	};
 	return formats;
 }
@@ -113,10 +113,10 @@ inline std::string format_name(const ::testing::TestParamInfo<GstVideoFormat> &i
 
 // The byte offset of component `c` (0 Y, 1 U, 2 V) in a pixel of `finfo`'s format, as the
 // format's packing writes it. GStreamer 1.22's table gives VYUY the offsets of UYVY (U first),
-// while its packing (videoconvert's output) and the FOURCC put V first; it puts P010's and
-// P012's V one byte after U, inside U's 16-bit word, while its packing puts V in the next word
-// (byte 2); and it puts all three samples of Y210 and Y212 at byte 0, packed as YUY2 of 16-bit
-// words. The packings' offsets are taken here.
+// while its packing (videoconvert's output) and the FOURCC put V first; it puts P010's, P012's
+// and P016's V one byte after U, inside U's 16-bit word, while its packing puts V in the next
+// word (byte 2); and it puts all three samples of Y210 and Y212 at byte 0, packed as YUY2 of
+// 16-bit words. The packings' offsets are taken here.
 inline int component_offset(const GstVideoFormatInfo *finfo, guint c)
 {
 	if (GST_VIDEO_FORMAT_INFO_FORMAT(finfo) == GST_VIDEO_FORMAT_VYUY &&
@@ -131,7 +131,8 @@ inline int component_offset(const GstVideoFormatInfo *finfo, guint c)
 		return y210[c];
 	}
 	if ((GST_VIDEO_FORMAT_INFO_FORMAT(finfo) == GST_VIDEO_FORMAT_P010_10LE ||
-	     GST_VIDEO_FORMAT_INFO_FORMAT(finfo) == GST_VIDEO_FORMAT_P012_LE) &&
+	     GST_VIDEO_FORMAT_INFO_FORMAT(finfo) == GST_VIDEO_FORMAT_P012_LE ||
+	     GST_VIDEO_FORMAT_INFO_FORMAT(finfo) == GST_VIDEO_FORMAT_P016_LE) &&
 	    c == 2 && GST_VIDEO_FORMAT_INFO_POFFSET(finfo, 2) == 1)
 		return 2;
 	return GST_VIDEO_FORMAT_INFO_POFFSET(finfo, c);

@@ -81,6 +81,8 @@ frcnn::PixelFormat pixel_format(GstVideoFormat format)
 	case GST_VIDEO_FORMAT_v210: return frcnn::PixelFormat::v210;
 	case GST_VIDEO_FORMAT_AYUV: return frcnn::PixelFormat::AYUV;
 	case GST_VIDEO_FORMAT_VUYA: return frcnn::PixelFormat::VUYA;
+	case GST_VIDEO_FORMAT_P016_LE: return frcnn::PixelFormat::P016_LE;
+	case GST_VIDEO_FORMAT_Y444_16LE: return frcnn::PixelFormat::Y444_16LE;
 	default:
 		ADD_FAILURE() << "no library format for " << gst_video_format_to_string(format);
 		return frcnn::PixelFormat::RGB;
@@ -450,13 +452,14 @@ TEST(FrcnnDetect, LayoutsOfOnePictureAllSeeTheSameImage)
 					    GST_VIDEO_FORMAT_ARGB },
 	       std::vector<GstVideoFormat>{ GST_VIDEO_FORMAT_I420, GST_VIDEO_FORMAT_YV12, GST_VIDEO_FORMAT_NV12,
 					    GST_VIDEO_FORMAT_NV21, GST_VIDEO_FORMAT_I420_10LE, GST_VIDEO_FORMAT_P010_10LE,
-					    GST_VIDEO_FORMAT_I420_12LE, GST_VIDEO_FORMAT_P012_LE },
+					    GST_VIDEO_FORMAT_I420_12LE, GST_VIDEO_FORMAT_P012_LE, GST_VIDEO_FORMAT_P016_LE },
 	       std::vector<GstVideoFormat>{ GST_VIDEO_FORMAT_Y42B, GST_VIDEO_FORMAT_NV16, GST_VIDEO_FORMAT_NV61,
 					    GST_VIDEO_FORMAT_YUY2, GST_VIDEO_FORMAT_UYVY, GST_VIDEO_FORMAT_YVYU,
 					    GST_VIDEO_FORMAT_VYUY, GST_VIDEO_FORMAT_I422_10LE, GST_VIDEO_FORMAT_I422_12LE,
 					    GST_VIDEO_FORMAT_Y210, GST_VIDEO_FORMAT_Y212_LE, GST_VIDEO_FORMAT_v210 },
 	       std::vector<GstVideoFormat>{ GST_VIDEO_FORMAT_Y444, GST_VIDEO_FORMAT_NV24, GST_VIDEO_FORMAT_Y444_10LE,
-					    GST_VIDEO_FORMAT_Y444_12LE, GST_VIDEO_FORMAT_AYUV, GST_VIDEO_FORMAT_VUYA } }) {
+					    GST_VIDEO_FORMAT_Y444_12LE, GST_VIDEO_FORMAT_AYUV, GST_VIDEO_FORMAT_VUYA,
+					    GST_VIDEO_FORMAT_Y444_16LE } }) {
 		const std::vector<frcnn::Detection> expected = expected_for(make_frame(image, family.front()));
 		ASSERT_FALSE(expected.empty());
 		for (GstVideoFormat format : family) {
@@ -499,7 +502,7 @@ TEST(FrcnnDetect, RejectsOtherFormats)
 	GstPad *sinkpad = gst_element_get_static_pad(h->element, "sink");
 	for (const char *caps : { "video/x-raw,format=GRAY16_LE,width=64,height=64,framerate=30/1",
 				  "video/x-raw,format=GBR,width=64,height=64,framerate=30/1",
-				  "video/x-raw,format=P016_LE,width=64,height=64,framerate=30/1",
+				  "video/x-raw,format=Y410,width=64,height=64,framerate=30/1",
 				  "video/x-raw(memory:GLMemory),format=RGBA,width=64,height=64,framerate=30/1",
 				  "audio/x-raw,format=S16LE,rate=48000,channels=2,layout=interleaved" }) {
 		GstCaps *c = gst_caps_from_string(caps);

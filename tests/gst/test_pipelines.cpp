@@ -355,7 +355,9 @@ TEST(Pipelines, WiderFramesSeeWhatTheirEightBitSamplesShow)
 				   std::pair<std::string, std::string>{ "I420", "P012_LE" },
 				   std::pair<std::string, std::string>{ "Y42B", "I422_12LE" },
 				   std::pair<std::string, std::string>{ "YUY2", "Y210" },
-				   std::pair<std::string, std::string>{ "UYVY", "v210" } }) {
+				   std::pair<std::string, std::string>{ "UYVY", "v210" },
+				   std::pair<std::string, std::string>{ "I420", "P016_LE" },
+				   std::pair<std::string, std::string>{ "Y444", "Y444_16LE" } }) {
 		SCOPED_TRACE(eight + " and " + wider);
 		const std::vector<json> reference = converted_detections(eight, eight, shapes, shapes_detector);
 		const std::vector<json> wide = converted_detections(eight, wider, shapes, shapes_detector);

@@ -46,6 +46,10 @@ enum class PixelFormat {
 					     // in 16 bytes (SDI capture cards)
 	AYUV,				     // packed 4:4:4, 4 bytes per pixel: A Y U V (alpha ignored)
 	VUYA,				     // packed 4:4:4: V U Y A (VA-API's 8-bit 4:4:4)
+	// 16-bit YUV (NVDEC's 12-bit 4:2:0 and 10- and 12-bit 4:4:4): each sample a whole
+	// little-endian 16-bit word
+	P016_LE,			     // NV12 of 16-bit samples
+	Y444_16LE,			     // Y444 of 16-bit samples
 };
 
 // The matrix by which a YUV frame's values stand for colours (GStreamer's colorimetry matrix):
