@@ -438,6 +438,16 @@ ImageSize resized_size(int64_t height, int64_t width, double min_size, double ma
 ImageSize resized_size(int64_t height, int64_t width, PixelAspectRatio pixel_aspect_ratio, double min_size,
 		       double max_size);
 
+// Which of `in` samples along one axis torch's bilinear resize (align_corners=false, to a size)
+// reads to make `out`: a flag per sample. For each output index its two taps: floor of scale *
+// (index + 0.5) - 0.5 (scale = in / out; clamped at 0) and the next one (the same at the end).
+// The index is taken in double (LibTorch's CPU operator), in double from a float scale, rounded
+// to float, and in float, each with the product and difference rounded apart and fused into one
+// multiply-add (as a build may contract them), so that the flags cover what the operator reads
+// whichever way it computes. Shrinking to less than half skips samples (to less than a third
+// always).
+std::vector<uint8_t> samples_read_by_resize(int64_t in, int64_t out);
+
 // Memory the CPU pre-processing of one model reuses from batch to batch: the normalised frames,
 // the resized images and the batch (a few MB each, which freshly allocated cost a page fault per
 // 4 KiB at every frame). A buffer is reused only when nothing but this holds it (a batch kept by

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: BSD-3-Clause
 // GeneralizedRCNNTransform: normalise, resize, batch with padding, and boxes back to the original
 // image size. The resize arithmetic reproduces torchvision's float32 rounding exactly.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -46,6 +47,38 @@ ImageSize resized_size(int64_t height, int64_t width, PixelAspectRatio pixel_asp
 		(double)width * pixel_aspect_ratio.numerator / pixel_aspect_ratio.denominator;
 	return scaled_size((double)height, pixel_aspect_ratio.square() ? (double)width : displayed_width, min_size,
 			   max_size);
+}
+
+std::vector<uint8_t> samples_read_by_resize(int64_t in, int64_t out)
+{
+	std::vector<uint8_t> read(static_cast<size_t>(in), 0);
+	const float scale = static_cast<float>(in) / static_cast<float>(out);
+	auto mark = [&](double source) {
+		const int64_t first = source < 0.0 ? 0 : std::min(static_cast<int64_t>(source), in - 1);
+		for (int64_t i = first; i <= std::min(first + 1, in - 1); i++)
+			read[static_cast<size_t>(i)] = 1;
+	};
+	// LibTorch's CPU operator computes the index in double (its accumulation type for float),
+	// the scale too; others may compute it in float, or in double from a float scale, and
+	// round it to float. Each way, with the product rounded apart (through a volatile, which no
+	// contraction crosses) and fused.
+	const double double_scale = static_cast<double>(in) / static_cast<double>(out);
+	for (int64_t i = 0; i < out; i++) {
+		const double position = static_cast<double>(i) + 0.5;
+		for (const double s : {double_scale, static_cast<double>(scale)}) {
+			volatile double product = s * position;
+			const double plain = product - 0.5, fused = std::fma(s, position, -0.5);
+			for (const double source : {plain, fused}) {
+				mark(source);
+				mark(static_cast<float>(source));
+			}
+		}
+		const float float_position = static_cast<float>(i) + 0.5f;
+		volatile float float_product = scale * float_position;
+		mark(float_product - 0.5f);
+		mark(std::fma(scale, float_position, -0.5f));
+	}
+	return read;
 }
 
 torch::Tensor resize_boxes(const torch::Tensor &boxes, ImageSize from, ImageSize to)
@@ -259,6 +292,7 @@ TransformedBatch transform_frames_cpu(const ModelConfig &config, const std::vect
 		mean[c] = static_cast<float>(config.image_mean[c]);
 		std_[c] = static_cast<float>(config.image_std[c]);
 	}
+	const auto ratios = pixel_aspect_ratios_of(frames);
 	std::vector<torch::Tensor> normalised;
 	for (size_t i = 0; i < frames.size(); i++) {
 		const FrameView &f = frames[i];
@@ -266,9 +300,19 @@ TransformedBatch transform_frames_cpu(const ModelConfig &config, const std::vect
 		const std::vector<int64_t> shape{3, f.height, f.width};
 		normalised.push_back(reusable(buffers != nullptr ? &buffers->normalised[i] : nullptr, shape,
 					      torch::kFloat));
-		ops::detail::normalised_frame_cpu(f, mean, std_, normalised.back());
+		// Only the pixels the resize below reads: a frame shrunk by more than half (1080p
+		// frames for the 320 models) has rows and columns it never reads.
+		const ImageSize size = resized_size(f.height, f.width, ratios[i], config.min_size, config.max_size);
+		ops::detail::PixelsRead read;
+		read.rows = samples_read_by_resize(f.height, size.first);
+		const std::vector<uint8_t> columns = samples_read_by_resize(f.width, size.second);
+		for (int64_t x = 0; x < f.width; x++)
+			if (columns[static_cast<size_t>(x)])
+				read.columns.push_back(x);
+		const bool every_pixel = static_cast<int64_t>(read.columns.size()) == f.width &&
+					 std::find(read.rows.begin(), read.rows.end(), 0) == read.rows.end();
+		ops::detail::normalised_frame_cpu(f, mean, std_, normalised.back(), every_pixel ? nullptr : &read);
 	}
-	const auto ratios = pixel_aspect_ratios_of(frames);
 	return resize_into_batch(config, normalised, nullptr, &ratios, buffers);
 }
 

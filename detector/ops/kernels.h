@@ -3,16 +3,29 @@
 // and pick a kernel by device; the kernels assume validated, contiguous inputs.
 #pragma once
 
+#include <cstdint>
+#include <vector>
+
 #include <torch/types.h>
 
 #include "frcnn/detector.h"
 
 namespace frcnn::ops::detail {
 
+// The pixels of a frame that are read: the rows flagged in `rows` (one flag per row), and in
+// them the columns `columns` (ascending).
+struct PixelsRead {
+	std::vector<uint8_t> rows;
+	std::vector<int64_t> columns;
+};
+
 // A frame's bytes (a valid view) as its normalised image: `out` (contiguous float [3, height,
 // width]) receives the frame as RGB in 0..1 less mean, over std. The same bits as frame_to_tensor
-// and transform_images' normalisation, in one pass over the frame; rows in parallel.
-void normalised_frame_cpu(const FrameView &frame, const float mean[3], const float std[3], torch::Tensor &out);
+// and transform_images' normalisation, in one pass over the frame; rows in parallel. With
+// `read`, only those pixels are converted (what a resize that reads no others needs); the rest
+// of `out` is left as it is.
+void normalised_frame_cpu(const FrameView &frame, const float mean[3], const float std[3], torch::Tensor &out,
+			  const PixelsRead *read = nullptr);
 
 // Suppression on boxes [N,4] (x1,y1,x2,y2) with scores [N], same dtype. Returns kept indices
 // (int64) in order of decreasing score, ties broken by index.

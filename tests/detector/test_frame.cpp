@@ -609,6 +609,74 @@ TEST(CpuPreprocessing, EveryFormatGivesTheBitsOfTheLibTorchPath)
 	EXPECT_THROW(frcnn::detail::transform_frames_cpu(config, {bad}), Error);
 }
 
+// The pixels a shrinking resize reads (samples_read_by_resize) cover what LibTorch's bilinear
+// resize reads: with every other sample NaN, no output is NaN, along either axis, for sizes
+// shrunk by any factor and enlarged; shrunk to less than a third, samples are skipped.
+TEST(CpuPreprocessing, TheResizeReadsOnlyTheSamplesFlagged)
+{
+	std::mt19937 rng(36);
+	std::vector<std::pair<int64_t, int64_t>> sizes{{1080, 320}, {1920, 569}, {1080, 800}, {2160, 800}, {1333, 800},
+						       {3, 1},	     {1, 5},	  {7, 3},     {480, 320},  {4000, 1333}};
+	for (int i = 0; i < 300; i++) {
+		const int64_t in = std::uniform_int_distribution<int64_t>(1, 3000)(rng);
+		sizes.emplace_back(in, std::uniform_int_distribution<int64_t>(1, 2 * in)(rng));
+	}
+	for (auto [in, out] : sizes) {
+		SCOPED_TRACE(std::to_string(in) + " to " + std::to_string(out));
+		const std::vector<uint8_t> read = frcnn::detail::samples_read_by_resize(in, out);
+		ASSERT_EQ(read.size(), static_cast<size_t>(in));
+		auto line = torch::ones({in});
+		for (int64_t i = 0; i < in; i++)
+			if (!read[i])
+				line[i] = std::numeric_limits<float>::quiet_NaN();
+		const auto rows = line.view({1, 1, in, 1}).expand({1, 1, in, 3}).contiguous();
+		const auto columns = line.view({1, 1, 1, in}).expand({1, 1, 3, in}).contiguous();
+		EXPECT_FALSE(at::upsample_bilinear2d(rows, {out, 3}, false).isnan().any().item<bool>());
+		EXPECT_FALSE(at::upsample_bilinear2d(columns, {3, out}, false).isnan().any().item<bool>());
+		if (3 * out < in)
+			EXPECT_LT(std::count(read.begin(), read.end(), 1), in);
+	}
+}
+
+// Frames shrunk by more than half (a small min_size), whose conversion skips the pixels the
+// resize does not read, give the bits of the LibTorch path, of every format, colorimetry and
+// pixel shape; their buffers filled with NaN first, so that a pixel read but not converted
+// shows.
+TEST(CpuPreprocessing, ShrunkFramesGiveTheBitsOfTheLibTorchPath)
+{
+	ModelConfig config = model_preset("fasterrcnn_resnet50_fpn");
+	config.min_size = 150;
+	config.max_size = 400;
+	std::mt19937 rng(37);
+	int round = 0;
+	for (auto format : test::all_pixel_formats()) {
+		for (auto size : {std::pair<int, int>{1920, 1080}, {641, 479}, {37, 23}}) {
+			SCOPED_TRACE("format " + std::to_string((int)format) + ", " + std::to_string(size.first) + "x" +
+				     std::to_string(size.second));
+			std::vector<std::vector<uint8_t>> storage;
+			FrameView frame = test::random_frame(format, size.first, size.second, rng, storage);
+			frame.matrix = static_cast<YuvMatrix>(round % 3);
+			frame.transfer = static_cast<TransferFunction>(round / 3 % 3);
+			frame.primaries = static_cast<ColourPrimaries>(round / 9 % 3);
+			if (round++ % 2 == 1)
+				frame.pixel_aspect_ratio = {64, 45};
+			frcnn::detail::TransformBuffers buffers;
+			buffers.normalised.push_back(
+				torch::full({3, size.second, size.first}, std::numeric_limits<float>::quiet_NaN()));
+			const auto fused = frcnn::detail::transform_frames_cpu(config, {frame}, &buffers);
+			const std::vector<PixelAspectRatio> ratios{frame.pixel_aspect_ratio};
+			const auto reference =
+				frcnn::detail::transform_images(config, {frame_to_tensor(frame)}, nullptr, &ratios);
+			ASSERT_EQ(fused.batch.sizes(), reference.batch.sizes());
+			EXPECT_EQ(fused.image_sizes, reference.image_sizes);
+			EXPECT_TRUE(torch::equal(fused.batch, reference.batch))
+				<< "largest difference " << (fused.batch - reference.batch).abs().max().item<float>();
+			if (size.first == 1920)
+				EXPECT_TRUE(buffers.normalised[0].isnan().any().item<bool>()) << "no pixel skipped";
+		}
+	}
+}
+
 // The same for interlaced 4:2:0 frames, whose rows take their own field's chroma.
 TEST(CpuPreprocessing, InterlacedFramesGiveTheBitsOfTheLibTorchPath)
 {

@@ -69,13 +69,15 @@ public:
 		// YUV's colours of a row before their clamp; a wide-gamut row's light in BT.709
 		std::vector<float> colours;
 		std::vector<uint16_t> samples; // v210: a row's samples, unpacked
+		std::vector<float> listed;     // convert_listed(): R, G and B of the listed columns
 	};
 
-	Scratch make_scratch() const
+	Scratch make_scratch(size_t listed_columns) const
 	{
 		Scratch scratch;
 		if (bytes_per_pixel_ == 0 || conversion_ != nullptr)
 			scratch.colours.resize(3 * static_cast<size_t>(frame_.width));
+		scratch.listed.resize(3 * listed_columns);
 		// The words of a row up to the one of its last sample, and no further (the row may end
 		// there), three samples each.
 		if (layout_.word_triplets)
@@ -83,23 +85,51 @@ public:
 		return scratch;
 	}
 
+	// Row y into the planes' rows r, g and b.
 	void convert(int64_t y, float *r, float *g, float *b, Scratch &scratch) const
 	{
-		const int64_t width = frame_.width;
+		convert_columns(y, [](int64_t x) { return x; }, frame_.width, r, g, b, scratch);
+	}
+
+	// Only the columns `columns` (ascending) of row y, into those of the planes' rows r, g and
+	// b; the others are left as they are.
+	void convert_listed(int64_t y, const std::vector<int64_t> &columns, float *r, float *g, float *b,
+			    Scratch &scratch) const
+	{
+		const int64_t count = static_cast<int64_t>(columns.size());
+		float *listed_r = scratch.listed.data(), *listed_g = listed_r + count, *listed_b = listed_r + 2 * count;
+		const int64_t *x = columns.data();
+		convert_columns(y, [x](int64_t i) { return x[i]; }, count, listed_r, listed_g, listed_b, scratch);
+		for (int64_t i = 0; i < count; i++) {
+			r[x[i]] = listed_r[i];
+			g[x[i]] = listed_g[i];
+			b[x[i]] = listed_b[i];
+		}
+	}
+
+private:
+	// The pixels column(0) .. column(count - 1) of row y into r, g and b [count].
+	template<typename Column>
+	void convert_columns(int64_t y, Column column, int64_t count, float *r, float *g, float *b,
+			     Scratch &scratch) const
+	{
+		const int64_t width = count;
 		if (bytes_per_pixel_ > 0) {
-			const uint8_t *p = frame_.planes[0] + y * frame_.strides[0];
+			const uint8_t *row = frame_.planes[0] + y * frame_.strides[0];
 			if (conversion_ == nullptr) {
-				for (int64_t x = 0; x < width; x++, p += bytes_per_pixel_) {
-					r[x] = normalised_[0][p[offsets_[0]]];
-					g[x] = normalised_[1][p[offsets_[1]]];
-					b[x] = normalised_[2][p[offsets_[2]]];
+				for (int64_t i = 0; i < count; i++) {
+					const uint8_t *p = row + column(i) * bytes_per_pixel_;
+					r[i] = normalised_[0][p[offsets_[0]]];
+					g[i] = normalised_[1][p[offsets_[1]]];
+					b[i] = normalised_[2][p[offsets_[2]]];
 				}
 				return;
 			}
-			for (int64_t x = 0; x < width; x++, p += bytes_per_pixel_) {
-				r[x] = byte_values_[p[offsets_[0]]];
-				g[x] = byte_values_[p[offsets_[1]]];
-				b[x] = byte_values_[p[offsets_[2]]];
+			for (int64_t i = 0; i < count; i++) {
+				const uint8_t *p = row + column(i) * bytes_per_pixel_;
+				r[i] = byte_values_[p[offsets_[0]]];
+				g[i] = byte_values_[p[offsets_[1]]];
+				b[i] = byte_values_[p[offsets_[2]]];
 			}
 			to_bt709_and_normalise(width, r, g, b, scratch);
 			return;
@@ -119,13 +149,16 @@ public:
 				samples[3 * i + 1] = static_cast<uint16_t>((word >> 10) & 0x3ff);
 				samples[3 * i + 2] = static_cast<uint16_t>((word >> 20) & 0x3ff);
 			}
-			colours(y, [samples](const uint8_t *, int64_t position) { return static_cast<int>(samples[position]); },
+			colours(y, column, count,
+				[samples](const uint8_t *, int64_t position) { return static_cast<int>(samples[position]); },
 				red, green, blue);
 		} else if (layout_.sample_bytes == 1)
-			colours(y, [](const uint8_t *row, int64_t position) { return static_cast<int>(row[position]); },
-				red, green, blue);
+			colours(y, column, count,
+				[](const uint8_t *row, int64_t position) { return static_cast<int>(row[position]); }, red,
+				green, blue);
 		else
-			colours(y, [this](const uint8_t *row, int64_t position) { return sample_value(layout_, row, position); },
+			colours(y, column, count,
+				[this](const uint8_t *row, int64_t position) { return sample_value(layout_, row, position); },
 				red, green, blue);
 		if (conversion_ == nullptr) {
 			normalise(red, width, 0, r);
@@ -139,24 +172,26 @@ public:
 		to_bt709_and_normalise(width, r, g, b, scratch);
 	}
 
-private:
-	// Row y's YUV colours before their clamp; `value` reads the sample at a position of a row.
-	// Chroma of the sample covering the pixel (nearest).
-	template<typename SampleValue>
-	void colours(int64_t y, SampleValue value, float *red, float *green, float *blue) const
+	// The YUV colours before their clamp of pixels column(0) .. column(count - 1) of row y;
+	// `value` reads the sample at a position of a row. Chroma of the sample covering the pixel
+	// (nearest).
+	template<typename Column, typename SampleValue>
+	void colours(int64_t y, Column column, int64_t count, SampleValue value, float *red, float *green,
+		     float *blue) const
 	{
 		const YuvLayout &l = layout_;
 		const uint8_t *luma = frame_.planes[0] + y * frame_.strides[0];
 		const int64_t row = chroma_row(l, y);
 		const uint8_t *u_row = frame_.planes[l.u_plane] + row * frame_.strides[l.u_plane];
 		const uint8_t *v_row = frame_.planes[l.v_plane] + row * frame_.strides[l.v_plane];
-		for (int64_t x = 0; x < frame_.width; x++) {
+		for (int64_t i = 0; i < count; i++) {
+			const int64_t x = column(i);
 			const float yy = luma_[value(luma, luma_position(l, x))];
 			const int u = value(u_row, chroma_position(l, x, l.u_offset));
 			const int v = value(v_row, chroma_position(l, x, l.v_offset));
-			red[x] = yy + red_v_[v];
-			green[x] = yy - green_u_[u] - green_v_[v];
-			blue[x] = yy + blue_u_[u];
+			red[i] = yy + red_v_[v];
+			green[i] = yy - green_u_[u] - green_v_[v];
+			blue[i] = yy + blue_u_[u];
 		}
 	}
 
@@ -245,19 +280,30 @@ private:
 
 } // namespace
 
-void normalised_frame_cpu(const FrameView &frame, const float mean[3], const float std[3], torch::Tensor &out)
+void normalised_frame_cpu(const FrameView &frame, const float mean[3], const float std[3], torch::Tensor &out,
+			  const PixelsRead *read)
 {
 	TORCH_CHECK(out.scalar_type() == torch::kFloat && out.is_contiguous() &&
 			    out.sizes() == torch::IntArrayRef({3, frame.height, frame.width}),
 		    "normalised_frame_cpu: out must be a contiguous float [3, height, width]");
+	TORCH_CHECK(read == nullptr || (static_cast<int64_t>(read->rows.size()) == frame.height &&
+					(read->columns.empty() || read->columns.back() < frame.width)),
+		    "normalised_frame_cpu: rows or columns outside the frame");
 	const int64_t plane = static_cast<int64_t>(frame.height) * frame.width;
 	float *data = out.data_ptr<float>();
 	const RowConverter converter(frame, mean, std);
+	// Every column, or the listed ones where that is fewer.
+	const bool listed = read != nullptr && static_cast<int64_t>(read->columns.size()) < frame.width;
 	at::parallel_for(0, frame.height, 8, [&](int64_t begin, int64_t end) {
-		RowConverter::Scratch scratch = converter.make_scratch();
+		RowConverter::Scratch scratch = converter.make_scratch(listed ? read->columns.size() : 0);
 		for (int64_t y = begin; y < end; y++) {
+			if (read != nullptr && !read->rows[y])
+				continue;
 			float *r = data + y * frame.width;
-			converter.convert(y, r, r + plane, r + 2 * plane, scratch);
+			if (listed)
+				converter.convert_listed(y, read->columns, r, r + plane, r + 2 * plane, scratch);
+			else
+				converter.convert(y, r, r + plane, r + 2 * plane, scratch);
 		}
 	});
 }
