@@ -97,8 +97,19 @@ public:
 			    Scratch &scratch) const
 	{
 		const int64_t count = static_cast<int64_t>(columns.size());
-		float *listed_r = scratch.listed.data(), *listed_g = listed_r + count, *listed_b = listed_r + 2 * count;
 		const int64_t *x = columns.data();
+		if (bytes_per_pixel_ > 0 && conversion_ == nullptr) {
+			// A lookup per channel: straight into the planes' rows.
+			const uint8_t *row = frame_.planes[0] + y * frame_.strides[0];
+			for (int64_t i = 0; i < count; i++) {
+				const uint8_t *p = row + x[i] * bytes_per_pixel_;
+				r[x[i]] = normalised_[0][p[offsets_[0]]];
+				g[x[i]] = normalised_[1][p[offsets_[1]]];
+				b[x[i]] = normalised_[2][p[offsets_[2]]];
+			}
+			return;
+		}
+		float *listed_r = scratch.listed.data(), *listed_g = listed_r + count, *listed_b = listed_r + 2 * count;
 		convert_columns(y, [x](int64_t i) { return x[i]; }, count, listed_r, listed_g, listed_b, scratch);
 		for (int64_t i = 0; i < count; i++) {
 			r[x[i]] = listed_r[i];
