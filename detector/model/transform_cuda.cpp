@@ -67,44 +67,40 @@ c10::cuda::CUDAStream upload_stream(c10::DeviceIndex device)
 	return it->second;
 }
 
-// The table of an HDR transfer function (sdr_table) in the memory of a device, copied there
-// the first time a frame needs it; null for SDR. The copy is a blocking one (it waits for the
-// stream), so that kernels on any stream, other detectors' included, find the table complete.
-// Kept for the process (never freed: no device memory is given back while the process ends).
-const float *device_transfer_table(TransferFunction transfer, c10::DeviceIndex device)
+// A table of the library's (static floats: an HDR transfer function's, a primaries
+// conversion's) in the memory of a device, copied there the first time a frame needs it. The
+// copy is a blocking one (it waits for the stream), so that kernels on any stream, other
+// detectors' included, find the table complete. Kept for the process (never freed: no device
+// memory is given back while the process ends).
+const float *device_table(const float *host, int64_t count, c10::DeviceIndex device)
 {
-	const float *host = sdr_table(transfer);
-	if (host == nullptr)
-		return nullptr;
 	static std::mutex mutex;
-	static auto *tables = new std::map<std::pair<int, c10::DeviceIndex>, torch::Tensor>();
+	static auto *tables = new std::map<std::pair<const float *, c10::DeviceIndex>, torch::Tensor>();
 	const std::lock_guard<std::mutex> lock(mutex);
-	torch::Tensor &table = (*tables)[{static_cast<int>(transfer), device}];
+	torch::Tensor &table = (*tables)[{host, device}];
 	if (!table.defined())
-		table = torch::from_blob(const_cast<float *>(host), {kTransferIntervals + 1}, torch::kFloat32)
+		table = torch::from_blob(const_cast<float *>(host), {count}, torch::kFloat32)
 				.to(torch::Device(torch::kCUDA, device));
 	return table.data_ptr<float>();
 }
 
-// The conversion of wide-gamut colours (primaries_conversion) in the memory of a device, copied
-// there as the transfer tables are; null for BT.709.
+// The table of an HDR transfer function (sdr_table) on a device; null for SDR.
+const float *device_transfer_table(TransferFunction transfer, c10::DeviceIndex device)
+{
+	const float *host = sdr_table(transfer);
+	return host == nullptr ? nullptr : device_table(host, kTransferIntervals + 1, device);
+}
+
+// The conversion of wide-gamut colours (primaries_conversion) on a device; null for BT.709.
 const PrimariesConversion *device_primaries_conversion(ColourPrimaries primaries, c10::DeviceIndex device)
 {
 	const PrimariesConversion *host = primaries_conversion(primaries);
 	if (host == nullptr)
 		return nullptr;
-	static std::mutex mutex;
-	static auto *conversions = new std::map<std::pair<int, c10::DeviceIndex>, torch::Tensor>();
-	const std::lock_guard<std::mutex> lock(mutex);
-	torch::Tensor &conversion = (*conversions)[{static_cast<int>(primaries), device}];
-	if (!conversion.defined()) {
-		static_assert(sizeof(PrimariesConversion) % sizeof(float) == 0, "a conversion is floats only");
-		conversion = torch::from_blob(const_cast<PrimariesConversion *>(host),
-					      {static_cast<int64_t>(sizeof(PrimariesConversion) / sizeof(float))},
-					      torch::kFloat32)
-				     .to(torch::Device(torch::kCUDA, device));
-	}
-	return reinterpret_cast<const PrimariesConversion *>(conversion.data_ptr<float>());
+	static_assert(sizeof(PrimariesConversion) % sizeof(float) == 0, "a conversion is floats only");
+	const float *table = device_table(reinterpret_cast<const float *>(host),
+					  static_cast<int64_t>(sizeof(PrimariesConversion) / sizeof(float)), device);
+	return reinterpret_cast<const PrimariesConversion *>(table);
 }
 
 } // namespace
