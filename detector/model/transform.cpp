@@ -300,7 +300,7 @@ TransformedBatch transform_frames_cpu(const ModelConfig &config, const std::vect
 		const std::vector<int64_t> shape{3, f.height, f.width};
 		normalised.push_back(reusable(buffers != nullptr ? &buffers->normalised[i] : nullptr, shape,
 					      torch::kFloat));
-		// Only the pixels the resize below reads: a frame shrunk by more than half (1080p
+		// Only the pixels the resize below reads: a frame shrunk to less than half (1080p
 		// frames for the 320 models) has rows and columns it never reads.
 		const ImageSize size = resized_size(f.height, f.width, ratios[i], config.min_size, config.max_size);
 		ops::detail::PixelsRead read;

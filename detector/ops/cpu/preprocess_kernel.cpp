@@ -66,7 +66,8 @@ public:
 
 	// The memory convert() works in, for one thread's rows.
 	struct Scratch {
-		// YUV's colours of a row before their clamp; a wide-gamut row's light in BT.709
+		// YUV's colours of a row before their clamp; then, for a wide-gamut frame, the square
+		// roots of the row's BT.709 light (bt709_root)
 		std::vector<float> colours;
 		std::vector<uint16_t> samples; // v210: a row's samples, unpacked
 		std::vector<float> listed;     // convert_listed(): R, G and B of the listed columns
@@ -124,7 +125,6 @@ private:
 	void convert_columns(int64_t y, Column column, int64_t count, float *r, float *g, float *b,
 			     Scratch &scratch) const
 	{
-		const int64_t width = count;
 		if (bytes_per_pixel_ > 0) {
 			const uint8_t *row = frame_.planes[0] + y * frame_.strides[0];
 			if (conversion_ == nullptr) {
@@ -142,10 +142,10 @@ private:
 				g[i] = byte_values_[p[offsets_[1]]];
 				b[i] = byte_values_[p[offsets_[2]]];
 			}
-			to_bt709_and_normalise(width, r, g, b, scratch);
+			to_bt709_and_normalise(count, r, g, b, scratch);
 			return;
 		}
-		float *red = scratch.colours.data(), *green = red + width, *blue = red + 2 * width;
+		float *red = scratch.colours.data(), *green = red + count, *blue = red + 2 * count;
 		if (layout_.word_triplets) {
 			// The row's words split into their samples first, in a loop of its own that
 			// vectorises, then read as an array (plane 0 holds luma and chroma, one row each).
@@ -172,15 +172,15 @@ private:
 				[this](const uint8_t *row, int64_t position) { return sample_value(layout_, row, position); },
 				red, green, blue);
 		if (conversion_ == nullptr) {
-			normalise(red, width, 0, r);
-			normalise(green, width, 1, g);
-			normalise(blue, width, 2, b);
+			normalise(red, count, 0, r);
+			normalise(green, count, 1, g);
+			normalise(blue, count, 2, b);
 			return;
 		}
-		unit_values(red, width, r);
-		unit_values(green, width, g);
-		unit_values(blue, width, b);
-		to_bt709_and_normalise(width, r, g, b, scratch);
+		unit_values(red, count, r);
+		unit_values(green, count, g);
+		unit_values(blue, count, b);
+		to_bt709_and_normalise(count, r, g, b, scratch);
 	}
 
 	// The YUV colours before their clamp of pixels column(0) .. column(count - 1) of row y;
