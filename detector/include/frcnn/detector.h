@@ -117,8 +117,9 @@ struct FrameView {
 	const uint8_t *planes[3] = {nullptr, nullptr, nullptr};
 	int strides[3] = {0, 0, 0}; // bytes per row of each plane
 	// YUV formats only: their colours. Limited range is video's (luma 16 to 235, chroma 16 to
-	// 240; in 10 bits 64 to 940 and 64 to 960, 8 bits' levels times 4, in 12 bits times 16), full
-	// range JPEG's (0 to 255; 0 to 1023 in 10 bits, 0 to 4095 in 12).
+	// 240; in 10 bits 64 to 940 and 64 to 960, 8 bits' levels times 4, in 12 bits times 16, in 16
+	// times 256), full range JPEG's (0 to 255; 0 to 1023 in 10 bits, 0 to 4095 in 12, 0 to 65535
+	// in 16).
 	YuvMatrix matrix = YuvMatrix::BT601;
 	bool full_range = false;
 	// Interlaced video: two fields woven into the frame, the top one in the even rows. A 4:2:0
