@@ -633,8 +633,9 @@ TEST(CpuPreprocessing, TheResizeReadsOnlyTheSamplesFlagged)
 		const auto columns = line.view({1, 1, 1, in}).expand({1, 1, 3, in}).contiguous();
 		EXPECT_FALSE(at::upsample_bilinear2d(rows, {out, 3}, false).isnan().any().item<bool>());
 		EXPECT_FALSE(at::upsample_bilinear2d(columns, {3, out}, false).isnan().any().item<bool>());
-		if (3 * out < in)
+		if (3 * out < in) {
 			EXPECT_LT(std::count(read.begin(), read.end(), 1), in);
+		}
 	}
 }
 
@@ -671,8 +672,9 @@ TEST(CpuPreprocessing, ShrunkFramesGiveTheBitsOfTheLibTorchPath)
 			EXPECT_EQ(fused.image_sizes, reference.image_sizes);
 			EXPECT_TRUE(torch::equal(fused.batch, reference.batch))
 				<< "largest difference " << (fused.batch - reference.batch).abs().max().item<float>();
-			if (size.first == 1920)
+			if (size.first == 1920) {
 				EXPECT_TRUE(buffers.normalised[0].isnan().any().item<bool>()) << "no pixel skipped";
+			}
 		}
 	}
 }
