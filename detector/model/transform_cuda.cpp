@@ -5,6 +5,7 @@
 // frame overlaps the copy of the one before. Frames whose bytes are already in pinned memory
 // (Detector::copy_frame) skip the gathering. Built only against a CUDA-enabled LibTorch.
 #include <chrono>
+#include <cstddef>
 #include <cmath>
 #include <cstring>
 #include <map>
@@ -215,10 +216,14 @@ TransformedBatch transform_frames_cuda(const ModelConfig &config, const std::vec
 			desc.strides[p] = placed.planes[p].stride;
 		}
 		desc.transfer_table = device_transfer_table(f.transfer, guard.current_device().index());
-		desc.primaries = device_primaries_conversion(f.primaries, guard.current_device().index());
-		if (desc.primaries != nullptr)
-			// An address in the device's copy, not read here.
-			desc.primaries_light = desc.primaries->light[static_cast<int>(f.transfer)];
+		if (desc.primaries != nullptr) {
+			// The transfer's light table in the device's copy: at its offset in the host's
+			// (describe_frame's pointers), without dereferencing a device address here.
+			const std::ptrdiff_t light_offset =
+				desc.primaries_light - reinterpret_cast<const float *>(desc.primaries);
+			desc.primaries = device_primaries_conversion(f.primaries, guard.current_device().index());
+			desc.primaries_light = reinterpret_cast<const float *>(desc.primaries) + light_offset;
+		}
 		void *image = static_cast<uint8_t *>(out.batch.data_ptr()) + i * image_elements * element;
 		const int error = cuda::preprocess_frame(
 			desc, mean, std_, out.image_sizes[i].first, out.image_sizes[i].second, image,
