@@ -395,6 +395,8 @@ bool to_pixel_format(GstVideoFormat format, frcnn::PixelFormat *out)
 	case GST_VIDEO_FORMAT_VUYA: *out = frcnn::PixelFormat::VUYA; return true;
 	case GST_VIDEO_FORMAT_P016_LE: *out = frcnn::PixelFormat::P016_LE; return true;
 	case GST_VIDEO_FORMAT_Y444_16LE: *out = frcnn::PixelFormat::Y444_16LE; return true;
+	case GST_VIDEO_FORMAT_Y410: *out = frcnn::PixelFormat::Y410; return true;
+	case GST_VIDEO_FORMAT_Y412_LE: *out = frcnn::PixelFormat::Y412_LE; return true;
 	default: return false;
 	}
 }

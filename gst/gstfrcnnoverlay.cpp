@@ -457,6 +457,12 @@ int floor_shift(int x, int shift)
 	return x >= 0 ? x >> shift : -((-x + (1 << shift) - 1) >> shift);
 }
 
+// Formats of 10-bit samples three to a 32-bit word, drawn on through WordRows.
+bool word_rows(GstVideoFormat format)
+{
+	return format == GST_VIDEO_FORMAT_v210 || format == GST_VIDEO_FORMAT_Y410;
+}
+
 // The shift of a YUV sample in its 16-bit word. GStreamer 1.22's table gives Y210 none, while its
 // packing (videoconvert's) and the format's definition put the 10 bits at the top of the word.
 int sample_shift(const GstVideoFormatInfo *finfo)
@@ -466,20 +472,24 @@ int sample_shift(const GstVideoFormatInfo *finfo)
 	return GST_VIDEO_FORMAT_INFO_SHIFT(finfo, 0);
 }
 
-// The rows of a v210 frame (UYVY's samples, 10 bits each, three to a little-endian 32-bit word)
-// as packed 4:2:2 of 16-bit words, the sample in their low bits, for OpenCV to draw on: each row
-// is unpacked the first time a drawing reaches it and packed back when this goes, so that only
-// the rows drawn on are touched, and in them only the bits of the frame's samples.
-class V210Rows {
+// The rows of a frame whose 10-bit samples lie three to a little-endian 32-bit word, as an image
+// of 16-bit words, a sample in each (its low bits), for OpenCV to draw on: v210's UYVY samples in
+// order as packed 4:2:2 (U, Y, V, Y for each pair of pixels), or Y410's pixels as packed 4:4:4
+// (U, Y, V and the word's 2-bit alpha for each pixel). Each row is unpacked the first time a
+// drawing reaches it and packed back when this goes, so that only the rows drawn on are touched,
+// and in them only the bits of the frame's samples.
+class WordRows {
 public:
-	V210Rows(uint8_t *data, int stride, int height, int pairs)
-		: data_(data), stride_(stride), samples_(4 * pairs), image_(height, pairs, CV_16UC4),
-		  unpacked_(static_cast<size_t>(height), false)
+	// `columns` of `channels` samples each a row; `per_word` samples to a word: v210's 3, or
+	// Y410's 4 (the fourth the 2 bits from bit 30).
+	WordRows(uint8_t *data, int stride, int height, int columns, int per_word)
+		: data_(data), stride_(stride), per_word_(per_word), samples_(4 * columns),
+		  image_(height, columns, CV_16UC4), unpacked_(static_cast<size_t>(height), false)
 	{
 	}
-	V210Rows(const V210Rows &) = delete;
-	V210Rows &operator=(const V210Rows &) = delete;
-	~V210Rows()
+	WordRows(const WordRows &) = delete;
+	WordRows &operator=(const WordRows &) = delete;
+	~WordRows()
 	{
 		for (int y = 0; y < image_.rows; y++) {
 			if (!unpacked_[y])
@@ -487,17 +497,18 @@ public:
 			uint8_t *row = data_ + static_cast<std::ptrdiff_t>(y) * stride_;
 			const uint16_t *samples = image_.ptr<uint16_t>(y);
 			for (int i = 0; i < samples_; i++) {
-				uint8_t *word = row + i / 3 * 4;
-				const int shift = 10 * (i % 3);
-				const uint32_t value = (read_word(word) & ~(0x3ffu << shift)) |
-						       static_cast<uint32_t>(samples[i] & 0x3ff) << shift;
+				uint8_t *word = row + i / per_word_ * 4;
+				const int shift = 10 * (i % per_word_);
+				const uint32_t mask = field_mask(i);
+				const uint32_t value = (read_word(word) & ~(mask << shift)) |
+						       (static_cast<uint32_t>(samples[i]) & mask) << shift;
 				for (int b = 0; b < 4; b++)
 					word[b] = static_cast<uint8_t>(value >> (8 * b));
 			}
 		}
 	}
 
-	// The samples as an image of pixel pairs (U, Y, V, Y).
+	// The samples as an image of 4 channels.
 	cv::Mat &image() { return image_; }
 
 	// Rows first to last (cut to the frame) unpacked, ready to be drawn on.
@@ -509,7 +520,9 @@ public:
 			const uint8_t *row = data_ + static_cast<std::ptrdiff_t>(y) * stride_;
 			uint16_t *samples = image_.ptr<uint16_t>(y);
 			for (int i = 0; i < samples_; i++)
-				samples[i] = static_cast<uint16_t>(read_word(row + i / 3 * 4) >> (10 * (i % 3)) & 0x3ff);
+				samples[i] = static_cast<uint16_t>(read_word(row + i / per_word_ * 4) >>
+									   (10 * (i % per_word_)) &
+								   field_mask(i));
 			unpacked_[y] = true;
 		}
 	}
@@ -519,10 +532,13 @@ private:
 	{
 		return p[0] | p[1] << 8 | p[2] << 16 | static_cast<uint32_t>(p[3]) << 24;
 	}
+	// The bits of sample i: 10, or Y410's alpha's 2.
+	uint32_t field_mask(int i) const { return i % per_word_ == 3 ? 0x3u : 0x3ffu; }
 
 	uint8_t *data_;
 	int stride_;
-	int samples_; // of a row: 4 for each pair of pixels, the last one's second Y included
+	int per_word_;
+	int samples_; // of a row: 4 for each column (v210: the last pair's second Y included)
 	cv::Mat image_;
 	std::vector<bool> unpacked_;
 };
@@ -535,7 +551,7 @@ public:
 	explicit Canvas(GstVideoFrame *frame)
 		: format_(GST_VIDEO_FRAME_FORMAT(frame)),
 		  yuv_(frame->info.colorimetry, GST_VIDEO_FORMAT_INFO_DEPTH(frame->info.finfo, 0)),
-		  shift_(format_ == GST_VIDEO_FORMAT_v210 ? 0 : sample_shift(frame->info.finfo)),
+		  shift_(word_rows(format_) ? 0 : sample_shift(frame->info.finfo)),
 		  depth_(yuv_.depth > 8 ? CV_16U : CV_8U), width_(GST_VIDEO_FRAME_WIDTH(frame)),
 		  height_(GST_VIDEO_FRAME_HEIGHT(frame))
 	{
@@ -602,9 +618,9 @@ public:
 			break;
 		case GST_VIDEO_FORMAT_v210:
 			// Drawn as UYVY of 16-bit words, on the rows each drawing reaches.
-			v210_ = std::make_unique<V210Rows>(static_cast<uint8_t *>(GST_VIDEO_FRAME_PLANE_DATA(frame, 0)),
-							   GST_VIDEO_FRAME_PLANE_STRIDE(frame, 0), height, chroma_width);
-			pixel_pairs_ = v210_->image();
+			word_rows_ = std::make_unique<WordRows>(static_cast<uint8_t *>(GST_VIDEO_FRAME_PLANE_DATA(frame, 0)),
+								GST_VIDEO_FRAME_PLANE_STRIDE(frame, 0), height, chroma_width, 3);
+			pixel_pairs_ = word_rows_->image();
 			pixels_ = cv::Mat(height, width, CV_16UC2, pixel_pairs_.data, pixel_pairs_.step);
 			break;
 		case GST_VIDEO_FORMAT_RGB:
@@ -613,6 +629,15 @@ public:
 			break;
 		case GST_VIDEO_FORMAT_GRAY8:
 			packed_ = plane(0, height, width, CV_8UC1);
+			break;
+		case GST_VIDEO_FORMAT_Y410:
+			// Drawn as packed 4:4:4 of 16-bit words (U, Y, V, A), on the rows each drawing reaches.
+			word_rows_ = std::make_unique<WordRows>(static_cast<uint8_t *>(GST_VIDEO_FRAME_PLANE_DATA(frame, 0)),
+								GST_VIDEO_FRAME_PLANE_STRIDE(frame, 0), height, width, 4);
+			packed_ = word_rows_->image();
+			break;
+		case GST_VIDEO_FORMAT_Y412_LE:
+			packed_ = plane(0, height, width, CV_16UC4);
 			break;
 		default:
 			packed_ = plane(0, height, width, CV_8UC4);
@@ -625,12 +650,17 @@ public:
 	{
 		if (!packed_.empty()) {
 			const cv::Scalar ink = packed_ink(colour);
+			auto fill = [&](const cv::Rect &band) {
+				if (word_rows_)
+					word_rows_->reach(band.y, band.y + band.height - 1);
+				cv::rectangle(packed_, band, ink, cv::FILLED);
+			};
 			if (thickness < 0) {
-				cv::rectangle(packed_, rect, ink, cv::FILLED);
+				fill(rect);
 				return;
 			}
 			for (const cv::Rect &band : outline_bands(rect, thickness, line_columns(thickness)))
-				cv::rectangle(packed_, band, ink, cv::FILLED);
+				fill(band);
 			return;
 		}
 
@@ -650,8 +680,8 @@ public:
 					      floor_shift(band.y + band.height - 1, y_shift_) - y0 + 1);
 			if (!pixel_pairs_.empty()) {
 				// A pair of pixels shares its chroma: whole pairs, luma included.
-				if (v210_)
-					v210_->reach(chroma.y, chroma.y + chroma.height - 1);
+				if (word_rows_)
+					word_rows_->reach(chroma.y, chroma.y + chroma.height - 1);
 				cv::rectangle(pixel_pairs_, chroma, pair_colour(y, u, v), cv::FILLED);
 				return;
 			}
@@ -711,13 +741,16 @@ public:
 				      cv::Rect(0, 0, width_, height_);
 		if (area.empty())
 			return;
-		if (v210_)
-			v210_->reach(area.y, area.y + area.height - 1);
+		if (word_rows_)
+			word_rows_->reach(area.y, area.y + area.height - 1);
 		const cv::Mat coverage = text_coverage(font, text, origin, scale, area);
 
 		const double level = white ? 255 : 0;
 		if (!packed_.empty()) {
-			blend_packed(coverage, area, packed_ink({ level, level, level }));
+			if (packed_.depth() == CV_16U)
+				blend_packed<uint16_t>(coverage, area, packed_ink({ level, level, level }));
+			else
+				blend_packed<uint8_t>(coverage, area, packed_ink({ level, level, level }));
 			return;
 		}
 		double luma, u, v;
@@ -743,15 +776,22 @@ public:
 	}
 
 private:
-	// A colour in the bytes of a packed pixel: RGB (or grey) in the format's order, or for packed
-	// 4:4:4 YUV its Y, U and V in the caps' colorimetry; alpha and padding bytes 255.
+	// A colour in the samples of a packed pixel: RGB (or grey) in the format's order, or for
+	// packed 4:4:4 YUV its Y, U and V in the caps' colorimetry (as the words that hold them);
+	// alpha and padding opaque (all their bits set).
 	cv::Scalar packed_ink(const Rgb &colour) const
 	{
-		if (format_ != GST_VIDEO_FORMAT_AYUV && format_ != GST_VIDEO_FORMAT_VUYA)
+		if (format_ != GST_VIDEO_FORMAT_AYUV && format_ != GST_VIDEO_FORMAT_VUYA &&
+		    format_ != GST_VIDEO_FORMAT_Y410 && format_ != GST_VIDEO_FORMAT_Y412_LE)
 			return packed_colour(format_, yuv_.signal(colour));
 		double y, u, v;
 		yuv_.encode(colour, &y, &u, &v);
-		return format_ == GST_VIDEO_FORMAT_AYUV ? cv::Scalar(255, y, u, v) : cv::Scalar(v, u, y, 255);
+		switch (format_) {
+		case GST_VIDEO_FORMAT_AYUV: return cv::Scalar(255, y, u, v);
+		case GST_VIDEO_FORMAT_VUYA: return cv::Scalar(v, u, y, 255);
+		case GST_VIDEO_FORMAT_Y410: return cv::Scalar(u, y, v, 3); // the unpacked words' order
+		default: return cv::Scalar(word(u), word(y), word(v), 0xfff0); // Y412_LE
+		}
 	}
 
 	// A sample's value as the word that holds it (rounded by OpenCV's drawing where the sample
@@ -779,21 +819,24 @@ private:
 		return coverage;
 	}
 
-	// Packed RGB and grey: each byte of a covered pixel towards the ink's, by the coverage
-	// (alpha and padding bytes too: the ink has 255 there).
+	// Packed RGB, grey and packed 4:4:4 YUV: each sample of a covered pixel towards the ink's,
+	// by the coverage (alpha and padding too: the ink is opaque there). T: the sample's word, the
+	// sample in its bits from shift_ up (Y412_LE's), the others 0.
+	template<typename T>
 	void blend_packed(const cv::Mat &coverage, const cv::Rect &area, const cv::Scalar &ink)
 	{
-		const int channels = packed_.channels();
+		const int channels = packed_.channels(), shift = shift_;
 		for (int y = 0; y < area.height; y++) {
-			uint8_t *row = packed_.ptr<uint8_t>(area.y + y) + static_cast<std::ptrdiff_t>(area.x) * channels;
+			T *row = packed_.ptr<T>(area.y + y) + static_cast<std::ptrdiff_t>(area.x) * channels;
 			const uint8_t *cover = coverage.ptr<uint8_t>(y);
 			for (int x = 0; x < area.width; x++) {
 				if (cover[x] == 0)
 					continue;
 				const double alpha = cover[x] / 255.0;
 				for (int c = 0; c < channels; c++) {
-					uint8_t &byte = row[x * channels + c];
-					byte = cv::saturate_cast<uint8_t>(byte + (ink[c] - byte) * alpha);
+					T &word = row[x * channels + c];
+					const double sample = word >> shift, target = ink[c] / (1 << shift);
+					word = cv::saturate_cast<T>(cvRound(sample + (target - sample) * alpha) * (1 << shift));
 				}
 			}
 		}
@@ -895,12 +938,13 @@ private:
 	int depth_;			// of the YUV planes' elements: CV_8U, or CV_16U for more than 8 bits
 	int x_shift_ = 0, y_shift_ = 0; // log2 of the chroma subsampling
 	bool field_chroma_ = false;	// interlaced 4:2:0: chroma rows by field
-	cv::Mat packed_;		// packed RGB, grey and packed 4:4:4 YUV (AYUV, VUYA)
+	cv::Mat packed_;		// packed RGB, grey and packed 4:4:4 YUV (AYUV, VUYA, Y410, Y412_LE)
 	cv::Mat luma_;			// planar and semi-planar YUV
 	cv::Mat chroma_pairs_;		// semi-planar: U and V (NV12, NV16, NV24) or V and U (NV21, NV61)
 	cv::Mat chroma_[2];		// planar: U, V
 	cv::Mat pixel_pairs_, pixels_;	// packed 4:2:2
-	std::unique_ptr<V210Rows> v210_; // v210: the rows drawn on, as packed 4:2:2 (pixel_pairs_)
+	// v210 and Y410: the rows drawn on, as packed 4:2:2 (pixel_pairs_) or 4:4:4 (packed_)
+	std::unique_ptr<WordRows> word_rows_;
 	int width_, height_;
 	double pixel_aspect_ratio_ = 1.0; // width : height of a pixel
 };
@@ -952,7 +996,7 @@ static GstFlowReturn gst_frcnn_overlay_transform_frame_ip(GstVideoFilter *filter
 
 	/* OpenCV's images of 16-bit samples need rows of whole samples (GStreamer's own layouts
 	 * have them; a producer's GstVideoMeta could say otherwise). */
-	if (GST_VIDEO_FORMAT_INFO_DEPTH(frame->info.finfo, 0) > 8 && GST_VIDEO_FRAME_FORMAT(frame) != GST_VIDEO_FORMAT_v210) {
+	if (GST_VIDEO_FORMAT_INFO_DEPTH(frame->info.finfo, 0) > 8 && !word_rows(GST_VIDEO_FRAME_FORMAT(frame))) {
 		for (guint p = 0; p < GST_VIDEO_FRAME_N_PLANES(frame); p++)
 			if (GST_VIDEO_FRAME_PLANE_STRIDE(frame, p) % 2 != 0) {
 				GST_ELEMENT_ERROR(self, STREAM, FORMAT,

@@ -15,13 +15,13 @@
 
 // The raw video formats of the frames frcnndetect reads and frcnnoverlay draws on: packed RGB in
 // every byte order, grey, and YUV (4:2:0, 4:2:2 and 4:4:4; planar, semi-planar and packed; 8, 10,
-// 12 and 16 bits; v210, SDI capture cards' 10-bit 4:2:2; AYUV and VUYA, packed 4:4:4 with alpha),
-// in the colorimetry of their caps.
+// 12 and 16 bits; v210, SDI capture cards' 10-bit 4:2:2; AYUV, VUYA, Y410 and Y412_LE, packed
+// 4:4:4 with alpha), in the colorimetry of their caps.
 #define FRCNN_VIDEO_FORMATS                                                                 \
 	"{ RGB, BGR, RGBx, BGRx, xRGB, xBGR, RGBA, BGRA, ARGB, ABGR, NV12, NV21, I420, YV12, " \
 	"NV16, NV61, Y42B, NV24, Y444, YUY2, UYVY, YVYU, VYUY, GRAY8, " \
 	"P010_10LE, I420_10LE, I422_10LE, Y444_10LE, P012_LE, I420_12LE, I422_12LE, Y444_12LE, " \
-	"Y210, Y212_LE, v210, AYUV, VUYA, P016_LE, Y444_16LE }"
+	"Y210, Y212_LE, v210, AYUV, VUYA, P016_LE, Y444_16LE, Y410, Y412_LE }"
 
 namespace frcnn::gst {
 

@@ -56,7 +56,9 @@ inline FrameView random_frame(PixelFormat format, int width, int height, std::mt
 	case PixelFormat::Y212_LE: planes = {{height, cw * 8}}; break;
 	case PixelFormat::v210: planes = {{height, (width + 5) / 6 * 16}}; break; // 6 pixels in 4 words
 	case PixelFormat::AYUV:
-	case PixelFormat::VUYA: planes = {{height, width * 4}}; break;
+	case PixelFormat::VUYA:
+	case PixelFormat::Y410: planes = {{height, width * 4}}; break;
+	case PixelFormat::Y412_LE: planes = {{height, width * 8}}; break;
 	default: planes = {{height, width * bpp}}; break;
 	}
 	std::uniform_int_distribution<int> byte(0, 255);
@@ -85,7 +87,7 @@ inline const std::vector<PixelFormat> &all_pixel_formats()
 		PixelFormat::P010_10LE, PixelFormat::I420_10LE, PixelFormat::I422_10LE, PixelFormat::Y444_10LE,
 		PixelFormat::P012_LE, PixelFormat::I420_12LE, PixelFormat::I422_12LE, PixelFormat::Y444_12LE,
 		PixelFormat::Y210, PixelFormat::Y212_LE, PixelFormat::v210, PixelFormat::AYUV, PixelFormat::VUYA,
-		PixelFormat::P016_LE, PixelFormat::Y444_16LE};
+		PixelFormat::P016_LE, PixelFormat::Y444_16LE, PixelFormat::Y410, PixelFormat::Y412_LE};
 	return formats;
 }
 

@@ -80,6 +80,10 @@ YuvLayout yuv_layout(PixelFormat format)
 	// samples of 16 bits
 	case PixelFormat::P016_LE: return {2, 0, 1, 1, 0, 2, 4, 1, 1, 2, 0, 16};
 	case PixelFormat::Y444_16LE: return {2, 0, 1, 2, 0, 0, 2, 0, 0, 2, 0, 16};
+	// packed 4:4:4 with alpha: a pixel's U, Y and V are the three samples of its word (Y410),
+	// or its first three 16-bit words (Y412_LE)
+	case PixelFormat::Y410: return {3, 1, 0, 0, 0, 2, 3, 0, 0, 4, 0, 10, false, true};
+	case PixelFormat::Y412_LE: return {8, 2, 0, 0, 0, 4, 8, 0, 0, 2, 4, 12};
 	default: throw Error("not a YUV format");
 	}
 }
@@ -345,9 +349,13 @@ int rectangle_column_step(PixelFormat format)
 	if (packed_bytes_per_pixel(format) > 0)
 		return 1;
 	const YuvLayout layout = yuv_layout(format);
+	// A rectangle starts on a chroma sample's first pixel and, where samples lie three to a word,
+	// on a word's first sample: v210's 6 pixels fill 4 words, Y410's one pixel one word.
+	int step = 1 << layout.x_shift;
 	if (layout.word_triplets)
-		return 6; // 6 pixels' 12 samples fill 4 words
-	return 1 << layout.x_shift;
+		while ((step * layout.luma_step) % 3 != 0)
+			step += 1 << layout.x_shift;
+	return step;
 }
 
 bool chroma_needs_even_y(PixelFormat format)

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: BSD-3-Clause
 // Where the Y, U and V samples of a YUV frame lie in its planes: one description for every YUV
-// pixel format (planar, semi-planar and packed 4:2:2; 8, 10 and 12 bits; v210's samples three to
-// a 32-bit word), read the same way by
+// pixel format (planar, semi-planar, packed 4:2:2 and 4:4:4; 8 to 16 bits; v210's and Y410's
+// samples three to a 32-bit word), read the same way by
 // frame_to_tensor, the CPU pre-processing kernel and the CUDA one. Plain C++ (no LibTorch, no
 // CUDA headers), so that nvcc reads it too.
 #pragma once
@@ -18,25 +18,27 @@ enum class YuvMatrix;	 // frcnn/detector.h
 
 // Positions in a row (steps, offsets) count bytes, or in a layout of word_triplets samples.
 struct YuvLayout {
-	int luma_step;	       // from one luma sample to the next in a row: 1 byte, or 2 in packed 4:2:2
+	int luma_step;	       // from one luma sample to the next in a row (1 byte; 2 in YUY2, 4 in AYUV)
 	int luma_offset;       // position of a row's first luma sample
-	int u_plane, v_plane;  // planes holding the U and the V samples (0 in packed 4:2:2)
+	int u_plane, v_plane;  // planes holding the U and the V samples (0 in packed formats)
 	int u_offset, v_offset; // position of a row's first U and first V sample in its plane
 	int chroma_step;       // from one U (or V) sample to the next in a row
 	int x_shift, y_shift;  // a chroma sample covers (1 << x_shift) x (1 << y_shift) pixels
 	// A sample is one byte, or a little-endian 16-bit word whose bits from sample_shift up
 	// hold its `bits` bits (P010: the top 10, shift 6; I420_10LE: the low 10, shift 0; P016:
-	// all 16). The word's other bits are not read. (v210: 4, its 32-bit words; see word_triplets.)
+	// all 16). The word's other bits are not read. (v210, Y410: 4, their 32-bit words; see
+	// word_triplets.)
 	int sample_bytes = 1;
 	int sample_shift = 0;
 	int bits = 8;
 	// 4:2:0 chroma of an interlaced frame (FrameView::interlaced): chroma row 2k stands for rows
 	// 4k and 4k + 2 (top field), row 2k + 1 for rows 4k + 1 and 4k + 3 (bottom field).
 	bool field_chroma = false;
-	// v210: a row's samples are packed three to a little-endian 32-bit word, 10 bits each from
-	// bit 0 (bits 30 and 31 unused), in the order of UYVY's bytes (U Y V Y ...); positions count
-	// samples. Each group of 6 pixels takes 4 words (16 bytes), so a rectangle of such a frame
-	// starts at a column that is a multiple of 6.
+	// v210 and Y410: a row's samples are packed three to a little-endian 32-bit word, 10 bits
+	// each from bit 0 (bits 30 and 31 not read); positions count samples. v210's are in the
+	// order of UYVY's bytes (U Y V Y ...), each group of 6 pixels in 4 words (16 bytes), so that
+	// a rectangle of such a frame starts at a column that is a multiple of 6; Y410's are U Y V,
+	// a pixel's in its word.
 	bool word_triplets = false;
 };
 

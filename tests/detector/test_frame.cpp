@@ -757,8 +757,10 @@ TestFrame copy_rectangle(const FrameView &frame, int x, int y, int width, int he
 		// The rectangle's samples, where the format's layout puts them.
 		const YuvLayout layout = yuv_layout(frame.format);
 		const auto planes = frame_planes(crop_frame(frame, x, y, width, height));
-		// v210: 16 bytes for each 6 pixels.
-		const int x_bytes = frame.format == PixelFormat::v210 ? x / 6 * 16 : x * layout.luma_step;
+		// v210: 16 bytes for each 6 pixels; Y410: a 4-byte word for each.
+		const int x_bytes = frame.format == PixelFormat::v210	? x / 6 * 16
+				    : frame.format == PixelFormat::Y410 ? x * 4
+									: x * layout.luma_step;
 		parts.push_back({x_bytes, y, height, static_cast<int>(planes[0].row_bytes)});
 		for (size_t p = 1; p < planes.size(); p++)
 			parts.push_back({(x >> layout.x_shift) * layout.chroma_step, y >> layout.y_shift,
@@ -894,10 +896,11 @@ using SampleAt = std::function<int(int component, int y, int x)>;
 // A frame of `format` whose samples come from `sample`: each chroma sample takes the value of
 // the top-left pixel it covers. The bytes are placed as the format's definition says (GStreamer's
 // and the FOURCCs'), spelled out here on their own rather than read from the library's layouts,
-// so that the test checks those. Rows are padded. The 10- and 12-bit formats are their 8-bit
-// namesakes with a little-endian 16-bit word for each byte, the sample in its top bits (P010,
-// P012, Y210, Y212) or its low bits (the others); the word's other bits are set to a pattern that
-// must not be read.
+// so that the test checks those. Rows are padded. The 10-, 12- and 16-bit formats but v210 and
+// Y410 are their 8-bit namesakes (Y412_LE: AYUV's samples in the order U Y V A) with a
+// little-endian 16-bit word for each byte, the sample in its top bits (P010, P012, Y210, Y212,
+// Y412) or its low bits (the others); the word's other bits are set to a pattern that must not be
+// read.
 TestFrame yuv_frame(PixelFormat format, int width, int height, const SampleAt &sample,
 		    int chroma_rows = 0)
 {
@@ -922,7 +925,8 @@ TestFrame yuv_frame(PixelFormat format, int width, int height, const SampleAt &s
 				 Wide{PixelFormat::Y210, PixelFormat::YUY2, 6, 0x2b},
 				 Wide{PixelFormat::Y212_LE, PixelFormat::YUY2, 4, 0xb},
 				 Wide{PixelFormat::P016_LE, PixelFormat::NV12, 0, 0},
-				 Wide{PixelFormat::Y444_16LE, PixelFormat::Y444, 0, 0}})
+				 Wide{PixelFormat::Y444_16LE, PixelFormat::Y444, 0, 0},
+				 Wide{PixelFormat::Y412_LE, PixelFormat::Y412_LE, 4, 0xb}})
 		if (format == wide.format) {
 			format = wide.namesake;
 			sample_bytes = 2;
@@ -978,10 +982,28 @@ TestFrame yuv_frame(PixelFormat format, int width, int height, const SampleAt &s
 		f.view.planes[0] = f.planes[0].data();
 		return f;
 	}
-	if (format == PixelFormat::AYUV || format == PixelFormat::VUYA) {
-		// Packed 4:4:4: each pixel's 4 bytes in the format's order, the alpha byte a pattern that
-		// must not be read.
-		const char *order = format == PixelFormat::AYUV ? "AYUV" : "VUYA";
+	if (format == PixelFormat::Y410) {
+		// One little-endian 32-bit word a pixel: U in bits 0-9, Y in 10-19, V in 20-29; the top
+		// 2 bits (alpha) a pattern that must not be read.
+		const int stride = width * 4 + 12;
+		f.planes.emplace_back((size_t)stride * height, 0x5a);
+		f.view.strides[0] = stride;
+		for (int y = 0; y < height; y++)
+			for (int x = 0; x < width; x++) {
+				const uint32_t word = static_cast<uint32_t>(sample(1, y, x)) |
+						      static_cast<uint32_t>(sample(0, y, x)) << 10 |
+						      static_cast<uint32_t>(sample(2, y, x)) << 20 |
+						      (x % 2 ? 0x40000000u : 0xc0000000u);
+				for (int b = 0; b < 4; b++)
+					f.planes[0][(size_t)y * stride + 4 * x + b] = (uint8_t)(word >> (8 * b));
+			}
+		f.view.planes[0] = f.planes[0].data();
+		return f;
+	}
+	if (format == PixelFormat::AYUV || format == PixelFormat::VUYA || format == PixelFormat::Y412_LE) {
+		// Packed 4:4:4: each pixel's 4 samples (Y412_LE: 16-bit words) in the format's order,
+		// alpha a pattern that must not be read.
+		const char *order = format == PixelFormat::AYUV ? "AYUV" : format == PixelFormat::VUYA ? "VUYA" : "UYVA";
 		const size_t plane = add_plane(height, 4 * width);
 		for (int y = 0; y < height; y++)
 			for (int x = 0; x < width; x++)
@@ -1077,10 +1099,10 @@ TEST(FrameToTensor, YuvFormatsReadTheirSamplesWhereTheyLie)
 		{0, 0, {PixelFormat::Y444, PixelFormat::NV24, PixelFormat::AYUV, PixelFormat::VUYA}},
 		{1, 1, {PixelFormat::I420_10LE, PixelFormat::P010_10LE}},
 		{1, 0, {PixelFormat::I422_10LE, PixelFormat::Y210, PixelFormat::v210}},
-		{0, 0, {PixelFormat::Y444_10LE}},
+		{0, 0, {PixelFormat::Y444_10LE, PixelFormat::Y410}},
 		{1, 1, {PixelFormat::I420_12LE, PixelFormat::P012_LE}},
 		{1, 0, {PixelFormat::I422_12LE, PixelFormat::Y212_LE}},
-		{0, 0, {PixelFormat::Y444_12LE}},
+		{0, 0, {PixelFormat::Y444_12LE, PixelFormat::Y412_LE}},
 		{1, 1, {PixelFormat::P016_LE}},
 		{0, 0, {PixelFormat::Y444_16LE}}};
 	uint32_t seed = 1;
@@ -1230,7 +1252,9 @@ TEST(FrameToTensor, WiderSamplesOfEightBitLevelsGiveTheEightBitImage)
 				   std::pair{PixelFormat::Y212_LE, PixelFormat::YUY2},
 				   std::pair{PixelFormat::v210, PixelFormat::UYVY},
 				   std::pair{PixelFormat::P016_LE, PixelFormat::NV12},
-				   std::pair{PixelFormat::Y444_16LE, PixelFormat::Y444}}) {
+				   std::pair{PixelFormat::Y444_16LE, PixelFormat::Y444},
+				   std::pair{PixelFormat::Y410, PixelFormat::AYUV},
+				   std::pair{PixelFormat::Y412_LE, PixelFormat::VUYA}}) {
 		SCOPED_TRACE("format " + std::to_string((int)wide));
 		const YuvLayout layout = yuv_layout(eight);
 		const int scale = 1 << (yuv_layout(wide).bits - 8);

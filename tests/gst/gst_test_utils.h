@@ -100,7 +100,8 @@ inline const std::vector<GstVideoFormat> &all_formats()
 		GST_VIDEO_FORMAT_P010_10LE, GST_VIDEO_FORMAT_I420_10LE, GST_VIDEO_FORMAT_I422_10LE, GST_VIDEO_FORMAT_Y444_10LE,
 		GST_VIDEO_FORMAT_P012_LE,   GST_VIDEO_FORMAT_I420_12LE, GST_VIDEO_FORMAT_I422_12LE, GST_VIDEO_FORMAT_Y444_12LE,
 		GST_VIDEO_FORMAT_Y210,	    GST_VIDEO_FORMAT_Y212_LE,	GST_VIDEO_FORMAT_v210,	    GST_VIDEO_FORMAT_AYUV,
-		GST_VIDEO_FORMAT_VUYA,	    GST_VIDEO_FORMAT_P016_LE,	GST_VIDEO_FORMAT_Y444_16LE,
+		GST_VIDEO_FORMAT_VUYA,	    GST_VIDEO_FORMAT_P016_LE,	GST_VIDEO_FORMAT_Y444_16LE, GST_VIDEO_FORMAT_Y410,
+		GST_VIDEO_FORMAT_Y412_LE,
 	};
 	return formats;
 }
@@ -115,8 +116,9 @@ inline std::string format_name(const ::testing::TestParamInfo<GstVideoFormat> &i
 // format's packing writes it. GStreamer 1.22's table gives VYUY the offsets of UYVY (U first),
 // while its packing (videoconvert's output) and the FOURCC put V first; it puts P010's, P012's
 // and P016's V one byte after U, inside U's 16-bit word, while its packing puts V in the next
-// word (byte 2); and it puts all three samples of Y210 and Y212 at byte 0, packed as YUY2 of
-// 16-bit words. The packings' offsets are taken here.
+// word (byte 2); it puts all three samples of Y210 and Y212 at byte 0, packed as YUY2 of 16-bit
+// words, and all of Y412_LE's at byte 0, packed as U Y V A. The packings' offsets are taken here.
+// (Y410's samples share a 32-bit word: no byte offsets; see make_frame.)
 inline int component_offset(const GstVideoFormatInfo *finfo, guint c)
 {
 	if (GST_VIDEO_FORMAT_INFO_FORMAT(finfo) == GST_VIDEO_FORMAT_VYUY &&
@@ -129,6 +131,11 @@ inline int component_offset(const GstVideoFormatInfo *finfo, guint c)
 	    GST_VIDEO_FORMAT_INFO_POFFSET(finfo, 2) == 0) {
 		const int y210[3] = { 0, 2, 6 };
 		return y210[c];
+	}
+	if (GST_VIDEO_FORMAT_INFO_FORMAT(finfo) == GST_VIDEO_FORMAT_Y412_LE &&
+	    GST_VIDEO_FORMAT_INFO_POFFSET(finfo, 1) == GST_VIDEO_FORMAT_INFO_POFFSET(finfo, 0)) {
+		const int y412[3] = { 2, 0, 4 };
+		return y412[c];
 	}
 	if ((GST_VIDEO_FORMAT_INFO_FORMAT(finfo) == GST_VIDEO_FORMAT_P010_10LE ||
 	     GST_VIDEO_FORMAT_INFO_FORMAT(finfo) == GST_VIDEO_FORMAT_P012_LE ||
@@ -272,6 +279,24 @@ inline Frame make_frame(const cv::Mat &bgr, GstVideoFormat format, int stride_pa
 					set_v210_sample(row, 2 * x, 4 * pixel[1]);
 					set_v210_sample(row, 2 * x + 2, 4 * pixel[2]);
 				}
+			}
+		}
+		return frame;
+	}
+
+	if (format == GST_VIDEO_FORMAT_Y410) {
+		/* A little-endian 32-bit word a pixel: U, Y and V, the 8-bit samples times 4, in bits
+		 * 0-9, 10-19 and 20-29, and alpha (bits 30-31) opaque, as videoconvert packs it. */
+		cv::Mat yuv;
+		cv::cvtColor(bgr, yuv, cv::COLOR_BGR2YUV);
+		for (int y = 0; y < height; y++) {
+			uint8_t *row = frame.bytes.data() + frame.offsets[0] + y * frame.strides[0];
+			for (int x = 0; x < width; x++) {
+				const cv::Vec3b &pixel = yuv.at<cv::Vec3b>(y, x);
+				const uint32_t word = 4u * pixel[1] | 4u * pixel[0] << 10 | 4u * pixel[2] << 20 |
+						      0xc0000000u;
+				for (int b = 0; b < 4; b++)
+					row[4 * x + b] = static_cast<uint8_t>(word >> (8 * b));
 			}
 		}
 		return frame;

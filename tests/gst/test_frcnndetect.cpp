@@ -83,6 +83,8 @@ frcnn::PixelFormat pixel_format(GstVideoFormat format)
 	case GST_VIDEO_FORMAT_VUYA: return frcnn::PixelFormat::VUYA;
 	case GST_VIDEO_FORMAT_P016_LE: return frcnn::PixelFormat::P016_LE;
 	case GST_VIDEO_FORMAT_Y444_16LE: return frcnn::PixelFormat::Y444_16LE;
+	case GST_VIDEO_FORMAT_Y410: return frcnn::PixelFormat::Y410;
+	case GST_VIDEO_FORMAT_Y412_LE: return frcnn::PixelFormat::Y412_LE;
 	default:
 		ADD_FAILURE() << "no library format for " << gst_video_format_to_string(format);
 		return frcnn::PixelFormat::RGB;
@@ -459,7 +461,7 @@ TEST(FrcnnDetect, LayoutsOfOnePictureAllSeeTheSameImage)
 					    GST_VIDEO_FORMAT_Y210, GST_VIDEO_FORMAT_Y212_LE, GST_VIDEO_FORMAT_v210 },
 	       std::vector<GstVideoFormat>{ GST_VIDEO_FORMAT_Y444, GST_VIDEO_FORMAT_NV24, GST_VIDEO_FORMAT_Y444_10LE,
 					    GST_VIDEO_FORMAT_Y444_12LE, GST_VIDEO_FORMAT_AYUV, GST_VIDEO_FORMAT_VUYA,
-					    GST_VIDEO_FORMAT_Y444_16LE } }) {
+					    GST_VIDEO_FORMAT_Y444_16LE, GST_VIDEO_FORMAT_Y410, GST_VIDEO_FORMAT_Y412_LE } }) {
 		const std::vector<frcnn::Detection> expected = expected_for(make_frame(image, family.front()));
 		ASSERT_FALSE(expected.empty());
 		for (GstVideoFormat format : family) {
@@ -502,7 +504,7 @@ TEST(FrcnnDetect, RejectsOtherFormats)
 	GstPad *sinkpad = gst_element_get_static_pad(h->element, "sink");
 	for (const char *caps : { "video/x-raw,format=GRAY16_LE,width=64,height=64,framerate=30/1",
 				  "video/x-raw,format=GBR,width=64,height=64,framerate=30/1",
-				  "video/x-raw,format=Y410,width=64,height=64,framerate=30/1",
+				  "video/x-raw,format=NV12_10LE40,width=64,height=64,framerate=30/1",
 				  "video/x-raw(memory:GLMemory),format=RGBA,width=64,height=64,framerate=30/1",
 				  "audio/x-raw,format=S16LE,rate=48000,channels=2,layout=interleaved" }) {
 		GstCaps *c = gst_caps_from_string(caps);

@@ -105,6 +105,16 @@ public:
 				value = static_cast<int>(std::lround(value / 4.0));
 			return values;
 		}
+		if (format == GST_VIDEO_FORMAT_Y410) {
+			// A little-endian 32-bit word a pixel: U, Y and V from bit 0, 10 and 20.
+			const uint8_t *word = map_.data + layout_.offsets[0] + y * layout_.strides[0] + 4 * x;
+			const uint32_t value =
+				word[0] | word[1] << 8 | word[2] << 16 | static_cast<uint32_t>(word[3]) << 24;
+			std::array<int, 3> values{};
+			for (int c = 0; c < 3; c++)
+				values[c] = static_cast<int>(std::lround((value >> (c == 0 ? 10 : c == 1 ? 0 : 20) & 0x3ff) / 4.0));
+			return values;
+		}
 		/* Grey: the level thrice. YUV: Y, U and V of the pixel, where GStreamer's description
 		 * of the format puts them. */
 		const GstVideoFormatInfo *finfo = layout_.info.finfo;

@@ -326,7 +326,9 @@ TEST(Pipelines, EveryLayoutOfTheSameSamplesGivesTheSameDetections)
 	       std::vector<std::string>{ "I420_10LE", "P010_10LE" },
 	       std::vector<std::string>{ "I420_12LE", "P012_LE" },
 	       std::vector<std::string>{ "I422_10LE", "Y210", "v210" },
-	       std::vector<std::string>{ "I422_12LE", "Y212_LE" } }) {
+	       std::vector<std::string>{ "I422_12LE", "Y212_LE" },
+	       std::vector<std::string>{ "Y444_10LE", "Y410" },
+	       std::vector<std::string>{ "Y444_12LE", "Y412_LE" } }) {
 		const std::vector<json> expected = converted_detections(family.front(), family.front());
 		ASSERT_EQ(expected.size(), kLayoutFrames) << family.front();
 		ASSERT_FALSE(expected.front().empty()) << family.front();
@@ -357,7 +359,9 @@ TEST(Pipelines, WiderFramesSeeWhatTheirEightBitSamplesShow)
 				   std::pair<std::string, std::string>{ "YUY2", "Y210" },
 				   std::pair<std::string, std::string>{ "UYVY", "v210" },
 				   std::pair<std::string, std::string>{ "I420", "P016_LE" },
-				   std::pair<std::string, std::string>{ "Y444", "Y444_16LE" } }) {
+				   std::pair<std::string, std::string>{ "Y444", "Y444_16LE" },
+				   std::pair<std::string, std::string>{ "Y444", "Y410" },
+				   std::pair<std::string, std::string>{ "Y444", "Y412_LE" } }) {
 		SCOPED_TRACE(eight + " and " + wider);
 		const std::vector<json> reference = converted_detections(eight, eight, shapes, shapes_detector);
 		const std::vector<json> wide = converted_detections(eight, wider, shapes, shapes_detector);

@@ -50,6 +50,10 @@ enum class PixelFormat {
 	// little-endian 16-bit word
 	P016_LE,			     // NV12 of 16-bit samples
 	Y444_16LE,			     // Y444 of 16-bit samples
+	// Packed 4:4:4 with alpha (VA-API's 10- and 12-bit 4:4:4), alpha ignored:
+	Y410,				     // one little-endian 32-bit word a pixel: U in bits 0-9, Y in
+					     // 10-19, V in 20-29, alpha in 30-31
+	Y412_LE,			     // U Y V A, 16-bit words, the sample in their top 12 bits
 };
 
 // The matrix by which a YUV frame's values stand for colours (GStreamer's colorimetry matrix):
