@@ -10,6 +10,10 @@
 #include <array>
 #include <cmath>
 #include <cstring>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <tuple>
 #include <vector>
 
 #include <ATen/Parallel.h>
@@ -22,6 +26,41 @@
 namespace frcnn::ops::detail {
 
 namespace {
+
+// The products of a YUV sample's value in a matrix and range, for every value of its bits:
+// luma's (value - offset) * scale, and each chroma coefficient times (value - offset).
+struct YuvProducts {
+	std::vector<float> luma, red_v, green_u, green_v, blue_u;
+};
+
+// The products of a matrix, range and bit depth, computed at their first frame and kept for the
+// process (at most 3 matrices, 2 ranges and 4 depths; 16-bit samples' tables take 0.3 ms to fill,
+// a share of a frame's conversion worth saving).
+const YuvProducts &yuv_products(YuvMatrix matrix, bool full_range, int bits)
+{
+	static std::mutex mutex;
+	static std::map<std::tuple<YuvMatrix, bool, int>, std::unique_ptr<const YuvProducts>> known;
+	std::lock_guard<std::mutex> lock(mutex);
+	std::unique_ptr<const YuvProducts> &entry = known[{matrix, full_range, bits}];
+	if (entry)
+		return *entry;
+	// The frame's matrix and range, as frame_to_tensor computes them.
+	const YuvToRgb c = yuv_to_rgb(matrix, full_range, bits);
+	const size_t values = size_t{1} << bits;
+	auto products = std::make_unique<YuvProducts>();
+	for (auto *table : {&products->luma, &products->red_v, &products->green_u, &products->green_v, &products->blue_u})
+		table->resize(values);
+	for (int v = 0; v < static_cast<int>(values); v++) {
+		const float centred = static_cast<float>(v) - c.chroma_offset;
+		products->luma[v] = (static_cast<float>(v) - c.luma_offset) * c.luma_scale;
+		products->red_v[v] = c.red_v * centred;
+		products->green_u[v] = c.green_u * centred;
+		products->green_v[v] = c.green_v * centred;
+		products->blue_u[v] = c.blue_u * centred;
+	}
+	entry = std::move(products);
+	return *entry;
+}
 
 // A frame's rows as three planes of normalised R, G and B. The arithmetic on each sample value
 // is done once, into tables of 256 entries (1 << bits for YUV samples of more bits; the same
@@ -49,19 +88,7 @@ public:
 			return;
 		}
 		layout_ = yuv_layout(frame);
-		// The frame's matrix and range, as frame_to_tensor computes them.
-		const YuvToRgb c = yuv_to_rgb(frame.matrix, frame.full_range, layout_.bits);
-		const size_t values = size_t{1} << layout_.bits;
-		for (auto *table : {&luma_, &red_v_, &green_u_, &green_v_, &blue_u_})
-			table->resize(values);
-		for (int v = 0; v < static_cast<int>(values); v++) {
-			const float centred = static_cast<float>(v) - c.chroma_offset;
-			luma_[v] = (static_cast<float>(v) - c.luma_offset) * c.luma_scale;
-			red_v_[v] = c.red_v * centred;
-			green_u_[v] = c.green_u * centred;
-			green_v_[v] = c.green_v * centred;
-			blue_u_[v] = c.blue_u * centred;
-		}
+		products_ = &yuv_products(frame.matrix, frame.full_range, layout_.bits);
 	}
 
 	// The memory convert() works in, for one thread's rows.
@@ -191,18 +218,21 @@ private:
 		     float *blue) const
 	{
 		const YuvLayout &l = layout_;
+		const float *luma_products = products_->luma.data(), *red_v = products_->red_v.data(),
+			    *green_u = products_->green_u.data(), *green_v = products_->green_v.data(),
+			    *blue_u = products_->blue_u.data();
 		const uint8_t *luma = frame_.planes[0] + y * frame_.strides[0];
 		const int64_t row = chroma_row(l, y);
 		const uint8_t *u_row = frame_.planes[l.u_plane] + row * frame_.strides[l.u_plane];
 		const uint8_t *v_row = frame_.planes[l.v_plane] + row * frame_.strides[l.v_plane];
 		for (int64_t i = 0; i < count; i++) {
 			const int64_t x = column(i);
-			const float yy = luma_[value(luma, luma_position(l, x))];
+			const float yy = luma_products[value(luma, luma_position(l, x))];
 			const int u = value(u_row, chroma_position(l, x, l.u_offset));
 			const int v = value(v_row, chroma_position(l, x, l.v_offset));
-			red[i] = yy + red_v_[v];
-			green[i] = yy - green_u_[u] - green_v_[v];
-			blue[i] = yy + blue_u_[u];
+			red[i] = yy + red_v[v];
+			green[i] = yy - green_u[u] - green_v[v];
+			blue[i] = yy + blue_u[u];
 		}
 	}
 
@@ -285,8 +315,7 @@ private:
 	const float *light_table_;		// its table of the light of the frame's transfer
 	float byte_values_[256];		// packed formats: a byte's value by signal_table()
 	float normalised_[3][256];		// and normalised, where the primaries are BT.709's
-	// Indexed by a YUV sample's value.
-	std::vector<float> luma_, red_v_, green_u_, green_v_, blue_u_;
+	const YuvProducts *products_ = nullptr; // YUV's, indexed by a sample's value
 };
 
 } // namespace
