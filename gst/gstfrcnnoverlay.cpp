@@ -480,8 +480,8 @@ int sample_shift(const GstVideoFormatInfo *finfo)
 // and in them only the bits of the frame's samples.
 class WordRows {
 public:
-	// `columns` of `channels` samples each a row; `per_word` samples to a word: v210's 3, or
-	// Y410's 4 (the fourth the 2 bits from bit 30).
+	// Rows of `columns` image pixels of 4 samples each (v210: a pair of pixels, Y410: one);
+	// `per_word` samples to a word: v210's 3, or Y410's 4 (the fourth the 2 bits from bit 30).
 	WordRows(uint8_t *data, int stride, int height, int columns, int per_word)
 		: data_(data), stride_(stride), per_word_(per_word), samples_(4 * columns),
 		  image_(height, columns, CV_16UC4), unpacked_(static_cast<size_t>(height), false)
