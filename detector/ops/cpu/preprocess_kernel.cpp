@@ -27,11 +27,14 @@ namespace frcnn::ops::detail {
 
 namespace {
 
-// The products of a YUV sample's value in a matrix and range, for every value of its bits:
-// luma's (value - offset) * scale, and each chroma coefficient times (value - offset).
-struct YuvProducts {
-	std::vector<float> luma, red_v, green_u, green_v, blue_u;
+// The products of a YUV sample's value in a matrix and range: luma's (value - offset) * scale,
+// and each chroma coefficient times (value - offset). One table of them for every value of a
+// sample's bits, so that a pixel's lookups need a single base address (the row loop then keeps
+// its positions in registers).
+struct SampleProducts {
+	float luma, red_v, green_u, green_v, blue_u;
 };
+using YuvProducts = std::vector<SampleProducts>;
 
 // The products of a matrix, range and bit depth, computed at their first frame and kept for the
 // process (at most 3 matrices, 2 ranges and 4 depths; 16-bit samples' tables take 0.3 ms to fill,
@@ -47,16 +50,15 @@ const YuvProducts &yuv_products(YuvMatrix matrix, bool full_range, int bits)
 	// The frame's matrix and range, as frame_to_tensor computes them.
 	const YuvToRgb c = yuv_to_rgb(matrix, full_range, bits);
 	const size_t values = size_t{1} << bits;
-	auto products = std::make_unique<YuvProducts>();
-	for (auto *table : {&products->luma, &products->red_v, &products->green_u, &products->green_v, &products->blue_u})
-		table->resize(values);
+	auto products = std::make_unique<YuvProducts>(values);
 	for (int v = 0; v < static_cast<int>(values); v++) {
 		const float centred = static_cast<float>(v) - c.chroma_offset;
-		products->luma[v] = (static_cast<float>(v) - c.luma_offset) * c.luma_scale;
-		products->red_v[v] = c.red_v * centred;
-		products->green_u[v] = c.green_u * centred;
-		products->green_v[v] = c.green_v * centred;
-		products->blue_u[v] = c.blue_u * centred;
+		SampleProducts &p = (*products)[v];
+		p.luma = (static_cast<float>(v) - c.luma_offset) * c.luma_scale;
+		p.red_v = c.red_v * centred;
+		p.green_u = c.green_u * centred;
+		p.green_v = c.green_v * centred;
+		p.blue_u = c.blue_u * centred;
 	}
 	entry = std::move(products);
 	return *entry;
@@ -218,21 +220,19 @@ private:
 		     float *blue) const
 	{
 		const YuvLayout &l = layout_;
-		const float *luma_products = products_->luma.data(), *red_v = products_->red_v.data(),
-			    *green_u = products_->green_u.data(), *green_v = products_->green_v.data(),
-			    *blue_u = products_->blue_u.data();
+		const SampleProducts *products = products_->data();
 		const uint8_t *luma = frame_.planes[0] + y * frame_.strides[0];
 		const int64_t row = chroma_row(l, y);
 		const uint8_t *u_row = frame_.planes[l.u_plane] + row * frame_.strides[l.u_plane];
 		const uint8_t *v_row = frame_.planes[l.v_plane] + row * frame_.strides[l.v_plane];
 		for (int64_t i = 0; i < count; i++) {
 			const int64_t x = column(i);
-			const float yy = luma_products[value(luma, luma_position(l, x))];
-			const int u = value(u_row, chroma_position(l, x, l.u_offset));
-			const int v = value(v_row, chroma_position(l, x, l.v_offset));
-			red[i] = yy + red_v[v];
-			green[i] = yy - green_u[u] - green_v[v];
-			blue[i] = yy + blue_u[u];
+			const float yy = products[value(luma, luma_position(l, x))].luma;
+			const SampleProducts &u = products[value(u_row, chroma_position(l, x, l.u_offset))];
+			const SampleProducts &v = products[value(v_row, chroma_position(l, x, l.v_offset))];
+			red[i] = yy + v.red_v;
+			green[i] = yy - u.green_u - v.green_v;
+			blue[i] = yy + u.blue_u;
 		}
 	}
 
