@@ -265,38 +265,29 @@ inline Frame make_frame(const cv::Mat &bgr, GstVideoFormat format, int stride_pa
 		return frame;
 	}
 
-	if (format == GST_VIDEO_FORMAT_v210) {
-		/* The 8-bit samples times 4, each chroma sample from the left pixel of its pair;
-		 * the words' top 2 bits stay as the fill left them (not read). */
+	if (format == GST_VIDEO_FORMAT_v210 || format == GST_VIDEO_FORMAT_Y410) {
+		/* 10-bit samples in little-endian 32-bit words, the 8-bit samples times 4. v210: three
+		 * to a word in UYVY's order, each chroma sample from the left pixel of its pair, the
+		 * words' top 2 bits as the fill left them (not read). Y410: a word a pixel, its U, Y and
+		 * V in bits 0-9, 10-19 and 20-29, alpha (bits 30-31) opaque, as videoconvert packs it. */
 		cv::Mat yuv;
 		cv::cvtColor(bgr, yuv, cv::COLOR_BGR2YUV);
 		for (int y = 0; y < height; y++) {
 			uint8_t *row = frame.bytes.data() + frame.offsets[0] + y * frame.strides[0];
 			for (int x = 0; x < width; x++) {
 				const cv::Vec3b &pixel = yuv.at<cv::Vec3b>(y, x);
+				if (format == GST_VIDEO_FORMAT_Y410) {
+					const uint32_t word = 4u * pixel[1] | 4u * pixel[0] << 10 | 4u * pixel[2] << 20 |
+							      0xc0000000u;
+					for (int b = 0; b < 4; b++)
+						row[4 * x + b] = static_cast<uint8_t>(word >> (8 * b));
+					continue;
+				}
 				set_v210_sample(row, 2 * x + 1, 4 * pixel[0]);
 				if (x % 2 == 0) {
 					set_v210_sample(row, 2 * x, 4 * pixel[1]);
 					set_v210_sample(row, 2 * x + 2, 4 * pixel[2]);
 				}
-			}
-		}
-		return frame;
-	}
-
-	if (format == GST_VIDEO_FORMAT_Y410) {
-		/* A little-endian 32-bit word a pixel: U, Y and V, the 8-bit samples times 4, in bits
-		 * 0-9, 10-19 and 20-29, and alpha (bits 30-31) opaque, as videoconvert packs it. */
-		cv::Mat yuv;
-		cv::cvtColor(bgr, yuv, cv::COLOR_BGR2YUV);
-		for (int y = 0; y < height; y++) {
-			uint8_t *row = frame.bytes.data() + frame.offsets[0] + y * frame.strides[0];
-			for (int x = 0; x < width; x++) {
-				const cv::Vec3b &pixel = yuv.at<cv::Vec3b>(y, x);
-				const uint32_t word = 4u * pixel[1] | 4u * pixel[0] << 10 | 4u * pixel[2] << 20 |
-						      0xc0000000u;
-				for (int b = 0; b < 4; b++)
-					row[4 * x + b] = static_cast<uint8_t>(word >> (8 * b));
 			}
 		}
 		return frame;
