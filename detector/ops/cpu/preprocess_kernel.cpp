@@ -41,8 +41,10 @@ using YuvProducts = std::vector<SampleProducts>;
 // a share of a frame's conversion worth saving).
 const YuvProducts &yuv_products(YuvMatrix matrix, bool full_range, int bits)
 {
-	static std::mutex mutex;
-	static std::map<std::tuple<YuvMatrix, bool, int>, std::unique_ptr<const YuvProducts>> known;
+	// Never destroyed: a frame converted on another thread while the process exits still
+	// reads them.
+	static std::mutex &mutex = *new std::mutex;
+	static auto &known = *new std::map<std::tuple<YuvMatrix, bool, int>, std::unique_ptr<const YuvProducts>>;
 	std::lock_guard<std::mutex> lock(mutex);
 	std::unique_ptr<const YuvProducts> &entry = known[{matrix, full_range, bits}];
 	if (entry)
