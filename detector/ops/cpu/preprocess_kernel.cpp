@@ -69,8 +69,9 @@ const YuvProducts &yuv_products(YuvMatrix matrix, bool full_range, int bits)
 // A frame's rows as three planes of normalised R, G and B. The arithmetic on each sample value
 // is done once, into tables of 256 entries (1 << bits for YUV samples of more bits; the same
 // operations on the same value give the same bits): a packed format's channel is then one
-// lookup, and YUV's products one lookup each, so that what remains per pixel are the sums and
-// the normalisation, in loops over whole rows that the compiler vectorises.
+// lookup (its table made per frame), a YUV sample's products one entry of yuv_products(), so
+// that what remains per pixel are the sums and the normalisation, in loops over whole rows that
+// the compiler vectorises.
 class RowConverter {
 public:
 	RowConverter(const FrameView &frame, const float mean[3], const float std[3])
