@@ -2,7 +2,7 @@
 # A V4L2 camera, detected live and shown in a window.
 #
 #   v4l2src ! videoconvert ! frcnndetect ! frcnnoverlay ! videoconvert ! autovideosink
-#   v4l2src ! image/jpeg ! jpegdec ! frcnndetect ! ...       (--mjpeg)
+#   v4l2src ! image/jpeg ! jpegdec ! videoconvert ! frcnndetect ! ...       (--mjpeg)
 #
 # A live source: keep batch-size 1 (or a small batch with a short --batch-timeout) so that frames
 # are not held waiting for a batch; --interval skips frames when the detector is slower than the

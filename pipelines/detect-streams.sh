@@ -2,7 +2,8 @@
 # Several sources (files, RTSP streams, cameras), each detected, shown side by side in a grid or
 # recorded to MP4. Their detectors share one loaded model (model-instance-id).
 #
-#   uridecodebin ! frcnndetect ! frcnnoverlay ! videoscale ! compositor ! autovideosink  (per source)
+#   uridecodebin ! videoconvert ! frcnndetect ! frcnnoverlay ! videoconvert ! videoscale ! compositor
+#     ! autovideosink  (per source; the first videoconvert passes the formats frcnndetect takes through)
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
 
