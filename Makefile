@@ -14,7 +14,7 @@ DEB_PACKAGES := \
 	zlib1g-dev clang libclang-rt-14-dev \
 	python3-torch python3-torchvision python3-skimage python3-matplotlib opencv-doc \
 	python3-gi python3-gst-1.0 gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0 \
-	fonts-dejavu-core
+	fonts-dejavu-core locales
 
 .PHONY: all deps configure build test demo clean fuzz sanitize
 

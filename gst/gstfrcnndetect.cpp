@@ -1516,7 +1516,8 @@ static std::optional<ModelSetup> gst_frcnn_detect_setup_model(GstFrcnnDetect *se
 			   std::move(class_thresholds) };
 }
 
-/* Makes a set-up model the element's; the first batch takes up its class filters. */
+/* Makes a set-up model the element's, with the class filters parsed from `settings` (a batch
+ * parses them again when the properties say otherwise by then). */
 static void gst_frcnn_detect_install_model(GstFrcnnDetect *self, ModelSetup setup,
 					   const Settings &settings, guint64 generation)
 {
@@ -1527,7 +1528,7 @@ static void gst_frcnn_detect_install_model(GstFrcnnDetect *self, ModelSetup setu
 	state->labels = std::move(setup.labels);
 	state->class_filter = std::move(setup.class_filter);
 	state->class_thresholds = std::move(setup.class_thresholds);
-	state->applied = RuntimeSettings();
+	state->applied = runtime_settings(settings);
 }
 
 /*
@@ -1971,6 +1972,15 @@ static GstMessage *gst_frcnn_detect_skip_if_late(GstFrcnnDetect *self, Item &ite
 	return message;
 }
 
+/* Whether the queue begins with a new stream's first event, as after an EOS. */
+static bool starts_stream(const std::deque<Item> &items)
+{
+	if (items.empty() || !items.front().event)
+		return false;
+	const GstEventType type = GST_EVENT_TYPE(items.front().event);
+	return type == GST_EVENT_STREAM_START || type == GST_EVENT_SEGMENT;
+}
+
 /*
  * The worker: takes the next batch off the queue (up to batch-size frames to run, or a
  * serialized event, which ends a batch so that it stays between the right buffers), runs it and
@@ -2030,6 +2040,9 @@ static void gst_frcnn_detect_loop(gpointer user_data)
 				state->items.pop_front();
 				state->queued_buffers--;
 			}
+			/* Frames held for a partial batch have not left: a serialized query waits for
+			 * them (and wakes the worker to run the batch now). */
+			state->busy = !batch.empty();
 			state->item_removed.notify_all();
 
 			if (complete || to_run >= batch_size || (to_run == 0 && !batch.empty()))
@@ -2045,15 +2058,19 @@ static void gst_frcnn_detect_loop(gpointer user_data)
 		}
 
 		ret = state->srcresult;
-		if (ret != GST_FLOW_OK)
+		if (ret != GST_FLOW_OK) {
 			batch.clear();
-		else
-			state->busy = true;
+			state->busy = false;
+			state->item_removed.notify_all();
+		}
 	}
 	for (GstMessage *message : qos_messages)
 		gst_element_post_message(GST_ELEMENT(self), message);
 
 	if (ret == GST_FLOW_OK) {
+		/* An event is a batch of its own. */
+		const bool stream_ends = batch.size() == 1 && batch.front().event &&
+					 GST_EVENT_TYPE(batch.front().event) == GST_EVENT_EOS;
 		ret = gst_frcnn_detect_run_batch(self, batch, batch_size);
 		const bool own_error = ret != GST_FLOW_OK;
 		if (ret == GST_FLOW_OK)
@@ -2063,6 +2080,11 @@ static void gst_frcnn_detect_loop(gpointer user_data)
 		{
 			std::lock_guard<std::mutex> lock(state->mutex);
 			state->busy = false;
+			/* A new stream that upstream queued behind the EOS (gst_frcnn_detect_sink_event
+			 * restarts the worker for one that comes later): go on with it. */
+			if (stream_ends && ret == GST_FLOW_EOS && state->srcresult == GST_FLOW_OK &&
+			    starts_stream(state->items))
+				ret = GST_FLOW_OK;
 			if (ret != GST_FLOW_OK && state->srcresult == GST_FLOW_OK)
 				state->srcresult = ret;
 			ret = state->srcresult;
@@ -2079,6 +2101,13 @@ static void gst_frcnn_detect_loop(gpointer user_data)
 		}
 	}
 
+	/* Paused under the queue's lock: a new stream's first event after an EOS, which restarts
+	 * the worker (gst_frcnn_detect_sink_event), then comes either before the pause, and the
+	 * worker goes on, or after it, and restarts it; never in between, where the pause would
+	 * undo the restart. */
+	std::lock_guard<std::mutex> lock(state->mutex);
+	if (state->srcresult == GST_FLOW_OK)
+		return;
 	GST_DEBUG_OBJECT(self, "pausing worker: %s", gst_flow_get_name(ret));
 	gst_pad_pause_task(self->srcpad);
 }

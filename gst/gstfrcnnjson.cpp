@@ -318,6 +318,13 @@ static void gst_frcnn_json_get_property(GObject *object, guint prop_id, GValue *
 	}
 }
 
+/* A line's text. Names that are not UTF-8 (a labels file in another encoding, a producer's
+ * roi_type or source) get U+FFFD for their stray bytes: JSON text is UTF-8. */
+static std::string dump_line(const nlohmann::ordered_json &line)
+{
+	return line.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+}
+
 /*
  * Reads `text` into `tags` (an empty text: no tags). Returns false, saying why in `problem`,
  * when the text is not a JSON object.
@@ -328,8 +335,9 @@ static bool read_tags(const std::string &text, LineTags *tags, std::string *prob
 	if (!text.empty()) {
 		try {
 			value = nlohmann::ordered_json::parse(text);
-		} catch (const nlohmann::json::parse_error &e) {
-			/* "[json.exception.parse_error.101] parse error at ...": the part after the id. */
+		} catch (const nlohmann::json::exception &e) {
+			/* "[json.exception.parse_error.101] parse error at ...": the part after the id
+			 * (also of a number too large for a double, out_of_range.406). */
 			const std::string what = e.what();
 			const std::size_t end = what.find("] ");
 			*problem = "it is not JSON (" +
@@ -477,7 +485,7 @@ static std::string frcnn_line(GstFrcnnJson *self, GstClockTime pts, const std::s
 		detections.push_back(std::move(entry));
 	}
 	line["detections"] = std::move(detections);
-	return line.dump();
+	return dump_line(line);
 }
 
 /* The object DL Streamer's gvametaconvert writes for a frame (json format, add-empty-results):
@@ -517,7 +525,7 @@ static std::string dlstreamer_line(GstFrcnnJson *self, GstClockTime pts, const s
 		}
 		line["objects"].push_back(std::move(object));
 	}
-	return line.dump();
+	return dump_line(line);
 }
 
 static GstFlowReturn gst_frcnn_json_transform_ip(GstBaseTransform *trans, GstBuffer *buffer)

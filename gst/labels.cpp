@@ -7,6 +7,8 @@
 #include <fstream>
 #include <sstream>
 
+#include <glib.h>
+
 #include "frcnn/error.h"
 
 namespace frcnn::gst {
@@ -103,8 +105,13 @@ std::vector<std::string> read_labels_file(const std::string &path, int num_class
 
 	std::vector<std::string> lines;
 	std::string line;
-	while (std::getline(file, line))
+	while (std::getline(file, line)) {
+		/* Names go into metadata, JSON and the overlay's text, all UTF-8. */
+		if (!g_utf8_validate(line.data(), static_cast<gssize>(line.size()), nullptr))
+			throw Error("labels file '" + path + "' is not UTF-8 text (line " +
+				    std::to_string(lines.size() + 1) + "): save it as UTF-8");
 		lines.push_back(trim(line));
+	}
 	if (file.bad())
 		throw Error("cannot read labels file '" + path + "'");
 	while (!lines.empty() && lines.back().empty())
@@ -171,8 +178,9 @@ std::map<int64_t, double> parse_class_thresholds(const std::string &spec,
 		const std::string number = trim(entry.substr(equals + 1));
 		if (name.empty())
 			throw Error("'" + entry + "' names no class");
+		/* A dot whatever the locale (a comma separates the entries). */
 		char *end = nullptr;
-		const double score = number.empty() ? -1 : std::strtod(number.c_str(), &end);
+		const double score = number.empty() ? -1 : g_ascii_strtod(number.c_str(), &end);
 		if (number.empty() || *end != '\0' || !(score >= 0 && score <= 1))
 			throw Error("the score of '" + entry + "' is not a number from 0 to 1");
 		for (int64_t id : parse_classes(name, labels))

@@ -231,14 +231,16 @@ void expect_element_detects(const Frame &frame, const std::vector<frcnn::Detecti
 	expect_meta_equals(out.get(), frame.width(), frame.height(), expected);
 }
 
-// What reached the harness's sink pad, in order: "B<pts in ms>" or the event's name.
+// What reached the harness's sink pad, in order: "B<pts in ms>", the event's name, or
+// "Q:<name>" of a serialized query.
 class FlowRecorder {
 public:
 	explicit FlowRecorder(GstHarness *h)
 	{
 		gst_pad_add_probe(h->sinkpad,
 				  static_cast<GstPadProbeType>(GST_PAD_PROBE_TYPE_BUFFER |
-							       GST_PAD_PROBE_TYPE_EVENT_DOWNSTREAM),
+							       GST_PAD_PROBE_TYPE_EVENT_DOWNSTREAM |
+							       GST_PAD_PROBE_TYPE_QUERY_DOWNSTREAM),
 				  probe, this, nullptr);
 	}
 
@@ -253,11 +255,18 @@ private:
 	{
 		auto *self = static_cast<FlowRecorder *>(data);
 		std::string item;
-		if (info->type & GST_PAD_PROBE_TYPE_BUFFER)
+		if (info->type & GST_PAD_PROBE_TYPE_BUFFER) {
 			item = "B" + std::to_string(GST_BUFFER_PTS(GST_PAD_PROBE_INFO_BUFFER(info)) /
 						    GST_MSECOND);
-		else
+		} else if (info->type & GST_PAD_PROBE_TYPE_QUERY_DOWNSTREAM) {
+			/* As it comes (the probe sees it again with its answer). */
+			GstQuery *query = GST_PAD_PROBE_INFO_QUERY(info);
+			if (!(info->type & GST_PAD_PROBE_TYPE_PUSH) || !GST_QUERY_IS_SERIALIZED(query))
+				return GST_PAD_PROBE_OK;
+			item = std::string("Q:") + GST_QUERY_TYPE_NAME(query);
+		} else {
 			item = GST_EVENT_TYPE_NAME(GST_PAD_PROBE_INFO_EVENT(info));
+		}
 		std::lock_guard<std::mutex> lock(self->mutex_);
 		self->items_.push_back(item);
 		return GST_PAD_PROBE_OK;
@@ -701,6 +710,81 @@ TEST(FrcnnDetect, EosRunsThePartialBatchAndComesLast)
 		  (std::vector<std::string>{ "B0", "B40", "B80", "eos" }));
 }
 
+// A serialized query (drain, allocation) reaches downstream after the frames that came before
+// it, also those that wait for their batch to fill: the query runs the partial batch at once.
+TEST(FrcnnDetect, ASerializedQueryLeavesAfterTheFramesBeforeIt)
+{
+	const std::vector<Frame> frames = distinct_frames(2);
+	HarnessPtr h = harness("batch-size=4 batch-timeout=60000");
+	FlowRecorder recorder(h.get());
+	gst_harness_set_src_caps(h.get(), frames[0].caps());
+	for (int i = 0; i < 2; i++)
+		ASSERT_EQ(gst_harness_push(h.get(), frames[i].buffer(i * GST_MSECOND * 40)), GST_FLOW_OK);
+	/* Long enough for the worker to take both frames into its batch and wait for more. */
+	std::this_thread::sleep_for(std::chrono::milliseconds(300));
+	ASSERT_EQ(gst_harness_buffers_received(h.get()), 0u);
+
+	GstQuery *drain = gst_query_new_drain();
+	EXPECT_TRUE(gst_pad_peer_query(h->srcpad, drain));
+	gst_query_unref(drain);
+	EXPECT_EQ(gst_harness_buffers_received(h.get()), 2u);
+	EXPECT_EQ(buffers_and(recorder.items(), "Q:drain"), (std::vector<std::string>{ "B0", "B40", "Q:drain" }));
+	for (int i = 0; i < 2; i++) {
+		gst_test::BufferPtr out(gst_harness_pull(h.get()));
+		ASSERT_TRUE(out);
+		EXPECT_FALSE(gst_test::read_rois(out.get()).empty()) << "frame " << i << " did not run";
+	}
+}
+
+// A new stream after EOS without a flush (streams played one after the other): its events and
+// frames follow, whether they come while the last batch of the stream before still runs or after
+// its EOS has left.
+TEST(FrcnnDetect, ANewStreamAfterEosWithoutAFlush)
+{
+	const std::vector<Frame> frames = distinct_frames(2);
+	const Frame second = make_frame(photo(200, 150, 30), GST_VIDEO_FORMAT_NV12);
+	HarnessPtr h = harness("batch-size=4 batch-timeout=60000");
+	FlowRecorder recorder(h.get());
+	gst_harness_set_src_caps(h.get(), frames[0].caps());
+	for (int i = 0; i < 2; i++)
+		ASSERT_EQ(gst_harness_push(h.get(), frames[i].buffer(i * GST_MSECOND * 40)), GST_FLOW_OK);
+	std::vector<std::string> expected{ "B0", "B40", "eos" };
+	/* The harness's events come in order: the EOS of each stream, counted. */
+	int eos_pulled = 0;
+	auto pull_eos_of_streams = [&](int streams) {
+		for (; eos_pulled < streams; eos_pulled++)
+			ASSERT_TRUE(pull_until_eos(h.get())) << "no EOS of stream " << eos_pulled + 1;
+	};
+	for (const bool after_eos_left : { false, true }) {
+		SCOPED_TRACE(after_eos_left ? "after the EOS left" : "while the batch before the EOS runs");
+		/* The EOS runs the partial batch; the next stream comes at once, or after it. */
+		ASSERT_TRUE(gst_harness_push_event(h.get(), gst_event_new_eos()));
+		if (after_eos_left)
+			pull_eos_of_streams(2);
+		const std::string id = after_eos_left ? "third" : "second";
+		ASSERT_TRUE(gst_harness_push_event(h.get(), gst_event_new_stream_start(id.c_str())));
+		ASSERT_TRUE(gst_harness_push_event(h.get(), gst_event_new_caps(second.caps())));
+		GstSegment segment;
+		gst_segment_init(&segment, GST_FORMAT_TIME);
+		ASSERT_TRUE(gst_harness_push_event(h.get(), gst_event_new_segment(&segment)));
+		const GstClockTime start = (after_eos_left ? 2000 : 1000) * GST_MSECOND;
+		for (int i = 0; i < 2; i++)
+			ASSERT_EQ(gst_harness_push(h.get(), second.buffer(start + i * GST_MSECOND * 40)), GST_FLOW_OK);
+		for (int i = 0; i < 2; i++)
+			expected.push_back("B" + std::to_string((start + i * GST_MSECOND * 40) / GST_MSECOND));
+		expected.push_back("eos");
+	}
+	ASSERT_TRUE(gst_harness_push_event(h.get(), gst_event_new_eos()));
+	/* Every frame leaves, with its detections. */
+	for (int i = 0; i < 6; i++) {
+		gst_test::BufferPtr out(gst_harness_pull(h.get()));
+		ASSERT_TRUE(out) << "frame " << i << " never left";
+		EXPECT_FALSE(gst_test::read_rois(out.get()).empty()) << "frame " << i << " did not run";
+	}
+	pull_eos_of_streams(3);
+	EXPECT_EQ(buffers_and(recorder.items(), "eos"), expected);
+}
+
 TEST(FrcnnDetect, FlushDropsQueuedFramesAndRestarts)
 {
 	const std::vector<Frame> frames = distinct_frames(6);
@@ -1107,6 +1191,27 @@ TEST(FrcnnDetect, ClassesFilterByNameAndId)
 					 [id](const frcnn::Detection &d) { return d.label == id; }))
 			<< "other classes must be among the best for the test to see them go";
 		expect_meta_equals(out.get(), frame.width(), frame.height(), kept);
+	}
+}
+
+// `classes` and `class-thresholds` set at the start, then cleared before the first frame: the
+// frames keep every class.
+TEST(FrcnnDetect, ClassFiltersClearedBeforeTheFirstFrame)
+{
+	const Frame frame = make_frame(photo(320, 240), GST_VIDEO_FORMAT_RGB);
+	const std::vector<frcnn::Detection> all = expected_for(frame);
+	const int64_t id = *some_labels(all).begin();
+	ASSERT_FALSE(std::all_of(all.begin(), all.end(), [id](const frcnn::Detection &d) { return d.label == id; }))
+		<< "the frame must show other classes too";
+	for (const std::string property : { "classes", "class-thresholds" }) {
+		SCOPED_TRACE(property);
+		const std::string value = property == "classes" ? std::to_string(id) : std::to_string(id) + "=0.99";
+		HarnessPtr h = harness(property + "=" + value);
+		gst_harness_set_src_caps(h.get(), frame.caps());
+		g_object_set(h->element, property.c_str(), nullptr, nullptr);
+		gst_test::BufferPtr out(gst_harness_push_and_pull(h.get(), frame.buffer(0)));
+		ASSERT_TRUE(out);
+		expect_meta_equals(out.get(), frame.width(), frame.height(), all);
 	}
 }
 

@@ -367,6 +367,27 @@ TEST(FrcnnJson, SourceAndTagsInEveryLine)
 }
 
 // tags that are not a JSON object fail the start with a message that says what they must be.
+// A label that is not UTF-8 (a labels file in Latin-1, another producer's roi_type) is written
+// with U+FFFD for its stray byte: the line stays JSON, in either format.
+TEST(FrcnnJson, ALabelThatIsNotUtf8StaysJson)
+{
+	for (const std::string format : { "frcnn", "dlstreamer" }) {
+		SCOPED_TRACE(format);
+		const std::string path = gst_test::out_dir() + "/latin1-" + format + ".jsonl";
+		{
+			HarnessPtr h = json_harness("format=" + format + " location=\"" + path + "\"");
+			GstBuffer *buffer = frame_buffer(0);
+			add_detection(buffer, 10, 20, 110, 200, 1, "carr\xe9", 0.9);
+			gst_test::BufferPtr out(gst_harness_push_and_pull(h.get(), buffer));
+			ASSERT_TRUE(out);
+		}
+		const std::vector<std::string> lines = read_lines(path);
+		ASSERT_EQ(lines.size(), 1u);
+		EXPECT_TRUE(json::accept(lines[0])) << lines[0];
+		EXPECT_NE(lines[0].find("\"carr\xef\xbf\xbd\""), std::string::npos) << lines[0];
+	}
+}
+
 TEST(FrcnnJson, TagsThatAreNoObjectFailTheStart)
 {
 	gst_test::init();
@@ -375,6 +396,7 @@ TEST(FrcnnJson, TagsThatAreNoObjectFailTheStart)
 		{ "\"north\"", "it is a JSON string, not an object" },
 		{ "{camera:1}", "it is not JSON (parse error at line 1, column 2" },
 		{ "{\"camera\":1", "it is not JSON (parse error" },
+		{ "{\"camera\":1e400}", "it is not JSON (number overflow parsing '1e400')" },
 	};
 	for (const auto &[tags, problem] : cases) {
 		GstElement *pipeline = gst_pipeline_new(nullptr);

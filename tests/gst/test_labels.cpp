@@ -2,12 +2,17 @@
 // Class names: the built-in COCO list against torchvision's, labels files and the classes filter.
 
 #include <algorithm>
+#include <clocale>
+#include <cstdlib>
 #include <fstream>
+#include <map>
 #include <set>
 #include <string>
 #include <vector>
 
+#include <glib.h>
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 
 #include "frcnn/error.h"
 #include "labels.h"
@@ -118,6 +123,42 @@ TEST(Labels, ClassThresholds)
 	EXPECT_EQ(class_thresholds_error("person=nan"), "the score of 'person=nan' is not a number from 0 to 1");
 	EXPECT_NE(class_thresholds_error("unicorn=0.5").find("unknown class 'unicorn'"), std::string::npos);
 	EXPECT_NE(class_thresholds_error("91=0.5").find("out of range"), std::string::npos);
+}
+
+// Scores are read with a dot in every locale (gst-launch-1.0 takes the user's): a decimal comma
+// could not be written anyway, a comma separating the entries.
+TEST(Labels, ClassThresholdsReadADotInALocaleOfDecimalCommas)
+{
+	/* German numbers, the locale made for the test from the locales package's sources. */
+	const std::string dir = gst_test::out_dir() + "/locale";
+	g_mkdir_with_parents(dir.c_str(), 0755);
+	const std::string command = "localedef -i de_DE -f UTF-8 '" + dir + "/de_DE.UTF-8' 2>/dev/null";
+	const int status = std::system(command.c_str());
+	/* 1: made, with warnings. */
+	ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) <= 1) << command;
+	g_setenv("LOCPATH", dir.c_str(), TRUE);
+	const std::string before = setlocale(LC_NUMERIC, nullptr);
+	ASSERT_NE(setlocale(LC_NUMERIC, "de_DE.UTF-8"), nullptr);
+	const double comma = std::strtod("0,25", nullptr);
+	const auto thresholds = frcnn::gst::parse_class_thresholds("person=0.25", frcnn::gst::coco_category_names());
+	setlocale(LC_NUMERIC, before.c_str());
+	g_unsetenv("LOCPATH");
+	ASSERT_EQ(comma, 0.25) << "not a locale of decimal commas";
+	EXPECT_EQ(thresholds, (std::map<int64_t, double>{ { 1, 0.25 } }));
+}
+
+// Names go into metadata, JSON lines and the overlay's text, all UTF-8: a file in another
+// encoding (Latin-1) is refused, naming the line.
+TEST(Labels, AFileThatIsNotUtf8IsRefused)
+{
+	const std::string path = write_file("latin1.labels", "voiture\ncarr\xe9\ncercle\n");
+	try {
+		read_labels_file(path, 4);
+		ADD_FAILURE() << "no error";
+	} catch (const frcnn::Error &e) {
+		EXPECT_NE(std::string(e.what()).find("is not UTF-8 text (line 2)"), std::string::npos) << e.what();
+	}
+	EXPECT_EQ(read_labels_file(write_file("utf8.labels", "voiture\ncarr\xc3\xa9\ncercle\n"), 4).at(2), "carr\xc3\xa9");
 }
 
 } // namespace
