@@ -24,9 +24,11 @@
 #include "gstfrcnndetect.h"
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstring>
 #include <deque>
 #include <future>
 #include <limits>
@@ -49,6 +51,7 @@
 
 #include "checkpoint_info.h"
 #include "colorimetry.h"
+#include "frame_memory.h"
 #include "labels.h"
 #include "meta.h"
 #include "region.h"
@@ -2113,6 +2116,59 @@ static void gst_frcnn_detect_loop(gpointer user_data)
 }
 
 /*
+ * A frame whose chroma planes hold fewer rows than the library reads (see frame_memory.h:
+ * GStreamer's own layout of interlaced P010_10LE, P012_LE and P016_LE frames of 4k + 1 or 4k + 2
+ * rows, or a producer's meta): the chroma planes copied whole, each missing row repeating the row
+ * of the same field above it, and `view` pointed at the copy. Null when the frame holds every
+ * row. Throws frcnn::Error when a chroma plane holds no row at all.
+ */
+struct CompletedFrame {
+	std::shared_ptr<const GstVideoFrame> frame; /* the luma plane, read where it lies */
+	std::vector<uint8_t> chroma;
+};
+
+static std::shared_ptr<const CompletedFrame>
+complete_chroma_planes(const std::shared_ptr<const GstVideoFrame> &frame, frcnn::FrameView &view)
+{
+	const GstVideoFrame *f = frame.get();
+	const guint planes = std::min<guint>(GST_VIDEO_FRAME_N_PLANES(f), 3);
+	const bool field_chroma = view.interlaced && GST_VIDEO_FORMAT_INFO_H_SUB(f->info.finfo, 1) == 1;
+	const int height = GST_VIDEO_FRAME_HEIGHT(f);
+	std::array<int, 3> needed{}, held{};
+	std::array<gsize, 3> row_bytes{}, offsets{};
+	gsize size = 0;
+	bool short_plane = false;
+	for (guint p = 1; p < planes; p++) {
+		const guint comp = frcnn::gst::frame_plane_component(f, p);
+		needed[p] = field_chroma ? (height + 3) / 4 * 2 : GST_VIDEO_FRAME_COMP_HEIGHT(f, comp);
+		row_bytes[p] = frcnn::gst::frame_component_row_bytes(f, comp);
+		held[p] = frcnn::gst::frame_plane_rows(f, p, row_bytes[p]);
+		short_plane |= held[p] < needed[p];
+		offsets[p] = size;
+		size += static_cast<gsize>(GST_VIDEO_FRAME_PLANE_STRIDE(f, p)) * needed[p];
+	}
+	if (!short_plane)
+		return nullptr;
+	auto completed = std::make_shared<CompletedFrame>();
+	completed->frame = frame;
+	completed->chroma.resize(size);
+	for (guint p = 1; p < planes; p++) {
+		if (held[p] == 0)
+			throw frcnn::Error("the frame's memory holds no row of its plane " + std::to_string(p));
+		const gsize stride = GST_VIDEO_FRAME_PLANE_STRIDE(f, p);
+		uint8_t *out = completed->chroma.data() + offsets[p];
+		const auto *in = static_cast<const uint8_t *>(GST_VIDEO_FRAME_PLANE_DATA(f, p));
+		for (int row = 0; row < needed[p]; row++) {
+			const uint8_t *from = row < held[p] ? in + row * stride
+					      : out + (field_chroma && row >= 2 ? row - 2 : row - 1) * stride;
+			std::memcpy(out + row * stride, from, row_bytes[p]);
+		}
+		view.planes[p] = out;
+	}
+	return completed;
+}
+
+/*
  * Maps a frame for reading. The frame holds a reference to the buffer and is unmapped when the
  * last holder lets it go, on whichever thread that is. nullptr when the buffer cannot be mapped.
  */
@@ -2299,7 +2355,20 @@ static gboolean gst_frcnn_detect_hold_pixels(GstFrcnnDetect *self, Item &item,
 		square_pixels = self->state->settings.square_pixels;
 		tone_mapping = self->state->settings.tone_mapping;
 	}
-	const frcnn::FrameView view = frame_view(frame.get(), square_pixels, tone_mapping);
+	frcnn::FrameView view = frame_view(frame.get(), square_pixels, tone_mapping);
+	std::shared_ptr<const void> owner = frame;
+	try {
+		if (std::shared_ptr<const CompletedFrame> completed = complete_chroma_planes(frame, view)) {
+			GST_LOG_OBJECT(self, "a %s frame of %d rows holds fewer chroma rows than its fields "
+					     "need: read from a copy", GST_VIDEO_INFO_NAME(&item.info), view.height);
+			owner = completed;
+		}
+	} catch (const std::exception &e) {
+		GST_ELEMENT_ERROR(self, STREAM, FAILED, ("Could not read a %dx%d %s frame: %s.",
+				  view.width, view.height, GST_VIDEO_INFO_NAME(&item.info), e.what()),
+				  ("its planes' layout leaves out rows the frame needs"));
+		return FALSE;
+	}
 	/* The rectangles start on chroma samples (fit_rectangle), so does the one around them. */
 	int left = view.width, top = view.height, right = 0, bottom = 0;
 	for (const ImageRectangle &rectangle : rectangles) {
@@ -2312,9 +2381,9 @@ static gboolean gst_frcnn_detect_hold_pixels(GstFrcnnDetect *self, Item &item,
 	try {
 		/* A crop is a view of the same bytes: cutting the whole frame, or a rectangle that is
 		 * all of `held`, costs nothing. */
+		frame.reset(); /* `owner` keeps it as long as the held frame's images need it */
 		const frcnn::HeldFrame held = model.detector->hold_frame(
-			frcnn::crop_frame(view, left, top, right - left, bottom - top), frame);
-		frame.reset(); /* the held frame keeps it as long as its images need it */
+			frcnn::crop_frame(view, left, top, right - left, bottom - top), std::move(owner));
 		for (const ImageRectangle &rectangle : rectangles) {
 			const frcnn::gst::Region &r = rectangle.rect;
 			ItemImage image;

@@ -34,6 +34,7 @@
 #include <opencv2/imgproc.hpp>
 
 #include "colorimetry.h"
+#include "frame_memory.h"
 #include "frcnn/detector.h"
 #include "meta.h"
 
@@ -451,6 +452,19 @@ std::array<cv::Rect, 4> outline_bands(const cv::Rect &rect, int rows, int column
 		 cv::Rect(left, top, columns, down), cv::Rect(right, top, columns, down) };
 }
 
+// The box of a region of interest as drawn: the meta's unsigned coordinates (anything another
+// producer wrote, up to 2^32 - 1) cut to the frame with a margin wider than any line or label, so
+// that the drawing's arithmetic stays in int; what lies outside the frame is not drawn either way.
+cv::Rect drawn_box(const frcnn::gst::DetectionMeta &det, int width, int height)
+{
+	constexpr int64_t kMargin = 1 << 16;
+	const int64_t left = std::min<int64_t>(det.x, width + kMargin), top = std::min<int64_t>(det.y, height + kMargin);
+	const int64_t right = std::min<int64_t>(static_cast<int64_t>(det.x) + det.w, width + kMargin);
+	const int64_t bottom = std::min<int64_t>(static_cast<int64_t>(det.y) + det.h, height + kMargin);
+	return cv::Rect(static_cast<int>(left), static_cast<int>(top), static_cast<int>(right - left),
+			static_cast<int>(bottom - top));
+}
+
 // x / 2^shift rounded down, also for negative x.
 int floor_shift(int x, int shift)
 {
@@ -570,8 +584,15 @@ public:
 		// do (each field's rows rounded up to whole chroma samples: GStreamer's layout).
 		field_chroma_ = GST_VIDEO_FRAME_IS_INTERLACED(frame) && y_shift_ == 1;
 		const int chroma_width = GST_VIDEO_FRAME_COMP_WIDTH(frame, 1);
-		const int chroma_height =
-			field_chroma_ ? (height + 3) / 4 * 2 : GST_VIDEO_FRAME_COMP_HEIGHT(frame, 1);
+		int chroma_height = field_chroma_ ? (height + 3) / 4 * 2 : GST_VIDEO_FRAME_COMP_HEIGHT(frame, 1);
+		// Chroma planes: no row beyond those the memory holds (see frame_memory.h); a
+		// bottom field's last chroma row that the layout left out is not drawn on.
+		for (guint p = 1; p < GST_VIDEO_FRAME_N_PLANES(frame); p++) {
+			const guint comp = frcnn::gst::frame_plane_component(frame, p);
+			chroma_height = std::min(chroma_height,
+						 frcnn::gst::frame_plane_rows(frame, p, frcnn::gst::frame_component_row_bytes(frame, comp)));
+		}
+		chroma_rows_ = chroma_height;
 		auto component = [frame, this, chroma_width, chroma_height](int index) {
 			return cv::Mat(chroma_height, chroma_width, CV_MAKETYPE(depth_, 1),
 				       GST_VIDEO_FRAME_COMP_DATA(frame, index),
@@ -881,8 +902,9 @@ private:
 			return field_chroma_ ? (cy >> 1) * 4 + (cy & 1) : cy * y_step;
 		};
 		const int row_stride = field_chroma_ ? 2 : 1;
-		const int cy_end = field_chroma_ ? (area.y + area.height + 3) / 4 * 2
-						 : (area.y + area.height + y_step - 1) / y_step;
+		int cy_end = field_chroma_ ? (area.y + area.height + 3) / 4 * 2 : (area.y + area.height + y_step - 1) / y_step;
+		if (!packed_pairs)
+			cy_end = std::min(cy_end, chroma_rows_);
 		for (int cy = field_chroma_ ? area.y / 2 : area.y >> y_shift_; cy < cy_end; cy++)
 			for (int cx = area.x >> x_shift_; cx << x_shift_ < area.x + area.width; cx++) {
 				int sum = 0, pixels = 0;
@@ -938,6 +960,7 @@ private:
 	int depth_;			// of the YUV planes' elements: CV_8U, or CV_16U for more than 8 bits
 	int x_shift_ = 0, y_shift_ = 0; // log2 of the chroma subsampling
 	bool field_chroma_ = false;	// interlaced 4:2:0: chroma rows by field
+	int chroma_rows_ = 0;		// of the chroma planes (planar and semi-planar YUV)
 	cv::Mat packed_;		// packed RGB, grey and packed 4:4:4 YUV (AYUV, VUYA, Y410, Y412_LE)
 	cv::Mat luma_;			// planar and semi-planar YUV
 	cv::Mat chroma_pairs_;		// semi-planar: U and V (NV12, NV16, NV24) or V and U (NV21, NV61)
@@ -1014,7 +1037,7 @@ static GstFlowReturn gst_frcnn_overlay_transform_frame_ip(GstVideoFilter *filter
 		Canvas canvas(frame);
 		for (const frcnn::gst::DetectionMeta &det : detections) {
 			const Rgb colour = class_colour(det);
-			const cv::Rect box(det.x, det.y, det.w, det.h);
+			const cv::Rect box = drawn_box(det, width, height);
 			canvas.rectangle(box, colour, line_thickness);
 
 			const std::string text = caption(det, show);
@@ -1026,15 +1049,15 @@ static GstFlowReturn gst_frcnn_overlay_transform_frame_ip(GstVideoFilter *filter
 			const int pad = 2;
 			const int label_height = size.height + baseline + 2 * pad;
 			/* Above the box, or inside it when the box touches the top of the frame. */
-			int top = static_cast<int>(det.y) - label_height;
+			int top = box.y - label_height;
 			if (top < 0)
-				top = static_cast<int>(det.y);
+				top = box.y;
 			/* The text's width as shown, in the frame's pixels (fewer where they are wider than high). */
-			const cv::Rect background(det.x, top, canvas.stored_width(size.width) + 2 * pad, label_height);
+			const cv::Rect background(box.x, top, canvas.stored_width(size.width) + 2 * pad, label_height);
 			canvas.rectangle(background, colour, cv::FILLED);
 
 			const double luminance = 0.299 * colour.r + 0.587 * colour.g + 0.114 * colour.b;
-			canvas.text(*font, text, cv::Point(det.x + pad, top + pad + size.height), text_scale,
+			canvas.text(*font, text, cv::Point(box.x + pad, top + pad + size.height), text_scale,
 				    luminance < 128);
 		}
 	} catch (const cv::Exception &e) {

@@ -2048,6 +2048,47 @@ TEST(FrcnnDetect, ReadsInterlacedFramesByField)
 	}
 }
 
+// Interlaced 4:2:0 frames laid out with fewer chroma rows than their fields need ((height + 1) / 2
+// where each field's are rounded up: a producer's video meta, or GStreamer 1.22's own layout of
+// P010_10LE, P012_LE and P016_LE frames of 4k + 1 or 4k + 2 rows): the bottom field's last chroma
+// row, which the frame does not hold, is read as that field's row above it, never from the
+// memory after the buffer (here a row of extreme chroma).
+TEST(FrcnnDetect, InterlacedFramesOfFewerChromaRowsThanTheirFieldsNeed)
+{
+	for (GstVideoFormat format : { GST_VIDEO_FORMAT_NV12, GST_VIDEO_FORMAT_P010_10LE }) {
+		SCOPED_TRACE(gst_video_format_to_string(format));
+		/* A video meta's layout (rows padded by 4 bytes), 95 chroma rows where the fields need 96. */
+		Frame frame = make_frame(photo(256, 190, 5), format, 4);
+		ASSERT_TRUE(frame.video_meta);
+		frame.info.interlace_mode = GST_VIDEO_INTERLACE_MODE_INTERLEAVED;
+		const std::size_t stride = frame.strides[1];
+		ASSERT_EQ(frame.offsets[1] + 95 * stride, frame.bytes.size()) << "the chroma plane comes last";
+
+		/* The frame as the library reads it: row 95 (the bottom field's last) repeats row 93. */
+		std::vector<uint8_t> complete(frame.bytes);
+		complete.insert(complete.end(), frame.bytes.begin() + frame.offsets[1] + 93 * stride,
+				frame.bytes.begin() + frame.offsets[1] + 94 * stride);
+		frcnn::FrameView view = view_of(frame);
+		view.planes[0] = complete.data() + frame.offsets[0];
+		view.planes[1] = complete.data() + frame.offsets[1];
+		view.interlaced = true;
+		const std::vector<frcnn::Detection> expected = reference().detect({ view }).at(0);
+		ASSERT_FALSE(expected.empty());
+
+		std::vector<uint8_t> memory(frame.bytes);
+		memory.resize(frame.bytes.size() + stride, 0);
+		GstBuffer *in = gst_buffer_new_wrapped_full(static_cast<GstMemoryFlags>(0), memory.data(), memory.size(),
+							    0, frame.bytes.size(), nullptr, nullptr);
+		gst_buffer_add_video_meta_full(in, GST_VIDEO_FRAME_FLAG_NONE, format, frame.width(), frame.height(),
+					       frame.n_planes(), frame.offsets, frame.strides);
+		HarnessPtr h = harness();
+		gst_harness_set_src_caps(h.get(), frame.caps());
+		gst_test::BufferPtr out(gst_harness_push_and_pull(h.get(), in));
+		ASSERT_TRUE(out);
+		expect_meta_equals(out.get(), frame.width(), frame.height(), expected);
+	}
+}
+
 // v210's 6 pixels share 4 words: a region's left edge moves onto a multiple of 6 columns (41 to
 // 36), its right edge staying, and the detections are those of that rectangle.
 TEST(FrcnnDetect, RegionsOfV210FramesStartOnAGroupOfWords)

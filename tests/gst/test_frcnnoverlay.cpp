@@ -620,6 +620,15 @@ TEST(FrcnnOverlay, DrawsOnlyInsideTheFrame)
 		Frame frame = make_frame(image, format, padding);
 		GST_VIDEO_INFO_PAR_N(&frame.info) = par_n;
 		GST_VIDEO_INFO_PAR_D(&frame.info) = par_d;
+		// Interlaced: the caps say so, the bytes keep their layout where the caps' would be
+		// no larger (a video meta's, or GStreamer's own where it is the same).
+		if (below(4) == 0) {
+			GstVideoInfo interlaced;
+			gst_video_info_set_interlaced_format(&interlaced, format, GST_VIDEO_INTERLACE_MODE_INTERLEAVED,
+							     width, height);
+			if (frame.video_meta || GST_VIDEO_INFO_SIZE(&interlaced) == frame.bytes.size())
+				frame.info.interlace_mode = GST_VIDEO_INTERLACE_MODE_INTERLEAVED;
+		}
 		HarnessPtr h = overlay(properties.c_str());
 		gst_harness_set_src_caps(h.get(), frame.caps());
 
@@ -635,8 +644,14 @@ TEST(FrcnnOverlay, DrawsOnlyInsideTheFrame)
 						       frame.n_planes(), frame.offsets, frame.strides);
 		for (int k = 1 + below(5); k > 0; k--) {
 			const std::string label(below(30), static_cast<char>('a' + below(26)));
-			add_detection(in, below(width + 20), below(height + 20), below(3 * width), below(3 * height),
-				      below(90), label.c_str(), below(101) / 100.0);
+			// Now and then a corner far outside, as another producer's meta may have it
+			// (coordinates are unsigned 32-bit numbers).
+			auto far = [&](guint near) {
+				const guint corners[] = { 0x7fffffffu - static_cast<guint>(below(3)), 0xffffffffu, 0x80000000u };
+				return below(12) == 0 ? corners[below(3)] : near;
+			};
+			add_detection(in, far(below(width + 20)), far(below(height + 20)), far(below(3 * width)),
+				      far(below(3 * height)), below(90), label.c_str(), below(101) / 100.0);
 		}
 		gst_test::BufferPtr out(gst_harness_push_and_pull(h.get(), in));
 		ASSERT_TRUE(out);
@@ -659,6 +674,45 @@ TEST(FrcnnOverlay, DrawsOnlyInsideTheFrame)
 			}
 	}
 	EXPECT_GT(drawn, 600) << "rounds that drew something";
+}
+
+// Interlaced 4:2:0 frames laid out with fewer chroma rows than their fields need ((height + 1) / 2
+// rows where each field's are rounded up: GStreamer 1.22's own layout of P010_10LE, P012_LE and
+// P016_LE frames of 4k + 1 or 4k + 2 rows, or a producer's video meta for any format): the
+// overlay draws on the rows there are and nothing after them.
+TEST(FrcnnOverlay, InterlacedFramesOfFewerChromaRowsThanTheirFieldsNeed)
+{
+	for (GstVideoFormat format : { GST_VIDEO_FORMAT_NV12, GST_VIDEO_FORMAT_I420, GST_VIDEO_FORMAT_P010_10LE,
+				       GST_VIDEO_FORMAT_P012_LE, GST_VIDEO_FORMAT_P016_LE }) {
+		for (const int height : { 6, 37, 38 }) {
+			SCOPED_TRACE(std::string(gst_video_format_to_string(format)) + " of " + std::to_string(height) + " rows");
+			// A video meta's layout: rows padded by 4 bytes, (height + 1) / 2 chroma rows.
+			Frame frame = make_frame(cv::Mat(height, 64, CV_8UC3, cv::Scalar(40, 90, 160)), format, 4);
+			ASSERT_TRUE(frame.video_meta);
+			frame.info.interlace_mode = GST_VIDEO_INTERLACE_MODE_INTERLEAVED;
+			HarnessPtr h = overlay("line-thickness=3 show=label");
+			gst_harness_set_src_caps(h.get(), frame.caps());
+			constexpr std::size_t kGuard = 4096;
+			std::vector<uint8_t> memory(frame.bytes);
+			memory.resize(frame.bytes.size() + kGuard, 0x3c);
+			const std::vector<uint8_t> original = memory;
+			GstBuffer *in = gst_buffer_new_wrapped_full(static_cast<GstMemoryFlags>(0), memory.data(),
+								    memory.size(), 0, frame.bytes.size(), nullptr, nullptr);
+			gst_buffer_add_video_meta_full(in, GST_VIDEO_FRAME_FLAG_NONE, format, frame.width(), height,
+						       frame.n_planes(), frame.offsets, frame.strides);
+			add_detection(in, 0, 0, 64, height, 3, "car", 0.9);
+			gst_test::BufferPtr out(gst_harness_push_and_pull(h.get(), in));
+			ASSERT_TRUE(out);
+			for (std::size_t i = frame.bytes.size(); i < memory.size(); i++)
+				ASSERT_EQ(memory[i], original[i]) << "byte " << i - frame.bytes.size() << " after the buffer";
+			// The box's bottom line reaches the last chroma row there is.
+			const guint last = frame.n_planes() - 1;
+			const int rows = (height + 1) / 2;
+			const std::size_t row = frame.offsets[last] + static_cast<std::size_t>(rows - 1) * frame.strides[last];
+			EXPECT_FALSE(std::equal(memory.begin() + row, memory.begin() + row + 8, original.begin() + row))
+				<< "the last chroma row was not drawn on";
+		}
+	}
 }
 
 // Rows of 16-bit samples an odd number of bytes apart (a producer's GstVideoMeta may say so;

@@ -1,0 +1,44 @@
+// SPDX-License-Identifier: BSD-3-Clause
+#include "frame_memory.h"
+
+#include <algorithm>
+#include <limits>
+
+namespace frcnn::gst {
+
+int frame_plane_rows(const GstVideoFrame *frame, guint plane, gsize row_bytes)
+{
+	const auto *start = static_cast<const guint8 *>(GST_VIDEO_FRAME_PLANE_DATA(frame, plane));
+	const gint stride = GST_VIDEO_FRAME_PLANE_STRIDE(frame, plane);
+	/* Mapped plane by plane where the buffer has a video meta, else as a whole. */
+	const GstMapInfo &map = frame->meta ? frame->map[plane] : frame->map[0];
+	const guint8 *end = map.data + map.size;
+	if (start < map.data || start >= end || stride <= 0)
+		return 0;
+	for (guint other = 0; other < GST_VIDEO_FRAME_N_PLANES(frame); other++) {
+		const auto *data = static_cast<const guint8 *>(GST_VIDEO_FRAME_PLANE_DATA(frame, other));
+		if (data > start && data < end)
+			end = data;
+	}
+	const gsize bytes = static_cast<gsize>(end - start);
+	if (bytes < row_bytes)
+		return 0;
+	const gsize rows = (bytes - row_bytes) / static_cast<gsize>(stride) + 1;
+	return static_cast<int>(std::min<gsize>(rows, std::numeric_limits<int>::max()));
+}
+
+gsize frame_component_row_bytes(const GstVideoFrame *frame, guint component)
+{
+	return static_cast<gsize>(GST_VIDEO_FRAME_COMP_WIDTH(frame, component)) *
+	       static_cast<gsize>(std::max(GST_VIDEO_FRAME_COMP_PSTRIDE(frame, component), 1));
+}
+
+guint frame_plane_component(const GstVideoFrame *frame, guint plane)
+{
+	for (guint c = 0; c < GST_VIDEO_FRAME_N_COMPONENTS(frame); c++)
+		if (GST_VIDEO_FORMAT_INFO_PLANE(frame->info.finfo, c) == plane)
+			return c;
+	return 0;
+}
+
+} // namespace frcnn::gst

@@ -1,0 +1,25 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// How much of a mapped video frame its memory really holds. A frame's planes are laid out by
+// GStreamer's rules for its caps, or by the producer's GstVideoMeta; either may give a plane
+// fewer rows than the elements read: GStreamer 1.22 gives interlaced P010_10LE, P012_LE and
+// P016_LE frames (height + 1) / 2 chroma rows where their fields need (height + 3) / 4 * 2, one
+// more when the height is 4k + 1 or 4k + 2 (it rounds NV12's and I420's up), and a producer's
+// meta may do the same for any format.
+#pragma once
+
+#include <gst/video/video.h>
+
+namespace frcnn::gst {
+
+// The rows of `plane` of a mapped frame that its memory holds, each `row_bytes` long (the last
+// row needs no more, the others the plane's stride): from the plane's start to the next plane's in
+// the same memory, or to the memory's end.
+int frame_plane_rows(const GstVideoFrame *frame, guint plane, gsize row_bytes);
+
+// The bytes of a row of `component`'s samples (its width times its pixel stride).
+gsize frame_component_row_bytes(const GstVideoFrame *frame, guint component);
+
+// The first component that lies in `plane`.
+guint frame_plane_component(const GstVideoFrame *frame, guint plane);
+
+} // namespace frcnn::gst
