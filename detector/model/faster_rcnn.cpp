@@ -712,8 +712,13 @@ void FasterRCNNImpl::load_state_dict(const Checkpoint &checkpoint)
 
 int detect_num_classes(const StateDict &state_dict)
 {
+	// A classifier of [classes, features], both > 0 (a tensor of no features would have any
+	// number of rows in a few bytes), and no more classes than a model is built for: a checkpoint
+	// that says otherwise is not trusted to size the model before its weights are checked.
+	constexpr int64_t kMostClasses = 100000;
 	for (const auto &[name, tensor] : state_dict)
-		if (name == "roi_heads.box_predictor.cls_score.weight" && tensor.dim() == 2)
+		if (name == "roi_heads.box_predictor.cls_score.weight" && tensor.dim() == 2 && tensor.size(1) > 0 &&
+		    tensor.size(0) > 0 && tensor.size(0) <= kMostClasses)
 			return (int)tensor.size(0);
 	return -1;
 }
@@ -724,6 +729,12 @@ std::string detect_arch(const StateDict &state_dict)
 	for (const auto &entry : state_dict)
 		shapes.emplace(entry.first, entry.second.sizes().vec());
 	auto has = [&](const std::string &key) { return shapes.count(key) != 0; };
+	// The output channels of a convolution's weight [O, I, kh, kw] (-1 for a tensor of another
+	// shape: then no known model).
+	auto out_channels = [&](const std::string &key) -> int64_t {
+		const std::vector<int64_t> &shape = shapes.at(key);
+		return shape.size() == 4 ? shape[0] : -1;
+	};
 	auto blocks = [&](const std::string &layer) {
 		int n = 0;
 		while (has("backbone.body." + layer + "." + std::to_string(n) + ".conv1.weight"))
@@ -735,7 +746,7 @@ std::string detect_arch(const StateDict &state_dict)
 	if (has("backbone.body.layer1.0.conv1.weight") && has("backbone.body.conv1.weight")) {
 		const bool bottleneck = has("backbone.body.layer1.0.conv3.weight");
 		const std::vector<int> counts{blocks("layer1"), blocks("layer2"), blocks("layer3"), blocks("layer4")};
-		const int64_t stem = shapes.at("backbone.body.conv1.weight")[0];
+		const int64_t stem = out_channels("backbone.body.conv1.weight");
 		// v2 is told by its conv box head and normalised FPN, not by num_batches_tracked: a v1
 		// model trained with BatchNorm2d has those too, and they load into FrozenBatchNorm2d.
 		const bool v2 = has("roi_heads.box_head.0.0.weight") || has("backbone.fpn.inner_blocks.0.1.weight");
@@ -750,7 +761,7 @@ std::string detect_arch(const StateDict &state_dict)
 		reason = r.str();
 	} else if (has("backbone.body.0.0.weight") && has("backbone.body.1.block.0.0.weight")) {
 		if (has("backbone.body.16.0.weight") && !has("backbone.body.17.0.weight") &&
-		    shapes.at("backbone.body.16.0.weight")[0] == 960)
+		    out_channels("backbone.body.16.0.weight") == 960)
 			return "fasterrcnn_mobilenet_v3_large_fpn";
 		reason = "a MobileNet-like backbone that is not MobileNetV3-Large";
 	} else {

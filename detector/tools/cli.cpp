@@ -70,13 +70,16 @@ bool parse_model_option(ModelOptions &o, const std::string &name, const std::str
 	else if (name == "--weights")
 		o.weights = value;
 	else if (name == "--num-classes")
-		o.num_classes = to_int(name, value);
+		o.num_classes = to_int(name, value, 1);
 	else if (name == "--min-size")
-		o.min_size = to_int(name, value);
+		o.min_size = to_int(name, value, 1);
 	else if (name == "--max-size")
-		o.max_size = to_int(name, value);
-	else if (name == "--score-threshold")
+		o.max_size = to_int(name, value, 1);
+	else if (name == "--score-threshold") {
 		o.score_threshold = to_double(name, value);
+		if (!(o.score_threshold >= 0 && o.score_threshold <= 1))
+			throw Error("option " + name + " needs a number from 0 to 1, got '" + value + "'");
+	}
 	else if (name == "--device")
 		o.device = value;
 	else if (name == "--precision")
@@ -88,7 +91,7 @@ bool parse_model_option(ModelOptions &o, const std::string &name, const std::str
 	else if (name == "--int8-calibration-frames")
 		o.int8_calibration_frames = to_int(name, value, 1);
 	else if (name == "--threads")
-		o.threads = to_int(name, value);
+		o.threads = to_int(name, value, 0);
 	else if (name == "--seed")
 		o.seed = to_int(name, value);
 	else
@@ -220,7 +223,16 @@ PpmImage read_ppm(const std::string &path, const std::string &not_ppm)
 	if (maxval != 255)
 		throw frcnn::Error("'" + path + "': PPM maxval " + std::to_string(maxval) +
 				   ", only 255 (8 bits per channel) is read");
-	image.rgb.resize((size_t)image.width * image.height * 3);
+	// The header's size against the bytes the file has, before the memory is taken: a few
+	// bytes of header may claim gigabytes.
+	const size_t bytes = (size_t)image.width * image.height * 3;
+	const std::streampos pixels_start = in.tellg();
+	in.seekg(0, std::ios::end);
+	const std::streampos end = in.tellg();
+	if (pixels_start < 0 || end < pixels_start || (size_t)(end - pixels_start) < bytes)
+		throw frcnn::Error("'" + path + "': truncated PPM image");
+	in.seekg(pixels_start);
+	image.rgb.resize(bytes);
 	in.read((char *)image.rgb.data(), (std::streamsize)image.rgb.size());
 	if ((size_t)in.gcount() != image.rgb.size())
 		throw frcnn::Error("'" + path + "': truncated PPM image");

@@ -960,7 +960,7 @@ int main(int argc, char **argv)
 			return staged->run(in.views, in.memory, stage_ms);
 		};
 
-		const int timed_batches = (o.frames + o.batch - 1) / o.batch;
+		const int timed_batches = static_cast<int>((static_cast<long long>(o.frames) + o.batch - 1) / o.batch);
 		std::vector<double> latency_ms;
 		std::vector<std::vector<double>> stage_ms(kNumStages);
 		std::vector<double> gather_ms, copy_ms;
@@ -1123,12 +1123,12 @@ int main(int argc, char **argv)
 
 		if (!o.detections.empty()) {
 			std::ofstream file(o.detections);
-			file << first_detections.dump() << "\n";
+			file << first_detections.dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
 			if (!file)
 				throw frcnn::Error("cannot write '" + o.detections + "'");
 		}
 		if (o.json) {
-			std::cout << out.dump() << std::endl;
+			std::cout << out.dump(-1, ' ', false, json::error_handler_t::replace) << std::endl;
 			return 0;
 		}
 		const std::string convolutions =

@@ -175,7 +175,8 @@ int main(int argc, char **argv)
 			for (const auto &d : detections)
 				out["detections"].push_back(
 					{{"box", {d.x1, d.y1, d.x2, d.y2}}, {"label", d.label}, {"score", d.score}});
-			std::cout << out.dump() << std::endl;
+			// File names need not be UTF-8; their stray bytes come out as U+FFFD.
+			std::cout << out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << std::endl;
 		} catch (const std::exception &e) {
 			std::fprintf(stderr, "frcnn-detect: %s\n", e.what());
 			status = 1;

@@ -3,6 +3,7 @@
 // and writes checkpoints that torchvision can load.
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -170,6 +171,10 @@ public:
 			if (it == by_id.end())
 				continue;
 			const auto &b = a.at("bbox");
+			if (!b.is_array() || b.size() != 4 ||
+			    !std::all_of(b.begin(), b.end(), [](const auto &v) { return v.is_number(); }))
+				throw frcnn::Error("annotation " + a.value("id", nlohmann::json(nullptr)).dump() +
+						   ": its bbox is not [x, y, width, height]");
 			const float x = b[0], y = b[1], w = b[2], h = b[3];
 			if (w < 1 || h < 1)
 				continue; // torchvision's references drop degenerate boxes too

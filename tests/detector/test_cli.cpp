@@ -5,6 +5,8 @@
 #include <fstream>
 #include <functional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -58,6 +60,26 @@ TEST(ReadPpm, SaysWhatIsWrong)
 		     "only 255");
 	expect_error([&] { read_ppm(write_file("short.ppm", "P6\n2 2\n255\n" + std::string(11, 'a')), hint); },
 		     "truncated PPM image");
+	// A header of a few bytes that claims 12 GB: refused before the memory is taken.
+	expect_error([&] { read_ppm(write_file("huge.ppm", "P6\n65535 65535\n255\n"), hint); },
+		     "truncated PPM image");
+}
+
+// Values that mean nothing are refused, not taken as "the default".
+TEST(ModelOptions, RefusesValuesOutOfRange)
+{
+	frcnn::cli::ModelOptions options;
+	for (const auto &[name, value] : std::vector<std::pair<std::string, std::string>>{
+		     { "--num-classes", "-3" }, { "--num-classes", "0" }, { "--min-size", "-5" },
+		     { "--max-size", "0" }, { "--threads", "-1" } })
+		expect_error([&] { frcnn::cli::parse_model_option(options, name, value); },
+			     "option " + name + " needs an integer >= ");
+	for (const std::string value : { "nan", "1.5", "-0.1" })
+		expect_error([&] { frcnn::cli::parse_model_option(options, "--score-threshold", value); },
+			     "option --score-threshold needs a number from 0 to 1, got '" + value + "'");
+	EXPECT_TRUE(frcnn::cli::parse_model_option(options, "--threads", "0"));
+	EXPECT_TRUE(frcnn::cli::parse_model_option(options, "--score-threshold", "1"));
+	EXPECT_EQ(options.score_threshold, 1.0);
 }
 
 // --precision of frcnn-detect, frcnn-bench and frcnn-eval reaches the detector's options.

@@ -318,6 +318,35 @@ TEST(DetectArch, KeysThatFitNoPresetAreDescribed)
 		if (entry.first.rfind("backbone.body.16.", 0) != 0)
 			mobilenet.push_back(entry);
 	expect_error(mobilenet, "not MobileNetV3-Large");
+
+	// The same keys with tensors of other shapes (a corrupt or crafted file): described, not
+	// read out of bounds.
+	StateDict scalar_stem = FasterRCNN(model_preset("tiny"))->state_dict();
+	for (auto &entry : scalar_stem)
+		if (entry.first == "backbone.body.conv1.weight")
+			entry.second = torch::tensor(1.0f);
+	expect_error(scalar_stem, "stem width -1");
+	StateDict scalar_last;
+	for (auto &entry :
+	     read_checkpoint(preset_reference("fasterrcnn_mobilenet_v3_large_fpn")["weights"]).tensors)
+		scalar_last.emplace_back(entry.first, entry.first == "backbone.body.16.0.weight" ? torch::tensor(1.0f)
+												  : entry.second);
+	expect_error(scalar_last, "not MobileNetV3-Large");
+}
+
+// The classes a checkpoint's classifier has, [classes, features]: none told from a classifier of
+// no features (any number of rows in a few bytes) or of more classes than a model is built for,
+// which would size the model before its weights are checked.
+TEST(DetectNumClasses, FromAClassifierThatCanBeReal)
+{
+	auto classes = [](const torch::Tensor &classifier) {
+		return detect_num_classes({{"roi_heads.box_predictor.cls_score.weight", classifier}});
+	};
+	EXPECT_EQ(classes(torch::zeros({91, 1024})), 91);
+	EXPECT_EQ(classes(torch::zeros({1000000, 0})), -1);
+	EXPECT_EQ(classes(torch::zeros({100001, 1})), -1);
+	EXPECT_EQ(classes(torch::zeros({91})), -1);
+	EXPECT_EQ(detect_num_classes({}), -1);
 }
 
 // --- checkpoint formats ---------------------------------------------------------------------------
@@ -436,6 +465,24 @@ TEST(FrcnnDetect, TakesThePixelAspectRatio)
 		EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
 		EXPECT_NE(err.find("--pixel-aspect-ratio needs two positive integers"), std::string::npos) << err;
 	}
+}
+
+// A file name that is not UTF-8 (Latin-1 "café.png"): its line is written, the name's stray byte
+// as U+FFFD, and the detections are those of the same image under another name.
+TEST(FrcnnDetect, AFileNameThatIsNotUtf8KeepsItsLine)
+{
+	const std::string tool = test::env("FRCNN_BUILD_ROOT") + "/detector/tools/frcnn-detect --weights " +
+				 test::env("FRCNN_TEST_DATA") + "/shapes-tiny.pth --score-threshold 0.2 ";
+	const std::string photo = "/usr/lib/python3/dist-packages/skimage/data/chelsea.png";
+	const std::string latin1 = test::fixtures("caf\xe9.png");
+	std::filesystem::copy_file(photo, latin1, std::filesystem::copy_options::overwrite_existing);
+	int status = 0;
+	const std::string out = run_command(tool + "'" + latin1 + "'", status);
+	ASSERT_EQ(status, 0) << out;
+	const json line = json::parse(out);
+	EXPECT_EQ(line["image"], test::fixtures("caf\xef\xbf\xbd.png"));
+	const json same = json::parse(run_command(tool + photo, status));
+	EXPECT_EQ(line["detections"], same["detections"]);
 }
 
 TEST(FrcnnDetect, WeightsOfNoKnownModelGiveAOneLineError)

@@ -5,8 +5,9 @@
 #    needs are written, and the loss log has one line per iteration with finite losses.
 # 2. --resume for a second epoch: the log goes on at iteration 3 and the weights change.
 # 3. A two-image COCO file: the class count comes from the category ids (crowd boxes left out).
-# 4. A missing COCO file, unknown or malformed options and a category id above --num-classes
-#    exit non-zero with a one-line message naming the problem.
+# 4. A missing COCO file, unknown or malformed options, a category id above --num-classes and an
+#    annotation's bbox that is not four numbers exit non-zero with a one-line message naming the
+#    problem.
 set -euo pipefail
 train=$1
 python=${FRCNN_REF_PYTHON:-/usr/bin/python3}
@@ -170,5 +171,12 @@ expect_error "unknown option --no-such-option" --synthetic shapes --no-such-opti
 expect_error "option --batch-size needs an integer, got 'two'" --synthetic shapes --batch-size two
 expect_error "the dataset has category id 5 but --num-classes is 3" \
 	--coco-json "$out/coco/instances.json" --images "$out/coco" --num-classes 3 --threads 1
+# An annotation whose bbox is not four numbers.
+for bbox in '[]' '[10, 10]' '[1, 2, "3", 4]'; do
+	"$python" -c 'import json, sys; d = json.load(open(sys.argv[1])); d["annotations"][0]["bbox"] = json.loads(sys.argv[2]); json.dump(d, open(sys.argv[3], "w"))' \
+		"$out/coco/instances.json" "$bbox" "$out/coco/bad-bbox.json"
+	expect_error "annotation 1: its bbox is not [x, y, width, height]" \
+		--coco-json "$out/coco/bad-bbox.json" --images "$out/coco" --threads 1
+done
 echo "frcnn-train errors: $([ $status -eq 0 ] && echo ok || echo failed)"
 exit $status
