@@ -71,10 +71,13 @@ bool parse_model_option(ModelOptions &o, const std::string &name, const std::str
 		o.weights = value;
 	else if (name == "--num-classes")
 		o.num_classes = to_int(name, value, 1);
-	else if (name == "--min-size")
-		o.min_size = to_int(name, value, 1);
-	else if (name == "--max-size")
-		o.max_size = to_int(name, value, 1);
+	else if (name == "--min-size" || name == "--max-size") {
+		// As frcnndetect's min-size and max-size: larger images would not fit in memory.
+		const int size = to_int(name, value, 1);
+		if (size > 8192)
+			throw Error("option " + name + " needs an integer from 1 to 8192, got '" + value + "'");
+		(name == "--min-size" ? o.min_size : o.max_size) = size;
+	}
 	else if (name == "--score-threshold") {
 		o.score_threshold = to_double(name, value);
 		if (!(o.score_threshold >= 0 && o.score_threshold <= 1))
@@ -109,7 +112,7 @@ const char *model_options_help()
 	       "                         coco-mobilenet-320) or http(s) URL\n"
 	       "  --num-classes N        number of classes including background (default: the weights'\n"
 	       "                         preset's, else the checkpoint's)\n"
-	       "  --min-size N           resize so the short side is N (default: the preset's)\n"
+	       "  --min-size N           resize so the short side is N, 1 to 8192 (default: the preset's)\n"
 	       "  --max-size N           ... and the long side at most N\n"
 	       "  --score-threshold F    keep detections scoring above F (default 0.05)\n"
 	       "  --device D             cpu, cuda or cuda:N (default cpu)\n"

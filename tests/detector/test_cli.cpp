@@ -74,6 +74,8 @@ TEST(ModelOptions, RefusesValuesOutOfRange)
 		     { "--max-size", "0" }, { "--threads", "-1" } })
 		expect_error([&] { frcnn::cli::parse_model_option(options, name, value); },
 			     "option " + name + " needs an integer >= ");
+	expect_error([&] { frcnn::cli::parse_model_option(options, "--min-size", "2000000000"); },
+		     "option --min-size needs an integer from 1 to 8192, got '2000000000'");
 	for (const std::string value : { "nan", "1.5", "-0.1" })
 		expect_error([&] { frcnn::cli::parse_model_option(options, "--score-threshold", value); },
 			     "option --score-threshold needs a number from 0 to 1, got '" + value + "'");
