@@ -573,6 +573,9 @@ struct GstFrcnnDetectState {
 	bool busy = false;			     // the worker holds a batch
 	guint draining = 0;			     // serialized queries waiting: run partial batches now
 	GstFlowReturn srcresult = GST_FLOW_FLUSHING; // why the worker stopped
+	// srcresult is EOS because downstream returned it for a buffer (a sink of num-buffers, an
+	// identity eos-after), not because the stream's EOS went out: upstream's EOS must follow.
+	bool downstream_eos = false;
 	bool have_info = false;
 	GstVideoInfo sink_info;
 	GstSegment segment;		     // the sink pad's, for the running time of each buffer
@@ -1916,6 +1919,15 @@ static GstFlowReturn gst_frcnn_detect_run_batch(GstFrcnnDetect *self, std::vecto
 	return GST_FLOW_OK;
 }
 
+/* Pushes the stream's EOS, the stream's statistics on the bus before it (before the pipeline's
+ * EOS message: `gst-launch-1.0 -m` prints them). */
+static gboolean gst_frcnn_detect_push_eos(GstFrcnnDetect *self, GstEvent *eos)
+{
+	gst_element_post_message(GST_ELEMENT(self),
+				 gst_message_new_element(GST_OBJECT(self), gst_frcnn_detect_stats(self->state->stats)));
+	return gst_pad_push_event(self->srcpad, eos);
+}
+
 /* Pushes a batch downstream in order. Returns the first flow that was not OK. */
 static GstFlowReturn gst_frcnn_detect_push(GstFrcnnDetect *self, std::vector<Item> &batch)
 {
@@ -1923,18 +1935,11 @@ static GstFlowReturn gst_frcnn_detect_push(GstFrcnnDetect *self, std::vector<Ite
 	for (Item &item : batch) {
 		if (item.buffer) {
 			ret = gst_pad_push(self->srcpad, std::exchange(item.buffer, nullptr));
+		} else if (GST_EVENT_TYPE(item.event) == GST_EVENT_EOS) {
+			gst_frcnn_detect_push_eos(self, std::exchange(item.event, nullptr));
+			ret = GST_FLOW_EOS;
 		} else {
-			const bool eos = GST_EVENT_TYPE(item.event) == GST_EVENT_EOS;
-			/* The stream's statistics, on the bus before the pipeline's EOS message:
-			 * `gst-launch-1.0 -m` prints them. */
-			if (eos)
-				gst_element_post_message(
-					GST_ELEMENT(self),
-					gst_message_new_element(GST_OBJECT(self),
-								gst_frcnn_detect_stats(self->state->stats)));
 			gst_pad_push_event(self->srcpad, std::exchange(item.event, nullptr));
-			if (eos)
-				ret = GST_FLOW_EOS;
 		}
 		if (ret != GST_FLOW_OK)
 			break;
@@ -2088,8 +2093,10 @@ static void gst_frcnn_detect_loop(gpointer user_data)
 			if (stream_ends && ret == GST_FLOW_EOS && state->srcresult == GST_FLOW_OK &&
 			    starts_stream(state->items))
 				ret = GST_FLOW_OK;
-			if (ret != GST_FLOW_OK && state->srcresult == GST_FLOW_OK)
+			if (ret != GST_FLOW_OK && state->srcresult == GST_FLOW_OK) {
 				state->srcresult = ret;
+				state->downstream_eos = ret == GST_FLOW_EOS && !stream_ends;
+			}
 			ret = state->srcresult;
 			state->item_removed.notify_all();
 		}
@@ -2512,6 +2519,7 @@ static gboolean gst_frcnn_detect_sink_event(GstPad *pad, GstObject *parent, GstE
 			std::lock_guard<std::mutex> lock(state->mutex);
 			state->clear_queue();
 			state->srcresult = GST_FLOW_OK;
+			state->downstream_eos = false;
 			state->frame_count = 0;
 			gst_segment_init(&state->segment, GST_FORMAT_TIME);
 		}
@@ -2568,11 +2576,23 @@ static gboolean gst_frcnn_detect_sink_event(GstPad *pad, GstObject *parent, GstE
 
 	bool restart = false;
 	{
-		std::lock_guard<std::mutex> lock(state->mutex);
+		std::unique_lock<std::mutex> lock(state->mutex);
 		const GstEventType type = GST_EVENT_TYPE(event);
+		if (state->srcresult == GST_FLOW_EOS && state->downstream_eos && type == GST_EVENT_EOS) {
+			/* Downstream took no more buffers; upstream, told so, ends the stream: the frames
+			 * still queued are dropped and the EOS goes on (as queue does). */
+			state->downstream_eos = false;
+			state->clear_queue();
+			lock.unlock();
+			return gst_frcnn_detect_push_eos(self, event);
+		}
 		if (state->srcresult == GST_FLOW_EOS &&
 		    (type == GST_EVENT_STREAM_START || type == GST_EVENT_SEGMENT)) {
-			/* A new stream after EOS without a flush. */
+			/* A new stream after EOS without a flush; what downstream refused of the stream
+			 * before goes. */
+			if (state->downstream_eos)
+				state->clear_queue();
+			state->downstream_eos = false;
 			state->srcresult = GST_FLOW_OK;
 			restart = true;
 		}
@@ -2779,6 +2799,7 @@ static gboolean gst_frcnn_detect_src_activate_mode(GstPad *pad, GstObject *paren
 			std::lock_guard<std::mutex> lock(state->mutex);
 			state->clear_queue();
 			state->srcresult = GST_FLOW_OK;
+			state->downstream_eos = false;
 			state->frame_count = 0;
 			state->busy = false;
 		}

@@ -1604,6 +1604,35 @@ TEST(FrcnnDetect, DownstreamFailureEndsTheStream)
 	gst_object_unref(pipeline);
 }
 
+// Downstream that takes no more buffers (a sink of num-buffers, identity eos-after) returns EOS
+// for the next one: upstream is told so, and the EOS it then sends reaches the sink, which ends
+// the pipeline (the frames queued meanwhile are dropped).
+TEST(FrcnnDetect, DownstreamThatTakesNoMoreBuffersStillGetsTheEos)
+{
+	gst_test::init();
+	for (const std::string ending : { "fakesink num-buffers=3", "identity eos-after=3 ! fakesink" }) {
+		for (const std::string live : { "false", "true" }) {
+			SCOPED_TRACE(ending + ", live " + live);
+			const std::string description = "videotestsrc num-buffers=40 is-live=" + live +
+							" ! video/x-raw,format=RGB,width=160,height=120 ! "
+							"frcnndetect model=tiny min-size=128 batch-size=2 weights=" +
+							gst_test::weights4() + " ! " + ending;
+			GstElement *pipeline = gst_parse_launch(description.c_str(), nullptr);
+			ASSERT_NE(pipeline, nullptr);
+			ASSERT_NE(gst_element_set_state(pipeline, GST_STATE_PLAYING), GST_STATE_CHANGE_FAILURE);
+			GstBus *bus = gst_element_get_bus(pipeline);
+			GstMessage *message = gst_bus_timed_pop_filtered(
+				bus, 60 * GST_SECOND, static_cast<GstMessageType>(GST_MESSAGE_EOS | GST_MESSAGE_ERROR));
+			ASSERT_NE(message, nullptr) << "no EOS: the pipeline hangs";
+			EXPECT_EQ(GST_MESSAGE_TYPE(message), GST_MESSAGE_EOS);
+			gst_message_unref(message);
+			gst_object_unref(bus);
+			EXPECT_EQ(gst_element_set_state(pipeline, GST_STATE_NULL), GST_STATE_CHANGE_SUCCESS);
+			gst_object_unref(pipeline);
+		}
+	}
+}
+
 TEST(FrcnnDetect, PropertyDefaultsAndRanges)
 {
 	GstElement *element = gst_element_factory_make("frcnndetect", nullptr);
