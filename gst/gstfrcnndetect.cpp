@@ -1989,6 +1989,15 @@ static bool starts_stream(const std::deque<Item> &items)
 	return type == GST_EVENT_STREAM_START || type == GST_EVENT_SEGMENT;
 }
 
+/* Whether an item is the stream's EOS or a new stream's first event. */
+static bool ends_or_starts_stream(const Item &item)
+{
+	if (!item.event)
+		return false;
+	const GstEventType type = GST_EVENT_TYPE(item.event);
+	return type == GST_EVENT_EOS || type == GST_EVENT_STREAM_START || type == GST_EVENT_SEGMENT;
+}
+
 /*
  * The worker: takes the next batch off the queue (up to batch-size frames to run, or a
  * serialized event, which ends a batch so that it stays between the right buffers), runs it and
@@ -2093,6 +2102,19 @@ static void gst_frcnn_detect_loop(gpointer user_data)
 			if (stream_ends && ret == GST_FLOW_EOS && state->srcresult == GST_FLOW_OK &&
 			    starts_stream(state->items))
 				ret = GST_FLOW_OK;
+			/* Downstream takes no more buffers of this stream: the frames queued behind
+			 * this one are dropped up to upstream's EOS or a new stream, which go on (as
+			 * queue does); without either yet, upstream's EOS goes on when it comes
+			 * (gst_frcnn_detect_sink_event). */
+			if (!stream_ends && ret == GST_FLOW_EOS && state->srcresult == GST_FLOW_OK) {
+				while (!state->items.empty() && !ends_or_starts_stream(state->items.front())) {
+					if (state->items.front().buffer)
+						state->queued_buffers--;
+					state->items.pop_front();
+				}
+				if (!state->items.empty())
+					ret = GST_FLOW_OK;
+			}
 			if (ret != GST_FLOW_OK && state->srcresult == GST_FLOW_OK) {
 				state->srcresult = ret;
 				state->downstream_eos = ret == GST_FLOW_EOS && !stream_ends;

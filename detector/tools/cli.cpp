@@ -70,12 +70,13 @@ bool parse_model_option(ModelOptions &o, const std::string &name, const std::str
 	else if (name == "--weights")
 		o.weights = value;
 	else if (name == "--num-classes")
-		o.num_classes = to_int(name, value, 1);
+		o.num_classes = to_int(name, value, 0);
 	else if (name == "--min-size" || name == "--max-size") {
-		// As frcnndetect's min-size and max-size: larger images would not fit in memory.
-		const int size = to_int(name, value, 1);
+		// As frcnndetect's min-size and max-size (0: the model's own): larger images would not
+		// fit in memory.
+		const int size = to_int(name, value, 0);
 		if (size > 8192)
-			throw Error("option " + name + " needs an integer from 1 to 8192, got '" + value + "'");
+			throw Error("option " + name + " needs an integer from 0 to 8192, got '" + value + "'");
 		(name == "--min-size" ? o.min_size : o.max_size) = size;
 	}
 	else if (name == "--score-threshold") {
@@ -112,7 +113,8 @@ const char *model_options_help()
 	       "                         coco-mobilenet-320) or http(s) URL\n"
 	       "  --num-classes N        number of classes including background (default: the weights'\n"
 	       "                         preset's, else the checkpoint's)\n"
-	       "  --min-size N           resize so the short side is N, 1 to 8192 (default: the preset's)\n"
+	       "  --min-size N           resize so the short side is N, up to 8192 (default or 0: the\n"
+	       "                         preset's)\n"
 	       "  --max-size N           ... and the long side at most N\n"
 	       "  --score-threshold F    keep detections scoring above F (default 0.05)\n"
 	       "  --device D             cpu, cuda or cuda:N (default cpu)\n"
@@ -228,13 +230,17 @@ PpmImage read_ppm(const std::string &path, const std::string &not_ppm)
 				   ", only 255 (8 bits per channel) is read");
 	// The header's size against the bytes the file has, before the memory is taken: a few
 	// bytes of header may claim gigabytes.
+	// (A pipe has no size to tell: read as it comes.)
 	const size_t bytes = (size_t)image.width * image.height * 3;
 	const std::streampos pixels_start = in.tellg();
-	in.seekg(0, std::ios::end);
-	const std::streampos end = in.tellg();
-	if (pixels_start < 0 || end < pixels_start || (size_t)(end - pixels_start) < bytes)
-		throw frcnn::Error("'" + path + "': truncated PPM image");
-	in.seekg(pixels_start);
+	if (pixels_start != std::streampos(-1)) {
+		in.seekg(0, std::ios::end);
+		const std::streampos end = in.tellg();
+		if (end != std::streampos(-1) && (end < pixels_start || (size_t)(end - pixels_start) < bytes))
+			throw frcnn::Error("'" + path + "': truncated PPM image");
+		in.clear();
+		in.seekg(pixels_start);
+	}
 	image.rgb.resize(bytes);
 	in.read((char *)image.rgb.data(), (std::streamsize)image.rgb.size());
 	if ((size_t)in.gcount() != image.rgb.size())

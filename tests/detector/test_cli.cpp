@@ -70,12 +70,11 @@ TEST(ModelOptions, RefusesValuesOutOfRange)
 {
 	frcnn::cli::ModelOptions options;
 	for (const auto &[name, value] : std::vector<std::pair<std::string, std::string>>{
-		     { "--num-classes", "-3" }, { "--num-classes", "0" }, { "--min-size", "-5" },
-		     { "--max-size", "0" }, { "--threads", "-1" } })
+		     { "--num-classes", "-3" }, { "--min-size", "-5" }, { "--max-size", "-1" }, { "--threads", "-1" } })
 		expect_error([&] { frcnn::cli::parse_model_option(options, name, value); },
 			     "option " + name + " needs an integer >= ");
 	expect_error([&] { frcnn::cli::parse_model_option(options, "--min-size", "2000000000"); },
-		     "option --min-size needs an integer from 1 to 8192, got '2000000000'");
+		     "option --min-size needs an integer from 0 to 8192, got '2000000000'");
 	for (const std::string value : { "nan", "1.5", "-0.1" })
 		expect_error([&] { frcnn::cli::parse_model_option(options, "--score-threshold", value); },
 			     "option --score-threshold needs a number from 0 to 1, got '" + value + "'");

@@ -1606,16 +1606,18 @@ TEST(FrcnnDetect, DownstreamFailureEndsTheStream)
 
 // Downstream that takes no more buffers (a sink of num-buffers, identity eos-after) returns EOS
 // for the next one: upstream is told so, and the EOS it then sends reaches the sink, which ends
-// the pipeline (the frames queued meanwhile are dropped).
+// the pipeline (the frames queued meanwhile are dropped); so does an EOS queued already (a
+// stream of 6 frames all queued while the first batch runs).
 TEST(FrcnnDetect, DownstreamThatTakesNoMoreBuffersStillGetsTheEos)
 {
 	gst_test::init();
 	for (const std::string ending : { "fakesink num-buffers=3", "identity eos-after=3 ! fakesink" }) {
-		for (const std::string live : { "false", "true" }) {
-			SCOPED_TRACE(ending + ", live " + live);
-			const std::string description = "videotestsrc num-buffers=40 is-live=" + live +
+		for (const std::string source : { "num-buffers=40 is-live=false", "num-buffers=40 is-live=true",
+						  "num-buffers=6 is-live=false" }) {
+			SCOPED_TRACE(ending + ", " + source);
+			const std::string description = "videotestsrc " + source +
 							" ! video/x-raw,format=RGB,width=160,height=120 ! "
-							"frcnndetect model=tiny min-size=128 batch-size=2 weights=" +
+							"frcnndetect model=tiny min-size=128 batch-size=4 weights=" +
 							gst_test::weights4() + " ! " + ending;
 			GstElement *pipeline = gst_parse_launch(description.c_str(), nullptr);
 			ASSERT_NE(pipeline, nullptr);

@@ -366,7 +366,6 @@ TEST(FrcnnJson, SourceAndTagsInEveryLine)
 	EXPECT_EQ(json::parse(dl_lines[0])["objects"].size(), 2u);
 }
 
-// tags that are not a JSON object fail the start with a message that says what they must be.
 // A label that is not UTF-8 (a labels file in Latin-1, another producer's roi_type) is written
 // with U+FFFD for its stray byte: the line stays JSON, in either format.
 TEST(FrcnnJson, ALabelThatIsNotUtf8StaysJson)
@@ -388,6 +387,7 @@ TEST(FrcnnJson, ALabelThatIsNotUtf8StaysJson)
 	}
 }
 
+// tags that are not a JSON object fail the start with a message that says what they must be.
 TEST(FrcnnJson, TagsThatAreNoObjectFailTheStart)
 {
 	gst_test::init();
