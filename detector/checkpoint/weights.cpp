@@ -249,6 +249,7 @@ struct Transfer {
 	const DownloadProgress &progress;
 	Sha256 sha256;
 	long long received = 0;
+	std::string head; // the first bytes, to tell a web page from a checkpoint
 	int write_errno = 0;
 	std::exception_ptr callback_error;
 };
@@ -259,6 +260,8 @@ size_t write_callback(char *data, size_t size, size_t count, void *user)
 	size_t total = size * count;
 	try {
 		transfer.sha256.update(data, total);
+		if (transfer.head.size() < 64)
+			transfer.head.append(data, std::min(total, 64 - transfer.head.size()));
 	} catch (...) {
 		transfer.callback_error = std::current_exception();
 		return 0;
@@ -390,6 +393,19 @@ void download(const std::string &url, const std::string &dir, const std::string 
 			    *expected + "\", got \"" + digest +
 			    "\". It was not kept. The download may be damaged or the server sent another "
 			    "file; try again, or fetch the file elsewhere and copy it to " +
+			    path);
+
+	// What a wrong link, a login page or a proxy's error page gives with HTTP 200: kept in the
+	// cache, it would fail every later start.
+	auto web_page = [](std::string head) {
+		head.erase(0, head.find_first_not_of(" \t\r\n"));
+		std::transform(head.begin(), head.end(), head.begin(), [](unsigned char c) { return std::tolower(c); });
+		return head.rfind("<!doctype html", 0) == 0 || head.rfind("<html", 0) == 0;
+	};
+	if (transfer.received == 0 || web_page(transfer.head))
+		throw Error("the server sent " +
+			    std::string(transfer.received == 0 ? "an empty file" : "a web page, not a checkpoint,") +
+			    " for " + url + ". It was not kept. Check the URL, or fetch the file elsewhere and copy it to " +
 			    path);
 
 	temporary.commit(path);

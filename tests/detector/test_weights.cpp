@@ -548,6 +548,26 @@ TEST_F(WeightsTest, HashMismatchIsRejectedAndNothingKept)
 	EXPECT_EQ(server_->requests(), 2u);
 }
 
+// HTTP 200 with an empty body or a web page (a wrong link, a login or a proxy's error page): not a
+// checkpoint, refused and not kept, so that the next start tries again.
+TEST_F(WeightsTest, AnEmptyFileOrAWebPageIsRefusedAndNothingKept)
+{
+	const std::string page = "\n  <!DOCTYPE HTML>\n<html><body>Please sign in</body></html>\n";
+	const std::string empty_name = serve("", [](const std::string &) { return "empty.pth"; });
+	const std::string page_name = serve(page, [](const std::string &) { return "page.pth"; });
+	start_server();
+	for (const auto &[name, what] : { std::pair{ empty_name, "an empty file" },
+					  std::pair{ page_name, "a web page, not a checkpoint," } }) {
+		SCOPED_TRACE(name);
+		const std::string url = server_->url("/files/" + name);
+		const std::string message = error_of([&] { frcnn::resolve_weights(url); });
+		EXPECT_NE(message.find(std::string("the server sent ") + what + " for " + url), std::string::npos)
+			<< message;
+		EXPECT_NE(message.find(cache_ + "/" + name), std::string::npos) << message;
+		EXPECT_EQ(entries(cache_), std::vector<std::string>{});
+	}
+}
+
 TEST_F(WeightsTest, FollowsRedirectsAndNamesFileAfterTheGivenUrl)
 {
 	std::string name = serve(random_bytes(5000, 6), [](const std::string &digest) {
