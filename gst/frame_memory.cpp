@@ -6,10 +6,40 @@
 
 namespace frcnn::gst {
 
-int frame_plane_rows(const GstVideoFrame *frame, guint plane, gsize row_bytes)
+namespace {
+
+// The first component that lies in `plane`.
+guint plane_component(const GstVideoFrame *frame, guint plane)
+{
+	for (guint c = 0; c < GST_VIDEO_FRAME_N_COMPONENTS(frame); c++)
+		if (GST_VIDEO_FORMAT_INFO_PLANE(frame->info.finfo, c) == plane)
+			return c;
+	return 0;
+}
+
+} // namespace
+
+gsize frame_plane_row_bytes(const GstVideoFrame *frame, guint plane)
+{
+	const guint component = plane_component(frame, plane);
+	return static_cast<gsize>(GST_VIDEO_FRAME_COMP_WIDTH(frame, component)) *
+	       static_cast<gsize>(std::max(GST_VIDEO_FRAME_COMP_PSTRIDE(frame, component), 1));
+}
+
+int frame_plane_rows_read(const GstVideoFrame *frame, guint plane)
+{
+	const guint component = plane_component(frame, plane);
+	if (plane > 0 && GST_VIDEO_FRAME_IS_INTERLACED(frame) &&
+	    GST_VIDEO_FORMAT_INFO_H_SUB(frame->info.finfo, component) == 1)
+		return (GST_VIDEO_FRAME_HEIGHT(frame) + 3) / 4 * 2;
+	return GST_VIDEO_FRAME_COMP_HEIGHT(frame, component);
+}
+
+int frame_plane_rows_held(const GstVideoFrame *frame, guint plane)
 {
 	const auto *start = static_cast<const guint8 *>(GST_VIDEO_FRAME_PLANE_DATA(frame, plane));
 	const gint stride = GST_VIDEO_FRAME_PLANE_STRIDE(frame, plane);
+	const gsize row_bytes = frame_plane_row_bytes(frame, plane);
 	/* Mapped plane by plane where the buffer has a video meta, else as a whole. */
 	const GstMapInfo &map = frame->meta ? frame->map[plane] : frame->map[0];
 	const guint8 *end = map.data + map.size;
@@ -25,20 +55,6 @@ int frame_plane_rows(const GstVideoFrame *frame, guint plane, gsize row_bytes)
 		return 0;
 	const gsize rows = (bytes - row_bytes) / static_cast<gsize>(stride) + 1;
 	return static_cast<int>(std::min<gsize>(rows, std::numeric_limits<int>::max()));
-}
-
-gsize frame_component_row_bytes(const GstVideoFrame *frame, guint component)
-{
-	return static_cast<gsize>(GST_VIDEO_FRAME_COMP_WIDTH(frame, component)) *
-	       static_cast<gsize>(std::max(GST_VIDEO_FRAME_COMP_PSTRIDE(frame, component), 1));
-}
-
-guint frame_plane_component(const GstVideoFrame *frame, guint plane)
-{
-	for (guint c = 0; c < GST_VIDEO_FRAME_N_COMPONENTS(frame); c++)
-		if (GST_VIDEO_FORMAT_INFO_PLANE(frame->info.finfo, c) == plane)
-			return c;
-	return 0;
 }
 
 } // namespace frcnn::gst

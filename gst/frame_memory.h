@@ -11,15 +11,16 @@
 
 namespace frcnn::gst {
 
-// The rows of `plane` of a mapped frame that its memory holds, each `row_bytes` long (the last
-// row needs no more, the others the plane's stride): from the plane's start to the next plane's in
-// the same memory, or to the memory's end.
-int frame_plane_rows(const GstVideoFrame *frame, guint plane, gsize row_bytes);
+// The bytes of a row of `plane`'s samples (its first component's width times its pixel stride).
+gsize frame_plane_row_bytes(const GstVideoFrame *frame, guint plane);
 
-// The bytes of a row of `component`'s samples (its width times its pixel stride).
-gsize frame_component_row_bytes(const GstVideoFrame *frame, guint component);
+// The rows of `plane` that the elements read: an interlaced 4:2:0 frame's chroma planes each
+// field's rows rounded up to whole chroma samples ((height + 3) / 4 * 2), else the plane's height.
+int frame_plane_rows_read(const GstVideoFrame *frame, guint plane);
 
-// The first component that lies in `plane`.
-guint frame_plane_component(const GstVideoFrame *frame, guint plane);
+// The rows of `plane` of a mapped frame that its memory holds (the last row needs only
+// frame_plane_row_bytes, the others the plane's stride): from the plane's start to the next
+// plane's in the same memory, or to the memory's end.
+int frame_plane_rows_held(const GstVideoFrame *frame, guint plane);
 
 } // namespace frcnn::gst

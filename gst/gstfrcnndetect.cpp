@@ -1980,22 +1980,16 @@ static GstMessage *gst_frcnn_detect_skip_if_late(GstFrcnnDetect *self, Item &ite
 	return message;
 }
 
-/* Whether the queue begins with a new stream's first event, as after an EOS. */
-static bool starts_stream(const std::deque<Item> &items)
+/* Whether an event can be a new stream's first one, as after an EOS. */
+static bool starts_stream(GstEventType type)
 {
-	if (items.empty() || !items.front().event)
-		return false;
-	const GstEventType type = GST_EVENT_TYPE(items.front().event);
 	return type == GST_EVENT_STREAM_START || type == GST_EVENT_SEGMENT;
 }
 
 /* Whether an item is the stream's EOS or a new stream's first event. */
 static bool ends_or_starts_stream(const Item &item)
 {
-	if (!item.event)
-		return false;
-	const GstEventType type = GST_EVENT_TYPE(item.event);
-	return type == GST_EVENT_EOS || type == GST_EVENT_STREAM_START || type == GST_EVENT_SEGMENT;
+	return item.event && (GST_EVENT_TYPE(item.event) == GST_EVENT_EOS || starts_stream(GST_EVENT_TYPE(item.event)));
 }
 
 /*
@@ -2100,7 +2094,8 @@ static void gst_frcnn_detect_loop(gpointer user_data)
 			/* A new stream that upstream queued behind the EOS (gst_frcnn_detect_sink_event
 			 * restarts the worker for one that comes later): go on with it. */
 			if (stream_ends && ret == GST_FLOW_EOS && state->srcresult == GST_FLOW_OK &&
-			    starts_stream(state->items))
+			    !state->items.empty() && state->items.front().event &&
+			    starts_stream(GST_EVENT_TYPE(state->items.front().event)))
 				ret = GST_FLOW_OK;
 			/* Downstream takes no more buffers of this stream: the frames queued behind
 			 * this one are dropped up to upstream's EOS or a new stream, which go on (as
@@ -2162,16 +2157,14 @@ complete_chroma_planes(const std::shared_ptr<const GstVideoFrame> &frame, frcnn:
 	const GstVideoFrame *f = frame.get();
 	const guint planes = std::min<guint>(GST_VIDEO_FRAME_N_PLANES(f), 3);
 	const bool field_chroma = view.interlaced && GST_VIDEO_FORMAT_INFO_H_SUB(f->info.finfo, 1) == 1;
-	const int height = GST_VIDEO_FRAME_HEIGHT(f);
 	std::array<int, 3> needed{}, held{};
 	std::array<gsize, 3> row_bytes{}, offsets{};
 	gsize size = 0;
 	bool short_plane = false;
 	for (guint p = 1; p < planes; p++) {
-		const guint comp = frcnn::gst::frame_plane_component(f, p);
-		needed[p] = field_chroma ? (height + 3) / 4 * 2 : GST_VIDEO_FRAME_COMP_HEIGHT(f, comp);
-		row_bytes[p] = frcnn::gst::frame_component_row_bytes(f, comp);
-		held[p] = frcnn::gst::frame_plane_rows(f, p, row_bytes[p]);
+		needed[p] = frcnn::gst::frame_plane_rows_read(f, p);
+		row_bytes[p] = frcnn::gst::frame_plane_row_bytes(f, p);
+		held[p] = frcnn::gst::frame_plane_rows_held(f, p);
 		short_plane |= held[p] < needed[p];
 		offsets[p] = size;
 		size += static_cast<gsize>(GST_VIDEO_FRAME_PLANE_STRIDE(f, p)) * needed[p];
@@ -2608,8 +2601,7 @@ static gboolean gst_frcnn_detect_sink_event(GstPad *pad, GstObject *parent, GstE
 			lock.unlock();
 			return gst_frcnn_detect_push_eos(self, event);
 		}
-		if (state->srcresult == GST_FLOW_EOS &&
-		    (type == GST_EVENT_STREAM_START || type == GST_EVENT_SEGMENT)) {
+		if (state->srcresult == GST_FLOW_EOS && starts_stream(type)) {
 			/* A new stream after EOS without a flush; what downstream refused of the stream
 			 * before goes. */
 			if (state->downstream_eos)

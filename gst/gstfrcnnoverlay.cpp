@@ -587,11 +587,8 @@ public:
 		int chroma_height = field_chroma_ ? (height + 3) / 4 * 2 : GST_VIDEO_FRAME_COMP_HEIGHT(frame, 1);
 		// Chroma planes: no row beyond those the memory holds (see frame_memory.h); a
 		// bottom field's last chroma row that the layout left out is not drawn on.
-		for (guint p = 1; p < GST_VIDEO_FRAME_N_PLANES(frame); p++) {
-			const guint comp = frcnn::gst::frame_plane_component(frame, p);
-			chroma_height = std::min(chroma_height,
-						 frcnn::gst::frame_plane_rows(frame, p, frcnn::gst::frame_component_row_bytes(frame, comp)));
-		}
+		for (guint p = 1; p < GST_VIDEO_FRAME_N_PLANES(frame); p++)
+			chroma_height = std::min(chroma_height, frcnn::gst::frame_plane_rows_held(frame, p));
 		chroma_rows_ = chroma_height;
 		auto component = [frame, this, chroma_width, chroma_height](int index) {
 			return cv::Mat(chroma_height, chroma_width, CV_MAKETYPE(depth_, 1),
