@@ -508,11 +508,34 @@ struct LoadedModel {
 	int min_size = 0, max_size = 0; // the model's own image sizes
 };
 
-// The models loaded under a model-instance-id, while an element holds them. The mutex is held
-// while an id is looked up and its model loaded, so that elements starting together load it once.
+// The model loaded under one model-instance-id, while an element holds it. `loading` is held
+// while the id's model is looked up and loaded, so that elements starting together load it once.
+struct SharedModel {
+	std::mutex loading;
+	std::weak_ptr<LoadedModel> model;
+};
+
+// The model-instance-ids in use. `mutex` is held only to look an id up: loading one id's model
+// (a download, say) never holds up an element under another id.
 struct SharedModels {
 	std::mutex mutex;
-	std::map<std::string, std::weak_ptr<LoadedModel>> by_id;
+	std::map<std::string, std::shared_ptr<SharedModel>> by_id;
+
+	// The entry of `id`, made if there is none. Entries that no element holds or waits for go.
+	std::shared_ptr<SharedModel> entry(const std::string &id)
+	{
+		std::lock_guard<std::mutex> lock(mutex);
+		for (auto it = by_id.begin(); it != by_id.end();) {
+			if (it->first != id && it->second.use_count() == 1 && it->second->model.expired())
+				it = by_id.erase(it);
+			else
+				++it;
+		}
+		std::shared_ptr<SharedModel> &found = by_id[id];
+		if (!found)
+			found = std::make_shared<SharedModel>();
+		return found;
+	}
 };
 
 SharedModels &shared_models()
@@ -552,6 +575,8 @@ struct GstFrcnnDetectState {
 	std::future<std::optional<ModelSetup>> reload;
 	guint64 reload_generation = 0;
 	Settings reload_settings;
+	// Set by a stop: a download for `reload` gives up instead of holding the stop up.
+	std::atomic<bool> cancel_reload{ false };
 	std::vector<std::string> labels;
 	std::set<int64_t> class_filter;
 	std::map<int64_t, double> class_thresholds; // `class-thresholds`, by class id
@@ -1228,6 +1253,9 @@ static std::string model_settings_text(const Settings &settings)
 			GST_ELEMENT_ERROR(self, domain, code, text, debug);           \
 	} G_STMT_END
 
+/* Thrown by the download's progress callback when a stop cancels a reload. */
+struct ReloadCancelled {};
+
 /*
  * Loads the model the settings name into `model`: gets and reads the weights, tells the model and
  * its classes from them where the settings leave it open, and builds the detector. Every failure
@@ -1240,7 +1268,10 @@ static gboolean gst_frcnn_detect_load_model(GstFrcnnDetect *self, const Settings
 {
 	std::string path;
 	try {
-		auto progress = [self, last = -1LL](long long done, long long total) mutable {
+		auto progress = [self, while_playing, last = -1LL](long long done, long long total) mutable {
+			/* libcurl calls this at least once a second, also while no data comes. */
+			if (while_playing && self->state->cancel_reload)
+				throw ReloadCancelled();
 			long long percent = total > 0 ? done * 100 / total : done >> 20;
 			if (percent / 10 != last / 10)
 				GST_INFO_OBJECT(self, "downloading weights: %lld%s", percent,
@@ -1248,6 +1279,10 @@ static gboolean gst_frcnn_detect_load_model(GstFrcnnDetect *self, const Settings
 			last = percent;
 		};
 		path = frcnn::resolve_weights(settings.weights, progress);
+	} catch (const ReloadCancelled &) {
+		GST_INFO_OBJECT(self, "stopped while downloading the weights '%s': not loaded",
+				settings.weights.c_str());
+		return FALSE;
 	} catch (const std::exception &e) {
 		GST_FRCNN_DETECT_PROBLEM(self, while_playing, RESOURCE, NOT_FOUND,
 				  ("Could not get the weights '%s': %s. Set 'weights' to a readable "
@@ -1448,18 +1483,18 @@ static std::optional<ModelSetup> gst_frcnn_detect_setup_model(GstFrcnnDetect *se
 
 	/*
 	 * Under a model-instance-id, the model that another element loaded with the same settings,
-	 * else one loaded here and registered for the others. The registry stays locked meanwhile,
-	 * so that elements starting together load it once.
+	 * else one loaded here and registered for the others. The id stays locked meanwhile, so
+	 * that elements starting together load it once.
 	 */
 	std::shared_ptr<LoadedModel> model;
-	std::unique_lock<std::mutex> registry;
+	std::shared_ptr<SharedModel> shared;
+	std::unique_lock<std::mutex> loading;
 	const std::string loaded_from = model_settings_text(settings);
 	const std::string &id = settings.model_instance_id;
 	if (!id.empty()) {
-		registry = std::unique_lock<std::mutex>(shared_models().mutex);
-		const auto found = shared_models().by_id.find(id);
-		if (found != shared_models().by_id.end())
-			model = found->second.lock(); // empty once its last element let it go
+		shared = shared_models().entry(id);
+		loading = std::unique_lock<std::mutex>(shared->loading);
+		model = shared->model.lock(); // empty once its last element let it go
 		if (model && model->settings != loaded_from) {
 			GST_FRCNN_DETECT_PROBLEM(self, while_playing, RESOURCE, SETTINGS,
 					  ("model-instance-id '%s' is in use by a model loaded with other "
@@ -1478,11 +1513,11 @@ static std::optional<ModelSetup> gst_frcnn_detect_setup_model(GstFrcnnDetect *se
 		model->settings = loaded_from;
 		if (!gst_frcnn_detect_load_model(self, settings, preset, config, *model, while_playing))
 			return std::nullopt;
-		if (!id.empty())
-			shared_models().by_id[id] = model;
+		if (shared)
+			shared->model = model;
 	}
-	if (registry.owns_lock())
-		registry.unlock();
+	if (loading.owns_lock())
+		loading.unlock();
 
 	std::vector<std::string> labels;
 	try {
@@ -2859,8 +2894,14 @@ static GstStateChangeReturn gst_frcnn_detect_change_state(GstElement *element,
 
 	switch (transition) {
 	case GST_STATE_CHANGE_PAUSED_TO_READY:
-		/* The worker has stopped; a model being set up is kept for the next start. */
+		/*
+		 * The worker has stopped; a model being set up is kept for the next start, but a
+		 * download for it is given up: it could hold the stop up for minutes. The next start
+		 * then downloads the weights again.
+		 */
+		state->cancel_reload = true;
 		gst_frcnn_detect_finish_reload(self);
+		state->cancel_reload = false;
 		break;
 	case GST_STATE_CHANGE_READY_TO_NULL:
 		state->model.reset();

@@ -5,18 +5,30 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <cmath>
+#include <condition_variable>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
+#include <future>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
 #include <tuple>
 #include <vector>
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <gst/check/gstharness.h>
 #include <gst/gst.h>
@@ -2718,6 +2730,218 @@ TEST(FrcnnDetect, WeightsChangeWhilePlaying)
 	ASSERT_EQ(gst_element_set_state(h->element, GST_STATE_PLAYING), GST_STATE_CHANGE_SUCCESS);
 	gst_harness_set_src_caps(h.get(), frames[0].caps());
 	expect_old_model(frames[2]);
+}
+
+// An HTTP server on 127.0.0.1 that answers every request with the start of a large file and then
+// sends nothing more until it is released: a download that is in progress for as long as a test
+// needs. Released (or destroyed), it closes every connection, which ends their downloads in an
+// error at once.
+class StallingHttpServer {
+public:
+	StallingHttpServer()
+	{
+		listener_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		struct sockaddr_in addr = {};
+		addr.sin_family = AF_INET;
+		addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		socklen_t size = sizeof(addr);
+		if (listener_ < 0 || bind(listener_, reinterpret_cast<sockaddr *>(&addr), sizeof(addr)) != 0 ||
+		    getsockname(listener_, reinterpret_cast<sockaddr *>(&addr), &size) != 0 ||
+		    listen(listener_, 8) != 0 || pipe2(wake_, O_CLOEXEC) != 0)
+			throw std::runtime_error(std::string("cannot start the HTTP server: ") + strerror(errno));
+		port_ = ntohs(addr.sin_port);
+		thread_ = std::thread([this] { serve(); });
+	}
+
+	~StallingHttpServer()
+	{
+		release();
+		thread_.join();
+		close(listener_);
+		close(wake_[0]);
+		close(wake_[1]);
+	}
+
+	std::string url(const std::string &name) const
+	{
+		return "http://127.0.0.1:" + std::to_string(port_) + "/" + name;
+	}
+
+	// Whether `count` requests have had their first bytes within `timeout`.
+	bool wait_for_requests(int count, std::chrono::seconds timeout)
+	{
+		std::unique_lock<std::mutex> lock(mutex_);
+		return answered_.wait_for(lock, timeout, [&] { return requests_ >= count; });
+	}
+
+	void release()
+	{
+		const char byte = 0;
+		if (!released_.exchange(true)) {
+			EXPECT_EQ(write(wake_[1], &byte, 1), 1);
+		}
+	}
+
+private:
+	void serve()
+	{
+		std::vector<int> connections;
+		for (;;) {
+			struct pollfd fds[2] = { { listener_, POLLIN, 0 }, { wake_[0], POLLIN, 0 } };
+			if (poll(fds, 2, -1) < 0 && errno != EINTR)
+				break;
+			if (fds[1].revents)
+				break;
+			if (!(fds[0].revents & POLLIN))
+				continue;
+			const int connection = accept4(listener_, nullptr, nullptr, SOCK_CLOEXEC);
+			if (connection < 0)
+				continue;
+			connections.push_back(connection);
+			/* The request's headers, then the answer's headers and first bytes. */
+			std::string request;
+			char buffer[1024];
+			struct pollfd readable = { connection, POLLIN, 0 };
+			while (request.find("\r\n\r\n") == std::string::npos && poll(&readable, 1, 10000) > 0) {
+				const ssize_t n = read(connection, buffer, sizeof(buffer));
+				if (n <= 0)
+					break;
+				request.append(buffer, n);
+			}
+			const std::string answer = "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+						   "Content-Length: 1000000000\r\n\r\n" +
+						   std::string(4096, 'x');
+			if (write(connection, answer.data(), answer.size()) != static_cast<ssize_t>(answer.size()))
+				ADD_FAILURE() << "the HTTP server could not answer: " << strerror(errno);
+			std::lock_guard<std::mutex> lock(mutex_);
+			requests_++;
+			answered_.notify_all();
+		}
+		for (int connection : connections)
+			close(connection);
+	}
+
+	int listener_ = -1;
+	int wake_[2] = { -1, -1 };
+	int port_ = 0;
+	std::atomic<bool> released_{ false };
+	std::mutex mutex_;
+	std::condition_variable answered_;
+	int requests_ = 0;
+	std::thread thread_;
+};
+
+// Sets an environment variable for the life of the object, then gives it its value back.
+class ScopedEnv {
+public:
+	ScopedEnv(const char *name, const std::string &value) : name_(name)
+	{
+		const char *old = g_getenv(name);
+		if (old)
+			old_ = old;
+		g_setenv(name, value.c_str(), TRUE);
+	}
+	~ScopedEnv()
+	{
+		if (old_)
+			g_setenv(name_, old_->c_str(), TRUE);
+		else
+			g_unsetenv(name_);
+	}
+
+private:
+	const char *name_;
+	std::optional<std::string> old_;
+};
+
+// The names in a folder (none if it does not exist).
+std::vector<std::string> folder_entries(const std::string &path)
+{
+	std::vector<std::string> names;
+	if (GDir *dir = g_dir_open(path.c_str(), 0, nullptr)) {
+		while (const char *name = g_dir_read_name(dir))
+			names.push_back(name);
+		g_dir_close(dir);
+	}
+	return names;
+}
+
+// A stop while new weights download gives the download up at once (it could take minutes), keeps
+// nothing of it in the cache and posts no warning; the next start runs on what `weights` says.
+TEST(FrcnnDetect, AStopGivesUpAWeightsDownloadWhilePlaying)
+{
+	StallingHttpServer server;
+	const std::string cache = gst_test::out_dir() + "/stalled-download-cache";
+	ScopedEnv torch_home("TORCH_HOME", cache);
+	const std::vector<Frame> frames = distinct_frames(3);
+
+	HarnessPtr h = harness();
+	GstBus *bus = gst_bus_new();
+	gst_element_set_bus(h->element, bus);
+	gst_harness_set_src_caps(h.get(), frames[0].caps());
+	GstClockTime pts = 0;
+	auto expect_old_model = [&](const Frame &frame) {
+		gst_test::BufferPtr out(gst_harness_push_and_pull(h.get(), frame.buffer(pts++ * GST_MSECOND)));
+		ASSERT_TRUE(out);
+		expect_meta_equals(out.get(), frame.width(), frame.height(), expected_for(frame));
+	};
+	expect_old_model(frames[0]);
+	g_object_set(h->element, "weights", server.url("stalled.pth").c_str(), nullptr);
+	expect_old_model(frames[1]); // starts the download
+	ASSERT_TRUE(server.wait_for_requests(1, std::chrono::seconds(60)));
+	ASSERT_FALSE(folder_entries(cache + "/hub/checkpoints").empty()) << "the download is under way";
+
+	auto stopped = std::async(std::launch::async, [&] {
+		return gst_element_set_state(h->element, GST_STATE_READY);
+	});
+	/* Without the cancellation the stop waits until libcurl gives up on the stalled server (a
+	 * minute without data); with it, the download's next progress call (within a second) ends it. */
+	const bool in_time = stopped.wait_for(std::chrono::seconds(20)) == std::future_status::ready;
+	server.release();
+	EXPECT_TRUE(in_time) << "the stop waited for the download";
+	EXPECT_EQ(stopped.get(), GST_STATE_CHANGE_SUCCESS);
+	EXPECT_TRUE(folder_entries(cache + "/hub/checkpoints").empty()) << "nothing of the download is kept";
+	EXPECT_EQ(gst_bus_pop_filtered(bus, static_cast<GstMessageType>(GST_MESSAGE_WARNING | GST_MESSAGE_ERROR)),
+		  nullptr);
+
+	g_object_set(h->element, "weights", gst_test::weights4().c_str(), nullptr);
+	ASSERT_EQ(gst_element_set_state(h->element, GST_STATE_PLAYING), GST_STATE_CHANGE_SUCCESS);
+	gst_harness_set_src_caps(h.get(), frames[0].caps());
+	expect_old_model(frames[2]);
+	gst_element_set_bus(h->element, nullptr);
+	gst_object_unref(bus);
+}
+
+// An element loading the model of one model-instance-id (a long download, here) holds up the
+// elements that wait for the same id, but not those of another id.
+TEST(FrcnnDetect, LoadingTheModelOfOneInstanceIdHoldsUpNoOtherId)
+{
+	StallingHttpServer server;
+	ScopedEnv torch_home("TORCH_HOME", gst_test::out_dir() + "/instance-id-download-cache");
+	const std::vector<Frame> frames = distinct_frames(1);
+
+	GstElement *downloading = make_detect("weights=" + server.url("slow.pth") + " model-instance-id=slow");
+	ASSERT_TRUE(downloading);
+	gst_object_ref_sink(downloading);
+	auto started = std::async(std::launch::async, [&] {
+		return gst_element_set_state(downloading, GST_STATE_PAUSED);
+	});
+	ASSERT_TRUE(server.wait_for_requests(1, std::chrono::seconds(60)));
+
+	/* Another id starts and detects while the first still downloads. */
+	auto other = std::async(std::launch::async, [&] {
+		expect_element_detects(frames[0], expected_for(frames[0]), "model-instance-id=fast");
+	});
+	const bool in_time = other.wait_for(std::chrono::seconds(30)) == std::future_status::ready;
+	EXPECT_TRUE(in_time) << "an element of another model-instance-id waited for the download";
+	EXPECT_EQ(started.wait_for(std::chrono::seconds(0)), std::future_status::timeout)
+		<< "the first element is still downloading";
+
+	server.release();
+	EXPECT_EQ(started.get(), GST_STATE_CHANGE_FAILURE) << "the download failed";
+	other.get();
+	gst_element_set_state(downloading, GST_STATE_NULL);
+	gst_object_unref(downloading);
 }
 
 // Counts the element's debug lines that say a batch ran together with other elements' batches,
