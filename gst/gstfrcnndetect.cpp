@@ -559,9 +559,9 @@ struct GstFrcnnDetectState {
 	// Protected by the object lock.
 	Settings settings;
 	guint64 settings_generation = 1; // bumped by every change that needs a new model
-	// batch-size changed: the chain function asks upstream to reconfigure, so that it asks
-	// again how many buffers to keep (gst_frcnn_detect_ask_for_buffers).
-	std::atomic<bool> batch_size_changed{ false };
+	// batch-size or interval changed: the chain function asks upstream to reconfigure, so that
+	// it asks again how many buffers to keep (gst_frcnn_detect_ask_for_buffers).
+	std::atomic<bool> held_buffers_changed{ false };
 
 	// Owned by whoever runs: the state change thread while the pads are inactive, the worker
 	// while they are active.
@@ -997,13 +997,15 @@ static void gst_frcnn_detect_set_property(GObject *object, guint prop_id, const 
 		break;
 	case PROP_BATCH_SIZE:
 		if (settings.batch_size != g_value_get_uint(value))
-			self->state->batch_size_changed = true;
+			self->state->held_buffers_changed = true;
 		settings.batch_size = g_value_get_uint(value);
 		break;
 	case PROP_BATCH_TIMEOUT:
 		settings.batch_timeout = g_value_get_uint(value);
 		break;
 	case PROP_INTERVAL:
+		if (settings.interval != g_value_get_uint(value))
+			self->state->held_buffers_changed = true;
 		settings.interval = g_value_get_uint(value);
 		break;
 	case PROP_QOS:
@@ -2465,7 +2467,7 @@ static GstFlowReturn gst_frcnn_detect_chain(GstPad *pad, GstObject *parent, GstB
 	GstFrcnnDetect *self = GST_FRCNN_DETECT(parent);
 	GstFrcnnDetectState *state = self->state;
 
-	if (state->batch_size_changed.exchange(false))
+	if (state->held_buffers_changed.exchange(false))
 		gst_pad_push_event(self->sinkpad, gst_event_new_reconfigure());
 
 	guint capacity, interval;
@@ -2703,6 +2705,19 @@ static gboolean gst_frcnn_detect_src_event(GstPad *pad, GstObject *parent, GstEv
 	return gst_pad_event_default(pad, parent, event);
 }
 
+/* The most buffers the element asks for: what batch-size 64 asks without `interval`. More would
+ * ask a camera for frames it cannot give (v4l2 drivers hold 32 at most) or for gigabytes. */
+constexpr guint64 kMostBuffersAsked = 128;
+
+/* The buffers the element keeps: those of the batch that runs and of the next one as it fills,
+ * each `batch_size` frames to run and, with `interval`, the frames skipped between them, which
+ * travel with the batch. */
+static guint buffers_held(guint batch_size, guint interval)
+{
+	const guint64 batch_frames = static_cast<guint64>(batch_size - 1) * interval + 1;
+	return static_cast<guint>(std::min<guint64>(2 * batch_frames, kMostBuffersAsked));
+}
+
 /* The element keeps the buffers of a batch while it runs, and of the next one as it fills: a
  * source or decoder whose frames come from a pool of its own (a camera, a hardware decoder) must
  * have that many more than the elements behind ask for, or each batch waits out its timeout for
@@ -2757,13 +2772,13 @@ static gboolean gst_frcnn_detect_sink_query(GstPad *pad, GstObject *parent, GstQ
 	/* Answered even where the elements behind did not (fakesink): the buffers the element
 	 * keeps are its own need. */
 	frcnn::gst::refuse_crop_meta(query);
-	guint batch_size;
+	guint held;
 	{
 		g_autoptr(GMutexLocker) locker = g_mutex_locker_new(GST_OBJECT_GET_LOCK(self));
-		batch_size = state->settings.batch_size;
-		state->batch_size_changed = false; /* answered for the size in use */
+		held = buffers_held(state->settings.batch_size, state->settings.interval);
+		state->held_buffers_changed = false; /* answered for the settings in use */
 	}
-	gst_frcnn_detect_ask_for_buffers(query, 2 * batch_size);
+	gst_frcnn_detect_ask_for_buffers(query, held);
 	return TRUE;
 }
 

@@ -1954,19 +1954,30 @@ TEST(FrcnnDetect, AsksUpstreamForTheBuffersItKeeps)
 	EXPECT_EQ(allocation_pool(h.get(), caps), std::make_pair(8u, 0u));
 	gst_pad_remove_probe(h->sinkpad, probe);
 
-	/* A new batch size: upstream is told to reconfigure, and the answer follows it. */
+	/* A new batch size or interval: upstream is told to reconfigure, and the answer follows. */
 	while (GstEvent *event = gst_harness_try_pull_upstream_event(h.get()))
 		gst_event_unref(event);
-	g_object_set(h->element, "batch-size", 6, nullptr);
-	gst_test::BufferPtr out(gst_harness_push_and_pull(h.get(), frame.buffer(0)));
-	ASSERT_TRUE(out);
-	bool reconfigure = false;
-	while (GstEvent *event = gst_harness_try_pull_upstream_event(h.get())) {
-		reconfigure |= GST_EVENT_TYPE(event) == GST_EVENT_RECONFIGURE;
-		gst_event_unref(event);
-	}
-	EXPECT_TRUE(reconfigure);
+	GstClockTime pts = 0;
+	auto reconfigures_after = [&](const char *property, guint value) {
+		g_object_set(h->element, property, value, nullptr);
+		gst_test::BufferPtr out(gst_harness_push_and_pull(h.get(), frame.buffer(pts++ * GST_MSECOND)));
+		EXPECT_TRUE(out);
+		bool reconfigure = false;
+		while (GstEvent *event = gst_harness_try_pull_upstream_event(h.get())) {
+			reconfigure |= GST_EVENT_TYPE(event) == GST_EVENT_RECONFIGURE;
+			gst_event_unref(event);
+		}
+		return reconfigure;
+	};
+	EXPECT_TRUE(reconfigures_after("batch-size", 6));
 	EXPECT_EQ(allocation_pool(h.get(), caps), std::make_pair(12u, 0u));
+	/* A batch of 6 frames to run one in 3 holds 16 frames: the 6 and the 10 between them. */
+	EXPECT_TRUE(reconfigures_after("interval", 3));
+	EXPECT_EQ(allocation_pool(h.get(), caps), std::make_pair(32u, 0u));
+	EXPECT_FALSE(reconfigures_after("interval", 3)) << "nothing changed";
+	/* At most 128, what batch-size 64 asks for. */
+	EXPECT_TRUE(reconfigures_after("interval", 1000));
+	EXPECT_EQ(allocation_pool(h.get(), caps), std::make_pair(128u, 0u));
 	gst_caps_unref(caps);
 }
 
