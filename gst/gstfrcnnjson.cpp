@@ -134,6 +134,19 @@ struct _GstFrcnnJson {
 };
 
 G_DEFINE_TYPE(GstFrcnnJson, gst_frcnn_json, GST_TYPE_BASE_TRANSFORM);
+
+/* The metas downstream takes, passed upstream (GstBaseTransform's way), but for the crop meta:
+ * the boxes are written in the pixels of the caps' frame, and an element in front that crops
+ * (videocrop) would otherwise hand over whole frames with their whole-frame regions of interest. */
+static gboolean gst_frcnn_json_propose_allocation(GstBaseTransform *transform, GstQuery *decide_query,
+						  GstQuery *query)
+{
+	if (!GST_BASE_TRANSFORM_CLASS(gst_frcnn_json_parent_class)
+		     ->propose_allocation(transform, decide_query, query))
+		return FALSE;
+	frcnn::gst::refuse_crop_meta(query);
+	return TRUE;
+}
 GST_ELEMENT_REGISTER_DEFINE(frcnnjson, "frcnnjson", GST_RANK_NONE, GST_TYPE_FRCNN_JSON);
 
 static void gst_frcnn_json_finalize(GObject *object);
@@ -207,6 +220,7 @@ static void gst_frcnn_json_class_init(GstFrcnnJsonClass *klass)
 				  static_cast<GParamFlags>(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
 							   GST_PARAM_MUTABLE_PLAYING)));
 
+	trans_class->propose_allocation = GST_DEBUG_FUNCPTR(gst_frcnn_json_propose_allocation);
 	trans_class->start = GST_DEBUG_FUNCPTR(gst_frcnn_json_start);
 	trans_class->stop = GST_DEBUG_FUNCPTR(gst_frcnn_json_stop);
 	trans_class->set_caps = GST_DEBUG_FUNCPTR(gst_frcnn_json_set_caps);

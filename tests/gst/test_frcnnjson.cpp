@@ -505,6 +505,23 @@ namespace {
 
 // Anamorphic video: its lines say the pixels' shape after the height (in the documented order);
 // square pixels' lines leave it out, as before (caps may change in the middle of a stream).
+// frcnnjson writes boxes in the pixels of the caps' frame: it takes no GstVideoCropMeta (whole
+// frames with the rectangle to show) though the elements behind it do, so that an element in
+// front that crops crops the frames itself. The other metas they take are passed on.
+TEST(FrcnnJson, TakesNoCropMeta)
+{
+	HarnessPtr h = json_harness("location=" + gst_test::out_dir() + "/crop-meta.jsonl");
+	gst_harness_add_propose_allocation_meta(h.get(), GST_VIDEO_CROP_META_API_TYPE, nullptr);
+	gst_harness_add_propose_allocation_meta(h.get(), GST_VIDEO_META_API_TYPE, nullptr);
+	GstCaps *caps = gst_caps_from_string("video/x-raw,format=NV12,width=320,height=240,framerate=30/1");
+	GstQuery *query = gst_query_new_allocation(caps, TRUE);
+	gst_caps_unref(caps);
+	ASSERT_TRUE(gst_pad_peer_query(h->srcpad, query));
+	EXPECT_TRUE(gst_query_find_allocation_meta(query, GST_VIDEO_META_API_TYPE, nullptr));
+	EXPECT_FALSE(gst_query_find_allocation_meta(query, GST_VIDEO_CROP_META_API_TYPE, nullptr));
+	gst_query_unref(query);
+}
+
 TEST(FrcnnJson, PixelAspectRatioOfAnamorphicVideo)
 {
 	const std::string path = gst_test::out_dir() + "/anamorphic.jsonl";
