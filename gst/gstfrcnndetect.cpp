@@ -757,7 +757,8 @@ static void gst_frcnn_detect_class_init(GstFrcnnDetectClass *klass)
 				  "layers: libtorch gives torchvision's numbers exactly, onednn runs "
 				  "fasterrcnn_resnet50_fpn (and its v2) at least 1.85 (1.9) times as fast, the "
 				  "MobileNetV3 models 2.5 to 4.3 times (measured with LibTorch's linear layers; "
-				  "oneDNN's are faster still: docs/performance.md)",
+				  "oneDNN's are faster still: docs/performance.md); precision=int8 needs "
+				  "onednn or auto",
 				  GST_TYPE_FRCNN_CPU_CONVOLUTIONS, DEFAULT_PROP_CPU_CONVOLUTIONS, ready));
 	g_object_class_install_property(object_class, PROP_BATCH_SIZE,
 		g_param_spec_uint("batch-size", "Batch size", "Frames run together",
@@ -1362,6 +1363,12 @@ static gboolean gst_frcnn_detect_load_model(GstFrcnnDetect *self, const Settings
 				   "(the element calibrates and writes it), or leave it empty.",
 				   settings.int8_calibration.c_str(), e.what()),
 				  ("frcnn::Detector() failed on the int8 calibration"));
+		return FALSE;
+	} catch (const frcnn::SettingsError &e) {
+		GST_FRCNN_DETECT_PROBLEM(self, while_playing, RESOURCE, SETTINGS,
+				  ("Could not set up model '%s' with these settings: %s.",
+				   config.arch.c_str(), e.what()),
+				  ("frcnn::Detector() refused the settings"));
 		return FALSE;
 	} catch (const std::exception &e) {
 		GST_FRCNN_DETECT_PROBLEM(self, while_playing, LIBRARY, INIT,

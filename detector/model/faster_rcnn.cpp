@@ -498,9 +498,9 @@ void FasterRCNNImpl::set_cpu_convolutions(CpuConvolutions kind)
 {
 	const std::string unsupported = detail::onednn_unsupported_reason(config_);
 	if (kind == CpuConvolutions::OneDnn && !unsupported.empty())
-		throw Error("cpu-convolutions=onednn: " + unsupported + "; use libtorch or auto");
+		throw SettingsError("cpu-convolutions=onednn: " + unsupported + "; use libtorch or auto");
 	if (int8_ && kind == CpuConvolutions::LibTorch)
-		throw Error("precision int8 runs on the oneDNN convolutions: set cpu-convolutions to onednn or auto");
+		throw SettingsError("precision int8 runs on the oneDNN convolutions: set cpu-convolutions to onednn or auto");
 	// Auto: where it pays (docs/performance.md); always for 8 bits.
 	onednn_ = int8_ || kind == CpuConvolutions::OneDnn ||
 		  (kind == CpuConvolutions::Auto && detail::onednn_pays(config_));

@@ -1546,6 +1546,10 @@ std::vector<ErrorCase> error_cases()
 				  "8-bit calibration '/nonexistent/folder/c.json': folder '/nonexistent/folder' does not "
 				  "exist. Set 'int8-calibration'",
 				  GST_RESOURCE_ERROR });
+		cases.push_back({ "Int8WithLibTorchConvolutions", "model=tiny precision=int8 cpu-convolutions=libtorch " + w,
+				  "Could not set up model 'tiny' with these settings: precision int8 runs on the oneDNN "
+				  "convolutions: set cpu-convolutions to onednn or auto.",
+				  GST_RESOURCE_ERROR });
 		cases.push_back({ "Int8CalibrationNotJson",
 				  "model=tiny precision=int8 int8-calibration=\"" + bad_labels() + "\" " + w,
 				  "is not an 8-bit calibration: not JSON", GST_RESOURCE_ERROR });

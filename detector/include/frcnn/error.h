@@ -20,4 +20,12 @@ public:
 	explicit CalibrationError(const std::string &message) : Error(message) {}
 };
 
+// Options that cannot go together, or that this build or model cannot run: which CPU
+// convolutions with which precision (DetectorOptions::cpu_convolutions). The message says which
+// option to change.
+class SettingsError : public Error {
+public:
+	explicit SettingsError(const std::string &message) : Error(message) {}
+};
+
 } // namespace frcnn
