@@ -851,7 +851,7 @@ static void gst_frcnn_detect_class_init(GstFrcnnDetectClass *klass)
 	g_object_class_install_property(object_class, PROP_OBJECT_CLASS,
 		g_param_spec_string("object-class", "Object class",
 				    "With inference-region=roi-list: the types (labels) of the regions "
-				    "of interest to detect in, separated by commas (empty = all)",
+				    "of interest to detect in, in any case, separated by commas (empty = all)",
 				    DEFAULT_PROP_OBJECT_CLASS, playing));
 	g_object_class_install_property(object_class, PROP_OBJECT_MIN_SIZE,
 		g_param_spec_uint("object-min-size", "Object minimum size",
@@ -2319,7 +2319,7 @@ static bool gst_frcnn_detect_frame_rectangle(GstFrcnnDetect *self, const GstVide
  */
 static std::vector<ImageRectangle> gst_frcnn_detect_regions_of_interest(
 	GstFrcnnDetect *self, GstBuffer *buffer, const GstVideoInfo &info,
-	const std::set<std::string> &classes, guint min_size)
+	const frcnn::gst::ObjectClasses &classes, guint min_size)
 {
 	const frcnn::gst::StartGrid grid = start_grid(info);
 	std::vector<ImageRectangle> rectangles;

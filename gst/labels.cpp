@@ -73,10 +73,17 @@ const std::vector<std::string> &coco_category_names()
 	return names;
 }
 
-std::set<std::string> parse_object_classes(const std::string &spec)
+bool NoCaseLess::operator()(const std::string &a, const std::string &b) const
+{
+	return std::lexicographical_compare(a.begin(), a.end(), b.begin(), b.end(), [](char x, char y) {
+		return std::tolower(static_cast<unsigned char>(x)) < std::tolower(static_cast<unsigned char>(y));
+	});
+}
+
+ObjectClasses parse_object_classes(const std::string &spec)
 {
 	const std::vector<std::string> entries = comma_entries(spec);
-	return std::set<std::string>(entries.begin(), entries.end());
+	return ObjectClasses(entries.begin(), entries.end());
 }
 
 std::string label_name(const std::vector<std::string> &labels, int64_t id)

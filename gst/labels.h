@@ -37,9 +37,16 @@ std::set<int64_t> parse_classes(const std::string &spec, const std::vector<std::
 std::map<int64_t, double> parse_class_thresholds(const std::string &spec,
 						 const std::vector<std::string> &labels);
 
-// Parses an `object-class` value: region-of-interest types (label names, compared exactly)
-// separated by commas ("car, traffic light"). An empty value gives an empty set (every type).
-std::set<std::string> parse_object_classes(const std::string &spec);
+// Orders names regardless of ASCII case, so that a set of them finds "Car" for "car".
+struct NoCaseLess {
+	bool operator()(const std::string &a, const std::string &b) const;
+};
+using ObjectClasses = std::set<std::string, NoCaseLess>;
+
+// Parses an `object-class` value: region-of-interest types (label names, compared regardless of
+// ASCII case, as `classes`) separated by commas ("car, traffic light"). An empty value gives an
+// empty set (every type).
+ObjectClasses parse_object_classes(const std::string &spec);
 
 // labels[id] when it exists, else "class <id>".
 std::string label_name(const std::vector<std::string> &labels, int64_t id);

@@ -2465,7 +2465,7 @@ TEST(FrcnnDetect, RoiListObjectClassPicksTheRegions)
 	ASSERT_TRUE(out);
 	expect_detections_in_regions(out.get(), frame, 2, { car });
 
-	g_object_set(h->element, "object-class", "person", nullptr);
+	g_object_set(h->element, "object-class", "Person", nullptr); /* as `classes`, in any case */
 	out = push(GST_MSECOND);
 	ASSERT_TRUE(out);
 	expect_detections_in_regions(out.get(), frame, 2, { person });

@@ -94,14 +94,20 @@ std::string class_thresholds_error(const std::string &spec)
 	return "(no error)";
 }
 
-// `object-class`: the types exactly as written, spaces around them ignored; empty takes every type.
+// `object-class`: the types as written, spaces around them ignored, found regardless of ASCII
+// case (as `classes`); empty takes every type.
 TEST(Labels, ObjectClasses)
 {
 	EXPECT_TRUE(parse_object_classes("").empty());
 	EXPECT_TRUE(parse_object_classes(" , ").empty());
-	EXPECT_EQ(parse_object_classes(" car,person ,, traffic light"),
-		  (std::set<std::string>{ "car", "person", "traffic light" }));
-	EXPECT_EQ(parse_object_classes("Car").count("car"), 0u) << "types are compared exactly";
+	const frcnn::gst::ObjectClasses classes = parse_object_classes(" car,person ,, traffic light");
+	EXPECT_EQ(std::vector<std::string>(classes.begin(), classes.end()),
+		  (std::vector<std::string>{ "car", "person", "traffic light" }));
+	EXPECT_EQ(parse_object_classes("Car").count("car"), 1u);
+	EXPECT_EQ(parse_object_classes("car").count("TRAFFIC LIGHT"), 0u);
+	EXPECT_EQ(parse_object_classes("traffic light").count("Traffic Light"), 1u);
+	EXPECT_EQ(parse_object_classes("cars").count("car"), 0u);
+	EXPECT_EQ(parse_object_classes("car").count("cars"), 0u);
 }
 
 TEST(Labels, ClassThresholds)
