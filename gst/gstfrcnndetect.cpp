@@ -705,8 +705,8 @@ static void gst_frcnn_detect_class_init(GstFrcnnDetectClass *klass)
 				    "Architecture preset, e.g. fasterrcnn_resnet50_fpn or tiny (an "
 				    "unknown name fails and lists the known ones). A weights preset "
 				    "selects its own model; left unset, the model is told from the "
-				    "weights file's keys",
-				    DEFAULT_PROP_MODEL, ready));
+				    "weights file's keys. Changed while playing, as weights",
+				    DEFAULT_PROP_MODEL, playing));
 	g_object_class_install_property(object_class, PROP_WEIGHTS,
 		g_param_spec_string("weights", "Weights",
 				    "Checkpoint to load: a file path, a preset name (coco, coco-v2, "
@@ -717,13 +717,15 @@ static void gst_frcnn_detect_class_init(GstFrcnnDetectClass *klass)
 				    DEFAULT_PROP_WEIGHTS, playing));
 	g_object_class_install_property(object_class, PROP_NUM_CLASSES,
 		g_param_spec_uint("num-classes", "Number of classes",
-				  "Classes of the model, background included (0 = from the weights)",
-				  0, 100000, DEFAULT_PROP_NUM_CLASSES, ready));
+				  "Classes of the model, background included (0 = from the weights). "
+				  "Changed while playing, as weights",
+				  0, 100000, DEFAULT_PROP_NUM_CLASSES, playing));
 	g_object_class_install_property(object_class, PROP_LABELS,
 		g_param_spec_string("labels", "Labels",
 				    "File of class names, one per line, background first or left out "
-				    "(default: the COCO names for 91-class models, else \"class N\")",
-				    DEFAULT_PROP_LABELS, ready));
+				    "(default: the COCO names for 91-class models, else \"class N\"). "
+				    "Changed while playing, as weights",
+				    DEFAULT_PROP_LABELS, playing));
 	g_object_class_install_property(object_class, PROP_DEVICE,
 		g_param_spec_string("device", "Device",
 				    "Where the model runs: cpu, cuda or cuda:N",

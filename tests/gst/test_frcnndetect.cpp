@@ -2747,6 +2747,37 @@ TEST(FrcnnDetect, WeightsChangeWhilePlaying)
 	expect_old_model(frames[2]);
 }
 
+// `labels` set while playing swaps the class names in as new weights would (the model is set up
+// again in the background, and a message tells when).
+TEST(FrcnnDetect, LabelsChangeWhilePlaying)
+{
+	const std::string path = gst_test::out_dir() + "/animals-while-playing.txt";
+	std::ofstream(path) << "cat\ndog\nbird\n";
+	const Frame frame = make_frame(photo(320, 240), GST_VIDEO_FORMAT_I420);
+	const std::vector<frcnn::Detection> all = expected_for(frame);
+	ASSERT_FALSE(all.empty());
+
+	HarnessPtr h = harness();
+	GstBus *bus = gst_bus_new();
+	gst_element_set_bus(h->element, bus);
+	gst_harness_set_src_caps(h.get(), frame.caps());
+	GstClockTime pts = 0;
+	gst_test::BufferPtr out(gst_harness_push_and_pull(h.get(), frame.buffer(pts++)));
+	ASSERT_TRUE(out);
+	expect_meta_equals(out.get(), frame.width(), frame.height(), all);
+
+	g_object_set(h->element, "labels", path.c_str(), nullptr);
+	out.reset(gst_harness_push_and_pull(h.get(), frame.buffer(pts++))); // starts the set-up
+	ASSERT_TRUE(out);
+	EXPECT_NE(next_message_text(bus, GST_MESSAGE_INFO).find("Loaded the weights"), std::string::npos);
+	out.reset(gst_harness_push_and_pull(h.get(), frame.buffer(pts++)));
+	ASSERT_TRUE(out);
+	expect_meta_equals(out.get(), frame.width(), frame.height(), all,
+			   { "__background__", "cat", "dog", "bird" });
+	gst_element_set_bus(h->element, nullptr);
+	gst_object_unref(bus);
+}
+
 // An HTTP server on 127.0.0.1 that answers every request with the start of a large file and then
 // sends nothing more until it is released: a download that is in progress for as long as a test
 // needs. Released (or destroyed), it closes every connection, which ends their downloads in an
