@@ -235,6 +235,7 @@ EvalResult evaluate_coco(const EvalDataset &dataset, const EvalParams &params)
 
 	EvalResult result;
 	result.images = static_cast<int>(images.size());
+	result.max_detections = params.max_detections;
 
 	// Sums over categories of the per-category means, per summary entry.
 	std::array<double, 6> sum{};

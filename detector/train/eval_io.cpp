@@ -538,7 +538,8 @@ std::string eval_result_table(const EvalResult &result)
 	std::ostringstream s;
 	s << result.images << " images, " << result.ground_truth << " ground-truth boxes, "
 	  << result.detections << " detections\n\n";
-	s << "AP   " << ap_text(result.ap) << "   IoU 0.50:0.95, all areas, 100 detections per image\n";
+	s << "AP   " << ap_text(result.ap) << "   IoU 0.50:0.95, all areas, detections: at most " << result.max_detections
+	  << " per image and class\n";
 	s << "AP50 " << ap_text(result.ap50) << "   IoU 0.50\n";
 	s << "AP75 " << ap_text(result.ap75) << "   IoU 0.75\n";
 	s << "APs  " << ap_text(result.ap_small) << "   small (area up to 32^2)\n";

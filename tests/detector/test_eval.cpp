@@ -386,6 +386,11 @@ TEST(EvalFiles, JsonLinesMatchedByFrameAndLabel)
 	const std::string table = frcnn::eval_result_table(r);
 	EXPECT_NE(table.find("AP   0.750"), std::string::npos) << table;
 	EXPECT_NE(table.find("square"), std::string::npos) << table;
+	EXPECT_NE(table.find("detections: at most 100 per image and class"), std::string::npos) << table;
+	frcnn::EvalParams one;
+	one.max_detections = 1;
+	const std::string table_of_one = frcnn::eval_result_table(frcnn::evaluate_coco(ds, one));
+	EXPECT_NE(table_of_one.find("detections: at most 1 per image and class"), std::string::npos) << table_of_one;
 }
 
 TEST(EvalFiles, NameOnlyGroundTruth)

@@ -71,6 +71,7 @@ struct EvalResult {
 	int images = 0;
 	int ground_truth = 0;
 	int detections = 0;
+	int max_detections = 100; // the EvalParams' limit per image and class
 };
 
 // Runs the evaluation: greedy matching per image and category (detections by decreasing score,
