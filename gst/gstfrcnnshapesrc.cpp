@@ -69,7 +69,7 @@ static GstStaticPadTemplate src_template = GST_STATIC_PAD_TEMPLATE(
 	"src", GST_PAD_SRC, GST_PAD_ALWAYS,
 	GST_STATIC_CAPS("video/x-raw, format = (string) RGB, "
 			"width = (int) [ 8, 16384 ], height = (int) [ 8, 16384 ], "
-			"framerate = (fraction) [ 1/2147483647, 2147483647/1 ], "
+			"framerate = (fraction) [ 1/3600, 1000/1 ], "
 			"pixel-aspect-ratio = (fraction) 1/1"));
 
 namespace {
@@ -94,15 +94,44 @@ struct GstFrcnnShapeSrcState {
 
 	/* Streaming thread only: set up in start() and set_caps(), reset in stop(). */
 	std::unique_ptr<frcnn::ShapesGenerator> generator;
-	std::unique_ptr<FILE, FileCloser> truth_file;
 	std::string truth_path;
 	guint64 frame = 0; // index of the next frame; the scene drawn and its pts follow from it
+	/* Frames are timed from the last frame-rate change: `time_base` is the pts of frame
+	 * `frame_base`, and the frames after it follow at the rate of the caps. */
+	guint64 frame_base = 0;
+	GstClockTime time_base = 0;
+
+	/* The true boxes of the frame drawn last, written by the source pad's probe when the frame
+	 * goes out (with the pts it goes out with; a frame dropped before, by a flush, is not
+	 * written); and the file, opened in start(). Streaming thread, or state changes while it
+	 * does not run. */
+	std::unique_ptr<FILE, FileCloser> truth_file;
+	guint64 truth_frame = 0;
+	std::vector<frcnn::ShapeObject> truth_objects;
+	bool truth_pending = false;
 };
 
 struct _GstFrcnnShapeSrc {
 	GstPushSrc parent;
 	GstFrcnnShapeSrcState *state;
 };
+
+/* The time `frames` frames last at the rate of `info`. */
+static GstClockTime frame_time(const GstVideoInfo &info, guint64 frames)
+{
+	return gst_util_uint64_scale(frames, static_cast<guint64>(GST_VIDEO_INFO_FPS_D(&info)) *
+						   GST_SECOND,
+				     GST_VIDEO_INFO_FPS_N(&info));
+}
+
+/* The pts of frame `frame` (not before `frame_base`), at the rate of the caps. */
+static GstClockTime frame_pts(const GstFrcnnShapeSrcState &state, guint64 frame)
+{
+	return state.time_base + frame_time(state.info, frame - state.frame_base);
+}
+
+static GstPadProbeReturn gst_frcnn_shape_src_write_ground_truth(GstPad *pad, GstPadProbeInfo *info,
+								gpointer user_data);
 
 G_DEFINE_TYPE(GstFrcnnShapeSrc, gst_frcnn_shape_src, GST_TYPE_PUSH_SRC);
 GST_ELEMENT_REGISTER_DEFINE(frcnnshapesrc, "frcnnshapesrc", GST_RANK_NONE,
@@ -191,6 +220,8 @@ static void gst_frcnn_shape_src_init(GstFrcnnShapeSrc *self)
 
 	gst_base_src_set_format(GST_BASE_SRC(self), GST_FORMAT_TIME);
 	gst_base_src_set_live(GST_BASE_SRC(self), DEFAULT_PROP_IS_LIVE);
+	gst_pad_add_probe(GST_BASE_SRC_PAD(self), GST_PAD_PROBE_TYPE_BUFFER,
+			  gst_frcnn_shape_src_write_ground_truth, self, nullptr);
 }
 
 static void gst_frcnn_shape_src_finalize(GObject *object)
@@ -323,6 +354,13 @@ static gboolean gst_frcnn_shape_src_set_caps(GstBaseSrc *bsrc, GstCaps *caps)
 	}
 	{
 		g_autoptr(GMutexLocker) locker = g_mutex_locker_new(GST_OBJECT_GET_LOCK(self));
+		/* A new frame rate mid-stream: the next frame follows the last one's timing. */
+		if (GST_VIDEO_INFO_FPS_N(&state->info) > 0 &&
+		    (GST_VIDEO_INFO_FPS_N(&state->info) != GST_VIDEO_INFO_FPS_N(&info) ||
+		     GST_VIDEO_INFO_FPS_D(&state->info) != GST_VIDEO_INFO_FPS_D(&info))) {
+			state->time_base = frame_pts(*state, state->frame);
+			state->frame_base = state->frame;
+		}
 		state->info = info;
 	}
 	gst_base_src_set_blocksize(bsrc, static_cast<guint>(GST_VIDEO_INFO_SIZE(&info)));
@@ -344,6 +382,9 @@ static gboolean gst_frcnn_shape_src_start(GstBaseSrc *bsrc)
 	}
 
 	state->frame = 0;
+	state->frame_base = 0;
+	state->time_base = 0;
+	state->truth_pending = false;
 	state->truth_path = path;
 	state->truth_file.reset();
 	if (path.empty())
@@ -387,8 +428,8 @@ static gboolean gst_frcnn_shape_src_stop(GstBaseSrc *bsrc)
 
 static gboolean gst_frcnn_shape_src_is_seekable(GstBaseSrc *bsrc)
 {
-	/* Any frame can be drawn directly. */
-	return TRUE;
+	/* Any frame can be drawn directly; a live source plays what is now. */
+	return !gst_base_src_is_live(bsrc);
 }
 
 static gboolean gst_frcnn_shape_src_do_seek(GstBaseSrc *bsrc, GstSegment *segment)
@@ -403,21 +444,21 @@ static gboolean gst_frcnn_shape_src_do_seek(GstBaseSrc *bsrc, GstSegment *segmen
 	segment->time = segment->start;
 	const gint fps_n = GST_VIDEO_INFO_FPS_N(&state->info);
 	const gint fps_d = GST_VIDEO_INFO_FPS_D(&state->info);
-	/* Before caps are set (the initial segment) there is no frame rate: start at frame 0. */
-	if (fps_n > 0)
+	/* Before caps are set (the initial segment) there is no frame rate: start at frame 0.
+	 * Else the frame shown at the position: the last whose pts is not after it (pts are
+	 * rounded down, so the quotient alone can fall one frame short of an exact pts). */
+	state->frame = 0;
+	state->frame_base = 0;
+	state->time_base = 0;
+	if (fps_n > 0) {
 		state->frame = gst_util_uint64_scale(segment->position, fps_n,
 						      static_cast<guint64>(fps_d) * GST_SECOND);
-	else
-		state->frame = 0;
+		while (frame_pts(*state, state->frame + 1) <= segment->position)
+			state->frame++;
+	}
 	return TRUE;
 }
 
-static GstClockTime frame_time(const GstVideoInfo &info, guint64 frame)
-{
-	return gst_util_uint64_scale(frame, static_cast<guint64>(GST_VIDEO_INFO_FPS_D(&info)) *
-						   GST_SECOND,
-				     GST_VIDEO_INFO_FPS_N(&info));
-}
 
 static gboolean gst_frcnn_shape_src_query(GstBaseSrc *bsrc, GstQuery *query)
 {
@@ -467,7 +508,10 @@ static bool write_ground_truth(FILE *file, guint64 frame, GstClockTime pts, int 
 {
 	nlohmann::ordered_json line;
 	line["frame"] = frame;
-	line["pts"] = pts;
+	if (GST_CLOCK_TIME_IS_VALID(pts))
+		line["pts"] = pts;
+	else
+		line["pts"] = nullptr;
 	line["width"] = width;
 	line["height"] = height;
 	nlohmann::ordered_json detections = nlohmann::ordered_json::array();
@@ -496,8 +540,8 @@ static GstFlowReturn gst_frcnn_shape_src_fill(GstPushSrc *psrc, GstBuffer *buffe
 	}
 
 	const guint64 frame = state->frame;
-	const GstClockTime pts = frame_time(state->info, frame);
-	const GstClockTime next = frame_time(state->info, frame + 1);
+	const GstClockTime pts = frame_pts(*state, frame);
+	const GstClockTime next = frame_pts(*state, frame + 1);
 	const GstClockTime stop = bsrc->segment.stop;
 	if (GST_CLOCK_TIME_IS_VALID(stop) && pts >= stop)
 		return GST_FLOW_EOS;
@@ -528,17 +572,39 @@ static GstFlowReturn gst_frcnn_shape_src_fill(GstPushSrc *psrc, GstBuffer *buffe
 	GST_BUFFER_OFFSET(buffer) = frame;
 	GST_BUFFER_OFFSET_END(buffer) = frame + 1;
 
-	if (state->truth_file &&
-	    !write_ground_truth(state->truth_file.get(), frame, pts, GST_VIDEO_INFO_WIDTH(&state->info),
-				GST_VIDEO_INFO_HEIGHT(&state->info), objects)) {
+	if (state->truth_file) {
+		state->truth_frame = frame;
+		state->truth_objects = std::move(objects);
+		state->truth_pending = true;
+	}
+
+	state->frame = frame + 1;
+	return GST_FLOW_OK;
+}
+
+/*
+ * Writes the true boxes of a frame as it leaves, with the pts it leaves with (a live source's
+ * frames are timed by the clock from the first one on), so that each line pairs with the
+ * detections of that buffer; a frame a flush drops before it leaves is not written.
+ */
+static GstPadProbeReturn gst_frcnn_shape_src_write_ground_truth(GstPad *, GstPadProbeInfo *info,
+								gpointer user_data)
+{
+	GstFrcnnShapeSrc *self = GST_FRCNN_SHAPE_SRC(user_data);
+	GstFrcnnShapeSrcState *state = self->state;
+	GstBuffer *buffer = GST_PAD_PROBE_INFO_BUFFER(info);
+	if (!state->truth_file || !state->truth_pending || GST_BUFFER_OFFSET(buffer) != state->truth_frame)
+		return GST_PAD_PROBE_OK;
+	state->truth_pending = false;
+	if (!write_ground_truth(state->truth_file.get(), state->truth_frame, GST_BUFFER_PTS(buffer),
+				GST_VIDEO_INFO_WIDTH(&state->info), GST_VIDEO_INFO_HEIGHT(&state->info),
+				state->truth_objects)) {
 		const int err = errno;
 		GST_ELEMENT_ERROR(self, RESOURCE, WRITE,
 				  ("Could not write the ground truth to '%s': %s.",
 				   state->truth_path.c_str(), g_strerror(err)),
 				  ("fprintf() failed: %s", g_strerror(err)));
-		return GST_FLOW_ERROR;
+		return GST_PAD_PROBE_DROP;
 	}
-
-	state->frame = frame + 1;
-	return GST_FLOW_OK;
+	return GST_PAD_PROBE_OK;
 }

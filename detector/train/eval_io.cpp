@@ -3,6 +3,7 @@
 // and writing its results.
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <fstream>
 #include <map>
@@ -156,6 +157,21 @@ int read_size(const json &line, const char *key, const Where &where)
 	if (it == line.end() || it->is_null())
 		return 0;
 	return static_cast<int>(integer(*it, where, std::string("\"") + key + "\""));
+}
+
+// A JSON line's "pts" in nanoseconds; -1 when it has none (missing, null, or GStreamer's
+// GST_CLOCK_TIME_NONE, 2^64 - 1).
+int64_t read_pts(const json &line, const Where &where)
+{
+	auto it = line.find("pts");
+	if (it == line.end() || it->is_null())
+		return -1;
+	if (it->is_number_unsigned() && it->get<uint64_t>() > static_cast<uint64_t>(INT64_MAX))
+		return -1;
+	const int64_t pts = integer(*it, where, "\"pts\"");
+	if (pts < 0)
+		where.fail("\"pts\" must not be negative, got " + std::to_string(pts));
+	return pts;
 }
 
 std::string basename(const std::string &path)
@@ -316,6 +332,7 @@ EvalDataset load_lines_ground_truth(const std::string &path, const std::string &
 			image.name = v["image"].get<std::string>();
 		image.width = read_size(v, "width", where);
 		image.height = read_size(v, "height", where);
+		image.pts = read_pts(v, where);
 		const json &boxes = v.value("detections", json());
 		if (!boxes.is_array())
 			where.fail("\"detections\" must be an array of boxes");
@@ -468,6 +485,13 @@ void load_detections(const std::string &path, EvalDataset &dataset)
 		if (!seen.emplace(image.id, line.number).second)
 			where.fail("a second line for the frame or image of line " +
 				   std::to_string(seen[image.id]));
+		const int64_t pts = read_pts(v, where);
+		if (pts >= 0 && image.pts >= 0 && pts != image.pts)
+			where.fail("frame " + std::to_string(image.id) + " has pts " + std::to_string(pts) +
+				   " but the ground truth's frame " + std::to_string(image.id) + " has pts " +
+				   std::to_string(image.pts) +
+				   "; the files do not describe the same frames (a seek, or frames dropped "
+				   "or added between them?)");
 		const int width = read_size(v, "width", where), height = read_size(v, "height", where);
 		if (width > 0 && height > 0 && image.width > 0 && image.height > 0 &&
 		    (width != image.width || height != image.height))

@@ -484,6 +484,28 @@ TEST(EvalFiles, ClearErrors)
 	expect_error(R"({"frame": 0, "detections": [{"box": [10, 0, 0, 10], "label": "a"}]})", "",
 		     "negative width or height");
 	EXPECT_THROW(frcnn::load_ground_truth("/nonexistent/gt.jsonl"), frcnn::Error);
+	/* A frame number of both files, but not the same frame (frcnnjson counts the frames it saw,
+	 * so after a seek its frame 1 is another than the source's). */
+	const std::string timed = R"({"frame": 1, "pts": 40000000, "width": 64, "height": 48, "detections": []})" "\n";
+	expect_error(timed, R"({"frame": 1, "pts": 1000000000, "width": 64, "height": 48, "detections": []})",
+		     "err_det.jsonl:1: frame 1 has pts 1000000000 but the ground truth's frame 1 has pts 40000000");
+	expect_error(timed, R"({"frame": 1, "pts": -5, "detections": []})", "\"pts\" must not be negative");
+}
+
+// The same pts, or a pts on one side only (or GStreamer's "none"), pair as before.
+TEST(EvalFiles, PtsOfBothFilesMustAgreeWhereBothHaveOne)
+{
+	const std::string truth = temp_file("pts_gt.jsonl",
+		R"({"frame": 0, "pts": 0, "detections": [{"box": [0, 0, 10, 10], "label": "a"}]})" "\n"
+		R"({"frame": 1, "pts": 40000000, "detections": []})" "\n"
+		R"({"frame": 2, "pts": 18446744073709551615, "detections": []})" "\n");
+	const std::string dets = temp_file("pts_det.jsonl",
+		R"({"frame": 0, "pts": 0, "detections": [{"box": [0, 0, 10, 10], "label": "a", "score": 0.9}]})" "\n"
+		R"({"frame": 1, "pts": null, "detections": []})" "\n"
+		R"({"frame": 2, "pts": 80000000, "detections": []})" "\n");
+	EvalDataset ds = frcnn::load_ground_truth(truth);
+	frcnn::load_detections(dets, ds);
+	EXPECT_NEAR(frcnn::evaluate_coco(ds).ap, 1.0, kTol);
 }
 
 } // namespace

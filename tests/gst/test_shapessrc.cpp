@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 #include <fstream>
+#include <mutex>
 #include <memory>
 #include <string>
 #include <vector>
@@ -364,6 +365,127 @@ TEST(FrcnnShapeSrc, SeeksToAnyFrame)
 	options.seed = 4;
 	EXPECT_EQ(truth.back().at("detections").size(),
 		  frcnn::ShapesGenerator(options).scene(29).objects.size());
+}
+
+// A seek to a frame's own pts starts drawing at that frame, also at rates whose pts are rounded
+// down (frame 1 of 30000/1001 is at 33366666 ns), not at the frame before it (which a sink would
+// clip, but which was drawn and written to the ground truth).
+struct LeavingFrames {
+	std::mutex mutex;
+	std::vector<GstClockTime> pts; // since the last flush
+};
+
+GstPadProbeReturn record_leaving(GstPad *, GstPadProbeInfo *info, gpointer data)
+{
+	auto *frames = static_cast<LeavingFrames *>(data);
+	std::lock_guard<std::mutex> lock(frames->mutex);
+	if (GST_PAD_PROBE_INFO_TYPE(info) & GST_PAD_PROBE_TYPE_BUFFER)
+		frames->pts.push_back(GST_BUFFER_PTS(GST_PAD_PROBE_INFO_BUFFER(info)));
+	else if (GST_EVENT_TYPE(GST_PAD_PROBE_INFO_EVENT(info)) == GST_EVENT_FLUSH_STOP)
+		frames->pts.clear();
+	return GST_PAD_PROBE_OK;
+}
+
+TEST(FrcnnShapeSrc, ASeekToAFramesPtsStartsAtThatFrame)
+{
+	PipelinePtr pipeline = launch("frcnnshapesrc name=src ! video/x-raw,width=64,height=48,framerate=30000/1001 ! "
+				      "fakesink sync=false");
+	ASSERT_TRUE(pipeline);
+	LeavingFrames frames;
+	GstElement *src = gst_bin_get_by_name(GST_BIN(pipeline.get()), "src");
+	GstPad *pad = gst_element_get_static_pad(src, "src");
+	gst_pad_add_probe(pad, static_cast<GstPadProbeType>(GST_PAD_PROBE_TYPE_BUFFER | GST_PAD_PROBE_TYPE_EVENT_FLUSH),
+			  record_leaving, &frames, nullptr);
+	gst_object_unref(pad);
+	gst_object_unref(src);
+	gst_element_set_state(pipeline.get(), GST_STATE_PAUSED);
+	ASSERT_EQ(gst_element_get_state(pipeline.get(), nullptr, nullptr, 10 * GST_SECOND),
+		  GST_STATE_CHANGE_SUCCESS);
+	for (const GstClockTime position : { GstClockTime(33366666), GstClockTime(100100000) }) {
+		ASSERT_TRUE(gst_element_seek(pipeline.get(), 1.0, GST_FORMAT_TIME, GST_SEEK_FLAG_FLUSH,
+					     GST_SEEK_TYPE_SET, position, GST_SEEK_TYPE_NONE, 0));
+		ASSERT_EQ(gst_element_get_state(pipeline.get(), nullptr, nullptr, 10 * GST_SECOND),
+			  GST_STATE_CHANGE_SUCCESS);
+		std::lock_guard<std::mutex> lock(frames.mutex);
+		ASSERT_FALSE(frames.pts.empty());
+		EXPECT_EQ(frames.pts.front(), position) << "the first frame after the seek is the one at the position";
+	}
+}
+
+void change_rate_after_five(GstElement *, GstBuffer *buffer, GstPad *, gpointer data)
+{
+	if (GST_BUFFER_OFFSET(buffer) != 4)
+		return;
+	GstCaps *caps = gst_caps_from_string("video/x-raw,width=64,height=48,framerate=50/1");
+	g_object_set(data, "caps", caps, nullptr);
+	gst_caps_unref(caps);
+}
+
+// A new frame rate mid-stream: the frames after the change follow the last one at the new rate,
+// their timestamps going on from it (not jumping back to frame n at the new rate), and the
+// ground truth says the same.
+TEST(FrcnnShapeSrc, ANewFrameRateGoesOnFromTheLastFrame)
+{
+	PipelinePtr pipeline = launch("frcnnshapesrc num-buffers=8 ground-truth=" + out_file("rate.jsonl") +
+				      " ! capsfilter name=filter caps=video/x-raw,width=64,height=48,framerate=25/1 ! "
+				      "fakesink name=sink sync=false signal-handoffs=true");
+	ASSERT_TRUE(pipeline);
+	std::vector<GstClockTime> pts;
+	GstElement *sink = gst_bin_get_by_name(GST_BIN(pipeline.get()), "sink");
+	GstElement *filter = gst_bin_get_by_name(GST_BIN(pipeline.get()), "filter");
+	g_signal_connect(sink, "handoff", G_CALLBACK(record_pts), &pts);
+	g_signal_connect(sink, "handoff", G_CALLBACK(change_rate_after_five), filter);
+	gst_object_unref(sink);
+	EXPECT_EQ(play_to_end(pipeline.get()), "");
+	pipeline.reset();
+	gst_object_unref(filter);
+
+	/* 5 frames at 25/s (40 ms apart), then 20 ms apart from the 200 ms the fifth ends at. The
+	 * change may take effect a frame late (a frame already drawn at the old rate). */
+	ASSERT_EQ(pts.size(), 8u);
+	for (std::size_t i = 0; i < 5; i++)
+		EXPECT_EQ(pts[i], i * 40 * GST_MSECOND);
+	for (std::size_t i = 5; i < pts.size(); i++) {
+		EXPECT_GT(pts[i], pts[i - 1]) << "frame " << i;
+		EXPECT_LE(pts[i] - pts[i - 1], 40 * GST_MSECOND) << "frame " << i;
+	}
+	EXPECT_EQ(pts.back() - pts[pts.size() - 2], 20 * GST_MSECOND);
+	const std::vector<json> truth = read_lines(out_file("rate.jsonl"));
+	ASSERT_EQ(truth.size(), pts.size());
+	for (std::size_t i = 0; i < truth.size(); i++)
+		EXPECT_EQ(truth[i].at("pts").get<GstClockTime>(), pts[i]) << "frame " << i;
+}
+
+// Live: the source is not seekable, and the ground truth has each frame's pts as it leaves the
+// source (timed by the clock from the first frame on), as an element behind sees it.
+TEST(FrcnnShapeSrc, LiveGroundTruthHasThePtsTheFramesLeaveWith)
+{
+	PipelinePtr pipeline = launch("frcnnshapesrc is-live=true num-buffers=4 ground-truth=" +
+				      out_file("live.jsonl") +
+				      " ! video/x-raw,width=64,height=48,framerate=50/1 ! "
+				      "fakesink name=sink sync=true signal-handoffs=true");
+	ASSERT_TRUE(pipeline);
+	std::vector<GstClockTime> pts;
+	GstElement *sink = gst_bin_get_by_name(GST_BIN(pipeline.get()), "sink");
+	g_signal_connect(sink, "handoff", G_CALLBACK(record_pts), &pts);
+	gst_object_unref(sink);
+	gst_element_set_state(pipeline.get(), GST_STATE_PLAYING);
+	ASSERT_EQ(gst_element_get_state(pipeline.get(), nullptr, nullptr, 10 * GST_SECOND),
+		  GST_STATE_CHANGE_SUCCESS);
+	GstQuery *seeking = gst_query_new_seeking(GST_FORMAT_TIME);
+	ASSERT_TRUE(gst_element_query(pipeline.get(), seeking));
+	gboolean seekable = TRUE;
+	gst_query_parse_seeking(seeking, nullptr, &seekable, nullptr, nullptr);
+	gst_query_unref(seeking);
+	EXPECT_FALSE(seekable);
+	EXPECT_EQ(play_to_end(pipeline.get()), "");
+	pipeline.reset();
+
+	const std::vector<json> truth = read_lines(out_file("live.jsonl"));
+	ASSERT_EQ(truth.size(), 4u);
+	ASSERT_EQ(pts.size(), 4u);
+	for (std::size_t i = 0; i < truth.size(); i++)
+		EXPECT_EQ(truth[i].at("pts").get<GstClockTime>(), pts[i]) << "frame " << i;
 }
 
 TEST(FrcnnShapeSrc, LiveModeKeepsTheFrameRate)

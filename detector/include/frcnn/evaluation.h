@@ -27,6 +27,7 @@ struct EvalImage {
 	int64_t id = 0;		// frame number or COCO image id; images are evaluated in id order
 	std::string name;	// file name, when known
 	int width = 0, height = 0; // 0 when unknown
+	int64_t pts = -1;	   // the frame's timestamp (JSON lines' "pts"); -1 when unknown
 	std::vector<EvalGroundTruth> ground_truth;
 	std::vector<EvalDetection> detections;
 };
