@@ -112,6 +112,31 @@ const GstMetaInfo *detection_params_meta_get_info()
 	return info;
 }
 
+// Leaves out of `kept` the params of regions no longer on `buffer` (an application removed them)
+// and of the regions in `added` (which may have taken a removed region's id and type): they
+// would be put on a new region of that id and type after a scaling.
+void drop_stale_params(GstBuffer *buffer, const std::vector<KeptParam> &added, std::vector<KeptParam> &kept)
+{
+	auto on_buffer = [buffer](const KeptParam &param) {
+		gpointer state = nullptr;
+		while (GstMeta *item = gst_buffer_iterate_meta_filtered(
+			       buffer, &state, GST_VIDEO_REGION_OF_INTEREST_META_API_TYPE)) {
+			const auto *roi = reinterpret_cast<const GstVideoRegionOfInterestMeta *>(item);
+			if (roi->id == param.roi_id && roi->roi_type == param.roi_type)
+				return true;
+		}
+		return false;
+	};
+	auto replaced = [&added](const KeptParam &param) {
+		return std::any_of(added.begin(), added.end(), [&param](const KeptParam &other) {
+			return other.roi_id == param.roi_id && other.roi_type == param.roi_type;
+		});
+	};
+	kept.erase(std::remove_if(kept.begin(), kept.end(),
+				  [&](const KeptParam &param) { return replaced(param) || !on_buffer(param); }),
+		   kept.end());
+}
+
 // Keeps the params of regions of interest just added (`added`) in the buffer's
 // GstFrcnnDetectionParamsMeta, which it (re)adds after them: the meta must be newer than the
 // regions it serves (restore_params).
@@ -120,6 +145,7 @@ void keep_params(GstBuffer *buffer, std::vector<KeptParam> &&added)
 	std::unique_ptr<std::vector<KeptParam>> kept(new std::vector<KeptParam>());
 	if (auto *older = reinterpret_cast<DetectionParamsMeta *>(
 		    gst_buffer_get_meta(buffer, detection_params_meta_api_get_type()))) {
+		drop_stale_params(buffer, added, *older->kept);
 		std::swap(*kept, *older->kept);
 		if (!gst_buffer_remove_meta(buffer, &older->meta)) {
 			/* A locked meta stays where it is, and keeps the params. */

@@ -199,6 +199,33 @@ TEST(DetectionMeta, IdsFollowTheBuffersAndBoxesStayInTheFrame)
 	EXPECT_DOUBLE_EQ(rois[2].y_max, 1.0);
 }
 
+// An application that removes detections (a filter, a tracker) frees their ids: detections added
+// later may take an id and type again, and keep their own params through a scaling, not those of
+// the detection removed.
+TEST(DetectionMeta, ARemovedDetectionsParamsDoNotComeBackOnAnother)
+{
+	BufferPtr buffer = frame_with_detections();
+	for (;;) { /* removes the two cars (ids 1 and 2) */
+		gpointer state = nullptr;
+		GstMeta *car = nullptr;
+		while (GstMeta *item = gst_buffer_iterate_meta_filtered(
+			       buffer.get(), &state, GST_VIDEO_REGION_OF_INTEREST_META_API_TYPE))
+			if (reinterpret_cast<GstVideoRegionOfInterestMeta *>(item)->id > 0)
+				car = item;
+		if (!car)
+			break;
+		ASSERT_TRUE(gst_buffer_remove_meta(buffer.get(), car));
+	}
+	frcnn::gst::add_detection_meta(buffer.get(), kWidth, kHeight, 200, 40, 260, 90, 3, "car", 0.3);
+	const std::vector<Region> before = read_rois(buffer.get());
+	ASSERT_EQ(before.size(), 2u);
+	ASSERT_EQ(before[1].id, 1) << "the new car takes the id of the first car removed";
+
+	BufferPtr half = through("videoscale ! capsfilter caps=video/x-raw,width=320,height=240", buffer.get());
+	ASSERT_TRUE(half);
+	expect_same_detections(before, read_rois(half.get()), 320, 240);
+}
+
 // Regions of interest of another producer keep what they came with: no param is given to one
 // that had none, one whose param another element replaced keeps the new one.
 TEST(DetectionMeta, OtherRegionsKeepWhatTheyHave)
