@@ -601,6 +601,11 @@ struct GstFrcnnDetectState {
 	// srcresult is EOS because downstream returned it for a buffer (a sink of num-buffers, an
 	// identity eos-after), not because the stream's EOS went out: upstream's EOS must follow.
 	bool downstream_eos = false;
+	// Upstream's EOS has come (queued or gone out) since the last flush or new stream: upstream
+	// sees no flow return after it, so a failure downstream is this element's to report.
+	bool eos_received = false;
+	// The failure in srcresult has been reported by an error message of this element.
+	bool failure_reported = false;
 	bool have_info = false;
 	GstVideoInfo sink_info;
 	GstSegment segment;		     // the sink pad's, for the running time of each buffer
@@ -2159,6 +2164,7 @@ static void gst_frcnn_detect_loop(gpointer user_data)
 			if (ret != GST_FLOW_OK && state->srcresult == GST_FLOW_OK) {
 				state->srcresult = ret;
 				state->downstream_eos = ret == GST_FLOW_EOS && !stream_ends;
+				state->failure_reported = own_error;
 			}
 			ret = state->srcresult;
 			state->item_removed.notify_all();
@@ -2167,8 +2173,16 @@ static void gst_frcnn_detect_loop(gpointer user_data)
 		if (ret == GST_FLOW_OK)
 			return;
 
-		if (!own_error && (ret == GST_FLOW_NOT_LINKED || ret < GST_FLOW_EOS)) {
-			/* Upstream may be waiting on us after its EOS: it will not see this flow. */
+		bool report;
+		{
+			std::lock_guard<std::mutex> lock(state->mutex);
+			/* Before upstream's EOS, upstream hears the flow at its next buffer and reports
+			 * it (a source posts the error); after it, nobody else will (as queue does). */
+			report = !state->failure_reported && state->eos_received &&
+				 (ret == GST_FLOW_NOT_LINKED || ret < GST_FLOW_EOS);
+			state->failure_reported |= report;
+		}
+		if (report) {
 			GST_ELEMENT_FLOW_ERROR(self, ret);
 			gst_pad_push_event(self->srcpad, gst_event_new_eos());
 		}
@@ -2581,6 +2595,7 @@ static gboolean gst_frcnn_detect_sink_event(GstPad *pad, GstObject *parent, GstE
 			state->clear_queue();
 			state->srcresult = GST_FLOW_OK;
 			state->downstream_eos = false;
+			state->eos_received = false;
 			state->frame_count = 0;
 			gst_segment_init(&state->segment, GST_FORMAT_TIME);
 		}
@@ -2656,12 +2671,25 @@ static gboolean gst_frcnn_detect_sink_event(GstPad *pad, GstObject *parent, GstE
 			state->srcresult = GST_FLOW_OK;
 			restart = true;
 		}
+		if (starts_stream(type))
+			state->eos_received = false;
 		if (state->srcresult != GST_FLOW_OK) {
 			GST_DEBUG_OBJECT(self, "dropping %" GST_PTR_FORMAT ": %s", event,
 					 gst_flow_get_name(state->srcresult));
+			const GstFlowReturn failed = state->srcresult;
+			/* An EOS after a failure downstream that upstream saw at no buffer: nobody else
+			 * reports it (as queue does). */
+			const bool report = type == GST_EVENT_EOS && !state->failure_reported &&
+					    (failed == GST_FLOW_NOT_LINKED || failed < GST_FLOW_EOS);
+			state->failure_reported |= report;
+			lock.unlock();
+			if (report)
+				GST_ELEMENT_FLOW_ERROR(self, failed);
 			gst_event_unref(event);
 			return FALSE;
 		}
+		if (type == GST_EVENT_EOS)
+			state->eos_received = true;
 		if (type == GST_EVENT_CAPS) {
 			state->sink_info = info;
 			state->have_info = true;
@@ -2873,6 +2901,7 @@ static gboolean gst_frcnn_detect_src_activate_mode(GstPad *pad, GstObject *paren
 			state->clear_queue();
 			state->srcresult = GST_FLOW_OK;
 			state->downstream_eos = false;
+			state->eos_received = false;
 			state->frame_count = 0;
 			state->busy = false;
 		}

@@ -2,7 +2,11 @@
 // Small helpers shared by the test programs.
 #pragma once
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -16,6 +20,25 @@
 #include <utility>
 
 namespace frcnn::test {
+
+// A TCP socket bound to a free port on 127.0.0.1 (close-on-exec), and that port; throws when
+// there is none.
+inline int bind_loopback(int *port)
+{
+	const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in addr = {};
+	addr.sin_family = AF_INET;
+	addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	socklen_t size = sizeof(addr);
+	if (fd < 0 || bind(fd, reinterpret_cast<sockaddr *>(&addr), sizeof(addr)) != 0 ||
+	    getsockname(fd, reinterpret_cast<sockaddr *>(&addr), &size) != 0) {
+		if (fd >= 0)
+			close(fd);
+		throw std::runtime_error("cannot bind a port on 127.0.0.1");
+	}
+	*port = ntohs(addr.sin_port);
+	return fd;
+}
 
 // Value of an environment variable the test harness sets; throws when it is missing so that a
 // misconfigured run fails instead of silently testing nothing.

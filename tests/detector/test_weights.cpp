@@ -31,6 +31,7 @@
 
 #include <gtest/gtest.h>
 
+#include "common.h"
 #include "frcnn/error.h"
 #include "frcnn/weights.h"
 
@@ -304,24 +305,13 @@ private:
 class ClosedPort
 {
 public:
-	ClosedPort()
-	{
-		fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		struct sockaddr_in addr = {};
-		addr.sin_family = AF_INET;
-		addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-		socklen_t size = sizeof(addr);
-		if (fd_ < 0 || bind(fd_, reinterpret_cast<sockaddr *>(&addr), sizeof(addr)) != 0 ||
-		    getsockname(fd_, reinterpret_cast<sockaddr *>(&addr), &size) != 0)
-			throw std::runtime_error("cannot reserve a port");
-		port_ = ntohs(addr.sin_port);
-	}
+	ClosedPort() : fd_(frcnn::test::bind_loopback(&port_)) {}
 	~ClosedPort() { close(fd_); }
 	int port() const { return port_; }
 
 private:
-	int fd_ = -1;
 	int port_ = 0;
+	int fd_ = -1;
 };
 
 class WeightsTest : public ::testing::Test

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include <gst/check/gstharness.h>
 #include <gst/gst.h>
 #include <gst/video/video.h>
 #include <gtest/gtest.h>
@@ -376,5 +377,24 @@ struct BufferDeleter {
 	void operator()(GstBuffer *buffer) const { gst_buffer_unref(buffer); }
 };
 using BufferPtr = std::unique_ptr<GstBuffer, BufferDeleter>;
+
+// The metas of the allocation query for `caps` that upstream gets from the harness's element,
+// where the elements behind it (the harness's sink) take GstVideoMeta and GstVideoCropMeta.
+struct ProposedMetas {
+	bool video_meta = false, crop_meta = false;
+};
+
+inline ProposedMetas metas_passed_upstream(GstHarness *h, GstCaps *caps)
+{
+	gst_harness_add_propose_allocation_meta(h, GST_VIDEO_CROP_META_API_TYPE, nullptr);
+	gst_harness_add_propose_allocation_meta(h, GST_VIDEO_META_API_TYPE, nullptr);
+	GstQuery *query = gst_query_new_allocation(caps, TRUE);
+	ProposedMetas metas;
+	EXPECT_TRUE(gst_pad_peer_query(h->srcpad, query));
+	metas.video_meta = gst_query_find_allocation_meta(query, GST_VIDEO_META_API_TYPE, nullptr);
+	metas.crop_meta = gst_query_find_allocation_meta(query, GST_VIDEO_CROP_META_API_TYPE, nullptr);
+	gst_query_unref(query);
+	return metas;
+}
 
 } // namespace gst_test

@@ -40,6 +40,7 @@
 #include "frcnn/detector.h"
 #include "frcnn/model.h"
 
+#include "common.h"
 #include "gst_test_utils.h"
 #include "labels.h"
 
@@ -1595,6 +1596,48 @@ TEST(FrcnnDetect, RecoversAfterAFixedSetting)
 	gst_object_unref(pipeline);
 }
 
+// The names of the elements that posted the errors of a run of `description` (to its first error,
+// else its EOS), once its streaming threads have all stopped.
+std::vector<std::string> error_sources(const std::string &description)
+{
+	gst_test::init();
+	GstElement *pipeline = gst_parse_launch(description.c_str(), nullptr);
+	EXPECT_NE(pipeline, nullptr);
+	if (!pipeline)
+		return {};
+	EXPECT_NE(gst_element_set_state(pipeline, GST_STATE_PLAYING), GST_STATE_CHANGE_FAILURE);
+	GstBus *bus = gst_element_get_bus(pipeline);
+	GstMessage *end = gst_bus_timed_pop_filtered(bus, 60 * GST_SECOND,
+						     static_cast<GstMessageType>(GST_MESSAGE_ERROR | GST_MESSAGE_EOS));
+	EXPECT_NE(end, nullptr) << "neither an error nor EOS: the stream hangs";
+	std::vector<std::string> sources;
+	if (end && GST_MESSAGE_TYPE(end) == GST_MESSAGE_ERROR)
+		sources.push_back(GST_OBJECT_NAME(GST_MESSAGE_SRC(end)));
+	if (end)
+		gst_message_unref(end);
+	EXPECT_EQ(gst_element_set_state(pipeline, GST_STATE_NULL), GST_STATE_CHANGE_SUCCESS);
+	while (GstMessage *error = gst_bus_pop_filtered(bus, GST_MESSAGE_ERROR)) {
+		sources.push_back(GST_OBJECT_NAME(GST_MESSAGE_SRC(error)));
+		gst_message_unref(error);
+	}
+	gst_object_unref(bus);
+	gst_object_unref(pipeline);
+	return sources;
+}
+
+// Nothing linked after the detector: the error is reported once, by whoever hears of the failure
+// last: the source at its next buffer (as with queue), or the element when upstream's EOS has
+// come before it (the source then hears nothing).
+TEST(FrcnnDetect, AnUnlinkedSourcePadIsReportedOnce)
+{
+	const std::string detect = " ! video/x-raw,format=RGB,width=160,height=120 ! "
+				   "frcnndetect name=detect model=tiny min-size=128 weights=" + gst_test::weights4();
+	EXPECT_EQ(error_sources("videotestsrc name=source num-buffers=50" + detect),
+		  std::vector<std::string>{ "source" });
+	EXPECT_EQ(error_sources("videotestsrc name=source num-buffers=1" + detect),
+		  std::vector<std::string>{ "detect" });
+}
+
 TEST(FrcnnDetect, DownstreamFailureEndsTheStream)
 {
 	/* Nothing linked after the detector: the push fails, and the pipeline hears of it. */
@@ -2670,6 +2713,38 @@ TEST(FrcnnDetect, ClassThresholdsKeepEachClassAboveItsOwn)
 // New weights set while playing are loaded beside the running model, which goes on until they
 // are ready; weights that cannot be loaded leave it running, with a warning; model settings that
 // cannot change while playing wait for the next start, with a warning.
+// A playing element (of the default properties) whose messages go to a bus of the test's own,
+// fed one frame at a time.
+struct WatchedElement {
+	HarnessPtr h = harness();
+	GstBus *bus = gst_bus_new();
+	GstClockTime pts = 0;
+
+	explicit WatchedElement(const Frame &first)
+	{
+		gst_element_set_bus(h->element, bus);
+		gst_harness_set_src_caps(h.get(), first.caps());
+	}
+	~WatchedElement()
+	{
+		gst_element_set_bus(h->element, nullptr);
+		gst_object_unref(bus);
+	}
+
+	gst_test::BufferPtr push(const Frame &frame)
+	{
+		return gst_test::BufferPtr(gst_harness_push_and_pull(h.get(), frame.buffer(pts++ * GST_MSECOND)));
+	}
+
+	// The frame comes out with the detections of the element's first weights (tiny4).
+	void expect_first_model(const Frame &frame)
+	{
+		gst_test::BufferPtr out = push(frame);
+		ASSERT_TRUE(out);
+		expect_meta_equals(out.get(), frame.width(), frame.height(), expected_for(frame));
+	}
+};
+
 TEST(FrcnnDetect, WeightsChangeWhilePlaying)
 {
 	const std::vector<Frame> frames = distinct_frames(3);
@@ -2682,18 +2757,12 @@ TEST(FrcnnDetect, WeightsChangeWhilePlaying)
 	frcnn::Detector coco_reference(options);
 	const std::vector<std::string> coco = frcnn::gst::coco_category_names();
 
-	HarnessPtr h = harness();
-	GstBus *bus = gst_bus_new();
-	gst_element_set_bus(h->element, bus);
-	gst_harness_set_src_caps(h.get(), frames[0].caps());
-	GstClockTime pts = 0;
-	auto expect_old_model = [&](const Frame &frame) {
-		gst_test::BufferPtr out(gst_harness_push_and_pull(h.get(), frame.buffer(pts++ * GST_MSECOND)));
-		ASSERT_TRUE(out);
-		expect_meta_equals(out.get(), frame.width(), frame.height(), expected_for(frame));
-	};
+	WatchedElement element(frames[0]);
+	GstHarness *h = element.h.get();
+	GstBus *bus = element.bus;
+	auto expect_old_model = [&](const Frame &frame) { element.expect_first_model(frame); };
 	auto expect_new_model = [&](const Frame &frame) {
-		gst_test::BufferPtr out(gst_harness_push_and_pull(h.get(), frame.buffer(pts++ * GST_MSECOND)));
+		gst_test::BufferPtr out = element.push(frame);
 		ASSERT_TRUE(out);
 		expect_meta_equals(out.get(), frame.width(), frame.height(),
 				   coco_reference.detect({ view_of(frame) }).at(0), coco);
@@ -2739,11 +2808,9 @@ TEST(FrcnnDetect, WeightsChangeWhilePlaying)
 	g_object_set(h->element, "cpu-convolutions", frcnn::CpuConvolutions::Auto, "weights",
 		     gst_test::weights4().c_str(), nullptr);
 	expect_new_model(frames[1]);
-	gst_element_set_bus(h->element, nullptr);
-	gst_object_unref(bus);
 	ASSERT_EQ(gst_element_set_state(h->element, GST_STATE_READY), GST_STATE_CHANGE_SUCCESS);
 	ASSERT_EQ(gst_element_set_state(h->element, GST_STATE_PLAYING), GST_STATE_CHANGE_SUCCESS);
-	gst_harness_set_src_caps(h.get(), frames[0].caps());
+	gst_harness_set_src_caps(h, frames[0].caps());
 	expect_old_model(frames[2]);
 }
 
@@ -2757,25 +2824,15 @@ TEST(FrcnnDetect, LabelsChangeWhilePlaying)
 	const std::vector<frcnn::Detection> all = expected_for(frame);
 	ASSERT_FALSE(all.empty());
 
-	HarnessPtr h = harness();
-	GstBus *bus = gst_bus_new();
-	gst_element_set_bus(h->element, bus);
-	gst_harness_set_src_caps(h.get(), frame.caps());
-	GstClockTime pts = 0;
-	gst_test::BufferPtr out(gst_harness_push_and_pull(h.get(), frame.buffer(pts++)));
-	ASSERT_TRUE(out);
-	expect_meta_equals(out.get(), frame.width(), frame.height(), all);
-
-	g_object_set(h->element, "labels", path.c_str(), nullptr);
-	out.reset(gst_harness_push_and_pull(h.get(), frame.buffer(pts++))); // starts the set-up
-	ASSERT_TRUE(out);
-	EXPECT_NE(next_message_text(bus, GST_MESSAGE_INFO).find("Loaded the weights"), std::string::npos);
-	out.reset(gst_harness_push_and_pull(h.get(), frame.buffer(pts++)));
+	WatchedElement element(frame);
+	element.expect_first_model(frame);
+	g_object_set(element.h->element, "labels", path.c_str(), nullptr);
+	element.expect_first_model(frame); // starts the set-up
+	EXPECT_NE(next_message_text(element.bus, GST_MESSAGE_INFO).find("Loaded the weights"), std::string::npos);
+	gst_test::BufferPtr out = element.push(frame);
 	ASSERT_TRUE(out);
 	expect_meta_equals(out.get(), frame.width(), frame.height(), all,
 			   { "__background__", "cat", "dog", "bird" });
-	gst_element_set_bus(h->element, nullptr);
-	gst_object_unref(bus);
 }
 
 // An HTTP server on 127.0.0.1 that answers every request with the start of a large file and then
@@ -2784,18 +2841,10 @@ TEST(FrcnnDetect, LabelsChangeWhilePlaying)
 // error at once.
 class StallingHttpServer {
 public:
-	StallingHttpServer()
+	StallingHttpServer() : listener_(frcnn::test::bind_loopback(&port_))
 	{
-		listener_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		struct sockaddr_in addr = {};
-		addr.sin_family = AF_INET;
-		addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-		socklen_t size = sizeof(addr);
-		if (listener_ < 0 || bind(listener_, reinterpret_cast<sockaddr *>(&addr), sizeof(addr)) != 0 ||
-		    getsockname(listener_, reinterpret_cast<sockaddr *>(&addr), &size) != 0 ||
-		    listen(listener_, 8) != 0 || pipe2(wake_, O_CLOEXEC) != 0)
+		if (listen(listener_, 8) != 0 || pipe2(wake_, O_CLOEXEC) != 0)
 			throw std::runtime_error(std::string("cannot start the HTTP server: ") + strerror(errno));
-		port_ = ntohs(addr.sin_port);
 		thread_ = std::thread([this] { serve(); });
 	}
 
@@ -2867,9 +2916,9 @@ private:
 			close(connection);
 	}
 
+	int port_ = 0;
 	int listener_ = -1;
 	int wake_[2] = { -1, -1 };
-	int port_ = 0;
 	std::atomic<bool> released_{ false };
 	std::mutex mutex_;
 	std::condition_variable answered_;
@@ -2921,19 +2970,11 @@ TEST(FrcnnDetect, AStopGivesUpAWeightsDownloadWhilePlaying)
 	ScopedEnv torch_home("TORCH_HOME", cache);
 	const std::vector<Frame> frames = distinct_frames(3);
 
-	HarnessPtr h = harness();
-	GstBus *bus = gst_bus_new();
-	gst_element_set_bus(h->element, bus);
-	gst_harness_set_src_caps(h.get(), frames[0].caps());
-	GstClockTime pts = 0;
-	auto expect_old_model = [&](const Frame &frame) {
-		gst_test::BufferPtr out(gst_harness_push_and_pull(h.get(), frame.buffer(pts++ * GST_MSECOND)));
-		ASSERT_TRUE(out);
-		expect_meta_equals(out.get(), frame.width(), frame.height(), expected_for(frame));
-	};
-	expect_old_model(frames[0]);
+	WatchedElement element(frames[0]);
+	GstHarness *h = element.h.get();
+	element.expect_first_model(frames[0]);
 	g_object_set(h->element, "weights", server.url("stalled.pth").c_str(), nullptr);
-	expect_old_model(frames[1]); // starts the download
+	element.expect_first_model(frames[1]); // starts the download
 	ASSERT_TRUE(server.wait_for_requests(1, std::chrono::seconds(60)));
 	ASSERT_FALSE(folder_entries(cache + "/hub/checkpoints").empty()) << "the download is under way";
 
@@ -2947,15 +2988,16 @@ TEST(FrcnnDetect, AStopGivesUpAWeightsDownloadWhilePlaying)
 	EXPECT_TRUE(in_time) << "the stop waited for the download";
 	EXPECT_EQ(stopped.get(), GST_STATE_CHANGE_SUCCESS);
 	EXPECT_TRUE(folder_entries(cache + "/hub/checkpoints").empty()) << "nothing of the download is kept";
-	EXPECT_EQ(gst_bus_pop_filtered(bus, static_cast<GstMessageType>(GST_MESSAGE_WARNING | GST_MESSAGE_ERROR)),
-		  nullptr);
+	GstMessage *problem =
+		gst_bus_pop_filtered(element.bus, static_cast<GstMessageType>(GST_MESSAGE_WARNING | GST_MESSAGE_ERROR));
+	EXPECT_EQ(problem, nullptr);
+	if (problem)
+		gst_message_unref(problem);
 
 	g_object_set(h->element, "weights", gst_test::weights4().c_str(), nullptr);
 	ASSERT_EQ(gst_element_set_state(h->element, GST_STATE_PLAYING), GST_STATE_CHANGE_SUCCESS);
-	gst_harness_set_src_caps(h.get(), frames[0].caps());
-	expect_old_model(frames[2]);
-	gst_element_set_bus(h->element, nullptr);
-	gst_object_unref(bus);
+	gst_harness_set_src_caps(h, frames[0].caps());
+	element.expect_first_model(frames[2]);
 }
 
 // An element loading the model of one model-instance-id (a long download, here) holds up the

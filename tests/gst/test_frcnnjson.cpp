@@ -511,15 +511,11 @@ namespace {
 TEST(FrcnnJson, TakesNoCropMeta)
 {
 	HarnessPtr h = json_harness("location=" + gst_test::out_dir() + "/crop-meta.jsonl");
-	gst_harness_add_propose_allocation_meta(h.get(), GST_VIDEO_CROP_META_API_TYPE, nullptr);
-	gst_harness_add_propose_allocation_meta(h.get(), GST_VIDEO_META_API_TYPE, nullptr);
 	GstCaps *caps = gst_caps_from_string("video/x-raw,format=NV12,width=320,height=240,framerate=30/1");
-	GstQuery *query = gst_query_new_allocation(caps, TRUE);
+	const gst_test::ProposedMetas metas = gst_test::metas_passed_upstream(h.get(), caps);
 	gst_caps_unref(caps);
-	ASSERT_TRUE(gst_pad_peer_query(h->srcpad, query));
-	EXPECT_TRUE(gst_query_find_allocation_meta(query, GST_VIDEO_META_API_TYPE, nullptr));
-	EXPECT_FALSE(gst_query_find_allocation_meta(query, GST_VIDEO_CROP_META_API_TYPE, nullptr));
-	gst_query_unref(query);
+	EXPECT_TRUE(metas.video_meta);
+	EXPECT_FALSE(metas.crop_meta);
 }
 
 TEST(FrcnnJson, PixelAspectRatioOfAnamorphicVideo)
