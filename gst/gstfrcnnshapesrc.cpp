@@ -148,6 +148,7 @@ static gboolean gst_frcnn_shape_src_start(GstBaseSrc *bsrc);
 static gboolean gst_frcnn_shape_src_stop(GstBaseSrc *bsrc);
 static gboolean gst_frcnn_shape_src_is_seekable(GstBaseSrc *bsrc);
 static gboolean gst_frcnn_shape_src_do_seek(GstBaseSrc *bsrc, GstSegment *segment);
+static gboolean gst_frcnn_shape_src_event(GstBaseSrc *bsrc, GstEvent *event);
 static gboolean gst_frcnn_shape_src_query(GstBaseSrc *bsrc, GstQuery *query);
 static void gst_frcnn_shape_src_get_times(GstBaseSrc *bsrc, GstBuffer *buffer, GstClockTime *start,
 					  GstClockTime *end);
@@ -198,6 +199,7 @@ static void gst_frcnn_shape_src_class_init(GstFrcnnShapeSrcClass *klass)
 	bsrc_class->start = GST_DEBUG_FUNCPTR(gst_frcnn_shape_src_start);
 	bsrc_class->stop = GST_DEBUG_FUNCPTR(gst_frcnn_shape_src_stop);
 	bsrc_class->is_seekable = GST_DEBUG_FUNCPTR(gst_frcnn_shape_src_is_seekable);
+	bsrc_class->event = GST_DEBUG_FUNCPTR(gst_frcnn_shape_src_event);
 	bsrc_class->do_seek = GST_DEBUG_FUNCPTR(gst_frcnn_shape_src_do_seek);
 	bsrc_class->query = GST_DEBUG_FUNCPTR(gst_frcnn_shape_src_query);
 	bsrc_class->get_times = GST_DEBUG_FUNCPTR(gst_frcnn_shape_src_get_times);
@@ -430,6 +432,20 @@ static gboolean gst_frcnn_shape_src_is_seekable(GstBaseSrc *bsrc)
 {
 	/* Any frame can be drawn directly; a live source plays what is now. */
 	return !gst_base_src_is_live(bsrc);
+}
+
+/* A seek the source cannot do is refused here, before GstBaseSrc flushes the pipeline for it. */
+static gboolean gst_frcnn_shape_src_event(GstBaseSrc *bsrc, GstEvent *event)
+{
+	if (GST_EVENT_TYPE(event) == GST_EVENT_SEEK) {
+		gdouble rate;
+		gst_event_parse_seek(event, &rate, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr);
+		if (rate < 0) {
+			GST_WARNING_OBJECT(bsrc, "reverse playback is not supported");
+			return FALSE;
+		}
+	}
+	return GST_BASE_SRC_CLASS(gst_frcnn_shape_src_parent_class)->event(bsrc, event);
 }
 
 static gboolean gst_frcnn_shape_src_do_seek(GstBaseSrc *bsrc, GstSegment *segment)

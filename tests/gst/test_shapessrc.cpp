@@ -5,6 +5,7 @@
 #include <array>
 #include <chrono>
 #include <cmath>
+#include <atomic>
 #include <fstream>
 #include <mutex>
 #include <memory>
@@ -410,6 +411,39 @@ TEST(FrcnnShapeSrc, ASeekToAFramesPtsStartsAtThatFrame)
 		ASSERT_FALSE(frames.pts.empty());
 		EXPECT_EQ(frames.pts.front(), position) << "the first frame after the seek is the one at the position";
 	}
+}
+
+GstPadProbeReturn count_flushes(GstPad *, GstPadProbeInfo *info, gpointer data)
+{
+	if (GST_EVENT_TYPE(GST_PAD_PROBE_INFO_EVENT(info)) == GST_EVENT_FLUSH_START)
+		++*static_cast<std::atomic<int> *>(data);
+	return GST_PAD_PROBE_OK;
+}
+
+// Reverse playback is refused before anything is flushed: the stream goes on as it was.
+TEST(FrcnnShapeSrc, AReverseSeekIsRefusedWithoutAFlush)
+{
+	PipelinePtr pipeline = launch("frcnnshapesrc name=src num-buffers=5 ! video/x-raw,width=64,height=48 ! "
+				      "fakesink name=sink sync=false signal-handoffs=true");
+	ASSERT_TRUE(pipeline);
+	std::atomic<int> flushes{ 0 };
+	std::vector<GstClockTime> pts;
+	GstElement *src = gst_bin_get_by_name(GST_BIN(pipeline.get()), "src");
+	GstPad *pad = gst_element_get_static_pad(src, "src");
+	gst_pad_add_probe(pad, GST_PAD_PROBE_TYPE_EVENT_FLUSH, count_flushes, &flushes, nullptr);
+	gst_object_unref(pad);
+	gst_object_unref(src);
+	GstElement *sink = gst_bin_get_by_name(GST_BIN(pipeline.get()), "sink");
+	g_signal_connect(sink, "handoff", G_CALLBACK(record_pts), &pts);
+	gst_object_unref(sink);
+	gst_element_set_state(pipeline.get(), GST_STATE_PAUSED);
+	ASSERT_EQ(gst_element_get_state(pipeline.get(), nullptr, nullptr, 10 * GST_SECOND),
+		  GST_STATE_CHANGE_SUCCESS);
+	EXPECT_FALSE(gst_element_seek(pipeline.get(), -1.0, GST_FORMAT_TIME, GST_SEEK_FLAG_FLUSH,
+				      GST_SEEK_TYPE_SET, 0, GST_SEEK_TYPE_SET, GST_SECOND));
+	EXPECT_EQ(flushes.load(), 0);
+	EXPECT_EQ(play_to_end(pipeline.get()), "");
+	EXPECT_EQ(pts.size(), 5u) << "every frame of the stream, once";
 }
 
 void change_rate_after_five(GstElement *, GstBuffer *buffer, GstPad *, gpointer data)
