@@ -17,18 +17,31 @@ gi.require_version("GstVideo", "1.0")
 from gi.repository import GLib, Gst, GstVideo  # noqa: E402
 
 
+# Ids tried past the last region found before giving up: regions of other producers may share
+# an id (GStreamer's default is 0), and a region with a shared id is found once.
+MAX_ID_GAP = 4096
+
+
 def read_detections(buffer):
-    """The detections on a buffer as dicts, best first.
+    """The regions of interest on a buffer as dicts, in id order (frcnndetect's: best first).
 
     GStreamer 1.22's Python bindings cannot walk all metas of one type (Gst.Buffer.foreach_meta
-    hands the callback None), so the metas are fetched by id: frcnndetect numbers the regions of
-    a buffer 0, 1, 2, ...
+    does not hand its callback the meta), so the metas are counted and then fetched by id:
+    frcnndetect numbers its regions after the highest id already on the buffer (0, 1, 2, ...
+    on a frame that had none), and an application may have removed some, so ids can start
+    above 0 and have gaps.
     """
+    api = GstVideo.VideoRegionOfInterestMeta.get_info().api
+    remaining = buffer.get_n_meta(api)
     detections = []
-    while True:
-        roi = GstVideo.buffer_get_video_region_of_interest_meta_id(buffer, len(detections))
+    roi_id = last_found = 0
+    while remaining > 0 and roi_id - last_found <= MAX_ID_GAP:
+        roi = GstVideo.buffer_get_video_region_of_interest_meta_id(buffer, roi_id)
+        roi_id += 1
         if roi is None:
-            return detections
+            continue
+        last_found = roi_id
+        remaining -= 1
         detection = {
             "roi_type": GLib.quark_to_string(roi.roi_type),
             "rect": (roi.x, roi.y, roi.w, roi.h),  # frame pixels
@@ -45,6 +58,7 @@ def read_detections(buffer):
                              confidence=confidence if ok_score else None,
                              box=box)  # normalised to 0..1
         detections.append(detection)
+    return detections
 
 
 def main():

@@ -1,0 +1,59 @@
+#!/usr/bin/env python3
+"""read_detections() of docs/examples/read_detections.py finds every region of interest on a
+buffer: ids that start above 0 (regions of another element before frcnndetect's), gaps (regions
+an application removed), and it stops on a buffer whose regions share an id."""
+import importlib.util
+import sys
+
+import gi
+
+gi.require_version("Gst", "1.0")
+gi.require_version("GstVideo", "1.0")
+from gi.repository import Gst, GstVideo  # noqa: E402
+
+
+def load_example(path):
+    spec = importlib.util.spec_from_file_location("read_detections", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def buffer_with_regions(ids):
+    buffer = Gst.Buffer.new_allocate(None, 16, None)
+    for roi_id in ids:
+        roi = GstVideo.buffer_add_video_region_of_interest_meta(buffer, f"r{roi_id}", roi_id, 0, 10, 10)
+        roi.id = roi_id
+    return buffer
+
+
+def main():
+    Gst.init(None)
+    example = load_example(sys.argv[1])
+    failures = 0
+    cases = [
+        ([], []),
+        ([0, 1, 2], [0, 1, 2]),
+        ([7, 8, 9], [7, 8, 9]),            # another element's region first, then frcnndetect's
+        ([0, 2, 5], [0, 2, 5]),            # regions removed in between
+        ([3000], [3000]),                  # far from 0, within the gap allowed
+    ]
+    for ids, expected in cases:
+        found = [d["rect"][0] for d in example.read_detections(buffer_with_regions(ids))]
+        if found != expected:
+            print(f"FAIL: regions {ids}: read {found}, expected {expected}")
+            failures += 1
+        else:
+            print(f"ok: regions {ids}")
+    # Two regions of id 0: one is found, and the scan ends.
+    found = example.read_detections(buffer_with_regions([0, 0]))
+    if len(found) != 1:
+        print(f"FAIL: two regions of id 0: read {len(found)}, expected 1")
+        failures += 1
+    else:
+        print("ok: two regions of id 0 read once")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
