@@ -26,11 +26,56 @@ struct StructureFree {
 	void operator()(GstStructure *structure) const { gst_structure_free(structure); }
 };
 
-// The param of one region of interest: which region (id and type) and a copy of its param.
+// The param of one region of interest: which region (id and type), a copy of its param, and
+// the frame its normalised box is of, with how far (pixels) the region's rectangle may lie from
+// that box: rounded once when attached, then rounded down at every scaling, each earlier
+// rounding scaled with the frame.
 struct KeptParam {
 	gint roi_id;
 	GQuark roi_type;
 	std::unique_ptr<GstStructure, StructureFree> param;
+	int frame_width = 0, frame_height = 0;
+	double slack_x = 1.0, slack_y = 1.0;
+
+	// The param as kept on a copy of the buffer, or on a scaled copy (`scale` not null).
+	KeptParam scaled(const GstVideoMetaTransform *scale) const
+	{
+		KeptParam copy{ roi_id, roi_type,
+				std::unique_ptr<GstStructure, StructureFree>(gst_structure_copy(param.get())),
+				frame_width, frame_height, slack_x, slack_y };
+		const int in_width = scale ? GST_VIDEO_INFO_WIDTH(scale->in_info) : 0;
+		const int in_height = scale ? GST_VIDEO_INFO_HEIGHT(scale->in_info) : 0;
+		if (in_width > 0 && in_height > 0) {
+			const double fx = static_cast<double>(GST_VIDEO_INFO_WIDTH(scale->out_info)) / in_width;
+			const double fy = static_cast<double>(GST_VIDEO_INFO_HEIGHT(scale->out_info)) / in_height;
+			copy.frame_width = static_cast<int>(std::lround(frame_width * fx));
+			copy.frame_height = static_cast<int>(std::lround(frame_height * fy));
+			copy.slack_x = slack_x * fx + 1.0;
+			copy.slack_y = slack_y * fy + 1.0;
+		}
+		return copy;
+	}
+
+	// Whether `roi` is the region this param was kept for: of its id and type, and where its
+	// box is (another producer's region may have the same id and type).
+	bool fits(const GstVideoRegionOfInterestMeta &roi) const
+	{
+		if (roi.id != roi_id || roi.roi_type != roi_type)
+			return false;
+		double x_min, y_min, x_max, y_max;
+		if (frame_width <= 0 || frame_height <= 0 ||
+		    !gst_structure_get_double(param.get(), "x_min", &x_min) ||
+		    !gst_structure_get_double(param.get(), "y_min", &y_min) ||
+		    !gst_structure_get_double(param.get(), "x_max", &x_max) ||
+		    !gst_structure_get_double(param.get(), "y_max", &y_max))
+			return true;
+		const double left = x_min * frame_width, right = x_max * frame_width;
+		const double top = y_min * frame_height, bottom = y_max * frame_height;
+		/* Each edge (and so the width and height) may be off by the slack. */
+		return std::abs(left - roi.x) <= slack_x + 1e-6 && std::abs(top - roi.y) <= slack_y + 1e-6 &&
+		       std::abs(right - left - roi.w) <= 2 * slack_x + 1e-6 &&
+		       std::abs(bottom - top - roi.h) <= 2 * slack_y + 1e-6;
+	}
 };
 
 struct DetectionParamsMeta {
@@ -43,7 +88,7 @@ const GstMetaInfo *detection_params_meta_get_info();
 const KeptParam *kept_param_of(const DetectionParamsMeta &meta, const GstVideoRegionOfInterestMeta &roi)
 {
 	for (const KeptParam &kept : *meta.kept)
-		if (kept.roi_id == roi.id && kept.roi_type == roi.roi_type)
+		if (kept.fits(roi))
 			return &kept;
 	return nullptr;
 }
@@ -78,7 +123,7 @@ void params_meta_free(GstMeta *meta, GstBuffer *)
 	params->kept = nullptr;
 }
 
-gboolean params_meta_transform(GstBuffer *dest, GstMeta *meta, GstBuffer *, GQuark type, gpointer)
+gboolean params_meta_transform(GstBuffer *dest, GstMeta *meta, GstBuffer *, GQuark type, gpointer data)
 {
 	/* The params hold boxes normalised to the frame, true of a copy and of a scaled frame
 	 * alike. The region-of-interest metas take no other transform, nor does this one. */
@@ -89,10 +134,11 @@ gboolean params_meta_transform(GstBuffer *dest, GstMeta *meta, GstBuffer *, GQua
 		gst_buffer_add_meta(dest, detection_params_meta_get_info(), nullptr));
 	if (!target)
 		return FALSE;
+	const auto *scale = GST_VIDEO_META_TRANSFORM_IS_SCALE(type)
+				    ? static_cast<const GstVideoMetaTransform *>(data)
+				    : nullptr;
 	for (const KeptParam &kept : *source->kept)
-		target->kept->push_back({ kept.roi_id, kept.roi_type,
-					  std::unique_ptr<GstStructure, StructureFree>(
-						  gst_structure_copy(kept.param.get())) });
+		target->kept->push_back(kept.scaled(scale));
 	restore_params(dest, *target);
 	return TRUE;
 }
@@ -227,7 +273,8 @@ void add_detection_metas(GstBuffer *buffer, int width, int height,
 			"y_max", G_TYPE_DOUBLE, height > 0 ? y2 / height : 0.0,
 			nullptr);
 		kept.push_back({ roi->id, roi->roi_type,
-				 std::unique_ptr<GstStructure, StructureFree>(gst_structure_copy(param)) });
+				 std::unique_ptr<GstStructure, StructureFree>(gst_structure_copy(param)), width,
+				 height });
 		/* The meta takes ownership of the structure. */
 		gst_video_region_of_interest_meta_add_param(roi, param);
 	}

@@ -226,6 +226,59 @@ TEST(DetectionMeta, ARemovedDetectionsParamsDoNotComeBackOnAnother)
 	expect_same_detections(before, read_rois(half.get()), 320, 240);
 }
 
+// Another producer's region of the same id and type as a detection (GStreamer's default id is 0)
+// gets no param of the detection's after a scaling, though the params meta comes after it (a
+// second detector re-adds it): the kept param goes only where its box is.
+TEST(DetectionMeta, AnotherRegionOfTheSameIdAndTypeGetsNoParam)
+{
+	BufferPtr buffer = frame();
+	frcnn::gst::add_detection_meta(buffer.get(), kWidth, kHeight, 10, 20, 110, 220, 1, "person", 0.9);
+	GstVideoRegionOfInterestMeta *other =
+		gst_buffer_add_video_region_of_interest_meta(buffer.get(), "person", 400, 300, 60, 100);
+	other->id = 0;
+	frcnn::gst::add_detection_meta(buffer.get(), kWidth, kHeight, 500, 20, 600, 120, 3, "car", 0.8);
+	const std::vector<Region> before = read_rois(buffer.get());
+	ASSERT_EQ(before.size(), 3u);
+	ASSERT_EQ(before[1].id, 0);
+	ASSERT_FALSE(before[1].has_param);
+
+	BufferPtr half = through("videoscale ! capsfilter caps=video/x-raw,width=320,height=240", buffer.get());
+	ASSERT_TRUE(half);
+	const std::vector<Region> after = read_rois(half.get());
+	ASSERT_EQ(after.size(), 3u);
+	EXPECT_TRUE(after[0].has_param);
+	EXPECT_EQ(after[0].confidence, 0.9);
+	EXPECT_FALSE(after[1].has_param) << "the other producer's region";
+	EXPECT_TRUE(after[2].has_param);
+	EXPECT_EQ(after[2].label, "car");
+}
+
+// Large upscalings one after another (each rounding of the rectangles grows with the frame):
+// every detection keeps its param.
+TEST(DetectionMeta, ParamsGoThroughUpscalingsOneAfterAnother)
+{
+	gst_test::init();
+	const gsize size = 64 * 48 * 3 / 2;
+	BufferPtr small(gst_buffer_new_allocate(nullptr, size, nullptr));
+	gst_buffer_memset(small.get(), 0, 0x60, size);
+	frcnn::gst::add_detection_metas(small.get(), 64, 48,
+					{ { 1.4, 2.6, 11.2, 22.8, 1, "person", 0.91 },
+					  { 30.5, 10.25, 42.75, 16.5, 3, "car", 0.625 },
+					  { 50.3, 40.7, 63.9, 47.9, 3, "car", 0.5 } });
+	const std::vector<Region> before = read_rois(small.get());
+	BufferPtr large = through("videoscale ! capsfilter caps=video/x-raw,width=637,height=479", small.get(), 64, 48);
+	ASSERT_TRUE(large);
+	BufferPtr larger = through("videoscale ! capsfilter caps=video/x-raw,width=1913,height=1439", large.get(), 637, 479);
+	ASSERT_TRUE(larger);
+	const std::vector<Region> after = read_rois(larger.get());
+	ASSERT_EQ(after.size(), before.size());
+	for (std::size_t i = 0; i < after.size(); i++) {
+		EXPECT_TRUE(after[i].has_param) << "region " << i;
+		EXPECT_EQ(after[i].confidence, before[i].confidence) << "region " << i;
+		EXPECT_EQ(after[i].x_min, before[i].x_min) << "region " << i;
+	}
+}
+
 // Regions of interest of another producer keep what they came with: no param is given to one
 // that had none, one whose param another element replaced keeps the new one.
 TEST(DetectionMeta, OtherRegionsKeepWhatTheyHave)
