@@ -334,19 +334,30 @@ std::vector<DetectionMeta> read_detection_metas(GstBuffer *buffer, int width, in
 			const gchar *label = gst_structure_get_string(param, "label");
 			if (label)
 				det.label = label;
-			double value;
-			if (gst_structure_get_double(param, "confidence", &value))
-				det.score = value;
+			/* A double as frcnndetect and DL Streamer write it; a float from other
+			 * producers. A score that is not a number is no score. */
+			const GValue *confidence = gst_structure_get_value(param, "confidence");
+			if (confidence && G_VALUE_HOLDS_DOUBLE(confidence))
+				det.score = g_value_get_double(confidence);
+			else if (confidence && G_VALUE_HOLDS_FLOAT(confidence))
+				det.score = g_value_get_float(confidence);
+			if (!std::isfinite(det.score))
+				det.score = -1;
 
+			/* A box of numbers only, else the rectangle stays what the region says. */
 			if (gst_structure_get(param, "x_min", G_TYPE_DOUBLE, &det.x_min,
 					      "y_min", G_TYPE_DOUBLE, &det.y_min,
 					      "x_max", G_TYPE_DOUBLE, &det.x_max,
-					      "y_max", G_TYPE_DOUBLE, &det.y_max, nullptr)) {
+					      "y_max", G_TYPE_DOUBLE, &det.y_max, nullptr) &&
+			    std::isfinite(det.x_min) && std::isfinite(det.y_min) &&
+			    std::isfinite(det.x_max) && std::isfinite(det.y_max)) {
 				det.has_box = true;
 				det.x1 = det.x_min * width;
 				det.y1 = det.y_min * height;
 				det.x2 = det.x_max * width;
 				det.y2 = det.y_max * height;
+			} else {
+				det.x_min = det.y_min = det.x_max = det.y_max = 0;
 			}
 		}
 		result.push_back(std::move(det));

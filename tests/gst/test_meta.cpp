@@ -3,6 +3,7 @@
 // videoconvertscale) keeps each detection's "detection" param (label id, score, normalised box),
 // which GStreamer's transform of GstVideoRegionOfInterestMeta alone drops.
 
+#include <cmath>
 #include <memory>
 #include <string>
 #include <vector>
@@ -277,6 +278,32 @@ TEST(DetectionMeta, ParamsGoThroughUpscalingsOneAfterAnother)
 		EXPECT_EQ(after[i].confidence, before[i].confidence) << "region " << i;
 		EXPECT_EQ(after[i].x_min, before[i].x_min) << "region " << i;
 	}
+}
+
+// Params of other producers that are not numbers: a box with NaN or infinity leaves the region's
+// rectangle as the box, a score that is not finite is no score, a float score is read.
+TEST(DetectionMeta, ReadersTakeOnlyNumbersFromOtherProducers)
+{
+	BufferPtr buffer = frame();
+	auto add = [&](const char *type, guint x, GstStructure *param) {
+		GstVideoRegionOfInterestMeta *roi =
+			gst_buffer_add_video_region_of_interest_meta(buffer.get(), type, x, 10, 40, 30);
+		gst_video_region_of_interest_meta_add_param(roi, param);
+	};
+	add("nan-box", 10, gst_structure_new("detection", "confidence", G_TYPE_DOUBLE, 0.7, "x_min", G_TYPE_DOUBLE, NAN,
+					     "y_min", G_TYPE_DOUBLE, 0.1, "x_max", G_TYPE_DOUBLE, 0.2, "y_max",
+					     G_TYPE_DOUBLE, 0.3, nullptr));
+	add("inf-score", 100, gst_structure_new("detection", "confidence", G_TYPE_DOUBLE, INFINITY, nullptr));
+	add("float-score", 200, gst_structure_new("detection", "confidence", G_TYPE_FLOAT, 0.5f, nullptr));
+	const std::vector<frcnn::gst::DetectionMeta> read = frcnn::gst::read_detection_metas(buffer.get(), kWidth, kHeight);
+	ASSERT_EQ(read.size(), 3u);
+	EXPECT_FALSE(read[0].has_box);
+	EXPECT_EQ(read[0].x1, 10.0);
+	EXPECT_EQ(read[0].x2, 50.0);
+	EXPECT_EQ(read[0].y2, 40.0);
+	EXPECT_EQ(read[0].score, 0.7);
+	EXPECT_EQ(read[1].score, -1) << "no score";
+	EXPECT_EQ(read[2].score, 0.5);
 }
 
 // Regions of interest of another producer keep what they came with: no param is given to one
