@@ -526,7 +526,14 @@ struct SharedModels {
 	{
 		std::lock_guard<std::mutex> lock(mutex);
 		for (auto it = by_id.begin(); it != by_id.end();) {
-			if (it->first != id && it->second.use_count() == 1 && it->second->model.expired())
+			/* Nobody else holds the entry, so nobody can take its lock meanwhile; taking it
+			 * orders this read of `model` after the last load's write. */
+			bool unused = false;
+			if (it->first != id && it->second.use_count() == 1) {
+				std::unique_lock<std::mutex> idle(it->second->loading, std::try_to_lock);
+				unused = idle.owns_lock() && it->second->model.expired();
+			}
+			if (unused)
 				it = by_id.erase(it);
 			else
 				++it;
@@ -573,6 +580,7 @@ struct GstFrcnnDetectState {
 	// Weights changed while playing: the model being set up for them on a thread of its own,
 	// and the settings generation it is for (kept after a refusal, so that it is not retried).
 	std::future<std::optional<ModelSetup>> reload;
+	std::future<void> reload_task; // the thread that sets it up (and then posts a message)
 	guint64 reload_generation = 0;
 	Settings reload_settings;
 	// Set by a stop: a download for `reload` gives up instead of holding the stop up.
@@ -1685,9 +1693,14 @@ static void gst_frcnn_detect_take_reload(GstFrcnnDetect *self)
 	std::optional<ModelSetup> setup = state->reload.get();
 	if (!setup)
 		return;
-	std::lock_guard<std::mutex> lock(state->mutex);
-	gst_frcnn_detect_install_model(self, std::move(*setup), state->reload_settings,
-				       state->reload_generation);
+	/* The model replaced goes once the lock is released: chain() takes the lock meanwhile. */
+	std::shared_ptr<LoadedModel> replaced = state->model;
+	{
+		std::lock_guard<std::mutex> lock(state->mutex);
+		gst_frcnn_detect_install_model(self, std::move(*setup), state->reload_settings,
+					       state->reload_generation);
+	}
+	replaced.reset();
 	GST_INFO_OBJECT(self, "now running on the weights '%s'", state->reload_settings.weights.c_str());
 }
 
@@ -1729,14 +1742,19 @@ static void gst_frcnn_detect_check_reload(GstFrcnnDetect *self)
 	}
 	GST_INFO_OBJECT(self, "setting up the weights '%s' while playing", settings.weights.c_str());
 	state->reload_settings = settings;
-	state->reload = std::async(std::launch::async, [self, settings]() {
+	/* The result is handed over before the message goes out, so that the batch after the
+	 * message finds it. */
+	auto result = std::make_shared<std::promise<std::optional<ModelSetup>>>();
+	state->reload = result->get_future();
+	state->reload_task = std::async(std::launch::async, [self, settings, result]() {
 		std::optional<ModelSetup> setup = gst_frcnn_detect_setup_model(self, settings, true);
-		if (setup)
+		const bool loaded = setup.has_value();
+		result->set_value(std::move(setup));
+		if (loaded)
 			GST_ELEMENT_INFO(self, RESOURCE, SETTINGS,
 					 ("Loaded the weights '%s': the next batch runs on them.",
 					  settings.weights.c_str()),
 					 ("set up while playing"));
-		return setup;
 	});
 }
 
@@ -1746,6 +1764,8 @@ static void gst_frcnn_detect_finish_reload(GstFrcnnDetect *self)
 	GstFrcnnDetectState *state = self->state;
 	if (state->reload.valid())
 		gst_frcnn_detect_take_reload(self);
+	if (state->reload_task.valid())
+		state->reload_task.wait();
 }
 
 /* Whether the element filters single detections after the model (classes, class-thresholds,
@@ -2590,18 +2610,20 @@ static gboolean gst_frcnn_detect_sink_event(GstPad *pad, GstObject *parent, GstE
 	}
 	case GST_EVENT_FLUSH_STOP: {
 		gboolean ret = gst_pad_push_event(self->srcpad, event);
-		{
-			std::lock_guard<std::mutex> lock(state->mutex);
-			state->clear_queue();
-			state->srcresult = GST_FLOW_OK;
-			state->downstream_eos = false;
-			state->eos_received = false;
-			state->frame_count = 0;
-			gst_segment_init(&state->segment, GST_FORMAT_TIME);
-		}
 		state->reset_qos();
-		if (gst_pad_is_active(self->srcpad))
+		std::lock_guard<std::mutex> lock(state->mutex);
+		state->clear_queue();
+		state->downstream_eos = false;
+		state->eos_received = false;
+		state->frame_count = 0;
+		gst_segment_init(&state->segment, GST_FORMAT_TIME);
+		/* Not on a source pad that a stop is deactivating (it is marked inactive before its
+		 * deactivation takes the lock, then sets FLUSHING and waits for the worker): the
+		 * worker would wait for frames and the stop for the worker. */
+		if (gst_pad_is_active(self->srcpad)) {
+			state->srcresult = GST_FLOW_OK;
 			gst_pad_start_task(self->srcpad, gst_frcnn_detect_loop, self, nullptr);
+		}
 		return ret;
 	}
 	default:
@@ -2704,9 +2726,10 @@ static gboolean gst_frcnn_detect_sink_event(GstPad *pad, GstObject *parent, GstE
 		}
 		state->items.emplace_back(event);
 		state->item_added.notify_one();
+		/* Under the lock, as after a flush: not on a source pad being deactivated. */
+		if (restart && gst_pad_is_active(self->srcpad))
+			gst_pad_start_task(self->srcpad, gst_frcnn_detect_loop, self, nullptr);
 	}
-	if (restart)
-		gst_pad_start_task(self->srcpad, gst_frcnn_detect_loop, self, nullptr);
 	return TRUE;
 }
 
