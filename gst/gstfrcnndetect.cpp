@@ -612,7 +612,8 @@ struct GstFrcnnDetectState {
 	// Upstream's EOS has come (queued or gone out) since the last flush or new stream: upstream
 	// sees no flow return after it, so a failure downstream is this element's to report.
 	bool eos_received = false;
-	// The failure in srcresult has been reported by an error message of this element.
+	// The failure in srcresult has been reported: by an error message of this element, or to
+	// upstream as the flow of a buffer (upstream reports it then, a source with an error).
 	bool failure_reported = false;
 	bool have_info = false;
 	GstVideoInfo sink_info;
@@ -2534,6 +2535,7 @@ static GstFlowReturn gst_frcnn_detect_chain(GstPad *pad, GstObject *parent, GstB
 	std::unique_lock<std::mutex> lock(state->mutex);
 	if (state->srcresult != GST_FLOW_OK) {
 		GstFlowReturn ret = state->srcresult;
+		state->failure_reported = true; /* upstream hears of it, and reports it */
 		lock.unlock();
 		gst_buffer_unref(buffer);
 		return ret;
@@ -2580,8 +2582,10 @@ static GstFlowReturn gst_frcnn_detect_chain(GstPad *pad, GstObject *parent, GstB
 	state->item_removed.wait(lock, [state, capacity] {
 		return state->srcresult != GST_FLOW_OK || state->queued_buffers < capacity;
 	});
-	if (state->srcresult != GST_FLOW_OK)
+	if (state->srcresult != GST_FLOW_OK) {
+		state->failure_reported = true; /* upstream hears of it, and reports it */
 		return state->srcresult;
+	}
 
 	state->items.push_back(std::move(item));
 	state->queued_buffers++;

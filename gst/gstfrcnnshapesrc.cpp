@@ -109,6 +109,7 @@ struct GstFrcnnShapeSrcState {
 	guint64 truth_frame = 0;
 	std::vector<frcnn::ShapeObject> truth_objects;
 	bool truth_pending = false;
+	bool truth_failed = false; // a line could not be written (posted): the next frame is not drawn
 };
 
 struct _GstFrcnnShapeSrc {
@@ -149,6 +150,7 @@ static gboolean gst_frcnn_shape_src_stop(GstBaseSrc *bsrc);
 static gboolean gst_frcnn_shape_src_is_seekable(GstBaseSrc *bsrc);
 static gboolean gst_frcnn_shape_src_do_seek(GstBaseSrc *bsrc, GstSegment *segment);
 static gboolean gst_frcnn_shape_src_event(GstBaseSrc *bsrc, GstEvent *event);
+static gboolean gst_frcnn_shape_src_send_event(GstElement *element, GstEvent *event);
 static gboolean gst_frcnn_shape_src_query(GstBaseSrc *bsrc, GstQuery *query);
 static void gst_frcnn_shape_src_get_times(GstBaseSrc *bsrc, GstBuffer *buffer, GstClockTime *start,
 					  GstClockTime *end);
@@ -200,6 +202,7 @@ static void gst_frcnn_shape_src_class_init(GstFrcnnShapeSrcClass *klass)
 	bsrc_class->stop = GST_DEBUG_FUNCPTR(gst_frcnn_shape_src_stop);
 	bsrc_class->is_seekable = GST_DEBUG_FUNCPTR(gst_frcnn_shape_src_is_seekable);
 	bsrc_class->event = GST_DEBUG_FUNCPTR(gst_frcnn_shape_src_event);
+	element_class->send_event = GST_DEBUG_FUNCPTR(gst_frcnn_shape_src_send_event);
 	bsrc_class->do_seek = GST_DEBUG_FUNCPTR(gst_frcnn_shape_src_do_seek);
 	bsrc_class->query = GST_DEBUG_FUNCPTR(gst_frcnn_shape_src_query);
 	bsrc_class->get_times = GST_DEBUG_FUNCPTR(gst_frcnn_shape_src_get_times);
@@ -387,6 +390,7 @@ static gboolean gst_frcnn_shape_src_start(GstBaseSrc *bsrc)
 	state->frame_base = 0;
 	state->time_base = 0;
 	state->truth_pending = false;
+	state->truth_failed = false;
 	state->truth_path = path;
 	state->truth_file.reset();
 	if (path.empty())
@@ -434,18 +438,34 @@ static gboolean gst_frcnn_shape_src_is_seekable(GstBaseSrc *bsrc)
 	return !gst_base_src_is_live(bsrc);
 }
 
-/* A seek the source cannot do is refused here, before GstBaseSrc flushes the pipeline for it. */
+/* Whether `event` is a seek the source cannot do: refused before GstBaseSrc flushes the pipeline
+ * for it, whether it comes through the pad (event) or to the element (send_event). */
+static bool refused_seek(GstElement *element, GstEvent *event)
+{
+	if (GST_EVENT_TYPE(event) != GST_EVENT_SEEK)
+		return false;
+	gdouble rate;
+	gst_event_parse_seek(event, &rate, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr);
+	if (rate >= 0)
+		return false;
+	GST_WARNING_OBJECT(element, "reverse playback is not supported");
+	return true;
+}
+
 static gboolean gst_frcnn_shape_src_event(GstBaseSrc *bsrc, GstEvent *event)
 {
-	if (GST_EVENT_TYPE(event) == GST_EVENT_SEEK) {
-		gdouble rate;
-		gst_event_parse_seek(event, &rate, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr);
-		if (rate < 0) {
-			GST_WARNING_OBJECT(bsrc, "reverse playback is not supported");
-			return FALSE;
-		}
-	}
+	if (refused_seek(GST_ELEMENT(bsrc), event))
+		return FALSE;
 	return GST_BASE_SRC_CLASS(gst_frcnn_shape_src_parent_class)->event(bsrc, event);
+}
+
+static gboolean gst_frcnn_shape_src_send_event(GstElement *element, GstEvent *event)
+{
+	if (refused_seek(element, event)) {
+		gst_event_unref(event);
+		return FALSE;
+	}
+	return GST_ELEMENT_CLASS(gst_frcnn_shape_src_parent_class)->send_event(element, event);
 }
 
 static gboolean gst_frcnn_shape_src_do_seek(GstBaseSrc *bsrc, GstSegment *segment)
@@ -554,6 +574,8 @@ static GstFlowReturn gst_frcnn_shape_src_fill(GstPushSrc *psrc, GstBuffer *buffe
 				  ("asked for a frame before caps were negotiated"));
 		return GST_FLOW_NOT_NEGOTIATED;
 	}
+	if (state->truth_failed)
+		return GST_FLOW_ERROR;
 
 	const guint64 frame = state->frame;
 	const GstClockTime pts = frame_pts(*state, frame);
@@ -620,7 +642,8 @@ static GstPadProbeReturn gst_frcnn_shape_src_write_ground_truth(GstPad *, GstPad
 				  ("Could not write the ground truth to '%s': %s.",
 				   state->truth_path.c_str(), g_strerror(err)),
 				  ("fprintf() failed: %s", g_strerror(err)));
-		return GST_PAD_PROBE_DROP;
+		/* The frame goes on; the stream stops at the next one (fill). */
+		state->truth_failed = true;
 	}
 	return GST_PAD_PROBE_OK;
 }

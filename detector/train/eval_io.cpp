@@ -5,9 +5,12 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <sstream>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -476,6 +479,22 @@ void load_detections(const std::string &path, EvalDataset &dataset)
 		return;
 	}
 
+	// A frame and its detections may be timed apart by a constant (an encoder's delay, a
+	// container's edit list) and by a container's rounding, less than half a frame; anything
+	// else pairs other frames.
+	std::vector<int64_t> truth_times;
+	for (const EvalImage &image : dataset.images)
+		if (image.pts >= 0)
+			truth_times.push_back(image.pts);
+	std::sort(truth_times.begin(), truth_times.end());
+	int64_t rounding = -1; // half the shortest frame of the ground truth; -1: unknown
+	for (std::size_t i = 1; i < truth_times.size(); i++)
+		if (truth_times[i] > truth_times[i - 1] &&
+		    (rounding < 0 || (truth_times[i] - truth_times[i - 1]) / 2 < rounding))
+			rounding = (truth_times[i] - truth_times[i - 1]) / 2;
+	std::optional<int64_t> offset; // detections' pts minus the ground truth's, at the first pair
+	int64_t offset_frame = 0;
+
 	std::map<int64_t, std::size_t> seen;
 	std::size_t position = 0;
 	for (const Line &line : parse_lines(path, text)) {
@@ -486,12 +505,20 @@ void load_detections(const std::string &path, EvalDataset &dataset)
 			where.fail("a second line for the frame or image of line " +
 				   std::to_string(seen[image.id]));
 		const int64_t pts = read_pts(v, where);
-		if (pts >= 0 && image.pts >= 0 && pts != image.pts)
-			where.fail("frame " + std::to_string(image.id) + " has pts " + std::to_string(pts) +
-				   " but the ground truth's frame " + std::to_string(image.id) + " has pts " +
-				   std::to_string(image.pts) +
-				   "; the files do not describe the same frames (a seek, or frames dropped "
-				   "or added between them?)");
+		if (pts >= 0 && image.pts >= 0) {
+			if (!offset) {
+				offset = pts - image.pts;
+				offset_frame = image.id;
+			} else if (std::llabs(pts - image.pts - *offset) > std::max<int64_t>(rounding, 0)) {
+				where.fail("frame " + std::to_string(image.id) + " has pts " + std::to_string(pts) +
+					   " but the ground truth's frame " + std::to_string(image.id) +
+					   " has pts " + std::to_string(image.pts) + ", " +
+					   std::to_string(pts - image.pts) + " ns apart where frame " +
+					   std::to_string(offset_frame) + " was " + std::to_string(*offset) +
+					   "; the files do not describe the same frames (a seek, or frames "
+					   "dropped or added between them?)");
+			}
+		}
 		const int width = read_size(v, "width", where), height = read_size(v, "height", where);
 		if (width > 0 && height > 0 && image.width > 0 && image.height > 0 &&
 		    (width != image.width || height != image.height))

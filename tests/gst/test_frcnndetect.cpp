@@ -1651,7 +1651,8 @@ TEST(FrcnnDetect, RecoversAfterAFixedSetting)
 }
 
 // The names of the elements that posted the errors of a run of `description` (to its first error,
-// else its EOS), once its streaming threads have all stopped.
+// else its EOS, and then until its element `source` has stopped streaming: what it pushes last,
+// its EOS, has then been handled).
 std::vector<std::string> error_sources(const std::string &description)
 {
 	gst_test::init();
@@ -1659,6 +1660,8 @@ std::vector<std::string> error_sources(const std::string &description)
 	EXPECT_NE(pipeline, nullptr);
 	if (!pipeline)
 		return {};
+	/* Else going to NULL empties the bus of the errors posted after the first. */
+	gst_pipeline_set_auto_flush_bus(GST_PIPELINE(pipeline), FALSE);
 	EXPECT_NE(gst_element_set_state(pipeline, GST_STATE_PLAYING), GST_STATE_CHANGE_FAILURE);
 	GstBus *bus = gst_element_get_bus(pipeline);
 	GstMessage *end = gst_bus_timed_pop_filtered(bus, 60 * GST_SECOND,
@@ -1669,6 +1672,22 @@ std::vector<std::string> error_sources(const std::string &description)
 		sources.push_back(GST_OBJECT_NAME(GST_MESSAGE_SRC(end)));
 	if (end)
 		gst_message_unref(end);
+	GstElement *source = gst_bin_get_by_name(GST_BIN(pipeline), "source");
+	EXPECT_NE(source, nullptr);
+	if (source) {
+		GstPad *pad = gst_element_get_static_pad(source, "src");
+		const auto deadline = Clock::now() + std::chrono::seconds(60);
+		for (;;) {
+			GST_OBJECT_LOCK(pad);
+			const bool streaming = GST_PAD_TASK(pad) && gst_task_get_state(GST_PAD_TASK(pad)) == GST_TASK_STARTED;
+			GST_OBJECT_UNLOCK(pad);
+			if (!streaming || Clock::now() > deadline)
+				break;
+			std::this_thread::sleep_for(std::chrono::milliseconds(5));
+		}
+		gst_object_unref(pad);
+		gst_object_unref(source);
+	}
 	EXPECT_EQ(gst_element_set_state(pipeline, GST_STATE_NULL), GST_STATE_CHANGE_SUCCESS);
 	while (GstMessage *error = gst_bus_pop_filtered(bus, GST_MESSAGE_ERROR)) {
 		sources.push_back(GST_OBJECT_NAME(GST_MESSAGE_SRC(error)));

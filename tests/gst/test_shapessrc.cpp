@@ -7,6 +7,7 @@
 #include <cmath>
 #include <atomic>
 #include <fstream>
+#include <thread>
 #include <mutex>
 #include <memory>
 #include <string>
@@ -441,9 +442,66 @@ TEST(FrcnnShapeSrc, AReverseSeekIsRefusedWithoutAFlush)
 		  GST_STATE_CHANGE_SUCCESS);
 	EXPECT_FALSE(gst_element_seek(pipeline.get(), -1.0, GST_FORMAT_TIME, GST_SEEK_FLAG_FLUSH,
 				      GST_SEEK_TYPE_SET, 0, GST_SEEK_TYPE_SET, GST_SECOND));
+	/* Sent to the source itself, the seek takes another way into GstBaseSrc. */
+	src = gst_bin_get_by_name(GST_BIN(pipeline.get()), "src");
+	EXPECT_FALSE(gst_element_seek(src, -1.0, GST_FORMAT_TIME, GST_SEEK_FLAG_FLUSH, GST_SEEK_TYPE_SET, 0,
+				      GST_SEEK_TYPE_SET, GST_SECOND));
+	gst_object_unref(src);
 	EXPECT_EQ(flushes.load(), 0);
 	EXPECT_EQ(play_to_end(pipeline.get()), "");
 	EXPECT_EQ(pts.size(), 5u) << "every frame of the stream, once";
+}
+
+// A ground-truth line that cannot be written (a full disk) posts one error and stops the stream.
+TEST(FrcnnShapeSrc, AGroundTruthThatCannotBeWrittenStopsTheStream)
+{
+	PipelinePtr pipeline = launch("frcnnshapesrc name=src num-buffers=20 ground-truth=/dev/full ! "
+				      "video/x-raw,width=64,height=48 ! fakesink name=sink sync=false async=false "
+				      "signal-handoffs=true");
+	ASSERT_TRUE(pipeline);
+	/* async=false: the error fails the pipeline's state change, and a prerolling sink would
+	 * hold the source up for good; this one takes every frame. */
+	gst_pipeline_set_auto_flush_bus(GST_PIPELINE(pipeline.get()), FALSE);
+	std::vector<GstClockTime> pts;
+	GstElement *sink = gst_bin_get_by_name(GST_BIN(pipeline.get()), "sink");
+	g_signal_connect(sink, "handoff", G_CALLBACK(record_pts), &pts);
+	gst_object_unref(sink);
+	gst_element_set_state(pipeline.get(), GST_STATE_PLAYING);
+	GstBus *bus = gst_element_get_bus(pipeline.get());
+	GstMessage *first = gst_bus_timed_pop_filtered(bus, 60 * GST_SECOND, GST_MESSAGE_ERROR);
+	ASSERT_NE(first, nullptr);
+	GError *first_error = nullptr;
+	gst_message_parse_error(first, &first_error, nullptr);
+	EXPECT_NE(std::string(first_error->message).find("Could not write the ground truth to '/dev/full'"),
+		  std::string::npos) << first_error->message;
+	g_error_free(first_error);
+	gst_message_unref(first);
+	/* Until the source has stopped streaming (or sent its 20 frames). */
+	GstElement *src = gst_bin_get_by_name(GST_BIN(pipeline.get()), "src");
+	GstPad *pad = gst_element_get_static_pad(src, "src");
+	const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+	for (;;) {
+		GST_OBJECT_LOCK(pad);
+		const bool streaming = GST_PAD_TASK(pad) && gst_task_get_state(GST_PAD_TASK(pad)) == GST_TASK_STARTED;
+		GST_OBJECT_UNLOCK(pad);
+		if (!streaming || std::chrono::steady_clock::now() > deadline)
+			break;
+		std::this_thread::sleep_for(std::chrono::milliseconds(5));
+	}
+	gst_object_unref(pad);
+	gst_object_unref(src);
+	gst_element_set_state(pipeline.get(), GST_STATE_NULL);
+	EXPECT_LE(pts.size(), 1u) << "the stream stops at the frame after the failed line";
+	int more = 0;
+	while (GstMessage *message = gst_bus_pop_filtered(bus, GST_MESSAGE_ERROR)) {
+		GError *err = nullptr;
+		gst_message_parse_error(message, &err, nullptr);
+		more += std::string(err->message).find("ground truth") != std::string::npos;
+		g_error_free(err);
+		gst_message_unref(message);
+	}
+	gst_object_unref(bus);
+	EXPECT_EQ(more, 0) << "the failure is posted once";
 }
 
 void change_rate_after_five(GstElement *, GstBuffer *buffer, GstPad *, gpointer data)
