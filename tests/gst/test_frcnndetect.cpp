@@ -2783,9 +2783,6 @@ TEST(FrcnnDetect, ClassThresholdsKeepEachClassAboveItsOwn)
 	expect_detections_of(three.get(), frames, best_three);
 }
 
-// New weights set while playing are loaded beside the running model, which goes on until they
-// are ready; weights that cannot be loaded leave it running, with a warning; model settings that
-// cannot change while playing wait for the next start, with a warning.
 // A playing element (of the default properties) whose messages go to a bus of the test's own,
 // fed one frame at a time.
 struct WatchedElement {
@@ -2818,6 +2815,9 @@ struct WatchedElement {
 	}
 };
 
+// New weights set while playing are loaded beside the running model, which goes on until they
+// are ready; weights that cannot be loaded leave it running, with a warning; model settings that
+// cannot change while playing wait for the next start, with a warning.
 TEST(FrcnnDetect, WeightsChangeWhilePlaying)
 {
 	const std::vector<Frame> frames = distinct_frames(3);
@@ -2899,12 +2899,13 @@ TEST(FrcnnDetect, LabelsChangeWhilePlaying)
 
 	WatchedElement element(frame);
 	/* The message is posted from the thread that set the model up: this handler runs there,
-	 * tells the test at once and then holds that thread up, so that the frame pushed at the
-	 * message finds the new model only if it was handed over before the message. */
+	 * tells the test at once and then holds that thread up until the frame pushed at the
+	 * message has come out, which so finds the new model only if it was handed over before
+	 * the message. */
 	struct Loaded {
 		std::mutex mutex;
-		std::condition_variable posted;
-		bool seen = false;
+		std::condition_variable changed;
+		bool seen = false, released = false;
 	} loaded;
 	gst_bus_set_sync_handler(
 		element.bus,
@@ -2912,12 +2913,10 @@ TEST(FrcnnDetect, LabelsChangeWhilePlaying)
 			if (GST_MESSAGE_TYPE(message) != GST_MESSAGE_INFO)
 				return GST_BUS_PASS;
 			auto *loaded = static_cast<Loaded *>(data);
-			{
-				std::lock_guard<std::mutex> lock(loaded->mutex);
-				loaded->seen = true;
-			}
-			loaded->posted.notify_all();
-			std::this_thread::sleep_for(std::chrono::milliseconds(300));
+			std::unique_lock<std::mutex> lock(loaded->mutex);
+			loaded->seen = true;
+			loaded->changed.notify_all();
+			loaded->changed.wait_for(lock, std::chrono::seconds(60), [loaded] { return loaded->released; });
 			return GST_BUS_PASS;
 		},
 		&loaded, nullptr);
@@ -2926,9 +2925,14 @@ TEST(FrcnnDetect, LabelsChangeWhilePlaying)
 	element.expect_first_model(frame); // starts the set-up
 	{
 		std::unique_lock<std::mutex> lock(loaded.mutex);
-		ASSERT_TRUE(loaded.posted.wait_for(lock, std::chrono::seconds(60), [&] { return loaded.seen; }));
+		ASSERT_TRUE(loaded.changed.wait_for(lock, std::chrono::seconds(60), [&] { return loaded.seen; }));
 	}
 	gst_test::BufferPtr out = element.push(frame);
+	{
+		std::lock_guard<std::mutex> lock(loaded.mutex);
+		loaded.released = true;
+	}
+	loaded.changed.notify_all();
 	ASSERT_TRUE(out);
 	expect_meta_equals(out.get(), frame.width(), frame.height(), all,
 			   { "__background__", "cat", "dog", "bird" });
