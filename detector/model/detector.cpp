@@ -137,6 +137,12 @@ Detector::Detector(const DetectorOptions &options)
 		}
 	} catch (const c10::Error &e) {
 		throw Error(std::string("could not build the model: ") + e.what_without_backtrace());
+	} catch (const Error &) {
+		throw;
+	} catch (const std::bad_alloc &) {
+		throw Error("could not build the model: out of memory");
+	} catch (const std::exception &e) {
+		throw Error(std::string("could not build the model: ") + e.what());
 	}
 }
 
@@ -208,6 +214,12 @@ std::vector<std::vector<Detection>> run_batch(FasterRCNN &model, const std::vect
 		return detail::detections_to_host(model->forward_frames(frames, frame_memory));
 	} catch (const c10::Error &e) {
 		throw Error(std::string("inference failed: ") + e.what_without_backtrace());
+	} catch (const Error &) {
+		throw;
+	} catch (const std::bad_alloc &) {
+		throw Error("inference failed: out of memory");
+	} catch (const std::exception &e) {
+		throw Error(std::string("inference failed: ") + e.what());
 	}
 }
 

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: BSD-3-Clause
 // Model presets, the assembled Faster R-CNN, and loading torchvision state dicts.
 #include <algorithm>
+#include <cmath>
 #include <regex>
 #include <set>
 #include <sstream>
@@ -164,6 +165,29 @@ struct FasterRCNNImpl::Parts {
 	detail::TransformBuffers transform_buffers;
 };
 
+namespace {
+
+// The settings that may change after construction, checked alike there and in the setters.
+void check_score_threshold(double value)
+{
+	if (!(value >= 0.0 && value <= 1.0))
+		throw Error("the score threshold must be a number from 0 to 1, not " + std::to_string(value));
+}
+
+void check_nms_threshold(double value)
+{
+	if (!(value >= 0.0 && value <= 1.0))
+		throw Error("the NMS threshold must be a number from 0 to 1, not " + std::to_string(value));
+}
+
+void check_max_detections(int value)
+{
+	if (value < 0)
+		throw Error("the most detections per image must not be negative, not " + std::to_string(value));
+}
+
+} // namespace
+
 FasterRCNNImpl::FasterRCNNImpl(const ModelConfig &config)
 	: parts_(std::make_unique<Parts>()), config_(config)
 {
@@ -171,6 +195,22 @@ FasterRCNNImpl::FasterRCNNImpl(const ModelConfig &config)
 		throw Error("min_size and max_size must be positive");
 	if (config.image_mean.size() != 3 || config.image_std.size() != 3)
 		throw Error("image_mean and image_std must have 3 values (R, G, B)");
+	for (double value : config.image_std)
+		if (!(value > 0.0) || !std::isfinite(value))
+			throw Error("image_std must hold positive numbers, not " + std::to_string(value));
+	for (double value : config.image_mean)
+		if (!std::isfinite(value))
+			throw Error("image_mean must hold numbers, not " + std::to_string(value));
+	if (config.size_divisible < 1)
+		throw Error("size_divisible must be at least 1, not " + std::to_string(config.size_divisible));
+	if (config.anchor_sizes.empty() || config.aspect_ratios.empty())
+		throw Error("anchor_sizes and aspect_ratios must hold at least one level and one ratio");
+	for (const std::vector<double> &level : config.anchor_sizes)
+		if (level.empty())
+			throw Error("each level of anchor_sizes must hold at least one size");
+	check_score_threshold(config.box_score_thresh);
+	check_nms_threshold(config.box_nms_thresh);
+	check_max_detections(config.box_detections_per_img);
 	parts_->backbone = register_module("backbone", detail::Backbone(config));
 	parts_->rpn = register_module("rpn", detail::RegionProposalNetwork(config));
 	parts_->roi_heads = register_module("roi_heads", detail::RoIHeads(config));
@@ -187,18 +227,21 @@ const ModelConfig &FasterRCNNImpl::config() const
 
 void FasterRCNNImpl::set_box_score_thresh(double value)
 {
+	check_score_threshold(value);
 	config_.box_score_thresh = value;
 	parts_->roi_heads->config.box_score_thresh = value;
 }
 
 void FasterRCNNImpl::set_box_nms_thresh(double value)
 {
+	check_nms_threshold(value);
 	config_.box_nms_thresh = value;
 	parts_->roi_heads->config.box_nms_thresh = value;
 }
 
 void FasterRCNNImpl::set_box_detections_per_img(int value)
 {
+	check_max_detections(value);
 	config_.box_detections_per_img = value;
 	parts_->roi_heads->config.box_detections_per_img = value;
 }

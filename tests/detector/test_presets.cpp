@@ -10,6 +10,11 @@
 #include <filesystem>
 #include <memory>
 #include <set>
+#include <cmath>
+#include <functional>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -151,6 +156,45 @@ TEST(Presets, BadSettingsAreRefused)
 	c = model_preset("mobilenet_v3_large_320_fpn");
 	c.trainable_backbone_layers = 7;
 	EXPECT_THROW(FasterRCNN{c}, Error);
+
+	/* Settings that would index past a vector, divide by 0 or select nothing: refused as
+	 * frcnn::Error, never another exception. */
+	const std::vector<std::pair<std::string, std::function<void(ModelConfig &)>>> bad = {
+		{ "no anchor sizes", [](ModelConfig &m) { m.anchor_sizes.clear(); } },
+		{ "an empty anchor level", [](ModelConfig &m) { m.anchor_sizes[1].clear(); } },
+		{ "no aspect ratios", [](ModelConfig &m) { m.aspect_ratios.clear(); } },
+		{ "size_divisible 0", [](ModelConfig &m) { m.size_divisible = 0; } },
+		{ "image_std 0", [](ModelConfig &m) { m.image_std = { 0.2, 0.0, 0.2 }; } },
+		{ "image_mean NaN", [](ModelConfig &m) { m.image_mean[0] = std::nan(""); } },
+		{ "score threshold NaN", [](ModelConfig &m) { m.box_score_thresh = std::nan(""); } },
+		{ "NMS threshold 1.5", [](ModelConfig &m) { m.box_nms_thresh = 1.5; } },
+		{ "detections -1", [](ModelConfig &m) { m.box_detections_per_img = -1; } },
+	};
+	for (const auto &[what, change] : bad) {
+		ModelConfig m = model_preset("tiny");
+		change(m);
+		try {
+			FasterRCNN model(m);
+			ADD_FAILURE() << what << ": accepted";
+		} catch (const Error &) {
+		} catch (const std::exception &e) {
+			ADD_FAILURE() << what << ": " << e.what() << " is no frcnn::Error";
+		}
+	}
+}
+
+// The settings a detector changes between batches are checked as at construction.
+TEST(Presets, SettersRefuseValuesOutOfRange)
+{
+	FasterRCNN model(model_preset("tiny"));
+	EXPECT_THROW(model->set_box_score_thresh(std::nan("")), Error);
+	EXPECT_THROW(model->set_box_score_thresh(-0.1), Error);
+	EXPECT_THROW(model->set_box_nms_thresh(2.0), Error);
+	EXPECT_THROW(model->set_box_detections_per_img(-5), Error);
+	EXPECT_NO_THROW(model->set_box_score_thresh(0.0));
+	EXPECT_NO_THROW(model->set_box_nms_thresh(1.0));
+	EXPECT_NO_THROW(model->set_box_detections_per_img(0));
+	EXPECT_EQ(model->config().box_detections_per_img, 0);
 }
 
 // --- per preset ---------------------------------------------------------------------------------

@@ -239,6 +239,11 @@ public:
 	// is let go too).
 	HeldFrame hold_frame(const FrameView &frame, std::shared_ptr<const void> owner) const;
 
+	// The settings a detector may change between batches; each throws frcnn::Error for a value
+	// out of range (thresholds 0 to 1, detections 0 or more, sizes 1 or more). Not safe to call
+	// while detect() runs on another thread: a caller that shares a detector between threads
+	// runs its batches and setters one at a time (frcnndetect's elements under one
+	// model-instance-id do). detect() itself runs one batch at a time alike.
 	const ModelConfig &config() const;
 	void set_score_threshold(double value);
 	void set_nms_threshold(double value);
