@@ -1748,7 +1748,16 @@ static void gst_frcnn_detect_check_reload(GstFrcnnDetect *self)
 	auto result = std::make_shared<std::promise<std::optional<ModelSetup>>>();
 	state->reload = result->get_future();
 	state->reload_task = std::async(std::launch::async, [self, settings, result]() {
-		std::optional<ModelSetup> setup = gst_frcnn_detect_setup_model(self, settings, true);
+		std::optional<ModelSetup> setup;
+		try {
+			setup = gst_frcnn_detect_setup_model(self, settings, true);
+		} catch (const std::exception &e) {
+			/* Every failure it knows of it posts itself; this is the rest (out of memory). */
+			GST_ELEMENT_WARNING(self, RESOURCE, SETTINGS,
+					    ("Could not set up the weights '%s': %s.", settings.weights.c_str(),
+					     e.what()),
+					    ("set up while playing"));
+		}
 		const bool loaded = setup.has_value();
 		result->set_value(std::move(setup));
 		if (loaded)

@@ -1099,32 +1099,36 @@ TEST(FrcnnDetect, QosSkipsALateFrameAsItArrives)
 
 // How many threads of this process are named `name`. A pad's task names its thread
 // "<element>:<pad>", and the threads that thread starts (its OpenMP team) inherit the name.
-int threads_named(const std::string &name)
-{
-	int count = 0;
-	GDir *dir = g_dir_open("/proc/self/task", 0, nullptr);
-	if (!dir) {
-		ADD_FAILURE() << "cannot list /proc/self/task";
-		return -1;
+// The CPU threads the thread that pushes an element's buffers (its worker) runs LibTorch with,
+// read as each buffer leaves.
+class WorkerThreads {
+public:
+	explicit WorkerThreads(GstElement *element)
+	{
+		GstPad *src = gst_element_get_static_pad(element, "src");
+		gst_pad_add_probe(src, GST_PAD_PROBE_TYPE_BUFFER, record, this, nullptr);
+		gst_object_unref(src);
 	}
-	while (const char *id = g_dir_read_name(dir)) {
-		std::ifstream comm(std::string("/proc/self/task/") + id + "/comm");
-		std::string thread_name;
-		if (std::getline(comm, thread_name) && thread_name == name)
-			count++;
+	int last() const { return last_.load(); }
+
+private:
+	static GstPadProbeReturn record(GstPad *, GstPadProbeInfo *, gpointer data)
+	{
+		static_cast<WorkerThreads *>(data)->last_ = frcnn::cpu_threads();
+		return GST_PAD_PROBE_OK;
 	}
-	g_dir_close(dir);
-	return count;
-}
+	std::atomic<int> last_{ 0 };
+};
 
 // `threads` gives the element's worker its own number of CPU threads (the tests' environment
 // sets OMP_NUM_THREADS=2 for the rest of the process), from the next batch when it changes while
-// playing. The worker's batches start their threads with its name.
+// playing; another element's worker keeps its own.
 TEST(FrcnnDetect, ThreadsSetsTheWorkersCpuThreads)
 {
 	const std::vector<Frame> frames = distinct_frames(3);
 	HarnessPtr one = harness("name=one threads=1");
 	HarnessPtr three = harness("name=three threads=3");
+	WorkerThreads one_threads(one->element), three_threads(three->element);
 	for (GstHarness *h : { one.get(), three.get() }) {
 		gst_harness_set_src_caps(h, frames[0].caps());
 		ASSERT_EQ(gst_harness_push(h, frames[0].buffer(0)), GST_FLOW_OK);
@@ -1132,16 +1136,19 @@ TEST(FrcnnDetect, ThreadsSetsTheWorkersCpuThreads)
 		ASSERT_TRUE(out);
 		expect_meta_equals(out.get(), frames[0].width(), frames[0].height(), expected_for(frames[0]));
 	}
-	EXPECT_EQ(threads_named("one:src"), 1) << "threads=1 runs on the worker alone";
-	EXPECT_GE(threads_named("three:src"), 3) << "threads=3 runs on the worker and 2 more";
+	EXPECT_EQ(one_threads.last(), 1);
+	EXPECT_EQ(three_threads.last(), 3);
+	EXPECT_NE(frcnn::cpu_threads(), 1) << "the test's own thread keeps the process's count";
 
 	g_object_set(one->element, "threads", 4u, nullptr);
-	ASSERT_EQ(gst_harness_push(one.get(), frames[1].buffer(GST_SECOND)), GST_FLOW_OK);
-	gst_test::BufferPtr out(gst_harness_pull(one.get()));
-	ASSERT_TRUE(out);
-	expect_meta_equals(out.get(), frames[1].width(), frames[1].height(), expected_for(frames[1]));
-	EXPECT_GE(threads_named("one:src"), 4) << "the new count applies from the next batch";
-	EXPECT_GE(threads_named("three:src"), 3) << "the other element keeps its own";
+	for (GstHarness *h : { one.get(), three.get() }) {
+		ASSERT_EQ(gst_harness_push(h, frames[1].buffer(GST_SECOND)), GST_FLOW_OK);
+		gst_test::BufferPtr out(gst_harness_pull(h));
+		ASSERT_TRUE(out);
+		expect_meta_equals(out.get(), frames[1].width(), frames[1].height(), expected_for(frames[1]));
+	}
+	EXPECT_EQ(one_threads.last(), 4) << "the new count applies from the next batch";
+	EXPECT_EQ(three_threads.last(), 3) << "the other element keeps its own";
 }
 
 // Also the `stats` of such a stream, and their message at EOS.
