@@ -4,12 +4,14 @@
 // without going through the plugin's own meta code.
 #pragma once
 
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <gst/check/gstharness.h>
@@ -377,6 +379,24 @@ struct BufferDeleter {
 	void operator()(GstBuffer *buffer) const { gst_buffer_unref(buffer); }
 };
 using BufferPtr = std::unique_ptr<GstBuffer, BufferDeleter>;
+
+// Waits (up to a minute) until the task of `element`'s source pad no longer runs: an element that
+// stopped streaming (paused on an error or EOS) has handled everything it pushed.
+inline void wait_until_not_streaming(GstElement *element)
+{
+	GstPad *pad = gst_element_get_static_pad(element, "src");
+	ASSERT_NE(pad, nullptr);
+	const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+	for (;;) {
+		GST_OBJECT_LOCK(pad);
+		const bool streaming = GST_PAD_TASK(pad) && gst_task_get_state(GST_PAD_TASK(pad)) == GST_TASK_STARTED;
+		GST_OBJECT_UNLOCK(pad);
+		if (!streaming || std::chrono::steady_clock::now() > deadline)
+			break;
+		std::this_thread::sleep_for(std::chrono::milliseconds(5));
+	}
+	gst_object_unref(pad);
+}
 
 // The metas of the allocation query for `caps` that upstream gets from the harness's element,
 // where the elements behind it (the harness's sink) take GstVideoMeta and GstVideoCropMeta.

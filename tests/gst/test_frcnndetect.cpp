@@ -1682,17 +1682,7 @@ std::vector<std::string> error_sources(const std::string &description)
 	GstElement *source = gst_bin_get_by_name(GST_BIN(pipeline), "source");
 	EXPECT_NE(source, nullptr);
 	if (source) {
-		GstPad *pad = gst_element_get_static_pad(source, "src");
-		const auto deadline = Clock::now() + std::chrono::seconds(60);
-		for (;;) {
-			GST_OBJECT_LOCK(pad);
-			const bool streaming = GST_PAD_TASK(pad) && gst_task_get_state(GST_PAD_TASK(pad)) == GST_TASK_STARTED;
-			GST_OBJECT_UNLOCK(pad);
-			if (!streaming || Clock::now() > deadline)
-				break;
-			std::this_thread::sleep_for(std::chrono::milliseconds(5));
-		}
-		gst_object_unref(pad);
+		gst_test::wait_until_not_streaming(source);
 		gst_object_unref(source);
 	}
 	EXPECT_EQ(gst_element_set_state(pipeline, GST_STATE_NULL), GST_STATE_CHANGE_SUCCESS);

@@ -324,6 +324,16 @@ void record_pts(GstElement *, GstBuffer *buffer, GstPad *, gpointer data)
 	static_cast<std::vector<GstClockTime> *>(data)->push_back(GST_BUFFER_PTS(buffer));
 }
 
+// Records in `pts` the pts of each buffer the pipeline's fakesink "sink" hands over by `signal`
+// ("handoff", or "preroll-handoff" for the buffers it prerolls with).
+void record_sink_pts(GstElement *pipeline, const char *signal, std::vector<GstClockTime> *pts)
+{
+	GstElement *sink = gst_bin_get_by_name(GST_BIN(pipeline), "sink");
+	ASSERT_NE(sink, nullptr);
+	g_signal_connect(sink, signal, G_CALLBACK(record_pts), pts);
+	gst_object_unref(sink);
+}
+
 TEST(FrcnnShapeSrc, SeeksToAnyFrame)
 {
 	PipelinePtr pipeline = launch(
@@ -332,9 +342,7 @@ TEST(FrcnnShapeSrc, SeeksToAnyFrame)
 		"signal-handoffs=true");
 	ASSERT_TRUE(pipeline);
 	std::vector<GstClockTime> pts;
-	GstElement *sink = gst_bin_get_by_name(GST_BIN(pipeline.get()), "sink");
-	g_signal_connect(sink, "handoff", G_CALLBACK(record_pts), &pts);
-	gst_object_unref(sink);
+	record_sink_pts(pipeline.get(), "handoff", &pts);
 
 	gst_element_set_state(pipeline.get(), GST_STATE_PAUSED);
 	ASSERT_EQ(gst_element_get_state(pipeline.get(), nullptr, nullptr, 10 * GST_SECOND),
@@ -434,9 +442,7 @@ TEST(FrcnnShapeSrc, AReverseSeekIsRefusedWithoutAFlush)
 	gst_pad_add_probe(pad, GST_PAD_PROBE_TYPE_EVENT_FLUSH, count_flushes, &flushes, nullptr);
 	gst_object_unref(pad);
 	gst_object_unref(src);
-	GstElement *sink = gst_bin_get_by_name(GST_BIN(pipeline.get()), "sink");
-	g_signal_connect(sink, "handoff", G_CALLBACK(record_pts), &pts);
-	gst_object_unref(sink);
+	record_sink_pts(pipeline.get(), "handoff", &pts);
 	gst_element_set_state(pipeline.get(), GST_STATE_PAUSED);
 	ASSERT_EQ(gst_element_get_state(pipeline.get(), nullptr, nullptr, 10 * GST_SECOND),
 		  GST_STATE_CHANGE_SUCCESS);
@@ -463,9 +469,7 @@ TEST(FrcnnShapeSrc, AGroundTruthThatCannotBeWrittenStopsTheStream)
 	 * hold the source up for good; this one takes every frame. */
 	gst_pipeline_set_auto_flush_bus(GST_PIPELINE(pipeline.get()), FALSE);
 	std::vector<GstClockTime> pts;
-	GstElement *sink = gst_bin_get_by_name(GST_BIN(pipeline.get()), "sink");
-	g_signal_connect(sink, "handoff", G_CALLBACK(record_pts), &pts);
-	gst_object_unref(sink);
+	record_sink_pts(pipeline.get(), "handoff", &pts);
 	gst_element_set_state(pipeline.get(), GST_STATE_PLAYING);
 	GstBus *bus = gst_element_get_bus(pipeline.get());
 	GstMessage *first = gst_bus_timed_pop_filtered(bus, 60 * GST_SECOND, GST_MESSAGE_ERROR);
@@ -478,17 +482,7 @@ TEST(FrcnnShapeSrc, AGroundTruthThatCannotBeWrittenStopsTheStream)
 	gst_message_unref(first);
 	/* Until the source has stopped streaming (or sent its 20 frames). */
 	GstElement *src = gst_bin_get_by_name(GST_BIN(pipeline.get()), "src");
-	GstPad *pad = gst_element_get_static_pad(src, "src");
-	const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-	for (;;) {
-		GST_OBJECT_LOCK(pad);
-		const bool streaming = GST_PAD_TASK(pad) && gst_task_get_state(GST_PAD_TASK(pad)) == GST_TASK_STARTED;
-		GST_OBJECT_UNLOCK(pad);
-		if (!streaming || std::chrono::steady_clock::now() > deadline)
-			break;
-		std::this_thread::sleep_for(std::chrono::milliseconds(5));
-	}
-	gst_object_unref(pad);
+	gst_test::wait_until_not_streaming(src);
 	gst_object_unref(src);
 	gst_element_set_state(pipeline.get(), GST_STATE_NULL);
 	EXPECT_LE(pts.size(), 1u) << "the stream stops at the frame after the failed line";
@@ -558,9 +552,7 @@ TEST(FrcnnShapeSrc, LiveGroundTruthHasThePtsTheFramesLeaveWith)
 				      "fakesink name=sink sync=true signal-handoffs=true");
 	ASSERT_TRUE(pipeline);
 	std::vector<GstClockTime> pts;
-	GstElement *sink = gst_bin_get_by_name(GST_BIN(pipeline.get()), "sink");
-	g_signal_connect(sink, "handoff", G_CALLBACK(record_pts), &pts);
-	gst_object_unref(sink);
+	record_sink_pts(pipeline.get(), "handoff", &pts);
 	gst_element_set_state(pipeline.get(), GST_STATE_PLAYING);
 	ASSERT_EQ(gst_element_get_state(pipeline.get(), nullptr, nullptr, 10 * GST_SECOND),
 		  GST_STATE_CHANGE_SUCCESS);
