@@ -662,6 +662,18 @@ struct GstFrcnnDetectState {
 		}
 	} stats;
 
+	// Whether the element is to report the failure in srcresult now that upstream will hear of it
+	// at no buffer (its EOS has come), marking it reported: a failure downstream of the kind
+	// queue reports (not linked, or an error), which neither the element nor upstream (told at a
+	// buffer) has reported. Called with mutex held.
+	bool take_failure_to_report()
+	{
+		const bool report = !failure_reported &&
+				    (srcresult == GST_FLOW_NOT_LINKED || srcresult < GST_FLOW_EOS);
+		failure_reported |= report;
+		return report;
+	}
+
 	// Drops everything queued. Called with mutex held.
 	void clear_queue()
 	{
@@ -2208,9 +2220,7 @@ static void gst_frcnn_detect_loop(gpointer user_data)
 			std::lock_guard<std::mutex> lock(state->mutex);
 			/* Before upstream's EOS, upstream hears the flow at its next buffer and reports
 			 * it (a source posts the error); after it, nobody else will (as queue does). */
-			report = !state->failure_reported && state->eos_received &&
-				 (ret == GST_FLOW_NOT_LINKED || ret < GST_FLOW_EOS);
-			state->failure_reported |= report;
+			report = state->eos_received && state->take_failure_to_report();
 		}
 		if (report) {
 			GST_ELEMENT_FLOW_ERROR(self, ret);
@@ -2714,9 +2724,7 @@ static gboolean gst_frcnn_detect_sink_event(GstPad *pad, GstObject *parent, GstE
 			const GstFlowReturn failed = state->srcresult;
 			/* An EOS after a failure downstream that upstream saw at no buffer: nobody else
 			 * reports it (as queue does). */
-			const bool report = type == GST_EVENT_EOS && !state->failure_reported &&
-					    (failed == GST_FLOW_NOT_LINKED || failed < GST_FLOW_EOS);
-			state->failure_reported |= report;
+			const bool report = type == GST_EVENT_EOS && state->take_failure_to_report();
 			lock.unlock();
 			if (report)
 				GST_ELEMENT_FLOW_ERROR(self, failed);

@@ -26,6 +26,14 @@ struct StructureFree {
 	void operator()(GstStructure *structure) const { gst_structure_free(structure); }
 };
 
+// The normalised box of a "detection" param, when it has one of finite numbers.
+bool param_box(const GstStructure *param, double &x_min, double &y_min, double &x_max, double &y_max)
+{
+	return gst_structure_get(param, "x_min", G_TYPE_DOUBLE, &x_min, "y_min", G_TYPE_DOUBLE, &y_min,
+				 "x_max", G_TYPE_DOUBLE, &x_max, "y_max", G_TYPE_DOUBLE, &y_max, nullptr) &&
+	       std::isfinite(x_min) && std::isfinite(y_min) && std::isfinite(x_max) && std::isfinite(y_max);
+}
+
 // The param of one region of interest: which region (id and type), a copy of its param, and
 // the frame its normalised box is of, with how far (pixels) the region's rectangle may lie from
 // that box: rounded once when attached, then rounded down at every scaling, each earlier
@@ -56,18 +64,17 @@ struct KeptParam {
 		return copy;
 	}
 
+	// Whether this param was kept for a region of `id` and `type`.
+	bool names(gint id, GQuark type) const { return id == roi_id && type == roi_type; }
+
 	// Whether `roi` is the region this param was kept for: of its id and type, and where its
 	// box is (another producer's region may have the same id and type).
 	bool fits(const GstVideoRegionOfInterestMeta &roi) const
 	{
-		if (roi.id != roi_id || roi.roi_type != roi_type)
+		if (!names(roi.id, roi.roi_type))
 			return false;
 		double x_min, y_min, x_max, y_max;
-		if (frame_width <= 0 || frame_height <= 0 ||
-		    !gst_structure_get_double(param.get(), "x_min", &x_min) ||
-		    !gst_structure_get_double(param.get(), "y_min", &y_min) ||
-		    !gst_structure_get_double(param.get(), "x_max", &x_max) ||
-		    !gst_structure_get_double(param.get(), "y_max", &y_max))
+		if (frame_width <= 0 || frame_height <= 0 || !param_box(param.get(), x_min, y_min, x_max, y_max))
 			return true;
 		const double left = x_min * frame_width, right = x_max * frame_width;
 		const double top = y_min * frame_height, bottom = y_max * frame_height;
@@ -168,14 +175,14 @@ void drop_stale_params(GstBuffer *buffer, const std::vector<KeptParam> &added, s
 		while (GstMeta *item = gst_buffer_iterate_meta_filtered(
 			       buffer, &state, GST_VIDEO_REGION_OF_INTEREST_META_API_TYPE)) {
 			const auto *roi = reinterpret_cast<const GstVideoRegionOfInterestMeta *>(item);
-			if (roi->id == param.roi_id && roi->roi_type == param.roi_type)
+			if (param.names(roi->id, roi->roi_type))
 				return true;
 		}
 		return false;
 	};
 	auto replaced = [&added](const KeptParam &param) {
 		return std::any_of(added.begin(), added.end(), [&param](const KeptParam &other) {
-			return other.roi_id == param.roi_id && other.roi_type == param.roi_type;
+			return other.names(param.roi_id, param.roi_type);
 		});
 	};
 	kept.erase(std::remove_if(kept.begin(), kept.end(),
@@ -345,12 +352,7 @@ std::vector<DetectionMeta> read_detection_metas(GstBuffer *buffer, int width, in
 				det.score = -1;
 
 			/* A box of numbers only, else the rectangle stays what the region says. */
-			if (gst_structure_get(param, "x_min", G_TYPE_DOUBLE, &det.x_min,
-					      "y_min", G_TYPE_DOUBLE, &det.y_min,
-					      "x_max", G_TYPE_DOUBLE, &det.x_max,
-					      "y_max", G_TYPE_DOUBLE, &det.y_max, nullptr) &&
-			    std::isfinite(det.x_min) && std::isfinite(det.y_min) &&
-			    std::isfinite(det.x_max) && std::isfinite(det.y_max)) {
+			if (param_box(param, det.x_min, det.y_min, det.x_max, det.y_max)) {
 				det.has_box = true;
 				det.x1 = det.x_min * width;
 				det.y1 = det.y_min * height;

@@ -57,6 +57,24 @@ torch::Device parse_device(const std::string &name)
 	throw Error("unknown device '" + name + "': use cpu, cuda or cuda:N");
 }
 
+// Called in a catch-all: the exception in flight as frcnn::Error, the only kind the API throws
+// (frcnn::Error and its kinds as they are, LibTorch's and the standard library's with `what`
+// before their message).
+[[noreturn]] void rethrow_as_error(const char *what)
+{
+	try {
+		throw;
+	} catch (const Error &) {
+		throw;
+	} catch (const c10::Error &e) {
+		throw Error(std::string(what) + ": " + e.what_without_backtrace());
+	} catch (const std::bad_alloc &) {
+		throw Error(std::string(what) + ": out of memory");
+	} catch (const std::exception &e) {
+		throw Error(std::string(what) + ": " + e.what());
+	}
+}
+
 } // namespace
 
 bool Detector::cuda_built()
@@ -135,14 +153,8 @@ Detector::Detector(const DetectorOptions &options)
 				throw CalibrationError(std::string(e.what()) + "; remove the file to calibrate anew on this model");
 			}
 		}
-	} catch (const c10::Error &e) {
-		throw Error(std::string("could not build the model: ") + e.what_without_backtrace());
-	} catch (const Error &) {
-		throw;
-	} catch (const std::bad_alloc &) {
-		throw Error("could not build the model: out of memory");
-	} catch (const std::exception &e) {
-		throw Error(std::string("could not build the model: ") + e.what());
+	} catch (...) {
+		rethrow_as_error("could not build the model");
 	}
 }
 
@@ -212,14 +224,8 @@ std::vector<std::vector<Detection>> run_batch(FasterRCNN &model, const std::vect
 		// Inference mode is thread-local: set it here, in whichever thread runs the batch.
 		c10::InferenceMode inference;
 		return detail::detections_to_host(model->forward_frames(frames, frame_memory));
-	} catch (const c10::Error &e) {
-		throw Error(std::string("inference failed: ") + e.what_without_backtrace());
-	} catch (const Error &) {
-		throw;
-	} catch (const std::bad_alloc &) {
-		throw Error("inference failed: out of memory");
-	} catch (const std::exception &e) {
-		throw Error(std::string("inference failed: ") + e.what());
+	} catch (...) {
+		rethrow_as_error("inference failed");
 	}
 }
 
