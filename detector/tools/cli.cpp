@@ -97,7 +97,7 @@ bool parse_model_option(ModelOptions &o, const std::string &name, const std::str
 	else if (name == "--threads")
 		o.threads = to_int(name, value, 0);
 	else if (name == "--seed")
-		o.seed = to_int(name, value);
+		o.seed = to_int(name, value, 0);
 	else
 		return false;
 	return true;

@@ -1,15 +1,19 @@
 // SPDX-License-Identifier: BSD-3-Clause
 // frcnn-train: trains or fine-tunes a Faster R-CNN on a COCO-format dataset or on synthetic shapes,
 // and writes checkpoints that torchvision can load.
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -32,7 +36,7 @@ namespace {
 using frcnn::Error;
 
 struct Options {
-	std::string arch = "tiny";
+	std::string arch; // empty: the --weights' or --resume's, else tiny
 	int num_classes = 0;
 	int trainable_layers = -1; // -1: the preset's
 	std::string init_weights;  // fine-tune from these
@@ -62,7 +66,8 @@ void usage(FILE *out)
 		"Usage: frcnn-train (--synthetic shapes | --coco-json FILE --images DIR) --output FILE [OPTIONS]\n"
 		"Trains a Faster R-CNN and writes its state dict (torchvision-readable zip checkpoint).\n\n"
 		"Model:\n"
-		"  --arch NAME              model preset (default tiny)\n"
+		"  --arch NAME              model preset (default: the one --weights or --resume holds,\n"
+		"                           else tiny)\n"
 		"  --num-classes N          classes including background (default: 4 for shapes, the largest\n"
 		"                           category id + 1 for a COCO file)\n"
 		"  --weights FILE|PRESET    start from these weights (fine-tuning); the box predictor is\n"
@@ -157,32 +162,32 @@ public:
 		} catch (const std::exception &e) {
 			throw Error("'" + json_path + "' is not valid JSON: " + e.what());
 		}
-		if (!j.contains("images") || !j.contains("annotations"))
-			throw Error("'" + json_path + "' has no \"images\" or \"annotations\": not a COCO instances file");
+		if (!j.is_object() || !j.contains("images") || !j.contains("annotations") || !j["images"].is_array() ||
+		    !j["annotations"].is_array())
+			throw Error("'" + json_path + "' has no \"images\" or \"annotations\" list: not a COCO instances file");
 		std::map<int64_t, size_t> by_id;
+		std::size_t index = 0;
+		// nlohmann's type errors name no place: say which entry of which file holds the value.
+		const auto where = [&](const char *list, const nlohmann::json::exception &e) {
+			return Error("'" + json_path + "': " + list + "[" + std::to_string(index) + "]: " + e.what());
+		};
 		for (const auto &image : j["images"]) {
-			by_id[image.at("id").get<int64_t>()] = entries_.size();
-			entries_.push_back({images_dir + "/" + image.at("file_name").get<std::string>(), {}, {}});
+			try {
+				by_id[image.at("id").get<int64_t>()] = entries_.size();
+				entries_.push_back({images_dir + "/" + image.at("file_name").get<std::string>(), {}, {}});
+			} catch (const nlohmann::json::exception &e) {
+				throw where("images", e);
+			}
+			index++;
 		}
+		index = 0;
 		for (const auto &a : j["annotations"]) {
-			if (a.value("iscrowd", 0) != 0)
-				continue;
-			auto it = by_id.find(a.at("image_id").get<int64_t>());
-			if (it == by_id.end())
-				continue;
-			const auto &b = a.at("bbox");
-			if (!b.is_array() || b.size() != 4 ||
-			    !std::all_of(b.begin(), b.end(), [](const auto &v) { return v.is_number(); }))
-				throw frcnn::Error("annotation " + a.value("id", nlohmann::json(nullptr)).dump() +
-						   ": its bbox is not [x, y, width, height]");
-			const float x = b[0], y = b[1], w = b[2], h = b[3];
-			if (w < 1 || h < 1)
-				continue; // torchvision's references drop degenerate boxes too
-			auto &e = entries_[it->second];
-			e.boxes.insert(e.boxes.end(), {x, y, x + w, y + h});
-			const int64_t category = a.at("category_id").get<int64_t>();
-			e.labels.push_back(category);
-			max_label_ = std::max(max_label_, category);
+			try {
+				add_annotation(a, by_id);
+			} catch (const nlohmann::json::exception &e) {
+				throw where("annotations", e);
+			}
+			index++;
 		}
 		if (entries_.empty())
 			throw Error("'" + json_path + "' lists no images");
@@ -205,6 +210,35 @@ public:
 	}
 
 private:
+	// The class count grows with the largest id; beyond this it would not fit in memory.
+	static constexpr int64_t kMaxCategory = 100000;
+
+	void add_annotation(const nlohmann::json &a, const std::map<int64_t, size_t> &by_id)
+	{
+		if (a.value("iscrowd", 0) != 0)
+			return;
+		auto it = by_id.find(a.at("image_id").get<int64_t>());
+		if (it == by_id.end())
+			return;
+		const std::string name = "annotation " + a.value("id", nlohmann::json(nullptr)).dump();
+		const auto &b = a.at("bbox");
+		if (!b.is_array() || b.size() != 4 ||
+		    !std::all_of(b.begin(), b.end(), [](const auto &v) { return v.is_number(); }))
+			throw frcnn::Error(name + ": its bbox is not [x, y, width, height]");
+		const float x = b[0], y = b[1], w = b[2], h = b[3];
+		if (w < 1 || h < 1)
+			return; // torchvision's references drop degenerate boxes too
+		const int64_t category = a.at("category_id").get<int64_t>();
+		// Label 0 is the background in torchvision's detection models.
+		if (category < 1 || category > kMaxCategory)
+			throw frcnn::Error(name + ": category id " + std::to_string(category) + " is not from 1 to " +
+					   std::to_string(kMaxCategory) + " (0 is the background)");
+		auto &e = entries_[it->second];
+		e.boxes.insert(e.boxes.end(), {x, y, x + w, y + h});
+		e.labels.push_back(category);
+		max_label_ = std::max(max_label_, category);
+	}
+
 	struct Entry {
 		std::string path;
 		std::vector<float> boxes;
@@ -278,16 +312,102 @@ void progress(int epoch, int epochs, int it, int iterations, const std::map<std:
 		std::fprintf(stderr, "%s\n", line);
 }
 
+// Refuses an --output that cannot be written before any training: an epoch can take hours.
+void check_output(const std::string &output)
+{
+	if (output.empty())
+		throw Error("no --output given: where should the checkpoint go?");
+	struct stat st;
+	if (::stat(output.c_str(), &st) == 0 && S_ISDIR(st.st_mode))
+		throw Error("--output '" + output + "' is a folder; give the checkpoint's file name");
+	const std::string temporary = output + ".tmp";
+	const bool existed = ::access(temporary.c_str(), F_OK) == 0;
+	if (!std::ofstream(temporary, std::ios::app))
+		throw Error("cannot write --output: '" + temporary + "' cannot be created (" +
+			    std::strerror(errno) + ")");
+	if (!existed)
+		std::remove(temporary.c_str());
+}
+
+// What --resume needs besides the weights: FILE.json, written after every epoch.
+struct ResumeState {
+	int epoch = 0;
+	std::string arch;
+	int num_classes = 0;
+	std::optional<double> frozen_bn_eps; // absent in files of earlier versions
+};
+
+ResumeState read_resume_state(const std::string &checkpoint)
+{
+	const std::string path = checkpoint + ".json";
+	std::ifstream in(path);
+	if (!in)
+		throw Error("cannot resume: '" + path + "' (written next to the checkpoint) is missing");
+	try {
+		nlohmann::json j;
+		in >> j;
+		ResumeState state;
+		state.epoch = j.at("epoch").get<int>();
+		state.arch = j.at("arch").get<std::string>();
+		state.num_classes = j.at("num_classes").get<int>();
+		if (j.contains("frozen_bn_eps"))
+			state.frozen_bn_eps = j["frozen_bn_eps"].get<double>();
+		return state;
+	} catch (const nlohmann::json::exception &e) {
+		throw Error("cannot resume: '" + path + "' is not what --output writes: " + e.what());
+	}
+}
+
+// The model preset a checkpoint's tensors are for, or an empty string when they fit none.
+std::string arch_of(const frcnn::Checkpoint &checkpoint)
+{
+	try {
+		return frcnn::detect_arch(checkpoint.tensors);
+	} catch (const Error &) {
+		return {};
+	}
+}
+
 int train(const Options &o)
 {
-	if (o.output.empty())
-		throw Error("no --output given: where should the checkpoint go?");
+	check_output(o.output);
 	if (o.threads > 0)
 		torch::set_num_threads(o.threads);
 	torch::manual_seed(o.seed);
 
+	// The model: --arch, else the one the weights to resume or fine-tune from are for (with the
+	// frozen batch norms' eps the preset's weights were trained with), else tiny.
+	std::optional<ResumeState> resumed;
+	std::optional<frcnn::Checkpoint> initial; // --weights
+	std::string held_arch;			  // the model --weights are for ("" when unknown)
+	std::string arch = o.arch;
+	std::optional<double> frozen_bn_eps;
+	if (!o.resume.empty()) {
+		resumed = read_resume_state(o.resume);
+		if (resumed->epoch >= o.epochs) {
+			std::fprintf(stderr, "frcnn-train: '%s' has been trained for all of --epochs %d already: nothing to do\n",
+				     o.resume.c_str(), o.epochs);
+			return 0;
+		}
+		if (arch.empty())
+			arch = resumed->arch;
+		frozen_bn_eps = resumed->frozen_bn_eps;
+	} else if (!o.init_weights.empty()) {
+		const auto preset = frcnn::find_weights_preset(o.init_weights);
+		initial = frcnn::read_checkpoint(frcnn::resolve_weights(o.init_weights, frcnn::terminal_progress_bar()));
+		held_arch = preset ? preset->arch : arch_of(*initial);
+		if (arch.empty() && held_arch.empty())
+			throw Error("the weights '" + o.init_weights + "' fit none of the models: give --arch");
+		if (arch.empty())
+			arch = held_arch;
+		if (preset && preset->arch == arch)
+			frozen_bn_eps = preset->frozen_bn_eps;
+	}
+	if (arch.empty())
+		arch = "tiny";
+
 	std::unique_ptr<Dataset> data;
-	int num_classes = o.num_classes;
+	int num_classes = o.num_classes > 0 ? o.num_classes : resumed ? resumed->num_classes : 0;
 	if (o.synthetic == "shapes") {
 		data = std::make_unique<ShapesDataset>(o.width, o.height, o.seed,
 						       (size_t)o.iterations * o.batch_size * o.epochs);
@@ -296,6 +416,8 @@ int train(const Options &o)
 	} else if (!o.synthetic.empty()) {
 		throw Error("unknown --synthetic '" + o.synthetic + "' (known: shapes)");
 	} else if (!o.coco_json.empty()) {
+		if (o.images_dir.empty())
+			throw Error("--coco-json needs --images DIR, the folder its file names are in");
 		auto coco = std::make_unique<CocoDataset>(o.coco_json, o.images_dir);
 		if (num_classes == 0)
 			num_classes = (int)coco->max_label() + 1;
@@ -307,8 +429,10 @@ int train(const Options &o)
 		throw Error("no data: use --synthetic shapes or --coco-json FILE --images DIR");
 	}
 
-	frcnn::ModelConfig config = frcnn::model_preset(o.arch);
+	frcnn::ModelConfig config = frcnn::model_preset(arch);
 	config.num_classes = num_classes;
+	if (frozen_bn_eps)
+		config.frozen_bn_eps = *frozen_bn_eps;
 	if (o.min_size > 0)
 		config.min_size = o.min_size;
 	if (o.max_size > 0)
@@ -326,19 +450,13 @@ int train(const Options &o)
 	const bool synthetic = !o.synthetic.empty();
 	const int iterations = synthetic ? o.iterations : (int)((data->size() + o.batch_size - 1) / o.batch_size);
 	int start_epoch = 0;
-	if (!o.resume.empty()) {
+	if (resumed) {
 		model->load_state_dict(frcnn::read_checkpoint(o.resume));
-		std::ifstream state(o.resume + ".json");
-		if (!state)
-			throw Error("cannot resume: '" + o.resume + ".json' (written next to the checkpoint) is missing");
-		nlohmann::json j;
-		state >> j;
-		start_epoch = j.at("epoch").get<int>();
-	} else if (!o.init_weights.empty()) {
+		start_epoch = resumed->epoch;
+	} else if (initial) {
 		// Fine-tuning: take every tensor whose shape fits; a different number of classes leaves
 		// the box predictor freshly initialised, as torchvision's fine-tuning recipe does.
-		auto source = frcnn::read_checkpoint(
-			frcnn::resolve_weights(o.init_weights, frcnn::terminal_progress_bar()));
+		const frcnn::Checkpoint &source = *initial;
 		auto own = model->state_dict();
 		std::map<std::string, torch::Tensor> by_name(own.begin(), own.end());
 		frcnn::Checkpoint fitted;
@@ -347,6 +465,15 @@ int train(const Options &o)
 			if (it != by_name.end() && it->second.sizes() == v.sizes())
 				by_name.erase(it), fitted.tensors.emplace_back(k, v);
 		}
+		// Weights of another model fit in a few places at most (a box predictor, a first
+		// convolution): training on would start from random weights without saying so.
+		if (fitted.tensors.size() * 2 < source.tensors.size())
+			throw Error("only " + std::to_string(fitted.tensors.size()) + " of the " +
+				    std::to_string(source.tensors.size()) + " tensors of the weights '" + o.init_weights +
+				    "' fit model '" + arch + "'" +
+				    (held_arch.empty() || held_arch == arch
+					     ? std::string()
+					     : ": they are for '" + held_arch + "'; leave --arch out or give --arch " + held_arch));
 		for (auto &[k, v] : by_name)
 			fitted.tensors.emplace_back(k, v); // keep our initialisation for the rest
 		fitted.module_versions = source.module_versions;
@@ -435,7 +562,8 @@ int train(const Options &o)
 		model->eval();
 		frcnn::write_checkpoint(o.output + ".tmp", model->state_dict());
 		model->train();
-		std::rename((o.output + ".tmp").c_str(), o.output.c_str());
+		if (std::rename((o.output + ".tmp").c_str(), o.output.c_str()) != 0)
+			throw Error("cannot move '" + o.output + ".tmp' to '" + o.output + "': " + std::strerror(errno));
 		frcnn::StateDict momentum;
 		auto &state = sgd.state();
 		for (size_t i = 0; i < params.size(); i++) {
@@ -447,8 +575,15 @@ int train(const Options &o)
 		}
 		frcnn::write_checkpoint(o.output + ".optimizer", momentum);
 		std::ofstream state_file(o.output + ".json");
-		state_file << nlohmann::json{{"epoch", epoch + 1}, {"arch", o.arch}, {"num_classes", num_classes}}.dump()
+		state_file << nlohmann::json{{"epoch", epoch + 1},
+					     {"arch", arch},
+					     {"num_classes", num_classes},
+					     {"frozen_bn_eps", config.frozen_bn_eps}}
+				      .dump()
 			   << "\n";
+		state_file.close();
+		if (!state_file)
+			throw Error("cannot write '" + o.output + ".json', which --resume needs");
 	}
 	std::fprintf(stderr, "wrote %s\n", o.output.c_str());
 	return 0;
@@ -490,7 +625,7 @@ int main(int argc, char **argv)
 			else if (arg == "--resume") o.resume = value;
 			else if (arg == "--output") o.output = value;
 			else if (arg == "--log") o.log = value;
-			else if (arg == "--seed") o.seed = (uint64_t)to_int();
+			else if (arg == "--seed") o.seed = (uint64_t)frcnn::cli::to_int(arg, value, 0);
 			else if (arg == "--threads") o.threads = to_int();
 			else if (arg == "--min-size") o.min_size = to_int();
 			else if (arg == "--max-size") o.max_size = to_int();

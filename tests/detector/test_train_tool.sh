@@ -7,7 +7,11 @@
 # 3. A two-image COCO file: the class count comes from the category ids (crowd boxes left out).
 # 4. A missing COCO file, unknown or malformed options, a category id above --num-classes and an
 #    annotation's bbox that is not four numbers exit non-zero with a one-line message naming the
-#    problem.
+#    problem; so do category id 0, an image whose id is not a number, --coco-json without
+#    --images, an --output that is a folder or cannot be created (before any training), and
+#    fine-tuning from another model's weights with an explicit --arch.
+# 5. Fine-tuning from torchvision's MobileNetV3 weights without --arch trains that model (not tiny);
+#    --resume without --arch goes on with it; resuming a run whose epochs are done writes nothing.
 set -euo pipefail
 train=$1
 python=${FRCNN_REF_PYTHON:-/usr/bin/python3}
@@ -120,7 +124,8 @@ def check_log(name, epochs):
 def check_state(name, epoch, classes):
     path = os.path.join(out, name + ".json")
     state = json.load(open(path)) if os.path.exists(path) else None
-    check(state == {"arch": "tiny", "epoch": epoch, "num_classes": classes}, f"{name}.json: {state}")
+    check(state == {"arch": "tiny", "epoch": epoch, "num_classes": classes, "frozen_bn_eps": 1e-5},
+          f"{name}.json: {state}")
     momentum = load(name + ".optimizer")
     check(momentum is not None and len(momentum) > 0 and all(k.startswith("momentum.") for k in momentum),
           f"{name}.optimizer: {None if momentum is None else list(momentum)[:3]}")
@@ -178,5 +183,55 @@ for bbox in '[]' '[10, 10]' '[1, 2, "3", 4]'; do
 	expect_error "annotation 1: its bbox is not [x, y, width, height]" \
 		--coco-json "$out/coco/bad-bbox.json" --images "$out/coco" --threads 1
 done
+# COCO files with a background category, an image id that is not a number; no --images.
+"$python" -c 'import json, sys; d = json.load(open(sys.argv[1])); d["annotations"][0]["category_id"] = 0; json.dump(d, open(sys.argv[2], "w"))' \
+	"$out/coco/instances.json" "$out/coco/category0.json"
+expect_error "annotation 1: category id 0 is not from 1 to 100000 (0 is the background)" \
+	--coco-json "$out/coco/category0.json" --images "$out/coco" --threads 1
+"$python" -c 'import json, sys; d = json.load(open(sys.argv[1])); d["images"][1]["id"] = "11"; json.dump(d, open(sys.argv[2], "w"))' \
+	"$out/coco/instances.json" "$out/coco/string-id.json"
+expect_error "'$out/coco/string-id.json': images[1]: [json.exception.type_error.302] type must be number" \
+	--coco-json "$out/coco/string-id.json" --images "$out/coco" --threads 1
+expect_error "--coco-json needs --images DIR" --coco-json "$out/coco/instances.json" --threads 1
+
+# A torchvision MobileNetV3 FPN model's weights (random, 5 classes).
+"$python" -c 'import sys, torch, torchvision
+m = torchvision.models.detection.fasterrcnn_mobilenet_v3_large_fpn(weights=None, weights_backbone=None, num_classes=5)
+torch.save(m.state_dict(), sys.argv[1])' "$out/mobilenet.pth"
+expect_error "only 0 of the 330 tensors of the weights '$out/mobilenet.pth' fit model 'tiny': they are for 'fasterrcnn_mobilenet_v3_large_fpn'" \
+	"${small[@]}" --synthetic shapes --weights "$out/mobilenet.pth"
+
+# --output is checked before training: these would fail after an epoch otherwise.
+mkdir "$out/folder"
+for output in "$out/folder" "$out/no-such-folder/model.pth"; do
+	rc=0
+	"$train" "${small[@]}" --synthetic shapes --width 160 --height 120 --iterations 1 --epochs 1 --batch-size 1 \
+		--output "$output" > /dev/null 2> "$out/err" || rc=$?
+	if [ $rc -eq 0 ] || grep -q "^epoch" "$out/err" || ! grep -qF -- "--output" "$out/err"; then
+		echo "FAIL: --output $output: status $rc, trained or no word of --output: $(cat "$out/err")"; status=1
+	fi
+done
+
+# 5. Without --arch, the weights' model; resumed without --arch; nothing to do once done.
+plain=(--threads 1 --seed 1 --min-size 128 --max-size 160 --rpn-pre-nms 200 --rpn-post-nms 100 --box-batch-size 64
+	--warmup 2 --synthetic shapes --width 160 --height 120 --iterations 1 --batch-size 1)
+state_of() { "$python" -c 'import json, sys; s = json.load(open(sys.argv[1])); print(s["arch"], s["epoch"], s["num_classes"])' "$1"; }
+if ! "$train" "${plain[@]}" --epochs 1 --weights "$out/mobilenet.pth" --output "$out/tuned.pth" 2> "$out/err"; then
+	echo "FAIL: fine-tuning without --arch: $(cat "$out/err")"; status=1
+elif [ "$(state_of "$out/tuned.pth.json")" != "fasterrcnn_mobilenet_v3_large_fpn 1 4" ]; then
+	echo "FAIL: fine-tuning without --arch trained $(state_of "$out/tuned.pth.json")"; status=1
+elif ! "$train" "${plain[@]}" --epochs 2 --resume "$out/tuned.pth" --output "$out/tuned.pth" 2> "$out/err"; then
+	echo "FAIL: resuming without --arch: $(cat "$out/err")"; status=1
+elif [ "$(state_of "$out/tuned.pth.json")" != "fasterrcnn_mobilenet_v3_large_fpn 2 4" ]; then
+	echo "FAIL: resuming without --arch gave $(state_of "$out/tuned.pth.json")"; status=1
+else
+	cp "$out/tuned.pth" "$out/tuned-before.pth"
+	rc=0
+	"$train" "${plain[@]}" --epochs 2 --resume "$out/tuned.pth" --output "$out/tuned.pth" 2> "$out/err" || rc=$?
+	if [ $rc -ne 0 ] || ! grep -q "nothing to do" "$out/err" || grep -q "^wrote" "$out/err" ||
+		! cmp -s "$out/tuned.pth" "$out/tuned-before.pth"; then
+		echo "FAIL: resuming a finished run: status $rc, $(cat "$out/err")"; status=1
+	fi
+fi
 echo "frcnn-train errors: $([ $status -eq 0 ] && echo ok || echo failed)"
 exit $status
