@@ -638,6 +638,10 @@ struct GstFrcnnDetectState {
 	// Longest batch run so far, and the part of it the last latency answer included.
 	std::atomic<GstClockTime> batch_time{ 0 };
 	std::atomic<GstClockTime> reported_batch_time{ 0 };
+	// The model whose runs batch_time counts (the worker's): a model's first run warms it up
+	// (allocations, oneDNN's plans, CUDA's kernels and autotuning) and is left out, else a
+	// live pipeline would keep that run's latency for good.
+	const LoadedModel *timed_model = nullptr;
 
 	// What the element did since it last started (the `stats` property): counted by the sink
 	// pad's thread and the worker, read by any thread.
@@ -647,6 +651,7 @@ struct GstFrcnnDetectState {
 		std::atomic<guint64> images{ 0 };		// images of these (roi-list: regions)
 		std::atomic<guint64> skipped_interval{ 0 };	// not run because of `interval`
 		std::atomic<guint64> skipped_late{ 0 };		// not run: late downstream (`qos`)
+		std::atomic<guint64> skipped_gap{ 0 };		// not run: gap buffers
 		std::atomic<guint64> batches{ 0 };
 		std::atomic<guint64> batches_with_others{ 0 }; // ran with other elements' frames
 		std::atomic<guint64> detections{ 0 };		// regions of interest attached
@@ -656,7 +661,7 @@ struct GstFrcnnDetectState {
 		void reset()
 		{
 			for (std::atomic<guint64> *counter :
-			     { &frames, &detected, &images, &skipped_interval, &skipped_late, &batches,
+			     { &frames, &detected, &images, &skipped_interval, &skipped_late, &skipped_gap, &batches,
 			       &batches_with_others, &detections, &batch_time, &last_batch_time })
 				counter->store(0);
 		}
@@ -697,6 +702,8 @@ GST_ELEMENT_REGISTER_DEFINE(frcnndetect, "frcnndetect", GST_RANK_NONE, GST_TYPE_
 static void gst_frcnn_detect_finalize(GObject *object);
 static void gst_frcnn_detect_set_property(GObject *object, guint prop_id, const GValue *value,
 					  GParamSpec *pspec);
+static void gst_frcnn_detect_store_property(GstFrcnnDetect *self, guint prop_id, const GValue *value,
+					    GParamSpec *pspec);
 static void gst_frcnn_detect_get_property(GObject *object, guint prop_id, GValue *value,
 					  GParamSpec *pspec);
 static GstStateChangeReturn gst_frcnn_detect_change_state(GstElement *element,
@@ -920,7 +927,7 @@ static void gst_frcnn_detect_class_init(GstFrcnnDetectClass *klass)
 		g_param_spec_boxed("stats", "Statistics",
 				   "What the element did since it last started, as a GstStructure: "
 				   "frames, frames-detected, images-detected, frames-skipped-interval, "
-				   "frames-skipped-late, batches, batches-with-others, detections "
+				   "frames-skipped-late, frames-skipped-gap, batches, batches-with-others, detections "
 				   "(guint64), mean-batch-size, model-frames-per-second (gdouble), "
 				   "mean-batch-time, last-batch-time (guint64, ns)",
 				   GST_TYPE_STRUCTURE,
@@ -987,6 +994,22 @@ static void gst_frcnn_detect_set_property(GObject *object, guint prop_id, const 
 					  GParamSpec *pspec)
 {
 	GstFrcnnDetect *self = GST_FRCNN_DETECT(object);
+	/* The latency the element adds depends on these: a live pipeline re-computes it. */
+	const bool latency_changes = [&] {
+		g_autoptr(GMutexLocker) locker = g_mutex_locker_new(GST_OBJECT_GET_LOCK(self));
+		const Settings &settings = self->state->settings;
+		return (prop_id == PROP_BATCH_SIZE && settings.batch_size != g_value_get_uint(value)) ||
+		       (prop_id == PROP_BATCH_TIMEOUT && settings.batch_timeout != g_value_get_uint(value));
+	}();
+	gst_frcnn_detect_store_property(self, prop_id, value, pspec);
+	if (latency_changes)
+		gst_element_post_message(GST_ELEMENT(self), gst_message_new_latency(GST_OBJECT(self)));
+}
+
+static void gst_frcnn_detect_store_property(GstFrcnnDetect *self, guint prop_id, const GValue *value,
+					    GParamSpec *pspec)
+{
+	GObject *object = G_OBJECT(self);
 	g_autoptr(GMutexLocker) locker = g_mutex_locker_new(GST_OBJECT_GET_LOCK(self));
 	Settings &settings = self->state->settings;
 
@@ -1128,6 +1151,7 @@ static GstStructure *gst_frcnn_detect_stats(const GstFrcnnDetectState::Stats &st
 		"images-detected", G_TYPE_UINT64, images,
 		"frames-skipped-interval", G_TYPE_UINT64, stats.skipped_interval.load(),
 		"frames-skipped-late", G_TYPE_UINT64, stats.skipped_late.load(),
+		"frames-skipped-gap", G_TYPE_UINT64, stats.skipped_gap.load(),
 		"batches", G_TYPE_UINT64, batches,
 		"batches-with-others", G_TYPE_UINT64, stats.batches_with_others.load(),
 		"detections", G_TYPE_UINT64, stats.detections.load(),
@@ -1940,6 +1964,10 @@ static bool gst_frcnn_detect_run_images(GstFrcnnDetect *self, std::vector<ItemIm
 		state->stats.batch_time += elapsed;
 		state->stats.last_batch_time = elapsed;
 
+		const bool warm_up = state->timed_model != state->model.get();
+		state->timed_model = state->model.get();
+		if (warm_up)
+			continue;
 		GstClockTime longest = state->batch_time.load();
 		while (elapsed > longest && !state->batch_time.compare_exchange_weak(longest, elapsed))
 			;
@@ -2567,9 +2595,13 @@ static GstFlowReturn gst_frcnn_detect_chain(GstPad *pad, GstObject *parent, GstB
 		return GST_FLOW_NOT_NEGOTIATED;
 	}
 
-	Item item(buffer, state->sink_info, state->frame_count++ % interval == 0);
+	/* A gap buffer holds no picture of its own (a repeated or filler frame): it goes by. */
+	const bool gap = GST_BUFFER_FLAG_IS_SET(buffer, GST_BUFFER_FLAG_GAP);
+	Item item(buffer, state->sink_info, !gap && state->frame_count++ % interval == 0);
 	state->stats.frames++;
-	if (!item.infer)
+	if (gap)
+		state->stats.skipped_gap++;
+	else if (!item.infer)
 		state->stats.skipped_interval++;
 	const GstClockTime timestamp =
 		GST_BUFFER_PTS_IS_VALID(buffer) ? GST_BUFFER_PTS(buffer) : GST_BUFFER_DTS(buffer);
@@ -2974,6 +3006,7 @@ static GstStateChangeReturn gst_frcnn_detect_change_state(GstElement *element,
 			return GST_STATE_CHANGE_FAILURE;
 		state->batch_time = 0;
 		state->reported_batch_time = 0;
+		state->timed_model = nullptr;
 		gst_segment_init(&state->segment, GST_FORMAT_TIME);
 		state->reset_qos();
 		state->qos_processed = 0;

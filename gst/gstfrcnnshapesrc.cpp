@@ -502,7 +502,9 @@ static gboolean gst_frcnn_shape_src_query(GstBaseSrc *bsrc, GstQuery *query)
 	GstFrcnnShapeSrcState *state = self->state;
 
 	if (GST_QUERY_TYPE(query) == GST_QUERY_LATENCY) {
-		/* Live: a frame is ready one frame duration after its timestamp. */
+		/* Live: a frame is ready one frame duration after its timestamp. Frames are drawn
+		 * when asked for, none waits in the element: no upper bound (as videotestsrc), so
+		 * that elements downstream may add latency without queues in between. */
 		if (!gst_base_src_is_live(bsrc))
 			return GST_BASE_SRC_CLASS(gst_frcnn_shape_src_parent_class)->query(bsrc, query);
 		GST_OBJECT_LOCK(self);
@@ -511,7 +513,7 @@ static gboolean gst_frcnn_shape_src_query(GstBaseSrc *bsrc, GstQuery *query)
 		GST_OBJECT_UNLOCK(self);
 		if (!negotiated)
 			return FALSE;
-		gst_query_set_latency(query, TRUE, latency, latency);
+		gst_query_set_latency(query, TRUE, latency, GST_CLOCK_TIME_NONE);
 		return TRUE;
 	}
 	return GST_BASE_SRC_CLASS(gst_frcnn_shape_src_parent_class)->query(bsrc, query);

@@ -677,12 +677,58 @@ TEST(FrcnnDetect, ReadsFramesInPlaceOnTheCpu)
 	}
 }
 
+// The `stats` property's counters, by name (its doubles as they are, its integers converted).
+std::map<std::string, double> stats_of(GstElement *element)
+{
+	GstStructure *stats = nullptr;
+	g_object_get(element, "stats", &stats, nullptr);
+	std::map<std::string, double> values;
+	EXPECT_NE(stats, nullptr);
+	if (!stats)
+		return values;
+	EXPECT_TRUE(gst_structure_has_name(stats, "frcnndetect-stats"));
+	for (gint i = 0; i < gst_structure_n_fields(stats); i++) {
+		const gchar *name = gst_structure_nth_field_name(stats, i);
+		const GValue *value = gst_structure_get_value(stats, name);
+		if (G_VALUE_HOLDS_UINT64(value))
+			values[name] = double(g_value_get_uint64(value));
+		else if (G_VALUE_HOLDS_DOUBLE(value))
+			values[name] = g_value_get_double(value);
+		else
+			ADD_FAILURE() << name << " is a " << G_VALUE_TYPE_NAME(value);
+	}
+	gst_structure_free(stats);
+	return values;
+}
+
 TEST(FrcnnDetect, LatencyQueryAddsBatchTimeout)
 {
 	HarnessPtr h = harness("batch-size=4 batch-timeout=250");
 	gst_harness_set_upstream_latency(h.get(), 10 * GST_MSECOND);
 	/* Before any batch ran, the element adds only the time a frame waits for its batch. */
 	EXPECT_EQ(gst_harness_query_latency(h.get()), 260 * GST_MSECOND);
+
+	/* A new batch size or timeout while playing changes the latency: the element says so, so
+	   that a live pipeline asks again. The same value changes nothing. */
+	GstBus *bus = gst_bus_new();
+	gst_element_set_bus(h->element, bus);
+	const auto latency_messages = [bus] {
+		int count = 0;
+		while (GstMessage *message = gst_bus_pop_filtered(bus, GST_MESSAGE_LATENCY)) {
+			gst_message_unref(message);
+			count++;
+		}
+		return count;
+	};
+	g_object_set(h->element, "batch-timeout", 500u, nullptr);
+	EXPECT_EQ(latency_messages(), 1);
+	EXPECT_EQ(gst_harness_query_latency(h.get()), 510 * GST_MSECOND);
+	g_object_set(h->element, "batch-size", 8u, nullptr);
+	EXPECT_EQ(latency_messages(), 1);
+	g_object_set(h->element, "batch-size", 8u, "batch-timeout", 500u, nullptr);
+	EXPECT_EQ(latency_messages(), 0);
+	gst_element_set_bus(h->element, nullptr);
+	gst_object_unref(bus);
 }
 
 TEST(FrcnnDetect, LatencyQueryAddsInferenceTimeOnceKnown)
@@ -695,7 +741,17 @@ TEST(FrcnnDetect, LatencyQueryAddsInferenceTimeOnceKnown)
 	gst_harness_set_src_caps(h.get(), frame.caps());
 	gst_test::BufferPtr out(gst_harness_push_and_pull(h.get(), frame.buffer(0)));
 	ASSERT_TRUE(out);
-	EXPECT_GT(gst_harness_query_latency(h.get()), 10 * GST_MSECOND);
+	/* The model's first run warms it up: kept, it would hold a live pipeline's latency up for
+	   good. */
+	EXPECT_EQ(gst_harness_query_latency(h.get()), 10 * GST_MSECOND);
+
+	/* The element adds twice the longest run since (a frame waits for the batch before its
+	   own, then for its own). */
+	out.reset(gst_harness_push_and_pull(h.get(), frame.buffer(GST_SECOND)));
+	ASSERT_TRUE(out);
+	const double run = stats_of(h->element)["last-batch-time"];
+	ASSERT_GT(run, 0);
+	EXPECT_EQ(gst_harness_query_latency(h.get()), 10 * GST_MSECOND + 2 * static_cast<GstClockTime>(run));
 }
 
 TEST(FrcnnDetect, EosRunsThePartialBatchAndComesLast)
@@ -980,30 +1036,6 @@ std::vector<std::array<guint64, 3>> qos_messages(GstBus *bus)
 
 // With qos=true, frames that downstream reports as too late to matter pass through without
 // detections, and a QoS message says so; without it, and after a flush, every frame is run.
-// The `stats` property's counters, by name (its doubles as they are, its integers converted).
-std::map<std::string, double> stats_of(GstElement *element)
-{
-	GstStructure *stats = nullptr;
-	g_object_get(element, "stats", &stats, nullptr);
-	std::map<std::string, double> values;
-	EXPECT_NE(stats, nullptr);
-	if (!stats)
-		return values;
-	EXPECT_TRUE(gst_structure_has_name(stats, "frcnndetect-stats"));
-	for (gint i = 0; i < gst_structure_n_fields(stats); i++) {
-		const gchar *name = gst_structure_nth_field_name(stats, i);
-		const GValue *value = gst_structure_get_value(stats, name);
-		if (G_VALUE_HOLDS_UINT64(value))
-			values[name] = double(g_value_get_uint64(value));
-		else if (G_VALUE_HOLDS_DOUBLE(value))
-			values[name] = g_value_get_double(value);
-		else
-			ADD_FAILURE() << name << " is a " << G_VALUE_TYPE_NAME(value);
-	}
-	gst_structure_free(stats);
-	return values;
-}
-
 TEST(FrcnnDetect, QosSkipsFramesDownstreamReportsLate)
 {
 	const std::vector<Frame> frames = distinct_frames(2);
@@ -1151,6 +1183,33 @@ TEST(FrcnnDetect, ThreadsSetsTheWorkersCpuThreads)
 	EXPECT_EQ(three_threads.last(), 3) << "the other element keeps its own";
 }
 
+// A gap buffer (a repeated or filler frame, no picture of its own) goes by without detections
+// and does not count towards `interval`.
+TEST(FrcnnDetect, GapBuffersPassWithoutDetections)
+{
+	const std::vector<Frame> frames = distinct_frames(5);
+	HarnessPtr h = harness("interval=2");
+	gst_harness_set_src_caps(h.get(), frames[0].caps());
+	for (int i = 0; i < 5; i++) {
+		GstBuffer *buffer = frames[i].buffer(i * GST_SECOND);
+		if (i == 1)
+			GST_BUFFER_FLAG_SET(buffer, GST_BUFFER_FLAG_GAP);
+		ASSERT_EQ(gst_harness_push(h.get(), buffer), GST_FLOW_OK);
+	}
+	/* Run: 0 and 3 (frames 0 and 2 of those that count, 1 being the gap). */
+	for (int i = 0; i < 5; i++) {
+		gst_test::BufferPtr out(gst_harness_pull(h.get()));
+		ASSERT_TRUE(out);
+		EXPECT_EQ(GST_BUFFER_PTS(out.get()), i * GST_SECOND);
+		EXPECT_EQ(gst_test::read_rois(out.get()).empty(), i != 0 && i != 3) << "frame " << i;
+	}
+	std::map<std::string, double> stats = stats_of(h->element);
+	EXPECT_EQ(stats["frames"], 5);
+	EXPECT_EQ(stats["frames-detected"], 2);
+	EXPECT_EQ(stats["frames-skipped-gap"], 1);
+	EXPECT_EQ(stats["frames-skipped-interval"], 2);
+}
+
 // Also the `stats` of such a stream, and their message at EOS.
 TEST(FrcnnDetect, IntervalWithBatches)
 {
@@ -1173,12 +1232,13 @@ TEST(FrcnnDetect, IntervalWithBatches)
 	}
 
 	std::map<std::string, double> stats = stats_of(h->element);
-	EXPECT_EQ(stats.size(), 12u);
+	EXPECT_EQ(stats.size(), 13u);
 	EXPECT_EQ(stats["frames"], 9);
 	EXPECT_EQ(stats["frames-detected"], 5) << "frames 0, 2, 4, 6, 8";
 	EXPECT_EQ(stats["images-detected"], 5) << "a frame is an image of its own";
 	EXPECT_EQ(stats["frames-skipped-interval"], 4);
 	EXPECT_EQ(stats["frames-skipped-late"], 0);
+	EXPECT_EQ(stats["frames-skipped-gap"], 0);
 	EXPECT_EQ(stats["batches"], 2) << "3 frames, then the 2 left at EOS";
 	EXPECT_EQ(stats["batches-with-others"], 0);
 	EXPECT_EQ(stats["mean-batch-size"], 2.5);
