@@ -30,6 +30,7 @@
 #include <condition_variable>
 #include <cstring>
 #include <deque>
+#include <thread>
 #include <future>
 #include <limits>
 #include <map>
@@ -597,13 +598,24 @@ struct GstFrcnnDetectState {
 	gint64 threads_failed = -1;	// a `threads` that could not be set (warned about once)
 	int logged_threads = 0;		// the count last logged
 
-	// Protected by mutex: the queue between the sink pad and the worker.
+	// The worker runs the batches on a thread of its own, and the source pad's task (the pusher)
+	// pushes them: a batch's frames may wait for their time at a synchronised sink while the
+	// next batch runs. Started and stopped with the source pad.
+	std::thread worker;
+
+	// Protected by mutex: the queue between the sink pad and the worker (items), and the one
+	// between the worker and the pusher (outgoing: frames run, and the events between them).
 	std::mutex mutex;
-	std::condition_variable item_added;   // the worker waits on it
-	std::condition_variable item_removed; // chain() and drains wait on it
+	std::condition_variable item_added;     // the worker waits on it
+	std::condition_variable item_removed;   // chain() and drains wait on it
+	std::condition_variable outgoing_added; // the pusher waits on it
 	std::deque<Item> items;
 	guint queued_buffers = 0;
+	std::deque<Item> outgoing;
+	guint outgoing_buffers = 0;
 	bool busy = false;			     // the worker holds a batch
+	bool pushing = false;			     // the pusher pushes an item it took
+	bool stop_worker = false;
 	guint draining = 0;			     // serialized queries waiting: run partial batches now
 	GstFlowReturn srcresult = GST_FLOW_FLUSHING; // why the worker stopped
 	// srcresult is EOS because downstream returned it for a buffer (a sink of num-buffers, an
@@ -657,12 +669,13 @@ struct GstFrcnnDetectState {
 		std::atomic<guint64> detections{ 0 };		// regions of interest attached
 		std::atomic<GstClockTime> batch_time{ 0 };	// the batches' times added up
 		std::atomic<GstClockTime> last_batch_time{ 0 };
+		std::atomic<guint64> cpu_threads{ 0 };		// the worker's, at its last batch
 
 		void reset()
 		{
 			for (std::atomic<guint64> *counter :
 			     { &frames, &detected, &images, &skipped_interval, &skipped_late, &skipped_gap, &batches,
-			       &batches_with_others, &detections, &batch_time, &last_batch_time })
+			       &batches_with_others, &detections, &batch_time, &last_batch_time, &cpu_threads })
 				counter->store(0);
 		}
 	} stats;
@@ -684,6 +697,16 @@ struct GstFrcnnDetectState {
 	{
 		items.clear();
 		queued_buffers = 0;
+		outgoing.clear();
+		outgoing_buffers = 0;
+	}
+
+	// Wakes every thread that waits on the queues (srcresult changed). Called with mutex held.
+	void wake_all()
+	{
+		item_added.notify_all();
+		item_removed.notify_all();
+		outgoing_added.notify_all();
 	}
 };
 
@@ -718,6 +741,7 @@ static gboolean gst_frcnn_detect_sink_activate_mode(GstPad *pad, GstObject *pare
 static gboolean gst_frcnn_detect_src_activate_mode(GstPad *pad, GstObject *parent,
 						   GstPadMode mode, gboolean active);
 static void gst_frcnn_detect_loop(gpointer user_data);
+static guint outgoing_capacity(guint batch_size, guint interval);
 
 static void gst_frcnn_detect_class_init(GstFrcnnDetectClass *klass)
 {
@@ -929,7 +953,7 @@ static void gst_frcnn_detect_class_init(GstFrcnnDetectClass *klass)
 				   "frames, frames-detected, images-detected, frames-skipped-interval, "
 				   "frames-skipped-late, frames-skipped-gap, batches, batches-with-others, detections "
 				   "(guint64), mean-batch-size, model-frames-per-second (gdouble), "
-				   "mean-batch-time, last-batch-time (guint64, ns)",
+				   "mean-batch-time, last-batch-time (guint64, ns), cpu-threads (guint64)",
 				   GST_TYPE_STRUCTURE,
 				   static_cast<GParamFlags>(G_PARAM_READABLE | G_PARAM_STATIC_STRINGS)));
 
@@ -1160,6 +1184,7 @@ static GstStructure *gst_frcnn_detect_stats(const GstFrcnnDetectState::Stats &st
 		batch_time ? double(detected) * GST_SECOND / double(batch_time) : 0.0,
 		"mean-batch-time", G_TYPE_UINT64, batches ? batch_time / batches : guint64(0),
 		"last-batch-time", G_TYPE_UINT64, stats.last_batch_time.load(),
+		"cpu-threads", G_TYPE_UINT64, stats.cpu_threads.load(),
 		nullptr);
 }
 
@@ -1708,6 +1733,7 @@ static void gst_frcnn_detect_apply_threads(GstFrcnnDetect *self, guint threads)
 		}
 	}
 	const int now = frcnn::cpu_threads();
+	state->stats.cpu_threads = static_cast<guint64>(now);
 	if (now != state->logged_threads) {
 		GST_INFO_OBJECT(self, "batches run on %d CPU threads", now);
 		state->logged_threads = now;
@@ -2049,26 +2075,6 @@ static gboolean gst_frcnn_detect_push_eos(GstFrcnnDetect *self, GstEvent *eos)
 	return gst_pad_push_event(self->srcpad, eos);
 }
 
-/* Pushes a batch downstream in order. Returns the first flow that was not OK. */
-static GstFlowReturn gst_frcnn_detect_push(GstFrcnnDetect *self, std::vector<Item> &batch)
-{
-	GstFlowReturn ret = GST_FLOW_OK;
-	for (Item &item : batch) {
-		if (item.buffer) {
-			ret = gst_pad_push(self->srcpad, std::exchange(item.buffer, nullptr));
-		} else if (GST_EVENT_TYPE(item.event) == GST_EVENT_EOS) {
-			gst_frcnn_detect_push_eos(self, std::exchange(item.event, nullptr));
-			ret = GST_FLOW_EOS;
-		} else {
-			gst_pad_push_event(self->srcpad, std::exchange(item.event, nullptr));
-		}
-		if (ret != GST_FLOW_OK)
-			break;
-	}
-	batch.clear();
-	return ret;
-}
-
 /*
  * QoS: a frame whose running time is not after the earliest time downstream can still use is
  * not run (it passes through without detections). Returns the QoS message to post for it, or
@@ -2114,33 +2120,38 @@ static bool ends_or_starts_stream(const Item &item)
 }
 
 /*
- * The worker: takes the next batch off the queue (up to batch-size frames to run, or a
- * serialized event, which ends a batch so that it stays between the right buffers), runs it and
- * pushes it on.
+ * The worker: takes the next batch off the queue (up to batch-size frames to run; a serialized
+ * event ends a batch so that it stays between the right buffers, and goes on by itself), runs it
+ * and hands it to the pusher. Returns false when the worker is to stop.
  */
-static void gst_frcnn_detect_loop(gpointer user_data)
+static bool gst_frcnn_detect_run_next(GstFrcnnDetect *self)
 {
-	GstFrcnnDetect *self = GST_FRCNN_DETECT(user_data);
 	GstFrcnnDetectState *state = self->state;
 
-	guint batch_size;
+	guint batch_size, capacity;
 	std::chrono::milliseconds timeout;
 	bool qos;
 	{
 		g_autoptr(GMutexLocker) locker = g_mutex_locker_new(GST_OBJECT_GET_LOCK(self));
 		batch_size = state->settings.batch_size;
+		capacity = outgoing_capacity(batch_size, state->settings.interval);
 		timeout = std::chrono::milliseconds(state->settings.batch_timeout);
 		qos = state->settings.qos;
 	}
 
 	std::vector<Item> batch;
 	std::vector<GstMessage *> qos_messages; // posted once the queue's lock is released
-	GstFlowReturn ret;
 	{
 		std::unique_lock<std::mutex> lock(state->mutex);
-		state->item_added.wait(lock, [state] {
-			return state->srcresult != GST_FLOW_OK || !state->items.empty();
+		/* Downstream slower than the model holds the next batch back, as a full queue after
+		 * the element would. */
+		state->item_added.wait(lock, [state, capacity] {
+			return state->stop_worker ||
+			       (state->srcresult == GST_FLOW_OK && !state->items.empty() &&
+				(state->outgoing_buffers < capacity || state->items.front().event));
 		});
+		if (state->stop_worker)
+			return false;
 
 		guint to_run = 0;
 		Clock::time_point deadline;
@@ -2149,12 +2160,15 @@ static void gst_frcnn_detect_loop(gpointer user_data)
 			while (!state->items.empty() && to_run < batch_size) {
 				Item &front = state->items.front();
 				if (front.event) {
-					if (batch.empty()) {
-						batch.push_back(std::move(front));
-						state->items.pop_front();
+					/* An event goes on by itself, after the frames before it. */
+					if (!batch.empty()) {
+						complete = true;
+						break;
 					}
-					complete = true;
-					break;
+					state->outgoing.push_back(std::move(front));
+					state->items.pop_front();
+					state->outgoing_added.notify_one();
+					continue;
 				}
 				if (qos && front.infer) {
 					GstMessage *late = gst_frcnn_detect_skip_if_late(self, front, true);
@@ -2177,20 +2191,20 @@ static void gst_frcnn_detect_loop(gpointer user_data)
 			state->busy = !batch.empty();
 			state->item_removed.notify_all();
 
-			if (complete || to_run >= batch_size || (to_run == 0 && !batch.empty()))
+			if (complete || to_run >= batch_size || (to_run == 0 && !batch.empty()) ||
+			    (batch.empty() && state->items.empty()))
 				break;
 
 			/* A partial batch: wait for more frames until its first frame is due. */
 			bool more = state->item_added.wait_until(lock, deadline, [state] {
 				return state->srcresult != GST_FLOW_OK || !state->items.empty() ||
-				       state->draining;
+				       state->draining || state->stop_worker;
 			});
-			if (!more || (state->draining && state->items.empty()))
+			if (!more || (state->draining && state->items.empty()) || state->stop_worker)
 				break;
 		}
 
-		ret = state->srcresult;
-		if (ret != GST_FLOW_OK) {
+		if (state->srcresult != GST_FLOW_OK) {
 			batch.clear();
 			state->busy = false;
 			state->item_removed.notify_all();
@@ -2198,43 +2212,148 @@ static void gst_frcnn_detect_loop(gpointer user_data)
 	}
 	for (GstMessage *message : qos_messages)
 		gst_element_post_message(GST_ELEMENT(self), message);
+	if (batch.empty())
+		return true;
+
+	const GstFlowReturn ran = gst_frcnn_detect_run_batch(self, batch, batch_size);
+	{
+		std::lock_guard<std::mutex> lock(state->mutex);
+		state->busy = false;
+		if (ran != GST_FLOW_OK && state->srcresult == GST_FLOW_OK) {
+			/* The element posted the error: upstream hears of it at its next buffer. */
+			state->srcresult = ran;
+			state->downstream_eos = false;
+			state->failure_reported = true;
+			state->outgoing_added.notify_all();
+		}
+		/* A batch that ran through a flush or a failure is dropped. */
+		if (state->srcresult == GST_FLOW_OK) {
+			for (Item &item : batch) {
+				state->outgoing_buffers++;
+				state->outgoing.push_back(std::move(item));
+			}
+			state->outgoing_added.notify_one();
+		}
+		state->item_removed.notify_all();
+	}
+	batch.clear();
+	return true;
+}
+
+static void gst_frcnn_detect_worker(GstFrcnnDetect *self)
+{
+	self->state->threads_set = false; /* a new thread has the process's count */
+	while (gst_frcnn_detect_run_next(self)) {
+	}
+}
+
+/* Starts the worker (when it is not running). Called with the queue's lock not held. */
+static void gst_frcnn_detect_start_worker(GstFrcnnDetect *self)
+{
+	GstFrcnnDetectState *state = self->state;
+	if (state->worker.joinable())
+		return;
+	state->stop_worker = false;
+	state->worker = std::thread(gst_frcnn_detect_worker, self);
+}
+
+/* Stops the worker once its batch has run (the batch is dropped). */
+static void gst_frcnn_detect_stop_worker(GstFrcnnDetect *self)
+{
+	GstFrcnnDetectState *state = self->state;
+	if (!state->worker.joinable())
+		return;
+	{
+		std::lock_guard<std::mutex> lock(state->mutex);
+		state->stop_worker = true;
+		state->item_added.notify_all();
+	}
+	state->worker.join();
+}
+
+/* Waits until the worker holds no batch: one that ran through a flush is dropped by then. */
+static void gst_frcnn_detect_wait_for_worker(GstFrcnnDetect *self)
+{
+	GstFrcnnDetectState *state = self->state;
+	std::unique_lock<std::mutex> lock(state->mutex);
+	state->item_removed.wait(lock, [state] { return !state->busy; });
+}
+
+/*
+ * The pusher (the source pad's task): pushes the run frames and the events between them in
+ * order. A batch's frames may wait at a synchronised sink for their time while the worker runs
+ * the next batch.
+ */
+static void gst_frcnn_detect_loop(gpointer user_data)
+{
+	GstFrcnnDetect *self = GST_FRCNN_DETECT(user_data);
+	GstFrcnnDetectState *state = self->state;
+
+	std::optional<Item> item;
+	GstFlowReturn ret;
+	{
+		std::unique_lock<std::mutex> lock(state->mutex);
+		state->outgoing_added.wait(lock, [state] {
+			return state->srcresult != GST_FLOW_OK || !state->outgoing.empty();
+		});
+		ret = state->srcresult;
+		if (ret == GST_FLOW_OK) {
+			item.emplace(std::move(state->outgoing.front()));
+			state->outgoing.pop_front();
+			if (item->buffer)
+				state->outgoing_buffers--;
+			state->pushing = true;
+			state->item_added.notify_all(); /* room for the worker's next batch */
+		}
+	}
 
 	if (ret == GST_FLOW_OK) {
-		/* An event is a batch of its own. */
-		const bool stream_ends = batch.size() == 1 && batch.front().event &&
-					 GST_EVENT_TYPE(batch.front().event) == GST_EVENT_EOS;
-		ret = gst_frcnn_detect_run_batch(self, batch, batch_size);
-		const bool own_error = ret != GST_FLOW_OK;
-		if (ret == GST_FLOW_OK)
-			ret = gst_frcnn_detect_push(self, batch);
-		batch.clear();
+		const bool stream_ends = item->event && GST_EVENT_TYPE(item->event) == GST_EVENT_EOS;
+		if (item->buffer) {
+			ret = gst_pad_push(self->srcpad, std::exchange(item->buffer, nullptr));
+		} else if (stream_ends) {
+			gst_frcnn_detect_push_eos(self, std::exchange(item->event, nullptr));
+			ret = GST_FLOW_EOS;
+		} else {
+			gst_pad_push_event(self->srcpad, std::exchange(item->event, nullptr));
+		}
+		item.reset();
 
 		{
 			std::lock_guard<std::mutex> lock(state->mutex);
-			state->busy = false;
-			/* A new stream that upstream queued behind the EOS (gst_frcnn_detect_sink_event
-			 * restarts the worker for one that comes later): go on with it. */
+			state->pushing = false;
+			/* Whatever upstream queued behind the EOS (a new stream's events and frames,
+			 * gst_frcnn_detect_sink_event restarts the pusher for one that comes later):
+			 * go on with it. The worker moves events under the lock, so nothing is in
+			 * between when both queues are empty and it holds no batch. */
 			if (stream_ends && ret == GST_FLOW_EOS && state->srcresult == GST_FLOW_OK &&
-			    !state->items.empty() && state->items.front().event &&
-			    starts_stream(GST_EVENT_TYPE(state->items.front().event)))
+			    (!state->outgoing.empty() || !state->items.empty() || state->busy))
 				ret = GST_FLOW_OK;
 			/* Downstream takes no more buffers of this stream: the frames queued behind
 			 * this one are dropped up to upstream's EOS or a new stream, which go on (as
 			 * queue does); without either yet, upstream's EOS goes on when it comes
 			 * (gst_frcnn_detect_sink_event). */
 			if (!stream_ends && ret == GST_FLOW_EOS && state->srcresult == GST_FLOW_OK) {
-				while (!state->items.empty() && !ends_or_starts_stream(state->items.front())) {
-					if (state->items.front().buffer)
-						state->queued_buffers--;
-					state->items.pop_front();
+				while (!state->outgoing.empty() && !ends_or_starts_stream(state->outgoing.front())) {
+					if (state->outgoing.front().buffer)
+						state->outgoing_buffers--;
+					state->outgoing.pop_front();
 				}
-				if (!state->items.empty())
+				if (state->outgoing.empty()) {
+					while (!state->items.empty() && !ends_or_starts_stream(state->items.front())) {
+						if (state->items.front().buffer)
+							state->queued_buffers--;
+						state->items.pop_front();
+					}
+				}
+				if (!state->outgoing.empty() || !state->items.empty())
 					ret = GST_FLOW_OK;
 			}
 			if (ret != GST_FLOW_OK && state->srcresult == GST_FLOW_OK) {
 				state->srcresult = ret;
 				state->downstream_eos = ret == GST_FLOW_EOS && !stream_ends;
-				state->failure_reported = own_error;
+				state->failure_reported = false;
+				state->item_added.notify_all();
 			}
 			ret = state->srcresult;
 			state->item_removed.notify_all();
@@ -2257,13 +2376,13 @@ static void gst_frcnn_detect_loop(gpointer user_data)
 	}
 
 	/* Paused under the queue's lock: a new stream's first event after an EOS, which restarts
-	 * the worker (gst_frcnn_detect_sink_event), then comes either before the pause, and the
-	 * worker goes on, or after it, and restarts it; never in between, where the pause would
+	 * the pusher (gst_frcnn_detect_sink_event), then comes either before the pause, and the
+	 * pusher goes on, or after it, and restarts it; never in between, where the pause would
 	 * undo the restart. */
 	std::lock_guard<std::mutex> lock(state->mutex);
 	if (state->srcresult == GST_FLOW_OK)
 		return;
-	GST_DEBUG_OBJECT(self, "pausing worker: %s", gst_flow_get_name(ret));
+	GST_DEBUG_OBJECT(self, "pausing: %s", gst_flow_get_name(ret));
 	gst_pad_pause_task(self->srcpad);
 }
 
@@ -2656,11 +2775,11 @@ static gboolean gst_frcnn_detect_sink_event(GstPad *pad, GstObject *parent, GstE
 			std::lock_guard<std::mutex> lock(state->mutex);
 			state->srcresult = GST_FLOW_FLUSHING;
 			state->clear_queue();
-			state->item_added.notify_all();
-			state->item_removed.notify_all();
+			state->wake_all();
 		}
-		/* Waits until the worker has left its current batch. */
+		/* Waits until the pusher has left its push and the worker its batch. */
 		gst_pad_pause_task(self->srcpad);
+		gst_frcnn_detect_wait_for_worker(self);
 		return ret;
 	}
 	case GST_EVENT_FLUSH_STOP: {
@@ -2677,6 +2796,7 @@ static gboolean gst_frcnn_detect_sink_event(GstPad *pad, GstObject *parent, GstE
 		 * worker would wait for frames and the stop for the worker. */
 		if (gst_pad_is_active(self->srcpad)) {
 			state->srcresult = GST_FLOW_OK;
+			state->item_added.notify_all();
 			gst_pad_start_task(self->srcpad, gst_frcnn_detect_loop, self, nullptr);
 		}
 		return ret;
@@ -2818,23 +2938,36 @@ static gboolean gst_frcnn_detect_src_event(GstPad *pad, GstObject *parent, GstEv
 	return gst_pad_event_default(pad, parent, event);
 }
 
-/* The most buffers the element asks for: what batch-size 64 asks without `interval`. More would
- * ask a camera for frames it cannot give (v4l2 drivers hold 32 at most) or for gigabytes. */
+/* The most buffers the element asks for. More would ask a camera for frames it cannot give (v4l2
+ * drivers hold 32 at most) or for gigabytes. */
 constexpr guint64 kMostBuffersAsked = 128;
 
-/* The buffers the element keeps: those of the batch that runs and of the next one as it fills,
- * each `batch_size` frames to run and, with `interval`, the frames skipped between them, which
- * travel with the batch. */
-static guint buffers_held(guint batch_size, guint interval)
+/* The frames of a batch: `batch_size` frames to run and, with `interval`, the frames skipped
+ * between them, which travel with the batch. */
+static guint64 batch_frames(guint batch_size, guint interval)
 {
-	const guint64 batch_frames = static_cast<guint64>(batch_size - 1) * interval + 1;
-	return static_cast<guint>(std::min<guint64>(2 * batch_frames, kMostBuffersAsked));
+	return static_cast<guint64>(batch_size - 1) * interval + 1;
 }
 
-/* The element keeps the buffers of a batch while it runs, and of the next one as it fills: a
- * source or decoder whose frames come from a pool of its own (a camera, a hardware decoder) must
- * have that many more than the elements behind ask for, or each batch waits out its timeout for
- * frames the pool cannot give. Asked for in the ALLOCATION query's answer, where such elements
+/* The buffers the element keeps: those of the batch that runs, of the next one as it fills, and
+ * of the one before, whose frames wait for their time at a synchronised sink. */
+static guint buffers_held(guint batch_size, guint interval)
+{
+	return static_cast<guint>(std::min<guint64>(3 * batch_frames(batch_size, interval), kMostBuffersAsked));
+}
+
+/* The most run frames waiting to be pushed: a batch's frames wait for their time at a
+ * synchronised sink while the next batch runs. Two batches, and at least 16 frames (a few
+ * batches of small ones). */
+static guint outgoing_capacity(guint batch_size, guint interval)
+{
+	return static_cast<guint>(std::clamp<guint64>(2 * batch_frames(batch_size, interval), 16, kMostBuffersAsked));
+}
+
+/* The element keeps the buffers of a batch while it runs, of the next one as it fills and of the
+ * one before as it leaves: a source or decoder whose frames come from a pool of its own (a
+ * camera, a hardware decoder) must have that many more than the elements behind ask for, or each
+ * batch waits out its timeout for frames the pool cannot give. Asked for in the ALLOCATION query's answer, where such elements
  * read it (the minimum of its first pool; a pool entry without a pool where downstream named
  * none). */
 static void gst_frcnn_detect_ask_for_buffers(GstQuery *query, guint held)
@@ -2872,7 +3005,7 @@ static gboolean gst_frcnn_detect_sink_query(GstPad *pad, GstObject *parent, GstQ
 		state->item_added.notify_all();
 		state->item_removed.wait(lock, [state] {
 			return state->srcresult != GST_FLOW_OK ||
-			       (state->items.empty() && !state->busy);
+			       (state->items.empty() && !state->busy && state->outgoing.empty() && !state->pushing);
 		});
 		state->draining--;
 		if (state->srcresult != GST_FLOW_OK)
@@ -2952,8 +3085,7 @@ static gboolean gst_frcnn_detect_sink_activate_mode(GstPad *pad, GstObject *pare
 
 	state->srcresult = GST_FLOW_FLUSHING;
 	state->clear_queue();
-	state->item_added.notify_all();
-	state->item_removed.notify_all();
+	state->wake_all();
 	lock.unlock();
 
 	/* chain() may still be running: it returns once it sees the flushing state. */
@@ -2980,7 +3112,9 @@ static gboolean gst_frcnn_detect_src_activate_mode(GstPad *pad, GstObject *paren
 			state->eos_received = false;
 			state->frame_count = 0;
 			state->busy = false;
+			state->pushing = false;
 		}
+		gst_frcnn_detect_start_worker(self);
 		return gst_pad_start_task(pad, gst_frcnn_detect_loop, self, nullptr);
 	}
 
@@ -2988,10 +3122,11 @@ static gboolean gst_frcnn_detect_src_activate_mode(GstPad *pad, GstObject *paren
 		std::lock_guard<std::mutex> lock(state->mutex);
 		state->srcresult = GST_FLOW_FLUSHING;
 		state->clear_queue();
-		state->item_added.notify_all();
-		state->item_removed.notify_all();
+		state->wake_all();
 	}
-	return gst_pad_stop_task(pad);
+	const gboolean stopped = gst_pad_stop_task(pad);
+	gst_frcnn_detect_stop_worker(self);
+	return stopped;
 }
 
 static GstStateChangeReturn gst_frcnn_detect_change_state(GstElement *element,

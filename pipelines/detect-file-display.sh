@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A video file, decoded, detected, drawn and shown in a window.
 #
-#   filesrc ! decodebin ! frcnndetect ! queue ! frcnnoverlay ! videoconvert ! autovideosink
+#   filesrc ! decodebin ! frcnndetect ! frcnnoverlay ! videoconvert ! autovideosink
 #
 # frcnndetect takes the decoder's NV12/I420 frames as they are; videoconvert is only there for
 # the display.
@@ -26,9 +26,6 @@ frcnn_need_args 1
 frcnn_detect
 
 # The window plays in real time: with qos=true, frames the detector could only finish after
-# their time on screen pass through without detection, so that it keeps up. The queue takes a
-# batch's frames while the window shows them one by one at their time, so that the next batch
-# runs meanwhile (docs/elements.md, "Batching, timing and flow"); no byte limit: its default
-# holds three 1080p frames.
+# their time on screen pass through without detection, so that it keeps up.
 frcnn_launch filesrc location="${ARGS[0]}" ! decodebin ! "${DETECT[@]}" qos=true "${SECOND[@]}" ! \
-	queue max-size-bytes=0 ! frcnnoverlay ! videoconvert ! autovideosink
+	frcnnoverlay ! videoconvert ! autovideosink

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # An RTSP stream (an IP camera, a media server), detected and shown, or recorded to MP4.
 #
-#   rtspsrc ! decodebin ! frcnndetect ! queue ! frcnnoverlay ! videoconvert ! autovideosink
+#   rtspsrc ! decodebin ! frcnndetect ! frcnnoverlay ! videoconvert ! autovideosink
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
 
@@ -37,10 +37,8 @@ frcnn_parse "${OPTIONS[@]+"${OPTIONS[@]}"}"
 frcnn_need_args 1
 frcnn_detect
 
-# The queue takes a batch's frames while the window shows them one by one at their time, so
-# that the next batch runs meanwhile (docs/elements.md, "Batching, timing and flow").
 SOURCE=(rtspsrc location="${ARGS[0]}" latency="$LATENCY" ! decodebin ! "${DETECT[@]}" "${SECOND[@]}" !
-	queue max-size-bytes=0 ! frcnnoverlay ! videoconvert)
+	frcnnoverlay ! videoconvert)
 if [ -n "$OUTPUT" ]; then
 	# 8-bit 4:2:0 H.264, which every player takes, whatever the stream's depth.
 	frcnn_launch "${SOURCE[@]}" ! video/x-raw,format=I420 ! x264enc tune=zerolatency ! mp4mux ! \

@@ -30,12 +30,6 @@ FRCNN_REGION=0,0,64,64 ./export-json.sh --dry-run a.mp4 | grep -qF 'region=0\,0\
 # The display plays in real time: the detector skips frames that would be late (QoS).
 ./detect-file-display.sh --dry-run a.mp4 | grep -q "frcnndetect .*qos=true" ||
 	fail "detect-file-display.sh does not turn QoS on"
-# The displays' synchronised sinks: a queue after the detectors lets the next batch run while a
-# batch's frames wait for their time on screen.
-./detect-file-display.sh --dry-run --second "weights=x.pth" a.mp4 | grep -qE 'frcnndetect .*frcnndetect [^!]*\\! queue max-size-bytes=0 \\! frcnnoverlay' ||
-	fail "detect-file-display.sh has no queue after its detectors"
-./detect-rtsp.sh --dry-run rtsp://camera/stream | grep -qE 'frcnndetect [^!]*\\! queue max-size-bytes=0 \\! frcnnoverlay' ||
-	fail "detect-rtsp.sh has no queue after its detector"
 FRCNN_THREADS=3 ./export-json.sh --dry-run a.mp4 | grep -q "frcnndetect .*threads=3" ||
 	fail "export-json.sh does not pass FRCNN_THREADS"
 FRCNN_JSON_FORMAT=dlstreamer ./export-json.sh --dry-run a.mp4 | grep -q "frcnnjson .*format=dlstreamer" ||
@@ -82,7 +76,7 @@ grep -q "sink_2::xpos=0 sink_2::ypos=50" <<<"$streams" && grep -q "uri=rtsp://ca
 ./detect-streams.sh --tile big a.mp4 >/dev/null 2>&1 && fail "detect-streams.sh accepted --tile big"
 # --second: a detector inside the first one's regions, after the first's own properties.
 ./detect-file-display.sh --dry-run --second "weights=x.pth object-class=car" a.mp4 |
-	grep -qF 'qos=true \! frcnndetect inference-region=roi-list device=cpu precision=fp32 weights=x.pth object-class=car \! queue' ||
+	grep -qF 'qos=true \! frcnndetect inference-region=roi-list device=cpu precision=fp32 weights=x.pth object-class=car \! frcnnoverlay' ||
 	fail "detect-file-display.sh does not add the --second detector"
 FRCNN_SECOND=weights=x.pth ./export-json.sh --dry-run a.mp4 | grep -qF '\! frcnndetect inference-region=roi-list device=cpu precision=fp32 weights=x.pth \! frcnnjson' ||
 	fail "export-json.sh does not take FRCNN_SECOND"
