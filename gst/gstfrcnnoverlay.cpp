@@ -201,8 +201,8 @@ static void gst_frcnn_overlay_class_init(GstFrcnnOverlayClass *klass)
 				    "in any script the font covers (e.g. "
 				    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf). Empty: OpenCV's built-in "
 				    "Hershey font, ASCII only (other characters come out as '?'). A file that "
-				    "cannot be read fails the start; set while playing, it is warned about and "
-				    "the text keeps its font",
+				    "cannot be read fails the start; set while playing, it is warned about, the "
+				    "text keeps its font and the next start fails",
 				    nullptr, flags));
 
 	filter_class->transform_frame_ip = GST_DEBUG_FUNCPTR(gst_frcnn_overlay_transform_frame_ip);
@@ -265,7 +265,8 @@ static std::shared_ptr<const LabelFont> load_label_font(const gchar *file, std::
 				   "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf (Debian package "
 				   "fonts-dejavu-core), or leave it empty for the built-in font.";
 	if (!g_file_test(file, G_FILE_TEST_IS_REGULAR)) {
-		*error = std::string("Could not load the font '") + file + "': no such file." + advice;
+		*error = std::string("Could not load the font '") + file + "': " +
+			 (g_file_test(file, G_FILE_TEST_IS_DIR) ? "a folder, not a font file." : "no such file.") + advice;
 		return nullptr;
 	}
 	try {
@@ -291,15 +292,18 @@ static void gst_frcnn_overlay_set_property(GObject *object, guint prop_id, const
 			g_free(self->font);
 			self->font = g_strdup(file);
 			g_clear_pointer(&self->font_error, g_free);
+			/* A file that did not load fails the next start, as the property names it;
+			 * while playing, the text keeps the font it has. */
 			if (font)
 				*self->label_font = std::move(font);
-			else if (GST_STATE(self) >= GST_STATE_PAUSED)
-				warn = true; /* the text keeps the font it has */
 			else
 				self->font_error = g_strdup(error.c_str());
+			warn = !font && GST_STATE(self) >= GST_STATE_PAUSED;
 		}
 		if (warn)
-			GST_ELEMENT_WARNING(self, RESOURCE, OPEN_READ, ("%s The text keeps its font.", error.c_str()),
+			GST_ELEMENT_WARNING(self, RESOURCE, OPEN_READ,
+					    ("%s The text keeps its font until the element stops; the next start "
+					     "fails unless 'font' is set to a file that loads.", error.c_str()),
 					    (nullptr));
 		return;
 	}
@@ -452,18 +456,26 @@ std::array<cv::Rect, 4> outline_bands(const cv::Rect &rect, int rows, int column
 		 cv::Rect(left, top, columns, down), cv::Rect(right, top, columns, down) };
 }
 
-// The box of a region of interest as drawn: the meta's unsigned coordinates (anything another
-// producer wrote, up to 2^32 - 1) cut to the frame with a margin wider than any line or label, so
-// that the drawing's arithmetic stays in int; what lies outside the frame is not drawn either way.
+// The box of a region of interest as drawn: the box as found, to the nearest pixel edges (the
+// detection param's unrounded box where there is one, which a scaler's rounding of the rectangle
+// does not move; else the meta's rectangle), cut to the frame with a margin wider than any line or
+// label, so that the drawing's arithmetic stays in int (another producer may write anything up to
+// 2^32 - 1); what lies outside the frame is not drawn either way.
 cv::Rect drawn_box(const frcnn::gst::DetectionMeta &det, int width, int height)
 {
-	constexpr int64_t kMargin = 1 << 16;
-	const int64_t left = std::min<int64_t>(det.x, width + kMargin), top = std::min<int64_t>(det.y, height + kMargin);
-	const int64_t right = std::min<int64_t>(static_cast<int64_t>(det.x) + det.w, width + kMargin);
-	const int64_t bottom = std::min<int64_t>(static_cast<int64_t>(det.y) + det.h, height + kMargin);
-	return cv::Rect(static_cast<int>(left), static_cast<int>(top), static_cast<int>(right - left),
-			static_cast<int>(bottom - top));
+	constexpr double kMargin = 1 << 16;
+	const bool exact = std::isfinite(det.x1) && std::isfinite(det.y1) && std::isfinite(det.x2) && std::isfinite(det.y2);
+	const auto edge = [](double position, double size) {
+		return static_cast<int>(std::lround(std::clamp(position, -kMargin, size + kMargin)));
+	};
+	const int left = edge(exact ? det.x1 : det.x, width), top = edge(exact ? det.y1 : det.y, height);
+	const int right = edge(exact ? det.x2 : static_cast<double>(det.x) + det.w, width);
+	const int bottom = edge(exact ? det.y2 : static_cast<double>(det.y) + det.h, height);
+	return cv::Rect(left, top, std::max(right - left, 0), std::max(bottom - top, 0));
 }
+
+// The widest (and, inverted, the narrowest) pixel shape the overlay draws for.
+constexpr double kMostPixelAspectRatio = 16.0;
 
 // x / 2^shift rounded down, also for negative x.
 int floor_shift(int x, int shift)
@@ -571,9 +583,13 @@ public:
 	{
 		const int width = width_, height = height_;
 		// Caps without a pixel-aspect-ratio (or a ratio that is not positive): square pixels.
+		// Real video's pixels are at most a few times as wide as high or the other way round;
+		// the caps take any ratio, and one beyond 16 would ask for labels of gigabytes or
+		// lines wider than the frame: drawn as at 16 (or 1/16).
 		if (GST_VIDEO_INFO_PAR_N(&frame->info) > 0 && GST_VIDEO_INFO_PAR_D(&frame->info) > 0)
-			pixel_aspect_ratio_ =
-				static_cast<double>(GST_VIDEO_INFO_PAR_N(&frame->info)) / GST_VIDEO_INFO_PAR_D(&frame->info);
+			pixel_aspect_ratio_ = std::clamp(static_cast<double>(GST_VIDEO_INFO_PAR_N(&frame->info)) /
+								 GST_VIDEO_INFO_PAR_D(&frame->info),
+							 1.0 / kMostPixelAspectRatio, kMostPixelAspectRatio);
 		auto plane = [frame](int index, int rows, int cols, int type) {
 			return cv::Mat(rows, cols, type, GST_VIDEO_FRAME_PLANE_DATA(frame, index),
 				       GST_VIDEO_FRAME_PLANE_STRIDE(frame, index));
@@ -1045,16 +1061,20 @@ static GstFlowReturn gst_frcnn_overlay_transform_frame_ip(GstVideoFilter *filter
 			const cv::Size size = font->size(text, text_scale, &baseline);
 			const int pad = 2;
 			const int label_height = size.height + baseline + 2 * pad;
-			/* Above the box, or inside it when the box touches the top of the frame. */
+			/* Above the box; below it when the box touches the top of the frame (inside, a
+			 * label would hide a small object); inside it when neither fits. */
 			int top = box.y - label_height;
 			if (top < 0)
-				top = box.y;
-			/* The text's width as shown, in the frame's pixels (fewer where they are wider than high). */
-			const cv::Rect background(box.x, top, canvas.stored_width(size.width) + 2 * pad, label_height);
+				top = box.y + box.height + label_height <= height ? box.y + box.height : std::max(box.y, 0);
+			/* The text's width as shown, in the frame's pixels (fewer where they are wider than
+			 * high); moved left as far as the frame's right edge asks, so that the score shows. */
+			const int label_width = canvas.stored_width(size.width) + 2 * pad;
+			const int left = std::max(0, std::min(box.x, width - label_width));
+			const cv::Rect background(left, top, label_width, label_height);
 			canvas.rectangle(background, colour, cv::FILLED);
 
 			const double luminance = 0.299 * colour.r + 0.587 * colour.g + 0.114 * colour.b;
-			canvas.text(*font, text, cv::Point(box.x + pad, top + pad + size.height), text_scale,
+			canvas.text(*font, text, cv::Point(left + pad, top + pad + size.height), text_scale,
 				    luminance < 128);
 		}
 	} catch (const cv::Exception &e) {

@@ -642,6 +642,25 @@ Checkpoint Reader::to_checkpoint(Value *root)
 				result.module_versions[prefix->s] = version->i;
 		}
 	}
+
+	// A model saved while wrapped in DistributedDataParallel or DataParallel has all its keys
+	// under "module.": the model's own are below it (as torch's
+	// consume_prefix_in_state_dict_if_present takes them).
+	const std::string wrapper = "module.";
+	const auto wrapped = [&wrapper](const std::string &key) { return key.compare(0, wrapper.size(), wrapper) == 0; };
+	if (!result.tensors.empty() &&
+	    std::all_of(result.tensors.begin(), result.tensors.end(), [&](const auto &t) { return wrapped(t.first); })) {
+		for (auto &tensor : result.tensors)
+			tensor.first.erase(0, wrapper.size());
+		std::map<std::string, int64_t> versions;
+		for (const auto &[prefix, version] : result.module_versions) {
+			if (prefix == "module")
+				versions[""] = version;
+			else if (wrapped(prefix))
+				versions[prefix.substr(wrapper.size())] = version;
+		}
+		result.module_versions = std::move(versions);
+	}
 	return result;
 }
 

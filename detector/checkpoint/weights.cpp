@@ -23,6 +23,7 @@
 
 #include <fcntl.h>
 #include <pwd.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -30,6 +31,7 @@
 #include <openssl/evp.h>
 
 #include "frcnn-build-config.h"
+#include "frcnn/checkpoint.h"
 #include "frcnn/error.h"
 
 namespace frcnn {
@@ -181,14 +183,18 @@ private:
 	std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx_;
 };
 
+constexpr const char *kPartialSuffix = ".partial-";
+
 // A file created next to its final name and removed unless it was moved there, so that a failed
 // or interrupted download never leaves anything a later lookup could mistake for the real file.
+// It is locked while it exists: a process killed during its download (a signal runs no
+// destructor) leaves it unlocked, which remove_abandoned_downloads tells by.
 class TemporaryFile
 {
 public:
 	explicit TemporaryFile(const std::string &final_path)
 	{
-		std::string pattern = final_path + ".partial-XXXXXX";
+		std::string pattern = final_path + kPartialSuffix + "XXXXXX";
 		std::vector<char> name(pattern.begin(), pattern.end());
 		name.push_back('\0');
 		fd_ = mkostemp(name.data(), O_CLOEXEC);
@@ -199,6 +205,9 @@ public:
 				    "); set TORCH_HOME to a writable folder, or set weights to a local file");
 		}
 		path_ = name.data();
+		// On a file system without locks this fails, and so does remove_abandoned_downloads's
+		// lock: nothing is removed there.
+		::flock(fd_, LOCK_EX | LOCK_NB);
 	}
 
 	~TemporaryFile()
@@ -407,8 +416,45 @@ void download(const std::string &url, const std::string &dir, const std::string 
 			    std::string(transfer.received == 0 ? "an empty file" : "a web page, not a checkpoint,") +
 			    " for " + url + ". It was not kept. Check the URL, or fetch the file elsewhere and copy it to " +
 			    path);
+	// Anything else that is no checkpoint (an error page in JSON, a body cut short without a
+	// length, a compressed answer) would fail every later start from the cache: read it first.
+	try {
+		read_checkpoint(temporary.path());
+	} catch (const Error &e) {
+		throw Error("the file downloaded from " + url + " is not a checkpoint this library reads (" +
+			    e.what() + "). It was not kept. Check the URL, or fetch the file elsewhere and copy it to " +
+			    path);
+	}
 
 	temporary.commit(path);
+}
+
+// Removes the temporary files of downloads of `name` whose process died (killed by a signal, a
+// crash): unlocked, and older than a live download's could be when it has just been created. A
+// download in progress holds its lock, also while its transfer stalls. Best effort: the cache
+// folder may be read-only or hold files of others.
+void remove_abandoned_downloads(const std::string &dir, const std::string &name)
+{
+	const std::string prefix = name + kPartialSuffix;
+	std::error_code ec;
+	std::filesystem::directory_iterator entries(dir, ec);
+	if (ec)
+		return;
+	const auto now = std::filesystem::file_time_type::clock::now();
+	for (const auto &entry : entries) {
+		const std::string file = entry.path().filename().string();
+		if (file.compare(0, prefix.size(), prefix) != 0 || !entry.is_regular_file(ec))
+			continue;
+		const auto modified = entry.last_write_time(ec);
+		if (ec || now - modified < std::chrono::minutes(1))
+			continue;
+		const int fd = ::open(entry.path().c_str(), O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		if (::flock(fd, LOCK_EX | LOCK_NB) == 0)
+			::unlink(entry.path().c_str());
+		::close(fd);
+	}
 }
 
 std::string resolve_url(const std::string &url, const DownloadProgress &progress)
@@ -416,6 +462,7 @@ std::string resolve_url(const std::string &url, const DownloadProgress &progress
 	std::string name = url_file_name(url);
 	std::string dir = hub_checkpoint_dir();
 	std::string path = join_path(dir, name);
+	remove_abandoned_downloads(dir, name);
 
 	// As torchvision, a file already in the cache is used without hashing it again: it was
 	// either checked when it was downloaded or put there on purpose.

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -101,21 +102,6 @@ int main(int argc, char **argv)
 		return 2;
 	}
 
-	// int8 without a calibration file to read: calibrate on the first images (all of them when
-	// there are fewer), before any is printed, so that every image's detections are 8-bit ones.
-	const bool calibrate = options.precision == frcnn::Precision::Int8 &&
-			       (options.int8_calibration.empty() || access(options.int8_calibration.c_str(), F_OK) != 0);
-	if (calibrate)
-		options.int8_calibration_frames = std::min(options.int8_calibration_frames, (int)images.size());
-
-	std::unique_ptr<frcnn::Detector> detector;
-	try {
-		detector = frcnn::cli::make_detector(options);
-	} catch (const std::exception &e) {
-		std::fprintf(stderr, "frcnn-detect: %s\n", e.what());
-		return 1;
-	}
-
 	// One image: its pixels, and a view of them.
 	struct Image {
 #if FRCNN_DETECT_OPENCV
@@ -149,12 +135,42 @@ int main(int argc, char **argv)
 		return image;
 	};
 
+	// int8 without a calibration file to read: calibrate on the first images that can be read
+	// (all of them when there are fewer), before any is printed, so that every image's
+	// detections are 8-bit ones. The others are reported below, as without int8.
+	const bool calibrate = options.precision == frcnn::Precision::Int8 &&
+			       (options.int8_calibration.empty() || access(options.int8_calibration.c_str(), F_OK) != 0);
+	if (calibrate) {
+		int readable = 0;
+		for (size_t i = 0; i < images.size() && readable < options.int8_calibration_frames; i++) {
+			try {
+				read_image(images[i]);
+				readable++;
+			} catch (const frcnn::Error &) {
+			}
+		}
+		options.int8_calibration_frames = std::max(readable, 1);
+	}
+
+	std::unique_ptr<frcnn::Detector> detector;
+	try {
+		detector = frcnn::cli::make_detector(options);
+	} catch (const std::exception &e) {
+		std::fprintf(stderr, "frcnn-detect: %s\n", e.what());
+		return 1;
+	}
+
 	int status = 0;
 	if (calibrate) {
 		try {
 			for (size_t i = 0; i < images.size() && !detector->int8_calibrated(); i++) {
-				const auto image = read_image(images[i]);
-				detector->detect({image.frame});
+				std::optional<Image> image;
+				try {
+					image.emplace(read_image(images[i]));
+				} catch (const frcnn::Error &) {
+					continue;
+				}
+				detector->detect({image->frame});
 			}
 		} catch (const std::exception &e) {
 			std::fprintf(stderr, "frcnn-detect: int8 calibration: %s\n", e.what());

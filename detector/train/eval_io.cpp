@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <optional>
@@ -25,6 +26,10 @@ using json = nlohmann::json;
 
 std::string read_text(const std::string &path)
 {
+	// An ifstream opens a folder and reads nothing from it, without an error.
+	std::error_code ec;
+	if (std::filesystem::is_directory(path, ec))
+		throw Error("'" + path + "' is a folder, not a file");
 	std::ifstream in(path, std::ios::binary);
 	if (!in)
 		throw Error("cannot open '" + path + "' for reading");
@@ -455,9 +460,13 @@ EvalDataset load_ground_truth(const std::string &path)
 {
 	const std::string text = read_text(path);
 	const json root = json::parse(text, nullptr, false);
-	if (!root.is_discarded() && root.is_object() && root.contains("images"))
-		return load_coco_ground_truth(path, root);
-	return load_lines_ground_truth(path, text);
+	EvalDataset dataset = !root.is_discarded() && root.is_object() && root.contains("images")
+				      ? load_coco_ground_truth(path, root)
+				      : load_lines_ground_truth(path, text);
+	// Nothing to evaluate against: a wrong or empty file, not a score of "n/a".
+	if (dataset.images.empty())
+		throw Error(path + ": no frames or images in the ground truth");
+	return dataset;
 }
 
 void load_detections(const std::string &path, EvalDataset &dataset)
@@ -497,7 +506,11 @@ void load_detections(const std::string &path, EvalDataset &dataset)
 
 	std::map<int64_t, std::size_t> seen;
 	std::size_t position = 0;
-	for (const Line &line : parse_lines(path, text)) {
+	const std::vector<Line> lines = parse_lines(path, text);
+	// frcnnjson writes a line for every frame, with or without detections: none is no run.
+	if (lines.empty())
+		throw Error(path + ": no lines of detections (frcnnjson writes one for every frame)");
+	for (const Line &line : lines) {
 		const Where where{ path, line.number };
 		const json &v = line.value;
 		EvalImage &image = images.find(v, position++, where);

@@ -321,6 +321,35 @@ TEST(Checkpoint, ReadsBackWhatItWrites)
 	}
 }
 
+// A model saved while wrapped in DistributedDataParallel or DataParallel: every key under
+// "module.", which the model's own keys are read without (torch's
+// consume_prefix_in_state_dict_if_present); a state dict where only some keys have it is read as
+// it is.
+TEST(Checkpoint, ReadsTheModelOfAWrappedModelsKeys)
+{
+	TempDir dir;
+	const std::string path = (dir.path / "wrapped.pth").string();
+	frcnn::Checkpoint wrapped;
+	wrapped.tensors = { { "module.backbone.weight", torch::ones({ 2 }) },
+			    { "module.rpn.bias", torch::zeros({ 3 }) } };
+	wrapped.module_versions = { { "", 1 }, { "module", 1 }, { "module.backbone", 2 } };
+	frcnn::write_checkpoint(path, wrapped);
+	const frcnn::Checkpoint back = frcnn::read_checkpoint(path);
+	ASSERT_EQ(back.tensors.size(), 2u);
+	EXPECT_EQ(back.tensors[0].first, "backbone.weight");
+	EXPECT_EQ(back.tensors[1].first, "rpn.bias");
+	EXPECT_TRUE(torch::equal(back.tensors[1].second, torch::zeros({ 3 })));
+	EXPECT_EQ(back.module_versions, (std::map<std::string, int64_t>{ { "", 1 }, { "backbone", 2 } }));
+
+	frcnn::Checkpoint partly = wrapped;
+	partly.tensors.emplace_back("head.weight", torch::ones({ 1 }));
+	frcnn::write_checkpoint(path, partly);
+	const frcnn::Checkpoint as_is = frcnn::read_checkpoint(path);
+	ASSERT_EQ(as_is.tensors.size(), 3u);
+	EXPECT_EQ(as_is.tensors[0].first, "module.backbone.weight");
+	EXPECT_EQ(as_is.module_versions, partly.module_versions);
+}
+
 TEST(Checkpoint, WriteRefusesWhatCheckpointsCannotHold)
 {
 	TempDir dir;

@@ -484,6 +484,19 @@ TEST(EvalFiles, ClearErrors)
 	expect_error(R"({"frame": 0, "detections": [{"box": [10, 0, 0, 10], "label": "a"}]})", "",
 		     "negative width or height");
 	EXPECT_THROW(frcnn::load_ground_truth("/nonexistent/gt.jsonl"), frcnn::Error);
+	/* Files that hold nothing to evaluate, and folders (which a stream opens and reads nothing
+	 * from), are errors, not an AP of 0 or "n/a". */
+	expect_error(one, "", "err_det.jsonl: no lines of detections");
+	expect_error("\n", one, "err_gt.jsonl: no frames or images in the ground truth");
+	const std::string folder = ::testing::TempDir();
+	try {
+		frcnn::load_ground_truth(folder);
+		ADD_FAILURE() << "a folder was read as ground truth";
+	} catch (const frcnn::Error &e) {
+		EXPECT_NE(std::string(e.what()).find("is a folder"), std::string::npos) << e.what();
+	}
+	EvalDataset timed_truth = frcnn::load_ground_truth(temp_file("err_gt.jsonl", one));
+	EXPECT_THROW(frcnn::load_detections(folder, timed_truth), frcnn::Error);
 	/* A frame number of both files, but not the same frame (frcnnjson counts the frames it saw,
 	 * so after a seek its frame 1 is another than the source's). */
 	const std::string timed = R"({"frame": 0, "pts": 0, "width": 64, "height": 48, "detections": []})" "\n"

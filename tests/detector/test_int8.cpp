@@ -403,6 +403,19 @@ TEST_F(Int8, DetectToolCalibratesOnItsImagesFirst)
 	const auto first_line = [](const std::string &lines) { return lines.substr(0, lines.find('\n')); };
 	EXPECT_NE(first_line(int8_lines), first_line(json_lines(fp32)))
 		<< "the first image's detections are fp32's: not calibrated first";
+
+	/* An image that cannot be read is reported, as without int8, and the others are calibrated
+	 * on and printed all the same. */
+	const std::string again = (dir.path / "again.int8.json").string();
+	const std::string missing = (dir.path / "missing.png").string();
+	const auto [gap_status, gap] = test::run_command(
+		tool + "--precision int8 --int8-calibration " + again +
+		" /usr/lib/python3/dist-packages/skimage/data/astronaut.png " + missing +
+		" /usr/lib/python3/dist-packages/skimage/data/coffee.png");
+	EXPECT_EQ(gap_status, 1) << gap;
+	EXPECT_NE(gap.find("cannot read image '" + missing + "'"), std::string::npos) << gap;
+	EXPECT_EQ(json_lines(gap), int8_lines) << "the readable images were not calibrated on and printed";
+	EXPECT_EQ(load_int8_calibration(again).frames, 2);
 }
 
 TEST_F(Int8, CalibrationFileErrors)

@@ -24,6 +24,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -32,6 +33,7 @@
 #include <gtest/gtest.h>
 
 #include "common.h"
+#include "frcnn/checkpoint.h"
 #include "frcnn/error.h"
 #include "frcnn/weights.h"
 
@@ -109,6 +111,22 @@ std::string random_bytes(size_t size, unsigned seed)
 	std::string data(size, '\0');
 	for (char &c : data)
 		c = static_cast<char>(rng() & 0xff);
+	return data;
+}
+
+// A checkpoint (one tensor of `size` random bytes) as a file's bytes: what a download must
+// be to be kept.
+std::string random_checkpoint(size_t size, unsigned seed)
+{
+	const std::string bytes = random_bytes(size, seed);
+	torch::Tensor weight = torch::empty({ static_cast<int64_t>(size) }, torch::kUInt8);
+	std::memcpy(weight.data_ptr(), bytes.data(), size);
+	const fs::path path = fs::temp_directory_path() /
+			      ("frcnn-random-checkpoint-" + std::to_string(::getpid()) + "-" + std::to_string(seed));
+	frcnn::write_checkpoint(path.string(), frcnn::StateDict{ { "weight", weight } });
+	std::ifstream in(path, std::ios::binary);
+	std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+	fs::remove(path);
 	return data;
 }
 
@@ -451,7 +469,7 @@ for i in range(0, len(args), 3):
 
 TEST_F(WeightsTest, DownloadsIntoCacheOnceThenReusesIt)
 {
-	const std::string data = random_bytes(3 << 20, 1);
+	const std::string data = random_checkpoint(3 << 20, 1);
 	std::string name = serve(data, [](const std::string &digest) {
 		return "tiny_detector-" + digest.substr(0, 8) + ".pth";
 	});
@@ -487,15 +505,15 @@ TEST_F(WeightsTest, DownloadsIntoCacheOnceThenReusesIt)
 
 TEST_F(WeightsTest, HashPrefixRules)
 {
-	std::string full = serve(random_bytes(1000, 2), [](const std::string &digest) {
+	std::string full = serve(random_checkpoint(1000, 2), [](const std::string &digest) {
 		return "full-" + digest + ".pt";
 	});
 	// Only the first "-<hex>." counts, as torch.hub's regex search: "-v2" is not hex, so the
 	// prefix is the part after the second dash.
-	std::string second = serve(random_bytes(1000, 3), [](const std::string &digest) {
+	std::string second = serve(random_checkpoint(1000, 3), [](const std::string &digest) {
 		return "net-v2-" + digest.substr(0, 12) + ".pth";
 	});
-	std::string unchecked = serve(random_bytes(1000, 4), [](const std::string &) {
+	std::string unchecked = serve(random_checkpoint(1000, 4), [](const std::string &) {
 		return "no_hash_here-v1.pth";
 	});
 	start_server();
@@ -513,7 +531,7 @@ TEST_F(WeightsTest, HashPrefixRules)
 TEST_F(WeightsTest, HashMismatchIsRejectedAndNothingKept)
 {
 	std::string actual;
-	std::string name = serve(random_bytes(200000, 5), [&](const std::string &digest) {
+	std::string name = serve(random_checkpoint(200000, 5), [&](const std::string &digest) {
 		actual = digest;
 		// The true prefix with its first digit changed.
 		std::string wrong = digest.substr(0, 8);
@@ -558,9 +576,65 @@ TEST_F(WeightsTest, AnEmptyFileOrAWebPageIsRefusedAndNothingKept)
 	}
 }
 
+// Anything else that is no checkpoint (an error answer in JSON, a body cut short, a compressed
+// answer): refused, saying why, and not kept, so that the next start tries again.
+TEST_F(WeightsTest, AFileThatIsNoCheckpointIsRefusedAndNothingKept)
+{
+	const std::string checkpoint = random_checkpoint(5000, 8);
+	const std::string json_name =
+		serve("{\"error\": \"rate limited\"}\n", [](const std::string &) { return "answer.pth"; });
+	const std::string cut_name =
+		serve(checkpoint.substr(0, checkpoint.size() / 2), [](const std::string &) { return "cut.pth"; });
+	start_server();
+	for (const std::string &name : { json_name, cut_name }) {
+		SCOPED_TRACE(name);
+		const std::string url = server_->url("/files/" + name);
+		const std::string message = error_of([&] { frcnn::resolve_weights(url); });
+		EXPECT_NE(message.find("the file downloaded from " + url + " is not a checkpoint this library reads ("),
+			  std::string::npos)
+			<< message;
+		EXPECT_NE(message.find("It was not kept"), std::string::npos) << message;
+		EXPECT_EQ(entries(cache_), std::vector<std::string>{});
+	}
+}
+
+// A download whose process was killed (a signal runs no destructor) leaves its temporary file;
+// the next lookup of the same URL removes it, but not the file of a download in progress (locked)
+// nor one just created.
+TEST_F(WeightsTest, ADownloadKilledMidwayIsClearedByTheNextLookup)
+{
+	const std::string name = serve(random_checkpoint(5000, 9), [](const std::string &) { return "killed.pth"; });
+	start_server();
+	fs::create_directories(cache_);
+	const auto an_hour_ago = fs::file_time_type::clock::now() - std::chrono::hours(1);
+	const std::string abandoned = cache_ + "/" + name + ".partial-AbCdEf";
+	const std::string in_progress = cache_ + "/" + name + ".partial-GhIjKl";
+	const std::string just_created = cache_ + "/" + name + ".partial-MnOpQr";
+	const std::string other = cache_ + "/other.pth.partial-StUvWx";
+	for (const std::string &path : { abandoned, in_progress, just_created, other })
+		write_file(path, "part of a download");
+	for (const std::string &path : { abandoned, in_progress, other })
+		fs::last_write_time(path, an_hour_ago);
+	const int held = ::open(in_progress.c_str(), O_RDONLY | O_CLOEXEC);
+	ASSERT_GE(held, 0);
+	ASSERT_EQ(::flock(held, LOCK_EX | LOCK_NB), 0);
+
+	const std::string path = frcnn::resolve_weights(server_->url("/files/" + name));
+	::close(held);
+	EXPECT_EQ(entries(cache_),
+		  (std::vector<std::string>{ name, fs::path(in_progress).filename().string(),
+					     fs::path(just_created).filename().string(), "other.pth.partial-StUvWx" }));
+
+	/* Also when the file is in the cache already. */
+	EXPECT_EQ(frcnn::resolve_weights(server_->url("/files/" + name)), path);
+	EXPECT_EQ(entries(cache_),
+		  (std::vector<std::string>{ name, fs::path(just_created).filename().string(),
+					     "other.pth.partial-StUvWx" }));
+}
+
 TEST_F(WeightsTest, FollowsRedirectsAndNamesFileAfterTheGivenUrl)
 {
-	std::string name = serve(random_bytes(5000, 6), [](const std::string &digest) {
+	std::string name = serve(random_checkpoint(5000, 6), [](const std::string &digest) {
 		return "moved-" + digest.substr(0, 10) + ".pth";
 	});
 	start_server();
@@ -595,7 +669,7 @@ TEST_F(WeightsTest, HttpErrorIsReported)
 
 TEST_F(WeightsTest, ProgressCallbackCanAbortTheDownload)
 {
-	std::string name = serve(random_bytes(1 << 20, 7), [](const std::string &digest) {
+	std::string name = serve(random_checkpoint(1 << 20, 7), [](const std::string &digest) {
 		return "aborted-" + digest.substr(0, 8) + ".pth";
 	});
 	start_server();

@@ -754,6 +754,60 @@ TEST(FrcnnDetect, LatencyQueryAddsInferenceTimeOnceKnown)
 	EXPECT_EQ(gst_harness_query_latency(h.get()), 10 * GST_MSECOND + 2 * static_cast<GstClockTime>(run));
 }
 
+// A batch's frames waiting downstream (a synchronised sink holds each until its time) do not
+// hold the next batch up: it runs meanwhile, and the frames leave in order once downstream takes
+// them.
+TEST(FrcnnDetect, TheNextBatchRunsWhileDownstreamHoldsAFrame)
+{
+	const std::vector<Frame> frames = distinct_frames(4);
+	HarnessPtr h = harness("batch-size=2 batch-timeout=60000");
+	struct Gate {
+		std::mutex mutex;
+		std::condition_variable changed;
+		bool holding = false, open = false;
+	} gate;
+	GstPad *src = gst_element_get_static_pad(h->element, "src");
+	gst_pad_add_probe(
+		src, GST_PAD_PROBE_TYPE_BUFFER,
+		[](GstPad *, GstPadProbeInfo *, gpointer data) {
+			Gate &gate = *static_cast<Gate *>(data);
+			std::unique_lock<std::mutex> lock(gate.mutex);
+			gate.holding = true;
+			gate.changed.notify_all();
+			gate.changed.wait(lock, [&gate] { return gate.open; });
+			return GST_PAD_PROBE_OK;
+		},
+		&gate, nullptr);
+	gst_object_unref(src);
+
+	gst_harness_set_src_caps(h.get(), frames[0].caps());
+	for (int i = 0; i < 2; i++)
+		ASSERT_EQ(gst_harness_push(h.get(), frames[i].buffer(i * GST_SECOND)), GST_FLOW_OK);
+	{
+		std::unique_lock<std::mutex> lock(gate.mutex);
+		ASSERT_TRUE(gate.changed.wait_for(lock, std::chrono::seconds(60), [&gate] { return gate.holding; }))
+			<< "the first batch never left";
+	}
+	for (int i = 2; i < 4; i++)
+		ASSERT_EQ(gst_harness_push(h.get(), frames[i].buffer(i * GST_SECOND)), GST_FLOW_OK);
+	const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+	while (stats_of(h->element)["batches"] < 2 && std::chrono::steady_clock::now() < deadline)
+		std::this_thread::sleep_for(std::chrono::milliseconds(10));
+	EXPECT_EQ(stats_of(h->element)["batches"], 2) << "the second batch waited for the first frame to leave";
+
+	{
+		std::lock_guard<std::mutex> lock(gate.mutex);
+		gate.open = true;
+		gate.changed.notify_all();
+	}
+	for (int i = 0; i < 4; i++) {
+		gst_test::BufferPtr out(gst_harness_pull(h.get()));
+		ASSERT_TRUE(out);
+		EXPECT_EQ(GST_BUFFER_PTS(out.get()), i * GST_SECOND);
+		EXPECT_FALSE(gst_test::read_rois(out.get()).empty()) << "frame " << i;
+	}
+}
+
 TEST(FrcnnDetect, EosRunsThePartialBatchAndComesLast)
 {
 	const std::vector<Frame> frames = distinct_frames(3);

@@ -5,6 +5,7 @@
 #include <array>
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <random>
 #include <string>
 #include <vector>
@@ -45,18 +46,20 @@ HarnessPtr overlay(const char *properties = "")
 }
 
 // label_id a gint, as frcnndetect and DL Streamer write it, unless id_type says otherwise.
+// A detection param's box is normalised by the frame's size: `frame_width` x `frame_height`.
 void add_detection(GstBuffer *buffer, guint x, guint y, guint w, guint h, guint label_id,
-		   const char *label, double score, GType id_type = G_TYPE_INT)
+		   const char *label, double score, GType id_type = G_TYPE_INT, int frame_width = kWidth,
+		   int frame_height = kHeight)
 {
 	GstVideoRegionOfInterestMeta *roi =
 		gst_buffer_add_video_region_of_interest_meta(buffer, label, x, y, w, h);
 	gst_video_region_of_interest_meta_add_param(
 		roi, gst_structure_new("detection", "label_id", id_type, label_id, "label",
 				       G_TYPE_STRING, label, "confidence", G_TYPE_DOUBLE, score,
-				       "x_min", G_TYPE_DOUBLE, double(x) / kWidth, "y_min",
-				       G_TYPE_DOUBLE, double(y) / kHeight, "x_max", G_TYPE_DOUBLE,
-				       double(x + w) / kWidth, "y_max", G_TYPE_DOUBLE,
-				       double(y + h) / kHeight, nullptr));
+				       "x_min", G_TYPE_DOUBLE, double(x) / frame_width, "y_min",
+				       G_TYPE_DOUBLE, double(y) / frame_height, "x_max", G_TYPE_DOUBLE,
+				       double(x + w) / frame_width, "y_max", G_TYPE_DOUBLE,
+				       double(y + h) / frame_height, nullptr));
 }
 
 // A mapped output frame, read back as R,G,B (packed formats) or Y,U,V (planar; 10- and 12-bit
@@ -500,11 +503,95 @@ TEST(FrcnnOverlay, ShowAndThickness)
 	EXPECT_NE(pt.at(42, 80), grey) << "6 pixel line";
 }
 
+// The box drawn is the detection param's unrounded box to the nearest pixel (a scaler rounds the
+// rectangle down); the label goes below a box that touches the top of the frame (inside it, it
+// would hide a small object) and left of the frame's right edge (so that the score shows).
+TEST(FrcnnOverlay, DrawsTheUnroundedBoxAndKeepsLabelsClearOfTheEdges)
+{
+	const Frame frame = make_frame(cv::Mat(kHeight, kWidth, CV_8UC3, kGrey), GST_VIDEO_FORMAT_RGB);
+	auto draw = [&frame](const char *properties, const std::function<void(GstBuffer *)> &add) {
+		HarnessPtr h = overlay(properties);
+		gst_harness_set_src_caps(h.get(), frame.caps());
+		GstBuffer *in = frame.buffer(0);
+		add(in);
+		return gst_test::BufferPtr(gst_harness_push_and_pull(h.get(), in));
+	};
+
+	/* The rectangle as a scaler leaves it (40..100), the box as found (41.6..100.4). */
+	gst_test::BufferPtr box = draw("show=none line-thickness=1", [](GstBuffer *in) {
+		GstVideoRegionOfInterestMeta *roi = gst_buffer_add_video_region_of_interest_meta(in, "car", 40, 40, 60, 40);
+		gst_video_region_of_interest_meta_add_param(
+			roi, gst_structure_new("detection", "label_id", G_TYPE_INT, 3, "label", G_TYPE_STRING, "car",
+					       "confidence", G_TYPE_DOUBLE, 0.9, "x_min", G_TYPE_DOUBLE, 41.6 / kWidth,
+					       "y_min", G_TYPE_DOUBLE, 40.0 / kHeight, "x_max", G_TYPE_DOUBLE,
+					       100.4 / kWidth, "y_max", G_TYPE_DOUBLE, 80.0 / kHeight, nullptr));
+	});
+	ASSERT_TRUE(box);
+	{
+		Pixels p(box.get(), frame);
+		const std::array<int, 3> grey = p.at(10, 10);
+		EXPECT_NE(p.at(42, 60), grey) << "the left edge at 41.6 is drawn at 42";
+		EXPECT_EQ(p.at(40, 60), grey) << "not at the rectangle's 40";
+		EXPECT_NE(p.at(99, 60), grey) << "the right edge at 100.4: the last column inside is 99";
+	}
+
+	/* A small box at the top: its inside stays clear, the label is under it. */
+	gst_test::BufferPtr top = draw("show=label line-thickness=1",
+				       [](GstBuffer *in) { add_detection(in, 60, 0, 40, 30, 3, "car", 0.9); });
+	ASSERT_TRUE(top);
+	{
+		Pixels p(top.get(), frame);
+		const std::array<int, 3> grey = p.at(10, 10);
+		int inside = 0, below = 0;
+		for (int y = 2; y < 28; y++)
+			for (int x = 62; x < 98; x++)
+				inside += p.at(x, y) != grey;
+		for (int y = 31; y < 45; y++)
+			for (int x = 60; x < 100; x++)
+				below += p.at(x, y) != grey;
+		EXPECT_EQ(inside, 0) << "the label covers the box";
+		EXPECT_GT(below, 100) << "no label under the box";
+	}
+
+	/* A box at the right edge: its label ends at the edge instead of being cut off. */
+	gst_test::BufferPtr right = draw("show=label-score line-thickness=1",
+					 [](GstBuffer *in) { add_detection(in, 185, 80, 14, 30, 3, "car", 0.9); });
+	ASSERT_TRUE(right);
+	{
+		Pixels p(right.get(), frame);
+		const std::array<int, 3> grey = p.at(10, 10);
+		int left_of_box = 0;
+		for (int y = 60; y < 79; y++)
+			for (int x = 120; x < 184; x++)
+				left_of_box += p.at(x, y) != grey;
+		EXPECT_GT(left_of_box, 100) << "the label starts at the box and runs off the frame";
+		EXPECT_NE(p.at(kWidth - 1, 70), grey) << "the label reaches the frame's right edge";
+	}
+}
+
 // On frames whose pixels are not square (the caps' pixel-aspect-ratio) the label is drawn as a
 // display shows the frame: its letters and background as wide as on square pixels once the frame
 // is stretched (half as many columns with pixels twice as wide as high, twice as many with pixels
 // half as wide), its rows unchanged; the box's vertical lines alike. The label's columns and
 // its letters' span are counted on the label's rows; luma only on YUV frames.
+// The caps take any pixel-aspect-ratio; beyond 16 (or 1/16) the overlay draws as at 16: a label
+// of a few kilobytes and lines of the frame's width at most, not gigabytes.
+TEST(FrcnnOverlay, AbsurdPixelAspectRatiosDrawAsTheWidestReal)
+{
+	for (const auto &[par_n, par_d] : { std::pair{ G_MAXINT, 1 }, std::pair{ 1, G_MAXINT } }) {
+		SCOPED_TRACE(std::to_string(par_n) + "/" + std::to_string(par_d));
+		Frame frame = make_frame(cv::Mat(kHeight, kWidth, CV_8UC3, kGrey), GST_VIDEO_FORMAT_RGB);
+		GST_VIDEO_INFO_PAR_N(&frame.info) = par_n;
+		GST_VIDEO_INFO_PAR_D(&frame.info) = par_d;
+		gst_test::BufferPtr out = draw_car(frame, "line-thickness=2 show=label-score");
+		ASSERT_TRUE(out) << "the frame was not drawn";
+		Pixels pixels(out.get(), frame);
+		const std::array<int, 3> grey = pixels.at(150, 140);
+		EXPECT_NE(pixels.at(40, 80), grey) << "no left line";
+		EXPECT_EQ(pixels.at(5, 80), grey) << "a line across the frame";
+	}
+}
+
 TEST(FrcnnOverlay, LabelsOfFramesOfPixelsThatAreNotSquareShowAsOnSquarePixels)
 {
 	struct Extents {
@@ -696,7 +783,7 @@ TEST(FrcnnOverlay, InterlacedFramesOfFewerChromaRowsThanTheirFieldsNeed)
 								    memory.size(), 0, frame.bytes.size(), nullptr, nullptr);
 			gst_buffer_add_video_meta_full(in, GST_VIDEO_FRAME_FLAG_NONE, format, frame.width(), height,
 						       frame.n_planes(), frame.offsets, frame.strides);
-			add_detection(in, 0, 0, 64, height, 3, "car", 0.9);
+			add_detection(in, 0, 0, 64, height, 3, "car", 0.9, G_TYPE_INT, 64, height);
 			gst_test::BufferPtr out(gst_harness_push_and_pull(h.get(), in));
 			ASSERT_TRUE(out);
 			for (std::size_t i = frame.bytes.size(); i < memory.size(); i++)
@@ -816,7 +903,8 @@ TEST(FrcnnOverlay, AFontThatCannotBeReadIsAClearError)
 	EXPECT_STREQ(error->message, "Could not load the font '/etc/hostname': FreeType cannot read it (not a TrueType "
 				     "or OpenType font?). Set 'font' to a TrueType or OpenType file, e.g. "
 				     "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf (Debian package fonts-dejavu-core), "
-				     "or leave it empty for the built-in font. The text keeps its font.");
+				     "or leave it empty for the built-in font. The text keeps its font until the element "
+				     "stops; the next start fails unless 'font' is set to a file that loads.");
 	g_clear_error(&error);
 	gst_message_unref(message);
 	gst_test::BufferPtr after = labelled(GST_SECOND);
@@ -829,6 +917,19 @@ TEST(FrcnnOverlay, AFontThatCannotBeReadIsAClearError)
 	g_object_get(h->element, "font", &value, nullptr);
 	EXPECT_STREQ(value, "/etc/hostname") << "the property reads back as set";
 	g_free(value);
+	/* The font the property names did not load: the next start fails, as from the start. */
+	gst_element_set_state(h->element, GST_STATE_NULL);
+	EXPECT_EQ(gst_element_set_state(h->element, GST_STATE_PLAYING), GST_STATE_CHANGE_FAILURE);
+	message = gst_bus_pop_filtered(playing_bus, GST_MESSAGE_ERROR);
+	ASSERT_NE(message, nullptr) << "the next start gave no error";
+	gst_message_parse_error(message, &error, nullptr);
+	EXPECT_NE(std::string(error->message).find("Could not load the font '/etc/hostname'"), std::string::npos)
+		<< error->message;
+	g_clear_error(&error);
+	gst_message_unref(message);
+	/* A font that loads: the start succeeds again. */
+	g_object_set(h->element, "font", kFont, nullptr);
+	EXPECT_NE(gst_element_set_state(h->element, GST_STATE_PLAYING), GST_STATE_CHANGE_FAILURE);
 	gst_element_set_bus(h->element, nullptr);
 	gst_object_unref(playing_bus);
 }
