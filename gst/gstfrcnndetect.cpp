@@ -30,7 +30,6 @@
 #include <condition_variable>
 #include <cstring>
 #include <deque>
-#include <thread>
 #include <future>
 #include <limits>
 #include <map>
@@ -40,8 +39,12 @@
 #include <regex>
 #include <set>
 #include <string>
+#include <system_error>
+#include <thread>
 #include <utility>
 #include <vector>
+
+#include <pthread.h>
 
 #include <gst/video/video.h>
 
@@ -2240,21 +2243,40 @@ static bool gst_frcnn_detect_run_next(GstFrcnnDetect *self)
 	return true;
 }
 
+/* The worker's thread. It holds a reference to the element: a worker that an application's
+ * handler of one of its messages stopped (a state change on this thread) cannot be joined and
+ * runs to its end on its own. */
 static void gst_frcnn_detect_worker(GstFrcnnDetect *self)
 {
+	pthread_setname_np(pthread_self(), "frcnndetect");
 	self->state->threads_set = false; /* a new thread has the process's count */
 	while (gst_frcnn_detect_run_next(self)) {
 	}
+	gst_object_unref(self);
+}
+
+static bool on_worker_thread(const GstFrcnnDetectState *state)
+{
+	return state->worker.get_id() == std::this_thread::get_id();
 }
 
 /* Starts the worker (when it is not running). Called with the queue's lock not held. */
-static void gst_frcnn_detect_start_worker(GstFrcnnDetect *self)
+static gboolean gst_frcnn_detect_start_worker(GstFrcnnDetect *self)
 {
 	GstFrcnnDetectState *state = self->state;
 	if (state->worker.joinable())
-		return;
+		return TRUE;
 	state->stop_worker = false;
-	state->worker = std::thread(gst_frcnn_detect_worker, self);
+	gst_object_ref(self);
+	try {
+		state->worker = std::thread(gst_frcnn_detect_worker, self);
+	} catch (const std::system_error &e) {
+		gst_object_unref(self);
+		GST_ELEMENT_ERROR(self, RESOURCE, FAILED, ("Could not start the element's worker thread: %s.", e.what()),
+				  (nullptr));
+		return FALSE;
+	}
+	return TRUE;
 }
 
 /* Stops the worker once its batch has run (the batch is dropped). */
@@ -2268,13 +2290,20 @@ static void gst_frcnn_detect_stop_worker(GstFrcnnDetect *self)
 		state->stop_worker = true;
 		state->item_added.notify_all();
 	}
-	state->worker.join();
+	if (on_worker_thread(state))
+		state->worker.detach();
+	else
+		state->worker.join();
 }
 
-/* Waits until the worker holds no batch: one that ran through a flush is dropped by then. */
+/* Waits until the worker holds no batch: one that ran through a flush is dropped by then (on the
+ * worker's own thread, as a flushing seek from a handler of its messages: its batch is dropped
+ * when the handler returns). */
 static void gst_frcnn_detect_wait_for_worker(GstFrcnnDetect *self)
 {
 	GstFrcnnDetectState *state = self->state;
+	if (on_worker_thread(state))
+		return;
 	std::unique_lock<std::mutex> lock(state->mutex);
 	state->item_removed.wait(lock, [state] { return !state->busy; });
 }
@@ -2348,6 +2377,9 @@ static void gst_frcnn_detect_loop(gpointer user_data)
 				}
 				if (!state->outgoing.empty() || !state->items.empty())
 					ret = GST_FLOW_OK;
+				/* Room in the outgoing queue, or an event at the front of the items: the
+				 * worker may go on. */
+				state->item_added.notify_all();
 			}
 			if (ret != GST_FLOW_OK && state->srcresult == GST_FLOW_OK) {
 				state->srcresult = ret;
@@ -2956,12 +2988,11 @@ static guint buffers_held(guint batch_size, guint interval)
 	return static_cast<guint>(std::min<guint64>(3 * batch_frames(batch_size, interval), kMostBuffersAsked));
 }
 
-/* The most run frames waiting to be pushed: a batch's frames wait for their time at a
- * synchronised sink while the next batch runs. Two batches, and at least 16 frames (a few
- * batches of small ones). */
+/* The most run frames waiting to be pushed before the worker runs another batch: a batch's
+ * frames wait for their time at a synchronised sink while the next batch runs. Two batches. */
 static guint outgoing_capacity(guint batch_size, guint interval)
 {
-	return static_cast<guint>(std::clamp<guint64>(2 * batch_frames(batch_size, interval), 16, kMostBuffersAsked));
+	return static_cast<guint>(std::min<guint64>(2 * batch_frames(batch_size, interval), kMostBuffersAsked));
 }
 
 /* The element keeps the buffers of a batch while it runs, of the next one as it fills and of the
@@ -3114,7 +3145,8 @@ static gboolean gst_frcnn_detect_src_activate_mode(GstPad *pad, GstObject *paren
 			state->busy = false;
 			state->pushing = false;
 		}
-		gst_frcnn_detect_start_worker(self);
+		if (!gst_frcnn_detect_start_worker(self))
+			return FALSE;
 		return gst_pad_start_task(pad, gst_frcnn_detect_loop, self, nullptr);
 	}
 

@@ -808,6 +808,57 @@ TEST(FrcnnDetect, TheNextBatchRunsWhileDownstreamHoldsAFrame)
 	}
 }
 
+// Downstream takes no more buffers while two batches' frames wait to be pushed, so that the
+// worker waits for room before its next batch, and upstream's EOS waits behind frames: the frames
+// are dropped, and the EOS goes on (the worker, woken, hands it over).
+TEST(FrcnnDetect, DownstreamEosWhileTheWorkerWaitsForRoomStillEnds)
+{
+	const std::vector<Frame> frames = distinct_frames(8);
+	HarnessPtr h = harness("batch-size=2 batch-timeout=60000");
+	struct Gate {
+		std::mutex mutex;
+		std::condition_variable changed;
+		bool holding = false, open = false;
+	} gate;
+	GstPad *src = gst_element_get_static_pad(h->element, "src");
+	gst_pad_add_probe(
+		src, GST_PAD_PROBE_TYPE_BUFFER,
+		[](GstPad *, GstPadProbeInfo *info, gpointer data) {
+			Gate &gate = *static_cast<Gate *>(data);
+			std::unique_lock<std::mutex> lock(gate.mutex);
+			gate.holding = true;
+			gate.changed.notify_all();
+			gate.changed.wait(lock, [&gate] { return gate.open; });
+			/* Downstream takes no more buffers (a sink's num-buffers). */
+			gst_buffer_unref(GST_PAD_PROBE_INFO_BUFFER(info));
+			GST_PAD_PROBE_INFO_FLOW_RETURN(info) = GST_FLOW_EOS;
+			return GST_PAD_PROBE_HANDLED;
+		},
+		&gate, nullptr);
+	gst_object_unref(src);
+
+	gst_harness_set_src_caps(h.get(), frames[0].caps());
+	for (int i = 0; i < 6; i++)
+		ASSERT_EQ(gst_harness_push(h.get(), frames[i].buffer(i * GST_SECOND)), GST_FLOW_OK);
+	/* Frame 0 held downstream; 1 to 5 run and wait to be pushed: more than two batches. */
+	const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+	while (stats_of(h->element)["batches"] < 3 && std::chrono::steady_clock::now() < deadline)
+		std::this_thread::sleep_for(std::chrono::milliseconds(10));
+	ASSERT_EQ(stats_of(h->element)["batches"], 3);
+	for (int i = 6; i < 8; i++)
+		ASSERT_EQ(gst_harness_push(h.get(), frames[i].buffer(i * GST_SECOND)), GST_FLOW_OK);
+	ASSERT_TRUE(gst_harness_push_event(h.get(), gst_event_new_eos()));
+	std::this_thread::sleep_for(std::chrono::milliseconds(100));
+	EXPECT_EQ(stats_of(h->element)["batches"], 3) << "the worker did not wait for room";
+
+	{
+		std::lock_guard<std::mutex> lock(gate.mutex);
+		gate.open = true;
+		gate.changed.notify_all();
+	}
+	EXPECT_TRUE(pull_until_eos(h.get())) << "upstream's EOS did not go on";
+}
+
 TEST(FrcnnDetect, EosRunsThePartialBatchAndComesLast)
 {
 	const std::vector<Frame> frames = distinct_frames(3);
