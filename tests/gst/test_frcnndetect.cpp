@@ -754,6 +754,60 @@ TEST(FrcnnDetect, LatencyQueryAddsInferenceTimeOnceKnown)
 	EXPECT_EQ(gst_harness_query_latency(h.get()), 10 * GST_MSECOND + 2 * static_cast<GstClockTime>(run));
 }
 
+// Holds the element's buffers at its source pad (as a synchronised sink holds each until its
+// time) until open(); then passes them on, or, with `refuse`, answers each with EOS (a sink that
+// takes no more buffers).
+class DownstreamGate {
+public:
+	DownstreamGate(GstElement *element, bool refuse) : refuse_(refuse)
+	{
+		GstPad *src = gst_element_get_static_pad(element, "src");
+		gst_pad_add_probe(src, GST_PAD_PROBE_TYPE_BUFFER, hold, this, nullptr);
+		gst_object_unref(src);
+	}
+	// Waits (up to a minute) until a buffer is held.
+	bool wait_until_holding()
+	{
+		std::unique_lock<std::mutex> lock(mutex_);
+		return changed_.wait_for(lock, std::chrono::seconds(60), [this] { return holding_; });
+	}
+	void open()
+	{
+		std::lock_guard<std::mutex> lock(mutex_);
+		open_ = true;
+		changed_.notify_all();
+	}
+
+private:
+	static GstPadProbeReturn hold(GstPad *, GstPadProbeInfo *info, gpointer data)
+	{
+		DownstreamGate &gate = *static_cast<DownstreamGate *>(data);
+		std::unique_lock<std::mutex> lock(gate.mutex_);
+		gate.holding_ = true;
+		gate.changed_.notify_all();
+		gate.changed_.wait(lock, [&gate] { return gate.open_; });
+		if (!gate.refuse_)
+			return GST_PAD_PROBE_OK;
+		gst_buffer_unref(GST_PAD_PROBE_INFO_BUFFER(info));
+		GST_PAD_PROBE_INFO_FLOW_RETURN(info) = GST_FLOW_EOS;
+		return GST_PAD_PROBE_HANDLED;
+	}
+
+	const bool refuse_;
+	std::mutex mutex_;
+	std::condition_variable changed_;
+	bool holding_ = false, open_ = false;
+};
+
+// Waits (up to a minute) until the element has run `count` batches; returns how many it ran.
+double wait_for_batches(GstElement *element, double count)
+{
+	const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+	while (stats_of(element)["batches"] < count && std::chrono::steady_clock::now() < deadline)
+		std::this_thread::sleep_for(std::chrono::milliseconds(10));
+	return stats_of(element)["batches"];
+}
+
 // A batch's frames waiting downstream (a synchronised sink holds each until its time) do not
 // hold the next batch up: it runs meanwhile, and the frames leave in order once downstream takes
 // them.
@@ -761,45 +815,16 @@ TEST(FrcnnDetect, TheNextBatchRunsWhileDownstreamHoldsAFrame)
 {
 	const std::vector<Frame> frames = distinct_frames(4);
 	HarnessPtr h = harness("batch-size=2 batch-timeout=60000");
-	struct Gate {
-		std::mutex mutex;
-		std::condition_variable changed;
-		bool holding = false, open = false;
-	} gate;
-	GstPad *src = gst_element_get_static_pad(h->element, "src");
-	gst_pad_add_probe(
-		src, GST_PAD_PROBE_TYPE_BUFFER,
-		[](GstPad *, GstPadProbeInfo *, gpointer data) {
-			Gate &gate = *static_cast<Gate *>(data);
-			std::unique_lock<std::mutex> lock(gate.mutex);
-			gate.holding = true;
-			gate.changed.notify_all();
-			gate.changed.wait(lock, [&gate] { return gate.open; });
-			return GST_PAD_PROBE_OK;
-		},
-		&gate, nullptr);
-	gst_object_unref(src);
-
+	DownstreamGate gate(h->element, false);
 	gst_harness_set_src_caps(h.get(), frames[0].caps());
 	for (int i = 0; i < 2; i++)
 		ASSERT_EQ(gst_harness_push(h.get(), frames[i].buffer(i * GST_SECOND)), GST_FLOW_OK);
-	{
-		std::unique_lock<std::mutex> lock(gate.mutex);
-		ASSERT_TRUE(gate.changed.wait_for(lock, std::chrono::seconds(60), [&gate] { return gate.holding; }))
-			<< "the first batch never left";
-	}
+	ASSERT_TRUE(gate.wait_until_holding()) << "the first batch never left";
 	for (int i = 2; i < 4; i++)
 		ASSERT_EQ(gst_harness_push(h.get(), frames[i].buffer(i * GST_SECOND)), GST_FLOW_OK);
-	const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-	while (stats_of(h->element)["batches"] < 2 && std::chrono::steady_clock::now() < deadline)
-		std::this_thread::sleep_for(std::chrono::milliseconds(10));
-	EXPECT_EQ(stats_of(h->element)["batches"], 2) << "the second batch waited for the first frame to leave";
+	EXPECT_EQ(wait_for_batches(h->element, 2), 2) << "the second batch waited for the first frame to leave";
 
-	{
-		std::lock_guard<std::mutex> lock(gate.mutex);
-		gate.open = true;
-		gate.changed.notify_all();
-	}
+	gate.open();
 	for (int i = 0; i < 4; i++) {
 		gst_test::BufferPtr out(gst_harness_pull(h.get()));
 		ASSERT_TRUE(out);
@@ -815,47 +840,19 @@ TEST(FrcnnDetect, DownstreamEosWhileTheWorkerWaitsForRoomStillEnds)
 {
 	const std::vector<Frame> frames = distinct_frames(8);
 	HarnessPtr h = harness("batch-size=2 batch-timeout=60000");
-	struct Gate {
-		std::mutex mutex;
-		std::condition_variable changed;
-		bool holding = false, open = false;
-	} gate;
-	GstPad *src = gst_element_get_static_pad(h->element, "src");
-	gst_pad_add_probe(
-		src, GST_PAD_PROBE_TYPE_BUFFER,
-		[](GstPad *, GstPadProbeInfo *info, gpointer data) {
-			Gate &gate = *static_cast<Gate *>(data);
-			std::unique_lock<std::mutex> lock(gate.mutex);
-			gate.holding = true;
-			gate.changed.notify_all();
-			gate.changed.wait(lock, [&gate] { return gate.open; });
-			/* Downstream takes no more buffers (a sink's num-buffers). */
-			gst_buffer_unref(GST_PAD_PROBE_INFO_BUFFER(info));
-			GST_PAD_PROBE_INFO_FLOW_RETURN(info) = GST_FLOW_EOS;
-			return GST_PAD_PROBE_HANDLED;
-		},
-		&gate, nullptr);
-	gst_object_unref(src);
-
+	DownstreamGate gate(h->element, true);
 	gst_harness_set_src_caps(h.get(), frames[0].caps());
 	for (int i = 0; i < 6; i++)
 		ASSERT_EQ(gst_harness_push(h.get(), frames[i].buffer(i * GST_SECOND)), GST_FLOW_OK);
 	/* Frame 0 held downstream; 1 to 5 run and wait to be pushed: more than two batches. */
-	const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-	while (stats_of(h->element)["batches"] < 3 && std::chrono::steady_clock::now() < deadline)
-		std::this_thread::sleep_for(std::chrono::milliseconds(10));
-	ASSERT_EQ(stats_of(h->element)["batches"], 3);
+	ASSERT_EQ(wait_for_batches(h->element, 3), 3);
 	for (int i = 6; i < 8; i++)
 		ASSERT_EQ(gst_harness_push(h.get(), frames[i].buffer(i * GST_SECOND)), GST_FLOW_OK);
 	ASSERT_TRUE(gst_harness_push_event(h.get(), gst_event_new_eos()));
 	std::this_thread::sleep_for(std::chrono::milliseconds(100));
 	EXPECT_EQ(stats_of(h->element)["batches"], 3) << "the worker did not wait for room";
 
-	{
-		std::lock_guard<std::mutex> lock(gate.mutex);
-		gate.open = true;
-		gate.changed.notify_all();
-	}
+	gate.open();
 	EXPECT_TRUE(pull_until_eos(h.get())) << "upstream's EOS did not go on";
 }
 
