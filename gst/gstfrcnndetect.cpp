@@ -8,8 +8,9 @@
  * "detection" parameter structure holding label_id, label, confidence and the box normalised to
  * 0..1.
  *
- * Frames are queued and run in batches on the element's own streaming thread, so upstream keeps
- * decoding while a batch runs. On the CPU the model reads each frame in place; with a CUDA
+ * Frames are queued and run in batches on a worker thread of the element's own, and pushed on
+ * by the source pad's task, so upstream keeps decoding while a batch runs and a batch's frames
+ * can wait for their time at a synchronised sink while the next batch runs. On the CPU the model reads each frame in place; with a CUDA
  * device each frame to run is copied on to the GPU as it arrives, so that its batch starts with
  * the frames there. Buffers leave in the order they came, with their timestamps. With #GstFrcnnDetect:qos, frames that downstream reports as
  * already late pass through without detection.
@@ -618,9 +619,14 @@ struct GstFrcnnDetectState {
 	guint outgoing_buffers = 0;
 	bool busy = false;			     // the worker holds a batch
 	bool pushing = false;			     // the pusher pushes an item it took
-	bool stop_worker = false;
+	// Bumped by each start and stop of a worker: a worker whose own is no longer current stops
+	// (and one stopped from its own thread, which cannot be joined, hands over nothing more).
+	guint64 worker_generation = 0;
+	// Bumped by each flush start: a batch taken before it is dropped, also where the flush did not
+	// wait for it (a flushing seek from a handler of the worker's own messages).
+	guint64 flush_generation = 0;
 	guint draining = 0;			     // serialized queries waiting: run partial batches now
-	GstFlowReturn srcresult = GST_FLOW_FLUSHING; // why the worker stopped
+	GstFlowReturn srcresult = GST_FLOW_FLUSHING; // why the element stopped streaming
 	// srcresult is EOS because downstream returned it for a buffer (a sink of num-buffers, an
 	// identity eos-after), not because the stream's EOS went out: upstream's EOS must follow.
 	bool downstream_eos = false;
@@ -1713,8 +1719,8 @@ static gboolean gst_frcnn_detect_open(GstFrcnnDetect *self)
 
 /*
  * Gives the worker's thread `threads` CPU threads, and LibTorch's default count again when it goes
- * back to 0. The count belongs to the thread, and a restarted task may run on another one, so it
- * is checked before every batch (which costs nothing when it is already right).
+ * back to 0. The count belongs to the thread, and each start has a new worker thread, so it is
+ * checked before every batch (which costs nothing when it is already right).
  */
 static void gst_frcnn_detect_apply_threads(GstFrcnnDetect *self, guint threads)
 {
@@ -2125,9 +2131,10 @@ static bool ends_or_starts_stream(const Item &item)
 /*
  * The worker: takes the next batch off the queue (up to batch-size frames to run; a serialized
  * event ends a batch so that it stays between the right buffers, and goes on by itself), runs it
- * and hands it to the pusher. Returns false when the worker is to stop.
+ * and hands it to the pusher. Returns false when the worker is to stop: `generation` is no longer
+ * the state's worker_generation.
  */
-static bool gst_frcnn_detect_run_next(GstFrcnnDetect *self)
+static bool gst_frcnn_detect_run_next(GstFrcnnDetect *self, guint64 generation)
 {
 	GstFrcnnDetectState *state = self->state;
 
@@ -2144,17 +2151,20 @@ static bool gst_frcnn_detect_run_next(GstFrcnnDetect *self)
 
 	std::vector<Item> batch;
 	std::vector<GstMessage *> qos_messages; // posted once the queue's lock is released
+	guint64 flushes;
 	{
 		std::unique_lock<std::mutex> lock(state->mutex);
+		const auto stopped = [state, generation] { return state->worker_generation != generation; };
 		/* Downstream slower than the model holds the next batch back, as a full queue after
 		 * the element would. */
-		state->item_added.wait(lock, [state, capacity] {
-			return state->stop_worker ||
+		state->item_added.wait(lock, [state, capacity, &stopped] {
+			return stopped() ||
 			       (state->srcresult == GST_FLOW_OK && !state->items.empty() &&
 				(state->outgoing_buffers < capacity || state->items.front().event));
 		});
-		if (state->stop_worker)
+		if (stopped())
 			return false;
+		flushes = state->flush_generation;
 
 		guint to_run = 0;
 		Clock::time_point deadline;
@@ -2199,15 +2209,15 @@ static bool gst_frcnn_detect_run_next(GstFrcnnDetect *self)
 				break;
 
 			/* A partial batch: wait for more frames until its first frame is due. */
-			bool more = state->item_added.wait_until(lock, deadline, [state] {
+			bool more = state->item_added.wait_until(lock, deadline, [state, &stopped] {
 				return state->srcresult != GST_FLOW_OK || !state->items.empty() ||
-				       state->draining || state->stop_worker;
+				       state->draining || stopped();
 			});
-			if (!more || (state->draining && state->items.empty()) || state->stop_worker)
+			if (!more || (state->draining && state->items.empty()) || stopped())
 				break;
 		}
 
-		if (state->srcresult != GST_FLOW_OK) {
+		if (state->srcresult != GST_FLOW_OK || stopped()) {
 			batch.clear();
 			state->busy = false;
 			state->item_removed.notify_all();
@@ -2229,8 +2239,9 @@ static bool gst_frcnn_detect_run_next(GstFrcnnDetect *self)
 			state->failure_reported = true;
 			state->outgoing_added.notify_all();
 		}
-		/* A batch that ran through a flush or a failure is dropped. */
-		if (state->srcresult == GST_FLOW_OK) {
+		/* A batch that ran through a flush, a stop or a failure is dropped. */
+		if (state->srcresult == GST_FLOW_OK && state->flush_generation == flushes &&
+		    state->worker_generation == generation) {
 			for (Item &item : batch) {
 				state->outgoing_buffers++;
 				state->outgoing.push_back(std::move(item));
@@ -2246,11 +2257,14 @@ static bool gst_frcnn_detect_run_next(GstFrcnnDetect *self)
 /* The worker's thread. It holds a reference to the element: a worker that an application's
  * handler of one of its messages stopped (a state change on this thread) cannot be joined and
  * runs to its end on its own. */
-static void gst_frcnn_detect_worker(GstFrcnnDetect *self)
+static void gst_frcnn_detect_worker(GstFrcnnDetect *self, guint64 generation)
 {
-	pthread_setname_np(pthread_self(), "frcnndetect");
+	/* The element's name, as the pad tasks' threads have theirs (at most 15 characters). */
+	gchar *name = gst_object_get_name(GST_OBJECT(self));
+	pthread_setname_np(pthread_self(), std::string(name ? name : "frcnndetect").substr(0, 15).c_str());
+	g_free(name);
 	self->state->threads_set = false; /* a new thread has the process's count */
-	while (gst_frcnn_detect_run_next(self)) {
+	while (gst_frcnn_detect_run_next(self, generation)) {
 	}
 	gst_object_unref(self);
 }
@@ -2266,10 +2280,14 @@ static gboolean gst_frcnn_detect_start_worker(GstFrcnnDetect *self)
 	GstFrcnnDetectState *state = self->state;
 	if (state->worker.joinable())
 		return TRUE;
-	state->stop_worker = false;
+	guint64 generation;
+	{
+		std::lock_guard<std::mutex> lock(state->mutex);
+		generation = ++state->worker_generation;
+	}
 	gst_object_ref(self);
 	try {
-		state->worker = std::thread(gst_frcnn_detect_worker, self);
+		state->worker = std::thread(gst_frcnn_detect_worker, self, generation);
 	} catch (const std::system_error &e) {
 		gst_object_unref(self);
 		GST_ELEMENT_ERROR(self, RESOURCE, FAILED, ("Could not start the element's worker thread: %s.", e.what()),
@@ -2287,7 +2305,7 @@ static void gst_frcnn_detect_stop_worker(GstFrcnnDetect *self)
 		return;
 	{
 		std::lock_guard<std::mutex> lock(state->mutex);
-		state->stop_worker = true;
+		state->worker_generation++;
 		state->item_added.notify_all();
 	}
 	if (on_worker_thread(state))
@@ -2296,9 +2314,9 @@ static void gst_frcnn_detect_stop_worker(GstFrcnnDetect *self)
 		state->worker.join();
 }
 
-/* Waits until the worker holds no batch: one that ran through a flush is dropped by then (on the
- * worker's own thread, as a flushing seek from a handler of its messages: its batch is dropped
- * when the handler returns). */
+/* Waits until the worker holds no batch. Not on the worker's own thread (a flushing seek from a
+ * handler of its messages): its batch, taken before the flush, is dropped when the handler
+ * returns (flush_generation). */
 static void gst_frcnn_detect_wait_for_worker(GstFrcnnDetect *self)
 {
 	GstFrcnnDetectState *state = self->state;
@@ -2806,6 +2824,7 @@ static gboolean gst_frcnn_detect_sink_event(GstPad *pad, GstObject *parent, GstE
 		{
 			std::lock_guard<std::mutex> lock(state->mutex);
 			state->srcresult = GST_FLOW_FLUSHING;
+			state->flush_generation++;
 			state->clear_queue();
 			state->wake_all();
 		}
@@ -2824,8 +2843,8 @@ static gboolean gst_frcnn_detect_sink_event(GstPad *pad, GstObject *parent, GstE
 		state->frame_count = 0;
 		gst_segment_init(&state->segment, GST_FORMAT_TIME);
 		/* Not on a source pad that a stop is deactivating (it is marked inactive before its
-		 * deactivation takes the lock, then sets FLUSHING and waits for the worker): the
-		 * worker would wait for frames and the stop for the worker. */
+		 * deactivation takes the lock, then sets FLUSHING and waits for the pusher): the
+		 * pusher would wait for frames and the stop for the pusher. */
 		if (gst_pad_is_active(self->srcpad)) {
 			state->srcresult = GST_FLOW_OK;
 			state->item_added.notify_all();
@@ -3147,7 +3166,11 @@ static gboolean gst_frcnn_detect_src_activate_mode(GstPad *pad, GstObject *paren
 		}
 		if (!gst_frcnn_detect_start_worker(self))
 			return FALSE;
-		return gst_pad_start_task(pad, gst_frcnn_detect_loop, self, nullptr);
+		if (!gst_pad_start_task(pad, gst_frcnn_detect_loop, self, nullptr)) {
+			gst_frcnn_detect_stop_worker(self);
+			return FALSE;
+		}
+		return TRUE;
 	}
 
 	{

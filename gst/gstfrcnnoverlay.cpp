@@ -1054,7 +1054,8 @@ static GstFlowReturn gst_frcnn_overlay_transform_frame_ip(GstVideoFilter *filter
 			canvas.rectangle(box, colour, line_thickness);
 
 			const std::string text = caption(det, show);
-			if (text.empty())
+			/* A box wholly outside the frame has no label on it either. */
+			if (text.empty() || (box & cv::Rect(0, 0, width, height)).empty())
 				continue;
 
 			int baseline = 0;

@@ -441,7 +441,10 @@ void remove_abandoned_downloads(const std::string &dir, const std::string &name)
 	if (ec)
 		return;
 	const auto now = std::filesystem::file_time_type::clock::now();
-	for (const auto &entry : entries) {
+	for (; entries != std::filesystem::directory_iterator(); entries.increment(ec)) {
+		if (ec)
+			return;
+		const std::filesystem::directory_entry &entry = *entries;
 		const std::string file = entry.path().filename().string();
 		if (file.compare(0, prefix.size(), prefix) != 0 || !entry.is_regular_file(ec))
 			continue;

@@ -334,7 +334,6 @@ struct ResumeState {
 	int epoch = 0;
 	std::string arch;
 	int num_classes = 0;
-	std::optional<double> frozen_bn_eps; // absent in files of earlier versions
 };
 
 ResumeState read_resume_state(const std::string &checkpoint)
@@ -350,8 +349,6 @@ ResumeState read_resume_state(const std::string &checkpoint)
 		state.epoch = j.at("epoch").get<int>();
 		state.arch = j.at("arch").get<std::string>();
 		state.num_classes = j.at("num_classes").get<int>();
-		if (j.contains("frozen_bn_eps"))
-			state.frozen_bn_eps = j["frozen_bn_eps"].get<double>();
 		return state;
 	} catch (const nlohmann::json::exception &e) {
 		throw Error("cannot resume: '" + path + "' is not what --output writes: " + e.what());
@@ -375,13 +372,13 @@ int train(const Options &o)
 		torch::set_num_threads(o.threads);
 	torch::manual_seed(o.seed);
 
-	// The model: --arch, else the one the weights to resume or fine-tune from are for (with the
-	// frozen batch norms' eps the preset's weights were trained with), else tiny.
+	// The model: --arch, else the one the weights to resume or fine-tune from are for, else tiny.
+	// Its frozen batch norms' eps is the model's own (1e-5), also from the coco preset (0 there):
+	// the eps a checkpoint file is run with, by the tools, the element and torchvision.
 	std::optional<ResumeState> resumed;
 	std::optional<frcnn::Checkpoint> initial; // --weights
 	std::string held_arch;			  // the model --weights are for ("" when unknown)
 	std::string arch = o.arch;
-	std::optional<double> frozen_bn_eps;
 	if (!o.resume.empty()) {
 		resumed = read_resume_state(o.resume);
 		if (resumed->epoch >= o.epochs) {
@@ -391,7 +388,6 @@ int train(const Options &o)
 		}
 		if (arch.empty())
 			arch = resumed->arch;
-		frozen_bn_eps = resumed->frozen_bn_eps;
 	} else if (!o.init_weights.empty()) {
 		const auto preset = frcnn::find_weights_preset(o.init_weights);
 		initial = frcnn::read_checkpoint(frcnn::resolve_weights(o.init_weights, frcnn::terminal_progress_bar()));
@@ -400,8 +396,6 @@ int train(const Options &o)
 			throw Error("the weights '" + o.init_weights + "' fit none of the models: give --arch");
 		if (arch.empty())
 			arch = held_arch;
-		if (preset && preset->arch == arch)
-			frozen_bn_eps = preset->frozen_bn_eps;
 	}
 	if (arch.empty())
 		arch = "tiny";
@@ -431,8 +425,6 @@ int train(const Options &o)
 
 	frcnn::ModelConfig config = frcnn::model_preset(arch);
 	config.num_classes = num_classes;
-	if (frozen_bn_eps)
-		config.frozen_bn_eps = *frozen_bn_eps;
 	if (o.min_size > 0)
 		config.min_size = o.min_size;
 	if (o.max_size > 0)
@@ -575,11 +567,7 @@ int train(const Options &o)
 		}
 		frcnn::write_checkpoint(o.output + ".optimizer", momentum);
 		std::ofstream state_file(o.output + ".json");
-		state_file << nlohmann::json{{"epoch", epoch + 1},
-					     {"arch", arch},
-					     {"num_classes", num_classes},
-					     {"frozen_bn_eps", config.frozen_bn_eps}}
-				      .dump()
+		state_file << nlohmann::json{{"epoch", epoch + 1}, {"arch", arch}, {"num_classes", num_classes}}.dump()
 			   << "\n";
 		state_file.close();
 		if (!state_file)

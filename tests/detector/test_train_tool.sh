@@ -124,8 +124,7 @@ def check_log(name, epochs):
 def check_state(name, epoch, classes):
     path = os.path.join(out, name + ".json")
     state = json.load(open(path)) if os.path.exists(path) else None
-    check(state == {"arch": "tiny", "epoch": epoch, "num_classes": classes, "frozen_bn_eps": 1e-5},
-          f"{name}.json: {state}")
+    check(state == {"arch": "tiny", "epoch": epoch, "num_classes": classes}, f"{name}.json: {state}")
     momentum = load(name + ".optimizer")
     check(momentum is not None and len(momentum) > 0 and all(k.startswith("momentum.") for k in momentum),
           f"{name}.optimizer: {None if momentum is None else list(momentum)[:3]}")

@@ -756,47 +756,64 @@ TEST(FrcnnDetect, LatencyQueryAddsInferenceTimeOnceKnown)
 
 // Holds the element's buffers at its source pad (as a synchronised sink holds each until its
 // time) until open(); then passes them on, or, with `refuse`, answers each with EOS (a sink that
-// takes no more buffers).
+// takes no more buffers). Opens when it goes (a failed assertion must not leave the element's
+// pusher held); the probe keeps its own reference to the gate's state.
 class DownstreamGate {
 public:
-	DownstreamGate(GstElement *element, bool refuse) : refuse_(refuse)
+	DownstreamGate(GstElement *element, bool refuse)
+		: state_(std::make_shared<State>()), pad_(gst_element_get_static_pad(element, "src"))
 	{
-		GstPad *src = gst_element_get_static_pad(element, "src");
-		gst_pad_add_probe(src, GST_PAD_PROBE_TYPE_BUFFER, hold, this, nullptr);
-		gst_object_unref(src);
+		state_->refuse = refuse;
+		probe_ = gst_pad_add_probe(pad_, GST_PAD_PROBE_TYPE_BUFFER, hold, new std::shared_ptr<State>(state_),
+					   [](gpointer data) { delete static_cast<std::shared_ptr<State> *>(data); });
 	}
+	~DownstreamGate()
+	{
+		open();
+		gst_pad_remove_probe(pad_, probe_);
+		gst_object_unref(pad_);
+	}
+	DownstreamGate(const DownstreamGate &) = delete;
+	DownstreamGate &operator=(const DownstreamGate &) = delete;
+
 	// Waits (up to a minute) until a buffer is held.
 	bool wait_until_holding()
 	{
-		std::unique_lock<std::mutex> lock(mutex_);
-		return changed_.wait_for(lock, std::chrono::seconds(60), [this] { return holding_; });
+		std::unique_lock<std::mutex> lock(state_->mutex);
+		return state_->changed.wait_for(lock, std::chrono::seconds(60), [this] { return state_->holding; });
 	}
 	void open()
 	{
-		std::lock_guard<std::mutex> lock(mutex_);
-		open_ = true;
-		changed_.notify_all();
+		std::lock_guard<std::mutex> lock(state_->mutex);
+		state_->open = true;
+		state_->changed.notify_all();
 	}
 
 private:
+	struct State {
+		bool refuse = false;
+		std::mutex mutex;
+		std::condition_variable changed;
+		bool holding = false, open = false;
+	};
+
 	static GstPadProbeReturn hold(GstPad *, GstPadProbeInfo *info, gpointer data)
 	{
-		DownstreamGate &gate = *static_cast<DownstreamGate *>(data);
-		std::unique_lock<std::mutex> lock(gate.mutex_);
-		gate.holding_ = true;
-		gate.changed_.notify_all();
-		gate.changed_.wait(lock, [&gate] { return gate.open_; });
-		if (!gate.refuse_)
+		State &state = **static_cast<std::shared_ptr<State> *>(data);
+		std::unique_lock<std::mutex> lock(state.mutex);
+		state.holding = true;
+		state.changed.notify_all();
+		state.changed.wait(lock, [&state] { return state.open; });
+		if (!state.refuse)
 			return GST_PAD_PROBE_OK;
 		gst_buffer_unref(GST_PAD_PROBE_INFO_BUFFER(info));
 		GST_PAD_PROBE_INFO_FLOW_RETURN(info) = GST_FLOW_EOS;
 		return GST_PAD_PROBE_HANDLED;
 	}
 
-	const bool refuse_;
-	std::mutex mutex_;
-	std::condition_variable changed_;
-	bool holding_ = false, open_ = false;
+	std::shared_ptr<State> state_;
+	GstPad *pad_;
+	gulong probe_ = 0;
 };
 
 // Waits (up to a minute) until the element has run `count` batches; returns how many it ran.
@@ -854,6 +871,55 @@ TEST(FrcnnDetect, DownstreamEosWhileTheWorkerWaitsForRoomStillEnds)
 
 	gate.open();
 	EXPECT_TRUE(pull_until_eos(h.get())) << "upstream's EOS did not go on";
+}
+
+// A flushing seek from a handler of one of the element's messages, on the thread that runs its
+// batches (here: its latency message, posted as its first timed batch ends): the frame of that
+// batch, taken before the flush, never comes out after it; the frames after the flush do.
+TEST(FrcnnDetect, AFlushFromTheWorkersOwnThreadDropsItsBatch)
+{
+	const std::vector<Frame> frames = distinct_frames(3);
+	HarnessPtr h = harness("batch-size=1");
+	GstBus *bus = gst_bus_new();
+	struct Flusher {
+		GstElement *element;
+		std::atomic<bool> flushed{ false };
+	} flusher{ h->element };
+	gst_bus_set_sync_handler(
+		bus,
+		[](GstBus *, GstMessage *message, gpointer data) {
+			Flusher &flusher = *static_cast<Flusher *>(data);
+			if (GST_MESSAGE_TYPE(message) == GST_MESSAGE_LATENCY && !flusher.flushed.exchange(true)) {
+				GstPad *sink = gst_element_get_static_pad(flusher.element, "sink");
+				gst_pad_send_event(sink, gst_event_new_flush_start());
+				gst_pad_send_event(sink, gst_event_new_flush_stop(TRUE));
+				gst_object_unref(sink);
+			}
+			gst_message_unref(message);
+			return GST_BUS_DROP;
+		},
+		&flusher, nullptr);
+	gst_element_set_bus(h->element, bus);
+	gst_harness_set_src_caps(h.get(), frames[0].caps());
+
+	/* The model's first run warms it up (no latency message); the second posts one. */
+	gst_test::BufferPtr first(gst_harness_push_and_pull(h.get(), frames[0].buffer(0)));
+	ASSERT_TRUE(first);
+	ASSERT_EQ(gst_harness_push(h.get(), frames[1].buffer(GST_SECOND)), GST_FLOW_OK);
+	const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+	while (!flusher.flushed && std::chrono::steady_clock::now() < deadline)
+		std::this_thread::sleep_for(std::chrono::milliseconds(10));
+	ASSERT_TRUE(flusher.flushed) << "no latency message from the second batch";
+	/* A new segment after the flush, then a frame of it. */
+	GstSegment segment;
+	gst_segment_init(&segment, GST_FORMAT_TIME);
+	ASSERT_TRUE(gst_harness_push_event(h.get(), gst_event_new_segment(&segment)));
+	ASSERT_EQ(gst_harness_push(h.get(), frames[2].buffer(2 * GST_SECOND)), GST_FLOW_OK);
+	gst_test::BufferPtr out(gst_harness_pull(h.get()));
+	ASSERT_TRUE(out);
+	EXPECT_EQ(GST_BUFFER_PTS(out.get()), 2 * GST_SECOND) << "the frame of the batch before the flush came out";
+	gst_element_set_bus(h->element, nullptr);
+	gst_object_unref(bus);
 }
 
 TEST(FrcnnDetect, EosRunsThePartialBatchAndComesLast)
@@ -1231,10 +1297,6 @@ TEST(FrcnnDetect, QosSkipsALateFrameAsItArrives)
 	gst_object_unref(bus);
 }
 
-// How many threads of this process are named `name`. A pad's task names its thread
-// "<element>:<pad>", and the threads that thread starts (its OpenMP team) inherit the name.
-// The CPU threads the thread that pushes an element's buffers (its worker) runs LibTorch with,
-// read as each buffer leaves.
 // `threads` gives the element's worker its own number of CPU threads (the tests' environment
 // sets OMP_NUM_THREADS=2 for the rest of the process), from the next batch when it changes while
 // playing; another element's worker keeps its own.

@@ -569,11 +569,6 @@ TEST(FrcnnOverlay, DrawsTheUnroundedBoxAndKeepsLabelsClearOfTheEdges)
 	}
 }
 
-// On frames whose pixels are not square (the caps' pixel-aspect-ratio) the label is drawn as a
-// display shows the frame: its letters and background as wide as on square pixels once the frame
-// is stretched (half as many columns with pixels twice as wide as high, twice as many with pixels
-// half as wide), its rows unchanged; the box's vertical lines alike. The label's columns and
-// its letters' span are counted on the label's rows; luma only on YUV frames.
 // The caps take any pixel-aspect-ratio; beyond 16 (or 1/16) the overlay draws as at 16: a label
 // of a few kilobytes and lines of the frame's width at most, not gigabytes.
 TEST(FrcnnOverlay, AbsurdPixelAspectRatiosDrawAsTheWidestReal)
@@ -592,6 +587,11 @@ TEST(FrcnnOverlay, AbsurdPixelAspectRatiosDrawAsTheWidestReal)
 	}
 }
 
+// On frames whose pixels are not square (the caps' pixel-aspect-ratio) the label is drawn as a
+// display shows the frame: its letters and background as wide as on square pixels once the frame
+// is stretched (half as many columns with pixels twice as wide as high, twice as many with pixels
+// half as wide), its rows unchanged; the box's vertical lines alike. The label's columns and
+// its letters' span are counted on the label's rows; luma only on YUV frames.
 TEST(FrcnnOverlay, LabelsOfFramesOfPixelsThatAreNotSquareShowAsOnSquarePixels)
 {
 	struct Extents {
@@ -670,6 +670,23 @@ TEST(FrcnnOverlay, BoxesAtAndBeyondTheEdges)
 	gst_test::BufferPtr out(gst_harness_push_and_pull(h.get(), in));
 	ASSERT_TRUE(out);
 	EXPECT_EQ(gst_test::read_rois(out.get()).size(), 3u) << "metadata passes on";
+
+	/* A box wholly outside the frame (right of it, below it): nothing drawn, its label neither. */
+	const Frame rgb = make_frame(cv::Mat(kHeight, kWidth, CV_8UC3, kGrey), GST_VIDEO_FORMAT_RGB);
+	HarnessPtr outside = overlay("show=label-score");
+	gst_harness_set_src_caps(outside.get(), rgb.caps());
+	in = rgb.buffer(0);
+	add_detection(in, kWidth + 40, 20, 30, 30, 2, "right", 0.5);
+	add_detection(in, 20, kHeight + 40, 30, 30, 2, "below", 0.5);
+	out.reset(gst_harness_push_and_pull(outside.get(), in));
+	ASSERT_TRUE(out);
+	Pixels pixels(out.get(), rgb);
+	const std::array<int, 3> grey = pixels.at(0, 0);
+	int drawn = 0;
+	for (int y = 0; y < kHeight; y++)
+		for (int x = 0; x < kWidth; x++)
+			drawn += pixels.at(x, y) != grey;
+	EXPECT_EQ(drawn, 0);
 }
 
 // Whatever it draws (boxes partly or wholly outside the frame, long labels, any text size and
