@@ -255,6 +255,7 @@ struct Transfer {
 	Transfer(int fd_, const DownloadProgress &progress_) : fd(fd_), progress(progress_) {}
 
 	int fd;
+	CURL *handle = nullptr;
 	const DownloadProgress &progress;
 	Sha256 sha256;
 	long long received = 0;
@@ -295,6 +296,12 @@ size_t write_callback(char *data, size_t size, size_t count, void *user)
 int progress_callback(void *user, curl_off_t dltotal, curl_off_t dlnow, curl_off_t, curl_off_t)
 {
 	Transfer &transfer = *static_cast<Transfer *>(user);
+	// Before a successful answer the bytes are an error page's or a redirect's, not the file's:
+	// no progress yet (the callback still runs, so that it can end the transfer).
+	long status = 0;
+	if (curl_easy_getinfo(transfer.handle, CURLINFO_RESPONSE_CODE, &status) != CURLE_OK || status < 200 ||
+	    status >= 300)
+		dlnow = dltotal = 0;
 	try {
 		transfer.progress(dlnow, dltotal > 0 ? dltotal : -1);
 	} catch (...) {
@@ -344,6 +351,7 @@ void download(const std::string &url, const std::string &dir, const std::string 
 	char error_buffer[CURL_ERROR_SIZE] = {};
 	static const std::string user_agent = std::string("gst-frcnn/") + FRCNN_VERSION;
 	CURL *handle = curl.get();
+	transfer.handle = handle;
 	curl_easy_setopt(handle, CURLOPT_URL, url.c_str());
 	curl_easy_setopt(handle, CURLOPT_ERRORBUFFER, error_buffer);
 	curl_easy_setopt(handle, CURLOPT_USERAGENT, user_agent.c_str());
