@@ -315,6 +315,9 @@ struct Item {
 	// Where the buffer falls in its segment, for QoS (GST_CLOCK_TIME_NONE when unknown).
 	GstClockTime running_time = GST_CLOCK_TIME_NONE;
 	GstClockTime stream_time = GST_CLOCK_TIME_NONE;
+	// Neither buffer nor event: where the worker's batch failed, the stream stops with this flow
+	// (after the frames run before it have gone).
+	GstFlowReturn failure = GST_FLOW_OK;
 
 	Item(GstBuffer *buf, const GstVideoInfo &vinfo, bool run)
 		: buffer(buf), info(vinfo), infer(run), arrival(Clock::now())
@@ -325,11 +328,16 @@ struct Item {
 	{
 		gst_video_info_init(&info);
 	}
+	explicit Item(GstFlowReturn flow)
+		: arrival(Clock::now()), failure(flow)
+	{
+		gst_video_info_init(&info);
+	}
 	Item(Item &&other) noexcept
 		: buffer(std::exchange(other.buffer, nullptr)),
 		  event(std::exchange(other.event, nullptr)), info(other.info),
 		  infer(other.infer), arrival(other.arrival), images(std::move(other.images)),
-		  running_time(other.running_time), stream_time(other.stream_time)
+		  running_time(other.running_time), stream_time(other.stream_time), failure(other.failure)
 	{
 	}
 	Item &operator=(Item &&other) noexcept
@@ -344,6 +352,7 @@ struct Item {
 			images = std::move(other.images);
 			running_time = other.running_time;
 			stream_time = other.stream_time;
+			failure = other.failure;
 		}
 		return *this;
 	}
@@ -618,6 +627,7 @@ struct GstFrcnnDetectState {
 	std::deque<Item> outgoing;
 	guint outgoing_buffers = 0;
 	bool busy = false;			     // the worker holds a batch
+	bool worker_failed = false;		     // a batch failed: the worker takes no more
 	bool pushing = false;			     // the pusher pushes an item it took
 	// Bumped by each start and stop of a worker: a worker whose own is no longer current stops
 	// (and one stopped from its own thread, which cannot be joined, hands over nothing more).
@@ -2159,7 +2169,7 @@ static bool gst_frcnn_detect_run_next(GstFrcnnDetect *self, guint64 generation)
 		 * the element would. */
 		state->item_added.wait(lock, [state, capacity, &stopped] {
 			return stopped() ||
-			       (state->srcresult == GST_FLOW_OK && !state->items.empty() &&
+			       (state->srcresult == GST_FLOW_OK && !state->worker_failed && !state->items.empty() &&
 				(state->outgoing_buffers < capacity || state->items.front().event));
 		});
 		if (stopped())
@@ -2232,16 +2242,17 @@ static bool gst_frcnn_detect_run_next(GstFrcnnDetect *self, guint64 generation)
 	{
 		std::lock_guard<std::mutex> lock(state->mutex);
 		state->busy = false;
-		if (ran != GST_FLOW_OK && state->srcresult == GST_FLOW_OK) {
-			/* The element posted the error: upstream hears of it at its next buffer. */
-			state->srcresult = ran;
-			state->downstream_eos = false;
-			state->failure_reported = true;
-			state->outgoing_added.notify_all();
+		const bool current = state->srcresult == GST_FLOW_OK && state->flush_generation == flushes &&
+				     state->worker_generation == generation;
+		if (ran != GST_FLOW_OK && current) {
+			/* The element posted the error. The frames run before this batch go on first;
+			 * the pusher stops the stream where it was, and upstream hears of it then. */
+			state->worker_failed = true;
+			state->outgoing.emplace_back(ran);
+			state->outgoing_added.notify_one();
 		}
 		/* A batch that ran through a flush, a stop or a failure is dropped. */
-		if (state->srcresult == GST_FLOW_OK && state->flush_generation == flushes &&
-		    state->worker_generation == generation) {
+		if (ran == GST_FLOW_OK && current) {
 			for (Item &item : batch) {
 				state->outgoing_buffers++;
 				state->outgoing.push_back(std::move(item));
@@ -2343,6 +2354,15 @@ static void gst_frcnn_detect_loop(gpointer user_data)
 		state->outgoing_added.wait(lock, [state] {
 			return state->srcresult != GST_FLOW_OK || !state->outgoing.empty();
 		});
+		if (state->srcresult == GST_FLOW_OK && state->outgoing.front().failure != GST_FLOW_OK) {
+			/* Where the worker's batch failed (it posted the error): the stream stops here,
+			 * and upstream hears of it at its next buffer. */
+			state->srcresult = state->outgoing.front().failure;
+			state->downstream_eos = false;
+			state->failure_reported = true;
+			state->outgoing.pop_front();
+			state->wake_all();
+		}
 		ret = state->srcresult;
 		if (ret == GST_FLOW_OK) {
 			item.emplace(std::move(state->outgoing.front()));
@@ -2847,6 +2867,7 @@ static gboolean gst_frcnn_detect_sink_event(GstPad *pad, GstObject *parent, GstE
 		 * pusher would wait for frames and the stop for the pusher. */
 		if (gst_pad_is_active(self->srcpad)) {
 			state->srcresult = GST_FLOW_OK;
+			state->worker_failed = false;
 			state->item_added.notify_all();
 			gst_pad_start_task(self->srcpad, gst_frcnn_detect_loop, self, nullptr);
 		}
@@ -2917,6 +2938,7 @@ static gboolean gst_frcnn_detect_sink_event(GstPad *pad, GstObject *parent, GstE
 				state->clear_queue();
 			state->downstream_eos = false;
 			state->srcresult = GST_FLOW_OK;
+			state->worker_failed = false;
 			restart = true;
 		}
 		if (starts_stream(type))
@@ -3158,6 +3180,7 @@ static gboolean gst_frcnn_detect_src_activate_mode(GstPad *pad, GstObject *paren
 			std::lock_guard<std::mutex> lock(state->mutex);
 			state->clear_queue();
 			state->srcresult = GST_FLOW_OK;
+			state->worker_failed = false;
 			state->downstream_eos = false;
 			state->eos_received = false;
 			state->frame_count = 0;
