@@ -744,7 +744,7 @@ GST_ELEMENT_REGISTER_DEFINE(frcnndetect, "frcnndetect", GST_RANK_NONE, GST_TYPE_
 static void gst_frcnn_detect_finalize(GObject *object);
 static void gst_frcnn_detect_set_property(GObject *object, guint prop_id, const GValue *value,
 					  GParamSpec *pspec);
-static void gst_frcnn_detect_store_property(GstFrcnnDetect *self, guint prop_id, const GValue *value,
+static bool gst_frcnn_detect_store_property(GstFrcnnDetect *self, guint prop_id, const GValue *value,
 					    GParamSpec *pspec);
 static void gst_frcnn_detect_get_property(GObject *object, guint prop_id, GValue *value,
 					  GParamSpec *pspec);
@@ -1037,24 +1037,21 @@ static void gst_frcnn_detect_set_property(GObject *object, guint prop_id, const 
 					  GParamSpec *pspec)
 {
 	GstFrcnnDetect *self = GST_FRCNN_DETECT(object);
-	/* The latency the element adds depends on these: a live pipeline re-computes it. */
-	const bool latency_changes = [&] {
-		g_autoptr(GMutexLocker) locker = g_mutex_locker_new(GST_OBJECT_GET_LOCK(self));
-		const Settings &settings = self->state->settings;
-		return (prop_id == PROP_BATCH_SIZE && settings.batch_size != g_value_get_uint(value)) ||
-		       (prop_id == PROP_BATCH_TIMEOUT && settings.batch_timeout != g_value_get_uint(value));
-	}();
-	gst_frcnn_detect_store_property(self, prop_id, value, pspec);
-	if (latency_changes)
+	/* The latency the element adds changed: a live pipeline re-computes it. Posted without the
+	 * object lock. */
+	if (gst_frcnn_detect_store_property(self, prop_id, value, pspec))
 		gst_element_post_message(GST_ELEMENT(self), gst_message_new_latency(GST_OBJECT(self)));
 }
 
-static void gst_frcnn_detect_store_property(GstFrcnnDetect *self, guint prop_id, const GValue *value,
+/* Stores a property's value under the object lock. Returns whether the latency the element adds
+ * changed (a new batch-size or batch-timeout). */
+static bool gst_frcnn_detect_store_property(GstFrcnnDetect *self, guint prop_id, const GValue *value,
 					    GParamSpec *pspec)
 {
 	GObject *object = G_OBJECT(self);
 	g_autoptr(GMutexLocker) locker = g_mutex_locker_new(GST_OBJECT_GET_LOCK(self));
 	Settings &settings = self->state->settings;
+	bool latency_changed = false;
 
 	switch (prop_id) {
 	case PROP_MODEL:
@@ -1092,10 +1089,11 @@ static void gst_frcnn_detect_store_property(GstFrcnnDetect *self, guint prop_id,
 		break;
 	case PROP_BATCH_SIZE:
 		if (settings.batch_size != g_value_get_uint(value))
-			self->state->held_buffers_changed = true;
+			self->state->held_buffers_changed = latency_changed = true;
 		settings.batch_size = g_value_get_uint(value);
 		break;
 	case PROP_BATCH_TIMEOUT:
+		latency_changed = settings.batch_timeout != g_value_get_uint(value);
 		settings.batch_timeout = g_value_get_uint(value);
 		break;
 	case PROP_INTERVAL:
@@ -1159,7 +1157,7 @@ static void gst_frcnn_detect_store_property(GstFrcnnDetect *self, guint prop_id,
 		break;
 	default:
 		G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
-		return;
+		return false;
 	}
 
 	switch (prop_id) {
@@ -1179,6 +1177,7 @@ static void gst_frcnn_detect_store_property(GstFrcnnDetect *self, guint prop_id,
 	default:
 		break;
 	}
+	return latency_changed;
 }
 
 /* The `stats` property's structure. The counters are read one by one while the element may run:
@@ -2138,6 +2137,18 @@ static bool ends_or_starts_stream(const Item &item)
 	return item.event && (GST_EVENT_TYPE(item.event) == GST_EVENT_EOS || starts_stream(GST_EVENT_TYPE(item.event)));
 }
 
+/* Drops the items of a queue up to the stream's EOS or a new stream's first event, counting the
+ * buffers off `buffers`. Returns whether the queue is empty then (no such event was in it). */
+static bool drop_to_stream_edge(std::deque<Item> &queue, guint &buffers)
+{
+	while (!queue.empty() && !ends_or_starts_stream(queue.front())) {
+		if (queue.front().buffer)
+			buffers--;
+		queue.pop_front();
+	}
+	return queue.empty();
+}
+
 /*
  * The worker: takes the next batch off the queue (up to batch-size frames to run; a serialized
  * event ends a batch so that it stays between the right buffers, and goes on by itself), runs it
@@ -2401,18 +2412,8 @@ static void gst_frcnn_detect_loop(gpointer user_data)
 			 * queue does); without either yet, upstream's EOS goes on when it comes
 			 * (gst_frcnn_detect_sink_event). */
 			if (!stream_ends && ret == GST_FLOW_EOS && state->srcresult == GST_FLOW_OK) {
-				while (!state->outgoing.empty() && !ends_or_starts_stream(state->outgoing.front())) {
-					if (state->outgoing.front().buffer)
-						state->outgoing_buffers--;
-					state->outgoing.pop_front();
-				}
-				if (state->outgoing.empty()) {
-					while (!state->items.empty() && !ends_or_starts_stream(state->items.front())) {
-						if (state->items.front().buffer)
-							state->queued_buffers--;
-						state->items.pop_front();
-					}
-				}
+				if (drop_to_stream_edge(state->outgoing, state->outgoing_buffers))
+					drop_to_stream_edge(state->items, state->queued_buffers);
 				if (!state->outgoing.empty() || !state->items.empty())
 					ret = GST_FLOW_OK;
 				/* Room in the outgoing queue, or an event at the front of the items: the

@@ -7,7 +7,6 @@
 #include <cstdio>
 #include <iostream>
 #include <memory>
-#include <optional>
 #include <string>
 #include <vector>
 
@@ -140,16 +139,18 @@ int main(int argc, char **argv)
 	// detections are 8-bit ones. The others are reported below, as without int8.
 	const bool calibrate = options.precision == frcnn::Precision::Int8 &&
 			       (options.int8_calibration.empty() || access(options.int8_calibration.c_str(), F_OK) != 0);
+	// Read once: kept for the calibration (reserved, so that their frames keep pointing at them).
+	std::vector<Image> calibration_images;
 	if (calibrate) {
-		int readable = 0;
-		for (size_t i = 0; i < images.size() && readable < options.int8_calibration_frames; i++) {
+		const size_t wanted = std::min<size_t>(images.size(), options.int8_calibration_frames);
+		calibration_images.reserve(wanted);
+		for (size_t i = 0; i < images.size() && calibration_images.size() < wanted; i++) {
 			try {
-				read_image(images[i]);
-				readable++;
+				calibration_images.push_back(read_image(images[i]));
 			} catch (const frcnn::Error &) {
 			}
 		}
-		options.int8_calibration_frames = std::max(readable, 1);
+		options.int8_calibration_frames = std::max<int>(calibration_images.size(), 1);
 	}
 
 	std::unique_ptr<frcnn::Detector> detector;
@@ -161,22 +162,14 @@ int main(int argc, char **argv)
 	}
 
 	int status = 0;
-	if (calibrate) {
-		try {
-			for (size_t i = 0; i < images.size() && !detector->int8_calibrated(); i++) {
-				std::optional<Image> image;
-				try {
-					image.emplace(read_image(images[i]));
-				} catch (const frcnn::Error &) {
-					continue;
-				}
-				detector->detect({image->frame});
-			}
-		} catch (const std::exception &e) {
-			std::fprintf(stderr, "frcnn-detect: int8 calibration: %s\n", e.what());
-			return 1;
-		}
+	try {
+		for (const Image &image : calibration_images)
+			detector->detect({image.frame});
+	} catch (const std::exception &e) {
+		std::fprintf(stderr, "frcnn-detect: int8 calibration: %s\n", e.what());
+		return 1;
 	}
+	calibration_images.clear();
 	for (const auto &path : images) {
 		try {
 			const auto image = read_image(path);

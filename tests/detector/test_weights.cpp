@@ -114,22 +114,6 @@ std::string random_bytes(size_t size, unsigned seed)
 	return data;
 }
 
-// A checkpoint (one tensor of `size` random bytes) as a file's bytes: what a download must
-// be to be kept.
-std::string random_checkpoint(size_t size, unsigned seed)
-{
-	const std::string bytes = random_bytes(size, seed);
-	torch::Tensor weight = torch::empty({ static_cast<int64_t>(size) }, torch::kUInt8);
-	std::memcpy(weight.data_ptr(), bytes.data(), size);
-	const fs::path path = fs::temp_directory_path() /
-			      ("frcnn-random-checkpoint-" + std::to_string(::getpid()) + "-" + std::to_string(seed));
-	frcnn::write_checkpoint(path.string(), frcnn::StateDict{ { "weight", weight } });
-	std::ifstream in(path, std::ios::binary);
-	std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-	fs::remove(path);
-	return data;
-}
-
 std::vector<std::string> entries(const std::string &dir)
 {
 	std::vector<std::string> names;
@@ -174,6 +158,19 @@ public:
 private:
 	std::string path_;
 };
+
+// A checkpoint (one tensor of `size` random bytes) as a file's bytes: what a download must
+// be to be kept.
+std::string random_checkpoint(size_t size, unsigned seed)
+{
+	const std::string bytes = random_bytes(size, seed);
+	torch::Tensor weight = torch::empty({ static_cast<int64_t>(size) }, torch::kUInt8);
+	std::memcpy(weight.data_ptr(), bytes.data(), size);
+	const TempDir dir;
+	const std::string path = dir.path() + "/random.pth";
+	frcnn::write_checkpoint(path, frcnn::StateDict{ { "weight", weight } });
+	return read_file(path);
+}
 
 // Sets environment variables for the scope of one test and restores them afterwards.
 class EnvGuard
