@@ -309,13 +309,22 @@ public:
 #endif
 	{
 #if FRCNN_BENCH_OPENCV
-		for (const auto &path : inputs_)
+		for (const auto &path : inputs_) {
+			// Told apart before OpenCV tries its backends on them: its GStreamer backend
+			// leaves a half-built pipeline behind on an empty file (GStreamer-CRITICAL
+			// warnings before the error).
+			struct stat file {};
+			if (stat(path.c_str(), &file) != 0)
+				throw frcnn::Error("cannot open '" + path + "': " + std::strerror(errno));
+			if (S_ISREG(file.st_mode) && file.st_size == 0)
+				throw frcnn::Error("cannot open '" + path + "': the file is empty");
 			if (!cv::haveImageReader(path)) {
 				cv::VideoCapture probe(path);
 				if (!probe.isOpened())
 					throw frcnn::Error("cannot open '" + path +
 							   "': not an image OpenCV reads, nor a video it can decode");
 			}
+		}
 #else
 		// No resizing without OpenCV: the option is refused before.
 		(void)width;

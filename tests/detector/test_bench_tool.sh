@@ -11,7 +11,8 @@
 #    frcnn-bench saves their weights and dumps its frames,
 #    bench_torchvision.py runs on them, and both count the same FLOPs per frame (within 0.5%) and
 #    the same input shape.
-# 3. Bad options exit with status 2 and a message that names them.
+# 3. Bad options exit with status 2 and a message that names them; a missing or empty input is
+#    named, without warnings of OpenCV's backends.
 set -euo pipefail
 bench=$1
 reference=$2
@@ -189,5 +190,13 @@ if "$bench" --arch tiny --seed 1 "$out/missing.avi" 2> "$out/err"; then
 	echo "FAIL: a missing input accepted"; status=1
 else
 	grep -q "missing.avi" "$out/err" || { echo "FAIL: missing input: $(cat "$out/err")"; status=1; }
+fi
+# An empty file is named as one, without OpenCV's backends warning about it first.
+: > "$out/empty.avi"
+if "$bench" --arch tiny --seed 1 "$out/empty.avi" 2> "$out/err"; then
+	echo "FAIL: an empty input accepted"; status=1
+else
+	grep -q "empty.avi': the file is empty" "$out/err" && ! grep -q "CRITICAL" "$out/err" ||
+		{ echo "FAIL: empty input: $(cat "$out/err")"; status=1; }
 fi
 exit $status
