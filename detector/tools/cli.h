@@ -30,10 +30,12 @@ struct ModelOptions {
 };
 
 // One command-line argument: an option ("--name=value", "--name value" or a flag, which takes no
-// value), or a plain argument, whose text is in `name`.
+// value), or a plain argument, whose text is in `name`. "--" ends the options: the arguments after
+// it are plain ones, even those starting with "--" (a file named so).
 struct Arg {
 	std::string name, value;
-	bool option() const { return name.rfind("--", 0) == 0; }
+	bool end_of_options() const { return name == "--"; }
+	bool option() const { return name.rfind("--", 0) == 0 && !end_of_options(); }
 };
 
 // Reads argv[i], moving i past an option's value when it is the next argument. The options named

@@ -65,7 +65,7 @@ constexpr size_t kNumStages = 5;
 void usage(FILE *out)
 {
 	std::fprintf(out,
-		     "Usage: frcnn-bench [OPTIONS] INPUT...\n"
+		     "Usage: frcnn-bench [OPTIONS] [--] INPUT...\n"
 		     "Runs a Faster R-CNN on frames and reports frames per second, latency per batch (p50,\n"
 		     "p95), time per stage, peak RSS and achieved GFLOP/s. An INPUT is an image file or a\n"
 		     "video (decoded with OpenCV; a build without OpenCV reads binary PPM images only);\n"
@@ -707,6 +707,10 @@ BenchOptions parse(int argc, char **argv, bool &help)
 		if (arg == "--help" || arg == "-h") {
 			help = true;
 			return o;
+		}
+		if (a.end_of_options()) {
+			o.inputs.insert(o.inputs.end(), argv + i + 1, argv + argc);
+			break;
 		}
 		if (!a.option())
 			o.inputs.push_back(arg);

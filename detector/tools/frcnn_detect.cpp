@@ -28,7 +28,7 @@ namespace {
 void usage(FILE *out)
 {
 	std::fprintf(out,
-		     "Usage: frcnn-detect [OPTIONS] --weights W IMAGE...\n"
+		     "Usage: frcnn-detect [OPTIONS] --weights W [--] IMAGE...\n"
 		     "Runs a Faster R-CNN on each image and prints one JSON line per image:\n"
 		     "  {\"image\": PATH, \"width\": W, \"height\": H, \"detections\": [{\"box\": [x1,y1,x2,y2],\n"
 		     "   \"label\": L, \"score\": S}, ...]}\n"
@@ -84,6 +84,10 @@ int main(int argc, char **argv)
 			if (arg.name == "--help" || arg.name == "-h") {
 				usage(stdout);
 				return 0;
+			}
+			if (arg.end_of_options()) {
+				images.insert(images.end(), argv + i + 1, argv + argc);
+				break;
 			}
 			if (!arg.option())
 				images.push_back(arg.name);

@@ -191,6 +191,11 @@ if "$bench" --arch tiny --seed 1 "$out/missing.avi" 2> "$out/err"; then
 else
 	grep -q "missing.avi" "$out/err" || { echo "FAIL: missing input: $(cat "$out/err")"; status=1; }
 fi
+# After "--", an input whose name starts with "--" is an input, not an option.
+ln -s "$video" "$out/--video.avi"
+(cd "$out" && "$bench" --arch tiny --seed 1 --threads 2 --frames 1 --warmup 0 --resize 160x120 --json -- --video.avi) \
+	> "$out/dashes.json" 2> "$out/err" || { echo "FAIL: -- --video.avi: $(cat "$out/err")"; status=1; }
+grep -q '"frame_size":\[160,120\]' "$out/dashes.json" || { echo "FAIL: -- --video.avi: $(cat "$out/dashes.json")"; status=1; }
 # An empty file is named as one, without OpenCV's backends warning about it first.
 : > "$out/empty.avi"
 if "$bench" --arch tiny --seed 1 "$out/empty.avi" 2> "$out/err"; then

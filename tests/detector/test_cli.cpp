@@ -65,6 +65,26 @@ TEST(ReadPpm, SaysWhatIsWrong)
 		     "truncated PPM image");
 }
 
+// "--" ends the options: it takes no value, and an option's value may be "--" itself.
+TEST(NextArg, DoubleDashEndsTheOptions)
+{
+	const char *args[] = { "frcnn-detect", "--weights", "--", "--", "--image.ppm", "--json" };
+	char **argv = const_cast<char **>(args);
+	const int argc = 6;
+	int i = 1;
+	auto arg = frcnn::cli::next_arg(argc, argv, i, { "--json" });
+	EXPECT_TRUE(arg.option());
+	EXPECT_EQ(arg.name, "--weights");
+	EXPECT_EQ(arg.value, "--");
+	ASSERT_EQ(i, 2);
+	arg = frcnn::cli::next_arg(argc, argv, ++i, { "--json" });
+	EXPECT_TRUE(arg.end_of_options());
+	EXPECT_FALSE(arg.option());
+	EXPECT_EQ(i, 3); // the argument after it is left for the caller, as a plain one
+	EXPECT_TRUE((frcnn::cli::Arg{ "--image.ppm", "" }.option()));
+	EXPECT_FALSE((frcnn::cli::Arg{ "image.ppm", "" }.end_of_options()));
+}
+
 // Values that mean nothing are refused, not taken as "the default".
 TEST(ModelOptions, RefusesValuesOutOfRange)
 {
