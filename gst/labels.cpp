@@ -113,6 +113,11 @@ std::vector<std::string> read_labels_file(const std::string &path, int num_class
 	std::vector<std::string> lines;
 	std::string line;
 	while (std::getline(file, line)) {
+		/* A byte order mark (Windows editors write one to UTF-8 files) is no part of the
+		 * first name. */
+		static const std::string byte_order_mark = "\xef\xbb\xbf";
+		if (lines.empty() && line.compare(0, byte_order_mark.size(), byte_order_mark) == 0)
+			line.erase(0, byte_order_mark.size());
 		/* Names go into metadata, JSON and the overlay's text, all UTF-8. */
 		if (!g_utf8_validate(line.data(), static_cast<gssize>(line.size()), nullptr))
 			throw Error("labels file '" + path + "' is not UTF-8 text (line " +
@@ -125,10 +130,18 @@ std::vector<std::string> read_labels_file(const std::string &path, int num_class
 		lines.pop_back();
 
 	const int count = static_cast<int>(lines.size());
-	if (count == num_classes)
-		return lines;
-	if (count == num_classes - 1) {
-		lines.insert(lines.begin(), "__background__");
+	if (count == num_classes || count == num_classes - 1) {
+		/* An empty line amid the names would shift every name after it by one class, or
+		 * make the count fit with a name missing: refused, naming the line (the background's
+		 * line may be empty: its name is never shown). */
+		const int first_class_line = count == num_classes ? 1 : 0;
+		for (int i = first_class_line; i < count; i++)
+			if (lines[i].empty())
+				throw Error("line " + std::to_string(i + 1) + " of labels file '" + path +
+					    "' is empty: every class needs a name (e.g. N/A for a class the "
+					    "model does not use)");
+		if (count == num_classes - 1)
+			lines.insert(lines.begin(), "__background__");
 		return lines;
 	}
 

@@ -67,6 +67,26 @@ TEST(Labels, FileWithOrWithoutBackground)
 	EXPECT_THROW(read_labels_file(gst_test::out_dir() + "/missing.txt", 3), frcnn::Error);
 }
 
+// A byte order mark is not part of the first name; an empty line amid the names is refused, as it
+// would shift the names after it.
+TEST(Labels, AByteOrderMarkAndEmptyLines)
+{
+	EXPECT_EQ(read_labels_file(write_file("bom.labels", "\xef\xbb\xbfsquare\ncircle\ntriangle\n"), 4),
+		  (std::vector<std::string>{ "__background__", "square", "circle", "triangle" }));
+	EXPECT_EQ(read_labels_file(write_file("empty-background.labels", "\nsquare\ncircle\n"), 3),
+		  (std::vector<std::string>{ "", "square", "circle" }));
+	const std::string gap = write_file("gap.labels", "square\n\ncircle\ntriangle\n");
+	for (int num_classes : { 4, 5 }) {
+		try {
+			read_labels_file(gap, num_classes);
+			ADD_FAILURE() << "an empty name was accepted with " << num_classes << " classes";
+		} catch (const frcnn::Error &e) {
+			EXPECT_NE(std::string(e.what()).find("line 2 of labels file"), std::string::npos) << e.what();
+			EXPECT_NE(std::string(e.what()).find("is empty"), std::string::npos) << e.what();
+		}
+	}
+}
+
 TEST(Labels, ClassesFilter)
 {
 	const std::vector<std::string> labels = frcnn::gst::coco_category_names();
