@@ -22,7 +22,8 @@
  *
  * source (a name or URI for the stream) and tags (a JSON object) are written into every line as
  * "source" and "tags", as gvametaconvert does, so that the lines of several streams say which
- * stream they come from.
+ * stream they come from: the frcnnjson elements of a process given the same location write into
+ * that file together (the first to start empties it; each line is written whole).
  *
  * With add-empty-results=false frames without regions of interest get no line (nor message).
  *
@@ -45,11 +46,16 @@
 
 #include "gstfrcnnjson.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
+
+#include <sys/stat.h>
 
 #include <glib/gstdio.h>
 #include <gst/video/video.h>
@@ -112,6 +118,119 @@ struct LineTags {
 	std::string refused;		  /* the last value that was not an object (warned about) */
 };
 
+/*
+ * A file the lines are written to. The elements of a process given the same file (the same
+ * device and inode, or standard output) share one: a line is written whole under its lock, and
+ * only the first element to open the file empties it, so that several streams' lines go into one
+ * file without overwriting or cutting each other's.
+ */
+class JsonLinesFile {
+public:
+	/* The file at `location` ("-": standard output), opened or shared. Null with errno's value
+	 * in `error` when it cannot be opened. */
+	static std::shared_ptr<JsonLinesFile> open(const char *location, int *error)
+	{
+		std::lock_guard<std::mutex> registry_locked(registry_lock());
+		const bool standard_output = g_str_equal(location, "-");
+		GStatBuf existing;
+		const bool exists = !standard_output && g_stat(location, &existing) == 0;
+		for (const std::weak_ptr<JsonLinesFile> &entry : registry()) {
+			std::shared_ptr<JsonLinesFile> open = entry.lock();
+			if (open && (standard_output ? open->standard_output_
+				     : exists && !open->standard_output_ && open->device_ == existing.st_dev &&
+					       open->inode_ == existing.st_ino))
+				return open;
+		}
+
+		std::shared_ptr<JsonLinesFile> file(new JsonLinesFile());
+		if (standard_output) {
+			file->file_ = stdout;
+			file->standard_output_ = true;
+		} else {
+			file->file_ = g_fopen(location, "w");
+			struct stat opened;
+			if (!file->file_ || fstat(fileno(file->file_), &opened) != 0) {
+				*error = errno;
+				return nullptr;
+			}
+			file->device_ = opened.st_dev;
+			file->inode_ = opened.st_ino;
+		}
+		registry().push_back(file);
+		return file;
+	}
+
+	/* Writes `text` and a newline, and flushes them. Returns false with errno's value in
+	 * `error` when it could not. */
+	bool write_line(const std::string &text, int *error)
+	{
+		std::lock_guard<std::mutex> locked(lock_);
+		if (fprintf(file_, "%s\n", text.c_str()) < 0 || fflush(file_) != 0) {
+			*error = errno;
+			return false;
+		}
+		return true;
+	}
+
+	/* Lets go of `file`: the last element that writes to it closes it (flushes standard
+	 * output). Returns false with errno's value in `error` when closing failed. */
+	static bool release(std::shared_ptr<JsonLinesFile> &file, int *error)
+	{
+		std::lock_guard<std::mutex> registry_locked(registry_lock());
+		std::vector<std::weak_ptr<JsonLinesFile>> &entries = registry();
+		entries.erase(std::remove_if(entries.begin(), entries.end(),
+					     [](const std::weak_ptr<JsonLinesFile> &entry) { return entry.expired(); }),
+			      entries.end());
+		bool closed = true;
+		if (file.use_count() == 1) {
+			entries.erase(std::remove_if(entries.begin(), entries.end(),
+						     [&](const std::weak_ptr<JsonLinesFile> &entry) {
+							     return entry.lock() == file;
+						     }),
+				      entries.end());
+			if (file->standard_output_) {
+				fflush(file->file_);
+			} else if (fclose(file->file_) != 0) {
+				*error = errno;
+				closed = false;
+			}
+			file->file_ = nullptr;
+		}
+		file.reset();
+		return closed;
+	}
+
+	JsonLinesFile(const JsonLinesFile &) = delete;
+	JsonLinesFile &operator=(const JsonLinesFile &) = delete;
+
+	~JsonLinesFile()
+	{
+		if (file_ && !standard_output_)
+			fclose(file_);
+	}
+
+private:
+	JsonLinesFile() = default;
+
+	/* The files open in this process; entries are shared, so looked through under this lock. */
+	static std::mutex &registry_lock()
+	{
+		static std::mutex lock;
+		return lock;
+	}
+	static std::vector<std::weak_ptr<JsonLinesFile>> &registry()
+	{
+		static std::vector<std::weak_ptr<JsonLinesFile>> entries;
+		return entries;
+	}
+
+	FILE *file_ = nullptr;
+	bool standard_output_ = false;
+	dev_t device_ = 0;
+	ino_t inode_ = 0;
+	std::mutex lock_; /* one line at a time */
+};
+
 struct _GstFrcnnJson {
 	GstBaseTransform parent;
 
@@ -125,8 +244,7 @@ struct _GstFrcnnJson {
 
 	/* Streaming thread only (opened in start(), closed in stop()). */
 	LineTags *line_tags; /* allocated with the element, read in start() */
-	FILE *file;
-	gboolean own_file;
+	std::shared_ptr<JsonLinesFile> *file; /* allocated with the element; null inside: no file */
 	guint64 frame;
 	gint width;
 	gint height;
@@ -173,7 +291,8 @@ static void gst_frcnn_json_class_init(GstFrcnnJsonClass *klass)
 	g_object_class_install_property(object_class, PROP_LOCATION,
 		g_param_spec_string("location", "Location",
 				    "File the JSON lines are written to ('-' = standard output, "
-				    "empty = none)",
+				    "empty = none). Elements given the same file write into it together: the "
+				    "first to start empties it, each line is written whole",
 				    DEFAULT_PROP_LOCATION,
 				    static_cast<GParamFlags>(G_PARAM_READWRITE |
 							     G_PARAM_STATIC_STRINGS |
@@ -249,8 +368,7 @@ static void gst_frcnn_json_init(GstFrcnnJson *self)
 	self->tags = nullptr;
 	self->add_empty_results = DEFAULT_PROP_ADD_EMPTY_RESULTS;
 	self->line_tags = new LineTags();
-	self->file = nullptr;
-	self->own_file = FALSE;
+	self->file = new std::shared_ptr<JsonLinesFile>();
 
 	gst_base_transform_set_passthrough(GST_BASE_TRANSFORM(self), TRUE);
 }
@@ -263,6 +381,7 @@ static void gst_frcnn_json_finalize(GObject *object)
 	g_free(self->source);
 	g_free(self->tags);
 	delete self->line_tags;
+	delete self->file;
 
 	G_OBJECT_CLASS(gst_frcnn_json_parent_class)->finalize(object);
 }
@@ -396,20 +515,14 @@ static gboolean gst_frcnn_json_start(GstBaseTransform *trans)
 	self->width = 0;
 	self->height = 0;
 	self->par_n = self->par_d = 1;
-	self->file = nullptr;
-	self->own_file = FALSE;
+	self->file->reset();
 
 	if (!location || !location[0])
 		return TRUE;
 
-	if (g_str_equal(location, "-")) {
-		self->file = stdout;
-		return TRUE;
-	}
-
-	self->file = g_fopen(location, "w");
-	if (!self->file) {
-		const int err = errno;
+	int err = 0;
+	*self->file = JsonLinesFile::open(location, &err);
+	if (!*self->file) {
 		GST_ELEMENT_ERROR(self, RESOURCE, OPEN_WRITE,
 				  ("Could not open '%s' for writing: %s. Set 'location' to a file "
 				   "in a writable folder, or '-' for standard output.",
@@ -417,7 +530,6 @@ static gboolean gst_frcnn_json_start(GstBaseTransform *trans)
 				  ("fopen() failed: %s", g_strerror(err)));
 		return FALSE;
 	}
-	self->own_file = TRUE;
 	return TRUE;
 }
 
@@ -425,20 +537,13 @@ static gboolean gst_frcnn_json_stop(GstBaseTransform *trans)
 {
 	GstFrcnnJson *self = GST_FRCNN_JSON(trans);
 
-	if (self->file && self->own_file) {
-		if (fclose(self->file) != 0) {
-			const int err = errno;
-			self->file = nullptr;
-			GST_ELEMENT_ERROR(self, RESOURCE, CLOSE,
-					  ("Could not finish writing the JSON file: %s.",
-					   g_strerror(err)),
-					  ("fclose() failed: %s", g_strerror(err)));
-			return FALSE;
-		}
-	} else if (self->file) {
-		fflush(self->file);
+	int err = 0;
+	if (*self->file && !JsonLinesFile::release(*self->file, &err)) {
+		GST_ELEMENT_ERROR(self, RESOURCE, CLOSE,
+				  ("Could not finish writing the JSON file: %s.", g_strerror(err)),
+				  ("fclose() failed: %s", g_strerror(err)));
+		return FALSE;
 	}
-	self->file = nullptr;
 	return TRUE;
 }
 
@@ -558,7 +663,7 @@ static GstFlowReturn gst_frcnn_json_transform_ip(GstBaseTransform *trans, GstBuf
 		tags = self->tags ? self->tags : "";
 		add_empty_results = self->add_empty_results;
 	}
-	if (!self->file && !post_messages) {
+	if (!*self->file && !post_messages) {
 		self->frame++;
 		return GST_FLOW_OK;
 	}
@@ -589,14 +694,12 @@ static GstFlowReturn gst_frcnn_json_transform_ip(GstBaseTransform *trans, GstBuf
 					 : frcnn_line(self, pts, source, metas);
 	const std::size_t count = metas.size();
 
-	if (self->file) {
-		if (fprintf(self->file, "%s\n", text.c_str()) < 0 || fflush(self->file) != 0) {
-			const int err = errno;
-			GST_ELEMENT_ERROR(self, RESOURCE, WRITE,
-					  ("Could not write the JSON line: %s.", g_strerror(err)),
-					  ("fprintf() failed: %s", g_strerror(err)));
-			return GST_FLOW_ERROR;
-		}
+	int err = 0;
+	if (*self->file && !(*self->file)->write_line(text, &err)) {
+		GST_ELEMENT_ERROR(self, RESOURCE, WRITE,
+				  ("Could not write the JSON line: %s.", g_strerror(err)),
+				  ("fprintf() failed: %s", g_strerror(err)));
+		return GST_FLOW_ERROR;
 	}
 
 	if (post_messages) {

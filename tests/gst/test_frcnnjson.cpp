@@ -2,6 +2,7 @@
 // frcnnjson: one JSON object per frame, to a file, to standard output and as bus messages.
 
 #include <fstream>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -301,6 +302,44 @@ TEST(FrcnnJson, FrameCountRestartsWithTheElement)
 	const std::vector<std::string> lines = read_lines(path);
 	ASSERT_EQ(lines.size(), 1u) << "the file is rewritten, not appended to";
 	EXPECT_EQ(json::parse(lines[0])["frame"], 0);
+}
+
+// Elements of one process writing to one file (several streams' lines in one place): each line
+// is kept whole, and an element that starts later does not empty the file.
+TEST(FrcnnJson, ElementsWritingToOneFileKeepEachOthersLines)
+{
+	const std::string path = gst_test::out_dir() + "/shared.jsonl";
+	HarnessPtr north = json_harness("source=north location=\"" + path + "\"");
+	/* Lines longer than a stdio buffer: 150 detections. */
+	GstBuffer *first = frame_buffer(0);
+	for (int i = 0; i < 150; i++)
+		add_detection(first, i, i, i + 10.5, i + 20.25, 1, "person", 0.5);
+	gst_test::BufferPtr out(gst_harness_push_and_pull(north.get(), first));
+	ASSERT_TRUE(out);
+	{
+		HarnessPtr south = json_harness("source=south location=\"" + path + "\"");
+		for (int frame = 1; frame < 4; frame++) {
+			out.reset(gst_harness_push_and_pull(north.get(), frame_buffer(frame)));
+			ASSERT_TRUE(out);
+			GstBuffer *buffer = frame_buffer(frame);
+			for (int i = 0; i < 150; i++)
+				add_detection(buffer, i, i, i + 10.5, i + 20.25, 2, "car", 0.5);
+			out.reset(gst_harness_push_and_pull(south.get(), buffer));
+			ASSERT_TRUE(out);
+		}
+	}
+	out.reset(gst_harness_push_and_pull(north.get(), frame_buffer(4)));
+	ASSERT_TRUE(out);
+	north.reset();
+
+	std::map<std::string, std::vector<int>> frames;
+	for (const std::string &line : read_lines(path)) {
+		const json object = json::parse(line, nullptr, false);
+		ASSERT_FALSE(object.is_discarded()) << "a line that is no JSON: " << line.substr(0, 200);
+		frames[object["source"]].push_back(object["frame"]);
+	}
+	EXPECT_EQ(frames["north"], (std::vector<int>{ 0, 1, 2, 3, 4 }));
+	EXPECT_EQ(frames["south"], (std::vector<int>{ 0, 1, 2 }));
 }
 
 } // namespace
