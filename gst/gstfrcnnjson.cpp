@@ -630,10 +630,17 @@ static std::string dlstreamer_line(GstFrcnnJson *self, GstClockTime pts, const s
 		nlohmann::json object = { { "x", det.x }, { "y", det.y }, { "w", det.w }, { "h", det.h } };
 		if (!det.roi_type.empty())
 			object["roi_type"] = det.roi_type;
-		if (det.has_box) {
+		if (det.has_param) {
+			/* A param whose box is not the region's (moved since) gives the rectangle's. */
 			nlohmann::json detection;
-			detection["bounding_box"] = { { "x_min", det.x_min }, { "x_max", det.x_max },
-						      { "y_min", det.y_min }, { "y_max", det.y_max } };
+			const double width = self->width > 0 ? self->width : 1, height = self->height > 0 ? self->height : 1;
+			detection["bounding_box"] =
+				det.has_box ? nlohmann::json{ { "x_min", det.x_min }, { "x_max", det.x_max },
+							      { "y_min", det.y_min }, { "y_max", det.y_max } }
+					    : nlohmann::json{ { "x_min", det.x / width },
+							      { "x_max", (det.x + det.w) / width },
+							      { "y_min", det.y / height },
+							      { "y_max", (det.y + det.h) / height } };
 			if (det.score >= 0)
 				detection["confidence"] = det.score;
 			if (det.label_id >= 0)

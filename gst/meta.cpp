@@ -303,9 +303,48 @@ void refuse_crop_meta(GstQuery *allocation)
 		gst_query_remove_nth_allocation_meta(allocation, index);
 }
 
+namespace {
+
+// Whether a "detection" param's box (normalised) describes `roi` of a `width` x `height` frame: a
+// box inside the frame, where the region's rectangle is up to the rounding the rectangle has had.
+// For the regions add_detection_metas added, that is the slack their kept params count through
+// the scalings since; for another producer's, a pixel and a half per edge, plus 1% of the frame
+// for the scalings the frame may have had since (the rectangle rounded at each). An element that
+// moved the rectangle (a tracker, an application) without the param leaves the box stale: then
+// the rectangle is the region's place.
+bool box_is_the_regions(const GstVideoRegionOfInterestMeta &roi, const DetectionParamsMeta *params,
+			int width, int height, double x_min, double y_min, double x_max, double y_max)
+{
+	constexpr double kEpsilon = 1e-6;
+	if (!(x_min >= -kEpsilon && y_min >= -kEpsilon && x_max <= 1 + kEpsilon && y_max <= 1 + kEpsilon &&
+	      x_min <= x_max && y_min <= y_max))
+		return false;
+	if (params) {
+		bool named = false;
+		for (const KeptParam &kept : *params->kept) {
+			if (!kept.names(roi.id, roi.roi_type))
+				continue;
+			if (kept.fits(roi))
+				return true;
+			named = true;
+		}
+		if (named)
+			return false;
+	}
+	const double slack_x = 1.5 + 0.01 * width, slack_y = 1.5 + 0.01 * height;
+	const double left = x_min * width, right = x_max * width;
+	const double top = y_min * height, bottom = y_max * height;
+	return std::abs(left - roi.x) <= slack_x && std::abs(right - (static_cast<double>(roi.x) + roi.w)) <= slack_x &&
+	       std::abs(top - roi.y) <= slack_y && std::abs(bottom - (static_cast<double>(roi.y) + roi.h)) <= slack_y;
+}
+
+} // namespace
+
 std::vector<DetectionMeta> read_detection_metas(GstBuffer *buffer, int width, int height)
 {
 	std::vector<DetectionMeta> result;
+	const auto *params = reinterpret_cast<const DetectionParamsMeta *>(
+		gst_buffer_get_meta(buffer, detection_params_meta_api_get_type()));
 	gpointer state = nullptr;
 	while (GstMeta *meta = gst_buffer_iterate_meta_filtered(
 		       buffer, &state, GST_VIDEO_REGION_OF_INTEREST_META_API_TYPE)) {
@@ -351,8 +390,12 @@ std::vector<DetectionMeta> read_detection_metas(GstBuffer *buffer, int width, in
 			if (!std::isfinite(det.score))
 				det.score = -1;
 
-			/* A box of numbers only, else the rectangle stays what the region says. */
-			if (param_box(param, det.x_min, det.y_min, det.x_max, det.y_max)) {
+			/* A box of numbers, inside the frame and where the rectangle is; else the
+			 * rectangle stays what the region says. */
+			det.has_param = true;
+			if (param_box(param, det.x_min, det.y_min, det.x_max, det.y_max) &&
+			    box_is_the_regions(*roi, params, width, height, det.x_min, det.y_min, det.x_max,
+					       det.y_max)) {
 				det.has_box = true;
 				det.x1 = det.x_min * width;
 				det.y1 = det.y_min * height;

@@ -35,7 +35,10 @@ struct DetectionMeta {
 	unsigned int x, y, w, h;
 	std::string roi_type;
 	int id = 0, parent_id = 0;
-	// The "detection" param's box as written (normalised to 0..1), when it has one.
+	// Whether the region has a "detection" param, and the param's box as written (normalised to
+	// 0..1) when it has one that is the region's (numbers inside the frame, where the rectangle
+	// is up to its rounding: an element that moved the rectangle left the box behind).
+	bool has_param = false;
 	bool has_box = false;
 	double x_min = 0, y_min = 0, x_max = 0, y_max = 0;
 };

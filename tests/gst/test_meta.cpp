@@ -306,6 +306,53 @@ TEST(DetectionMeta, ReadersTakeOnlyNumbersFromOtherProducers)
 	EXPECT_EQ(read[2].score, 0.5);
 }
 
+// A param box is read only while it is the region's: a region another element moved (a tracker, an
+// application) is read at its rectangle, with its param's class and score; so is one of another
+// producer whose box lies outside the frame. Another producer's box within the rectangle's
+// rounding is read as it is.
+TEST(DetectionMeta, ReadersTakeTheRectangleOfAMovedRegion)
+{
+	BufferPtr buffer = frame();
+	frcnn::gst::add_detection_metas(buffer.get(), kWidth, kHeight,
+					{ { 100.4, 50.6, 200.2, 150.8, 1, "person", 0.9 },
+					  { 300.25, 60.5, 340.75, 90.5, 3, "car", 0.8 } });
+	auto *moved = gst_buffer_get_video_region_of_interest_meta_id(buffer.get(), 0);
+	ASSERT_NE(moved, nullptr);
+	moved->x = 10;
+	moved->y = 20;
+	auto add = [&](guint x, guint y, guint w, guint h, double x_min, double y_min, double x_max, double y_max) {
+		GstVideoRegionOfInterestMeta *roi =
+			gst_buffer_add_video_region_of_interest_meta(buffer.get(), "face", x, y, w, h);
+		gst_video_region_of_interest_meta_add_param(
+			roi, gst_structure_new("detection", "confidence", G_TYPE_DOUBLE, 0.7, "x_min", G_TYPE_DOUBLE,
+					       x_min, "y_min", G_TYPE_DOUBLE, y_min, "x_max", G_TYPE_DOUBLE, x_max,
+					       "y_max", G_TYPE_DOUBLE, y_max, nullptr));
+	};
+	add(400, 300, 64, 48, 400.3 / kWidth, 299.6 / kHeight, 464.4 / kWidth, 348.2 / kHeight);
+	add(500, 100, 20, 20, 1e300, 0.1, 0.2, 0.3);
+
+	const std::vector<frcnn::gst::DetectionMeta> read =
+		frcnn::gst::read_detection_metas(buffer.get(), kWidth, kHeight);
+	ASSERT_EQ(read.size(), 4u);
+	EXPECT_TRUE(read[0].has_param);
+	EXPECT_FALSE(read[0].has_box) << "the box the region was moved away from";
+	EXPECT_EQ(read[0].x1, 10.0);
+	EXPECT_EQ(read[0].y1, 20.0);
+	EXPECT_EQ(read[0].x2, 10.0 + moved->w);
+	EXPECT_EQ(read[0].label_id, 1);
+	EXPECT_EQ(read[0].score, 0.9);
+	EXPECT_TRUE(read[1].has_box) << "the region in place keeps its unrounded box";
+	EXPECT_NEAR(read[1].x1, 300.25, 1e-9);
+	EXPECT_TRUE(read[2].has_box);
+	EXPECT_NEAR(read[2].x1, 400.3, 1e-9);
+	EXPECT_NEAR(read[2].y2, 348.2, 1e-9);
+	EXPECT_TRUE(read[3].has_param);
+	EXPECT_FALSE(read[3].has_box) << "a box outside the frame";
+	EXPECT_EQ(read[3].x1, 500.0);
+	EXPECT_EQ(read[3].x2, 520.0);
+	EXPECT_EQ(read[3].score, 0.7);
+}
+
 // Regions of interest of another producer keep what they came with: no param is given to one
 // that had none, one whose param another element replaced keeps the new one.
 TEST(DetectionMeta, OtherRegionsKeepWhatTheyHave)
