@@ -1726,6 +1726,34 @@ static gboolean gst_frcnn_detect_open(GstFrcnnDetect *self)
 	return TRUE;
 }
 
+/* Whether this thread sets up weights changed while playing (check_reload's task). */
+static thread_local bool on_reload_task = false;
+
+/*
+ * A worker whose message's handler stopped it: an application's synchronous bus handler that set
+ * the element to READY or NULL (and maybe started it again) on the worker's thread, inside
+ * gst_element_post_message(). The stop could not wait for the worker, which runs on: the model
+ * it was about to use may be gone and a new worker may use the state. So after each message it
+ * posts, the worker checks whether it was stopped and, if so, leaves at once by this exception,
+ * caught at the top of its thread, touching nothing of the element's state on the way.
+ */
+struct WorkerStopped {};
+
+/* The worker_generation of the worker running on this thread; 0 on any other thread. */
+static thread_local guint64 worker_generation_of_thread = 0;
+
+/* Throws WorkerStopped on a worker's thread whose worker was stopped. Called after each message
+ * the worker posts (the posting function may have run the handler). */
+static void gst_frcnn_detect_leave_if_stopped(GstFrcnnDetect *self)
+{
+	if (worker_generation_of_thread == 0)
+		return;
+	GstFrcnnDetectState *state = self->state;
+	std::lock_guard<std::mutex> lock(state->mutex);
+	if (state->worker_generation != worker_generation_of_thread)
+		throw WorkerStopped();
+}
+
 /*
  * Gives the worker's thread `threads` CPU threads, and LibTorch's default count again when it goes
  * back to 0. The count belongs to the thread, and each start has a new worker thread, so it is
@@ -1828,18 +1856,22 @@ static void gst_frcnn_detect_check_reload(GstFrcnnDetect *self)
 	auto result = std::make_shared<std::promise<std::optional<ModelSetup>>>();
 	state->reload = result->get_future();
 	state->reload_task = std::async(std::launch::async, [self, settings, result]() {
+		on_reload_task = true;
 		std::optional<ModelSetup> setup;
+		std::string failure;
 		try {
 			setup = gst_frcnn_detect_setup_model(self, settings, true);
 		} catch (const std::exception &e) {
-			/* Every failure it knows of it posts itself; this is the rest (out of memory). */
-			GST_ELEMENT_WARNING(self, RESOURCE, SETTINGS,
-					    ("Could not set up the weights '%s': %s.", settings.weights.c_str(),
-					     e.what()),
-					    ("set up while playing"));
+			failure = e.what();
 		}
 		const bool loaded = setup.has_value();
 		result->set_value(std::move(setup));
+		/* Every failure it knows of it posts itself; this is the rest (out of memory). */
+		if (!failure.empty())
+			GST_ELEMENT_WARNING(self, RESOURCE, SETTINGS,
+					    ("Could not set up the weights '%s': %s.", settings.weights.c_str(),
+					     failure.c_str()),
+					    ("set up while playing"));
 		if (loaded)
 			GST_ELEMENT_INFO(self, RESOURCE, SETTINGS,
 					 ("Loaded the weights '%s': the next batch runs on them.",
@@ -1848,9 +1880,13 @@ static void gst_frcnn_detect_check_reload(GstFrcnnDetect *self)
 	});
 }
 
-/* Waits for a model being set up while playing, and makes it the element's if it was. */
+/* Waits for a model being set up while playing, and makes it the element's if it was. Not on the
+ * set-up's own thread (an application's synchronous handler of its message stopping the element):
+ * it could not wait for itself, and the next batch takes the model it sets up, if any. */
 static void gst_frcnn_detect_finish_reload(GstFrcnnDetect *self)
 {
+	if (on_reload_task)
+		return;
 	GstFrcnnDetectState *state = self->state;
 	if (state->reload.valid())
 		gst_frcnn_detect_take_reload(self);
@@ -1906,6 +1942,8 @@ static frcnn::gst::RunSettings gst_frcnn_detect_update_settings(GstFrcnnDetect *
 		}
 	}
 	state->applied = wanted;
+	/* The warnings above (and apply_threads') went to the bus. */
+	gst_frcnn_detect_leave_if_stopped(self);
 
 	const LoadedModel &model = *state->model;
 	frcnn::gst::RunSettings run;
@@ -1990,6 +2028,7 @@ static bool gst_frcnn_detect_run_images(GstFrcnnDetect *self, std::vector<ItemIm
 					  ("frcnn::Detector::detect() failed on a batch of %zu images "
 					   "(%zu images of %zu elements' batches in all)",
 					   count, request.run_frames, request.run_requests));
+			gst_frcnn_detect_leave_if_stopped(self);
 			return false;
 		}
 		if (request.run_requests > 1)
@@ -2039,12 +2078,14 @@ static GstFlowReturn gst_frcnn_detect_run_batch(GstFrcnnDetect *self, std::vecto
 		return GST_FLOW_OK;
 
 	gst_frcnn_detect_check_reload(self);
+	gst_frcnn_detect_leave_if_stopped(self);
 	std::vector<std::vector<frcnn::Detection>> results;
 	if (!gst_frcnn_detect_run_images(self, images, batch_size, results))
 		return GST_FLOW_ERROR;
 	if (results.size() != images.size()) {
 		GST_ELEMENT_ERROR(self, STREAM, FAILED, ("Detection failed: the model gave %zu results "
 				  "for %zu images.", results.size(), images.size()), (nullptr));
+		gst_frcnn_detect_leave_if_stopped(self);
 		return GST_FLOW_ERROR;
 	}
 	state->stats.detected += frames.size();
@@ -2079,6 +2120,7 @@ static GstFlowReturn gst_frcnn_detect_run_batch(GstFrcnnDetect *self, std::vecto
 		state->reported_batch_time.store(longest);
 		gst_element_post_message(GST_ELEMENT(self),
 					 gst_message_new_latency(GST_OBJECT(self)));
+		gst_frcnn_detect_leave_if_stopped(self);
 	}
 
 	return GST_FLOW_OK;
@@ -2246,6 +2288,8 @@ static bool gst_frcnn_detect_run_next(GstFrcnnDetect *self, guint64 generation)
 	}
 	for (GstMessage *message : qos_messages)
 		gst_element_post_message(GST_ELEMENT(self), message);
+	if (!qos_messages.empty())
+		gst_frcnn_detect_leave_if_stopped(self);
 	if (batch.empty())
 		return true;
 
@@ -2286,8 +2330,14 @@ static void gst_frcnn_detect_worker(GstFrcnnDetect *self, guint64 generation)
 	pthread_setname_np(pthread_self(), std::string(name ? name : "frcnndetect").substr(0, 15).c_str());
 	g_free(name);
 	self->state->threads_set = false; /* a new thread has the process's count */
-	while (gst_frcnn_detect_run_next(self, generation)) {
+	worker_generation_of_thread = generation;
+	try {
+		while (gst_frcnn_detect_run_next(self, generation)) {
+		}
+	} catch (const WorkerStopped &) {
+		GST_DEBUG_OBJECT(self, "worker stopped by a handler of its message");
 	}
+	worker_generation_of_thread = 0;
 	gst_object_unref(self);
 }
 
