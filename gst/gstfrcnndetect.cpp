@@ -607,6 +607,9 @@ struct GstFrcnnDetectState {
 	// sink pad's thread as frames arrive.
 	std::optional<frcnn::gst::Region> region;
 	std::string region_text;
+	// `inference-region` as it was at start: a change while playing waits for the next start
+	// (check_reload warns of it), as start checked it against `region`.
+	GstFrcnnInferenceRegion inference_region = DEFAULT_PROP_INFERENCE_REGION;
 	bool threads_set = false;	// the worker set its CPU thread count from `threads`
 	gint64 threads_failed = -1;	// a `threads` that could not be set (warned about once)
 	int logged_threads = 0;		// the count last logged
@@ -1041,6 +1044,17 @@ static void gst_frcnn_detect_set_property(GObject *object, guint prop_id, const 
 	 * object lock. */
 	if (gst_frcnn_detect_store_property(self, prop_id, value, pspec))
 		gst_element_post_message(GST_ELEMENT(self), gst_message_new_latency(GST_OBJECT(self)));
+
+	if (prop_id == PROP_INFERENCE_REGION) {
+		GST_OBJECT_LOCK(self);
+		const bool started = GST_STATE(self) > GST_STATE_READY || GST_STATE_PENDING(self) > GST_STATE_READY;
+		GST_OBJECT_UNLOCK(self);
+		if (started && g_value_get_enum(value) != self->state->inference_region)
+			GST_ELEMENT_WARNING(self, RESOURCE, SETTINGS,
+					    ("'inference-region' changed while playing takes effect at the "
+					     "next start."),
+					    ("inference-region set to %d", g_value_get_enum(value)));
+	}
 }
 
 /* Stores a property's value under the object lock. Returns whether the latency the element adds
@@ -1711,6 +1725,7 @@ static gboolean gst_frcnn_detect_open(GstFrcnnDetect *self)
 				  ("region '%s' with inference-region=roi-list", settings.region.c_str()));
 		return FALSE;
 	}
+	state->inference_region = settings.inference_region;
 
 	if (state->model && state->detector_generation == generation)
 		return TRUE;
@@ -2811,7 +2826,7 @@ static GstFlowReturn gst_frcnn_detect_chain(GstPad *pad, GstObject *parent, GstB
 		capacity = 2 * state->settings.batch_size;
 		interval = state->settings.interval;
 		qos = state->settings.qos;
-		inference_region = state->settings.inference_region;
+		inference_region = state->inference_region;
 		object_class = state->settings.object_class;
 		object_min_size = state->settings.object_min_size;
 	}

@@ -3072,6 +3072,30 @@ TEST(FrcnnDetect, RoiListWarnsAboutARegionSetWhilePlaying)
 	gst_object_unref(bus);
 }
 
+// inference-region is set in NULL and READY: changed while playing, it is warned about and the
+// frames go on as the element started (here: the regions of interest, not the whole frame).
+TEST(FrcnnDetect, InferenceRegionChangedWhilePlayingWaitsForTheNextStart)
+{
+	const Frame frame = make_frame(photo(256, 192, 5), GST_VIDEO_FORMAT_RGB);
+	HarnessPtr h = roi_harness();
+	GstBus *bus = gst_bus_new();
+	gst_element_set_bus(h->element, bus);
+	gst_harness_set_src_caps(h.get(), frame.caps());
+	for (GstClockTime pts : { GstClockTime(0), GstClockTime(GST_MSECOND) }) {
+		GstBuffer *in = frame.buffer(pts);
+		add_roi(in, "car", 100, 64, 156, 128, 0);
+		gst_test::BufferPtr out(gst_harness_push_and_pull(h.get(), in));
+		ASSERT_TRUE(out);
+		expect_detections_in_regions(out.get(), frame, 1, { { 100, 64, 156, 128, 0 } });
+		gst_util_set_object_arg(G_OBJECT(h->element), "inference-region", "full-frame");
+	}
+	const std::string warning = next_message_text(bus, GST_MESSAGE_WARNING);
+	EXPECT_NE(warning.find("'inference-region' changed while playing takes effect at the next start"),
+		  std::string::npos) << warning;
+	gst_element_set_bus(h->element, nullptr);
+	gst_object_unref(bus);
+}
+
 // What class-thresholds "1=0.32,2=0.26" with threshold 0.3 must give: each class's detections
 // at its own threshold, as the library gives them, best first, then the best `max_detections`.
 // (The test model's scores lie between 0.25 and 0.55.)
