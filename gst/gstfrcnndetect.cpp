@@ -2719,6 +2719,10 @@ static bool gst_frcnn_detect_rectangles(GstFrcnnDetect *self, const Item &item,
 					     "detector runs on the regions of interest attached upstream."),
 					    ("region '%s' set while playing", region.c_str()));
 	}
+	/* The detections name the region they were found in by its id. */
+	if (const int renumbered = frcnn::gst::make_region_ids_unique(item.buffer))
+		GST_LOG_OBJECT(self, "gave %d regions of interest that repeated an id ids of their own",
+			       renumbered);
 	*rectangles = gst_frcnn_detect_regions_of_interest(self, item.buffer, item.info,
 							   frcnn::gst::parse_object_classes(object_class),
 							   object_min_size);

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <memory>
+#include <set>
 
 #include <gst/video/video.h>
 
@@ -294,6 +295,29 @@ void add_detection_meta(GstBuffer *buffer, int width, int height, double x1, dou
 {
 	add_detection_metas(buffer, width, height,
 			    { NewDetection{ x1, y1, x2, y2, label_id, label, score, parent_id } });
+}
+
+int make_region_ids_unique(GstBuffer *buffer)
+{
+	std::vector<GstVideoRegionOfInterestMeta *> regions;
+	gint next_id = 0;
+	gpointer state = nullptr;
+	while (GstMeta *meta = gst_buffer_iterate_meta_filtered(
+		       buffer, &state, GST_VIDEO_REGION_OF_INTEREST_META_API_TYPE)) {
+		auto *roi = reinterpret_cast<GstVideoRegionOfInterestMeta *>(meta);
+		regions.push_back(roi);
+		next_id = std::max(next_id, roi->id + 1);
+	}
+	std::set<gint> seen;
+	int renumbered = 0;
+	for (GstVideoRegionOfInterestMeta *roi : regions) {
+		if (seen.insert(roi->id).second)
+			continue;
+		roi->id = next_id++;
+		seen.insert(roi->id);
+		renumbered++;
+	}
+	return renumbered;
 }
 
 void refuse_crop_meta(GstQuery *allocation)

@@ -78,6 +78,12 @@ void add_detection_meta(GstBuffer *buffer, int width, int height, double x1, dou
 // id, score and the unrounded box where present; otherwise the roi_type and the ROI rectangle.
 std::vector<DetectionMeta> read_detection_metas(GstBuffer *buffer, int width, int height);
 
+// Gives the regions of interest of a writable `buffer` whose id an earlier region of the buffer
+// has (GStreamer starts every region at id 0; producers that set none leave them all 0) ids of
+// their own, after the largest, so that detections found in them (inference-region=roi-list)
+// name their parent. Returns how many it renumbered.
+int make_region_ids_unique(GstBuffer *buffer);
+
 // Takes GstVideoCropMeta out of the answer to an ALLOCATION query that an element passes
 // upstream. With it, an element in front that crops (videocrop, a decoder) may hand over whole
 // frames with the rectangle to show in a meta, which frcnndetect and frcnnoverlay would read

@@ -3048,6 +3048,25 @@ TEST(FrcnnDetect, RoiListRunsInTheDetectionsOfAnotherDetector)
 	}
 }
 
+// Regions of interest of a producer that sets no ids all have GStreamer's first, 0: those that
+// repeat an id get ids of their own, so that the detections in each name their own parent.
+TEST(FrcnnDetect, RoiListGivesRegionsThatRepeatAnIdIdsOfTheirOwn)
+{
+	const Frame frame = make_frame(photo(256, 192, 5), GST_VIDEO_FORMAT_RGB);
+	HarnessPtr h = roi_harness();
+	gst_harness_set_src_caps(h.get(), frame.caps());
+	GstBuffer *in = frame.buffer(0);
+	add_roi(in, "car", 100, 64, 156, 128, 0);
+	add_roi(in, "person", 0, 0, 128, 160, 0);
+	gst_test::BufferPtr out(gst_harness_push_and_pull(h.get(), in));
+	ASSERT_TRUE(out);
+	const std::vector<gst_test::RoiDetection> rois = gst_test::read_rois(out.get());
+	ASSERT_GE(rois.size(), 2u);
+	EXPECT_EQ(rois[0].id, 0);
+	EXPECT_EQ(rois[1].id, 1) << "the second region of id 0";
+	expect_detections_in_regions(out.get(), frame, 2, { { 100, 64, 156, 128, 0 }, { 0, 0, 128, 160, 1 } });
+}
+
 // A region set while playing is not used with roi-list, and a warning says so once.
 TEST(FrcnnDetect, RoiListWarnsAboutARegionSetWhilePlaying)
 {
