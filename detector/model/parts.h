@@ -303,10 +303,11 @@ struct RegionProposalNetworkImpl : torch::nn::Module {
 TORCH_MODULE(RegionProposalNetwork);
 
 // ---------------------------------------------------------------------------------------------
-// poolers.MultiScaleRoIAlign over the first `num_levels` feature maps.
+// poolers.MultiScaleRoIAlign over the first `num_levels` feature maps of batches padded to a
+// multiple of `size_divisible`.
 class MultiScaleRoIAlign {
 public:
-	MultiScaleRoIAlign(size_t num_levels, int64_t output_size, int64_t sampling_ratio);
+	MultiScaleRoIAlign(size_t num_levels, int64_t output_size, int64_t sampling_ratio, int size_divisible);
 	torch::Tensor operator()(const std::vector<torch::Tensor> &features,
 				 const std::vector<torch::Tensor> &proposals,
 				 const std::vector<ImageSize> &image_sizes) const;
@@ -318,6 +319,7 @@ private:
 	size_t num_levels_;
 	int64_t output_size_;
 	int64_t sampling_ratio_;
+	int size_divisible_;
 };
 
 struct TwoMLPHeadImpl : torch::nn::Module {
@@ -428,6 +430,7 @@ struct TransformedBatch {
 // (height, width) of the padded batch holding images of these resized sizes: the largest of
 // each, rounded up to a multiple of config.size_divisible.
 ImageSize padded_batch_size(const ModelConfig &config, const std::vector<ImageSize> &image_sizes);
+ImageSize padded_batch_size(int size_divisible, const std::vector<ImageSize> &image_sizes);
 
 // The resized (height, width) torchvision computes for an image of the given size; each side at
 // least 1 (where torchvision's would be 0 and its resize fails).

@@ -24,8 +24,10 @@ constexpr double kMinDetectionSize = 1e-2;
 
 } // namespace
 
-MultiScaleRoIAlign::MultiScaleRoIAlign(size_t num_levels, int64_t output_size, int64_t sampling_ratio)
-	: num_levels_(num_levels), output_size_(output_size), sampling_ratio_(sampling_ratio)
+MultiScaleRoIAlign::MultiScaleRoIAlign(size_t num_levels, int64_t output_size, int64_t sampling_ratio,
+				       int size_divisible)
+	: num_levels_(num_levels), output_size_(output_size), sampling_ratio_(sampling_ratio),
+	  size_divisible_(size_divisible)
 {
 }
 
@@ -55,16 +57,16 @@ torch::Tensor MultiScaleRoIAlign::operator()(const std::vector<torch::Tensor> &f
 	if (features.size() < num_levels_)
 		throw Error("RoI pooling needs " + std::to_string(num_levels_) + " feature maps, got " +
 			    std::to_string(features.size()));
-	// Scales come from the largest unpadded image height, as torchvision's _setup_scales
-	// (it uses the first axis only).
-	int64_t max_h = 0, max_w = 0;
-	for (const auto &s : image_sizes) {
-		max_h = std::max(max_h, s.first);
-		max_w = std::max(max_w, s.second);
-	}
+	// torchvision's _setup_scales infers each level's scale from its height and the largest
+	// unpadded image height of its first batch, and keeps them: 1/stride for any first batch of
+	// images of ordinary shapes. Inferred from the padded height, they are 1/stride for every
+	// batch, also one of images so flat (a resized height of 67 pixels or less) that padding
+	// grows their height by sqrt(2) or more, where the unpadded height gives scales a power of
+	// two off (torchvision's own, were such a batch its first).
+	const int64_t batch_height = padded_batch_size(size_divisible_, image_sizes).first;
 	std::vector<double> scales;
 	for (size_t i = 0; i < num_levels_; i++)
-		scales.push_back(infer_scale(features[i].size(-2), max_h));
+		scales.push_back(infer_scale(features[i].size(-2), batch_height));
 
 	// Rows of (image index, box) for the whole batch: a few operations rather than two per image.
 	const auto boxes = torch::cat(proposals, 0);
@@ -177,7 +179,8 @@ RoIHeadsImpl::RoIHeadsImpl(const ModelConfig &config_)
 	: config(config_),
 	  box_coder({10.0, 10.0, 5.0, 5.0}),
 	  // torchvision pools from the feature maps named '0'..'3' that the backbone has.
-	  box_roi_pool(backbone_levels(config_), config_.box_roi_output_size, config_.box_roi_sampling_ratio)
+	  box_roi_pool(backbone_levels(config_), config_.box_roi_output_size, config_.box_roi_sampling_ratio,
+		       config_.size_divisible)
 {
 	if (config.num_classes < 2)
 		throw Error("num_classes must be at least 2 (background + one class), got " +

@@ -161,12 +161,17 @@ std::vector<std::vector<Detection>> detections_to_host(const std::vector<Detecti
 
 ImageSize padded_batch_size(const ModelConfig &config, const std::vector<ImageSize> &image_sizes)
 {
+	return padded_batch_size(config.size_divisible, image_sizes);
+}
+
+ImageSize padded_batch_size(int size_divisible, const std::vector<ImageSize> &image_sizes)
+{
 	int64_t max_h = 0, max_w = 0;
 	for (const auto &s : image_sizes) {
 		max_h = std::max(max_h, s.first);
 		max_w = std::max(max_w, s.second);
 	}
-	const double stride = config.size_divisible;
+	const double stride = size_divisible;
 	return {(int64_t)(std::ceil((double)max_h / stride) * stride),
 		(int64_t)(std::ceil((double)max_w / stride) * stride)};
 }

@@ -349,7 +349,7 @@ TEST(MultiScaleRoIAlign, WithoutGradientGivesTheSameBits)
 	for (int64_t level = 0; level < 4; level++)
 		ASSERT_GT((levels == level).sum().item<int64_t>(), 10) << "level " << level;
 
-	const fd::MultiScaleRoIAlign pool(4, 7, 2);
+	const fd::MultiScaleRoIAlign pool(4, 7, 2, 32);
 	torch::Tensor pooled;
 	{
 		torch::NoGradGuard no_grad;
@@ -364,6 +364,27 @@ TEST(MultiScaleRoIAlign, WithoutGradientGivesTheSameBits)
 	differentiable.sum().backward();
 	for (const auto &f : trainable)
 		EXPECT_GT(f.grad().abs().sum().item<double>(), 0.0);
+}
+
+// The levels' scales are 1/stride for every batch: also for a batch of images so flat that padding
+// grows its height by more than sqrt(2) (20 of 32 rows here), where scales inferred from the
+// unpadded height are a power of two off (torchvision's on such a first batch; it keeps the
+// scales of its first batch, 1/stride after any ordinary one).
+TEST(MultiScaleRoIAlign, ScalesOfAFlatBatchAreOneOverTheStride)
+{
+	torch::manual_seed(6);
+	std::vector<torch::Tensor> features;
+	for (int64_t stride : {4, 8, 16, 32})
+		features.push_back(torch::rand({1, 8, 32 / stride, 416 / stride}));
+	const auto xy = torch::rand({200, 2}) * torch::tensor({400.0f, 20.0f});
+	const auto wh = torch::exp(torch::rand({200, 2}) * std::log(100.0)) * 2;
+	const std::vector<torch::Tensor> proposals{torch::cat({xy, xy + wh}, 1)};
+	const fd::MultiScaleRoIAlign pool(4, 7, 2, 32);
+	torch::NoGradGuard no_grad;
+	const auto flat = pool(features, proposals, {{20, 400}});
+	const auto padded_to_itself = pool(features, proposals, {{32, 416}});
+	EXPECT_TRUE(torch::equal(flat, padded_to_itself));
+	EXPECT_EQ(fd::MultiScaleRoIAlign::infer_scale(8, 20), 0.5) << "the unpadded height's scale";
 }
 
 // The batched post-processing (one filter and one NMS for the whole batch, what CUDA runs) gives

@@ -300,7 +300,7 @@ TEST(CudaModel, MultiScaleRoIAlignMatchesTheCpu)
 		proposals.push_back(torch::cat({xy, xy + wh}, 1));
 		proposals_gpu.push_back(proposals.back().to(kCuda));
 	}
-	const frcnn::detail::MultiScaleRoIAlign pool(4, 7, 2);
+	const frcnn::detail::MultiScaleRoIAlign pool(4, 7, 2, 32);
 	const auto cpu = pool(features, proposals, sizes);
 	const auto gpu = pool(features_gpu, proposals_gpu, sizes);
 	ASSERT_TRUE(gpu.is_cuda());
