@@ -144,8 +144,11 @@ class StagedModel:
         return time.perf_counter()
 
     def images(self, frames):
-        # The uint8 frames go to the device as they are, and are converted there.
-        return [torch.from_numpy(f).to(self.device).permute(2, 0, 1).float().div(255) for f in frames]
+        # The uint8 frames go to the device as they are, and are converted there, into
+        # contiguous (3, H, W) tensors as torchvision's to_tensor gives them: a permuted view of
+        # the (H, W, 3) bytes would keep their channels-last strides, and resize with LibTorch's
+        # channels-last kernel, whose rounding differs (by about 2e-7).
+        return [torch.from_numpy(f).to(self.device).permute(2, 0, 1).contiguous().float().div(255) for f in frames]
 
     def run(self, frames, stage_ms=None):
         m = self.model
