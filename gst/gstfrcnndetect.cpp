@@ -2038,8 +2038,18 @@ static bool gst_frcnn_detect_run_images(GstFrcnnDetect *self, std::vector<ItemIm
 		const std::size_t count = request.frames.size();
 		request.frames.clear();
 		if (!request.error.empty()) {
+			/* A run of several elements' batches fails all of them: say so, since the run
+			 * may be larger than this element's batch-size (out of memory, say). */
+			const std::string together =
+				request.run_requests > 1
+					? " (in one run with " + std::to_string(request.run_requests - 1) +
+						  " other elements' batches on the model they share, " +
+						  std::to_string(request.run_frames) +
+						  " images in all: a smaller batch-size on those elements makes "
+						  "such runs smaller)"
+					: std::string();
 			GST_ELEMENT_ERROR(self, STREAM, FAILED,
-					  ("Detection failed: %s", request.error.c_str()),
+					  ("Detection failed: %s%s", request.error.c_str(), together.c_str()),
 					  ("frcnn::Detector::detect() failed on a batch of %zu images "
 					   "(%zu images of %zu elements' batches in all)",
 					   count, request.run_frames, request.run_requests));
