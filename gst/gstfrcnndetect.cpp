@@ -310,6 +310,8 @@ struct Item {
 	GstEvent *event = nullptr;
 	GstVideoInfo info;
 	bool infer = false;
+	// Why a frame is not run ("interval", "late", "gap"): said on it as it leaves.
+	const char *skipped = nullptr;
 	Clock::time_point arrival;
 	std::vector<ItemImage> images; // none for a frame without regions of interest (roi-list)
 	// Where the buffer falls in its segment, for QoS (GST_CLOCK_TIME_NONE when unknown).
@@ -336,7 +338,7 @@ struct Item {
 	Item(Item &&other) noexcept
 		: buffer(std::exchange(other.buffer, nullptr)),
 		  event(std::exchange(other.event, nullptr)), info(other.info),
-		  infer(other.infer), arrival(other.arrival), images(std::move(other.images)),
+		  infer(other.infer), skipped(other.skipped), arrival(other.arrival), images(std::move(other.images)),
 		  running_time(other.running_time), stream_time(other.stream_time), failure(other.failure)
 	{
 	}
@@ -348,6 +350,7 @@ struct Item {
 			event = std::exchange(other.event, nullptr);
 			info = other.info;
 			infer = other.infer;
+			skipped = other.skipped;
 			arrival = other.arrival;
 			images = std::move(other.images);
 			running_time = other.running_time;
@@ -2179,6 +2182,7 @@ static GstMessage *gst_frcnn_detect_skip_if_late(GstFrcnnDetect *self, Item &ite
 		return nullptr;
 	}
 	item.infer = false;
+	item.skipped = "late";
 	item.images.clear();
 	state->qos_skipped++;
 	state->stats.skipped_late++;
@@ -2463,6 +2467,11 @@ static void gst_frcnn_detect_loop(gpointer user_data)
 	if (ret == GST_FLOW_OK) {
 		const bool stream_ends = item->event && GST_EVENT_TYPE(item->event) == GST_EVENT_EOS;
 		if (item->buffer) {
+			/* A frame passed on without a run says so (frcnnjson writes it). */
+			if (item->skipped) {
+				item->buffer = gst_buffer_make_writable(item->buffer);
+				frcnn::gst::add_skipped_meta(item->buffer, GST_OBJECT_NAME(self), item->skipped);
+			}
 			ret = gst_pad_push(self->srcpad, std::exchange(item->buffer, nullptr));
 		} else if (stream_ends) {
 			gst_frcnn_detect_push_eos(self, std::exchange(item->event, nullptr));
@@ -2868,10 +2877,13 @@ static GstFlowReturn gst_frcnn_detect_chain(GstPad *pad, GstObject *parent, GstB
 	const bool gap = GST_BUFFER_FLAG_IS_SET(buffer, GST_BUFFER_FLAG_GAP);
 	Item item(buffer, state->sink_info, !gap && state->frame_count++ % interval == 0);
 	state->stats.frames++;
-	if (gap)
+	if (gap) {
+		item.skipped = "gap";
 		state->stats.skipped_gap++;
-	else if (!item.infer)
+	} else if (!item.infer) {
+		item.skipped = "interval";
 		state->stats.skipped_interval++;
+	}
 	const GstClockTime timestamp =
 		GST_BUFFER_PTS_IS_VALID(buffer) ? GST_BUFFER_PTS(buffer) : GST_BUFFER_DTS(buffer);
 	if (state->segment.format == GST_FORMAT_TIME && GST_CLOCK_TIME_IS_VALID(timestamp)) {

@@ -574,7 +574,8 @@ static double rounded(double value, double scale)
  * square), source and tags (when set), detections (box in pixels, label, label_id, score, id,
  * parent_id), keys in this order. */
 static std::string frcnn_line(GstFrcnnJson *self, GstClockTime pts, const std::string &source,
-			      const std::vector<frcnn::gst::DetectionMeta> &metas)
+			      const std::vector<frcnn::gst::DetectionMeta> &metas,
+			      const std::vector<frcnn::gst::SkippedBy> &skipped)
 {
 	nlohmann::ordered_json line;
 	line["frame"] = self->frame;
@@ -604,6 +605,10 @@ static std::string frcnn_line(GstFrcnnJson *self, GstClockTime pts, const std::s
 		detections.push_back(std::move(entry));
 	}
 	line["detections"] = std::move(detections);
+	/* The detectors that passed the frame on without running on it: its detections (none,
+	 * perhaps) are not theirs. */
+	for (const frcnn::gst::SkippedBy &by : skipped)
+		line["skipped"].push_back({ { "element", by.element }, { "reason", by.reason } });
 	return dump_line(line);
 }
 
@@ -698,7 +703,7 @@ static GstFlowReturn gst_frcnn_json_transform_ip(GstBaseTransform *trans, GstBuf
 	}
 	const std::string text = format == GST_FRCNN_JSON_FORMAT_DLSTREAMER
 					 ? dlstreamer_line(self, pts, source, metas)
-					 : frcnn_line(self, pts, source, metas);
+					 : frcnn_line(self, pts, source, metas, frcnn::gst::read_skipped_metas(buffer));
 	const std::size_t count = metas.size();
 
 	int err = 0;

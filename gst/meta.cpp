@@ -297,6 +297,84 @@ void add_detection_meta(GstBuffer *buffer, int width, int height, double x1, dou
 			    { NewDetection{ x1, y1, x2, y2, label_id, label, score, parent_id } });
 }
 
+namespace {
+
+struct SkippedMeta {
+	GstMeta meta;
+	GQuark element;
+	GQuark reason;
+};
+
+const GstMetaInfo *skipped_meta_get_info();
+
+gboolean skipped_meta_init(GstMeta *meta, gpointer, GstBuffer *)
+{
+	auto *skipped = reinterpret_cast<SkippedMeta *>(meta);
+	skipped->element = 0;
+	skipped->reason = 0;
+	return TRUE;
+}
+
+/* Says nothing of the pixels: the same on any copy, scaled, cut or turned. */
+gboolean skipped_meta_transform(GstBuffer *dest, GstMeta *meta, GstBuffer *, GQuark, gpointer)
+{
+	const auto *source = reinterpret_cast<const SkippedMeta *>(meta);
+	auto *target = reinterpret_cast<SkippedMeta *>(gst_buffer_add_meta(dest, skipped_meta_get_info(), nullptr));
+	if (!target)
+		return FALSE;
+	target->element = source->element;
+	target->reason = source->reason;
+	return TRUE;
+}
+
+const GstMetaInfo *skipped_meta_get_info()
+{
+	static const GstMetaInfo *const info = [] {
+		const GstMetaInfo *registered = gst_meta_get_info("GstFrcnnSkippedMeta");
+		if (!registered)
+			registered = gst_meta_register(skipped_meta_api_get_type(), "GstFrcnnSkippedMeta",
+						       sizeof(SkippedMeta), skipped_meta_init, nullptr,
+						       skipped_meta_transform);
+		return registered;
+	}();
+	return info;
+}
+
+} // namespace
+
+GType skipped_meta_api_get_type()
+{
+	static const GType type = [] {
+		static const gchar *tags[] = { nullptr };
+		GType registered = g_type_from_name("GstFrcnnSkippedMetaAPI");
+		if (!registered)
+			registered = gst_meta_api_type_register("GstFrcnnSkippedMetaAPI", tags);
+		return registered;
+	}();
+	return type;
+}
+
+void add_skipped_meta(GstBuffer *buffer, const std::string &element, const std::string &reason)
+{
+	auto *meta = reinterpret_cast<SkippedMeta *>(gst_buffer_add_meta(buffer, skipped_meta_get_info(), nullptr));
+	if (!meta)
+		return;
+	meta->element = g_quark_from_string(element.c_str());
+	meta->reason = g_quark_from_string(reason.c_str());
+}
+
+std::vector<SkippedBy> read_skipped_metas(GstBuffer *buffer)
+{
+	std::vector<SkippedBy> skipped;
+	gpointer state = nullptr;
+	while (GstMeta *meta = gst_buffer_iterate_meta_filtered(buffer, &state, skipped_meta_api_get_type())) {
+		const auto *by = reinterpret_cast<const SkippedMeta *>(meta);
+		const gchar *element = g_quark_to_string(by->element), *reason = g_quark_to_string(by->reason);
+		skipped.push_back({ element ? element : "", reason ? reason : "" });
+	}
+	return skipped;
+}
+
 int make_region_ids_unique(GstBuffer *buffer)
 {
 	std::vector<GstVideoRegionOfInterestMeta *> regions;

@@ -78,6 +78,21 @@ void add_detection_meta(GstBuffer *buffer, int width, int height, double x1, dou
 // id, score and the unrounded box where present; otherwise the roi_type and the ROI rectangle.
 std::vector<DetectionMeta> read_detection_metas(GstBuffer *buffer, int width, int height);
 
+// A detector that passed a frame on without running on it (frcnndetect's `interval`, a frame late
+// downstream with `qos`, a gap buffer), and why: "interval", "late" or "gap". The frame's regions
+// of interest are not that detector's findings, and a frame without any is not one where it found
+// nothing. frcnndetect adds one GstFrcnnSkippedMeta (API GstFrcnnSkippedMetaAPI) per frame it
+// passes so; it has no tags, so elements keep it through any transform. frcnnjson writes it.
+struct SkippedBy {
+	std::string element;
+	std::string reason;
+};
+GType skipped_meta_api_get_type();
+// Adds one to a writable buffer.
+void add_skipped_meta(GstBuffer *buffer, const std::string &element, const std::string &reason);
+// Those on the buffer, in the order they were added.
+std::vector<SkippedBy> read_skipped_metas(GstBuffer *buffer);
+
 // Gives the regions of interest of a writable `buffer` whose id an earlier region of the buffer
 // has (GStreamer starts every region at id 0; producers that set none leave them all 0) ids of
 // their own, after the largest, so that detections found in them (inference-region=roi-list)

@@ -227,13 +227,17 @@ EvalResult evaluate_coco(const EvalDataset &dataset, const EvalParams &params)
 	const auto thresholds = iou_thresholds();
 	const auto recalls = recall_thresholds();
 
+	EvalResult result;
 	std::vector<const EvalImage *> images;
-	for (const EvalImage &image : dataset.images)
-		images.push_back(&image);
+	for (const EvalImage &image : dataset.images) {
+		if (image.not_run)
+			result.images_not_run++;
+		else
+			images.push_back(&image);
+	}
 	std::stable_sort(images.begin(), images.end(),
 			 [](const EvalImage *a, const EvalImage *b) { return a->id < b->id; });
 
-	EvalResult result;
 	result.images = static_cast<int>(images.size());
 	result.max_detections = params.max_detections;
 

@@ -543,6 +543,12 @@ void load_detections(const std::string &path, EvalDataset &dataset)
 			where.fail("\"detections\" must be an array of boxes");
 		for (const json &entry : boxes)
 			add_detection(image, categories, entry, where);
+		// frcnnjson's "skipped": the detectors that passed the frame on without a run.
+		const json &skipped = v.value("skipped", json());
+		if (!skipped.is_null() && !skipped.is_array())
+			where.fail("\"skipped\" must be an array");
+		if (skipped.is_array() && !skipped.empty())
+			image.not_run = true;
 	}
 }
 
@@ -592,6 +598,7 @@ std::string eval_result_json(const EvalResult &result)
 		per_class[keys[i]] = ap_value(result.per_class[i].ap);
 	out["per_class"] = std::move(per_class);
 	out["images"] = result.images;
+	out["images_not_run"] = result.images_not_run;
 	out["ground_truth"] = result.ground_truth;
 	out["detections"] = result.detections;
 	return out.dump();
@@ -601,7 +608,10 @@ std::string eval_result_table(const EvalResult &result)
 {
 	std::ostringstream s;
 	s << result.images << " images, " << result.ground_truth << " ground-truth boxes, "
-	  << result.detections << " detections\n\n";
+	  << result.detections << " detections";
+	if (result.images_not_run > 0)
+		s << " (" << result.images_not_run << " frames left out: the detector did not run on them)";
+	s << "\n\n";
 	s << "AP   " << ap_text(result.ap) << "   IoU 0.50:0.95, all areas, detections: at most " << result.max_detections
 	  << " per image and class\n";
 	s << "AP50 " << ap_text(result.ap50) << "   IoU 0.50\n";

@@ -393,6 +393,42 @@ TEST(EvalFiles, JsonLinesMatchedByFrameAndLabel)
 	EXPECT_NE(table_of_one.find("detections: at most 1 per image and class"), std::string::npos) << table_of_one;
 }
 
+// A frame the detector passed on without running on it ("skipped" in its line: frcnndetect's
+// interval) is left out: its ground truth is not missed.
+TEST(EvalFiles, FramesTheDetectorDidNotRunAreLeftOut)
+{
+	const std::string truth = temp_file("gt-interval.jsonl",
+		R"({"frame": 0, "width": 64, "height": 48, "detections": [)"
+		R"({"box": [0, 0, 10, 10], "label": "square", "label_id": 1}]})" "\n"
+		R"({"frame": 1, "width": 64, "height": 48, "detections": [)"
+		R"({"box": [5, 0, 15, 10], "label": "square", "label_id": 1}]})" "\n");
+	const std::string found = R"({"frame": 0, "width": 64, "height": 48, "detections": [)"
+				  R"({"box": [0, 0, 10, 10], "label": "square", "label_id": 1, "score": 0.9}]})" "\n";
+	const std::string skipped = temp_file("det-interval.jsonl",
+		found + R"({"frame": 1, "width": 64, "height": 48, "detections": [],)"
+			R"( "skipped": [{"element": "frcnndetect0", "reason": "interval"}]})" "\n");
+	const std::string missed = temp_file("det-missed.jsonl",
+		found + R"({"frame": 1, "width": 64, "height": 48, "detections": []})" "\n");
+
+	EvalDataset ds = frcnn::load_ground_truth(truth);
+	frcnn::load_detections(skipped, ds);
+	const EvalResult r = frcnn::evaluate_coco(ds);
+	EXPECT_NEAR(r.ap, 1.0, kTol);
+	EXPECT_EQ(r.images, 1);
+	EXPECT_EQ(r.images_not_run, 1);
+	EXPECT_EQ(r.ground_truth, 1);
+	EXPECT_EQ(nlohmann::json::parse(frcnn::eval_result_json(r)).at("images_not_run").get<int>(), 1);
+	const std::string table = frcnn::eval_result_table(r);
+	EXPECT_NE(table.find("1 frames left out: the detector did not run on them"), std::string::npos) << table;
+
+	EvalDataset run_on_both = frcnn::load_ground_truth(truth);
+	frcnn::load_detections(missed, run_on_both);
+	const EvalResult with_a_miss = frcnn::evaluate_coco(run_on_both);
+	EXPECT_EQ(with_a_miss.images, 2);
+	// Recall 1/2 at precision 1: 51 of the 101 recall points.
+	EXPECT_NEAR(with_a_miss.ap50, 51.0 / 101, kTol) << "a frame run without finding the square misses it";
+}
+
 TEST(EvalFiles, NameOnlyGroundTruth)
 {
 	// Ground truth without label_id: categories come from the names, and detections match by

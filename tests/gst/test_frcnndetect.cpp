@@ -45,6 +45,7 @@
 #include "common.h"
 #include "gst_test_utils.h"
 #include "labels.h"
+#include "meta.h"
 
 namespace {
 
@@ -1315,11 +1316,18 @@ TEST(FrcnnDetect, IntervalRunsOneFrameInThree)
 		gst_test::BufferPtr out(gst_harness_push_and_pull(h.get(), frames[i].buffer(i * GST_SECOND)));
 		ASSERT_TRUE(out);
 		EXPECT_EQ(GST_BUFFER_PTS(out.get()), i * GST_SECOND);
-		if (i % 3 == 0)
+		const std::vector<frcnn::gst::SkippedBy> skipped = frcnn::gst::read_skipped_metas(out.get());
+		if (i % 3 == 0) {
 			expect_meta_equals(out.get(), frames[i].width(), frames[i].height(),
 					   expected_for(frames[i]));
-		else
+			EXPECT_TRUE(skipped.empty());
+		} else {
 			EXPECT_TRUE(gst_test::read_rois(out.get()).empty());
+			/* A frame passed on without a run says so, and by whom. */
+			ASSERT_EQ(skipped.size(), 1u);
+			EXPECT_EQ(skipped[0].element, GST_OBJECT_NAME(h->element));
+			EXPECT_EQ(skipped[0].reason, "interval");
+		}
 	}
 }
 

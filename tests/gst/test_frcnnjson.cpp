@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "gst_test_utils.h"
+#include "meta.h"
 
 namespace {
 
@@ -302,6 +303,26 @@ TEST(FrcnnJson, FrameCountRestartsWithTheElement)
 	const std::vector<std::string> lines = read_lines(path);
 	ASSERT_EQ(lines.size(), 1u) << "the file is rewritten, not appended to";
 	EXPECT_EQ(json::parse(lines[0])["frame"], 0);
+}
+
+// A frame a detector passed on without running on it says so, after its detections.
+TEST(FrcnnJson, FramesADetectorDidNotRunSaySo)
+{
+	const std::string path = gst_test::out_dir() + "/skipped.jsonl";
+	{
+		HarnessPtr h = json_harness("location=\"" + path + "\"");
+		GstBuffer *skipped = frame_buffer(0);
+		frcnn::gst::add_skipped_meta(skipped, "detect0", "interval");
+		gst_test::BufferPtr out(gst_harness_push_and_pull(h.get(), skipped));
+		ASSERT_TRUE(out);
+		out.reset(gst_harness_push_and_pull(h.get(), frame_buffer(1)));
+		ASSERT_TRUE(out);
+	}
+	const std::vector<std::string> lines = read_lines(path);
+	ASSERT_EQ(lines.size(), 2u);
+	EXPECT_EQ(lines[0], R"({"frame":0,"pts":0,"width":320,"height":240,"detections":[],)"
+			    R"("skipped":[{"element":"detect0","reason":"interval"}]})");
+	EXPECT_EQ(lines[1], R"({"frame":1,"pts":1,"width":320,"height":240,"detections":[]})");
 }
 
 // Elements of one process writing to one file (several streams' lines in one place): each line

@@ -28,6 +28,10 @@ struct EvalImage {
 	std::string name;	// file name, when known
 	int width = 0, height = 0; // 0 when unknown
 	int64_t pts = -1;	   // the frame's timestamp (JSON lines' "pts"); -1 when unknown
+	// A detector passed the frame on without running on it (its detections' line has
+	// "skipped": frcnndetect's interval, qos, a gap buffer): left out of the evaluation, its
+	// ground truth not missed.
+	bool not_run = false;
 	std::vector<EvalGroundTruth> ground_truth;
 	std::vector<EvalDetection> detections;
 };
@@ -69,7 +73,8 @@ struct EvalResult {
 	double ap_medium = -1; // area in [32^2, 96^2]
 	double ap_large = -1;  // area >= 96^2
 	std::vector<CategoryResult> per_class; // in the dataset's category order
-	int images = 0;
+	int images = 0;		  // evaluated
+	int images_not_run = 0;	  // left out: EvalImage::not_run
 	int ground_truth = 0;
 	int detections = 0;
 	int max_detections = 100; // the EvalParams' limit per image and class
