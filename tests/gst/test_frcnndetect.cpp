@@ -924,6 +924,56 @@ TEST(FrcnnDetect, AFlushFromTheWorkersOwnThreadDropsItsBatch)
 	gst_object_unref(bus);
 }
 
+// An application's synchronous bus handler that sets the element to NULL at its first warning,
+// on the thread that posted it.
+class StopAtFirstWarning {
+public:
+	explicit StopAtFirstWarning(GstElement *element) : element_(element), bus_(gst_bus_new())
+	{
+		gst_bus_set_sync_handler(bus_, handle, this, nullptr);
+		gst_element_set_bus(element_, bus_);
+	}
+	~StopAtFirstWarning()
+	{
+		gst_element_set_bus(element_, nullptr);
+		gst_object_unref(bus_);
+	}
+	StopAtFirstWarning(const StopAtFirstWarning &) = delete;
+	StopAtFirstWarning &operator=(const StopAtFirstWarning &) = delete;
+
+	// Whether the handler stopped the element (and the stop returned) within a minute.
+	bool wait()
+	{
+		const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+		while (!stopped_ && std::chrono::steady_clock::now() < deadline)
+			std::this_thread::sleep_for(std::chrono::milliseconds(10));
+		return stopped_;
+	}
+
+private:
+	static GstBusSyncReply handle(GstBus *, GstMessage *message, gpointer data)
+	{
+		auto *self = static_cast<StopAtFirstWarning *>(data);
+		if (GST_MESSAGE_TYPE(message) == GST_MESSAGE_WARNING && !self->stopped_) {
+			EXPECT_EQ(gst_element_set_state(self->element_, GST_STATE_NULL), GST_STATE_CHANGE_SUCCESS);
+			self->stopped_ = true;
+		}
+		gst_message_unref(message);
+		return GST_BUS_DROP;
+	}
+
+	GstElement *element_;
+	GstBus *bus_;
+	std::atomic<bool> stopped_{ false };
+};
+
+GstState current_state(GstElement *element)
+{
+	GstState state = GST_STATE_VOID_PENDING;
+	gst_element_get_state(element, &state, nullptr, 0);
+	return state;
+}
+
 // An application that stops the element from a synchronous handler of the worker's own warning
 // (inside the post, on the worker's thread): the stop cannot wait for the worker, and the model
 // goes at READY -> NULL; the worker leaves when the handler returns instead of running on.
@@ -931,24 +981,7 @@ TEST(FrcnnDetect, AStopFromAHandlerOfTheWorkersWarningLeavesTheWorkerNothingToRu
 {
 	const std::vector<Frame> frames = distinct_frames(2);
 	HarnessPtr h = harness("batch-size=1");
-	GstBus *bus = gst_bus_new();
-	struct Stopper {
-		GstElement *element;
-		std::atomic<bool> stopped{ false };
-	} stopper{ h->element };
-	gst_bus_set_sync_handler(
-		bus,
-		[](GstBus *, GstMessage *message, gpointer data) {
-			Stopper &stopper = *static_cast<Stopper *>(data);
-			if (GST_MESSAGE_TYPE(message) == GST_MESSAGE_WARNING && !stopper.stopped) {
-				EXPECT_EQ(gst_element_set_state(stopper.element, GST_STATE_NULL), GST_STATE_CHANGE_SUCCESS);
-				stopper.stopped = true;
-			}
-			gst_message_unref(message);
-			return GST_BUS_DROP;
-		},
-		&stopper, nullptr);
-	gst_element_set_bus(h->element, bus);
+	StopAtFirstWarning stopper(h->element);
 	gst_harness_set_src_caps(h.get(), frames[0].caps());
 
 	gst_test::BufferPtr first(gst_harness_push_and_pull(h.get(), frames[0].buffer(0)));
@@ -956,17 +989,10 @@ TEST(FrcnnDetect, AStopFromAHandlerOfTheWorkersWarningLeavesTheWorkerNothingToRu
 	/* The worker warns of it before the next batch, and goes on to the model. */
 	g_object_set(h->element, "classes", "no-such-class", nullptr);
 	gst_harness_push(h.get(), frames[1].buffer(GST_SECOND));
-	const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-	while (!stopper.stopped && std::chrono::steady_clock::now() < deadline)
-		std::this_thread::sleep_for(std::chrono::milliseconds(10));
-	ASSERT_TRUE(stopper.stopped) << "no warning";
+	ASSERT_TRUE(stopper.wait()) << "no warning";
 	/* Time for a worker that ran on to reach the model that is gone. */
 	std::this_thread::sleep_for(std::chrono::milliseconds(500));
-	GstState state = GST_STATE_VOID_PENDING;
-	gst_element_get_state(h->element, &state, nullptr, 0);
-	EXPECT_EQ(state, GST_STATE_NULL);
-	gst_element_set_bus(h->element, nullptr);
-	gst_object_unref(bus);
+	EXPECT_EQ(current_state(h->element), GST_STATE_NULL);
 }
 
 // The same from a handler of the warning that weights set while playing cannot be read, posted by
@@ -975,24 +1001,7 @@ TEST(FrcnnDetect, AStopFromAHandlerOfAReloadsWarningReturns)
 {
 	const std::vector<Frame> frames = distinct_frames(1);
 	HarnessPtr h = harness("batch-size=1");
-	GstBus *bus = gst_bus_new();
-	struct Stopper {
-		GstElement *element;
-		std::atomic<bool> stopped{ false };
-	} stopper{ h->element };
-	gst_bus_set_sync_handler(
-		bus,
-		[](GstBus *, GstMessage *message, gpointer data) {
-			Stopper &stopper = *static_cast<Stopper *>(data);
-			if (GST_MESSAGE_TYPE(message) == GST_MESSAGE_WARNING && !stopper.stopped) {
-				EXPECT_EQ(gst_element_set_state(stopper.element, GST_STATE_NULL), GST_STATE_CHANGE_SUCCESS);
-				stopper.stopped = true;
-			}
-			gst_message_unref(message);
-			return GST_BUS_DROP;
-		},
-		&stopper, nullptr);
-	gst_element_set_bus(h->element, bus);
+	StopAtFirstWarning stopper(h->element);
 	gst_harness_set_src_caps(h.get(), frames[0].caps());
 
 	gst_test::BufferPtr first(gst_harness_push_and_pull(h.get(), frames[0].buffer(0)));
@@ -1001,15 +1010,8 @@ TEST(FrcnnDetect, AStopFromAHandlerOfAReloadsWarningReturns)
 	g_object_set(h->element, "weights", missing.c_str(), nullptr);
 	/* The next batch starts setting them up. */
 	gst_harness_push(h.get(), frames[0].buffer(GST_SECOND));
-	const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-	while (!stopper.stopped && std::chrono::steady_clock::now() < deadline)
-		std::this_thread::sleep_for(std::chrono::milliseconds(10));
-	ASSERT_TRUE(stopper.stopped) << "the stop did not return (or no warning came)";
-	GstState state = GST_STATE_VOID_PENDING;
-	gst_element_get_state(h->element, &state, nullptr, 0);
-	EXPECT_EQ(state, GST_STATE_NULL);
-	gst_element_set_bus(h->element, nullptr);
-	gst_object_unref(bus);
+	ASSERT_TRUE(stopper.wait()) << "the stop did not return (or no warning came)";
+	EXPECT_EQ(current_state(h->element), GST_STATE_NULL);
 }
 
 // A batch the model fails on (here: the 8-bit calibration cannot be written, its folder gone
