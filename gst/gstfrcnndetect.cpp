@@ -1744,8 +1744,9 @@ static gboolean gst_frcnn_detect_open(GstFrcnnDetect *self)
 	return TRUE;
 }
 
-/* Whether this thread sets up weights changed while playing (check_reload's task). */
-static thread_local bool on_reload_task = false;
+/* The element whose weights changed while playing this thread sets up (check_reload's task);
+ * null on any other thread. */
+static thread_local const GstFrcnnDetect *reload_task_of = nullptr;
 
 /*
  * A worker whose message's handler stopped it: an application's synchronous bus handler that set
@@ -1792,6 +1793,7 @@ static void gst_frcnn_detect_apply_threads(GstFrcnnDetect *self, guint threads)
 						    ("Could not set 'threads' to %u, keeping %d CPU "
 						     "threads: %s.", threads, frcnn::cpu_threads(), e.what()),
 						    ("frcnn::set_cpu_threads(%d) failed", count));
+				gst_frcnn_detect_leave_if_stopped(self);
 				state->threads_failed = threads;
 			}
 		}
@@ -1834,11 +1836,14 @@ static void gst_frcnn_detect_take_reload(GstFrcnnDetect *self)
 static void gst_frcnn_detect_check_reload(GstFrcnnDetect *self)
 {
 	GstFrcnnDetectState *state = self->state;
-	if (state->reload.valid()) {
-		if (state->reload.wait_for(std::chrono::seconds(0)) != std::future_status::ready)
-			return;
+	/* The set-up's result is handed over before its message goes out: it is taken once the
+	 * message is out too, since a next set-up replaces the task, which waits for it (for ever,
+	 * were an application's handler of that message stopping the element meanwhile). */
+	if (state->reload_task.valid() &&
+	    state->reload_task.wait_for(std::chrono::seconds(0)) != std::future_status::ready)
+		return;
+	if (state->reload.valid())
 		gst_frcnn_detect_take_reload(self);
-	}
 
 	/* Every batch comes here: the settings are copied only when they changed. */
 	Settings settings;
@@ -1874,7 +1879,7 @@ static void gst_frcnn_detect_check_reload(GstFrcnnDetect *self)
 	auto result = std::make_shared<std::promise<std::optional<ModelSetup>>>();
 	state->reload = result->get_future();
 	state->reload_task = std::async(std::launch::async, [self, settings, result]() {
-		on_reload_task = true;
+		reload_task_of = self;
 		std::optional<ModelSetup> setup;
 		std::string failure;
 		try {
@@ -1903,7 +1908,7 @@ static void gst_frcnn_detect_check_reload(GstFrcnnDetect *self)
  * it could not wait for itself, and the next batch takes the model it sets up, if any. */
 static void gst_frcnn_detect_finish_reload(GstFrcnnDetect *self)
 {
-	if (on_reload_task)
+	if (reload_task_of == self)
 		return;
 	GstFrcnnDetectState *state = self->state;
 	if (state->reload.valid())
@@ -1945,6 +1950,7 @@ static frcnn::gst::RunSettings gst_frcnn_detect_update_settings(GstFrcnnDetect *
 					    ("Invalid 'classes', keeping the previous filter: %s.",
 					     e.what()),
 					    ("parsing classes '%s' failed", wanted.classes.c_str()));
+			gst_frcnn_detect_leave_if_stopped(self);
 		}
 	}
 	if (wanted.class_thresholds != state->applied.class_thresholds) {
@@ -1957,6 +1963,7 @@ static frcnn::gst::RunSettings gst_frcnn_detect_update_settings(GstFrcnnDetect *
 					     e.what()),
 					    ("parsing class-thresholds '%s' failed",
 					     wanted.class_thresholds.c_str()));
+			gst_frcnn_detect_leave_if_stopped(self);
 		}
 	}
 	state->applied = wanted;

@@ -17,6 +17,7 @@
 #include <map>
 #include <memory>
 #include <filesystem>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <set>
@@ -924,37 +925,45 @@ TEST(FrcnnDetect, AFlushFromTheWorkersOwnThreadDropsItsBatch)
 	gst_object_unref(bus);
 }
 
-// An application's synchronous bus handler that sets the element to NULL at its first warning,
-// on the thread that posted it.
-class StopAtFirstWarning {
+// An application's synchronous bus handler that sets the element to NULL at its first message of
+// `type` (after `before`, if any), on the thread that posted it.
+class StopAtFirstMessage {
 public:
-	explicit StopAtFirstWarning(GstElement *element) : element_(element), bus_(gst_bus_new())
+	explicit StopAtFirstMessage(GstElement *element, GstMessageType type = GST_MESSAGE_WARNING,
+				    std::function<void()> before = {})
+		: element_(element), type_(type), before_(std::move(before)), bus_(gst_bus_new())
 	{
 		gst_bus_set_sync_handler(bus_, handle, this, nullptr);
 		gst_element_set_bus(element_, bus_);
 	}
-	~StopAtFirstWarning()
+	~StopAtFirstMessage()
 	{
 		gst_element_set_bus(element_, nullptr);
 		gst_object_unref(bus_);
 	}
-	StopAtFirstWarning(const StopAtFirstWarning &) = delete;
-	StopAtFirstWarning &operator=(const StopAtFirstWarning &) = delete;
+	StopAtFirstMessage(const StopAtFirstMessage &) = delete;
+	StopAtFirstMessage &operator=(const StopAtFirstMessage &) = delete;
 
-	// Whether the handler stopped the element (and the stop returned) within a minute.
-	bool wait()
+	// Whether the handler stopped the element (and the stop returned) within a minute; `meanwhile`
+	// is called every 10 ms until then.
+	bool wait(const std::function<void()> &meanwhile = {})
 	{
 		const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-		while (!stopped_ && std::chrono::steady_clock::now() < deadline)
+		while (!stopped_ && std::chrono::steady_clock::now() < deadline) {
+			if (meanwhile)
+				meanwhile();
 			std::this_thread::sleep_for(std::chrono::milliseconds(10));
+		}
 		return stopped_;
 	}
 
 private:
 	static GstBusSyncReply handle(GstBus *, GstMessage *message, gpointer data)
 	{
-		auto *self = static_cast<StopAtFirstWarning *>(data);
-		if (GST_MESSAGE_TYPE(message) == GST_MESSAGE_WARNING && !self->stopped_) {
+		auto *self = static_cast<StopAtFirstMessage *>(data);
+		if (GST_MESSAGE_TYPE(message) == self->type_ && !self->stopping_.exchange(true)) {
+			if (self->before_)
+				self->before_();
 			EXPECT_EQ(gst_element_set_state(self->element_, GST_STATE_NULL), GST_STATE_CHANGE_SUCCESS);
 			self->stopped_ = true;
 		}
@@ -963,8 +972,10 @@ private:
 	}
 
 	GstElement *element_;
+	GstMessageType type_;
+	std::function<void()> before_;
 	GstBus *bus_;
-	std::atomic<bool> stopped_{ false };
+	std::atomic<bool> stopping_{ false }, stopped_{ false };
 };
 
 GstState current_state(GstElement *element)
@@ -981,7 +992,7 @@ TEST(FrcnnDetect, AStopFromAHandlerOfTheWorkersWarningLeavesTheWorkerNothingToRu
 {
 	const std::vector<Frame> frames = distinct_frames(2);
 	HarnessPtr h = harness("batch-size=1");
-	StopAtFirstWarning stopper(h->element);
+	StopAtFirstMessage stopper(h->element);
 	gst_harness_set_src_caps(h.get(), frames[0].caps());
 
 	gst_test::BufferPtr first(gst_harness_push_and_pull(h.get(), frames[0].buffer(0)));
@@ -1001,7 +1012,7 @@ TEST(FrcnnDetect, AStopFromAHandlerOfAReloadsWarningReturns)
 {
 	const std::vector<Frame> frames = distinct_frames(1);
 	HarnessPtr h = harness("batch-size=1");
-	StopAtFirstWarning stopper(h->element);
+	StopAtFirstMessage stopper(h->element);
 	gst_harness_set_src_caps(h.get(), frames[0].caps());
 
 	gst_test::BufferPtr first(gst_harness_push_and_pull(h.get(), frames[0].buffer(0)));
@@ -1012,6 +1023,36 @@ TEST(FrcnnDetect, AStopFromAHandlerOfAReloadsWarningReturns)
 	gst_harness_push(h.get(), frames[0].buffer(GST_SECOND));
 	ASSERT_TRUE(stopper.wait()) << "the stop did not return (or no warning came)";
 	EXPECT_EQ(current_state(h->element), GST_STATE_NULL);
+}
+
+// The same from a handler of the message that new weights are loaded, which first sets the weights
+// again and takes its time: the worker, meanwhile, does not start the next set-up before the
+// message is out (a new set-up replaces the old one's task, which waits for its thread, in the
+// handler that waits for the worker).
+TEST(FrcnnDetect, AStopFromAHandlerOfALoadedWeightsMessageReturns)
+{
+	const std::vector<Frame> frames = distinct_frames(1);
+	HarnessPtr h = harness("batch-size=1");
+	GstElement *element = h->element;
+	const std::string weights = gst_test::weights4();
+	StopAtFirstMessage stopper(element, GST_MESSAGE_INFO, [element, weights] {
+		g_object_set(element, "weights", weights.c_str(), nullptr);
+		std::this_thread::sleep_for(std::chrono::milliseconds(300));
+	});
+	gst_harness_set_src_caps(h.get(), frames[0].caps());
+
+	gst_test::BufferPtr first(gst_harness_push_and_pull(h.get(), frames[0].buffer(0)));
+	ASSERT_TRUE(first);
+	g_object_set(element, "weights", weights.c_str(), nullptr);
+	/* Batches keep coming: each looks for the set-up's result. */
+	GstClockTime pts = GST_SECOND;
+	ASSERT_TRUE(stopper.wait([&] {
+		gst_harness_push(h.get(), frames[0].buffer(pts));
+		pts += GST_SECOND;
+		while (GstBuffer *out = gst_harness_try_pull(h.get()))
+			gst_buffer_unref(out);
+	})) << "the stop did not return (or no message came)";
+	EXPECT_EQ(current_state(element), GST_STATE_NULL);
 }
 
 // A batch the model fails on (here: the 8-bit calibration cannot be written, its folder gone
