@@ -611,7 +611,7 @@ struct GstFrcnnDetectState {
 	std::optional<frcnn::gst::Region> region;
 	std::string region_text;
 	// `inference-region` as it was at start: a change while playing waits for the next start
-	// (check_reload warns of it), as start checked it against `region`.
+	// (set_property warns of it), as start checked it against `region`.
 	GstFrcnnInferenceRegion inference_region = DEFAULT_PROP_INFERENCE_REGION;
 	bool threads_set = false;	// the worker set its CPU thread count from `threads`
 	gint64 threads_failed = -1;	// a `threads` that could not be set (warned about once)
