@@ -1836,14 +1836,18 @@ static void gst_frcnn_detect_take_reload(GstFrcnnDetect *self)
 static void gst_frcnn_detect_check_reload(GstFrcnnDetect *self)
 {
 	GstFrcnnDetectState *state = self->state;
-	/* The set-up's result is handed over before its message goes out: it is taken once the
-	 * message is out too, since a next set-up replaces the task, which waits for it (for ever,
-	 * were an application's handler of that message stopping the element meanwhile). */
+	if (state->reload.valid()) {
+		if (state->reload.wait_for(std::chrono::seconds(0)) != std::future_status::ready)
+			return;
+		gst_frcnn_detect_take_reload(self);
+	}
+	/* The set-up's result is handed over before its message goes out (the batch after the
+	 * message runs on it); a next set-up waits until the message is out too: it replaces the
+	 * task, which waits for its thread (for ever, were an application's handler of that message
+	 * stopping the element meanwhile, which waits for this worker). */
 	if (state->reload_task.valid() &&
 	    state->reload_task.wait_for(std::chrono::seconds(0)) != std::future_status::ready)
 		return;
-	if (state->reload.valid())
-		gst_frcnn_detect_take_reload(self);
 
 	/* Every batch comes here: the settings are copied only when they changed. */
 	Settings settings;
