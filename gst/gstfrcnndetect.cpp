@@ -757,7 +757,7 @@ static void gst_frcnn_detect_get_property(GObject *object, guint prop_id, GValue
 static GstStateChangeReturn gst_frcnn_detect_change_state(GstElement *element,
 							  GstStateChange transition);
 static GstFlowReturn gst_frcnn_detect_chain(GstPad *pad, GstObject *parent, GstBuffer *buffer);
-static gboolean gst_frcnn_detect_sink_event(GstPad *pad, GstObject *parent, GstEvent *event);
+static GstFlowReturn gst_frcnn_detect_sink_event_full(GstPad *pad, GstObject *parent, GstEvent *event);
 static gboolean gst_frcnn_detect_sink_query(GstPad *pad, GstObject *parent, GstQuery *query);
 static gboolean gst_frcnn_detect_src_query(GstPad *pad, GstObject *parent, GstQuery *query);
 static gboolean gst_frcnn_detect_src_event(GstPad *pad, GstObject *parent, GstEvent *event);
@@ -1007,7 +1007,7 @@ static void gst_frcnn_detect_init(GstFrcnnDetect *self)
 
 	self->sinkpad = gst_pad_new_from_static_template(&sink_template, "sink");
 	gst_pad_set_chain_function(self->sinkpad, GST_DEBUG_FUNCPTR(gst_frcnn_detect_chain));
-	gst_pad_set_event_function(self->sinkpad, GST_DEBUG_FUNCPTR(gst_frcnn_detect_sink_event));
+	gst_pad_set_event_full_function(self->sinkpad, GST_DEBUG_FUNCPTR(gst_frcnn_detect_sink_event_full));
 	gst_pad_set_query_function(self->sinkpad, GST_DEBUG_FUNCPTR(gst_frcnn_detect_sink_query));
 	gst_pad_set_activatemode_function(self->sinkpad,
 					  GST_DEBUG_FUNCPTR(gst_frcnn_detect_sink_activate_mode));
@@ -2936,7 +2936,10 @@ static GstFlowReturn gst_frcnn_detect_chain(GstPad *pad, GstObject *parent, GstB
 	return GST_FLOW_OK;
 }
 
-static gboolean gst_frcnn_detect_sink_event(GstPad *pad, GstObject *parent, GstEvent *event)
+/* Handles an event on the sink pad. A serialized event refused because the stream stopped
+ * (downstream's EOS or failure, a flush) sets `stopped` to that flow. */
+static gboolean gst_frcnn_detect_sink_event(GstPad *pad, GstObject *parent, GstEvent *event,
+					    GstFlowReturn *stopped)
 {
 	GstFrcnnDetect *self = GST_FRCNN_DETECT(parent);
 	GstFrcnnDetectState *state = self->state;
@@ -3053,6 +3056,7 @@ static gboolean gst_frcnn_detect_sink_event(GstPad *pad, GstObject *parent, GstE
 			/* An EOS after a failure downstream that upstream saw at no buffer: nobody else
 			 * reports it (as queue does). */
 			const bool report = type == GST_EVENT_EOS && state->take_failure_to_report();
+			*stopped = failed;
 			lock.unlock();
 			if (report)
 				GST_ELEMENT_FLOW_ERROR(self, failed);
@@ -3112,6 +3116,24 @@ static gboolean gst_frcnn_detect_src_event(GstPad *pad, GstObject *parent, GstEv
 		}
 	}
 	return gst_pad_event_default(pad, parent, event);
+}
+
+/*
+ * The sink pad's events. One refused because the stream stopped answers with the stream's flow
+ * (EOS after downstream took no more, a failure's, FLUSHING), as queue's do, so that upstream
+ * stops as at a buffer: a plain refusal reaches an element in front as GST_FLOW_ERROR at its next
+ * buffer (a tag event it pushes first, say), and stops the pipeline with an internal data stream
+ * error.
+ */
+static GstFlowReturn gst_frcnn_detect_sink_event_full(GstPad *pad, GstObject *parent, GstEvent *event)
+{
+	const bool caps = GST_EVENT_TYPE(event) == GST_EVENT_CAPS;
+	GstFlowReturn stopped = GST_FLOW_OK;
+	if (gst_frcnn_detect_sink_event(pad, parent, event, &stopped))
+		return GST_FLOW_OK;
+	if (stopped != GST_FLOW_OK)
+		return stopped;
+	return caps ? GST_FLOW_NOT_NEGOTIATED : GST_FLOW_ERROR;
 }
 
 /* The most buffers the element asks for. More would ask a camera for frames it cannot give (v4l2

@@ -876,6 +876,30 @@ TEST(FrcnnDetect, DownstreamEosWhileTheWorkerWaitsForRoomStillEnds)
 	EXPECT_TRUE(pull_until_eos(h.get())) << "upstream's EOS did not go on";
 }
 
+// Once downstream took no more buffers, upstream hears EOS also from the events it sends: a tag
+// event pushed before its next buffer (as a decoder does) answers EOS at that buffer, as queue's
+// does, not an error that stops the pipeline.
+TEST(FrcnnDetect, EventsAfterDownstreamEosAnswerEos)
+{
+	const std::vector<Frame> frames = distinct_frames(1);
+	HarnessPtr h = harness("batch-size=1");
+	DownstreamGate gate(h->element, true);
+	gst_harness_set_src_caps(h.get(), frames[0].caps());
+	ASSERT_EQ(gst_harness_push(h.get(), frames[0].buffer(0)), GST_FLOW_OK);
+	ASSERT_TRUE(gate.wait_until_holding());
+	gate.open();
+	GstFlowReturn flow = GST_FLOW_OK;
+	const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+	for (GstClockTime pts = GST_SECOND; flow == GST_FLOW_OK && std::chrono::steady_clock::now() < deadline;
+	     pts += GST_SECOND) {
+		GstTagList *tags = gst_tag_list_new(GST_TAG_TITLE, std::to_string(pts).c_str(), nullptr);
+		gst_harness_push_event(h.get(), gst_event_new_tag(tags));
+		flow = gst_harness_push(h.get(), frames[0].buffer(pts));
+		std::this_thread::sleep_for(std::chrono::milliseconds(10));
+	}
+	EXPECT_EQ(flow, GST_FLOW_EOS) << gst_flow_get_name(flow);
+}
+
 // A flushing seek from a handler of one of the element's messages, on the thread that runs its
 // batches (here: its latency message, posted as its first timed batch ends): the frame of that
 // batch, taken before the flush, never comes out after it; the frames after the flush do.
