@@ -99,7 +99,7 @@ int main(int argc, char **argv)
 		if (images.empty())
 			throw frcnn::Error("no images given (see --help)");
 		if (options.weights.empty() && options.seed < 0)
-			throw frcnn::Error("no weights given: use --weights FILE|PRESET|URL");
+			throw frcnn::Error("no weights given: use --weights FILE|PRESET|URL (or --seed N: random weights, to try it)");
 	} catch (const frcnn::Error &e) {
 		std::fprintf(stderr, "frcnn-detect: %s\n", e.what());
 		return 2;

@@ -13,14 +13,17 @@ namespace {
 void usage(FILE *out)
 {
 	std::fprintf(out,
-		     "Usage: frcnn-eval --ground-truth GT --detections DET [--json]\n"
+		     "Usage: frcnn-eval --ground-truth GT --detections DET [--json] [--max-detections N]\n"
 		     "Computes COCO box AP (AP@[.50:.95], AP50, AP75, small/medium/large, per class) as\n"
 		     "pycocotools does.\n\n"
 		     "  GT   JSON lines as frcnnjson and frcnnshapesrc write them, or a COCO instances\n"
 		     "       file (images, annotations, categories)\n"
 		     "  DET  JSON lines as frcnnjson writes them, or a COCO results file\n"
-		     "Lines are paired by \"frame\" (for a COCO ground truth: the position in its image\n"
-		     "list), \"image_id\" or \"image\" (file name); boxes by \"label_id\", else \"label\".\n\n"
+		     "Lines are paired by \"image_id\", else \"frame\" (for a COCO ground truth: the\n"
+		     "position in its image list), else \"image\" (file name); boxes by \"label_id\", else\n"
+		     "\"label\". Frames whose detections' line has \"skipped\" (frcnnjson's mark of a frame\n"
+		     "the detector did not run on: interval, qos) are left out.\n"
+		     "Exit status: 0 scored, 1 a file cannot be read or makes no sense, 2 bad options.\n\n"
 		     "Options:\n"
 		     "  --ground-truth FILE   the true boxes\n"
 		     "  --detections FILE     the detections to score\n"
