@@ -632,6 +632,10 @@ struct GstFrcnnDetectState {
 	guint queued_buffers = 0;
 	std::deque<Item> outgoing;
 	guint outgoing_buffers = 0;
+	// The sticky events (stream-start, caps, tags) of the items a flush dropped: the flush's end
+	// stores them on the source pad, which sends them before its next buffer (as queue does);
+	// else a flush before the first frames left would leave downstream without caps.
+	std::vector<GstEvent *> flushed_sticky;
 	bool busy = false;			     // the worker holds a batch
 	bool worker_failed = false;		     // a batch failed: the worker takes no more
 	bool pushing = false;			     // the pusher pushes an item it took
@@ -718,6 +722,27 @@ struct GstFrcnnDetectState {
 	}
 
 	// Drops everything queued. Called with mutex held.
+	// Keeps the sticky events of the queued items (but segments and EOS, which the flush ends)
+	// in flushed_sticky. Called with mutex held, before clear_queue().
+	void keep_sticky_events()
+	{
+		for (const std::deque<Item> *queue : { &items, &outgoing })
+			for (const Item &item : *queue)
+				if (item.event && GST_EVENT_IS_STICKY(item.event) &&
+				    GST_EVENT_TYPE(item.event) != GST_EVENT_SEGMENT &&
+				    GST_EVENT_TYPE(item.event) != GST_EVENT_EOS)
+					flushed_sticky.push_back(gst_event_ref(item.event));
+	}
+
+	void drop_flushed_sticky()
+	{
+		for (GstEvent *event : flushed_sticky)
+			gst_event_unref(event);
+		flushed_sticky.clear();
+	}
+
+	~GstFrcnnDetectState() { drop_flushed_sticky(); }
+
 	void clear_queue()
 	{
 		items.clear();
@@ -2951,6 +2976,7 @@ static gboolean gst_frcnn_detect_sink_event(GstPad *pad, GstObject *parent, GstE
 			std::lock_guard<std::mutex> lock(state->mutex);
 			state->srcresult = GST_FLOW_FLUSHING;
 			state->flush_generation++;
+			state->keep_sticky_events();
 			state->clear_queue();
 			state->wake_all();
 		}
@@ -2963,6 +2989,9 @@ static gboolean gst_frcnn_detect_sink_event(GstPad *pad, GstObject *parent, GstE
 		gboolean ret = gst_pad_push_event(self->srcpad, event);
 		state->reset_qos();
 		std::lock_guard<std::mutex> lock(state->mutex);
+		for (GstEvent *sticky : state->flushed_sticky)
+			gst_pad_store_sticky_event(self->srcpad, sticky);
+		state->drop_flushed_sticky();
 		state->clear_queue();
 		state->downstream_eos = false;
 		state->eos_received = false;
@@ -3282,6 +3311,7 @@ static gboolean gst_frcnn_detect_sink_activate_mode(GstPad *pad, GstObject *pare
 
 	state->srcresult = GST_FLOW_FLUSHING;
 	state->clear_queue();
+	state->drop_flushed_sticky();
 	state->wake_all();
 	lock.unlock();
 

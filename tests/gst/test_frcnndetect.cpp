@@ -1255,6 +1255,17 @@ TEST(FrcnnDetect, FlushDropsQueuedFramesAndRestarts)
 		EXPECT_EQ(GST_BUFFER_PTS(out.get()), (100 + i) * GST_SECOND);
 	}
 	EXPECT_EQ(gst_harness_buffers_received(h.get()), 4u);
+	/* The stream-start and caps that waited with the dropped frames still went first. */
+	GstEvent *stream_start = gst_pad_get_sticky_event(h->sinkpad, GST_EVENT_STREAM_START, 0);
+	EXPECT_NE(stream_start, nullptr) << "downstream got frames without a stream-start";
+	if (stream_start)
+		gst_event_unref(stream_start);
+	GstCaps *caps = gst_pad_get_current_caps(h->sinkpad);
+	ASSERT_NE(caps, nullptr) << "downstream got frames without caps";
+	GstCaps *expected = frames[0].caps();
+	EXPECT_TRUE(gst_caps_is_equal(caps, expected));
+	gst_caps_unref(expected);
+	gst_caps_unref(caps);
 }
 
 // A flush (a seek from another thread) while the element stops: the flush stop must not start
