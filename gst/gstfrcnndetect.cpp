@@ -2245,12 +2245,17 @@ static bool ends_or_starts_stream(const Item &item)
 }
 
 /* Drops the items of a queue up to the stream's EOS or a new stream's first event, counting the
- * buffers off `buffers`. Returns whether the queue is empty then (no such event was in it). */
-static bool drop_to_stream_edge(std::deque<Item> &queue, guint &buffers)
+ * buffers off `buffers`. The sticky events among them (caps, tags; upstream sent them once) are
+ * stored on `srcpad`, which sends them before its next buffer, as queue does: the stream may go
+ * on after a flush. Returns whether the queue is empty then (no such event was in it). */
+static bool drop_to_stream_edge(std::deque<Item> &queue, guint &buffers, GstPad *srcpad)
 {
 	while (!queue.empty() && !ends_or_starts_stream(queue.front())) {
-		if (queue.front().buffer)
+		const Item &front = queue.front();
+		if (front.buffer)
 			buffers--;
+		if (front.event && GST_EVENT_IS_STICKY(front.event) && GST_EVENT_TYPE(front.event) != GST_EVENT_SEGMENT)
+			gst_pad_store_sticky_event(srcpad, front.event);
 		queue.pop_front();
 	}
 	return queue.empty();
@@ -2532,8 +2537,8 @@ static void gst_frcnn_detect_loop(gpointer user_data)
 			 * queue does); without either yet, upstream's EOS goes on when it comes
 			 * (gst_frcnn_detect_sink_event). */
 			if (!stream_ends && ret == GST_FLOW_EOS && state->srcresult == GST_FLOW_OK) {
-				if (drop_to_stream_edge(state->outgoing, state->outgoing_buffers))
-					drop_to_stream_edge(state->items, state->queued_buffers);
+				if (drop_to_stream_edge(state->outgoing, state->outgoing_buffers, self->srcpad))
+					drop_to_stream_edge(state->items, state->queued_buffers, self->srcpad);
 				if (!state->outgoing.empty() || !state->items.empty())
 					ret = GST_FLOW_OK;
 				/* Room in the outgoing queue, or an event at the front of the items: the
@@ -2774,10 +2779,6 @@ static bool gst_frcnn_detect_rectangles(GstFrcnnDetect *self, const Item &item,
 					     "detector runs on the regions of interest attached upstream."),
 					    ("region '%s' set while playing", region.c_str()));
 	}
-	/* The detections name the region they were found in by its id. */
-	if (const int renumbered = frcnn::gst::make_region_ids_unique(item.buffer))
-		GST_LOG_OBJECT(self, "gave %d regions of interest that repeated an id ids of their own",
-			       renumbered);
 	*rectangles = gst_frcnn_detect_regions_of_interest(self, item.buffer, item.info,
 							   frcnn::gst::parse_object_classes(object_class),
 							   object_min_size);
@@ -2892,6 +2893,13 @@ static GstFlowReturn gst_frcnn_detect_chain(GstPad *pad, GstObject *parent, GstB
 
 	/* Copies the buffer's header at most, not its memory: the detections go on the copy. */
 	buffer = gst_buffer_make_writable(buffer);
+	/* The detections name the region they were found in by its id; every frame's regions get
+	 * the same ids, run or not. */
+	if (inference_region == GST_FRCNN_INFERENCE_REGION_ROI_LIST) {
+		if (const int renumbered = frcnn::gst::make_region_ids_unique(buffer))
+			GST_LOG_OBJECT(self, "gave %d regions of interest that repeated an id ids of their own",
+				       renumbered);
+	}
 
 	std::unique_lock<std::mutex> lock(state->mutex);
 	if (state->srcresult != GST_FLOW_OK) {

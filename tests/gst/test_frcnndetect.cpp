@@ -876,6 +876,49 @@ TEST(FrcnnDetect, DownstreamEosWhileTheWorkerWaitsForRoomStillEnds)
 	EXPECT_TRUE(pull_until_eos(h.get())) << "upstream's EOS did not go on";
 }
 
+// Caps that came behind a frame downstream answered EOS to are dropped with the frames of that
+// stream, but not forgotten: the stream goes on after a flush (a seek), and its frames leave
+// under those caps, not the ones before.
+TEST(FrcnnDetect, CapsDroppedAfterDownstreamEosStillGoFirstAfterAFlush)
+{
+	const Frame small = make_frame(photo(160, 120, 1), GST_VIDEO_FORMAT_RGB);
+	const Frame large = make_frame(photo(200, 150, 2), GST_VIDEO_FORMAT_RGB);
+	HarnessPtr h = harness("batch-size=1");
+	DownstreamGate gate(h->element, true);
+	gst_harness_set_src_caps(h.get(), small.caps());
+	ASSERT_EQ(gst_harness_push(h.get(), small.buffer(0)), GST_FLOW_OK);
+	ASSERT_TRUE(gate.wait_until_holding());
+	gst_harness_set_src_caps(h.get(), large.caps());
+	ASSERT_EQ(gst_harness_push(h.get(), large.buffer(GST_SECOND)), GST_FLOW_OK);
+	gate.open(); /* downstream answers EOS: the large frame and its caps are dropped */
+	const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+	while (gst_harness_push(h.get(), large.buffer(2 * GST_SECOND)) == GST_FLOW_OK &&
+	       std::chrono::steady_clock::now() < deadline)
+		std::this_thread::sleep_for(std::chrono::milliseconds(10));
+
+	ASSERT_TRUE(gst_harness_push_event(h.get(), gst_event_new_flush_start()));
+	ASSERT_TRUE(gst_harness_push_event(h.get(), gst_event_new_flush_stop(TRUE)));
+	GstSegment segment;
+	gst_segment_init(&segment, GST_FORMAT_TIME);
+	ASSERT_TRUE(gst_harness_push_event(h.get(), gst_event_new_segment(&segment)));
+	gst_harness_push(h.get(), large.buffer(3 * GST_SECOND));
+	GstCaps *expected = large.caps();
+	GstCaps *caps = nullptr;
+	while (std::chrono::steady_clock::now() < deadline) {
+		caps = gst_pad_get_current_caps(h->sinkpad);
+		if (caps && gst_caps_is_equal(caps, expected))
+			break;
+		if (caps)
+			gst_caps_unref(caps);
+		caps = nullptr;
+		std::this_thread::sleep_for(std::chrono::milliseconds(10));
+	}
+	EXPECT_NE(caps, nullptr) << "the large frames left under the small frames' caps";
+	if (caps)
+		gst_caps_unref(caps);
+	gst_caps_unref(expected);
+}
+
 // Once downstream took no more buffers, upstream hears EOS also from the events it sends: a tag
 // event pushed before its next buffer (as a decoder does) answers EOS at that buffer, as queue's
 // does, not an error that stops the pipeline.
@@ -3139,18 +3182,28 @@ TEST(FrcnnDetect, RoiListRunsInTheDetectionsOfAnotherDetector)
 TEST(FrcnnDetect, RoiListGivesRegionsThatRepeatAnIdIdsOfTheirOwn)
 {
 	const Frame frame = make_frame(photo(256, 192, 5), GST_VIDEO_FORMAT_RGB);
-	HarnessPtr h = roi_harness();
+	HarnessPtr h = roi_harness("interval=2");
 	gst_harness_set_src_caps(h.get(), frame.caps());
-	GstBuffer *in = frame.buffer(0);
-	add_roi(in, "car", 100, 64, 156, 128, 0);
-	add_roi(in, "person", 0, 0, 128, 160, 0);
-	gst_test::BufferPtr out(gst_harness_push_and_pull(h.get(), in));
+	auto push = [&](GstClockTime pts) {
+		GstBuffer *in = frame.buffer(pts);
+		add_roi(in, "car", 100, 64, 156, 128, 0);
+		add_roi(in, "person", 0, 0, 128, 160, 0);
+		return gst_test::BufferPtr(gst_harness_push_and_pull(h.get(), in));
+	};
+	gst_test::BufferPtr out = push(0);
 	ASSERT_TRUE(out);
-	const std::vector<gst_test::RoiDetection> rois = gst_test::read_rois(out.get());
+	std::vector<gst_test::RoiDetection> rois = gst_test::read_rois(out.get());
 	ASSERT_GE(rois.size(), 2u);
 	EXPECT_EQ(rois[0].id, 0);
 	EXPECT_EQ(rois[1].id, 1) << "the second region of id 0";
 	expect_detections_in_regions(out.get(), frame, 2, { { 100, 64, 156, 128, 0 }, { 0, 0, 128, 160, 1 } });
+	/* A frame passed on without a run (interval) gives its regions the same ids. */
+	out = push(GST_SECOND);
+	ASSERT_TRUE(out);
+	rois = gst_test::read_rois(out.get());
+	ASSERT_EQ(rois.size(), 2u);
+	EXPECT_EQ(rois[0].id, 0);
+	EXPECT_EQ(rois[1].id, 1);
 }
 
 // A region set while playing is not used with roi-list, and a warning says so once.
