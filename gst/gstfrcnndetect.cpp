@@ -31,6 +31,7 @@
 #include <condition_variable>
 #include <cstring>
 #include <deque>
+#include <filesystem>
 #include <future>
 #include <limits>
 #include <map>
@@ -1362,6 +1363,20 @@ static void gst_frcnn_detect_get_property(GObject *object, guint prop_id, GValue
 }
 
 /* The settings a model is loaded from, written as gst-launch would set them. */
+/* A file path in one spelling for all (absolute, without "." and ".." steps, links resolved where
+ * the file exists), so that elements that name one file differently share its model; a preset
+ * name or a URL as it is. */
+static std::string same_file_text(const std::string &path)
+{
+	if (path.empty() || path.find("://") != std::string::npos)
+		return path;
+	std::error_code error;
+	if (path.find('/') == std::string::npos && !std::filesystem::exists(path, error))
+		return path; /* a preset name */
+	const std::filesystem::path canonical = std::filesystem::weakly_canonical(path, error);
+	return error ? path : canonical.string();
+}
+
 static std::string model_settings_text(const Settings &settings)
 {
 	const char *precision = frcnn::precision_name(static_cast<frcnn::Precision>(settings.precision));
@@ -1371,10 +1386,10 @@ static std::string model_settings_text(const Settings &settings)
 	else if (settings.cpu_convolutions == GST_FRCNN_CPU_CONVOLUTIONS_LIBTORCH)
 		convolutions = "libtorch";
 	return std::string("model=") + (settings.model_set ? settings.model : "(unset)") +
-	       " weights=" + settings.weights + " num-classes=" + std::to_string(settings.num_classes) +
+	       " weights=" + same_file_text(settings.weights) + " num-classes=" + std::to_string(settings.num_classes) +
 	       " device=" + settings.device + " precision=" + precision +
 	       (settings.precision == GST_FRCNN_PRECISION_INT8
-			? " int8-calibration=" + settings.int8_calibration +
+			? " int8-calibration=" + same_file_text(settings.int8_calibration) +
 				  " int8-calibration-frames=" + std::to_string(settings.int8_calibration_frames)
 			: std::string()) +
 	       " channels-last=" + (settings.channels_last ? "true" : "false") +

@@ -2372,6 +2372,19 @@ TEST(FrcnnDetect, ModelInstanceIdSharesOneModel)
 	HarnessPtr first = harness(weights + "model-instance-id=cameras");
 	ASSERT_EQ(std::remove(copy.c_str()), 0);
 	HarnessPtr second = harness(weights + "model-instance-id=cameras threshold=0.3 batch-size=2");
+	/* The same file by another path: the same model (the file is gone, so it could not load). */
+	{
+		const std::string out_dir = gst_test::out_dir();
+		const std::string folder = out_dir.substr(out_dir.find_last_of('/') + 1);
+		const std::string description = "fakesrc num-buffers=0 ! frcnndetect model=tiny weights=\"" + out_dir +
+						"/./../" + folder + "/shared-model.pth\" model-instance-id=cameras ! fakesink";
+		GstElement *pipeline = gst_parse_launch(description.c_str(), nullptr);
+		ASSERT_NE(pipeline, nullptr);
+		EXPECT_NE(gst_element_set_state(pipeline, GST_STATE_PAUSED), GST_STATE_CHANGE_FAILURE)
+			<< "another spelling of the file loads a model of its own";
+		gst_element_set_state(pipeline, GST_STATE_NULL);
+		gst_object_unref(pipeline);
+	}
 
 	GError *error = nullptr;
 	std::string message = state_change_error("model=tiny " + weights + "model-instance-id=other", &error);
