@@ -580,6 +580,15 @@ struct ModelSetup {
 };
 
 // C++ members of the element, created in _init and deleted in _finalize.
+/* Whether a queued event that is dropped (a flush, a stream downstream took no more of) must still
+ * reach downstream before the next buffer: a sticky one upstream sent once (stream-start, caps,
+ * tags), but the segment and EOS the drop ends. */
+static bool outlives_its_frames(const GstEvent *event)
+{
+	return GST_EVENT_IS_STICKY(event) && GST_EVENT_TYPE(event) != GST_EVENT_SEGMENT &&
+	       GST_EVENT_TYPE(event) != GST_EVENT_EOS;
+}
+
 struct GstFrcnnDetectState {
 	// Protected by the object lock.
 	Settings settings;
@@ -723,15 +732,13 @@ struct GstFrcnnDetectState {
 	}
 
 	// Drops everything queued. Called with mutex held.
-	// Keeps the sticky events of the queued items (but segments and EOS, which the flush ends)
-	// in flushed_sticky. Called with mutex held, before clear_queue().
+	// Keeps the queued events that outlive their frames in flushed_sticky. Called with mutex
+	// held, before clear_queue().
 	void keep_sticky_events()
 	{
 		for (const std::deque<Item> *queue : { &items, &outgoing })
 			for (const Item &item : *queue)
-				if (item.event && GST_EVENT_IS_STICKY(item.event) &&
-				    GST_EVENT_TYPE(item.event) != GST_EVENT_SEGMENT &&
-				    GST_EVENT_TYPE(item.event) != GST_EVENT_EOS)
+				if (item.event && outlives_its_frames(item.event))
 					flushed_sticky.push_back(gst_event_ref(item.event));
 	}
 
@@ -2269,7 +2276,7 @@ static bool drop_to_stream_edge(std::deque<Item> &queue, guint &buffers, GstPad 
 		const Item &front = queue.front();
 		if (front.buffer)
 			buffers--;
-		if (front.event && GST_EVENT_IS_STICKY(front.event) && GST_EVENT_TYPE(front.event) != GST_EVENT_SEGMENT)
+		if (front.event && outlives_its_frames(front.event))
 			gst_pad_store_sticky_event(srcpad, front.event);
 		queue.pop_front();
 	}

@@ -177,17 +177,9 @@ public:
 	static bool release(std::shared_ptr<JsonLinesFile> &file, int *error)
 	{
 		std::lock_guard<std::mutex> registry_locked(registry_lock());
-		std::vector<std::weak_ptr<JsonLinesFile>> &entries = registry();
-		entries.erase(std::remove_if(entries.begin(), entries.end(),
-					     [](const std::weak_ptr<JsonLinesFile> &entry) { return entry.expired(); }),
-			      entries.end());
 		bool closed = true;
+		/* The last holder: nobody can take the file meanwhile (open() holds the lock too). */
 		if (file.use_count() == 1) {
-			entries.erase(std::remove_if(entries.begin(), entries.end(),
-						     [&](const std::weak_ptr<JsonLinesFile> &entry) {
-							     return entry.lock() == file;
-						     }),
-				      entries.end());
 			if (file->standard_output_) {
 				fflush(file->file_);
 			} else if (fclose(file->file_) != 0) {
@@ -197,6 +189,10 @@ public:
 			file->file_ = nullptr;
 		}
 		file.reset();
+		std::vector<std::weak_ptr<JsonLinesFile>> &entries = registry();
+		entries.erase(std::remove_if(entries.begin(), entries.end(),
+					     [](const std::weak_ptr<JsonLinesFile> &entry) { return entry.expired(); }),
+			      entries.end());
 		return closed;
 	}
 

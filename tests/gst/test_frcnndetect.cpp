@@ -1045,6 +1045,16 @@ private:
 	std::atomic<bool> stopping_{ false }, stopped_{ false };
 };
 
+// An element (batch-size=1) that has run `frame` and let it go: its model is loaded and warm.
+HarnessPtr harness_that_ran(const Frame &frame)
+{
+	HarnessPtr h = harness("batch-size=1");
+	gst_harness_set_src_caps(h.get(), frame.caps());
+	gst_test::BufferPtr first(gst_harness_push_and_pull(h.get(), frame.buffer(0)));
+	EXPECT_TRUE(first) << "the first frame did not come out";
+	return h;
+}
+
 GstState current_state(GstElement *element)
 {
 	GstState state = GST_STATE_VOID_PENDING;
@@ -1058,12 +1068,8 @@ GstState current_state(GstElement *element)
 TEST(FrcnnDetect, AStopFromAHandlerOfTheWorkersWarningLeavesTheWorkerNothingToRun)
 {
 	const std::vector<Frame> frames = distinct_frames(2);
-	HarnessPtr h = harness("batch-size=1");
+	HarnessPtr h = harness_that_ran(frames[0]);
 	StopAtFirstMessage stopper(h->element);
-	gst_harness_set_src_caps(h.get(), frames[0].caps());
-
-	gst_test::BufferPtr first(gst_harness_push_and_pull(h.get(), frames[0].buffer(0)));
-	ASSERT_TRUE(first);
 	/* The worker warns of it before the next batch, and goes on to the model. */
 	g_object_set(h->element, "classes", "no-such-class", nullptr);
 	gst_harness_push(h.get(), frames[1].buffer(GST_SECOND));
@@ -1078,12 +1084,8 @@ TEST(FrcnnDetect, AStopFromAHandlerOfTheWorkersWarningLeavesTheWorkerNothingToRu
 TEST(FrcnnDetect, AStopFromAHandlerOfAReloadsWarningReturns)
 {
 	const std::vector<Frame> frames = distinct_frames(1);
-	HarnessPtr h = harness("batch-size=1");
+	HarnessPtr h = harness_that_ran(frames[0]);
 	StopAtFirstMessage stopper(h->element);
-	gst_harness_set_src_caps(h.get(), frames[0].caps());
-
-	gst_test::BufferPtr first(gst_harness_push_and_pull(h.get(), frames[0].buffer(0)));
-	ASSERT_TRUE(first);
 	const std::string missing = gst_test::out_dir() + "/no-such-weights.pth";
 	g_object_set(h->element, "weights", missing.c_str(), nullptr);
 	/* The next batch starts setting them up. */
@@ -1099,17 +1101,13 @@ TEST(FrcnnDetect, AStopFromAHandlerOfAReloadsWarningReturns)
 TEST(FrcnnDetect, AStopFromAHandlerOfALoadedWeightsMessageReturns)
 {
 	const std::vector<Frame> frames = distinct_frames(1);
-	HarnessPtr h = harness("batch-size=1");
+	HarnessPtr h = harness_that_ran(frames[0]);
 	GstElement *element = h->element;
 	const std::string weights = gst_test::weights4();
 	StopAtFirstMessage stopper(element, GST_MESSAGE_INFO, [element, weights] {
 		g_object_set(element, "weights", weights.c_str(), nullptr);
 		std::this_thread::sleep_for(std::chrono::milliseconds(300));
 	});
-	gst_harness_set_src_caps(h.get(), frames[0].caps());
-
-	gst_test::BufferPtr first(gst_harness_push_and_pull(h.get(), frames[0].buffer(0)));
-	ASSERT_TRUE(first);
 	g_object_set(element, "weights", weights.c_str(), nullptr);
 	/* Batches keep coming: each looks for the set-up's result. */
 	GstClockTime pts = GST_SECOND;
