@@ -655,6 +655,11 @@ struct GstFrcnnDetectState {
 	// Bumped by each flush start: a batch taken before it is dropped, also where the flush did not
 	// wait for it (a flushing seek from a handler of the worker's own messages).
 	guint64 flush_generation = 0;
+	// The worker's batch while it is handed to the model's queue (and the queue): a flush or a
+	// stop takes it back, so that it does not wait for the runs ahead of it (other elements'
+	// batches on a model they share).
+	frcnn::gst::RunRequest *queued_request = nullptr;
+	frcnn::gst::RunQueue *queued_in = nullptr;
 	guint draining = 0;			     // serialized queries waiting: run partial batches now
 	GstFlowReturn srcresult = GST_FLOW_FLUSHING; // why the element stopped streaming
 	// srcresult is EOS because downstream returned it for a buffer (a sink of num-buffers, an
@@ -684,6 +689,21 @@ struct GstFrcnnDetectState {
 	{
 		qos_earliest_time = GST_CLOCK_TIME_NONE;
 		qos_proportion = 1.0;
+	}
+
+	// Whether a batch the worker took at these generations is still wanted: no flush, stop or
+	// failure came since. Called with `mutex` held.
+	bool batch_is_current(guint64 flushes, guint64 generation) const
+	{
+		return srcresult == GST_FLOW_OK && flush_generation == flushes && worker_generation == generation;
+	}
+
+	// Takes the worker's batch back from the model's queue (a flush or a stop: it is dropped).
+	// Called with `mutex` held.
+	void withdraw_queued_request()
+	{
+		if (queued_in && queued_in->withdraw(*queued_request))
+			GST_DEBUG("a batch waiting for a shared model was taken back");
 	}
 
 	// Longest batch run so far, and the part of it the last latency answer included.
@@ -2071,11 +2091,12 @@ static void keep_wanted_detections(std::vector<frcnn::Detection> &detections, co
 /*
  * Runs the model on `images` (the pixels are let go as they run) in runs of at most batch_size,
  * with the current detector settings: one list of detections per image. Posts an error message
- * and returns false when a run fails.
+ * and returns GST_FLOW_ERROR when a run fails; returns GST_FLOW_FLUSHING, with no message, when
+ * the batch (taken at the generations `flushes` and `generation`) is no longer wanted.
  */
-static bool gst_frcnn_detect_run_images(GstFrcnnDetect *self, std::vector<ItemImage *> &images,
-					guint batch_size,
-					std::vector<std::vector<frcnn::Detection>> &results)
+static GstFlowReturn gst_frcnn_detect_run_images(GstFrcnnDetect *self, std::vector<ItemImage *> &images,
+						 guint batch_size, guint64 flushes, guint64 generation,
+						 std::vector<std::vector<frcnn::Detection>> &results)
 {
 	GstFrcnnDetectState *state = self->state;
 	const frcnn::gst::RunSettings settings = gst_frcnn_detect_update_settings(self);
@@ -2092,12 +2113,30 @@ static bool gst_frcnn_detect_run_images(GstFrcnnDetect *self, std::vector<ItemIm
 		/* Elements sharing the model take turns; waiting is part of the batch's time. */
 		const Clock::time_point start = Clock::now();
 		GST_LOG_OBJECT(self, "batch of %zu frames waits for the model", request.frames.size());
+		{
+			/* A flush or a stop from now on takes the request back from the queue. */
+			std::lock_guard<std::mutex> lock(state->mutex);
+			if (!state->batch_is_current(flushes, generation))
+				return GST_FLOW_FLUSHING;
+			state->queued_request = &request;
+			state->queued_in = state->model->runs.get();
+		}
 		state->model->runs->run(request);
+		{
+			std::lock_guard<std::mutex> lock(state->mutex);
+			state->queued_request = nullptr;
+			state->queued_in = nullptr;
+		}
 		const GstClockTime elapsed = std::chrono::duration_cast<std::chrono::nanoseconds>(
 						     Clock::now() - start).count();
 		/* The frames' maps go with the request's pixels. */
 		const std::size_t count = request.frames.size();
 		request.frames.clear();
+		if (request.withdrawn) {
+			GST_DEBUG_OBJECT(self, "batch of %zu frames dropped: a flush or a stop came while "
+					 "it waited for the model", count);
+			return GST_FLOW_FLUSHING;
+		}
 		if (!request.error.empty()) {
 			/* A run of several elements' batches fails all of them: say so, since the run
 			 * may be larger than this element's batch-size (out of memory, say). */
@@ -2115,7 +2154,7 @@ static bool gst_frcnn_detect_run_images(GstFrcnnDetect *self, std::vector<ItemIm
 					   "(%zu images of %zu elements' batches in all)",
 					   count, request.run_frames, request.run_requests));
 			gst_frcnn_detect_leave_if_stopped(self);
-			return false;
+			return GST_FLOW_ERROR;
 		}
 		if (request.run_requests > 1)
 			GST_DEBUG_OBJECT(self, "batch of %zu frames ran together with other elements': "
@@ -2141,13 +2180,13 @@ static bool gst_frcnn_detect_run_images(GstFrcnnDetect *self, std::vector<ItemIm
 		while (elapsed > longest && !state->batch_time.compare_exchange_weak(longest, elapsed))
 			;
 	}
-	return true;
+	return GST_FLOW_OK;
 }
 
 /* Runs the detector on the images of the frames of the batch that want it and attaches the
  * detections. */
 static GstFlowReturn gst_frcnn_detect_run_batch(GstFrcnnDetect *self, std::vector<Item> &batch,
-					      guint batch_size)
+					      guint batch_size, guint64 flushes, guint64 generation)
 {
 	GstFrcnnDetectState *state = self->state;
 
@@ -2166,8 +2205,9 @@ static GstFlowReturn gst_frcnn_detect_run_batch(GstFrcnnDetect *self, std::vecto
 	gst_frcnn_detect_check_reload(self);
 	gst_frcnn_detect_leave_if_stopped(self);
 	std::vector<std::vector<frcnn::Detection>> results;
-	if (!gst_frcnn_detect_run_images(self, images, batch_size, results))
-		return GST_FLOW_ERROR;
+	const GstFlowReturn ran = gst_frcnn_detect_run_images(self, images, batch_size, flushes, generation, results);
+	if (ran != GST_FLOW_OK)
+		return ran;
 	if (results.size() != images.size()) {
 		GST_ELEMENT_ERROR(self, STREAM, FAILED, ("Detection failed: the model gave %zu results "
 				  "for %zu images.", results.size(), images.size()), (nullptr));
@@ -2385,12 +2425,11 @@ static bool gst_frcnn_detect_run_next(GstFrcnnDetect *self, guint64 generation)
 	if (batch.empty())
 		return true;
 
-	const GstFlowReturn ran = gst_frcnn_detect_run_batch(self, batch, batch_size);
+	const GstFlowReturn ran = gst_frcnn_detect_run_batch(self, batch, batch_size, flushes, generation);
 	{
 		std::lock_guard<std::mutex> lock(state->mutex);
 		state->busy = false;
-		const bool current = state->srcresult == GST_FLOW_OK && state->flush_generation == flushes &&
-				     state->worker_generation == generation;
+		const bool current = state->batch_is_current(flushes, generation);
 		if (ran != GST_FLOW_OK && current) {
 			/* The element posted the error. The frames run before this batch go on first;
 			 * the pusher stops the stream where it was, and upstream hears of it then. */
@@ -2470,6 +2509,7 @@ static void gst_frcnn_detect_stop_worker(GstFrcnnDetect *self)
 	{
 		std::lock_guard<std::mutex> lock(state->mutex);
 		state->worker_generation++;
+		state->withdraw_queued_request();
 		state->item_added.notify_all();
 	}
 	if (on_worker_thread(state))
@@ -2571,6 +2611,7 @@ static void gst_frcnn_detect_loop(gpointer user_data)
 				state->srcresult = ret;
 				state->downstream_eos = ret == GST_FLOW_EOS && !stream_ends;
 				state->failure_reported = false;
+				state->withdraw_queued_request(); /* its frames would be dropped */
 				state->item_added.notify_all();
 			}
 			ret = state->srcresult;
@@ -3006,6 +3047,7 @@ static gboolean gst_frcnn_detect_sink_event(GstPad *pad, GstObject *parent, GstE
 			std::lock_guard<std::mutex> lock(state->mutex);
 			state->srcresult = GST_FLOW_FLUSHING;
 			state->flush_generation++;
+			state->withdraw_queued_request();
 			state->keep_sticky_events();
 			state->clear_queue();
 			state->wake_all();

@@ -98,13 +98,28 @@ std::size_t RunQueue::waiting()
 	return waiting_.size();
 }
 
+bool RunQueue::withdraw(RunRequest &request)
+{
+	std::lock_guard<std::mutex> lock(mutex_);
+	request.withdrawn = true;
+	const auto waiting = std::find(waiting_.begin(), waiting_.end(), &request);
+	if (waiting == waiting_.end())
+		return false;
+	waiting_.erase(waiting);
+	request.done = true;
+	finished_.notify_all();
+	return true;
+}
+
 void RunQueue::run(RunRequest &request)
 {
-	request.done = false;
+	std::unique_lock<std::mutex> lock(mutex_);
 	request.results.clear();
 	request.error.clear();
-	std::unique_lock<std::mutex> lock(mutex_);
-	waiting_.push_back(&request);
+	/* Withdrawn before it came (the flag is only read and written under the lock). */
+	request.done = request.withdrawn;
+	if (!request.done)
+		waiting_.push_back(&request);
 	while (!request.done) {
 		if (running_) {
 			finished_.wait(lock);

@@ -45,6 +45,9 @@ struct RunRequest {
 	std::size_t run_frames = 0;		     // frames of the run it was part of
 	std::size_t run_requests = 0;		     // batches of that run (1: it ran alone)
 	bool done = false;
+	// Set by RunQueue::withdraw(): its element no longer wants the results (a flush, a stop).
+	// A request withdrawn before it was taken into a run does not run: run() returns at once.
+	bool withdrawn = false;
 };
 
 // Batches wait here for their turn on one model. Whoever's turn it is runs, on its own thread,
@@ -72,6 +75,13 @@ public:
 
 	// Requests queued and not yet taken into a run.
 	std::size_t waiting();
+
+	// Takes back a request that run() was given, or is about to be given, on another thread:
+	// if it waits, it leaves the queue and its run() returns at once without results (a
+	// flushing seek on one stream need not wait for the runs of other streams' batches ahead
+	// of it); if it is in a run, that run goes on and its results are filled in as usual.
+	// Returns whether it left the queue without running.
+	bool withdraw(RunRequest &request);
 
 	// Whether `later` may run in one batch with `first` (settings and frame sizes only).
 	static bool can_run_together(const RunRequest &first, const RunRequest &later);

@@ -3686,11 +3686,14 @@ public:
 		gst_debug_set_threshold_for_name("frcnndetect", GST_LEVEL_NONE);
 	}
 
-	// Lines of element `name` that contain `text`.
+	// Lines of element `name` that start with `text`.
 	int count(const std::string &name, const std::string &text)
 	{
 		std::lock_guard<std::mutex> lock(mutex_);
-		return static_cast<int>(std::count(lines_.begin(), lines_.end(), name + ": " + text));
+		const std::string start = name + ": " + text;
+		return static_cast<int>(std::count_if(lines_.begin(), lines_.end(), [&](const std::string &line) {
+			return line.compare(0, start.size(), start) == 0;
+		}));
 	}
 	bool wait_for(const std::string &name, const std::string &text)
 	{
@@ -3775,4 +3778,106 @@ TEST(FrcnnDetect, ModelInstanceIdRunsWaitingBatchesOfSeveralElementsTogether)
 	EXPECT_EQ(stats_of(first->element)["batches"], attempts);
 }
 
+// Two elements on one model: `busy` runs a long batch (another threshold, so it runs alone) while
+// one frame of `behind` waits for the model.
+class BehindALongBatch {
+public:
+	explicit BehindALongBatch(const std::string &id)
+		: busy(harness("model-instance-id=" + id + " name=busy threshold=0.3 batch-size=8 batch-timeout=60000")),
+		  behind(harness("model-instance-id=" + id + " name=behind batch-size=1 batch-timeout=0")),
+		  frames(distinct_frames(2)), long_batch_(distinct_frames(8, 640, 480))
+	{
+		gst_harness_set_src_caps(busy.get(), long_batch_[0].caps());
+		gst_harness_set_src_caps(behind.get(), frames[0].caps());
+	}
+
+	// Queues the long batch and then `behind`'s frame, and does `action` while the long batch
+	// runs. Returns whether the action was done before the long batch ended (a machine busy
+	// elsewhere may hold the test up past its end); its frames are pulled then.
+	bool act_while_it_waits(const std::function<void()> &action)
+	{
+		log.clear();
+		const GstClockTime pts = pushes_++ * 8 * kDuration;
+		for (std::size_t i = 0; i < long_batch_.size(); i++)
+			EXPECT_EQ(gst_harness_push(busy.get(), long_batch_[i].buffer(pts + i * kDuration, kDuration)),
+				  GST_FLOW_OK);
+		EXPECT_TRUE(log.wait_for("busy", "batch of 8 frames waits for the model"));
+		EXPECT_EQ(gst_harness_push(behind.get(), frames[0].buffer(pts, kDuration)), GST_FLOW_OK);
+		EXPECT_TRUE(log.wait_for("behind", "batch of 1 frames waits for the model"));
+		action();
+		const bool in_time = log.count("busy", kBusyRan) == 0;
+		for (std::size_t i = 0; i < long_batch_.size(); i++)
+			EXPECT_TRUE(gst_test::BufferPtr(gst_harness_pull(busy.get())));
+		/* The other element's batch ran as it would have. */
+		EXPECT_EQ(log.count("busy", kBusyRan), 1);
+		if (in_time) {
+			EXPECT_EQ(log.count("behind", "batch of 1 frames dropped: a flush or a stop came while "
+					    "it waited for the model"), 1);
+		}
+		return in_time;
+	}
+
+	static constexpr GstClockTime kDuration = GST_SECOND / 30;
+	static constexpr int kAttempts = 3;
+	static constexpr const char *kBusyRan = "batch of 8 frames took";
+	RunLog log;
+	HarnessPtr busy, behind;
+	std::vector<Frame> frames; // frames[0] waits behind the long batch
+
+private:
+	std::vector<Frame> long_batch_;
+	int pushes_ = 0;
+};
+
+// A flush of an element whose batch waits for a model it shares takes that batch back at once:
+// a seek on one stream does not wait for the runs of other streams' batches ahead of it. The
+// stream goes on after the flush.
+TEST(FrcnnDetect, ModelInstanceIdAFlushDoesNotWaitForOtherElementsRuns)
+{
+	BehindALongBatch shared("flushing");
+	int attempts = 0, in_time = 0;
+	for (; attempts < BehindALongBatch::kAttempts && in_time == 0; attempts++) {
+		SCOPED_TRACE("attempt " + std::to_string(attempts));
+		const double batches_before = stats_of(shared.behind->element)["batches"];
+		const bool flushed_in_time = shared.act_while_it_waits(
+			[&] { ASSERT_TRUE(gst_harness_push_event(shared.behind.get(), gst_event_new_flush_start())); });
+		ASSERT_TRUE(gst_harness_push_event(shared.behind.get(), gst_event_new_flush_stop(TRUE)));
+		in_time += flushed_in_time;
+
+		/* The flushed stream goes on: its next frame runs. */
+		const Frame &next = shared.frames[1];
+		gst_harness_set_src_caps(shared.behind.get(), next.caps());
+		ASSERT_EQ(gst_harness_push(shared.behind.get(), next.buffer(0, BehindALongBatch::kDuration)), GST_FLOW_OK);
+		gst_test::BufferPtr after(gst_harness_pull(shared.behind.get()));
+		ASSERT_TRUE(after);
+		expect_meta_equals(after.get(), next.width(), next.height(), expected_for(next));
+		if (flushed_in_time) {
+			EXPECT_EQ(stats_of(shared.behind->element)["batches"], batches_before + 1)
+				<< "the batch taken back ran";
+		}
+	}
+	EXPECT_EQ(in_time, 1) << "the flush waited for the other element's run in " << attempts << " attempts";
+}
+
+// A stop of such an element does not wait for the other element's run either, and the element
+// starts again on the shared model.
+TEST(FrcnnDetect, ModelInstanceIdAStopDoesNotWaitForOtherElementsRuns)
+{
+	BehindALongBatch shared("stopping");
+	int attempts = 0, in_time = 0;
+	for (; attempts < BehindALongBatch::kAttempts && in_time == 0; attempts++) {
+		SCOPED_TRACE("attempt " + std::to_string(attempts));
+		in_time += shared.act_while_it_waits([&] {
+			EXPECT_EQ(gst_element_set_state(shared.behind->element, GST_STATE_READY), GST_STATE_CHANGE_SUCCESS);
+		});
+		ASSERT_EQ(gst_element_set_state(shared.behind->element, GST_STATE_PLAYING), GST_STATE_CHANGE_SUCCESS);
+		gst_harness_set_src_caps(shared.behind.get(), shared.frames[0].caps());
+	}
+	EXPECT_EQ(in_time, 1) << "the stop waited for the other element's run in " << attempts << " attempts";
+	const Frame &next = shared.frames[1];
+	ASSERT_EQ(gst_harness_push(shared.behind.get(), next.buffer(0, BehindALongBatch::kDuration)), GST_FLOW_OK);
+	gst_test::BufferPtr after(gst_harness_pull(shared.behind.get()));
+	ASSERT_TRUE(after);
+	expect_meta_equals(after.get(), next.width(), next.height(), expected_for(next));
+}
 } // namespace

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <future>
 #include <initializer_list>
 #include <cstdint>
 #include <memory>
@@ -310,6 +311,82 @@ TEST(RunQueue, AFailedRunFailsEveryBatchOfItAndOnlyThose)
 	queue.run(after);
 	EXPECT_TRUE(after.error.empty());
 	EXPECT_EQ(marks_of(after), (std::vector<int64_t>{ 4 }));
+}
+
+// A batch taken back while it waits (its element flushed or stopped) leaves at once, while the
+// run ahead of it still holds the model, and never runs; the batches behind it run as before.
+TEST(RunQueue, AWithdrawnWaitingBatchLeavesAtOnceAndNeverRuns)
+{
+	Frames frames;
+	Model model;
+	RunQueue queue(model.function());
+	RunRequest busy = request({ frames.frame(1) }, 4);
+	RunRequest withdrawn = request({ frames.frame(2) }, 4);
+	RunRequest behind = request({ frames.frame(3) }, 4);
+	model.hold();
+	std::thread running([&] { queue.run(busy); });
+	ASSERT_TRUE(model.wait_for_runs(1));
+	std::promise<void> returned;
+	std::thread waiting([&] {
+		queue.run(withdrawn);
+		returned.set_value();
+	});
+	while (queue.waiting() == 0)
+		std::this_thread::sleep_for(std::chrono::milliseconds(1));
+	Submitter submitter(queue);
+	submitter.submit(behind);
+	EXPECT_TRUE(queue.withdraw(withdrawn));
+	/* Its run() returns while the model still holds the first run. */
+	EXPECT_EQ(returned.get_future().wait_for(std::chrono::seconds(30)), std::future_status::ready);
+	EXPECT_EQ(queue.waiting(), 1u);
+	model.let_go();
+	running.join();
+	waiting.join();
+	submitter.join();
+	EXPECT_TRUE(withdrawn.withdrawn);
+	EXPECT_TRUE(withdrawn.results.empty());
+	EXPECT_TRUE(withdrawn.error.empty());
+	EXPECT_EQ(withdrawn.run_requests, 0u);
+	const std::vector<ModelRun> runs = model.runs();
+	ASSERT_EQ(runs.size(), 2u);
+	EXPECT_EQ(runs[1].marks, (std::vector<int64_t>{ 3 })) << "the withdrawn batch ran";
+	EXPECT_EQ(marks_of(behind), (std::vector<int64_t>{ 3 }));
+	EXPECT_EQ(behind.run_requests, 1u);
+	EXPECT_FALSE(behind.withdrawn);
+}
+
+// A batch withdrawn before its thread queued it does not run: the flush came between the
+// element handing it over and the queue taking it.
+TEST(RunQueue, ABatchWithdrawnBeforeItIsQueuedDoesNotRun)
+{
+	Frames frames;
+	Model model;
+	RunQueue queue(model.function());
+	RunRequest late = request({ frames.frame(1) }, 1);
+	EXPECT_FALSE(queue.withdraw(late)) << "it was not waiting";
+	queue.run(late);
+	EXPECT_TRUE(late.done);
+	EXPECT_TRUE(late.results.empty());
+	EXPECT_TRUE(model.runs().empty());
+	EXPECT_EQ(queue.waiting(), 0u);
+}
+
+// A batch already in a run is not taken out of it: the run goes on and fills in its results.
+TEST(RunQueue, ABatchInARunIsNotTakenBack)
+{
+	Frames frames;
+	Model model;
+	RunQueue queue(model.function());
+	RunRequest busy = request({ frames.frame(1), frames.frame(2) }, 2);
+	model.hold();
+	std::thread running([&] { queue.run(busy); });
+	ASSERT_TRUE(model.wait_for_runs(1));
+	EXPECT_FALSE(queue.withdraw(busy));
+	model.let_go();
+	running.join();
+	EXPECT_TRUE(busy.withdrawn);
+	EXPECT_EQ(marks_of(busy), (std::vector<int64_t>{ 1, 2 }));
+	EXPECT_EQ(model.runs().size(), 1u);
 }
 
 // Many threads queueing batches of random sizes, settings and frame sizes at once: every batch
