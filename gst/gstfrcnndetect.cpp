@@ -519,7 +519,13 @@ std::string preset_names()
 // one at a time, each with its own element's thresholds and sizes, and batches of several
 // elements with the same settings and frame size run together (see RunQueue).
 struct LoadedModel {
-	std::string settings;		// what it was loaded from (model_settings_text)
+	std::string settings;		// what it was loaded from (model_settings_text, with the model
+					// and class count it took)
+	// What its weights file told: the model its keys are of (empty when they do not tell) and
+	// its class count (0 when it does not tell); an element sharing the model tells its own
+	// model and class count from these, as it would from the file.
+	std::string file_arch;
+	int file_classes = 0;
 	std::unique_ptr<frcnn::Detector> detector;
 	std::unique_ptr<frcnn::gst::RunQueue> runs; // runs batches on `detector`
 	int num_classes = 0;
@@ -1404,7 +1410,31 @@ static std::string same_file_text(const std::string &path)
 	return error ? path : canonical.string();
 }
 
-static std::string model_settings_text(const Settings &settings)
+/* The model and class count a model is built with: the settings', else what the weights preset
+ * or the weights file (`file_arch`, `file_classes`) tell, else the model's defaults. `arch` is
+ * the settings' model or the weights preset's. */
+struct ModelChoice {
+	std::string arch;
+	int num_classes = 0;
+};
+
+static ModelChoice choose_model(const Settings &settings, const std::optional<frcnn::WeightsPreset> &preset,
+				const std::string &arch, const std::string &file_arch, int file_classes)
+{
+	ModelChoice choice{ arch, static_cast<int>(settings.num_classes) };
+	/* Without a model property or weights preset, the checkpoint's keys tell the model. */
+	if (!settings.model_set && !preset && !file_arch.empty())
+		choice.arch = file_arch;
+	if (choice.num_classes == 0)
+		choice.num_classes = file_classes > 0 ? file_classes
+				   : preset ? preset->num_classes
+					    : frcnn::model_preset(choice.arch).num_classes;
+	return choice;
+}
+
+/* The settings a model is loaded from, as gst-launch would set them; with `choice`, the model
+ * and class count they come to (so that "num-classes=0" and the weights' own count are one). */
+static std::string model_settings_text(const Settings &settings, const std::optional<ModelChoice> &choice = std::nullopt)
 {
 	const char *precision = frcnn::precision_name(static_cast<frcnn::Precision>(settings.precision));
 	const char *convolutions = "auto";
@@ -1412,8 +1442,10 @@ static std::string model_settings_text(const Settings &settings)
 		convolutions = "onednn";
 	else if (settings.cpu_convolutions == GST_FRCNN_CPU_CONVOLUTIONS_LIBTORCH)
 		convolutions = "libtorch";
-	return std::string("model=") + (settings.model_set ? settings.model : "(unset)") +
-	       " weights=" + same_file_text(settings.weights) + " num-classes=" + std::to_string(settings.num_classes) +
+	const std::string model = choice ? choice->arch : settings.model_set ? settings.model : "(unset)";
+	const guint num_classes = choice ? static_cast<guint>(choice->num_classes) : settings.num_classes;
+	return "model=" + model + " weights=" + same_file_text(settings.weights) +
+	       " num-classes=" + std::to_string(num_classes) +
 	       " device=" + settings.device + " precision=" + precision +
 	       (settings.precision == GST_FRCNN_PRECISION_INT8
 			? " int8-calibration=" + same_file_text(settings.int8_calibration) +
@@ -1474,23 +1506,23 @@ static gboolean gst_frcnn_detect_load_model(GstFrcnnDetect *self, const Settings
 		return FALSE;
 	}
 
-	int num_classes = static_cast<int>(settings.num_classes);
+	int num_classes = 0;
 	/* Read once: what the file holds decides the model, then the model loads from it. */
 	std::shared_ptr<const frcnn::Checkpoint> checkpoint;
 	try {
 		/* Reading the file first tells an unreadable file from one that does not fit. */
 		const auto info = frcnn::gst::checkpoint_info(path);
 		checkpoint = info.checkpoint;
-		const int file_classes = info.num_classes;
-		/* Without a model property or weights preset, the checkpoint's keys tell the model. */
-		if (!settings.model_set && !preset && !info.arch.empty() && info.arch != config.arch) {
+		model.file_arch = info.arch;
+		model.file_classes = info.num_classes;
+		const ModelChoice choice = choose_model(settings, preset, config.arch, info.arch, info.num_classes);
+		if (choice.arch != config.arch) {
 			GST_INFO_OBJECT(self, "weights '%s' are a %s checkpoint", path.c_str(),
 					info.arch.c_str());
-			config = frcnn::model_preset(info.arch);
+			config = frcnn::model_preset(choice.arch);
 		}
-		if (num_classes == 0)
-			num_classes = file_classes > 0 ? file_classes
-					 : preset ? preset->num_classes : config.num_classes;
+		num_classes = choice.num_classes;
+		model.settings = model_settings_text(settings, choice);
 	} catch (const std::exception &e) {
 		GST_FRCNN_DETECT_PROBLEM(self, while_playing, RESOURCE, OPEN_READ,
 				  ("Could not read the weights file '%s': %s. Set 'weights' to a "
@@ -1677,18 +1709,23 @@ static std::optional<ModelSetup> gst_frcnn_detect_setup_model(GstFrcnnDetect *se
 	std::shared_ptr<LoadedModel> model;
 	std::shared_ptr<SharedModel> shared;
 	std::unique_lock<std::mutex> loading;
-	const std::string loaded_from = model_settings_text(settings);
 	const std::string &id = settings.model_instance_id;
 	if (!id.empty()) {
 		shared = shared_models().entry(id);
 		loading = std::unique_lock<std::mutex>(shared->loading);
 		model = shared->model.lock(); // empty once its last element let it go
-		if (model && model->settings != loaded_from) {
+		/* The model and class count this element would take from the same weights file
+		 * (another file differs in its name anyway). */
+		const std::string wanted =
+			model ? model_settings_text(settings, choose_model(settings, preset, config.arch,
+									   model->file_arch, model->file_classes))
+			      : std::string();
+		if (model && model->settings != wanted) {
 			GST_FRCNN_DETECT_PROBLEM(self, while_playing, RESOURCE, SETTINGS,
 					  ("model-instance-id '%s' is in use by a model loaded with other "
 					   "settings (%s; this element has %s): give this element the same "
 					   "model settings or another model-instance-id.",
-					   id.c_str(), model->settings.c_str(), loaded_from.c_str()),
+					   id.c_str(), model->settings.c_str(), model_settings_text(settings).c_str()),
 					  ("the settings differ from those of the shared model"));
 			return std::nullopt;
 		}
@@ -1698,7 +1735,6 @@ static std::optional<ModelSetup> gst_frcnn_detect_setup_model(GstFrcnnDetect *se
 	}
 	if (!model) {
 		model = std::make_shared<LoadedModel>();
-		model->settings = loaded_from;
 		if (!gst_frcnn_detect_load_model(self, settings, preset, config, *model, while_playing))
 			return std::nullopt;
 		if (shared)

@@ -2370,16 +2370,19 @@ TEST(FrcnnDetect, ModelInstanceIdSharesOneModel)
 	HarnessPtr first = harness(weights + "model-instance-id=cameras");
 	ASSERT_EQ(std::remove(copy.c_str()), 0);
 	HarnessPtr second = harness(weights + "model-instance-id=cameras threshold=0.3 batch-size=2");
-	/* The same file by another path: the same model (the file is gone, so it could not load). */
-	{
-		const std::string out_dir = gst_test::out_dir();
-		const std::string folder = out_dir.substr(out_dir.find_last_of('/') + 1);
-		const std::string description = "fakesrc num-buffers=0 ! frcnndetect model=tiny weights=\"" + out_dir +
-						"/./../" + folder + "/shared-model.pth\" model-instance-id=cameras ! fakesink";
+	/* The same file by another path: the same model (the file is gone, so it could not load).
+	 * So are the model and the class count the weights tell, given or not. */
+	const std::string out_dir = gst_test::out_dir();
+	const std::string folder = out_dir.substr(out_dir.find_last_of('/') + 1);
+	for (const std::string &properties : { "model=tiny weights=\"" + out_dir + "/./../" + folder + "/shared-model.pth\"",
+					      weights + "num-classes=4", weights }) {
+		SCOPED_TRACE(properties);
+		const std::string description = "fakesrc num-buffers=0 ! frcnndetect " + properties +
+						" model-instance-id=cameras ! fakesink";
 		GstElement *pipeline = gst_parse_launch(description.c_str(), nullptr);
 		ASSERT_NE(pipeline, nullptr);
 		EXPECT_NE(gst_element_set_state(pipeline, GST_STATE_PAUSED), GST_STATE_CHANGE_FAILURE)
-			<< "another spelling of the file loads a model of its own";
+			<< "the same model settings load a model of their own";
 		gst_element_set_state(pipeline, GST_STATE_NULL);
 		gst_object_unref(pipeline);
 	}
@@ -2389,12 +2392,19 @@ TEST(FrcnnDetect, ModelInstanceIdSharesOneModel)
 	EXPECT_NE(message.find("Could not get the weights"), std::string::npos)
 		<< "another id loads its own model: " << message;
 	g_clear_error(&error);
-	message = state_change_error("model=tiny weights=\"" + gst_test::weights4() +
-					     "\" model-instance-id=cameras", &error);
-	EXPECT_NE(message.find("model-instance-id 'cameras' is in use by a model loaded with other settings"),
-		  std::string::npos) << message;
-	EXPECT_TRUE(error && error->domain == GST_RESOURCE_ERROR);
-	g_clear_error(&error);
+	for (const std::string &other : { "model=tiny weights=\"" + gst_test::weights4() + "\"",
+					 "model=tiny " + weights + "num-classes=5" }) {
+		message = state_change_error(other + " model-instance-id=cameras", &error);
+		EXPECT_NE(message.find("model-instance-id 'cameras' is in use by a model loaded with other settings"),
+			  std::string::npos) << message;
+		EXPECT_TRUE(error && error->domain == GST_RESOURCE_ERROR);
+		g_clear_error(&error);
+	}
+	const std::string file = std::filesystem::weakly_canonical(copy).string();
+	EXPECT_NE(message.find("(model=tiny weights=" + file + " num-classes=4 "), std::string::npos)
+		<< "the shared model's settings are named with the class count it took: " << message;
+	EXPECT_NE(message.find("this element has model=tiny weights=" + file + " num-classes=5 "), std::string::npos)
+		<< message;
 
 	const std::vector<Frame> frames = distinct_frames(6);
 	std::vector<std::vector<frcnn::Detection>> low, high;
