@@ -104,7 +104,7 @@ bool RunQueue::withdraw(RunRequest &request)
 	request.withdrawn = true;
 	const auto waiting = std::find(waiting_.begin(), waiting_.end(), &request);
 	if (waiting == waiting_.end())
-		return false;
+		return !request.in_run && !request.done; /* not queued yet, or in or after a run */
 	waiting_.erase(waiting);
 	request.done = true;
 	finished_.notify_all();
@@ -129,11 +129,15 @@ void RunQueue::run(RunRequest &request)
 		 * among them or not; if not, ours waits for the next turn). */
 		running_ = true;
 		const std::vector<RunRequest *> requests = take_next_run();
+		for (RunRequest *taken : requests)
+			taken->in_run = true;
 		lock.unlock();
 		run_together(requests);
 		lock.lock();
-		for (RunRequest *finished : requests)
+		for (RunRequest *finished : requests) {
+			finished->in_run = false;
 			finished->done = true;
+		}
 		running_ = false;
 		finished_.notify_all();
 	}

@@ -48,6 +48,7 @@ struct RunRequest {
 	// Set by RunQueue::withdraw(): its element no longer wants the results (a flush, a stop).
 	// A request withdrawn before it was taken into a run does not run: run() returns at once.
 	bool withdrawn = false;
+	bool in_run = false; // taken into a run that has not ended
 };
 
 // Batches wait here for their turn on one model. Whoever's turn it is runs, on its own thread,
@@ -79,8 +80,9 @@ public:
 	// Takes back a request that run() was given, or is about to be given, on another thread:
 	// if it waits, it leaves the queue and its run() returns at once without results (a
 	// flushing seek on one stream need not wait for the runs of other streams' batches ahead
-	// of it); if it is in a run, that run goes on and its results are filled in as usual.
-	// Returns whether it left the queue without running.
+	// of it); if it is not queued yet, run() returns at once without results when it comes;
+	// if it is in a run, that run goes on and its results are filled in as usual. Returns
+	// whether it will not run (false: it is in a run, or has run).
 	bool withdraw(RunRequest &request);
 
 	// Whether `later` may run in one batch with `first` (settings and frame sizes only).
