@@ -484,26 +484,6 @@ frcnn::FrameView frame_view(const GstVideoFrame *frame, bool square_pixels, bool
 	return view;
 }
 
-std::string basename_of(const std::string &path)
-{
-	std::size_t slash = path.find_last_of('/');
-	return slash == std::string::npos ? path : path.substr(slash + 1);
-}
-
-// The preset a weights value stands for: its name, or the file name torchvision publishes it
-// under (a file fetched by hand still needs the preset's eps and architecture).
-std::optional<frcnn::WeightsPreset> weights_preset_for(const std::string &weights)
-{
-	if (auto preset = frcnn::find_weights_preset(weights))
-		return preset;
-	const std::string name = basename_of(weights);
-	for (const frcnn::WeightsPreset &preset : frcnn::weights_presets()) {
-		if (!name.empty() && basename_of(preset.url) == name)
-			return preset;
-	}
-	return std::nullopt;
-}
-
 std::string preset_names()
 {
 	std::string names;
@@ -1675,7 +1655,7 @@ static std::optional<ModelSetup> gst_frcnn_detect_setup_model(GstFrcnnDetect *se
 	frcnn::ModelConfig config;
 	std::string arch = settings.model;
 	try {
-		preset = weights_preset_for(settings.weights);
+		preset = frcnn::weights_preset_of(settings.weights);
 		if (preset) {
 			if (settings.model_set && frcnn::model_preset(settings.model).arch !=
 						  frcnn::model_preset(preset->arch).arch) {

@@ -596,6 +596,19 @@ std::optional<WeightsPreset> find_weights_preset(const std::string &name)
 	return std::nullopt;
 }
 
+std::optional<WeightsPreset> weights_preset_of(const std::string &weights)
+{
+	if (std::optional<WeightsPreset> preset = find_weights_preset(weights))
+		return preset;
+	auto file_name = [](const std::string &path) { return path.substr(path.find_last_of('/') + 1); };
+	const std::string name = file_name(weights);
+	for (const WeightsPreset &preset : weights_presets()) {
+		if (!name.empty() && file_name(preset.url) == name)
+			return preset;
+	}
+	return std::nullopt;
+}
+
 std::string hub_checkpoint_dir()
 {
 	// Empty variables count as unset, as the XDG rules say; torch.hub would use a relative path.

@@ -136,7 +136,7 @@ const char *model_options_help()
 DetectorOptions detector_options(const ModelOptions &o)
 {
 	DetectorOptions d;
-	auto preset = find_weights_preset(o.weights);
+	auto preset = weights_preset_of(o.weights);
 	if (!o.weights.empty())
 		d.weights = resolve_weights(o.weights, terminal_progress_bar());
 	// A checkpoint file (not a preset) tells its model by its keys and its number of classes by

@@ -389,7 +389,7 @@ int train(const Options &o)
 		if (arch.empty())
 			arch = resumed->arch;
 	} else if (!o.init_weights.empty()) {
-		const auto preset = frcnn::find_weights_preset(o.init_weights);
+		const auto preset = frcnn::weights_preset_of(o.init_weights);
 		initial = frcnn::read_checkpoint(frcnn::resolve_weights(o.init_weights, frcnn::terminal_progress_bar()));
 		held_arch = preset ? preset->arch : arch_of(*initial);
 		if (arch.empty() && held_arch.empty())

@@ -12,6 +12,8 @@
 
 #include "cli.h"
 #include "frcnn/error.h"
+#include "frcnn/model.h"
+#include "frcnn/weights.h"
 
 namespace {
 
@@ -101,6 +103,29 @@ TEST(ModelOptions, RefusesValuesOutOfRange)
 	EXPECT_TRUE(frcnn::cli::parse_model_option(options, "--threads", "0"));
 	EXPECT_TRUE(frcnn::cli::parse_model_option(options, "--score-threshold", "1"));
 	EXPECT_EQ(options.score_threshold, 1.0);
+}
+
+// A preset's file named by its path is run as the preset is (its model, class count and
+// batch-norm eps, which its tensors do not all tell): the 320 MobileNet's tensors are the 800
+// one's, and the v1 COCO file runs with an eps of 0. The file is not read for these.
+TEST(ModelOptions, APresetsFileByPathRunsAsThePreset)
+{
+	for (const std::string name : { "coco", "coco-mobilenet-320" }) {
+		SCOPED_TRACE(name);
+		const frcnn::WeightsPreset preset = *frcnn::find_weights_preset(name);
+		const std::string path = ::testing::TempDir() + preset.url.substr(preset.url.rfind('/') + 1);
+		std::ofstream(path, std::ios::binary) << "not read";
+		frcnn::cli::ModelOptions options;
+		options.weights = path;
+		const frcnn::DetectorOptions d = frcnn::cli::detector_options(options);
+		EXPECT_EQ(d.weights, path);
+		const frcnn::ModelConfig model = frcnn::model_preset(preset.arch);
+		EXPECT_EQ(d.model.arch, model.arch);
+		EXPECT_EQ(d.model.min_size, model.min_size);
+		EXPECT_EQ(d.model.num_classes, preset.num_classes);
+		EXPECT_EQ(d.model.frozen_bn_eps, preset.frozen_bn_eps);
+		std::remove(path.c_str());
+	}
 }
 
 // --precision of frcnn-detect, frcnn-bench and frcnn-eval reaches the detector's options.

@@ -414,6 +414,23 @@ for arch in sys.argv[1:]:
 	EXPECT_FALSE(frcnn::find_weights_preset(""));
 }
 
+// A preset's file fetched by hand, or from a mirror, is that preset: by its published file name.
+TEST_F(WeightsTest, APresetsFileByPathOrUrlIsThatPreset)
+{
+	for (const frcnn::WeightsPreset &preset : frcnn::weights_presets()) {
+		SCOPED_TRACE(preset.name);
+		const std::string file = preset.url.substr(preset.url.rfind('/') + 1);
+		for (const std::string &weights : { preset.name, file, "/models/" + file, "http://mirror.example/x/" + file }) {
+			const auto found = frcnn::weights_preset_of(weights);
+			ASSERT_TRUE(found) << weights;
+			EXPECT_EQ(found->name, preset.name) << weights;
+		}
+	}
+	for (const std::string &other : { std::string(""), std::string("/models/"), std::string("model.pth"),
+					  std::string("/models/coco") })
+		EXPECT_FALSE(frcnn::weights_preset_of(other)) << other;
+}
+
 TEST_F(WeightsTest, HubDirMatchesTorchHub)
 {
 	const std::string unset = "<unset>";

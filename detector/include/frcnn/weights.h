@@ -19,6 +19,10 @@ struct WeightsPreset {
 
 const std::vector<WeightsPreset> &weights_presets();
 std::optional<WeightsPreset> find_weights_preset(const std::string &name);
+// The preset a weights value stands for: its name, or a file or URL by the file name torchvision
+// publishes it under (a file fetched by hand still needs the preset's architecture, class count
+// and batch-norm eps, which its tensors do not all tell).
+std::optional<WeightsPreset> weights_preset_of(const std::string &weights);
 
 // The folder torchvision caches into: $TORCH_HOME/hub/checkpoints, where TORCH_HOME defaults to
 // $XDG_CACHE_HOME/torch, and XDG_CACHE_HOME to ~/.cache.
