@@ -65,8 +65,10 @@ double to_double(const std::string &name, const std::string &value)
 
 bool parse_model_option(ModelOptions &o, const std::string &name, const std::string &value)
 {
-	if (name == "--arch")
+	if (name == "--arch") {
+		model_preset(value); // an unknown name is an option error, told before anything loads
 		o.arch = value;
+	}
 	else if (name == "--weights")
 		o.weights = value;
 	else if (name == "--num-classes")
@@ -84,8 +86,13 @@ bool parse_model_option(ModelOptions &o, const std::string &name, const std::str
 		if (!(o.score_threshold >= 0 && o.score_threshold <= 1))
 			throw Error("option " + name + " needs a number from 0 to 1, got '" + value + "'");
 	}
-	else if (name == "--device")
+	else if (name == "--device") {
+		const bool cuda_index = value.rfind("cuda:", 0) == 0 && value.size() > 5 &&
+					value.find_first_not_of("0123456789", 5) == std::string::npos && value.size() <= 8;
+		if (value != "cpu" && value != "cuda" && !cuda_index)
+			throw Error("option " + name + " needs cpu, cuda or cuda:N, got '" + value + "'");
 		o.device = value;
+	}
 	else if (name == "--precision")
 		o.precision = parse_precision(value);
 	else if (name == "--cpu-convolutions")
@@ -94,8 +101,12 @@ bool parse_model_option(ModelOptions &o, const std::string &name, const std::str
 		o.int8_calibration = value;
 	else if (name == "--int8-calibration-frames")
 		o.int8_calibration_frames = to_int(name, value, 1);
-	else if (name == "--threads")
+	else if (name == "--threads") {
+		// As frcnndetect's threads: more than the machine has only slows LibTorch down.
 		o.threads = to_int(name, value, 0);
+		if (o.threads > 1024)
+			throw Error("option " + name + " needs an integer from 0 to 1024, got '" + value + "'");
+	}
 	else if (name == "--seed")
 		o.seed = to_int(name, value, 0);
 	else
@@ -130,7 +141,7 @@ const char *model_options_help()
 	       "                         auto: onednn where built and faster, i.e. for\n"
 	       "                         fasterrcnn_resnet50_fpn, its v2 and the MobileNetV3\n"
 	       "                         models; libtorch gives torchvision's numbers exactly)\n"
-	       "  --threads N            CPU threads (default: LibTorch's)\n";
+	       "  --threads N            CPU threads, up to 1024 (default: LibTorch's)\n";
 }
 
 DetectorOptions detector_options(const ModelOptions &o)

@@ -351,7 +351,7 @@ private:
 			const std::string &path = inputs_[index_];
 			cv::Mat bgr;
 			if (cv::haveImageReader(path)) {
-				bgr = cv::imread(path, cv::IMREAD_COLOR);
+				bgr = cv::imread(path, cv::IMREAD_COLOR | cv::IMREAD_IGNORE_ORIENTATION);
 				if (bgr.empty())
 					throw frcnn::Error("cannot read image '" + path + "'");
 				advance();
@@ -786,7 +786,9 @@ BenchOptions parse(int argc, char **argv, bool &help)
 		} else if (!frcnn::cli::parse_model_option(o.model, arg, value))
 			throw frcnn::Error("unknown option " + arg + " (see --help)");
 	}
-	if (o.inputs.empty() && o.save_weights.empty())
+	/* --save-weights alone needs no frames (seeded weights are then not calibrated on any);
+	 * --dump-frames writes the frames of the inputs. */
+	if (o.inputs.empty() && (o.save_weights.empty() || !o.dump_frames.empty()))
 		throw frcnn::Error("no input given: a video or image files (see --help)");
 	if (o.model.weights.empty() && o.model.seed < 0 && o.dump_frames.empty())
 		throw frcnn::Error("no weights given: use --weights FILE|PRESET|URL or --seed N");

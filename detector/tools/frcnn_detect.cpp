@@ -117,7 +117,7 @@ int main(int argc, char **argv)
 	auto read_image = [&pixel_aspect_ratio](const std::string &path) {
 		Image image;
 #if FRCNN_DETECT_OPENCV
-		image.pixels = cv::imread(path, cv::IMREAD_COLOR);
+		image.pixels = cv::imread(path, cv::IMREAD_COLOR | cv::IMREAD_IGNORE_ORIENTATION);
 		if (image.pixels.empty())
 			throw frcnn::Error("cannot read image '" + path + "' (missing, unreadable or not an image)");
 		image.frame.format = frcnn::PixelFormat::BGR;

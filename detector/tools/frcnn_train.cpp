@@ -197,7 +197,7 @@ public:
 	Sample get(size_t index) const override
 	{
 		const auto &e = entries_[index];
-		cv::Mat bgr = cv::imread(e.path, cv::IMREAD_COLOR);
+		cv::Mat bgr = cv::imread(e.path, cv::IMREAD_COLOR | cv::IMREAD_IGNORE_ORIENTATION);
 		if (bgr.empty())
 			throw Error("cannot read training image '" + e.path + "'");
 		cv::Mat rgb;

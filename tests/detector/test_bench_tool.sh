@@ -11,8 +11,8 @@
 #    frcnn-bench saves their weights and dumps its frames,
 #    bench_torchvision.py runs on them, and both count the same FLOPs per frame (within 0.5%) and
 #    the same input shape.
-# 3. Bad options exit with status 2 and a message that names them; a missing or empty input is
-#    named, without warnings of OpenCV's backends.
+# 3. Bad options exit with status 2 and a message that names them (--dump-frames without an
+#    input too); a missing or empty input is named, without warnings of OpenCV's backends.
 set -euo pipefail
 bench=$1
 reference=$2
@@ -191,6 +191,12 @@ if "$bench" --arch tiny --seed 1 "$out/missing.avi" 2> "$out/err"; then
 else
 	grep -q "missing.avi" "$out/err" || { echo "FAIL: missing input: $(cat "$out/err")"; status=1; }
 fi
+# --dump-frames writes the frames of the inputs: without one it is an option error (it crashed
+# when --save-weights, which needs no input, came with it).
+rc=0
+"$bench" --arch tiny --seed 1 --save-weights "$out/w.pth" --dump-frames "$out/frames" 2> "$out/err" || rc=$?
+[ $rc -eq 2 ] && grep -q "no input given" "$out/err" ||
+	{ echo "FAIL: --dump-frames without input: status $rc, $(cat "$out/err")"; status=1; }
 # After "--", an input whose name starts with "--" is an input, not an option.
 ln -s "$video" "$out/--video.avi"
 (cd "$out" && "$bench" --arch tiny --seed 1 --threads 2 --frames 1 --warmup 0 --resize 160x120 --json -- --video.avi) \

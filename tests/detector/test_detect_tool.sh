@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# frcnn-detect as a user runs it (tiny model, seeded weights: no checkpoint needed).
+# 1. A JPEG whose EXIF says to rotate it is read as stored, as torchvision's read_image and PIL
+#    read it (and as COCO's boxes are given): the same size and detections as without the tag.
+# 2. An image that cannot be read is named on stderr, the others are still printed, and the exit
+#    status is 1.
+# 3. Bad options (an unknown model or device, too many threads) exit with status 2 before
+#    anything loads, with a message that names the option.
+set -euo pipefail
+detect=$1
+python=${FRCNN_REF_PYTHON:-/usr/bin/python3}
+if "$detect" --help | grep -q "no OpenCV"; then
+	echo "SKIP: this frcnn-detect reads PPM images only (built without OpenCV)"
+	exit 77
+fi
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+
+"$python" - "$out" <<'PY'
+import sys
+import numpy as np
+from PIL import Image
+import torchvision.io
+
+out = sys.argv[1]
+pixels = (np.random.default_rng(1).random((240, 320, 3)) * 255).astype("uint8")
+image = Image.fromarray(pixels)
+image.save(out + "/plain.jpg", quality=90)
+exif = Image.Exif()
+exif[0x0112] = 6  # Orientation: rotate 90 degrees clockwise to show
+image.save(out + "/rotated.jpg", quality=90, exif=exif.tobytes())
+shape = tuple(torchvision.io.read_image(out + "/rotated.jpg").shape)
+assert shape == (3, 240, 320), "torchvision reads the tagged JPEG as %s" % (shape,)
+PY
+
+status=0
+"$detect" --arch tiny --seed 1 --score-threshold 0 --threads 2 "$out/plain.jpg" "$out/missing.jpg" \
+	"$out/rotated.jpg" > "$out/detections.jsonl" 2> "$out/stderr.txt" || status=$?
+[ "$status" -eq 1 ] || { echo "FAIL: exit status $status with an unreadable image, not 1"; exit 1; }
+grep -q "cannot read image '$out/missing.jpg'" "$out/stderr.txt" ||
+	{ echo "FAIL: the unreadable image is not named:"; cat "$out/stderr.txt"; exit 1; }
+"$python" - "$out/detections.jsonl" <<'PY'
+import json, sys
+lines = [json.loads(line) for line in open(sys.argv[1])]
+assert [line["image"].rsplit("/", 1)[1] for line in lines] == ["plain.jpg", "rotated.jpg"], lines
+plain, rotated = lines
+assert (rotated["width"], rotated["height"]) == (320, 240), \
+    "the EXIF-tagged JPEG was read as %dx%d" % (rotated["width"], rotated["height"])
+assert plain["detections"], "no detections to compare at threshold 0"
+assert rotated["detections"] == plain["detections"], "the tagged JPEG gave other detections"
+print("EXIF orientation: read as stored, %d detections equal" % len(plain["detections"]))
+PY
+
+expect_option_error() {
+	local message=$1
+	shift
+	local status=0
+	"$detect" "$@" "$out/plain.jpg" > /dev/null 2> "$out/stderr.txt" || status=$?
+	[ "$status" -eq 2 ] || { echo "FAIL: '$*' exited with $status, not 2"; exit 1; }
+	grep -qF "$message" "$out/stderr.txt" ||
+		{ echo "FAIL: '$*' did not say '$message':"; cat "$out/stderr.txt"; exit 1; }
+}
+expect_option_error "unknown model 'foo'" --arch foo --seed 1
+expect_option_error "option --device needs cpu, cuda or cuda:N, got 'gpu'" --arch tiny --seed 1 --device gpu
+expect_option_error "option --threads needs an integer from 0 to 1024, got '5000'" --arch tiny --seed 1 --threads 5000
+echo "PASS"
