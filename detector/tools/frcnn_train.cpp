@@ -7,7 +7,9 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <climits>
 #include <cmath>
+#include <limits>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -91,7 +93,9 @@ void usage(FILE *out)
 		"                           FILE.json hold what --resume needs\n"
 		"  --resume FILE            continue from a checkpoint written by --output\n"
 		"  --log FILE               losses as JSON lines, one per iteration\n"
-		"  --seed N, --threads N\n");
+		"  --seed N, --threads N\n"
+		"Exit status: 0 when trained (or nothing was left to train), 2 for a bad option, 1 when\n"
+		"training failed (unreadable data, weights or output, a loss that is no longer finite).\n");
 }
 
 struct Sample {
@@ -173,7 +177,12 @@ public:
 		};
 		for (const auto &image : j["images"]) {
 			try {
-				by_id[image.at("id").get<int64_t>()] = entries_.size();
+				const int64_t id = image.at("id").get<int64_t>();
+				/* A repeated id would leave one of its images without boxes: its objects
+				 * would be trained as background. */
+				if (!by_id.emplace(id, entries_.size()).second)
+					throw Error("'" + json_path + "': images[" + std::to_string(index) + "]: image id " +
+						    std::to_string(id) + " is listed twice");
 				entries_.push_back({images_dir + "/" + image.at("file_name").get<std::string>(), {}, {}});
 			} catch (const nlohmann::json::exception &e) {
 				throw where("images", e);
@@ -315,8 +324,6 @@ void progress(int epoch, int epochs, int it, int iterations, const std::map<std:
 // Refuses an --output that cannot be written before any training: an epoch can take hours.
 void check_output(const std::string &output)
 {
-	if (output.empty())
-		throw Error("no --output given: where should the checkpoint go?");
 	struct stat st;
 	if (::stat(output.c_str(), &st) == 0 && S_ISDIR(st.st_mode))
 		throw Error("--output '" + output + "' is a folder; give the checkpoint's file name");
@@ -407,11 +414,7 @@ int train(const Options &o)
 						       (size_t)o.iterations * o.batch_size * o.epochs);
 		if (num_classes == 0)
 			num_classes = (int)frcnn::shapes_class_names().size();
-	} else if (!o.synthetic.empty()) {
-		throw Error("unknown --synthetic '" + o.synthetic + "' (known: shapes)");
-	} else if (!o.coco_json.empty()) {
-		if (o.images_dir.empty())
-			throw Error("--coco-json needs --images DIR, the folder its file names are in");
+	} else {
 		auto coco = std::make_unique<CocoDataset>(o.coco_json, o.images_dir);
 		if (num_classes == 0)
 			num_classes = (int)coco->max_label() + 1;
@@ -419,8 +422,6 @@ int train(const Options &o)
 			throw Error("the dataset has category id " + std::to_string(coco->max_label()) +
 				    " but --num-classes is " + std::to_string(num_classes));
 		data = std::move(coco);
-	} else {
-		throw Error("no data: use --synthetic shapes or --coco-json FILE --images DIR");
 	}
 
 	frcnn::ModelConfig config = frcnn::model_preset(arch);
@@ -550,6 +551,13 @@ int train(const Options &o)
 			progress(epoch, o.epochs, it + 1, iterations, average, seconds);
 		}
 
+		// A last step can still make weights that are not finite (the loss before it was):
+		// such a checkpoint would detect nothing, without a word.
+		for (const auto &parameter : model->named_parameters()) {
+			if (!torch::isfinite(parameter.value()).all().item<bool>())
+				throw Error("training diverged in epoch " + std::to_string(epoch + 1) + ": '" +
+					    parameter.key() + "' is no longer finite; lower --lr (nothing written for this epoch)");
+		}
 		// The checkpoint, then what resuming needs, each written to a temporary name first.
 		model->eval();
 		frcnn::write_checkpoint(o.output + ".tmp", model->state_dict());
@@ -591,43 +599,84 @@ int main(int argc, char **argv)
 				usage(stdout);
 				return 0;
 			}
-			const auto to_int = [&]() { return frcnn::cli::to_int(arg, value); };
-			const auto to_double = [&]() { return frcnn::cli::to_double(arg, value); };
-			if (arg == "--arch") o.arch = value;
-			else if (arg == "--num-classes") o.num_classes = to_int();
-			else if (arg == "--trainable-layers") o.trainable_layers = to_int();
+			if (!next.option())
+				throw Error("unexpected argument '" + arg + "': the data and the output are given by options (see --help)");
+			const auto to_int = [&](int min = 0, int max = INT_MAX) {
+				const int v = frcnn::cli::to_int(arg, value, min);
+				if (v > max)
+					throw Error("option " + arg + " needs an integer from " + std::to_string(min) + " to " +
+						    std::to_string(max) + ", got '" + value + "'");
+				return v;
+			};
+			// A number in [min, max] (or above min when `above`): NaN and infinities are refused.
+			const auto to_double = [&](double min, double max, bool above = false) {
+				const double v = frcnn::cli::to_double(arg, value);
+				if (!std::isfinite(v) || v < min || (above && v == min) || v > max) {
+					const auto text = [](double number) {
+						char buffer[32];
+						std::snprintf(buffer, sizeof buffer, "%g", number);
+						return std::string(buffer);
+					};
+					throw Error("option " + arg + " needs a number " + (above ? "above " : "from ") +
+						    text(min) + (std::isfinite(max) ? " to " + text(max) : "") +
+						    ", got '" + value + "'");
+				}
+				return v;
+			};
+			constexpr double kUnbounded = std::numeric_limits<double>::infinity();
+			if (arg == "--arch") {
+				frcnn::model_preset(value); // an unknown name is an option error
+				o.arch = value;
+			}
+			else if (arg == "--num-classes") o.num_classes = to_int(0, 100001);
+			else if (arg == "--trainable-layers") o.trainable_layers = to_int(0, 6);
 			else if (arg == "--weights") o.init_weights = value;
 			else if (arg == "--synthetic") o.synthetic = value;
 			else if (arg == "--coco-json") o.coco_json = value;
 			else if (arg == "--images") o.images_dir = value;
-			else if (arg == "--epochs") o.epochs = to_int();
-			else if (arg == "--iterations") o.iterations = to_int();
-			else if (arg == "--batch-size") o.batch_size = to_int();
-			else if (arg == "--lr") o.lr = to_double();
-			else if (arg == "--momentum") o.momentum = to_double();
-			else if (arg == "--weight-decay") o.weight_decay = to_double();
+			else if (arg == "--epochs") o.epochs = to_int(1);
+			else if (arg == "--iterations") o.iterations = to_int(1);
+			else if (arg == "--batch-size") o.batch_size = to_int(1);
+			else if (arg == "--lr") o.lr = to_double(0, kUnbounded, true);
+			else if (arg == "--momentum") o.momentum = to_double(0, 1);
+			else if (arg == "--weight-decay") o.weight_decay = to_double(0, kUnbounded);
 			else if (arg == "--schedule") o.schedule = value;
 			else if (arg == "--lr-steps") o.lr_steps = parse_int_list(value);
-			else if (arg == "--warmup") o.warmup = to_int();
-			else if (arg == "--hflip") o.hflip = to_double();
+			else if (arg == "--warmup") o.warmup = to_int(0);
+			else if (arg == "--hflip") o.hflip = to_double(0, 1);
 			else if (arg == "--resume") o.resume = value;
 			else if (arg == "--output") o.output = value;
 			else if (arg == "--log") o.log = value;
 			else if (arg == "--seed") o.seed = (uint64_t)frcnn::cli::to_int(arg, value, 0);
-			else if (arg == "--threads") o.threads = to_int();
-			else if (arg == "--min-size") o.min_size = to_int();
-			else if (arg == "--max-size") o.max_size = to_int();
-			else if (arg == "--width") o.width = to_int();
-			else if (arg == "--rpn-pre-nms") o.rpn_pre_nms = to_int();
-			else if (arg == "--rpn-post-nms") o.rpn_post_nms = to_int();
-			else if (arg == "--box-batch-size") o.box_batch = to_int();
-			else if (arg == "--height") o.height = to_int();
+			else if (arg == "--threads") o.threads = to_int(0, 1024);
+			else if (arg == "--min-size") o.min_size = to_int(0, 8192);
+			else if (arg == "--max-size") o.max_size = to_int(0, 8192);
+			else if (arg == "--width") o.width = to_int(8, 16384);
+			else if (arg == "--height") o.height = to_int(8, 16384);
+			else if (arg == "--rpn-pre-nms") o.rpn_pre_nms = to_int(0);
+			else if (arg == "--rpn-post-nms") o.rpn_post_nms = to_int(0);
+			else if (arg == "--box-batch-size") o.box_batch = to_int(0);
 			else throw Error("unknown option " + arg + " (see --help)");
 		}
 		if (o.schedule != "cosine" && o.schedule != "step" && o.schedule != "constant")
 			throw Error("--schedule must be cosine, step or constant, got '" + o.schedule + "'");
-		if (o.epochs < 1 || o.batch_size < 1 || o.iterations < 1)
-			throw Error("--epochs, --batch-size and --iterations must be at least 1");
+		if (!o.synthetic.empty() && !o.coco_json.empty())
+			throw Error("--synthetic and --coco-json both given: train on one of them");
+		if (!o.synthetic.empty() && o.synthetic != "shapes")
+			throw Error("unknown --synthetic '" + o.synthetic + "' (known: shapes)");
+		if (o.synthetic.empty() && o.coco_json.empty())
+			throw Error("no data: use --synthetic shapes or --coco-json FILE --images DIR");
+		if (!o.coco_json.empty() && o.images_dir.empty())
+			throw Error("--coco-json needs --images DIR, the folder its file names are in");
+		if (o.output.empty())
+			throw Error("no --output given: where should the checkpoint go?");
+		if (!o.resume.empty() && !o.init_weights.empty())
+			throw Error("--resume continues from the weights it wrote: leave --weights out");
+	} catch (const std::exception &e) {
+		std::fprintf(stderr, "frcnn-train: %s\n", e.what());
+		return 2;
+	}
+	try {
 		return train(o);
 	} catch (const std::exception &e) {
 		// On a terminal the progress bar may hold the line: end it first.

@@ -7,9 +7,12 @@
 # 3. A two-image COCO file: the class count comes from the category ids (crowd boxes left out).
 # 4. A missing COCO file, unknown or malformed options, a category id above --num-classes and an
 #    annotation's bbox that is not four numbers exit non-zero with a one-line message naming the
-#    problem; so do category id 0, an image whose id is not a number, --coco-json without
-#    --images, an --output that is a folder or cannot be created (before any training), and
-#    fine-tuning from another model's weights with an explicit --arch.
+#    problem; so do category id 0, an image whose id is not a number or is repeated, --coco-json
+#    without --images, values that cannot train (a rate that is not a positive number, a
+#    momentum or flip probability outside 0..1), conflicting options, an --output that is a
+#    folder or cannot be created (before any training), fine-tuning from another model's
+#    weights with an explicit --arch, and a last step whose weights overflow (nothing written).
+#    Bad options exit with status 2, failures with 1.
 # 5. Fine-tuning from torchvision's MobileNetV3 weights without --arch trains that model (not tiny);
 #    --resume without --arch goes on with it; resuming a run whose epochs are done writes nothing.
 set -euo pipefail
@@ -152,52 +155,87 @@ print("frcnn-train runs: %d checks failed" % len(failures))
 sys.exit(1 if failures else 0)
 PY
 
-# Each error: a non-zero status, one line of message with the expected text, no checkpoint.
+# Each error: its status (2 for a bad option, 1 for a failure), one line of message with the
+# expected text, no checkpoint.
 status=0
 expect_error() {
-	local text=$1
-	shift
+	local expected_rc=$1 text=$2
+	shift 2
 	local rc=0
 	"$train" "$@" --output "$out/error.pth" > /dev/null 2> "$out/err" || rc=$?
 	local lines
 	lines=$(wc -l < "$out/err")
 	if [ $rc -eq 0 ]; then
 		echo "FAIL: accepted: $*"; status=1
+	elif [ $rc -ne "$expected_rc" ]; then
+		echo "FAIL: $*: status $rc, not $expected_rc: $(cat "$out/err")"; status=1
 	elif [ "$lines" -ne 1 ] || ! grep -qF -- "$text" "$out/err"; then
 		echo "FAIL: $*: status $rc, expected one line with \"$text\", got: $(cat "$out/err")"; status=1
 	elif [ -e "$out/error.pth" ]; then
 		echo "FAIL: $*: wrote a checkpoint"; status=1
 	fi
 }
-expect_error "cannot open the COCO file '$out/coco/missing.json'" \
+expect_error 1 "cannot open the COCO file '$out/coco/missing.json'" \
 	--coco-json "$out/coco/missing.json" --images "$out/coco" --threads 1
-expect_error "unknown option --no-such-option" --synthetic shapes --no-such-option 3
-expect_error "option --batch-size needs an integer, got 'two'" --synthetic shapes --batch-size two
-expect_error "the dataset has category id 5 but --num-classes is 3" \
+expect_error 2 "unknown option --no-such-option" --synthetic shapes --no-such-option 3
+expect_error 2 "option --batch-size needs an integer >= 1, got 'two'" --synthetic shapes --batch-size two
+expect_error 1 "the dataset has category id 5 but --num-classes is 3" \
 	--coco-json "$out/coco/instances.json" --images "$out/coco" --num-classes 3 --threads 1
 # An annotation whose bbox is not four numbers.
 for bbox in '[]' '[10, 10]' '[1, 2, "3", 4]'; do
 	"$python" -c 'import json, sys; d = json.load(open(sys.argv[1])); d["annotations"][0]["bbox"] = json.loads(sys.argv[2]); json.dump(d, open(sys.argv[3], "w"))' \
 		"$out/coco/instances.json" "$bbox" "$out/coco/bad-bbox.json"
-	expect_error "annotation 1: its bbox is not [x, y, width, height]" \
+	expect_error 1 "annotation 1: its bbox is not [x, y, width, height]" \
 		--coco-json "$out/coco/bad-bbox.json" --images "$out/coco" --threads 1
 done
 # COCO files with a background category, an image id that is not a number; no --images.
 "$python" -c 'import json, sys; d = json.load(open(sys.argv[1])); d["annotations"][0]["category_id"] = 0; json.dump(d, open(sys.argv[2], "w"))' \
 	"$out/coco/instances.json" "$out/coco/category0.json"
-expect_error "annotation 1: category id 0 is not from 1 to 100000 (0 is the background)" \
+expect_error 1 "annotation 1: category id 0 is not from 1 to 100000 (0 is the background)" \
 	--coco-json "$out/coco/category0.json" --images "$out/coco" --threads 1
 "$python" -c 'import json, sys; d = json.load(open(sys.argv[1])); d["images"][1]["id"] = "11"; json.dump(d, open(sys.argv[2], "w"))' \
 	"$out/coco/instances.json" "$out/coco/string-id.json"
-expect_error "'$out/coco/string-id.json': images[1]: [json.exception.type_error.302] type must be number" \
+expect_error 1 "'$out/coco/string-id.json': images[1]: [json.exception.type_error.302] type must be number" \
 	--coco-json "$out/coco/string-id.json" --images "$out/coco" --threads 1
-expect_error "--coco-json needs --images DIR" --coco-json "$out/coco/instances.json" --threads 1
+expect_error 2 "--coco-json needs --images DIR" --coco-json "$out/coco/instances.json" --threads 1
+# A repeated image id would train one image's objects as background.
+"$python" -c 'import json, sys; d = json.load(open(sys.argv[1])); d["images"].append(dict(d["images"][0])); json.dump(d, open(sys.argv[2], "w"))' \
+	"$out/coco/instances.json" "$out/coco/repeated-id.json"
+expect_error 1 "'$out/coco/repeated-id.json': images[2]: image id " \
+	--coco-json "$out/coco/repeated-id.json" --images "$out/coco" --threads 1
+# Values that cannot train: refused before anything loads.
+for bad in "--lr nan:option --lr needs a number above 0, got 'nan'" \
+	"--lr inf:option --lr needs a number above 0, got 'inf'" \
+	"--lr -1:option --lr needs a number above 0, got '-1'" \
+	"--momentum 1.5:option --momentum needs a number from 0 to 1, got '1.5'" \
+	"--weight-decay -1:option --weight-decay needs a number from 0, got '-1'" \
+	"--hflip 5:option --hflip needs a number from 0 to 1, got '5'" \
+	"--trainable-layers -1:option --trainable-layers needs an integer >= 0, got '-1'" \
+	"--min-size 9000:option --min-size needs an integer from 0 to 8192, got '9000'" \
+	"--arch resnet:unknown model 'resnet'" \
+	"extra:unexpected argument 'extra'"; do
+	# shellcheck disable=SC2086 # the option and its value are two words
+	expect_error 2 "${bad#*:}" --synthetic shapes ${bad%%:*}
+done
+expect_error 2 "--synthetic and --coco-json both given" --synthetic shapes --coco-json "$out/coco/instances.json" \
+	--images "$out/coco"
+expect_error 2 "--resume continues from the weights it wrote: leave --weights out" --synthetic shapes \
+	--resume "$out/shapes.pth" --weights "$out/shapes.pth"
+# A last step that makes the weights overflow: nothing is written (the epoch's progress line
+# comes before the message).
+rc=0
+"$train" "${small[@]}" --synthetic shapes --width 160 --height 120 --iterations 1 --epochs 1 --batch-size 1 \
+	--warmup 0 --schedule constant --lr 3e38 --output "$out/diverged.pth" > /dev/null 2> "$out/err" || rc=$?
+if [ $rc -ne 1 ] || ! grep -q "^frcnn-train: training diverged in epoch 1: '.*' is no longer finite; lower --lr" "$out/err" ||
+	compgen -G "$out/diverged.pth*" > /dev/null; then
+	echo "FAIL: overflowing weights: status $rc, $(ls "$out"/diverged.pth* 2>/dev/null) $(cat "$out/err")"; status=1
+fi
 
 # A torchvision MobileNetV3 FPN model's weights (random, 5 classes).
 "$python" -c 'import sys, torch, torchvision
 m = torchvision.models.detection.fasterrcnn_mobilenet_v3_large_fpn(weights=None, weights_backbone=None, num_classes=5)
 torch.save(m.state_dict(), sys.argv[1])' "$out/mobilenet.pth"
-expect_error "only 0 of the 330 tensors of the weights '$out/mobilenet.pth' fit model 'tiny': they are for 'fasterrcnn_mobilenet_v3_large_fpn'" \
+expect_error 1 "only 0 of the 330 tensors of the weights '$out/mobilenet.pth' fit model 'tiny': they are for 'fasterrcnn_mobilenet_v3_large_fpn'" \
 	"${small[@]}" --synthetic shapes --weights "$out/mobilenet.pth"
 
 # --output is checked before training: these would fail after an epoch otherwise.
