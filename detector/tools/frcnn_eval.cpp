@@ -72,10 +72,9 @@ int main(int argc, char **argv)
 		frcnn::EvalDataset dataset = frcnn::load_ground_truth(truth_path);
 		frcnn::load_detections(detections_path, dataset);
 		const frcnn::EvalResult result = frcnn::evaluate_coco(dataset, params);
-		if (as_json)
-			std::printf("%s\n", frcnn::eval_result_json(result).c_str());
-		else
-			std::printf("%s", frcnn::eval_result_table(result).c_str());
+		/* Written whole: a class name may hold a NUL character. */
+		const std::string text = as_json ? frcnn::eval_result_json(result) + "\n" : frcnn::eval_result_table(result);
+		std::fwrite(text.data(), 1, text.size(), stdout);
 	} catch (const std::exception &e) {
 		std::fprintf(stderr, "frcnn-eval: %s\n", e.what());
 		return 1;

@@ -52,9 +52,10 @@ struct Box {
 	double x, y, w, h;
 };
 
-Box xywh(double x1, double y1, double x2, double y2)
+template <typename Boxed> Box xywh(const Boxed &b)
 {
-	return { x1, y1, x2 - x1, y2 - y1 };
+	return { b.x1, b.y1, b.coco_size.width >= 0 ? b.coco_size.width : b.x2 - b.x1,
+		 b.coco_size.height >= 0 ? b.coco_size.height : b.y2 - b.y1 };
 }
 
 // maskApi.c bbIou: for a crowd region the union is the detection's own area.
@@ -255,14 +256,14 @@ EvalResult evaluate_coco(const EvalDataset &dataset, const EvalParams &params)
 			for (const EvalGroundTruth &g : images[i]->ground_truth) {
 				if (g.category != category.id)
 					continue;
-				const Box box = xywh(g.x1, g.y1, g.x2, g.y2);
+				const Box box = xywh(g);
 				gts[i].push_back({ box, g.area >= 0 ? g.area : box.w * box.h, g.crowd, 0 });
 				cr.ground_truth += g.crowd ? 0 : 1;
 			}
 			for (const EvalDetection &d : images[i]->detections) {
 				if (d.category != category.id)
 					continue;
-				const Box box = xywh(d.x1, d.y1, d.x2, d.y2);
+				const Box box = xywh(d);
 				dts[i].push_back({ box, box.w * box.h, false, d.score });
 			}
 			std::stable_sort(dts[i].begin(), dts[i].end(),

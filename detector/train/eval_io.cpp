@@ -44,10 +44,12 @@ std::string read_text(const std::string &path)
 struct Where {
 	const std::string &path;
 	std::size_t line; // 0: the whole file
+	std::string entry = {}; // in a JSON array: which of its entries ("result 3")
 
 	[[noreturn]] void fail(const std::string &what) const
 	{
-		throw Error(path + (line ? ":" + std::to_string(line) : std::string()) + ": " + what);
+		throw Error(path + (line ? ":" + std::to_string(line) : std::string()) +
+			    (entry.empty() ? std::string() : ": " + entry) + ": " + what);
 	}
 };
 
@@ -96,7 +98,19 @@ int64_t integer(const json &v, const Where &where, const std::string &what)
 }
 
 // [x1, y1, x2, y2] from "box", or [x, y, w, h] from a COCO "bbox".
-std::array<double, 4> read_box(const json &entry, const Where &where)
+// A box as read: its corners, and for a COCO [x, y, width, height] box its size as given.
+struct ReadBox {
+	double x1, y1, x2, y2;
+	CocoSize coco_size;
+
+	template <typename Boxed> void into(Boxed &boxed) const
+	{
+		boxed.x1 = x1, boxed.y1 = y1, boxed.x2 = x2, boxed.y2 = y2;
+		boxed.coco_size = coco_size;
+	}
+};
+
+ReadBox read_box(const json &entry, const Where &where)
 {
 	const bool coco = !entry.contains("box") && entry.contains("bbox");
 	const json &v = coco ? entry["bbox"] : entry.value("box", json());
@@ -106,13 +120,17 @@ std::array<double, 4> read_box(const json &entry, const Where &where)
 	std::array<double, 4> b;
 	for (int k = 0; k < 4; k++)
 		b[k] = number(v[k], where, coco ? "\"bbox\"" : "\"box\"");
+	ReadBox box{ b[0], b[1], b[2], b[3], {} };
 	if (coco) {
-		b[2] += b[0];
-		b[3] += b[1];
+		if (b[2] < 0 || b[3] < 0)
+			where.fail("box " + v.dump() + " has a negative width or height");
+		box.x2 = b[0] + b[2];
+		box.y2 = b[1] + b[3];
+		box.coco_size = { b[2], b[3] };
 	}
-	if (b[2] < b[0] || b[3] < b[1])
+	if (box.x2 < box.x1 || box.y2 < box.y1)
 		where.fail("box " + v.dump() + " has a negative width or height");
-	return b;
+	return box;
 }
 
 // A box's category as the file gives it: an id, a name, or both.
@@ -259,25 +277,25 @@ EvalDataset load_coco_ground_truth(const std::string &path, const json &root)
 	const json &categories = root.value("categories", json::array());
 	if (!categories.is_array())
 		where.fail("\"categories\" must be an array");
+	/* By id, as pycocotools keeps them (a dict): an id listed twice is one category, with the
+	 * name listed last, and categories are evaluated in id order. */
+	std::map<int64_t, std::string> known_categories;
 	for (const json &c : categories) {
 		if (!c.is_object() || !c.contains("id"))
 			where.fail("each category needs an \"id\", got " + c.dump());
-		EvalCategory category;
-		category.id = integer(c["id"], where, "a category's \"id\"");
-		category.name = c.value("name", "class " + std::to_string(category.id));
-		dataset.categories.push_back(category);
+		const int64_t id = integer(c["id"], where, "a category's \"id\"");
+		known_categories[id] = c.value("name", "class " + std::to_string(id));
 	}
-	std::stable_sort(dataset.categories.begin(), dataset.categories.end(),
-			 [](const EvalCategory &a, const EvalCategory &b) { return a.id < b.id; });
-	std::map<int64_t, int> known_categories;
-	for (const EvalCategory &c : dataset.categories)
-		known_categories[c.id]++;
+	for (const auto &[id, name] : known_categories)
+		dataset.categories.push_back({ id, name });
 
 	const json &images = root["images"];
 	if (!images.is_array())
 		where.fail("\"images\" must be an array");
 	std::map<int64_t, std::size_t> image_index;
-	for (const json &im : images) {
+	for (std::size_t i = 0; i < images.size(); i++) {
+		const json &im = images[i];
+		const Where where{ path, 0, "images[" + std::to_string(i) + "]" };
 		if (!im.is_object() || !im.contains("id"))
 			where.fail("each image needs an \"id\", got " + im.dump());
 		EvalImage image;
@@ -293,7 +311,9 @@ EvalDataset load_coco_ground_truth(const std::string &path, const json &root)
 	const json &annotations = root.value("annotations", json::array());
 	if (!annotations.is_array())
 		where.fail("\"annotations\" must be an array");
-	for (const json &a : annotations) {
+	for (std::size_t i = 0; i < annotations.size(); i++) {
+		const json &a = annotations[i];
+		const Where where{ path, 0, "annotations[" + std::to_string(i) + "]" };
 		if (!a.is_object())
 			where.fail("each annotation must be an object, got " + a.dump());
 		const int64_t image_id = integer(a.value("image_id", json()), where,
@@ -307,9 +327,8 @@ EvalDataset load_coco_ground_truth(const std::string &path, const json &root)
 		// COCOeval only evaluates the listed categories.
 		if (known_categories.count(category) == 0)
 			continue;
-		const auto b = read_box(a, where);
 		EvalGroundTruth g;
-		g.x1 = b[0], g.y1 = b[1], g.x2 = b[2], g.y2 = b[3];
+		read_box(a, where).into(g);
 		g.category = category;
 		g.crowd = read_crowd(a, where);
 		if (a.contains("area") && !a["area"].is_null())
@@ -317,6 +336,40 @@ EvalDataset load_coco_ground_truth(const std::string &path, const json &root)
 		dataset.images[im->second].ground_truth.push_back(g);
 	}
 	return dataset;
+}
+
+/* A category the ground truth named without an id on some lines and with one id on others is
+ * that id's: its boxes of the lines before the id came are moved to it, so that the order of
+ * the lines does not split a class in two. A name given with several ids stays apart. */
+void merge_named_categories(EvalDataset &dataset)
+{
+	std::map<int64_t, int64_t> merged; // name-only id -> the id of that name
+	for (const EvalCategory &named : dataset.categories) {
+		if (named.id >= 0)
+			continue;
+		int64_t id = -1;
+		int ids = 0;
+		for (const EvalCategory &other : dataset.categories) {
+			if (other.id >= 0 && other.name == named.name) {
+				id = other.id;
+				ids++;
+			}
+		}
+		if (ids == 1)
+			merged[named.id] = id;
+	}
+	if (merged.empty())
+		return;
+	for (EvalImage &image : dataset.images) {
+		for (EvalGroundTruth &g : image.ground_truth) {
+			const auto it = merged.find(g.category);
+			if (it != merged.end())
+				g.category = it->second;
+		}
+	}
+	dataset.categories.erase(std::remove_if(dataset.categories.begin(), dataset.categories.end(),
+						[&](const EvalCategory &c) { return merged.count(c.id) != 0; }),
+				 dataset.categories.end());
 }
 
 EvalDataset load_lines_ground_truth(const std::string &path, const std::string &text)
@@ -347,9 +400,8 @@ EvalDataset load_lines_ground_truth(const std::string &path, const std::string &
 		for (const json &entry : boxes) {
 			if (!entry.is_object())
 				where.fail("each box must be an object, got " + entry.dump());
-			const auto b = read_box(entry, where);
 			EvalGroundTruth g;
-			g.x1 = b[0], g.y1 = b[1], g.x2 = b[2], g.y2 = b[3];
+			read_box(entry, where).into(g);
 			g.category = categories.add(read_label(entry, where), where);
 			g.crowd = read_crowd(entry, where);
 			if (entry.contains("area") && !entry["area"].is_null())
@@ -358,6 +410,7 @@ EvalDataset load_lines_ground_truth(const std::string &path, const std::string &
 		}
 		dataset.images.push_back(std::move(image));
 	}
+	merge_named_categories(dataset);
 	// Categories with ids in id order (as COCOeval sorts them), name-only ones after them.
 	std::stable_sort(dataset.categories.begin(), dataset.categories.end(),
 			 [](const EvalCategory &a, const EvalCategory &b) {
@@ -439,12 +492,12 @@ void add_detection(EvalImage &image, const Categories &categories, const json &e
 {
 	if (!entry.is_object())
 		where.fail("each detection must be an object, got " + entry.dump());
-	const auto b = read_box(entry, where);
+	const ReadBox box = read_box(entry, where);
 	const LabelRef label = read_label(entry, where);
 	if (!entry.contains("score") || entry["score"].is_null())
 		where.fail("a detection has no \"score\"");
 	EvalDetection d;
-	d.x1 = b[0], d.y1 = b[1], d.x2 = b[2], d.y2 = b[3];
+	box.into(d);
 	d.score = number(entry["score"], where, "\"score\"");
 	if (!label.has_id && label.name.empty())
 		where.fail("a detection has neither \"label_id\" nor \"label\"");
@@ -479,10 +532,10 @@ void load_detections(const std::string &path, EvalDataset &dataset)
 	if (!root.is_discarded() && root.is_array()) {
 		// COCO results: [{"image_id", "category_id", "bbox", "score"}, ...]
 		for (std::size_t i = 0; i < root.size(); i++) {
-			const Where where{ path, 0 };
+			const Where where{ path, 0, "result " + std::to_string(i) };
 			const json &r = root[i];
 			if (!r.is_object() || !r.contains("image_id"))
-				where.fail("result " + std::to_string(i) + " has no \"image_id\"");
+				where.fail("no \"image_id\"");
 			add_detection(images.find(r, i, where), categories, r, where);
 		}
 		return;
@@ -624,17 +677,18 @@ std::string eval_result_table(const EvalResult &result)
 	std::size_t width = 5;
 	for (const std::string &k : keys)
 		width = std::max(width, k.size());
-	char line[256];
-	std::snprintf(line, sizeof(line), "%-*s  %5s  %5s  %5s  %8s  %10s\n", static_cast<int>(width),
-		      "class", "AP", "AP50", "AP75", "boxes", "detections");
-	s << line;
+	/* The class column as wide as its longest name (names may be long: not through a buffer of
+	 * fixed size), the numbers after it. */
+	char numbers[128];
+	std::snprintf(numbers, sizeof(numbers), "  %5s  %5s  %5s  %8s  %10s\n", "AP", "AP50", "AP75", "boxes",
+		      "detections");
+	s << "class" << std::string(width - 5, ' ') << numbers;
 	for (std::size_t i = 0; i < keys.size(); i++) {
 		const CategoryResult &c = result.per_class[i];
 		s << keys[i] << std::string(width - keys[i].size(), ' ');
-		std::snprintf(line, sizeof(line), "  %5s  %5s  %5s  %8d  %10d\n", ap_text(c.ap).c_str(),
-			      ap_text(c.ap50).c_str(), ap_text(c.ap75).c_str(), c.ground_truth,
-			      c.detections);
-		s << line;
+		std::snprintf(numbers, sizeof(numbers), "  %5s  %5s  %5s  %8d  %10d\n", ap_text(c.ap).c_str(),
+			      ap_text(c.ap50).c_str(), ap_text(c.ap75).c_str(), c.ground_truth, c.detections);
+		s << numbers;
 	}
 	return s.str();
 }

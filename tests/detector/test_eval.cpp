@@ -445,6 +445,97 @@ TEST(EvalFiles, NameOnlyGroundTruth)
 	EXPECT_NEAR(r.ap, 1.0, kTol);
 }
 
+// A class named without an id on some ground-truth lines and with one on others is one class,
+// whichever line comes first; a name given with two ids stays two classes.
+TEST(EvalFiles, AClassNamedWithAndWithoutItsIdIsOneClass)
+{
+	const std::string name_only = R"({"frame": 0, "detections": [{"box": [0, 0, 10, 10], "label": "square"}]})";
+	const std::string with_id =
+		R"({"frame": 1, "detections": [{"box": [0, 0, 10, 10], "label": "square", "label_id": 1}]})";
+	const std::string dets = temp_file("merge_det.jsonl",
+		R"({"frame": 0, "detections": [{"box": [0, 0, 10, 10], "label_id": 1, "score": 0.9}]})" "\n"
+		R"({"frame": 1, "detections": [{"box": [0, 0, 10, 10], "label_id": 1, "score": 0.8}]})" "\n");
+	for (const bool name_first : { true, false }) {
+		SCOPED_TRACE(name_first ? "name-only line first" : "line with the id first");
+		const std::string truth = temp_file("merge_gt.jsonl", name_first ? name_only + "\n" + with_id + "\n"
+										: with_id + "\n" + name_only + "\n");
+		EvalDataset ds = frcnn::load_ground_truth(truth);
+		ASSERT_EQ(ds.categories.size(), 1u);
+		EXPECT_EQ(ds.categories[0].id, 1);
+		frcnn::load_detections(dets, ds);
+		const EvalResult r = frcnn::evaluate_coco(ds);
+		ASSERT_EQ(r.per_class.size(), 1u);
+		EXPECT_EQ(r.per_class[0].ground_truth, 2);
+		EXPECT_NEAR(r.ap, 1.0, kTol);
+	}
+	const std::string two_ids = temp_file("two_ids_gt.jsonl",
+		R"({"frame": 0, "detections": [{"box": [0, 0, 10, 10], "label": "car", "label_id": 3},)"
+		R"({"box": [20, 0, 30, 10], "label": "car", "label_id": 7}, {"box": [40, 0, 50, 10], "label": "car"}]})" "\n");
+	EXPECT_EQ(frcnn::load_ground_truth(two_ids).categories.size(), 2u)
+		<< "a name-only box of a name with two ids joined one of them";
+}
+
+// A COCO box's width and height are taken as given, as pycocotools does: x + w - x may differ
+// from w in the last bits, and an IoU of exactly 0.5 then falls on the other side.
+TEST(EvalFiles, CocoBoxSizesAreTakenAsGiven)
+{
+	const std::string truth = temp_file("size_gt.json", R"({
+		"images": [{"id": 1, "width": 200, "height": 200}],
+		"categories": [{"id": 1, "name": "a"}],
+		"annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [49.5, 44.9, 32.9, 39.6]}]})");
+	const std::string results = temp_file("size_results.json",
+		R"([{"image_id": 1, "category_id": 1, "bbox": [49.5, 44.9, 16.45, 39.6], "score": 0.9}])");
+	EvalDataset ds = frcnn::load_ground_truth(truth);
+	frcnn::load_detections(results, ds);
+	/* pycocotools: IoU = (16.45 * 39.6) / (32.9 * 39.6) = 0.5000000000000002 >= 0.5. */
+	EXPECT_NEAR(frcnn::evaluate_coco(ds).ap50, 1.0, kTol);
+}
+
+// A category id listed twice in a COCO file is one category (pycocotools keeps them by id, with
+// the name listed last): its boxes are scored once.
+TEST(EvalFiles, ACocoCategoryListedTwiceIsOne)
+{
+	const std::string truth = temp_file("dup_gt.json", R"({
+		"images": [{"id": 1, "width": 100, "height": 100}],
+		"categories": [{"id": 1, "name": "a"}, {"id": 1, "name": "a2"}, {"id": 2, "name": "b"}],
+		"annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10]},
+				{"id": 2, "image_id": 1, "category_id": 2, "bbox": [50, 50, 10, 10]}]})");
+	const std::string results = temp_file("dup_results.json",
+		R"([{"image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10], "score": 0.9}])");
+	EvalDataset ds = frcnn::load_ground_truth(truth);
+	ASSERT_EQ(ds.categories.size(), 2u);
+	EXPECT_EQ(ds.categories[0].name, "a2");
+	frcnn::load_detections(results, ds);
+	const EvalResult r = frcnn::evaluate_coco(ds);
+	EXPECT_EQ(r.ground_truth, 2);
+	EXPECT_NEAR(r.ap, 0.5, kTol);
+}
+
+// The table's class column is as wide as the longest name, however long.
+TEST(EvalFiles, TableOfLongClassNames)
+{
+	EvalDataset ds;
+	const std::string name(300, 'x');
+	ds.categories = { { 1, name }, { 2, "b" } };
+	ds.images = { image(0, { gt(0, 0, 10, 10, 1), gt(20, 0, 30, 10, 2) }, { det(0, 0, 10, 10, 0.9, 1) }) };
+	const std::string table = frcnn::eval_result_table(frcnn::evaluate_coco(ds));
+	std::vector<std::string> lines;
+	std::size_t start = 0;
+	for (std::size_t end; (end = table.find('\n', start)) != std::string::npos; start = end + 1)
+		lines.push_back(table.substr(start, end - start));
+	std::size_t header = 0, first_class = 0;
+	for (std::size_t i = 0; i < lines.size(); i++) {
+		if (lines[i].rfind("class ", 0) == 0)
+			header = i;
+		if (lines[i].rfind(name, 0) == 0)
+			first_class = i;
+	}
+	ASSERT_GT(first_class, header) << table;
+	EXPECT_EQ(lines[header].size(), lines[first_class].size()) << table;
+	EXPECT_EQ(lines[header].find("   AP  "), name.size() + 2) << table; // after the column, right-aligned
+	EXPECT_EQ(lines[header + 2].rfind("b ", 0), 0u) << table;
+}
+
 TEST(EvalFiles, CocoGroundTruth)
 {
 	// Images 397 and 12 (listed in that order), category 5 with no annotation (left out), a
@@ -543,6 +634,14 @@ TEST(EvalFiles, ClearErrors)
 		     "err_det.jsonl:2: frame 1 has pts 1000000000 but the ground truth's frame 1 has pts 40000000, "
 		     "960000000 ns apart where frame 0 was 0;");
 	expect_error(timed, R"({"frame": 1, "pts": -5, "detections": []})", "\"pts\" must not be negative");
+	/* An entry of a COCO file is named by its place in its list. */
+	const std::string coco_truth = R"({"images": [{"id": 1}], "categories": [{"id": 1}], "annotations": []})";
+	expect_error(coco_truth, R"([{"image_id": 1, "category_id": 1, "bbox": [0, 0, 1, 1], "score": 0.5},)"
+				 R"({"image_id": 1, "category_id": 1, "bbox": [0, 0, 1, 1], "score": "0.5"}])",
+		     "err_det.jsonl: result 1: \"score\" must be a number");
+	expect_error(R"({"images": [{"id": 1}], "categories": [{"id": 1}], "annotations": [)"
+		     R"({"image_id": 1, "category_id": 1, "bbox": [0, 0, 1, 1]}, {"image_id": 2, "category_id": 1}]})",
+		     "[]", "err_gt.jsonl: annotations[1]: an annotation names image 2");
 }
 
 // The same pts, or a pts on one side only (or GStreamer's "none"), pair as before; so do pts

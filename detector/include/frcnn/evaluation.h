@@ -10,8 +10,15 @@
 namespace frcnn {
 
 // Boxes are (x1, y1, x2, y2) in pixels; IoU uses w = x2 - x1 and h = y2 - y1, as COCO does.
+// A box's width and height as a COCO file gives them ([x, y, width, height]): x2 - x1 may differ
+// from them in the last bits, and pycocotools takes them as they are. < 0: x2 - x1, y2 - y1.
+struct CocoSize {
+	double width = -1, height = -1;
+};
+
 struct EvalGroundTruth {
 	double x1 = 0, y1 = 0, x2 = 0, y2 = 0;
+	CocoSize coco_size;
 	int64_t category = 0;
 	bool crowd = false;  // COCO's iscrowd: may match many detections, which are then ignored
 	double area = -1;    // area used for the small/medium/large ranges; < 0: the box's area
@@ -19,6 +26,7 @@ struct EvalGroundTruth {
 
 struct EvalDetection {
 	double x1 = 0, y1 = 0, x2 = 0, y2 = 0;
+	CocoSize coco_size;
 	int64_t category = 0;
 	double score = 0;
 };
