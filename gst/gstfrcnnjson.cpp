@@ -638,10 +638,11 @@ static std::string dlstreamer_line(GstFrcnnJson *self, GstClockTime pts, const s
 			detection["bounding_box"] =
 				det.has_box ? nlohmann::json{ { "x_min", det.x_min }, { "x_max", det.x_max },
 							      { "y_min", det.y_min }, { "y_max", det.y_max } }
+					    /* Added in double: the rectangle's unsigned ints may wrap. */
 					    : nlohmann::json{ { "x_min", det.x / width },
-							      { "x_max", (det.x + det.w) / width },
+							      { "x_max", (static_cast<double>(det.x) + det.w) / width },
 							      { "y_min", det.y / height },
-							      { "y_max", (det.y + det.h) / height } };
+							      { "y_max", (static_cast<double>(det.y) + det.h) / height } };
 			if (det.score >= 0)
 				detection["confidence"] = det.score;
 			if (det.label_id >= 0)

@@ -286,6 +286,7 @@ static void gst_frcnn_overlay_set_property(GObject *object, guint prop_id, const
 		const gchar *file = g_value_get_string(value);
 		std::string error;
 		std::shared_ptr<const LabelFont> font = load_label_font(file, &error);
+		const bool loaded = font != nullptr;
 		bool warn = false;
 		{
 			g_autoptr(GMutexLocker) locker = g_mutex_locker_new(GST_OBJECT_GET_LOCK(self));
@@ -294,11 +295,11 @@ static void gst_frcnn_overlay_set_property(GObject *object, guint prop_id, const
 			g_clear_pointer(&self->font_error, g_free);
 			/* A file that did not load fails the next start, as the property names it;
 			 * while playing, the text keeps the font it has. */
-			if (font)
+			if (loaded)
 				*self->label_font = std::move(font);
 			else
 				self->font_error = g_strdup(error.c_str());
-			warn = !font && GST_STATE(self) >= GST_STATE_PAUSED;
+			warn = !loaded && GST_STATE(self) >= GST_STATE_PAUSED;
 		}
 		if (warn)
 			GST_ELEMENT_WARNING(self, RESOURCE, OPEN_READ,

@@ -239,6 +239,28 @@ TEST(FrcnnJson, DlStreamerFormat)
 	EXPECT_FALSE(fourth.contains("objects"));
 }
 
+// A region whose "detection" param has no box is given the rectangle's as DL Streamer's
+// bounding_box, added in double: a rectangle at the end of guint's range does not wrap around.
+TEST(FrcnnJson, DlStreamerBoxOfARectangleAtTheEndOfTheRange)
+{
+	const std::string path = gst_test::out_dir() + "/dlstreamer-range.jsonl";
+	{
+		HarnessPtr h = json_harness("format=dlstreamer location=\"" + path + "\"");
+		GstBuffer *buffer = frame_buffer(0);
+		GstVideoRegionOfInterestMeta *roi =
+			gst_buffer_add_video_region_of_interest_meta(buffer, "car", 4294967000u, 4294967200u, 1000, 500);
+		gst_video_region_of_interest_meta_add_param(
+			roi, gst_structure_new("detection", "confidence", G_TYPE_DOUBLE, 0.5, nullptr));
+		ASSERT_TRUE(gst_test::BufferPtr(gst_harness_push_and_pull(h.get(), buffer)));
+	}
+	const std::vector<std::string> lines = read_lines(path);
+	ASSERT_EQ(lines.size(), 1u);
+	const json box = json::parse(lines[0])["objects"][0]["detection"]["bounding_box"];
+	EXPECT_DOUBLE_EQ(box["x_min"].get<double>(), 4294967000.0 / kWidth) << box;
+	EXPECT_DOUBLE_EQ(box["x_max"].get<double>(), 4294968000.0 / kWidth) << box;
+	EXPECT_DOUBLE_EQ(box["y_max"].get<double>(), 4294967700.0 / kHeight) << box;
+}
+
 TEST(FrcnnJson, StandardOutput)
 {
 	gst_test::init();

@@ -947,6 +947,14 @@ TEST(FrcnnOverlay, AFontThatCannotBeReadIsAClearError)
 	/* A font that loads: the start succeeds again. */
 	g_object_set(h->element, "font", kFont, nullptr);
 	EXPECT_NE(gst_element_set_state(h->element, GST_STATE_PLAYING), GST_STATE_CHANGE_FAILURE);
+	/* Fonts that load while playing, a file or the built-in one, warn of nothing. */
+	for (const char *loads : { kFont, "" }) {
+		g_object_set(h->element, "font", loads, nullptr);
+		message = gst_bus_pop_filtered(playing_bus, GST_MESSAGE_WARNING);
+		EXPECT_EQ(message, nullptr) << "font '" << loads << "' warned";
+		if (message)
+			gst_message_unref(message);
+	}
 	gst_element_set_bus(h->element, nullptr);
 	gst_object_unref(playing_bus);
 }
