@@ -263,6 +263,16 @@ static gboolean gst_frcnn_json_propose_allocation(GstBaseTransform *transform, G
 }
 GST_ELEMENT_REGISTER_DEFINE(frcnnjson, "frcnnjson", GST_RANK_NONE, GST_TYPE_FRCNN_JSON);
 
+/* QOS events go upstream (to a detector that skips late frames, say) without GstBaseTransform
+ * reading them: with its `qos` on, it would drop the frames downstream reports as late, and
+ * they would get no line and never reach downstream. A writer of every frame drops none. */
+static gboolean gst_frcnn_json_src_event(GstBaseTransform *transform, GstEvent *event)
+{
+	if (GST_EVENT_TYPE(event) == GST_EVENT_QOS)
+		return gst_pad_push_event(GST_BASE_TRANSFORM_SINK_PAD(transform), event);
+	return GST_BASE_TRANSFORM_CLASS(gst_frcnn_json_parent_class)->src_event(transform, event);
+}
+
 static void gst_frcnn_json_finalize(GObject *object);
 static void gst_frcnn_json_set_property(GObject *object, guint prop_id, const GValue *value,
 					GParamSpec *pspec);
@@ -336,6 +346,7 @@ static void gst_frcnn_json_class_init(GstFrcnnJsonClass *klass)
 							   GST_PARAM_MUTABLE_PLAYING)));
 
 	trans_class->propose_allocation = GST_DEBUG_FUNCPTR(gst_frcnn_json_propose_allocation);
+	trans_class->src_event = GST_DEBUG_FUNCPTR(gst_frcnn_json_src_event);
 	trans_class->start = GST_DEBUG_FUNCPTR(gst_frcnn_json_start);
 	trans_class->stop = GST_DEBUG_FUNCPTR(gst_frcnn_json_stop);
 	trans_class->set_caps = GST_DEBUG_FUNCPTR(gst_frcnn_json_set_caps);

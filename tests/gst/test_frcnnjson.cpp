@@ -261,6 +261,33 @@ TEST(FrcnnJson, DlStreamerBoxOfARectangleAtTheEndOfTheRange)
 	EXPECT_DOUBLE_EQ(box["y_max"].get<double>(), 4294967700.0 / kHeight) << box;
 }
 
+// Frames downstream reports as late (a QOS event) still get their line and go on, with the
+// element's qos on too; the QOS event goes on upstream, to a detector that skips late frames.
+TEST(FrcnnJson, FramesReportedLateStillGetALineAndGoOn)
+{
+	const std::string path = gst_test::out_dir() + "/late.jsonl";
+	{
+		HarnessPtr h = json_harness("qos=true location=\"" + path + "\"");
+		ASSERT_TRUE(gst_test::BufferPtr(gst_harness_push_and_pull(h.get(), frame_buffer(0))));
+		ASSERT_TRUE(gst_harness_push_upstream_event(
+			h.get(), gst_event_new_qos(GST_QOS_TYPE_UNDERFLOW, 0.5, GST_SECOND, 10 * GST_SECOND)));
+		GstEvent *upstream = gst_harness_try_pull_upstream_event(h.get());
+		while (upstream && GST_EVENT_TYPE(upstream) != GST_EVENT_QOS) {
+			gst_event_unref(upstream);
+			upstream = gst_harness_try_pull_upstream_event(h.get());
+		}
+		EXPECT_NE(upstream, nullptr) << "the QOS event did not go on upstream";
+		if (upstream)
+			gst_event_unref(upstream);
+		for (GstClockTime pts : { GST_SECOND, 2 * GST_SECOND }) {
+			ASSERT_EQ(gst_harness_push(h.get(), frame_buffer(pts)), GST_FLOW_OK);
+			EXPECT_TRUE(gst_test::BufferPtr(gst_harness_try_pull(h.get())))
+				<< "the frame at " << pts << " ns, late downstream, was dropped";
+		}
+	}
+	EXPECT_EQ(read_lines(path).size(), 3u);
+}
+
 TEST(FrcnnJson, StandardOutput)
 {
 	gst_test::init();
