@@ -57,4 +57,20 @@ int frame_plane_rows_held(const GstVideoFrame *frame, guint plane)
 	return static_cast<int>(std::min<gsize>(rows, std::numeric_limits<int>::max()));
 }
 
+std::string frame_memory_shortfall(const GstVideoFrame *frame)
+{
+	for (guint plane = 0; plane < GST_VIDEO_FRAME_N_PLANES(frame); plane++) {
+		const guint component = plane_component(frame, plane);
+		const bool subsampled_chroma = plane > 0 && GST_VIDEO_FORMAT_INFO_H_SUB(frame->info.finfo, component) > 0;
+		const int read = frame_plane_rows_read(frame, plane);
+		const int held = frame_plane_rows_held(frame, plane);
+		if (held + (subsampled_chroma ? 1 : 0) < read)
+			return "its plane " + std::to_string(plane) + " needs " + std::to_string(read) + " rows of " +
+			       std::to_string(GST_VIDEO_FRAME_PLANE_STRIDE(frame, plane)) + " bytes, and the buffer (" +
+			       std::to_string(gst_buffer_get_size(frame->buffer)) + " bytes) holds " +
+			       std::to_string(held);
+	}
+	return {};
+}
+
 } // namespace frcnn::gst

@@ -7,6 +7,8 @@
 // meta may do the same for any format.
 #pragma once
 
+#include <string>
+
 #include <gst/video/video.h>
 
 namespace frcnn::gst {
@@ -22,5 +24,11 @@ int frame_plane_rows_read(const GstVideoFrame *frame, guint plane);
 // frame_plane_row_bytes, the others the plane's stride): from the plane's start to the next
 // plane's in the same memory, or to the memory's end.
 int frame_plane_rows_held(const GstVideoFrame *frame, guint plane);
+
+// What a mapped frame's memory lacks for the elements to read or draw on it: a plane that holds
+// fewer rows than are read, beyond the one chroma row of a vertically subsampled plane that the
+// layouts above may leave out (read from a copy, see frcnndetect). Empty when it lacks nothing.
+// A buffer smaller than its GstVideoMeta says maps without complaint; read, it would crash.
+std::string frame_memory_shortfall(const GstVideoFrame *frame);
 
 } // namespace frcnn::gst

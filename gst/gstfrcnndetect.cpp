@@ -2893,6 +2893,16 @@ static gboolean gst_frcnn_detect_hold_pixels(GstFrcnnDetect *self, Item &item,
 				   gst_buffer_get_video_meta(item.buffer) ? " (the buffer has a GstVideoMeta)" : ""));
 		return FALSE;
 	}
+	if (const std::string shortfall = frcnn::gst::frame_memory_shortfall(frame.get()); !shortfall.empty()) {
+		/* A buffer smaller than its video meta says (gst_video_frame_map() takes it). */
+		GST_ELEMENT_ERROR(self, STREAM, FAILED,
+				  ("Could not read a %dx%d %s frame: %s. The element in front must send buffers "
+				   "that hold the frames their caps and video meta describe.",
+				   GST_VIDEO_INFO_WIDTH(&item.info), GST_VIDEO_INFO_HEIGHT(&item.info),
+				   GST_VIDEO_INFO_NAME(&item.info), shortfall.c_str()),
+				  ("%s", gst_buffer_get_video_meta(item.buffer) ? "the buffer has a GstVideoMeta" : "no GstVideoMeta"));
+		return FALSE;
+	}
 	gboolean square_pixels, tone_mapping;
 	{
 		g_autoptr(GMutexLocker) locker = g_mutex_locker_new(GST_OBJECT_GET_LOCK(self));

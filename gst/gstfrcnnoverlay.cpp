@@ -1047,6 +1047,16 @@ static GstFlowReturn gst_frcnn_overlay_transform_frame_ip(GstVideoFilter *filter
 			}
 	}
 
+	if (const std::string shortfall = frcnn::gst::frame_memory_shortfall(frame); !shortfall.empty()) {
+		/* A buffer smaller than its video meta says: drawing on it would write past its end. */
+		GST_ELEMENT_ERROR(self, STREAM, FORMAT,
+				  ("Cannot draw on a %dx%d %s frame: %s. The element in front must send buffers "
+				   "that hold the frames their caps and video meta describe.",
+				   width, height, GST_VIDEO_INFO_NAME(&frame->info), shortfall.c_str()),
+				  (nullptr));
+		return GST_FLOW_ERROR;
+	}
+
 	try {
 		Canvas canvas(frame);
 		for (const frcnn::gst::DetectionMeta &det : detections) {

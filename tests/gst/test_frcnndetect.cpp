@@ -2654,6 +2654,18 @@ TEST(FrcnnDetect, ABufferTooSmallForItsCapsIsAnError)
 			    "takes 9216 bytes"),
 		  std::string::npos)
 		<< text;
+
+	/* The same with a video meta that describes the whole frame: gst_video_frame_map() takes
+	 * it, and reading its rows would run past the buffer's end. */
+	GstBuffer *described = gst_buffer_new_allocate(nullptr, 64 * 48, nullptr);
+	gst_buffer_memset(described, 0, 0x80, 64 * 48);
+	gst_buffer_add_video_meta(described, GST_VIDEO_FRAME_FLAG_NONE, GST_VIDEO_FORMAT_RGB, 64, 48);
+	EXPECT_EQ(gst_harness_push(h.get(), described), GST_FLOW_ERROR);
+	const std::string short_text = next_message_text(bus, GST_MESSAGE_ERROR);
+	EXPECT_NE(short_text.find("Could not read a 64x48 RGB frame: its plane 0 needs 48 rows of 192 bytes, and the "
+				  "buffer (3072 bytes) holds 16."),
+		  std::string::npos)
+		<< short_text;
 	gst_element_set_bus(h->element, nullptr);
 	gst_object_unref(bus);
 }

@@ -987,6 +987,36 @@ TEST(FrcnnOverlay, OddStridesOf16BitSamplesAreAClearError)
 	gst_object_unref(bus);
 }
 
+// A buffer smaller than its video meta says (which GStreamer maps without complaint) is an
+// error, not a write past its end.
+TEST(FrcnnOverlay, ABufferSmallerThanItsVideoMetaSaysIsAnError)
+{
+	const Frame frame = make_frame(cv::Mat(kHeight, kWidth, CV_8UC3, kGrey), GST_VIDEO_FORMAT_RGB);
+	HarnessPtr h = overlay();
+	GstBus *bus = gst_bus_new();
+	gst_element_set_bus(h->element, bus);
+	gst_harness_set_src_caps(h.get(), frame.caps());
+	const gsize size = kWidth * 3 * 10;
+	GstBuffer *in = gst_buffer_new_allocate(nullptr, size, nullptr);
+	gst_buffer_memset(in, 0, 0x80, size);
+	gst_buffer_add_video_meta(in, GST_VIDEO_FRAME_FLAG_NONE, GST_VIDEO_FORMAT_RGB, kWidth, kHeight);
+	add_detection(in, 0, 0, kWidth, kHeight, 3, "car", 0.9);
+	EXPECT_EQ(gst_harness_push(h.get(), in), GST_FLOW_ERROR);
+	GstMessage *message = gst_bus_pop_filtered(bus, GST_MESSAGE_ERROR);
+	ASSERT_NE(message, nullptr) << "no error on the bus";
+	GError *error = nullptr;
+	gst_message_parse_error(message, &error, nullptr);
+	EXPECT_NE(std::string(error->message).find("Cannot draw on a " + std::to_string(kWidth) + "x" +
+						   std::to_string(kHeight) + " RGB frame: its plane 0 needs " +
+						   std::to_string(kHeight) + " rows"),
+		  std::string::npos)
+		<< error->message;
+	g_error_free(error);
+	gst_message_unref(message);
+	gst_element_set_bus(h->element, nullptr);
+	gst_object_unref(bus);
+}
+
 TEST(FrcnnOverlay, RejectsOtherFormats)
 {
 	HarnessPtr h = overlay();
