@@ -598,9 +598,10 @@ Checkpoint Reader::to_checkpoint(Value *root)
 		fail(std::string("the checkpoint holds a ") + checkpoint::kind_name(root->kind) +
 		     ", not a state dict");
 	// A training checkpoint keeps the model's state dict under "model" (torchvision's reference
-	// scripts) or "state_dict"; everything else in it (optimizer, epoch, ...) is ignored.
+	// scripts), "state_dict" or "model_state_dict" (PyTorch's tutorial on saving a general
+	// checkpoint); everything else in it (optimizer, epoch, ...) is ignored.
 	Value *state_dict = root;
-	for (const char *name : { "model", "state_dict" }) {
+	for (const char *name : { "model", "state_dict", "model_state_dict" }) {
 		Value *inner = root->get(name);
 		if (inner != nullptr && inner->kind == Kind::Dict) {
 			state_dict = inner;
@@ -619,7 +620,12 @@ Checkpoint Reader::to_checkpoint(Value *root)
 			     " key; state dict keys are strings");
 		if (value->kind != Kind::Tensor)
 			fail("state dict entry " + quote(key->s) + " is a " +
-			     checkpoint::kind_name(value->kind) + ", not a tensor");
+			     checkpoint::kind_name(value->kind) + ", not a tensor" +
+			     (value->kind == Kind::Dict && state_dict == root
+				      ? " (the state dict of a training checkpoint is read from its \"model\", "
+					"\"state_dict\" or \"model_state_dict\" entry: save the model's "
+					"state_dict() itself, or under one of these)"
+				      : ""));
 		auto [it, inserted] = position.emplace(key->s, values.size());
 		if (inserted) {
 			result.tensors.emplace_back(key->s, torch::Tensor());

@@ -350,6 +350,36 @@ TEST(Checkpoint, ReadsTheModelOfAWrappedModelsKeys)
 	EXPECT_EQ(as_is.module_versions, partly.module_versions);
 }
 
+// A training checkpoint as PyTorch's tutorial saves one ({"model_state_dict": ..., "epoch": ...})
+// gives its model's state dict; one whose state dict is under another name says where it is
+// looked for.
+TEST(Checkpoint, ReadsTheStateDictOfATrainingCheckpoint)
+{
+	TempDir dir;
+	const std::string tutorial = (dir.path / "tutorial.pth").string();
+	const std::string other = (dir.path / "other.pth").string();
+	const auto [status, output] = run(
+		"'" + env("FRCNN_REF_PYTHON") + "' -c \"import sys, torch\n"
+		"weights = {'backbone.weight': torch.arange(3.0)}\n"
+		"torch.save({'epoch': 3, 'model_state_dict': weights, 'optimizer_state_dict': {'state': {}}}, sys.argv[1])\n"
+		"torch.save({'net': weights}, sys.argv[2])\" '" + tutorial + "' '" + other + "' 2>&1");
+	ASSERT_EQ(status, 0) << output;
+	const frcnn::Checkpoint read = frcnn::read_checkpoint(tutorial);
+	ASSERT_EQ(read.tensors.size(), 1u);
+	EXPECT_EQ(read.tensors[0].first, "backbone.weight");
+	EXPECT_TRUE(torch::equal(read.tensors[0].second, torch::arange(3.0)));
+	try {
+		frcnn::read_checkpoint(other);
+		ADD_FAILURE() << "a dict of a dict was read as a state dict";
+	} catch (const frcnn::Error &e) {
+		EXPECT_NE(std::string(e.what()).find("state dict entry 'net' is a dict, not a tensor (the state dict of a "
+						     "training checkpoint is read from its \"model\", \"state_dict\" or "
+						     "\"model_state_dict\" entry"),
+			  std::string::npos)
+			<< e.what();
+	}
+}
+
 TEST(Checkpoint, WriteRefusesWhatCheckpointsCannotHold)
 {
 	TempDir dir;
