@@ -1504,10 +1504,11 @@ static gboolean gst_frcnn_detect_load_model(GstFrcnnDetect *self, const Settings
 		num_classes = choice.num_classes;
 		model.settings = model_settings_text(settings, choice);
 	} catch (const std::exception &e) {
+		const std::string cached = frcnn::cached_download_advice(settings.weights);
 		GST_FRCNN_DETECT_PROBLEM(self, while_playing, RESOURCE, OPEN_READ,
-				  ("Could not read the weights file '%s': %s. Set 'weights' to a "
-				   "checkpoint written by torch.save or gst-frcnn.",
-				   path.c_str(), e.what()),
+				  ("Could not read the weights file '%s': %s. %s", path.c_str(), e.what(),
+				   cached.empty() ? "Set 'weights' to a checkpoint written by torch.save or gst-frcnn."
+						  : cached.c_str()),
 				  ("frcnn::read_checkpoint() failed"));
 		return FALSE;
 	}

@@ -402,16 +402,6 @@ void download(const std::string &url, const std::string &dir, const std::string 
 	if (progress)
 		progress(transfer.received, transfer.received);
 
-	std::string digest = transfer.sha256.hex_digest();
-	std::optional<std::string> expected = hash_prefix(path.substr(path.rfind('/') + 1));
-	if (expected && digest.compare(0, expected->size(), *expected) != 0)
-		throw Error("the file downloaded from " + url +
-			    " does not match the sha256 prefix in its name: expected a digest starting with \"" +
-			    *expected + "\", got \"" + digest +
-			    "\". It was not kept. The download may be damaged or the server sent another "
-			    "file; try again, or fetch the file elsewhere and copy it to " +
-			    path);
-
 	// What a wrong link, a login page or a proxy's error page gives with HTTP 200: kept in the
 	// cache, it would fail every later start.
 	auto web_page = [](std::string head) {
@@ -424,13 +414,29 @@ void download(const std::string &url, const std::string &dir, const std::string 
 			    std::string(transfer.received == 0 ? "an empty file" : "a web page, not a checkpoint,") +
 			    " for " + url + ". It was not kept. Check the URL, or fetch the file elsewhere and copy it to " +
 			    path);
+
+	std::string digest = transfer.sha256.hex_digest();
+	std::optional<std::string> expected = hash_prefix(path.substr(path.rfind('/') + 1));
+	if (expected && digest.compare(0, expected->size(), *expected) != 0)
+		throw Error("the file downloaded from " + url +
+			    " does not match the sha256 prefix in its name: expected a digest starting with \"" +
+			    *expected + "\", got \"" + digest +
+			    "\". It was not kept. The download may be damaged or the server sent another "
+			    "file; try again, or fetch the file elsewhere and copy it to " +
+			    path);
+
 	// Anything else that is no checkpoint (an error page in JSON, a body cut short without a
 	// length, a compressed answer) would fail every later start from the cache: read it first.
 	try {
 		read_checkpoint(temporary.path());
 	} catch (const Error &e) {
+		/* The reader names the file, whose temporary name is gone by the time this is read. */
+		std::string reason = e.what();
+		const std::string quoted = "checkpoint '" + temporary.path() + "': ";
+		if (reason.rfind(quoted, 0) == 0)
+			reason.erase(0, quoted.size());
 		throw Error("the file downloaded from " + url + " is not a checkpoint this library reads (" +
-			    e.what() + "). It was not kept. Check the URL, or fetch the file elsewhere and copy it to " +
+			    reason + "). It was not kept. Check the URL, or fetch the file elsewhere and copy it to " +
 			    path);
 	}
 
@@ -621,6 +627,14 @@ std::string hub_checkpoint_dir()
 		torch_home = join_path(xdg && *xdg ? xdg : "~/.cache", "torch");
 	}
 	return join_path(join_path(expand_user(torch_home), "hub"), "checkpoints");
+}
+
+std::string cached_download_advice(const std::string &weights)
+{
+	if (!find_weights_preset(weights) && !is_url(weights))
+		return {};
+	return "The file is the download of '" + weights + "' kept in the cache (" + hub_checkpoint_dir() +
+	       "): delete it to download it again.";
 }
 
 std::string resolve_weights(const std::string &weights, const DownloadProgress &progress)

@@ -144,6 +144,25 @@ const char *model_options_help()
 	       "  --threads N            CPU threads, up to 1024 (default: LibTorch's)\n";
 }
 
+namespace {
+
+/* Runs `read`, which reads the weights file `path` that `weights` resolved to. A file of the
+ * download cache that cannot be read (copied in by hand, damaged since) is said to be one, and
+ * how to download it anew. */
+template <typename Read> auto reading_weights(const std::string &weights, const std::string &path, Read read)
+{
+	try {
+		return read();
+	} catch (const Error &e) {
+		const std::string cached = cached_download_advice(weights);
+		if (cached.empty() || path.empty() || std::string(e.what()).find(path) == std::string::npos)
+			throw;
+		throw Error(std::string(e.what()) + ". " + cached);
+	}
+}
+
+} // namespace
+
 DetectorOptions detector_options(const ModelOptions &o)
 {
 	DetectorOptions d;
@@ -153,7 +172,9 @@ DetectorOptions detector_options(const ModelOptions &o)
 	// A checkpoint file (not a preset) tells its model by its keys and its number of classes by
 	// the rows of the class scores, where the options do not say: read it once, here.
 	if (!preset && !d.weights.empty() && (o.arch.empty() || o.num_classes <= 0))
-		d.checkpoint = std::make_shared<const Checkpoint>(read_checkpoint(d.weights));
+		d.checkpoint = reading_weights(o.weights, d.weights, [&] {
+			return std::make_shared<const Checkpoint>(read_checkpoint(d.weights));
+		});
 	std::string arch = o.arch;
 	if (arch.empty() && preset)
 		arch = preset->arch;
@@ -193,7 +214,8 @@ DetectorOptions detector_options(const ModelOptions &o)
 
 std::unique_ptr<Detector> make_detector(const ModelOptions &options)
 {
-	return std::make_unique<Detector>(detector_options(options));
+	const DetectorOptions d = detector_options(options);
+	return reading_weights(options.weights, d.weights, [&] { return std::make_unique<Detector>(d); });
 }
 
 namespace {

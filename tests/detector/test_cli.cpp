@@ -2,6 +2,8 @@
 // What the command-line programs share: the PPM reader that frcnn-detect and frcnn-bench use
 // when built without OpenCV (a GPU machine's build), checked here in every build.
 #include <cstdio>
+#include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <string>
@@ -126,6 +128,38 @@ TEST(ModelOptions, APresetsFileByPathRunsAsThePreset)
 		EXPECT_EQ(d.model.frozen_bn_eps, preset.frozen_bn_eps);
 		std::remove(path.c_str());
 	}
+}
+
+// A file in the download cache that cannot be read (copied in by hand, damaged since) is said to
+// be the download of its preset or URL, to delete to download it anew; a file named by its path
+// is not.
+TEST(ModelOptions, ADamagedFileOfTheDownloadCacheSaysSo)
+{
+	const std::string home = ::testing::TempDir() + "frcnn-cli-torch-home";
+	const frcnn::WeightsPreset preset = *frcnn::find_weights_preset("coco-mobilenet-320");
+	const std::string file = preset.url.substr(preset.url.rfind('/') + 1);
+	std::filesystem::create_directories(home + "/hub/checkpoints");
+	std::ofstream(home + "/hub/checkpoints/" + file, std::ios::binary) << "PK\x03\x04 cut short";
+	const char *saved = std::getenv("TORCH_HOME");
+	const std::string saved_home = saved ? saved : "";
+	setenv("TORCH_HOME", home.c_str(), 1);
+	frcnn::cli::ModelOptions options;
+	options.weights = preset.name;
+	expect_error([&] { frcnn::cli::make_detector(options); },
+		     "The file is the download of 'coco-mobilenet-320' kept in the cache (" + home +
+			     "/hub/checkpoints): delete it to download it again.");
+	options.weights = home + "/hub/checkpoints/" + file;
+	try {
+		frcnn::cli::make_detector(options);
+		ADD_FAILURE() << "a damaged file was read";
+	} catch (const frcnn::Error &e) {
+		EXPECT_EQ(std::string(e.what()).find("download"), std::string::npos) << e.what();
+	}
+	if (saved)
+		setenv("TORCH_HOME", saved_home.c_str(), 1);
+	else
+		unsetenv("TORCH_HOME");
+	std::filesystem::remove_all(home);
 }
 
 // --precision of frcnn-detect, frcnn-bench and frcnn-eval reaches the detector's options.

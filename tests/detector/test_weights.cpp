@@ -577,9 +577,15 @@ TEST_F(WeightsTest, AnEmptyFileOrAWebPageIsRefusedAndNothingKept)
 	const std::string page = "\n  <!DOCTYPE HTML>\n<html><body>Please sign in</body></html>\n";
 	const std::string empty_name = serve("", [](const std::string &) { return "empty.pth"; });
 	const std::string page_name = serve(page, [](const std::string &) { return "page.pth"; });
+	/* Named with a sha256 prefix, as the presets' files are: a login page in place of one is
+	 * said to be a page, not a damaged download to try again. */
+	const std::string hashed_empty_name = serve("", [](const std::string &) { return "empty-258fb6c6.pth"; });
+	const std::string hashed_page_name = serve(page, [](const std::string &) { return "page-258fb6c6.pth"; });
 	start_server();
 	for (const auto &[name, what] : { std::pair{ empty_name, "an empty file" },
-					  std::pair{ page_name, "a web page, not a checkpoint," } }) {
+					  std::pair{ page_name, "a web page, not a checkpoint," },
+					  std::pair{ hashed_empty_name, "an empty file" },
+					  std::pair{ hashed_page_name, "a web page, not a checkpoint," } }) {
 		SCOPED_TRACE(name);
 		const std::string url = server_->url("/files/" + name);
 		const std::string message = error_of([&] { frcnn::resolve_weights(url); });
@@ -608,6 +614,7 @@ TEST_F(WeightsTest, AFileThatIsNoCheckpointIsRefusedAndNothingKept)
 			  std::string::npos)
 			<< message;
 		EXPECT_NE(message.find("It was not kept"), std::string::npos) << message;
+		EXPECT_EQ(message.find(".partial-"), std::string::npos) << "names the temporary file, gone: " << message;
 		EXPECT_EQ(entries(cache_), std::vector<std::string>{});
 	}
 }

@@ -37,6 +37,11 @@ using DownloadProgress = std::function<void(long long done, long long total)>;
 // Throws frcnn::Error with what to do (e.g. which URL to fetch and where to put the file).
 std::string resolve_weights(const std::string &weights, const DownloadProgress &progress = {});
 
+// For weights that resolve_weights() takes from the download cache (a preset name or a URL): a
+// sentence saying so, and to delete the file to download it anew, for a message about a file
+// there that cannot be read (one copied in by hand, or damaged since). Empty for a file path.
+std::string cached_download_advice(const std::string &weights);
+
 // A DownloadProgress for command-line tools: draws a one-line bar on stderr when stderr is a
 // terminal, and does nothing otherwise. The line is ended when the download completes
 // (resolve_weights reports done == total once at the end) or, after a failure, when the returned
