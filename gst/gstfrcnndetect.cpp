@@ -2129,7 +2129,6 @@ static GstFlowReturn gst_frcnn_detect_run_images(GstFrcnnDetect *self, std::vect
 
 		/* Elements sharing the model take turns; waiting is part of the batch's time. */
 		const Clock::time_point start = Clock::now();
-		GST_LOG_OBJECT(self, "batch of %zu frames waits for the model", request.frames.size());
 		{
 			/* A flush or a stop from now on takes the request back from the queue. */
 			std::lock_guard<std::mutex> lock(state->mutex);
@@ -2138,6 +2137,7 @@ static GstFlowReturn gst_frcnn_detect_run_images(GstFrcnnDetect *self, std::vect
 			state->queued_request = &request;
 			state->queued_in = state->model->runs.get();
 		}
+		GST_LOG_OBJECT(self, "batch of %zu frames waits for the model", request.frames.size());
 		state->model->runs->run(request);
 		{
 			std::lock_guard<std::mutex> lock(state->mutex);

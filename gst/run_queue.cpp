@@ -121,12 +121,14 @@ void RunQueue::run(RunRequest &request)
 	if (!request.done)
 		waiting_.push_back(&request);
 	while (!request.done) {
-		if (running_) {
+		/* Each thread runs only the run its own request heads, so that a request withdrawn
+		 * from the queue (a flush, a stop) leaves at once: its thread is never busy with
+		 * another element's run. The first request always has its thread waiting here. */
+		if (running_ || waiting_.front() != &request) {
 			finished_.wait(lock);
 			continue;
 		}
-		/* Our turn: the first request that waits runs, with those that can join it (ours
-		 * among them or not; if not, ours waits for the next turn). */
+		/* Our turn: our request runs, with the later ones that can join it. */
 		running_ = true;
 		const std::vector<RunRequest *> requests = take_next_run();
 		for (RunRequest *taken : requests)

@@ -51,8 +51,8 @@ struct RunRequest {
 	bool in_run = false; // taken into a run that has not ended
 };
 
-// Batches wait here for their turn on one model. Whoever's turn it is runs, on its own thread,
-// the first batch that waits together with the later ones that can go with it: the same
+// Batches wait here for their turn on one model. When the model is free, the thread of the
+// first batch that waits runs it together with the later ones that can go with it: the same
 // RunSettings, frames of one size and shape of pixels (so that no frame is padded differently
 // than in a run of its own), and no more frames in all than the largest batch_size among them.
 // An element has one batch at a time in the queue, so a run gathers the batches of several
@@ -69,9 +69,9 @@ public:
 	RunQueue(const RunQueue &) = delete;
 	RunQueue &operator=(const RunQueue &) = delete;
 
-	// Queues the request and returns once it has run, on this thread or on another's: its
-	// results (or its error) and the size of its run are then filled in. Runs of other threads'
-	// requests may happen on this thread while it waits.
+	// Queues the request and returns once it has run, on this thread or on another's (that of
+	// a request it joined): its results (or its error) and the size of its run are then filled
+	// in. This thread runs only a run its own request heads. A request is for one call.
 	void run(RunRequest &request);
 
 	// Requests queued and not yet taken into a run.

@@ -600,14 +600,26 @@ Checkpoint Reader::to_checkpoint(Value *root)
 	// A training checkpoint keeps the model's state dict under "model" (torchvision's reference
 	// scripts), "state_dict" or "model_state_dict" (PyTorch's tutorial on saving a general
 	// checkpoint); everything else in it (optimizer, epoch, ...) is ignored.
+	// The first of these that holds tensors only (a "model" entry may hold a configuration
+	// instead), else the first that is a dict (its error then names what is in it).
 	Value *state_dict = root;
+	Value *first_dict = nullptr;
 	for (const char *name : { "model", "state_dict", "model_state_dict" }) {
 		Value *inner = root->get(name);
-		if (inner != nullptr && inner->kind == Kind::Dict) {
+		if (inner == nullptr || inner->kind != Kind::Dict)
+			continue;
+		if (first_dict == nullptr)
+			first_dict = inner;
+		const bool tensors_only = std::all_of(inner->entries.begin(), inner->entries.end(), [](const auto &entry) {
+			return entry.second->kind == Kind::Tensor;
+		});
+		if (tensors_only) {
 			state_dict = inner;
 			break;
 		}
 	}
+	if (state_dict == root && first_dict != nullptr)
+		state_dict = first_dict;
 
 	Checkpoint result;
 	// Python's dict keeps the first position of a key and its last value.

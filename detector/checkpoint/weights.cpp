@@ -607,7 +607,13 @@ std::optional<WeightsPreset> weights_preset_of(const std::string &weights)
 	if (std::optional<WeightsPreset> preset = find_weights_preset(weights))
 		return preset;
 	auto file_name = [](const std::string &path) { return path.substr(path.find_last_of('/') + 1); };
-	const std::string name = file_name(weights);
+	std::string name;
+	try {
+		/* A URL's file name is its path's last step, without query or fragment. */
+		name = is_url(weights) ? url_file_name(weights) : file_name(weights);
+	} catch (const Error &) {
+		return std::nullopt; /* a URL without a file name: resolve_weights says so */
+	}
 	for (const WeightsPreset &preset : weights_presets()) {
 		if (!name.empty() && file_name(preset.url) == name)
 			return preset;

@@ -144,25 +144,6 @@ const char *model_options_help()
 	       "  --threads N            CPU threads, up to 1024 (default: LibTorch's)\n";
 }
 
-namespace {
-
-/* Runs `read`, which reads the weights file `path` that `weights` resolved to. A file of the
- * download cache that cannot be read (copied in by hand, damaged since) is said to be one, and
- * how to download it anew. */
-template <typename Read> auto reading_weights(const std::string &weights, const std::string &path, Read read)
-{
-	try {
-		return read();
-	} catch (const Error &e) {
-		const std::string cached = cached_download_advice(weights);
-		if (cached.empty() || path.empty() || std::string(e.what()).find(path) == std::string::npos)
-			throw;
-		throw Error(std::string(e.what()) + ". " + cached);
-	}
-}
-
-} // namespace
-
 DetectorOptions detector_options(const ModelOptions &o)
 {
 	DetectorOptions d;

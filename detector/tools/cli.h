@@ -10,6 +10,8 @@
 #include <vector>
 
 #include "frcnn/detector.h"
+#include "frcnn/error.h"
+#include "frcnn/weights.h"
 
 namespace frcnn::cli {
 
@@ -74,5 +76,20 @@ struct PpmImage {
 // Reads one. Throws frcnn::Error saying what is wrong; `not_ppm` says what to do with a file
 // that is no binary PPM at all.
 PpmImage read_ppm(const std::string &path, const std::string &not_ppm);
+
+// Runs `read`, which reads the weights file `path` that the weights value `weights` resolved to.
+// A file of the download cache that cannot be read (copied in by hand, damaged since) is said
+// to be one, and how to download it anew.
+template <typename Read> auto reading_weights(const std::string &weights, const std::string &path, Read read)
+{
+	try {
+		return read();
+	} catch (const Error &e) {
+		const std::string cached = cached_download_advice(weights);
+		if (cached.empty() || path.empty() || std::string(e.what()).find(path) == std::string::npos)
+			throw;
+		throw Error(std::string(e.what()) + ". " + cached);
+	}
+}
 
 } // namespace frcnn::cli

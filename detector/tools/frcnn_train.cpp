@@ -397,7 +397,8 @@ int train(const Options &o)
 			arch = resumed->arch;
 	} else if (!o.init_weights.empty()) {
 		const auto preset = frcnn::weights_preset_of(o.init_weights);
-		initial = frcnn::read_checkpoint(frcnn::resolve_weights(o.init_weights, frcnn::terminal_progress_bar()));
+		const std::string path = frcnn::resolve_weights(o.init_weights, frcnn::terminal_progress_bar());
+		initial = frcnn::cli::reading_weights(o.init_weights, path, [&] { return frcnn::read_checkpoint(path); });
 		held_arch = preset ? preset->arch : arch_of(*initial);
 		if (arch.empty() && held_arch.empty())
 			throw Error("the weights '" + o.init_weights + "' fit none of the models: give --arch");
@@ -617,8 +618,10 @@ int main(int argc, char **argv)
 						std::snprintf(buffer, sizeof buffer, "%g", number);
 						return std::string(buffer);
 					};
-					throw Error("option " + arg + " needs a number " + (above ? "above " : "from ") +
-						    text(min) + (std::isfinite(max) ? " to " + text(max) : "") +
+					const std::string up_to = std::isfinite(max) ? " to " + text(max) : std::string();
+					throw Error("option " + arg + " needs a number " +
+						    (above ? "above " + text(min) + up_to
+							   : std::isfinite(max) ? "from " + text(min) + up_to : ">= " + text(min)) +
 						    ", got '" + value + "'");
 				}
 				return v;
@@ -637,7 +640,8 @@ int main(int argc, char **argv)
 			else if (arg == "--epochs") o.epochs = to_int(1);
 			else if (arg == "--iterations") o.iterations = to_int(1);
 			else if (arg == "--batch-size") o.batch_size = to_int(1);
-			else if (arg == "--lr") o.lr = to_double(0, kUnbounded, true);
+			// The rate becomes a float in LibTorch's optimizer.
+			else if (arg == "--lr") o.lr = to_double(0, std::numeric_limits<float>::max(), true);
 			else if (arg == "--momentum") o.momentum = to_double(0, 1);
 			else if (arg == "--weight-decay") o.weight_decay = to_double(0, kUnbounded);
 			else if (arg == "--schedule") o.schedule = value;

@@ -351,8 +351,8 @@ TEST(Checkpoint, ReadsTheModelOfAWrappedModelsKeys)
 }
 
 // A training checkpoint as PyTorch's tutorial saves one ({"model_state_dict": ..., "epoch": ...})
-// gives its model's state dict; one whose state dict is under another name says where it is
-// looked for.
+// gives its model's state dict, also beside a "model" entry that is no state dict (a
+// configuration); one whose state dict is under another name says where it is looked for.
 TEST(Checkpoint, ReadsTheStateDictOfATrainingCheckpoint)
 {
 	TempDir dir;
@@ -361,7 +361,8 @@ TEST(Checkpoint, ReadsTheStateDictOfATrainingCheckpoint)
 	const auto [status, output] = run(
 		"'" + env("FRCNN_REF_PYTHON") + "' -c \"import sys, torch\n"
 		"weights = {'backbone.weight': torch.arange(3.0)}\n"
-		"torch.save({'epoch': 3, 'model_state_dict': weights, 'optimizer_state_dict': {'state': {}}}, sys.argv[1])\n"
+		"torch.save({'epoch': 3, 'model': {'name': 'resnet'}, 'model_state_dict': weights, "
+		"'optimizer_state_dict': {'state': {}}}, sys.argv[1])\n"
 		"torch.save({'net': weights}, sys.argv[2])\" '" + tutorial + "' '" + other + "' 2>&1");
 	ASSERT_EQ(status, 0) << output;
 	const frcnn::Checkpoint read = frcnn::read_checkpoint(tutorial);

@@ -204,11 +204,11 @@ expect_error 2 "--coco-json needs --images DIR" --coco-json "$out/coco/instances
 expect_error 1 "'$out/coco/repeated-id.json': images[2]: image id " \
 	--coco-json "$out/coco/repeated-id.json" --images "$out/coco" --threads 1
 # Values that cannot train: refused before anything loads.
-for bad in "--lr nan:option --lr needs a number above 0, got 'nan'" \
-	"--lr inf:option --lr needs a number above 0, got 'inf'" \
-	"--lr -1:option --lr needs a number above 0, got '-1'" \
+for bad in "--lr nan:option --lr needs a number above 0 to 3.40282e+38, got 'nan'" \
+	"--lr 1e39:option --lr needs a number above 0 to 3.40282e+38, got '1e39'" \
+	"--lr -1:option --lr needs a number above 0 to 3.40282e+38, got '-1'" \
 	"--momentum 1.5:option --momentum needs a number from 0 to 1, got '1.5'" \
-	"--weight-decay -1:option --weight-decay needs a number from 0, got '-1'" \
+	"--weight-decay -1:option --weight-decay needs a number >= 0, got '-1'" \
 	"--hflip 5:option --hflip needs a number from 0 to 1, got '5'" \
 	"--trainable-layers -1:option --trainable-layers needs an integer >= 0, got '-1'" \
 	"--min-size 9000:option --min-size needs an integer from 0 to 8192, got '9000'" \
@@ -221,11 +221,11 @@ expect_error 2 "--synthetic and --coco-json both given" --synthetic shapes --coc
 	--images "$out/coco"
 expect_error 2 "--resume continues from the weights it wrote: leave --weights out" --synthetic shapes \
 	--resume "$out/shapes.pth" --weights "$out/shapes.pth"
-# A last step that makes the weights overflow: nothing is written (the epoch's progress line
-# comes before the message).
+# A last step that makes the weights overflow (a rate near the largest float: a gradient above 1
+# overflows): nothing is written (the epoch's progress line comes before the message).
 rc=0
 "$train" "${small[@]}" --synthetic shapes --width 160 --height 120 --iterations 1 --epochs 1 --batch-size 1 \
-	--warmup 0 --schedule constant --lr 3e38 --output "$out/diverged.pth" > /dev/null 2> "$out/err" || rc=$?
+	--warmup 0 --schedule constant --lr 3.4e38 --output "$out/diverged.pth" > /dev/null 2> "$out/err" || rc=$?
 if [ $rc -ne 1 ] || ! grep -q "^frcnn-train: training diverged in epoch 1: '.*' is no longer finite; lower --lr" "$out/err" ||
 	compgen -G "$out/diverged.pth*" > /dev/null; then
 	echo "FAIL: overflowing weights: status $rc, $(ls "$out"/diverged.pth* 2>/dev/null) $(cat "$out/err")"; status=1

@@ -420,14 +420,15 @@ TEST_F(WeightsTest, APresetsFileByPathOrUrlIsThatPreset)
 	for (const frcnn::WeightsPreset &preset : frcnn::weights_presets()) {
 		SCOPED_TRACE(preset.name);
 		const std::string file = preset.url.substr(preset.url.rfind('/') + 1);
-		for (const std::string &weights : { preset.name, file, "/models/" + file, "http://mirror.example/x/" + file }) {
+		for (const std::string &weights : { preset.name, file, "/models/" + file, "http://mirror.example/x/" + file,
+						    "https://mirror.example/x/" + file + "?download=1#top" }) {
 			const auto found = frcnn::weights_preset_of(weights);
 			ASSERT_TRUE(found) << weights;
 			EXPECT_EQ(found->name, preset.name) << weights;
 		}
 	}
 	for (const std::string &other : { std::string(""), std::string("/models/"), std::string("model.pth"),
-					  std::string("/models/coco") })
+					  std::string("/models/coco"), std::string("http://mirror.example/") })
 		EXPECT_FALSE(frcnn::weights_preset_of(other)) << other;
 }
 

@@ -81,9 +81,10 @@ public:
 				results.push_back({ frcnn::Detection{ 0, 0, 1, 1, mark, 0.5f } });
 			}
 			std::unique_lock<std::mutex> lock(mutex_);
+			const std::size_t index = runs_.size();
 			runs_.push_back(run);
 			changed_.notify_all();
-			changed_.wait(lock, [this] { return !held_; });
+			changed_.wait(lock, [this, index] { return !held_ || index < released_; });
 			if (fail_size_ && frames.size() == fail_size_)
 				throw std::runtime_error("out of memory");
 			return results;
@@ -99,6 +100,13 @@ public:
 	{
 		std::lock_guard<std::mutex> lock(mutex_);
 		held_ = false;
+		changed_.notify_all();
+	}
+	// While held, lets the first `count` runs (from the first ever) end; the later ones wait.
+	void release_runs(std::size_t count)
+	{
+		std::lock_guard<std::mutex> lock(mutex_);
+		released_ = count;
 		changed_.notify_all();
 	}
 	void fail_runs_of(std::size_t frames) { fail_size_ = frames; }
@@ -120,6 +128,7 @@ private:
 	std::mutex mutex_;
 	std::condition_variable changed_;
 	bool held_ = false;
+	std::size_t released_ = 0;
 	std::size_t fail_size_ = 0;
 	std::vector<ModelRun> runs_;
 };
@@ -357,6 +366,45 @@ TEST(RunQueue, AWithdrawnWaitingBatchLeavesAtOnceAndNeverRuns)
 	EXPECT_FALSE(behind.withdrawn);
 }
 
+// A batch withdrawn while another element's run holds the model leaves at once: its thread is
+// never the one running that run (each thread runs only the runs its own batch heads), whichever
+// thread wakes first when the model is free.
+TEST(RunQueue, AWithdrawnBatchBehindAnotherElementsRunLeavesAtOnce)
+{
+	Frames frames;
+	Model model;
+	RunQueue queue(model.function());
+	RunRequest busy = request({ frames.frame(1) }, 4);
+	RunRequest next = request({ frames.frame(2) }, 4);
+	RunRequest withdrawn = request({ frames.frame(3) }, 4, settings(0.3)); // never runs with `next`
+	model.hold();
+	std::thread running([&] { queue.run(busy); });
+	ASSERT_TRUE(model.wait_for_runs(1));
+	std::thread next_thread([&] { queue.run(next); });
+	while (queue.waiting() < 1)
+		std::this_thread::sleep_for(std::chrono::milliseconds(1));
+	std::promise<void> returned;
+	std::thread withdrawn_thread([&] {
+		queue.run(withdrawn);
+		returned.set_value();
+	});
+	while (queue.waiting() < 2)
+		std::this_thread::sleep_for(std::chrono::milliseconds(1));
+	/* The first run ends; the next one (`next`'s) starts and is held. */
+	model.release_runs(1);
+	ASSERT_TRUE(model.wait_for_runs(2));
+	EXPECT_TRUE(queue.withdraw(withdrawn));
+	EXPECT_EQ(returned.get_future().wait_for(std::chrono::seconds(30)), std::future_status::ready)
+		<< "the withdrawn batch's thread was busy with the other element's run";
+	model.let_go();
+	running.join();
+	next_thread.join();
+	withdrawn_thread.join();
+	EXPECT_EQ(marks_of(next), (std::vector<int64_t>{ 2 }));
+	EXPECT_TRUE(withdrawn.results.empty());
+	EXPECT_EQ(model.runs().size(), 2u);
+}
+
 // A batch withdrawn before its thread queued it does not run: the flush came between the
 // element handing it over and the queue taking it.
 TEST(RunQueue, ABatchWithdrawnBeforeItIsQueuedDoesNotRun)
@@ -465,14 +513,21 @@ TEST(RunQueue, ManyThreadsGetTheirOwnResults)
 // Threads queueing batches while another takes random ones back, as flushes of their elements
 // do (each thread hands its request over and takes it back under a lock of its own, as the
 // element does): a batch taken back before its run never runs and gets no results, every other
-// batch gets its own frames' results, and the model runs each of those frames once.
+// batch gets its own frames' results, and the model runs each of those frames once. Each run is
+// run by the thread of the batch that heads it.
 TEST(RunQueue, WithdrawalsAmidManyThreadsTakeBackOnlyTheirBatches)
 {
 	Frames frames;
 	std::mutex runs_mutex;
 	std::vector<int64_t> marks_run;
+	constexpr int kThreads = 6, kBatches = 60;
+	static thread_local int submitter = -1; // the index of the thread that submits on it
+	std::atomic<int> runs_of_others{ 0 };
 	RunQueue queue([&](const std::vector<frcnn::HeldFrame> &held, const RunSettings &) {
 		std::vector<std::vector<frcnn::Detection>> results;
+		/* A run is run by the thread of its first batch, whose marks are of its own. */
+		if (held.front().view().planes[0][0] % kThreads != submitter)
+			runs_of_others++;
 		{
 			std::lock_guard<std::mutex> lock(runs_mutex);
 			for (const frcnn::HeldFrame &frame : held) {
@@ -486,7 +541,6 @@ TEST(RunQueue, WithdrawalsAmidManyThreadsTakeBackOnlyTheirBatches)
 		return results;
 	});
 
-	constexpr int kThreads = 6, kBatches = 60;
 	std::vector<frcnn::HeldFrame> pool;
 	for (int mark = 0; mark < 256; mark++)
 		pool.push_back(frames.frame(static_cast<uint8_t>(mark)));
@@ -519,6 +573,7 @@ TEST(RunQueue, WithdrawalsAmidManyThreadsTakeBackOnlyTheirBatches)
 	std::vector<std::thread> threads;
 	for (int t = 0; t < kThreads; t++) {
 		threads.emplace_back([&, t] {
+			submitter = t;
 			std::mt19937 rng(t);
 			Slot &slot = slots[t];
 			for (int b = 0; b < kBatches; b++) {
@@ -560,6 +615,8 @@ TEST(RunQueue, WithdrawalsAmidManyThreadsTakeBackOnlyTheirBatches)
 	submitting = false;
 	flusher.join();
 	EXPECT_EQ(wrong.load(), 0);
+	EXPECT_EQ(runs_of_others.load(), 0) << "a thread ran a run that another thread's batch headed: a "
+						 "flush of its element would have waited for it";
 	std::sort(expected_run.begin(), expected_run.end());
 	std::sort(marks_run.begin(), marks_run.end());
 	EXPECT_EQ(marks_run, expected_run) << "a batch taken back ran, or one not taken back did not";
