@@ -29,6 +29,8 @@ int frame_plane_rows_held(const GstVideoFrame *frame, guint plane);
 // fewer rows than are read, beyond the one chroma row of a vertically subsampled plane that the
 // layouts above may leave out (read from a copy, see frcnndetect). Empty when it lacks nothing.
 // A buffer smaller than its GstVideoMeta says maps without complaint; read, it would crash.
+// (A layout whose chroma planes lie side by side within one row's stride counts as holding one
+// row of the first: such a frame is refused too, where its rows would otherwise be guessed.)
 std::string frame_memory_shortfall(const GstVideoFrame *frame);
 
 } // namespace frcnn::gst
