@@ -158,15 +158,22 @@ public:
 	explicit Submitter(RunQueue &queue) : queue_(queue) {}
 	~Submitter() { join(); }
 
-	// Queues the request from a new thread and returns once it waits in the queue.
-	void submit(RunRequest &request)
+	// Queues the request from a new thread and returns once it waits in the queue; the future
+	// is ready once its run() has returned.
+	std::shared_future<void> submit(RunRequest &request)
 	{
 		const std::size_t before = queue_.waiting();
-		threads_.emplace_back([this, &request] { queue_.run(request); });
+		auto returned = std::make_shared<std::promise<void>>();
+		std::shared_future<void> done = returned->get_future().share();
+		threads_.emplace_back([this, &request, returned] {
+			queue_.run(request);
+			returned->set_value();
+		});
 		const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(30);
 		while (queue_.waiting() == before && std::chrono::steady_clock::now() < give_up)
 			std::this_thread::sleep_for(std::chrono::milliseconds(1));
-		ASSERT_EQ(queue_.waiting(), before + 1);
+		EXPECT_EQ(queue_.waiting(), before + 1);
+		return done;
 	}
 	void join()
 	{
@@ -337,22 +344,15 @@ TEST(RunQueue, AWithdrawnWaitingBatchLeavesAtOnceAndNeverRuns)
 	model.hold();
 	std::thread running([&] { queue.run(busy); });
 	ASSERT_TRUE(model.wait_for_runs(1));
-	std::promise<void> returned;
-	std::thread waiting([&] {
-		queue.run(withdrawn);
-		returned.set_value();
-	});
-	while (queue.waiting() == 0)
-		std::this_thread::sleep_for(std::chrono::milliseconds(1));
 	Submitter submitter(queue);
+	const std::shared_future<void> returned = submitter.submit(withdrawn);
 	submitter.submit(behind);
 	EXPECT_TRUE(queue.withdraw(withdrawn));
 	/* Its run() returns while the model still holds the first run. */
-	EXPECT_EQ(returned.get_future().wait_for(std::chrono::seconds(30)), std::future_status::ready);
+	EXPECT_EQ(returned.wait_for(std::chrono::seconds(30)), std::future_status::ready);
 	EXPECT_EQ(queue.waiting(), 1u);
 	model.let_go();
 	running.join();
-	waiting.join();
 	submitter.join();
 	EXPECT_TRUE(withdrawn.withdrawn);
 	EXPECT_TRUE(withdrawn.results.empty());
@@ -380,26 +380,18 @@ TEST(RunQueue, AWithdrawnBatchBehindAnotherElementsRunLeavesAtOnce)
 	model.hold();
 	std::thread running([&] { queue.run(busy); });
 	ASSERT_TRUE(model.wait_for_runs(1));
-	std::thread next_thread([&] { queue.run(next); });
-	while (queue.waiting() < 1)
-		std::this_thread::sleep_for(std::chrono::milliseconds(1));
-	std::promise<void> returned;
-	std::thread withdrawn_thread([&] {
-		queue.run(withdrawn);
-		returned.set_value();
-	});
-	while (queue.waiting() < 2)
-		std::this_thread::sleep_for(std::chrono::milliseconds(1));
+	Submitter submitter(queue);
+	submitter.submit(next);
+	const std::shared_future<void> returned = submitter.submit(withdrawn);
 	/* The first run ends; the next one (`next`'s) starts and is held. */
 	model.release_runs(1);
 	ASSERT_TRUE(model.wait_for_runs(2));
 	EXPECT_TRUE(queue.withdraw(withdrawn));
-	EXPECT_EQ(returned.get_future().wait_for(std::chrono::seconds(30)), std::future_status::ready)
+	EXPECT_EQ(returned.wait_for(std::chrono::seconds(30)), std::future_status::ready)
 		<< "the withdrawn batch's thread was busy with the other element's run";
 	model.let_go();
 	running.join();
-	next_thread.join();
-	withdrawn_thread.join();
+	submitter.join();
 	EXPECT_EQ(marks_of(next), (std::vector<int64_t>{ 2 }));
 	EXPECT_TRUE(withdrawn.results.empty());
 	EXPECT_EQ(model.runs().size(), 2u);
