@@ -8,6 +8,8 @@
 #include <fstream>
 #include <stdexcept>
 
+#include <unistd.h>
+
 #include "frcnn/checkpoint.h"
 #include "frcnn/config.h"
 #include "frcnn/error.h"
@@ -142,6 +144,50 @@ const char *model_options_help()
 	       "                         fasterrcnn_resnet50_fpn, its v2 and the MobileNetV3\n"
 	       "                         models; libtorch gives torchvision's numbers exactly)\n"
 	       "  --threads N            CPU threads, up to 1024 (default: LibTorch's)\n";
+}
+
+StderrCapture::StderrCapture()
+{
+	std::fflush(stderr);
+	file_ = std::tmpfile();
+	saved_ = file_ ? ::dup(STDERR_FILENO) : -1;
+	if (saved_ < 0 || ::dup2(::fileno(file_), STDERR_FILENO) < 0) {
+		/* Nothing caught: the messages go where they went. */
+		if (saved_ >= 0)
+			::close(saved_);
+		saved_ = -1;
+	}
+}
+
+StderrCapture::~StderrCapture()
+{
+	finish();
+	if (file_)
+		std::fclose(file_);
+}
+
+std::string StderrCapture::finish()
+{
+	if (saved_ < 0)
+		return {};
+	std::fflush(stderr);
+	::dup2(saved_, STDERR_FILENO);
+	::close(saved_);
+	saved_ = -1;
+	std::string said, line;
+	std::rewind(file_);
+	for (int c; (c = std::fgetc(file_)) != EOF;) {
+		if (c != '\n') {
+			line += static_cast<char>(c);
+			continue;
+		}
+		if (!line.empty())
+			said += (said.empty() ? "" : "; ") + line;
+		line.clear();
+	}
+	if (!line.empty())
+		said += (said.empty() ? "" : "; ") + line;
+	return said;
 }
 
 DetectorOptions detector_options(const ModelOptions &o)

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <climits>
+#include <cstdio>
 #include <cstdint>
 #include <initializer_list>
 #include <memory>
@@ -14,6 +15,23 @@
 #include "frcnn/weights.h"
 
 namespace frcnn::cli {
+
+// While it lives, stderr goes to a temporary file; finish() (or the destructor) puts stderr back
+// and gives what was written there. For the command-line programs, whose other threads do not
+// write to stderr meanwhile.
+class StderrCapture {
+public:
+	StderrCapture();
+	~StderrCapture();
+	StderrCapture(const StderrCapture &) = delete;
+	StderrCapture &operator=(const StderrCapture &) = delete;
+	// The lines written since, joined by "; "; stderr is stderr again.
+	std::string finish();
+
+private:
+	int saved_ = -1;	    // the stderr to put back
+	std::FILE *file_ = nullptr; // where stderr goes meanwhile
+};
 
 struct ModelOptions {
 	std::string arch;	 // empty: the weights preset's, else detect_arch() of the checkpoint
@@ -76,6 +94,16 @@ struct PpmImage {
 // Reads one. Throws frcnn::Error saying what is wrong; `not_ppm` says what to do with a file
 // that is no binary PPM at all.
 PpmImage read_ppm(const std::string &path, const std::string &not_ppm);
+
+// Runs `run` with what it writes to stderr (a library's own messages) caught: returns its result,
+// and the lines it wrote in `said`, joined by "; " (empty when it wrote nothing).
+template <typename Run> auto capturing_stderr(Run run, std::string &said)
+{
+	StderrCapture capture;
+	auto result = run();
+	said = capture.finish();
+	return result;
+}
 
 // Runs `read`, which reads the weights file `path` that the weights value `weights` resolved to.
 // A file of the download cache that cannot be read (copied in by hand, damaged since) is said

@@ -117,9 +117,17 @@ int main(int argc, char **argv)
 	auto read_image = [&pixel_aspect_ratio](const std::string &path) {
 		Image image;
 #if FRCNN_DETECT_OPENCV
-		image.pixels = cv::imread(path, cv::IMREAD_COLOR | cv::IMREAD_IGNORE_ORIENTATION);
+		/* The image libraries write their own lines to stderr (libjpeg's "Premature end of
+		 * JPEG file", libpng's errors): they become part of this program's one line. */
+		std::string said;
+		image.pixels = frcnn::cli::capturing_stderr(
+			[&] { return cv::imread(path, cv::IMREAD_COLOR | cv::IMREAD_IGNORE_ORIENTATION); }, said);
 		if (image.pixels.empty())
-			throw frcnn::Error("cannot read image '" + path + "' (missing, unreadable or not an image)");
+			throw frcnn::Error("cannot read image '" + path + "' (missing, unreadable or not an image" +
+					   (said.empty() ? std::string() : ": " + said) + ")");
+		if (!said.empty())
+			std::fprintf(stderr, "frcnn-detect: warning: image '%s' read as far as it goes: %s\n", path.c_str(),
+				     said.c_str());
 		image.frame.format = frcnn::PixelFormat::BGR;
 		image.frame.width = image.pixels.cols;
 		image.frame.height = image.pixels.rows;

@@ -6,6 +6,8 @@
 #    status is 1.
 # 3. Bad options (an unknown model or device, too many threads) exit with status 2 before
 #    anything loads, with a message that names the option.
+# 4. The image libraries' own messages become part of one line each: a JPEG cut short is run as
+#    far as it goes, with a warning; a damaged PNG is an error naming it.
 set -euo pipefail
 detect=$1
 python=${FRCNN_REF_PYTHON:-/usr/bin/python3}
@@ -50,6 +52,25 @@ assert plain["detections"], "no detections to compare at threshold 0"
 assert rotated["detections"] == plain["detections"], "the tagged JPEG gave other detections"
 print("EXIF orientation: read as stored, %d detections equal" % len(plain["detections"]))
 PY
+
+# Damaged images (4).
+"$python" - "$out" <<'PY'
+import sys
+out = sys.argv[1]
+data = open(out + "/plain.jpg", "rb").read()
+open(out + "/cut.jpg", "wb").write(data[: len(data) // 2])
+open(out + "/damaged.png", "wb").write(b"\x89PNG\r\n\x1a\n" + b"x" * 40)
+PY
+status=0
+"$detect" --arch tiny --seed 1 --threads 2 "$out/cut.jpg" "$out/damaged.png" > "$out/cut.jsonl" 2> "$out/stderr.txt" ||
+	status=$?
+[ "$status" -eq 1 ] || { echo "FAIL: exit status $status with a damaged image, not 1"; exit 1; }
+[ "$(wc -l < "$out/cut.jsonl")" -eq 1 ] || { echo "FAIL: the cut JPEG gave no line:"; cat "$out/cut.jsonl"; exit 1; }
+if [ "$(wc -l < "$out/stderr.txt")" -ne 2 ] ||
+	! grep -q "^frcnn-detect: warning: image '$out/cut.jpg' read as far as it goes: " "$out/stderr.txt" ||
+	! grep -q "^frcnn-detect: cannot read image '$out/damaged.png' (missing, unreadable or not an image: " "$out/stderr.txt"; then
+	echo "FAIL: not one line per damaged image:"; cat "$out/stderr.txt"; exit 1
+fi
 
 expect_option_error() {
 	local message=$1
