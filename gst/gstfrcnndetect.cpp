@@ -563,6 +563,10 @@ struct ModelSetup {
 	std::vector<std::string> labels;
 	std::set<int64_t> class_filter;
 	std::map<int64_t, double> class_thresholds;
+	// Set up while playing with a `classes` (or `class-thresholds`) that does not parse: the
+	// element keeps the filter it has, as for such a value set while playing (warned about).
+	bool keep_class_filter = false;
+	bool keep_class_thresholds = false;
 };
 
 // C++ members of the element, created in _init and deleted in _finalize.
@@ -1737,29 +1741,43 @@ static std::optional<ModelSetup> gst_frcnn_detect_setup_model(GstFrcnnDetect *se
 		return std::nullopt;
 	}
 
-	std::set<int64_t> class_filter;
+	/* At start an invalid filter fails the start; while playing the new weights load and the
+	 * element keeps the filter it has, as for such a value set while playing. */
+	ModelSetup setup{ std::move(model), std::move(labels), {}, {} };
 	try {
-		class_filter = frcnn::gst::parse_classes(settings.classes, labels);
+		setup.class_filter = frcnn::gst::parse_classes(settings.classes, setup.labels);
 	} catch (const std::exception &e) {
-		GST_FRCNN_DETECT_PROBLEM(self, while_playing, RESOURCE, SETTINGS,
-				  ("Invalid 'classes': %s.", e.what()),
-				  ("parsing classes '%s' failed", settings.classes.c_str()));
-		return std::nullopt;
+		if (while_playing) {
+			GST_ELEMENT_WARNING(self, RESOURCE, SETTINGS,
+					    ("Invalid 'classes' for the weights '%s', keeping the previous filter: %s.",
+					     settings.weights.c_str(), e.what()),
+					    ("parsing classes '%s' failed", settings.classes.c_str()));
+			setup.keep_class_filter = true;
+		} else {
+			GST_ELEMENT_ERROR(self, RESOURCE, SETTINGS, ("Invalid 'classes': %s.", e.what()),
+					  ("parsing classes '%s' failed", settings.classes.c_str()));
+			return std::nullopt;
+		}
 	}
-	std::map<int64_t, double> class_thresholds;
 	try {
-		class_thresholds = frcnn::gst::parse_class_thresholds(settings.class_thresholds, labels);
+		setup.class_thresholds = frcnn::gst::parse_class_thresholds(settings.class_thresholds, setup.labels);
 	} catch (const std::exception &e) {
-		GST_FRCNN_DETECT_PROBLEM(self, while_playing, RESOURCE, SETTINGS,
-				  ("Invalid 'class-thresholds': %s. Set it to class=score entries "
-				   "separated by commas (e.g. person=0.7,car=0.3), or leave it empty.",
-				   e.what()),
-				  ("parsing class-thresholds '%s' failed", settings.class_thresholds.c_str()));
-		return std::nullopt;
+		if (while_playing) {
+			GST_ELEMENT_WARNING(self, RESOURCE, SETTINGS,
+					    ("Invalid 'class-thresholds' for the weights '%s', keeping the previous "
+					     "ones: %s.", settings.weights.c_str(), e.what()),
+					    ("parsing class-thresholds '%s' failed", settings.class_thresholds.c_str()));
+			setup.keep_class_thresholds = true;
+		} else {
+			GST_ELEMENT_ERROR(self, RESOURCE, SETTINGS,
+					  ("Invalid 'class-thresholds': %s. Set it to class=score entries "
+					   "separated by commas (e.g. person=0.7,car=0.3), or leave it empty.",
+					   e.what()),
+					  ("parsing class-thresholds '%s' failed", settings.class_thresholds.c_str()));
+			return std::nullopt;
+		}
 	}
-
-	return ModelSetup{ std::move(model), std::move(labels), std::move(class_filter),
-			   std::move(class_thresholds) };
+	return setup;
 }
 
 /* Makes a set-up model the element's, with the class filters parsed from `settings` (a batch
@@ -1772,8 +1790,10 @@ static void gst_frcnn_detect_install_model(GstFrcnnDetect *self, ModelSetup setu
 	state->detector_generation = generation;
 	state->loaded_settings = settings;
 	state->labels = std::move(setup.labels);
-	state->class_filter = std::move(setup.class_filter);
-	state->class_thresholds = std::move(setup.class_thresholds);
+	if (!setup.keep_class_filter)
+		state->class_filter = std::move(setup.class_filter);
+	if (!setup.keep_class_thresholds)
+		state->class_thresholds = std::move(setup.class_thresholds);
 	state->applied = runtime_settings(settings);
 }
 
@@ -1945,17 +1965,29 @@ static void gst_frcnn_detect_check_reload(GstFrcnnDetect *self)
 	}
 
 	const Settings &loaded = state->loaded_settings;
-	if (!loaded.model_instance_id.empty() || settings.model_instance_id != loaded.model_instance_id ||
-	    settings.device != loaded.device || settings.precision != loaded.precision ||
-	    settings.int8_calibration != loaded.int8_calibration ||
-	    settings.int8_calibration_frames != loaded.int8_calibration_frames ||
-	    settings.channels_last != loaded.channels_last ||
-	    settings.cpu_convolutions != loaded.cpu_convolutions) {
+	/* The settings that wait for the next start, by name: a change of `weights` waits with them
+	 * (the model would be built from all of them). */
+	std::string waiting;
+	const auto changed = [&waiting](bool differs, const char *name) {
+		if (differs)
+			waiting += (waiting.empty() ? "'" : ", '") + std::string(name) + "'";
+	};
+	changed(settings.model_instance_id != loaded.model_instance_id, "model-instance-id");
+	changed(settings.device != loaded.device, "device");
+	changed(settings.precision != loaded.precision, "precision");
+	changed(settings.int8_calibration != loaded.int8_calibration, "int8-calibration");
+	changed(settings.int8_calibration_frames != loaded.int8_calibration_frames, "int8-calibration-frames");
+	changed(settings.channels_last != loaded.channels_last, "channels-last");
+	changed(settings.cpu_convolutions != loaded.cpu_convolutions, "cpu-convolutions");
+	if (!loaded.model_instance_id.empty() || !waiting.empty()) {
+		const std::string why =
+			!loaded.model_instance_id.empty()
+				? "the model is shared under model-instance-id '" + loaded.model_instance_id +
+					  "', whose model settings change only when its elements start again"
+				: waiting + " changed while playing, which take effect at the next start; "
+					    "'weights', 'model', 'num-classes' and 'labels' changed since wait for it too";
 		GST_ELEMENT_WARNING(self, RESOURCE, SETTINGS,
-				    ("The model settings changed while playing take effect at the next "
-				     "start: only 'weights' (with 'model', 'num-classes' and 'labels') "
-				     "changes while playing, and not on a model shared under a "
-				     "model-instance-id."),
+				    ("The model settings wait for the next start: %s.", why.c_str()),
 				    ("now %s; loaded %s", model_settings_text(settings).c_str(),
 				     model_settings_text(loaded).c_str()));
 		return;
@@ -2030,15 +2062,22 @@ static frcnn::gst::RunSettings gst_frcnn_detect_update_settings(GstFrcnnDetect *
 	}
 	gst_frcnn_detect_apply_threads(self, threads);
 
+	/* Names the labels being set up (new weights or labels while playing) may know wait for
+	 * them: the set-up parses the filter against its own labels. */
+	const bool labels_coming = state->reload.valid();
 	if (wanted.classes != state->applied.classes) {
 		try {
 			state->class_filter = frcnn::gst::parse_classes(wanted.classes, state->labels);
 		} catch (const std::exception &e) {
-			GST_ELEMENT_WARNING(self, RESOURCE, SETTINGS,
-					    ("Invalid 'classes', keeping the previous filter: %s.",
-					     e.what()),
-					    ("parsing classes '%s' failed", wanted.classes.c_str()));
-			gst_frcnn_detect_leave_if_stopped(self);
+			if (labels_coming) {
+				wanted.classes = state->applied.classes; /* again after the set-up */
+			} else {
+				GST_ELEMENT_WARNING(self, RESOURCE, SETTINGS,
+						    ("Invalid 'classes', keeping the previous filter: %s.",
+						     e.what()),
+						    ("parsing classes '%s' failed", wanted.classes.c_str()));
+				gst_frcnn_detect_leave_if_stopped(self);
+			}
 		}
 	}
 	if (wanted.class_thresholds != state->applied.class_thresholds) {
@@ -2046,12 +2085,16 @@ static frcnn::gst::RunSettings gst_frcnn_detect_update_settings(GstFrcnnDetect *
 			state->class_thresholds =
 				frcnn::gst::parse_class_thresholds(wanted.class_thresholds, state->labels);
 		} catch (const std::exception &e) {
-			GST_ELEMENT_WARNING(self, RESOURCE, SETTINGS,
-					    ("Invalid 'class-thresholds', keeping the previous ones: %s.",
-					     e.what()),
-					    ("parsing class-thresholds '%s' failed",
-					     wanted.class_thresholds.c_str()));
-			gst_frcnn_detect_leave_if_stopped(self);
+			if (labels_coming) {
+				wanted.class_thresholds = state->applied.class_thresholds;
+			} else {
+				GST_ELEMENT_WARNING(self, RESOURCE, SETTINGS,
+						    ("Invalid 'class-thresholds', keeping the previous ones: %s.",
+						     e.what()),
+						    ("parsing class-thresholds '%s' failed",
+						     wanted.class_thresholds.c_str()));
+				gst_frcnn_detect_leave_if_stopped(self);
+			}
 		}
 	}
 	state->applied = wanted;

@@ -3413,7 +3413,10 @@ TEST(FrcnnDetect, WeightsChangeWhilePlaying)
 
 	g_object_set(h->element, "cpu-convolutions", frcnn::CpuConvolutions::LibTorch, nullptr);
 	expect_new_model(frames[0]);
-	EXPECT_NE(next_message_text(bus, GST_MESSAGE_WARNING).find("take effect at the next start"),
+	EXPECT_NE(next_message_text(bus, GST_MESSAGE_WARNING)
+			  .find("The model settings wait for the next start: 'cpu-convolutions' changed while "
+				"playing, which take effect at the next start; 'weights', 'model', 'num-classes' "
+				"and 'labels' changed since wait for it too."),
 		  std::string::npos);
 	EXPECT_EQ(gst_bus_pop_filtered(bus, GST_MESSAGE_ERROR), nullptr);
 
@@ -3427,7 +3430,10 @@ TEST(FrcnnDetect, WeightsChangeWhilePlaying)
 		gst_test::BufferPtr out(gst_harness_push_and_pull(shared.get(), frames[0].buffer(0)));
 		ASSERT_TRUE(out);
 		expect_meta_equals(out.get(), frames[0].width(), frames[0].height(), expected_for(frames[0]));
-		EXPECT_NE(next_message_text(shared_bus, GST_MESSAGE_WARNING).find("not on a model shared"),
+		EXPECT_NE(next_message_text(shared_bus, GST_MESSAGE_WARNING)
+				  .find("The model settings wait for the next start: the model is shared under "
+					"model-instance-id 'reload', whose model settings change only when its "
+					"elements start again."),
 			  std::string::npos);
 		gst_element_set_bus(shared->element, nullptr);
 		gst_object_unref(shared_bus);
@@ -3492,6 +3498,78 @@ TEST(FrcnnDetect, LabelsChangeWhilePlaying)
 	ASSERT_TRUE(out);
 	expect_meta_equals(out.get(), frame.width(), frame.height(), all,
 			   { "__background__", "cat", "dog", "bird" });
+}
+
+// Pushes frames to an element until its new weights or labels are loaded (the info message),
+// then one more: that frame's output. Other messages posted meanwhile go to `warnings`.
+gst_test::BufferPtr push_until_loaded(WatchedElement &element, const Frame &frame, std::vector<std::string> &warnings)
+{
+	for (int attempt = 0; attempt < 600; attempt++) {
+		element.push(frame);
+		for (GstMessage *message; (message = gst_bus_pop_filtered(element.bus, static_cast<GstMessageType>(
+								 GST_MESSAGE_INFO | GST_MESSAGE_WARNING)));) {
+			GError *error = nullptr;
+			const bool info = GST_MESSAGE_TYPE(message) == GST_MESSAGE_INFO;
+			if (info)
+				gst_message_parse_info(message, &error, nullptr);
+			else
+				gst_message_parse_warning(message, &error, nullptr);
+			const std::string text = error ? error->message : "";
+			g_clear_error(&error);
+			gst_message_unref(message);
+			if (!info)
+				warnings.push_back(text);
+			else if (text.find("Loaded the weights") != std::string::npos)
+				return element.push(frame);
+		}
+		std::this_thread::sleep_for(std::chrono::milliseconds(50));
+	}
+	ADD_FAILURE() << "the new weights or labels were never loaded";
+	return {};
+}
+
+// `classes` of the names of labels set with it while playing wait for those labels, without a
+// warning; a `classes` that fits no labels (warned about when set) does not keep new weights out:
+// they load, with the previous filter.
+TEST(FrcnnDetect, ClassesWithLabelsOrWeightsChangedWhilePlaying)
+{
+	const std::string path = gst_test::out_dir() + "/animals-with-classes.txt";
+	std::ofstream(path) << "cat\ndog\nbird\n";
+	const Frame frame = make_frame(photo(320, 240), GST_VIDEO_FORMAT_I420);
+	/* Filtered to dogs: regions of label 2, "dog", only (and some). */
+	auto expect_dogs_only = [](GstBuffer *out) {
+		const std::vector<gst_test::RoiDetection> rois = gst_test::read_rois(out);
+		EXPECT_FALSE(rois.empty());
+		for (const gst_test::RoiDetection &roi : rois) {
+			EXPECT_EQ(roi.label_id, 2);
+			EXPECT_EQ(roi.label, "dog");
+		}
+	};
+
+	WatchedElement element(frame);
+	element.expect_first_model(frame);
+	g_object_set(element.h->element, "labels", path.c_str(), "classes", "dog", nullptr);
+	std::vector<std::string> warnings;
+	gst_test::BufferPtr out = push_until_loaded(element, frame, warnings);
+	ASSERT_TRUE(out);
+	EXPECT_EQ(warnings, std::vector<std::string>{}) << "a class of the labels coming was refused";
+	expect_dogs_only(out.get());
+
+	g_object_set(element.h->element, "classes", "unicorn", nullptr);
+	out = element.push(frame);
+	EXPECT_NE(next_message_text(element.bus, GST_MESSAGE_WARNING)
+			  .find("Invalid 'classes', keeping the previous filter: unknown class 'unicorn'"),
+		  std::string::npos);
+	g_object_set(element.h->element, "weights", gst_test::weights4().c_str(), nullptr);
+	warnings.clear();
+	out = push_until_loaded(element, frame, warnings);
+	ASSERT_TRUE(out);
+	ASSERT_EQ(warnings.size(), 1u);
+	EXPECT_NE(warnings[0].find("Invalid 'classes' for the weights '" + gst_test::weights4() +
+				   "', keeping the previous filter: unknown class 'unicorn'"),
+		  std::string::npos)
+		<< warnings[0];
+	expect_dogs_only(out.get());
 }
 
 // An HTTP server on 127.0.0.1 that answers every request with the start of a large file and then
