@@ -1605,7 +1605,8 @@ static gboolean gst_frcnn_detect_load_model(GstFrcnnDetect *self, const Settings
  */
 static std::optional<ModelSetup> gst_frcnn_detect_setup_model(GstFrcnnDetect *self,
 							      const Settings &settings,
-							      bool while_playing)
+							      bool while_playing,
+							      const std::vector<std::string> &playing_labels = {})
 {
 	static const std::regex device_pattern("cpu|cuda(:[0-9]+)?");
 	if (!std::regex_match(settings.device, device_pattern)) {
@@ -1741,33 +1742,46 @@ static std::optional<ModelSetup> gst_frcnn_detect_setup_model(GstFrcnnDetect *se
 		return std::nullopt;
 	}
 
-	/* At start an invalid filter fails the start; while playing the new weights load and the
-	 * element keeps the filter it has, as for such a value set while playing. */
+	/* At start an invalid filter fails the start. While playing, new weights of the labels in
+	 * use load with the filter the element has (its class ids mean the same classes), as for
+	 * such a value set while playing; with other labels they do not load. */
+	const bool same_labels = while_playing && labels == playing_labels;
 	ModelSetup setup{ std::move(model), std::move(labels), {}, {} };
+	const std::string not_loaded = "the weights '" + settings.weights +
+				       "' are not loaded: their labels are not those in use, which the "
+				       "element's filter is of; set it to names of theirs (or empty) and "
+				       "'weights' again";
 	try {
 		setup.class_filter = frcnn::gst::parse_classes(settings.classes, setup.labels);
 	} catch (const std::exception &e) {
-		if (while_playing) {
+		if (same_labels) {
 			GST_ELEMENT_WARNING(self, RESOURCE, SETTINGS,
 					    ("Invalid 'classes' for the weights '%s', keeping the previous filter: %s.",
 					     settings.weights.c_str(), e.what()),
 					    ("parsing classes '%s' failed", settings.classes.c_str()));
 			setup.keep_class_filter = true;
 		} else {
-			GST_ELEMENT_ERROR(self, RESOURCE, SETTINGS, ("Invalid 'classes': %s.", e.what()),
-					  ("parsing classes '%s' failed", settings.classes.c_str()));
+			const std::string consequence = while_playing ? "; " + not_loaded : std::string();
+			GST_FRCNN_DETECT_PROBLEM(self, while_playing, RESOURCE, SETTINGS,
+						 ("Invalid 'classes': %s%s.", e.what(), consequence.c_str()),
+						 ("parsing classes '%s' failed", settings.classes.c_str()));
 			return std::nullopt;
 		}
 	}
 	try {
 		setup.class_thresholds = frcnn::gst::parse_class_thresholds(settings.class_thresholds, setup.labels);
 	} catch (const std::exception &e) {
-		if (while_playing) {
+		if (same_labels) {
 			GST_ELEMENT_WARNING(self, RESOURCE, SETTINGS,
 					    ("Invalid 'class-thresholds' for the weights '%s', keeping the previous "
 					     "ones: %s.", settings.weights.c_str(), e.what()),
 					    ("parsing class-thresholds '%s' failed", settings.class_thresholds.c_str()));
 			setup.keep_class_thresholds = true;
+		} else if (while_playing) {
+			GST_ELEMENT_WARNING(self, RESOURCE, SETTINGS,
+					    ("Invalid 'class-thresholds': %s; %s.", e.what(), not_loaded.c_str()),
+					    ("parsing class-thresholds '%s' failed", settings.class_thresholds.c_str()));
+			return std::nullopt;
 		} else {
 			GST_ELEMENT_ERROR(self, RESOURCE, SETTINGS,
 					  ("Invalid 'class-thresholds': %s. Set it to class=score entries "
@@ -1998,12 +2012,12 @@ static void gst_frcnn_detect_check_reload(GstFrcnnDetect *self)
 	 * message finds it. */
 	auto result = std::make_shared<std::promise<std::optional<ModelSetup>>>();
 	state->reload = result->get_future();
-	state->reload_task = std::async(std::launch::async, [self, settings, result]() {
+	state->reload_task = std::async(std::launch::async, [self, settings, result, labels = state->labels]() {
 		reload_task_of = self;
 		std::optional<ModelSetup> setup;
 		std::string failure;
 		try {
-			setup = gst_frcnn_detect_setup_model(self, settings, true);
+			setup = gst_frcnn_detect_setup_model(self, settings, true, labels);
 		} catch (const std::exception &e) {
 			failure = e.what();
 		}

@@ -113,21 +113,18 @@ int main(int argc, char **argv)
 		frcnn::cli::PpmImage pixels;
 #endif
 		frcnn::FrameView frame;
+		std::string said; // what the image library wrote reading it (a warning)
 	};
 	auto read_image = [&pixel_aspect_ratio](const std::string &path) {
 		Image image;
 #if FRCNN_DETECT_OPENCV
 		/* The image libraries write their own lines to stderr (libjpeg's "Premature end of
 		 * JPEG file", libpng's errors): they become part of this program's one line. */
-		std::string said;
 		image.pixels = frcnn::cli::capturing_stderr(
-			[&] { return cv::imread(path, cv::IMREAD_COLOR | cv::IMREAD_IGNORE_ORIENTATION); }, said);
+			[&] { return cv::imread(path, cv::IMREAD_COLOR | cv::IMREAD_IGNORE_ORIENTATION); }, image.said);
 		if (image.pixels.empty())
 			throw frcnn::Error("cannot read image '" + path + "' (missing, unreadable or not an image" +
-					   (said.empty() ? std::string() : ": " + said) + ")");
-		if (!said.empty())
-			std::fprintf(stderr, "frcnn-detect: warning: image '%s' read as far as it goes: %s\n", path.c_str(),
-				     said.c_str());
+					   (image.said.empty() ? std::string() : ": " + image.said) + ")");
 		image.frame.format = frcnn::PixelFormat::BGR;
 		image.frame.width = image.pixels.cols;
 		image.frame.height = image.pixels.rows;
@@ -185,6 +182,8 @@ int main(int argc, char **argv)
 	for (const auto &path : images) {
 		try {
 			const auto image = read_image(path);
+			if (!image.said.empty()) /* said once, also of an image read for the calibration */
+				std::fprintf(stderr, "frcnn-detect: warning: image '%s': %s\n", path.c_str(), image.said.c_str());
 			const auto &frame = image.frame;
 			auto detections = detector->detect({frame})[0];
 

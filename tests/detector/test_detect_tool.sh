@@ -66,11 +66,15 @@ status=0
 	status=$?
 [ "$status" -eq 1 ] || { echo "FAIL: exit status $status with a damaged image, not 1"; exit 1; }
 [ "$(wc -l < "$out/cut.jsonl")" -eq 1 ] || { echo "FAIL: the cut JPEG gave no line:"; cat "$out/cut.jsonl"; exit 1; }
-if [ "$(wc -l < "$out/stderr.txt")" -ne 2 ] ||
-	! grep -q "^frcnn-detect: warning: image '$out/cut.jpg' read as far as it goes: " "$out/stderr.txt" ||
-	! grep -q "^frcnn-detect: cannot read image '$out/damaged.png' (missing, unreadable or not an image: " "$out/stderr.txt"; then
+# At most one line of this program's per image, and none of the libraries' own.
+if [ "$(grep -c "cut.jpg" "$out/stderr.txt")" -gt 1 ] ||
+	! grep -q "^frcnn-detect: cannot read image '$out/damaged.png' (missing, unreadable or not an image" "$out/stderr.txt" ||
+	grep -v "^frcnn-detect: " "$out/stderr.txt" | grep -q -i -E "jpeg|png"; then
 	echo "FAIL: not one line per damaged image:"; cat "$out/stderr.txt"; exit 1
 fi
+# With int8, which reads the first images for its calibration before running them, too.
+"$detect" --arch tiny --seed 1 --threads 2 --precision int8 "$out/cut.jpg" > /dev/null 2> "$out/stderr.txt" || true
+[ "$(grep -c "cut.jpg" "$out/stderr.txt")" -le 1 ] || { echo "FAIL: int8: the cut JPEG said twice:"; cat "$out/stderr.txt"; exit 1; }
 
 expect_option_error() {
 	local message=$1

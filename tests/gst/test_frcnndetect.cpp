@@ -3529,8 +3529,9 @@ gst_test::BufferPtr push_until_loaded(WatchedElement &element, const Frame &fram
 }
 
 // `classes` of the names of labels set with it while playing wait for those labels, without a
-// warning; a `classes` that fits no labels (warned about when set) does not keep new weights out:
-// they load, with the previous filter.
+// warning; a `classes` that fits no labels (warned about when set) does not keep new weights of
+// the labels in use out: they load, with the previous filter. Weights of other labels do not load
+// then (the previous filter's class ids would name other classes).
 TEST(FrcnnDetect, ClassesWithLabelsOrWeightsChangedWhilePlaying)
 {
 	const std::string path = gst_test::out_dir() + "/animals-with-classes.txt";
@@ -3569,6 +3570,20 @@ TEST(FrcnnDetect, ClassesWithLabelsOrWeightsChangedWhilePlaying)
 				   "', keeping the previous filter: unknown class 'unicorn'"),
 		  std::string::npos)
 		<< warnings[0];
+	expect_dogs_only(out.get());
+
+	/* Weights of other labels: the filter's class ids would name other classes; they do not
+	 * load, the element goes on as it was. */
+	g_object_set(element.h->element, "labels", "", "weights", gst_test::weights91().c_str(), nullptr);
+	element.push(frame); /* starts the set-up */
+	const std::string refused = next_message_text(element.bus, GST_MESSAGE_WARNING);
+	EXPECT_NE(refused.find("Invalid 'classes': unknown class 'unicorn'"), std::string::npos) << refused;
+	EXPECT_NE(refused.find("the weights '" + gst_test::weights91() + "' are not loaded: their labels are not "
+			       "those in use"),
+		  std::string::npos)
+		<< refused;
+	out = element.push(frame);
+	ASSERT_TRUE(out);
 	expect_dogs_only(out.get());
 }
 
