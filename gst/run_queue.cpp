@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <exception>
+#include <new>
 
 namespace frcnn::gst {
 
@@ -34,7 +35,10 @@ bool RunQueue::can_run_together(const RunRequest &first, const RunRequest &later
 
 std::vector<RunRequest *> RunQueue::take_next_run()
 {
-	std::vector<RunRequest *> run{ waiting_.front() };
+	/* Allocated before the queue changes: out of memory leaves it as it was. */
+	std::vector<RunRequest *> run;
+	run.reserve(waiting_.size());
+	run.push_back(waiting_.front());
 	waiting_.pop_front();
 	std::size_t frames = run.front()->frames.size();
 	std::size_t limit = run.front()->batch_size;
@@ -83,11 +87,17 @@ void RunQueue::run_together(const std::vector<RunRequest *> &requests)
 	for (RunRequest *request : requests) {
 		request->run_frames = frame_count;
 		request->run_requests = requests.size();
-		request->error = error;
 		request->results.clear();
-		if (error.empty()) {
-			for (std::size_t i = 0; i < request->frames.size(); i++)
-				request->results.push_back(std::move(results[next++]));
+		try {
+			request->error = error;
+			if (error.empty()) {
+				for (std::size_t i = 0; i < request->frames.size(); i++)
+					request->results.push_back(std::move(results[next++]));
+			}
+		} catch (const std::bad_alloc &) {
+			next += request->frames.size() - request->results.size();
+			request->results.clear();
+			request->error = "out of memory"; /* short: no allocation */
 		}
 	}
 }
@@ -129,8 +139,16 @@ void RunQueue::run(RunRequest &request)
 			continue;
 		}
 		/* Our turn: our request runs, with the later ones that can join it. */
+		std::vector<RunRequest *> requests;
+		try {
+			requests = take_next_run();
+		} catch (...) {
+			/* Out of memory, the queue as it was: ours leaves it, the others go on. */
+			waiting_.erase(std::find(waiting_.begin(), waiting_.end(), &request));
+			finished_.notify_all();
+			throw;
+		}
 		running_ = true;
-		const std::vector<RunRequest *> requests = take_next_run();
 		for (RunRequest *taken : requests)
 			taken->in_run = true;
 		lock.unlock();
