@@ -219,8 +219,10 @@ public:
 	}
 
 private:
-	// The class count grows with the largest id; beyond this it would not fit in memory.
-	static constexpr int64_t kMaxCategory = 100000;
+	// The class count grows with the largest id; beyond this it would not fit in memory, and
+	// a model of more than 100000 classes (background included) loads nowhere: the element's
+	// num-classes and the checkpoint reader stop there.
+	static constexpr int64_t kMaxCategory = 99999;
 
 	void add_annotation(const nlohmann::json &a, const std::map<int64_t, size_t> &by_id)
 	{
@@ -631,7 +633,7 @@ int main(int argc, char **argv)
 				frcnn::model_preset(value); // an unknown name is an option error
 				o.arch = value;
 			}
-			else if (arg == "--num-classes") o.num_classes = to_int(0, 100001);
+			else if (arg == "--num-classes") o.num_classes = to_int(0, 100000);
 			else if (arg == "--trainable-layers") o.trainable_layers = to_int(0, 6);
 			else if (arg == "--weights") o.init_weights = value;
 			else if (arg == "--synthetic") o.synthetic = value;

@@ -191,7 +191,7 @@ done
 # COCO files with a background category, an image id that is not a number; no --images.
 "$python" -c 'import json, sys; d = json.load(open(sys.argv[1])); d["annotations"][0]["category_id"] = 0; json.dump(d, open(sys.argv[2], "w"))' \
 	"$out/coco/instances.json" "$out/coco/category0.json"
-expect_error 1 "annotation 1: category id 0 is not from 1 to 100000 (0 is the background)" \
+expect_error 1 "annotation 1: category id 0 is not from 1 to 99999 (0 is the background)" \
 	--coco-json "$out/coco/category0.json" --images "$out/coco" --threads 1
 "$python" -c 'import json, sys; d = json.load(open(sys.argv[1])); d["images"][1]["id"] = "11"; json.dump(d, open(sys.argv[2], "w"))' \
 	"$out/coco/instances.json" "$out/coco/string-id.json"
