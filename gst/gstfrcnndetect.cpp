@@ -2060,6 +2060,33 @@ static bool filters_detections(const GstFrcnnDetectState &state)
 }
 
 /*
+ * Takes up a class filter property (`classes`, `class-thresholds`) changed while playing: parses
+ * `wanted` against the labels in use into `filter`, and returns the value now applied. One that
+ * does not parse keeps the previous filter, with a warning; while new labels are being set up it
+ * waits for them (the applied value stays, so that it is parsed again after them).
+ */
+template <typename Filter, typename Parse>
+static std::string gst_frcnn_detect_take_filter(GstFrcnnDetect *self, const std::string &wanted,
+						const std::string &applied, bool labels_coming, Filter &filter,
+						Parse parse, const char *property, const char *kept)
+{
+	if (wanted == applied)
+		return applied;
+	try {
+		filter = parse(wanted, self->state->labels);
+		return wanted;
+	} catch (const std::exception &e) {
+		if (labels_coming)
+			return applied;
+		GST_ELEMENT_WARNING(self, RESOURCE, SETTINGS,
+				    ("Invalid '%s', keeping the previous %s: %s.", property, kept, e.what()),
+				    ("parsing %s '%s' failed", property, wanted.c_str()));
+		gst_frcnn_detect_leave_if_stopped(self);
+		return wanted;
+	}
+}
+
+/*
  * Takes up the properties that may change while playing, on the worker between batches: the
  * thread count and the class filter here, the detector settings the batch runs with returned
  * (the run sets them on the model, which other elements may share).
@@ -2079,38 +2106,14 @@ static frcnn::gst::RunSettings gst_frcnn_detect_update_settings(GstFrcnnDetect *
 	/* Names the labels being set up (new weights or labels while playing) may know wait for
 	 * them: the set-up parses the filter against its own labels. */
 	const bool labels_coming = state->reload.valid();
-	if (wanted.classes != state->applied.classes) {
-		try {
-			state->class_filter = frcnn::gst::parse_classes(wanted.classes, state->labels);
-		} catch (const std::exception &e) {
-			if (labels_coming) {
-				wanted.classes = state->applied.classes; /* again after the set-up */
-			} else {
-				GST_ELEMENT_WARNING(self, RESOURCE, SETTINGS,
-						    ("Invalid 'classes', keeping the previous filter: %s.",
-						     e.what()),
-						    ("parsing classes '%s' failed", wanted.classes.c_str()));
-				gst_frcnn_detect_leave_if_stopped(self);
-			}
-		}
-	}
-	if (wanted.class_thresholds != state->applied.class_thresholds) {
-		try {
-			state->class_thresholds =
-				frcnn::gst::parse_class_thresholds(wanted.class_thresholds, state->labels);
-		} catch (const std::exception &e) {
-			if (labels_coming) {
-				wanted.class_thresholds = state->applied.class_thresholds;
-			} else {
-				GST_ELEMENT_WARNING(self, RESOURCE, SETTINGS,
-						    ("Invalid 'class-thresholds', keeping the previous ones: %s.",
-						     e.what()),
-						    ("parsing class-thresholds '%s' failed",
-						     wanted.class_thresholds.c_str()));
-				gst_frcnn_detect_leave_if_stopped(self);
-			}
-		}
-	}
+	wanted.classes = gst_frcnn_detect_take_filter(self, wanted.classes, state->applied.classes, labels_coming,
+						      state->class_filter, frcnn::gst::parse_classes, "classes",
+						      "filter");
+	wanted.class_thresholds = gst_frcnn_detect_take_filter(self, wanted.class_thresholds,
+							       state->applied.class_thresholds, labels_coming,
+							       state->class_thresholds,
+							       frcnn::gst::parse_class_thresholds,
+							       "class-thresholds", "ones");
 	state->applied = wanted;
 	/* The warnings above (and apply_threads') went to the bus. */
 	gst_frcnn_detect_leave_if_stopped(self);
