@@ -515,7 +515,7 @@ struct LoadedModel {
 // The model loaded under one model-instance-id, while an element holds it. `loading` is held
 // while the id's model is looked up and loaded, so that elements starting together load it once.
 struct SharedModel {
-	std::mutex loading;
+	std::timed_mutex loading;
 	std::weak_ptr<LoadedModel> model;
 };
 
@@ -534,7 +534,7 @@ struct SharedModels {
 			 * orders this read of `model` after the last load's write. */
 			bool unused = false;
 			if (it->first != id && it->second.use_count() == 1) {
-				std::unique_lock<std::mutex> idle(it->second->loading, std::try_to_lock);
+				std::unique_lock<std::timed_mutex> idle(it->second->loading, std::try_to_lock);
 				unused = idle.owns_lock() && it->second->model.expired();
 			}
 			if (unused)
@@ -594,14 +594,16 @@ struct GstFrcnnDetectState {
 	std::shared_ptr<LoadedModel> model;
 	guint64 detector_generation = 0;
 	Settings loaded_settings; // what `model` was set up from
-	// Weights changed while playing: the model being set up for them on a thread of its own,
-	// and the settings generation it is for (kept after a refusal, so that it is not retried).
+	// A model being set up on a thread of its own (gst_frcnn_detect_begin_setup): for weights
+	// changed while playing, or at a start whose weights download. The settings generation it
+	// is for (kept after a refusal, so that it is not retried).
 	std::future<std::optional<ModelSetup>> reload;
 	std::future<void> reload_task; // the thread that sets it up (and then posts a message)
 	guint64 reload_generation = 0;
 	Settings reload_settings;
-	// Set by a stop: a download for `reload` gives up instead of holding the stop up.
-	std::atomic<bool> cancel_reload{ false };
+	// Set by a stop: a set-up gives its download (or its wait for a shared model's) up instead
+	// of holding the stop up.
+	std::atomic<bool> cancel_setup{ false };
 	std::vector<std::string> labels;
 	std::set<int64_t> class_filter;
 	std::map<int64_t, double> class_thresholds; // `class-thresholds`, by class id
@@ -836,7 +838,9 @@ static void gst_frcnn_detect_class_init(GstFrcnnDetectClass *klass)
 		g_param_spec_string("weights", "Weights",
 				    "Checkpoint to load: a file path, a preset name (coco, coco-v2, "
 				    "coco-mobilenet, coco-mobilenet-320: downloaded into the torch hub "
-				    "cache when missing) or an http(s) URL. Changed while playing, the "
+				    "cache when missing) or an http(s) URL. A download happens after the "
+				    "start, while the first frame waits, its steps posted as progress "
+				    "messages. Changed while playing, the "
 				    "new weights are loaded in the background and the batches go on with "
 				    "the old ones until they are ready (a message tells when)",
 				    DEFAULT_PROP_WEIGHTS, playing));
@@ -1067,10 +1071,20 @@ static void gst_frcnn_detect_init(GstFrcnnDetect *self)
 	gst_element_add_pad(GST_ELEMENT(self), self->srcpad);
 }
 
+/* The element whose model this thread sets up (begin_setup's task); null on any other thread. */
+static thread_local const GstFrcnnDetect *reload_task_of = nullptr;
+
 static void gst_frcnn_detect_finalize(GObject *object)
 {
 	GstFrcnnDetect *self = GST_FRCNN_DETECT(object);
 
+	/* A set-up still running (stopped from a handler of its own message, which could not wait
+	 * for it) uses the state: it gives its download up, and goes before the state does. */
+	GstFrcnnDetectState *state = self->state;
+	if (state->reload_task.valid() && reload_task_of != self) {
+		state->cancel_setup = true;
+		state->reload_task.wait();
+	}
 	delete self->state;
 
 	G_OBJECT_CLASS(gst_frcnn_detect_parent_class)->finalize(object);
@@ -1451,8 +1465,15 @@ static std::string model_settings_text(const Settings &settings, const std::opti
 			GST_ELEMENT_ERROR(self, domain, code, text, debug);           \
 	} G_STMT_END
 
-/* Thrown by the download's progress callback when a stop cancels a reload. */
-struct ReloadCancelled {};
+/* Thrown by the download's progress callback when a stop cancels a set-up. */
+struct SetupCancelled {};
+
+/* Posts a step of a weights download as a progress message of code "download". */
+static void post_download_progress(GstFrcnnDetect *self, GstProgressType type, const std::string &text)
+{
+	gst_element_post_message(GST_ELEMENT(self),
+				 gst_message_new_progress(GST_OBJECT(self), type, "download", text.c_str()));
+}
 
 /*
  * Loads the model the settings name into `model`: gets and reads the weights, tells the model and
@@ -1465,23 +1486,41 @@ static gboolean gst_frcnn_detect_load_model(GstFrcnnDetect *self, const Settings
 					    bool while_playing)
 {
 	std::string path;
+	/* A download goes on the bus as progress messages (gst-launch-1.0 prints them). */
+	bool downloading = false;
+	const std::string &weights = settings.weights;
 	try {
-		auto progress = [self, while_playing, last = -1LL](long long done, long long total) mutable {
+		auto progress = [self, &downloading, &weights, last = -1LL](long long done, long long total) mutable {
 			/* libcurl calls this at least once a second, also while no data comes. */
-			if (while_playing && self->state->cancel_reload)
-				throw ReloadCancelled();
+			if (self->state->cancel_setup)
+				throw SetupCancelled();
+			if (!downloading) {
+				downloading = true;
+				post_download_progress(self, GST_PROGRESS_TYPE_START,
+						       "Downloading the weights '" + weights + "' into " +
+							       frcnn::hub_checkpoint_dir());
+			}
 			long long percent = total > 0 ? done * 100 / total : done >> 20;
 			if (percent / 10 != last / 10)
-				GST_INFO_OBJECT(self, "downloading weights: %lld%s", percent,
-						total > 0 ? "%" : " MiB");
+				post_download_progress(self, GST_PROGRESS_TYPE_CONTINUE,
+						       "Downloading the weights '" + weights + "': " +
+							       std::to_string(percent) + (total > 0 ? "%" : " MiB"));
 			last = percent;
 		};
 		path = frcnn::resolve_weights(settings.weights, progress);
-	} catch (const ReloadCancelled &) {
+		if (downloading)
+			post_download_progress(self, GST_PROGRESS_TYPE_COMPLETE,
+					       "Downloaded the weights '" + weights + "'");
+	} catch (const SetupCancelled &) {
 		GST_INFO_OBJECT(self, "stopped while downloading the weights '%s': not loaded",
 				settings.weights.c_str());
+		post_download_progress(self, GST_PROGRESS_TYPE_CANCELED,
+				       "Gave the download of the weights '" + weights + "' up: the element stopped");
 		return FALSE;
 	} catch (const std::exception &e) {
+		if (downloading)
+			post_download_progress(self, GST_PROGRESS_TYPE_ERROR,
+					       "Could not download the weights '" + weights + "'");
 		GST_FRCNN_DETECT_PROBLEM(self, while_playing, RESOURCE, NOT_FOUND,
 				  ("Could not get the weights '%s': %s. Set 'weights' to a readable "
 				   "checkpoint file or a preset name (%s).",
@@ -1599,14 +1638,13 @@ static gboolean gst_frcnn_detect_load_model(GstFrcnnDetect *self, const Settings
 }
 
 /*
- * Builds the model the settings name, or takes the one loaded under the same model-instance-id,
- * with the class names and filters that depend on its classes. Every failure posts a message that
- * says which property to change (see GST_FRCNN_DETECT_PROBLEM) and returns nothing.
+ * Checks the settings that need no file (device, precision, weights given, the model a preset is
+ * of) and gives the weights' preset and the model's configuration. Posts what is wrong.
  */
-static std::optional<ModelSetup> gst_frcnn_detect_setup_model(GstFrcnnDetect *self,
-							      const Settings &settings,
-							      bool while_playing,
-							      const std::vector<std::string> &playing_labels = {})
+static bool gst_frcnn_detect_check_model_settings(GstFrcnnDetect *self, const Settings &settings,
+						  bool while_playing,
+						  std::optional<frcnn::WeightsPreset> &preset,
+						  frcnn::ModelConfig &config)
 {
 	static const std::regex device_pattern("cpu|cuda(:[0-9]+)?");
 	if (!std::regex_match(settings.device, device_pattern)) {
@@ -1614,14 +1652,14 @@ static std::optional<ModelSetup> gst_frcnn_detect_setup_model(GstFrcnnDetect *se
 				  ("Unknown device '%s': set 'device' to cpu, cuda or cuda:N.",
 				   settings.device.c_str()),
 				  ("device property does not match cpu|cuda|cuda:N"));
-		return std::nullopt;
+		return false;
 	}
 	if (settings.device != "cpu" && !frcnn::Detector::cuda_built()) {
 		GST_FRCNN_DETECT_PROBLEM(self, while_playing, RESOURCE, SETTINGS,
 				  ("device=%s needs gst-frcnn built with a CUDA LibTorch, and this "
 				   "build is CPU only: set device=cpu.", settings.device.c_str()),
 				  ("frcnn::Detector::cuda_built() returned false"));
-		return std::nullopt;
+		return false;
 	}
 
 	if (settings.precision == GST_FRCNN_PRECISION_FP16 && settings.device == "cpu") {
@@ -1629,7 +1667,7 @@ static std::optional<ModelSetup> gst_frcnn_detect_setup_model(GstFrcnnDetect *se
 				  ("precision=fp16 needs a CUDA device: set precision=fp32 (or bf16) "
 				   "or device=cuda."),
 				  ("fp16 check failed: device is cpu"));
-		return std::nullopt;
+		return false;
 	}
 	if ((settings.precision == GST_FRCNN_PRECISION_BF16 || settings.precision == GST_FRCNN_PRECISION_INT8) &&
 	    settings.device != "cpu") {
@@ -1638,14 +1676,14 @@ static std::optional<ModelSetup> gst_frcnn_detect_setup_model(GstFrcnnDetect *se
 				  ("precision=%s is for the CPU: set precision=fp16 (or fp32) "
 				   "with device=%s, or device=cpu.", precision, settings.device.c_str()),
 				  ("%s check failed: device is %s", precision, settings.device.c_str()));
-		return std::nullopt;
+		return false;
 	}
 	if (settings.precision == GST_FRCNN_PRECISION_BF16 && !frcnn::cpu_has_bf16()) {
 		GST_FRCNN_DETECT_PROBLEM(self, while_playing, RESOURCE, SETTINGS,
 				  ("precision=bf16 needs a CPU with bfloat16 instructions (AVX-512 BF16 "
 				   "or AMX), which this one lacks: set precision=fp32."),
 				  ("frcnn::cpu_has_bf16() returned false"));
-		return std::nullopt;
+		return false;
 	}
 
 	if (settings.weights.empty()) {
@@ -1653,12 +1691,10 @@ static std::optional<ModelSetup> gst_frcnn_detect_setup_model(GstFrcnnDetect *se
 				  ("No weights: set 'weights' to a checkpoint file, a preset name "
 				   "(%s) or a URL.", preset_names().c_str()),
 				  ("weights property is empty"));
-		return std::nullopt;
+		return false;
 	}
 
 	/* A weights preset brings its architecture, class count and batch-norm eps. */
-	std::optional<frcnn::WeightsPreset> preset;
-	frcnn::ModelConfig config;
 	std::string arch = settings.model;
 	try {
 		preset = frcnn::weights_preset_of(settings.weights);
@@ -1672,7 +1708,7 @@ static std::optional<ModelSetup> gst_frcnn_detect_setup_model(GstFrcnnDetect *se
 						   settings.model.c_str(), preset->arch.c_str()),
 						  ("weights preset %s does not match the model property",
 						   preset->name.c_str()));
-				return std::nullopt;
+				return false;
 			}
 			arch = preset->arch;
 		}
@@ -1684,8 +1720,26 @@ static std::optional<ModelSetup> gst_frcnn_detect_setup_model(GstFrcnnDetect *se
 				  ("Unknown model '%s': %s. Set 'model' to one of these.",
 				   arch.c_str(), e.what()),
 				  ("frcnn::model_preset() failed"));
-		return std::nullopt;
+		return false;
 	}
+	return true;
+}
+
+/*
+ * Builds the model the settings name, or takes the one loaded under the same model-instance-id,
+ * with the class names and filters that depend on its classes. Every failure posts a message that
+ * says which property to change (see GST_FRCNN_DETECT_PROBLEM) and returns nothing; so does a
+ * set-up that a stop cancelled (cancel_setup), without a message.
+ */
+static std::optional<ModelSetup> gst_frcnn_detect_setup_model(GstFrcnnDetect *self,
+							      const Settings &settings,
+							      bool while_playing,
+							      const std::vector<std::string> &playing_labels = {})
+{
+	std::optional<frcnn::WeightsPreset> preset;
+	frcnn::ModelConfig config;
+	if (!gst_frcnn_detect_check_model_settings(self, settings, while_playing, preset, config))
+		return std::nullopt;
 
 	/*
 	 * Under a model-instance-id, the model that another element loaded with the same settings,
@@ -1694,11 +1748,19 @@ static std::optional<ModelSetup> gst_frcnn_detect_setup_model(GstFrcnnDetect *se
 	 */
 	std::shared_ptr<LoadedModel> model;
 	std::shared_ptr<SharedModel> shared;
-	std::unique_lock<std::mutex> loading;
+	std::unique_lock<std::timed_mutex> loading;
 	const std::string &id = settings.model_instance_id;
 	if (!id.empty()) {
 		shared = shared_models().entry(id);
-		loading = std::unique_lock<std::mutex>(shared->loading);
+		/* Another element may be loading it (a download): a stop does not wait for that. */
+		loading = std::unique_lock<std::timed_mutex>(shared->loading, std::defer_lock);
+		while (!loading.try_lock_for(std::chrono::milliseconds(100))) {
+			if (self->state->cancel_setup) {
+				GST_INFO_OBJECT(self, "stopped while waiting for the model of model-instance-id "
+						"'%s': not loaded", id.c_str());
+				return std::nullopt;
+			}
+		}
 		model = shared->model.lock(); // empty once its last element let it go
 		/* The model and class count this element would take from the same weights file
 		 * (another file differs in its name anyway). */
@@ -1811,60 +1873,6 @@ static void gst_frcnn_detect_install_model(GstFrcnnDetect *self, ModelSetup setu
 	state->applied = runtime_settings(settings);
 }
 
-/*
- * Builds the detector from the settings, or takes the one loaded under the same
- * model-instance-id. Every failure posts an error that says which property to change; the state
- * change then fails.
- */
-static gboolean gst_frcnn_detect_open(GstFrcnnDetect *self)
-{
-	GstFrcnnDetectState *state = self->state;
-	Settings settings;
-	guint64 generation;
-	{
-		g_autoptr(GMutexLocker) locker = g_mutex_locker_new(GST_OBJECT_GET_LOCK(self));
-		settings = state->settings;
-		generation = state->settings_generation;
-	}
-
-	try {
-		state->region = frcnn::gst::parse_region(settings.region);
-		state->region_text = settings.region;
-	} catch (const std::exception &e) {
-		GST_ELEMENT_ERROR(self, RESOURCE, SETTINGS,
-				  ("Invalid 'region' '%s': %s. Set 'region' to x,y,width,height in "
-				   "frame pixels (e.g. 100,50,640,360), or leave it empty.",
-				   settings.region.c_str(), e.what()),
-				  ("parsing region '%s' failed", settings.region.c_str()));
-		return FALSE;
-	}
-	if (state->region && settings.inference_region == GST_FRCNN_INFERENCE_REGION_ROI_LIST) {
-		GST_ELEMENT_ERROR(self, RESOURCE, SETTINGS,
-				  ("'region' and inference-region=roi-list exclude each other: the "
-				   "detector runs on the regions of interest attached upstream. Leave "
-				   "'region' empty, or set inference-region=full-frame."),
-				  ("region '%s' with inference-region=roi-list", settings.region.c_str()));
-		return FALSE;
-	}
-	state->inference_region = settings.inference_region;
-
-	if (state->model && state->detector_generation == generation)
-		return TRUE;
-
-	/* Two large models may not fit side by side on a device. */
-	state->model.reset();
-	state->detector_generation = 0;
-
-	std::optional<ModelSetup> setup = gst_frcnn_detect_setup_model(self, settings, false);
-	if (!setup)
-		return FALSE;
-	gst_frcnn_detect_install_model(self, std::move(*setup), settings, generation);
-	return TRUE;
-}
-
-/* The element whose weights changed while playing this thread sets up (check_reload's task);
- * null on any other thread. */
-static thread_local const GstFrcnnDetect *reload_task_of = nullptr;
 
 /*
  * A worker whose message's handler stopped it: an application's synchronous bus handler that set
@@ -1951,6 +1959,66 @@ static void gst_frcnn_detect_take_reload(GstFrcnnDetect *self)
 	GST_INFO_OBJECT(self, "now running on the weights '%s'", state->reload_settings.weights.c_str());
 }
 
+/* When a model is set up on a thread of its own: at the start, whose weights download (the frames
+ * wait for it), or while playing, for new weights (the batches go on meanwhile). */
+enum class SetupTime { AtStart, WhilePlaying };
+
+/*
+ * Sets up a model for `settings` on a thread of its own (reload_task), whose result `reload`
+ * gives: the start's model, which the first frame waits for (gst_frcnn_detect_wait_for_model),
+ * or new weights', which a batch takes once they are ready (check_reload). A stop gives its
+ * download up (cancel_setup) and keeps a model it set up for the next start.
+ */
+static void gst_frcnn_detect_begin_setup(GstFrcnnDetect *self, const Settings &settings, guint64 generation,
+					 SetupTime when)
+{
+	GstFrcnnDetectState *state = self->state;
+	state->reload_settings = settings;
+	state->reload_generation = generation;
+	auto result = std::make_shared<std::promise<std::optional<ModelSetup>>>();
+	state->reload = result->get_future();
+	state->reload_task = std::async(std::launch::async, [self, settings, result, when,
+							     labels = state->labels]() {
+		reload_task_of = self;
+		const bool at_start = when == SetupTime::AtStart;
+		std::optional<ModelSetup> setup;
+		std::string failure;
+		try {
+			setup = gst_frcnn_detect_setup_model(self, settings, !at_start, labels);
+		} catch (const std::exception &e) {
+			failure = e.what();
+		}
+		const bool loaded = setup.has_value();
+		if (at_start) {
+			/* Every failure it knows of it posts itself; this is the rest (out of memory),
+			 * posted before the waiting frame hears of it. */
+			if (!failure.empty())
+				GST_ELEMENT_ERROR(self, RESOURCE, FAILED,
+						  ("Could not set up the weights '%s': %s.", settings.weights.c_str(),
+						   failure.c_str()),
+						  ("set up at start"));
+			result->set_value(std::move(setup));
+			std::lock_guard<std::mutex> lock(self->state->mutex);
+			self->state->item_removed.notify_all();
+			return;
+		}
+		/* The result is handed over before the message goes out, so that the batch after the
+		 * message finds it. */
+		result->set_value(std::move(setup));
+		/* Every failure it knows of it posts itself; this is the rest (out of memory). */
+		if (!failure.empty())
+			GST_ELEMENT_WARNING(self, RESOURCE, SETTINGS,
+					    ("Could not set up the weights '%s': %s.", settings.weights.c_str(),
+					     failure.c_str()),
+					    ("set up while playing"));
+		if (loaded)
+			GST_ELEMENT_INFO(self, RESOURCE, SETTINGS,
+					 ("Loaded the weights '%s': the next batch runs on them.",
+					  settings.weights.c_str()),
+					 ("set up while playing"));
+	});
+}
+
 static void gst_frcnn_detect_check_reload(GstFrcnnDetect *self)
 {
 	GstFrcnnDetectState *state = self->state;
@@ -2007,39 +2075,13 @@ static void gst_frcnn_detect_check_reload(GstFrcnnDetect *self)
 		return;
 	}
 	GST_INFO_OBJECT(self, "setting up the weights '%s' while playing", settings.weights.c_str());
-	state->reload_settings = settings;
-	/* The result is handed over before the message goes out, so that the batch after the
-	 * message finds it. */
-	auto result = std::make_shared<std::promise<std::optional<ModelSetup>>>();
-	state->reload = result->get_future();
-	state->reload_task = std::async(std::launch::async, [self, settings, result, labels = state->labels]() {
-		reload_task_of = self;
-		std::optional<ModelSetup> setup;
-		std::string failure;
-		try {
-			setup = gst_frcnn_detect_setup_model(self, settings, true, labels);
-		} catch (const std::exception &e) {
-			failure = e.what();
-		}
-		const bool loaded = setup.has_value();
-		result->set_value(std::move(setup));
-		/* Every failure it knows of it posts itself; this is the rest (out of memory). */
-		if (!failure.empty())
-			GST_ELEMENT_WARNING(self, RESOURCE, SETTINGS,
-					    ("Could not set up the weights '%s': %s.", settings.weights.c_str(),
-					     failure.c_str()),
-					    ("set up while playing"));
-		if (loaded)
-			GST_ELEMENT_INFO(self, RESOURCE, SETTINGS,
-					 ("Loaded the weights '%s': the next batch runs on them.",
-					  settings.weights.c_str()),
-					 ("set up while playing"));
-	});
+	gst_frcnn_detect_begin_setup(self, settings, state->reload_generation, SetupTime::WhilePlaying);
 }
 
-/* Waits for a model being set up while playing, and makes it the element's if it was. Not on the
- * set-up's own thread (an application's synchronous handler of its message stopping the element):
- * it could not wait for itself, and the next batch takes the model it sets up, if any. */
+/* Waits for a model being set up on its own thread (begin_setup), and makes it the element's if it
+ * was. Not on the set-up's own thread (an application's synchronous handler of its message
+ * stopping the element): it could not wait for itself, and the next batch (or the next start)
+ * takes the model it sets up, if any. */
 static void gst_frcnn_detect_finish_reload(GstFrcnnDetect *self)
 {
 	if (reload_task_of == self)
@@ -2049,6 +2091,86 @@ static void gst_frcnn_detect_finish_reload(GstFrcnnDetect *self)
 		gst_frcnn_detect_take_reload(self);
 	if (state->reload_task.valid())
 		state->reload_task.wait();
+}
+
+/*
+ * Builds the detector from the settings, or takes the one loaded under the same
+ * model-instance-id. Every failure posts an error that says which property to change; the state
+ * change then fails. Weights that have to be downloaded are set up after the state change, on a
+ * thread of their own: a failure there posts its error then, and the first frame fails.
+ */
+static gboolean gst_frcnn_detect_open(GstFrcnnDetect *self)
+{
+	GstFrcnnDetectState *state = self->state;
+	Settings settings;
+	guint64 generation;
+	{
+		g_autoptr(GMutexLocker) locker = g_mutex_locker_new(GST_OBJECT_GET_LOCK(self));
+		settings = state->settings;
+		generation = state->settings_generation;
+	}
+
+	try {
+		state->region = frcnn::gst::parse_region(settings.region);
+		state->region_text = settings.region;
+	} catch (const std::exception &e) {
+		GST_ELEMENT_ERROR(self, RESOURCE, SETTINGS,
+				  ("Invalid 'region' '%s': %s. Set 'region' to x,y,width,height in "
+				   "frame pixels (e.g. 100,50,640,360), or leave it empty.",
+				   settings.region.c_str(), e.what()),
+				  ("parsing region '%s' failed", settings.region.c_str()));
+		return FALSE;
+	}
+	if (state->region && settings.inference_region == GST_FRCNN_INFERENCE_REGION_ROI_LIST) {
+		GST_ELEMENT_ERROR(self, RESOURCE, SETTINGS,
+				  ("'region' and inference-region=roi-list exclude each other: the "
+				   "detector runs on the regions of interest attached upstream. Leave "
+				   "'region' empty, or set inference-region=full-frame."),
+				  ("region '%s' with inference-region=roi-list", settings.region.c_str()));
+		return FALSE;
+	}
+	state->inference_region = settings.inference_region;
+
+	/* A set-up left from before (a start that failed after this, a stop from a handler of the
+	 * set-up's own message) is finished first: its model may be the one wanted. */
+	if (state->reload.valid() && reload_task_of != self) {
+		state->cancel_setup = true;
+		gst_frcnn_detect_finish_reload(self);
+		state->cancel_setup = false;
+	}
+	if (state->model && state->detector_generation == generation)
+		return TRUE;
+
+	/* Two large models may not fit side by side on a device. */
+	state->model.reset();
+	state->detector_generation = 0;
+
+	/* A download could hold the state change up for minutes, which nothing could interrupt: the
+	 * model is set up on a thread of its own, and the first frame waits for it. The settings
+	 * that need no file are checked first, so that they fail the start as before. A set-up
+	 * that a handler of its own message restarts the element from loads here. */
+	bool download = false;
+	try {
+		download = frcnn::weights_need_download(settings.weights) && reload_task_of != self;
+	} catch (const std::exception &e) {
+		GST_DEBUG_OBJECT(self, "cannot tell whether the weights download: %s", e.what());
+	}
+	if (download) {
+		std::optional<frcnn::WeightsPreset> preset;
+		frcnn::ModelConfig config;
+		if (!gst_frcnn_detect_check_model_settings(self, settings, false, preset, config))
+			return FALSE;
+		GST_INFO_OBJECT(self, "the weights '%s' download while the element starts; frames wait for them",
+				settings.weights.c_str());
+		gst_frcnn_detect_begin_setup(self, settings, generation, SetupTime::AtStart);
+		return TRUE;
+	}
+
+	std::optional<ModelSetup> setup = gst_frcnn_detect_setup_model(self, settings, false);
+	if (!setup)
+		return FALSE;
+	gst_frcnn_detect_install_model(self, std::move(*setup), settings, generation);
+	return TRUE;
 }
 
 /* Whether the element filters single detections after the model (classes, class-thresholds,
@@ -3018,6 +3140,50 @@ static gboolean gst_frcnn_detect_hold_pixels(GstFrcnnDetect *self, Item &item,
 	return TRUE;
 }
 
+/*
+ * The first frame of a start whose weights download waits here, holding up the stream, until the
+ * model is set up: a flush or a stop ends the wait. Called with the queue's lock held, by the
+ * sink pad's thread while the element has no model; GST_FLOW_OK once it has one.
+ */
+static GstFlowReturn gst_frcnn_detect_wait_for_model(GstFrcnnDetect *self, std::unique_lock<std::mutex> &lock)
+{
+	GstFrcnnDetectState *state = self->state;
+	const bool setting_up = state->reload.valid();
+	if (setting_up) {
+		const auto ready = [state] {
+			return state->reload.wait_for(std::chrono::seconds(0)) == std::future_status::ready;
+		};
+		if (!ready())
+			GST_INFO_OBJECT(self, "frames wait for the weights '%s'", state->reload_settings.weights.c_str());
+		state->item_removed.wait(lock, [state, &ready] { return state->srcresult != GST_FLOW_OK || ready(); });
+		if (state->srcresult != GST_FLOW_OK) {
+			state->failure_reported = true; /* upstream hears of it, and reports it */
+			return state->srcresult;
+		}
+		/* Nothing else runs meanwhile: the worker has no frame before this one. */
+		lock.unlock();
+		gst_frcnn_detect_take_reload(self);
+		lock.lock();
+		if (state->model)
+			return GST_FLOW_OK;
+	}
+	/* The set-up failed, and posted why; or it failed before a flush that started the stream
+	 * again. */
+	state->srcresult = GST_FLOW_ERROR;
+	state->failure_reported = true;
+	state->wake_all();
+	if (!setting_up) {
+		lock.unlock();
+		GST_ELEMENT_ERROR(self, RESOURCE, SETTINGS,
+				  ("No model to run: the weights '%s' could not be set up when the element "
+				   "started (an earlier error says why). Correct the settings and start the "
+				   "element again.", state->reload_settings.weights.c_str()),
+				  ("no model after the start's set-up"));
+		lock.lock();
+	}
+	return GST_FLOW_ERROR;
+}
+
 static GstFlowReturn gst_frcnn_detect_chain(GstPad *pad, GstObject *parent, GstBuffer *buffer)
 {
 	GstFrcnnDetect *self = GST_FRCNN_DETECT(parent);
@@ -3065,6 +3231,14 @@ static GstFlowReturn gst_frcnn_detect_chain(GstPad *pad, GstObject *parent, GstB
 		GST_ELEMENT_ERROR(self, CORE, NEGOTIATION, ("No caps before the first buffer."),
 				  ("chain() called before a caps event"));
 		return GST_FLOW_NOT_NEGOTIATED;
+	}
+	if (!state->model) {
+		const GstFlowReturn waited = gst_frcnn_detect_wait_for_model(self, lock);
+		if (waited != GST_FLOW_OK) {
+			lock.unlock();
+			gst_buffer_unref(buffer);
+			return waited;
+		}
 	}
 
 	/* A gap buffer holds no picture of its own (a repeated or filler frame): it goes by. */
@@ -3556,11 +3730,15 @@ static GstStateChangeReturn gst_frcnn_detect_change_state(GstElement *element,
 		 * download for it is given up: it could hold the stop up for minutes. The next start
 		 * then downloads the weights again.
 		 */
-		state->cancel_reload = true;
+		state->cancel_setup = true;
 		gst_frcnn_detect_finish_reload(self);
-		state->cancel_reload = false;
+		state->cancel_setup = false;
 		break;
 	case GST_STATE_CHANGE_READY_TO_NULL:
+		/* A start that failed after its set-up began (another element's state change). */
+		state->cancel_setup = true;
+		gst_frcnn_detect_finish_reload(self);
+		state->cancel_setup = false;
 		state->model.reset();
 		state->detector_generation = 0;
 		state->reload_generation = 0;

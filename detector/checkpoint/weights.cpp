@@ -635,6 +635,24 @@ std::string hub_checkpoint_dir()
 	return join_path(join_path(expand_user(torch_home), "hub"), "checkpoints");
 }
 
+bool weights_need_download(const std::string &weights)
+{
+	std::string url;
+	if (std::optional<WeightsPreset> preset = find_weights_preset(weights))
+		url = preset->url;
+	else if (is_url(weights))
+		url = weights;
+	else
+		return false;
+	try {
+		/* As resolve_url looks: anything there, even what is no file, is not downloaded. */
+		struct stat st;
+		return ::stat(join_path(hub_checkpoint_dir(), url_file_name(url)).c_str(), &st) != 0;
+	} catch (const Error &) {
+		return false;
+	}
+}
+
 std::string cached_download_advice(const std::string &weights)
 {
 	if (!find_weights_preset(weights) && !is_url(weights))

@@ -736,6 +736,29 @@ TEST_F(WeightsTest, CacheEntryThatIsNotAFileIsReported)
 	EXPECT_NE(message.find("not a regular file"), std::string::npos) << message;
 }
 
+// A preset or URL needs a download until its file is in the cache; a file path never does.
+TEST_F(WeightsTest, TellsWhichWeightsNeedADownload)
+{
+	const auto preset = frcnn::find_weights_preset("coco-mobilenet");
+	ASSERT_TRUE(preset);
+	const std::string name = preset->url.substr(preset->url.rfind('/') + 1);
+	const std::string url = "http://127.0.0.1:1/models/" + name + "?version=2";
+	EXPECT_TRUE(frcnn::weights_need_download("coco-mobilenet"));
+	EXPECT_TRUE(frcnn::weights_need_download(url));
+	EXPECT_TRUE(frcnn::weights_need_download("coco"));
+
+	fs::create_directories(cache_);
+	write_file(cache_ + "/" + name, "cached");
+	EXPECT_FALSE(frcnn::weights_need_download("coco-mobilenet"));
+	EXPECT_FALSE(frcnn::weights_need_download(url)) << "a URL's file is cached by its file name";
+	EXPECT_TRUE(frcnn::weights_need_download("coco"));
+
+	EXPECT_FALSE(frcnn::weights_need_download(cache_ + "/" + name));
+	EXPECT_FALSE(frcnn::weights_need_download(scratch_.path() + "/missing.pth"))
+		<< "a missing file is no download";
+	EXPECT_FALSE(frcnn::weights_need_download("http://127.0.0.1:1/")) << "no file name: resolve_weights says so";
+}
+
 TEST_F(WeightsTest, UrlWithoutFileName)
 {
 	std::string message = error_of([] { frcnn::resolve_weights("https://example.invalid/models/"); });

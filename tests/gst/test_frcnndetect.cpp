@@ -1976,6 +1976,7 @@ std::string state_change_error(const std::string &properties, GError **error_out
 		text = error->message;
 		const std::string where = debug ? debug : "";
 		EXPECT_TRUE(where.find("gst_frcnn_detect_open") != std::string::npos ||
+			    where.find("gst_frcnn_detect_check_model_settings") != std::string::npos ||
 			    where.find("gst_frcnn_detect_setup_model") != std::string::npos ||
 			    where.find("gst_frcnn_detect_load_model") != std::string::npos)
 			<< "the debug message tells the developer where: " << (debug ? debug : "(none)");
@@ -3587,20 +3588,21 @@ TEST(FrcnnDetect, ClassesWithLabelsOrWeightsChangedWhilePlaying)
 	expect_dogs_only(out.get());
 }
 
-// An HTTP server on 127.0.0.1 that answers every request with the start of a large file and then
-// sends nothing more until it is released: a download that is in progress for as long as a test
-// needs. Released (or destroyed), it closes every connection, which ends their downloads in an
-// error at once.
-class StallingHttpServer {
+// An HTTP server on 127.0.0.1. By default it answers every request with the start of a large file
+// and then sends nothing more until it is released: a download that is in progress for as long as
+// a test needs. Released (or destroyed), it closes every connection, which ends their downloads
+// in an error at once. Given a file's bytes, it answers every request with the whole file.
+class LoopbackHttpServer {
 public:
-	StallingHttpServer() : listener_(frcnn::test::bind_loopback(&port_))
+	explicit LoopbackHttpServer(std::optional<std::string> file = std::nullopt)
+		: file_(std::move(file)), listener_(frcnn::test::bind_loopback(&port_))
 	{
 		if (listen(listener_, 8) != 0 || pipe2(wake_, O_CLOEXEC) != 0)
 			throw std::runtime_error(std::string("cannot start the HTTP server: ") + strerror(errno));
 		thread_ = std::thread([this] { serve(); });
 	}
 
-	~StallingHttpServer()
+	~LoopbackHttpServer()
 	{
 		release();
 		thread_.join();
@@ -3655,11 +3657,19 @@ private:
 					break;
 				request.append(buffer, n);
 			}
+			const std::string body = file_ ? *file_ : std::string(4096, 'x');
 			const std::string answer = "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
-						   "Content-Length: 1000000000\r\n\r\n" +
-						   std::string(4096, 'x');
-			if (write(connection, answer.data(), answer.size()) != static_cast<ssize_t>(answer.size()))
-				ADD_FAILURE() << "the HTTP server could not answer: " << strerror(errno);
+						   "Content-Length: " +
+						   std::to_string(file_ ? file_->size() : 1000000000) +
+						   "\r\nConnection: close\r\n\r\n" + body;
+			for (size_t written = 0; written < answer.size();) {
+				const ssize_t n = write(connection, answer.data() + written, answer.size() - written);
+				if (n <= 0) {
+					ADD_FAILURE() << "the HTTP server could not answer: " << strerror(errno);
+					break;
+				}
+				written += static_cast<size_t>(n);
+			}
 			std::lock_guard<std::mutex> lock(mutex_);
 			requests_++;
 			answered_.notify_all();
@@ -3668,6 +3678,7 @@ private:
 			close(connection);
 	}
 
+	std::optional<std::string> file_;
 	int port_ = 0;
 	int listener_ = -1;
 	int wake_[2] = { -1, -1 };
@@ -3717,7 +3728,7 @@ std::vector<std::string> folder_entries(const std::string &path)
 // nothing of it in the cache and posts no warning; the next start runs on what `weights` says.
 TEST(FrcnnDetect, AStopGivesUpAWeightsDownloadWhilePlaying)
 {
-	StallingHttpServer server;
+	LoopbackHttpServer server;
 	const std::string cache = gst_test::out_dir() + "/stalled-download-cache";
 	ScopedEnv torch_home("TORCH_HOME", cache);
 	const std::vector<Frame> frames = distinct_frames(3);
@@ -3752,36 +3763,250 @@ TEST(FrcnnDetect, AStopGivesUpAWeightsDownloadWhilePlaying)
 	element.expect_first_model(frames[2]);
 }
 
+// The messages on a bus that tell of weights: the steps of their downloads (progress messages of
+// code "download", as "<type> <text>") and the errors and warnings ("error: <text>"), in order.
+struct WeightsMessages {
+	std::vector<std::string> download;
+	std::vector<std::string> problems;
+};
+
+WeightsMessages take_weights_messages(GstBus *bus)
+{
+	WeightsMessages taken;
+	while (GstMessage *message = gst_bus_pop(bus)) {
+		if (GST_MESSAGE_TYPE(message) == GST_MESSAGE_PROGRESS) {
+			GstProgressType type;
+			gchar *code = nullptr, *text = nullptr;
+			gst_message_parse_progress(message, &type, &code, &text);
+			if (g_strcmp0(code, "download") == 0)
+				taken.download.push_back(
+					std::string(type == GST_PROGRESS_TYPE_START	  ? "start"
+						    : type == GST_PROGRESS_TYPE_CONTINUE ? "continue"
+						    : type == GST_PROGRESS_TYPE_COMPLETE ? "complete"
+						    : type == GST_PROGRESS_TYPE_CANCELED ? "canceled"
+											  : "error") +
+					" " + (text ? text : ""));
+			g_free(code);
+			g_free(text);
+		} else if (GST_MESSAGE_TYPE(message) == GST_MESSAGE_ERROR ||
+			   GST_MESSAGE_TYPE(message) == GST_MESSAGE_WARNING) {
+			GError *error = nullptr;
+			if (GST_MESSAGE_TYPE(message) == GST_MESSAGE_ERROR)
+				gst_message_parse_error(message, &error, nullptr);
+			else
+				gst_message_parse_warning(message, &error, nullptr);
+			taken.problems.push_back(std::string(GST_MESSAGE_TYPE_NAME(message)) + ": " + error->message);
+			g_error_free(error);
+		}
+		gst_message_unref(message);
+	}
+	return taken;
+}
+
+// A frcnndetect of `properties` in a harness, its messages on a bus of the test's own, started on
+// a thread of its own. A start that does not return within 20 seconds releases `server` (which
+// ends its downloads) and is not `in_time`.
+struct StartedElement {
+	GstBus *bus = gst_bus_new();
+	HarnessPtr h;
+	bool in_time = true;
+
+	explicit StartedElement(const std::string &properties, LoopbackHttpServer *server = nullptr)
+	{
+		GstElement *element = make_detect(properties);
+		gst_object_ref_sink(element);
+		gst_element_set_bus(element, bus);
+		/* The harness starts the element. */
+		auto created = std::async(std::launch::async, [element] {
+			return gst_harness_new_with_element(element, "sink", "src");
+		});
+		in_time = created.wait_for(std::chrono::seconds(20)) == std::future_status::ready;
+		if (!in_time && server)
+			server->release();
+		h.reset(created.get());
+		gst_object_unref(element);
+	}
+	~StartedElement()
+	{
+		h.reset();
+		gst_object_unref(bus);
+	}
+};
+
+// Weights that download do not hold the start up (it could wait for minutes, and nothing could
+// stop it): the element starts at once, says on the bus that the weights download, and its first
+// frame waits for them. A stop meanwhile gives the download up at once, keeps nothing of it and
+// posts no error.
+TEST(FrcnnDetect, AStartDoesNotWaitForItsWeightsDownload)
+{
+	LoopbackHttpServer server;
+	const std::string cache = gst_test::out_dir() + "/start-download-cache";
+	std::filesystem::remove_all(cache);
+	ScopedEnv torch_home("TORCH_HOME", cache);
+	const Frame frame = distinct_frames(1)[0];
+
+	const std::string url = server.url("start.pth");
+	StartedElement element("weights=" + url, &server);
+	GstHarness *h = element.h.get();
+	ASSERT_TRUE(element.in_time) << "the start waited for the download";
+	ASSERT_TRUE(server.wait_for_requests(1, std::chrono::seconds(60)));
+	GstState state = GST_STATE_NULL;
+	EXPECT_EQ(gst_element_get_state(h->element, &state, nullptr, 0), GST_STATE_CHANGE_SUCCESS);
+	EXPECT_EQ(state, GST_STATE_PLAYING) << "the element started while its weights download";
+	const std::vector<std::string> steps = take_weights_messages(element.bus).download;
+	ASSERT_FALSE(steps.empty());
+	EXPECT_EQ(steps[0].rfind("start Downloading the weights '" + url + "' into " + cache, 0), 0u) << steps[0];
+
+	gst_harness_set_src_caps(h, frame.caps());
+	auto pushed = std::async(std::launch::async, [&] { return gst_harness_push(h, frame.buffer(0)); });
+	EXPECT_EQ(pushed.wait_for(std::chrono::seconds(1)), std::future_status::timeout)
+		<< "the frame waits for the weights";
+
+	auto stopped = std::async(std::launch::async, [&] { return gst_element_set_state(h->element, GST_STATE_NULL); });
+	/* The download's next progress call (within a second) ends it; without the cancellation the
+	 * stop waits until libcurl gives up on the stalled server (a minute without data). */
+	const bool in_time = stopped.wait_for(std::chrono::seconds(20)) == std::future_status::ready;
+	server.release();
+	EXPECT_TRUE(in_time) << "the stop waited for the download";
+	EXPECT_EQ(stopped.get(), GST_STATE_CHANGE_SUCCESS);
+	EXPECT_EQ(pushed.get(), GST_FLOW_FLUSHING);
+	EXPECT_TRUE(folder_entries(cache + "/hub/checkpoints").empty()) << "nothing of the download is kept";
+	const WeightsMessages after = take_weights_messages(element.bus);
+	EXPECT_EQ(after.problems, std::vector<std::string>{});
+	ASSERT_FALSE(after.download.empty());
+	EXPECT_EQ(after.download.back().rfind("canceled ", 0), 0u) << after.download.back();
+}
+
+// The first frame of a start whose weights download runs on them once they have come, and the
+// download's steps go on the bus.
+TEST(FrcnnDetect, AStartsDownloadedWeightsRunTheFirstFrame)
+{
+	LoopbackHttpServer server(frcnn::test::read_file(gst_test::weights4()));
+	const std::string cache = gst_test::out_dir() + "/start-downloaded-cache";
+	std::filesystem::remove_all(cache);
+	ScopedEnv torch_home("TORCH_HOME", cache);
+	const Frame frame = distinct_frames(1)[0];
+
+	const std::string url = server.url("tiny4-served.pth");
+	StartedElement element("weights=" + url, &server);
+	GstHarness *h = element.h.get();
+	ASSERT_TRUE(element.in_time);
+	gst_harness_set_src_caps(h, frame.caps());
+	gst_test::BufferPtr out(gst_harness_push_and_pull(h, frame.buffer(0)));
+	ASSERT_TRUE(out);
+	expect_meta_equals(out.get(), frame.width(), frame.height(), expected_for(frame));
+	EXPECT_EQ(folder_entries(cache + "/hub/checkpoints"), std::vector<std::string>{ "tiny4-served.pth" });
+	const WeightsMessages messages = take_weights_messages(element.bus);
+	EXPECT_EQ(messages.problems, std::vector<std::string>{});
+	const std::vector<std::string> &steps = messages.download;
+	ASSERT_GE(steps.size(), 2u);
+	EXPECT_EQ(steps.front().rfind("start ", 0), 0u) << steps.front();
+	EXPECT_EQ(steps.back(), "complete Downloaded the weights '" + url + "'");
+	for (size_t i = 1; i + 1 < steps.size(); ++i)
+		EXPECT_EQ(steps[i].rfind("continue Downloading the weights '" + url + "': ", 0), 0u) << steps[i];
+
+	/* The next start takes the file from the cache, in the state change. */
+	ASSERT_EQ(gst_element_set_state(h->element, GST_STATE_NULL), GST_STATE_CHANGE_SUCCESS);
+	server.release();
+	ASSERT_EQ(gst_element_set_state(h->element, GST_STATE_PLAYING), GST_STATE_CHANGE_SUCCESS);
+	gst_harness_set_src_caps(h, frame.caps());
+	out.reset(gst_harness_push_and_pull(h, frame.buffer(0)));
+	ASSERT_TRUE(out);
+	expect_meta_equals(out.get(), frame.width(), frame.height(), expected_for(frame));
+	EXPECT_TRUE(take_weights_messages(element.bus).download.empty());
+}
+
+// A download at start that fails posts an error that says what to do, and the first frame fails;
+// after a flush the next frame fails too, with an error that says the element has no model.
+TEST(FrcnnDetect, AStartsFailedDownloadFailsTheFirstFrame)
+{
+	int port = 0;
+	const int refusing = frcnn::test::bind_loopback(&port); /* bound, not listening */
+	ASSERT_GE(refusing, 0);
+	const std::string cache = gst_test::out_dir() + "/start-failed-download-cache";
+	ScopedEnv torch_home("TORCH_HOME", cache);
+	const Frame frame = distinct_frames(1)[0];
+
+	const std::string url = "http://127.0.0.1:" + std::to_string(port) + "/refused.pth";
+	StartedElement element("weights=" + url);
+	GstHarness *h = element.h.get();
+	ASSERT_TRUE(element.in_time);
+	gst_harness_set_src_caps(h, frame.caps());
+	EXPECT_EQ(gst_harness_push(h, frame.buffer(0)), GST_FLOW_ERROR);
+	const std::vector<std::string> problems = take_weights_messages(element.bus).problems;
+	ASSERT_EQ(problems.size(), 1u);
+	const std::string &error = problems[0];
+	EXPECT_EQ(error.rfind("error: Could not get the weights '" + url + "'", 0), 0u) << error;
+	EXPECT_NE(error.find("Set 'weights' to a readable checkpoint file or a preset name"), std::string::npos) << error;
+
+	EXPECT_TRUE(gst_harness_push_event(h, gst_event_new_flush_start()));
+	EXPECT_TRUE(gst_harness_push_event(h, gst_event_new_flush_stop(TRUE)));
+	GstSegment segment;
+	gst_segment_init(&segment, GST_FORMAT_TIME);
+	EXPECT_TRUE(gst_harness_push_event(h, gst_event_new_segment(&segment)));
+	EXPECT_EQ(gst_harness_push(h, frame.buffer(GST_MSECOND)), GST_FLOW_ERROR);
+	const std::vector<std::string> later = take_weights_messages(element.bus).problems;
+	ASSERT_EQ(later.size(), 1u);
+	const std::string &again = later[0];
+	EXPECT_EQ(again.rfind("error: No model to run: the weights '" + url + "' could not be set up", 0), 0u)
+		<< again;
+	close(refusing);
+}
+
 // An element loading the model of one model-instance-id (a long download, here) holds up the
-// elements that wait for the same id, but not those of another id.
+// elements that wait for the same id, but not those of another id; one that waits for it stops at
+// once.
 TEST(FrcnnDetect, LoadingTheModelOfOneInstanceIdHoldsUpNoOtherId)
 {
-	StallingHttpServer server;
+	LoopbackHttpServer server;
 	ScopedEnv torch_home("TORCH_HOME", gst_test::out_dir() + "/instance-id-download-cache");
 	const std::vector<Frame> frames = distinct_frames(1);
+	const Frame &frame = frames[0];
+	const std::string slow = "weights=" + server.url("slow.pth") + " model-instance-id=slow";
 
-	GstElement *downloading = make_detect("weights=" + server.url("slow.pth") + " model-instance-id=slow");
-	ASSERT_TRUE(downloading);
-	gst_object_ref_sink(downloading);
-	auto started = std::async(std::launch::async, [&] {
-		return gst_element_set_state(downloading, GST_STATE_PAUSED);
-	});
+	StartedElement downloading(slow, &server);
+	ASSERT_TRUE(downloading.in_time);
 	ASSERT_TRUE(server.wait_for_requests(1, std::chrono::seconds(60)));
+	gst_harness_set_src_caps(downloading.h.get(), frame.caps());
+	auto first = std::async(std::launch::async, [&] {
+		return gst_harness_push(downloading.h.get(), frame.buffer(0));
+	});
 
 	/* Another id starts and detects while the first still downloads. */
 	auto other = std::async(std::launch::async, [&] {
-		expect_element_detects(frames[0], expected_for(frames[0]), "model-instance-id=fast");
+		expect_element_detects(frame, expected_for(frame), "model-instance-id=fast");
 	});
 	const bool in_time = other.wait_for(std::chrono::seconds(30)) == std::future_status::ready;
 	EXPECT_TRUE(in_time) << "an element of another model-instance-id waited for the download";
-	EXPECT_EQ(started.wait_for(std::chrono::seconds(0)), std::future_status::timeout)
+
+	/* One of the same id waits for the first's download, and stops without waiting for it. */
+	{
+		StartedElement waiting(slow, &server);
+		ASSERT_TRUE(waiting.in_time);
+		gst_harness_set_src_caps(waiting.h.get(), frame.caps());
+		auto pushed = std::async(std::launch::async, [&] {
+			return gst_harness_push(waiting.h.get(), frame.buffer(0));
+		});
+		EXPECT_EQ(pushed.wait_for(std::chrono::seconds(1)), std::future_status::timeout);
+		auto stopped = std::async(std::launch::async, [&] {
+			return gst_element_set_state(waiting.h->element, GST_STATE_NULL);
+		});
+		const bool stopped_in_time = stopped.wait_for(std::chrono::seconds(20)) == std::future_status::ready;
+		if (!stopped_in_time)
+			server.release();
+		EXPECT_TRUE(stopped_in_time) << "the stop waited for the other element's download";
+		EXPECT_EQ(pushed.get(), GST_FLOW_FLUSHING);
+		EXPECT_EQ(take_weights_messages(waiting.bus).problems, std::vector<std::string>{});
+	}
+	EXPECT_EQ(first.wait_for(std::chrono::seconds(0)), std::future_status::timeout)
 		<< "the first element is still downloading";
 
 	server.release();
-	EXPECT_EQ(started.get(), GST_STATE_CHANGE_FAILURE) << "the download failed";
+	EXPECT_EQ(first.get(), GST_FLOW_ERROR) << "the download failed";
+	const std::vector<std::string> problems = take_weights_messages(downloading.bus).problems;
+	ASSERT_FALSE(problems.empty());
+	EXPECT_EQ(problems[0].rfind("error: Could not get the weights", 0), 0u) << problems[0];
 	other.get();
-	gst_element_set_state(downloading, GST_STATE_NULL);
-	gst_object_unref(downloading);
 }
 
 // Counts the element's debug lines that say a batch ran together with other elements' batches,

@@ -37,6 +37,11 @@ using DownloadProgress = std::function<void(long long done, long long total)>;
 // Throws frcnn::Error with what to do (e.g. which URL to fetch and where to put the file).
 std::string resolve_weights(const std::string &weights, const DownloadProgress &progress = {});
 
+// Whether resolve_weights() would download `weights`: a preset name or an http(s) URL whose file
+// is not in the cache yet. False for a file path, and where the cache folder cannot be told
+// (resolve_weights says why).
+bool weights_need_download(const std::string &weights);
+
 // For weights that resolve_weights() takes from the download cache (a preset name or a URL): a
 // sentence saying so, and to delete the file to download it anew, for a message about a file
 // there that cannot be read (one copied in by hand, or damaged since). Empty for a file path.
