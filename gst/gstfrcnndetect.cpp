@@ -1393,19 +1393,28 @@ static void gst_frcnn_detect_get_property(GObject *object, guint prop_id, GValue
 	}
 }
 
-/* The settings a model is loaded from, written as gst-launch would set them. */
 /* A file path in one spelling for all (absolute, without "." and ".." steps, links resolved where
- * the file exists), so that elements that name one file differently share its model; a preset
- * name or a URL as it is. */
+ * the file exists), so that elements that name one file differently share its model. */
 static std::string same_file_text(const std::string &path)
 {
-	if (path.empty() || path.find("://") != std::string::npos)
+	if (path.empty())
 		return path;
 	std::error_code error;
-	if (path.find('/') == std::string::npos && !std::filesystem::exists(path, error))
-		return path; /* a preset name */
 	const std::filesystem::path canonical = std::filesystem::weakly_canonical(path, error);
 	return error ? path : canonical.string();
+}
+
+/* The weights' file in the spelling of same_file_text: a preset name or a URL by the file in the
+ * download cache it stands for, so that a preset, its URL and its cached file are one. */
+static std::string same_weights_text(const std::string &weights)
+{
+	std::optional<std::string> cached;
+	try {
+		cached = frcnn::weights_cache_path(weights);
+	} catch (const std::exception &) {
+		return weights; /* resolve_weights says what is wrong */
+	}
+	return same_file_text(cached ? *cached : weights);
 }
 
 /* The model and class count a model is built with: the settings', else what the weights preset
@@ -1442,7 +1451,7 @@ static std::string model_settings_text(const Settings &settings, const std::opti
 		convolutions = "libtorch";
 	const std::string model = choice ? choice->arch : settings.model_set ? settings.model : "(unset)";
 	const guint num_classes = choice ? static_cast<guint>(choice->num_classes) : settings.num_classes;
-	return "model=" + model + " weights=" + same_file_text(settings.weights) +
+	return "model=" + model + " weights=" + same_weights_text(settings.weights) +
 	       " num-classes=" + std::to_string(num_classes) +
 	       " device=" + settings.device + " precision=" + precision +
 	       (settings.precision == GST_FRCNN_PRECISION_INT8

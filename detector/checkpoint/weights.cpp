@@ -635,7 +635,7 @@ std::string hub_checkpoint_dir()
 	return join_path(join_path(expand_user(torch_home), "hub"), "checkpoints");
 }
 
-bool weights_need_download(const std::string &weights)
+std::optional<std::string> weights_cache_path(const std::string &weights)
 {
 	std::string url;
 	if (std::optional<WeightsPreset> preset = find_weights_preset(weights))
@@ -643,11 +643,17 @@ bool weights_need_download(const std::string &weights)
 	else if (is_url(weights))
 		url = weights;
 	else
-		return false;
+		return std::nullopt;
+	return join_path(hub_checkpoint_dir(), url_file_name(url));
+}
+
+bool weights_need_download(const std::string &weights)
+{
 	try {
+		const std::optional<std::string> path = weights_cache_path(weights);
 		/* As resolve_url looks: anything there, even what is no file, is not downloaded. */
 		struct stat st;
-		return ::stat(join_path(hub_checkpoint_dir(), url_file_name(url)).c_str(), &st) != 0;
+		return path && ::stat(path->c_str(), &st) != 0;
 	} catch (const Error &) {
 		return false;
 	}

@@ -736,13 +736,17 @@ TEST_F(WeightsTest, CacheEntryThatIsNotAFileIsReported)
 	EXPECT_NE(message.find("not a regular file"), std::string::npos) << message;
 }
 
-// A preset or URL needs a download until its file is in the cache; a file path never does.
+// A preset or URL is kept in the cache under its file name, and needs a download until that file
+// is there; a file path never does.
 TEST_F(WeightsTest, TellsWhichWeightsNeedADownload)
 {
 	const auto preset = frcnn::find_weights_preset("coco-mobilenet");
 	ASSERT_TRUE(preset);
 	const std::string name = preset->url.substr(preset->url.rfind('/') + 1);
 	const std::string url = "http://127.0.0.1:1/models/" + name + "?version=2";
+	EXPECT_EQ(frcnn::weights_cache_path("coco-mobilenet"), cache_ + "/" + name);
+	EXPECT_EQ(frcnn::weights_cache_path(url), cache_ + "/" + name);
+	EXPECT_EQ(frcnn::weights_cache_path(cache_ + "/" + name), std::nullopt) << "a file path is no download";
 	EXPECT_TRUE(frcnn::weights_need_download("coco-mobilenet"));
 	EXPECT_TRUE(frcnn::weights_need_download(url));
 	EXPECT_TRUE(frcnn::weights_need_download("coco"));

@@ -3805,7 +3805,7 @@ WeightsMessages take_weights_messages(GstBus *bus)
 
 // A frcnndetect of `properties` in a harness, its messages on a bus of the test's own, started on
 // a thread of its own. A start that does not return within 20 seconds releases `server` (which
-// ends its downloads) and is not `in_time`.
+// ends its downloads) and is not `in_time`; one that fails leaves no harness.
 struct StartedElement {
 	GstBus *bus = gst_bus_new();
 	HarnessPtr h;
@@ -3816,8 +3816,12 @@ struct StartedElement {
 		GstElement *element = make_detect(properties);
 		gst_object_ref_sink(element);
 		gst_element_set_bus(element, bus);
-		/* The harness starts the element. */
-		auto created = std::async(std::launch::async, [element] {
+		/* Started before the harness, which would abort the test on a failed start. */
+		auto created = std::async(std::launch::async, [element]() -> GstHarness * {
+			if (gst_element_set_state(element, GST_STATE_PLAYING) == GST_STATE_CHANGE_FAILURE) {
+				gst_element_set_state(element, GST_STATE_NULL);
+				return nullptr;
+			}
 			return gst_harness_new_with_element(element, "sink", "src");
 		});
 		in_time = created.wait_for(std::chrono::seconds(20)) == std::future_status::ready;
@@ -3826,12 +3830,32 @@ struct StartedElement {
 		h.reset(created.get());
 		gst_object_unref(element);
 	}
+
+	// Whether the element started in time; says why not.
+	::testing::AssertionResult started() const
+	{
+		if (!in_time)
+			return ::testing::AssertionFailure() << "the start took more than 20 seconds";
+		if (!h)
+			return ::testing::AssertionFailure() << "the start failed: " << describe_problems();
+		return ::testing::AssertionSuccess();
+	}
+
+	std::string describe_problems() const;
 	~StartedElement()
 	{
 		h.reset();
 		gst_object_unref(bus);
 	}
 };
+
+std::string StartedElement::describe_problems() const
+{
+	std::string text;
+	for (const std::string &problem : take_weights_messages(bus).problems)
+		text += problem + "\n";
+	return text;
+}
 
 // Weights that download do not hold the start up (it could wait for minutes, and nothing could
 // stop it): the element starts at once, says on the bus that the weights download, and its first
@@ -3848,7 +3872,7 @@ TEST(FrcnnDetect, AStartDoesNotWaitForItsWeightsDownload)
 	const std::string url = server.url("start.pth");
 	StartedElement element("weights=" + url, &server);
 	GstHarness *h = element.h.get();
-	ASSERT_TRUE(element.in_time) << "the start waited for the download";
+	ASSERT_TRUE(element.started()) << "the start waited for the download";
 	ASSERT_TRUE(server.wait_for_requests(1, std::chrono::seconds(60)));
 	GstState state = GST_STATE_NULL;
 	EXPECT_EQ(gst_element_get_state(h->element, &state, nullptr, 0), GST_STATE_CHANGE_SUCCESS);
@@ -3890,7 +3914,7 @@ TEST(FrcnnDetect, AStartsDownloadedWeightsRunTheFirstFrame)
 	const std::string url = server.url("tiny4-served.pth");
 	StartedElement element("weights=" + url, &server);
 	GstHarness *h = element.h.get();
-	ASSERT_TRUE(element.in_time);
+	ASSERT_TRUE(element.started());
 	gst_harness_set_src_caps(h, frame.caps());
 	gst_test::BufferPtr out(gst_harness_push_and_pull(h, frame.buffer(0)));
 	ASSERT_TRUE(out);
@@ -3930,7 +3954,7 @@ TEST(FrcnnDetect, AStartsFailedDownloadFailsTheFirstFrame)
 	const std::string url = "http://127.0.0.1:" + std::to_string(port) + "/refused.pth";
 	StartedElement element("weights=" + url);
 	GstHarness *h = element.h.get();
-	ASSERT_TRUE(element.in_time);
+	ASSERT_TRUE(element.started());
 	gst_harness_set_src_caps(h, frame.caps());
 	EXPECT_EQ(gst_harness_push(h, frame.buffer(0)), GST_FLOW_ERROR);
 	const std::vector<std::string> problems = take_weights_messages(element.bus).problems;
@@ -3953,6 +3977,41 @@ TEST(FrcnnDetect, AStartsFailedDownloadFailsTheFirstFrame)
 	close(refusing);
 }
 
+// Under a model-instance-id, weights named by a URL and by the file the download cache keeps of
+// it (or by another URL of the same file name, which resolves to that file) are one model, as a
+// preset is with its URL: the elements share the model, which the file's being gone shows.
+TEST(FrcnnDetect, AUrlAndItsCachedFileShareOneModel)
+{
+	LoopbackHttpServer server(frcnn::test::read_file(gst_test::weights4()));
+	const std::string cache = gst_test::out_dir() + "/shared-url-cache";
+	std::filesystem::remove_all(cache);
+	ScopedEnv torch_home("TORCH_HOME", cache);
+	const Frame frame = distinct_frames(1)[0];
+	const std::string url = server.url("tiny4-hub.pth");
+
+	StartedElement first("weights=" + url + " model-instance-id=hub", &server);
+	ASSERT_TRUE(first.started());
+	gst_harness_set_src_caps(first.h.get(), frame.caps());
+	gst_test::BufferPtr out(gst_harness_push_and_pull(first.h.get(), frame.buffer(0)));
+	ASSERT_TRUE(out);
+	const std::string cached = cache + "/hub/checkpoints/tiny4-hub.pth";
+	std::filesystem::rename(cached, cached + ".away");
+	server.release();
+
+	for (const std::string &weights :
+	     { cached, cache + "/hub/../hub/checkpoints/tiny4-hub.pth", url + "?version=1",
+	       std::string("http://127.0.0.1:9/models/tiny4-hub.pth") }) {
+		SCOPED_TRACE(weights);
+		StartedElement other("weights=\"" + weights + "\" model-instance-id=hub");
+		ASSERT_TRUE(other.started());
+		gst_harness_set_src_caps(other.h.get(), frame.caps());
+		out.reset(gst_harness_push_and_pull(other.h.get(), frame.buffer(0)));
+		ASSERT_TRUE(out) << "the element shares the model";
+		expect_meta_equals(out.get(), frame.width(), frame.height(), expected_for(frame));
+		EXPECT_EQ(take_weights_messages(other.bus).problems, std::vector<std::string>{});
+	}
+}
+
 // An element loading the model of one model-instance-id (a long download, here) holds up the
 // elements that wait for the same id, but not those of another id; one that waits for it stops at
 // once.
@@ -3965,7 +4024,7 @@ TEST(FrcnnDetect, LoadingTheModelOfOneInstanceIdHoldsUpNoOtherId)
 	const std::string slow = "weights=" + server.url("slow.pth") + " model-instance-id=slow";
 
 	StartedElement downloading(slow, &server);
-	ASSERT_TRUE(downloading.in_time);
+	ASSERT_TRUE(downloading.started());
 	ASSERT_TRUE(server.wait_for_requests(1, std::chrono::seconds(60)));
 	gst_harness_set_src_caps(downloading.h.get(), frame.caps());
 	auto first = std::async(std::launch::async, [&] {
@@ -3982,7 +4041,7 @@ TEST(FrcnnDetect, LoadingTheModelOfOneInstanceIdHoldsUpNoOtherId)
 	/* One of the same id waits for the first's download, and stops without waiting for it. */
 	{
 		StartedElement waiting(slow, &server);
-		ASSERT_TRUE(waiting.in_time);
+		ASSERT_TRUE(waiting.started());
 		gst_harness_set_src_caps(waiting.h.get(), frame.caps());
 		auto pushed = std::async(std::launch::async, [&] {
 			return gst_harness_push(waiting.h.get(), frame.buffer(0));

@@ -37,6 +37,12 @@ using DownloadProgress = std::function<void(long long done, long long total)>;
 // Throws frcnn::Error with what to do (e.g. which URL to fetch and where to put the file).
 std::string resolve_weights(const std::string &weights, const DownloadProgress &progress = {});
 
+// Where resolve_weights() keeps the file of a preset name or an http(s) URL (whether it is there
+// yet or not): the cache folder and the URL's file name. Nullopt for anything else (a file
+// path). Throws frcnn::Error as resolve_weights does for a URL without a file name or a cache
+// folder that cannot be told.
+std::optional<std::string> weights_cache_path(const std::string &weights);
+
 // Whether resolve_weights() would download `weights`: a preset name or an http(s) URL whose file
 // is not in the cache yet. False for a file path, and where the cache folder cannot be told
 // (resolve_weights says why).
