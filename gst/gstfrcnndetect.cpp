@@ -598,12 +598,17 @@ struct GstFrcnnDetectState {
 	// changed while playing, or at a start whose weights download. The settings generation it
 	// is for (kept after a refusal, so that it is not retried).
 	std::future<std::optional<ModelSetup>> reload;
-	std::future<void> reload_task; // the thread that sets it up (and then posts a message)
+	// Ready once the set-up's thread has posted its last message.
+	std::future<void> reload_task;
 	guint64 reload_generation = 0;
 	Settings reload_settings;
-	// Set by a stop: a set-up gives its download (or its wait for a shared model's) up instead
-	// of holding the stop up.
-	std::atomic<bool> cancel_setup{ false };
+	// The set-up's own flag, set by a stop: it gives its download (or its wait for a shared
+	// model's) up instead of holding the stop up. Each set-up has its own: one a stop gave up
+	// stays given up, also when the element starts again before it has noticed.
+	std::shared_ptr<std::atomic<bool>> setup_cancelled;
+	// settings_generation as set last, read without the object lock: a frame that waits for the
+	// start's model sees the settings change.
+	std::atomic<guint64> latest_settings_generation{ 1 };
 	std::vector<std::string> labels;
 	std::set<int64_t> class_filter;
 	std::map<int64_t, double> class_thresholds; // `class-thresholds`, by class id
@@ -681,6 +686,13 @@ struct GstFrcnnDetectState {
 	{
 		qos_earliest_time = GST_CLOCK_TIME_NONE;
 		qos_proportion = 1.0;
+	}
+
+	// Gives the model being set up on a thread of its own up (a stop): its download ends.
+	void cancel_setup()
+	{
+		if (setup_cancelled)
+			*setup_cancelled = true;
 	}
 
 	// Whether a batch the worker took at these generations is still wanted: no flush, stop or
@@ -1078,13 +1090,7 @@ static void gst_frcnn_detect_finalize(GObject *object)
 {
 	GstFrcnnDetect *self = GST_FRCNN_DETECT(object);
 
-	/* A set-up still running (stopped from a handler of its own message, which could not wait
-	 * for it) uses the state: it gives its download up, and goes before the state does. */
-	GstFrcnnDetectState *state = self->state;
-	if (state->reload_task.valid() && reload_task_of != self) {
-		state->cancel_setup = true;
-		state->reload_task.wait();
-	}
+	/* A model's set-up holds a reference to the element until its thread ends. */
 	delete self->state;
 
 	G_OBJECT_CLASS(gst_frcnn_detect_parent_class)->finalize(object);
@@ -1102,8 +1108,15 @@ static void gst_frcnn_detect_set_property(GObject *object, guint prop_id, const 
 	GstFrcnnDetect *self = GST_FRCNN_DETECT(object);
 	/* The latency the element adds changed: a live pipeline re-computes it. Posted without the
 	 * object lock. */
+	const guint64 generation = self->state->latest_settings_generation;
 	if (gst_frcnn_detect_store_property(self, prop_id, value, pspec))
 		gst_element_post_message(GST_ELEMENT(self), gst_message_new_latency(GST_OBJECT(self)));
+	if (self->state->latest_settings_generation != generation) {
+		/* A frame that waits for the start's model sets it up anew (under the queue's lock,
+		 * so that it cannot miss the change between its check and its wait). */
+		std::lock_guard<std::mutex> lock(self->state->mutex);
+		self->state->item_removed.notify_all();
+	}
 
 	if (prop_id == PROP_INFERENCE_REGION) {
 		GST_OBJECT_LOCK(self);
@@ -1246,7 +1259,7 @@ static bool gst_frcnn_detect_store_property(GstFrcnnDetect *self, guint prop_id,
 	case PROP_CHANNELS_LAST:
 	case PROP_CPU_CONVOLUTIONS:
 	case PROP_MODEL_INSTANCE_ID:
-		self->state->settings_generation++;
+		self->state->latest_settings_generation = ++self->state->settings_generation;
 		break;
 	default:
 		break;
@@ -1492,16 +1505,17 @@ static void post_download_progress(GstFrcnnDetect *self, GstProgressType type, c
 static gboolean gst_frcnn_detect_load_model(GstFrcnnDetect *self, const Settings &settings,
 					    const std::optional<frcnn::WeightsPreset> &preset,
 					    frcnn::ModelConfig config, LoadedModel &model,
-					    bool while_playing)
+					    bool while_playing, const std::atomic<bool> *cancelled)
 {
 	std::string path;
 	/* A download goes on the bus as progress messages (gst-launch-1.0 prints them). */
 	bool downloading = false;
 	const std::string &weights = settings.weights;
 	try {
-		auto progress = [self, &downloading, &weights, last = -1LL](long long done, long long total) mutable {
+		auto progress = [self, &downloading, &weights, cancelled, last = -1LL](long long done,
+										       long long total) mutable {
 			/* libcurl calls this at least once a second, also while no data comes. */
-			if (self->state->cancel_setup)
+			if (cancelled && *cancelled)
 				throw SetupCancelled();
 			if (!downloading) {
 				downloading = true;
@@ -1738,11 +1752,12 @@ static bool gst_frcnn_detect_check_model_settings(GstFrcnnDetect *self, const Se
  * Builds the model the settings name, or takes the one loaded under the same model-instance-id,
  * with the class names and filters that depend on its classes. Every failure posts a message that
  * says which property to change (see GST_FRCNN_DETECT_PROBLEM) and returns nothing; so does a
- * set-up that a stop cancelled (cancel_setup), without a message.
+ * set-up that a stop cancelled (`cancelled`, null where nothing cancels it), without a message.
  */
 static std::optional<ModelSetup> gst_frcnn_detect_setup_model(GstFrcnnDetect *self,
 							      const Settings &settings,
 							      bool while_playing,
+							      const std::atomic<bool> *cancelled = nullptr,
 							      const std::vector<std::string> &playing_labels = {})
 {
 	std::optional<frcnn::WeightsPreset> preset;
@@ -1764,7 +1779,7 @@ static std::optional<ModelSetup> gst_frcnn_detect_setup_model(GstFrcnnDetect *se
 		/* Another element may be loading it (a download): a stop does not wait for that. */
 		loading = std::unique_lock<std::timed_mutex>(shared->loading, std::defer_lock);
 		while (!loading.try_lock_for(std::chrono::milliseconds(100))) {
-			if (self->state->cancel_setup) {
+			if (cancelled && *cancelled) {
 				GST_INFO_OBJECT(self, "stopped while waiting for the model of model-instance-id "
 						"'%s': not loaded", id.c_str());
 				return std::nullopt;
@@ -1792,7 +1807,7 @@ static std::optional<ModelSetup> gst_frcnn_detect_setup_model(GstFrcnnDetect *se
 	}
 	if (!model) {
 		model = std::make_shared<LoadedModel>();
-		if (!gst_frcnn_detect_load_model(self, settings, preset, config, *model, while_playing))
+		if (!gst_frcnn_detect_load_model(self, settings, preset, config, *model, while_playing, cancelled))
 			return std::nullopt;
 		if (shared)
 			shared->model = model;
@@ -1972,11 +1987,65 @@ static void gst_frcnn_detect_take_reload(GstFrcnnDetect *self)
  * wait for it), or while playing, for new weights (the batches go on meanwhile). */
 enum class SetupTime { AtStart, WhilePlaying };
 
+/* What a model's set-up on a thread of its own gives, and its thread's end. */
+struct SetupResult {
+	std::promise<std::optional<ModelSetup>> setup;
+	std::promise<void> done; // its last message is out
+};
+
+/* The body of a set-up's thread (see begin_setup). */
+static void gst_frcnn_detect_run_setup(GstFrcnnDetect *self, const Settings &settings, SetupTime when,
+				       const std::vector<std::string> &labels,
+				       const std::shared_ptr<std::atomic<bool>> &cancelled,
+				       const std::shared_ptr<SetupResult> &result)
+{
+	const bool at_start = when == SetupTime::AtStart;
+	std::optional<ModelSetup> setup;
+	std::string failure;
+	try {
+		setup = gst_frcnn_detect_setup_model(self, settings, !at_start, cancelled.get(), labels);
+	} catch (const std::exception &e) {
+		failure = e.what();
+	}
+	const bool loaded = setup.has_value();
+	if (at_start) {
+		/* Every failure it knows of it posts itself; this is the rest (out of memory), posted
+		 * before the waiting frame hears of it. */
+		if (!failure.empty())
+			GST_ELEMENT_ERROR(self, RESOURCE, FAILED,
+					  ("Could not set up the weights '%s': %s.", settings.weights.c_str(),
+					   failure.c_str()),
+					  ("set up at start"));
+		result->setup.set_value(std::move(setup));
+		std::lock_guard<std::mutex> lock(self->state->mutex);
+		self->state->item_removed.notify_all();
+		return;
+	}
+	/* The result is handed over before the message goes out, so that the batch after the
+	 * message finds it. */
+	result->setup.set_value(std::move(setup));
+	/* Every failure it knows of it posts itself; this is the rest (out of memory). */
+	if (!failure.empty())
+		GST_ELEMENT_WARNING(self, RESOURCE, SETTINGS,
+				    ("Could not set up the weights '%s': %s.", settings.weights.c_str(),
+				     failure.c_str()),
+				    ("set up while playing"));
+	if (loaded)
+		GST_ELEMENT_INFO(self, RESOURCE, SETTINGS,
+				 ("Loaded the weights '%s': the next batch runs on them.", settings.weights.c_str()),
+				 ("set up while playing"));
+}
+
 /*
- * Sets up a model for `settings` on a thread of its own (reload_task), whose result `reload`
- * gives: the start's model, which the first frame waits for (gst_frcnn_detect_wait_for_model),
- * or new weights', which a batch takes once they are ready (check_reload). A stop gives its
- * download up (cancel_setup) and keeps a model it set up for the next start.
+ * Sets up a model for `settings` on a thread of its own, whose result `reload` gives: the start's
+ * model, which the first frame waits for (gst_frcnn_detect_wait_for_model), or new weights',
+ * which a batch takes once they are ready (check_reload). A stop gives its download up
+ * (cancel_setup) and keeps a model it set up for the next start.
+ *
+ * The thread holds a reference to the element and is not joined: an application's handler of
+ * one of its messages may stop the element, start it again (a new set-up) or drop it, on that
+ * thread; the element then goes when the thread ends. `reload_task` tells when it has posted its
+ * last message.
  */
 static void gst_frcnn_detect_begin_setup(GstFrcnnDetect *self, const Settings &settings, guint64 generation,
 					 SetupTime when)
@@ -1984,48 +2053,36 @@ static void gst_frcnn_detect_begin_setup(GstFrcnnDetect *self, const Settings &s
 	GstFrcnnDetectState *state = self->state;
 	state->reload_settings = settings;
 	state->reload_generation = generation;
-	auto result = std::make_shared<std::promise<std::optional<ModelSetup>>>();
-	state->reload = result->get_future();
-	state->reload_task = std::async(std::launch::async, [self, settings, result, when,
-							     labels = state->labels]() {
-		reload_task_of = self;
-		const bool at_start = when == SetupTime::AtStart;
-		std::optional<ModelSetup> setup;
-		std::string failure;
-		try {
-			setup = gst_frcnn_detect_setup_model(self, settings, !at_start, labels);
-		} catch (const std::exception &e) {
-			failure = e.what();
-		}
-		const bool loaded = setup.has_value();
-		if (at_start) {
-			/* Every failure it knows of it posts itself; this is the rest (out of memory),
-			 * posted before the waiting frame hears of it. */
-			if (!failure.empty())
-				GST_ELEMENT_ERROR(self, RESOURCE, FAILED,
-						  ("Could not set up the weights '%s': %s.", settings.weights.c_str(),
-						   failure.c_str()),
-						  ("set up at start"));
-			result->set_value(std::move(setup));
-			std::lock_guard<std::mutex> lock(self->state->mutex);
-			self->state->item_removed.notify_all();
-			return;
-		}
-		/* The result is handed over before the message goes out, so that the batch after the
-		 * message finds it. */
-		result->set_value(std::move(setup));
-		/* Every failure it knows of it posts itself; this is the rest (out of memory). */
-		if (!failure.empty())
-			GST_ELEMENT_WARNING(self, RESOURCE, SETTINGS,
-					    ("Could not set up the weights '%s': %s.", settings.weights.c_str(),
-					     failure.c_str()),
-					    ("set up while playing"));
-		if (loaded)
-			GST_ELEMENT_INFO(self, RESOURCE, SETTINGS,
-					 ("Loaded the weights '%s': the next batch runs on them.",
-					  settings.weights.c_str()),
-					 ("set up while playing"));
-	});
+	auto result = std::make_shared<SetupResult>();
+	auto cancelled = std::make_shared<std::atomic<bool>>(false);
+	state->reload = result->setup.get_future();
+	state->reload_task = result->done.get_future();
+	state->setup_cancelled = cancelled;
+	gst_object_ref(self);
+	try {
+		std::thread([self, settings, when, labels = state->labels, cancelled, result]() {
+			reload_task_of = self;
+			try {
+				gst_frcnn_detect_run_setup(self, settings, when, labels, cancelled, result);
+			} catch (...) {
+				/* Out of memory posting a message: no model, unless it was handed over. */
+				try {
+					result->setup.set_value(std::nullopt);
+				} catch (...) {
+				}
+			}
+			result->done.set_value();
+			gst_object_unref(self);
+		}).detach();
+	} catch (const std::system_error &e) {
+		gst_object_unref(self);
+		result->setup.set_value(std::nullopt);
+		result->done.set_value();
+		GST_FRCNN_DETECT_PROBLEM(self, when == SetupTime::WhilePlaying, RESOURCE, FAILED,
+					 ("Could not start a thread to set up the weights '%s': %s.",
+					  settings.weights.c_str(), e.what()),
+					 ("std::thread failed"));
+	}
 }
 
 static void gst_frcnn_detect_check_reload(GstFrcnnDetect *self)
@@ -2141,11 +2198,12 @@ static gboolean gst_frcnn_detect_open(GstFrcnnDetect *self)
 	state->inference_region = settings.inference_region;
 
 	/* A set-up left from before (a start that failed after this, a stop from a handler of the
-	 * set-up's own message) is finished first: its model may be the one wanted. */
-	if (state->reload.valid() && reload_task_of != self) {
-		state->cancel_setup = true;
+	 * set-up's own message) is finished first: its model may be the one wanted. Not on its own
+	 * thread, which cannot wait for itself: the stop gave it up, and a new one begins. */
+	const bool on_setup_thread = reload_task_of == self;
+	if (state->reload.valid() && !on_setup_thread) {
+		state->cancel_setup();
 		gst_frcnn_detect_finish_reload(self);
-		state->cancel_setup = false;
 	}
 	if (state->model && state->detector_generation == generation)
 		return TRUE;
@@ -2156,20 +2214,21 @@ static gboolean gst_frcnn_detect_open(GstFrcnnDetect *self)
 
 	/* A download could hold the state change up for minutes, which nothing could interrupt: the
 	 * model is set up on a thread of its own, and the first frame waits for it. The settings
-	 * that need no file are checked first, so that they fail the start as before. A set-up
-	 * that a handler of its own message restarts the element from loads here. */
-	bool download = false;
+	 * that need no file are checked first, so that they fail the start as before. So is the
+	 * model of a start from a handler of a set-up's message, on the set-up's thread: the
+	 * set-up it interrupts may hold the lock of the model-instance-id's model. */
+	bool on_a_thread = on_setup_thread;
 	try {
-		download = frcnn::weights_need_download(settings.weights) && reload_task_of != self;
+		on_a_thread = on_a_thread || frcnn::weights_need_download(settings.weights);
 	} catch (const std::exception &e) {
 		GST_DEBUG_OBJECT(self, "cannot tell whether the weights download: %s", e.what());
 	}
-	if (download) {
+	if (on_a_thread) {
 		std::optional<frcnn::WeightsPreset> preset;
 		frcnn::ModelConfig config;
 		if (!gst_frcnn_detect_check_model_settings(self, settings, false, preset, config))
 			return FALSE;
-		GST_INFO_OBJECT(self, "the weights '%s' download while the element starts; frames wait for them",
+		GST_INFO_OBJECT(self, "the weights '%s' are set up after the start; frames wait for them",
 				settings.weights.c_str());
 		gst_frcnn_detect_begin_setup(self, settings, generation, SetupTime::AtStart);
 		return TRUE;
@@ -3150,28 +3209,52 @@ static gboolean gst_frcnn_detect_hold_pixels(GstFrcnnDetect *self, Item &item,
 }
 
 /*
- * The first frame of a start whose weights download waits here, holding up the stream, until the
- * model is set up: a flush or a stop ends the wait. Called with the queue's lock held, by the
- * sink pad's thread while the element has no model; GST_FLOW_OK once it has one.
+ * The first frame of a start whose model is set up on a thread of its own (its weights download)
+ * waits here, holding up the stream, until the model is set up: a flush or a stop ends the wait.
+ * Model settings changed meanwhile give that set-up up for one of theirs: there is no model yet
+ * to run until they are ready. Called with the queue's lock held, by the sink pad's thread while
+ * the element has no model; GST_FLOW_OK once it has one.
  */
 static GstFlowReturn gst_frcnn_detect_wait_for_model(GstFrcnnDetect *self, std::unique_lock<std::mutex> &lock)
 {
 	GstFrcnnDetectState *state = self->state;
 	const bool setting_up = state->reload.valid();
-	if (setting_up) {
+	while (state->reload.valid()) {
 		const auto ready = [state] {
 			return state->reload.wait_for(std::chrono::seconds(0)) == std::future_status::ready;
 		};
+		const auto changed = [state] { return state->latest_settings_generation != state->reload_generation; };
 		if (!ready())
 			GST_INFO_OBJECT(self, "frames wait for the weights '%s'", state->reload_settings.weights.c_str());
-		state->item_removed.wait(lock, [state, &ready] { return state->srcresult != GST_FLOW_OK || ready(); });
+		state->item_removed.wait(
+			lock, [state, &ready, &changed] { return state->srcresult != GST_FLOW_OK || ready() || changed(); });
 		if (state->srcresult != GST_FLOW_OK) {
 			state->failure_reported = true; /* upstream hears of it, and reports it */
 			return state->srcresult;
 		}
 		/* Nothing else runs meanwhile: the worker has no frame before this one. */
 		lock.unlock();
-		gst_frcnn_detect_take_reload(self);
+		if (ready()) {
+			/* Settings changed since are taken up as while playing (check_reload). */
+			gst_frcnn_detect_take_reload(self);
+		} else {
+			Settings settings;
+			guint64 generation;
+			{
+				g_autoptr(GMutexLocker) locker = g_mutex_locker_new(GST_OBJECT_GET_LOCK(self));
+				settings = state->settings;
+				generation = state->settings_generation;
+			}
+			GST_INFO_OBJECT(self, "the model settings changed while frames waited: setting up the weights '%s'",
+					settings.weights.c_str());
+			state->cancel_setup();
+			std::optional<frcnn::WeightsPreset> preset;
+			frcnn::ModelConfig config;
+			if (gst_frcnn_detect_check_model_settings(self, settings, false, preset, config))
+				gst_frcnn_detect_begin_setup(self, settings, generation, SetupTime::AtStart);
+			else
+				state->reload = {};
+		}
 		lock.lock();
 		if (state->model)
 			return GST_FLOW_OK;
@@ -3739,15 +3822,13 @@ static GstStateChangeReturn gst_frcnn_detect_change_state(GstElement *element,
 		 * download for it is given up: it could hold the stop up for minutes. The next start
 		 * then downloads the weights again.
 		 */
-		state->cancel_setup = true;
+		state->cancel_setup();
 		gst_frcnn_detect_finish_reload(self);
-		state->cancel_setup = false;
 		break;
 	case GST_STATE_CHANGE_READY_TO_NULL:
 		/* A start that failed after its set-up began (another element's state change). */
-		state->cancel_setup = true;
+		state->cancel_setup();
 		gst_frcnn_detect_finish_reload(self);
-		state->cancel_setup = false;
 		state->model.reset();
 		state->detector_generation = 0;
 		state->reload_generation = 0;

@@ -3977,6 +3977,208 @@ TEST(FrcnnDetect, AStartsFailedDownloadFailsTheFirstFrame)
 	close(refusing);
 }
 
+// Model settings changed while the first frame waits for the start's weights give that set-up up
+// for one of theirs: the frame runs on the new weights without waiting for the old download.
+TEST(FrcnnDetect, WeightsSetWhileTheFirstFrameWaitsAreTheOnesItRunsOn)
+{
+	LoopbackHttpServer server;
+	ScopedEnv torch_home("TORCH_HOME", gst_test::out_dir() + "/changed-while-waiting-cache");
+	const Frame frame = distinct_frames(1)[0];
+
+	StartedElement element("weights=" + server.url("stalled-first.pth"), &server);
+	ASSERT_TRUE(element.started());
+	GstHarness *h = element.h.get();
+	ASSERT_TRUE(server.wait_for_requests(1, std::chrono::seconds(60)));
+	gst_harness_set_src_caps(h, frame.caps());
+	auto pushed = std::async(std::launch::async, [&] { return gst_harness_push(h, frame.buffer(0)); });
+	EXPECT_EQ(pushed.wait_for(std::chrono::seconds(1)), std::future_status::timeout)
+		<< "the frame waits for the weights";
+
+	g_object_set(h->element, "weights", gst_test::weights4().c_str(), nullptr);
+	const bool in_time = pushed.wait_for(std::chrono::seconds(20)) == std::future_status::ready;
+	server.release();
+	ASSERT_TRUE(in_time) << "the frame waited for the weights set before";
+	ASSERT_EQ(pushed.get(), GST_FLOW_OK);
+	gst_test::BufferPtr out(gst_harness_pull(h));
+	ASSERT_TRUE(out);
+	expect_meta_equals(out.get(), frame.width(), frame.height(), expected_for(frame));
+	EXPECT_EQ(take_weights_messages(element.bus).problems, std::vector<std::string>{});
+}
+
+// What an application's synchronous bus handler does with the element when the download's first
+// progress message comes, on the thread that sets the model up.
+class ProgressHandler {
+public:
+	enum class Action { Stop, StopAndDrop, Restart };
+
+	ProgressHandler(GstElement *element, Action action) : element_(element), action_(action)
+	{
+		bus_ = gst_bus_new();
+		gst_bus_set_sync_handler(bus_, handle, this, nullptr);
+		gst_element_set_bus(element, bus_);
+	}
+	~ProgressHandler() { gst_object_unref(bus_); }
+
+	// Whether the handler has acted within `timeout`.
+	bool wait_for_action(std::chrono::seconds timeout)
+	{
+		std::unique_lock<std::mutex> lock(mutex_);
+		return acted_.wait_for(lock, timeout, [this] { return actions_ > 0; });
+	}
+
+	// The download steps and problems posted after the handler acted.
+	std::vector<std::string> steps_after()
+	{
+		std::lock_guard<std::mutex> lock(mutex_);
+		return after_;
+	}
+
+private:
+	static GstBusSyncReply handle(GstBus *, GstMessage *message, gpointer data)
+	{
+		auto *self = static_cast<ProgressHandler *>(data);
+		std::string step;
+		if (GST_MESSAGE_TYPE(message) == GST_MESSAGE_PROGRESS) {
+			GstProgressType type;
+			gchar *code = nullptr, *text = nullptr;
+			gst_message_parse_progress(message, &type, &code, &text);
+			step = std::string(type == GST_PROGRESS_TYPE_START ? "start" : type == GST_PROGRESS_TYPE_CANCELED ? "canceled" : "other") +
+			       " " + (text ? text : "");
+			g_free(code);
+			g_free(text);
+		} else if (GST_MESSAGE_TYPE(message) == GST_MESSAGE_ERROR || GST_MESSAGE_TYPE(message) == GST_MESSAGE_WARNING) {
+			step = GST_MESSAGE_TYPE_NAME(message);
+		}
+		bool act = false;
+		{
+			std::lock_guard<std::mutex> lock(self->mutex_);
+			if (self->actions_ > 0 && !step.empty())
+				self->after_.push_back(step);
+			act = self->actions_ == 0 && step.rfind("start ", 0) == 0;
+		}
+		if (act) {
+			GstElement *element = self->element_;
+			gst_element_set_state(element, GST_STATE_NULL);
+			if (self->action_ == Action::Restart)
+				gst_element_set_state(element, GST_STATE_PAUSED);
+			if (self->action_ == Action::StopAndDrop) {
+				gst_element_set_bus(element, nullptr);
+				gst_object_unref(element);
+			}
+			std::lock_guard<std::mutex> lock(self->mutex_);
+			self->actions_++;
+			self->acted_.notify_all();
+		}
+		gst_message_unref(message);
+		return GST_BUS_DROP;
+	}
+
+	GstElement *element_;
+	Action action_;
+	GstBus *bus_ = nullptr;
+	std::mutex mutex_;
+	std::condition_variable acted_;
+	int actions_ = 0;
+	std::vector<std::string> after_;
+};
+
+// Whether `condition` holds within `timeout`, checked every 10 ms.
+bool eventually(const std::function<bool()> &condition, std::chrono::seconds timeout)
+{
+	const auto deadline = Clock::now() + timeout;
+	while (!condition()) {
+		if (Clock::now() > deadline)
+			return false;
+		std::this_thread::sleep_for(std::chrono::milliseconds(10));
+	}
+	return true;
+}
+
+// A stop from an application's synchronous handler of the download's message, on the set-up's
+// own thread, gives the download up as any stop does (it cannot wait for it there).
+TEST(FrcnnDetect, AStopFromAHandlerOfTheDownloadsMessageGivesItUp)
+{
+	LoopbackHttpServer server;
+	const std::string cache = gst_test::out_dir() + "/handler-stop-cache";
+	std::filesystem::remove_all(cache);
+	ScopedEnv torch_home("TORCH_HOME", cache);
+
+	GstElement *element = make_detect("weights=" + server.url("handler-stop.pth"));
+	gst_object_ref_sink(element);
+	ProgressHandler handler(element, ProgressHandler::Action::Stop);
+	ASSERT_EQ(gst_element_set_state(element, GST_STATE_PAUSED), GST_STATE_CHANGE_SUCCESS);
+	ASSERT_TRUE(handler.wait_for_action(std::chrono::seconds(60)));
+	const bool given_up = eventually(
+		[&] {
+			const std::vector<std::string> steps = handler.steps_after();
+			return !steps.empty() && steps.back().rfind("canceled ", 0) == 0;
+		},
+		std::chrono::seconds(20));
+	server.release();
+	EXPECT_TRUE(given_up) << "the download went on after the stop";
+	EXPECT_TRUE(eventually([&] { return folder_entries(cache + "/hub/checkpoints").empty(); },
+			       std::chrono::seconds(20)))
+		<< "nothing of the download is kept";
+	gst_element_set_state(element, GST_STATE_NULL);
+	gst_element_set_bus(element, nullptr);
+	gst_object_unref(element);
+}
+
+// An application's synchronous handler of the download's message that stops the element and
+// drops it, on the set-up's own thread: the element goes once its set-up has given up.
+TEST(FrcnnDetect, AnElementDroppedByAHandlerOfItsDownloadsMessageGoes)
+{
+	LoopbackHttpServer server;
+	ScopedEnv torch_home("TORCH_HOME", gst_test::out_dir() + "/handler-drop-cache");
+
+	GstElement *element = make_detect("weights=" + server.url("handler-drop.pth"));
+	gst_object_ref_sink(element);
+	std::atomic<bool> finalized{ false };
+	g_object_weak_ref(
+		G_OBJECT(element), [](gpointer data, GObject *) { static_cast<std::atomic<bool> *>(data)->store(true); },
+		&finalized);
+	ProgressHandler handler(element, ProgressHandler::Action::StopAndDrop);
+	ASSERT_EQ(gst_element_set_state(element, GST_STATE_PAUSED), GST_STATE_CHANGE_SUCCESS);
+	/* The handler holds the last reference from here on. */
+	ASSERT_TRUE(handler.wait_for_action(std::chrono::seconds(60)));
+	const bool gone = eventually([&] { return finalized.load(); }, std::chrono::seconds(20));
+	server.release();
+	EXPECT_TRUE(gone) << "the element stayed";
+}
+
+// An application's synchronous handler of the download's message that starts the element again, on
+// the set-up's own thread, under a model-instance-id whose lock that set-up holds: the start does
+// not wait for it (it would wait for itself), the interrupted download is given up and a new one
+// begins.
+TEST(FrcnnDetect, ARestartFromAHandlerOfTheDownloadsMessageDownloadsAgain)
+{
+	LoopbackHttpServer server;
+	ScopedEnv torch_home("TORCH_HOME", gst_test::out_dir() + "/handler-restart-cache");
+
+	GstElement *element = make_detect("weights=" + server.url("handler-restart.pth") + " model-instance-id=restarted");
+	gst_object_ref_sink(element);
+	ProgressHandler handler(element, ProgressHandler::Action::Restart);
+	ASSERT_EQ(gst_element_set_state(element, GST_STATE_PAUSED), GST_STATE_CHANGE_SUCCESS);
+	const bool acted = handler.wait_for_action(std::chrono::seconds(60));
+	const bool downloads_again = acted && server.wait_for_requests(2, std::chrono::seconds(20));
+	EXPECT_TRUE(acted) << "the restart in the handler did not return";
+	EXPECT_TRUE(downloads_again) << "no new download after the restart";
+	auto stopped = std::async(std::launch::async, [&] { return gst_element_set_state(element, GST_STATE_NULL); });
+	const bool stopped_in_time = stopped.wait_for(std::chrono::seconds(20)) == std::future_status::ready;
+	server.release();
+	EXPECT_TRUE(stopped_in_time);
+	if (acted) {
+		const std::vector<std::string> steps = handler.steps_after();
+		EXPECT_NE(std::find(steps.begin(), steps.end(), "canceled Gave the download of the weights '" +
+									 server.url("handler-restart.pth") +
+									 "' up: the element stopped"),
+			  steps.end());
+		EXPECT_EQ(std::count(steps.begin(), steps.end(), "error"), 0);
+		gst_element_set_bus(element, nullptr);
+		gst_object_unref(element);
+	}
+}
+
 // Under a model-instance-id, weights named by a URL and by the file the download cache keeps of
 // it (or by another URL of the same file name, which resolves to that file) are one model, as a
 // preset is with its URL: the elements share the model, which the file's being gone shows.
