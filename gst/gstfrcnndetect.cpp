@@ -569,6 +569,23 @@ struct ModelSetup {
 	bool keep_class_thresholds = false;
 };
 
+// Controls a model's set-up on a thread of its own (see gst_frcnn_detect_begin_setup).
+struct SetupControl {
+	// A stop: its download (or its wait for a shared model) gives up; a model it is loading
+	// from a file is still kept for the next start.
+	std::atomic<bool> stopped{ false };
+	// Newer settings replaced it: it gives everything up, and registers and posts nothing.
+	std::atomic<bool> superseded{ false };
+
+	bool gives_up() const { return stopped || superseded; }
+};
+
+// A set-up that newer settings replaced, until its thread ends.
+struct SupersededSetup {
+	std::shared_ptr<SetupControl> control;
+	std::future<void> done;
+};
+
 // C++ members of the element, created in _init and deleted in _finalize.
 /* Whether a queued event that is dropped (a flush, a stream downstream took no more of) must still
  * reach downstream before the next buffer: a sticky one upstream sent once (stream-start, caps,
@@ -602,10 +619,11 @@ struct GstFrcnnDetectState {
 	std::future<void> reload_task;
 	guint64 reload_generation = 0;
 	Settings reload_settings;
-	// The set-up's own flag, set by a stop: it gives its download (or its wait for a shared
-	// model's) up instead of holding the stop up. Each set-up has its own: one a stop gave up
-	// stays given up, also when the element starts again before it has noticed.
-	std::shared_ptr<std::atomic<bool>> setup_cancelled;
+	// The set-up's own control (a stop gives its download up). Each set-up has its own: one a
+	// stop gave up stays given up, also when the element starts again before it has noticed.
+	std::shared_ptr<SetupControl> setup_control;
+	// Set-ups that newer settings replaced, until their threads end: a stop waits for them.
+	std::vector<SupersededSetup> superseded_setups;
 	// settings_generation as set last, read without the object lock: a frame that waits for the
 	// start's model sees the settings change.
 	std::atomic<guint64> latest_settings_generation{ 1 };
@@ -688,11 +706,32 @@ struct GstFrcnnDetectState {
 		qos_proportion = 1.0;
 	}
 
-	// Gives the model being set up on a thread of its own up (a stop): its download ends.
+	// A stop: the set-ups on threads of their own give their downloads up.
 	void cancel_setup()
 	{
-		if (setup_cancelled)
-			*setup_cancelled = true;
+		if (setup_control)
+			setup_control->stopped = true;
+		for (const SupersededSetup &superseded : superseded_setups)
+			superseded.control->stopped = true;
+	}
+
+	// Newer settings replace the set-up in progress: it gives everything up, and its thread is
+	// kept until it ends (a stop waits for it). Called by the thread that owns the state.
+	void supersede_setup()
+	{
+		superseded_setups.erase(std::remove_if(superseded_setups.begin(), superseded_setups.end(),
+						       [](const SupersededSetup &superseded) {
+							       return superseded.done.wait_for(std::chrono::seconds(0)) ==
+								      std::future_status::ready;
+						       }),
+					superseded_setups.end());
+		if (setup_control) {
+			setup_control->superseded = true;
+			superseded_setups.push_back({ setup_control, std::move(reload_task) });
+		}
+		setup_control.reset();
+		reload = {};
+		reload_task = {};
 	}
 
 	// Whether a batch the worker took at these generations is still wanted: no flush, stop or
@@ -1452,6 +1491,17 @@ static ModelChoice choose_model(const Settings &settings, const std::optional<fr
 	return choice;
 }
 
+/* Whether two settings set up the same model: those whose change needs a new one (they bump
+ * settings_generation) are equal. */
+static bool same_model_settings(const Settings &a, const Settings &b)
+{
+	return a.model == b.model && a.model_set == b.model_set && a.weights == b.weights &&
+	       a.num_classes == b.num_classes && a.labels == b.labels && a.device == b.device &&
+	       a.precision == b.precision && a.int8_calibration == b.int8_calibration &&
+	       a.int8_calibration_frames == b.int8_calibration_frames && a.channels_last == b.channels_last &&
+	       a.cpu_convolutions == b.cpu_convolutions && a.model_instance_id == b.model_instance_id;
+}
+
 /* The settings a model is loaded from, as gst-launch would set them; with `choice`, the model
  * and class count they come to (so that "num-classes=0" and the weights' own count are one). */
 static std::string model_settings_text(const Settings &settings, const std::optional<ModelChoice> &choice = std::nullopt)
@@ -1479,8 +1529,19 @@ static std::string model_settings_text(const Settings &settings, const std::opti
  * Posts a problem of setting up a model: an error when the element starts (the state change then
  * fails), a warning when the weights change while it plays (it keeps the model it has).
  */
+/* The control of the set-up this thread runs (begin_setup's thread); null on any other thread. */
+static thread_local const SetupControl *setup_control_of_thread = nullptr;
+
+/* Whether this thread runs a set-up that newer settings replaced: it posts nothing more. */
+static bool setup_superseded()
+{
+	return setup_control_of_thread && setup_control_of_thread->superseded;
+}
+
 #define GST_FRCNN_DETECT_PROBLEM(self, while_playing, domain, code, text, debug)   \
 	G_STMT_START {                                                                \
+		if (setup_superseded())                                               \
+			break;                                                        \
 		if (while_playing)                                                    \
 			GST_ELEMENT_WARNING(self, domain, code, text, debug);         \
 		else                                                                  \
@@ -1493,6 +1554,8 @@ struct SetupCancelled {};
 /* Posts a step of a weights download as a progress message of code "download". */
 static void post_download_progress(GstFrcnnDetect *self, GstProgressType type, const std::string &text)
 {
+	if (setup_superseded() && type != GST_PROGRESS_TYPE_CANCELED)
+		return;
 	gst_element_post_message(GST_ELEMENT(self),
 				 gst_message_new_progress(GST_OBJECT(self), type, "download", text.c_str()));
 }
@@ -1505,17 +1568,17 @@ static void post_download_progress(GstFrcnnDetect *self, GstProgressType type, c
 static gboolean gst_frcnn_detect_load_model(GstFrcnnDetect *self, const Settings &settings,
 					    const std::optional<frcnn::WeightsPreset> &preset,
 					    frcnn::ModelConfig config, LoadedModel &model,
-					    bool while_playing, const std::atomic<bool> *cancelled)
+					    bool while_playing, const SetupControl *control)
 {
 	std::string path;
 	/* A download goes on the bus as progress messages (gst-launch-1.0 prints them). */
 	bool downloading = false;
 	const std::string &weights = settings.weights;
 	try {
-		auto progress = [self, &downloading, &weights, cancelled, last = -1LL](long long done,
-										       long long total) mutable {
+		auto progress = [self, &downloading, &weights, control, last = -1LL](long long done,
+										     long long total) mutable {
 			/* libcurl calls this at least once a second, also while no data comes. */
-			if (cancelled && *cancelled)
+			if (control && control->gives_up())
 				throw SetupCancelled();
 			if (!downloading) {
 				downloading = true;
@@ -1538,7 +1601,9 @@ static gboolean gst_frcnn_detect_load_model(GstFrcnnDetect *self, const Settings
 		GST_INFO_OBJECT(self, "stopped while downloading the weights '%s': not loaded",
 				settings.weights.c_str());
 		post_download_progress(self, GST_PROGRESS_TYPE_CANCELED,
-				       "Gave the download of the weights '" + weights + "' up: the element stopped");
+				       "Gave the download of the weights '" + weights + "' up: " +
+					       (control && control->superseded ? "other model settings replaced them"
+										: "the element stopped"));
 		return FALSE;
 	} catch (const std::exception &e) {
 		if (downloading)
@@ -1752,12 +1817,12 @@ static bool gst_frcnn_detect_check_model_settings(GstFrcnnDetect *self, const Se
  * Builds the model the settings name, or takes the one loaded under the same model-instance-id,
  * with the class names and filters that depend on its classes. Every failure posts a message that
  * says which property to change (see GST_FRCNN_DETECT_PROBLEM) and returns nothing; so does a
- * set-up that a stop cancelled (`cancelled`, null where nothing cancels it), without a message.
+ * set-up that `control` gave up (null where nothing can), without a message.
  */
 static std::optional<ModelSetup> gst_frcnn_detect_setup_model(GstFrcnnDetect *self,
 							      const Settings &settings,
 							      bool while_playing,
-							      const std::atomic<bool> *cancelled = nullptr,
+							      const SetupControl *control = nullptr,
 							      const std::vector<std::string> &playing_labels = {})
 {
 	std::optional<frcnn::WeightsPreset> preset;
@@ -1779,7 +1844,7 @@ static std::optional<ModelSetup> gst_frcnn_detect_setup_model(GstFrcnnDetect *se
 		/* Another element may be loading it (a download): a stop does not wait for that. */
 		loading = std::unique_lock<std::timed_mutex>(shared->loading, std::defer_lock);
 		while (!loading.try_lock_for(std::chrono::milliseconds(100))) {
-			if (cancelled && *cancelled) {
+			if (control && control->gives_up()) {
 				GST_INFO_OBJECT(self, "stopped while waiting for the model of model-instance-id "
 						"'%s': not loaded", id.c_str());
 				return std::nullopt;
@@ -1807,7 +1872,10 @@ static std::optional<ModelSetup> gst_frcnn_detect_setup_model(GstFrcnnDetect *se
 	}
 	if (!model) {
 		model = std::make_shared<LoadedModel>();
-		if (!gst_frcnn_detect_load_model(self, settings, preset, config, *model, while_playing, cancelled))
+		if (!gst_frcnn_detect_load_model(self, settings, preset, config, *model, while_playing, control))
+			return std::nullopt;
+		/* Replaced while it loaded: the id's model is the replacing settings' to load. */
+		if (control && control->superseded)
 			return std::nullopt;
 		if (shared)
 			shared->model = model;
@@ -1841,7 +1909,7 @@ static std::optional<ModelSetup> gst_frcnn_detect_setup_model(GstFrcnnDetect *se
 		setup.class_filter = frcnn::gst::parse_classes(settings.classes, setup.labels);
 	} catch (const std::exception &e) {
 		if (same_labels) {
-			GST_ELEMENT_WARNING(self, RESOURCE, SETTINGS,
+			GST_FRCNN_DETECT_PROBLEM(self, true, RESOURCE, SETTINGS,
 					    ("Invalid 'classes' for the weights '%s', keeping the previous filter: %s.",
 					     settings.weights.c_str(), e.what()),
 					    ("parsing classes '%s' failed", settings.classes.c_str()));
@@ -1858,18 +1926,18 @@ static std::optional<ModelSetup> gst_frcnn_detect_setup_model(GstFrcnnDetect *se
 		setup.class_thresholds = frcnn::gst::parse_class_thresholds(settings.class_thresholds, setup.labels);
 	} catch (const std::exception &e) {
 		if (same_labels) {
-			GST_ELEMENT_WARNING(self, RESOURCE, SETTINGS,
+			GST_FRCNN_DETECT_PROBLEM(self, true, RESOURCE, SETTINGS,
 					    ("Invalid 'class-thresholds' for the weights '%s', keeping the previous "
 					     "ones: %s.", settings.weights.c_str(), e.what()),
 					    ("parsing class-thresholds '%s' failed", settings.class_thresholds.c_str()));
 			setup.keep_class_thresholds = true;
 		} else if (while_playing) {
-			GST_ELEMENT_WARNING(self, RESOURCE, SETTINGS,
+			GST_FRCNN_DETECT_PROBLEM(self, true, RESOURCE, SETTINGS,
 					    ("Invalid 'class-thresholds': %s; %s.", e.what(), not_loaded.c_str()),
 					    ("parsing class-thresholds '%s' failed", settings.class_thresholds.c_str()));
 			return std::nullopt;
 		} else {
-			GST_ELEMENT_ERROR(self, RESOURCE, SETTINGS,
+			GST_FRCNN_DETECT_PROBLEM(self, false, RESOURCE, SETTINGS,
 					  ("Invalid 'class-thresholds': %s. Set it to class=score entries "
 					   "separated by commas (e.g. person=0.7,car=0.3), or leave it empty.",
 					   e.what()),
@@ -1995,17 +2063,21 @@ struct SetupResult {
 
 /* The body of a set-up's thread (see begin_setup). */
 static void gst_frcnn_detect_run_setup(GstFrcnnDetect *self, const Settings &settings, SetupTime when,
-				       const std::vector<std::string> &labels,
-				       const std::shared_ptr<std::atomic<bool>> &cancelled,
+				       const std::vector<std::string> &labels, const SetupControl &control,
 				       const std::shared_ptr<SetupResult> &result)
 {
 	const bool at_start = when == SetupTime::AtStart;
 	std::optional<ModelSetup> setup;
 	std::string failure;
 	try {
-		setup = gst_frcnn_detect_setup_model(self, settings, !at_start, cancelled.get(), labels);
+		setup = gst_frcnn_detect_setup_model(self, settings, !at_start, &control, labels);
 	} catch (const std::exception &e) {
 		failure = e.what();
+	}
+	/* Replaced meanwhile: nothing of it is wanted, nor heard of. */
+	if (control.superseded) {
+		setup.reset();
+		failure.clear();
 	}
 	const bool loaded = setup.has_value();
 	if (at_start) {
@@ -2040,7 +2112,8 @@ static void gst_frcnn_detect_run_setup(GstFrcnnDetect *self, const Settings &set
  * Sets up a model for `settings` on a thread of its own, whose result `reload` gives: the start's
  * model, which the first frame waits for (gst_frcnn_detect_wait_for_model), or new weights',
  * which a batch takes once they are ready (check_reload). A stop gives its download up
- * (cancel_setup) and keeps a model it set up for the next start.
+ * (cancel_setup) and keeps a model it set up for the next start; newer settings replace it
+ * (supersede_setup).
  *
  * The thread holds a reference to the element and is not joined: an application's handler of
  * one of its messages may stop the element, start it again (a new set-up) or drop it, on that
@@ -2054,16 +2127,17 @@ static void gst_frcnn_detect_begin_setup(GstFrcnnDetect *self, const Settings &s
 	state->reload_settings = settings;
 	state->reload_generation = generation;
 	auto result = std::make_shared<SetupResult>();
-	auto cancelled = std::make_shared<std::atomic<bool>>(false);
+	auto control = std::make_shared<SetupControl>();
 	state->reload = result->setup.get_future();
 	state->reload_task = result->done.get_future();
-	state->setup_cancelled = cancelled;
+	state->setup_control = control;
 	gst_object_ref(self);
 	try {
-		std::thread([self, settings, when, labels = state->labels, cancelled, result]() {
+		std::thread([self, settings, when, labels = state->labels, control, result]() {
 			reload_task_of = self;
+			setup_control_of_thread = control.get();
 			try {
-				gst_frcnn_detect_run_setup(self, settings, when, labels, cancelled, result);
+				gst_frcnn_detect_run_setup(self, settings, when, labels, *control, result);
 			} catch (...) {
 				/* Out of memory posting a message: no model, unless it was handed over. */
 				try {
@@ -2089,9 +2163,28 @@ static void gst_frcnn_detect_check_reload(GstFrcnnDetect *self)
 {
 	GstFrcnnDetectState *state = self->state;
 	if (state->reload.valid()) {
-		if (state->reload.wait_for(std::chrono::seconds(0)) != std::future_status::ready)
-			return;
-		gst_frcnn_detect_take_reload(self);
+		if (state->reload.wait_for(std::chrono::seconds(0)) == std::future_status::ready) {
+			gst_frcnn_detect_take_reload(self);
+		} else {
+			/* Newer settings replace the set-up in progress (a long download, say): the
+			 * batches would otherwise wait for it to take them up. */
+			Settings settings;
+			guint64 generation;
+			{
+				g_autoptr(GMutexLocker) locker = g_mutex_locker_new(GST_OBJECT_GET_LOCK(self));
+				generation = state->settings_generation;
+				if (generation == state->reload_generation)
+					return;
+				settings = state->settings;
+			}
+			if (same_model_settings(settings, state->reload_settings)) {
+				state->reload_generation = generation;
+				return;
+			}
+			GST_INFO_OBJECT(self, "the weights '%s' replace '%s', which were being set up",
+					settings.weights.c_str(), state->reload_settings.weights.c_str());
+			state->supersede_setup();
+		}
 	}
 	/* The set-up's result is handed over before its message goes out (the batch after the
 	 * message runs on it); a next set-up waits until the message is out too: it replaces the
@@ -2157,6 +2250,10 @@ static void gst_frcnn_detect_finish_reload(GstFrcnnDetect *self)
 		gst_frcnn_detect_take_reload(self);
 	if (state->reload_task.valid())
 		state->reload_task.wait();
+	/* Those that newer settings replaced, which a stop gave up too. */
+	for (const SupersededSetup &superseded : state->superseded_setups)
+		superseded.done.wait();
+	state->superseded_setups.clear();
 }
 
 /*
@@ -2201,7 +2298,7 @@ static gboolean gst_frcnn_detect_open(GstFrcnnDetect *self)
 	 * set-up's own message) is finished first: its model may be the one wanted. Not on its own
 	 * thread, which cannot wait for itself: the stop gave it up, and a new one begins. */
 	const bool on_setup_thread = reload_task_of == self;
-	if (state->reload.valid() && !on_setup_thread) {
+	if (!on_setup_thread) {
 		state->cancel_setup();
 		gst_frcnn_detect_finish_reload(self);
 	}
@@ -2230,6 +2327,9 @@ static gboolean gst_frcnn_detect_open(GstFrcnnDetect *self)
 			return FALSE;
 		GST_INFO_OBJECT(self, "the weights '%s' are set up after the start; frames wait for them",
 				settings.weights.c_str());
+		/* The set-up this start interrupts (its thread's) is not wanted any more. */
+		if (on_setup_thread)
+			state->supersede_setup();
 		gst_frcnn_detect_begin_setup(self, settings, generation, SetupTime::AtStart);
 		return TRUE;
 	}
@@ -3245,15 +3345,23 @@ static GstFlowReturn gst_frcnn_detect_wait_for_model(GstFrcnnDetect *self, std::
 				settings = state->settings;
 				generation = state->settings_generation;
 			}
-			GST_INFO_OBJECT(self, "the model settings changed while frames waited: setting up the weights '%s'",
-					settings.weights.c_str());
-			state->cancel_setup();
-			std::optional<frcnn::WeightsPreset> preset;
-			frcnn::ModelConfig config;
-			if (gst_frcnn_detect_check_model_settings(self, settings, false, preset, config))
-				gst_frcnn_detect_begin_setup(self, settings, generation, SetupTime::AtStart);
-			else
-				state->reload = {};
+			if (same_model_settings(settings, state->reload_settings)) {
+				/* Set to what they were: the set-up goes on. */
+				state->reload_generation = generation;
+			} else {
+				GST_INFO_OBJECT(self, "the model settings changed while frames waited: setting up the "
+						"weights '%s'", settings.weights.c_str());
+				state->supersede_setup();
+				std::optional<frcnn::WeightsPreset> preset;
+				frcnn::ModelConfig config;
+				if (gst_frcnn_detect_check_model_settings(self, settings, false, preset, config)) {
+					gst_frcnn_detect_begin_setup(self, settings, generation, SetupTime::AtStart);
+				} else {
+					/* Its error is posted; a later frame's names these weights. */
+					state->reload_settings = settings;
+					state->reload_generation = generation;
+				}
+			}
 		}
 		lock.lock();
 		if (state->model)

@@ -3768,6 +3768,7 @@ TEST(FrcnnDetect, AStopGivesUpAWeightsDownloadWhilePlaying)
 struct WeightsMessages {
 	std::vector<std::string> download;
 	std::vector<std::string> problems;
+	std::vector<std::string> infos; // the info messages' texts
 };
 
 WeightsMessages take_weights_messages(GstBus *bus)
@@ -3788,6 +3789,11 @@ WeightsMessages take_weights_messages(GstBus *bus)
 					" " + (text ? text : ""));
 			g_free(code);
 			g_free(text);
+		} else if (GST_MESSAGE_TYPE(message) == GST_MESSAGE_INFO) {
+			GError *error = nullptr;
+			gst_message_parse_info(message, &error, nullptr);
+			taken.infos.push_back(error->message);
+			g_error_free(error);
 		} else if (GST_MESSAGE_TYPE(message) == GST_MESSAGE_ERROR ||
 			   GST_MESSAGE_TYPE(message) == GST_MESSAGE_WARNING) {
 			GError *error = nullptr;
@@ -3801,6 +3807,18 @@ WeightsMessages take_weights_messages(GstBus *bus)
 		gst_message_unref(message);
 	}
 	return taken;
+}
+
+// Whether `condition` holds within `timeout`, checked every 10 ms.
+bool eventually(const std::function<bool()> &condition, std::chrono::seconds timeout)
+{
+	const auto deadline = Clock::now() + timeout;
+	while (!condition()) {
+		if (Clock::now() > deadline)
+			return false;
+		std::this_thread::sleep_for(std::chrono::milliseconds(10));
+	}
+	return true;
 }
 
 // A frcnndetect of `properties` in a harness, its messages on a bus of the test's own, started on
@@ -4005,6 +4023,181 @@ TEST(FrcnnDetect, WeightsSetWhileTheFirstFrameWaitsAreTheOnesItRunsOn)
 	EXPECT_EQ(take_weights_messages(element.bus).problems, std::vector<std::string>{});
 }
 
+// Writing the model settings that are being set up again (the same weights, say) while the first
+// frame waits does not start their download anew; other values that the element refuses are the
+// ones a later frame's error names.
+TEST(FrcnnDetect, TheSameWeightsSetWhileTheFirstFrameWaitsKeepTheirDownload)
+{
+	LoopbackHttpServer server;
+	ScopedEnv torch_home("TORCH_HOME", gst_test::out_dir() + "/same-while-waiting-cache");
+	const Frame frame = distinct_frames(1)[0];
+	const std::string url = server.url("stalled-same.pth");
+
+	StartedElement element("weights=" + url, &server);
+	ASSERT_TRUE(element.started());
+	GstHarness *h = element.h.get();
+	ASSERT_TRUE(server.wait_for_requests(1, std::chrono::seconds(60)));
+	gst_harness_set_src_caps(h, frame.caps());
+	auto pushed = std::async(std::launch::async, [&] { return gst_harness_push(h, frame.buffer(0)); });
+	for (int i = 0; i < 3; i++) {
+		g_object_set(h->element, "weights", url.c_str(), nullptr);
+		std::this_thread::sleep_for(std::chrono::milliseconds(100));
+	}
+	EXPECT_FALSE(server.wait_for_requests(2, std::chrono::seconds(2))) << "the download started again";
+
+	/* Weights of another model: refused, and the frame fails. */
+	g_object_set(h->element, "weights", "coco-mobilenet", nullptr);
+	const bool in_time = pushed.wait_for(std::chrono::seconds(20)) == std::future_status::ready;
+	server.release();
+	ASSERT_TRUE(in_time);
+	EXPECT_EQ(pushed.get(), GST_FLOW_ERROR);
+	std::vector<std::string> problems = take_weights_messages(element.bus).problems;
+	ASSERT_EQ(problems.size(), 1u);
+	EXPECT_EQ(problems[0].rfind("error: The weights 'coco-mobilenet' are for model", 0), 0u) << problems[0];
+	EXPECT_TRUE(gst_harness_push_event(h, gst_event_new_flush_start()));
+	EXPECT_TRUE(gst_harness_push_event(h, gst_event_new_flush_stop(TRUE)));
+	GstSegment segment;
+	gst_segment_init(&segment, GST_FORMAT_TIME);
+	EXPECT_TRUE(gst_harness_push_event(h, gst_event_new_segment(&segment)));
+	EXPECT_EQ(gst_harness_push(h, frame.buffer(GST_MSECOND)), GST_FLOW_ERROR);
+	problems = take_weights_messages(element.bus).problems;
+	ASSERT_EQ(problems.size(), 1u);
+	EXPECT_EQ(problems[0].rfind("error: No model to run: the weights 'coco-mobilenet' could not be set up", 0), 0u)
+		<< problems[0];
+}
+
+// Settings set while the first frame waits replace the set-up of the earlier ones, which then
+// leaves nothing behind: it posts no error of its own and does not take the model-instance-id
+// for its weights (the frame runs on the new ones), and a stop waits for it, so that nothing of
+// its download stays in the cache and the element goes when dropped.
+TEST(FrcnnDetect, ASetUpThatNewerSettingsReplacedLeavesNothingBehind)
+{
+	const Frame frame = distinct_frames(1)[0];
+	{
+		const std::string cache = gst_test::out_dir() + "/replaced-setup-cache";
+		std::filesystem::remove_all(cache);
+		ScopedEnv torch_home("TORCH_HOME", cache);
+		/* The replaced set-up has its weights (of 91 classes) when the replacing one (4 classes)
+		 * starts: it holds the id's lock, and would go on to load them under it. */
+		LoopbackHttpServer server(frcnn::test::read_file(gst_test::weights91()));
+		GstElement *element = make_detect("weights=" + server.url("replaced91.pth") + " model-instance-id=replaced");
+		gst_object_ref_sink(element);
+		GstBus *bus = gst_bus_new();
+		struct Replacing {
+			GstElement *element;
+			std::atomic<bool> done{ false };
+		} replacing{ element };
+		gst_bus_set_sync_handler(
+			bus,
+			[](GstBus *, GstMessage *message, gpointer data) {
+				auto *replacing = static_cast<Replacing *>(data);
+				GstProgressType type;
+				if (GST_MESSAGE_TYPE(message) == GST_MESSAGE_PROGRESS && !replacing->done) {
+					gst_message_parse_progress(message, &type, nullptr, nullptr);
+					if (type == GST_PROGRESS_TYPE_COMPLETE) {
+						replacing->done = true;
+						g_object_set(replacing->element, "weights", gst_test::weights4().c_str(), nullptr);
+						/* The waiting frame replaces this set-up meanwhile. */
+						std::this_thread::sleep_for(std::chrono::seconds(1));
+					}
+				}
+				return GST_BUS_PASS;
+			},
+			&replacing, nullptr);
+		gst_element_set_bus(element, bus);
+		ASSERT_EQ(gst_element_set_state(element, GST_STATE_PLAYING), GST_STATE_CHANGE_SUCCESS);
+		GstHarness *h = gst_harness_new_with_element(element, "sink", "src");
+		gst_harness_set_src_caps(h, frame.caps());
+		gst_test::BufferPtr out(gst_harness_push_and_pull(h, frame.buffer(0)));
+		EXPECT_TRUE(replacing.done);
+		ASSERT_TRUE(out);
+		expect_meta_equals(out.get(), frame.width(), frame.height(), expected_for(frame));
+		EXPECT_EQ(take_weights_messages(bus).problems, std::vector<std::string>{});
+		gst_harness_teardown(h);
+		gst_element_set_bus(element, nullptr);
+		gst_object_unref(bus);
+		gst_object_unref(element);
+	}
+	{
+		const std::string cache = gst_test::out_dir() + "/replaced-downloads-cache";
+		std::filesystem::remove_all(cache);
+		ScopedEnv torch_home("TORCH_HOME", cache);
+		LoopbackHttpServer server;
+		StartedElement element("weights=" + server.url("replaced-0.pth"), &server);
+		ASSERT_TRUE(element.started());
+		GstHarness *h = element.h.get();
+		std::atomic<bool> finalized{ false };
+		g_object_weak_ref(
+			G_OBJECT(h->element),
+			[](gpointer data, GObject *) { static_cast<std::atomic<bool> *>(data)->store(true); }, &finalized);
+		gst_harness_set_src_caps(h, frame.caps());
+		auto pushed = std::async(std::launch::async, [&] { return gst_harness_push(h, frame.buffer(0)); });
+		/* Each download stalls (libcurl then checks whether to go on once a second) when newer
+		 * weights replace it: more downloads, then a file at hand, which loads at once; the stop
+		 * comes right after. */
+		for (int i = 1; i <= 3; i++) {
+			ASSERT_TRUE(server.wait_for_requests(i, std::chrono::seconds(60)));
+			std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+			const std::string weights =
+				i < 3 ? server.url("replaced-" + std::to_string(i) + ".pth") : gst_test::weights4();
+			g_object_set(h->element, "weights", weights.c_str(), nullptr);
+		}
+		EXPECT_EQ(gst_element_set_state(h->element, GST_STATE_NULL), GST_STATE_CHANGE_SUCCESS);
+		const GstFlowReturn ran = pushed.get();
+		EXPECT_TRUE(ran == GST_FLOW_OK || ran == GST_FLOW_FLUSHING) << gst_flow_get_name(ran);
+		EXPECT_TRUE(folder_entries(cache + "/hub/checkpoints").empty()) << "the stop left downloads behind";
+		EXPECT_EQ(take_weights_messages(element.bus).problems, std::vector<std::string>{});
+		element.h.reset();
+		/* The messages on the bus hold references to their source. */
+		take_weights_messages(element.bus);
+		EXPECT_TRUE(eventually([&] { return finalized.load(); }, std::chrono::seconds(20)))
+			<< "a set-up kept the element";
+		server.release();
+	}
+}
+
+// New weights set while playing, while a download for earlier ones is still going on, replace
+// them: the batches go on with the model they have until the new weights are loaded, then run
+// on those.
+TEST(FrcnnDetect, NewerWeightsWhilePlayingDoNotWaitForADownloadInProgress)
+{
+	LoopbackHttpServer server;
+	ScopedEnv torch_home("TORCH_HOME", gst_test::out_dir() + "/replaced-while-playing-cache");
+	const std::vector<Frame> frames = distinct_frames(2);
+	frcnn::DetectorOptions options;
+	options.model = frcnn::model_preset("tiny");
+	options.model.num_classes = 91;
+	options.model.box_score_thresh = kThreshold;
+	options.model.min_size = kMinSize;
+	options.weights = gst_test::weights91();
+	frcnn::Detector coco_reference(options);
+
+	WatchedElement element(frames[0]);
+	GstHarness *h = element.h.get();
+	element.expect_first_model(frames[0]);
+	g_object_set(h->element, "weights", server.url("stalled-reload.pth").c_str(), nullptr);
+	element.expect_first_model(frames[1]); // starts the download
+	ASSERT_TRUE(server.wait_for_requests(1, std::chrono::seconds(60)));
+	g_object_set(h->element, "weights", gst_test::weights91().c_str(), nullptr);
+
+	/* The batches run on the first model meanwhile. */
+	bool loaded = false;
+	for (const auto deadline = Clock::now() + std::chrono::seconds(20); !loaded && Clock::now() < deadline;) {
+		ASSERT_TRUE(element.push(frames[0]));
+		const WeightsMessages messages = take_weights_messages(element.bus);
+		EXPECT_EQ(messages.problems, std::vector<std::string>{});
+		for (const std::string &info : messages.infos)
+			loaded |= info == "Loaded the weights '" + gst_test::weights91() + "': the next batch runs on them.";
+		std::this_thread::sleep_for(std::chrono::milliseconds(50));
+	}
+	server.release();
+	ASSERT_TRUE(loaded) << "the new weights waited for the download in progress";
+	gst_test::BufferPtr out = element.push(frames[1]);
+	ASSERT_TRUE(out);
+	expect_meta_equals(out.get(), frames[1].width(), frames[1].height(),
+			   coco_reference.detect({ view_of(frames[1]) }).at(0), frcnn::gst::coco_category_names());
+}
+
 // What an application's synchronous bus handler does with the element when the download's first
 // progress message comes, on the thread that sets the model up.
 class ProgressHandler {
@@ -4081,18 +4274,6 @@ private:
 	int actions_ = 0;
 	std::vector<std::string> after_;
 };
-
-// Whether `condition` holds within `timeout`, checked every 10 ms.
-bool eventually(const std::function<bool()> &condition, std::chrono::seconds timeout)
-{
-	const auto deadline = Clock::now() + timeout;
-	while (!condition()) {
-		if (Clock::now() > deadline)
-			return false;
-		std::this_thread::sleep_for(std::chrono::milliseconds(10));
-	}
-	return true;
-}
 
 // A stop from an application's synchronous handler of the download's message, on the set-up's
 // own thread, gives the download up as any stop does (it cannot wait for it there).
