@@ -576,6 +576,10 @@ struct SetupControl {
 	std::atomic<bool> stopped{ false };
 	// Newer settings replaced it: it gives everything up, and registers and posts nothing.
 	std::atomic<bool> superseded{ false };
+	// A set-up either hands its result over or is superseded, not both: each decides under
+	// `publishing`, and `published` tells that the result is (about to be) handed over.
+	std::mutex publishing;
+	bool published = false;
 
 	bool gives_up() const { return stopped || superseded; }
 };
@@ -716,22 +720,28 @@ struct GstFrcnnDetectState {
 	}
 
 	// Newer settings replace the set-up in progress: it gives everything up, and its thread is
-	// kept until it ends (a stop waits for it). Called by the thread that owns the state.
-	void supersede_setup()
+	// kept until it ends (a stop waits for it). False, leaving it, when it has handed its result
+	// over meanwhile: `reload` has it (at once). Called by the thread that owns the state.
+	bool supersede_setup()
 	{
+		if (setup_control) {
+			std::lock_guard<std::mutex> lock(setup_control->publishing);
+			if (setup_control->published)
+				return false;
+			setup_control->superseded = true;
+		}
 		superseded_setups.erase(std::remove_if(superseded_setups.begin(), superseded_setups.end(),
 						       [](const SupersededSetup &superseded) {
 							       return superseded.done.wait_for(std::chrono::seconds(0)) ==
 								      std::future_status::ready;
 						       }),
 					superseded_setups.end());
-		if (setup_control) {
-			setup_control->superseded = true;
+		if (setup_control)
 			superseded_setups.push_back({ setup_control, std::move(reload_task) });
-		}
 		setup_control.reset();
 		reload = {};
 		reload_task = {};
+		return true;
 	}
 
 	// Whether a batch the worker took at these generations is still wanted: no flush, stop or
@@ -1538,10 +1548,25 @@ static bool setup_superseded()
 	return setup_control_of_thread && setup_control_of_thread->superseded;
 }
 
+/* While a set-up's thread posts a message, an application's synchronous handler of it may run
+ * code of its own there (start this element again, set another one up): not the set-up's, so
+ * its messages are not the set-up's to hold back. */
+class SetupPosting {
+public:
+	SetupPosting() : saved_(setup_control_of_thread) { setup_control_of_thread = nullptr; }
+	~SetupPosting() { setup_control_of_thread = saved_; }
+	SetupPosting(const SetupPosting &) = delete;
+	SetupPosting &operator=(const SetupPosting &) = delete;
+
+private:
+	const SetupControl *saved_;
+};
+
 #define GST_FRCNN_DETECT_PROBLEM(self, while_playing, domain, code, text, debug)   \
 	G_STMT_START {                                                                \
 		if (setup_superseded())                                               \
 			break;                                                        \
+		SetupPosting posting;                                                 \
 		if (while_playing)                                                    \
 			GST_ELEMENT_WARNING(self, domain, code, text, debug);         \
 		else                                                                  \
@@ -1556,6 +1581,7 @@ static void post_download_progress(GstFrcnnDetect *self, GstProgressType type, c
 {
 	if (setup_superseded() && type != GST_PROGRESS_TYPE_CANCELED)
 		return;
+	SetupPosting posting;
 	gst_element_post_message(GST_ELEMENT(self),
 				 gst_message_new_progress(GST_OBJECT(self), type, "download", text.c_str()));
 }
@@ -1602,8 +1628,8 @@ static gboolean gst_frcnn_detect_load_model(GstFrcnnDetect *self, const Settings
 				settings.weights.c_str());
 		post_download_progress(self, GST_PROGRESS_TYPE_CANCELED,
 				       "Gave the download of the weights '" + weights + "' up: " +
-					       (control && control->superseded ? "other model settings replaced them"
-										: "the element stopped"));
+					       (control && !control->stopped ? "other model settings replaced them"
+									     : "the element stopped"));
 		return FALSE;
 	} catch (const std::exception &e) {
 		if (downloading)
@@ -1822,7 +1848,7 @@ static bool gst_frcnn_detect_check_model_settings(GstFrcnnDetect *self, const Se
 static std::optional<ModelSetup> gst_frcnn_detect_setup_model(GstFrcnnDetect *self,
 							      const Settings &settings,
 							      bool while_playing,
-							      const SetupControl *control = nullptr,
+							      SetupControl *control = nullptr,
 							      const std::vector<std::string> &playing_labels = {})
 {
 	std::optional<frcnn::WeightsPreset> preset;
@@ -1875,10 +1901,15 @@ static std::optional<ModelSetup> gst_frcnn_detect_setup_model(GstFrcnnDetect *se
 		if (!gst_frcnn_detect_load_model(self, settings, preset, config, *model, while_playing, control))
 			return std::nullopt;
 		/* Replaced while it loaded: the id's model is the replacing settings' to load. */
-		if (control && control->superseded)
-			return std::nullopt;
-		if (shared)
+		if (control) {
+			std::lock_guard<std::mutex> lock(control->publishing);
+			if (control->superseded)
+				return std::nullopt;
+			if (shared)
+				shared->model = model;
+		} else if (shared) {
 			shared->model = model;
+		}
 	}
 	if (loading.owns_lock())
 		loading.unlock();
@@ -2063,7 +2094,7 @@ struct SetupResult {
 
 /* The body of a set-up's thread (see begin_setup). */
 static void gst_frcnn_detect_run_setup(GstFrcnnDetect *self, const Settings &settings, SetupTime when,
-				       const std::vector<std::string> &labels, const SetupControl &control,
+				       const std::vector<std::string> &labels, SetupControl &control,
 				       const std::shared_ptr<SetupResult> &result)
 {
 	const bool at_start = when == SetupTime::AtStart;
@@ -2074,11 +2105,20 @@ static void gst_frcnn_detect_run_setup(GstFrcnnDetect *self, const Settings &set
 	} catch (const std::exception &e) {
 		failure = e.what();
 	}
-	/* Replaced meanwhile: nothing of it is wanted, nor heard of. */
-	if (control.superseded) {
+	/* Replaced meanwhile: nothing of it is wanted, nor heard of. Else it is handed over, and
+	 * nothing replaces it any more. */
+	bool superseded;
+	{
+		std::lock_guard<std::mutex> lock(control.publishing);
+		superseded = control.superseded;
+		control.published = !superseded;
+	}
+	if (superseded) {
 		setup.reset();
 		failure.clear();
 	}
+	/* Its messages are its own (a handler may run code of its own during them). */
+	SetupPosting posting;
 	const bool loaded = setup.has_value();
 	if (at_start) {
 		/* Every failure it knows of it posts itself; this is the rest (out of memory), posted
@@ -2181,9 +2221,11 @@ static void gst_frcnn_detect_check_reload(GstFrcnnDetect *self)
 				state->reload_generation = generation;
 				return;
 			}
-			GST_INFO_OBJECT(self, "the weights '%s' replace '%s', which were being set up",
-					settings.weights.c_str(), state->reload_settings.weights.c_str());
-			state->supersede_setup();
+			if (state->supersede_setup())
+				GST_INFO_OBJECT(self, "the weights '%s' replace '%s', which were being set up",
+						settings.weights.c_str(), state->reload_settings.weights.c_str());
+			else
+				gst_frcnn_detect_take_reload(self); /* ready meanwhile: runs, then is replaced */
 		}
 	}
 	/* The set-up's result is handed over before its message goes out (the batch after the
@@ -3349,9 +3391,13 @@ static GstFlowReturn gst_frcnn_detect_wait_for_model(GstFrcnnDetect *self, std::
 				/* Set to what they were: the set-up goes on. */
 				state->reload_generation = generation;
 			} else {
+				if (!state->supersede_setup()) {
+					/* Ready meanwhile: taken, and then replaced as while playing. */
+					lock.lock();
+					continue;
+				}
 				GST_INFO_OBJECT(self, "the model settings changed while frames waited: setting up the "
 						"weights '%s'", settings.weights.c_str());
-				state->supersede_setup();
 				std::optional<frcnn::WeightsPreset> preset;
 				frcnn::ModelConfig config;
 				if (gst_frcnn_detect_check_model_settings(self, settings, false, preset, config)) {

@@ -4204,7 +4204,9 @@ class ProgressHandler {
 public:
 	enum class Action { Stop, StopAndDrop, Restart };
 
-	ProgressHandler(GstElement *element, Action action) : element_(element), action_(action)
+	// `also` runs in the handler after the action.
+	ProgressHandler(GstElement *element, Action action, std::function<void()> also = {})
+		: element_(element), action_(action), also_(std::move(also))
 	{
 		bus_ = gst_bus_new();
 		gst_bus_set_sync_handler(bus_, handle, this, nullptr);
@@ -4258,6 +4260,8 @@ private:
 				gst_element_set_bus(element, nullptr);
 				gst_object_unref(element);
 			}
+			if (self->also_)
+				self->also_();
 			std::lock_guard<std::mutex> lock(self->mutex_);
 			self->actions_++;
 			self->acted_.notify_all();
@@ -4268,6 +4272,7 @@ private:
 
 	GstElement *element_;
 	Action action_;
+	std::function<void()> also_;
 	GstBus *bus_ = nullptr;
 	std::mutex mutex_;
 	std::condition_variable acted_;
@@ -4358,6 +4363,43 @@ TEST(FrcnnDetect, ARestartFromAHandlerOfTheDownloadsMessageDownloadsAgain)
 		gst_element_set_bus(element, nullptr);
 		gst_object_unref(element);
 	}
+}
+
+// What an application's synchronous handler of a set-up's message does on the set-up's thread
+// is its own: after it started the element again (which replaces that set-up, whose messages are
+// held back from then on), another element it starts there still says why it cannot.
+TEST(FrcnnDetect, AHandlerOfADownloadsMessageStillHearsOfOtherElementsProblems)
+{
+	LoopbackHttpServer server;
+	ScopedEnv torch_home("TORCH_HOME", gst_test::out_dir() + "/handler-other-cache");
+
+	GstElement *other = make_detect("weights=/nonexistent/weights.pth");
+	gst_object_ref_sink(other);
+	GstBus *other_bus = gst_bus_new();
+	gst_element_set_bus(other, other_bus);
+	std::atomic<int> other_started{ -1 };
+
+	GstElement *element = make_detect("weights=" + server.url("handler-other.pth"));
+	gst_object_ref_sink(element);
+	ProgressHandler handler(element, ProgressHandler::Action::Restart, [&] {
+		other_started = gst_element_set_state(other, GST_STATE_PAUSED);
+	});
+	ASSERT_EQ(gst_element_set_state(element, GST_STATE_PAUSED), GST_STATE_CHANGE_SUCCESS);
+	ASSERT_TRUE(handler.wait_for_action(std::chrono::seconds(60)));
+	EXPECT_EQ(other_started, GST_STATE_CHANGE_FAILURE);
+	const std::vector<std::string> problems = take_weights_messages(other_bus).problems;
+	ASSERT_EQ(problems.size(), 1u) << "the other element's error was held back";
+	EXPECT_EQ(problems[0].rfind("error: Could not get the weights '/nonexistent/weights.pth'", 0), 0u)
+		<< problems[0];
+
+	EXPECT_EQ(gst_element_set_state(element, GST_STATE_NULL), GST_STATE_CHANGE_SUCCESS);
+	server.release();
+	gst_element_set_state(other, GST_STATE_NULL);
+	gst_element_set_bus(other, nullptr);
+	gst_object_unref(other_bus);
+	gst_object_unref(other);
+	gst_element_set_bus(element, nullptr);
+	gst_object_unref(element);
 }
 
 // Under a model-instance-id, weights named by a URL and by the file the download cache keeps of
