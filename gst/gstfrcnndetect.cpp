@@ -2082,6 +2082,14 @@ static void gst_frcnn_detect_take_reload(GstFrcnnDetect *self)
 	GST_INFO_OBJECT(self, "now running on the weights '%s'", state->reload_settings.weights.c_str());
 }
 
+/* The settings as they are now, and their generation (read under the object lock). */
+static Settings gst_frcnn_detect_current_settings(GstFrcnnDetect *self, guint64 *generation)
+{
+	g_autoptr(GMutexLocker) locker = g_mutex_locker_new(GST_OBJECT_GET_LOCK(self));
+	*generation = self->state->settings_generation;
+	return self->state->settings;
+}
+
 /* When a model is set up on a thread of its own: at the start, whose weights download (the frames
  * wait for it), or while playing, for new weights (the batches go on meanwhile). */
 enum class SetupTime { AtStart, WhilePlaying };
@@ -2208,15 +2216,10 @@ static void gst_frcnn_detect_check_reload(GstFrcnnDetect *self)
 		} else {
 			/* Newer settings replace the set-up in progress (a long download, say): the
 			 * batches would otherwise wait for it to take them up. */
-			Settings settings;
 			guint64 generation;
-			{
-				g_autoptr(GMutexLocker) locker = g_mutex_locker_new(GST_OBJECT_GET_LOCK(self));
-				generation = state->settings_generation;
-				if (generation == state->reload_generation)
-					return;
-				settings = state->settings;
-			}
+			const Settings settings = gst_frcnn_detect_current_settings(self, &generation);
+			if (generation == state->reload_generation)
+				return;
 			if (same_model_settings(settings, state->reload_settings)) {
 				state->reload_generation = generation;
 				return;
@@ -2307,13 +2310,8 @@ static void gst_frcnn_detect_finish_reload(GstFrcnnDetect *self)
 static gboolean gst_frcnn_detect_open(GstFrcnnDetect *self)
 {
 	GstFrcnnDetectState *state = self->state;
-	Settings settings;
 	guint64 generation;
-	{
-		g_autoptr(GMutexLocker) locker = g_mutex_locker_new(GST_OBJECT_GET_LOCK(self));
-		settings = state->settings;
-		generation = state->settings_generation;
-	}
+	const Settings settings = gst_frcnn_detect_current_settings(self, &generation);
 
 	try {
 		state->region = frcnn::gst::parse_region(settings.region);
@@ -3380,13 +3378,8 @@ static GstFlowReturn gst_frcnn_detect_wait_for_model(GstFrcnnDetect *self, std::
 			/* Settings changed since are taken up as while playing (check_reload). */
 			gst_frcnn_detect_take_reload(self);
 		} else {
-			Settings settings;
 			guint64 generation;
-			{
-				g_autoptr(GMutexLocker) locker = g_mutex_locker_new(GST_OBJECT_GET_LOCK(self));
-				settings = state->settings;
-				generation = state->settings_generation;
-			}
+			const Settings settings = gst_frcnn_detect_current_settings(self, &generation);
 			if (same_model_settings(settings, state->reload_settings)) {
 				/* Set to what they were: the set-up goes on. */
 				state->reload_generation = generation;

@@ -3771,24 +3771,35 @@ struct WeightsMessages {
 	std::vector<std::string> infos; // the info messages' texts
 };
 
+// A progress message of code "download" as "<type> <text>"; empty for any other message.
+std::string download_step(GstMessage *message)
+{
+	if (GST_MESSAGE_TYPE(message) != GST_MESSAGE_PROGRESS)
+		return "";
+	GstProgressType type;
+	gchar *code = nullptr, *text = nullptr;
+	gst_message_parse_progress(message, &type, &code, &text);
+	std::string step;
+	if (g_strcmp0(code, "download") == 0)
+		step = std::string(type == GST_PROGRESS_TYPE_START	  ? "start"
+				   : type == GST_PROGRESS_TYPE_CONTINUE ? "continue"
+				   : type == GST_PROGRESS_TYPE_COMPLETE ? "complete"
+				   : type == GST_PROGRESS_TYPE_CANCELED ? "canceled"
+									 : "error") +
+		       " " + (text ? text : "");
+	g_free(code);
+	g_free(text);
+	return step;
+}
+
 WeightsMessages take_weights_messages(GstBus *bus)
 {
 	WeightsMessages taken;
 	while (GstMessage *message = gst_bus_pop(bus)) {
 		if (GST_MESSAGE_TYPE(message) == GST_MESSAGE_PROGRESS) {
-			GstProgressType type;
-			gchar *code = nullptr, *text = nullptr;
-			gst_message_parse_progress(message, &type, &code, &text);
-			if (g_strcmp0(code, "download") == 0)
-				taken.download.push_back(
-					std::string(type == GST_PROGRESS_TYPE_START	  ? "start"
-						    : type == GST_PROGRESS_TYPE_CONTINUE ? "continue"
-						    : type == GST_PROGRESS_TYPE_COMPLETE ? "complete"
-						    : type == GST_PROGRESS_TYPE_CANCELED ? "canceled"
-											  : "error") +
-					" " + (text ? text : ""));
-			g_free(code);
-			g_free(text);
+			const std::string step = download_step(message);
+			if (!step.empty())
+				taken.download.push_back(step);
 		} else if (GST_MESSAGE_TYPE(message) == GST_MESSAGE_INFO) {
 			GError *error = nullptr;
 			gst_message_parse_info(message, &error, nullptr);
@@ -4232,18 +4243,9 @@ private:
 	static GstBusSyncReply handle(GstBus *, GstMessage *message, gpointer data)
 	{
 		auto *self = static_cast<ProgressHandler *>(data);
-		std::string step;
-		if (GST_MESSAGE_TYPE(message) == GST_MESSAGE_PROGRESS) {
-			GstProgressType type;
-			gchar *code = nullptr, *text = nullptr;
-			gst_message_parse_progress(message, &type, &code, &text);
-			step = std::string(type == GST_PROGRESS_TYPE_START ? "start" : type == GST_PROGRESS_TYPE_CANCELED ? "canceled" : "other") +
-			       " " + (text ? text : "");
-			g_free(code);
-			g_free(text);
-		} else if (GST_MESSAGE_TYPE(message) == GST_MESSAGE_ERROR || GST_MESSAGE_TYPE(message) == GST_MESSAGE_WARNING) {
+		std::string step = download_step(message);
+		if (GST_MESSAGE_TYPE(message) == GST_MESSAGE_ERROR || GST_MESSAGE_TYPE(message) == GST_MESSAGE_WARNING)
 			step = GST_MESSAGE_TYPE_NAME(message);
-		}
 		bool act = false;
 		{
 			std::lock_guard<std::mutex> lock(self->mutex_);
