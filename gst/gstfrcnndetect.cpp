@@ -1576,14 +1576,16 @@ private:
 /* Thrown by the download's progress callback when a stop cancels a set-up. */
 struct SetupCancelled {};
 
-/* Posts a step of a weights download as a progress message of code "download". */
-static void post_download_progress(GstFrcnnDetect *self, GstProgressType type, const std::string &text)
+/* Posts a step of a weights download as a progress message of code "download"; whether it did.
+ * A replaced set-up starts no download's report and goes on with none, but ends one it started
+ * (gst-launch-1.0 waits for the reports it saw start before it plays). */
+static bool post_download_progress(GstFrcnnDetect *self, GstProgressType type, const std::string &text)
 {
-	if (setup_superseded() && type != GST_PROGRESS_TYPE_CANCELED)
-		return;
+	if (setup_superseded() && (type == GST_PROGRESS_TYPE_START || type == GST_PROGRESS_TYPE_CONTINUE))
+		return false;
 	SetupPosting posting;
-	gst_element_post_message(GST_ELEMENT(self),
-				 gst_message_new_progress(GST_OBJECT(self), type, "download", text.c_str()));
+	return gst_element_post_message(GST_ELEMENT(self),
+					gst_message_new_progress(GST_OBJECT(self), type, "download", text.c_str()));
 }
 
 /*
@@ -1597,42 +1599,44 @@ static gboolean gst_frcnn_detect_load_model(GstFrcnnDetect *self, const Settings
 					    bool while_playing, const SetupControl *control)
 {
 	std::string path;
-	/* A download goes on the bus as progress messages (gst-launch-1.0 prints them). */
-	bool downloading = false;
+	/* A download goes on the bus as progress messages (gst-launch-1.0 prints them): a report
+	 * that starts with its first call, and ends. */
+	bool asked = false, reported = false;
 	const std::string &weights = settings.weights;
 	try {
-		auto progress = [self, &downloading, &weights, control, last = -1LL](long long done,
-										     long long total) mutable {
+		auto progress = [self, &asked, &reported, &weights, control, last = -1LL](long long done,
+											  long long total) mutable {
 			/* libcurl calls this at least once a second, also while no data comes. */
 			if (control && control->gives_up())
 				throw SetupCancelled();
-			if (!downloading) {
-				downloading = true;
-				post_download_progress(self, GST_PROGRESS_TYPE_START,
-						       "Downloading the weights '" + weights + "' into " +
-							       frcnn::hub_checkpoint_dir());
+			if (!asked) {
+				asked = true;
+				reported = post_download_progress(self, GST_PROGRESS_TYPE_START,
+								  "Downloading the weights '" + weights + "' into " +
+									  frcnn::hub_checkpoint_dir());
 			}
 			long long percent = total > 0 ? done * 100 / total : done >> 20;
-			if (percent / 10 != last / 10)
+			if (reported && percent / 10 != last / 10)
 				post_download_progress(self, GST_PROGRESS_TYPE_CONTINUE,
 						       "Downloading the weights '" + weights + "': " +
 							       std::to_string(percent) + (total > 0 ? "%" : " MiB"));
 			last = percent;
 		};
 		path = frcnn::resolve_weights(settings.weights, progress);
-		if (downloading)
+		if (reported)
 			post_download_progress(self, GST_PROGRESS_TYPE_COMPLETE,
 					       "Downloaded the weights '" + weights + "'");
 	} catch (const SetupCancelled &) {
 		GST_INFO_OBJECT(self, "stopped while downloading the weights '%s': not loaded",
 				settings.weights.c_str());
-		post_download_progress(self, GST_PROGRESS_TYPE_CANCELED,
-				       "Gave the download of the weights '" + weights + "' up: " +
-					       (control && !control->stopped ? "other model settings replaced them"
-									     : "the element stopped"));
+		if (reported)
+			post_download_progress(self, GST_PROGRESS_TYPE_CANCELED,
+					       "Gave the download of the weights '" + weights + "' up: " +
+						       (control && !control->stopped ? "other model settings replaced them"
+										     : "the element stopped"));
 		return FALSE;
 	} catch (const std::exception &e) {
-		if (downloading)
+		if (reported)
 			post_download_progress(self, GST_PROGRESS_TYPE_ERROR,
 					       "Could not download the weights '" + weights + "'");
 		GST_FRCNN_DETECT_PROBLEM(self, while_playing, RESOURCE, NOT_FOUND,
