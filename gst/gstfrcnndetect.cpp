@@ -603,7 +603,9 @@ static bool outlives_its_frames(const GstEvent *event)
 struct GstFrcnnDetectState {
 	// Protected by the object lock.
 	Settings settings;
-	guint64 settings_generation = 1; // bumped by every change that needs a new model
+	// Bumped by every change that needs a new model (under the object lock, with the settings);
+	// atomic, so that a frame that waits for the start's model sees it change without that lock.
+	std::atomic<guint64> settings_generation{ 1 };
 	// batch-size or interval changed: the chain function asks upstream to reconfigure, so that
 	// it asks again how many buffers to keep (gst_frcnn_detect_ask_for_buffers).
 	std::atomic<bool> held_buffers_changed{ false };
@@ -628,9 +630,6 @@ struct GstFrcnnDetectState {
 	std::shared_ptr<SetupControl> setup_control;
 	// Set-ups that newer settings replaced, until their threads end: a stop waits for them.
 	std::vector<SupersededSetup> superseded_setups;
-	// settings_generation as set last, read without the object lock: a frame that waits for the
-	// start's model sees the settings change.
-	std::atomic<guint64> latest_settings_generation{ 1 };
 	std::vector<std::string> labels;
 	std::set<int64_t> class_filter;
 	std::map<int64_t, double> class_thresholds; // `class-thresholds`, by class id
@@ -1157,10 +1156,10 @@ static void gst_frcnn_detect_set_property(GObject *object, guint prop_id, const 
 	GstFrcnnDetect *self = GST_FRCNN_DETECT(object);
 	/* The latency the element adds changed: a live pipeline re-computes it. Posted without the
 	 * object lock. */
-	const guint64 generation = self->state->latest_settings_generation;
+	const guint64 generation = self->state->settings_generation;
 	if (gst_frcnn_detect_store_property(self, prop_id, value, pspec))
 		gst_element_post_message(GST_ELEMENT(self), gst_message_new_latency(GST_OBJECT(self)));
-	if (self->state->latest_settings_generation != generation) {
+	if (self->state->settings_generation != generation) {
 		/* A frame that waits for the start's model sets it up anew (under the queue's lock,
 		 * so that it cannot miss the change between its check and its wait). */
 		std::lock_guard<std::mutex> lock(self->state->mutex);
@@ -1308,7 +1307,7 @@ static bool gst_frcnn_detect_store_property(GstFrcnnDetect *self, guint prop_id,
 	case PROP_CHANNELS_LAST:
 	case PROP_CPU_CONVOLUTIONS:
 	case PROP_MODEL_INSTANCE_ID:
-		self->state->latest_settings_generation = ++self->state->settings_generation;
+		self->state->settings_generation++;
 		break;
 	default:
 		break;
@@ -2211,6 +2210,28 @@ static void gst_frcnn_detect_begin_setup(GstFrcnnDetect *self, const Settings &s
 	}
 }
 
+/* What newer settings do to the set-up in progress. */
+enum class NewerSettings {
+	Same,	  // the same model settings: it goes on, for their generation
+	Replaced, // it is given up (supersede_setup): a set-up of theirs is to begin
+	Ready,	  // it has handed its result over meanwhile: take it (they replace it later)
+};
+
+static NewerSettings gst_frcnn_detect_take_newer_settings(GstFrcnnDetect *self, const Settings &settings,
+							   guint64 generation)
+{
+	GstFrcnnDetectState *state = self->state;
+	if (same_model_settings(settings, state->reload_settings)) {
+		state->reload_generation = generation;
+		return NewerSettings::Same;
+	}
+	if (!state->supersede_setup())
+		return NewerSettings::Ready;
+	GST_INFO_OBJECT(self, "the weights '%s' replace '%s', which were being set up", settings.weights.c_str(),
+			state->reload_settings.weights.c_str());
+	return NewerSettings::Replaced;
+}
+
 static void gst_frcnn_detect_check_reload(GstFrcnnDetect *self)
 {
 	GstFrcnnDetectState *state = self->state;
@@ -2219,20 +2240,21 @@ static void gst_frcnn_detect_check_reload(GstFrcnnDetect *self)
 			gst_frcnn_detect_take_reload(self);
 		} else {
 			/* Newer settings replace the set-up in progress (a long download, say): the
-			 * batches would otherwise wait for it to take them up. */
+			 * batches would otherwise wait for it to take them up. Every batch comes here:
+			 * the settings are copied only when they changed. */
+			if (state->settings_generation == state->reload_generation)
+				return;
 			guint64 generation;
 			const Settings settings = gst_frcnn_detect_current_settings(self, &generation);
-			if (generation == state->reload_generation)
+			switch (gst_frcnn_detect_take_newer_settings(self, settings, generation)) {
+			case NewerSettings::Same:
 				return;
-			if (same_model_settings(settings, state->reload_settings)) {
-				state->reload_generation = generation;
-				return;
+			case NewerSettings::Ready:
+				gst_frcnn_detect_take_reload(self); /* runs, then is replaced */
+				break;
+			case NewerSettings::Replaced:
+				break;
 			}
-			if (state->supersede_setup())
-				GST_INFO_OBJECT(self, "the weights '%s' replace '%s', which were being set up",
-						settings.weights.c_str(), state->reload_settings.weights.c_str());
-			else
-				gst_frcnn_detect_take_reload(self); /* ready meanwhile: runs, then is replaced */
 		}
 	}
 	/* The set-up's result is handed over before its message goes out (the batch after the
@@ -3367,7 +3389,7 @@ static GstFlowReturn gst_frcnn_detect_wait_for_model(GstFrcnnDetect *self, std::
 		const auto ready = [state] {
 			return state->reload.wait_for(std::chrono::seconds(0)) == std::future_status::ready;
 		};
-		const auto changed = [state] { return state->latest_settings_generation != state->reload_generation; };
+		const auto changed = [state] { return state->settings_generation != state->reload_generation; };
 		if (!ready())
 			GST_INFO_OBJECT(self, "frames wait for the weights '%s'", state->reload_settings.weights.c_str());
 		state->item_removed.wait(
@@ -3384,17 +3406,9 @@ static GstFlowReturn gst_frcnn_detect_wait_for_model(GstFrcnnDetect *self, std::
 		} else {
 			guint64 generation;
 			const Settings settings = gst_frcnn_detect_current_settings(self, &generation);
-			if (same_model_settings(settings, state->reload_settings)) {
-				/* Set to what they were: the set-up goes on. */
-				state->reload_generation = generation;
-			} else {
-				if (!state->supersede_setup()) {
-					/* Ready meanwhile: taken, and then replaced as while playing. */
-					lock.lock();
-					continue;
-				}
-				GST_INFO_OBJECT(self, "the model settings changed while frames waited: setting up the "
-						"weights '%s'", settings.weights.c_str());
+			/* The same settings: it goes on. Ready meanwhile: taken at the next turn (and
+			 * replaced as while playing). */
+			if (gst_frcnn_detect_take_newer_settings(self, settings, generation) == NewerSettings::Replaced) {
 				std::optional<frcnn::WeightsPreset> preset;
 				frcnn::ModelConfig config;
 				if (gst_frcnn_detect_check_model_settings(self, settings, false, preset, config)) {
