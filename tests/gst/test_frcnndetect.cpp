@@ -4251,7 +4251,9 @@ private:
 			std::lock_guard<std::mutex> lock(self->mutex_);
 			if (self->actions_ > 0 && !step.empty())
 				self->after_.push_back(step);
-			act = self->actions_ == 0 && step.rfind("start ", 0) == 0;
+			/* Once: a set-up the action begins posts its own start, maybe while it acts. */
+			act = !self->acting_ && step.rfind("start ", 0) == 0;
+			self->acting_ |= act;
 		}
 		if (act) {
 			GstElement *element = self->element_;
@@ -4278,6 +4280,7 @@ private:
 	GstBus *bus_ = nullptr;
 	std::mutex mutex_;
 	std::condition_variable acted_;
+	bool acting_ = false;
 	int actions_ = 0;
 	std::vector<std::string> after_;
 };
