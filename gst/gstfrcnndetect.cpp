@@ -908,7 +908,7 @@ static void gst_frcnn_detect_class_init(GstFrcnnDetectClass *klass)
 		g_param_spec_uint("num-classes", "Number of classes",
 				  "Classes of the model, background included (0 = from the weights). "
 				  "Changed while playing, as weights",
-				  0, 100000, DEFAULT_PROP_NUM_CLASSES, playing));
+				  0, frcnn::kMostClasses, DEFAULT_PROP_NUM_CLASSES, playing));
 	g_object_class_install_property(object_class, PROP_LABELS,
 		g_param_spec_string("labels", "Labels",
 				    "File of class names, one per line, background first or left out "
@@ -1723,13 +1723,24 @@ static gboolean gst_frcnn_detect_load_model(GstFrcnnDetect *self, const Settings
 				  ("frcnn::Detector() refused the settings"));
 		return FALSE;
 	} catch (const std::exception &e) {
-		GST_FRCNN_DETECT_PROBLEM(self, while_playing, LIBRARY, INIT,
-				  ("Could not set up model '%s' with %d classes on '%s' from '%s': %s. "
-				   "Set 'model' and 'num-classes' to match the weights, and 'device' "
-				   "to a device that exists.",
-				   config.arch.c_str(), num_classes, settings.device.c_str(),
-				   path.c_str(), e.what()),
-				  ("frcnn::Detector() failed"));
+		/* A preset run as published (its own model and classes) that does not fit: the file
+		 * the download cache holds under its name is another. */
+		const bool as_published = preset && !settings.model_set && settings.num_classes == 0;
+		const std::string cached = as_published ? frcnn::cached_download_advice(settings.weights) : "";
+		if (!cached.empty())
+			GST_FRCNN_DETECT_PROBLEM(self, while_playing, RESOURCE, OPEN_READ,
+					  ("Could not set up model '%s' from '%s', the weights of preset '%s': %s. %s",
+					   config.arch.c_str(), path.c_str(), settings.weights.c_str(), e.what(),
+					   cached.c_str()),
+					  ("frcnn::Detector() failed on a preset's cached file"));
+		else
+			GST_FRCNN_DETECT_PROBLEM(self, while_playing, LIBRARY, INIT,
+					  ("Could not set up model '%s' with %d classes on '%s' from '%s': %s. "
+					   "Set 'model' and 'num-classes' to match the weights, and 'device' "
+					   "to a device that exists.",
+					   config.arch.c_str(), num_classes, settings.device.c_str(),
+					   path.c_str(), e.what()),
+					  ("frcnn::Detector() failed"));
 		return FALSE;
 	}
 	/* Every run sets the thresholds and sizes of its batches: batches of elements sharing the

@@ -758,7 +758,6 @@ int detect_num_classes(const StateDict &state_dict)
 	// A classifier of [classes, features], both > 0 (a tensor of no features would have any
 	// number of rows in a few bytes), and no more classes than a model is built for: a checkpoint
 	// that says otherwise is not trusted to size the model before its weights are checked.
-	constexpr int64_t kMostClasses = 100000;
 	for (const auto &[name, tensor] : state_dict)
 		if (name == "roi_heads.box_predictor.cls_score.weight" && tensor.dim() == 2 && tensor.size(1) > 0 &&
 		    tensor.size(0) > 0 && tensor.size(0) <= kMostClasses)

@@ -10,6 +10,8 @@
 
 #include <unistd.h>
 
+#include <c10/util/Exception.h>
+
 #include "frcnn/checkpoint.h"
 #include "frcnn/config.h"
 #include "frcnn/error.h"
@@ -30,8 +32,8 @@ Arg next_arg(int argc, char **argv, int &i, std::initializer_list<const char *> 
 	if (eq != std::string::npos) {
 		a.value = a.name.substr(eq + 1);
 		a.name.resize(eq);
-		if (is_flag(a.name)) // "--flag=x" is none of the options
-			throw Error("unknown option " + a.name + " (see --help)");
+		if (is_flag(a.name))
+			throw Error("option " + a.name + " takes no value, got '" + a.name + "=" + a.value + "'");
 	} else if (i + 1 < argc) {
 		a.value = argv[++i];
 	} else {
@@ -40,17 +42,33 @@ Arg next_arg(int argc, char **argv, int &i, std::initializer_list<const char *> 
 	return a;
 }
 
-int to_int(const std::string &name, const std::string &value, int min)
+int to_int(const std::string &name, const std::string &value, int min, int max)
 {
+	bool beyond_int = false;
 	try {
 		size_t used = 0;
 		int v = std::stoi(value, &used);
-		if (used == value.size() && v >= min)
+		if (used == value.size() && v >= min && v <= max)
 			return v;
-	} catch (const std::exception &) {
+	} catch (const std::out_of_range &) {
+		beyond_int = true;
+	} catch (const std::invalid_argument &) {
+		/* not a number: said below */
 	}
-	throw Error("option " + name + " needs an integer" + (min == INT_MIN ? "" : " >= " + std::to_string(min)) +
-		    ", got '" + value + "'");
+	// A range with no upper end reads "an integer >= 1", unless the value went past an int's.
+	std::string range;
+	if (max != INT_MAX || (beyond_int && min != INT_MIN))
+		range = " from " + std::to_string(min) + " to " + std::to_string(max);
+	else if (min != INT_MIN)
+		range = " >= " + std::to_string(min);
+	throw Error("option " + name + " needs an integer" + range + ", got '" + value + "'");
+}
+
+std::string error_text(const std::exception &e)
+{
+	if (const auto *torch_error = dynamic_cast<const c10::Error *>(&e))
+		return torch_error->what_without_backtrace();
+	return e.what();
 }
 
 double to_double(const std::string &name, const std::string &value)
@@ -74,13 +92,11 @@ bool parse_model_option(ModelOptions &o, const std::string &name, const std::str
 	else if (name == "--weights")
 		o.weights = value;
 	else if (name == "--num-classes")
-		o.num_classes = to_int(name, value, 0);
+		o.num_classes = to_int(name, value, 0, kMostClasses);
 	else if (name == "--min-size" || name == "--max-size") {
 		// As frcnndetect's min-size and max-size (0: the model's own): larger images would not
 		// fit in memory.
-		const int size = to_int(name, value, 0);
-		if (size > 8192)
-			throw Error("option " + name + " needs an integer from 0 to 8192, got '" + value + "'");
+		const int size = to_int(name, value, 0, 8192);
 		(name == "--min-size" ? o.min_size : o.max_size) = size;
 	}
 	else if (name == "--score-threshold") {
@@ -105,9 +121,7 @@ bool parse_model_option(ModelOptions &o, const std::string &name, const std::str
 		o.int8_calibration_frames = to_int(name, value, 1);
 	else if (name == "--threads") {
 		// As frcnndetect's threads: more than the machine has only slows LibTorch down.
-		o.threads = to_int(name, value, 0);
-		if (o.threads > 1024)
-			throw Error("option " + name + " needs an integer from 0 to 1024, got '" + value + "'");
+		o.threads = to_int(name, value, 0, 1024);
 	}
 	else if (name == "--seed")
 		o.seed = to_int(name, value, 0);
@@ -242,7 +256,9 @@ DetectorOptions detector_options(const ModelOptions &o)
 std::unique_ptr<Detector> make_detector(const ModelOptions &options)
 {
 	const DetectorOptions d = detector_options(options);
-	return reading_weights(options.weights, d.weights, [&] { return std::make_unique<Detector>(d); });
+	return reading_weights(
+		options.weights, d.weights, [&] { return std::make_unique<Detector>(d); },
+		options.arch.empty() && options.num_classes <= 0);
 }
 
 namespace {

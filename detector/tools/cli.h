@@ -62,10 +62,14 @@ struct Arg {
 // in `flags`, and --help, take no value. Throws frcnn::Error for an option without its value.
 Arg next_arg(int argc, char **argv, int &i, std::initializer_list<const char *> flags = {});
 
-// The value of option `name` as an integer of at least `min`, or as a number. Throws frcnn::Error
-// ("option --x needs an integer, got 'y'") when it is not one.
-int to_int(const std::string &name, const std::string &value, int min = INT_MIN);
+// The value of option `name` as an integer from `min` to `max`, or as a number. Throws frcnn::Error
+// ("option --x needs an integer from 0 to 8, got 'y'") when it is not one.
+int to_int(const std::string &name, const std::string &value, int min = INT_MIN, int max = INT_MAX);
 double to_double(const std::string &name, const std::string &value);
+
+// The message of an exception, without the C++ backtrace LibTorch's errors carry: the programs
+// print one line.
+std::string error_text(const std::exception &e);
 
 // Handles one model option (`--arch X` etc.). Returns true when `name` was one; throws
 // frcnn::Error for a bad value.
@@ -107,14 +111,17 @@ template <typename Run> auto capturing_stderr(Run run, std::string &said)
 
 // Runs `read`, which reads the weights file `path` that the weights value `weights` resolved to.
 // A file of the download cache that cannot be read (copied in by hand, damaged since) is said
-// to be one, and how to download it anew.
-template <typename Read> auto reading_weights(const std::string &weights, const std::string &path, Read read)
+// to be one, and how to download it anew; so is a preset's file that does not fit the preset's
+// own model and classes when `as_published` (neither was set otherwise).
+template <typename Read>
+auto reading_weights(const std::string &weights, const std::string &path, Read read, bool as_published = false)
 {
 	try {
 		return read();
 	} catch (const Error &e) {
 		const std::string cached = cached_download_advice(weights);
-		if (cached.empty() || path.empty() || std::string(e.what()).find(path) == std::string::npos)
+		const bool names_the_file = std::string(e.what()).find(path) != std::string::npos;
+		if (cached.empty() || path.empty() || !(names_the_file || (as_published && weights_preset_of(weights))))
 			throw;
 		throw Error(std::string(e.what()) + ". " + cached);
 	}

@@ -800,6 +800,16 @@ BenchOptions parse(int argc, char **argv, bool &help)
 	return o;
 }
 
+// Closes `file`, throwing when what was written to it did not all reach `path` (a full disk shows
+// only when the buffer is flushed).
+void write_through(std::ofstream &file, const std::string &path)
+{
+	errno = 0;
+	file.close();
+	if (!file)
+		throw frcnn::Error("cannot write '" + path + "'" + (errno ? std::string(": ") + std::strerror(errno) : ""));
+}
+
 void dump_frames(const BenchOptions &o, FrameSource &source)
 {
 	const long long batches = o.warmup + (o.frames + o.batch - 1) / o.batch;
@@ -814,11 +824,12 @@ void dump_frames(const BenchOptions &o, FrameSource &source)
 		std::snprintf(name, sizeof(name), "%05lld.rgb", i);
 		std::ofstream file(o.dump_frames + "/" + name, std::ios::binary);
 		file.write((const char *)rgb.rgb->data(), (std::streamsize)rgb.rgb->size());
-		if (!file)
-			throw frcnn::Error("cannot write '" + o.dump_frames + "/" + name + "'");
+		write_through(file, o.dump_frames + "/" + name);
 		manifest["frames"].push_back({{"file", name}, {"width", rgb.width}, {"height", rgb.height}});
 	}
-	std::ofstream(o.dump_frames + "/frames.json") << manifest.dump(1) << "\n";
+	std::ofstream file(o.dump_frames + "/frames.json");
+	file << manifest.dump(1) << "\n";
+	write_through(file, o.dump_frames + "/frames.json");
 }
 
 } // namespace
@@ -1139,11 +1150,12 @@ int main(int argc, char **argv)
 		if (!o.detections.empty()) {
 			std::ofstream file(o.detections);
 			file << first_detections.dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
-			if (!file)
-				throw frcnn::Error("cannot write '" + o.detections + "'");
+			write_through(file, o.detections);
 		}
 		if (o.json) {
 			std::cout << out.dump(-1, ' ', false, json::error_handler_t::replace) << std::endl;
+			if (!std::cout)
+				throw frcnn::Error("cannot write the results to standard output");
 			return 0;
 		}
 		const std::string convolutions =
@@ -1180,8 +1192,11 @@ int main(int argc, char **argv)
 			for (auto &[name, ms] : out["op_profile_ms"]["top_operators"].items())
 				std::printf("    %8.2f  %s\n", ms.get<double>(), name.c_str());
 		}
+		errno = 0;
+		if (std::fflush(stdout) != 0 || std::ferror(stdout))
+			throw frcnn::Error(std::string("cannot write the results to standard output: ") + std::strerror(errno));
 	} catch (const std::exception &e) {
-		std::fprintf(stderr, "frcnn-bench: %s\n", e.what());
+		std::fprintf(stderr, "frcnn-bench: %s\n", frcnn::cli::error_text(e).c_str());
 		return 1;
 	}
 	return 0;

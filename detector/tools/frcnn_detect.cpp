@@ -166,7 +166,7 @@ int main(int argc, char **argv)
 	try {
 		detector = frcnn::cli::make_detector(options);
 	} catch (const std::exception &e) {
-		std::fprintf(stderr, "frcnn-detect: %s\n", e.what());
+		std::fprintf(stderr, "frcnn-detect: %s\n", frcnn::cli::error_text(e).c_str());
 		return 1;
 	}
 
@@ -175,7 +175,7 @@ int main(int argc, char **argv)
 		for (const Image &image : calibration_images)
 			detector->detect({image.frame});
 	} catch (const std::exception &e) {
-		std::fprintf(stderr, "frcnn-detect: int8 calibration: %s\n", e.what());
+		std::fprintf(stderr, "frcnn-detect: int8 calibration: %s\n", frcnn::cli::error_text(e).c_str());
 		return 1;
 	}
 	calibration_images.clear();
@@ -198,8 +198,14 @@ int main(int argc, char **argv)
 			// File names need not be UTF-8; their stray bytes come out as U+FFFD.
 			std::cout << out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << std::endl;
 		} catch (const std::exception &e) {
-			std::fprintf(stderr, "frcnn-detect: %s\n", e.what());
+			std::fprintf(stderr, "frcnn-detect: %s\n", frcnn::cli::error_text(e).c_str());
 			status = 1;
+		}
+		// Output that does not arrive (a full disk, a closed pipe's reader) is a failure,
+		// and the images after it would be detected for nothing.
+		if (!std::cout) {
+			std::fprintf(stderr, "frcnn-detect: cannot write the detections to standard output\n");
+			return 1;
 		}
 	}
 	return status;

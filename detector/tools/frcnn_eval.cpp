@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: BSD-3-Clause
 // frcnn-eval: COCO-style box AP of a detections file against a ground-truth file.
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <exception>
 #include <string>
 
@@ -74,9 +76,12 @@ int main(int argc, char **argv)
 		const frcnn::EvalResult result = frcnn::evaluate_coco(dataset, params);
 		/* Written whole: a class name may hold a NUL character. */
 		const std::string text = as_json ? frcnn::eval_result_json(result) + "\n" : frcnn::eval_result_table(result);
-		std::fwrite(text.data(), 1, text.size(), stdout);
+		errno = 0;
+		if (std::fwrite(text.data(), 1, text.size(), stdout) != text.size() || std::fflush(stdout) != 0)
+			throw frcnn::Error(std::string("cannot write the results to standard output: ") +
+					   std::strerror(errno));
 	} catch (const std::exception &e) {
-		std::fprintf(stderr, "frcnn-eval: %s\n", e.what());
+		std::fprintf(stderr, "frcnn-eval: %s\n", frcnn::cli::error_text(e).c_str());
 		return 1;
 	}
 	return 0;

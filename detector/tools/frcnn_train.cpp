@@ -24,6 +24,7 @@
 #include <opencv2/core/utils/logger.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
+#include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
 
 #include "cli.h"
@@ -200,6 +201,13 @@ public:
 		}
 		if (entries_.empty())
 			throw Error("'" + json_path + "' lists no images");
+		// An image missing from the folder would stop the training when its turn came, hours in.
+		for (std::size_t i = 0; i < entries_.size(); i++) {
+			if (::access(entries_[i].path.c_str(), R_OK) != 0)
+				throw Error("'" + json_path + "': images[" + std::to_string(i) + "]: cannot read '" +
+					    entries_[i].path + "': " + std::strerror(errno) +
+					    " (file names are taken in the --images folder)");
+		}
 	}
 	size_t size() const override { return entries_.size(); }
 	int64_t max_label() const { return max_label_; }
@@ -239,7 +247,10 @@ private:
 		const float x = b[0], y = b[1], w = b[2], h = b[3];
 		if (w < 1 || h < 1)
 			return; // torchvision's references drop degenerate boxes too
-		const int64_t category = a.at("category_id").get<int64_t>();
+		const auto &category_id = a.at("category_id");
+		if (!category_id.is_number_integer())
+			throw frcnn::Error(name + ": category id " + category_id.dump() + " is not a whole number");
+		const int64_t category = category_id.get<int64_t>();
 		// Label 0 is the background in torchvision's detection models.
 		if (category < 1 || category > kMaxCategory)
 			throw frcnn::Error(name + ": category id " + std::to_string(category) + " is not from 1 to " +
@@ -293,7 +304,7 @@ std::vector<int> parse_int_list(const std::string &s)
 		if (end == std::string::npos)
 			end = s.size();
 		if (end > start)
-			out.push_back(frcnn::cli::to_int("--lr-steps", s.substr(start, end - start)));
+			out.push_back(frcnn::cli::to_int("--lr-steps", s.substr(start, end - start), 1));
 		start = end + 1;
 	}
 	return out;
@@ -338,12 +349,66 @@ void check_output(const std::string &output)
 		std::remove(temporary.c_str());
 }
 
-// What --resume needs besides the weights: FILE.json, written after every epoch.
+// What --resume needs besides the weights and the momentum: FILE.json, written after every epoch.
 struct ResumeState {
 	int epoch = 0;
 	std::string arch;
 	int num_classes = 0;
+	int trainable_layers = -1; // -1: not written (files of earlier versions): the preset's
+	// LibTorch's random state at the end of the epoch (its sampling of anchors and proposals),
+	// in hexadecimal; empty in files of earlier versions.
+	std::string random_state;
 };
+
+std::string to_hex(const torch::Tensor &bytes)
+{
+	static const char digits[] = "0123456789abcdef";
+	const torch::Tensor contiguous = bytes.contiguous();
+	const uint8_t *data = contiguous.data_ptr<uint8_t>();
+	std::string text;
+	text.reserve(contiguous.numel() * 2);
+	for (int64_t i = 0; i < contiguous.numel(); i++)
+		text += {digits[data[i] >> 4], digits[data[i] & 15]};
+	return text;
+}
+
+torch::Tensor from_hex(const std::string &text, const std::string &path)
+{
+	const auto digit = [&](char c) {
+		if (c >= '0' && c <= '9')
+			return c - '0';
+		if (c >= 'a' && c <= 'f')
+			return c - 'a' + 10;
+		throw Error("cannot resume: '" + path + "' has a damaged random_state");
+	};
+	if (text.size() % 2 != 0)
+		throw Error("cannot resume: '" + path + "' has a damaged random_state");
+	torch::Tensor bytes = torch::empty({(int64_t)text.size() / 2}, torch::kUInt8);
+	uint8_t *data = bytes.data_ptr<uint8_t>();
+	for (size_t i = 0; i < text.size(); i += 2)
+		data[i / 2] = (uint8_t)(digit(text[i]) * 16 + digit(text[i + 1]));
+	return bytes;
+}
+
+// LibTorch's CPU generator: what the anchor and proposal samplers draw from.
+torch::Tensor random_state()
+{
+	auto generator = at::detail::getDefaultCPUGenerator();
+	std::lock_guard<std::mutex> lock(generator.mutex());
+	return generator.get_state();
+}
+
+void set_random_state(const torch::Tensor &state, const std::string &path)
+{
+	auto generator = at::detail::getDefaultCPUGenerator();
+	std::lock_guard<std::mutex> lock(generator.mutex());
+	try {
+		generator.set_state(state);
+	} catch (const c10::Error &e) {
+		throw Error("cannot resume: '" + path + "' has a random_state of another LibTorch (" +
+			    e.what_without_backtrace() + ")");
+	}
+}
 
 ResumeState read_resume_state(const std::string &checkpoint)
 {
@@ -358,6 +423,8 @@ ResumeState read_resume_state(const std::string &checkpoint)
 		state.epoch = j.at("epoch").get<int>();
 		state.arch = j.at("arch").get<std::string>();
 		state.num_classes = j.at("num_classes").get<int>();
+		state.trainable_layers = j.value("trainable_layers", -1);
+		state.random_state = j.value("random_state", std::string());
 		return state;
 	} catch (const nlohmann::json::exception &e) {
 		throw Error("cannot resume: '" + path + "' is not what --output writes: " + e.what());
@@ -371,6 +438,53 @@ std::string arch_of(const frcnn::Checkpoint &checkpoint)
 		return frcnn::detect_arch(checkpoint.tensors);
 	} catch (const Error &) {
 		return {};
+	}
+}
+
+// Refuses more trainable backbone layers than the model has: found before the data is read
+// (and before weights download), not when the model is built.
+void check_trainable_layers(const std::string &arch, int trainable_layers)
+{
+	const int most = frcnn::model_preset(arch).backbone == "resnet" ? 5 : 6;
+	if (trainable_layers > most)
+		throw Error("--trainable-layers " + std::to_string(trainable_layers) + ": model '" + arch + "' has 0 to " +
+			    std::to_string(most) + " trainable backbone layers");
+}
+
+// Gives the parameters that train their momentum from the run that wrote `path`. Buffers are
+// named after their parameters (files of earlier versions number them: then the parameters must
+// be the same, in the same order). A parameter the run did not train starts without momentum,
+// as a new one in torch.optim.SGD does.
+void restore_momentum(torch::optim::SGD &sgd, const std::vector<torch::Tensor> &params,
+		      const std::vector<std::string> &names, const std::string &path)
+{
+	const frcnn::Checkpoint saved = frcnn::read_checkpoint(path);
+	const std::string prefix = "momentum.";
+	const bool numbered = !saved.tensors.empty() &&
+			      std::all_of(saved.tensors.begin(), saved.tensors.end(), [&](const auto &entry) {
+				      return entry.first.size() > prefix.size() &&
+					     entry.first.find_first_not_of("0123456789", prefix.size()) == std::string::npos;
+			      });
+	std::map<std::string, torch::Tensor> by_name;
+	for (const auto &[key, tensor] : saved.tensors)
+		by_name.emplace(key.rfind(prefix, 0) == 0 ? key.substr(prefix.size()) : key, tensor);
+	if (numbered && saved.tensors.size() != params.size())
+		throw Error("cannot resume: '" + path + "' holds the momentum of " + std::to_string(saved.tensors.size()) +
+			    " parameters and the model trains " + std::to_string(params.size()) +
+			    ": give the --trainable-layers of the run that wrote it");
+	auto &state = sgd.state();
+	for (size_t i = 0; i < params.size(); i++) {
+		const auto found = by_name.find(numbered ? std::to_string(i) : names[i]);
+		if (found == by_name.end())
+			continue;
+		if (found->second.sizes() != params[i].sizes())
+			throw Error("cannot resume: the momentum of '" + names[i] + "' in '" + path + "' is of shape " +
+				    c10::str(found->second.sizes()) + ", the parameter of shape " +
+				    c10::str(params[i].sizes()) +
+				    (numbered ? ": give the --trainable-layers of the run that wrote it" : ""));
+		auto buffer = std::make_unique<torch::optim::SGDParamState>();
+		buffer->momentum_buffer(found->second.to(params[i].dtype()).clone());
+		state[c10::guts::to_string(params[i].unsafeGetTensorImpl())] = std::move(buffer);
 	}
 }
 
@@ -409,16 +523,26 @@ int train(const Options &o)
 	}
 	if (arch.empty())
 		arch = "tiny";
+	check_trainable_layers(arch, o.trainable_layers);
 
 	std::unique_ptr<Dataset> data;
 	int num_classes = o.num_classes > 0 ? o.num_classes : resumed ? resumed->num_classes : 0;
 	if (o.synthetic == "shapes") {
 		data = std::make_unique<ShapesDataset>(o.width, o.height, o.seed,
 						       (size_t)o.iterations * o.batch_size * o.epochs);
+		const int shapes_classes = (int)frcnn::shapes_class_names().size();
 		if (num_classes == 0)
-			num_classes = (int)frcnn::shapes_class_names().size();
+			num_classes = shapes_classes;
+		if (num_classes < shapes_classes)
+			throw Error("--num-classes " + std::to_string(num_classes) + " is too few for the shapes, whose labels go up to " +
+				    std::to_string(shapes_classes - 1) + ": give at least " + std::to_string(shapes_classes) +
+				    " (the background and the shapes), or leave it out");
 	} else {
 		auto coco = std::make_unique<CocoDataset>(o.coco_json, o.images_dir);
+		if (num_classes == 0 && coco->max_label() == 0)
+			throw Error("'" + o.coco_json + "' has no boxes to train on (crowd boxes and boxes under a pixel " +
+				    "wide or high are left out), so the number of classes cannot be told: give --num-classes " +
+				    "to train on images without objects");
 		if (num_classes == 0)
 			num_classes = (int)coco->max_label() + 1;
 		if (coco->max_label() >= num_classes)
@@ -433,8 +557,12 @@ int train(const Options &o)
 		config.min_size = o.min_size;
 	if (o.max_size > 0)
 		config.max_size = o.max_size;
+	// Resumed: the layers the run trained, unless told otherwise (layers that start training
+	// then start without momentum).
 	if (o.trainable_layers >= 0)
 		config.trainable_backbone_layers = o.trainable_layers;
+	else if (resumed && resumed->trainable_layers >= 0)
+		config.trainable_backbone_layers = resumed->trainable_layers;
 	if (o.rpn_pre_nms > 0)
 		config.rpn_pre_nms_top_n_train = o.rpn_pre_nms;
 	if (o.rpn_post_nms > 0)
@@ -475,29 +603,28 @@ int train(const Options &o)
 		fitted.module_versions = source.module_versions;
 		model->load_state_dict(fitted);
 	} else {
-		// From scratch: frozen batch norm gets the statistics of a few training images.
+		// From scratch: frozen batch norm gets the statistics of a few training images, the
+		// last of the first epoch (of the same images whatever --epochs, so that a run resumed
+		// after its first epochs is the run that went on).
+		const size_t epoch_images = synthetic ? (size_t)iterations * o.batch_size : data->size();
 		std::vector<torch::Tensor> images;
-		for (size_t i = 0; i < std::min<size_t>(16, data->size()); i++)
-			images.push_back(data->get(data->size() - 1 - i).image);
+		for (size_t i = 0; i < std::min<size_t>(16, epoch_images); i++)
+			images.push_back(data->get(epoch_images - 1 - i).image);
 		model->calibrate_frozen_batch_norm(images);
 	}
 	model->freeze_backbone_layers(config.trainable_backbone_layers);
 	model->train();
 
 	std::vector<torch::Tensor> params;
-	for (auto &p : model->parameters())
-		if (p.requires_grad())
-			params.push_back(p);
-	torch::optim::SGD sgd(params, torch::optim::SGDOptions(o.lr).momentum(o.momentum).weight_decay(o.weight_decay));
-	if (!o.resume.empty()) {
-		auto saved = frcnn::read_checkpoint(o.resume + ".optimizer");
-		auto &state = sgd.state();
-		for (size_t i = 0; i < params.size() && i < saved.tensors.size(); i++) {
-			auto s = std::make_unique<torch::optim::SGDParamState>();
-			s->momentum_buffer(saved.tensors[i].second.clone());
-			state[c10::guts::to_string(params[i].unsafeGetTensorImpl())] = std::move(s);
+	std::vector<std::string> param_names;
+	for (auto &p : model->named_parameters())
+		if (p.value().requires_grad()) {
+			params.push_back(p.value());
+			param_names.push_back(p.key());
 		}
-	}
+	torch::optim::SGD sgd(params, torch::optim::SGDOptions(o.lr).momentum(o.momentum).weight_decay(o.weight_decay));
+	if (resumed)
+		restore_momentum(sgd, params, param_names, o.resume + ".optimizer");
 
 	std::ofstream log;
 	if (!o.log.empty()) {
@@ -511,6 +638,16 @@ int train(const Options &o)
 	std::vector<size_t> order(data->size());
 	for (size_t i = 0; i < order.size(); i++)
 		order[i] = i;
+	// Resumed: the order and the flips go on from where the epochs before left them, and so
+	// does LibTorch's sampling, as in a run that had not stopped.
+	for (int epoch = 0; epoch < start_epoch; epoch++) {
+		if (!synthetic)
+			std::shuffle(order.begin(), order.end(), rng);
+		for (long long draw = 0; draw < (long long)iterations * o.batch_size; draw++)
+			coin(rng);
+	}
+	if (resumed && !resumed->random_state.empty())
+		set_random_state(from_hex(resumed->random_state, o.resume + ".json"), o.resume + ".json");
 
 	for (int epoch = start_epoch; epoch < o.epochs; epoch++) {
 		if (!synthetic)
@@ -548,8 +685,13 @@ int train(const Options &o)
 			sgd.zero_grad();
 			total.backward();
 			sgd.step();
-			if (log)
+			if (log.is_open()) {
+				errno = 0;
 				log << entry.dump() << "\n" << std::flush;
+				if (!log)
+					throw Error("cannot write the log '" + o.log + "'" +
+						    (errno ? std::string(": ") + std::strerror(errno) : ""));
+			}
 			const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 			progress(epoch, o.epochs, it + 1, iterations, average, seconds);
 		}
@@ -574,11 +716,16 @@ int train(const Options &o)
 			auto buffer = it != state.end()
 					      ? static_cast<torch::optim::SGDParamState &>(*it->second).momentum_buffer()
 					      : torch::zeros_like(params[i]);
-			momentum.emplace_back("momentum." + std::to_string(i), buffer.defined() ? buffer : torch::zeros_like(params[i]));
+			momentum.emplace_back("momentum." + param_names[i], buffer.defined() ? buffer : torch::zeros_like(params[i]));
 		}
 		frcnn::write_checkpoint(o.output + ".optimizer", momentum);
 		std::ofstream state_file(o.output + ".json");
-		state_file << nlohmann::json{{"epoch", epoch + 1}, {"arch", arch}, {"num_classes", num_classes}}.dump()
+		state_file << nlohmann::json{{"epoch", epoch + 1},
+					     {"arch", arch},
+					     {"num_classes", num_classes},
+					     {"trainable_layers", config.trainable_backbone_layers},
+					     {"random_state", to_hex(random_state())}}
+				      .dump()
 			   << "\n";
 		state_file.close();
 		if (!state_file)
@@ -605,11 +752,7 @@ int main(int argc, char **argv)
 			if (!next.option())
 				throw Error("unexpected argument '" + arg + "': the data and the output are given by options (see --help)");
 			const auto to_int = [&](int min = 0, int max = INT_MAX) {
-				const int v = frcnn::cli::to_int(arg, value, min);
-				if (v > max)
-					throw Error("option " + arg + " needs an integer from " + std::to_string(min) + " to " +
-						    std::to_string(max) + ", got '" + value + "'");
-				return v;
+				return frcnn::cli::to_int(arg, value, min, max);
 			};
 			// A number in [min, max] (or above min when `above`): NaN and infinities are refused.
 			const auto to_double = [&](double min, double max, bool above = false) {
@@ -633,7 +776,7 @@ int main(int argc, char **argv)
 				frcnn::model_preset(value); // an unknown name is an option error
 				o.arch = value;
 			}
-			else if (arg == "--num-classes") o.num_classes = to_int(0, 100000);
+			else if (arg == "--num-classes") o.num_classes = to_int(0, frcnn::kMostClasses);
 			else if (arg == "--trainable-layers") o.trainable_layers = to_int(0, 6);
 			else if (arg == "--weights") o.init_weights = value;
 			else if (arg == "--synthetic") o.synthetic = value;
@@ -678,6 +821,10 @@ int main(int argc, char **argv)
 			throw Error("no --output given: where should the checkpoint go?");
 		if (!o.resume.empty() && !o.init_weights.empty())
 			throw Error("--resume continues from the weights it wrote: leave --weights out");
+		if (!o.arch.empty())
+			check_trainable_layers(o.arch, o.trainable_layers);
+		if (o.schedule != "step" && !o.lr_steps.empty())
+			throw Error("--lr-steps is for --schedule step: give both, or leave --lr-steps out");
 	} catch (const std::exception &e) {
 		std::fprintf(stderr, "frcnn-train: %s\n", e.what());
 		return 2;
@@ -686,7 +833,8 @@ int main(int argc, char **argv)
 		return train(o);
 	} catch (const std::exception &e) {
 		// On a terminal the progress bar may hold the line: end it first.
-		std::fprintf(stderr, "%sfrcnn-train: %s\n", isatty(STDERR_FILENO) ? "\n" : "", e.what());
+		std::fprintf(stderr, "%sfrcnn-train: %s\n", isatty(STDERR_FILENO) ? "\n" : "",
+			     frcnn::cli::error_text(e).c_str());
 		return 1;
 	}
 }

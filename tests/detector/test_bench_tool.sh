@@ -12,7 +12,8 @@
 #    bench_torchvision.py runs on them, and both count the same FLOPs per frame (within 0.5%) and
 #    the same input shape.
 # 3. Bad options exit with status 2 and a message that names them (--dump-frames without an
-#    input too); a missing or empty input is named, without warnings of OpenCV's backends.
+#    input too); a missing or empty input is named, without warnings of OpenCV's backends;
+#    results that cannot be written (a full disk) exit with status 1.
 set -euo pipefail
 bench=$1
 reference=$2
@@ -210,4 +211,13 @@ else
 	grep -q "empty.avi': the file is empty" "$out/err" && ! grep -q "CRITICAL" "$out/err" ||
 		{ echo "FAIL: empty input: $(cat "$out/err")"; status=1; }
 fi
+# Results that cannot be written (a full disk) are a failure, not a run that went well.
+for output in "--json" "--detections /dev/full" ""; do
+	rc=0
+	# shellcheck disable=SC2086 # an option and its value are two words
+	"$bench" --arch tiny --seed 1 --threads 2 --frames 1 --warmup 0 --resize 160x120 $output "$video" \
+		> /dev/full 2> "$out/err" || rc=$?
+	[ $rc -eq 1 ] && grep -q "^frcnn-bench: cannot write" "$out/err" ||
+		{ echo "FAIL: results to a full disk ($output): status $rc, $(cat "$out/err")"; status=1; }
+done
 exit $status

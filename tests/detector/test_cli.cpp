@@ -10,9 +10,11 @@
 #include <utility>
 #include <vector>
 
+#include <c10/util/Exception.h>
 #include <gtest/gtest.h>
 
 #include "cli.h"
+#include "common.h"
 #include "frcnn/error.h"
 #include "frcnn/model.h"
 #include "frcnn/weights.h"
@@ -86,7 +88,27 @@ TEST(NextArg, DoubleDashEndsTheOptions)
 	EXPECT_FALSE(arg.option());
 	EXPECT_EQ(i, 3); // the argument after it is left for the caller, as a plain one
 	EXPECT_TRUE((frcnn::cli::Arg{ "--image.ppm", "" }.option()));
+	// A flag given a value is told so, not called unknown.
+	const char *flag_args[] = { "frcnn-eval", "--json=1" };
+	int j = 1;
+	expect_error([&] { frcnn::cli::next_arg(2, const_cast<char **>(flag_args), j, { "--json" }); },
+		     "option --json takes no value, got '--json=1'");
 	EXPECT_FALSE((frcnn::cli::Arg{ "image.ppm", "" }.end_of_options()));
+}
+
+// LibTorch's errors carry a C++ backtrace of many lines; the programs print one line.
+TEST(ErrorText, LeavesLibTorchsBacktraceOut)
+{
+	try {
+		TORCH_CHECK(false, "the size of tensor a (16) must match");
+		FAIL() << "TORCH_CHECK(false) did not throw";
+	} catch (const std::exception &e) {
+		ASSERT_NE(std::string(e.what()).find('\n'), std::string::npos) << "no backtrace to leave out: " << e.what();
+		const std::string text = frcnn::cli::error_text(e);
+		EXPECT_EQ(text.find('\n'), std::string::npos) << text;
+		EXPECT_NE(text.find("the size of tensor a (16) must match"), std::string::npos) << text;
+	}
+	EXPECT_EQ(frcnn::cli::error_text(frcnn::Error("plain")), "plain");
 }
 
 // Values that mean nothing are refused, not taken as "the default".
@@ -96,9 +118,16 @@ TEST(ModelOptions, RefusesValuesOutOfRange)
 	for (const auto &[name, value] : std::vector<std::pair<std::string, std::string>>{
 		     { "--num-classes", "-3" }, { "--min-size", "-5" }, { "--max-size", "-1" }, { "--threads", "-1" } })
 		expect_error([&] { frcnn::cli::parse_model_option(options, name, value); },
-			     "option " + name + " needs an integer >= ");
+			     "option " + name + " needs an integer from 0 to ");
 	expect_error([&] { frcnn::cli::parse_model_option(options, "--min-size", "2000000000"); },
 		     "option --min-size needs an integer from 0 to 8192, got '2000000000'");
+	// More classes than a model is built for would take gigabytes before anything could fail.
+	expect_error([&] { frcnn::cli::parse_model_option(options, "--num-classes", "100001"); },
+		     "option --num-classes needs an integer from 0 to 100000, got '100001'");
+	EXPECT_TRUE(frcnn::cli::parse_model_option(options, "--num-classes", "100000"));
+	// Beyond an int, the range says where the numbers end.
+	expect_error([&] { frcnn::cli::parse_model_option(options, "--int8-calibration-frames", "99999999999"); },
+		     "option --int8-calibration-frames needs an integer from 1 to 2147483647, got '99999999999'");
 	for (const std::string value : { "nan", "1.5", "-0.1" })
 		expect_error([&] { frcnn::cli::parse_model_option(options, "--score-threshold", value); },
 			     "option --score-threshold needs a number from 0 to 1, got '" + value + "'");
@@ -152,6 +181,23 @@ TEST(ModelOptions, ADamagedFileOfTheDownloadCacheSaysSo)
 	try {
 		frcnn::cli::make_detector(options);
 		ADD_FAILURE() << "a damaged file was read";
+	} catch (const frcnn::Error &e) {
+		EXPECT_EQ(std::string(e.what()).find("download"), std::string::npos) << e.what();
+	}
+	// A readable checkpoint of another model under the preset's name: the preset's own model
+	// and classes do not fit it, so it is not the preset's file. With classes of the user's
+	// choosing, a misfit is the choice's.
+	std::filesystem::copy_file(frcnn::test::env("FRCNN_TEST_DATA") + "/shapes-tiny.pth",
+				   home + "/hub/checkpoints/" + file,
+				   std::filesystem::copy_options::overwrite_existing);
+	options.weights = preset.name;
+	expect_error([&] { frcnn::cli::make_detector(options); },
+		     "The file is the download of 'coco-mobilenet-320' kept in the cache (" + home +
+			     "/hub/checkpoints): delete it to download it again.");
+	options.num_classes = 4;
+	try {
+		frcnn::cli::make_detector(options);
+		ADD_FAILURE() << "the shapes model was taken for MobileNetV3";
 	} catch (const frcnn::Error &e) {
 		EXPECT_EQ(std::string(e.what()).find("download"), std::string::npos) << e.what();
 	}

@@ -8,6 +8,7 @@
 #    anything loads, with a message that names the option.
 # 4. The image libraries' own messages become part of one line each: a JPEG cut short is run as
 #    far as it goes, with a warning; a damaged PNG is an error naming it.
+# 5. Detections that cannot be written (standard output on a full disk) exit with status 1.
 set -euo pipefail
 detect=$1
 python=${FRCNN_REF_PYTHON:-/usr/bin/python3}
@@ -88,4 +89,11 @@ expect_option_error() {
 expect_option_error "unknown model 'foo'" --arch foo --seed 1
 expect_option_error "option --device needs cpu, cuda or cuda:N, got 'gpu'" --arch tiny --seed 1 --device gpu
 expect_option_error "option --threads needs an integer from 0 to 1024, got '5000'" --arch tiny --seed 1 --threads 5000
+
+# 5. Output that cannot be written (a full disk) is a failure, said once.
+status=0
+"$detect" --arch tiny --seed 1 --threads 2 "$out/plain.jpg" "$out/plain.jpg" > /dev/full 2> "$out/stderr.txt" || status=$?
+[ "$status" -eq 1 ] && [ "$(wc -l < "$out/stderr.txt")" -eq 1 ] &&
+	grep -q "^frcnn-detect: cannot write the detections to standard output" "$out/stderr.txt" ||
+	{ echo "FAIL: output to a full disk: status $status:"; cat "$out/stderr.txt"; exit 1; }
 echo "PASS"

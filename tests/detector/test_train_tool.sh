@@ -15,6 +15,11 @@
 #    Bad options exit with status 2, failures with 1.
 # 5. Fine-tuning from torchvision's MobileNetV3 weights without --arch trains that model (not tiny);
 #    --resume without --arch goes on with it; resuming a run whose epochs are done writes nothing.
+# 6. A run resumed after its first epoch writes what the run that went on wrote, byte for byte
+#    (shapes and COCO); a resume keeps the run's --trainable-layers or takes new ones; more layers
+#    than the model has, too few classes, --lr-steps without the step schedule, a log that cannot
+#    be written, COCO files without boxes, with a fractional category id or a missing image are
+#    refused with one line naming the problem.
 set -euo pipefail
 train=$1
 python=${FRCNN_REF_PYTHON:-/usr/bin/python3}
@@ -127,9 +132,17 @@ def check_log(name, epochs):
 def check_state(name, epoch, classes):
     path = os.path.join(out, name + ".json")
     state = json.load(open(path)) if os.path.exists(path) else None
-    check(state == {"arch": "tiny", "epoch": epoch, "num_classes": classes}, f"{name}.json: {state}")
+    # tiny trains all 5 backbone layers; the random state is LibTorch's generator's, in hex.
+    check(state is not None and {k: state.get(k) for k in ("arch", "epoch", "num_classes", "trainable_layers")} ==
+          {"arch": "tiny", "epoch": epoch, "num_classes": classes, "trainable_layers": 5},
+          f"{name}.json: {state}")
+    random_state = state.get("random_state", "") if state else ""
+    check(len(random_state) > 1000 and all(c in "0123456789abcdef" for c in random_state),
+          f"{name}.json: random_state {random_state[:40]}")
     momentum = load(name + ".optimizer")
-    check(momentum is not None and len(momentum) > 0 and all(k.startswith("momentum.") for k in momentum),
+    # One buffer per trained parameter, named after it.
+    check(momentum is not None and len(momentum) > 0 and
+          all(k.startswith("momentum.") and k[len("momentum."):] in reference for k in momentum),
           f"{name}.optimizer: {None if momentum is None else list(momentum)[:3]}")
 
 # 1. One epoch of 3 iterations; warm-up starts at a thousandth of --lr.
@@ -210,7 +223,7 @@ for bad in "--lr nan:option --lr needs a number above 0 to 3.40282e+38, got 'nan
 	"--momentum 1.5:option --momentum needs a number from 0 to 1, got '1.5'" \
 	"--weight-decay -1:option --weight-decay needs a number >= 0, got '-1'" \
 	"--hflip 5:option --hflip needs a number from 0 to 1, got '5'" \
-	"--trainable-layers -1:option --trainable-layers needs an integer >= 0, got '-1'" \
+	"--trainable-layers -1:option --trainable-layers needs an integer from 0 to 6, got '-1'" \
 	"--min-size 9000:option --min-size needs an integer from 0 to 8192, got '9000'" \
 	"--arch resnet:unknown model 'resnet'" \
 	"extra:unexpected argument 'extra'"; do
@@ -270,5 +283,68 @@ else
 		echo "FAIL: resuming a finished run: status $rc, $(cat "$out/err")"; status=1
 	fi
 fi
+# 6. Resuming is going on: 3 epochs in one run, and 1 epoch resumed for 2 more, write the same
+#    bytes (weights, momentum, log), on shapes and on COCO (whose image order is shuffled every
+#    epoch). The schedule is constant: a cosine or step schedule spans --epochs.
+for data in shapes coco; do
+	if [ $data = shapes ]; then
+		set -- --synthetic shapes --width 160 --height 120 --iterations 3 --batch-size 2
+	else
+		set -- --coco-json "$out/coco/instances.json" --images "$out/coco" --batch-size 1
+	fi
+	"$train" "${small[@]}" "$@" --schedule constant --epochs 3 --output "$out/whole-$data.pth" \
+		--log "$out/whole-$data.jsonl" 2> /dev/null
+	"$train" "${small[@]}" "$@" --schedule constant --epochs 1 --output "$out/parts-$data.pth" \
+		--log "$out/parts-$data.jsonl" 2> /dev/null
+	"$train" "${small[@]}" "$@" --schedule constant --epochs 3 --resume "$out/parts-$data.pth" \
+		--output "$out/parts-$data.pth" --log "$out/parts-$data.jsonl" 2> /dev/null
+	for file in .pth .pth.optimizer .jsonl; do
+		cmp -s "$out/whole-$data$file" "$out/parts-$data$file" ||
+			{ echo "FAIL: $data: 3 epochs in one run and 1 + 2 resumed differ in $file"; status=1; }
+	done
+done
+set --
+# Resumed without --trainable-layers: the run's own (it took the preset's and failed); with
+# more of them, the new layers start without momentum.
+layers=("${small[@]}" --synthetic shapes --width 160 --height 120 --iterations 1 --batch-size 1)
+"$train" "${layers[@]}" --epochs 1 --trainable-layers 0 --output "$out/frozen.pth" 2> /dev/null
+rc=0
+"$train" "${layers[@]}" --epochs 2 --resume "$out/frozen.pth" --output "$out/frozen.pth" 2> "$out/err" || rc=$?
+[ $rc -eq 0 ] && grep -q '"trainable_layers": *0' "$out/frozen.pth.json" ||
+	{ echo "FAIL: resuming a run of --trainable-layers 0: status $rc, $(tail -c 300 "$out/err")"; status=1; }
+rc=0
+"$train" "${layers[@]}" --epochs 3 --resume "$out/frozen.pth" --trainable-layers 3 --output "$out/frozen.pth" 2> "$out/err" ||
+	rc=$?
+[ $rc -eq 0 ] && grep -q '"trainable_layers": *3' "$out/frozen.pth.json" ||
+	{ echo "FAIL: resuming with more --trainable-layers: status $rc, $(tail -c 300 "$out/err")"; status=1; }
+# A momentum file of numbered buffers (earlier versions) of another count is refused, saying why.
+"$python" -c 'import sys, torch
+torch.save({"momentum.0": torch.zeros(4), "momentum.1": torch.zeros(4)}, sys.argv[1])' "$out/frozen.pth.optimizer"
+expect_error 1 "holds the momentum of 2 parameters and the model trains" \
+	"${layers[@]}" --epochs 4 --resume "$out/frozen.pth"
+# Found before any training, naming the option: more layers than the model has, too few classes
+# for the shapes, steps of another schedule, a log that cannot be written.
+# (At the small sizes: a program that took them would not train for long.)
+expect_error 2 "--trainable-layers 6: model 'tiny' has 0 to 5 trainable backbone layers" \
+	"${layers[@]}" --epochs 1 --trainable-layers 6
+expect_error 1 "--num-classes 2 is too few for the shapes" "${layers[@]}" --epochs 1 --num-classes 2
+expect_error 2 "option --lr-steps needs an integer >= 1, got '-1'" "${layers[@]}" --epochs 1 --schedule step --lr-steps -1
+expect_error 2 "--lr-steps is for --schedule step" "${layers[@]}" --epochs 1 --lr-steps 3
+rc=0
+"$train" "${layers[@]}" --epochs 1 --log /dev/full --output "$out/full-log.pth" > /dev/null 2> "$out/err" || rc=$?
+[ $rc -eq 1 ] && grep -q "^frcnn-train: cannot write the log '/dev/full'" "$out/err" ||
+	{ echo "FAIL: a log on a full disk: status $rc, $(cat "$out/err")"; status=1; }
+# COCO files: no boxes at all (no class count to tell), a category id that is no whole number,
+# an image missing from the folder (found before training, not when its turn comes).
+coco_variant() {
+	"$python" -c 'import json, sys; d = json.load(open(sys.argv[1])); exec(sys.argv[2]); json.dump(d, open(sys.argv[3], "w"))' \
+		"$out/coco/instances.json" "$1" "$out/coco/$2.json"
+}
+coco_variant 'd["annotations"] = []' no-boxes
+expect_error 1 "'$out/coco/no-boxes.json' has no boxes to train on" --coco-json "$out/coco/no-boxes.json" --images "$out/coco" --threads 1
+coco_variant 'd["annotations"][0]["category_id"] = 1.5' fraction
+expect_error 1 "annotation 1: category id 1.5 is not a whole number" --coco-json "$out/coco/fraction.json" --images "$out/coco" --threads 1
+coco_variant 'd["images"][1]["file_name"] = "missing.png"' missing-image
+expect_error 1 "images[1]: cannot read '$out/coco/missing.png'" --coco-json "$out/coco/missing-image.json" --images "$out/coco" --threads 1
 echo "frcnn-train errors: $([ $status -eq 0 ] && echo ok || echo failed)"
 exit $status

@@ -42,6 +42,7 @@
 #include "frcnn/config.h"
 #include "frcnn/detector.h"
 #include "frcnn/model.h"
+#include "frcnn/weights.h"
 
 #include "common.h"
 #include "gst_test_utils.h"
@@ -3967,6 +3968,51 @@ TEST(FrcnnDetect, AStartsDownloadedWeightsRunTheFirstFrame)
 	ASSERT_TRUE(out);
 	expect_meta_equals(out.get(), frame.width(), frame.height(), expected_for(frame));
 	EXPECT_TRUE(take_weights_messages(element.bus).download.empty());
+}
+
+// A preset's file in the download cache that is another model's (copied in by hand): the start
+// fails saying the file is the preset's download, to delete; with a model of the user's choosing
+// the misfit is that choice's.
+TEST(FrcnnDetect, AnotherModelsFileUnderAPresetsNameSaysToDeleteIt)
+{
+	const std::string cache = gst_test::out_dir() + "/wrong-preset-file-cache";
+	std::filesystem::remove_all(cache);
+	ScopedEnv torch_home("TORCH_HOME", cache);
+	const frcnn::WeightsPreset preset = *frcnn::find_weights_preset("coco-mobilenet-320");
+	std::filesystem::create_directories(cache + "/hub/checkpoints");
+	std::filesystem::copy_file(gst_test::weights4(),
+				   cache + "/hub/checkpoints/" + preset.url.substr(preset.url.rfind('/') + 1));
+
+	/* The test's elements name their model: these are made plain. */
+	const auto start_problems = [](const char *num_classes) {
+		GstElement *element = gst_element_factory_make("frcnndetect", nullptr);
+		gst_object_ref_sink(element);
+		GstBus *bus = gst_bus_new();
+		gst_element_set_bus(element, bus);
+		g_object_set(element, "weights", "coco-mobilenet-320", nullptr);
+		if (num_classes)
+			gst_util_set_object_arg(G_OBJECT(element), "num-classes", num_classes);
+		EXPECT_EQ(gst_element_set_state(element, GST_STATE_PLAYING), GST_STATE_CHANGE_FAILURE)
+			<< "another model's file was run as the preset";
+		gst_element_set_state(element, GST_STATE_NULL);
+		std::vector<std::string> problems = take_weights_messages(bus).problems;
+		gst_element_set_bus(element, nullptr);
+		gst_object_unref(bus);
+		gst_object_unref(element);
+		return problems;
+	};
+	std::vector<std::string> problems = start_problems(nullptr);
+	ASSERT_EQ(problems.size(), 1u);
+	EXPECT_NE(problems[0].find("The file is the download of 'coco-mobilenet-320' kept in the cache (" + cache +
+				   "/hub/checkpoints): delete it to download it again."),
+		  std::string::npos)
+		<< problems[0];
+
+	problems = start_problems("7");
+	ASSERT_EQ(problems.size(), 1u);
+	EXPECT_EQ(problems[0].find("download"), std::string::npos) << problems[0];
+	EXPECT_NE(problems[0].find("Set 'model' and 'num-classes' to match the weights"), std::string::npos)
+		<< problems[0];
 }
 
 // A download at start that fails posts an error that says what to do, and the first frame fails;

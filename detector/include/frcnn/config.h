@@ -7,6 +7,11 @@
 
 namespace frcnn {
 
+// The most classes (background included) a model is built for: more would take gigabytes for its
+// class scores; the element's and the programs' num-classes stop here, and a checkpoint claiming
+// more is not trusted to size a model.
+inline constexpr int kMostClasses = 100000;
+
 struct ModelConfig {
 	std::string arch = "fasterrcnn_resnet50_fpn"; // preset this config came from
 
