@@ -603,10 +603,9 @@ static std::string frcnn_line(GstFrcnnJson *self, GstClockTime pts, const std::s
 		entry["box"] = { rounded(det.x1, 100), rounded(det.y1, 100),
 				 rounded(det.x2, 100), rounded(det.y2, 100) };
 		entry["label"] = det.label;
-		entry["label_id"] = det.label_id >= 0 ? nlohmann::ordered_json(det.label_id)
-						      : nlohmann::ordered_json(nullptr);
-		entry["score"] = det.score >= 0 ? nlohmann::ordered_json(rounded(det.score, 1e4))
-						: nlohmann::ordered_json(nullptr);
+		entry["label_id"] = det.label_id ? nlohmann::ordered_json(*det.label_id) : nlohmann::ordered_json(nullptr);
+		entry["score"] = det.score ? nlohmann::ordered_json(rounded(*det.score, 1e4))
+					   : nlohmann::ordered_json(nullptr);
 		entry["id"] = det.id;
 		entry["parent_id"] = det.parent_id;
 		detections.push_back(std::move(entry));
@@ -620,7 +619,8 @@ static std::string frcnn_line(GstFrcnnJson *self, GstClockTime pts, const std::s
 }
 
 /* The object DL Streamer's gvametaconvert writes for a frame (json format, add-empty-results):
- * "resolution", "timestamp" (the stream time in nanoseconds, left out for a buffer without one),
+ * "resolution", "timestamp" (the stream time in nanoseconds, 0 for a frame that starts before the
+ * segment, the pts in a segment not in time; left out for a buffer without one),
  * "source" and "tags" when set, and, when the frame has regions of interest, "objects": each the
  * ROI rectangle, its roi_type and, from a "detection" param with a box, "detection" (the
  * normalised bounding_box, confidence, label_id, and the roi_type as label). Keys sorted, as
@@ -635,9 +635,21 @@ static std::string dlstreamer_line(GstFrcnnJson *self, GstClockTime pts, const s
 	if (!self->line_tags->sorted.is_null())
 		line["tags"] = self->line_tags->sorted;
 	const GstSegment &segment = GST_BASE_TRANSFORM(self)->segment;
-	const guint64 stream_time = gst_segment_to_stream_time(&segment, GST_FORMAT_TIME, pts);
-	if (GST_CLOCK_TIME_IS_VALID(stream_time))
-		line["timestamp"] = stream_time - segment.time;
+	if (GST_CLOCK_TIME_IS_VALID(pts)) {
+		guint64 stream_time = 0;
+		const int sign = segment.format == GST_FORMAT_TIME
+					 ? gst_segment_to_stream_time_full(&segment, GST_FORMAT_TIME, pts, &stream_time)
+					 : 0;
+		if (segment.format != GST_FORMAT_TIME)
+			/* A segment not in time (an appsrc's default, bytes): the pts is the time. */
+			line["timestamp"] = pts;
+		else if (sign > 0 && stream_time >= segment.time)
+			line["timestamp"] = stream_time - segment.time;
+		else if (sign != 0)
+			/* A frame that starts before the segment (the one a seek lands in) is shown
+			 * from the segment's start. */
+			line["timestamp"] = 0;
+	}
 	for (const frcnn::gst::DetectionMeta &det : metas) {
 		nlohmann::json object = { { "x", det.x }, { "y", det.y }, { "w", det.w }, { "h", det.h } };
 		if (!det.roi_type.empty())
@@ -654,10 +666,10 @@ static std::string dlstreamer_line(GstFrcnnJson *self, GstClockTime pts, const s
 							      { "x_max", (static_cast<double>(det.x) + det.w) / width },
 							      { "y_min", det.y / height },
 							      { "y_max", (static_cast<double>(det.y) + det.h) / height } };
-			if (det.score >= 0)
-				detection["confidence"] = det.score;
-			if (det.label_id >= 0)
-				detection["label_id"] = det.label_id;
+			if (det.score)
+				detection["confidence"] = *det.score;
+			if (det.label_id)
+				detection["label_id"] = *det.label_id;
 			if (!det.roi_type.empty())
 				detection["label"] = det.roi_type;
 			object["detection"] = std::move(detection);

@@ -173,6 +173,33 @@ static gboolean gst_frcnn_overlay_propose_allocation(GstBaseTransform *transform
 	return TRUE;
 }
 
+/* Frames without regions pass untouched, unmapped. A buffer too small for the frame of its caps
+ * that has regions to draw is an error that says so (GstVideoFilter would pass it on undrawn,
+ * with a warning that asks to file a bug). */
+static GstFlowReturn gst_frcnn_overlay_transform_ip(GstBaseTransform *transform, GstBuffer *buffer)
+{
+	GstVideoFilter *filter = GST_VIDEO_FILTER(transform);
+	if (filter->negotiated) {
+		const GstVideoInfo *info = &filter->in_info;
+		if (frcnn::gst::read_detection_metas(buffer, GST_VIDEO_INFO_WIDTH(info), GST_VIDEO_INFO_HEIGHT(info))
+			    .empty())
+			return GST_FLOW_OK;
+		/* What gst_video_frame_map() refuses of a buffer without a video meta. */
+		if (!gst_buffer_get_video_meta(buffer) && gst_buffer_get_size(buffer) < GST_VIDEO_INFO_SIZE(info)) {
+			GST_ELEMENT_ERROR(transform, STREAM, FORMAT,
+					  ("Cannot draw on a %dx%d %s frame from a buffer of %" G_GSIZE_FORMAT
+					   " bytes (the frame takes %" G_GSIZE_FORMAT " bytes): the element in "
+					   "front must send buffers that hold frames of its caps.",
+					   GST_VIDEO_INFO_WIDTH(info), GST_VIDEO_INFO_HEIGHT(info),
+					   GST_VIDEO_INFO_NAME(info), gst_buffer_get_size(buffer),
+					   GST_VIDEO_INFO_SIZE(info)),
+					  (nullptr));
+			return GST_FLOW_ERROR;
+		}
+	}
+	return GST_BASE_TRANSFORM_CLASS(gst_frcnn_overlay_parent_class)->transform_ip(transform, buffer);
+}
+
 static void gst_frcnn_overlay_class_init(GstFrcnnOverlayClass *klass)
 {
 	GObjectClass *object_class = G_OBJECT_CLASS(klass);
@@ -206,6 +233,7 @@ static void gst_frcnn_overlay_class_init(GstFrcnnOverlayClass *klass)
 				    nullptr, flags));
 
 	filter_class->transform_frame_ip = GST_DEBUG_FUNCPTR(gst_frcnn_overlay_transform_frame_ip);
+	GST_BASE_TRANSFORM_CLASS(klass)->transform_ip = GST_DEBUG_FUNCPTR(gst_frcnn_overlay_transform_ip);
 	GST_BASE_TRANSFORM_CLASS(klass)->propose_allocation =
 		GST_DEBUG_FUNCPTR(gst_frcnn_overlay_propose_allocation);
 	GST_BASE_TRANSFORM_CLASS(klass)->start = GST_DEBUG_FUNCPTR(gst_frcnn_overlay_start);
@@ -361,8 +389,8 @@ struct Rgb {
 // neighbouring ids look different.
 Rgb class_colour(const frcnn::gst::DetectionMeta &det)
 {
-	const std::size_t key = det.label_id >= 0 ? static_cast<std::size_t>(det.label_id)
-						  : std::hash<std::string>{}(det.label) % 1000;
+	const std::size_t key = det.label_id ? static_cast<std::size_t>(*det.label_id)
+					     : std::hash<std::string>{}(det.label) % 1000;
 	const double hue = std::fmod(0.1 + key * 0.618033988749895, 1.0) * 6.0;
 	const double s = 0.85, v = 240.0;
 	const int sector = static_cast<int>(hue) % 6;
@@ -989,8 +1017,8 @@ private:
 std::string caption(const frcnn::gst::DetectionMeta &det, GstFrcnnOverlayShow show)
 {
 	char score[32] = "";
-	if (det.score >= 0)
-		std::snprintf(score, sizeof(score), "%.2f", det.score);
+	if (det.score)
+		std::snprintf(score, sizeof(score), "%.2f", *det.score);
 
 	switch (show) {
 	case GST_FRCNN_OVERLAY_SHOW_NONE:

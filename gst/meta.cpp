@@ -463,8 +463,6 @@ std::vector<DetectionMeta> read_detection_metas(GstBuffer *buffer, int width, in
 		det.y1 = roi->y;
 		det.x2 = static_cast<double>(roi->x) + roi->w;
 		det.y2 = static_cast<double>(roi->y) + roi->h;
-		det.label_id = -1;
-		det.score = -1;
 		const gchar *type = g_quark_to_string(roi->roi_type);
 		det.roi_type = type ? type : "";
 		det.label = det.roi_type;
@@ -485,12 +483,13 @@ std::vector<DetectionMeta> read_detection_metas(GstBuffer *buffer, int width, in
 			/* A double as frcnndetect and DL Streamer write it; a float from other
 			 * producers. A score that is not a number is no score. */
 			const GValue *confidence = gst_structure_get_value(param, "confidence");
+			double score = NAN;
 			if (confidence && G_VALUE_HOLDS_DOUBLE(confidence))
-				det.score = g_value_get_double(confidence);
+				score = g_value_get_double(confidence);
 			else if (confidence && G_VALUE_HOLDS_FLOAT(confidence))
-				det.score = g_value_get_float(confidence);
-			if (!std::isfinite(det.score))
-				det.score = -1;
+				score = g_value_get_float(confidence);
+			if (std::isfinite(score))
+				det.score = score;
 
 			/* A box of numbers, inside the frame and where the rectangle is; else the
 			 * rectangle stays what the region says. */

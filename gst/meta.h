@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -27,9 +28,9 @@ namespace frcnn::gst {
 
 struct DetectionMeta {
 	double x1, y1, x2, y2; // frame pixels
-	int64_t label_id;      // -1 when the producer gave none
+	std::optional<int64_t> label_id; // none when the producer gave none
 	std::string label;
-	double score;	       // -1 when the producer gave none
+	std::optional<double> score;	 // none when the producer gave none (or no finite number)
 	// The ROI rectangle as stored in the meta (integer pixels), its type, its id and the id of
 	// the region it was found in.
 	unsigned int x, y, w, h;

@@ -182,7 +182,8 @@ TEST(FrcnnJson, PostsMessages)
 }
 
 // format=dlstreamer: the object DL Streamer's gvametaconvert writes, keys sorted; the box and
-// score as the metadata holds them, the timestamp in stream time.
+// score as the metadata holds them, the timestamp in stream time (0 for a frame before the
+// segment's start, the pts in a segment of bytes).
 TEST(FrcnnJson, DlStreamerFormat)
 {
 	const std::string path = gst_test::out_dir() + "/dlstreamer.jsonl";
@@ -198,9 +199,27 @@ TEST(FrcnnJson, DlStreamerFormat)
 		ASSERT_TRUE(gst_harness_push_event(h.get(), gst_event_new_segment(&segment)));
 		gst_test::BufferPtr out(gst_harness_push_and_pull(h.get(), frame_buffer(2500 * GST_MSECOND)));
 		ASSERT_TRUE(out);
+		/* A frame that starts before the segment (the one a seek lands in) is shown from its
+		 * start. */
+		out.reset(gst_harness_push_and_pull(h.get(), frame_buffer(1900 * GST_MSECOND)));
+		ASSERT_TRUE(out);
+
+		/* A segment in bytes (an appsrc's default): the pts is the time, without GStreamer's
+		 * complaint of a segment of another format. */
+		guint criticals = 0;
+		const guint handler = g_log_set_handler(
+			"GStreamer", G_LOG_LEVEL_CRITICAL,
+			[](const gchar *, GLogLevelFlags, const gchar *, gpointer count) { ++*static_cast<guint *>(count); },
+			&criticals);
+		gst_segment_init(&segment, GST_FORMAT_BYTES);
+		ASSERT_TRUE(gst_harness_push_event(h.get(), gst_event_new_segment(&segment)));
+		out.reset(gst_harness_push_and_pull(h.get(), frame_buffer(3 * GST_SECOND)));
+		g_log_remove_handler("GStreamer", handler);
+		ASSERT_TRUE(out);
+		EXPECT_EQ(criticals, 0u);
 	}
 	const std::vector<std::string> lines = read_lines(path);
-	ASSERT_EQ(lines.size(), 4u);
+	ASSERT_EQ(lines.size(), 6u);
 
 	const json first = json::parse(lines[0]);
 	EXPECT_EQ(lines[0].rfind(R"({"objects":[{"detection":{"bounding_box":{"x_max":)", 0), 0u)
@@ -237,6 +256,8 @@ TEST(FrcnnJson, DlStreamerFormat)
 	const json fourth = json::parse(lines[3]);
 	EXPECT_EQ(fourth["timestamp"], 500 * GST_MSECOND) << "stream time since the segment's start";
 	EXPECT_FALSE(fourth.contains("objects"));
+	EXPECT_EQ(json::parse(lines[4])["timestamp"], 0) << "a frame before the segment's start";
+	EXPECT_EQ(json::parse(lines[5])["timestamp"], 3 * GST_SECOND) << "a segment in bytes";
 }
 
 // A region whose "detection" param has no box is given the rectangle's as DL Streamer's

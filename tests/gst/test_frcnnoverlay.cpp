@@ -1017,6 +1017,47 @@ TEST(FrcnnOverlay, ABufferSmallerThanItsVideoMetaSaysIsAnError)
 	gst_object_unref(bus);
 }
 
+// A buffer too small for the frame of its caps (without a video meta) that has regions to draw is
+// an error that says so (it went on undrawn, with GStreamer's warning asking to file a bug); one
+// without regions passes untouched.
+TEST(FrcnnOverlay, ABufferTooSmallForItsCapsIsAnError)
+{
+	const Frame frame = make_frame(cv::Mat(kHeight, kWidth, CV_8UC3, kGrey), GST_VIDEO_FORMAT_RGB);
+	HarnessPtr h = overlay();
+	GstBus *bus = gst_bus_new();
+	gst_element_set_bus(h->element, bus);
+	gst_harness_set_src_caps(h.get(), frame.caps());
+	const gsize size = 100;
+	GstBuffer *empty = gst_buffer_new_allocate(nullptr, size, nullptr);
+	gst_buffer_memset(empty, 0, 0x80, size);
+	gst_test::BufferPtr out(gst_harness_push_and_pull(h.get(), empty));
+	ASSERT_TRUE(out) << "a buffer without regions passes";
+	EXPECT_EQ(gst_buffer_get_size(out.get()), size);
+	GstMessage *message = gst_bus_pop_filtered(bus, static_cast<GstMessageType>(GST_MESSAGE_ERROR | GST_MESSAGE_WARNING));
+	EXPECT_EQ(message, nullptr) << "a buffer without regions was complained of";
+	if (message)
+		gst_message_unref(message);
+
+	GstBuffer *in = gst_buffer_new_allocate(nullptr, size, nullptr);
+	gst_buffer_memset(in, 0, 0x80, size);
+	add_detection(in, 0, 0, 20, 20, 3, "car", 0.9);
+	EXPECT_EQ(gst_harness_push(h.get(), in), GST_FLOW_ERROR);
+	message = gst_bus_pop_filtered(bus, static_cast<GstMessageType>(GST_MESSAGE_ERROR | GST_MESSAGE_WARNING));
+	ASSERT_NE(message, nullptr) << "no error on the bus";
+	ASSERT_EQ(GST_MESSAGE_TYPE(message), GST_MESSAGE_ERROR);
+	GError *error = nullptr;
+	gst_message_parse_error(message, &error, nullptr);
+	EXPECT_EQ(std::string(error->message),
+		  "Cannot draw on a " + std::to_string(kWidth) + "x" + std::to_string(kHeight) +
+			  " RGB frame from a buffer of 100 bytes (the frame takes " +
+			  std::to_string(GST_ROUND_UP_4(kWidth * 3) * kHeight) +
+			  " bytes): the element in front must send buffers that hold frames of its caps.");
+	g_error_free(error);
+	gst_message_unref(message);
+	gst_element_set_bus(h->element, nullptr);
+	gst_object_unref(bus);
+}
+
 TEST(FrcnnOverlay, RejectsOtherFormats)
 {
 	HarnessPtr h = overlay();

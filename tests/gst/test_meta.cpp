@@ -281,7 +281,8 @@ TEST(DetectionMeta, ParamsGoThroughUpscalingsOneAfterAnother)
 }
 
 // Params of other producers that are not numbers: a box with NaN or infinity leaves the region's
-// rectangle as the box, a score that is not finite is no score, a float score is read.
+// rectangle as the box, a score that is not finite is no score, a float score is read, a negative
+// score or id is one.
 TEST(DetectionMeta, ReadersTakeOnlyNumbersFromOtherProducers)
 {
 	BufferPtr buffer = frame();
@@ -295,15 +296,21 @@ TEST(DetectionMeta, ReadersTakeOnlyNumbersFromOtherProducers)
 					     G_TYPE_DOUBLE, 0.3, nullptr));
 	add("inf-score", 100, gst_structure_new("detection", "confidence", G_TYPE_DOUBLE, INFINITY, nullptr));
 	add("float-score", 200, gst_structure_new("detection", "confidence", G_TYPE_FLOAT, 0.5f, nullptr));
+	/* A finite number is a score, whatever its sign; so is a negative id an id. */
+	add("negative", 300, gst_structure_new("detection", "confidence", G_TYPE_DOUBLE, -0.5, "label_id", G_TYPE_INT, -3,
+					       nullptr));
 	const std::vector<frcnn::gst::DetectionMeta> read = frcnn::gst::read_detection_metas(buffer.get(), kWidth, kHeight);
-	ASSERT_EQ(read.size(), 3u);
+	ASSERT_EQ(read.size(), 4u);
 	EXPECT_FALSE(read[0].has_box);
 	EXPECT_EQ(read[0].x1, 10.0);
 	EXPECT_EQ(read[0].x2, 50.0);
 	EXPECT_EQ(read[0].y2, 40.0);
 	EXPECT_EQ(read[0].score, 0.7);
-	EXPECT_EQ(read[1].score, -1) << "no score";
+	EXPECT_FALSE(read[1].score) << "no score";
+	EXPECT_FALSE(read[1].label_id) << "no id";
 	EXPECT_EQ(read[2].score, 0.5);
+	EXPECT_EQ(read[3].score, -0.5);
+	EXPECT_EQ(read[3].label_id, -3);
 }
 
 // A param box is read only while it is the region's: a region another element moved (a tracker, an
