@@ -146,6 +146,10 @@ Detector::Detector(const DetectorOptions &options)
 		if (impl_->device.is_cpu())
 			impl_->model->set_cpu_convolutions(options.cpu_convolutions);
 		if (options.precision == Precision::Int8 && !options.int8_calibration.empty() &&
+		    std::filesystem::is_directory(options.int8_calibration))
+			throw CalibrationError("the 8-bit calibration '" + options.int8_calibration +
+					       "' is a folder: give a file (written there when it does not exist)");
+		if (options.precision == Precision::Int8 && !options.int8_calibration.empty() &&
 		    access(options.int8_calibration.c_str(), F_OK) == 0) {
 			try {
 				impl_->model->set_int8_calibration(load_int8_calibration(options.int8_calibration));

@@ -45,23 +45,30 @@ void usage(FILE *out)
 		     "                         1:1): images of pixels that are not square, such as frames\n"
 		     "                         of anamorphic video (720x576 at 64:45 shows as 1024x576), are\n"
 		     "                         resized for the model as a display shows them; boxes stay in\n"
-		     "                         the image's pixels\n"
+		     "                         the image's pixels; from 1:16 to 16:1\n"
 		     "  --seed N               random weights from seed N instead of --weights (to try the\n"
 		     "                         program without a checkpoint: the detections mean nothing)\n"
 		     "  --help                 show this help\n",
 		     frcnn::cli::model_options_help());
 }
 
-// "N:D" (or "N/D") with both positive.
+// "N:D" (or "N/D") with both positive, the pixels at most 16 times as wide as high or the other
+// way round: real video's are within a few times (an absurd ratio squeezes the image to nothing).
 frcnn::PixelAspectRatio parse_pixel_aspect_ratio(const std::string &name, const std::string &value)
 {
 	const auto separator = value.find_first_of(":/");
 	if (separator != std::string::npos) {
+		int numerator = 0, denominator = 0;
 		try {
-			const int numerator = frcnn::cli::to_int(name, value.substr(0, separator), 1);
-			const int denominator = frcnn::cli::to_int(name, value.substr(separator + 1), 1);
-			return {numerator, denominator};
+			numerator = frcnn::cli::to_int(name, value.substr(0, separator), 1);
+			denominator = frcnn::cli::to_int(name, value.substr(separator + 1), 1);
 		} catch (const frcnn::Error &) {
+			/* said below */
+		}
+		if (numerator > 0 && denominator > 0) {
+			if ((double)numerator / denominator > 16 || (double)denominator / numerator > 16)
+				throw frcnn::Error("option " + name + " needs a ratio from 1:16 to 16:1, got '" + value + "'");
+			return {numerator, denominator};
 		}
 	}
 	throw frcnn::Error("option " + name + " needs two positive integers N:D, got '" + value + "'");

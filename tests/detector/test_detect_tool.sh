@@ -89,6 +89,9 @@ expect_option_error() {
 expect_option_error "unknown model 'foo'" --arch foo --seed 1
 expect_option_error "option --device needs cpu, cuda or cuda:N, got 'gpu'" --arch tiny --seed 1 --device gpu
 expect_option_error "option --threads needs an integer from 0 to 1024, got '5000'" --arch tiny --seed 1 --threads 5000
+expect_option_error "option --num-classes needs an integer from 0 to 100000, got '99999999'" --arch tiny --seed 1 --num-classes 99999999
+expect_option_error "option --pixel-aspect-ratio needs a ratio from 1:16 to 16:1, got '1000000:1'" --arch tiny --seed 1 \
+	--pixel-aspect-ratio 1000000:1
 
 # 5. Output that cannot be written (a full disk) is a failure, said once.
 status=0

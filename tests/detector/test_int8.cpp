@@ -472,6 +472,11 @@ TEST_F(Int8, CalibrationFileErrors)
 	save_int8_calibration(calibration, file);
 	message = error_of([&] { Detector detector(options); });
 	EXPECT_TRUE(contains(message, "made for other weights")) << message;
+	// A folder named as the file is said to be one (it was read as a file that is no JSON).
+	options.int8_calibration = dir.path.string();
+	message = error_of([&] { Detector detector(options); });
+	EXPECT_TRUE(contains(message, "the 8-bit calibration '" + dir.path.string() + "' is a folder: give a file"))
+		<< message;
 	// A folder it could not write to fails at once, not after the calibration frames.
 	options.int8_calibration = (dir.path / "no-such-folder" / "c.json").string();
 	message = error_of([&] { Detector detector(options); });
