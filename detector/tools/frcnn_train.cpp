@@ -441,8 +441,8 @@ std::string arch_of(const frcnn::Checkpoint &checkpoint)
 	}
 }
 
-// Refuses more trainable backbone layers than the model has: found before the data is read
-// (and before weights download), not when the model is built.
+// Refuses more trainable backbone layers than the model has: before the data is read (with
+// --arch, before anything), not when the model is built.
 void check_trainable_layers(const std::string &arch, int trainable_layers)
 {
 	const int most = frcnn::model_preset(arch).backbone == "resnet" ? 5 : 6;
