@@ -219,8 +219,13 @@ DetectorOptions detector_options(const ModelOptions &o)
 	std::string arch = o.arch;
 	if (arch.empty() && preset)
 		arch = preset->arch;
-	else if (arch.empty() && d.checkpoint)
-		arch = detect_arch(d.checkpoint->tensors);
+	else if (arch.empty() && d.checkpoint) {
+		try {
+			arch = detect_arch(d.checkpoint->tensors);
+		} catch (const Error &e) {
+			throw Error("weights '" + o.weights + "': " + e.what() + " with --arch");
+		}
+	}
 	else if (arch.empty())
 		arch = "fasterrcnn_resnet50_fpn";
 	d.model = model_preset(arch);

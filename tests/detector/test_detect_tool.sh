@@ -93,6 +93,13 @@ expect_option_error "option --num-classes needs an integer from 0 to 100000, got
 expect_option_error "option --pixel-aspect-ratio needs a ratio from 1:16 to 16:1, got '1000000:1'" --arch tiny --seed 1 \
 	--pixel-aspect-ratio 1000000:1
 
+# Weights whose model cannot be told: the file and the option to give are named.
+"$python" -c 'import sys, torch; torch.save({"head.weight": torch.zeros(2, 2)}, sys.argv[1])' "$out/unknown.pth"
+status=0
+"$detect" --weights "$out/unknown.pth" "$out/plain.jpg" > /dev/null 2> "$out/stderr.txt" || status=$?
+[ "$status" -eq 1 ] && grep -q "^frcnn-detect: weights '$out/unknown.pth': cannot tell which model .*name the model explicitly with --arch$" \
+	"$out/stderr.txt" || { echo "FAIL: weights of no known model: status $status:"; cat "$out/stderr.txt"; exit 1; }
+
 # 5. Output that cannot be written (a full disk) is a failure, said once.
 status=0
 "$detect" --arch tiny --seed 1 --threads 2 "$out/plain.jpg" "$out/plain.jpg" > /dev/full 2> "$out/stderr.txt" || status=$?
