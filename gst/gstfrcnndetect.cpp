@@ -1725,7 +1725,8 @@ static gboolean gst_frcnn_detect_load_model(GstFrcnnDetect *self, const Settings
 	} catch (const std::exception &e) {
 		/* A preset run as published (its own model and classes) that does not fit: the file
 		 * the download cache holds under its name is another. */
-		const bool as_published = preset && !settings.model_set && settings.num_classes == 0;
+		const bool as_published = preset && !settings.model_set && settings.num_classes == 0 &&
+					  dynamic_cast<const frcnn::WeightsMismatchError *>(&e) != nullptr;
 		const std::string cached = as_published ? frcnn::cached_download_advice(settings.weights) : "";
 		if (!cached.empty())
 			GST_FRCNN_DETECT_PROBLEM(self, while_playing, RESOURCE, OPEN_READ,

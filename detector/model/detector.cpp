@@ -119,6 +119,10 @@ Detector::Detector(const DetectorOptions &options)
 	if (options.precision == Precision::Int8 && options.int8_calibration_frames < 1)
 		throw Error("int8 calibration needs at least 1 frame, not " + std::to_string(options.int8_calibration_frames));
 	if (options.precision == Precision::Int8 && !options.int8_calibration.empty() &&
+	    std::filesystem::is_directory(options.int8_calibration))
+		throw CalibrationError("the 8-bit calibration '" + options.int8_calibration +
+				       "' is a folder: give a file (written there when it does not exist)");
+	if (options.precision == Precision::Int8 && !options.int8_calibration.empty() &&
 	    access(options.int8_calibration.c_str(), F_OK) != 0) {
 		// Written after the calibration frames: a folder it cannot go to fails now, not then.
 		auto folder = std::filesystem::path(options.int8_calibration).parent_path();
@@ -145,10 +149,6 @@ Detector::Detector(const DetectorOptions &options)
 		// The choice of CPU kernels means nothing elsewhere.
 		if (impl_->device.is_cpu())
 			impl_->model->set_cpu_convolutions(options.cpu_convolutions);
-		if (options.precision == Precision::Int8 && !options.int8_calibration.empty() &&
-		    std::filesystem::is_directory(options.int8_calibration))
-			throw CalibrationError("the 8-bit calibration '" + options.int8_calibration +
-					       "' is a folder: give a file (written there when it does not exist)");
 		if (options.precision == Precision::Int8 && !options.int8_calibration.empty() &&
 		    access(options.int8_calibration.c_str(), F_OK) == 0) {
 			try {

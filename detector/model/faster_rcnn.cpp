@@ -741,7 +741,7 @@ void FasterRCNNImpl::load_state_dict(const Checkpoint &checkpoint)
 		if (!held.empty())
 			msg << " the checkpoint holds " << held << ";";
 		msg << " choose the model and number of classes the checkpoint was trained with";
-		throw Error(msg.str());
+		throw WeightsMismatchError(msg.str());
 	}
 
 	torch::NoGradGuard no_grad;

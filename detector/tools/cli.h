@@ -112,7 +112,7 @@ template <typename Run> auto capturing_stderr(Run run, std::string &said)
 // Runs `read`, which reads the weights file `path` that the weights value `weights` resolved to.
 // A file of the download cache that cannot be read (copied in by hand, damaged since) is said
 // to be one, and how to download it anew; so is a preset's file that does not fit the preset's
-// own model and classes when `as_published` (neither was set otherwise).
+// own model and classes (WeightsMismatchError) when `as_published` (neither was set otherwise).
 template <typename Read>
 auto reading_weights(const std::string &weights, const std::string &path, Read read, bool as_published = false)
 {
@@ -121,7 +121,9 @@ auto reading_weights(const std::string &weights, const std::string &path, Read r
 	} catch (const Error &e) {
 		const std::string cached = cached_download_advice(weights);
 		const bool names_the_file = std::string(e.what()).find(path) != std::string::npos;
-		if (cached.empty() || path.empty() || !(names_the_file || (as_published && weights_preset_of(weights))))
+		const bool misfit = dynamic_cast<const WeightsMismatchError *>(&e) != nullptr;
+		if (cached.empty() || path.empty() ||
+		    !(names_the_file || (as_published && misfit && weights_preset_of(weights))))
 			throw;
 		throw Error(std::string(e.what()) + ". " + cached);
 	}

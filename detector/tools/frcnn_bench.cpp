@@ -1194,7 +1194,8 @@ int main(int argc, char **argv)
 		}
 		errno = 0;
 		if (std::fflush(stdout) != 0 || std::ferror(stdout))
-			throw frcnn::Error(std::string("cannot write the results to standard output: ") + std::strerror(errno));
+			throw frcnn::Error(std::string("cannot write the results to standard output") +
+					   (errno ? std::string(": ") + std::strerror(errno) : ""));
 	} catch (const std::exception &e) {
 		std::fprintf(stderr, "frcnn-bench: %s\n", frcnn::cli::error_text(e).c_str());
 		return 1;

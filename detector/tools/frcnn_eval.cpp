@@ -78,8 +78,8 @@ int main(int argc, char **argv)
 		const std::string text = as_json ? frcnn::eval_result_json(result) + "\n" : frcnn::eval_result_table(result);
 		errno = 0;
 		if (std::fwrite(text.data(), 1, text.size(), stdout) != text.size() || std::fflush(stdout) != 0)
-			throw frcnn::Error(std::string("cannot write the results to standard output: ") +
-					   std::strerror(errno));
+			throw frcnn::Error(std::string("cannot write the results to standard output") +
+					   (errno ? std::string(": ") + std::strerror(errno) : ""));
 	} catch (const std::exception &e) {
 		std::fprintf(stderr, "frcnn-eval: %s\n", frcnn::cli::error_text(e).c_str());
 		return 1;

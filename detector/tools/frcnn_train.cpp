@@ -247,10 +247,16 @@ private:
 		const float x = b[0], y = b[1], w = b[2], h = b[3];
 		if (w < 1 || h < 1)
 			return; // torchvision's references drop degenerate boxes too
+		// A whole number, also written as a float (2.0: Python's json of a float column).
 		const auto &category_id = a.at("category_id");
-		if (!category_id.is_number_integer())
+		const bool whole = category_id.is_number_integer() ||
+				   (category_id.is_number_float() && std::isfinite(category_id.get<double>()) &&
+				    std::floor(category_id.get<double>()) == category_id.get<double>() &&
+				    std::fabs(category_id.get<double>()) < 1e15);
+		if (!whole)
 			throw frcnn::Error(name + ": category id " + category_id.dump() + " is not a whole number");
-		const int64_t category = category_id.get<int64_t>();
+		const int64_t category = category_id.is_number_integer() ? category_id.get<int64_t>()
+									 : (int64_t)category_id.get<double>();
 		// Label 0 is the background in torchvision's detection models.
 		if (category < 1 || category > kMaxCategory)
 			throw frcnn::Error(name + ": category id " + std::to_string(category) + " is not from 1 to " +
@@ -441,6 +447,32 @@ std::string arch_of(const frcnn::Checkpoint &checkpoint)
 	}
 }
 
+// A resumed run's log keeps the lines of the epochs before `epoch` only: a run stopped within
+// an epoch wrote some of its lines, which the resumed run writes again from the epoch's start.
+void keep_log_before(const std::string &path, int epoch)
+{
+	std::ifstream in(path);
+	if (!in)
+		return; /* nothing logged yet: the log starts here */
+	std::string kept, line;
+	bool dropped = false;
+	while (std::getline(in, line)) {
+		const nlohmann::json entry = nlohmann::json::parse(line, nullptr, false);
+		if (entry.is_object() && entry.value("epoch", epoch) < epoch)
+			kept += line + "\n";
+		else
+			dropped = true;
+	}
+	if (!dropped)
+		return;
+	const std::string temporary = path + ".tmp";
+	std::ofstream out(temporary, std::ios::trunc);
+	out << kept;
+	out.close();
+	if (!out || std::rename(temporary.c_str(), path.c_str()) != 0)
+		throw Error("cannot write the log '" + path + "': " + std::strerror(errno));
+}
+
 // Refuses more trainable backbone layers than the model has: before the data is read (with
 // --arch, before anything), not when the model is built.
 void check_trainable_layers(const std::string &arch, int trainable_layers)
@@ -603,13 +635,14 @@ int train(const Options &o)
 		fitted.module_versions = source.module_versions;
 		model->load_state_dict(fitted);
 	} else {
-		// From scratch: frozen batch norm gets the statistics of a few training images, the
-		// last of the first epoch (of the same images whatever --epochs, so that a run resumed
-		// after its first epochs is the run that went on).
-		const size_t epoch_images = synthetic ? (size_t)iterations * o.batch_size : data->size();
+		// From scratch: frozen batch norm gets the statistics of 16 training images, the same
+		// whatever --epochs (so that a run resumed after its first epochs is the run that went
+		// on): the last scenes of the first epoch (scene i is a function of i alone, so an
+		// epoch of fewer takes scenes of the next), or the last images of a COCO file.
+		const size_t last = synthetic ? std::max<size_t>((size_t)iterations * o.batch_size, 16) : data->size();
 		std::vector<torch::Tensor> images;
-		for (size_t i = 0; i < std::min<size_t>(16, epoch_images); i++)
-			images.push_back(data->get(epoch_images - 1 - i).image);
+		for (size_t i = 0; i < std::min<size_t>(16, last); i++)
+			images.push_back(data->get(last - 1 - i).image);
 		model->calibrate_frozen_batch_norm(images);
 	}
 	model->freeze_backbone_layers(config.trainable_backbone_layers);
@@ -627,6 +660,8 @@ int train(const Options &o)
 		restore_momentum(sgd, params, param_names, o.resume + ".optimizer");
 
 	std::ofstream log;
+	if (!o.log.empty() && start_epoch > 0)
+		keep_log_before(o.log, start_epoch);
 	if (!o.log.empty()) {
 		log.open(o.log, start_epoch > 0 ? std::ios::app : std::ios::trunc);
 		if (!log)

@@ -194,6 +194,18 @@ TEST(ModelOptions, ADamagedFileOfTheDownloadCacheSaysSo)
 	expect_error([&] { frcnn::cli::make_detector(options); },
 		     "The file is the download of 'coco-mobilenet-320' kept in the cache (" + home +
 			     "/hub/checkpoints): delete it to download it again.");
+	// Errors of other settings are not the file's.
+	options.precision = frcnn::Precision::Int8;
+	options.int8_calibration = home;
+	try {
+		frcnn::cli::make_detector(options);
+		ADD_FAILURE() << "a folder was taken for a calibration file";
+	} catch (const frcnn::Error &e) {
+		EXPECT_NE(std::string(e.what()).find("is a folder"), std::string::npos) << e.what();
+		EXPECT_EQ(std::string(e.what()).find("download"), std::string::npos) << e.what();
+	}
+	options.precision = frcnn::Precision::Fp32;
+	options.int8_calibration.clear();
 	options.num_classes = 4;
 	try {
 		frcnn::cli::make_detector(options);

@@ -284,8 +284,9 @@ else
 	fi
 fi
 # 6. Resuming is going on: 3 epochs in one run, and 1 epoch resumed for 2 more, write the same
-#    bytes (weights, momentum, log), on shapes and on COCO (whose image order is shuffled every
-#    epoch). The schedule is constant: a cosine or step schedule spans --epochs.
+#    bytes (weights, momentum, log: the lines a run stopped within an epoch logged of it are
+#    written again), on shapes and on COCO (whose image order is shuffled every epoch). The
+#    schedule is constant: a cosine or step schedule spans --epochs.
 for data in shapes coco; do
 	if [ $data = shapes ]; then
 		set -- --synthetic shapes --width 160 --height 120 --iterations 3 --batch-size 2
@@ -296,6 +297,8 @@ for data in shapes coco; do
 		--log "$out/whole-$data.jsonl" 2> /dev/null
 	"$train" "${small[@]}" "$@" --schedule constant --epochs 1 --output "$out/parts-$data.pth" \
 		--log "$out/parts-$data.jsonl" 2> /dev/null
+	# As if the run had been stopped within its second epoch: the lines it logged of it go.
+	echo '{"epoch":1,"iteration":99,"lr":0.01}' >> "$out/parts-$data.jsonl"
 	"$train" "${small[@]}" "$@" --schedule constant --epochs 3 --resume "$out/parts-$data.pth" \
 		--output "$out/parts-$data.pth" --log "$out/parts-$data.jsonl" 2> /dev/null
 	for file in .pth .pth.optimizer .jsonl; do
@@ -342,6 +345,12 @@ coco_variant() {
 }
 coco_variant 'd["annotations"] = []' no-boxes
 expect_error 1 "'$out/coco/no-boxes.json' has no boxes to train on" --coco-json "$out/coco/no-boxes.json" --images "$out/coco" --threads 1
+coco_variant 'd["annotations"][0]["category_id"] = 1.0; d["annotations"][1]["category_id"] = 5.0' float-ids
+rc=0
+"$train" "${small[@]}" --coco-json "$out/coco/float-ids.json" --images "$out/coco" --epochs 1 --batch-size 1 \
+	--output "$out/float-ids.pth" 2> "$out/err" || rc=$?
+[ $rc -eq 0 ] && grep -q '"num_classes":6' "$out/float-ids.pth.json" ||
+	{ echo "FAIL: category ids written as floats (1.0, 5.0): status $rc, $(tail -c 300 "$out/err")"; status=1; }
 coco_variant 'd["annotations"][0]["category_id"] = 1.5' fraction
 expect_error 1 "annotation 1: category id 1.5 is not a whole number" --coco-json "$out/coco/fraction.json" --images "$out/coco" --threads 1
 coco_variant 'd["images"][1]["file_name"] = "missing.png"' missing-image

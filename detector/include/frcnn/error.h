@@ -28,4 +28,11 @@ public:
 	explicit SettingsError(const std::string &message) : Error(message) {}
 };
 
+// Weights that do not fit the model they are loaded into: tensors of other shapes, missing or
+// unexpected ones (a checkpoint of another model or number of classes).
+class WeightsMismatchError : public Error {
+public:
+	explicit WeightsMismatchError(const std::string &message) : Error(message) {}
+};
+
 } // namespace frcnn
