@@ -208,7 +208,7 @@ int main(int argc, char **argv)
 			std::fprintf(stderr, "frcnn-detect: %s\n", frcnn::cli::error_text(e).c_str());
 			status = 1;
 		}
-		// Output that does not arrive (a full disk, a closed pipe's reader) is a failure,
+		// Output that does not arrive (a full disk) is a failure,
 		// and the images after it would be detected for nothing.
 		if (!std::cout) {
 			std::fprintf(stderr, "frcnn-detect: cannot write the detections to standard output\n");
