@@ -2680,6 +2680,13 @@ static GstFlowReturn gst_frcnn_detect_run_batch(GstFrcnnDetect *self, std::vecto
 						   det.score, image.parent_id });
 			}
 		}
+		/* Ids go best detection first, also across the regions of interest of a frame
+		 * (each region's detections come best first). */
+		if (item->images.size() > 1)
+			std::stable_sort(attach.begin(), attach.end(),
+					 [](const frcnn::gst::NewDetection &a, const frcnn::gst::NewDetection &b) {
+						 return a.score > b.score;
+					 });
 		frcnn::gst::add_detection_metas(item->buffer, width, height, attach);
 		state->stats.detections += attach.size();
 	}

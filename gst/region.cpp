@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <cstdlib>
 #include <vector>
 
@@ -32,8 +33,11 @@ std::optional<Region> parse_region(const std::string &text)
 		char *end = nullptr;
 		errno = 0;
 		const long value = number.empty() ? 0 : std::strtol(number.c_str(), &end, 10);
-		if (number.empty() || *end != '\0' || errno == ERANGE || value < 0 || value > 1 << 20)
+		if (number.empty() || *end != '\0' || value < 0)
 			throw Error("'" + number + "' is not a pixel count");
+		/* Any count up to an int's: the region is cut to the frame (in 64 bits). */
+		if (errno == ERANGE || value > INT_MAX)
+			throw Error("'" + number + "' is beyond " + std::to_string(INT_MAX) + " pixels");
 		numbers.push_back(value);
 		if (comma == std::string::npos)
 			break;

@@ -126,6 +126,9 @@ def main():
         message = bus.pop_filtered(Gst.MessageType.ERROR)
         print("error:", message.parse_error()[0].message if message else "state change failed",
               file=sys.stderr)
+        # Elements are released in NULL only.
+        pipeline.set_state(Gst.State.NULL)
+        bus.remove_signal_watch()
         return 1
     loop.run()
     # What the element did since it started.

@@ -2987,20 +2987,27 @@ std::vector<std::vector<frcnn::Detection>> expected_in_regions(const Frame &fram
 	return lists;
 }
 
-// The metas from the `first` on are the `expected` detections of each region, region by region
-// (best first in each), with the region's id as their parent and ids after those on the buffer
-// before.
+// The metas from the `first` on are the `expected` detections of each region, best first across
+// the regions (those of equal scores region by region), with the region's id as their parent and
+// ids after those on the buffer before.
 void expect_detections_in_regions(GstBuffer *buffer, const Frame &frame, std::size_t first,
 				  const std::vector<ExpectedRegion> &regions,
 				  const std::vector<std::vector<frcnn::Detection>> &lists)
 {
 	ASSERT_EQ(regions.size(), lists.size());
-	std::vector<frcnn::Detection> expected;
-	std::vector<gint> parents;
+	std::vector<std::pair<frcnn::Detection, gint>> found;
 	for (std::size_t i = 0; i < regions.size(); i++) {
 		EXPECT_FALSE(lists[i].empty()) << "a region without detections proves little";
-		expected.insert(expected.end(), lists[i].begin(), lists[i].end());
-		parents.insert(parents.end(), lists[i].size(), regions[i].parent_id);
+		for (const frcnn::Detection &det : lists[i])
+			found.emplace_back(det, regions[i].parent_id);
+	}
+	std::stable_sort(found.begin(), found.end(),
+			 [](const auto &a, const auto &b) { return a.first.score > b.first.score; });
+	std::vector<frcnn::Detection> expected;
+	std::vector<gint> parents;
+	for (const auto &[det, parent] : found) {
+		expected.push_back(det);
+		parents.push_back(parent);
 	}
 	expect_meta_equals(buffer, frame.width(), frame.height(), expected, {}, first);
 	const std::vector<gst_test::RoiDetection> rois = gst_test::read_rois(buffer);

@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
 """read_detections() of docs/examples/read_detections.py finds every region of interest on a
 buffer: ids that start above 0 (regions of another element before frcnndetect's), gaps (regions
-an application removed), and it stops on a buffer whose regions share an id."""
+an application removed), and it stops on a buffer whose regions share an id; a start that fails
+(weights that do not exist) exits with status 1 and leaves the pipeline in NULL (GStreamer
+complains of elements disposed in another state)."""
 import importlib.util
+import subprocess
 import sys
 
 import gi
@@ -52,6 +55,14 @@ def main():
         failures += 1
     else:
         print("ok: two regions of id 0 read once")
+    run = subprocess.run([sys.executable, sys.argv[1], "--model", "tiny", "--weights", "/nonexistent/weights.pth",
+                          "/usr/share/doc/opencv-doc/examples/data/Megamind.avi"],
+                         capture_output=True, text=True, timeout=60)
+    if run.returncode != 1 or "error:" not in run.stderr or "CRITICAL" in run.stderr:
+        print(f"FAIL: a start that fails: status {run.returncode}, stderr: {run.stderr}")
+        failures += 1
+    else:
+        print("ok: a start that fails exits with 1, nothing left running")
     return 1 if failures else 0
 
 

@@ -3,6 +3,7 @@
 // interest of inference-region=roi-list: how they are fitted.
 #include <gtest/gtest.h>
 
+#include <climits>
 #include <string>
 
 #include "frcnn/error.h"
@@ -32,6 +33,8 @@ TEST(Region, ParsesFourPixelCounts)
 	EXPECT_EQ(parse_region(""), std::nullopt);
 	EXPECT_EQ(parse_region("  "), std::nullopt);
 	EXPECT_EQ(parse_region("0,0,1,1")->text(), "0,0,1,1");
+	/* Counts beyond any frame: "all of it", cut to the frame. */
+	EXPECT_EQ(parse_region("0,0,2000000,2147483647"), (Region{ 0, 0, 2000000, 2147483647 }));
 }
 
 TEST(Region, SaysWhatIsWrongWithAValue)
@@ -42,7 +45,8 @@ TEST(Region, SaysWhatIsWrongWithAValue)
 	EXPECT_EQ(error_of("1,,3,4"), "'' is not a pixel count");
 	EXPECT_EQ(error_of("1.5,2,3,4"), "'1.5' is not a pixel count");
 	EXPECT_EQ(error_of("-1,2,3,4"), "'-1' is not a pixel count");
-	EXPECT_EQ(error_of("1,2,99999999999999999999,4"), "'99999999999999999999' is not a pixel count");
+	EXPECT_EQ(error_of("1,2,99999999999999999999,4"), "'99999999999999999999' is beyond 2147483647 pixels");
+	EXPECT_EQ(error_of("1,2,2147483648,4"), "'2147483648' is beyond 2147483647 pixels");
 	EXPECT_EQ(error_of("1,2,0,4"), "the width and height must be positive");
 }
 
@@ -51,6 +55,7 @@ TEST(Region, IsCutToTheFrame)
 	EXPECT_EQ(fit_region({ 10, 20, 30, 40 }, 100, 80, {}), (Region{ 10, 20, 30, 40 }));
 	EXPECT_EQ(fit_region({ 90, 70, 30, 40 }, 100, 80, {}), (Region{ 90, 70, 10, 10 }));
 	EXPECT_EQ(fit_region({ 0, 0, 1000, 1000 }, 100, 80, {}), (Region{ 0, 0, 100, 80 }));
+	EXPECT_EQ(fit_region({ 50, 40, INT_MAX, INT_MAX }, 100, 80, {}), (Region{ 50, 40, 50, 40 }));
 	EXPECT_THROW(fit_region({ 100, 0, 10, 10 }, 100, 80, {}), frcnn::Error);
 	EXPECT_THROW(fit_region({ 0, 80, 10, 10 }, 100, 80, {}), frcnn::Error);
 	try {
