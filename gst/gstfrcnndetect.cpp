@@ -1903,7 +1903,7 @@ static std::optional<ModelSetup> gst_frcnn_detect_setup_model(GstFrcnnDetect *se
 					  ("model-instance-id '%s' is in use by a model loaded with other "
 					   "settings (%s; this element has %s): give this element the same "
 					   "model settings or another model-instance-id.",
-					   id.c_str(), model->settings.c_str(), model_settings_text(settings).c_str()),
+					   id.c_str(), model->settings.c_str(), wanted.c_str()),
 					  ("the settings differ from those of the shared model"));
 			return std::nullopt;
 		}
