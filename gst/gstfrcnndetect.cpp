@@ -989,8 +989,8 @@ static void gst_frcnn_detect_class_init(GstFrcnnDetectClass *klass)
 				  DEFAULT_PROP_MAX_DETECTIONS, playing));
 	g_object_class_install_property(object_class, PROP_CLASSES,
 		g_param_spec_string("classes", "Classes",
-				    "Only keep these classes: names or ids separated by commas "
-				    "(empty = all)",
+				    "Only keep these classes: names or ids (from 1, as torchvision's: "
+				    "COCO's person is 1) separated by commas (empty = all)",
 				    DEFAULT_PROP_CLASSES, playing));
 	g_object_class_install_property(object_class, PROP_QOS,
 		g_param_spec_boolean("qos", "QoS",

@@ -152,6 +152,15 @@ std::vector<std::string> read_labels_file(const std::string &path, int num_class
 	throw Error(msg.str());
 }
 
+/* Class 0 is the background, which the model never detects: a filter of it would keep nothing
+ * (ids counted from 0, as other detectors count them, are one off here). */
+static Error background_error(const std::string &token, const std::vector<std::string> &labels)
+{
+	return Error("class '" + token + "' is the background (id 0), which the model does not detect: its classes " +
+		     "are ids 1.." + std::to_string(labels.size() - 1) +
+		     (labels.size() > 1 ? " (1 is '" + labels[1] + "')" : std::string()));
+}
+
 std::set<int64_t> parse_classes(const std::string &spec, const std::vector<std::string> &labels)
 {
 	std::set<int64_t> ids;
@@ -168,17 +177,25 @@ std::set<int64_t> parse_classes(const std::string &spec, const std::vector<std::
 				throw Error("class id " + token + " is out of range: the model has " +
 					    std::to_string(labels.size()) + " classes (0.." +
 					    std::to_string(labels.size() - 1) + ")");
+			if (id == 0)
+				throw background_error(token, labels);
 			ids.insert(id);
 			continue;
 		}
 
-		bool found = false;
+		bool found = false, background = false;
 		for (std::size_t id = 0; id < labels.size(); id++) {
 			if (equal_nocase(labels[id], token)) {
+				if (id == 0) {
+					background = true;
+					continue;
+				}
 				ids.insert(static_cast<int64_t>(id));
 				found = true;
 			}
 		}
+		if (!found && background)
+			throw background_error(token, labels);
 		if (!found)
 			throw Error("unknown class '" + token +
 				    "': use a name from the labels or a class id");

@@ -1823,7 +1823,7 @@ TEST(FrcnnDetect, LabelsFileNamesTheClasses)
 	const std::vector<frcnn::Detection> all = expected_for(frame);
 	const int64_t id = *some_labels(all).begin();
 
-	HarnessPtr h = harness("labels=\"" + path + "\" classes=\"" + labels[id] + ", 0\"");
+	HarnessPtr h = harness("labels=\"" + path + "\" classes=\"" + labels[id] + ", " + std::to_string(id) + "\"");
 	gst_harness_set_src_caps(h.get(), frame.caps());
 	gst_test::BufferPtr out(gst_harness_push_and_pull(h.get(), frame.buffer(0)));
 	ASSERT_TRUE(out);

@@ -87,6 +87,16 @@ TEST(Labels, AByteOrderMarkAndEmptyLines)
 	}
 }
 
+std::string error_of_classes(const std::string &spec, const std::vector<std::string> &labels)
+{
+	try {
+		parse_classes(spec, labels);
+	} catch (const frcnn::Error &e) {
+		return e.what();
+	}
+	return "(no error)";
+}
+
 TEST(Labels, ClassesFilter)
 {
 	const std::vector<std::string> labels = frcnn::gst::coco_category_names();
@@ -101,7 +111,13 @@ TEST(Labels, ClassesFilter)
 	EXPECT_THROW(parse_classes("person, unicorn", labels), frcnn::Error);
 	EXPECT_THROW(parse_classes("91", labels), frcnn::Error);
 	EXPECT_THROW(parse_classes("99999999999999999999999", labels), frcnn::Error);
-	EXPECT_EQ(parse_classes("0,90", labels), (std::set<int64_t>{ 0, 90 }));
+	EXPECT_EQ(parse_classes("1,90", labels), (std::set<int64_t>{ 1, 90 }));
+	/* The background, by id or name, would keep nothing (0 is the first class elsewhere). */
+	for (const char *background : { "0", "__background__", "person,0" })
+		EXPECT_EQ(error_of_classes(background, labels),
+			  "class '" + std::string(std::string(background) == "person,0" ? "0" : background) +
+				  "' is the background (id 0), which the model does not detect: its classes are ids "
+				  "1..90 (1 is 'person')");
 }
 
 std::string class_thresholds_error(const std::string &spec)
