@@ -181,8 +181,8 @@ static GstFlowReturn gst_frcnn_overlay_transform_ip(GstBaseTransform *transform,
 	GstVideoFilter *filter = GST_VIDEO_FILTER(transform);
 	if (filter->negotiated) {
 		const GstVideoInfo *info = &filter->in_info;
-		if (frcnn::gst::read_detection_metas(buffer, GST_VIDEO_INFO_WIDTH(info), GST_VIDEO_INFO_HEIGHT(info))
-			    .empty())
+		/* Whether there is a region at all; the drawing reads them. */
+		if (!gst_buffer_get_video_region_of_interest_meta(buffer))
 			return GST_FLOW_OK;
 		/* What gst_video_frame_map() refuses of a buffer without a video meta. */
 		if (!gst_buffer_get_video_meta(buffer) && gst_buffer_get_size(buffer) < GST_VIDEO_INFO_SIZE(info)) {

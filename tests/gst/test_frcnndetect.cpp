@@ -158,6 +158,21 @@ frcnn::Detector &reference(double threshold = kThreshold, int min_size = kMinSiz
 	return *detector;
 }
 
+// The library with the 91-class test weights (COCO's class count), at the tests' settings.
+frcnn::Detector &coco_reference()
+{
+	static const std::unique_ptr<frcnn::Detector> detector = [] {
+		frcnn::DetectorOptions options;
+		options.model = frcnn::model_preset("tiny");
+		options.model.num_classes = 91;
+		options.model.box_score_thresh = kThreshold;
+		options.model.min_size = kMinSize;
+		options.weights = gst_test::weights91();
+		return std::make_unique<frcnn::Detector>(options);
+	}();
+	return *detector;
+}
+
 std::vector<frcnn::Detection> expected_for(const Frame &frame)
 {
 	return reference().detect({ view_of(frame) }).at(0);
@@ -3394,13 +3409,6 @@ struct WatchedElement {
 TEST(FrcnnDetect, WeightsChangeWhilePlaying)
 {
 	const std::vector<Frame> frames = distinct_frames(3);
-	frcnn::DetectorOptions options;
-	options.model = frcnn::model_preset("tiny");
-	options.model.num_classes = 91;
-	options.model.box_score_thresh = kThreshold;
-	options.model.min_size = kMinSize;
-	options.weights = gst_test::weights91();
-	frcnn::Detector coco_reference(options);
 	const std::vector<std::string> coco = frcnn::gst::coco_category_names();
 
 	WatchedElement element(frames[0]);
@@ -3411,7 +3419,7 @@ TEST(FrcnnDetect, WeightsChangeWhilePlaying)
 		gst_test::BufferPtr out = element.push(frame);
 		ASSERT_TRUE(out);
 		expect_meta_equals(out.get(), frame.width(), frame.height(),
-				   coco_reference.detect({ view_of(frame) }).at(0), coco);
+				   coco_reference().detect({ view_of(frame) }).at(0), coco);
 	};
 	expect_old_model(frames[0]);
 
@@ -4236,13 +4244,6 @@ TEST(FrcnnDetect, NewerWeightsWhilePlayingDoNotWaitForADownloadInProgress)
 	LoopbackHttpServer server;
 	ScopedEnv torch_home("TORCH_HOME", gst_test::out_dir() + "/replaced-while-playing-cache");
 	const std::vector<Frame> frames = distinct_frames(2);
-	frcnn::DetectorOptions options;
-	options.model = frcnn::model_preset("tiny");
-	options.model.num_classes = 91;
-	options.model.box_score_thresh = kThreshold;
-	options.model.min_size = kMinSize;
-	options.weights = gst_test::weights91();
-	frcnn::Detector coco_reference(options);
 
 	WatchedElement element(frames[0]);
 	GstHarness *h = element.h.get();
@@ -4267,7 +4268,7 @@ TEST(FrcnnDetect, NewerWeightsWhilePlayingDoNotWaitForADownloadInProgress)
 	gst_test::BufferPtr out = element.push(frames[1]);
 	ASSERT_TRUE(out);
 	expect_meta_equals(out.get(), frames[1].width(), frames[1].height(),
-			   coco_reference.detect({ view_of(frames[1]) }).at(0), frcnn::gst::coco_category_names());
+			   coco_reference().detect({ view_of(frames[1]) }).at(0), frcnn::gst::coco_category_names());
 }
 
 // What an application's synchronous bus handler does with the element when the download's first
