@@ -71,6 +71,19 @@ LD_LIBRARY_PATH=$libdir "$out/consumer" "$weights" | grep -x "frames 1" >/dev/nu
 LD_LIBRARY_PATH=$libdir ldd "$out/consumer" | grep -F "libfrcnn.so" | grep -F "$dest" >/dev/null ||
 	fail "the program does not load the installed libfrcnn"
 
+# The same program against the build tree, through the frcnn-uninstalled.pc meson writes there
+# (PKG_CONFIG_PATH=BUILD/meson-uninstalled): the headers come from the source tree.
+uninstalled=$build/meson-uninstalled
+[ -f "$uninstalled/frcnn-uninstalled.pc" ] || fail "meson wrote no frcnn-uninstalled.pc in $uninstalled"
+flags=$(PKG_CONFIG_PATH=$uninstalled pkg-config --cflags --libs frcnn-uninstalled) ||
+	fail "pkg-config does not know frcnn-uninstalled"
+echo "pkg-config --cflags --libs frcnn-uninstalled: $flags"
+# shellcheck disable=SC2086 # the flags are words
+g++ -std=c++17 -o "$out/consumer-uninstalled" "$out/consumer.cpp" $flags ||
+	fail "a program does not build against the build tree with frcnn-uninstalled.pc"
+LD_LIBRARY_PATH=$build/detector "$out/consumer-uninstalled" "$weights" | grep -x "frames 1" >/dev/null ||
+	fail "the program built against the build tree does not run"
+
 if [ "$plugin" = plugin ]; then
 	so=$(find_one libgstfrcnn.so)
 	[ "$(basename "$(dirname "$so")")" = gstreamer-1.0 ] || fail "the plugin is not in a gstreamer-1.0 folder: $so"

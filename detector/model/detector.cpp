@@ -134,6 +134,9 @@ Detector::Detector(const DetectorOptions &options)
 	}
 	// Before the weights are read: a precision the device cannot run fails at once.
 	detail::check_precision(impl_->device, options.precision);
+	if (options.threads < 0)
+		throw Error("threads must be at least 0 (0 keeps the thread count as it is), got " +
+			    std::to_string(options.threads));
 	if (options.threads > 0)
 		set_cpu_threads(options.threads);
 	try {

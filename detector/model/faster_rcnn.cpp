@@ -186,6 +186,61 @@ void check_max_detections(int value)
 		throw Error("the most detections per image must not be negative, not " + std::to_string(value));
 }
 
+// The shape and training settings of a ModelConfig that the modules would otherwise take as
+// they come: a zero width builds empty weights whose first use fails with LibTorch's words, a
+// negative count or a NaN threshold runs without a word. Each message names the field.
+void check_model_shape(const ModelConfig &config)
+{
+	const auto at_least = [](const char *name, int value, int least) {
+		if (value < least)
+			throw Error(std::string(name) + " must be at least " + std::to_string(least) + ", got " +
+				    std::to_string(value));
+	};
+	const auto fraction = [](const char *name, double value) {
+		if (!(value >= 0.0 && value <= 1.0))
+			throw Error(std::string(name) + " must be a number from 0 to 1, got " + std::to_string(value));
+	};
+	at_least("stem_width", config.stem_width, 1);
+	for (int width : config.layer_widths)
+		at_least("each of layer_widths", width, 1);
+	at_least("fpn_channels", config.fpn_channels, 1);
+	at_least("rpn_conv_depth", config.rpn_conv_depth, 0);
+	at_least("rpn_pre_nms_top_n_train", config.rpn_pre_nms_top_n_train, 1);
+	at_least("rpn_pre_nms_top_n_test", config.rpn_pre_nms_top_n_test, 1);
+	at_least("rpn_post_nms_top_n_train", config.rpn_post_nms_top_n_train, 1);
+	at_least("rpn_post_nms_top_n_test", config.rpn_post_nms_top_n_test, 1);
+	at_least("rpn_batch_size_per_image", config.rpn_batch_size_per_image, 1);
+	at_least("box_roi_output_size", config.box_roi_output_size, 1);
+	at_least("box_head_size", config.box_head_size, 1);
+	at_least("box_batch_size_per_image", config.box_batch_size_per_image, 1);
+	if (config.num_classes > kMostClasses)
+		throw Error("num_classes must be at most " + std::to_string(kMostClasses) + ", got " +
+			    std::to_string(config.num_classes));
+	fraction("rpn_nms_thresh", config.rpn_nms_thresh);
+	// Above 1 keeps no proposal, as in torchvision (a test's way to get none): only NaN is refused.
+	if (std::isnan(config.rpn_score_thresh))
+		throw Error("rpn_score_thresh must be a number, got nan");
+	fraction("rpn_fg_iou_thresh", config.rpn_fg_iou_thresh);
+	fraction("rpn_bg_iou_thresh", config.rpn_bg_iou_thresh);
+	fraction("rpn_positive_fraction", config.rpn_positive_fraction);
+	fraction("box_fg_iou_thresh", config.box_fg_iou_thresh);
+	fraction("box_bg_iou_thresh", config.box_bg_iou_thresh);
+	fraction("box_positive_fraction", config.box_positive_fraction);
+	// torchvision's Matcher asserts the same order.
+	if (config.rpn_bg_iou_thresh > config.rpn_fg_iou_thresh || config.box_bg_iou_thresh > config.box_fg_iou_thresh)
+		throw Error("the background IoU thresholds (rpn_bg_iou_thresh, box_bg_iou_thresh) must not be above "
+			    "the foreground ones (rpn_fg_iou_thresh, box_fg_iou_thresh)");
+	if (!(config.frozen_bn_eps >= 0.0) || !std::isfinite(config.frozen_bn_eps))
+		throw Error("frozen_bn_eps must be a number of at least 0, got " + std::to_string(config.frozen_bn_eps));
+	for (const std::vector<double> &level : config.anchor_sizes)
+		for (double size : level)
+			if (!(size > 0.0) || !std::isfinite(size))
+				throw Error("anchor_sizes must hold positive numbers, got " + std::to_string(size));
+	for (double ratio : config.aspect_ratios)
+		if (!(ratio > 0.0) || !std::isfinite(ratio))
+			throw Error("aspect_ratios must hold positive numbers, got " + std::to_string(ratio));
+}
+
 } // namespace
 
 FasterRCNNImpl::FasterRCNNImpl(const ModelConfig &config)
@@ -211,6 +266,7 @@ FasterRCNNImpl::FasterRCNNImpl(const ModelConfig &config)
 	check_score_threshold(config.box_score_thresh);
 	check_nms_threshold(config.box_nms_thresh);
 	check_max_detections(config.box_detections_per_img);
+	check_model_shape(config);
 	parts_->backbone = register_module("backbone", detail::Backbone(config));
 	parts_->rpn = register_module("rpn", detail::RegionProposalNetwork(config));
 	parts_->roi_heads = register_module("roi_heads", detail::RoIHeads(config));

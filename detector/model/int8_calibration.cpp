@@ -40,12 +40,15 @@ void save_int8_calibration(const Int8Calibration &calibration, const std::string
 	// stays whole when writing fails.
 	const std::string temporary = path + ".tmp" + std::to_string(::getpid());
 	{
+		errno = 0; // the streams set no error of their own: the system's says why
 		std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
 		out << document.dump(1, '\t') << '\n';
 		out.flush();
 		if (!out) {
+			const std::string reason = errno != 0 ? std::strerror(errno) : "the write failed";
 			std::remove(temporary.c_str());
-			throw Error("cannot write the 8-bit calibration '" + path + "'");
+			throw Error("cannot write the 8-bit calibration '" + path + "' (through '" + temporary +
+				    "'): " + reason);
 		}
 	}
 	if (std::rename(temporary.c_str(), path.c_str()) != 0) {

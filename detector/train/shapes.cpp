@@ -463,7 +463,9 @@ std::vector<ShapeObject> ShapesGenerator::render(uint64_t index, uint8_t *rgb,
 						 std::size_t stride) const
 {
 	const ShapesOptions &o = options_;
-	if (rgb == nullptr || stride < static_cast<std::size_t>(o.width) * 3)
+	if (rgb == nullptr)
+		throw Error("ShapesGenerator::render needs a buffer, got a null pointer");
+	if (stride < static_cast<std::size_t>(o.width) * 3)
 		throw Error("ShapesGenerator::render needs a buffer with rows of at least " +
 			    str(o.width * 3) + " bytes, got stride " + str(stride));
 

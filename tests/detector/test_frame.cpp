@@ -190,6 +190,19 @@ TEST(Detector, FramesWithoutProposalsHaveNoDetections)
 	EXPECT_TRUE(batch.at(1).empty());
 }
 
+// A negative thread count is refused, as set_cpu_threads refuses it (it was ignored).
+TEST(Detector, NegativeThreadsAreRefused)
+{
+	DetectorOptions options = shapes_options();
+	options.threads = -1;
+	try {
+		Detector detector(options);
+		ADD_FAILURE() << "threads -1 was taken";
+	} catch (const Error &e) {
+		EXPECT_NE(std::string(e.what()).find("threads must be at least 0"), std::string::npos) << e.what();
+	}
+}
+
 TEST(HeldFrame, DetectsExactlyWhatTheFramesGive)
 {
 	Detector &detector = shapes_detector();

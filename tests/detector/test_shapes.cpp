@@ -112,6 +112,12 @@ TEST(Shapes, RenderIntoPaddedRows)
 			ASSERT_EQ(padded[y * stride + k], 0xEE) << "padding written in row " << y;
 	}
 	EXPECT_THROW(g.render(0, padded.data(), 97 * 3 - 1), frcnn::Error);
+	try {
+		g.render(0, nullptr, stride);
+		ADD_FAILURE() << "a null buffer was taken";
+	} catch (const frcnn::Error &e) {
+		EXPECT_NE(std::string(e.what()).find("null pointer"), std::string::npos) << e.what();
+	}
 }
 
 TEST(Shapes, BoxesAreValid)

@@ -211,7 +211,7 @@ struct DetectorOptions {
 	bool channels_last = false;  // NHWC convolutions (fastest with fp16 on CUDA)
 	// The CPU's convolution kernels (fp32 and bf16 on the CPU; see CpuConvolutions).
 	CpuConvolutions cpu_convolutions = CpuConvolutions::Auto;
-	int threads = 0;	     // CPU threads (set_cpu_threads) from the constructing thread; 0 = as they are
+	int threads = 0;	     // CPU threads (set_cpu_threads) from the constructing thread; 0 = as they are, < 0 refused
 };
 
 class Detector {

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: BSD-3-Clause
-// Box operators with the semantics of torchvision.ops (0.14).
+// Box operators with the semantics of torchvision.ops (0.14). Like LibTorch's operators they report
+// bad inputs (shapes, types, devices) as c10::Error, not frcnn::Error.
 #pragma once
 
 #include <torch/types.h>
