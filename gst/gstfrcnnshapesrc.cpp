@@ -343,13 +343,6 @@ static gboolean gst_frcnn_shape_src_set_caps(GstBaseSrc *bsrc, GstCaps *caps)
 		options.max_objects = static_cast<int>(state->max_objects);
 		options.scene_frames = static_cast<int>(state->scene_frames);
 	}
-	if (options.min_objects > options.max_objects) {
-		GST_ELEMENT_ERROR(self, RESOURCE, SETTINGS,
-				  ("'min-objects' (%d) is larger than 'max-objects' (%d).",
-				   options.min_objects, options.max_objects),
-				  (nullptr));
-		return FALSE;
-	}
 	try {
 		state->generator = std::make_unique<frcnn::ShapesGenerator>(options);
 	} catch (const frcnn::Error &e) {
@@ -381,9 +374,21 @@ static gboolean gst_frcnn_shape_src_start(GstBaseSrc *bsrc)
 	GstFrcnnShapeSrcState *state = self->state;
 
 	std::string path;
+	guint min_objects, max_objects;
 	{
 		g_autoptr(GMutexLocker) locker = g_mutex_locker_new(GST_OBJECT_GET_LOCK(self));
 		path = state->ground_truth;
+		min_objects = state->min_objects;
+		max_objects = state->max_objects;
+	}
+	/* Both change only in READY: refused here, the state change fails at once (found at the
+	 * negotiation, the error came from the streaming thread, and an application could wait for
+	 * the preroll that never came). */
+	if (min_objects > max_objects) {
+		GST_ELEMENT_ERROR(self, RESOURCE, SETTINGS,
+				  ("'min-objects' (%u) is larger than 'max-objects' (%u).", min_objects, max_objects),
+				  (nullptr));
+		return FALSE;
 	}
 
 	state->frame = 0;

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 #include <memory>
 #include <set>
 
@@ -101,20 +102,46 @@ const KeptParam *kept_param_of(const DetectionParamsMeta &meta, const GstVideoRe
 	return nullptr;
 }
 
-// Puts the kept params back on the regions of interest of `buffer` that lost theirs. A buffer's
-// metas are transformed in the order they were added, each added after those before it on the
-// new buffer: the regions of interest older than this meta are there when its transform runs.
-void restore_params(GstBuffer *buffer, const DetectionParamsMeta &meta)
+// The regions of interest of `buffer`, by id and type, in their order on the buffer.
+std::map<std::pair<gint, GQuark>, std::vector<GstVideoRegionOfInterestMeta *>> regions_by_name(GstBuffer *buffer)
 {
+	std::map<std::pair<gint, GQuark>, std::vector<GstVideoRegionOfInterestMeta *>> regions;
 	gpointer state = nullptr;
 	while (GstMeta *item = gst_buffer_iterate_meta_filtered(
 		       buffer, &state, GST_VIDEO_REGION_OF_INTEREST_META_API_TYPE)) {
 		auto *roi = reinterpret_cast<GstVideoRegionOfInterestMeta *>(item);
-		if (gst_video_region_of_interest_meta_get_param(roi, kDetectionParam))
-			continue;
-		if (const KeptParam *kept = kept_param_of(meta, *roi))
-			gst_video_region_of_interest_meta_add_param(roi,
-								    gst_structure_copy(kept->param.get()));
+		regions[{ roi->id, roi->roi_type }].push_back(roi);
+	}
+	return regions;
+}
+
+// Puts the params back on the regions of interest of `buffer`, a scaled copy of `source`, that
+// lost theirs. A buffer's metas are transformed in the order they were added, each added after
+// those before it on the new buffer: the regions of interest older than this meta are there when
+// its transform runs, in their order on `source`. Each takes the param its region has on
+// `source` now, which an element may have changed (a tracker moving the rectangle and its box);
+// where `source` has another count of regions of that id and type (one added after this meta),
+// the kept param of a region found where its box is.
+void restore_params(GstBuffer *buffer, GstBuffer *source, const DetectionParamsMeta &meta)
+{
+	const auto before = source ? regions_by_name(source) : decltype(regions_by_name(source)){};
+	for (const auto &[name, regions] : regions_by_name(buffer)) {
+		const auto original = before.find(name);
+		const bool paired = original != before.end() && original->second.size() == regions.size();
+		for (std::size_t i = 0; i < regions.size(); i++) {
+			GstVideoRegionOfInterestMeta *roi = regions[i];
+			if (gst_video_region_of_interest_meta_get_param(roi, kDetectionParam))
+				continue;
+			if (paired) {
+				/* The region's own param, or none where it had none (an application took it
+				 * off). */
+				if (const GstStructure *param = gst_video_region_of_interest_meta_get_param(
+					    original->second[i], kDetectionParam))
+					gst_video_region_of_interest_meta_add_param(roi, gst_structure_copy(param));
+			} else if (const KeptParam *kept = kept_param_of(meta, *roi)) {
+				gst_video_region_of_interest_meta_add_param(roi, gst_structure_copy(kept->param.get()));
+			}
+		}
 	}
 }
 
@@ -131,7 +158,7 @@ void params_meta_free(GstMeta *meta, GstBuffer *)
 	params->kept = nullptr;
 }
 
-gboolean params_meta_transform(GstBuffer *dest, GstMeta *meta, GstBuffer *, GQuark type, gpointer data)
+gboolean params_meta_transform(GstBuffer *dest, GstMeta *meta, GstBuffer *source_buffer, GQuark type, gpointer data)
 {
 	/* The params hold boxes normalised to the frame, true of a copy and of a scaled frame
 	 * alike. The region-of-interest metas take no other transform, nor does this one. */
@@ -147,7 +174,7 @@ gboolean params_meta_transform(GstBuffer *dest, GstMeta *meta, GstBuffer *, GQua
 				    : nullptr;
 	for (const KeptParam &kept : *source->kept)
 		target->kept->push_back(kept.scaled(scale));
-	restore_params(dest, *target);
+	restore_params(dest, source_buffer, *target);
 	return TRUE;
 }
 
@@ -217,6 +244,39 @@ void keep_params(GstBuffer *buffer, std::vector<KeptParam> &&added)
 		std::swap(*meta->kept, *kept);
 }
 
+// Ids no region of interest of a buffer has: those above the highest, and once that reaches
+// G_MAXINT (another producer's ids may be anything), the lowest free ones from 0.
+class FreeRegionIds {
+public:
+	explicit FreeRegionIds(GstBuffer *buffer)
+	{
+		gpointer state = nullptr;
+		while (GstMeta *meta = gst_buffer_iterate_meta_filtered(
+			       buffer, &state, GST_VIDEO_REGION_OF_INTEREST_META_API_TYPE)) {
+			const gint id = reinterpret_cast<GstVideoRegionOfInterestMeta *>(meta)->id;
+			used_.insert(id);
+			highest_ = std::max(highest_, id);
+		}
+	}
+
+	gint take()
+	{
+		if (highest_ < G_MAXINT) {
+			used_.insert(++highest_);
+			return highest_;
+		}
+		while (used_.count(lowest_))
+			lowest_++;
+		used_.insert(lowest_);
+		return lowest_;
+	}
+
+private:
+	std::set<gint> used_;
+	gint highest_ = -1;
+	gint lowest_ = 0;
+};
+
 } // namespace
 
 GType detection_params_meta_api_get_type()
@@ -241,12 +301,7 @@ void add_detection_metas(GstBuffer *buffer, int width, int height,
 
 	// Ids unique within the buffer, so that readers can fetch metas with
 	// gst_buffer_get_video_region_of_interest_meta_id().
-	gint next_id = 0;
-	gpointer state = nullptr;
-	while (GstMeta *meta = gst_buffer_iterate_meta_filtered(
-		       buffer, &state, GST_VIDEO_REGION_OF_INTEREST_META_API_TYPE))
-		next_id = std::max(next_id,
-				   reinterpret_cast<GstVideoRegionOfInterestMeta *>(meta)->id + 1);
+	FreeRegionIds ids(buffer);
 
 	std::vector<KeptParam> kept;
 	kept.reserve(detections.size());
@@ -263,7 +318,7 @@ void add_detection_metas(GstBuffer *buffer, int width, int height,
 
 		GstVideoRegionOfInterestMeta *roi = gst_buffer_add_video_region_of_interest_meta(
 			buffer, det.label.c_str(), left, top, right - left, bottom - top);
-		roi->id = next_id++;
+		roi->id = ids.take();
 		/* GStreamer starts it at 0, a valid id: -1 says that the detection has no parent. */
 		roi->parent_id = det.parent_id;
 
@@ -378,20 +433,17 @@ std::vector<SkippedBy> read_skipped_metas(GstBuffer *buffer)
 int make_region_ids_unique(GstBuffer *buffer)
 {
 	std::vector<GstVideoRegionOfInterestMeta *> regions;
-	gint next_id = 0;
 	gpointer state = nullptr;
 	while (GstMeta *meta = gst_buffer_iterate_meta_filtered(
-		       buffer, &state, GST_VIDEO_REGION_OF_INTEREST_META_API_TYPE)) {
-		auto *roi = reinterpret_cast<GstVideoRegionOfInterestMeta *>(meta);
-		regions.push_back(roi);
-		next_id = std::max(next_id, roi->id + 1);
-	}
+		       buffer, &state, GST_VIDEO_REGION_OF_INTEREST_META_API_TYPE))
+		regions.push_back(reinterpret_cast<GstVideoRegionOfInterestMeta *>(meta));
+	FreeRegionIds ids(buffer);
 	std::set<gint> seen;
 	int renumbered = 0;
 	for (GstVideoRegionOfInterestMeta *roi : regions) {
 		if (seen.insert(roi->id).second)
 			continue;
-		roi->id = next_id++;
+		roi->id = ids.take();
 		seen.insert(roi->id);
 		renumbered++;
 	}

@@ -49,8 +49,9 @@ struct DetectionMeta {
 // param with the label id, the score and the unrounded box is lost. So that detections keep
 // them downstream of such elements, add_detection_metas also keeps a copy of each param in one
 // GstFrcnnDetectionParamsMeta per buffer, which goes wherever the region-of-interest metas go
-// (the same tags, copied and scaled with them) and puts each param back on its region of
-// interest (the one of the same id and type) when a scaling dropped it. The meta sits after the
+// (the same tags, copied and scaled with them) and puts back on each region of interest the param
+// that region had before the scaling dropped it (from the source buffer, by id, type and order;
+// the kept copy where the source cannot tell). The meta sits after the
 // regions it serves in the buffer's list of metas (it moves behind the regions each call adds),
 // so that its transform runs after theirs.
 GType detection_params_meta_api_get_type();

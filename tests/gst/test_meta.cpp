@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -200,6 +201,37 @@ TEST(DetectionMeta, IdsFollowTheBuffersAndBoxesStayInTheFrame)
 	EXPECT_DOUBLE_EQ(rois[2].y_max, 1.0);
 }
 
+// Another producer's ids may reach G_MAXINT: new ids and renumbered ones are then the lowest
+// free ones, never an id taken or a wrapped-around negative one (the next id was G_MAXINT + 1).
+TEST(DetectionMeta, IdsAfterTheHighestIntAreTheLowestFree)
+{
+	BufferPtr buffer = frame();
+	for (gint id : { G_MAXINT - 1, G_MAXINT, 0 }) {
+		GstVideoRegionOfInterestMeta *roi =
+			gst_buffer_add_video_region_of_interest_meta(buffer.get(), "face", 40, 40, 80, 80);
+		roi->id = id;
+	}
+	frcnn::gst::add_detection_metas(buffer.get(), kWidth, kHeight,
+					{ { 10, 10, 50, 50, 1, "person", 0.9, G_MAXINT },
+					  { 60, 10, 90, 50, 1, "person", 0.8, G_MAXINT } });
+	std::vector<Region> rois = read_rois(buffer.get());
+	ASSERT_EQ(rois.size(), 5u);
+	EXPECT_EQ(rois[3].id, 1);
+	EXPECT_EQ(rois[3].parent_id, G_MAXINT);
+	EXPECT_EQ(rois[4].id, 2);
+	// Two regions of one id (G_MAXINT) among those: the second takes the lowest free id.
+	GstVideoRegionOfInterestMeta *twin =
+		gst_buffer_add_video_region_of_interest_meta(buffer.get(), "face", 40, 40, 80, 80);
+	twin->id = G_MAXINT;
+	EXPECT_EQ(frcnn::gst::make_region_ids_unique(buffer.get()), 1);
+	rois = read_rois(buffer.get());
+	ASSERT_EQ(rois.size(), 6u);
+	EXPECT_EQ(rois[5].id, 3);
+	std::set<gint> ids;
+	for (const Region &roi : rois)
+		EXPECT_TRUE(ids.insert(roi.id).second) << "id " << roi.id << " twice";
+}
+
 // An application that removes detections (a filter, a tracker) frees their ids: detections added
 // later may take an id and type again, and keep their own params through a scaling, not those of
 // the detection removed.
@@ -252,6 +284,45 @@ TEST(DetectionMeta, AnotherRegionOfTheSameIdAndTypeGetsNoParam)
 	EXPECT_FALSE(after[1].has_param) << "the other producer's region";
 	EXPECT_TRUE(after[2].has_param);
 	EXPECT_EQ(after[2].label, "car");
+}
+
+// A tracker moves regions (the rectangle only, or the rectangle and its param's box): each keeps
+// its param through a scaling, the one it has when scaled, and the readers take the rectangle of
+// the region moved without its box. The position check of the kept params lost both.
+TEST(DetectionMeta, AMovedRegionKeepsItsParamThroughAScaling)
+{
+	BufferPtr buffer = frame_with_detections();
+	auto *moved = gst_buffer_get_video_region_of_interest_meta_id(buffer.get(), 0);
+	ASSERT_NE(moved, nullptr);
+	moved->x += 100;
+	moved->y += 60;
+	auto *tracked = gst_buffer_get_video_region_of_interest_meta_id(buffer.get(), 1);
+	ASSERT_NE(tracked, nullptr);
+	tracked->x -= 80;
+	GstStructure *param = gst_video_region_of_interest_meta_get_param(tracked, "detection");
+	ASSERT_NE(param, nullptr);
+	double x_min = 0, x_max = 0;
+	ASSERT_TRUE(gst_structure_get_double(param, "x_min", &x_min) && gst_structure_get_double(param, "x_max", &x_max));
+	gst_structure_set(param, "x_min", G_TYPE_DOUBLE, x_min - 80.0 / kWidth, "x_max", G_TYPE_DOUBLE,
+			  x_max - 80.0 / kWidth, "confidence", G_TYPE_DOUBLE, 0.75, nullptr);
+	const std::vector<Region> before = read_rois(buffer.get());
+	ASSERT_EQ(before.size(), 3u);
+
+	BufferPtr half = through("videoscale ! capsfilter caps=video/x-raw,width=320,height=240", buffer.get());
+	ASSERT_TRUE(half);
+	expect_same_detections(before, read_rois(half.get()), 320, 240);
+	const auto read = frcnn::gst::read_detection_metas(half.get(), 320, 240);
+	ASSERT_EQ(read.size(), 3u);
+	EXPECT_EQ(read[0].label_id, 1);
+	EXPECT_EQ(read[0].score, 0.91);
+	EXPECT_FALSE(read[0].has_box) << "the box the region was moved away from";
+	EXPECT_EQ(read[0].x1, static_cast<double>(moved->x * 320 / kWidth));
+	EXPECT_EQ(read[1].score, 0.75) << "the param the tracker changed";
+	EXPECT_EQ(read[1].label_id, 3);
+	// A second scaling, from the scaled buffer.
+	BufferPtr quarter = through("videoscale ! capsfilter caps=video/x-raw,width=160,height=120", half.get(), 320, 240);
+	ASSERT_TRUE(quarter);
+	expect_same_detections(read_rois(half.get()), read_rois(quarter.get()), 160, 120, 320, 240);
 }
 
 // Large upscalings one after another (each rounding of the rectangles grows with the frame):

@@ -658,6 +658,11 @@ TEST(FrcnnShapeSrc, Errors)
 	EXPECT_NE(counts_error.find("'min-objects' (5) is larger than 'max-objects' (2)"),
 		  std::string::npos)
 		<< counts_error;
+	// Refused by the state change itself, not later by the streaming thread.
+	PipelinePtr bad_counts_again = launch("frcnnshapesrc min-objects=5 max-objects=2 num-buffers=2 ! fakesink");
+	ASSERT_TRUE(bad_counts_again);
+	EXPECT_EQ(gst_element_set_state(bad_counts_again.get(), GST_STATE_PAUSED), GST_STATE_CHANGE_FAILURE);
+	gst_element_set_state(bad_counts_again.get(), GST_STATE_NULL);
 
 	PipelinePtr bad_file = launch(
 		"frcnnshapesrc num-buffers=2 ground-truth=/nonexistent-folder/truth.jsonl ! fakesink");
