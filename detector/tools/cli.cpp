@@ -155,8 +155,9 @@ const char *model_options_help()
 	       "  --cpu-convolutions K   auto, libtorch or onednn: what runs the backbone, FPN, RPN head\n"
 	       "                         and convolutional box head convolutions on the CPU (default\n"
 	       "                         auto: onednn where built and faster, i.e. for\n"
-	       "                         fasterrcnn_resnet50_fpn, its v2 and the MobileNetV3\n"
-	       "                         models; libtorch gives torchvision's numbers exactly)\n"
+	       "                         fasterrcnn_resnet50_fpn, its v2, the MobileNetV3 models\n"
+	       "                         and, on AVX-512 CPUs, tiny; libtorch gives torchvision's\n"
+	       "                         numbers exactly)\n"
 	       "  --threads N            CPU threads, up to 1024 (default: LibTorch's)\n";
 }
 
