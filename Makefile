@@ -93,7 +93,7 @@ sanitize: deps
 	ninja -C $(SANITIZE_BUILD)
 	@echo "Left out under the sanitizers: $(SANITIZE_LEFT_OUT_TESTS)"
 	@status=0; rm -f $(SANITIZE_BUILD)/*.xml; \
-	in_process=$$(meson test -C $(SANITIZE_BUILD) --list 2>/dev/null | sed 's|.* / ||' | \
+	in_process=$$(meson test -C $(SANITIZE_BUILD) --list --no-rebuild 2>/dev/null | sed 's|.* / ||' | \
 		grep -vxF $(foreach t,$(SANITIZE_PRELOADED_TESTS) $(SANITIZE_LEFT_OUT_TESTS),-e $(t))); \
 	$(SANITIZE_ENV) ASAN_OPTIONS=detect_leaks=0 \
 		LD_PRELOAD="$$($(CXX) -print-file-name=libasan.so):$$($(CXX) -print-file-name=libubsan.so)" \

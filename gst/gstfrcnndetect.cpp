@@ -2830,6 +2830,16 @@ static bool gst_frcnn_detect_run_next(GstFrcnnDetect *self, guint64 generation)
 					state->outgoing_added.notify_one();
 					continue;
 				}
+				/* A frame whose regions (inference-region=roi-list) would not fit beside
+				 * those taken starts the next batch: a frame's regions run together where
+				 * they fit, and a run never holds a remnant of a frame the batch could not
+				 * take whole (runs of 8 and 1 for three frames of 3 regions at batch-size
+				 * 8: each is a model's forward, which on a GPU costs about as much for one
+				 * image as for several). */
+				if (front.infer && to_run > 0 && to_run + front.images.size() > batch_size) {
+					complete = true;
+					break;
+				}
 				if (qos && front.infer) {
 					GstMessage *late = gst_frcnn_detect_skip_if_late(self, front, true);
 					if (late)

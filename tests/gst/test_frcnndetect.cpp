@@ -3176,9 +3176,14 @@ TEST(FrcnnDetect, RoiListBatchSizeCountsRegions)
 	struct Case {
 		guint batch_size;
 		int frames;
-		double batches;
+		int frames_per_batch; // whole frames whose regions fit in batch-size (at least one)
+		double runs;	      // the model's forwards
 	};
-	for (const Case &c : { Case{ 2, 1, 2 }, Case{ 6, 2, 1 }, Case{ 4, 2, 2 } }) {
+	/* Frames of 3 regions: at batch-size 2 each frame alone, in runs of 2 and 1; at 6 two
+	 * frames in one run; at 4 and 8 the frames that fit whole (one; two), the next frame
+	 * starting the next batch, so that no run holds the remnant of a frame (at 8, three frames
+	 * ran as 8 and 1, the fourth waiting for the timeout: three runs). */
+	for (const Case &c : { Case{ 2, 1, 1, 2 }, Case{ 6, 2, 2, 1 }, Case{ 4, 2, 1, 2 }, Case{ 8, 4, 2, 2 } }) {
 		SCOPED_TRACE("batch-size " + std::to_string(c.batch_size));
 		HarnessPtr h = roi_harness("batch-timeout=10000 batch-size=" +
 				       std::to_string(c.batch_size));
@@ -3189,23 +3194,25 @@ TEST(FrcnnDetect, RoiListBatchSizeCountsRegions)
 				add_roi(in, "thing", r.x, r.y, r.width, r.height, r.parent_id);
 			ASSERT_EQ(gst_harness_push(h.get(), in), GST_FLOW_OK);
 		}
-		/* A full batch runs without waiting for the timeout; batches hold images of
-		 * both frames. */
-		std::vector<ExpectedRegion> all;
-		for (int f = 0; f < c.frames; f++)
-			all.insert(all.end(), regions.begin(), regions.end());
+		/* A full batch runs without waiting for the timeout, the last one at the EOS; a
+		 * batch's images are those of its frames, padded together. */
+		ASSERT_TRUE(gst_harness_push_event(h.get(), gst_event_new_eos()));
+		std::vector<ExpectedRegion> batch;
+		for (int f = 0; f < c.frames_per_batch; f++)
+			batch.insert(batch.end(), regions.begin(), regions.end());
 		const std::vector<std::vector<frcnn::Detection>> lists =
-			expected_in_regions(frame, all, c.batch_size);
+			expected_in_regions(frame, batch, c.batch_size);
 		for (int f = 0; f < c.frames; f++) {
 			gst_test::BufferPtr out(gst_harness_pull(h.get()));
 			ASSERT_TRUE(out);
+			const int in_batch = f % c.frames_per_batch;
 			expect_detections_in_regions(
 				out.get(), frame, regions.size(), regions,
-				{ lists.begin() + 3 * f, lists.begin() + 3 * f + 3 });
+				{ lists.begin() + 3 * in_batch, lists.begin() + 3 * in_batch + 3 });
 		}
 		const std::map<std::string, double> stats = stats_of(h->element);
 		EXPECT_EQ(stats.at("images-detected"), 3.0 * c.frames);
-		EXPECT_EQ(stats.at("batches"), c.batches);
+		EXPECT_EQ(stats.at("batches"), c.runs);
 	}
 }
 
