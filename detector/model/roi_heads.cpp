@@ -359,8 +359,13 @@ std::vector<Detections> RoIHeadsImpl::postprocess_batched(const torch::Tensor &c
 	// (the counts) instead of one for the kept list and one for the counts.
 	// An (image, class) pair has at most one candidate per proposal of its image.
 	const int64_t most_proposals = *std::max_element(per_image.begin(), per_image.end());
-	const auto kept = ops::detail::nms_mask_by_category_within(boxes, scores, images * num_classes + labels,
-								   config.box_nms_thresh, most_proposals);
+	// Each image's boxes offset by class as the per-image batched_nms offsets them (when it
+	// does): the same rounding of the IoUs, the same boxes kept.
+	const auto offsets = ops::detail::batched_nms_offsets(boxes, labels, images,
+							      torch::ones_like(images, torch::kBool), num_images);
+	const auto kept = ops::detail::nms_mask_by_category_within(boxes + offsets.unsqueeze(1), scores,
+								   images * num_classes + labels, config.box_nms_thresh,
+								   most_proposals);
 	const auto dropped = kept.logical_not();
 	auto keep = std::get<1>(scores.masked_fill(dropped, -std::numeric_limits<double>::infinity())
 					.sort(/*stable=*/true, /*dim=*/0, /*descending=*/true));

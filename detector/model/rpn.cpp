@@ -391,8 +391,14 @@ RegionProposalNetworkImpl::filter_proposals_batched(const torch::Tensor &top_box
 	const int64_t per_image = boxes.size(1);
 	const auto categories =
 		(torch::arange(num_images, levels.options()).mul(per_image).view({-1, 1}) + levels.view({1, -1})).reshape(-1);
-	const auto keep = ops::detail::nms_mask_by_category_within(boxes.reshape({-1, 4}), ranked.reshape(-1), categories,
-								   config.rpn_nms_thresh, per_image)
+	// Each image's valid boxes offset by level as the per-image batched_nms offsets them (when it
+	// does): the same rounding of the IoUs, the same boxes kept.
+	const auto flat_boxes = boxes.reshape({-1, 4});
+	const auto offsets = ops::detail::batched_nms_offsets(
+		flat_boxes, levels.view({1, -1}).expand({num_images, per_image}).reshape(-1),
+		torch::arange(num_images, levels.options()).repeat_interleave(per_image), valid.reshape(-1), num_images);
+	const auto keep = ops::detail::nms_mask_by_category_within(flat_boxes + offsets.unsqueeze(1), ranked.reshape(-1),
+								   categories, config.rpn_nms_thresh, per_image)
 				  .view({num_images, per_image})
 				  .logical_and(valid);
 

@@ -2,6 +2,8 @@
 // Public box operators: argument checks, device dispatch and autograd glue around the kernels.
 #include "frcnn/ops.h"
 
+#include <limits>
+
 #include <torch/autograd.h>
 
 #include "frcnn-build-config.h"
@@ -234,6 +236,14 @@ torch::Tensor per_category_mask(const torch::Tensor &boxes, const torch::Tensor 
 				       idxs.to(torch::kLong).contiguous(), iou_threshold, max_per_category);
 }
 
+// torchvision's choice of batched_nms strategy: the offset trick for at most this many numbers
+// of boxes (4 a box), a loop over the categories above. Kept so that results match it bit for
+// bit: the offsets change the coordinates, hence the rounding of the IoUs.
+int64_t offset_trick_limit(const torch::Device &device)
+{
+	return device.is_cpu() ? 4000 : 20000;
+}
+
 } // namespace
 
 torch::Tensor nms_mask_by_category(const torch::Tensor &boxes, const torch::Tensor &scores,
@@ -243,6 +253,21 @@ torch::Tensor nms_mask_by_category(const torch::Tensor &boxes, const torch::Tens
 }
 
 namespace detail {
+
+torch::Tensor batched_nms_offsets(const torch::Tensor &boxes, const torch::Tensor &idxs, const torch::Tensor &image,
+				  const torch::Tensor &counted, int64_t num_images)
+{
+	const auto options = boxes.options();
+	const auto counts = torch::zeros({num_images}, image.options()).index_add(0, image, counted.to(image.scalar_type()));
+	const auto trick = counts.mul(4).le(offset_trick_limit(torch::kCPU));
+	// Each image's largest coordinate, as batched_nms's boxes.max() of its counted boxes.
+	const double none = -std::numeric_limits<double>::infinity();
+	const auto box_largest = boxes.numel() ? boxes.amax(1) : torch::empty({0}, options);
+	const auto largest = torch::full({num_images}, none, options)
+				     .scatter_reduce(0, image, box_largest.masked_fill(counted.logical_not(), none), "amax");
+	const auto offsets = idxs.to(options) * (largest.index_select(0, image) + torch::ones({}, options));
+	return offsets.masked_fill(trick.index_select(0, image).logical_and(counted).logical_not(), 0);
+}
 
 torch::Tensor nms_mask_by_category_within(const torch::Tensor &boxes, const torch::Tensor &scores,
 					  const torch::Tensor &idxs, double iou_threshold, int64_t max_per_category)
@@ -274,10 +299,7 @@ torch::Tensor batched_nms(const torch::Tensor &boxes, const torch::Tensor &score
 	check_nms_args("batched_nms", boxes, scores);
 	check_categories("batched_nms", boxes, idxs);
 
-	// torchvision's choice of strategy, kept so that results match it bit for bit: the
-	// offset trick changes the coordinates, hence the rounding of the IoUs.
-	const int64_t loop_above = boxes.device().is_cpu() ? 4000 : 20000;
-	if (boxes.numel() > loop_above) {
+	if (boxes.numel() > offset_trick_limit(boxes.device())) {
 		const torch::Tensor keep =
 			torch::nonzero(per_category_mask(boxes, scores, idxs, iou_threshold)).squeeze(1);
 		// Same (unstable) sort as torchvision, so that equal scores come out in its order.

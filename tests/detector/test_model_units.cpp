@@ -407,6 +407,39 @@ TEST(RoIHeads, BatchedPostprocessMatchesPerImage)
 	EXPECT_EQ(total, 3 * config.box_detections_per_img) << "every image should fill its 100 detections";
 }
 
+// The same with 91 classes on 1333x800 frames, a few hundred candidates an image (so that the
+// per-image NMS offsets the boxes by class, torchvision's trick, and rounds IoUs on coordinates
+// up to 120000), the scores on the last classes: the batched form offsets them alike.
+TEST(RoIHeads, BatchedPostprocessRoundsAsThePerImageOne)
+{
+	torch::manual_seed(13);
+	ModelConfig config = model_preset("tiny");
+	config.num_classes = 91;
+	config.box_detections_per_img = 1000; // every kept box compared
+	fd::RoIHeads heads(config);
+	const int64_t num_images = 40, per_image = 300;
+	std::vector<fd::ImageSize> sizes(num_images, {800, 1333});
+	std::vector<torch::Tensor> proposals;
+	for (int64_t i = 0; i < num_images; i++) {
+		const auto centres = torch::rand({6, 2}) * torch::tensor({1150.0f, 650.0f}) + 50;
+		const auto xy = centres.index_select(0, torch::randint(6, {per_image})) + torch::randn({per_image, 2}) * 5;
+		proposals.push_back(torch::cat({xy, xy + torch::rand({per_image, 2}) * 30 + 70}, 1));
+	}
+	const int64_t rows = num_images * per_image;
+	auto logits = torch::randn({rows, 91}) - 4;
+	logits.narrow(1, 88, 3).add_(torch::randn({rows, 3}) * 0.3 + 5); // classes 88..90 above the threshold
+	const auto regression = torch::randn({rows, 91 * 4}) * 0.05;
+	torch::NoGradGuard no_grad;
+	const auto per = heads->postprocess(logits, regression, proposals, sizes);
+	const auto batched = heads->postprocess_batched(logits, regression, proposals, sizes);
+	ASSERT_EQ(per.size(), batched.size());
+	for (int64_t i = 0; i < num_images; i++) {
+		EXPECT_TRUE(torch::equal(per[i].boxes, batched[i].boxes)) << "image " << i;
+		EXPECT_TRUE(torch::equal(per[i].labels, batched[i].labels)) << "image " << i;
+		EXPECT_TRUE(torch::equal(per[i].scores, batched[i].scores)) << "image " << i;
+	}
+}
+
 // Two images with the same proposals and the same scores: the batched post-processing must not
 // let one image's detections suppress the other's (its categories are (image, class) pairs).
 TEST(RoIHeads, BatchedPostprocessKeepsImagesApart)
@@ -461,5 +494,20 @@ TEST(RPN, BatchedFilteringMatchesPerImage)
 			EXPECT_EQ(kept, 1000) << "the 640x480 image has more than post_nms proposals";
 		else
 			EXPECT_LT(kept, k * 8 / 10) << "the score threshold, the size filter and NMS drop proposals";
+	}
+	// A threshold that leaves each image fewer than 1000 candidates: the per-image NMS then
+	// offsets them by level (torchvision's trick), and the batched one alike.
+	config.rpn_score_thresh = 0.9;
+	frcnn::detail::RegionProposalNetwork strict(config);
+	const auto per_image = strict->filter_proposals(c.top_boxes, c.probs, c.levels, c.sizes, 5000);
+	const auto batched = strict->filter_proposals_batched(c.top_boxes, c.probs, c.levels, c.sizes, 5000);
+	for (int64_t i = 0; i < num_images; i++) {
+		SCOPED_TRACE("rpn_score_thresh 0.9, image " + std::to_string(i));
+		const int64_t candidates = c.probs[i].ge(0.9).sum().item<int64_t>();
+		if (i < num_images - 1)
+			EXPECT_TRUE(candidates > 100 && candidates < 1000) << candidates << " candidates";
+		EXPECT_TRUE(torch::equal(per_image.scores[i], batched.scores[i]));
+		EXPECT_EQ(frcnn::test::proposal_rows(per_image.boxes[i], per_image.scores[i]),
+			  frcnn::test::proposal_rows(batched.boxes[i], batched.scores[i]));
 	}
 }

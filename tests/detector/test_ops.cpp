@@ -15,6 +15,7 @@
 #include "frcnn/ops.h"
 
 #include "../../detector/ops/cuda/nms_steps.h"
+#include "../../detector/ops/kernels.h"
 
 namespace {
 
@@ -197,6 +198,54 @@ TEST(BatchedNms, Int32CategoriesGiveTheSameResult)
 						     c.real("iou_threshold")),
 			     c.at("keep"));
 	}
+}
+
+// The batched forms of the RPN's filtering and of the post-processing (what CUDA runs) suppress
+// the boxes of a whole batch in one per-category NMS. ops::batched_nms, which the per-image forms
+// call, offsets each image's boxes by category when it has few of them (torchvision's trick),
+// which rounds the IoUs on larger coordinates: with 90 classes of a 1333-pixel frame a float
+// step there is 1/128 pixel, and a pair near the threshold is decided otherwise. The batched
+// forms add the same offsets (batched_nms_offsets) and keep what the per-image calls keep.
+TEST(BatchedNmsOffsets, KeepWhatThePerImageCallsKeep)
+{
+	torch::manual_seed(5);
+	const int64_t num_images = 40;
+	std::vector<torch::Tensor> boxes, scores, labels, images;
+	for (int64_t i = 0; i < num_images; i++) {
+		// 600 boxes (the offset trick on the CPU) crowded round a few centres of a 1333x800
+		// frame, of the last 11 of 91 classes; the last image 1100 (the loop over categories: no
+		// offsets).
+		const int64_t n = i == num_images - 1 ? 1100 : 600;
+		const auto centres = torch::rand({8, 2}) * torch::tensor({1200.0f, 700.0f}) + 50;
+		const auto xy = centres.index_select(0, torch::randint(8, {n})) + torch::randn({n, 2}) * 6;
+		const auto wh = torch::rand({n, 2}) * 30 + 60;
+		boxes.push_back(torch::cat({xy, xy + wh}, 1));
+		scores.push_back(torch::rand({n}));
+		labels.push_back(torch::randint(80, 91, {n})); // high class ids: large offsets
+		images.push_back(torch::full({n}, i, torch::kInt64));
+	}
+	const auto all_boxes = torch::cat(boxes), all_scores = torch::cat(scores);
+	const auto all_labels = torch::cat(labels), all_images = torch::cat(images);
+	const auto offsets = frcnn::ops::detail::batched_nms_offsets(
+		all_boxes, all_labels, all_images, torch::ones_like(all_images, torch::kBool), num_images);
+	const auto kept = frcnn::ops::detail::nms_mask_by_category_within(
+		all_boxes + offsets.unsqueeze(1), all_scores, all_images * 91 + all_labels, 0.5, 1100);
+	const auto own_coordinates = frcnn::ops::nms_mask_by_category(all_boxes, all_scores, all_images * 91 + all_labels, 0.5);
+	int64_t first = 0, rounded_otherwise = 0;
+	for (int64_t i = 0; i < num_images; i++) {
+		const int64_t n = boxes[i].size(0);
+		auto per_image = torch::zeros({n}, torch::kBool);
+		per_image.index_fill_(0, frcnn::ops::batched_nms(boxes[i], scores[i], labels[i], 0.5), true);
+		EXPECT_TRUE(torch::equal(kept.narrow(0, first, n), per_image)) << "image " << i;
+		if (!torch::equal(own_coordinates.narrow(0, first, n), per_image))
+			rounded_otherwise++;
+		first += n;
+	}
+	EXPECT_GT(rounded_otherwise, 0) << "no image where the offsets change what is kept: the case proves nothing";
+	// An image with no box counted (the RPN's filters dropped them all) gets no offsets.
+	const auto none = frcnn::ops::detail::batched_nms_offsets(boxes[0], labels[0], images[0],
+								 torch::zeros_like(images[0], torch::kBool), 1);
+	EXPECT_TRUE(torch::equal(none, torch::zeros({boxes[0].size(0)})));
 }
 
 // The CUDA NMS settles each category's boxes on its own, the categories in parallel. Its steps
