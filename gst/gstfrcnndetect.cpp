@@ -2837,8 +2837,13 @@ static bool gst_frcnn_detect_run_next(GstFrcnnDetect *self, guint64 generation)
 				 * 8: each is a model's forward, which on a GPU costs about as much for one
 				 * image as for several). */
 				if (front.infer && to_run > 0 && to_run + front.images.size() > batch_size) {
-					complete = true;
-					break;
+					/* Unless it is late: then it passes without its regions, in this batch. */
+					GstMessage *late = qos ? gst_frcnn_detect_skip_if_late(self, front, false) : nullptr;
+					if (!late) {
+						complete = true;
+						break;
+					}
+					qos_messages.push_back(late);
 				}
 				if (qos && front.infer) {
 					GstMessage *late = gst_frcnn_detect_skip_if_late(self, front, true);

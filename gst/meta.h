@@ -67,7 +67,7 @@ struct NewDetection {
 };
 
 // Adds detections to a writable buffer, in their order. Each box is clamped to the frame. Their
-// ids follow the highest on the buffer.
+// ids follow the highest on the buffer (once that is G_MAXINT, the lowest free ones).
 void add_detection_metas(GstBuffer *buffer, int width, int height,
 			 const std::vector<NewDetection> &detections);
 
@@ -97,7 +97,7 @@ std::vector<SkippedBy> read_skipped_metas(GstBuffer *buffer);
 
 // Gives the regions of interest of a writable `buffer` whose id an earlier region of the buffer
 // has (GStreamer starts every region at id 0; producers that set none leave them all 0) ids of
-// their own, after the largest, so that detections found in them (inference-region=roi-list)
+// their own, after the largest (once that is G_MAXINT, the lowest free ones), so that detections found in them (inference-region=roi-list)
 // name their parent. Returns how many it renumbered.
 int make_region_ids_unique(GstBuffer *buffer);
 

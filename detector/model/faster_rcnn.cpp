@@ -227,9 +227,13 @@ void check_model_shape(const ModelConfig &config)
 	fraction("box_bg_iou_thresh", config.box_bg_iou_thresh);
 	fraction("box_positive_fraction", config.box_positive_fraction);
 	// torchvision's Matcher asserts the same order.
-	if (config.rpn_bg_iou_thresh > config.rpn_fg_iou_thresh || config.box_bg_iou_thresh > config.box_fg_iou_thresh)
-		throw Error("the background IoU thresholds (rpn_bg_iou_thresh, box_bg_iou_thresh) must not be above "
-			    "the foreground ones (rpn_fg_iou_thresh, box_fg_iou_thresh)");
+	const auto ordered = [](const char *low, double low_value, const char *high, double high_value) {
+		if (low_value > high_value)
+			throw Error(std::string(low) + " (" + std::to_string(low_value) + ") must not be above " + high +
+				    " (" + std::to_string(high_value) + ")");
+	};
+	ordered("rpn_bg_iou_thresh", config.rpn_bg_iou_thresh, "rpn_fg_iou_thresh", config.rpn_fg_iou_thresh);
+	ordered("box_bg_iou_thresh", config.box_bg_iou_thresh, "box_fg_iou_thresh", config.box_fg_iou_thresh);
 	if (!(config.frozen_bn_eps >= 0.0) || !std::isfinite(config.frozen_bn_eps))
 		throw Error("frozen_bn_eps must be a number of at least 0, got " + std::to_string(config.frozen_bn_eps));
 	for (const std::vector<double> &level : config.anchor_sizes)

@@ -394,9 +394,13 @@ RegionProposalNetworkImpl::filter_proposals_batched(const torch::Tensor &top_box
 	// Each image's valid boxes offset by level as the per-image batched_nms offsets them (when it
 	// does): the same rounding of the IoUs, the same boxes kept.
 	const auto flat_boxes = boxes.reshape({-1, 4});
+	const double none = -std::numeric_limits<double>::infinity();
+	const auto largest = per_image > 0 ? boxes.amax(2).masked_fill(valid.logical_not(), none).amax(1)
+					   : torch::full({num_images}, none, boxes.options());
 	const auto offsets = ops::detail::batched_nms_offsets(
-		flat_boxes, levels.view({1, -1}).expand({num_images, per_image}).reshape(-1),
-		torch::arange(num_images, levels.options()).repeat_interleave(per_image), valid.reshape(-1), num_images);
+		levels.view({1, -1}).expand({num_images, per_image}).reshape(-1),
+		torch::arange(num_images, levels.options()).view({-1, 1}).expand({num_images, per_image}).reshape(-1),
+		valid.reshape(-1), largest, valid.sum(1));
 	const auto keep = ops::detail::nms_mask_by_category_within(flat_boxes + offsets.unsqueeze(1), ranked.reshape(-1),
 								   categories, config.rpn_nms_thresh, per_image)
 				  .view({num_images, per_image})

@@ -254,19 +254,16 @@ torch::Tensor nms_mask_by_category(const torch::Tensor &boxes, const torch::Tens
 
 namespace detail {
 
-torch::Tensor batched_nms_offsets(const torch::Tensor &boxes, const torch::Tensor &idxs, const torch::Tensor &image,
-				  const torch::Tensor &counted, int64_t num_images)
+torch::Tensor batched_nms_offsets(const torch::Tensor &idxs, const torch::Tensor &image, const torch::Tensor &counted,
+				  const torch::Tensor &largest, const torch::Tensor &counts)
 {
-	const auto options = boxes.options();
-	const auto counts = torch::zeros({num_images}, image.options()).index_add(0, image, counted.to(image.scalar_type()));
-	const auto trick = counts.mul(4).le(offset_trick_limit(torch::kCPU));
-	// Each image's largest coordinate, as batched_nms's boxes.max() of its counted boxes.
-	const double none = -std::numeric_limits<double>::infinity();
-	const auto box_largest = boxes.numel() ? boxes.amax(1) : torch::empty({0}, options);
-	const auto largest = torch::full({num_images}, none, options)
-				     .scatter_reduce(0, image, box_largest.masked_fill(counted.logical_not(), none), "amax");
+	const auto options = largest.options();
+	auto offset = counts.mul(4).le(offset_trick_limit(torch::kCPU)).index_select(0, image);
+	if (counted.defined())
+		offset = offset.logical_and(counted);
+	// As batched_nms computes them: idxs * (max + 1) in the boxes' dtype.
 	const auto offsets = idxs.to(options) * (largest.index_select(0, image) + torch::ones({}, options));
-	return offsets.masked_fill(trick.index_select(0, image).logical_and(counted).logical_not(), 0);
+	return offsets.masked_fill(offset.logical_not(), 0);
 }
 
 torch::Tensor nms_mask_by_category_within(const torch::Tensor &boxes, const torch::Tensor &scores,

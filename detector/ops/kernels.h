@@ -48,16 +48,18 @@ torch::Tensor nms_mask_by_category_within(const torch::Tensor &boxes, const torc
 
 // The offsets ops::batched_nms gives the boxes of one call, computed for the boxes of a batch of
 // images at once, one call per image: `image` (int64 [N]) the image of each box, `counted` (bool
-// [N]) the boxes that image's call would have had. Where that call takes torchvision's offset
-// strategy on the CPU (4 x its boxes at most 4000), a counted box's offset is idxs * (the
-// largest coordinate of its image's counted boxes + 1); elsewhere 0. Added to the boxes before a
+// [N]; undefined: all) the boxes that image's call would have had, and for each image the
+// largest coordinate of its counted boxes (`largest`, the boxes' dtype) and their count
+// (`counts`), which the caller computes in its own layout. Where that call takes torchvision's
+// offset strategy on the CPU (4 x its boxes at most 4000), a counted box's offset is
+// idxs * (largest + 1); elsewhere 0. Added to the boxes before a
 // per-category NMS whose categories keep each image's idxs apart, they make it round its IoUs as
 // the per-image calls on the CPU do, so that both keep the same boxes. The CPU's rule on every
 // device: the batched forms run on CUDA and are to keep what the CPU keeps (torchvision on CUDA
 // offsets up to 20000, so that its own GPU and CPU results can differ by such a rounding). No
 // wait for the device.
-torch::Tensor batched_nms_offsets(const torch::Tensor &boxes, const torch::Tensor &idxs, const torch::Tensor &image,
-				  const torch::Tensor &counted, int64_t num_images);
+torch::Tensor batched_nms_offsets(const torch::Tensor &idxs, const torch::Tensor &image, const torch::Tensor &counted,
+				  const torch::Tensor &largest, const torch::Tensor &counts);
 
 torch::Tensor roi_align_forward_cpu(const torch::Tensor &input, const torch::Tensor &rois,
 				    double spatial_scale, int64_t pooled_height,

@@ -454,7 +454,7 @@ TEST_F(Int8, CalibrationFileErrors)
 	EXPECT_TRUE(contains(message, "the range of x is not a finite number >= 0")) << message;
 	message = error_of([&] { load_int8_calibration((dir.path / "missing.json").string()); });
 	EXPECT_TRUE(contains(message, "cannot open the 8-bit calibration")) << message;
-	// A file that cannot be written says why (its folder gone after the check, say).
+	// A file that cannot be written says why (here: its folder does not exist).
 	message = error_of([&] { save_int8_calibration(calibration, (dir.path / "gone" / "c.json").string()); });
 	EXPECT_TRUE(contains(message, "cannot write the 8-bit calibration")) << message;
 	EXPECT_TRUE(contains(message, "No such file or directory")) << message;

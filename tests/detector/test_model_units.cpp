@@ -430,6 +430,12 @@ TEST(RoIHeads, BatchedPostprocessRoundsAsThePerImageOne)
 	logits.narrow(1, 88, 3).add_(torch::randn({rows, 3}) * 0.3 + 5); // classes 88..90 above the threshold
 	const auto regression = torch::randn({rows, 91 * 4}) * 0.05;
 	torch::NoGradGuard no_grad;
+	// What makes the case: each image's candidates few enough for the offsets (at most 1000;
+	// the boxes, 70 pixels and more, all pass the size filter).
+	const auto candidates = torch::softmax(logits, 1).narrow(1, 1, 90).gt(config.box_score_thresh).view({num_images, -1}).sum(1);
+	for (int64_t i = 0; i < num_images; i++)
+		ASSERT_TRUE(candidates[i].item<int64_t>() > 500 && candidates[i].item<int64_t>() <= 1000)
+			<< "image " << i << ": " << candidates[i].item<int64_t>() << " candidates";
 	const auto per = heads->postprocess(logits, regression, proposals, sizes);
 	const auto batched = heads->postprocess_batched(logits, regression, proposals, sizes);
 	ASSERT_EQ(per.size(), batched.size());
@@ -496,7 +502,9 @@ TEST(RPN, BatchedFilteringMatchesPerImage)
 			EXPECT_LT(kept, k * 8 / 10) << "the score threshold, the size filter and NMS drop proposals";
 	}
 	// A threshold that leaves each image fewer than 1000 candidates: the per-image NMS then
-	// offsets them by level (torchvision's trick), and the batched one alike.
+	// offsets them by level (torchvision's trick), and the batched one alike. Offsets of a few
+	// levels round little, so that this checks the path rather than a rounding it changes
+	// (BatchedNmsOffsets.KeepWhatThePerImageCallsKeep and the post-processing's test do that).
 	config.rpn_score_thresh = 0.9;
 	frcnn::detail::RegionProposalNetwork strict(config);
 	const auto per_image = strict->filter_proposals(c.top_boxes, c.probs, c.levels, c.sizes, 5000);

@@ -226,8 +226,13 @@ TEST(BatchedNmsOffsets, KeepWhatThePerImageCallsKeep)
 	}
 	const auto all_boxes = torch::cat(boxes), all_scores = torch::cat(scores);
 	const auto all_labels = torch::cat(labels), all_images = torch::cat(images);
-	const auto offsets = frcnn::ops::detail::batched_nms_offsets(
-		all_boxes, all_labels, all_images, torch::ones_like(all_images, torch::kBool), num_images);
+	std::vector<torch::Tensor> largest, counts;
+	for (int64_t i = 0; i < num_images; i++) {
+		largest.push_back(boxes[i].max());
+		counts.push_back(torch::tensor(boxes[i].size(0)));
+	}
+	const auto offsets = frcnn::ops::detail::batched_nms_offsets(all_labels, all_images, torch::Tensor(),
+								     torch::stack(largest), torch::stack(counts));
 	const auto kept = frcnn::ops::detail::nms_mask_by_category_within(
 		all_boxes + offsets.unsqueeze(1), all_scores, all_images * 91 + all_labels, 0.5, 1100);
 	const auto own_coordinates = frcnn::ops::nms_mask_by_category(all_boxes, all_scores, all_images * 91 + all_labels, 0.5);
@@ -242,9 +247,9 @@ TEST(BatchedNmsOffsets, KeepWhatThePerImageCallsKeep)
 		first += n;
 	}
 	EXPECT_GT(rounded_otherwise, 0) << "no image where the offsets change what is kept: the case proves nothing";
-	// An image with no box counted (the RPN's filters dropped them all) gets no offsets.
-	const auto none = frcnn::ops::detail::batched_nms_offsets(boxes[0], labels[0], images[0],
-								 torch::zeros_like(images[0], torch::kBool), 1);
+	// Boxes not counted (the RPN's filters dropped them) get no offsets.
+	const auto none = frcnn::ops::detail::batched_nms_offsets(labels[0], images[0], torch::zeros_like(images[0], torch::kBool),
+								 largest[0].view({1}), torch::zeros({1}, torch::kLong));
 	EXPECT_TRUE(torch::equal(none, torch::zeros({boxes[0].size(0)})));
 }
 
