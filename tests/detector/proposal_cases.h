@@ -86,6 +86,44 @@ inline DetectionCase random_detection_case(uint64_t seed)
 	return c;
 }
 
+// Box head outputs of 91 classes on 40 frames of 1333x800, 300 proposals each crowded round 6
+// centres, the scores on classes 88..90: a few hundred candidates an image, so that the per-image
+// NMS offsets the boxes by class (torchvision's trick) and rounds IoUs on coordinates up to
+// 120000, where a pair near the threshold is decided otherwise than on the boxes' own
+// coordinates (seed 13: one image of the 40). Every kept box is compared (1000 detections).
+inline DetectionCase crowded_detection_case(uint64_t seed)
+{
+	torch::manual_seed(seed);
+	DetectionCase c;
+	c.config = model_preset("tiny");
+	c.config.num_classes = 91;
+	c.config.box_detections_per_img = 1000;
+	c.heads = detail::RoIHeads(c.config);
+	const int64_t num_images = 40, per_image = 300;
+	c.sizes.assign(num_images, {800, 1333});
+	for (int64_t i = 0; i < num_images; i++) {
+		const auto centres = torch::rand({6, 2}) * torch::tensor({1150.0f, 650.0f}) + 50;
+		const auto xy = centres.index_select(0, torch::randint(6, {per_image})) + torch::randn({per_image, 2}) * 5;
+		c.proposals.push_back(torch::cat({xy, xy + torch::rand({per_image, 2}) * 30 + 70}, 1));
+	}
+	const int64_t rows = num_images * per_image;
+	c.logits = torch::randn({rows, 91}) - 4;
+	c.logits.narrow(1, 88, 3).add_(torch::randn({rows, 3}) * 0.3 + 5);
+	c.regression = torch::randn({rows, 91 * 4}) * 0.05;
+	return c;
+}
+
+// Each image's candidates of a DetectionCase (score above the threshold; its boxes all pass the
+// size filter).
+inline torch::Tensor candidates_per_image(const DetectionCase &c)
+{
+	return torch::softmax(c.logits, 1)
+		.narrow(1, 1, c.config.num_classes - 1)
+		.gt(c.config.box_score_thresh)
+		.view({(int64_t)c.sizes.size(), -1})
+		.sum(1);
+}
+
 // (score, x1, y1, x2, y2) of each proposal, sorted: the proposals as a set, whatever order equal
 // scores came out in.
 inline std::vector<std::array<float, 5>> proposal_rows(const torch::Tensor &boxes, const torch::Tensor &scores)

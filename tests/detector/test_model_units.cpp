@@ -407,39 +407,21 @@ TEST(RoIHeads, BatchedPostprocessMatchesPerImage)
 	EXPECT_EQ(total, 3 * config.box_detections_per_img) << "every image should fill its 100 detections";
 }
 
-// The same with 91 classes on 1333x800 frames, a few hundred candidates an image (so that the
-// per-image NMS offsets the boxes by class, torchvision's trick, and rounds IoUs on coordinates
-// up to 120000), the scores on the last classes: the batched form offsets them alike.
+// The same where the per-image NMS offsets the boxes by class and so rounds IoUs otherwise than
+// on their own coordinates: the batched form offsets them alike.
 TEST(RoIHeads, BatchedPostprocessRoundsAsThePerImageOne)
 {
-	torch::manual_seed(13);
-	ModelConfig config = model_preset("tiny");
-	config.num_classes = 91;
-	config.box_detections_per_img = 1000; // every kept box compared
-	fd::RoIHeads heads(config);
-	const int64_t num_images = 40, per_image = 300;
-	std::vector<fd::ImageSize> sizes(num_images, {800, 1333});
-	std::vector<torch::Tensor> proposals;
-	for (int64_t i = 0; i < num_images; i++) {
-		const auto centres = torch::rand({6, 2}) * torch::tensor({1150.0f, 650.0f}) + 50;
-		const auto xy = centres.index_select(0, torch::randint(6, {per_image})) + torch::randn({per_image, 2}) * 5;
-		proposals.push_back(torch::cat({xy, xy + torch::rand({per_image, 2}) * 30 + 70}, 1));
-	}
-	const int64_t rows = num_images * per_image;
-	auto logits = torch::randn({rows, 91}) - 4;
-	logits.narrow(1, 88, 3).add_(torch::randn({rows, 3}) * 0.3 + 5); // classes 88..90 above the threshold
-	const auto regression = torch::randn({rows, 91 * 4}) * 0.05;
+	const auto c = frcnn::test::crowded_detection_case(13);
 	torch::NoGradGuard no_grad;
-	// What makes the case: each image's candidates few enough for the offsets (at most 1000;
-	// the boxes, 70 pixels and more, all pass the size filter).
-	const auto candidates = torch::softmax(logits, 1).narrow(1, 1, 90).gt(config.box_score_thresh).view({num_images, -1}).sum(1);
-	for (int64_t i = 0; i < num_images; i++)
+	// What makes the case: each image's candidates few enough for the offsets (at most 1000).
+	const auto candidates = frcnn::test::candidates_per_image(c);
+	for (int64_t i = 0; i < candidates.size(0); i++)
 		ASSERT_TRUE(candidates[i].item<int64_t>() > 500 && candidates[i].item<int64_t>() <= 1000)
 			<< "image " << i << ": " << candidates[i].item<int64_t>() << " candidates";
-	const auto per = heads->postprocess(logits, regression, proposals, sizes);
-	const auto batched = heads->postprocess_batched(logits, regression, proposals, sizes);
+	const auto per = c.heads->postprocess(c.logits, c.regression, c.proposals, c.sizes);
+	const auto batched = c.heads->postprocess_batched(c.logits, c.regression, c.proposals, c.sizes);
 	ASSERT_EQ(per.size(), batched.size());
-	for (int64_t i = 0; i < num_images; i++) {
+	for (size_t i = 0; i < per.size(); i++) {
 		EXPECT_TRUE(torch::equal(per[i].boxes, batched[i].boxes)) << "image " << i;
 		EXPECT_TRUE(torch::equal(per[i].labels, batched[i].labels)) << "image " << i;
 		EXPECT_TRUE(torch::equal(per[i].scores, batched[i].scores)) << "image " << i;
