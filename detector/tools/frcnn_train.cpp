@@ -72,7 +72,7 @@ void usage(FILE *out)
 		"  --arch NAME              model preset (default: the one --weights or --resume holds,\n"
 		"                           else tiny)\n"
 		"  --num-classes N          classes including background (default: 4 for shapes, the largest\n"
-		"                           category id + 1 for a COCO file)\n"
+		"                           category id of the COCO file's boxes + 1)\n"
 		"  --weights FILE|PRESET    start from these weights (fine-tuning); the box predictor is\n"
 		"                           re-initialised when its number of classes differs\n"
 		"  --trainable-layers N     trainable backbone layers, 0..5 (ResNet) or 0..6 (MobileNetV3)\n"
@@ -193,7 +193,9 @@ public:
 		index = 0;
 		for (const auto &a : j["annotations"]) {
 			try {
-				add_annotation(a, by_id);
+				add_annotation(a, by_id,
+					       "'" + json_path + "': annotations[" + std::to_string(index) + "] (id " +
+						       a.value("id", nlohmann::json(nullptr)).dump() + ")");
 			} catch (const nlohmann::json::exception &e) {
 				throw where("annotations", e);
 			}
@@ -232,14 +234,14 @@ private:
 	// num-classes and the checkpoint reader stop there.
 	static constexpr int64_t kMaxCategory = 99999;
 
-	void add_annotation(const nlohmann::json &a, const std::map<int64_t, size_t> &by_id)
+	// `name`: where the annotation is, for the messages (the file, its place in the list, its id).
+	void add_annotation(const nlohmann::json &a, const std::map<int64_t, size_t> &by_id, const std::string &name)
 	{
 		if (a.value("iscrowd", 0) != 0)
 			return;
 		auto it = by_id.find(a.at("image_id").get<int64_t>());
 		if (it == by_id.end())
 			return;
-		const std::string name = "annotation " + a.value("id", nlohmann::json(nullptr)).dump();
 		const auto &b = a.at("bbox");
 		if (!b.is_array() || b.size() != 4 ||
 		    !std::all_of(b.begin(), b.end(), [](const auto &v) { return v.is_number(); }))

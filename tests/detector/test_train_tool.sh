@@ -198,13 +198,13 @@ expect_error 1 "the dataset has category id 5 but --num-classes is 3" \
 for bbox in '[]' '[10, 10]' '[1, 2, "3", 4]'; do
 	"$python" -c 'import json, sys; d = json.load(open(sys.argv[1])); d["annotations"][0]["bbox"] = json.loads(sys.argv[2]); json.dump(d, open(sys.argv[3], "w"))' \
 		"$out/coco/instances.json" "$bbox" "$out/coco/bad-bbox.json"
-	expect_error 1 "annotation 1: its bbox is not [x, y, width, height]" \
+	expect_error 1 "'$out/coco/bad-bbox.json': annotations[0] (id 1): its bbox is not [x, y, width, height]" \
 		--coco-json "$out/coco/bad-bbox.json" --images "$out/coco" --threads 1
 done
 # COCO files with a background category, an image id that is not a number; no --images.
 "$python" -c 'import json, sys; d = json.load(open(sys.argv[1])); d["annotations"][0]["category_id"] = 0; json.dump(d, open(sys.argv[2], "w"))' \
 	"$out/coco/instances.json" "$out/coco/category0.json"
-expect_error 1 "annotation 1: category id 0 is not from 1 to 99999 (0 is the background)" \
+expect_error 1 "'$out/coco/category0.json': annotations[0] (id 1): category id 0 is not from 1 to 99999 (0 is the background)" \
 	--coco-json "$out/coco/category0.json" --images "$out/coco" --threads 1
 "$python" -c 'import json, sys; d = json.load(open(sys.argv[1])); d["images"][1]["id"] = "11"; json.dump(d, open(sys.argv[2], "w"))' \
 	"$out/coco/instances.json" "$out/coco/string-id.json"
@@ -352,7 +352,7 @@ rc=0
 [ $rc -eq 0 ] && grep -q '"num_classes":6' "$out/float-ids.pth.json" ||
 	{ echo "FAIL: category ids written as floats (1.0, 5.0): status $rc, $(tail -c 300 "$out/err")"; status=1; }
 coco_variant 'd["annotations"][0]["category_id"] = 1.5' fraction
-expect_error 1 "annotation 1: category id 1.5 is not a whole number" --coco-json "$out/coco/fraction.json" --images "$out/coco" --threads 1
+expect_error 1 "'$out/coco/fraction.json': annotations[0] (id 1): category id 1.5 is not a whole number" --coco-json "$out/coco/fraction.json" --images "$out/coco" --threads 1
 coco_variant 'd["images"][1]["file_name"] = "missing.png"' missing-image
 expect_error 1 "images[1]: cannot read '$out/coco/missing.png'" --coco-json "$out/coco/missing-image.json" --images "$out/coco" --threads 1
 echo "frcnn-train errors: $([ $status -eq 0 ] && echo ok || echo failed)"
