@@ -17,6 +17,7 @@
 #include <map>
 #include <optional>
 #include <random>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -203,6 +204,32 @@ public:
 		}
 		if (entries_.empty())
 			throw Error("'" + json_path + "' lists no images");
+		// Data a COCO file may hold by mistake, trained on as it is but said: frcnn-eval scores
+		// only the classes of "categories", and an annotation of an image not listed is lost.
+		if (j.contains("categories") && j["categories"].is_array()) {
+			std::set<int64_t> listed, unlisted;
+			for (const auto &category : j["categories"])
+				if (category.is_object() && category.contains("id") && category["id"].is_number_integer())
+					listed.insert(category["id"].get<int64_t>());
+			for (int64_t label : labels_seen_)
+				if (!listed.count(label))
+					unlisted.insert(label);
+			if (!unlisted.empty()) {
+				std::string ids;
+				for (int64_t id : unlisted)
+					ids += (ids.empty() ? "" : ", ") + std::to_string(id);
+				std::fprintf(stderr,
+					     "frcnn-train: warning: '%s': boxes of category id %s, which \"categories\" "
+					     "does not list: trained as those classes, but frcnn-eval scores only the "
+					     "listed ones\n",
+					     json_path.c_str(), ids.c_str());
+			}
+		}
+		if (unknown_images_ > 0)
+			std::fprintf(stderr,
+				     "frcnn-train: warning: '%s': %zu annotations of image ids that \"images\" does "
+				     "not list: left out\n",
+				     json_path.c_str(), unknown_images_);
 		// An image missing from the folder would stop the training when its turn came, hours in.
 		for (std::size_t i = 0; i < entries_.size(); i++) {
 			if (::access(entries_[i].path.c_str(), R_OK) != 0)
@@ -240,8 +267,10 @@ private:
 		if (a.value("iscrowd", 0) != 0)
 			return;
 		auto it = by_id.find(a.at("image_id").get<int64_t>());
-		if (it == by_id.end())
+		if (it == by_id.end()) {
+			unknown_images_++;
 			return;
+		}
 		const auto &b = a.at("bbox");
 		if (!b.is_array() || b.size() != 4 ||
 		    !std::all_of(b.begin(), b.end(), [](const auto &v) { return v.is_number(); }))
@@ -266,6 +295,7 @@ private:
 		auto &e = entries_[it->second];
 		e.boxes.insert(e.boxes.end(), {x, y, x + w, y + h});
 		e.labels.push_back(category);
+		labels_seen_.insert(category);
 		max_label_ = std::max(max_label_, category);
 	}
 
@@ -275,6 +305,8 @@ private:
 		std::vector<int64_t> labels;
 	};
 	std::vector<Entry> entries_;
+	std::set<int64_t> labels_seen_;	 // the category ids of the boxes kept
+	std::size_t unknown_images_ = 0; // annotations of image ids "images" does not list
 	int64_t max_label_ = 0;
 };
 

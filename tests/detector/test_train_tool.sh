@@ -351,6 +351,16 @@ rc=0
 	--output "$out/float-ids.pth" 2> "$out/err" || rc=$?
 [ $rc -eq 0 ] && grep -q '"num_classes":6' "$out/float-ids.pth.json" ||
 	{ echo "FAIL: category ids written as floats (1.0, 5.0): status $rc, $(tail -c 300 "$out/err")"; status=1; }
+! grep -q "warning" "$out/err" || { echo "FAIL: a warning for a COCO file without mistakes: $(grep warning "$out/err")"; status=1; }
+# Boxes of a category "categories" does not list, an annotation of an image "images" does not
+# list: trained on as they are (the box; the annotation left out), each said once on stderr.
+coco_variant 'd["categories"] = [c for c in d["categories"] if c["id"] != 5]; d["annotations"][0]["image_id"] = 999' unlisted
+rc=0
+"$train" "${small[@]}" --coco-json "$out/coco/unlisted.json" --images "$out/coco" --epochs 1 --batch-size 1 \
+	--output "$out/unlisted.pth" 2> "$out/err" || rc=$?
+[ $rc -eq 0 ] && grep -qF "frcnn-train: warning: '$out/coco/unlisted.json': boxes of category id 5, which \"categories\" does not list" "$out/err" &&
+	grep -qF "frcnn-train: warning: '$out/coco/unlisted.json': 1 annotations of image ids that \"images\" does not list: left out" "$out/err" ||
+	{ echo "FAIL: no warning of an unlisted category or image: status $rc, $(tail -c 400 "$out/err")"; status=1; }
 coco_variant 'd["annotations"][0]["category_id"] = 1.5' fraction
 expect_error 1 "'$out/coco/fraction.json': annotations[0] (id 1): category id 1.5 is not a whole number" --coco-json "$out/coco/fraction.json" --images "$out/coco" --threads 1
 coco_variant 'd["images"][1]["file_name"] = "missing.png"' missing-image
