@@ -39,7 +39,11 @@ FRCNN_HOST_DEVICE inline RoiGeometry<T> roi_geometry(const R *roi, T spatial_sca
 						     int64_t pooled_width, int64_t sampling_ratio, bool aligned)
 {
 	RoiGeometry<T> g;
-	g.batch_index = static_cast<int64_t>(static_cast<T>(roi[0]));
+	// A batch index that is no number (NaN, infinite) is no image's: -1, which the CUDA kernels
+	// pool as zeros, as an index out of range (converted, NaN would be image 0 there). The CPU
+	// refuses both before.
+	const T batch = static_cast<T>(roi[0]);
+	g.batch_index = batch - batch == static_cast<T>(0) ? static_cast<int64_t>(batch) : -1;
 
 	// aligned=true shifts by half a pixel so that box corners fall on pixel borders.
 	const T offset = aligned ? static_cast<T>(0.5) : static_cast<T>(0.0);

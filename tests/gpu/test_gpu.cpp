@@ -12,6 +12,7 @@
 //   machine has them (FRCNN_COCO_WEIGHTS; skipped otherwise).
 // Every measured difference is printed, so the log holds the figures behind each verdict.
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <dirent.h>
 #include <fstream>
@@ -189,6 +190,23 @@ TEST(CudaOps, RoIAlignForwardMatchesTheCpu)
 			}
 		}
 	}
+}
+
+// A RoI whose batch index is no image of the input (out of range, or not a number) pools zeros
+// on CUDA (the CPU refuses it); the RoIs beside it pool as ever.
+TEST(CudaOps, RoIAlignOfNoImagePoolsZeros)
+{
+	torch::manual_seed(5);
+	auto input = torch::randn({2, 8, 20, 20}).to(kCuda);
+	auto rois = torch::tensor({{1.0f, 2.0f, 2.0f, 40.0f, 40.0f},
+				   {std::nanf(""), 2.0f, 2.0f, 40.0f, 40.0f},
+				   {2.0f, 2.0f, 2.0f, 40.0f, 40.0f},
+				   {-1.0f, 2.0f, 2.0f, 40.0f, 40.0f}})
+			    .to(kCuda);
+	auto out = ops::roi_align(input, rois, 0.5, 7, 7, 2, false).cpu();
+	EXPECT_GT(out[0].abs().max().item<float>(), 0.0f);
+	for (int64_t i = 1; i < 4; i++)
+		EXPECT_EQ(out[i].abs().max().item<float>(), 0.0f) << "RoI " << i;
 }
 
 TEST(CudaOps, RoIAlignHalfFeaturesWithFloatRois)

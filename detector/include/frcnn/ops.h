@@ -30,7 +30,9 @@ torch::Tensor nms_mask_by_category(const torch::Tensor &boxes, const torch::Tens
 				   const torch::Tensor &idxs, double iou_threshold);
 
 // RoIAlign (Mask R-CNN). input [N,C,H,W]; rois [K,5] (batch index, x1, y1, x2, y2) in input
-// coordinates before spatial_scale. Differentiable with respect to input.
+// coordinates before spatial_scale. Differentiable with respect to input. A batch index that is
+// not one of input's images (or not a number) is refused on the CPU; on CUDA, where checking
+// would wait for the device, its RoI pools zeros.
 torch::Tensor roi_align(const torch::Tensor &input, const torch::Tensor &rois, double spatial_scale,
 			int64_t pooled_height, int64_t pooled_width, int64_t sampling_ratio,
 			bool aligned);
