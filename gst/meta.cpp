@@ -124,13 +124,22 @@ std::map<std::pair<gint, GQuark>, std::vector<GstVideoRegionOfInterestMeta *>> r
 // the kept param of a region found where its box is.
 void restore_params(GstBuffer *buffer, GstBuffer *source, const DetectionParamsMeta &meta)
 {
+	const auto lost = [](GstVideoRegionOfInterestMeta *roi) {
+		return !gst_video_region_of_interest_meta_get_param(roi, kDetectionParam);
+	};
+	const auto on_buffer = regions_by_name(buffer);
+	/* A copy keeps the params: the source's regions are read only where one was lost. */
+	if (std::none_of(on_buffer.begin(), on_buffer.end(), [&lost](const auto &named) {
+		    return std::any_of(named.second.begin(), named.second.end(), lost);
+	    }))
+		return;
 	const auto before = source ? regions_by_name(source) : decltype(regions_by_name(source)){};
-	for (const auto &[name, regions] : regions_by_name(buffer)) {
+	for (const auto &[name, regions] : on_buffer) {
 		const auto original = before.find(name);
 		const bool paired = original != before.end() && original->second.size() == regions.size();
 		for (std::size_t i = 0; i < regions.size(); i++) {
 			GstVideoRegionOfInterestMeta *roi = regions[i];
-			if (gst_video_region_of_interest_meta_get_param(roi, kDetectionParam))
+			if (!lost(roi))
 				continue;
 			if (paired) {
 				/* The region's own param, or none where it had none (an application took it

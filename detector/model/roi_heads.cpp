@@ -349,8 +349,8 @@ std::vector<Detections> RoIHeadsImpl::postprocess_batched(const torch::Tensor &c
 	const auto is_candidate = scores.gt(config.box_score_thresh)
 					  .logical_and(ws.ge(kMinDetectionSize))
 					  .logical_and(hs.ge(kMinDetectionSize));
-	// Each image's largest coordinate of its candidates and their count, for the offsets of its
-	// NMS (below): a row's, then the image's from its rows (a small [images, rows] table).
+	// Each image's largest coordinate of its candidates, for the offsets of its NMS (below): a
+	// row's, then the image's from its rows (a small [images, rows] table).
 	const double none = -std::numeric_limits<double>::infinity();
 	const int64_t classes = num_classes - 1;
 	const auto row_candidates = is_candidate.view({rows, classes});
@@ -363,7 +363,6 @@ std::vector<Detections> RoIHeadsImpl::postprocess_batched(const torch::Tensor &c
 						.masked_fill(of_image.logical_not(), none)
 						.amax(1)
 				      : torch::full({num_images}, none, boxes.options());
-	const auto image_counts = of_image.mul(row_candidates.sum(1).view({1, -1})).sum(1);
 	const auto candidates = torch::nonzero(is_candidate).squeeze(1);
 	boxes = boxes.index({candidates});
 	scores = scores.index({candidates});
@@ -376,7 +375,8 @@ std::vector<Detections> RoIHeadsImpl::postprocess_batched(const torch::Tensor &c
 	const int64_t most_proposals = *std::max_element(per_image.begin(), per_image.end());
 	// Each image's boxes offset by class as the per-image batched_nms offsets them (when it
 	// does): the same rounding of the IoUs, the same boxes kept.
-	const auto offsets = ops::detail::batched_nms_offsets(labels, images, torch::Tensor(), largest, image_counts);
+	const auto offsets = ops::detail::batched_nms_offsets(labels, images, torch::Tensor(), largest,
+							      count_values(images, num_images));
 	const auto kept = ops::detail::nms_mask_by_category_within(boxes + offsets.unsqueeze(1), scores,
 								   images * num_classes + labels, config.box_nms_thresh,
 								   most_proposals);

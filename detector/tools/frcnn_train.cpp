@@ -239,7 +239,7 @@ public:
 		}
 	}
 	size_t size() const override { return entries_.size(); }
-	int64_t max_label() const { return max_label_; }
+	int64_t max_label() const { return labels_seen_.empty() ? 0 : *labels_seen_.rbegin(); }
 	Sample get(size_t index) const override
 	{
 		const auto &e = entries_[index];
@@ -296,7 +296,6 @@ private:
 		e.boxes.insert(e.boxes.end(), {x, y, x + w, y + h});
 		e.labels.push_back(category);
 		labels_seen_.insert(category);
-		max_label_ = std::max(max_label_, category);
 	}
 
 	struct Entry {
@@ -307,7 +306,6 @@ private:
 	std::vector<Entry> entries_;
 	std::set<int64_t> labels_seen_;	 // the category ids of the boxes kept
 	std::size_t unknown_images_ = 0; // annotations of image ids "images" does not list
-	int64_t max_label_ = 0;
 };
 
 Sample hflip(Sample s)
