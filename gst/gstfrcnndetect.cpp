@@ -510,6 +510,22 @@ struct LoadedModel {
 	std::unique_ptr<frcnn::gst::RunQueue> runs; // runs batches on `detector`
 	int num_classes = 0;
 	int min_size = 0, max_size = 0; // the model's own image sizes
+
+	// precision=int8 without a calibration yet: written by the runs, read by the elements'
+	// threads. The images observed towards it, and why its file could not be written, until
+	// an element posts that.
+	std::atomic<bool> int8_calibrating{false};
+	std::atomic<int> int8_frames_observed{0};
+	int int8_frames_needed = 0;
+	std::string int8_calibration_file;
+	std::mutex int8_write_error_mutex;
+	std::string int8_write_error;
+
+	std::string take_int8_write_error()
+	{
+		std::lock_guard<std::mutex> lock(int8_write_error_mutex);
+		return std::exchange(int8_write_error, std::string());
+	}
 };
 
 // The model loaded under one model-instance-id, while an element holds it. `loading` is held
@@ -929,7 +945,9 @@ static void gst_frcnn_detect_class_init(GstFrcnnDetectClass *klass)
 				    "With precision=int8: a file of the ranges of the layers' inputs. When it "
 				    "exists (written for the same model and weights) it is used from the first "
 				    "frame; else the element calibrates on the first int8-calibration-frames "
-				    "frames (detected in fp32) and writes it. Empty: calibrate at every start",
+				    "frames (detected in fp32) and writes it. Empty: calibrate, keep the calibration "
+				    "in memory only. The calibration stays with the model, which the element keeps "
+				    "across stops to READY",
 				    DEFAULT_PROP_INT8_CALIBRATION, ready));
 	g_object_class_install_property(object_class, PROP_INT8_CALIBRATION_FRAMES,
 		g_param_spec_uint("int8-calibration-frames", "Int8 calibration frames",
@@ -1746,18 +1764,31 @@ static gboolean gst_frcnn_detect_load_model(GstFrcnnDetect *self, const Settings
 	}
 	/* Every run sets the thresholds and sizes of its batches: batches of elements sharing the
 	 * model may want others than the run before. */
+	const bool int8 = settings.precision == GST_FRCNN_PRECISION_INT8;
+	model.int8_calibrating = int8 && !model.detector->int8_calibrated();
+	model.int8_frames_needed = settings.int8_calibration_frames;
+	model.int8_calibration_file = settings.int8_calibration;
+	/* The run queue belongs to the model: it never outlives `model`. */
 	model.runs = std::make_unique<frcnn::gst::RunQueue>(
-		[detector = model.detector.get(),
-		 settings_precision_is_int8 = settings.precision == GST_FRCNN_PRECISION_INT8](
+		[detector = model.detector.get(), loaded = &model](
 			const std::vector<frcnn::HeldFrame> &frames, const frcnn::gst::RunSettings &run) {
 			detector->set_score_threshold(run.score_threshold);
 			detector->set_nms_threshold(run.nms_threshold);
 			detector->set_max_detections(run.max_detections);
 			detector->set_image_size(run.min_size, run.max_size);
-			const bool calibrating = settings_precision_is_int8 && !detector->int8_calibrated();
 			auto detections = detector->detect(frames);
-			if (calibrating && detector->int8_calibrated())
-				GST_INFO("int8: calibrated, the next batches run in 8 bits");
+			if (loaded->int8_calibrating) {
+				loaded->int8_frames_observed = detector->int8_frames_observed();
+				if (detector->int8_calibrated()) {
+					GST_INFO("int8: calibrated, the next batches run in 8 bits");
+					loaded->int8_calibrating = false;
+				}
+				std::string unwritten = detector->take_int8_calibration_write_error();
+				if (!unwritten.empty()) {
+					std::lock_guard<std::mutex> lock(loaded->int8_write_error_mutex);
+					loaded->int8_write_error = std::move(unwritten);
+				}
+			}
 			return detections;
 		});
 
@@ -1810,7 +1841,8 @@ static bool gst_frcnn_detect_check_model_settings(GstFrcnnDetect *self, const Se
 	if (settings.precision == GST_FRCNN_PRECISION_BF16 && !frcnn::cpu_has_bf16()) {
 		GST_FRCNN_DETECT_PROBLEM(self, while_playing, RESOURCE, SETTINGS,
 				  ("precision=bf16 needs a CPU with bfloat16 instructions (AVX-512 BF16 "
-				   "or AMX), which this one lacks: set precision=fp32."),
+				   "or AMX), %s: set precision=fp32.",
+				   frcnn::cpu_bf16_unavailable_reason().c_str()),
 				  ("frcnn::cpu_has_bf16() returned false"));
 		return false;
 	}
@@ -2398,12 +2430,20 @@ static gboolean gst_frcnn_detect_open(GstFrcnnDetect *self)
 	} catch (const std::exception &e) {
 		GST_DEBUG_OBJECT(self, "cannot tell whether the weights download: %s", e.what());
 	}
+	/* So is one whose model-instance-id's model another element is loading (its download,
+	 * say): waiting for that here would hold the state change up alike. */
+	if (!on_a_thread && !settings.model_instance_id.empty()) {
+		const std::shared_ptr<SharedModel> shared = shared_models().entry(settings.model_instance_id);
+		std::unique_lock<std::timed_mutex> idle(shared->loading, std::try_to_lock);
+		on_a_thread = !idle.owns_lock();
+	}
 	if (on_a_thread) {
 		std::optional<frcnn::WeightsPreset> preset;
 		frcnn::ModelConfig config;
 		if (!gst_frcnn_detect_check_model_settings(self, settings, false, preset, config))
 			return FALSE;
-		GST_INFO_OBJECT(self, "the weights '%s' are set up after the start; frames wait for them",
+		GST_INFO_OBJECT(self, "the weights '%s' are set up after the start (a download, or another "
+				"element's load of the model-instance-id's model); frames wait for them",
 				settings.weights.c_str());
 		/* The set-up this start interrupts (its thread's) is not wanted any more. */
 		if (on_setup_thread)
@@ -2601,6 +2641,14 @@ static GstFlowReturn gst_frcnn_detect_run_images(GstFrcnnDetect *self, std::vect
 			gst_frcnn_detect_leave_if_stopped(self);
 			return GST_FLOW_ERROR;
 		}
+		/* The calibration this run made is the stream's from now on; only its file is missing. */
+		if (std::string unwritten = state->model->take_int8_write_error(); !unwritten.empty())
+			GST_ELEMENT_WARNING(self, RESOURCE, WRITE,
+					    ("The int8 calibration was made, but %s. The stream goes on in 8 bits on "
+					     "it; the next start calibrates again unless the file can be written "
+					     "then (check the folder's free space and permissions).",
+					     unwritten.c_str()),
+					    ("frcnn::Detector::take_int8_calibration_write_error()"));
 		if (request.run_requests > 1)
 			GST_DEBUG_OBJECT(self, "batch of %zu frames ran together with other elements': "
 					 "%zu frames of %zu batches", count, request.run_frames,
@@ -2708,6 +2756,26 @@ static GstFlowReturn gst_frcnn_detect_run_batch(GstFrcnnDetect *self, std::vecto
  * EOS message: `gst-launch-1.0 -m` prints them). */
 static gboolean gst_frcnn_detect_push_eos(GstFrcnnDetect *self, GstEvent *eos)
 {
+	/* A stream shorter than the int8 calibration ran in fp32 throughout and leaves no file:
+	 * nothing else would tell. */
+	std::shared_ptr<LoadedModel> model;
+	{
+		std::lock_guard<std::mutex> lock(self->state->mutex);
+		model = self->state->model;
+	}
+	const int observed = model && model->int8_calibrating ? model->int8_frames_observed.load() : 0;
+	if (observed > 0) {
+		const std::string file = model->int8_calibration_file.empty()
+						 ? std::string()
+						 : " nothing was written to '" + model->int8_calibration_file + "', and";
+		GST_ELEMENT_WARNING(self, STREAM, FAILED,
+				    ("The stream ended after %d of the %d images that precision=int8 measures "
+				     "before it runs in 8 bits: no calibration was made,%s every image ran in "
+				     "fp32. Lower 'int8-calibration-frames', or make the calibration file once "
+				     "on longer footage.",
+				     observed, model->int8_frames_needed, file.c_str()),
+				    ("int8 calibration incomplete at EOS"));
+	}
 	gst_element_post_message(GST_ELEMENT(self),
 				 gst_message_new_element(GST_OBJECT(self), gst_frcnn_detect_stats(self->state->stats)));
 	return gst_pad_push_event(self->srcpad, eos);

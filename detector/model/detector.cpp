@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <utility>
 
 #include <ATen/Parallel.h>
 #include <torch/cuda.h>
@@ -22,6 +23,9 @@ struct Detector::Impl {
 	DetectorOptions options;
 	torch::Device device{torch::kCPU};
 	FasterRCNN model{nullptr};
+
+	// Why the calibration file could not be written, until a caller takes it.
+	std::string calibration_write_error;
 
 	// Int8: once enough frames have been observed, quantizes on their ranges and keeps them.
 	void finish_calibration();
@@ -202,6 +206,18 @@ bool Detector::int8_calibrated() const
 	return impl_->model->int8_calibrated();
 }
 
+int Detector::int8_frames_observed() const
+{
+	if (impl_->options.precision != Precision::Int8 || impl_->model->int8_calibrated())
+		return 0;
+	return impl_->model->int8_observed().frames;
+}
+
+std::string Detector::take_int8_calibration_write_error()
+{
+	return std::exchange(impl_->calibration_write_error, std::string());
+}
+
 void Detector::Impl::finish_calibration()
 {
 	if (options.precision != Precision::Int8 || model->int8_calibrated())
@@ -211,10 +227,12 @@ void Detector::Impl::finish_calibration()
 		return;
 	model->set_int8_calibration(observed);
 	if (!options.int8_calibration.empty()) {
+		// The batch has run and the model is calibrated: a file that cannot be written
+		// costs the next start its calibration, not this batch its detections.
 		try {
 			save_int8_calibration(observed, options.int8_calibration);
 		} catch (const Error &e) {
-			throw CalibrationError(e.what());
+			calibration_write_error = e.what();
 		}
 	}
 }

@@ -129,7 +129,24 @@ Precision parse_precision(const std::string &name)
 	throw Error("unknown precision '" + name + "': use fp32, fp16 (CUDA), bf16 or int8 (CPU)");
 }
 
-bool cpu_has_bf16()
+namespace {
+
+// The instruction set oneDNN is held to, as its own variables name it (ONEDNN_ first, as oneDNN
+// reads them), upper case; empty when none is set.
+std::string onednn_max_cpu_isa()
+{
+	for (const char *variable : {"ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"}) {
+		const char *value = std::getenv(variable);
+		if (value == nullptr || *value == '\0')
+			continue;
+		std::string isa(value);
+		std::transform(isa.begin(), isa.end(), isa.begin(), [](unsigned char c) { return std::toupper(c); });
+		return std::string(variable) + "=" + isa;
+	}
+	return {};
+}
+
+bool cpu_instructions_have_bf16()
 {
 #if defined(__x86_64__) && defined(__GNUC__)
 	// Read from CPUID rather than __builtin_cpu_supports, whose names for these features vary
@@ -154,6 +171,27 @@ bool cpu_has_bf16()
 	// run on a path nobody measured.
 	return false;
 #endif
+}
+
+} // namespace
+
+std::string cpu_bf16_unavailable_reason()
+{
+	if (!cpu_instructions_have_bf16())
+		return "which this one lacks";
+	// The sets below AVX512_CORE_BF16 (those oneDNN knows; a name it does not know it ignores).
+	static const std::set<std::string> below_bf16 = {"SSE41",     "AVX",	     "AVX2",
+							 "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE",
+							 "AVX512_CORE_VNNI"};
+	const std::string limit = onednn_max_cpu_isa();
+	if (!limit.empty() && below_bf16.count(limit.substr(limit.find('=') + 1)) != 0)
+		return "which " + limit + " keeps oneDNN from using";
+	return {};
+}
+
+bool cpu_has_bf16()
+{
+	return cpu_bf16_unavailable_reason().empty();
 }
 
 // --- model ------------------------------------------------------------------------------------
@@ -458,8 +496,8 @@ void detail::check_precision(torch::Device device, Precision precision)
 	if (precision == Precision::Bf16 && !device.is_cpu())
 		throw Error("precision bf16 is for the CPU; use fp16 or fp32 on CUDA");
 	if (precision == Precision::Bf16 && !cpu_has_bf16())
-		throw Error("precision bf16 needs a CPU with bfloat16 instructions (AVX-512 BF16 or AMX), "
-			    "which this one lacks; use fp32");
+		throw Error("precision bf16 needs a CPU with bfloat16 instructions (AVX-512 BF16 or AMX), " +
+			    cpu_bf16_unavailable_reason() + "; use fp32");
 	if (precision == Precision::Int8 && !device.is_cpu())
 		throw Error("precision int8 is for the CPU; use fp16 or fp32 on CUDA");
 	if (precision == Precision::Int8 && !detail::onednn_built())

@@ -2,9 +2,11 @@
 // The calibration of an 8-bit model as a JSON file:
 //   {"format": "frcnn-int8-calibration", "version": 1, "arch": "fasterrcnn_resnet50_fpn",
 //    "weights_crc32": 1234567890, "frames": 16, "ranges": {"backbone.body.layer1.0.conv1": 2.71, ...}}
+#include <atomic>
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
+#include <cstdint>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -37,8 +39,12 @@ void save_int8_calibration(const Int8Calibration &calibration, const std::string
 				      {"frames", calibration.frames},
 				      {"ranges", ranges}};
 	// Into a file of its own first: a reader never sees half a calibration, and an old one
-	// stays whole when writing fails.
-	const std::string temporary = path + ".tmp" + std::to_string(::getpid());
+	// stays whole when writing fails. Of its own to each call, also of one process: two
+	// detectors calibrating into the same file (two streams, one file) each write theirs
+	// whole, and the last rename wins.
+	static std::atomic<unsigned long> saves{0};
+	const std::string temporary =
+		path + ".tmp" + std::to_string(::getpid()) + "-" + std::to_string(saves.fetch_add(1));
 	{
 		errno = 0; // the streams set no error of their own: the system's says why
 		std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
@@ -89,6 +95,9 @@ Int8Calibration load_int8_calibration(const std::string &path)
 			   "of numbers) missing");
 	Int8Calibration calibration;
 	calibration.arch = arch.get<std::string>();
+	if (crc.get<uint64_t>() > UINT32_MAX)
+		throw fail("\"weights_crc32\" " + crc.dump() + " is not a CRC-32 (at most " +
+			   std::to_string(UINT32_MAX) + ")");
 	calibration.weights_crc32 = crc.get<uint32_t>();
 	calibration.frames = frames.get<int64_t>();
 	for (const auto &[name, value] : ranges.items()) {

@@ -943,6 +943,9 @@ int main(int argc, char **argv)
 					images.push_back(calibration_source.next());
 				if (facade) {
 					facade->detect(views_of(images));
+					const std::string unwritten = facade->take_int8_calibration_write_error();
+					if (!unwritten.empty())
+						throw frcnn::Error(unwritten);
 					continue;
 				}
 				c10::InferenceMode inference;

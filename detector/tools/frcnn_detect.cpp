@@ -181,6 +181,10 @@ int main(int argc, char **argv)
 	try {
 		for (const Image &image : calibration_images)
 			detector->detect({image.frame});
+		// Asked for and not written: say so before any image is detected on it.
+		const std::string unwritten = detector->take_int8_calibration_write_error();
+		if (!unwritten.empty())
+			throw frcnn::Error(unwritten);
 	} catch (const std::exception &e) {
 		std::fprintf(stderr, "frcnn-detect: int8 calibration: %s\n", frcnn::cli::error_text(e).c_str());
 		return 1;

@@ -7,6 +7,7 @@
 #include <array>
 #include <cstddef>
 #include <limits>
+#include <map>
 #include <numeric>
 #include <string>
 
@@ -205,17 +206,56 @@ accumulate(const std::vector<ImageEval> &evals, const std::array<double, kRecall
 	return precision;
 }
 
-double mean_over(const std::vector<std::array<double, kRecallCount>> &precision, int first_t,
-		 int last_t)
+// The sum NumPy's add.reduce gives for a contiguous float64 array of `n` values, to the last
+// bit: pairwise within a block (8 running sums up to 128 values, halves above), blocks of 8192
+// (its buffer) added one after the other.
+double numpy_pairwise_sum(const double *values, std::size_t n)
 {
-	double sum = 0;
-	int count = 0;
+	if (n < 8) {
+		double sum = 0.;
+		for (std::size_t i = 0; i < n; i++)
+			sum += values[i];
+		return sum;
+	}
+	if (n <= 128) {
+		double r[8];
+		std::copy(values, values + 8, r);
+		std::size_t i = 8;
+		for (; i < n - n % 8; i += 8)
+			for (int j = 0; j < 8; j++)
+				r[j] += values[i + j];
+		double sum = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
+		for (; i < n; i++)
+			sum += values[i];
+		return sum;
+	}
+	std::size_t half = n / 2;
+	half -= half % 8;
+	return numpy_pairwise_sum(values, half) + numpy_pairwise_sum(values + half, n - half);
+}
+
+double numpy_mean(const std::vector<double> &values)
+{
+	constexpr std::size_t kBuffer = 8192;
+	double sum = 0.;
+	for (std::size_t start = 0; start < values.size(); start += kBuffer)
+		sum += numpy_pairwise_sum(values.data() + start, std::min(kBuffer, values.size() - start));
+	return sum / static_cast<double>(values.size());
+}
+
+using Precision = std::vector<std::array<double, kRecallCount>>; // [threshold][recall point]
+
+// summarize's np.mean(s[s > -1]) of precision[t, r, k] for the thresholds first_t..last_t, every
+// recall point and the classes given (those with ground truth, by id), k varying fastest.
+double mean_over(const std::vector<const Precision *> &classes, int first_t, int last_t)
+{
+	std::vector<double> values;
+	values.reserve(static_cast<std::size_t>(last_t - first_t + 1) * kRecallCount * classes.size());
 	for (int t = first_t; t <= last_t; t++)
-		for (double p : precision[t]) {
-			sum += p;
-			count++;
-		}
-	return sum / count;
+		for (int r = 0; r < kRecallCount; r++)
+			for (const Precision *precision : classes)
+				values.push_back((*precision)[t][r]);
+	return numpy_mean(values);
 }
 
 } // namespace
@@ -242,9 +282,9 @@ EvalResult evaluate_coco(const EvalDataset &dataset, const EvalParams &params)
 	result.images = static_cast<int>(images.size());
 	result.max_detections = params.max_detections;
 
-	// Sums over categories of the per-category means, per summary entry.
-	std::array<double, 6> sum{};
-	std::array<int, 6> count{};
+	// Per area range, the precision of each class with ground truth there, by class id (the
+	// order of pycocotools' catIds) for the means over classes.
+	std::array<std::map<int64_t, Precision>, kAreaRanges.size()> precision_by_class;
 	for (const EvalCategory &category : dataset.categories) {
 		CategoryResult cr;
 		cr.id = category.id;
@@ -281,32 +321,33 @@ EvalResult evaluate_coco(const EvalDataset &dataset, const EvalParams &params)
 				if (!gts[i].empty() || !dts[i].empty())
 					evals.push_back(evaluate_image(gts[i], dts[i], kAreaRanges[a],
 								       thresholds));
-			const auto precision = accumulate(evals, recalls);
+			Precision precision = accumulate(evals, recalls);
 			if (precision.empty())
 				continue;
 			if (a == 0) {
-				cr.ap = mean_over(precision, 0, kIouCount - 1);
-				cr.ap50 = mean_over(precision, kIou50, kIou50);
-				cr.ap75 = mean_over(precision, kIou75, kIou75);
-				const double values[3] = { cr.ap, cr.ap50, cr.ap75 };
-				for (int s = 0; s < 3; s++) {
-					sum[s] += values[s];
-					count[s]++;
-				}
-			} else {
-				sum[2 + a] += mean_over(precision, 0, kIouCount - 1);
-				count[2 + a]++;
+				cr.ap = mean_over({ &precision }, 0, kIouCount - 1);
+				cr.ap50 = mean_over({ &precision }, kIou50, kIou50);
+				cr.ap75 = mean_over({ &precision }, kIou75, kIou75);
 			}
+			precision_by_class[a][category.id] = std::move(precision);
 		}
 		result.ground_truth += cr.ground_truth;
 		result.detections += cr.detections;
 		result.per_class.push_back(std::move(cr));
 	}
 
-	double *outputs[6] = { &result.ap, &result.ap50, &result.ap75,
-			       &result.ap_small, &result.ap_medium, &result.ap_large };
-	for (int s = 0; s < 6; s++)
-		*outputs[s] = count[s] > 0 ? sum[s] / count[s] : -1.0;
+	auto mean_over_classes = [&](std::size_t area, int first_t, int last_t) {
+		std::vector<const Precision *> classes;
+		for (const auto &entry : precision_by_class[area])
+			classes.push_back(&entry.second);
+		return classes.empty() ? -1.0 : mean_over(classes, first_t, last_t);
+	};
+	result.ap = mean_over_classes(0, 0, kIouCount - 1);
+	result.ap50 = mean_over_classes(0, kIou50, kIou50);
+	result.ap75 = mean_over_classes(0, kIou75, kIou75);
+	result.ap_small = mean_over_classes(1, 0, kIouCount - 1);
+	result.ap_medium = mean_over_classes(2, 0, kIouCount - 1);
+	result.ap_large = mean_over_classes(3, 0, kIouCount - 1);
 	return result;
 }
 

@@ -90,6 +90,15 @@ double number(const json &v, const Where &where, const std::string &what)
 	return x;
 }
 
+// An annotation's area: a number from 0 (a negative one would stand for none given, the box's).
+double read_area(const json &v, const Where &where, const std::string &what)
+{
+	const double area = number(v, where, what);
+	if (area < 0)
+		where.fail(what + " must not be negative, got " + v.dump());
+	return area;
+}
+
 int64_t integer(const json &v, const Where &where, const std::string &what)
 {
 	if (!v.is_number_integer())
@@ -280,10 +289,16 @@ EvalDataset load_coco_ground_truth(const std::string &path, const json &root)
 	/* By id, as pycocotools keeps them (a dict): an id listed twice is one category, with the
 	 * name listed last, and categories are evaluated in id order. */
 	std::map<int64_t, std::string> known_categories;
-	for (const json &c : categories) {
+	for (std::size_t i = 0; i < categories.size(); i++) {
+		const json &c = categories[i];
+		const Where where{ path, 0, "categories[" + std::to_string(i) + "]" };
 		if (!c.is_object() || !c.contains("id"))
 			where.fail("each category needs an \"id\", got " + c.dump());
 		const int64_t id = integer(c["id"], where, "a category's \"id\"");
+		// As the JSON-lines ground truth's label ids (Categories::add): detections name
+		// categories by ids from 0.
+		if (id < 0)
+			where.fail("a category id must not be negative, got " + std::to_string(id));
 		known_categories[id] = c.value("name", "class " + std::to_string(id));
 	}
 	for (const auto &[id, name] : known_categories)
@@ -332,7 +347,7 @@ EvalDataset load_coco_ground_truth(const std::string &path, const json &root)
 		g.category = category;
 		g.crowd = read_crowd(a, where);
 		if (a.contains("area") && !a["area"].is_null())
-			g.area = number(a["area"], where, "an annotation's \"area\"");
+			g.area = read_area(a["area"], where, "an annotation's \"area\"");
 		dataset.images[im->second].ground_truth.push_back(g);
 	}
 	return dataset;
@@ -405,7 +420,7 @@ EvalDataset load_lines_ground_truth(const std::string &path, const std::string &
 			g.category = categories.add(read_label(entry, where), where);
 			g.crowd = read_crowd(entry, where);
 			if (entry.contains("area") && !entry["area"].is_null())
-				g.area = number(entry["area"], where, "\"area\"");
+				g.area = read_area(entry["area"], where, "\"area\"");
 			image.ground_truth.push_back(g);
 		}
 		dataset.images.push_back(std::move(image));

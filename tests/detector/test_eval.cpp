@@ -12,6 +12,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "common.h"
 #include "frcnn/error.h"
 #include "frcnn/evaluation.h"
 
@@ -78,6 +79,56 @@ TEST(Eval, PerfectDetectionsGiveOne)
 	EXPECT_EQ(r.per_class[0].ground_truth, 3);
 	EXPECT_EQ(r.per_class[0].detections, 3);
 	EXPECT_EQ(r.images, 2);
+}
+
+// The means are pycocotools' to the last bit: summarize takes np.mean of the precision values,
+// which numpy adds pairwise, not one after the other (docs/training.md's example: AP 0.6, where
+// the plain sum gives 0.5999999999999999). The reference script computes them with numpy from
+// the precision values each case gives (tests/reference/eval_reference.py).
+TEST(Eval, MeansAreNumpysToTheLastBit)
+{
+	const nlohmann::json expected =
+		nlohmann::json::parse(frcnn::test::read_file(frcnn::test::fixtures("expected.json")));
+	auto expect_means = [](const EvalResult &r, const nlohmann::json &want) {
+		EXPECT_EQ(r.ap, want["AP"].get<double>());
+		EXPECT_EQ(r.ap50, want["AP50"].get<double>());
+		EXPECT_EQ(r.ap75, want["AP75"].get<double>());
+		ASSERT_EQ(r.per_class.size(), want["per_class"].size());
+		for (std::size_t k = 0; k < r.per_class.size(); k++)
+			EXPECT_EQ(r.per_class[k].ap, want["per_class"][k].get<double>()) << "class " << k;
+	};
+
+	// docs/training.md: a square and a circle on image 0, the square found and a square
+	// detected on the empty image 1 above it, the circle a pixel off (IoU 90 / 109).
+	EvalDataset docs;
+	docs.categories = { { 1, "square" }, { 2, "circle" } };
+	docs.images = {
+		image(0, { gt(0, 0, 10, 10, 1), gt(20, 20, 30, 30, 2) },
+		      { det(0, 0, 10, 10, 0.9, 1), det(21, 20, 30, 31, 0.8, 2) }),
+		image(1, {}, { det(5, 5, 15, 15, 0.95, 1) }),
+	};
+	{
+		SCOPED_TRACE("docs");
+		const EvalResult r = frcnn::evaluate_coco(docs);
+		expect_means(r, expected["docs"]);
+		EXPECT_EQ(r.ap_small, expected["docs"]["AP"].get<double>()) << "every box is small";
+	}
+
+	// Class k of 12: one box on image 0, found, and k false positives on image 1 above it.
+	EvalDataset many;
+	many.images = { image(0, {}, {}), image(1, {}, {}) };
+	for (int k = 0; k < 12; k++) {
+		const double x = 20.0 * k;
+		many.categories.push_back({ k + 1, "class " + std::to_string(k + 1) });
+		many.images[0].ground_truth.push_back(gt(x, 0, x + 10, 10, k + 1));
+		many.images[0].detections.push_back(det(x, 0, x + 10, 10, 0.5, k + 1));
+		for (int f = 0; f < k; f++)
+			many.images[1].detections.push_back(det(x, 0, x + 10, 10, 0.9, k + 1));
+	}
+	{
+		SCOPED_TRACE("many classes");
+		expect_means(frcnn::evaluate_coco(many), expected["many_classes"]);
+	}
 }
 
 TEST(Eval, FalsePositiveRankedAboveTruePositive)
@@ -642,6 +693,17 @@ TEST(EvalFiles, ClearErrors)
 	expect_error(R"({"images": [{"id": 1}], "categories": [{"id": 1}], "annotations": [)"
 		     R"({"image_id": 1, "category_id": 1, "bbox": [0, 0, 1, 1]}, {"image_id": 2, "category_id": 1}]})",
 		     "[]", "err_gt.jsonl: annotations[1]: an annotation names image 2");
+	/* Category ids from 0, in COCO files as in JSON lines (a negative one matched no detection:
+	 * AP 0), and areas from 0 (a negative one was taken for none given: the box's area). */
+	expect_error(R"({"images": [{"id": 1}], "categories": [{"id": -1, "name": "a"}], "annotations": []})", "[]",
+		     "err_gt.jsonl: categories[0]: a category id must not be negative, got -1");
+	expect_error(R"({"frame": 0, "detections": [{"box": [0, 0, 10, 10], "label_id": -2}]})", "",
+		     "a category id must not be negative, got -2");
+	expect_error(R"({"images": [{"id": 1}], "categories": [{"id": 1}], "annotations": [)"
+		     R"({"image_id": 1, "category_id": 1, "bbox": [0, 0, 1, 1], "area": -5}]})",
+		     "[]", "err_gt.jsonl: annotations[0]: an annotation's \"area\" must not be negative, got -5");
+	expect_error(R"({"frame": 0, "detections": [{"box": [0, 0, 10, 10], "label": "a", "area": -1.5}]})", "",
+		     "\"area\" must not be negative, got -1.5");
 }
 
 // The same pts, or a pts on one side only (or GStreamer's "none"), pair as before; so do pts

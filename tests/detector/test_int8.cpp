@@ -3,13 +3,16 @@
 // calibration (observed by a float plan, set, saved and read back), the Detector's calibration
 // on its first frames, and the errors.
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <mutex>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -369,6 +372,115 @@ TEST_F(Int8, DetectorCalibratesWritesAndReadsBack)
 #endif
 }
 
+// Two detectors of one process that calibrate into the same file (two streams of one camera
+// setup) may write it at the same moment: each writes a whole file of its own and renames it
+// over the path, so every save succeeds and what the path holds is always a whole calibration.
+TEST(Int8Calibration, SavesAtOnceIntoOneFileEachWriteAWholeFile)
+{
+	TempDir dir;
+	const std::string file = (dir.path / "shared.json").string();
+	Int8Calibration calibration;
+	calibration.arch = "tiny";
+	calibration.weights_crc32 = 7;
+	calibration.frames = 16;
+	for (int i = 0; i < 3000; i++) // a few tens of kilobytes, as a real model's
+		calibration.ranges["layer" + std::to_string(i)] = 0.5f + i;
+	std::atomic<int> failures{0};
+	std::string failure;
+	std::mutex failure_mutex;
+	for (int round = 0; round < 200; round++) {
+		std::atomic<int> ready{0};
+		auto save = [&] {
+			// Both threads start writing together, as two streams' calibrations may end.
+			ready++;
+			while (ready.load() < 2)
+				std::this_thread::yield();
+			try {
+				save_int8_calibration(calibration, file);
+			} catch (const Error &e) {
+				failures++;
+				std::lock_guard<std::mutex> lock(failure_mutex);
+				failure = e.what();
+			}
+		};
+		std::thread first(save), second(save);
+		first.join();
+		second.join();
+		EXPECT_EQ(load_int8_calibration(file).ranges, calibration.ranges) << "round " << round;
+	}
+	EXPECT_EQ(failures.load(), 0) << failure;
+	EXPECT_EQ(std::distance(fs::directory_iterator(dir.path), fs::directory_iterator()), 1)
+		<< "a temporary file was left";
+}
+
+// A calibration file that cannot be written once the calibration is made (its folder went,
+// the disk is full) costs the batch that made it nothing: detect() returns its detections,
+// the model runs in 8 bits from the next batch, and the reason waits for the caller once.
+TEST_F(Int8, AnUnwritableFileLosesNoDetections)
+{
+#if !FRCNN_HAVE_SHAPES
+	GTEST_SKIP() << "this build has no shapes generator (OpenCV)";
+#else
+	TempDir dir;
+	const fs::path folder = dir.path / "calibrations";
+	fs::create_directory(folder);
+	auto options = shapes_detector_options();
+	options.cpu_convolutions = CpuConvolutions::OneDnn;
+	Detector fp32(options);
+	options.precision = Precision::Int8;
+	options.int8_calibration = (folder / "c.json").string();
+	options.int8_calibration_frames = 2;
+	Detector detector(options); // checks that the folder is writable: it is, now
+	fs::remove(folder);
+	auto scenes = shapes_scenes(56, 3);
+	std::vector<FrameView> frames;
+	for (auto &scene : scenes)
+		frames.push_back(frame_of(scene));
+
+	EXPECT_EQ(detector.int8_frames_observed(), 0);
+	std::vector<std::vector<Detection>> made;
+	ASSERT_NO_THROW(made = detector.detect({frames[0], frames[1]}));
+	ASSERT_EQ(made.size(), 2u);
+	const auto expected = fp32.detect({frames[0], frames[1]});
+	for (size_t i = 0; i < 2; i++) {
+		ASSERT_EQ(made[i].size(), expected[i].size()) << "image " << i;
+		EXPECT_GT(made[i].size(), 0u) << "image " << i;
+	}
+	EXPECT_TRUE(detector.int8_calibrated());
+	EXPECT_EQ(detector.int8_frames_observed(), 0) << "counts only towards a calibration to come";
+	const std::string reason = detector.take_int8_calibration_write_error();
+	EXPECT_TRUE(contains(reason, "cannot write the 8-bit calibration '" + options.int8_calibration + "'")) << reason;
+	EXPECT_TRUE(contains(reason, "No such file or directory")) << reason;
+	EXPECT_EQ(detector.take_int8_calibration_write_error(), "") << "said once";
+	EXPECT_FALSE(fs::exists(folder));
+	EXPECT_EQ(detector.detect({frames[2]}).size(), 1u);
+	EXPECT_EQ(detector.take_int8_calibration_write_error(), "") << "not tried again";
+#endif
+}
+
+// The frames observed towards a calibration still to be made, which a caller whose stream ends
+// early can report.
+TEST_F(Int8, CountsTheFramesObservedTowardsTheCalibration)
+{
+#if !FRCNN_HAVE_SHAPES
+	GTEST_SKIP() << "this build has no shapes generator (OpenCV)";
+#else
+	auto options = shapes_detector_options();
+	Detector fp32(options);
+	EXPECT_EQ(fp32.int8_frames_observed(), 0);
+	options.precision = Precision::Int8;
+	options.int8_calibration_frames = 5;
+	Detector detector(options);
+	auto scenes = shapes_scenes(57, 3);
+	detector.detect({frame_of(scenes[0]), frame_of(scenes[1])});
+	EXPECT_EQ(detector.int8_frames_observed(), 2);
+	detector.detect({frame_of(scenes[2])});
+	EXPECT_EQ(detector.int8_frames_observed(), 3);
+	EXPECT_FALSE(detector.int8_calibrated());
+	EXPECT_EQ(detector.take_int8_calibration_write_error(), "") << "no file asked for";
+#endif
+}
+
 // frcnn-detect calibrates on its images before it prints any (all of them, when there are fewer
 // than --int8-calibration-frames), so that every line is an 8-bit one; with --int8-calibration
 // the next run reads the file and prints the same.
@@ -448,6 +560,11 @@ TEST_F(Int8, CalibrationFileErrors)
 	write(R"({"format": "frcnn-int8-calibration", "version": 1, "arch": "tiny", "frames": 2, "ranges": {"x": 1}})");
 	message = error_of([&] { load_int8_calibration(file); });
 	EXPECT_TRUE(contains(message, "\"weights_crc32\", \"frames\" (integers)")) << message;
+	// A checksum is a CRC-32: a larger number is no checksum of these weights, cut to 32 bits.
+	write(R"({"format": "frcnn-int8-calibration", "version": 1, "arch": "tiny", "weights_crc32": 4294967301,
+		  "frames": 2, "ranges": {"x": 1}})");
+	message = error_of([&] { load_int8_calibration(file); });
+	EXPECT_TRUE(contains(message, "\"weights_crc32\" 4294967301 is not a CRC-32")) << message;
 	write(R"({"format": "frcnn-int8-calibration", "version": 1, "arch": "tiny", "weights_crc32": 5, "frames": 2,
 		  "ranges": {"x": -1}})");
 	message = error_of([&] { load_int8_calibration(file); });

@@ -4,6 +4,7 @@
 // cannot run.
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <functional>
 #include <string>
 #include <vector>
@@ -107,6 +108,54 @@ TEST(Precision, WrongDeviceFailsWithWhatToUse)
 		EXPECT_NE(message.find("needs a CPU with bfloat16 instructions"), std::string::npos) << message;
 		EXPECT_NE(message.find("use fp32"), std::string::npos) << message;
 	}
+}
+
+// oneDNN told to stay below bfloat16's instructions (ONEDNN_MAX_CPU_ISA, or DNNL_MAX_CPU_ISA)
+// cannot make bf16 kernels whatever the CPU has: bf16 is refused at construction, naming the
+// variable, rather than failing at every image.
+TEST(Precision, Bf16IsRefusedWhereOneDnnIsHeldBelowIt)
+{
+	struct Restore {
+		std::string onednn, dnnl;
+		bool had_onednn, had_dnnl;
+		Restore()
+		{
+			const char *a = std::getenv("ONEDNN_MAX_CPU_ISA"), *b = std::getenv("DNNL_MAX_CPU_ISA");
+			had_onednn = a != nullptr, had_dnnl = b != nullptr;
+			onednn = a ? a : "", dnnl = b ? b : "";
+		}
+		~Restore()
+		{
+			had_onednn ? setenv("ONEDNN_MAX_CPU_ISA", onednn.c_str(), 1) : unsetenv("ONEDNN_MAX_CPU_ISA");
+			had_dnnl ? setenv("DNNL_MAX_CPU_ISA", dnnl.c_str(), 1) : unsetenv("DNNL_MAX_CPU_ISA");
+		}
+	} restore;
+	unsetenv("DNNL_MAX_CPU_ISA");
+	setenv("ONEDNN_MAX_CPU_ISA", "avx2", 1);
+	EXPECT_FALSE(cpu_has_bf16());
+	const std::string lacking = cpu_bf16_unavailable_reason();
+	DetectorOptions options;
+	options.model = model_preset("tiny");
+	options.weights = "/nonexistent/weights.pth"; // never read: the precision fails first
+	options.precision = Precision::Bf16;
+	const auto message = error_of([&] { Detector detector(options); });
+	EXPECT_NE(message.find("needs a CPU with bfloat16 instructions (AVX-512 BF16 or AMX), " + lacking +
+			       "; use fp32"),
+		  std::string::npos)
+		<< message;
+	unsetenv("ONEDNN_MAX_CPU_ISA");
+	setenv("DNNL_MAX_CPU_ISA", "AVX512_CORE_VNNI", 1);
+	EXPECT_FALSE(cpu_has_bf16());
+	if (cpu_bf16_unavailable_reason() == "which this one lacks")
+		return; // the CPU lacks them anyway: the variables cannot change that
+	EXPECT_EQ(lacking, "which ONEDNN_MAX_CPU_ISA=AVX2 keeps oneDNN from using");
+	EXPECT_EQ(cpu_bf16_unavailable_reason(), "which DNNL_MAX_CPU_ISA=AVX512_CORE_VNNI keeps oneDNN from using");
+	// A set that has bfloat16, or ONEDNN_'s variable beside DNNL_'s (oneDNN reads it first).
+	setenv("DNNL_MAX_CPU_ISA", "AVX512_CORE_BF16", 1);
+	EXPECT_TRUE(cpu_has_bf16());
+	setenv("ONEDNN_MAX_CPU_ISA", "ALL", 1);
+	setenv("DNNL_MAX_CPU_ISA", "AVX2", 1);
+	EXPECT_TRUE(cpu_has_bf16());
 }
 
 class Bf16 : public ::testing::Test {

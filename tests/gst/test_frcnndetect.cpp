@@ -27,6 +27,7 @@
 #include <vector>
 
 #include <arpa/inet.h>
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -41,6 +42,7 @@
 #include "frcnn-build-config.h"
 #include "frcnn/config.h"
 #include "frcnn/detector.h"
+#include "frcnn/error.h"
 #include "frcnn/model.h"
 #include "frcnn/weights.h"
 
@@ -48,6 +50,29 @@
 #include "gst_test_utils.h"
 #include "labels.h"
 #include "meta.h"
+
+/*
+ * Failing batches, as a batch fails that the device has no memory for (none fails on the CPU
+ * otherwise): this binary exports a Detector::detect for held frames of its own (meson's
+ * export_dynamic), which the plugin's calls reach before the library's. While `fail_detect` is
+ * set it throws; else it runs the library's.
+ */
+std::atomic<bool> fail_detect{ false };
+
+namespace frcnn {
+std::vector<std::vector<Detection>> Detector::detect(const std::vector<HeldFrame> &frames)
+{
+	if (fail_detect)
+		throw Error("out of memory (a failure the test makes)");
+	/* The library's, called as the member function it is: `this` first. */
+	using LibraryDetect = std::vector<std::vector<Detection>> (*)(Detector *, const std::vector<HeldFrame> &);
+	static const auto library = reinterpret_cast<LibraryDetect>(
+		dlsym(RTLD_NEXT, "_ZN5frcnn8Detector6detectERKSt6vectorINS_9HeldFrameESaIS2_EE"));
+	if (library == nullptr)
+		throw Error("the library's Detector::detect was not found");
+	return library(this, frames);
+}
+} // namespace frcnn
 
 namespace {
 
@@ -1136,33 +1161,31 @@ TEST(FrcnnDetect, AStopFromAHandlerOfALoadedWeightsMessageReturns)
 	EXPECT_EQ(current_state(element), GST_STATE_NULL);
 }
 
-// A batch the model fails on (here: the 8-bit calibration cannot be written, its folder gone
-// since the start) stops the stream with the element's error, after the frames of the batches
-// run before it, which waited to be pushed: none of them is lost. Upstream then hears of it.
+// A batch the model fails on (out of memory on the device, say) stops the stream with the
+// element's error, after the frames of the batches run before it, which waited to be pushed:
+// none of them is lost. Upstream then hears of it.
 TEST(FrcnnDetect, FramesRunBeforeAFailedBatchStillLeave)
 {
-	if (!frcnn::int8_unsupported_reason(frcnn::model_preset("tiny")).empty())
-		GTEST_SKIP() << "int8 needs oneDNN, which this build lacks";
 	const std::vector<Frame> frames = distinct_frames(4);
-	const std::string folder = gst_test::out_dir() + "/failing-calibration";
-	std::filesystem::remove_all(folder);
-	std::filesystem::create_directories(folder);
-	HarnessPtr h = harness("batch-size=1 precision=int8 int8-calibration-frames=3 int8-calibration=\"" + folder +
-			       "/c.json\"");
+	HarnessPtr h = harness("batch-size=1");
 	GstBus *bus = gst_bus_new();
 	gst_element_set_bus(h->element, bus);
-	std::filesystem::remove_all(folder);
 	DownstreamGate gate(h->element, false);
 	gst_harness_set_src_caps(h.get(), frames[0].caps());
-	/* Frame 0 held downstream; 1 runs and waits; 2 completes the calibration, whose file cannot
-	   be written. */
-	for (int i = 0; i < 3; i++)
+	/* Frame 0 held downstream; 1 runs and waits; 2 fails. */
+	for (int i = 0; i < 2; i++)
 		ASSERT_EQ(gst_harness_push(h.get(), frames[i].buffer(i * GST_SECOND)), GST_FLOW_OK);
+	ASSERT_EQ(wait_for_batches(h->element, 2), 2) << "frame 1 did not run";
+	fail_detect = true;
+	ASSERT_EQ(gst_harness_push(h.get(), frames[2].buffer(2 * GST_SECOND)), GST_FLOW_OK);
 	GstMessage *error = gst_bus_timed_pop_filtered(bus, 60 * GST_SECOND, GST_MESSAGE_ERROR);
+	fail_detect = false;
 	ASSERT_NE(error, nullptr) << "the failing batch posted no error";
 	GError *gerror = nullptr;
 	gst_message_parse_error(error, &gerror, nullptr);
-	EXPECT_NE(std::string(gerror->message).find("Detection failed"), std::string::npos) << gerror->message;
+	EXPECT_NE(std::string(gerror->message).find("Detection failed: out of memory (a failure the test makes)"),
+		  std::string::npos)
+		<< gerror->message;
 	g_clear_error(&gerror);
 	gst_message_unref(error);
 
@@ -4512,12 +4535,14 @@ TEST(FrcnnDetect, AUrlAndItsCachedFileShareOneModel)
 }
 
 // An element loading the model of one model-instance-id (a long download, here) holds up the
-// elements that wait for the same id, but not those of another id; one that waits for it stops at
-// once.
+// elements that wait for the same id, but not those of another id; one that waits for it starts
+// at once and stops at once, whatever its weights: the same URL, the file the download will be
+// (the same weights), or another file.
 TEST(FrcnnDetect, LoadingTheModelOfOneInstanceIdHoldsUpNoOtherId)
 {
 	LoopbackHttpServer server;
-	ScopedEnv torch_home("TORCH_HOME", gst_test::out_dir() + "/instance-id-download-cache");
+	const std::string cache = gst_test::out_dir() + "/instance-id-download-cache";
+	ScopedEnv torch_home("TORCH_HOME", cache);
 	const std::vector<Frame> frames = distinct_frames(1);
 	const Frame &frame = frames[0];
 	const std::string slow = "weights=" + server.url("slow.pth") + " model-instance-id=slow";
@@ -4538,8 +4563,11 @@ TEST(FrcnnDetect, LoadingTheModelOfOneInstanceIdHoldsUpNoOtherId)
 	EXPECT_TRUE(in_time) << "an element of another model-instance-id waited for the download";
 
 	/* One of the same id waits for the first's download, and stops without waiting for it. */
-	{
-		StartedElement waiting(slow, &server);
+	for (const std::string &properties :
+	     { slow, "weights=" + cache + "/hub/checkpoints/slow.pth model-instance-id=slow",
+	       "weights=" + gst_test::weights4() + " model-instance-id=slow" }) {
+		SCOPED_TRACE(properties);
+		StartedElement waiting(properties, &server);
 		ASSERT_TRUE(waiting.started());
 		gst_harness_set_src_caps(waiting.h.get(), frame.caps());
 		auto pushed = std::async(std::launch::async, [&] {
@@ -4777,5 +4805,86 @@ TEST(FrcnnDetect, ModelInstanceIdAStopDoesNotWaitForOtherElementsRuns)
 	gst_test::BufferPtr after(gst_harness_pull(shared.behind.get()));
 	ASSERT_TRUE(after);
 	expect_meta_equals(after.get(), next.width(), next.height(), expected_for(next));
+}
+
+// precision=int8 with a calibration file that cannot be written once the calibration is made
+// (its folder removed since the start, a full disk): a warning says so, and the stream goes on
+// in 8 bits, every frame with its detections.
+TEST(FrcnnDetect, Int8CalibrationFileThatCannotBeWrittenIsWarnedAbout)
+{
+	if (!frcnn::int8_unsupported_reason(frcnn::model_preset("tiny")).empty())
+		GTEST_SKIP() << "int8 needs oneDNN, which this build lacks";
+	const std::vector<Frame> frames = distinct_frames(4);
+	const std::string folder = gst_test::out_dir() + "/vanished-calibration";
+	std::filesystem::remove_all(folder);
+	std::filesystem::create_directories(folder);
+	HarnessPtr h = harness("batch-size=1 precision=int8 int8-calibration-frames=2 int8-calibration=\"" + folder +
+			       "/c.json\"");
+	GstBus *bus = gst_bus_new();
+	gst_element_set_bus(h->element, bus);
+	std::filesystem::remove_all(folder);
+	gst_harness_set_src_caps(h.get(), frames[0].caps());
+	for (int i = 0; i < 4; i++) {
+		gst_test::BufferPtr out(gst_harness_push_and_pull(h.get(), frames[i].buffer(i * GST_SECOND)));
+		ASSERT_TRUE(out) << "frame " << i << " was lost";
+		EXPECT_EQ(GST_BUFFER_PTS(out.get()), i * GST_SECOND);
+		if (i < 2) /* the calibration's frames, in fp32 */
+			expect_meta_equals(out.get(), frames[i].width(), frames[i].height(), expected_for(frames[i]));
+	}
+	const std::string warning = next_message_text(bus, GST_MESSAGE_WARNING);
+	EXPECT_NE(warning.find("The int8 calibration was made, but cannot write the 8-bit calibration '" + folder +
+			       "/c.json'"),
+		  std::string::npos)
+		<< warning;
+	EXPECT_NE(warning.find("No such file or directory"), std::string::npos) << warning;
+	EXPECT_NE(warning.find("The stream goes on in 8 bits"), std::string::npos) << warning;
+	EXPECT_EQ(gst_bus_pop_filtered(bus, GST_MESSAGE_WARNING), nullptr) << "warned twice";
+	EXPECT_EQ(gst_bus_pop_filtered(bus, GST_MESSAGE_ERROR), nullptr);
+	EXPECT_EQ(stats_of(h->element)["images-detected"], 4);
+	gst_element_set_bus(h->element, nullptr);
+	gst_object_unref(bus);
+}
+
+// A stream that ends before precision=int8's calibration frames are through ran in fp32
+// throughout and leaves no calibration file: a warning at its end says so, with the counts. A
+// stream whose calibration was made says nothing.
+TEST(FrcnnDetect, Int8StreamShorterThanTheCalibrationIsWarnedAbout)
+{
+	if (!frcnn::int8_unsupported_reason(frcnn::model_preset("tiny")).empty())
+		GTEST_SKIP() << "int8 needs oneDNN, which this build lacks";
+	const std::vector<Frame> frames = distinct_frames(3);
+	const std::string file = gst_test::out_dir() + "/short-stream.int8.json";
+	for (int needed : { 5, 3 }) {
+		SCOPED_TRACE("int8-calibration-frames=" + std::to_string(needed));
+		std::remove(file.c_str());
+		HarnessPtr h = harness("precision=int8 int8-calibration-frames=" + std::to_string(needed) +
+				       " int8-calibration=\"" + file + "\"");
+		GstBus *bus = gst_bus_new();
+		gst_element_set_bus(h->element, bus);
+		gst_harness_set_src_caps(h.get(), frames[0].caps());
+		for (int i = 0; i < 3; i++)
+			ASSERT_EQ(gst_harness_push(h.get(), frames[i].buffer(i * GST_SECOND)), GST_FLOW_OK);
+		ASSERT_TRUE(gst_harness_push_event(h.get(), gst_event_new_eos()));
+		for (int i = 0; i < 3; i++) {
+			gst_test::BufferPtr out(gst_harness_pull(h.get()));
+			ASSERT_TRUE(out);
+			expect_meta_equals(out.get(), frames[i].width(), frames[i].height(), expected_for(frames[i]));
+		}
+		ASSERT_TRUE(pull_until_eos(h.get()));
+		if (needed == 5) {
+			const std::string warning = next_message_text(bus, GST_MESSAGE_WARNING);
+			EXPECT_NE(warning.find("The stream ended after 3 of the 5 images that precision=int8 measures "
+					       "before it runs in 8 bits: no calibration was made, nothing was written "
+					       "to '" + file + "', and every image ran in fp32."),
+				  std::string::npos)
+				<< warning;
+			EXPECT_FALSE(std::filesystem::exists(file));
+		} else {
+			EXPECT_TRUE(std::filesystem::exists(file));
+			EXPECT_EQ(gst_bus_pop_filtered(bus, GST_MESSAGE_WARNING), nullptr);
+		}
+		gst_element_set_bus(h->element, nullptr);
+		gst_object_unref(bus);
+	}
 }
 } // namespace

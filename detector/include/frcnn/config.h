@@ -123,8 +123,13 @@ Precision parse_precision(const std::string &name);
 std::string int8_unsupported_reason(const ModelConfig &config);
 
 // Whether this CPU computes bfloat16 in hardware (AVX-512 BF16 or AMX-BF16), which
-// Precision::Bf16 on the CPU needs.
+// Precision::Bf16 on the CPU needs, and oneDNN may use it: false also when ONEDNN_MAX_CPU_ISA
+// (or DNNL_MAX_CPU_ISA) holds oneDNN below AVX512_CORE_BF16, since its bf16 kernels then cannot
+// be made (cpu_bf16_unavailable_reason says which).
 bool cpu_has_bf16();
+// Why Precision::Bf16 cannot run on this CPU, as the end of a sentence ("which this one
+// lacks", "which ONEDNN_MAX_CPU_ISA=AVX2 keeps oneDNN from using"); empty when it can.
+std::string cpu_bf16_unavailable_reason();
 
 // Names accepted by model_preset(): torchvision's names and our own.
 std::vector<std::string> model_preset_names();

@@ -205,7 +205,9 @@ struct DetectorOptions {
 	// Int8: the calibration file. When it exists, its ranges are used from the first frame
 	// (it must be for this model); otherwise the detector calibrates on the first
 	// `int8_calibration_frames` frames it is given (running them in float: their detections
-	// are fp32's) and then writes it there, for the next start. Empty: calibrate, keep nothing.
+	// are fp32's) and then writes it there, for the next start (a write that fails is not an
+	// exception of detect(): see take_int8_calibration_write_error). Empty: calibrate, keep
+	// nothing.
 	std::string int8_calibration;
 	int int8_calibration_frames = 16;
 	bool channels_last = false;  // NHWC convolutions (fastest with fp16 on CUDA)
@@ -255,6 +257,15 @@ public:
 	// Int8: whether the convolutions run in 8 bits yet (false while calibrating, and for the
 	// other precisions).
 	bool int8_calibrated() const;
+	// Int8: the frames (images) observed so far for a calibration not made yet (0 once it is
+	// made, and for the other precisions).
+	int int8_frames_observed() const;
+	// Int8: why the calibration file (DetectorOptions::int8_calibration) could not be written
+	// when the calibration was made (a full disk, a folder removed meanwhile); empty when it
+	// was, or when there is nothing to say. The detect() that made the calibration returns
+	// its detections all the same, and the model runs in 8 bits on the calibration it keeps;
+	// the file is not tried again. Reading the reason clears it.
+	std::string take_int8_calibration_write_error();
 
 	// Whether this build can run on CUDA devices.
 	static bool cuda_built();
