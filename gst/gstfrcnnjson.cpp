@@ -33,8 +33,9 @@
  *
  * |[
  * {"objects": [{"detection": {"bounding_box": {"x_max": .., "x_min": .., "y_max": .., "y_min": ..},
- *   "confidence": 0.93, "label": "person", "label_id": 1}, "h": .., "roi_type": "person",
- *   "w": .., "x": .., "y": ..}], "resolution": {"height": 528, "width": 720}, "timestamp": 0}
+ *   "confidence": 0.93, "label": "person", "label_id": 1}, "h": .., "region_id": 0,
+ *   "roi_type": "person", "w": .., "x": .., "y": ..}], "resolution": {"height": 528, "width": 720},
+ *   "timestamp": 0}
  * ]|
  *
  * ## Example launch line
@@ -634,24 +635,24 @@ static std::string dlstreamer_line(GstFrcnnJson *self, GstClockTime pts, const s
 		line["source"] = source;
 	if (!self->line_tags->sorted.is_null())
 		line["tags"] = self->line_tags->sorted;
+	/* The stream time, as gvametaconvert writes it (since 2022: not less the segment's time);
+	 * none for a frame outside the segment (the one a seek lands in), as there. */
 	const GstSegment &segment = GST_BASE_TRANSFORM(self)->segment;
 	if (GST_CLOCK_TIME_IS_VALID(pts)) {
-		guint64 stream_time = 0;
-		const int sign = segment.format == GST_FORMAT_TIME
-					 ? gst_segment_to_stream_time_full(&segment, GST_FORMAT_TIME, pts, &stream_time)
-					 : 0;
-		if (segment.format != GST_FORMAT_TIME)
+		if (segment.format != GST_FORMAT_TIME) {
 			/* A segment not in time (an appsrc's default, bytes): the pts is the time. */
 			line["timestamp"] = pts;
-		else if (sign > 0 && stream_time >= segment.time)
-			line["timestamp"] = stream_time - segment.time;
-		else if (sign != 0)
-			/* A frame that starts before the segment (the one a seek lands in) is shown
-			 * from the segment's start. */
-			line["timestamp"] = 0;
+		} else {
+			const guint64 stream_time = gst_segment_to_stream_time(&segment, GST_FORMAT_TIME, pts);
+			if (GST_CLOCK_TIME_IS_VALID(stream_time))
+				line["timestamp"] = stream_time;
+		}
 	}
 	for (const frcnn::gst::DetectionMeta &det : metas) {
-		nlohmann::json object = { { "x", det.x }, { "y", det.y }, { "w", det.w }, { "h", det.h } };
+		nlohmann::json object = { { "x", det.x }, { "y", det.y }, { "w", det.w }, { "h", det.h },
+					  { "region_id", det.id } };
+		if (det.object_id != 0)
+			object["id"] = det.object_id;
 		if (!det.roi_type.empty())
 			object["roi_type"] = det.roi_type;
 		if (det.has_param) {

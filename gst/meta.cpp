@@ -520,6 +520,8 @@ std::vector<DetectionMeta> read_detection_metas(GstBuffer *buffer, int width, in
 		det.h = roi->h;
 		det.id = roi->id;
 		det.parent_id = roi->parent_id;
+		if (const GstStructure *tracked = gst_video_region_of_interest_meta_get_param(roi, "object_id"))
+			gst_structure_get_int(tracked, "id", &det.object_id);
 		det.x1 = roi->x;
 		det.y1 = roi->y;
 		det.x2 = static_cast<double>(roi->x) + roi->w;

@@ -36,6 +36,9 @@ struct DetectionMeta {
 	unsigned int x, y, w, h;
 	std::string roi_type;
 	int id = 0, parent_id = 0;
+	// A tracker's id of the object: the "object_id" param's int "id", as DL Streamer's gvatrack
+	// writes it; 0 when there is none.
+	int object_id = 0;
 	// Whether the region has a "detection" param, and the param's box as written (normalised to
 	// 0..1) when it has one that is the region's (numbers inside the frame, where the rectangle
 	// is up to its rounding: an element that moved the rectangle left the box behind).

@@ -182,8 +182,8 @@ TEST(FrcnnJson, PostsMessages)
 }
 
 // format=dlstreamer: the object DL Streamer's gvametaconvert writes, keys sorted; the box and
-// score as the metadata holds them, the timestamp in stream time (0 for a frame before the
-// segment's start, the pts in a segment of bytes).
+// score as the metadata holds them, each region's id, the timestamp in stream time (none for a
+// frame before the segment's start, the pts in a segment of bytes).
 TEST(FrcnnJson, DlStreamerFormat)
 {
 	const std::string path = gst_test::out_dir() + "/dlstreamer.jsonl";
@@ -199,8 +199,8 @@ TEST(FrcnnJson, DlStreamerFormat)
 		ASSERT_TRUE(gst_harness_push_event(h.get(), gst_event_new_segment(&segment)));
 		gst_test::BufferPtr out(gst_harness_push_and_pull(h.get(), frame_buffer(2500 * GST_MSECOND)));
 		ASSERT_TRUE(out);
-		/* A frame that starts before the segment (the one a seek lands in) is shown from its
-		 * start. */
+		/* A frame that starts before the segment (the one a seek lands in) has no stream
+		 * time. */
 		out.reset(gst_harness_push_and_pull(h.get(), frame_buffer(1900 * GST_MSECOND)));
 		ASSERT_TRUE(out);
 
@@ -242,8 +242,9 @@ TEST(FrcnnJson, DlStreamerFormat)
 						    { "x_max", 110.75 / kWidth },
 						    { "y_max", 200.0 / kHeight } }));
 	const json &face = first["objects"][1];
-	EXPECT_EQ(face, json({ { "x", 30 }, { "y", 40 }, { "w", 20 }, { "h", 25 }, { "roi_type", "face" } }))
-		<< "another producer's region: its rectangle and type only";
+	EXPECT_EQ(person["region_id"], 0);
+	EXPECT_EQ(face, json({ { "x", 30 }, { "y", 40 }, { "w", 20 }, { "h", 25 }, { "region_id", 7 }, { "roi_type", "face" } }))
+		<< "another producer's region: its rectangle, id and type only";
 
 	EXPECT_EQ(lines[1], R"({"resolution":{"height":240,"width":320}})")
 		<< "no timestamp without a pts, no objects without regions";
@@ -254,9 +255,9 @@ TEST(FrcnnJson, DlStreamerFormat)
 	EXPECT_EQ(third["objects"][0]["detection"]["label_id"], 3) << "an unsigned label_id too";
 
 	const json fourth = json::parse(lines[3]);
-	EXPECT_EQ(fourth["timestamp"], 500 * GST_MSECOND) << "stream time since the segment's start";
+	EXPECT_EQ(fourth["timestamp"], 5500 * GST_MSECOND) << "the stream time: 0.5 s into a segment at 5 s";
 	EXPECT_FALSE(fourth.contains("objects"));
-	EXPECT_EQ(json::parse(lines[4])["timestamp"], 0) << "a frame before the segment's start";
+	EXPECT_FALSE(json::parse(lines[4]).contains("timestamp")) << "a frame before the segment's start";
 	EXPECT_EQ(json::parse(lines[5])["timestamp"], 3 * GST_SECOND) << "a segment in bytes";
 }
 
@@ -280,6 +281,31 @@ TEST(FrcnnJson, DlStreamerBoxOfARectangleAtTheEndOfTheRange)
 	EXPECT_DOUBLE_EQ(box["x_min"].get<double>(), 4294967000.0 / kWidth) << box;
 	EXPECT_DOUBLE_EQ(box["x_max"].get<double>(), 4294968000.0 / kWidth) << box;
 	EXPECT_DOUBLE_EQ(box["y_max"].get<double>(), 4294967700.0 / kHeight) << box;
+}
+
+// A tracker's id of the object (DL Streamer's gvatrack: an "object_id" param with an int "id")
+// is the object's "id" as gvametaconvert writes it; a region without one has none.
+TEST(FrcnnJson, DlStreamerTrackedObjectsKeepTheirId)
+{
+	const std::string path = gst_test::out_dir() + "/dlstreamer-tracked.jsonl";
+	{
+		HarnessPtr h = json_harness("format=dlstreamer location=\"" + path + "\"");
+		GstBuffer *buffer = frame_buffer(0);
+		GstVideoRegionOfInterestMeta *tracked = add_detection(buffer, 10, 20, 50, 80, 1, "person", 0.8);
+		tracked->id = 4;
+		gst_video_region_of_interest_meta_add_param(
+			tracked, gst_structure_new("object_id", "id", G_TYPE_INT, 12, nullptr));
+		add_detection(buffer, 60, 20, 90, 80, 3, "car", 0.7)->id = 5;
+		ASSERT_TRUE(gst_test::BufferPtr(gst_harness_push_and_pull(h.get(), buffer)));
+	}
+	const std::vector<std::string> lines = read_lines(path);
+	ASSERT_EQ(lines.size(), 1u);
+	const json objects = json::parse(lines[0])["objects"];
+	ASSERT_EQ(objects.size(), 2u);
+	EXPECT_EQ(objects[0]["id"], 12);
+	EXPECT_EQ(objects[0]["region_id"], 4);
+	EXPECT_FALSE(objects[1].contains("id")) << objects[1];
+	EXPECT_EQ(objects[1]["region_id"], 5);
 }
 
 // Frames downstream reports as late (a QOS event) still get their line and go on, with the
