@@ -30,4 +30,12 @@ inline ColourPrimaries colour_primaries(GstVideoColorPrimaries primaries)
 	}
 }
 
+// Whether a colorimetry's YUV values span the full range of their bits: full range, and a range
+// the caps leave unknown, which videoconvert reads as full (gst_video_color_range_offsets);
+// limited (16-235) only where the caps say so.
+inline bool full_range(const GstVideoColorimetry &colorimetry)
+{
+	return colorimetry.range != GST_VIDEO_COLOR_RANGE_16_235;
+}
+
 } // namespace frcnn::gst

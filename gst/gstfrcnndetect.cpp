@@ -465,7 +465,7 @@ frcnn::FrameView frame_view(const GstVideoFrame *frame, bool square_pixels, bool
 	/* The colours as the caps' colorimetry says (GStreamer gives caps without one its default
 	 * for the size: BT.709 for HD), as videoconvert reads them. */
 	view.matrix = yuv_matrix(frame->info.colorimetry.matrix);
-	view.full_range = frame->info.colorimetry.range == GST_VIDEO_COLOR_RANGE_0_255;
+	view.full_range = frcnn::gst::full_range(frame->info.colorimetry);
 	view.width = GST_VIDEO_FRAME_WIDTH(frame);
 	view.height = GST_VIDEO_FRAME_HEIGHT(frame);
 	/* Fields woven into the frame: every frame of interlace-mode=interleaved, those of a mixed
@@ -3725,7 +3725,7 @@ static gboolean gst_frcnn_detect_sink_event(GstPad *pad, GstObject *parent, GstE
 					yuv_matrix(info.colorimetry.matrix) == frcnn::YuvMatrix::BT709	   ? "BT.709"
 					: yuv_matrix(info.colorimetry.matrix) == frcnn::YuvMatrix::BT2020 ? "BT.2020"
 													   : "BT.601",
-					info.colorimetry.range == GST_VIDEO_COLOR_RANGE_0_255 ? "full" : "limited");
+					frcnn::gst::full_range(info.colorimetry) ? "full" : "limited");
 			g_free(colorimetry);
 		}
 		if (frcnn::gst::transfer_function(info.colorimetry.transfer) != frcnn::TransferFunction::SDR)

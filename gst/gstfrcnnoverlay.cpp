@@ -421,7 +421,7 @@ struct YuvEncoding {
 	frcnn::ColourPrimaries primaries;
 
 	YuvEncoding(const GstVideoColorimetry &colorimetry, int depth)
-		: full_range(colorimetry.range == GST_VIDEO_COLOR_RANGE_0_255), depth(depth),
+		: full_range(frcnn::gst::full_range(colorimetry)), depth(depth),
 		  transfer(frcnn::gst::transfer_function(colorimetry.transfer)),
 		  primaries(frcnn::gst::colour_primaries(colorimetry.primaries))
 	{

@@ -563,6 +563,21 @@ TEST(FrcnnDetect, ReadsYuvInTheColorimetryOfTheCaps)
 
 		expect_element_detects(frame, expected);
 	}
+
+	/* A range the caps leave unknown ("0:..."), read as videoconvert reads it: as full. */
+	Frame full = make_frame(image, GST_VIDEO_FORMAT_NV12);
+	ASSERT_TRUE(gst_video_colorimetry_from_string(&full.info.colorimetry, "1:3:5:1"));
+	const std::vector<frcnn::Detection> expected = expected_for(full);
+	ASSERT_FALSE(expected.size() == seen[1].size() &&
+		     std::equal(expected.begin(), expected.end(), seen[1].begin(),
+				[](const frcnn::Detection &a, const frcnn::Detection &b) {
+					return a.label == b.label && a.score == b.score;
+				}))
+		<< "BT.709 in full range and in limited range must differ for the test to tell them apart";
+	Frame unknown = make_frame(image, GST_VIDEO_FORMAT_NV12);
+	ASSERT_TRUE(gst_video_colorimetry_from_string(&unknown.info.colorimetry, "0:3:5:1"));
+	ASSERT_EQ(unknown.info.colorimetry.range, GST_VIDEO_COLOR_RANGE_UNKNOWN);
+	expect_element_detects(unknown, expected);
 }
 
 TEST(FrcnnDetect, RejectsOtherFormats)

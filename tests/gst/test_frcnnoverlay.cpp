@@ -292,7 +292,9 @@ TEST(FrcnnOverlay, DrawsInTheColorimetryOfTheCaps)
 			       Case{ "1:4:0:0", 0.299, 0.114, true, GST_VIDEO_FORMAT_I420_10LE },
 			       Case{ "bt2020", 0.2627, 0.0593, false, GST_VIDEO_FORMAT_P012_LE },
 			       Case{ "1:4:0:0", 0.299, 0.114, true, GST_VIDEO_FORMAT_Y444_12LE },
-			       Case{ "bt709", 0.2126, 0.0722, false, GST_VIDEO_FORMAT_Y210 } }) {
+			       Case{ "bt709", 0.2126, 0.0722, false, GST_VIDEO_FORMAT_Y210 },
+			       /* a range the caps leave unknown: full, as videoconvert reads it */
+			       Case{ "0:3:5:1", 0.2126, 0.0722, true, GST_VIDEO_FORMAT_I420 } }) {
 		SCOPED_TRACE(std::string(c.colorimetry) + " " + gst_video_format_to_string(c.format));
 		Frame frame = make_frame(cv::Mat(kHeight, kWidth, CV_8UC3, kGrey), c.format);
 		ASSERT_TRUE(gst_video_colorimetry_from_string(&frame.info.colorimetry, c.colorimetry));
