@@ -655,7 +655,8 @@ struct GstFrcnnDetectState {
 	std::optional<frcnn::gst::Region> region;
 	std::string region_text;
 	// `inference-region` as it was at start: a change while playing waits for the next start
-	// (set_property warns of it), as start checked it against `region`.
+	// (set_property warns of it), as start checked it against `region`. Under the object lock
+	// (set_property and the chain function read it on their threads).
 	GstFrcnnInferenceRegion inference_region = DEFAULT_PROP_INFERENCE_REGION;
 	bool threads_set = false;	// the worker set its CPU thread count from `threads`
 	gint64 threads_failed = -1;	// a `threads` that could not be set (warned about once)
@@ -665,6 +666,9 @@ struct GstFrcnnDetectState {
 	// pushes them: a batch's frames may wait for their time at a synchronised sink while the
 	// next batch runs. Started and stopped with the source pad.
 	std::thread worker;
+	// The worker's id, which its thread stores as it begins: another thread compares with it
+	// (on_worker_thread) while the stop joins `worker`, which std::thread::get_id would race.
+	std::atomic<std::thread::id> worker_id{};
 
 	// Protected by mutex: the queue between the sink pad and the worker (items), and the one
 	// between the worker and the pusher (outgoing: frames run, and the events between them).
@@ -1187,8 +1191,9 @@ static void gst_frcnn_detect_set_property(GObject *object, guint prop_id, const 
 	if (prop_id == PROP_INFERENCE_REGION) {
 		GST_OBJECT_LOCK(self);
 		const bool started = GST_STATE(self) > GST_STATE_READY || GST_STATE_PENDING(self) > GST_STATE_READY;
+		const GstFrcnnInferenceRegion in_use = self->state->inference_region;
 		GST_OBJECT_UNLOCK(self);
-		if (started && g_value_get_enum(value) != self->state->inference_region)
+		if (started && g_value_get_enum(value) != in_use)
 			GST_ELEMENT_WARNING(self, RESOURCE, SETTINGS,
 					    ("'inference-region' changed while playing takes effect at the "
 					     "next start."),
@@ -2402,7 +2407,9 @@ static gboolean gst_frcnn_detect_open(GstFrcnnDetect *self)
 				  ("region '%s' with inference-region=roi-list", settings.region.c_str()));
 		return FALSE;
 	}
+	GST_OBJECT_LOCK(self);
 	state->inference_region = settings.inference_region;
+	GST_OBJECT_UNLOCK(self);
 
 	/* A set-up left from before (a start that failed after this, a stop from a handler of the
 	 * set-up's own message) is finished first: its model may be the one wanted. Not on its own
@@ -2995,6 +3002,7 @@ static void gst_frcnn_detect_worker(GstFrcnnDetect *self, guint64 generation)
 	gchar *name = gst_object_get_name(GST_OBJECT(self));
 	pthread_setname_np(pthread_self(), std::string(name ? name : "frcnndetect").substr(0, 15).c_str());
 	g_free(name);
+	self->state->worker_id = std::this_thread::get_id();
 	self->state->threads_set = false; /* a new thread has the process's count */
 	worker_generation_of_thread = generation;
 	try {
@@ -3009,7 +3017,7 @@ static void gst_frcnn_detect_worker(GstFrcnnDetect *self, guint64 generation)
 
 static bool on_worker_thread(const GstFrcnnDetectState *state)
 {
-	return state->worker.get_id() == std::this_thread::get_id();
+	return state->worker_id.load() == std::this_thread::get_id();
 }
 
 /* Starts the worker (when it is not running). Called with the queue's lock not held. */
@@ -3051,6 +3059,7 @@ static void gst_frcnn_detect_stop_worker(GstFrcnnDetect *self)
 		state->worker.detach();
 	else
 		state->worker.join();
+	state->worker_id = std::thread::id();
 }
 
 /* Waits until the worker holds no batch. Not on the worker's own thread (a flushing seek from a

@@ -62,6 +62,7 @@
 #include <gst/video/video.h>
 #include <nlohmann/json.hpp>
 
+#include "frcnn/detail/json.h"
 #include "meta.h"
 
 GST_DEBUG_CATEGORY_STATIC(gst_frcnn_json_debug);
@@ -475,7 +476,10 @@ static bool read_tags(const std::string &text, LineTags *tags, std::string *prob
 	nlohmann::ordered_json value;
 	if (!text.empty()) {
 		try {
-			value = nlohmann::ordered_json::parse(text);
+			value = frcnn::detail::parse_json<nlohmann::ordered_json>(text);
+		} catch (const frcnn::detail::JsonTooDeep &e) {
+			*problem = std::string("it is not JSON this element takes (") + e.what() + ")";
+			return false;
 		} catch (const nlohmann::json::exception &e) {
 			/* "[json.exception.parse_error.101] parse error at ...": the part after the id
 			 * (also of a number too large for a double, out_of_range.406). */

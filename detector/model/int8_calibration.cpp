@@ -15,6 +15,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "frcnn/detail/json.h"
 #include "frcnn/error.h"
 #include "frcnn/model.h"
 
@@ -76,8 +77,8 @@ Int8Calibration load_int8_calibration(const std::string &path)
 	};
 	nlohmann::json document;
 	try {
-		document = nlohmann::json::parse(text.str());
-	} catch (const nlohmann::json::exception &e) {
+		document = detail::parse_json(text.str());
+	} catch (const std::exception &e) { // nlohmann's parse errors, detail::JsonTooDeep
 		throw fail(std::string("not JSON (") + e.what() + ")");
 	}
 	if (!document.is_object() || document.value("format", nlohmann::json()) != kFormat)

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cfloat>
 #include <chrono>
 #include <climits>
 #include <cmath>
@@ -14,6 +15,7 @@
 #include <cstring>
 #include <fstream>
 #include <iostream>
+#include <iterator>
 #include <map>
 #include <optional>
 #include <random>
@@ -30,6 +32,7 @@
 
 #include "cli.h"
 #include "frcnn/checkpoint.h"
+#include "frcnn/detail/json.h"
 #include "frcnn/error.h"
 #include "frcnn/model.h"
 #include "frcnn/shapes.h"
@@ -164,7 +167,7 @@ public:
 			throw Error("cannot open the COCO file '" + json_path + "'");
 		nlohmann::json j;
 		try {
-			in >> j;
+			j = frcnn::detail::parse_json(std::string(std::istreambuf_iterator<char>(in), {}));
 		} catch (const std::exception &e) {
 			throw Error("'" + json_path + "' is not valid JSON: " + e.what());
 		}
@@ -179,7 +182,8 @@ public:
 		};
 		for (const auto &image : j["images"]) {
 			try {
-				const int64_t id = image.at("id").get<int64_t>();
+				const int64_t id = whole_number(image.at("id"), "'" + json_path + "': images[" +
+										std::to_string(index) + "]: its id");
 				/* A repeated id would leave one of its images without boxes: its objects
 				 * would be trained as background. */
 				if (!by_id.emplace(id, entries_.size()).second)
@@ -261,20 +265,36 @@ private:
 	// num-classes and the checkpoint reader stop there.
 	static constexpr int64_t kMaxCategory = 99999;
 
+	// An id: an integer of 64 bits (a fraction or a number beyond that range would be cut to
+	// another id). `what` names it for the message.
+	static int64_t whole_number(const nlohmann::json &v, const std::string &what)
+	{
+		if (!v.is_number_integer() ||
+		    (v.is_number_unsigned() && v.get<uint64_t>() > static_cast<uint64_t>(INT64_MAX)))
+			throw frcnn::Error(what + " is not an integer of 64 bits: " + v.dump());
+		return v.get<int64_t>();
+	}
+
 	// `name`: where the annotation is, for the messages (the file, its place in the list, its id).
 	void add_annotation(const nlohmann::json &a, const std::map<int64_t, size_t> &by_id, const std::string &name)
 	{
-		if (a.value("iscrowd", 0) != 0)
+		const auto crowd = a.find("iscrowd");
+		if (crowd != a.end() && !crowd->is_null() && !crowd->is_boolean() &&
+		    !(crowd->is_number_integer() && (*crowd == 0 || *crowd == 1)))
+			throw frcnn::Error(name + ": iscrowd is not 0 or 1: " + crowd->dump());
+		if (crowd != a.end() && (*crowd == 1 || *crowd == true))
 			return;
-		auto it = by_id.find(a.at("image_id").get<int64_t>());
+		auto it = by_id.find(whole_number(a.at("image_id"), name + ": its image_id"));
 		if (it == by_id.end()) {
 			unknown_images_++;
 			return;
 		}
 		const auto &b = a.at("bbox");
-		if (!b.is_array() || b.size() != 4 ||
-		    !std::all_of(b.begin(), b.end(), [](const auto &v) { return v.is_number(); }))
-			throw frcnn::Error(name + ": its bbox is not [x, y, width, height]");
+		// Numbers a float holds (a larger one would be an infinite box, its loss not a number).
+		if (!b.is_array() || b.size() != 4 || !std::all_of(b.begin(), b.end(), [](const auto &v) {
+			    return v.is_number() && std::fabs(v.template get<double>()) <= FLT_MAX;
+		    }))
+			throw frcnn::Error(name + ": its bbox is not [x, y, width, height] (numbers a float holds)");
 		const float x = b[0], y = b[1], w = b[2], h = b[3];
 		if (w < 1 || h < 1)
 			return; // torchvision's references drop degenerate boxes too

@@ -15,6 +15,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "frcnn/detail/json.h"
 #include "frcnn/error.h"
 #include "frcnn/evaluation.h"
 
@@ -69,7 +70,7 @@ std::vector<Line> parse_lines(const std::string &path, const std::string &text)
 		number++;
 		if (s.find_first_not_of(" \t\r") == std::string::npos)
 			continue;
-		json value = json::parse(s, nullptr, false);
+		json value = detail::parse_json(s, false);
 		if (value.is_discarded())
 			Where{ path, number }.fail("not valid JSON");
 		if (!value.is_object())
@@ -103,7 +104,21 @@ int64_t integer(const json &v, const Where &where, const std::string &what)
 {
 	if (!v.is_number_integer())
 		where.fail(what + " must be an integer, got " + v.dump());
+	// nlohmann keeps integers above INT64_MAX unsigned: get<int64_t> would wrap them.
+	if (v.is_number_unsigned() && v.get<uint64_t>() > static_cast<uint64_t>(INT64_MAX))
+		where.fail(what + " must be at most " + std::to_string(INT64_MAX) + ", got " + v.dump());
 	return v.get<int64_t>();
+}
+
+// A string value of an entry, or `fallback` where it has none.
+std::string text_of(const json &entry, const char *key, const std::string &fallback, const Where &where)
+{
+	auto it = entry.find(key);
+	if (it == entry.end() || it->is_null())
+		return fallback;
+	if (!it->is_string())
+		where.fail(std::string("\"") + key + "\" must be a string, got a " + it->type_name());
+	return it->get<std::string>();
 }
 
 // [x1, y1, x2, y2] from "box", or [x, y, w, h] from a COCO "bbox".
@@ -191,7 +206,11 @@ int read_size(const json &line, const char *key, const Where &where)
 	auto it = line.find(key);
 	if (it == line.end() || it->is_null())
 		return 0;
-	return static_cast<int>(integer(*it, where, std::string("\"") + key + "\""));
+	const int64_t size = integer(*it, where, std::string("\"") + key + "\"");
+	if (size < 0 || size > INT32_MAX)
+		where.fail(std::string("\"") + key + "\" must be from 0 to " + std::to_string(INT32_MAX) + ", got " +
+			   std::to_string(size));
+	return static_cast<int>(size);
 }
 
 // A JSON line's "pts" in nanoseconds; -1 when it has none (missing, null, or GStreamer's
@@ -299,7 +318,7 @@ EvalDataset load_coco_ground_truth(const std::string &path, const json &root)
 		// categories by ids from 0.
 		if (id < 0)
 			where.fail("a category id must not be negative, got " + std::to_string(id));
-		known_categories[id] = c.value("name", "class " + std::to_string(id));
+		known_categories[id] = text_of(c, "name", "class " + std::to_string(id), where);
 	}
 	for (const auto &[id, name] : known_categories)
 		dataset.categories.push_back({ id, name });
@@ -317,7 +336,7 @@ EvalDataset load_coco_ground_truth(const std::string &path, const json &root)
 		image.id = integer(im["id"], where, "an image's \"id\"");
 		if (!image_index.emplace(image.id, dataset.images.size()).second)
 			where.fail("image id " + std::to_string(image.id) + " appears twice");
-		image.name = im.value("file_name", std::string());
+		image.name = text_of(im, "file_name", std::string(), where);
 		image.width = read_size(im, "width", where);
 		image.height = read_size(im, "height", where);
 		dataset.images.push_back(std::move(image));
@@ -465,20 +484,53 @@ public:
 		if (frame != v.end() && !frame->is_null())
 			return by_frame(integer(*frame, where, "\"frame\""), where);
 		auto name = v.find("image");
-		if (name != v.end() && name->is_string()) {
-			const std::string s = name->get<std::string>();
-			auto it = by_name_.find(s);
-			if (it != by_name_.end())
-				return dataset_.images[it->second];
-			it = by_basename_.find(basename(s));
-			if (it == by_basename_.end())
-				where.fail("image '" + s + "' is not in the ground truth");
-			return dataset_.images[it->second];
-		}
+		if (name != v.end() && name->is_string())
+			return by_name(name->get<std::string>(), where);
 		return by_frame(static_cast<int64_t>(position), where);
 	}
 
 private:
+	// The image of that file name, else the one whose name ends in the most of the same path
+	// components (at least the file's own); two that end alike leave it open, which is said.
+	EvalImage &by_name(const std::string &name, const Where &where) const
+	{
+		auto it = by_name_.find(name);
+		if (it != by_name_.end())
+			return dataset_.images[it->second];
+		const std::vector<std::string> wanted = path_components(name);
+		std::size_t longest = 0;
+		std::vector<std::size_t> found;
+		const auto [first, last] = by_basename_.equal_range(basename(name));
+		for (auto candidate = first; candidate != last; ++candidate) {
+			const std::vector<std::string> has = path_components(dataset_.images[candidate->second].name);
+			std::size_t common = 0;
+			while (common < has.size() && common < wanted.size() &&
+			       has[has.size() - 1 - common] == wanted[wanted.size() - 1 - common])
+				common++;
+			if (common > longest)
+				longest = common, found.clear();
+			if (common == longest)
+				found.push_back(candidate->second);
+		}
+		if (found.empty())
+			where.fail("image '" + name + "' is not in the ground truth");
+		if (found.size() > 1)
+			where.fail("image '" + name + "' ends as several ground-truth images do ('" +
+				   dataset_.images[found[0]].name + "', '" + dataset_.images[found[1]].name +
+				   "'...): name it by as much of its path as tells them apart");
+		return dataset_.images[found[0]];
+	}
+
+	static std::vector<std::string> path_components(const std::string &path)
+	{
+		std::vector<std::string> components;
+		std::istringstream in(path);
+		for (std::string part; std::getline(in, part, '/');)
+			if (!part.empty())
+				components.push_back(part);
+		return components;
+	}
+
 	EvalImage &by_frame(int64_t frame, const Where &where) const
 	{
 		if (dataset_.coco) {
@@ -499,7 +551,7 @@ private:
 	EvalDataset &dataset_;
 	std::map<int64_t, std::size_t> by_id_;
 	std::map<std::string, std::size_t> by_name_;
-	std::map<std::string, std::size_t> by_basename_;
+	std::multimap<std::string, std::size_t> by_basename_; // the images of each file name
 };
 
 void add_detection(EvalImage &image, const Categories &categories, const json &entry,
@@ -527,7 +579,7 @@ void add_detection(EvalImage &image, const Categories &categories, const json &e
 EvalDataset load_ground_truth(const std::string &path)
 {
 	const std::string text = read_text(path);
-	const json root = json::parse(text, nullptr, false);
+	const json root = detail::parse_json(text, false);
 	EvalDataset dataset = !root.is_discarded() && root.is_object() && root.contains("images")
 				      ? load_coco_ground_truth(path, root)
 				      : load_lines_ground_truth(path, text);
@@ -543,7 +595,7 @@ void load_detections(const std::string &path, EvalDataset &dataset)
 	const Categories categories(dataset);
 	const ImageLookup images(dataset);
 
-	const json root = json::parse(text, nullptr, false);
+	const json root = detail::parse_json(text, false);
 	if (!root.is_discarded() && root.is_array()) {
 		// COCO results: [{"image_id", "category_id", "bbox", "score"}, ...]
 		for (std::size_t i = 0; i < root.size(); i++) {
@@ -587,10 +639,13 @@ void load_detections(const std::string &path, EvalDataset &dataset)
 				   std::to_string(seen[image.id]));
 		const int64_t pts = read_pts(v, where);
 		if (pts >= 0 && image.pts >= 0) {
+			/* The drift from the first pair in 128 bits: timestamps up to INT64_MAX apart do not
+			 * overflow it. */
 			if (!offset) {
 				offset = pts - image.pts;
 				offset_frame = image.id;
-			} else if (std::llabs(pts - image.pts - *offset) > std::max<int64_t>(rounding, 0)) {
+			} else if (const __int128 drift = static_cast<__int128>(pts) - image.pts - *offset;
+				   (drift < 0 ? -drift : drift) > std::max<int64_t>(rounding, 0)) {
 				where.fail("frame " + std::to_string(image.id) + " has pts " + std::to_string(pts) +
 					   " but the ground truth's frame " + std::to_string(image.id) +
 					   " has pts " + std::to_string(image.pts) + ", " +

@@ -693,6 +693,28 @@ TEST(EvalFiles, ClearErrors)
 	expect_error(R"({"images": [{"id": 1}], "categories": [{"id": 1}], "annotations": [)"
 		     R"({"image_id": 1, "category_id": 1, "bbox": [0, 0, 1, 1]}, {"image_id": 2, "category_id": 1}]})",
 		     "[]", "err_gt.jsonl: annotations[1]: an annotation names image 2");
+	/* Values a conversion would change: an integer beyond 64 bits (wrapped to -1), a size
+	 * beyond an int (cut: 4294967360 read as 64), a name that is not a string (nlohmann's type
+	 * error, which is no frcnn::Error and named no entry). */
+	expect_error(R"({"frame": 18446744073709551615, "detections": []})", "",
+		     "\"frame\" must be at most 9223372036854775807, got 18446744073709551615");
+	expect_error(R"({"frame": 0, "width": 4294967360, "height": 48, "detections": []})", "",
+		     "\"width\" must be from 0 to 2147483647, got 4294967360");
+	expect_error(R"({"images": [{"id": 1, "file_name": 5}], "categories": [{"id": 1}], "annotations": []})", "[]",
+		     "err_gt.jsonl: images[0]: \"file_name\" must be a string, got a number");
+	expect_error(R"({"images": [{"id": 1}], "categories": [{"id": 1, "name": 7}], "annotations": []})", "[]",
+		     "err_gt.jsonl: categories[0]: \"name\" must be a string, got a number");
+	/* Nesting deeper than a message can show (the text of the value overflowed the stack). */
+	expect_error(one,
+		     "{\"frame\": 0, \"detections\": [{\"box\": " + std::string(100000, '[') +
+			     std::string(100000, ']') + "}]}",
+		     "err_det.jsonl:1: not valid JSON");
+	/* Timestamps as far apart as 64 bits allow: the drift between them did overflow. */
+	expect_error(R"({"frame": 0, "pts": 9223372036854775807, "detections": []})" "\n"
+		     R"({"frame": 1, "pts": 0, "detections": []})" "\n",
+		     R"({"frame": 0, "pts": 0, "detections": []})" "\n"
+		     R"({"frame": 1, "pts": 9223372036854775807, "detections": []})" "\n",
+		     "err_det.jsonl:2: frame 1 has pts 9223372036854775807");
 	/* Category ids from 0, in COCO files as in JSON lines (a negative one matched no detection:
 	 * AP 0), and areas from 0 (a negative one was taken for none given: the box's area). */
 	expect_error(R"({"images": [{"id": 1}], "categories": [{"id": -1, "name": "a"}], "annotations": []})", "[]",
@@ -704,6 +726,31 @@ TEST(EvalFiles, ClearErrors)
 		     "[]", "err_gt.jsonl: annotations[0]: an annotation's \"area\" must not be negative, got -5");
 	expect_error(R"({"frame": 0, "detections": [{"box": [0, 0, 10, 10], "label": "a", "area": -1.5}]})", "",
 		     "\"area\" must not be negative, got -1.5");
+}
+
+// A detection line naming its image by a path pairs with the ground-truth image of that name,
+// else with the one whose name ends in most of the same path components; two that end alike
+// are refused (the first of them was taken, another camera's image of the same file name).
+TEST(EvalFiles, ImageNamesPairByTheLongestMatchingEnd)
+{
+	const std::string truth = temp_file("cams_gt.json",
+		R"({"images": [{"id": 1, "file_name": "cam1/0001.jpg"}, {"id": 2, "file_name": "cam2/0001.jpg"}],)"
+		R"("categories": [{"id": 1, "name": "a"}], "annotations": [)"
+		R"({"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10], "area": 100, "iscrowd": 0},)"
+		R"({"id": 2, "image_id": 2, "category_id": 1, "bbox": [50, 50, 10, 10], "area": 100, "iscrowd": 0}]})");
+	const std::string dets = temp_file("cams_det.jsonl",
+		R"({"image": "/data/cam2/0001.jpg", "detections": [{"box": [50, 50, 60, 60], "label_id": 1, "score": 0.9}]})" "\n"
+		R"({"image": "/data/cam1/0001.jpg", "detections": [{"box": [0, 0, 10, 10], "label_id": 1, "score": 0.8}]})" "\n");
+	EvalDataset ds = frcnn::load_ground_truth(truth);
+	frcnn::load_detections(dets, ds);
+	const EvalResult r = frcnn::evaluate_coco(ds);
+	EXPECT_NEAR(r.ap, 1.0, kTol) << "each camera's detection on its own image";
+
+	expect_error(R"({"images": [{"id": 1, "file_name": "cam1/0001.jpg"}, {"id": 2, "file_name": "cam2/0001.jpg"}],)"
+		     R"("categories": [{"id": 1}], "annotations": []})",
+		     R"({"image": "0001.jpg", "detections": []})",
+		     "err_det.jsonl:1: image '0001.jpg' ends as several ground-truth images do ('cam1/0001.jpg', "
+		     "'cam2/0001.jpg'...)");
 }
 
 // The same pts, or a pts on one side only (or GStreamer's "none"), pair as before; so do pts

@@ -560,6 +560,12 @@ TEST_F(Int8, CalibrationFileErrors)
 	write(R"({"format": "frcnn-int8-calibration", "version": 1, "arch": "tiny", "frames": 2, "ranges": {"x": 1}})");
 	message = error_of([&] { load_int8_calibration(file); });
 	EXPECT_TRUE(contains(message, "\"weights_crc32\", \"frames\" (integers)")) << message;
+	// Nesting deeper than a message could show (the text of the value overflowed the stack).
+	write(R"({"format": "frcnn-int8-calibration", "version": )" + std::string(100000, '[') +
+	      std::string(100000, ']') + "}");
+	message = error_of([&] { load_int8_calibration(file); });
+	EXPECT_TRUE(contains(message, "is not an 8-bit calibration: not JSON (nested deeper than 1000 levels)"))
+		<< message;
 	// A checksum is a CRC-32: a larger number is no checksum of these weights, cut to 32 bits.
 	write(R"({"format": "frcnn-int8-calibration", "version": 1, "arch": "tiny", "weights_crc32": 4294967301,
 		  "frames": 2, "ranges": {"x": 1}})");

@@ -208,8 +208,22 @@ expect_error 1 "'$out/coco/category0.json': annotations[0] (id 1): category id 0
 	--coco-json "$out/coco/category0.json" --images "$out/coco" --threads 1
 "$python" -c 'import json, sys; d = json.load(open(sys.argv[1])); d["images"][1]["id"] = "11"; json.dump(d, open(sys.argv[2], "w"))' \
 	"$out/coco/instances.json" "$out/coco/string-id.json"
-expect_error 1 "'$out/coco/string-id.json': images[1]: [json.exception.type_error.302] type must be number" \
+expect_error 1 "'$out/coco/string-id.json': images[1]: its id is not an integer of 64 bits: \"11\"" \
 	--coco-json "$out/coco/string-id.json" --images "$out/coco" --threads 1
+# Numbers that a conversion would change: a fractional or huge id (cut to another image's), an
+# iscrowd beyond an int, a box beyond a float (infinite: a loss that is not a number); and a
+# value nested deeper than a message could show.
+for case in 'd["images"][1]["id"] = 1.5:images[1]: its id is not an integer of 64 bits: 1.5' \
+	'd["images"][1]["id"] = 1e30:images[1]: its id is not an integer of 64 bits: 1e+30' \
+	'd["annotations"][0]["image_id"] = 18446744073709551615:annotations[0] (id 1): its image_id is not an integer of 64 bits' \
+	'd["annotations"][0]["iscrowd"] = 9.2e19:annotations[0] (id 1): iscrowd is not 0 or 1: 9.2e+19' \
+	'd["annotations"][0]["bbox"] = [0, 0, 1e39, 10]:annotations[0] (id 1): its bbox is not [x, y, width, height] (numbers a float holds)' \
+	'd["annotations"][0]["id"] = "DEEP":is not valid JSON: nested deeper than 1000 levels'; do
+	# "DEEP" becomes an array in 5000 arrays (Python's own json would not write it).
+	"$python" -c 'import json, sys; d = json.load(open(sys.argv[1])); exec(sys.argv[2]); open(sys.argv[3], "w").write(json.dumps(d).replace("\"DEEP\"", "[" * 5000 + "]" * 5000))' \
+		"$out/coco/instances.json" "${case%%:*}" "$out/coco/bad-number.json"
+	expect_error 1 "${case#*:}" --coco-json "$out/coco/bad-number.json" --images "$out/coco" --threads 1
+done
 expect_error 2 "--coco-json needs --images DIR" --coco-json "$out/coco/instances.json" --threads 1
 # A repeated image id would train one image's objects as background.
 "$python" -c 'import json, sys; d = json.load(open(sys.argv[1])); d["images"].append(dict(d["images"][0])); json.dump(d, open(sys.argv[2], "w"))' \

@@ -553,6 +553,9 @@ TEST(FrcnnJson, TagsThatAreNoObjectFailTheStart)
 		{ "{camera:1}", "it is not JSON (parse error at line 1, column 2" },
 		{ "{\"camera\":1", "it is not JSON (parse error" },
 		{ "{\"camera\":1e400}", "it is not JSON (number overflow parsing '1e400')" },
+		/* Deeper than a message could show: the text of the value overflowed the stack. */
+		{ "{\"camera\":" + std::string(100000, '[') + std::string(100000, ']') + "}",
+		  "it is not JSON this element takes (nested deeper than 1000 levels)" },
 	};
 	for (const auto &[tags, problem] : cases) {
 		GstElement *pipeline = gst_pipeline_new(nullptr);
