@@ -2379,8 +2379,9 @@ static void gst_frcnn_detect_finish_reload(GstFrcnnDetect *self)
 /*
  * Builds the detector from the settings, or takes the one loaded under the same
  * model-instance-id. Every failure posts an error that says which property to change; the state
- * change then fails. Weights that have to be downloaded are set up after the state change, on a
- * thread of their own: a failure there posts its error then, and the first frame fails.
+ * change then fails. Weights that have to be downloaded (or a model-instance-id's model that
+ * another element is loading) are set up after the state change, on a thread of their own: a
+ * failure there posts its error then, and the first frame fails.
  */
 static gboolean gst_frcnn_detect_open(GstFrcnnDetect *self)
 {
@@ -2438,7 +2439,9 @@ static gboolean gst_frcnn_detect_open(GstFrcnnDetect *self)
 		GST_DEBUG_OBJECT(self, "cannot tell whether the weights download: %s", e.what());
 	}
 	/* So is one whose model-instance-id's model another element is loading (its download,
-	 * say): waiting for that here would hold the state change up alike. */
+	 * say): waiting for that here would hold the state change up alike. A look at the lock, not
+	 * a hold of it: an element that takes it just after (or only looks the model up meanwhile)
+	 * makes this start wait, or go to a thread, for nothing worse than that. */
 	if (!on_a_thread && !settings.model_instance_id.empty()) {
 		const std::shared_ptr<SharedModel> shared = shared_models().entry(settings.model_instance_id);
 		std::unique_lock<std::timed_mutex> idle(shared->loading, std::try_to_lock);
@@ -2651,9 +2654,11 @@ static GstFlowReturn gst_frcnn_detect_run_images(GstFrcnnDetect *self, std::vect
 		/* The calibration this run made is the stream's from now on; only its file is missing. */
 		if (std::string unwritten = state->model->take_int8_write_error(); !unwritten.empty())
 			GST_ELEMENT_WARNING(self, RESOURCE, WRITE,
-					    ("The int8 calibration was made, but %s. The stream goes on in 8 bits on "
-					     "it; the next start calibrates again unless the file can be written "
-					     "then (check the folder's free space and permissions).",
+					    ("The int8 calibration was made, but its file could not be written: %s. "
+					     "The stream goes on in 8 bits on it, and so does a restart that keeps "
+					     "the model; a new load of the model (from NULL, or with other "
+					     "settings) calibrates again. Check the folder's free space and "
+					     "permissions.",
 					     unwritten.c_str()),
 					    ("frcnn::Detector::take_int8_calibration_write_error()"));
 		if (request.run_requests > 1)
@@ -2776,10 +2781,10 @@ static gboolean gst_frcnn_detect_push_eos(GstFrcnnDetect *self, GstEvent *eos)
 						 ? std::string()
 						 : " nothing was written to '" + model->int8_calibration_file + "', and";
 		GST_ELEMENT_WARNING(self, STREAM, FAILED,
-				    ("The stream ended after %d of the %d images that precision=int8 measures "
-				     "before it runs in 8 bits: no calibration was made,%s every image ran in "
-				     "fp32. Lower 'int8-calibration-frames', or make the calibration file once "
-				     "on longer footage.",
+				    ("The stream ended before precision=int8's calibration was made (%d of "
+				     "its %d images measured so far): no calibration was made,%s the images "
+				     "ran in fp32. Lower 'int8-calibration-frames', or make the calibration "
+				     "file once on longer footage.",
 				     observed, model->int8_frames_needed, file.c_str()),
 				    ("int8 calibration incomplete at EOS"));
 	}

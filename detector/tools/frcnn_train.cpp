@@ -15,7 +15,6 @@
 #include <cstring>
 #include <fstream>
 #include <iostream>
-#include <iterator>
 #include <map>
 #include <optional>
 #include <random>
@@ -167,7 +166,7 @@ public:
 			throw Error("cannot open the COCO file '" + json_path + "'");
 		nlohmann::json j;
 		try {
-			j = frcnn::detail::parse_json(std::string(std::istreambuf_iterator<char>(in), {}));
+			j = frcnn::detail::parse_json(in);
 		} catch (const std::exception &e) {
 			throw Error("'" + json_path + "' is not valid JSON: " + e.what());
 		}
@@ -265,24 +264,27 @@ private:
 	// num-classes and the checkpoint reader stop there.
 	static constexpr int64_t kMaxCategory = 99999;
 
-	// An id: an integer of 64 bits (a fraction or a number beyond that range would be cut to
-	// another id). `what` names it for the message.
+	// An id or a flag: a whole number of 64 bits, also written as a float (2.0: Python's json of
+	// a float column); a fraction or a number beyond that range would be cut to another.
+	// `what` names it for the message.
 	static int64_t whole_number(const nlohmann::json &v, const std::string &what)
 	{
-		if (!v.is_number_integer() ||
-		    (v.is_number_unsigned() && v.get<uint64_t>() > static_cast<uint64_t>(INT64_MAX)))
-			throw frcnn::Error(what + " is not an integer of 64 bits: " + v.dump());
-		return v.get<int64_t>();
+		if (v.is_number_integer() &&
+		    !(v.is_number_unsigned() && v.get<uint64_t>() > static_cast<uint64_t>(INT64_MAX)))
+			return v.get<int64_t>();
+		if (v.is_number_float() && std::floor(v.get<double>()) == v.get<double>() &&
+		    std::fabs(v.get<double>()) < 9.2e18) // within int64_t, which ends at 9.22e18
+			return static_cast<int64_t>(v.get<double>());
+		throw frcnn::Error(what + " is not a whole number of 64 bits: " + v.dump());
 	}
 
 	// `name`: where the annotation is, for the messages (the file, its place in the list, its id).
 	void add_annotation(const nlohmann::json &a, const std::map<int64_t, size_t> &by_id, const std::string &name)
 	{
+		// A crowd region: any true or nonzero iscrowd, as frcnn-eval and pycocotools read it.
 		const auto crowd = a.find("iscrowd");
-		if (crowd != a.end() && !crowd->is_null() && !crowd->is_boolean() &&
-		    !(crowd->is_number_integer() && (*crowd == 0 || *crowd == 1)))
-			throw frcnn::Error(name + ": iscrowd is not 0 or 1: " + crowd->dump());
-		if (crowd != a.end() && (*crowd == 1 || *crowd == true))
+		if (crowd != a.end() && !crowd->is_null() &&
+		    (crowd->is_boolean() ? crowd->get<bool>() : whole_number(*crowd, name + ": its iscrowd") != 0))
 			return;
 		auto it = by_id.find(whole_number(a.at("image_id"), name + ": its image_id"));
 		if (it == by_id.end()) {
@@ -296,18 +298,11 @@ private:
 		    }))
 			throw frcnn::Error(name + ": its bbox is not [x, y, width, height] (numbers a float holds)");
 		const float x = b[0], y = b[1], w = b[2], h = b[3];
+		if (!std::isfinite(x + w) || !std::isfinite(y + h))
+			throw frcnn::Error(name + ": its bbox ends beyond the numbers a float holds");
 		if (w < 1 || h < 1)
 			return; // torchvision's references drop degenerate boxes too
-		// A whole number, also written as a float (2.0: Python's json of a float column).
-		const auto &category_id = a.at("category_id");
-		const bool whole = category_id.is_number_integer() ||
-				   (category_id.is_number_float() && std::isfinite(category_id.get<double>()) &&
-				    std::floor(category_id.get<double>()) == category_id.get<double>() &&
-				    std::fabs(category_id.get<double>()) < 1e15);
-		if (!whole)
-			throw frcnn::Error(name + ": category id " + category_id.dump() + " is not a whole number");
-		const int64_t category = category_id.is_number_integer() ? category_id.get<int64_t>()
-									 : (int64_t)category_id.get<double>();
+		const int64_t category = whole_number(a.at("category_id"), name + ": category id");
 		// Label 0 is the background in torchvision's detection models.
 		if (category < 1 || category > kMaxCategory)
 			throw frcnn::Error(name + ": category id " + std::to_string(category) + " is not from 1 to " +

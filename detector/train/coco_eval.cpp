@@ -243,17 +243,17 @@ double numpy_mean(const std::vector<double> &values)
 	return sum / static_cast<double>(values.size());
 }
 
-using Precision = std::vector<std::array<double, kRecallCount>>; // [threshold][recall point]
+using PrecisionTable = std::vector<std::array<double, kRecallCount>>; // [threshold][recall point]
 
 // summarize's np.mean(s[s > -1]) of precision[t, r, k] for the thresholds first_t..last_t, every
 // recall point and the classes given (those with ground truth, by id), k varying fastest.
-double mean_over(const std::vector<const Precision *> &classes, int first_t, int last_t)
+double mean_over(const std::vector<const PrecisionTable *> &classes, int first_t, int last_t)
 {
 	std::vector<double> values;
 	values.reserve(static_cast<std::size_t>(last_t - first_t + 1) * kRecallCount * classes.size());
 	for (int t = first_t; t <= last_t; t++)
 		for (int r = 0; r < kRecallCount; r++)
-			for (const Precision *precision : classes)
+			for (const PrecisionTable *precision : classes)
 				values.push_back((*precision)[t][r]);
 	return numpy_mean(values);
 }
@@ -284,7 +284,7 @@ EvalResult evaluate_coco(const EvalDataset &dataset, const EvalParams &params)
 
 	// Per area range, the precision of each class with ground truth there, by class id (the
 	// order of pycocotools' catIds) for the means over classes.
-	std::array<std::map<int64_t, Precision>, kAreaRanges.size()> precision_by_class;
+	std::array<std::map<int64_t, PrecisionTable>, kAreaRanges.size()> precision_by_class;
 	for (const EvalCategory &category : dataset.categories) {
 		CategoryResult cr;
 		cr.id = category.id;
@@ -321,7 +321,7 @@ EvalResult evaluate_coco(const EvalDataset &dataset, const EvalParams &params)
 				if (!gts[i].empty() || !dts[i].empty())
 					evals.push_back(evaluate_image(gts[i], dts[i], kAreaRanges[a],
 								       thresholds));
-			Precision precision = accumulate(evals, recalls);
+			PrecisionTable precision = accumulate(evals, recalls);
 			if (precision.empty())
 				continue;
 			if (a == 0) {
@@ -337,7 +337,7 @@ EvalResult evaluate_coco(const EvalDataset &dataset, const EvalParams &params)
 	}
 
 	auto mean_over_classes = [&](std::size_t area, int first_t, int last_t) {
-		std::vector<const Precision *> classes;
+		std::vector<const PrecisionTable *> classes;
 		for (const auto &entry : precision_by_class[area])
 			classes.push_back(&entry.second);
 		return classes.empty() ? -1.0 : mean_over(classes, first_t, last_t);

@@ -59,6 +59,19 @@ struct Line {
 	json value;
 };
 
+// A file parsed as one JSON value (a COCO file), discarded when it is not one (JSON lines are
+// read line by line); nesting too deep for that is an error.
+json parse_whole_file(const std::string &path, const std::string &text)
+{
+	try {
+		return detail::parse_json(text, true);
+	} catch (const detail::JsonTooDeep &e) {
+		throw Error(path + ": not valid JSON here: " + e.what());
+	} catch (const json::exception &) {
+		return json(json::value_t::discarded);
+	}
+}
+
 // Non-empty lines of a JSON-lines file, each parsed.
 std::vector<Line> parse_lines(const std::string &path, const std::string &text)
 {
@@ -70,9 +83,14 @@ std::vector<Line> parse_lines(const std::string &path, const std::string &text)
 		number++;
 		if (s.find_first_not_of(" \t\r") == std::string::npos)
 			continue;
-		json value = detail::parse_json(s, false);
-		if (value.is_discarded())
+		json value;
+		try {
+			value = detail::parse_json(s);
+		} catch (const detail::JsonTooDeep &e) {
+			Where{ path, number }.fail(std::string("not valid JSON here: ") + e.what());
+		} catch (const json::exception &) {
 			Where{ path, number }.fail("not valid JSON");
+		}
 		if (!value.is_object())
 			Where{ path, number }.fail("expected a JSON object per line, got " +
 						   std::string(value.type_name()));
@@ -181,7 +199,7 @@ LabelRef read_label(const json &entry, const Where &where)
 			ref.name = label->get<std::string>();
 		else if (label->is_number_integer() && !ref.has_id) {
 			ref.has_id = true;
-			ref.id = label->get<int64_t>();
+			ref.id = integer(*label, where, "\"label\"");
 		} else if (!label->is_null() && !label->is_number_integer())
 			where.fail("\"label\" must be a name or an id, got " + label->dump());
 	}
@@ -494,9 +512,11 @@ private:
 	// components (at least the file's own); two that end alike leave it open, which is said.
 	EvalImage &by_name(const std::string &name, const Where &where) const
 	{
-		auto it = by_name_.find(name);
-		if (it != by_name_.end())
-			return dataset_.images[it->second];
+		const auto [same, end_of_same] = by_name_.equal_range(name);
+		if (same != end_of_same && std::next(same) == end_of_same)
+			return dataset_.images[same->second];
+		if (same != end_of_same)
+			where.fail("image '" + name + "' is the name of several ground-truth images");
 		const std::vector<std::string> wanted = path_components(name);
 		std::size_t longest = 0;
 		std::vector<std::size_t> found;
@@ -507,6 +527,8 @@ private:
 			while (common < has.size() && common < wanted.size() &&
 			       has[has.size() - 1 - common] == wanted[wanted.size() - 1 - common])
 				common++;
+			if (common == 0)
+				continue; // a name ending in '/' (an empty file name) is no file's
 			if (common > longest)
 				longest = common, found.clear();
 			if (common == longest)
@@ -550,7 +572,7 @@ private:
 
 	EvalDataset &dataset_;
 	std::map<int64_t, std::size_t> by_id_;
-	std::map<std::string, std::size_t> by_name_;
+	std::multimap<std::string, std::size_t> by_name_;
 	std::multimap<std::string, std::size_t> by_basename_; // the images of each file name
 };
 
@@ -579,7 +601,7 @@ void add_detection(EvalImage &image, const Categories &categories, const json &e
 EvalDataset load_ground_truth(const std::string &path)
 {
 	const std::string text = read_text(path);
-	const json root = detail::parse_json(text, false);
+	const json root = parse_whole_file(path, text);
 	EvalDataset dataset = !root.is_discarded() && root.is_object() && root.contains("images")
 				      ? load_coco_ground_truth(path, root)
 				      : load_lines_ground_truth(path, text);
@@ -595,7 +617,7 @@ void load_detections(const std::string &path, EvalDataset &dataset)
 	const Categories categories(dataset);
 	const ImageLookup images(dataset);
 
-	const json root = detail::parse_json(text, false);
+	const json root = parse_whole_file(path, text);
 	if (!root.is_discarded() && root.is_array()) {
 		// COCO results: [{"image_id", "category_id", "bbox", "score"}, ...]
 		for (std::size_t i = 0; i < root.size(); i++) {

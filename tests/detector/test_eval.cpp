@@ -708,7 +708,11 @@ TEST(EvalFiles, ClearErrors)
 	expect_error(one,
 		     "{\"frame\": 0, \"detections\": [{\"box\": " + std::string(100000, '[') +
 			     std::string(100000, ']') + "}]}",
-		     "err_det.jsonl:1: not valid JSON");
+		     "err_det.jsonl: not valid JSON here: nested deeper than 1000 levels");
+	expect_error(one,
+		     "{\"frame\": 0, \"detections\": []}\n{\"frame\": 1, \"detections\": [{\"box\": " +
+			     std::string(100000, '[') + std::string(100000, ']') + "}]}",
+		     "err_det.jsonl:2: not valid JSON here: nested deeper than 1000 levels");
 	/* Timestamps as far apart as 64 bits allow: the drift between them did overflow. */
 	expect_error(R"({"frame": 0, "pts": 9223372036854775807, "detections": []})" "\n"
 		     R"({"frame": 1, "pts": 0, "detections": []})" "\n",

@@ -208,16 +208,17 @@ expect_error 1 "'$out/coco/category0.json': annotations[0] (id 1): category id 0
 	--coco-json "$out/coco/category0.json" --images "$out/coco" --threads 1
 "$python" -c 'import json, sys; d = json.load(open(sys.argv[1])); d["images"][1]["id"] = "11"; json.dump(d, open(sys.argv[2], "w"))' \
 	"$out/coco/instances.json" "$out/coco/string-id.json"
-expect_error 1 "'$out/coco/string-id.json': images[1]: its id is not an integer of 64 bits: \"11\"" \
+expect_error 1 "'$out/coco/string-id.json': images[1]: its id is not a whole number of 64 bits: \"11\"" \
 	--coco-json "$out/coco/string-id.json" --images "$out/coco" --threads 1
 # Numbers that a conversion would change: a fractional or huge id (cut to another image's), an
 # iscrowd beyond an int, a box beyond a float (infinite: a loss that is not a number); and a
 # value nested deeper than a message could show.
-for case in 'd["images"][1]["id"] = 1.5:images[1]: its id is not an integer of 64 bits: 1.5' \
-	'd["images"][1]["id"] = 1e30:images[1]: its id is not an integer of 64 bits: 1e+30' \
-	'd["annotations"][0]["image_id"] = 18446744073709551615:annotations[0] (id 1): its image_id is not an integer of 64 bits' \
-	'd["annotations"][0]["iscrowd"] = 9.2e19:annotations[0] (id 1): iscrowd is not 0 or 1: 9.2e+19' \
+for case in 'd["images"][1]["id"] = 1.5:images[1]: its id is not a whole number of 64 bits: 1.5' \
+	'd["images"][1]["id"] = 1e30:images[1]: its id is not a whole number of 64 bits: 1e+30' \
+	'd["annotations"][0]["image_id"] = 18446744073709551615:annotations[0] (id 1): its image_id is not a whole number of 64 bits' \
+	'd["annotations"][0]["iscrowd"] = 9.2e19:annotations[0] (id 1): its iscrowd is not a whole number of 64 bits: 9.2e+19' \
 	'd["annotations"][0]["bbox"] = [0, 0, 1e39, 10]:annotations[0] (id 1): its bbox is not [x, y, width, height] (numbers a float holds)' \
+	'd["annotations"][0]["bbox"] = [3e38, 0, 3e38, 10]:annotations[0] (id 1): its bbox ends beyond the numbers a float holds' \
 	'd["annotations"][0]["id"] = "DEEP":is not valid JSON: nested deeper than 1000 levels'; do
 	# "DEEP" becomes an array in 5000 arrays (Python's own json would not write it).
 	"$python" -c 'import json, sys; d = json.load(open(sys.argv[1])); exec(sys.argv[2]); open(sys.argv[3], "w").write(json.dumps(d).replace("\"DEEP\"", "[" * 5000 + "]" * 5000))' \
@@ -376,7 +377,7 @@ rc=0
 	grep -qF "frcnn-train: warning: '$out/coco/unlisted.json': 1 annotations of image ids that \"images\" does not list: left out" "$out/err" ||
 	{ echo "FAIL: no warning of an unlisted category or image: status $rc, $(tail -c 400 "$out/err")"; status=1; }
 coco_variant 'd["annotations"][0]["category_id"] = 1.5' fraction
-expect_error 1 "'$out/coco/fraction.json': annotations[0] (id 1): category id 1.5 is not a whole number" --coco-json "$out/coco/fraction.json" --images "$out/coco" --threads 1
+expect_error 1 "'$out/coco/fraction.json': annotations[0] (id 1): category id is not a whole number of 64 bits: 1.5" --coco-json "$out/coco/fraction.json" --images "$out/coco" --threads 1
 coco_variant 'd["images"][1]["file_name"] = "missing.png"' missing-image
 expect_error 1 "images[1]: cannot read '$out/coco/missing.png'" --coco-json "$out/coco/missing-image.json" --images "$out/coco" --threads 1
 echo "frcnn-train errors: $([ $status -eq 0 ] && echo ok || echo failed)"

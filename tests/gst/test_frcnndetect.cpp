@@ -4847,8 +4847,8 @@ TEST(FrcnnDetect, Int8CalibrationFileThatCannotBeWrittenIsWarnedAbout)
 			expect_meta_equals(out.get(), frames[i].width(), frames[i].height(), expected_for(frames[i]));
 	}
 	const std::string warning = next_message_text(bus, GST_MESSAGE_WARNING);
-	EXPECT_NE(warning.find("The int8 calibration was made, but cannot write the 8-bit calibration '" + folder +
-			       "/c.json'"),
+	EXPECT_NE(warning.find("The int8 calibration was made, but its file could not be written: cannot write the "
+			       "8-bit calibration '" + folder + "/c.json'"),
 		  std::string::npos)
 		<< warning;
 	EXPECT_NE(warning.find("No such file or directory"), std::string::npos) << warning;
@@ -4888,9 +4888,9 @@ TEST(FrcnnDetect, Int8StreamShorterThanTheCalibrationIsWarnedAbout)
 		ASSERT_TRUE(pull_until_eos(h.get()));
 		if (needed == 5) {
 			const std::string warning = next_message_text(bus, GST_MESSAGE_WARNING);
-			EXPECT_NE(warning.find("The stream ended after 3 of the 5 images that precision=int8 measures "
-					       "before it runs in 8 bits: no calibration was made, nothing was written "
-					       "to '" + file + "', and every image ran in fp32."),
+			EXPECT_NE(warning.find("The stream ended before precision=int8's calibration was made (3 of "
+					       "its 5 images measured so far): no calibration was made, nothing was "
+					       "written to '" + file + "', and the images ran in fp32."),
 				  std::string::npos)
 				<< warning;
 			EXPECT_FALSE(std::filesystem::exists(file));

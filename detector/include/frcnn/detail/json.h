@@ -14,7 +14,7 @@ namespace frcnn::detail {
 
 constexpr int kMostJsonDepth = 1000;
 
-// What parse_json throws for JSON nested deeper than kMostJsonDepth.
+// What parse_json throws for more than kMostJsonDepth arrays and objects one in another.
 struct JsonTooDeep : std::runtime_error {
 	JsonTooDeep() : std::runtime_error("nested deeper than " + std::to_string(kMostJsonDepth) + " levels") {}
 };
@@ -24,8 +24,10 @@ struct JsonTooDeep : std::runtime_error {
 template <typename Json = nlohmann::json, typename Input>
 Json parse_json(Input &&input, bool allow_exceptions = true)
 {
-	const auto limit = [](int depth, typename Json::parse_event_t, Json &) {
-		if (depth > kMostJsonDepth)
+	// `depth` is that of an array or object about to open: the containers around it.
+	const auto limit = [](int depth, typename Json::parse_event_t event, Json &) {
+		if ((event == Json::parse_event_t::array_start || event == Json::parse_event_t::object_start) &&
+		    depth >= kMostJsonDepth)
 			throw JsonTooDeep();
 		return true;
 	};
