@@ -291,6 +291,90 @@ long ppm_number(std::istream &in, const std::string &path)
 
 } // namespace
 
+namespace {
+
+// A PPM/PGM/PBM header's maxval ("P6 320 240 1023"; comments from '#' to the line's end), or -1
+// when the file is not one or has none (P1/P4 have none).
+long pnm_maxval(std::istream &in)
+{
+	char magic[2] = {0, 0};
+	in.read(magic, 2);
+	if (magic[0] != 'P' || (magic[1] != '2' && magic[1] != '3' && magic[1] != '5' && magic[1] != '6'))
+		return -1;
+	long values[3] = {0, 0, 0};
+	for (long &value : values) {
+		int c = in.get();
+		for (; c != EOF && (std::isspace(c) || c == '#'); c = in.get())
+			if (c == '#')
+				while (c != EOF && c != '\n')
+					c = in.get();
+		int digits = 0;
+		for (; c != EOF && std::isdigit(c) && digits < 9; c = in.get(), digits++)
+			value = value * 10 + (c - '0');
+		if (digits == 0)
+			return -1;
+	}
+	return values[2];
+}
+
+// The value of a tag of a TIFF's first image (a SHORT or LONG held in the entry), or -1.
+long tiff_tag(std::istream &in, unsigned tag)
+{
+	unsigned char header[8];
+	if (!in.read(reinterpret_cast<char *>(header), 8))
+		return -1;
+	const bool little = header[0] == 'I' && header[1] == 'I' && header[2] == 42 && header[3] == 0;
+	const bool big = header[0] == 'M' && header[1] == 'M' && header[2] == 0 && header[3] == 42;
+	if (!little && !big)
+		return -1;
+	auto number = [little](const unsigned char *bytes, int size) {
+		unsigned long value = 0;
+		for (int i = 0; i < size; i++)
+			value |= static_cast<unsigned long>(bytes[i]) << (8 * (little ? i : size - 1 - i));
+		return value;
+	};
+	in.seekg(static_cast<std::streamoff>(number(header + 4, 4)));
+	unsigned char count_bytes[2];
+	if (!in.read(reinterpret_cast<char *>(count_bytes), 2))
+		return -1;
+	for (unsigned long i = 0, count = number(count_bytes, 2); i < count && i < 4096; i++) {
+		unsigned char entry[12];
+		if (!in.read(reinterpret_cast<char *>(entry), 12))
+			return -1;
+		if (number(entry, 2) != tag)
+			continue;
+		const unsigned long type = number(entry + 2, 2); // 3: SHORT, 4: LONG
+		return type == 3 ? static_cast<long>(number(entry + 8, 2))
+				 : type == 4 ? static_cast<long>(number(entry + 8, 4)) : -1;
+	}
+	return -1;
+}
+
+} // namespace
+
+std::string image_refusal(const std::string &path)
+{
+	std::ifstream in(path, std::ios::binary);
+	if (!in)
+		return {}; // the decoder says why
+	const long maxval = pnm_maxval(in);
+	if (maxval >= 0 && maxval != 255 && maxval != 65535)
+		return "a PPM/PGM of maxval " + std::to_string(maxval) +
+		       " is not read as it is (only 255 and 65535 are): convert it to 8 bits, e.g. with pnmdepth 255";
+	in.clear();
+	in.seekg(0);
+	const long orientation = tiff_tag(in, 274);
+	if (orientation > 1)
+		return "a TIFF with an orientation tag (" + std::to_string(orientation) +
+		       ") would be read turned, unlike a JPEG's, which is read as stored: save it without the tag";
+	in.clear();
+	in.seekg(0);
+	if (tiff_tag(in, 338) == 2) // ExtraSamples: unassociated alpha
+		return "a TIFF with an alpha channel would be read with its colours multiplied by the alpha: "
+		       "save it without alpha (or as PNG)";
+	return {};
+}
+
 PpmImage read_ppm(const std::string &path, const std::string &not_ppm)
 {
 	std::ifstream in(path, std::ios::binary);

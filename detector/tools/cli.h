@@ -99,6 +99,13 @@ struct PpmImage {
 // that is no binary PPM at all.
 PpmImage read_ppm(const std::string &path, const std::string &not_ppm);
 
+// Why an image file would not be read as it is stored (as torchvision's read_image reads it),
+// told from its header before a decoder misreads it without a word; empty when nothing is known
+// against it. OpenCV 4.6 reads a PPM/PGM of a maxval other than 255 or 65535 unscaled or shifted
+// (near black), applies a TIFF's orientation tag (a JPEG's it leaves, as documented) and
+// multiplies a TIFF's unassociated alpha into its colours.
+std::string image_refusal(const std::string &path);
+
 // Runs `run` with what it writes to stderr (a library's own messages) caught: returns its result,
 // and the lines it wrote in `said`, joined by "; " (empty when it wrote nothing).
 template <typename Run> auto capturing_stderr(Run run, std::string &said)

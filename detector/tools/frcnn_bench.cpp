@@ -52,6 +52,9 @@
 #include "frcnn/error.h"
 #include "frcnn/frame.h"
 #include "frcnn/model.h"
+#if FRCNN_BENCH_OPENCV
+#include "image_read.h"
+#endif
 #include "parts.h"
 
 namespace {
@@ -351,7 +354,9 @@ private:
 			const std::string &path = inputs_[index_];
 			cv::Mat bgr;
 			if (cv::haveImageReader(path)) {
-				bgr = cv::imread(path, cv::IMREAD_COLOR | cv::IMREAD_IGNORE_ORIENTATION);
+				if (const std::string refusal = frcnn::cli::image_refusal(path); !refusal.empty())
+					throw frcnn::Error("cannot read image '" + path + "' as it is stored: " + refusal);
+				bgr = frcnn::cli::read_image_bgr(path);
 				if (bgr.empty())
 					throw frcnn::Error("cannot read image '" + path + "'");
 				advance();

@@ -22,6 +22,9 @@
 
 #include "cli.h"
 #include "frcnn/error.h"
+#if FRCNN_DETECT_OPENCV
+#include "image_read.h"
+#endif
 
 namespace {
 
@@ -127,8 +130,9 @@ int main(int argc, char **argv)
 #if FRCNN_DETECT_OPENCV
 		/* The image libraries write their own lines to stderr (libjpeg's "Premature end of
 		 * JPEG file", libpng's errors): they become part of this program's one line. */
-		image.pixels = frcnn::cli::capturing_stderr(
-			[&] { return cv::imread(path, cv::IMREAD_COLOR | cv::IMREAD_IGNORE_ORIENTATION); }, image.said);
+		if (const std::string refusal = frcnn::cli::image_refusal(path); !refusal.empty())
+			throw frcnn::Error("cannot read image '" + path + "' as it is stored: " + refusal);
+		image.pixels = frcnn::cli::capturing_stderr([&] { return frcnn::cli::read_image_bgr(path); }, image.said);
 		if (image.pixels.empty())
 			throw frcnn::Error("cannot read image '" + path + "' (missing, unreadable or not an image" +
 					   (image.said.empty() ? std::string() : ": " + image.said) + ")");

@@ -30,6 +30,7 @@
 #include <torch/torch.h>
 
 #include "cli.h"
+#include "image_read.h"
 #include "frcnn/checkpoint.h"
 #include "frcnn/detail/json.h"
 #include "frcnn/error.h"
@@ -239,6 +240,10 @@ public:
 				throw Error("'" + json_path + "': images[" + std::to_string(i) + "]: cannot read '" +
 					    entries_[i].path + "': " + std::strerror(errno) +
 					    " (file names are taken in the --images folder)");
+			if (const std::string refusal = frcnn::cli::image_refusal(entries_[i].path); !refusal.empty())
+				throw Error("'" + json_path + "': images[" + std::to_string(i) + "]: cannot read '" +
+					    entries_[i].path + "' as it is stored (its boxes are in the stored pixels): " +
+					    refusal);
 		}
 	}
 	size_t size() const override { return entries_.size(); }
@@ -246,7 +251,7 @@ public:
 	Sample get(size_t index) const override
 	{
 		const auto &e = entries_[index];
-		cv::Mat bgr = cv::imread(e.path, cv::IMREAD_COLOR | cv::IMREAD_IGNORE_ORIENTATION);
+		cv::Mat bgr = frcnn::cli::read_image_bgr(e.path);
 		if (bgr.empty())
 			throw Error("cannot read training image '" + e.path + "'");
 		cv::Mat rgb;

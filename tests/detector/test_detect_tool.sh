@@ -9,6 +9,7 @@
 # 4. The image libraries' own messages become part of one line each: a JPEG cut short is run as
 #    far as it goes, with a warning; a damaged PNG is an error naming it.
 # 5. Detections that cannot be written (standard output on a full disk) exit with status 1.
+# 6. Images the decoder would misread are refused, naming the image and why.
 set -euo pipefail
 detect=$1
 python=${FRCNN_REF_PYTHON:-/usr/bin/python3}
@@ -99,6 +100,38 @@ status=0
 "$detect" --weights "$out/unknown.pth" "$out/plain.jpg" > /dev/null 2> "$out/stderr.txt" || status=$?
 [ "$status" -eq 1 ] && grep -q "^frcnn-detect: weights '$out/unknown.pth': cannot tell which model .*name the model explicitly with --arch$" \
 	"$out/stderr.txt" || { echo "FAIL: weights of no known model: status $status:"; cat "$out/stderr.txt"; exit 1; }
+
+# 6. Images the decoder would not read as stored are refused, each in one line naming it: a PPM
+# of maxval 1023 (read near black), a TIFF with an orientation tag (read turned), a TIFF with
+# unassociated alpha (colours multiplied by it); and an image over OpenCV's pixel limit (its own
+# exception, which named no file, on two lines). The plain image still runs.
+"$python" - "$out" <<'PY'
+import sys
+import numpy as np
+from PIL import Image
+out = sys.argv[1]
+words = np.full((24, 32, 3), 818, ">u2")
+open(out + "/ten-bits.ppm", "wb").write(b"P6\n# a comment\n32 24\n1023\n" + words.tobytes())
+pixels = (np.random.default_rng(2).random((24, 32, 3)) * 255).astype("uint8")
+exif = Image.Exif()
+exif[0x0112] = 6
+Image.fromarray(pixels).save(out + "/turned.tif", exif=exif)
+Image.fromarray(np.dstack([pixels, pixels[:, :, :1]])).save(out + "/alpha.tif")
+Image.fromarray(pixels).save(out + "/plain.tif")
+PY
+status=0
+OPENCV_IO_MAX_IMAGE_PIXELS=100 "$detect" --arch tiny --seed 1 --threads 2 "$out/ten-bits.ppm" "$out/turned.tif" \
+	"$out/alpha.tif" "$out/plain.jpg" > "$out/refused.jsonl" 2> "$out/stderr.txt" || status=$?
+[ "$status" -eq 1 ] || { echo "FAIL: exit status $status with refused images, not 1"; exit 1; }
+for expected in "cannot read image '$out/ten-bits.ppm' as it is stored: a PPM/PGM of maxval 1023 is not read as it is" \
+	"cannot read image '$out/turned.tif' as it is stored: a TIFF with an orientation tag (6) would be read turned" \
+	"cannot read image '$out/alpha.tif' as it is stored: a TIFF with an alpha channel would be read with its colours multiplied" \
+	"cannot read image '$out/plain.jpg': it has more pixels than OpenCV reads (raise its limit with OPENCV_IO_MAX_IMAGE_PIXELS)"; do
+	grep -qF "frcnn-detect: $expected" "$out/stderr.txt" || { echo "FAIL: not said: $expected"; cat "$out/stderr.txt"; exit 1; }
+done
+[ "$(wc -l < "$out/stderr.txt")" -eq 4 ] || { echo "FAIL: not one line per image:"; cat "$out/stderr.txt"; exit 1; }
+"$detect" --arch tiny --seed 1 --threads 2 "$out/plain.tif" > /dev/null ||
+	{ echo "FAIL: a TIFF without orientation or alpha was refused"; exit 1; }
 
 # 5. Output that cannot be written (a full disk) is a failure, said once.
 status=0
