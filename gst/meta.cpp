@@ -450,7 +450,8 @@ int make_region_ids_unique(GstBuffer *buffer)
 	std::set<gint> seen;
 	int renumbered = 0;
 	for (GstVideoRegionOfInterestMeta *roi : regions) {
-		if (seen.insert(roi->id).second)
+		/* -1 is no region's: a parent_id of -1 stands for the whole frame. */
+		if (roi->id != -1 && seen.insert(roi->id).second)
 			continue;
 		roi->id = ids.take();
 		seen.insert(roi->id);

@@ -99,9 +99,10 @@ void add_skipped_meta(GstBuffer *buffer, const std::string &element, const std::
 std::vector<SkippedBy> read_skipped_metas(GstBuffer *buffer);
 
 // Gives the regions of interest of a writable `buffer` whose id an earlier region of the buffer
-// has (GStreamer starts every region at id 0; producers that set none leave them all 0) ids of
-// their own, after the largest (once that is G_MAXINT, the lowest free ones), so that detections found in them (inference-region=roi-list)
-// name their parent. Returns how many it renumbered.
+// has (GStreamer starts every region at id 0; producers that set none leave them all 0), or
+// whose id is -1 (the parent_id of the whole frame's detections), ids of their own, after the
+// largest (once that is G_MAXINT, the lowest free ones), so that detections found in them
+// (inference-region=roi-list) name their parent alone. Returns how many it renumbered.
 int make_region_ids_unique(GstBuffer *buffer);
 
 // Takes GstVideoCropMeta out of the answer to an ALLOCATION query that an element passes

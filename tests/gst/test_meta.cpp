@@ -232,6 +232,23 @@ TEST(DetectionMeta, IdsAfterTheHighestIntAreTheLowestFree)
 		EXPECT_TRUE(ids.insert(roi.id).second) << "id " << roi.id << " twice";
 }
 
+// A region of id -1 (another producer's) would give the detections found in it the parent_id of
+// the whole frame's: it gets an id of its own, as a repeated one does.
+TEST(DetectionMeta, ARegionOfIdMinusOneGetsAnIdOfItsOwn)
+{
+	BufferPtr buffer = frame();
+	for (gint id : { -1, 4 }) {
+		GstVideoRegionOfInterestMeta *roi =
+			gst_buffer_add_video_region_of_interest_meta(buffer.get(), "face", 40, 40, 80, 80);
+		roi->id = id;
+	}
+	EXPECT_EQ(frcnn::gst::make_region_ids_unique(buffer.get()), 1);
+	const std::vector<Region> rois = read_rois(buffer.get());
+	ASSERT_EQ(rois.size(), 2u);
+	EXPECT_EQ(rois[0].id, 5);
+	EXPECT_EQ(rois[1].id, 4);
+}
+
 // An application that removes detections (a filter, a tracker) frees their ids: detections added
 // later may take an id and type again, and keep their own params through a scaling, not those of
 // the detection removed.
