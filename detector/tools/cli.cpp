@@ -289,10 +289,6 @@ long ppm_number(std::istream &in, const std::string &path)
 	return value;
 }
 
-} // namespace
-
-namespace {
-
 // A PPM/PGM/PBM header's maxval ("P6 320 240 1023"; comments from '#' to the line's end), or -1
 // when the file is not one or has none (P1/P4 have none).
 long pnm_maxval(std::istream &in)
