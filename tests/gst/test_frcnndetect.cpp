@@ -1009,17 +1009,19 @@ TEST(FrcnnDetect, AFlushFromTheWorkersOwnThreadDropsItsBatch)
 	GstBus *bus = gst_bus_new();
 	struct Flusher {
 		GstElement *element;
-		std::atomic<bool> flushed{ false };
+		std::atomic<bool> flushing{ false }; // the handler has begun the flush
+		std::atomic<bool> flushed{ false };  // and ended it: the test's frames may come again
 	} flusher{ h->element };
 	gst_bus_set_sync_handler(
 		bus,
 		[](GstBus *, GstMessage *message, gpointer data) {
 			Flusher &flusher = *static_cast<Flusher *>(data);
-			if (GST_MESSAGE_TYPE(message) == GST_MESSAGE_LATENCY && !flusher.flushed.exchange(true)) {
+			if (GST_MESSAGE_TYPE(message) == GST_MESSAGE_LATENCY && !flusher.flushing.exchange(true)) {
 				GstPad *sink = gst_element_get_static_pad(flusher.element, "sink");
 				gst_pad_send_event(sink, gst_event_new_flush_start());
 				gst_pad_send_event(sink, gst_event_new_flush_stop(TRUE));
 				gst_object_unref(sink);
+				flusher.flushed = true;
 			}
 			gst_message_unref(message);
 			return GST_BUS_DROP;
