@@ -210,7 +210,7 @@ int Detector::int8_frames_observed() const
 {
 	if (impl_->options.precision != Precision::Int8 || impl_->model->int8_calibrated())
 		return 0;
-	return impl_->model->int8_observed().frames;
+	return (int)impl_->model->int8_frames_observed();
 }
 
 std::string Detector::take_int8_calibration_write_error()

@@ -236,6 +236,14 @@ torch::Tensor per_category_mask(const torch::Tensor &boxes, const torch::Tensor 
 				       idxs.to(torch::kLong).contiguous(), iou_threshold, max_per_category);
 }
 
+// The shift torchvision's batched_nms gives each category's boxes so that no two categories
+// overlap: idxs * (largest coordinate + 1), in the boxes' dtype (`largest`: one per box, or one).
+torch::Tensor category_offsets(const torch::Tensor &idxs, const torch::Tensor &largest)
+{
+	const auto options = largest.options();
+	return idxs.to(options) * (largest + torch::ones({}, options));
+}
+
 // torchvision's choice of batched_nms strategy: the offset trick for at most this many numbers
 // of boxes (4 a box), a loop over the categories above. Kept so that results match it bit for
 // bit: the offsets change the coordinates, hence the rounding of the IoUs.
@@ -257,13 +265,10 @@ namespace detail {
 torch::Tensor batched_nms_offsets(const torch::Tensor &idxs, const torch::Tensor &image, const torch::Tensor &counted,
 				  const torch::Tensor &largest, const torch::Tensor &counts)
 {
-	const auto options = largest.options();
 	auto offset = counts.mul(4).le(offset_trick_limit(torch::kCPU)).index_select(0, image);
 	if (counted.defined())
 		offset = offset.logical_and(counted);
-	// As batched_nms computes them: idxs * (max + 1) in the boxes' dtype.
-	const auto offsets = idxs.to(options) * (largest.index_select(0, image) + torch::ones({}, options));
-	return offsets.masked_fill(offset.logical_not(), 0);
+	return category_offsets(idxs, largest.index_select(0, image)).masked_fill(offset.logical_not(), 0);
 }
 
 torch::Tensor nms_mask_by_category_within(const torch::Tensor &boxes, const torch::Tensor &scores,
@@ -307,12 +312,8 @@ torch::Tensor batched_nms(const torch::Tensor &boxes, const torch::Tensor &score
 
 	if (boxes.numel() == 0)
 		return torch::empty({0}, boxes.options().dtype(torch::kLong));
-	// Shift each category by its own offset so that boxes of different categories never
-	// overlap, then run a single NMS.
-	const torch::Tensor max_coordinate = boxes.max();
-	const torch::Tensor offsets =
-		idxs.to(boxes.options()) * (max_coordinate + torch::ones({}, boxes.options()));
-	return nms(boxes + offsets.unsqueeze(1), scores, iou_threshold);
+	// One NMS over all the boxes, each category shifted away from the others.
+	return nms(boxes + category_offsets(idxs, boxes.max()).unsqueeze(1), scores, iou_threshold);
 }
 
 torch::Tensor roi_align(const torch::Tensor &input, const torch::Tensor &rois, double spatial_scale,

@@ -269,9 +269,16 @@ std::unique_ptr<Detector> make_detector(const ModelOptions &options)
 
 namespace {
 
-// One number of a PPM header, after whitespace and '#' comments; consumes the one whitespace
-// character that ends it (after maxval, the last byte before the pixels).
-long ppm_number(std::istream &in, const std::string &path)
+// The next number of a PNM header, after whitespace and '#' comments (each to its line's end),
+// of at most max_digits digits (digits 0: none there); consumes the character that ends it, which
+// is `end` (after maxval, the one whitespace byte before the pixels).
+struct PnmNumber {
+	long value = 0;
+	int digits = 0;
+	int end = EOF;
+};
+
+PnmNumber pnm_number(std::istream &in, int max_digits)
 {
 	int c = in.get();
 	while (c != EOF && (std::isspace(c) || c == '#')) {
@@ -280,37 +287,38 @@ long ppm_number(std::istream &in, const std::string &path)
 				c = in.get();
 		c = in.get();
 	}
-	long value = 0;
-	int digits = 0;
-	for (; c != EOF && std::isdigit(c) && digits < 7; c = in.get(), digits++)
-		value = value * 10 + (c - '0');
-	if (digits == 0 || c == EOF || !std::isspace(c))
-		throw frcnn::Error("'" + path + "' is not a valid binary PPM (P6) image: bad header");
-	return value;
+	PnmNumber number;
+	for (; c != EOF && std::isdigit(c) && number.digits < max_digits; c = in.get(), number.digits++)
+		number.value = number.value * 10 + (c - '0');
+	number.end = c;
+	return number;
 }
 
-// A PPM/PGM/PBM header's maxval ("P6 320 240 1023"; comments from '#' to the line's end), or -1
-// when the file is not one or has none (P1/P4 have none).
+// One number of a binary PPM's header, which must end in whitespace.
+long ppm_number(std::istream &in, const std::string &path)
+{
+	const PnmNumber number = pnm_number(in, 7);
+	if (number.digits == 0 || number.end == EOF || !std::isspace(number.end))
+		throw frcnn::Error("'" + path + "' is not a valid binary PPM (P6) image: bad header");
+	return number.value;
+}
+
+// A PPM/PGM/PBM header's maxval ("P6 320 240 1023"), or -1 when the file is not one or has none
+// (P1/P4 have none).
 long pnm_maxval(std::istream &in)
 {
 	char magic[2] = {0, 0};
 	in.read(magic, 2);
 	if (magic[0] != 'P' || (magic[1] != '2' && magic[1] != '3' && magic[1] != '5' && magic[1] != '6'))
 		return -1;
-	long values[3] = {0, 0, 0};
-	for (long &value : values) {
-		int c = in.get();
-		for (; c != EOF && (std::isspace(c) || c == '#'); c = in.get())
-			if (c == '#')
-				while (c != EOF && c != '\n')
-					c = in.get();
-		int digits = 0;
-		for (; c != EOF && std::isdigit(c) && digits < 9; c = in.get(), digits++)
-			value = value * 10 + (c - '0');
-		if (digits == 0)
+	long maxval = -1;
+	for (int i = 0; i < 3; i++) { // width, height, maxval
+		const PnmNumber number = pnm_number(in, 9);
+		if (number.digits == 0)
 			return -1;
+		maxval = number.value;
 	}
-	return values[2];
+	return maxval;
 }
 
 // The value of a tag of a TIFF's first image (a SHORT or LONG held in the entry), or -1.

@@ -108,6 +108,8 @@ public:
 	// The ranges observed since to_device(Int8) (or the weights last changed), with the
 	// number of images they come from.
 	Int8Calibration int8_observed() const;
+	// Its number of images alone (int8_observed() copies the ranges).
+	int64_t int8_frames_observed() const { return int8_frames_observed_; }
 	// Whether the model runs in 8 bits now (Int8 and calibrated).
 	bool int8_calibrated() const;
 	// CRC-32 of the bytes of the state dict's floating-point tensors, as float, in its order.
