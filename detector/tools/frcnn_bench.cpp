@@ -358,7 +358,8 @@ private:
 					throw frcnn::Error("cannot read image '" + path + "' as it is stored: " + refusal);
 				bgr = frcnn::cli::read_image_bgr(path);
 				if (bgr.empty())
-					throw frcnn::Error("cannot read image '" + path + "'");
+					throw frcnn::Error("cannot read image '" + path +
+							   "': " + frcnn::cli::unreadable_image_reason(path));
 				advance();
 			} else {
 				if (!video_.isOpened() && !video_.open(path))

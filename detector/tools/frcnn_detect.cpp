@@ -134,8 +134,8 @@ int main(int argc, char **argv)
 			throw frcnn::Error("cannot read image '" + path + "' as it is stored: " + refusal);
 		image.pixels = frcnn::cli::capturing_stderr([&] { return frcnn::cli::read_image_bgr(path); }, image.said);
 		if (image.pixels.empty())
-			throw frcnn::Error("cannot read image '" + path + "' (missing, unreadable or not an image" +
-					   (image.said.empty() ? std::string() : ": " + image.said) + ")");
+			throw frcnn::Error("cannot read image '" + path + "': " + frcnn::cli::unreadable_image_reason(path) +
+					   (image.said.empty() ? std::string() : " (" + image.said + ")"));
 		image.frame.format = frcnn::PixelFormat::BGR;
 		image.frame.width = image.pixels.cols;
 		image.frame.height = image.pixels.rows;

@@ -253,7 +253,8 @@ public:
 		const auto &e = entries_[index];
 		cv::Mat bgr = frcnn::cli::read_image_bgr(e.path);
 		if (bgr.empty())
-			throw Error("cannot read training image '" + e.path + "'");
+			throw Error("cannot read training image '" + e.path + "': " +
+				    frcnn::cli::unreadable_image_reason(e.path));
 		cv::Mat rgb;
 		cv::cvtColor(bgr, rgb, cv::COLOR_BGR2RGB);
 		Sample s;

@@ -3,6 +3,10 @@
 // frcnn-train).
 #pragma once
 
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <string>
 
 #include <opencv2/imgcodecs.hpp>
@@ -25,6 +29,21 @@ inline cv::Mat read_image_bgr(const std::string &path)
 						     "OPENCV_IO_MAX_IMAGE_PIXELS)")
 				       : "OpenCV: " + e.err));
 	}
+}
+
+// Why read_image_bgr gave no image, for the line that says so: the file cannot be opened, its
+// format is none OpenCV decodes (a GIF for OpenCV before 4.7), or its bytes are no whole image.
+inline std::string unreadable_image_reason(const std::string &path)
+{
+	std::error_code error;
+	if (std::filesystem::is_directory(path, error))
+		return "it is a folder";
+	if (!std::ifstream(path, std::ios::binary))
+		return std::strerror(errno);
+	if (!cv::haveImageReader(path))
+		return "its format is none OpenCV reads here (PNG, JPEG, BMP, PPM/PGM, TIFF, WebP among others): "
+		       "convert it, e.g. to PNG";
+	return "it is damaged or not a whole image";
 }
 
 } // namespace frcnn::cli

@@ -41,7 +41,7 @@ status=0
 "$detect" --arch tiny --seed 1 --score-threshold 0 --threads 2 "$out/plain.jpg" "$out/missing.jpg" \
 	"$out/rotated.jpg" > "$out/detections.jsonl" 2> "$out/stderr.txt" || status=$?
 [ "$status" -eq 1 ] || { echo "FAIL: exit status $status with an unreadable image, not 1"; exit 1; }
-grep -q "cannot read image '$out/missing.jpg'" "$out/stderr.txt" ||
+grep -q "cannot read image '$out/missing.jpg': No such file or directory" "$out/stderr.txt" ||
 	{ echo "FAIL: the unreadable image is not named:"; cat "$out/stderr.txt"; exit 1; }
 "$python" - "$out/detections.jsonl" <<'PY'
 import json, sys
@@ -70,10 +70,20 @@ status=0
 [ "$(wc -l < "$out/cut.jsonl")" -eq 1 ] || { echo "FAIL: the cut JPEG gave no line:"; cat "$out/cut.jsonl"; exit 1; }
 # At most one line of this program's per image, and none of the libraries' own.
 if [ "$(grep -c "cut.jpg" "$out/stderr.txt")" -gt 1 ] ||
-	! grep -q "^frcnn-detect: cannot read image '$out/damaged.png' (missing, unreadable or not an image" "$out/stderr.txt" ||
+	! grep -q "^frcnn-detect: cannot read image '$out/damaged.png': it is damaged or not a whole image" "$out/stderr.txt" ||
 	grep -v "^frcnn-detect: " "$out/stderr.txt" | grep -q -i -E "jpeg|png"; then
 	echo "FAIL: not one line per damaged image:"; cat "$out/stderr.txt"; exit 1
 fi
+# A format the decoder lacks and a folder are told apart from damaged files.
+printf 'GIF89a\001\000\001\000\200\000\000\377\377\377\000\000\000,\000\000\000\000\001\000\001\000\000\002\002D\001\000;' > "$out/dot.gif"
+mkdir -p "$out/folder.png"
+for case in "dot.gif:its format is none OpenCV reads here" "folder.png:it is a folder"; do
+	status=0
+	"$detect" --arch tiny --seed 1 --threads 2 "$out/${case%%:*}" > /dev/null 2> "$out/stderr.txt" || status=$?
+	if [ "$status" -ne 1 ] || ! grep -q "^frcnn-detect: cannot read image '$out/${case%%:*}': ${case#*:}" "$out/stderr.txt"; then
+		echo "FAIL: ${case%%:*} (exit status $status) not told as '${case#*:}':"; cat "$out/stderr.txt"; exit 1
+	fi
+done
 # With int8, which reads the first images for its calibration before running them, too.
 "$detect" --arch tiny --seed 1 --threads 2 --precision int8 "$out/cut.jpg" > /dev/null 2> "$out/stderr.txt" || true
 [ "$(grep -c "cut.jpg" "$out/stderr.txt")" -le 1 ] || { echo "FAIL: int8: the cut JPEG said twice:"; cat "$out/stderr.txt"; exit 1; }
