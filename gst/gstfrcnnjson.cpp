@@ -624,8 +624,8 @@ static std::string frcnn_line(GstFrcnnJson *self, GstClockTime pts, const std::s
 }
 
 /* The object DL Streamer's gvametaconvert writes for a frame (json format, add-empty-results):
- * "resolution", "timestamp" (the stream time in nanoseconds, 0 for a frame that starts before the
- * segment, the pts in a segment not in time; left out for a buffer without one),
+ * "resolution", "timestamp" (the stream time in nanoseconds, the pts in a segment not in time;
+ * left out for a buffer without one and for a frame that starts before the segment),
  * "source" and "tags" when set, and, when the frame has regions of interest, "objects": each the
  * ROI rectangle, its roi_type and, from a "detection" param with a box, "detection" (the
  * normalised bounding_box, confidence, label_id, and the roi_type as label). Keys sorted, as
