@@ -506,6 +506,7 @@ struct LoadedModel {
 	// model and class count from these, as it would from the file.
 	std::string file_arch;
 	int file_classes = 0;
+	std::string weights; // its weights file (same_weights_text)
 	std::unique_ptr<frcnn::Detector> detector;
 	std::unique_ptr<frcnn::gst::RunQueue> runs; // runs batches on `detector`
 	int num_classes = 0;
@@ -1545,9 +1546,9 @@ static std::string model_settings_text(const Settings &settings, const std::opti
 	else if (settings.cpu_convolutions == GST_FRCNN_CPU_CONVOLUTIONS_LIBTORCH)
 		convolutions = "libtorch";
 	const std::string model = choice ? choice->arch : settings.model_set ? settings.model : "(unset)";
-	const guint num_classes = choice ? static_cast<guint>(choice->num_classes) : settings.num_classes;
+	const int num_classes = choice ? choice->num_classes : static_cast<int>(settings.num_classes);
 	return "model=" + model + " weights=" + same_weights_text(settings.weights) +
-	       " num-classes=" + std::to_string(num_classes) +
+	       " num-classes=" + (num_classes < 0 ? std::string("(unset)") : std::to_string(num_classes)) +
 	       " device=" + settings.device + " precision=" + precision +
 	       (settings.precision == GST_FRCNN_PRECISION_INT8
 			? " int8-calibration=" + same_file_text(settings.int8_calibration) +
@@ -1686,6 +1687,7 @@ static gboolean gst_frcnn_detect_load_model(GstFrcnnDetect *self, const Settings
 		}
 		num_classes = choice.num_classes;
 		model.settings = model_settings_text(settings, choice);
+		model.weights = same_weights_text(settings.weights);
 	} catch (const std::exception &e) {
 		const std::string cached = frcnn::cached_download_advice(settings.weights);
 		GST_FRCNN_DETECT_PROBLEM(self, while_playing, RESOURCE, OPEN_READ,
@@ -1930,17 +1932,27 @@ static std::optional<ModelSetup> gst_frcnn_detect_setup_model(GstFrcnnDetect *se
 		}
 		model = shared->model.lock(); // empty once its last element let it go
 		/* The model and class count this element would take from the same weights file
-		 * (another file differs in its name anyway). */
+		 * (another file differs in its name anyway, and is not read). */
 		const std::string wanted =
 			model ? model_settings_text(settings, choose_model(settings, preset, config.arch,
 									   model->file_arch, model->file_classes))
 			      : std::string();
 		if (model && model->settings != wanted) {
+			/* Of another file, its own model and class count are unknown unless set (the
+			 * file is not read to tell them): shown unset, not as the shared file's. */
+			const bool same_file = same_weights_text(settings.weights) == model->weights;
+			const ModelChoice unread{ settings.model_set || preset ? config.arch : "(unset)",
+						  settings.num_classes ? static_cast<int>(settings.num_classes)
+						  : preset		 ? preset->num_classes
+									 : -1 };
+			const std::string mine = same_file ? wanted : model_settings_text(settings, unread);
+			const bool told_by_file = !same_file && (unread.arch == "(unset)" || unread.num_classes < 0);
 			GST_FRCNN_DETECT_PROBLEM(self, while_playing, RESOURCE, SETTINGS,
 					  ("model-instance-id '%s' is in use by a model loaded with other "
-					   "settings (%s; this element has %s): give this element the same "
+					   "settings (%s; this element has %s%s): give this element the same "
 					   "model settings or another model-instance-id.",
-					   id.c_str(), model->settings.c_str(), wanted.c_str()),
+					   id.c_str(), model->settings.c_str(), mine.c_str(),
+					   told_by_file ? ", (unset) to be told by its weights" : ""),
 					  ("the settings differ from those of the shared model"));
 			return std::nullopt;
 		}

@@ -2457,14 +2457,29 @@ TEST(FrcnnDetect, ModelInstanceIdSharesOneModel)
 			  std::string::npos) << message;
 		EXPECT_TRUE(error && error->domain == GST_RESOURCE_ERROR);
 		g_clear_error(&error);
-		/* Other weights, the class count left to them: named as the shared model's would be,
-		 * so that only the weights differ in the message (not an unresolved count of 0). */
-		if (other.find("num-classes") == std::string::npos)
+		/* Other weights, the class count left to them: unread, so not named as the shared
+		 * file's (nor as a count of 0). */
+		if (other.find("num-classes") == std::string::npos) {
 			EXPECT_NE(message.find("this element has model=tiny weights=" +
 					       std::filesystem::weakly_canonical(gst_test::weights4()).string() +
-					       " num-classes=4 "),
+					       " num-classes=(unset) "),
 				  std::string::npos)
 				<< message;
+			EXPECT_NE(message.find(", (unset) to be told by its weights)"), std::string::npos) << message;
+		}
+	}
+	/* Weights of another class count, the model and count left to them: the message names
+	 * this element's as unset, not as the 91 classes and model of the shared model's file. */
+	{
+		HarnessPtr ninety_one = harness("weights=\"" + gst_test::weights91() + "\" model-instance-id=counts");
+		const std::string refusal =
+			state_change_error("weights=\"" + gst_test::weights4() + "\" model-instance-id=counts", &error);
+		g_clear_error(&error);
+		EXPECT_NE(refusal.find("this element has model=(unset) weights=" +
+				       std::filesystem::weakly_canonical(gst_test::weights4()).string() +
+				       " num-classes=(unset) "),
+			  std::string::npos)
+			<< refusal;
 	}
 	EXPECT_NE(message.find("(model=tiny weights=" + file + " num-classes=4 "), std::string::npos)
 		<< "the shared model's settings are named with the class count it took: " << message;
