@@ -37,7 +37,9 @@ Arg next_arg(int argc, char **argv, int &i, std::initializer_list<const char *> 
 	} else if (i + 1 < argc) {
 		a.value = argv[++i];
 	} else {
-		throw Error("option " + a.name + " needs a value");
+		// Whether the program knows the option is its own to tell: an unknown one given last
+		// gets here too.
+		throw Error("option " + a.name + " needs a value, or is none of this program's (see --help)");
 	}
 	return a;
 }

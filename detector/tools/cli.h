@@ -59,7 +59,8 @@ struct Arg {
 };
 
 // Reads argv[i], moving i past an option's value when it is the next argument. The options named
-// in `flags`, and --help, take no value. Throws frcnn::Error for an option without its value.
+// in `flags`, and --help, take no value. Throws frcnn::Error for an option without its value
+// (the last argument: one that takes a value, or an unknown one).
 Arg next_arg(int argc, char **argv, int &i, std::initializer_list<const char *> flags = {});
 
 // The value of option `name` as an integer from `min` to `max`, or as a number. Throws frcnn::Error

@@ -94,6 +94,11 @@ TEST(NextArg, DoubleDashEndsTheOptions)
 	expect_error([&] { frcnn::cli::next_arg(2, const_cast<char **>(flag_args), j, { "--json" }); },
 		     "option --json takes no value, got '--json=1'");
 	EXPECT_FALSE((frcnn::cli::Arg{ "image.ppm", "" }.end_of_options()));
+	// Last, with no value: it may be an option of a value or none of the program's.
+	const char *last_args[] = { "prog", "image.ppm", "--verbose" };
+	int k = 2;
+	expect_error([&] { frcnn::cli::next_arg(3, const_cast<char **>(last_args), k, { "--json" }); },
+		     "option --verbose needs a value, or is none of this program's (see --help)");
 }
 
 // LibTorch's errors carry a C++ backtrace of many lines; the programs print one line.
