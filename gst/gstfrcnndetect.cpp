@@ -685,6 +685,12 @@ struct GstFrcnnDetectState {
 	// stores them on the source pad, which sends them before its next buffer (as queue does);
 	// else a flush before the first frames left would leave downstream without caps.
 	std::vector<GstEvent *> flushed_sticky;
+	// batch-size and batch-timeout as set_property last stored them, and a count of their
+	// changes: the worker reads them here, under `mutex`, so that a change while it waits for a
+	// partial batch wakes it and applies to that batch (a shorter timeout runs it sooner).
+	guint batching_size = DEFAULT_PROP_BATCH_SIZE;
+	guint batching_timeout = DEFAULT_PROP_BATCH_TIMEOUT;
+	guint64 batching_changes = 0;
 	bool busy = false;			     // the worker holds a batch
 	bool worker_failed = false;		     // a batch failed: the worker takes no more
 	bool pushing = false;			     // the pusher pushes an item it took
@@ -1187,6 +1193,20 @@ static void gst_frcnn_detect_set_property(GObject *object, guint prop_id, const 
 		 * so that it cannot miss the change between its check and its wait). */
 		std::lock_guard<std::mutex> lock(self->state->mutex);
 		self->state->item_removed.notify_all();
+	}
+	if (prop_id == PROP_BATCH_SIZE || prop_id == PROP_BATCH_TIMEOUT) {
+		GstFrcnnDetectState *state = self->state;
+		guint batch_size, batch_timeout;
+		{
+			g_autoptr(GMutexLocker) locker = g_mutex_locker_new(GST_OBJECT_GET_LOCK(self));
+			batch_size = state->settings.batch_size;
+			batch_timeout = state->settings.batch_timeout;
+		}
+		std::lock_guard<std::mutex> lock(state->mutex);
+		state->batching_size = batch_size;
+		state->batching_timeout = batch_timeout;
+		state->batching_changes++;
+		state->item_added.notify_all();
 	}
 
 	if (prop_id == PROP_INFERENCE_REGION) {
@@ -2877,20 +2897,18 @@ static bool gst_frcnn_detect_run_next(GstFrcnnDetect *self, guint64 generation)
 {
 	GstFrcnnDetectState *state = self->state;
 
-	guint batch_size, capacity;
-	std::chrono::milliseconds timeout;
+	guint capacity;
 	bool qos;
 	{
 		g_autoptr(GMutexLocker) locker = g_mutex_locker_new(GST_OBJECT_GET_LOCK(self));
-		batch_size = state->settings.batch_size;
-		capacity = outgoing_capacity(batch_size, state->settings.interval);
-		timeout = std::chrono::milliseconds(state->settings.batch_timeout);
+		capacity = outgoing_capacity(state->settings.batch_size, state->settings.interval);
 		qos = state->settings.qos;
 	}
 
 	std::vector<Item> batch;
 	std::vector<GstMessage *> qos_messages; // posted once the queue's lock is released
 	guint64 flushes;
+	guint batch_size;
 	{
 		std::unique_lock<std::mutex> lock(state->mutex);
 		const auto stopped = [state, generation] { return state->worker_generation != generation; };
@@ -2904,9 +2922,12 @@ static bool gst_frcnn_detect_run_next(GstFrcnnDetect *self, guint64 generation)
 		if (stopped())
 			return false;
 		flushes = state->flush_generation;
+		batch_size = state->batching_size;
+		std::chrono::milliseconds timeout(state->batching_timeout);
+		guint64 batching_seen = state->batching_changes;
 
 		guint to_run = 0;
-		Clock::time_point deadline;
+		Clock::time_point first_arrival, deadline;
 		bool complete = false;
 		while (state->srcresult == GST_FLOW_OK) {
 			while (!state->items.empty() && to_run < batch_size) {
@@ -2945,8 +2966,10 @@ static bool gst_frcnn_detect_run_next(GstFrcnnDetect *self, guint64 generation)
 				/* Frames count by the images they bring (regions of interest with
 				 * inference-region=roi-list); one without any passes on at once. */
 				if (front.infer && !front.images.empty()) {
-					if (to_run == 0)
-						deadline = front.arrival + timeout;
+					if (to_run == 0) {
+						first_arrival = front.arrival;
+						deadline = first_arrival + timeout;
+					}
 					to_run += static_cast<guint>(front.images.size());
 				}
 				batch.push_back(std::move(front));
@@ -2962,13 +2985,22 @@ static bool gst_frcnn_detect_run_next(GstFrcnnDetect *self, guint64 generation)
 			    (batch.empty() && state->items.empty()))
 				break;
 
-			/* A partial batch: wait for more frames until its first frame is due. */
-			bool more = state->item_added.wait_until(lock, deadline, [state, &stopped] {
+			/* A partial batch: wait for more frames until its first frame is due, by the
+			 * batch-size and batch-timeout of now. */
+			bool more = state->item_added.wait_until(lock, deadline, [state, &stopped, batching_seen] {
 				return state->srcresult != GST_FLOW_OK || !state->items.empty() ||
-				       state->draining || stopped();
+				       state->draining || stopped() || state->batching_changes != batching_seen;
 			});
 			if (!more || (state->draining && state->items.empty()) || stopped())
 				break;
+			if (state->batching_changes != batching_seen) {
+				batching_seen = state->batching_changes;
+				batch_size = state->batching_size;
+				timeout = std::chrono::milliseconds(state->batching_timeout);
+				deadline = first_arrival + timeout;
+				if (to_run >= batch_size || Clock::now() >= deadline)
+					break;
+			}
 		}
 
 		if (state->srcresult != GST_FLOW_OK || stopped()) {

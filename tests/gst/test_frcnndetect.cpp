@@ -689,6 +689,32 @@ TEST(FrcnnDetect, PartialBatchLeavesAfterTimeout)
 	EXPECT_LT(elapsed, timeout + 5 * inference + std::chrono::seconds(5));
 }
 
+// A batch-timeout or batch-size set while frames wait for a partial batch applies to that batch:
+// lowered, the waiting frames leave (before, they waited out the old timeout, here ten minutes).
+TEST(FrcnnDetect, BatchingChangedWhileABatchWaitsAppliesToIt)
+{
+	const Frame frame = make_frame(photo(128, 96), GST_VIDEO_FORMAT_RGB);
+	for (const char *change : { "batch-timeout", "batch-size" }) {
+		SCOPED_TRACE(change);
+		HarnessPtr h = harness("batch-size=8 batch-timeout=600000");
+		gst_harness_set_src_caps(h.get(), frame.caps());
+		for (int i = 0; i < 3; i++)
+			ASSERT_EQ(gst_harness_push(h.get(), frame.buffer(i, GST_SECOND / 30)), GST_FLOW_OK);
+		/* The worker has taken them and waits for more (a frame it has not taken would leave
+		 * by the new value anyway). */
+		std::this_thread::sleep_for(std::chrono::milliseconds(300));
+		EXPECT_EQ(gst_harness_buffers_received(h.get()), 0u) << "the batch of 8 ran before it was full";
+		if (std::string(change) == "batch-timeout")
+			g_object_set(h->element, "batch-timeout", 0u, nullptr);
+		else
+			g_object_set(h->element, "batch-size", 3u, nullptr);
+		const Clock::time_point start = Clock::now();
+		while (gst_harness_buffers_received(h.get()) < 3 && Clock::now() - start < std::chrono::seconds(60))
+			std::this_thread::sleep_for(std::chrono::milliseconds(5));
+		EXPECT_EQ(gst_harness_buffers_received(h.get()), 3u) << "the waiting frames did not leave";
+	}
+}
+
 // On the CPU the element reads each frame where it lies: the buffer stays mapped from its arrival
 // until its batch has run, and the map is gone before the detections are attached. Shown by changing the
 // bytes of a frame that waits for its batch (which no upstream element may do): the detections
