@@ -399,13 +399,28 @@ static void gst_frcnn_json_set_property(GObject *object, guint prop_id, const GV
 					GParamSpec *pspec)
 {
 	GstFrcnnJson *self = GST_FRCNN_JSON(object);
+	if (prop_id == PROP_LOCATION) {
+		/* The file is opened at the start: a new one while started would not be written to
+		 * (as filesink, the location in use stays and reads back). */
+		const gchar *location = g_value_get_string(value);
+		GST_OBJECT_LOCK(self);
+		const bool started = GST_STATE(self) > GST_STATE_READY || GST_STATE_PENDING(self) > GST_STATE_READY;
+		const bool changed = g_strcmp0(self->location, location) != 0;
+		if (!started) {
+			g_free(self->location);
+			self->location = g_strdup(location);
+		}
+		GST_OBJECT_UNLOCK(self);
+		if (started && changed)
+			GST_ELEMENT_WARNING(self, RESOURCE, SETTINGS,
+					    ("'location' cannot change while the element runs: the lines go on "
+					     "to the file it opened. Set it in the NULL or READY state."),
+					    ("location '%s' not taken", location ? location : "(null)"));
+		return;
+	}
 	g_autoptr(GMutexLocker) locker = g_mutex_locker_new(GST_OBJECT_GET_LOCK(self));
 
 	switch (prop_id) {
-	case PROP_LOCATION:
-		g_free(self->location);
-		self->location = g_value_dup_string(value);
-		break;
 	case PROP_POST_MESSAGES:
 		self->post_messages = g_value_get_boolean(value);
 		break;

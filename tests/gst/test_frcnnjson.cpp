@@ -622,6 +622,42 @@ TEST(FrcnnJson, SourceAndTagsChangeWhilePlaying)
 	gst_object_unref(bus);
 }
 
+// The file is opened at the start: a location set while the element runs is refused with a
+// warning, and the one in use still reads back (as filesink's); in READY it is taken.
+TEST(FrcnnJson, LocationSetWhileRunningIsRefusedAndSaysSo)
+{
+	const std::string path = gst_test::out_dir() + "/location-playing.jsonl";
+	const std::string other = gst_test::out_dir() + "/location-other.jsonl";
+	std::remove(other.c_str());
+	HarnessPtr h = json_harness("location=\"" + path + "\"");
+	GstBus *bus = gst_bus_new();
+	gst_element_set_bus(h->element, bus);
+	gst_test::BufferPtr out(gst_harness_push_and_pull(h.get(), frame_buffer(0)));
+	ASSERT_TRUE(out);
+	g_object_set(h->element, "location", other.c_str(), nullptr);
+	out.reset(gst_harness_push_and_pull(h.get(), frame_buffer(GST_SECOND)));
+	ASSERT_TRUE(out);
+
+	gchar *location = nullptr;
+	g_object_get(h->element, "location", &location, nullptr);
+	EXPECT_STREQ(location, path.c_str()) << "the location read back is not the one written to";
+	g_free(location);
+	EXPECT_EQ(read_lines(path).size(), 2u);
+	const std::string warning = bus_text(bus, GST_MESSAGE_WARNING);
+	EXPECT_EQ(warning.rfind("'location' cannot change while the element runs", 0), 0u) << warning;
+	g_object_set(h->element, "location", path.c_str(), nullptr);
+	EXPECT_EQ(bus_text(bus, GST_MESSAGE_WARNING), "") << "the location in use, set again, is no change";
+
+	ASSERT_EQ(gst_element_set_state(h->element, GST_STATE_READY), GST_STATE_CHANGE_SUCCESS);
+	g_object_set(h->element, "location", other.c_str(), nullptr);
+	g_object_get(h->element, "location", &location, nullptr);
+	EXPECT_STREQ(location, other.c_str()) << "in READY the location is taken";
+	g_free(location);
+	EXPECT_EQ(bus_text(bus, GST_MESSAGE_WARNING), "");
+	gst_element_set_bus(h->element, nullptr);
+	gst_object_unref(bus);
+}
+
 // add-empty-results=false (DL Streamer's default) leaves frames without regions of interest out of
 // the file and the messages; the frame numbers of the others stay as they were.
 TEST(FrcnnJson, AddEmptyResultsFalseLeavesEmptyFramesOut)
