@@ -64,6 +64,7 @@
 
 #include "frcnn/detail/json.h"
 #include "meta.h"
+#include "ready_only.h"
 
 GST_DEBUG_CATEGORY_STATIC(gst_frcnn_json_debug);
 #define GST_CAT_DEFAULT gst_frcnn_json_debug
@@ -400,22 +401,19 @@ static void gst_frcnn_json_set_property(GObject *object, guint prop_id, const GV
 {
 	GstFrcnnJson *self = GST_FRCNN_JSON(object);
 	if (prop_id == PROP_LOCATION) {
-		/* The file is opened at the start: a new one while started would not be written to
-		 * (as filesink, the location in use stays and reads back). */
+		/* The file is opened at the start: one set later would not be written to. */
 		const gchar *location = g_value_get_string(value);
+		const bool running = frcnn::gst::element_running(GST_ELEMENT(self));
 		GST_OBJECT_LOCK(self);
-		const bool started = GST_STATE(self) > GST_STATE_READY || GST_STATE_PENDING(self) > GST_STATE_READY;
 		const bool changed = g_strcmp0(self->location, location) != 0;
-		if (!started) {
+		if (!running) {
 			g_free(self->location);
 			self->location = g_strdup(location);
 		}
 		GST_OBJECT_UNLOCK(self);
-		if (started && changed)
-			GST_ELEMENT_WARNING(self, RESOURCE, SETTINGS,
-					    ("'location' cannot change while the element runs: the lines go on "
-					     "to the file it opened. Set it in the NULL or READY state."),
-					    ("location '%s' not taken", location ? location : "(null)"));
+		if (running && changed)
+			frcnn::gst::warn_ready_only(GST_ELEMENT(self), "location",
+						    "the lines go on to the file it opened", location ? location : "");
 		return;
 	}
 	g_autoptr(GMutexLocker) locker = g_mutex_locker_new(GST_OBJECT_GET_LOCK(self));

@@ -39,6 +39,7 @@
 
 #include "frcnn/error.h"
 #include "frcnn/shapes.h"
+#include "ready_only.h"
 
 GST_DEBUG_CATEGORY_STATIC(gst_frcnn_shape_src_debug);
 #define GST_CAT_DEFAULT gst_frcnn_shape_src_debug
@@ -247,6 +248,23 @@ static void gst_frcnn_shape_src_set_property(GObject *object, guint prop_id, con
 	/* basesrc takes the object lock itself. */
 	if (prop_id == PROP_IS_LIVE) {
 		gst_base_src_set_live(GST_BASE_SRC(self), g_value_get_boolean(value));
+		return;
+	}
+
+	/* The video is drawn from them as it starts (and at a new size): set while it runs, they
+	 * would change it at the next caps only. */
+	if (frcnn::gst::element_running(GST_ELEMENT(self))) {
+		GValue current = G_VALUE_INIT;
+		g_value_init(&current, G_PARAM_SPEC_VALUE_TYPE(pspec));
+		gst_frcnn_shape_src_get_property(object, prop_id, &current, pspec);
+		const bool changed = g_param_values_cmp(pspec, value, &current) != 0;
+		g_value_unset(&current);
+		if (changed) {
+			gchar *text = g_strdup_value_contents(value);
+			frcnn::gst::warn_ready_only(GST_ELEMENT(self), g_param_spec_get_name(pspec),
+						    "the video goes on as it started", text);
+			g_free(text);
+		}
 		return;
 	}
 

@@ -650,6 +650,45 @@ TEST(FrcnnShapeSrc, Properties)
 		EXPECT_LE(line.at("detections").size(), 3u);
 }
 
+// The settings of the video are read as it starts: set while it runs, they are not taken (the
+// value in use reads back) and a warning says so; in READY they are.
+TEST(FrcnnShapeSrc, SettingsChangedWhileRunningAreRefusedAndSaySo)
+{
+	PipelinePtr pipeline = launch("frcnnshapesrc name=src seed=4 ! video/x-raw,width=64,height=48 ! fakesink");
+	GstElement *src = gst_bin_get_by_name(GST_BIN(pipeline.get()), "src");
+	ASSERT_NE(src, nullptr);
+	ASSERT_NE(gst_element_set_state(pipeline.get(), GST_STATE_PAUSED), GST_STATE_CHANGE_FAILURE);
+	ASSERT_EQ(gst_element_get_state(pipeline.get(), nullptr, nullptr, 20 * GST_SECOND), GST_STATE_CHANGE_SUCCESS);
+	GstBus *bus = gst_element_get_bus(pipeline.get());
+	g_object_set(src, "seed", G_GUINT64_CONSTANT(5), "min-objects", 0u, nullptr);
+	guint64 seed = 0;
+	guint min_objects = 9;
+	g_object_get(src, "seed", &seed, "min-objects", &min_objects, nullptr);
+	EXPECT_EQ(seed, 4u) << "the seed read back is not the video's";
+	EXPECT_EQ(min_objects, 1u);
+	std::vector<std::string> warnings;
+	while (GstMessage *message = gst_bus_pop_filtered(bus, GST_MESSAGE_WARNING)) {
+		GError *error = nullptr;
+		gst_message_parse_warning(message, &error, nullptr);
+		warnings.push_back(error->message);
+		g_error_free(error);
+		gst_message_unref(message);
+	}
+	ASSERT_EQ(warnings.size(), 2u);
+	EXPECT_EQ(warnings[0].rfind("'seed' cannot change while the element runs", 0), 0u) << warnings[0];
+	EXPECT_EQ(warnings[1].rfind("'min-objects' cannot change while the element runs", 0), 0u) << warnings[1];
+	g_object_set(src, "seed", G_GUINT64_CONSTANT(4), nullptr);
+	EXPECT_EQ(gst_bus_pop_filtered(bus, GST_MESSAGE_WARNING), nullptr) << "the seed in use, set again";
+
+	ASSERT_EQ(gst_element_set_state(pipeline.get(), GST_STATE_READY), GST_STATE_CHANGE_SUCCESS);
+	g_object_set(src, "seed", G_GUINT64_CONSTANT(5), nullptr);
+	g_object_get(src, "seed", &seed, nullptr);
+	EXPECT_EQ(seed, 5u) << "in READY the seed is taken";
+	gst_element_set_state(pipeline.get(), GST_STATE_NULL);
+	gst_object_unref(bus);
+	gst_object_unref(src);
+}
+
 TEST(FrcnnShapeSrc, Errors)
 {
 	PipelinePtr bad_counts = launch("frcnnshapesrc min-objects=5 max-objects=2 num-buffers=2 ! fakesink");
