@@ -294,7 +294,10 @@ static std::shared_ptr<const LabelFont> load_label_font(const gchar *file, std::
 				   "fonts-dejavu-core), or leave it empty for the built-in font.";
 	if (!g_file_test(file, G_FILE_TEST_IS_REGULAR)) {
 		*error = std::string("Could not load the font '") + file + "': " +
-			 (g_file_test(file, G_FILE_TEST_IS_DIR) ? "a folder, not a font file." : "no such file.") + advice;
+			 (g_file_test(file, G_FILE_TEST_IS_DIR)	 ? "a folder, not a font file."
+			  : g_file_test(file, G_FILE_TEST_EXISTS) ? "not a regular file (a device or a pipe)."
+								   : "no such file.") +
+			 advice;
 		return nullptr;
 	}
 	try {

@@ -9,6 +9,7 @@
 
 #include <glib.h>
 
+#include "frcnn/detail/regular_file.h"
 #include "frcnn/error.h"
 
 namespace frcnn::gst {
@@ -106,6 +107,7 @@ std::vector<std::string> default_labels(int num_classes)
 
 std::vector<std::string> read_labels_file(const std::string &path, int num_classes)
 {
+	frcnn::detail::require_regular_file(path, "labels file", "a text file of one name per line");
 	std::ifstream file(path);
 	if (!file)
 		throw Error("cannot open labels file '" + path + "'");

@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "frcnn/detail/json.h"
+#include "frcnn/detail/regular_file.h"
 #include "frcnn/error.h"
 #include "frcnn/model.h"
 
@@ -67,6 +68,7 @@ void save_int8_calibration(const Int8Calibration &calibration, const std::string
 
 Int8Calibration load_int8_calibration(const std::string &path)
 {
+	detail::require_regular_file(path, "the 8-bit calibration", "a calibration file (or of one to write)");
 	std::ifstream in(path, std::ios::binary);
 	if (!in)
 		throw Error("cannot open the 8-bit calibration '" + path + "'");

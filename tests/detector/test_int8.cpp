@@ -16,6 +16,7 @@
 #include <vector>
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <torch/torch.h>
 
 #include "common.h"
@@ -577,6 +578,18 @@ TEST_F(Int8, CalibrationFileErrors)
 	EXPECT_TRUE(contains(message, "the range of x is not a finite number >= 0")) << message;
 	message = error_of([&] { load_int8_calibration((dir.path / "missing.json").string()); });
 	EXPECT_TRUE(contains(message, "cannot open the 8-bit calibration")) << message;
+	// A device or a pipe is refused unopened: /dev/zero was read without end, a FIFO waited for
+	// a writer; a folder is named as one.
+	const std::string fifo = (dir.path / "fifo.json").string();
+	ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+	for (const std::string &device : { std::string("/dev/zero"), fifo }) {
+		message = error_of([&] { load_int8_calibration(device); });
+		EXPECT_TRUE(contains(message, "the 8-bit calibration '" + device + "' is not a regular file (a device or a pipe)"))
+			<< message;
+	}
+	std::remove(fifo.c_str());
+	message = error_of([&] { load_int8_calibration(dir.path.string()); });
+	EXPECT_TRUE(contains(message, "is a folder")) << message;
 	// A file that cannot be written says why (here: its folder does not exist).
 	message = error_of([&] { save_int8_calibration(calibration, (dir.path / "gone" / "c.json").string()); });
 	EXPECT_TRUE(contains(message, "cannot write the 8-bit calibration")) << message;

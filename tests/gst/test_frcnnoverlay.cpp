@@ -902,6 +902,25 @@ TEST(FrcnnOverlay, AFontThatCannotBeReadIsAClearError)
 	gst_element_set_state(pipeline, GST_STATE_NULL);
 	gst_object_unref(pipeline);
 
+	/* A device is no font file, and not missing either. */
+	pipeline = gst_parse_launch("videotestsrc num-buffers=1 ! frcnnoverlay font=/dev/zero ! fakesink", &error);
+	ASSERT_EQ(error, nullptr) << error->message;
+	EXPECT_EQ(gst_element_set_state(pipeline, GST_STATE_PAUSED), GST_STATE_CHANGE_FAILURE);
+	bus = gst_element_get_bus(pipeline);
+	message = gst_bus_pop_filtered(bus, GST_MESSAGE_ERROR);
+	ASSERT_NE(message, nullptr) << "no error on the bus";
+	gst_message_parse_error(message, &error, nullptr);
+	EXPECT_EQ(std::string(error->message).rfind("Could not load the font '/dev/zero': not a regular file (a device "
+						    "or a pipe). Set 'font' to",
+						    0),
+		  0u)
+		<< error->message;
+	g_clear_error(&error);
+	gst_message_unref(message);
+	gst_object_unref(bus);
+	gst_element_set_state(pipeline, GST_STATE_NULL);
+	gst_object_unref(pipeline);
+
 	/* While playing: a warning, and the labels as before. */
 	const std::string font = std::string("font=") + kFont;
 	const Frame frame = make_frame(cv::Mat(kHeight, kWidth, CV_8UC3, kGrey), GST_VIDEO_FORMAT_RGB);

@@ -12,6 +12,7 @@
 
 #include <glib.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include "frcnn/error.h"
@@ -201,6 +202,26 @@ TEST(Labels, AFileThatIsNotUtf8IsRefused)
 		EXPECT_NE(std::string(e.what()).find("is not UTF-8 text (line 2)"), std::string::npos) << e.what();
 	}
 	EXPECT_EQ(read_labels_file(write_file("utf8.labels", "voiture\ncarr\xc3\xa9\ncercle\n"), 4).at(2), "carr\xc3\xa9");
+}
+
+// A device or a pipe is refused before it is opened: /dev/zero was read without end, a FIFO
+// waited for a writer (the element's start hung).
+TEST(Labels, ADeviceOrAPipeIsRefused)
+{
+	const std::string fifo = write_file("fifo.labels", "");
+	ASSERT_EQ(std::remove(fifo.c_str()), 0);
+	ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+	for (const std::string &path : { std::string("/dev/zero"), fifo }) {
+		try {
+			read_labels_file(path, 4);
+			ADD_FAILURE() << "no error for " << path;
+		} catch (const frcnn::Error &e) {
+			EXPECT_NE(std::string(e.what()).find("labels file '" + path + "' is not a regular file"),
+				  std::string::npos)
+				<< e.what();
+		}
+	}
+	std::remove(fifo.c_str());
 }
 
 } // namespace
