@@ -2615,6 +2615,16 @@ static void keep_wanted_detections(std::vector<frcnn::Detection> &detections, co
 		detections.resize(applied.max_detections);
 }
 
+/* Whether a batch's error is an allocation that failed, in LibTorch's words: the CPU allocator's
+ * ("can't allocate memory", "not enough memory") or CUDA's ("out of memory"). */
+static bool ran_out_of_memory(const std::string &error)
+{
+	for (const char *words : { "can't allocate memory", "not enough memory", "out of memory" })
+		if (error.find(words) != std::string::npos)
+			return true;
+	return false;
+}
+
 /*
  * Runs the model on `images` (the pixels are let go as they run) in runs of at most batch_size,
  * with the current detector settings: one list of detections per image. Posts an error message
@@ -2675,8 +2685,14 @@ static GstFlowReturn gst_frcnn_detect_run_images(GstFrcnnDetect *self, std::vect
 						  " images in all: a smaller batch-size on those elements makes "
 						  "such runs smaller)"
 					: std::string();
+			const std::string memory =
+				ran_out_of_memory(request.error)
+					? " The batch did not fit in memory: a smaller batch-size, or smaller "
+					  "images (min-size, max-size), needs less."
+					: std::string();
 			GST_ELEMENT_ERROR(self, STREAM, FAILED,
-					  ("Detection failed: %s%s", request.error.c_str(), together.c_str()),
+					  ("Detection failed: %s%s%s", request.error.c_str(), together.c_str(),
+					   memory.c_str()),
 					  ("frcnn::Detector::detect() failed on a batch of %zu images "
 					   "(%zu images of %zu elements' batches in all)",
 					   count, request.run_frames, request.run_requests));

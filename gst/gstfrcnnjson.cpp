@@ -558,14 +558,25 @@ static gboolean gst_frcnn_json_start(GstBaseTransform *trans)
 	return TRUE;
 }
 
+/* Where the lines go, for a message: the file in quotes, or standard output. */
+static std::string written_to(GstFrcnnJson *self)
+{
+	g_autoptr(GMutexLocker) locker = g_mutex_locker_new(GST_OBJECT_GET_LOCK(self));
+	const std::string location = self->location ? self->location : "";
+	return location == "-" ? "standard output" : "'" + location + "'";
+}
+
 static gboolean gst_frcnn_json_stop(GstBaseTransform *trans)
 {
 	GstFrcnnJson *self = GST_FRCNN_JSON(trans);
 
 	int err = 0;
 	if (*self->file && !JsonLinesFile::release(*self->file, &err)) {
+		const std::string where = written_to(self);
 		GST_ELEMENT_ERROR(self, RESOURCE, CLOSE,
-				  ("Could not finish writing the JSON file: %s.", g_strerror(err)),
+				  ("Could not finish writing the JSON lines to %s: %s. Free space where it is, "
+				   "or set 'location' to another file.",
+				   where.c_str(), g_strerror(err)),
 				  ("fclose() failed: %s", g_strerror(err)));
 		return FALSE;
 	}
@@ -746,8 +757,11 @@ static GstFlowReturn gst_frcnn_json_transform_ip(GstBaseTransform *trans, GstBuf
 
 	int err = 0;
 	if (*self->file && !(*self->file)->write_line(text, &err)) {
+		const std::string where = written_to(self);
 		GST_ELEMENT_ERROR(self, RESOURCE, WRITE,
-				  ("Could not write the JSON line: %s.", g_strerror(err)),
+				  ("Could not write the JSON line to %s: %s. Free space where it is, or set "
+				   "'location' to another file.",
+				   where.c_str(), g_strerror(err)),
 				  ("fprintf() failed: %s", g_strerror(err)));
 		return GST_FLOW_ERROR;
 	}

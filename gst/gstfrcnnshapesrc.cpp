@@ -423,8 +423,9 @@ static gboolean gst_frcnn_shape_src_start(GstBaseSrc *bsrc)
 	if (!state->truth_file) {
 		const int err = errno;
 		GST_ELEMENT_ERROR(self, RESOURCE, OPEN_WRITE,
-				  ("Could not open '%s' for writing the ground truth: %s.", path.c_str(),
-				   g_strerror(err)),
+				  ("Could not open '%s' for writing the ground truth: %s. Set 'ground-truth' "
+				   "to a file in a writable folder, or leave it empty for none.",
+				   path.c_str(), g_strerror(err)),
 				  ("fopen() failed: %s", g_strerror(err)));
 		return FALSE;
 	}
@@ -664,7 +665,8 @@ static GstPadProbeReturn gst_frcnn_shape_src_write_ground_truth(GstPad *, GstPad
 				state->truth_objects)) {
 		const int err = errno;
 		GST_ELEMENT_ERROR(self, RESOURCE, WRITE,
-				  ("Could not write the ground truth to '%s': %s.",
+				  ("Could not write the ground truth to '%s': %s. Free space where it is, or "
+				   "set 'ground-truth' to another file.",
 				   state->truth_path.c_str(), g_strerror(err)),
 				  ("fprintf() failed: %s", g_strerror(err)));
 		/* The frame goes on; the stream stops at the next one (fill). */

@@ -63,7 +63,9 @@ namespace frcnn {
 std::vector<std::vector<Detection>> Detector::detect(const std::vector<HeldFrame> &frames)
 {
 	if (fail_detect)
-		throw Error("out of memory (a failure the test makes)");
+		throw Error("inference failed: [enforce fail at alloc_cpu.cpp:75] data. DefaultCPUAllocator: can't "
+			    "allocate memory: you tried to allocate 8589934592 bytes. Error code 12 (Cannot "
+			    "allocate memory) (a failure the test makes)");
 	/* The library's, called as the member function it is: `this` first. */
 	using LibraryDetect = std::vector<std::vector<Detection>> (*)(Detector *, const std::vector<HeldFrame> &);
 	static const auto library = reinterpret_cast<LibraryDetect>(
@@ -1226,7 +1228,12 @@ TEST(FrcnnDetect, FramesRunBeforeAFailedBatchStillLeave)
 	ASSERT_NE(error, nullptr) << "the failing batch posted no error";
 	GError *gerror = nullptr;
 	gst_message_parse_error(error, &gerror, nullptr);
-	EXPECT_NE(std::string(gerror->message).find("Detection failed: out of memory (a failure the test makes)"),
+	EXPECT_NE(std::string(gerror->message).find("Detection failed: inference failed: [enforce fail at alloc_cpu.cpp:75]"),
+		  std::string::npos)
+		<< gerror->message;
+	/* What to change, for memory the batch did not find. */
+	EXPECT_NE(std::string(gerror->message).find("(a failure the test makes) The batch did not fit in memory: a "
+						    "smaller batch-size, or smaller images (min-size, max-size), needs less."),
 		  std::string::npos)
 		<< gerror->message;
 	g_clear_error(&gerror);

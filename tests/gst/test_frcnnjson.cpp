@@ -388,6 +388,27 @@ TEST(FrcnnJson, UnwritableLocationFailsTheStateChange)
 	gst_object_unref(pipeline);
 }
 
+// A line that cannot be written (a full disk) stops the stream with a message that names the
+// file and says what to do.
+TEST(FrcnnJson, ALineThatCannotBeWrittenNamesTheFile)
+{
+	HarnessPtr h = json_harness("location=/dev/full");
+	GstBus *bus = gst_bus_new();
+	gst_element_set_bus(h->element, bus);
+	EXPECT_EQ(gst_harness_push(h.get(), frame_buffer(0)), GST_FLOW_ERROR);
+	GstMessage *message = gst_bus_pop_filtered(bus, GST_MESSAGE_ERROR);
+	ASSERT_NE(message, nullptr) << "no error on the bus";
+	GError *error = nullptr;
+	gst_message_parse_error(message, &error, nullptr);
+	EXPECT_STREQ(error->message, "Could not write the JSON line to '/dev/full': No space left on device. Free "
+				     "space where it is, or set 'location' to another file.");
+	EXPECT_TRUE(g_error_matches(error, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_WRITE));
+	g_error_free(error);
+	gst_message_unref(message);
+	gst_element_set_bus(h->element, nullptr);
+	gst_object_unref(bus);
+}
+
 TEST(FrcnnJson, FrameCountRestartsWithTheElement)
 {
 	const std::string path = gst_test::out_dir() + "/restart.jsonl";

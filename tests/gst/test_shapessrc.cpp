@@ -478,6 +478,8 @@ TEST(FrcnnShapeSrc, AGroundTruthThatCannotBeWrittenStopsTheStream)
 	gst_message_parse_error(first, &first_error, nullptr);
 	EXPECT_NE(std::string(first_error->message).find("Could not write the ground truth to '/dev/full'"),
 		  std::string::npos) << first_error->message;
+	EXPECT_NE(std::string(first_error->message).find("set 'ground-truth' to another file"), std::string::npos)
+		<< first_error->message;
 	g_error_free(first_error);
 	gst_message_unref(first);
 	/* Until the source has stopped streaming (or sent its 20 frames). */
@@ -710,6 +712,7 @@ TEST(FrcnnShapeSrc, Errors)
 	EXPECT_NE(file_error.find("Could not open '/nonexistent-folder/truth.jsonl'"),
 		  std::string::npos)
 		<< file_error;
+	EXPECT_NE(file_error.find("Set 'ground-truth' to a file in a writable folder"), std::string::npos) << file_error;
 
 	// Caps it cannot produce (linked without checks, so that negotiation itself fails).
 	PipelinePtr bad_caps(gst_pipeline_new(nullptr));
