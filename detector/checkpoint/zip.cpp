@@ -72,7 +72,8 @@ void ZipReader::parse()
 	uint64_t cd_size = le(e + 12, 4);
 	uint64_t cd_offset = le(e + 16, 4);
 	if (le(e + 4, 2) != 0 || le(e + 6, 2) != 0)
-		fail("multi-part zip archives are not supported");
+		fail("the zip archive's end record names other disks: the file is damaged (or a multi-part "
+		     "archive, which is not read)");
 
 	// Archives over 4 GiB (or with 65535+ records) keep the real numbers in the zip64 record.
 	if (eocd >= kZip64LocatorSize && le(data_ + eocd - kZip64LocatorSize, 4) == kZip64Locator) {

@@ -3,6 +3,7 @@
 // checkpoint_fixtures.py), hostile files, damaged files, and Python reading what we write.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -267,6 +268,20 @@ TEST(Checkpoint, TruncatedAtEveryOffset)
 		}
 		EXPECT_GE(refused, data_end);
 	}
+}
+
+// A byte changed in the zip's end record, where a multi-part archive numbers its disks, is told
+// as damage first.
+TEST(Checkpoint, ADamagedEndRecordIsSaidToBeDamage)
+{
+	std::vector<uint8_t> bytes = read_file(fixture("small_zip.pth"));
+	const uint8_t end_record[] = { 'P', 'K', 5, 6 };
+	const auto found = std::find_end(bytes.begin(), bytes.end(), std::begin(end_record), std::end(end_record));
+	ASSERT_NE(found, bytes.end());
+	found[4] ^= 0x10; // the number of this disk
+	const std::string message = error_of(bytes.data(), bytes.size());
+	EXPECT_NE(message.find("the zip archive's end record names other disks: the file is damaged"), std::string::npos)
+		<< message;
 }
 
 TEST(Checkpoint, RandomDamageGivesResultOrError)
