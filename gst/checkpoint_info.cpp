@@ -16,10 +16,16 @@ CheckpointInfo checkpoint_info(const std::string &path)
 	info.num_classes = detect_num_classes(checkpoint.tensors);
 	try {
 		info.arch = detect_arch(checkpoint.tensors);
-	} catch (const Error &) {
+	} catch (const Error &e) {
 		// Fits no preset: the model property decides, and loading says what does not fit.
+		info.arch_problem = e.what();
 	}
 	return info;
+}
+
+std::string nearest_model(const CheckpointInfo &info)
+{
+	return info.checkpoint ? frcnn::nearest_model(*info.checkpoint) : std::string();
 }
 
 } // namespace frcnn::gst

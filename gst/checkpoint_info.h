@@ -20,7 +20,13 @@ struct CheckpointInfo {
 	// The model preset whose keys and shapes the checkpoint has (frcnn::detect_arch), or empty
 	// when it fits none.
 	std::string arch;
+	// When it fits none: why (frcnn::detect_arch's words).
+	std::string arch_problem;
 };
+
+// For weights that fit no model: the model they come nearest to, with what differs
+// (frcnn::nearest_model), or empty. Builds the models to compare: for messages.
+std::string nearest_model(const CheckpointInfo &info);
 
 // Reads the whole file, so a file that is not a readable checkpoint is reported here: throws
 // frcnn::Error.

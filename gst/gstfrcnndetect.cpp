@@ -1699,6 +1699,19 @@ static gboolean gst_frcnn_detect_load_model(GstFrcnnDetect *self, const Settings
 		checkpoint = info.checkpoint;
 		model.file_arch = info.arch;
 		model.file_classes = info.num_classes;
+		/* Nothing tells the model: the default one would list the differences of another
+		 * model, not of the one the weights are nearly of. */
+		if (!settings.model_set && !preset && info.arch.empty()) {
+			const std::string nearest = frcnn::gst::nearest_model(info);
+			const std::string ending = nearest.empty() ? "." : "; they come nearest to " + nearest +
+										   ": a damaged or edited checkpoint of it?";
+			GST_FRCNN_DETECT_PROBLEM(self, while_playing, RESOURCE, SETTINGS,
+					  ("Could not tell the model of the weights '%s': %s with the 'model' "
+					   "property%s",
+					   path.c_str(), info.arch_problem.c_str(), ending.c_str()),
+					  ("frcnn::detect_arch() failed"));
+			return FALSE;
+		}
 		const ModelChoice choice = choose_model(settings, preset, config.arch, info.arch, info.num_classes);
 		if (choice.arch != config.arch) {
 			GST_INFO_OBJECT(self, "weights '%s' are a %s checkpoint", path.c_str(),

@@ -768,6 +768,62 @@ std::string join_some(const std::vector<std::string> &names, size_t limit = 8)
 	return s;
 }
 
+// How a checkpoint's tensors fit a model's state dict: those that fit (by the model's names), and
+// the keys that are not the model's, of another shape, or missing from the checkpoint.
+struct KeyFit {
+	std::map<std::string, torch::Tensor> fitting;
+	std::vector<std::string> unexpected, mismatched, missing;
+
+	std::size_t differences() const { return unexpected.size() + mismatched.size() + missing.size(); }
+	// "wrong shapes: ...; missing: ...; unexpected: ..." (those there are), a few of each.
+	std::string describe() const
+	{
+		std::vector<std::string> parts;
+		if (!mismatched.empty())
+			parts.push_back("wrong shapes: " + join_some(mismatched, 4));
+		if (!missing.empty())
+			parts.push_back("missing: " + join_some(missing));
+		if (!unexpected.empty())
+			parts.push_back("unexpected: " + join_some(unexpected));
+		std::string text;
+		for (const std::string &part : parts)
+			text += (text.empty() ? "" : "; ") + part;
+		return text;
+	}
+};
+
+KeyFit fit_keys(FasterRCNNImpl &model, const Checkpoint &checkpoint)
+{
+	std::map<std::string, torch::Tensor> own;
+	for (auto &entry : model.state_dict())
+		own.emplace(entry.first, entry.second);
+	KeyFit fit;
+	std::set<std::string> mismatched_keys;
+	for (const auto &entry : checkpoint.tensors) {
+		const std::string key = upgrade_key(entry.first, checkpoint.module_versions);
+		auto it = own.find(key);
+		if (it == own.end()) {
+			// FrozenBatchNorm2d drops num_batches_tracked, as torchvision's does.
+			if (key.size() > 20 && key.compare(key.size() - 20, 20, ".num_batches_tracked") == 0 &&
+			    own.count(key.substr(0, key.size() - 20) + ".running_mean"))
+				continue;
+			fit.unexpected.push_back(entry.first);
+			continue;
+		}
+		if (it->second.sizes() != entry.second.sizes()) {
+			fit.mismatched.push_back(key + " (checkpoint " + c10::str(entry.second.sizes()) + ", model " +
+						 c10::str(it->second.sizes()) + ")");
+			mismatched_keys.insert(key);
+			continue;
+		}
+		fit.fitting[key] = entry.second;
+	}
+	for (const auto &entry : own)
+		if (!fit.fitting.count(entry.first) && !mismatched_keys.count(entry.first))
+			fit.missing.push_back(entry.first);
+	return fit;
+}
+
 // The model a checkpoint holds, in words ("model 'tiny' with num_classes 4"), or empty when it is
 // none the library knows: what a user should choose when the weights do not fit.
 std::string checkpoint_model(const StateDict &tensors)
@@ -794,56 +850,22 @@ void FasterRCNNImpl::load_state_dict(const Checkpoint &checkpoint)
 	// New statistics (and unfolded weights): scales cached by to_device() no longer hold.
 	for (auto *bn : frozen_norms(*this))
 		bn->unprepare();
+	const KeyFit fit = fit_keys(*this, checkpoint);
+	if (fit.differences() > 0) {
+		std::string msg = "the weights do not fit model '" + config_.arch + "' with num_classes " +
+				  std::to_string(config_.num_classes) + ": " + fit.describe() + ";";
+		const std::string held = checkpoint_model(checkpoint.tensors);
+		if (!held.empty())
+			msg += " the checkpoint holds " + held + ";";
+		msg += " choose the model and number of classes the checkpoint was trained with";
+		throw WeightsMismatchError(msg);
+	}
+
 	std::map<std::string, torch::Tensor> own;
 	for (auto &entry : state_dict())
 		own.emplace(entry.first, entry.second);
-
-	std::vector<std::string> unexpected, mismatched, missing;
-	std::map<std::string, torch::Tensor> incoming;
-	for (const auto &entry : checkpoint.tensors) {
-		const std::string key = upgrade_key(entry.first, checkpoint.module_versions);
-		auto it = own.find(key);
-		if (it == own.end()) {
-			// FrozenBatchNorm2d drops num_batches_tracked, as torchvision's does.
-			if (key.size() > 20 && key.compare(key.size() - 20, 20, ".num_batches_tracked") == 0 &&
-			    own.count(key.substr(0, key.size() - 20) + ".running_mean"))
-				continue;
-			unexpected.push_back(entry.first);
-			continue;
-		}
-		if (it->second.sizes() != entry.second.sizes()) {
-			mismatched.push_back(key + " (checkpoint " + c10::str(entry.second.sizes()) + ", model " +
-					     c10::str(it->second.sizes()) + ")");
-			continue;
-		}
-		incoming[key] = entry.second;
-	}
-	for (const auto &entry : own)
-		if (!incoming.count(entry.first) &&
-		    std::find_if(mismatched.begin(), mismatched.end(), [&](const std::string &m) {
-			    return m.rfind(entry.first + " ", 0) == 0;
-		    }) == mismatched.end())
-			missing.push_back(entry.first);
-
-	if (!unexpected.empty() || !mismatched.empty() || !missing.empty()) {
-		std::ostringstream msg;
-		msg << "the weights do not fit model '" << config_.arch << "' with num_classes " << config_.num_classes
-		    << ":";
-		if (!mismatched.empty())
-			msg << " wrong shapes: " << join_some(mismatched, 4) << ";";
-		if (!missing.empty())
-			msg << " missing: " << join_some(missing) << ";";
-		if (!unexpected.empty())
-			msg << " unexpected: " << join_some(unexpected) << ";";
-		const std::string held = checkpoint_model(checkpoint.tensors);
-		if (!held.empty())
-			msg << " the checkpoint holds " << held << ";";
-		msg << " choose the model and number of classes the checkpoint was trained with";
-		throw WeightsMismatchError(msg.str());
-	}
-
 	torch::NoGradGuard no_grad;
-	for (auto &entry : incoming) {
+	for (auto &entry : fit.fitting) {
 		auto &dst = own.at(entry.first);
 		dst.copy_(entry.second.to(dst.device(), dst.scalar_type()));
 	}
@@ -924,6 +946,33 @@ std::string detect_arch(const StateDict &state_dict)
 		    ", which fits none of the models (" +
 		    "fasterrcnn_resnet50_fpn, fasterrcnn_resnet50_fpn_v2, fasterrcnn_mobilenet_v3_large_fpn, tiny); "
 		    "name the model explicitly");
+}
+
+std::string nearest_model(const Checkpoint &checkpoint)
+{
+	const int classes = detect_num_classes(checkpoint.tensors);
+	std::string nearest;
+	KeyFit nearest_fit;
+	std::size_t nearest_keys = 0;
+	for (const std::string &name : model_preset_names()) {
+		if (name == "fasterrcnn_mobilenet_v3_large_320_fpn")
+			continue; // the parameters of fasterrcnn_mobilenet_v3_large_fpn
+		ModelConfig config = model_preset(name);
+		if (classes > 0)
+			config.num_classes = classes;
+		FasterRCNN model(config);
+		KeyFit fit = fit_keys(*model, checkpoint);
+		if (nearest.empty() || fit.differences() < nearest_fit.differences()) {
+			nearest = name;
+			nearest_keys = model->state_dict().size();
+			nearest_fit = std::move(fit);
+		}
+	}
+	// Near: most of the model's tensors are there, of their shapes.
+	if (nearest.empty() || nearest_fit.differences() * 4 > nearest_keys)
+		return "";
+	return "model '" + nearest + "'" + (classes > 0 ? " with num_classes " + std::to_string(classes) : "") +
+	       " (" + nearest_fit.describe() + ")";
 }
 
 } // namespace frcnn

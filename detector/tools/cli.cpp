@@ -226,7 +226,9 @@ DetectorOptions detector_options(const ModelOptions &o)
 		try {
 			arch = detect_arch(d.checkpoint->tensors);
 		} catch (const Error &e) {
-			throw Error("weights '" + o.weights + "': " + e.what() + " with --arch");
+			const std::string nearest = nearest_model(*d.checkpoint);
+			throw Error("weights '" + o.weights + "': " + e.what() + " with --arch" +
+				    (nearest.empty() ? "" : "; they come nearest to " + nearest + ": a damaged or edited checkpoint of it?"));
 		}
 	}
 	else if (arch.empty())

@@ -110,6 +110,13 @@ status=0
 "$detect" --weights "$out/unknown.pth" "$out/plain.jpg" > /dev/null 2> "$out/stderr.txt" || status=$?
 [ "$status" -eq 1 ] && grep -q "^frcnn-detect: weights '$out/unknown.pth': cannot tell which model .*name the model explicitly with --arch$" \
 	"$out/stderr.txt" || { echo "FAIL: weights of no known model: status $status:"; cat "$out/stderr.txt"; exit 1; }
+# Weights of a known model with a tensor gone: the model they nearly are, and what differs.
+"$python" -c 'import sys, torch; d = torch.load(sys.argv[1]); del d["backbone.body.layer1.0.conv1.weight"]; torch.save(d, sys.argv[2])' \
+	"$(dirname "$0")/../data/shapes-tiny.pth" "$out/tiny.pth"
+status=0
+"$detect" --weights "$out/tiny.pth" "$out/plain.jpg" > /dev/null 2> "$out/stderr.txt" || status=$?
+[ "$status" -eq 1 ] && grep -q "with --arch; they come nearest to model 'tiny' with num_classes 4 (missing: backbone.body.layer1.0.conv1.weight): a damaged or edited checkpoint of it?$" \
+	"$out/stderr.txt" || { echo "FAIL: weights nearly of a known model: status $status:"; cat "$out/stderr.txt"; exit 1; }
 
 # 6. Images the decoder would not read as stored are refused, each in one line naming it: a PPM
 # of maxval 1023 (read near black), a TIFF with an orientation tag (read turned), a TIFF with

@@ -169,6 +169,11 @@ TORCH_MODULE(FasterRCNN);
 // frcnn::Error describing the keys when they fit none of the presets.
 std::string detect_arch(const StateDict &state_dict);
 
+// For weights that fit none of the presets: the one they come nearest to, with what differs
+// ("model 'tiny' with num_classes 4 (missing: backbone.body.layer1.0.conv1.weight)"), or empty
+// when more than a quarter of its tensors differ. Builds each model to compare: for messages.
+std::string nearest_model(const Checkpoint &checkpoint);
+
 // The number of classes (background included) of a state dict's box predictor: the rows of
 // roi_heads.box_predictor.cls_score.weight, or -1 when it has no such tensor.
 int detect_num_classes(const StateDict &state_dict);
