@@ -950,7 +950,11 @@ std::string detect_arch(const StateDict &state_dict)
 
 std::string nearest_model(const Checkpoint &checkpoint)
 {
-	const int classes = detect_num_classes(checkpoint.tensors);
+	// A predictor of more classes than a dataset has is not built four times for a message (a
+	// ResNet-50's of 100000 classes takes 2 GB): the default one's shapes then differ.
+	int classes = detect_num_classes(checkpoint.tensors);
+	if (classes > 1000)
+		classes = -1;
 	std::string nearest;
 	KeyFit nearest_fit;
 	std::size_t nearest_keys = 0;
