@@ -691,6 +691,11 @@ struct GstFrcnnDetectState {
 	guint batching_size = DEFAULT_PROP_BATCH_SIZE;
 	guint batching_timeout = DEFAULT_PROP_BATCH_TIMEOUT;
 	guint64 batching_changes = 0;
+	// Each setter's copy of the two is stamped under the object lock (batching_copies, after its
+	// store); the mirror takes only a copy newer than the one it holds, so that two setters on
+	// two threads cannot leave the older copy there.
+	guint64 batching_copies = 0;   // under the object lock
+	guint64 batching_copy_held = 0; // under `mutex`
 	bool busy = false;			     // the worker holds a batch
 	bool worker_failed = false;		     // a batch failed: the worker takes no more
 	bool pushing = false;			     // the pusher pushes an item it took
@@ -1197,16 +1202,21 @@ static void gst_frcnn_detect_set_property(GObject *object, guint prop_id, const 
 	if (prop_id == PROP_BATCH_SIZE || prop_id == PROP_BATCH_TIMEOUT) {
 		GstFrcnnDetectState *state = self->state;
 		guint batch_size, batch_timeout;
+		guint64 copy;
 		{
 			g_autoptr(GMutexLocker) locker = g_mutex_locker_new(GST_OBJECT_GET_LOCK(self));
 			batch_size = state->settings.batch_size;
 			batch_timeout = state->settings.batch_timeout;
+			copy = ++state->batching_copies;
 		}
 		std::lock_guard<std::mutex> lock(state->mutex);
-		state->batching_size = batch_size;
-		state->batching_timeout = batch_timeout;
-		state->batching_changes++;
-		state->item_added.notify_all();
+		if (copy > state->batching_copy_held) {
+			state->batching_copy_held = copy;
+			state->batching_size = batch_size;
+			state->batching_timeout = batch_timeout;
+			state->batching_changes++;
+			state->item_added.notify_all();
+		}
 	}
 
 	if (prop_id == PROP_INFERENCE_REGION) {
@@ -3027,7 +3037,13 @@ static bool gst_frcnn_detect_run_next(GstFrcnnDetect *self, guint64 generation)
 				batch_size = state->batching_size;
 				timeout = std::chrono::milliseconds(state->batching_timeout);
 				deadline = first_arrival + timeout;
-				if (to_run >= batch_size || Clock::now() >= deadline)
+				/* Frames taken under a larger batch-size run as taken, in one run: split
+				 * by the new size, a frame's regions would run apart. */
+				if (to_run >= batch_size) {
+					batch_size = to_run;
+					break;
+				}
+				if (Clock::now() >= deadline)
 					break;
 			}
 		}

@@ -65,6 +65,7 @@
 #include "frcnn/detail/json.h"
 #include "meta.h"
 #include "ready_only.h"
+#include "write_advice.h"
 
 GST_DEBUG_CATEGORY_STATIC(gst_frcnn_json_debug);
 #define GST_CAT_DEFAULT gst_frcnn_json_debug
@@ -403,9 +404,9 @@ static void gst_frcnn_json_set_property(GObject *object, guint prop_id, const GV
 	if (prop_id == PROP_LOCATION) {
 		/* The file is opened at the start: one set later would not be written to. */
 		const gchar *location = g_value_get_string(value);
-		const bool running = frcnn::gst::element_running(GST_ELEMENT(self));
 		GST_OBJECT_LOCK(self);
-		const bool changed = g_strcmp0(self->location, location) != 0;
+		const bool running = frcnn::gst::element_running_locked(GST_ELEMENT(self));
+		const bool changed = !frcnn::gst::same_text(self->location, location);
 		if (!running) {
 			g_free(self->location);
 			self->location = g_strdup(location);
@@ -573,10 +574,10 @@ static gboolean gst_frcnn_json_stop(GstBaseTransform *trans)
 	int err = 0;
 	if (*self->file && !JsonLinesFile::release(*self->file, &err)) {
 		const std::string where = written_to(self);
+		const std::string advice = frcnn::gst::write_failure_advice(err, "location");
 		GST_ELEMENT_ERROR(self, RESOURCE, CLOSE,
-				  ("Could not finish writing the JSON lines to %s: %s. Free space where it is, "
-				   "or set 'location' to another file.",
-				   where.c_str(), g_strerror(err)),
+				  ("Could not finish writing the JSON lines to %s: %s. %s", where.c_str(),
+				   g_strerror(err), advice.c_str()),
 				  ("fclose() failed: %s", g_strerror(err)));
 		return FALSE;
 	}
@@ -758,10 +759,10 @@ static GstFlowReturn gst_frcnn_json_transform_ip(GstBaseTransform *trans, GstBuf
 	int err = 0;
 	if (*self->file && !(*self->file)->write_line(text, &err)) {
 		const std::string where = written_to(self);
+		const std::string advice = frcnn::gst::write_failure_advice(err, "location");
 		GST_ELEMENT_ERROR(self, RESOURCE, WRITE,
-				  ("Could not write the JSON line to %s: %s. Free space where it is, or set "
-				   "'location' to another file.",
-				   where.c_str(), g_strerror(err)),
+				  ("Could not write the JSON line to %s: %s. %s", where.c_str(), g_strerror(err),
+				   advice.c_str()),
 				  ("fprintf() failed: %s", g_strerror(err)));
 		return GST_FLOW_ERROR;
 	}

@@ -40,6 +40,7 @@
 #include "frcnn/error.h"
 #include "frcnn/shapes.h"
 #include "ready_only.h"
+#include "write_advice.h"
 
 GST_DEBUG_CATEGORY_STATIC(gst_frcnn_shape_src_debug);
 #define GST_CAT_DEFAULT gst_frcnn_shape_src_debug
@@ -245,51 +246,56 @@ static void gst_frcnn_shape_src_set_property(GObject *object, guint prop_id, con
 	GstFrcnnShapeSrc *self = GST_FRCNN_SHAPE_SRC(object);
 	GstFrcnnShapeSrcState *state = self->state;
 
-	/* basesrc takes the object lock itself. */
-	if (prop_id == PROP_IS_LIVE) {
-		gst_base_src_set_live(GST_BASE_SRC(self), g_value_get_boolean(value));
-		return;
-	}
-
 	/* The video is drawn from them as it starts (and at a new size): set while it runs, they
-	 * would change it at the next caps only. */
-	if (frcnn::gst::element_running(GST_ELEMENT(self))) {
-		GValue current = G_VALUE_INIT;
-		g_value_init(&current, G_PARAM_SPEC_VALUE_TYPE(pspec));
-		gst_frcnn_shape_src_get_property(object, prop_id, &current, pspec);
-		const bool changed = g_param_values_cmp(pspec, value, &current) != 0;
-		g_value_unset(&current);
-		if (changed) {
-			gchar *text = g_strdup_value_contents(value);
-			frcnn::gst::warn_ready_only(GST_ELEMENT(self), g_param_spec_get_name(pspec),
-						    "the video goes on as it started", text);
-			g_free(text);
+	 * would change it at the next caps only. Checked under the object lock they are stored
+	 * under, so that a start cannot come in between. */
+	GST_OBJECT_LOCK(self);
+	const bool running = frcnn::gst::element_running_locked(GST_ELEMENT(self));
+	if (!running) {
+		switch (prop_id) {
+		case PROP_IS_LIVE:
+			break; /* basesrc's, under its own taking of the lock: below */
+		case PROP_SEED:
+			state->seed = g_value_get_uint64(value);
+			break;
+		case PROP_MIN_OBJECTS:
+			state->min_objects = g_value_get_uint(value);
+			break;
+		case PROP_MAX_OBJECTS:
+			state->max_objects = g_value_get_uint(value);
+			break;
+		case PROP_SCENE_FRAMES:
+			state->scene_frames = g_value_get_uint(value);
+			break;
+		case PROP_GROUND_TRUTH: {
+			const gchar *path = g_value_get_string(value);
+			state->ground_truth = path ? path : "";
+			break;
 		}
+		default:
+			G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
+			break;
+		}
+	}
+	GST_OBJECT_UNLOCK(self);
+	if (!running) {
+		if (prop_id == PROP_IS_LIVE)
+			gst_base_src_set_live(GST_BASE_SRC(self), g_value_get_boolean(value));
 		return;
 	}
 
-	g_autoptr(GMutexLocker) locker = g_mutex_locker_new(GST_OBJECT_GET_LOCK(self));
-	switch (prop_id) {
-	case PROP_SEED:
-		state->seed = g_value_get_uint64(value);
-		break;
-	case PROP_MIN_OBJECTS:
-		state->min_objects = g_value_get_uint(value);
-		break;
-	case PROP_MAX_OBJECTS:
-		state->max_objects = g_value_get_uint(value);
-		break;
-	case PROP_SCENE_FRAMES:
-		state->scene_frames = g_value_get_uint(value);
-		break;
-	case PROP_GROUND_TRUTH: {
-		const gchar *path = g_value_get_string(value);
-		state->ground_truth = path ? path : "";
-		break;
-	}
-	default:
-		G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
-		break;
+	GValue current = G_VALUE_INIT;
+	g_value_init(&current, G_PARAM_SPEC_VALUE_TYPE(pspec));
+	gst_frcnn_shape_src_get_property(object, prop_id, &current, pspec);
+	const bool changed = G_VALUE_HOLDS_STRING(value)
+				     ? !frcnn::gst::same_text(g_value_get_string(value), g_value_get_string(&current))
+				     : g_param_values_cmp(pspec, value, &current) != 0;
+	g_value_unset(&current);
+	if (changed) {
+		gchar *text = g_strdup_value_contents(value);
+		frcnn::gst::warn_ready_only(GST_ELEMENT(self), g_param_spec_get_name(pspec),
+					    "the video goes on as it started", text);
+		g_free(text);
 	}
 }
 
@@ -664,10 +670,10 @@ static GstPadProbeReturn gst_frcnn_shape_src_write_ground_truth(GstPad *, GstPad
 				GST_VIDEO_INFO_WIDTH(&state->info), GST_VIDEO_INFO_HEIGHT(&state->info),
 				state->truth_objects)) {
 		const int err = errno;
+		const std::string advice = frcnn::gst::write_failure_advice(err, "ground-truth");
 		GST_ELEMENT_ERROR(self, RESOURCE, WRITE,
-				  ("Could not write the ground truth to '%s': %s. Free space where it is, or "
-				   "set 'ground-truth' to another file.",
-				   state->truth_path.c_str(), g_strerror(err)),
+				  ("Could not write the ground truth to '%s': %s. %s", state->truth_path.c_str(),
+				   g_strerror(err), advice.c_str()),
 				  ("fprintf() failed: %s", g_strerror(err)));
 		/* The frame goes on; the stream stops at the next one (fill). */
 		state->truth_failed = true;

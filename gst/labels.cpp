@@ -107,7 +107,8 @@ std::vector<std::string> default_labels(int num_classes)
 
 std::vector<std::string> read_labels_file(const std::string &path, int num_classes)
 {
-	frcnn::detail::require_regular_file(path, "labels file", "a text file of one name per line");
+	/* The element's message says what to give instead. */
+	frcnn::detail::require_regular_file(path, "labels file");
 	std::ifstream file(path);
 	if (!file)
 		throw Error("cannot open labels file '" + path + "'");

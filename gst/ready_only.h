@@ -10,13 +10,18 @@
 
 namespace frcnn::gst {
 
-// Whether the element has started or is starting (beyond READY). Takes the object lock.
-inline bool element_running(GstElement *element)
+// Whether the element has started or is starting (beyond READY). The caller holds the object
+// lock, under which it stores the value when this is false: a start cannot come in between,
+// as GStreamer sets the pending state under that lock before it starts the element.
+inline bool element_running_locked(GstElement *element)
 {
-	GST_OBJECT_LOCK(element);
-	const bool running = GST_STATE(element) > GST_STATE_READY || GST_STATE_PENDING(element) > GST_STATE_READY;
-	GST_OBJECT_UNLOCK(element);
-	return running;
+	return GST_STATE(element) > GST_STATE_READY || GST_STATE_PENDING(element) > GST_STATE_READY;
+}
+
+// Whether two string values of a property mean the same: unset (NULL) is the empty string.
+inline bool same_text(const gchar *a, const gchar *b)
+{
+	return g_strcmp0(a ? a : "", b ? b : "") == 0;
 }
 
 // Posts the warning for `property`, whose new value `value` (as text) was not taken. Called

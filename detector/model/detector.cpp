@@ -11,6 +11,7 @@
 
 #include "frcnn-build-config.h"
 #include "frcnn/checkpoint.h"
+#include "frcnn/detail/regular_file.h"
 #include "frcnn/detector.h"
 #include "frcnn/error.h"
 #include "frcnn/frame.h"
@@ -122,10 +123,13 @@ Detector::Detector(const DetectorOptions &options)
 	impl_->device = parse_device(options.device);
 	if (options.precision == Precision::Int8 && options.int8_calibration_frames < 1)
 		throw Error("int8 calibration needs at least 1 frame, not " + std::to_string(options.int8_calibration_frames));
-	if (options.precision == Precision::Int8 && !options.int8_calibration.empty() &&
-	    std::filesystem::is_directory(options.int8_calibration))
-		throw CalibrationError("the 8-bit calibration '" + options.int8_calibration +
-				       "' is a folder: give a file (written there when it does not exist)");
+	// A folder, a device or a pipe is no file to read or write (nor to remove and calibrate anew).
+	if (options.precision == Precision::Int8 && !options.int8_calibration.empty()) {
+		const std::string not_a_file = detail::not_a_regular_file(options.int8_calibration);
+		if (!not_a_file.empty())
+			throw CalibrationError("the 8-bit calibration '" + options.int8_calibration + "' is " + not_a_file +
+					       ": give a file (written there when it does not exist)");
+	}
 	if (options.precision == Precision::Int8 && !options.int8_calibration.empty() &&
 	    access(options.int8_calibration.c_str(), F_OK) != 0) {
 		// Written after the calibration frames: a folder it cannot go to fails now, not then.

@@ -958,19 +958,23 @@ std::string nearest_model(const Checkpoint &checkpoint)
 	std::string nearest;
 	KeyFit nearest_fit;
 	std::size_t nearest_keys = 0;
-	for (const std::string &name : model_preset_names()) {
-		if (name == "fasterrcnn_mobilenet_v3_large_320_fpn")
-			continue; // the parameters of fasterrcnn_mobilenet_v3_large_fpn
-		ModelConfig config = model_preset(name);
-		if (classes > 0)
-			config.num_classes = classes;
-		FasterRCNN model(config);
-		KeyFit fit = fit_keys(*model, checkpoint);
-		if (nearest.empty() || fit.differences() < nearest_fit.differences()) {
-			nearest = name;
-			nearest_keys = model->state_dict().size();
-			nearest_fit = std::move(fit);
+	try {
+		for (const std::string &name : model_preset_names()) {
+			if (name == "fasterrcnn_mobilenet_v3_large_320_fpn")
+				continue; // the parameters of fasterrcnn_mobilenet_v3_large_fpn
+			ModelConfig config = model_preset(name);
+			if (classes > 0)
+				config.num_classes = classes;
+			FasterRCNN model(config);
+			KeyFit fit = fit_keys(*model, checkpoint);
+			if (nearest.empty() || fit.differences() < nearest_fit.differences()) {
+				nearest = name;
+				nearest_keys = model->state_dict().size();
+				nearest_fit = std::move(fit);
+			}
 		}
+	} catch (const std::exception &) {
+		return ""; // for a message: the error it adds to stays as it is (memory short, say)
 	}
 	// Near: most of the model's tensors are there, of their shapes.
 	if (nearest.empty() || nearest_fit.differences() * 4 > nearest_keys)

@@ -40,6 +40,8 @@ inline std::string unreadable_image_reason(const std::string &path)
 		return "it is a folder";
 	if (!std::ifstream(path, std::ios::binary))
 		return std::strerror(errno);
+	if (std::filesystem::file_size(path, error) == 0 && !error)
+		return "it is empty";
 	if (!cv::haveImageReader(path))
 		return "its format is none OpenCV reads here (PNG, JPEG, BMP, PPM/PGM, TIFF, WebP among others): "
 		       "convert it, e.g. to PNG";

@@ -77,7 +77,8 @@ fi
 # A format the decoder lacks and a folder are told apart from damaged files.
 printf 'GIF89a\001\000\001\000\200\000\000\377\377\377\000\000\000,\000\000\000\000\001\000\001\000\000\002\002D\001\000;' > "$out/dot.gif"
 mkdir -p "$out/folder.png"
-for case in "dot.gif:its format is none OpenCV reads here" "folder.png:it is a folder"; do
+: > "$out/empty.jpg"
+for case in "dot.gif:its format is none OpenCV reads here" "folder.png:it is a folder" "empty.jpg:it is empty"; do
 	status=0
 	"$detect" --arch tiny --seed 1 --threads 2 "$out/${case%%:*}" > /dev/null 2> "$out/stderr.txt" || status=$?
 	if [ "$status" -ne 1 ] || ! grep -q "^frcnn-detect: cannot read image '$out/${case%%:*}': ${case#*:}" "$out/stderr.txt"; then

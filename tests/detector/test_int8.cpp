@@ -603,6 +603,15 @@ TEST_F(Int8, CalibrationFileErrors)
 	message = error_of([&] { Detector detector(options); });
 	EXPECT_TRUE(contains(message, "the range of x is not a finite number >= 0; remove the file to calibrate anew"))
 		<< message;
+	// A device or a folder is no file to remove: another path is asked for.
+	for (const std::string &other : { std::string("/dev/zero"), dir.path.string() }) {
+		auto elsewhere = options;
+		elsewhere.int8_calibration = other;
+		message = error_of([&] { Detector detector(elsewhere); });
+		EXPECT_TRUE(contains(message, "the 8-bit calibration '" + other + "' is ")) << message;
+		EXPECT_TRUE(contains(message, ": give a file (written there when it does not exist)")) << message;
+		EXPECT_FALSE(contains(message, "remove the file")) << message;
+	}
 	// One of another model, or of other weights.
 	calibration.arch = "fasterrcnn_resnet50_fpn";
 	save_int8_calibration(calibration, file);

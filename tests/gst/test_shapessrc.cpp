@@ -679,8 +679,17 @@ TEST(FrcnnShapeSrc, SettingsChangedWhileRunningAreRefusedAndSaySo)
 	ASSERT_EQ(warnings.size(), 2u);
 	EXPECT_EQ(warnings[0].rfind("'seed' cannot change while the element runs", 0), 0u) << warnings[0];
 	EXPECT_EQ(warnings[1].rfind("'min-objects' cannot change while the element runs", 0), 0u) << warnings[1];
-	g_object_set(src, "seed", G_GUINT64_CONSTANT(4), nullptr);
-	EXPECT_EQ(gst_bus_pop_filtered(bus, GST_MESSAGE_WARNING), nullptr) << "the seed in use, set again";
+	g_object_set(src, "seed", G_GUINT64_CONSTANT(4), "ground-truth", nullptr, nullptr);
+	EXPECT_EQ(gst_bus_pop_filtered(bus, GST_MESSAGE_WARNING), nullptr)
+		<< "the seed in use, set again, and no ground truth as unset (\"\") and as NULL";
+	g_object_set(src, "is-live", TRUE, nullptr);
+	gboolean live = TRUE;
+	g_object_get(src, "is-live", &live, nullptr);
+	EXPECT_FALSE(live) << "is-live was taken while the source runs";
+	GstMessage *live_warning = gst_bus_pop_filtered(bus, GST_MESSAGE_WARNING);
+	EXPECT_NE(live_warning, nullptr) << "no warning for is-live";
+	if (live_warning)
+		gst_message_unref(live_warning);
 
 	ASSERT_EQ(gst_element_set_state(pipeline.get(), GST_STATE_READY), GST_STATE_CHANGE_SUCCESS);
 	g_object_set(src, "seed", G_GUINT64_CONSTANT(5), nullptr);

@@ -26,13 +26,13 @@ inline std::string not_a_regular_file(const std::string &path)
 	return S_ISDIR(status.st_mode) ? "a folder" : "not a regular file (a device or a pipe)";
 }
 
-// Throws frcnn::Error "<what> '<path>' is <why>: give the path of <wanted>" where
-// not_a_regular_file says something.
-inline void require_regular_file(const std::string &path, const std::string &what, const std::string &wanted)
+// Throws frcnn::Error "<what> '<path>' is <why>" (and ": give the path of <wanted>" when
+// `wanted` is given) where not_a_regular_file says something.
+inline void require_regular_file(const std::string &path, const std::string &what, const std::string &wanted = {})
 {
 	const std::string why = not_a_regular_file(path);
 	if (!why.empty())
-		throw Error(what + " '" + path + "' is " + why + ": give the path of " + wanted);
+		throw Error(what + " '" + path + "' is " + why + (wanted.empty() ? "" : ": give the path of " + wanted));
 }
 
 } // namespace frcnn::detail
