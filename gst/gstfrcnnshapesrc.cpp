@@ -254,7 +254,9 @@ static void gst_frcnn_shape_src_set_property(GObject *object, guint prop_id, con
 	if (!running) {
 		switch (prop_id) {
 		case PROP_IS_LIVE:
-			break; /* basesrc's, under its own taking of the lock: below */
+			/* basesrc's, which takes the lock itself: set below, after the unlock (a
+			 * start on another thread in between would see the new value). */
+			break;
 		case PROP_SEED:
 			state->seed = g_value_get_uint64(value);
 			break;
