@@ -691,9 +691,9 @@ struct GstFrcnnDetectState {
 	guint batching_size = DEFAULT_PROP_BATCH_SIZE;
 	guint batching_timeout = DEFAULT_PROP_BATCH_TIMEOUT;
 	guint64 batching_changes = 0;
-	// Each setter's copy of the two is stamped under the object lock (batching_copies, after its
-	// store); the mirror takes only a copy newer than the one it holds, so that two setters on
-	// two threads cannot leave the older copy there.
+	// Each setter's copy of the two is taken and stamped (batching_copies) in the object-lock
+	// section that stores its value; the mirror takes only a copy newer than the one it holds,
+	// so that two setters on two threads cannot leave the older copy there.
 	guint64 batching_copies = 0;   // under the object lock
 	guint64 batching_copy_held = 0; // under `mutex`
 	bool busy = false;			     // the worker holds a batch
@@ -887,8 +887,16 @@ GST_ELEMENT_REGISTER_DEFINE(frcnndetect, "frcnndetect", GST_RANK_NONE, GST_TYPE_
 static void gst_frcnn_detect_finalize(GObject *object);
 static void gst_frcnn_detect_set_property(GObject *object, guint prop_id, const GValue *value,
 					  GParamSpec *pspec);
-static bool gst_frcnn_detect_store_property(GstFrcnnDetect *self, guint prop_id, const GValue *value,
-					    GParamSpec *pspec);
+/* What storing a property changed that set_property acts on after the object lock. */
+struct StoredProperty {
+	bool latency_changed = false; // a new batch-size or batch-timeout
+	// For batch-size and batch-timeout: both as stored, and the stamp of this copy of them.
+	guint64 batching_copy = 0;    // 0: neither was set
+	guint batch_size = 0;
+	guint batch_timeout = 0;
+};
+static StoredProperty gst_frcnn_detect_store_property(GstFrcnnDetect *self, guint prop_id,
+						      const GValue *value, GParamSpec *pspec);
 static void gst_frcnn_detect_get_property(GObject *object, guint prop_id, GValue *value,
 					  GParamSpec *pspec);
 static GstStateChangeReturn gst_frcnn_detect_change_state(GstElement *element,
@@ -1191,7 +1199,8 @@ static void gst_frcnn_detect_set_property(GObject *object, guint prop_id, const 
 	/* The latency the element adds changed: a live pipeline re-computes it. Posted without the
 	 * object lock. */
 	const guint64 generation = self->state->settings_generation;
-	if (gst_frcnn_detect_store_property(self, prop_id, value, pspec))
+	const StoredProperty stored = gst_frcnn_detect_store_property(self, prop_id, value, pspec);
+	if (stored.latency_changed)
 		gst_element_post_message(GST_ELEMENT(self), gst_message_new_latency(GST_OBJECT(self)));
 	if (self->state->settings_generation != generation) {
 		/* A frame that waits for the start's model sets it up anew (under the queue's lock,
@@ -1199,21 +1208,13 @@ static void gst_frcnn_detect_set_property(GObject *object, guint prop_id, const 
 		std::lock_guard<std::mutex> lock(self->state->mutex);
 		self->state->item_removed.notify_all();
 	}
-	if (prop_id == PROP_BATCH_SIZE || prop_id == PROP_BATCH_TIMEOUT) {
+	if (stored.batching_copy) {
 		GstFrcnnDetectState *state = self->state;
-		guint batch_size, batch_timeout;
-		guint64 copy;
-		{
-			g_autoptr(GMutexLocker) locker = g_mutex_locker_new(GST_OBJECT_GET_LOCK(self));
-			batch_size = state->settings.batch_size;
-			batch_timeout = state->settings.batch_timeout;
-			copy = ++state->batching_copies;
-		}
 		std::lock_guard<std::mutex> lock(state->mutex);
-		if (copy > state->batching_copy_held) {
-			state->batching_copy_held = copy;
-			state->batching_size = batch_size;
-			state->batching_timeout = batch_timeout;
+		if (stored.batching_copy > state->batching_copy_held) {
+			state->batching_copy_held = stored.batching_copy;
+			state->batching_size = stored.batch_size;
+			state->batching_timeout = stored.batch_timeout;
 			state->batching_changes++;
 			state->item_added.notify_all();
 		}
@@ -1232,15 +1233,15 @@ static void gst_frcnn_detect_set_property(GObject *object, guint prop_id, const 
 	}
 }
 
-/* Stores a property's value under the object lock. Returns whether the latency the element adds
- * changed (a new batch-size or batch-timeout). */
-static bool gst_frcnn_detect_store_property(GstFrcnnDetect *self, guint prop_id, const GValue *value,
-					    GParamSpec *pspec)
+/* Stores a property's value under the object lock. */
+static StoredProperty gst_frcnn_detect_store_property(GstFrcnnDetect *self, guint prop_id,
+						      const GValue *value, GParamSpec *pspec)
 {
 	GObject *object = G_OBJECT(self);
 	g_autoptr(GMutexLocker) locker = g_mutex_locker_new(GST_OBJECT_GET_LOCK(self));
 	Settings &settings = self->state->settings;
-	bool latency_changed = false;
+	StoredProperty stored;
+	bool &latency_changed = stored.latency_changed;
 
 	switch (prop_id) {
 	case PROP_MODEL:
@@ -1346,7 +1347,7 @@ static bool gst_frcnn_detect_store_property(GstFrcnnDetect *self, guint prop_id,
 		break;
 	default:
 		G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
-		return false;
+		return stored;
 	}
 
 	switch (prop_id) {
@@ -1363,10 +1364,16 @@ static bool gst_frcnn_detect_store_property(GstFrcnnDetect *self, guint prop_id,
 	case PROP_MODEL_INSTANCE_ID:
 		self->state->settings_generation++;
 		break;
+	case PROP_BATCH_SIZE:
+	case PROP_BATCH_TIMEOUT:
+		stored.batching_copy = ++self->state->batching_copies;
+		stored.batch_size = settings.batch_size;
+		stored.batch_timeout = settings.batch_timeout;
+		break;
 	default:
 		break;
 	}
-	return latency_changed;
+	return stored;
 }
 
 /* The `stats` property's structure. The counters are read one by one while the element may run:

@@ -718,6 +718,29 @@ TEST(FrcnnDetect, BatchingChangedWhileABatchWaitsAppliesToIt)
 	}
 }
 
+std::map<std::string, double> stats_of(GstElement *element);
+
+// Frames the worker took under a larger batch-size run as one run when the size shrinks below
+// their count while they wait: split by the new size, a frame's regions could run apart.
+TEST(FrcnnDetect, FramesTakenBeforeBatchSizeShrinksRunAsOne)
+{
+	const Frame frame = make_frame(photo(128, 96), GST_VIDEO_FORMAT_RGB);
+	HarnessPtr h = harness("batch-size=8 batch-timeout=600000");
+	gst_harness_set_src_caps(h.get(), frame.caps());
+	for (int i = 0; i < 3; i++)
+		ASSERT_EQ(gst_harness_push(h.get(), frame.buffer(i, GST_SECOND / 30)), GST_FLOW_OK);
+	std::this_thread::sleep_for(std::chrono::milliseconds(300));
+	ASSERT_EQ(gst_harness_buffers_received(h.get()), 0u) << "the batch of 8 ran before it was full";
+	g_object_set(h->element, "batch-size", 2u, nullptr);
+	const Clock::time_point start = Clock::now();
+	while (gst_harness_buffers_received(h.get()) < 3 && Clock::now() - start < std::chrono::seconds(60))
+		std::this_thread::sleep_for(std::chrono::milliseconds(5));
+	ASSERT_EQ(gst_harness_buffers_received(h.get()), 3u) << "the waiting frames did not leave";
+	std::map<std::string, double> stats = stats_of(h->element);
+	EXPECT_EQ(stats["batches"], 1) << "the 3 frames taken ran in more than one run";
+	EXPECT_EQ(stats["images-detected"], 3);
+}
+
 // On the CPU the element reads each frame where it lies: the buffer stays mapped from its arrival
 // until its batch has run, and the map is gone before the detections are attached. Shown by changing the
 // bytes of a frame that waits for its batch (which no upstream element may do): the detections
