@@ -64,8 +64,7 @@
 
 #include "frcnn/detail/json.h"
 #include "meta.h"
-#include "ready_only.h"
-#include "write_advice.h"
+#include "element_messages.h"
 
 GST_DEBUG_CATEGORY_STATIC(gst_frcnn_json_debug);
 #define GST_CAT_DEFAULT gst_frcnn_json_debug

@@ -39,8 +39,7 @@
 
 #include "frcnn/error.h"
 #include "frcnn/shapes.h"
-#include "ready_only.h"
-#include "write_advice.h"
+#include "element_messages.h"
 
 GST_DEBUG_CATEGORY_STATIC(gst_frcnn_shape_src_debug);
 #define GST_CAT_DEFAULT gst_frcnn_shape_src_debug

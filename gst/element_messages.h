@@ -1,14 +1,17 @@
 // SPDX-License-Identifier: BSD-3-Clause
-// Properties that take effect at the start only (GST_PARAM_MUTABLE_READY): set while the element
-// runs, they are not taken, and a warning says so, as filesink does with its location; the
-// value in use stays, so that it reads back as what the element does.
+// What the elements' messages about their settings and files say.
 #pragma once
 
+#include <cerrno>
 #include <string>
 
 #include <gst/gst.h>
 
 namespace frcnn::gst {
+
+// Properties that take effect at the start only (GST_PARAM_MUTABLE_READY): set while the element
+// runs, they are not taken, and a warning says so, as filesink does with its location; the
+// value in use stays, so that it reads back as what the element does.
 
 // Whether the element has started or is starting (beyond READY). The caller holds the object
 // lock, under which it stores the value when this is false: a start cannot come in between,
@@ -34,6 +37,15 @@ inline void warn_ready_only(GstElement *element, const char *property, const cha
 			     "state.",
 			     property, meaning),
 			    ("%s '%s' not taken", property, value.c_str()));
+}
+
+// What to do about a file an element could not write to, for errno `err` of a failed write to
+// the file the property `property` names: free space for a full disk or quota, else another
+// file (a file-size limit, EFBIG, is not helped by space).
+inline std::string write_failure_advice(int err, const char *property)
+{
+	const bool full = err == ENOSPC || err == EDQUOT;
+	return std::string(full ? "Free space where it is, or set '" : "Set '") + property + "' to another file.";
 }
 
 } // namespace frcnn::gst
