@@ -1161,6 +1161,9 @@ static void gst_frcnn_detect_init(GstFrcnnDetect *self)
 	gst_pad_set_activatemode_function(self->sinkpad,
 					  GST_DEBUG_FUNCPTR(gst_frcnn_detect_sink_activate_mode));
 	GST_PAD_SET_PROXY_CAPS(self->sinkpad);
+	/* Caps are accepted where they meet the template, as a base transform accepts them: caps
+	 * without a framerate (an application's appsrc) are not a subset of the template's. */
+	GST_PAD_SET_ACCEPT_INTERSECT(self->sinkpad);
 	GST_PAD_SET_PROXY_ALLOCATION(self->sinkpad);
 	gst_element_add_pad(GST_ELEMENT(self), self->sinkpad);
 

@@ -1538,6 +1538,20 @@ TEST(FrcnnDetect, CapsChangeMidStream)
 	gst_caps_unref(caps);
 }
 
+// Caps without a framerate (frames from an application's appsrc often have none) are taken, as
+// videoconvert and the other elements take them: the element does not use the rate.
+TEST(FrcnnDetect, CapsWithoutAFramerateAreTaken)
+{
+	const Frame frame = make_frame(photo(160, 120), GST_VIDEO_FORMAT_I420);
+	GstCaps *caps = frame.caps();
+	gst_structure_remove_field(gst_caps_get_structure(caps, 0), "framerate");
+	HarnessPtr h = harness();
+	gst_harness_set_src_caps(h.get(), caps);
+	gst_test::BufferPtr out(gst_harness_push_and_pull(h.get(), frame.buffer(0)));
+	ASSERT_TRUE(out) << "the frame did not come out";
+	expect_meta_equals(out.get(), frame.width(), frame.height(), expected_for(frame));
+}
+
 TEST(FrcnnDetect, IntervalRunsOneFrameInThree)
 {
 	const std::vector<Frame> frames = distinct_frames(7);
