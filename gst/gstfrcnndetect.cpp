@@ -931,9 +931,9 @@ static void gst_frcnn_detect_class_init(GstFrcnnDetectClass *klass)
 		g_param_spec_string("model", "Model",
 				    "Architecture preset, e.g. fasterrcnn_resnet50_fpn or tiny (an "
 				    "unknown name fails and lists the known ones). A weights preset "
-				    "selects its own model; left unset, the model is told from the "
-				    "weights file's keys. Changed while playing, as weights",
-				    DEFAULT_PROP_MODEL, playing));
+				    "selects its own model; left unset (or empty), the model is told "
+				    "from the weights file's keys. Changed while playing, as weights",
+				    nullptr, playing));
 	g_object_class_install_property(object_class, PROP_WEIGHTS,
 		g_param_spec_string("weights", "Weights",
 				    "Checkpoint to load: a file path, a preset name (coco, coco-v2, "
@@ -1248,10 +1248,12 @@ static StoredProperty gst_frcnn_detect_store_property(GstFrcnnDetect *self, guin
 
 	switch (prop_id) {
 	case PROP_MODEL:
+		/* Unset (NULL, its default) and empty are the same: the model is told from the
+		 * weights (`model` keeps the default model's name for the code that needs one). */
 		set_string(settings.model, value);
-		if (settings.model.empty())
+		settings.model_set = !settings.model.empty();
+		if (!settings.model_set)
 			settings.model = DEFAULT_PROP_MODEL;
-		settings.model_set = g_value_get_string(value) != nullptr;
 		break;
 	case PROP_WEIGHTS:
 		set_string(settings.weights, value);
@@ -1414,7 +1416,7 @@ static void gst_frcnn_detect_get_property(GObject *object, guint prop_id, GValue
 
 	switch (prop_id) {
 	case PROP_MODEL:
-		g_value_set_string(value, settings.model.c_str());
+		g_value_set_string(value, settings.model_set ? settings.model.c_str() : nullptr);
 		break;
 	case PROP_WEIGHTS:
 		g_value_set_string(value, settings.weights.empty() ? nullptr : settings.weights.c_str());

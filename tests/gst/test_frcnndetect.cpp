@@ -1956,26 +1956,55 @@ TEST(FrcnnDetect, LabelsFileNamesTheClasses)
 	expect_meta_equals(out.get(), frame.width(), frame.height(), of_classes(frame, { id }), labels);
 }
 
+// Unset, empty and the property's own default are the same: the model is told from the weights
+// (an application that copies properties from one element to another copies "unset"); it
+// reads back as set.
 TEST(FrcnnDetect, ModelIsToldFromTheWeightsWhenUnset)
 {
 	gst_test::init();
-	const std::string description = "frcnndetect weights=\"" + gst_test::weights4() +
-					"\" threshold=" + std::to_string(kThreshold) +
-					" min-size=" + std::to_string(kMinSize);
-	GError *error = nullptr;
-	GstElement *element = gst_parse_launch(description.c_str(), &error);
-	ASSERT_EQ(error, nullptr) << (error ? error->message : "");
-	gst_object_ref_sink(element);
-	HarnessPtr h(gst_harness_new_with_element(element, "sink", "src"));
-	gst_object_unref(element);
-
 	const Frame frame = make_frame(photo(320, 240), GST_VIDEO_FORMAT_RGB);
 	const std::vector<frcnn::Detection> expected = expected_for(frame);
 	ASSERT_FALSE(expected.empty());
-	gst_harness_set_src_caps(h.get(), frame.caps());
-	gst_test::BufferPtr out(gst_harness_push_and_pull(h.get(), frame.buffer(0)));
-	ASSERT_TRUE(out) << "a tiny checkpoint with model unset should run as the tiny model";
-	expect_meta_equals(out.get(), frame.width(), frame.height(), expected);
+	for (const char *how : { "unset", "empty", "default" }) {
+		SCOPED_TRACE(how);
+		const std::string description = "frcnndetect weights=\"" + gst_test::weights4() +
+						"\" threshold=" + std::to_string(kThreshold) +
+						" min-size=" + std::to_string(kMinSize);
+		GError *error = nullptr;
+		GstElement *element = gst_parse_launch(description.c_str(), &error);
+		ASSERT_EQ(error, nullptr) << (error ? error->message : "");
+		gst_object_ref_sink(element);
+		if (std::string(how) == "empty") {
+			g_object_set(element, "model", "", nullptr);
+		} else if (std::string(how) == "default") {
+			GParamSpec *spec = g_object_class_find_property(G_OBJECT_GET_CLASS(element), "model");
+			ASSERT_NE(spec, nullptr);
+			GValue value = G_VALUE_INIT;
+			g_value_init(&value, G_TYPE_STRING);
+			g_param_value_set_default(spec, &value);
+			g_object_set_property(G_OBJECT(element), "model", &value);
+			g_value_unset(&value);
+		}
+		gchar *model = nullptr;
+		g_object_get(element, "model", &model, nullptr);
+		EXPECT_EQ(model, nullptr) << "model reads back " << model;
+		g_free(model);
+		HarnessPtr h(gst_harness_new_with_element(element, "sink", "src"));
+		gst_object_unref(element);
+
+		gst_harness_set_src_caps(h.get(), frame.caps());
+		gst_test::BufferPtr out(gst_harness_push_and_pull(h.get(), frame.buffer(0)));
+		ASSERT_TRUE(out) << "a tiny checkpoint with model unset should run as the tiny model";
+		expect_meta_equals(out.get(), frame.width(), frame.height(), expected);
+	}
+	GstElement *named = gst_element_factory_make("frcnndetect", nullptr);
+	ASSERT_NE(named, nullptr);
+	g_object_set(named, "model", "tiny", nullptr);
+	gchar *model = nullptr;
+	g_object_get(named, "model", &model, nullptr);
+	EXPECT_STREQ(model, "tiny");
+	g_free(model);
+	gst_object_unref(named);
 }
 
 TEST(FrcnnDetect, DefaultLabelsOfA91ClassModelAreCoco)
