@@ -363,68 +363,48 @@ void add_detection_meta(GstBuffer *buffer, int width, int height, double x1, dou
 
 namespace {
 
-struct SkippedMeta {
-	GstMeta meta;
-	GQuark element;
-	GQuark reason;
-};
-
-const GstMetaInfo *skipped_meta_get_info();
-
-gboolean skipped_meta_init(GstMeta *meta, gpointer, GstBuffer *)
-{
-	auto *skipped = reinterpret_cast<SkippedMeta *>(meta);
-	skipped->element = 0;
-	skipped->reason = 0;
-	return TRUE;
-}
+constexpr const char *kSkippedMetaName = "GstFrcnnSkippedMeta";
 
 /* Says nothing of the pixels: the same on any copy, scaled, cut or turned. */
-gboolean skipped_meta_transform(GstBuffer *dest, GstMeta *meta, GstBuffer *, GQuark, gpointer)
+gboolean skipped_meta_transform(GstBuffer *dest, GstCustomMeta *meta, GstBuffer *, GQuark, gpointer, gpointer)
 {
-	const auto *source = reinterpret_cast<const SkippedMeta *>(meta);
-	auto *target = reinterpret_cast<SkippedMeta *>(gst_buffer_add_meta(dest, skipped_meta_get_info(), nullptr));
+	GstCustomMeta *target = gst_buffer_add_custom_meta(dest, kSkippedMetaName);
 	if (!target)
 		return FALSE;
-	target->element = source->element;
-	target->reason = source->reason;
+	const GstStructure *source = gst_custom_meta_get_structure(meta);
+	gst_structure_set(gst_custom_meta_get_structure(target), "element", G_TYPE_STRING,
+			  gst_structure_get_string(source, "element"), "reason", G_TYPE_STRING,
+			  gst_structure_get_string(source, "reason"), nullptr);
 	return TRUE;
-}
-
-const GstMetaInfo *skipped_meta_get_info()
-{
-	static const GstMetaInfo *const info = [] {
-		const GstMetaInfo *registered = gst_meta_get_info("GstFrcnnSkippedMeta");
-		if (!registered)
-			registered = gst_meta_register(skipped_meta_api_get_type(), "GstFrcnnSkippedMeta",
-						       sizeof(SkippedMeta), skipped_meta_init, nullptr,
-						       skipped_meta_transform);
-		return registered;
-	}();
-	return info;
 }
 
 } // namespace
 
+/* A custom meta (a GstStructure), so that applications read it with GStreamer's own calls. The
+ * plugin and a program linking these functions too each hold a copy of them: the first to come
+ * registers it. */
 GType skipped_meta_api_get_type()
 {
-	static const GType type = [] {
-		static const gchar *tags[] = { nullptr };
-		GType registered = g_type_from_name("GstFrcnnSkippedMetaAPI");
-		if (!registered)
-			registered = gst_meta_api_type_register("GstFrcnnSkippedMetaAPI", tags);
-		return registered;
+	static const GType api = [] {
+		const GstMetaInfo *info = gst_meta_get_info(kSkippedMetaName);
+		if (!info) {
+			static const gchar *tags[] = { nullptr };
+			info = gst_meta_register_custom(kSkippedMetaName, tags, skipped_meta_transform, nullptr,
+							nullptr);
+		}
+		return info->api;
 	}();
-	return type;
+	return api;
 }
 
 void add_skipped_meta(GstBuffer *buffer, const std::string &element, const std::string &reason)
 {
-	auto *meta = reinterpret_cast<SkippedMeta *>(gst_buffer_add_meta(buffer, skipped_meta_get_info(), nullptr));
+	skipped_meta_api_get_type();
+	GstCustomMeta *meta = gst_buffer_add_custom_meta(buffer, kSkippedMetaName);
 	if (!meta)
 		return;
-	meta->element = g_quark_from_string(element.c_str());
-	meta->reason = g_quark_from_string(reason.c_str());
+	gst_structure_set(gst_custom_meta_get_structure(meta), "element", G_TYPE_STRING, element.c_str(),
+			  "reason", G_TYPE_STRING, reason.c_str(), nullptr);
 }
 
 std::vector<SkippedBy> read_skipped_metas(GstBuffer *buffer)
@@ -432,8 +412,9 @@ std::vector<SkippedBy> read_skipped_metas(GstBuffer *buffer)
 	std::vector<SkippedBy> skipped;
 	gpointer state = nullptr;
 	while (GstMeta *meta = gst_buffer_iterate_meta_filtered(buffer, &state, skipped_meta_api_get_type())) {
-		const auto *by = reinterpret_cast<const SkippedMeta *>(meta);
-		const gchar *element = g_quark_to_string(by->element), *reason = g_quark_to_string(by->reason);
+		const GstStructure *by = gst_custom_meta_get_structure(reinterpret_cast<GstCustomMeta *>(meta));
+		const gchar *element = gst_structure_get_string(by, "element");
+		const gchar *reason = gst_structure_get_string(by, "reason");
 		skipped.push_back({ element ? element : "", reason ? reason : "" });
 	}
 	return skipped;

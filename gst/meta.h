@@ -86,12 +86,14 @@ std::vector<DetectionMeta> read_detection_metas(GstBuffer *buffer, int width, in
 // A detector that passed a frame on without running on it (frcnndetect's `interval`, a frame late
 // downstream with `qos`, a gap buffer), and why: "interval", "late" or "gap". The frame's regions
 // of interest are not that detector's findings, and a frame without any is not one where it found
-// nothing. frcnndetect adds one GstFrcnnSkippedMeta (API GstFrcnnSkippedMetaAPI) per frame it
-// passes so; it has no tags, so elements keep it through any transform. frcnnjson writes it.
+// nothing. frcnndetect adds one GstFrcnnSkippedMeta per frame it passes so: a GstCustomMeta whose
+// structure has the strings "element" and "reason"; it has no tags, so elements keep it through
+// any transform. frcnnjson writes it.
 struct SkippedBy {
 	std::string element;
 	std::string reason;
 };
+// Its API type, registered on the first call (the plugin makes it when it loads).
 GType skipped_meta_api_get_type();
 // Adds one to a writable buffer.
 void add_skipped_meta(GstBuffer *buffer, const std::string &element, const std::string &reason);

@@ -5,6 +5,7 @@
 
 #include "gstfrcnndetect.h"
 #include "gstfrcnnjson.h"
+#include "meta.h"
 #if GST_FRCNN_HAVE_DRAWING
 #include "gstfrcnnoverlay.h"
 #include "gstfrcnnshapesrc.h"
@@ -13,6 +14,9 @@
 static gboolean plugin_init(GstPlugin *plugin)
 {
 	gboolean ret = FALSE;
+
+	/* An application looks the metadata up before the first frame that carries it. */
+	frcnn::gst::skipped_meta_api_get_type();
 
 	ret |= GST_ELEMENT_REGISTER(frcnndetect, plugin);
 	ret |= GST_ELEMENT_REGISTER(frcnnjson, plugin);

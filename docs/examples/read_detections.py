@@ -6,6 +6,7 @@ buffer, in a pad probe, the way an application reads them from any element downs
 
     read_detections.py --weights coco street.mp4
     read_detections.py --model tiny --weights my-shapes.pth --frames 10 clip.avi
+    read_detections.py --weights coco --interval 3 street.mp4   # detects on every third frame
 """
 import argparse
 import sys
@@ -61,6 +62,18 @@ def read_detections(buffer):
     return detections
 
 
+def skipped_by(buffer):
+    """(element, reason) when a detector passed the buffer on without running on it (its
+    `interval`, a frame late downstream, a gap), else None: its regions of interest, none
+    perhaps, are not that detector's findings. frcnndetect marks such a frame with a custom
+    meta, GstFrcnnSkippedMeta, whose structure has the strings "element" and "reason"."""
+    meta = buffer.get_custom_meta("GstFrcnnSkippedMeta")
+    if meta is None:
+        return None
+    structure = meta.get_structure()
+    return structure.get_string("element"), structure.get_string("reason")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -69,6 +82,7 @@ def main():
     parser.add_argument("--model", help="model preset, when the weights are a file")
     parser.add_argument("--threshold", type=float, default=0.5, help="score threshold")
     parser.add_argument("--frames", type=int, default=5, help="frames to run (default 5)")
+    parser.add_argument("--interval", type=int, default=1, help="detect on one frame in N")
     args = parser.parse_args()
 
     Gst.init(None)
@@ -81,6 +95,7 @@ def main():
     if args.model:
         detect.set_property("model", args.model)
     detect.set_property("threshold", args.threshold)
+    detect.set_property("interval", args.interval)
 
     loop = GLib.MainLoop()
     state = {"frames": 0, "detections": 0, "error": None}
@@ -90,8 +105,13 @@ def main():
         caps = pad.get_current_caps().get_structure(0)
         width, height = caps.get_value("width"), caps.get_value("height")
         detections = read_detections(buffer)
-        print(f"frame {state['frames']} pts {buffer.pts / Gst.SECOND:.3f}s: "
-              f"{len(detections)} detections")
+        skipped = skipped_by(buffer)
+        if skipped:
+            print(f"frame {state['frames']} pts {buffer.pts / Gst.SECOND:.3f}s: "
+                  f"not detected on ({skipped[0]}: {skipped[1]})")
+        else:
+            print(f"frame {state['frames']} pts {buffer.pts / Gst.SECOND:.3f}s: "
+                  f"{len(detections)} detections")
         for d in detections:
             if "box" not in d:  # a region from another element, without a "detection" param
                 print(f"  {d['roi_type']:<16} rect {d['rect']}")

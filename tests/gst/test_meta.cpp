@@ -494,3 +494,35 @@ TEST(DetectionMeta, KeptParamsHaveTheTagsOfTheRegions)
 }
 
 } // namespace
+
+// A frame a detector passed on without running on it says so through copies and scaling
+// (videoscale, videoconvert to another format), as GStreamer's custom meta an application reads.
+TEST(SkippedMeta, GoesThroughCopiesAndScalingElements)
+{
+	BufferPtr input = frame();
+	{
+		GstBuffer *writable = input.get();
+		ASSERT_TRUE(gst_buffer_is_writable(writable));
+		frcnn::gst::add_skipped_meta(writable, "detect0", "interval");
+	}
+	const auto expect_skipped = [](GstBuffer *buffer) {
+		const std::vector<frcnn::gst::SkippedBy> skipped = frcnn::gst::read_skipped_metas(buffer);
+		ASSERT_EQ(skipped.size(), 1u);
+		EXPECT_EQ(skipped[0].element, "detect0");
+		EXPECT_EQ(skipped[0].reason, "interval");
+		GstCustomMeta *meta = gst_buffer_get_custom_meta(buffer, "GstFrcnnSkippedMeta");
+		ASSERT_NE(meta, nullptr);
+		EXPECT_STREQ(gst_structure_get_string(gst_custom_meta_get_structure(meta), "reason"), "interval");
+	};
+	expect_skipped(input.get());
+	BufferPtr copy(gst_buffer_copy(input.get()));
+	expect_skipped(copy.get());
+	for (const std::string elements : { "videoscale ! capsfilter caps=video/x-raw,width=320,height=240",
+					    "videoconvert ! capsfilter caps=video/x-raw,format=I420" }) {
+		SCOPED_TRACE(elements);
+		BufferPtr out = through(elements, input.get());
+		ASSERT_TRUE(out);
+		expect_skipped(out.get());
+	}
+	EXPECT_EQ(g_type_from_name("GstFrcnnSkippedMeta-api"), frcnn::gst::skipped_meta_api_get_type());
+}

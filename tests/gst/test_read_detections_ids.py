@@ -3,7 +3,10 @@
 buffer: ids that start above 0 (regions of another element before frcnndetect's), gaps (regions
 an application removed), and it stops on a buffer whose regions share an id; a start that fails
 (weights that do not exist) exits with status 1 and leaves the pipeline in NULL (GStreamer
-complains of elements disposed in another state)."""
+complains of elements disposed in another state); skipped_by() reads frcnndetect's skipped-frame
+meta, and with --interval 2 the frames between detections say so.
+
+    test_read_detections_ids.py EXAMPLE WEIGHTS VIDEO   (WEIGHTS: the tiny 4-class model's)"""
 import importlib.util
 import subprocess
 import sys
@@ -63,6 +66,22 @@ def main():
         failures += 1
     else:
         print("ok: a start that fails exits with 1, nothing left running")
+
+    # The meta as an application reads it: GStreamer's custom meta, looked up by name.
+    buffer = Gst.Buffer.new_allocate(None, 16, None)
+    if example.skipped_by(buffer) is not None:
+        print("FAIL: a buffer without the meta is said to be skipped")
+        failures += 1
+    run = subprocess.run([sys.executable, sys.argv[1], "--model", "tiny", "--weights", sys.argv[2],
+                          "--threshold", "0.05", "--frames", "4", "--interval", "2", sys.argv[3]],
+                         capture_output=True, text=True, timeout=120)
+    frames = [line for line in run.stdout.splitlines() if line.startswith("frame ")]
+    skipped = [i for i, line in enumerate(frames) if line.endswith("not detected on (detect: interval)")]
+    if run.returncode != 0 or len(frames) != 4 or skipped != [1, 3]:
+        print(f"FAIL: --interval 2: status {run.returncode}, frames {frames}, stderr: {run.stderr}")
+        failures += 1
+    else:
+        print("ok: --interval 2: frames 1 and 3 read as skipped by the detector, for its interval")
     return 1 if failures else 0
 
 
