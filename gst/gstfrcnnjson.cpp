@@ -305,6 +305,7 @@ static void gst_frcnn_json_class_init(GstFrcnnJsonClass *klass)
 				    DEFAULT_PROP_LOCATION,
 				    static_cast<GParamFlags>(G_PARAM_READWRITE |
 							     G_PARAM_STATIC_STRINGS |
+							     G_PARAM_EXPLICIT_NOTIFY |
 							     GST_PARAM_MUTABLE_READY)));
 	g_object_class_install_property(object_class, PROP_POST_MESSAGES,
 		g_param_spec_boolean("post-messages", "Post messages",
@@ -414,6 +415,8 @@ static void gst_frcnn_json_set_property(GObject *object, guint prop_id, const GV
 		if (running && changed)
 			frcnn::gst::warn_ready_only(GST_ELEMENT(self), "location",
 						    "the lines go on to the file it opened", location ? location : "");
+		else if (!running)
+			g_object_notify_by_pspec(object, pspec); /* explicit: a refused value is not news */
 		return;
 	}
 	g_autoptr(GMutexLocker) locker = g_mutex_locker_new(GST_OBJECT_GET_LOCK(self));

@@ -168,8 +168,9 @@ static void gst_frcnn_shape_src_class_init(GstFrcnnShapeSrcClass *klass)
 	object_class->set_property = gst_frcnn_shape_src_set_property;
 	object_class->get_property = gst_frcnn_shape_src_get_property;
 
-	const GParamFlags ready = static_cast<GParamFlags>(
-		G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY);
+	/* Notified when taken: one refused while the element runs changes nothing. */
+	const GParamFlags ready = static_cast<GParamFlags>(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
+							   G_PARAM_EXPLICIT_NOTIFY | GST_PARAM_MUTABLE_READY);
 	g_object_class_install_property(object_class, PROP_SEED,
 		g_param_spec_uint64("seed", "Seed",
 				    "Seed of the video: the same seed and size give the same frames",
@@ -282,6 +283,7 @@ static void gst_frcnn_shape_src_set_property(GObject *object, guint prop_id, con
 	if (!running) {
 		if (prop_id == PROP_IS_LIVE)
 			gst_base_src_set_live(GST_BASE_SRC(self), g_value_get_boolean(value));
+		g_object_notify_by_pspec(object, pspec);
 		return;
 	}
 

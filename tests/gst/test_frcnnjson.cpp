@@ -655,7 +655,14 @@ TEST(FrcnnJson, LocationSetWhileRunningIsRefusedAndSaysSo)
 	gst_element_set_bus(h->element, bus);
 	gst_test::BufferPtr out(gst_harness_push_and_pull(h.get(), frame_buffer(0)));
 	ASSERT_TRUE(out);
+	/* A refused value is no change: nothing is notified. */
+	int notified = 0;
+	g_signal_connect(h->element, "notify::location", G_CALLBACK(+[](GObject *, GParamSpec *, gpointer count) {
+				 ++*static_cast<int *>(count);
+			 }),
+			 &notified);
 	g_object_set(h->element, "location", other.c_str(), nullptr);
+	EXPECT_EQ(notified, 0) << "a refused location was notified";
 	out.reset(gst_harness_push_and_pull(h.get(), frame_buffer(GST_SECOND)));
 	ASSERT_TRUE(out);
 
@@ -674,6 +681,7 @@ TEST(FrcnnJson, LocationSetWhileRunningIsRefusedAndSaysSo)
 	g_object_get(h->element, "location", &location, nullptr);
 	EXPECT_STREQ(location, other.c_str()) << "in READY the location is taken";
 	g_free(location);
+	EXPECT_EQ(notified, 1) << "the location taken was not notified once";
 	EXPECT_EQ(bus_text(bus, GST_MESSAGE_WARNING), "");
 	gst_element_set_bus(h->element, nullptr);
 	gst_object_unref(bus);

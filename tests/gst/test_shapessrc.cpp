@@ -662,6 +662,12 @@ TEST(FrcnnShapeSrc, SettingsChangedWhileRunningAreRefusedAndSaySo)
 	ASSERT_NE(gst_element_set_state(pipeline.get(), GST_STATE_PAUSED), GST_STATE_CHANGE_FAILURE);
 	ASSERT_EQ(gst_element_get_state(pipeline.get(), nullptr, nullptr, 20 * GST_SECOND), GST_STATE_CHANGE_SUCCESS);
 	GstBus *bus = gst_element_get_bus(pipeline.get());
+	/* A refused value is no change: nothing is notified. */
+	int notified = 0;
+	g_signal_connect(src, "notify", G_CALLBACK(+[](GObject *, GParamSpec *, gpointer count) {
+				 ++*static_cast<int *>(count);
+			 }),
+			 &notified);
 	g_object_set(src, "seed", G_GUINT64_CONSTANT(5), "min-objects", 0u, nullptr);
 	guint64 seed = 0;
 	guint min_objects = 9;
@@ -690,11 +696,13 @@ TEST(FrcnnShapeSrc, SettingsChangedWhileRunningAreRefusedAndSaySo)
 	EXPECT_NE(live_warning, nullptr) << "no warning for is-live";
 	if (live_warning)
 		gst_message_unref(live_warning);
+	EXPECT_EQ(notified, 0) << "refused settings were notified";
 
 	ASSERT_EQ(gst_element_set_state(pipeline.get(), GST_STATE_READY), GST_STATE_CHANGE_SUCCESS);
 	g_object_set(src, "seed", G_GUINT64_CONSTANT(5), nullptr);
 	g_object_get(src, "seed", &seed, nullptr);
 	EXPECT_EQ(seed, 5u) << "in READY the seed is taken";
+	EXPECT_EQ(notified, 1) << "the seed taken was not notified once";
 	gst_element_set_state(pipeline.get(), GST_STATE_NULL);
 	gst_object_unref(bus);
 	gst_object_unref(src);
