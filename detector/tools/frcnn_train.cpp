@@ -408,6 +408,35 @@ void check_output(const std::string &output)
 		std::remove(temporary.c_str());
 }
 
+// An epoch's files. The checkpoint and the momentum are written whole under names of their epoch
+// (FILE.epochN, FILE.optimizer.epochN); then FILE.json, written under another name and moved,
+// says that the epoch is done, and the two take their places. A stop at any point leaves
+// FILE.json of the epoch before, with its files in place, or of this epoch, whose files --resume
+// moves into place where the stop came before they were: never a checkpoint of one epoch beside
+// FILE.json of another (which would train an epoch twice).
+std::string epoch_file(const std::string &path, int epoch)
+{
+	return path + ".epoch" + std::to_string(epoch);
+}
+
+void move_file(const std::string &from, const std::string &to)
+{
+	if (std::rename(from.c_str(), to.c_str()) != 0)
+		throw Error("cannot move '" + from + "' to '" + to + "': " + std::strerror(errno));
+}
+
+// Puts the files of `epoch`, which FILE.json says is done, in place where they are still under
+// their epoch's names; files of the epoch after it were never done and go.
+void install_epoch_files(const std::string &checkpoint, int epoch)
+{
+	for (const std::string &path : { checkpoint, checkpoint + ".optimizer" }) {
+		const std::string staged = epoch_file(path, epoch);
+		if (::access(staged.c_str(), F_OK) == 0)
+			move_file(staged, path);
+		std::remove(epoch_file(path, epoch + 1).c_str());
+	}
+}
+
 // What --resume needs besides the weights and the momentum: FILE.json, written after every epoch.
 struct ResumeState {
 	int epoch = 0;
@@ -589,6 +618,7 @@ int train(const Options &o)
 	std::string arch = o.arch;
 	if (!o.resume.empty()) {
 		resumed = read_resume_state(o.resume);
+		install_epoch_files(o.resume, resumed->epoch);
 		if (resumed->epoch >= o.epochs) {
 			std::fprintf(stderr, "frcnn-train: '%s' has been trained for all of --epochs %d already: nothing to do\n",
 				     o.resume.c_str(), o.epochs);
@@ -791,12 +821,12 @@ int train(const Options &o)
 				throw Error("training diverged in epoch " + std::to_string(epoch + 1) + ": '" +
 					    parameter.key() + "' is no longer finite; lower --lr (nothing written for this epoch)");
 		}
-		// The checkpoint, then what resuming needs, each written to a temporary name first.
+		// The checkpoint and the momentum under the epoch's names, then FILE.json, which says
+		// the epoch is done, then the two in place (see epoch_file).
+		const int done = epoch + 1;
 		model->eval();
-		frcnn::write_checkpoint(o.output + ".tmp", model->state_dict());
+		frcnn::write_checkpoint(epoch_file(o.output, done), model->state_dict());
 		model->train();
-		if (std::rename((o.output + ".tmp").c_str(), o.output.c_str()) != 0)
-			throw Error("cannot move '" + o.output + ".tmp' to '" + o.output + "': " + std::strerror(errno));
 		frcnn::StateDict momentum;
 		auto &state = sgd.state();
 		for (size_t i = 0; i < params.size(); i++) {
@@ -806,9 +836,10 @@ int train(const Options &o)
 					      : torch::zeros_like(params[i]);
 			momentum.emplace_back("momentum." + param_names[i], buffer.defined() ? buffer : torch::zeros_like(params[i]));
 		}
-		frcnn::write_checkpoint(o.output + ".optimizer", momentum);
-		std::ofstream state_file(o.output + ".json");
-		state_file << nlohmann::json{{"epoch", epoch + 1},
+		frcnn::write_checkpoint(epoch_file(o.output + ".optimizer", done), momentum);
+		const std::string state_path = o.output + ".json", state_temporary = state_path + ".tmp";
+		std::ofstream state_file(state_temporary);
+		state_file << nlohmann::json{{"epoch", done},
 					     {"arch", arch},
 					     {"num_classes", num_classes},
 					     {"trainable_layers", config.trainable_backbone_layers},
@@ -817,7 +848,9 @@ int train(const Options &o)
 			   << "\n";
 		state_file.close();
 		if (!state_file)
-			throw Error("cannot write '" + o.output + ".json', which --resume needs");
+			throw Error("cannot write '" + state_temporary + "', which --resume needs as '" + state_path + "'");
+		move_file(state_temporary, state_path);
+		install_epoch_files(o.output, done);
 	}
 	std::fprintf(stderr, "wrote %s\n", o.output.c_str());
 	return 0;

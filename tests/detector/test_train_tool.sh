@@ -321,6 +321,30 @@ for data in shapes coco; do
 			{ echo "FAIL: $data: 3 epochs in one run and 1 + 2 resumed differ in $file"; status=1; }
 	done
 done
+# A run stopped while it wrote an epoch's files: after FILE.json said epoch 2 was done, before
+# its checkpoint and momentum took their places (--resume puts them there), or before FILE.json
+# said so (the files of epoch 2 are not taken). Either way the resumed run writes what the run
+# that went on wrote.
+set -- --synthetic shapes --width 160 --height 120 --iterations 3 --batch-size 2 --schedule constant
+"$train" "${small[@]}" "$@" --epochs 2 --output "$out/two.pth" --log "$out/two.jsonl" 2> /dev/null
+for stop in after-json before-json; do
+	stopped=$out/stopped-$stop.pth
+	"$train" "${small[@]}" "$@" --epochs 1 --output "$stopped" --log "$out/stopped-$stop.jsonl" 2> /dev/null
+	cp "$out/two.pth" "$stopped.epoch2"
+	cp "$out/two.pth.optimizer" "$stopped.optimizer.epoch2"
+	if [ $stop = after-json ]; then
+		cp "$out/two.pth.json" "$stopped.json"
+		cp "$out/two.jsonl" "$out/stopped-$stop.jsonl"
+	fi
+	"$train" "${small[@]}" "$@" --epochs 3 --resume "$stopped" --output "$stopped" \
+		--log "$out/stopped-$stop.jsonl" 2> "$out/err" || { echo "FAIL: $stop: resume failed: $(cat "$out/err")"; status=1; }
+	for file in .pth .pth.optimizer .jsonl; do
+		cmp -s "$out/whole-shapes$file" "$out/stopped-$stop$file" ||
+			{ echo "FAIL: stopped $stop: 3 epochs in one run and the resumed run differ in $file"; status=1; }
+	done
+	leftover=$(ls "$stopped".*epoch* 2> /dev/null || true)
+	[ -z "$leftover" ] || { echo "FAIL: stopped $stop: files of an epoch left: $leftover"; status=1; }
+done
 set --
 # Resumed without --trainable-layers: the run's own (it took the preset's and failed); with
 # more of them, the new layers start without momentum.
