@@ -2,10 +2,13 @@
 #include "cli.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
 #include <cerrno>
+#include <csignal>
 #include <cstring>
 #include <fstream>
+#include <iostream>
 #include <stdexcept>
 
 #include <unistd.h>
@@ -420,6 +423,61 @@ PpmImage read_ppm(const std::string &path, const std::string &not_ppm)
 	if ((size_t)in.gcount() != image.rgb.size())
 		throw frcnn::Error("'" + path + "': truncated PPM image");
 	return image;
+}
+
+namespace {
+
+// Lock-free atomics: the handler may run on any thread (LibTorch's workers too).
+std::atomic<bool> printing_line{ false };
+std::atomic<int> stop_signal{ 0 };
+
+void stop_now(int signal)
+{
+	std::signal(signal, SIG_DFL);
+	std::raise(signal);
+}
+
+void on_stop_signal(int signal)
+{
+	if (printing_line.load()) {
+		stop_signal.store(signal);
+		return;
+	}
+	stop_now(signal);
+}
+
+// A stop that came while a line was written (or while the line before it was: the handler may
+// have seen printing_line just before it was cleared).
+void stop_if_asked()
+{
+	if (const int signal = stop_signal.load())
+		stop_now(signal);
+}
+
+} // namespace
+
+void stop_between_lines()
+{
+	struct sigaction action = {};
+	action.sa_handler = on_stop_signal;
+	sigemptyset(&action.sa_mask);
+	action.sa_flags = SA_RESTART; /* a write it comes in goes on */
+	for (int signal : { SIGINT, SIGTERM, SIGHUP }) {
+		struct sigaction before = {};
+		if (sigaction(signal, nullptr, &before) == 0 && before.sa_handler != SIG_IGN)
+			sigaction(signal, &action, nullptr);
+	}
+}
+
+bool print_line(const std::string &line)
+{
+	stop_if_asked();
+	printing_line.store(true);
+	std::cout << line << '\n' << std::flush;
+	const bool written = static_cast<bool>(std::cout);
+	printing_line.store(false);
+	stop_if_asked();
+	return written;
 }
 
 } // namespace frcnn::cli

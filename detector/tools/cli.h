@@ -100,6 +100,15 @@ struct PpmImage {
 // that is no binary PPM at all.
 PpmImage read_ppm(const std::string &path, const std::string &not_ppm);
 
+// Output of one result a line, for readers that parse it line by line (JSON lines): a stop by
+// SIGINT, SIGTERM or SIGHUP that comes while print_line writes waits until the line is out, so
+// that the program stops between lines, never inside one; at other times the signal stops the
+// program as before (and a signal ignored, as under nohup, stays ignored). The program's exit
+// status tells the signal, as without this.
+void stop_between_lines();
+// Writes `line` and a newline to standard output and flushes it; false when it was not written.
+bool print_line(const std::string &line);
+
 // Why an image file would not be read as it is stored (as torchvision's read_image reads it),
 // told from its header before a decoder misreads it without a word; empty when nothing is known
 // against it. OpenCV 4.6 reads a PPM/PGM of a maxval other than 255 or 65535 unscaled or shifted

@@ -194,6 +194,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	calibration_images.clear();
+	frcnn::cli::stop_between_lines(); /* a reader of the lines never gets half of one */
 	for (const auto &path : images) {
 		try {
 			const auto image = read_image(path);
@@ -211,7 +212,7 @@ int main(int argc, char **argv)
 				out["detections"].push_back(
 					{{"box", {d.x1, d.y1, d.x2, d.y2}}, {"label", d.label}, {"score", d.score}});
 			// File names need not be UTF-8; their stray bytes come out as U+FFFD.
-			std::cout << out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << std::endl;
+			frcnn::cli::print_line(out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
 		} catch (const std::exception &e) {
 			std::fprintf(stderr, "frcnn-detect: %s\n", frcnn::cli::error_text(e).c_str());
 			status = 1;

@@ -10,6 +10,7 @@
 #    far as it goes, with a warning; a damaged PNG is an error naming it.
 # 5. Detections that cannot be written (standard output on a full disk) exit with status 1.
 # 6. Images the decoder would misread are refused, naming the image and why.
+# 7. Stopped by a signal while a reader is slow, it stops between lines, never inside one.
 set -euo pipefail
 detect=$1
 python=${FRCNN_REF_PYTHON:-/usr/bin/python3}
@@ -157,4 +158,29 @@ status=0
 [ "$status" -eq 1 ] && [ "$(wc -l < "$out/stderr.txt")" -eq 1 ] &&
 	grep -q "^frcnn-detect: cannot write the detections to standard output" "$out/stderr.txt" ||
 	{ echo "FAIL: output to a full disk: status $status:"; cat "$out/stderr.txt"; exit 1; }
+
+# 7. Stopped (SIGTERM, SIGINT) while a reader is slow, it stops between lines: every line it
+#    wrote is whole JSON, and its status is the signal's.
+"$python" - "$detect" "$out/plain.jpg" <<'PY'
+import json, select, signal, subprocess, sys, time
+detect, image = sys.argv[1], sys.argv[2]
+for stop in (signal.SIGTERM, signal.SIGINT):
+    # 100 detections a line (threshold 0): the pipe fills within a few lines, and the program
+    # waits inside a line for the reader, which reads nothing until the stop.
+    run = subprocess.Popen([detect, "--arch", "tiny", "--seed", "1", "--score-threshold", "0",
+                            "--threads", "1"] + [image] * 200,
+                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    select.select([run.stdout], [], [], 60)
+    time.sleep(2)
+    run.send_signal(stop)
+    output = run.stdout.read()
+    status = run.wait(60)
+    lines = output.split(b"\n")
+    assert lines[-1] == b"", "%s: the output ends inside a line: ...%r" % (stop.name, output[-80:])
+    for line in lines[:-1]:
+        json.loads(line)
+    assert 0 < len(lines) - 1 < 200, "%s: %d lines" % (stop.name, len(lines) - 1)
+    assert status == -stop, "%s: status %d" % (stop.name, status)
+    print("%s while a line waits for the reader: %d whole lines" % (stop.name, len(lines) - 1))
+PY
 echo "PASS"
