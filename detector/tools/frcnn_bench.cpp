@@ -43,6 +43,7 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 #include <opencv2/videoio.hpp>
+#include <opencv2/videoio/registry.hpp>
 #endif
 #include <torch/cuda.h>
 #include <torch/torch.h>
@@ -322,10 +323,20 @@ public:
 			if (S_ISREG(file.st_mode) && file.st_size == 0)
 				throw frcnn::Error("cannot open '" + path + "': the file is empty");
 			if (!cv::haveImageReader(path)) {
-				cv::VideoCapture probe(path);
-				if (!probe.isOpened())
+				/* A video gives a frame: a file that opens as one (a web page saved
+				 * under a .jpg name opens as MJPEG) but gives none is no input. */
+				cv::VideoCapture probe;
+				std::string said; /* the decoder's complaint, part of the message */
+				const bool video = frcnn::cli::capturing_stderr(
+					[&] {
+						cv::Mat first;
+						return open_video(probe, path) && probe.read(first) && !first.empty();
+					},
+					said);
+				if (!video)
 					throw frcnn::Error("cannot open '" + path +
-							   "': not an image OpenCV reads, nor a video it can decode");
+							   "': not an image OpenCV reads, nor a video it can decode" +
+							   (said.empty() ? std::string() : " (" + said + ")"));
 			}
 		}
 #else
@@ -362,7 +373,7 @@ private:
 							   "': " + frcnn::cli::unreadable_image_reason(path));
 				advance();
 			} else {
-				if (!video_.isOpened() && !video_.open(path))
+				if (!video_.isOpened() && !open_video(video_, path))
 					throw frcnn::Error("cannot open video '" + path + "'");
 				if (!video_.read(bgr) || bgr.empty()) {
 					video_.release();
@@ -401,6 +412,14 @@ private:
 #if FRCNN_BENCH_OPENCV
 	cv::Size size_;
 	cv::VideoCapture video_;
+
+	// With FFmpeg where OpenCV has it: its GStreamer backend, tried first otherwise, leaves a
+	// half-built pipeline behind on a file that is no video (GStreamer-CRITICAL warnings).
+	static bool open_video(cv::VideoCapture &video, const std::string &path)
+	{
+		const bool ffmpeg = cv::videoio_registry::hasBackend(cv::CAP_FFMPEG);
+		return video.open(path, ffmpeg ? cv::CAP_FFMPEG : cv::CAP_ANY);
+	}
 #endif
 };
 

@@ -12,7 +12,8 @@
 #    bench_torchvision.py runs on them, and both count the same FLOPs per frame (within 0.5%) and
 #    the same input shape.
 # 3. Bad options exit with status 2 and a message that names them (--dump-frames without an
-#    input too); a missing or empty input is named, without warnings of OpenCV's backends;
+#    input too); a missing or empty input, or one that holds no frame, is named, without
+#    warnings of OpenCV's backends;
 #    results that cannot be written (a full disk) exit with status 1.
 set -euo pipefail
 bench=$1
@@ -211,6 +212,19 @@ else
 	grep -q "empty.avi': the file is empty" "$out/err" && ! grep -q "CRITICAL" "$out/err" ||
 		{ echo "FAIL: empty input: $(cat "$out/err")"; status=1; }
 fi
+# A file that is no image nor video is named, even beside a video and under an image's name (a
+# web page saved as .jpg opens as MJPEG, without a frame), without OpenCV's backends' warnings.
+printf '<html>not found</html>\n' > "$out/page.jpg"
+echo notes > "$out/notes.txt"
+for input in page.jpg notes.txt; do
+	if "$bench" --arch tiny --seed 1 --threads 2 --frames 2 --warmup 0 --resize 160x120 "$video" "$out/$input" \
+		> /dev/null 2> "$out/err"; then
+		echo "FAIL: $input, which holds no frame, accepted"; status=1
+	else
+		grep -q "cannot open '$out/$input': not an image OpenCV reads, nor a video it can decode" "$out/err" &&
+			! grep -q "CRITICAL" "$out/err" || { echo "FAIL: $input: $(cat "$out/err")"; status=1; }
+	fi
+done
 # Results that cannot be written (a full disk) are a failure, not a run that went well.
 for output in "--json" ""; do
 	rc=0
