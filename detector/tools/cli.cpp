@@ -469,6 +469,14 @@ void stop_between_lines()
 	}
 }
 
+int help_status(const char *program)
+{
+	if (std::fflush(stdout) == 0 && !std::ferror(stdout))
+		return 0;
+	std::fprintf(stderr, "%s: cannot write the help to standard output\n", program);
+	return 1;
+}
+
 bool print_line(const std::string &line)
 {
 	stop_if_asked();

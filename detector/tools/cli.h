@@ -109,6 +109,10 @@ void stop_between_lines();
 // Writes `line` and a newline to standard output and flushes it; false when it was not written.
 bool print_line(const std::string &line);
 
+// The exit status of --help once its text is printed to standard output: 0, or 1 with a line on
+// stderr when it could not be written (a closed or full standard output).
+int help_status(const char *program);
+
 // Why an image file would not be read as it is stored (as torchvision's read_image reads it),
 // told from its header before a decoder misreads it without a word; empty when nothing is known
 // against it. OpenCV 4.6 reads a PPM/PGM of a maxval other than 255 or 65535 unscaled or shifted

@@ -870,7 +870,7 @@ int main(int argc, char **argv)
 		o = parse(argc, argv, help);
 		if (help) {
 			usage(stdout);
-			return 0;
+			return frcnn::cli::help_status("frcnn-bench");
 		}
 	} catch (const frcnn::Error &e) {
 		std::fprintf(stderr, "frcnn-bench: %s\n", e.what());

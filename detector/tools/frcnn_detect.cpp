@@ -93,7 +93,7 @@ int main(int argc, char **argv)
 			const auto arg = frcnn::cli::next_arg(argc, argv, i);
 			if (arg.name == "--help" || arg.name == "-h") {
 				usage(stdout);
-				return 0;
+				return frcnn::cli::help_status("frcnn-detect");
 			}
 			if (arg.end_of_options()) {
 				images.insert(images.end(), argv + i + 1, argv + argc);

@@ -48,7 +48,7 @@ int main(int argc, char **argv)
 			const auto arg = frcnn::cli::next_arg(argc, argv, i, {"--json"});
 			if (arg.name == "--help" || arg.name == "-h") {
 				usage(stdout);
-				return 0;
+				return frcnn::cli::help_status("frcnn-eval");
 			}
 			if (!arg.option())
 				throw frcnn::Error("unexpected argument '" + arg.name + "' (see --help)");

@@ -868,7 +868,7 @@ int main(int argc, char **argv)
 			const std::string &arg = next.name, &value = next.value;
 			if (arg == "--help" || arg == "-h") {
 				usage(stdout);
-				return 0;
+				return frcnn::cli::help_status("frcnn-train");
 			}
 			if (!next.option())
 				throw Error("unexpected argument '" + arg + "': the data and the output are given by options (see --help)");

@@ -8,7 +8,8 @@
 #    anything loads, with a message that names the option.
 # 4. The image libraries' own messages become part of one line each: a JPEG cut short is run as
 #    far as it goes, with a warning; a damaged PNG is an error naming it.
-# 5. Detections that cannot be written (standard output on a full disk) exit with status 1.
+# 5. Detections that cannot be written (standard output on a full disk) exit with status 1, as
+#    does --help (of every program) that cannot be.
 # 6. Images the decoder would misread are refused, naming the image and why.
 # 7. Stopped by a signal while a reader is slow, it stops between lines, never inside one.
 set -euo pipefail
@@ -158,6 +159,14 @@ status=0
 [ "$status" -eq 1 ] && [ "$(wc -l < "$out/stderr.txt")" -eq 1 ] &&
 	grep -q "^frcnn-detect: cannot write the detections to standard output" "$out/stderr.txt" ||
 	{ echo "FAIL: output to a full disk: status $status:"; cat "$out/stderr.txt"; exit 1; }
+# --help too, in every program beside this one.
+for program in "$detect" "$(dirname "$detect")"/frcnn-{bench,eval,train}; do
+	[ -x "$program" ] || continue
+	status=0
+	"$program" --help > /dev/full 2> "$out/stderr.txt" || status=$?
+	[ "$status" -eq 1 ] && grep -q "cannot write the help to standard output" "$out/stderr.txt" ||
+		{ echo "FAIL: $program --help to a full disk: status $status:"; cat "$out/stderr.txt"; exit 1; }
+done
 
 # 7. Stopped (SIGTERM, SIGINT) while a reader is slow, it stops between lines: every line it
 #    wrote is whole JSON, and its status is the signal's.
