@@ -41,8 +41,8 @@ torch::Device parse_device(const std::string &name)
 	if (name == "cuda" || name.rfind("cuda:", 0) == 0) {
 		if (!Detector::cuda_built())
 			throw Error("device '" + name + "' asked for, but this build has no CUDA support (its "
-				    "LibTorch is CPU-only): set device=cpu, or rebuild against a CUDA-enabled "
-				    "LibTorch (meson option -Dlibtorch=PATH)");
+				    "LibTorch is CPU-only): run on the CPU (device cpu), or rebuild against a "
+				    "CUDA-enabled LibTorch (meson option -Dlibtorch=PATH)");
 		int index = 0;
 		if (name.size() > 5) {
 			try {

@@ -38,13 +38,17 @@ inline std::string unreadable_image_reason(const std::string &path)
 	std::error_code error;
 	if (std::filesystem::is_directory(path, error))
 		return "it is a folder";
-	if (!std::ifstream(path, std::ios::binary))
-		return std::strerror(errno);
+	if (!std::ifstream(path, std::ios::binary)) {
+		const int err = errno;
+		if (path == "-" && err == ENOENT)
+			return "no such file (standard input is not read: give the image's file name)";
+		return std::strerror(err);
+	}
 	if (std::filesystem::file_size(path, error) == 0 && !error)
 		return "it is empty";
 	if (!cv::haveImageReader(path))
-		return "its format is none OpenCV reads here (PNG, JPEG, BMP, PPM/PGM, TIFF, WebP among others): "
-		       "convert it, e.g. to PNG";
+		return "its contents are in no format OpenCV reads here (PNG, JPEG, BMP, PPM/PGM, TIFF, WebP "
+		       "among others; told by its first bytes, not its name): convert it, e.g. to PNG";
 	return "it is damaged or not a whole image";
 }
 

@@ -80,13 +80,18 @@ fi
 printf 'GIF89a\001\000\001\000\200\000\000\377\377\377\000\000\000,\000\000\000\000\001\000\001\000\000\002\002D\001\000;' > "$out/dot.gif"
 mkdir -p "$out/folder.png"
 : > "$out/empty.jpg"
-for case in "dot.gif:its format is none OpenCV reads here" "folder.png:it is a folder" "empty.jpg:it is empty"; do
+for case in "dot.gif:its contents are in no format OpenCV reads here" "folder.png:it is a folder" "empty.jpg:it is empty"; do
 	status=0
 	"$detect" --arch tiny --seed 1 --threads 2 "$out/${case%%:*}" > /dev/null 2> "$out/stderr.txt" || status=$?
 	if [ "$status" -ne 1 ] || ! grep -q "^frcnn-detect: cannot read image '$out/${case%%:*}': ${case#*:}" "$out/stderr.txt"; then
 		echo "FAIL: ${case%%:*} (exit status $status) not told as '${case#*:}':"; cat "$out/stderr.txt"; exit 1
 	fi
 done
+# "-" is no file (standard input is not read), said so.
+status=0
+(cd "$out" && "$detect" --arch tiny --seed 1 --threads 2 - > /dev/null 2> "$out/stderr.txt") || status=$?
+[ "$status" -eq 1 ] && grep -q "^frcnn-detect: cannot read image '-': no such file (standard input is not read" "$out/stderr.txt" ||
+	{ echo "FAIL: '-' (exit status $status):"; cat "$out/stderr.txt"; exit 1; }
 # With int8, which reads the first images for its calibration before running them, too.
 "$detect" --arch tiny --seed 1 --threads 2 --precision int8 "$out/cut.jpg" > /dev/null 2> "$out/stderr.txt" || true
 [ "$(grep -c "cut.jpg" "$out/stderr.txt")" -le 1 ] || { echo "FAIL: int8: the cut JPEG said twice:"; cat "$out/stderr.txt"; exit 1; }
