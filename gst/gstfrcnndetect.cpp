@@ -1802,6 +1802,13 @@ static gboolean gst_frcnn_detect_load_model(GstFrcnnDetect *self, const Settings
 				   config.arch.c_str(), e.what()),
 				  ("frcnn::Detector() refused the settings"));
 		return FALSE;
+	} catch (const frcnn::DamagedWeightsError &e) {
+		GST_FRCNN_DETECT_PROBLEM(self, while_playing, RESOURCE, OPEN_READ,
+				  ("Could not use the weights '%s': %s. Set 'weights' to another copy of the "
+				   "checkpoint (of a training, an epoch before it diverged).",
+				   path.c_str(), e.what()),
+				  ("frcnn::Detector() refused the weights' values"));
+		return FALSE;
 	} catch (const std::exception &e) {
 		/* A preset run as published (its own model and classes) that does not fit: the file
 		 * the download cache holds under its name is another. */

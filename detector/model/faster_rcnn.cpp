@@ -845,6 +845,47 @@ std::string checkpoint_model(const StateDict &tensors)
 
 } // namespace
 
+namespace {
+
+// Refuses weights that would run without a word to no detections or made-up ones: values that
+// are not finite, batch-norm variances below 0 (whose square root is not a number). Names the
+// first tensor and counts the others.
+void check_runnable(const std::map<std::string, torch::Tensor> &tensors)
+{
+	torch::NoGradGuard no_grad;
+	std::string first;
+	int64_t first_bad = 0, first_size = 0;
+	int others = 0;
+	const char *what = "";
+	for (const auto &[name, tensor] : tensors) {
+		if (!tensor.is_floating_point() || tensor.numel() == 0)
+			continue;
+		const bool variance = name.size() >= 12 && name.compare(name.size() - 12, 12, ".running_var") == 0;
+		const int64_t not_finite = tensor.numel() - torch::isfinite(tensor).sum().item<int64_t>();
+		const int64_t negative = variance ? (tensor < 0).sum().item<int64_t>() : 0;
+		if (not_finite == 0 && negative == 0)
+			continue;
+		if (!first.empty()) {
+			others++;
+			continue;
+		}
+		first = name;
+		first_bad = not_finite ? not_finite : negative;
+		first_size = tensor.numel();
+		what = not_finite ? "values that are not finite (NaN or infinity)" : "batch-norm variances below 0";
+	}
+	if (first.empty())
+		return;
+	throw DamagedWeightsError("the weights hold " + std::string(what) + ": '" + first + "' has " +
+				  std::to_string(first_bad) + " of " + std::to_string(first_size) +
+				  (others ? " (" + std::to_string(others) + " other tensor" + (others > 1 ? "s are" : " is") +
+						    " damaged too)"
+					  : std::string()) +
+				  "; the checkpoint is damaged or comes from a training that diverged");
+}
+
+} // namespace
+
 void FasterRCNNImpl::load_state_dict(const Checkpoint &checkpoint)
 {
 	// New statistics (and unfolded weights): scales cached by to_device() no longer hold.
@@ -860,6 +901,8 @@ void FasterRCNNImpl::load_state_dict(const Checkpoint &checkpoint)
 		msg += " choose the model and number of classes the checkpoint was trained with";
 		throw WeightsMismatchError(msg);
 	}
+
+	check_runnable(fit.fitting);
 
 	std::map<std::string, torch::Tensor> own;
 	for (auto &entry : state_dict())

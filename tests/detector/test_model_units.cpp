@@ -228,6 +228,52 @@ TEST(StateDict, RejectsMissingUnexpectedAndMisshapedKeysByName)
 	EXPECT_NO_THROW(model->load_state_dict(good));
 }
 
+// Weights that fit but would run to no detections or made-up ones, without a word, are refused,
+// naming the first damaged tensor; the model keeps the weights it had.
+TEST(StateDict, RefusesValuesThatAreNotFiniteAndNegativeVariances)
+{
+	FasterRCNN model(model_preset("tiny"));
+	Checkpoint good;
+	for (auto &[name, tensor] : model->state_dict())
+		good.tensors.emplace_back(name, tensor.clone());
+	const auto find = [](Checkpoint &checkpoint, const std::string &name) -> torch::Tensor & {
+		for (auto &[key, tensor] : checkpoint.tensors)
+			if (key == name)
+				return tensor;
+		throw std::runtime_error("no tensor " + name);
+	};
+	struct Case {
+		const char *name;
+		double value;
+		const char *said;
+	};
+	for (const Case &c : { Case{ "roi_heads.box_head.fc6.bias", std::nan(""), "values that are not finite" },
+			       Case{ "rpn.head.conv.0.0.weight", INFINITY, "values that are not finite" },
+			       Case{ "backbone.body.bn1.running_var", -1.0, "batch-norm variances below 0" } }) {
+		SCOPED_TRACE(c.name);
+		Checkpoint damaged = good;
+		torch::Tensor &tensor = find(damaged, c.name);
+		tensor = tensor.clone();
+		tensor.view(-1)[0] = c.value;
+		find(damaged, "roi_heads.box_predictor.bbox_pred.bias") =
+			torch::full_like(find(good, "roi_heads.box_predictor.bbox_pred.bias"), -INFINITY);
+		try {
+			model->load_state_dict(damaged);
+			FAIL() << "damaged weights were accepted";
+		} catch (const DamagedWeightsError &e) {
+			const std::string m = e.what();
+			const std::string first =
+				std::string(c.name) < "roi_heads.box_predictor.bbox_pred.bias" ? c.name : "roi_heads.box_predictor.bbox_pred.bias";
+			EXPECT_NE(m.find(c.said), std::string::npos) << m;
+			EXPECT_NE(m.find("'" + first + "' has "), std::string::npos) << m;
+			EXPECT_NE(m.find("(1 other tensor is damaged too)"), std::string::npos) << m;
+		}
+		for (auto &[name, tensor] : model->state_dict())
+			EXPECT_TRUE(torch::equal(tensor, find(good, name))) << name << " changed";
+	}
+	EXPECT_NO_THROW(model->load_state_dict(good));
+}
+
 TEST(StateDict, RenamesPreVersion2KeysLikeTorchvision)
 {
 	FasterRCNN source(model_preset("tiny"));

@@ -2171,6 +2171,18 @@ std::string corrupt_weights()
 	return path;
 }
 
+// The tiny model's weights with a bias that is not a number (a training that diverged).
+std::string weights_with_nan()
+{
+	const std::string path = gst_test::out_dir() + "/nan.pth";
+	frcnn::Checkpoint checkpoint = frcnn::read_checkpoint(gst_test::weights4());
+	for (auto &[name, tensor] : checkpoint.tensors)
+		if (name == "roi_heads.box_head.fc6.bias")
+			tensor = torch::full_like(tensor, std::nan(""));
+	frcnn::write_checkpoint(path, checkpoint);
+	return path;
+}
+
 std::string bad_labels()
 {
 	const std::string path = gst_test::out_dir() + "/two-names.txt";
@@ -2188,6 +2200,11 @@ std::vector<ErrorCase> error_cases()
 		  GST_RESOURCE_ERROR },
 		{ "WeightsAreAFolder", "model=tiny weights=/tmp", "Set 'weights'", GST_RESOURCE_ERROR },
 		{ "CorruptWeights", "model=tiny weights=\"" + corrupt_weights() + "\"", "Set 'weights'",
+		  GST_RESOURCE_ERROR },
+		{ "WeightsThatAreNotNumbers", "model=tiny weights=\"" + weights_with_nan() + "\"",
+		  "the weights hold values that are not finite (NaN or infinity): "
+		  "'roi_heads.box_head.fc6.bias' has 256 of 256; the checkpoint is damaged or comes from a "
+		  "training that diverged. Set 'weights' to another copy",
 		  GST_RESOURCE_ERROR },
 		{ "WeightsDoNotFitTheClasses", "model=tiny num-classes=7 " + w,
 		  "the checkpoint holds model 'tiny' with num_classes 4;", GST_LIBRARY_ERROR },

@@ -35,4 +35,12 @@ public:
 	explicit WeightsMismatchError(const std::string &message) : Error(message) {}
 };
 
+// Weights that fit the model but cannot be run: values that are not finite (NaN or infinity, of
+// a training that diverged or a damaged file) or batch-norm variances below 0. Run, they would
+// give no detections, or made-up ones, without a word.
+class DamagedWeightsError : public Error {
+public:
+	explicit DamagedWeightsError(const std::string &message) : Error(message) {}
+};
+
 } // namespace frcnn
