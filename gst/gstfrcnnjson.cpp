@@ -603,10 +603,12 @@ static gboolean gst_frcnn_json_set_caps(GstBaseTransform *trans, GstCaps *incaps
 	return TRUE;
 }
 
-/* Rounded to what a reader can use, so that the lines stay short. */
+/* Rounded to what a reader can use, so that the lines stay short; a number too large to round
+ * (another producer's) as it is. */
 static double rounded(double value, double scale)
 {
-	return std::round(value * scale) / scale;
+	const double scaled = value * scale;
+	return std::isfinite(scaled) ? std::round(scaled) / scale : value;
 }
 
 /* frcnn's own line: frame, pts, width, height, pixel_aspect_ratio (for pixels that are not

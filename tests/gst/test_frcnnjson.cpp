@@ -283,6 +283,26 @@ TEST(FrcnnJson, DlStreamerBoxOfARectangleAtTheEndOfTheRange)
 	EXPECT_DOUBLE_EQ(box["y_max"].get<double>(), 4294967700.0 / kHeight) << box;
 }
 
+// Another producer's score too large to round (1e306, which times 1e4 is infinity) is written as
+// it is, not as null (null is for a score that is not finite).
+TEST(FrcnnJson, NumbersTooLargeToRoundAreWrittenAsTheyAre)
+{
+	const std::string path = gst_test::out_dir() + "/large-numbers.jsonl";
+	{
+		HarnessPtr h = json_harness("location=\"" + path + "\"");
+		GstBuffer *buffer = frame_buffer(0);
+		GstVideoRegionOfInterestMeta *roi = gst_buffer_add_video_region_of_interest_meta(buffer, "car", 1, 2, 3, 4);
+		gst_video_region_of_interest_meta_add_param(
+			roi, gst_structure_new("detection", "confidence", G_TYPE_DOUBLE, 1e306, nullptr));
+		ASSERT_TRUE(gst_test::BufferPtr(gst_harness_push_and_pull(h.get(), buffer)));
+	}
+	const std::vector<std::string> lines = read_lines(path);
+	ASSERT_EQ(lines.size(), 1u);
+	const json detection = json::parse(lines[0])["detections"][0];
+	ASSERT_TRUE(detection["score"].is_number()) << detection;
+	EXPECT_EQ(detection["score"].get<double>(), 1e306);
+}
+
 // A tracker's id of the object (DL Streamer's gvatrack: an "object_id" param with an int "id")
 // is the object's "id" as gvametaconvert writes it; a region without one has none.
 TEST(FrcnnJson, DlStreamerTrackedObjectsKeepTheirId)
