@@ -1143,6 +1143,7 @@ static void gst_frcnn_detect_class_init(GstFrcnnDetectClass *klass)
 
 	gst_type_mark_as_plugin_api(GST_TYPE_FRCNN_PRECISION, static_cast<GstPluginAPIFlags>(0));
 	gst_type_mark_as_plugin_api(GST_TYPE_FRCNN_INFERENCE_REGION, static_cast<GstPluginAPIFlags>(0));
+	gst_type_mark_as_plugin_api(GST_TYPE_FRCNN_CPU_CONVOLUTIONS, static_cast<GstPluginAPIFlags>(0));
 
 	GST_DEBUG_CATEGORY_INIT(gst_frcnn_detect_debug, "frcnndetect", 0,
 				"Faster R-CNN object detector");
@@ -1266,6 +1267,8 @@ static StoredProperty gst_frcnn_detect_store_property(GstFrcnnDetect *self, guin
 		break;
 	case PROP_DEVICE:
 		set_string(settings.device, value);
+		if (settings.device.empty()) /* unset (NULL) or empty: the default */
+			settings.device = DEFAULT_PROP_DEVICE;
 		break;
 	case PROP_PRECISION:
 		settings.precision = static_cast<GstFrcnnPrecision>(g_value_get_enum(value));

@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <cctype>
 #include <cstdlib>
+#include <cerrno>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 
@@ -111,7 +113,7 @@ std::vector<std::string> read_labels_file(const std::string &path, int num_class
 	frcnn::detail::require_regular_file(path, "labels file");
 	std::ifstream file(path);
 	if (!file)
-		throw Error("cannot open labels file '" + path + "'");
+		throw Error("cannot open labels file '" + path + "': " + std::strerror(errno));
 
 	std::vector<std::string> lines;
 	std::string line;

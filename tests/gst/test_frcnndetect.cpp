@@ -2004,6 +2004,15 @@ TEST(FrcnnDetect, ModelIsToldFromTheWeightsWhenUnset)
 	g_object_get(named, "model", &model, nullptr);
 	EXPECT_STREQ(model, "tiny");
 	g_free(model);
+	/* device unset or empty is its default, as model's is. */
+	for (const char *device : { static_cast<const char *>(nullptr), "" }) {
+		g_object_set(named, "device", "cuda", nullptr);
+		g_object_set(named, "device", device, nullptr);
+		gchar *now = nullptr;
+		g_object_get(named, "device", &now, nullptr);
+		EXPECT_STREQ(now, "cpu") << (device ? "empty" : "unset");
+		g_free(now);
+	}
 	gst_object_unref(named);
 }
 

@@ -65,7 +65,13 @@ TEST(Labels, FileWithOrWithoutBackground)
 		EXPECT_NE(std::string(e.what()).find("has 3 names but the model has 9 classes"),
 			  std::string::npos) << e.what();
 	}
-	EXPECT_THROW(read_labels_file(gst_test::out_dir() + "/missing.txt", 3), frcnn::Error);
+	try {
+		read_labels_file(gst_test::out_dir() + "/missing.txt", 3);
+		FAIL() << "a missing labels file was accepted";
+	} catch (const frcnn::Error &e) {
+		EXPECT_NE(std::string(e.what()).find("missing.txt': No such file or directory"), std::string::npos)
+			<< e.what();
+	}
 }
 
 // A byte order mark is not part of the first name; an empty line amid the names is refused, as it
