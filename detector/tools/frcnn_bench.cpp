@@ -817,6 +817,12 @@ BenchOptions parse(int argc, char **argv, bool &help)
 		throw frcnn::Error("no input given: a video or image files (see --help)");
 	if (o.model.weights.empty() && o.model.seed < 0 && o.dump_frames.empty())
 		throw frcnn::Error("no weights given: use --weights FILE|PRESET|URL or --seed N");
+	/* The timed frames are whole batches. */
+	const long long timed_frames = (static_cast<long long>(o.frames) + o.batch - 1) / o.batch * o.batch;
+	for (long long n : o.rss_at)
+		if (n > timed_frames)
+			throw frcnn::Error("--rss-at " + std::to_string(n) + " is after the last of the " +
+					   std::to_string(timed_frames) + " timed frames: raise --frames, or give a smaller N");
 #if !FRCNN_BENCH_OPENCV
 	if (o.resize_width > 0)
 		throw frcnn::Error("--resize needs OpenCV, and this frcnn-bench was built without it: give "

@@ -180,6 +180,10 @@ else
 	rc=$?
 	[ $rc -eq 2 ] && grep -q -- "--batch" "$out/err" || { echo "FAIL: --batch 0: status $rc, $(cat "$out/err")"; status=1; }
 fi
+rc=0
+"$bench" --arch tiny --seed 1 --frames 3 --batch 2 --rss-at 2,5 "$video" 2> "$out/err" || rc=$?
+[ $rc -eq 2 ] && grep -q -- "--rss-at 5 is after the last of the 4 timed frames" "$out/err" ||
+	{ echo "FAIL: --rss-at past the timed frames: status $rc, $(cat "$out/err")"; status=1; }
 for bad in "--pixel-format YUY2" "--transfer hdr10" "--primaries srgb"; do
 	if "$bench" --arch tiny --seed 1 $bad "$video" 2> "$out/err"; then
 		echo "FAIL: $bad accepted"; status=1
