@@ -123,7 +123,10 @@ std::vector<std::string> read_labels_file(const std::string &path, int num_class
 		static const std::string byte_order_mark = "\xef\xbb\xbf";
 		if (lines.empty() && line.compare(0, byte_order_mark.size(), byte_order_mark) == 0)
 			line.erase(0, byte_order_mark.size());
-		/* Names go into metadata, JSON and the overlay's text, all UTF-8. */
+		/* Names go into metadata, JSON and the overlay's text, all UTF-8 (and C strings). */
+		if (line.find('\0') != std::string::npos)
+			throw Error("labels file '" + path + "' holds a NUL byte (line " + std::to_string(lines.size() + 1) +
+				    "): it is no text file; give one name a line, in UTF-8");
 		if (!g_utf8_validate(line.data(), static_cast<gssize>(line.size()), nullptr))
 			throw Error("labels file '" + path + "' is not UTF-8 text (line " +
 				    std::to_string(lines.size() + 1) + "): save it as UTF-8");

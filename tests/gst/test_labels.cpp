@@ -208,6 +208,14 @@ TEST(Labels, AFileThatIsNotUtf8IsRefused)
 		EXPECT_NE(std::string(e.what()).find("is not UTF-8 text (line 2)"), std::string::npos) << e.what();
 	}
 	EXPECT_EQ(read_labels_file(write_file("utf8.labels", "voiture\ncarr\xc3\xa9\ncercle\n"), 4).at(2), "carr\xc3\xa9");
+	/* A NUL byte (UTF-16 text, a binary file) is said to be one. */
+	const std::string with_nul = write_file("nul.labels", std::string("voiture\nca\0r\ncercle\n", 20));
+	try {
+		read_labels_file(with_nul, 4);
+		ADD_FAILURE() << "no error";
+	} catch (const frcnn::Error &e) {
+		EXPECT_NE(std::string(e.what()).find("holds a NUL byte (line 2)"), std::string::npos) << e.what();
+	}
 }
 
 // A device or a pipe is refused before it is opened: /dev/zero was read without end, a FIFO
