@@ -11,9 +11,15 @@
 
 #include <gst/video/video.h>
 
+#include "frcnn/detector.h"
+
 namespace frcnn::gst {
 
-// The bytes of a row of `plane`'s samples (its first component's width times its pixel stride).
+// The library's pixel format of a GStreamer one; false for one it does not read.
+bool to_pixel_format(GstVideoFormat format, frcnn::PixelFormat *out);
+
+// The bytes of a row of `plane`'s samples, as the library reads and the overlay draws them
+// (packed 4:2:2 in whole pixel pairs, v210 in whole groups of 6 pixels).
 gsize frame_plane_row_bytes(const GstVideoFrame *frame, guint plane);
 
 // The rows of `plane` that the elements read: an interlaced 4:2:0 frame's chroma planes each
@@ -25,7 +31,8 @@ int frame_plane_rows_read(const GstVideoFrame *frame, guint plane);
 // plane's in the same memory, or to the memory's end.
 int frame_plane_rows_held(const GstVideoFrame *frame, guint plane);
 
-// What a mapped frame's memory lacks for the elements to read or draw on it: a plane that holds
+// What a mapped frame's memory lacks for the elements to read or draw on it: a plane whose stride
+// is shorter than its row, a plane that holds
 // fewer rows than are read, beyond the one chroma row of a vertically subsampled plane that the
 // layouts above may leave out (read from a copy, see frcnndetect). Empty when it lacks nothing.
 // A buffer smaller than its GstVideoMeta says maps without complaint; read, it would crash.

@@ -374,53 +374,7 @@ struct Item {
 	}
 };
 
-bool to_pixel_format(GstVideoFormat format, frcnn::PixelFormat *out)
-{
-	switch (format) {
-	case GST_VIDEO_FORMAT_RGB: *out = frcnn::PixelFormat::RGB; return true;
-	case GST_VIDEO_FORMAT_BGR: *out = frcnn::PixelFormat::BGR; return true;
-	case GST_VIDEO_FORMAT_RGBx: *out = frcnn::PixelFormat::RGBx; return true;
-	case GST_VIDEO_FORMAT_BGRx: *out = frcnn::PixelFormat::BGRx; return true;
-	case GST_VIDEO_FORMAT_xRGB: *out = frcnn::PixelFormat::xRGB; return true;
-	case GST_VIDEO_FORMAT_xBGR: *out = frcnn::PixelFormat::xBGR; return true;
-	case GST_VIDEO_FORMAT_RGBA: *out = frcnn::PixelFormat::RGBA; return true;
-	case GST_VIDEO_FORMAT_BGRA: *out = frcnn::PixelFormat::BGRA; return true;
-	case GST_VIDEO_FORMAT_ARGB: *out = frcnn::PixelFormat::ARGB; return true;
-	case GST_VIDEO_FORMAT_ABGR: *out = frcnn::PixelFormat::ABGR; return true;
-	case GST_VIDEO_FORMAT_NV12: *out = frcnn::PixelFormat::NV12; return true;
-	case GST_VIDEO_FORMAT_I420: *out = frcnn::PixelFormat::I420; return true;
-	case GST_VIDEO_FORMAT_GRAY8: *out = frcnn::PixelFormat::GRAY8; return true;
-	case GST_VIDEO_FORMAT_NV21: *out = frcnn::PixelFormat::NV21; return true;
-	case GST_VIDEO_FORMAT_YV12: *out = frcnn::PixelFormat::YV12; return true;
-	case GST_VIDEO_FORMAT_Y42B: *out = frcnn::PixelFormat::Y42B; return true;
-	case GST_VIDEO_FORMAT_Y444: *out = frcnn::PixelFormat::Y444; return true;
-	case GST_VIDEO_FORMAT_YUY2: *out = frcnn::PixelFormat::YUY2; return true;
-	case GST_VIDEO_FORMAT_UYVY: *out = frcnn::PixelFormat::UYVY; return true;
-	case GST_VIDEO_FORMAT_YVYU: *out = frcnn::PixelFormat::YVYU; return true;
-	case GST_VIDEO_FORMAT_VYUY: *out = frcnn::PixelFormat::VYUY; return true;
-	case GST_VIDEO_FORMAT_NV16: *out = frcnn::PixelFormat::NV16; return true;
-	case GST_VIDEO_FORMAT_NV61: *out = frcnn::PixelFormat::NV61; return true;
-	case GST_VIDEO_FORMAT_NV24: *out = frcnn::PixelFormat::NV24; return true;
-	case GST_VIDEO_FORMAT_P010_10LE: *out = frcnn::PixelFormat::P010_10LE; return true;
-	case GST_VIDEO_FORMAT_I420_10LE: *out = frcnn::PixelFormat::I420_10LE; return true;
-	case GST_VIDEO_FORMAT_I422_10LE: *out = frcnn::PixelFormat::I422_10LE; return true;
-	case GST_VIDEO_FORMAT_Y444_10LE: *out = frcnn::PixelFormat::Y444_10LE; return true;
-	case GST_VIDEO_FORMAT_P012_LE: *out = frcnn::PixelFormat::P012_LE; return true;
-	case GST_VIDEO_FORMAT_I420_12LE: *out = frcnn::PixelFormat::I420_12LE; return true;
-	case GST_VIDEO_FORMAT_I422_12LE: *out = frcnn::PixelFormat::I422_12LE; return true;
-	case GST_VIDEO_FORMAT_Y444_12LE: *out = frcnn::PixelFormat::Y444_12LE; return true;
-	case GST_VIDEO_FORMAT_Y210: *out = frcnn::PixelFormat::Y210; return true;
-	case GST_VIDEO_FORMAT_Y212_LE: *out = frcnn::PixelFormat::Y212_LE; return true;
-	case GST_VIDEO_FORMAT_v210: *out = frcnn::PixelFormat::v210; return true;
-	case GST_VIDEO_FORMAT_AYUV: *out = frcnn::PixelFormat::AYUV; return true;
-	case GST_VIDEO_FORMAT_VUYA: *out = frcnn::PixelFormat::VUYA; return true;
-	case GST_VIDEO_FORMAT_P016_LE: *out = frcnn::PixelFormat::P016_LE; return true;
-	case GST_VIDEO_FORMAT_Y444_16LE: *out = frcnn::PixelFormat::Y444_16LE; return true;
-	case GST_VIDEO_FORMAT_Y410: *out = frcnn::PixelFormat::Y410; return true;
-	case GST_VIDEO_FORMAT_Y412_LE: *out = frcnn::PixelFormat::Y412_LE; return true;
-	default: return false;
-	}
-}
+using frcnn::gst::to_pixel_format;
 
 // Where rectangles of the frames may start: on their chroma samples, as crop_frame() requires.
 frcnn::gst::StartGrid start_grid(const GstVideoInfo &info)

@@ -902,16 +902,19 @@ void FasterRCNNImpl::load_state_dict(const Checkpoint &checkpoint)
 		throw WeightsMismatchError(msg);
 	}
 
-	check_runnable(fit.fitting);
-
 	std::map<std::string, torch::Tensor> own;
 	for (auto &entry : state_dict())
 		own.emplace(entry.first, entry.second);
 	torch::NoGradGuard no_grad;
+	/* Checked as the model takes them: a float64 value beyond float's range is not finite there. */
+	std::map<std::string, torch::Tensor> taken;
 	for (auto &entry : fit.fitting) {
-		auto &dst = own.at(entry.first);
-		dst.copy_(entry.second.to(dst.device(), dst.scalar_type()));
+		const auto &dst = own.at(entry.first);
+		taken.emplace(entry.first, entry.second.to(dst.device(), dst.scalar_type()));
 	}
+	check_runnable(taken);
+	for (auto &entry : taken)
+		own.at(entry.first).copy_(entry.second);
 }
 
 // --- architecture of a checkpoint -------------------------------------------------------------

@@ -437,24 +437,22 @@ void stop_now(int signal)
 	std::raise(signal);
 }
 
+// The first stop while a line is written waits for the line; a second one (the reader does not
+// take the line) stops the program at once.
 void on_stop_signal(int signal)
 {
-	if (printing_line.load()) {
-		stop_signal.store(signal);
+	if (printing_line.load() && stop_signal.exchange(signal) == 0)
 		return;
-	}
 	stop_now(signal);
 }
 
-// A stop that came while a line was written (or while the line before it was: the handler may
-// have seen printing_line just before it was cleared).
+} // namespace
+
 void stop_if_asked()
 {
 	if (const int signal = stop_signal.load())
 		stop_now(signal);
 }
-
-} // namespace
 
 void stop_between_lines()
 {

@@ -102,12 +102,16 @@ PpmImage read_ppm(const std::string &path, const std::string &not_ppm);
 
 // Output of one result a line, for readers that parse it line by line (JSON lines): a stop by
 // SIGINT, SIGTERM or SIGHUP that comes while print_line writes waits until the line is out, so
-// that the program stops between lines, never inside one; at other times the signal stops the
-// program as before (and a signal ignored, as under nohup, stays ignored). The program's exit
+// that the program stops between lines, never inside one; a second one while the line still
+// waits for its reader stops the program at once, and at other times the signal stops the
+// program as before (a signal ignored, as under nohup, stays ignored). The program's exit
 // status tells the signal, as without this.
 void stop_between_lines();
 // Writes `line` and a newline to standard output and flushes it; false when it was not written.
 bool print_line(const std::string &line);
+// Stops the program by a signal that came while the last line was written and has not stopped
+// it yet (the handler ran on another thread as the line ended): called before it exits.
+void stop_if_asked();
 
 // The exit status of --help once its text is printed to standard output: 0, or 1 with a line on
 // stderr when it could not be written (a closed or full standard output).

@@ -224,5 +224,6 @@ int main(int argc, char **argv)
 			return 1;
 		}
 	}
+	frcnn::cli::stop_if_asked();
 	return status;
 }

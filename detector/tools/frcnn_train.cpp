@@ -436,6 +436,7 @@ void install_epoch_files(const std::string &checkpoint, int epoch)
 		if (::access(staged.c_str(), F_OK) == 0)
 			move_file(staged, path);
 		std::remove(epoch_file(path, epoch + 1).c_str());
+		std::remove((epoch_file(path, epoch + 1) + ".partial").c_str()); /* write_checkpoint's */
 	}
 }
 

@@ -11,7 +11,8 @@
 # 5. Detections that cannot be written (standard output on a full disk) exit with status 1, as
 #    does --help (of every program) that cannot be.
 # 6. Images the decoder would misread are refused, naming the image and why.
-# 7. Stopped by a signal while a reader is slow, it stops between lines, never inside one.
+# 7. Stopped by a signal while a reader is slow, it stops between lines, never inside one; a
+#    second signal stops it at once.
 set -euo pipefail
 detect=$1
 python=${FRCNN_REF_PYTHON:-/usr/bin/python3}
@@ -174,19 +175,43 @@ for program in "$detect" "$(dirname "$detect")"/frcnn-{bench,eval,train}; do
 done
 
 # 7. Stopped (SIGTERM, SIGINT) while a reader is slow, it stops between lines: every line it
-#    wrote is whole JSON, and its status is the signal's.
+#    wrote is whole JSON, and its status is the signal's; a second signal stops it at once.
 "$python" - "$detect" "$out/plain.jpg" <<'PY'
-import json, select, signal, subprocess, sys, time
+import fcntl, json, os, signal, subprocess, sys, time
 detect, image = sys.argv[1], sys.argv[2]
-for stop in (signal.SIGTERM, signal.SIGINT):
-    # 100 detections a line (threshold 0): the pipe fills within a few lines, and the program
-    # waits inside a line for the reader, which reads nothing until the stop.
+F_SETPIPE_SZ = 1031
+
+
+def waiting_for_the_reader(pid):
+    """Whether the program waits inside a write to the pipe (its reader reads nothing)."""
+    try:
+        with open("/proc/%d/wchan" % pid) as wchan:
+            return "pipe" in wchan.read()
+    except OSError:
+        return False
+
+
+def start():
+    # 100 detections a line (threshold 0), a pipe of one page: the first line fills it, and
+    # the program waits inside it for the reader, which reads nothing until told. The signals
+    # as a shell's foreground job has them (not ignored).
     run = subprocess.Popen([detect, "--arch", "tiny", "--seed", "1", "--score-threshold", "0",
                             "--threads", "1"] + [image] * 200,
-                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    select.select([run.stdout], [], [], 60)
-    time.sleep(2)
+                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    fcntl.fcntl(run.stdout.fileno(), F_SETPIPE_SZ, 4096)
+    deadline = time.time() + 120
+    while not waiting_for_the_reader(run.pid):
+        assert time.time() < deadline and run.poll() is None, "it never waited for the reader"
+        time.sleep(0.05)
+    return run
+
+
+for stop in (signal.SIGTERM, signal.SIGINT):
+    run = start()
     run.send_signal(stop)
+    time.sleep(0.5)
+    assert run.poll() is None, "%s: stopped inside a line" % stop.name
     output = run.stdout.read()
     status = run.wait(60)
     lines = output.split(b"\n")
@@ -196,5 +221,17 @@ for stop in (signal.SIGTERM, signal.SIGINT):
     assert 0 < len(lines) - 1 < 200, "%s: %d lines" % (stop.name, len(lines) - 1)
     assert status == -stop, "%s: status %d" % (stop.name, status)
     print("%s while a line waits for the reader: %d whole lines" % (stop.name, len(lines) - 1))
+# A second signal while the line still waits stops it at once.
+run = start()
+run.send_signal(signal.SIGTERM)
+time.sleep(0.5)
+run.send_signal(signal.SIGTERM)
+try:
+    status = run.wait(30)
+except subprocess.TimeoutExpired:
+    run.kill()
+    raise AssertionError("a second SIGTERM did not stop it")
+assert status == -signal.SIGTERM, "second SIGTERM: status %d" % status
+print("a second SIGTERM stops it at once")
 PY
 echo "PASS"

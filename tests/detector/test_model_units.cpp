@@ -271,6 +271,13 @@ TEST(StateDict, RefusesValuesThatAreNotFiniteAndNegativeVariances)
 		for (auto &[name, tensor] : model->state_dict())
 			EXPECT_TRUE(torch::equal(tensor, find(good, name))) << name << " changed";
 	}
+	/* Checked as the model takes them: float64 values beyond float's range are infinite there. */
+	Checkpoint wide = good;
+	for (auto &[name, tensor] : wide.tensors)
+		if (tensor.is_floating_point())
+			tensor = tensor.to(torch::kFloat64);
+	find(wide, "roi_heads.box_head.fc6.bias").view(-1)[0] = 1e300;
+	EXPECT_THROW(model->load_state_dict(wide), DamagedWeightsError);
 	EXPECT_NO_THROW(model->load_state_dict(good));
 }
 

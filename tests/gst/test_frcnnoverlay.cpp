@@ -2,6 +2,7 @@
 // frcnnoverlay: draws ROI metas from any producer, in place, in every format, with a colour that
 // is stable per class.
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstring>
@@ -1077,6 +1078,54 @@ TEST(FrcnnOverlay, ABufferTooSmallForItsCapsIsAnError)
 	gst_message_unref(message);
 	gst_element_set_bus(h->element, nullptr);
 	gst_object_unref(bus);
+}
+
+// The last row of a packed 4:2:2 frame of odd width holds a whole pixel pair, and a v210 row whole
+// groups of 6 pixels, which the overlay draws on: a buffer short of them, or a row stride
+// shorter than the row, is an error, not a write past its end.
+TEST(FrcnnOverlay, AShortRowOfPackedYuvIsAnError)
+{
+	struct Case {
+		GstVideoFormat format;
+		int width;
+		gsize missing;
+		gint stride;
+		const char *said;
+	};
+	for (const Case &c : { Case{ GST_VIDEO_FORMAT_YUY2, 33, 1, 0, "its plane 0 needs 32 rows of 68 bytes" },
+			       Case{ GST_VIDEO_FORMAT_v210, 48, 80, 0, "its plane 0 needs 32 rows of 128 bytes" },
+			       Case{ GST_VIDEO_FORMAT_v210, 48, 0, 48,
+				     "its plane 0 has a stride of 48 bytes, less than its row of 128 bytes" } }) {
+		SCOPED_TRACE(std::string(gst_video_format_to_string(c.format)) + " missing " + std::to_string(c.missing));
+		GstVideoInfo info;
+		gst_video_info_set_format(&info, c.format, c.width, 32);
+		const gsize size = GST_VIDEO_INFO_SIZE(&info) - c.missing;
+		GstBuffer *in = gst_buffer_new_allocate(nullptr, size, nullptr);
+		gst_buffer_memset(in, 0, 0x80, size);
+		gint strides[GST_VIDEO_MAX_PLANES];
+		std::copy(info.stride, info.stride + GST_VIDEO_MAX_PLANES, strides);
+		if (c.stride)
+			strides[0] = c.stride;
+		gst_buffer_add_video_meta_full(in, GST_VIDEO_FRAME_FLAG_NONE, c.format, c.width, 32,
+					       GST_VIDEO_INFO_N_PLANES(&info), info.offset, strides);
+		gst_buffer_add_video_region_of_interest_meta(in, "car", 0, 0, c.width, 32);
+
+		HarnessPtr h = overlay();
+		GstBus *bus = gst_bus_new();
+		gst_element_set_bus(h->element, bus);
+		GstCaps *caps = gst_video_info_to_caps(&info);
+		gst_harness_set_src_caps(h.get(), caps);
+		EXPECT_EQ(gst_harness_push(h.get(), in), GST_FLOW_ERROR);
+		GstMessage *message = gst_bus_pop_filtered(bus, GST_MESSAGE_ERROR);
+		ASSERT_NE(message, nullptr) << "no error on the bus";
+		GError *error = nullptr;
+		gst_message_parse_error(message, &error, nullptr);
+		EXPECT_NE(std::string(error->message).find(c.said), std::string::npos) << error->message;
+		g_error_free(error);
+		gst_message_unref(message);
+		gst_element_set_bus(h->element, nullptr);
+		gst_object_unref(bus);
+	}
 }
 
 TEST(FrcnnOverlay, RejectsOtherFormats)
