@@ -4,6 +4,7 @@
 // without going through the plugin's own meta code.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -415,6 +416,27 @@ inline ProposedMetas metas_passed_upstream(GstHarness *h, GstCaps *caps)
 	metas.crop_meta = gst_query_find_allocation_meta(query, GST_VIDEO_CROP_META_API_TYPE, nullptr);
 	gst_query_unref(query);
 	return metas;
+}
+
+// A buffer of GStreamer's layout for `info`, with a video meta of that layout, short of `missing`
+// bytes at its end, or with plane 0's stride set to `stride` (0: the layout's).
+inline GstBuffer *described_frame(const GstVideoInfo &info, gsize missing, gint stride = 0)
+{
+	init();
+	const gsize size = GST_VIDEO_INFO_SIZE(&info) - missing;
+	GstBuffer *buffer = gst_buffer_new_allocate(nullptr, size, nullptr);
+	gst_buffer_memset(buffer, 0, 0x80, size);
+	gint strides[GST_VIDEO_MAX_PLANES];
+	gsize offsets[GST_VIDEO_MAX_PLANES];
+	std::copy(info.stride, info.stride + GST_VIDEO_MAX_PLANES, strides);
+	std::copy(info.offset, info.offset + GST_VIDEO_MAX_PLANES, offsets);
+	if (stride)
+		strides[0] = stride;
+	gst_buffer_add_video_meta_full(buffer, GST_VIDEO_FRAME_FLAG_NONE, GST_VIDEO_INFO_FORMAT(&info),
+				       GST_VIDEO_INFO_WIDTH(&info), GST_VIDEO_INFO_HEIGHT(&info),
+				       GST_VIDEO_INFO_N_PLANES(&info), offsets, strides);
+	GST_BUFFER_PTS(buffer) = 0;
+	return buffer;
 }
 
 } // namespace gst_test

@@ -2907,25 +2907,6 @@ TEST(FrcnnDetect, ABufferTooSmallForItsCapsIsAnError)
 	gst_object_unref(bus);
 }
 
-// A buffer of GStreamer's layout for its caps, with a video meta of that layout, short of
-// `missing` bytes at its end, or with plane 0's stride set to `stride` (0: the layout's).
-GstBuffer *described_frame(GstVideoFormat format, int width, int height, gsize missing, gint stride = 0)
-{
-	GstVideoInfo info;
-	gst_video_info_set_format(&info, format, width, height);
-	const gsize size = GST_VIDEO_INFO_SIZE(&info) - missing;
-	GstBuffer *buffer = gst_buffer_new_allocate(nullptr, size, nullptr);
-	gst_buffer_memset(buffer, 0, 0x80, size);
-	gint strides[GST_VIDEO_MAX_PLANES];
-	std::copy(info.stride, info.stride + GST_VIDEO_MAX_PLANES, strides);
-	if (stride)
-		strides[0] = stride;
-	gst_buffer_add_video_meta_full(buffer, GST_VIDEO_FRAME_FLAG_NONE, format, width, height,
-				       GST_VIDEO_INFO_N_PLANES(&info), info.offset, strides);
-	GST_BUFFER_PTS(buffer) = 0;
-	return buffer;
-}
-
 // The last row of a packed 4:2:2 frame of odd width holds a whole pixel pair, and a v210 row whole
 // groups of 6 pixels, which the library reads: a buffer short of them is an error, not a read
 // past its end; so is a row stride shorter than the row.
@@ -2944,25 +2925,21 @@ TEST(FrcnnDetect, AShortRowOfPackedYuvIsAnError)
 			       Case{ GST_VIDEO_FORMAT_v210, 48, 0, 48,
 				     "its plane 0 has a stride of 48 bytes, less than its row of 128 bytes" } }) {
 		SCOPED_TRACE(std::string(gst_video_format_to_string(c.format)) + " missing " + std::to_string(c.missing));
+		GstVideoInfo info;
+		gst_video_info_set_format(&info, c.format, c.width, 32);
 		HarnessPtr h = harness();
 		GstBus *bus = gst_bus_new();
 		gst_element_set_bus(h->element, bus);
-		gst_harness_set_src_caps_str(h.get(), (std::string("video/x-raw,format=") + gst_video_format_to_string(c.format) +
-						       ",width=" + std::to_string(c.width) + ",height=32,framerate=30/1")
-							      .c_str());
-		EXPECT_EQ(gst_harness_push(h.get(), described_frame(c.format, c.width, 32, c.missing, c.stride)),
-			  GST_FLOW_ERROR);
+		gst_harness_set_src_caps(h.get(), gst_video_info_to_caps(&info));
+		EXPECT_EQ(gst_harness_push(h.get(), gst_test::described_frame(info, c.missing, c.stride)), GST_FLOW_ERROR);
 		const std::string text = next_message_text(bus, GST_MESSAGE_ERROR);
 		EXPECT_NE(text.find(c.said), std::string::npos) << text;
 		gst_element_set_bus(h->element, nullptr);
 		gst_object_unref(bus);
 		/* The whole frame reads. */
 		HarnessPtr whole = harness();
-		gst_harness_set_src_caps_str(whole.get(), (std::string("video/x-raw,format=") +
-							   gst_video_format_to_string(c.format) + ",width=" +
-							   std::to_string(c.width) + ",height=32,framerate=30/1")
-								  .c_str());
-		EXPECT_EQ(gst_harness_push(whole.get(), described_frame(c.format, c.width, 32, 0)), GST_FLOW_OK);
+		gst_harness_set_src_caps(whole.get(), gst_video_info_to_caps(&info));
+		EXPECT_EQ(gst_harness_push(whole.get(), gst_test::described_frame(info, 0)), GST_FLOW_OK);
 	}
 }
 

@@ -2,7 +2,6 @@
 // frcnnoverlay: draws ROI metas from any producer, in place, in every format, with a colour that
 // is stable per class.
 
-#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstring>
@@ -1099,15 +1098,7 @@ TEST(FrcnnOverlay, AShortRowOfPackedYuvIsAnError)
 		SCOPED_TRACE(std::string(gst_video_format_to_string(c.format)) + " missing " + std::to_string(c.missing));
 		GstVideoInfo info;
 		gst_video_info_set_format(&info, c.format, c.width, 32);
-		const gsize size = GST_VIDEO_INFO_SIZE(&info) - c.missing;
-		GstBuffer *in = gst_buffer_new_allocate(nullptr, size, nullptr);
-		gst_buffer_memset(in, 0, 0x80, size);
-		gint strides[GST_VIDEO_MAX_PLANES];
-		std::copy(info.stride, info.stride + GST_VIDEO_MAX_PLANES, strides);
-		if (c.stride)
-			strides[0] = c.stride;
-		gst_buffer_add_video_meta_full(in, GST_VIDEO_FRAME_FLAG_NONE, c.format, c.width, 32,
-					       GST_VIDEO_INFO_N_PLANES(&info), info.offset, strides);
+		GstBuffer *in = gst_test::described_frame(info, c.missing, c.stride);
 		gst_buffer_add_video_region_of_interest_meta(in, "car", 0, 0, c.width, 32);
 
 		HarnessPtr h = overlay();
