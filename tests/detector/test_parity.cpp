@@ -79,7 +79,7 @@ TEST_P(ResNet50Parity, OneDnnConvolutionsKeepTorchvisionsDetections)
 		const json &image = c["images"][i];
 		SCOPED_TRACE(image["photo"].get<std::string>());
 		const auto &d = result.detections[i];
-		test::expect_reordered_detections_agree(d, test::json_rows(image["boxes"], 4), image["labels"],
+		test::expect_reordered_detections_agree(d, test::json_rows(image["boxes"], 4), image["labels"], image["scores"],
 							"onednn " + image["photo"].get<std::string>());
 		if (HasFatalFailure())
 			return;

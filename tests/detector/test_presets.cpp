@@ -315,6 +315,7 @@ TEST_P(PresetTest, OnOneDnnKeepsTorchvisionsDetections)
 			const json &image = c["images"][i];
 			SCOPED_TRACE(image["photo"].get<std::string>());
 			test::expect_reordered_detections_agree(result.detections[i], test::json_rows(image["boxes"], 4), image["labels"],
+								image["scores"],
 								GetParam() + " on oneDNN, " + image["photo"].get<std::string>());
 		}
 	}
