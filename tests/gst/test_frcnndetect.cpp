@@ -2427,7 +2427,7 @@ TEST(FrcnnDetect, PropertyDefaultsAndRanges)
 		     &batch_size, "interval", &interval, "max-detections", &max_detections,
 		     "num-classes", &num_classes, "threshold", &threshold, "nms-threshold", &nms,
 		     nullptr);
-	EXPECT_STREQ(model, "fasterrcnn_resnet50_fpn");
+	EXPECT_EQ(model, nullptr) << "unset: the model is told from the weights";
 	EXPECT_EQ(weights, nullptr);
 	EXPECT_STREQ(device, "cpu");
 	EXPECT_EQ(batch_size, 1u);
