@@ -66,14 +66,24 @@ struct DetectionCase {
 	torch::Tensor logits, regression;
 };
 
-inline DetectionCase random_detection_case(uint64_t seed)
+// A DetectionCase's model after torch::manual_seed(seed): the tiny preset's RoI heads, with the
+// config `configure` sets (classes, thresholds).
+template <typename Configure> DetectionCase tiny_heads_case(uint64_t seed, Configure configure)
 {
 	torch::manual_seed(seed);
 	DetectionCase c;
 	c.config = model_preset("tiny");
-	c.config.num_classes = 6;
-	c.config.box_score_thresh = 0.05;
+	configure(c.config);
 	c.heads = detail::RoIHeads(c.config);
+	return c;
+}
+
+inline DetectionCase random_detection_case(uint64_t seed)
+{
+	DetectionCase c = tiny_heads_case(seed, [](ModelConfig &config) {
+		config.num_classes = 6;
+		config.box_score_thresh = 0.05;
+	});
 	c.sizes = {{240, 320}, {480, 640}, {300, 200}};
 	for (const auto &s : c.sizes) {
 		auto xy = torch::rand({400, 2}) * torch::tensor({(float)s.second, (float)s.first});
@@ -93,12 +103,10 @@ inline DetectionCase random_detection_case(uint64_t seed)
 // coordinates (seed 13: one image of the 40). Every kept box is compared (1000 detections).
 inline DetectionCase crowded_detection_case(uint64_t seed)
 {
-	torch::manual_seed(seed);
-	DetectionCase c;
-	c.config = model_preset("tiny");
-	c.config.num_classes = 91;
-	c.config.box_detections_per_img = 1000;
-	c.heads = detail::RoIHeads(c.config);
+	DetectionCase c = tiny_heads_case(seed, [](ModelConfig &config) {
+		config.num_classes = 91;
+		config.box_detections_per_img = 1000;
+	});
 	const int64_t num_images = 40, per_image = 300;
 	c.sizes.assign(num_images, {800, 1333});
 	for (int64_t i = 0; i < num_images; i++) {

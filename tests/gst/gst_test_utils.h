@@ -439,4 +439,34 @@ inline GstBuffer *described_frame(const GstVideoInfo &info, gsize missing, gint 
 	return buffer;
 }
 
+// Packed 4:2:2 frames 32 rows high that fall short in their last row, as both elements read
+// them: an odd width's last row holds a whole pixel pair, and a v210 row whole groups of 6
+// pixels; or whose row stride is shorter than a row. Each with the words of the error it gives
+// (described_frame(info_of(c), c.missing, c.stride) makes its buffer).
+struct ShortPackedRow {
+	GstVideoFormat format;
+	int width;
+	gsize missing;
+	gint stride;
+	const char *said;
+};
+
+inline const std::vector<ShortPackedRow> &short_packed_rows()
+{
+	static const std::vector<ShortPackedRow> rows{
+		{ GST_VIDEO_FORMAT_YUY2, 33, 1, 0, "its plane 0 needs 32 rows of 68 bytes" },
+		{ GST_VIDEO_FORMAT_Y210, 33, 4, 0, "its plane 0 needs 32 rows of 136 bytes" },
+		{ GST_VIDEO_FORMAT_v210, 48, 80, 0, "its plane 0 needs 32 rows of 128 bytes" },
+		{ GST_VIDEO_FORMAT_v210, 48, 0, 48, "its plane 0 has a stride of 48 bytes, less than its row of 128 bytes" },
+	};
+	return rows;
+}
+
+inline GstVideoInfo info_of(const ShortPackedRow &row)
+{
+	GstVideoInfo info;
+	gst_video_info_set_format(&info, row.format, row.width, 32);
+	return info;
+}
+
 } // namespace gst_test

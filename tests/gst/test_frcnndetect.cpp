@@ -2912,21 +2912,9 @@ TEST(FrcnnDetect, ABufferTooSmallForItsCapsIsAnError)
 // past its end; so is a row stride shorter than the row.
 TEST(FrcnnDetect, AShortRowOfPackedYuvIsAnError)
 {
-	struct Case {
-		GstVideoFormat format;
-		int width;
-		gsize missing;
-		gint stride;
-		const char *said;
-	};
-	for (const Case &c : { Case{ GST_VIDEO_FORMAT_YUY2, 33, 2, 0, "its plane 0 needs 32 rows of 68 bytes" },
-			       Case{ GST_VIDEO_FORMAT_Y210, 33, 4, 0, "its plane 0 needs 32 rows of 136 bytes" },
-			       Case{ GST_VIDEO_FORMAT_v210, 48, 80, 0, "its plane 0 needs 32 rows of 128 bytes" },
-			       Case{ GST_VIDEO_FORMAT_v210, 48, 0, 48,
-				     "its plane 0 has a stride of 48 bytes, less than its row of 128 bytes" } }) {
+	for (const gst_test::ShortPackedRow &c : gst_test::short_packed_rows()) {
 		SCOPED_TRACE(std::string(gst_video_format_to_string(c.format)) + " missing " + std::to_string(c.missing));
-		GstVideoInfo info;
-		gst_video_info_set_format(&info, c.format, c.width, 32);
+		const GstVideoInfo info = gst_test::info_of(c);
 		HarnessPtr h = harness();
 		GstBus *bus = gst_bus_new();
 		gst_element_set_bus(h->element, bus);

@@ -1084,20 +1084,9 @@ TEST(FrcnnOverlay, ABufferTooSmallForItsCapsIsAnError)
 // shorter than the row, is an error, not a write past its end.
 TEST(FrcnnOverlay, AShortRowOfPackedYuvIsAnError)
 {
-	struct Case {
-		GstVideoFormat format;
-		int width;
-		gsize missing;
-		gint stride;
-		const char *said;
-	};
-	for (const Case &c : { Case{ GST_VIDEO_FORMAT_YUY2, 33, 1, 0, "its plane 0 needs 32 rows of 68 bytes" },
-			       Case{ GST_VIDEO_FORMAT_v210, 48, 80, 0, "its plane 0 needs 32 rows of 128 bytes" },
-			       Case{ GST_VIDEO_FORMAT_v210, 48, 0, 48,
-				     "its plane 0 has a stride of 48 bytes, less than its row of 128 bytes" } }) {
+	for (const gst_test::ShortPackedRow &c : gst_test::short_packed_rows()) {
 		SCOPED_TRACE(std::string(gst_video_format_to_string(c.format)) + " missing " + std::to_string(c.missing));
-		GstVideoInfo info;
-		gst_video_info_set_format(&info, c.format, c.width, 32);
+		const GstVideoInfo info = gst_test::info_of(c);
 		GstBuffer *in = gst_test::described_frame(info, c.missing, c.stride);
 		gst_buffer_add_video_region_of_interest_meta(in, "car", 0, 0, c.width, 32);
 
