@@ -905,7 +905,8 @@ static void gst_frcnn_detect_class_init(GstFrcnnDetectClass *klass)
 				  0, frcnn::kMostClasses, DEFAULT_PROP_NUM_CLASSES, playing));
 	g_object_class_install_property(object_class, PROP_LABELS,
 		g_param_spec_string("labels", "Labels",
-				    "File of class names, one per line, background first or left out "
+				    "File of class names, one per line, background first or left out, as "
+				    "frcnn-train writes next to its checkpoint (CHECKPOINT.labels) "
 				    "(default: the COCO names for 91-class models, else \"class N\"). "
 				    "Changed while playing, as weights",
 				    DEFAULT_PROP_LABELS, playing));

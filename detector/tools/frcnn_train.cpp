@@ -97,7 +97,8 @@ void usage(FILE *out)
 		"  --weight-decay F (1e-4)  --schedule cosine|step|constant  --lr-steps E1,E2  --warmup N (100)\n"
 		"Output:\n"
 		"  --output FILE            checkpoint written after every epoch; FILE.optimizer and\n"
-		"                           FILE.json hold what --resume needs\n"
+		"                           FILE.json hold what --resume needs, FILE.labels the class\n"
+		"                           names (for frcnndetect's labels)\n"
 		"  --resume FILE            continue from a checkpoint written by --output\n"
 		"  --log FILE               losses as JSON lines, one per iteration\n"
 		"  --seed N, --threads N\n"
@@ -124,7 +125,22 @@ public:
 	virtual ~Dataset() = default;
 	virtual size_t size() const = 0;
 	virtual Sample get(size_t index) const = 0;
+	// The name of each of `num_classes` classes, the background's first: FILE.labels.
+	virtual std::vector<std::string> class_names(int num_classes) const = 0;
 };
+
+// A category's name as one line of a labels file: no line breaks or other control characters
+// (each becomes a space), no spaces at either end (the element trims them).
+std::string label_line(const std::string &name)
+{
+	std::string line;
+	for (const char c : name)
+		line += (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) ? ' ' : c;
+	const size_t first = line.find_first_not_of(' ');
+	if (first == std::string::npos)
+		return "";
+	return line.substr(first, line.find_last_not_of(' ') - first + 1);
+}
 
 class ShapesDataset : public Dataset {
 public:
@@ -153,6 +169,12 @@ public:
 		s.target.boxes = torch::tensor(boxes).reshape({-1, 4});
 		s.target.labels = torch::tensor(labels, torch::kInt64);
 		return s;
+	}
+	std::vector<std::string> class_names(int num_classes) const override
+	{
+		std::vector<std::string> names = frcnn::shapes_class_names();
+		names.resize(num_classes, "N/A"); // a --num-classes above the shapes': classes no box has
+		return names;
 	}
 
 private:
@@ -215,8 +237,13 @@ public:
 		if (j.contains("categories") && j["categories"].is_array()) {
 			std::set<int64_t> listed, unlisted;
 			for (const auto &category : j["categories"])
-				if (category.is_object() && category.contains("id") && category["id"].is_number_integer())
-					listed.insert(category["id"].get<int64_t>());
+				if (category.is_object() && category.contains("id") && category["id"].is_number_integer()) {
+					const int64_t id = category["id"].get<int64_t>();
+					listed.insert(id);
+					/* Listed twice: named as listed last, as frcnn-eval names it. */
+					if (category.contains("name") && category["name"].is_string())
+						category_names_[id] = label_line(category["name"].get<std::string>());
+				}
 			for (int64_t label : labels_seen_)
 				if (!listed.count(label))
 					unlisted.insert(label);
@@ -250,6 +277,22 @@ public:
 	}
 	size_t size() const override { return entries_.size(); }
 	int64_t max_label() const { return labels_seen_.empty() ? 0 : *labels_seen_.rbegin(); }
+	// The background as torchvision names it, each category id by its name in "categories";
+	// an id with boxes but no name "class N" (the element's name for it), an id without
+	// either "N/A" (torchvision's name for the ids COCO left unused).
+	std::vector<std::string> class_names(int num_classes) const override
+	{
+		std::vector<std::string> names(num_classes, "N/A");
+		names[0] = "__background__";
+		for (int64_t id = 1; id < num_classes; id++) {
+			const auto named = category_names_.find(id);
+			if (named != category_names_.end() && !named->second.empty())
+				names[id] = named->second;
+			else if (labels_seen_.count(id))
+				names[id] = "class " + std::to_string(id);
+		}
+		return names;
+	}
 	Sample get(size_t index) const override
 	{
 		const auto &e = entries_[index];
@@ -328,6 +371,7 @@ private:
 	};
 	std::vector<Entry> entries_;
 	std::set<int64_t> labels_seen_;	 // the category ids of the boxes kept
+	std::map<int64_t, std::string> category_names_; // "categories", as lines of a labels file
 	std::size_t unknown_images_ = 0; // annotations of image ids "images" does not list
 };
 
@@ -669,6 +713,7 @@ int train(const Options &o)
 		data = std::move(coco);
 	}
 
+	const std::vector<std::string> class_names = data->class_names(num_classes);
 	frcnn::ModelConfig config = frcnn::model_preset(arch);
 	config.num_classes = num_classes;
 	if (o.min_size > 0)
@@ -854,6 +899,16 @@ int train(const Options &o)
 			throw Error("cannot write '" + state_temporary + "', which --resume needs as '" + state_path + "'");
 		move_file(state_temporary, state_path);
 		install_epoch_files(o.output, done);
+		// The class names, for frcnndetect's labels (the same each epoch; written whole under
+		// another name and moved, as FILE.json).
+		const std::string labels_path = o.output + ".labels", labels_temporary = labels_path + ".tmp";
+		std::ofstream labels_file(labels_temporary);
+		for (const std::string &name : class_names)
+			labels_file << name << "\n";
+		labels_file.close();
+		if (!labels_file)
+			throw Error("cannot write '" + labels_temporary + "', the class names (FILE.labels)");
+		move_file(labels_temporary, labels_path);
 	}
 	std::fprintf(stderr, "wrote %s\n", o.output.c_str());
 	return 0;

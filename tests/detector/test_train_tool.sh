@@ -20,8 +20,13 @@
 #    than the model has, too few classes, --lr-steps without the step schedule, a log that cannot
 #    be written, COCO files without boxes, with a fractional category id or a missing image are
 #    refused with one line naming the problem.
+# 7. FILE.labels holds the class names, background first: the shapes', a COCO file's by category
+#    id ("N/A" for ids it does not use, "class N" for an id with boxes but no name, line breaks
+#    and tabs made spaces); frcnndetect takes it as its labels and names its detections by it
+#    (where the plugin directory is given).
 set -euo pipefail
 train=$1
+plugin_dir=${2:-}
 python=${FRCNN_REF_PYTHON:-/usr/bin/python3}
 # Threads that sleep at barriers rather than spin (see docs/performance.md).
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
@@ -63,7 +68,7 @@ for i, (w, h) in enumerate(((160, 120), (144, 128))):
 annotations.append({"id": 90, "image_id": 10, "bbox": [0, 0, 30, 30], "category_id": 7, "area": 900, "iscrowd": 1})
 annotations.append({"id": 91, "image_id": 11, "bbox": [5, 5, 0, 9], "category_id": 1, "area": 0, "iscrowd": 0})
 json.dump({"images": images, "annotations": annotations,
-           "categories": [{"id": c, "name": "c%d" % c} for c in (1, 5, 7)]},
+           "categories": [{"id": 1, "name": "c1"}, {"id": 5, "name": "green\tbox\n"}, {"id": 7, "name": "c7"}]},
           open(os.path.join(root, "instances.json"), "w"))
 PY
 "$train" "${small[@]}" --coco-json "$out/coco/instances.json" --images "$out/coco" --epochs 1 --batch-size 1 \
@@ -162,6 +167,18 @@ if first is not None and resumed is not None:
 check_weights("coco.pth", 6)
 check_log("coco.jsonl", [0, 0])
 check_state("coco.pth", 1, 6)
+# 7. The class names, one a line, background first.
+def labels(name):
+    path = os.path.join(out, name)
+    if not os.path.exists(path):
+        failures.append(f"{name} was not written")
+        return None
+    return open(path, encoding="utf-8").read().split("\n")
+shapes_names = open(os.path.join(os.environ["FRCNN_TEST_DATA"], "shapes.labels"), encoding="utf-8").read().split()
+got = labels("shapes.pth.labels")
+check(got == ["background"] + shapes_names + [""], f"shapes.pth.labels: {got}")
+got = labels("coco.pth.labels")
+check(got == ["__background__", "c1", "N/A", "N/A", "N/A", "green box", ""], f"coco.pth.labels: {got}")
 for f in failures:
     print("FAIL:", f)
 print("frcnn-train runs: %d checks failed" % len(failures))
@@ -400,9 +417,28 @@ rc=0
 [ $rc -eq 0 ] && grep -qF "frcnn-train: warning: '$out/coco/unlisted.json': boxes of category id 5, which \"categories\" does not list" "$out/err" &&
 	grep -qF "frcnn-train: warning: '$out/coco/unlisted.json': 1 annotations of image ids that \"images\" does not list: left out" "$out/err" ||
 	{ echo "FAIL: no warning of an unlisted category or image: status $rc, $(tail -c 400 "$out/err")"; status=1; }
+# Category 5 has boxes and no name: the element's own name for it.
+[ "$(sed -n 6p "$out/unlisted.pth.labels" 2>/dev/null)" = "class 5" ] ||
+	{ echo "FAIL: unlisted.pth.labels does not name category 5 'class 5': $(cat "$out/unlisted.pth.labels" 2>&1)"; status=1; }
 coco_variant 'd["annotations"][0]["category_id"] = 1.5' fraction
 expect_error 1 "'$out/coco/fraction.json': annotations[0] (id 1): category id is not a whole number of 64 bits: 1.5" --coco-json "$out/coco/fraction.json" --images "$out/coco" --threads 1
 coco_variant 'd["images"][1]["file_name"] = "missing.png"' missing-image
 expect_error 1 "images[1]: cannot read '$out/coco/missing.png'" --coco-json "$out/coco/missing-image.json" --images "$out/coco" --threads 1
 echo "frcnn-train errors: $([ $status -eq 0 ] && echo ok || echo failed)"
+
+# frcnndetect runs the COCO model with its labels file (the wrong number of names would be an
+# error) and names its detections by it. Untrained, the model's scores are spread over the
+# classes: threshold 0 keeps some.
+if [ -n "$plugin_dir" ]; then
+	rc=0
+	GST_PLUGIN_PATH=$plugin_dir GST_REGISTRY=$out/registry.bin gst-launch-1.0 -q frcnnshapesrc num-buffers=2 ! \
+		frcnndetect weights="$out/coco.pth" labels="$out/coco.pth.labels" threshold=0 ! \
+		frcnnjson location="$out/coco-detections.jsonl" ! fakesink > "$out/err" 2>&1 || rc=$?
+	names=$("$python" -c 'import json, sys; print(" ".join(sorted({d["label"] for line in open(sys.argv[1]) for d in json.loads(line)["detections"]})))' \
+		"$out/coco-detections.jsonl" 2>&1) || rc=1
+	case "$rc $names" in
+	"0 "*c1* | "0 "*green\ box*) echo "frcnndetect with FILE.labels: $names" ;;
+	*) echo "FAIL: frcnndetect with coco.pth.labels: status $rc, names '$names', $(tail -c 400 "$out/err")"; status=1 ;;
+	esac
+fi
 exit $status
