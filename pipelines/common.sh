@@ -42,7 +42,8 @@ also work):
   --threshold S    minimum score [$FRCNN_THRESHOLD]
   --min-size N     short side the frames are scaled to, 0 = the model's [$FRCNN_MIN_SIZE]
   --interval N     detect on 1 frame in N [$FRCNN_INTERVAL]
-  --labels FILE    class names, one per line [COCO names for 91-class models]
+  --labels FILE    class names, one per line, e.g. the CHECKPOINT.labels frcnn-train
+                   writes [COCO names for 91-class models]
   --classes LIST   only these classes, e.g. person,car
   --class-thresholds LIST
                    minimum scores of single classes, e.g. person=0.7,car=0.3
