@@ -102,16 +102,23 @@ const KeptParam *kept_param_of(const DetectionParamsMeta &meta, const GstVideoRe
 	return nullptr;
 }
 
+// The regions of interest of `buffer`, in their order on the buffer.
+std::vector<GstVideoRegionOfInterestMeta *> region_metas(GstBuffer *buffer)
+{
+	std::vector<GstVideoRegionOfInterestMeta *> regions;
+	gpointer state = nullptr;
+	while (GstMeta *item = gst_buffer_iterate_meta_filtered(
+		       buffer, &state, GST_VIDEO_REGION_OF_INTEREST_META_API_TYPE))
+		regions.push_back(reinterpret_cast<GstVideoRegionOfInterestMeta *>(item));
+	return regions;
+}
+
 // The regions of interest of `buffer`, by id and type, in their order on the buffer.
 std::map<std::pair<gint, GQuark>, std::vector<GstVideoRegionOfInterestMeta *>> regions_by_name(GstBuffer *buffer)
 {
 	std::map<std::pair<gint, GQuark>, std::vector<GstVideoRegionOfInterestMeta *>> regions;
-	gpointer state = nullptr;
-	while (GstMeta *item = gst_buffer_iterate_meta_filtered(
-		       buffer, &state, GST_VIDEO_REGION_OF_INTEREST_META_API_TYPE)) {
-		auto *roi = reinterpret_cast<GstVideoRegionOfInterestMeta *>(item);
+	for (GstVideoRegionOfInterestMeta *roi : region_metas(buffer))
 		regions[{ roi->id, roi->roi_type }].push_back(roi);
-	}
 	return regions;
 }
 
@@ -257,14 +264,12 @@ void keep_params(GstBuffer *buffer, std::vector<KeptParam> &&added)
 // G_MAXINT (another producer's ids may be anything), the lowest free ones from 0.
 class FreeRegionIds {
 public:
-	explicit FreeRegionIds(GstBuffer *buffer)
+	// `regions`: all those of the buffer (region_metas).
+	explicit FreeRegionIds(const std::vector<GstVideoRegionOfInterestMeta *> &regions)
 	{
-		gpointer state = nullptr;
-		while (GstMeta *meta = gst_buffer_iterate_meta_filtered(
-			       buffer, &state, GST_VIDEO_REGION_OF_INTEREST_META_API_TYPE)) {
-			const gint id = reinterpret_cast<GstVideoRegionOfInterestMeta *>(meta)->id;
-			used_.insert(id);
-			highest_ = std::max(highest_, id);
+		for (const GstVideoRegionOfInterestMeta *roi : regions) {
+			used_.insert(roi->id);
+			highest_ = std::max(highest_, roi->id);
 		}
 	}
 
@@ -310,7 +315,7 @@ void add_detection_metas(GstBuffer *buffer, int width, int height,
 
 	// Ids unique within the buffer, so that readers can fetch metas with
 	// gst_buffer_get_video_region_of_interest_meta_id().
-	FreeRegionIds ids(buffer);
+	FreeRegionIds ids(region_metas(buffer));
 
 	std::vector<KeptParam> kept;
 	kept.reserve(detections.size());
@@ -422,12 +427,8 @@ std::vector<SkippedBy> read_skipped_metas(GstBuffer *buffer)
 
 int make_region_ids_unique(GstBuffer *buffer)
 {
-	std::vector<GstVideoRegionOfInterestMeta *> regions;
-	gpointer state = nullptr;
-	while (GstMeta *meta = gst_buffer_iterate_meta_filtered(
-		       buffer, &state, GST_VIDEO_REGION_OF_INTEREST_META_API_TYPE))
-		regions.push_back(reinterpret_cast<GstVideoRegionOfInterestMeta *>(meta));
-	FreeRegionIds ids(buffer);
+	const std::vector<GstVideoRegionOfInterestMeta *> regions = region_metas(buffer);
+	FreeRegionIds ids(regions);
 	std::set<gint> seen;
 	int renumbered = 0;
 	for (GstVideoRegionOfInterestMeta *roi : regions) {
