@@ -214,15 +214,10 @@ const GstMetaInfo *detection_params_meta_get_info()
 // would be put on a new region of that id and type after a scaling.
 void drop_stale_params(GstBuffer *buffer, const std::vector<KeptParam> &added, std::vector<KeptParam> &kept)
 {
-	auto on_buffer = [buffer](const KeptParam &param) {
-		gpointer state = nullptr;
-		while (GstMeta *item = gst_buffer_iterate_meta_filtered(
-			       buffer, &state, GST_VIDEO_REGION_OF_INTEREST_META_API_TYPE)) {
-			const auto *roi = reinterpret_cast<const GstVideoRegionOfInterestMeta *>(item);
-			if (param.names(roi->id, roi->roi_type))
-				return true;
-		}
-		return false;
+	/* The buffer's regions are looked up once, not walked again for each param. */
+	const auto regions = regions_by_name(buffer);
+	auto on_buffer = [&regions](const KeptParam &param) {
+		return regions.count({ param.roi_id, param.roi_type }) > 0;
 	};
 	auto replaced = [&added](const KeptParam &param) {
 		return std::any_of(added.begin(), added.end(), [&param](const KeptParam &other) {
