@@ -53,12 +53,13 @@
 #include "frcnn/config.h"
 #include "frcnn/detector.h"
 #include "frcnn/error.h"
+#include "frcnn/labels.h"
 #include "frcnn/weights.h"
 
 #include "checkpoint_info.h"
 #include "colorimetry.h"
 #include "frame_memory.h"
-#include "labels.h"
+#include "class_filters.h"
 #include "meta.h"
 #include "region.h"
 #include "run_queue.h"
@@ -2001,8 +2002,8 @@ static std::optional<ModelSetup> gst_frcnn_detect_setup_model(GstFrcnnDetect *se
 	std::vector<std::string> labels;
 	try {
 		labels = settings.labels.empty()
-				 ? frcnn::gst::default_labels(model->num_classes)
-				 : frcnn::gst::read_labels_file(settings.labels, model->num_classes);
+				 ? frcnn::default_labels(model->num_classes)
+				 : frcnn::read_labels_file(settings.labels, model->num_classes);
 	} catch (const std::exception &e) {
 		GST_FRCNN_DETECT_PROBLEM(self, while_playing, RESOURCE, OPEN_READ,
 				  ("Could not use the labels: %s. Set 'labels' to a file with one "
@@ -2784,7 +2785,7 @@ static GstFlowReturn gst_frcnn_detect_run_batch(GstFrcnnDetect *self, std::vecto
 			const float dx = static_cast<float>(image.x), dy = static_cast<float>(image.y);
 			for (const frcnn::Detection &det : detections) {
 				attach.push_back({ det.x1 + dx, det.y1 + dy, det.x2 + dx, det.y2 + dy,
-						   det.label, frcnn::gst::label_name(state->labels, det.label),
+						   det.label, frcnn::label_name(state->labels, det.label),
 						   det.score, image.parent_id });
 			}
 		}

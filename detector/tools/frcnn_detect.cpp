@@ -22,6 +22,7 @@
 
 #include "cli.h"
 #include "frcnn/error.h"
+#include "frcnn/labels.h"
 #if FRCNN_DETECT_OPENCV
 #include "image_read.h"
 #endif
@@ -34,8 +35,10 @@ void usage(FILE *out)
 		     "Usage: frcnn-detect [OPTIONS] --weights W [--] IMAGE...\n"
 		     "Runs a Faster R-CNN on each image and prints one JSON line per image:\n"
 		     "  {\"image\": PATH, \"width\": W, \"height\": H, \"detections\": [{\"box\": [x1,y1,x2,y2],\n"
-		     "   \"label\": L, \"score\": S}, ...]}\n"
-		     "boxes in the image's pixels, detections in the model's order (by decreasing score).\n"
+		     "   \"label\": L, \"name\": NAME, \"score\": S}, ...]}\n"
+		     "boxes in the image's pixels, detections in the model's order (by decreasing score),\n"
+		     "L the class id and NAME its name (--labels; by default COCO's for a model of 91\n"
+		     "classes, else \"class L\").\n"
 		     "With --precision int8 and no calibration file to read, the first\n"
 		     "--int8-calibration-frames images (all, when there are fewer) calibrate the model\n"
 		     "first: every image's detections are then 8-bit ones.\n"
@@ -44,6 +47,8 @@ void usage(FILE *out)
 #endif
 		     "\n"
 		     "Options:\n%s"
+		     "  --labels FILE          the class names, one a line, background first or left out\n"
+		     "                         (frcnn-train writes CHECKPOINT.labels; frcnndetect's labels)\n"
 		     "  --pixel-aspect-ratio N:D  the shape of the images' pixels, width:height (default\n"
 		     "                         1:1): images of pixels that are not square, such as frames\n"
 		     "                         of anamorphic video (720x576 at 64:45 shows as 1024x576), are\n"
@@ -87,6 +92,7 @@ int main(int argc, char **argv)
 #endif
 	frcnn::cli::ModelOptions options;
 	frcnn::PixelAspectRatio pixel_aspect_ratio;
+	std::string labels_path;
 	std::vector<std::string> images;
 	try {
 		for (int i = 1; i < argc; i++) {
@@ -101,6 +107,8 @@ int main(int argc, char **argv)
 			}
 			if (!arg.option())
 				images.push_back(arg.name);
+			else if (arg.name == "--labels")
+				labels_path = arg.value;
 			else if (arg.name == "--pixel-aspect-ratio")
 				pixel_aspect_ratio = parse_pixel_aspect_ratio(arg.name, arg.value);
 			else if (!frcnn::cli::parse_model_option(options, arg.name, arg.value))
@@ -174,8 +182,12 @@ int main(int argc, char **argv)
 	}
 
 	std::unique_ptr<frcnn::Detector> detector;
+	std::vector<std::string> labels;
 	try {
 		detector = frcnn::cli::make_detector(options);
+		const int num_classes = detector->config().num_classes;
+		labels = labels_path.empty() ? frcnn::default_labels(num_classes)
+					     : frcnn::read_labels_file(labels_path, num_classes);
 	} catch (const std::exception &e) {
 		std::fprintf(stderr, "frcnn-detect: %s\n", frcnn::cli::error_text(e).c_str());
 		return 1;
@@ -210,7 +222,10 @@ int main(int argc, char **argv)
 			out["detections"] = nlohmann::ordered_json::array();
 			for (const auto &d : detections)
 				out["detections"].push_back(
-					{{"box", {d.x1, d.y1, d.x2, d.y2}}, {"label", d.label}, {"score", d.score}});
+					{{"box", {d.x1, d.y1, d.x2, d.y2}},
+					 {"label", d.label},
+					 {"name", frcnn::label_name(labels, d.label)},
+					 {"score", d.score}});
 			// File names need not be UTF-8; their stray bytes come out as U+FFFD.
 			frcnn::cli::print_line(out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
 		} catch (const std::exception &e) {

@@ -34,6 +34,7 @@
 #include "frcnn/checkpoint.h"
 #include "frcnn/detail/json.h"
 #include "frcnn/error.h"
+#include "frcnn/labels.h"
 #include "frcnn/model.h"
 #include "frcnn/shapes.h"
 #include "frcnn/weights.h"
@@ -98,7 +99,7 @@ void usage(FILE *out)
 		"Output:\n"
 		"  --output FILE            checkpoint written after every epoch; FILE.optimizer and\n"
 		"                           FILE.json hold what --resume needs, FILE.labels the class\n"
-		"                           names (for frcnndetect's labels)\n"
+		"                           names (for frcnndetect's labels, frcnn-detect's --labels)\n"
 		"  --resume FILE            continue from a checkpoint written by --output\n"
 		"  --log FILE               losses as JSON lines, one per iteration\n"
 		"  --seed N, --threads N\n"
@@ -128,19 +129,6 @@ public:
 	// The name of each of `num_classes` classes, the background's first: FILE.labels.
 	virtual std::vector<std::string> class_names(int num_classes) const = 0;
 };
-
-// A category's name as one line of a labels file: no line breaks or other control characters
-// (each becomes a space), no spaces at either end (the element trims them).
-std::string label_line(const std::string &name)
-{
-	std::string line;
-	for (const char c : name)
-		line += (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) ? ' ' : c;
-	const size_t first = line.find_first_not_of(' ');
-	if (first == std::string::npos)
-		return "";
-	return line.substr(first, line.find_last_not_of(' ') - first + 1);
-}
 
 class ShapesDataset : public Dataset {
 public:
@@ -173,7 +161,7 @@ public:
 	std::vector<std::string> class_names(int num_classes) const override
 	{
 		std::vector<std::string> names = frcnn::shapes_class_names();
-		names.resize(num_classes, "N/A"); // a --num-classes above the shapes': classes no box has
+		names.resize(num_classes, frcnn::unused_class_name()); // a --num-classes above the shapes': classes no box has
 		return names;
 	}
 
@@ -242,7 +230,7 @@ public:
 					listed.insert(id);
 					/* Listed twice: named as listed last, as frcnn-eval names it. */
 					if (category.contains("name") && category["name"].is_string())
-						category_names_[id] = label_line(category["name"].get<std::string>());
+						category_names_[id] = frcnn::labels_file_line(category["name"].get<std::string>());
 				}
 			for (int64_t label : labels_seen_)
 				if (!listed.count(label))
@@ -282,14 +270,14 @@ public:
 	// either "N/A" (torchvision's name for the ids COCO left unused).
 	std::vector<std::string> class_names(int num_classes) const override
 	{
-		std::vector<std::string> names(num_classes, "N/A");
-		names[0] = "__background__";
+		std::vector<std::string> names(num_classes, frcnn::unused_class_name());
+		names[0] = frcnn::coco_category_names()[0];
 		for (int64_t id = 1; id < num_classes; id++) {
 			const auto named = category_names_.find(id);
 			if (named != category_names_.end() && !named->second.empty())
 				names[id] = named->second;
 			else if (labels_seen_.count(id))
-				names[id] = "class " + std::to_string(id);
+				names[id] = frcnn::unnamed_class_name(id);
 		}
 		return names;
 	}

@@ -13,6 +13,10 @@
 # 6. Images the decoder would misread are refused, naming the image and why.
 # 7. Stopped by a signal while a reader is slow, it stops between lines, never inside one; a
 #    second signal stops it at once.
+# 8. Each detection's class is named: COCO's names (torchvision's list) for a model of 91
+#    classes, "class N" for other models, a labels file's with --labels (with or without the
+#    background's line); a labels file that does not fit the model is an error naming it, and
+#    no image is run.
 set -euo pipefail
 detect=$1
 python=${FRCNN_REF_PYTHON:-/usr/bin/python3}
@@ -126,6 +130,49 @@ status=0
 "$detect" --weights "$out/tiny.pth" "$out/plain.jpg" > /dev/null 2> "$out/stderr.txt" || status=$?
 [ "$status" -eq 1 ] && grep -q "with --arch; they come nearest to model 'tiny' with num_classes 4 (missing: backbone.body.layer1.0.conv1.weight): a damaged or edited checkpoint of it?$" \
 	"$out/stderr.txt" || { echo "FAIL: weights nearly of a known model: status $status:"; cat "$out/stderr.txt"; exit 1; }
+
+# 8. Class names.
+shapes_weights="$(dirname "$0")/../data/shapes-tiny.pth"
+printf 'square\ncircle\ntriangle\n' > "$out/no-background.labels"
+printf 'bg\nbox\nring\nwedge\n' > "$out/with-background.labels"
+"$detect" --arch tiny --seed 1 --score-threshold 0 --threads 2 "$out/plain.jpg" > "$out/coco-names.jsonl"
+"$detect" --arch tiny --seed 1 --num-classes 5 --score-threshold 0 --threads 2 "$out/plain.jpg" > "$out/numbered.jsonl"
+"$detect" --weights "$shapes_weights" --labels "$out/no-background.labels" --score-threshold 0 --threads 2 \
+	"$out/plain.jpg" > "$out/no-background.jsonl"
+"$detect" --weights "$shapes_weights" --labels "$out/with-background.labels" --score-threshold 0 --threads 2 \
+	"$out/plain.jpg" > "$out/with-background.jsonl"
+"$python" - "$out" <<'PY'
+import json, sys
+from torchvision.models.detection import FasterRCNN_ResNet50_FPN_Weights
+out = sys.argv[1]
+coco = FasterRCNN_ResNet50_FPN_Weights.COCO_V1.meta["categories"]
+def detections(name):
+    (line,) = [json.loads(text) for text in open(out + "/" + name)]
+    found = line["detections"]
+    assert found, "%s: no detections to name at threshold 0" % name
+    assert all(list(d) == ["box", "label", "name", "score"] for d in found), found[0]
+    return found
+for d in detections("coco-names.jsonl"):
+    assert d["name"] == coco[d["label"]], d
+for d in detections("numbered.jsonl"):
+    assert 1 <= d["label"] <= 4 and d["name"] == "class %d" % d["label"], d
+for name, names in (("no-background.jsonl", ["__background__", "square", "circle", "triangle"]),
+                    ("with-background.jsonl", ["bg", "box", "ring", "wedge"])):
+    for d in detections(name):
+        assert d["name"] == names[d["label"]], (name, d)
+print("class names: COCO's, numbered, and from labels files with and without the background")
+PY
+printf 'square\ncircle\n' > "$out/short.labels"
+status=0
+"$detect" --weights "$shapes_weights" --labels "$out/short.labels" "$out/plain.jpg" > "$out/short.jsonl" 2> "$out/stderr.txt" ||
+	status=$?
+[ "$status" -eq 1 ] && [ ! -s "$out/short.jsonl" ] &&
+	grep -q "^frcnn-detect: labels file '$out/short.labels' has 2 names but the model has 4 classes: give 4 names (background first) or 3 (without background)$" \
+		"$out/stderr.txt" || { echo "FAIL: a labels file short of a name: status $status:"; cat "$out/stderr.txt" "$out/short.jsonl"; exit 1; }
+status=0
+"$detect" --weights "$shapes_weights" --labels "$out/missing.labels" "$out/plain.jpg" > /dev/null 2> "$out/stderr.txt" || status=$?
+[ "$status" -eq 1 ] && grep -q "^frcnn-detect: cannot open labels file '$out/missing.labels': No such file or directory$" \
+	"$out/stderr.txt" || { echo "FAIL: a missing labels file: status $status:"; cat "$out/stderr.txt"; exit 1; }
 
 # 6. Images the decoder would not read as stored are refused, each in one line naming it: a PPM
 # of maxval 1023 (read near black), a TIFF with an orientation tag (read turned), a TIFF with

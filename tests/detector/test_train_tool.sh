@@ -22,11 +22,12 @@
 #    refused with one line naming the problem.
 # 7. FILE.labels holds the class names, background first: the shapes', a COCO file's by category
 #    id ("N/A" for ids it does not use, "class N" for an id with boxes but no name, line breaks
-#    and tabs made spaces); frcnndetect takes it as its labels and names its detections by it
-#    (where the plugin directory is given).
+#    and tabs made spaces); frcnn-detect --labels and frcnndetect (where the plugin directory is
+#    given) take it and name their detections by it.
 set -euo pipefail
 train=$1
-plugin_dir=${2:-}
+detect=$2
+plugin_dir=${3:-}
 python=${FRCNN_REF_PYTHON:-/usr/bin/python3}
 # Threads that sleep at barriers rather than spin (see docs/performance.md).
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
@@ -425,6 +426,25 @@ expect_error 1 "'$out/coco/fraction.json': annotations[0] (id 1): category id is
 coco_variant 'd["images"][1]["file_name"] = "missing.png"' missing-image
 expect_error 1 "images[1]: cannot read '$out/coco/missing.png'" --coco-json "$out/coco/missing-image.json" --images "$out/coco" --threads 1
 echo "frcnn-train errors: $([ $status -eq 0 ] && echo ok || echo failed)"
+
+# frcnn-detect runs the COCO model with its labels file and names each detection by the file's
+# line of its class (untrained, its scores are low: threshold 0 keeps some).
+rc=0
+"$detect" --weights "$out/coco.pth" --labels "$out/coco.pth.labels" --score-threshold 0 --threads 1 --min-size 128 \
+	--max-size 160 "$out/coco/image0.png" > "$out/coco-detect.jsonl" 2> "$out/err" || rc=$?
+named=$("$python" - "$out/coco-detect.jsonl" "$out/coco.pth.labels" <<'PY' 2>&1
+import json, sys
+names = open(sys.argv[2]).read().split("\n")
+(line,) = [json.loads(text) for text in open(sys.argv[1])]
+found = line["detections"]
+assert found, "no detections"
+wrong = [d for d in found if d["name"] != names[d["label"]]]
+assert not wrong, "named otherwise than the labels file: %s" % wrong[:3]
+print(" ".join(sorted({d["name"] for d in found})))
+PY
+) || rc=1
+[ $rc -eq 0 ] && echo "frcnn-detect with FILE.labels: $named" ||
+	{ echo "FAIL: frcnn-detect with coco.pth.labels: status $rc, $named, $(tail -c 400 "$out/err")"; status=1; }
 
 # frcnndetect runs the COCO model with its labels file (the wrong number of names would be an
 # error) and names its detections by it. Untrained, the model's scores are spread over the

@@ -44,12 +44,13 @@
 #include "frcnn/config.h"
 #include "frcnn/detector.h"
 #include "frcnn/error.h"
+#include "frcnn/labels.h"
 #include "frcnn/model.h"
 #include "frcnn/weights.h"
 
 #include "common.h"
 #include "gst_test_utils.h"
-#include "labels.h"
+#include "class_filters.h"
 #include "meta.h"
 
 /*
@@ -3652,7 +3653,7 @@ struct WatchedElement {
 TEST(FrcnnDetect, WeightsChangeWhilePlaying)
 {
 	const std::vector<Frame> frames = distinct_frames(3);
-	const std::vector<std::string> coco = frcnn::gst::coco_category_names();
+	const std::vector<std::string> coco = frcnn::coco_category_names();
 
 	WatchedElement element(frames[0]);
 	GstHarness *h = element.h.get();
@@ -4511,7 +4512,7 @@ TEST(FrcnnDetect, NewerWeightsWhilePlayingDoNotWaitForADownloadInProgress)
 	gst_test::BufferPtr out = element.push(frames[1]);
 	ASSERT_TRUE(out);
 	expect_meta_equals(out.get(), frames[1].width(), frames[1].height(),
-			   coco_reference().detect({ view_of(frames[1]) }).at(0), frcnn::gst::coco_category_names());
+			   coco_reference().detect({ view_of(frames[1]) }).at(0), frcnn::coco_category_names());
 }
 
 // What an application's synchronous bus handler does with the element when the download's first

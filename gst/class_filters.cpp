@@ -1,17 +1,12 @@
 // SPDX-License-Identifier: BSD-3-Clause
-#include "labels.h"
+#include "class_filters.h"
 
 #include <algorithm>
 #include <cctype>
-#include <cstdlib>
-#include <cerrno>
-#include <cstring>
-#include <fstream>
 #include <sstream>
 
 #include <glib.h>
 
-#include "frcnn/detail/regular_file.h"
 #include "frcnn/error.h"
 
 namespace frcnn::gst {
@@ -53,29 +48,6 @@ std::vector<std::string> comma_entries(const std::string &spec)
 
 } // namespace
 
-const std::vector<std::string> &coco_category_names()
-{
-	static const std::vector<std::string> names{
-		"__background__", "person", "bicycle", "car", "motorcycle", "airplane",
-		"bus", "train", "truck", "boat", "traffic light", "fire hydrant",
-		"N/A", "stop sign", "parking meter", "bench", "bird", "cat",
-		"dog", "horse", "sheep", "cow", "elephant", "bear",
-		"zebra", "giraffe", "N/A", "backpack", "umbrella", "N/A",
-		"N/A", "handbag", "tie", "suitcase", "frisbee", "skis",
-		"snowboard", "sports ball", "kite", "baseball bat", "baseball glove", "skateboard",
-		"surfboard", "tennis racket", "bottle", "N/A", "wine glass", "cup",
-		"fork", "knife", "spoon", "bowl", "banana", "apple",
-		"sandwich", "orange", "broccoli", "carrot", "hot dog", "pizza",
-		"donut", "cake", "chair", "couch", "potted plant", "bed",
-		"N/A", "dining table", "N/A", "N/A", "toilet", "N/A",
-		"tv", "laptop", "mouse", "remote", "keyboard", "cell phone",
-		"microwave", "oven", "toaster", "sink", "refrigerator", "N/A",
-		"book", "clock", "vase", "scissors", "teddy bear", "hair drier",
-		"toothbrush",
-	};
-	return names;
-}
-
 bool NoCaseLess::operator()(const std::string &a, const std::string &b) const
 {
 	return std::lexicographical_compare(a.begin(), a.end(), b.begin(), b.end(), [](char x, char y) {
@@ -87,77 +59,6 @@ ObjectClasses parse_object_classes(const std::string &spec)
 {
 	const std::vector<std::string> entries = comma_entries(spec);
 	return ObjectClasses(entries.begin(), entries.end());
-}
-
-std::string label_name(const std::vector<std::string> &labels, int64_t id)
-{
-	if (id >= 0 && static_cast<std::size_t>(id) < labels.size())
-		return labels[id];
-	return "class " + std::to_string(id);
-}
-
-std::vector<std::string> default_labels(int num_classes)
-{
-	if (num_classes == static_cast<int>(coco_category_names().size()))
-		return coco_category_names();
-
-	std::vector<std::string> labels;
-	for (int id = 0; id < num_classes; id++)
-		labels.push_back(id == 0 ? "__background__" : "class " + std::to_string(id));
-	return labels;
-}
-
-std::vector<std::string> read_labels_file(const std::string &path, int num_classes)
-{
-	/* The element's message says what to give instead. */
-	frcnn::detail::require_regular_file(path, "labels file");
-	std::ifstream file(path);
-	if (!file)
-		throw Error("cannot open labels file '" + path + "': " + std::strerror(errno));
-
-	std::vector<std::string> lines;
-	std::string line;
-	while (std::getline(file, line)) {
-		/* A byte order mark (Windows editors write one to UTF-8 files) is no part of the
-		 * first name. */
-		static const std::string byte_order_mark = "\xef\xbb\xbf";
-		if (lines.empty() && line.compare(0, byte_order_mark.size(), byte_order_mark) == 0)
-			line.erase(0, byte_order_mark.size());
-		/* Names go into metadata, JSON and the overlay's text, all UTF-8 (and C strings). */
-		if (line.find('\0') != std::string::npos)
-			throw Error("labels file '" + path + "' holds a NUL byte (line " + std::to_string(lines.size() + 1) +
-				    "): it is no text file; give one name a line, in UTF-8");
-		if (!g_utf8_validate(line.data(), static_cast<gssize>(line.size()), nullptr))
-			throw Error("labels file '" + path + "' is not UTF-8 text (line " +
-				    std::to_string(lines.size() + 1) + "): save it as UTF-8");
-		lines.push_back(trim(line));
-	}
-	if (file.bad())
-		throw Error("cannot read labels file '" + path + "'");
-	while (!lines.empty() && lines.back().empty())
-		lines.pop_back();
-
-	const int count = static_cast<int>(lines.size());
-	if (count == num_classes || count == num_classes - 1) {
-		/* An empty line amid the names would shift every name after it by one class, or
-		 * make the count fit with a name missing: refused, naming the line (the background's
-		 * line may be empty: its name is never shown). */
-		const int first_class_line = count == num_classes ? 1 : 0;
-		for (int i = first_class_line; i < count; i++)
-			if (lines[i].empty())
-				throw Error("line " + std::to_string(i + 1) + " of labels file '" + path +
-					    "' is empty: every class needs a name (e.g. N/A for a class the "
-					    "model does not use)");
-		if (count == num_classes - 1)
-			lines.insert(lines.begin(), "__background__");
-		return lines;
-	}
-
-	std::ostringstream msg;
-	msg << "labels file '" << path << "' has " << count << " names but the model has "
-	    << num_classes << " classes: give " << num_classes
-	    << " names (background first) or " << num_classes - 1 << " (without background)";
-	throw Error(msg.str());
 }
 
 /* Class 0 is the background, which the model never detects: a filter of it would keep nothing

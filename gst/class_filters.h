@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: BSD-3-Clause
-// Class names for the element: the COCO names torchvision's detectors use, labels files and the
-// `classes` filter. No GStreamer in here, so the rules can be tested on their own.
+// The element's class filters: `classes`, `class-thresholds` and `object-class`, over the names
+// of frcnn/labels.h. No GStreamer in here, so the rules can be tested on their own.
 #pragma once
 
 #include <cstdint>
@@ -9,21 +9,9 @@
 #include <string>
 #include <vector>
 
+#include "frcnn/labels.h"
+
 namespace frcnn::gst {
-
-// torchvision's 91 COCO category names, index = label id, "__background__" at 0 and "N/A" for
-// the ids COCO left unused.
-const std::vector<std::string> &coco_category_names();
-
-// The names used when no labels file is given: the COCO names for a 91-class model, otherwise
-// "class N" for every id N.
-std::vector<std::string> default_labels(int num_classes);
-
-// Reads a labels file: one name per line, trailing empty lines ignored. The file names every
-// class, background first (num_classes lines), or every class but the background
-// (num_classes - 1 lines, the first line naming label 1). Throws frcnn::Error otherwise or when
-// the file cannot be read.
-std::vector<std::string> read_labels_file(const std::string &path, int num_classes);
 
 // Parses a `classes` value: names or ids separated by commas ("person, car, 3"). Names match
 // labels case-insensitively; a name shared by several ids selects them all. Throws frcnn::Error
@@ -47,8 +35,5 @@ using ObjectClasses = std::set<std::string, NoCaseLess>;
 // ASCII case, as `classes`) separated by commas ("car, traffic light"). An empty value gives an
 // empty set (every type).
 ObjectClasses parse_object_classes(const std::string &spec);
-
-// labels[id] when it exists, else "class <id>".
-std::string label_name(const std::vector<std::string> &labels, int64_t id);
 
 } // namespace frcnn::gst

@@ -1,0 +1,41 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// Class names: the COCO names torchvision's detectors use, a model's names when none are given,
+// and labels files (one name a line, the form frcnndetect's `labels` and frcnn-detect's
+// --labels read and frcnn-train writes).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace frcnn {
+
+// torchvision's 91 COCO category names, index = label id, "__background__" at 0 and "N/A" for
+// the ids COCO left unused.
+const std::vector<std::string> &coco_category_names();
+
+// The name of a class that has none: "class <id>".
+std::string unnamed_class_name(int64_t id);
+
+// The name torchvision gives a class no box is labelled with (COCO's unused ids): "N/A".
+const std::string &unused_class_name();
+
+// The names used when no labels file is given: the COCO names for a 91-class model, otherwise
+// "__background__" and unnamed_class_name() for every other id.
+std::vector<std::string> default_labels(int num_classes);
+
+// labels[id] when it exists, else unnamed_class_name(id).
+std::string label_name(const std::vector<std::string> &labels, int64_t id);
+
+// Reads a labels file: one name per line in UTF-8, spaces at either end and trailing empty lines
+// ignored, a byte order mark too. The file names every class, background first (num_classes
+// lines), or every class but the background (num_classes - 1 lines, the first line naming label
+// 1). Throws frcnn::Error otherwise, for an empty line amid the names, for a file that is no
+// UTF-8 text, a folder, a device or a pipe, or one that cannot be read.
+std::vector<std::string> read_labels_file(const std::string &path, int num_classes);
+
+// A name as one line of a labels file, read back as it is: line breaks, tabs and other control
+// characters made spaces, no spaces at either end.
+std::string labels_file_line(const std::string &name);
+
+} // namespace frcnn

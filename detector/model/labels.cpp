@@ -1,0 +1,154 @@
+// SPDX-License-Identifier: BSD-3-Clause
+#include "frcnn/labels.h"
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "frcnn/detail/regular_file.h"
+#include "frcnn/error.h"
+
+namespace frcnn {
+
+namespace {
+
+std::string trim(const std::string &text, const char *space)
+{
+	const std::size_t begin = text.find_first_not_of(space);
+	if (begin == std::string::npos)
+		return {};
+	const std::size_t end = text.find_last_not_of(space);
+	return text.substr(begin, end - begin + 1);
+}
+
+// Whether `text` is well-formed UTF-8 (no overlong forms, surrogates or code points past
+// U+10FFFF): nlohmann-json's strict serialisation checks exactly that.
+bool is_utf8(const std::string &text)
+{
+	try {
+		(void)nlohmann::json(text).dump(-1, ' ', false, nlohmann::json::error_handler_t::strict);
+		return true;
+	} catch (const nlohmann::json::type_error &) {
+		return false;
+	}
+}
+
+} // namespace
+
+const std::vector<std::string> &coco_category_names()
+{
+	static const std::vector<std::string> names{
+		"__background__", "person", "bicycle", "car", "motorcycle", "airplane",
+		"bus", "train", "truck", "boat", "traffic light", "fire hydrant",
+		"N/A", "stop sign", "parking meter", "bench", "bird", "cat",
+		"dog", "horse", "sheep", "cow", "elephant", "bear",
+		"zebra", "giraffe", "N/A", "backpack", "umbrella", "N/A",
+		"N/A", "handbag", "tie", "suitcase", "frisbee", "skis",
+		"snowboard", "sports ball", "kite", "baseball bat", "baseball glove", "skateboard",
+		"surfboard", "tennis racket", "bottle", "N/A", "wine glass", "cup",
+		"fork", "knife", "spoon", "bowl", "banana", "apple",
+		"sandwich", "orange", "broccoli", "carrot", "hot dog", "pizza",
+		"donut", "cake", "chair", "couch", "potted plant", "bed",
+		"N/A", "dining table", "N/A", "N/A", "toilet", "N/A",
+		"tv", "laptop", "mouse", "remote", "keyboard", "cell phone",
+		"microwave", "oven", "toaster", "sink", "refrigerator", "N/A",
+		"book", "clock", "vase", "scissors", "teddy bear", "hair drier",
+		"toothbrush",
+	};
+	return names;
+}
+
+std::string unnamed_class_name(int64_t id)
+{
+	return "class " + std::to_string(id);
+}
+
+const std::string &unused_class_name()
+{
+	static const std::string name = "N/A";
+	return name;
+}
+
+std::string label_name(const std::vector<std::string> &labels, int64_t id)
+{
+	if (id >= 0 && static_cast<std::size_t>(id) < labels.size())
+		return labels[id];
+	return unnamed_class_name(id);
+}
+
+std::vector<std::string> default_labels(int num_classes)
+{
+	if (num_classes == static_cast<int>(coco_category_names().size()))
+		return coco_category_names();
+
+	std::vector<std::string> labels;
+	for (int id = 0; id < num_classes; id++)
+		labels.push_back(id == 0 ? coco_category_names()[0] : unnamed_class_name(id));
+	return labels;
+}
+
+std::vector<std::string> read_labels_file(const std::string &path, int num_classes)
+{
+	/* The caller's message says what to give instead. */
+	detail::require_regular_file(path, "labels file");
+	std::ifstream file(path);
+	if (!file)
+		throw Error("cannot open labels file '" + path + "': " + std::strerror(errno));
+
+	std::vector<std::string> lines;
+	std::string line;
+	while (std::getline(file, line)) {
+		/* A byte order mark (Windows editors write one to UTF-8 files) is no part of the
+		 * first name. */
+		static const std::string byte_order_mark = "\xef\xbb\xbf";
+		if (lines.empty() && line.compare(0, byte_order_mark.size(), byte_order_mark) == 0)
+			line.erase(0, byte_order_mark.size());
+		/* Names go into metadata, JSON and the overlay's text, all UTF-8 (and C strings). */
+		if (line.find('\0') != std::string::npos)
+			throw Error("labels file '" + path + "' holds a NUL byte (line " + std::to_string(lines.size() + 1) +
+				    "): it is no text file; give one name a line, in UTF-8");
+		if (!is_utf8(line))
+			throw Error("labels file '" + path + "' is not UTF-8 text (line " +
+				    std::to_string(lines.size() + 1) + "): save it as UTF-8");
+		lines.push_back(trim(line, " \t\r\n"));
+	}
+	if (file.bad())
+		throw Error("cannot read labels file '" + path + "'");
+	while (!lines.empty() && lines.back().empty())
+		lines.pop_back();
+
+	const int count = static_cast<int>(lines.size());
+	if (count == num_classes || count == num_classes - 1) {
+		/* An empty line amid the names would shift every name after it by one class, or
+		 * make the count fit with a name missing: refused, naming the line (the background's
+		 * line may be empty: its name is never shown). */
+		const int first_class_line = count == num_classes ? 1 : 0;
+		for (int i = first_class_line; i < count; i++)
+			if (lines[i].empty())
+				throw Error("line " + std::to_string(i + 1) + " of labels file '" + path +
+					    "' is empty: every class needs a name (e.g. " + unused_class_name() +
+					    " for a class the model does not use)");
+		if (count == num_classes - 1)
+			lines.insert(lines.begin(), coco_category_names()[0]);
+		return lines;
+	}
+
+	std::ostringstream msg;
+	msg << "labels file '" << path << "' has " << count << " names but the model has "
+	    << num_classes << " classes: give " << num_classes
+	    << " names (background first) or " << num_classes - 1 << " (without background)";
+	throw Error(msg.str());
+}
+
+std::string labels_file_line(const std::string &name)
+{
+	std::string line;
+	for (const char c : name)
+		line += (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) ? ' ' : c;
+	return trim(line, " ");
+}
+
+} // namespace frcnn

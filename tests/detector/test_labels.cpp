@@ -1,0 +1,140 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// Class names: the built-in COCO list against torchvision's, the names a model gets without a
+// labels file, labels files, and the lines frcnn-train writes for them.
+
+#include <cstdio>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include "common.h"
+#include "frcnn/error.h"
+#include "frcnn/labels.h"
+
+namespace {
+
+using frcnn::read_labels_file;
+using frcnn::test::error_of;
+
+class LabelsFile : public ::testing::Test {
+protected:
+	std::string write_file(const std::string &name, const std::string &text)
+	{
+		const std::string path = (dir_.path / name).string();
+		std::ofstream(path, std::ios::binary) << text;
+		return path;
+	}
+	std::string path_of(const std::string &name) const { return (dir_.path / name).string(); }
+
+private:
+	frcnn::test::TempDir dir_{ "frcnn-labels" };
+};
+
+TEST(Labels, CocoNamesAreTorchvisions)
+{
+	const char *fixtures = std::getenv("FRCNN_FIXTURES");
+	ASSERT_NE(fixtures, nullptr);
+	std::ifstream file(std::string(fixtures) + "/coco_names.txt");
+	ASSERT_TRUE(file) << "torchvision's names were not written";
+	std::vector<std::string> torchvision;
+	for (std::string line; std::getline(file, line);)
+		torchvision.push_back(line);
+	ASSERT_EQ(torchvision.size(), 91u);
+	EXPECT_EQ(frcnn::coco_category_names(), torchvision);
+	EXPECT_EQ(torchvision.at(12), frcnn::unused_class_name()) << "torchvision's name for an unused id";
+}
+
+TEST(Labels, Defaults)
+{
+	EXPECT_EQ(frcnn::default_labels(91), frcnn::coco_category_names());
+	EXPECT_EQ(frcnn::default_labels(3), (std::vector<std::string>{ "__background__", "class 1", "class 2" }));
+	EXPECT_EQ(frcnn::label_name({ "bg", "cat" }, 1), "cat");
+	EXPECT_EQ(frcnn::label_name({ "bg", "cat" }, 5), "class 5");
+	EXPECT_EQ(frcnn::label_name({ "bg", "cat" }, -1), "class -1");
+}
+
+TEST_F(LabelsFile, WithOrWithoutBackground)
+{
+	const std::string with = write_file("with.txt", "background\r\ncat\n dog \n\n\n");
+	EXPECT_EQ(read_labels_file(with, 3), (std::vector<std::string>{ "background", "cat", "dog" }));
+	EXPECT_EQ(read_labels_file(with, 4), (std::vector<std::string>{ "__background__", "background", "cat", "dog" }));
+	EXPECT_NE(error_of([&] { read_labels_file(with, 9); })
+			  .find("has 3 names but the model has 9 classes: give 9 names (background first) or 8 "
+				"(without background)"),
+		  std::string::npos);
+	const std::string missing = path_of("missing.txt");
+	EXPECT_EQ(error_of([&] { read_labels_file(missing, 3); }),
+		  "cannot open labels file '" + missing + "': No such file or directory");
+}
+
+// A byte order mark is not part of the first name; an empty line amid the names is refused, as it
+// would shift the names after it.
+TEST_F(LabelsFile, AByteOrderMarkAndEmptyLines)
+{
+	EXPECT_EQ(read_labels_file(write_file("bom.labels", "\xef\xbb\xbfsquare\ncircle\ntriangle\n"), 4),
+		  (std::vector<std::string>{ "__background__", "square", "circle", "triangle" }));
+	EXPECT_EQ(read_labels_file(write_file("empty-background.labels", "\nsquare\ncircle\n"), 3),
+		  (std::vector<std::string>{ "", "square", "circle" }));
+	const std::string gap = write_file("gap.labels", "square\n\ncircle\ntriangle\n");
+	for (int num_classes : { 4, 5 }) {
+		const std::string error = error_of([&] { read_labels_file(gap, num_classes); });
+		EXPECT_NE(error.find("line 2 of labels file"), std::string::npos) << num_classes << ": " << error;
+		EXPECT_NE(error.find("is empty: every class needs a name (e.g. N/A"), std::string::npos) << error;
+	}
+}
+
+// Names go into metadata, JSON lines and the overlay's text, all UTF-8: a file in another
+// encoding (Latin-1) is refused, naming the line, as are UTF-8's malformed forms.
+TEST_F(LabelsFile, AFileThatIsNotUtf8IsRefused)
+{
+	const std::string latin1 = write_file("latin1.labels", "voiture\ncarr\xe9\ncercle\n");
+	EXPECT_NE(error_of([&] { read_labels_file(latin1, 4); }).find("is not UTF-8 text (line 2)"), std::string::npos);
+	EXPECT_EQ(read_labels_file(write_file("utf8.labels", "voiture\ncarr\xc3\xa9\ncercle\n"), 4).at(2), "carr\xc3\xa9");
+	/* Four-byte forms (an emoji) are UTF-8; an overlong '/', a UTF-16 surrogate and a code point
+	 * past U+10FFFF are not. */
+	EXPECT_EQ(read_labels_file(write_file("emoji.labels", "\xf0\x9f\x9a\x97\ncircle\n"), 3).at(1), "\xf0\x9f\x9a\x97");
+	for (const std::string bad : { "\xc0\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80" }) {
+		const std::string path = write_file("malformed.labels", "square\ncircle\n" + bad + "\n");
+		EXPECT_NE(error_of([&] { read_labels_file(path, 4); }).find("is not UTF-8 text (line 3)"),
+			  std::string::npos);
+	}
+	/* A NUL byte (UTF-16 text, a binary file) is said to be one. */
+	const std::string with_nul = write_file("nul.labels", std::string("voiture\nca\0r\ncercle\n", 20));
+	EXPECT_NE(error_of([&] { read_labels_file(with_nul, 4); }).find("holds a NUL byte (line 2)"), std::string::npos);
+}
+
+// A folder, a device or a pipe is refused before it is opened: /dev/zero was read without end, a
+// FIFO waited for a writer (the element's start hung).
+TEST_F(LabelsFile, AFolderADeviceOrAPipeIsRefused)
+{
+	const std::string fifo = path_of("fifo.labels");
+	ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+	for (const std::string &path : { std::string("/dev/zero"), fifo })
+		EXPECT_NE(error_of([&] { read_labels_file(path, 4); })
+				  .find("labels file '" + path + "' is not a regular file"),
+			  std::string::npos)
+			<< path;
+	const std::string folder = path_of("");
+	EXPECT_NE(error_of([&] { read_labels_file(folder, 4); }).find("labels file '" + folder + "' is a folder"),
+		  std::string::npos);
+}
+
+// A name as frcnn-train writes it is one line, read back as the same name.
+TEST_F(LabelsFile, ALineOfANameReadsBackAsTheName)
+{
+	EXPECT_EQ(frcnn::labels_file_line("traffic light"), "traffic light");
+	EXPECT_EQ(frcnn::labels_file_line(" green\tbox\r\n"), "green box");
+	EXPECT_EQ(frcnn::labels_file_line("\x7f\x01"), "");
+	EXPECT_EQ(frcnn::labels_file_line("carr\xc3\xa9"), "carr\xc3\xa9");
+	const std::vector<std::string> names{ "__background__", "two\nlines", "\ttabbed ", "N/A", "x" };
+	std::string text;
+	for (const std::string &name : names)
+		text += frcnn::labels_file_line(name) + "\n";
+	EXPECT_EQ(read_labels_file(write_file("written.labels", text), (int)names.size()),
+		  (std::vector<std::string>{ "__background__", "two lines", "tabbed", "N/A", "x" }));
+}
+
+} // namespace
