@@ -92,6 +92,15 @@ struct TempDir {
 	std::filesystem::path path;
 };
 
+// The test program's own folder under the system's temporary folder, removed with what its tests
+// wrote there when the program exits: test programs that run at once never share a file, and
+// none is left behind.
+inline std::string program_temp_dir()
+{
+	static const TempDir dir;
+	return dir.path.string() + "/";
+}
+
 // Runs a shell command: its exit status (-1 when it did not exit) and what it printed on
 // standard output and standard error.
 inline std::pair<int, std::string> run_command(const std::string &command)

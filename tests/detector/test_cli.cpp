@@ -23,7 +23,7 @@ namespace {
 
 std::string write_file(const std::string &name, const std::string &bytes)
 {
-	const std::string path = ::testing::TempDir() + "frcnn-cli-" + name;
+	const std::string path = frcnn::test::program_temp_dir() + name;
 	std::ofstream(path, std::ios::binary) << bytes;
 	return path;
 }
@@ -57,7 +57,7 @@ TEST(ReadPpm, SaysWhatIsWrong)
 {
 	using frcnn::cli::read_ppm;
 	const std::string hint = "this build reads binary PPM (P6) images only";
-	expect_error([&] { read_ppm(::testing::TempDir() + "frcnn-cli-missing.ppm", hint); }, "cannot open");
+	expect_error([&] { read_ppm(frcnn::test::program_temp_dir() + "missing.ppm", hint); }, "cannot open");
 	expect_error([&] { read_ppm(write_file("png.ppm", "\x89PNG\r\n\x1a\n"), hint); }, hint);
 	expect_error([&] { read_ppm(write_file("ascii.ppm", "P3\n1 1\n255\n0 0 0\n"), hint); }, hint);
 	expect_error([&] { read_ppm(write_file("header.ppm", "P6\n3 x\n255\n"), hint); }, "bad header");
@@ -149,7 +149,7 @@ TEST(ModelOptions, APresetsFileByPathRunsAsThePreset)
 	for (const std::string name : { "coco", "coco-mobilenet-320" }) {
 		SCOPED_TRACE(name);
 		const frcnn::WeightsPreset preset = *frcnn::find_weights_preset(name);
-		const std::string path = ::testing::TempDir() + preset.url.substr(preset.url.rfind('/') + 1);
+		const std::string path = frcnn::test::program_temp_dir() + preset.url.substr(preset.url.rfind('/') + 1);
 		std::ofstream(path, std::ios::binary) << "not read";
 		frcnn::cli::ModelOptions options;
 		options.weights = path;
@@ -169,7 +169,7 @@ TEST(ModelOptions, APresetsFileByPathRunsAsThePreset)
 // is not.
 TEST(ModelOptions, ADamagedFileOfTheDownloadCacheSaysSo)
 {
-	const std::string home = ::testing::TempDir() + "frcnn-cli-torch-home";
+	const std::string home = frcnn::test::program_temp_dir() + "torch-home";
 	const frcnn::WeightsPreset preset = *frcnn::find_weights_preset("coco-mobilenet-320");
 	const std::string file = preset.url.substr(preset.url.rfind('/') + 1);
 	std::filesystem::create_directories(home + "/hub/checkpoints");

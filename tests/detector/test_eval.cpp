@@ -386,7 +386,7 @@ TEST(Eval, AreaRanges)
 
 std::string temp_file(const std::string &name, const std::string &text)
 {
-	const std::string path = ::testing::TempDir() + "frcnn_eval_" + name;
+	const std::string path = frcnn::test::program_temp_dir() + name;
 	std::ofstream(path) << text;
 	return path;
 }
@@ -666,7 +666,7 @@ TEST(EvalFiles, ClearErrors)
 	 * from), are errors, not an AP of 0 or "n/a". */
 	expect_error(one, "", "err_det.jsonl: no lines of detections");
 	expect_error("\n", one, "err_gt.jsonl: no frames or images in the ground truth");
-	const std::string folder = ::testing::TempDir();
+	const std::string folder = frcnn::test::program_temp_dir();
 	try {
 		frcnn::load_ground_truth(folder);
 		ADD_FAILURE() << "a folder was read as ground truth";
