@@ -2022,7 +2022,7 @@ static std::optional<ModelSetup> gst_frcnn_detect_setup_model(GstFrcnnDetect *se
 				       "element's filter is of; set it to names of theirs (or empty) and "
 				       "'weights' again";
 	try {
-		setup.class_filter = frcnn::gst::parse_classes(settings.classes, setup.labels);
+		setup.class_filter = frcnn::parse_classes(settings.classes, setup.labels);
 	} catch (const std::exception &e) {
 		if (same_labels) {
 			GST_FRCNN_DETECT_PROBLEM(self, true, RESOURCE, SETTINGS,
@@ -2039,7 +2039,7 @@ static std::optional<ModelSetup> gst_frcnn_detect_setup_model(GstFrcnnDetect *se
 		}
 	}
 	try {
-		setup.class_thresholds = frcnn::gst::parse_class_thresholds(settings.class_thresholds, setup.labels);
+		setup.class_thresholds = frcnn::parse_class_thresholds(settings.class_thresholds, setup.labels);
 	} catch (const std::exception &e) {
 		if (same_labels) {
 			GST_FRCNN_DETECT_PROBLEM(self, true, RESOURCE, SETTINGS,
@@ -2558,12 +2558,12 @@ static frcnn::gst::RunSettings gst_frcnn_detect_update_settings(GstFrcnnDetect *
 	 * them: the set-up parses the filter against its own labels. */
 	const bool labels_coming = state->reload.valid();
 	wanted.classes = gst_frcnn_detect_take_filter(self, wanted.classes, state->applied.classes, labels_coming,
-						      state->class_filter, frcnn::gst::parse_classes, "classes",
+						      state->class_filter, frcnn::parse_classes, "classes",
 						      "filter");
 	wanted.class_thresholds = gst_frcnn_detect_take_filter(self, wanted.class_thresholds,
 							       state->applied.class_thresholds, labels_coming,
 							       state->class_thresholds,
-							       frcnn::gst::parse_class_thresholds,
+							       frcnn::parse_class_thresholds,
 							       "class-thresholds", "ones");
 	state->applied = wanted;
 	/* The warnings above (and apply_threads') went to the bus. */

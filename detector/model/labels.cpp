@@ -1,9 +1,12 @@
 // SPDX-License-Identifier: BSD-3-Clause
 #include "frcnn/labels.h"
 
+#include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <locale>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -34,6 +37,34 @@ bool is_utf8(const std::string &text)
 	} catch (const nlohmann::json::type_error &) {
 		return false;
 	}
+}
+
+bool equal_nocase(const std::string &a, const std::string &b)
+{
+	return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+		       return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
+	       });
+}
+
+// Class 0 is the background, which the model never detects: a filter of it would keep nothing
+// (ids counted from 0, as other detectors count them, are one off here).
+Error background_error(const std::string &entry, const std::vector<std::string> &labels)
+{
+	return Error("class '" + entry + "' is the background (id 0), which the model does not detect: its classes " +
+		     "are ids 1.." + std::to_string(labels.size() - 1) +
+		     (labels.size() > 1 ? " (1 is '" + labels[1] + "')" : std::string()));
+}
+
+// A score from 0 to 1 as written in a list, a dot its decimal point whatever the locale (a comma
+// separates the entries); -1 for anything else.
+double score_of(const std::string &number)
+{
+	std::istringstream stream(number);
+	stream.imbue(std::locale::classic());
+	double score = -1;
+	if (!(stream >> score) || stream.peek() != std::char_traits<char>::eof() || !(score >= 0 && score <= 1))
+		return -1;
+	return score;
 }
 
 } // namespace
@@ -149,6 +180,78 @@ std::string labels_file_line(const std::string &name)
 	for (const char c : name)
 		line += (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) ? ' ' : c;
 	return trim(line, " ");
+}
+
+std::vector<std::string> comma_separated(const std::string &list)
+{
+	std::vector<std::string> entries;
+	std::istringstream stream(list);
+	std::string entry;
+	while (std::getline(stream, entry, ',')) {
+		entry = trim(entry, " \t\r\n");
+		if (!entry.empty())
+			entries.push_back(entry);
+	}
+	return entries;
+}
+
+std::set<int64_t> parse_classes(const std::string &list, const std::vector<std::string> &labels)
+{
+	std::set<int64_t> ids;
+	for (const std::string &entry : comma_separated(list)) {
+		if (std::all_of(entry.begin(), entry.end(), [](char c) { return std::isdigit(static_cast<unsigned char>(c)); })) {
+			int64_t id = -1;
+			try {
+				id = std::stoll(entry);
+			} catch (const std::out_of_range &) {
+			}
+			if (id < 0 || id >= static_cast<int64_t>(labels.size()))
+				throw Error("class id " + entry + " is out of range: the model has " +
+					    std::to_string(labels.size()) + " classes (0.." +
+					    std::to_string(labels.size() - 1) + ")");
+			if (id == 0)
+				throw background_error(entry, labels);
+			ids.insert(id);
+			continue;
+		}
+
+		bool found = false, background = false;
+		for (std::size_t id = 0; id < labels.size(); id++) {
+			if (!equal_nocase(labels[id], entry))
+				continue;
+			if (id == 0) {
+				background = true;
+				continue;
+			}
+			ids.insert(static_cast<int64_t>(id));
+			found = true;
+		}
+		if (!found && background)
+			throw background_error(entry, labels);
+		if (!found)
+			throw Error("unknown class '" + entry + "': use a name from the labels or a class id");
+	}
+	return ids;
+}
+
+std::map<int64_t, double> parse_class_thresholds(const std::string &list, const std::vector<std::string> &labels)
+{
+	std::map<int64_t, double> thresholds;
+	for (const std::string &entry : comma_separated(list)) {
+		const std::size_t equals = entry.rfind('=');
+		if (equals == std::string::npos)
+			throw Error("'" + entry + "' is not class=score");
+		const std::string name = trim(entry.substr(0, equals), " \t\r\n");
+		const std::string number = trim(entry.substr(equals + 1), " \t\r\n");
+		if (name.empty())
+			throw Error("'" + entry + "' names no class");
+		const double score = score_of(number);
+		if (score < 0)
+			throw Error("the score of '" + entry + "' is not a number from 0 to 1");
+		for (int64_t id : parse_classes(name, labels))
+			thresholds[id] = score;
+	}
+	return thresholds;
 }
 
 } // namespace frcnn

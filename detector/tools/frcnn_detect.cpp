@@ -6,7 +6,10 @@
 #include <algorithm>
 #include <cstdio>
 #include <iostream>
+#include <limits>
+#include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -49,6 +52,11 @@ void usage(FILE *out)
 		     "Options:\n%s"
 		     "  --labels FILE          the class names, one a line, background first or left out\n"
 		     "                         (frcnn-train writes CHECKPOINT.labels; frcnndetect's labels)\n"
+		     "  --classes LIST         keep only these classes: names or ids separated by commas\n"
+		     "                         (\"person, car, 3\"; names regardless of case)\n"
+		     "  --class-thresholds LIST  score thresholds of single classes, class=score separated\n"
+		     "                         by commas (\"person=0.7, car=0.3\"); the other classes keep\n"
+		     "                         --score-threshold\n"
 		     "  --pixel-aspect-ratio N:D  the shape of the images' pixels, width:height (default\n"
 		     "                         1:1): images of pixels that are not square, such as frames\n"
 		     "                         of anamorphic video (720x576 at 64:45 shows as 1024x576), are\n"
@@ -92,7 +100,7 @@ int main(int argc, char **argv)
 #endif
 	frcnn::cli::ModelOptions options;
 	frcnn::PixelAspectRatio pixel_aspect_ratio;
-	std::string labels_path;
+	std::string labels_path, classes_list, class_thresholds_list;
 	std::vector<std::string> images;
 	try {
 		for (int i = 1; i < argc; i++) {
@@ -109,6 +117,10 @@ int main(int argc, char **argv)
 				images.push_back(arg.name);
 			else if (arg.name == "--labels")
 				labels_path = arg.value;
+			else if (arg.name == "--classes")
+				classes_list = arg.value;
+			else if (arg.name == "--class-thresholds")
+				class_thresholds_list = arg.value;
 			else if (arg.name == "--pixel-aspect-ratio")
 				pixel_aspect_ratio = parse_pixel_aspect_ratio(arg.name, arg.value);
 			else if (!frcnn::cli::parse_model_option(options, arg.name, arg.value))
@@ -193,6 +205,42 @@ int main(int argc, char **argv)
 		return 1;
 	}
 
+	// The class filters name classes by the labels, so they are read once the model is known.
+	std::set<int64_t> classes;
+	std::map<int64_t, double> class_thresholds;
+	try {
+		classes = frcnn::parse_classes(classes_list, labels);
+	} catch (const frcnn::Error &e) {
+		std::fprintf(stderr, "frcnn-detect: option --classes: %s\n", e.what());
+		return 2;
+	}
+	try {
+		class_thresholds = frcnn::parse_class_thresholds(class_thresholds_list, labels);
+	} catch (const frcnn::Error &e) {
+		std::fprintf(stderr, "frcnn-detect: option --class-thresholds: %s\n", e.what());
+		return 2;
+	}
+	// With a filter, the model keeps every detection above the lowest threshold, and each image
+	// those of the classes above their own threshold, then the best box_detections_per_img (NMS
+	// is by class: a class's detections are those its threshold alone would give).
+	const double score_threshold = detector->config().box_score_thresh;
+	const size_t max_detections = detector->config().box_detections_per_img;
+	const bool filtering = !classes.empty() || !class_thresholds.empty();
+	if (filtering) {
+		double lowest = score_threshold;
+		for (const auto &[label, threshold] : class_thresholds)
+			lowest = std::min(lowest, threshold);
+		detector->set_score_threshold(lowest);
+		detector->set_max_detections(std::numeric_limits<int>::max());
+	}
+	// The model compares its float scores with a threshold in float, and so does this.
+	const auto dropped = [&](const frcnn::Detection &d) {
+		if (!classes.empty() && !classes.count(d.label))
+			return true;
+		const auto own = class_thresholds.find(d.label);
+		return !(d.score > static_cast<float>(own == class_thresholds.end() ? score_threshold : own->second));
+	};
+
 	int status = 0;
 	try {
 		for (const Image &image : calibration_images)
@@ -214,6 +262,12 @@ int main(int argc, char **argv)
 				std::fprintf(stderr, "frcnn-detect: warning: image '%s': %s\n", path.c_str(), image.said.c_str());
 			const auto &frame = image.frame;
 			auto detections = detector->detect({frame})[0];
+			if (filtering) {
+				detections.erase(std::remove_if(detections.begin(), detections.end(), dropped),
+						 detections.end());
+				if (detections.size() > max_detections)
+					detections.resize(max_detections);
+			}
 
 			nlohmann::ordered_json out;
 			out["image"] = path;

@@ -17,6 +17,9 @@
 #    classes, "class N" for other models, a labels file's with --labels (with or without the
 #    background's line); a labels file that does not fit the model is an error naming it, and
 #    no image is run.
+# 9. --classes and --class-thresholds keep the detections the model gives at the lowest threshold
+#    of the classes kept above their own threshold, up to 100 of them (the cap comes after the
+#    filter); a class the labels do not name is an option error.
 set -euo pipefail
 detect=$1
 python=${FRCNN_REF_PYTHON:-/usr/bin/python3}
@@ -173,6 +176,76 @@ status=0
 "$detect" --weights "$shapes_weights" --labels "$out/missing.labels" "$out/plain.jpg" > /dev/null 2> "$out/stderr.txt" || status=$?
 [ "$status" -eq 1 ] && grep -q "^frcnn-detect: cannot open labels file '$out/missing.labels': No such file or directory$" \
 	"$out/stderr.txt" || { echo "FAIL: a missing labels file: status $status:"; cat "$out/stderr.txt"; exit 1; }
+
+# 9. Class filters, checked against the unfiltered detections at threshold 0 (the best 100 of
+# them): a threshold above the lowest of those keeps only detections among them.
+# Seed 4: untrained weights whose detections on the image are of several classes.
+seeded=(--arch tiny --seed 4 --threads 2 "$out/plain.jpg")
+"$detect" --score-threshold 0 "${seeded[@]}" > "$out/unfiltered.jsonl"
+read -r kept_name kept_id global_threshold class_threshold < <("$python" - "$out/unfiltered.jsonl" <<'PY'
+import json, sys
+import collections
+(line,) = [json.loads(text) for text in open(sys.argv[1])]
+found = line["detections"]
+assert len(found) == 100, "the seeded model gave %d detections at threshold 0, not its cap of 100" % len(found)
+# The two classes of most detections, the first given by name (not N/A, COCO's name of several
+# ids), the second by id.
+counts = collections.Counter(d["label"] for d in found if d["name"] != "N/A")
+assert len(counts) >= 2, "the seeded model's detections are of one class: %s" % counts
+(first_label, _), (second_label, _) = counts.most_common(2)
+first = next(d for d in found if d["label"] == first_label)
+# Midpoints between neighbouring scores: a quarter of the detections, and three quarters.
+scores = [d["score"] for d in found]
+print(first["name"].replace(" ", "_"), second_label, (scores[24] + scores[25]) / 2, (scores[74] + scores[75]) / 2)
+PY
+)
+kept_name=${kept_name//_/ }
+"$detect" --score-threshold 0 --classes "$kept_name, $kept_id" "${seeded[@]}" > "$out/classes.jsonl"
+"$detect" --score-threshold "$global_threshold" --class-thresholds "$kept_name=$class_threshold" "${seeded[@]}" \
+	> "$out/class-thresholds.jsonl"
+"$detect" --score-threshold "$global_threshold" --classes "$kept_id" --class-thresholds "$kept_id=$class_threshold" \
+	"${seeded[@]}" > "$out/both.jsonl"
+"$python" - "$out" "$kept_name" "$kept_id" "$global_threshold" "$class_threshold" <<'PY'
+import json, sys
+import numpy as np
+out, name, other, high, low = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5])
+def detections(file):
+    (line,) = [json.loads(text) for text in open(out + "/" + file)]
+    return line["detections"]
+unfiltered = detections("unfiltered.jsonl")
+(label,) = {d["label"] for d in unfiltered if d["name"] == name}
+above = lambda d, threshold: np.float32(d["score"]) > np.float32(threshold)  # the model's comparison
+# --classes at threshold 0: the two classes' detections, best first; those among the unfiltered
+# first, then more of them that the cap of 100 had left out.
+classes = detections("classes.jsonl")
+ours = [d for d in unfiltered if d["label"] in (label, other)]
+assert {d["label"] for d in classes} <= {label, other}, "--classes kept other classes"
+assert classes[:len(ours)] == ours, "--classes: not the unfiltered detections of the classes"
+assert len(ours) < len(classes) <= 100, \
+    "--classes: %d detections, %d of them unfiltered: the cap came before the filter" % (len(classes), len(ours))
+# --class-thresholds: the class above its own (lower) threshold, the others above --score-threshold.
+expected = [d for d in unfiltered if above(d, low if d["label"] == label else high)]
+assert detections("class-thresholds.jsonl") == expected, "--class-thresholds: not the expected detections"
+assert any(d["label"] == label and not above(d, high) for d in expected), "no detection below --score-threshold kept"
+# Both: one class, above its own threshold.
+expected = [d for d in unfiltered if d["label"] == other and above(d, low)]
+assert detections("both.jsonl") == expected, "--classes with --class-thresholds: not the expected detections"
+print("class filters: %d of classes '%s' and %d (%d unfiltered), %d with a class threshold" %
+      (len(classes), name, other, len(ours), len(detections("class-thresholds.jsonl"))))
+PY
+expect_filter_error() {
+	local message=$1
+	shift
+	local status=0
+	"$detect" "$@" "${seeded[@]}" > "$out/filter-error.jsonl" 2> "$out/stderr.txt" || status=$?
+	[ "$status" -eq 2 ] && [ ! -s "$out/filter-error.jsonl" ] && grep -qxF "frcnn-detect: $message" "$out/stderr.txt" ||
+		{ echo "FAIL: '$*': status $status, not 2 and '$message':"; cat "$out/stderr.txt"; exit 1; }
+}
+expect_filter_error "option --classes: unknown class 'unicorn': use a name from the labels or a class id" --classes "person, unicorn"
+expect_filter_error "option --classes: class id 91 is out of range: the model has 91 classes (0..90)" --classes 91
+expect_filter_error "option --class-thresholds: the score of 'person=1.5' is not a number from 0 to 1" --class-thresholds person=1.5
+expect_filter_error "option --classes: unknown class 'person': use a name from the labels or a class id" \
+	--num-classes 4 --labels "$out/with-background.labels" --classes person
 
 # 6. Images the decoder would not read as stored are refused, each in one line naming it: a PPM
 # of maxval 1023 (read near black), a TIFF with an orientation tag (read turned), a TIFF with

@@ -1,14 +1,23 @@
 // SPDX-License-Identifier: BSD-3-Clause
 // Class names: the built-in COCO list against torchvision's, the names a model gets without a
-// labels file, labels files, and the lines frcnn-train writes for them.
+// labels file, labels files, the lines frcnn-train writes for them, and the lists of classes
+// and of their thresholds that filter detections.
 
+#include <algorithm>
+#include <clocale>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
+#include <locale>
+#include <sstream>
+#include <map>
+#include <set>
 #include <string>
 #include <vector>
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #include "common.h"
 #include "frcnn/error.h"
@@ -135,6 +144,84 @@ TEST_F(LabelsFile, ALineOfANameReadsBackAsTheName)
 		text += frcnn::labels_file_line(name) + "\n";
 	EXPECT_EQ(read_labels_file(write_file("written.labels", text), (int)names.size()),
 		  (std::vector<std::string>{ "__background__", "two lines", "tabbed", "N/A", "x" }));
+}
+
+TEST(ClassLists, Classes)
+{
+	using frcnn::parse_classes;
+	const std::vector<std::string> labels = frcnn::coco_category_names();
+	EXPECT_TRUE(parse_classes("", labels).empty());
+	EXPECT_TRUE(parse_classes(" , ", labels).empty());
+	EXPECT_EQ(parse_classes("person, Car,3 ,traffic light", labels), (std::set<int64_t>{ 1, 3, 10 }));
+	/* A name given to several ids selects them all. */
+	const auto unused = std::count(labels.begin(), labels.end(), "N/A");
+	ASSERT_GE(unused, 2);
+	EXPECT_EQ(parse_classes("N/A", labels).size(), static_cast<std::size_t>(unused));
+	EXPECT_EQ(error_of([&] { parse_classes("person, unicorn", labels); }),
+		  "unknown class 'unicorn': use a name from the labels or a class id");
+	for (const char *id : { "91", "99999999999999999999999" })
+		EXPECT_EQ(error_of([&] { parse_classes(id, labels); }),
+			  "class id " + std::string(id) + " is out of range: the model has 91 classes (0..90)");
+	EXPECT_EQ(parse_classes("1,90", labels), (std::set<int64_t>{ 1, 90 }));
+	/* The background, by id or name, would keep nothing (0 is the first class elsewhere). */
+	for (const char *background : { "0", "__background__", "person,0" })
+		EXPECT_EQ(error_of([&] { parse_classes(background, labels); }),
+			  "class '" + std::string(std::string(background) == "person,0" ? "0" : background) +
+				  "' is the background (id 0), which the model does not detect: its classes are ids "
+				  "1..90 (1 is 'person')");
+}
+
+std::string class_thresholds_error(const std::string &list)
+{
+	return error_of([&] { frcnn::parse_class_thresholds(list, frcnn::coco_category_names()); });
+}
+
+TEST(ClassLists, ClassThresholds)
+{
+	using frcnn::parse_class_thresholds;
+	const std::vector<std::string> labels = frcnn::coco_category_names();
+	EXPECT_TRUE(parse_class_thresholds("", labels).empty());
+	EXPECT_TRUE(parse_class_thresholds(" , ", labels).empty());
+	EXPECT_EQ(parse_class_thresholds("person=0.7, Car = 0.3,3=0.4 ,traffic light=1,4=0,5=.5", labels),
+		  (std::map<int64_t, double>{ { 1, 0.7 }, { 3, 0.4 }, { 10, 1.0 }, { 4, 0.0 }, { 5, 0.5 } }))
+		<< "a later entry for the same class wins";
+	const auto unused = std::count(labels.begin(), labels.end(), "N/A");
+	EXPECT_EQ(parse_class_thresholds("N/A=0.9", labels).size(), static_cast<std::size_t>(unused));
+	EXPECT_EQ(class_thresholds_error("person"), "'person' is not class=score");
+	EXPECT_EQ(class_thresholds_error("=0.5"), "'=0.5' names no class");
+	for (const char *score : { "high", "1.5", "", "nan", "0.5x", "-0.1", "0.5 0.6" })
+		EXPECT_EQ(class_thresholds_error("person=" + std::string(score)),
+			  "the score of 'person=" + std::string(score) + "' is not a number from 0 to 1");
+	EXPECT_NE(class_thresholds_error("unicorn=0.5").find("unknown class 'unicorn'"), std::string::npos);
+	EXPECT_NE(class_thresholds_error("91=0.5").find("out of range"), std::string::npos);
+}
+
+// Scores are read with a dot in every locale (gst-launch-1.0 takes the user's, a program may
+// make one the C++ global): a decimal comma could not be written anyway, a comma separating the
+// entries.
+TEST(ClassLists, ClassThresholdsReadADotInALocaleOfDecimalCommas)
+{
+	/* German numbers, the locale made for the test from the locales package's sources. */
+	const frcnn::test::TempDir dir("frcnn-locale");
+	const std::string command = "localedef -i de_DE -f UTF-8 '" + dir.path.string() + "/de_DE.UTF-8' 2>/dev/null";
+	const int status = std::system(command.c_str());
+	/* 1: made, with warnings. */
+	ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) <= 1) << command;
+	setenv("LOCPATH", dir.path.c_str(), 1);
+	const std::string before = setlocale(LC_NUMERIC, nullptr);
+	ASSERT_NE(setlocale(LC_NUMERIC, "de_DE.UTF-8"), nullptr);
+	const std::locale global_before = std::locale::global(std::locale("de_DE.UTF-8"));
+	const double comma = std::strtod("0,25", nullptr);
+	std::istringstream stream("0,25");
+	double streamed = 0;
+	stream >> streamed;
+	const auto thresholds = frcnn::parse_class_thresholds("person=0.25", frcnn::coco_category_names());
+	std::locale::global(global_before);
+	setlocale(LC_NUMERIC, before.c_str());
+	unsetenv("LOCPATH");
+	ASSERT_EQ(comma, 0.25) << "not a C locale of decimal commas";
+	ASSERT_EQ(streamed, 0.25) << "not a C++ locale of decimal commas";
+	EXPECT_EQ(thresholds, (std::map<int64_t, double>{ { 1, 0.25 } }));
 }
 
 } // namespace

@@ -5,6 +5,8 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -37,5 +39,22 @@ std::vector<std::string> read_labels_file(const std::string &path, int num_class
 // A name as one line of a labels file, read back as it is: line breaks, tabs and other control
 // characters made spaces, no spaces at either end.
 std::string labels_file_line(const std::string &name);
+
+// The entries of a comma-separated list, spaces at either end of each left out, empty entries
+// too.
+std::vector<std::string> comma_separated(const std::string &list);
+
+// Parses a list of classes (frcnndetect's `classes`, frcnn-detect's --classes): names or ids
+// separated by commas ("person, car, 3"). Names match labels regardless of ASCII case; a name
+// shared by several ids selects them all. Throws frcnn::Error naming the first unknown entry,
+// an id out of range or the background's. An empty list gives an empty set (no filter).
+std::set<int64_t> parse_classes(const std::string &list, const std::vector<std::string> &labels);
+
+// Parses a list of score thresholds of single classes (`class-thresholds`, --class-thresholds):
+// entries "class=score" separated by commas, the class a name or an id as in parse_classes() (a
+// name shared by several ids sets them all), the score from 0 to 1 with a dot whatever the
+// locale ("person=0.7, car=0.3, 3=0.4"); a later entry for a class wins. Throws frcnn::Error
+// naming the first bad entry. An empty list gives an empty map.
+std::map<int64_t, double> parse_class_thresholds(const std::string &list, const std::vector<std::string> &labels);
 
 } // namespace frcnn
