@@ -2579,8 +2579,7 @@ static frcnn::gst::RunSettings gst_frcnn_detect_update_settings(GstFrcnnDetect *
 	 * a class's detections are those its threshold alone would give). With any filter of single
 	 * detections (classes, class thresholds, box sizes), the model keeps them all and the batch
 	 * the best max-detections of those the filters keep (keep_wanted_detections). */
-	for (const auto &[label, threshold] : state->class_thresholds)
-		run.score_threshold = std::min(run.score_threshold, threshold);
+	run.score_threshold = frcnn::lowest_score_threshold(run.score_threshold, state->class_thresholds);
 	if (filters_detections(*state))
 		run.max_detections = std::numeric_limits<int>::max();
 	run.min_size = wanted.min_size ? static_cast<int>(wanted.min_size) : model.min_size;
@@ -2598,11 +2597,7 @@ static void keep_wanted_detections(std::vector<frcnn::Detection> &detections, co
 {
 	const RuntimeSettings &applied = state.applied;
 	auto dropped = [&](const frcnn::Detection &det) {
-		if (!state.class_filter.empty() && !state.class_filter.count(det.label))
-			return true;
-		const auto own = state.class_thresholds.find(det.label);
-		const double wanted = own == state.class_thresholds.end() ? applied.threshold : own->second;
-		if (!(det.score > static_cast<float>(wanted)))
+		if (!frcnn::kept_by_class(det.label, det.score, state.class_filter, state.class_thresholds, applied.threshold))
 			return true;
 		const float width = det.x2 - det.x1, height = det.y2 - det.y1;
 		if (applied.min_box_size > 0 &&

@@ -18,6 +18,9 @@ namespace frcnn {
 
 namespace {
 
+// What a name or a list entry may have at either end: left out.
+constexpr const char *kSpaces = " \t\r\n";
+
 std::string trim(const std::string &text, const char *space)
 {
 	const std::size_t begin = text.find_first_not_of(space);
@@ -144,7 +147,7 @@ std::vector<std::string> read_labels_file(const std::string &path, int num_class
 		if (!is_utf8(line))
 			throw Error("labels file '" + path + "' is not UTF-8 text (line " +
 				    std::to_string(lines.size() + 1) + "): save it as UTF-8");
-		lines.push_back(trim(line, " \t\r\n"));
+		lines.push_back(trim(line, kSpaces));
 	}
 	if (file.bad())
 		throw Error("cannot read labels file '" + path + "'");
@@ -188,7 +191,7 @@ std::vector<std::string> comma_separated(const std::string &list)
 	std::istringstream stream(list);
 	std::string entry;
 	while (std::getline(stream, entry, ',')) {
-		entry = trim(entry, " \t\r\n");
+		entry = trim(entry, kSpaces);
 		if (!entry.empty())
 			entries.push_back(entry);
 	}
@@ -241,8 +244,8 @@ std::map<int64_t, double> parse_class_thresholds(const std::string &list, const 
 		const std::size_t equals = entry.rfind('=');
 		if (equals == std::string::npos)
 			throw Error("'" + entry + "' is not class=score");
-		const std::string name = trim(entry.substr(0, equals), " \t\r\n");
-		const std::string number = trim(entry.substr(equals + 1), " \t\r\n");
+		const std::string name = trim(entry.substr(0, equals), kSpaces);
+		const std::string number = trim(entry.substr(equals + 1), kSpaces);
 		if (name.empty())
 			throw Error("'" + entry + "' names no class");
 		const double score = score_of(number);
@@ -252,6 +255,22 @@ std::map<int64_t, double> parse_class_thresholds(const std::string &list, const 
 			thresholds[id] = score;
 	}
 	return thresholds;
+}
+
+double lowest_score_threshold(double score_threshold, const std::map<int64_t, double> &class_thresholds)
+{
+	for (const auto &[label, threshold] : class_thresholds)
+		score_threshold = std::min(score_threshold, threshold);
+	return score_threshold;
+}
+
+bool kept_by_class(int64_t label, float score, const std::set<int64_t> &classes,
+		   const std::map<int64_t, double> &class_thresholds, double score_threshold)
+{
+	if (!classes.empty() && !classes.count(label))
+		return false;
+	const auto own = class_thresholds.find(label);
+	return score > static_cast<float>(own == class_thresholds.end() ? score_threshold : own->second);
 }
 
 } // namespace frcnn

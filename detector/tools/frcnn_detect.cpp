@@ -221,24 +221,16 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	// With a filter, the model keeps every detection above the lowest threshold, and each image
-	// those of the classes above their own threshold, then the best box_detections_per_img (NMS
-	// is by class: a class's detections are those its threshold alone would give).
+	// those of the classes above their own threshold, then the best box_detections_per_img.
 	const double score_threshold = detector->config().box_score_thresh;
 	const size_t max_detections = detector->config().box_detections_per_img;
 	const bool filtering = !classes.empty() || !class_thresholds.empty();
 	if (filtering) {
-		double lowest = score_threshold;
-		for (const auto &[label, threshold] : class_thresholds)
-			lowest = std::min(lowest, threshold);
-		detector->set_score_threshold(lowest);
+		detector->set_score_threshold(frcnn::lowest_score_threshold(score_threshold, class_thresholds));
 		detector->set_max_detections(std::numeric_limits<int>::max());
 	}
-	// The model compares its float scores with a threshold in float, and so does this.
 	const auto dropped = [&](const frcnn::Detection &d) {
-		if (!classes.empty() && !classes.count(d.label))
-			return true;
-		const auto own = class_thresholds.find(d.label);
-		return !(d.score > static_cast<float>(own == class_thresholds.end() ? score_threshold : own->second));
+		return !frcnn::kept_by_class(d.label, d.score, classes, class_thresholds, score_threshold);
 	};
 
 	int status = 0;

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <clocale>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -194,6 +195,24 @@ TEST(ClassLists, ClassThresholds)
 			  "the score of 'person=" + std::string(score) + "' is not a number from 0 to 1");
 	EXPECT_NE(class_thresholds_error("unicorn=0.5").find("unknown class 'unicorn'"), std::string::npos);
 	EXPECT_NE(class_thresholds_error("91=0.5").find("out of range"), std::string::npos);
+}
+
+// A filter by class keeps the classes listed (every class when none is) above their own
+// threshold or the common one, compared in float; the model runs at the lowest of them.
+TEST(ClassLists, KeptByClass)
+{
+	const std::map<int64_t, double> thresholds{ { 1, 0.2 }, { 3, 0.9 } };
+	EXPECT_EQ(frcnn::lowest_score_threshold(0.5, thresholds), 0.2);
+	EXPECT_EQ(frcnn::lowest_score_threshold(0.1, thresholds), 0.1);
+	EXPECT_EQ(frcnn::lowest_score_threshold(0.5, {}), 0.5);
+	EXPECT_TRUE(frcnn::kept_by_class(1, 0.3f, {}, thresholds, 0.5));
+	EXPECT_FALSE(frcnn::kept_by_class(2, 0.3f, {}, thresholds, 0.5));
+	EXPECT_FALSE(frcnn::kept_by_class(3, 0.8f, {}, thresholds, 0.5));
+	EXPECT_FALSE(frcnn::kept_by_class(2, 0.3f, { 1, 3 }, {}, 0.1)) << "a class not listed";
+	EXPECT_TRUE(frcnn::kept_by_class(3, 0.3f, { 1, 3 }, {}, 0.1));
+	/* Above, not at: 0.1 as a float is the score 0.1f. */
+	EXPECT_FALSE(frcnn::kept_by_class(2, 0.1f, {}, {}, 0.1));
+	EXPECT_TRUE(frcnn::kept_by_class(2, std::nextafter(0.1f, 1.0f), {}, {}, 0.1));
 }
 
 // Scores are read with a dot in every locale (gst-launch-1.0 takes the user's, a program may

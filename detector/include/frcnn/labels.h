@@ -57,4 +57,15 @@ std::set<int64_t> parse_classes(const std::string &list, const std::vector<std::
 // naming the first bad entry. An empty list gives an empty map.
 std::map<int64_t, double> parse_class_thresholds(const std::string &list, const std::vector<std::string> &labels);
 
+// The score threshold a model runs at so that the thresholds of single classes can be applied to
+// its detections after it: the lowest of `score_threshold` and theirs (NMS is by class, so a
+// class's detections are then those its own threshold alone would give).
+double lowest_score_threshold(double score_threshold, const std::map<int64_t, double> &class_thresholds);
+
+// Whether a detection of class `label` scoring `score` is kept: of `classes` (every class when
+// empty) and above its class's threshold in `class_thresholds`, else above `score_threshold`,
+// compared in float as the model compares its scores.
+bool kept_by_class(int64_t label, float score, const std::set<int64_t> &classes,
+		   const std::map<int64_t, double> &class_thresholds, double score_threshold);
+
 } // namespace frcnn
