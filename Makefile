@@ -81,7 +81,7 @@ SANITIZE_BUILD ?= build-asan
 # exit. They run first: GStreamer's plugin scanner (also a program built elsewhere) then fills
 # the tests' registry with the sanitized plugin, and loads every other plugin installed, some of
 # which keep memory, without the leak check.
-SANITIZE_PRELOADED_TESTS := frcnnjson python_example python_example_ids pipeline_scripts gpu_element_dry_run shapes_model_e2e shapes_model_bf16_e2e shapes_model_int8_e2e install
+SANITIZE_PRELOADED_TESTS := frcnnjson python_example python_example_ids pipeline_scripts state_stress gpu_element_dry_run shapes_model_e2e shapes_model_bf16_e2e shapes_model_int8_e2e install
 # Measures leaks by the resident memory of glibc's allocator, which AddressSanitizer replaces
 # (LeakSanitizer checks the same cycles in frcnndetect's tests).
 SANITIZE_LEFT_OUT_TESTS := frcnndetect_cycles
@@ -114,6 +114,15 @@ BENCH_ARGS ?=
 bench: configure
 	ninja -C $(BUILD) detector/tools/frcnn-bench
 	/usr/bin/python3 tests/bench.py --build $(BUILD) $(BENCH_ARGS)
+
+# frcnndetect in a pipeline whose state, frame size and format, and batching change at random
+# from three threads, for longer than its test (state_stress) does: ends with a summary line,
+# fails on a hang or an element's error. E.g. STRESS_ARGS="--cycles 5000 --seed 7".
+STRESS_ARGS ?= --cycles 2000
+.PHONY: stress
+stress: build
+	GST_PLUGIN_PATH=$(BUILD)/gst GST_REGISTRY=$(BUILD)/gst-registry.bin \
+		/usr/bin/python3 tests/gst/stress_states.py --weights tests/data/shapes-tiny.pth $(STRESS_ARGS)
 
 # What tests/gpu/run.sh needs from this machine on a GPU machine without OpenCV or GStreamer:
 # the shapes frames (the GPU tests and the element check read them) and a copy of GStreamer to
