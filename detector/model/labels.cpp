@@ -237,23 +237,31 @@ std::set<int64_t> parse_classes(const std::string &list, const std::vector<std::
 	return ids;
 }
 
-std::map<int64_t, double> parse_class_thresholds(const std::string &list, const std::vector<std::string> &labels)
+std::vector<std::pair<std::string, double>> split_class_thresholds(const std::string &list)
 {
-	std::map<int64_t, double> thresholds;
+	std::vector<std::pair<std::string, double>> entries;
 	for (const std::string &entry : comma_separated(list)) {
 		const std::size_t equals = entry.rfind('=');
 		if (equals == std::string::npos)
 			throw Error("'" + entry + "' is not class=score");
-		const std::string name = trim(entry.substr(0, equals), kSpaces);
+		std::string name = trim(entry.substr(0, equals), kSpaces);
 		const std::string number = trim(entry.substr(equals + 1), kSpaces);
 		if (name.empty())
 			throw Error("'" + entry + "' names no class");
 		const double score = score_of(number);
 		if (score < 0)
 			throw Error("the score of '" + entry + "' is not a number from 0 to 1");
+		entries.emplace_back(std::move(name), score);
+	}
+	return entries;
+}
+
+std::map<int64_t, double> parse_class_thresholds(const std::string &list, const std::vector<std::string> &labels)
+{
+	std::map<int64_t, double> thresholds;
+	for (const auto &[name, score] : split_class_thresholds(list))
 		for (int64_t id : parse_classes(name, labels))
 			thresholds[id] = score;
-	}
 	return thresholds;
 }
 

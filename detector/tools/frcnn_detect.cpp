@@ -126,6 +126,13 @@ int main(int argc, char **argv)
 			else if (!frcnn::cli::parse_model_option(options, arg.name, arg.value))
 				throw frcnn::Error("unknown option " + arg.name + " (see --help)");
 		}
+		// What needs no labels is checked now, before the weights load (or download); the
+		// class names are checked once the model and its labels are known, below.
+		try {
+			frcnn::split_class_thresholds(class_thresholds_list);
+		} catch (const frcnn::Error &e) {
+			throw frcnn::Error(std::string("option --class-thresholds: ") + e.what());
+		}
 		if (images.empty())
 			throw frcnn::Error("no images given (see --help)");
 		if (options.weights.empty() && options.seed < 0)

@@ -244,6 +244,9 @@ expect_filter_error() {
 expect_filter_error "option --classes: unknown class 'unicorn': use a name from the labels or a class id" --classes "person, unicorn"
 expect_filter_error "option --classes: class id 91 is out of range: the model has 91 classes (0..90)" --classes 91
 expect_filter_error "option --class-thresholds: the score of 'person=1.5' is not a number from 0 to 1" --class-thresholds person=1.5
+# The scores are checked before the weights are read: an option error where the weights are missing.
+expect_filter_error "option --class-thresholds: 'person' is not class=score" \
+	--class-thresholds person --weights "$out/no-such-weights.pth"
 expect_filter_error "option --classes: unknown class 'person': use a name from the labels or a class id" \
 	--num-classes 4 --labels "$out/with-background.labels" --classes person
 

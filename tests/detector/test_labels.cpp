@@ -197,6 +197,23 @@ TEST(ClassLists, ClassThresholds)
 	EXPECT_NE(class_thresholds_error("91=0.5").find("out of range"), std::string::npos);
 }
 
+// Without labels: the entries as written, the classes unresolved; the same errors for the
+// syntax and the scores.
+TEST(ClassLists, ClassThresholdsSplitWithoutLabels)
+{
+	using Entries = std::vector<std::pair<std::string, double>>;
+	EXPECT_TRUE(frcnn::split_class_thresholds(" , ").empty());
+	EXPECT_EQ(frcnn::split_class_thresholds("unicorn=0.7, Car = 0.3,3=0.4 ,a=b=1,unicorn=0"),
+		  (Entries{ { "unicorn", 0.7 }, { "Car", 0.3 }, { "3", 0.4 }, { "a=b", 1.0 }, { "unicorn", 0.0 } }));
+	const auto split_error = [](const std::string &list) {
+		return error_of([&] { frcnn::split_class_thresholds(list); });
+	};
+	EXPECT_EQ(split_error("unicorn=0.7, person"), "'person' is not class=score");
+	EXPECT_EQ(split_error(" = 0.5"), "'= 0.5' names no class");
+	EXPECT_EQ(split_error("person=1.5"), "the score of 'person=1.5' is not a number from 0 to 1");
+	EXPECT_EQ(split_error("unicorn=0.5"), "(no error)") << "an unknown class is for parse_class_thresholds to tell";
+}
+
 // A filter by class keeps the classes listed (every class when none is) above their own
 // threshold or the common one, compared in float; the model runs at the lowest of them.
 TEST(ClassLists, KeptByClass)

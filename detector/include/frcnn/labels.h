@@ -8,6 +8,7 @@
 #include <map>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace frcnn {
@@ -49,6 +50,12 @@ std::vector<std::string> comma_separated(const std::string &list);
 // shared by several ids selects them all. Throws frcnn::Error naming the first unknown entry,
 // an id out of range or the background's. An empty list gives an empty set (no filter).
 std::set<int64_t> parse_classes(const std::string &list, const std::vector<std::string> &labels);
+
+// The entries of a list of score thresholds of single classes (below), each the class as written
+// and its score, in the list's order. Needs no labels, so that a program can check a list before
+// its model loads: throws frcnn::Error naming the first entry that is not class=score with a score
+// from 0 to 1 (whether the classes exist is parse_class_thresholds()'s to tell).
+std::vector<std::pair<std::string, double>> split_class_thresholds(const std::string &list);
 
 // Parses a list of score thresholds of single classes (`class-thresholds`, --class-thresholds):
 // entries "class=score" separated by commas, the class a name or an id as in parse_classes() (a
