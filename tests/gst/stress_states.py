@@ -20,6 +20,7 @@ and any other thread's set_state wait for each other for ever. That is GStreamer
 --element identity to see it with --eos-when-paused) and not the element's.
 """
 import argparse
+import contextlib
 import faulthandler
 import os
 import random
@@ -72,11 +73,11 @@ class Watchdog:
         self.started = 0.0
         threading.Thread(target=self._watch, daemon=True).start()
 
-    def begin(self, action):
+    @contextlib.contextmanager
+    def watching(self, action):
         with self.lock:
             self.action, self.started = action, time.monotonic()
-
-    def end(self):
+        yield
         with self.lock:
             self.action = None
 
@@ -144,22 +145,21 @@ def main():
         choice = rng.random()
         if choice < 0.15 and (current == Gst.State.PLAYING or
                               (args.eos_when_paused and current == Gst.State.PAUSED)):
-            watchdog.begin(f'cycle {cycle}: EOS sent in {current.value_nick}')
-            pipeline.send_event(Gst.Event.new_eos())
+            with watchdog.watching(f'cycle {cycle}: EOS sent in {current.value_nick}'):
+                pipeline.send_event(Gst.Event.new_eos())
             counts['EOS'] += 1
         elif choice < 0.3 and current >= Gst.State.PAUSED:
-            watchdog.begin(f'cycle {cycle}: a flushing seek in {current.value_nick}')
-            pipeline.seek_simple(Gst.Format.TIME, Gst.SeekFlags.FLUSH, 0)
+            with watchdog.watching(f'cycle {cycle}: a flushing seek in {current.value_nick}'):
+                pipeline.seek_simple(Gst.Format.TIME, Gst.SeekFlags.FLUSH, 0)
             counts['seeks'] += 1
         else:
             state = rng.choice(states)
-            watchdog.begin(f'cycle {cycle}: {current.value_nick} to {state.value_nick}')
-            pipeline.set_state(state)
+            with watchdog.watching(f'cycle {cycle}: {current.value_nick} to {state.value_nick}'):
+                pipeline.set_state(state)
             # An asynchronous change that has not completed (a pipeline that ended its
             # stream does not preroll again until a flush) is no hang: only the call is watched.
             pipeline.get_state(2 * Gst.SECOND)
             counts['state changes'] += 1
-        watchdog.end()
         while True:
             message = bus.pop_filtered(Gst.MessageType.ERROR)
             if not message:
@@ -174,11 +174,12 @@ def main():
         time.sleep(rng.uniform(0, 0.03))
 
     stopping.set()
-    for thread in threads:
-        thread.join()
-    watchdog.begin('the final change to NULL')
-    pipeline.set_state(Gst.State.NULL)
-    watchdog.end()
+    # A caps or property change that blocks is a hang too.
+    with watchdog.watching('the last caps and property changes'):
+        for thread in threads:
+            thread.join()
+    with watchdog.watching('the final change to NULL'):
+        pipeline.set_state(Gst.State.NULL)
 
     for error in errors[:20]:
         print('error:', error)
