@@ -58,6 +58,17 @@ Error background_error(const std::string &entry, const std::vector<std::string> 
 		     (labels.size() > 1 ? " (1 is '" + labels[1] + "')" : std::string()));
 }
 
+Error unknown_class_error(const std::string &entry)
+{
+	return Error("unknown class '" + entry + "': use a name from the labels or a class id");
+}
+
+bool is_class_id(const std::string &entry)
+{
+	return !entry.empty() &&
+	       std::all_of(entry.begin(), entry.end(), [](char c) { return std::isdigit(static_cast<unsigned char>(c)); });
+}
+
 // A score from 0 to 1 as written in a list, a dot its decimal point whatever the locale (a comma
 // separates the entries); -1 for anything else.
 double score_of(const std::string &number)
@@ -124,7 +135,7 @@ std::vector<std::string> default_labels(int num_classes)
 	return labels;
 }
 
-std::vector<std::string> read_labels_file(const std::string &path, int num_classes)
+std::vector<std::string> read_labels_file_names(const std::string &path)
 {
 	/* The caller's message says what to give instead. */
 	detail::require_regular_file(path, "labels file");
@@ -153,7 +164,11 @@ std::vector<std::string> read_labels_file(const std::string &path, int num_class
 		throw Error("cannot read labels file '" + path + "'");
 	while (!lines.empty() && lines.back().empty())
 		lines.pop_back();
+	return lines;
+}
 
+std::vector<std::string> labels_of_file_names(std::vector<std::string> lines, const std::string &path, int num_classes)
+{
 	const int count = static_cast<int>(lines.size());
 	if (count == num_classes || count == num_classes - 1) {
 		/* An empty line amid the names would shift every name after it by one class, or
@@ -175,6 +190,11 @@ std::vector<std::string> read_labels_file(const std::string &path, int num_class
 	    << num_classes << " classes: give " << num_classes
 	    << " names (background first) or " << num_classes - 1 << " (without background)";
 	throw Error(msg.str());
+}
+
+std::vector<std::string> read_labels_file(const std::string &path, int num_classes)
+{
+	return labels_of_file_names(read_labels_file_names(path), path, num_classes);
 }
 
 std::string labels_file_line(const std::string &name)
@@ -202,7 +222,7 @@ std::set<int64_t> parse_classes(const std::string &list, const std::vector<std::
 {
 	std::set<int64_t> ids;
 	for (const std::string &entry : comma_separated(list)) {
-		if (std::all_of(entry.begin(), entry.end(), [](char c) { return std::isdigit(static_cast<unsigned char>(c)); })) {
+		if (is_class_id(entry)) {
 			int64_t id = -1;
 			try {
 				id = std::stoll(entry);
@@ -232,7 +252,7 @@ std::set<int64_t> parse_classes(const std::string &list, const std::vector<std::
 		if (!found && background)
 			throw background_error(entry, labels);
 		if (!found)
-			throw Error("unknown class '" + entry + "': use a name from the labels or a class id");
+			throw unknown_class_error(entry);
 	}
 	return ids;
 }
@@ -256,13 +276,40 @@ std::vector<std::pair<std::string, double>> split_class_thresholds(const std::st
 	return entries;
 }
 
-std::map<int64_t, double> parse_class_thresholds(const std::string &list, const std::vector<std::string> &labels)
+std::map<int64_t, double> class_thresholds_by_id(const std::vector<std::pair<std::string, double>> &entries,
+						 const std::vector<std::string> &labels)
 {
 	std::map<int64_t, double> thresholds;
-	for (const auto &[name, score] : split_class_thresholds(list))
+	for (const auto &[name, score] : entries)
 		for (int64_t id : parse_classes(name, labels))
 			thresholds[id] = score;
 	return thresholds;
+}
+
+std::map<int64_t, double> parse_class_thresholds(const std::string &list, const std::vector<std::string> &labels)
+{
+	return class_thresholds_by_id(split_class_thresholds(list), labels);
+}
+
+void check_class_names(const std::vector<std::string> &entries, const std::vector<std::string> *file_names)
+{
+	const std::vector<std::string> &names = file_names ? *file_names : coco_category_names();
+	for (const std::string &entry : entries) {
+		if (is_class_id(entry))
+			continue;
+		/* The background's name is parse_classes()' to refuse, with its own message. */
+		if (equal_nocase(entry, coco_category_names()[0]))
+			continue;
+		if (std::any_of(names.begin(), names.end(), [&](const std::string &name) { return equal_nocase(name, entry); }))
+			continue;
+		/* Without a labels file, a model of other than COCO's 91 classes names them "class N". */
+		const std::size_t space = entry.rfind(' ');
+		const std::string number = space == std::string::npos ? std::string() : entry.substr(space + 1);
+		if (!file_names && is_class_id(number) && number.size() < 19 &&
+		    equal_nocase(entry, unnamed_class_name(std::stoll(number))))
+			continue;
+		throw unknown_class_error(entry);
+	}
 }
 
 double lowest_score_threshold(double score_threshold, const std::map<int64_t, double> &class_thresholds)

@@ -90,6 +90,17 @@ frcnn::PixelAspectRatio parse_pixel_aspect_ratio(const std::string &name, const 
 	throw frcnn::Error("option " + name + " needs two positive integers N:D, got '" + value + "'");
 }
 
+// Runs `parse` on an option's value: its frcnn::Error becomes the option's, naming it.
+template <typename Parse>
+auto of_option(const char *option, Parse parse)
+{
+	try {
+		return parse();
+	} catch (const frcnn::Error &e) {
+		throw frcnn::Error(std::string("option ") + option + ": " + e.what());
+	}
+}
+
 } // namespace
 
 int main(int argc, char **argv)
@@ -101,6 +112,7 @@ int main(int argc, char **argv)
 	frcnn::cli::ModelOptions options;
 	frcnn::PixelAspectRatio pixel_aspect_ratio;
 	std::string labels_path, classes_list, class_thresholds_list;
+	std::vector<std::pair<std::string, double>> class_threshold_entries;
 	std::vector<std::string> images;
 	try {
 		for (int i = 1; i < argc; i++) {
@@ -126,17 +138,38 @@ int main(int argc, char **argv)
 			else if (!frcnn::cli::parse_model_option(options, arg.name, arg.value))
 				throw frcnn::Error("unknown option " + arg.name + " (see --help)");
 		}
-		// What needs no labels is checked now, before the weights load (or download); the
-		// class names are checked once the model and its labels are known, below.
-		try {
-			frcnn::split_class_thresholds(class_thresholds_list);
-		} catch (const frcnn::Error &e) {
-			throw frcnn::Error(std::string("option --class-thresholds: ") + e.what());
-		}
+		class_threshold_entries = of_option("--class-thresholds", [&] {
+			return frcnn::split_class_thresholds(class_thresholds_list);
+		});
 		if (images.empty())
 			throw frcnn::Error("no images given (see --help)");
 		if (options.weights.empty() && options.seed < 0)
 			throw frcnn::Error("no weights given: use --weights FILE|PRESET|URL (or --seed N: random weights, to try it)");
+	} catch (const frcnn::Error &e) {
+		std::fprintf(stderr, "frcnn-detect: %s\n", e.what());
+		return 2;
+	}
+
+	/* The labels file and the class names are checked before the weights load (or download):
+	 * what needs the model's class count (the number of names, ids in range) once it is known. */
+	std::vector<std::string> labels_file_names;
+	if (!labels_path.empty()) {
+		try {
+			labels_file_names = frcnn::read_labels_file_names(labels_path);
+		} catch (const frcnn::Error &e) {
+			std::fprintf(stderr, "frcnn-detect: %s\n", e.what());
+			return 1;
+		}
+	}
+	try {
+		const std::vector<std::string> *file_names = labels_path.empty() ? nullptr : &labels_file_names;
+		of_option("--classes", [&] { frcnn::check_class_names(frcnn::comma_separated(classes_list), file_names); });
+		of_option("--class-thresholds", [&] {
+			std::vector<std::string> names;
+			for (const auto &entry : class_threshold_entries)
+				names.push_back(entry.first);
+			frcnn::check_class_names(names, file_names);
+		});
 	} catch (const frcnn::Error &e) {
 		std::fprintf(stderr, "frcnn-detect: %s\n", e.what());
 		return 2;
@@ -206,25 +239,22 @@ int main(int argc, char **argv)
 		detector = frcnn::cli::make_detector(options);
 		const int num_classes = detector->config().num_classes;
 		labels = labels_path.empty() ? frcnn::default_labels(num_classes)
-					     : frcnn::read_labels_file(labels_path, num_classes);
+					     : frcnn::labels_of_file_names(labels_file_names, labels_path, num_classes);
 	} catch (const std::exception &e) {
 		std::fprintf(stderr, "frcnn-detect: %s\n", frcnn::cli::error_text(e).c_str());
 		return 1;
 	}
 
-	// The class filters name classes by the labels, so they are read once the model is known.
+	// The class filters by id, now that the labels are known.
 	std::set<int64_t> classes;
 	std::map<int64_t, double> class_thresholds;
 	try {
-		classes = frcnn::parse_classes(classes_list, labels);
+		classes = of_option("--classes", [&] { return frcnn::parse_classes(classes_list, labels); });
+		class_thresholds = of_option("--class-thresholds", [&] {
+			return frcnn::class_thresholds_by_id(class_threshold_entries, labels);
+		});
 	} catch (const frcnn::Error &e) {
-		std::fprintf(stderr, "frcnn-detect: option --classes: %s\n", e.what());
-		return 2;
-	}
-	try {
-		class_thresholds = frcnn::parse_class_thresholds(class_thresholds_list, labels);
-	} catch (const frcnn::Error &e) {
-		std::fprintf(stderr, "frcnn-detect: option --class-thresholds: %s\n", e.what());
+		std::fprintf(stderr, "frcnn-detect: %s\n", e.what());
 		return 2;
 	}
 	// With a filter, the model keeps every detection above the lowest threshold, and each image

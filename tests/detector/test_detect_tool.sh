@@ -19,7 +19,8 @@
 #    no image is run.
 # 9. --classes and --class-thresholds keep the detections the model gives at the lowest threshold
 #    of the classes kept above their own threshold, up to 100 of them (the cap comes after the
-#    filter); a class the labels do not name is an option error.
+#    filter); a class the labels do not name is an option error, found before the weights load
+#    where no labels the model can have name it; a missing labels file is found before them too.
 set -euo pipefail
 detect=$1
 python=${FRCNN_REF_PYTHON:-/usr/bin/python3}
@@ -249,6 +250,16 @@ expect_filter_error "option --class-thresholds: 'person' is not class=score" \
 	--class-thresholds person --weights "$out/no-such-weights.pth"
 expect_filter_error "option --classes: unknown class 'person': use a name from the labels or a class id" \
 	--num-classes 4 --labels "$out/with-background.labels" --classes person
+# The class names too, against the names the model can have (COCO's or "class N" without a labels
+# file, the labels file's with one), and the labels file itself.
+expect_filter_error "option --classes: unknown class 'unicorn': use a name from the labels or a class id" \
+	--classes "person, class 7, unicorn" --weights "$out/no-such-weights.pth"
+expect_filter_error "option --class-thresholds: unknown class 'person': use a name from the labels or a class id" \
+	--labels "$out/with-background.labels" --class-thresholds "box=0.5, person=0.5" --weights "$out/no-such-weights.pth"
+status=0
+"$detect" --labels "$out/missing.labels" --weights "$out/no-such-weights.pth" "$out/plain.jpg" > /dev/null 2> "$out/stderr.txt" || status=$?
+[ "$status" -eq 1 ] && grep -qxF "frcnn-detect: cannot open labels file '$out/missing.labels': No such file or directory" \
+	"$out/stderr.txt" || { echo "FAIL: a missing labels file, before the weights: status $status:"; cat "$out/stderr.txt"; exit 1; }
 
 # 6. Images the decoder would not read as stored are refused, each in one line naming it: a PPM
 # of maxval 1023 (read near black), a TIFF with an orientation tag (read turned), a TIFF with

@@ -80,6 +80,26 @@ TEST_F(LabelsFile, WithOrWithoutBackground)
 		  "cannot open labels file '" + missing + "': No such file or directory");
 }
 
+// A program that reads the file before its model's class count is known gets the same labels
+// in two steps: the names (and the file's own errors), then the labels of the count.
+TEST_F(LabelsFile, NamesFirstThenTheLabelsOfTheClassCount)
+{
+	const std::string with = write_file("with.txt", "\xef\xbb\xbf background\r\ncat\n dog \n\n\n");
+	const std::vector<std::string> names = frcnn::read_labels_file_names(with);
+	EXPECT_EQ(names, (std::vector<std::string>{ "background", "cat", "dog" }));
+	for (int num_classes : { 3, 4 })
+		EXPECT_EQ(frcnn::labels_of_file_names(names, with, num_classes), read_labels_file(with, num_classes))
+			<< num_classes;
+	EXPECT_EQ(error_of([&] { frcnn::labels_of_file_names(names, with, 9); }),
+		  error_of([&] { read_labels_file(with, 9); }));
+	const std::string missing = path_of("missing.txt");
+	EXPECT_EQ(error_of([&] { frcnn::read_labels_file_names(missing); }),
+		  "cannot open labels file '" + missing + "': No such file or directory");
+	EXPECT_NE(error_of([&] { frcnn::read_labels_file_names(write_file("latin1.txt", "caf\xe9\n")); })
+			  .find("is not UTF-8 text (line 1)"),
+		  std::string::npos);
+}
+
 // A byte order mark is not part of the first name; an empty line amid the names is refused, as it
 // would shift the names after it.
 TEST_F(LabelsFile, AByteOrderMarkAndEmptyLines)
@@ -212,6 +232,50 @@ TEST(ClassLists, ClassThresholdsSplitWithoutLabels)
 	EXPECT_EQ(split_error(" = 0.5"), "'= 0.5' names no class");
 	EXPECT_EQ(split_error("person=1.5"), "the score of 'person=1.5' is not a number from 0 to 1");
 	EXPECT_EQ(split_error("unicorn=0.5"), "(no error)") << "an unknown class is for parse_class_thresholds to tell";
+}
+
+// Before the model is known: a name that no labels it can have would match is the error
+// parse_classes() gives; ids, the background and the names a model of some class count has pass.
+TEST(ClassLists, ClassNamesCheckedBeforeTheModel)
+{
+	const auto check_error = [](const std::vector<std::string> &entries, const std::vector<std::string> *file_names) {
+		return error_of([&] { frcnn::check_class_names(entries, file_names); });
+	};
+	const std::string unknown = error_of([] { frcnn::parse_classes("unicorn", frcnn::coco_category_names()); });
+	ASSERT_EQ(unknown, "unknown class 'unicorn': use a name from the labels or a class id");
+
+	/* Without a labels file: COCO's names (91 classes) or "class N" (any other count). */
+	EXPECT_EQ(check_error({ "person", "Traffic Light", "N/A", "3", "900", "__background__", "class 7", "CLASS 12" },
+			      nullptr),
+		  "(no error)");
+	EXPECT_EQ(check_error({ "person", "unicorn" }, nullptr), unknown);
+	for (const char *name : { "class", "class ", "class x", "class 07", "class -1", "classes 7", "class 99999999999999999999" })
+		EXPECT_EQ(check_error({ name }, nullptr), "unknown class '" + std::string(name) +
+								  "': use a name from the labels or a class id")
+			<< name;
+	/* Each passes where the labels the model gets name it. */
+	for (const auto &[name, num_classes] : std::vector<std::pair<std::string, int>>{ { "class 7", 8 }, { "person", 91 } })
+		EXPECT_EQ(error_of([&] { frcnn::parse_classes(name, frcnn::default_labels(num_classes)); }), "(no error)");
+
+	/* With a labels file: its names only (the background's is parse_classes()' to refuse). */
+	const std::vector<std::string> file_names{ "bg", "Square", "circle" };
+	EXPECT_EQ(check_error({ "square", "CIRCLE", "bg", "2", "__background__" }, &file_names), "(no error)");
+	EXPECT_EQ(check_error({ "square", "person" }, &file_names),
+		  "unknown class 'person': use a name from the labels or a class id");
+	EXPECT_EQ(check_error({ "class 1" }, &file_names),
+		  "unknown class 'class 1': use a name from the labels or a class id");
+	EXPECT_EQ(check_error({}, &file_names), "(no error)");
+}
+
+// The thresholds of entries split before the labels are known are those of the list.
+TEST(ClassLists, ClassThresholdsOfSplitEntries)
+{
+	const std::string list = "person=0.7, Car = 0.3,3=0.4, N/A=0.9";
+	const auto &labels = frcnn::coco_category_names();
+	EXPECT_EQ(frcnn::class_thresholds_by_id(frcnn::split_class_thresholds(list), labels),
+		  frcnn::parse_class_thresholds(list, labels));
+	EXPECT_EQ(error_of([&] { frcnn::class_thresholds_by_id({ { "unicorn", 0.5 } }, labels); }),
+		  "unknown class 'unicorn': use a name from the labels or a class id");
 }
 
 // A filter by class keeps the classes listed (every class when none is) above their own

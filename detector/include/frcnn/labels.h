@@ -37,6 +37,13 @@ std::string label_name(const std::vector<std::string> &labels, int64_t id);
 // UTF-8 text, a folder, a device or a pipe, or one that cannot be read.
 std::vector<std::string> read_labels_file(const std::string &path, int num_classes);
 
+// The two halves of read_labels_file(), for a program that reads the file before its model's
+// class count is known: the names of the file (its checks of the text: no NUL bytes, UTF-8, a
+// regular file that can be read), then the labels of a model of `num_classes` classes from them
+// (the count and empty lines; `path` names the file in the errors).
+std::vector<std::string> read_labels_file_names(const std::string &path);
+std::vector<std::string> labels_of_file_names(std::vector<std::string> names, const std::string &path, int num_classes);
+
 // A name as one line of a labels file, read back as it is: line breaks, tabs and other control
 // characters made spaces, no spaces at either end.
 std::string labels_file_line(const std::string &name);
@@ -63,6 +70,18 @@ std::vector<std::pair<std::string, double>> split_class_thresholds(const std::st
 // locale ("person=0.7, car=0.3, 3=0.4"); a later entry for a class wins. Throws frcnn::Error
 // naming the first bad entry. An empty list gives an empty map.
 std::map<int64_t, double> parse_class_thresholds(const std::string &list, const std::vector<std::string> &labels);
+
+// parse_class_thresholds() of entries already split by split_class_thresholds().
+std::map<int64_t, double> class_thresholds_by_id(const std::vector<std::pair<std::string, double>> &entries,
+						 const std::vector<std::string> &labels);
+
+// Checks class names before the model, and so its labels, is known (a program that loads or
+// downloads its weights after its options are read): throws the frcnn::Error parse_classes()
+// would throw for the first of `entries` that no labels the model can have would match, that is
+// not among `file_names` (a labels file's names, read_labels_file_names()) or, without a labels
+// file (nullptr), neither a COCO name nor "class N" (the names of a model of other than 91
+// classes). Ids, and names of the background, are left to parse_classes().
+void check_class_names(const std::vector<std::string> &entries, const std::vector<std::string> *file_names);
 
 // The score threshold a model runs at so that the thresholds of single classes can be applied to
 // its detections after it: the lowest of `score_threshold` and theirs (NMS is by class, so a
