@@ -1920,6 +1920,59 @@ static bool gst_frcnn_detect_check_model_settings(GstFrcnnDetect *self, const Se
  * says which property to change (see GST_FRCNN_DETECT_PROBLEM) and returns nothing; so does a
  * set-up that `control` gave up (null where nothing can), without a message.
  */
+/* The texts of the errors of the labels and of the class filters, which the checks before the
+ * weights load and those after share (GST_ELEMENT_ERROR's text and debug arguments). */
+#define LABELS_ERROR_TEXT(what)                                                                    \
+	("Could not use the labels: %s. Set 'labels' to a file with one class name per line, or unset it.", what)
+#define LABELS_ERROR_DEBUG(settings) ("reading labels file '%s' failed", (settings).labels.c_str())
+#define CLASSES_ERROR_TEXT(what, consequence) ("Invalid 'classes': %s%s.", what, consequence)
+#define CLASSES_ERROR_DEBUG(settings) ("parsing classes '%s' failed", (settings).classes.c_str())
+#define CLASS_THRESHOLDS_ERROR_TEXT(what)                                                          \
+	("Invalid 'class-thresholds': %s. Set it to class=score entries separated by commas "       \
+	 "(e.g. person=0.7,car=0.3), or leave it empty.", what)
+#define CLASS_THRESHOLDS_ERROR_DEBUG(settings)                                                     \
+	("parsing class-thresholds '%s' failed", (settings).class_thresholds.c_str())
+
+/*
+ * At start, before the weights load (or download): the labels file is read and the class
+ * filters are checked against the names any model could have with it (its names; without one,
+ * COCO's or "class N"), so that a typing error fails the start at once. What needs the model's
+ * class count (the file's number of names, ids in range) is checked once it is loaded. Fills
+ * `labels_file_names` with the file's names.
+ */
+static bool gst_frcnn_detect_check_filters_before_load(GstFrcnnDetect *self, const Settings &settings,
+						       std::optional<std::vector<std::string>> &labels_file_names)
+{
+	if (!settings.labels.empty()) {
+		try {
+			labels_file_names = frcnn::read_labels_file_names(settings.labels);
+		} catch (const std::exception &e) {
+			GST_FRCNN_DETECT_PROBLEM(self, false, RESOURCE, OPEN_READ, LABELS_ERROR_TEXT(e.what()),
+						 LABELS_ERROR_DEBUG(settings));
+			return false;
+		}
+	}
+	const std::vector<std::string> *names = labels_file_names ? &*labels_file_names : nullptr;
+	try {
+		frcnn::check_class_names(frcnn::comma_separated(settings.classes), names);
+	} catch (const std::exception &e) {
+		GST_FRCNN_DETECT_PROBLEM(self, false, RESOURCE, SETTINGS, CLASSES_ERROR_TEXT(e.what(), ""),
+					 CLASSES_ERROR_DEBUG(settings));
+		return false;
+	}
+	try {
+		std::vector<std::string> threshold_classes;
+		for (const auto &entry : frcnn::split_class_thresholds(settings.class_thresholds))
+			threshold_classes.push_back(entry.first);
+		frcnn::check_class_names(threshold_classes, names);
+	} catch (const std::exception &e) {
+		GST_FRCNN_DETECT_PROBLEM(self, false, RESOURCE, SETTINGS, CLASS_THRESHOLDS_ERROR_TEXT(e.what()),
+					 CLASS_THRESHOLDS_ERROR_DEBUG(settings));
+		return false;
+	}
+	return true;
+}
+
 static std::optional<ModelSetup> gst_frcnn_detect_setup_model(GstFrcnnDetect *self,
 							      const Settings &settings,
 							      bool while_playing,
@@ -1929,6 +1982,9 @@ static std::optional<ModelSetup> gst_frcnn_detect_setup_model(GstFrcnnDetect *se
 	std::optional<frcnn::WeightsPreset> preset;
 	frcnn::ModelConfig config;
 	if (!gst_frcnn_detect_check_model_settings(self, settings, while_playing, preset, config))
+		return std::nullopt;
+	std::optional<std::vector<std::string>> labels_file_names;
+	if (!while_playing && !gst_frcnn_detect_check_filters_before_load(self, settings, labels_file_names))
 		return std::nullopt;
 
 	/*
@@ -2001,14 +2057,15 @@ static std::optional<ModelSetup> gst_frcnn_detect_setup_model(GstFrcnnDetect *se
 
 	std::vector<std::string> labels;
 	try {
-		labels = settings.labels.empty()
-				 ? frcnn::default_labels(model->num_classes)
-				 : frcnn::read_labels_file(settings.labels, model->num_classes);
+		if (settings.labels.empty())
+			labels = frcnn::default_labels(model->num_classes);
+		else
+			labels = frcnn::labels_of_file_names(labels_file_names ? std::move(*labels_file_names)
+									       : frcnn::read_labels_file_names(settings.labels),
+							     settings.labels, model->num_classes);
 	} catch (const std::exception &e) {
-		GST_FRCNN_DETECT_PROBLEM(self, while_playing, RESOURCE, OPEN_READ,
-				  ("Could not use the labels: %s. Set 'labels' to a file with one "
-				   "class name per line, or unset it.", e.what()),
-				  ("reading labels file '%s' failed", settings.labels.c_str()));
+		GST_FRCNN_DETECT_PROBLEM(self, while_playing, RESOURCE, OPEN_READ, LABELS_ERROR_TEXT(e.what()),
+					 LABELS_ERROR_DEBUG(settings));
 		return std::nullopt;
 	}
 
@@ -2033,8 +2090,7 @@ static std::optional<ModelSetup> gst_frcnn_detect_setup_model(GstFrcnnDetect *se
 		} else {
 			const std::string consequence = while_playing ? "; " + not_loaded : std::string();
 			GST_FRCNN_DETECT_PROBLEM(self, while_playing, RESOURCE, SETTINGS,
-						 ("Invalid 'classes': %s%s.", e.what(), consequence.c_str()),
-						 ("parsing classes '%s' failed", settings.classes.c_str()));
+						 CLASSES_ERROR_TEXT(e.what(), consequence.c_str()), CLASSES_ERROR_DEBUG(settings));
 			return std::nullopt;
 		}
 	}
@@ -2053,11 +2109,8 @@ static std::optional<ModelSetup> gst_frcnn_detect_setup_model(GstFrcnnDetect *se
 					    ("parsing class-thresholds '%s' failed", settings.class_thresholds.c_str()));
 			return std::nullopt;
 		} else {
-			GST_FRCNN_DETECT_PROBLEM(self, false, RESOURCE, SETTINGS,
-					  ("Invalid 'class-thresholds': %s. Set it to class=score entries "
-					   "separated by commas (e.g. person=0.7,car=0.3), or leave it empty.",
-					   e.what()),
-					  ("parsing class-thresholds '%s' failed", settings.class_thresholds.c_str()));
+			GST_FRCNN_DETECT_PROBLEM(self, false, RESOURCE, SETTINGS, CLASS_THRESHOLDS_ERROR_TEXT(e.what()),
+						 CLASS_THRESHOLDS_ERROR_DEBUG(settings));
 			return std::nullopt;
 		}
 	}

@@ -2144,6 +2144,7 @@ std::string state_change_error(const std::string &properties, GError **error_out
 		EXPECT_TRUE(where.find("gst_frcnn_detect_open") != std::string::npos ||
 			    where.find("gst_frcnn_detect_check_model_settings") != std::string::npos ||
 			    where.find("gst_frcnn_detect_setup_model") != std::string::npos ||
+			    where.find("gst_frcnn_detect_check_filters_before_load") != std::string::npos ||
 			    where.find("gst_frcnn_detect_load_model") != std::string::npos)
 			<< "the debug message tells the developer where: " << (debug ? debug : "(none)");
 		EXPECT_STREQ(GST_OBJECT_NAME(GST_MESSAGE_SRC(message)), "detect");
@@ -2233,6 +2234,23 @@ std::vector<ErrorCase> error_cases()
 		{ "UnknownClass", "model=tiny classes=\"class 1, giraffe\" " + w, "giraffe",
 		  GST_RESOURCE_ERROR },
 		{ "ClassIdOutOfRange", "model=tiny classes=9 " + w, "out of range",
+		  GST_RESOURCE_ERROR },
+		/* Found before the weights are read: a damaged file is not the error told. (giraffe,
+		 * unknown to tiny's "class N" names, may be a COCO model's, whose file tells.) */
+		{ "UnknownClassBeforeTheWeights",
+		  "model=tiny classes=\"person, giraffe, unicorn\" weights=\"" + corrupt_weights() + "\"",
+		  "Invalid 'classes': unknown class 'unicorn': use a name from the labels or a class id.",
+		  GST_RESOURCE_ERROR },
+		{ "ClassThresholdNotOfTheLabelsFile",
+		  "model=tiny labels=\"" + bad_labels() + "\" class-thresholds=\"two=0.5, person=0.5\" "
+		  "weights=\"" + corrupt_weights() + "\"",
+		  "Invalid 'class-thresholds': unknown class 'person': use a name from the labels or a class id. "
+		  "Set it",
+		  GST_RESOURCE_ERROR },
+		{ "MissingLabelsBeforeTheWeights",
+		  "model=tiny labels=/nonexistent/labels.txt weights=\"" + corrupt_weights() + "\"",
+		  "Could not use the labels: cannot open labels file '/nonexistent/labels.txt': No such file or "
+		  "directory. Set 'labels'",
 		  GST_RESOURCE_ERROR },
 		{ "BadClassThreshold", "model=tiny class-thresholds=1=2 " + w,
 		  "Invalid 'class-thresholds': the score of '1=2' is not a number from 0 to 1. Set it",
