@@ -2538,6 +2538,10 @@ static gboolean gst_frcnn_detect_open(GstFrcnnDetect *self)
 		frcnn::ModelConfig config;
 		if (!gst_frcnn_detect_check_model_settings(self, settings, false, preset, config))
 			return FALSE;
+		/* The labels and class names too, before a download (the set-up checks them again). */
+		std::optional<std::vector<std::string>> labels_file_names;
+		if (!gst_frcnn_detect_check_filters_before_load(self, settings, labels_file_names))
+			return FALSE;
 		GST_INFO_OBJECT(self, "the weights '%s' are set up after the start (a download, or another "
 				"element's load of the model-instance-id's model); frames wait for them",
 				settings.weights.c_str());

@@ -4216,6 +4216,28 @@ TEST(FrcnnDetect, AStartDoesNotWaitForItsWeightsDownload)
 	EXPECT_EQ(after.download.back().rfind("canceled ", 0), 0u) << after.download.back();
 }
 
+// A start whose weights would download checks its labels and class names first: a name no model
+// could have fails the state change itself, and nothing is downloaded.
+TEST(FrcnnDetect, AStartFailsOnAnUnknownClassBeforeItsWeightsDownload)
+{
+	LoopbackHttpServer server;
+	const std::string cache = gst_test::out_dir() + "/unknown-class-cache";
+	std::filesystem::remove_all(cache);
+	ScopedEnv torch_home("TORCH_HOME", cache);
+
+	for (const std::string &filter : { std::string("classes=\"person, unicorn\""),
+					   std::string("class-thresholds=\"person=0.5, unicorn=0.5\"") }) {
+		GError *error = nullptr;
+		const std::string message =
+			state_change_error("model=tiny " + filter + " weights=" + server.url("unknown-class.pth"), &error);
+		ASSERT_NE(error, nullptr) << filter;
+		EXPECT_NE(message.find("unknown class 'unicorn': use a name from the labels or a class id"), std::string::npos)
+			<< message;
+		g_error_free(error);
+	}
+	EXPECT_FALSE(server.wait_for_requests(1, std::chrono::seconds(2))) << "the weights were downloaded";
+}
+
 // The first frame of a start whose weights download runs on them once they have come, and the
 // download's steps go on the bus.
 TEST(FrcnnDetect, AStartsDownloadedWeightsRunTheFirstFrame)
