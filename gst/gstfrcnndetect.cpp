@@ -1914,12 +1914,6 @@ static bool gst_frcnn_detect_check_model_settings(GstFrcnnDetect *self, const Se
 	return true;
 }
 
-/*
- * Builds the model the settings name, or takes the one loaded under the same model-instance-id,
- * with the class names and filters that depend on its classes. Every failure posts a message that
- * says which property to change (see GST_FRCNN_DETECT_PROBLEM) and returns nothing; so does a
- * set-up that `control` gave up (null where nothing can), without a message.
- */
 /* The texts of the errors of the labels and of the class filters, which the checks before the
  * weights load and those after share (GST_ELEMENT_ERROR's text and debug arguments). */
 #define LABELS_ERROR_TEXT(what)                                                                    \
@@ -1973,6 +1967,12 @@ static bool gst_frcnn_detect_check_filters_before_load(GstFrcnnDetect *self, con
 	return true;
 }
 
+/*
+ * Builds the model the settings name, or takes the one loaded under the same model-instance-id,
+ * with the class names and filters that depend on its classes. Every failure posts a message that
+ * says which property to change (see GST_FRCNN_DETECT_PROBLEM) and returns nothing; so does a
+ * set-up that `control` gave up (null where nothing can), without a message.
+ */
 static std::optional<ModelSetup> gst_frcnn_detect_setup_model(GstFrcnnDetect *self,
 							      const Settings &settings,
 							      bool while_playing,

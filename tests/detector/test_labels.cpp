@@ -249,9 +249,10 @@ TEST(ClassLists, ClassNamesCheckedBeforeTheModel)
 			      nullptr),
 		  "(no error)");
 	EXPECT_EQ(check_error({ "person", "unicorn" }, nullptr), unknown);
-	for (const char *name : { "class", "class ", "class x", "class 07", "class -1", "classes 7", "class 99999999999999999999" })
-		EXPECT_EQ(check_error({ name }, nullptr), "unknown class '" + std::string(name) +
-								  "': use a name from the labels or a class id")
+	for (const char *name :
+	     { "class", "class ", "class x", "class 07", "class -1", "classes 7", "class 99999999999999999999" })
+		EXPECT_EQ(check_error({ name }, nullptr),
+			  "unknown class '" + std::string(name) + "': use a name from the labels or a class id")
 			<< name;
 	/* Each passes where the labels the model gets name it. */
 	for (const auto &[name, num_classes] : std::vector<std::pair<std::string, int>>{ { "class 7", 8 }, { "person", 91 } })
