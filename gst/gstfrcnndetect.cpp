@@ -1955,10 +1955,7 @@ static bool gst_frcnn_detect_check_filters_before_load(GstFrcnnDetect *self, con
 		return false;
 	}
 	try {
-		std::vector<std::string> threshold_classes;
-		for (const auto &entry : frcnn::split_class_thresholds(settings.class_thresholds))
-			threshold_classes.push_back(entry.first);
-		frcnn::check_class_names(threshold_classes, names);
+		frcnn::check_class_names(frcnn::split_class_thresholds(settings.class_thresholds), names);
 	} catch (const std::exception &e) {
 		GST_FRCNN_DETECT_PROBLEM(self, false, RESOURCE, SETTINGS, CLASS_THRESHOLDS_ERROR_TEXT(e.what()),
 					 CLASS_THRESHOLDS_ERROR_DEBUG(settings));

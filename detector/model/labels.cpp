@@ -305,11 +305,21 @@ void check_class_names(const std::vector<std::string> &entries, const std::vecto
 		/* Without a labels file, a model of other than COCO's 91 classes names them "class N". */
 		const std::size_t space = entry.rfind(' ');
 		const std::string number = space == std::string::npos ? std::string() : entry.substr(space + 1);
+		/* (Up to 18 digits: within std::stoll's range.) */
 		if (!file_names && is_class_id(number) && number.size() < 19 &&
 		    equal_nocase(entry, unnamed_class_name(std::stoll(number))))
 			continue;
 		throw unknown_class_error(entry);
 	}
+}
+
+void check_class_names(const std::vector<std::pair<std::string, double>> &class_thresholds,
+		       const std::vector<std::string> *file_names)
+{
+	std::vector<std::string> names;
+	for (const auto &entry : class_thresholds)
+		names.push_back(entry.first);
+	check_class_names(names, file_names);
 }
 
 double lowest_score_threshold(double score_threshold, const std::map<int64_t, double> &class_thresholds)

@@ -164,12 +164,7 @@ int main(int argc, char **argv)
 	try {
 		const std::vector<std::string> *file_names = labels_path.empty() ? nullptr : &labels_file_names;
 		of_option("--classes", [&] { frcnn::check_class_names(frcnn::comma_separated(classes_list), file_names); });
-		of_option("--class-thresholds", [&] {
-			std::vector<std::string> names;
-			for (const auto &entry : class_threshold_entries)
-				names.push_back(entry.first);
-			frcnn::check_class_names(names, file_names);
-		});
+		of_option("--class-thresholds", [&] { frcnn::check_class_names(class_threshold_entries, file_names); });
 	} catch (const frcnn::Error &e) {
 		std::fprintf(stderr, "frcnn-detect: %s\n", e.what());
 		return 2;

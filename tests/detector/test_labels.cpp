@@ -266,6 +266,12 @@ TEST(ClassLists, ClassNamesCheckedBeforeTheModel)
 	EXPECT_EQ(check_error({ "class 1" }, &file_names),
 		  "unknown class 'class 1': use a name from the labels or a class id");
 	EXPECT_EQ(check_error({}, &file_names), "(no error)");
+	/* The classes of class thresholds alike. */
+	using Thresholds = std::vector<std::pair<std::string, double>>;
+	EXPECT_EQ(error_of([&] { frcnn::check_class_names(Thresholds{ { "square", 0.5 }, { "person", 0.5 } }, &file_names); }),
+		  "unknown class 'person': use a name from the labels or a class id");
+	EXPECT_EQ(error_of([&] { frcnn::check_class_names(Thresholds{ { "person", 0.5 }, { "class 3", 0.5 } }, nullptr); }),
+		  "(no error)");
 }
 
 // The thresholds of entries split before the labels are known are those of the list.

@@ -82,6 +82,9 @@ std::map<int64_t, double> class_thresholds_by_id(const std::vector<std::pair<std
 // file (nullptr), neither a COCO name nor "class N" (the names of a model of other than 91
 // classes). Ids, and names of the background, are left to parse_classes().
 void check_class_names(const std::vector<std::string> &entries, const std::vector<std::string> *file_names);
+// The same for the classes of a list of class thresholds split by split_class_thresholds().
+void check_class_names(const std::vector<std::pair<std::string, double>> &class_thresholds,
+		       const std::vector<std::string> *file_names);
 
 // The score threshold a model runs at so that the thresholds of single classes can be applied to
 // its detections after it: the lowest of `score_threshold` and theirs (NMS is by class, so a
