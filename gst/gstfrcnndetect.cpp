@@ -1931,8 +1931,9 @@ static bool gst_frcnn_detect_check_model_settings(GstFrcnnDetect *self, const Se
  * At start, before the weights load (or download): the labels file is read and the class
  * filters are checked against the names any model could have with it (its names; without one,
  * COCO's or "class N"), so that a typing error fails the start at once. What needs the model's
- * class count (the file's number of names, ids in range) is checked once it is loaded. Fills
- * `labels_file_names` with the file's names.
+ * class count (the file's number of names, ids in range) is checked once it is loaded, or here
+ * where the weights download and tell it (a preset's). Fills `labels_file_names` with the file's
+ * names.
  */
 static bool gst_frcnn_detect_check_filters_before_load(GstFrcnnDetect *self, const Settings &settings,
 						       std::optional<std::vector<std::string>> &labels_file_names)
@@ -1956,6 +1957,36 @@ static bool gst_frcnn_detect_check_filters_before_load(GstFrcnnDetect *self, con
 	}
 	try {
 		frcnn::check_class_names(frcnn::split_class_thresholds(settings.class_thresholds), names);
+	} catch (const std::exception &e) {
+		GST_FRCNN_DETECT_PROBLEM(self, false, RESOURCE, SETTINGS, CLASS_THRESHOLDS_ERROR_TEXT(e.what()),
+					 CLASS_THRESHOLDS_ERROR_DEBUG(settings));
+		return false;
+	}
+
+	/* Weights to download whose class count is known (a preset's) get the checks of that count
+	 * now too, rather than after the download. */
+	const int num_classes =
+		frcnn::class_count_before_download(settings.weights, static_cast<int>(settings.num_classes));
+	if (num_classes == 0)
+		return true;
+	std::vector<std::string> labels;
+	try {
+		labels = names ? frcnn::labels_of_file_names(*names, settings.labels, num_classes)
+			       : frcnn::default_labels(num_classes);
+	} catch (const std::exception &e) {
+		GST_FRCNN_DETECT_PROBLEM(self, false, RESOURCE, OPEN_READ, LABELS_ERROR_TEXT(e.what()),
+					 LABELS_ERROR_DEBUG(settings));
+		return false;
+	}
+	try {
+		frcnn::parse_classes(settings.classes, labels);
+	} catch (const std::exception &e) {
+		GST_FRCNN_DETECT_PROBLEM(self, false, RESOURCE, SETTINGS, CLASSES_ERROR_TEXT(e.what(), ""),
+					 CLASSES_ERROR_DEBUG(settings));
+		return false;
+	}
+	try {
+		frcnn::parse_class_thresholds(settings.class_thresholds, labels);
 	} catch (const std::exception &e) {
 		GST_FRCNN_DETECT_PROBLEM(self, false, RESOURCE, SETTINGS, CLASS_THRESHOLDS_ERROR_TEXT(e.what()),
 					 CLASS_THRESHOLDS_ERROR_DEBUG(settings));

@@ -659,6 +659,14 @@ bool weights_need_download(const std::string &weights)
 	}
 }
 
+int class_count_before_download(const std::string &weights, int num_classes)
+{
+	const std::optional<WeightsPreset> preset = weights_preset_of(weights);
+	if (!preset || !weights_need_download(weights) || (num_classes != 0 && num_classes != preset->num_classes))
+		return 0;
+	return preset->num_classes;
+}
+
 std::string cached_download_advice(const std::string &weights)
 {
 	if (!find_weights_preset(weights) && !is_url(weights))

@@ -26,6 +26,7 @@
 #include "cli.h"
 #include "frcnn/error.h"
 #include "frcnn/labels.h"
+#include "frcnn/weights.h"
 #if FRCNN_DETECT_OPENCV
 #include "image_read.h"
 #endif
@@ -151,7 +152,8 @@ int main(int argc, char **argv)
 	}
 
 	/* The labels file and the class names are checked before the weights load (or download):
-	 * what needs the model's class count (the number of names, ids in range) once it is known. */
+	 * what needs the model's class count (the number of names, ids in range) once it is known,
+	 * which for a preset's weights to download is before them (below). */
 	std::vector<std::string> labels_file_names;
 	if (!labels_path.empty()) {
 		try {
@@ -168,6 +170,39 @@ int main(int argc, char **argv)
 	} catch (const frcnn::Error &e) {
 		std::fprintf(stderr, "frcnn-detect: %s\n", e.what());
 		return 2;
+	}
+
+	// The labels of a model of `num_classes` classes, and the class filters by id of them.
+	std::vector<std::string> labels;
+	std::set<int64_t> classes;
+	std::map<int64_t, double> class_thresholds;
+	auto take_labels = [&](int num_classes) {
+		labels = labels_path.empty() ? frcnn::default_labels(num_classes)
+					     : frcnn::labels_of_file_names(labels_file_names, labels_path, num_classes);
+	};
+	auto take_class_filters = [&]() {
+		try {
+			classes = of_option("--classes", [&] { return frcnn::parse_classes(classes_list, labels); });
+			class_thresholds = of_option("--class-thresholds", [&] {
+				return frcnn::class_thresholds_by_id(class_threshold_entries, labels);
+			});
+		} catch (const frcnn::Error &e) {
+			std::fprintf(stderr, "frcnn-detect: %s\n", e.what());
+			return false;
+		}
+		return true;
+	};
+	// Weights to download whose class count is known (a preset's) get the checks of that count
+	// now too, rather than after the download.
+	if (const int num_classes = frcnn::class_count_before_download(options.weights, options.num_classes)) {
+		try {
+			take_labels(num_classes);
+		} catch (const frcnn::Error &e) {
+			std::fprintf(stderr, "frcnn-detect: %s\n", e.what());
+			return 1;
+		}
+		if (!take_class_filters())
+			return 2;
 	}
 
 	// One image: its pixels, and a view of them.
@@ -229,29 +264,16 @@ int main(int argc, char **argv)
 	}
 
 	std::unique_ptr<frcnn::Detector> detector;
-	std::vector<std::string> labels;
 	try {
 		detector = frcnn::cli::make_detector(options);
-		const int num_classes = detector->config().num_classes;
-		labels = labels_path.empty() ? frcnn::default_labels(num_classes)
-					     : frcnn::labels_of_file_names(labels_file_names, labels_path, num_classes);
+		take_labels(detector->config().num_classes);
 	} catch (const std::exception &e) {
 		std::fprintf(stderr, "frcnn-detect: %s\n", frcnn::cli::error_text(e).c_str());
 		return 1;
 	}
-
 	// The class filters by id, now that the labels are known.
-	std::set<int64_t> classes;
-	std::map<int64_t, double> class_thresholds;
-	try {
-		classes = of_option("--classes", [&] { return frcnn::parse_classes(classes_list, labels); });
-		class_thresholds = of_option("--class-thresholds", [&] {
-			return frcnn::class_thresholds_by_id(class_threshold_entries, labels);
-		});
-	} catch (const frcnn::Error &e) {
-		std::fprintf(stderr, "frcnn-detect: %s\n", e.what());
+	if (!take_class_filters())
 		return 2;
-	}
 	// With a filter, the model keeps every detection above the lowest threshold, and each image
 	// those of the classes above their own threshold, then the best box_detections_per_img.
 	const double score_threshold = detector->config().box_score_thresh;

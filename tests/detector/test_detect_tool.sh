@@ -260,6 +260,31 @@ status=0
 "$detect" --labels "$out/missing.labels" --weights "$out/no-such-weights.pth" "$out/plain.jpg" > /dev/null 2> "$out/stderr.txt" || status=$?
 [ "$status" -eq 1 ] && grep -qxF "frcnn-detect: cannot open labels file '$out/missing.labels': No such file or directory" \
 	"$out/stderr.txt" || { echo "FAIL: a missing labels file, before the weights: status $status:"; cat "$out/stderr.txt"; exit 1; }
+# A preset's weights to download tell their class count (91) before the download: the labels
+# file's count and the class ids are checked first too. The URL (of the preset's published file
+# name, on a port nothing listens on) would fail to download, with an empty cache.
+preset_url=http://127.0.0.1:1/models/fasterrcnn_resnet50_fpn_coco-258fb6c6.pth
+mkdir -p "$out/empty-cache"
+expect_before_download() {
+	local expected_status=$1 message=$2
+	shift 2
+	local status=0
+	TORCH_HOME="$out/empty-cache" "$detect" --weights "$preset_url" "$@" --threads 2 "$out/plain.jpg" \
+		> /dev/null 2> "$out/stderr.txt" || status=$?
+	[ "$status" -eq "$expected_status" ] && grep -qxF "frcnn-detect: $message" "$out/stderr.txt" ||
+		{ echo "FAIL: '$*' before the download: status $status, not $expected_status and '$message':"; cat "$out/stderr.txt"; exit 1; }
+}
+expect_before_download 1 "labels file '$out/with-background.labels' has 4 names but the model has 91 classes: give 91 names (background first) or 90 (without background)" \
+	--labels "$out/with-background.labels"
+expect_before_download 2 "option --classes: class id 91 is out of range: the model has 91 classes (0..90)" --classes "person, 91"
+expect_before_download 2 "option --class-thresholds: class id 95 is out of range: the model has 91 classes (0..90)" \
+	--class-thresholds "95=0.5"
+# Without them it is the download that fails (so the checks above came before it).
+status=0
+TORCH_HOME="$out/empty-cache" "$detect" --weights "$preset_url" --classes "person, 90" --threads 2 "$out/plain.jpg" \
+	> /dev/null 2> "$out/stderr.txt" || status=$?
+[ "$status" -eq 1 ] && grep -qF "$preset_url" "$out/stderr.txt" ||
+	{ echo "FAIL: the download of $preset_url: status $status:"; cat "$out/stderr.txt"; exit 1; }
 
 # 6. Images the decoder would not read as stored are refused, each in one line naming it: a PPM
 # of maxval 1023 (read near black), a TIFF with an orientation tag (read turned), a TIFF with

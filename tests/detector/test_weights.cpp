@@ -763,6 +763,33 @@ TEST_F(WeightsTest, TellsWhichWeightsNeedADownload)
 	EXPECT_FALSE(frcnn::weights_need_download("http://127.0.0.1:1/")) << "no file name: resolve_weights says so";
 }
 
+// Only a preset's weights that download tell their class count before they load: the download
+// is the published file (checked by its hash). A cached file may be any, a file path too.
+TEST_F(WeightsTest, ClassCountBeforeDownloadOnlyOfAPresetsDownload)
+{
+	const auto preset = frcnn::find_weights_preset("coco-mobilenet");
+	ASSERT_TRUE(preset);
+	ASSERT_GT(preset->num_classes, 0);
+	const std::string name = preset->url.substr(preset->url.rfind('/') + 1);
+	const std::string url = "http://127.0.0.1:1/models/" + name;
+	EXPECT_EQ(frcnn::class_count_before_download("coco-mobilenet", 0), preset->num_classes);
+	EXPECT_EQ(frcnn::class_count_before_download(url, 0), preset->num_classes) << "the preset's file name";
+	EXPECT_EQ(frcnn::class_count_before_download(url, preset->num_classes), preset->num_classes);
+	EXPECT_EQ(frcnn::class_count_before_download(url, preset->num_classes + 1), 0)
+		<< "another class count is the load's to refuse";
+	EXPECT_EQ(frcnn::class_count_before_download("http://127.0.0.1:1/models/other.pth", 0), 0)
+		<< "a URL of other weights";
+	EXPECT_EQ(frcnn::class_count_before_download(scratch_.path() + "/" + name, 0), 0)
+		<< "a file path is no download";
+
+	fs::create_directories(cache_);
+	write_file(cache_ + "/" + name, "cached");
+	EXPECT_EQ(frcnn::class_count_before_download("coco-mobilenet", 0), 0) << "a cached file may be any";
+	EXPECT_EQ(frcnn::class_count_before_download(url, 0), 0);
+	EXPECT_EQ(frcnn::class_count_before_download("coco", 0), frcnn::find_weights_preset("coco")->num_classes)
+		<< "another preset still downloads";
+}
+
 TEST_F(WeightsTest, UrlWithoutFileName)
 {
 	std::string message = error_of([] { frcnn::resolve_weights("https://example.invalid/models/"); });

@@ -4238,6 +4238,38 @@ TEST(FrcnnDetect, AStartFailsOnAnUnknownClassBeforeItsWeightsDownload)
 	EXPECT_FALSE(server.wait_for_requests(1, std::chrono::seconds(2))) << "the weights were downloaded";
 }
 
+// A start whose weights are a preset's to download knows their class count (the published
+// file's) before the download: the labels file's count and the class ids are checked first too.
+TEST(FrcnnDetect, AStartChecksAPresetsClassCountBeforeItsWeightsDownload)
+{
+	LoopbackHttpServer server;
+	const std::string cache = gst_test::out_dir() + "/preset-class-count-cache";
+	std::filesystem::remove_all(cache);
+	ScopedEnv torch_home("TORCH_HOME", cache);
+	const auto preset = frcnn::find_weights_preset("coco");
+	ASSERT_TRUE(preset);
+	const std::string weights = server.url(preset->url.substr(preset->url.rfind('/') + 1));
+	const std::string labels = gst_test::out_dir() + "/three-names.txt";
+	std::ofstream(labels) << "one\ntwo\nthree\n";
+
+	const std::pair<std::string, std::string> cases[] = {
+		{ "labels=\"" + labels + "\"",
+		  "Could not use the labels: labels file '" + labels + "' has 3 names but the model has 91 classes" },
+		{ "classes=\"person, 91\"",
+		  "Invalid 'classes': class id 91 is out of range: the model has 91 classes (0..90)." },
+		{ "class-thresholds=\"95=0.5\"",
+		  "Invalid 'class-thresholds': class id 95 is out of range: the model has 91 classes (0..90)." },
+	};
+	for (const auto &[property, expected] : cases) {
+		GError *error = nullptr;
+		const std::string message = state_change_error(property + " weights=" + weights, &error);
+		ASSERT_NE(error, nullptr) << property;
+		EXPECT_NE(message.find(expected), std::string::npos) << message;
+		g_error_free(error);
+	}
+	EXPECT_FALSE(server.wait_for_requests(1, std::chrono::seconds(2))) << "the weights were downloaded";
+}
+
 // The first frame of a start whose weights download runs on them once they have come, and the
 // download's steps go on the bus.
 TEST(FrcnnDetect, AStartsDownloadedWeightsRunTheFirstFrame)

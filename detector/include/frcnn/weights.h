@@ -48,6 +48,14 @@ std::optional<std::string> weights_cache_path(const std::string &weights);
 // (resolve_weights says why).
 bool weights_need_download(const std::string &weights);
 
+// The class count of the model that `weights` give, where it is known before they load (so that
+// the labels and class filters can be checked before a download): the weights of a preset that
+// resolve_weights() would download are its published file (checked against its hash), of the
+// preset's class count. 0 otherwise: for a file, a URL of other weights, a preset already in the
+// cache (put there by hand, maybe), and where `num_classes` (0: unset) asks for another count,
+// which their load refuses.
+int class_count_before_download(const std::string &weights, int num_classes);
+
 // For weights that resolve_weights() takes from the download cache (a preset name or a URL): a
 // sentence saying so, and to delete the file to download it anew, for a message about a file
 // there that cannot be read (one copied in by hand, or damaged since). Empty for a file path.
