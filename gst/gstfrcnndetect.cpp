@@ -530,8 +530,9 @@ SharedModels &shared_models()
 
 // What setting up a model gives the element: the model, and the class names and filters that
 // depend on its classes.
-struct ModelSetup {
-	std::shared_ptr<LoadedModel> model;
+// The class names of a model and the class filters of the settings by their ids.
+struct ClassSetup {
+	int num_classes = 0;
 	std::vector<std::string> labels;
 	std::set<int64_t> class_filter;
 	std::map<int64_t, double> class_thresholds;
@@ -539,6 +540,10 @@ struct ModelSetup {
 	// element keeps the filter it has, as for such a value set while playing (warned about).
 	bool keep_class_filter = false;
 	bool keep_class_thresholds = false;
+};
+
+struct ModelSetup : ClassSetup {
+	std::shared_ptr<LoadedModel> model;
 };
 
 // Controls a model's set-up on a thread of its own (see gst_frcnn_detect_begin_setup).
@@ -1928,71 +1933,130 @@ static bool gst_frcnn_detect_check_model_settings(GstFrcnnDetect *self, const Se
 	("parsing class-thresholds '%s' failed", (settings).class_thresholds.c_str())
 
 /*
- * At start, before the weights load (or download): the labels file is read and the class
- * filters are checked against the names any model could have with it (its names; without one,
- * COCO's or "class N"), so that a typing error fails the start at once. What needs the model's
- * class count (the file's number of names, ids in range) is checked once it is loaded, or here
- * where the weights download and tell it (a preset's). Fills `labels_file_names` with the file's
- * names.
+ * The class names of a model of `num_classes` classes (the labels file's, `labels_file_names`
+ * where it was read already, else the defaults) and the class filters of the settings by their
+ * ids. Every failure posts a message that says which property to change and returns nothing.
+ */
+static std::optional<ClassSetup> gst_frcnn_detect_setup_classes(GstFrcnnDetect *self, const Settings &settings,
+								bool while_playing, int num_classes,
+								std::optional<std::vector<std::string>> labels_file_names,
+								const std::vector<std::string> &playing_labels)
+{
+	std::vector<std::string> labels;
+	try {
+		if (settings.labels.empty())
+			labels = frcnn::default_labels(num_classes);
+		else
+			labels = frcnn::labels_of_file_names(labels_file_names ? std::move(*labels_file_names)
+									       : frcnn::read_labels_file_names(settings.labels),
+							     settings.labels, num_classes);
+	} catch (const std::exception &e) {
+		GST_FRCNN_DETECT_PROBLEM(self, while_playing, RESOURCE, OPEN_READ, LABELS_ERROR_TEXT(e.what()),
+					 LABELS_ERROR_DEBUG(settings));
+		return std::nullopt;
+	}
+
+	/* At start an invalid filter fails the start. While playing, new weights of the labels in
+	 * use load with the filter the element has (its class ids mean the same classes), as for
+	 * such a value set while playing; with other labels they do not load. */
+	const bool same_labels = while_playing && labels == playing_labels;
+	ClassSetup setup;
+	setup.num_classes = num_classes;
+	setup.labels = std::move(labels);
+	const std::string not_loaded = "the weights '" + settings.weights +
+				       "' are not loaded: their labels are not those in use, which the "
+				       "element's filter is of; set it to names of theirs (or empty) and "
+				       "'weights' again";
+	try {
+		setup.class_filter = frcnn::parse_classes(settings.classes, setup.labels);
+	} catch (const std::exception &e) {
+		if (same_labels) {
+			GST_FRCNN_DETECT_PROBLEM(self, true, RESOURCE, SETTINGS,
+					    ("Invalid 'classes' for the weights '%s', keeping the previous filter: %s.",
+					     settings.weights.c_str(), e.what()),
+					    ("parsing classes '%s' failed", settings.classes.c_str()));
+			setup.keep_class_filter = true;
+		} else {
+			const std::string consequence = while_playing ? "; " + not_loaded : std::string();
+			GST_FRCNN_DETECT_PROBLEM(self, while_playing, RESOURCE, SETTINGS,
+						 CLASSES_ERROR_TEXT(e.what(), consequence.c_str()), CLASSES_ERROR_DEBUG(settings));
+			return std::nullopt;
+		}
+	}
+	try {
+		setup.class_thresholds = frcnn::parse_class_thresholds(settings.class_thresholds, setup.labels);
+	} catch (const std::exception &e) {
+		if (same_labels) {
+			GST_FRCNN_DETECT_PROBLEM(self, true, RESOURCE, SETTINGS,
+					    ("Invalid 'class-thresholds' for the weights '%s', keeping the previous "
+					     "ones: %s.", settings.weights.c_str(), e.what()),
+					    ("parsing class-thresholds '%s' failed", settings.class_thresholds.c_str()));
+			setup.keep_class_thresholds = true;
+		} else if (while_playing) {
+			GST_FRCNN_DETECT_PROBLEM(self, true, RESOURCE, SETTINGS,
+					    ("Invalid 'class-thresholds': %s; %s.", e.what(), not_loaded.c_str()),
+					    ("parsing class-thresholds '%s' failed", settings.class_thresholds.c_str()));
+			return std::nullopt;
+		} else {
+			GST_FRCNN_DETECT_PROBLEM(self, false, RESOURCE, SETTINGS, CLASS_THRESHOLDS_ERROR_TEXT(e.what()),
+						 CLASS_THRESHOLDS_ERROR_DEBUG(settings));
+			return std::nullopt;
+		}
+	}
+	return setup;
+}
+
+/*
+ * Before the weights load (or download). At start: the labels file is read and the class filters
+ * are checked against the names any model could have with it (its names; without one, COCO's or
+ * "class N"), so that a typing error fails the start at once. While playing, where a filter that
+ * does not parse may be kept for the new weights (see gst_frcnn_detect_setup_classes), the file
+ * is read only: weights whose labels cannot be read do not load. Where the weights download and
+ * tell their class count (a preset's), the labels and filters are set up for it into `classes`,
+ * rather than after the download; otherwise what needs the model's class count (the file's
+ * number of names, ids in range) is checked once it is loaded. Fills `labels_file_names` with the
+ * file's names.
  */
 static bool gst_frcnn_detect_check_filters_before_load(GstFrcnnDetect *self, const Settings &settings,
-						       std::optional<std::vector<std::string>> &labels_file_names)
+						       bool while_playing,
+						       const std::vector<std::string> &playing_labels,
+						       std::optional<std::vector<std::string>> &labels_file_names,
+						       std::optional<ClassSetup> &classes)
 {
 	if (!settings.labels.empty()) {
 		try {
 			labels_file_names = frcnn::read_labels_file_names(settings.labels);
 		} catch (const std::exception &e) {
-			GST_FRCNN_DETECT_PROBLEM(self, false, RESOURCE, OPEN_READ, LABELS_ERROR_TEXT(e.what()),
+			GST_FRCNN_DETECT_PROBLEM(self, while_playing, RESOURCE, OPEN_READ, LABELS_ERROR_TEXT(e.what()),
 						 LABELS_ERROR_DEBUG(settings));
 			return false;
 		}
 	}
-	const std::vector<std::string> *names = labels_file_names ? &*labels_file_names : nullptr;
-	try {
-		frcnn::check_class_names(frcnn::comma_separated(settings.classes), names);
-	} catch (const std::exception &e) {
-		GST_FRCNN_DETECT_PROBLEM(self, false, RESOURCE, SETTINGS, CLASSES_ERROR_TEXT(e.what(), ""),
-					 CLASSES_ERROR_DEBUG(settings));
-		return false;
+	if (!while_playing) {
+		const std::vector<std::string> *names = labels_file_names ? &*labels_file_names : nullptr;
+		try {
+			frcnn::check_class_names(frcnn::comma_separated(settings.classes), names);
+		} catch (const std::exception &e) {
+			GST_FRCNN_DETECT_PROBLEM(self, false, RESOURCE, SETTINGS, CLASSES_ERROR_TEXT(e.what(), ""),
+						 CLASSES_ERROR_DEBUG(settings));
+			return false;
+		}
+		try {
+			frcnn::check_class_names(frcnn::split_class_thresholds(settings.class_thresholds), names);
+		} catch (const std::exception &e) {
+			GST_FRCNN_DETECT_PROBLEM(self, false, RESOURCE, SETTINGS,
+						 CLASS_THRESHOLDS_ERROR_TEXT(e.what()),
+						 CLASS_THRESHOLDS_ERROR_DEBUG(settings));
+			return false;
+		}
 	}
-	try {
-		frcnn::check_class_names(frcnn::split_class_thresholds(settings.class_thresholds), names);
-	} catch (const std::exception &e) {
-		GST_FRCNN_DETECT_PROBLEM(self, false, RESOURCE, SETTINGS, CLASS_THRESHOLDS_ERROR_TEXT(e.what()),
-					 CLASS_THRESHOLDS_ERROR_DEBUG(settings));
-		return false;
-	}
-
-	/* Weights to download whose class count is known (a preset's) get the checks of that count
-	 * now too, rather than after the download. */
 	const int num_classes =
 		frcnn::class_count_before_download(settings.weights, static_cast<int>(settings.num_classes));
 	if (num_classes == 0)
 		return true;
-	std::vector<std::string> labels;
-	try {
-		labels = names ? frcnn::labels_of_file_names(*names, settings.labels, num_classes)
-			       : frcnn::default_labels(num_classes);
-	} catch (const std::exception &e) {
-		GST_FRCNN_DETECT_PROBLEM(self, false, RESOURCE, OPEN_READ, LABELS_ERROR_TEXT(e.what()),
-					 LABELS_ERROR_DEBUG(settings));
-		return false;
-	}
-	try {
-		frcnn::parse_classes(settings.classes, labels);
-	} catch (const std::exception &e) {
-		GST_FRCNN_DETECT_PROBLEM(self, false, RESOURCE, SETTINGS, CLASSES_ERROR_TEXT(e.what(), ""),
-					 CLASSES_ERROR_DEBUG(settings));
-		return false;
-	}
-	try {
-		frcnn::parse_class_thresholds(settings.class_thresholds, labels);
-	} catch (const std::exception &e) {
-		GST_FRCNN_DETECT_PROBLEM(self, false, RESOURCE, SETTINGS, CLASS_THRESHOLDS_ERROR_TEXT(e.what()),
-					 CLASS_THRESHOLDS_ERROR_DEBUG(settings));
-		return false;
-	}
-	return true;
+	classes = gst_frcnn_detect_setup_classes(self, settings, while_playing, num_classes, labels_file_names,
+						 playing_labels);
+	return classes.has_value();
 }
 
 /*
@@ -2012,7 +2076,9 @@ static std::optional<ModelSetup> gst_frcnn_detect_setup_model(GstFrcnnDetect *se
 	if (!gst_frcnn_detect_check_model_settings(self, settings, while_playing, preset, config))
 		return std::nullopt;
 	std::optional<std::vector<std::string>> labels_file_names;
-	if (!while_playing && !gst_frcnn_detect_check_filters_before_load(self, settings, labels_file_names))
+	std::optional<ClassSetup> classes;
+	if (!gst_frcnn_detect_check_filters_before_load(self, settings, while_playing, playing_labels,
+							labels_file_names, classes))
 		return std::nullopt;
 
 	/*
@@ -2083,65 +2149,16 @@ static std::optional<ModelSetup> gst_frcnn_detect_setup_model(GstFrcnnDetect *se
 	if (loading.owns_lock())
 		loading.unlock();
 
-	std::vector<std::string> labels;
-	try {
-		if (settings.labels.empty())
-			labels = frcnn::default_labels(model->num_classes);
-		else
-			labels = frcnn::labels_of_file_names(labels_file_names ? std::move(*labels_file_names)
-									       : frcnn::read_labels_file_names(settings.labels),
-							     settings.labels, model->num_classes);
-	} catch (const std::exception &e) {
-		GST_FRCNN_DETECT_PROBLEM(self, while_playing, RESOURCE, OPEN_READ, LABELS_ERROR_TEXT(e.what()),
-					 LABELS_ERROR_DEBUG(settings));
-		return std::nullopt;
-	}
-
-	/* At start an invalid filter fails the start. While playing, new weights of the labels in
-	 * use load with the filter the element has (its class ids mean the same classes), as for
-	 * such a value set while playing; with other labels they do not load. */
-	const bool same_labels = while_playing && labels == playing_labels;
-	ModelSetup setup{ std::move(model), std::move(labels), {}, {} };
-	const std::string not_loaded = "the weights '" + settings.weights +
-				       "' are not loaded: their labels are not those in use, which the "
-				       "element's filter is of; set it to names of theirs (or empty) and "
-				       "'weights' again";
-	try {
-		setup.class_filter = frcnn::parse_classes(settings.classes, setup.labels);
-	} catch (const std::exception &e) {
-		if (same_labels) {
-			GST_FRCNN_DETECT_PROBLEM(self, true, RESOURCE, SETTINGS,
-					    ("Invalid 'classes' for the weights '%s', keeping the previous filter: %s.",
-					     settings.weights.c_str(), e.what()),
-					    ("parsing classes '%s' failed", settings.classes.c_str()));
-			setup.keep_class_filter = true;
-		} else {
-			const std::string consequence = while_playing ? "; " + not_loaded : std::string();
-			GST_FRCNN_DETECT_PROBLEM(self, while_playing, RESOURCE, SETTINGS,
-						 CLASSES_ERROR_TEXT(e.what(), consequence.c_str()), CLASSES_ERROR_DEBUG(settings));
+	/* (The class count told before a download is the model's: a check, not a case.) */
+	if (!classes || classes->num_classes != model->num_classes) {
+		classes = gst_frcnn_detect_setup_classes(self, settings, while_playing, model->num_classes,
+							  std::move(labels_file_names), playing_labels);
+		if (!classes)
 			return std::nullopt;
-		}
 	}
-	try {
-		setup.class_thresholds = frcnn::parse_class_thresholds(settings.class_thresholds, setup.labels);
-	} catch (const std::exception &e) {
-		if (same_labels) {
-			GST_FRCNN_DETECT_PROBLEM(self, true, RESOURCE, SETTINGS,
-					    ("Invalid 'class-thresholds' for the weights '%s', keeping the previous "
-					     "ones: %s.", settings.weights.c_str(), e.what()),
-					    ("parsing class-thresholds '%s' failed", settings.class_thresholds.c_str()));
-			setup.keep_class_thresholds = true;
-		} else if (while_playing) {
-			GST_FRCNN_DETECT_PROBLEM(self, true, RESOURCE, SETTINGS,
-					    ("Invalid 'class-thresholds': %s; %s.", e.what(), not_loaded.c_str()),
-					    ("parsing class-thresholds '%s' failed", settings.class_thresholds.c_str()));
-			return std::nullopt;
-		} else {
-			GST_FRCNN_DETECT_PROBLEM(self, false, RESOURCE, SETTINGS, CLASS_THRESHOLDS_ERROR_TEXT(e.what()),
-						 CLASS_THRESHOLDS_ERROR_DEBUG(settings));
-			return std::nullopt;
-		}
-	}
+	ModelSetup setup;
+	static_cast<ClassSetup &>(setup) = std::move(*classes);
+	setup.model = std::move(model);
 	return setup;
 }
 
@@ -2568,7 +2585,8 @@ static gboolean gst_frcnn_detect_open(GstFrcnnDetect *self)
 			return FALSE;
 		/* The labels and class names too, before a download (the set-up checks them again). */
 		std::optional<std::vector<std::string>> labels_file_names;
-		if (!gst_frcnn_detect_check_filters_before_load(self, settings, labels_file_names))
+		std::optional<ClassSetup> classes;
+		if (!gst_frcnn_detect_check_filters_before_load(self, settings, false, {}, labels_file_names, classes))
 			return FALSE;
 		GST_INFO_OBJECT(self, "the weights '%s' are set up after the start (a download, or another "
 				"element's load of the model-instance-id's model); frames wait for them",

@@ -2145,6 +2145,7 @@ std::string state_change_error(const std::string &properties, GError **error_out
 			    where.find("gst_frcnn_detect_check_model_settings") != std::string::npos ||
 			    where.find("gst_frcnn_detect_setup_model") != std::string::npos ||
 			    where.find("gst_frcnn_detect_check_filters_before_load") != std::string::npos ||
+			    where.find("gst_frcnn_detect_setup_classes") != std::string::npos ||
 			    where.find("gst_frcnn_detect_load_model") != std::string::npos)
 			<< "the debug message tells the developer where: " << (debug ? debug : "(none)");
 		EXPECT_STREQ(GST_OBJECT_NAME(GST_MESSAGE_SRC(message)), "detect");
@@ -4268,6 +4269,38 @@ TEST(FrcnnDetect, AStartChecksAPresetsClassCountBeforeItsWeightsDownload)
 		g_error_free(error);
 	}
 	EXPECT_FALSE(server.wait_for_requests(1, std::chrono::seconds(2))) << "the weights were downloaded";
+}
+
+// New weights set while playing that are a preset's to download, with labels that fit the
+// running model but not the preset's class count: they are refused before the download (the
+// labels would refuse them after it), and the batches go on with the model they have.
+TEST(FrcnnDetect, WeightsWhilePlayingOfLabelsThatCannotFitAreRefusedBeforeTheirDownload)
+{
+	LoopbackHttpServer server;
+	const std::string cache = gst_test::out_dir() + "/preset-labels-while-playing-cache";
+	std::filesystem::remove_all(cache);
+	ScopedEnv torch_home("TORCH_HOME", cache);
+	const auto preset = frcnn::find_weights_preset("coco");
+	ASSERT_TRUE(preset);
+	const std::string weights = server.url(preset->url.substr(preset->url.rfind('/') + 1));
+	const std::string labels = gst_test::out_dir() + "/three-names-while-playing.txt";
+	std::ofstream(labels) << "one\ntwo\nthree\n"; // the running model's 4 classes but the background
+	const std::vector<Frame> frames = distinct_frames(2);
+
+	WatchedElement element(frames[0]);
+	GstHarness *h = element.h.get();
+	element.expect_first_model(frames[0]);
+	g_object_set(h->element, "model", preset->arch.c_str(), "weights", weights.c_str(), "labels", labels.c_str(),
+		     nullptr);
+	element.expect_first_model(frames[1]); // sets the weights up
+	const std::string warning = next_message_text(element.bus, GST_MESSAGE_WARNING);
+	EXPECT_NE(warning.find("Could not use the labels: labels file '" + labels +
+			       "' has 3 names but the model has 91 classes"),
+		  std::string::npos)
+		<< warning;
+	EXPECT_FALSE(server.wait_for_requests(1, std::chrono::seconds(2))) << "the weights were downloaded";
+	element.expect_first_model(frames[0]);
+	EXPECT_EQ(gst_bus_pop_filtered(element.bus, GST_MESSAGE_ERROR), nullptr);
 }
 
 // The first frame of a start whose weights download runs on them once they have come, and the
