@@ -4239,20 +4239,36 @@ TEST(FrcnnDetect, AStartFailsOnAnUnknownClassBeforeItsWeightsDownload)
 	EXPECT_FALSE(server.wait_for_requests(1, std::chrono::seconds(2))) << "the weights were downloaded";
 }
 
+// The `coco` preset's weights as a loopback server would serve them (by their published file
+// name, which tells the preset; nothing is served), an empty download cache, and a labels file of
+// three names. `name` names the test's files.
+struct PresetDownload {
+	explicit PresetDownload(const std::string &name)
+		: torch_home("TORCH_HOME", emptied(gst_test::out_dir() + "/" + name + "-cache")),
+		  weights(server.url(file_name_of(frcnn::find_weights_preset("coco").value().url))),
+		  labels(gst_test::out_dir() + "/" + name + ".labels")
+	{
+		std::ofstream(labels) << "one\ntwo\nthree\n";
+	}
+	static std::string emptied(const std::string &folder)
+	{
+		std::filesystem::remove_all(folder);
+		return folder;
+	}
+	static std::string file_name_of(const std::string &url) { return url.substr(url.rfind('/') + 1); }
+
+	LoopbackHttpServer server;
+	ScopedEnv torch_home;
+	const std::string weights;
+	const std::string labels;
+};
+
 // A start whose weights are a preset's to download knows their class count (the published
 // file's) before the download: the labels file's count and the class ids are checked first too.
 TEST(FrcnnDetect, AStartChecksAPresetsClassCountBeforeItsWeightsDownload)
 {
-	LoopbackHttpServer server;
-	const std::string cache = gst_test::out_dir() + "/preset-class-count-cache";
-	std::filesystem::remove_all(cache);
-	ScopedEnv torch_home("TORCH_HOME", cache);
-	const auto preset = frcnn::find_weights_preset("coco");
-	ASSERT_TRUE(preset);
-	const std::string weights = server.url(preset->url.substr(preset->url.rfind('/') + 1));
-	const std::string labels = gst_test::out_dir() + "/three-names.txt";
-	std::ofstream(labels) << "one\ntwo\nthree\n";
-
+	PresetDownload download("preset-class-count");
+	const std::string &weights = download.weights, &labels = download.labels;
 	const std::pair<std::string, std::string> cases[] = {
 		{ "labels=\"" + labels + "\"",
 		  "Could not use the labels: labels file '" + labels + "' has 3 names but the model has 91 classes" },
@@ -4268,7 +4284,7 @@ TEST(FrcnnDetect, AStartChecksAPresetsClassCountBeforeItsWeightsDownload)
 		EXPECT_NE(message.find(expected), std::string::npos) << message;
 		g_error_free(error);
 	}
-	EXPECT_FALSE(server.wait_for_requests(1, std::chrono::seconds(2))) << "the weights were downloaded";
+	EXPECT_FALSE(download.server.wait_for_requests(1, std::chrono::seconds(2))) << "the weights were downloaded";
 }
 
 // New weights set while playing that are a preset's to download, with labels that fit the
@@ -4276,29 +4292,22 @@ TEST(FrcnnDetect, AStartChecksAPresetsClassCountBeforeItsWeightsDownload)
 // labels would refuse them after it), and the batches go on with the model they have.
 TEST(FrcnnDetect, WeightsWhilePlayingOfLabelsThatCannotFitAreRefusedBeforeTheirDownload)
 {
-	LoopbackHttpServer server;
-	const std::string cache = gst_test::out_dir() + "/preset-labels-while-playing-cache";
-	std::filesystem::remove_all(cache);
-	ScopedEnv torch_home("TORCH_HOME", cache);
-	const auto preset = frcnn::find_weights_preset("coco");
-	ASSERT_TRUE(preset);
-	const std::string weights = server.url(preset->url.substr(preset->url.rfind('/') + 1));
-	const std::string labels = gst_test::out_dir() + "/three-names-while-playing.txt";
-	std::ofstream(labels) << "one\ntwo\nthree\n"; // the running model's 4 classes but the background
+	PresetDownload download("preset-labels-while-playing"); // three names: tiny4's classes but the background
+	const std::string &labels = download.labels;
 	const std::vector<Frame> frames = distinct_frames(2);
 
 	WatchedElement element(frames[0]);
 	GstHarness *h = element.h.get();
 	element.expect_first_model(frames[0]);
-	g_object_set(h->element, "model", preset->arch.c_str(), "weights", weights.c_str(), "labels", labels.c_str(),
-		     nullptr);
+	g_object_set(h->element, "model", frcnn::find_weights_preset("coco")->arch.c_str(), "weights",
+		     download.weights.c_str(), "labels", labels.c_str(), nullptr);
 	element.expect_first_model(frames[1]); // sets the weights up
 	const std::string warning = next_message_text(element.bus, GST_MESSAGE_WARNING);
 	EXPECT_NE(warning.find("Could not use the labels: labels file '" + labels +
 			       "' has 3 names but the model has 91 classes"),
 		  std::string::npos)
 		<< warning;
-	EXPECT_FALSE(server.wait_for_requests(1, std::chrono::seconds(2))) << "the weights were downloaded";
+	EXPECT_FALSE(download.server.wait_for_requests(1, std::chrono::seconds(2))) << "the weights were downloaded";
 	element.expect_first_model(frames[0]);
 	EXPECT_EQ(gst_bus_pop_filtered(element.bus, GST_MESSAGE_ERROR), nullptr);
 }
