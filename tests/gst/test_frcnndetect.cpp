@@ -4312,6 +4312,25 @@ TEST(FrcnnDetect, WeightsWhilePlayingOfLabelsThatCannotFitAreRefusedBeforeTheirD
 	EXPECT_EQ(gst_bus_pop_filtered(element.bus, GST_MESSAGE_ERROR), nullptr);
 }
 
+// New weights set while playing with a labels file that cannot be read are refused before they
+// load: the warning is the labels' (the damaged weights would have been the load's), and the
+// batches go on with the model they have.
+TEST(FrcnnDetect, WeightsWhilePlayingWithLabelsThatCannotBeReadAreRefusedBeforeTheyLoad)
+{
+	const std::vector<Frame> frames = distinct_frames(2);
+	WatchedElement element(frames[0]);
+	GstHarness *h = element.h.get();
+	element.expect_first_model(frames[0]);
+	g_object_set(h->element, "weights", corrupt_weights().c_str(), "labels", "/nonexistent/labels.txt", nullptr);
+	element.expect_first_model(frames[1]); // sets the weights up
+	const std::string warning = next_message_text(element.bus, GST_MESSAGE_WARNING);
+	EXPECT_EQ(warning.rfind("Could not use the labels: cannot open labels file '/nonexistent/labels.txt'", 0), 0u)
+		<< warning;
+	element.expect_first_model(frames[0]);
+	EXPECT_EQ(gst_bus_pop_filtered(element.bus, GST_MESSAGE_WARNING), nullptr);
+	EXPECT_EQ(gst_bus_pop_filtered(element.bus, GST_MESSAGE_ERROR), nullptr);
+}
+
 // The first frame of a start whose weights download runs on them once they have come, and the
 // download's steps go on the bus.
 TEST(FrcnnDetect, AStartsDownloadedWeightsRunTheFirstFrame)
