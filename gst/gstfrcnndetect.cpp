@@ -528,8 +528,6 @@ SharedModels &shared_models()
 	return *models;
 }
 
-// What setting up a model gives the element: the model, and the class names and filters that
-// depend on its classes.
 // The class names of a model and the class filters of the settings by their ids.
 struct ClassSetup {
 	int num_classes = 0;
@@ -542,6 +540,8 @@ struct ClassSetup {
 	bool keep_class_thresholds = false;
 };
 
+// What setting up a model gives the element: the model, and the class names and filters that
+// depend on its classes.
 struct ModelSetup : ClassSetup {
 	std::shared_ptr<LoadedModel> model;
 };
@@ -2149,7 +2149,8 @@ static std::optional<ModelSetup> gst_frcnn_detect_setup_model(GstFrcnnDetect *se
 	if (loading.owns_lock())
 		loading.unlock();
 
-	/* (The class count told before a download is the model's: a check, not a case.) */
+	/* Unless set up before a download, for the class count the weights were to have (which
+	 * the model, loaded, is checked to have). */
 	if (!classes || classes->num_classes != model->num_classes) {
 		classes = gst_frcnn_detect_setup_classes(self, settings, while_playing, model->num_classes,
 							  std::move(labels_file_names), playing_labels);
