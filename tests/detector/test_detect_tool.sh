@@ -9,7 +9,8 @@
 # 4. The image libraries' own messages become part of one line each: a JPEG cut short is run as
 #    far as it goes, with a warning; a damaged PNG is an error naming it.
 # 5. Detections that cannot be written (standard output on a full disk) exit with status 1, as
-#    does --help (of every program) that cannot be.
+#    do --help (of every program) and an int8 calibration file that cannot be (before any image
+#    runs on it).
 # 6. Images the decoder would misread are refused, naming the image and why.
 # 7. Stopped by a signal while a reader is slow, it stops between lines, never inside one; a
 #    second signal stops it at once.
@@ -332,6 +333,21 @@ for program in "$detect" "$(dirname "$detect")"/frcnn-{bench,eval,train}; do
 	[ "$status" -eq 1 ] && grep -q "cannot write the help to standard output" "$out/stderr.txt" ||
 		{ echo "FAIL: $program --help to a full disk: status $status:"; cat "$out/stderr.txt"; exit 1; }
 done
+
+# An int8 calibration file that cannot be written where asked (its folder is missing) is a
+# failure too, found before any image runs (no detections printed). A build without oneDNN
+# refuses int8 itself, as status 1.
+status=0
+"$detect" --arch tiny --seed 1 --threads 2 --precision int8 --int8-calibration "$out/no-such-dir/tiny.int8.json" \
+	"$out/plain.jpg" "$out/rotated.jpg" > "$out/int8.jsonl" 2> "$out/stderr.txt" || status=$?
+if grep -q "has no oneDNN" "$out/stderr.txt"; then
+	[ "$status" -eq 1 ] || { echo "FAIL: int8 refused with status $status, not 1"; exit 1; }
+	echo "note: this build has no oneDNN: int8 refused, its calibration file not checked"
+else
+	[ "$status" -eq 1 ] && [ ! -s "$out/int8.jsonl" ] &&
+		grep -q "^frcnn-detect: cannot write the 8-bit calibration '$out/no-such-dir/tiny.int8.json': folder '$out/no-such-dir' does not exist" "$out/stderr.txt" ||
+		{ echo "FAIL: an int8 calibration that cannot be written: status $status, $(wc -l < "$out/int8.jsonl") lines:"; cat "$out/stderr.txt"; exit 1; }
+fi
 
 # 7. Stopped (SIGTERM, SIGINT) while a reader is slow, it stops between lines: every line it
 #    wrote is whole JSON, and its status is the signal's; a second signal stops it at once.
