@@ -145,3 +145,20 @@ frcnn_need_args() {
 		exit 2
 	fi
 }
+
+# The file:// URI of a local file (its absolute path, every byte outside RFC 3986's unreserved
+# characters and '/' percent-encoded), as uridecodebin reads it: a name with '#', '%' or
+# '?' would otherwise be cut at, or decoded from, those.
+frcnn_file_uri() {
+	local path uri="" byte i
+	path=$(realpath -- "$1") || return 1
+	local LC_ALL=C
+	for ((i = 0; i < ${#path}; i++)); do
+		byte=${path:i:1}
+		case "$byte" in
+		[A-Za-z0-9/._~-]) uri+=$byte ;;
+		*) printf -v byte '%%%02X' "'$byte"; uri+=$byte ;;
+		esac
+	done
+	printf 'file://%s\n' "$uri"
+}

@@ -64,7 +64,7 @@ for i in "${!ARGS[@]}"; do
 	source=${ARGS[$i]}
 	case "$source" in
 	*://*) uri=$source ;;
-	*) uri="file://$(realpath "$source")" ;;
+	*) uri=$(frcnn_file_uri "$source") ;;
 	esac
 	MIXER+=("sink_$i::xpos=$(((i % COLUMNS) * TILE_W))" "sink_$i::ypos=$(((i / COLUMNS) * TILE_H))")
 	BRANCHES+=(uridecodebin "uri=$uri" ! videoconvert ! "${DETECT[@]}" model-instance-id=detect-streams batch-timeout=0 "${SECOND[@]}" !

@@ -102,8 +102,13 @@ decoded=$(gst-launch-1.0 -q filesrc location="$out/boxes.mp4" ! qtdemux ! h264pa
 	frcnnjson location=- ! fakesink | wc -l)
 [ "$decoded" = "$frames" ] || fail "the MP4 has $decoded frames, the video $frames"
 
-# Two sources side by side: the grid decodes to as many frames as the video, twice as wide.
-./detect-streams.sh "${common[@]}" --interval 8 --tile 320x240 --output "$out/grid.mp4" "$video" "$video" >/dev/null
+# Two sources side by side: the grid decodes to as many frames as the video, twice as wide. The
+# second is a copy whose name has what a file's URI must encode ('#', '%', a space, UTF-8).
+odd_name="$out/clip #1 %20 é.${video##*.}"
+cp "$video" "$odd_name"
+./detect-streams.sh --dry-run "$odd_name" | grep -qF "/clip%20%231%20%2520%20%C3%A9.${video##*.} " ||
+	fail "detect-streams.sh does not encode a file's name in its URI: $(./detect-streams.sh --dry-run "$odd_name")"
+./detect-streams.sh "${common[@]}" --interval 8 --tile 320x240 --output "$out/grid.mp4" "$video" "$odd_name" >/dev/null
 gst-launch-1.0 -q filesrc location="$out/grid.mp4" ! qtdemux ! h264parse ! avdec_h264 ! \
 	frcnnjson location="$out/grid.jsonl" ! fakesink
 grid_frames=$(wc -l < "$out/grid.jsonl")
