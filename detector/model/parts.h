@@ -290,9 +290,11 @@ struct RegionProposalNetworkImpl : torch::nn::Module {
 	// where the per-image sequence waits three times per image. Differences: equal scores are
 	// ranked by index, and NMS always works per level on the boxes' own coordinates where
 	// torchvision's batched_nms offsets sets of up to 1000 boxes on the CPU (5000 on CUDA).
+	// `most_per_level`: the most candidates one level has (0: unknown, up to all of an
+	// image's), which bounds the NMS's categories (see ops::detail::nms_mask_by_category_within).
 	Proposals filter_proposals_batched(const torch::Tensor &top_boxes, const torch::Tensor &probs,
-					   const torch::Tensor &levels,
-					   const std::vector<ImageSize> &image_sizes, int64_t post_nms) const;
+					   const torch::Tensor &levels, const std::vector<ImageSize> &image_sizes,
+					   int64_t post_nms, int64_t most_per_level = 0) const;
 
 	ModelConfig config;
 	AnchorGenerator anchor_generator;

@@ -283,9 +283,11 @@ RPNOutput RegionProposalNetworkImpl::forward(const torch::Tensor &batch, const s
 
 		std::vector<torch::Tensor> level_ids, top_idx;
 		int64_t offset = 0;
+		int64_t most_per_level = 0;
 		auto per_level = obj.split_with_sizes(anchors_per_level, 1);
 		for (size_t i = 0; i < per_level.size(); i++) {
 			const int64_t n = per_level[i].size(1);
+			most_per_level = std::max(most_per_level, std::min(pre_nms, n));
 			auto idx = std::get<1>(per_level[i].topk(std::min(pre_nms, n), 1));
 			top_idx.push_back(idx + offset);
 			level_ids.push_back(torch::full({idx.size(1)}, (int64_t)i,
@@ -299,7 +301,8 @@ RPNOutput RegionProposalNetworkImpl::forward(const torch::Tensor &batch, const s
 		auto top_boxes = proposals.detach().index({batch_idx, top});
 		auto probs = torch::sigmoid(top_obj);
 
-		auto kept = obj.is_cuda() ? filter_proposals_batched(top_boxes, probs, levels, image_sizes, post_nms)
+		auto kept = obj.is_cuda() ? filter_proposals_batched(top_boxes, probs, levels, image_sizes, post_nms,
+									    most_per_level)
 					  : filter_proposals(top_boxes, probs, levels, image_sizes, post_nms);
 		out.boxes = std::move(kept.boxes);
 		out.scores = std::move(kept.scores);
@@ -369,7 +372,8 @@ RegionProposalNetworkImpl::filter_proposals(const torch::Tensor &top_boxes, cons
 RegionProposalNetworkImpl::Proposals
 RegionProposalNetworkImpl::filter_proposals_batched(const torch::Tensor &top_boxes, const torch::Tensor &probs,
 						    const torch::Tensor &levels,
-						    const std::vector<ImageSize> &image_sizes, int64_t post_nms) const
+						    const std::vector<ImageSize> &image_sizes, int64_t post_nms,
+						    int64_t most_per_level) const
 {
 	const int64_t num_images = top_boxes.size(0);
 	const auto [heights, widths] = image_size_tensors(image_sizes, top_boxes.device(), top_boxes.scalar_type());
@@ -385,7 +389,8 @@ RegionProposalNetworkImpl::filter_proposals_batched(const torch::Tensor &top_box
 	// after every candidate that passed, in the order of its level's suppression, so they can
 	// only suppress one another, and what the candidates that passed keep is what an NMS of
 	// those alone keeps. One NMS for the batch, a category per image and level (level ids are
-	// below the candidates of an image): no category has more boxes than an image has.
+	// below the candidates of an image): no category has more boxes than a level has, nor than
+	// an image has.
 	const double no_score = -std::numeric_limits<double>::infinity();
 	const auto ranked = probs.masked_fill(valid.logical_not(), no_score);
 	const int64_t per_image = boxes.size(1);
@@ -402,7 +407,8 @@ RegionProposalNetworkImpl::filter_proposals_batched(const torch::Tensor &top_box
 		torch::arange(num_images, levels.options()).view({-1, 1}).expand({num_images, per_image}).reshape(-1),
 		valid.reshape(-1), largest, valid.sum(1));
 	const auto keep = ops::detail::nms_mask_by_category_within(flat_boxes + offsets.unsqueeze(1), ranked.reshape(-1),
-								   categories, config.rpn_nms_thresh, per_image)
+								   categories, config.rpn_nms_thresh,
+								   most_per_level > 0 ? std::min(most_per_level, per_image) : per_image)
 				  .view({num_images, per_image})
 				  .logical_and(valid);
 

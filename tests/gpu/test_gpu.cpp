@@ -221,6 +221,12 @@ TEST(CudaOps, RoIAlignHalfFeaturesWithFloatRois)
 	const double diff = max_abs_diff(full, half);
 	EXPECT_LE(diff, 1e-2);
 	std::printf("roi_align half features: max |float - half| = %.3g\n", diff);
+	// Half RoIs too (torchvision's roi_align takes them): pooled at their float values.
+	const auto half_rois = rois.to(torch::kHalf);
+	auto all_half = ops::roi_align(input.to(torch::kHalf), half_rois, 0.25, 7, 7, 2, false);
+	ASSERT_EQ(all_half.scalar_type(), torch::kHalf);
+	EXPECT_TRUE(torch::equal(all_half, ops::roi_align(input.to(torch::kHalf), half_rois.to(torch::kFloat), 0.25, 7,
+							  7, 2, false)));
 }
 
 TEST(CudaOps, RoIAlignBackwardMatchesTheCpu)
@@ -252,7 +258,8 @@ TEST(CudaOps, InvalidBatchIndexGivesZeros)
 // --- the model's batched steps ----------------------------------------------------------------
 
 // The RPN's proposal filtering on CUDA (the batched form, one wait for the device) keeps the
-// proposals the CPU's per-image filtering keeps, in the same score order.
+// proposals the CPU's per-image filtering keeps, in the same score order: with its NMS's
+// categories bounded by an image's candidates, and by a level's (as the RPN's forward bounds them).
 TEST(CudaModel, ProposalFilteringMatchesTheCpu)
 {
 	const auto c = test::random_proposal_case(11);
@@ -260,13 +267,16 @@ TEST(CudaModel, ProposalFilteringMatchesTheCpu)
 	config.rpn_score_thresh = c.score_thresh;
 	frcnn::detail::RegionProposalNetwork rpn(config);
 	torch::NoGradGuard no_grad;
-	for (const int64_t post_nms : {1000, 5000}) {
+	const int64_t per_level = c.levels.bincount().max().item<int64_t>();
+	for (const int64_t post_nms : {1000, 5000})
+	for (const int64_t most_per_level : {int64_t{0}, per_level}) {
 		auto cpu = rpn->filter_proposals(c.top_boxes, c.probs, c.levels, c.sizes, post_nms);
 		auto gpu_batched = rpn->filter_proposals_batched(c.top_boxes.to(kCuda), c.probs.to(kCuda),
-								 c.levels.to(kCuda), c.sizes, post_nms);
+								 c.levels.to(kCuda), c.sizes, post_nms, most_per_level);
 		ASSERT_EQ(gpu_batched.boxes.size(), cpu.boxes.size());
 		for (size_t i = 0; i < cpu.boxes.size(); i++) {
-			SCOPED_TRACE("post_nms " + std::to_string(post_nms) + ", image " + std::to_string(i));
+			SCOPED_TRACE("post_nms " + std::to_string(post_nms) + ", most per level " +
+				     std::to_string(most_per_level) + ", image " + std::to_string(i));
 			ASSERT_TRUE(gpu_batched.boxes[i].is_cuda());
 			ASSERT_EQ(cpu.boxes[i].size(0), gpu_batched.boxes[i].size(0));
 			EXPECT_TRUE(torch::equal(cpu.scores[i], gpu_batched.scores[i].cpu()));
@@ -294,8 +304,9 @@ void expect_postprocess_as_on_the_cpu(const test::DetectionCase &c, int64_t coun
 		EXPECT_TRUE(torch::equal(cpu[i].labels, gpu[i].labels.cpu())) << "image " << i;
 		EXPECT_LE(max_abs_diff(cpu[i].scores, gpu[i].scores), 1e-5) << "image " << i;
 		EXPECT_LE(max_abs_diff(cpu[i].boxes, gpu[i].boxes), 1e-3) << "image " << i;
-		if (count >= 0)
+		if (count >= 0) {
 			EXPECT_EQ(cpu[i].boxes.size(0), count) << "image " << i;
+		}
 	}
 }
 

@@ -111,7 +111,9 @@ torch::Tensor roi_align_forward_cuda(const torch::Tensor &input, const torch::Te
 	// Channels-last feature maps (a channels-last model's) are read in place, not copied.
 	const bool channels_last = input.is_contiguous(at::MemoryFormat::ChannelsLast) && !input.is_contiguous();
 	const torch::Tensor in = channels_last ? input : input.contiguous();
-	const torch::Tensor r = rois.contiguous();
+	// Half RoIs (which torchvision takes) pool at their values in float: the kernel reads
+	// coordinates in float or double.
+	const torch::Tensor r = (rois.scalar_type() == torch::kHalf ? rois.to(torch::kFloat) : rois).contiguous();
 	auto output = torch::empty({rois.size(0), input.size(1), pooled_height, pooled_width},
 				   input.options().memory_format(at::MemoryFormat::Contiguous));
 	auto shape = roi_shape(input.size(0), input.size(1), input.size(2), input.size(3),
