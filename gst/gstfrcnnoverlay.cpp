@@ -1036,6 +1036,40 @@ std::string caption(const frcnn::gst::DetectionMeta &det, GstFrcnnOverlayShow sh
 	}
 }
 
+/*
+ * The caption of a detection as it fits `max_width` of the frame's pixels (`width_of` a text):
+ * whole where it fits; else a name too long for the frame loses its end to "..." (whole
+ * characters of UTF-8), so that the score still shows; the score alone where even "..." and it do
+ * not fit.
+ */
+std::string fitted_caption(const frcnn::gst::DetectionMeta &det, GstFrcnnOverlayShow show, int max_width,
+			   const std::function<int(const std::string &)> &width_of)
+{
+	const std::string whole = caption(det, show);
+	const bool has_label = show == GST_FRCNN_OVERLAY_SHOW_LABEL || show == GST_FRCNN_OVERLAY_SHOW_LABEL_SCORE;
+	if (whole.empty() || !has_label || det.label.empty() || width_of(whole) <= max_width)
+		return whole;
+	const std::string after = whole.substr(det.label.size()); // " 0.87", or nothing
+	const auto cut_to = [&](size_t bytes) { return det.label.substr(0, bytes) + "..." + after; };
+	/* Where each character of the name starts: a cut keeps whole characters. */
+	std::vector<size_t> starts;
+	for (size_t i = 0; i < det.label.size(); i++)
+		if ((static_cast<unsigned char>(det.label[i]) & 0xC0) != 0x80)
+			starts.push_back(i);
+	if (width_of(cut_to(0)) > max_width)
+		return after.empty() ? std::string("...") : after.substr(1);
+	/* The most characters that fit before "...": the widths grow with them. */
+	size_t fits = 0, too_many = starts.size();
+	while (too_many - fits > 1) {
+		const size_t middle = fits + (too_many - fits) / 2;
+		if (width_of(cut_to(starts[middle])) <= max_width)
+			fits = middle;
+		else
+			too_many = middle;
+	}
+	return cut_to(starts[fits]);
+}
+
 } // namespace
 
 static GstFlowReturn gst_frcnn_overlay_transform_frame_ip(GstVideoFilter *filter,
@@ -1095,14 +1129,19 @@ static GstFlowReturn gst_frcnn_overlay_transform_frame_ip(GstVideoFilter *filter
 			const cv::Rect box = drawn_box(det, width, height);
 			canvas.rectangle(box, colour, line_thickness);
 
-			const std::string text = caption(det, show);
 			/* A box wholly outside the frame has no label on it either. */
-			if (text.empty() || (box & cv::Rect(0, 0, width, height)).empty())
+			if (show == GST_FRCNN_OVERLAY_SHOW_NONE || (box & cv::Rect(0, 0, width, height)).empty())
+				continue;
+			const int pad = 2;
+			const std::string text = fitted_caption(det, show, width - 2 * pad, [&](const std::string &t) {
+				int below = 0;
+				return canvas.stored_width(font->size(t, text_scale, &below).width);
+			});
+			if (text.empty())
 				continue;
 
 			int baseline = 0;
 			const cv::Size size = font->size(text, text_scale, &baseline);
-			const int pad = 2;
 			const int label_height = size.height + baseline + 2 * pad;
 			/* Above the box; below it when the box touches the top of the frame (inside, a
 			 * label would hide a small object); inside it when neither fits. */
@@ -1110,7 +1149,8 @@ static GstFlowReturn gst_frcnn_overlay_transform_frame_ip(GstVideoFilter *filter
 			if (top < 0)
 				top = box.y + box.height + label_height <= height ? box.y + box.height : std::max(box.y, 0);
 			/* The text's width as shown, in the frame's pixels (fewer where they are wider than
-			 * high); moved left as far as the frame's right edge asks, so that the score shows. */
+			 * high); moved left as far as the frame's right edge asks, so that the score shows (the
+			 * caption was cut to the frame's width). */
 			const int label_width = canvas.stored_width(size.width) + 2 * pad;
 			const int left = std::max(0, std::min(box.x, width - label_width));
 			const cv::Rect background(left, top, label_width, label_height);

@@ -571,6 +571,36 @@ TEST(FrcnnOverlay, DrawsTheUnroundedBoxAndKeepsLabelsClearOfTheEdges)
 	}
 }
 
+// A name too long for the frame is cut (to "...") so that the score still shows: drawn with and
+// without the score, such labels differ (uncut, both would show the name's beginning only). Names
+// of two-byte characters are cut between characters.
+TEST(FrcnnOverlay, ANameTooLongForTheFrameIsCutSoThatTheScoreShows)
+{
+	const Frame frame = make_frame(cv::Mat(kHeight, kWidth, CV_8UC3, kGrey), GST_VIDEO_FORMAT_RGB);
+	for (const std::string &name : { std::string(60, 'W'), std::string("\xc3\xa9") + std::string(60, 'W') }) {
+		SCOPED_TRACE(name.substr(0, 4));
+		std::vector<gst_test::BufferPtr> drawn;
+		for (const char *show : { "show=label-score line-thickness=1", "show=label line-thickness=1" }) {
+			HarnessPtr h = overlay(show);
+			gst_harness_set_src_caps(h.get(), frame.caps());
+			GstBuffer *in = frame.buffer(0);
+			add_detection(in, 20, 60, 100, 50, 3, name.c_str(), 0.9);
+			drawn.emplace_back(gst_harness_push_and_pull(h.get(), in));
+			ASSERT_TRUE(drawn.back());
+		}
+		Pixels with_score(drawn[0].get(), frame), without(drawn[1].get(), frame);
+		const std::array<int, 3> grey = with_score.at(10, 10);
+		int differing = 0, band = 0;
+		for (int y = 40; y < 59; y++)
+			for (int x = 0; x < kWidth; x++) {
+				differing += with_score.at(x, y) != without.at(x, y);
+				band += with_score.at(x, y) != grey;
+			}
+		EXPECT_GT(differing, 20) << "the score does not show";
+		EXPECT_GT(band, 19 * 100) << "no label band";
+	}
+}
+
 // The caps take any pixel-aspect-ratio; beyond 16 (or 1/16) the overlay draws as at 16: a label
 // of a few kilobytes and lines of the frame's width at most, not gigabytes.
 TEST(FrcnnOverlay, AbsurdPixelAspectRatiosDrawAsTheWidestReal)
