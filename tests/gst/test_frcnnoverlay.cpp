@@ -572,16 +572,21 @@ TEST(FrcnnOverlay, DrawsTheUnroundedBoxAndKeepsLabelsClearOfTheEdges)
 }
 
 // A name too long for the frame is cut (to "...") so that the score still shows: drawn with and
-// without the score, such labels differ (uncut, both would show the name's beginning only). Names
-// of two-byte characters are cut between characters.
+// without the score, such labels differ (uncut, both would show the name's beginning only). In
+// the built-in font, and in a FreeType font with a name of two-byte characters (cut between them).
 TEST(FrcnnOverlay, ANameTooLongForTheFrameIsCutSoThatTheScoreShows)
 {
 	const Frame frame = make_frame(cv::Mat(kHeight, kWidth, CV_8UC3, kGrey), GST_VIDEO_FORMAT_RGB);
-	for (const std::string &name : { std::string(60, 'W'), std::string("\xc3\xa9") + std::string(60, 'W') }) {
-		SCOPED_TRACE(name.substr(0, 4));
+	std::string accented;
+	for (int i = 0; i < 60; i++)
+		accented += "\xc3\xa9"; // é
+	const std::string font = "font=/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ";
+	for (const auto &[name, font_setting] : { std::pair{ std::string(60, 'W'), std::string() },
+						  std::pair{ accented, font } }) {
+		SCOPED_TRACE(font_setting + name.substr(0, 4));
 		std::vector<gst_test::BufferPtr> drawn;
 		for (const char *show : { "show=label-score line-thickness=1", "show=label line-thickness=1" }) {
-			HarnessPtr h = overlay(show);
+			HarnessPtr h = overlay((font_setting + show).c_str());
 			gst_harness_set_src_caps(h.get(), frame.caps());
 			GstBuffer *in = frame.buffer(0);
 			add_detection(in, 20, 60, 100, 50, 3, name.c_str(), 0.9);
