@@ -13,6 +13,7 @@
 
 #include <ATen/Parallel.h>
 #include <ATen/cuda/CUDAContext.h>
+#include <ATen/cuda/CUDAEvent.h>
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
@@ -115,7 +116,11 @@ torch::Tensor upload_frame_bytes_cuda(const torch::Tensor &host, torch::Device d
 	const c10::cuda::CUDAStreamGuard on_stream(stream);
 	auto on_device = torch::empty({host.numel()}, torch::TensorOptions().dtype(torch::kByte).device(device));
 	on_device.copy_(host, /*non_blocking=*/true);
-	stream.synchronize();
+	// Other threads queue their frames' copies on the same stream: an event after this copy
+	// waits for it (and those queued before it), not for the copies queued since.
+	at::cuda::CUDAEvent copied;
+	copied.record(stream);
+	copied.synchronize();
 	return on_device;
 }
 
