@@ -246,15 +246,20 @@ TEST(StateDict, RefusesValuesThatAreNotFiniteAndNegativeVariances)
 		const char *name;
 		double value;
 		const char *said;
+		int64_t at; // the element damaged; -1: the last (amid a large tensor's vectorised reads)
 	};
-	for (const Case &c : { Case{ "roi_heads.box_head.fc6.bias", std::nan(""), "values that are not finite" },
-			       Case{ "rpn.head.conv.0.0.weight", INFINITY, "values that are not finite" },
-			       Case{ "backbone.body.bn1.running_var", -1.0, "batch-norm variances below 0" } }) {
-		SCOPED_TRACE(c.name);
+	for (const Case &c : { Case{ "roi_heads.box_head.fc6.bias", std::nan(""), "values that are not finite", 0 },
+			       Case{ "roi_heads.box_head.fc6.weight", std::nan(""), "values that are not finite", -1 },
+			       Case{ "roi_heads.box_head.fc6.weight", -std::nan(""), "values that are not finite", 1001 },
+			       Case{ "rpn.head.conv.0.0.weight", INFINITY, "values that are not finite", 0 },
+			       Case{ "rpn.head.conv.0.0.weight", -INFINITY, "values that are not finite", 37 },
+			       Case{ "backbone.body.bn1.running_var", -1.0, "batch-norm variances below 0", 0 },
+			       Case{ "backbone.body.bn1.running_var", -1e-30, "batch-norm variances below 0", -1 } }) {
+		SCOPED_TRACE(std::string(c.name) + " at " + std::to_string(c.at));
 		Checkpoint damaged = good;
 		torch::Tensor &tensor = find(damaged, c.name);
 		tensor = tensor.clone();
-		tensor.view(-1)[0] = c.value;
+		tensor.view(-1)[c.at < 0 ? tensor.numel() - 1 : c.at] = c.value;
 		find(damaged, "roi_heads.box_predictor.bbox_pred.bias") =
 			torch::full_like(find(good, "roi_heads.box_predictor.bbox_pred.bias"), -INFINITY);
 		try {
