@@ -80,6 +80,8 @@ def summarize(runs):
         s["gflops_per_frame"] = runs[0]["gflops_per_frame"]
     if runs[0].get("stages_ms_p50"):
         s["stages_ms_p50"] = {k: median_of(runs, "stages_ms_p50", k) for k in runs[0]["stages_ms_p50"]}
+    if all(r.get("load_ms") is not None for r in runs):
+        s["load_ms"] = median_of(runs, "load_ms")
     s["fps_runs"] = [r["fps"] for r in runs]
     s["detections_first_batch"] = runs[0]["detections_first_batch"]
     s["staged_vs_forward"] = runs[0]["staged_vs_forward"] if runs[0]["staged_vs_forward"] is not None else next(
@@ -340,6 +342,11 @@ def print_table(results):
         print(f"{label:<36}{a['fps']:>13.3f}{b['fps']:>16.3f}{c['ratio_fps']:>7.2f}"
               f"{a['latency_p50_ms']:>9.0f}/{b['latency_p50_ms']:<8.0f}"
               f"{a.get('gflops_per_s', 0):>8.1f}/{b.get('gflops_per_s') or 0:<8.1f}")
+    for c in results["comparisons"]:
+        a, b = c["libfrcnn"], c["torchvision"]
+        if "load_ms" in a and "load_ms" in b:
+            print(f"{c['case']['name']}: model loaded in {a['load_ms']:.0f} ms (libfrcnn) against "
+                  f"{b['load_ms']:.0f} ms (torchvision), medians")
     for c in results["comparisons"]:
         d = c["detections"]
         print(f"{c['case']['name']}: detections per frame {d['counts']} vs {d['other_counts']}; labels in the same "

@@ -151,8 +151,13 @@ Detector::Detector(const DetectorOptions &options)
 		if (options.weights.empty() && !options.checkpoint)
 			torch::manual_seed(options.random_seed);
 		impl_->model = FasterRCNN(options.model);
-		if (options.checkpoint)
+		if (options.checkpoint) {
 			impl_->model->load_state_dict(*options.checkpoint);
+			// The model holds the weights now: the copy the options keep would double the
+			// memory of a large checkpoint (160 MB for fasterrcnn_resnet50_fpn) for as long as
+			// the detector lives. What the caller holds stays the caller's.
+			impl_->options.checkpoint.reset();
+		}
 		else if (!options.weights.empty())
 			impl_->model->load_state_dict(read_checkpoint(options.weights));
 		impl_->model->eval();

@@ -709,6 +709,11 @@ double percentile(std::vector<double> v, double q)
 	return v[lo] + (v[hi] - v[lo]) * (pos - (double)lo);
 }
 
+double ms_since(Clock::time_point start)
+{
+	return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+}
+
 double round_to(double v, int digits)
 {
 	const double f = std::pow(10.0, digits);
@@ -905,6 +910,12 @@ int main(int argc, char **argv)
 		frcnn::detail::check_precision(device, d.precision);
 		if (d.weights.empty())
 			torch::manual_seed(d.random_seed);
+		// From a file to a model ready to run: the weights read, the model built, the weights
+		// taken and the model prepared for its device (what a start of the element waits for).
+		// Reported where the model loads from a file: given weights, or the facade's file of
+		// seeded ones (a staged model of seeded weights is calibrated meanwhile).
+		auto load_start = Clock::now();
+		double load_ms = -1;
 		frcnn::FasterRCNN model(d.model);
 		std::vector<Image> first;
 		if (!d.weights.empty()) {
@@ -949,7 +960,9 @@ int main(int argc, char **argv)
 				frcnn::write_checkpoint(tmp_weights, model->state_dict());
 				d.weights = tmp_weights;
 			}
+			load_start = Clock::now();
 			facade = std::make_unique<frcnn::Detector>(d);
+			load_ms = ms_since(load_start);
 			if (!tmp_weights.empty())
 				std::remove(tmp_weights.c_str());
 			model = frcnn::FasterRCNN(nullptr);
@@ -957,6 +970,8 @@ int main(int argc, char **argv)
 			model->to_device(device, d.precision, d.channels_last);
 			if (device.is_cpu())
 				model->set_cpu_convolutions(d.cpu_convolutions);
+			if (!d.weights.empty())
+				load_ms = ms_since(load_start);
 			staged = std::make_unique<StagedModel>(model, device, d.channels_last);
 		}
 		// int8: calibrated before the warm-up, on the first frames (as the Detector does in a
@@ -1113,6 +1128,7 @@ int main(int argc, char **argv)
 			out["int8_calibration_ms"] = int8_calibration_ms;
 		}
 		out["channels_last"] = d.channels_last;
+		out["load_ms"] = load_ms < 0 ? json(nullptr) : json(round_to(load_ms, 1));
 		if (device.is_cpu())
 			out["cpu_convolutions"] = frcnn::cpu_convolutions_name(
 				facade ? facade->cpu_convolutions() : model->cpu_convolutions());
@@ -1201,6 +1217,9 @@ int main(int argc, char **argv)
 			    frames[0].height);
 		std::printf("  %.2f frames/s over %d frames; latency per batch p50 %.1f ms, p95 %.1f ms\n", fps,
 			    timed_frames, percentile(latency_ms, 50), percentile(latency_ms, 95));
+		if (load_ms >= 0)
+			std::printf("  model loaded in %.0f ms (weights read, model built, weights taken, prepared "
+				    "for the device)\n", load_ms);
 		if (staged) {
 			std::printf("  stages (p50 ms):");
 			for (size_t s = 0; s < kNumStages; s++)

@@ -17,6 +17,7 @@
 
 #include "common.h"
 #include "random_frames.h"
+#include "frcnn/checkpoint.h"
 #include "frcnn/detector.h"
 #include "frcnn/error.h"
 #include "frcnn/frame.h"
@@ -188,6 +189,23 @@ TEST(Detector, FramesWithoutProposalsHaveNoDetections)
 	const auto batch = detector.detect(std::vector<FrameView>{frames[0].view, blank.view});
 	expect_identical({batch.at(0)}, {alone});
 	EXPECT_TRUE(batch.at(1).empty());
+}
+
+// Weights handed over already read are the caller's: the detector keeps none of them once its
+// model holds them (it kept them for its lifetime, the size of the checkpoint again), and
+// detects as it does from the file.
+TEST(Detector, KeepsNoCheckpointItWasGiven)
+{
+	DetectorOptions options = shapes_options();
+	options.checkpoint = std::make_shared<const Checkpoint>(read_checkpoint(options.weights));
+	const std::weak_ptr<const Checkpoint> given = options.checkpoint;
+	Detector detector(options);
+	options.checkpoint.reset();
+	EXPECT_TRUE(given.expired()) << "the detector still holds the checkpoint";
+	const TestFrame frame = shapes_frame(0, PixelFormat::RGB, 0);
+	const auto detections = detector.detect(std::vector<FrameView>{frame.view}).at(0);
+	ASSERT_FALSE(detections.empty());
+	expect_identical({detections}, {shapes_detector().detect(std::vector<FrameView>{frame.view}).at(0)});
 }
 
 // A negative thread count is refused, as set_cpu_threads refuses it (it was ignored).
