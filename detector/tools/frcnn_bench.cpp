@@ -916,10 +916,14 @@ int main(int argc, char **argv)
 		// seeded ones (a staged model of seeded weights is calibrated meanwhile).
 		auto load_start = Clock::now();
 		double load_ms = -1;
-		frcnn::FasterRCNN model(d.model);
+		// The facade loads given weights itself: a model of them here would only be thrown away
+		// (and make the facade's load look faster, in memory that model freed).
+		const bool facade_loads_weights = o.facade && !d.weights.empty() && o.save_weights.empty();
+		frcnn::FasterRCNN model = facade_loads_weights ? frcnn::FasterRCNN(nullptr) : frcnn::FasterRCNN(d.model);
 		std::vector<Image> first;
 		if (!d.weights.empty()) {
-			model->load_state_dict(frcnn::read_checkpoint(d.weights));
+			if (model)
+				model->load_state_dict(frcnn::read_checkpoint(d.weights));
 		} else if (source) {
 			// Statistics from the frames the benchmark runs on: a calibration of the first
 			// batch, so that random weights give activations (and proposals) like a trained
@@ -934,7 +938,8 @@ int main(int argc, char **argv)
 			source = std::make_unique<FrameSource>(o.inputs, o.resize_width, o.resize_height, o.pixel_format, o.transfer,
 							       o.primaries);
 		}
-		model->eval();
+		if (model)
+			model->eval();
 		if (!o.save_weights.empty()) {
 			frcnn::Checkpoint checkpoint;
 			checkpoint.tensors = model->state_dict();
