@@ -898,6 +898,13 @@ int main(int argc, char **argv)
 			return 0;
 		}
 
+		// From a file to a model ready to run: the weights read (by detector_options, which
+		// tells the model from them), the model built, the weights taken and the model prepared
+		// for its device (what a start of the element waits for). Reported where the model
+		// loads from a file: given weights, or the facade's file of seeded ones (a staged model
+		// of seeded weights is calibrated meanwhile).
+		auto load_start = Clock::now();
+		double load_ms = -1;
 		// The model: built here rather than through the Detector facade, so that its parts can
 		// be timed one by one and seeded weights can be calibrated and saved.
 		frcnn::DetectorOptions d = frcnn::cli::detector_options(o.model);
@@ -910,20 +917,13 @@ int main(int argc, char **argv)
 		frcnn::detail::check_precision(device, d.precision);
 		if (d.weights.empty())
 			torch::manual_seed(d.random_seed);
-		// From a file to a model ready to run: the weights read, the model built, the weights
-		// taken and the model prepared for its device (what a start of the element waits for).
-		// Reported where the model loads from a file: given weights, or the facade's file of
-		// seeded ones (a staged model of seeded weights is calibrated meanwhile).
-		auto load_start = Clock::now();
-		double load_ms = -1;
-		// The facade loads given weights itself: a model of them here would only be thrown away
-		// (and make the facade's load look faster, in memory that model freed).
+		// The facade loads given weights itself: a model of them here would only be thrown away.
 		const bool facade_loads_weights = o.facade && !d.weights.empty() && o.save_weights.empty();
 		frcnn::FasterRCNN model = facade_loads_weights ? frcnn::FasterRCNN(nullptr) : frcnn::FasterRCNN(d.model);
 		std::vector<Image> first;
 		if (!d.weights.empty()) {
 			if (model)
-				model->load_state_dict(frcnn::read_checkpoint(d.weights));
+				model->load_state_dict(d.checkpoint ? *d.checkpoint : frcnn::read_checkpoint(d.weights));
 		} else if (source) {
 			// Statistics from the frames the benchmark runs on: a calibration of the first
 			// batch, so that random weights give activations (and proposals) like a trained
@@ -964,8 +964,8 @@ int main(int argc, char **argv)
 				tmp_weights = path;
 				frcnn::write_checkpoint(tmp_weights, model->state_dict());
 				d.weights = tmp_weights;
+				load_start = Clock::now();
 			}
-			load_start = Clock::now();
 			facade = std::make_unique<frcnn::Detector>(d);
 			load_ms = ms_since(load_start);
 			if (!tmp_weights.empty())
@@ -979,6 +979,9 @@ int main(int argc, char **argv)
 				load_ms = ms_since(load_start);
 			staged = std::make_unique<StagedModel>(model, device, d.channels_last);
 		}
+		// The model holds the weights: the checkpoint read for it would stay in memory (and in
+		// the RSS reported) for the whole run.
+		d.checkpoint.reset();
 		// int8: calibrated before the warm-up, on the first frames (as the Detector does in a
 		// stream), or from the calibration file; the timed batches all run in 8 bits.
 		double int8_calibration_ms = 0;
