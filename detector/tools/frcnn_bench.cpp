@@ -71,7 +71,8 @@ void usage(FILE *out)
 	std::fprintf(out,
 		     "Usage: frcnn-bench [OPTIONS] [--] INPUT...\n"
 		     "Runs a Faster R-CNN on frames and reports frames per second, latency per batch (p50,\n"
-		     "p95), time per stage, peak RSS and achieved GFLOP/s. An INPUT is an image file or a\n"
+		     "p95), time per stage, peak RSS, achieved GFLOP/s and the time the model took to load\n"
+		     "from a weights file. An INPUT is an image file or a\n"
 		     "video (decoded with OpenCV; a build without OpenCV reads binary PPM images only);\n"
 		     "frames are taken in order, starting over at the end. Decoding is not timed.\n\n"
 		     "Options:\n%s"
