@@ -81,7 +81,7 @@ SANITIZE_BUILD ?= build-asan
 # exit. They run first: GStreamer's plugin scanner (also a program built elsewhere) then fills
 # the tests' registry with the sanitized plugin, and loads every other plugin installed, some of
 # which keep memory, without the leak check.
-SANITIZE_PRELOADED_TESTS := frcnnjson python_example python_example_ids pipeline_scripts state_stress gpu_element_dry_run shapes_model_e2e shapes_model_bf16_e2e shapes_model_int8_e2e install
+SANITIZE_PRELOADED_TESTS := frcnnjson python_example python_example_ids pipeline_scripts state_stress gpu_element_dry_run shapes_model_e2e shapes_model_bf16_e2e shapes_model_int8_e2e train_tool install
 # Measures leaks by the resident memory of glibc's allocator, which AddressSanitizer replaces
 # (LeakSanitizer checks the same cycles in frcnndetect's tests).
 SANITIZE_LEFT_OUT_TESTS := frcnndetect_cycles
