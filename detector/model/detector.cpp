@@ -120,6 +120,9 @@ Detector::Detector(const DetectorOptions &options)
 	: impl_(std::make_unique<Impl>())
 {
 	impl_->options = options;
+	// Read from the caller's options below; a copy kept here would double the memory of a large
+	// checkpoint (160 MB for fasterrcnn_resnet50_fpn) for as long as the detector lives.
+	impl_->options.checkpoint.reset();
 	impl_->device = parse_device(options.device);
 	if (options.precision == Precision::Int8 && options.int8_calibration_frames < 1)
 		throw Error("int8 calibration needs at least 1 frame, not " + std::to_string(options.int8_calibration_frames));
@@ -151,13 +154,8 @@ Detector::Detector(const DetectorOptions &options)
 		if (options.weights.empty() && !options.checkpoint)
 			torch::manual_seed(options.random_seed);
 		impl_->model = FasterRCNN(options.model);
-		if (options.checkpoint) {
+		if (options.checkpoint)
 			impl_->model->load_state_dict(*options.checkpoint);
-			// The model holds the weights now: the copy the options keep would double the
-			// memory of a large checkpoint (160 MB for fasterrcnn_resnet50_fpn) for as long as
-			// the detector lives. What the caller holds stays the caller's.
-			impl_->options.checkpoint.reset();
-		}
 		else if (!options.weights.empty())
 			impl_->model->load_state_dict(read_checkpoint(options.weights));
 		impl_->model->eval();

@@ -63,6 +63,11 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using json = nlohmann::ordered_json;
 
+double ms_since(Clock::time_point start)
+{
+	return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+}
+
 const char *const kStages[] = {"transform", "backbone_fpn", "rpn", "roi_heads", "postprocess"};
 constexpr size_t kNumStages = 5;
 
@@ -555,7 +560,7 @@ void op_end(const at::RecordFunction &, at::ObserverContext *ctx_base)
 		return;
 	o->depth--;
 	if (auto *ctx = dynamic_cast<OpContext *>(ctx_base))
-		o->ms[ctx->name] += std::chrono::duration<double, std::milli>(Clock::now() - ctx->start).count();
+		o->ms[ctx->name] += ms_since(ctx->start);
 }
 
 // Observes the operators run on this thread while it lives.
@@ -708,11 +713,6 @@ double percentile(std::vector<double> v, double q)
 	const double pos = q / 100.0 * (double)(v.size() - 1);
 	const size_t lo = (size_t)std::floor(pos), hi = std::min(lo + 1, v.size() - 1);
 	return v[lo] + (v[hi] - v[lo]) * (pos - (double)lo);
-}
-
-double ms_since(Clock::time_point start)
-{
-	return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
 }
 
 double round_to(double v, int digits)
@@ -1012,7 +1012,7 @@ int main(int argc, char **argv)
 						frcnn::save_int8_calibration(observed, d.int8_calibration);
 				}
 			}
-			int8_calibration_ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+			int8_calibration_ms = ms_since(start);
 		}
 
 		// A batch as run_batch takes it: the frames, or with --frame-copies their copies.
@@ -1068,11 +1068,10 @@ int main(int argc, char **argv)
 			double stages[kNumStages] = {0, 0, 0, 0, 0};
 			const auto copy_start = Clock::now();
 			const BatchInput input = batch_input(frames);
-			const double copy_batch_ms =
-				std::chrono::duration<double, std::milli>(Clock::now() - copy_start).count();
+			const double copy_batch_ms = ms_since(copy_start);
 			const auto start = Clock::now();
 			auto detections = run_batch(input, stages);
-			const double ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+			const double ms = ms_since(start);
 			if (b < o.warmup)
 				continue;
 			if (first_counts.empty()) {
@@ -1115,7 +1114,7 @@ int main(int argc, char **argv)
 			ObserverScope scope(observer);
 			const auto start = Clock::now();
 			run_batch(batch_input(frames), nullptr);
-			observed_ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+			observed_ms = ms_since(start);
 		}
 
 		const int timed_frames = timed_batches * o.batch;
